@@ -1,0 +1,32 @@
+# Two commands: `make demo` and `make test`. Each builds .venv on first use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: demo test test-slow lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first (this machine's CPU wheel), so nothing else pulls a CUDA build.
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/xlsr demo --out demo_out
+
+test: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,72 @@
+"""The `xlsr` command: a thin dispatcher over one module per subcommand.
+
+Each module in COMMANDS defines `register(subparsers)`, which adds its parser and sets
+`func=run` with `set_defaults`. `run(args)` calls library functions and returns an exit code.
+User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from xlsr import __version__
+from xlsr.errors import XlsrError
+
+# Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.
+COMMANDS = [
+    "synth",
+    "data",
+    "pretrain",
+    "finetune",
+    "transcribe",
+    "evaluate",
+    "lm",
+    "analyze",
+    "convert",
+    "plot",
+    "demo",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xlsr",
+        description="Cross-lingual speech representation learning: pretrain, fine-tune, transcribe, "
+        "evaluate, analyze and convert wav2vec 2.0 / XLSR models.",
+    )
+    parser.add_argument("--version", action="version", version=f"xlsr {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"xlsr.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"xlsr.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except XlsrError as exc:
+        print(f"xlsr: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"xlsr: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xlsr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

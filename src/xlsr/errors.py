@@ -1,0 +1,17 @@
+"""One error type for everything a user can get wrong; the CLI prints it as one line."""
+
+
+class XlsrError(ValueError):
+    """Bad input from a user: a file, a field or an argument. The message names it and says what is wrong."""
+
+
+class AudioError(XlsrError):
+    """An audio file that cannot be read or holds unusable samples."""
+
+
+class ManifestError(XlsrError):
+    """A manifest line or file that does not follow the JSONL manifest format."""
+
+
+class CheckpointError(XlsrError):
+    """A checkpoint that is missing, truncated, of another format, or inconsistent with its config."""
