@@ -1,0 +1,229 @@
+"""`analyze`: the shared-discrete-units analysis end to end (spec §9), from a checkpoint and a data folder.
+
+checkpoint + DIR/<lang>/<split>.jsonl → the same seconds of audio per language → quantizer codes
+(eval mode) → per-language codeword distributions → sharing statistics, similarities, PCA, clustering
+→ OUT/analysis.json, OUT/codeword_counts.npz and four PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xlsr.analysis import codebook as cb
+from xlsr.analysis.selection import (
+    SAMPLE_RATE,
+    available_seconds,
+    seconds_per_language,
+    select_clips,
+)
+from xlsr.errors import XlsrError
+
+DEFAULT_MAX_SECONDS = 600.0  # default per-language amount is the smallest language's audio, capped here
+PLOT_FILES = {
+    "pca": "pca.png",
+    "dendrogram": "dendrogram.png",
+    "similarity": "similarity.png",
+    "sharing": "sharing.png",
+}
+
+
+@dataclass
+class AnalysisReport:
+    """What `analyze` measured (`summary`, as written to analysis.json) and the files it wrote."""
+
+    summary: dict
+    counts: cb.CodewordCounts
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def language_families(langs: list[str], overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Family of each language: `overrides`, else the synthetic corpus's language table, else 'unknown'."""
+    from xlsr.data.synth.languages import LANGUAGES
+
+    families = {}
+    for lang in langs:
+        # Common Voice style codes such as zh-CN or pt_BR fall back to their base language.
+        entry = LANGUAGES.get(lang) or LANGUAGES.get(lang.replace("_", "-").split("-")[0])
+        families[lang] = entry.family if entry is not None else "unknown"
+    families.update({k: v for k, v in (overrides or {}).items() if k in families})
+    return families
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise XlsrError(f"--device: unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise XlsrError(f"--device: {name} requested but no CUDA GPU is available")
+    return device
+
+
+def _load_quantizing_model(model_path: str | Path):
+    from xlsr.interop.load import load_pretrained
+
+    loaded = load_pretrained(model_path)
+    model = loaded.model
+    if not callable(getattr(model, "quantize", None)):
+        raise XlsrError(
+            f"{model_path}: a {type(model).__name__} checkpoint has no quantizer; the analysis needs a "
+            f"pretraining checkpoint (Wav2Vec2ForPreTraining, e.g. from `xlsr pretrain` or a converted "
+            f"XLSR-53 .pt), not a fine-tuned CTC model"
+        )
+    return loaded
+
+
+def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict[str, tuple[Path, list]]:
+    from xlsr.data.manifest import find_manifests, read_manifest
+
+    if not data_dir.is_dir():
+        raise XlsrError(f"{data_dir}: not a directory (expected DIR/<lang>/{split}.jsonl manifests)")
+    manifests = dict(sorted(find_manifests(data_dir, split).items()))
+    if langs:
+        missing = [lang for lang in langs if lang not in manifests]
+        if missing:
+            have = ", ".join(manifests) or "none"
+            raise XlsrError(
+                f"{data_dir}: no {split}.jsonl manifest for language(s) {', '.join(missing)} (found: {have})"
+            )
+        manifests = {lang: manifests[lang] for lang in dict.fromkeys(langs)}
+    if len(manifests) < 2:
+        found = f"only {', '.join(manifests)}" if manifests else "none"
+        raise XlsrError(
+            f"{data_dir}: the analysis compares languages and needs {split}.jsonl manifests for at least "
+            f"2 languages (DIR/<lang>/{split}.jsonl), found {found}"
+        )
+    return {lang: (path, read_manifest(path)) for lang, path in manifests.items()}
+
+
+def analyze(
+    model_path: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    split: str = "train",
+    seconds_per_lang: float | None = None,
+    langs: list[str] | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    seed: int = 0,
+    device: str = "cpu",
+    families: dict[str, str] | None = None,
+    plots: bool = True,
+    show_progress: bool = True,
+) -> AnalysisReport:
+    """Run the shared-discrete-units analysis and write analysis.json, codeword_counts.npz and the PNGs."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    per_lang = _read_languages(data_dir, split, langs)
+    available = {lang: available_seconds(utts) for lang, (_, utts) in per_lang.items()}
+    seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds,
+                                   manifests={lang: path for lang, (path, _) in per_lang.items()})
+
+    torch_device = _device(device)
+    loaded = _load_quantizing_model(model_path)
+    cfg = loaded.config
+    min_samples = cfg.receptive_field  # shorter audio gives no frame
+    clips = {lang: select_clips(utts, seconds, seed=seed, min_samples=min_samples)
+             for lang, (_, utts) in per_lang.items()}
+    model = loaded.model.to(torch_device)
+
+    from xlsr.analysis.extract import extract_codeword_ids
+
+    ids, samples = extract_codeword_ids(model, clips, num_codevectors_per_group=cfg.num_codevectors_per_group,
+                               normalize=cfg.normalize_waveform, device=torch_device,
+                               min_samples=min_samples, show_progress=show_progress)
+    for lang, lang_ids in ids.items():
+        if lang_ids.size == 0:
+            raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (utterances shorter than "
+                            f"{min_samples} samples?)")
+    G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
+    counts = cb.count_codewords(ids, num_codewords=V**G)
+    summary = cb.statistics(counts)
+    family = language_families(counts.langs, families)
+    for lang, (path, _) in per_lang.items():
+        lang_clips = clips[lang]
+        summary["per_language"][lang].update({
+            "family": family[lang],
+            "manifest": str(path),
+            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
+            "utterances": len(lang_clips),
+            "available_seconds": available[lang],
+        })
+    summary = {
+        "model": str(model_path),
+        "source_format": loaded.source_format,
+        "num_codevector_groups": G,
+        "num_codevectors_per_group": V,
+        "data": str(data_dir),
+        "split": split,
+        "seconds_per_lang": seconds,
+        "seed": seed,
+        "langs": counts.langs,
+        **summary,
+    }
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    if plots:
+        files.update(_write_plots(summary, out_dir))
+    summary["files"] = {name: path.name for name, path in files.items()}
+    files["counts"] = out_dir / "codeword_counts.npz"
+    np.savez_compressed(files["counts"], langs=np.array(counts.langs), codewords=counts.codewords,
+                        counts=counts.counts, num_codewords=counts.num_codewords)
+    files["json"] = out_dir / "analysis.json"
+    summary["files"].update(counts=files["counts"].name, json=files["json"].name)
+    files["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    return AnalysisReport(summary=summary, counts=counts, out_dir=out_dir, files=files)
+
+
+def _write_plots(summary: dict, out_dir: Path) -> dict[str, Path]:
+    from xlsr.analysis import plots
+
+    langs = summary["langs"]
+    fam = [summary["per_language"][lang]["family"] for lang in langs]
+    coords = np.array([summary["pca"]["coords"][lang] for lang in langs])
+    explained = np.array(summary["pca"]["explained_variance_ratio"])
+    sim = summary["similarity"]
+    # The heatmap follows the dendrogram's leaf order, so clusters show as blocks.
+    order = [langs.index(lang) for lang in summary["clustering"]["leaves"]]
+    dist = np.array(sim["js_distance"])[np.ix_(order, order)]
+    histogram = np.array([summary["sharing"]["histogram"][str(k)] for k in range(1, len(langs) + 1)])
+    return {
+        "pca": plots.plot_pca(coords, explained, langs, fam, out_dir / PLOT_FILES["pca"]),
+        "dendrogram": plots.plot_dendrogram(np.array(summary["clustering"]["linkage"]), langs, fam,
+                                            out_dir / PLOT_FILES["dendrogram"]),
+        "similarity": plots.plot_heatmap(dist, [langs[i] for i in order], out_dir / PLOT_FILES["similarity"],
+                                         title="Jensen–Shannon distance between codeword distributions",
+                                         label="JS distance (0 = identical, 1 = disjoint)"),
+        "sharing": plots.plot_sharing(histogram, out_dir / PLOT_FILES["sharing"]),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table of the per-language figures and the sharing counts, for the terminal."""
+    langs = summary["langs"]
+    rows = [f"{'lang':<8} {'family':<14} {'seconds':>8} {'frames':>8} {'distinct':>8} {'ppl':>8} "
+            f"{'specific':>8} {'spec.frames':>11}  nearest (JS dist)"]
+    for lang in langs:
+        s = summary["per_language"][lang]
+        rows.append(
+            f"{lang:<8} {s['family'][:14]:<14} {s['seconds']:>8.1f} {s['frames']:>8d} {s['distinct_codewords']:>8d} "
+            f"{s['perplexity']:>8.1f} {s['specific_codewords']:>8d} {100 * s['specific_frame_share']:>10.1f}%  "
+            f"{s['nearest']} ({s['nearest_js_distance']:.3f})"
+        )
+    sharing = summary["sharing"]
+    hist = ", ".join(f"{k}: {n}" for k, n in sharing["histogram"].items())
+    rows.append(f"codewords used: {summary['codewords_used']} of {summary['num_codewords']}; "
+                f"by number of languages {{{hist}}}")
+    rows.append(f"shared by ≥ 2 languages: {100 * sharing['shared_codeword_share']:.1f}% of used codewords, "
+                f"{100 * sharing['shared_frame_share']:.1f}% of frames")
+    return "\n".join(rows)
+

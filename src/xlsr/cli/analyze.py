@@ -1,0 +1,46 @@
+"""`xlsr analyze`: which discrete units the languages share, from a pretraining checkpoint and a data folder."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the `analyze` subcommand."""
+    p = subparsers.add_parser(
+        "analyze",
+        help="codeword usage per language, sharing, similarity, PCA and dendrogram of a pretrained model",
+        description="Run the quantizer (eval mode) over the same amount of audio per language and write "
+        "per-language codeword distributions, sharing statistics, pairwise similarities, a PCA scatter, "
+        "a dendrogram, a similarity heatmap and a sharing histogram (OUT/analysis.json + PNGs).",
+    )
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="pretraining checkpoint: an xlsr directory, a Hugging Face directory or a fairseq .pt")
+    p.add_argument("--data", required=True, metavar="DIR", help="data folder laid out as DIR/<lang>/<split>.jsonl")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--split", default="train", help="manifest split to read (default: train)")
+    p.add_argument("--seconds-per-lang", type=float, default=None, metavar="S",
+                   help="seconds of audio per language (default: the smallest language's total, capped by "
+                   "--max-seconds)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="cap on the default amount per language (default: 600)")
+    p.add_argument("--langs", nargs="+", default=None, metavar="LANG", help="only these languages (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the utterance sample (default: 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--no-plots", action="store_true", help="write the JSON only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the analysis and print its summary table."""
+    from xlsr.analysis import analyze, format_summary
+    from xlsr.analysis.run import DEFAULT_MAX_SECONDS
+
+    report = analyze(
+        args.model, args.data, args.out, split=args.split, seconds_per_lang=args.seconds_per_lang,
+        langs=args.langs, max_seconds=args.max_seconds if args.max_seconds is not None else DEFAULT_MAX_SECONDS,
+        seed=args.seed, device=args.device, plots=not args.no_plots,
+    )
+    print(format_summary(report.summary))
+    print(f"wrote {', '.join(sorted(p.name for p in report.files.values()))} to {report.out_dir}")
+    return 0

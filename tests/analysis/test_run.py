@@ -1,0 +1,177 @@
+"""`analyze` end to end on a tiny random pretraining model and a generated 3-language corpus."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from xlsr.analysis import analyze
+from xlsr.analysis.run import language_families
+from xlsr.analysis.selection import select_clips
+from xlsr.cli.main import main
+from xlsr.data.audio import load_audio
+from xlsr.data.manifest import Utterance, read_manifest, write_manifest
+from xlsr.errors import XlsrError
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+
+SR = 16000
+V = 8  # codevectors per group: 64 possible codewords
+
+
+def tiny_config() -> Wav2Vec2Config:
+    return Wav2Vec2Config(
+        conv_layers=[(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2, hidden_size=32, num_layers=1,
+        num_heads=2, ffn_dim=64, final_dim=16, codevector_dim=16, num_codevector_groups=2,
+        num_codevectors_per_group=V, conv_pos=16, conv_pos_groups=4,
+    )
+
+
+def write_language(root, lang, seconds, seed):
+    """A few utterances of a language-specific mix of tones and noise, and their train.jsonl."""
+    rng = np.random.default_rng(seed)
+    folder = root / lang
+    folder.mkdir(parents=True)
+    utts = []
+    for i, dur in enumerate(seconds):
+        t = np.arange(int(dur * SR)) / SR
+        x = 0.3 * np.sin(2 * np.pi * (150 + 200 * seed) * t) + (0.05 + 0.1 * seed) * rng.standard_normal(t.size)
+        path = folder / f"{lang}_{i}.wav"
+        sf.write(path, x.astype(np.float32), SR)
+        utts.append(Utterance(audio=str(path), num_samples=t.size, lang=lang, speaker="s0", id=f"{lang}_{i}"))
+    write_manifest(folder / "train.jsonl", utts)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis")
+    data = root / "data"
+    for seed, lang in enumerate(["it", "es", "de"]):
+        write_language(data, lang, [0.6, 0.5, 0.7 + 0.2 * seed], seed)
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(tiny_config())
+    save_checkpoint(root / "pretrained", model)
+    return root, data, model
+
+
+def test_analysis_end_to_end(setup, tmp_path):
+    root, data, model = setup
+    report = analyze(root / "pretrained", data, tmp_path / "out", seconds_per_lang=1.5, show_progress=False)
+    s = report.summary
+    assert s["langs"] == ["de", "es", "it"]
+    assert s["num_codewords"] == V * V
+    # Same audio per language, and every language's distribution sums to 1.
+    for lang in s["langs"]:  # a leftover shorter than the receptive field (400 samples) is dropped
+        assert 1.5 - 400 / SR < s["per_language"][lang]["seconds"] <= 1.5
+    np.testing.assert_allclose(report.counts.counts.sum(axis=1) / report.counts.frames, 1.0)
+    frames = [s["per_language"][lang]["frames"] for lang in s["langs"]]
+    assert max(frames) - min(frames) <= 3  # equal seconds: frame counts differ only by cropping edges
+    # A language is most similar to itself.
+    jsd = np.array(s["similarity"]["js_distance"])
+    cos = np.array(s["similarity"]["cosine"])
+    for i in range(3):
+        assert jsd[i, i] == pytest.approx(0.0) and jsd[i].argmin() == i
+        assert cos[i, i] == pytest.approx(1.0) and cos[i].argmax() == i
+    assert np.array(s["pca"]["coords"]["it"]).shape == (2,)
+    assert s["per_language"]["it"]["family"] == "Romance"
+    assert sum(s["sharing"]["histogram"].values()) == s["codewords_used"]
+    # Files: the JSON round-trips, the counts file agrees with it, the four plots exist.
+    on_disk = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert on_disk["per_language"] == s["per_language"]
+    npz = np.load(tmp_path / "out" / "codeword_counts.npz")
+    assert npz["counts"].sum(axis=1).tolist() == frames
+    for name in ("pca.png", "dendrogram.png", "similarity.png", "sharing.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_counts_match_the_quantizer_run_directly(setup, tmp_path):
+    root, data, model = setup
+    report = analyze(root / "pretrained", data, tmp_path / "out", langs=["it", "de"], seconds_per_lang=1.0,
+                     seed=5, plots=False, show_progress=False)
+    model.eval()
+    for row, lang in enumerate(report.counts.langs):
+        utts = read_manifest(data / lang / "train.jsonl")
+        ids = []
+        for clip in select_clips(utts, 1.0, seed=5):
+            x = torch.from_numpy(load_audio(clip.utterance.audio)[: clip.num_samples])[None]
+            with torch.no_grad():
+                codes, _ = model.quantize(x, torch.tensor([x.shape[1]]))
+            ids.append(codes[0, :, 0] * V + codes[0, :, 1])  # i1·V + i2 (spec §3)
+        expected = np.bincount(torch.cat(ids).numpy(), minlength=V * V)
+        got = np.zeros(V * V, dtype=np.int64)
+        got[report.counts.codewords] = report.counts.counts[row]
+        np.testing.assert_array_equal(got, expected)
+    assert report.counts.langs == ["it", "de"]
+    assert not (tmp_path / "out" / "pca.png").exists()
+
+
+def test_default_amount_is_the_smallest_language(setup, tmp_path):
+    root, data, _ = setup
+    report = analyze(root / "pretrained", data, tmp_path / "out", plots=False, show_progress=False)
+    smallest = min(sum(u.num_samples for u in read_manifest(data / lang / "train.jsonl")) for lang in ["it", "es", "de"])
+    assert report.summary["seconds_per_lang"] == pytest.approx(smallest / SR)
+
+
+def test_ctc_checkpoint_is_refused(setup, tmp_path):
+    root, data, _ = setup
+    save_checkpoint(tmp_path / "ctc", Wav2Vec2ForCTC(tiny_config(), 5), vocab=["<blank>", "<unk>", "|", "a", "b"])
+    with pytest.raises(XlsrError, match="no quantizer.*pretraining checkpoint") as info:
+        analyze(tmp_path / "ctc", data, tmp_path / "out", show_progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_one_language_is_refused(setup, tmp_path):
+    root, _, _ = setup
+    write_language(tmp_path / "one", "it", [0.5], 0)
+    with pytest.raises(XlsrError, match="at least 2 languages.*found only it"):
+        analyze(root / "pretrained", tmp_path / "one", tmp_path / "out", show_progress=False)
+    with pytest.raises(XlsrError, match="at least 2 languages"):
+        analyze(root / "pretrained", root / "data", tmp_path / "out", langs=["es"], show_progress=False)
+
+
+def test_unknown_language_is_refused(setup, tmp_path):
+    root, data, _ = setup
+    with pytest.raises(XlsrError, match="no train.jsonl manifest for language.*xx"):
+        analyze(root / "pretrained", data, tmp_path / "out", langs=["it", "xx"], show_progress=False)
+
+
+def test_too_little_audio_is_refused(setup, tmp_path):
+    root, data, _ = setup
+    with pytest.raises(XlsrError, match=r"it/train.jsonl: language 'it' has 1\.8 s of audio but .* needs 60\.0 s"):
+        analyze(root / "pretrained", data, tmp_path / "out", seconds_per_lang=60, show_progress=False)
+
+
+def test_cli_writes_the_analysis_and_reports_bad_input(setup, tmp_path, capsys):
+    root, data, _ = setup
+    out = tmp_path / "cli"
+    code = main(["analyze", "--model", str(root / "pretrained"), "--data", str(data), "--out", str(out),
+                 "--seconds-per-lang", "1", "--langs", "it", "es", "--no-plots"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert json.loads((out / "analysis.json").read_text())["langs"] == ["it", "es"]
+    assert "it" in printed and "nearest" in printed
+    code = main(["analyze", "--model", str(root / "pretrained"), "--data", str(data), "--out", str(out),
+                 "--seconds-per-lang", "99"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("xlsr: error: ") and err.count("\n") == 1 and "99.0 s" in err
+
+
+def test_families_come_from_the_language_table():
+    fam = language_families(["it", "de", "zh-CN", "xx"], overrides={"xx": "Isolate"})
+    assert fam == {"it": "Romance", "de": "Germanic", "zh-CN": "Sino-Tibetan", "xx": "Isolate"}
+    assert language_families(["qq"])["qq"] == "unknown"
+
+
+def test_hugging_face_export_gives_the_same_counts(setup, tmp_path):
+    from xlsr.interop.huggingface import export_hf
+
+    root, data, model = setup
+    export_hf(model, tmp_path / "hf")
+    native = analyze(root / "pretrained", data, tmp_path / "a", seconds_per_lang=1.0, plots=False, show_progress=False)
+    hf = analyze(tmp_path / "hf", data, tmp_path / "b", seconds_per_lang=1.0, plots=False, show_progress=False)
+    assert hf.summary["source_format"] == "hf"
+    np.testing.assert_array_equal(hf.counts.codewords, native.counts.codewords)
+    np.testing.assert_array_equal(hf.counts.counts, native.counts.counts)

@@ -1,0 +1,52 @@
+"""Equal audio per language: the sample budget, the default amount and the too-little-audio error."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from xlsr.analysis.selection import seconds_per_language, select_clips
+from xlsr.errors import XlsrError
+
+
+@dataclass
+class Utt:
+    audio: str
+    num_samples: int
+
+
+def test_clips_add_up_to_the_budget_and_are_seeded():
+    utts = [Utt(f"u{i}.wav", n) for i, n in enumerate([16000, 8000, 24000, 12000, 4000])]
+    clips = select_clips(utts, 2.5, seed=3)
+    assert sum(c.num_samples for c in clips) == 40000
+    assert all(c.num_samples <= c.utterance.num_samples for c in clips)
+    assert len({c.utterance.audio for c in clips}) == len(clips)
+    again = select_clips(utts, 2.5, seed=3)
+    assert [(c.utterance.audio, c.num_samples) for c in again] == [(c.utterance.audio, c.num_samples) for c in clips]
+    other = [select_clips(utts, 2.5, seed=s)[0].utterance.audio for s in range(10)]
+    assert len(set(other)) > 1  # the order depends on the seed
+
+
+def test_leftover_below_receptive_field_is_dropped():
+    utts = [Utt("a.wav", 16000), Utt("b.wav", 16000)]
+    clips = select_clips(utts, 1.0 + 100 / 16000, seed=0, min_samples=400)
+    assert [c.num_samples for c in clips] == [16000]
+
+
+def test_default_amount_is_smallest_language_capped():
+    assert seconds_per_language({"a": 30.0, "b": 12.5}, None, max_seconds=600) == 12.5
+    assert seconds_per_language({"a": 3000.0, "b": 1200.0}, None, max_seconds=600) == 600
+    assert seconds_per_language({"a": 30.0, "b": 12.5}, 10.0, max_seconds=600) == 10.0
+
+
+def test_too_little_audio_is_one_clear_line():
+    with pytest.raises(XlsrError) as info:
+        seconds_per_language({"a": 30.0, "b": 12.5}, 20.0, max_seconds=600, manifests={"b": "data/b/train.jsonl"})
+    message = str(info.value)
+    assert "\n" not in message
+    assert "data/b/train.jsonl" in message and "'b'" in message and "12.5 s" in message and "20.0 s" in message
+
+
+def test_non_positive_amount_is_rejected():
+    with pytest.raises(XlsrError, match="--seconds-per-lang"):
+        seconds_per_language({"a": 30.0, "b": 12.5}, 0.0, max_seconds=600)
+
