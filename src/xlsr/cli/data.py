@@ -1,0 +1,82 @@
+"""`xlsr data`: corpus statistics and importers to our JSONL manifests."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq or folder corpora")
+    sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
+
+    s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
+    s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl")
+    s.add_argument("--alpha", type=float, default=None, help="also print α sampling weights of the train split")
+    s.set_defaults(func=run_stats)
+
+    imp = sub.add_parser("import", help="write manifests for an existing corpus")
+    kinds = imp.add_subparsers(title="formats", metavar="FORMAT", dest="format", required=True)
+    cv = kinds.add_parser("commonvoice", help="Common Voice release folder (clips/ + train/dev/test.tsv)")
+    cv.add_argument("src")
+    cv.add_argument("--out", required=True)
+    cv.add_argument("--lang", default=None, help="language code (default: the tsv's locale column)")
+    cv.set_defaults(func=run_import)
+    fs = kinds.add_parser("fairseq", help="fairseq .tsv manifests with .wrd/.ltr/.phn labels")
+    fs.add_argument("tsv", nargs="+")
+    fs.add_argument("--out", required=True)
+    fs.add_argument("--lang", required=True)
+    fs.set_defaults(func=run_import)
+    fo = kinds.add_parser("folder", help="a folder of audio files plus a transcript file")
+    fo.add_argument("src")
+    fo.add_argument("--transcripts", required=True, help="lines: <file or stem><TAB or space><label>")
+    fo.add_argument("--out", required=True)
+    fo.add_argument("--lang", required=True)
+    fo.add_argument("--split", default="train")
+    fo.add_argument("--label", choices=["text", "phones"], default="text")
+    fo.set_defaults(func=run_import)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from xlsr.data.manifest import read_manifest
+    from xlsr.data.sampling import language_hours, weights_table
+    from xlsr.errors import ManifestError
+
+    root = Path(args.dir)
+    manifests = sorted(root.glob("*/*.jsonl"))
+    if not manifests:
+        raise ManifestError(f"{root}: no manifests <lang>/<split>.jsonl found")
+    print(f"{'lang':<8}{'split':<8}{'utts':>8}{'hours':>10}{'speakers':>10}")
+    totals = [0, 0.0]
+    train = []
+    for path in manifests:
+        utts = read_manifest(path)
+        hours = sum(u.num_samples for u in utts) / 16000 / 3600
+        print(f"{path.parent.name:<8}{path.stem:<8}{len(utts):>8}{hours:>10.3f}{len({u.speaker for u in utts}):>10}")
+        totals[0] += len(utts)
+        totals[1] += hours
+        if path.stem == "train":
+            train += utts
+    print(f"{'total':<16}{totals[0]:>8}{totals[1]:>10.3f}")
+    if args.alpha is not None and train:
+        print()
+        print(weights_table(language_hours(train), args.alpha))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from xlsr.data import importers
+
+    if args.format == "commonvoice":
+        counts = importers.import_common_voice(args.src, args.out, lang=args.lang)
+        print("imported " + ", ".join(f"{split}: {n}" for split, n in counts.items()) + f" into {args.out}")
+    elif args.format == "fairseq":
+        for tsv in args.tsv:
+            n = importers.import_fairseq(tsv, args.out, lang=args.lang)
+            print(f"imported {n} utterances from {tsv} into {args.out}")
+    else:
+        n = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
+                                    label=args.label)
+        print(f"imported {n} utterances into {args.out}/{args.lang}/{args.split}.jsonl")
+    return 0

@@ -1,0 +1,119 @@
+"""Manifests: JSONL, one utterance a line, audio paths relative to the manifest's folder.
+
+Layout of a corpus folder: `DIR/<lang>/<split>.jsonl` (+ the audio wherever the lines point).
+A line: {"id", "audio", "num_samples", "lang", "speaker", "text"?, "phones"?}; num_samples at 16 kHz.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from xlsr.errors import ManifestError
+
+REQUIRED = ("audio", "num_samples", "lang")
+
+
+@dataclass
+class Utterance:
+    """One manifest line, with `audio` resolved to an absolute path."""
+
+    audio: str
+    num_samples: int
+    lang: str
+    speaker: str = "unknown"
+    text: str | None = None
+    phones: str | None = None
+    id: str = ""
+
+
+def _parse_line(line: str, where: str, root: Path) -> Utterance:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(record, dict):
+        raise ManifestError(f"{where}: expected a JSON object")
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
+    num_samples = record["num_samples"]
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+        raise ManifestError(f"{where}: num_samples must be a positive integer, got {num_samples!r}")
+    for key in ("audio", "lang"):
+        if not isinstance(record[key], str) or not record[key]:
+            raise ManifestError(f"{where}: {key} must be a non-empty string")
+    for key in ("speaker", "text", "phones", "id"):
+        if key in record and record[key] is not None and not isinstance(record[key], str):
+            raise ManifestError(f"{where}: {key} must be a string")
+    audio = Path(record["audio"])
+    if not audio.is_absolute():
+        audio = root / audio
+    return Utterance(
+        audio=str(audio),
+        num_samples=num_samples,
+        lang=record["lang"],
+        speaker=record.get("speaker") or "unknown",
+        text=record.get("text"),
+        phones=record.get("phones"),
+        id=record.get("id") or audio.stem,
+    )
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """All utterances of a JSONL manifest; ManifestError naming file and line for a bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest")
+    root = path.resolve().parent
+    utts = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                utts.append(_parse_line(line, f"{path}:{number}", root))
+    return utts
+
+
+def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
+    """Write `utts` as JSONL; audio under the manifest's folder is written relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = path.resolve().parent
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for u in utts:
+            audio = Path(u.audio).resolve()
+            rel = os.path.relpath(audio, root)
+            record = {"id": u.id, "audio": audio.as_posix() if rel.startswith("..") else Path(rel).as_posix(),
+                      "num_samples": int(u.num_samples), "lang": u.lang, "speaker": u.speaker}
+            if u.text is not None:
+                record["text"] = u.text
+            if u.phones is not None:
+                record["phones"] = u.phones
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(path)  # readers never see a half-written manifest
+
+
+def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:
+    """{lang: DIR/<lang>/<split>.jsonl} for every language folder that has that split, sorted by lang."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ManifestError(f"{data_dir}: no such data folder")
+    found = {p.parent.name: p for p in sorted(data_dir.glob(f"*/{split}.jsonl"))}
+    if not found:
+        raise ManifestError(f"{data_dir}: no manifests <lang>/{split}.jsonl found")
+    return found
+
+
+def read_split(data_dir: str | Path, split: str, langs: list[str] | None = None) -> list[Utterance]:
+    """Utterances of `split` for `langs` (default: every language found) from DIR/<lang>/<split>.jsonl."""
+    found = find_manifests(data_dir, split)
+    if langs is not None:
+        unknown = [lang for lang in langs if lang not in found]
+        if unknown:
+            raise ManifestError(f"{data_dir}: no {split}.jsonl for language(s) {', '.join(unknown)} "
+                                f"(found: {', '.join(found)})")
+        found = {lang: found[lang] for lang in langs}
+    return [u for path in found.values() for u in read_manifest(path)]

@@ -1,0 +1,101 @@
+"""α language sampling (XLSR §6.3): p_l ∝ (n_l / N)^α, multinomial resampling each epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from xlsr.data.audio import SAMPLE_RATE
+from xlsr.data.manifest import Utterance
+from xlsr.errors import XlsrError
+
+
+def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
+    """Sampling probability per language: (n_l/N)^α normalised to sum to 1 (α=1 natural, α=0 uniform)."""
+    if not hours:
+        raise XlsrError("language sampling: no languages given")
+    if not 0.0 <= alpha <= 1.0:
+        raise XlsrError(f"alpha: must be in [0, 1], got {alpha}")
+    bad = [lang for lang, h in hours.items() if not h > 0]
+    if bad:
+        raise XlsrError(f"language sampling: language(s) {', '.join(bad)} have no audio")
+    total = sum(hours.values())
+    scores = {lang: (h / total) ** alpha for lang, h in hours.items()}
+    norm = sum(scores.values())
+    return {lang: s / norm for lang, s in scores.items()}
+
+
+def language_hours(utts: Sequence[Utterance], sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """Hours of audio per language (from num_samples), sorted by language code."""
+    seconds: dict[str, float] = {}
+    for u in utts:
+        seconds[u.lang] = seconds.get(u.lang, 0.0) + u.num_samples / sample_rate
+    return {lang: seconds[lang] / 3600 for lang in sorted(seconds)}
+
+
+def weights_table(hours: dict[str, float], alpha: float) -> str:
+    """A printable table: language, hours, natural share, sampling probability at α."""
+    probs = language_weights(hours, alpha)
+    total = sum(hours.values())
+    lines = [f"{'lang':<8}{'hours':>10}{'natural':>10}{f'p(α={alpha:g})':>12}"]
+    for lang, h in hours.items():
+        lines.append(f"{lang:<8}{h:>10.3f}{h / total:>10.1%}{probs[lang]:>12.1%}")
+    return "\n".join(lines)
+
+
+class LanguageSampler:
+    """Draws each epoch's utterances: language counts ~ Multinomial(epoch_size, p), then utterances.
+
+    Within a language, utterances are taken from a fresh random permutation, cycled, so a language
+    that is upsampled repeats all of its utterances before any twice (the fairseq recipe duplicated
+    manifest lines instead). Every rank computes the same draw from (seed, epoch); iterating yields
+    this rank's disjoint share.
+    """
+
+    def __init__(self, utts: Sequence[Utterance], *, alpha: float = 0.5, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, epoch_size: int | None = None) -> None:
+        if not utts:
+            raise XlsrError("language sampling: no utterances")
+        if not 0 <= rank < world_size:
+            raise XlsrError(f"rank {rank} is outside world_size {world_size}")
+        self.alpha, self.seed, self.rank, self.world_size = alpha, seed, rank, world_size
+        self.hours = language_hours(utts)
+        self.weights = language_weights(self.hours, alpha)
+        self.langs = list(self.hours)
+        lang_of = np.array([self.langs.index(u.lang) for u in utts])
+        self.members = [np.flatnonzero(lang_of == i) for i in range(len(self.langs))]
+        self.epoch_size = len(utts) if epoch_size is None else int(epoch_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose draw the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def epoch_indices(self, epoch: int | None = None) -> np.ndarray:
+        """All ranks' utterance indices for `epoch` (default: the current one), in random order."""
+        epoch = self.epoch if epoch is None else epoch
+        rng = np.random.default_rng([self.seed, epoch])
+        counts = rng.multinomial(self.epoch_size, [self.weights[lang] for lang in self.langs])
+        drawn = []
+        for members, count in zip(self.members, counts):
+            reps = -(-count // len(members))  # ceil
+            cycle = np.concatenate([rng.permutation(members) for _ in range(max(reps, 1))])
+            drawn.append(cycle[:count])
+        out = np.concatenate(drawn)
+        return out[rng.permutation(len(out))]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.epoch_indices()[self.rank::self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.epoch_size, self.world_size))
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to redraw the same epochs."""
+        return {"epoch": self.epoch, "seed": self.seed, "alpha": self.alpha}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`."""
+        self.epoch, self.seed, self.alpha = int(state["epoch"]), int(state["seed"]), float(state["alpha"])
+        self.weights = language_weights(self.hours, self.alpha)

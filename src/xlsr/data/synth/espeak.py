@@ -1,0 +1,152 @@
+"""In-process espeak-ng (the library bundled by espeakng-loader), driven through ctypes.
+
+The library keeps global state and is not thread-safe: use one `Espeak` per process (`engine()`),
+which is how the synthesis workers run.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from xlsr.errors import XlsrError
+
+ESPEAK_SAMPLE_RATE = 22050
+
+# speak_lib.h constants
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_CHARS_UTF8 = 1
+_PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
+_PHONEMES_IPA = 0x02
+_SEPARATOR = "_"  # between phonemes of a word; words stay separated by spaces
+
+# Voice variants we synthesize with: espeak's m1-m7 and f1-f5 without flutter, roughness, echo and breath. These
+# keep state across utterances inside the library (same text, different samples on each call), which
+# would make the corpus depend on how utterances were spread over workers.
+VARIANTS = [f"m{i}" for i in range(1, 8)] + [f"f{i}" for i in range(1, 6)]
+VARIANT_PREFIX = "xlsr_"
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+def deterministic_data_dir(data: str) -> str:
+    """espeak-ng's data folder plus our stateless variants: a cached overlay of symlinks + variant files."""
+    cache = Path(os.environ.get("XLSR_CACHE", Path.home() / ".cache" / "xlsr"))
+    source = Path(data)
+    stamp = f"{source.resolve()}:{sorted(VARIANTS)}:flutter,roughness,echo,breath"
+    target = cache / "espeak-ng-data"
+    if (target / "xlsr.stamp").is_file() and (target / "xlsr.stamp").read_text() == stamp:
+        return str(target)
+    cache.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix="espeak-ng-data.", dir=cache))
+    for entry in source.iterdir():
+        if entry.name != "voices":
+            (build / entry.name).symlink_to(entry.resolve())
+    (build / "voices" / "!v").mkdir(parents=True)
+    for entry in (source / "voices").iterdir():
+        if entry.name != "!v":
+            (build / "voices" / entry.name).symlink_to(entry.resolve())
+    for entry in (source / "voices" / "!v").iterdir():
+        (build / "voices" / "!v" / entry.name).symlink_to(entry.resolve())
+    for name in VARIANTS:
+        lines = (source / "voices" / "!v" / name).read_text(encoding="utf-8").splitlines()
+        stateful = ("flutter", "roughness", "echo", "breath", "breathw")
+        kept = [line for line in lines if not line.split() or line.split()[0] not in stateful]
+        (build / "voices" / "!v" / f"{VARIANT_PREFIX}{name}").write_text(
+            "\n".join(kept + ["flutter 0", "roughness 0", "echo 0 0", ""]), encoding="utf-8")
+    (build / "xlsr.stamp").write_text(stamp)
+    try:
+        if target.exists():
+            shutil.rmtree(target)  # a stale overlay (another espeak-ng data folder)
+        build.rename(target)
+    except OSError:  # another process won the race: use its (identical) folder
+        shutil.rmtree(build, ignore_errors=True)
+    return str(target)
+
+
+class Espeak:
+    """One espeak-ng instance: choose a voice, synthesize 22.05 kHz int16 audio, phonemize text."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:  # pragma: no cover - a declared dependency
+            raise XlsrError("espeakng-loader is not installed: pip install espeakng-loader") from exc
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                     ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        data = deterministic_data_dir(espeakng_loader.get_data_path())
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), _INITIALIZE_DONT_EXIT)
+        if rate != ESPEAK_SAMPLE_RATE:
+            raise XlsrError(f"espeak-ng: initialisation failed (sample rate {rate}, data {data})")
+        self._lib = lib
+        self._chunks: list[np.ndarray] = []
+        # Keep a reference to the ctypes callback: if it were collected, espeak would call freed memory.
+        self._callback = _CALLBACK(self._collect)
+        lib.espeak_SetSynthCallback(self._callback)
+        self._voice: str | None = None
+
+    def _collect(self, wav, num_samples, events) -> int:
+        if num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = go on
+
+    def set_voice(self, name: str) -> None:
+        """Select a voice such as `de` or `de+f2`; raises XlsrError if espeak-ng does not know it."""
+        if name != self._voice:
+            if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
+                raise XlsrError(f"espeak-ng: unknown voice {name!r}")
+            self._voice = name
+
+    def set_prosody(self, *, rate: int = 175, pitch: int = 50, pitch_range: int = 50) -> None:
+        """Words per minute (80-450), base pitch and pitch range (0-100)."""
+        for key, value in (("rate", rate), ("pitch", pitch), ("range", pitch_range)):
+            self._lib.espeak_SetParameter(_PARAM[key], int(value), 0)
+
+    def synthesize(self, text: str, seed: int = 0) -> np.ndarray:
+        """Speak `text` with the current voice: int16 samples at 22.05 kHz, the same for the same seed."""
+        self._chunks = []
+        self._lib.espeak_ng_SetRandSeed(seed)  # in case a voice draws noise from rand()
+        data = text.encode()
+        err = self._lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
+        if err != 0:
+            raise XlsrError(f"espeak-ng: synthesis failed with code {err} for text {text[:40]!r}")
+        chunks, self._chunks = self._chunks, []
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+
+    def phonemize(self, text: str, *, ipa: bool = True) -> str:
+        """espeak's phonemes for `text` with the current voice: phonemes joined by `_`, words by spaces."""
+        if self._voice is None:
+            raise XlsrError("espeak-ng: set a voice before phonemizing")  # espeak crashes otherwise
+        mode = (_PHONEMES_IPA if ipa else 0) | (ord(_SEPARATOR) << 8)
+        pointer = ctypes.c_char_p(text.encode())
+        clauses = []
+        # espeak phonemizes one clause per call and advances the pointer; NULL at the end.
+        while pointer.value:
+            out = self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, mode)
+            if out:
+                clauses.append(out.decode())
+        return " ".join(clauses)
+
+
+_ENGINE: Espeak | None = None
+
+
+def engine() -> Espeak:
+    """This process's espeak-ng instance, created on first use."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = Espeak()
+    return _ENGINE

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.data.conftest import PhoneVocab
+from xlsr.data.batching import finetune_loader, pack_batches, pretrain_loader
+from xlsr.data.manifest import Utterance, read_split
+from xlsr.errors import XlsrError
+
+
+def test_pack_batches_respects_max_tokens():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1000, 9000, size=200)
+    order = rng.permutation(200)
+    for crop in (True, False):
+        batches = pack_batches(lengths, order, 20000, crop_to_shortest=crop, max_sample_size=6000 if crop else None)
+        assert sorted(i for b in batches for i in b) == list(range(200))
+        for b in batches:
+            cost = min(lengths[b].min(), 6000) if crop else lengths[b].max()
+            assert len(b) == 1 or len(b) * cost <= 20000
+    # length-sorted: padding waste is small
+    batches = pack_batches(lengths, order, 20000, crop_to_shortest=False)
+    waste = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches) / lengths.sum()
+    assert waste < 0.2
+
+
+def _write(tmp_path, n, lengths, lang="es"):
+    utts = []
+    for i, length in enumerate(lengths[:n]):
+        path = tmp_path / f"{lang}{i}.wav"
+        sf.write(path, np.full(length, (i + 1) / 100, np.float32) + np.linspace(0, 0.001, length), 16000,
+                 subtype="FLOAT")
+        utts.append(Utterance(audio=str(path), num_samples=length, lang=lang, id=f"{lang}{i}",
+                              phones="a b" if i % 2 else "b c a", text="ab"))
+    return utts
+
+
+def test_pretrain_crops_to_shortest_caps_and_skips_short(tmp_path):
+    utts = _write(tmp_path, 8, [3000, 5000, 7000, 9000, 11000, 13000, 500, 800])
+    loader = pretrain_loader(utts, max_tokens=30000, min_sample_size=1000, max_sample_size=10000, alpha=1.0,
+                             seed=0)
+    seen = 0
+    for batch in loader:
+        b, s = batch.waveforms.shape
+        assert s <= 10000 and b * s <= 30000 and torch.all(batch.lengths == s)
+        seen += b
+        # each row is a window of its own file (constant level (i+1)/100 plus a tiny ramp)
+        levels = batch.waveforms[:, 0]
+        assert torch.all(levels > 0.005)
+    assert seen == 6  # the 500- and 800-sample files are skipped
+    assert loader.files_in_epoch() == 6
+
+
+def test_pretrain_is_deterministic_and_resumes_exactly(tmp_path, corpus):
+    utts = read_split(corpus[0], "train")
+    kwargs = dict(max_tokens=60000, min_sample_size=4000, max_sample_size=24000, alpha=0.5, seed=7)
+    a = pretrain_loader(utts, **kwargs)
+    a.set_epoch(1)
+    full = [b.waveforms for b in a]
+    assert len(full) >= 3
+    b = pretrain_loader(utts, **kwargs)
+    b.set_epoch(1)
+    it = iter(b)
+    first = [next(it).waveforms for _ in range(2)]
+    state = b.state_dict()
+    assert state["epoch"] == 1 and state["position"] == 2
+    c = pretrain_loader(utts, **kwargs, num_workers=2)
+    c.load_state_dict(state)
+    c.set_epoch(1)  # the trainer may call this again on resume: it must keep the position
+    rest = [x.waveforms for x in c]
+    assert len(first) + len(rest) == len(full)
+    for x, y in zip(first + rest, full):
+        assert torch.equal(x, y)
+    c.set_epoch(2)
+    assert len(c) > 0 and c.state_dict()["position"] == 0
+
+
+def test_ddp_ranks_get_disjoint_equal_shares(corpus):
+    utts = read_split(corpus[0], "train")
+    kwargs = dict(max_tokens=40000, min_sample_size=4000, max_sample_size=16000, alpha=1.0, seed=2,
+                  world_size=2)
+    r0, r1 = (pretrain_loader(utts, rank=r, **kwargs) for r in (0, 1))
+    p0, p1 = r0.plans(), r1.plans()
+    assert len(p0) == len(p1) > 0
+    assert not {p.seed for p in p0} & {p.seed for p in p1}
+    with pytest.raises(XlsrError, match="rank 2"):
+        pretrain_loader(utts, rank=2, **kwargs)
+
+
+def test_bad_files_are_skipped_then_stop_the_run(tmp_path, caplog):
+    utts = _write(tmp_path, 10, [4000] * 10)
+    (tmp_path / "es3.wav").write_text("garbage")
+    loader = pretrain_loader(utts, max_tokens=8000, min_sample_size=1000, max_sample_size=4000, seed=0,
+                             alpha=1.0, max_bad_share=0.2)
+    batches = list(loader)
+    assert sum(b.waveforms.shape[0] for b in batches) == loader.files_in_epoch() - loader.epoch_bad_files
+    assert loader.epoch_bad_files >= 1 and "es3.wav" in caplog.text
+    for i in (4, 5):
+        (tmp_path / f"es{i}.wav").unlink()
+    loader = pretrain_loader(utts, max_tokens=8000, min_sample_size=1000, max_sample_size=4000, seed=0,
+                             alpha=1.0, max_bad_share=0.2, epoch_size=10)
+    with pytest.raises(XlsrError, match="max_bad_share=0.2"):
+        list(loader)
+
+
+def test_finetune_pads_and_encodes_labels(tmp_path):
+    utts = _write(tmp_path, 6, [1000, 2000, 3000, 4000, 5000, 6000])
+    vocab = PhoneVocab(u.phones for u in utts)
+    loader = finetune_loader(utts, vocab, max_tokens=8000, shuffle=False, label_field="phones")
+    got = {}
+    for batch in loader:
+        assert batch.waveforms.shape[0] * batch.waveforms.shape[1] <= 8000
+        for row, uid in enumerate(batch.ids):
+            n = int(batch.lengths[row])
+            assert torch.all(batch.waveforms[row, n:] == 0)
+            k = int(batch.label_lengths[row])
+            got[uid] = (n, batch.labels[row, :k].tolist())
+    assert set(got) == {u.id for u in utts}
+    for u in utts:
+        assert got[u.id] == (u.num_samples, vocab.encode(u.phones))
+
+
+def test_finetune_label_problems_are_errors(tmp_path):
+    utts = _write(tmp_path, 2, [1000, 2000])
+    vocab = PhoneVocab(["a b"])
+    with pytest.raises(XlsrError, match="outside the vocabulary: 'c'"):
+        finetune_loader(utts, vocab, max_tokens=8000)
+    assert len(list(finetune_loader(utts, vocab, max_tokens=8000, oov="unk"))) >= 1
+    utts[0].phones = None
+    with pytest.raises(XlsrError, match="es0.*no 'phones' label"):
+        finetune_loader(utts, PhoneVocab(["a b c"]), max_tokens=8000)

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from xlsr.data.manifest import Utterance
+from xlsr.data.sampling import LanguageSampler, language_hours, language_weights, weights_table
+from xlsr.errors import XlsrError
+
+# CommonVoice-10 unlabeled hours (spec §6.2) and the shares quoted in §6.3.
+CV10 = {"es": 168, "fr": 353, "it": 90, "ky": 17, "nl": 29, "ru": 55, "sv": 3, "tr": 11, "tt": 17, "zh": 50}
+
+
+@pytest.mark.parametrize("alpha,fr,sv", [(1.0, 0.445, 0.004), (0.5, 0.253, 0.023), (0.2, 0.152, 0.059),
+                                         (0.05, 0.112, 0.088)])
+def test_weights_match_the_spec_examples(alpha, fr, sv):
+    p = language_weights(CV10, alpha)
+    assert sum(p.values()) == pytest.approx(1.0)
+    assert p["fr"] == pytest.approx(fr, abs=0.0015) and p["sv"] == pytest.approx(sv, abs=0.0015)
+
+
+def test_alpha_zero_is_uniform_and_bad_input_is_refused():
+    assert all(v == pytest.approx(0.25) for v in language_weights({"a": 1, "b": 2, "c": 30, "d": 4}, 0).values())
+    with pytest.raises(XlsrError, match="alpha"):
+        language_weights(CV10, 1.5)
+    with pytest.raises(XlsrError, match="xx"):
+        language_weights({"es": 1.0, "xx": 0.0}, 0.5)
+    assert "p(α=0.5)" in weights_table(CV10, 0.5) and "fr" in weights_table(CV10, 0.5)
+
+
+def _utts(counts):
+    return [Utterance(audio=f"/{lang}/{i}.flac", num_samples=16000, lang=lang, id=f"{lang}{i}")
+            for lang, n in counts.items() for i in range(n)]
+
+
+def test_epoch_draw_follows_the_weights_and_is_deterministic():
+    utts = _utts({"a": 900, "b": 90, "c": 10})
+    sampler = LanguageSampler(utts, alpha=0.3, seed=1, epoch_size=20000)
+    draw = sampler.epoch_indices(0)
+    shares = {lang: np.mean([utts[i].lang == lang for i in draw]) for lang in "abc"}
+    expected = language_weights(language_hours(utts), 0.3)
+    for lang in "abc":
+        assert shares[lang] == pytest.approx(expected[lang], abs=0.015)
+    assert np.array_equal(draw, LanguageSampler(utts, alpha=0.3, seed=1, epoch_size=20000).epoch_indices(0))
+    assert not np.array_equal(draw, sampler.epoch_indices(1))
+    # upsampled language "c" cycles through all its utterances before repeating one
+    c_draws = [i for i in draw if utts[i].lang == "c"]
+    assert len(set(c_draws)) == 10 and len(c_draws) > 1000
+
+
+def test_ranks_get_disjoint_shares_that_cover_the_epoch():
+    utts = _utts({"a": 50, "b": 20})
+    ranks = [LanguageSampler(utts, alpha=0.5, seed=4, rank=r, world_size=3) for r in range(3)]
+    for s in ranks:
+        s.set_epoch(2)
+    shares = [list(s) for s in ranks]
+    positions = [list(range(r, 70, 3)) for r in range(3)]
+    full = ranks[0].epoch_indices(2)
+    for share, pos in zip(shares, positions):
+        assert share == [int(full[p]) for p in pos]
+    assert sum(len(s) for s in shares) == 70
+    state = ranks[0].state_dict()
+    other = LanguageSampler(utts, alpha=0.9, seed=0)
+    other.load_state_dict(state)
+    assert other.epoch == 2 and other.weights == ranks[0].weights
+    assert np.array_equal(other.epoch_indices(), full)
