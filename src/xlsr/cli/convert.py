@@ -1,0 +1,40 @@
+"""`xlsr convert SRC DST --to hf|xlsr`: any supported checkpoint to a Hugging Face directory or to ours."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    """Add the `convert` subcommand."""
+    p = subparsers.add_parser(
+        "convert",
+        help="convert a checkpoint (fairseq .pt, Hugging Face dir, xlsr dir) to Hugging Face or xlsr format",
+        description="Load SRC (a fairseq .pt, a Hugging Face wav2vec2 directory or an xlsr checkpoint "
+        "directory; nothing in it is executed) and write it to DST in the chosen format. DST is "
+        "replaced atomically.",
+    )
+    p.add_argument("src", metavar="SRC", help="checkpoint to read")
+    p.add_argument("dst", metavar="DST", help="directory to write")
+    p.add_argument("--to", choices=("hf", "xlsr"), required=True, help="output format")
+    p.add_argument("--dict", dest="dictionary", metavar="FILE",
+                   help="fairseq dictionary (dict.ltr.txt) for a fine-tuned .pt; default: one beside SRC")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert args.src to args.dst in format args.to."""
+    from xlsr.interop.huggingface import export_hf
+    from xlsr.interop.load import load_pretrained
+    from xlsr.interop.native import save_checkpoint
+
+    loaded = load_pretrained(args.src, dictionary=args.dictionary)
+    if args.to == "hf":
+        export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
+    else:
+        metadata = {**loaded.metadata, "converted_from": loaded.source_format}
+        save_checkpoint(args.dst, loaded.model, vocab=loaded.vocab, metadata=metadata)
+    name = type(loaded.model).__name__
+    vocab = f", {len(loaded.vocab)} tokens" if loaded.vocab else ""
+    print(f"{args.src} ({loaded.source_format}, {name}{vocab}) -> {args.dst} ({args.to})")
+    return 0

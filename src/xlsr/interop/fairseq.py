@@ -1,0 +1,340 @@
+"""Load fairseq wav2vec 2.0 / XLSR / XLS-R / MMS checkpoints (pretrained and CTC fine-tuned) without fairseq.
+
+The `.pt` file is unpickled by `safe_pickle` (no code runs), its config (`cfg["model"]`, or the
+old `args` Namespace; for fine-tuned models `w2v_args`) becomes our Wav2Vec2Config, and its keys
+are renamed by the explicit regex tables below (reference/checkpoints.md §7.1). Every key must
+be mapped and every parameter of our model filled, otherwise the load fails listing the names.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xlsr.errors import CheckpointError
+from xlsr.interop import safe_pickle
+from xlsr.interop.ctc_head import to_convention
+from xlsr.interop.native import Loaded, build_model
+from xlsr.interop.state_dict import _listing, load_state_dict_strict
+
+FINETUNED_PREFIX = "w2v_encoder.w2v_model."
+_WN_G = "parametrizations.weight.original0"  # weight-norm magnitude g
+_WN_V = "parametrizations.weight.original1"  # weight-norm direction v
+
+# fairseq Wav2Vec2Model key → our Wav2Vec2Model key (full matches, first match wins).
+BODY_KEY_MAP: list[tuple[str, str]] = [
+    (r"mask_emb", "mask_embedding"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"feature_encoder.conv_layers.\1.conv.\2"),
+    # group_norm mode: Sequential(conv, dropout, Fp32GroupNorm, GELU) on layer 0 only
+    (r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", r"feature_encoder.conv_layers.0.norm.\1"),
+    # layer_norm mode: Sequential(conv, dropout, Sequential(TransposeLast, Fp32LayerNorm, TransposeLast), GELU)
+    (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"feature_encoder.conv_layers.\1.norm.\2"),
+    (r"layer_norm\.(weight|bias)", r"feature_norm.\1"),
+    (r"post_extract_proj\.(weight|bias)", r"feature_projection.\1"),
+    (r"encoder\.pos_conv\.0\.bias", "encoder.pos_conv.conv.bias"),
+    (r"encoder\.pos_conv\.0\.(?:weight_g|parametrizations\.weight\.original0)", f"encoder.pos_conv.conv.{_WN_G}"),
+    (r"encoder\.pos_conv\.0\.(?:weight_v|parametrizations\.weight\.original1)", f"encoder.pos_conv.conv.{_WN_V}"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.norm.\1"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.attention.\2_proj.\3"),
+    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.layers.\1.attention_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.fc([12])\.(weight|bias)", r"encoder.layers.\1.feed_forward.fc\2.\3"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_norm.\2"),
+]
+# Pretraining heads (top level in both).
+PRETRAINING_KEY_MAP: list[tuple[str, str]] = [
+    (r"quantizer\.vars", "quantizer.codevectors"),
+    (r"quantizer\.weight_proj\.(weight|bias)", r"quantizer.weight_proj.\1"),
+    (r"project_q\.(weight|bias)", r"project_q.\1"),
+    (r"final_proj\.(weight|bias)", r"final_proj.\1"),
+]
+CTC_HEAD_KEY_MAP: list[tuple[str, str]] = [(r"w2v_encoder\.proj\.(weight|bias)", r"lm_head.\1")]
+# fairseq's remove_pretraining_modules() drops these when fine-tuning; some files still carry them.
+_DROPPED_WHEN_FINETUNED = re.compile(r"(quantizer\..*|project_q\..*|final_proj\..*)")
+
+# fairseq Dictionary specials come first; index 0 (<s>) is the CTC blank.
+FAIRSEQ_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def rename_keys(keys, table: list[tuple[str, str]], prefix: str = "") -> tuple[dict[str, str], list[str]]:
+    """Map each key through the first full-matching regex of `table`; return (old→new, unmatched)."""
+    compiled = [(re.compile(p), r) for p, r in table]
+    mapping, unmatched = {}, []
+    for key in keys:
+        for pattern, repl in compiled:
+            if pattern.fullmatch(key):
+                mapping[key] = prefix + pattern.sub(repl, key)
+                break
+        else:
+            unmatched.append(key)
+    return mapping, unmatched
+
+
+# ---------------------------------------------------------------------------- reading the file
+def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Unpickle a fairseq `.pt` safely and return it as plain data (tensors, dicts, lists)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False)
+    except safe_pickle.UnsafePickleError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
+            KeyError, TypeError, __import__("pickle").UnpicklingError) as exc:  # fmt: skip
+        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
+    obj = safe_pickle.to_plain(obj)
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------- config
+class _ConvSpecError(ValueError):
+    pass
+
+
+def parse_conv_feature_layers(spec: str | list) -> list[tuple[int, int, int]]:
+    """Evaluate fairseq's conv_feature_layers string ("[(512, 10, 5)] + [(512, 3, 2)] * 4 ...") safely."""
+    if isinstance(spec, (list, tuple)):
+        value = spec
+    else:
+        value = _eval_list_expr(ast.parse(str(spec), mode="eval").body)
+    layers = [tuple(int(v) for v in layer) for layer in value]
+    if not layers or any(len(t) != 3 for t in layers):
+        raise _ConvSpecError(f"conv_feature_layers={spec!r} is not a list of (dim, kernel, stride)")
+    return layers
+
+
+def _eval_list_expr(node: ast.AST):
+    # Only literals, list/tuple displays, `+` and `*`: enough for the spec strings, nothing executable.
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        items = [_eval_list_expr(e) for e in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        left, right = _eval_list_expr(node.left), _eval_list_expr(node.right)
+        return left + right if isinstance(node.op, ast.Add) else left * right
+    raise _ConvSpecError(f"unsupported expression in conv_feature_layers: {ast.dump(node)[:60]}")
+
+
+def _parse_tuple(value) -> tuple[float, ...]:
+    if isinstance(value, str):
+        value = _eval_list_expr(ast.parse(value, mode="eval").body)
+    return tuple(float(v) for v in value)
+
+
+def model_args(ckpt: dict) -> tuple[dict, dict, dict | None]:
+    """(pretraining model args, task args, fine-tuning model args or None) as plain dicts."""
+    cfg = ckpt.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
+        model, task = cfg["model"], cfg.get("task") or {}
+    elif isinstance(ckpt.get("args"), dict):  # old checkpoints: one flat argparse Namespace
+        model = task = ckpt["args"]
+    else:
+        raise CheckpointError("no model configuration (neither cfg['model'] nor args)")
+    w2v = model.get("w2v_args")
+    if w2v is None:
+        return model, task, None
+    if isinstance(w2v, dict) and isinstance(w2v.get("model"), dict):
+        return w2v["model"], w2v.get("task") or {}, model
+    if isinstance(w2v, dict):  # an old Namespace as w2v_args: flat
+        return w2v, w2v, model
+    raise CheckpointError("fine-tuned checkpoint has no usable w2v_args (pretraining config)")
+
+
+def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
+    """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
+    from xlsr.model import Wav2Vec2Config
+
+    m, task, ft = model_args(ckpt)
+    get = m.get
+    if get("activation_fn", "gelu") != "gelu":
+        raise CheckpointError(f"activation_fn={get('activation_fn')!r} is not supported (only gelu)")
+    if int(get("pos_conv_depth", 1) or 1) != 1:
+        raise CheckpointError(f"pos_conv_depth={get('pos_conv_depth')} is not supported (only 1)")
+    mode = get("extractor_mode", "default")
+    if mode not in ("default", "layer_norm"):
+        raise CheckpointError(f"extractor_mode={mode!r} is not supported")
+    try:
+        conv_layers = parse_conv_feature_layers(
+            get("conv_feature_layers", "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]")
+        )
+    except (SyntaxError, _ConvSpecError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"conv_feature_layers: {exc}") from None
+    hidden = int(get("encoder_embed_dim", 768))
+    final_dim = int(get("final_dim", 0) or 0) or hidden
+    latent_dim = int(get("latent_dim", 0) or 0) or final_dim
+    fields = dict(
+        conv_layers=conv_layers,
+        extractor_mode="layer_norm" if mode == "layer_norm" else "group_norm",
+        conv_bias=bool(get("conv_bias", False)),
+        feature_grad_mult=float(get("feature_grad_mult", 1.0)),
+        hidden_size=hidden,
+        num_layers=int(get("encoder_layers", 12)),
+        num_heads=int(get("encoder_attention_heads", 12)),
+        ffn_dim=int(get("encoder_ffn_embed_dim", 3072)),
+        layer_norm_first=bool(get("layer_norm_first", False)),
+        dropout=float(get("dropout", 0.1)),
+        attention_dropout=float(get("attention_dropout", 0.1)),
+        activation_dropout=float(get("activation_dropout", 0.0)),
+        dropout_input=float(get("dropout_input", 0.0)),
+        dropout_features=float(get("dropout_features", 0.0)),
+        layerdrop=float(get("encoder_layerdrop", 0.0)),
+        conv_pos=int(get("conv_pos", 128)),
+        conv_pos_groups=int(get("conv_pos_groups", 16)),
+        final_dim=final_dim,
+        codevector_dim=latent_dim,
+        num_codevector_groups=int(get("latent_groups", 2)),
+        num_codevectors_per_group=int(get("latent_vars", 320)),
+        latent_temp=_parse_tuple(get("latent_temp", (2.0, 0.5, 0.999995))),
+        logit_temp=float(get("logit_temp", 0.1)),
+        num_negatives=int(get("num_negatives", 100)),
+        cross_sample_negatives=int(get("cross_sample_negatives", 0)),
+        mask_prob=float(get("mask_prob", 0.65)),
+        mask_length=int(get("mask_length", 10)),
+        mask_channel_prob=float(get("mask_channel_prob", 0.0)),
+        mask_channel_length=int(get("mask_channel_length", 10)),
+        normalize_waveform=bool(task.get("normalize", False)),
+    )
+    if ft is not None:
+        # The fine-tuning run's regularisation (fairseq passes these as arg_overrides to the body).
+        for ours, theirs in (("dropout", "dropout"), ("attention_dropout", "attention_dropout"),
+                             ("activation_dropout", "activation_dropout"), ("dropout_input", "dropout_input"),
+                             ("mask_prob", "mask_prob"), ("mask_length", "mask_length"),
+                             ("mask_channel_prob", "mask_channel_prob"),
+                             ("mask_channel_length", "mask_channel_length"), ("layerdrop", "layerdrop"),
+                             ("feature_grad_mult", "feature_grad_mult"), ("final_dropout", "final_dropout")):  # fmt: skip
+            if ft.get(theirs) is not None:
+                fields[ours] = type(fields.get(ours, 0.0))(ft[theirs])
+        if ft.get("normalize") is not None:
+            fields["normalize_waveform"] = bool(ft["normalize"])
+    weights = (criterion or {}).get("loss_weights")
+    if isinstance(weights, (list, tuple)) and weights:
+        fields["diversity_weight"] = float(weights[0])
+        if len(weights) > 1:
+            fields["feature_penalty_weight"] = float(weights[1])
+    try:
+        return Wav2Vec2Config(**fields)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config does not build a model ({_first_line(exc)})") from None
+
+
+# ---------------------------------------------------------------------------- dictionary
+def read_fairseq_dictionary(path: str | Path) -> list[str]:
+    """Tokens of a fairseq dict file (e.g. dict.ltr.txt) with the 4 specials first; <s> becomes <blank>."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read dictionary ({exc.strerror})") from None
+    symbols = []
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip()
+        if not line:
+            continue
+        if line.endswith(" #fairseq:overwrite"):
+            line = line[: -len(" #fairseq:overwrite")]
+        symbol, _, count = line.rpartition(" ")
+        if not symbol or not count.lstrip("-").isdigit():
+            raise CheckpointError(f"{path}:{number}: expected '<symbol> <count>'")
+        symbols.append(symbol)
+    return ["<blank>"] + FAIRSEQ_SPECIALS[1:] + symbols
+
+
+def _default_dictionary(path: Path, ckpt: dict) -> Path | None:
+    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else ckpt.get("args") or {}
+    labels = (cfg.get("task") or cfg).get("labels") or "ltr"
+    candidate = path.with_name(f"dict.{labels}.txt")
+    return candidate if candidate.is_file() else None
+
+
+# ---------------------------------------------------------------------------- the state dict
+def convert_state_dict(state: dict[str, torch.Tensor], architecture: str, source) -> dict[str, torch.Tensor]:
+    """Rename a fairseq state dict to our architecture's keys; unmatched keys are an error listing them."""
+    if architecture == "Wav2Vec2ForCTC":
+        body = {k[len(FINETUNED_PREFIX):]: v for k, v in state.items() if k.startswith(FINETUNED_PREFIX)}
+        body = {k: v for k, v in body.items() if not _DROPPED_WHEN_FINETUNED.fullmatch(k)}
+        heads = {k: v for k, v in state.items() if not k.startswith(FINETUNED_PREFIX)}
+        body_map, bad_body = rename_keys(body, BODY_KEY_MAP, prefix="wav2vec2.")
+        head_map, bad_head = rename_keys(heads, CTC_HEAD_KEY_MAP)
+        bad = [FINETUNED_PREFIX + k for k in bad_body] + bad_head
+        out = {body_map[k]: v for k, v in body.items() if k in body_map}
+        out.update({head_map[k]: v for k, v in heads.items() if k in head_map})
+    else:
+        prefix = "wav2vec2." if architecture == "Wav2Vec2ForPreTraining" else ""
+        body_map, unmatched = rename_keys(state, BODY_KEY_MAP, prefix=prefix)
+        head_map, bad = rename_keys(unmatched, PRETRAINING_KEY_MAP if prefix else [])
+        out = {new: state[old] for old, new in {**body_map, **head_map}.items()}
+    if bad:
+        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {_listing(sorted(bad))}")
+    return out
+
+
+def _criterion_args(ckpt: dict) -> dict:
+    # The top-level "criterion" entry is the criterion's state dict; its settings live in the config.
+    cfg = ckpt.get("cfg")
+    if isinstance(cfg, dict) and isinstance(cfg.get("criterion"), dict):
+        return cfg["criterion"]
+    return ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+
+
+def _architecture(state: dict) -> str:
+    if "w2v_encoder.proj.weight" in state:
+        return "Wav2Vec2ForCTC"
+    if any(k.startswith(FINETUNED_PREFIX) for k in state):
+        raise CheckpointError("fine-tuned checkpoint without a CTC head (w2v_encoder.proj) is not supported")
+    return "Wav2Vec2ForPreTraining" if "quantizer.vars" in state else "Wav2Vec2Model"
+
+
+def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
+    """Rebuild a fairseq wav2vec 2.0 checkpoint (and its CTC dictionary, if given or beside it) as our model."""
+    path = Path(path)
+    ckpt = read_fairseq_checkpoint(path)
+    state = {k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)}
+    try:
+        architecture = _architecture(state)
+        cfg = config_from_fairseq(ckpt, _criterion_args(ckpt))
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if architecture == "Wav2Vec2Model" and any(k.startswith(("project_q.", "final_proj.")) for k in state):
+        raise CheckpointError(f"{path}: pretrained without a quantizer (quantize_targets=False) is not supported")
+    ours = convert_state_dict(state, architecture, path)
+    filled = []
+    feature_projection = ("wav2vec2." if architecture != "Wav2Vec2Model" else "") + "feature_projection"
+    if f"{feature_projection}.weight" not in ours and cfg.conv_dim == cfg.hidden_size:
+        # fairseq has no post_extract_proj when the CNN width equals D; ours always does: identity.
+        ours[f"{feature_projection}.weight"] = torch.eye(cfg.hidden_size)
+        ours[f"{feature_projection}.bias"] = torch.zeros(cfg.hidden_size)
+        filled.append(feature_projection)
+    vocab = None
+    vocab_size = None
+    if architecture == "Wav2Vec2ForCTC":
+        vocab_size = state["w2v_encoder.proj.weight"].shape[0]
+        dict_path = Path(dictionary) if dictionary is not None else _default_dictionary(path, ckpt)
+        if dict_path is not None:
+            vocab = read_fairseq_dictionary(dict_path)
+            if len(vocab) != vocab_size:
+                raise CheckpointError(
+                    f"{dict_path}: dictionary gives {len(vocab)} tokens but {path} has {vocab_size} output rows"
+                )
+    metadata: dict[str, Any] = {"source": str(path)}
+    if filled:
+        metadata["identity_filled"] = filled
+    if architecture == "Wav2Vec2ForCTC" and vocab is not None:
+        # Our convention: <blank> (fairseq's <s>) at row 0, then <unk> (fairseq's index 3).
+        vocab, order = to_convention(ours, vocab, 0, FAIRSEQ_SPECIALS.index("<unk>"))
+        metadata["head_rows_from"] = order
+    model = build_model(architecture, cfg, vocab_size)
+    load_state_dict_strict(model, ours, path)
+    model.eval()
+    return Loaded(model, cfg, vocab, "fairseq", metadata)

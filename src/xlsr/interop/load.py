@@ -1,0 +1,59 @@
+"""`load_pretrained(path)`: one entry point for our checkpoints, Hugging Face directories and fairseq `.pt` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlsr.errors import CheckpointError
+from xlsr.interop.native import Loaded, is_native_checkpoint, load_checkpoint, read_json
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"  # pickle protocol >= 2: torch's legacy (pre-1.6) format starts this way
+
+
+def detect_format(path: str | Path) -> str:
+    """"xlsr", "hf" or "fairseq" for what `path` holds; CheckpointError naming it otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or directory")
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
+        cfg = read_json(cfg_path)
+        if cfg.get("format") == "xlsr":
+            return "xlsr"
+        if cfg.get("model_type") == "wav2vec2":
+            return "hf"
+        kind = cfg.get("model_type") or cfg.get("format")
+        raise CheckpointError(f"{cfg_path}: not a wav2vec2 checkpoint (model_type/format is {kind!r})")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC or head[:1] == _PICKLE_PROTO:
+        return "fairseq"
+    raise CheckpointError(f"{path}: not a checkpoint (expected a fairseq .pt, or a directory with config.json)")
+
+
+def load_pretrained(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
+    """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
+
+    A path to a file inside a checkpoint directory (its config.json or weights) means that
+    directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
+    models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
+    """
+    path = Path(path)
+    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = path.parent
+    fmt = detect_format(path)
+    if fmt == "xlsr":
+        return load_checkpoint(path)
+    if fmt == "hf":
+        from xlsr.interop.huggingface import import_hf
+
+        return import_hf(path)
+    from xlsr.interop.fairseq import load_fairseq
+
+    return load_fairseq(path, dictionary=dictionary)
+
+
+__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained"]

@@ -1,0 +1,244 @@
+"""Our checkpoint format: a directory with config.json (what rebuilds the model) and model.safetensors.
+
+config.json = {"format": "xlsr", "version": 1, "architecture": <class name>, "model": <Wav2Vec2Config
+dict>, "vocab": <tokens or null>, "metadata": {...}}. Saving is atomic: everything is written and
+fsynced in a temporary directory beside the target, which then replaces it by rename, so a crash
+never leaves a half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from xlsr.errors import CheckpointError
+from xlsr.interop.state_dict import load_state_dict_strict
+
+FORMAT = "xlsr"
+VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+ARCHITECTURES = ("Wav2Vec2Model", "Wav2Vec2ForPreTraining", "Wav2Vec2ForCTC")
+
+
+@dataclass
+class Loaded:
+    """A model rebuilt from a checkpoint, with what came with it."""
+
+    model: torch.nn.Module
+    config: Any  # xlsr.model.Wav2Vec2Config
+    vocab: list[str] | None = None  # CTC output tokens; index 0 is the blank
+    source_format: str = FORMAT  # "xlsr" | "hf" | "fairseq"
+    metadata: dict = field(default_factory=dict)
+
+
+def model_config(model: torch.nn.Module):
+    """The Wav2Vec2Config a model was built from."""
+    for name in ("config", "cfg"):
+        cfg = getattr(model, name, None)
+        if cfg is not None and hasattr(cfg, "to_dict"):
+            return cfg
+    raise CheckpointError(f"{type(model).__name__}: model carries no Wav2Vec2Config (.config)")
+
+
+def vocab_tokens(vocab) -> list[str] | None:
+    """Tokens of a Vocabulary (or a plain token list) as a list of strings."""
+    if vocab is None:
+        return None
+    tokens = getattr(vocab, "tokens", vocab)
+    return [str(t) for t in tokens]
+
+
+def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.nn.Module:
+    """An untrained model of the named architecture (one of ARCHITECTURES) from a Wav2Vec2Config."""
+    from xlsr import model as xm
+
+    if architecture == "Wav2Vec2ForCTC":
+        if not vocab_size:
+            raise CheckpointError("Wav2Vec2ForCTC needs a vocabulary size")
+        return xm.Wav2Vec2ForCTC(cfg, vocab_size)
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+    return getattr(xm, architecture)(cfg)
+
+
+def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict as contiguous CPU tensors that safetensors accepts."""
+    # safetensors refuses tensors that share memory; clone only those that do.
+    out, seen = {}, set()
+    for key, value in model.state_dict().items():
+        t = value.detach().to("cpu").contiguous()
+        ptr = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if ptr in seen:
+            t = t.clone()
+        seen.add(ptr)
+        out[key] = t
+    return out
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # some filesystems cannot open directories; rename is still atomic there
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic_dir(dst: str | Path, write) -> Path:
+    """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        write(tmp)
+        for p in tmp.iterdir():
+            if p.is_file():
+                _fsync_file(p)
+        _fsync_dir(tmp)
+        if dst.exists():
+            # Keep the old checkpoint until the new one is in place.
+            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            os.replace(dst, old / dst.name)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
+
+
+def save_checkpoint(
+    dir: str | Path, model: torch.nn.Module, *, vocab=None, metadata: dict | None = None
+) -> Path:
+    """Write `model` (and its CTC vocabulary) to the checkpoint directory `dir`, atomically."""
+    from safetensors.torch import save_file
+
+    architecture = type(model).__name__
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{dir}: cannot save a {architecture}; expected one of {', '.join(ARCHITECTURES)}")
+    tokens = vocab_tokens(vocab)
+    if architecture == "Wav2Vec2ForCTC" and tokens is not None:
+        rows = model.state_dict()["lm_head.weight"].shape[0]
+        if rows != len(tokens):
+            raise CheckpointError(f"{dir}: vocabulary has {len(tokens)} tokens but lm_head has {rows} rows")
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": architecture,
+        "model": model_config(model).to_dict(),
+        "vocab": tokens,
+        "metadata": dict(metadata or {}),
+    }
+    tensors = tensors_for_saving(model)
+
+    def write(tmp: Path) -> None:
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+
+    return write_atomic_dir(dir, write)
+
+
+def _json_default(obj):
+    # Config dicts may hold tuples/Paths; anything else is a bug worth seeing.
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_json(path: Path) -> dict:
+    """Parse a JSON object from `path`, or raise CheckpointError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a .safetensors file, or CheckpointError naming it (missing, truncated, corrupt)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def is_native_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a directory holding our config.json."""
+    cfg = Path(path) / CONFIG_FILE
+    if not cfg.is_file():
+        return False
+    try:
+        return json.loads(cfg.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+
+
+def load_checkpoint(dir: str | Path) -> Loaded:
+    """Rebuild the model saved by `save_checkpoint` in `dir`, from its files alone."""
+    from xlsr.model import Wav2Vec2Config
+
+    dir = Path(dir)
+    if not dir.is_dir():
+        raise CheckpointError(f"{dir}: not a checkpoint directory")
+    cfg_path = dir / CONFIG_FILE
+    data = read_json(cfg_path)
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_path}: not an xlsr checkpoint (format is {data.get('format')!r})")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{cfg_path}: unsupported checkpoint version {data.get('version')!r}")
+    architecture = data.get("architecture")
+    if architecture not in ARCHITECTURES:
+        raise CheckpointError(f"{cfg_path}: unknown architecture {architecture!r}")
+    try:
+        cfg = Wav2Vec2Config.from_dict(data.get("model") or {})
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{cfg_path}: bad model config ({_one_line(exc)})") from None
+    state = read_safetensors(dir / WEIGHTS_FILE)
+    tokens = data.get("vocab")
+    vocab_size = None
+    if architecture == "Wav2Vec2ForCTC":
+        if "lm_head.weight" not in state:
+            raise CheckpointError(f"{dir / WEIGHTS_FILE}: missing keys: lm_head.weight")
+        vocab_size = state["lm_head.weight"].shape[0]
+        if tokens is not None and len(tokens) != vocab_size:
+            raise CheckpointError(
+                f"{cfg_path}: vocab has {len(tokens)} tokens but lm_head.weight has {vocab_size} rows"
+            )
+    model = build_model(architecture, cfg, vocab_size)
+    load_state_dict_strict(model, state, dir / WEIGHTS_FILE)
+    model.eval()
+    return Loaded(model, cfg, tokens, FORMAT, dict(data.get("metadata") or {}))

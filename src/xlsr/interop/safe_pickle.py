@@ -1,0 +1,265 @@
+"""A restricted unpickler for fairseq checkpoints: tensors and plain data come back, code never runs.
+
+A pickle names the callables it wants run (`find_class`); an ordinary unpickler imports and calls
+whatever is named, so a `.pt` file can run `os.system`. This one resolves only an allow-list:
+containers, torch's tensor/storage rebuild functions, a few numpy reconstructors, and, for the
+config objects fairseq pickles (argparse.Namespace, omegaconf DictConfig/ListConfig/nodes, fairseq
+and hydra classes), inert stand-in classes that only record the data handed to them. `to_plain`
+then turns those stand-ins into dicts and lists. Anything else is refused with UnsafePickleError.
+
+This module doubles as a `pickle_module` for `torch.load`, which needs `Unpickler` and `load`.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from typing import Any
+
+from xlsr.errors import CheckpointError
+
+
+class UnsafePickleError(CheckpointError):
+    """A pickle asked for a global outside the allow-list (it could run code)."""
+
+
+class Stub(dict):
+    """Stands in for a class named in a checkpoint; keeps the data handed to it and runs nothing.
+
+    A dict subclass so that dict-like classes (OrderedDict subclasses, fairseq MetersDict) can
+    receive their items; list-like ones receive theirs through `append`/`extend`.
+    """
+
+    qualname = "?"
+
+    def __init__(self, *args, **kwargs):  # called by REDUCE: cls(*args)
+        self.__dict__["_args"] = args
+        self.__dict__["_kwargs"] = kwargs
+
+    def __setstate__(self, state):  # called by BUILD
+        self.__dict__["_state"] = state
+
+    def append(self, item):
+        self.__dict__.setdefault("_items", []).append(item)
+
+    def extend(self, items):
+        self.__dict__.setdefault("_items", []).extend(items)
+
+    def __reduce__(self):  # never re-pickled as the real class
+        return (dict, (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"<stub {self.qualname}>"
+
+
+_stub_classes: dict[str, type] = {}
+
+
+def _stub_class(module: str, name: str) -> type:
+    qualname = f"{module}.{name}"
+    if qualname not in _stub_classes:
+        _stub_classes[qualname] = type(name, (Stub,), {"qualname": qualname, "__module__": __name__})
+    return _stub_classes[qualname]
+
+
+# Module prefixes whose classes are replaced by inert stubs (config and bookkeeping objects).
+_STUBBED_MODULES = ("omegaconf", "hydra", "fairseq", "typing", "pathlib", "enum")
+_STUBBED_GLOBALS = {("argparse", "Namespace")}
+
+_SAFE_BUILTINS = {
+    "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray",
+    "int", "float", "bool", "complex", "slice", "object", "NoneType", "range",
+}  # fmt: skip
+
+
+def _defaultdict(*args):
+    # A defaultdict's factory is a callable; drop it rather than trust it.
+    return collections.OrderedDict()
+
+
+def _reconstructor(cls, base, state):
+    """Safe copyreg._reconstructor: only stubs and plain containers are instantiated."""
+    if isinstance(cls, type) and issubclass(cls, Stub):
+        obj = cls.__new__(cls)
+        if state is not None:
+            obj.__setstate__(state)
+        return obj
+    if cls in (dict, list, tuple, set, object, collections.OrderedDict) and base in (object, cls):
+        return cls() if state is None else cls(state)
+    raise UnsafePickleError(f"refused to rebuild {cls!r} from a pickle")
+
+
+def _newobj(cls, *args):
+    """Safe copyreg.__newobj__."""
+    if isinstance(cls, type) and (issubclass(cls, Stub) or cls in (dict, list, set, object)):
+        return cls.__new__(cls, *args)
+    raise UnsafePickleError(f"refused to create {cls!r} from a pickle")
+
+
+def _newobj_ex(cls, args, kwargs):
+    return _newobj(cls, *args)
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    """How protocol-2 pickles spell bytes (numpy arrays): str -> bytes, nothing else."""
+    if not isinstance(text, str) or not isinstance(encoding, str):
+        raise UnsafePickleError("refused _codecs.encode on non-text data in a pickle")
+    return text.encode(encoding)
+
+
+def _operator_getitem(obj, key):
+    # Used by pickles of typing generics such as Optional[int] (omegaconf metadata): keep it inert.
+    return _stub_class("typing", "Generic")()
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
+    import torch
+
+    if new_type not in (torch.Tensor, torch.nn.Parameter):
+        raise UnsafePickleError(f"refused tensor subclass {new_type!r} in a pickle")
+    ret = func(*args)
+    if new_type is torch.nn.Parameter and not isinstance(ret, torch.nn.Parameter):
+        ret = torch.nn.Parameter(ret, requires_grad=ret.requires_grad)
+    return ret
+
+
+def _torch_globals() -> dict[tuple[str, str], Any]:
+    import torch
+    import torch._utils as tu
+
+    allowed = {
+        ("torch._utils", name): getattr(tu, name)
+        for name in (
+            "_rebuild_tensor",
+            "_rebuild_tensor_v2",
+            "_rebuild_tensor_v3",
+            "_rebuild_parameter",
+            "_rebuild_parameter_with_state",
+            "_rebuild_device_tensor_from_numpy",
+        )
+        if hasattr(tu, name)
+    }
+    allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    allowed[("torch", "Size")] = torch.Size
+    allowed[("torch", "device")] = torch.device
+    allowed[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
+    for dtype_name in ("float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64",
+                       "uint8", "bool", "complex64", "complex128"):  # fmt: skip
+        allowed[("torch", dtype_name)] = getattr(torch, dtype_name)
+    return allowed
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    try:
+        import numpy as np
+    except ImportError:  # numpy is optional for this purpose
+        return {}
+    allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(core, "scalar")] = _numpy_scalar
+        allowed[(core, "_reconstruct")] = _numpy_reconstruct
+    for name in ("float64", "float32", "float16", "int64", "int32", "int16", "int8", "uint8", "bool_"):
+        allowed[("numpy", name)] = getattr(np, name)
+    return allowed
+
+
+def _numpy_scalar(dtype, data=None):
+    import numpy as np
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise UnsafePickleError(f"refused numpy scalar of dtype {dtype!r} in a pickle")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+def _numpy_reconstruct(cls, shape, dtype_code):
+    import numpy as np
+
+    if cls is not np.ndarray:
+        raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
+    return np.ndarray.__new__(cls, shape, dtype_code)
+
+
+class Unpickler(pickle.Unpickler):
+    """pickle.Unpickler that resolves only allow-listed globals (see the module docstring)."""
+
+    _allowed: dict[tuple[str, str], Any] | None = None
+
+    @classmethod
+    def allowed_globals(cls) -> dict[tuple[str, str], Any]:
+        """The (module, name) → object table this unpickler resolves."""
+        if cls._allowed is None:
+            table: dict[tuple[str, str], Any] = {
+                ("collections", "OrderedDict"): collections.OrderedDict,
+                ("collections", "defaultdict"): _defaultdict,
+                ("copyreg", "_reconstructor"): _reconstructor,
+                ("copyreg", "__newobj__"): _newobj,
+                ("copyreg", "__newobj_ex__"): _newobj_ex,
+                ("operator", "getitem"): _operator_getitem,
+                ("_codecs", "encode"): _codecs_encode,
+                ("builtins", "NoneType"): type(None),
+            }
+            import builtins
+
+            for name in _SAFE_BUILTINS - {"NoneType"}:
+                table[("builtins", name)] = getattr(builtins, name)
+                table[("__builtin__", name)] = getattr(builtins, name)  # protocol-0 pickles from Python 2
+            table.update(_torch_globals())
+            table.update(_numpy_globals())
+            cls._allowed = table
+        return cls._allowed
+
+    def find_class(self, module: str, name: str):
+        allowed = self.allowed_globals()
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        if (module, name) in _STUBBED_GLOBALS or module.split(".")[0] in _STUBBED_MODULES:
+            return _stub_class(module, name)
+        raise UnsafePickleError(
+            f"refused to load {module}.{name}: checkpoints may only hold tensors and plain config data"
+        )
+
+
+def load(file, **kwargs):
+    """Unpickle one object from an open binary file with the restricted unpickler."""
+    return Unpickler(file, **kwargs).load()
+
+
+def loads(data: bytes, **kwargs):
+    """Unpickle one object from bytes with the restricted unpickler."""
+    return load(io.BytesIO(data), **kwargs)
+
+
+# omegaconf stores a container's children in `_content` and a leaf's value in `_val`.
+def to_plain(obj: Any, _seen: set[int] | None = None) -> Any:
+    """Turn stubs (Namespace, DictConfig, ListConfig, nodes, ...) into plain dicts/lists/values."""
+    seen = _seen if _seen is not None else set()
+    if isinstance(obj, Stub):
+        if id(obj) in seen:
+            return None  # a back-reference such as omegaconf's `_parent`
+        seen = seen | {id(obj)}
+        state = obj.__dict__.get("_state")
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state = {**(state[0] or {}), **state[1]}  # (dict_state, slot_state)
+        if isinstance(state, dict) and "_content" in state:
+            return to_plain(state["_content"], seen)
+        if isinstance(state, dict) and "_val" in state:
+            return to_plain(state["_val"], seen)
+        if dict(obj):
+            return {k: to_plain(v, seen) for k, v in dict.items(obj)}
+        if "_items" in obj.__dict__:
+            return [to_plain(v, seen) for v in obj.__dict__["_items"]]
+        if isinstance(state, dict):
+            return {k: to_plain(v, seen) for k, v in state.items() if not str(k).startswith("_")}
+        args = obj.__dict__.get("_args") or ()
+        if len(args) == 1:
+            return to_plain(args[0], seen)  # e.g. an enum member rebuilt from its value
+        return None
+    if isinstance(obj, dict):
+        return {k: to_plain(v, seen) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_plain(v, seen) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(to_plain(v, seen) for v in obj)
+    return obj

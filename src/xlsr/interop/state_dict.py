@@ -1,0 +1,50 @@
+"""Strict weight loading: every key present, none left over, every shape right; else one error listing them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from xlsr.errors import CheckpointError
+
+# How many names an error message lists before it says "and N more" (it stays one line).
+_MAX_LISTED = 8
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_state_dict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path
+) -> None:
+    """Raise CheckpointError naming `source` if `state` lacks, adds or reshapes any of the model's tensors."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    wrong = [
+        f"{k} {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
+    if wrong:
+        problems.append(f"shapes contradict the config: {_listing(wrong)}")
+    if problems:
+        raise CheckpointError(f"{source}: " + "; ".join(problems))
+
+
+def load_state_dict_strict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path
+) -> None:
+    """Copy `state` into `model` after `check_state_dict`; nothing is loaded partially."""
+    check_state_dict(model, state, source)
+    model.load_state_dict(dict(state), strict=True)

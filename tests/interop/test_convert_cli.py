@@ -1,0 +1,29 @@
+"""`xlsr convert`: HF → xlsr → HF through the CLI, and a one-line error for a bad source."""
+
+from __future__ import annotations
+
+import torch
+from hf_fixtures import make_hf
+from safetensors.torch import load_file
+
+from xlsr.cli.main import main
+
+
+def test_convert_hf_to_xlsr_and_back(tmp_path, capsys):
+    hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=20)
+    hf.save_pretrained(tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours"), "--to", "xlsr"]) == 0
+    assert "(hf, Wav2Vec2ForPreTraining)" in capsys.readouterr().out
+    assert main(["convert", str(tmp_path / "ours"), str(tmp_path / "back"), "--to", "hf"]) == 0
+    before = load_file(tmp_path / "hf" / "model.safetensors")
+    after = load_file(tmp_path / "back" / "model.safetensors")
+    assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_convert_bad_source_is_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    assert main(["convert", str(bad), str(tmp_path / "out"), "--to", "hf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xlsr: error: ") and "model.pt: not a checkpoint" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

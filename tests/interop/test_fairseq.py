@@ -1,0 +1,217 @@
+"""fairseq `.pt` fixtures built here from transformers models by the documented key map load to the same model."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+import torch
+from hf_fixtures import HF_CONFIGS, make_hf, padded_batch, transformers
+
+from xlsr.errors import CheckpointError
+from xlsr.interop.fairseq import parse_conv_feature_layers
+from xlsr.interop.huggingface import export_hf
+from xlsr.interop.load import load_pretrained
+from xlsr.text.vocab import Vocabulary
+
+# HF → fairseq names, written from reference/checkpoints.md §7.1/§7.3 (independent of the code under test).
+HF_TO_FAIRSEQ = [
+    (r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
+    (r"wav2vec2\.feature_projection\.layer_norm\.", "layer_norm."),
+    (r"wav2vec2\.feature_projection\.projection\.", "post_extract_proj."),
+    (r"wav2vec2\.masked_spec_embed", "mask_emb"),
+    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0", "encoder.pos_conv.0.weight_g"),
+    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1", "encoder.pos_conv.0.weight_v"),
+    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.bias", "encoder.pos_conv.0.bias"),
+    (r"wav2vec2\.encoder\.layer_norm\.", "encoder.layer_norm."),
+    (r"wav2vec2\.encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
+    (r"wav2vec2\.encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
+    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
+    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
+    (r"wav2vec2\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_layer_norm."),
+    (r"quantizer\.codevectors", "quantizer.vars"),
+    (r"project_hid\.", "final_proj."),
+]
+
+
+def fairseq_state(hf_model, config_name: str, finetuned: bool) -> dict[str, torch.Tensor]:
+    """The state dict fairseq would hold for this transformers model."""
+    layer_mode = HF_CONFIGS[config_name]["feat_extract_norm"] == "layer"
+    out = {}
+    for key, value in hf_model.state_dict().items():
+        new = key
+        m = re.fullmatch(r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", key)
+        if m:  # GroupNorm sits at index 2; LayerNorm inside Sequential(TransposeLast, LN, TransposeLast)
+            new = f"feature_extractor.conv_layers.{m[1]}.2{'.1' if layer_mode else ''}.{m[2]}"
+        else:
+            for pattern, repl in HF_TO_FAIRSEQ:
+                new = re.sub("^" + pattern, repl, new)
+        if finetuned:
+            new = "w2v_encoder.proj." + new[len("lm_head."):] if new.startswith("lm_head.") else (
+                "w2v_encoder.w2v_model." + new)
+        out[new] = value.clone()
+    mask_emb = ("w2v_encoder.w2v_model." if finetuned else "") + "mask_emb"
+    if mask_emb not in out:  # fairseq always has it; transformers omits it when no masking is configured
+        out[mask_emb] = torch.rand(HF_CONFIGS[config_name]["hidden_size"])
+    return out
+
+
+def fairseq_model_cfg(config_name: str) -> dict:
+    """cfg["model"] in fairseq's names for one of HF_CONFIGS."""
+    c = HF_CONFIGS[config_name]
+    spec = " + ".join(f"[({d}, {k}, {s})]" for d, k, s in zip(c["conv_dim"], c["conv_kernel"], c["conv_stride"]))
+    return {
+        "_name": "wav2vec2",
+        "extractor_mode": "layer_norm" if c["feat_extract_norm"] == "layer" else "default",
+        "conv_feature_layers": spec,
+        "conv_bias": c["conv_bias"],
+        "encoder_layers": c["num_hidden_layers"],
+        "encoder_embed_dim": c["hidden_size"],
+        "encoder_ffn_embed_dim": c["intermediate_size"],
+        "encoder_attention_heads": c["num_attention_heads"],
+        "activation_fn": "gelu",
+        "layer_norm_first": c["do_stable_layer_norm"],
+        "conv_pos": c["num_conv_pos_embeddings"],
+        "conv_pos_groups": c["num_conv_pos_embedding_groups"],
+        "final_dim": c["proj_codevector_dim"],
+        "latent_dim": c["codevector_dim"],
+        "latent_groups": c["num_codevector_groups"],
+        "latent_vars": c["num_codevectors_per_group"],
+        "latent_temp": [2.0, 0.1, 0.999995],
+        "quantize_targets": True,
+        "dropout": 0.0, "attention_dropout": 0.0, "encoder_layerdrop": 0.0, "feature_grad_mult": 0.1,
+        "mask_prob": 0.65, "mask_length": 10,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("config_name", list(HF_CONFIGS))
+def test_pretrained_fixture_loads_to_same_weights_and_outputs(config_name, tmp_path):
+    hf = make_hf("Wav2Vec2ForPreTraining", config_name, seed=10)
+    path = tmp_path / "checkpoint_best.pt"
+    torch.save({"args": None, "cfg": {"model": fairseq_model_cfg(config_name), "task": {"normalize": True},
+                                      "criterion": {"loss_weights": [0.1, 10.0]}},
+                "model": fairseq_state(hf, config_name, finetuned=False), "optimizer_history": []}, path)  # fmt: skip
+    loaded = load_pretrained(path)
+    assert loaded.source_format == "fairseq" and type(loaded.model).__name__ == "Wav2Vec2ForPreTraining"
+    cfg = loaded.config
+    assert cfg.normalize_waveform is True and cfg.latent_temp == (2.0, 0.1, 0.999995)
+    assert cfg.feature_grad_mult == 0.1 and cfg.feature_penalty_weight == 10.0
+    ours = loaded.model.state_dict()
+    assert torch.equal(ours["quantizer.codevectors"], hf.quantizer.codevectors)
+    assert torch.equal(ours["final_proj.weight"], hf.project_hid.weight)
+    assert torch.equal(ours["wav2vec2.feature_norm.weight"], hf.wav2vec2.feature_projection.layer_norm.weight)
+    x, _, _ = padded_batch(seed=10)
+    with torch.no_grad():
+        ref = hf.wav2vec2(x)
+        out = loaded.model.wav2vec2(x)
+        torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, atol=1e-4, rtol=0)
+        codes, _ = loaded.model.quantize(x)
+        ref_logits = hf.quantizer.weight_proj(ref.extract_features)
+        G = cfg.num_codevector_groups
+        assert torch.equal(codes, ref_logits.view(*codes.shape[:2], G, -1).argmax(-1))
+
+
+def test_finetuned_fixture_with_dictionary(tmp_path):
+    config_name = "xlsr_like"
+    hf = make_hf("Wav2Vec2ForCTC", config_name, seed=11)
+    letters = list("|etaoinh")  # 4 fairseq specials + 7 letters = 11 rows = hf_fixtures.VOCAB_SIZE
+    (tmp_path / "dict.ltr.txt").write_text("".join(f"{c} {100 - i}\n" for i, c in enumerate(letters[:7])))
+    cfg = {"model": {"_name": "wav2vec_ctc", "w2v_path": "/nowhere/xlsr_53_56k.pt", "final_dropout": 0.1,
+                     "mask_prob": 0.75, "mask_channel_prob": 0.25, "mask_channel_length": 64, "layerdrop": 0.1,
+                     "normalize": True,
+                     "w2v_args": {"model": fairseq_model_cfg(config_name), "task": {"normalize": True}}},
+           "task": {"_name": "audio_finetuning", "labels": "ltr", "normalize": True}}  # fmt: skip
+    path = tmp_path / "finetuned.pt"
+    torch.save({"cfg": cfg, "model": fairseq_state(hf, config_name, finetuned=True)}, path)
+    loaded = load_pretrained(path)  # dict.ltr.txt beside it is found
+    assert type(loaded.model).__name__ == "Wav2Vec2ForCTC"
+    # fairseq's <s>, <pad>, </s>, <unk> first; ours: <blank> (= <s>) and <unk> first, rows moved along.
+    assert loaded.vocab == ["<blank>", "<unk>", "<pad>", "</s>"] + letters[:7]
+    Vocabulary.from_dict(loaded.vocab)  # the text layer accepts it
+    assert loaded.config.mask_prob == 0.75 and loaded.config.final_dropout == 0.1
+    assert loaded.config.mask_channel_length == 64
+    x, lengths, attention_mask = padded_batch(seed=11)
+    with torch.no_grad():
+        ref = hf(x, attention_mask=attention_mask).logits
+        out = loaded.model(x, lengths)
+    valid = torch.arange(out.logits.shape[1])[None, :, None] < out.frame_lengths[:, None, None]
+    order = [0, 3, 1, 2] + list(range(4, 11))
+    torch.testing.assert_close(out.logits * valid, ref[..., order] * valid, atol=1e-4, rtol=0)
+
+    # And on to transformers: the blank is its pad token, at id 0 (named [PAD]: fairseq has its own <pad>).
+    export_hf(loaded.model, tmp_path / "hf", vocab=loaded.vocab)
+    reloaded = transformers.Wav2Vec2ForCTC.from_pretrained(tmp_path / "hf").eval()
+    tok = transformers.Wav2Vec2CTCTokenizer.from_pretrained(tmp_path / "hf")
+    assert tok.pad_token == "[PAD]" and tok.pad_token_id == 0 and tok.unk_token_id == 1 and len(tok) == 11
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x, attention_mask=attention_mask).logits * valid, out.logits * valid,
+                                   atol=1e-4, rtol=0)
+
+    # A dictionary of the wrong size names both files.
+    (tmp_path / "dict.ltr.txt").write_text("a 1\n")
+    with pytest.raises(CheckpointError, match=r"dict\.ltr\.txt: dictionary gives 5 tokens but .*finetuned\.pt has 11"):
+        load_pretrained(path)
+
+
+def test_old_namespace_args_and_identity_projection(tmp_path):
+    # Old (pre-hydra) checkpoints keep a flat argparse Namespace; with 512 == D there is no post_extract_proj.
+    config_name = "odd"
+    c = HF_CONFIGS[config_name]
+    hf = make_hf("Wav2Vec2Model", config_name, seed=12, conv_dim=(20, c["hidden_size"]))
+    with torch.no_grad():
+        hf.feature_projection.projection.weight.copy_(torch.eye(c["hidden_size"]))
+        hf.feature_projection.projection.bias.zero_()
+    state = {("wav2vec2." + k): v for k, v in hf.state_dict().items()}
+    state = {k: v for k, v in fairseq_state(_Wrap(state), config_name, finetuned=False).items()
+             if not k.startswith("post_extract_proj.")}
+    args = fairseq_model_cfg(config_name)
+    args["conv_feature_layers"] = args["conv_feature_layers"].replace("(28,", f"({c['hidden_size']},")
+    args.update(arch="wav2vec2", normalize=False, quantize_targets=False)
+    path = tmp_path / "old.pt"
+    torch.save({"args": argparse.Namespace(**args), "model": state}, path)
+    loaded = load_pretrained(path)
+    assert type(loaded.model).__name__ == "Wav2Vec2Model"
+    assert loaded.metadata["identity_filled"] == ["feature_projection"]
+    x, _, _ = padded_batch(seed=12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x).last_hidden_state, hf(x).last_hidden_state, atol=1e-4, rtol=0)
+
+
+class _Wrap:
+    def __init__(self, state):
+        self._state = state
+
+    def state_dict(self):
+        return self._state
+
+
+def test_unknown_and_missing_fairseq_keys_are_listed(tmp_path):
+    hf = make_hf("Wav2Vec2ForPreTraining", "base_like", seed=13)
+    state = fairseq_state(hf, "base_like", finetuned=False)
+    state["encoder.layers.0.adapter_layer.W_a"] = torch.zeros(2, 2)
+    state["target_glu.0.weight"] = torch.zeros(2, 2)
+    ckpt = {"cfg": {"model": fairseq_model_cfg("base_like"), "task": {}}, "model": state}
+    torch.save(ckpt, tmp_path / "extra.pt")
+    with pytest.raises(CheckpointError, match=r"extra\.pt: unexpected keys .*adapter_layer\.W_a, target_glu\.0\.weight"):
+        load_pretrained(tmp_path / "extra.pt")
+    del state["encoder.layers.0.adapter_layer.W_a"], state["target_glu.0.weight"], state["encoder.layers.1.fc2.bias"]
+    torch.save(ckpt, tmp_path / "short.pt")
+    with pytest.raises(CheckpointError, match=r"short\.pt: missing keys: wav2vec2\.encoder\.layers\.1\.feed_forward\.fc2\.bias"):
+        load_pretrained(tmp_path / "short.pt")
+
+
+def test_config_contradicting_weights(tmp_path):
+    hf = make_hf("Wav2Vec2ForPreTraining", "base_like", seed=14)
+    cfg = fairseq_model_cfg("base_like")
+    cfg["encoder_ffn_embed_dim"] = 128
+    torch.save({"cfg": {"model": cfg, "task": {}}, "model": fairseq_state(hf, "base_like", False)}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=r"c\.pt: shapes contradict the config: .*fc1\.bias \(64,\) vs config \(128,\)"):
+        load_pretrained(tmp_path / "c.pt")
+
+
+def test_conv_spec_parser_is_safe():
+    spec = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
+    assert parse_conv_feature_layers(spec) == [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+    with pytest.raises(ValueError):
+        parse_conv_feature_layers("__import__('os').system('true')")

@@ -1,0 +1,174 @@
+"""The restricted unpickler: payloads are refused (and never run); fairseq's config objects become plain data."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pickle
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from xlsr.errors import CheckpointError
+from xlsr.interop import safe_pickle
+from xlsr.interop.fairseq import read_fairseq_checkpoint
+from xlsr.interop.load import load_pretrained
+
+
+class _System:
+    """Unpickling this runs `os.system(cmd)` in an ordinary unpickler."""
+
+    def __init__(self, cmd):
+        self.cmd = cmd
+
+    def __reduce__(self):
+        return (os.system, (self.cmd,))
+
+
+class _Eval:
+    def __init__(self, code):
+        self.code = code
+
+    def __reduce__(self):
+        return (eval, (self.code,))
+
+
+class _Popen:
+    def __init__(self, argv):
+        self.argv = argv
+
+    def __reduce__(self):
+        return (subprocess.Popen, (self.argv,))
+
+
+def _touch(marker) -> str:
+    return f"touch {marker}"
+
+
+def test_payload_really_runs_with_plain_pickle(tmp_path):
+    # Proves the payload used below is live: the ordinary unpickler creates the marker.
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(_System(_touch(marker)), protocol=2))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_os_system_payload_is_refused_and_not_run(tmp_path, zip_format):
+    marker = tmp_path / "pwned"
+    ckpt = {"model": {"w": torch.zeros(2)}, "cfg": {"model": {}}, "extra": _System(_touch(marker))}
+    path = tmp_path / "evil.pt"
+    if zip_format:
+        torch.save(ckpt, path)
+    else:
+        with open(path, "wb") as f:
+            pickle.dump(ckpt, f, protocol=2)
+    with pytest.raises(CheckpointError) as exc:
+        load_pretrained(path)
+    assert not marker.exists()
+    msg = str(exc.value)
+    assert str(path) in msg and "refused to load" in msg and "system" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("payload", ["eval", "popen"])
+def test_other_payloads_are_refused(tmp_path, payload):
+    marker = tmp_path / "pwned"
+    evil = _Eval(f"open({str(marker)!r}, 'w')") if payload == "eval" else _Popen(["touch", str(marker)])
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "args": evil}, path)
+    with pytest.raises(CheckpointError, match=r"refused to load \w+\.(eval|Popen):"):
+        read_fairseq_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_unpickler_refuses_dangerous_globals_directly():
+    for module, name in [("os", "system"), ("builtins", "getattr"), ("builtins", "__import__"),
+                         ("builtins", "exec"), ("torch", "load"), ("numpy", "load"), ("shutil", "rmtree")]:  # fmt: skip
+        with pytest.raises(safe_pickle.UnsafePickleError):
+            safe_pickle.Unpickler(__import__("io").BytesIO(b"")).find_class(module, name)
+
+
+def test_tensors_parameters_and_containers_survive(tmp_path):
+    state = collections.OrderedDict(w=torch.randn(3, 4), p=torch.nn.Parameter(torch.ones(2)),
+                                    h=torch.arange(6, dtype=torch.int64).view(2, 3)[:, 1:])  # a strided view
+    obj = {"model": state, "extra_state": {"metrics": {"loss": np.float64(1.5), "arr": np.arange(3)}},
+           "optimizer_history": [{"num_updates": 7}], "s": {1, 2}, "t": (1, "a")}  # fmt: skip
+    path = tmp_path / "ok.pt"
+    torch.save(obj, path)
+    got = safe_pickle.to_plain(torch.load(path, pickle_module=safe_pickle, weights_only=False))
+    for k, v in state.items():
+        assert torch.equal(got["model"][k], v)
+    assert isinstance(got["model"]["p"], torch.nn.Parameter)
+    assert got["extra_state"]["metrics"]["loss"] == 1.5
+    assert got["extra_state"]["metrics"]["arr"].tolist() == [0, 1, 2]
+    assert got["optimizer_history"] == [{"num_updates": 7}] and got["s"] == {1, 2} and got["t"] == (1, "a")
+
+
+def _fake_omegaconf():
+    """Classes pickled under omegaconf's real module names, laid out like its objects (`_content`, `_val`)."""
+    dictconfig = types.ModuleType("omegaconf.dictconfig")
+    listconfig = types.ModuleType("omegaconf.listconfig")
+    nodes = types.ModuleType("omegaconf.nodes")
+    base = types.ModuleType("omegaconf.base")
+    for module, names in ((dictconfig, ["DictConfig"]), (listconfig, ["ListConfig"]),
+                          (nodes, ["AnyNode", "StringNode"]), (base, ["ContainerMetadata"])):  # fmt: skip
+        for name in names:
+            cls = type(name, (), {"__module__": module.__name__})
+            setattr(module, name, cls)
+    return dictconfig, listconfig, nodes, base
+
+
+def test_omegaconf_like_config_becomes_plain_data(tmp_path, monkeypatch):
+    dictconfig, listconfig, nodes, base = _fake_omegaconf()
+    monkeypatch.setitem(sys.modules, "omegaconf", types.ModuleType("omegaconf"))
+    for m in (dictconfig, listconfig, nodes, base):
+        monkeypatch.setitem(sys.modules, m.__name__, m)
+
+    def node(cls, value, parent):
+        n = cls()
+        n.__dict__.update(_val=value, _parent=parent, _metadata=base.ContainerMetadata())
+        return n
+
+    root = dictconfig.DictConfig()
+    model = dictconfig.DictConfig()
+    layers = listconfig.ListConfig()
+    meta = base.ContainerMetadata()
+    meta.__dict__.update(ref_type=__import__("typing").Any, object_type=dict, key_type=__import__("typing").Any)
+    layers.__dict__.update(_content=[node(nodes.AnyNode, 2.0, layers), node(nodes.AnyNode, 0.5, layers)],
+                           _parent=model, _metadata=meta)
+    model.__dict__.update(_content={"extractor_mode": node(nodes.StringNode, "layer_norm", model),
+                                    "latent_temp": layers, "encoder_layers": node(nodes.AnyNode, 3, model)},
+                          _parent=root, _metadata=meta)  # fmt: skip
+    root.__dict__.update(_content={"model": model, "task": None}, _parent=None, _metadata=meta)
+    ns = argparse.Namespace(arch="wav2vec2", normalize=True, conv_feature_layers="[(512, 10, 5)]")
+    path = tmp_path / "cfg.pt"
+    torch.save({"cfg": root, "args": ns, "model": {"w": torch.ones(1)}}, path)
+
+    got = read_fairseq_checkpoint(path)
+    assert got["cfg"] == {"model": {"extractor_mode": "layer_norm", "latent_temp": [2.0, 0.5], "encoder_layers": 3},
+                          "task": None}
+    assert got["args"] == {"arch": "wav2vec2", "normalize": True, "conv_feature_layers": "[(512, 10, 5)]"}
+    assert torch.equal(got["model"]["w"], torch.ones(1))
+
+
+def test_not_a_checkpoint_and_truncated_files(tmp_path):
+    text = tmp_path / "notes.pt"
+    text.write_text("hello, this is not a checkpoint\n")
+    with pytest.raises(CheckpointError, match="notes.pt: not a checkpoint"):
+        load_pretrained(text)
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.randn(100, 100)}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:20000])
+    with pytest.raises(CheckpointError, match="truncated.pt: not a readable torch/fairseq checkpoint"):
+        load_pretrained(truncated)
+    no_model = tmp_path / "no_model.pt"
+    torch.save({"weights": 1}, no_model)
+    with pytest.raises(CheckpointError, match="no_model.pt: not a fairseq checkpoint"):
+        load_pretrained(no_model)
+    with pytest.raises(CheckpointError, match="missing.pt: no such file"):
+        load_pretrained(tmp_path / "missing.pt")
