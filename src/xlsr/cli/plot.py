@@ -1,0 +1,20 @@
+"""`xlsr plot RUN`: the training curves of a run folder as a PNG."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    """Add the `plot` subcommand."""
+    p = subparsers.add_parser("plot", help="draw a run's training curves (loss, accuracy, perplexity) to PNG",
+                              description="Draw the curves in RUN/log.jsonl (train and per-language validation).")
+    p.add_argument("run", metavar="RUN", help="a run folder written by `xlsr pretrain` or `xlsr finetune`")
+    p.add_argument("--out", metavar="PNG", help="output image (default: RUN/curves.png)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Plot and print the image path."""
+    from xlsr.train.curves import plot_training_curves
+
+    print(plot_training_curves(args.run, args.out))
+    return 0

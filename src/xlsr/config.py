@@ -1,0 +1,322 @@
+"""The one configuration system: dataclasses, filled from YAML, then from command-line overrides.
+
+Order of precedence (later wins): dataclass defaults < YAML files (in the order given) < overrides.
+Nested dataclass fields and dict fields take dotted keys (`model.mask_prob=0.5`). Every value is
+coerced to the field's annotated type, so `lr: 5e-4` in YAML (a string to YAML 1.1) and `--lr 5e-4`
+on the command line both become floats. An unknown key is an XlsrError naming the key and its source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from xlsr.errors import XlsrError
+
+T = TypeVar("T")
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping; a missing, unparsable or non-mapping file is one XlsrError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise XlsrError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise XlsrError(f"{path}: not valid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise XlsrError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], yaml_path: str | Path | list | None = None, overrides: dict | None = None) -> T:
+    """Build `cls` from its defaults, then YAML file(s), then `overrides` (dotted keys allowed)."""
+    values: dict[str, Any] = {}
+    paths = [] if yaml_path is None else (list(yaml_path) if isinstance(yaml_path, list | tuple) else [yaml_path])
+    for p in paths:
+        _merge(values, _flatten(read_yaml(p)), cls, source=str(p))
+    _merge(values, _flatten(overrides or {}), cls, source="command line")
+    return _build(cls, values)
+
+
+def config_to_dict(obj: Any) -> Any:
+    """A dataclass (nested ones too) as plain YAML/JSON data: tuples become lists."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: config_to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): config_to_dict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [config_to_dict(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def save_config(obj: Any, path: str | Path) -> None:
+    """Write a config as YAML (atomically: temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False))
+    tmp.replace(path)
+
+
+def parse_override_args(tokens: list[str]) -> dict[str, str]:
+    """`["--lr", "1e-3", "--model.mask_prob=0.5"]` -> {"lr": "1e-3", "model.mask_prob": "0.5"}."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or len(tok) == 2:
+            raise XlsrError(f"{tok}: unexpected argument (config keys are given as --key value)")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            if i + 1 >= len(tokens) or (tokens[i + 1].startswith("--") and not _is_number(tokens[i + 1])):
+                raise XlsrError(f"--{key}: missing value")
+            i += 1
+            value = tokens[i]
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def coerce_fields(cls: type, values: dict, where: str = "") -> dict:
+    """`values` typed as the fields of dataclass `cls`; an unknown key or a bad value is one XlsrError line."""
+    hints = _hints(cls)
+    out = {}
+    for key, raw in values.items():
+        if key not in hints:
+            raise XlsrError(f"{where}{key}: unknown config key for {cls.__name__}")
+        out[key] = _coerce(raw, hints[key], f"{where}{key}")
+    return out
+
+
+# --- internals -----------------------------------------------------------------------------------
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings become dotted keys, so YAML sections and CLI overrides merge the same way."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _merge(values: dict, flat: dict, cls: type, source: str, prefix: str = "") -> None:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    for key, raw in flat.items():
+        head, _, rest = key.partition(".")
+        if head not in fields:
+            raise XlsrError(f"{source}: unknown config key '{prefix}{key}'")
+        typ = hints[head]
+        if rest:
+            sub = _nested_dataclass(typ)
+            if sub is not None:
+                inner = values.setdefault(head, {})
+                if not isinstance(inner, dict):
+                    inner = values[head] = {}
+                _merge(inner, {rest: raw}, sub, source, f"{prefix}{head}.")
+            elif _origin(typ) is dict:
+                # Free-form dict sections (e.g. model overrides) are checked by their consumer.
+                inner = values.setdefault(head, {})
+                inner[rest] = _parse_scalar(raw)
+            else:
+                raise XlsrError(f"{source}: unknown config key '{prefix}{key}' ('{head}' has no sub-keys)")
+        else:
+            sub = _nested_dataclass(typ)
+            if sub is not None and isinstance(raw, dict):
+                _merge(values.setdefault(head, {}), _flatten(raw), sub, source, f"{prefix}{head}.")
+            elif _origin(typ) is dict and isinstance(raw, dict):
+                values.setdefault(head, {}).update(raw)
+            else:
+                values[head] = _coerce(raw, typ, f"{source}: {prefix}{key}")
+
+
+def _build(cls: type[T], values: dict) -> T:
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        sub = _nested_dataclass(hints[f.name])
+        if sub is not None and isinstance(values[f.name], dict):
+            kwargs[f.name] = _build(sub, values[f.name])
+        else:
+            kwargs[f.name] = values[f.name]
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise XlsrError(f"{cls.__name__}: {exc}") from None
+
+
+def _origin(typ: Any) -> Any:
+    return typing.get_origin(typ) or typ
+
+
+def _nested_dataclass(typ: Any) -> type | None:
+    for t in _union_args(typ):
+        if dataclasses.is_dataclass(t):
+            return t
+    return None
+
+
+def _union_args(typ: Any) -> tuple:
+    if typing.get_origin(typ) in (typing.Union, types.UnionType):
+        return typing.get_args(typ)
+    return (typ,)
+
+
+def _parse_scalar(raw: Any) -> Any:
+    """A command-line string read as YAML would read it (numbers, booleans, null, lists)."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str) and _is_number(value):
+        return float(value)  # YAML 1.1 reads 5e-4 as a string
+    return value
+
+
+def _coerce(raw: Any, typ: Any, where: str) -> Any:
+    """Convert `raw` to the annotated type; a value that does not fit is one XlsrError line."""
+    value = _parse_scalar(raw)
+    args = _union_args(typ)
+    if value is None:
+        if type(None) in args or typ is Any:
+            return None
+        raise XlsrError(f"{where}: null is not allowed (expected {_type_name(typ)})")
+    errors = []
+    for t in args:
+        if t is type(None):
+            continue
+        try:
+            return _coerce_one(value, t)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    raise XlsrError(f"{where}: cannot use {raw!r} as {_type_name(typ)}")
+
+
+def _coerce_one(value: Any, t: Any) -> Any:
+    origin = typing.get_origin(t)
+    if t is Any:
+        return value
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        raise ValueError("not a boolean")
+    if t is int:
+        if isinstance(value, bool):
+            raise ValueError("bool is not int")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("not an integer")
+        return int(value)
+    if t is float:
+        if isinstance(value, bool):
+            raise ValueError("bool is not float")
+        return float(value)
+    if t is str:
+        if isinstance(value, dict | list):
+            raise ValueError("not a string")
+        return str(value)
+    if origin is typing.Literal:
+        if value in typing.get_args(t):
+            return value
+        raise ValueError(f"not one of {typing.get_args(t)}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise ValueError("not a list")
+        inner = typing.get_args(t)
+        if origin is tuple and inner and inner[-1] is not Ellipsis:
+            if len(inner) != len(value):
+                raise ValueError(f"expected {len(inner)} values")
+            return tuple(_coerce_one(_parse_scalar(v), it) for v, it in zip(inner and value, inner))
+        it = inner[0] if inner else Any
+        items = [_coerce_one(_parse_scalar(v), it) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError("not a mapping")
+        return dict(value)
+    return value
+
+
+def _type_name(typ: Any) -> str:
+    if typing.get_origin(typ) is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(typ))
+    return getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+_DEST = "config:"
+
+
+def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """Add `--field` (and `--field-with-dashes`) for every field of dataclass `cls` to an argparse parser.
+
+    Values stay strings (default: not given) and are typed later by `load_config`, so the command line
+    overrides YAML exactly like an `overrides` dict. `prefix="model."` adds `--model.<field>` options.
+    """
+    import argparse
+
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or _nested_dataclass(hints[f.name]) is not None or _origin(hints[f.name]) is dict:
+            continue
+        key = prefix + f.name
+        names = [f"--{key}"]
+        if "_" in key:
+            names.append(f"--{key.replace('_', '-')}")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = "" if default in (None, "") or isinstance(default, dict | list) else f" (default {default})"
+        parser.add_argument(*names, dest=_DEST + key, default=argparse.SUPPRESS, metavar=_metavar(hints[f.name]),
+                            help=f"{_type_name(hints[f.name])}{shown}")
+
+
+def collect_overrides(args) -> dict[str, str]:
+    """The config options actually given on the command line, as {dotted key: string}."""
+    return {k[len(_DEST):]: v for k, v in vars(args).items() if k.startswith(_DEST)}
+
+
+def _metavar(typ: Any) -> str:
+    args = [a for a in _union_args(typ) if a is not type(None)]
+    t = args[0] if args else typ
+    if typing.get_origin(t) is typing.Literal:
+        return "{" + ",".join(str(a) for a in typing.get_args(t)) + "}"
+    if typing.get_origin(t) in (list, tuple):
+        return "A,B,..."
+    return {bool: "BOOL", int: "N", float: "X", str: "S"}.get(t, "V")

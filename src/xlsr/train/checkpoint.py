@@ -1,0 +1,200 @@
+"""Atomic, resumable training checkpoints inside a run folder.
+
+Layout (`RUN/checkpoints/`):
+
+    update_0000500/        an interop checkpoint dir (config.json + model.safetensors) + trainer.pt
+    update_0001000/
+    last -> update_0001000 a symlink, swapped atomically with os.replace
+    best -> update_0000500
+
+A checkpoint is staged in `.tmp-update_*`, its files fsynced, then renamed to its final name; only
+then is `last` re-pointed. A kill at any moment leaves `last` pointing at a complete checkpoint
+(stale `.tmp-*` folders are removed on the next start). `trainer.pt` holds only tensors and plain
+data, so it loads with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xlsr.errors import CheckpointError
+
+TRAINER_FILE = "trainer.pt"
+_UPDATE_DIR = re.compile(r"^update_(\d+)$")
+
+
+def update_dir_name(update: int) -> str:
+    """The folder name of the checkpoint written after `update` updates."""
+    return f"update_{update:07d}"
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file or directory entry to disk (directories: so renames inside it survive a crash)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in sorted(path.rglob("*")):
+        _fsync_path(p)
+    _fsync_path(path)
+
+
+def write_checkpoint(root: Path, update: int, save_model: Callable[[Path], None], trainer_state: dict) -> Path:
+    """Write `root/update_N` atomically: `save_model(dir)` writes config.json + model.safetensors."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / update_dir_name(update)
+    if final.is_dir() and (final / TRAINER_FILE).is_file():
+        return final  # this update is already on disk (e.g. saved for `best` just before)
+    staging = root / f".tmp-{final.name}-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save_model(staging)
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp_file = staging / (TRAINER_FILE + ".tmp")
+    torch.save(trainer_state, tmp_file)
+    tmp_file.replace(staging / TRAINER_FILE)
+    _fsync_tree(staging)
+    if final.exists():  # an incomplete folder of the same name (no trainer.pt): replace it
+        shutil.rmtree(final)
+    staging.rename(final)
+    _fsync_path(root)
+    return final
+
+
+def point_link(root: Path, name: str, target: Path) -> None:
+    """Atomically make `root/name` a relative symlink to `target` (a folder inside root)."""
+    tmp = root / f".{name}.link-tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target.name, tmp, target_is_directory=True)
+    os.replace(tmp, root / name)
+    _fsync_path(root)
+
+
+def update_dirs(root: Path) -> list[tuple[int, Path]]:
+    """Complete `update_N` checkpoints under root, oldest first."""
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _UPDATE_DIR.match(p.name)
+        if m and not p.is_symlink() and (p / TRAINER_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prune_checkpoints(root: Path, keep_last: int) -> None:
+    """Delete update checkpoints beyond the newest `keep_last`, never the targets of `last`/`best`."""
+    protected = {(root / n).resolve() for n in ("last", "best") if (root / n).is_symlink()}
+    dirs = update_dirs(root)
+    for _, p in dirs[: max(0, len(dirs) - max(1, keep_last))]:
+        if p.resolve() not in protected:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def clean_staging(root: Path) -> None:
+    """Remove half-written checkpoints left by a killed run."""
+    if root.is_dir():
+        for p in root.glob(".tmp-*"):
+            shutil.rmtree(p, ignore_errors=True)
+        for p in root.glob(".*.link-tmp"):
+            p.unlink(missing_ok=True)
+
+
+def find_resume_dir(root: Path) -> Path | None:
+    """The checkpoint to resume from: `last` if it resolves to a complete checkpoint, else the newest one."""
+    last = root / "last"
+    if last.is_dir() and (last / TRAINER_FILE).is_file():
+        return last
+    dirs = update_dirs(root)
+    return dirs[-1][1] if dirs else None
+
+
+def load_trainer_state(ckpt_dir: Path) -> dict:
+    """Read trainer.pt with weights_only=True; a truncated or foreign file is one CheckpointError line."""
+    path = ckpt_dir / TRAINER_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (not a training checkpoint)") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
+        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: corrupt or unreadable training state ({msg})") from None
+    if not isinstance(state, dict) or "update" not in state:
+        raise CheckpointError(f"{path}: not an xlsr training state (no update count)")
+    return state
+
+
+def read_model_config(ckpt_dir: Path) -> dict:
+    """The `config.json` of an interop checkpoint dir; damage is one CheckpointError line."""
+    path = ckpt_dir / "config.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    if not isinstance(data, dict) or data.get("format") != "xlsr":
+        raise CheckpointError(f"{path}: not an xlsr checkpoint config")
+    return data
+
+
+def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    """The state dict in `model.safetensors`; a truncated file is one CheckpointError line."""
+    from safetensors.torch import load_file
+
+    path = ckpt_dir / "model.safetensors"
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"{path}: corrupt or truncated weights ({str(exc).splitlines()[0][:120]})") from None
+
+
+# --- random-number states as plain data ------------------------------------------------------------
+
+def capture_rng_state() -> dict:
+    """Python, numpy and torch (CPU + CUDA) RNG states as tensors/plain data (weights_only-safe)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
+                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of `capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state((npst["name"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

@@ -1,0 +1,64 @@
+"""Training curves from a run's `log.jsonl`, drawn to a PNG (loss, accuracy, perplexity, schedules)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+from xlsr.train.monitor import read_log
+
+# (title, keys); a panel is drawn when any of its keys was logged
+PANELS = [
+    ("loss (bits per masked frame)", ("loss", "contrastive_loss")),
+    ("contrastive accuracy", ("accuracy",)),
+    ("code perplexity", ("code_perplexity", "prob_perplexity")),
+    ("learning rate", ("lr",)),
+    ("Gumbel temperature", ("temperature",)),
+    ("gradient norm", ("grad_norm",)),
+]
+
+
+def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
+    """Draw train (and validation, per language) curves of `run_dir` to `out_png` (default RUN/curves.png)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    log_path = run_dir / "log.jsonl"
+    if not log_path.is_file():
+        raise XlsrError(f"{log_path}: no training log (is {run_dir} a run folder?)")
+    records = [r for r in read_log(log_path) if "split" in r]
+    if not records:
+        raise XlsrError(f"{log_path}: no logged updates yet")
+    splits = sorted({r["split"] for r in records}, key=lambda s: (s != "train", s != "valid", s))
+    panels = [(t, keys) for t, keys in PANELS if any(k in r for r in records for k in keys)]
+    cols = 3
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for split in splits:
+            for key in keys:
+                pts = [(r["update"], r[key]) for r in records
+                       if r["split"] == split and isinstance(r.get(key), int | float)]
+                if not pts:
+                    continue
+                xs, ys = zip(*pts)
+                style = "-" if split == "train" else ("o-" if split == "valid" else ".--")
+                width = 1.0 if split.startswith("valid_") else 1.6
+                ax.plot(xs, ys, style, lw=width, ms=3, label=f"{split} {key}" if len(keys) > 1 else split)
+        ax.set_title(title)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+        if title.startswith("learning"):
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    out = Path(out_png) if out_png else run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

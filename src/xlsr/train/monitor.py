@@ -1,0 +1,161 @@
+"""Training logs: a progress bar, `log.jsonl` (one record per logged step), TensorBoard, and health warnings.
+
+Only rank 0 writes. Warnings go to stderr (above the bar) and into the JSONL log as
+`{"update": u, "warning": kind, "message": ...}`, at most once per `warn_interval` updates per kind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from xlsr.progress import progress
+
+
+def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per_group: int,
+                             num_negatives: int, update: int, min_update: int = 100,
+                             collapse_ratio: float = 0.1, neg_is_pos_max: float = 0.05,
+                             chance_margin: float = 0.02, stuck_after: int = 1000) -> list[tuple[str, str]]:
+    """(kind, message) pairs for the failures wav2vec 2.0 users hit, from one update's (or validation's) logs.
+
+    - codebook collapse: code perplexity below `collapse_ratio` of its ceiling G·min(V, frames);
+    - distractors equal to their positive: `neg_is_pos` share above `neg_is_pos_max`;
+    - loss stuck at chance: contrastive loss (bits) within `chance_margin` of log2(K+1) after `stuck_after`.
+    """
+    out: list[tuple[str, str]] = []
+    if update < min_update:
+        return out
+    frames = logs.get("sample_size") or num_codevectors_per_group
+    ceiling = num_groups * min(num_codevectors_per_group, max(1.0, float(frames)))
+    ppl = logs.get("code_perplexity")
+    if ppl is not None and ppl < collapse_ratio * ceiling:
+        out.append(("codebook_collapse",
+                    f"codebook collapse: code perplexity {ppl:.1f} of at most {ceiling:.0f} "
+                    f"(G·V = {num_groups * num_codevectors_per_group}); lower the learning rate or raise "
+                    f"diversity_weight / latent_temp"))
+    nip = logs.get("neg_is_pos")
+    if nip is not None and nip > neg_is_pos_max:
+        out.append(("neg_is_pos",
+                    f"{100 * nip:.1f}% of distractors equal their positive (codebook under-used; the "
+                    f"contrastive loss is becoming trivial)"))
+    chance = math.log2(num_negatives + 1)
+    loss = logs.get("contrastive_loss")
+    if loss is not None and update >= stuck_after and loss >= (1 - chance_margin) * chance:
+        out.append(("stuck_at_chance",
+                    f"contrastive loss {loss:.3f} bits is at chance level log2(K+1) = {chance:.3f} after "
+                    f"{update} updates; try a higher learning rate, longer crops or fewer negatives"))
+    return out
+
+
+class Monitor:
+    """Progress bar + JSONL + TensorBoard for one run; a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, *, enabled: bool, total_updates: int, initial_update: int = 0,
+                 show_progress: bool = True, tensorboard: bool = True, warn_interval: int = 200):
+        self.enabled = enabled
+        self.warn_interval = warn_interval
+        self._last_warned: dict[str, int] = {}
+        self._bar = None
+        self._tb = None
+        self._jsonl = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self._jsonl = open(run_dir / "log.jsonl", "a", buffering=1)  # noqa: SIM115 - open for the run
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=initial_update or None)
+            except ImportError:
+                self._tb = None
+        self._bar = progress(total=total_updates, desc="train", unit="upd",
+                             disable=not show_progress, initial=initial_update)
+
+    def set_description(self, desc: str) -> None:
+        """Name shown at the left of the bar."""
+        if self._bar is not None:
+            self._bar.set_description(desc)
+
+    def log(self, split: str, update: int, values: dict) -> None:
+        """One JSONL record (and TensorBoard scalars under `split/`)."""
+        if not self.enabled:
+            return
+        record = {"update": update, "split": split, "time": round(time.time(), 3)}
+        record.update({k: _plain(v) for k, v in values.items()})
+        self._jsonl.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in values.items():
+                v = _plain(v)
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                    self._tb.add_scalar(f"{split}/{k}", v, update)
+
+    def advance(self, n: int, postfix: dict) -> None:
+        """Move the bar by `n` updates and show the short postfix."""
+        if self._bar is not None:
+            self._bar.update(n)
+            self._bar.set_postfix({k: _short(v) for k, v in postfix.items()}, refresh=False)
+
+    def warn(self, kind: str, message: str, update: int, *, force: bool = False) -> None:
+        """A rate-limited warning on stderr and in the log."""
+        if not self.enabled:
+            return
+        last = self._last_warned.get(kind)
+        if not force and last is not None and update - last < self.warn_interval:
+            return
+        self._last_warned[kind] = update
+        line = f"xlsr: warning: update {update}: {message}"
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr)
+        self._jsonl.write(json.dumps({"update": update, "warning": kind, "message": message}) + "\n")
+
+    def info(self, message: str) -> None:
+        """A plain line above the bar (rank 0 only)."""
+        if not self.enabled:
+            return
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        """Flush and close everything."""
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+        self._bar = self._tb = self._jsonl = None
+
+
+def read_log(path: Path) -> list[dict]:
+    """The records of a `log.jsonl` (a torn last line from a kill is skipped)."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/Inf
+    return v
+
+
+def _short(v):
+    v = _plain(v)
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.0f}"
+    return v

@@ -1,0 +1,62 @@
+"""Learning-rate and Gumbel-temperature schedules: pure functions of the update count.
+
+The trainer sets the learning rate of every parameter group from these each update, so the only
+schedule state to checkpoint is the update count.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def polynomial_decay_lr(update: int, *, peak_lr: float, warmup_updates: int, total_updates: int,
+                        end_lr: float = 0.0, power: float = 1.0) -> float:
+    """Linear warmup to `peak_lr`, then polynomial decay to `end_lr` at `total_updates`.
+
+    `update` counts the updates already done; the first one runs at peak_lr / warmup_updates (as in fairseq,
+    so no step is wasted at lr 0). power=1 is wav2vec 2.0's "warmup then linear decay".
+    """
+    if warmup_updates > 0 and update < warmup_updates:
+        return peak_lr * (update + 1) / warmup_updates
+    if update >= total_updates:
+        return end_lr
+    remaining = 1.0 - (update - warmup_updates) / max(1, total_updates - warmup_updates)
+    return end_lr + (peak_lr - end_lr) * remaining**power
+
+
+def tri_stage_lr(update: int, *, peak_lr: float, total_updates: int,
+                 phase_ratio: tuple[float, float, float] = (0.1, 0.4, 0.5),
+                 init_lr_scale: float = 0.01, final_lr_scale: float = 0.05) -> float:
+    """Fine-tuning schedule: linear warmup from lr·init_scale, hold at lr, exponential decay to lr·final_scale.
+
+    Phase lengths are `phase_ratio` × `total_updates` (fairseq `tri_stage`); after the decay phase the
+    rate stays at lr·final_lr_scale.
+    """
+    warmup = int(phase_ratio[0] * total_updates)
+    hold = int(phase_ratio[1] * total_updates)
+    decay = int(phase_ratio[2] * total_updates)
+    init_lr = peak_lr * init_lr_scale
+    final_lr = peak_lr * final_lr_scale
+    if update < warmup:
+        return init_lr + (peak_lr - init_lr) * update / warmup
+    update -= warmup
+    if update < hold:
+        return peak_lr
+    update -= hold
+    if update < decay:
+        # exp(-k·t) with k chosen so that the rate reaches final_lr at the end of the phase
+        k = -math.log(final_lr_scale) / decay
+        return peak_lr * math.exp(-k * update)
+    return final_lr
+
+
+def constant_lr(update: int, *, peak_lr: float, warmup_updates: int = 0) -> float:
+    """Linear warmup (first update at peak_lr / warmup_updates), then constant."""
+    if warmup_updates > 0 and update < warmup_updates:
+        return peak_lr * (update + 1) / warmup_updates
+    return peak_lr
+
+
+def gumbel_temperature(update: int, max_temp: float, min_temp: float, decay: float) -> float:
+    """wav2vec 2.0's Gumbel-softmax temperature: τ(u) = max(τ_max · decay^u, τ_min)."""
+    return max(max_temp * decay**update, min_temp)

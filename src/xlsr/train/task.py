@@ -1,0 +1,117 @@
+"""The small interface between the generic Trainer and a training objective (pretrain, finetune).
+
+A Task owns the model's construction, its data, one step's loss, and what is saved with a checkpoint.
+The Trainer owns everything else: schedules, precision, accumulation, DDP/FSDP, clipping, NaN
+skipping, logging, checkpoints and resume.
+
+Loss convention: `train_step` returns `(loss, logs)`. If `logs` holds `"sample_size"` (e.g. the number
+of masked frames), `loss` is a *sum* over that many units and the Trainer divides the gradient by the
+total sample size over all micro-batches and ranks (so 2 ranks × B equals 1 rank × 2B exactly).
+Without it, `loss` is a mean and counts as one unit. Other `logs` entries are floats (or 0-d tensors)
+that are averaged over the update weighted by sample size, except keys listed in `summed_logs`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Task:
+    """Base class: override the methods marked `required`; the others have working defaults."""
+
+    #: the validation log entry that picks `checkpoints/best` (lower is better unless told otherwise)
+    best_metric: str = "loss"
+    best_lower_is_better: bool = True
+    #: log keys that are added (not averaged) over micro-batches, e.g. counts
+    summed_logs: tuple[str, ...] = ("sample_size",)
+
+    # --- required ------------------------------------------------------------------------------
+    def build_model(self) -> nn.Module:
+        """required: a fresh model (random or `--init` weights) on CPU."""
+        raise NotImplementedError
+
+    def train_batches(self, epoch: int, skip: int = 0) -> Iterable:
+        """required: this rank's batches of epoch `epoch` (deterministic given epoch), minus the first `skip`.
+
+        `skip` > 0 only when resuming mid-epoch; skip cheaply (without loading audio) where possible.
+        """
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+        """required: forward one micro-batch in train mode -> (loss to backprop, logs)."""
+        raise NotImplementedError
+
+    # --- optional ------------------------------------------------------------------------------
+    def setup(self, info) -> None:
+        """Called first with the `distributed.DistInfo` (rank, world_size, device) of this process."""
+        self.info = info
+
+    def valid_sets(self) -> dict[str, Iterable]:
+        """Validation batches per subset (e.g. per language); empty means no validation."""
+        return {}
+
+    def valid_step(self, model: nn.Module, batch: Any) -> dict:
+        """Forward one validation batch in eval mode -> logs (with "sample_size" as weight)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Lines printed once when training starts (e.g. the data summary); empty for none."""
+        return ""
+
+    def batch_to_device(self, batch: Any, device: torch.device) -> Any:
+        """Move a batch to `device` (default: tensors inside dataclasses, dicts, tuples)."""
+        return _to_device(batch, device)
+
+    def batch_audio_seconds(self, batch: Any) -> float:
+        """Seconds of audio in a batch, for the throughput figure (0 when unknown)."""
+        return 0.0
+
+    def on_update_start(self, model: nn.Module, update: int) -> dict:
+        """Called before each update with the unwrapped model, e.g. to set the Gumbel temperature.
+
+        Must behave identically on every rank (LayerDrop decisions, temperatures). Returns values to log.
+        """
+        return {}
+
+    def health_warnings(self, logs: dict, update: int) -> list[str]:
+        """Warnings about the training state from an update's logs (codebook collapse, chance level)."""
+        return []
+
+    def save_model(self, directory: Path, model: nn.Module) -> None:
+        """Write the model as our checkpoint dir (config.json + model.safetensors); add vocab/metadata here."""
+        from xlsr.interop.native import save_checkpoint
+
+        save_checkpoint(directory, model)
+
+    def no_decay(self, name: str, param: nn.Parameter) -> bool:
+        """Parameters excluded from weight decay: biases, norms (1-d) and named embeddings/codebooks."""
+        return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
+
+    def state_dict(self) -> dict:
+        """Task state for exact resume (plain data and tensors only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict()`."""
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    import dataclasses
+
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **{f.name: _to_device(getattr(obj, f.name), device)
+                                           for f in dataclasses.fields(obj) if f.init})
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_to_device(v, device) for v in obj)
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
+    return obj

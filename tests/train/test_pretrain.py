@@ -1,0 +1,134 @@
+"""Real pretraining on synthetic tones with a very small model: exact resume, --init, CLI errors, plots."""
+
+import math
+import os
+import signal
+
+import pytest
+import torch
+import yaml
+
+from xlsr.cli.main import main
+from xlsr.train import pretrain as pretrain_mod
+from xlsr.train.monitor import pretrain_health_warnings, read_log
+from xlsr.train.pretrain import PretrainConfig, PretrainTask, pretrain
+
+from ._audio import TINY_MODEL, make_corpus
+from ._toy import load_weights
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("tones"))
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), preset="tiny", model=dict(TINY_MODEL), max_updates=6, lr=2e-3,
+                warmup_updates=2, max_tokens=64000, min_sample_size=8000, max_sample_size=16000, num_workers=0,
+                log_every=1, valid_every=0, save_every=0, progress=False, tensorboard=False, device="cpu")
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def test_stop_and_resume_ends_identical_to_straight_run(data, tmp_path, monkeypatch):
+    pretrain(_cfg(data, tmp_path / "straight", max_updates=4))
+
+    step = pretrain_mod.PretrainTask.train_step
+    calls = {"n": 0}
+
+    def interrupted(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during update 3 (an epoch has 2 batches)
+        return step(self, model, batch)
+
+    monkeypatch.setattr(pretrain_mod.PretrainTask, "train_step", interrupted)
+    pretrain(_cfg(data, tmp_path / "resumed", max_updates=4))
+    monkeypatch.undo()
+    assert os.readlink(tmp_path / "resumed" / "checkpoints" / "last") == "update_0000003"
+    pretrain(_cfg(data, tmp_path / "resumed", max_updates=4))  # the same command again
+
+    a = load_weights(tmp_path / "straight" / "checkpoints" / "last")
+    b = load_weights(tmp_path / "resumed" / "checkpoints" / "last")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    la = [(r["update"], r["loss"]) for r in read_log(tmp_path / "straight" / "log.jsonl") if r.get("split") == "train"]
+    lb = [(r["update"], r["loss"]) for r in read_log(tmp_path / "resumed" / "log.jsonl") if r.get("split") == "train"]
+    assert la == lb and len(la) == 4
+    # validation per language at the end, and `best` chosen by validation contrastive loss
+    records = read_log(tmp_path / "straight" / "log.jsonl")
+    assert {r["split"] for r in records if "split" in r} >= {"train", "valid", "valid_aa", "valid_bb"}
+    assert (tmp_path / "straight" / "checkpoints" / "best" / "model.safetensors").is_file()
+    saved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert saved["model"]["hidden_size"] == 32 and saved["max_updates"] == 4
+
+
+def test_init_loads_weights_and_keeps_the_temperature_schedule(data, tmp_path):
+    pretrain(_cfg(data, tmp_path / "first", max_updates=2))
+    src = load_weights(tmp_path / "first" / "checkpoints" / "last")
+    task = PretrainTask(_cfg(data, tmp_path / "second", init=str(tmp_path / "first" / "checkpoints" / "last"),
+                             model={}))
+    model = task.build_model()
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, src[k], msg=k)
+    assert task.model_cfg.hidden_size == 32  # the architecture comes from the checkpoint, not the preset
+
+
+def _cli(*args):
+    return main(["pretrain", *map(str, args)])
+
+
+def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg_yaml = tmp_path / "run.yaml"
+    cfg_yaml.write_text(yaml.safe_dump({"model": TINY_MODEL, "max_tokens": 64000, "min_sample_size": 8000,
+                                        "max_sample_size": 16000, "num_workers": 0, "progress": False,
+                                        "tensorboard": False, "device": "cpu", "valid_every": 0}))
+    common = ["--config", cfg_yaml, "--max-updates", 2]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--data", empty, "--out", run], "no manifests"),
+        (["--data", data, "--out", run, "--alpha", 1.5], "alpha: must be in [0, 1]"),
+        (["--data", data, "--out", run, "--preset", "huge"], "unknown preset 'huge'"),
+        (["--data", data, "--out", run, "--model.mask_prob", "x"], "model.mask_prob"),
+        (["--data", data, "--out", run, "--recipe", "nope"], "--recipe nope: no such recipe"),
+    ]
+    for args, words in cases:
+        assert _cli(*common, *args) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and err.count("\n") == 0, err
+    assert not run.exists()
+
+    assert _cli(*common, "--data", data, "--out", run, "--lr", "1e-3") == 0
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert _cli(*common, "--data", data, "--out", run, "--model.hidden_size", 64, "--model.ffn_dim", 64) == 2
+    err = capsys.readouterr().err.strip()
+    assert "holds a run with another model (hidden_size: 32 there, 64 now)" in err
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
+
+    # a corrupt checkpoint: one line, nothing overwritten
+    weights = run / "checkpoints" / "last" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert _cli(*common, "--data", data, "--out", run, "--max-updates", 4) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.safetensors" in err and err.count("\n") == 0
+
+    assert main(["plot", str(run), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_health_warnings():
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=2000)
+    healthy = {"code_perplexity": 400.0, "neg_is_pos": 0.001, "contrastive_loss": 3.0, "sample_size": 5000}
+    assert pretrain_health_warnings(healthy, **kw) == []
+    kinds = [k for k, _ in pretrain_health_warnings(
+        {"code_perplexity": 12.0, "neg_is_pos": 0.3, "contrastive_loss": math.log2(101) - 0.01,
+         "sample_size": 5000}, **kw)]
+    assert kinds == ["codebook_collapse", "neg_is_pos", "stuck_at_chance"]
+    # the perplexity ceiling is the number of frames when there are fewer frames than codes
+    assert pretrain_health_warnings({"code_perplexity": 30.0, "sample_size": 40}, **kw) == []
+    # no warnings in the first updates
+    assert pretrain_health_warnings({"code_perplexity": 1.0}, **{**kw, "update": 10}) == []

@@ -1,0 +1,77 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from xlsr.config import config_to_dict, load_config, parse_override_args, save_config
+from xlsr.errors import XlsrError
+
+
+@dataclass
+class Inner:
+    depth: int = 2
+    rate: float = 0.1
+
+
+@dataclass
+class Cfg:
+    lr: float = 1e-3
+    steps: int = 10
+    name: str = "a"
+    flag: bool = False
+    betas: tuple[float, float] = (0.9, 0.98)
+    mode: Literal["fp32", "bf16"] = "fp32"
+    init: str | None = None
+    inner: Inner = field(default_factory=Inner)
+    model: dict = field(default_factory=dict)
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_text("lr: 5e-4\nsteps: 20\ninner:\n  depth: 3\nmodel:\n  mask_prob: 0.5\n")
+    cfg = load_config(Cfg, p, {"steps": "30", "inner.rate": "0.2", "model.num_negatives": "50",
+                               "betas": "0.8,0.9", "flag": "true", "mode": "bf16"})
+    assert cfg.lr == 5e-4 and isinstance(cfg.lr, float)  # YAML 1.1 reads 5e-4 as a string
+    assert cfg.steps == 30
+    assert cfg.inner == Inner(depth=3, rate=0.2)
+    assert cfg.model == {"mask_prob": 0.5, "num_negatives": 50}
+    assert cfg.betas == (0.8, 0.9) and cfg.flag is True and cfg.mode == "bf16"
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    cfg = load_config(Cfg, None, {"lr": "2e-3", "init": "ckpt", "model.x": "1"})
+    save_config(cfg, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["betas"] == [0.9, 0.98]
+    again = load_config(Cfg, tmp_path / "config.yaml", {})
+    assert config_to_dict(again) == config_to_dict(cfg)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    ({"nope": "1"}, "unknown config key 'nope'"),
+    ({"inner.nope": "1"}, "unknown config key 'inner.nope'"),
+    ({"steps": "1.5"}, "steps"),
+    ({"mode": "fp8"}, "mode"),
+    ({"lr": "null"}, "lr"),
+])
+def test_bad_keys_and_values_are_one_line_errors(overrides, words):
+    with pytest.raises(XlsrError) as err:
+        load_config(Cfg, None, overrides)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("lrr: 1\n")
+    with pytest.raises(XlsrError, match=r"bad.yaml: unknown config key 'lrr'"):
+        load_config(Cfg, p, {})
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(XlsrError, match="expected a mapping"):
+        load_config(Cfg, p, {})
+
+
+def test_parse_override_args():
+    assert parse_override_args(["--lr", "1e-3", "--model.mask-prob=0.5", "--end", "-1"]) == \
+        {"lr": "1e-3", "model.mask_prob": "0.5", "end": "-1"}
+    with pytest.raises(XlsrError, match="--lr: missing value"):
+        parse_override_args(["--lr"])
