@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint bench clean kenlm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,11 +19,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/xlsr demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) kenlm
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -m "not slow" tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow tests
+
+# KenLM's lmplz/build_binary for `xlsr lm build`, built from the PyPI source archive (once; cached in tools/).
+kenlm: $(STAMP)
+	bash scripts/build_kenlm.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -171,8 +171,10 @@ class BatchLoader:
         self._plans: list[_BatchPlan] | None = None
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
         self._sampler = _PlanSampler()
+        # a private generator: DataLoader draws a worker base seed per epoch, and drawing it from the global
+        # RNG would shift dropout and masks after a mid-epoch resume
         kwargs = {"num_workers": num_workers, "batch_size": None, "sampler": self._sampler,
-                  "collate_fn": _unbatched}
+                  "collate_fn": _unbatched, "generator": torch.Generator().manual_seed(0)}
         if num_workers > 0:
             kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor)
         self._loader = DataLoader(dataset, **kwargs)

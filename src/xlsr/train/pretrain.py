@@ -136,15 +136,7 @@ class PretrainTask(Task):
         if skip and self.loader.epoch == epoch and skip >= len(self.loader):
             return  # the checkpoint was taken right at the end of this epoch
         self.loader.set_epoch(epoch)
-        batches = iter(self.loader)
-        # torch's DataLoader draws a base seed from the global RNG when an epoch starts; keep that draw out
-        # of the global stream so dropout continues identically after a resume in mid-epoch
-        with torch.random.fork_rng(devices=[]):
-            first = next(batches, None)
-        if first is None:
-            return
-        yield first
-        yield from batches
+        yield from self.loader
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         tau = gumbel_temperature(update, *self.model_cfg.latent_temp)

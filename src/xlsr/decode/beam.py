@@ -1,0 +1,326 @@
+"""CTC beam search through flashlight-text, optionally fused with a KenLM n-gram LM.
+
+Two modes (issue 5, user need 9):
+- lexicon-free: hypotheses are any token sequence. An LM here is a *units* LM whose "words" are the
+  vocabulary's tokens (phones, or characters with `|`), as `build_lm(..., units=...)` makes.
+- lexicon: hypotheses are sequences of lexicon words, each spelled in the vocabulary's tokens
+  (characters + trailing `|`, or phones from a lexicon file). The LM is then a word LM.
+
+Scores: acoustic log-probabilities (log-softmax of the logits) + lm_weight × LM log-prob (natural
+log) + word_score per word (lexicon) or sil_score per `|` (lexicon-free).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from xlsr.decode.greedy import as_logits_tensor, ctc_collapse
+from xlsr.decode.hypothesis import FRAME_STRIDE_S, Hypothesis
+from xlsr.decode.lm import read_lm_info, sidecar_path
+from xlsr.errors import XlsrError
+from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
+
+# KenLM binary files start with this magic; ARPA files with a \data\ line.
+_KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
+
+
+@dataclass
+class BeamSearchConfig:
+    """Beam search settings (names as in flashlight / fairseq's `--lm-weight --word-score`)."""
+
+    beam_size: int = 50            # hypotheses kept per frame
+    beam_size_token: int | None = None  # tokens tried per frame; None = all
+    beam_threshold: float = 25.0   # drop hypotheses this far below the best
+    lm_weight: float = 2.0         # fairseq's default for KenLM decoding
+    word_score: float = 0.0        # lexicon: added per word; lexicon-free: per `|` token
+    unk_score: float = -math.inf   # lexicon: score of out-of-lexicon words (-inf: never)
+    log_add: bool = False          # True: merge equal hypotheses by log-sum-exp (prefix search)
+    nbest: int = 1
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise XlsrError(f"beam size: must be at least 1, got {self.beam_size}")
+        if self.nbest < 1:
+            raise XlsrError(f"nbest: must be at least 1, got {self.nbest}")
+
+
+# -- lexicons -----------------------------------------------------------------------------------
+Lexicon = dict[str, list[list[str]]]  # word -> spellings, each a list of vocabulary tokens
+
+
+def spell(word: str, vocab: Vocabulary) -> list[str]:
+    """A word's spelling in a character vocabulary: its letters, then the word boundary `|`."""
+    if vocab.kind != "chars":
+        raise XlsrError("lexicon: words can only be spelled automatically with a character vocabulary; "
+                        "give a lexicon file with lines 'word phone phone ...'")
+    tokens = vocab.tokenize(word)
+    return tokens + [WORD_BOUNDARY] if vocab.word_boundary_id is not None else tokens
+
+
+def lexicon_from_words(words: Iterable[str], vocab: Vocabulary) -> Lexicon:
+    """Spell each distinct word in the vocabulary's characters."""
+    return {w: [spell(w, vocab)] for w in sorted(set(words)) if w != WORD_BOUNDARY}
+
+
+def read_lexicon(path: str | Path, vocab: Vocabulary) -> Lexicon:
+    """Read `word tok tok ...` lines (several lines per word = several spellings) or a word list.
+
+    A line holding only a word (e.g. the `.words.txt` that `build_lm` writes) is spelled in the
+    vocabulary's characters.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise XlsrError(f"{path}: no such lexicon file") from None
+    except UnicodeDecodeError:
+        raise XlsrError(f"{path}: lexicon is not UTF-8 text") from None
+    lexicon: Lexicon = {}
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        word, spelling = parts[0], parts[1:]
+        lexicon.setdefault(word, []).append(spelling if spelling else spell(word, vocab))
+    if not lexicon:
+        raise XlsrError(f"{path}: lexicon is empty")
+    return lexicon
+
+
+def _lexicon(source, vocab: Vocabulary) -> Lexicon:
+    if isinstance(source, (str, Path)):
+        return read_lexicon(source, vocab)
+    if isinstance(source, Mapping):
+        # word -> "t t t", [t, t, t] or several of those
+        def spellings(sp) -> list[list[str]]:
+            if isinstance(sp, str):
+                return [sp.split()]
+            if sp and not isinstance(sp[0], str):
+                return [s.split() if isinstance(s, str) else list(s) for s in sp]
+            return [list(sp)]
+        return {w: spellings(sp) for w, sp in source.items()}
+    return lexicon_from_words(source, vocab)
+
+
+# -- LM files -----------------------------------------------------------------------------------
+def check_lm_file(path: str | Path) -> Path:
+    """Raise a one-line XlsrError unless `path` looks like a KenLM ARPA or binary model."""
+    path = Path(path)
+    if not path.is_file():
+        raise XlsrError(f"{path}: no such language model file")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(_KENLM_BINARY_MAGIC):
+        return path
+    text = head.decode("utf-8", errors="replace").lstrip()
+    if not text.startswith("\\data\\"):
+        first = text.splitlines()[0][:40] if text else "<empty>"
+        raise XlsrError(f"{path}: not a KenLM ARPA or binary language model (starts with {first!r})")
+    return path
+
+
+def arpa_unigrams(path: str | Path) -> set[str] | None:
+    """The words of an ARPA file's 1-gram section (None for a binary model)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(len(_KENLM_BINARY_MAGIC)) == _KENLM_BINARY_MAGIC:
+            return None
+    words: set[str] = set()
+    in_unigrams = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif in_unigrams:
+                if line.startswith("\\"):
+                    break
+                parts = line.split("\t") if "\t" in line else line.split()
+                if len(parts) >= 2:
+                    words.add(parts[1].strip())
+    return words
+
+
+def _load_kenlm(path: Path, dictionary):
+    from flashlight.lib.text.decoder.kenlm import KenLM
+
+    try:
+        return KenLM(str(path), dictionary)
+    except RuntimeError as exc:
+        # KenLM's message is several lines (source location first); the last one says what is wrong.
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise XlsrError(f"{path}: cannot load the language model ({reason})") from None
+
+
+# -- the decoder --------------------------------------------------------------------------------
+class BeamSearchDecoder:
+    """CTC beam search over a vocabulary, with an optional KenLM and an optional lexicon.
+
+    `lm`: ARPA or KenLM binary file, or None. `lexicon`: None (lexicon-free), a lexicon/word-list
+    file, a mapping word → spelling(s), or an iterable of words. Build once, call `decode` often;
+    `reconfigure(lm_weight=..., word_score=...)` reuses the loaded LM for weight sweeps.
+    """
+
+    def __init__(self, vocab: Vocabulary, *, lm: str | Path | None = None, lexicon=None,
+                 config: BeamSearchConfig | None = None, frame_stride_s: float = FRAME_STRIDE_S):
+        from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        self.vocab = vocab
+        self.config = config or BeamSearchConfig()
+        self.frame_stride_s = frame_stride_s
+        self.lm_path = check_lm_file(lm) if lm is not None else None
+        # Without `|` the blank doubles as the silence token; sil_score then never applies.
+        self._sil = vocab.word_boundary_id if vocab.word_boundary_id is not None else vocab.blank_id
+        self.lexicon: Lexicon | None = None
+        self._trie = None
+        self._words: list[str] = []
+        if lexicon is None:
+            if self.lm_path is not None:
+                self._check_units_lm(self.lm_path)
+            self._lm = _load_kenlm(self.lm_path, Dictionary(vocab.tokens)) if self.lm_path else ZeroLM()
+        else:
+            self.lexicon = self._known_spellings(_lexicon(lexicon, vocab))
+            self._words = [*self.lexicon, UNK]
+            self._lm = _load_kenlm(self.lm_path, Dictionary(self._words)) if self.lm_path else ZeroLM()
+            # Each word's spelling goes into a trie scored by its LM unigram, smeared (max) so that
+            # partial words are ranked by their best completion.
+            self._trie = Trie(len(vocab), self._sil)
+            start = self._lm.start(False)
+            for word_id, word in enumerate(self._words[:-1]):
+                _, unigram = self._lm.score(start, word_id)
+                for spelling in self.lexicon[word]:
+                    self._trie.insert([vocab.index(t) for t in spelling], word_id, unigram)
+            self._trie.smear(SmearingMode.MAX)
+        self._decoder = self._build_decoder()
+
+    @property
+    def uses_lexicon(self) -> bool:
+        return self.lexicon is not None
+
+    def _known_spellings(self, lexicon: Lexicon) -> Lexicon:
+        """Drop spellings with tokens outside the vocabulary; fail if no word is left."""
+        kept = {w: [s for s in sp if s and all(t in self.vocab for t in s)] for w, sp in lexicon.items()}
+        kept = {w: sp for w, sp in kept.items() if sp}
+        if not kept:
+            raise XlsrError("lexicon: no word can be spelled with the model's vocabulary")
+        return kept
+
+    def _check_units_lm(self, path: Path) -> None:
+        """Catch a word LM passed without a lexicon: a units LM must know the vocabulary's tokens."""
+        words = arpa_unigrams(path)
+        if words is None:
+            return  # binary: its vocabulary is not cheaply readable
+        body = [t for t in self.vocab.tokens[2:]]
+        known = sum(t in words for t in body)
+        if body and known < len(body) / 2:
+            raise XlsrError(f"{path}: only {known} of {len(body)} vocabulary tokens are in this LM; "
+                            "lexicon-free decoding needs a units LM (build it with --units), or pass a "
+                            "lexicon for a word LM")
+
+    def _build_decoder(self):
+        from flashlight.lib.text.decoder import (
+            CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
+            LexiconFreeDecoder,
+            LexiconFreeDecoderOptions,
+        )
+
+        c = self.config
+        beam_token = c.beam_size_token or len(self.vocab)
+        lm_weight = c.lm_weight if self.lm_path is not None else 0.0
+        if self._trie is None:
+            opts = LexiconFreeDecoderOptions(
+                beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
+                lm_weight=lm_weight, sil_score=c.word_score if self._sil != self.vocab.blank_id else 0.0,
+                log_add=c.log_add, criterion_type=CriterionType.CTC)
+            return LexiconFreeDecoder(opts, self._lm, self._sil, self.vocab.blank_id, [])
+        opts = LexiconDecoderOptions(
+            beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
+            lm_weight=lm_weight, word_score=c.word_score, unk_score=c.unk_score, sil_score=0.0,
+            log_add=c.log_add, criterion_type=CriterionType.CTC)
+        return LexiconDecoder(opts, self._trie, self._lm, self._sil, self.vocab.blank_id,
+                              len(self._words) - 1, [], False)
+
+    def reconfigure(self, **changes) -> BeamSearchDecoder:
+        """Change beam/LM weights in place (the LM and lexicon stay loaded); returns self."""
+        self.config = replace(self.config, **changes)
+        self._decoder = self._build_decoder()
+        return self
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def decode(self, logits, frame_lengths=None, *, timestamps: bool = False) -> list[Hypothesis]:
+        """Best hypothesis per row of logits (B,T,V) with frame lengths (B,)."""
+        return [nbest[0] for nbest in self.decode_nbest(logits, frame_lengths, timestamps=timestamps)]
+
+    def decode_nbest(self, logits, frame_lengths=None, *, timestamps: bool = False
+                     ) -> list[list[Hypothesis]]:
+        """Up to `config.nbest` hypotheses per row, best first."""
+        logits, lengths = as_logits_tensor(logits, frame_lengths)
+        if logits.shape[-1] != len(self.vocab):
+            raise XlsrError(f"logits: {logits.shape[-1]} classes but the vocabulary has "
+                            f"{len(self.vocab)} tokens")
+        emissions = logits.log_softmax(-1)
+        return [self._decode_one(emissions[b, : int(lengths[b])].contiguous(), timestamps)
+                for b in range(emissions.shape[0])]
+
+    def _decode_one(self, emissions: torch.Tensor, timestamps: bool) -> list[Hypothesis]:
+        T, V = emissions.shape
+        if T == 0:
+            return [Hypothesis([], [], "", 0.0, [] if timestamps else None, [] if timestamps else None)]
+        results = self._decoder.decode(emissions.data_ptr(), T, V)
+        hyps: dict[tuple[int, ...], Hypothesis] = {}
+        for r in sorted(results, key=lambda r: -r.score):
+            # r.tokens is the frame path with one sentinel step before and after the T frames.
+            ids, starts = ctc_collapse(r.tokens[1: T + 1], self.vocab.blank_id)
+            key = tuple(ids)
+            if key in hyps:
+                if self.config.log_add:  # the same labeling reached through different end states
+                    hyps[key].score = _logaddexp(hyps[key].score, r.score)
+                continue
+            tokens = [self.vocab.tokens[i] for i in ids]
+            words = [self._words[w] for w in r.words if w >= 0] if self._trie is not None else None
+            hyps[key] = Hypothesis(
+                tokens=tokens, token_ids=ids, text=self.vocab.join(tokens), score=float(r.score),
+                frames=starts if timestamps else None,
+                timestamps=[round(s * self.frame_stride_s, 6) for s in starts] if timestamps else None,
+                words=words)
+        ranked = sorted(hyps.values(), key=lambda h: -h.score)
+        return ranked[: self.config.nbest]
+
+
+def _logaddexp(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return hi + math.log1p(math.exp(lo - hi)) if lo > -math.inf else hi
+
+
+def decoder_for_lm(vocab: Vocabulary, lm: str | Path | None, *, lexicon=None,
+                   config: BeamSearchConfig | None = None) -> BeamSearchDecoder:
+    """A decoder for an LM built by `build_lm`: its sidecar says units LM (lexicon-free) or word LM
+    (lexicon from the LM's word list, unless `lexicon` is given). LMs without a sidecar are used
+    lexicon-free unless a lexicon is passed."""
+    if lm is not None and lexicon is None:
+        info = read_lm_info(lm)
+        if info is not None and info["units"] == "words":
+            if not info.get("words"):
+                raise XlsrError(f"{sidecar_path(lm)}: a word LM needs its word list ('words')")
+            lexicon = Path(lm).parent / info["words"]
+        elif info is not None and info["units"] != vocab.kind:
+            raise XlsrError(f"{lm}: a {info['units']} LM cannot decode a {vocab.kind} model")
+    return BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=config)
+
+
+def beam_search_decode(logits, frame_lengths=None, vocab: Vocabulary | None = None, *,
+                       lm: str | Path | None = None, lexicon=None, timestamps: bool = False,
+                       **config) -> list[Hypothesis]:
+    """One-shot beam search (builds a BeamSearchDecoder; reuse one for many batches)."""
+    if vocab is None:
+        raise XlsrError("beam search: a vocabulary is needed")
+    decoder = decoder_for_lm(vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**config))
+    return decoder.decode(logits, frame_lengths, timestamps=timestamps)

@@ -1,0 +1,114 @@
+"""Long-audio inference: overlapping windows, batched through the model, merged back by time.
+
+Window k starts at frame k × step (a multiple of the 320-sample frame stride, so its frames line
+up with the frames of the whole recording). Each window carries `stride_s` of context on both
+sides; only its central frames are kept and each seam falls in the middle of an overlap, so every
+kept frame sees at least `stride_s` of real audio on each side (user need 10). With a model whose
+receptive field fits in that context, the merged logits equal the unchunked ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
+from xlsr.errors import XlsrError
+
+LogitsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One chunk: samples [start, stop) of the recording; frames [keep_from, keep_to) of its output
+    are kept, and its frame 0 is frame `first_frame` of the recording."""
+
+    start: int
+    stop: int
+    first_frame: int
+    keep_from: int
+    keep_to: int | None  # None: up to the window's last frame (the final window)
+
+
+def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_rate: int = SAMPLE_RATE,
+                 frame_samples: int = FRAME_STRIDE_SAMPLES) -> list[Window]:
+    """The windows covering `num_samples`: `chunk_s` long, `stride_s` of context on each side."""
+    chunk = round(chunk_s * sample_rate / frame_samples)     # frames per window
+    context = round(stride_s * sample_rate / frame_samples)  # frames of context per side
+    step = chunk - 2 * context
+    if chunk <= 0 or context < 0 or step <= 0:
+        raise XlsrError(f"chunking: chunk of {chunk_s} s must be longer than twice the stride of "
+                        f"{stride_s} s")
+    # One extra frame of samples so the CNN's receptive field (400 > 320 samples) still yields
+    # `chunk` frames per window.
+    window_samples = (chunk + 1) * frame_samples
+    if num_samples <= window_samples:
+        return [Window(0, num_samples, 0, 0, None)]
+    windows = []
+    k = 0
+    while True:
+        first = k * step
+        start = first * frame_samples
+        stop = min(start + window_samples, num_samples)
+        last = stop == num_samples
+        keep_from = 0 if k == 0 else context
+        windows.append(Window(start, stop, first, keep_from, None if last else context + step))
+        if last:
+            return windows
+        k += 1
+
+
+def chunked_logits(waveform, logits_fn: LogitsFn, *, chunk_s: float = 20.0, stride_s: float = 2.0,
+                   batch_size: int = 8, sample_rate: int = SAMPLE_RATE,
+                   frame_samples: int = FRAME_STRIDE_SAMPLES, device: torch.device | str | None = None
+                   ) -> torch.Tensor:
+    """Frame logits (T, V) of one long waveform (S,), computed in overlapping windows.
+
+    `logits_fn(waveforms (B, S), lengths (B,)) -> (logits (B, T, V), frame_lengths (B,))` is called
+    on up to `batch_size` windows at a time; windows in one call have equal length, so no padding
+    reaches the model. Windows are sent to `device` (default: the device of `logits_fn` when it is
+    a module or a bound method of one, else the CPU). Returns float32 logits on the CPU.
+    """
+    wave = torch.as_tensor(np.asarray(waveform) if not torch.is_tensor(waveform) else waveform)
+    if wave.dim() != 1:
+        raise XlsrError(f"chunking: expected one waveform of shape (S,), got {tuple(wave.shape)}")
+    if batch_size < 1:
+        raise XlsrError(f"chunking: batch size must be at least 1, got {batch_size}")
+    wave = wave.float()
+    device = torch.device(device) if device is not None else _device_of(logits_fn)
+    windows = plan_windows(wave.numel(), chunk_s=chunk_s, stride_s=stride_s, sample_rate=sample_rate,
+                           frame_samples=frame_samples)
+    pieces: list[torch.Tensor] = []
+    # Group consecutive equal-length windows (all but possibly the last) into batches.
+    i = 0
+    while i < len(windows):
+        size = windows[i].stop - windows[i].start
+        j = i
+        while j < len(windows) and j - i < batch_size and windows[j].stop - windows[j].start == size:
+            j += 1
+        batch = torch.stack([wave[w.start:w.stop] for w in windows[i:j]])
+        lengths = torch.full((j - i,), size, dtype=torch.long)
+        with torch.inference_mode():
+            logits, frame_lengths = logits_fn(batch.to(device), lengths.to(device))
+        logits = logits.detach().to("cpu", torch.float32)
+        for b, w in enumerate(windows[i:j]):
+            n = int(frame_lengths[b])
+            if w.keep_to is not None and n < w.keep_to:
+                raise XlsrError(f"chunking: the model gave {n} frames for {size} samples, fewer than "
+                                f"the {w.keep_to} expected; is its frame stride {frame_samples} samples?")
+            keep_to = n if w.keep_to is None else w.keep_to
+            pieces.append(logits[b, w.keep_from:keep_to])
+        i = j
+    return torch.cat(pieces, dim=0)
+
+
+def _device_of(fn) -> torch.device:
+    """The device of a module (or a bound method of one); CPU for plain functions."""
+    module = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "__self__", None)
+    if isinstance(module, torch.nn.Module):
+        for p in module.parameters():
+            return p.device
+    return torch.device("cpu")

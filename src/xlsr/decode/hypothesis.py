@@ -1,0 +1,36 @@
+"""What every CTC decoder returns: token strings, their ids, text, a score and frame times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The wav2vec 2.0 CNN has a total stride of 320 samples: one output frame every 20 ms at 16 kHz.
+FRAME_STRIDE_SAMPLES = 320
+SAMPLE_RATE = 16000
+FRAME_STRIDE_S = FRAME_STRIDE_SAMPLES / SAMPLE_RATE
+
+
+@dataclass
+class Hypothesis:
+    """One decoded utterance.
+
+    `frames[k]` is the output frame where token k starts; `timestamps[k]` is that frame's time in
+    seconds (frame × 0.02 s). Both are None unless timestamps were asked for. `words` holds the
+    lexicon words when a lexicon decoder produced them.
+    """
+
+    tokens: list[str]
+    token_ids: list[int]
+    text: str
+    score: float = 0.0
+    frames: list[int] | None = None
+    timestamps: list[float] | None = None
+    words: list[str] | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        out = {"text": self.text, "tokens": self.tokens, "score": self.score}
+        if self.timestamps is not None:
+            out["timestamps"] = self.timestamps
+        if self.words is not None:
+            out["words"] = self.words
+        return out

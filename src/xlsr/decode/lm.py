@@ -1,0 +1,151 @@
+"""n-gram language models with KenLM's `lmplz` and `build_binary` (no estimator of our own).
+
+`build_lm` writes the model and a small JSON sidecar `<LM>.json` saying what its "words" are:
+- units="words": ordinary words; a word list `<LM>.words.txt` is written too, from which a
+  character vocabulary spells the lexicon for lexicon decoding;
+- units="phones" / "chars": each vocabulary token is one LM "word" (phones split on spaces,
+  characters one by one with `|` for spaces), for lexicon-free decoding of phone or char models.
+
+The programs are looked up in $XLSR_KENLM_BIN, <repo>/tools/kenlm/bin, ./tools/kenlm/bin, then PATH;
+`scripts/build_kenlm.sh` builds them into tools/kenlm/bin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+from xlsr.text.vocab import WORD_BOUNDARY, tokenize
+
+LM_UNITS = ("words", "phones", "chars")
+KENLM_BIN_ENV = "XLSR_KENLM_BIN"
+MAX_ORDER = 6  # KenLM's default KENLM_MAX_ORDER for build_binary and the decoder
+_RESERVED = {"<s>", "</s>", "<unk>"}
+
+
+def kenlm_search_dirs() -> list[Path]:
+    """Where `find_kenlm_tool` looks before PATH, in order."""
+    dirs = []
+    if os.environ.get(KENLM_BIN_ENV):
+        dirs.append(Path(os.environ[KENLM_BIN_ENV]))
+    repo_root = Path(__file__).resolve().parents[3]  # src/xlsr/decode/lm.py -> repository root
+    dirs += [repo_root / "tools" / "kenlm" / "bin", Path.cwd() / "tools" / "kenlm" / "bin"]
+    return list(dict.fromkeys(dirs))
+
+
+def find_kenlm_tool(name: str) -> Path:
+    """Path of KenLM's `lmplz` or `build_binary`; XlsrError saying how to build it when absent."""
+    for d in kenlm_search_dirs():
+        candidate = d / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise XlsrError(f"KenLM's {name} not found in {kenlm_search_dirs()[0]} or on PATH; build it with "
+                    "`bash scripts/build_kenlm.sh` (needs cmake, g++ and Boost) or set "
+                    f"{KENLM_BIN_ENV} to the folder holding it")
+
+
+def lm_corpus_lines(lines: Iterable[str], units: str = "words") -> Iterator[str]:
+    """The LM training sentences for `units`: words, or space-separated phone / char tokens."""
+    if units not in LM_UNITS:
+        raise XlsrError(f"LM units: {units!r} is not one of {', '.join(LM_UNITS)}")
+    for line in lines:
+        if units == "words":
+            # Char labels may carry `|` for spaces; a word LM wants plain words.
+            tokens = line.replace(WORD_BOUNDARY, " ").split()
+        else:
+            tokens = tokenize(line, units)
+        tokens = [t for t in tokens if t not in _RESERVED]
+        if tokens:
+            yield " ".join(tokens)
+
+
+def sidecar_path(lm_path: str | Path) -> Path:
+    """The JSON file describing an LM built by `build_lm`."""
+    return Path(f"{lm_path}.json")
+
+
+def words_path(lm_path: str | Path) -> Path:
+    """The word list written next to a word LM (one word per line)."""
+    return Path(f"{lm_path}.words.txt")
+
+
+def read_lm_info(lm_path: str | Path) -> dict | None:
+    """The sidecar of an LM built by `build_lm` ({"units", "order", "words"}), or None."""
+    path = sidecar_path(lm_path)
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise XlsrError(f"{path}: not valid JSON ({exc})") from None
+    if info.get("units") not in LM_UNITS:
+        raise XlsrError(f"{path}: 'units' must be one of {', '.join(LM_UNITS)}")
+    return info
+
+
+def _run(cmd: list[str], what: str, *, stdout=None) -> None:
+    proc = subprocess.run(cmd, stdout=stdout if stdout is not None else subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        raise XlsrError(f"{what}: {Path(cmd[0]).name} failed (exit {proc.returncode}): "
+                        f"{lines[-1] if lines else 'no message'}")
+
+
+def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str = "words",
+             memory: str = "500M", binary: bool | None = None) -> Path:
+    """Train an order-`order` KenLM on `text_file` (one sentence per line) and write it to `out`.
+
+    `out` ending in `.arpa` keeps the ARPA text; anything else (default: `binary=None`) becomes a
+    KenLM binary via `build_binary`. `memory` is lmplz's -S sort memory. Returns `out`.
+    """
+    text_file, out = Path(text_file), Path(out)
+    if not 1 <= int(order) <= MAX_ORDER:
+        raise XlsrError(f"LM order: must be between 1 and {MAX_ORDER}, got {order}")
+    if not text_file.is_file():
+        raise XlsrError(f"{text_file}: no such text file")
+    if binary is None:
+        binary = out.suffix != ".arpa"
+    lmplz = find_kenlm_tool("lmplz")
+    build_binary = find_kenlm_tool("build_binary") if binary else None
+
+    try:
+        with open(text_file, encoding="utf-8") as f:
+            sentences = list(lm_corpus_lines(f, units))
+    except UnicodeDecodeError:
+        raise XlsrError(f"{text_file}: not UTF-8 text") from None
+    if not sentences:
+        raise XlsrError(f"{text_file}: no text to train a language model on")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="xlsr-lm-", dir=out.parent) as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+        arpa = Path(tmp) / "lm.arpa"
+        # --discount_fallback: Kneser-Ney discounts cannot be estimated on tiny corpora otherwise.
+        _run([str(lmplz), "-o", str(order), "-S", memory, "-T", tmp, "--discount_fallback",
+              "--text", str(corpus), "--arpa", str(arpa)], str(text_file))
+        if binary:
+            tmp_out = Path(tmp) / "lm.bin"
+            _run([str(build_binary), "-S", memory, str(arpa), str(tmp_out)], str(text_file))
+            shutil.move(tmp_out, out)
+        else:
+            shutil.move(arpa, out)
+
+    info = {"units": units, "order": int(order), "text": str(text_file.resolve()),
+            "format": "binary" if binary else "arpa", "words": None}
+    if units == "words":
+        vocab_words = sorted({w for s in sentences for w in s.split()})
+        words_path(out).write_text("\n".join(vocab_words) + "\n", encoding="utf-8")
+        info["words"] = words_path(out).name
+    sidecar_path(out).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,152 @@
+"""Error rates from Levenshtein alignments: PER (phones), CER (characters) and WER (words).
+
+Counts are kept per utterance and summed over a corpus (the rate is total errors / total reference
+length, not a mean of per-utterance rates). The word boundary `|` is never counted in PER or CER
+(pitfall 10: reporting PER with the boundary symbol inflates the numbers); spaces are not counted
+in CER.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from xlsr.errors import XlsrError
+from xlsr.text.vocab import WORD_BOUNDARY
+
+UNITS = ("phone", "char", "word")
+
+
+@dataclass(frozen=True)
+class EditCounts:
+    """Substitutions, deletions and insertions of one alignment (or a sum of them) and the ref length."""
+
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    ref_len: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def hits(self) -> int:
+        return self.ref_len - self.substitutions - self.deletions
+
+    @property
+    def rate(self) -> float:
+        """errors / ref_len; 0 for an empty reference with no errors, inf with some."""
+        if self.ref_len == 0:
+            return 0.0 if self.errors == 0 else float("inf")
+        return self.errors / self.ref_len
+
+    def __add__(self, other: EditCounts) -> EditCounts:
+        return EditCounts(self.substitutions + other.substitutions, self.deletions + other.deletions,
+                          self.insertions + other.insertions, self.ref_len + other.ref_len)
+
+    def to_dict(self) -> dict:
+        return {"substitutions": self.substitutions, "deletions": self.deletions,
+                "insertions": self.insertions, "ref_len": self.ref_len, "errors": self.errors,
+                "rate": self.rate}
+
+
+def edit_ops(ref: Sequence, hyp: Sequence) -> EditCounts:
+    """S/D/I of a minimum-edit alignment of `hyp` to `ref`.
+
+    Among equally short alignments the one chosen matches jiwer/rapidfuzz (common prefix and
+    suffix aligned first; backtrace from the end preferring deletion, substitution, insertion,
+    then a hit), so S/D/I counts agree with the tools users compare against.
+    """
+    ref_len = len(ref)
+    lo = 0
+    while lo < len(ref) and lo < len(hyp) and ref[lo] == hyp[lo]:
+        lo += 1
+    ref, hyp = ref[lo:], hyp[lo:]
+    while ref and hyp and ref[-1] == hyp[-1]:
+        ref, hyp = ref[:-1], hyp[:-1]
+    n, m = len(ref), len(hyp)
+    # cost[i][j] = distance between ref[:i] and hyp[:j]; the full table is kept for the backtrace.
+    cost = [list(range(m + 1))]
+    for i in range(1, n + 1):
+        row = [i] + [0] * m
+        prev = cost[i - 1]
+        r = ref[i - 1]
+        for j in range(1, m + 1):
+            row[j] = min(prev[j - 1] + (r != hyp[j - 1]), prev[j] + 1, row[j - 1] + 1)
+        cost.append(row)
+    subs = dels = ins = 0
+    i, j = n, m
+    while i > 0 or j > 0:
+        here = cost[i][j]
+        if i > 0 and here == cost[i - 1][j] + 1:
+            dels += 1
+            i -= 1
+        elif i > 0 and j > 0 and ref[i - 1] != hyp[j - 1] and here == cost[i - 1][j - 1] + 1:
+            subs += 1
+            i, j = i - 1, j - 1
+        elif j > 0 and here == cost[i][j - 1] + 1:
+            ins += 1
+            j -= 1
+        else:  # a hit
+            i, j = i - 1, j - 1
+    return EditCounts(subs, dels, ins, ref_len)
+
+
+def units(text: str, unit: str) -> list[str]:
+    """The symbols scored for `unit`: phone tokens or characters without `|`/spaces, or words."""
+    if unit == "phone":
+        return [t for t in text.split() if t != WORD_BOUNDARY]
+    if unit == "char":
+        return [c for c in text if not c.isspace() and c != WORD_BOUNDARY]
+    if unit == "word":
+        # A char-model transcript may still carry `|` for spaces; it separates words either way.
+        return text.replace(WORD_BOUNDARY, " ").split()
+    raise XlsrError(f"metric unit: {unit!r} is not one of {', '.join(UNITS)}")
+
+
+def utterance_counts(ref: str, hyp: str, unit: str) -> EditCounts:
+    """Edit counts of one reference/hypothesis text pair in `unit`s."""
+    return edit_ops(units(ref, unit), units(hyp, unit))
+
+
+def corpus_counts(refs: Sequence[str], hyps: Sequence[str], unit: str) -> EditCounts:
+    """Edit counts summed over a corpus of reference/hypothesis texts."""
+    if len(refs) != len(hyps):
+        raise XlsrError(f"error rate: {len(refs)} references but {len(hyps)} hypotheses")
+    return sum((utterance_counts(r, h, unit) for r, h in zip(refs, hyps)), EditCounts())
+
+
+def error_rate(refs: Sequence[str] | str, hyps: Sequence[str] | str, unit: str = "word") -> float:
+    """Corpus error rate (total errors / total reference units) of texts in `unit`s."""
+    if isinstance(refs, str) and isinstance(hyps, str):
+        refs, hyps = [refs], [hyps]
+    return corpus_counts(refs, hyps, unit).rate
+
+
+def per(refs: Sequence[str] | str, hyps: Sequence[str] | str) -> float:
+    """Phone error rate over space-separated phone tokens, `|` excluded."""
+    return error_rate(refs, hyps, "phone")
+
+
+def cer(refs: Sequence[str] | str, hyps: Sequence[str] | str) -> float:
+    """Character error rate, spaces and `|` excluded."""
+    return error_rate(refs, hyps, "char")
+
+
+def wer(refs: Sequence[str] | str, hyps: Sequence[str] | str) -> float:
+    """Word error rate over whitespace-separated words (`|` also separates words)."""
+    return error_rate(refs, hyps, "word")
+
+
+def grouped_counts(refs: Sequence[str], hyps: Sequence[str], groups: Iterable[str], unit: str
+                   ) -> dict[str, EditCounts]:
+    """Edit counts per group (e.g. language), plus the total under the key "all"."""
+    groups = list(groups)
+    if not (len(refs) == len(hyps) == len(groups)):
+        raise XlsrError(f"error rate: {len(refs)} references, {len(hyps)} hypotheses, {len(groups)} groups")
+    out: dict[str, EditCounts] = {}
+    for r, h, g in zip(refs, hyps, groups):
+        out[g] = out.get(g, EditCounts()) + utterance_counts(r, h, unit)
+    out["all"] = sum(out.values(), EditCounts())
+    return out

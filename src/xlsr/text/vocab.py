@@ -1,0 +1,197 @@
+"""CTC output vocabularies: IPA phones or characters, with the blank at index 0 and `<unk>` at 1.
+
+Phone labels are space-separated IPA tokens (`h ə l oʊ | w ɜː l d`); a `|` token, where present,
+marks a word boundary and is kept as a token. Character labels are plain text; each space becomes
+the word-boundary token `|` (fairseq's `dict.ltr.txt` convention, spec §7.3 and pitfall 7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+
+BLANK = "<blank>"
+UNK = "<unk>"
+WORD_BOUNDARY = "|"
+SPECIAL_TOKENS = (BLANK, UNK)
+KINDS = ("phones", "chars")
+
+
+def tokenize(label: str, kind: str) -> list[str]:
+    """Split one label into vocabulary symbols: phones on whitespace, chars one by one (space → `|`)."""
+    if kind == "phones":
+        return label.split()
+    if kind == "chars":
+        # Runs of whitespace are one word boundary; leading/trailing spaces carry no information.
+        return list(" ".join(label.split()).replace(" ", WORD_BOUNDARY))
+    raise XlsrError(f"vocabulary kind: {kind!r} is not one of {', '.join(KINDS)}")
+
+
+def _format_counts(counts: dict[str, int], limit: int = 10) -> str:
+    shown = ", ".join(f"{sym!r}×{n}" for sym, n in list(counts.items())[:limit])
+    more = len(counts) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass
+class Vocabulary:
+    """An ordered token list; a token's position is its CTC output index (0 = blank, 1 = `<unk>`)."""
+
+    tokens: list[str]
+    kind: str = "phones"
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise XlsrError(f"vocabulary kind: {self.kind!r} is not one of {', '.join(KINDS)}")
+        if list(self.tokens[:2]) != list(SPECIAL_TOKENS):
+            raise XlsrError(f"vocabulary: must start with {BLANK!r}, {UNK!r}; got {list(self.tokens[:2])}")
+        dupes = [t for t, n in Counter(self.tokens).items() if n > 1]
+        if dupes:
+            raise XlsrError(f"vocabulary: duplicate tokens {dupes[:10]}")
+        bad = [t for t in self.tokens if not t or any(c.isspace() for c in t)]
+        if bad:
+            raise XlsrError(f"vocabulary: tokens may not be empty or contain whitespace: {bad[:10]}")
+        self.tokens = list(self.tokens)
+        self._index = {t: i for i, t in enumerate(self.tokens)}
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, labels: Iterable[str], kind: str = "phones") -> Vocabulary:
+        """The vocabulary of every symbol in `labels` (sorted, after blank, `<unk>` and `|`)."""
+        symbols: set[str] = set()
+        for label in labels:
+            symbols.update(tokenize(label, kind))
+        if kind == "chars":
+            symbols.add(WORD_BOUNDARY)  # a char model always needs the word boundary
+        return cls(_ordered(symbols), kind)
+
+    @classmethod
+    def union(cls, vocabs: Sequence[Vocabulary]) -> Vocabulary:
+        """One vocabulary holding every token of `vocabs` (multilingual fine-tuning, spec §7.3)."""
+        if not vocabs:
+            raise XlsrError("vocabulary union: no vocabularies given")
+        kinds = {v.kind for v in vocabs}
+        if len(kinds) > 1:
+            raise XlsrError(f"vocabulary union: cannot mix kinds {sorted(kinds)}")
+        symbols: set[str] = set()
+        for v in vocabs:
+            symbols.update(v.tokens[len(SPECIAL_TOKENS):])
+        return cls(_ordered(symbols), kinds.pop())
+
+    # -- indices --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._index
+
+    @property
+    def blank_id(self) -> int:
+        return 0
+
+    @property
+    def unk_id(self) -> int:
+        return 1
+
+    @property
+    def word_boundary_id(self) -> int | None:
+        """Index of `|`, or None when the vocabulary has no word boundary (phones without `|`)."""
+        return self._index.get(WORD_BOUNDARY)
+
+    def index(self, token: str) -> int:
+        """The id of `token`, `<unk>`'s id when it is not in the vocabulary."""
+        return self._index.get(token, self.unk_id)
+
+    # -- labels ---------------------------------------------------------------------------------
+    def tokenize(self, label: str) -> list[str]:
+        """Split a label into symbols (whether or not they are in the vocabulary)."""
+        return tokenize(label, self.kind)
+
+    def encode(self, label: str, *, strict: bool = False, source: str = "label") -> list[int]:
+        """Token ids of `label`; unknown symbols map to `<unk>`, or raise XlsrError when `strict`."""
+        symbols = self.tokenize(label)
+        if strict:
+            unknown = Counter(s for s in symbols if s not in self._index)
+            if unknown:
+                raise XlsrError(f"{source}: {len(unknown)} symbols outside the vocabulary: "
+                                f"{_format_counts(dict(unknown.most_common()))}")
+        return [self.index(s) for s in symbols]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of a token-id sequence, blanks dropped (no CTC collapsing: see decode.greedy)."""
+        tokens = [self.tokens[int(i)] for i in ids if int(i) != self.blank_id]
+        return self.join(tokens)
+
+    def join(self, tokens: Sequence[str]) -> str:
+        """Text of a token sequence: phones joined by spaces, chars concatenated with `|` as space."""
+        if self.kind == "phones":
+            return " ".join(tokens)
+        return " ".join("".join(tokens).replace(WORD_BOUNDARY, " ").split())
+
+    def oov_report(self, labels: Iterable[str]) -> dict[str, int]:
+        """Symbols in `labels` outside this vocabulary, with their counts, most frequent first."""
+        unknown: Counter[str] = Counter()
+        for label in labels:
+            unknown.update(s for s in self.tokenize(label) if s not in self._index)
+        return dict(unknown.most_common())
+
+    def check_labels(self, labels: Iterable[str], *, source: str = "labels") -> None:
+        """Raise XlsrError naming `source` and the unknown symbols with counts, if there are any."""
+        report = self.oov_report(labels)
+        if report:
+            total = sum(report.values())
+            raise XlsrError(f"{source}: {total} occurrences of {len(report)} symbols outside the "
+                            f"vocabulary: {_format_counts(report)}")
+
+    # -- files ----------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "tokens": list(self.tokens)}
+
+    @classmethod
+    def from_dict(cls, data: dict | list, *, source: str = "vocabulary") -> Vocabulary:
+        """From `{"kind", "tokens"}` or a bare token list (a checkpoint's `vocab`; kind then guessed)."""
+        if isinstance(data, list):
+            return cls(data, guess_kind(data))
+        if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
+            raise XlsrError(f"{source}: expected a JSON object with a 'tokens' list")
+        return cls(data["tokens"], data.get("kind") or guess_kind(data["tokens"]))
+
+    def to_json(self, path: str | Path) -> None:
+        """Write `{"kind": ..., "tokens": [...]}` as UTF-8 JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n",
+                              encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Vocabulary:
+        """Read a vocabulary written by `to_json` (or a bare JSON token list)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise XlsrError(f"{path}: no such vocabulary file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise XlsrError(f"{path}: not a JSON vocabulary ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _ordered(symbols: set[str]) -> list[str]:
+    symbols = set(symbols) - set(SPECIAL_TOKENS)
+    head = [WORD_BOUNDARY] if WORD_BOUNDARY in symbols else []
+    return [*SPECIAL_TOKENS, *head, *sorted(symbols - {WORD_BOUNDARY})]
+
+
+def guess_kind(tokens: Sequence[str]) -> str:
+    """'chars' when every non-special token is one character, else 'phones' (for bare token lists)."""
+    body = [t for t in tokens if t not in SPECIAL_TOKENS]
+    return "chars" if body and all(len(t) == 1 for t in body) else "phones"
+
+
+def union(vocabs: Sequence[Vocabulary]) -> Vocabulary:
+    """Module-level alias of `Vocabulary.union`."""
+    return Vocabulary.union(vocabs)

@@ -1,0 +1,200 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, read_lexicon
+from xlsr.decode.greedy import ctc_collapse, greedy_decode
+from xlsr.errors import XlsrError
+from xlsr.text.vocab import Vocabulary
+
+EXHAUSTIVE = {"beam_size": 2000, "beam_threshold": 1e9}
+
+
+def _brute_force(log_probs):
+    """Every frame path of a tiny (T, V) problem: best path per labeling, and summed probability."""
+    T, V = log_probs.shape
+    best_path, total = {}, {}
+    for path in itertools.product(range(V), repeat=T):
+        score = float(sum(log_probs[t, k] for t, k in enumerate(path)))
+        label = tuple(ctc_collapse(path)[0])
+        best_path[label] = max(best_path.get(label, -math.inf), score)
+        prev = total.get(label, -math.inf)
+        total[label] = max(prev, score) + math.log1p(math.exp(-abs(prev - score)))
+    return best_path, total
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_beam_without_lm_equals_brute_force(seed):
+    vocab = Vocabulary(["<blank>", "<unk>", "a", "b"], kind="phones")
+    g = torch.Generator().manual_seed(seed)
+    T = 1 + seed % 5
+    logits = torch.randn(T, len(vocab), generator=g) * 2
+    best_path, total = _brute_force(logits.log_softmax(-1))
+
+    viterbi = BeamSearchDecoder(vocab, config=BeamSearchConfig(**EXHAUSTIVE)).decode(logits[None])[0]
+    label = max(best_path, key=best_path.get)
+    assert tuple(viterbi.token_ids) == label
+    assert viterbi.score == pytest.approx(best_path[label], abs=1e-4)
+
+    prefix = BeamSearchDecoder(vocab, config=BeamSearchConfig(**EXHAUSTIVE, log_add=True))
+    hyp = prefix.decode(logits[None])[0]
+    label = max(total, key=total.get)
+    assert tuple(hyp.token_ids) == label
+    assert hyp.score == pytest.approx(total[label], abs=1e-4)
+
+
+def _frames(vocab, spec):
+    """Logits from a frame list: a token name (sure), or a dict {token: probability}."""
+    logits = torch.full((len(spec), len(vocab)), -20.0)
+    for t, frame in enumerate(spec):
+        probs = {frame: 1.0} if isinstance(frame, str) else frame
+        rest = 1.0 - sum(probs.values())
+        for tok, p in probs.items():
+            logits[t, vocab.index(tok)] = math.log(p)
+        if rest > 0:  # what is left goes to the blank
+            logits[t, vocab.blank_id] = math.log(rest)
+    return logits[None]
+
+
+PHONE_ARPA = """\\data\\
+ngram 1=6
+ngram 2=4
+
+\\1-grams:
+-2.0\t<unk>\t0
+-99\t<s>\t-0.3
+-1.0\t</s>\t0
+-0.6\ta\t-0.3
+-0.6\tb\t-0.3
+-3.0\tc\t-0.3
+
+\\2-grams:
+-0.05\t<s> a
+-0.05\ta b
+-0.05\tb </s>
+-0.5\tb a
+
+\\end\\
+"""
+
+
+def test_units_lm_fixes_a_greedy_error(tmp_path):
+    vocab = Vocabulary.build(["a b c"], kind="phones")
+    lm = tmp_path / "phones.arpa"
+    lm.write_text(PHONE_ARPA)
+    # the acoustics slightly prefer "c" in the second slot; the LM knows "a b" is what is said
+    logits = _frames(vocab, ["a", "<blank>", {"c": 0.5, "b": 0.4}, "<blank>"])
+    assert greedy_decode(logits, None, vocab)[0].text == "a c"
+    no_lm = BeamSearchDecoder(vocab, config=BeamSearchConfig(lm_weight=0.0)).decode(logits)[0]
+    assert no_lm.text == "a c"
+    fused = BeamSearchDecoder(vocab, lm=lm, config=BeamSearchConfig(lm_weight=1.0))
+    hyp = fused.decode(logits, timestamps=True)[0]
+    assert hyp.text == "a b"
+    assert hyp.timestamps == pytest.approx([0.0, 0.04])
+    # the same LM with zero weight leaves the acoustic choice alone
+    assert fused.reconfigure(lm_weight=0.0).decode(logits)[0].text == "a c"
+
+
+WORD_ARPA = """\\data\\
+ngram 1=5
+ngram 2=3
+
+\\1-grams:
+-2.0\t<unk>\t0
+-99\t<s>\t-0.3
+-1.0\t</s>\t0
+-0.3\tab\t-0.3
+-2.5\tac\t-0.3
+
+\\2-grams:
+-0.05\t<s> ab
+-0.1\tab </s>
+-0.1\tab ab
+
+\\end\\
+"""
+
+
+def test_word_lm_with_lexicon_fixes_a_greedy_error(tmp_path):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(WORD_ARPA)
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("ab\nac\n")
+    logits = _frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|", "a", "b", "<blank>", "|"])
+    assert greedy_decode(logits, None, vocab)[0].text == "ac ab"
+    fused = BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=BeamSearchConfig(lm_weight=1.0))
+    hyp = fused.decode(logits)[0]
+    assert hyp.text == "ab ab" and hyp.words == ["ab", "ab"]
+    assert fused.reconfigure(lm_weight=0.0).decode(logits)[0].text == "ac ab"
+
+
+def test_lexicon_restricts_words_without_lm():
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    logits = _frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|"])
+    hyp = BeamSearchDecoder(vocab, lexicon=["ab"]).decode(logits)[0]
+    assert hyp.text == "ab" and hyp.words == ["ab"]
+
+
+def test_decoder_for_lm_reads_build_lm_sidecar(tmp_path):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(WORD_ARPA)
+    (tmp_path / "words.arpa.words.txt").write_text("ab\nac\n")
+    (tmp_path / "words.arpa.json").write_text('{"units": "words", "order": 2, "words": "words.arpa.words.txt"}')
+    decoder = decoder_for_lm(vocab, lm, config=BeamSearchConfig(lm_weight=1.0))
+    assert decoder.uses_lexicon and set(decoder.lexicon) == {"ab", "ac"}
+
+
+def test_bad_lm_files_give_one_line_errors(tmp_path):
+    vocab = Vocabulary.build(["a b"], kind="phones")
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("this is not\nan arpa file\n")
+    with pytest.raises(XlsrError, match=r"bad\.arpa: not a KenLM") as info:
+        BeamSearchDecoder(vocab, lm=bad)
+    assert "\n" not in str(info.value)
+    broken = tmp_path / "broken.arpa"
+    broken.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1\ta\n")  # truncated
+    with pytest.raises(XlsrError, match=r"broken\.arpa: cannot load") as info:
+        BeamSearchDecoder(vocab, lm=broken, lexicon=None)
+    assert "\n" not in str(info.value)
+    with pytest.raises(XlsrError, match="missing.bin: no such"):
+        BeamSearchDecoder(vocab, lm=tmp_path / "missing.bin")
+
+
+def test_word_lm_without_lexicon_is_refused(tmp_path):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(WORD_ARPA)
+    with pytest.raises(XlsrError, match="units LM"):
+        BeamSearchDecoder(vocab, lm=lm)
+
+
+def test_read_lexicon_spellings(tmp_path):
+    vocab = Vocabulary.build(["h ə l oʊ"], kind="phones")
+    path = tmp_path / "lexicon.txt"
+    path.write_text("hello h ə l oʊ\nhello h ɛ l oʊ\n", encoding="utf-8")
+    assert read_lexicon(path, vocab) == {"hello": [["h", "ə", "l", "oʊ"], ["h", "ɛ", "l", "oʊ"]]}
+    (tmp_path / "words.txt").write_text("hello\n")
+    with pytest.raises(XlsrError, match="character vocabulary"):
+        read_lexicon(tmp_path / "words.txt", vocab)
+
+
+def test_decoder_for_lm_refuses_units_of_another_kind(tmp_path):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "phones.arpa"
+    lm.write_text(PHONE_ARPA)
+    (tmp_path / "phones.arpa.json").write_text('{"units": "phones", "order": 2, "words": null}')
+    with pytest.raises(XlsrError, match="phones LM cannot decode a chars model"):
+        decoder_for_lm(vocab, lm)
+
+
+def test_phone_lexicon_without_word_boundary():
+    vocab = Vocabulary.build(["h e l o w r d"], kind="phones")  # no `|`: the blank doubles as silence
+    logits = _frames(vocab, ["h", "e", "<blank>", "l", "o", "w", "e", {"l": 0.5, "r": 0.4}, "d"])
+    assert greedy_decode(logits, None, vocab)[0].text == "h e l o w e l d"
+    lexicon = {"hello": "h e l o", "world": "w e r d", "held": ["h", "e", "l", "d"]}
+    hyp = BeamSearchDecoder(vocab, lexicon=lexicon).decode(logits)[0]
+    assert hyp.words == ["hello", "world"] and hyp.text == "h e l o w e r d"

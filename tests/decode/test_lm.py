@@ -1,0 +1,104 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from xlsr.cli.main import main
+from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+from xlsr.decode.greedy import greedy_decode
+from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines
+from xlsr.errors import XlsrError
+from xlsr.text.vocab import Vocabulary
+
+
+def _have_lmplz():
+    try:
+        find_kenlm_tool("lmplz")
+        find_kenlm_tool("build_binary")
+        return True
+    except XlsrError:
+        return False
+
+
+needs_kenlm = pytest.mark.skipif(not _have_lmplz(), reason="KenLM lmplz/build_binary not built "
+                                 "(bash scripts/build_kenlm.sh)")
+
+
+def test_corpus_lines_per_units():
+    lines = ["hello  world", "", "h ə | l oʊ"]
+    assert list(lm_corpus_lines(lines, "words")) == ["hello world", "h ə l oʊ"]
+    assert list(lm_corpus_lines(["ab c"], "chars")) == ["a b | c"]
+    assert list(lm_corpus_lines(["h ə | l oʊ"], "phones")) == ["h ə | l oʊ"]
+    with pytest.raises(XlsrError, match="units"):
+        list(lm_corpus_lines(lines, "bytes"))
+
+
+def test_missing_tool_error_says_how_to_build(monkeypatch, tmp_path):
+    monkeypatch.setattr("xlsr.decode.lm.kenlm_search_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(XlsrError, match="build_kenlm.sh"):
+        find_kenlm_tool("lmplz")
+
+
+@needs_kenlm
+def test_build_word_lm_binary_and_decode_with_it(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("ab ab ab\nab ab\nab ac\nab ab ab ab\n")
+    out = build_lm(text, 3, tmp_path / "lm.bin")
+    assert out.read_bytes().startswith(b"mmap lm http://kheafield.com/code")
+    info = json.loads((tmp_path / "lm.bin.json").read_text())
+    assert info["units"] == "words" and info["order"] == 3
+    assert (tmp_path / "lm.bin.words.txt").read_text().split() == ["ab", "ac"]
+
+    # the trained LM prefers "ab" and fixes a greedy error through the lexicon decoder
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    logits = torch.full((1, 4, len(vocab)), -20.0)
+    for t, tok in enumerate(["a", None, "|", "<blank>"]):
+        if tok is None:
+            logits[0, t, vocab.index("c")] = -0.6
+            logits[0, t, vocab.index("b")] = -0.9
+        else:
+            logits[0, t, vocab.index(tok)] = 0.0
+    assert greedy_decode(logits, None, vocab)[0].text == "ac"
+    decoder = decoder_for_lm(vocab, out, config=BeamSearchConfig(lm_weight=2.0))
+    assert decoder.uses_lexicon and decoder.decode(logits)[0].text == "ab"
+
+
+@needs_kenlm
+def test_build_units_lm_arpa(tmp_path):
+    text = tmp_path / "phones.txt"
+    text.write_text("h ə | l oʊ\nl oʊ | h ə\n", encoding="utf-8")
+    out = build_lm(text, 2, tmp_path / "phones.arpa", units="phones")
+    arpa = out.read_text(encoding="utf-8")
+    assert arpa.startswith("\\data\\") and "\toʊ" in arpa and "\t|" in arpa
+    assert not (tmp_path / "phones.arpa.words.txt").exists()
+    vocab = Vocabulary.build(["h ə | l oʊ"], kind="phones")
+    decoder = decoder_for_lm(vocab, out)
+    assert not decoder.uses_lexicon
+
+
+@needs_kenlm
+def test_cli_lm_build(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("a b c\nb c a\n")
+    assert main(["lm", "build", "--text", str(text), "--order", "2", "--out", str(tmp_path / "x.arpa")]) == 0
+    assert "x.arpa" in capsys.readouterr().out
+    assert (tmp_path / "x.arpa").read_text().startswith("\\data\\")
+
+
+def test_build_lm_bad_inputs(tmp_path, capsys):
+    with pytest.raises(XlsrError, match="order"):
+        build_lm(tmp_path / "t.txt", 9, tmp_path / "lm.bin")
+    with pytest.raises(XlsrError, match="t.txt: no such"):
+        build_lm(tmp_path / "t.txt", 3, tmp_path / "lm.bin")
+    assert main(["lm", "build", "--text", str(tmp_path / "t.txt"), "--out", str(tmp_path / "lm")]) == 2
+    assert "t.txt: no such text file" in capsys.readouterr().err
+
+
+@needs_kenlm
+def test_build_lm_empty_text(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(XlsrError, match="empty.txt: no text"):
+        build_lm(empty, 3, tmp_path / "lm.bin")
