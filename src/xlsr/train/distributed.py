@@ -60,12 +60,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank, world_size, local_rank, dev)
 
 
-def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Module:
+def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp", *, unused_parameters: bool = False) -> nn.Module:
     """DDP (or FSDP for the 1b/2b presets) around `model`; the model itself when not distributed.
 
     DDP runs with find_unused_parameters=False: LayerDrop skips the same layers on every rank (the
     trainer seeds its decision with the update count) but a skipped layer still has no gradient, so
-    those layers are found by DDP's unused-parameter check only if layerdrop > 0 — we enable it then.
+    those layers are found by DDP's unused-parameter check only if layerdrop > 0 — we enable it then,
+    and when the task says some parameters sit out whole updates (`unused_parameters`, e.g. a frozen
+    Transformer during the first fine-tuning updates).
     """
     if not info.distributed:
         return model
@@ -81,7 +83,7 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp") -> nn.Mo
     layerdrop = any(getattr(m, "layerdrop", 0.0) > 0 for m in model.modules())
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
-                                               find_unused_parameters=layerdrop)
+                                               find_unused_parameters=layerdrop or unused_parameters)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

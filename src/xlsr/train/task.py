@@ -29,6 +29,8 @@ class Task:
     best_lower_is_better: bool = True
     #: log keys that are added (not averaged) over micro-batches, e.g. counts
     summed_logs: tuple[str, ...] = ("sample_size",)
+    #: some parameters get no gradient in some updates (e.g. frozen for a while): DDP must look for them
+    has_unused_parameters: bool = False
 
     # --- required ------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

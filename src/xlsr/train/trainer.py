@@ -146,7 +146,8 @@ class Trainer:
         self.model = model.to(self.device)
         self.fsdp = self.info.distributed and cfg.distributed == "fsdp"
         net = torch.compile(self.model) if cfg.compile else self.model
-        self.net = dist_util.wrap_model(net, self.info, cfg.distributed)
+        self.net = dist_util.wrap_model(net, self.info, cfg.distributed,
+                                        unused_parameters=self.task.has_unused_parameters)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(self.net, cfg, self.task.no_decay)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")

@@ -1,0 +1,123 @@
+"""CTC fine-tuning step and inference throughput: xlsr vs transformers' Wav2Vec2ForCTC, side by side.
+
+Both models are built from the same configuration (the `tiny` preset by default, transformers' config
+derived with interop.huggingface.config_to_hf) with the same fine-tuning setup: CNN frozen, fp32, CTC
+mean reduction with zero_infinity, same masks probabilities, Adam. Then the CPU real-time factor of
+`xlsr transcribe` (load + batch + greedy decode) on synthetic audio.
+
+    .venv/bin/python benchmarks/finetune_infer.py [--preset tiny] [--batch 8] [--seconds 4] [--steps 5]
+        [--threads 1] [--vocab 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def timed(fn, steps: int) -> float:
+    """Median seconds per call after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def build_pair(preset: str, vocab: int):
+    from transformers import Wav2Vec2Config as HFConfig
+    from transformers import Wav2Vec2ForCTC as HFForCTC
+
+    from xlsr.interop.huggingface import config_to_hf
+    from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    cfg = Wav2Vec2Config.preset(preset)
+    cfg.mask_prob, cfg.mask_channel_prob, cfg.layerdrop = 0.3, 0.1, 0.0
+    ours = Wav2Vec2ForCTC(cfg, vocab)
+    ours.freeze_feature_encoder()
+    hf_cfg = config_to_hf(cfg, "Wav2Vec2ForCTC", vocab)
+    hf_cfg.update(ctc_loss_reduction="mean", ctc_zero_infinity=True, pad_token_id=0, mask_time_prob=0.3,
+                  mask_time_length=cfg.mask_length, mask_feature_prob=0.1,
+                  mask_feature_length=cfg.mask_channel_length, layerdrop=0.0)
+    hf_cfg = {k: v for k, v in hf_cfg.items() if k not in ("architectures", "model_type", "xlsr_config")}
+    theirs = HFForCTC(HFConfig(**hf_cfg))
+    theirs.freeze_feature_encoder()
+    return cfg, ours, theirs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--vocab", type=int, default=40)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg, ours, theirs = build_pair(args.preset, args.vocab)
+    B, S = args.batch, int(args.seconds * 16000)
+    x = torch.randn(B, S)
+    lengths = torch.full((B,), S)
+    labels = torch.randint(1, args.vocab, (B, int(args.seconds * 12)))
+    audio = B * args.seconds
+    rows = []
+    for name, model in (("xlsr", ours), ("transformers", theirs)):
+        opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-5)
+
+        def step(model=model, opt=opt, name=name):
+            model.train()
+            if name == "xlsr":
+                loss = model(x, lengths, labels).loss
+            else:
+                loss = model(x, attention_mask=torch.ones(B, S, dtype=torch.long), labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        def infer(model=model, name=name):
+            model.eval()
+            with torch.inference_mode():
+                model(x, lengths) if name == "xlsr" else model(x)
+
+        t_step, t_inf = timed(step, args.steps), timed(infer, args.steps)
+        rows.append((name, t_step, audio / t_step, t_inf, audio / t_inf))
+    print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), fp32, CNN frozen")
+    print(f"{'impl':<13} {'step s':>8} {'train audio s/s':>16} {'infer s':>8} {'infer audio s/s':>16}")
+    for name, ts, ta, ti, ia in rows:
+        print(f"{name:<13} {ts:>8.3f} {ta:>16.1f} {ti:>8.3f} {ia:>16.1f}")
+
+    # Real-time factor of the whole transcription path (audio I/O, batching, greedy decoding).
+    import soundfile as sf
+
+    from xlsr.decode.transcribe import load_ctc_model, transcribe_files
+    from xlsr.interop.native import save_checkpoint
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = ["<blank>", "<unk>"] + [f"p{i}" for i in range(args.vocab - 2)]
+        ckpt = save_checkpoint(Path(tmp) / "ckpt", ours, vocab=tokens, metadata={"labels": "phones"})
+        rng = np.random.default_rng(0)
+        files = []
+        for k in range(B):
+            f = Path(tmp) / f"{k}.wav"
+            sf.write(f, (0.1 * rng.standard_normal(S)).astype(np.float32), 16000)
+            files.append(f)
+        ctc = load_ctc_model(ckpt)
+        transcribe_files(ctc, files[:1], show_progress=False)  # warm-up
+        t = time.perf_counter()
+        transcribe_files(ctc, files, show_progress=False)
+        elapsed = time.perf_counter() - t
+    print(f"xlsr transcribe: {audio:.0f} s of audio in {elapsed:.2f} s -> real-time factor {elapsed / audio:.3f} "
+          f"({args.threads} CPU thread(s))")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""`xlsr evaluate`: error rates of a fine-tuned CTC model on labeled manifests, per language.
+
+    xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--labels phones|chars] [--lm LM]
+                  [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
+
+PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
+with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
+Prints a table; --json writes the same numbers (and the failures) as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the `evaluate` subcommand."""
+    p = subparsers.add_parser("evaluate", help="PER/CER/WER per language on labeled manifests",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
+    p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
+    p.add_argument("--lm", help="KenLM n-gram model for beam search")
+    p.add_argument("--lexicon", help="lexicon or word list for lexicon-constrained beam search")
+    p.add_argument("--beam", type=int, help="beam size (beam search)")
+    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
+    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Transcribe, score, print the table (and write JSON)."""
+    from xlsr.decode.evaluate import evaluate, read_manifests
+    from xlsr.decode.transcribe import load_ctc_model, make_decoder, write_jsonl
+    from xlsr.train.finetune import format_oov
+
+    ctc = load_ctc_model(args.model, device=args.device)
+    decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
+                           word_score=args.word_score)
+    report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder,
+                      show_progress=not args.no_progress)
+    print(report.table())
+    if report.oov:
+        print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_oov(report.oov)}",
+              file=sys.stderr)
+    if report.no_reference:
+        print(f"xlsr: warning: {len(report.no_reference)} utterance(s) without a reference were skipped "
+              f"(e.g. {', '.join(report.no_reference[:3])})", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    if args.hyps:
+        write_jsonl(args.hyps, report.hypotheses)
+    for f in report.failures:
+        print(f"xlsr: failed: {f.error}", file=sys.stderr)
+    return 1 if report.failures else 0

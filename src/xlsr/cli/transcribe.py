@@ -1,0 +1,62 @@
+"""`xlsr transcribe`: transcribe audio files or folders with a fine-tuned CTC model.
+
+    xlsr transcribe --model RUN_OR_CKPT FILES_OR_DIRS... --out out.jsonl [--lm LM] [--lexicon FILE]
+                    [--beam N] [--lm-weight X] [--word-score X] [--timestamps] [--chunk-seconds S]
+
+Greedy CTC by default; `--lm` (a KenLM file from `xlsr lm build`), `--lexicon` or `--beam` switch to
+flashlight beam search. Recordings longer than --chunk-seconds (default 30; 0 = never) are split into
+overlapping windows merged by time. One JSON line per file: audio, duration, text, tokens, score
+(+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
+when some failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    """Add the `transcribe` subcommand."""
+    p = subparsers.add_parser("transcribe", help="transcribe audio with a fine-tuned CTC model",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders (searched recursively)")
+    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    p.add_argument("--out", required=True, metavar="JSONL", help="where to write one JSON line per file")
+    p.add_argument("--lm", help="KenLM n-gram model (ARPA or binary) for beam search")
+    p.add_argument("--lexicon", help="lexicon or word list: decode words only (with --lm: a word LM)")
+    p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
+    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
+    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    p.add_argument("--timestamps", action="store_true", help="per-token start/end times in seconds")
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="window length for long audio (0 = never chunk)")
+    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds")
+    p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch, seconds")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Transcribe, write the JSONL, list failures."""
+    from xlsr.decode.transcribe import find_audio, load_ctc_model, make_decoder, transcribe_files, write_jsonl
+    from xlsr.errors import XlsrError
+
+    if args.chunk_seconds < 0 or args.batch_seconds <= 0:
+        raise XlsrError("--chunk-seconds must be >= 0 and --batch-seconds > 0")
+    ctc = load_ctc_model(args.model, device=args.device)
+    decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
+                           word_score=args.word_score)
+    files, failures = find_audio(args.inputs)
+    results, more = transcribe_files(ctc, files, decoder=decoder, timestamps=args.timestamps,
+                                     chunk_seconds=args.chunk_seconds or None, chunk_stride=args.chunk_stride,
+                                     max_batch_seconds=args.batch_seconds, show_progress=not args.no_progress)
+    failures += more
+    write_jsonl(args.out, [r.to_dict() for r in results])
+    print(f"transcribed {len(results)} file(s) -> {args.out}", file=sys.stderr)
+    if failures:
+        print(f"xlsr: {len(failures)} file(s) failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f.error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,114 @@
+"""Evaluation: transcribe a manifest and score it per language (PER for phones; CER and WER for characters).
+
+Counts are summed per language (rate = errors / reference units, not a mean of utterance rates), with
+substitutions, deletions and insertions kept apart. The word boundary `|` is never counted in PER or
+CER (text/metrics.py). Utterances without a reference label are skipped and counted; reference
+symbols the model's vocabulary lacks are reported with their counts (they can only be errors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
+from xlsr.errors import XlsrError
+
+METRICS = {"phones": ("phone",), "chars": ("char", "word")}
+METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
+LABEL_FIELD = {"phones": "phones", "chars": "text"}
+
+
+@dataclass
+class EvalReport:
+    """Per-language edit counts per metric unit, and what could not be scored."""
+
+    model: str
+    labels: str
+    counts: dict[str, dict[str, object]]  # lang -> unit -> EditCounts (lang "all" = every language)
+    utterances: dict[str, int]
+    failures: list[Failure] = field(default_factory=list)
+    no_reference: list[str] = field(default_factory=list)  # utterance ids without a label
+    oov: dict[str, int] = field(default_factory=dict)  # reference symbols outside the vocabulary
+    hypotheses: list[dict] = field(default_factory=list)
+
+    def rate(self, lang: str, unit: str) -> float:
+        """Error rate of `unit` ("phone", "char", "word") for `lang` (or "all")."""
+        return self.counts[lang][unit].rate
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "labels": self.labels,
+            "languages": {lang: {"utterances": self.utterances.get(lang, 0),
+                                 **{METRIC_NAMES[u].lower(): c.to_dict() for u, c in units.items()}}
+                          for lang, units in self.counts.items()},
+            "failures": [{"audio": f.audio, "error": f.error} for f in self.failures],
+            "no_reference": self.no_reference, "oov": self.oov,
+        }
+
+    def table(self) -> str:
+        """A fixed-width table: one row per language (then "all"), rate and S/D/I per metric."""
+        units = METRICS[self.labels]
+        head = f"{'language':<10} {'utts':>5}"
+        for u in units:
+            name = METRIC_NAMES[u]
+            head += f" {name + ' %':>7} {'S':>6} {'D':>6} {'I':>6} {'N':>7}"
+        lines = [head, "-" * len(head)]
+        for lang in [*sorted(k for k in self.counts if k != "all"), "all"]:
+            if lang not in self.counts:
+                continue
+            row = f"{lang:<10} {self.utterances.get(lang, 0):>5}"
+            for u in units:
+                c = self.counts[lang][u]
+                row += (f" {100 * c.rate:>7.2f} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} "
+                        f"{c.ref_len:>7}")
+            lines.append(row)
+        return "\n".join(lines)
+
+
+def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
+             show_progress: bool = True, chunk_seconds: float | None = 30.0) -> EvalReport:
+    """Transcribe every utterance with a reference label and score it per language."""
+    from xlsr.text.metrics import EditCounts, utterance_counts
+
+    labels = labels or ctc.vocab.kind
+    if labels not in METRICS:
+        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
+    attr = LABEL_FIELD[labels]
+    scored, missing = [], []
+    for u in utts:
+        ref = (getattr(u, attr) or "").strip()
+        (scored if ref else missing).append(u)
+    if not scored:
+        raise XlsrError(f"no utterance has a {attr!r} reference (--labels {labels})")
+    oov: dict[str, int] = {}
+    if labels == ctc.vocab.kind:
+        oov = ctc.vocab.oov_report([getattr(u, attr) for u in scored])
+    results, failures = transcribe_files(ctc, [Path(u.audio) for u in scored], decoder=decoder,
+                                         chunk_seconds=chunk_seconds, show_progress=show_progress)
+    by_audio = {r.audio: r for r in results}
+    units = METRICS[labels]
+    counts: dict[str, dict[str, EditCounts]] = {}
+    n_utts: dict[str, int] = {}
+    hyps = []
+    for u in scored:
+        r = by_audio.get(str(Path(u.audio)))
+        if r is None:
+            continue  # listed in failures
+        ref = getattr(u, attr)
+        hyp = r.hypothesis.text
+        hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
+        for lang in (u.lang, "all"):
+            per_unit = counts.setdefault(lang, {unit: EditCounts() for unit in units})
+            for unit in units:
+                per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
+            n_utts[lang] = n_utts.get(lang, 0) + 1
+    return EvalReport(ctc.source, labels, counts, n_utts, failures, [u.id for u in missing], oov, hyps)
+
+
+def read_manifests(paths: Sequence[str | Path]) -> list:
+    """The utterances of every manifest, in order."""
+    from xlsr.data.manifest import read_manifest
+
+    return [u for p in paths for u in read_manifest(p)]

@@ -1,0 +1,231 @@
+"""Transcription: a CTC model from a run folder or checkpoint, batched over files, greedy or LM beam search.
+
+Files are loaded and decoded in batches of similar length (sorted by duration, bounded by
+`max_batch_seconds` of padded audio); recordings longer than `chunk_seconds` go through
+overlapping windows merged by time (decode/chunking.py). An unreadable file is recorded as a
+failure with its one-line reason and the others are still transcribed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE, Hypothesis
+from xlsr.errors import AudioError, CheckpointError, XlsrError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
+
+Decoder = Callable[..., list[Hypothesis]]  # (logits (B,T,V), frame_lengths (B,), timestamps=) -> hypotheses
+
+
+@dataclass
+class CTCModel:
+    """A CTC model ready for inference, with its vocabulary and the input normalisation it expects."""
+
+    model: torch.nn.Module
+    vocab: object  # xlsr.text.vocab.Vocabulary
+    normalize: bool  # per-utterance z-norm of the waveform (layer-norm / XLSR models)
+    batchable: bool  # False for group-norm CNNs, whose output depends on padding (pitfall §11.6)
+    source: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.inference_mode()
+    def logits(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) waveforms + (B,) lengths -> fp32 logits (B, T, V) and frame lengths (B,)."""
+        out = self.model(waveforms, lengths)
+        return out.logits, out.frame_lengths
+
+
+def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None) -> CTCModel:
+    """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt."""
+    from xlsr.interop.load import load_pretrained
+    from xlsr.model import Wav2Vec2ForCTC
+    from xlsr.text.vocab import Vocabulary, guess_kind
+    from xlsr.train.finetune import resolve_model_path
+
+    path = resolve_model_path(path)
+    loaded = load_pretrained(path)
+    if not isinstance(loaded.model, Wav2Vec2ForCTC):
+        raise CheckpointError(f"{path}: a {type(loaded.model).__name__} has no CTC head; fine-tune it first "
+                              f"(xlsr finetune --init {path} ...)")
+    if not loaded.vocab:
+        raise CheckpointError(f"{path}: the CTC head has no vocabulary saved with it")
+    kind = labels or (loaded.metadata or {}).get("labels") or guess_kind(loaded.vocab)
+    try:
+        vocab = Vocabulary(list(loaded.vocab), kind)
+    except XlsrError as exc:
+        raise CheckpointError(f"{path}: unusable vocabulary ({exc})") from None
+    model = loaded.model.to(device).eval()
+    cfg = loaded.config
+    return CTCModel(model, vocab, bool(cfg.normalize_waveform), cfg.extractor_mode == "layer_norm", str(path))
+
+
+def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
+                 beam: int | None = None, lm_weight: float | None = None, word_score: float | None = None
+                 ) -> Decoder:
+    """Greedy decoding, or flashlight beam search when an LM, a lexicon or a beam size is given."""
+    if lm is None and lexicon is None and not beam:
+        from xlsr.decode.greedy import greedy_decode
+
+        def greedy(logits, frame_lengths, *, timestamps=False):
+            return greedy_decode(logits, frame_lengths, ctc.vocab, timestamps=timestamps)
+        return greedy
+    from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+
+    settings = {k: v for k, v in (("beam_size", beam), ("lm_weight", lm_weight), ("word_score", word_score))
+                if v is not None}
+    decoder = decoder_for_lm(ctc.vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**settings))
+    return decoder.decode
+
+
+# --- inputs --------------------------------------------------------------------------------------------
+
+@dataclass
+class Failure:
+    """A file that could not be transcribed, and why (one line)."""
+
+    audio: str
+    error: str
+
+
+def find_audio(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
+    """Audio files named directly or found (recursively, sorted) in folders; missing paths are failures."""
+    files: list[Path] = []
+    failures: list[Failure] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                failures.append(Failure(str(p), f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            failures.append(Failure(str(p), f"{p}: no such file or directory"))
+    return files, failures
+
+
+# --- transcription ----------------------------------------------------------------------------------------
+
+@dataclass
+class Transcription:
+    """One file's result: its duration and the decoder's best hypothesis."""
+
+    audio: str
+    duration: float
+    hypothesis: Hypothesis
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {"audio": self.audio, "duration": round(self.duration, 3), **self.hypothesis.to_dict(), **self.extra}
+        if self.hypothesis.timestamps is not None:
+            # Each token spans from its first frame to the next token's start (or the end of the audio).
+            starts = self.hypothesis.timestamps
+            ends = [*starts[1:], round(self.duration, 3)]
+            out["timestamps"] = [{"token": t, "start": s, "end": e}
+                                 for t, s, e in zip(self.hypothesis.tokens, starts, ends)]
+        return out
+
+
+def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
+                     timestamps: bool = False, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
+                     max_batch_seconds: float = 60.0, show_progress: bool = True
+                     ) -> tuple[list[Transcription], list[Failure]]:
+    """Transcribe `files` in length-sorted batches; returns results in input order and the failures."""
+    from xlsr.data.audio import audio_num_samples, load_audio
+    from xlsr.progress import progress
+
+    decoder = decoder or make_decoder(ctc)
+    failures: list[Failure] = []
+    sized: list[tuple[int, int, Path]] = []  # (samples, input position, path)
+    for i, f in enumerate(files):
+        try:
+            sized.append((audio_num_samples(f), i, f))
+        except AudioError as exc:
+            failures.append(Failure(str(f), str(exc)))
+    sized.sort()
+    chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
+    results: dict[int, Transcription] = {}
+    bar = progress(total=len(sized), desc="transcribe", unit="file", disable=not show_progress)
+    pending: list[tuple[int, Path, torch.Tensor]] = []
+
+    def flush() -> None:
+        if pending:
+            hyps = _decode_batch(ctc, [w for _, _, w in pending], decoder, timestamps)
+            for (pos, path, wave), hyp in zip(pending, hyps):
+                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp)
+            bar.update(len(pending))
+            pending.clear()
+
+    for _, pos, path in sized:
+        try:
+            wave = torch.from_numpy(load_audio(path, normalize=ctc.normalize))
+            _check_long_enough(ctc, path, wave.numel())
+        except AudioError as exc:
+            failures.append(Failure(str(path), str(exc)))
+            bar.update(1)
+            continue
+        if chunk_samples and wave.numel() > chunk_samples:
+            hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
+            results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True})
+            bar.update(1)
+            continue
+        longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
+        if pending and (not ctc.batchable or longest * (len(pending) + 1) > max_batch_seconds * SAMPLE_RATE):
+            flush()
+        pending.append((pos, path, wave))
+    flush()
+    bar.close()
+    order = {str(f): i for i, f in enumerate(files)}
+    failures.sort(key=lambda fl: order.get(fl.audio, -1))
+    return [results[k] for k in sorted(results)], failures
+
+
+def _check_long_enough(ctc: CTCModel, path: Path, num_samples: int) -> None:
+    need = ctc.model.config.receptive_field
+    if num_samples < need:
+        raise AudioError(f"{path}: {num_samples} samples is shorter than one frame of the model "
+                         f"({need} samples, {need / SAMPLE_RATE * 1000:.0f} ms)")
+
+
+def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, timestamps: bool) -> list[Hypothesis]:
+    """Zero-pad a batch, run the model once, decode every row."""
+    lengths = torch.tensor([w.numel() for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for i, w in enumerate(waves):
+        batch[i, : w.numel()] = w
+    logits, frames = ctc.logits(batch.to(ctc.device), lengths.to(ctc.device))
+    return decoder(logits.cpu(), frames.cpu(), timestamps=timestamps)
+
+
+def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timestamps: bool,
+                    chunk_seconds: float, chunk_stride: float) -> Hypothesis:
+    """Logits of overlapping windows merged by time, then one decoding pass over the whole recording."""
+    from xlsr.decode.chunking import chunked_logits
+
+    stride = min(chunk_stride, chunk_seconds / 4)  # the stride must leave room for kept frames
+    logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=stride,
+                            frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)
+    return decoder(logits.unsqueeze(0), torch.tensor([logits.shape[0]]), timestamps=timestamps)[0]
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    """Write one JSON object per line (atomically: temp file, then rename)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,207 @@
+"""Wav2Vec2Config: every hyperparameter of wav2vec 2.0 / XLSR, the named presets, and a JSON round trip.
+
+Field names follow docs/CONTRACTS.md; the fairseq name is given in brackets where it differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xlsr.errors import XlsrError
+
+# fairseq's "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]": 20 ms hop, 25 ms receptive field.
+STANDARD_KERNELS_STRIDES = [(10, 5)] + [(3, 2)] * 4 + [(2, 2)] * 2
+
+
+def standard_conv_layers(channels: int = 512) -> list[tuple[int, int, int]]:
+    """The standard 7-layer CNN as (dim, kernel, stride) triples with `channels` in every layer."""
+    return [(channels, k, s) for k, s in STANDARD_KERNELS_STRIDES]
+
+
+@dataclass
+class Wav2Vec2Config:
+    """Hyperparameters of the model and of its pretraining objective (fairseq semantics)."""
+
+    # --- CNN feature encoder
+    conv_layers: list[tuple[int, int, int]] = field(default_factory=standard_conv_layers)  # (dim, kernel, stride)
+    extractor_mode: str = "group_norm"  # "group_norm": GroupNorm on layer 0 only; "layer_norm": LN in every layer
+    conv_bias: bool = False
+    feature_grad_mult: float = 1.0  # scales the CNN's gradients (0 freezes it) [feature_grad_mult]
+    # --- Transformer
+    hidden_size: int = 768  # D [encoder_embed_dim]
+    num_layers: int = 12
+    num_heads: int = 12
+    ffn_dim: int = 3072
+    layer_norm_first: bool = False  # pre-LN blocks (XLSR family) instead of post-LN (Base)
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    dropout_input: float = 0.0  # after the projection to D
+    dropout_features: float = 0.0  # on the quantizer's copy of the CNN features
+    final_dropout: float = 0.0  # before the CTC head
+    layerdrop: float = 0.0  # [encoder_layerdrop]
+    conv_pos: int = 128  # kernel of the convolutional positional embedding
+    conv_pos_groups: int = 16
+    layer_norm_eps: float = 1e-5
+    # --- quantizer and contrastive task
+    final_dim: int = 256  # F: contrastive space [final_dim]
+    codevector_dim: int = 256  # quantizer output dim = G x entry dim [latent_dim, 0 -> final_dim]
+    num_codevector_groups: int = 2  # G [latent_groups]
+    num_codevectors_per_group: int = 320  # V [latent_vars]
+    latent_temp: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # (max, min, decay per update)
+    logit_temp: float = 0.1  # kappa
+    num_negatives: int = 100  # K
+    cross_sample_negatives: int = 0
+    # --- masking
+    mask_prob: float = 0.65
+    mask_length: int = 10
+    min_masks: int = 2
+    mask_channel_prob: float = 0.0
+    mask_channel_length: int = 64
+    # --- loss weights [criterion.loss_weights]
+    diversity_weight: float = 0.1  # alpha
+    feature_penalty_weight: float = 0.0  # beta
+    # --- data contract: per-utterance z-norm of the waveform, applied by the data side
+    normalize_waveform: bool = False
+
+    def __post_init__(self) -> None:
+        # JSON/YAML give lists; keep one canonical (hashable, comparable) form.
+        self.conv_layers = [tuple(int(v) for v in layer) for layer in self.conv_layers]
+        self.latent_temp = tuple(float(v) for v in self.latent_temp)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise XlsrError naming the first field whose value cannot build a model."""
+
+        def bad(name: str, why: str) -> XlsrError:
+            return XlsrError(f"Wav2Vec2Config.{name}={getattr(self, name)!r}: {why}")
+
+        if not self.conv_layers or any(len(t) != 3 or min(t) < 1 for t in self.conv_layers):
+            raise bad("conv_layers", "must be a non-empty list of (dim, kernel, stride) with positive ints")
+        if self.extractor_mode not in ("group_norm", "layer_norm"):
+            raise bad("extractor_mode", "allowed: 'group_norm', 'layer_norm'")
+        for name in ("hidden_size", "num_layers", "num_heads", "ffn_dim", "final_dim", "codevector_dim",
+                     "num_codevector_groups", "num_codevectors_per_group", "mask_length", "conv_pos",
+                     "conv_pos_groups", "mask_channel_length"):
+            if int(getattr(self, name)) < 1:
+                raise bad(name, "must be a positive integer")
+        if self.hidden_size % self.num_heads:
+            raise bad("num_heads", f"must divide hidden_size={self.hidden_size}")
+        if self.hidden_size % self.conv_pos_groups:
+            raise bad("conv_pos_groups", f"must divide hidden_size={self.hidden_size}")
+        if self.codevector_dim % self.num_codevector_groups:
+            raise bad("codevector_dim", f"must be divisible by num_codevector_groups={self.num_codevector_groups}")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_input", "dropout_features",
+                     "final_dropout", "layerdrop", "mask_prob", "mask_channel_prob"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise bad(name, "must be in [0, 1]")
+        if self.num_negatives < 0 or self.cross_sample_negatives < 0 or self.min_masks < 0:
+            raise XlsrError("Wav2Vec2Config: num_negatives, cross_sample_negatives and min_masks must be >= 0")
+        if self.num_negatives + self.cross_sample_negatives < 1:
+            raise bad("num_negatives", "num_negatives + cross_sample_negatives must be at least 1")
+        if self.feature_grad_mult < 0:
+            raise bad("feature_grad_mult", "must be >= 0")
+        if len(self.latent_temp) != 3 or not 0 < self.latent_temp[1] <= self.latent_temp[0]:
+            raise bad("latent_temp", "must be (max, min, decay) with 0 < min <= max")
+        if self.logit_temp <= 0:
+            raise bad("logit_temp", "must be > 0")
+
+    # ------------------------------------------------------------------ derived sizes
+    @property
+    def conv_dim(self) -> int:
+        """Channels of the CNN's last layer (C, 512 in the paper)."""
+        return self.conv_layers[-1][0]
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples one output frame sees (400 for the standard CNN)."""
+        field_, jump = 1, 1
+        for _, k, s in self.conv_layers:
+            field_ += (k - 1) * jump
+            jump *= s
+        return field_
+
+    @property
+    def total_stride(self) -> int:
+        """Samples between consecutive frames (320 for the standard CNN)."""
+        out = 1
+        for _, _, s in self.conv_layers:
+            out *= s
+        return out
+
+    # ------------------------------------------------------------------ presets and serialisation
+    @classmethod
+    def preset(cls, name: str) -> Wav2Vec2Config:
+        """A named configuration: tiny, base, large, xlsr-53, xls-r-300m, xls-r-1b, xls-r-2b."""
+        if name not in PRESETS:
+            raise XlsrError(f"unknown preset {name!r}; allowed: {', '.join(PRESETS)}")
+        return cls(**PRESETS[name])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        d = dataclasses.asdict(self)
+        d["conv_layers"] = [list(t) for t in self.conv_layers]
+        d["latent_temp"] = list(self.latent_temp)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Wav2Vec2Config:
+        """Build from a dict; unknown keys are an error naming the key."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise XlsrError(f"Wav2Vec2Config: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the config as indented JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Wav2Vec2Config:
+        """Read a config written by `to_json`."""
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise XlsrError(f"{path}: cannot read a Wav2Vec2Config JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise XlsrError(f"{path}: expected a JSON object with Wav2Vec2Config fields")
+        return cls.from_dict(d)
+
+
+# Base = fairseq wav2vec2_base_librispeech.yaml; the XLSR family = wav2vec2_large_librivox.yaml ("vox_new":
+# layer-norm CNN, conv bias, pre-LN, no dropout, tau 2 -> 0.1, beta 0, z-normed waveforms). Spec §2.5, §10.1.
+_BASE = dict(
+    extractor_mode="group_norm", conv_bias=False, feature_grad_mult=0.1,
+    hidden_size=768, num_layers=12, num_heads=12, ffn_dim=3072, layer_norm_first=False,
+    dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, dropout_input=0.1, dropout_features=0.1,
+    layerdrop=0.05, final_dim=256, codevector_dim=256, latent_temp=(2.0, 0.5, 0.999995),
+    diversity_weight=0.1, feature_penalty_weight=10.0, normalize_waveform=False,
+)
+_LARGE = dict(
+    extractor_mode="layer_norm", conv_bias=True, feature_grad_mult=1.0,
+    hidden_size=1024, num_layers=24, num_heads=16, ffn_dim=4096, layer_norm_first=True,
+    dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, dropout_input=0.0, dropout_features=0.0,
+    layerdrop=0.0, final_dim=768, codevector_dim=768, latent_temp=(2.0, 0.1, 0.999995),
+    diversity_weight=0.1, feature_penalty_weight=0.0, normalize_waveform=True,
+)
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~5M parameters, for CPU work: the XLSR family's stable layout at a small width.
+    "tiny": dict(
+        _LARGE, conv_layers=standard_conv_layers(256), hidden_size=256, num_layers=4, num_heads=4,
+        ffn_dim=1024, final_dim=256, codevector_dim=256,
+        dropout=0.1, attention_dropout=0.1, dropout_input=0.1, dropout_features=0.1,
+        latent_temp=(2.0, 0.5, 0.999995),
+    ),
+    "base": dict(_BASE),
+    "large": dict(_LARGE),
+    "xlsr-53": dict(_LARGE),
+    "xls-r-300m": dict(_LARGE),
+    "xls-r-1b": dict(_LARGE, num_layers=48, hidden_size=1280, ffn_dim=5120, final_dim=1024, codevector_dim=1024),
+    "xls-r-2b": dict(_LARGE, num_layers=48, hidden_size=1920, ffn_dim=7680, final_dim=1024, codevector_dim=1024),
+}

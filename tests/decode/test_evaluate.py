@@ -1,0 +1,89 @@
+"""Evaluation: per-language S/D/I counts against hand-counted alignments, table, JSON, bad input."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from xlsr.cli.main import main
+from xlsr.decode.evaluate import evaluate, read_manifests
+from xlsr.decode.transcribe import load_ctc_model
+from xlsr.errors import XlsrError
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
+
+SMALL = dict(conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, hidden_size=32, num_layers=1,
+             num_heads=2, ffn_dim=64, conv_pos=16, conv_pos_groups=2)
+
+
+def constant_model(tmp_path: Path, vocab: list[str], token: str, labels: str) -> Path:
+    """A CTC model whose every frame says `token`: its transcript of any audio is exactly `token`."""
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
+    model = Wav2Vec2ForCTC(cfg, len(vocab))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        model.lm_head.bias.fill_(-10.0)
+        model.lm_head.bias[vocab.index(token)] = 10.0
+    return save_checkpoint(tmp_path / f"const-{labels}", model, vocab=vocab, metadata={"labels": labels})
+
+
+def manifest(tmp_path: Path, rows: list[dict]) -> Path:
+    lines = []
+    for k, row in enumerate(rows):
+        wav = tmp_path / f"u{k}.wav"
+        sf.write(wav, 0.1 * np.sin(np.arange(8000) / 5.0).astype(np.float32), 16000)
+        lines.append(json.dumps({"id": f"u{k}", "audio": wav.name, "num_samples": 8000, **row}))
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_phone_error_counts_per_language(tmp_path):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "i", "u"], "a", "phones")
+    m = manifest(tmp_path, [
+        {"lang": "xx", "phones": "a i u"},        # hyp "a": D=2, N=3
+        {"lang": "xx", "phones": "i | u"},        # "|" not counted: S=1 D=1, N=2
+        {"lang": "yy", "phones": "u"},            # S=1, N=1
+        {"lang": "yy", "phones": "e a"},          # "e" not in the vocabulary: D=1, N=2
+        {"lang": "yy", "text": "no phones"},      # no reference: skipped
+    ])
+    report = evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False)
+    c = report.counts
+    assert (c["xx"]["phone"].substitutions, c["xx"]["phone"].deletions, c["xx"]["phone"].insertions,
+            c["xx"]["phone"].ref_len) == (1, 3, 0, 5)
+    assert (c["yy"]["phone"].substitutions, c["yy"]["phone"].deletions, c["yy"]["phone"].ref_len) == (1, 1, 3)
+    assert report.rate("all", "phone") == pytest.approx(6 / 8)
+    assert report.utterances == {"xx": 2, "yy": 2, "all": 4}
+    assert report.no_reference == ["u4"] and report.oov == {"e": 1}
+    table = report.table()
+    assert "PER %" in table and table.splitlines()[-1].split()[:3] == ["all", "4", "75.00"]
+
+
+def test_char_model_gets_cer_and_wer_and_cli_json(tmp_path, capsys):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "b"], "a", "chars")
+    m = manifest(tmp_path, [{"lang": "zz", "text": "ab ba"}, {"lang": "zz", "text": "a"}])
+    out = tmp_path / "report.json"
+    code = main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--json", str(out), "--no-progress"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    cer, wer = data["languages"]["zz"]["cer"], data["languages"]["zz"]["wer"]
+    # "ab ba" vs "a": chars a,b,b,a (space excluded) -> 3 deletions; words [ab, ba] vs [a] -> S=1, D=1.
+    assert (cer["substitutions"], cer["deletions"], cer["insertions"], cer["ref_len"]) == (0, 3, 0, 5)
+    assert (wer["substitutions"], wer["deletions"], wer["ref_len"]) == (1, 1, 3)
+    assert "CER %" in capsys.readouterr().out
+
+
+def test_missing_references_and_unreadable_audio(tmp_path, capsys):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "a"], "a", "phones")
+    m = manifest(tmp_path, [{"lang": "xx", "text": "only text"}])
+    with pytest.raises(XlsrError, match="no utterance has a 'phones' reference"):
+        evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False)
+    m = manifest(tmp_path, [{"lang": "xx", "phones": "a"}, {"lang": "xx", "phones": "a a"}])
+    (tmp_path / "u1.wav").write_bytes(b"garbage")
+    code = main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 1 and "u1.wav: not a readable audio file" in captured.err
+    assert captured.out.splitlines()[-1].split()[:3] == ["all", "1", "0.00"]

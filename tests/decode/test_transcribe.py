@@ -1,0 +1,165 @@
+"""Transcription with a real (random-weight) tiny model: chunking, batching, failures, timestamps, CLI."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from xlsr.cli.main import main
+from xlsr.decode.chunking import chunked_logits
+from xlsr.decode.transcribe import find_audio, load_ctc_model, transcribe_files
+from xlsr.errors import CheckpointError
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from xlsr.text.metrics import per
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from _tones import no_repeats, tone_utterance  # noqa: E402
+
+VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two threads on a shared 2-core machine are several times slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(VOCAB))
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-ctc"
+    save_checkpoint(path, model, vocab=VOCAB, metadata={"labels": "phones"})
+    return path
+
+
+def _write(path: Path, n_phones: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    sf.write(path, tone_utterance(no_repeats(n_phones, rng), rng), 16000)
+    return path
+
+
+def test_chunked_transcription_matches_unchunked(tiny_ckpt, tmp_path):
+    wav = _write(tmp_path / "long.wav", 50, seed=0)  # ~10 s
+    ctc = load_ctc_model(tiny_ckpt)
+    full, _ = transcribe_files(ctc, [wav], chunk_seconds=None, show_progress=False)
+    chunked, fails = transcribe_files(ctc, [wav], chunk_seconds=4.0, chunk_stride=1.0, show_progress=False)
+    assert not fails and chunked[0].extra == {"chunked": True}
+    a, b = full[0].hypothesis.text, chunked[0].hypothesis.text
+    assert len(a.split()) > 20
+    # Attention is global, so windows see less context: close, not identical.
+    assert per(a, b) < 0.15
+    from xlsr.data.audio import load_audio
+
+    wave = torch.from_numpy(load_audio(wav, normalize=True))
+    lf, _ = ctc.logits(wave[None], torch.tensor([wave.numel()]))
+    lc = chunked_logits(wave, ctc.logits, chunk_s=4.0, stride_s=1.0)
+    assert lc.shape == lf[0].shape
+    assert (lf[0].argmax(-1) == lc.argmax(-1)).float().mean() > 0.95
+
+
+def test_batched_equals_one_by_one_and_failures_are_listed(tiny_ckpt, tmp_path):
+    d = tmp_path / "audio"
+    d.mkdir()
+    good = [_write(d / f"u{k}.wav", 3 + 2 * k, seed=k) for k in range(3)]
+    (d / "broken.wav").write_bytes(b"RIFF....not audio at all")
+    sf.write(d / "short.wav", np.zeros(100, dtype=np.float32), 16000)
+    ctc = load_ctc_model(tiny_ckpt)
+    files, missing = find_audio([d, tmp_path / "nope.wav"])
+    assert len(files) == 5 and len(missing) == 1 and "nope.wav: no such file" in missing[0].error
+    results, failures = transcribe_files(ctc, files, show_progress=False)
+    assert [Path(r.audio).name for r in results] == ["u0.wav", "u1.wav", "u2.wav"]
+    errors = {Path(f.audio).name: f.error for f in failures}
+    assert set(errors) == {"broken.wav", "short.wav"}
+    assert "broken.wav: not a readable audio file" in errors["broken.wav"]
+    assert "shorter than one frame" in errors["short.wav"]
+    assert all("\n" not in e for e in errors.values())
+    for r, path in zip(results, good):
+        alone, _ = transcribe_files(ctc, [path], show_progress=False)
+        assert alone[0].hypothesis.text == r.hypothesis.text
+        assert abs(alone[0].hypothesis.score - r.hypothesis.score) < 1e-2
+
+
+def test_timestamps_are_ordered_and_inside_the_audio(tiny_ckpt, tmp_path):
+    wav = _write(tmp_path / "t.wav", 6, seed=5)
+    ctc = load_ctc_model(tiny_ckpt)
+    (r,), _ = transcribe_files(ctc, [wav], timestamps=True, show_progress=False)
+    d = r.to_dict()
+    stamps = d["timestamps"]
+    assert [s["token"] for s in stamps] == d["tokens"]
+    starts = [s["start"] for s in stamps]
+    assert starts == sorted(starts) and all(0 <= s["start"] < s["end"] <= d["duration"] for s in stamps)
+
+
+def test_cli_writes_jsonl_and_reports_failures(tiny_ckpt, tmp_path, capsys):
+    wav = _write(tmp_path / "a.wav", 4, seed=1)
+    out = tmp_path / "out.jsonl"
+    code = main(["transcribe", "--model", str(tiny_ckpt), str(wav), str(tmp_path / "missing.flac"),
+                 "--out", str(out), "--no-progress", "--timestamps"])
+    assert code == 1
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["audio"] == str(wav) and "timestamps" in lines[0]
+    assert "missing.flac: no such file or directory" in capsys.readouterr().err
+
+
+def test_model_without_ctc_head_is_a_clear_error(tmp_path, capsys):
+    pre = save_checkpoint(tmp_path / "pre", Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny")))
+    with pytest.raises(CheckpointError, match="has no CTC head; fine-tune it first"):
+        load_ctc_model(pre)
+    code = main(["transcribe", "--model", str(tmp_path / "nowhere"), "x.wav", "--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("xlsr: error: ") and err.count("\n") == 1
+
+
+ARPA = """\\data\\
+ngram 1=6
+ngram 2=1
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t0
+-0.7\t</s>\t0
+-0.2\ta\t0
+-0.6\ti\t0
+-0.6\tu\t0
+
+\\2-grams:
+-0.1\t<s> a
+
+\\end\\
+"""
+
+
+def test_beam_search_without_lm_equals_greedy_and_lm_decoding_runs(tiny_ckpt, tmp_path):
+    from xlsr.decode.transcribe import make_decoder
+
+    wav = _write(tmp_path / "b.wav", 5, seed=3)
+    ctc = load_ctc_model(tiny_ckpt)
+    (greedy,), _ = transcribe_files(ctc, [wav], show_progress=False)
+    (beam,), _ = transcribe_files(ctc, [wav], decoder=make_decoder(ctc, beam=16), show_progress=False)
+    assert beam.hypothesis.text == greedy.hypothesis.text  # best path = argmax path without an LM
+    lm = tmp_path / "units.arpa"
+    lm.write_text(ARPA)
+    (fused,), _ = transcribe_files(ctc, [wav], decoder=make_decoder(ctc, lm=lm, beam=16, lm_weight=5.0),
+                                   show_progress=False)
+    # A units LM that strongly prefers "a" can only move the transcript toward more "a"s.
+    assert set(fused.hypothesis.tokens) <= {"a", "i", "u"}
+    assert fused.hypothesis.tokens.count("a") / max(len(fused.hypothesis.tokens), 1) >= \
+        greedy.hypothesis.tokens.count("a") / max(len(greedy.hypothesis.tokens), 1)
+
+
+def test_lm_that_does_not_parse_is_one_line(tiny_ckpt, tmp_path, capsys):
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("this is not an n-gram model\n")
+    code = main(["transcribe", "--model", str(tiny_ckpt), str(tmp_path), "--lm", str(bad),
+                 "--out", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad.arpa: not a KenLM ARPA or binary language model" in err and err.count("\n") == 1

@@ -1,0 +1,79 @@
+import math
+
+import torch
+import torch.nn.functional as F
+
+from xlsr.model.losses import (
+    contrastive_accuracy,
+    contrastive_logits,
+    contrastive_loss,
+    diversity_loss,
+    sample_negatives,
+)
+
+
+def test_negatives_are_other_masked_frames_of_same_utterance():
+    g = torch.Generator().manual_seed(0)
+    within, cross = sample_negatives(3, 7, 50, cross_sample_negatives=20, generator=g)
+    assert within.shape == (3, 7, 50) and cross.shape == (3, 7, 20)
+    assert within.min() >= 0 and within.max() < 7
+    own = torch.arange(7).view(1, 7, 1)
+    assert not (within == own).any()
+    # Every other frame shows up: the draw covers [0, M) minus the frame itself.
+    assert set(within[0, 3].tolist()) == {0, 1, 2, 4, 5, 6}
+    flat_own = torch.arange(21).view(3, 7, 1)
+    assert not (cross == flat_own).any() and cross.max() < 21
+    assert (cross // 7 != torch.arange(3).view(3, 1, 1)).any()  # cross-sample ones reach other utterances
+
+
+def test_single_masked_frame_does_not_crash():
+    within, _ = sample_negatives(2, 1, 5)
+    assert (within == 0).all()
+
+
+def _loop_logits(pred, tgt, neg, cross, kappa, ids):
+    B, M, _ = pred.shape
+    flat = tgt.reshape(B * M, -1)
+    flat_ids = ids.reshape(-1)
+    out = torch.empty(B, M, 1 + neg.shape[-1] + cross.shape[-1])
+    for b in range(B):
+        for m in range(M):
+            cands = [tgt[b, m]] + [tgt[b, int(j)] for j in neg[b, m]] + [flat[int(j)] for j in cross[b, m]]
+            cand_ids = [ids[b, m]] + [ids[b, int(j)] for j in neg[b, m]] + [flat_ids[int(j)] for j in cross[b, m]]
+            for k, (c, cid) in enumerate(zip(cands, cand_ids)):
+                same = k > 0 and cid == ids[b, m]
+                out[b, m, k] = -math.inf if same else F.cosine_similarity(pred[b, m], c, dim=0) / kappa
+    return out
+
+
+def test_contrastive_logits_match_loop_reference():
+    g = torch.Generator().manual_seed(1)
+    B, M, Fd = 3, 6, 8
+    pred, tgt = torch.randn(B, M, Fd, generator=g), torch.randn(B, M, Fd, generator=g)
+    ids = torch.randint(0, 3, (B, M), generator=g)  # few codewords: some distractors equal their positive
+    neg, cross = sample_negatives(B, M, 9, 4, generator=g)
+    logits = contrastive_logits(pred, tgt, neg, 0.1, cross, ids)
+    ref = _loop_logits(pred, tgt, neg, cross, 0.1, ids)
+    assert logits.dtype == torch.float32
+    assert torch.equal(torch.isinf(logits), torch.isinf(ref)) and torch.isinf(logits).any()
+    finite = ~torch.isinf(ref)
+    torch.testing.assert_close(logits[finite], ref[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_identical_vectors_get_minus_inf_without_ids():
+    tgt = torch.randn(1, 4, 5)
+    tgt[0, 2] = tgt[0, 0]
+    neg = torch.tensor([[[2, 1], [0, 2], [0, 1], [0, 1]]])
+    logits = contrastive_logits(torch.randn(1, 4, 5), tgt, neg, 0.1)
+    assert torch.isinf(logits[0, 0, 1]) and torch.isinf(logits[0, 2, 1])
+    assert torch.isfinite(logits[0, 1]).all() and torch.isfinite(logits[0, 3]).all()
+
+
+def test_loss_accuracy_and_diversity():
+    logits = torch.tensor([[[3.0, 1.0, -math.inf], [0.0, 2.0, 1.0], [1.0, 1.0, 1.0]]])
+    expected = sum(-torch.log_softmax(row, 0)[0] for row in logits[0])
+    torch.testing.assert_close(contrastive_loss(logits), expected)
+    # Frame 0 right, frame 1 wrong, frame 2 all tie: counts as wrong.
+    assert abs(contrastive_accuracy(logits).item() - 1 / 3) < 1e-6
+    assert diversity_loss(torch.tensor(640.0), 640).item() == 0.0
+    assert diversity_loss(torch.tensor(160.0), 640).item() == 0.75

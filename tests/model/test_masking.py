@@ -1,0 +1,58 @@
+import torch
+
+from xlsr.model.masking import compute_channel_mask, compute_mask_indices
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_masked_share_matches_paper_on_long_inputs():
+    # 15 s clips: 749 frames. Paper/fairseq: about 1 - (1 - 0.065)^10 = 49% of frames masked.
+    lengths = torch.full((64,), 749)
+    mask = compute_mask_indices(lengths, 749, 0.65, 10, 2, _gen(), require_same_masks=False)
+    share = mask.float().mean().item()
+    expected = 1 - (1 - 0.065) ** 10
+    assert abs(share - expected) < 0.03, share
+
+
+def test_padding_never_masked_and_same_count_per_row():
+    lengths = torch.tensor([200, 150, 97, 60])
+    mask = compute_mask_indices(lengths, 200, 0.65, 10, 2, _gen(1))
+    frames = torch.arange(200)
+    assert not (mask & (frames[None] >= lengths[:, None])).any()
+    counts = mask.sum(1)
+    assert (counts == counts[0]).all() and counts[0] > 0
+
+
+def test_min_masks_and_span_structure():
+    # mask_prob tiny: the count comes from min_masks; spans are runs of mask_length frames.
+    lengths = torch.full((16,), 400)
+    mask = compute_mask_indices(lengths, 400, 0.0001, 10, 2, _gen(2), require_same_masks=False)
+    counts = mask.sum(1)
+    assert ((counts >= 10) & (counts <= 20)).all()  # two spans of 10, possibly overlapping
+    assert not mask[:, 399].any()  # starts lie in [0, L - M): the last frame is never reached
+
+
+def test_seeded_and_pure():
+    lengths = torch.tensor([120, 80])
+    a = compute_mask_indices(lengths, 120, 0.65, 10, 2, _gen(7))
+    b = compute_mask_indices(lengths, 120, 0.65, 10, 2, _gen(7))
+    c = compute_mask_indices(lengths, 120, 0.65, 10, 2, _gen(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_short_inputs_clamp_instead_of_failing():
+    lengths = torch.tensor([3, 1, 12])
+    mask = compute_mask_indices(lengths, 12, 0.65, 10, 2, _gen(3))
+    assert mask.sum(1).tolist() == [1, 1, 1]  # the batch minimum (the 1-frame row) is kept everywhere
+    assert not mask[1, 1:].any() and not mask[0, 3:].any()
+    assert compute_mask_indices(torch.tensor([0, 5]), 5, 0.65, 10, 2, _gen()).sum() == 0
+
+
+def test_channel_mask_spans():
+    mask = compute_channel_mask(32, 256, 0.25, 64, _gen(4))
+    assert mask.shape == (32, 256)
+    counts = mask.sum(1)
+    assert (counts == counts[0]).all()
+    assert 0 < mask.float().mean() < 0.5

@@ -1,0 +1,41 @@
+import torch
+
+from xlsr.model.quantizer import GumbelVectorQuantizer
+
+
+def _quantizer():
+    torch.manual_seed(0)
+    return GumbelVectorQuantizer(input_dim=12, num_groups=2, num_vars=5, codevector_dim=8)
+
+
+def test_training_forward_is_hard_codebook_sum_with_soft_gradient():
+    q = _quantizer().train()
+    x = torch.randn(30, 12)
+    out = q(x, torch.Generator().manual_seed(1))
+    book = q.codevectors.view(2, 5, 4)
+    expected = torch.cat([book[0, out.codes[:, 0]], book[1, out.codes[:, 1]]], dim=1)
+    torch.testing.assert_close(out.quantized, expected)
+    out.quantized.pow(2).sum().backward()
+    assert q.weight_proj.weight.grad.abs().sum() > 0  # straight-through gradient reaches the logits
+    assert q.codevectors.grad.abs().sum() > 0
+
+
+def test_eval_is_noise_free_argmax_and_temperature_matters_in_training():
+    q = _quantizer()
+    x = torch.randn(200, 12)
+    q.eval()
+    out = q(x)
+    assert torch.equal(out.codes, q.logits(x).argmax(-1)) and torch.equal(out.codes, q.codes(x))
+    q.train()
+    q.set_temperature(1e-3)  # near-zero temperature: the Gumbel noise still decides, so codes differ
+    noisy = q(x, torch.Generator().manual_seed(0)).codes
+    assert not torch.equal(noisy, out.codes)
+
+
+def test_perplexities_are_bounded_by_group_times_vars():
+    q = _quantizer().eval()
+    out = q(torch.randn(500, 12))
+    assert 0 < out.code_perplexity <= 10 + 1e-4 and 0 < out.prob_perplexity <= 10 + 1e-4
+    # Same input everywhere: one code per group, perplexity 1 per group.
+    same = q(torch.randn(1, 12).expand(50, 12))
+    torch.testing.assert_close(same.code_perplexity, torch.tensor(2.0), atol=1e-4, rtol=0)

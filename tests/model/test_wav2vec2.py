@@ -1,0 +1,190 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import micro_config, sine_batch
+
+from xlsr import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining, Wav2Vec2Model
+from xlsr.errors import XlsrError
+from xlsr.model.losses import contrastive_loss, diversity_loss
+from xlsr.model.masking import compute_mask_indices
+
+
+def test_shapes_of_every_output(micro):
+    torch.manual_seed(0)
+    x = sine_batch(2, 8000)
+    model = Wav2Vec2Model(micro)
+    out = model(x, torch.tensor([8000, 6000]), output_hidden_states=True)
+    T = int(model.frame_lengths(torch.tensor([8000]))[0])
+    assert T == (8000 - 400) // 320 + 1
+    assert out.last_hidden_state.shape == (2, T, 32) and out.extract_features.shape == (2, T, 32)
+    assert out.frame_lengths.tolist() == [T, (6000 - 400) // 320 + 1]
+    assert len(out.hidden_states) == micro.num_layers + 1
+    pt = Wav2Vec2ForPreTraining(micro)(x, generator=torch.Generator().manual_seed(0))
+    M = pt.mask_time_indices.sum(1)[0].item()
+    assert pt.logits.shape == (2, M, 1 + micro.num_negatives) and pt.num_masked == 2 * M
+    codes, frames = Wav2Vec2ForPreTraining(micro).quantize(x)
+    assert codes.shape == (2, T, 2) and codes.max() < 8
+
+
+def test_padded_batch_equals_single_utterance_runs():
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config.preset("tiny")
+    model = Wav2Vec2Model(cfg).eval()
+    lengths = [16000, 11000, 7000]
+    x = sine_batch(3, 16000)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0.0
+    with torch.no_grad():
+        batched = model(x, torch.tensor(lengths))
+        for i, n in enumerate(lengths):
+            single = model(x[i : i + 1, :n])
+            T = single.last_hidden_state.shape[1]
+            assert batched.frame_lengths[i] == T
+            torch.testing.assert_close(batched.last_hidden_state[i, :T], single.last_hidden_state[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(batched.extract_features[i, :T], single.extract_features[0], atol=1e-5, rtol=0)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(micro_config(feature_penalty_weight=10.0)).train()
+    out = model(sine_batch(3, 6400), torch.tensor([6400, 6400, 5000]), generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def _reference_loss(model, x, lengths, mask, negatives):
+    """Plain loops over utterances, masked frames and negatives (eval mode: argmax quantizer, no dropout)."""
+    cfg, w, q = model.config, model.wav2vec2, model.quantizer
+    feats, frames, _ = w.extract(x, lengths)
+    z = w.feature_norm(feats)
+    c = w(x, lengths, mask_time_indices=mask).last_hidden_state
+    G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
+    book = q.codevectors.view(G, V, -1)
+    B = x.shape[0]
+    masked = [torch.nonzero(mask[b]).flatten().tolist() for b in range(B)]
+    targets, preds, codes, probs = [], [], [], []
+    for b in range(B):
+        tb, pb, cb = [], [], []
+        for t in masked[b]:
+            logits = q.weight_proj(z[b, t]).view(G, V)
+            idx = logits.argmax(-1)
+            tb.append(model.project_q(torch.cat([book[g, idx[g]] for g in range(G)])))
+            pb.append(model.final_proj(c[b, t]))
+            cb.append(tuple(idx.tolist()))
+            probs.append(logits.softmax(-1))
+        targets.append(tb), preds.append(pb), codes.append(cb)
+    nce = 0.0
+    for b in range(B):
+        for j in range(len(masked[b])):
+            row = [F.cosine_similarity(preds[b][j], targets[b][j], dim=0) / cfg.logit_temp]
+            for k in negatives[b, j].tolist():
+                same = codes[b][k] == codes[b][j]
+                row.append(torch.tensor(float("-inf")) if same else
+                           F.cosine_similarity(preds[b][j], targets[b][k], dim=0) / cfg.logit_temp)
+            nce = nce - torch.log_softmax(torch.stack(row), 0)[0]
+    avg = torch.stack(probs).mean(0)
+    ppl = torch.exp(-(avg * torch.log(avg + 1e-7)).sum(-1)).sum()
+    n = sum(len(m) for m in masked)
+    valid = torch.cat([feats[b, : frames[b]] for b in range(B)])
+    penalty = valid.pow(2).mean()
+    return nce + cfg.diversity_weight * (G * V - ppl) / (G * V) * n + cfg.feature_penalty_weight * penalty * n
+
+
+def test_loss_equals_loop_reference():
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(micro_config(feature_penalty_weight=10.0, num_codevectors_per_group=3)).eval()
+    x, lengths = sine_batch(2, 6400), torch.tensor([6400, 5400])
+    frames = model.wav2vec2.frame_lengths(lengths)
+    g = torch.Generator().manual_seed(3)
+    mask = compute_mask_indices(frames, int(frames.max()), 0.5, 3, 2, g)
+    M = int(mask.sum(1)[0])
+    negatives = torch.randint(0, M, (2, M, 10), generator=g)
+    out = model(x, lengths, mask_time_indices=mask, negative_indices=negatives)
+    with torch.no_grad():
+        ref = _reference_loss(model, x, lengths, mask, negatives)
+    assert out.neg_is_pos > 0  # V=3: many distractors share their positive's codeword
+    torch.testing.assert_close(out.loss, ref, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(out.contrastive_loss, contrastive_loss(out.logits))
+    torch.testing.assert_close(out.diversity_loss, 0.1 * diversity_loss(out.prob_perplexity, 6) * 2 * M)
+
+
+def test_layerdrop_is_reproducible_and_keeps_every_parameter_in_the_graph():
+    torch.manual_seed(0)
+    cfg = micro_config(num_layers=6, layerdrop=0.5)
+    a, b = Wav2Vec2Model(cfg).train(), Wav2Vec2Model(cfg).train()
+    b.load_state_dict(a.state_dict())
+    x = sine_batch(2, 4000)
+    outs = []
+    for model in (a, b):
+        model.set_layerdrop_seed(17)
+        outs.append(model(x).last_hidden_state)
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)  # same seed: same layers skipped on every rank
+    outs[0].sum().backward()
+    assert all(p.grad is not None for p in a.parameters())
+    skipped = [i for i, layer in enumerate(a.encoder.layers) if not layer.feed_forward.fc1.weight.grad.any()]
+    assert 0 < len(skipped) < 6  # seed 17 skips some layers but not all
+
+
+def test_autocast_keeps_losses_and_logits_fp32(micro):
+    model = Wav2Vec2ForPreTraining(micro)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(sine_batch(2, 4000), generator=torch.Generator().manual_seed(0))
+    assert out.loss.dtype == torch.float32 and out.logits.dtype == torch.float32
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize(
+    "waveforms, lengths, match",
+    [
+        (torch.zeros(2, 1, 4000), None, "expected shape \\(batch, samples\\)"),
+        (torch.zeros(4000), None, "unsqueeze"),
+        (torch.zeros(2, 4000, dtype=torch.int16), None, "floating-point"),
+        (torch.zeros(2, 300), None, "receptive field"),
+        (torch.zeros(2, 4000), torch.tensor([4000]), "shape \\(2,\\)"),
+        (torch.zeros(2, 4000), torch.tensor([4000, 5000]), "exceeds"),
+        (torch.zeros(2, 4000), torch.tensor([4000, 200]), "shorter than the CNN"),
+        (torch.zeros(2, 4000), torch.tensor([4000.0, 3000.0]), "integer"),
+    ],
+)
+def test_bad_input_is_an_xlsr_error(micro, waveforms, lengths, match):
+    with pytest.raises(XlsrError, match=match):
+        Wav2Vec2Model(micro)(waveforms, lengths)
+    assert issubclass(XlsrError, ValueError)
+
+
+def test_bad_masks_are_xlsr_errors(micro):
+    model = Wav2Vec2ForPreTraining(micro)
+    x = sine_batch(2, 4000)
+    T = int(model.wav2vec2.frame_lengths(torch.tensor([4000]))[0])
+    uneven = torch.zeros(2, T, dtype=torch.bool)
+    uneven[0, :3], uneven[1, :2] = True, True
+    with pytest.raises(XlsrError, match="same number"):
+        model(x, mask_time_indices=uneven)
+    with pytest.raises(XlsrError, match="bool tensor"):
+        model(x, mask_time_indices=torch.zeros(2, T + 1, dtype=torch.bool))
+
+
+def test_ctc_head_loss_freeze_and_weights_from_pretraining():
+    torch.manual_seed(0)
+    cfg = micro_config(mask_prob=0.3, mask_length=2, mask_channel_prob=0.2, mask_channel_length=4, final_dropout=0.1)
+    pt = Wav2Vec2ForPreTraining(cfg)
+    ctc = Wav2Vec2ForCTC(cfg, vocab_size=7)
+    ctc.wav2vec2.load_state_dict(pt.wav2vec2.state_dict())
+    x, lengths = sine_batch(2, 8000), torch.tensor([8000, 7000])
+    labels = torch.tensor([[3, 4, 5, 6], [2, 2, 0, 0]])
+    ctc.eval()
+    out = ctc(x, lengths, labels)
+    assert out.logits.shape == (2, 24, 7) and out.logits.dtype == torch.float32
+    torch.testing.assert_close(ctc.lm_head(pt.wav2vec2(x, lengths).last_hidden_state), out.logits)
+    ref = F.ctc_loss(out.logits.log_softmax(-1).transpose(0, 1), labels, out.frame_lengths, torch.tensor([4, 2]),
+                     blank=0, reduction="mean", zero_infinity=True)
+    torch.testing.assert_close(out.loss, ref)
+    # Training applies time and channel masks: a different output than eval, reproducible with a generator.
+    ctc.train()
+    t1 = ctc(x, lengths, generator=torch.Generator().manual_seed(1)).logits
+    assert not torch.allclose(t1, out.logits)
+    ctc.freeze_feature_encoder()
+    ctc(x, lengths, labels, generator=torch.Generator().manual_seed(1)).loss.backward()
+    assert all(p.grad is None for p in ctc.wav2vec2.feature_encoder.parameters())
+    assert ctc.lm_head.weight.grad.abs().sum() > 0 and ctc.wav2vec2.mask_embedding.grad is not None

@@ -1,0 +1,150 @@
+"""CTC fine-tuning: learning a tone corpus, vocabulary, filtering, freezing, --init, bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from xlsr.errors import XlsrError
+from xlsr.interop.native import load_checkpoint, save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from xlsr.train.finetune import FinetuneConfig, FinetuneTask, ctc_min_frames, finetune, num_frames
+from xlsr.train.monitor import read_log
+
+from ._tones import write_tone_corpus
+
+# The tiny preset's layout (layer-norm CNN, pre-LN Transformer) at a width a CPU trains in seconds.
+SMALL = {"conv_layers": [[64, 10, 5]] + [[64, 3, 2]] * 4 + [[64, 2, 2]] * 2, "hidden_size": 64,
+         "num_layers": 2, "num_heads": 2, "ffn_dim": 256, "conv_pos": 32, "conv_pos_groups": 4}
+QUIET = {"progress": False, "tensorboard": False}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tones")
+    return write_tone_corpus(root, "train", 32, seed=1), write_tone_corpus(root, "dev", 8, seed=2)
+
+
+def small_ckpt(path: Path, cls=Wav2Vec2ForPreTraining, **kw):
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
+    model = cls(cfg, **kw) if kw else cls(cfg)
+    return save_checkpoint(path, model, vocab=kw.get("vocab_tokens")), model
+
+
+def _scratch_config(train, dev, out, max_updates):
+    return FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init="none",
+                          model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0, "layerdrop": 0.0,
+                                 "activation_dropout": 0.0},
+                          max_updates=max_updates, lr=3e-3, lr_schedule="constant", warmup_updates=5,
+                          max_tokens=160_000, valid_every=50, log_every=1, seed=1, **QUIET)
+
+
+def test_finetuning_from_scratch_learns_the_tones(tones, tmp_path):
+    train, dev = tones
+    run = finetune(_scratch_config(train, dev, tmp_path / "run", 100))
+    valid = [r for r in read_log(run / "log.jsonl") if r.get("split") == "valid"]
+    # Chance: 3 equiprobable tones -> 2/3 substitutions at best; all blanks -> 100%.
+    assert valid[0]["update"] == 50 and valid[-1]["update"] == 100
+    assert valid[-1]["per"] < 0.4
+    best = load_checkpoint(run / "checkpoints" / "best")
+    assert best.vocab == ["<blank>", "<unk>", "a", "i", "u"] and best.metadata["labels"] == "phones"
+    assert json.loads((run / "data_report.json").read_text())["train_utterances"] == 32
+
+
+def test_finetuning_is_deterministic(tones, tmp_path):
+    train, _ = tones
+    losses = []
+    for name in ("a", "b"):
+        run = finetune(_scratch_config(train, None, tmp_path / name, 4))
+        losses.append([r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"])
+    assert len(losses[0]) == 4 and losses[0] == losses[1]
+
+
+def test_union_vocabulary_and_filtering(tmp_path):
+    a = write_tone_corpus(tmp_path, "train", 3, seed=1, lang="aa")
+    b = write_tone_corpus(tmp_path, "train", 3, seed=2, lang="bb")
+    rows = [json.loads(x) for x in b.read_text().splitlines()]
+    rows[0]["phones"] = "e " * 200  # far more phones than its ~60 frames
+    rows[1]["phones"] = ""
+    b.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = FinetuneTask(FinetuneConfig(train=[str(a), str(b)], out=str(tmp_path / "r"), model=SMALL))
+    assert task.vocab.tokens == ["<blank>", "<unk>", "a", "e", "i", "u"]  # union over both languages
+    report = task.filter_reports[str(b)]
+    assert (report.total, len(report.label_too_long), len(report.empty_label), report.kept) == (3, 1, 1, 1)
+    assert "whose label is longer than their frames" in report.summary("b.jsonl")
+    assert len(task.train_utts) == 4
+
+
+def test_frame_arithmetic():
+    conv = Wav2Vec2Config.preset("tiny").conv_layers
+    assert num_frames(16000, conv) == 49 and num_frames(400, conv) == 1 and num_frames(399, conv) == 0
+    assert ctc_min_frames([2, 2, 3]) == 4 and ctc_min_frames([2, 3, 2]) == 3
+
+
+def test_init_drops_pretraining_heads_and_freezes(tones, tmp_path):
+    train, dev = tones
+    ckpt, pre = small_ckpt(tmp_path / "pre")
+    cfg = FinetuneConfig(train=[str(train)], out=str(tmp_path / "run"), init=str(ckpt), freeze_updates=2,
+                         max_updates=2, max_tokens=80_000, model={"layerdrop": 0.0}, **QUIET)
+    run = finetune(cfg)
+    tuned = load_checkpoint(run / "checkpoints" / "last").model
+    assert isinstance(tuned, Wav2Vec2ForCTC) and not any(k.startswith("quantizer") for k in tuned.state_dict())
+    before, after = pre.wav2vec2.state_dict(), tuned.wav2vec2.state_dict()
+    # Both updates fall in the frozen phase: the whole encoder is untouched, only the head moved.
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    task = FinetuneTask(cfg)
+    model = task.build_model()
+    task.on_update_start(model, 1)
+    assert not any(p.requires_grad for p in model.wav2vec2.parameters())
+    assert all(p.requires_grad for p in model.lm_head.parameters())
+    task.on_update_start(model, 2)
+    assert all(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+    assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())  # CNN: always frozen
+
+
+def test_vocabulary_mismatch_with_a_ctc_checkpoint(tones, tmp_path):
+    train, _ = tones
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
+    ckpt = save_checkpoint(tmp_path / "ctc", Wav2Vec2ForCTC(cfg, 4), vocab=["<blank>", "<unk>", "a", "i"],
+                           metadata={"labels": "phones"})
+    with pytest.raises(XlsrError) as err:
+        FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), init=str(ckpt)))
+    msg = str(err.value)
+    assert "not in the vocabulary of" in msg and "'u'×" in msg and "--new-head" in msg and "\n" not in msg
+    task = FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), init=str(ckpt), new_head=True))
+    assert task.vocab.tokens == ["<blank>", "<unk>", "a", "i", "u"]
+
+
+def test_bad_input_is_one_line(tones, tmp_path):
+    train, _ = tones
+    with pytest.raises(XlsrError, match="give at least one training manifest"):
+        FinetuneTask(FinetuneConfig(out=str(tmp_path)))
+    with pytest.raises(XlsrError, match="model.nope: unknown Wav2Vec2Config field"):
+        FinetuneTask(FinetuneConfig(train=[str(train)], model={"nope": 1}))
+    with pytest.raises(XlsrError, match="no utterance has a 'text' label"):
+        empty = tmp_path / "e.jsonl"
+        empty.write_text("".join(json.dumps({**json.loads(x), "text": ""}) + "\n"
+                                 for x in train.read_text().splitlines()))
+        FinetuneTask(FinetuneConfig(train=[str(empty)], labels="chars", model=SMALL))
+
+
+def test_resume_continues_exactly(tones, tmp_path):
+    train, _ = tones
+    kw = dict(train=[str(train)], model=SMALL, log_every=1, save_every=3, max_tokens=80_000,
+              lr_schedule="constant", warmup_updates=0, **QUIET)
+    finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=3, **kw))
+    finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=6, **kw))  # resumes at update 3
+    finetune(FinetuneConfig(out=str(tmp_path / "b"), max_updates=6, **kw))
+
+    def losses(run):
+        return [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if r.get("split") == "train"]
+    assert len(losses("a")) == 6 and losses("a") == losses("b")
