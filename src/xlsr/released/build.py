@@ -1,0 +1,269 @@
+"""Re-create the released checkpoints from scratch: `xlsr synth` → `xlsr pretrain` → `xlsr plot` → release folder.
+
+Each step runs as the very command a user would type (`python -m xlsr.cli.main ...`, the same entry point
+as the `xlsr` script), and that command is what RECIPE.md and recipe.json record. The release folder
+holds the last checkpoint of the run (config.json + model.safetensors, byte for byte), its training
+curve, the machine-readable recipe.json and the human-readable RECIPE.md.
+
+    python -m xlsr.released.build [--dest src/xlsr/released] [--work release_work] [--device cuda]
+
+Re-running resumes: an existing corpus with the same recipe is kept, `xlsr pretrain` resumes its run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+from xlsr.released.recipes import RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
+
+DEFAULT_WORK = "release_work"
+
+
+def run_xlsr(args: list[str], log_file: Path | None = None) -> float:
+    """Run `xlsr <args>` in a child process (output to the terminal, or to `log_file`); its wall seconds."""
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "xlsr.cli.main", *args]
+    if log_file is None:
+        code = subprocess.call(cmd)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "a") as f:
+            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if code != 0:
+        where = f" (see {log_file})" if log_file is not None else ""
+        raise XlsrError(f"`{command_line(args)}` failed with exit code {code}{where}")
+    return time.perf_counter() - start
+
+
+def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
+    """Whether `corpus` already holds exactly this recipe's synthesized corpus (so it need not be redone)."""
+    record = corpus / "synth.json"
+    if not record.is_file():
+        return False
+    try:
+        data = json.loads(record.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (data.get("seed") == recipe.synth_seed and data.get("utts_per_lang") == recipe.utts_per_lang
+            and list(data.get("languages", {})) == list(recipe.langs))
+
+
+def machine_settings(device: str | None, precision: str | None, num_workers: int | None) -> dict[str, str]:
+    """`xlsr pretrain` settings that choose the hardware, not the recipe."""
+    out = {}
+    if device:
+        out["device"] = device
+    if precision:
+        out["precision"] = precision
+    if num_workers is not None:
+        out["num_workers"] = str(num_workers)
+    return out
+
+
+def describe_machine(device: str) -> dict:
+    """The compute a run used: device kind and name, CPU cores, torch version."""
+    import torch
+
+    kind = device if device not in ("", "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    info = {"device": kind, "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if kind.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def final_metrics(run_dir: Path) -> dict:
+    """The last train record and the last overall validation record of a run's log.jsonl."""
+    from xlsr.train.monitor import read_log
+
+    keep = ("update", "loss", "contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity",
+            "temperature", "audio_s_per_s")
+    out = {}
+    for record in read_log(run_dir / "log.jsonl"):
+        if record.get("split") in ("train", "valid"):
+            out[record["split"]] = {k: record[k] for k in keep if k in record}
+    return out
+
+
+def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, work_dir: str | Path = DEFAULT_WORK,
+                  *, machine: dict[str, str] | None = None, synth_workers: int = 1, log_file: Path | None = None) -> Path:
+    """Synthesize, pretrain and plot one release; write DEST/<name>/{config.json, model.safetensors, curve.png,
+    recipe.json, RECIPE.md}. Returns the release folder."""
+    import yaml
+
+    from xlsr import __version__
+
+    work = Path(work_dir) / recipe.name
+    corpus, run = work / "corpus", work / "run"
+    staging = work / "release"  # assembled here, then moved into place: a failed build never half-replaces a release
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    synth_args = recipe.synth_args(corpus, synth_workers)
+    pretrain_args = recipe.pretrain_args(corpus, run, machine)
+    plot_args = ["plot", str(run)]  # draws RUN/curves.png, copied into the release as curve.png
+
+    seconds = {"synth": 0.0}
+    if not corpus_matches(corpus, recipe):
+        seconds["synth"] = run_xlsr(synth_args, log_file)
+    seconds["pretrain"] = run_xlsr(pretrain_args, log_file)
+    seconds["plot"] = run_xlsr(plot_args, log_file)
+
+    shutil.copyfile(run / "curves.png", staging / "curve.png")
+    last = (run / "checkpoints" / "last").resolve()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(last / name, staging / name)
+    synth = json.loads((corpus / "synth.json").read_text())
+    pretrain_cfg = yaml.safe_load((run / "config.yaml").read_text())
+    audio = synth["summary"]["seconds"]
+    record = {
+        "name": recipe.name,
+        "description": recipe.description,
+        "xlsr_version": __version__,
+        "commands": [command_line(a) for a in (synth_args, pretrain_args, plot_args)],
+        "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
+        "seed": recipe.seed,
+        "corpus": {"langs": list(recipe.langs), "utts_per_lang": recipe.utts_per_lang, "seed": recipe.synth_seed,
+                   "hours": {lang: round(sum(s.values()) / 3600, 4) for lang, s in audio.items()},
+                   "train_hours": round(sum(s.get("train", 0.0) for s in audio.values()) / 3600, 4)},
+        "pretrain": pretrain_cfg,
+        "compute": {**describe_machine(pretrain_cfg.get("device", "auto")),
+                    "wall_seconds": {k: round(v, 1) for k, v in seconds.items()}},
+        "final": final_metrics(run),
+    }
+    (staging / "recipe.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    (staging / "RECIPE.md").write_text(recipe_markdown(record))
+
+    dest = Path(dest_root) / recipe.name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    old = dest.with_name(dest.name + ".old")
+    if dest.exists():
+        dest.rename(old)
+    staging.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+    return dest
+
+
+def recipe_markdown(record: dict) -> str:
+    """RECIPE.md of a release: what it is, the exact commands, seed, corpus, compute, final metrics, curve."""
+    corpus, cfg, compute = record["corpus"], record["pretrain"], record["compute"]
+    hours = sum(corpus["hours"].values())
+    device = compute.get("gpu") or f"{compute['cpu']} ({compute['cpu_cores']} cores)"
+    walls = compute["wall_seconds"]
+    rows = [
+        ("corpus", f"`xlsr synth`, {len(corpus['langs'])} language(s) ({', '.join(corpus['langs'])}) × "
+                   f"{corpus['utts_per_lang']} utterances, seed {corpus['seed']}: {hours:.2f} h of audio, "
+                   f"{corpus['train_hours']:.2f} h in the train split"),
+        ("pretraining", f"`--recipe {cfg.get('recipe')}`, preset {cfg.get('preset')}, seed {cfg.get('seed')}, "
+                        f"α = {cfg.get('alpha')}, {cfg.get('max_updates')} updates of at most "
+                        f"{cfg.get('max_tokens')} samples, lr {cfg.get('lr')}, precision {cfg.get('precision')}"),
+        ("compute", f"{compute['device']} — {device}; torch {compute['torch']}; pretraining "
+                    f"{walls.get('pretrain', 0) / 60:.1f} min, synthesis {walls.get('synth', 0) / 60:.1f} min"),
+    ]
+    for split in ("train", "valid"):
+        m = record["final"].get(split)
+        if m:
+            rows.append((f"final {split} (update {m.get('update')})",
+                         ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k != "update")))
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    commands = "\n".join(record["commands"])
+    return f"""# {record['name']}
+
+{record['description']}.
+
+| | |
+|---|---|
+{table}
+
+## Reproduce
+
+```
+{commands}
+```
+
+then copy `RUN/checkpoints/last/{{config.json,model.safetensors}}` here; `scripts/release_checkpoints.sh`
+does all of it (and writes this file). Losses are in bits per masked frame; chance level is
+log2(K + 1) for K distractors.
+
+## Training curve
+
+![training curve](curve.png)
+
+## Use
+
+```python
+import xlsr
+loaded = xlsr.load_pretrained("src/xlsr/released/{record['name']}")   # Wav2Vec2ForPreTraining
+```
+
+```
+xlsr finetune --init src/xlsr/released/{record['name']} --train it/train.jsonl --dev it/dev.jsonl --labels phones --out RUN
+```
+"""
+
+
+def recreate_released(dest_root: str | Path = RELEASED_DIR, work_dir: str | Path = DEFAULT_WORK, *,
+                      names: list[str] | None = None, quick: bool = False, machine: dict[str, str] | None = None,
+                      synth_workers: int = 1, parallel: bool = False) -> dict[str, Path]:
+    """Build every release (or `names`) from scratch into DEST/<name>/; `parallel` trains them side by side
+    (one GPU holds both tiny runs), each logging to WORK/<name>/build.log."""
+    names = list(names or RELEASES)
+    unknown = [n for n in names if n not in RELEASES]
+    if unknown:
+        raise XlsrError(f"--names: unknown release(s) {', '.join(unknown)}; known: {', '.join(RELEASES)}")
+    recipes = [RELEASES[n].quick() if quick else RELEASES[n] for n in names]
+    if not parallel or len(recipes) == 1:
+        return {r.name: build_release(r, dest_root, work_dir, machine=machine, synth_workers=synth_workers)
+                for r in recipes}
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Threads only wait on child processes here; the work happens in the `xlsr` processes.
+    with ThreadPoolExecutor(len(recipes)) as pool:
+        futures = {r.name: pool.submit(build_release, r, dest_root, work_dir, machine=machine,
+                                       synth_workers=synth_workers, log_file=Path(work_dir) / r.name / "build.log")
+                   for r in recipes}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry of scripts/release_checkpoints.sh."""
+    p = argparse.ArgumentParser(prog="release_checkpoints", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dest", default=str(RELEASED_DIR), help="where the release folders go (default: the package's)")
+    p.add_argument("--work", default=DEFAULT_WORK, help="corpora and run folders (default: release_work)")
+    p.add_argument("--names", nargs="+", choices=list(RELEASES), help="only these releases (default: all)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the recipe's, i.e. auto)")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default: the recipe's")
+    p.add_argument("--num-workers", type=int, help="data-loading processes per run (default: the recipe's)")
+    p.add_argument("--synth-workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    p.add_argument("--parallel", action="store_true", help="train the releases at the same time (logs in WORK/<name>/build.log)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long build with the same layout (to test the machinery)")
+    args = p.parse_args(argv)
+    try:
+        built = recreate_released(args.dest, args.work, names=args.names, quick=args.quick,
+                                  machine=machine_settings(args.device, args.precision, args.num_workers),
+                                  synth_workers=args.synth_workers, parallel=args.parallel)
+    except XlsrError as exc:
+        print(f"release_checkpoints: error: {exc}", file=sys.stderr)
+        return 2
+    for name, folder in built.items():
+        final = json.loads((folder / "recipe.json").read_text())["final"]
+        m = final.get("valid") or final.get("train") or {}
+        print(f"{name}: {folder}  (update {m.get('update')}, accuracy {m.get('accuracy', float('nan')):.3f}, "
+              f"code perplexity {m.get('code_perplexity', float('nan')):.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""What each released checkpoint is: its corpus (languages, size, seed) and its `xlsr pretrain` settings.
+
+The two releases mirror the paper's comparison (spec §8.1): one model pretrained on many languages from
+several families with α = 0.5 and the demo's target language held out (like XLSR-53 for a new
+language), and one pretrained on the target's own unlabeled audio only (XLSR-Mono). Both see the same
+amount of audio per language, the same number of updates and the same batch size, so the only
+difference is which languages the audio comes from.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from xlsr.errors import CheckpointError
+
+TARGET = "it"  # the demo's low-resource target language: Romance, with relatives among the pretraining languages
+MULTILINGUAL_LANGS = (
+    "es", "pt", "fr", "ro", "ca",  # Romance (the target's relatives)
+    "en", "de", "nl", "sv",  # Germanic
+    "ru", "pl", "cs",  # Slavic
+    "fi", "hu",  # Uralic
+    "tr",  # Turkic
+)
+PRETRAIN_RECIPE = "tiny-demo"  # the shipped `xlsr pretrain --recipe` both releases start from
+RELEASED_DIR = Path(__file__).resolve().parent  # the released checkpoints live beside this file
+FILES = ("config.json", "model.safetensors", "RECIPE.md", "curve.png", "recipe.json")
+
+
+@dataclass(frozen=True)
+class ReleaseRecipe:
+    """How one released checkpoint is made: `xlsr synth` of its corpus, then `xlsr pretrain` on it."""
+
+    name: str
+    description: str
+    langs: tuple[str, ...]  # the pretraining languages (the corpus holds exactly these)
+    utts_per_lang: int = 1000  # utterances synthesized per language (80% of them train)
+    synth_seed: int = 1  # corpus seed; the demo synthesizes with another seed, so its test set is unseen
+    recipe: str = PRETRAIN_RECIPE
+    seed: int = 1  # training seed (weights, masks, negatives, sampling)
+    alpha: float = 0.5  # language upsampling p_l ∝ (n_l/N)^α
+    max_updates: int | None = None  # None: the recipe's own number of updates
+    settings: tuple[tuple[str, str], ...] = ()  # further `xlsr pretrain --key value` settings
+
+    def synth_args(self, corpus_dir: str | Path, workers: int = 1) -> list[str]:
+        """The `xlsr synth` arguments that write this release's corpus into `corpus_dir`."""
+        return ["synth", "--out", str(corpus_dir), "--langs", ",".join(self.langs),
+                "--utts-per-lang", str(self.utts_per_lang), "--seed", str(self.synth_seed),
+                "--workers", str(workers)]
+
+    def pretrain_settings(self) -> dict[str, str]:
+        """The settings this recipe passes to `xlsr pretrain` on top of `--recipe` (no paths, no device)."""
+        out = {"seed": str(self.seed), "alpha": f"{self.alpha:g}", "langs": ",".join(self.langs),
+               "valid_split": "dev"}  # synth writes train/dev/test
+        if self.max_updates is not None:
+            out["max_updates"] = str(self.max_updates)
+        out.update(dict(self.settings))
+        return out
+
+    def pretrain_args(self, corpus_dir: str | Path, run_dir: str | Path, machine: dict[str, str] | None = None) -> list[str]:
+        """The `xlsr pretrain` arguments; `machine` adds settings that do not change the recipe (device, precision, workers)."""
+        args = ["pretrain", "--recipe", self.recipe, "--data", str(corpus_dir), "--out", str(run_dir)]
+        for key, value in {**self.pretrain_settings(), **(machine or {})}.items():
+            args += [f"--{key.replace('_', '-')}", value]
+        return args
+
+    def quick(self) -> ReleaseRecipe:
+        """A seconds-long version with the same layout, for tests and `xlsr demo --full --quick`."""
+        return replace(self, langs=self.langs[:2], utts_per_lang=6, max_updates=2,
+                       settings=self.settings + (("max_tokens", "160000"), ("min_sample_size", "8000"),
+                                                 ("valid_every", "0"), ("save_every", "0"),
+                                                 ("num_workers", "0"), ("tensorboard", "false")))
+
+
+RELEASES: dict[str, ReleaseRecipe] = {r.name: r for r in [
+    ReleaseRecipe(
+        "tiny-multilingual",
+        f"tiny wav2vec 2.0 pretrained on {len(MULTILINGUAL_LANGS)} languages of 5 families "
+        f"(α = 0.5), the demo's target `{TARGET}` held out",
+        MULTILINGUAL_LANGS),
+    ReleaseRecipe(
+        f"tiny-monolingual-{TARGET}",
+        f"tiny wav2vec 2.0 pretrained on `{TARGET}` only (the target's own unlabeled audio)",
+        (TARGET,)),
+]}
+
+
+def command_line(args: list[str]) -> str:
+    """`xlsr <args>` as a shell command a user can paste."""
+    return "xlsr " + shlex.join(args)
+
+
+def released_path(name: str, root: str | Path | None = None) -> Path:
+    """The folder of a released checkpoint (in `root`, default the package's released/ folder)."""
+    if name not in RELEASES:
+        raise CheckpointError(f"{name}: no such released checkpoint; known: {', '.join(RELEASES)}")
+    return Path(root if root is not None else RELEASED_DIR) / name
+
+
+def missing_files(name: str, root: str | Path | None = None) -> list[str]:
+    """The files of a released checkpoint folder that are not there (empty when complete)."""
+    folder = released_path(name, root)
+    return [f for f in FILES if not (folder / f).is_file()]
+
+
+def require_released(names: list[str] | tuple[str, ...] | None = None, root: str | Path | None = None) -> dict[str, Path]:
+    """{name: folder} of complete released checkpoints; one CheckpointError line naming what is missing otherwise."""
+    names = list(names or RELEASES)
+    found = {}
+    for name in names:
+        folder = released_path(name, root)
+        weights = folder / "model.safetensors"
+        if not (folder / "config.json").is_file() or not weights.is_file():
+            raise CheckpointError(
+                f"{weights}: released checkpoint {name!r} is missing; create the released checkpoints with "
+                f"`xlsr demo --full --out DIR` (re-trains them from scratch, then runs the demo) or "
+                f"`scripts/release_checkpoints.sh`")
+        found[name] = folder
+    return found

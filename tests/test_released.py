@@ -1,0 +1,123 @@
+"""The released checkpoints: they load, what they record matches their recipe, and the build makes that layout."""
+
+import json
+
+import pytest
+import torch
+
+import xlsr
+from xlsr.data.synth.languages import LANGUAGES
+from xlsr.errors import CheckpointError
+from xlsr.released import MULTILINGUAL_LANGS, RELEASES, TARGET, missing_files, released_path, require_released
+from xlsr.released.recipes import FILES
+
+MULTI, MONO = "tiny-multilingual", f"tiny-monolingual-{TARGET}"
+
+
+def shipped(name):
+    folder = released_path(name)
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip(f"{folder}/model.safetensors not produced yet (scripts/release_checkpoints.sh)")
+    return folder
+
+
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_shipped_checkpoint_loads_and_quantizes(name):
+    folder = shipped(name)
+    assert missing_files(name) == []
+    loaded = xlsr.load_pretrained(folder)
+    assert type(loaded.model).__name__ == "Wav2Vec2ForPreTraining"
+    model = loaded.model.eval()
+    x = torch.randn(1, 16000)
+    codes, frames = model.quantize(x, torch.tensor([16000]))
+    G, V = loaded.config.num_codevector_groups, loaded.config.num_codevectors_per_group
+    assert codes.shape[-1] == G and int(codes.min()) >= 0 and int(codes.max()) < V
+
+
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_shipped_checkpoint_matches_its_recipe(name):
+    from xlsr.released.verify import verify_release
+
+    folder = shipped(name)
+    assert verify_release(folder, RELEASES[name]) == []
+    record = json.loads((folder / "recipe.json").read_text())
+    assert record["final"].get("train", {}).get("update") == record["pretrain"]["max_updates"]  # trained to the end
+    assert f"xlsr pretrain --recipe {RELEASES[name].recipe}" in (folder / "RECIPE.md").read_text()
+
+
+def test_recipes_compare_like_the_paper():
+    multi, mono = RELEASES[MULTI], RELEASES[MONO]
+    assert TARGET not in multi.langs and mono.langs == (TARGET,)
+    assert multi.langs == MULTILINGUAL_LANGS and len(multi.langs) + 1 >= 10
+    families = {LANGUAGES[lang].family for lang in multi.langs}
+    assert LANGUAGES[TARGET].family in families and len(families) >= 4  # relatives and distant languages
+    # same audio per language, updates, batch, seed: only the languages differ
+    for field in ("utts_per_lang", "synth_seed", "recipe", "seed", "alpha", "max_updates", "settings"):
+        assert getattr(multi, field) == getattr(mono, field), field
+
+
+@pytest.mark.parametrize("name", list(RELEASES))
+def test_recorded_command_resolves_to_the_recipe(name, tmp_path):
+    """What `xlsr pretrain <args>` resolves (the CLI's own parser and config system) is what verify expects."""
+    pytest.importorskip("xlsr.train.pretrain")
+    from xlsr.cli.main import build_parser
+    from xlsr.config import collect_overrides, config_to_dict, load_config
+    from xlsr.released.verify import MACHINE_KEYS, expected_pretrain_config
+    from xlsr.train.pretrain import PretrainConfig, recipe_path
+
+    recipe = RELEASES[name]
+    try:
+        recipe_path(recipe.recipe)
+    except xlsr.XlsrError:
+        pytest.skip(f"pretraining recipe {recipe.recipe} not shipped yet")
+    args = build_parser().parse_args(recipe.pretrain_args(tmp_path / "corpus", tmp_path / "run", {"device": "cpu"}))
+    overrides = collect_overrides(args)
+    overrides["recipe"] = args.recipe
+    resolved = config_to_dict(load_config(PretrainConfig, [recipe_path(args.recipe)], overrides))
+    wanted = expected_pretrain_config(recipe)
+    assert {k: v for k, v in resolved.items() if k not in MACHINE_KEYS} == \
+        {k: v for k, v in wanted.items() if k not in MACHINE_KEYS}
+    assert resolved["langs"] == list(recipe.langs) and resolved["seed"] == recipe.seed
+    assert resolved["device"] == "cpu" and resolved["data"] == str(tmp_path / "corpus")
+
+
+def test_missing_release_is_one_line(tmp_path):
+    with pytest.raises(CheckpointError) as err:
+        require_released([MULTI], tmp_path)
+    assert "\n" not in str(err.value) and "xlsr demo --full" in str(err.value)
+    with pytest.raises(CheckpointError, match="no such released checkpoint"):
+        released_path("tiny-klingon")
+
+
+@pytest.mark.slow
+def test_quick_build_makes_the_release_layout(tmp_path):
+    """`recreate_released(quick=True)`: synth → pretrain → plot in child processes, then the release folder."""
+    from xlsr.released.build import recreate_released
+    from xlsr.released.verify import verify_release
+
+    try:
+        from xlsr.train.pretrain import recipe_path
+
+        recipe_path(RELEASES[MONO].recipe)
+    except (ImportError, xlsr.XlsrError):
+        pytest.skip("pretraining recipe not shipped yet")
+    built = recreate_released(tmp_path / "dest", tmp_path / "work", names=[MONO], quick=True,
+                              machine={"device": "cpu"})
+    folder = built[MONO]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
+    recipe = RELEASES[MONO].quick()
+    assert verify_release(folder, recipe) == []
+    record = json.loads((folder / "recipe.json").read_text())
+    assert record["commands"][0].startswith("xlsr synth ") and record["commands"][1].startswith("xlsr pretrain ")
+    assert record["final"]["train"]["update"] == recipe.max_updates
+    assert record["pretrain"]["device"] == "cpu" and record["compute"]["device"] == "cpu"
+    # the release checkpoint is byte for byte the run's last checkpoint
+    last = (tmp_path / "work" / MONO / "run" / "checkpoints" / "last").resolve()
+    assert (folder / "model.safetensors").read_bytes() == (last / "model.safetensors").read_bytes()
+
+    # a record that disagrees with the recipe is caught, naming the field
+    record["pretrain"]["alpha"] = 1.0
+    record["corpus"]["seed"] = 99
+    (folder / "recipe.json").write_text(json.dumps(record))
+    problems = verify_release(folder, recipe)
+    assert any("pretrain.alpha" in p for p in problems) and any("corpus.seed" in p for p in problems)
