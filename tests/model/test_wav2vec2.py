@@ -188,3 +188,90 @@ def test_ctc_head_loss_freeze_and_weights_from_pretraining():
     ctc(x, lengths, labels, generator=torch.Generator().manual_seed(1)).loss.backward()
     assert all(p.grad is None for p in ctc.wav2vec2.feature_encoder.parameters())
     assert ctc.lm_head.weight.grad.abs().sum() > 0 and ctc.wav2vec2.mask_embedding.grad is not None
+
+
+def _frozen_ctc_and_padded_batch():
+    """A training-mode CTC model (masks, dropouts, LayerDrop on) with a frozen CNN, and a padded batch."""
+    torch.manual_seed(0)
+    cfg = micro_config(mask_prob=0.3, mask_length=2, min_masks=1, mask_channel_prob=0.2, mask_channel_length=4,
+                       final_dropout=0.1, activation_dropout=0.1, dropout_input=0.1, layerdrop=0.3)
+    model = Wav2Vec2ForCTC(cfg, vocab_size=7).train()
+    model.freeze_feature_encoder()
+    lengths = torch.tensor([8000, 5300, 3100])
+    x = sine_batch(3, 8000)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = 0.0  # the data loader's zero padding
+    labels = torch.tensor([[3, 4, 5, 6], [2, 2, 0, 0], [5, 0, 0, 0]])
+    return model, x, lengths, labels
+
+
+def _loss_and_grads(model, seed, **inputs):
+    model.zero_grad(set_to_none=True)
+    model.set_layerdrop_seed(seed)
+    torch.manual_seed(seed)  # dropout draws
+    out = model(**inputs, generator=torch.Generator().manual_seed(seed))
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_ctc_from_precomputed_cnn_features_matches_the_waveform_path():
+    model, x, lengths, labels = _frozen_ctc_and_padded_batch()
+    ref, ref_grads = _loss_and_grads(model, 5, waveforms=x, lengths=lengths, labels=labels)
+    # What a feature cache holds: each utterance through the CNN alone, unpadded; then zero-padded to the batch's T.
+    T = ref.logits.shape[1]
+    with torch.no_grad():
+        rows = [model.wav2vec2.feature_encoder(x[i : i + 1, :n])[0] for i, n in enumerate(lengths.tolist())]
+    feats = torch.zeros(3, T, rows[0].shape[-1])
+    for i, r in enumerate(rows):
+        feats[i, : r.shape[0]] = r
+    frames = torch.tensor([r.shape[0] for r in rows])
+    assert frames.tolist() == ref.frame_lengths.tolist() and frames.tolist()[0] == T
+    out, grads = _loss_and_grads(model, 5, features=feats, frame_lengths=frames, labels=labels)
+    assert out.logits.shape == ref.logits.shape
+    torch.testing.assert_close(out.loss, ref.loss, rtol=1e-6, atol=1e-6)
+    for i, n in enumerate(frames.tolist()):  # padded frames' logits are never used
+        torch.testing.assert_close(out.logits[i, :n], ref.logits[i, :n], rtol=1e-5, atol=1e-5)
+    # The trainable parts after the CNN (feature_norm, projection, Transformer, head) get the same gradients.
+    assert set(grads) == set(ref_grads) and "wav2vec2.feature_norm.weight" in grads
+    assert not any(n.startswith("wav2vec2.feature_encoder") for n in grads)
+    for name, g in ref_grads.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-6, msg=name)
+    # Another seed draws other masks: the comparison above is not vacuous.
+    other, _ = _loss_and_grads(model, 6, waveforms=x, lengths=lengths, labels=labels)
+    assert not torch.allclose(other.loss, ref.loss)
+
+
+def test_encoder_from_its_own_extract_output_is_identical(micro):
+    model = Wav2Vec2Model(micro).eval()
+    x, lengths = sine_batch(2, 6000), torch.tensor([6000, 4100])
+    with torch.no_grad():
+        ref = model(x, lengths, output_hidden_states=True)
+        feats, frames, _ = model.extract(x, lengths)
+        out = model(features=feats, frame_lengths=frames, output_hidden_states=True)
+        full = model(features=feats)  # no frame lengths: every frame is valid
+    torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, atol=0, rtol=0)
+    torch.testing.assert_close(out.extract_features, ref.extract_features, atol=0, rtol=0)
+    assert out.frame_lengths.tolist() == ref.frame_lengths.tolist() and len(out.hidden_states) == 3
+    assert full.frame_lengths.tolist() == [feats.shape[1]] * 2
+    assert not torch.allclose(full.last_hidden_state[1], ref.last_hidden_state[1])  # row 1 now attends its padding
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "give waveforms"),
+        ({"waveforms": torch.zeros(2, 4000), "features": torch.zeros(2, 12, 32)}, "not both"),
+        ({"waveforms": torch.zeros(2, 4000), "frame_lengths": torch.tensor([12, 12])}, "only used with precomputed"),
+        ({"features": torch.zeros(2, 12, 16)}, "expected shape \\(batch, frames >= 1, 32\\)"),
+        ({"features": torch.zeros(2, 12, 32, dtype=torch.long)}, "floating-point"),
+        ({"features": torch.zeros(2, 12, 32), "frame_lengths": torch.tensor([12])}, "shape \\(2,\\)"),
+        ({"features": torch.zeros(2, 12, 32), "frame_lengths": torch.tensor([12, 13])}, "allowed: 1..12"),
+        ({"features": torch.zeros(2, 12, 32), "frame_lengths": torch.tensor([12, 0])}, "allowed: 1..12"),
+        ({"features": torch.zeros(2, 12, 32), "frame_lengths": torch.tensor([12.0, 3.0])}, "integer"),
+    ],
+)
+def test_bad_precomputed_features_are_xlsr_errors(micro, kwargs, match):
+    with pytest.raises(XlsrError, match=match):
+        Wav2Vec2Model(micro)(**kwargs)
+    with pytest.raises(XlsrError, match=match):
+        Wav2Vec2ForCTC(micro, vocab_size=5)(**kwargs)

@@ -148,3 +148,94 @@ def test_resume_continues_exactly(tones, tmp_path):
     def losses(run):
         return [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if r.get("split") == "train"]
     assert len(losses("a")) == 6 and losses("a") == losses("b")
+
+
+# --- frozen-CNN feature cache ---------------------------------------------------------------------------------
+
+def _cached_run(train, dev, ckpt, out, *, cache: bool, max_updates: int, **extra):
+    """Fine-tune from a pretrained init through the Trainer; returns (task, train losses, valid records)."""
+    from xlsr.config import config_to_dict
+    from xlsr.train.trainer import Trainer
+
+    # freeze_updates=2: the Transformer and feature_norm train for most updates, masks and dropout are on.
+    cfg = FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init=str(ckpt),
+                         cache_features=cache, freeze_updates=2, max_updates=max_updates, max_tokens=160_000,
+                         lr=3e-3, lr_schedule="constant", warmup_updates=0, log_every=1, seed=3,
+                         model={"mask_prob": 0.2, "mask_length": 3, "activation_dropout": 0.1}, **extra, **QUIET)
+    task = FinetuneTask(cfg)
+    run = Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
+    records = read_log(run / "log.jsonl")
+    return task, [r["loss"] for r in records if r.get("split") == "train"], \
+        [r for r in records if r.get("split") == "valid"]
+
+
+def test_feature_cache_gives_the_same_run_as_the_cnn(tones, tmp_path):
+    train, dev = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    off, losses_off, valid_off = _cached_run(train, dev, ckpt, tmp_path / "off", cache=False, max_updates=10,
+                                             valid_every=5)
+    on, losses_on, valid_on = _cached_run(train, dev, ckpt, tmp_path / "on", cache=True, max_updates=10,
+                                          valid_every=5)
+    assert off.feature_caches == {} and set(on.feature_caches) == {"train", "dev"}
+    cache = on.feature_caches["train"]
+    # Every training utterance went through the CNN once; every later sight of it was a cache hit.
+    assert len(cache) == cache.misses == 32 and cache.hits > 32
+    assert on.feature_caches["dev"].hits == 8 and len(on.feature_caches["dev"]) == 8  # 2 validations
+    assert len(losses_on) == 10 and losses_on != losses_on[:1] * 10
+    assert losses_on == pytest.approx(losses_off, rel=1e-4, abs=1e-5)
+    assert [v["per"] for v in valid_on] == pytest.approx([v["per"] for v in valid_off])
+    assert [v["loss"] for v in valid_on] == pytest.approx([v["loss"] for v in valid_off], rel=1e-4, abs=1e-5)
+
+
+def test_resume_with_the_feature_cache_continues_exactly(tones, tmp_path):
+    train, _ = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    _cached_run(train, None, ckpt, tmp_path / "a", cache=True, max_updates=3, save_every=3)
+    resumed, losses_a, _ = _cached_run(train, None, ckpt, tmp_path / "a", cache=True, max_updates=6)
+    _, losses_b, _ = _cached_run(train, None, ckpt, tmp_path / "b", cache=True, max_updates=6)
+    # The cache is not in the checkpoint: the resumed run refilled it, with the same values.
+    assert resumed.feature_caches["train"].misses > 0
+    assert len(losses_a) == 6 and losses_a == losses_b
+
+
+def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones, tmp_path):
+    train, dev = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    kw = dict(train=[str(train)], out=str(tmp_path / "r"))
+    assert set(FinetuneTask(FinetuneConfig(init=str(ckpt), **kw)).feature_caches) == {"train"}
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), cache_features=False, **kw)).feature_caches == {}
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_feature_encoder=False, **kw)).feature_caches == {}
+    assert FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw)).feature_caches == {}  # the CNN trains
+    # A frozen random CNN is fixed too.
+    frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, freeze_feature_encoder=True, **kw))
+    assert set(frozen.feature_caches) == {"train"}
+    # group_norm: the first layer normalizes over the padded batch, so an utterance's features depend on it.
+    gn = FinetuneTask(FinetuneConfig(init=str(ckpt), model={"extractor_mode": "group_norm"}, **kw))
+    assert gn.feature_caches == {}
+    # Ids key the cache: duplicates (here across two manifests) turn it off.
+    twin = tmp_path / "twin" / "train.jsonl"
+    twin.parent.mkdir()
+    twin.write_text(train.read_text().replace('"wav/', f'"{train.parent}/wav/'))
+    dup = FinetuneTask(FinetuneConfig(init=str(ckpt), train=[str(train), str(twin)], out=str(tmp_path / "r")))
+    assert len(dup.train_utts) == 64 and dup.feature_caches == {}
+
+
+def test_feature_cache_batch_equals_the_cnn_on_the_padded_batch(tones, tmp_path):
+    train, _ = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    task = FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), init=str(ckpt),
+                                       max_tokens=80_000))
+    model = task.build_model()
+    cache = task.feature_caches["train"]
+    batch = next(task.train_batches(0))
+    assert len(set(batch.lengths.tolist())) > 1  # a padded batch
+    with torch.no_grad():
+        ref, ref_frames, _ = model.wav2vec2.extract(batch.waveforms, batch.lengths)
+    for _ in range(2):  # filled, then served
+        feats, frames = cache.batch_features(model.wav2vec2, batch.waveforms, batch.lengths, batch.ids)
+        assert feats.shape == ref.shape and frames.tolist() == ref_frames.tolist()
+        for i, n in enumerate(frames.tolist()):
+            torch.testing.assert_close(feats[i, :n], ref[i, :n], rtol=1e-5, atol=1e-5)
+            assert not feats[i, n:].any()  # padding rebuilt as zeros
+            assert cache.entries[batch.ids[i]].shape == (n, ref.shape[-1])  # stored unpadded
+    assert cache.misses == len(batch.ids) and cache.hits == len(batch.ids)

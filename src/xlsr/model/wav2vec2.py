@@ -96,6 +96,34 @@ def check_waveforms(waveforms: torch.Tensor, lengths: torch.Tensor | None,
     return lengths.long()
 
 
+def check_features(features: torch.Tensor, frame_lengths: torch.Tensor | None, conv_dim: int) -> torch.Tensor:
+    """Raise XlsrError for bad precomputed CNN features (B, T, C) or frame lengths; return the features."""
+    if not isinstance(features, torch.Tensor):
+        raise XlsrError(f"features: expected a torch.Tensor of shape (batch, frames, {conv_dim}), "
+                        f"got {type(features).__name__}")
+    if features.dim() != 3 or features.shape[-1] != conv_dim or features.shape[1] < 1:
+        raise XlsrError(f"features: expected shape (batch, frames >= 1, {conv_dim}) (the CNN's output, "
+                        f"channels last), got {tuple(features.shape)}")
+    if not features.is_floating_point():
+        raise XlsrError(f"features: expected a floating-point tensor, got {features.dtype}")
+    if frame_lengths is None:
+        return features
+    B, T, _ = features.shape
+    if not isinstance(frame_lengths, torch.Tensor):
+        frame_lengths = torch.as_tensor(frame_lengths)
+    if frame_lengths.dim() != 1 or frame_lengths.shape[0] != B:
+        raise XlsrError(f"frame_lengths: expected shape ({B},) for {B} rows of features, "
+                        f"got {tuple(frame_lengths.shape)}")
+    if frame_lengths.is_floating_point() or frame_lengths.dtype == torch.bool or frame_lengths.is_complex():
+        raise XlsrError(f"frame_lengths: expected an integer tensor of frame counts, got {frame_lengths.dtype}")
+    if frame_lengths.device.type == "cpu" and B > 0:
+        lo, hi = int(frame_lengths.min()), int(frame_lengths.max())
+        if lo < 1 or hi > T:
+            raise XlsrError(f"frame_lengths: got a value of {lo if lo < 1 else hi} frames; allowed: 1..{T} "
+                            f"(the features' frame count)")
+    return features
+
+
 class Wav2Vec2Model(nn.Module):
     """CNN -> LayerNorm -> projection -> (mask) -> Transformer: contextual representations c (B, T, D)."""
 
@@ -137,6 +165,40 @@ class Wav2Vec2Model(nn.Module):
         frames = frames.to(device, non_blocking=True)
         return feats, frames, (padding_mask(frames, T) if has_padding else None)
 
+    def take_features(self, features: torch.Tensor, frame_lengths: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Precomputed CNN output (B, T, C), as `extract` returns it, -> the same triple as `extract`.
+
+        For a frozen CNN whose output is cached: everything after the CNN (feature_norm onwards) runs and
+        trains as usual; the CNN itself gets no gradient on this path. Frames past `frame_lengths` are padding.
+        """
+        feats = check_features(features, frame_lengths, self.config.conv_dim)
+        B, T, _ = feats.shape
+        device = feats.device
+        if frame_lengths is None:
+            return feats, torch.full((B,), T, dtype=torch.long, device=device), None
+        frames = torch.as_tensor(frame_lengths).long()
+        has_padding = bool((frames < T).any()) if frames.device.type == "cpu" else True
+        frames = frames.to(device, non_blocking=True)
+        return feats, frames, (padding_mask(frames, T) if has_padding else None)
+
+    def extract_or_take(self, waveforms: torch.Tensor | None, lengths: torch.Tensor | None,
+                        features: torch.Tensor | None, frame_lengths: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """`extract` from waveforms, or `take_features` from precomputed CNN output: exactly one is given."""
+        if features is None:
+            if waveforms is None:
+                raise XlsrError("waveforms: give waveforms (batch, samples) or precomputed features "
+                                "(batch, frames, channels)")
+            if frame_lengths is not None:
+                raise XlsrError("frame_lengths: only used with precomputed features; with waveforms give lengths "
+                                "in samples")
+            return self.extract(waveforms, lengths)
+        if waveforms is not None or lengths is not None:
+            raise XlsrError("features: give either waveforms (with lengths in samples) or precomputed features "
+                            "(with frame_lengths), not both")
+        return self.take_features(features, frame_lengths)
+
     def encode(self, z: torch.Tensor, pad: torch.Tensor | None, mask_time_indices: torch.Tensor | None,
                mask_channel_indices: torch.Tensor | None, output_hidden_states: bool = False
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
@@ -151,11 +213,16 @@ class Wav2Vec2Model(nn.Module):
             h = h.masked_fill(mask_channel_indices.unsqueeze(1), 0.0)
         return self.encoder(h, pad, output_hidden_states)
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None,
+    def forward(self, waveforms: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 mask_time_indices: torch.Tensor | None = None, mask_channel_indices: torch.Tensor | None = None,
-                output_hidden_states: bool = False) -> Wav2Vec2ModelOutput:
-        """waveforms (B, S) at 16 kHz, lengths (B,) in samples -> Wav2Vec2ModelOutput."""
-        feats, frames, pad = self.extract(waveforms, lengths)
+                output_hidden_states: bool = False, *, features: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None) -> Wav2Vec2ModelOutput:
+        """waveforms (B, S) at 16 kHz, lengths (B,) in samples -> Wav2Vec2ModelOutput.
+
+        Instead of waveforms: `features` (B, T, C), the CNN's output before feature_norm (see `extract`), with
+        `frame_lengths` (B,) valid frames per row; the CNN is skipped.
+        """
+        feats, frames, pad = self.extract_or_take(waveforms, lengths, features, frame_lengths)
         B, T, _ = feats.shape
         _check_mask(mask_time_indices, (B, T), "mask_time_indices")
         _check_mask(mask_channel_indices, (B, self.config.hidden_size), "mask_channel_indices")
@@ -286,11 +353,17 @@ class Wav2Vec2ForCTC(nn.Module):
         """See TransformerEncoder: same seed on every rank keeps LayerDrop identical across DDP ranks."""
         self.wav2vec2.set_layerdrop_seed(seed)
 
-    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None, labels: torch.Tensor | None = None,
-                label_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> CTCOutput:
-        """labels (B, L) long, padded with 0 or negatives past label_lengths (inferred as the count of labels > 0)."""
+    def forward(self, waveforms: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, label_lengths: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, *, features: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None) -> CTCOutput:
+        """labels (B, L) long, padded with 0 or negatives past label_lengths (inferred as the count of labels > 0).
+
+        `features` (B, T, C) + `frame_lengths` (B,) replace waveforms + lengths with the frozen CNN's precomputed
+        output (see Wav2Vec2Model.take_features); the rest of the step is unchanged.
+        """
         cfg, w = self.config, self.wav2vec2
-        feats, frames, pad = w.extract(waveforms, lengths)
+        feats, frames, pad = w.extract_or_take(waveforms, lengths, features, frame_lengths)
         B, T, _ = feats.shape
         time_mask = channel_mask = None
         if self.training and cfg.mask_prob > 0:

@@ -12,6 +12,8 @@ The recipe, one mechanism per place:
 - tri-stage learning rate, Adam (0.9, 0.98), eps 1e-8 (`TrainerConfig` defaults below);
 - CTC in fp32, mean over per-target-length losses, zero_infinity (inside Wav2Vec2ForCTC);
 - utterances with an empty label, or a label longer than its frame count, are filtered and counted;
+- with a frozen CNN its output never changes, so each utterance's CNN output is computed once and kept in
+  CPU memory (`FeatureCache`, `cache_features`); later epochs and validations start at feature_norm;
 - dev error rate (PER or CER, word boundaries excluded) per language every `valid_every`
   updates; `checkpoints/best` keeps the lowest.
 
@@ -25,6 +27,7 @@ frozen, mask_prob 0.65-0.75, channel prob 0.25 over 64 channels, LayerDrop 0.1).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -66,6 +69,7 @@ class FinetuneConfig(TrainerConfig):
     model: dict = field(default_factory=_finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
     freeze_updates: int = 25  # the Transformer (and mask embedding) stay fixed for this many updates
     freeze_feature_encoder: bool | None = None  # None: frozen with a pretrained --init, trained from scratch
+    cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (layer_norm CNN only)
     max_tokens: int = 160_000  # samples per batch (10 s of 16 kHz audio)
     max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
     num_workers: int = 0
@@ -237,6 +241,85 @@ def apply_overrides(config, overrides: dict):
     return Wav2Vec2Config.from_dict(d)
 
 
+# --- frozen-CNN feature cache -----------------------------------------------------------------------------
+
+# Host memory for cached CNN output, per process; past it, further utterances go through the CNN every time.
+FEATURE_CACHE_MAX_BYTES = 4 * 2**30
+
+
+class FeatureCache:
+    """The frozen CNN's output for each utterance id, unpadded (T_i, C), in CPU memory.
+
+    Derived state: never checkpointed, a resumed run refills it. Each entry is computed from its utterance
+    alone, so its value never depends on the batch it first came in with (a resumed run sees the same values).
+    """
+
+    def __init__(self, max_bytes: int = FEATURE_CACHE_MAX_BYTES):
+        self.entries: dict[str, torch.Tensor] = {}
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.hits = self.misses = 0
+        self.full = False
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @torch.no_grad()
+    def batch_features(self, encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.Tensor,
+                       ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, T, C) zero-padded on the waveforms' device, frame lengths (B,) on CPU) for a padded batch.
+
+        `encoder` is the Wav2Vec2Model; T is what its CNN gives for the padded batch, so the shapes match the
+        uncached path exactly. Padded frames hold zeros: the Transformer zeroes them anyway.
+        """
+        from xlsr.model.wav2vec2 import check_waveforms
+
+        # The uncached path's checks (lengths within the batch, none shorter than the receptive field).
+        lengths = check_waveforms(waveforms, lengths.cpu(), encoder.config.receptive_field)
+        frames = encoder.frame_lengths(lengths)
+        T = int(encoder.frame_lengths(torch.tensor([waveforms.shape[1]]))[0])
+        rows = []
+        for i, key in enumerate(ids):
+            feats = self.entries.get(key)
+            if feats is None or feats.shape[0] != int(frames[i]):
+                self.misses += 1
+                feats = encoder.feature_encoder(waveforms[i:i + 1, : int(lengths[i])])[0].cpu()  # (T_i, C)
+                self._store(key, feats)
+            else:
+                self.hits += 1
+            rows.append(feats)
+        out = torch.zeros((len(rows), T, rows[0].shape[-1]), dtype=rows[0].dtype)
+        for i, feats in enumerate(rows):
+            out[i, : feats.shape[0]] = feats
+        return out.to(waveforms.device, non_blocking=True), frames
+
+    def _store(self, key: str, feats: torch.Tensor) -> None:
+        size = feats.numel() * feats.element_size()
+        if self.nbytes + size > self.max_bytes:
+            if not self.full:
+                log.warning("feature cache: %.1f GiB of CNN output cached, the limit; further utterances go "
+                            "through the frozen CNN every time", self.nbytes / 2**30)
+            self.full = True
+            return
+        self.entries[key] = feats.clone()  # own storage: never a view into a batch tensor
+        self.nbytes += size
+
+
+def cache_blocker(cfg: FinetuneConfig, model_config, freeze_cnn: bool, utts: list) -> str | None:
+    """Why the frozen-CNN cache cannot be used for `utts` (None: it can)."""
+    if not cfg.cache_features:
+        return "cache_features is off"
+    if not freeze_cnn:
+        return "the CNN trains (no pretrained --init, or freeze_feature_encoder false)"
+    if model_config.extractor_mode != "layer_norm":
+        # GroupNorm over time in the first layer: an utterance's features depend on the batch's padding.
+        return f"extractor_mode {model_config.extractor_mode!r} normalizes over the padded batch"
+    dup = [k for k, n in Counter(u.id for u in utts).items() if n > 1]
+    if dup:
+        return f"utterance ids are not unique (e.g. {dup[0]!r})"
+    return None
+
+
 # --- the task ---------------------------------------------------------------------------------------------
 
 class FinetuneTask(Task):
@@ -288,7 +371,20 @@ class FinetuneTask(Task):
                 self.dev_utts.setdefault(u.lang, []).append(u)
         self._train_loader = None
         self._dev_loaders: dict | None = None
+        self.feature_caches = self._feature_caches()
         self.boundary_id = self.vocab.tokens.index(WORD_BOUNDARY) if WORD_BOUNDARY in self.vocab.tokens else None
+
+    def _feature_caches(self) -> dict[str, FeatureCache]:
+        """One cache for the training utterances and one for the dev sets, where a cache is exact."""
+        dev = [u for utts in self.dev_utts.values() for u in utts]
+        caches = {}
+        for name, utts in (("train", self.train_utts), ("dev", dev)):
+            blocker = cache_blocker(self.cfg, self.model_config, self.freeze_cnn, utts) if utts else "no data"
+            if blocker is None:
+                caches[name] = FeatureCache()
+            elif self.freeze_cnn and self.cfg.cache_features and utts:
+                log.info("%s features are not cached: %s", name, blocker)
+        return caches
 
     # --- vocabulary -------------------------------------------------------------------------------------
     def _choose_vocabulary(self, train: dict[str, list]):
@@ -340,6 +436,19 @@ class FinetuneTask(Task):
 
     def setup(self, info) -> None:
         self.info = info
+        if info.world_size > 1 and self.cfg.distributed == "fsdp":
+            self.feature_caches = {}  # sharded CNN weights cannot run outside the wrapped forward
+
+    def ctc_forward(self, model: nn.Module, batch, split: str = "train"):
+        """The model on a batch: from cached CNN output when this split has a cache, else from the waveforms."""
+        cache = self.feature_caches.get(split)
+        if cache is None:
+            return model(batch.waveforms, batch.lengths, batch.labels, batch.label_lengths)
+        from xlsr.train.distributed import unwrap
+
+        features, frames = cache.batch_features(unwrap(model).wav2vec2, batch.waveforms, batch.lengths, batch.ids)
+        return model(labels=batch.labels, label_lengths=batch.label_lengths, features=features,
+                     frame_lengths=frames)
 
     def _rank(self) -> tuple[int, int]:
         return (self.info.rank, self.info.world_size) if self.info is not None else (0, 1)
@@ -371,7 +480,7 @@ class FinetuneTask(Task):
         return {"encoder_frozen": float(frozen)}
 
     def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-        out = model(batch.waveforms, batch.lengths, batch.labels, batch.label_lengths)
+        out = self.ctc_forward(model, batch, "train")
         with torch.no_grad():
             pred = out.logits.argmax(dim=-1)  # (B, T)
             valid = torch.arange(pred.shape[1], device=pred.device)[None, :] < out.frame_lengths[:, None]
@@ -391,7 +500,7 @@ class FinetuneTask(Task):
         """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch."""
         from xlsr.text.metrics import edit_ops
 
-        out = model(batch.waveforms, batch.lengths, batch.labels, batch.label_lengths)
+        out = self.ctc_forward(model, batch, "dev")
         hyps = greedy_ids(out.logits, out.frame_lengths)
         errors = ref_len = 0
         drop = {self.boundary_id} if self.boundary_id is not None else set()
