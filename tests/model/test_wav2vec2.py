@@ -231,11 +231,12 @@ def test_ctc_from_precomputed_cnn_features_matches_the_waveform_path():
     torch.testing.assert_close(out.loss, ref.loss, rtol=1e-6, atol=1e-6)
     for i, n in enumerate(frames.tolist()):  # padded frames' logits are never used
         torch.testing.assert_close(out.logits[i, :n], ref.logits[i, :n], rtol=1e-5, atol=1e-5)
-    # The trainable parts after the CNN (feature_norm, projection, Transformer, head) get the same gradients.
+    # The trainable parts after the CNN (feature_norm, projection, Transformer, head) get the same gradients,
+    # up to the CNN's rounding (an unpadded conv sums in another order: ~1e-6 on gradients of order 1).
     assert set(grads) == set(ref_grads) and "wav2vec2.feature_norm.weight" in grads
     assert not any(n.startswith("wav2vec2.feature_encoder") for n in grads)
     for name, g in ref_grads.items():
-        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(grads[name], g, rtol=1e-5, atol=2e-5, msg=name)
     # Another seed draws other masks: the comparison above is not vacuous.
     other, _ = _loss_and_grads(model, 6, waveforms=x, lengths=lengths, labels=labels)
     assert not torch.allclose(other.loss, ref.loss)

@@ -15,7 +15,6 @@ data, so it loads with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from xlsr.errors import CheckpointError
+from xlsr.interop.native import read_json
 
 TRAINER_FILE = "trainer.pt"
 _UPDATE_DIR = re.compile(r"^update_(\d+)$")
@@ -146,13 +146,8 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
 def read_model_config(ckpt_dir: Path) -> dict:
     """The `config.json` of an interop checkpoint dir; damage is one CheckpointError line."""
     path = ckpt_dir / "config.json"
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
-    if not isinstance(data, dict) or data.get("format") != "xlsr":
+    data = read_json(path)
+    if data.get("format") != "xlsr":
         raise CheckpointError(f"{path}: not an xlsr checkpoint config")
     return data
 
