@@ -23,13 +23,7 @@ from _tones import no_repeats, tone_utterance  # noqa: E402
 VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two threads on a shared 2-core machine are several times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
