@@ -27,7 +27,9 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise XlsrError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise XlsrError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise XlsrError(f"{path}: not valid YAML ({first})") from None

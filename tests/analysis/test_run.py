@@ -175,3 +175,28 @@ def test_hugging_face_export_gives_the_same_counts(setup, tmp_path):
     assert hf.summary["source_format"] == "hf"
     np.testing.assert_array_equal(hf.counts.codewords, native.counts.codewords)
     np.testing.assert_array_equal(hf.counts.counts, native.counts.counts)
+
+
+def test_unreadable_clip_is_skipped_and_reported(setup, tmp_path, caplog):
+    import shutil
+
+    root, data, _ = setup
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    for lang in ("it", "es", "de"):  # the manifests name absolute paths: point them at the copy
+        utts = read_manifest(copy / lang / "train.jsonl")
+        for u in utts:
+            u.audio = str(copy / lang / (u.id + ".wav"))
+        write_manifest(copy / lang / "train.jsonl", utts)
+    (copy / "es" / "es_0.wav").write_bytes(b"RIFF broken")
+    report = analyze(root / "pretrained", copy, tmp_path / "out", seconds_per_lang=1.5, plots=False,
+                     show_progress=False)
+    assert "es_0.wav: not a readable audio file" in caplog.text
+    full = analyze(root / "pretrained", data, tmp_path / "full", seconds_per_lang=1.5, plots=False,
+                   show_progress=False)
+    es, it = (report.summary["per_language"][k]["seconds"] for k in ("es", "it"))
+    assert es < full.summary["per_language"]["es"]["seconds"] and it == full.summary["per_language"]["it"]["seconds"]
+    for u in read_manifest(copy / "es" / "train.jsonl"):  # every clip of a language unreadable: one line
+        (copy / "es" / (u.id + ".wav")).write_bytes(b"RIFF broken")
+    with pytest.raises(XlsrError, match="language 'es' gave no frames \\(unreadable audio"):
+        analyze(root / "pretrained", copy, tmp_path / "out2", seconds_per_lang=1.5, plots=False, show_progress=False)

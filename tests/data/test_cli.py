@@ -18,6 +18,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                                                          .LANGUAGES))
     assert main(["data", "stats", str(tmp_path)]) == 2
     assert "no manifests" in capsys.readouterr().err
+    assert main(["data", "stats", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nowhere: no such data folder")
     assert main(["synth", "--out", str(tmp_path), "--langs", "it", "--utts-per-lang", "2"]) == 2
     assert "at least 3" in capsys.readouterr().err
 

@@ -66,3 +66,20 @@ def test_folder_with_transcripts(tmp_path):
     (tmp_path / "t2.txt").write_text("three hello\n")
     with pytest.raises(ManifestError, match="t2.txt:1: no audio file 'three'"):
         import_folder(src, tmp_path / "t2.txt", tmp_path / "out", lang="it")
+
+
+def test_files_that_are_not_manifests_are_one_line_errors(tmp_path):
+    binary = tmp_path / "model.tsv"
+    binary.write_bytes(b"\x80\x04\x95 not text \xff\xfe")
+    with pytest.raises(ManifestError, match="model.tsv: not UTF-8 text"):
+        import_fairseq(binary, tmp_path / "out", lang="es")
+    with pytest.raises(ManifestError, match="model.tsv: not UTF-8 text"):
+        import_folder(tmp_path, binary, tmp_path / "out", lang="es")
+    # a text file that is no fairseq manifest: its first line is no folder
+    (tmp_path / "notes.tsv").write_text("hola mundo\n")
+    with pytest.raises(ManifestError, match="notes.tsv:1: audio root folder 'hola mundo' does not exist"):
+        import_fairseq(tmp_path / "notes.tsv", tmp_path / "out", lang="es")
+    (tmp_path / "empty.tsv").write_text(f"{tmp_path}\n")
+    with pytest.raises(ManifestError, match="empty.tsv: no 'relative/path<TAB>num_samples' lines"):
+        import_fairseq(tmp_path / "empty.tsv", tmp_path / "out", lang="es")
+    assert not (tmp_path / "out").exists()

@@ -44,3 +44,10 @@ def test_missing_manifest_and_folder(tmp_path):
         read_manifest(tmp_path / "nope.jsonl")
     with pytest.raises(ManifestError, match="no manifests"):
         find_manifests(tmp_path, "train")
+
+
+def test_binary_file_as_manifest_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"audio": "a.flac", "num_samples": 16000, "lang": "es"}\n\x80\x04\x95\xff binary\n')
+    with pytest.raises(ManifestError, match=r"train.jsonl:2: not UTF-8 text"):
+        read_manifest(path)

@@ -95,3 +95,11 @@ def test_word_list_refuses_a_fallback_language(monkeypatch):
     monkeypatch.setitem(LANGUAGES, "zx", Language("zx", "Fake", "ru", "ru", "Slavic", ("GREEK",)))
     with pytest.raises(XlsrError, match="GREEK script"):
         text.word_list("zx")
+
+
+def test_out_that_is_a_file_is_refused_before_synthesis(tmp_path):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me")
+    with pytest.raises(XlsrError, match="notes.txt: exists and is not a folder"):
+        synthesize_corpus(taken, "es", 3, speakers_per_lang=3, words_per_utt=(2, 3), show_progress=False)
+    assert taken.read_text() == "keep me"

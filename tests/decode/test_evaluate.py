@@ -87,3 +87,12 @@ def test_missing_references_and_unreadable_audio(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 1 and "u1.wav: not a readable audio file" in captured.err
     assert captured.out.splitlines()[-1].split()[:3] == ["all", "1", "0.00"]
+
+
+def test_labels_of_another_kind_than_the_model_warn(tmp_path, capsys):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "a"], "a", "phones")
+    m = manifest(tmp_path, [{"lang": "xx", "phones": "a", "text": "a"}])
+    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--labels", "chars", "--no-progress"]) == 0
+    assert "warning: the model predicts phones; --labels chars" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--labels", "phones", "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -11,8 +11,8 @@ import torch
 
 from xlsr.cli.main import main
 from xlsr.decode.chunking import chunked_logits
-from xlsr.decode.transcribe import find_audio, load_ctc_model, transcribe_files
-from xlsr.errors import CheckpointError
+from xlsr.decode.transcribe import find_audio, load_ctc_model, transcribe_files, write_jsonl
+from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from xlsr.text.metrics import per
@@ -157,3 +157,14 @@ def test_lm_that_does_not_parse_is_one_line(tiny_ckpt, tmp_path, capsys):
                  "--out", str(tmp_path / "o.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "bad.arpa: not a KenLM ARPA or binary language model" in err and err.count("\n") == 1
+
+
+def test_out_that_is_a_folder_is_refused_before_decoding(tiny_ckpt, tmp_path, capsys):
+    wav = _write(tmp_path / "a.wav", 2, seed=1)
+    taken = tmp_path / "results"
+    taken.mkdir()
+    with pytest.raises(XlsrError, match="results: is a folder"):
+        write_jsonl(taken, [{"a": 1}])
+    code = main(["transcribe", "--model", str(tiny_ckpt), str(wav), "--out", str(taken), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "results: is a folder" in err and err.count("\n") == 1

@@ -215,3 +215,12 @@ def test_conv_spec_parser_is_safe():
     assert parse_conv_feature_layers(spec) == [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
     with pytest.raises(ValueError):
         parse_conv_feature_layers("__import__('os').system('true')")
+
+
+def test_binary_dictionary_is_one_line_error(tmp_path):
+    from xlsr.interop.fairseq import read_fairseq_dictionary
+
+    p = tmp_path / "dict.ltr.txt"
+    p.write_bytes(b"\x80\x04\x95\xff not text")
+    with pytest.raises(CheckpointError, match=r"dict.ltr.txt: not a fairseq dictionary \(not UTF-8 text\)"):
+        read_fairseq_dictionary(p)

@@ -125,3 +125,33 @@ def test_path_to_file_inside_checkpoint_means_its_directory(tmp_path):
     save_checkpoint(tmp_path / "ckpt", _models()[0])
     assert native.is_native_checkpoint(tmp_path / "ckpt")
     assert type(load_pretrained(tmp_path / "ckpt" / "model.safetensors").model) is Wav2Vec2Model
+
+
+def test_run_folder_means_its_best_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match="run folder without a complete checkpoint"):
+        load_pretrained(run)
+    encoder, pretraining, _ = _models()
+    save_checkpoint(run / "checkpoints" / "update_0000002", encoder)
+    save_checkpoint(run / "checkpoints" / "update_0000004", pretraining)
+    (run / "checkpoints" / "last").symlink_to("update_0000004")
+    assert type(load_pretrained(run).model) is Wav2Vec2ForPreTraining  # no best yet: last
+    (run / "checkpoints" / "best").symlink_to("update_0000002")
+    assert type(load_pretrained(run).model) is Wav2Vec2Model
+
+
+def test_file_or_foreign_folder_at_destination_is_never_replaced(tmp_path):
+    model = _models()[0]
+    (tmp_path / "notes.txt").write_text("keep me")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"meow")
+    for dst in ("notes.txt", "photos"):
+        with pytest.raises(CheckpointError, match=f"{dst}: exists and is not a checkpoint folder"):
+            save_checkpoint(tmp_path / dst, model)
+    assert (tmp_path / "notes.txt").read_text() == "keep me" and (tmp_path / "photos" / "cat.jpg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "photos"]  # no temp folders left
+    (tmp_path / "empty").mkdir()
+    save_checkpoint(tmp_path / "empty", model)  # an empty folder, or an earlier checkpoint, is replaced
+    save_checkpoint(tmp_path / "empty", model)
+    assert type(load_pretrained(tmp_path / "empty").model) is Wav2Vec2Model

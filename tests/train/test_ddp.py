@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -46,3 +47,16 @@ def test_two_gloo_ranks_equal_one_process_on_combined_batch(tmp_path):
     norms = [[r["grad_norm"] for r in read_log(d / "log.jsonl") if r.get("split") == "train"] for d in (single, ddp)]
     assert len(norms[0]) == 3
     torch.testing.assert_close(torch.tensor(norms[0]), torch.tensor(norms[1]), rtol=1e-5, atol=0)
+
+
+def _empty_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    Trainer(_cfg(out), ToyTask(batches_per_epoch=0)).fit()
+
+
+def test_too_few_batches_for_the_ranks_is_one_line_error(tmp_path):
+    with pytest.raises(mp.ProcessRaisedException, match=r"no batches; the data makes fewer batches than the 2"):
+        mp.start_processes(_empty_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                           start_method="fork")

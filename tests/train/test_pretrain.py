@@ -9,6 +9,7 @@ import torch
 import yaml
 
 from xlsr.cli.main import main
+from xlsr.errors import XlsrError
 from xlsr.train import pretrain as pretrain_mod
 from xlsr.train.monitor import pretrain_health_warnings, read_log
 from xlsr.train.pretrain import PretrainConfig, PretrainTask, pretrain
@@ -100,6 +101,13 @@ def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert words in err and err.count("\n") == 0, err
     assert not run.exists()
+    finetune_run = tmp_path / "ft"  # what `xlsr finetune` leaves: its config.yaml has labels, no data folder
+    finetune_run.mkdir()
+    (finetune_run / "config.yaml").write_text("init: runs/pt\nlabels: phones\ntrain: [a.jsonl]\n")
+    assert _cli(*common, "--data", data, "--out", finetune_run) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ft: holds another kind of run" in err and err.count("\n") == 0, err
+    assert [p.name for p in finetune_run.iterdir()] == ["config.yaml"]
 
     assert _cli(*common, "--data", data, "--out", run, "--lr", "1e-3") == 0
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
@@ -132,3 +140,12 @@ def test_health_warnings():
     assert pretrain_health_warnings({"code_perplexity": 30.0, "sample_size": 40}, **kw) == []
     # no warnings in the first updates
     assert pretrain_health_warnings({"code_perplexity": 1.0}, **{**kw, "update": 10}) == []
+
+
+def test_unreadable_audio_is_skipped_up_to_max_bad_share(tmp_path):
+    data = make_corpus(tmp_path / "tones")
+    (data / "aa" / "wav" / "train_0.wav").write_bytes(b"RIFF broken")  # 1 of the 8 training files
+    with pytest.raises(XlsrError, match=r"1 of 8 audio files .* more than max_bad_share=0"):
+        pretrain(_cfg(data, tmp_path / "strict", max_updates=2, max_bad_share=0.0))
+    run = pretrain(_cfg(data, tmp_path / "lenient", max_updates=2, max_bad_share=0.2))
+    assert (run / "checkpoints" / "last").is_dir()

@@ -75,3 +75,10 @@ def test_parse_override_args():
         {"lr": "1e-3", "model.mask_prob": "0.5", "end": "-1"}
     with pytest.raises(XlsrError, match="--lr: missing value"):
         parse_override_args(["--lr"])
+
+
+def test_binary_file_as_yaml_is_one_line_error(tmp_path):
+    p = tmp_path / "model.pt"
+    p.write_bytes(b"PK\x03\x04\x80\xff\xfe binary")
+    with pytest.raises(XlsrError, match=r"model.pt: not a YAML text file"):
+        load_config(Cfg, p, {})

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, XlsrError
 from xlsr.train import checkpoint as ckpt
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig, TrainingError
@@ -118,3 +118,20 @@ def test_run_folder_of_another_model_is_refused_untouched(tmp_path):
     assert before == after
     cfg = json.loads((tmp_path / "checkpoints" / "last" / "config.json").read_text())
     assert cfg["model"]["dim"] == 4
+
+
+@pytest.mark.parametrize("key, value", [("max_updates", -5), ("update_freq", 0), ("log_every", 0), ("lr", -1.0)])
+def test_settings_out_of_range_are_one_line_errors(tmp_path, key, value):
+    with pytest.raises(XlsrError, match=rf"{key}.*must"):
+        TrainerConfig(out=str(tmp_path), **{key: value})
+
+
+def test_device_this_machine_lacks_is_one_line_error(monkeypatch):
+    from xlsr.train.distributed import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(XlsrError, match=r"device: 'cuda' asked for, but .* sees no CUDA GPU"):
+        pick_device("cuda")
+    with pytest.raises(XlsrError, match=r"device: 'gpu0' is not a device"):
+        pick_device("gpu0")
+    assert pick_device("auto").type == "cpu"

@@ -6,12 +6,17 @@ the group-norm feature encoder (wav2vec 2.0 Base, fairseq#3227), so single clips
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from xlsr.analysis.codebook import codeword_ids
 from xlsr.analysis.selection import Clip
+from xlsr.errors import AudioError
 from xlsr.progress import progress
+
+log = logging.getLogger(__name__)
 
 # Longer clips are quantized in pieces to bound memory; 30 s is ~1,500 frames.
 MAX_CHUNK_SAMPLES = 30 * 16000
@@ -46,7 +51,10 @@ def quantize_waveform(model: torch.nn.Module, waveform: np.ndarray, *, device: t
 def extract_codeword_ids(model: torch.nn.Module, clips: dict[str, list[Clip]], *, num_codevectors_per_group: int,
                          normalize: bool, device: torch.device, min_samples: int = 400,
                          show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Codeword ids of every frame of every language's clips, and the samples actually read per language."""
+    """Codeword ids of every frame of every language's clips, and the samples actually read per language.
+
+    An unreadable clip is logged and skipped; its language then counts fewer samples.
+    """
     model.eval()
     total = sum(len(c) for c in clips.values())
     bar = progress(total=total, desc="quantize", unit="utt", disable=not show_progress)
@@ -57,7 +65,12 @@ def extract_codeword_ids(model: torch.nn.Module, clips: dict[str, list[Clip]], *
             frames, samples[lang] = [], 0
             for clip in lang_clips:
                 bar.set_postfix_str(lang, refresh=False)
-                waveform = load_clip(clip, normalize=normalize)
+                try:
+                    waveform = load_clip(clip, normalize=normalize)
+                except AudioError as exc:
+                    log.warning("skipping bad audio: %s", exc)
+                    bar.update(1)
+                    continue
                 samples[lang] += waveform.shape[0]
                 codes = quantize_waveform(model, waveform, device=device, min_samples=min_samples)
                 if codes.size:

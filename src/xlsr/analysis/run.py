@@ -142,8 +142,8 @@ def analyze(
                                min_samples=min_samples, show_progress=show_progress)
     for lang, lang_ids in ids.items():
         if lang_ids.size == 0:
-            raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (utterances shorter than "
-                            f"{min_samples} samples?)")
+            raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
+                            f"shorter than {min_samples} samples?)")
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
     counts = cb.count_codewords(ids, num_codewords=V**G)
     summary = cb.statistics(counts)

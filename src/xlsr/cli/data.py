@@ -44,6 +44,8 @@ def run_stats(args: argparse.Namespace) -> int:
     from xlsr.errors import ManifestError
 
     root = Path(args.dir)
+    if not root.is_dir():
+        raise ManifestError(f"{root}: no such data folder")
     manifests = sorted(root.glob("*/*.jsonl"))
     if not manifests:
         raise ManifestError(f"{root}: no manifests <lang>/<split>.jsonl found")

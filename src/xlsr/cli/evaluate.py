@@ -37,12 +37,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
     from xlsr.decode.evaluate import evaluate, read_manifests
-    from xlsr.decode.transcribe import load_ctc_model, make_decoder, write_jsonl
+    from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
     from xlsr.train.finetune import format_oov
 
+    for path in (args.json, args.hyps):
+        if path:
+            check_output_file(path)
     ctc = load_ctc_model(args.model, device=args.device)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
+    if args.labels and args.labels != ctc.vocab.kind:
+        print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "
+              f"against another kind of reference", file=sys.stderr)
     report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder,
                       show_progress=not args.no_progress)
     print(report.table())

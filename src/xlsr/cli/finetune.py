@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 
+# Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
+HELP = "CTC fine-tuning on labeled phones or characters"
+
 
 def register(subparsers) -> None:
     """Add the `finetune` subcommand."""
@@ -25,7 +28,7 @@ def register(subparsers) -> None:
     from xlsr.train.finetune import FinetuneConfig
 
     p = subparsers.add_parser(
-        "finetune", help="CTC fine-tuning on labeled phones or characters",
+        "finetune", help=HELP,
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
     p.add_argument("--train", nargs="+", action="extend", metavar="MANIFEST", help="training manifest(s) (JSONL)")

@@ -2,6 +2,8 @@
 
 Each module in COMMANDS defines `register(subparsers)`, which adds its parser and sets
 `func=run` with `set_defaults`. `run(args)` calls library functions and returns an exit code.
+A module whose options are costly to build (they import torch) also defines `HELP`: unless it is the
+command being run, it is listed with that line only, so `xlsr --help` and light commands start fast.
 User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback.
 """
 
@@ -30,7 +32,9 @@ COMMANDS = [
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `xlsr` parser; given `argv`, only the command it names gets its full options (the rest: name and help)."""
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="xlsr",
         description="Cross-lingual speech representation learning: pretrain, fine-tune, transcribe, "
@@ -45,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == f"xlsr.cli.{name}":
                 continue  # command not built yet
             raise
-        module.register(sub)
+        if argv is not None and name != chosen and hasattr(module, "HELP"):
+            sub.add_parser(name, help=module.HELP)
+        else:
+            module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 
+# Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
+HELP = "self-supervised pretraining (wav2vec 2.0 / XLSR) with α language sampling"
+
 
 def register(subparsers) -> None:
     """Add the `pretrain` subcommand."""
@@ -21,7 +24,7 @@ def register(subparsers) -> None:
     from xlsr.train.pretrain import PretrainConfig
 
     p = subparsers.add_parser(
-        "pretrain", help="self-supervised pretraining (wav2vec 2.0 / XLSR) with α language sampling",
+        "pretrain", help=HELP,
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
     p.add_argument("--recipe", metavar="NAME", help="a shipped recipe (e.g. tiny-demo), applied before --config")

@@ -39,11 +39,19 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
-    from xlsr.decode.transcribe import find_audio, load_ctc_model, make_decoder, transcribe_files, write_jsonl
+    from xlsr.decode.transcribe import (
+        check_output_file,
+        find_audio,
+        load_ctc_model,
+        make_decoder,
+        transcribe_files,
+        write_jsonl,
+    )
     from xlsr.errors import XlsrError
 
     if args.chunk_seconds < 0 or args.batch_seconds <= 0:
         raise XlsrError("--chunk-seconds must be >= 0 and --batch-seconds > 0")
+    check_output_file(args.out)
     ctc = load_ctc_model(args.model, device=args.device)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)

@@ -45,6 +45,7 @@ def import_common_voice(src: str | Path, out_dir: str | Path, *, lang: str | Non
         if not tsv.is_file():
             continue
         utts = []
+        _read_lines(tsv)  # a file that is not text: one line naming it, not a decode error mid-file
         with open(tsv, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
             missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
@@ -66,6 +67,14 @@ def import_common_voice(src: str | Path, out_dir: str | Path, *, lang: str | Non
     return written
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; ManifestError naming it when it is not text."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not UTF-8 text") from None
+
+
 def _letters_to_text(line: str) -> str:
     """fairseq .ltr ('h e l l o | w o r l d |') -> 'hello world'."""
     return " ".join("".join(word.split()) for word in line.split("|") if word.strip())
@@ -77,12 +86,15 @@ def import_fairseq(tsv: str | Path, out_dir: str | Path, *, lang: str, split: st
     tsv = Path(tsv)
     if not tsv.is_file():
         raise ManifestError(f"{tsv}: no such fairseq manifest")
-    lines = tsv.read_text(encoding="utf-8").splitlines()
+    lines = _read_lines(tsv)
     if not lines or not lines[0].strip():
         raise ManifestError(f"{tsv}:1: expected the audio root folder on the first line")
     root = Path(lines[0].strip())
     if not root.is_absolute():
         root = tsv.parent / root
+    if not root.is_dir():
+        raise ManifestError(f"{tsv}:1: audio root folder {lines[0].strip()!r} does not exist "
+                            f"(a fairseq manifest starts with it, then 'relative/path<TAB>num_samples' lines)")
     utts = []
     for number, line in enumerate(lines[1:], 2):
         if not line.strip():
@@ -92,12 +104,14 @@ def import_fairseq(tsv: str | Path, out_dir: str | Path, *, lang: str, split: st
             raise ManifestError(f"{tsv}:{number}: expected 'relative/path<TAB>num_samples'")
         audio = (root / fields[0]).resolve()
         utts.append(Utterance(audio=str(audio), num_samples=int(fields[1]), lang=lang, id=audio.stem))
+    if not utts:
+        raise ManifestError(f"{tsv}: no 'relative/path<TAB>num_samples' lines after the root folder")
     for suffix, attr, convert in ((".wrd", "text", str.strip), (".ltr", "text", _letters_to_text),
                                   (".phn", "phones", str.strip)):
         path = tsv.with_suffix(suffix)
         if not path.is_file() or (attr == "text" and suffix == ".ltr" and tsv.with_suffix(".wrd").is_file()):
             continue  # words are preferred to letters when both exist
-        labels = path.read_text(encoding="utf-8").splitlines()
+        labels = _read_lines(path)
         if len(labels) != len(utts):
             raise ManifestError(f"{path}: {len(labels)} lines but {tsv} lists {len(utts)} files")
         for u, label in zip(utts, labels):
@@ -122,7 +136,7 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
     if not transcripts.is_file():
         raise ManifestError(f"{transcripts}: no such transcript file")
     utts = []
-    for number, line in enumerate(transcripts.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(_read_lines(transcripts), 1):
         if not line.strip():
             continue
         key, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")

@@ -69,8 +69,12 @@ def read_manifest(path: str | Path) -> list[Utterance]:
         raise ManifestError(f"{path}: no such manifest")
     root = path.resolve().parent
     utts = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError(f"{path}:{number}: not UTF-8 text (is this a JSONL manifest?)") from None
             if line.strip():
                 utts.append(_parse_line(line, f"{path}:{number}", root))
     return utts

@@ -48,8 +48,11 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
     from xlsr.interop.load import load_pretrained
     from xlsr.model import Wav2Vec2ForCTC
     from xlsr.text.vocab import Vocabulary, guess_kind
+    from xlsr.train.distributed import pick_device
     from xlsr.train.finetune import resolve_model_path
 
+    if isinstance(device, str):
+        device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
     path = resolve_model_path(path)
     loaded = load_pretrained(path)
     if not isinstance(loaded.model, Wav2Vec2ForCTC):
@@ -217,11 +220,19 @@ def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timesta
     return decoder(logits.unsqueeze(0), torch.tensor([logits.shape[0]]), timestamps=timestamps)[0]
 
 
+def check_output_file(path: str | Path) -> Path:
+    """`path` as a Path, or XlsrError when it names a folder (checked before hours of decoding, not after)."""
+    path = Path(path)
+    if path.is_dir():
+        raise XlsrError(f"{path}: is a folder; give a file name for the output")
+    return path
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     """Write one JSON object per line (atomically: temp file, then rename)."""
     import json
 
-    path = Path(path)
+    path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:

@@ -237,6 +237,8 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read dictionary ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not a fairseq dictionary (not UTF-8 text)") from None
     symbols = []
     for number, line in enumerate(lines, 1):
         line = line.rstrip()

@@ -34,14 +34,26 @@ def detect_format(path: str | Path) -> str:
     raise CheckpointError(f"{path}: not a checkpoint (expected a fairseq .pt, or a directory with config.json)")
 
 
+def resolve_run_folder(path: str | Path) -> Path:
+    """A training run folder means its best checkpoint (else its last); any other path is returned as is."""
+    path = Path(path)
+    root = path / "checkpoints"
+    if path.is_dir() and root.is_dir() and not (path / "config.json").is_file():
+        for name in ("best", "last"):
+            if (root / name / "config.json").is_file():
+                return root / name
+        raise CheckpointError(f"{path}: run folder without a complete checkpoint in checkpoints/best or last")
+    return path
+
+
 def load_pretrained(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
-    A path to a file inside a checkpoint directory (its config.json or weights) means that
-    directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
+    A training run folder means its best checkpoint (else its last); a path to a file inside a
+    checkpoint directory (its config.json or weights) means that directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
     models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
     """
-    path = Path(path)
+    path = resolve_run_folder(path)
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent
     fmt = detect_format(path)
@@ -56,4 +68,4 @@ def load_pretrained(path: str | Path, *, dictionary: str | Path | None = None) -
     return load_fairseq(path, dictionary=dictionary)
 
 
-__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained"]
+__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained", "resolve_run_folder"]

@@ -100,8 +100,15 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_atomic_dir(dst: str | Path, write) -> Path:
-    """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it)."""
+    """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
+
+    Only an empty folder or an earlier checkpoint (a folder with config.json) is replaced: a file or a
+    folder of something else at `dst` is a CheckpointError, never deleted.
+    """
     dst = Path(dst)
+    if dst.exists() and not (dst.is_dir() and (CONFIG_FILE in {p.name for p in dst.iterdir()}
+                                               or not any(dst.iterdir()))):
+        raise CheckpointError(f"{dst}: exists and is not a checkpoint folder; not replacing it (choose another path)")
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:

@@ -136,7 +136,8 @@ class TransformerEncoder(nn.Module):
             if hidden is not None:
                 hidden.append(x)
             if skip[i]:
-                x = x + 0.0 * sum(p.sum() for p in layer.parameters()).to(x.dtype)
+                if not _is_sharded(layer):  # DDP wants every parameter in the graph; FSDP shards cannot join
+                    x = x + 0.0 * sum(p.sum() for p in layer.parameters()).to(x.dtype)
                 continue
             x = layer(x, attn_mask)
         if self.layer_norm_first:
@@ -158,3 +159,12 @@ def _init_bert_params(module: nn.Module) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+def _is_sharded(layer: nn.Module) -> bool:
+    """Whether FSDP holds this layer's parameters as shards (DTensor) outside its own forward."""
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in layer.parameters())

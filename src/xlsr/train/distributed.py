@@ -36,11 +36,18 @@ class DistInfo:
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """'auto' → this rank's GPU when CUDA is available, else CPU."""
+    from xlsr.errors import XlsrError
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    try:
+        device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    except RuntimeError:
+        raise XlsrError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                        f"use --device cpu or auto")
+    return device
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
@@ -84,6 +91,20 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp", *, unuse
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                find_unused_parameters=layerdrop or unused_parameters)
+
+
+def reshard(model: nn.Module) -> None:
+    """Put every FSDP2 module back into its sharded parameters.
+
+    After a forward pass without backward (validation), the root module keeps its gathered
+    parameters registered; the optimizer holds the sharded ones, so the next step and the optimizer
+    state dict would no longer see the model's own parameters.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def unwrap(model: nn.Module) -> nn.Module:

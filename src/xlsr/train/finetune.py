@@ -85,6 +85,7 @@ class FinetuneConfig(TrainerConfig):
     keep_last: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if isinstance(self.train, str):
             self.train = [self.train]
         if isinstance(self.dev, str):
@@ -187,14 +188,9 @@ def filter_utterances(utts: list, vocab, labels: str, conv_layers) -> tuple[list
 
 def resolve_model_path(path: str | Path) -> Path:
     """A run folder means its best checkpoint (else its last); anything else is returned as is."""
-    path = Path(path)
-    root = path / "checkpoints"
-    if path.is_dir() and root.is_dir():
-        for name in ("best", "last"):
-            if (root / name / "config.json").is_file():
-                return root / name
-        raise CheckpointError(f"{path}: run folder without a complete checkpoint in checkpoints/best or last")
-    return path
+    from xlsr.interop.load import resolve_run_folder
+
+    return resolve_run_folder(path)
 
 
 @dataclass

@@ -46,9 +46,11 @@ class PretrainConfig(TrainerConfig):
     normalize: bool | None = None  # per-utterance z-norm; None: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
+    max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # per language; 0 = all
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
@@ -111,7 +113,7 @@ class PretrainTask(Task):
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
-            epoch_size=cfg.epoch_size)
+            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
@@ -257,6 +259,9 @@ def check_run_folder(cfg: PretrainConfig) -> None:
     if not path.is_file():
         return
     old = read_yaml(path)
+    if "labels" in old or "data" not in old:  # `xlsr finetune` writes labels/train/dev, no data folder
+        raise XlsrError(f"{cfg.out}: holds another kind of run (its config.yaml is no pretraining config, "
+                        f"e.g. a fine-tuning run); choose another --out")
     for key in ("preset", "init"):
         if old.get(key) != getattr(cfg, key):
             raise XlsrError(f"{cfg.out}: holds a run with {key} {old.get(key)!r} (config.yaml), not "

@@ -69,6 +69,14 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = True
 
+    def __post_init__(self) -> None:
+        for key, low in (("max_updates", 0), ("update_freq", 1), ("log_every", 1), ("valid_every", 0),
+                         ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
+            if getattr(self, key) < low:
+                raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
+        if self.lr < 0 or self.clip_norm < 0:
+            raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
+
 
 def build_optimizer(model: nn.Module, cfg: TrainerConfig, no_decay) -> torch.optim.Optimizer:
     """AdamW with weight decay on weights only (not biases, norms, codevectors or the mask embedding)."""
@@ -229,6 +237,10 @@ class Trainer:
                 self.batches_in_epoch += 1
                 yield self.task.batch_to_device(batch, self.device)
             if self.batches_in_epoch == 0:
+                if self.info.distributed:  # batches are dealt out whole, equally: fewer than W means none here
+                    raise XlsrError(f"training data: an epoch gave rank {self.info.rank} no batches; the data makes "
+                                    f"fewer batches than the {self.info.world_size} processes (lower --max-tokens, "
+                                    f"add data or use fewer processes)")
                 raise XlsrError("training data: an epoch produced no batches (all utterances filtered out?)")
             self.epoch += 1
             self.batches_in_epoch = 0
@@ -345,6 +357,8 @@ class Trainer:
             total_size += size
             self.monitor.log(f"valid_{name}", self.update,
                              {k: v / size for k, v in acc.items() if k not in self.task.summed_logs})
+        if self.fsdp:
+            dist_util.reshard(model)  # a forward without backward leaves the root unsharded
         if total_size == 0:
             return
         overall = {k: v / total_size for k, v in totals.items()}

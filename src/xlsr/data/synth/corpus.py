@@ -160,6 +160,8 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     plans = plan_corpus(languages, utts_per_lang, seed, speakers_per_lang=speakers_per_lang,
                         words_per_utt=words_per_utt, noise_snr_db=noise)
     out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise XlsrError(f"{out_dir}: exists and is not a folder (--out)")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(p, str(out)) for p in plans]
     bar = progress(total=len(jobs), desc="synth", unit="utt", disable=not show_progress)

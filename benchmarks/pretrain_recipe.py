@@ -1,0 +1,129 @@
+"""Reproduce the curve of the shipped `tiny-demo` pretraining recipe (issue 4, item 7).
+
+Synthesizes the corpus of the `tiny-multilingual` release (15 languages × 1000 utterances, synth seed 1;
+skipped when DIR already holds it), runs `xlsr pretrain --recipe tiny-demo` on it exactly as the release
+build does, then prints held-out (validation split) contrastive accuracy, code perplexity and the count of
+skipped non-finite steps against updates and wall time, checks the target, and draws the curve with
+`xlsr plot`.
+
+    python benchmarks/pretrain_recipe.py --work /tmp/recipe                 # CPU, the recipe's own settings
+    python benchmarks/pretrain_recipe.py --work /tmp/recipe --device cuda   # the same on a GPU
+    python benchmarks/pretrain_recipe.py --report RUN                       # only the table of an existing run
+    python benchmarks/pretrain_recipe.py --work /tmp/recipe --set lr=2e-3 --set model.mask_length=10
+
+Target: ≥ 30% validation accuracy, code perplexity ≥ 25% of G·V, no skipped step, within 30 minutes on a
+2-core CPU. Wall minutes count from the start of the run (config.yaml written) to each log record; a
+run that was stopped and resumed shows the pause in its wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGET_ACCURACY = 0.30
+TARGET_PPL_SHARE = 0.25
+TARGET_MINUTES = 30.0
+
+
+def xlsr(args: list[str]) -> None:
+    """Run `xlsr <args>` as a user would; stop with its exit code on failure."""
+    code = subprocess.call([sys.executable, "-m", "xlsr.cli.main", *args])
+    if code != 0:
+        sys.exit(f"pretrain_recipe: `xlsr {' '.join(args)}` failed with exit code {code}")
+
+
+def curve(run: Path) -> tuple[list[dict], dict]:
+    """(rows, summary): one row per validation of `run`, with the train state and wall time at that update."""
+    import yaml
+
+    from xlsr.train.monitor import read_log
+    from xlsr.train.pretrain import PretrainConfig, resolve_model_config
+
+    records = read_log(run / "log.jsonl")
+    start = (run / "config.yaml").stat().st_mtime
+    first = next((r for r in records if r.get("split") == "train"), None)
+    if first is not None:  # config.yaml is rewritten on resume: fall back to the first logged update
+        start = min(start, first["time"] - first.get("seconds_per_update", 0.0) * first["update"])
+    conf = yaml.safe_load((run / "config.yaml").read_text())  # the resolved configuration of the run
+    m = resolve_model_config(PretrainConfig(preset=conf.get("preset", "tiny"), model=conf.get("model") or {}))
+    gv = m.num_codevector_groups * m.num_codevectors_per_group
+    train = {}
+    rows = []
+    for r in records:
+        if r.get("split") == "train":
+            train = r
+        elif r.get("split") == "valid":
+            rows.append({"update": r["update"], "minutes": (r["time"] - start) / 60,
+                         "train_accuracy": train.get("accuracy", float("nan")),
+                         "accuracy": r.get("accuracy", float("nan")),
+                         "contrastive_loss": r.get("contrastive_loss", float("nan")),
+                         "code_perplexity": r.get("code_perplexity", float("nan")),
+                         "neg_is_pos": r.get("neg_is_pos", float("nan")),
+                         "nan_skipped": int(train.get("nan_skipped", 0))})
+    return rows, {"gv": gv, "num_negatives": m.num_negatives}
+
+
+def report(run: Path) -> bool:
+    """Print the curve table of `run` and whether its last validation meets the target; True when it does."""
+    rows, info = curve(run)
+    if not rows:
+        print(f"{run}: no validation records yet")
+        return False
+    gv = info["gv"]
+    print(f"run {run}: G·V = {gv}, K = {info['num_negatives']} (chance accuracy ≈ {1 / (info['num_negatives'] + 1):.1%})")
+    print(f"{'update':>6} {'wall min':>8} {'train acc':>9} {'valid acc':>9} {'valid loss':>10} "
+          f"{'code ppl':>8} {'% of G·V':>8} {'neg=pos':>7} {'NaN':>4}")
+    for r in rows:
+        print(f"{r['update']:6d} {r['minutes']:8.1f} {r['train_accuracy']:9.3f} {r['accuracy']:9.3f} "
+              f"{r['contrastive_loss']:10.3f} {r['code_perplexity']:8.1f} {100 * r['code_perplexity'] / gv:7.0f}% "
+              f"{r['neg_is_pos']:7.3f} {r['nan_skipped']:4d}")
+    last = rows[-1]
+    ok = (last["accuracy"] >= TARGET_ACCURACY and last["code_perplexity"] >= TARGET_PPL_SHARE * gv
+          and last["nan_skipped"] == 0)
+    print(f"target (valid accuracy ≥ {TARGET_ACCURACY:.0%}, code perplexity ≥ {TARGET_PPL_SHARE:.0%} of G·V, "
+          f"no NaN step): {'met' if ok else 'NOT met'} at update {last['update']} after {last['minutes']:.1f} min"
+          + ("" if last["minutes"] <= TARGET_MINUTES else f" (over the {TARGET_MINUTES:.0f}-minute budget)"))
+    return ok
+
+
+def main() -> int:
+    """Command-line entry."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="recipe_work", help="corpus and run folders go here")
+    p.add_argument("--release", default="tiny-multilingual", help="whose corpus and settings to use")
+    p.add_argument("--run-name", default="run", help="run folder name inside --work")
+    p.add_argument("--device", help="cpu, cuda, ... (default: the recipe's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra `xlsr pretrain --KEY VALUE` settings (a trial); repeatable")
+    p.add_argument("--report", metavar="RUN", help="only print the table of an existing run folder")
+    args = p.parse_args()
+    if args.report:
+        return 0 if report(Path(args.report)) else 1
+
+    from xlsr.released.build import corpus_matches
+    from xlsr.released.recipes import RELEASES
+
+    recipe = RELEASES[args.release]
+    work = Path(args.work)
+    corpus, run = work / "corpus", work / args.run_name
+    if not corpus_matches(corpus, recipe):
+        t = time.perf_counter()
+        xlsr(recipe.synth_args(corpus, workers=2))
+        print(f"synthesized {corpus} in {(time.perf_counter() - t) / 60:.1f} min")
+    machine = {"device": args.device} if args.device else {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        machine[key] = value
+    t = time.perf_counter()
+    xlsr(recipe.pretrain_args(corpus, run, machine))
+    print(f"pretraining took {(time.perf_counter() - t) / 60:.1f} min")
+    xlsr(["plot", str(run), "--out", str(run / "curve.png")])
+    return 0 if report(run) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

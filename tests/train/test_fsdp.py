@@ -1,0 +1,82 @@
+"""FSDP2 with 2 gloo processes on CPU: same weights as one process, and save + resume keep it so."""
+
+import os
+import socket
+
+import torch
+import torch.multiprocessing as mp
+
+from xlsr.train.trainer import Trainer, TrainerConfig
+
+from ._toy import ToyTask, load_weights
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cfg(out, max_updates: int, distributed: str = "ddp"):
+    # validation at every update: a forward without backward must not leave FSDP's root unsharded
+    # (the optimizer would then step parameters the model no longer holds, and saving would fail)
+    return TrainerConfig(out=str(out), max_updates=max_updates, lr=1e-2, lr_schedule="constant", warmup_updates=0,
+                         update_freq=2, device="cpu", log_every=1, valid_every=1, save_every=2, progress=False,
+                         tensorboard=False, clip_norm=0.5, distributed=distributed)
+
+
+def _worker(rank: int, world: int, port: int, out: str, stops: list[int]) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    for max_updates in stops:  # a later stop resumes from the checkpoint the earlier one left
+        Trainer(_cfg(out, max_updates, "fsdp"), ToyTask(rows=5)).fit()
+
+
+def test_fsdp_matches_one_process_and_resumes_exactly(tmp_path):
+    single, fsdp = tmp_path / "single", tmp_path / "fsdp"
+    Trainer(_cfg(single, 4), ToyTask(rows=5)).fit()
+    # fork: the children reuse this process's imports; the schedule is constant, so 2 then 4 equals 4
+    mp.start_processes(_worker, args=(2, _free_port(), str(fsdp), [2, 4]), nprocs=2, join=True,
+                       start_method="fork")
+    a, b = load_weights(single / "checkpoints" / "last"), load_weights(fsdp / "checkpoints" / "last")
+    init = ToyTask().build_model().state_dict()
+    assert (fsdp / "checkpoints" / "update_0000004").is_dir()
+    for k in a:
+        assert not torch.equal(a[k], init[k])  # training moved the weights
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def _layerdrop_worker(rank: int, world: int, port: int, out: str) -> None:
+    from dataclasses import replace
+
+    from xlsr.model import Wav2Vec2Config, Wav2Vec2Model
+    from xlsr.train.distributed import init_distributed, shutdown, wrap_model
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    torch.manual_seed(0)
+    model = Wav2Vec2Model(replace(Wav2Vec2Config.preset("tiny"), layerdrop=0.5))
+    for seed in range(100):  # a draw (the same on both ranks) that skips some layers but not all
+        model.encoder.set_layerdrop_seed(seed)
+        skipped = model.encoder._layers_to_skip()
+        if any(skipped) and not all(skipped):
+            break
+    model.encoder.set_layerdrop_seed(seed)  # the forward below draws the same again
+    net = wrap_model(model, info, "fsdp")
+    net.train()
+    net(torch.randn(1, 4000), torch.tensor([4000])).last_hidden_state.pow(2).mean().backward()
+    got_grad = [all(p.grad is not None for p in layer.parameters()) for layer in net.encoder.layers]
+    torch.save({"skipped": skipped, "got_grad": got_grad}, f"{out}/{rank}.pt")
+    shutdown(info)
+
+
+def test_layerdrop_under_fsdp_skips_sharded_layers(tmp_path):
+    mp.start_processes(_layerdrop_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="fork")
+    for rank in range(2):
+        r = torch.load(tmp_path / f"{rank}.pt")
+        assert any(r["skipped"]) and not all(r["skipped"])
+        assert r["got_grad"] == [not s for s in r["skipped"]]
