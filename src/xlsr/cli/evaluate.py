@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from xlsr.cli.transcribe import add_decoder_arguments
+
 
 def register(subparsers) -> None:
     """Add the `evaluate` subcommand."""
@@ -22,11 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
     p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
-    p.add_argument("--lm", help="KenLM n-gram model for beam search")
-    p.add_argument("--lexicon", help="lexicon or word list for lexicon-constrained beam search")
-    p.add_argument("--beam", type=int, help="beam size (beam search)")
-    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
-    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    add_decoder_arguments(p)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -16,6 +16,15 @@ import argparse
 import sys
 
 
+def add_decoder_arguments(p) -> None:
+    """The decoding options `transcribe` and `evaluate` share: greedy by default, beam search with them."""
+    p.add_argument("--lm", help="KenLM n-gram model (ARPA or binary) for beam search")
+    p.add_argument("--lexicon", help="lexicon or word list: decode words only (with --lm: a word LM)")
+    p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
+    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
+    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+
+
 def register(subparsers) -> None:
     """Add the `transcribe` subcommand."""
     p = subparsers.add_parser("transcribe", help="transcribe audio with a fine-tuned CTC model",
@@ -23,11 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders (searched recursively)")
     p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
     p.add_argument("--out", required=True, metavar="JSONL", help="where to write one JSON line per file")
-    p.add_argument("--lm", help="KenLM n-gram model (ARPA or binary) for beam search")
-    p.add_argument("--lexicon", help="lexicon or word list: decode words only (with --lm: a word LM)")
-    p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
-    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
-    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    add_decoder_arguments(p)
     p.add_argument("--timestamps", action="store_true", help="per-token start/end times in seconds")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="window length for long audio (0 = never chunk)")
     p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds")
