@@ -33,11 +33,44 @@ class ChannelLayerNorm(nn.LayerNorm):
                             self.eps).to(x.dtype)
 
 
+def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Steps of an unpadded strided conv that lie fully inside each input: floor((L - k) / s) + 1, at least 0."""
+    return (torch.div(lengths - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
+
+
+def group_norm_over_valid_steps(x: torch.Tensor, steps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                                eps: float) -> torch.Tensor:
+    """One-group-per-channel GroupNorm of x (B, C, T) in fp32, each row's statistics over its first `steps` only.
+
+    A row then gets exactly what it gets alone, unpadded. Steps past a row's `steps` are padding and come out
+    as zeros (finite; valid frames further up never read them).
+    """
+    xf = x.float()
+    pad = (torch.arange(x.shape[-1], device=x.device)[None, :] >= steps[:, None]).unsqueeze(1)  # (B, 1, T)
+    n = steps.clamp(min=1).to(xf.dtype)[:, None, None]
+    mean = xf.masked_fill(pad, 0.0).sum(-1, keepdim=True) / n  # (B, C, 1)
+    centered = (xf - mean).masked_fill(pad, 0.0)
+    var = centered.square().sum(-1, keepdim=True) / n  # biased, as GroupNorm
+    y = centered * torch.rsqrt(var + eps) * weight[:, None] + bias[:, None]
+    return y.masked_fill(pad, 0.0).to(x.dtype)
+
+
 class Fp32GroupNorm(nn.GroupNorm):
     """GroupNorm computed in fp32; with one group per channel it normalizes each channel over time."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) -> (B, C, T); with `steps` (B,), rows shorter than T are normalized over their valid steps.
+
+        fairseq and transformers normalize over the padding too, so there an utterance's features depend on
+        its batch. Rows without padding keep the plain GroupNorm result bit for bit; choosing per row with
+        `torch.where` needs no host sync when `steps` lives on an accelerator.
+        """
+        full = F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+        if steps is None:
+            return full
+        assert self.num_groups == self.num_channels, "valid-step statistics need one group per channel"
+        masked = group_norm_over_valid_steps(x, steps, self.weight, self.bias, self.eps)
+        return torch.where((steps < x.shape[-1])[:, None, None], masked, full)
 
 
 class ConvLayer(nn.Module):
@@ -49,14 +82,14 @@ class ConvLayer(nn.Module):
         nn.init.kaiming_normal_(self.conv.weight)
         self.norm = norm
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, S') -> (B, C_out, T')."""
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C_in, S') -> (B, C_out, T'); `steps` (B,): valid output steps per row, for a GroupNorm only."""
         x = self.conv(x)
         if isinstance(self.norm, ChannelLayerNorm):
             # GELU while the tensor is (B, T, C) and contiguous, then a transposed view for the next conv.
             return F.gelu(self.norm(x)).transpose(1, 2)
-        if self.norm is not None:
-            x = self.norm(x)
+        if self.norm is not None:  # Fp32GroupNorm
+            x = self.norm(x, steps)
         return F.gelu(x)
 
 
@@ -78,25 +111,38 @@ class FeatureEncoder(nn.Module):
             in_dim = dim
         self.conv_layers = nn.ModuleList(layers)
         self.kernels_strides = [(k, s) for _, k, s in conv_layers]
+        self.mode = mode
         self.grad_mult = grad_mult
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for each input length: T = floor((S - k) / s) + 1 per layer, no padding."""
         t = sample_lengths
         for k, s in self.kernels_strides:
-            t = torch.div(t - k, s, rounding_mode="floor") + 1
-        return t.clamp(min=0)
+            t = conv_output_lengths(t, k, s)
+        return t
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(B, S) -> (B, T, C)."""
+    def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, S), optional lengths (B,) in samples -> (B, T, C); each row's valid frames as if it ran alone."""
         if self.grad_mult == 0.0:
             # A frozen CNN needs no graph at all: saves the activations' memory.
             with torch.no_grad():
-                return self._run(waveforms)
-        return grad_multiply(self._run(waveforms), self.grad_mult)
+                return self._run(waveforms, lengths)
+        return grad_multiply(self._run(waveforms, lengths), self.grad_mult)
 
-    def _run(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def _layer0_steps(self, waveforms: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        """Valid steps of layer 0 per row when its GroupNorm must skip padding; None for the plain GroupNorm."""
+        if self.mode == "layer_norm" or lengths is None:
+            return None  # LayerNorm is per time step: padding never reaches a valid frame
+        k, s = self.kernels_strides[0]
+        steps = conv_output_lengths(torch.as_tensor(lengths).long(), k, s)
+        T0 = (waveforms.shape[1] - k) // s + 1
+        if steps.device.type == "cpu" and not bool((steps < T0).any()):
+            return None  # nothing padded (decided on the host, no sync): the plain GroupNorm, bit for bit
+        return steps.to(waveforms.device, non_blocking=True)
+
+    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         x = waveforms.unsqueeze(1)  # (B, 1, S)
-        for layer in self.conv_layers:
+        x = self.conv_layers[0](x, self._layer0_steps(waveforms, lengths))
+        for layer in self.conv_layers[1:]:
             x = layer(x)
         return x.transpose(1, 2)  # (B, T, C); contiguous in layer_norm mode

@@ -154,7 +154,8 @@ class Wav2Vec2Model(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """CNN features (B, T, C) before feature_norm, frame lengths (B,) on the model's device, padding (B, T) | None."""
         lengths = check_waveforms(waveforms, lengths, self.config.receptive_field)
-        feats = self.feature_encoder(waveforms)  # (B, T, C)
+        # With lengths, a group-norm CNN normalizes layer 0 over each row's valid steps: batched == alone.
+        feats = self.feature_encoder(waveforms, lengths)  # (B, T, C)
         B, T, _ = feats.shape
         device = feats.device
         if lengths is None:

@@ -69,7 +69,7 @@ class FinetuneConfig(TrainerConfig):
     model: dict = field(default_factory=_finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
     freeze_updates: int = 25  # the Transformer (and mask embedding) stay fixed for this many updates
     freeze_feature_encoder: bool | None = None  # None: frozen with a pretrained --init, trained from scratch
-    cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (layer_norm CNN only)
+    cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
     max_tokens: int = 160_000  # samples per batch (10 s of 16 kHz audio)
     max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
     num_workers: int = 0
@@ -307,9 +307,6 @@ def cache_blocker(cfg: FinetuneConfig, model_config, freeze_cnn: bool, utts: lis
         return "cache_features is off"
     if not freeze_cnn:
         return "the CNN trains (no pretrained --init, or freeze_feature_encoder false)"
-    if model_config.extractor_mode != "layer_norm":
-        # GroupNorm over time in the first layer: an utterance's features depend on the batch's padding.
-        return f"extractor_mode {model_config.extractor_mode!r} normalizes over the padded batch"
     dup = [k for k, n in Counter(u.id for u in utts).items() if n > 1]
     if dup:
         return f"utterance ids are not unique (e.g. {dup[0]!r})"
