@@ -16,9 +16,12 @@ def fake_releases(root):
     from xlsr.interop.native import save_checkpoint
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
+    # Not the preset's architecture (as the real releases): the from-scratch baseline must copy it.
+    arch = {**Wav2Vec2Config.preset("tiny").to_dict(), "extractor_mode": "group_norm", "conv_bias": False,
+            "num_codevectors_per_group": 16}
     for seed, name in enumerate([MULTILINGUAL, MONOLINGUAL]):
         torch.manual_seed(seed)
-        save_checkpoint(root / name, Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny")))
+        save_checkpoint(root / name, Wav2Vec2ForPreTraining(Wav2Vec2Config.from_dict(arch)))
     return root
 
 
@@ -113,8 +116,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert configs["multilingual"]["init"] == str(released / MULTILINGUAL)
     assert configs["monolingual"]["init"] == str(released / MONOLINGUAL)
     assert configs["scratch"]["init"] == "none"
-    strip = [{k: v for k, v in c.items() if k not in ("init", "out")} for c in configs.values()]
+    strip = [{k: v for k, v in c.items() if k not in ("init", "out", "model")} for c in configs.values()]
     assert strip[0] == strip[1] == strip[2]  # seed, updates, schedule, data: identical
+    # ... and the same model: the scratch run has the released architecture, random weights
+    # (feature_grad_mult differs by design: the pretrained CNNs are frozen, the scratch CNN trains)
+    tuned = {r.name: {k: v for k, v in load_pretrained(Path(r.run_dir) / "checkpoints" / "last").config.to_dict().items()
+                      if k != "feature_grad_mult"} for r in result.finetune}
+    assert tuned["multilingual"] == tuned["monolingual"] == tuned["scratch"]
+    assert tuned["scratch"]["extractor_mode"] == "group_norm"
 
     # the reported PER is what the fine-tuned model does on the test set (recomputed here, scored by jiwer)
     jiwer = pytest.importorskip("jiwer")
