@@ -177,9 +177,9 @@ def scratch_architecture(released_folder: Path) -> dict:
     sizes, codebook), with fine-tuning's own training-time defaults: the from-scratch baseline then differs
     from the pretrained models in its initial weights only."""
     from xlsr.interop.native import load_checkpoint
-    from xlsr.train.finetune import _finetune_model_defaults
+    from xlsr.train.finetune import finetune_model_defaults
 
-    return {**load_checkpoint(released_folder).config.to_dict(), **_finetune_model_defaults()}
+    return {**load_checkpoint(released_folder).config.to_dict(), **finetune_model_defaults()}
 
 
 def finetune_one(name: str, init: str, settings: DemoSettings, corpus_dir: Path, run_dir: Path,

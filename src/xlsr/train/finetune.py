@@ -47,7 +47,8 @@ LABEL_FIELD = {"phones": "phones", "chars": "text"}
 WORD_BOUNDARY = "|"
 
 
-def _finetune_model_defaults() -> dict:
+def finetune_model_defaults() -> dict:
+    """The Wav2Vec2Config overrides fine-tuning applies by default (training-time switches only)."""
     # fairseq vox_* fine-tuning: no dropout except in the FFN, LayerDrop, SpecAugment-like masks. The mask
     # rates are lower than the paper's 0.65-0.75 because a few hundred updates cannot absorb that much
     # regularisation; channel spans are scaled to the tiny model's 256 channels (64 of 1024 in the paper).
@@ -73,7 +74,7 @@ class FinetuneConfig(TrainerConfig):
     blank_bias: float = 3.0
     oov: Literal["error", "warn", "unk"] = "error"  # label symbols outside a given vocabulary
     preset: str = "tiny"  # model size for --init none
-    model: dict = field(default_factory=_finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
+    model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
     freeze_updates: int = 25  # the Transformer (and mask embedding) stay fixed for this many updates
     freeze_feature_encoder: bool | None = None  # None: frozen with a pretrained --init, trained from scratch
     cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
@@ -100,7 +101,7 @@ class FinetuneConfig(TrainerConfig):
         if isinstance(self.dev, str):
             self.dev = [self.dev]
         # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
-        self.model = {**_finetune_model_defaults(), **dict(self.model)}
+        self.model = {**finetune_model_defaults(), **dict(self.model)}
 
 
 # --- vocabulary --------------------------------------------------------------------------------------
