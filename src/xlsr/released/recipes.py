@@ -40,9 +40,8 @@ class ReleaseRecipe:
     recipe: str = PRETRAIN_RECIPE
     seed: int = 1  # training seed (weights, masks, negatives, sampling)
     alpha: float = 0.5  # language upsampling p_l ∝ (n_l/N)^α
-    # a CPU budget: the 2-core CPU of this project's machines makes ~300 updates in ~15 minutes; the recipe's
-    # own 2000 updates take hours here (docs/pretrain_recipe.md) and are the GPU setting
-    max_updates: int | None = 300
+    # the recipe's own length: ~25 minutes on the project's 2-core CPU (docs/pretrain_recipe.md)
+    max_updates: int | None = 800
     settings: tuple[tuple[str, str], ...] = ()  # further `xlsr pretrain --key value` settings
 
     def synth_args(self, corpus_dir: str | Path, workers: int = 1) -> list[str]:

@@ -38,16 +38,24 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     for ax, (title, keys) in zip(axes.flat, panels):
-        for split in splits:
-            for key in keys:
+        for key in keys:
+            labelled_languages = False
+            for split in splits:
                 pts = [(r["update"], r[key]) for r in records
                        if r["split"] == split and isinstance(r.get(key), int | float)]
                 if not pts:
                     continue
                 xs, ys = zip(*pts)
-                style = "-" if split == "train" else ("o-" if split == "valid" else ".--")
-                width = 1.0 if split.startswith("valid_") else 1.6
-                ax.plot(xs, ys, style, lw=width, ms=3, label=f"{split} {key}" if len(keys) > 1 else split)
+                name = f"{split} {key}" if len(keys) > 1 else split
+                if split.startswith("valid_"):
+                    # One thin line per language, one legend entry for all of them: with tens of languages a
+                    # legend entry each would cover the panel.
+                    label = None if labelled_languages else name.replace(split, "valid, per language")
+                    labelled_languages = True
+                    ax.plot(xs, ys, ".-", lw=0.7, ms=2, alpha=0.45, color="grey" if key == keys[0] else "tan",
+                            label=label)
+                else:
+                    ax.plot(xs, ys, "-" if split == "train" else "o-", lw=1.6, ms=3, label=name)
         ax.set_title(title)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
