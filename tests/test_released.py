@@ -101,8 +101,11 @@ def test_quick_build_makes_the_release_layout(tmp_path):
         recipe_path(RELEASES[MONO].recipe)
     except (ImportError, xlsr.XlsrError):
         pytest.skip("pretraining recipe not shipped yet")
-    built = recreate_released(tmp_path / "dest", tmp_path / "work", names=[MONO], quick=True,
-                              machine={"device": "cpu"})
+    # both at once, as `xlsr demo --full` does (the cores are split between the two child runs)
+    built = recreate_released(tmp_path / "dest", tmp_path / "work", names=[MULTI, MONO], quick=True,
+                              machine={"device": "cpu"}, parallel=True)
+    assert sorted(p.name for p in built[MULTI].iterdir()) == sorted(FILES)
+    assert (tmp_path / "work" / MULTI / "build.log").is_file()
     folder = built[MONO]
     assert sorted(p.name for p in folder.iterdir()) == sorted(FILES)
     recipe = RELEASES[MONO].quick()

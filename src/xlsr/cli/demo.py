@@ -16,7 +16,7 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (new, empty, or an earlier demo's)")
     p.add_argument("--full", action="store_true",
-                   help="first re-create the released checkpoints from scratch into DIR/released (hours on a CPU; "
+                   help="first re-create the released checkpoints from scratch into DIR/released (~30 min more on a 2-core CPU; "
                         "see src/xlsr/released/README.md)")
     p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
     p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones)")
