@@ -34,3 +34,16 @@ def sine_batch(batch: int, samples: int, seed: int = 0) -> torch.Tensor:
     burst = (t[None] * 16000 >= start[:, None]) & (t[None] * 16000 < start[:, None] + samples // 4)
     x = x + burst * torch.randn(batch, samples, generator=g)
     return (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True)
+
+
+def assert_padded_batch_equals_single_runs(model, x: torch.Tensor, lengths: list[int]) -> None:
+    """Every row of the zero-padded batch `x` gives, at its valid frames, what the utterance alone gives."""
+    with torch.no_grad():
+        batched = model(x, torch.tensor(lengths))
+        for i, n in enumerate(lengths):
+            single = model(x[i : i + 1, :n])
+            T = single.last_hidden_state.shape[1]
+            assert batched.frame_lengths[i] == T
+            torch.testing.assert_close(batched.extract_features[i, :T], single.extract_features[0], atol=1e-5, rtol=0)
+            torch.testing.assert_close(batched.last_hidden_state[i, :T], single.last_hidden_state[0],
+                                       atol=1e-5, rtol=0)

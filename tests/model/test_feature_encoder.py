@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from conftest import micro_config, sine_batch
+from conftest import assert_padded_batch_equals_single_runs, micro_config, sine_batch
 
 from xlsr.model import Wav2Vec2Model
 from xlsr.model.feature_encoder import group_norm_over_valid_steps
@@ -29,16 +29,7 @@ def _padded(lengths: list[int], seed: int = 0) -> torch.Tensor:
 def test_group_norm_padded_batch_equals_single_utterance_runs():
     model = _group_norm_model()
     lengths = [8000, 5300, 3100]
-    x = _padded(lengths)
-    with torch.no_grad():
-        batched = model(x, torch.tensor(lengths))
-        for i, n in enumerate(lengths):
-            single = model(x[i : i + 1, :n])
-            T = single.last_hidden_state.shape[1]
-            assert batched.frame_lengths[i] == T
-            torch.testing.assert_close(batched.extract_features[i, :T], single.extract_features[0], atol=1e-5, rtol=0)
-            torch.testing.assert_close(batched.last_hidden_state[i, :T], single.last_hidden_state[0],
-                                       atol=1e-5, rtol=0)
+    assert_padded_batch_equals_single_runs(model, _padded(lengths), lengths)
 
 
 def test_group_norm_without_padding_is_the_plain_group_norm_bit_for_bit():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import micro_config, sine_batch
+from conftest import assert_padded_batch_equals_single_runs, micro_config, sine_batch
 
 from xlsr import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining, Wav2Vec2Model
 from xlsr.errors import XlsrError
@@ -34,14 +34,7 @@ def test_padded_batch_equals_single_utterance_runs():
     x = sine_batch(3, 16000)
     for i, n in enumerate(lengths):
         x[i, n:] = 0.0
-    with torch.no_grad():
-        batched = model(x, torch.tensor(lengths))
-        for i, n in enumerate(lengths):
-            single = model(x[i : i + 1, :n])
-            T = single.last_hidden_state.shape[1]
-            assert batched.frame_lengths[i] == T
-            torch.testing.assert_close(batched.last_hidden_state[i, :T], single.last_hidden_state[0], atol=1e-5, rtol=0)
-            torch.testing.assert_close(batched.extract_features[i, :T], single.extract_features[0], atol=1e-5, rtol=0)
+    assert_padded_batch_equals_single_runs(model, x, lengths)
 
 
 def test_gradients_reach_every_trainable_parameter():
