@@ -26,11 +26,29 @@ def grad_multiply(x: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, T) tensor in fp32 (fairseq's Fp32LayerNorm); returns (B, T, C)."""
+    """LayerNorm over the channels of a channels-last (B, T, C) tensor in fp32 (fairseq's Fp32LayerNorm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.transpose(1, 2).float(), self.normalized_shape, self.weight, self.bias,
-                            self.eps).to(x.dtype)
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps).to(x.dtype)
+
+
+def strided_windows(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """Channels-last (B, S, C) -> (B, T, kernel * C): the T = floor((S - kernel) / stride) + 1 windows a strided
+    conv reads, each `kernel` consecutive steps flattened (step-major). A view: the windows overlap in memory."""
+    x = x.contiguous()
+    B, S, C = x.shape
+    T = (S - kernel) // stride + 1
+    return x.as_strided((B, T, kernel * C), (S * C, stride * C, 1), x.storage_offset())
+
+
+def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
+    """F.conv1d (no padding) on channels-last input (B, S, C_in) -> (B, T, C_out), as one matmul over the windows.
+
+    The layer-norm CNN normalizes over channels, so it wants (B, T, C) between convolutions; a (B, C, T) conv
+    would cost two layout copies per layer (measured on the 2-core CPU: a 256-channel layer 1.4x slower)."""
+    c_out, c_in, kernel = weight.shape
+    y = strided_windows(x, kernel, stride) @ weight.permute(2, 1, 0).reshape(kernel * c_in, c_out)
+    return y if bias is None else y + bias
 
 
 def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -83,11 +101,11 @@ class ConvLayer(nn.Module):
         self.norm = norm
 
     def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C_in, S') -> (B, C_out, T'); `steps` (B,): valid output steps per row, for a GroupNorm only."""
-        x = self.conv(x)
+        """(B, C_in, S') -> (B, C_out, T'), or channels-last (B, S', C_in) -> (B, T', C_out) with a LayerNorm;
+        `steps` (B,): valid output steps per row, for a GroupNorm only."""
         if isinstance(self.norm, ChannelLayerNorm):
-            # GELU while the tensor is (B, T, C) and contiguous, then a transposed view for the next conv.
-            return F.gelu(self.norm(x)).transpose(1, 2)
+            return F.gelu(self.norm(conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0])))
+        x = self.conv(x)
         if self.norm is not None:  # Fp32GroupNorm
             x = self.norm(x, steps)
         return F.gelu(x)
@@ -141,8 +159,13 @@ class FeatureEncoder(nn.Module):
         return steps.to(waveforms.device, non_blocking=True)
 
     def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.mode == "layer_norm":  # channels-last throughout: (B, S, 1) -> (B, T, C), contiguous
+            x = waveforms.unsqueeze(-1)
+            for layer in self.conv_layers:
+                x = layer(x)
+            return x
         x = waveforms.unsqueeze(1)  # (B, 1, S)
         x = self.conv_layers[0](x, self._layer0_steps(waveforms, lengths))
         for layer in self.conv_layers[1:]:
             x = layer(x)
-        return x.transpose(1, 2)  # (B, T, C); contiguous in layer_norm mode
+        return x.transpose(1, 2)  # (B, T, C)
