@@ -17,6 +17,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_ports(n: int) -> list[int]:
+    """n distinct free ports (all sockets held open together while choosing)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def _cfg(out, max_updates: int, distributed: str = "ddp"):
     # validation at every update: a forward without backward must not leave FSDP's root unsharded
     # (the optimizer would then step parameters the model no longer holds, and saving would fail)
@@ -25,11 +37,14 @@ def _cfg(out, max_updates: int, distributed: str = "ddp"):
                          tensorboard=False, clip_norm=0.5, distributed=distributed)
 
 
-def _worker(rank: int, world: int, port: int, out: str, stops: list[int]) -> None:
+def _worker(rank: int, world: int, ports: list[int], out: str, stops: list[int]) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1")
     torch.set_num_threads(1)
-    for max_updates in stops:  # a later stop resumes from the checkpoint the earlier one left
+    for port, max_updates in zip(ports, stops):  # a later stop resumes from the checkpoint the earlier one left
+        # Each fit makes and destroys its process group: a fresh rendezvous port per fit, or a rank may reach the
+        # store of the group being torn down (a suite run once hung here for gloo's 30 minutes).
+        os.environ["MASTER_PORT"] = str(port)
         Trainer(_cfg(out, max_updates, "fsdp"), ToyTask(rows=5)).fit()
 
 
@@ -37,7 +52,7 @@ def test_fsdp_matches_one_process_and_resumes_exactly(tmp_path):
     single, fsdp = tmp_path / "single", tmp_path / "fsdp"
     Trainer(_cfg(single, 4), ToyTask(rows=5)).fit()
     # fork: the children reuse this process's imports; the schedule is constant, so 2 then 4 equals 4
-    mp.start_processes(_worker, args=(2, _free_port(), str(fsdp), [2, 4]), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, _free_ports(2), str(fsdp), [2, 4]), nprocs=2, join=True,
                        start_method="fork")
     a, b = load_weights(single / "checkpoints" / "last"), load_weights(fsdp / "checkpoints" / "last")
     init = ToyTask().build_model().state_dict()
