@@ -148,9 +148,10 @@ class FeatureEncoder(nn.Module):
         return grad_multiply(self._run(waveforms, lengths), self.grad_mult)
 
     def _layer0_steps(self, waveforms: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor | None:
-        """Valid steps of layer 0 per row when its GroupNorm must skip padding; None for the plain GroupNorm."""
-        if self.mode == "layer_norm" or lengths is None:
-            return None  # LayerNorm is per time step: padding never reaches a valid frame
+        """Valid steps of layer 0 per row when its GroupNorm must skip padding; None for the plain GroupNorm.
+        (group_norm mode only: a LayerNorm is per time step, so padding never reaches a valid frame.)"""
+        if lengths is None:
+            return None
         k, s = self.kernels_strides[0]
         steps = conv_output_lengths(torch.as_tensor(lengths).long(), k, s)
         T0 = (waveforms.shape[1] - k) // s + 1
