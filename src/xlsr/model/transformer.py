@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+from torch.utils.checkpoint import checkpoint
 
 
 class PositionalConv(nn.Module):
@@ -91,6 +92,10 @@ class TransformerEncoder(nn.Module):
     sync and are identical on every rank as long as each rank calls `set_layerdrop_seed(update)` with the same
     number before the update (the trainer does). Skipped layers still join the graph with a zero-weighted sum of
     their parameters, so DDP with find_unused_parameters=False finds a gradient (zero) for every parameter.
+
+    Activation checkpointing (`activation_checkpointing = True`): each block keeps only its input for the
+    backward pass and runs again there; dropout draws are replayed, so gradients are unchanged. A block
+    skipped by LayerDrop is never run, so the two combine under DDP.
     """
 
     def __init__(self, dim: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float,
@@ -108,6 +113,7 @@ class TransformerEncoder(nn.Module):
         self.layer_norm_first = layer_norm_first
         self.layerdrop = layerdrop
         self.layerdrop_generator = torch.Generator().manual_seed(0)
+        self.activation_checkpointing = False
         self.apply(_init_bert_params)
 
     def set_layerdrop_seed(self, seed: int) -> None:
@@ -139,7 +145,10 @@ class TransformerEncoder(nn.Module):
                 if not _is_sharded(layer):  # DDP wants every parameter in the graph; FSDP shards cannot join
                     x = x + 0.0 * sum(p.sum() for p in layer.parameters()).to(x.dtype)
                 continue
-            x = layer(x, attn_mask)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(layer, x, attn_mask, use_reentrant=False)
+            else:
+                x = layer(x, attn_mask)
         if self.layer_norm_first:
             x = self.norm(x)
         if hidden is not None:

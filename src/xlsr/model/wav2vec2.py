@@ -150,6 +150,13 @@ class Wav2Vec2Model(nn.Module):
         """Reseed LayerDrop; the trainer calls it with the update number on every rank (DDP-safe)."""
         self.encoder.set_layerdrop_seed(seed)
 
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Trade compute for memory in training: the CNN layers and Transformer blocks keep only their inputs
+        and run again in backward (about a third more compute; activations of long inputs shrink several-fold).
+        Results and gradients are unchanged."""
+        self.feature_encoder.activation_checkpointing = bool(enabled)
+        self.encoder.activation_checkpointing = bool(enabled)
+
     def extract(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """CNN features (B, T, C) before feature_norm, frame lengths (B,) on the model's device, padding (B, T) | None."""
@@ -254,6 +261,10 @@ class Wav2Vec2ForPreTraining(nn.Module):
         """See TransformerEncoder: same seed on every rank keeps LayerDrop identical across DDP ranks."""
         self.wav2vec2.set_layerdrop_seed(seed)
 
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """See Wav2Vec2Model.set_activation_checkpointing: less activation memory, same gradients."""
+        self.wav2vec2.set_activation_checkpointing(enabled)
+
     def forward(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None,
                 mask_time_indices: torch.Tensor | None = None, negative_indices: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> PreTrainingOutput:
@@ -353,6 +364,10 @@ class Wav2Vec2ForCTC(nn.Module):
     def set_layerdrop_seed(self, seed: int) -> None:
         """See TransformerEncoder: same seed on every rank keeps LayerDrop identical across DDP ranks."""
         self.wav2vec2.set_layerdrop_seed(seed)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """See Wav2Vec2Model.set_activation_checkpointing: less activation memory, same gradients."""
+        self.wav2vec2.set_activation_checkpointing(enabled)
 
     def forward(self, waveforms: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, label_lengths: torch.Tensor | None = None,

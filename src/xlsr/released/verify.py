@@ -8,8 +8,9 @@ from pathlib import Path
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import FILES, ReleaseRecipe
 
-# Settings that pick the hardware or the paths of one build, not the recipe.
-MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress", "tensorboard")
+# Settings that pick the hardware, the paths of one build or a memory trade-off with identical results: not the recipe.
+MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress", "tensorboard",
+                "activation_checkpointing")
 
 
 def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:
