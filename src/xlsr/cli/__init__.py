@@ -1,1 +1,44 @@
+"""The `xlsr` subcommands, one module each (see main.py), and the option layout the training commands share."""
 
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def add_config_command(subparsers, name: str, cls: type, *, help: str, description: str, model_group: str,
+                       own: dict[str, dict] | None = None) -> argparse.ArgumentParser:
+    """Add subcommand `name` whose options are the fields of dataclass `cls`, resolved by `resolve_config`.
+
+    In `--help` order: `--config YAML`; the `own` fields, given their own form ({field: add_argument keywords});
+    `--<field>` for every other field; `--model.<field>` (Wav2Vec2Config) in a group titled `model_group`.
+    """
+    from xlsr.config import add_config_arguments
+    from xlsr.model import Wav2Vec2Config
+
+    own = own or {}
+    p = subparsers.add_parser(name, help=help, description=description,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
+    for field, kwargs in own.items():
+        p.add_argument(f"--{field}", **kwargs)
+    add_config_arguments(p, cls, skip=tuple(own))
+    group = p.add_argument_group(model_group)
+    add_config_arguments(group, Wav2Vec2Config, prefix="model.")
+    p.set_defaults(own_fields=tuple(own))
+    return p
+
+
+def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path] = ()) -> T:
+    """`cls` from its defaults < `yamls` < --config YAML < the command line, for a parser from `add_config_command`."""
+    from xlsr.config import collect_overrides, load_config
+
+    overrides = collect_overrides(args)
+    for field in args.own_fields:
+        if getattr(args, field):  # given (and not empty)
+            overrides[field] = getattr(args, field)
+    return load_config(cls, [*yamls, *([args.config] if args.config else [])], overrides)

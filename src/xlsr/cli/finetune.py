@@ -15,41 +15,30 @@ re-running the same command resumes.
 
 from __future__ import annotations
 
-import argparse
-
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
 HELP = "CTC fine-tuning on labeled phones or characters"
 
 
 def register(subparsers) -> None:
     """Add the `finetune` subcommand."""
-    from xlsr.config import add_config_arguments
-    from xlsr.model import Wav2Vec2Config
+    from xlsr.cli import add_config_command
     from xlsr.train.finetune import FinetuneConfig
 
-    p = subparsers.add_parser(
-        "finetune", help=HELP,
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
-    p.add_argument("--train", nargs="+", action="extend", metavar="MANIFEST", help="training manifest(s) (JSONL)")
-    p.add_argument("--dev", nargs="+", action="extend", metavar="MANIFEST", help="dev manifest(s) for validation")
-    add_config_arguments(p, FinetuneConfig, skip=("train", "dev"))
-    group = p.add_argument_group("model settings (override the init checkpoint's config: masks, dropouts)")
-    add_config_arguments(group, Wav2Vec2Config, prefix="model.")
+    manifests = dict(nargs="+", action="extend", metavar="MANIFEST")
+    p = add_config_command(
+        subparsers, "finetune", FinetuneConfig, help=HELP, description=__doc__,
+        own={"train": dict(manifests, help="training manifest(s) (JSONL)"),
+             "dev": dict(manifests, help="dev manifest(s) for validation")},
+        model_group="model settings (override the init checkpoint's config: masks, dropouts)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Resolve the configuration and fine-tune."""
-    from xlsr.config import collect_overrides, load_config
+    from xlsr.cli import resolve_config
     from xlsr.train.finetune import FinetuneConfig, finetune
 
-    overrides = collect_overrides(args)
-    for key in ("train", "dev"):
-        if getattr(args, key, None):
-            overrides[key] = list(getattr(args, key))
-    cfg = load_config(FinetuneConfig, [args.config] if args.config else None, overrides)
-    run_dir = finetune(cfg)
+    run_dir = finetune(resolve_config(FinetuneConfig, args))
     print(f"run folder: {run_dir}  (checkpoints/best is the lowest dev error; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")
     return 0

@@ -10,7 +10,6 @@ Several processes: `torchrun --nproc_per_node=N -m xlsr.cli.main pretrain ...` (
 
 from __future__ import annotations
 
-import argparse
 import os
 
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
@@ -19,35 +18,23 @@ HELP = "self-supervised pretraining (wav2vec 2.0 / XLSR) with α language sampli
 
 def register(subparsers) -> None:
     """Add the `pretrain` subcommand."""
-    from xlsr.config import add_config_arguments
-    from xlsr.model import Wav2Vec2Config
+    from xlsr.cli import add_config_command
     from xlsr.train.pretrain import PretrainConfig
 
-    p = subparsers.add_parser(
-        "pretrain", help=HELP,
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
-    p.add_argument("--recipe", metavar="NAME", help="a shipped recipe (e.g. tiny-demo), applied before --config")
-    add_config_arguments(p, PretrainConfig, skip=("recipe",))
-    group = p.add_argument_group("model settings (override the preset)")
-    add_config_arguments(group, Wav2Vec2Config, prefix="model.")
+    p = add_config_command(
+        subparsers, "pretrain", PretrainConfig, help=HELP, description=__doc__,
+        own={"recipe": dict(metavar="NAME", help="a shipped recipe (e.g. tiny-demo), applied before --config")},
+        model_group="model settings (override the preset)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Resolve the configuration and pretrain."""
-    from xlsr.config import collect_overrides, load_config
+    from xlsr.cli import resolve_config
     from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
 
-    overrides = collect_overrides(args)
-    yamls = []
-    if args.recipe:
-        yamls.append(recipe_path(args.recipe))
-        overrides["recipe"] = args.recipe
-    if args.config:
-        yamls.append(args.config)
-    cfg = load_config(PretrainConfig, yamls, overrides)
-    run_dir = pretrain(cfg)
+    recipe = [recipe_path(args.recipe)] if args.recipe else []
+    run_dir = pretrain(resolve_config(PretrainConfig, args, yamls=recipe))
     if os.environ.get("RANK", "0") == "0":
-            print(f"run folder: {run_dir}  (checkpoints/last, checkpoints/best, log.jsonl, tb/; `xlsr plot {run_dir}`)")
+        print(f"run folder: {run_dir}  (checkpoints/last, checkpoints/best, log.jsonl, tb/; `xlsr plot {run_dir}`)")
     return 0
