@@ -107,6 +107,34 @@ def test_counts_match_the_quantizer_run_directly(setup, tmp_path):
     assert not (tmp_path / "out" / "pca.png").exists()
 
 
+@pytest.mark.parametrize("max_chunk_samples", [30 * SR, 4000])  # whole clips; clips in pieces of 0.25 s
+def test_group_norm_batches_equal_one_clip_at_a_time(setup, monkeypatch, max_chunk_samples):
+    from xlsr.analysis.extract import extract_codeword_ids
+
+    root, data, model = setup
+    assert model.config.extractor_mode == "group_norm"  # wav2vec 2.0 Base's CNN
+    clips = {lang: select_clips(read_manifest(data / lang / "train.jsonl"), 1.5, seed=2) for lang in ["it", "de"]}
+    batches = []
+    quantize = model.quantize
+
+    def recorded(waveforms, lengths):
+        batches.append(lengths.tolist())
+        return quantize(waveforms, lengths)
+
+    monkeypatch.setattr(model, "quantize", recorded)
+    kw = dict(num_codevectors_per_group=V, normalize=False, device=torch.device("cpu"),
+              max_chunk_samples=max_chunk_samples, show_progress=False)
+    batched, batched_samples = extract_codeword_ids(model, clips, **kw)
+    assert len(batches) == 2 and all(len(set(b)) > 1 for b in batches)  # one padded batch per language
+    batches.clear()
+    single, single_samples = extract_codeword_ids(model, clips, max_batch_samples=1, **kw)
+    assert all(len(b) == 1 for b in batches) and len(batches) >= sum(len(c) for c in clips.values())
+    assert batched_samples == single_samples  # the same audio per language
+    for lang in clips:
+        assert batched[lang].size > 50
+        np.testing.assert_array_equal(batched[lang], single[lang])  # same codewords, frame by frame
+
+
 def test_default_amount_is_the_smallest_language(setup, tmp_path):
     root, data, _ = setup
     report = analyze(root / "pretrained", data, tmp_path / "out", plots=False, show_progress=False)

@@ -35,6 +35,22 @@ def tiny_ckpt(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def group_norm_ckpt(tmp_path_factory):
+    """wav2vec 2.0 Base's layout at the tiny size: GroupNorm on CNN layer 0 only, no conv bias, post-LN."""
+    fields = {**Wav2Vec2Config.preset("tiny").to_dict(), "extractor_mode": "group_norm", "conv_bias": False,
+              "layer_norm_first": False, "normalize_waveform": False}
+    torch.manual_seed(1)
+    model = Wav2Vec2ForCTC(Wav2Vec2Config.from_dict(fields), len(VOCAB))
+    norm = model.wav2vec2.feature_encoder.conv_layers[0].norm
+    with torch.no_grad():  # not the identity affine map, so that weight and bias mistakes show
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny-gn-ctc"
+    save_checkpoint(path, model, vocab=VOCAB, metadata={"labels": "phones"})
+    return path
+
+
 def _write(path: Path, n_phones: int, seed: int) -> Path:
     rng = np.random.default_rng(seed)
     sf.write(path, tone_utterance(no_repeats(n_phones, rng), rng), 16000)
@@ -80,6 +96,34 @@ def test_batched_equals_one_by_one_and_failures_are_listed(tiny_ckpt, tmp_path):
         alone, _ = transcribe_files(ctc, [path], show_progress=False)
         assert alone[0].hypothesis.text == r.hypothesis.text
         assert abs(alone[0].hypothesis.score - r.hypothesis.score) < 1e-2
+
+
+def test_group_norm_model_is_batched_and_equals_one_at_a_time(group_norm_ckpt, tmp_path):
+    files = [_write(tmp_path / f"u{k}.wav", 3 + 3 * k, seed=10 + k) for k in range(3)]  # three lengths
+    ctc = load_ctc_model(group_norm_ckpt)
+    calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    run = ctc.logits
+
+    def recorded(waveforms, lengths):
+        logits, frames = run(waveforms, lengths)
+        calls.append((waveforms, lengths, logits, frames))
+        return logits, frames
+
+    ctc.logits = recorded
+    results, failures = transcribe_files(ctc, files, show_progress=False)
+    assert not failures and len(calls) == 1  # one padded batch of three, as for a layer-norm model
+    waveforms, lengths, logits, frames = calls[0]
+    assert len(set(lengths.tolist())) == 3
+    for i, n in enumerate(lengths.tolist()):
+        alone, alone_frames = run(waveforms[i : i + 1, :n], lengths[i : i + 1])
+        assert int(frames[i]) == int(alone_frames[0])
+        torch.testing.assert_close(logits[i, : int(frames[i])], alone[0], atol=1e-5, rtol=0)
+    for r, path in zip(results, files):
+        (single,), _ = transcribe_files(ctc, [path], show_progress=False)
+        assert r.hypothesis.tokens and single.hypothesis.tokens == r.hypothesis.tokens
+        assert single.hypothesis.text == r.hypothesis.text
+        assert abs(single.hypothesis.score - r.hypothesis.score) < 1e-3
+    assert len(calls) == 4  # and then one call per file alone
 
 
 def test_timestamps_are_ordered_and_inside_the_audio(tiny_ckpt, tmp_path):

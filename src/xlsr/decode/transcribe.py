@@ -1,9 +1,11 @@
 """Transcription: a CTC model from a run folder or checkpoint, batched over files, greedy or LM beam search.
 
 Files are loaded and decoded in batches of similar length (sorted by duration, bounded by
-`max_batch_seconds` of padded audio); recordings longer than `chunk_seconds` go through
-overlapping windows merged by time (decode/chunking.py). An unreadable file is recorded as a
-failure with its one-line reason and the others are still transcribed.
+`max_batch_seconds` of padded audio), whichever the CNN: each row carries its length, and the model
+gives it what it gets alone (the group-norm CNN normalizes layer 0 over each row's valid steps).
+Recordings longer than `chunk_seconds` go through overlapping windows merged by time
+(decode/chunking.py). An unreadable file is recorded as a failure with its one-line reason and the
+others are still transcribed.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ class CTCModel:
     model: torch.nn.Module
     vocab: object  # xlsr.text.vocab.Vocabulary
     normalize: bool  # per-utterance z-norm of the waveform (layer-norm / XLSR models)
-    batchable: bool  # False for group-norm CNNs, whose output depends on padding (pitfall §11.6)
     source: str
 
     @property
@@ -67,7 +68,7 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
         raise CheckpointError(f"{path}: unusable vocabulary ({exc})") from None
     model = loaded.model.to(device).eval()
     cfg = loaded.config
-    return CTCModel(model, vocab, bool(cfg.normalize_waveform), cfg.extractor_mode == "layer_norm", str(path))
+    return CTCModel(model, vocab, bool(cfg.normalize_waveform), str(path))
 
 
 def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
@@ -182,7 +183,7 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             bar.update(1)
             continue
         longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
-        if pending and (not ctc.batchable or longest * (len(pending) + 1) > max_batch_seconds * SAMPLE_RATE):
+        if pending and longest * (len(pending) + 1) > max_batch_seconds * SAMPLE_RATE:
             flush()
         pending.append((pos, path, wave))
     flush()
