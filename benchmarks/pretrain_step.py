@@ -2,9 +2,12 @@
 
 Both models get the identical configuration (random weights, offline), the same batch, the same mask
 and negatives of the same K. Prints audio-seconds per second for each, their ratio, and the achieved
-FLOP/s as a share of the measured peak matmul FLOP/s of this machine.
+FLOP/s as a share of the measured peak matmul FLOP/s of this machine, and the activation memory: bytes the
+forward pass allocates and still holds when backward starts. `--activation-checkpointing` turns on
+recomputation in both (ours: `set_activation_checkpointing`; transformers: `gradient_checkpointing_enable`).
 
     python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --steps 5
+    python benchmarks/pretrain_step.py --preset base --device cuda --dtype bf16 --activation-checkpointing
 """
 
 from __future__ import annotations
@@ -78,6 +81,24 @@ def count_flops(step) -> int:
     return counter.get_total_flops()
 
 
+def activation_bytes(forward, device: torch.device) -> int:
+    """Bytes that one call of `forward` allocates and still holds at its end (what backward will need)."""
+    if device.type == "cuda":
+        sync(device)
+        before = torch.cuda.memory_allocated(device)
+        out = forward()
+        sync(device)
+        held = torch.cuda.memory_allocated(device) - before
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = forward()
+        held = sum(e.self_cpu_memory_usage for e in prof.events())
+    del out
+    return held
+
+
 def time_steps(step, device: torch.device, warmup: int, steps: int) -> float:
     """Median seconds per call of `step` after `warmup` untimed calls."""
     for _ in range(warmup):
@@ -105,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--skip-hf", action="store_true", help="time xlsr only")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="recompute activations in backward, in both models")
     args = p.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -121,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # One mask for both models, drawn with our sampler (same count per row, fairseq semantics).
     ours = Wav2Vec2ForPreTraining(cfg).to(device).train()
+    ours.set_activation_checkpointing(args.activation_checkpointing)
     T = int(ours.wav2vec2.frame_lengths(torch.tensor([S]))[0])
     gen = torch.Generator(device=device).manual_seed(args.seed)
     mask = compute_mask_indices(torch.full((B,), T, device=device), T, cfg.mask_prob, cfg.mask_length,
@@ -128,15 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     M = int(mask.sum(1)[0])
     opt = torch.optim.Adam(ours.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
 
-    def ours_step():
+    def ours_forward():
         with autocast:
-            out = ours(waveforms, mask_time_indices=mask, generator=gen)
+            return ours(waveforms, mask_time_indices=mask, generator=gen)
+
+    def ours_step():
+        out = ours_forward()
         (out.loss / out.num_masked).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     results = {}
     flops = {"xlsr": count_flops(ours_step)}
+    memory = {"xlsr": activation_bytes(ours_forward, device)}
     results["xlsr"] = time_steps(ours_step, device, args.warmup, args.steps)
 
     if not args.skip_hf:
@@ -145,31 +173,39 @@ def main(argv: list[str] | None = None) -> int:
 
         hf = HFPreTraining(hf_config(cfg)).to(device).train()
         hf.set_gumbel_temperature(cfg.latent_temp[0])
+        if args.activation_checkpointing:
+            hf.gradient_checkpointing_enable()
         hf_opt = torch.optim.Adam(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
         mask_np = mask.cpu().numpy()
         negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask_np), device=device)
 
-        def hf_step():
+        def hf_forward():
             with autocast:
-                out = hf(waveforms, mask_time_indices=mask, sampled_negative_indices=negs)
+                return hf(waveforms, mask_time_indices=mask, sampled_negative_indices=negs)
+
+        def hf_step():
+            out = hf_forward()
             (out.loss / M / B).backward()
             hf_opt.step()
             hf_opt.zero_grad(set_to_none=True)
 
         flops["transformers"] = count_flops(hf_step)
+        memory["transformers"] = activation_bytes(hf_forward, device)
         results["transformers"] = time_steps(hf_step, device, args.warmup, args.steps)
 
     peak = peak_matmul_flops(device, dtype)
     audio = B * S / SAMPLE_RATE
     print(f"preset={args.preset} batch={B}x{args.seconds:g}s device={args.device} dtype={args.dtype} "
-          f"threads={torch.get_num_threads()} steps={args.steps} (+{args.warmup} warmup) frames={T} masked/row={M}")
+          f"threads={torch.get_num_threads()} steps={args.steps} (+{args.warmup} warmup) frames={T} masked/row={M} "
+          f"activation_checkpointing={args.activation_checkpointing}")
     print(f"peak matmul ({args.dtype}, 2048^2): {peak / 1e9:.1f} GFLOP/s")
     for name, sec in results.items():
         print(f"{name:>13}: {sec:.3f} s/step  {audio / sec:7.1f} audio-s/s  "
               f"{flops[name] / 1e9:7.1f} GFLOP/step  {flops[name] / sec / 1e9:6.1f} GFLOP/s "
-              f"= {flops[name] / sec / peak:.1%} of peak")
+              f"= {flops[name] / sec / peak:.1%} of peak  activations {memory[name] / 2**20:7.1f} MiB")
     if "transformers" in results:
-        print(f"speed-up xlsr / transformers: {results['transformers'] / results['xlsr']:.2f}x")
+        print(f"speed-up xlsr / transformers: {results['transformers'] / results['xlsr']:.2f}x; "
+              f"activation memory xlsr / transformers: {memory['xlsr'] / memory['transformers']:.2f}x")
     return 0
 
 
