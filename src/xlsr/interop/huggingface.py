@@ -355,7 +355,8 @@ def hf_preprocessor_config(cfg) -> dict:
         "padding_value": 0.0,
         "padding_side": "right",
         "do_normalize": bool(cfg.normalize_waveform),
-        # Group-norm CNNs normalise over time, so padding changes them whatever the mask (spec §11 #6).
+        # transformers' group-norm CNN normalises over the padded row whatever the mask (spec §11 #6), and its
+        # convention is to feed such models unpadded, maskless batches; xlsr itself honours lengths in both modes.
         "return_attention_mask": cfg.extractor_mode == "layer_norm",
         "processor_class": "Wav2Vec2Processor",
     }
