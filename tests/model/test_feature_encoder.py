@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from conftest import assert_padded_batch_equals_single_runs, micro_config, sine_batch
+from model_fixtures import assert_padded_batch_equals_single_runs, micro_config, sine_batch
 
 from xlsr.model import Wav2Vec2Model
 from xlsr.model.feature_encoder import group_norm_over_valid_steps

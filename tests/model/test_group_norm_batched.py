@@ -3,7 +3,7 @@ lengths gives each one, at its valid frames, what it gets alone (hidden states, 
 
 import pytest
 import torch
-from conftest import assert_padded_batch_equals_single_runs, sine_batch
+from model_fixtures import assert_padded_batch_equals_single_runs, sine_batch
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 

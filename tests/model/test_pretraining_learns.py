@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import micro_config, sine_batch
+from model_fixtures import micro_config, sine_batch
 
 from xlsr import Wav2Vec2Config, Wav2Vec2ForPreTraining
 

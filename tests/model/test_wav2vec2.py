@@ -1,7 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_padded_batch_equals_single_runs, micro_config, sine_batch
+from model_fixtures import assert_padded_batch_equals_single_runs, micro_config, sine_batch
 
 from xlsr import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining, Wav2Vec2Model
 from xlsr.errors import XlsrError
