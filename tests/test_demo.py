@@ -50,6 +50,19 @@ def test_one_released_checkpoint_missing_is_named(tmp_path):
         run_demo(tmp_path / "out", DemoSettings.quick(), released_dir=tmp_path / "rel", quiet=True)
 
 
+def test_scratch_architecture_is_the_released_config_with_finetuning_defaults(tmp_path):
+    """The from-scratch baseline's `model` overrides come from the release's config.json alone (weights unread)."""
+    from xlsr.demo import scratch_architecture
+    from xlsr.interop.native import load_checkpoint
+    from xlsr.train.finetune import finetune_model_defaults
+
+    released = fake_releases(tmp_path / "rel") / MULTILINGUAL
+    wanted = {**load_checkpoint(released).config.to_dict(), **finetune_model_defaults()}
+    (released / "model.safetensors").unlink()
+    assert scratch_architecture(released) == wanted
+    assert wanted["extractor_mode"] == "group_norm" and wanted["num_codevectors_per_group"] == 16
+
+
 def test_foreign_out_folder_is_refused_and_kept(tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
