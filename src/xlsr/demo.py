@@ -16,7 +16,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from xlsr.errors import XlsrError
@@ -52,7 +52,7 @@ class DemoSettings:
     pretrain_updates: int = 300  # the live run: ~3 minutes; the recipe leaves chance level after ~100 updates
     # fp32: on the 2-core CPU, eager bf16 pretraining steps measured ~2.7x slower than fp32
     pretrain_settings: dict = field(default_factory=lambda: {"precision": "fp32"})  # further PretrainConfig keys
-    device: str = "cpu"
+    device: str = "auto"  # auto: this machine's GPU if it has one, else the CPU
 
     @classmethod
     def quick(cls) -> DemoSettings:
@@ -279,9 +279,11 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
     """The whole demo into `out_dir`; `full` first re-creates the released checkpoints into DIR/released."""
     from xlsr.released.recipes import require_released
+    from xlsr.train.distributed import pick_device
 
     settings = settings or DemoSettings()
     settings.check()
+    settings = replace(settings, device=str(pick_device(settings.device)))  # one line for a bad --device
     names = [MULTILINGUAL, MONOLINGUAL]
     if not full:
         released = require_released(names, released_dir)  # fail in one line before any work
@@ -294,7 +296,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
 
         t0 = log.begin("re-creating the released checkpoints from scratch (xlsr synth + pretrain + plot)")
         released = recreate_released(out / "released", release_work or out / "release_work", names=names,
-                                     quick=quick_release, parallel=True)
+                                     quick=quick_release, parallel=True, machine={"device": settings.device})
         result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
     result.released = {name: str(path) for name, path in released.items()}
 

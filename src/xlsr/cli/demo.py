@@ -20,6 +20,7 @@ def register(subparsers) -> None:
                         "see src/xlsr/released/README.md)")
     p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
     p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones)")
+    p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N")
     p.set_defaults(func=run)
 
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from xlsr.demo import DemoSettings, per_table, run_demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
+    settings.device = args.device
     result = run_demo(args.out, settings, released_dir=args.released, full=args.full, quick_release=args.quick)
     print()
     print(f"Phone error rate on the {settings.target} test set:")
