@@ -13,6 +13,7 @@ Every figure in the report is what this run measured.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -296,7 +297,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
 
         t0 = log.begin("re-creating the released checkpoints from scratch (xlsr synth + pretrain + plot)")
         released = recreate_released(out / "released", release_work or out / "release_work", names=names,
-                                     quick=quick_release, parallel=True, machine={"device": settings.device})
+                                     quick=quick_release, parallel=True, machine={"device": settings.device},
+                                     synth_workers=max(1, (os.cpu_count() or 2) // len(names)))  # 1 each on 2 cores
         result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
     result.released = {name: str(path) for name, path in released.items()}
 
