@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from data_fixtures import PhoneVocab
 
-from tests.data.conftest import PhoneVocab
 from xlsr.data.batching import finetune_loader, pack_batches, pretrain_loader
 from xlsr.data.manifest import Utterance, read_split
 from xlsr.errors import XlsrError
