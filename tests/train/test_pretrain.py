@@ -149,3 +149,25 @@ def test_unreadable_audio_is_skipped_up_to_max_bad_share(tmp_path):
         pretrain(_cfg(data, tmp_path / "strict", max_updates=2, max_bad_share=0.0))
     run = pretrain(_cfg(data, tmp_path / "lenient", max_updates=2, max_bad_share=0.2))
     assert (run / "checkpoints" / "last").is_dir()
+
+
+def test_activation_checkpointing_run_matches_a_plain_run(data, tmp_path, monkeypatch):
+    """The trainer turns checkpointing on from the config; the run's losses and weights stay those of a plain run."""
+    import xlsr.model.transformer as transformer
+
+    calls = []
+    real = transformer.checkpoint
+    monkeypatch.setattr(transformer, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    plain = pretrain(_cfg(data, tmp_path / "plain", max_updates=3))
+    assert not calls
+    ckpt = pretrain(_cfg(data, tmp_path / "ckpt", max_updates=3, activation_checkpointing=True))
+    assert calls  # the blocks did run through torch.utils.checkpoint
+    la = [r["loss"] for r in read_log(plain / "log.jsonl") if r.get("split") == "train"]
+    lb = [r["loss"] for r in read_log(ckpt / "log.jsonl") if r.get("split") == "train"]
+    assert len(la) == 3
+    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=1e-5, atol=1e-6)
+    a, b = load_weights(plain / "checkpoints" / "last"), load_weights(ckpt / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=k)
+    saved = yaml.safe_load((ckpt / "config.yaml").read_text())
+    assert saved["activation_checkpointing"] is True
