@@ -171,3 +171,23 @@ def test_activation_checkpointing_run_matches_a_plain_run(data, tmp_path, monkey
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=k)
     saved = yaml.safe_load((ckpt / "config.yaml").read_text())
     assert saved["activation_checkpointing"] is True
+
+
+def test_out_of_memory_is_one_line_with_advice_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    pretrain(_cfg(data, run, max_updates=2, save_every=1))
+    saved = {p: p.read_bytes() for p in (run / "checkpoints" / "last").iterdir()}
+
+    def out_of_memory(self, model, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(pretrain_mod.PretrainTask, "train_step", out_of_memory)
+    yaml_cfg = tmp_path / "run.yaml"
+    yaml_cfg.write_text(yaml.safe_dump({k: v for k, v in vars(_cfg(data, run, max_updates=4)).items()}))
+    assert _cli("--config", yaml_cfg) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    err = err.splitlines()[-1]  # after the run's own info lines (language table, "resuming ...")
+    assert err.startswith("xlsr: error:") and "out of cpu memory at update 2 on a batch of" in err
+    assert "lower --max-tokens (now 64000)" in err and "--activation-checkpointing true" in err
+    assert {p: p.read_bytes() for p in (run / "checkpoints" / "last").iterdir()} == saved

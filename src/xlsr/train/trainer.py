@@ -11,7 +11,7 @@ import math
 import random
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,6 +100,32 @@ def learning_rate(cfg: TrainerConfig, update: int) -> float:
                             phase_ratio=tuple(cfg.phase_ratio), init_lr_scale=cfg.init_lr_scale,
                             final_lr_scale=cfg.final_lr_scale)
     return constant_lr(update, peak_lr=cfg.lr, warmup_updates=warmup)
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
+
+
+@contextmanager
+def _out_of_memory_advice(trainer: Trainer, batch):
+    """Turn an out-of-memory error in a training step into one line that says what to change (the last
+    checkpoint is kept: the same command with smaller batches resumes from it)."""
+    try:
+        yield
+    except (_OUT_OF_MEMORY, RuntimeError) as exc:
+        if not isinstance(exc, _OUT_OF_MEMORY) and "can't allocate memory" not in str(exc):  # the CPU allocator's
+            raise
+        cfg = trainer.cfg
+        shape = "x".join(str(n) for n in getattr(batch, "waveforms", torch.empty(0)).shape) or "?"
+        tips = []
+        if getattr(cfg, "max_tokens", None):
+            tips.append(f"lower --max-tokens (now {cfg.max_tokens}) and raise --update-freq (now {cfg.update_freq}) "
+                        f"to keep the batch size")
+        if not cfg.activation_checkpointing:
+            tips.append("add --activation-checkpointing true")
+        if cfg.precision == "fp32" and trainer.device.type == "cuda":
+            tips.append("use --precision bf16")
+        raise TrainingError(f"{trainer.run_dir}: out of {trainer.device.type} memory at update {trainer.update} "
+                            f"on a batch of {shape} samples; {'; '.join(tips) or 'use smaller batches'}") from None
 
 
 def seed_everything(seed: int) -> None:
@@ -263,7 +289,7 @@ class Trainer:
             last = i == len(micro) - 1
             sync = nullcontext() if last or not isinstance(self.net, nn.parallel.DistributedDataParallel) \
                 else self.net.no_sync()
-            with sync:
+            with sync, _out_of_memory_advice(self, batch):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                     enabled=self.amp_dtype is not None):
                     loss, logs = task.train_step(self.net, batch)
