@@ -4,7 +4,7 @@ Both models get the identical configuration (random weights, offline), the same 
 and negatives of the same K. Prints audio-seconds per second for each, their ratio, and the achieved
 FLOP/s as a share of the measured peak matmul FLOP/s of this machine, and the activation memory: bytes the
 forward pass allocates and still holds when backward starts. `--activation-checkpointing` turns on
-recomputation in both (ours: `set_activation_checkpointing`; transformers: `gradient_checkpointing_enable`).
+recomputation in both (ours: `set_activation_checkpointing`; transformers: `activation_checkpointing_enable`).
 
     python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --steps 5
     python benchmarks/pretrain_step.py --preset base --device cuda --dtype bf16 --activation-checkpointing
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
         hf = HFPreTraining(hf_config(cfg)).to(device).train()
         hf.set_gumbel_temperature(cfg.latent_temp[0])
-        if args.activation_checkpointing:
-            hf.gradient_checkpointing_enable()
+        if args.activation_checkpointing:  # transformers 5 renamed gradient_checkpointing_enable
+            getattr(hf, "activation_checkpointing_enable", hf.gradient_checkpointing_enable)()
         hf_opt = torch.optim.Adam(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
         mask_np = mask.cpu().numpy()
         negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask_np), device=device)
