@@ -1,6 +1,7 @@
 """Audio clips → codeword ids: the quantizer in eval mode (hard argmax, no Gumbel noise), in padded batches.
 
-A language's clips are sorted by length and batched up to `max_batch_samples` of padded audio. Each row
+A language's clips are read, cut into pieces, and packed shortest first as the fine-tuning loader packs
+(`pack_batches`), up to `max_batch_samples` of padded audio per forward pass. Each row
 carries its length, and the model honours it in both CNN modes (the group-norm CNN normalizes layer 0 over
 each row's valid steps), so a clip gets the codes it gets alone (features agree to ~1e-6; only an argmax
 near-tie could flip). Clips longer than `max_chunk_samples` are quantized in pieces, each piece its own row.
@@ -15,6 +16,7 @@ import torch
 
 from xlsr.analysis.codebook import codeword_ids
 from xlsr.analysis.selection import Clip
+from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
 from xlsr.progress import progress
 
@@ -46,10 +48,7 @@ def waveform_pieces(waveform: np.ndarray, *, min_samples: int = 400,
 @torch.inference_mode()
 def quantize_batch(model: torch.nn.Module, pieces: list[np.ndarray], *, device: torch.device) -> list[np.ndarray]:
     """(T_i, G) group indices of each waveform piece, from one zero-padded batch with its lengths."""
-    lengths = torch.tensor([p.shape[0] for p in pieces])
-    x = torch.zeros(len(pieces), int(lengths.max()))
-    for i, p in enumerate(pieces):
-        x[i, : p.shape[0]] = torch.from_numpy(np.ascontiguousarray(p, dtype=np.float32))
+    x, lengths = pad_waveforms(pieces)
     codes, frame_lengths = model.quantize(x.to(device), lengths.to(device))  # (B, T, G), (B,)
     codes = codes.cpu().numpy().astype(np.int64)
     return [codes[i, :n] for i, n in enumerate(frame_lengths.cpu().tolist())]
@@ -85,36 +84,25 @@ def _clip_codes(model: torch.nn.Module, clips: list[Clip], *, normalize: bool, d
                 min_samples: int, max_batch_samples: int, max_chunk_samples: int, bar
                 ) -> tuple[list[np.ndarray], int]:
     """(T_k, G) group indices of each readable clip, in clip order, and the samples read."""
-    codes: dict[int, list[np.ndarray]] = {}  # clip position -> codes of its pieces, in order
-    pending: list[tuple[int, np.ndarray]] = []  # (clip position, piece)
-    queued = 0  # clips whose every piece is in `pending` or already quantized
-    read = 0
-
-    def flush() -> None:
-        nonlocal queued
-        if pending:
-            for (k, _), piece_codes in zip(pending, quantize_batch(model, [p for _, p in pending], device=device)):
-                codes[k].append(piece_codes)
-            pending.clear()
-        bar.update(queued)
-        queued = 0
-
-    # Shortest first: the rows of a batch have similar lengths, so little of it is padding.
-    for k in sorted(range(len(clips)), key=lambda k: clips[k].num_samples):
+    owners, pieces, read = [], [], 0  # owners[j]: the clip of pieces[j]; a clip's pieces stay in order
+    for k, clip in enumerate(clips):
         try:
-            waveform = load_clip(clips[k], normalize=normalize)
+            waveform = load_clip(clip, normalize=normalize)
         except AudioError as exc:
             log.warning("skipping bad audio: %s", exc)
-            bar.update(1)
             continue
         read += waveform.shape[0]
-        codes[k] = []
         for piece in waveform_pieces(waveform, min_samples=min_samples, max_chunk_samples=max_chunk_samples):
-            longest = max([piece.shape[0]] + [p.shape[0] for _, p in pending])
-            if pending and longest * (len(pending) + 1) > max_batch_samples:
-                flush()
-            pending.append((k, piece))
-        queued += 1
-    flush()
-    no_frames = np.zeros((0, 0), dtype=np.int64)
-    return [np.concatenate(codes[k]) if codes[k] else no_frames for k in sorted(codes)], read
+            owners.append(k)
+            pieces.append(piece)
+    codes: list[np.ndarray | None] = [None] * len(pieces)
+    # The fine-tuning loader's packing: shortest first, B x longest <= max_batch_samples.
+    lengths = np.array([p.shape[0] for p in pieces], dtype=np.int64)
+    for batch in pack_batches(lengths, np.arange(len(pieces)), max_batch_samples, crop_to_shortest=False):
+        for j, piece_codes in zip(batch, quantize_batch(model, [pieces[j] for j in batch], device=device)):
+            codes[j] = piece_codes
+    bar.update(len(clips))
+    by_clip: dict[int, list[np.ndarray]] = {}
+    for k, c in zip(owners, codes):
+        by_clip.setdefault(k, []).append(c)
+    return [np.concatenate(by_clip[k]) for k in sorted(by_clip)], read

@@ -46,6 +46,15 @@ class FinetuneBatch:
     ids: list[str]
 
 
+def pad_waveforms(waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D waveforms -> zero-padded (B, S) float32 and their lengths (B,) long."""
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.long)
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for row, w in enumerate(waves):
+        batch[row, : len(w)] = torch.as_tensor(w)
+    return batch, lengths
+
+
 def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
                  max_sample_size: int | None = None) -> list[list[int]]:
     """Greedy length-sorted packing of `order` (indices into `lengths`) under `max_tokens` per batch.
@@ -125,16 +134,13 @@ class _BatchDataset(Dataset):
                              langs=[self.utts[i].lang for i, _ in loaded])
 
     def _pad(self, loaded: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> FinetuneBatch:
-        lengths = [len(x) for _, x in loaded]
-        waves = torch.zeros(len(loaded), max(lengths))
-        for row, (_, x) in enumerate(loaded):
-            waves[row, :len(x)] = torch.from_numpy(x)
+        waves, lengths = pad_waveforms([x for _, x in loaded])
         label_rows = [self.labels[i] for i, _ in loaded]
         label_lengths = [len(r) for r in label_rows]
         labels = torch.zeros(len(loaded), max(max(label_lengths), 1), dtype=torch.long)
         for row, ids in enumerate(label_rows):
             labels[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return FinetuneBatch(waveforms=waves, lengths=torch.tensor(lengths), labels=labels,
+        return FinetuneBatch(waveforms=waves, lengths=lengths, labels=labels,
                              label_lengths=torch.tensor(label_lengths),
                              langs=[self.utts[i].lang for i, _ in loaded],
                              ids=[self.utts[i].id for i, _ in loaded])

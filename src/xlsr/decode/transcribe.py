@@ -202,10 +202,9 @@ def _check_long_enough(ctc: CTCModel, path: Path, num_samples: int) -> None:
 
 def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, timestamps: bool) -> list[Hypothesis]:
     """Zero-pad a batch, run the model once, decode every row."""
-    lengths = torch.tensor([w.numel() for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for i, w in enumerate(waves):
-        batch[i, : w.numel()] = w
+    from xlsr.data.batching import pad_waveforms
+
+    batch, lengths = pad_waveforms(waves)
     logits, frames = ctc.logits(batch.to(ctc.device), lengths.to(ctc.device))
     return decoder(logits.cpu(), frames.cpu(), timestamps=timestamps)
 
