@@ -153,15 +153,15 @@ def test_unreadable_audio_is_skipped_up_to_max_bad_share(tmp_path):
 
 def test_activation_checkpointing_run_matches_a_plain_run(data, tmp_path, monkeypatch):
     """The trainer turns checkpointing on from the config; the run's losses and weights stay those of a plain run."""
-    import xlsr.model.transformer as transformer
+    import xlsr.model.recompute as recompute
 
     calls = []
-    real = transformer.checkpoint
-    monkeypatch.setattr(transformer, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = recompute.checkpoint
+    monkeypatch.setattr(recompute, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     plain = pretrain(_cfg(data, tmp_path / "plain", max_updates=3))
     assert not calls
     ckpt = pretrain(_cfg(data, tmp_path / "ckpt", max_updates=3, activation_checkpointing=True))
-    assert calls  # the blocks did run through torch.utils.checkpoint
+    assert calls  # the layers did run through torch.utils.checkpoint
     la = [r["loss"] for r in read_log(plain / "log.jsonl") if r.get("split") == "train"]
     lb = [r["loss"] for r in read_log(ckpt / "log.jsonl") if r.get("split") == "train"]
     assert len(la) == 3

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+
+from xlsr.model.recompute import run_layer
 
 
 class _GradMultiply(torch.autograd.Function):
@@ -132,7 +133,7 @@ class FeatureEncoder(nn.Module):
         self.kernels_strides = [(k, s) for _, k, s in conv_layers]
         self.mode = mode
         self.grad_mult = grad_mult
-        self.activation_checkpointing = False  # recompute each conv layer in backward (see _layer)
+        self.activation_checkpointing = False  # recompute each conv layer in backward (model/recompute.py)
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for each input length: T = floor((S - k) / s) + 1 per layer, no padding."""
@@ -161,21 +162,15 @@ class FeatureEncoder(nn.Module):
             return None  # nothing padded (decided on the host, no sync): the plain GroupNorm, bit for bit
         return steps.to(waveforms.device, non_blocking=True)
 
-    def _layer(self, i: int, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
-        """Conv layer i; with activation checkpointing only its input is kept, and it runs again in backward."""
-        layer = self.conv_layers[i]
-        if self.activation_checkpointing and torch.is_grad_enabled():
-            return checkpoint(layer, x, steps, use_reentrant=False)
-        return layer(x, steps)
-
     def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if self.mode == "layer_norm":  # channels-last throughout: (B, S, 1) -> (B, T, C), contiguous
             x = waveforms.unsqueeze(-1)
-            for i in range(len(self.conv_layers)):
-                x = self._layer(i, x)
+            for layer in self.conv_layers:
+                x = run_layer(layer, x, recompute=self.activation_checkpointing)
             return x
         x = waveforms.unsqueeze(1)  # (B, 1, S)
-        x = self._layer(0, x, self._layer0_steps(waveforms, lengths))
-        for i in range(1, len(self.conv_layers)):
-            x = self._layer(i, x)
+        steps = self._layer0_steps(waveforms, lengths)
+        x = run_layer(self.conv_layers[0], x, steps, recompute=self.activation_checkpointing)
+        for layer in self.conv_layers[1:]:
+            x = run_layer(layer, x, recompute=self.activation_checkpointing)
         return x.transpose(1, 2)  # (B, T, C)

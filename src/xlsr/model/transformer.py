@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
-from torch.utils.checkpoint import checkpoint
+
+from xlsr.model.recompute import run_layer
 
 
 class PositionalConv(nn.Module):
@@ -145,10 +146,7 @@ class TransformerEncoder(nn.Module):
                 if not _is_sharded(layer):  # DDP wants every parameter in the graph; FSDP shards cannot join
                     x = x + 0.0 * sum(p.sum() for p in layer.parameters()).to(x.dtype)
                 continue
-            if self.activation_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, attn_mask, use_reentrant=False)
-            else:
-                x = layer(x, attn_mask)
+            x = run_layer(layer, x, attn_mask, recompute=self.activation_checkpointing)
         if self.layer_norm_first:
             x = self.norm(x)
         if hidden is not None:
