@@ -7,24 +7,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from .test_fsdp import _free_port
+from .test_fsdp import _free_port, layerdrop_model
 
 
 def _checkpointing_model():
-    from dataclasses import replace
-
-    from xlsr.model import Wav2Vec2Config, Wav2Vec2Model
-
-    torch.manual_seed(0)
-    cfg = replace(Wav2Vec2Config.preset("tiny"), layerdrop=0.5, dropout=0.0, attention_dropout=0.0,
-                  activation_dropout=0.0, dropout_input=0.0)
-    model = Wav2Vec2Model(cfg).train()
-    for seed in range(100):  # a draw that skips some layers but not all
-        model.encoder.set_layerdrop_seed(seed)
-        skipped = model.encoder._layers_to_skip()
-        if any(skipped) and not all(skipped):
-            break
-    model.encoder.set_layerdrop_seed(seed)
+    model, _ = layerdrop_model(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, dropout_input=0.0)
     return model
 
 

@@ -62,24 +62,32 @@ def test_fsdp_matches_one_process_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
-def _layerdrop_worker(rank: int, world: int, port: int, out: str) -> None:
+def layerdrop_model(**overrides):
+    """A tiny Wav2Vec2Model (seed 0) with layerdrop 0.5, seeded so that its next forward skips some layers but
+    not all (the same draw on every rank); returns it and which layers that forward skips."""
     from dataclasses import replace
 
     from xlsr.model import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    model = Wav2Vec2Model(replace(Wav2Vec2Config.preset("tiny"), layerdrop=0.5, **overrides)).train()
+    for seed in range(100):
+        model.encoder.set_layerdrop_seed(seed)
+        skipped = model.encoder._layers_to_skip()
+        if any(skipped) and not all(skipped):
+            break
+    model.encoder.set_layerdrop_seed(seed)  # the forward draws the same again
+    return model, skipped
+
+
+def _layerdrop_worker(rank: int, world: int, port: int, out: str) -> None:
     from xlsr.train.distributed import init_distributed, shutdown, wrap_model
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     info = init_distributed("cpu")
-    torch.manual_seed(0)
-    model = Wav2Vec2Model(replace(Wav2Vec2Config.preset("tiny"), layerdrop=0.5))
-    for seed in range(100):  # a draw (the same on both ranks) that skips some layers but not all
-        model.encoder.set_layerdrop_seed(seed)
-        skipped = model.encoder._layers_to_skip()
-        if any(skipped) and not all(skipped):
-            break
-    model.encoder.set_layerdrop_seed(seed)  # the forward below draws the same again
+    model, skipped = layerdrop_model()
     net = wrap_model(model, info, "fsdp")
     net.train()
     net(torch.randn(1, 4000), torch.tensor([4000])).last_hidden_state.pow(2).mean().backward()
