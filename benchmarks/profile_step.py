@@ -3,8 +3,8 @@
 Profiles xlsr's pretraining step (forward + backward + Adam, as benchmarks/pretrain_step.py times it) or the
 CTC fine-tuning step / inference (as benchmarks/finetune_infer.py times them), and prints the ops that take
 the most self time (time spent in the op itself, not in the ops it calls), each as a share of the step, and
-the host syncs the step made (`.item()`, `bool()`, `.cpu()`, ... show up as aten::_local_scalar_dense and
-aten::to/copy_ to the CPU on an accelerator).
+where the forward + backward makes the host wait for the device (on CUDA: torch.cuda.set_sync_debug_mode; on
+the CPU: the scalar reads that would).
 
     python benchmarks/profile_step.py --preset tiny --batch 8 --seconds 4 --threads 2
     python benchmarks/profile_step.py --what finetune --preset base --threads 2 --top 20
@@ -14,36 +14,47 @@ aten::to/copy_ to the CPU on an accelerator).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
+import traceback
+import warnings
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 
 SAMPLE_RATE = 16000
+TORCH_DIR = str(Path(torch.__file__).parent)
 
 
 def pretrain_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, autocast, seed: int):
-    """One pretraining step closure: the model draws its own mask and negatives from a generator, as in training."""
+    """(forward + backward, optimizer step) closures of a pretraining step; the model draws its own mask and
+    negatives from a generator, as in training."""
     model = Wav2Vec2ForPreTraining(cfg).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     waveforms = torch.randn(B, S, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
 
-    def step():
+    def forward_backward():
         with autocast:
             out = model(waveforms, generator=gen)
         (out.loss / out.num_masked).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    return step
+    return forward_backward, lambda: adam_step(opt)
+
+
+def adam_step(opt: torch.optim.Optimizer) -> None:
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def finetune_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, autocast, seed: int, infer: bool):
-    """One CTC fine-tuning step (CNN frozen, SpecAugment on) or one inference call, as finetune_infer.py runs them."""
+    """(forward + backward, optimizer step) of a CTC fine-tuning step (CNN frozen, SpecAugment on), or
+    (inference call, nothing), as finetune_infer.py runs them."""
     cfg.mask_prob, cfg.mask_channel_prob, cfg.layerdrop = 0.3, 0.1, 0.0
     model = Wav2Vec2ForCTC(cfg, vocab_size=40).to(device)
     model.freeze_feature_encoder()
@@ -52,20 +63,18 @@ def finetune_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, aut
     lengths = torch.full((B,), S)
     labels = torch.randint(1, 40, (B, int(S / SAMPLE_RATE * 12)))
 
-    def step():
+    def forward_backward():
         model.train()
         with autocast:
             loss = model(waveforms, lengths, labels).loss
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
     def inference():
         model.eval()
         with torch.inference_mode(), autocast:
             model(waveforms, lengths)
 
-    return inference if infer else step
+    return (inference, lambda: None) if infer else (forward_backward, lambda: adam_step(opt))
 
 
 def top_ops_table(prof, device: torch.device, top: int, sort: str) -> str:
@@ -86,9 +95,48 @@ def top_ops_table(prof, device: torch.device, top: int, sort: str) -> str:
     return "\n".join(lines)
 
 
-def host_syncs(prof) -> int:
-    """Calls that read a device value on the host (aten::_local_scalar_dense: .item(), bool(), int(), tolist())."""
-    return sum(e.count for e in prof.key_averages() if e.key == "aten::_local_scalar_dense")
+class _ScalarReads(TorchDispatchMode):
+    """Counts aten::_local_scalar_dense (.item(), int(), bool()) by the innermost call site outside torch."""
+
+    def __init__(self):
+        super().__init__()
+        self.sites: collections.Counter = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.sites[_call_site()] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _call_site() -> str:
+    """file:line of the innermost frame outside torch and this script."""
+    for f in reversed(traceback.extract_stack()):
+        if not f.filename.startswith(TORCH_DIR) and f.filename != __file__:
+            return f"{Path(f.filename).name}:{f.lineno}"
+    return "?"
+
+
+def host_syncs(forward_backward, device: torch.device) -> collections.Counter:
+    """Where the model's forward + backward makes the host wait for the device, by call site.
+
+    On CUDA: every synchronizing call torch.cuda.set_sync_debug_mode reports. On the CPU, where nothing
+    synchronizes, the scalar reads that would (some read CPU-resident tensors that stay on the CPU in a GPU run:
+    tests/model/test_host_syncs.py lists them).
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                forward_backward()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return collections.Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught
+                                   if "synchroniz" in str(w.message))
+    with _ScalarReads() as reads:
+        forward_backward()
+    return reads.sites
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,9 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if args.dtype == "bf16"
                 else contextlib.nullcontext())
     if args.what == "pretrain":
-        step = pretrain_step(cfg, B, S, device, autocast, args.seed)
+        forward_backward, optimizer_step = pretrain_step(cfg, B, S, device, autocast, args.seed)
     else:
-        step = finetune_step(cfg, B, S, device, autocast, args.seed, infer=args.what == "infer")
+        forward_backward, optimizer_step = finetune_step(cfg, B, S, device, autocast, args.seed,
+                                                         infer=args.what == "infer")
+
+    def step():
+        forward_backward()
+        optimizer_step()
+
     for _ in range(args.warmup):
         step()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -132,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
           f"dtype={args.dtype} threads={torch.get_num_threads()} profiled steps={args.steps}, top {args.top} by "
           f"{args.sort} time")
     print(top_ops_table(prof, device, args.top, args.sort))
-    print(f"host syncs (aten::_local_scalar_dense) per step: {host_syncs(prof) / args.steps:g}")
+    syncs = host_syncs(forward_backward, device)
+    kind = "synchronizing calls (set_sync_debug_mode)" if device.type == "cuda" else "scalar reads (.item/int/bool)"
+    print(f"host syncs of the forward + backward, {kind}: {sum(syncs.values())}"
+          + "".join(f"\n  {n} x {site}" for site, n in syncs.most_common()))
     return 0
 
 
