@@ -1,17 +1,20 @@
 """CTC fine-tuning step and inference throughput: xlsr vs transformers' Wav2Vec2ForCTC, side by side.
 
-Both models are built from the same configuration (the `tiny` preset by default, transformers' config
-derived with interop.huggingface.config_to_hf) with the same fine-tuning setup: CNN frozen, fp32, CTC
-mean reduction with zero_infinity, same masks probabilities, Adam. Then the CPU real-time factor of
+Both models are built from the same configuration (the `base` preset by default: what users fine-tune;
+transformers' config derived with interop.huggingface.config_to_hf) with the same fine-tuning setup: CNN
+frozen, fp32, CTC mean reduction with zero_infinity, same masks probabilities, Adam. The two models' steps
+(and then their inference calls) are interleaved, --repeat times after one warm-up, and the median is printed
+with the ratio. `--compile` runs both models through torch.compile. Then the CPU real-time factor of
 `xlsr transcribe` (load + batch + greedy decode) on synthetic audio.
 
-    .venv/bin/python benchmarks/finetune_infer.py [--preset tiny] [--batch 8] [--seconds 4] [--steps 5]
-        [--threads 1] [--vocab 40]
+    .venv/bin/python benchmarks/finetune_infer.py [--preset base] [--batch 8] [--seconds 4] [--repeat 5]
+        [--threads 2] [--vocab 40] [--compile] [--cpu-time]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -20,15 +23,17 @@ import numpy as np
 import torch
 
 
-def timed(fn, steps: int) -> float:
-    """Median seconds per call after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
+def interleaved_medians(calls: dict, repeat: int, clock) -> dict[str, float]:
+    """Median seconds per call of each of `calls` (name -> callable), timed in turn after one warm-up round."""
+    for fn in calls.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    times = {name: [] for name in calls}
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            t = clock()
+            fn()
+            times[name].append(clock() - t)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def build_pair(preset: str, vocab: int):
@@ -54,46 +59,58 @@ def build_pair(preset: str, vocab: int):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="tiny")
+    p.add_argument("--preset", default="base")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seconds", type=float, default=4.0)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeat", "--steps", dest="repeat", type=int, default=5,
+                   help="timed calls of each model (interleaved); the median is printed")
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab", type=int, default=40)
+    p.add_argument("--compile", action="store_true", help="torch.compile both models (compiled in the warm-up)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="CPU seconds of this process instead of wall-clock (a shared machine; use --threads 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    clock = time.process_time if args.cpu_time else time.perf_counter
     cfg, ours, theirs = build_pair(args.preset, args.vocab)
     B, S = args.batch, int(args.seconds * 16000)
     x = torch.randn(B, S)
     lengths = torch.full((B,), S)
     labels = torch.randint(1, args.vocab, (B, int(args.seconds * 12)))
     audio = B * args.seconds
-    rows = []
+    steps, infers = {}, {}
     for name, model in (("xlsr", ours), ("transformers", theirs)):
         opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-5)
+        run = torch.compile(model) if args.compile else model
 
-        def step(model=model, opt=opt, name=name):
+        def step(run=run, model=model, opt=opt, name=name):
             model.train()
             if name == "xlsr":
-                loss = model(x, lengths, labels).loss
+                loss = run(x, lengths, labels).loss
             else:
-                loss = model(x, attention_mask=torch.ones(B, S, dtype=torch.long), labels=labels).loss
+                loss = run(x, attention_mask=torch.ones(B, S, dtype=torch.long), labels=labels).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        def infer(model=model, name=name):
+        def infer(run=run, model=model, name=name):
             model.eval()
             with torch.inference_mode():
-                model(x, lengths) if name == "xlsr" else model(x)
+                run(x, lengths) if name == "xlsr" else run(x)
 
-        t_step, t_inf = timed(step, args.steps), timed(infer, args.steps)
-        rows.append((name, t_step, audio / t_step, t_inf, audio / t_inf))
-    print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), fp32, CNN frozen")
+        steps[name], infers[name] = step, infer
+    t_step = interleaved_medians(steps, args.repeat, clock)
+    t_inf = interleaved_medians(infers, args.repeat, clock)
+    print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), fp32, CNN frozen, "
+          f"median of {args.repeat} interleaved calls, {'CPU' if args.cpu_time else 'wall'} time, "
+          f"compile={args.compile}")
     print(f"{'impl':<13} {'step s':>8} {'train audio s/s':>16} {'infer s':>8} {'infer audio s/s':>16}")
-    for name, ts, ta, ti, ia in rows:
-        print(f"{name:<13} {ts:>8.3f} {ta:>16.1f} {ti:>8.3f} {ia:>16.1f}")
+    for name in steps:
+        print(f"{name:<13} {t_step[name]:>8.3f} {audio / t_step[name]:>16.1f} {t_inf[name]:>8.3f} "
+              f"{audio / t_inf[name]:>16.1f}")
+    print(f"speed-up xlsr / transformers: fine-tuning step {t_step['transformers'] / t_step['xlsr']:.2f}x, "
+          f"inference {t_inf['transformers'] / t_inf['xlsr']:.2f}x")
 
     # Real-time factor of the whole transcription path (audio I/O, batching, greedy decoding).
     import soundfile as sf
