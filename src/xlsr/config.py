@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from xlsr.atomic import write_text
 from xlsr.errors import XlsrError
 
 T = TypeVar("T")
@@ -65,10 +66,7 @@ def config_to_dict(obj: Any) -> Any:
 
 def save_config(obj: Any, path: str | Path) -> None:
     """Write a config as YAML (atomically: temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(config_to_dict(obj), sort_keys=False))
 
 
 def parse_override_args(tokens: list[str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from xlsr import atomic
 from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE, Hypothesis
 from xlsr.errors import AudioError, CheckpointError, XlsrError
 
@@ -229,14 +230,7 @@ def check_output_file(path: str | Path) -> Path:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write one JSON object per line (atomically: temp file, then rename)."""
-    import json
-
+    """Write one JSON object per line (atomically: temp file, then rename), creating the folder."""
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_jsonl(path, records)
