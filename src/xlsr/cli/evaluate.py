@@ -11,7 +11,6 @@ Prints a table; --json writes the same numbers (and the failures) as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from xlsr.cli.transcribe import add_decoder_arguments
@@ -34,9 +33,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
+    from xlsr.atomic import write_json
     from xlsr.decode.evaluate import evaluate, read_manifests
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
-    from xlsr.train.finetune import format_oov
+    from xlsr.text.vocab import format_counts
 
     for path in (args.json, args.hyps):
         if path:
@@ -51,15 +51,13 @@ def run(args) -> int:
                       show_progress=not args.no_progress)
     print(report.table())
     if report.oov:
-        print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_oov(report.oov)}",
+        print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",
               file=sys.stderr)
     if report.no_reference:
         print(f"xlsr: warning: {len(report.no_reference)} utterance(s) without a reference were skipped "
               f"(e.g. {', '.join(report.no_reference[:3])})", file=sys.stderr)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        write_json(args.json, report.to_dict())
     if args.hyps:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:
