@@ -47,15 +47,14 @@ class CTCModel:
 
 def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None) -> CTCModel:
     """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt."""
-    from xlsr.interop.load import load_pretrained
+    from xlsr.interop.load import load_pretrained, resolve_run_folder
     from xlsr.model import Wav2Vec2ForCTC
     from xlsr.text.vocab import Vocabulary, guess_kind
     from xlsr.train.distributed import pick_device
-    from xlsr.train.finetune import resolve_model_path
 
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
-    path = resolve_model_path(path)
+    path = resolve_run_folder(path)  # messages below name the checkpoint, not the run folder
     loaded = load_pretrained(path)
     if not isinstance(loaded.model, Wav2Vec2ForCTC):
         raise CheckpointError(f"{path}: a {type(loaded.model).__name__} has no CTC head; fine-tune it first "
