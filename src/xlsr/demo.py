@@ -279,8 +279,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
              full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
     """The whole demo into `out_dir`; `full` first re-creates the released checkpoints into DIR/released."""
+    from xlsr.devices import pick_device
     from xlsr.released.recipes import require_released
-    from xlsr.train.distributed import pick_device
 
     settings = settings or DemoSettings()
     settings.check()

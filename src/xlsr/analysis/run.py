@@ -20,6 +20,7 @@ from xlsr.analysis.selection import (
     seconds_per_language,
     select_clips,
 )
+from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 
 DEFAULT_MAX_SECONDS = 600.0  # default per-language amount is the smallest language's audio, capped here
@@ -52,20 +53,6 @@ def language_families(langs: list[str], overrides: dict[str, str] | None = None)
         families[lang] = entry.family if entry is not None else "unknown"
     families.update({k: v for k, v in (overrides or {}).items() if k in families})
     return families
-
-
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise XlsrError(f"--device: unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise XlsrError(f"--device: {name} requested but no CUDA GPU is available")
-    return device
 
 
 def _load_quantizing_model(model_path: str | Path):
@@ -127,7 +114,7 @@ def analyze(
     seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds,
                                    manifests={lang: path for lang, (path, _) in per_lang.items()})
 
-    torch_device = _device(device)
+    torch_device = pick_device(device)
     loaded = _load_quantizing_model(model_path)
     cfg = loaded.config
     min_samples = cfg.receptive_field  # shorter audio gives no frame

@@ -18,6 +18,7 @@ import torch
 
 from xlsr import atomic
 from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE, Hypothesis
+from xlsr.devices import pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
@@ -50,7 +51,6 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
     from xlsr.interop.load import load_pretrained, resolve_run_folder
     from xlsr.model import Wav2Vec2ForCTC
     from xlsr.text.vocab import Vocabulary, guess_kind
-    from xlsr.train.distributed import pick_device
 
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything

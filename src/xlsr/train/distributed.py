@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from xlsr.devices import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -32,22 +34,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' → this rank's GPU when CUDA is available, else CPU."""
-    from xlsr.errors import XlsrError
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    except RuntimeError:
-        raise XlsrError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
-                        f"use --device cpu or auto")
-    return device
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
