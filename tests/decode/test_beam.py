@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, read_lexicon
-from xlsr.decode.greedy import ctc_collapse, greedy_decode
+from xlsr.decode.greedy import greedy_decode
 from xlsr.errors import XlsrError
+from xlsr.model.ctc import ctc_collapse
 from xlsr.text.vocab import Vocabulary
 
 EXHAUSTIVE = {"beam_size": 2000, "beam_threshold": 1e9}

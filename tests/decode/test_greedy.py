@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from xlsr.decode.greedy import ctc_collapse, greedy_decode
+from xlsr.decode.greedy import greedy_decode
 from xlsr.errors import XlsrError
+from xlsr.model.ctc import ctc_collapse
 from xlsr.text.vocab import Vocabulary
 
 

@@ -7,7 +7,7 @@ _EXPORTS = {
     "Hypothesis": "xlsr.decode.hypothesis",
     "FRAME_STRIDE_S": "xlsr.decode.hypothesis",
     "greedy_decode": "xlsr.decode.greedy",
-    "ctc_collapse": "xlsr.decode.greedy",
+    "ctc_collapse": "xlsr.model.ctc",
     "BeamSearchConfig": "xlsr.decode.beam",
     "BeamSearchDecoder": "xlsr.decode.beam",
     "beam_search_decode": "xlsr.decode.beam",

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
 from xlsr.decode.hypothesis import FRAME_STRIDE_S, Hypothesis
 from xlsr.errors import XlsrError
+from xlsr.model.ctc import ctc_best_path_with_starts
 from xlsr.text.vocab import Vocabulary
-
-
-def ctc_collapse(path: Sequence[int], blank_id: int = 0) -> tuple[list[int], list[int]]:
-    """Collapse a frame-level path: (token ids, start frame of each token). Blank separates repeats."""
-    ids: list[int] = []
-    starts: list[int] = []
-    prev = None
-    for t, idx in enumerate(path):
-        idx = int(idx)
-        if idx != prev and idx != blank_id:
-            ids.append(idx)
-            starts.append(t)
-        prev = idx
-    return ids, starts
 
 
 def as_logits_tensor(logits, frame_lengths=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,11 +39,11 @@ def greedy_decode(logits, frame_lengths=None, vocab: Vocabulary | None = None, *
     if vocab is not None and logits.shape[-1] != len(vocab):
         raise XlsrError(f"logits: {logits.shape[-1]} classes but the vocabulary has {len(vocab)} tokens")
     blank = vocab.blank_id if vocab is not None else 0
-    best_logp, best = logits.log_softmax(-1).max(-1)  # (B, T)
+    logp = logits.log_softmax(-1)
+    best_logp = logp.max(-1).values  # (B, T)
     hyps = []
-    for b in range(logits.shape[0]):
+    for b, (ids, starts) in enumerate(ctc_best_path_with_starts(logp, lengths, blank)):
         n = int(lengths[b])
-        ids, starts = ctc_collapse(best[b, :n].tolist(), blank)
         tokens = [vocab.tokens[i] for i in ids] if vocab is not None else [str(i) for i in ids]
         text = vocab.join(tokens) if vocab is not None else " ".join(tokens)
         hyps.append(Hypothesis(

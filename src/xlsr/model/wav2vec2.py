@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xlsr.errors import XlsrError
 from xlsr.model.config import Wav2Vec2Config
+from xlsr.model.ctc import ctc_loss
 from xlsr.model.feature_encoder import FeatureEncoder
 from xlsr.model.losses import (
     contrastive_accuracy,
@@ -361,6 +361,19 @@ class Wav2Vec2ForCTC(nn.Module):
         for p in fe.parameters():
             p.requires_grad_(False)
 
+    def set_encoder_trainable(self, trainable: bool, *, keep_cnn_frozen: bool = True) -> None:
+        """Turn gradients of the encoder (all but the CTC head) on or off; with keep_cnn_frozen the CNN stays off.
+
+        With the parameters off, autograd builds no graph through the Transformer: the same saving as
+        fairseq's `torch.no_grad()` around the body during `freeze_finetune_updates`. Works on the model as FSDP2
+        shards it in place (the parameters become DTensors; requires_grad is set on them the same way).
+        """
+        cnn = {id(p) for p in self.wav2vec2.feature_encoder.parameters()}
+        for p in self.wav2vec2.parameters():
+            if id(p) in cnn and keep_cnn_frozen:
+                continue
+            p.requires_grad_(trainable)
+
     def set_layerdrop_seed(self, seed: int) -> None:
         """See TransformerEncoder: same seed on every rank keeps LayerDrop identical across DDP ranks."""
         self.wav2vec2.set_layerdrop_seed(seed)
@@ -391,25 +404,8 @@ class Wav2Vec2ForCTC(nn.Module):
         logits = self.lm_head(self.dropout(c)).float()  # (B, T, V)
         loss = None
         if labels is not None:
-            loss = self.ctc_loss(logits, frames, labels, label_lengths)
+            loss = ctc_loss(logits, frames, labels, label_lengths)
         return CTCOutput(logits, frames, loss)
-
-    def ctc_loss(self, logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
-                 label_lengths: torch.Tensor | None) -> torch.Tensor:
-        """CTC in fp32, blank 0, mean over the batch of per-target-length losses, zero_infinity."""
-        B = logits.shape[0]
-        if labels.dim() != 2 or labels.shape[0] != B:
-            raise XlsrError(f"labels: expected shape ({B}, max_label_length), got {tuple(labels.shape)}")
-        if labels.is_floating_point():
-            raise XlsrError(f"labels: expected integer token ids, got {labels.dtype}")
-        if label_lengths is None:
-            label_lengths = (labels > 0).sum(dim=1)
-        elif label_lengths.shape != (B,):
-            raise XlsrError(f"label_lengths: expected shape ({B},), got {tuple(label_lengths.shape)}")
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, V)
-            return F.ctc_loss(log_probs, labels.long().clamp(min=0), frame_lengths, label_lengths.long().to(frame_lengths.device),
-                              blank=0, reduction="mean", zero_infinity=True)
 
 
 def _check_mask(mask: torch.Tensor | None, shape: tuple[int, int], name: str) -> None:

@@ -45,6 +45,7 @@ from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel, apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2ForCTC
+from xlsr.model.ctc import ctc_best_path
 from xlsr.model.feature_encoder import conv_output_lengths
 from xlsr.text.labels import LABEL_FIELD, FilterReport, build_vocabulary, filter_utterances, label_of
 from xlsr.text.metrics import edit_ops
@@ -294,7 +295,7 @@ class FinetuneTask(Task):
         """Same LayerDrop draws on every rank; the Transformer trains only after `freeze_updates`."""
         model.set_layerdrop_seed(self.cfg.seed * 1_000_003 + update)
         frozen = update < self.freeze_updates
-        set_encoder_trainable(model, not frozen, keep_cnn_frozen=self.freeze_cnn)
+        model.set_encoder_trainable(not frozen, keep_cnn_frozen=self.freeze_cnn)
         return {"encoder_frozen": float(frozen)}
 
     def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
@@ -317,7 +318,7 @@ class FinetuneTask(Task):
     def valid_step(self, model: nn.Module, batch) -> dict:
         """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch."""
         out = self.ctc_forward(model, batch, "dev")
-        hyps = greedy_ids(out.logits, out.frame_lengths)
+        hyps = ctc_best_path(out.logits, out.frame_lengths)
         errors = ref_len = 0
         drop = {self.boundary_id} if self.boundary_id is not None else set()
         for row, hyp in enumerate(hyps):
@@ -353,27 +354,6 @@ def start_blank_dominated(head: nn.Linear, blank_bias: float) -> None:
     suits every model size.
     """
     head.bias[0] += blank_bias
-
-
-def set_encoder_trainable(model: nn.Module, trainable: bool, *, keep_cnn_frozen: bool = True) -> None:
-    """Turn gradients of the encoder (all but the CTC head) on or off; the CNN stays as it was frozen.
-
-    With the parameters off, autograd builds no graph through the Transformer: the same saving as
-    fairseq's `torch.no_grad()` around the body during `freeze_finetune_updates`.
-    """
-    encoder = model.wav2vec2
-    cnn = {id(p) for p in encoder.feature_encoder.parameters()}
-    for p in encoder.parameters():
-        if id(p) in cnn and keep_cnn_frozen:
-            continue
-        p.requires_grad_(trainable)
-
-
-def greedy_ids(logits: torch.Tensor, frame_lengths: torch.Tensor) -> list[list[int]]:
-    """Best path per row: argmax, merge repeats, drop blanks (id 0)."""
-    from xlsr.decode.greedy import greedy_decode
-
-    return [h.token_ids for h in greedy_decode(logits, frame_lengths)]
 
 
 def finetune(cfg: FinetuneConfig) -> Path:
