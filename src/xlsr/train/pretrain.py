@@ -17,7 +17,7 @@ from torch import nn
 
 from xlsr.config import coerce_fields, config_to_dict, read_yaml, save_config
 from xlsr.errors import XlsrError
-from xlsr.train.monitor import pretrain_health_warnings
+from xlsr.train.pretrain_health import pretrain_health_warnings
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
@@ -81,6 +81,7 @@ class PretrainTask(Task):
 
     best_metric = "contrastive_loss"
     summed_logs = ("sample_size", "utterances")
+    progress_keys = ("loss", "accuracy", "code_perplexity", "temperature")
 
     def __init__(self, cfg: PretrainConfig):
         from xlsr.data.manifest import read_split

@@ -31,6 +31,8 @@ class Task:
     summed_logs: tuple[str, ...] = ("sample_size",)
     #: some parameters get no gradient in some updates (e.g. frozen for a while): DDP must look for them
     has_unused_parameters: bool = False
+    #: train log entries shown on the progress bar (the Trainer adds the learning rate and the throughput)
+    progress_keys: tuple[str, ...] = ("loss",)
 
     # --- required ------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:

@@ -356,8 +356,7 @@ class Trainer:
         self.monitor.log("train", self.update, logs)
         for kind, message in self.task.health_warnings(logs, self.update):
             self.monitor.warn(kind, message, self.update)
-        self._postfix = {k: logs[k] for k in ("loss", "accuracy", "code_perplexity", "temperature", "lr",
-                                              "audio_s_per_s") if k in logs}
+        self._postfix = {k: logs[k] for k in (*self.task.progress_keys, "lr", "audio_s_per_s") if k in logs}
 
     @torch.no_grad()
     def _validate(self) -> None:
