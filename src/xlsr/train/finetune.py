@@ -292,8 +292,7 @@ class FinetuneTask(Task):
         return iter(loader)
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
-        """Same LayerDrop draws on every rank; the Transformer trains only after `freeze_updates`."""
-        model.set_layerdrop_seed(self.cfg.seed * 1_000_003 + update)
+        """The Transformer trains only after `freeze_updates`."""
         frozen = update < self.freeze_updates
         model.set_encoder_trainable(not frozen, keep_cnn_frozen=self.freeze_cnn)
         return {"encoder_frozen": float(frozen)}
@@ -327,9 +326,6 @@ class FinetuneTask(Task):
             errors += ops.substitutions + ops.deletions + ops.insertions
             ref_len += ops.ref_len
         return {"loss": float(out.loss), self.best_metric: errors / max(ref_len, 1), "sample_size": max(ref_len, 1)}
-
-    def batch_audio_seconds(self, batch) -> float:
-        return float(batch.lengths.sum()) / 16000.0
 
     def health_warnings(self, logs: dict, update: int) -> list:
         # Pitfall §11.4: a long all-blank phase is normal at first; long after the freeze it is not.

@@ -22,7 +22,6 @@ from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 
-SAMPLE_RATE = 16000
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -144,7 +143,6 @@ class PretrainTask(Task):
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         tau = gumbel_temperature(update, *self.model_cfg.latent_temp)
         model.set_temperature(tau)
-        model.set_layerdrop_seed(self.cfg.seed * 1_000_003 + update)  # identical on every rank (DDP-safe)
         return {"temperature": tau}
 
     def _crop(self, batch):
@@ -191,9 +189,6 @@ class PretrainTask(Task):
         logs["loss"] = float(out.loss) / logs["sample_size"] / math.log(2)
         return logs
 
-    def batch_audio_seconds(self, batch) -> float:
-        return float(batch.lengths.sum()) / SAMPLE_RATE
-
     def health_warnings(self, logs: dict, update: int) -> list[tuple[str, str]]:
         m = self.model_cfg
         return pretrain_health_warnings(logs, num_groups=m.num_codevector_groups,
@@ -206,9 +201,6 @@ class PretrainTask(Task):
 
         save_checkpoint(directory, model, metadata={"task": "pretrain", "preset": self.cfg.preset,
                                                     "data": str(self.cfg.data), "alpha": self.cfg.alpha})
-
-    def no_decay(self, name: str, param: nn.Parameter) -> bool:
-        return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
 
     def state_dict(self) -> dict:
         return {"loader": self.loader.state_dict(), "generator": self.generator.get_state()}

@@ -71,14 +71,15 @@ class Task:
         """Move a batch to `device` (default: tensors inside dataclasses, dicts, tuples)."""
         return _to_device(batch, device)
 
-    def batch_audio_seconds(self, batch: Any) -> float:
-        """Seconds of audio in a batch, for the throughput figure (0 when unknown)."""
-        return 0.0
+    def batch_samples(self, batch: Any) -> int:
+        """Audio samples in a batch (the rows' `lengths`), for the throughput figure; 0 for a batch without audio."""
+        lengths = getattr(batch, "lengths", None)
+        return int(lengths.sum()) if lengths is not None else 0
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         """Called before each update with the unwrapped model, e.g. to set the Gumbel temperature.
 
-        Must behave identically on every rank (LayerDrop decisions, temperatures). Returns values to log.
+        Must behave identically on every rank. Returns values to log. (The Trainer seeds LayerDrop itself.)
         """
         return {}
 
@@ -91,10 +92,6 @@ class Task:
         from xlsr.interop.native import save_checkpoint
 
         save_checkpoint(directory, model)
-
-    def no_decay(self, name: str, param: nn.Parameter) -> bool:
-        """Parameters excluded from weight decay: biases, norms (1-d) and named embeddings/codebooks."""
-        return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
 
     def state_dict(self) -> dict:
         """Task state for exact resume (plain data and tensors only)."""

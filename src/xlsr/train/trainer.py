@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from xlsr.data.audio import SAMPLE_RATE
 from xlsr.errors import CheckpointError, XlsrError
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
 from xlsr.train.monitor import Monitor
-from xlsr.train.schedules import constant_lr, polynomial_decay_lr, tri_stage_lr
+from xlsr.train.optimizer import build_optimizer
+from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 
 
@@ -77,29 +79,6 @@ class TrainerConfig:
                 raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
         if self.lr < 0 or self.clip_norm < 0:
             raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
-
-
-def build_optimizer(model: nn.Module, cfg: TrainerConfig, no_decay) -> torch.optim.Optimizer:
-    """AdamW with weight decay on weights only (not biases, norms, codevectors or the mask embedding)."""
-    decay, skip = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (skip if no_decay(name, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": skip, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
-
-
-def learning_rate(cfg: TrainerConfig, update: int) -> float:
-    """The learning rate for `update` under the configured schedule."""
-    warmup = cfg.warmup_updates if cfg.warmup_updates is not None else int(cfg.warmup_ratio * cfg.max_updates)
-    if cfg.lr_schedule == "polynomial":
-        return polynomial_decay_lr(update, peak_lr=cfg.lr, warmup_updates=warmup, total_updates=cfg.max_updates,
-                                   end_lr=cfg.end_lr, power=cfg.lr_power)
-    if cfg.lr_schedule == "tri_stage":
-        return tri_stage_lr(update, peak_lr=cfg.lr, total_updates=cfg.max_updates,
-                            phase_ratio=tuple(cfg.phase_ratio), init_lr_scale=cfg.init_lr_scale,
-                            final_lr_scale=cfg.final_lr_scale)
-    return constant_lr(update, peak_lr=cfg.lr, warmup_updates=warmup)
 
 
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
@@ -186,7 +165,7 @@ class Trainer:
         self.net = dist_util.wrap_model(net, self.info, cfg.distributed,
                                         unused_parameters=self.task.has_unused_parameters)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.net, cfg, self.task.no_decay)
+        self.optimizer = build_optimizer(self.net, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         if trainer_state is not None:
@@ -241,7 +220,7 @@ class Trainer:
             micro = [next(batches) for _ in range(cfg.update_freq)]
             window.data_wait += time.perf_counter() - t0
             logs = self._train_one_update(micro)
-            window.add(logs, time.perf_counter() - t0, sum(self.task.batch_audio_seconds(b) for b in micro))
+            window.add(logs, time.perf_counter() - t0, sum(self.task.batch_samples(b) for b in micro) / SAMPLE_RATE)
             if logs.get("skipped"):
                 continue
             self.monitor.advance(1, self._postfix)
@@ -276,10 +255,12 @@ class Trainer:
 
     def _train_one_update(self, micro: list) -> dict:
         cfg, task = self.cfg, self.task
-        # 1. schedules: learning rate and task-side state (Gumbel temperature, LayerDrop seed), same on all ranks
+        # 1. schedules, the same on all ranks: learning rate, LayerDrop seed, the task's (Gumbel temperature, freezing)
         lr = learning_rate(cfg, self.update)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if hasattr(self.model, "set_layerdrop_seed"):  # the same LayerDrop draws on every rank (DDP/FSDP-safe)
+            self.model.set_layerdrop_seed(cfg.seed * 1_000_003 + self.update)
         extra = task.on_update_start(self.model, self.update)
         self.net.train()
         # 2. forward/backward over micro-batches; DDP syncs gradients only on the last one
