@@ -179,13 +179,13 @@ def scratch_architecture(released_folder: Path) -> dict:
     """`model` overrides that give `--init none` the released checkpoint's architecture (CNN normalization,
     sizes, codebook), with fine-tuning's own training-time defaults: the from-scratch baseline then differs
     from the pretrained models in its initial weights only."""
+    from xlsr.interop.load import read_checkpoint_config
     from xlsr.model import Wav2Vec2Config
-    from xlsr.train.checkpoint import read_model_config
     from xlsr.train.finetune import finetune_model_defaults
 
     # config.json alone: the weights are not needed. The round trip through Wav2Vec2Config fills fields
     # an older checkpoint lacks with their defaults, as loading the model would.
-    released = Wav2Vec2Config.from_dict(read_model_config(Path(released_folder)).get("model") or {})
+    released = Wav2Vec2Config.from_dict(read_checkpoint_config(released_folder).get("model") or {})
     return {**released.to_dict(), **finetune_model_defaults()}
 
 

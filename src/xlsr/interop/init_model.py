@@ -15,7 +15,7 @@ from xlsr.config import coerce_fields
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
 from xlsr.interop.state_dict import load_state_dict_strict
-from xlsr.model import Wav2Vec2Config
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
 
 @dataclass
@@ -67,3 +67,13 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
 def load_encoder(encoder: nn.Module, init: InitModel) -> None:
     """Copy the `--init` encoder's weights into `encoder` (a Wav2Vec2Model); a mismatch is one CheckpointError."""
     load_state_dict_strict(encoder, init.encoder.state_dict(), init.source)
+
+
+def load_pretraining_weights(model: Wav2Vec2ForPreTraining, init: InitModel) -> bool:
+    """Copy `--init` into a pretraining model: all of a pretraining checkpoint, else the encoder alone (the
+    quantizer and projections keep their random weights). Whether the quantizer came from `--init`."""
+    if isinstance(init.model, Wav2Vec2ForPreTraining):
+        load_state_dict_strict(model, init.model.state_dict(), init.source)
+        return True
+    load_encoder(model.wav2vec2, init)
+    return False

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from xlsr.errors import CheckpointError
-from xlsr.interop.native import read_json
 
 TRAINER_FILE = "trainer.pt"
 _UPDATE_DIR = re.compile(r"^update_(\d+)$")
@@ -143,15 +142,6 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
     return state
 
 
-def read_model_config(ckpt_dir: Path) -> dict:
-    """The `config.json` of an interop checkpoint dir; damage is one CheckpointError line."""
-    path = ckpt_dir / "config.json"
-    data = read_json(path)
-    if data.get("format") != "xlsr":
-        raise CheckpointError(f"{path}: not an xlsr checkpoint config")
-    return data
-
-
 def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     """The state dict in `model.safetensors`; a truncated file is one CheckpointError line."""
     from safetensors.torch import load_file
@@ -163,6 +153,27 @@ def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: missing") from None
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
         raise CheckpointError(f"{path}: corrupt or truncated weights ({str(exc).splitlines()[0][:120]})") from None
+
+
+# --- optimizer state (full on every rank, also under FSDP) -----------------------------------------------------
+
+def optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool) -> dict:
+    """The optimizer's state dict; under FSDP gathered from the shards to full tensors on the CPU (collective)."""
+    if not fsdp:
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, fsdp: bool) -> None:
+    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state)."""
+    if not fsdp:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
 # --- random-number states as plain data ------------------------------------------------------------

@@ -93,6 +93,13 @@ def reshard(model: nn.Module) -> None:
             module.reshard()
 
 
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on the CPU, gathered from the FSDP shards (collective: every rank calls it)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside DDP / torch.compile wrappers."""
     while True:

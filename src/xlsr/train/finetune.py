@@ -37,8 +37,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from xlsr.atomic import write_json
-from xlsr.config import config_to_dict, save_config
+from xlsr.config import config_to_dict
 from xlsr.data.batching import finetune_loader
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
@@ -327,6 +326,12 @@ class FinetuneTask(Task):
             ref_len += ops.ref_len
         return {"loss": float(out.loss), self.best_metric: errors / max(ref_len, 1), "sample_size": max(ref_len, 1)}
 
+    def batch_size_option(self) -> str:
+        return f"--max-tokens (now {self.cfg.max_tokens})"
+
+    def reports(self) -> dict[str, dict]:
+        return {"data_report.json": self.data.report()}
+
     def health_warnings(self, logs: dict, update: int) -> list:
         # Pitfall §11.4: a long all-blank phase is normal at first; long after the freeze it is not.
         share = logs.get("blank_share")
@@ -357,8 +362,4 @@ def finetune(cfg: FinetuneConfig) -> Path:
     if not cfg.out:
         raise XlsrError("out: give a run folder (--out RUN)")
     task = FinetuneTask(cfg)
-    run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run / "config.yaml")
-    write_json(run / "data_report.json", task.data.report())
-    return Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
+    return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()

@@ -100,6 +100,44 @@ class Monitor:
         self._bar = self._tb = self._jsonl = None
 
 
+class LogWindow:
+    """Running sums of the train logs, time and audio seconds between two log lines."""
+
+    def __init__(self):
+        self.logs: dict[str, float] = {}
+        self.count = 0
+        self.seconds = 0.0
+        self.seconds_list: list[float] = []
+        self.data_wait = 0.0
+        self.audio_seconds = 0.0
+
+    def add(self, logs: dict, seconds: float, audio_seconds: float) -> None:
+        """One update's logs (a skipped update adds its time only)."""
+        self.seconds += seconds
+        self.audio_seconds += audio_seconds
+        if logs.get("skipped"):
+            return
+        self.seconds_list.append(seconds)
+        self.count += 1
+        for k, v in logs.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                self.logs[k] = self.logs.get(k, 0.0) + float(v)
+
+    def summary(self) -> dict:
+        """The mean of each log over the counted updates."""
+        return {k: v / max(self.count, 1) for k, v in self.logs.items()}
+
+
+def accumulate_logs(acc: dict, logs: dict, weight: float, summed: tuple) -> None:
+    """Add `logs` into `acc`: summed keys as they are, the rest weighted by `weight`."""
+    for k, v in logs.items():
+        if hasattr(v, "item"):
+            v = v.detach().float().item() if v.numel() == 1 else None
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        acc[k] = acc.get(k, 0.0) + (float(v) if k in summed else float(v) * weight)
+
+
 def read_log(path: Path) -> list[dict]:
     """The records of a `log.jsonl` (a torn last line from a kill is skipped)."""
     records = []

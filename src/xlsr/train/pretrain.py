@@ -7,6 +7,7 @@ lowest validation contrastive loss (wav2vec 2.0's model selection).
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -15,8 +16,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xlsr.config import coerce_fields, config_to_dict, read_yaml, save_config
+from xlsr.config import config_to_dict
+from xlsr.data.batching import pretrain_loader
+from xlsr.data.manifest import read_split
+from xlsr.data.sampling import weights_table
 from xlsr.errors import XlsrError
+from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.train.pretrain_health import pretrain_health_warnings
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
@@ -64,15 +71,9 @@ def recipe_path(name: str) -> Path:
     return path
 
 
-def resolve_model_config(cfg: PretrainConfig, base: dict | None = None):
-    """The Wav2Vec2Config of this run: the preset (or `base`, e.g. from --init) + `cfg.model` overrides."""
-    from xlsr.model import Wav2Vec2Config
-
-    d = dict(base) if base is not None else Wav2Vec2Config.preset(cfg.preset).to_dict()
-    d.update(coerce_fields(Wav2Vec2Config, cfg.model, where="model."))
-    mcfg = Wav2Vec2Config.from_dict(d)
-    mcfg.validate()
-    return mcfg
+def resolve_model_config(cfg: PretrainConfig) -> Wav2Vec2Config:
+    """The Wav2Vec2Config a run without --init builds: the preset + `cfg.model` overrides."""
+    return apply_overrides(Wav2Vec2Config.preset(cfg.preset), cfg.model)
 
 
 class PretrainTask(Task):
@@ -83,16 +84,9 @@ class PretrainTask(Task):
     progress_keys = ("loss", "accuracy", "code_perplexity", "temperature")
 
     def __init__(self, cfg: PretrainConfig):
-        from xlsr.data.manifest import read_split
-
         self.cfg = cfg
-        self.init_loaded = None
-        if cfg.init:
-            from xlsr.interop.load import load_pretrained
-
-            self.init_loaded = load_pretrained(cfg.init)
-        self.model_cfg = resolve_model_config(
-            cfg, None if self.init_loaded is None else self.init_loaded.config.to_dict())
+        self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
+        self.model_cfg = apply_overrides(self.init.config, cfg.model)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         self.train_utts = read_split(cfg.data, cfg.train_split, cfg.langs)
         if not self.train_utts:
@@ -105,8 +99,6 @@ class PretrainTask(Task):
 
     # --- Task interface ------------------------------------------------------------------------------
     def setup(self, info) -> None:
-        from xlsr.data.batching import pretrain_loader
-
         super().setup(info)
         cfg = self.cfg
         self.loader = pretrain_loader(
@@ -119,18 +111,14 @@ class PretrainTask(Task):
         self.valid_generator = torch.Generator(device=info.device)
 
     def describe(self) -> str:
-        from xlsr.data.sampling import weights_table
-
         n = len(self.train_utts)
         return (f"pretraining on {n} utterances in {self.cfg.data}; language sampling:\n"
                 + weights_table(self.loader.sampler.hours, self.cfg.alpha))
 
     def build_model(self) -> nn.Module:
-        from xlsr.model import Wav2Vec2ForPreTraining
-
         model = Wav2Vec2ForPreTraining(self.model_cfg)
-        if self.init_loaded is not None:
-            _load_init_weights(model, self.init_loaded.model, self.cfg.init)
+        if self.init.pretrained and not load_pretraining_weights(model, self.init):
+            print(f"xlsr: warning: {self.cfg.init} has no quantizer; it starts from random weights", file=sys.stderr)
         return model
 
     def train_batches(self, epoch: int, skip: int = 0):
@@ -159,8 +147,6 @@ class PretrainTask(Task):
         return out.loss, _logs(out, batch)
 
     def valid_sets(self) -> dict:
-        from xlsr.data.batching import pretrain_loader
-
         if not self.valid_utts:
             return {}
         self.valid_generator.manual_seed(self.cfg.seed + 12345)  # same masks at every validation
@@ -176,8 +162,6 @@ class PretrainTask(Task):
                 continue  # every utterance of this language is too short
             batches = iter(loader)
             if self.cfg.valid_max_batches:
-                import itertools
-
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)
             sets[lang] = batches
         return sets
@@ -189,6 +173,9 @@ class PretrainTask(Task):
         logs["loss"] = float(out.loss) / logs["sample_size"] / math.log(2)
         return logs
 
+    def batch_size_option(self) -> str:
+        return f"--max-tokens (now {self.cfg.max_tokens})"
+
     def health_warnings(self, logs: dict, update: int) -> list[tuple[str, str]]:
         m = self.model_cfg
         return pretrain_health_warnings(logs, num_groups=m.num_codevector_groups,
@@ -197,8 +184,6 @@ class PretrainTask(Task):
                                         stuck_after=max(100, min(1000, self.cfg.max_updates // 3)))
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
-        from xlsr.interop.native import save_checkpoint
-
         save_checkpoint(directory, model, metadata={"task": "pretrain", "preset": self.cfg.preset,
                                                     "data": str(self.cfg.data), "alpha": self.cfg.alpha})
 
@@ -230,62 +215,11 @@ def _logs(out, batch) -> dict:
     }
 
 
-def _load_init_weights(model: nn.Module, source: nn.Module, path: str) -> None:
-    """Copy --init weights: a whole pretraining model, or just the encoder (quantizer starts fresh)."""
-    from xlsr.errors import CheckpointError
-
-    if type(source).__name__ == "Wav2Vec2ForPreTraining":
-        model.load_state_dict(source.state_dict(), strict=True)
-        return
-    encoder = getattr(source, "wav2vec2", source)
-    if type(encoder).__name__ != "Wav2Vec2Model":
-        raise CheckpointError(f"{path}: --init needs a wav2vec 2.0 model, got {type(source).__name__}")
-    model.wav2vec2.load_state_dict(encoder.state_dict(), strict=True)
-    print(f"xlsr: warning: {path} has no quantizer; it starts from random weights", file=sys.stderr)
-
-
-def check_run_folder(cfg: PretrainConfig) -> None:
-    """Refuse a run folder whose config.yaml describes another model (nothing is written before this)."""
-    from dataclasses import replace
-
-    path = Path(cfg.out) / "config.yaml"
-    if not path.is_file():
-        return
-    old = read_yaml(path)
-    if "labels" in old or "data" not in old:  # `xlsr finetune` writes labels/train/dev, no data folder
-        raise XlsrError(f"{cfg.out}: holds another kind of run (its config.yaml is no pretraining config, "
-                        f"e.g. a fine-tuning run); choose another --out")
-    for key in ("preset", "init"):
-        if old.get(key) != getattr(cfg, key):
-            raise XlsrError(f"{cfg.out}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
-                            f"{getattr(cfg, key)!r}; choose another --out")
-    old_model = old.get("model") or {}
-    if cfg.init is None:
-        a = resolve_model_config(replace(cfg, model=dict(old_model))).to_dict()
-        b = resolve_model_config(cfg).to_dict()
-    else:
-        a, b = old_model, cfg.model
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diff:
-        k = diff[0]
-        raise XlsrError(f"{cfg.out}: holds a run with another model ({k}: {a.get(k)!r} there, {b.get(k)!r} now); "
-                        f"choose another --out")
-
-
 def pretrain(cfg: PretrainConfig) -> Path:
     """Pretrain (or resume) in `cfg.out`; returns the run folder."""
-    import os
-
     if not cfg.out:
         raise XlsrError("out: no run folder given (--out RUN)")
     if not cfg.data:
         raise XlsrError("data: no data folder given (--data DIR)")
-    if cfg.init is None:
-        resolve_model_config(cfg)  # unknown preset / model key: fail before touching anything
-    check_run_folder(cfg)
     task = PretrainTask(cfg)
-    out = Path(cfg.out)
-    if int(os.environ.get("RANK", "0")) == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    return Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
+    return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()

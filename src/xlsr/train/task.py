@@ -1,8 +1,10 @@
 """The small interface between the generic Trainer and a training objective (pretrain, finetune).
 
-A Task owns the model's construction, its data, one step's loss, and what is saved with a checkpoint.
-The Trainer owns everything else: schedules, precision, accumulation, DDP/FSDP, clipping, NaN
-skipping, logging, checkpoints and resume.
+A Task owns what differs between objectives: the model's construction, its data, one step's loss and
+logs (and which of them the progress bar shows), health warnings, and what is saved with a checkpoint.
+The Trainer owns everything the tasks share: the run folder (its guard, config.yaml), schedules, LayerDrop
+seeding, weight decay, precision, accumulation, DDP/FSDP, clipping, NaN skipping, logging, throughput,
+checkpoints and resume. The Trainer never reads a task's configuration or batch fields.
 
 Loss convention: `train_step` returns `(loss, logs)`. If `logs` holds `"sample_size"` (e.g. the number
 of masked frames), `loss` is a *sum* over that many units and the Trainer divides the gradient by the
@@ -75,6 +77,14 @@ class Task:
         """Audio samples in a batch (the rows' `lengths`), for the throughput figure; 0 for a batch without audio."""
         lengths = getattr(batch, "lengths", None)
         return int(lengths.sum()) if lengths is not None else 0
+
+    def batch_size_option(self) -> str | None:
+        """The option that sets the batch size, with its value (e.g. "--max-tokens (now 160000)"), for advice."""
+        return None
+
+    def reports(self) -> dict[str, dict]:
+        """JSON files written into the run folder when training starts, by name (e.g. what the data held)."""
+        return {}
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         """Called before each update with the unwrapped model, e.g. to set the Gumbel temperature.
