@@ -301,3 +301,22 @@ def test_a_fresh_ctc_head_starts_blank_dominated_and_a_loaded_one_is_kept(tones,
     assert load_config(FinetuneConfig, None, {"blank_bias": "0"}).blank_bias == 0.0
     with pytest.raises(XlsrError, match="blank_bias: must be a finite number"):
         load_config(FinetuneConfig, None, {"blank_bias": "nan"})
+
+
+def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, tmp_path):
+    train, _ = tones
+    pretraining = tmp_path / "pt"  # what `xlsr pretrain` leaves: a data folder, no labels
+    pretraining.mkdir()
+    (pretraining / "config.yaml").write_text("data: corpus\nalpha: 0.5\npreset: tiny\ninit: null\n")
+    with pytest.raises(XlsrError, match=r"pt: holds another kind of run \(its config.yaml has alpha, data"):
+        finetune(FinetuneConfig(train=[str(train)], out=str(pretraining), model=SMALL, **QUIET))
+    assert [p.name for p in pretraining.iterdir()] == ["config.yaml"]
+    kw = dict(train=[str(train)], out=str(tmp_path / "ft"), model=SMALL, max_updates=1, max_tokens=80_000, **QUIET)
+    finetune(FinetuneConfig(**kw))
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()}
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    with pytest.raises(XlsrError, match=r"ft: holds a run with init 'none' \(config.yaml\), not '.*pre'"):
+        finetune(FinetuneConfig(**{**kw, "init": str(ckpt), "max_updates": 2}))
+    with pytest.raises(XlsrError, match=r"ft: holds a run with another model \(hidden_size: 64 there, 32 now\)"):
+        finetune(FinetuneConfig(**{**kw, "model": {**SMALL, "hidden_size": 32}, "max_updates": 2}))
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()} == before
