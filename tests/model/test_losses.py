@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -8,6 +9,9 @@ from xlsr.model.losses import (
     contrastive_logits,
     contrastive_loss,
     diversity_loss,
+    feature_penalty,
+    perplexity,
+    pretraining_loss,
     sample_negatives,
 )
 
@@ -77,3 +81,36 @@ def test_loss_accuracy_and_diversity():
     assert abs(contrastive_accuracy(logits).item() - 1 / 3) < 1e-6
     assert diversity_loss(torch.tensor(640.0), 640).item() == 0.0
     assert diversity_loss(torch.tensor(160.0), 640).item() == 0.75
+
+
+def test_perplexity_of_uniform_and_one_hot_codebooks():
+    uniform = torch.full((7, 2, 4), 0.25)  # (N, G, V): every entry equally likely in both groups
+    assert perplexity(uniform).item() == pytest.approx(8.0, rel=1e-5)
+    one_hot = torch.zeros(7, 2, 4)
+    one_hot[:, :, 1] = 1.0
+    assert perplexity(one_hot).item() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_feature_penalty_skips_padded_frames():
+    feats = torch.zeros(2, 3, 2)
+    feats[0] = 1.0
+    feats[1, 0] = 2.0
+    feats[1, 1:] = 100.0  # padding: must not count
+    pad = torch.tensor([[False, False, False], [False, True, True]])
+    # valid: 3 frames of 1s (6 values of 1) and 1 frame of 2s (2 values of 4): (6 + 8) / 8
+    assert feature_penalty(feats, pad).item() == pytest.approx(14 / 8)
+    assert feature_penalty(feats[:1], None).item() == pytest.approx(1.0)
+
+
+def test_pretraining_loss_weights_every_term_by_the_masked_frames():
+    logits = torch.tensor([[[3.0, 1.0, -math.inf], [0.0, 2.0, 1.0], [1.0, 1.0, 1.0]]])  # n = 3 masked frames
+    ppl, penalty = torch.tensor(160.0), torch.tensor(0.5, requires_grad=True)
+    out = pretraining_loss(logits, ppl, 640, penalty, diversity_weight=0.1, feature_penalty_weight=10.0)
+    torch.testing.assert_close(out.contrastive, contrastive_loss(logits))
+    assert out.diversity.item() == pytest.approx(0.1 * 0.75 * 3)
+    assert out.feature_penalty.item() == pytest.approx(10.0 * 0.5 * 3)
+    torch.testing.assert_close(out.loss, out.contrastive + out.diversity + out.feature_penalty)
+    # beta = 0: the penalty is reported unweighted and stays out of the loss (and of the graph).
+    off = pretraining_loss(logits, ppl, 640, penalty, diversity_weight=0.1, feature_penalty_weight=0.0)
+    assert off.feature_penalty.item() == 0.5 and not off.feature_penalty.requires_grad
+    torch.testing.assert_close(off.loss, off.contrastive + off.diversity)

@@ -1,11 +1,14 @@
 import torch
 
+from xlsr.model import Wav2Vec2Config
 from xlsr.model.quantizer import GumbelVectorQuantizer
 
 
 def _quantizer():
     torch.manual_seed(0)
-    return GumbelVectorQuantizer(input_dim=12, num_groups=2, num_vars=5, codevector_dim=8)
+    # 12 CNN channels in, G = 2 groups of V = 5 entries, codevector_dim 8.
+    cfg = Wav2Vec2Config(conv_layers=[(12, 10, 5)], codevector_dim=8, num_codevector_groups=2, num_codevectors_per_group=5)
+    return GumbelVectorQuantizer(cfg)
 
 
 def test_training_forward_is_hard_codebook_sum_with_soft_gradient():

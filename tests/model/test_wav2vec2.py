@@ -49,7 +49,7 @@ def test_gradients_reach_every_trainable_parameter():
 def _reference_loss(model, x, lengths, mask, negatives):
     """Plain loops over utterances, masked frames and negatives (eval mode: argmax quantizer, no dropout)."""
     cfg, w, q = model.config, model.wav2vec2, model.quantizer
-    feats, frames, _ = w.extract(x, lengths)
+    feats, frames = w.features(x, lengths)
     z = w.feature_norm(feats)
     c = w(x, lengths, mask_time_indices=mask).last_hidden_state
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
@@ -235,12 +235,12 @@ def test_ctc_from_precomputed_cnn_features_matches_the_waveform_path():
     assert not torch.allclose(other.loss, ref.loss)
 
 
-def test_encoder_from_its_own_extract_output_is_identical(micro):
+def test_encoder_from_its_own_features_output_is_identical(micro):
     model = Wav2Vec2Model(micro).eval()
     x, lengths = sine_batch(2, 6000), torch.tensor([6000, 4100])
     with torch.no_grad():
         ref = model(x, lengths, output_hidden_states=True)
-        feats, frames, _ = model.extract(x, lengths)
+        feats, frames = model.features(x, lengths)
         out = model(features=feats, frame_lengths=frames, output_hidden_states=True)
         full = model(features=feats)  # no frame lengths: every frame is valid
     torch.testing.assert_close(out.last_hidden_state, ref.last_hidden_state, atol=0, rtol=0)
@@ -269,3 +269,29 @@ def test_bad_precomputed_features_are_xlsr_errors(micro, kwargs, match):
         Wav2Vec2Model(micro)(**kwargs)
     with pytest.raises(XlsrError, match=match):
         Wav2Vec2ForCTC(micro, vocab_size=5)(**kwargs)
+
+
+def test_spec_augment_draws_masks_from_the_config_and_refuses_explicit_ones():
+    cfg = micro_config(mask_prob=0.5, mask_length=2, min_masks=1, mask_channel_prob=0.3, mask_channel_length=4)
+    model = Wav2Vec2Model(cfg).eval()  # no dropout: only the masks change the output
+    x = sine_batch(2, 6000)
+    with torch.no_grad():
+        plain = model(x).last_hidden_state
+        a = model(x, spec_augment=True, generator=torch.Generator().manual_seed(1)).last_hidden_state
+        b = model(x, spec_augment=True, generator=torch.Generator().manual_seed(1)).last_hidden_state
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert not torch.allclose(a, plain)
+    T = plain.shape[1]
+    with pytest.raises(XlsrError, match="spec_augment"):
+        model(x, mask_time_indices=torch.zeros(2, T, dtype=torch.bool), spec_augment=True)
+
+
+def test_features_keep_cpu_frame_lengths_and_pretraining_takes_a_cpu_mask(micro):
+    model = Wav2Vec2ForPreTraining(micro).eval()
+    x, lengths = sine_batch(2, 6400), torch.tensor([6400, 5400])
+    feats, frames = model.wav2vec2.features(x, lengths)
+    assert frames.device.type == "cpu" and frames.tolist() == model.wav2vec2.frame_lengths(lengths).tolist()
+    mask = torch.zeros(2, feats.shape[1], dtype=torch.bool)
+    mask[:, 2:5] = True
+    out = model(x, lengths, mask_time_indices=mask, generator=torch.Generator().manual_seed(0))
+    assert out.num_masked == 6 and out.logits.shape[:2] == (2, 3)

@@ -1,13 +1,86 @@
-"""CTC as pure functions: the fine-tuning loss and best-path (greedy) decoding; blank is id 0."""
+"""CTC fine-tuning: the head on the encoder (Wav2Vec2ForCTC), the loss and best-path decoding; blank is id 0."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from xlsr.errors import XlsrError
+from xlsr.model.config import Wav2Vec2Config
+from xlsr.model.wav2vec2 import Wav2Vec2Model
+
+
+@dataclass
+class CTCOutput:
+    """CTC head outputs: fp32 logits over the vocabulary (index 0 = blank)."""
+
+    logits: torch.Tensor  # (B, T, V) fp32
+    frame_lengths: torch.Tensor  # (B,)
+    loss: torch.Tensor | None = None
+
+
+class Wav2Vec2ForCTC(nn.Module):
+    """Wav2Vec2Model + dropout + linear head over the vocabulary (blank = 0), trained with CTC."""
+
+    def __init__(self, config: Wav2Vec2Config, vocab_size: int):
+        super().__init__()
+        if int(vocab_size) < 2:
+            raise XlsrError(f"vocab_size={vocab_size}: need at least 2 (the blank and one symbol)")
+        self.config = config
+        self.vocab_size = int(vocab_size)
+        self.wav2vec2 = Wav2Vec2Model(config)
+        self.dropout = nn.Dropout(config.final_dropout)
+        self.lm_head = nn.Linear(config.hidden_size, self.vocab_size)
+
+    def freeze_feature_encoder(self) -> None:
+        """Keep the CNN fixed: no gradients, and it runs without building a graph."""
+        fe = self.wav2vec2.feature_encoder
+        fe.grad_mult = 0.0
+        for p in fe.parameters():
+            p.requires_grad_(False)
+
+    def set_encoder_trainable(self, trainable: bool, *, keep_cnn_frozen: bool = True) -> None:
+        """Turn gradients of the encoder (all but the CTC head) on or off; with keep_cnn_frozen the CNN stays off.
+
+        With the parameters off, autograd builds no graph through the Transformer: the same saving as
+        fairseq's `torch.no_grad()` around the body during `freeze_finetune_updates`. Works on the model as FSDP2
+        shards it in place (the parameters become DTensors; requires_grad is set on them the same way).
+        """
+        cnn = {id(p) for p in self.wav2vec2.feature_encoder.parameters()}
+        for p in self.wav2vec2.parameters():
+            if id(p) in cnn and keep_cnn_frozen:
+                continue
+            p.requires_grad_(trainable)
+
+    def set_layerdrop_seed(self, seed: int) -> None:
+        """See TransformerEncoder: same seed on every rank keeps LayerDrop identical across DDP ranks."""
+        self.wav2vec2.set_layerdrop_seed(seed)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """See Wav2Vec2Model.set_activation_checkpointing: less activation memory, same gradients."""
+        self.wav2vec2.set_activation_checkpointing(enabled)
+
+    def forward(self, waveforms: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, label_lengths: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, *, features: torch.Tensor | None = None,
+                frame_lengths: torch.Tensor | None = None) -> CTCOutput:
+        """labels (B, L) long, padded with 0 or negatives past label_lengths (inferred as the count of labels > 0).
+
+        `features` (B, T, C) + `frame_lengths` (B,) replace waveforms + lengths with the frozen CNN's precomputed
+        output (see Wav2Vec2Model.features); the rest of the step is unchanged. In training, time and channel
+        masks are drawn from the config (with `generator`).
+        """
+        out = self.wav2vec2(waveforms, lengths, features=features, frame_lengths=frame_lengths,
+                            spec_augment=self.training, generator=generator)
+        logits = self.lm_head(self.dropout(out.last_hidden_state)).float()  # (B, T, V)
+        loss = None if labels is None else ctc_loss(logits, out.frame_lengths, labels, label_lengths)
+        return CTCOutput(logits, out.frame_lengths, loss)
+
+
 
 
 def ctc_loss(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlsr.model.config import Wav2Vec2Config
 from xlsr.model.recompute import run_layer
 
 
@@ -116,23 +117,23 @@ class ConvLayer(nn.Module):
 class FeatureEncoder(nn.Module):
     """Stack of strided convolutions in fairseq's "default" (group_norm) or "layer_norm" mode."""
 
-    def __init__(self, conv_layers: list[tuple[int, int, int]], mode: str, conv_bias: bool,
-                 grad_mult: float = 1.0, eps: float = 1e-5):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
+        mode, eps = config.extractor_mode, config.layer_norm_eps
         layers, in_dim = [], 1
-        for i, (dim, kernel, stride) in enumerate(conv_layers):
+        for i, (dim, kernel, stride) in enumerate(config.conv_layers):
             if mode == "layer_norm":
                 norm = ChannelLayerNorm(dim, eps=eps)
             elif i == 0:  # group_norm mode normalizes the first layer only, one group per channel
                 norm = Fp32GroupNorm(dim, dim, eps=eps)
             else:
                 norm = None
-            layers.append(ConvLayer(in_dim, dim, kernel, stride, conv_bias, norm))
+            layers.append(ConvLayer(in_dim, dim, kernel, stride, config.conv_bias, norm))
             in_dim = dim
         self.conv_layers = nn.ModuleList(layers)
-        self.kernels_strides = [(k, s) for _, k, s in conv_layers]
+        self.kernels_strides = [(k, s) for _, k, s in config.conv_layers]
         self.mode = mode
-        self.grad_mult = grad_mult
+        self.grad_mult = config.feature_grad_mult
         self.activation_checkpointing = False  # recompute each conv layer in backward (model/recompute.py)
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,9 @@
-"""Distractor sampling, cosine contrastive logits (InfoNCE) and the codebook diversity loss."""
+"""The pretraining objective: distractor sampling, cosine contrastive logits (InfoNCE), the codebook diversity
+loss, the feature penalty, and their weighting into one loss (fairseq's wav2vec criterion)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +86,53 @@ def contrastive_accuracy(logits: torch.Tensor) -> torch.Tensor:
     return (top & ~all_tie).float().mean()
 
 
+def perplexity(probs: torch.Tensor) -> torch.Tensor:
+    """sum over groups of exp(entropy) of (N, G, V) probabilities averaged over N (fairseq's +1e-7 guard).
+
+    Of the noise-free softmax this is the quantizer's prob_perplexity, the input of the diversity loss.
+    """
+    avg = probs.mean(dim=0)  # (G, V)
+    return torch.exp(-(avg * torch.log(avg + 1e-7)).sum(dim=-1)).sum()
+
+
 def diversity_loss(prob_perplexity: torch.Tensor, num_vars_total: int) -> torch.Tensor:
     """(G*V - prob_perplexity) / (G*V): 0 when every codebook entry is used equally."""
     return (num_vars_total - prob_perplexity) / num_vars_total
+
+
+def feature_penalty(features: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    """mean(f(x)^2) in fp32 of the CNN features (B, T, C) over the valid frames (fairseq's features_pen)."""
+    sq = features.float().pow(2)
+    if padding_mask is None:
+        return sq.mean()
+    valid = (~padding_mask).unsqueeze(-1).float()
+    return (sq * valid).sum() / (valid.sum() * features.shape[-1]).clamp(min=1.0)
+
+
+class PretrainingLoss(NamedTuple):
+    """The objective and its weighted terms, each a sum over the n masked frames (fairseq's reduction)."""
+
+    loss: torch.Tensor  # contrastive + diversity + feature_penalty
+    contrastive: torch.Tensor  # InfoNCE summed over the masked frames
+    diversity: torch.Tensor  # alpha * diversity_loss * n
+    feature_penalty: torch.Tensor  # beta * penalty * n; the unweighted mean, detached, when beta = 0
+
+
+def pretraining_loss(logits: torch.Tensor, prob_perplexity: torch.Tensor, num_vars_total: int,
+                     penalty: torch.Tensor, *, diversity_weight: float,
+                     feature_penalty_weight: float) -> PretrainingLoss:
+    """L = L_m + alpha * L_d * n + beta * penalty * n in fp32, n = B * M masked frames of the (B, M, 1 + K) logits.
+
+    The per-batch terms are scaled by n so that they keep their weight against the summed InfoNCE.
+    """
+    n = logits.shape[0] * logits.shape[1]
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        nce = contrastive_loss(logits)
+        div = diversity_weight * diversity_loss(prob_perplexity, num_vars_total) * n
+        loss = nce + div
+        if feature_penalty_weight > 0:
+            penalty = feature_penalty_weight * penalty * n
+            loss = loss + penalty
+        else:
+            penalty = penalty.detach()  # logged, not trained
+    return PretrainingLoss(loss, nce, div, penalty)

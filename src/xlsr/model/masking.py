@@ -63,3 +63,14 @@ def compute_channel_mask(batch_size: int, num_channels: int, mask_prob: float, m
 def padding_mask(frame_lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B, T) bool, True at frames at or beyond each row's length."""
     return torch.arange(T, device=frame_lengths.device).unsqueeze(0) >= frame_lengths.unsqueeze(1)
+
+
+def padding_mask_if_padded(frame_lengths: torch.Tensor, T: int, device: torch.device | str) -> torch.Tensor | None:
+    """padding_mask on `device`, or None when no row is padded.
+
+    Decided on the host for CPU lengths (the data loader's); lengths on an accelerator always get a mask, since
+    deciding would cost a host sync. None keeps unpadded batches on the mask-free attention and mean paths.
+    """
+    if frame_lengths.device.type == "cpu" and not bool((frame_lengths < T).any()):
+        return None
+    return padding_mask(frame_lengths.to(device, non_blocking=True), T)

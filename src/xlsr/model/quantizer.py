@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xlsr.model.config import Wav2Vec2Config
+from xlsr.model.losses import perplexity
+
 
 @dataclass
 class QuantizerOutput:
@@ -19,12 +22,6 @@ class QuantizerOutput:
     code_perplexity: torch.Tensor  # same from the hard choices
 
 
-def perplexity(probs: torch.Tensor) -> torch.Tensor:
-    """sum over groups of exp(entropy) of (N, G, V) probabilities averaged over N (fairseq's +1e-7 guard)."""
-    avg = probs.mean(dim=0)  # (G, V)
-    return torch.exp(-(avg * torch.log(avg + 1e-7)).sum(dim=-1)).sum()
-
-
 def gumbel_noise(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Standard Gumbel samples -log(E), E ~ Exp(1)."""
     return -torch.empty(shape, dtype=like.dtype, device=like.device).exponential_(generator=generator).log()
@@ -33,14 +30,15 @@ def gumbel_noise(shape: torch.Size, like: torch.Tensor, generator: torch.Generat
 class GumbelVectorQuantizer(nn.Module):
     """Maps C-dim features to codevector_dim: per group, one of V entries of size codevector_dim / G."""
 
-    def __init__(self, input_dim: int, num_groups: int, num_vars: int, codevector_dim: int):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        self.num_groups, self.num_vars = num_groups, num_vars
-        self.codevectors = nn.Parameter(torch.rand(1, num_groups * num_vars, codevector_dim // num_groups))
-        self.weight_proj = nn.Linear(input_dim, num_groups * num_vars)
+        G, V = config.num_codevector_groups, config.num_codevectors_per_group
+        self.num_groups, self.num_vars = G, V
+        self.codevectors = nn.Parameter(torch.rand(1, G * V, config.codevector_dim // G))
+        self.weight_proj = nn.Linear(config.conv_dim, G * V)  # reads the CNN features (C = conv_dim)
         nn.init.normal_(self.weight_proj.weight, mean=0.0, std=1.0)
         nn.init.zeros_(self.weight_proj.bias)
-        self.temperature = 2.0
+        self.temperature = config.latent_temp[0]  # annealed from here towards latent_temp[1]
 
     def set_temperature(self, tau: float) -> None:
         """Gumbel-softmax temperature; annealed by the trainer (train/schedules.py)."""
@@ -74,3 +72,11 @@ class GumbelVectorQuantizer(nn.Module):
             book = self.codevectors.float().view(self.num_groups, self.num_vars, -1)  # (G, V, d)
             quantized = torch.einsum("ngv,gvd->ngd", onehot, book).flatten(1)  # (N, G*d)
         return QuantizerOutput(quantized, codes, prob_ppl, code_ppl)
+
+
+def codeword_ids(codes: torch.Tensor, num_vars: int) -> torch.Tensor:
+    """(..., G) entries -> (...) one id per codeword (i_1 * V + i_2 for G = 2)."""
+    ids = torch.zeros_like(codes[..., 0])
+    for g in range(codes.shape[-1]):
+        ids = ids * num_vars + codes[..., g]
+    return ids

@@ -9,15 +9,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from xlsr.model.config import Wav2Vec2Config
 from xlsr.model.recompute import run_layer
 
 
 class PositionalConv(nn.Module):
     """Grouped Conv1d(D, D, k=128, groups=16) with weight norm over dim 2, then GELU: a relative position signal."""
 
-    def __init__(self, dim: int, kernel: int, groups: int):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=groups)
+        dim, kernel = config.hidden_size, config.conv_pos
+        conv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=config.conv_pos_groups)
         nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * dim)))
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, name="weight", dim=2)  # g: (1, 1, k), v: (D, D/groups, k)
@@ -34,9 +36,10 @@ class PositionalConv(nn.Module):
 class SelfAttention(nn.Module):
     """Multi-head self-attention through F.scaled_dot_product_attention, honouring a key padding mask."""
 
-    def __init__(self, dim: int, num_heads: int, dropout: float):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        self.num_heads, self.dropout = num_heads, dropout
+        dim = config.hidden_size
+        self.num_heads, self.dropout = config.num_heads, config.attention_dropout
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(dim, dim) for _ in range(4))
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
@@ -54,10 +57,11 @@ class SelfAttention(nn.Module):
 class FeedForward(nn.Module):
     """fc1 -> GELU -> activation dropout -> fc2."""
 
-    def __init__(self, dim: int, ffn_dim: int, activation_dropout: float):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
+        dim, ffn_dim = config.hidden_size, config.ffn_dim
         self.fc1, self.fc2 = nn.Linear(dim, ffn_dim), nn.Linear(ffn_dim, dim)
-        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.activation_dropout = nn.Dropout(config.activation_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
@@ -66,15 +70,15 @@ class FeedForward(nn.Module):
 class TransformerLayer(nn.Module):
     """One block; pre-LN: x + Drop(MHA(LN(x))), x + Drop(FFN(LN(x))); post-LN: LN after each residual sum."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, layer_norm_first: bool, eps: float):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        self.attention = SelfAttention(dim, num_heads, attention_dropout)
+        dim, eps = config.hidden_size, config.layer_norm_eps
+        self.attention = SelfAttention(config)
         self.attention_norm = nn.LayerNorm(dim, eps=eps)
-        self.feed_forward = FeedForward(dim, ffn_dim, activation_dropout)
+        self.feed_forward = FeedForward(config)
         self.final_norm = nn.LayerNorm(dim, eps=eps)
-        self.dropout = nn.Dropout(dropout)
-        self.layer_norm_first = layer_norm_first
+        self.dropout = nn.Dropout(config.dropout)
+        self.layer_norm_first = config.layer_norm_first
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         if self.layer_norm_first:
@@ -99,20 +103,14 @@ class TransformerEncoder(nn.Module):
     skipped by LayerDrop is never run, so the two combine under DDP.
     """
 
-    def __init__(self, dim: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float,
-                 attention_dropout: float, activation_dropout: float, layer_norm_first: bool, layerdrop: float,
-                 conv_pos: int, conv_pos_groups: int, eps: float):
+    def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        self.pos_conv = PositionalConv(dim, conv_pos, conv_pos_groups)
-        self.norm = nn.LayerNorm(dim, eps=eps)
-        self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            TransformerLayer(dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
-                             layer_norm_first, eps)
-            for _ in range(num_layers)
-        )
-        self.layer_norm_first = layer_norm_first
-        self.layerdrop = layerdrop
+        self.pos_conv = PositionalConv(config)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_layers))
+        self.layer_norm_first = config.layer_norm_first
+        self.layerdrop = config.layerdrop
         self.layerdrop_generator = torch.Generator().manual_seed(0)
         self.activation_checkpointing = False
         self.apply(_init_bert_params)
