@@ -55,7 +55,7 @@ class FeatureCache:
             feats = self.entries.get(key)
             if feats is None or feats.shape[0] != int(frames[i]):
                 self.misses += 1
-                feats = encoder.feature_encoder(waveforms[i:i + 1, : int(lengths[i])])[0].cpu()  # (T_i, C)
+                feats = encoder.features(waveforms[i:i + 1, : int(lengths[i])])[0][0].cpu()  # (T_i, C)
                 self._store(key, feats)
             else:
                 self.hits += 1
