@@ -139,8 +139,8 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> Fi
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
 
-    def frames(num_samples: int) -> int:
-        return num_frames(num_samples, model_config)
+    lengths = sorted({u.num_samples for utts in (*train.values(), *dev.values()) for u in utts})
+    frames = dict(zip(lengths, frame_counts(lengths, model_config))).__getitem__  # one pass for all lengths
 
     train_utts, reports = [], {}
     for path, utts in train.items():
@@ -163,12 +163,12 @@ def _filtered(utts: list, vocab: Vocabulary, labels: str, frames, path: str) -> 
     return kept, report
 
 
-def num_frames(num_samples: int, model_config) -> int:
-    """Frames the model's CNN gives for `num_samples` samples (each layer's unpadded output length)."""
-    t = torch.tensor(int(num_samples))
+def frame_counts(num_samples: list[int], model_config) -> list[int]:
+    """Frames the model's CNN gives for each length in samples (each layer's unpadded output length)."""
+    t = torch.tensor(num_samples, dtype=torch.long)
     for _, k, s in model_config.conv_layers:
         t = conv_output_lengths(t, k, s)
-    return int(t)
+    return t.tolist()
 
 
 def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, list]) -> tuple[Vocabulary, bool]:
