@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from xlsr import __version__
+from xlsr.version import __version__
 from xlsr.errors import XlsrError
 
 # Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.

@@ -106,7 +106,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     recipe.json, RECIPE.md}. Returns the release folder."""
     import yaml
 
-    from xlsr import __version__
+    from xlsr.version import __version__
 
     work = Path(work_dir) / recipe.name
     corpus, run = work / "corpus", work / "run"
