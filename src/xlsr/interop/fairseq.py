@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import torch
 from xlsr.errors import CheckpointError
 from xlsr.interop import safe_pickle
 from xlsr.interop.ctc_head import to_convention
-from xlsr.interop.native import Loaded, build_model
-from xlsr.interop.state_dict import _listing, load_state_dict_strict
+from xlsr.interop.native import Loaded, model_with_weights
+from xlsr.interop.state_dict import _listing
 
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 _WN_G = "parametrizations.weight.original0"  # weight-norm magnitude g
@@ -80,7 +81,9 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
-        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False)
+        # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
+        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False,
+                         mmap=zipfile.is_zipfile(path))
     except safe_pickle.UnsafePickleError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
@@ -363,7 +366,5 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> L
         # Our convention: <blank> (fairseq's <s>) at row 0, then <unk> (fairseq's index 3).
         vocab, order = to_convention(ours, vocab, 0, FAIRSEQ_SPECIALS.index("<unk>"))
         metadata["head_rows_from"] = order
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, ours, path)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, ours, path)
     return Loaded(model, cfg, vocab, "fairseq", metadata)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,16 @@ from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import (
     ARCHITECTURES,
     Loaded,
-    build_model,
     model_config,
+    model_with_weights,
     read_json,
     read_safetensors,
     tensors_for_saving,
     vocab_tokens,
     write_atomic_dir,
 )
-from xlsr.interop.state_dict import _listing, load_state_dict_strict
+from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.interop.state_dict import _listing
 
 HF_PREFIX = "wav2vec2."
 _WN = "parametrizations.weight.original"  # + 0 (g) / 1 (v)
@@ -251,7 +253,7 @@ def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: unreadable or unsafe torch weights ({first})") from None
@@ -417,9 +419,7 @@ def import_hf(dir: str | Path) -> Loaded:
                            if (dir / "tokenizer_config.json").is_file() else None)  # fmt: skip
         if vocab is not None and tokenizer_class in _LABELS_OF_TOKENIZER:
             metadata["labels"] = _LABELS_OF_TOKENIZER[tokenizer_class]
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, ours, weights_path)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path)
     return Loaded(model, cfg, vocab, "hf", metadata)
 
 
@@ -429,8 +429,6 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     `vocab` (a Vocabulary or token list) adds the CTC tokenizer files; `kind` ("phones"/"chars")
     picks the tokenizer, by default the Vocabulary's kind or a guess from the symbols.
     """
-    from safetensors.torch import save_file
-
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{dir}: cannot export a {architecture}")
@@ -454,6 +452,6 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     def write(tmp: Path) -> None:
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-        save_file(hf_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        write_safetensors(tmp / "model.safetensors", hf_state, metadata={"format": "pt"})
 
     return write_atomic_dir(dir, write)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -48,3 +48,24 @@ def load_state_dict_strict(
     """Copy `state` into `model` after `check_state_dict`; nothing is loaded partially."""
     check_state_dict(model, state, source)
     model.load_state_dict(dict(state), strict=True)
+
+
+def build_with_weights(
+    build: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor], source: str | Path
+) -> torch.nn.Module:
+    """`build()` on the meta device, then `state`'s tensors become its weights: no random init, no copy.
+
+    Tensors memory-mapped from a file stay mapped (copy-on-write: training writes to private pages,
+    never to the file), so loading holds one copy of the weights, not two. A tensor whose dtype differs
+    from the model's (an fp16 checkpoint) is converted, that one only.
+    """
+    with torch.device("meta"):
+        model = build()
+    check_state_dict(model, state, source)
+    expected = model.state_dict()
+    state = {k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # a tensor the state dict does not hold (a non-persistent buffer): a model change to review
+        raise RuntimeError(f"built on the meta device, these were never filled: {_listing(left)}")
+    return model
