@@ -80,10 +80,14 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
+    zipped = zipfile.is_zipfile(path)
+    with open(path, "rb") as f:
+        if not zipped and f.read(4) == b"PK\x03\x04":
+            raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint (truncated or damaged: "
+                                  f"its zip archive has no end record)")
     try:
         # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
-        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False,
-                         mmap=zipfile.is_zipfile(path))
+        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
     except safe_pickle.UnsafePickleError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -50,6 +51,28 @@ def load_state_dict_strict(
     model.load_state_dict(dict(state), strict=True)
 
 
+_INITIALIZERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                 "sparse_")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _initializers_skipped():
+    """torch.nn.init's functions return their tensor untouched: a meta model's init is thrown away anyway.
+
+    Why: on the meta device they run through torch's Python reference kernels, whose first use imports
+    seconds of code (2.5 s of a 3 s load, measured). Patched for the duration of the build only.
+    """
+    saved = {name: getattr(torch.nn.init, name) for name in _INITIALIZERS}
+    for name in saved:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def build_with_weights(
     build: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor], source: str | Path
 ) -> torch.nn.Module:
@@ -59,7 +82,7 @@ def build_with_weights(
     never to the file), so loading holds one copy of the weights, not two. A tensor whose dtype differs
     from the model's (an fp16 checkpoint) is converted, that one only.
     """
-    with torch.device("meta"):
+    with torch.device("meta"), _initializers_skipped():
         model = build()
     check_state_dict(model, state, source)
     expected = model.state_dict()
