@@ -18,6 +18,7 @@ import torch
 
 from xlsr.errors import CheckpointError
 from xlsr.interop import safe_pickle
+from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import Loaded, model_with_weights
 from xlsr.interop.state_dict import _listing
@@ -44,6 +45,8 @@ BODY_KEY_MAP: list[tuple[str, str]] = [
     (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.layers.\1.attention_norm.\2"),
     (r"encoder\.layers\.(\d+)\.fc([12])\.(weight|bias)", r"encoder.layers.\1.feed_forward.fc\2.\3"),
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_norm.\2"),
+    # MMS: one language's adapter, sliced out of fairseq's stacked adapter_layer.* by adapters.py
+    (r"encoder\.layers\.(\d+)\.adapter\.(norm|down|up)\.(weight|bias)", r"encoder.layers.\1.adapter.\2.\3"),
 ]
 # Pretraining heads (top level in both).
 PRETRAINING_KEY_MAP: list[tuple[str, str]] = [
@@ -332,16 +335,30 @@ def _architecture(state: dict) -> str:
     return "Wav2Vec2ForPreTraining" if "quantizer.vars" in state else "Wav2Vec2Model"
 
 
-def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
-    """Rebuild a fairseq wav2vec 2.0 checkpoint (and its CTC dictionary, if given or beside it) as our model."""
+def _one_language(ckpt: dict, state: dict, target_lang: str | None, path: Path) -> tuple[dict, str | None, int]:
+    """MMS: the state with `target_lang`'s adapters only (see adapters.py), the language and the adapter width."""
+    m, pre_task, ft = model_args(ckpt)
+    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else {}
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else ckpt.get("args") or {}
+    return select_fairseq_adapter(state, {**m, **(ft or {})}, {**pre_task, **task}, target_lang, path)
+
+
+def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None) -> Loaded:
+    """Rebuild a fairseq wav2vec 2.0 checkpoint (and its CTC dictionary, if given or beside it) as our model.
+
+    For MMS files with per-language adapters, `target_lang` picks the language (see adapters.py).
+    """
     path = Path(path)
     ckpt = read_fairseq_checkpoint(path)
     state = {k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)}
     try:
         architecture = _architecture(state)
         cfg = config_from_fairseq(ckpt, _criterion_args(ckpt))
+        state, lang, adapter_dim = _one_language(ckpt, state, target_lang, path)
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
+    if adapter_dim:
+        cfg.adapter_attn_dim = adapter_dim
     if architecture == "Wav2Vec2Model" and any(k.startswith(("project_q.", "final_proj.")) for k in state):
         raise CheckpointError(f"{path}: pretrained without a quantizer (quantize_targets=False) is not supported")
     ours = convert_state_dict(state, architecture, path)
@@ -363,7 +380,7 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> L
                 raise CheckpointError(
                     f"{dict_path}: dictionary gives {len(vocab)} tokens but {path} has {vocab_size} output rows"
                 )
-    metadata: dict[str, Any] = {"source": str(path)}
+    metadata: dict[str, Any] = {"source": str(path), **({"target_lang": lang} if lang else {})}
     if filled:
         metadata["identity_filled"] = filled
     if architecture == "Wav2Vec2ForCTC" and vocab is not None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from xlsr.errors import CheckpointError
+from xlsr.interop.adapters import choose_language, hf_languages, language_vocab, with_hf_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import (
     ARCHITECTURES,
@@ -52,6 +53,9 @@ BODY_KEYS: list[tuple[str, str]] = [
     ("encoder.layers.{n}.feed_forward.fc1.{p}", "encoder.layers.{n}.feed_forward.intermediate_dense.{p}"),
     ("encoder.layers.{n}.feed_forward.fc2.{p}", "encoder.layers.{n}.feed_forward.output_dense.{p}"),
     ("encoder.layers.{n}.final_norm.{p}", "encoder.layers.{n}.final_layer_norm.{p}"),
+    ("encoder.layers.{n}.adapter.norm.{p}", "encoder.layers.{n}.adapter_layer.norm.{p}"),  # MMS
+    ("encoder.layers.{n}.adapter.down.{p}", "encoder.layers.{n}.adapter_layer.linear_1.{p}"),
+    ("encoder.layers.{n}.adapter.up.{p}", "encoder.layers.{n}.adapter_layer.linear_2.{p}"),
 ]
 # Heads of Wav2Vec2ForPreTraining / Wav2Vec2ForCTC (top level in both).
 HEAD_KEYS: list[tuple[str, str]] = [
@@ -71,9 +75,10 @@ def _compile(template: str) -> re.Pattern:
     return re.compile("".join(_PLACEHOLDERS[p[1:-1]] if p.startswith("{") else re.escape(p) for p in parts))
 
 
-def _table(direction: str, prefixed: bool) -> list[tuple[re.Pattern, str]]:
-    """(pattern, template) pairs mapping ours→HF ("to_hf") or HF→ours ("from_hf")."""
-    body = [(HF_PREFIX + o, HF_PREFIX + h) if prefixed else (o, h) for o, h in BODY_KEYS]
+def _table(direction: str, prefixed: bool, adapters: bool = False) -> list[tuple[re.Pattern, str]]:
+    """(pattern, template) pairs mapping ours→HF ("to_hf") or HF→ours ("from_hf"); MMS adapters if `adapters`."""
+    keys = [(o, h) for o, h in BODY_KEYS if adapters or ".adapter." not in o]
+    body = [(HF_PREFIX + o, HF_PREFIX + h) if prefixed else (o, h) for o, h in keys]
     pairs = body + (HEAD_KEYS if prefixed else [])
     if direction == "to_hf":
         return [(_compile(o), h) for o, h in pairs]
@@ -99,7 +104,6 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
     "hidden_act": "gelu",
     "feat_extract_activation": "gelu",
     "add_adapter": False,
-    "adapter_attn_dim": None,
     "use_weighted_layer_sum": False,
 }
 
@@ -135,6 +139,9 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
             conv_pos=int(hf.get("num_conv_pos_embeddings", 128)),
             conv_pos_groups=int(hf.get("num_conv_pos_embedding_groups", 16)),
             layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
+            # transformers builds MMS adapters in pre-LN ("stable") blocks only.
+            adapter_attn_dim=(int(hf["adapter_attn_dim"]) if hf.get("adapter_attn_dim") is not None
+                              and hf.get("do_stable_layer_norm") else None),
             final_dim=int(hf.get("proj_codevector_dim", 256)),
             codevector_dim=int(hf.get("codevector_dim", 256)),
             num_codevector_groups=int(hf.get("num_codevector_groups", 2)),
@@ -214,6 +221,7 @@ def config_to_hf(cfg, architecture: str, vocab_size: int | None) -> dict:
         "ctc_loss_reduction": "mean",
         "ctc_zero_infinity": True,
         "add_adapter": False,
+        "adapter_attn_dim": cfg.adapter_attn_dim,
         "output_hidden_size": cfg.hidden_size,
         "use_weighted_layer_sum": False,
         "xlsr_config": cfg.to_dict(),
@@ -274,14 +282,12 @@ def is_hf_dir(path: str | Path) -> bool:
 
 
 # ---------------------------------------------------------------------------- vocabulary
-def read_hf_vocab(dir: Path, size: int) -> tuple[list[str], int | None] | None:
-    """(tokens by id from vocab.json + added_tokens.json, id of the unk token or None); None without vocab.json."""
+def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
+    """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without."""
     vocab_path = dir / "vocab.json"
     if not vocab_path.is_file():
         return None
-    token_to_id = read_json(vocab_path)
-    if token_to_id and all(isinstance(v, dict) for v in token_to_id.values()):
-        raise CheckpointError(f"{vocab_path}: multi-language vocabularies (MMS adapters) are not supported")
+    token_to_id = language_vocab(vocab_path, lang)
     added = dir / "added_tokens.json"
     if added.is_file():
         token_to_id = {**token_to_id, **read_json(added)}
@@ -378,12 +384,21 @@ def _architecture_from_keys(state: dict) -> str:
     return "Wav2Vec2Model"
 
 
-def import_hf(dir: str | Path) -> Loaded:
-    """Rebuild an HF wav2vec2 directory (Model, ForPreTraining or ForCTC) as our model, with its vocabulary."""
+def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
+    """Rebuild an HF wav2vec2 directory (Model, ForPreTraining or ForCTC) as our model, with its vocabulary.
+
+    For an MMS directory with per-language adapters, `target_lang` picks the language's adapters, head
+    and vocabulary (as transformers' load_adapter does); without it, or with one it lacks, one line
+    lists the languages it has.
+    """
     dir = Path(dir)
     cfg_path = dir / "config.json"
     hf = read_json(cfg_path)
     state, weights_path = read_hf_weights(dir)
+    languages, named_in = hf_languages(dir)
+    lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
+    if lang is not None:
+        state = with_hf_adapter(dir, state, lang)
     for pattern, repl in _LEGACY_WEIGHT_NORM:
         state = {pattern.sub(repl, k): v for k, v in state.items()}
     architecture = _architecture_from_keys(state)
@@ -393,10 +408,10 @@ def import_hf(dir: str | Path) -> Loaded:
     cfg = config_from_hf(hf, cfg_path, architecture=architecture,
                          normalize=None if normalize is None else bool(normalize))
     prefixed = architecture != "Wav2Vec2Model"
-    ours, unmatched = rename(state, _table("from_hf", prefixed))
+    ours, unmatched = rename(state, _table("from_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
         raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {_listing(sorted(unmatched))}")
-    metadata: dict[str, Any] = {"source": str(dir)}
+    metadata: dict[str, Any] = {"source": str(dir), **({"target_lang": lang} if lang else {})}
     mask_key = (HF_PREFIX if prefixed else "") + "mask_embedding"
     if mask_key not in ours and not _hf_has_mask_embedding(hf):
         # transformers omits masked_spec_embed when no masking is configured; fairseq's init is U[0, 1).
@@ -409,7 +424,7 @@ def import_hf(dir: str | Path) -> Loaded:
         pad_id = int(hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0)
         if not 0 <= pad_id < vocab_size:
             raise CheckpointError(f"{cfg_path}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
-        found = read_hf_vocab(dir, vocab_size)
+        found = read_hf_vocab(dir, vocab_size, lang)
         vocab, unk_id = found if found is not None else (None, None)
         # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
         vocab, order = to_convention(ours, vocab, pad_id, unk_id)
@@ -433,6 +448,8 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{dir}: cannot export a {architecture}")
     cfg = model_config(model)
+    if cfg.adapter_attn_dim and not cfg.layer_norm_first:
+        raise CheckpointError(f"{dir}: transformers has MMS adapters in pre-LN blocks only; this model is post-LN")
     tokens = vocab_tokens(vocab)
     state = tensors_for_saving(model)
     vocab_size = state["lm_head.weight"].shape[0] if architecture == "Wav2Vec2ForCTC" else None
@@ -440,7 +457,7 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
         raise CheckpointError(f"{dir}: vocabulary has {len(tokens)} tokens but lm_head has {vocab_size} rows")
     hf_config = config_to_hf(cfg, architecture, vocab_size or (len(tokens) if tokens else None))
     prefixed = architecture != "Wav2Vec2Model"
-    hf_state, unmatched = rename(state, _table("to_hf", prefixed))
+    hf_state, unmatched = rename(state, _table("to_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
         raise CheckpointError(f"{dir}: no HF name for {_listing(sorted(unmatched))}")
     if not _hf_has_mask_embedding(hf_config):

@@ -63,12 +63,28 @@ class FeedForward(nn.Module):
         return self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
 
 
+class Adapter(nn.Module):
+    """MMS's per-language bottleneck adapter: LN -> Linear(D, a) -> ReLU -> Linear(a, D), added to a block's output."""
+
+    def __init__(self, dim: int, adapter_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)  # eps 1e-5 in MMS, whatever the model's layer_norm_eps
+        self.down, self.up = nn.Linear(dim, adapter_dim), nn.Linear(adapter_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu(self.down(self.norm(x))))
+
+
 class TransformerLayer(nn.Module):
-    """One block; pre-LN: x + Drop(MHA(LN(x))), x + Drop(FFN(LN(x))); post-LN: LN after each residual sum."""
+    """One block; pre-LN: x + Drop(MHA(LN(x))), x + Drop(FFN(LN(x))); post-LN: LN after each residual sum.
+
+    With `adapter_dim` (MMS), the block's output is then x + Adapter(x).
+    """
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, layer_norm_first: bool, eps: float):
+                 activation_dropout: float, layer_norm_first: bool, eps: float, adapter_dim: int | None = None):
         super().__init__()
+        self.adapter = Adapter(dim, adapter_dim) if adapter_dim else None
         self.attention = SelfAttention(dim, num_heads, attention_dropout)
         self.attention_norm = nn.LayerNorm(dim, eps=eps)
         self.feed_forward = FeedForward(dim, ffn_dim, activation_dropout)
@@ -83,6 +99,8 @@ class TransformerLayer(nn.Module):
         else:
             x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
             x = self.final_norm(x + self.dropout(self.feed_forward(x)))
+        if self.adapter is not None:
+            x = x + self.adapter(x)
         return x
 
 
@@ -101,14 +119,14 @@ class TransformerEncoder(nn.Module):
 
     def __init__(self, dim: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float,
                  attention_dropout: float, activation_dropout: float, layer_norm_first: bool, layerdrop: float,
-                 conv_pos: int, conv_pos_groups: int, eps: float):
+                 conv_pos: int, conv_pos_groups: int, eps: float, adapter_dim: int | None = None):
         super().__init__()
         self.pos_conv = PositionalConv(dim, conv_pos, conv_pos_groups)
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(dim, num_heads, ffn_dim, dropout, attention_dropout, activation_dropout,
-                             layer_norm_first, eps)
+                             layer_norm_first, eps, adapter_dim)
             for _ in range(num_layers)
         )
         self.layer_norm_first = layer_norm_first

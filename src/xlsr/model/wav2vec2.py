@@ -139,7 +139,7 @@ class Wav2Vec2Model(nn.Module):
         self.encoder = TransformerEncoder(
             cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.ffn_dim, cfg.dropout, cfg.attention_dropout,
             cfg.activation_dropout, cfg.layer_norm_first, cfg.layerdrop, cfg.conv_pos, cfg.conv_pos_groups,
-            cfg.layer_norm_eps,
+            cfg.layer_norm_eps, cfg.adapter_attn_dim,
         )
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
