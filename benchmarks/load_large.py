@@ -47,7 +47,8 @@ def _random_tensor(name: str, meta: torch.Tensor, g: torch.Generator) -> torch.T
 
 def build_hf_dir(preset: str, out: Path) -> None:
     """A random-weight HF Wav2Vec2ForPreTraining directory of the preset's shape, one tensor in memory at a time."""
-    from xlsr.interop.huggingface import _table, config_to_hf, hf_preprocessor_config, rename
+    from xlsr.interop.hf_tokenizer import hf_preprocessor_config
+    from xlsr.interop.huggingface import _table, config_to_hf, rename
     from xlsr.interop.safetensors_file import safetensors_header
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
