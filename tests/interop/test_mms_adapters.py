@@ -162,3 +162,43 @@ def test_fairseq_mms_file_picks_the_language_by_corpus_key(tmp_path):
     torch.save({"cfg": cfg, "model": state}, path)
     with pytest.raises(CheckpointError, match=r"mms1b_all\.pt: holds 2 adapters per block but its task names no"):
         load_pretrained(path, target_lang="fra")
+
+
+def test_new_language_adapters_train_alone_and_export_for_transformers(mms_dir):
+    from xlsr.interop.adapters import adapter_parameters, export_adapter, init_language
+
+    model = load_pretrained(mms_dir, target_lang="eng").model.train()
+    base = {k: v.clone() for k, v in model.state_dict().items() if ".adapter." not in k and "lm_head" not in k}
+    tokens = ["<blank>", "<unk>", "|", "k", "w", "m"]  # a new language's characters
+    init_language(model, len(tokens), generator=torch.Generator().manual_seed(0))
+    trained = adapter_parameters(model)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        n for n, p in model.named_parameters() if any(p is q for q in trained)}
+    x, lengths, _ = padded_batch(seed=67)
+    labels = torch.tensor([[3, 4, 2, 5], [5, 3, 0, 0], [4, 0, 0, 0]])
+    label_lengths = torch.tensor([4, 2, 1])
+    opt = torch.optim.Adam(trained, lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = model(x, lengths, labels=labels, label_lengths=label_lengths).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in base.items())  # the base never moved
+
+    model.eval()
+    export_adapter(model, mms_dir, "xyz", tokens)
+    assert sorted(json.loads((mms_dir / "vocab.json").read_text())) == ["eng", "fra", "xyz"]
+    ref = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir).eval()
+    ref.load_adapter("xyz")
+    tok = transformers.Wav2Vec2CTCTokenizer.from_pretrained(mms_dir, target_lang="xyz")
+    assert tok.convert_ids_to_tokens(list(range(1, 6))) == tokens[1:] and tok.pad_token_id == 0
+    x1, _, _ = padded_batch(seed=68, lengths=(1600, 1600))
+    with torch.no_grad():
+        torch.testing.assert_close(ref(x1).logits, model(x1).logits, atol=1e-4, rtol=0)
+        reloaded = load_pretrained(mms_dir, target_lang="xyz")
+        assert reloaded.vocab == tokens
+        torch.testing.assert_close(reloaded.model(x1).logits, model(x1).logits, atol=1e-4, rtol=0)

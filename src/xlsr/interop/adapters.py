@@ -10,6 +10,7 @@ is one language, named by the task's multi_corpus_keys when there is more than o
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -140,3 +141,77 @@ def select_fairseq_adapter(state: dict[str, torch.Tensor], model_args: dict, tas
         m = _FAIRSEQ_ADAPTER.fullmatch(key)
         out[m[1].replace("adapter_layer.", "adapter.") + _FAIRSEQ_ONE[m[2]]] = value[index]
     return out, lang, next(v for k, v in stacked.items() if k.endswith("b_a")).shape[1]
+
+
+# ---------------------------------------------------------------------------- a new language (MMS's recipe)
+def adapter_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters MMS trains for a language: every block's adapter and the CTC head; the rest stays frozen."""
+    return [p for name, p in model.named_parameters() if ".adapter." in name or name.startswith("lm_head.")]
+
+
+def init_language(model: torch.nn.Module, vocab_size: int, generator: torch.Generator | None = None) -> None:
+    """Fresh adapters and a fresh `vocab_size`-row head for a new language; base weights frozen (requires_grad off)."""
+    cfg = model.config
+    if not cfg.adapter_attn_dim or not hasattr(model, "lm_head"):
+        raise CheckpointError("init_language: needs a CTC model with MMS adapters (adapter_attn_dim set)")
+    head = torch.nn.Linear(cfg.hidden_size, int(vocab_size))
+    model.lm_head = head
+    model.vocab_size = int(vocab_size)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.requires_grad_(".adapter." in name or name.startswith("lm_head."))
+            if not p.requires_grad:
+                continue
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:  # fairseq's init_bert_params, as the base's Linear layers got
+                p.normal_(0.0, 0.02, generator=generator)
+
+
+def export_adapter(model: torch.nn.Module, dir: str | Path, lang: str, vocab) -> Path:
+    """Write `lang`'s adapters and head as dir/adapter.<lang>.safetensors and its tokens into dir/vocab.json.
+
+    `dir` is an HF MMS directory whose base has the same shape (transformers' load_adapter(lang) then
+    loads it). Each file is written whole under a temporary name and then renamed.
+    """
+    from xlsr.interop.hf_tokenizer import hf_tokenizer_files
+    from xlsr.interop.huggingface import HF_PREFIX, _table, rename
+    from xlsr.interop.native import model_config, vocab_tokens
+    from xlsr.interop.safetensors_file import write_safetensors
+
+    dir, cfg = Path(dir), model_config(model)
+    base = read_json(dir / "config.json")
+    for ours, theirs in (("adapter_attn_dim", "adapter_attn_dim"), ("hidden_size", "hidden_size"),
+                         ("num_layers", "num_hidden_layers")):  # fmt: skip
+        if getattr(cfg, ours) != base.get(theirs):
+            raise CheckpointError(f"{dir / 'config.json'}: {theirs}={base.get(theirs)!r} but the model has "
+                                  f"{getattr(cfg, ours)!r}; its adapters do not fit this base")
+    tokens = vocab_tokens(vocab)
+    rows = model.lm_head.weight.shape[0]
+    if tokens is None or len(tokens) != rows:
+        raise CheckpointError(f"{dir}: vocabulary of {len(tokens or [])} tokens for a {rows}-row head")
+    state = {k: v.detach() for k, v in model.state_dict().items() if ".adapter." in k or k.startswith("lm_head.")}
+    hf_state, unmatched = rename(state, _table("to_hf", prefixed=True, adapters=True))
+    assert not unmatched and all(k.startswith((HF_PREFIX, "lm_head.")) for k in hf_state), unmatched
+    vocab_path = dir / "vocab.json"
+    by_language = read_json(vocab_path) if vocab_path.is_file() else {}
+    if by_language and not all(isinstance(v, dict) for v in by_language.values()):
+        raise CheckpointError(f"{vocab_path}: not keyed by language; cannot add {lang!r} to it")
+    by_language[lang] = hf_tokenizer_files(tokens)["vocab.json"]
+    adapter_path = dir / ADAPTER_FILE.format(lang)
+    _write_whole(adapter_path, lambda tmp: write_safetensors(tmp, hf_state, metadata={"format": "pt"}))
+    text = json.dumps(by_language, ensure_ascii=False, indent=1) + "\n"
+    _write_whole(vocab_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return adapter_path
+
+
+def _write_whole(path: Path, write) -> None:
+    """`write(tmp)` beside `path`, then rename over it: `path` is never seen half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
