@@ -19,6 +19,9 @@ def register(subparsers) -> None:
     p.add_argument("--to", choices=("hf", "xlsr"), required=True, help="output format")
     p.add_argument("--dict", dest="dictionary", metavar="FILE",
                    help="fairseq dictionary (dict.ltr.txt) for a fine-tuned .pt; default: one beside SRC")
+    p.add_argument("--target-lang", metavar="LANG",
+                   help="MMS checkpoints with per-language adapters: the language whose adapters, head and "
+                   "vocabulary to keep (without it, the error lists the languages SRC has)")
     p.set_defaults(func=run)
 
 
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint
 
-    loaded = load_pretrained(args.src, dictionary=args.dictionary)
+    loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
     else:

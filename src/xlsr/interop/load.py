@@ -71,26 +71,33 @@ def model_mismatch(directory: str | Path, model) -> str | None:
     return None
 
 
-def load_pretrained(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
+def load_pretrained(
+    path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None
+) -> Loaded:
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
     A training run folder means its best checkpoint (else its last); a path to a file inside a
     checkpoint directory (its config.json or weights) means that directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
     models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
+    `target_lang` picks one language of an MMS checkpoint with per-language adapters (HF or fairseq).
     """
     path = resolve_run_folder(path)
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent
     fmt = detect_format(path)
     if fmt == "xlsr":
-        return load_checkpoint(path)
+        loaded = load_checkpoint(path)
+        if target_lang is not None and loaded.metadata.get("target_lang") != target_lang:
+            held = loaded.metadata.get("target_lang")
+            raise CheckpointError(f"{path}: no language {target_lang!r}; available: {held or 'none'}")
+        return loaded
     if fmt == "hf":
         from xlsr.interop.huggingface import import_hf
 
-        return import_hf(path)
+        return import_hf(path, target_lang=target_lang)
     from xlsr.interop.fairseq import load_fairseq
 
-    return load_fairseq(path, dictionary=dictionary)
+    return load_fairseq(path, dictionary=dictionary, target_lang=target_lang)
 
 
 __all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained", "model_mismatch",

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from xlsr.errors import CheckpointError
-from xlsr.interop.state_dict import load_state_dict_strict
+from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.interop.state_dict import build_with_weights
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -69,18 +70,15 @@ def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.
     return getattr(xm, architecture)(cfg)
 
 
+def model_with_weights(architecture: str, cfg, vocab_size: int | None, state: dict[str, torch.Tensor],
+                       source: str | Path) -> torch.nn.Module:
+    """A model of `architecture` whose weights are `state`'s tensors (not copies), in eval mode."""
+    return build_with_weights(lambda: build_model(architecture, cfg, vocab_size), state, source).eval()
+
+
 def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict as contiguous CPU tensors that safetensors accepts."""
-    # safetensors refuses tensors that share memory; clone only those that do.
-    out, seen = {}, set()
-    for key, value in model.state_dict().items():
-        t = value.detach().to("cpu").contiguous()
-        ptr = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if ptr in seen:
-            t = t.clone()
-        seen.add(ptr)
-        out[key] = t
-    return out
+    """The model's state dict, detached; `write_safetensors` moves each to the CPU as it writes it."""
+    return {key: value.detach() for key, value in model.state_dict().items()}
 
 
 def _fsync_file(path: Path) -> None:
@@ -136,8 +134,6 @@ def save_checkpoint(
     dir: str | Path, model: torch.nn.Module, *, vocab=None, metadata: dict | None = None
 ) -> Path:
     """Write `model` (and its CTC vocabulary) to the checkpoint directory `dir`, atomically."""
-    from safetensors.torch import save_file
-
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{dir}: cannot save a {architecture}; expected one of {', '.join(ARCHITECTURES)}")
@@ -158,7 +154,7 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
 
     return write_atomic_dir(dir, write)
 
@@ -245,7 +241,5 @@ def load_checkpoint(dir: str | Path) -> Loaded:
             raise CheckpointError(
                 f"{cfg_path}: vocab has {len(tokens)} tokens but lm_head.weight has {vocab_size} rows"
             )
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, state, dir / WEIGHTS_FILE)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, state, dir / WEIGHTS_FILE)
     return Loaded(model, cfg, tokens, FORMAT, dict(data.get("metadata") or {}))
