@@ -147,7 +147,11 @@ class Trainer:
         batches = self._batch_stream()
         window = LogWindow()
         if self.update == 0 and self.task.validate_at_start:
-            self._validate(select_best=False)  # the model at initialisation is no candidate for `best`
+            # The model at initialisation is no candidate for `best`; restoring the random state (which the
+            # validation loaders draw from) keeps the run identical to one without this validation.
+            rng = ckpt.capture_rng_state()
+            self._validate(select_best=False)
+            ckpt.restore_rng_state(rng)
         while self.update < cfg.max_updates and not self._stop_requested:
             t0 = time.perf_counter()
             micro = [next(batches) for _ in range(cfg.update_freq)]
