@@ -17,3 +17,20 @@ def test_health_warnings():
     assert pretrain_health_warnings({"code_perplexity": 30.0, "sample_size": 40}, **kw) == []
     # no warnings in the first updates
     assert pretrain_health_warnings({"code_perplexity": 1.0}, **{**kw, "update": 10}) == []
+
+
+def test_feature_collapse_against_the_value_at_initialisation():
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=30)
+    # the released tiny checkpoints: CNN features 4.1 against 48.6 at random initialisation
+    collapsed = {"feature_eff_dim": 4.1, "feature_eff_dim_init": 48.6, "context_eff_dim": 20.0,
+                 "context_eff_dim_init": 30.0}
+    warnings = pretrain_health_warnings(collapsed, **kw)  # before min_update too: the reference is fixed
+    assert [k for k, _ in warnings] == ["feature_collapse"]
+    assert "4.1" in warnings[0][1] and "48.6" in warnings[0][1] and "8%" in warnings[0][1]
+    both = {**collapsed, "context_eff_dim": 7.0}
+    assert [k for k, _ in pretrain_health_warnings(both, **kw)] == ["feature_collapse", "context_collapse"]
+    # at the threshold (25%) and above: no warning; without a reference: none
+    assert pretrain_health_warnings({"feature_eff_dim": 12.15, "feature_eff_dim_init": 48.6}, **kw) == []
+    assert pretrain_health_warnings({"feature_eff_dim": 4.1}, **kw) == []
+    assert [k for k, _ in pretrain_health_warnings({"feature_eff_dim": 12.15, "feature_eff_dim_init": 48.6},
+                                                   dimension_collapse_ratio=0.5, **kw)] == ["feature_collapse"]

@@ -8,9 +8,12 @@ from pathlib import Path
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import FILES, ReleaseRecipe
 
-# Settings that pick the hardware, the paths of one build or a memory trade-off with identical results: not the recipe.
+# Settings that pick the hardware, the paths of one build, a memory trade-off or what validation measures along the
+# way, with identical results: not the recipe. (tests/train/test_pretrain.py checks that the feature-health figures
+# and the probe leave the trained weights unchanged.)
 MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress", "tensorboard",
-                "activation_checkpointing")
+                "activation_checkpointing", "feature_health_frames", "probe_every", "probe_data", "probe_labels",
+                "probe_steps")
 
 
 def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:

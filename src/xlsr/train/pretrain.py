@@ -2,7 +2,10 @@
 
 Data: `DIR/<lang>/train.jsonl` (and optionally `DIR/<lang>/dev.jsonl` for validation) manifests; languages are
 resampled per epoch with p_l ∝ (n_l/N)^α. Validation runs per language; `checkpoints/best` is the
-lowest validation contrastive loss (wav2vec 2.0's model selection).
+lowest validation contrastive loss (wav2vec 2.0's model selection). Validation also measures the health of the
+features (train/feature_monitor.py: effective dimension of the CNN features and of the context over frames pooled
+from every language), once more before the first update as the reference a collapse is measured against, and,
+with `probe_every`, a short linear probe's PER on labeled `probe_data` (train/probe_monitor.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -24,7 +28,16 @@ from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.train.distributed import unwrap
+from xlsr.train.feature_monitor import (
+    CONTEXT_EFF_DIM,
+    FEATURE_EFF_DIM,
+    INIT_SUFFIX,
+    FrameSample,
+    feature_health_logs,
+)
 from xlsr.train.pretrain_health import pretrain_health_warnings
+from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
@@ -54,12 +67,25 @@ class PretrainConfig(TrainerConfig):
     num_workers: int = 2  # data-loading processes per rank
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # per language; 0 = all
+    feature_health_frames: int = 8192  # validation frames (all languages pooled) for feature health; 0 = off
+    probe_every: int = 0  # >0: a short linear CTC probe at the first validation this many updates after the last
+    probe_data: list[str] = field(default_factory=list)  # labeled manifest(s) the probe trains and scores on
+    probe_labels: Literal["phones", "chars"] = "phones"  # phones: the manifests' `phones`; chars: their `text`
+    probe_steps: int = 300  # Adam steps of each probe's linear heads
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
+        if self.feature_health_frames < 0 or self.feature_health_frames == 1:
+            raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
+        if self.probe_every < 0 or self.probe_steps < 1:
+            raise XlsrError(f"probe_every, probe_steps: need probe_every >= 0 and probe_steps >= 1, got "
+                            f"{self.probe_every} and {self.probe_steps}")
+        if bool(self.probe_every) != bool(self.probe_data):
+            raise XlsrError("probe_every, probe_data: the probe needs both (labeled manifests and how often), "
+                            f"got probe_every={self.probe_every} and probe_data={self.probe_data or 'none'}")
 
 
 def recipe_path(name: str) -> Path:
@@ -96,6 +122,19 @@ class PretrainTask(Task):
         except XlsrError:
             self.valid_utts = []  # no validation split: train without validation
         self.generator: torch.Generator | None = None
+        frames = cfg.feature_health_frames
+        self.health = FrameSample(frames, seed=cfg.seed) if frames and self.valid_utts else None
+        self.health_init: dict | None = None  # the feature-health figures at initialisation (kept on resume)
+        self.probe = None
+        if cfg.probe_every:
+            if not self.valid_utts:
+                raise XlsrError(f"probe_every: the probe runs at validation, but {cfg.data} has no "
+                                f"{cfg.valid_split} manifests")
+            self.probe = read_probe_slice(cfg.probe_data, cfg.probe_labels, conv_layers=self.model_cfg.conv_layers,
+                                          normalize=self.normalize)
+        self.last_probe: int | None = None  # the update of the last probe
+        # a fresh run validates before its first update: the reference a feature collapse is measured against
+        self.validate_at_start = self.health is not None or self.probe is not None
 
     # --- Task interface ------------------------------------------------------------------------------
     def setup(self, info) -> None:
@@ -164,6 +203,8 @@ class PretrainTask(Task):
             if self.cfg.valid_max_batches:
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)
             sets[lang] = batches
+        if self.health is not None:
+            self.health.reset(groups=len(sets))  # and the same frames sampled
         return sets
 
     def valid_step(self, model: nn.Module, batch) -> dict:
@@ -171,6 +212,28 @@ class PretrainTask(Task):
         out = model(batch.waveforms, batch.lengths, generator=self.valid_generator)
         logs = _logs(out, batch)
         logs["loss"] = float(out.loss) / logs["sample_size"] / math.log(2)
+        lang = batch.langs[0]  # a validation set is one language
+        if self.health is not None and self.health.wants(lang):
+            # A forward without masks: the features and context a downstream task would see.
+            enc = unwrap(model).wav2vec2(batch.waveforms, batch.lengths)
+            T = enc.extract_features.shape[1]
+            valid = torch.arange(T, device=enc.frame_lengths.device) < enc.frame_lengths[:, None]  # (B, T)
+            self.health.add(enc.extract_features[valid], enc.last_hidden_state[valid], group=lang)
+        return logs
+
+    def valid_end(self, model: nn.Module, update: int) -> dict:
+        logs = feature_health_logs(*self.health.views) if self.health is not None and self.health.views else {}
+        if logs and self.health_init is None:
+            self.health_init = {"update": update, **logs}
+            if update > 0:  # resumed from a run that did not measure it, or turned on late
+                print(f"xlsr: note: feature health has no value at initialisation; update {update}'s values "
+                      f"are the reference", file=sys.stderr)
+        if logs:
+            logs.update({k + INIT_SUFFIX: self.health_init[k] for k in (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)})
+        if self.probe is not None and (self.last_probe is None or update - self.last_probe >= self.cfg.probe_every):
+            logs.update(run_probe(unwrap(model).wav2vec2, self.probe, steps=self.cfg.probe_steps, seed=self.cfg.seed,
+                                  device=self.info.device))
+            self.last_probe = update
         return logs
 
     def batch_size_option(self) -> str:
@@ -188,13 +251,16 @@ class PretrainTask(Task):
                                                     "data": str(self.cfg.data), "alpha": self.cfg.alpha})
 
     def state_dict(self) -> dict:
-        return {"loader": self.loader.state_dict(), "generator": self.generator.get_state()}
+        return {"loader": self.loader.state_dict(), "generator": self.generator.get_state(),
+                "health_init": self.health_init, "last_probe": self.last_probe}
 
     def load_state_dict(self, state: dict) -> None:
         if "loader" in state:
             self.loader.load_state_dict(state["loader"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
+        self.health_init = state.get("health_init")
+        self.last_probe = state.get("last_probe")
 
 
 def _logs(out, batch) -> dict:

@@ -35,6 +35,8 @@ class Task:
     has_unused_parameters: bool = False
     #: train log entries shown on the progress bar (the Trainer adds the learning rate and the throughput)
     progress_keys: tuple[str, ...] = ("loss",)
+    #: validate once before the first update of a fresh run too (e.g. to measure the model at initialisation)
+    validate_at_start: bool = False
 
     # --- required ------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -64,6 +66,14 @@ class Task:
     def valid_step(self, model: nn.Module, batch: Any) -> dict:
         """Forward one validation batch in eval mode -> logs (with "sample_size" as weight)."""
         raise NotImplementedError
+
+    def valid_end(self, model: nn.Module, update: int) -> dict:
+        """Logs over the whole validation just run (all subsets), added to the overall `valid` record.
+
+        For figures that a weighted mean of per-batch logs cannot give, e.g. statistics of frames pooled over
+        every batch. Called on every rank, in eval mode and without gradients, with the model validation used.
+        """
+        return {}
 
     def describe(self) -> str:
         """Lines printed once when training starts (e.g. the data summary); empty for none."""

@@ -146,6 +146,12 @@ class Trainer:
         cfg = self.cfg
         batches = self._batch_stream()
         window = LogWindow()
+        if self.update == 0 and self.task.validate_at_start:
+            # The model at initialisation is no candidate for `best`; restoring the random state (which the
+            # validation loaders draw from) keeps the run identical to one without this validation.
+            rng = ckpt.capture_rng_state()
+            self._validate(select_best=False)
+            ckpt.restore_rng_state(rng)
         while self.update < cfg.max_updates and not self._stop_requested:
             t0 = time.perf_counter()
             micro = [next(batches) for _ in range(cfg.update_freq)]
@@ -277,7 +283,7 @@ class Trainer:
         self._postfix = {k: logs[k] for k in (*self.task.progress_keys, "lr", "audio_s_per_s") if k in logs}
 
     @torch.no_grad()
-    def _validate(self) -> None:
+    def _validate(self, select_best: bool = True) -> None:
         sets = self.task.valid_sets()
         if not sets:
             return
@@ -292,17 +298,19 @@ class Trainer:
             accumulate_logs(totals, means, size, ())
             total_size += size
             self.monitor.log(f"valid_{name}", self.update, means)
+        pooled = self.task.valid_end(model, self.update) if total_size else {}
         if self.fsdp:
             dist_util.reshard(model)  # a forward without backward leaves the root unsharded
         if total_size == 0:
             return
         overall = {k: v / total_size for k, v in totals.items()}
         overall["sample_size"] = total_size
+        overall.update(pooled)
         self.monitor.log("valid", self.update, overall)
         for kind, message in self.task.health_warnings(overall, self.update):
             self.monitor.warn(f"valid_{kind}", "validation: " + message, self.update)
         metric = overall.get(self.task.best_metric)
-        if metric is not None and math.isfinite(metric):
+        if select_best and metric is not None and math.isfinite(metric):
             better = self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best)
             if better:
                 self.best = metric
