@@ -12,49 +12,20 @@ import json
 import pytest
 import torch
 from fairseq_fixtures import fairseq_model_cfg, fairseq_state
-from hf_fixtures import make_hf, padded_batch, transformers
+from hf_fixtures import make_hf, padded_batch
+from mms_fixtures import ADAPTER_DIM, ENG, FRA, adapter_weights, hf_order, transformers, write_mms_dir
 from safetensors.torch import save_file
 
 from xlsr.cli.main import main
 from xlsr.errors import CheckpointError
+from xlsr.interop.init_model import checkpoint_languages, load_init
 from xlsr.interop.load import load_pretrained
 from xlsr.interop.native import save_checkpoint
-
-ADAPTER_DIM = 8
-ENG = ["<pad>", "<s>", "</s>", "<unk>", "|", "e", "t", "a", "o", "i", "n"]  # 11 rows, as hf_fixtures
-FRA = ["<pad>", "<s>", "</s>", "<unk>", "|", "é", "r", "u", "s"]  # 9 rows: a head of its own size
-
-
-def _adapter_weights(hf, vocab_size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Random adapters and head for another language, under transformers' names (its _get_adapters)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, p in hf.named_parameters():
-        if ".adapter_layer." in name:
-            out[name] = (1.0 if name.endswith("norm.weight") else 0.0) + torch.randn(p.shape, generator=g) * 0.3
-    hidden = hf.config.hidden_size
-    out["lm_head.weight"] = torch.randn(vocab_size, hidden, generator=g) / hidden**0.5
-    out["lm_head.bias"] = torch.randn(vocab_size, generator=g) * 0.1
-    return out
 
 
 @pytest.fixture
 def mms_dir(tmp_path):
-    hf = make_hf("Wav2Vec2ForCTC", "xlsr_like", seed=60, adapter_attn_dim=ADAPTER_DIM)
-    path = tmp_path / "mms-1b-all"
-    hf.save_pretrained(path)
-    save_file(_adapter_weights(hf, len(FRA), seed=61), str(path / "adapter.fra.safetensors"))
-    vocab = {"eng": {t: i for i, t in enumerate(ENG)}, "fra": {t: i for i, t in enumerate(FRA)}}
-    (path / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (path / "tokenizer_config.json").write_text(json.dumps({"unk_token": "<unk>", "pad_token": "<pad>",
-                                                            "target_lang": "eng"}))  # fmt: skip
-    return path
-
-
-def _order(tokens: list[str]) -> list[int]:
-    """Source row of each of our rows: blank (HF's pad, id 0), <unk>, then the rest in order."""
-    unk = tokens.index("<unk>")
-    return [0, unk] + [i for i in range(1, len(tokens)) if i != unk]
+    return write_mms_dir(tmp_path / "mms-1b-all", seed=60)
 
 
 @pytest.mark.parametrize("lang, tokens", [("fra", FRA), ("eng", ENG)])
@@ -64,7 +35,7 @@ def test_logits_equal_transformers_after_load_adapter(mms_dir, lang, tokens):
         ref.load_adapter(lang)
     loaded = load_pretrained(mms_dir, target_lang=lang)
     assert loaded.config.adapter_attn_dim == ADAPTER_DIM and loaded.metadata["target_lang"] == lang
-    order = _order(tokens)
+    order = hf_order(tokens)
     assert loaded.vocab == ["<blank>"] + [tokens[i] for i in order[1:]]
     x, lengths, attention_mask = padded_batch(seed=60)
     with torch.no_grad():
@@ -73,6 +44,17 @@ def test_logits_equal_transformers_after_load_adapter(mms_dir, lang, tokens):
     valid = torch.arange(want.shape[1])[None, :, None] < out.frame_lengths[:, None, None]
     torch.testing.assert_close(out.logits * valid, want * valid, atol=1e-4, rtol=0)
     assert (out.logits * valid).abs().max() > 0.1
+
+
+def test_init_for_training_a_language_the_directory_has_or_a_new_one(mms_dir):
+    assert checkpoint_languages(mms_dir) == checkpoint_languages(mms_dir / "config.json") == ["eng", "fra"]
+    known = load_init(str(mms_dir), "tiny", "fra", allow_new_language=True)
+    assert known.language == "fra" and not known.new_language and known.vocab_tokens == load_pretrained(
+        mms_dir, target_lang="fra").vocab
+    new = load_init(str(mms_dir), "tiny", "xyz", allow_new_language=True)
+    assert new.language == "eng" and new.new_language and new.vocab_tokens is None and new.labels is None
+    with pytest.raises(CheckpointError, match=r"no language 'xyz'; available: eng, fra$"):
+        load_init(str(mms_dir), "tiny", "xyz")  # fine-tuning the whole model: only the languages it has
 
 
 def test_language_required_and_listed(mms_dir):
@@ -86,14 +68,14 @@ def test_language_required_and_listed(mms_dir):
 
 def test_adapter_file_contradicting_the_base_is_one_line(mms_dir):
     hf = make_hf("Wav2Vec2ForCTC", "xlsr_like", seed=62, adapter_attn_dim=ADAPTER_DIM * 2)
-    save_file(_adapter_weights(hf, len(FRA), seed=63), str(mms_dir / "adapter.fra.safetensors"))
+    save_file(adapter_weights(hf, len(FRA), seed=63), str(mms_dir / "adapter.fra.safetensors"))
     with pytest.raises(CheckpointError, match=r"adapter\.fra\.safetensors: shapes contradict the base model: "
                                               r".*adapter_layer\.linear_1\.bias \(16,\) vs base \(8,\)"):
         load_pretrained(mms_dir, target_lang="fra")
 
 
 def test_vocab_without_the_language_of_an_adapter_file(mms_dir):
-    save_file(_adapter_weights(make_hf("Wav2Vec2ForCTC", "xlsr_like", adapter_attn_dim=ADAPTER_DIM), 5, 64),
+    save_file(adapter_weights(make_hf("Wav2Vec2ForCTC", "xlsr_like", adapter_attn_dim=ADAPTER_DIM), 5, 64),
               str(mms_dir / "adapter.deu.safetensors"))
     with pytest.raises(CheckpointError, match=r"vocab\.json: no language 'deu'; available: eng, fra$"):
         load_pretrained(mms_dir, target_lang="deu")
@@ -111,7 +93,7 @@ def test_convert_with_target_lang_gives_what_transformers_loads(mms_dir, tmp_pat
     assert converted.config.adapter_attn_dim == ADAPTER_DIM
     x, _, _ = padded_batch(seed=65, lengths=(1600, 1600))
     with torch.no_grad():
-        torch.testing.assert_close(converted(x).logits, ref(x).logits[..., _order(FRA)], atol=1e-4, rtol=0)
+        torch.testing.assert_close(converted(x).logits, ref(x).logits[..., hf_order(FRA)], atol=1e-4, rtol=0)
     # Our format keeps the language: asking for another one names it.
     save_checkpoint(tmp_path / "ours", load_pretrained(out).model, metadata={"target_lang": "fra"})
     with pytest.raises(CheckpointError, match=r"no language 'eng'; available: fra"):
@@ -158,6 +140,10 @@ def test_fairseq_mms_file_picks_the_language_by_corpus_key(tmp_path):
         assert loaded.metadata["target_lang"] == lang and loaded.vocab is None
     with pytest.raises(CheckpointError, match=r"mms1b_all\.pt: holds 2 languages; choose one .*: eng, fra$"):
         load_pretrained(path)
+    # A new language to train (xlsr finetune --train-only adapters) starts from the first listed one's base.
+    assert checkpoint_languages(path) == ["eng", "fra"]
+    init = load_init(str(path), "tiny", "xyz", allow_new_language=True)
+    assert init.language == "eng" and init.new_language and init.vocab_tokens is None
     cfg["task"].pop("multi_corpus_keys")
     torch.save({"cfg": cfg, "model": state}, path)
     with pytest.raises(CheckpointError, match=r"mms1b_all\.pt: holds 2 adapters per block but its task names no"):

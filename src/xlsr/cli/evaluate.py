@@ -1,10 +1,11 @@
 """`xlsr evaluate`: error rates of a fine-tuned CTC model on labeled manifests, per language.
 
-    xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--labels phones|chars] [--lm LM]
-                  [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
+    xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
+                  [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
+--target-lang picks the language of an MMS checkpoint with per-language adapters.
 Prints a table; --json writes the same numbers (and the failures) as JSON.
 """
 
@@ -13,14 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.cli.transcribe import add_decoder_arguments
+from xlsr.cli.transcribe import add_decoder_arguments, add_model_arguments
 
 
 def register(subparsers) -> None:
     """Add the `evaluate` subcommand."""
     p = subparsers.add_parser("evaluate", help="PER/CER/WER per language on labeled manifests",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    add_model_arguments(p)
     p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
     add_decoder_arguments(p)
@@ -41,7 +42,7 @@ def run(args) -> int:
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)
-    ctc = load_ctc_model(args.model, device=args.device)
+    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     if args.labels and args.labels != ctc.vocab.kind:

@@ -46,8 +46,12 @@ class CTCModel:
         return out.logits, out.frame_lengths
 
 
-def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None) -> CTCModel:
-    """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt."""
+def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None,
+                   target_lang: str | None = None) -> CTCModel:
+    """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt.
+
+    `target_lang` picks the language of an MMS checkpoint with per-language adapters (see load_pretrained).
+    """
     from xlsr.interop.load import load_pretrained, resolve_run_folder
     from xlsr.model import Wav2Vec2ForCTC
     from xlsr.text.vocab import Vocabulary, guess_kind
@@ -55,7 +59,7 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
     path = resolve_run_folder(path)  # messages below name the checkpoint, not the run folder
-    loaded = load_pretrained(path)
+    loaded = load_pretrained(path, target_lang=target_lang)
     if not isinstance(loaded.model, Wav2Vec2ForCTC):
         raise CheckpointError(f"{path}: a {type(loaded.model).__name__} has no CTC head; fine-tune it first "
                               f"(xlsr finetune --init {path} ...)")

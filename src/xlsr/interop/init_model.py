@@ -2,18 +2,22 @@
 or a preset with random weights, plus the run's `model` overrides of that architecture.
 
 The encoder's weights are always taken; a pretraining run also takes the quantizer and projections when
-`--init` has them, a fine-tuning run the CTC head when it keeps the checkpoint's vocabulary.
+`--init` has them, a fine-tuning run the CTC head when it keeps the checkpoint's vocabulary. For an MMS
+checkpoint with per-language adapters, `target_lang` picks the language (the adapters and head loaded).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
 from xlsr.config import coerce_fields
-from xlsr.errors import XlsrError
-from xlsr.interop.load import load_pretrained, resolve_run_folder
+from xlsr.errors import CheckpointError, XlsrError
+from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
+from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
+from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
@@ -27,6 +31,8 @@ class InitModel:
     vocab_tokens: list[str] | None = None
     labels: str | None = None  # "phones"/"chars" of the checkpoint's vocabulary, when recorded
     source: str = "none"
+    language: str | None = None  # the MMS language whose adapters and head were loaded
+    new_language: bool = False  # target_lang is not one `--init` has: its adapters and head start afresh
 
     @property
     def pretrained(self) -> bool:
@@ -43,13 +49,52 @@ class InitModel:
         return getattr(self.model, "lm_head", None)
 
 
-def load_init(init: str | None, preset: str) -> InitModel:
-    """Read `--init` (a run folder means its best, else last, checkpoint); None or "none": `preset`, random."""
+def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
+              allow_new_language: bool = False) -> InitModel:
+    """Read `--init` (a run folder means its best, else last, checkpoint); None or "none": `preset`, random.
+
+    `target_lang` picks an MMS checkpoint's language. With `allow_new_language`, a language the checkpoint
+    lacks loads its first listed one instead (its base weights; the caller starts fresh adapters and head)
+    and `new_language` is set; the loaded vocabulary, another language's, is then not offered.
+    """
     if init in (None, "", "none"):
         return InitModel(Wav2Vec2Config.preset(preset))
     path = resolve_run_folder(init)
-    loaded = load_pretrained(path)
-    return InitModel(loaded.config, loaded.model, loaded.vocab, (loaded.metadata or {}).get("labels"), str(path))
+    lang = target_lang
+    if allow_new_language and target_lang is not None:
+        languages = checkpoint_languages(path)
+        if target_lang not in languages:
+            lang = languages[0] if languages else None
+    loaded = load_pretrained(path, target_lang=lang)
+    language = (loaded.metadata or {}).get("target_lang")
+    if allow_new_language and target_lang is not None and language != target_lang:
+        return InitModel(loaded.config, loaded.model, None, None, str(path), language, new_language=True)
+    labels = (loaded.metadata or {}).get("labels")
+    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), language)
+
+
+def checkpoint_languages(path: str | Path) -> list[str]:
+    """The languages a checkpoint's MMS adapters are named for (empty when none are named), without building it."""
+    path = Path(path)
+    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = path.parent  # as load_pretrained reads such a path
+    fmt = detect_format(path)
+    if fmt == "hf":
+        return hf_languages(path)[0]
+    if fmt == "xlsr":
+        lang = (read_checkpoint_config(path).get("metadata") or {}).get("target_lang")
+        return [lang] if lang else []
+    ckpt = read_fairseq_checkpoint(path)
+    stacked = [v for k, v in ckpt["model"].items() if k.endswith(".adapter_layer.W_a")]
+    if not stacked:
+        return []
+    try:
+        _, pre_task, _ = model_args(ckpt)  # the task as load_fairseq reads it: fine-tuning's over pretraining's
+    except CheckpointError:
+        return []  # load_pretrained reports what is wrong with the file, naming it
+    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else {}
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else ckpt.get("args") or {}
+    return fairseq_adapter_languages({**pre_task, **task}, stacked[0].shape[0]) or []
 
 
 def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:

@@ -51,6 +51,7 @@ from xlsr.text.metrics import edit_ops
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_cache import FeatureCache, cache_blocker
+from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 
@@ -76,6 +77,8 @@ class FinetuneConfig(TrainerConfig):
     labels: Literal["phones", "chars"] = "phones"  # phones: the manifest's `phones`; chars: its `text`
     vocab: str | None = None  # a vocabulary JSON to use instead of building one from the labels
     new_head: bool = False  # with a CTC --init: drop its head and vocabulary, build both from the labels
+    target_lang: str | None = None  # MMS --init with per-language adapters: the language to load (and to train)
+    train_only: Literal["all", "adapters"] = "all"  # adapters: MMS's recipe, see train/language_adapters.py
     # Added to the blank logit's bias in a freshly created CTC head (never in one taken from --init). > 0 starts
     # the model predicting blanks, the usual first stage of CTC training, and keeps it out of blank-free solutions
     # that memorize small data; 0 = PyTorch's plain Linear init, as fairseq and transformers. 3: on the tone corpus
@@ -215,11 +218,16 @@ class FinetuneTask(Task):
         self.cfg = cfg
         self.info = None
         self.best_metric = "per" if cfg.labels == "phones" else "cer"
-        self.init = load_init(cfg.init, cfg.preset)
+        self.adapters_only = cfg.train_only == "adapters"  # the base never trains: no CNN, no freeze schedule
+        self.init = load_init(cfg.init, cfg.preset, cfg.target_lang, allow_new_language=self.adapters_only)
+        if self.adapters_only:
+            check_adapter_training(self.init, cfg.target_lang)
         self.model_config = apply_overrides(self.init.config, dict(cfg.model))
         self.freeze_cnn = self.init.pretrained if cfg.freeze_feature_encoder is None else bool(cfg.freeze_feature_encoder)
+        self.freeze_cnn = self.freeze_cnn or self.adapters_only
         # A random Transformer has nothing to protect: freezing it would only waste updates.
-        self.freeze_updates = int(cfg.freeze_updates) if self.init.pretrained else 0
+        self.freeze_updates = int(cfg.freeze_updates) if self.init.pretrained and not self.adapters_only else 0
+        self.trainable_line = ""
         self.has_unused_parameters = self.freeze_updates > 0  # the frozen Transformer has no gradient then
         if self.freeze_cnn:
             self.model_config.feature_grad_mult = 0.0
@@ -248,6 +256,11 @@ class FinetuneTask(Task):
         model = Wav2Vec2ForCTC(self.model_config, len(self.vocab.tokens))
         if self.init.pretrained:
             load_encoder(model.wav2vec2, self.init)
+        if self.adapters_only:
+            trainable, total = train_adapters_only(model, new_language=self.init.new_language)
+            self.trainable_line = (f"training only the adapters and CTC head of {self.cfg.target_lang!r}"
+                                   f"{' (a new language)' if self.init.new_language else ''}: "
+                                   f"{trainable:,} of {total:,} parameters")
         if self.data.keep_head and self.init.ctc_head is not None:
             model.lm_head.load_state_dict(self.init.ctc_head.state_dict())
         else:
@@ -290,8 +303,13 @@ class FinetuneTask(Task):
         loader.load_state_dict({**state, "epoch": epoch, "position": skip})
         return iter(loader)
 
+    def describe(self) -> str:
+        return self.trainable_line
+
     def on_update_start(self, model: nn.Module, update: int) -> dict:
-        """The Transformer trains only after `freeze_updates`."""
+        """The Transformer trains only after `freeze_updates` (never with train_only adapters)."""
+        if self.adapters_only:
+            return {}  # requires_grad was set once in build_model
         frozen = update < self.freeze_updates
         model.set_encoder_trainable(not frozen, keep_cnn_frozen=self.freeze_cnn)
         return {"encoder_frozen": float(frozen)}
@@ -342,7 +360,8 @@ class FinetuneTask(Task):
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         save_checkpoint(directory, model, vocab=self.vocab.tokens,
-                        metadata={"task": "finetune", "labels": self.cfg.labels, "init": self.init.source})
+                        metadata={"task": "finetune", "labels": self.cfg.labels, "init": self.init.source,
+                                  **({"target_lang": self.cfg.target_lang} if self.cfg.target_lang else {})})
 
 
 @torch.no_grad()
@@ -362,4 +381,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     if not cfg.out:
         raise XlsrError("out: give a run folder (--out RUN)")
     task = FinetuneTask(cfg)
-    return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
+    run_dir = Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
+    if task.adapters_only and (task.info is None or task.info.is_main):
+        export_run_adapter(run_dir, cfg.target_lang)  # RUN/adapter/, for transformers' load_adapter
+    return run_dir
