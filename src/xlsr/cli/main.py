@@ -26,6 +26,7 @@ COMMANDS = [
     "evaluate",
     "lm",
     "analyze",
+    "probe",
     "convert",
     "plot",
     "demo",
