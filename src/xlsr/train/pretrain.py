@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from xlsr.config import coerce_fields, config_to_dict, read_yaml, save_config
+from xlsr.data.augment import parse_augment
 from xlsr.errors import XlsrError
 from xlsr.train.monitor import pretrain_health_warnings
 from xlsr.train.schedules import gumbel_temperature
@@ -48,12 +49,14 @@ class PretrainConfig(TrainerConfig):
     num_workers: int = 2  # data-loading processes per rank
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # per language; 0 = all
+    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
+        parse_augment(self.augment)  # a bad spec fails before the run folder is written
 
 
 def recipe_path(name: str) -> Path:
@@ -113,7 +116,7 @@ class PretrainTask(Task):
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
-            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share)
+            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment))
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
