@@ -66,8 +66,7 @@ def draw_room(seed: int, index: int, rt60_range: tuple[float, float]) -> Room:
 @functools.lru_cache(maxsize=4 * ROOMS)
 def impulse_response(room: Room) -> np.ndarray:
     """The room's impulse response at 16 kHz, float32, starting at the direct sound (cached, see above)."""
-    settings = (astuple(room), SAMPLE_RATE, _ISM_ORDER, _RAYS, _SCATTERING,
-                importlib.metadata.version("pyroomacoustics"))
+    settings = (astuple(room), SAMPLE_RATE, _ISM_ORDER, _RAYS, _SCATTERING, _simulator_version())
     name = hashlib.sha1(repr(settings).encode()).hexdigest()[:20] + ".npy"
     path = Path(os.environ.get("XLSR_CACHE", Path.home() / ".cache" / "xlsr")) / "rooms" / name
     try:
@@ -84,6 +83,11 @@ def impulse_response(room: Room) -> np.ndarray:
     except OSError:
         pass  # a read-only cache only costs time
     return rir
+
+
+@functools.cache
+def _simulator_version() -> str:
+    return importlib.metadata.version("pyroomacoustics")  # a few ms per call: once per process
 
 
 def simulate(room: Room) -> np.ndarray:

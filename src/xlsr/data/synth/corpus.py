@@ -75,6 +75,20 @@ class SynthSummary:
         """Seconds of audio produced per CPU-second of rendering."""
         return self.audio_seconds / max(self.cpu_seconds, 1e-9)
 
+    def add(self, plan: UtterancePlan, seconds: float, cpu_seconds: float) -> None:
+        """Count one rendered utterance."""
+        self.utterances.setdefault(plan.lang, {}).setdefault(plan.split, 0)
+        self.utterances[plan.lang][plan.split] += 1
+        self.seconds.setdefault(plan.lang, {}).setdefault(plan.split, 0.0)
+        self.seconds[plan.lang][plan.split] += seconds
+        speakers = self.speakers.setdefault(plan.lang, {}).setdefault(plan.split, [])
+        if plan.speaker.id not in speakers:
+            speakers.append(plan.speaker.id)
+        self.audio_seconds += seconds
+        self.cpu_seconds += cpu_seconds
+        for name in applied_effects(plan.effects):
+            self.effects[name] = self.effects.get(name, 0) + 1
+
     def speaker_counts(self) -> dict[str, int]:
         """Distinct speakers per split, over all languages (speakers never cross splits)."""
         return {split: sum(len(by_split.get(split, [])) for by_split in self.speakers.values()) for split in SPLITS}
@@ -223,18 +237,7 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     manifests: dict[tuple[str, str], list[Utterance]] = {}
     for plan, (record, cpu) in zip(plans, results):
         manifests.setdefault((plan.lang, plan.split), []).append(Utterance(**record))
-        seconds = record["num_samples"] / SAMPLE_RATE
-        summary.utterances.setdefault(plan.lang, {}).setdefault(plan.split, 0)
-        summary.utterances[plan.lang][plan.split] += 1
-        summary.seconds.setdefault(plan.lang, {}).setdefault(plan.split, 0.0)
-        summary.seconds[plan.lang][plan.split] += seconds
-        spk = summary.speakers.setdefault(plan.lang, {}).setdefault(plan.split, [])
-        if plan.speaker.id not in spk:
-            spk.append(plan.speaker.id)
-        summary.audio_seconds += seconds
-        summary.cpu_seconds += cpu
-        for name in applied_effects(plan.effects):
-            summary.effects[name] = summary.effects.get(name, 0) + 1
+        summary.add(plan, record["num_samples"] / SAMPLE_RATE, cpu)
     for (lang, split), utts in manifests.items():
         write_manifest(out / lang / f"{split}.jsonl", utts)
     summary.wall_seconds = time.perf_counter() - start
