@@ -25,7 +25,6 @@ from xlsr.errors import XlsrError
 SAMPLE_RATE = 16000
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 BABBLE_TALKERS = (3, 6)  # talkers summed into one babble noise
-LOW_EDGE_HZ = (100.0, 300.0)  # band-limiting's high-pass edge (telephone channels cut below ~300 Hz)
 PEAK = 0.99  # an augmented utterance louder than this is scaled down (never clipped: the SNR stays exact)
 
 
@@ -127,7 +126,7 @@ class EffectDraw:
     room: Room | None = None
     snr_db: float | None = None
     noise_kind: str | None = None
-    band_hz: tuple[float, float] | None = None
+    band_hz: float | None = None  # the channel's upper band edge
 
 
 def item_key(seed: int, *parts: int | str) -> tuple[int, ...]:
@@ -152,7 +151,7 @@ def draw_effects(spec: AugmentSpec, key: tuple[int, ...], room_seed: int,
         elif name == "noise":
             draw = replace(draw, snr_db=value, noise_kind=noise_kinds[int(rng.integers(len(noise_kinds)))])
         else:
-            draw = replace(draw, band_hz=(float(rng.uniform(*LOW_EDGE_HZ)), value))
+            draw = replace(draw, band_hz=value)
     return None if draw == EffectDraw(key=key) else draw
 
 
@@ -176,7 +175,7 @@ def apply_effects(x: np.ndarray, draw: EffectDraw | None, babble: list[np.ndarra
         rng = np.random.default_rng([*draw.key, 0xB0])
         y = mix_at_snr(y, make_noise(draw.noise_kind, len(y), rng, babble), draw.snr_db)
     if draw.band_hz is not None:
-        y = band_limit(y, *draw.band_hz)
+        y = band_limit(y, draw.band_hz)
     peak = float(np.max(np.abs(y))) if len(y) else 0.0
     if peak > PEAK:
         y = y * (PEAK / peak)
@@ -192,9 +191,12 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
 
 def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """`x` convolved with a room impulse response that starts at the direct sound: same length, same RMS."""
-    import scipy.signal  # ~1 CPU-s to import (measured): paid only by processes that apply an effect
+    # FFT convolution with scipy.fft (0.2 CPU-s to import) rather than scipy.signal.fftconvolve (0.9 CPU-s, measured:
+    # most of what a new synthesis process pays once)
+    import scipy.fft
 
-    y = scipy.signal.fftconvolve(x, rir.astype(np.float64))[:len(x)]
+    m = scipy.fft.next_fast_len(len(x) + len(rir) - 1, real=True)
+    y = scipy.fft.irfft(scipy.fft.rfft(x, m) * scipy.fft.rfft(rir.astype(np.float64), m), m)[:len(x)]
     rms_x, rms_y = np.sqrt(np.mean(x ** 2)), np.sqrt(np.mean(y ** 2))
     return y * (rms_x / rms_y) if rms_y > 0 else y
 
@@ -207,7 +209,7 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list[np.ndar
         return babble_noise(n, rng, babble)
     if kind == "white":
         return rng.standard_normal(n)
-    import scipy.fft  # loaded with scipy.signal anyway (see `reverberate`)
+    import scipy.fft  # 0.2 CPU-s to import (measured), only where noise is made
 
     slope = {"pink": 0.5, "brown": 1.0}[kind]  # amplitude ∝ f^-slope
     # shaped at a length with small prime factors, then cut: an FFT of a prime length (utterance lengths are
@@ -238,9 +240,9 @@ def mix_at_snr(x: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     return x + noise * np.sqrt(p_x / (p_n * 10 ** (snr_db / 10)))
 
 
-def band_limit(x: np.ndarray, low_hz: float, high_hz: float) -> np.ndarray:
-    """A channel that passes `low_hz`-`high_hz`: 4th-order Butterworth band-pass (scipy), same length."""
-    import scipy.signal  # ~1 CPU-s to import (measured): paid only by processes that apply an effect
-
-    sos = scipy.signal.butter(4, [low_hz, high_hz], btype="bandpass", fs=SAMPLE_RATE, output="sos")
-    return scipy.signal.sosfilt(sos, x)
+def band_limit(x: np.ndarray, high_hz: float) -> np.ndarray:
+    """A narrowband channel: `x` through soxr at twice `high_hz` and back, as a codec at a lower sampling rate
+    would (flat below the edge, ≥ 55 dB down above it), same length."""
+    rate = 2.0 * high_hz
+    y = soxr.resample(soxr.resample(x, SAMPLE_RATE, rate), rate, SAMPLE_RATE)
+    return y[:len(x)] if len(y) >= len(x) else np.pad(y, (0, len(x) - len(y)))
