@@ -134,8 +134,7 @@ def item_key(seed: int, *parts: int | str) -> tuple[int, ...]:
     return (int(seed), *(zlib.crc32(p.encode()) if isinstance(p, str) else int(p) for p in parts))
 
 
-def draw_effects(spec: AugmentSpec, key: tuple[int, ...], room_seed: int,
-                 noise_kinds: tuple[str, ...] = NOISE_KINDS) -> EffectDraw | None:
+def draw_effects(spec: AugmentSpec, key: tuple[int, ...], room_seed: int) -> EffectDraw | None:
     """The effects for the utterance of `key` (None: none applies); rooms come from the bank of `room_seed`."""
     draw = EffectDraw(key=key)
     for n, (name, effect) in enumerate(spec._effects().items()):
@@ -149,7 +148,7 @@ def draw_effects(spec: AugmentSpec, key: tuple[int, ...], room_seed: int,
             index = int(rng.integers(ROOMS))
             draw = replace(draw, room=draw_room(room_seed, index, (effect.low, effect.high)))
         elif name == "noise":
-            draw = replace(draw, snr_db=value, noise_kind=noise_kinds[int(rng.integers(len(noise_kinds)))])
+            draw = replace(draw, snr_db=value, noise_kind=NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))])
         else:
             draw = replace(draw, band_hz=value)
     return None if draw == EffectDraw(key=key) else draw
