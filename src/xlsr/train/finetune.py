@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from xlsr.config import config_to_dict
+from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
@@ -94,6 +95,7 @@ class FinetuneConfig(TrainerConfig):
     max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
     num_workers: int = 0
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch
+    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
     # Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
     max_updates: int = 250
     lr: float = 1e-3
@@ -114,6 +116,7 @@ class FinetuneConfig(TrainerConfig):
             self.dev = [self.dev]
         # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
         self.model = {**finetune_model_defaults(), **dict(self.model)}
+        parse_augment(self.augment)  # a bad spec fails before the run folder is written
 
 
 # --- data: vocabulary, label checks, filtering ---------------------------------------------------------------
@@ -244,6 +247,8 @@ class FinetuneTask(Task):
         caches = {}
         for name, utts in (("train", self.data.train_utts), ("dev", dev)):
             blocker = cache_blocker(self.cfg.cache_features, self.freeze_cnn, utts) if utts else "no data"
+            if name == "train" and blocker is None and parse_augment(self.cfg.augment).enabled:
+                blocker = "augment is on (each epoch hears other audio)"
             if blocker is None:
                 caches[name] = FeatureCache()
             elif self.freeze_cnn and self.cfg.cache_features and utts:
@@ -293,7 +298,8 @@ class FinetuneTask(Task):
                                seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                label_field=cfg.labels, rank=rank, world_size=world,
                                num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
-                               max_sample_size=cfg.max_sample_size, oov="unk")
+                               max_sample_size=cfg.max_sample_size, oov="unk",
+                               augment=parse_augment(cfg.augment) if shuffle else None)  # training data only
 
     def train_batches(self, epoch: int, skip: int = 0):
         if self._train_loader is None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xlsr.config import config_to_dict
+from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader
 from xlsr.data.manifest import read_split
 from xlsr.data.sampling import weights_table
@@ -72,6 +73,7 @@ class PretrainConfig(TrainerConfig):
     probe_data: list[str] = field(default_factory=list)  # labeled manifest(s) the probe trains and scores on
     probe_labels: Literal["phones", "chars"] = "phones"  # phones: the manifests' `phones`; chars: their `text`
     probe_steps: int = 300  # Adam steps of each probe's linear heads
+    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,6 +88,7 @@ class PretrainConfig(TrainerConfig):
         if bool(self.probe_every) != bool(self.probe_data):
             raise XlsrError("probe_every, probe_data: the probe needs both (labeled manifests and how often), "
                             f"got probe_every={self.probe_every} and probe_data={self.probe_data or 'none'}")
+        parse_augment(self.augment)  # a bad spec fails before the run folder is written
 
 
 def recipe_path(name: str) -> Path:
@@ -144,7 +147,7 @@ class PretrainTask(Task):
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
-            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share)
+            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment))
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
