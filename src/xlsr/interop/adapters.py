@@ -10,12 +10,12 @@ is one language, named by the task's multi_corpus_keys when there is more than o
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 
+from xlsr.atomic import write_file, write_json
 from xlsr.errors import CheckpointError
 from xlsr.interop.native import read_json, read_safetensors
 from xlsr.interop.state_dict import _listing
@@ -201,17 +201,7 @@ def export_adapter(model: torch.nn.Module, dir: str | Path, lang: str, vocab) ->
         raise CheckpointError(f"{vocab_path}: not keyed by language; cannot add {lang!r} to it")
     by_language[lang] = hf_tokenizer_files(tokens)["vocab.json"]
     adapter_path = dir / ADAPTER_FILE.format(lang)
-    _write_whole(adapter_path, lambda tmp: write_safetensors(tmp, hf_state, metadata={"format": "pt"}))
-    text = json.dumps(by_language, ensure_ascii=False, indent=1) + "\n"
-    _write_whole(vocab_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_file(adapter_path, lambda tmp: write_safetensors(tmp, hf_state, metadata={"format": "pt"}))
+    write_json(vocab_path, by_language, indent=1)
     return adapter_path
 
-
-def _write_whole(path: Path, write) -> None:
-    """`write(tmp)` beside `path`, then rename over it: `path` is never seen half written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

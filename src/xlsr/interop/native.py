@@ -9,15 +9,13 @@ never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
@@ -81,22 +79,6 @@ def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach() for key, value in model.state_dict().items()}
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems cannot open directories; rename is still atomic there
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic_dir(dst: str | Path, write) -> Path:
     """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
 
@@ -107,27 +89,7 @@ def write_atomic_dir(dst: str | Path, write) -> Path:
     if dst.exists() and not (dst.is_dir() and (CONFIG_FILE in {p.name for p in dst.iterdir()}
                                                or not any(dst.iterdir()))):
         raise CheckpointError(f"{dst}: exists and is not a checkpoint folder; not replacing it (choose another path)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        write(tmp)
-        for p in tmp.iterdir():
-            if p.is_file():
-                _fsync_file(p)
-        _fsync_dir(tmp)
-        if dst.exists():
-            # Keep the old checkpoint until the new one is in place.
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, old / dst.name)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+    return write_dir(dst, write)
 
 
 def save_checkpoint(
