@@ -19,13 +19,14 @@ from xlsr.analysis.selection import Clip
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
 from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 # Longer clips are quantized in pieces to bound memory; 30 s is ~1,500 frames.
-MAX_CHUNK_SAMPLES = 30 * 16000
+MAX_CHUNK_SAMPLES = 30 * SAMPLE_RATE
 # Padded audio per forward pass (rows × longest row), as for transcription.
-MAX_BATCH_SAMPLES = 60 * 16000
+MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE
 
 
 def load_clip(clip: Clip, *, normalize: bool) -> np.ndarray:

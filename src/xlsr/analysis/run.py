@@ -15,13 +15,13 @@ import numpy as np
 
 from xlsr.analysis import codebook as cb
 from xlsr.analysis.selection import (
-    SAMPLE_RATE,
     available_seconds,
     seconds_per_language,
     select_clips,
 )
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
 
 DEFAULT_MAX_SECONDS = 600.0  # default per-language amount is the smallest language's audio, capped here
 PLOT_FILES = {

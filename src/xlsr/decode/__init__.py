@@ -5,7 +5,7 @@ Names are re-exported lazily so that importing `xlsr.decode.lm` (the CLI) does n
 
 _EXPORTS = {
     "Hypothesis": "xlsr.decode.hypothesis",
-    "FRAME_STRIDE_S": "xlsr.decode.hypothesis",
+    "FRAME_STRIDE_S": "xlsr.rates",
     "greedy_decode": "xlsr.decode.greedy",
     "ctc_collapse": "xlsr.model.ctc",
     "BeamSearchConfig": "xlsr.decode.beam",

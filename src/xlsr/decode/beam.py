@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from xlsr.decode.greedy import as_logits_tensor
-from xlsr.decode.hypothesis import FRAME_STRIDE_S, Hypothesis
+from xlsr.decode.hypothesis import Hypothesis
 from xlsr.decode.lm import read_lm_info, sidecar_path
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_collapse
+from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
 
 # KenLM binary files start with this magic; ARPA files with a \data\ line.

@@ -11,6 +11,7 @@ from pathlib import Path
 from xlsr.errors import CheckpointError
 from xlsr.interop.adapters import language_vocab
 from xlsr.interop.native import read_json
+from xlsr.rates import SAMPLE_RATE
 
 
 def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
@@ -90,7 +91,7 @@ def hf_preprocessor_config(cfg) -> dict:
     return {
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",
         "feature_size": 1,
-        "sampling_rate": 16000,
+        "sampling_rate": SAMPLE_RATE,
         "padding_value": 0.0,
         "padding_side": "right",
         "do_normalize": bool(cfg.normalize_waveform),
