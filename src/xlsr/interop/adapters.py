@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 from xlsr.atomic import write_file, write_json
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop.native import read_json, read_safetensors
-from xlsr.interop.state_dict import _listing
 
 ADAPTER_FILE = "adapter.{}.safetensors"
 _HF_ADAPTER_KEY = re.compile(r"wav2vec2\.encoder\.layers\.\d+\.adapter_layer\.(norm|linear_1|linear_2)\.(weight|bias)")
@@ -72,13 +71,13 @@ def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str) -> dic
         raise CheckpointError(f"{path}: the base model in {dir} has no adapter layers (adapter_attn_dim unset)")
     problems = []
     if set(adapter) - expected:
-        problems.append(f"unexpected keys: {_listing(sorted(set(adapter) - expected))}")
+        problems.append(f"unexpected keys: {listing(sorted(set(adapter) - expected))}")
     if expected - set(adapter):
-        problems.append(f"missing keys: {_listing(sorted(expected - set(adapter)))}")
+        problems.append(f"missing keys: {listing(sorted(expected - set(adapter)))}")
     wrong = [f"{k} {tuple(v.shape)} vs base {tuple(state[k].shape)}" for k, v in sorted(adapter.items())
              if k in state and not _fits(k, v, state[k])]  # fmt: skip
     if wrong:
-        problems.append(f"shapes contradict the base model: {_listing(wrong)}")
+        problems.append(f"shapes contradict the base model: {listing(wrong)}")
     if problems:
         raise CheckpointError(f"{path}: " + "; ".join(problems))
     return {**state, **adapter}
