@@ -21,6 +21,7 @@ from xlsr.interop import safe_pickle
 from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import Loaded, model_with_weights
+from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import BLANK
 
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
@@ -234,8 +235,6 @@ _FINETUNING_OVERRIDES = {
 
 def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
-    from xlsr.model import Wav2Vec2Config
-
     m, task, ft = model_args(ckpt)
     fields = _pretraining_fields(m, task)
     if ft is not None:

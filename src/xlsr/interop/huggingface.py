@@ -33,6 +33,7 @@ from xlsr.interop.native import (
     write_atomic_dir,
 )
 from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.model import Wav2Vec2Config
 
 HF_PREFIX = "wav2vec2."
 _WN = "parametrizations.weight.original"  # + 0 (g) / 1 (v)
@@ -110,8 +111,6 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
 
 def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", normalize: bool | None = None):
     """Our Wav2Vec2Config from an HF config.json dict (our own fields, if stored there, fill the rest)."""
-    from xlsr.model import Wav2Vec2Config
-
     for name, allowed in _UNSUPPORTED.items():
         if hf.get(name, allowed) != allowed:
             raise CheckpointError(f"{source}: {name}={hf[name]!r} is not supported (only {allowed!r})")

@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from xlsr import model as xm
 from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
+from xlsr.model import Wav2Vec2Config
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -57,8 +61,6 @@ def vocab_tokens(vocab) -> list[str] | None:
 
 def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.nn.Module:
     """An untrained model of the named architecture (one of ARCHITECTURES) from a Wav2Vec2Config."""
-    from xlsr import model as xm
-
     if architecture == "Wav2Vec2ForCTC":
         if not vocab_size:
             raise CheckpointError("Wav2Vec2ForCTC needs a vocabulary size")
@@ -145,9 +147,6 @@ def read_json(path: Path) -> dict:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .safetensors file, or CheckpointError naming it (missing, truncated, corrupt)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
@@ -174,8 +173,6 @@ def is_native_checkpoint(path: str | Path) -> bool:
 
 def load_checkpoint(dir: str | Path) -> Loaded:
     """Rebuild the model saved by `save_checkpoint` in `dir`, from its files alone."""
-    from xlsr.model import Wav2Vec2Config
-
     dir = Path(dir)
     if not dir.is_dir():
         raise CheckpointError(f"{dir}: not a checkpoint directory")
