@@ -130,6 +130,7 @@ def optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp
     """The optimizer's state dict; under FSDP gathered from the shards to full tensors on the CPU (collective)."""
     if not fsdp:
         return optimizer.state_dict()
+    # lazy: torch.distributed.checkpoint takes ~2.5 s to import and only FSDP runs need it
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -140,6 +141,7 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if not fsdp:
         optimizer.load_state_dict(state)
         return
+    # lazy: as in optimizer_state
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
