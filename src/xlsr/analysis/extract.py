@@ -16,6 +16,7 @@ import torch
 
 from xlsr.analysis.codebook import codeword_ids
 from xlsr.analysis.selection import Clip
+from xlsr.data.audio import load_audio
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
 from xlsr.progress import progress
@@ -31,8 +32,6 @@ MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE
 
 def load_clip(clip: Clip, *, normalize: bool) -> np.ndarray:
     """The clip's samples as float32 (S,), through the project's one audio loader."""
-    from xlsr.data.audio import load_audio
-
     audio = load_audio(clip.utterance.audio, normalize=normalize)
     return audio[: clip.num_samples]
 

@@ -18,6 +18,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from flashlight.lib.text.decoder import (
+    CriterionType,
+    LexiconDecoder,
+    LexiconDecoderOptions,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    SmearingMode,
+    Trie,
+    ZeroLM,
+)
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
 
 from xlsr.decode.greedy import as_logits_tensor
 from xlsr.decode.hypothesis import Hypothesis
@@ -149,8 +161,6 @@ def arpa_unigrams(path: str | Path) -> set[str] | None:
 
 
 def _load_kenlm(path: Path, dictionary):
-    from flashlight.lib.text.decoder.kenlm import KenLM
-
     try:
         return KenLM(str(path), dictionary)
     except RuntimeError as exc:
@@ -170,9 +180,6 @@ class BeamSearchDecoder:
 
     def __init__(self, vocab: Vocabulary, *, lm: str | Path | None = None, lexicon=None,
                  config: BeamSearchConfig | None = None, frame_stride_s: float = FRAME_STRIDE_S):
-        from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
-        from flashlight.lib.text.dictionary import Dictionary
-
         self.vocab = vocab
         self.config = config or BeamSearchConfig()
         self.frame_stride_s = frame_stride_s
@@ -226,14 +233,6 @@ class BeamSearchDecoder:
                             "lexicon for a word LM")
 
     def _build_decoder(self):
-        from flashlight.lib.text.decoder import (
-            CriterionType,
-            LexiconDecoder,
-            LexiconDecoderOptions,
-            LexiconFreeDecoder,
-            LexiconFreeDecoderOptions,
-        )
-
         c = self.config
         beam_token = c.beam_size_token or len(self.vocab)
         lm_weight = c.lm_weight if self.lm_path is not None else 0.0
