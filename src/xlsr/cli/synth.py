@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.errors import XlsrError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("synth", help="synthesize a labeled multilingual speech corpus with espeak-ng",
@@ -23,8 +25,6 @@ def register(subparsers) -> None:
 
 
 def _words(spec: str) -> tuple[int, int]:
-    from xlsr.errors import XlsrError
-
     try:
         lo, hi = (int(v) for v in spec.split("-"))
     except ValueError:
@@ -33,6 +33,7 @@ def _words(spec: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: xlsr.data.synth imports numpy and soxr (~0.4 s); `xlsr --help` imports every command module
     from xlsr.data.synth import LANGUAGES, synthesize_corpus
 
     if args.list:
