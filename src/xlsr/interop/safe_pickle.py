@@ -181,8 +181,6 @@ def _numpy_scalar(dtype, data=None):
 
 
 def _numpy_reconstruct(cls, shape, dtype_code):
-    import numpy as np
-
     if cls is not np.ndarray:
         raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
     return np.ndarray.__new__(cls, shape, dtype_code)
