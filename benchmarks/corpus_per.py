@@ -19,8 +19,8 @@ from xlsr.data.augment import DEFAULT_AUGMENT
 from xlsr.data.synth import synthesize_corpus
 from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
 from xlsr.demo import DemoSettings, evaluate_per, finetune_one, scratch_architecture
-from xlsr.released.recipes import CLEAN_SYNTH, released_path
 from xlsr.devices import pick_device
+from xlsr.released.recipes import CLEAN_SYNTH, released_path
 
 CORPORA = {"clean": dict(CLEAN_SYNTH),
            "realistic": {"augment": DEFAULT_AUGMENT, "voices": "varied", "speakers_per_lang": SPEAKERS_PER_LANG}}

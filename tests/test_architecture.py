@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("text",),
     ("model",),
     ("config", "progress", "devices"),
-    ("atomic", "errors", "version"),
+    ("atomic", "errors", "rates", "version"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

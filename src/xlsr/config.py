@@ -8,6 +8,7 @@ on the command line both become floats. An unknown key is an XlsrError naming th
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -291,8 +292,6 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
     Values stay strings (default: not given) and are typed later by `load_config`, so the command line
     overrides YAML exactly like an `overrides` dict. `prefix="model."` adds `--model.<field>` options.
     """
-    import argparse
-
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or _nested_dataclass(hints[f.name]) is not None or _origin(hints[f.name]) is dict:

@@ -151,7 +151,8 @@ def test_fairseq_mms_file_picks_the_language_by_corpus_key(tmp_path):
 
 
 def test_new_language_adapters_train_alone_and_export_for_transformers(mms_dir):
-    from xlsr.interop.adapters import adapter_parameters, export_adapter, init_language
+    from xlsr.interop.adapter_export import export_adapter
+    from xlsr.interop.adapters import adapter_parameters, init_language
 
     model = load_pretrained(mms_dir, target_lang="eng").model.train()
     base = {k: v.clone() for k, v in model.state_dict().items() if ".adapter." not in k and "lm_head" not in k}

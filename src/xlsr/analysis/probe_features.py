@@ -26,13 +26,14 @@ from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import AudioError, XlsrError
 from xlsr.model import Wav2Vec2Model
+from xlsr.rates import SAMPLE_RATE
+from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
 CNN = "cnn"
-LABEL_FIELDS = {"phones": "phones", "chars": "text"}  # --labels kind -> manifest field
-SAMPLE_RATE = 16000
+
 MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE  # padded audio per encoder forward pass, as the analysis
 
 Layer = str | int  # "cnn" or a hidden-state index 0..L
@@ -118,13 +119,13 @@ def encoder_of(model: torch.nn.Module, model_name: str) -> Wav2Vec2Model:
 
 def read_labeled(manifest: str | Path, labels: str, *, min_samples: int) -> LabeledAudio:
     """Every utterance of `manifest` with its `labels` field; XlsrError for an empty manifest or a missing label."""
-    if labels not in LABEL_FIELDS:
-        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(LABEL_FIELDS)}")
+    if labels not in LABEL_FIELD:
+        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(LABEL_FIELD)}")
     manifest = Path(manifest)
     utts = read_manifest(manifest)
     if not utts:
         raise XlsrError(f"{manifest}: empty manifest (no utterances)")
-    key = LABEL_FIELDS[labels]
+    key = LABEL_FIELD[labels]
     for number, utt in enumerate(utts, 1):
         if not (getattr(utt, key) or "").strip():
             raise XlsrError(f"{manifest}: utterance {utt.id!r} (line {number}) has no {key!r} field, "

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert args.src to args.dst in format args.to."""
+    # lazy: xlsr.interop imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.interop.huggingface import export_hf
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint

@@ -17,6 +17,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Plot and print the image path."""
+    # lazy: xlsr.train (and matplotlib) imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.train.curves import plot_training_curves
 
     print(plot_training_curves(args.run, args.out))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.errors import XlsrError
+
 HELP = "synthesize a labeled multilingual speech corpus with espeak-ng"
 CLEAN = {"augment": "none", "voices": "basic", "speakers_per_lang": 10}  # the corpus of earlier versions
 
@@ -47,8 +49,6 @@ def register(subparsers) -> None:
 
 
 def _words(spec: str) -> tuple[int, int]:
-    from xlsr.errors import XlsrError
-
     try:
         lo, hi = (int(v) for v in spec.split("-"))
     except ValueError:
@@ -60,7 +60,6 @@ def corpus_options(args: argparse.Namespace) -> dict:
     """augment, voices and speakers_per_lang from the flags: --clean's values, else the defaults, else as given."""
     from xlsr.data.augment import DEFAULT_AUGMENT
     from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
-    from xlsr.errors import XlsrError
 
     given = {key: getattr(args, key) for key in CLEAN if getattr(args, key) is not None}
     if args.clean:
@@ -73,6 +72,7 @@ def corpus_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: xlsr.data.synth imports numpy and soxr (~0.4 s); `xlsr --help` imports every command module
     from xlsr.data.synth import LANGUAGES, synthesize_corpus
 
     if args.list:

@@ -21,8 +21,8 @@ import soxr
 
 from xlsr.data.rooms import ROOMS, RT60_LIMITS, Room, draw_room, impulse_response
 from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 NOISE_KINDS = ("white", "pink", "brown", "babble")
 BABBLE_TALKERS = (3, 6)  # talkers summed into one babble noise
 PEAK = 0.99  # an augmented utterance louder than this is scaled down (never clipped: the SNR stays exact)

@@ -336,15 +336,15 @@ def _babble_talkers(count: int, seed: int, augment: AugmentSpec | None) -> tuple
     return tuple(int(i) for i in sorted(pick))
 
 
-_LABEL_FIELDS = {"phones": "phones", "text": "text", "chars": "text"}
+_LABEL_FIELD = {"phones": "phones", "text": "text", "chars": "text"}
 
 
 def encode_labels(utts: Sequence[Utterance], vocab, label_field: str, oov: str = "error") -> list[list[int]]:
     """Label ids for every utterance via `vocab.encode`; XlsrError for a missing label or, with
     oov="error", symbols outside the vocabulary (needs `vocab.oov_report`)."""
-    if label_field not in _LABEL_FIELDS:
-        raise XlsrError(f"label field must be one of {', '.join(_LABEL_FIELDS)}, got {label_field!r}")
-    attr = _LABEL_FIELDS[label_field]
+    if label_field not in _LABEL_FIELD:
+        raise XlsrError(f"label field must be one of {', '.join(_LABEL_FIELD)}, got {label_field!r}")
+    attr = _LABEL_FIELD[label_field]
     labels = []
     for u in utts:
         label = getattr(u, attr)

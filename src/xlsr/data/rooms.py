@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from xlsr.rates import SAMPLE_RATE
+
 ROOMS = 32  # rooms per seed: enough variety for a small corpus, a one-off 1-3 CPU-s per process
 RT60_LIMITS = (0.15, 1.2)  # seconds; below 0.15 s the largest rooms cannot be that dry (absorption > 1)
 _ROOM_SIZE = ((3.0, 9.0), (2.5, 7.0), (2.4, 3.5))  # metres (length, width, height): offices to classrooms

@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 
 from xlsr import atomic
-from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE, Hypothesis
+from xlsr.decode.hypothesis import Hypothesis
 from xlsr.devices import pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
+from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
 

@@ -10,15 +10,13 @@ is one language, named by the task's multi_corpus_keys when there is more than o
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop.native import read_json, read_safetensors
-from xlsr.interop.state_dict import _listing
 
 ADAPTER_FILE = "adapter.{}.safetensors"
 _HF_ADAPTER_KEY = re.compile(r"wav2vec2\.encoder\.layers\.\d+\.adapter_layer\.(norm|linear_1|linear_2)\.(weight|bias)")
@@ -72,13 +70,13 @@ def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str) -> dic
         raise CheckpointError(f"{path}: the base model in {dir} has no adapter layers (adapter_attn_dim unset)")
     problems = []
     if set(adapter) - expected:
-        problems.append(f"unexpected keys: {_listing(sorted(set(adapter) - expected))}")
+        problems.append(f"unexpected keys: {listing(sorted(set(adapter) - expected))}")
     if expected - set(adapter):
-        problems.append(f"missing keys: {_listing(sorted(expected - set(adapter)))}")
+        problems.append(f"missing keys: {listing(sorted(expected - set(adapter)))}")
     wrong = [f"{k} {tuple(v.shape)} vs base {tuple(state[k].shape)}" for k, v in sorted(adapter.items())
              if k in state and not _fits(k, v, state[k])]  # fmt: skip
     if wrong:
-        problems.append(f"shapes contradict the base model: {_listing(wrong)}")
+        problems.append(f"shapes contradict the base model: {listing(wrong)}")
     if problems:
         raise CheckpointError(f"{path}: " + "; ".join(problems))
     return {**state, **adapter}
@@ -168,50 +166,3 @@ def init_language(model: torch.nn.Module, vocab_size: int, generator: torch.Gene
                 p.zero_()
             else:  # fairseq's init_bert_params, as the base's Linear layers got
                 p.normal_(0.0, 0.02, generator=generator)
-
-
-def export_adapter(model: torch.nn.Module, dir: str | Path, lang: str, vocab) -> Path:
-    """Write `lang`'s adapters and head as dir/adapter.<lang>.safetensors and its tokens into dir/vocab.json.
-
-    `dir` is an HF MMS directory whose base has the same shape (transformers' load_adapter(lang) then
-    loads it). Each file is written whole under a temporary name and then renamed.
-    """
-    from xlsr.interop.hf_tokenizer import hf_tokenizer_files
-    from xlsr.interop.huggingface import HF_PREFIX, _table, rename
-    from xlsr.interop.native import model_config, vocab_tokens
-    from xlsr.interop.safetensors_file import write_safetensors
-
-    dir, cfg = Path(dir), model_config(model)
-    base = read_json(dir / "config.json")
-    for ours, theirs in (("adapter_attn_dim", "adapter_attn_dim"), ("hidden_size", "hidden_size"),
-                         ("num_layers", "num_hidden_layers")):  # fmt: skip
-        if getattr(cfg, ours) != base.get(theirs):
-            raise CheckpointError(f"{dir / 'config.json'}: {theirs}={base.get(theirs)!r} but the model has "
-                                  f"{getattr(cfg, ours)!r}; its adapters do not fit this base")
-    tokens = vocab_tokens(vocab)
-    rows = model.lm_head.weight.shape[0]
-    if tokens is None or len(tokens) != rows:
-        raise CheckpointError(f"{dir}: vocabulary of {len(tokens or [])} tokens for a {rows}-row head")
-    state = {k: v.detach() for k, v in model.state_dict().items() if ".adapter." in k or k.startswith("lm_head.")}
-    hf_state, unmatched = rename(state, _table("to_hf", prefixed=True, adapters=True))
-    assert not unmatched and all(k.startswith((HF_PREFIX, "lm_head.")) for k in hf_state), unmatched
-    vocab_path = dir / "vocab.json"
-    by_language = read_json(vocab_path) if vocab_path.is_file() else {}
-    if by_language and not all(isinstance(v, dict) for v in by_language.values()):
-        raise CheckpointError(f"{vocab_path}: not keyed by language; cannot add {lang!r} to it")
-    by_language[lang] = hf_tokenizer_files(tokens)["vocab.json"]
-    adapter_path = dir / ADAPTER_FILE.format(lang)
-    _write_whole(adapter_path, lambda tmp: write_safetensors(tmp, hf_state, metadata={"format": "pt"}))
-    text = json.dumps(by_language, ensure_ascii=False, indent=1) + "\n"
-    _write_whole(vocab_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return adapter_path
-
-
-def _write_whole(path: Path, write) -> None:
-    """`write(tmp)` beside `path`, then rename over it: `path` is never seen half written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

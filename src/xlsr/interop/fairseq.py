@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop import safe_pickle
 from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import Loaded, model_with_weights
-from xlsr.interop.state_dict import _listing
+from xlsr.model import Wav2Vec2Config
+from xlsr.text.vocab import BLANK
 
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 _WN_G = "parametrizations.weight.original0"  # weight-norm magnitude g
@@ -234,8 +235,6 @@ _FINETUNING_OVERRIDES = {
 
 def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
-    from xlsr.model import Wav2Vec2Config
-
     m, task, ft = model_args(ckpt)
     fields = _pretraining_fields(m, task)
     if ft is not None:
@@ -280,7 +279,7 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
         if not symbol or not count.lstrip("-").isdigit():
             raise CheckpointError(f"{path}:{number}: expected '<symbol> <count>'")
         symbols.append(symbol)
-    return ["<blank>"] + FAIRSEQ_SPECIALS[1:] + symbols
+    return [BLANK] + FAIRSEQ_SPECIALS[1:] + symbols
 
 
 def _default_dictionary(path: Path, ckpt: dict) -> Path | None:
@@ -315,7 +314,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], architecture: str, source
         head_map, bad = rename_keys(unmatched, PRETRAINING_KEY_MAP if prefix else [])
         out = {new: state[old] for old, new in {**body_map, **head_map}.items()}
     if bad:
-        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {_listing(sorted(bad))}")
+        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {listing(sorted(bad))}")
     return out
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from xlsr.errors import CheckpointError
 from xlsr.interop.adapters import language_vocab
 from xlsr.interop.native import read_json
+from xlsr.rates import SAMPLE_RATE
+from xlsr.text.vocab import BLANK, UNK, WORD_BOUNDARY
 
 
 def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
@@ -55,20 +57,20 @@ def _is_phone_vocab(tokens: list[str]) -> bool:
 def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, dict]:
     """vocab.json, tokenizer_config.json, special_tokens_map.json for our tokens (the blank becomes the pad token)."""
     # HF's CTC blank is its pad token: call it <pad> unless that name is taken (fairseq vocabularies have one).
-    pad = next((n for n in ("<pad>", "[PAD]", "<blank>") if n not in tokens[1:]), None)
+    pad = next((n for n in ("<pad>", "[PAD]", BLANK) if n not in tokens[1:]), None)
     if pad is None:
-        raise CheckpointError("vocabulary: '<pad>', '[PAD]' and '<blank>' are all regular tokens; no name for the blank")
+        raise CheckpointError(f"vocabulary: '<pad>', '[PAD]' and {BLANK!r} are all regular tokens; no name for the blank")
     hf_tokens = [pad] + list(tokens[1:])
     if len(set(hf_tokens)) != len(hf_tokens):
         raise CheckpointError("vocabulary: duplicate tokens")
-    special = {"pad_token": pad, "unk_token": "<unk>" if "<unk>" in hf_tokens else None}
+    special = {"pad_token": pad, "unk_token": UNK if UNK in hf_tokens else None}
     special = {k: v for k, v in special.items() if v is not None}
     tokenizer = {
         "unk_token": special.get("unk_token"),
         "pad_token": pad,
         "bos_token": None,
         "eos_token": None,
-        "word_delimiter_token": "|" if "|" in hf_tokens else None,
+        "word_delimiter_token": WORD_BOUNDARY if WORD_BOUNDARY in hf_tokens else None,
         "do_lower_case": False,
         "model_max_length": 1_000_000_000,
     }
@@ -90,7 +92,7 @@ def hf_preprocessor_config(cfg) -> dict:
     return {
         "feature_extractor_type": "Wav2Vec2FeatureExtractor",
         "feature_size": 1,
-        "sampling_rate": 16000,
+        "sampling_rate": SAMPLE_RATE,
         "padding_value": 0.0,
         "padding_side": "right",
         "do_normalize": bool(cfg.normalize_waveform),

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop.adapters import choose_language, hf_languages, with_hf_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
@@ -33,7 +33,7 @@ from xlsr.interop.native import (
     write_atomic_dir,
 )
 from xlsr.interop.safetensors_file import write_safetensors
-from xlsr.interop.state_dict import _listing
+from xlsr.model import Wav2Vec2Config
 
 HF_PREFIX = "wav2vec2."
 _WN = "parametrizations.weight.original"  # + 0 (g) / 1 (v)
@@ -111,8 +111,6 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
 
 def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", normalize: bool | None = None):
     """Our Wav2Vec2Config from an HF config.json dict (our own fields, if stored there, fill the rest)."""
-    from xlsr.model import Wav2Vec2Config
-
     for name, allowed in _UNSUPPORTED.items():
         if hf.get(name, allowed) != allowed:
             raise CheckpointError(f"{source}: {name}={hf[name]!r} is not supported (only {allowed!r})")
@@ -249,7 +247,7 @@ def read_hf_weights(dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 state.update(loader(dir / shard))
             missing = sorted(set(weight_map) - set(state))
             if missing:
-                raise CheckpointError(f"{index_path}: shards lack keys {_listing(missing)}")
+                raise CheckpointError(f"{index_path}: shards lack keys {listing(missing)}")
             return state, index_path
     for name, loader in (("model.safetensors", read_safetensors), ("pytorch_model.bin", _read_torch_weights)):
         if (dir / name).is_file():
@@ -322,7 +320,7 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     prefixed = architecture != "Wav2Vec2Model"
     ours, unmatched = rename(state, _table("from_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
-        raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {_listing(sorted(unmatched))}")
+        raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {listing(sorted(unmatched))}")
     metadata: dict[str, Any] = {"source": str(dir), **({"target_lang": lang} if lang else {})}
     mask_key = (HF_PREFIX if prefixed else "") + "mask_embedding"
     if mask_key not in ours and not _hf_has_mask_embedding(hf):
@@ -371,7 +369,7 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     prefixed = architecture != "Wav2Vec2Model"
     hf_state, unmatched = rename(state, _table("to_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
-        raise CheckpointError(f"{dir}: no HF name for {_listing(sorted(unmatched))}")
+        raise CheckpointError(f"{dir}: no HF name for {listing(sorted(unmatched))}")
     if not _hf_has_mask_embedding(hf_config):
         hf_state.pop((HF_PREFIX if prefixed else "") + "masked_spec_embed", None)
     files = {"config.json": hf_config, "preprocessor_config.json": hf_preprocessor_config(cfg)}

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from xlsr.errors import CheckpointError
+from xlsr.interop.fairseq import load_fairseq
+from xlsr.interop.huggingface import import_hf
 from xlsr.interop.native import CONFIG_FILE, FORMAT, Loaded, is_native_checkpoint, load_checkpoint, read_json
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -92,11 +94,7 @@ def load_pretrained(
             raise CheckpointError(f"{path}: no language {target_lang!r}; available: {held or 'none'}")
         return loaded
     if fmt == "hf":
-        from xlsr.interop.huggingface import import_hf
-
         return import_hf(path, target_lang=target_lang)
-    from xlsr.interop.fairseq import load_fairseq
-
     return load_fairseq(path, dictionary=dictionary, target_lang=target_lang)
 
 

@@ -9,18 +9,20 @@ never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from xlsr import model as xm
+from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
+from xlsr.model import Wav2Vec2Config
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -59,8 +61,6 @@ def vocab_tokens(vocab) -> list[str] | None:
 
 def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.nn.Module:
     """An untrained model of the named architecture (one of ARCHITECTURES) from a Wav2Vec2Config."""
-    from xlsr import model as xm
-
     if architecture == "Wav2Vec2ForCTC":
         if not vocab_size:
             raise CheckpointError("Wav2Vec2ForCTC needs a vocabulary size")
@@ -81,22 +81,6 @@ def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach() for key, value in model.state_dict().items()}
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems cannot open directories; rename is still atomic there
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_atomic_dir(dst: str | Path, write) -> Path:
     """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
 
@@ -107,27 +91,7 @@ def write_atomic_dir(dst: str | Path, write) -> Path:
     if dst.exists() and not (dst.is_dir() and (CONFIG_FILE in {p.name for p in dst.iterdir()}
                                                or not any(dst.iterdir()))):
         raise CheckpointError(f"{dst}: exists and is not a checkpoint folder; not replacing it (choose another path)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        write(tmp)
-        for p in tmp.iterdir():
-            if p.is_file():
-                _fsync_file(p)
-        _fsync_dir(tmp)
-        if dst.exists():
-            # Keep the old checkpoint until the new one is in place.
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, old / dst.name)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+    return write_dir(dst, write)
 
 
 def save_checkpoint(
@@ -183,9 +147,6 @@ def read_json(path: Path) -> dict:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .safetensors file, or CheckpointError naming it (missing, truncated, corrupt)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
@@ -212,8 +173,6 @@ def is_native_checkpoint(path: str | Path) -> bool:
 
 def load_checkpoint(dir: str | Path) -> Loaded:
     """Rebuild the model saved by `save_checkpoint` in `dir`, from its files alone."""
-    from xlsr.model import Wav2Vec2Config
-
     dir = Path(dir)
     if not dir.is_dir():
         raise CheckpointError(f"{dir}: not a checkpoint directory")

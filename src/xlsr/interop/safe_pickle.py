@@ -17,11 +17,16 @@ This module doubles as a `pickle_module` for `torch.load`, which needs `Unpickle
 from __future__ import annotations
 
 import _compat_pickle
+import builtins
 import collections
 import io
 import pickle
 import re
 from typing import Any
+
+import numpy as np
+import torch
+import torch._utils as tu
 
 from xlsr.errors import CheckpointError
 
@@ -128,8 +133,6 @@ def _operator_getitem(obj, key):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
-    import torch
-
     if new_type not in (torch.Tensor, torch.nn.Parameter):
         raise UnsafePickleError(f"refused tensor subclass {new_type!r} in a pickle")
     ret = func(*args)
@@ -139,9 +142,6 @@ def _rebuild_from_type_v2(func, new_type, args, state):
 
 
 def _torch_globals() -> dict[tuple[str, str], Any]:
-    import torch
-    import torch._utils as tu
-
     allowed = {
         ("torch._utils", name): getattr(tu, name)
         for name in (
@@ -165,10 +165,6 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional for this purpose
-        return {}
     allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(core, "scalar")] = _numpy_scalar
@@ -179,16 +175,12 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_scalar(dtype, data=None):
-    import numpy as np
-
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise UnsafePickleError(f"refused numpy scalar of dtype {dtype!r} in a pickle")
     return np.frombuffer(data, dtype=dtype)[0]
 
 
 def _numpy_reconstruct(cls, shape, dtype_code):
-    import numpy as np
-
     if cls is not np.ndarray:
         raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
     return np.ndarray.__new__(cls, shape, dtype_code)
@@ -228,8 +220,6 @@ class Unpickler(pickle.Unpickler):
                 ("builtins", "NoneType"): type(None),
                 ("builtins", "type"): _type_of,
             }
-            import builtins
-
             for name in _SAFE_BUILTINS - {"NoneType"}:
                 table[("builtins", name)] = getattr(builtins, name)
             table.update(_torch_globals())

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import torch
 
-from xlsr.errors import CheckpointError
-
-# How many names an error message lists before it says "and N more" (it stays one line).
-_MAX_LISTED = 8
-
-
-def _listing(names: list[str]) -> str:
-    shown = ", ".join(names[:_MAX_LISTED])
-    more = len(names) - _MAX_LISTED
-    return shown + (f" and {more} more" if more > 0 else "")
+from xlsr.errors import CheckpointError, listing
 
 
 def check_state_dict(
@@ -29,16 +20,16 @@ def check_state_dict(
     unexpected = sorted(set(state) - set(expected))
     problems = []
     if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
+        problems.append(f"missing keys: {listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
+        problems.append(f"unexpected keys: {listing(unexpected)}")
     wrong = [
         f"{k} {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
         for k in sorted(set(expected) & set(state))
         if tuple(state[k].shape) != tuple(expected[k].shape)
     ]
     if wrong:
-        problems.append(f"shapes contradict the config: {_listing(wrong)}")
+        problems.append(f"shapes contradict the config: {listing(wrong)}")
     if problems:
         raise CheckpointError(f"{source}: " + "; ".join(problems))
 
@@ -90,5 +81,5 @@ def build_with_weights(
     model.load_state_dict(state, strict=True, assign=True)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:  # a tensor the state dict does not hold (a non-persistent buffer): a model change to review
-        raise RuntimeError(f"built on the meta device, these were never filled: {_listing(left)}")
+        raise RuntimeError(f"built on the meta device, these were never filled: {listing(left)}")
     return model

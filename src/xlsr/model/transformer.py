@@ -188,6 +188,7 @@ def _is_sharded(layer: nn.Module) -> bool:
     """Whether FSDP holds this layer's parameters as shards (DTensor) outside its own forward."""
     if not torch.distributed.is_available():
         return False
+    # lazy: torch.distributed.tensor takes ~2 s to import, and torch builds without distributed support lack it
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in layer.parameters())

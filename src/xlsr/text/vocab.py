@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlsr.atomic import write_json
-from xlsr.errors import XlsrError
+from xlsr.errors import XlsrError, listing
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -36,9 +36,7 @@ def tokenize(label: str, kind: str) -> list[str]:
 def format_counts(counts: dict[str, int], limit: int = 10) -> str:
     """'x'×3, 'y'×1, ... for symbol counts, most frequent first (ties alphabetically), at most `limit` shown."""
     items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    shown = ", ".join(f"{sym!r}×{n}" for sym, n in items[:limit])
-    more = len(items) - limit
-    return shown + (f" and {more} more" if more > 0 else "")
+    return listing([f"{sym!r}×{n}" for sym, n in items], limit)
 
 
 @dataclass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from xlsr.errors import XlsrError
 from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, FEATURE_SCALE_SPREAD, INIT_SUFFIX
 from xlsr.train.monitor import read_log
@@ -24,11 +27,6 @@ PANELS = [
 
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
     """Draw train (and validation, per language) curves of `run_dir` to `out_png` (default RUN/curves.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     run_dir = Path(run_dir)
     log_path = run_dir / "log.jsonl"
     if not log_path.is_file():
@@ -39,19 +37,18 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     fig = draw_training_curves(records, str(run_dir))
     out = Path(out_png) if out_png else run_dir / "curves.png"
     fig.savefig(out, dpi=100)
-    plt.close(fig)
     return out
 
 
 def draw_training_curves(records: list[dict], title: str):
     """A matplotlib Figure with one panel per PANELS entry that `records` (log.jsonl lines with a split) hold."""
-    import matplotlib.pyplot as plt
-
     splits = sorted({r["split"] for r in records}, key=lambda s: (s != "train", s != "valid", s))
     panels = [(t, keys) for t, keys in PANELS if any(k in r for r in records for k in keys)]
     cols = 3
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(5 * cols, 3.4 * rows))
+    FigureCanvasAgg(fig)  # drawn on the Agg canvas directly: no pyplot, no display, no global backend state
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (panel_title, keys) in zip(axes.flat, panels):
         for key in keys:
             _draw_key(ax, records, splits, key, keys)

@@ -65,7 +65,9 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp", *, unuse
     if not info.distributed:
         return model
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import (
+            fully_shard,  # lazy: torch.distributed.fsdp takes ~2 s to import and only FSDP runs need it
+        )
 
         # Shard each Transformer layer separately, then the rest; parameters are gathered per layer.
         for module in model.modules():
@@ -86,7 +88,9 @@ def reshard(model: nn.Module) -> None:
     parameters registered; the optimizer holds the sharded ones, so the next step and the optimizer
     state dict would no longer see the model's own parameters.
     """
-    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.fsdp import (
+        FSDPModule,  # lazy: torch.distributed.fsdp takes ~2 s to import and only FSDP runs need it
+    )
 
     for module in model.modules():
         if isinstance(module, FSDPModule):
@@ -95,6 +99,7 @@ def reshard(model: nn.Module) -> None:
 
 def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """The whole model's state dict on the CPU, gathered from the FSDP shards (collective: every rank calls it)."""
+    # lazy: torch.distributed.checkpoint takes ~2.5 s to import and only FSDP runs need it
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))

@@ -21,7 +21,8 @@ from pathlib import Path
 from torch import nn
 
 from xlsr.errors import XlsrError
-from xlsr.interop.adapters import adapter_parameters, export_adapter, init_language
+from xlsr.interop.adapter_export import export_adapter
+from xlsr.interop.adapters import adapter_parameters, init_language
 from xlsr.interop.hf_tokenizer import hf_tokenizer_files
 from xlsr.interop.huggingface import export_hf
 from xlsr.interop.init_model import InitModel

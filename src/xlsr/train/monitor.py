@@ -33,6 +33,7 @@ class Monitor:
         self._jsonl = open(run_dir / "log.jsonl", "a", buffering=1)  # noqa: SIM115 - open for the run
         if tensorboard:
             try:
+                # lazy: tensorboard takes ~0.6 s to import, and a run may turn it off (or lack it: ImportError)
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=initial_update or None)

@@ -27,12 +27,13 @@ from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_best_path, ctc_loss
 from xlsr.model.feature_encoder import conv_output_lengths
+from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import LABEL_FIELD, filter_utterances, label_of
 from xlsr.text.metrics import error_rate
 from xlsr.text.vocab import Vocabulary
 
 MAX_UTTERANCES = 200  # a short probe: a few minutes of speech; the full one is `xlsr probe`
-MAX_BATCH_SAMPLES = 64 * 16000  # padded audio per encoder forward pass (memory only)
+MAX_BATCH_SAMPLES = 64 * SAMPLE_RATE  # padded audio per encoder forward pass (memory only)
 HEAD_BATCH = 8  # utterances per head-training step
 HEAD_LR = 5e-3  # Adam, cosine decay to 0 over the steps
 HELD_OUT_EVERY = 5  # every 5th utterance of the slice scores the heads; the others train them

@@ -15,12 +15,15 @@ that are averaged over the update weighted by sample size, except keys listed in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from xlsr.interop.native import save_checkpoint
 
 
 class Task:
@@ -109,8 +112,6 @@ class Task:
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         """Write the model as our checkpoint dir (config.json + model.safetensors); add vocab/metadata here."""
-        from xlsr.interop.native import save_checkpoint
-
         save_checkpoint(directory, model)
 
     def state_dict(self) -> dict:
@@ -122,8 +123,6 @@ class Task:
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:
-    import dataclasses
-
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -22,8 +22,8 @@ from torch import nn
 
 from xlsr.atomic import write_json
 from xlsr.config import save_config
-from xlsr.data.audio import SAMPLE_RATE
 from xlsr.errors import CheckpointError, XlsrError
+from xlsr.rates import SAMPLE_RATE
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from xlsr.data.audio import SAMPLE_RATE
 from xlsr.data.augment import (
     DEFAULT_AUGMENT,
     AugmentSpec,
@@ -37,6 +36,7 @@ from xlsr.data.synth.speakers import Speaker, make_speakers, speak, voice_varian
 from xlsr.data.synth.text import sample_text, word_list
 from xlsr.errors import XlsrError
 from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
 
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)

@@ -22,8 +22,8 @@ from xlsr.data.synth.espeak import (
 )
 from xlsr.data.synth.languages import Language
 from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 VOICE_SETS = ("basic", "varied")
 # (pitch, pitch range, rate in words per minute): uniform integer ranges per voice set
 _PROSODY = {"basic": ((25, 75), (30, 80), (140, 200)), "varied": ((15, 85), (20, 90), (120, 220))}
