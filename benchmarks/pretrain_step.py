@@ -1,12 +1,15 @@
 """Time one pretraining step (forward + backward + Adam) of xlsr and of transformers' Wav2Vec2ForPreTraining.
 
 Both models get the identical configuration (random weights, offline), the same batch, the same mask
-and negatives of the same K. Prints audio-seconds per second for each, their ratio, and the achieved
-FLOP/s as a share of the measured peak matmul FLOP/s of this machine, and the activation memory: bytes the
-forward pass allocates and still holds when backward starts. `--activation-checkpointing` turns on
-recomputation in both (ours: `set_activation_checkpointing`; transformers: `activation_checkpointing_enable`).
+and negatives of the same K. The steps are interleaved (one xlsr step, one transformers step, --repeat times,
+after --warmup untimed ones), so machine noise hits both alike; the median of the --repeat runs is printed for
+each, as audio-seconds per second, their ratio, and the achieved FLOP/s as a share of the measured peak matmul
+FLOP/s of this machine, and the activation memory: bytes the forward pass allocates and still holds when
+backward starts. `--activation-checkpointing` turns on recomputation in both (ours: `set_activation_checkpointing`;
+transformers: `activation_checkpointing_enable`). `--compile` runs both models through torch.compile (the
+compilation happens in the warm-up steps).
 
-    python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --steps 5
+    python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --repeat 5
     python benchmarks/pretrain_step.py --preset base --device cuda --dtype bf16 --activation-checkpointing
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import time
 
 import torch
@@ -54,7 +58,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def peak_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+def peak_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 10,
+                      clock=time.perf_counter) -> float:
     """FLOP/s of a square n x n matmul, best of `reps` (the machine's practical peak)."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -63,10 +68,10 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, r
     best = float("inf")
     for _ in range(reps):
         sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         a @ b
         sync(device)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n**3 / best
 
 
@@ -98,19 +103,22 @@ def activation_bytes(forward, device: torch.device) -> int:
     return held
 
 
-def time_steps(step, device: torch.device, warmup: int, steps: int) -> float:
-    """Median seconds per call of `step` after `warmup` untimed calls."""
+def interleaved_medians(steps: dict, device: torch.device, warmup: int, repeat: int,
+                        clock=time.perf_counter) -> dict[str, float]:
+    """Median seconds per call of each of `steps` (name -> callable), timed in turn `repeat` times after `warmup`
+    untimed rounds."""
     for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        sync(device)
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeat):
+        for name, step in steps.items():
+            sync(device)
+            t0 = clock()
+            step()
+            sync(device)
+            times[name].append(clock() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,14 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--repeat", "--steps", dest="repeat", type=int, default=5,
+                   help="timed steps of each model (interleaved); the median is printed")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--skip-hf", action="store_true", help="time xlsr only")
     p.add_argument("--activation-checkpointing", action="store_true",
                    help="recompute activations in backward, in both models")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models (compiled in the warm-up)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time in CPU seconds of this process, not wall-clock: steadier on a shared machine "
+                        "(use with --threads 1; the peak is then measured the same way)")
     args = p.parse_args(argv)
+    clock = time.process_time if args.cpu_time else time.perf_counter
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.threads > 0:
@@ -142,61 +156,27 @@ def main(argv: list[str] | None = None) -> int:
                 else contextlib.nullcontext())
 
     # One mask for both models, drawn with our sampler (same count per row, fairseq semantics).
-    ours = Wav2Vec2ForPreTraining(cfg).to(device).train()
-    ours.set_activation_checkpointing(args.activation_checkpointing)
-    T = int(ours.wav2vec2.frame_lengths(torch.tensor([S]))[0])
     gen = torch.Generator(device=device).manual_seed(args.seed)
+    ours = Wav2Vec2ForPreTraining(cfg).to(device).train()
+    T = int(ours.wav2vec2.frame_lengths(torch.tensor([S]))[0])
     mask = compute_mask_indices(torch.full((B,), T, device=device), T, cfg.mask_prob, cfg.mask_length,
                                 cfg.min_masks, gen)
     M = int(mask.sum(1)[0])
-    opt = torch.optim.Adam(ours.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
-
-    def ours_forward():
-        with autocast:
-            return ours(waveforms, mask_time_indices=mask, generator=gen)
-
-    def ours_step():
-        out = ours_forward()
-        (out.loss / out.num_masked).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    results = {}
-    flops = {"xlsr": count_flops(ours_step)}
-    memory = {"xlsr": activation_bytes(ours_forward, device)}
-    results["xlsr"] = time_steps(ours_step, device, args.warmup, args.steps)
-
+    models = {"xlsr": ours_steps(ours, args, lambda m: m(waveforms, mask_time_indices=mask, generator=gen), autocast)}
     if not args.skip_hf:
-        from transformers import Wav2Vec2ForPreTraining as HFPreTraining
-        from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+        models["transformers"] = hf_steps(cfg, args, device, waveforms, mask, autocast)
+    flops = {name: count_flops(eager_step) for name, (_, _, eager_step) in models.items()}
+    memory = {name: activation_bytes(forward, device) for name, (forward, _, _) in models.items()}
+    peak = peak_matmul_flops(device, dtype, clock=clock)
+    results = interleaved_medians({name: step for name, (_, step, _) in models.items()}, device, args.warmup,
+                                  args.repeat, clock)
+    peak = max(peak, peak_matmul_flops(device, dtype, clock=clock))  # the practical peak: the best of before and after
 
-        hf = HFPreTraining(hf_config(cfg)).to(device).train()
-        hf.set_gumbel_temperature(cfg.latent_temp[0])
-        if args.activation_checkpointing:  # transformers 5 renamed gradient_checkpointing_enable
-            getattr(hf, "activation_checkpointing_enable", hf.gradient_checkpointing_enable)()
-        hf_opt = torch.optim.Adam(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
-        mask_np = mask.cpu().numpy()
-        negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask_np), device=device)
-
-        def hf_forward():
-            with autocast:
-                return hf(waveforms, mask_time_indices=mask, sampled_negative_indices=negs)
-
-        def hf_step():
-            out = hf_forward()
-            (out.loss / M / B).backward()
-            hf_opt.step()
-            hf_opt.zero_grad(set_to_none=True)
-
-        flops["transformers"] = count_flops(hf_step)
-        memory["transformers"] = activation_bytes(hf_forward, device)
-        results["transformers"] = time_steps(hf_step, device, args.warmup, args.steps)
-
-    peak = peak_matmul_flops(device, dtype)
     audio = B * S / SAMPLE_RATE
     print(f"preset={args.preset} batch={B}x{args.seconds:g}s device={args.device} dtype={args.dtype} "
-          f"threads={torch.get_num_threads()} steps={args.steps} (+{args.warmup} warmup) frames={T} masked/row={M} "
-          f"activation_checkpointing={args.activation_checkpointing}")
+          f"threads={torch.get_num_threads()} median of {args.repeat} interleaved steps (+{args.warmup} warmup) "
+          f"frames={T} masked/row={M} activation_checkpointing={args.activation_checkpointing} "
+          f"compile={args.compile}{' (CPU time)' if args.cpu_time else ''}")
     print(f"peak matmul ({args.dtype}, 2048^2): {peak / 1e9:.1f} GFLOP/s")
     for name, sec in results.items():
         print(f"{name:>13}: {sec:.3f} s/step  {audio / sec:7.1f} audio-s/s  "
@@ -206,6 +186,53 @@ def main(argv: list[str] | None = None) -> int:
         print(f"speed-up xlsr / transformers: {results['transformers'] / results['xlsr']:.2f}x; "
               f"activation memory xlsr / transformers: {memory['xlsr'] / memory['transformers']:.2f}x")
     return 0
+
+
+def ours_steps(model: torch.nn.Module, args, call, autocast):
+    """(forward, step, eager step) closures of xlsr's model; `call(model)` runs its forward on the batch."""
+    model.set_activation_checkpointing(args.activation_checkpointing)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    run = torch.compile(model) if args.compile else model
+
+    def forward(m=run):
+        with autocast:
+            return call(m)
+
+    def step(m=run):
+        out = forward(m)
+        (out.loss / out.num_masked).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return forward, step, lambda: step(model)
+
+
+def hf_steps(cfg: Wav2Vec2Config, args, device: torch.device, waveforms: torch.Tensor, mask: torch.Tensor, autocast):
+    """(forward, step, eager step) closures of transformers' model with the same mask and K negatives."""
+    from transformers import Wav2Vec2ForPreTraining as HFPreTraining
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _sample_negative_indices
+
+    B, T = mask.shape
+    M = int(mask.sum(1)[0])
+    hf = HFPreTraining(hf_config(cfg)).to(device).train()
+    hf.set_gumbel_temperature(cfg.latent_temp[0])
+    if args.activation_checkpointing:  # transformers 5 renamed gradient_checkpointing_enable
+        getattr(hf, "activation_checkpointing_enable", hf.gradient_checkpointing_enable)()
+    opt = torch.optim.Adam(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask.cpu().numpy()), device=device)
+    run = torch.compile(hf) if args.compile else hf
+
+    def forward(m=run):
+        with autocast:
+            return m(waveforms, mask_time_indices=mask, sampled_negative_indices=negs)
+
+    def step(m=run):
+        out = forward(m)
+        (out.loss / M / B).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return forward, step, lambda: step(hf)
 
 
 if __name__ == "__main__":
