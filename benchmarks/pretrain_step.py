@@ -25,8 +25,7 @@ import torch
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.masking import compute_mask_indices
-
-SAMPLE_RATE = 16000
+from xlsr.rates import SAMPLE_RATE
 
 
 def hf_config(cfg: Wav2Vec2Config):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-SAMPLE_RATE = 16000
+from xlsr.rates import SAMPLE_RATE
 
 
 def xlsr_run(args, data: Path, out: Path) -> dict:

@@ -124,3 +124,20 @@ def test_quick_build_makes_the_release_layout(tmp_path):
     (folder / "recipe.json").write_text(json.dumps(record))
     problems = verify_release(folder, recipe)
     assert any("pretrain.alpha" in p for p in problems) and any("corpus.seed" in p for p in problems)
+
+
+def test_release_corpus_is_the_clean_one(tmp_path):
+    """`xlsr synth` now makes a realistic corpus by default; the releases keep the clean corpus they were built on."""
+    from xlsr.cli.main import build_parser
+    from xlsr.cli.synth import corpus_options
+    from xlsr.released.build import corpus_matches
+
+    recipe = RELEASES[MULTI]
+    args = build_parser().parse_args(recipe.synth_args(tmp_path, workers=2))
+    assert corpus_options(args) == {"augment": "none", "voices": "basic", "speakers_per_lang": 10}
+    record = {"seed": recipe.synth_seed, "utts_per_lang": recipe.utts_per_lang, "speakers_per_lang": 10,
+              "languages": {lang: {} for lang in recipe.langs}}
+    (tmp_path / "synth.json").write_text(json.dumps(record))  # as written before augment/voices existed
+    assert corpus_matches(tmp_path, recipe)
+    (tmp_path / "synth.json").write_text(json.dumps({**record, "augment": "noise=0.5:5-30", "voices": "varied"}))
+    assert not corpus_matches(tmp_path, recipe)

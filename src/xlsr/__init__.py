@@ -1,8 +1,7 @@
 """xlsr: cross-lingual self-supervised speech representation learning (XLSR / wav2vec 2.0)."""
 
 from xlsr.errors import XlsrError
-
-__version__ = "0.1.0"
+from xlsr.version import __version__
 
 __all__ = [
     "Wav2Vec2Config",

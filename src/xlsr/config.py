@@ -8,6 +8,7 @@ on the command line both become floats. An unknown key is an XlsrError naming th
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from xlsr.atomic import write_text
 from xlsr.errors import XlsrError
 
 T = TypeVar("T")
@@ -65,10 +67,7 @@ def config_to_dict(obj: Any) -> Any:
 
 def save_config(obj: Any, path: str | Path) -> None:
     """Write a config as YAML (atomically: temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_to_dict(obj), sort_keys=False))
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(config_to_dict(obj), sort_keys=False))
 
 
 def parse_override_args(tokens: list[str]) -> dict[str, str]:
@@ -293,8 +292,6 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
     Values stay strings (default: not given) and are typed later by `load_config`, so the command line
     overrides YAML exactly like an `overrides` dict. `prefix="model."` adds `--model.<field>` options.
     """
-    import argparse
-
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or _nested_dataclass(hints[f.name]) is not None or _origin(hints[f.name]) is dict:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from xlsr.errors import XlsrError
-from xlsr.released.recipes import MULTILINGUAL_LANGS, PRETRAIN_RECIPE, TARGET
+from xlsr.released.recipes import CLEAN_SYNTH, MULTILINGUAL_LANGS, PRETRAIN_RECIPE, TARGET
 
 MULTILINGUAL = "tiny-multilingual"
 MONOLINGUAL = f"tiny-monolingual-{TARGET}"
@@ -40,6 +40,9 @@ class DemoSettings:
     target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
     other_utts: int = 12  # per pretraining language: what the analysis and the live run read
     seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
+    # synthesize_corpus options: the clean corpus the released checkpoints were pretrained on (not yet the
+    # realistic default of `xlsr synth`; to change together with the releases)
+    corpus: dict = field(default_factory=lambda: dict(CLEAN_SYNTH))
     synth_workers: int = 2
     # 150 updates left all three models in CTC's blank-dominated first stage (PER 63-96%, mostly deletions)
     finetune_updates: int = 800
@@ -169,7 +172,7 @@ def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = T
     # The target gets many more utterances than the others, hence two calls into the same folder.
     for langs, n in (([settings.target], settings.target_utts), (list(settings.pretrain_langs), settings.other_utts)):
         summary = synthesize_corpus(corpus_dir, langs, n, seed=settings.seed, workers=settings.synth_workers,
-                                    show_progress=show_progress)
+                                    show_progress=show_progress, **settings.corpus)
         total.update({lang: {split: round(s / 60, 3) for split, s in splits.items()}
                       for lang, splits in summary.seconds.items()})
     return total
@@ -179,13 +182,13 @@ def scratch_architecture(released_folder: Path) -> dict:
     """`model` overrides that give `--init none` the released checkpoint's architecture (CNN normalization,
     sizes, codebook), with fine-tuning's own training-time defaults: the from-scratch baseline then differs
     from the pretrained models in its initial weights only."""
+    from xlsr.interop.load import read_checkpoint_config
     from xlsr.model import Wav2Vec2Config
-    from xlsr.train.checkpoint import read_model_config
     from xlsr.train.finetune import finetune_model_defaults
 
     # config.json alone: the weights are not needed. The round trip through Wav2Vec2Config fills fields
     # an older checkpoint lacks with their defaults, as loading the model would.
-    released = Wav2Vec2Config.from_dict(read_model_config(Path(released_folder)).get("model") or {})
+    released = Wav2Vec2Config.from_dict(read_checkpoint_config(released_folder).get("model") or {})
     return {**released.to_dict(), **finetune_model_defaults()}
 
 
@@ -279,8 +282,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
              full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
     """The whole demo into `out_dir`; `full` first re-creates the released checkpoints into DIR/released."""
+    from xlsr.devices import pick_device
     from xlsr.released.recipes import require_released
-    from xlsr.train.distributed import pick_device
 
     settings = settings or DemoSettings()
     settings.check()

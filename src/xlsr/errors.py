@@ -15,3 +15,9 @@ class ManifestError(XlsrError):
 
 class CheckpointError(XlsrError):
     """A checkpoint that is missing, truncated, of another format, or inconsistent with its config."""
+
+
+def listing(items: list[str], limit: int = 8) -> str:
+    """'a, b, c and N more': at most `limit` items, so that an error message stays one readable line."""
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")

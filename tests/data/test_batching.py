@@ -4,6 +4,7 @@ import soundfile as sf
 import torch
 from data_fixtures import PhoneVocab
 
+from xlsr.data.augment import augmented_length, change_speed, parse_augment
 from xlsr.data.batching import finetune_loader, pack_batches, pretrain_loader
 from xlsr.data.manifest import Utterance, read_split
 from xlsr.errors import XlsrError
@@ -130,3 +131,66 @@ def test_finetune_label_problems_are_errors(tmp_path):
     utts[0].phones = None
     with pytest.raises(XlsrError, match="es0.*no 'phones' label"):
         finetune_loader(utts, PhoneVocab(["a b c"]), max_tokens=8000)
+
+
+def test_augmented_pretraining_resumes_exactly_with_workers(corpus, tmp_path, monkeypatch):
+    """Effects drawn from (seed, epoch, item) when the epoch is planned: a resumed loader with workers yields
+    the very batches of an uninterrupted one; another epoch or seed draws other effects."""
+    monkeypatch.setenv("XLSR_CACHE", str(tmp_path / "cache"))
+    utts = read_split(corpus[0], "train")
+    spec = parse_augment("speed=0.5,reverb=0.3:0.2-0.3,noise=0.6,bandlimit=0.3")
+    kwargs = dict(max_tokens=60000, min_sample_size=4000, max_sample_size=24000, alpha=0.5, seed=7, augment=spec)
+    a = pretrain_loader(utts, **kwargs)
+    a.set_epoch(1)
+    full = [x.waveforms for x in a]
+    b = pretrain_loader(utts, **kwargs)
+    b.set_epoch(1)
+    it = iter(b)
+    first = [next(it).waveforms for _ in range(2)]
+    c = pretrain_loader(utts, **kwargs, num_workers=2)
+    c.load_state_dict(b.state_dict())
+    rest = [x.waveforms for x in c]
+    assert len(first) + len(rest) == len(full)
+    assert all(torch.equal(x, y) for x, y in zip(first + rest, full))
+    plain = pretrain_loader(utts, **{**kwargs, "augment": None})
+    plain.set_epoch(1)
+    assert [p.indices for p in plain.plans()] != [p.indices for p in a.plans()] or \
+        any(not torch.equal(x, y) for x, y in zip(full, [x.waveforms for x in plain]))
+    draws = [d for p in a.plans() for d in p.effects]
+    assert any(d is not None for d in draws)
+    a.set_epoch(2)
+    assert [d for p in a.plans() for d in p.effects] != draws
+
+
+def test_augmented_finetuning_plans_with_the_perturbed_lengths_and_mixes_at_the_snr(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLSR_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    utts, clean = [], {}
+    for i in range(12):
+        x = (0.1 * rng.standard_normal(4000 + 500 * i)).astype(np.float32)
+        sf.write(tmp_path / f"u{i}.wav", x, 16000, subtype="FLOAT")
+        utts.append(Utterance(audio=str(tmp_path / f"u{i}.wav"), num_samples=len(x), lang="es", id=f"u{i}",
+                              phones="a b" if i % 2 else "b c a", text="ab"))
+        clean[f"u{i}"] = x.astype(np.float64)
+    vocab = PhoneVocab(u.phones for u in utts)
+    spec = parse_augment("speed=1:0.9-1.1,noise=1:10-20")
+    loader = finetune_loader(utts, vocab, max_tokens=20000, seed=3, augment=spec)
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        plans = {utts[i].id: d for p in loader.plans() for i, d in zip(p.indices, p.effects)}
+        seen = set()
+        for batch in loader:
+            assert batch.waveforms.shape[0] * batch.waveforms.shape[1] <= 20000
+            for row, uid in enumerate(batch.ids):
+                draw, n = plans[uid], int(batch.lengths[row])
+                assert n == augmented_length(len(clean[uid]), draw) != len(clean[uid])
+                u = next(u for u in utts if u.id == uid)
+                assert batch.labels[row, :int(batch.label_lengths[row])].tolist() == vocab.encode(u.phones)
+                sped = change_speed(clean[uid], draw.speed)
+                noise = batch.waveforms[row, :n].double().numpy() - sped
+                snr = 10 * np.log10(np.mean(sped ** 2) / np.mean(noise ** 2))
+                assert abs(snr - draw.snr_db) < 0.05, (uid, snr, draw)
+                seen.add(uid)
+        assert seen == {u.id for u in utts}
+    plain = finetune_loader(utts, vocab, max_tokens=20000, seed=3, augment=parse_augment("none"))
+    assert all(p.effects is None for p in plain.plans())

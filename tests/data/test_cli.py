@@ -1,3 +1,7 @@
+import json
+
+import pytest
+
 from xlsr.cli.main import main
 
 
@@ -29,3 +33,35 @@ def test_synth_command_writes_splits(tmp_path, capsys):
                  "--speakers-per-lang", "3", "--words-per-utt", "1-2"]) == 0
     assert all((tmp_path / "fi" / f"{s}.jsonl").is_file() for s in ("train", "dev", "test"))
     assert "wrote 3 utterances" in capsys.readouterr().out
+
+
+def test_synth_reports_speakers_and_effects_and_clean_is_the_old_corpus(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "r"), "--langs", "fi", "--utts-per-lang", "10",
+                 "--words-per-utt", "1-2"]) == 0
+    out = capsys.readouterr().out
+    assert "speakers: 10 (train 8, dev 1, test 1; disjoint across splits)" in out and "effects: " in out
+    record = json.loads((tmp_path / "r" / "synth.json").read_text())
+    assert (record["augment"], record["voices"], record["speakers_per_lang"]) == (
+        "speed=0.3:0.9-1.1,reverb=0.3:0.2-0.8,noise=0.5:5-30,bandlimit=0.2:3000-6000", "varied", 40)
+    assert main(["synth", "--out", str(tmp_path / "c"), "--langs", "fi", "--utts-per-lang", "3", "--clean",
+                 "--words-per-utt", "1-2"]) == 0
+    record = json.loads((tmp_path / "c" / "synth.json").read_text())
+    assert (record["augment"], record["voices"], record["speakers_per_lang"]) == ("none", "basic", 10)
+    assert "effects: none 3 utterances" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--augment", "noise=0.5:40-5"], "xlsr: error: augment 'noise=0.5:40-5': the SNR in dB range 40-5 has its "
+                                      "low end above its high end"),
+    (["--augment", "speed=0.3:0.2-1.1"], "xlsr: error: augment 'speed=0.3:0.2-1.1': the speed factor range "
+                                         "0.2-1.1 is outside 0.5-2"),
+    (["--clean", "--augment", "default"], "xlsr: error: --augment: --clean means --augment none; leave out one "
+                                          "of the two"),
+    (["--clean", "--speakers-per-lang", "40"], "xlsr: error: --speakers-per-lang: --clean means "
+                                               "--speakers-per-lang 10; leave out one of the two"),
+])
+def test_synth_bad_corpus_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "corpus"
+    assert main(["synth", "--out", str(out), "--langs", "fi", "--utts-per-lang", "3", *args]) == 2
+    assert capsys.readouterr().err.strip() == message
+    assert not out.exists()

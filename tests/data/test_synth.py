@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from xlsr.data.augment import augmented_length, parse_augment
 from xlsr.data.manifest import read_manifest
 from xlsr.data.synth import LANGUAGES, synthesize_corpus
+from xlsr.data.synth.corpus import plan_corpus, split_speakers
 from xlsr.data.synth.languages import Language, parse_languages
 from xlsr.data.synth.phones import espeak_phones, is_ipa
+from xlsr.data.synth.speakers import make_speakers, voice_variants
 from xlsr.errors import XlsrError
 
 
@@ -52,9 +55,9 @@ def test_same_seed_same_corpus_regardless_of_workers(tmp_path, corpus):
 
 def test_noise_changes_audio_not_labels(tmp_path):
     clean = synthesize_corpus(tmp_path / "c", "it", 3, seed=0, speakers_per_lang=3, words_per_utt=(2, 3),
-                              show_progress=False)
+                              augment="none", show_progress=False)
     synthesize_corpus(tmp_path / "n", "it", 3, seed=0, noise=10.0, speakers_per_lang=3, words_per_utt=(2, 3),
-                      show_progress=False)
+                      augment="none", show_progress=False)
     u = read_manifest(tmp_path / "c" / "it" / "train.jsonl")[0]
     v = read_manifest(tmp_path / "n" / "it" / "train.jsonl")[0]
     assert (u.text, u.phones) == (v.text, v.phones)
@@ -103,3 +106,81 @@ def test_out_that_is_a_file_is_refused_before_synthesis(tmp_path):
     with pytest.raises(XlsrError, match="notes.txt: exists and is not a folder"):
         synthesize_corpus(taken, "es", 3, speakers_per_lang=3, words_per_utt=(2, 3), show_progress=False)
     assert taken.read_text() == "keep me"
+
+
+def test_realistic_corpus_effects_keep_labels_and_only_speed_changes_length(tmp_path):
+    """The default corpus against the same corpus without effects: same texts, phones and speakers; the
+    speed-perturbed utterances have the drawn lengths, the others the clean length with other samples."""
+    kw = dict(seed=2, speakers_per_lang=6, words_per_utt=(2, 3), show_progress=False)
+    real = synthesize_corpus(tmp_path / "r", ["it", "de"], 12, augment="speed=0.5,reverb=0.5,noise=0.7,bandlimit=0.3",
+                             **kw)
+    synthesize_corpus(tmp_path / "c", ["it", "de"], 12, augment="none", **kw)
+    spec = parse_augment("speed=0.5,reverb=0.5,noise=0.7,bandlimit=0.3")
+    plans = {p.id: p for p in plan_corpus([LANGUAGES["it"], LANGUAGES["de"]], 12, 2, speakers_per_lang=6,
+                                          words_per_utt=(2, 3), voices="varied", augment=spec)}
+    changed = 0
+    for lang in ("it", "de"):
+        for split in ("train", "dev", "test"):
+            for u, v in zip(read_manifest(tmp_path / "r" / lang / f"{split}.jsonl"),
+                            read_manifest(tmp_path / "c" / lang / f"{split}.jsonl")):
+                assert (u.id, u.text, u.phones, u.speaker) == (v.id, v.text, v.phones, v.speaker)
+                draw = plans[u.id].effects
+                assert u.num_samples == augmented_length(v.num_samples, draw)
+                if draw is not None:
+                    changed += 1
+                    x, y = sf.read(u.audio)[0], sf.read(v.audio)[0]
+                    assert len(x) != len(y) or not np.allclose(x, y, atol=1e-3)
+    assert changed == 24 - real.effects["none"] and 0 < real.effects["none"] < 24
+    assert set(real.effects) == {"none", "speed", "reverb", "noise", "bandlimit"}
+    record = json.loads((tmp_path / "r" / "synth.json").read_text())
+    assert record["augment"] == str(spec) and record["voices"] == "varied"
+    assert record["summary"]["effects"] == real.effects
+
+
+def test_many_speakers_disjoint_across_splits_and_counted(tmp_path):
+    langs = [LANGUAGES["es"], LANGUAGES["ru"]]
+    plans = plan_corpus(langs, 100, 5, speakers_per_lang=40, voices="varied")
+    by_split = {}
+    for p in plans:
+        by_split.setdefault(p.split, set()).add(p.speaker.id)
+    assert {k: len(v) for k, v in by_split.items()} == {"train": 64, "dev": 8, "test": 8}
+    assert not (by_split["train"] & by_split["dev"] or by_split["train"] & by_split["test"]
+                or by_split["dev"] & by_split["test"])
+    speakers = make_speakers(LANGUAGES["es"], 40, np.random.default_rng(0), voices="varied")
+    assert len({s.voice for s in speakers}) == 40  # 120 voices: no two of 40 speakers share one
+    assert len({s.voice.split("_t")[1][:3] for s in speakers}) == 5  # every vocal-tract length
+    assert {s.voice.endswith("_k") for s in speakers} == {True, False}  # both synthesizers
+    assert [len(v) for v in split_speakers(speakers).values()] == [32, 4, 4]
+    summary = synthesize_corpus(tmp_path, "es", 10, seed=1, speakers_per_lang=10, words_per_utt=(2, 3),
+                                show_progress=False)
+    assert summary.speaker_counts() == {"train": 8, "dev": 1, "test": 1}
+
+
+def test_varied_voices_are_distinct_espeak_voices():
+    """Every voice of the varied set loads, and the vocal-tract scale moves the spectrum."""
+    from xlsr.data.synth.speakers import Speaker, speak
+
+    assert len(voice_variants("varied")) == 120 and len(voice_variants("basic")) == 12
+    centroids = []
+    for tract in ("088", "100", "112"):
+        x = speak(Speaker("it-x", f"it+xlsr_m3_t{tract}", 50, 50, 170), "una casa grande con finestre", seed=1)
+        power = np.abs(np.fft.rfft(x)) ** 2
+        centroids.append(float((power * np.fft.rfftfreq(len(x), 1 / 16000)).sum() / power.sum()))
+    assert centroids[0] < centroids[1] < centroids[2]
+    with pytest.raises(XlsrError, match="--voices: expected one of basic, varied, got 'many'"):
+        voice_variants("many")
+
+
+def test_basic_speakers_are_those_of_earlier_versions():
+    """The clean corpus stays reproducible: the basic draw is the one earlier versions made (values recorded
+    from the code before the varied voices)."""
+    speakers = make_speakers(LANGUAGES["it"], 4, np.random.default_rng(11))
+    assert [(s.voice, s.pitch, s.pitch_range, s.rate) for s in speakers] == [
+        ("it+xlsr_m3", 56, 74, 162), ("it+xlsr_f4", 32, 56, 167), ("it+xlsr_f2", 58, 80, 156),
+        ("it+xlsr_m2", 68, 37, 161)]
+
+
+def test_bad_augment_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(XlsrError, match="augment 'noise=2': the share of utterances must be in"):
+        synthesize_corpus(tmp_path / "out", "es", 3, augment="noise=2", show_progress=False)
+    assert not (tmp_path / "out").exists()

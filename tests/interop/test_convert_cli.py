@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hf_fixtures import make_hf
 from safetensors.torch import load_file
@@ -27,3 +28,30 @@ def test_convert_bad_source_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("xlsr: error: ") and "model.pt: not a checkpoint" in err and "\n" not in err
     assert not (tmp_path / "out").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+def _truncated(path):
+    torch.save({"model": {"w": torch.randn(64, 64)}, "cfg": {"model": {}}}, path)
+    path.write_bytes(path.read_bytes()[:-300])
+    return "truncated or damaged: its zip archive has no end record"
+
+
+def _outside_allow_list(path):
+    torch.save({"model": {"w": torch.zeros(2)}, "cfg": {"model": {}}, "extra": _Payload()}, path)
+    return "refused to load __builtin__.print"
+
+
+@pytest.mark.parametrize("make_bad", [_truncated, _outside_allow_list])
+def test_convert_bad_pt_is_one_line_and_writes_nothing(make_bad, tmp_path, capsys):
+    src = tmp_path / "bad.pt"
+    expected = make_bad(src)
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "hf"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"xlsr: error: {src}: ") and expected in err and "\n" not in err
+    assert not (tmp_path / "out").exists() and "ran" not in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]  # no temporary folder left either

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 import pytest
 import torch
+from fairseq_fixtures import Wrap, fairseq_model_cfg, fairseq_state
 from hf_fixtures import HF_CONFIGS, make_hf, padded_batch, transformers
 
 from xlsr.errors import CheckpointError
@@ -14,75 +14,6 @@ from xlsr.interop.fairseq import parse_conv_feature_layers
 from xlsr.interop.huggingface import export_hf
 from xlsr.interop.load import load_pretrained
 from xlsr.text.vocab import Vocabulary
-
-# HF → fairseq names, written from reference/checkpoints.md §7.1/§7.3 (independent of the code under test).
-HF_TO_FAIRSEQ = [
-    (r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-    (r"wav2vec2\.feature_projection\.layer_norm\.", "layer_norm."),
-    (r"wav2vec2\.feature_projection\.projection\.", "post_extract_proj."),
-    (r"wav2vec2\.masked_spec_embed", "mask_emb"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0", "encoder.pos_conv.0.weight_g"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1", "encoder.pos_conv.0.weight_v"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.bias", "encoder.pos_conv.0.bias"),
-    (r"wav2vec2\.encoder\.layer_norm\.", "encoder.layer_norm."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_layer_norm."),
-    (r"quantizer\.codevectors", "quantizer.vars"),
-    (r"project_hid\.", "final_proj."),
-]
-
-
-def fairseq_state(hf_model, config_name: str, finetuned: bool) -> dict[str, torch.Tensor]:
-    """The state dict fairseq would hold for this transformers model."""
-    layer_mode = HF_CONFIGS[config_name]["feat_extract_norm"] == "layer"
-    out = {}
-    for key, value in hf_model.state_dict().items():
-        new = key
-        m = re.fullmatch(r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", key)
-        if m:  # GroupNorm sits at index 2; LayerNorm inside Sequential(TransposeLast, LN, TransposeLast)
-            new = f"feature_extractor.conv_layers.{m[1]}.2{'.1' if layer_mode else ''}.{m[2]}"
-        else:
-            for pattern, repl in HF_TO_FAIRSEQ:
-                new = re.sub("^" + pattern, repl, new)
-        if finetuned:
-            new = "w2v_encoder.proj." + new[len("lm_head."):] if new.startswith("lm_head.") else (
-                "w2v_encoder.w2v_model." + new)
-        out[new] = value.clone()
-    mask_emb = ("w2v_encoder.w2v_model." if finetuned else "") + "mask_emb"
-    if mask_emb not in out:  # fairseq always has it; transformers omits it when no masking is configured
-        out[mask_emb] = torch.rand(HF_CONFIGS[config_name]["hidden_size"])
-    return out
-
-
-def fairseq_model_cfg(config_name: str) -> dict:
-    """cfg["model"] in fairseq's names for one of HF_CONFIGS."""
-    c = HF_CONFIGS[config_name]
-    spec = " + ".join(f"[({d}, {k}, {s})]" for d, k, s in zip(c["conv_dim"], c["conv_kernel"], c["conv_stride"]))
-    return {
-        "_name": "wav2vec2",
-        "extractor_mode": "layer_norm" if c["feat_extract_norm"] == "layer" else "default",
-        "conv_feature_layers": spec,
-        "conv_bias": c["conv_bias"],
-        "encoder_layers": c["num_hidden_layers"],
-        "encoder_embed_dim": c["hidden_size"],
-        "encoder_ffn_embed_dim": c["intermediate_size"],
-        "encoder_attention_heads": c["num_attention_heads"],
-        "activation_fn": "gelu",
-        "layer_norm_first": c["do_stable_layer_norm"],
-        "conv_pos": c["num_conv_pos_embeddings"],
-        "conv_pos_groups": c["num_conv_pos_embedding_groups"],
-        "final_dim": c["proj_codevector_dim"],
-        "latent_dim": c["codevector_dim"],
-        "latent_groups": c["num_codevector_groups"],
-        "latent_vars": c["num_codevectors_per_group"],
-        "latent_temp": [2.0, 0.1, 0.999995],
-        "quantize_targets": True,
-        "dropout": 0.0, "attention_dropout": 0.0, "encoder_layerdrop": 0.0, "feature_grad_mult": 0.1,
-        "mask_prob": 0.65, "mask_length": 10,
-    }  # fmt: skip
 
 
 @pytest.mark.parametrize("config_name", list(HF_CONFIGS))
@@ -163,7 +94,7 @@ def test_old_namespace_args_and_identity_projection(tmp_path):
         hf.feature_projection.projection.weight.copy_(torch.eye(c["hidden_size"]))
         hf.feature_projection.projection.bias.zero_()
     state = {("wav2vec2." + k): v for k, v in hf.state_dict().items()}
-    state = {k: v for k, v in fairseq_state(_Wrap(state), config_name, finetuned=False).items()
+    state = {k: v for k, v in fairseq_state(Wrap(state), config_name, finetuned=False).items()
              if not k.startswith("post_extract_proj.")}
     args = fairseq_model_cfg(config_name)
     args["conv_feature_layers"] = args["conv_feature_layers"].replace("(28,", f"({c['hidden_size']},")
@@ -176,14 +107,6 @@ def test_old_namespace_args_and_identity_projection(tmp_path):
     x, _, _ = padded_batch(seed=12)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x).last_hidden_state, hf(x).last_hidden_state, atol=1e-4, rtol=0)
-
-
-class _Wrap:
-    def __init__(self, state):
-        self._state = state
-
-    def state_dict(self):
-        return self._state
 
 
 def test_unknown_and_missing_fairseq_keys_are_listed(tmp_path):

@@ -58,7 +58,7 @@ def test_existing_checkpoint_is_replaced_only_when_complete(tmp_path, monkeypatc
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("safetensors.torch.save_file", crash)
+    monkeypatch.setattr("xlsr.interop.native.write_safetensors", crash)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "ckpt", second)
     monkeypatch.undo()

@@ -9,7 +9,8 @@ import torch
 from xlsr.errors import XlsrError
 from xlsr.interop.native import load_checkpoint, save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
-from xlsr.train.finetune import FinetuneConfig, FinetuneTask, ctc_min_frames, finetune, num_frames
+from xlsr.text.labels import ctc_min_frames
+from xlsr.train.finetune import FinetuneConfig, FinetuneTask, finetune, frame_counts
 from xlsr.train.monitor import read_log
 
 from ._tones import write_tone_corpus
@@ -73,15 +74,15 @@ def test_union_vocabulary_and_filtering(tmp_path):
     b.write_text("".join(json.dumps(r) + "\n" for r in rows))
     task = FinetuneTask(FinetuneConfig(train=[str(a), str(b)], out=str(tmp_path / "r"), model=SMALL))
     assert task.vocab.tokens == ["<blank>", "<unk>", "a", "e", "i", "u"]  # union over both languages
-    report = task.filter_reports[str(b)]
+    report = task.data.filter_reports[str(b)]
     assert (report.total, len(report.label_too_long), len(report.empty_label), report.kept) == (3, 1, 1, 1)
     assert "whose label is longer than their frames" in report.summary("b.jsonl")
-    assert len(task.train_utts) == 4
+    assert len(task.data.train_utts) == 4
 
 
 def test_frame_arithmetic():
-    conv = Wav2Vec2Config.preset("tiny").conv_layers
-    assert num_frames(16000, conv) == 49 and num_frames(400, conv) == 1 and num_frames(399, conv) == 0
+    tiny = Wav2Vec2Config.preset("tiny")
+    assert frame_counts([16000, 400, 399], tiny) == [49, 1, 0]
     assert ctc_min_frames([2, 2, 3]) == 4 and ctc_min_frames([2, 3, 2]) == 3
 
 
@@ -212,7 +213,7 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     twin.parent.mkdir()
     twin.write_text(train.read_text().replace('"wav/', f'"{train.parent}/wav/'))
     dup = FinetuneTask(FinetuneConfig(init=str(ckpt), train=[str(train), str(twin)], out=str(tmp_path / "r")))
-    assert len(dup.train_utts) == 64 and dup.feature_caches == {}
+    assert len(dup.data.train_utts) == 64 and dup.feature_caches == {}
 
 
 def test_feature_cache_batch_equals_the_cnn_on_the_padded_batch(tones, tmp_path):
@@ -300,3 +301,22 @@ def test_a_fresh_ctc_head_starts_blank_dominated_and_a_loaded_one_is_kept(tones,
     assert load_config(FinetuneConfig, None, {"blank_bias": "0"}).blank_bias == 0.0
     with pytest.raises(XlsrError, match="blank_bias: must be a finite number"):
         load_config(FinetuneConfig, None, {"blank_bias": "nan"})
+
+
+def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, tmp_path):
+    train, _ = tones
+    pretraining = tmp_path / "pt"  # what `xlsr pretrain` leaves: a data folder, no labels
+    pretraining.mkdir()
+    (pretraining / "config.yaml").write_text("data: corpus\nalpha: 0.5\npreset: tiny\ninit: null\n")
+    with pytest.raises(XlsrError, match=r"pt: holds another kind of run \(its config.yaml has alpha, data"):
+        finetune(FinetuneConfig(train=[str(train)], out=str(pretraining), model=SMALL, **QUIET))
+    assert [p.name for p in pretraining.iterdir()] == ["config.yaml"]
+    kw = dict(train=[str(train)], out=str(tmp_path / "ft"), model=SMALL, max_updates=1, max_tokens=80_000, **QUIET)
+    finetune(FinetuneConfig(**kw))
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()}
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    with pytest.raises(XlsrError, match=r"ft: holds a run with init 'none' \(config.yaml\), not '.*pre'"):
+        finetune(FinetuneConfig(**{**kw, "init": str(ckpt), "max_updates": 2}))
+    with pytest.raises(XlsrError, match=r"ft: holds a run with another model \(hidden_size: 64 there, 32 now\)"):
+        finetune(FinetuneConfig(**{**kw, "model": {**SMALL, "hidden_size": 32}, "max_updates": 2}))
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()} == before

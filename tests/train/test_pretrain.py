@@ -11,7 +11,7 @@ import yaml
 from xlsr.cli.main import main
 from xlsr.errors import XlsrError
 from xlsr.train import pretrain as pretrain_mod
-from xlsr.train.monitor import pretrain_health_warnings, read_log
+from xlsr.train.monitor import read_log
 from xlsr.train.pretrain import PretrainConfig, PretrainTask, pretrain
 
 from ._audio import TINY_MODEL, make_corpus
@@ -128,20 +128,6 @@ def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
     assert (tmp_path / "c.png").stat().st_size > 10_000
 
 
-def test_health_warnings():
-    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=2000)
-    healthy = {"code_perplexity": 400.0, "neg_is_pos": 0.001, "contrastive_loss": 3.0, "sample_size": 5000}
-    assert pretrain_health_warnings(healthy, **kw) == []
-    kinds = [k for k, _ in pretrain_health_warnings(
-        {"code_perplexity": 12.0, "neg_is_pos": 0.3, "contrastive_loss": math.log2(101) - 0.01,
-         "sample_size": 5000}, **kw)]
-    assert kinds == ["codebook_collapse", "neg_is_pos", "stuck_at_chance"]
-    # the perplexity ceiling is the number of frames when there are fewer frames than codes
-    assert pretrain_health_warnings({"code_perplexity": 30.0, "sample_size": 40}, **kw) == []
-    # no warnings in the first updates
-    assert pretrain_health_warnings({"code_perplexity": 1.0}, **{**kw, "update": 10}) == []
-
-
 def test_unreadable_audio_is_skipped_up_to_max_bad_share(tmp_path):
     data = make_corpus(tmp_path / "tones")
     (data / "aa" / "wav" / "train_0.wav").write_bytes(b"RIFF broken")  # 1 of the 8 training files
@@ -191,3 +177,97 @@ def test_out_of_memory_is_one_line_with_advice_and_keeps_the_last_checkpoint(dat
     assert err.startswith("xlsr: error:") and "out of cpu memory at update 2 on a batch of" in err
     assert "lower --max-tokens (now 64000)" in err and "--activation-checkpointing true" in err
     assert {p: p.read_bytes() for p in (run / "checkpoints" / "last").iterdir()} == saved
+
+
+def _valid_records(run):
+    return [r for r in read_log(run / "log.jsonl") if r.get("split") == "valid"]
+
+
+def test_feature_health_is_measured_at_start_and_a_forced_collapse_warns(data, tmp_path, monkeypatch, capsys):
+    start = pretrain_mod.PretrainTask.on_update_start
+
+    def collapse_cnn_before_update_2(self, model, update):
+        if update == 1:  # every channel of the last CNN layer but the first made silent
+            with torch.no_grad():
+                for p in model.wav2vec2.feature_encoder.conv_layers[-1].parameters():
+                    p[1:] = 0.0
+        return start(self, model, update)
+
+    monkeypatch.setattr(pretrain_mod.PretrainTask, "on_update_start", collapse_cnn_before_update_2)
+    run = tmp_path / "run"
+    pretrain(_cfg(data, run, max_updates=2, valid_every=1, lr=1e-6))
+    monkeypatch.undo()
+    valid = _valid_records(run)
+    assert [r["update"] for r in valid] == [0, 1, 2]
+    init = valid[0]["feature_eff_dim"]
+    assert init > 4 and all(r["feature_eff_dim_init"] == init for r in valid)
+    assert all(r["context_eff_dim_init"] == valid[0]["context_eff_dim"] for r in valid)
+    assert valid[1]["feature_eff_dim"] > 0.25 * init > valid[2]["feature_eff_dim"]
+    warnings = [r for r in read_log(run / "log.jsonl") if "warning" in r]
+    assert [(r["update"], r["warning"]) for r in warnings if "collapse" in r["warning"]][:1] == \
+        [(2, "valid_feature_collapse")]
+    assert "CNN features (after feature_norm) collapsed" in capsys.readouterr().err
+    # resume keeps the value at initialisation (no validation "at start" again, no new reference)
+    pretrain(_cfg(data, run, max_updates=3, valid_every=1, lr=1e-6))
+    valid = _valid_records(run)
+    assert [r["update"] for r in valid] == [0, 1, 2, 3] and valid[-1]["feature_eff_dim_init"] == init
+    assert "no value at initialisation" not in capsys.readouterr().err
+
+
+def test_feature_health_leaves_training_unchanged_and_can_be_off(data, tmp_path):
+    off = pretrain(_cfg(data, tmp_path / "off", max_updates=3, valid_every=1, feature_health_frames=0))
+    valid = _valid_records(off)
+    assert [r["update"] for r in valid] == [1, 2, 3] and "feature_eff_dim" not in valid[0]
+    on = pretrain(_cfg(data, tmp_path / "on", max_updates=3, valid_every=1))
+    assert [r["update"] for r in _valid_records(on)] == [0, 1, 2, 3]
+    # the validation at start and the unmasked forward draw nothing from the training's random state
+    la = [r["loss"] for r in read_log(off / "log.jsonl") if r.get("split") == "train"]
+    lb = [r["loss"] for r in read_log(on / "log.jsonl") if r.get("split") == "train"]
+    assert la == lb
+    a, b = load_weights(off / "checkpoints" / "last"), load_weights(on / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def _labeled_manifest(data, tmp_path, field="phones"):
+    """The corpus's dev utterances with made-up labels (the probe's wiring, not its accuracy, is tested here)."""
+    from xlsr.data.manifest import read_split, write_manifest
+
+    utts = read_split(data, "dev")
+    for i, u in enumerate(utts):
+        setattr(u, field, ["a b c", "b c d a", "d a"][i % 3])
+    path = tmp_path / f"probe_{field}.jsonl"
+    write_manifest(path, utts)
+    return path
+
+
+def test_probe_runs_every_n_updates_and_leaves_training_unchanged(data, tmp_path):
+    probe = _labeled_manifest(data, tmp_path)
+    kw = dict(max_updates=3, valid_every=1, feature_health_frames=0)
+    plain = pretrain(_cfg(data, tmp_path / "plain", **kw))
+    probed = pretrain(_cfg(data, tmp_path / "probed", probe_every=2, probe_data=[str(probe)], probe_steps=20, **kw))
+    valid = _valid_records(probed)
+    assert [r["update"] for r in valid] == [0, 1, 2, 3]
+    assert [("probe_feature_per" in r, "probe_context_per" in r) for r in valid] == \
+        [(True, True), (False, False), (True, True), (False, False)]
+    assert all(r[k] >= 0.0 and math.isfinite(r[k]) for r in valid[::2] for k in ("probe_feature_per", "probe_context_per"))
+    # the probe draws nothing from the training's random state: the same losses and weights
+    la = [r["loss"] for r in read_log(plain / "log.jsonl") if r.get("split") == "train"]
+    lb = [r["loss"] for r in read_log(probed / "log.jsonl") if r.get("split") == "train"]
+    assert la == lb
+    a, b = load_weights(plain / "checkpoints" / "last"), load_weights(probed / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_probe_data_without_labels_is_one_line_before_training(data, tmp_path, capsys):
+    chars_only = _labeled_manifest(data, tmp_path, field="text")
+    run = tmp_path / "run"
+    common = ["--data", data, "--out", run, "--model.hidden_size", 32, "--max-updates", 2, "--device", "cpu",
+              "--probe-every", 2]
+    assert _cli(*common, "--probe-data", chars_only) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"xlsr: error: probe_data {chars_only}: no utterance has a 'phones' label (probe_labels: phones)"
+    assert _cli(*common) == 2
+    assert "probe_every, probe_data: the probe needs both" in capsys.readouterr().err
+    assert not run.exists()

@@ -2,8 +2,14 @@ import math
 
 import pytest
 
-from xlsr.train.schedules import constant_lr, gumbel_temperature, polynomial_decay_lr, tri_stage_lr
-from xlsr.train.trainer import TrainerConfig, learning_rate
+from xlsr.train.schedules import (
+    constant_lr,
+    gumbel_temperature,
+    learning_rate,
+    polynomial_decay_lr,
+    tri_stage_lr,
+)
+from xlsr.train.trainer import TrainerConfig
 
 
 def test_polynomial_warmup_then_linear_decay():

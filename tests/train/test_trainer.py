@@ -112,7 +112,7 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path):
 def test_run_folder_of_another_model_is_refused_untouched(tmp_path):
     Trainer(_cfg(tmp_path, max_updates=4), ToyTask()).fit()
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    with pytest.raises(CheckpointError, match=r"another config \(dim: 4 there, 6 now\)"):
+    with pytest.raises(CheckpointError, match=r"another model \(dim: 4 there, 6 now\)"):
         Trainer(_cfg(tmp_path, max_updates=8), ToyTask(dim=6)).fit()
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert before == after
@@ -126,12 +126,36 @@ def test_settings_out_of_range_are_one_line_errors(tmp_path, key, value):
         TrainerConfig(out=str(tmp_path), **{key: value})
 
 
-def test_device_this_machine_lacks_is_one_line_error(monkeypatch):
-    from xlsr.train.distributed import pick_device
+class _PooledToyTask(ToyTask):
+    """Validates before the first update too and adds one whole-validation figure (the pooled valid rows)."""
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(XlsrError, match=r"device: 'cuda' asked for, but .* sees no CUDA GPU"):
-        pick_device("cuda")
-    with pytest.raises(XlsrError, match=r"device: 'gpu0' is not a device"):
-        pick_device("gpu0")
-    assert pick_device("auto").type == "cpu"
+    validate_at_start = True
+
+    def valid_sets(self):
+        self.rows_seen = 0
+        return {"toy": [(self.x[:4], self.y[:4], torch.tensor(-1)), (self.x[4:10], self.y[4:10], torch.tensor(-1))]}
+
+    def valid_step(self, model, batch):
+        self.rows_seen += len(batch[1])
+        return super().valid_step(model, batch)
+
+    def valid_end(self, model, update):
+        assert not model.training and not torch.is_grad_enabled()
+        return {"pooled_rows": self.rows_seen, "seen_at": update}
+
+
+def test_validation_at_start_and_whole_validation_logs(tmp_path):
+    Trainer(_cfg(tmp_path, max_updates=4, valid_every=2, save_every=0), _PooledToyTask()).fit()
+    records = read_log(tmp_path / "log.jsonl")
+    valid = [r for r in records if r.get("split") == "valid"]
+    assert [r["update"] for r in valid] == [0, 2, 4]
+    # over all batches of the validation (4 + 6 rows), not a weighted mean of per-batch values; overall record only
+    assert [(r["pooled_rows"], r["seen_at"]) for r in valid] == [(10, 0), (10, 2), (10, 4)]
+    assert all("pooled_rows" not in r for r in records if r.get("split") == "valid_toy")
+    # the untrained model is measured but is no candidate for `best`
+    root = tmp_path / "checkpoints"
+    assert not (root / "update_0000000").exists() and (root / "best").resolve().name in {"update_0000002",
+                                                                                         "update_0000004"}
+    Trainer(_cfg(tmp_path, max_updates=6, valid_every=2, save_every=0), _PooledToyTask()).fit()  # resume
+    valid = [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"]
+    assert valid == [0, 2, 4, 6]  # no second validation "at start" on resume

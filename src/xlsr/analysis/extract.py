@@ -16,22 +16,22 @@ import torch
 
 from xlsr.analysis.codebook import codeword_ids
 from xlsr.analysis.selection import Clip
+from xlsr.data.audio import load_audio
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
 from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
 # Longer clips are quantized in pieces to bound memory; 30 s is ~1,500 frames.
-MAX_CHUNK_SAMPLES = 30 * 16000
+MAX_CHUNK_SAMPLES = 30 * SAMPLE_RATE
 # Padded audio per forward pass (rows × longest row), as for transcription.
-MAX_BATCH_SAMPLES = 60 * 16000
+MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE
 
 
 def load_clip(clip: Clip, *, normalize: bool) -> np.ndarray:
     """The clip's samples as float32 (S,), through the project's one audio loader."""
-    from xlsr.data.audio import load_audio
-
     audio = load_audio(clip.utterance.audio, normalize=normalize)
     return audio[: clip.num_samples]
 

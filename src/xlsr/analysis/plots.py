@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from scipy.cluster.hierarchy import dendrogram
 
 
 def family_colors(families: list[str]) -> dict[str, tuple]:
     """A stable colour per family name (tab10, then tab20), 'unknown' in grey."""
-    from matplotlib import colormaps
-
     names = sorted(set(families) - {"unknown"})
     cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
     colors = {name: cmap(i % cmap.N) for i, name in enumerate(names)}
@@ -54,8 +54,6 @@ def plot_pca(coords: np.ndarray, explained: np.ndarray, langs: list[str], famili
 def plot_dendrogram(linkage_matrix: np.ndarray, langs: list[str], families: list[str], path: Path,
                     title: str = "Average-linkage clustering on Jensen–Shannon distance") -> Path:
     """Dendrogram of the language clustering, leaf labels coloured by family."""
-    from scipy.cluster.hierarchy import dendrogram
-
     colors = family_colors(families)
     fig = Figure(figsize=(max(6, 0.5 * len(langs) + 3), 5))
     ax = fig.add_subplot()

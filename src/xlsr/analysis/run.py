@@ -14,13 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.analysis import codebook as cb
+from xlsr.analysis import plots
+from xlsr.analysis.extract import extract_codeword_ids
 from xlsr.analysis.selection import (
-    SAMPLE_RATE,
     available_seconds,
     seconds_per_language,
     select_clips,
 )
+from xlsr.data.manifest import find_manifests, read_manifest
+from xlsr.data.synth.languages import LANGUAGES
+from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
+from xlsr.interop.load import load_pretrained
+from xlsr.rates import SAMPLE_RATE
 
 DEFAULT_MAX_SECONDS = 600.0  # default per-language amount is the smallest language's audio, capped here
 PLOT_FILES = {
@@ -43,8 +49,6 @@ class AnalysisReport:
 
 def language_families(langs: list[str], overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Family of each language: `overrides`, else the synthetic corpus's language table, else 'unknown'."""
-    from xlsr.data.synth.languages import LANGUAGES
-
     families = {}
     for lang in langs:
         # Common Voice style codes such as zh-CN or pt_BR fall back to their base language.
@@ -54,23 +58,7 @@ def language_families(langs: list[str], overrides: dict[str, str] | None = None)
     return families
 
 
-def _device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise XlsrError(f"--device: unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise XlsrError(f"--device: {name} requested but no CUDA GPU is available")
-    return device
-
-
 def _load_quantizing_model(model_path: str | Path):
-    from xlsr.interop.load import load_pretrained
-
     loaded = load_pretrained(model_path)
     model = loaded.model
     if not callable(getattr(model, "quantize", None)):
@@ -83,8 +71,6 @@ def _load_quantizing_model(model_path: str | Path):
 
 
 def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict[str, tuple[Path, list]]:
-    from xlsr.data.manifest import find_manifests, read_manifest
-
     if not data_dir.is_dir():
         raise XlsrError(f"{data_dir}: not a directory (expected DIR/<lang>/{split}.jsonl manifests)")
     manifests = dict(sorted(find_manifests(data_dir, split).items()))
@@ -127,15 +113,13 @@ def analyze(
     seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds,
                                    manifests={lang: path for lang, (path, _) in per_lang.items()})
 
-    torch_device = _device(device)
+    torch_device = pick_device(device)
     loaded = _load_quantizing_model(model_path)
     cfg = loaded.config
     min_samples = cfg.receptive_field  # shorter audio gives no frame
     clips = {lang: select_clips(utts, seconds, seed=seed, min_samples=min_samples)
              for lang, (_, utts) in per_lang.items()}
     model = loaded.model.to(torch_device)
-
-    from xlsr.analysis.extract import extract_codeword_ids
 
     ids, samples = extract_codeword_ids(model, clips, num_codevectors_per_group=cfg.num_codevectors_per_group,
                                normalize=cfg.normalize_waveform, device=torch_device,
@@ -185,8 +169,6 @@ def analyze(
 
 
 def _write_plots(summary: dict, out_dir: Path) -> dict[str, Path]:
-    from xlsr.analysis import plots
-
     langs = summary["langs"]
     fam = [summary["per_language"][lang]["family"] for lang in langs]
     coords = np.array([summary["pca"]["coords"][lang] for lang in langs])

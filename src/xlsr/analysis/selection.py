@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.errors import XlsrError
-
-SAMPLE_RATE = 16000
+from xlsr.rates import SAMPLE_RATE
 
 
 @dataclass

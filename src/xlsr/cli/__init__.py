@@ -17,6 +17,8 @@ def add_config_command(subparsers, name: str, cls: type, *, help: str, descripti
     In `--help` order: `--config YAML`; the `own` fields, given their own form ({field: add_argument keywords});
     `--<field>` for every other field; `--model.<field>` (Wav2Vec2Config) in a group titled `model_group`.
     """
+    # lazy: every command module imports this package, and `xlsr --help` should not pay for yaml (~0.1 s, via
+    # xlsr.config) or torch (~6 s, via xlsr.model); only the command being run builds its options
     from xlsr.config import add_config_arguments
     from xlsr.model import Wav2Vec2Config
 
@@ -35,7 +37,7 @@ def add_config_command(subparsers, name: str, cls: type, *, help: str, descripti
 
 def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path] = ()) -> T:
     """`cls` from its defaults < `yamls` < --config YAML < the command line, for a parser from `add_config_command`."""
-    from xlsr.config import collect_overrides, load_config
+    from xlsr.config import collect_overrides, load_config  # lazy: as in add_config_command
 
     overrides = collect_overrides(args)
     for field in args.own_fields:

@@ -33,6 +33,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the analysis and print its summary table."""
+    # lazy: xlsr.analysis imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.analysis import analyze, format_summary
     from xlsr.analysis.run import DEFAULT_MAX_SECONDS
 

@@ -19,16 +19,20 @@ def register(subparsers) -> None:
     p.add_argument("--to", choices=("hf", "xlsr"), required=True, help="output format")
     p.add_argument("--dict", dest="dictionary", metavar="FILE",
                    help="fairseq dictionary (dict.ltr.txt) for a fine-tuned .pt; default: one beside SRC")
+    p.add_argument("--target-lang", metavar="LANG",
+                   help="MMS checkpoints with per-language adapters: the language whose adapters, head and "
+                   "vocabulary to keep (without it, the error lists the languages SRC has)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Convert args.src to args.dst in format args.to."""
+    # lazy: xlsr.interop imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.interop.huggingface import export_hf
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint
 
-    loaded = load_pretrained(args.src, dictionary=args.dictionary)
+    loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
     else:

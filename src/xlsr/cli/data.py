@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from xlsr.errors import ManifestError
+from xlsr.rates import SAMPLE_RATE
 
 
 def register(subparsers) -> None:
@@ -37,11 +41,9 @@ def register(subparsers) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # lazy: numpy (via data.manifest/sampling) would add ~0.4 s to `xlsr --help`, which imports every command module
     from xlsr.data.manifest import read_manifest
     from xlsr.data.sampling import language_hours, weights_table
-    from xlsr.errors import ManifestError
 
     root = Path(args.dir)
     if not root.is_dir():
@@ -54,7 +56,7 @@ def run_stats(args: argparse.Namespace) -> int:
     train = []
     for path in manifests:
         utts = read_manifest(path)
-        hours = sum(u.num_samples for u in utts) / 16000 / 3600
+        hours = sum(u.num_samples for u in utts) / SAMPLE_RATE / 3600
         print(f"{path.parent.name:<8}{path.stem:<8}{len(utts):>8}{hours:>10.3f}{len({u.speaker for u in utts}):>10}")
         totals[0] += len(utts)
         totals[1] += hours
@@ -68,7 +70,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from xlsr.data import importers
+    from xlsr.data import importers  # lazy: as in run_stats
 
     if args.format == "commonvoice":
         counts = importers.import_common_voice(args.src, args.out, lang=args.lang)

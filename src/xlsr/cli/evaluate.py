@@ -1,27 +1,27 @@
 """`xlsr evaluate`: error rates of a fine-tuned CTC model on labeled manifests, per language.
 
-    xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--labels phones|chars] [--lm LM]
-                  [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
+    xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
+                  [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
+--target-lang picks the language of an MMS checkpoint with per-language adapters.
 Prints a table; --json writes the same numbers (and the failures) as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from xlsr.cli.transcribe import add_decoder_arguments
+from xlsr.cli.transcribe import add_decoder_arguments, add_model_arguments
 
 
 def register(subparsers) -> None:
     """Add the `evaluate` subcommand."""
     p = subparsers.add_parser("evaluate", help="PER/CER/WER per language on labeled manifests",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    add_model_arguments(p)
     p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
     add_decoder_arguments(p)
@@ -34,14 +34,15 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
+    from xlsr.atomic import write_json
     from xlsr.decode.evaluate import evaluate, read_manifests
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
-    from xlsr.train.finetune import format_oov
+    from xlsr.text.vocab import format_counts
 
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)
-    ctc = load_ctc_model(args.model, device=args.device)
+    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     if args.labels and args.labels != ctc.vocab.kind:
@@ -51,15 +52,13 @@ def run(args) -> int:
                       show_progress=not args.no_progress)
     print(report.table())
     if report.oov:
-        print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_oov(report.oov)}",
+        print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",
               file=sys.stderr)
     if report.no_reference:
         print(f"xlsr: warning: {len(report.no_reference)} utterance(s) without a reference were skipped "
               f"(e.g. {', '.join(report.no_reference[:3])})", file=sys.stderr)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report.to_dict(), f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        write_json(args.json, report.to_dict())
     if args.hyps:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:

@@ -2,7 +2,7 @@
 
     xlsr finetune --init CKPT_OR_RUN --train M [M ...] --dev M [M ...] --labels phones|chars --out RUN
                   [--max-updates N] [--lr X] [--freeze-updates N] [--config run.yaml] [--<key> VALUE ...]
-                  [--model.<key> VALUE ...]
+                  [--model.<key> VALUE ...] [--target-lang LANG [--train-only adapters]]
 
 `--init` takes our checkpoint folder, a pretraining run folder, a Hugging Face folder or a fairseq .pt;
 `--init none` trains from scratch (the paper's baseline). Several --train manifests (one per language)
@@ -11,6 +11,12 @@ for --freeze-updates updates; the learning rate follows the tri-stage schedule. 
 (PER for phones, CER for chars) is reported per language every --valid-every updates and picks
 RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
 re-running the same command resumes.
+
+MMS checkpoints with per-language adapters: --target-lang LANG loads that language. With --train-only
+adapters only the adapters and the CTC head train (MMS's recipe for adding a language, ~2M parameters
+for MMS-1B); a LANG the checkpoint lacks is a new language whose adapters and head start afresh, and
+the run ends by writing RUN/adapter/ (adapter.LANG.safetensors and vocab.json for transformers'
+load_adapter; train/language_adapters.py).
 """
 
 from __future__ import annotations
@@ -37,8 +43,13 @@ def run(args) -> int:
     """Resolve the configuration and fine-tune."""
     from xlsr.cli import resolve_config
     from xlsr.train.finetune import FinetuneConfig, finetune
+    from xlsr.train.language_adapters import ADAPTER_DIR
 
-    run_dir = finetune(resolve_config(FinetuneConfig, args))
+    cfg = resolve_config(FinetuneConfig, args)
+    run_dir = finetune(cfg)
     print(f"run folder: {run_dir}  (checkpoints/best is the lowest dev error; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")
+    if cfg.train_only == "adapters":
+        print(f"adapter for transformers: {run_dir / ADAPTER_DIR}/adapter.{cfg.target_lang}.safetensors "
+              f"(+ its vocab.json entry)")
     return 0

@@ -13,8 +13,8 @@ import argparse
 import importlib
 import sys
 
-from xlsr import __version__
 from xlsr.errors import XlsrError
+from xlsr.version import __version__
 
 # Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.
 COMMANDS = [
@@ -26,6 +26,7 @@ COMMANDS = [
     "evaluate",
     "lm",
     "analyze",
+    "probe",
     "convert",
     "plot",
     "demo",

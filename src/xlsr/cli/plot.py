@@ -6,7 +6,10 @@ from __future__ import annotations
 def register(subparsers) -> None:
     """Add the `plot` subcommand."""
     p = subparsers.add_parser("plot", help="draw a run's training curves (loss, accuracy, perplexity) to PNG",
-                              description="Draw the curves in RUN/log.jsonl (train and per-language validation).")
+                              description="Draw the curves in RUN/log.jsonl (train and per-language validation; "
+                                          "for pretraining also the features' effective dimension against its "
+                                          "value at initialisation, channel-scale spread and probe error rates "
+                                          "when logged).")
     p.add_argument("run", metavar="RUN", help="a run folder written by `xlsr pretrain` or `xlsr finetune`")
     p.add_argument("--out", metavar="PNG", help="output image (default: RUN/curves.png)")
     p.set_defaults(func=run)
@@ -14,6 +17,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Plot and print the image path."""
+    # lazy: xlsr.train (and matplotlib) imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.train.curves import plot_training_curves
 
     print(plot_training_curves(args.run, args.out))

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 
+from xlsr.cli import add_config_command, resolve_config
+
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
 HELP = "self-supervised pretraining (wav2vec 2.0 / XLSR) with α language sampling"
 
 
 def register(subparsers) -> None:
     """Add the `pretrain` subcommand."""
-    from xlsr.cli import add_config_command
-    from xlsr.train.pretrain import PretrainConfig
+    from xlsr.train.pretrain import PretrainConfig  # lazy: imports torch; see HELP above
 
     p = add_config_command(
         subparsers, "pretrain", PretrainConfig, help=HELP, description=__doc__,
@@ -30,8 +31,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Resolve the configuration and pretrain."""
-    from xlsr.cli import resolve_config
-    from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
+    from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path  # lazy: imports torch; see HELP
 
     recipe = [recipe_path(args.recipe)] if args.recipe else []
     run_dir = pretrain(resolve_config(PretrainConfig, args, yamls=recipe))

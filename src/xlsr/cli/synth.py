@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.errors import XlsrError
+
+HELP = "synthesize a labeled multilingual speech corpus with espeak-ng"
+CLEAN = {"augment": "none", "voices": "basic", "speakers_per_lang": 10}  # the corpus of earlier versions
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("synth", help="synthesize a labeled multilingual speech corpus with espeak-ng",
-                              description="Write DIR/<lang>/{train,dev,test}.jsonl and 16 kHz FLAC audio "
-                              "(labels: text, IPA phones), speakers disjoint across splits.")
+    # numpy and soxr come with these: 0.2 s (measured) that `xlsr --help` need not pay (it shows HELP)
+    from xlsr.data.augment import DEFAULT_AUGMENT, EFFECTS
+    from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
+
+    effects = "; ".join(f"{name}: {lo:g}-{hi:g} ({what})" for name, ((lo, hi), _, what) in EFFECTS.items())
+    p = subparsers.add_parser(
+        "synth", help=HELP,
+        description="Write DIR/<lang>/{train,dev,test}.jsonl and 16 kHz FLAC audio (labels: text, IPA phones), "
+        "speakers disjoint across splits. By default a realistic corpus: many speakers per language and, on a "
+        f"share of utterances, speed perturbation, room reverberation, noise and band-limiting ({DEFAULT_AUGMENT}); "
+        "--clean gives the clean corpus of earlier versions. Deterministic for a seed. See docs/synth.md.")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--langs", default="es,it,de", help="comma-separated codes, or 'all' (see --list)")
     p.add_argument("--utts-per-lang", type=int, default=200, help="utterances per language, split 80/10/10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--augment", default=None, metavar="SPEC",
+                   help=f"acoustic effects, 'name=SHARE[:LOW-HIGH],...' with SHARE the share of utterances "
+                   f"(0-1) and LOW-HIGH the range drawn from; 'none' for clean audio; default {DEFAULT_AUGMENT!r}. "
+                   f"Effects and default ranges: {effects}. Noise is white, pink, brown or babble "
+                   f"(background talkers).")
+    p.add_argument("--voices", choices=("varied", "basic"), default=None,
+                   help="'varied' (default): espeak's 12 voice variants x 5 vocal-tract lengths (formants "
+                   "scaled 0.88-1.12) x 2 synthesizers (formant, Klatt) with wide pitch, range and rate; "
+                   "'basic': the 12 variants, as in earlier versions")
+    p.add_argument("--speakers-per-lang", type=int, default=None,
+                   help=f"speakers per language, split 80/10/10 like the utterances (default {SPEAKERS_PER_LANG})")
+    p.add_argument("--clean", action="store_true",
+                   help="the clean corpus of earlier versions: --augment none --voices basic --speakers-per-lang 10")
     p.add_argument("--noise-snr", type=float, default=None, metavar="DB",
-                   help="add white noise at this SNR in dB (±5 per utterance); default clean")
-    p.add_argument("--speakers-per-lang", type=int, default=10)
+                   help="also add white noise to every utterance at this SNR in dB (±5 per utterance); "
+                   "default none")
     p.add_argument("--words-per-utt", default="4-12", metavar="MIN-MAX")
     p.add_argument("--list", action="store_true", help="list the available languages and exit")
     p.set_defaults(func=run)
 
 
 def _words(spec: str) -> tuple[int, int]:
-    from xlsr.errors import XlsrError
-
     try:
         lo, hi = (int(v) for v in spec.split("-"))
     except ValueError:
@@ -32,7 +56,23 @@ def _words(spec: str) -> tuple[int, int]:
     return lo, hi
 
 
+def corpus_options(args: argparse.Namespace) -> dict:
+    """augment, voices and speakers_per_lang from the flags: --clean's values, else the defaults, else as given."""
+    from xlsr.data.augment import DEFAULT_AUGMENT
+    from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
+
+    given = {key: getattr(args, key) for key in CLEAN if getattr(args, key) is not None}
+    if args.clean:
+        clash = [key for key, value in given.items() if value != CLEAN[key]]
+        if clash:
+            flag = "--" + clash[0].replace("_", "-")
+            raise XlsrError(f"{flag}: --clean means {flag} {CLEAN[clash[0]]}; leave out one of the two")
+        return dict(CLEAN)
+    return {"augment": DEFAULT_AUGMENT, "voices": "varied", "speakers_per_lang": SPEAKERS_PER_LANG, **given}
+
+
 def run(args: argparse.Namespace) -> int:
+    # lazy: xlsr.data.synth imports numpy and soxr (~0.4 s); `xlsr --help` imports every command module
     from xlsr.data.synth import LANGUAGES, synthesize_corpus
 
     if args.list:
@@ -40,9 +80,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{lang.code:<4}{lang.name:<20}{lang.family:<15}espeak:{lang.voice}")
         return 0
     s = synthesize_corpus(args.out, args.langs, args.utts_per_lang, seed=args.seed, workers=args.workers,
-                          noise=args.noise_snr, speakers_per_lang=args.speakers_per_lang,
-                          words_per_utt=_words(args.words_per_utt))
+                          noise=args.noise_snr, words_per_utt=_words(args.words_per_utt), **corpus_options(args))
     n = sum(sum(v.values()) for v in s.utterances.values())
+    speakers = s.speaker_counts()
     print(f"wrote {n} utterances, {s.audio_seconds / 60:.1f} min of audio in {len(s.utterances)} languages "
           f"to {s.out_dir} ({s.wall_seconds:.1f} s, {s.realtime_per_core:.0f}x real time per core)")
+    print(f"speakers: {sum(speakers.values())} ({', '.join(f'{k} {v}' for k, v in speakers.items())}; disjoint "
+          f"across splits); effects: {', '.join(f'{k} {v}' for k, v in sorted(s.effects.items()))} utterances")
     return 0

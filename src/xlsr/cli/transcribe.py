@@ -1,11 +1,13 @@
 """`xlsr transcribe`: transcribe audio files or folders with a fine-tuned CTC model.
 
-    xlsr transcribe --model RUN_OR_CKPT FILES_OR_DIRS... --out out.jsonl [--lm LM] [--lexicon FILE]
-                    [--beam N] [--lm-weight X] [--word-score X] [--timestamps] [--chunk-seconds S]
+    xlsr transcribe --model RUN_OR_CKPT FILES_OR_DIRS... --out out.jsonl [--target-lang LANG] [--lm LM]
+                    [--lexicon FILE] [--beam N] [--lm-weight X] [--word-score X] [--timestamps]
+                    [--chunk-seconds S]
 
 Greedy CTC by default; `--lm` (a KenLM file from `xlsr lm build`), `--lexicon` or `--beam` switch to
 flashlight beam search. Recordings longer than --chunk-seconds (default 30; 0 = never) are split into
-overlapping windows merged by time. One JSON line per file: audio, duration, text, tokens, score
+overlapping windows merged by time. --target-lang picks the language of an MMS checkpoint with
+per-language adapters (without it, the error lists the languages it has). One JSON line per file: audio, duration, text, tokens, score
 (+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
 when some failed).
 """
@@ -14,6 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+
+def add_model_arguments(p) -> None:
+    """The model options `transcribe` and `evaluate` share: the checkpoint and, for MMS, its language."""
+    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    p.add_argument("--target-lang", metavar="LANG",
+                   help="MMS checkpoints with per-language adapters: the language whose adapters, head and "
+                   "vocabulary to use (without it, the error lists the languages the checkpoint has)")
 
 
 def add_decoder_arguments(p) -> None:
@@ -30,7 +40,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("transcribe", help="transcribe audio with a fine-tuned CTC model",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders (searched recursively)")
-    p.add_argument("--model", required=True, help="run folder (its best checkpoint) or checkpoint (ours, HF, fairseq)")
+    add_model_arguments(p)
     p.add_argument("--out", required=True, metavar="JSONL", help="where to write one JSON line per file")
     add_decoder_arguments(p)
     p.add_argument("--timestamps", action="store_true", help="per-token start/end times in seconds")
@@ -57,7 +67,7 @@ def run(args) -> int:
     if args.chunk_seconds < 0 or args.batch_seconds <= 0:
         raise XlsrError("--chunk-seconds must be >= 0 and --batch-seconds > 0")
     check_output_file(args.out)
-    ctc = load_ctc_model(args.model, device=args.device)
+    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     files, failures = find_audio(args.inputs)

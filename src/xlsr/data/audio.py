@@ -9,8 +9,7 @@ import soundfile as sf
 import soxr
 
 from xlsr.errors import AudioError
-
-SAMPLE_RATE = 16000
+from xlsr.rates import SAMPLE_RATE
 
 
 def normalize_waveform(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:

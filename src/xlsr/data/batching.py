@@ -5,19 +5,25 @@ into batches under `max_tokens` samples, batch order shuffled, then rank r takes
 Loading runs in DataLoader workers; a bad file is logged and skipped, and when more than
 `max_bad_share` of an epoch's files are bad the loader stops with an XlsrError. The loader's
 `state_dict()` (epoch + batches already yielded) lets a run resume at the exact next batch.
+
+With `augment` (an `xlsr.data.augment.AugmentSpec`) each item's effects are drawn while the epoch is planned,
+from (seed, epoch, item), and applied in the worker: the same on resume and whatever the number of workers,
+and batches are packed with the lengths speed perturbation gives. Babble noise draws its talkers from a
+few utterances of the same data, loaded once per worker.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from xlsr.data.audio import load_audio
+from xlsr.data.audio import load_audio, normalize_waveform
+from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_length, draw_effects, item_key
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
 from xlsr.errors import AudioError, XlsrError
@@ -83,6 +89,18 @@ def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, cro
 class _BatchPlan:
     indices: tuple[int, ...]
     seed: tuple[int, ...]  # for the random crop offsets
+    effects: tuple[EffectDraw | None, ...] | None = None  # per index, with augmentation
+
+
+BABBLE_TALKERS = 8  # utterances a worker loads once as talkers for babble noise
+_AUGMENT_TAG = 0xA6  # in the keys of the per-item effect draws
+
+
+def draw_epoch_effects(augment: AugmentSpec | None, seed: int, epoch: int, count: int) -> list[EffectDraw | None]:
+    """The effects of items 0..count-1 of an epoch: keyed on (seed, epoch, item), rooms from the bank of `seed`."""
+    if augment is None or not augment.enabled:
+        return [None] * count
+    return [draw_effects(augment, item_key(seed, epoch, item, _AUGMENT_TAG), room_seed=seed) for item in range(count)]
 
 
 @dataclass
@@ -97,21 +115,26 @@ class _BatchDataset(Dataset):
 
     def __init__(self, utts: Sequence[Utterance], *, pretrain: bool, normalize: bool,
                  min_sample_size: int = 0, max_sample_size: int | None = None,
-                 labels: list[list[int]] | None = None) -> None:
+                 labels: list[list[int]] | None = None, babble: Sequence[int] = ()) -> None:
         self.utts, self.pretrain, self.normalize = list(utts), pretrain, normalize
         self.min_sample_size, self.max_sample_size, self.labels = min_sample_size, max_sample_size, labels
+        self.babble_indices = tuple(babble)  # talkers for babble noise, loaded on first use in each worker
+        self._babble: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.utts)
 
     def __getitem__(self, plan: _BatchPlan) -> _Loaded:
         loaded, bad, short = [], [], 0
-        for i in plan.indices:
+        for k, i in enumerate(plan.indices):
+            draw = plan.effects[k] if plan.effects else None
             try:
-                x = load_audio(self.utts[i].audio, normalize=self.normalize)
+                x = load_audio(self.utts[i].audio, normalize=self.normalize and draw is None)
             except AudioError as exc:
                 bad.append(str(exc))
                 continue
+            if draw is not None:
+                x = self._augment(x, draw)
             if self.pretrain and len(x) < max(self.min_sample_size, 1):
                 short += 1  # the manifest said long enough; the decoded audio is not
                 continue
@@ -120,6 +143,21 @@ class _BatchDataset(Dataset):
             return _Loaded(None, bad, short)
         collate = self._crop if self.pretrain else self._pad
         return _Loaded(collate(loaded, np.random.default_rng(plan.seed)), bad, short)
+
+    def _augment(self, x: np.ndarray, draw: EffectDraw) -> np.ndarray:
+        """The drawn effects on raw audio, then the per-utterance normalization if the model wants it."""
+        if draw.noise_kind == "babble":
+            if self._babble is None:
+                self._babble = []
+                for i in self.babble_indices:
+                    try:
+                        self._babble.append(load_audio(self.utts[i].audio))
+                    except AudioError:
+                        pass  # counted where the utterance itself is loaded
+            if not self._babble:
+                draw = replace(draw, noise_kind="pink")  # no readable talker: noise of another colour
+        x = apply_effects(x, draw, babble=self._babble)
+        return normalize_waveform(x) if self.normalize else x
 
     def _crop(self, loaded: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> PretrainBatch:
         size = min(len(x) for _, x in loaded)
@@ -250,12 +288,15 @@ def pretrain_loader(utts: Sequence[Utterance], *, max_tokens: int, min_sample_si
                     max_sample_size: int = 320000, alpha: float = 0.5, seed: int = 0, rank: int = 0,
                     world_size: int = 1, num_workers: int = 0, normalize: bool = False,
                     max_bad_share: float = 0.05, epoch_size: int | None = None,
-                    prefetch_factor: int = 2) -> BatchLoader:
+                    prefetch_factor: int = 2, augment: AugmentSpec | None = None) -> BatchLoader:
     """Pretraining batches: α-resampled languages, crops to the batch's shortest (≤ max_sample_size).
 
     Utterances shorter than `min_sample_size` samples are skipped. `max_tokens` bounds B × crop length.
+    `augment`: acoustic effects applied on the fly (module docstring); an upsampled utterance drawn twice in
+    an epoch gets its own effects each time.
     """
     _check_rank(rank, world_size)
+    augment = augment if augment is not None and augment.enabled else None
     if max_sample_size and max_sample_size > max_tokens:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
     kept = [u for u in utts if u.num_samples >= min_sample_size]
@@ -269,29 +310,41 @@ def pretrain_loader(utts: Sequence[Utterance], *, max_tokens: int, min_sample_si
 
     def plan_epoch(epoch: int) -> list[_BatchPlan]:
         order = sampler.epoch_indices(epoch)  # already shuffled: random ties
-        batches = pack_batches(lengths, order, max_tokens, crop_to_shortest=True,
-                               max_sample_size=max_sample_size)
-        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(batches))
-        plans = [_BatchPlan(tuple(batches[b]), (seed, epoch, int(b))) for b in perm]
+        # packed by slot (position in `order`): an utterance drawn twice has two lengths under speed perturbation
+        draws = draw_epoch_effects(augment, seed, epoch, len(order))
+        slot_lengths = np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
+        slots = pack_batches(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
+                             max_sample_size=max_sample_size)
+        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(slots))
+        plans = [_BatchPlan(tuple(int(order[j]) for j in slots[b]), (seed, epoch, int(b)),
+                            tuple(draws[j] for j in slots[b]) if augment is not None else None) for b in perm]
         return _shard(plans, rank, world_size, equal=True)
 
     dataset = _BatchDataset(kept, pretrain=True, normalize=normalize, min_sample_size=min_sample_size,
-                            max_sample_size=max_sample_size)
+                            max_sample_size=max_sample_size, babble=_babble_talkers(len(kept), seed, augment))
     loader = BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
                          max_bad_share=max_bad_share)
     loader.sampler = sampler  # the language table (hours, weights) for logs
     return loader
 
 
-_LABEL_FIELDS = {"phones": "phones", "text": "text", "chars": "text"}
+def _babble_talkers(count: int, seed: int, augment: AugmentSpec | None) -> tuple[int, ...]:
+    """Indices of the utterances that serve as babble talkers (none without noise augmentation)."""
+    if augment is None or augment.noise is None:
+        return ()
+    pick = np.random.default_rng([seed, 0xBAB]).choice(count, size=min(BABBLE_TALKERS, count), replace=False)
+    return tuple(int(i) for i in sorted(pick))
+
+
+_LABEL_FIELD = {"phones": "phones", "text": "text", "chars": "text"}
 
 
 def encode_labels(utts: Sequence[Utterance], vocab, label_field: str, oov: str = "error") -> list[list[int]]:
     """Label ids for every utterance via `vocab.encode`; XlsrError for a missing label or, with
     oov="error", symbols outside the vocabulary (needs `vocab.oov_report`)."""
-    if label_field not in _LABEL_FIELDS:
-        raise XlsrError(f"label field must be one of {', '.join(_LABEL_FIELDS)}, got {label_field!r}")
-    attr = _LABEL_FIELDS[label_field]
+    if label_field not in _LABEL_FIELD:
+        raise XlsrError(f"label field must be one of {', '.join(_LABEL_FIELD)}, got {label_field!r}")
+    attr = _LABEL_FIELD[label_field]
     labels = []
     for u in utts:
         label = getattr(u, attr)
@@ -312,14 +365,16 @@ def encode_labels(utts: Sequence[Utterance], vocab, label_field: str, oov: str =
 def finetune_loader(utts: Sequence[Utterance], vocab, *, max_tokens: int, shuffle: bool = True, seed: int = 0,
                     normalize: bool = False, label_field: str = "phones", rank: int = 0, world_size: int = 1,
                     num_workers: int = 0, max_bad_share: float = 0.05, max_sample_size: int | None = None,
-                    oov: str = "error", prefetch_factor: int = 2) -> BatchLoader:
+                    oov: str = "error", prefetch_factor: int = 2, augment: AugmentSpec | None = None) -> BatchLoader:
     """Fine-tuning batches: zero-padded waveforms with lengths, label ids from `vocab.encode`.
 
     `label_field`: "phones" or "text"/"chars". Utterances longer than `max_tokens` (or `max_sample_size`)
     are skipped with a warning. `oov`: "error" | "warn" | "unk" for label symbols outside the vocabulary.
     With shuffle=False (evaluation) batches are in length order and no batch is dropped under DDP.
+    `augment`: acoustic effects applied on the fly (module docstring), for training data.
     """
     _check_rank(rank, world_size)
+    augment = augment if augment is not None and augment.enabled else None
     limit = min(max_tokens, max_sample_size or max_tokens)
     kept = [u for u in utts if u.num_samples <= limit]
     if len(kept) < len(utts):
@@ -332,12 +387,16 @@ def finetune_loader(utts: Sequence[Utterance], vocab, *, max_tokens: int, shuffl
     def plan_epoch(epoch: int) -> list[_BatchPlan]:
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(kept)) if shuffle else np.arange(len(kept))
-        batches = pack_batches(lengths, order, max_tokens, crop_to_shortest=False)
+        draws = draw_epoch_effects(augment, seed, epoch, len(kept))  # per utterance: each comes once an epoch
+        epoch_lengths = np.array([augmented_length(int(n), d) for n, d in zip(lengths, draws)])
+        batches = pack_batches(epoch_lengths, order, max_tokens, crop_to_shortest=False)
         if shuffle:
             batches = [batches[b] for b in rng.permutation(len(batches))]
-        plans = [_BatchPlan(tuple(b), (seed, epoch, n)) for n, b in enumerate(batches)]
+        plans = [_BatchPlan(tuple(b), (seed, epoch, n), tuple(draws[i] for i in b) if augment is not None else None)
+                 for n, b in enumerate(batches)]
         return _shard(plans, rank, world_size, equal=shuffle)
 
-    dataset = _BatchDataset(kept, pretrain=False, normalize=normalize, labels=labels)
+    dataset = _BatchDataset(kept, pretrain=False, normalize=normalize, labels=labels,
+                            babble=_babble_talkers(len(kept), seed, augment))
     return BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
                        max_bad_share=max_bad_share)

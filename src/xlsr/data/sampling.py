@@ -6,9 +6,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from xlsr.data.audio import SAMPLE_RATE
 from xlsr.data.manifest import Utterance
 from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
 
 
 def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:

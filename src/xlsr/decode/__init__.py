@@ -3,9 +3,11 @@
 Names are re-exported lazily so that importing `xlsr.decode.lm` (the CLI) does not load torch.
 """
 
+import importlib
+
 _EXPORTS = {
     "Hypothesis": "xlsr.decode.hypothesis",
-    "FRAME_STRIDE_S": "xlsr.decode.hypothesis",
+    "FRAME_STRIDE_S": "xlsr.rates",
     "greedy_decode": "xlsr.decode.greedy",
     "ctc_collapse": "xlsr.model.ctc",
     "BeamSearchConfig": "xlsr.decode.beam",
@@ -25,7 +27,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'xlsr.decode' has no attribute {name!r}")

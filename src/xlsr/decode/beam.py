@@ -18,12 +18,25 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from flashlight.lib.text.decoder import (
+    CriterionType,
+    LexiconDecoder,
+    LexiconDecoderOptions,
+    LexiconFreeDecoder,
+    LexiconFreeDecoderOptions,
+    SmearingMode,
+    Trie,
+    ZeroLM,
+)
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
 
 from xlsr.decode.greedy import as_logits_tensor
-from xlsr.decode.hypothesis import FRAME_STRIDE_S, Hypothesis
+from xlsr.decode.hypothesis import Hypothesis
 from xlsr.decode.lm import read_lm_info, sidecar_path
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_collapse
+from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
 
 # KenLM binary files start with this magic; ARPA files with a \data\ line.
@@ -148,8 +161,6 @@ def arpa_unigrams(path: str | Path) -> set[str] | None:
 
 
 def _load_kenlm(path: Path, dictionary):
-    from flashlight.lib.text.decoder.kenlm import KenLM
-
     try:
         return KenLM(str(path), dictionary)
     except RuntimeError as exc:
@@ -169,9 +180,6 @@ class BeamSearchDecoder:
 
     def __init__(self, vocab: Vocabulary, *, lm: str | Path | None = None, lexicon=None,
                  config: BeamSearchConfig | None = None, frame_stride_s: float = FRAME_STRIDE_S):
-        from flashlight.lib.text.decoder import SmearingMode, Trie, ZeroLM
-        from flashlight.lib.text.dictionary import Dictionary
-
         self.vocab = vocab
         self.config = config or BeamSearchConfig()
         self.frame_stride_s = frame_stride_s
@@ -225,14 +233,6 @@ class BeamSearchDecoder:
                             "lexicon for a word LM")
 
     def _build_decoder(self):
-        from flashlight.lib.text.decoder import (
-            CriterionType,
-            LexiconDecoder,
-            LexiconDecoderOptions,
-            LexiconFreeDecoder,
-            LexiconFreeDecoderOptions,
-        )
-
         c = self.config
         beam_token = c.beam_size_token or len(self.vocab)
         lm_weight = c.lm_weight if self.lm_path is not None else 0.0

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
 from xlsr.errors import XlsrError
+from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
+from xlsr.text.labels import LABEL_FIELD
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
-LABEL_FIELD = {"phones": "phones", "chars": "text"}
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xlsr.decode.hypothesis import FRAME_STRIDE_S, Hypothesis
+from xlsr.decode.hypothesis import Hypothesis
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_best_path_with_starts
+from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import Vocabulary
 
 

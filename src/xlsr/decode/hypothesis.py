@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The wav2vec 2.0 CNN has a total stride of 320 samples: one output frame every 20 ms at 16 kHz.
-FRAME_STRIDE_SAMPLES = 320
-SAMPLE_RATE = 16000
-FRAME_STRIDE_S = FRAME_STRIDE_SAMPLES / SAMPLE_RATE
-
 
 @dataclass
 class Hypothesis:

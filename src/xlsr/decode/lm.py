@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from xlsr.atomic import write_json, write_text
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import WORD_BOUNDARY, tokenize
 
@@ -145,7 +146,7 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
             "format": "binary" if binary else "arpa", "words": None}
     if units == "words":
         vocab_words = sorted({w for s in sentences for w in s.split()})
-        words_path(out).write_text("\n".join(vocab_words) + "\n", encoding="utf-8")
+        write_text(words_path(out), "\n".join(vocab_words) + "\n")
         info["words"] = words_path(out).name
-    sidecar_path(out).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    write_json(sidecar_path(out), info, indent=1)
     return out

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import torch
 
-from xlsr.decode.hypothesis import FRAME_STRIDE_SAMPLES, SAMPLE_RATE, Hypothesis
+from xlsr import atomic
+from xlsr.decode.hypothesis import Hypothesis
+from xlsr.devices import pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
+from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
@@ -44,18 +47,20 @@ class CTCModel:
         return out.logits, out.frame_lengths
 
 
-def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None) -> CTCModel:
-    """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt."""
-    from xlsr.interop.load import load_pretrained
+def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None,
+                   target_lang: str | None = None) -> CTCModel:
+    """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt.
+
+    `target_lang` picks the language of an MMS checkpoint with per-language adapters (see load_pretrained).
+    """
+    from xlsr.interop.load import load_pretrained, resolve_run_folder
     from xlsr.model import Wav2Vec2ForCTC
     from xlsr.text.vocab import Vocabulary, guess_kind
-    from xlsr.train.distributed import pick_device
-    from xlsr.train.finetune import resolve_model_path
 
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
-    path = resolve_model_path(path)
-    loaded = load_pretrained(path)
+    path = resolve_run_folder(path)  # messages below name the checkpoint, not the run folder
+    loaded = load_pretrained(path, target_lang=target_lang)
     if not isinstance(loaded.model, Wav2Vec2ForCTC):
         raise CheckpointError(f"{path}: a {type(loaded.model).__name__} has no CTC head; fine-tune it first "
                               f"(xlsr finetune --init {path} ...)")
@@ -229,14 +234,7 @@ def check_output_file(path: str | Path) -> Path:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write one JSON object per line (atomically: temp file, then rename)."""
-    import json
-
+    """Write one JSON object per line (atomically: temp file, then rename), creating the folder."""
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic.write_jsonl(path, records)

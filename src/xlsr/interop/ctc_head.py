@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-BLANK = "<blank>"
-UNK = "<unk>"
+from xlsr.text.vocab import BLANK, UNK
 
 
 def convention_order(size: int, blank: int, unk: int | None) -> list[int]:

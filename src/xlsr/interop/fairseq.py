@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import ast
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop import safe_pickle
+from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
-from xlsr.interop.native import Loaded, build_model
-from xlsr.interop.state_dict import _listing, load_state_dict_strict
+from xlsr.interop.native import Loaded, model_with_weights
+from xlsr.model import Wav2Vec2Config
+from xlsr.text.vocab import BLANK
 
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 _WN_G = "parametrizations.weight.original0"  # weight-norm magnitude g
@@ -43,6 +46,8 @@ BODY_KEY_MAP: list[tuple[str, str]] = [
     (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", r"encoder.layers.\1.attention_norm.\2"),
     (r"encoder\.layers\.(\d+)\.fc([12])\.(weight|bias)", r"encoder.layers.\1.feed_forward.fc\2.\3"),
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_norm.\2"),
+    # MMS: one language's adapter, sliced out of fairseq's stacked adapter_layer.* by adapters.py
+    (r"encoder\.layers\.(\d+)\.adapter\.(norm|down|up)\.(weight|bias)", r"encoder.layers.\1.adapter.\2.\3"),
 ]
 # Pretraining heads (top level in both).
 PRETRAINING_KEY_MAP: list[tuple[str, str]] = [
@@ -79,8 +84,14 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
+    zipped = zipfile.is_zipfile(path)
+    with open(path, "rb") as f:
+        if not zipped and f.read(4) == b"PK\x03\x04":
+            raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint (truncated or damaged: "
+                                  f"its zip archive has no end record)")
     try:
-        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False)
+        # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
+        obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
     except safe_pickle.UnsafePickleError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
@@ -89,6 +100,9 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     obj = safe_pickle.to_plain(obj)
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+    if isinstance(obj.get("cfg"), dict):
+        # A DictConfig pickled as such keeps references like "${task.normalize}" unresolved.
+        obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
     return obj
 
 
@@ -152,77 +166,92 @@ def model_args(ckpt: dict) -> tuple[dict, dict, dict | None]:
     raise CheckpointError("fine-tuned checkpoint has no usable w2v_args (pretraining config)")
 
 
-def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
-    """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
-    from xlsr.model import Wav2Vec2Config
+def _value(args: dict, name: str, default, kind: type):
+    """args[name] as `kind` (default when absent or None); a value of another type names the field."""
+    value = args.get(name)
+    if value is None:
+        value = default
+    what = {bool: "a boolean", int: "an integer", float: "a number"}[kind]
+    if kind is bool and not isinstance(value, (bool, int)):
+        raise CheckpointError(f"{name}={value!r} is not {what}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{name}={value!r} is not {what}") from None
 
-    m, task, ft = model_args(ckpt)
-    get = m.get
-    if get("activation_fn", "gelu") != "gelu":
-        raise CheckpointError(f"activation_fn={get('activation_fn')!r} is not supported (only gelu)")
-    if int(get("pos_conv_depth", 1) or 1) != 1:
-        raise CheckpointError(f"pos_conv_depth={get('pos_conv_depth')} is not supported (only 1)")
-    mode = get("extractor_mode", "default")
+
+def _pretraining_fields(m: dict, task: dict) -> dict:
+    """Wav2Vec2Config fields from fairseq's pretraining model args (fairseq names, fairseq defaults)."""
+    if m.get("activation_fn", "gelu") != "gelu":
+        raise CheckpointError(f"activation_fn={m.get('activation_fn')!r} is not supported (only gelu)")
+    if _value(m, "pos_conv_depth", 1, int) != 1:
+        raise CheckpointError(f"pos_conv_depth={m.get('pos_conv_depth')} is not supported (only 1)")
+    mode = m.get("extractor_mode") or "default"
     if mode not in ("default", "layer_norm"):
         raise CheckpointError(f"extractor_mode={mode!r} is not supported")
     try:
         conv_layers = parse_conv_feature_layers(
-            get("conv_feature_layers", "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]")
+            m.get("conv_feature_layers") or "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
         )
+        latent_temp = _parse_tuple(m.get("latent_temp") or (2.0, 0.5, 0.999995))
     except (SyntaxError, _ConvSpecError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"conv_feature_layers: {exc}") from None
-    hidden = int(get("encoder_embed_dim", 768))
-    final_dim = int(get("final_dim", 0) or 0) or hidden
-    latent_dim = int(get("latent_dim", 0) or 0) or final_dim
-    fields = dict(
+        raise CheckpointError(f"conv_feature_layers/latent_temp: {exc}") from None
+    hidden = _value(m, "encoder_embed_dim", 768, int)
+    final_dim = _value(m, "final_dim", 0, int) or hidden
+    ints = {"num_layers": ("encoder_layers", 12), "num_heads": ("encoder_attention_heads", 12),
+            "ffn_dim": ("encoder_ffn_embed_dim", 3072), "conv_pos": ("conv_pos", 128),
+            "conv_pos_groups": ("conv_pos_groups", 16), "num_codevector_groups": ("latent_groups", 2),
+            "num_codevectors_per_group": ("latent_vars", 320), "num_negatives": ("num_negatives", 100),
+            "cross_sample_negatives": ("cross_sample_negatives", 0), "mask_length": ("mask_length", 10),
+            "mask_channel_length": ("mask_channel_length", 10)}  # fmt: skip
+    floats = {"feature_grad_mult": ("feature_grad_mult", 1.0), "dropout": ("dropout", 0.1),
+              "attention_dropout": ("attention_dropout", 0.1), "activation_dropout": ("activation_dropout", 0.0),
+              "dropout_input": ("dropout_input", 0.0), "dropout_features": ("dropout_features", 0.0),
+              "layerdrop": ("encoder_layerdrop", 0.0), "logit_temp": ("logit_temp", 0.1),
+              "mask_prob": ("mask_prob", 0.65), "mask_channel_prob": ("mask_channel_prob", 0.0)}  # fmt: skip
+    fields: dict[str, Any] = dict(
         conv_layers=conv_layers,
         extractor_mode="layer_norm" if mode == "layer_norm" else "group_norm",
-        conv_bias=bool(get("conv_bias", False)),
-        feature_grad_mult=float(get("feature_grad_mult", 1.0)),
+        conv_bias=_value(m, "conv_bias", False, bool),
+        layer_norm_first=_value(m, "layer_norm_first", False, bool),
         hidden_size=hidden,
-        num_layers=int(get("encoder_layers", 12)),
-        num_heads=int(get("encoder_attention_heads", 12)),
-        ffn_dim=int(get("encoder_ffn_embed_dim", 3072)),
-        layer_norm_first=bool(get("layer_norm_first", False)),
-        dropout=float(get("dropout", 0.1)),
-        attention_dropout=float(get("attention_dropout", 0.1)),
-        activation_dropout=float(get("activation_dropout", 0.0)),
-        dropout_input=float(get("dropout_input", 0.0)),
-        dropout_features=float(get("dropout_features", 0.0)),
-        layerdrop=float(get("encoder_layerdrop", 0.0)),
-        conv_pos=int(get("conv_pos", 128)),
-        conv_pos_groups=int(get("conv_pos_groups", 16)),
         final_dim=final_dim,
-        codevector_dim=latent_dim,
-        num_codevector_groups=int(get("latent_groups", 2)),
-        num_codevectors_per_group=int(get("latent_vars", 320)),
-        latent_temp=_parse_tuple(get("latent_temp", (2.0, 0.5, 0.999995))),
-        logit_temp=float(get("logit_temp", 0.1)),
-        num_negatives=int(get("num_negatives", 100)),
-        cross_sample_negatives=int(get("cross_sample_negatives", 0)),
-        mask_prob=float(get("mask_prob", 0.65)),
-        mask_length=int(get("mask_length", 10)),
-        mask_channel_prob=float(get("mask_channel_prob", 0.0)),
-        mask_channel_length=int(get("mask_channel_length", 10)),
-        normalize_waveform=bool(task.get("normalize", False)),
+        codevector_dim=_value(m, "latent_dim", 0, int) or final_dim,
+        latent_temp=latent_temp,
+        normalize_waveform=_value(task, "normalize", False, bool),
     )
+    fields.update({ours: _value(m, theirs, default, int) for ours, (theirs, default) in ints.items()})
+    fields.update({ours: _value(m, theirs, default, float) for ours, (theirs, default) in floats.items()})
+    return fields
+
+
+# The fine-tuning run's regularisation (fairseq passes these to the body as arg_overrides): ours → theirs.
+_FINETUNING_OVERRIDES = {
+    "dropout": float, "attention_dropout": float, "activation_dropout": float, "dropout_input": float,
+    "mask_prob": float, "mask_length": int, "mask_channel_prob": float, "mask_channel_length": int,
+    "layerdrop": float, "feature_grad_mult": float, "final_dropout": float,
+}  # fmt: skip
+
+
+def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
+    """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
+    m, task, ft = model_args(ckpt)
+    fields = _pretraining_fields(m, task)
     if ft is not None:
-        # The fine-tuning run's regularisation (fairseq passes these as arg_overrides to the body).
-        for ours, theirs in (("dropout", "dropout"), ("attention_dropout", "attention_dropout"),
-                             ("activation_dropout", "activation_dropout"), ("dropout_input", "dropout_input"),
-                             ("mask_prob", "mask_prob"), ("mask_length", "mask_length"),
-                             ("mask_channel_prob", "mask_channel_prob"),
-                             ("mask_channel_length", "mask_channel_length"), ("layerdrop", "layerdrop"),
-                             ("feature_grad_mult", "feature_grad_mult"), ("final_dropout", "final_dropout")):  # fmt: skip
-            if ft.get(theirs) is not None:
-                fields[ours] = type(fields.get(ours, 0.0))(ft[theirs])
+        for name, kind in _FINETUNING_OVERRIDES.items():
+            if ft.get(name) is not None:
+                fields[name] = _value(ft, name, None, kind)
         if ft.get("normalize") is not None:
-            fields["normalize_waveform"] = bool(ft["normalize"])
+            fields["normalize_waveform"] = _value(ft, "normalize", False, bool)
     weights = (criterion or {}).get("loss_weights")
-    if isinstance(weights, (list, tuple)) and weights:
-        fields["diversity_weight"] = float(weights[0])
+    try:
+        weights = _parse_tuple(weights) if weights else ()
+    except (SyntaxError, _ConvSpecError, TypeError, ValueError):
+        raise CheckpointError(f"loss_weights={weights!r} is not a list of numbers") from None
+    if weights:
+        fields["diversity_weight"] = weights[0]
         if len(weights) > 1:
-            fields["feature_penalty_weight"] = float(weights[1])
+            fields["feature_penalty_weight"] = weights[1]
     try:
         return Wav2Vec2Config(**fields)
     except (TypeError, ValueError) as exc:
@@ -250,12 +279,19 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
         if not symbol or not count.lstrip("-").isdigit():
             raise CheckpointError(f"{path}:{number}: expected '<symbol> <count>'")
         symbols.append(symbol)
-    return ["<blank>"] + FAIRSEQ_SPECIALS[1:] + symbols
+    return [BLANK] + FAIRSEQ_SPECIALS[1:] + symbols
 
 
 def _default_dictionary(path: Path, ckpt: dict) -> Path | None:
-    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else ckpt.get("args") or {}
-    labels = (cfg.get("task") or cfg).get("labels") or "ltr"
+    """dict.<labels>.txt beside the checkpoint, <labels> as its task config names them (default ltr)."""
+    cfg = ckpt.get("cfg")
+    task = cfg.get("task") if isinstance(cfg, dict) else None
+    if not isinstance(task, dict):
+        # argparse-era files: one flat Namespace, where `task` is the task's name ("audio_pretraining").
+        task = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+    labels = task.get("labels")
+    if not isinstance(labels, str) or not re.fullmatch(r"[\w.-]+", labels):
+        labels = "ltr"
     candidate = path.with_name(f"dict.{labels}.txt")
     return candidate if candidate.is_file() else None
 
@@ -278,7 +314,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], architecture: str, source
         head_map, bad = rename_keys(unmatched, PRETRAINING_KEY_MAP if prefix else [])
         out = {new: state[old] for old, new in {**body_map, **head_map}.items()}
     if bad:
-        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {_listing(sorted(bad))}")
+        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {listing(sorted(bad))}")
     return out
 
 
@@ -298,16 +334,30 @@ def _architecture(state: dict) -> str:
     return "Wav2Vec2ForPreTraining" if "quantizer.vars" in state else "Wav2Vec2Model"
 
 
-def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
-    """Rebuild a fairseq wav2vec 2.0 checkpoint (and its CTC dictionary, if given or beside it) as our model."""
+def _one_language(ckpt: dict, state: dict, target_lang: str | None, path: Path) -> tuple[dict, str | None, int]:
+    """MMS: the state with `target_lang`'s adapters only (see adapters.py), the language and the adapter width."""
+    m, pre_task, ft = model_args(ckpt)
+    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else {}
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else ckpt.get("args") or {}
+    return select_fairseq_adapter(state, {**m, **(ft or {})}, {**pre_task, **task}, target_lang, path)
+
+
+def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None) -> Loaded:
+    """Rebuild a fairseq wav2vec 2.0 checkpoint (and its CTC dictionary, if given or beside it) as our model.
+
+    For MMS files with per-language adapters, `target_lang` picks the language (see adapters.py).
+    """
     path = Path(path)
     ckpt = read_fairseq_checkpoint(path)
     state = {k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)}
     try:
         architecture = _architecture(state)
         cfg = config_from_fairseq(ckpt, _criterion_args(ckpt))
+        state, lang, adapter_dim = _one_language(ckpt, state, target_lang, path)
     except CheckpointError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
+    if adapter_dim:
+        cfg.adapter_attn_dim = adapter_dim
     if architecture == "Wav2Vec2Model" and any(k.startswith(("project_q.", "final_proj.")) for k in state):
         raise CheckpointError(f"{path}: pretrained without a quantizer (quantize_targets=False) is not supported")
     ours = convert_state_dict(state, architecture, path)
@@ -329,14 +379,12 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None) -> L
                 raise CheckpointError(
                     f"{dict_path}: dictionary gives {len(vocab)} tokens but {path} has {vocab_size} output rows"
                 )
-    metadata: dict[str, Any] = {"source": str(path)}
+    metadata: dict[str, Any] = {"source": str(path), **({"target_lang": lang} if lang else {})}
     if filled:
         metadata["identity_filled"] = filled
     if architecture == "Wav2Vec2ForCTC" and vocab is not None:
         # Our convention: <blank> (fairseq's <s>) at row 0, then <unk> (fairseq's index 3).
         vocab, order = to_convention(ours, vocab, 0, FAIRSEQ_SPECIALS.index("<unk>"))
         metadata["head_rows_from"] = order
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, ours, path)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, ours, path)
     return Loaded(model, cfg, vocab, "fairseq", metadata)

@@ -11,25 +11,29 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
+from xlsr.interop.adapters import choose_language, hf_languages, with_hf_adapter
 from xlsr.interop.ctc_head import to_convention
+from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
 from xlsr.interop.native import (
     ARCHITECTURES,
     Loaded,
-    build_model,
     model_config,
+    model_with_weights,
     read_json,
     read_safetensors,
     tensors_for_saving,
     vocab_tokens,
     write_atomic_dir,
 )
-from xlsr.interop.state_dict import _listing, load_state_dict_strict
+from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.model import Wav2Vec2Config
 
 HF_PREFIX = "wav2vec2."
 _WN = "parametrizations.weight.original"  # + 0 (g) / 1 (v)
@@ -50,6 +54,9 @@ BODY_KEYS: list[tuple[str, str]] = [
     ("encoder.layers.{n}.feed_forward.fc1.{p}", "encoder.layers.{n}.feed_forward.intermediate_dense.{p}"),
     ("encoder.layers.{n}.feed_forward.fc2.{p}", "encoder.layers.{n}.feed_forward.output_dense.{p}"),
     ("encoder.layers.{n}.final_norm.{p}", "encoder.layers.{n}.final_layer_norm.{p}"),
+    ("encoder.layers.{n}.adapter.norm.{p}", "encoder.layers.{n}.adapter_layer.norm.{p}"),  # MMS
+    ("encoder.layers.{n}.adapter.down.{p}", "encoder.layers.{n}.adapter_layer.linear_1.{p}"),
+    ("encoder.layers.{n}.adapter.up.{p}", "encoder.layers.{n}.adapter_layer.linear_2.{p}"),
 ]
 # Heads of Wav2Vec2ForPreTraining / Wav2Vec2ForCTC (top level in both).
 HEAD_KEYS: list[tuple[str, str]] = [
@@ -69,9 +76,10 @@ def _compile(template: str) -> re.Pattern:
     return re.compile("".join(_PLACEHOLDERS[p[1:-1]] if p.startswith("{") else re.escape(p) for p in parts))
 
 
-def _table(direction: str, prefixed: bool) -> list[tuple[re.Pattern, str]]:
-    """(pattern, template) pairs mapping ours→HF ("to_hf") or HF→ours ("from_hf")."""
-    body = [(HF_PREFIX + o, HF_PREFIX + h) if prefixed else (o, h) for o, h in BODY_KEYS]
+def _table(direction: str, prefixed: bool, adapters: bool = False) -> list[tuple[re.Pattern, str]]:
+    """(pattern, template) pairs mapping ours→HF ("to_hf") or HF→ours ("from_hf"); MMS adapters if `adapters`."""
+    keys = [(o, h) for o, h in BODY_KEYS if adapters or ".adapter." not in o]
+    body = [(HF_PREFIX + o, HF_PREFIX + h) if prefixed else (o, h) for o, h in keys]
     pairs = body + (HEAD_KEYS if prefixed else [])
     if direction == "to_hf":
         return [(_compile(o), h) for o, h in pairs]
@@ -97,15 +105,12 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
     "hidden_act": "gelu",
     "feat_extract_activation": "gelu",
     "add_adapter": False,
-    "adapter_attn_dim": None,
     "use_weighted_layer_sum": False,
 }
 
 
 def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", normalize: bool | None = None):
     """Our Wav2Vec2Config from an HF config.json dict (our own fields, if stored there, fill the rest)."""
-    from xlsr.model import Wav2Vec2Config
-
     for name, allowed in _UNSUPPORTED.items():
         if hf.get(name, allowed) != allowed:
             raise CheckpointError(f"{source}: {name}={hf[name]!r} is not supported (only {allowed!r})")
@@ -133,6 +138,9 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
             conv_pos=int(hf.get("num_conv_pos_embeddings", 128)),
             conv_pos_groups=int(hf.get("num_conv_pos_embedding_groups", 16)),
             layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
+            # transformers builds MMS adapters in pre-LN ("stable") blocks only.
+            adapter_attn_dim=(int(hf["adapter_attn_dim"]) if hf.get("adapter_attn_dim") is not None
+                              and hf.get("do_stable_layer_norm") else None),
             final_dim=int(hf.get("proj_codevector_dim", 256)),
             codevector_dim=int(hf.get("codevector_dim", 256)),
             num_codevector_groups=int(hf.get("num_codevector_groups", 2)),
@@ -212,6 +220,7 @@ def config_to_hf(cfg, architecture: str, vocab_size: int | None) -> dict:
         "ctc_loss_reduction": "mean",
         "ctc_zero_infinity": True,
         "add_adapter": False,
+        "adapter_attn_dim": cfg.adapter_attn_dim,
         "output_hidden_size": cfg.hidden_size,
         "use_weighted_layer_sum": False,
         "xlsr_config": cfg.to_dict(),
@@ -238,7 +247,7 @@ def read_hf_weights(dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 state.update(loader(dir / shard))
             missing = sorted(set(weight_map) - set(state))
             if missing:
-                raise CheckpointError(f"{index_path}: shards lack keys {_listing(missing)}")
+                raise CheckpointError(f"{index_path}: shards lack keys {listing(missing)}")
             return state, index_path
     for name, loader in (("model.safetensors", read_safetensors), ("pytorch_model.bin", _read_torch_weights)):
         if (dir / name).is_file():
@@ -251,7 +260,7 @@ def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path}: unreadable or unsafe torch weights ({first})") from None
@@ -271,97 +280,6 @@ def is_hf_dir(path: str | Path) -> bool:
         return False
 
 
-# ---------------------------------------------------------------------------- vocabulary
-def read_hf_vocab(dir: Path, size: int) -> tuple[list[str], int | None] | None:
-    """(tokens by id from vocab.json + added_tokens.json, id of the unk token or None); None without vocab.json."""
-    vocab_path = dir / "vocab.json"
-    if not vocab_path.is_file():
-        return None
-    token_to_id = read_json(vocab_path)
-    if token_to_id and all(isinstance(v, dict) for v in token_to_id.values()):
-        raise CheckpointError(f"{vocab_path}: multi-language vocabularies (MMS adapters) are not supported")
-    added = dir / "added_tokens.json"
-    if added.is_file():
-        token_to_id = {**token_to_id, **read_json(added)}
-    by_id = {int(i): t for t, i in token_to_id.items()}
-    if sorted(by_id) != list(range(len(by_id))):
-        raise CheckpointError(f"{vocab_path}: token ids are not 0..{len(by_id) - 1} without gaps")
-    tokens = [by_id[i] for i in range(len(by_id))]
-    if len(tokens) != size:
-        raise CheckpointError(f"{vocab_path}: {len(tokens)} tokens but lm_head has {size} rows")
-    unk = _special_token(dir, "unk_token")
-    return tokens, (tokens.index(unk) if unk in tokens else None)
-
-
-def _special_token(dir: Path, name: str) -> str | None:
-    for fname in ("special_tokens_map.json", "tokenizer_config.json"):
-        path = dir / fname
-        if path.is_file():
-            value = read_json(path).get(name)
-            if isinstance(value, dict):
-                value = value.get("content")
-            if isinstance(value, str):
-                return value
-    return None
-
-
-def _is_phone_vocab(tokens: list[str]) -> bool:
-    # Phone inventories have multi-character symbols (aː, tʃ); character vocabularies do not.
-    def special(t: str) -> bool:
-        return (t.startswith("<") and t.endswith(">")) or (t.startswith("[") and t.endswith("]"))
-
-    return any(len(t) > 1 for t in tokens if not special(t))
-
-
-def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, dict]:
-    """vocab.json, tokenizer_config.json, special_tokens_map.json for our tokens (the blank becomes the pad token)."""
-    # HF's CTC blank is its pad token: call it <pad> unless that name is taken (fairseq vocabularies have one).
-    pad = next((n for n in ("<pad>", "[PAD]", "<blank>") if n not in tokens[1:]), None)
-    if pad is None:
-        raise CheckpointError("vocabulary: '<pad>', '[PAD]' and '<blank>' are all regular tokens; no name for the blank")
-    hf_tokens = [pad] + list(tokens[1:])
-    if len(set(hf_tokens)) != len(hf_tokens):
-        raise CheckpointError("vocabulary: duplicate tokens")
-    special = {"pad_token": pad, "unk_token": "<unk>" if "<unk>" in hf_tokens else None}
-    special = {k: v for k, v in special.items() if v is not None}
-    tokenizer = {
-        "unk_token": special.get("unk_token"),
-        "pad_token": pad,
-        "bos_token": None,
-        "eos_token": None,
-        "word_delimiter_token": "|" if "|" in hf_tokens else None,
-        "do_lower_case": False,
-        "model_max_length": 1_000_000_000,
-    }
-    if kind == "phones" or (kind is None and _is_phone_vocab(hf_tokens)):
-        # Space-separated phone symbols; the tokenizer must not try to phonemize text itself.
-        tokenizer.update(tokenizer_class="Wav2Vec2PhonemeCTCTokenizer", do_phonemize=False,
-                         phone_delimiter_token=" ", phonemizer_lang="und", phonemizer_backend="espeak")
-    else:
-        tokenizer.update(tokenizer_class="Wav2Vec2CTCTokenizer", replace_word_delimiter_char=" ")
-    return {
-        "vocab.json": {t: i for i, t in enumerate(hf_tokens)},
-        "tokenizer_config.json": tokenizer,
-        "special_tokens_map.json": special,
-    }
-
-
-def hf_preprocessor_config(cfg) -> dict:
-    """preprocessor_config.json: z-normalisation as the model expects; attention masks for layer-norm models only."""
-    return {
-        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
-        "feature_size": 1,
-        "sampling_rate": 16000,
-        "padding_value": 0.0,
-        "padding_side": "right",
-        "do_normalize": bool(cfg.normalize_waveform),
-        # transformers' group-norm CNN normalises over the padded row whatever the mask (spec §11 #6), and its
-        # convention is to feed such models unpadded, maskless batches; xlsr itself honours lengths in both modes.
-        "return_attention_mask": cfg.extractor_mode == "layer_norm",
-        "processor_class": "Wav2Vec2Processor",
-    }
-
-
 # ---------------------------------------------------------------------------- import / export
 _LABELS_OF_TOKENIZER = {"Wav2Vec2PhonemeCTCTokenizer": "phones", "Wav2Vec2CTCTokenizer": "chars"}
 
@@ -376,12 +294,21 @@ def _architecture_from_keys(state: dict) -> str:
     return "Wav2Vec2Model"
 
 
-def import_hf(dir: str | Path) -> Loaded:
-    """Rebuild an HF wav2vec2 directory (Model, ForPreTraining or ForCTC) as our model, with its vocabulary."""
+def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
+    """Rebuild an HF wav2vec2 directory (Model, ForPreTraining or ForCTC) as our model, with its vocabulary.
+
+    For an MMS directory with per-language adapters, `target_lang` picks the language's adapters, head
+    and vocabulary (as transformers' load_adapter does); without it, or with one it lacks, one line
+    lists the languages it has.
+    """
     dir = Path(dir)
     cfg_path = dir / "config.json"
     hf = read_json(cfg_path)
     state, weights_path = read_hf_weights(dir)
+    languages, named_in = hf_languages(dir)
+    lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
+    if lang is not None:
+        state = with_hf_adapter(dir, state, lang)
     for pattern, repl in _LEGACY_WEIGHT_NORM:
         state = {pattern.sub(repl, k): v for k, v in state.items()}
     architecture = _architecture_from_keys(state)
@@ -391,10 +318,10 @@ def import_hf(dir: str | Path) -> Loaded:
     cfg = config_from_hf(hf, cfg_path, architecture=architecture,
                          normalize=None if normalize is None else bool(normalize))
     prefixed = architecture != "Wav2Vec2Model"
-    ours, unmatched = rename(state, _table("from_hf", prefixed))
+    ours, unmatched = rename(state, _table("from_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
-        raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {_listing(sorted(unmatched))}")
-    metadata: dict[str, Any] = {"source": str(dir)}
+        raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {listing(sorted(unmatched))}")
+    metadata: dict[str, Any] = {"source": str(dir), **({"target_lang": lang} if lang else {})}
     mask_key = (HF_PREFIX if prefixed else "") + "mask_embedding"
     if mask_key not in ours and not _hf_has_mask_embedding(hf):
         # transformers omits masked_spec_embed when no masking is configured; fairseq's init is U[0, 1).
@@ -407,7 +334,7 @@ def import_hf(dir: str | Path) -> Loaded:
         pad_id = int(hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0)
         if not 0 <= pad_id < vocab_size:
             raise CheckpointError(f"{cfg_path}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
-        found = read_hf_vocab(dir, vocab_size)
+        found = read_hf_vocab(dir, vocab_size, lang)
         vocab, unk_id = found if found is not None else (None, None)
         # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
         vocab, order = to_convention(ours, vocab, pad_id, unk_id)
@@ -417,9 +344,7 @@ def import_hf(dir: str | Path) -> Loaded:
                            if (dir / "tokenizer_config.json").is_file() else None)  # fmt: skip
         if vocab is not None and tokenizer_class in _LABELS_OF_TOKENIZER:
             metadata["labels"] = _LABELS_OF_TOKENIZER[tokenizer_class]
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, ours, weights_path)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path)
     return Loaded(model, cfg, vocab, "hf", metadata)
 
 
@@ -429,12 +354,12 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     `vocab` (a Vocabulary or token list) adds the CTC tokenizer files; `kind` ("phones"/"chars")
     picks the tokenizer, by default the Vocabulary's kind or a guess from the symbols.
     """
-    from safetensors.torch import save_file
-
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{dir}: cannot export a {architecture}")
     cfg = model_config(model)
+    if cfg.adapter_attn_dim and not cfg.layer_norm_first:
+        raise CheckpointError(f"{dir}: transformers has MMS adapters in pre-LN blocks only; this model is post-LN")
     tokens = vocab_tokens(vocab)
     state = tensors_for_saving(model)
     vocab_size = state["lm_head.weight"].shape[0] if architecture == "Wav2Vec2ForCTC" else None
@@ -442,9 +367,9 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
         raise CheckpointError(f"{dir}: vocabulary has {len(tokens)} tokens but lm_head has {vocab_size} rows")
     hf_config = config_to_hf(cfg, architecture, vocab_size or (len(tokens) if tokens else None))
     prefixed = architecture != "Wav2Vec2Model"
-    hf_state, unmatched = rename(state, _table("to_hf", prefixed))
+    hf_state, unmatched = rename(state, _table("to_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
-        raise CheckpointError(f"{dir}: no HF name for {_listing(sorted(unmatched))}")
+        raise CheckpointError(f"{dir}: no HF name for {listing(sorted(unmatched))}")
     if not _hf_has_mask_embedding(hf_config):
         hf_state.pop((HF_PREFIX if prefixed else "") + "masked_spec_embed", None)
     files = {"config.json": hf_config, "preprocessor_config.json": hf_preprocessor_config(cfg)}
@@ -454,6 +379,6 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     def write(tmp: Path) -> None:
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-        save_file(hf_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        write_safetensors(tmp / "model.safetensors", hf_state, metadata={"format": "pt"})
 
     return write_atomic_dir(dir, write)

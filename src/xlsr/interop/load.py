@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from xlsr.errors import CheckpointError
-from xlsr.interop.native import Loaded, is_native_checkpoint, load_checkpoint, read_json
+from xlsr.interop.fairseq import load_fairseq
+from xlsr.interop.huggingface import import_hf
+from xlsr.interop.native import CONFIG_FILE, FORMAT, Loaded, is_native_checkpoint, load_checkpoint, read_json
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # pickle protocol >= 2: torch's legacy (pre-1.6) format starts this way
@@ -46,26 +49,54 @@ def resolve_run_folder(path: str | Path) -> Path:
     return path
 
 
-def load_pretrained(path: str | Path, *, dictionary: str | Path | None = None) -> Loaded:
+def read_checkpoint_config(directory: str | Path) -> dict:
+    """The config.json of our checkpoint directory (architecture, model config, vocab, metadata), weights unread."""
+    path = Path(directory) / CONFIG_FILE
+    data = read_json(path)
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an xlsr checkpoint config")
+    return data
+
+
+def model_mismatch(directory: str | Path, model) -> str | None:
+    """How the checkpoint in `directory` differs from `model`, as words after "holds": its architecture, else its
+    first differing config field ("key: <there> there, <now> now"); None when it holds the same model."""
+    saved = read_checkpoint_config(directory)
+    architecture = type(model).__name__
+    if saved.get("architecture") != architecture:
+        return f"a {saved.get('architecture')} checkpoint, not a {architecture}"
+    there = saved.get("model") or {}
+    now = json.loads(json.dumps(model.config.to_dict(), default=list))  # tuples as JSON has them
+    diff = [k for k in sorted(set(now) | set(there)) if now.get(k) != there.get(k)]
+    if diff:
+        return f"a run with another model ({diff[0]}: {there.get(diff[0])!r} there, {now.get(diff[0])!r} now)"
+    return None
+
+
+def load_pretrained(
+    path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None
+) -> Loaded:
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
     A training run folder means its best checkpoint (else its last); a path to a file inside a
     checkpoint directory (its config.json or weights) means that directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
     models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
+    `target_lang` picks one language of an MMS checkpoint with per-language adapters (HF or fairseq).
     """
     path = resolve_run_folder(path)
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent
     fmt = detect_format(path)
     if fmt == "xlsr":
-        return load_checkpoint(path)
+        loaded = load_checkpoint(path)
+        if target_lang is not None and loaded.metadata.get("target_lang") != target_lang:
+            held = loaded.metadata.get("target_lang")
+            raise CheckpointError(f"{path}: no language {target_lang!r}; available: {held or 'none'}")
+        return loaded
     if fmt == "hf":
-        from xlsr.interop.huggingface import import_hf
-
-        return import_hf(path)
-    from xlsr.interop.fairseq import load_fairseq
-
-    return load_fairseq(path, dictionary=dictionary)
+        return import_hf(path, target_lang=target_lang)
+    return load_fairseq(path, dictionary=dictionary, target_lang=target_lang)
 
 
-__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained", "resolve_run_folder"]
+__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained", "model_mismatch",
+           "read_checkpoint_config", "resolve_run_folder"]

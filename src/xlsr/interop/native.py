@@ -9,17 +9,20 @@ never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
+from xlsr import model as xm
+from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
-from xlsr.interop.state_dict import load_state_dict_strict
+from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.interop.state_dict import build_with_weights
+from xlsr.model import Wav2Vec2Config
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -58,8 +61,6 @@ def vocab_tokens(vocab) -> list[str] | None:
 
 def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.nn.Module:
     """An untrained model of the named architecture (one of ARCHITECTURES) from a Wav2Vec2Config."""
-    from xlsr import model as xm
-
     if architecture == "Wav2Vec2ForCTC":
         if not vocab_size:
             raise CheckpointError("Wav2Vec2ForCTC needs a vocabulary size")
@@ -69,34 +70,15 @@ def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.
     return getattr(xm, architecture)(cfg)
 
 
+def model_with_weights(architecture: str, cfg, vocab_size: int | None, state: dict[str, torch.Tensor],
+                       source: str | Path) -> torch.nn.Module:
+    """A model of `architecture` whose weights are `state`'s tensors (not copies), in eval mode."""
+    return build_with_weights(lambda: build_model(architecture, cfg, vocab_size), state, source).eval()
+
+
 def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict as contiguous CPU tensors that safetensors accepts."""
-    # safetensors refuses tensors that share memory; clone only those that do.
-    out, seen = {}, set()
-    for key, value in model.state_dict().items():
-        t = value.detach().to("cpu").contiguous()
-        ptr = (t.untyped_storage().data_ptr(), t.storage_offset())
-        if ptr in seen:
-            t = t.clone()
-        seen.add(ptr)
-        out[key] = t
-    return out
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return  # some filesystems cannot open directories; rename is still atomic there
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """The model's state dict, detached; `write_safetensors` moves each to the CPU as it writes it."""
+    return {key: value.detach() for key, value in model.state_dict().items()}
 
 
 def write_atomic_dir(dst: str | Path, write) -> Path:
@@ -109,35 +91,13 @@ def write_atomic_dir(dst: str | Path, write) -> Path:
     if dst.exists() and not (dst.is_dir() and (CONFIG_FILE in {p.name for p in dst.iterdir()}
                                                or not any(dst.iterdir()))):
         raise CheckpointError(f"{dst}: exists and is not a checkpoint folder; not replacing it (choose another path)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
-        write(tmp)
-        for p in tmp.iterdir():
-            if p.is_file():
-                _fsync_file(p)
-        _fsync_dir(tmp)
-        if dst.exists():
-            # Keep the old checkpoint until the new one is in place.
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
-            os.replace(dst, old / dst.name)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+    return write_dir(dst, write)
 
 
 def save_checkpoint(
     dir: str | Path, model: torch.nn.Module, *, vocab=None, metadata: dict | None = None
 ) -> Path:
     """Write `model` (and its CTC vocabulary) to the checkpoint directory `dir`, atomically."""
-    from safetensors.torch import save_file
-
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{dir}: cannot save a {architecture}; expected one of {', '.join(ARCHITECTURES)}")
@@ -158,7 +118,7 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=_json_default) + "\n")
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_safetensors(tmp / WEIGHTS_FILE, tensors, metadata={"format": "pt"})
 
     return write_atomic_dir(dir, write)
 
@@ -187,9 +147,6 @@ def read_json(path: Path) -> dict:
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .safetensors file, or CheckpointError naming it (missing, truncated, corrupt)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     try:
@@ -216,8 +173,6 @@ def is_native_checkpoint(path: str | Path) -> bool:
 
 def load_checkpoint(dir: str | Path) -> Loaded:
     """Rebuild the model saved by `save_checkpoint` in `dir`, from its files alone."""
-    from xlsr.model import Wav2Vec2Config
-
     dir = Path(dir)
     if not dir.is_dir():
         raise CheckpointError(f"{dir}: not a checkpoint directory")
@@ -245,7 +200,5 @@ def load_checkpoint(dir: str | Path) -> Loaded:
             raise CheckpointError(
                 f"{cfg_path}: vocab has {len(tokens)} tokens but lm_head.weight has {vocab_size} rows"
             )
-    model = build_model(architecture, cfg, vocab_size)
-    load_state_dict_strict(model, state, dir / WEIGHTS_FILE)
-    model.eval()
+    model = model_with_weights(architecture, cfg, vocab_size, state, dir / WEIGHTS_FILE)
     return Loaded(model, cfg, tokens, FORMAT, dict(data.get("metadata") or {}))

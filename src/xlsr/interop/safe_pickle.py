@@ -7,15 +7,26 @@ config objects fairseq pickles (argparse.Namespace, omegaconf DictConfig/ListCon
 and hydra classes), inert stand-in classes that only record the data handed to them. `to_plain`
 then turns those stand-ins into dicts and lists. Anything else is refused with UnsafePickleError.
 
+Protocol 0-2 pickles written by Python 3 (torch.save uses protocol 2) spell builtins the Python 2
+way (`__builtin__.long`, `__builtin__.unicode`, `copy_reg`); they are read as their Python 3 names
+before the allow-list is consulted, as the standard unpickler does.
+
 This module doubles as a `pickle_module` for `torch.load`, which needs `Unpickler` and `load`.
 """
 
 from __future__ import annotations
 
+import _compat_pickle
+import builtins
 import collections
 import io
 import pickle
+import re
 from typing import Any
+
+import numpy as np
+import torch
+import torch._utils as tu
 
 from xlsr.errors import CheckpointError
 
@@ -108,6 +119,13 @@ def _codecs_encode(text, encoding="utf-8"):
     return text.encode(encoding)
 
 
+def _type_of(*args):
+    """Safe builtins.type, one-argument form: protocol <= 3 spells NoneType as type(None)."""
+    if len(args) == 1 and (args[0] is None or args[0] is Ellipsis or args[0] is NotImplemented):
+        return type(args[0])
+    raise UnsafePickleError("refused builtins.type on anything but None, ... or NotImplemented in a pickle")
+
+
 def _operator_getitem(obj, key):
     # Used by pickles of typing generics such as Optional[int] (omegaconf metadata): keep it inert.
     return _stub_class("typing", "Generic")()
@@ -115,8 +133,6 @@ def _operator_getitem(obj, key):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
-    import torch
-
     if new_type not in (torch.Tensor, torch.nn.Parameter):
         raise UnsafePickleError(f"refused tensor subclass {new_type!r} in a pickle")
     ret = func(*args)
@@ -126,9 +142,6 @@ def _rebuild_from_type_v2(func, new_type, args, state):
 
 
 def _torch_globals() -> dict[tuple[str, str], Any]:
-    import torch
-    import torch._utils as tu
-
     allowed = {
         ("torch._utils", name): getattr(tu, name)
         for name in (
@@ -152,10 +165,6 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional for this purpose
-        return {}
     allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(core, "scalar")] = _numpy_scalar
@@ -166,19 +175,29 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_scalar(dtype, data=None):
-    import numpy as np
-
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise UnsafePickleError(f"refused numpy scalar of dtype {dtype!r} in a pickle")
     return np.frombuffer(data, dtype=dtype)[0]
 
 
 def _numpy_reconstruct(cls, shape, dtype_code):
-    import numpy as np
-
     if cls is not np.ndarray:
         raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
     return np.ndarray.__new__(cls, shape, dtype_code)
+
+
+def python3_name(module: str, name: str) -> tuple[str, str]:
+    """The Python 3 spelling of a global that a protocol < 3 pickle names the Python 2 way.
+
+    Python 3 writes protocol 0-2 pickles with Python 2 names (`__builtin__.long` for int,
+    `__builtin__.unicode` for str, `copy_reg` for copyreg), as the standard unpickler's fix_imports
+    expects; torch.save uses protocol 2. The translation only renames: the result must still be on
+    the allow-list, so it widens nothing. Python 2 module names are not Python 3 ones, so applying
+    it whatever the protocol is safe.
+    """
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 class Unpickler(pickle.Unpickler):
@@ -199,25 +218,25 @@ class Unpickler(pickle.Unpickler):
                 ("operator", "getitem"): _operator_getitem,
                 ("_codecs", "encode"): _codecs_encode,
                 ("builtins", "NoneType"): type(None),
+                ("builtins", "type"): _type_of,
             }
-            import builtins
-
             for name in _SAFE_BUILTINS - {"NoneType"}:
                 table[("builtins", name)] = getattr(builtins, name)
-                table[("__builtin__", name)] = getattr(builtins, name)  # protocol-0 pickles from Python 2
             table.update(_torch_globals())
             table.update(_numpy_globals())
             cls._allowed = table
         return cls._allowed
 
     def find_class(self, module: str, name: str):
+        spelled = f"{module}.{name}"
+        module, name = python3_name(module, name)
         allowed = self.allowed_globals()
         if (module, name) in allowed:
             return allowed[(module, name)]
         if (module, name) in _STUBBED_GLOBALS or module.split(".")[0] in _STUBBED_MODULES:
             return _stub_class(module, name)
         raise UnsafePickleError(
-            f"refused to load {module}.{name}: checkpoints may only hold tensors and plain config data"
+            f"refused to load {spelled}: checkpoints may only hold tensors and plain config data"
         )
 
 
@@ -263,3 +282,41 @@ def to_plain(obj: Any, _seen: set[int] | None = None) -> Any:
     if isinstance(obj, tuple):
         return tuple(to_plain(v, seen) for v in obj)
     return obj
+
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w]*(?:\.[\w]+)*)\}")
+
+
+def resolve_interpolations(tree: Any, _ancestors: tuple = ()) -> Any:
+    """Replace omegaconf references ("${task.normalize}") in plain config data by the values they name.
+
+    A DictConfig pickled as such keeps its references unresolved. Each is looked up from the nearest
+    enclosing dict that has its first key, so a fine-tuned file's nested pretraining config (w2v_args)
+    resolves against itself first. Only whole-string references to other keys are resolved; anything
+    else (resolvers such as ${env:...}, or a key that is not there) stays the string it was.
+    """
+    if isinstance(tree, dict):
+        scope = (tree, *_ancestors)
+        return {k: resolve_interpolations(v, scope) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [resolve_interpolations(v, _ancestors) for v in tree]
+    if isinstance(tree, str):
+        return _lookup_reference(tree, _ancestors, depth=0)
+    return tree
+
+
+def _lookup_reference(value: str, scopes: tuple, depth: int) -> Any:
+    match = _INTERPOLATION.fullmatch(value)
+    if match is None or depth > 8:  # a chain this long is a cycle
+        return value
+    path = match[1].split(".")
+    for scope in scopes:
+        if path[0] not in scope:
+            continue
+        node: Any = scope
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return value
+            node = node[key]
+        return _lookup_reference(node, scopes, depth + 1) if isinstance(node, str) else node
+    return value

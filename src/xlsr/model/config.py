@@ -47,6 +47,8 @@ class Wav2Vec2Config:
     conv_pos: int = 128  # kernel of the convolutional positional embedding
     conv_pos_groups: int = 16
     layer_norm_eps: float = 1e-5
+    # MMS: a bottleneck adapter of this width after every block (None: none) [adp_dim; HF adapter_attn_dim]
+    adapter_attn_dim: int | None = None
     # --- quantizer and contrastive task
     final_dim: int = 256  # F: contrastive space [final_dim]
     codevector_dim: int = 256  # quantizer output dim = G x entry dim [latent_dim, 0 -> final_dim]
@@ -90,6 +92,8 @@ class Wav2Vec2Config:
                      "conv_pos_groups", "mask_channel_length"):
             if int(getattr(self, name)) < 1:
                 raise bad(name, "must be a positive integer")
+        if self.adapter_attn_dim is not None and int(self.adapter_attn_dim) < 1:
+            raise bad("adapter_attn_dim", "must be a positive integer or None")
         if self.hidden_size % self.num_heads:
             raise bad("num_heads", f"must divide hidden_size={self.hidden_size}")
         if self.hidden_size % self.conv_pos_groups:

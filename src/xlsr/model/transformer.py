@@ -67,12 +67,28 @@ class FeedForward(nn.Module):
         return self.fc2(self.activation_dropout(F.gelu(self.fc1(x))))
 
 
+class Adapter(nn.Module):
+    """MMS's per-language bottleneck adapter: LN -> Linear(D, a) -> ReLU -> Linear(a, D), added to a block's output."""
+
+    def __init__(self, dim: int, adapter_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)  # eps 1e-5 in MMS, whatever the model's layer_norm_eps
+        self.down, self.up = nn.Linear(dim, adapter_dim), nn.Linear(adapter_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.up(F.relu(self.down(self.norm(x))))
+
+
 class TransformerLayer(nn.Module):
-    """One block; pre-LN: x + Drop(MHA(LN(x))), x + Drop(FFN(LN(x))); post-LN: LN after each residual sum."""
+    """One block; pre-LN: x + Drop(MHA(LN(x))), x + Drop(FFN(LN(x))); post-LN: LN after each residual sum.
+
+    With `adapter_attn_dim` (MMS), the block's output is then x + Adapter(x).
+    """
 
     def __init__(self, config: Wav2Vec2Config):
         super().__init__()
         dim, eps = config.hidden_size, config.layer_norm_eps
+        self.adapter = Adapter(dim, config.adapter_attn_dim) if config.adapter_attn_dim else None
         self.attention = SelfAttention(config)
         self.attention_norm = nn.LayerNorm(dim, eps=eps)
         self.feed_forward = FeedForward(config)
@@ -87,6 +103,8 @@ class TransformerLayer(nn.Module):
         else:
             x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
             x = self.final_norm(x + self.dropout(self.feed_forward(x)))
+        if self.adapter is not None:
+            x = x + self.adapter(x)
         return x
 
 
@@ -170,6 +188,7 @@ def _is_sharded(layer: nn.Module) -> bool:
     """Whether FSDP holds this layer's parameters as shards (DTensor) outside its own forward."""
     if not torch.distributed.is_available():
         return False
+    # lazy: torch.distributed.tensor takes ~2 s to import, and torch builds without distributed support lack it
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in layer.parameters())

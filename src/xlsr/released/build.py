@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from xlsr.errors import XlsrError
-from xlsr.released.recipes import RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
+from xlsr.released.recipes import CLEAN_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
 
 DEFAULT_WORK = "release_work"
 
@@ -58,8 +58,12 @@ def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
         data = json.loads(record.read_text())
     except json.JSONDecodeError:
         return False
+    # a record without augment/voices was written before they existed: a clean corpus with the basic voices
     return (data.get("seed") == recipe.synth_seed and data.get("utts_per_lang") == recipe.utts_per_lang
-            and list(data.get("languages", {})) == list(recipe.langs))
+            and list(data.get("languages", {})) == list(recipe.langs)
+            and data.get("augment", "none") == CLEAN_SYNTH["augment"]
+            and data.get("voices", "basic") == CLEAN_SYNTH["voices"]
+            and data.get("speakers_per_lang") == CLEAN_SYNTH["speakers_per_lang"])
 
 
 def machine_settings(device: str | None, precision: str | None, num_workers: int | None) -> dict[str, str]:
@@ -106,7 +110,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     recipe.json, RECIPE.md}. Returns the release folder."""
     import yaml
 
-    from xlsr import __version__
+    from xlsr.version import __version__
 
     work = Path(work_dir) / recipe.name
     corpus, run = work / "corpus", work / "run"

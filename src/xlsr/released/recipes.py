@@ -24,6 +24,9 @@ MULTILINGUAL_LANGS = (
     "tr",  # Turkic
 )
 PRETRAIN_RECIPE = "tiny-demo"  # the shipped `xlsr pretrain --recipe` both releases start from
+# The releases and the demo were built on the clean corpus (before `xlsr synth` made a realistic one by
+# default): said explicitly, so a rebuild makes the same corpus (synthesize_corpus keyword arguments).
+CLEAN_SYNTH = {"augment": "none", "voices": "basic", "speakers_per_lang": 10}
 RELEASED_DIR = Path(__file__).resolve().parent  # the released checkpoints live beside this file
 FILES = ("config.json", "model.safetensors", "RECIPE.md", "curve.png", "recipe.json")
 
@@ -48,7 +51,8 @@ class ReleaseRecipe:
         """The `xlsr synth` arguments that write this release's corpus into `corpus_dir`."""
         return ["synth", "--out", str(corpus_dir), "--langs", ",".join(self.langs),
                 "--utts-per-lang", str(self.utts_per_lang), "--seed", str(self.synth_seed),
-                "--workers", str(workers)]
+                "--workers", str(workers),
+                *(arg for key, value in CLEAN_SYNTH.items() for arg in (f"--{key.replace('_', '-')}", str(value)))]
 
     def pretrain_settings(self) -> dict[str, str]:
         """The settings this recipe passes to `xlsr pretrain` on top of `--recipe` (no paths, no device)."""

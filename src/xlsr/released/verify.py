@@ -8,9 +8,15 @@ from pathlib import Path
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import FILES, ReleaseRecipe
 
-# Settings that pick the hardware, the paths of one build or a memory trade-off with identical results: not the recipe.
+# Settings that pick the hardware, the paths of one build, a memory trade-off or what validation measures along the
+# way, with identical results: not the recipe. (tests/train/test_pretrain.py checks that the feature-health figures
+# and the probe leave the trained weights unchanged.)
 MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress", "tensorboard",
-                "activation_checkpointing")
+                "activation_checkpointing", "feature_health_frames", "probe_every", "probe_data", "probe_labels",
+                "probe_steps")
+# Settings added after a release was built, with the value that does what the build did without them: a
+# record that lacks one ran with that value.
+ADDED_SINCE = {"augment": "none"}
 
 
 def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:
@@ -53,7 +59,7 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     recorded_cfg = record.get("pretrain", {})
     wanted_cfg = expected_pretrain_config(recipe)
     for key in sorted(set(wanted_cfg) - set(MACHINE_KEYS)):
-        check(f"pretrain.{key}", recorded_cfg.get(key), wanted_cfg[key])
+        check(f"pretrain.{key}", recorded_cfg.get(key, ADDED_SINCE.get(key)), wanted_cfg[key])
     # The weights are the model the recorded configuration builds.
     cfg = load_config(PretrainConfig, None, {k: v for k, v in recorded_cfg.items() if v is not None})
     wanted_model = json.loads(json.dumps(resolve_model_config(cfg).to_dict(), default=list))

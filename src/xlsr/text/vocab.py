@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlsr.errors import XlsrError
+from xlsr.atomic import write_json
+from xlsr.errors import XlsrError, listing
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -32,10 +33,10 @@ def tokenize(label: str, kind: str) -> list[str]:
     raise XlsrError(f"vocabulary kind: {kind!r} is not one of {', '.join(KINDS)}")
 
 
-def _format_counts(counts: dict[str, int], limit: int = 10) -> str:
-    shown = ", ".join(f"{sym!r}×{n}" for sym, n in list(counts.items())[:limit])
-    more = len(counts) - limit
-    return shown + (f" and {more} more" if more > 0 else "")
+def format_counts(counts: dict[str, int], limit: int = 10) -> str:
+    """'x'×3, 'y'×1, ... for symbol counts, most frequent first (ties alphabetically), at most `limit` shown."""
+    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return listing([f"{sym!r}×{n}" for sym, n in items], limit)
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Vocabulary:
             unknown = Counter(s for s in symbols if s not in self._index)
             if unknown:
                 raise XlsrError(f"{source}: {len(unknown)} symbols outside the vocabulary: "
-                                f"{_format_counts(dict(unknown.most_common()))}")
+                                f"{format_counts(dict(unknown.most_common()))}")
         return [self.index(s) for s in symbols]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -147,7 +148,7 @@ class Vocabulary:
         if report:
             total = sum(report.values())
             raise XlsrError(f"{source}: {total} occurrences of {len(report)} symbols outside the "
-                            f"vocabulary: {_format_counts(report)}")
+                            f"vocabulary: {format_counts(report)}")
 
     # -- files ----------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -163,9 +164,8 @@ class Vocabulary:
         return cls(data["tokens"], data.get("kind") or guess_kind(data["tokens"]))
 
     def to_json(self, path: str | Path) -> None:
-        """Write `{"kind": ..., "tokens": [...]}` as UTF-8 JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n",
-                              encoding="utf-8")
+        """Write `{"kind": ..., "tokens": [...]}` as UTF-8 JSON (atomically)."""
+        write_json(path, self.to_dict(), indent=1)
 
     @classmethod
     def from_json(cls, path: str | Path) -> Vocabulary:

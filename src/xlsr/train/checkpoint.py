@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xlsr.atomic import fsync, write_dir
 from xlsr.errors import CheckpointError
-from xlsr.interop.native import read_json
+from xlsr.interop.native import WEIGHTS_FILE, read_safetensors
 
 TRAINER_FILE = "trainer.pt"
 _UPDATE_DIR = re.compile(r"^update_(\d+)$")
@@ -37,46 +38,20 @@ def update_dir_name(update: int) -> str:
     return f"update_{update:07d}"
 
 
-def _fsync_path(path: Path) -> None:
-    """Flush a file or directory entry to disk (directories: so renames inside it survive a crash)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(path: Path) -> None:
-    for p in sorted(path.rglob("*")):
-        _fsync_path(p)
-    _fsync_path(path)
-
-
 def write_checkpoint(root: Path, update: int, save_model: Callable[[Path], None], trainer_state: dict) -> Path:
     """Write `root/update_N` atomically: `save_model(dir)` writes config.json + model.safetensors."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / update_dir_name(update)
     if final.is_dir() and (final / TRAINER_FILE).is_file():
         return final  # this update is already on disk (e.g. saved for `best` just before)
-    staging = root / f".tmp-{final.name}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    save_model(staging)
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp_file = staging / (TRAINER_FILE + ".tmp")
-    torch.save(trainer_state, tmp_file)
-    tmp_file.replace(staging / TRAINER_FILE)
-    _fsync_tree(staging)
-    if final.exists():  # an incomplete folder of the same name (no trainer.pt): replace it
-        shutil.rmtree(final)
-    staging.rename(final)
-    _fsync_path(root)
-    return final
+
+    def write(staging: Path) -> None:
+        save_model(staging)
+        tmp_file = staging / (TRAINER_FILE + ".tmp")
+        torch.save(trainer_state, tmp_file)
+        tmp_file.replace(staging / TRAINER_FILE)
+
+    # An incomplete folder of the same name (no trainer.pt) is replaced.
+    return write_dir(final, write, staging=root / f".tmp-{final.name}-{os.getpid()}")
 
 
 def point_link(root: Path, name: str, target: Path) -> None:
@@ -86,7 +61,7 @@ def point_link(root: Path, name: str, target: Path) -> None:
         tmp.unlink()
     os.symlink(target.name, tmp, target_is_directory=True)
     os.replace(tmp, root / name)
-    _fsync_path(root)
+    fsync(root)
 
 
 def update_dirs(root: Path) -> list[tuple[int, Path]]:
@@ -111,10 +86,11 @@ def prune_checkpoints(root: Path, keep_last: int) -> None:
 
 
 def clean_staging(root: Path) -> None:
-    """Remove half-written checkpoints left by a killed run."""
+    """Remove half-written checkpoints (and replaced ones set aside) left by a killed run."""
     if root.is_dir():
-        for p in root.glob(".tmp-*"):
-            shutil.rmtree(p, ignore_errors=True)
+        for pattern in (".tmp-*", ".*.tmp-*", ".*.old-*"):  # staging; save_checkpoint's; write_dir's set-aside
+            for p in root.glob(pattern):
+                shutil.rmtree(p, ignore_errors=True)
         for p in root.glob(".*.link-tmp"):
             p.unlink(missing_ok=True)
 
@@ -143,26 +119,32 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
     return state
 
 
-def read_model_config(ckpt_dir: Path) -> dict:
-    """The `config.json` of an interop checkpoint dir; damage is one CheckpointError line."""
-    path = ckpt_dir / "config.json"
-    data = read_json(path)
-    if data.get("format") != "xlsr":
-        raise CheckpointError(f"{path}: not an xlsr checkpoint config")
-    return data
-
-
 def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
-    """The state dict in `model.safetensors`; a truncated file is one CheckpointError line."""
-    from safetensors.torch import load_file
+    """The state dict in `model.safetensors`; a missing or truncated file is one CheckpointError line."""
+    return read_safetensors(ckpt_dir / WEIGHTS_FILE)
 
-    path = ckpt_dir / "model.safetensors"
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-        raise CheckpointError(f"{path}: corrupt or truncated weights ({str(exc).splitlines()[0][:120]})") from None
+
+# --- optimizer state (full on every rank, also under FSDP) -----------------------------------------------------
+
+def optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool) -> dict:
+    """The optimizer's state dict; under FSDP gathered from the shards to full tensors on the CPU (collective)."""
+    if not fsdp:
+        return optimizer.state_dict()
+    # lazy: torch.distributed.checkpoint takes ~2.5 s to import and only FSDP runs need it
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, fsdp: bool) -> None:
+    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state)."""
+    if not fsdp:
+        optimizer.load_state_dict(state)
+        return
+    # lazy: as in optimizer_state
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
 
 
 # --- random-number states as plain data ------------------------------------------------------------

@@ -1,10 +1,14 @@
-"""Training curves from a run's `log.jsonl`, drawn to a PNG (loss, accuracy, perplexity, schedules)."""
+"""Training curves from a run's `log.jsonl`, drawn to a PNG (loss, accuracy, perplexity, schedules, feature health)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from xlsr.errors import XlsrError
+from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, FEATURE_SCALE_SPREAD, INIT_SUFFIX
 from xlsr.train.monitor import read_log
 
 # (title, keys); a panel is drawn when any of its keys was logged
@@ -15,16 +19,14 @@ PANELS = [
     ("learning rate", ("lr",)),
     ("Gumbel temperature", ("temperature",)),
     ("gradient norm", ("grad_norm",)),
+    ("effective dimension (dashed: at initialisation)", (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)),
+    ("CNN channel-scale spread (max / median std)", (FEATURE_SCALE_SPREAD,)),
+    ("linear probe error rate", ("probe_feature_per", "probe_context_per", "probe_feature_cer", "probe_context_cer")),
 ]
 
 
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
     """Draw train (and validation, per language) curves of `run_dir` to `out_png` (default RUN/curves.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     run_dir = Path(run_dir)
     log_path = run_dir / "log.jsonl"
     if not log_path.is_file():
@@ -32,41 +34,55 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     records = [r for r in read_log(log_path) if "split" in r]
     if not records:
         raise XlsrError(f"{log_path}: no logged updates yet")
+    fig = draw_training_curves(records, str(run_dir))
+    out = Path(out_png) if out_png else run_dir / "curves.png"
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def draw_training_curves(records: list[dict], title: str):
+    """A matplotlib Figure with one panel per PANELS entry that `records` (log.jsonl lines with a split) hold."""
     splits = sorted({r["split"] for r in records}, key=lambda s: (s != "train", s != "valid", s))
     panels = [(t, keys) for t, keys in PANELS if any(k in r for r in records for k in keys)]
     cols = 3
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
-    for ax, (title, keys) in zip(axes.flat, panels):
+    fig = Figure(figsize=(5 * cols, 3.4 * rows))
+    FigureCanvasAgg(fig)  # drawn on the Agg canvas directly: no pyplot, no display, no global backend state
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, (panel_title, keys) in zip(axes.flat, panels):
         for key in keys:
-            labelled_languages = False
-            for split in splits:
-                pts = [(r["update"], r[key]) for r in records
-                       if r["split"] == split and isinstance(r.get(key), int | float)]
-                if not pts:
-                    continue
-                xs, ys = zip(*pts)
-                name = f"{split} {key}" if len(keys) > 1 else split
-                if split.startswith("valid_"):
-                    # One thin line per language, one legend entry for all of them: with tens of languages a
-                    # legend entry each would cover the panel.
-                    label = None if labelled_languages else name.replace(split, "valid, per language")
-                    labelled_languages = True
-                    ax.plot(xs, ys, ".-", lw=0.7, ms=2, alpha=0.45, color="grey" if key == keys[0] else "tan",
-                            label=label)
-                else:
-                    ax.plot(xs, ys, "-" if split == "train" else "o-", lw=1.6, ms=3, label=name)
-        ax.set_title(title)
+            _draw_key(ax, records, splits, key, keys)
+        ax.set_title(panel_title)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
-        if title.startswith("learning"):
+        if panel_title.startswith("learning"):
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
-    fig.suptitle(str(run_dir))
+    fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out_png) if out_png else run_dir / "curves.png"
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return fig
+
+
+def _draw_key(ax, records: list[dict], splits: list[str], key: str, keys: tuple[str, ...]) -> None:
+    """One key's curve per split (one legend entry for all languages), and its value at initialisation if logged."""
+    labelled_languages = False
+    for split in splits:
+        pts = [(r["update"], r[key]) for r in records if r["split"] == split and isinstance(r.get(key), int | float)]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        name = f"{split} {key}" if len(keys) > 1 else split
+        if split.startswith("valid_"):
+            # One thin line per language, one legend entry for all of them: with tens of languages a
+            # legend entry each would cover the panel.
+            label = None if labelled_languages else name.replace(split, "valid, per language")
+            labelled_languages = True
+            ax.plot(xs, ys, ".-", lw=0.7, ms=2, alpha=0.45, color="grey" if key == keys[0] else "tan", label=label)
+        else:
+            line, = ax.plot(xs, ys, "-" if split == "train" else "o-", lw=1.6, ms=3, label=name)
+            init = [r[key + INIT_SUFFIX] for r in records
+                    if r["split"] == split and isinstance(r.get(key + INIT_SUFFIX), int | float)]
+            if init:  # the latest reference: the one the collapse warning compares with
+                ax.axhline(init[-1], ls="--", lw=1.0, color=line.get_color(), label=f"{key} at initialisation")

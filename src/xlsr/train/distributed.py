@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from xlsr.devices import pick_device
+
 
 @dataclass
 class DistInfo:
@@ -32,22 +34,6 @@ class DistInfo:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' → this rank's GPU when CUDA is available, else CPU."""
-    from xlsr.errors import XlsrError
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    except RuntimeError:
-        raise XlsrError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
-                        f"use --device cpu or auto")
-    return device
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
@@ -79,7 +65,9 @@ def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp", *, unuse
     if not info.distributed:
         return model
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import (
+            fully_shard,  # lazy: torch.distributed.fsdp takes ~2 s to import and only FSDP runs need it
+        )
 
         # Shard each Transformer layer separately, then the rest; parameters are gathered per layer.
         for module in model.modules():
@@ -100,11 +88,21 @@ def reshard(model: nn.Module) -> None:
     parameters registered; the optimizer holds the sharded ones, so the next step and the optimizer
     state dict would no longer see the model's own parameters.
     """
-    from torch.distributed.fsdp import FSDPModule
+    from torch.distributed.fsdp import (
+        FSDPModule,  # lazy: torch.distributed.fsdp takes ~2 s to import and only FSDP runs need it
+    )
 
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on the CPU, gathered from the FSDP shards (collective: every rank calls it)."""
+    # lazy: torch.distributed.checkpoint takes ~2.5 s to import and only FSDP runs need it
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def unwrap(model: nn.Module) -> nn.Module:

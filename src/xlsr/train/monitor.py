@@ -1,7 +1,8 @@
-"""Training logs: a progress bar, `log.jsonl` (one record per logged step), TensorBoard, and health warnings.
+"""Training logs: a progress bar, `log.jsonl` (one record per logged step), TensorBoard, and warnings.
 
-Only rank 0 writes. Warnings go to stderr (above the bar) and into the JSONL log as
-`{"update": u, "warning": kind, "message": ...}`, at most once per `warn_interval` updates per kind.
+Only rank 0 writes. Warnings (the task's health warnings, skipped steps) go to stderr (above the bar) and
+into the JSONL log as `{"update": u, "warning": kind, "message": ...}`, at most once per `warn_interval`
+updates per kind.
 """
 
 from __future__ import annotations
@@ -13,41 +14,6 @@ import time
 from pathlib import Path
 
 from xlsr.progress import progress
-
-
-def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per_group: int,
-                             num_negatives: int, update: int, min_update: int = 100,
-                             collapse_ratio: float = 0.1, neg_is_pos_max: float = 0.05,
-                             chance_margin: float = 0.02, stuck_after: int = 1000) -> list[tuple[str, str]]:
-    """(kind, message) pairs for the failures wav2vec 2.0 users hit, from one update's (or validation's) logs.
-
-    - codebook collapse: code perplexity below `collapse_ratio` of its ceiling G·min(V, frames);
-    - distractors equal to their positive: `neg_is_pos` share above `neg_is_pos_max`;
-    - loss stuck at chance: contrastive loss (bits) within `chance_margin` of log2(K+1) after `stuck_after`.
-    """
-    out: list[tuple[str, str]] = []
-    if update < min_update:
-        return out
-    frames = logs.get("sample_size") or num_codevectors_per_group
-    ceiling = num_groups * min(num_codevectors_per_group, max(1.0, float(frames)))
-    ppl = logs.get("code_perplexity")
-    if ppl is not None and ppl < collapse_ratio * ceiling:
-        out.append(("codebook_collapse",
-                    f"codebook collapse: code perplexity {ppl:.1f} of at most {ceiling:.0f} "
-                    f"(G·V = {num_groups * num_codevectors_per_group}); lower the learning rate or raise "
-                    f"diversity_weight / latent_temp"))
-    nip = logs.get("neg_is_pos")
-    if nip is not None and nip > neg_is_pos_max:
-        out.append(("neg_is_pos",
-                    f"{100 * nip:.1f}% of distractors equal their positive (codebook under-used; the "
-                    f"contrastive loss is becoming trivial)"))
-    chance = math.log2(num_negatives + 1)
-    loss = logs.get("contrastive_loss")
-    if loss is not None and update >= stuck_after and loss >= (1 - chance_margin) * chance:
-        out.append(("stuck_at_chance",
-                    f"contrastive loss {loss:.3f} bits is at chance level log2(K+1) = {chance:.3f} after "
-                    f"{update} updates; try a higher learning rate, longer crops or fewer negatives"))
-    return out
 
 
 class Monitor:
@@ -67,6 +33,7 @@ class Monitor:
         self._jsonl = open(run_dir / "log.jsonl", "a", buffering=1)  # noqa: SIM115 - open for the run
         if tensorboard:
             try:
+                # lazy: tensorboard takes ~0.6 s to import, and a run may turn it off (or lack it: ImportError)
                 from torch.utils.tensorboard import SummaryWriter
 
                 self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=initial_update or None)
@@ -132,6 +99,44 @@ class Monitor:
         if self._jsonl is not None:
             self._jsonl.close()
         self._bar = self._tb = self._jsonl = None
+
+
+class LogWindow:
+    """Running sums of the train logs, time and audio seconds between two log lines."""
+
+    def __init__(self):
+        self.logs: dict[str, float] = {}
+        self.count = 0
+        self.seconds = 0.0
+        self.seconds_list: list[float] = []
+        self.data_wait = 0.0
+        self.audio_seconds = 0.0
+
+    def add(self, logs: dict, seconds: float, audio_seconds: float) -> None:
+        """One update's logs (a skipped update adds its time only)."""
+        self.seconds += seconds
+        self.audio_seconds += audio_seconds
+        if logs.get("skipped"):
+            return
+        self.seconds_list.append(seconds)
+        self.count += 1
+        for k, v in logs.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                self.logs[k] = self.logs.get(k, 0.0) + float(v)
+
+    def summary(self) -> dict:
+        """The mean of each log over the counted updates."""
+        return {k: v / max(self.count, 1) for k, v in self.logs.items()}
+
+
+def accumulate_logs(acc: dict, logs: dict, weight: float, summed: tuple) -> None:
+    """Add `logs` into `acc`: summed keys as they are, the rest weighted by `weight`."""
+    for k, v in logs.items():
+        if hasattr(v, "item"):
+            v = v.detach().float().item() if v.numel() == 1 else None
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        acc[k] = acc.get(k, 0.0) + (float(v) if k in summed else float(v) * weight)
 
 
 def read_log(path: Path) -> list[dict]:

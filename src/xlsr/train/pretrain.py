@@ -2,27 +2,47 @@
 
 Data: `DIR/<lang>/train.jsonl` (and optionally `DIR/<lang>/dev.jsonl` for validation) manifests; languages are
 resampled per epoch with p_l ∝ (n_l/N)^α. Validation runs per language; `checkpoints/best` is the
-lowest validation contrastive loss (wav2vec 2.0's model selection).
+lowest validation contrastive loss (wav2vec 2.0's model selection). Validation also measures the health of the
+features (train/feature_monitor.py: effective dimension of the CNN features and of the context over frames pooled
+from every language), once more before the first update as the reference a collapse is measured against, and,
+with `probe_every`, a short linear probe's PER on labeled `probe_data` (train/probe_monitor.py).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
-from xlsr.config import coerce_fields, config_to_dict, read_yaml, save_config
+from xlsr.config import config_to_dict
+from xlsr.data.augment import parse_augment
+from xlsr.data.batching import pretrain_loader
+from xlsr.data.manifest import read_split
+from xlsr.data.sampling import weights_table
 from xlsr.errors import XlsrError
-from xlsr.train.monitor import pretrain_health_warnings
+from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.train.distributed import unwrap
+from xlsr.train.feature_monitor import (
+    CONTEXT_EFF_DIM,
+    FEATURE_EFF_DIM,
+    INIT_SUFFIX,
+    FrameSample,
+    feature_health_logs,
+)
+from xlsr.train.pretrain_health import pretrain_health_warnings
+from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 
-SAMPLE_RATE = 16000
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
@@ -48,12 +68,27 @@ class PretrainConfig(TrainerConfig):
     num_workers: int = 2  # data-loading processes per rank
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # per language; 0 = all
+    feature_health_frames: int = 8192  # validation frames (all languages pooled) for feature health; 0 = off
+    probe_every: int = 0  # >0: a short linear CTC probe at the first validation this many updates after the last
+    probe_data: list[str] = field(default_factory=list)  # labeled manifest(s) the probe trains and scores on
+    probe_labels: Literal["phones", "chars"] = "phones"  # phones: the manifests' `phones`; chars: their `text`
+    probe_steps: int = 300  # Adam steps of each probe's linear heads
+    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
+        if self.feature_health_frames < 0 or self.feature_health_frames == 1:
+            raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
+        if self.probe_every < 0 or self.probe_steps < 1:
+            raise XlsrError(f"probe_every, probe_steps: need probe_every >= 0 and probe_steps >= 1, got "
+                            f"{self.probe_every} and {self.probe_steps}")
+        if bool(self.probe_every) != bool(self.probe_data):
+            raise XlsrError("probe_every, probe_data: the probe needs both (labeled manifests and how often), "
+                            f"got probe_every={self.probe_every} and probe_data={self.probe_data or 'none'}")
+        parse_augment(self.augment)  # a bad spec fails before the run folder is written
 
 
 def recipe_path(name: str) -> Path:
@@ -65,15 +100,9 @@ def recipe_path(name: str) -> Path:
     return path
 
 
-def resolve_model_config(cfg: PretrainConfig, base: dict | None = None):
-    """The Wav2Vec2Config of this run: the preset (or `base`, e.g. from --init) + `cfg.model` overrides."""
-    from xlsr.model import Wav2Vec2Config
-
-    d = dict(base) if base is not None else Wav2Vec2Config.preset(cfg.preset).to_dict()
-    d.update(coerce_fields(Wav2Vec2Config, cfg.model, where="model."))
-    mcfg = Wav2Vec2Config.from_dict(d)
-    mcfg.validate()
-    return mcfg
+def resolve_model_config(cfg: PretrainConfig) -> Wav2Vec2Config:
+    """The Wav2Vec2Config a run without --init builds: the preset + `cfg.model` overrides."""
+    return apply_overrides(Wav2Vec2Config.preset(cfg.preset), cfg.model)
 
 
 class PretrainTask(Task):
@@ -81,18 +110,12 @@ class PretrainTask(Task):
 
     best_metric = "contrastive_loss"
     summed_logs = ("sample_size", "utterances")
+    progress_keys = ("loss", "accuracy", "code_perplexity", "temperature")
 
     def __init__(self, cfg: PretrainConfig):
-        from xlsr.data.manifest import read_split
-
         self.cfg = cfg
-        self.init_loaded = None
-        if cfg.init:
-            from xlsr.interop.load import load_pretrained
-
-            self.init_loaded = load_pretrained(cfg.init)
-        self.model_cfg = resolve_model_config(
-            cfg, None if self.init_loaded is None else self.init_loaded.config.to_dict())
+        self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
+        self.model_cfg = apply_overrides(self.init.config, cfg.model)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         self.train_utts = read_split(cfg.data, cfg.train_split, cfg.langs)
         if not self.train_utts:
@@ -102,35 +125,42 @@ class PretrainTask(Task):
         except XlsrError:
             self.valid_utts = []  # no validation split: train without validation
         self.generator: torch.Generator | None = None
+        frames = cfg.feature_health_frames
+        self.health = FrameSample(frames, seed=cfg.seed) if frames and self.valid_utts else None
+        self.health_init: dict | None = None  # the feature-health figures at initialisation (kept on resume)
+        self.probe = None
+        if cfg.probe_every:
+            if not self.valid_utts:
+                raise XlsrError(f"probe_every: the probe runs at validation, but {cfg.data} has no "
+                                f"{cfg.valid_split} manifests")
+            self.probe = read_probe_slice(cfg.probe_data, cfg.probe_labels, conv_layers=self.model_cfg.conv_layers,
+                                          normalize=self.normalize)
+        self.last_probe: int | None = None  # the update of the last probe
+        # a fresh run validates before its first update: the reference a feature collapse is measured against
+        self.validate_at_start = self.health is not None or self.probe is not None
 
     # --- Task interface ------------------------------------------------------------------------------
     def setup(self, info) -> None:
-        from xlsr.data.batching import pretrain_loader
-
         super().setup(info)
         cfg = self.cfg
         self.loader = pretrain_loader(
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
-            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share)
+            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment))
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
 
     def describe(self) -> str:
-        from xlsr.data.sampling import weights_table
-
         n = len(self.train_utts)
         return (f"pretraining on {n} utterances in {self.cfg.data}; language sampling:\n"
                 + weights_table(self.loader.sampler.hours, self.cfg.alpha))
 
     def build_model(self) -> nn.Module:
-        from xlsr.model import Wav2Vec2ForPreTraining
-
         model = Wav2Vec2ForPreTraining(self.model_cfg)
-        if self.init_loaded is not None:
-            _load_init_weights(model, self.init_loaded.model, self.cfg.init)
+        if self.init.pretrained and not load_pretraining_weights(model, self.init):
+            print(f"xlsr: warning: {self.cfg.init} has no quantizer; it starts from random weights", file=sys.stderr)
         return model
 
     def train_batches(self, epoch: int, skip: int = 0):
@@ -143,7 +173,6 @@ class PretrainTask(Task):
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         tau = gumbel_temperature(update, *self.model_cfg.latent_temp)
         model.set_temperature(tau)
-        model.set_layerdrop_seed(self.cfg.seed * 1_000_003 + update)  # identical on every rank (DDP-safe)
         return {"temperature": tau}
 
     def _crop(self, batch):
@@ -160,8 +189,6 @@ class PretrainTask(Task):
         return out.loss, _logs(out, batch)
 
     def valid_sets(self) -> dict:
-        from xlsr.data.batching import pretrain_loader
-
         if not self.valid_utts:
             return {}
         self.valid_generator.manual_seed(self.cfg.seed + 12345)  # same masks at every validation
@@ -177,10 +204,10 @@ class PretrainTask(Task):
                 continue  # every utterance of this language is too short
             batches = iter(loader)
             if self.cfg.valid_max_batches:
-                import itertools
-
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)
             sets[lang] = batches
+        if self.health is not None:
+            self.health.reset(groups=len(sets))  # and the same frames sampled
         return sets
 
     def valid_step(self, model: nn.Module, batch) -> dict:
@@ -188,10 +215,32 @@ class PretrainTask(Task):
         out = model(batch.waveforms, batch.lengths, generator=self.valid_generator)
         logs = _logs(out, batch)
         logs["loss"] = float(out.loss) / logs["sample_size"] / math.log(2)
+        lang = batch.langs[0]  # a validation set is one language
+        if self.health is not None and self.health.wants(lang):
+            # A forward without masks: the features and context a downstream task would see.
+            enc = unwrap(model).wav2vec2(batch.waveforms, batch.lengths)
+            T = enc.extract_features.shape[1]
+            valid = torch.arange(T, device=enc.frame_lengths.device) < enc.frame_lengths[:, None]  # (B, T)
+            self.health.add(enc.extract_features[valid], enc.last_hidden_state[valid], group=lang)
         return logs
 
-    def batch_audio_seconds(self, batch) -> float:
-        return float(batch.lengths.sum()) / SAMPLE_RATE
+    def valid_end(self, model: nn.Module, update: int) -> dict:
+        logs = feature_health_logs(*self.health.views) if self.health is not None and self.health.views else {}
+        if logs and self.health_init is None:
+            self.health_init = {"update": update, **logs}
+            if update > 0:  # resumed from a run that did not measure it, or turned on late
+                print(f"xlsr: note: feature health has no value at initialisation; update {update}'s values "
+                      f"are the reference", file=sys.stderr)
+        if logs:
+            logs.update({k + INIT_SUFFIX: self.health_init[k] for k in (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)})
+        if self.probe is not None and (self.last_probe is None or update - self.last_probe >= self.cfg.probe_every):
+            logs.update(run_probe(unwrap(model).wav2vec2, self.probe, steps=self.cfg.probe_steps, seed=self.cfg.seed,
+                                  device=self.info.device))
+            self.last_probe = update
+        return logs
+
+    def batch_size_option(self) -> str:
+        return f"--max-tokens (now {self.cfg.max_tokens})"
 
     def health_warnings(self, logs: dict, update: int) -> list[tuple[str, str]]:
         m = self.model_cfg
@@ -201,22 +250,20 @@ class PretrainTask(Task):
                                         stuck_after=max(100, min(1000, self.cfg.max_updates // 3)))
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
-        from xlsr.interop.native import save_checkpoint
-
         save_checkpoint(directory, model, metadata={"task": "pretrain", "preset": self.cfg.preset,
                                                     "data": str(self.cfg.data), "alpha": self.cfg.alpha})
 
-    def no_decay(self, name: str, param: nn.Parameter) -> bool:
-        return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
-
     def state_dict(self) -> dict:
-        return {"loader": self.loader.state_dict(), "generator": self.generator.get_state()}
+        return {"loader": self.loader.state_dict(), "generator": self.generator.get_state(),
+                "health_init": self.health_init, "last_probe": self.last_probe}
 
     def load_state_dict(self, state: dict) -> None:
         if "loader" in state:
             self.loader.load_state_dict(state["loader"])
         if "generator" in state:
             self.generator.set_state(state["generator"])
+        self.health_init = state.get("health_init")
+        self.last_probe = state.get("last_probe")
 
 
 def _logs(out, batch) -> dict:
@@ -237,62 +284,11 @@ def _logs(out, batch) -> dict:
     }
 
 
-def _load_init_weights(model: nn.Module, source: nn.Module, path: str) -> None:
-    """Copy --init weights: a whole pretraining model, or just the encoder (quantizer starts fresh)."""
-    from xlsr.errors import CheckpointError
-
-    if type(source).__name__ == "Wav2Vec2ForPreTraining":
-        model.load_state_dict(source.state_dict(), strict=True)
-        return
-    encoder = getattr(source, "wav2vec2", source)
-    if type(encoder).__name__ != "Wav2Vec2Model":
-        raise CheckpointError(f"{path}: --init needs a wav2vec 2.0 model, got {type(source).__name__}")
-    model.wav2vec2.load_state_dict(encoder.state_dict(), strict=True)
-    print(f"xlsr: warning: {path} has no quantizer; it starts from random weights", file=sys.stderr)
-
-
-def check_run_folder(cfg: PretrainConfig) -> None:
-    """Refuse a run folder whose config.yaml describes another model (nothing is written before this)."""
-    from dataclasses import replace
-
-    path = Path(cfg.out) / "config.yaml"
-    if not path.is_file():
-        return
-    old = read_yaml(path)
-    if "labels" in old or "data" not in old:  # `xlsr finetune` writes labels/train/dev, no data folder
-        raise XlsrError(f"{cfg.out}: holds another kind of run (its config.yaml is no pretraining config, "
-                        f"e.g. a fine-tuning run); choose another --out")
-    for key in ("preset", "init"):
-        if old.get(key) != getattr(cfg, key):
-            raise XlsrError(f"{cfg.out}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
-                            f"{getattr(cfg, key)!r}; choose another --out")
-    old_model = old.get("model") or {}
-    if cfg.init is None:
-        a = resolve_model_config(replace(cfg, model=dict(old_model))).to_dict()
-        b = resolve_model_config(cfg).to_dict()
-    else:
-        a, b = old_model, cfg.model
-    diff = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    if diff:
-        k = diff[0]
-        raise XlsrError(f"{cfg.out}: holds a run with another model ({k}: {a.get(k)!r} there, {b.get(k)!r} now); "
-                        f"choose another --out")
-
-
 def pretrain(cfg: PretrainConfig) -> Path:
     """Pretrain (or resume) in `cfg.out`; returns the run folder."""
-    import os
-
     if not cfg.out:
         raise XlsrError("out: no run folder given (--out RUN)")
     if not cfg.data:
         raise XlsrError("data: no data folder given (--data DIR)")
-    if cfg.init is None:
-        resolve_model_config(cfg)  # unknown preset / model key: fail before touching anything
-    check_run_folder(cfg)
     task = PretrainTask(cfg)
-    out = Path(cfg.out)
-    if int(os.environ.get("RANK", "0")) == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    return Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
+    return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()

@@ -60,3 +60,16 @@ def constant_lr(update: int, *, peak_lr: float, warmup_updates: int = 0) -> floa
 def gumbel_temperature(update: int, max_temp: float, min_temp: float, decay: float) -> float:
     """wav2vec 2.0's Gumbel-softmax temperature: τ(u) = max(τ_max · decay^u, τ_min)."""
     return max(max_temp * decay**update, min_temp)
+
+
+def learning_rate(cfg, update: int) -> float:
+    """The learning rate for `update` under a TrainerConfig's schedule (`lr_schedule` and its settings)."""
+    warmup = cfg.warmup_updates if cfg.warmup_updates is not None else int(cfg.warmup_ratio * cfg.max_updates)
+    if cfg.lr_schedule == "polynomial":
+        return polynomial_decay_lr(update, peak_lr=cfg.lr, warmup_updates=warmup, total_updates=cfg.max_updates,
+                                   end_lr=cfg.end_lr, power=cfg.lr_power)
+    if cfg.lr_schedule == "tri_stage":
+        return tri_stage_lr(update, peak_lr=cfg.lr, total_updates=cfg.max_updates,
+                            phase_ratio=tuple(cfg.phase_ratio), init_lr_scale=cfg.init_lr_scale,
+                            final_lr_scale=cfg.final_lr_scale)
+    return constant_lr(update, peak_lr=cfg.lr, warmup_updates=warmup)

@@ -1,8 +1,10 @@
 """The small interface between the generic Trainer and a training objective (pretrain, finetune).
 
-A Task owns the model's construction, its data, one step's loss, and what is saved with a checkpoint.
-The Trainer owns everything else: schedules, precision, accumulation, DDP/FSDP, clipping, NaN
-skipping, logging, checkpoints and resume.
+A Task owns what differs between objectives: the model's construction, its data, one step's loss and
+logs (and which of them the progress bar shows), health warnings, and what is saved with a checkpoint.
+The Trainer owns everything the tasks share: the run folder (its guard, config.yaml), schedules, LayerDrop
+seeding, weight decay, precision, accumulation, DDP/FSDP, clipping, NaN skipping, logging, throughput,
+checkpoints and resume. The Trainer never reads a task's configuration or batch fields.
 
 Loss convention: `train_step` returns `(loss, logs)`. If `logs` holds `"sample_size"` (e.g. the number
 of masked frames), `loss` is a *sum* over that many units and the Trainer divides the gradient by the
@@ -13,12 +15,15 @@ that are averaged over the update weighted by sample size, except keys listed in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from xlsr.interop.native import save_checkpoint
 
 
 class Task:
@@ -31,6 +36,10 @@ class Task:
     summed_logs: tuple[str, ...] = ("sample_size",)
     #: some parameters get no gradient in some updates (e.g. frozen for a while): DDP must look for them
     has_unused_parameters: bool = False
+    #: train log entries shown on the progress bar (the Trainer adds the learning rate and the throughput)
+    progress_keys: tuple[str, ...] = ("loss",)
+    #: validate once before the first update of a fresh run too (e.g. to measure the model at initialisation)
+    validate_at_start: bool = False
 
     # --- required ------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
@@ -61,6 +70,14 @@ class Task:
         """Forward one validation batch in eval mode -> logs (with "sample_size" as weight)."""
         raise NotImplementedError
 
+    def valid_end(self, model: nn.Module, update: int) -> dict:
+        """Logs over the whole validation just run (all subsets), added to the overall `valid` record.
+
+        For figures that a weighted mean of per-batch logs cannot give, e.g. statistics of frames pooled over
+        every batch. Called on every rank, in eval mode and without gradients, with the model validation used.
+        """
+        return {}
+
     def describe(self) -> str:
         """Lines printed once when training starts (e.g. the data summary); empty for none."""
         return ""
@@ -69,14 +86,23 @@ class Task:
         """Move a batch to `device` (default: tensors inside dataclasses, dicts, tuples)."""
         return _to_device(batch, device)
 
-    def batch_audio_seconds(self, batch: Any) -> float:
-        """Seconds of audio in a batch, for the throughput figure (0 when unknown)."""
-        return 0.0
+    def batch_samples(self, batch: Any) -> int:
+        """Audio samples in a batch (the rows' `lengths`), for the throughput figure; 0 for a batch without audio."""
+        lengths = getattr(batch, "lengths", None)
+        return int(lengths.sum()) if lengths is not None else 0
+
+    def batch_size_option(self) -> str | None:
+        """The option that sets the batch size, with its value (e.g. "--max-tokens (now 160000)"), for advice."""
+        return None
+
+    def reports(self) -> dict[str, dict]:
+        """JSON files written into the run folder when training starts, by name (e.g. what the data held)."""
+        return {}
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         """Called before each update with the unwrapped model, e.g. to set the Gumbel temperature.
 
-        Must behave identically on every rank (LayerDrop decisions, temperatures). Returns values to log.
+        Must behave identically on every rank. Returns values to log. (The Trainer seeds LayerDrop itself.)
         """
         return {}
 
@@ -86,13 +112,7 @@ class Task:
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         """Write the model as our checkpoint dir (config.json + model.safetensors); add vocab/metadata here."""
-        from xlsr.interop.native import save_checkpoint
-
         save_checkpoint(directory, model)
-
-    def no_decay(self, name: str, param: nn.Parameter) -> bool:
-        """Parameters excluded from weight decay: biases, norms (1-d) and named embeddings/codebooks."""
-        return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
 
     def state_dict(self) -> dict:
         """Task state for exact resume (plain data and tensors only)."""
@@ -103,8 +123,6 @@ class Task:
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:
-    import dataclasses
-
     if isinstance(obj, torch.Tensor):
         return obj.to(device, non_blocking=True)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -1,7 +1,9 @@
 """One training loop for every Task: schedules, precision, accumulation, DDP/FSDP, clipping, NaN skipping,
 logging, validation, atomic checkpoints and exact resume.
 
-Read `Trainer._train_one_update` top to bottom: it is the whole recipe, one mechanism per line.
+Read `Trainer._train_one_update` top to bottom: it is the whole recipe, one mechanism per line. The Trainer
+owns what every task shares (the run folder and its guard, LayerDrop seeding, weight decay, throughput); a
+Task (train/task.py) brings only what differs: its model, data, loss and logs.
 """
 
 from __future__ import annotations
@@ -11,121 +13,26 @@ import math
 import random
 import signal
 import time
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from xlsr.atomic import write_json
+from xlsr.config import save_config
 from xlsr.errors import CheckpointError, XlsrError
+from xlsr.rates import SAMPLE_RATE
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
-from xlsr.train.monitor import Monitor
-from xlsr.train.schedules import constant_lr, polynomial_decay_lr, tri_stage_lr
+from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
+from xlsr.train.optimizer import build_optimizer
+from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
+from xlsr.train.run_folder import check_run_folder
+from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
-
-
-class TrainingError(XlsrError):
-    """Training cannot go on (too many non-finite steps in a row); the message says what to change."""
-
-
-@dataclass
-class TrainerConfig:
-    """Settings of the generic loop (shared by pretraining and fine-tuning)."""
-
-    out: str = ""  # run folder; re-running on it resumes
-    max_updates: int = 1000  # optimizer steps
-    # learning rate
-    lr: float = 5e-4  # peak learning rate
-    lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "polynomial"
-    warmup_updates: int | None = None  # polynomial/constant: None -> warmup_ratio * max_updates
-    warmup_ratio: float = 0.08  # wav2vec 2.0: first 8% of updates
-    end_lr: float = 0.0  # polynomial: rate at max_updates
-    lr_power: float = 1.0  # polynomial: 1 = linear decay
-    phase_ratio: tuple[float, float, float] = (0.1, 0.4, 0.5)  # tri_stage: warmup, hold, decay
-    init_lr_scale: float = 0.01  # tri_stage: warmup starts at lr * this
-    final_lr_scale: float = 0.05  # tri_stage: decay ends at lr * this
-    # optimizer (Adam with decoupled weight decay on weights only)
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-6
-    weight_decay: float = 0.01
-    clip_norm: float = 10.0  # max global gradient norm; 0 = no clipping
-    update_freq: int = 1  # gradient accumulation: micro-batches per update
-    # numerics and speed
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # torch.compile the model (use bucketed crop lengths)
-    activation_checkpointing: bool = False  # recompute CNN layers and blocks in backward: less memory, ~1/3 more compute
-    device: str = "auto"  # auto | cpu | cuda
-    distributed: Literal["ddp", "fsdp"] = "ddp"  # used when launched by torchrun with >1 process
-    seed: int = 1
-    max_consecutive_nan: int = 10  # stop after this many non-finite steps in a row
-    # logs and checkpoints
-    log_every: int = 10
-    valid_every: int = 1000  # 0 = only at the end
-    save_every: int = 1000  # 0 = only at the end (and on SIGINT/SIGTERM)
-    keep_last: int = 2  # update checkpoints kept besides `best`
-    progress: bool = True
-    tensorboard: bool = True
-
-    def __post_init__(self) -> None:
-        for key, low in (("max_updates", 0), ("update_freq", 1), ("log_every", 1), ("valid_every", 0),
-                         ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
-            if getattr(self, key) < low:
-                raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
-        if self.lr < 0 or self.clip_norm < 0:
-            raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
-
-
-def build_optimizer(model: nn.Module, cfg: TrainerConfig, no_decay) -> torch.optim.Optimizer:
-    """AdamW with weight decay on weights only (not biases, norms, codevectors or the mask embedding)."""
-    decay, skip = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (skip if no_decay(name, p) else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": skip, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
-
-
-def learning_rate(cfg: TrainerConfig, update: int) -> float:
-    """The learning rate for `update` under the configured schedule."""
-    warmup = cfg.warmup_updates if cfg.warmup_updates is not None else int(cfg.warmup_ratio * cfg.max_updates)
-    if cfg.lr_schedule == "polynomial":
-        return polynomial_decay_lr(update, peak_lr=cfg.lr, warmup_updates=warmup, total_updates=cfg.max_updates,
-                                   end_lr=cfg.end_lr, power=cfg.lr_power)
-    if cfg.lr_schedule == "tri_stage":
-        return tri_stage_lr(update, peak_lr=cfg.lr, total_updates=cfg.max_updates,
-                            phase_ratio=tuple(cfg.phase_ratio), init_lr_scale=cfg.init_lr_scale,
-                            final_lr_scale=cfg.final_lr_scale)
-    return constant_lr(update, peak_lr=cfg.lr, warmup_updates=warmup)
-
-
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
-
-
-@contextmanager
-def _out_of_memory_advice(trainer: Trainer, batch):
-    """Turn an out-of-memory error in a training step into one line that says what to change (the last
-    checkpoint is kept: the same command with smaller batches resumes from it)."""
-    try:
-        yield
-    except (_OUT_OF_MEMORY, RuntimeError) as exc:
-        if not isinstance(exc, _OUT_OF_MEMORY) and "can't allocate memory" not in str(exc):  # the CPU allocator's
-            raise
-        cfg = trainer.cfg
-        shape = "x".join(str(n) for n in getattr(batch, "waveforms", torch.empty(0)).shape) or "?"
-        tips = []
-        if getattr(cfg, "max_tokens", None):
-            tips.append(f"lower --max-tokens (now {cfg.max_tokens}) and raise --update-freq (now {cfg.update_freq}) "
-                        f"to keep the batch size")
-        if not cfg.activation_checkpointing:
-            tips.append("add --activation-checkpointing true")
-        if cfg.precision == "fp32" and trainer.device.type == "cuda":
-            tips.append("use --precision bf16")
-        raise TrainingError(f"{trainer.run_dir}: out of {trainer.device.type} memory at update {trainer.update} "
-                            f"on a batch of {shape} samples; {'; '.join(tips) or 'use smaller batches'}") from None
+from xlsr.train.trainer_config import TrainerConfig
 
 
 def seed_everything(seed: int) -> None:
@@ -136,10 +43,14 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    """Runs a Task to `cfg.max_updates` in the run folder `cfg.out`, resuming from its last checkpoint."""
+    """Runs a Task to `cfg.max_updates` in the run folder `cfg.out`, resuming from its last checkpoint.
+
+    `resolved_config` is the run's whole configuration as plain data: written to RUN/config.yaml (after the
+    run-folder check, by rank 0) and into every checkpoint's trainer.pt.
+    """
 
     def __init__(self, cfg: TrainerConfig, task: Task, resolved_config: dict | None = None):
-        self.cfg = cfg
+        self.cfg = cfg.trainer_config()  # the Trainer's part only, whatever configuration it was handed
         self.task = task
         self.resolved_config = resolved_config or {}
         self.run_dir = Path(cfg.out)
@@ -153,6 +64,7 @@ class Trainer:
         self._stop_requested = False
         self._last_saved: int | None = None
         self._postfix: dict = {}
+        self.monitor_note: str | None = None
 
     # --- setup -------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -162,22 +74,9 @@ class Trainer:
         self.task.setup(self.info)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
         model = self.task.build_model()
-        self.resume_dir = None
-        if self.ckpt_root.is_dir():
-            if self.info.is_main:
-                ckpt.clean_staging(self.ckpt_root)
-            dist_util.barrier(self.info)
-            self.resume_dir = ckpt.find_resume_dir(self.ckpt_root)
-        trainer_state = None
-        if self.resume_dir is not None:
-            self._check_same_model(model, self.resume_dir)
-            trainer_state = ckpt.load_trainer_state(self.resume_dir)
-            weights = ckpt.load_model_weights(self.resume_dir)
-            try:
-                model.load_state_dict(weights, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{self.resume_dir}: weights do not fit the model "
-                                      f"({str(exc).splitlines()[0][:120]})") from None
+        check_run_folder(self.run_dir, self.resolved_config, model)  # before anything is written
+        self._write_run_files()
+        trainer_state = self._load_checkpoint(model)
         if cfg.activation_checkpointing:
             model.set_activation_checkpointing(True)
         self.model = model.to(self.device)
@@ -186,7 +85,7 @@ class Trainer:
         self.net = dist_util.wrap_model(net, self.info, cfg.distributed,
                                         unused_parameters=self.task.has_unused_parameters)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(self.net, cfg, self.task.no_decay)
+        self.optimizer = build_optimizer(self.net, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         if trainer_state is not None:
@@ -198,26 +97,37 @@ class Trainer:
                                tensorboard=cfg.tensorboard)
         if self.task.describe():
             self.monitor.info(self.task.describe())
-        if getattr(self, "monitor_note", None):
+        if self.monitor_note:
             self.monitor.warn("resume", self.monitor_note, self.update)
         if trainer_state is not None:
             self.monitor.info(f"xlsr: resuming {self.run_dir} from update {self.update} ({self.resume_dir.name})")
 
-    def _check_same_model(self, model: nn.Module, resume_dir: Path) -> None:
-        """Refuse a run folder whose checkpoint holds another architecture or model config."""
-        saved = ckpt.read_model_config(resume_dir)
-        arch = type(model).__name__
-        if saved.get("architecture") != arch:
-            raise CheckpointError(f"{self.run_dir}: holds a {saved.get('architecture')} checkpoint, not a "
-                                  f"{arch}; choose another --out")
-        current = json.loads(json.dumps(model.config.to_dict(), default=list))
-        diff = [k for k in sorted(set(current) | set(saved.get("model", {})))
-                if current.get(k) != saved.get("model", {}).get(k)]
-        if diff:
-            k = diff[0]
-            raise CheckpointError(f"{self.run_dir}: holds a model with another config ({k}: "
-                                  f"{saved.get('model', {}).get(k)!r} there, {current.get(k)!r} now); "
-                                  f"choose another --out")
+    def _write_run_files(self) -> None:
+        """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
+        if self.info.is_main and self.resolved_config:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.resolved_config, self.run_dir / "config.yaml")
+            for name, report in self.task.reports().items():
+                write_json(self.run_dir / name, report)
+
+    def _load_checkpoint(self, model: nn.Module) -> dict | None:
+        """Load the weights of the checkpoint to resume from (the run folder's last) into `model`; its trainer state."""
+        self.resume_dir = None
+        if self.ckpt_root.is_dir():
+            if self.info.is_main:
+                ckpt.clean_staging(self.ckpt_root)
+            dist_util.barrier(self.info)
+            self.resume_dir = ckpt.find_resume_dir(self.ckpt_root)
+        if self.resume_dir is None:
+            return None
+        trainer_state = ckpt.load_trainer_state(self.resume_dir)
+        weights = ckpt.load_model_weights(self.resume_dir)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.resume_dir}: weights do not fit the model "
+                                  f"({str(exc).splitlines()[0][:120]})") from None
+        return trainer_state
 
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
@@ -235,19 +145,25 @@ class Trainer:
     def _loop(self) -> None:
         cfg = self.cfg
         batches = self._batch_stream()
-        window = _Window()
+        window = LogWindow()
+        if self.update == 0 and self.task.validate_at_start:
+            # The model at initialisation is no candidate for `best`; restoring the random state (which the
+            # validation loaders draw from) keeps the run identical to one without this validation.
+            rng = ckpt.capture_rng_state()
+            self._validate(select_best=False)
+            ckpt.restore_rng_state(rng)
         while self.update < cfg.max_updates and not self._stop_requested:
             t0 = time.perf_counter()
             micro = [next(batches) for _ in range(cfg.update_freq)]
             window.data_wait += time.perf_counter() - t0
             logs = self._train_one_update(micro)
-            window.add(logs, time.perf_counter() - t0, sum(self.task.batch_audio_seconds(b) for b in micro))
+            window.add(logs, time.perf_counter() - t0, sum(self.task.batch_samples(b) for b in micro) / SAMPLE_RATE)
             if logs.get("skipped"):
                 continue
             self.monitor.advance(1, self._postfix)
             if self.update % cfg.log_every == 0 or self.update == cfg.max_updates:
                 self._log_train(window.summary(), window)
-                window = _Window()
+                window = LogWindow()
             if cfg.valid_every and self.update % cfg.valid_every == 0 and self.update < cfg.max_updates:
                 self._validate()
             if cfg.save_every and self.update % cfg.save_every == 0 and self.update < cfg.max_updates:
@@ -267,8 +183,9 @@ class Trainer:
                 yield self.task.batch_to_device(batch, self.device)
             if self.batches_in_epoch == 0:
                 if self.info.distributed:  # batches are dealt out whole, equally: fewer than W means none here
+                    smaller = f"lower {self.task.batch_size_option() or 'the batch size'}"
                     raise XlsrError(f"training data: an epoch gave rank {self.info.rank} no batches; the data makes "
-                                    f"fewer batches than the {self.info.world_size} processes (lower --max-tokens, "
+                                    f"fewer batches than the {self.info.world_size} processes ({smaller}, "
                                     f"add data or use fewer processes)")
                 raise XlsrError("training data: an epoch produced no batches (all utterances filtered out?)")
             self.epoch += 1
@@ -276,28 +193,16 @@ class Trainer:
 
     def _train_one_update(self, micro: list) -> dict:
         cfg, task = self.cfg, self.task
-        # 1. schedules: learning rate and task-side state (Gumbel temperature, LayerDrop seed), same on all ranks
+        # 1. schedules, the same on all ranks: learning rate, LayerDrop seed, the task's (Gumbel temperature, freezing)
         lr = learning_rate(cfg, self.update)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if hasattr(self.model, "set_layerdrop_seed"):  # the same LayerDrop draws on every rank (DDP/FSDP-safe)
+            self.model.set_layerdrop_seed(cfg.seed * 1_000_003 + self.update)
         extra = task.on_update_start(self.model, self.update)
         self.net.train()
         # 2. forward/backward over micro-batches; DDP syncs gradients only on the last one
-        logs_sum: dict[str, float] = {}
-        sample_size, nonfinite = 0.0, 0
-        for i, batch in enumerate(micro):
-            last = i == len(micro) - 1
-            sync = nullcontext() if last or not isinstance(self.net, nn.parallel.DistributedDataParallel) \
-                else self.net.no_sync()
-            with sync, _out_of_memory_advice(self, batch):
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    loss, logs = task.train_step(self.net, batch)
-                nonfinite += int(not torch.isfinite(loss.detach()).all())
-                self.scaler.scale(loss).backward()
-            n = float(logs.get("sample_size", 1))
-            sample_size += n
-            _accumulate(logs_sum, logs, n, task.summed_logs)
+        logs_sum, sample_size, nonfinite = self._forward_backward(micro)
         # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank
         flags = torch.tensor([sample_size, nonfinite, float(self._stop_requested)], dtype=torch.float64)
         dist_util.all_reduce_sum(flags, self.info)
@@ -334,6 +239,25 @@ class Trainer:
             out["loss_scale"] = float(self.scaler.get_scale())
         return out
 
+    def _forward_backward(self, micro: list) -> tuple[dict[str, float], float, int]:
+        """Loss and backward of each micro-batch under autocast: (summed logs, sample size, non-finite losses)."""
+        logs_sum: dict[str, float] = {}
+        sample_size, nonfinite = 0.0, 0
+        for i, batch in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = nullcontext() if last or not isinstance(self.net, nn.parallel.DistributedDataParallel) \
+                else self.net.no_sync()
+            with sync, out_of_memory_advice(self, batch):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    loss, logs = self.task.train_step(self.net, batch)
+                nonfinite += int(not torch.isfinite(loss.detach()).all())
+                self.scaler.scale(loss).backward()
+            n = float(logs.get("sample_size", 1))
+            sample_size += n
+            accumulate_logs(logs_sum, logs, n, self.task.summed_logs)
+        return logs_sum, sample_size, nonfinite
+
     def _skip_step(self, any_nonfinite: float, grad_norm: float) -> dict:
         self.nan_skipped += 1
         self.consecutive_nan += 1
@@ -347,7 +271,7 @@ class Trainer:
         return {"skipped": True}
 
     # --- logs and validation ------------------------------------------------------------------------
-    def _log_train(self, logs: dict, window: _Window) -> None:
+    def _log_train(self, logs: dict, window: LogWindow) -> None:
         logs["nan_skipped"] = self.nan_skipped
         logs["audio_s_per_s"] = window.audio_seconds / max(window.seconds, 1e-9)
         logs["data_wait_share"] = window.data_wait / max(window.seconds, 1e-9)
@@ -356,11 +280,10 @@ class Trainer:
         self.monitor.log("train", self.update, logs)
         for kind, message in self.task.health_warnings(logs, self.update):
             self.monitor.warn(kind, message, self.update)
-        self._postfix = {k: logs[k] for k in ("loss", "accuracy", "code_perplexity", "temperature", "lr",
-                                              "audio_s_per_s") if k in logs}
+        self._postfix = {k: logs[k] for k in (*self.task.progress_keys, "lr", "audio_s_per_s") if k in logs}
 
     @torch.no_grad()
-    def _validate(self) -> None:
+    def _validate(self, select_best: bool = True) -> None:
         sets = self.task.valid_sets()
         if not sets:
             return
@@ -369,49 +292,47 @@ class Trainer:
         totals: dict[str, float] = {}
         total_size = 0.0
         for name, batches in sets.items():
-            acc: dict[str, float] = {}
-            size = 0.0
-            for batch in batches:
-                batch = self.task.batch_to_device(batch, self.device)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    logs = self.task.valid_step(model, batch)
-                n = float(logs.get("sample_size", 1))
-                size += n
-                _accumulate(acc, logs, n, self.task.summed_logs)
+            means, size = self._validate_set(model, batches)
             if size == 0:
                 continue
-            _accumulate(totals, {k: v / size for k, v in acc.items() if k not in self.task.summed_logs},
-                        size, ())
+            accumulate_logs(totals, means, size, ())
             total_size += size
-            self.monitor.log(f"valid_{name}", self.update,
-                             {k: v / size for k, v in acc.items() if k not in self.task.summed_logs})
+            self.monitor.log(f"valid_{name}", self.update, means)
+        pooled = self.task.valid_end(model, self.update) if total_size else {}
         if self.fsdp:
             dist_util.reshard(model)  # a forward without backward leaves the root unsharded
         if total_size == 0:
             return
         overall = {k: v / total_size for k, v in totals.items()}
         overall["sample_size"] = total_size
+        overall.update(pooled)
         self.monitor.log("valid", self.update, overall)
         for kind, message in self.task.health_warnings(overall, self.update):
             self.monitor.warn(f"valid_{kind}", "validation: " + message, self.update)
         metric = overall.get(self.task.best_metric)
-        if metric is not None and math.isfinite(metric):
+        if select_best and metric is not None and math.isfinite(metric):
             better = self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best)
             if better:
                 self.best = metric
                 self._save(best=True)
 
+    def _validate_set(self, model: nn.Module, batches) -> tuple[dict[str, float], float]:
+        """One validation subset: (its logs averaged by sample size, its total sample size)."""
+        acc: dict[str, float] = {}
+        size = 0.0
+        for batch in batches:
+            batch = self.task.batch_to_device(batch, self.device)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logs = self.task.valid_step(model, batch)
+            n = float(logs.get("sample_size", 1))
+            size += n
+            accumulate_logs(acc, logs, n, self.task.summed_logs)
+        return {k: v / size for k, v in acc.items() if k not in self.task.summed_logs} if size else {}, size
+
     # --- checkpoints ----------------------------------------------------------------------------------
     def _trainer_state(self) -> dict:
-        rng = dist_util.all_gather_objects(ckpt.capture_rng_state(), self.info)
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-            optim = get_optimizer_state_dict(self.net, self.optimizer,
-                                             options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        else:
-            optim = self.optimizer.state_dict()
+        """Everything but the weights that an exact resume needs (collective: every rank takes part)."""
         return {
             "version": 1,
             "update": self.update,
@@ -420,9 +341,9 @@ class Trainer:
             "best": self.best,
             "nan_skipped": self.nan_skipped,
             "world_size": self.info.world_size,
-            "optimizer": optim,
+            "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": rng,
+            "rng": dist_util.all_gather_objects(ckpt.capture_rng_state(), self.info),  # one per rank
             "task": dist_util.all_gather_objects(self.task.state_dict(), self.info),  # one per rank
             "config": json.loads(json.dumps(self.resolved_config, default=str)),
         }
@@ -433,13 +354,7 @@ class Trainer:
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.best = state.get("best")
         self.nan_skipped = int(state.get("nan_skipped", 0))
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-            set_optimizer_state_dict(self.net, self.optimizer, state["optimizer"],
-                                     options=StateDictOptions(full_state_dict=True))
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
+        ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         rng, tasks = state.get("rng") or [], state.get("task") or [{}]
@@ -456,9 +371,7 @@ class Trainer:
         """The full model on rank 0 (gathered from shards under FSDP); None on other ranks."""
         if not self.fsdp:
             return self.model if self.info.is_main else None
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        full = get_model_state_dict(self.net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        full = dist_util.full_state_dict(self.net)  # collective
         if not self.info.is_main:
             return None
         if getattr(self, "_cpu_copy", None) is None:
@@ -503,39 +416,3 @@ class Trainer:
     def _restore_signal_handlers(old: dict) -> None:
         for sig, handler in old.items():
             signal.signal(sig, handler)
-
-
-class _Window:
-    """Running sums between two log lines."""
-
-    def __init__(self):
-        self.logs: dict[str, float] = {}
-        self.count = 0
-        self.seconds = 0.0
-        self.seconds_list: list[float] = []
-        self.data_wait = 0.0
-        self.audio_seconds = 0.0
-
-    def add(self, logs: dict, seconds: float, audio_seconds: float) -> None:
-        self.seconds += seconds
-        self.audio_seconds += audio_seconds
-        if logs.get("skipped"):
-            return
-        self.seconds_list.append(seconds)
-        self.count += 1
-        for k, v in logs.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
-                self.logs[k] = self.logs.get(k, 0.0) + float(v)
-
-    def summary(self) -> dict:
-        return {k: v / max(self.count, 1) for k, v in self.logs.items()}
-
-
-def _accumulate(acc: dict, logs: dict, weight: float, summed: tuple) -> None:
-    """Add `logs` into `acc`: summed keys as they are, the rest weighted by `weight`."""
-    for k, v in logs.items():
-        if hasattr(v, "item"):
-            v = v.detach().float().item() if v.numel() == 1 else None
-        if not isinstance(v, int | float) or isinstance(v, bool):
-            continue
-        acc[k] = acc.get(k, 0.0) + (float(v) if k in summed else float(v) * weight)

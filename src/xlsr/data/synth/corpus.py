@@ -1,7 +1,10 @@
 """`synthesize_corpus`: a labeled multilingual speech corpus from espeak-ng, deterministic for a seed.
 
-The whole corpus (texts, speakers, noise seeds) is planned up front from the seed in the main process;
-workers only render plans, so the result does not depend on the number of workers.
+The whole corpus (texts, speakers, acoustic effects) is planned up front from the seed in the main process;
+workers only render plans, so the result does not depend on the number of workers. By default it is a
+realistic corpus: many speakers per language (the "varied" voices) and, on a share of utterances, speed
+perturbation, room reverberation, noise and band-limiting (`augment.DEFAULT_AUGMENT`, docs/synth.md);
+`voices="basic", augment="none", speakers_per_lang=10` is the clean corpus of earlier versions.
 """
 
 from __future__ import annotations
@@ -14,20 +17,30 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from xlsr.data.audio import SAMPLE_RATE
+from xlsr.data.augment import (
+    DEFAULT_AUGMENT,
+    AugmentSpec,
+    EffectDraw,
+    apply_effects,
+    draw_effects,
+    item_key,
+    parse_augment,
+)
 from xlsr.data.manifest import Utterance, write_manifest
-from xlsr.data.synth.espeak import ESPEAK_SAMPLE_RATE, engine
+from xlsr.data.synth.babble import babble_talkers
+from xlsr.data.synth.espeak import engine
 from xlsr.data.synth.languages import LANGUAGES, Language, get_language
 from xlsr.data.synth.phones import espeak_phones
-from xlsr.data.synth.speakers import Speaker, make_speakers
+from xlsr.data.synth.speakers import Speaker, make_speakers, speak, voice_variants
 from xlsr.data.synth.text import sample_text, word_list
 from xlsr.errors import XlsrError
 from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
 
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
+SPEAKERS_PER_LANG = 40  # default: 32 train, 4 dev, 4 test speakers per language
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,7 @@ class UtterancePlan:
     text: str
     noise_snr_db: float | None
     noise_seed: int
+    effects: EffectDraw | None = None  # speed, room, noise, channel (augment.draw_effects)
 
 
 @dataclass
@@ -51,6 +65,7 @@ class SynthSummary:
     utterances: dict[str, dict[str, int]] = field(default_factory=dict)  # lang -> split -> count
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # lang -> split -> audio seconds
     speakers: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # lang -> split -> ids
+    effects: dict[str, int] = field(default_factory=dict)  # effect -> utterances it was applied to ("none": clean)
     audio_seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time spent rendering (all workers)
     wall_seconds: float = 0.0
@@ -59,6 +74,24 @@ class SynthSummary:
     def realtime_per_core(self) -> float:
         """Seconds of audio produced per CPU-second of rendering."""
         return self.audio_seconds / max(self.cpu_seconds, 1e-9)
+
+    def add(self, plan: UtterancePlan, seconds: float, cpu_seconds: float) -> None:
+        """Count one rendered utterance."""
+        self.utterances.setdefault(plan.lang, {}).setdefault(plan.split, 0)
+        self.utterances[plan.lang][plan.split] += 1
+        self.seconds.setdefault(plan.lang, {}).setdefault(plan.split, 0.0)
+        self.seconds[plan.lang][plan.split] += seconds
+        speakers = self.speakers.setdefault(plan.lang, {}).setdefault(plan.split, [])
+        if plan.speaker.id not in speakers:
+            speakers.append(plan.speaker.id)
+        self.audio_seconds += seconds
+        self.cpu_seconds += cpu_seconds
+        for name in applied_effects(plan.effects):
+            self.effects[name] = self.effects.get(name, 0) + 1
+
+    def speaker_counts(self) -> dict[str, int]:
+        """Distinct speakers per split, over all languages (speakers never cross splits)."""
+        return {split: sum(len(by_split.get(split, [])) for by_split in self.speakers.values()) for split in SPLITS}
 
 
 def split_counts(total: int) -> dict[str, int]:
@@ -81,8 +114,9 @@ def split_speakers(speakers: list[Speaker]) -> dict[str, list[Speaker]]:
 
 
 def plan_corpus(langs: list[Language], utts_per_lang: int, seed: int, *, speakers_per_lang: int = 10,
-                words_per_utt: tuple[int, int] = (4, 12), noise_snr_db: float | None = None) -> list[UtterancePlan]:
-    """The deterministic plan of every utterance: text, speaker, split, noise."""
+                words_per_utt: tuple[int, int] = (4, 12), noise_snr_db: float | None = None,
+                voices: str = "basic", augment: AugmentSpec | None = None) -> list[UtterancePlan]:
+    """The deterministic plan of every utterance: text, speaker, split, noise, effects."""
     if speakers_per_lang < len(SPLITS):
         raise XlsrError(f"--speakers-per-lang: need at least {len(SPLITS)}, got {speakers_per_lang}")
     lo, hi = words_per_utt
@@ -93,16 +127,19 @@ def plan_corpus(langs: list[Language], utts_per_lang: int, seed: int, *, speaker
         # One generator per language, so adding a language does not change the others.
         rng = np.random.default_rng([seed, sorted(LANGUAGES).index(lang.code)])
         noise_rng = np.random.default_rng([seed, sorted(LANGUAGES).index(lang.code), 1])  # texts same with/without noise
-        by_split = split_speakers(make_speakers(lang, speakers_per_lang, rng))
+        by_split = split_speakers(make_speakers(lang, speakers_per_lang, rng, voices))
         for split, count in split_counts(utts_per_lang).items():
             speakers = by_split[split]
             for i in range(count):
                 snr = None if noise_snr_db is None else float(noise_snr_db + noise_rng.uniform(-5, 5))
+                uid = f"{lang.code}-{split}-{i:05d}"
+                # effects keyed on (seed, id): the same texts and speakers whichever effects are asked for
+                effects = None if augment is None else draw_effects(augment, item_key(seed, uid), room_seed=seed)
                 plans.append(UtterancePlan(
-                    id=f"{lang.code}-{split}-{i:05d}", lang=lang.code, split=split,
+                    id=uid, lang=lang.code, split=split,
                     speaker=speakers[i % len(speakers)],
                     text=sample_text(lang.code, rng, int(rng.integers(lo, hi + 1))),
-                    noise_snr_db=snr, noise_seed=int(rng.integers(2**31)),
+                    noise_snr_db=snr, noise_seed=int(rng.integers(2**31)), effects=effects,
                 ))
     return plans
 
@@ -114,21 +151,23 @@ def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndar
     return np.clip(x + noise, -1.0, 1.0).astype(np.float32)
 
 
-def render(plan: UtterancePlan, out_dir: str) -> tuple[dict, float]:
-    """Synthesize one planned utterance to DIR/<lang>/audio/<id>.flac: (manifest record, CPU seconds)."""
+def render(plan: UtterancePlan, out_dir: str, babble_key: tuple[int, tuple[str, ...]]) -> tuple[dict, float]:
+    """Synthesize one planned utterance to DIR/<lang>/audio/<id>.flac: (manifest record, CPU seconds).
+
+    `babble_key` (seed, languages) picks the background talkers for babble noise (`babble_talkers`)."""
     t0 = time.process_time()
     lang = get_language(plan.lang)
-    espeak = engine()
-    espeak.set_voice(plan.speaker.voice)
-    espeak.set_prosody(rate=plan.speaker.rate, pitch=plan.speaker.pitch, pitch_range=plan.speaker.pitch_range)
-    pcm = espeak.synthesize(plan.text, seed=plan.noise_seed)
-    if len(pcm) == 0:
+    x = speak(plan.speaker, plan.text, seed=plan.noise_seed)
+    if len(x) == 0:
         raise XlsrError(f"{plan.id}: espeak-ng produced no audio for {plan.text!r}")
-    x = soxr.resample(pcm.astype(np.float32) / 32768.0, ESPEAK_SAMPLE_RATE, SAMPLE_RATE)
-    if plan.noise_snr_db is not None:
-        x = add_noise(x, plan.noise_snr_db, np.random.default_rng(plan.noise_seed))
+    espeak = engine()  # phonemize now: babble talkers below may switch the engine to another voice
     phones = espeak_phones(espeak.phonemize(plan.text),
                            espeak.phonemize(plan.text, ipa=False) if lang.tones else None, lang)
+    if plan.effects is not None:
+        babble = babble_talkers(*babble_key) if plan.effects.noise_kind == "babble" else None
+        x = apply_effects(x, plan.effects, babble=list(babble) if babble else None)
+    if plan.noise_snr_db is not None:
+        x = add_noise(x, plan.noise_snr_db, np.random.default_rng(plan.noise_seed))
     path = Path(out_dir) / plan.lang / "audio" / f"{plan.id}.flac"
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
@@ -137,17 +176,29 @@ def render(plan: UtterancePlan, out_dir: str) -> tuple[dict, float]:
     return record, time.process_time() - t0
 
 
-def _render_star(job: tuple[UtterancePlan, str]) -> tuple[dict, float]:
+def applied_effects(draw: EffectDraw | None) -> list[str]:
+    """Names of the effects in a draw (["none"] for a clean utterance), for the summary."""
+    if draw is None:
+        return ["none"]
+    names = {"speed": draw.speed, "reverb": draw.room, "noise": draw.noise_kind, "bandlimit": draw.band_hz}
+    return [name for name, value in names.items() if value is not None]
+
+
+def _render_star(job: tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]]) -> tuple[dict, float]:
     return render(*job)
 
 
 def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang: int, seed: int = 0,
-                      workers: int = 1, noise: float | None = None, *, speakers_per_lang: int = 10,
-                      words_per_utt: tuple[int, int] = (4, 12), show_progress: bool = True) -> SynthSummary:
+                      workers: int = 1, noise: float | None = None, *, speakers_per_lang: int = SPEAKERS_PER_LANG,
+                      words_per_utt: tuple[int, int] = (4, 12), voices: str = "varied",
+                      augment: str | AugmentSpec = DEFAULT_AUGMENT, show_progress: bool = True) -> SynthSummary:
     """Synthesize `utts_per_lang` utterances per language into DIR/<lang>/{train,dev,test}.jsonl + audio/.
 
-    `langs`: codes (list or "es,it,de" or "all"); `noise`: SNR in dB of additive white noise (±5 dB per
-    utterance), None for clean audio. Splits are 80/10/10 with disjoint speakers.
+    `langs`: codes (list or "es,it,de" or "all"). Splits are 80/10/10 with disjoint speakers.
+    `voices`: "varied" (120 voices) or "basic" (espeak's 12 variants); `augment`: effects on a share of
+    utterances (`xlsr.data.augment`, "none" for clean audio); `noise`: SNR in dB of additive white noise on
+    every utterance (±5 dB per utterance, after `augment`), None for none.
+    `voices="basic", augment="none", speakers_per_lang=10` is the clean corpus of earlier versions.
     """
     from xlsr.data.synth.languages import parse_languages
 
@@ -155,15 +206,19 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     languages = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
     if workers < 1:
         raise XlsrError(f"--workers must be at least 1, got {workers}")
+    spec = parse_augment(augment)  # a bad option fails before any audio is written
+    voice_variants(voices)
     for lang in languages:
         word_list(lang.code)  # fail on a bad word list before any audio is written
     plans = plan_corpus(languages, utts_per_lang, seed, speakers_per_lang=speakers_per_lang,
-                        words_per_utt=words_per_utt, noise_snr_db=noise)
+                        words_per_utt=words_per_utt, noise_snr_db=noise, voices=voices,
+                        augment=spec if spec.enabled else None)
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise XlsrError(f"{out_dir}: exists and is not a folder (--out)")
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(p, str(out)) for p in plans]
+    babble_key = (seed, tuple(lang.code for lang in languages))
+    jobs = [(p, str(out), babble_key) for p in plans]
     bar = progress(total=len(jobs), desc="synth", unit="utt", disable=not show_progress)
     results = []
     if workers == 1:
@@ -182,21 +237,13 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     manifests: dict[tuple[str, str], list[Utterance]] = {}
     for plan, (record, cpu) in zip(plans, results):
         manifests.setdefault((plan.lang, plan.split), []).append(Utterance(**record))
-        seconds = record["num_samples"] / SAMPLE_RATE
-        summary.utterances.setdefault(plan.lang, {}).setdefault(plan.split, 0)
-        summary.utterances[plan.lang][plan.split] += 1
-        summary.seconds.setdefault(plan.lang, {}).setdefault(plan.split, 0.0)
-        summary.seconds[plan.lang][plan.split] += seconds
-        spk = summary.speakers.setdefault(plan.lang, {}).setdefault(plan.split, [])
-        if plan.speaker.id not in spk:
-            spk.append(plan.speaker.id)
-        summary.audio_seconds += seconds
-        summary.cpu_seconds += cpu
+        summary.add(plan, record["num_samples"] / SAMPLE_RATE, cpu)
     for (lang, split), utts in manifests.items():
         write_manifest(out / lang / f"{split}.jsonl", utts)
     summary.wall_seconds = time.perf_counter() - start
     record = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
-              "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt),
+              "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
+              "augment": str(spec),
               "languages": {lang.code: {"name": lang.name, "family": lang.family, "voice": lang.voice}
                             for lang in languages},
               "summary": {k: v for k, v in asdict(summary).items() if k not in ("cpu_seconds", "wall_seconds")}}

@@ -31,16 +31,48 @@ _SEPARATOR = "_"  # between phonemes of a word; words stay separated by spaces
 # would make the corpus depend on how utterances were spread over workers.
 VARIANTS = [f"m{i}" for i in range(1, 8)] + [f"f{i}" for i in range(1, 6)]
 VARIANT_PREFIX = "xlsr_"
+# Further voices for many speakers: each variant with its formants scaled (a shorter or longer vocal tract,
+# ±12%) and with espeak's Klatt synthesizer (mode 3) as well as
+# its default one. Measured on a sustained /a/: F1-F3 move with the scale under both synthesizers.
+TRACT_SCALES = (0.88, 0.94, 1.0, 1.06, 1.12)
+SYNTHESIZERS = ("formant", "klatt")
+
+
+def variant_name(variant: str, tract: float | None = None, synthesizer: str = "formant") -> str:
+    """Our variant file for an espeak variant, optionally with scaled formants and/or the Klatt synthesizer."""
+    if tract is None:
+        return f"{VARIANT_PREFIX}{variant}"  # the original 12 voices (corpora made before the varied voices)
+    return f"{VARIANT_PREFIX}{variant}_t{round(tract * 100):03d}" + ("_k" if synthesizer == "klatt" else "")
+
+
+def _variant_text(lines: list[str], tract: float | None, synthesizer: str) -> str:
+    """A variant file without the stateful effects; formant frequencies × `tract`; Klatt mode 3 if asked."""
+    stateful = ("flutter", "roughness", "echo", "breath", "breathw")
+    kept = [line for line in lines if not line.split() or line.split()[0] not in stateful]
+    if tract is not None:
+        scaled, seen = [], set()
+        for line in kept:
+            words = line.split()
+            if words and words[0] == "formant" and len(words) >= 3:  # formant N freq% height% width%
+                seen.add(words[1])
+                words[2] = str(round(int(words[2]) * tract))
+                line = " ".join(words)
+            scaled.append(line)
+        kept = scaled + [f"formant {n} {round(100 * tract)} 100 100" for n in range(9) if str(n) not in seen]
+        if synthesizer == "klatt":
+            kept.append("klatt 3")
+    return "\n".join(kept + ["flutter 0", "roughness 0", "echo 0 0", ""])
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
 def deterministic_data_dir(data: str) -> str:
-    """espeak-ng's data folder plus our stateless variants: a cached overlay of symlinks + variant files."""
+    """espeak-ng's data folder with our stateless variants instead of its own: a cached overlay of symlinks + files."""
     cache = Path(os.environ.get("XLSR_CACHE", Path.home() / ".cache" / "xlsr"))
     source = Path(data)
-    stamp = f"{source.resolve()}:{sorted(VARIANTS)}:flutter,roughness,echo,breath"
-    target = cache / "espeak-ng-data"
+    stamp = f"{source.resolve()}:{sorted(VARIANTS)}:{TRACT_SCALES}:{SYNTHESIZERS}:ours only:flutter,roughness,echo,breath"
+    # A new name whenever the set of voices grows: a process of an older version may still read the old one.
+    target = cache / "espeak-ng-data-2"
     if (target / "xlsr.stamp").is_file() and (target / "xlsr.stamp").read_text() == stamp:
         return str(target)
     cache.mkdir(parents=True, exist_ok=True)
@@ -52,14 +84,14 @@ def deterministic_data_dir(data: str) -> str:
     for entry in (source / "voices").iterdir():
         if entry.name != "!v":
             (build / "voices" / entry.name).symlink_to(entry.resolve())
-    for entry in (source / "voices" / "!v").iterdir():
-        (build / "voices" / "!v" / entry.name).symlink_to(entry.resolve())
+    # Only our variants in voices/!v: espeak-ng lists at most 350 voices (N_VOICES_LIST), and its 141 languages
+    # plus its own 104 variants plus our 132 would push languages (e.g. 'hi') off that list.
     for name in VARIANTS:
         lines = (source / "voices" / "!v" / name).read_text(encoding="utf-8").splitlines()
-        stateful = ("flutter", "roughness", "echo", "breath", "breathw")
-        kept = [line for line in lines if not line.split() or line.split()[0] not in stateful]
-        (build / "voices" / "!v" / f"{VARIANT_PREFIX}{name}").write_text(
-            "\n".join(kept + ["flutter 0", "roughness 0", "echo 0 0", ""]), encoding="utf-8")
+        voices = [(None, "formant")] + [(t, synth) for t in TRACT_SCALES for synth in SYNTHESIZERS]
+        for tract, synth in voices:
+            (build / "voices" / "!v" / variant_name(name, tract, synth)).write_text(
+                _variant_text(lines, tract, synth), encoding="utf-8")
     (build / "xlsr.stamp").write_text(stamp)
     try:
         if target.exists():

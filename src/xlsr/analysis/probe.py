@@ -1,0 +1,301 @@
+"""`probe`: how much phone (or character) information each layer of a frozen encoder carries, linearly.
+
+In the style of SUPERB's phoneme-recognition task and wav2vec 2.0's layer-wise analyses: for the CNN output and
+every Transformer layer, a linear CTC head is trained on the frozen features of a labeled train manifest, and
+its greedy transcripts of a test manifest give that layer's PER (CER for characters). Features are computed once
+per model (see probe_features) and standardised per channel with the train set's statistics, so one learning
+rate suits every layer whatever its scale; the standardisation is linear, so a linear head's capacity is
+unchanged. All heads train together (one Adam over independent heads: the same as training each alone).
+
+    checkpoints + train/test manifests -> features per layer -> heads -> OUT/probe.json + OUT/probe.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xlsr.analysis.probe_features import (
+    CNN,
+    MAX_BATCH_SAMPLES,
+    SAMPLE_RATE,
+    FeatureBatch,
+    LabeledAudio,
+    Layer,
+    UtteranceFeatures,
+    batch_features,
+    compute_features,
+    encoder_of,
+    parse_layers,
+    read_labeled,
+    resolve_layers,
+)
+from xlsr.decode.greedy import greedy_decode
+from xlsr.errors import XlsrError
+from xlsr.model.feature_health import channel_scale_spread, effective_dimension
+from xlsr.progress import progress
+from xlsr.text.metrics import EditCounts, corpus_counts
+from xlsr.text.vocab import Vocabulary
+
+JSON_FILE = "probe.json"
+PLOT_FILE = "probe.png"
+METRICS = {"phones": ("per", "phone"), "chars": ("cer", "char")}  # --labels -> (report key, metric unit)
+CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
+@dataclass
+class ProbeSettings:
+    """How the heads are trained. Defaults: the tiny model on ~4 minutes of labels takes ~1-2 CPU minutes."""
+
+    epochs: int = 40
+    lr: float = 2e-3  # Adam, cosine decay to 0 over the run
+    batch_frames: int = 800  # padded frames per head-training batch (B x longest; 800 frames = 16 s)
+    max_batch_samples: int = MAX_BATCH_SAMPLES  # padded audio per encoder forward pass (memory only)
+    cache_dtype: str = "float32"  # "float16" halves the feature cache for large models or many minutes
+
+    def check(self) -> None:
+        """One XlsrError line for unusable settings."""
+        if self.epochs < 1:
+            raise XlsrError(f"--epochs: need at least 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise XlsrError(f"--lr: need a positive learning rate, got {self.lr}")
+        if self.batch_frames < 1:
+            raise XlsrError(f"--batch-frames: need at least 1, got {self.batch_frames}")
+        if self.max_batch_samples < SAMPLE_RATE:
+            raise XlsrError(f"--max-batch-samples: need at least {SAMPLE_RATE} (1 s), got {self.max_batch_samples}")
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise XlsrError(f"--cache-dtype: {self.cache_dtype!r} is not one of {', '.join(CACHE_DTYPES)}")
+
+
+@dataclass
+class ProbeReport:
+    """What `probe` measured (`summary`, as written to probe.json) and the files it wrote."""
+
+    summary: dict
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def layer_statistics(items: list[UtteranceFeatures], k: int) -> dict:
+    """Mean and std per channel of layer k's frames, its effective dimension and channel-scale spread."""
+    frames = torch.cat([u.features[k] for u in items]).float()  # (N, D)
+    return {"mean": frames.mean(0), "std": frames.std(0, correction=0), "dim": frames.shape[1],
+            "effective_dim": effective_dimension(frames), "channel_scale_spread": channel_scale_spread(frames)}
+
+
+def standardize(items: list[UtteranceFeatures], k: int, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Layer k's features -> (x - mean) / std in place (a channel without variance is only centred)."""
+    scale = torch.where(std > 1e-6, std, torch.ones_like(std))
+    for u in items:
+        x = u.features[k]
+        u.features[k] = ((x.float() - mean.to(x.device)) / scale.to(x.device)).to(x.dtype)
+
+
+def heads_ctc_loss(heads: nn.ModuleList, batch: FeatureBatch) -> torch.Tensor:
+    """(H,) CTC loss of each head on its layer's features: fp32, blank 0, per-target-length mean over the batch.
+
+    All heads go through one ctc_loss call (their rows stacked): the CPU kernel spreads the rows over threads.
+    """
+    device = next(heads.parameters()).device
+    H = len(heads)
+    logits = torch.cat([head(x.to(device).float()) for head, x in zip(heads, batch.features)])  # (H*B, T, V)
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, H*B, V)
+    label_lengths = batch.label_lengths.to(device)
+    losses = F.ctc_loss(log_probs, batch.labels.to(device).repeat(H, 1), batch.frame_lengths.to(device).repeat(H),
+                        label_lengths.repeat(H), blank=0, reduction="none", zero_infinity=True)
+    # torch's reduction="mean": each loss over its target length, then the batch mean.
+    return (losses.view(H, -1) / label_lengths.clamp(min=1)).mean(dim=1)
+
+
+def make_heads(dims: list[int], vocab_size: int) -> nn.ModuleList:
+    """One linear layer per probed layer, zero-initialised: a convex start with no draw to seed."""
+    heads = nn.ModuleList(nn.Linear(d, vocab_size) for d in dims)
+    for head in heads:
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+    return heads
+
+
+def train_heads(heads: nn.ModuleList, batches: list[FeatureBatch], settings: ProbeSettings, *, seed: int,
+                bar=None) -> list[float]:
+    """Adam on the sum of the heads' CTC losses, batches in a seeded order; each head's mean loss of the last epoch."""
+    optimizer = torch.optim.Adam(heads.parameters(), lr=settings.lr)
+    rng = np.random.default_rng(seed)
+    total, step = settings.epochs * len(batches), 0
+    last = torch.zeros(len(heads))
+    for _ in range(settings.epochs):
+        last.zero_()
+        for b in rng.permutation(len(batches)).tolist():
+            batch = batches[b]
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            losses = heads_ctc_loss(heads, batch)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            optimizer.step()
+            last += losses.detach().cpu() / len(batches)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+    return last.tolist()
+
+
+@torch.no_grad()
+def score_heads(heads: nn.ModuleList, batches: list[FeatureBatch], vocab: Vocabulary, unit: str) -> list[EditCounts]:
+    """Edit counts of each head's greedy transcripts against the references, summed over `batches`."""
+    device = next(heads.parameters()).device
+    refs = [r for b in batches for r in b.refs]
+    counts = []
+    for k, head in enumerate(heads):
+        hyps = [h.text for b in batches
+                for h in greedy_decode(head(b.features[k].to(device).float()).cpu(), b.frame_lengths, vocab)]
+        counts.append(corpus_counts(refs, hyps, unit))
+    return counts
+
+
+def probe_model(encoder: torch.nn.Module, layers: list[Layer], train: LabeledAudio, test: LabeledAudio,
+                vocab: Vocabulary, unit: str, settings: ProbeSettings, *, seed: int, device: torch.device,
+                show_progress: bool = True) -> tuple[list[dict], dict]:
+    """Probe one encoder: per-layer results (in `layers` order) and the seconds each stage took."""
+    encoder = encoder.to(device)
+    dtype = CACHE_DTYPES[settings.cache_dtype]
+    t0 = time.perf_counter()
+    with progress(total=len(train.waveforms) + len(test.waveforms), desc="features", unit="utt",
+                  disable=not show_progress) as bar:
+        train_u, test_u = (compute_features(encoder, data, vocab, layers, device=device, cache_dtype=dtype,
+                                            max_batch_samples=settings.max_batch_samples, bar=bar)
+                           for data in (train, test))
+    encoder.cpu()  # the heads need the memory more than the encoder does now
+    t1 = time.perf_counter()
+    stats = []
+    for k in range(len(layers)):
+        stats.append(layer_statistics(train_u, k))
+        for items in (train_u, test_u):
+            standardize(items, k, stats[k]["mean"], stats[k]["std"])
+    train_b, test_b = batch_features(train_u, settings.batch_frames), batch_features(test_u, settings.batch_frames)
+    del train_u, test_u  # the batches hold copies
+    heads = make_heads([s["dim"] for s in stats], len(vocab)).to(device)
+    with progress(total=settings.epochs * len(train_b), desc="heads", unit="step", disable=not show_progress) as bar:
+        train_loss = train_heads(heads, train_b, settings, seed=seed, bar=bar)
+    counts = score_heads(heads, test_b, vocab, unit)
+    t2 = time.perf_counter()
+    results = [{"layer": layer, "error_rate": c.rate, "counts": c.to_dict(), "train_ctc": loss, "dim": s["dim"],
+                "effective_dim": s["effective_dim"], "channel_scale_spread": s["channel_scale_spread"]}
+               for layer, c, loss, s in zip(layers, counts, train_loss, stats)]
+    return results, {"features": round(t1 - t0, 2), "heads": round(t2 - t1, 2)}
+
+
+def display_names(paths: list[str]) -> list[str]:
+    """A short label per model for the plot: the folder or file name, the whole path where two would clash."""
+    names = [Path(p).name or str(p) for p in paths]
+    return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+
+
+def _load_models(paths: list[str], layers: list[Layer] | None) -> list[tuple]:
+    from xlsr.interop.load import load_pretrained
+
+    loaded = []
+    for path in paths:
+        model = load_pretrained(path)
+        encoder = encoder_of(model.model, str(path))
+        loaded.append((model, encoder, resolve_layers(layers, model.config.num_layers, str(path))))
+    return loaded
+
+
+def probe(models: str | Path | list[str | Path], train_manifest: str | Path, test_manifest: str | Path,
+          out_dir: str | Path, *, layers: str | list | None = "all", labels: str = "phones",
+          settings: ProbeSettings | None = None, seed: int = 0, device: str = "cpu", plot: bool = True,
+          show_progress: bool = True) -> ProbeReport:
+    """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically."""
+    from xlsr.train.distributed import pick_device
+
+    paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
+    settings = settings or ProbeSettings()
+    settings.check()
+    if not paths:
+        raise XlsrError("--model: give at least one checkpoint")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XlsrError(f"--out {out_dir}: exists and is not a folder")
+    if labels not in METRICS:
+        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
+    metric, unit = METRICS[labels]
+    torch_device = pick_device(device)
+    loaded = _load_models(paths, parse_layers(layers))
+    min_samples = max(m.config.receptive_field for m, _, _ in loaded)
+    train = read_labeled(train_manifest, labels, min_samples=min_samples)
+    test = read_labeled(test_manifest, labels, min_samples=min_samples)
+    vocab = Vocabulary.build(train.labels, labels)
+
+    start = time.perf_counter()
+    entries = []
+    for path, name, (model, encoder, model_layers) in zip(paths, display_names(paths), loaded):
+        results, seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings, seed=seed,
+                                       device=torch_device, show_progress=show_progress)
+        for r in results:
+            r[metric] = r.pop("error_rate")
+        entries.append({"model": path, "name": name, "source_format": model.source_format,
+                        "num_layers": model.config.num_layers, "layers": results, "seconds": seconds})
+    summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device))
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    return _write(summary, out_dir, plot)
+
+
+def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab: Vocabulary, labels: str,
+             metric: str, settings: ProbeSettings, seed: int, device: str) -> dict:
+    def data(d: LabeledAudio) -> dict:
+        return {"manifest": str(d.manifest), "utterances": len(d.waveforms), "minutes": round(d.minutes, 3),
+                "skipped": d.skipped}
+
+    shared = {"labels": labels, "metric": metric, "train": data(train), "test": data(test),
+              "test_oov_symbols": sum(vocab.oov_report(test.labels).values()), "vocab_size": len(vocab),
+              "settings": {**asdict(settings), "head": "linear, zero init", "optimizer": "adam, cosine decay",
+                           "standardize": "per channel, train statistics", "device": device},
+              "seed": seed}
+    if len(entries) == 1:
+        return {**entries[0], **shared}
+    return {"models": entries, **shared}
+
+
+def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"json": out_dir / JSON_FILE}
+    if plot:
+        from xlsr.analysis.probe_plot import plot_probe
+
+        files["plot"] = plot_probe(summary.get("models") or [summary], out_dir / PLOT_FILE, summary["metric"])
+    summary["files"] = {k: p.name for k, p in files.items()}
+    tmp = files["json"].with_name(JSON_FILE + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, files["json"])
+    return ProbeReport(summary=summary, out_dir=out_dir, files=files)
+
+
+def format_summary(summary: dict) -> str:
+    """A plain-text table: one row per layer, one column per model."""
+    entries = summary.get("models") or [summary]
+    metric = summary["metric"]
+    layers = list(dict.fromkeys(r["layer"] for e in entries for r in e["layers"]))
+    width = max(12, *(len(e["name"]) + 2 for e in entries))
+    rows = [f"{'layer':<6}" + "".join(f"{e['name']:>{width}}" for e in entries)]
+    for layer in layers:
+        cells = []
+        for e in entries:
+            r = next((r for r in e["layers"] if r["layer"] == layer), None)
+            cells.append(f"{100 * r[metric]:>{width - 1}.1f}%" if r else f"{'-':>{width}}")
+        rows.append(f"{layer!s:<6}" + "".join(cells))
+    rows.append(f"test {metric.upper()} by layer; linear CTC heads on {summary['train']['minutes']:.1f} min of "
+                f"{summary['labels']} labels, tested on {summary['test']['minutes']:.1f} min")
+    return "\n".join(rows)
+
+
+__all__ = ["CNN", "ProbeReport", "ProbeSettings", "format_summary", "probe"]

@@ -1,0 +1,196 @@
+"""The probe's inputs: labeled audio from a manifest, the layers to probe, and each layer's frozen features.
+
+Layer names follow transformers' `hidden_states` convention, which `Wav2Vec2Model(...,
+output_hidden_states=True)` keeps: "cnn" is `extract_features` (the CNN output after feature_norm, before the
+projection); layer 0 is `hidden_states[0]`, the input to the first Transformer block (projection, positional
+convolution, and for post-LN models the encoder LayerNorm); layer i (1..L) is `hidden_states[i]`, the output of
+block i, the last one after the final LayerNorm in pre-LN models.
+
+Every utterance goes through the encoder once per model (eval mode, no masking, no gradient), in batches packed
+by length; the probed layers' valid frames stay in memory and are packed again, by frames, into the padded
+(B, T, D) batches that all heads reuse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from xlsr.data.audio import load_audio, normalize_waveform
+from xlsr.data.batching import pack_batches, pad_waveforms
+from xlsr.data.manifest import read_manifest
+from xlsr.errors import AudioError, XlsrError
+from xlsr.model import Wav2Vec2Model
+from xlsr.rates import SAMPLE_RATE
+from xlsr.text.labels import LABEL_FIELD
+from xlsr.text.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+CNN = "cnn"
+
+MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE  # padded audio per encoder forward pass, as the analysis
+
+Layer = str | int  # "cnn" or a hidden-state index 0..L
+
+
+@dataclass
+class LabeledAudio:
+    """A manifest's readable utterances: raw waveforms (not normalised) and their label strings."""
+
+    manifest: Path
+    waveforms: list[np.ndarray]
+    labels: list[str]
+    ids: list[str]
+    skipped: int = 0  # unreadable or shorter than the CNN's receptive field
+
+    @property
+    def minutes(self) -> float:
+        return sum(w.shape[0] for w in self.waveforms) / SAMPLE_RATE / 60
+
+
+@dataclass
+class UtteranceFeatures:
+    """One utterance's valid frames at each probed layer, its label ids and its reference string."""
+
+    features: list[torch.Tensor]  # one (T, D_l) per probed layer
+    label_ids: list[int]
+    ref: str
+
+
+@dataclass
+class FeatureBatch:
+    """One padded batch: a (B, T, D_l) tensor per probed layer, valid frames, label ids and reference strings."""
+
+    features: list[torch.Tensor]
+    frame_lengths: torch.Tensor  # (B,) long
+    labels: torch.Tensor  # (B, L) long, padded with 0 (the blank, never a target)
+    label_lengths: torch.Tensor  # (B,) long
+    refs: list[str] = field(default_factory=list)
+
+
+def parse_layers(spec: str | list | None) -> list[Layer] | None:
+    """"all" (or None) -> None; "cnn,0,3" -> ["cnn", 0, 3]: names in the order given, duplicates dropped."""
+    if spec is None or (isinstance(spec, str) and spec.strip() == "all"):
+        return None
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    layers: list[Layer] = []
+    for item in items:
+        item = str(item).strip()
+        if item == CNN:
+            layer: Layer = CNN
+        else:
+            try:
+                layer = int(item)
+            except ValueError:
+                raise XlsrError(f"--layers: {item!r} is not 'cnn' or a layer number (use all, or e.g. cnn,0,3)") from None
+            if layer < 0:
+                raise XlsrError(f"--layers: layer numbers start at 0, got {layer}")
+        if layer not in layers:
+            layers.append(layer)
+    if not layers:
+        raise XlsrError("--layers: no layer given (use all, or e.g. cnn,0,3)")
+    return layers
+
+
+def resolve_layers(layers: list[Layer] | None, num_layers: int, model_name: str) -> list[Layer]:
+    """The probed layers of a model with `num_layers` Transformer blocks: all of them, or the asked ones checked."""
+    if layers is None:
+        return [CNN, *range(num_layers + 1)]
+    too_deep = [x for x in layers if x != CNN and x > num_layers]
+    if too_deep:
+        raise XlsrError(f"{model_name} has {num_layers} Transformer layers; --layers asked for {too_deep[0]} "
+                        f"(allowed: cnn, 0..{num_layers})")
+    return list(layers)
+
+
+def encoder_of(model: torch.nn.Module, model_name: str) -> Wav2Vec2Model:
+    """The Wav2Vec2Model inside a pretraining, CTC or bare encoder model."""
+    encoder = model if isinstance(model, Wav2Vec2Model) else getattr(model, "wav2vec2", None)
+    if not isinstance(encoder, Wav2Vec2Model):
+        raise XlsrError(f"{model_name}: a {type(model).__name__} holds no wav2vec 2.0 encoder to probe")
+    return encoder
+
+
+def read_labeled(manifest: str | Path, labels: str, *, min_samples: int) -> LabeledAudio:
+    """Every utterance of `manifest` with its `labels` field; XlsrError for an empty manifest or a missing label."""
+    if labels not in LABEL_FIELD:
+        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(LABEL_FIELD)}")
+    manifest = Path(manifest)
+    utts = read_manifest(manifest)
+    if not utts:
+        raise XlsrError(f"{manifest}: empty manifest (no utterances)")
+    key = LABEL_FIELD[labels]
+    for number, utt in enumerate(utts, 1):
+        if not (getattr(utt, key) or "").strip():
+            raise XlsrError(f"{manifest}: utterance {utt.id!r} (line {number}) has no {key!r} field, "
+                            f"needed for --labels {labels}")
+    data = LabeledAudio(manifest, [], [], [])
+    for utt in utts:
+        try:
+            wave = load_audio(utt.audio)
+        except AudioError as exc:
+            log.warning("skipping bad audio: %s", exc)
+            data.skipped += 1
+            continue
+        if wave.shape[0] < min_samples:
+            data.skipped += 1  # gives no frame
+            continue
+        data.waveforms.append(wave)
+        data.labels.append(getattr(utt, key))
+        data.ids.append(utt.id)
+    if not data.waveforms:
+        raise XlsrError(f"{manifest}: none of its {len(utts)} utterances could be read "
+                        f"(unreadable audio, or shorter than {min_samples} samples)")
+    return data
+
+
+@torch.no_grad()
+def compute_features(encoder: Wav2Vec2Model, data: LabeledAudio, vocab: Vocabulary, layers: list[Layer], *,
+                     device: torch.device, max_batch_samples: int = MAX_BATCH_SAMPLES,
+                     cache_dtype: torch.dtype = torch.float32, bar=None) -> list[UtteranceFeatures]:
+    """Each probed layer's features for every utterance of `data` (in its order), from padded batches."""
+    encoder.eval()
+    normalize = bool(encoder.config.normalize_waveform)
+    lengths = np.array([w.shape[0] for w in data.waveforms], dtype=np.int64)
+    items: list[UtteranceFeatures | None] = [None] * len(lengths)
+    for rows in pack_batches(lengths, np.arange(len(lengths)), max_batch_samples, crop_to_shortest=False):
+        waves = [normalize_waveform(data.waveforms[i]) if normalize else data.waveforms[i] for i in rows]
+        x, n = pad_waveforms(waves)
+        out = encoder(x.to(device), n, output_hidden_states=True)
+        feats = [_layer_output(out, layer) for layer in layers]
+        for r, (i, frames) in enumerate(zip(rows, out.frame_lengths.tolist())):
+            # clone: a slice would keep the whole padded batch alive
+            items[i] = UtteranceFeatures([f[r, :frames].to(cache_dtype).clone() for f in feats],
+                                         vocab.encode(data.labels[i]), data.labels[i])
+        if bar is not None:
+            bar.update(len(rows))
+    return items
+
+
+def batch_features(items: list[UtteranceFeatures], max_batch_frames: int) -> list[FeatureBatch]:
+    """Utterances packed shortest first into padded batches of at most `max_batch_frames` (B x longest)."""
+    frames = np.array([u.features[0].shape[0] for u in items], dtype=np.int64)
+    batches = []
+    for rows in pack_batches(frames, np.arange(len(items)), max_batch_frames, crop_to_shortest=False):
+        group = [items[i] for i in rows]
+        feats = [pad_sequence([u.features[k] for u in group], batch_first=True) for k in range(len(group[0].features))]
+        label_lengths = torch.tensor([len(u.label_ids) for u in group], dtype=torch.long)
+        labels = torch.zeros(len(group), max(1, int(label_lengths.max())), dtype=torch.long)
+        for r, u in enumerate(group):
+            labels[r, : len(u.label_ids)] = torch.tensor(u.label_ids, dtype=torch.long)
+        batches.append(FeatureBatch(feats, torch.from_numpy(frames[rows]), labels, label_lengths,
+                                    [u.ref for u in group]))
+    return batches
+
+
+def _layer_output(out, layer: Layer) -> torch.Tensor:
+    if layer == CNN:
+        return out.extract_features  # (B, T, C)
+    return out.hidden_states[layer]  # (B, T, D)
+

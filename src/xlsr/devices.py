@@ -1,0 +1,21 @@
+"""The one place a device name (`--device auto|cpu|cuda|cuda:N`) becomes a torch.device."""
+
+from __future__ import annotations
+
+import torch
+
+from xlsr.errors import XlsrError
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' → this rank's GPU when CUDA is available, else CPU; a device this machine lacks is one XlsrError."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    except RuntimeError:
+        raise XlsrError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
+                        f"use --device cpu or auto")
+    return device

@@ -1,0 +1,168 @@
+"""MMS per-language adapters: choosing one language from a Hugging Face MMS directory or a fairseq MMS file.
+
+Hugging Face (as facebook/mms-1b-all is laid out): config.json sets adapter_attn_dim; model.safetensors
+holds the base model with one language's adapters and head; adapter.<lang>.safetensors holds another
+language's adapter layers and lm_head; vocab.json maps each language to its own token→id table.
+fairseq (layer_type "trf_adp"): every adapted block stacks all languages' adapters in one tensor per
+weight (adapter_layer.W_a [n, a, D], W_b [n, D, a], b_a [n, a], b_b [n, D], ln_W / ln_b [n, D]); index i
+is one language, named by the task's multi_corpus_keys when there is more than one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from xlsr.errors import CheckpointError, listing
+from xlsr.interop.native import read_json, read_safetensors
+
+ADAPTER_FILE = "adapter.{}.safetensors"
+_HF_ADAPTER_KEY = re.compile(r"wav2vec2\.encoder\.layers\.\d+\.adapter_layer\.(norm|linear_1|linear_2)\.(weight|bias)")
+_HF_HEAD_KEYS = ("lm_head.weight", "lm_head.bias")
+
+
+def _languages_line(languages: list[str]) -> str:
+    return ", ".join(languages) if languages else "none"
+
+
+# ---------------------------------------------------------------------------- Hugging Face
+def hf_languages(dir: Path) -> tuple[list[str], Path]:
+    """(languages an MMS directory offers, the file that says so): a per-language vocab.json, else adapter files."""
+    vocab_path = dir / "vocab.json"
+    if vocab_path.is_file():
+        vocab = read_json(vocab_path)
+        if vocab and all(isinstance(v, dict) for v in vocab.values()):
+            return sorted(vocab), vocab_path
+    return sorted(p.name[len("adapter."):-len(".safetensors")] for p in dir.glob(ADAPTER_FILE.format("*"))), dir
+
+
+def choose_language(source: Path, languages: list[str], target_lang: str | None) -> str:
+    """`target_lang` if `source` offers it; otherwise one line listing the languages it does offer."""
+    if target_lang is None:
+        raise CheckpointError(f"{source}: holds {len(languages)} languages; choose one with target_lang "
+                              f"(--target-lang): {_languages_line(languages)}")
+    if target_lang not in languages:
+        raise CheckpointError(f"{source}: no language {target_lang!r}; available: {_languages_line(languages)}")
+    return target_lang
+
+
+def language_vocab(vocab_path: Path, target_lang: str | None) -> dict:
+    """The token→id table of vocab.json, or of its `target_lang` entry when it is keyed by language."""
+    vocab = read_json(vocab_path)
+    if vocab and all(isinstance(v, dict) for v in vocab.values()):
+        if target_lang not in vocab:
+            raise CheckpointError(f"{vocab_path}: no vocabulary for language {target_lang!r}; "
+                                  f"available: {_languages_line(sorted(vocab))}")
+        return vocab[target_lang]
+    return vocab
+
+
+def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str) -> dict[str, torch.Tensor]:
+    """`state` (HF names) with the adapters and head of adapter.<lang>.safetensors, if that file exists."""
+    path = dir / ADAPTER_FILE.format(lang)
+    if not path.is_file():
+        return state  # the base weights are this language's (mms-1b-all's model.safetensors is English)
+    adapter = read_safetensors(path)
+    expected = {k for k in state if _HF_ADAPTER_KEY.fullmatch(k)} | {k for k in _HF_HEAD_KEYS if k in state}
+    if not expected:
+        raise CheckpointError(f"{path}: the base model in {dir} has no adapter layers (adapter_attn_dim unset)")
+    problems = []
+    if set(adapter) - expected:
+        problems.append(f"unexpected keys: {listing(sorted(set(adapter) - expected))}")
+    if expected - set(adapter):
+        problems.append(f"missing keys: {listing(sorted(expected - set(adapter)))}")
+    wrong = [f"{k} {tuple(v.shape)} vs base {tuple(state[k].shape)}" for k, v in sorted(adapter.items())
+             if k in state and not _fits(k, v, state[k])]  # fmt: skip
+    if wrong:
+        problems.append(f"shapes contradict the base model: {listing(wrong)}")
+    if problems:
+        raise CheckpointError(f"{path}: " + "; ".join(problems))
+    return {**state, **adapter}
+
+
+def _fits(key: str, value: torch.Tensor, base: torch.Tensor) -> bool:
+    # A language's head has its own number of rows (its vocabulary); everything else matches the base.
+    if key == "lm_head.weight":
+        return value.dim() == 2 and value.shape[1] == base.shape[1]
+    if key == "lm_head.bias":
+        return value.dim() == 1
+    return value.shape == base.shape
+
+
+# ---------------------------------------------------------------------------- fairseq
+_FAIRSEQ_ADAPTER = re.compile(r"(.*encoder\.layers\.\d+\.adapter_layer\.)(W_a|W_b|b_a|b_b|ln_W|ln_b)")
+# fairseq's stacked adapter weight → the per-language name our key table maps.
+_FAIRSEQ_ONE = {"W_a": "down.weight", "b_a": "down.bias", "W_b": "up.weight", "b_b": "up.bias",
+                "ln_W": "norm.weight", "ln_b": "norm.bias"}  # fmt: skip
+
+
+def fairseq_adapter_languages(task: dict, count: int) -> list[str] | None:
+    """The languages of a fairseq file's `count` stacked adapters, in index order, or None if it names none."""
+    keys = task.get("multi_corpus_keys")
+    names = [k.strip() for k in keys.split(",")] if isinstance(keys, str) else None
+    return names if names and len(names) == count else None
+
+
+def select_fairseq_adapter(state: dict[str, torch.Tensor], model_args: dict, task: dict,
+                           target_lang: str | None, source: Path) -> tuple[dict[str, torch.Tensor], str | None, int]:
+    """(state with one language's adapter per block, that language or None, adapter width; 0 without adapters)."""
+    stacked = {k: v for k, v in state.items() if _FAIRSEQ_ADAPTER.fullmatch(k)}
+    blocks: dict[str, set[str]] = {}
+    for key in stacked:
+        m = _FAIRSEQ_ADAPTER.fullmatch(key)
+        blocks.setdefault(m[1], set()).add(m[2])
+    if any(names != set(_FAIRSEQ_ONE) for names in blocks.values()):
+        stacked = {}  # not a whole adapter: the strict key check lists these keys as unexpected
+    if not stacked:
+        if target_lang is not None:
+            raise CheckpointError(f"{source}: has no per-language adapters; target_lang={target_lang!r} does not apply")
+        return state, None, 0
+    if (model_args.get("adp_act_fn") or "relu") != "relu":
+        raise CheckpointError(f"{source}: adp_act_fn={model_args.get('adp_act_fn')!r} is not supported (only relu)")
+    if str(model_args.get("adp_trf_idx") or "all") != "all":
+        raise CheckpointError(f"{source}: adp_trf_idx={model_args.get('adp_trf_idx')!r} is not supported "
+                              f"(only 'all': an adapter in every block)")
+    count = next(iter(stacked.values())).shape[0]
+    languages = fairseq_adapter_languages(task, count)
+    if count == 1 and (target_lang is None or languages is None):
+        index, lang = 0, (languages or [None])[0]
+    elif languages is None:
+        raise CheckpointError(f"{source}: holds {count} adapters per block but its task names no languages "
+                              f"(multi_corpus_keys); no way to pick target_lang={target_lang!r}")
+    else:
+        lang = choose_language(source, languages, target_lang)
+        index = languages.index(lang)
+    out = {k: v for k, v in state.items() if k not in stacked}
+    for key, value in stacked.items():
+        m = _FAIRSEQ_ADAPTER.fullmatch(key)
+        out[m[1].replace("adapter_layer.", "adapter.") + _FAIRSEQ_ONE[m[2]]] = value[index]
+    return out, lang, next(v for k, v in stacked.items() if k.endswith("b_a")).shape[1]
+
+
+# ---------------------------------------------------------------------------- a new language (MMS's recipe)
+def adapter_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters MMS trains for a language: every block's adapter and the CTC head; the rest stays frozen."""
+    return [p for name, p in model.named_parameters() if ".adapter." in name or name.startswith("lm_head.")]
+
+
+def init_language(model: torch.nn.Module, vocab_size: int, generator: torch.Generator | None = None) -> None:
+    """Fresh adapters and a fresh `vocab_size`-row head for a new language; base weights frozen (requires_grad off)."""
+    cfg = model.config
+    if not cfg.adapter_attn_dim or not hasattr(model, "lm_head"):
+        raise CheckpointError("init_language: needs a CTC model with MMS adapters (adapter_attn_dim set)")
+    head = torch.nn.Linear(cfg.hidden_size, int(vocab_size))
+    model.lm_head = head
+    model.vocab_size = int(vocab_size)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.requires_grad_(".adapter." in name or name.startswith("lm_head."))
+            if not p.requires_grad:
+                continue
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:  # fairseq's init_bert_params, as the base's Linear layers got
+                p.normal_(0.0, 0.02, generator=generator)

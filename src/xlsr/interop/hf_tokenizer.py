@@ -1,0 +1,103 @@
+"""The tokenizer and preprocessor files of a Hugging Face wav2vec2 directory: reading a CTC vocabulary, writing ours.
+
+vocab.json maps token → id (for MMS, language → {token → id}); the unk token is named in
+special_tokens_map.json or tokenizer_config.json. HF's CTC blank is its pad token; ours is `<blank>`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlsr.errors import CheckpointError
+from xlsr.interop.adapters import language_vocab
+from xlsr.interop.native import read_json
+from xlsr.rates import SAMPLE_RATE
+from xlsr.text.vocab import BLANK, UNK, WORD_BOUNDARY
+
+
+def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
+    """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without."""
+    vocab_path = dir / "vocab.json"
+    if not vocab_path.is_file():
+        return None
+    token_to_id = language_vocab(vocab_path, lang)
+    added = dir / "added_tokens.json"
+    if added.is_file():
+        token_to_id = {**token_to_id, **read_json(added)}
+    by_id = {int(i): t for t, i in token_to_id.items()}
+    if sorted(by_id) != list(range(len(by_id))):
+        raise CheckpointError(f"{vocab_path}: token ids are not 0..{len(by_id) - 1} without gaps")
+    tokens = [by_id[i] for i in range(len(by_id))]
+    if len(tokens) != size:
+        raise CheckpointError(f"{vocab_path}: {len(tokens)} tokens but lm_head has {size} rows")
+    unk = _special_token(dir, "unk_token")
+    return tokens, (tokens.index(unk) if unk in tokens else None)
+
+
+def _special_token(dir: Path, name: str) -> str | None:
+    for fname in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = dir / fname
+        if path.is_file():
+            value = read_json(path).get(name)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _is_phone_vocab(tokens: list[str]) -> bool:
+    # Phone inventories have multi-character symbols (aː, tʃ); character vocabularies do not.
+    def special(t: str) -> bool:
+        return (t.startswith("<") and t.endswith(">")) or (t.startswith("[") and t.endswith("]"))
+
+    return any(len(t) > 1 for t in tokens if not special(t))
+
+
+def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, dict]:
+    """vocab.json, tokenizer_config.json, special_tokens_map.json for our tokens (the blank becomes the pad token)."""
+    # HF's CTC blank is its pad token: call it <pad> unless that name is taken (fairseq vocabularies have one).
+    pad = next((n for n in ("<pad>", "[PAD]", BLANK) if n not in tokens[1:]), None)
+    if pad is None:
+        raise CheckpointError(f"vocabulary: '<pad>', '[PAD]' and {BLANK!r} are all regular tokens; no name for the blank")
+    hf_tokens = [pad] + list(tokens[1:])
+    if len(set(hf_tokens)) != len(hf_tokens):
+        raise CheckpointError("vocabulary: duplicate tokens")
+    special = {"pad_token": pad, "unk_token": UNK if UNK in hf_tokens else None}
+    special = {k: v for k, v in special.items() if v is not None}
+    tokenizer = {
+        "unk_token": special.get("unk_token"),
+        "pad_token": pad,
+        "bos_token": None,
+        "eos_token": None,
+        "word_delimiter_token": WORD_BOUNDARY if WORD_BOUNDARY in hf_tokens else None,
+        "do_lower_case": False,
+        "model_max_length": 1_000_000_000,
+    }
+    if kind == "phones" or (kind is None and _is_phone_vocab(hf_tokens)):
+        # Space-separated phone symbols; the tokenizer must not try to phonemize text itself.
+        tokenizer.update(tokenizer_class="Wav2Vec2PhonemeCTCTokenizer", do_phonemize=False,
+                         phone_delimiter_token=" ", phonemizer_lang="und", phonemizer_backend="espeak")
+    else:
+        tokenizer.update(tokenizer_class="Wav2Vec2CTCTokenizer", replace_word_delimiter_char=" ")
+    return {
+        "vocab.json": {t: i for i, t in enumerate(hf_tokens)},
+        "tokenizer_config.json": tokenizer,
+        "special_tokens_map.json": special,
+    }
+
+
+def hf_preprocessor_config(cfg) -> dict:
+    """preprocessor_config.json: z-normalisation as the model expects; attention masks for layer-norm models only."""
+    return {
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": SAMPLE_RATE,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "do_normalize": bool(cfg.normalize_waveform),
+        # transformers' group-norm CNN normalises over the padded row whatever the mask (spec §11 #6), and its
+        # convention is to feed such models unpadded, maskless batches; xlsr itself honours lengths in both modes.
+        "return_attention_mask": cfg.extractor_mode == "layer_norm",
+        "processor_class": "Wav2Vec2Processor",
+    }

@@ -1,0 +1,124 @@
+"""Where a training run's model comes from: `--init` (any checkpoint `load_pretrained` reads, or a run folder)
+or a preset with random weights, plus the run's `model` overrides of that architecture.
+
+The encoder's weights are always taken; a pretraining run also takes the quantizer and projections when
+`--init` has them, a fine-tuning run the CTC head when it keeps the checkpoint's vocabulary. For an MMS
+checkpoint with per-language adapters, `target_lang` picks the language (the adapters and head loaded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from xlsr.config import coerce_fields
+from xlsr.errors import CheckpointError, XlsrError
+from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
+from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
+from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
+from xlsr.interop.state_dict import load_state_dict_strict
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+
+
+@dataclass
+class InitModel:
+    """What `--init` gives a run: the architecture, the loaded model (None: random weights), its CTC vocabulary."""
+
+    config: Wav2Vec2Config
+    model: nn.Module | None = None  # as loaded: Wav2Vec2Model, Wav2Vec2ForPreTraining or Wav2Vec2ForCTC
+    vocab_tokens: list[str] | None = None
+    labels: str | None = None  # "phones"/"chars" of the checkpoint's vocabulary, when recorded
+    source: str = "none"
+    language: str | None = None  # the MMS language whose adapters and head were loaded
+    new_language: bool = False  # target_lang is not one `--init` has: its adapters and head start afresh
+
+    @property
+    def pretrained(self) -> bool:
+        return self.model is not None
+
+    @property
+    def encoder(self) -> nn.Module | None:
+        """The loaded Wav2Vec2Model (ForPreTraining and ForCTC hold it as `.wav2vec2`)."""
+        return None if self.model is None else getattr(self.model, "wav2vec2", self.model)
+
+    @property
+    def ctc_head(self) -> nn.Module | None:
+        """The loaded CTC head (`lm_head`), if `--init` is a fine-tuned model."""
+        return getattr(self.model, "lm_head", None)
+
+
+def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
+              allow_new_language: bool = False) -> InitModel:
+    """Read `--init` (a run folder means its best, else last, checkpoint); None or "none": `preset`, random.
+
+    `target_lang` picks an MMS checkpoint's language. With `allow_new_language`, a language the checkpoint
+    lacks loads its first listed one instead (its base weights; the caller starts fresh adapters and head)
+    and `new_language` is set; the loaded vocabulary, another language's, is then not offered.
+    """
+    if init in (None, "", "none"):
+        return InitModel(Wav2Vec2Config.preset(preset))
+    path = resolve_run_folder(init)
+    lang = target_lang
+    if allow_new_language and target_lang is not None:
+        languages = checkpoint_languages(path)
+        if target_lang not in languages:
+            lang = languages[0] if languages else None
+    loaded = load_pretrained(path, target_lang=lang)
+    language = (loaded.metadata or {}).get("target_lang")
+    if allow_new_language and target_lang is not None and language != target_lang:
+        return InitModel(loaded.config, loaded.model, None, None, str(path), language, new_language=True)
+    labels = (loaded.metadata or {}).get("labels")
+    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), language)
+
+
+def checkpoint_languages(path: str | Path) -> list[str]:
+    """The languages a checkpoint's MMS adapters are named for (empty when none are named), without building it."""
+    path = Path(path)
+    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = path.parent  # as load_pretrained reads such a path
+    fmt = detect_format(path)
+    if fmt == "hf":
+        return hf_languages(path)[0]
+    if fmt == "xlsr":
+        lang = (read_checkpoint_config(path).get("metadata") or {}).get("target_lang")
+        return [lang] if lang else []
+    ckpt = read_fairseq_checkpoint(path)
+    stacked = [v for k, v in ckpt["model"].items() if k.endswith(".adapter_layer.W_a")]
+    if not stacked:
+        return []
+    try:
+        _, pre_task, _ = model_args(ckpt)  # the task as load_fairseq reads it: fine-tuning's over pretraining's
+    except CheckpointError:
+        return []  # load_pretrained reports what is wrong with the file, naming it
+    cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else {}
+    task = cfg.get("task") if isinstance(cfg.get("task"), dict) else ckpt.get("args") or {}
+    return fairseq_adapter_languages({**pre_task, **task}, stacked[0].shape[0]) or []
+
+
+def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
+    """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError."""
+    d = config.to_dict()
+    unknown = sorted(set(overrides) - set(d))
+    if unknown:
+        raise XlsrError(f"model.{unknown[0]}: unknown Wav2Vec2Config field; allowed: {', '.join(sorted(d))}")
+    d.update(coerce_fields(Wav2Vec2Config, dict(overrides), where="model."))
+    out = Wav2Vec2Config.from_dict(d)
+    out.validate()
+    return out
+
+
+def load_encoder(encoder: nn.Module, init: InitModel) -> None:
+    """Copy the `--init` encoder's weights into `encoder` (a Wav2Vec2Model); a mismatch is one CheckpointError."""
+    load_state_dict_strict(encoder, init.encoder.state_dict(), init.source)
+
+
+def load_pretraining_weights(model: Wav2Vec2ForPreTraining, init: InitModel) -> bool:
+    """Copy `--init` into a pretraining model: all of a pretraining checkpoint, else the encoder alone (the
+    quantizer and projections keep their random weights). Whether the quantizer came from `--init`."""
+    if isinstance(init.model, Wav2Vec2ForPreTraining):
+        load_state_dict_strict(model, init.model.state_dict(), init.source)
+        return True
+    load_encoder(model.wav2vec2, init)
+    return False

@@ -1,0 +1,89 @@
+"""The frozen CNN's output per utterance, kept in CPU memory during fine-tuning.
+
+With a frozen CNN (fine-tuning from a pretrained encoder) its output for an utterance never changes, so it is
+computed once; later epochs and validations start at feature_norm. Exact for both CNN modes: each entry is
+computed from its utterance alone, and a group-norm CNN normalizes layer 0 over each row's valid steps.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import torch
+from torch import nn
+
+from xlsr.model.wav2vec2 import check_waveforms
+
+log = logging.getLogger(__name__)
+
+# Host memory for cached CNN output, per process; past it, further utterances go through the CNN every time.
+FEATURE_CACHE_MAX_BYTES = 4 * 2**30
+
+
+class FeatureCache:
+    """The frozen CNN's output for each utterance id, unpadded (T_i, C), in CPU memory.
+
+    Derived state: never checkpointed, a resumed run refills it. Each entry is computed from its utterance
+    alone, so its value never depends on the batch it first came in with (a resumed run sees the same values).
+    """
+
+    def __init__(self, max_bytes: int = FEATURE_CACHE_MAX_BYTES):
+        self.entries: dict[str, torch.Tensor] = {}
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.hits = self.misses = 0
+        self.full = False
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @torch.no_grad()
+    def batch_features(self, encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.Tensor,
+                       ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, T, C) zero-padded on the waveforms' device, frame lengths (B,) on CPU) for a padded batch.
+
+        `encoder` is the Wav2Vec2Model; T is what its CNN gives for the padded batch, so the shapes match the
+        uncached path exactly. Padded frames hold zeros: the Transformer zeroes them anyway.
+        """
+        # The uncached path's checks (lengths within the batch, none shorter than the receptive field).
+        lengths = check_waveforms(waveforms, lengths.cpu(), encoder.config.receptive_field)
+        frames = encoder.frame_lengths(lengths)
+        T = int(encoder.frame_lengths(torch.tensor([waveforms.shape[1]]))[0])
+        rows = []
+        for i, key in enumerate(ids):
+            feats = self.entries.get(key)
+            if feats is None or feats.shape[0] != int(frames[i]):
+                self.misses += 1
+                feats = encoder.features(waveforms[i:i + 1, : int(lengths[i])])[0][0].cpu()  # (T_i, C)
+                self._store(key, feats)
+            else:
+                self.hits += 1
+            rows.append(feats)
+        out = torch.zeros((len(rows), T, rows[0].shape[-1]), dtype=rows[0].dtype)
+        for i, feats in enumerate(rows):
+            out[i, : feats.shape[0]] = feats
+        return out.to(waveforms.device, non_blocking=True), frames
+
+    def _store(self, key: str, feats: torch.Tensor) -> None:
+        size = feats.numel() * feats.element_size()
+        if self.nbytes + size > self.max_bytes:
+            if not self.full:
+                log.warning("feature cache: %.1f GiB of CNN output cached, the limit; further utterances go "
+                            "through the frozen CNN every time", self.nbytes / 2**30)
+            self.full = True
+            return
+        self.entries[key] = feats.clone()  # own storage: never a view into a batch tensor
+        self.nbytes += size
+
+
+def cache_blocker(cache_features: bool, freeze_cnn: bool, utts: list) -> str | None:
+    """Why the frozen-CNN cache cannot be used for `utts` (None: it can)."""
+    if not cache_features:
+        return "cache_features is off"
+    if not freeze_cnn:
+        return "the CNN trains (no pretrained --init, or freeze_feature_encoder false)"
+    dup = [k for k, n in Counter(u.id for u in utts).items() if n > 1]
+    if dup:
+        return f"utterance ids are not unique (e.g. {dup[0]!r})"
+    return None

@@ -1,0 +1,21 @@
+"""The optimizer every task trains with: AdamW, weight decay on weight matrices only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def no_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """Parameters kept out of weight decay: biases and norms (1-d), the mask embedding and the codebook."""
+    return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, with `cfg.weight_decay` (a TrainerConfig) on the weight matrices only."""
+    decay, skip = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (skip if no_weight_decay(name, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": skip, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)

@@ -1,0 +1,48 @@
+"""An out-of-memory error in a training step, turned into one line of advice (TrainingError)."""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+
+import torch
+
+from xlsr.errors import XlsrError
+
+
+class TrainingError(XlsrError):
+    """Training cannot go on (out of memory, too many non-finite steps in a row); the message says what to change."""
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
+
+
+@contextmanager
+def out_of_memory_advice(trainer, batch):
+    """Turn an out-of-memory error in a training step into one line that says what to change (the last
+    checkpoint is kept: the same command with smaller batches resumes from it). `trainer`: the Trainer."""
+    try:
+        yield
+    except (_OUT_OF_MEMORY, RuntimeError) as exc:
+        if not isinstance(exc, _OUT_OF_MEMORY) and "can't allocate memory" not in str(exc):  # the CPU allocator's
+            raise
+        cfg = trainer.cfg
+        tips = []
+        option = trainer.task.batch_size_option()
+        if option:
+            tips.append(f"lower {option} and raise --update-freq (now {cfg.update_freq}) to keep the batch size")
+        if not cfg.activation_checkpointing:
+            tips.append("add --activation-checkpointing true")
+        if cfg.precision == "fp32" and trainer.device.type == "cuda":
+            tips.append("use --precision bf16")
+        raise TrainingError(f"{trainer.run_dir}: out of {trainer.device.type} memory at update {trainer.update} "
+                            f"on a batch of {_batch_shape(batch)} samples; {'; '.join(tips) or 'use smaller batches'}"
+                            ) from None
+
+
+def _batch_shape(batch) -> str:
+    """"BxS" of a batch's first tensor (the waveforms of an audio batch), "?" without one."""
+    items = [getattr(batch, f.name) for f in dataclasses.fields(batch)] if dataclasses.is_dataclass(batch) else \
+        list(batch) if isinstance(batch, tuple | list) else [batch]
+    shape = next((t.shape for t in items if isinstance(t, torch.Tensor)), None)
+    return "x".join(str(n) for n in shape) if shape else "?"

@@ -1,0 +1,63 @@
+"""The failures wav2vec 2.0 pretraining runs into, recognized from one update's (or one validation's) logs."""
+
+from __future__ import annotations
+
+import math
+
+from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, INIT_SUFFIX
+
+# A collapse, not drift: the released tiny checkpoints' CNN features measured 4.1-5.4 against 48.6 at random
+# initialisation (about 0.1); healthy training changes the effective dimension far less than 4-fold.
+DIMENSION_COLLAPSE_RATIO = 0.25
+DIMENSION_KEYS = ((FEATURE_EFF_DIM, "feature_collapse", "CNN features (after feature_norm)"),
+                  (CONTEXT_EFF_DIM, "context_collapse", "final-layer context"))
+
+
+def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per_group: int,
+                             num_negatives: int, update: int, min_update: int = 100,
+                             collapse_ratio: float = 0.1, neg_is_pos_max: float = 0.05,
+                             chance_margin: float = 0.02, stuck_after: int = 1000,
+                             dimension_collapse_ratio: float = DIMENSION_COLLAPSE_RATIO) -> list[tuple[str, str]]:
+    """(kind, message) pairs for the failures wav2vec 2.0 users hit, from one update's (or validation's) logs.
+
+    - feature collapse: the effective dimension of the CNN features (or of the context) below
+      `dimension_collapse_ratio` of its value at initialisation (validation logs only; from any update on);
+    - codebook collapse: code perplexity below `collapse_ratio` of its ceiling G·min(V, frames);
+    - distractors equal to their positive: `neg_is_pos` share above `neg_is_pos_max`;
+    - loss stuck at chance: contrastive loss (bits) within `chance_margin` of log2(K+1) after `stuck_after`.
+    """
+    out = dimension_collapse_warnings(logs, dimension_collapse_ratio)
+    if update < min_update:
+        return out
+    frames = logs.get("sample_size") or num_codevectors_per_group
+    ceiling = num_groups * min(num_codevectors_per_group, max(1.0, float(frames)))
+    ppl = logs.get("code_perplexity")
+    if ppl is not None and ppl < collapse_ratio * ceiling:
+        out.append(("codebook_collapse",
+                    f"codebook collapse: code perplexity {ppl:.1f} of at most {ceiling:.0f} "
+                    f"(G·V = {num_groups * num_codevectors_per_group}); lower the learning rate or raise "
+                    f"diversity_weight / latent_temp"))
+    nip = logs.get("neg_is_pos")
+    if nip is not None and nip > neg_is_pos_max:
+        out.append(("neg_is_pos",
+                    f"{100 * nip:.1f}% of distractors equal their positive (codebook under-used; the "
+                    f"contrastive loss is becoming trivial)"))
+    chance = math.log2(num_negatives + 1)
+    loss = logs.get("contrastive_loss")
+    if loss is not None and update >= stuck_after and loss >= (1 - chance_margin) * chance:
+        out.append(("stuck_at_chance",
+                    f"contrastive loss {loss:.3f} bits is at chance level log2(K+1) = {chance:.3f} after "
+                    f"{update} updates; try a higher learning rate, longer crops or fewer negatives"))
+    return out
+
+
+def dimension_collapse_warnings(logs: dict, ratio: float = DIMENSION_COLLAPSE_RATIO) -> list[tuple[str, str]]:
+    """Warnings for an effective dimension (`<key>`) below `ratio` of its value at initialisation (`<key>_init`)."""
+    out = []
+    for key, kind, what in DIMENSION_KEYS:
+        now, init = logs.get(key), logs.get(key + INIT_SUFFIX)
+        if isinstance(now, int | float) and isinstance(init, int | float) and init > 0 and now < ratio * init:
+            out.append((kind, f"{what} collapsed: effective dimension {now:.1f}, {now / init:.0%} of its "
+                              f"{init:.1f} at initialisation (warning below {ratio:.0%}); a few directions carry "
+                              f"its variance (docs/pretrain_recipe.md, feature health)"))
+    return out

@@ -1,0 +1,44 @@
+"""The one check before a run writes into its folder, for every task: a folder that holds another kind of run,
+a run from another model source, or checkpoints of another model is refused in one line, and nothing in it
+is touched. A folder without checkpoints has nothing to resume; only its config.yaml is checked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from xlsr.config import read_yaml
+from xlsr.errors import CheckpointError, XlsrError
+from xlsr.interop.load import model_mismatch
+from xlsr.train.checkpoint import find_resume_dir
+
+# The fields of every task's config that say where the model comes from (the preset, or --init weights).
+MODEL_SOURCE_KEYS = ("preset", "init")
+
+
+def check_run_folder(run_dir: Path, config: dict, model: nn.Module) -> None:
+    """Refuse `run_dir` unless resuming it with `config` (the resolved run config) and `model` is the same run."""
+    check_config_file(run_dir, config)
+    resume_dir = find_resume_dir(run_dir / "checkpoints")
+    if resume_dir is not None:
+        mismatch = model_mismatch(resume_dir, model)
+        if mismatch:
+            raise CheckpointError(f"{run_dir}: holds {mismatch}; choose another --out")
+
+
+def check_config_file(run_dir: Path, config: dict) -> None:
+    """Refuse a config.yaml with keys this run's config lacks (another kind of run) or another model source."""
+    path = run_dir / "config.yaml"
+    if not config or not path.is_file():
+        return
+    old = read_yaml(path)
+    foreign = sorted(set(old) - set(config))
+    if foreign:
+        raise XlsrError(f"{run_dir}: holds another kind of run (its config.yaml has {', '.join(foreign[:3])}, "
+                        f"which this command does not take); choose another --out")
+    for key in MODEL_SOURCE_KEYS:
+        if key in config and old.get(key) != config[key]:
+            raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
+                            f"{config[key]!r}; choose another --out")

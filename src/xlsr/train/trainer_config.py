@@ -1,0 +1,64 @@
+"""The Trainer's settings: the part of every task's configuration that the generic loop reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal
+
+from xlsr.errors import XlsrError
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of the generic loop, the Trainer's part of every task's configuration.
+
+    A task's configuration is flat for the user (one namespace of YAML keys and --options, one RUN/config.yaml)
+    and extends this class with its data and model-source fields; the Trainer gets `trainer_config()`, a
+    TrainerConfig of exactly these fields, and never the task's.
+    """
+
+    out: str = ""  # run folder; re-running on it resumes
+    max_updates: int = 1000  # optimizer steps
+    # learning rate
+    lr: float = 5e-4  # peak learning rate
+    lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "polynomial"
+    warmup_updates: int | None = None  # polynomial/constant: None -> warmup_ratio * max_updates
+    warmup_ratio: float = 0.08  # wav2vec 2.0: first 8% of updates
+    end_lr: float = 0.0  # polynomial: rate at max_updates
+    lr_power: float = 1.0  # polynomial: 1 = linear decay
+    phase_ratio: tuple[float, float, float] = (0.1, 0.4, 0.5)  # tri_stage: warmup, hold, decay
+    init_lr_scale: float = 0.01  # tri_stage: warmup starts at lr * this
+    final_lr_scale: float = 0.05  # tri_stage: decay ends at lr * this
+    # optimizer (Adam with decoupled weight decay on weights only)
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-6
+    weight_decay: float = 0.01
+    clip_norm: float = 10.0  # max global gradient norm; 0 = no clipping
+    update_freq: int = 1  # gradient accumulation: micro-batches per update
+    # numerics and speed
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # torch.compile the model (use bucketed crop lengths)
+    activation_checkpointing: bool = False  # recompute CNN layers and blocks in backward: less memory, ~1/3 more compute
+    device: str = "auto"  # auto | cpu | cuda
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # used when launched by torchrun with >1 process
+    seed: int = 1
+    max_consecutive_nan: int = 10  # stop after this many non-finite steps in a row
+    # logs and checkpoints
+    log_every: int = 10
+    valid_every: int = 1000  # 0 = only at the end
+    save_every: int = 1000  # 0 = only at the end (and on SIGINT/SIGTERM)
+    keep_last: int = 2  # update checkpoints kept besides `best`
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for key, low in (("max_updates", 0), ("update_freq", 1), ("log_every", 1), ("valid_every", 0),
+                         ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
+            if getattr(self, key) < low:
+                raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
+        if self.lr < 0 or self.clip_norm < 0:
+            raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
+
+    def trainer_config(self) -> TrainerConfig:
+        """These settings alone, as a plain TrainerConfig (what a task's configuration hands the Trainer)."""
+        return TrainerConfig(**{f.name: getattr(self, f.name) for f in fields(TrainerConfig)})

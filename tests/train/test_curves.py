@@ -1,0 +1,54 @@
+"""`xlsr plot RUN`: which panels a log gets, and the feature-health reference line (titles and lines, not pixels)."""
+
+import json
+
+import matplotlib.pyplot as plt
+import pytest
+
+from xlsr.cli.main import main
+from xlsr.errors import XlsrError
+from xlsr.train.curves import draw_training_curves, plot_training_curves
+from xlsr.train.monitor import read_log
+
+
+def _write_log(run, with_health: bool):
+    records = []
+    for u in range(0, 30, 10):
+        records.append({"update": u + 10, "split": "train", "loss": 4.0 - 0.1 * u, "lr": 1e-3, "grad_norm": 1.0})
+        valid = {"update": u, "split": "valid", "loss": 4.2 - 0.1 * u, "code_perplexity": 20.0}
+        if with_health:
+            valid.update(feature_eff_dim=48.6 - 1.5 * u, context_eff_dim=30.0, feature_scale_spread=2.0 + u,
+                         feature_eff_dim_init=48.6, context_eff_dim_init=30.0, probe_feature_per=0.9 - 0.01 * u)
+        records += [valid, {**valid, "split": "valid_aa"}]
+    records.append({"update": 20, "warning": "valid_feature_collapse", "message": "..."})
+    run.mkdir()
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _titles(fig):
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+def test_feature_health_panels_with_the_value_at_initialisation(tmp_path):
+    run = tmp_path / "run"
+    _write_log(run, with_health=True)
+    fig = draw_training_curves([r for r in read_log(run / "log.jsonl") if "split" in r], "run")
+    titles = _titles(fig)
+    assert titles == ["loss (bits per masked frame)", "code perplexity", "learning rate", "gradient norm",
+                      "effective dimension (dashed: at initialisation)",
+                      "CNN channel-scale spread (max / median std)", "linear probe error rate"]
+    dims = fig.axes[titles.index("effective dimension (dashed: at initialisation)")]
+    dashed = {line.get_label(): line.get_ydata()[0] for line in dims.get_lines() if line.get_linestyle() == "--"}
+    assert dashed == {"feature_eff_dim at initialisation": 48.6, "context_eff_dim at initialisation": 30.0}
+    plt.close(fig)
+    assert main(["plot", str(run)]) == 0 and (run / "curves.png").stat().st_size > 10_000
+
+
+def test_a_log_without_feature_health_gets_no_such_panels(tmp_path):
+    run = tmp_path / "run"
+    _write_log(run, with_health=False)
+    fig = draw_training_curves([r for r in read_log(run / "log.jsonl") if "split" in r], "run")
+    assert len(_titles(fig)) == 4 and not any("dimension" in t or "probe" in t for t in _titles(fig))
+    plt.close(fig)
+    with pytest.raises(XlsrError, match="no training log"):
+        plot_training_curves(tmp_path / "nothing")
