@@ -26,8 +26,8 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from xlsr.rates import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 TORCH_DIR = str(Path(torch.__file__).parent)
 
 
