@@ -121,15 +121,8 @@ def analyze(
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
     counts = cb.count_codewords(ids, num_codewords=V**G)
     summary = cb.statistics(counts)
-    family = language_families(counts.langs, families)
-    for lang, (path, _) in per_lang.items():
-        summary["per_language"][lang].update({
-            "family": family[lang],
-            "manifest": str(path),
-            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
-            "utterances": len(clips[lang]),
-            "available_seconds": available[lang],
-        })
+    _add_sources(summary["per_language"], per_lang, language_families(counts.langs, families), clips, samples,
+                 available)
     summary = {
         "model": str(model_path),
         "source_format": loaded.source_format,
@@ -162,6 +155,19 @@ def _extract_codes(loaded, per_lang: dict[str, tuple[Path, list]], seconds: floa
             raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
                             f"shorter than {min_samples} samples?)")
     return clips, ids, samples
+
+
+def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, list]], family: dict[str, str],
+                 clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
+    """Add each language's family, manifest and amount of audio to its figures."""
+    for lang, (path, _) in per_lang.items():
+        per_language[lang].update({
+            "family": family[lang],
+            "manifest": str(path),
+            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
+            "utterances": len(clips[lang]),
+            "available_seconds": available[lang],
+        })
 
 
 def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, with_plots: bool) -> dict[str, Path]:
