@@ -173,24 +173,63 @@ def statistics(counts: CodewordCounts) -> dict:
     if len(langs) < 2:
         raise XlsrError(f"the analysis compares languages and needs at least 2, got {len(langs)}")
     p = distributions(counts.counts)
+    jsd = js_divergence(p)
+    jsdist = np.sqrt(jsd)
+    coords, explained = pca_2d(p)
+    tree = average_linkage(jsdist)
+    return {
+        "num_codewords": counts.num_codewords,
+        "codewords_used": int(counts.codewords.size),
+        "sharing": _sharing_statistics(counts),
+        "per_language": _per_language_statistics(counts, p, jsdist),
+        "similarity": {
+            "primary": PRIMARY_SIMILARITY,
+            "langs": list(langs),
+            "js_distance": jsdist.tolist(),
+            "js_divergence_bits": jsd.tolist(),
+            "cosine": cosine_similarity(p).tolist(),
+        },
+        "pca": {
+            "explained_variance_ratio": explained.tolist(),
+            "coords": {lang: coords[i].tolist() for i, lang in enumerate(langs)},
+        },
+        "clustering": {
+            "method": "average linkage on Jensen-Shannon distance",
+            "linkage": tree.tolist(),
+            "leaves": [langs[i] for i in leaves_list(tree)],  # left-to-right order of the dendrogram
+        },
+    }
+
+
+def _sharing_statistics(counts: CodewordCounts) -> dict:
+    """How codewords and frames spread over the number of languages that use each codeword."""
+    histogram = sharing_histogram(counts.counts)
+    users = (counts.counts > 0).sum(axis=0)
+    total_frames = counts.frames.sum()
+    return {
+        # histogram[k] = codewords used by exactly k languages
+        "histogram": {str(k + 1): int(n) for k, n in enumerate(histogram)},
+        "used_by_one": int(histogram[0]),
+        "used_by_all": int(histogram[-1]),
+        "shared_codeword_share": float((users >= 2).mean()) if users.size else 0.0,
+        "shared_frame_share": float(counts.counts[:, users >= 2].sum() / total_frames),
+        # share of all frames falling on codewords used by exactly k languages
+        "frame_share_by_languages": {
+            str(k): float(counts.counts[:, users == k].sum() / total_frames) for k in range(1, len(counts.langs) + 1)
+        },
+    }
+
+
+def _per_language_statistics(counts: CodewordCounts, p: np.ndarray, jsdist: np.ndarray) -> dict:
+    """Usage, perplexity, language-specific codewords and nearest neighbour of each language."""
+    langs = counts.langs
     frames = counts.frames
     distinct = (counts.counts > 0).sum(axis=1)
     ppl = perplexity(p)
     specific, specific_frames = language_specific(counts.counts)
-    histogram = sharing_histogram(counts.counts)
-    users = (counts.counts > 0).sum(axis=0)
-    shared_frames = counts.counts[:, users >= 2].sum()
-    jsd = js_divergence(p)
-    jsdist = np.sqrt(jsd)
-    cosine = cosine_similarity(p)
-    coords, explained = pca_2d(p)
-    tree = average_linkage(jsdist)
-    leaves = leaves_list(tree)
     closest = nearest(jsdist, larger_is_closer=False)
-
-    per_language = {}
-    for i, lang in enumerate(langs):
-        per_language[lang] = {
+    return {
+        lang: {
             "frames": int(frames[i]),
             "distinct_codewords": int(distinct[i]),
             "codebook_usage": float(distinct[i] / counts.num_codewords),
@@ -201,36 +240,5 @@ def statistics(counts: CodewordCounts) -> dict:
             "nearest": langs[int(closest[i])],
             "nearest_js_distance": float(jsdist[i, closest[i]]),
         }
-    return {
-        "num_codewords": counts.num_codewords,
-        "codewords_used": int(counts.codewords.size),
-        "sharing": {
-            # histogram[k] = codewords used by exactly k languages
-            "histogram": {str(k + 1): int(n) for k, n in enumerate(histogram)},
-            "used_by_one": int(histogram[0]),
-            "used_by_all": int(histogram[-1]),
-            "shared_codeword_share": float((users >= 2).mean()) if users.size else 0.0,
-            "shared_frame_share": float(shared_frames / frames.sum()),
-            # share of all frames falling on codewords used by exactly k languages
-            "frame_share_by_languages": {
-                str(k): float(counts.counts[:, users == k].sum() / frames.sum()) for k in range(1, len(langs) + 1)
-            },
-        },
-        "per_language": per_language,
-        "similarity": {
-            "primary": PRIMARY_SIMILARITY,
-            "langs": list(langs),
-            "js_distance": jsdist.tolist(),
-            "js_divergence_bits": jsd.tolist(),
-            "cosine": cosine.tolist(),
-        },
-        "pca": {
-            "explained_variance_ratio": explained.tolist(),
-            "coords": {lang: coords[i].tolist() for i, lang in enumerate(langs)},
-        },
-        "clustering": {
-            "method": "average linkage on Jensen-Shannon distance",
-            "linkage": tree.tolist(),
-            "leaves": [langs[i] for i in leaves],  # left-to-right order of the dendrogram
-        },
+        for i, lang in enumerate(langs)
     }

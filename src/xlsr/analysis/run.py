@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from xlsr.analysis import codebook as cb
 from xlsr.analysis import plots
@@ -112,35 +113,16 @@ def analyze(
     available = {lang: available_seconds(utts) for lang, (_, utts) in per_lang.items()}
     seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds,
                                    manifests={lang: path for lang, (path, _) in per_lang.items()})
-
-    torch_device = pick_device(device)
+    torch_device = pick_device(device)  # a GPU this machine lacks: one line before loading the checkpoint
     loaded = _load_quantizing_model(model_path)
     cfg = loaded.config
-    min_samples = cfg.receptive_field  # shorter audio gives no frame
-    clips = {lang: select_clips(utts, seconds, seed=seed, min_samples=min_samples)
-             for lang, (_, utts) in per_lang.items()}
-    model = loaded.model.to(torch_device)
-
-    ids, samples = extract_codeword_ids(model, clips, num_codevectors_per_group=cfg.num_codevectors_per_group,
-                               normalize=cfg.normalize_waveform, device=torch_device,
-                               min_samples=min_samples, show_progress=show_progress)
-    for lang, lang_ids in ids.items():
-        if lang_ids.size == 0:
-            raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
-                            f"shorter than {min_samples} samples?)")
+    clips, ids, samples = _extract_codes(loaded, per_lang, seconds, seed=seed, device=torch_device,
+                                         show_progress=show_progress)
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
     counts = cb.count_codewords(ids, num_codewords=V**G)
     summary = cb.statistics(counts)
-    family = language_families(counts.langs, families)
-    for lang, (path, _) in per_lang.items():
-        lang_clips = clips[lang]
-        summary["per_language"][lang].update({
-            "family": family[lang],
-            "manifest": str(path),
-            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
-            "utterances": len(lang_clips),
-            "available_seconds": available[lang],
-        })
+    _add_sources(summary["per_language"], per_lang, language_families(counts.langs, families), clips, samples,
+                 available)
     summary = {
         "model": str(model_path),
         "source_format": loaded.source_format,
@@ -153,10 +135,46 @@ def analyze(
         "langs": counts.langs,
         **summary,
     }
+    files = _write_outputs(summary, counts, out_dir, with_plots=plots)
+    return AnalysisReport(summary=summary, counts=counts, out_dir=out_dir, files=files)
 
+
+def _extract_codes(loaded, per_lang: dict[str, tuple[Path, list]], seconds: float, *, seed: int,
+                   device: torch.device, show_progress: bool) -> tuple[dict, dict[str, np.ndarray], dict[str, int]]:
+    """Pick the same seconds of clips per language and quantize them: (clips, codeword ids, samples read)."""
+    cfg = loaded.config
+    min_samples = cfg.receptive_field  # shorter audio gives no frame
+    clips = {lang: select_clips(utts, seconds, seed=seed, min_samples=min_samples)
+             for lang, (_, utts) in per_lang.items()}
+    model = loaded.model.to(device)
+    ids, samples = extract_codeword_ids(model, clips, num_codevectors_per_group=cfg.num_codevectors_per_group,
+                                        normalize=cfg.normalize_waveform, device=device,
+                                        min_samples=min_samples, show_progress=show_progress)
+    for lang, lang_ids in ids.items():
+        if lang_ids.size == 0:
+            raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
+                            f"shorter than {min_samples} samples?)")
+    return clips, ids, samples
+
+
+def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, list]], family: dict[str, str],
+                 clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
+    """Add each language's family, manifest and amount of audio to its figures."""
+    for lang, (path, _) in per_lang.items():
+        per_language[lang].update({
+            "family": family[lang],
+            "manifest": str(path),
+            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
+            "utterances": len(clips[lang]),
+            "available_seconds": available[lang],
+        })
+
+
+def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, with_plots: bool) -> dict[str, Path]:
+    """Write the PNGs (if asked), codeword_counts.npz and analysis.json; record their names in `summary`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
-    if plots:
+    if with_plots:
         files.update(_write_plots(summary, out_dir))
     summary["files"] = {name: path.name for name, path in files.items()}
     files["counts"] = out_dir / "codeword_counts.npz"
@@ -165,7 +183,7 @@ def analyze(
     files["json"] = out_dir / "analysis.json"
     summary["files"].update(counts=files["counts"].name, json=files["json"].name)
     files["json"].write_text(json.dumps(summary, indent=2) + "\n")
-    return AnalysisReport(summary=summary, counts=counts, out_dir=out_dir, files=files)
+    return files
 
 
 def _write_plots(summary: dict, out_dir: Path) -> dict[str, Path]:

@@ -149,18 +149,11 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                      max_batch_seconds: float = 60.0, show_progress: bool = True
                      ) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures."""
-    from xlsr.data.audio import audio_num_samples, load_audio
+    from xlsr.data.audio import load_audio
     from xlsr.progress import progress
 
     decoder = decoder or make_decoder(ctc)
-    failures: list[Failure] = []
-    sized: list[tuple[int, int, Path]] = []  # (samples, input position, path)
-    for i, f in enumerate(files):
-        try:
-            sized.append((audio_num_samples(f), i, f))
-        except AudioError as exc:
-            failures.append(Failure(str(f), str(exc)))
-    sized.sort()
+    sized, failures = _sort_by_length(files)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
     results: dict[int, Transcription] = {}
     bar = progress(total=len(sized), desc="transcribe", unit="file", disable=not show_progress)
@@ -196,6 +189,21 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
     order = {str(f): i for i, f in enumerate(files)}
     failures.sort(key=lambda fl: order.get(fl.audio, -1))
     return [results[k] for k in sorted(results)], failures
+
+
+def _sort_by_length(files: list[Path]) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
+    """(samples, input position, path) of each readable file, shortest first, and the unreadable ones."""
+    from xlsr.data.audio import audio_num_samples
+
+    failures: list[Failure] = []
+    sized: list[tuple[int, int, Path]] = []
+    for i, f in enumerate(files):
+        try:
+            sized.append((audio_num_samples(f), i, f))
+        except AudioError as exc:
+            failures.append(Failure(str(f), str(exc)))
+    sized.sort()
+    return sized, failures
 
 
 def _check_long_enough(ctc: CTCModel, path: Path, num_samples: int) -> None:

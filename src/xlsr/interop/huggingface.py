@@ -111,12 +111,34 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
 
 def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", normalize: bool | None = None):
     """Our Wav2Vec2Config from an HF config.json dict (our own fields, if stored there, fill the rest)."""
+    _check_hf_supported(hf, source)
+    base = dict(hf.get("xlsr_config") or {})
+    fields = _fields_from_hf(hf, source)
+    if architecture == "Wav2Vec2ForCTC" and not hf.get("apply_spec_augment", True):
+        fields["mask_prob"] = fields["mask_channel_prob"] = 0.0  # HF then never masks while fine-tuning
+    if normalize is not None:
+        fields["normalize_waveform"] = normalize
+    elif "normalize_waveform" not in base:
+        # No preprocessor config: the spec's convention (layer-norm CNN models were trained on z-normed audio).
+        fields["normalize_waveform"] = fields["extractor_mode"] == "layer_norm"
+    try:
+        return Wav2Vec2Config.from_dict({**base, **fields})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+
+
+def _check_hf_supported(hf: dict, source: str | Path) -> None:
+    """Reject an HF config that is not wav2vec2 or uses an option our model does not have."""
     for name, allowed in _UNSUPPORTED.items():
         if hf.get(name, allowed) != allowed:
             raise CheckpointError(f"{source}: {name}={hf[name]!r} is not supported (only {allowed!r})")
     if hf.get("model_type") != "wav2vec2":
         raise CheckpointError(f"{source}: model_type={hf.get('model_type')!r}, expected 'wav2vec2'")
-    base = dict(hf.get("xlsr_config") or {})
+
+
+# One piece: the field-by-field map reads as a table; split, it would hide which HF key feeds which field.
+def _fields_from_hf(hf: dict, source: str | Path) -> dict[str, Any]:
+    """Our config fields read from the HF keys (HF's defaults where a key is absent)."""
     try:
         conv = list(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"], strict=True))
         fields: dict[str, Any] = dict(
@@ -158,19 +180,10 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
         raise CheckpointError(f"{source}: missing field {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: conv_dim/conv_kernel/conv_stride or a size field is malformed ({exc})") from None
-    if architecture == "Wav2Vec2ForCTC" and not hf.get("apply_spec_augment", True):
-        fields["mask_prob"] = fields["mask_channel_prob"] = 0.0  # HF then never masks while fine-tuning
-    if normalize is not None:
-        fields["normalize_waveform"] = normalize
-    elif "normalize_waveform" not in base:
-        # No preprocessor config: the spec's convention (layer-norm CNN models were trained on z-normed audio).
-        fields["normalize_waveform"] = fields["extractor_mode"] == "layer_norm"
-    try:
-        return Wav2Vec2Config.from_dict({**base, **fields})
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
+    return fields
 
 
+# One piece: the key-by-key map reads as a table; split, it would hide which field feeds which HF key.
 def config_to_hf(cfg, architecture: str, vocab_size: int | None) -> dict:
     """An HF config.json dict for our config (our full config is kept under "xlsr_config")."""
     return {
@@ -304,13 +317,7 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     dir = Path(dir)
     cfg_path = dir / "config.json"
     hf = read_json(cfg_path)
-    state, weights_path = read_hf_weights(dir)
-    languages, named_in = hf_languages(dir)
-    lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
-    if lang is not None:
-        state = with_hf_adapter(dir, state, lang)
-    for pattern, repl in _LEGACY_WEIGHT_NORM:
-        state = {pattern.sub(repl, k): v for k, v in state.items()}
+    state, weights_path, lang = _read_hf_state(dir, target_lang)
     architecture = _architecture_from_keys(state)
     normalize = None
     if (dir / "preprocessor_config.json").is_file():
@@ -331,21 +338,40 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     vocab = None
     if architecture == "Wav2Vec2ForCTC":
         vocab_size = ours["lm_head.weight"].shape[0]
-        pad_id = int(hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0)
-        if not 0 <= pad_id < vocab_size:
-            raise CheckpointError(f"{cfg_path}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
-        found = read_hf_vocab(dir, vocab_size, lang)
-        vocab, unk_id = found if found is not None else (None, None)
-        # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
-        vocab, order = to_convention(ours, vocab, pad_id, unk_id)
-        if order is not None:
-            metadata["head_rows_from"] = order
-        tokenizer_class = (read_json(dir / "tokenizer_config.json").get("tokenizer_class")
-                           if (dir / "tokenizer_config.json").is_file() else None)  # fmt: skip
-        if vocab is not None and tokenizer_class in _LABELS_OF_TOKENIZER:
-            metadata["labels"] = _LABELS_OF_TOKENIZER[tokenizer_class]
+        vocab = _ctc_vocab(dir, hf, ours, lang, metadata)
     model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path)
     return Loaded(model, cfg, vocab, "hf", metadata)
+
+
+def _read_hf_state(dir: Path, target_lang: str | None) -> tuple[dict[str, torch.Tensor], Path, str | None]:
+    """The directory's tensors with the chosen MMS language's adapters in and weight norm under today's names."""
+    state, weights_path = read_hf_weights(dir)
+    languages, named_in = hf_languages(dir)
+    lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
+    if lang is not None:
+        state = with_hf_adapter(dir, state, lang)
+    for pattern, repl in _LEGACY_WEIGHT_NORM:
+        state = {pattern.sub(repl, k): v for k, v in state.items()}
+    return state, weights_path, lang
+
+
+def _ctc_vocab(dir: Path, hf: dict, ours: dict[str, torch.Tensor], lang: str | None, metadata: dict) -> list | None:
+    """The CTC vocabulary in our convention, moving lm_head rows to match; notes row order and labels in metadata."""
+    vocab_size = ours["lm_head.weight"].shape[0]
+    pad_id = int(hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0)
+    if not 0 <= pad_id < vocab_size:
+        raise CheckpointError(f"{dir / 'config.json'}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
+    found = read_hf_vocab(dir, vocab_size, lang)
+    vocab, unk_id = found if found is not None else (None, None)
+    # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
+    vocab, order = to_convention(ours, vocab, pad_id, unk_id)
+    if order is not None:
+        metadata["head_rows_from"] = order
+    tokenizer_class = (read_json(dir / "tokenizer_config.json").get("tokenizer_class")
+                       if (dir / "tokenizer_config.json").is_file() else None)  # fmt: skip
+    if vocab is not None and tokenizer_class in _LABELS_OF_TOKENIZER:
+        metadata["labels"] = _LABELS_OF_TOKENIZER[tokenizer_class]
+    return vocab
 
 
 def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str | None = None) -> Path:

@@ -204,12 +204,7 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
 
     start = time.perf_counter()
     languages = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
-    if workers < 1:
-        raise XlsrError(f"--workers must be at least 1, got {workers}")
-    spec = parse_augment(augment)  # a bad option fails before any audio is written
-    voice_variants(voices)
-    for lang in languages:
-        word_list(lang.code)  # fail on a bad word list before any audio is written
+    spec = _check_options(languages, workers, voices, augment)
     plans = plan_corpus(languages, utts_per_lang, seed, speakers_per_lang=speakers_per_lang,
                         words_per_utt=words_per_utt, noise_snr_db=noise, voices=voices,
                         augment=spec if spec.enabled else None)
@@ -218,7 +213,33 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
         raise XlsrError(f"{out_dir}: exists and is not a folder (--out)")
     out.mkdir(parents=True, exist_ok=True)
     babble_key = (seed, tuple(lang.code for lang in languages))
-    jobs = [(p, str(out), babble_key) for p in plans]
+    results = _render_all([(p, str(out), babble_key) for p in plans], workers, show_progress)
+    summary = _write_manifests(out, plans, results)
+    summary.wall_seconds = time.perf_counter() - start
+    record = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
+              "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
+              "augment": str(spec),
+              "languages": {lang.code: {"name": lang.name, "family": lang.family, "voice": lang.voice}
+                            for lang in languages},
+              "summary": {k: v for k, v in asdict(summary).items() if k not in ("cpu_seconds", "wall_seconds")}}
+    (out / "synth.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return summary
+
+
+def _check_options(languages: list[Language], workers: int, voices: str, augment: str | AugmentSpec) -> AugmentSpec:
+    """Reject bad options before any audio is written; the parsed augmentation spec."""
+    if workers < 1:
+        raise XlsrError(f"--workers must be at least 1, got {workers}")
+    spec = parse_augment(augment)
+    voice_variants(voices)
+    for lang in languages:
+        word_list(lang.code)
+    return spec
+
+
+def _render_all(jobs: list[tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]]], workers: int,
+                show_progress: bool) -> list[tuple[dict, float]]:
+    """Render every job, in job order, in this process or a pool of `workers`."""
     bar = progress(total=len(jobs), desc="synth", unit="utt", disable=not show_progress)
     results = []
     if workers == 1:
@@ -232,7 +253,11 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
                 results.append(result)
                 bar.update(1)
     bar.close()
+    return results
 
+
+def _write_manifests(out: Path, plans: list[UtterancePlan], results: list[tuple[dict, float]]) -> SynthSummary:
+    """Write DIR/<lang>/<split>.jsonl from the rendered records and count them."""
     summary = SynthSummary(out_dir=str(out))
     manifests: dict[tuple[str, str], list[Utterance]] = {}
     for plan, (record, cpu) in zip(plans, results):
@@ -240,12 +265,4 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
         summary.add(plan, record["num_samples"] / SAMPLE_RATE, cpu)
     for (lang, split), utts in manifests.items():
         write_manifest(out / lang / f"{split}.jsonl", utts)
-    summary.wall_seconds = time.perf_counter() - start
-    record = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
-              "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
-              "augment": str(spec),
-              "languages": {lang.code: {"name": lang.name, "family": lang.family, "voice": lang.voice}
-                            for lang in languages},
-              "summary": {k: v for k, v in asdict(summary).items() if k not in ("cpu_seconds", "wall_seconds")}}
-    (out / "synth.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
