@@ -37,7 +37,10 @@ def small_ckpt(path: Path, cls=Wav2Vec2ForPreTraining, **kw):
 
 
 def _scratch_config(train, dev, out, max_updates):
+    # Training from scratch proper: the random CNN and Transformer train from the first update (the defaults
+    # freeze the CNN, and the Transformer for half the run, whatever the init).
     return FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init="none",
+                          freeze_feature_encoder=False, freeze_updates=0,
                           model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0, "layerdrop": 0.0,
                                  "activation_dropout": 0.0},
                           max_updates=max_updates, lr=3e-3, lr_schedule="constant", warmup_updates=5,
@@ -107,6 +110,30 @@ def test_init_drops_pretraining_heads_and_freezes(tones, tmp_path):
     assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())  # CNN: always frozen
 
 
+def test_one_protocol_for_every_init_by_default(tones, tmp_path):
+    """The CNN is frozen and the Transformer frozen for the first half of the run, pretrained init or not."""
+    train, _ = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    kw = dict(train=[str(train)], out=str(tmp_path / "r"), max_updates=300)
+    for init in ("none", str(ckpt)):
+        task = FinetuneTask(FinetuneConfig(init=init, model=SMALL if init == "none" else {}, **kw))
+        assert task.freeze_cnn and task.model_config.feature_grad_mult == 0.0
+        assert task.freeze_updates == 150 and set(task.feature_caches) == {"train"}
+        model = task.build_model()
+        assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())
+        task.on_update_start(model, 149)
+        assert not any(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+        task.on_update_start(model, 150)
+        assert all(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+    # An explicit count replaces the share; a share outside [0, 1] is one line.
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_updates=7, **kw)).freeze_updates == 7
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_ratio=0.1, **kw)).freeze_updates == 30
+    with pytest.raises(XlsrError, match="freeze_ratio: must be between 0 and 1, got 1.5"):
+        FinetuneConfig(freeze_ratio=1.5)
+    with pytest.raises(XlsrError, match="freeze_updates: must be at least 0, got -1"):
+        FinetuneConfig(freeze_updates=-1)
+
+
 def test_vocabulary_mismatch_with_a_ctc_checkpoint(tones, tmp_path):
     train, _ = tones
     cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
@@ -135,8 +162,9 @@ def test_bad_input_is_one_line(tones, tmp_path):
 
 def test_resume_continues_exactly(tones, tmp_path):
     train, _ = tones
+    # From scratch with every weight training, as before the defaults froze the CNN and half the run for any init.
     kw = dict(train=[str(train)], model=SMALL, log_every=1, save_every=3, max_tokens=80_000,
-              lr_schedule="constant", warmup_updates=0, **QUIET)
+              lr_schedule="constant", warmup_updates=0, freeze_feature_encoder=False, freeze_updates=0, **QUIET)
     finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=3, **kw))
     finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=6, **kw))  # resumes at update 3
     finetune(FinetuneConfig(out=str(tmp_path / "b"), max_updates=6, **kw))
@@ -201,9 +229,9 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     assert set(FinetuneTask(FinetuneConfig(init=str(ckpt), **kw)).feature_caches) == {"train"}
     assert FinetuneTask(FinetuneConfig(init=str(ckpt), cache_features=False, **kw)).feature_caches == {}
     assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_feature_encoder=False, **kw)).feature_caches == {}
-    assert FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw)).feature_caches == {}  # the CNN trains
-    # A frozen random CNN is fixed too.
-    frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, freeze_feature_encoder=True, **kw))
+    # A random CNN trained from scratch changes; a frozen one (the default, whatever the init) is fixed too.
+    assert FinetuneTask(FinetuneConfig(init="none", model=SMALL, freeze_feature_encoder=False, **kw)).feature_caches == {}
+    frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw))
     assert set(frozen.feature_caches) == {"train"}
     # group_norm: the first layer normalizes over each utterance's valid steps only, so the cache is exact too.
     gn = FinetuneTask(FinetuneConfig(init=str(ckpt), model={"extractor_mode": "group_norm"}, **kw))
