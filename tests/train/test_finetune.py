@@ -176,17 +176,21 @@ def test_resume_continues_exactly(tones, tmp_path):
 
 # --- frozen-CNN feature cache ---------------------------------------------------------------------------------
 
-def _cached_run(train, dev, ckpt, out, *, cache: bool, max_updates: int, **extra):
+def _cached_run(train, dev, ckpt, out, *, cache: bool, max_updates: int, feature_caches=None, **extra):
     """Fine-tune from a pretrained init through the Trainer; returns (task, train losses, valid records)."""
     from xlsr.config import config_to_dict
     from xlsr.train.trainer import Trainer
 
     # freeze_updates=2: the Transformer and feature_norm train for most updates, masks and dropout are on.
-    cfg = FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init=str(ckpt),
-                         cache_features=cache, freeze_updates=2, max_updates=max_updates, max_tokens=160_000,
-                         lr=3e-3, lr_schedule="constant", warmup_updates=0, log_every=1, seed=3,
-                         model={"mask_prob": 0.2, "mask_length": 3, "activation_dropout": 0.1}, **extra, **QUIET)
-    task = FinetuneTask(cfg)
+    cfg = FinetuneConfig(**{**dict(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init=str(ckpt),
+                                   cache_features=cache, freeze_updates=2, max_updates=max_updates,
+                                   max_tokens=160_000, lr=3e-3, lr_schedule="constant", warmup_updates=0,
+                                   log_every=1, seed=3,
+                                   model={"mask_prob": 0.2, "mask_length": 3, "activation_dropout": 0.1}),
+                            **extra, **QUIET})
+    task = FinetuneTask(cfg, feature_caches)
+    if feature_caches is not None:
+        feature_caches.update(task.feature_caches)
     run = Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
     records = read_log(run / "log.jsonl")
     return task, [r["loss"] for r in records if r.get("split") == "train"], \
@@ -242,6 +246,28 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     twin.write_text(train.read_text().replace('"wav/', f'"{train.parent}/wav/'))
     dup = FinetuneTask(FinetuneConfig(init=str(ckpt), train=[str(train), str(twin)], out=str(tmp_path / "r")))
     assert len(dup.data.train_utts) == 64 and dup.feature_caches == {}
+
+
+def test_a_feature_cache_shared_by_seeds_of_one_init_and_refused_by_another_cnn(tones, tmp_path):
+    train, dev = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    caches = {}
+    _cached_run(train, dev, ckpt, tmp_path / "s1", cache=True, max_updates=4, valid_every=4, feature_caches=caches)
+    assert set(caches) == {"train", "dev"} and caches["train"].misses == 32 and caches["dev"].misses == 8
+    shared, losses_shared, valid_shared = _cached_run(train, dev, ckpt, tmp_path / "s2", cache=True, max_updates=4,
+                                                      valid_every=4, seed=4, feature_caches=caches)
+    assert shared.feature_caches["train"] is caches["train"]
+    assert caches["train"].misses == 32 and caches["dev"].misses == 8  # the second seed never ran the CNN
+    # ... and trained exactly as with a cache of its own
+    own, losses_own, valid_own = _cached_run(train, dev, ckpt, tmp_path / "own", cache=True, max_updates=4,
+                                             valid_every=4, seed=4)
+    assert own.feature_caches["train"].misses == 32
+    assert losses_shared == losses_own and [v["per"] for v in valid_shared] == [v["per"] for v in valid_own]
+    # Another CNN (another init) must not read it: one line, before any update.
+    other, _ = small_ckpt(tmp_path / "other")
+    with pytest.raises(XlsrError, match="feature cache: it holds the output of another CNN"):
+        _cached_run(train, dev, other, tmp_path / "o", cache=True, max_updates=4, feature_caches=caches)
+    assert not (tmp_path / "o" / "checkpoints").exists()
 
 
 def test_feature_cache_batch_equals_the_cnn_on_the_padded_batch(tones, tmp_path):

@@ -237,7 +237,9 @@ class FinetuneTask(Task):
     best_lower_is_better = True
     summed_logs = ("sample_size",)
 
-    def __init__(self, cfg: FinetuneConfig):
+    def __init__(self, cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None = None):
+        """`feature_caches` ({"train"/"dev": FeatureCache}) reuses the CNN output of an earlier run from the same
+        init and data (e.g. another seed); a cache filled by another CNN is refused when the model is built."""
         if not cfg.train:
             raise XlsrError("train: give at least one training manifest (--train)")
         if cfg.labels not in LABEL_FIELD:
@@ -257,17 +259,17 @@ class FinetuneTask(Task):
         self.vocab = self.data.vocab
         self._train_loader = None
         self._dev_loaders: dict | None = None
-        self.feature_caches = self._feature_caches()
+        self.feature_caches = self._feature_caches(feature_caches or {})
         self.boundary_id = self.vocab.word_boundary_id
 
-    def _feature_caches(self) -> dict[str, FeatureCache]:
-        """One cache for the training utterances and one for the dev sets, where a cache is exact."""
+    def _feature_caches(self, given: dict[str, FeatureCache]) -> dict[str, FeatureCache]:
+        """One cache for the training utterances and one for the dev sets (new, or `given`), where a cache is exact."""
         dev = [u for utts in self.data.dev_utts.values() for u in utts]
         caches = {}
         for name, utts in (("train", self.data.train_utts), ("dev", dev)):
             blocker = cache_blocker(self.cfg.cache_features, self.freeze_cnn, utts) if utts else "no data"
             if blocker is None:
-                caches[name] = FeatureCache()
+                caches[name] = given[name] if name in given else FeatureCache()
             elif self.freeze_cnn and self.cfg.cache_features and utts:
                 log.info("%s features are not cached: %s", name, blocker)
         return caches
@@ -284,6 +286,8 @@ class FinetuneTask(Task):
             start_blank_dominated(model.lm_head, self.cfg.blank_bias)
         if self.freeze_cnn:
             model.freeze_feature_encoder()
+        for cache in self.feature_caches.values():
+            cache.bind(model.wav2vec2, self.model_config.normalize_waveform)
         return model
 
     def setup(self, info) -> None:
@@ -387,9 +391,13 @@ def start_blank_dominated(head: nn.Linear, blank_bias: float) -> None:
     head.bias[0] += blank_bias
 
 
-def finetune(cfg: FinetuneConfig) -> Path:
-    """Fine-tune with CTC into `cfg.out`; re-running on the same folder resumes. Returns the run folder."""
+def finetune(cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None = None) -> Path:
+    """Fine-tune with CTC into `cfg.out`; re-running on the same folder resumes. Returns the run folder.
+
+    `feature_caches`: see FinetuneTask; pass the same dict to runs from one init (it is filled in place)."""
     if not cfg.out:
         raise XlsrError("out: give a run folder (--out RUN)")
-    task = FinetuneTask(cfg)
+    task = FinetuneTask(cfg, feature_caches)
+    if feature_caches is not None:
+        feature_caches.update(task.feature_caches)  # the caller's dict now holds what this run fills
     return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
