@@ -18,7 +18,8 @@ from pathlib import Path
 from xlsr.data.augment import DEFAULT_AUGMENT
 from xlsr.data.synth import synthesize_corpus
 from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
-from xlsr.demo import DemoSettings, evaluate_per, finetune_one, scratch_architecture
+from xlsr.demo import DemoSettings, evaluate_per, random_init
+from xlsr.demo.finetuning import finetune_one
 from xlsr.devices import pick_device
 from xlsr.released.recipes import CLEAN_SYNTH, released_path
 
@@ -37,13 +38,14 @@ def main() -> None:
     if args.updates:
         settings = replace(settings, finetune_updates=args.updates)
     out = Path(args.out)
-    model = scratch_architecture(released_path("tiny-multilingual"))
+    init = random_init(released_path("tiny-multilingual"), out / "random-init", seed=0)
     results = {}
     for name in args.corpora.split(","):
         corpus = out / name / "corpus"
         summary = synthesize_corpus(corpus, [settings.target], settings.target_utts, seed=settings.seed,
                                     workers=settings.synth_workers, show_progress=False, **CORPORA[name])
-        run = finetune_one("scratch", "none", settings, corpus, out / name / "scratch", model)
+        # random weights under the demo's one fine-tuning protocol (CNN frozen, as for every init)
+        run = finetune_one("random", str(init), settings.finetune_seeds[0], settings, corpus, out / name / "random", {})
         results[name] = {"corpus": CORPORA[name], "minutes": {k: round(v / 60, 2) for k, v in
                                                               summary.seconds[settings.target].items()},
                          "speakers": summary.speaker_counts(), "effects": summary.effects,

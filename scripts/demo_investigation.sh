@@ -32,11 +32,13 @@ pretrain() {  # NAME DATA UPDATES (every language folder in DATA)
     $X pretrain --recipe tiny-demo --data "$2" --out "run_$1" --seed 1 --alpha 0.5 --valid-split dev \
         --max-updates "$3" --progress false > "pt_$1.log" 2>&1
 }
-finetune() {  # NAME INIT TRAIN [finetune options]: the demo's fine-tuning settings, then test PER
+# The demo's fine-tuning settings when this round ran (lr 1e-3, Transformer frozen for 25 updates), pinned: the
+# fine-tuning defaults have changed since (docs/demo/investigation.md, third round).
+finetune() {  # NAME INIT TRAIN [finetune options]: the round's fine-tuning settings, then test PER
     local name=$1 init=$2 train=$3
     shift 3
     $X finetune --init "$init" --train "$train" --dev demo_corpus/it/dev.jsonl --labels phones --out "ft_$name" \
-        --max-updates $FT --max-tokens 120000 --seed 1 --progress false "$@" > "ft_$name.log" 2>&1
+        --max-updates $FT --max-tokens 120000 --seed 1 --lr 0.001 --freeze-updates 25 --progress false "$@" > "ft_$name.log" 2>&1
     $X evaluate --model "ft_$name" --manifest demo_corpus/it/test.jsonl > "eval_$name.txt" 2>&1
 }
 both_conditions() {  # NAME INIT: 6.5 min of labels with the CNN frozen (the demo), 1.6 min with it trainable

@@ -1,6 +1,7 @@
 """The demo pipeline (`xlsr demo --quick`) end to end, and its one-line answers to bad input."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,9 @@ import torch
 
 from xlsr.cli.main import main
 from xlsr.demo import DEMO_MARKER, MONOLINGUAL, MULTILINGUAL, DemoSettings, prepare_out_dir, run_demo
+from xlsr.demo.finetuning import shared_protocol
 from xlsr.errors import CheckpointError, XlsrError
+from xlsr.train.finetune import FinetuneConfig
 
 
 def fake_releases(root):
@@ -50,17 +53,64 @@ def test_one_released_checkpoint_missing_is_named(tmp_path):
         run_demo(tmp_path / "out", DemoSettings.quick(), released_dir=tmp_path / "rel", quiet=True)
 
 
-def test_scratch_architecture_is_the_released_config_with_finetuning_defaults(tmp_path):
-    """The from-scratch baseline's `model` overrides come from the release's config.json alone (weights unread)."""
-    from xlsr.demo import scratch_architecture
+def test_random_init_is_the_released_architecture_with_random_weights(tmp_path):
+    """The random-weight baseline: the release's config.json alone (weights unread), fresh weights from its seed."""
+    from xlsr.demo import random_init
     from xlsr.interop.native import load_checkpoint
-    from xlsr.train.finetune import finetune_model_defaults
 
     released = fake_releases(tmp_path / "rel") / MULTILINGUAL
-    wanted = {**load_checkpoint(released).config.to_dict(), **finetune_model_defaults()}
+    pretrained = load_checkpoint(released)
     (released / "model.safetensors").unlink()
-    assert scratch_architecture(released) == wanted
-    assert wanted["extractor_mode"] == "group_norm" and wanted["num_codevectors_per_group"] == 16
+    # (fake_releases drew the release's weights with seed 0)
+    a = load_checkpoint(random_init(released, tmp_path / "a", seed=5))
+    b = load_checkpoint(random_init(released, tmp_path / "b", seed=5))
+    c = load_checkpoint(random_init(released, tmp_path / "c", seed=6))
+    assert a.config.to_dict() == pretrained.config.to_dict()
+    assert a.config.extractor_mode == "group_norm" and a.config.num_codevectors_per_group == 16
+    key = "wav2vec2.feature_encoder.conv_layers.0.conv.weight"
+    weights = [x.model.state_dict()[key] for x in (a, b, c, pretrained)]
+    assert torch.equal(weights[0], weights[1])  # one seed, one model
+    assert not torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[3])
+
+
+def test_target_the_multilingual_release_was_pretrained_on_is_refused_in_one_line(tmp_path):
+    released = fake_releases(tmp_path / "rel")
+    out = tmp_path / "out"
+    with pytest.raises(XlsrError) as err:
+        run_demo(out, DemoSettings.quick("es"), released_dir=released, quiet=True)
+    message = str(err.value)
+    assert "\n" not in message and "--target es" in message and "pretrained on 'es'" in message
+    assert "--full" in message
+    assert not out.exists()  # nothing was written
+
+
+def test_cli_target_refusal_and_unknown_target_exit_2_writing_nothing(tmp_path, capsys):
+    released = str(fake_releases(tmp_path / "rel"))
+    for target, words in (("fr", "pretrained on 'fr'"), ("xx", "unknown language code 'xx'")):
+        out = tmp_path / f"out_{target}"
+        code = main(["demo", "--out", str(out), "--quick", "--target", target, "--released", released])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("xlsr: error: ") and err.count("\n") == 1 and words in err
+        assert not out.exists()
+
+
+def test_releases_for_a_target(tmp_path):
+    """Which checkpoints a target uses: a held-out language takes the shipped multilingual one; the target's own
+    monolingual one where the folder holds it, else the shipped one (labelled as another language); --full both."""
+    from xlsr.demo import choose_releases
+    from xlsr.released import MULTILINGUAL_LANGS, release_recipes
+
+    rel = fake_releases(tmp_path / "rel")
+    assert choose_releases("it", rel) == (MULTILINGUAL, MONOLINGUAL)
+    assert choose_releases("el", rel) == (MULTILINGUAL, MONOLINGUAL)  # no tiny-monolingual-el here
+    assert choose_releases("es", rel, full=True) == ("tiny-multilingual-without-es", "tiny-monolingual-es")
+    recipes = release_recipes("es")
+    assert recipes["tiny-multilingual-without-es"].langs == tuple(x for x in MULTILINGUAL_LANGS if x != "es")
+    assert recipes["tiny-monolingual-es"].langs == ("es",)
+    # an earlier --full for es left its releases in the folder: usable without --full
+    for name in ("tiny-multilingual-without-es", "tiny-monolingual-es"):
+        shutil.copytree(rel / MULTILINGUAL, rel / name)
+    assert choose_releases("es", rel) == ("tiny-multilingual-without-es", "tiny-monolingual-es")
 
 
 def test_foreign_out_folder_is_refused_and_kept(tmp_path):
@@ -118,25 +168,41 @@ def test_quick_demo_end_to_end(tmp_path):
         assert (out / "analysis" / name).stat().st_size > 0
     assert (out / "pretrain_curve.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "| initialisation | test PER" in report and "![pca](analysis/pca.png)" in report
+    assert "| initialisation | test PER, mean ± sd | per seed |" in report and "![pca](analysis/pca.png)" in report
+    assert "Transformer frozen for the first 2 of 3 updates" in report  # the protocol, stated
     data = json.loads((out / "demo.json").read_text())
-    assert [r["name"] for r in data["finetune"]] == ["multilingual", "monolingual", "scratch"]
+    seeds = list(settings.finetune_seeds)
+    assert [(r["name"], r["seed"]) for r in data["finetune"]] == \
+        [(name, seed) for name in ("multilingual", "monolingual", "scratch") for seed in seeds]  # every run kept
+    assert data["finetune_summary"]["scratch"]["test_per"] == [r["test_per"] for r in data["finetune"][-len(seeds):]]
 
-    # the three runs started from what they claim, with the same settings otherwise
+    # The runs share one fine-tuning configuration: their resolved config.yaml differ in init, seed, out only.
     import yaml
 
-    configs = {r.name: yaml.safe_load((Path(r.run_dir) / "config.yaml").read_text()) for r in result.finetune}
-    assert configs["multilingual"]["init"] == str(released / MULTILINGUAL)
-    assert configs["monolingual"]["init"] == str(released / MONOLINGUAL)
-    assert configs["scratch"]["init"] == "none"
-    strip = [{k: v for k, v in c.items() if k not in ("init", "out", "model")} for c in configs.values()]
-    assert strip[0] == strip[1] == strip[2]  # seed, updates, schedule, data: identical
-    # ... and the same model: the scratch run has the released architecture, random weights
-    # (feature_grad_mult differs by design: the pretrained CNNs are frozen, the scratch CNN trains)
-    tuned = {r.name: {k: v for k, v in load_pretrained(Path(r.run_dir) / "checkpoints" / "last").config.to_dict().items()
-                      if k != "feature_grad_mult"} for r in result.finetune}
-    assert tuned["multilingual"] == tuned["monolingual"] == tuned["scratch"]
-    assert tuned["scratch"]["extractor_mode"] == "group_norm"
+    configs = {(r.name, r.seed): yaml.safe_load((Path(r.run_dir) / "config.yaml").read_text()) for r in result.finetune}
+    assert len(configs) == 3 * len(seeds)
+    per_run = ("init", "seed", "out")
+    shared = [{k: v for k, v in c.items() if k not in per_run} for c in configs.values()]
+    assert all(c == shared[0] for c in shared)
+    assert shared[0]["freeze_feature_encoder"] is True and shared[0]["freeze_ratio"] == 0.5
+    assert shared[0] == {k: v for k, v in data["finetune_config"].items()}  # what the report states
+    assert {c["seed"] for c in configs.values()} == set(seeds)
+    for name, init in (("multilingual", released / MULTILINGUAL), ("monolingual", released / MONOLINGUAL),
+                       ("scratch", out / "finetune" / "random_init")):
+        assert {configs[(name, seed)]["init"] for seed in seeds} == {str(init)}
+    # ... the same model: the scratch run has the released architecture, random weights; every CNN frozen
+    tuned = {key: load_pretrained(Path(r.run_dir) / "checkpoints" / "last").config.to_dict()
+             for key, r in zip(configs, result.finetune)}
+    assert all(t == tuned[("multilingual", seeds[0])] for t in tuned.values())
+    assert tuned[("scratch", seeds[0])]["extractor_mode"] == "group_norm"
+    assert tuned[("scratch", seeds[0])]["feature_grad_mult"] == 0.0
+    # ... and the frozen CNN ran at most once per utterance and model: the seeds of one init share its cache
+    # (3 updates do not reach every utterance, so a later seed may still compute some the first did not see)
+    report = json.loads((Path(result.finetune[0].run_dir) / "data_report.json").read_text())
+    utterances = report["train_utterances"] + sum(report["dev_utterances"].values())
+    for name in ("multilingual", "monolingual", "scratch"):
+        passes = [r.cnn_passes for r in result.finetune if r.name == name]
+        assert passes[0] > 0 and sum(passes) <= utterances < len(seeds) * passes[0]
 
     # the reported PER is what the fine-tuned model does on the test set (recomputed here, scored by jiwer)
     jiwer = pytest.importorskip("jiwer")
@@ -169,22 +235,56 @@ def test_quick_demo_end_to_end(tmp_path):
     assert updates[-1] == settings.pretrain_updates
 
 
-def test_report_shows_the_measured_figures_as_they_are(tmp_path):
-    from xlsr.demo import DemoResult, FinetuneResult, comparison, write_report
+@pytest.mark.slow
+def test_full_rebuilds_the_releases_without_a_pretraining_language_as_target(tmp_path):
+    """--full --target es: the multilingual release is rebuilt without es, the monolingual one on es."""
+    out = tmp_path / "demo"
+    result = run_demo(out, DemoSettings.quick("es"), full=True, quick_release=True, show_progress=False, quiet=True)
+    multi, mono = out / "released" / "tiny-multilingual-without-es", out / "released" / "tiny-monolingual-es"
+    assert list(result.released.values()) == [str(multi), str(mono)]
+    langs = json.loads((multi / "recipe.json").read_text())["corpus"]["langs"]
+    assert "es" not in langs and len(langs) == 2  # the quick recipe: the first two of the 14 others
+    assert json.loads((mono / "recipe.json").read_text())["corpus"]["langs"] == ["es"]
+    assert "es" not in result.settings["pretrain_langs"]
+    assert {r.init for r in result.finetune if r.name != "scratch"} == {str(multi), str(mono)}
+    # the releases it left are found by a later demo on that folder, without --full
+    from xlsr.demo import choose_releases
 
-    runs = [FinetuneResult("multilingual", "m", "r1", 0.512, 0.49, {"substitutions": 5, "deletions": 3,
-                                                                    "insertions": 1, "ref_len": 17}, 100.0),
-            FinetuneResult("monolingual", "o", "r2", 0.437, None, {"substitutions": 4, "deletions": 2,
-                                                                  "insertions": 1, "ref_len": 17}, 90.0),
-            FinetuneResult("scratch", "none", "r3", 0.981, 0.97, {}, 80.0)]
+    assert choose_releases("es", out / "released") == (multi.name, mono.name)
+
+
+def test_report_shows_the_measured_figures_as_they_are(tmp_path):
+    from xlsr.demo import DemoResult, FinetuneResult, comparison, per_table, write_report
+
+    def run(name, seed, test, dev, counts):
+        return FinetuneResult(name, f"rel/{name}", seed, f"r_{name}_{seed}", test, dev, counts, 100.0)
+
+    edits = {"substitutions": 5, "deletions": 3, "insertions": 1, "ref_len": 17}
+    runs = [run("multilingual", 1, 0.50, 0.49, edits), run("multilingual", 2, 0.52, None, edits),
+            run("multilingual", 3, 0.54, 0.47, {**edits, "deletions": 6}),
+            run("monolingual", 1, 0.437, None, edits), run("monolingual", 2, 0.437, None, edits),
+            run("monolingual", 3, 0.437, None, edits),
+            run("scratch", 1, 0.981, 0.97, {}), run("scratch", 2, 0.961, 0.95, {}), run("scratch", 3, 0.971, 0.96, {})]
+    table = per_table(runs)
+    # mean ± sample sd (hand computed: 0.50, 0.52, 0.54 -> 52.0 ± 2.0), each seed's value, mean edits
+    assert "| multilingual | 52.0% ± 2.0 | 50.0, 52.0, 54.0 (seeds 1, 2, 3) | 48.0% ± 1.4 | 5 / 4 / 1 of 17 |" in table
+    assert "| monolingual | 43.7% ± 0.0 |" in table and "| – |" in table
+    assert "| scratch | 97.1% ± 1.0 |" in table
+    assert comparison(runs) == ("The multilingual initialisation gives a higher mean PER than the monolingual one "
+                                "(52.0% ± 2.0 against 43.7% ± 0.0): a gap of 8.3 points, larger than twice the "
+                                "larger seed sd (4.0 points).")
+    close = runs[:3] + [run("monolingual", s, p, None, edits) for s, p in ((1, 0.50), (2, 0.55), (3, 0.48))]
+    assert comparison(close).endswith("within twice the larger seed sd (7.2 points), so not a finding at this "
+                                      "number of seeds.")
+
     settings = {**DemoSettings.quick().__dict__}
-    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs,
+    protocol = shared_protocol(FinetuneConfig(max_updates=800))
+    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, finetune_config=protocol,
                         corpus={settings["target"]: {"train": 6.0, "dev": 0.8, "test": 0.8}},
                         analysis={"summary_table": "TABLE", "files": {"pca": "pca.png"}},
                         pretrain={"first": {"loss": 5.6}, "last": {"loss": 4.9}, "curve": "pretrain_curve.png"})
     text = write_report(result).read_text()
-    assert "| 51.2% | 49.0% | 5 / 3 / 1 of 17 |" in text and "| 43.7% | – |" in text and "98.1%" in text
-    assert "Lowest test PER: **monolingual**" in text
-    assert comparison(runs) == ("The multilingual initialisation gives a higher PER than the monolingual one "
-                                "(51.2% against 43.7%, 17% relative).")
+    assert "Lowest mean test PER: **monolingual**" in text and "52.0% ± 2.0" in text
+    assert "Transformer frozen for the first 400 of 800 updates (`freeze_ratio` 0.5)" in text
+    assert "peak of 0.0005" in text and "CNN frozen for every initialisation" in text
     assert "5.60 → 4.90" in text and "![pca](analysis/pca.png)" in text

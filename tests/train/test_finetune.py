@@ -37,7 +37,10 @@ def small_ckpt(path: Path, cls=Wav2Vec2ForPreTraining, **kw):
 
 
 def _scratch_config(train, dev, out, max_updates):
+    # Training from scratch proper: the random CNN and Transformer train from the first update (the defaults
+    # freeze the CNN, and the Transformer for half the run, whatever the init).
     return FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init="none",
+                          freeze_feature_encoder=False, freeze_updates=0,
                           model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0, "layerdrop": 0.0,
                                  "activation_dropout": 0.0},
                           max_updates=max_updates, lr=3e-3, lr_schedule="constant", warmup_updates=5,
@@ -107,6 +110,30 @@ def test_init_drops_pretraining_heads_and_freezes(tones, tmp_path):
     assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())  # CNN: always frozen
 
 
+def test_one_protocol_for_every_init_by_default(tones, tmp_path):
+    """The CNN is frozen and the Transformer frozen for the first half of the run, pretrained init or not."""
+    train, _ = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    kw = dict(train=[str(train)], out=str(tmp_path / "r"), max_updates=300)
+    for init in ("none", str(ckpt)):
+        task = FinetuneTask(FinetuneConfig(init=init, model=SMALL if init == "none" else {}, **kw))
+        assert task.freeze_cnn and task.model_config.feature_grad_mult == 0.0
+        assert task.freeze_updates == 150 and set(task.feature_caches) == {"train"}
+        model = task.build_model()
+        assert not any(p.requires_grad for p in model.wav2vec2.feature_encoder.parameters())
+        task.on_update_start(model, 149)
+        assert not any(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+        task.on_update_start(model, 150)
+        assert all(p.requires_grad for p in model.wav2vec2.encoder.parameters())
+    # An explicit count replaces the share; a share outside [0, 1] is one line.
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_updates=7, **kw)).freeze_updates == 7
+    assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_ratio=0.1, **kw)).freeze_updates == 30
+    with pytest.raises(XlsrError, match="freeze_ratio: must be between 0 and 1, got 1.5"):
+        FinetuneConfig(freeze_ratio=1.5)
+    with pytest.raises(XlsrError, match="freeze_updates: must be at least 0, got -1"):
+        FinetuneConfig(freeze_updates=-1)
+
+
 def test_vocabulary_mismatch_with_a_ctc_checkpoint(tones, tmp_path):
     train, _ = tones
     cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
@@ -135,8 +162,9 @@ def test_bad_input_is_one_line(tones, tmp_path):
 
 def test_resume_continues_exactly(tones, tmp_path):
     train, _ = tones
+    # From scratch with every weight training, as before the defaults froze the CNN and half the run for any init.
     kw = dict(train=[str(train)], model=SMALL, log_every=1, save_every=3, max_tokens=80_000,
-              lr_schedule="constant", warmup_updates=0, **QUIET)
+              lr_schedule="constant", warmup_updates=0, freeze_feature_encoder=False, freeze_updates=0, **QUIET)
     finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=3, **kw))
     finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=6, **kw))  # resumes at update 3
     finetune(FinetuneConfig(out=str(tmp_path / "b"), max_updates=6, **kw))
@@ -148,17 +176,21 @@ def test_resume_continues_exactly(tones, tmp_path):
 
 # --- frozen-CNN feature cache ---------------------------------------------------------------------------------
 
-def _cached_run(train, dev, ckpt, out, *, cache: bool, max_updates: int, **extra):
+def _cached_run(train, dev, ckpt, out, *, cache: bool, max_updates: int, feature_caches=None, **extra):
     """Fine-tune from a pretrained init through the Trainer; returns (task, train losses, valid records)."""
     from xlsr.config import config_to_dict
     from xlsr.train.trainer import Trainer
 
     # freeze_updates=2: the Transformer and feature_norm train for most updates, masks and dropout are on.
-    cfg = FinetuneConfig(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init=str(ckpt),
-                         cache_features=cache, freeze_updates=2, max_updates=max_updates, max_tokens=160_000,
-                         lr=3e-3, lr_schedule="constant", warmup_updates=0, log_every=1, seed=3,
-                         model={"mask_prob": 0.2, "mask_length": 3, "activation_dropout": 0.1}, **extra, **QUIET)
-    task = FinetuneTask(cfg)
+    cfg = FinetuneConfig(**{**dict(train=[str(train)], dev=[str(dev)] if dev else [], out=str(out), init=str(ckpt),
+                                   cache_features=cache, freeze_updates=2, max_updates=max_updates,
+                                   max_tokens=160_000, lr=3e-3, lr_schedule="constant", warmup_updates=0,
+                                   log_every=1, seed=3,
+                                   model={"mask_prob": 0.2, "mask_length": 3, "activation_dropout": 0.1}),
+                            **extra, **QUIET})
+    task = FinetuneTask(cfg, feature_caches)
+    if feature_caches is not None:
+        feature_caches.update(task.feature_caches)
     run = Trainer(cfg, task, resolved_config=config_to_dict(cfg)).fit()
     records = read_log(run / "log.jsonl")
     return task, [r["loss"] for r in records if r.get("split") == "train"], \
@@ -201,9 +233,9 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     assert set(FinetuneTask(FinetuneConfig(init=str(ckpt), **kw)).feature_caches) == {"train"}
     assert FinetuneTask(FinetuneConfig(init=str(ckpt), cache_features=False, **kw)).feature_caches == {}
     assert FinetuneTask(FinetuneConfig(init=str(ckpt), freeze_feature_encoder=False, **kw)).feature_caches == {}
-    assert FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw)).feature_caches == {}  # the CNN trains
-    # A frozen random CNN is fixed too.
-    frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, freeze_feature_encoder=True, **kw))
+    # A random CNN trained from scratch changes; a frozen one (the default, whatever the init) is fixed too.
+    assert FinetuneTask(FinetuneConfig(init="none", model=SMALL, freeze_feature_encoder=False, **kw)).feature_caches == {}
+    frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw))
     assert set(frozen.feature_caches) == {"train"}
     # group_norm: the first layer normalizes over each utterance's valid steps only, so the cache is exact too.
     gn = FinetuneTask(FinetuneConfig(init=str(ckpt), model={"extractor_mode": "group_norm"}, **kw))
@@ -214,6 +246,28 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     twin.write_text(train.read_text().replace('"wav/', f'"{train.parent}/wav/'))
     dup = FinetuneTask(FinetuneConfig(init=str(ckpt), train=[str(train), str(twin)], out=str(tmp_path / "r")))
     assert len(dup.data.train_utts) == 64 and dup.feature_caches == {}
+
+
+def test_a_feature_cache_shared_by_seeds_of_one_init_and_refused_by_another_cnn(tones, tmp_path):
+    train, dev = tones
+    ckpt, _ = small_ckpt(tmp_path / "pre")
+    caches = {}
+    _cached_run(train, dev, ckpt, tmp_path / "s1", cache=True, max_updates=4, valid_every=4, feature_caches=caches)
+    assert set(caches) == {"train", "dev"} and caches["train"].misses == 32 and caches["dev"].misses == 8
+    shared, losses_shared, valid_shared = _cached_run(train, dev, ckpt, tmp_path / "s2", cache=True, max_updates=4,
+                                                      valid_every=4, seed=4, feature_caches=caches)
+    assert shared.feature_caches["train"] is caches["train"]
+    assert caches["train"].misses == 32 and caches["dev"].misses == 8  # the second seed never ran the CNN
+    # ... and trained exactly as with a cache of its own
+    own, losses_own, valid_own = _cached_run(train, dev, ckpt, tmp_path / "own", cache=True, max_updates=4,
+                                             valid_every=4, seed=4)
+    assert own.feature_caches["train"].misses == 32
+    assert losses_shared == losses_own and [v["per"] for v in valid_shared] == [v["per"] for v in valid_own]
+    # Another CNN (another init) must not read it: one line, before any update.
+    other, _ = small_ckpt(tmp_path / "other")
+    with pytest.raises(XlsrError, match="feature cache: it holds the output of another CNN"):
+        _cached_run(train, dev, other, tmp_path / "o", cache=True, max_updates=4, feature_caches=caches)
+    assert not (tmp_path / "o" / "checkpoints").exists()
 
 
 def test_feature_cache_batch_equals_the_cnn_on_the_padded_batch(tones, tmp_path):

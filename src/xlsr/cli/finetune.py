@@ -1,13 +1,15 @@
 """`xlsr finetune`: CTC fine-tuning of a pretrained (or random) wav2vec 2.0 / XLSR encoder on phones or characters.
 
     xlsr finetune --init CKPT_OR_RUN --train M [M ...] --dev M [M ...] --labels phones|chars --out RUN
-                  [--max-updates N] [--lr X] [--freeze-updates N] [--config run.yaml] [--<key> VALUE ...]
-                  [--model.<key> VALUE ...] [--target-lang LANG [--train-only adapters]]
+                  [--max-updates N] [--lr X] [--freeze-ratio R | --freeze-updates N] [--config run.yaml]
+                  [--<key> VALUE ...] [--model.<key> VALUE ...] [--target-lang LANG [--train-only adapters]]
 
 `--init` takes our checkpoint folder, a pretraining run folder, a Hugging Face folder or a fairseq .pt;
-`--init none` trains from scratch (the paper's baseline). Several --train manifests (one per language)
-give one multilingual model over the union vocabulary. The CNN stays frozen, the Transformer is frozen
-for --freeze-updates updates; the learning rate follows the tri-stage schedule. The dev error rate
+`--init none` trains from random weights (the paper's baseline). Several --train manifests (one per language)
+give one multilingual model over the union vocabulary. Whatever the init, the CNN stays frozen and the
+Transformer is frozen for the first --freeze-ratio share of the updates (default half; --freeze-updates N
+for a count), as fairseq fine-tunes pretrained models; for a model trained from scratch in every layer, add
+--freeze-feature-encoder false --freeze-ratio 0. The learning rate follows the tri-stage schedule. The dev error rate
 (PER for phones, CER for chars) is reported per language every --valid-every updates and picks
 RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
 re-running the same command resumes.

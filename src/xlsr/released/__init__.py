@@ -8,9 +8,12 @@ from xlsr.released.recipes import (
     TARGET,
     ReleaseRecipe,
     missing_files,
+    monolingual_name,
+    multilingual_name,
+    release_recipes,
     released_path,
     require_released,
 )
 
 __all__ = ["MULTILINGUAL_LANGS", "RELEASED_DIR", "RELEASES", "TARGET", "ReleaseRecipe", "missing_files",
-           "released_path", "require_released"]
+           "monolingual_name", "multilingual_name", "release_recipes", "released_path", "require_released"]

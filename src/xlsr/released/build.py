@@ -223,15 +223,19 @@ xlsr finetune --init src/xlsr/released/{record['name']} --train it/train.jsonl -
 
 
 def recreate_released(dest_root: str | Path = RELEASED_DIR, work_dir: str | Path = DEFAULT_WORK, *,
-                      names: list[str] | None = None, quick: bool = False, machine: dict[str, str] | None = None,
+                      names: list[str] | None = None, recipes: list[ReleaseRecipe] | None = None,
+                      quick: bool = False, machine: dict[str, str] | None = None,
                       synth_workers: int = 1, parallel: bool = False) -> dict[str, Path]:
-    """Build every release (or `names`) from scratch into DEST/<name>/; `parallel` trains them side by side
-    (one GPU holds both tiny runs), each logging to WORK/<name>/build.log."""
-    names = list(names or RELEASES)
-    unknown = [n for n in names if n not in RELEASES]
-    if unknown:
-        raise XlsrError(f"--names: unknown release(s) {', '.join(unknown)}; known: {', '.join(RELEASES)}")
-    recipes = [RELEASES[n].quick() if quick else RELEASES[n] for n in names]
+    """Build every release (or `names`, or the given `recipes`, e.g. another target's) from scratch into
+    DEST/<name>/; `parallel` trains them side by side (one GPU holds both tiny runs), each logging to
+    WORK/<name>/build.log."""
+    if recipes is None:
+        names = list(names or RELEASES)
+        unknown = [n for n in names if n not in RELEASES]
+        if unknown:
+            raise XlsrError(f"--names: unknown release(s) {', '.join(unknown)}; known: {', '.join(RELEASES)}")
+        recipes = [RELEASES[n] for n in names]
+    recipes = [r.quick() if quick else r for r in recipes]
     if not parallel or len(recipes) == 1:
         return {r.name: build_release(r, dest_root, work_dir, machine=machine, synth_workers=synth_workers)
                 for r in recipes}

@@ -1,18 +1,21 @@
 """The frozen CNN's output per utterance, kept in CPU memory during fine-tuning.
 
-With a frozen CNN (fine-tuning from a pretrained encoder) its output for an utterance never changes, so it is
-computed once; later epochs and validations start at feature_norm. Exact for both CNN modes: each entry is
-computed from its utterance alone, and a group-norm CNN normalizes layer 0 over each row's valid steps.
+With a frozen CNN (fine-tuning's default, pretrained or random) its output for an utterance never changes, so
+it is computed once; later epochs and validations start at feature_norm. Exact for both CNN modes: each entry is
+computed from its utterance alone, and a group-norm CNN normalizes layer 0 over each row's valid steps. Runs
+from one init (several seeds) can share a cache: `bind` ties it to one CNN's weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 
 import torch
 from torch import nn
 
+from xlsr.errors import XlsrError
 from xlsr.model.wav2vec2 import check_waveforms
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,17 @@ class FeatureCache:
         self.nbytes = 0
         self.hits = self.misses = 0
         self.full = False
+        self.cnn: str | None = None  # fingerprint of the CNN (and waveform normalization) the entries come from
+
+    def bind(self, encoder: nn.Module, normalize_waveform: bool) -> None:
+        """Tie the cache to `encoder`'s CNN; XlsrError if it already holds the output of another one.
+
+        A cache handed from run to run (seeds of one init) is exact only for the same frozen CNN weights."""
+        fingerprint = cnn_fingerprint(encoder.feature_encoder, normalize_waveform)
+        if self.cnn not in (None, fingerprint) and self.entries:
+            raise XlsrError("feature cache: it holds the output of another CNN (another --init, or another "
+                            "normalize_waveform); give this run a new cache")
+        self.cnn = fingerprint
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -77,12 +91,22 @@ class FeatureCache:
         self.nbytes += size
 
 
+def cnn_fingerprint(cnn: nn.Module, normalize_waveform: bool) -> str:
+    """A digest of the CNN's weights, buffers and the input normalization: equal digests give equal features."""
+    digest = hashlib.sha1(str(normalize_waveform).encode())
+    for name, tensor in cnn.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def cache_blocker(cache_features: bool, freeze_cnn: bool, utts: list) -> str | None:
     """Why the frozen-CNN cache cannot be used for `utts` (None: it can)."""
     if not cache_features:
         return "cache_features is off"
     if not freeze_cnn:
-        return "the CNN trains (no pretrained --init, or freeze_feature_encoder false)"
+        return "the CNN trains (freeze_feature_encoder false)"
     dup = [k for k, n in Counter(u.id for u in utts).items() if n > 1]
     if dup:
         return f"utterance ids are not unique (e.g. {dup[0]!r})"

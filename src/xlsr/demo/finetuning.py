@@ -1,0 +1,144 @@
+"""The demo's fine-tuning runs: every initialisation × every seed under one FinetuneConfig, and their PER.
+
+Only `init` and `seed` differ between the runs (and the run folder): freezing, schedule, learning rate, masks,
+updates and batch size are FinetuneConfig's defaults plus the demo's few settings, the same for all. The
+random-weight baseline is a checkpoint too (the released architecture, weights drawn once), so that its
+seeds vary exactly what a pretrained model's seeds vary, and its frozen CNN is cached once like theirs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from xlsr.config import config_to_dict, load_config
+from xlsr.data.audio import load_audio
+from xlsr.data.manifest import read_manifest
+from xlsr.decode.greedy import greedy_decode
+from xlsr.demo.settings import DemoSettings
+from xlsr.interop.load import load_pretrained, read_checkpoint_config
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.text.metrics import corpus_counts
+from xlsr.train.feature_cache import FeatureCache
+from xlsr.train.finetune import FinetuneConfig, finetune
+from xlsr.train.monitor import read_log
+
+# Fields of the resolved FinetuneConfig that may differ between the demo's runs; everything else is shared.
+PER_RUN_FIELDS = ("init", "seed", "out")
+
+
+@dataclass
+class FinetuneResult:
+    """One fine-tuning run (one initialisation, one seed) and its error rates."""
+
+    name: str  # multilingual | monolingual | scratch
+    init: str  # the checkpoint folder it started from
+    seed: int
+    run_dir: str
+    test_per: float
+    dev_per: float | None
+    counts: dict  # substitutions, deletions, insertions, ref_len on the test set
+    seconds: float
+    cnn_passes: int = 0  # utterances this run sent through the frozen CNN (0: all came from the shared cache)
+
+
+def random_init(released_folder: Path, folder: Path, seed: int) -> Path:
+    """A checkpoint of random weights with the released checkpoint's architecture (its config.json alone)."""
+    # The round trip through Wav2Vec2Config fills fields an older checkpoint lacks with their defaults.
+    config = Wav2Vec2Config.from_dict(read_checkpoint_config(released_folder).get("model") or {})
+    with torch.random.fork_rng():  # the caller's random state is left as it was
+        torch.manual_seed(seed)
+        model = Wav2Vec2ForPreTraining(config)
+    return save_checkpoint(folder, model, metadata={"random_init_seed": seed, "architecture_of": str(released_folder)})
+
+
+def finetune_config(settings: DemoSettings, corpus_dir: Path, init: str, seed: int, run_dir: Path) -> FinetuneConfig:
+    """The resolved configuration of one demo run: the same for every run but for `PER_RUN_FIELDS`."""
+    target = corpus_dir / settings.target
+    overrides = {"train": [str(target / "train.jsonl")], "dev": [str(target / "dev.jsonl")], "init": init,
+                 "labels": "phones", "out": str(run_dir), "max_updates": settings.finetune_updates,
+                 "seed": seed, "device": settings.device, **settings.finetune_settings}
+    return load_config(FinetuneConfig, None, overrides)
+
+
+def shared_protocol(cfg: FinetuneConfig) -> dict:
+    """The part of a run's resolved configuration that all the demo's runs share (what the report states)."""
+    return {k: v for k, v in config_to_dict(cfg).items() if k not in PER_RUN_FIELDS}
+
+
+def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus_dir: Path, run_dir: Path,
+                 caches: dict[str, FeatureCache]) -> FinetuneResult:
+    """Fine-tune on the target's train split (best checkpoint by dev PER), then measure PER on its test split.
+
+    `caches` is shared by the runs of one init: the first fills it, the others read their CNN output from it."""
+    passes_before = sum(c.misses for c in caches.values())
+    start = time.perf_counter()
+    run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir), feature_caches=caches)
+    seconds = time.perf_counter() - start
+    best = run / "checkpoints" / "best"
+    model = best if (best / "config.json").is_file() else run / "checkpoints" / "last"
+    test = evaluate_per(model, corpus_dir / settings.target / "test.jsonl", settings.device)
+    return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
+                          dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
+                          cnn_passes=sum(c.misses for c in caches.values()) - passes_before)
+
+
+def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,
+                   on_run=None) -> list[FinetuneResult]:
+    """Every init × every seed into out_dir/<name>/seed<k>; one feature cache per init, kept across its seeds."""
+    results = []
+    for name, init in inits.items():
+        caches: dict[str, FeatureCache] = {}  # filled by the first seed's run, read by the next ones
+        for seed in settings.finetune_seeds:
+            result = finetune_one(name, str(init), seed, settings, corpus_dir, out_dir / name / f"seed{seed}", caches)
+            results.append(result)
+            if on_run is not None:
+                on_run(result)
+    return results
+
+
+def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
+    """PER (word boundaries excluded) of a fine-tuned checkpoint on a manifest, greedy decoding, with edit counts."""
+    loaded = load_pretrained(model_dir)
+    model = loaded.model.to(device).eval()
+    refs, hyps = [], []
+    with torch.no_grad():
+        for utt in read_manifest(manifest):
+            x = torch.from_numpy(load_audio(utt.audio, normalize=loaded.config.normalize_waveform))[None].to(device)
+            hyp = greedy_decode(model(x).logits.float().cpu())[0]
+            hyps.append(" ".join(loaded.vocab[i] for i in hyp.token_ids))
+            refs.append(utt.phones or "")
+    counts = corpus_counts(refs, hyps, "phone")
+    return {"per": counts.rate, "counts": counts.to_dict()}
+
+
+def best_dev_per(run_dir: Path) -> float | None:
+    """The lowest overall dev PER in a fine-tuning run's log (what picked checkpoints/best)."""
+    values = [r["per"] for r in read_log(run_dir / "log.jsonl") if r.get("split") == "valid" and "per" in r]
+    return min(values) if values else None
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
+    """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sd, edits and time per run."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r.name for r in results):
+        runs = [r for r in results if r.name == name]
+        test_mean, test_sd = mean_sd([r.test_per for r in runs])
+        devs = [r.dev_per for r in runs if r.dev_per is not None]
+        dev_mean, dev_sd = mean_sd(devs) if devs else (None, None)
+        edits = {k: statistics.fmean(r.counts.get(k, 0) for r in runs)
+                 for k in ("substitutions", "deletions", "insertions", "ref_len")}
+        out[name] = {"init": runs[0].init, "seeds": [r.seed for r in runs], "test_per": [r.test_per for r in runs],
+                     "test_per_mean": test_mean, "test_per_sd": test_sd, "dev_per_mean": dev_mean, "dev_per_sd": dev_sd,
+                     "edits_mean": edits, "seconds_mean": statistics.fmean(r.seconds for r in runs)}
+    return out

@@ -1,0 +1,173 @@
+"""`run_demo`: the stages in order into one folder, one log line per stage, demo.json at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from xlsr.analysis import format_summary
+from xlsr.atomic import write_text
+from xlsr.demo.finetuning import finetune_config, finetune_inits, random_init, shared_protocol, summarize
+from xlsr.demo.report import DemoResult, duration, number, write_report
+from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
+from xlsr.demo.stages import live_pretrain, run_analysis, synthesize
+from xlsr.devices import pick_device
+from xlsr.errors import XlsrError
+from xlsr.released.build import recreate_released
+from xlsr.released.recipes import release_recipes, require_released
+
+
+class StageLog:
+    """One line per stage, on stdout and in DIR/demo.log, with its wall time."""
+
+    def __init__(self, out_dir: Path, total: int, quiet: bool = False):
+        self.path = out_dir / DEMO_MARKER
+        self.total = total
+        self.quiet = quiet
+        self.index = 0
+        self.path.write_text("")
+
+    def begin(self, what: str) -> float:
+        """Announce a stage; returns its start time."""
+        self.index += 1
+        if not self.quiet:
+            print(f"[{self.index}/{self.total}] {what} ...", file=sys.stderr, flush=True)
+        return time.perf_counter()
+
+    def note(self, message: str) -> None:
+        """A line within the current stage (stderr only)."""
+        if not self.quiet:
+            print(f"    {message}", file=sys.stderr, flush=True)
+
+    def done(self, stage: str, t0: float, message: str) -> float:
+        """The stage's one line; returns its seconds."""
+        seconds = time.perf_counter() - t0
+        line = f"[{self.index}/{self.total}] {stage}: {message} ({duration(seconds)})"
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+        if not self.quiet:
+            print(line, flush=True)
+        return seconds
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """DIR, empty or holding an earlier demo (whose outputs are removed); anything else is an XlsrError."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise XlsrError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+        raise XlsrError(f"--out {out}: folder is not empty and holds no earlier demo ({DEMO_MARKER}); "
+                        f"choose a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:  # only what an earlier demo wrote; released/ and release_work/ (--full) are kept
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    return out
+
+
+def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, released_dir: str | Path | None = None,
+             full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
+             show_progress: bool = True, quiet: bool = False) -> DemoResult:
+    """The whole demo into `out_dir`; `full` first re-creates the released checkpoints (without the target)."""
+    settings = settings or DemoSettings()
+    settings.check()
+    settings = replace(settings, device=str(pick_device(settings.device)))  # one line for a bad --device
+    # Every refusal comes before any work: a target the multilingual release was pretrained on, a missing release.
+    names = choose_releases(settings.target, released_dir, full)
+    if not full:
+        released = require_released(list(names), released_dir)
+    # The one fine-tuning configuration (a bad finetune_settings key fails here, before anything is written).
+    shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
+    out = prepare_out_dir(out_dir)
+    log = StageLog(out, total=len(STAGES) + int(full), quiet=quiet)
+    result = DemoResult(out_dir=out, settings=_plain(asdict(settings)), finetune_config=shared)
+
+    if full:
+        t0 = log.begin(f"re-creating the released checkpoints from scratch without `{settings.target}` "
+                       f"(xlsr synth + pretrain + plot)")
+        recipes = list(release_recipes(settings.target).values())
+        released = recreate_released(out / "released", release_work or out / "release_work", recipes=recipes,
+                                     quick=quick_release, parallel=True, machine={"device": settings.device},
+                                     synth_workers=max(1, (os.cpu_count() or 2) // len(recipes)))  # 1 each on 2 cores
+        result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
+    result.released = {name: str(released[name]) for name in names}
+
+    corpus = out / "corpus"
+    t0 = log.begin(f"synthesizing {1 + len(settings.pretrain_langs)} languages")
+    result.corpus = synthesize(settings, corpus, show_progress)
+    tgt = result.corpus[settings.target]
+    others = sum(sum(v.values()) for lang, v in result.corpus.items() if lang != settings.target)
+    result.seconds["synth"] = log.done(
+        "synth", t0, f"{settings.target}: {tgt['train']:.1f} min labeled train, {tgt['dev']:.1f} dev, "
+        f"{tgt['test']:.1f} test; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
+
+    result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out, log,
+                                                result)
+
+    result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result, show_progress)
+
+    t0 = log.begin(f"live pretraining run ({settings.pretrain_recipe}, {settings.pretrain_updates} updates)")
+    result.pretrain = live_pretrain(settings, corpus, out / "pretrain_live", out / "pretrain_curve.png")
+    first, last = result.pretrain["first"], result.pretrain["last"]
+    result.seconds["pretrain"] = log.done(
+        "pretrain", t0, f"loss {number(first.get('loss'))} → {number(last.get('loss'))} bits, accuracy "
+        f"{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)} (updates {first.get('update')}–{last.get('update')})")
+
+    t0 = log.begin("writing the report")
+    result.report = write_report(result)
+    result.seconds["report"] = log.done("report", t0, str(result.report))
+    write_text(out / "demo.json", json.dumps(_plain(asdict(result)), indent=2, ensure_ascii=False) + "\n")
+    return result
+
+
+def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path, corpus: Path, out: Path,
+                   log: StageLog, result: DemoResult) -> float:
+    """Stage 2: every init × every seed under one configuration; fills result.finetune*; returns its seconds."""
+    runs = len(settings.finetune_seeds)
+    t0 = log.begin(f"fine-tuning three tiny models on {settings.target} phones, {runs} seeds each "
+                   f"({settings.finetune_updates} updates per run)")
+    scratch = random_init(multilingual, out / "finetune" / "random_init", settings.random_init_seed)
+    inits = {"multilingual": multilingual, "monolingual": monolingual, "scratch": scratch}
+    result.finetune = finetune_inits(
+        settings, inits, corpus, out / "finetune",
+        on_run=lambda r: log.note(f"{r.name} seed {r.seed}: test PER {100 * r.test_per:.1f}% ({duration(r.seconds)})"))
+    result.finetune_summary = summarize(result.finetune)
+    return log.done("finetune", t0, "test PER " + ", ".join(
+        f"{name} {100 * s['test_per_mean']:.1f}%" + ("" if s["test_per_sd"] is None else f" ± {100 * s['test_per_sd']:.1f}")
+        for name, s in result.finetune_summary.items()))
+
+
+def analysis_stage(settings: DemoSettings, checkpoint: Path, corpus: Path, out: Path, log: StageLog,
+                   result: DemoResult, show_progress: bool) -> float:
+    """Stage 3: the shared-units analysis of the multilingual checkpoint; fills result.analysis; returns its seconds."""
+    t0 = log.begin(f"analysing the quantizer's units of {checkpoint.name}")
+    report = run_analysis(settings, checkpoint, corpus, out / "analysis", show_progress)
+    sharing = report.summary["sharing"]
+    result.analysis = {"summary_table": format_summary(report.summary), "files": report.summary.get("files", {}),
+                       "codewords_used": report.summary["codewords_used"],
+                       "num_codewords": report.summary["num_codewords"],
+                       "shared_codeword_share": sharing["shared_codeword_share"],
+                       "shared_frame_share": sharing["shared_frame_share"],
+                       "nearest": {lang: s["nearest"] for lang, s in report.summary["per_language"].items()}}
+    return log.done("analysis", t0, f"{report.summary['codewords_used']} codewords used, "
+                    f"{100 * sharing['shared_codeword_share']:.0f}% of them shared by ≥ 2 languages "
+                    f"({100 * sharing['shared_frame_share']:.0f}% of frames)")
+
+
+def _plain(obj):
+    """JSON-ready copy: Paths to strings, tuples to lists."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

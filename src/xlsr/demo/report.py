@@ -1,0 +1,188 @@
+"""DIR/report.md: the PER table (mean ± sd over seeds), the fine-tuning protocol, the analysis, the live run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xlsr.atomic import write_text
+from xlsr.demo.finetuning import FinetuneResult, summarize
+from xlsr.released.recipes import monolingual_name
+
+
+@dataclass
+class DemoResult:
+    """What the demo measured and where it wrote it (demo.json holds all of it)."""
+
+    out_dir: Path
+    settings: dict
+    corpus: dict = field(default_factory=dict)
+    finetune: list[FinetuneResult] = field(default_factory=list)  # every run: each init x each seed
+    finetune_summary: dict = field(default_factory=dict)  # per init: mean and sd over the seeds
+    finetune_config: dict = field(default_factory=dict)  # the configuration every run shares
+    analysis: dict = field(default_factory=dict)
+    pretrain: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+    released: dict = field(default_factory=dict)
+    report: Path | None = None
+
+
+def duration(seconds: float) -> str:
+    """Seconds below 90, else minutes."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def init_label(name: str, checkpoint: str, target: str) -> str:
+    """What an initialisation is, for the table."""
+    release = Path(checkpoint).name
+    if name == "multilingual":
+        return f"{release} (pretrained on other languages, the target held out)"
+    if name == "monolingual":
+        if release == monolingual_name(target):
+            return f"{release} (pretrained on the target's unlabeled audio)"
+        return f"{release} (pretrained on another single language; no monolingual release for `{target}`)"
+    if name == "scratch":
+        return "random weights (the released architecture, drawn once; nothing pretrained)"
+    return name
+
+
+def _pm(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return "–"
+    return f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+
+def per_table(results: list[FinetuneResult], target: str | None = None) -> str:
+    """The PER table, one row per initialisation: mean ± sd over its seeds, and each seed's value (Markdown)."""
+    rows = ["| initialisation | test PER, mean ± sd | per seed | best dev PER | sub / del / ins of ref, mean | "
+            "time per run |", "|---|---:|---|---:|---|---:|"]
+    for name, s in summarize(results).items():
+        e = s["edits_mean"]
+        seeds = ", ".join(f"{100 * p:.1f}" for p in s["test_per"])
+        label = init_label(name, s["init"], target) if target else name
+        rows.append(f"| {label} | {_pm(s['test_per_mean'], s['test_per_sd'])} | {seeds} (seeds "
+                    f"{', '.join(map(str, s['seeds']))}) | {_pm(s['dev_per_mean'], s['dev_per_sd'])} | "
+                    f"{e['substitutions']:.0f} / {e['deletions']:.0f} / {e['insertions']:.0f} of {e['ref_len']:.0f} | "
+                    f"{duration(s['seconds_mean'])} |")
+    return "\n".join(rows)
+
+
+def comparison(results: list[FinetuneResult]) -> str:
+    """Multilingual against monolingual initialisation, as measured, and whether the seeds separate them."""
+    summary = summarize(results)
+    if "multilingual" not in summary or "monolingual" not in summary:
+        return ""
+    a, b = summary["multilingual"], summary["monolingual"]
+    multi, mono = a["test_per_mean"], b["test_per_mean"]
+    figures = f"{_pm(multi, a['test_per_sd'])} against {_pm(mono, b['test_per_sd'])}"
+    if multi == mono:
+        return f"Multilingual and monolingual initialisation tie ({figures})."
+    word = "lower" if multi < mono else "higher"
+    sentence = f"The multilingual initialisation gives a {word} mean PER than the monolingual one ({figures}"
+    sds = [sd for sd in (a["test_per_sd"], b["test_per_sd"]) if sd is not None]
+    if not sds:
+        return sentence + "; one seed each, so the spread between seeds is unknown)."
+    gap, spread = abs(multi - mono), 2 * max(sds)
+    verdict = "larger than" if gap > spread else "within"
+    return (sentence + f"): a gap of {100 * gap:.1f} points, {verdict} twice the larger seed sd "
+            f"({100 * spread:.1f} points)" + ("." if gap > spread else ", so not a finding at this number of seeds."))
+
+
+def protocol(p: dict, settings: dict) -> str:
+    """The one fine-tuning configuration of all runs, as Markdown bullets (from a run's resolved config)."""
+    freeze = p["freeze_updates"] if p.get("freeze_updates") is not None else round(p["freeze_ratio"] * p["max_updates"])
+    m = p["model"]
+    seeds = settings["finetune_seeds"]
+    return "\n".join([
+        f"- the CNN frozen for every initialisation (`freeze_feature_encoder: {str(p['freeze_feature_encoder']).lower()}`,"
+        f" fairseq's `feature_grad_mult` 0); its output is computed once per model and shared by its seeds;",
+        f"- the Transformer frozen for the first {freeze} of {p['max_updates']} updates (`freeze_ratio` "
+        f"{p['freeze_ratio']:g}), so that only the new CTC head trains while it is random (fairseq: the first 10k "
+        f"updates of its 13k/20k low-resource runs);",
+        f"- Adam, {p['lr_schedule'].replace('_', '-')} learning rate (phases "
+        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with a peak of {p['lr']:g}; CTC on phones; batches of at "
+        f"most {p['max_tokens'] / 16000:g} s of audio; best checkpoint by dev PER (validated "
+        f"{f'every {v} updates' if (v := p['valid_every']) else 'at the end'});",
+        f"- time masks p = {m['mask_prob']:g} × {m['mask_length']} frames, channel masks p = "
+        f"{m['mask_channel_prob']:g} × {m['mask_channel_length']}, LayerDrop {m['layerdrop']:g}, "
+        f"blank bias {p['blank_bias']:g} on the new head;",
+        f"- seeds {', '.join(map(str, seeds))} (data order, masks, dropout, head initialisation); the random-weight "
+        f"model is drawn once (seed {settings['random_init_seed']}) and then treated like a released checkpoint.",
+    ])
+
+
+def write_report(result: DemoResult) -> Path:
+    """DIR/report.md: the PER table and protocol, the analysis pictures and table, the live pretraining curve."""
+    # Long because the Markdown template is written out in one piece, to read as the report reads.
+    s = result.settings
+    out = result.out_dir
+    tgt = result.corpus[s["target"]]
+    summary = summarize(result.finetune)
+    ranked = sorted(summary, key=lambda name: summary[name]["test_per_mean"])
+    files = result.analysis.get("files", {})
+    pictures = "\n".join(f"![{name}](analysis/{files[name]})" for name in ("pca", "dendrogram", "similarity", "sharing")
+                         if name in files)
+    released = "\n".join(f"- `{Path(path).name}`: {path} (see its RECIPE.md)" for path in result.released.values())
+    stage_times = " · ".join(f"{k} {duration(v)}" for k, v in result.seconds.items())
+    first, last = result.pretrain.get("first", {}), result.pretrain.get("last", {})
+    held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
+                if s.get("analysis_with_target") else "")
+    how = protocol(result.finetune_config, s) if result.finetune_config else ""
+    text = f"""# xlsr demo
+
+Target language `{s['target']}`: {tgt['train']:.1f} min of labeled training audio, {tgt['dev']:.1f} min dev,
+{tgt['test']:.1f} min test (synthesized with espeak-ng, seed {s['seed']}). Pretraining languages of the
+multilingual checkpoint: {', '.join(s['pretrain_langs'])}.
+
+Released checkpoints used:
+{released}
+
+## 1. Fine-tuning on the target: phone error rate on its test set
+
+Three `tiny` models, differing only in their initialisation, each fine-tuned {len(s['finetune_seeds'])} times
+(seeds {', '.join(map(str, s['finetune_seeds']))}) under one configuration: {s['finetune_updates']} updates of CTC
+on the target's phones. Only `init` and `seed` differ between the runs' `finetune/*/seed*/config.yaml`:
+
+{how}
+
+The configuration is shaped for pretrained models, as fairseq's recipes are: it protects a pretrained
+Transformer while the new head is random. The random-weight model follows the same protocol, although its
+Transformer has nothing to protect; no setting differs between the three.
+
+{per_table(result.finetune, s['target'])}
+
+Lowest mean test PER: **{ranked[0]}**. {comparison(result.finetune)} Differences smaller than about twice
+the seeds' standard deviation are not findings. Every run is in demo.json. The paper's finding is that
+multilingual pretraining beats monolingual pretraining on a low-resource language (spec §8.1).
+
+## 2. Shared discrete units of the multilingual checkpoint
+
+The quantizer run in eval mode over the same seconds of audio per language (`xlsr analyze`){held_out}.
+
+```
+{result.analysis.get('summary_table', '')}
+```
+
+{pictures}
+
+## 3. A live pretraining run
+
+`xlsr pretrain --recipe {result.pretrain.get('recipe')}` for {s['pretrain_updates']} updates on this demo's
+corpus: loss {number(first.get('loss'))} → {number(last.get('loss'))} bits per masked frame, contrastive accuracy
+{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)}.
+
+![live pretraining curve]({result.pretrain.get('curve', 'pretrain_curve.png')})
+
+## Time
+
+{stage_times}
+
+Reproduce: `xlsr demo --out DIR` (or `make demo`; `--target LANG` for another target language);
+`xlsr demo --full --out DIR` re-creates the released checkpoints first. Everything measured is in demo.json.
+"""
+    return write_text(out / "report.md", text)
+
+
+def number(value, digits: int = 2) -> str:
+    """A logged value with `digits` decimals, "?" when it was not logged."""
+    return "?" if value is None else f"{value:.{digits}f}"

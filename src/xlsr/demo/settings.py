@@ -1,0 +1,115 @@
+"""What the demo runs with (DemoSettings), the layout of its folder, and which released checkpoints a target uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xlsr.data.synth.languages import get_language
+from xlsr.errors import XlsrError
+from xlsr.released.recipes import (
+    CLEAN_SYNTH,
+    MULTILINGUAL_LANGS,
+    PRETRAIN_RECIPE,
+    RELEASES,
+    TARGET,
+    monolingual_name,
+    multilingual_name,
+    released_path,
+)
+
+MULTILINGUAL = multilingual_name(TARGET)  # the shipped releases
+MONOLINGUAL = monolingual_name(TARGET)
+INITS = ("multilingual", "monolingual", "scratch")  # the demo's three initialisations, in table order
+STAGES = ("synth", "finetune", "analysis", "pretrain", "report")
+DEMO_MARKER = "demo.log"  # a folder holding this was written by the demo, so the demo may replace its outputs
+OUTPUTS = ("corpus", "finetune", "analysis", "pretrain_live", "pretrain_curve.png", "report.md", "demo.json",
+           DEMO_MARKER)
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of every stage; the defaults fit a 2-core CPU in about 20 minutes."""
+
+    target: str = TARGET  # the low-resource language: held out of the multilingual checkpoint, fine-tuned and tested on
+    # the multilingual checkpoint's languages, which the analysis and the live run read (None: those without the target)
+    pretrain_langs: tuple[str, ...] | None = None
+    target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
+    other_utts: int = 12  # per pretraining language: what the analysis and the live run read
+    seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
+    # synthesize_corpus options: the clean corpus the released checkpoints were pretrained on (not yet the
+    # realistic default of `xlsr synth`; to change together with the releases)
+    corpus: dict = field(default_factory=lambda: dict(CLEAN_SYNTH))
+    synth_workers: int = 2
+    # 150 updates left all three models in CTC's blank-dominated first stage (PER 63-96%, mostly deletions)
+    finetune_updates: int = 800
+    # Each table cell is the mean and sd over these fine-tuning seeds (data order, masks, dropout, the new head).
+    finetune_seeds: tuple[int, ...] = (1, 2, 3)
+    # The scratch model's random weights are drawn once, with this seed, and saved as a checkpoint: like a released
+    # one, a single initial model that all its seeds start from (and whose frozen CNN output is cached once).
+    random_init_seed: int = 0
+    # 7.5 s of audio per batch; every CNN is frozen and its output cached (measured: ~0.07 s of CPU per update with the
+    # Transformer frozen, ~0.19 s once it trains, one thread)
+    finetune_settings: dict = field(default_factory=lambda: {"max_tokens": 120_000})  # further FinetuneConfig keys
+    analysis_seconds: float | None = 20.0  # audio per language for the analysis (None: the analysis default)
+    analysis_with_target: bool = True  # also place the held-out target among the pretraining languages
+    pretrain_recipe: str = PRETRAIN_RECIPE
+    pretrain_updates: int = 300  # the live run: ~3 minutes; the recipe leaves chance level after ~100 updates
+    # fp32: on the 2-core CPU, eager bf16 pretraining steps measured ~2.7x slower than fp32
+    pretrain_settings: dict = field(default_factory=lambda: {"precision": "fp32"})  # further PretrainConfig keys
+    device: str = "auto"  # auto: this machine's GPU if it has one, else the CPU
+
+    def __post_init__(self) -> None:
+        if self.pretrain_langs is None:
+            self.pretrain_langs = tuple(lang for lang in MULTILINGUAL_LANGS if lang != self.target)
+        self.pretrain_langs = tuple(self.pretrain_langs)
+        self.finetune_seeds = tuple(self.finetune_seeds)
+
+    @classmethod
+    def quick(cls, target: str = TARGET) -> DemoSettings:
+        """Seconds instead of minutes: two pretraining languages, two seeds, a few updates each (for tests)."""
+        langs = tuple(lang for lang in MULTILINGUAL_LANGS if lang != target)[:2]
+        return cls(target=target, pretrain_langs=langs, target_utts=12, other_utts=6, synth_workers=1,
+                   finetune_updates=3, finetune_seeds=(1, 2),
+                   finetune_settings={"max_tokens": 160_000, "valid_every": 0, "save_every": 0, "tensorboard": False},
+                   analysis_seconds=4.0, pretrain_updates=3,
+                   pretrain_settings={"precision": "fp32", "max_tokens": 160_000, "min_sample_size": 8000, "valid_every": 0,
+                                      "save_every": 0, "num_workers": 0, "tensorboard": False})
+
+    def check(self) -> None:
+        """One XlsrError line for settings the demo cannot run with."""
+        for lang in (self.target, *self.pretrain_langs):
+            get_language(lang)
+        if self.target in self.pretrain_langs:
+            raise XlsrError(f"pretrain_langs: the target {self.target!r} must be held out of the pretraining languages")
+        if len(self.pretrain_langs) < 2 and self.analysis_with_target is False:
+            raise XlsrError("pretrain_langs: the analysis compares languages and needs at least 2")
+        if self.target_utts < 10:
+            raise XlsrError(f"target_utts: need at least 10 target utterances for train/dev/test, got {self.target_utts}")
+        if not self.finetune_seeds or len(set(self.finetune_seeds)) != len(self.finetune_seeds):
+            raise XlsrError(f"finetune_seeds: give one or more distinct seeds, got {list(self.finetune_seeds)}")
+
+
+def choose_releases(target: str, root: str | Path | None = None, full: bool = False) -> tuple[str, str]:
+    """(multilingual, monolingual) release names for `target`; one XlsrError line when no multilingual fits.
+
+    `full` rebuilds both for the target: the multilingual one without it, the monolingual one on it. Otherwise the
+    multilingual checkpoint must not have been pretrained on the target, and the monolingual one is the target's
+    own when `root` holds it (an earlier --full), else the shipped `tiny-monolingual-it` (reported as such).
+    """
+    get_language(target)  # an unknown language is named first
+    multi, mono = multilingual_name(target), monolingual_name(target)
+    if full:
+        return multi, mono
+    if target in MULTILINGUAL_LANGS and not _present(multi, root):
+        raise XlsrError(f"--target {target}: the released {MULTILINGUAL} was pretrained on {target!r}, so it is no "
+                        f"held-out target; choose a language outside {','.join(MULTILINGUAL_LANGS)}, or add --full "
+                        f"to rebuild the releases without {target!r}")
+    return multi, mono if _present(mono, root) else MONOLINGUAL
+
+
+def _present(name: str, root: str | Path | None) -> bool:
+    if root is None and name not in RELEASES:  # the package's folder holds the shipped releases only
+        return False
+    folder = released_path(name, root)
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()

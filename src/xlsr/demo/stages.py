@@ -1,0 +1,51 @@
+"""The demo's stages besides fine-tuning: synthesis, the shared-units analysis, the live pretraining run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xlsr.analysis import analyze
+from xlsr.config import load_config
+from xlsr.data.synth import synthesize_corpus
+from xlsr.demo.settings import DemoSettings
+from xlsr.train.curves import plot_training_curves
+from xlsr.train.monitor import read_log
+from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
+
+
+def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = True) -> dict:
+    """Synthesize the target (labeled, for fine-tuning) and the pretraining languages (for analysis and
+    the live run) into corpus_dir/<lang>/{train,dev,test}.jsonl; returns minutes of audio per language/split."""
+    total = {}
+    # The target gets many more utterances than the others, hence two calls into the same folder.
+    for langs, n in (([settings.target], settings.target_utts), (list(settings.pretrain_langs), settings.other_utts)):
+        summary = synthesize_corpus(corpus_dir, langs, n, seed=settings.seed, workers=settings.synth_workers,
+                                    show_progress=show_progress, **settings.corpus)
+        total.update({lang: {split: round(s / 60, 3) for split, s in splits.items()}
+                      for lang, splits in summary.seconds.items()})
+    return total
+
+
+def run_analysis(settings: DemoSettings, checkpoint: Path, corpus_dir: Path, out_dir: Path, show_progress: bool = True):
+    """`xlsr analyze` of the multilingual checkpoint over the pretraining languages (+ the held-out target)."""
+    langs = list(settings.pretrain_langs) + ([settings.target] if settings.analysis_with_target else [])
+    kwargs = {} if settings.analysis_seconds is None else {"seconds_per_lang": settings.analysis_seconds}
+    return analyze(checkpoint, corpus_dir, out_dir, split="train", langs=langs, seed=settings.seed,
+                   device=settings.device, show_progress=show_progress, **kwargs)
+
+
+def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve_png: Path) -> dict:
+    """A short `xlsr pretrain` run on the demo corpus, with its curve; first and last logged train values."""
+    overrides = {"recipe": settings.pretrain_recipe, "data": str(corpus_dir), "out": str(run_dir),
+                 "max_updates": settings.pretrain_updates, "valid_split": "dev", "device": settings.device,
+                 "log_every": max(1, settings.pretrain_updates // 30),
+                 # warm up over the first eighth of this short run (the recipe's warmup is sized for its own length)
+                 "warmup_updates": max(1, settings.pretrain_updates // 8), **settings.pretrain_settings}
+    cfg = load_config(PretrainConfig, [recipe_path(settings.pretrain_recipe)], overrides)
+    pretrain(cfg)
+    plot_training_curves(run_dir, curve_png)
+    train = [r for r in read_log(run_dir / "log.jsonl") if r.get("split") == "train"]
+    keys = ("update", "loss", "accuracy", "code_perplexity")
+    return {"first": {k: train[0].get(k) for k in keys} if train else {},
+            "last": {k: train[-1].get(k) for k in keys} if train else {},
+            "max_tokens": cfg.max_tokens, "recipe": settings.pretrain_recipe, "curve": curve_png.name}
