@@ -17,10 +17,19 @@ from pathlib import Path
 import torch
 
 from xlsr import atomic
+from xlsr.data.audio import audio_num_samples, load_audio
+from xlsr.data.batching import pad_waveforms
+from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+from xlsr.decode.chunking import chunked_logits
+from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.devices import pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
+from xlsr.interop.load import load_pretrained, resolve_run_folder
+from xlsr.model import Wav2Vec2ForCTC
+from xlsr.progress import progress
 from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
+from xlsr.text.vocab import Vocabulary, guess_kind
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
@@ -30,7 +39,6 @@ Decoder = Callable[..., list[Hypothesis]]  # (logits (B,T,V), frame_lengths (B,)
 @dataclass
 class CTCModel:
     """A CTC model ready for inference, with its vocabulary and the input normalisation it expects."""
-
     model: torch.nn.Module
     vocab: object  # xlsr.text.vocab.Vocabulary
     normalize: bool  # per-utterance z-norm of the waveform (layer-norm / XLSR models)
@@ -53,10 +61,6 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
 
     `target_lang` picks the language of an MMS checkpoint with per-language adapters (see load_pretrained).
     """
-    from xlsr.interop.load import load_pretrained, resolve_run_folder
-    from xlsr.model import Wav2Vec2ForCTC
-    from xlsr.text.vocab import Vocabulary, guess_kind
-
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
     path = resolve_run_folder(path)  # messages below name the checkpoint, not the run folder
@@ -81,13 +85,9 @@ def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | 
                  ) -> Decoder:
     """Greedy decoding, or flashlight beam search when an LM, a lexicon or a beam size is given."""
     if lm is None and lexicon is None and not beam:
-        from xlsr.decode.greedy import greedy_decode
-
         def greedy(logits, frame_lengths, *, timestamps=False):
             return greedy_decode(logits, frame_lengths, ctc.vocab, timestamps=timestamps)
         return greedy
-    from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
-
     settings = {k: v for k, v in (("beam_size", beam), ("lm_weight", lm_weight), ("word_score", word_score))
                 if v is not None}
     decoder = decoder_for_lm(ctc.vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**settings))
@@ -99,7 +99,6 @@ def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | 
 @dataclass
 class Failure:
     """A file that could not be transcribed, and why (one line)."""
-
     audio: str
     error: str
 
@@ -127,7 +126,6 @@ def find_audio(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]
 @dataclass
 class Transcription:
     """One file's result: its duration and the decoder's best hypothesis."""
-
     audio: str
     duration: float
     hypothesis: Hypothesis
@@ -149,9 +147,6 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                      max_batch_seconds: float = 60.0, show_progress: bool = True
                      ) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures."""
-    from xlsr.data.audio import load_audio
-    from xlsr.progress import progress
-
     decoder = decoder or make_decoder(ctc)
     sized, failures = _sort_by_length(files)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
@@ -193,8 +188,6 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
 
 def _sort_by_length(files: list[Path]) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
     """(samples, input position, path) of each readable file, shortest first, and the unreadable ones."""
-    from xlsr.data.audio import audio_num_samples
-
     failures: list[Failure] = []
     sized: list[tuple[int, int, Path]] = []
     for i, f in enumerate(files):
@@ -215,8 +208,6 @@ def _check_long_enough(ctc: CTCModel, path: Path, num_samples: int) -> None:
 
 def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, timestamps: bool) -> list[Hypothesis]:
     """Zero-pad a batch, run the model once, decode every row."""
-    from xlsr.data.batching import pad_waveforms
-
     batch, lengths = pad_waveforms(waves)
     logits, frames = ctc.logits(batch.to(ctc.device), lengths.to(ctc.device))
     return decoder(logits.cpu(), frames.cpu(), timestamps=timestamps)
@@ -225,8 +216,6 @@ def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, ti
 def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timestamps: bool,
                     chunk_seconds: float, chunk_stride: float) -> Hypothesis:
     """Logits of overlapping windows merged by time, then one decoding pass over the whole recording."""
-    from xlsr.decode.chunking import chunked_logits
-
     stride = min(chunk_stride, chunk_seconds / 4)  # the stride must leave room for kept frames
     logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=stride,
                             frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)

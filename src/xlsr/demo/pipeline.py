@@ -73,6 +73,7 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
+# One piece (53 lines): the demo's stages in order, each a visible line with its log entry, as the training loop is.
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, released_dir: str | Path | None = None,
              full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
              show_progress: bool = True, quiet: bool = False) -> DemoResult:

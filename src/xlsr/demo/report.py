@@ -111,6 +111,7 @@ def protocol(p: dict, settings: dict) -> str:
     ])
 
 
+# One piece (70 lines): report.md's text in reading order; split, the document would be scattered over helpers.
 def write_report(result: DemoResult) -> Path:
     """DIR/report.md: the PER table and protocol, the analysis pictures and table, the live pretraining curve."""
     # Long because the Markdown template is written out in one piece, to read as the report reads.

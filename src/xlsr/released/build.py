@@ -20,11 +20,17 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+import yaml
+
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import CLEAN_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
+from xlsr.train.monitor import read_log
+from xlsr.version import __version__
 
 DEFAULT_WORK = "release_work"
 
@@ -80,8 +86,6 @@ def machine_settings(device: str | None, precision: str | None, num_workers: int
 
 def describe_machine(device: str) -> dict:
     """The compute a run used: device kind and name, CPU cores, torch version."""
-    import torch
-
     kind = device if device not in ("", "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     info = {"device": kind, "cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
             "torch": torch.__version__, "python": platform.python_version()}
@@ -92,8 +96,6 @@ def describe_machine(device: str) -> dict:
 
 def final_metrics(run_dir: Path) -> dict:
     """The last train record and the last overall validation record of a run's log.jsonl."""
-    from xlsr.train.monitor import read_log
-
     keep = ("update", "loss", "contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity",
             "temperature", "audio_s_per_s")
     out = {}
@@ -103,14 +105,13 @@ def final_metrics(run_dir: Path) -> dict:
     return out
 
 
+# One piece (59 lines): synth -> pretrain -> plot -> release folder, each step a visible line in the order it runs.
 def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, work_dir: str | Path = DEFAULT_WORK,
                   *, machine: dict[str, str] | None = None, synth_workers: int = 1, log_file: Path | None = None,
                   threads: int | None = None) -> Path:
     """Synthesize, pretrain and plot one release; write DEST/<name>/{config.json, model.safetensors, curve.png,
     recipe.json, RECIPE.md}. Returns the release folder."""
-    import yaml
 
-    from xlsr.version import __version__
 
     work = Path(work_dir) / recipe.name
     corpus, run = work / "corpus", work / "run"
@@ -164,6 +165,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     return dest
 
 
+# One piece (56 lines): RECIPE.md's text in reading order, a template more than logic.
 def recipe_markdown(record: dict) -> str:
     """RECIPE.md of a release: what it is, the exact commands, seed, corpus, compute, final metrics, curve."""
     corpus, cfg, compute = record["corpus"], record["pretrain"], record["compute"]
@@ -239,7 +241,6 @@ def recreate_released(dest_root: str | Path = RELEASED_DIR, work_dir: str | Path
     if not parallel or len(recipes) == 1:
         return {r.name: build_release(r, dest_root, work_dir, machine=machine, synth_workers=synth_workers)
                 for r in recipes}
-    from concurrent.futures import ThreadPoolExecutor
 
     # The cores are split between the runs unless the user chose a thread count (measured on the 2-core CPU:
     # two one-thread runs side by side take ~23 min each; two-thread runs would contend for the same cores).

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from xlsr.config import config_to_dict, load_config
 from xlsr.errors import XlsrError
+from xlsr.interop.load import load_pretrained
 from xlsr.released.recipes import FILES, ReleaseRecipe
+from xlsr.train.pretrain import PretrainConfig, recipe_path, resolve_model_config
 
 # Settings that pick the hardware, the paths of one build, a memory trade-off or what validation measures along the
 # way, with identical results: not the recipe. (tests/train/test_pretrain.py checks that the feature-health figures
@@ -21,19 +24,12 @@ ADDED_SINCE = {"augment": "none"}
 
 def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:
     """The resolved `xlsr pretrain` configuration this recipe asks for (as RUN/config.yaml would hold it)."""
-    from xlsr.config import config_to_dict, load_config
-    from xlsr.train.pretrain import PretrainConfig, recipe_path
-
     cfg = load_config(PretrainConfig, [recipe_path(recipe.recipe)], {**recipe.pretrain_settings(), "recipe": recipe.recipe})
     return config_to_dict(cfg)
 
 
 def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     """Every way `folder` disagrees with `recipe` or fails to load, one line each (empty: all good)."""
-    from xlsr.config import config_to_dict, load_config
-    from xlsr.interop.load import load_pretrained
-    from xlsr.train.pretrain import PretrainConfig, resolve_model_config
-
     folder = Path(folder)
     problems = [f"{folder / f}: missing" for f in FILES if not (folder / f).is_file()]
     if problems:
