@@ -110,6 +110,7 @@ def test_probe_json_layout_and_plot(setup, tmp_path, one_thread):
     written = json.loads((tmp_path / "one" / "probe.json").read_text())
     assert written == report.summary
     assert written["model"] == str(root / "informative") and written["num_layers"] == 2
+    assert set(written["stage_seconds"]) == {"features", "heads"} and written["seconds"] > 0
     assert [r["layer"] for r in written["layers"]] == ["cnn", 2]
     for r in written["layers"]:
         assert 0.0 <= r["per"] and r["counts"]["ref_len"] > 0 and r["dim"] in (64, 32)

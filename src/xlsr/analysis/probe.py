@@ -41,12 +41,15 @@ from xlsr.analysis.probe_features import (
     read_labeled,
     resolve_layers,
 )
+from xlsr.analysis.probe_plot import plot_probe
 from xlsr.decode.greedy import greedy_decode
 from xlsr.errors import XlsrError
+from xlsr.interop.load import load_pretrained
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
 from xlsr.text.metrics import EditCounts, corpus_counts
 from xlsr.text.vocab import Vocabulary
+from xlsr.train.distributed import pick_device
 
 JSON_FILE = "probe.json"
 PLOT_FILE = "probe.png"
@@ -173,7 +176,7 @@ def score_heads(heads: nn.ModuleList, batches: list[FeatureBatch], vocab: Vocabu
 def probe_model(encoder: torch.nn.Module, layers: list[Layer], train: LabeledAudio, test: LabeledAudio,
                 vocab: Vocabulary, unit: str, settings: ProbeSettings, *, seed: int, device: torch.device,
                 show_progress: bool = True) -> tuple[list[dict], dict]:
-    """Probe one encoder: per-layer results (in `layers` order) and the seconds each stage took."""
+    """Probe one encoder: per-layer results (in `layers` order) and the wall seconds of each stage."""
     encoder = encoder.to(device)
     dtype = CACHE_DTYPES[settings.cache_dtype]
     t0 = time.perf_counter()
@@ -221,8 +224,6 @@ def display_names(paths: list[str]) -> list[str]:
 
 
 def _load_models(paths: list[str], layers: list[Layer] | None) -> list[tuple]:
-    from xlsr.interop.load import load_pretrained
-
     loaded = []
     for path in paths:
         model = load_pretrained(path)
@@ -236,8 +237,6 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
           settings: ProbeSettings | None = None, seed: int = 0, device: str = "cpu", plot: bool = True,
           show_progress: bool = True) -> ProbeReport:
     """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically."""
-    from xlsr.train.distributed import pick_device
-
     paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     settings = settings or ProbeSettings()
     settings.check()
@@ -259,12 +258,12 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     start = time.perf_counter()
     entries = []
     for path, name, (model, encoder, model_layers) in zip(paths, display_names(paths), loaded):
-        results, seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings, seed=seed,
+        results, stage_seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings, seed=seed,
                                        device=torch_device, show_progress=show_progress)
         for r in results:
             r[metric] = r.pop("error_rate")
         entries.append({"model": path, "name": name, "source_format": model.source_format,
-                        "num_layers": model.config.num_layers, "layers": results, "seconds": seconds})
+                        "num_layers": model.config.num_layers, "layers": results, "stage_seconds": stage_seconds})
     summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device))
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return _write(summary, out_dir, plot)
@@ -290,8 +289,6 @@ def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"json": out_dir / JSON_FILE}
     if plot:
-        from xlsr.analysis.probe_plot import plot_probe
-
         files["plot"] = plot_probe(summary.get("models") or [summary], out_dir / PLOT_FILE, summary["metric"])
     summary["files"] = {k: p.name for k, p in files.items()}
     tmp = files["json"].with_name(JSON_FILE + ".tmp")
