@@ -43,13 +43,13 @@ from xlsr.analysis.probe_features import (
 )
 from xlsr.analysis.probe_plot import plot_probe
 from xlsr.decode.greedy import greedy_decode
+from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
 from xlsr.text.metrics import EditCounts, corpus_counts
 from xlsr.text.vocab import Vocabulary
-from xlsr.train.distributed import pick_device
 
 JSON_FILE = "probe.json"
 PLOT_FILE = "probe.png"
