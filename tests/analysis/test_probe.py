@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from xlsr.analysis.probe import ProbeSettings, format_summary, heads_ctc_loss, make_heads, probe
+from xlsr.analysis.probe import ProbeSettings, format_summary, probe
 from xlsr.analysis.probe_features import (
-    FeatureBatch,
     batch_features,
     compute_features,
     parse_layers,
@@ -149,20 +147,6 @@ def test_chars_give_cer(setup, tmp_path, one_thread):
                     settings=FAST, plot=False, show_progress=False).summary
     assert summary["metric"] == "cer" and summary["vocab_size"] == 6  # blank, <unk>, |, a, i, u
     assert "cer" in summary["layers"][0] and "per" not in summary["layers"][0]
-
-
-def test_heads_loss_is_each_heads_own_ctc():
-    g = torch.Generator().manual_seed(0)
-    heads = make_heads([3, 5], vocab_size=4)
-    for p in heads.parameters():
-        p.data.normal_(generator=g)
-    lengths = torch.tensor([7, 5])
-    batch = FeatureBatch([torch.randn(2, 7, 3, generator=g), torch.randn(2, 7, 5, generator=g)], lengths,
-                         torch.tensor([[1, 2, 3], [3, 2, 0]]), torch.tensor([3, 2]))
-    expected = torch.stack([
-        F.ctc_loss(head(x).log_softmax(-1).transpose(0, 1), batch.labels, lengths, batch.label_lengths)
-        for head, x in zip(heads, batch.features)])  # torch's default: blank 0, per-target-length mean
-    torch.testing.assert_close(heads_ctc_loss(heads, batch), expected)
 
 
 def test_parse_layers():

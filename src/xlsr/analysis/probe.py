@@ -12,9 +12,7 @@ unchanged. All heads train together (one Adam over independent heads: the same a
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from xlsr.analysis.probe_features import (
     CNN,
     MAX_BATCH_SAMPLES,
-    SAMPLE_RATE,
     FeatureBatch,
     LabeledAudio,
     Layer,
@@ -42,12 +38,15 @@ from xlsr.analysis.probe_features import (
     resolve_layers,
 )
 from xlsr.analysis.probe_plot import plot_probe
+from xlsr.atomic import write_json
 from xlsr.decode.greedy import greedy_decode
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
+from xlsr.model.ctc import ctc_loss
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
 from xlsr.text.metrics import EditCounts, corpus_counts
 from xlsr.text.vocab import Vocabulary
 
@@ -112,19 +111,11 @@ def standardize(items: list[UtteranceFeatures], k: int, mean: torch.Tensor, std:
 
 
 def heads_ctc_loss(heads: nn.ModuleList, batch: FeatureBatch) -> torch.Tensor:
-    """(H,) CTC loss of each head on its layer's features: fp32, blank 0, per-target-length mean over the batch.
-
-    All heads go through one ctc_loss call (their rows stacked): the CPU kernel spreads the rows over threads.
-    """
+    """(H,) CTC loss of each head on its own layer's features (model.ctc.ctc_loss: fp32, blank 0, mean)."""
     device = next(heads.parameters()).device
-    H = len(heads)
-    logits = torch.cat([head(x.to(device).float()) for head, x in zip(heads, batch.features)])  # (H*B, T, V)
-    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (T, H*B, V)
-    label_lengths = batch.label_lengths.to(device)
-    losses = F.ctc_loss(log_probs, batch.labels.to(device).repeat(H, 1), batch.frame_lengths.to(device).repeat(H),
-                        label_lengths.repeat(H), blank=0, reduction="none", zero_infinity=True)
-    # torch's reduction="mean": each loss over its target length, then the batch mean.
-    return (losses.view(H, -1) / label_lengths.clamp(min=1)).mean(dim=1)
+    frames, labels, label_lengths = (t.to(device) for t in (batch.frame_lengths, batch.labels, batch.label_lengths))
+    return torch.stack([ctc_loss(head(x.to(device).float()), frames, labels, label_lengths)
+                        for head, x in zip(heads, batch.features)])
 
 
 def make_heads(dims: list[int], vocab_size: int) -> nn.ModuleList:
@@ -291,9 +282,7 @@ def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
     if plot:
         files["plot"] = plot_probe(summary.get("models") or [summary], out_dir / PLOT_FILE, summary["metric"])
     summary["files"] = {k: p.name for k, p in files.items()}
-    tmp = files["json"].with_name(JSON_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, files["json"])
+    write_json(files["json"], summary)
     return ProbeReport(summary=summary, out_dir=out_dir, files=files)
 
 

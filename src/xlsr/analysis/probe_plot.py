@@ -5,13 +5,13 @@ Drawn on matplotlib's Agg canvas directly (no pyplot), as the other analysis fig
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from xlsr.analysis.probe_features import CNN
+from xlsr.atomic import write_file
 
 
 def layer_position(layer: str | int) -> int:
@@ -37,7 +37,5 @@ def plot_probe(entries: list[dict], path: str | Path, metric: str = "per") -> Pa
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     FigureCanvasAgg(fig)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    # format= because the temporary file's name does not end in .png
+    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
