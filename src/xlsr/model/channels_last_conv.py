@@ -42,7 +42,7 @@ def _from_image(y: torch.Tensor) -> torch.Tensor:
 
 
 class _ConvMatmulWeightGrad(torch.autograd.Function):
-    """Channels-last strided conv: convolution forward and input gradient, weight gradient as an im2col matmul."""
+    """Channels-last strided conv: convolution forward and input gradient, weight gradient as matmuls (below)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int) -> torch.Tensor:
