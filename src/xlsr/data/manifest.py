@@ -29,31 +29,46 @@ class Utterance:
     id: str = ""
 
 
-def _parse_line(line: str, where: str, root: Path) -> Utterance:
+def record_problem(record) -> str | None:
+    """What is wrong with a parsed manifest line (None: nothing); the checks every reader shares."""
+    if not isinstance(record, dict):
+        return "expected a JSON object"
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    num_samples = record["num_samples"]
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+        return f"num_samples must be a positive integer, got {num_samples!r}"
+    for key in ("audio", "lang"):
+        if not isinstance(record[key], str) or not record[key]:
+            return f"{key} must be a non-empty string"
+    for key in ("speaker", "text", "phones", "id"):
+        if key in record and record[key] is not None and not isinstance(record[key], str):
+            return f"{key} must be a string"
+    return None
+
+
+def parse_record(raw: bytes) -> tuple[dict | None, str | None]:
+    """(record, None) for a valid manifest line given as bytes, else (None, what is wrong)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text (is this a JSONL manifest?)"
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise ManifestError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(record, dict):
-        raise ManifestError(f"{where}: expected a JSON object")
-    missing = [k for k in REQUIRED if k not in record]
-    if missing:
-        raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
-    num_samples = record["num_samples"]
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
-        raise ManifestError(f"{where}: num_samples must be a positive integer, got {num_samples!r}")
-    for key in ("audio", "lang"):
-        if not isinstance(record[key], str) or not record[key]:
-            raise ManifestError(f"{where}: {key} must be a non-empty string")
-    for key in ("speaker", "text", "phones", "id"):
-        if key in record and record[key] is not None and not isinstance(record[key], str):
-            raise ManifestError(f"{where}: {key} must be a string")
+        return None, f"not valid JSON ({exc.msg})"
+    problem = record_problem(record)
+    return (None, problem) if problem else (record, None)
+
+
+def _utterance(record: dict, root: Path) -> Utterance:
     audio = Path(record["audio"])
     if not audio.is_absolute():
         audio = root / audio
     return Utterance(
         audio=str(audio),
-        num_samples=num_samples,
+        num_samples=record["num_samples"],
         lang=record["lang"],
         speaker=record.get("speaker") or "unknown",
         text=record.get("text"),
@@ -71,12 +86,11 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     utts = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ManifestError(f"{path}:{number}: not UTF-8 text (is this a JSONL manifest?)") from None
-            if line.strip():
-                utts.append(_parse_line(line, f"{path}:{number}", root))
+            if raw.strip():
+                record, problem = parse_record(raw)
+                if problem:
+                    raise ManifestError(f"{path}:{number}: {problem}")
+                utts.append(_utterance(record, root))
     return utts
 
 
