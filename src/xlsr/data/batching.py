@@ -23,9 +23,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from xlsr.data.audio import load_audio, normalize_waveform
-from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_length, draw_effects, item_key
+from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_length
+from xlsr.data.batch_plan import (
+    BatchPlan,
+    babble_talkers,
+    check_rank,
+    draw_epoch_effects,
+    pack_batches,
+    shard,
+)
+from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
+from xlsr.data.utterance_index import UtteranceIndex, as_index
 from xlsr.errors import AudioError, XlsrError
 
 log = logging.getLogger(__name__)
@@ -61,48 +71,6 @@ def pad_waveforms(waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Ten
     return batch, lengths
 
 
-def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
-                 max_sample_size: int | None = None) -> list[list[int]]:
-    """Greedy length-sorted packing of `order` (indices into `lengths`) under `max_tokens` per batch.
-
-    With `crop_to_shortest` a batch costs B × min(shortest, max_sample_size) (pretraining); otherwise
-    B × longest (padding). Ties keep the order of `order`, so shuffle it first for random ties.
-    """
-    cost_len = np.minimum(lengths, max_sample_size) if max_sample_size else lengths
-    # Pretraining packs longest-first (each new one is the crop), fine-tuning shortest-first (each new
-    # one is the padded length): either way the newest utterance sets the batch's per-row cost.
-    key = -cost_len[order] if crop_to_shortest else cost_len[order]
-    ranked = order[np.argsort(key, kind="stable")]
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in ranked.tolist():
-        if current and (len(current) + 1) * cost_len[i] > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
-@dataclass(frozen=True)
-class _BatchPlan:
-    indices: tuple[int, ...]
-    seed: tuple[int, ...]  # for the random crop offsets
-    effects: tuple[EffectDraw | None, ...] | None = None  # per index, with augmentation
-
-
-BABBLE_TALKERS = 8  # utterances a worker loads once as talkers for babble noise
-_AUGMENT_TAG = 0xA6  # in the keys of the per-item effect draws
-
-
-def draw_epoch_effects(augment: AugmentSpec | None, seed: int, epoch: int, count: int) -> list[EffectDraw | None]:
-    """The effects of items 0..count-1 of an epoch: keyed on (seed, epoch, item), rooms from the bank of `seed`."""
-    if augment is None or not augment.enabled:
-        return [None] * count
-    return [draw_effects(augment, item_key(seed, epoch, item, _AUGMENT_TAG), room_seed=seed) for item in range(count)]
-
-
 @dataclass
 class _Loaded:
     batch: PretrainBatch | FinetuneBatch | None
@@ -113,10 +81,11 @@ class _Loaded:
 class _BatchDataset(Dataset):
     """Loads and collates one planned batch (keyed by its plan) in a worker process."""
 
-    def __init__(self, utts: Sequence[Utterance], *, pretrain: bool, normalize: bool,
+    def __init__(self, utts: UtteranceIndex, *, pretrain: bool, normalize: bool,
                  min_sample_size: int = 0, max_sample_size: int | None = None,
-                 labels: list[list[int]] | None = None, babble: Sequence[int] = ()) -> None:
-        self.utts, self.pretrain, self.normalize = list(utts), pretrain, normalize
+                 labels: LabelIds | None = None, babble: Sequence[int] = ()) -> None:
+        # an index, not a list of objects: forked workers share its arrays (memory-mapped or never written)
+        self.utts, self.pretrain, self.normalize = utts, pretrain, normalize
         self.min_sample_size, self.max_sample_size, self.labels = min_sample_size, max_sample_size, labels
         self.babble_indices = tuple(babble)  # talkers for babble noise, loaded on first use in each worker
         self._babble: list[np.ndarray] | None = None
@@ -124,12 +93,12 @@ class _BatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, plan: _BatchPlan) -> _Loaded:
+    def __getitem__(self, plan: BatchPlan) -> _Loaded:
         loaded, bad, short = [], [], 0
         for k, i in enumerate(plan.indices):
             draw = plan.effects[k] if plan.effects else None
             try:
-                x = load_audio(self.utts[i].audio, normalize=self.normalize and draw is None)
+                x = load_audio(self.utts.audio(i), normalize=self.normalize and draw is None)
             except AudioError as exc:
                 bad.append(str(exc))
                 continue
@@ -151,7 +120,7 @@ class _BatchDataset(Dataset):
                 self._babble = []
                 for i in self.babble_indices:
                     try:
-                        self._babble.append(load_audio(self.utts[i].audio))
+                        self._babble.append(load_audio(self.utts.audio(i)))
                     except AudioError:
                         pass  # counted where the utterance itself is loaded
             if not self._babble:
@@ -169,7 +138,7 @@ class _BatchDataset(Dataset):
             rows.append(x[start:start + size])
         return PretrainBatch(waveforms=torch.from_numpy(np.stack(rows)),
                              lengths=torch.full((len(rows),), size, dtype=torch.long),
-                             langs=[self.utts[i].lang for i, _ in loaded])
+                             langs=[self.utts.lang(i) for i, _ in loaded])
 
     def _pad(self, loaded: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> FinetuneBatch:
         waves, lengths = pad_waveforms([x for _, x in loaded])
@@ -177,20 +146,20 @@ class _BatchDataset(Dataset):
         label_lengths = [len(r) for r in label_rows]
         labels = torch.zeros(len(loaded), max(max(label_lengths), 1), dtype=torch.long)
         for row, ids in enumerate(label_rows):
-            labels[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+            labels[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
         return FinetuneBatch(waveforms=waves, lengths=lengths, labels=labels,
                              label_lengths=torch.tensor(label_lengths),
-                             langs=[self.utts[i].lang for i, _ in loaded],
-                             ids=[self.utts[i].id for i, _ in loaded])
+                             langs=[self.utts.lang(i) for i, _ in loaded],
+                             ids=[self.utts.utterance_id(i) for i, _ in loaded])
 
 
 class _PlanSampler(Sampler):
     """Yields the remaining batch plans of the current epoch; swapped by the loader before each pass."""
 
     def __init__(self) -> None:
-        self.plans: list[_BatchPlan] = []
+        self.plans: list[BatchPlan] = []
 
-    def __iter__(self) -> Iterator[_BatchPlan]:
+    def __iter__(self) -> Iterator[BatchPlan]:
         return iter(list(self.plans))
 
     def __len__(self) -> int:
@@ -212,7 +181,7 @@ class BatchLoader:
         self.bad_files = 0  # over the whole run
         self.epoch_bad_files = 0
         self.short_files = 0
-        self._plans: list[_BatchPlan] | None = None
+        self._plans: list[BatchPlan] | None = None
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
         self._sampler = _PlanSampler()
         # a private generator: DataLoader draws a worker base seed per epoch, and drawing it from the global
@@ -230,7 +199,7 @@ class BatchLoader:
             self.epoch, self.position, self.epoch_bad_files = int(epoch), 0, 0
             self._plans = None
 
-    def plans(self) -> list[_BatchPlan]:
+    def plans(self) -> list[BatchPlan]:
         """This rank's batch plans for the current epoch."""
         if self._plans is None:
             self._plans = self._plan_epoch(self.epoch)
@@ -273,18 +242,7 @@ class BatchLoader:
         self._plans = None
 
 
-def _shard(batches: list, rank: int, world_size: int, equal: bool) -> list:
-    if equal:  # every rank must run the same number of steps under DDP
-        batches = batches[:len(batches) - len(batches) % world_size] if world_size > 1 else batches
-    return batches[rank::world_size]
-
-
-def _check_rank(rank: int, world_size: int) -> None:
-    if not 0 <= rank < world_size:
-        raise XlsrError(f"rank {rank} is outside world_size {world_size}")
-
-
-def pretrain_loader(utts: Sequence[Utterance], *, max_tokens: int, min_sample_size: int = 32000,
+def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: int, min_sample_size: int = 32000,
                     max_sample_size: int = 320000, alpha: float = 0.5, seed: int = 0, rank: int = 0,
                     world_size: int = 1, num_workers: int = 0, normalize: bool = False,
                     max_bad_share: float = 0.05, epoch_size: int | None = None,
@@ -295,74 +253,42 @@ def pretrain_loader(utts: Sequence[Utterance], *, max_tokens: int, min_sample_si
     `augment`: acoustic effects applied on the fly (module docstring); an upsampled utterance drawn twice in
     an epoch gets its own effects each time.
     """
-    _check_rank(rank, world_size)
+    check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
     if max_sample_size and max_sample_size > max_tokens:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
-    kept = [u for u in utts if u.num_samples >= min_sample_size]
+    utts = as_index(utts)
+    kept = _selected(utts, utts.num_samples >= min_sample_size)
     if len(kept) < len(utts):
         log.info("skipping %d of %d utterances shorter than min_sample_size=%d",
                  len(utts) - len(kept), len(utts), min_sample_size)
-    if not kept:
+    if not len(kept):
         raise XlsrError(f"no utterance is at least min_sample_size={min_sample_size} samples long")
     sampler = LanguageSampler(kept, alpha=alpha, seed=seed, epoch_size=epoch_size)
-    lengths = np.array([u.num_samples for u in kept])
+    lengths = kept.num_samples
 
-    def plan_epoch(epoch: int) -> list[_BatchPlan]:
+    def plan_epoch(epoch: int) -> list[BatchPlan]:
         order = sampler.epoch_indices(epoch)  # already shuffled: random ties
         # packed by slot (position in `order`): an utterance drawn twice has two lengths under speed perturbation
         draws = draw_epoch_effects(augment, seed, epoch, len(order))
-        slot_lengths = np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
+        slot_lengths = lengths[order] if augment is None else \
+            np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
         slots = pack_batches(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
                              max_sample_size=max_sample_size)
         perm = np.random.default_rng([seed, epoch, 1]).permutation(len(slots))
-        plans = [_BatchPlan(tuple(int(order[j]) for j in slots[b]), (seed, epoch, int(b)),
+        plans = [BatchPlan(tuple(int(order[j]) for j in slots[b]), (seed, epoch, int(b)),
                             tuple(draws[j] for j in slots[b]) if augment is not None else None) for b in perm]
-        return _shard(plans, rank, world_size, equal=True)
+        return shard(plans, rank, world_size, equal=True)
 
     dataset = _BatchDataset(kept, pretrain=True, normalize=normalize, min_sample_size=min_sample_size,
-                            max_sample_size=max_sample_size, babble=_babble_talkers(len(kept), seed, augment))
+                            max_sample_size=max_sample_size, babble=babble_talkers(len(kept), seed, augment))
     loader = BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
                          max_bad_share=max_bad_share)
     loader.sampler = sampler  # the language table (hours, weights) for logs
     return loader
 
 
-def _babble_talkers(count: int, seed: int, augment: AugmentSpec | None) -> tuple[int, ...]:
-    """Indices of the utterances that serve as babble talkers (none without noise augmentation)."""
-    if augment is None or augment.noise is None:
-        return ()
-    pick = np.random.default_rng([seed, 0xBAB]).choice(count, size=min(BABBLE_TALKERS, count), replace=False)
-    return tuple(int(i) for i in sorted(pick))
-
-
-_LABEL_FIELD = {"phones": "phones", "text": "text", "chars": "text"}
-
-
-def encode_labels(utts: Sequence[Utterance], vocab, label_field: str, oov: str = "error") -> list[list[int]]:
-    """Label ids for every utterance via `vocab.encode`; XlsrError for a missing label or, with
-    oov="error", symbols outside the vocabulary (needs `vocab.oov_report`)."""
-    if label_field not in _LABEL_FIELD:
-        raise XlsrError(f"label field must be one of {', '.join(_LABEL_FIELD)}, got {label_field!r}")
-    attr = _LABEL_FIELD[label_field]
-    labels = []
-    for u in utts:
-        label = getattr(u, attr)
-        if not label:
-            raise XlsrError(f"utterance {u.id} ({u.audio}): no {attr!r} label")
-        labels.append(label)
-    if oov != "unk" and hasattr(vocab, "oov_report"):
-        report = vocab.oov_report(labels)
-        if report:
-            shown = ", ".join(f"{s!r}×{n}" for s, n in sorted(report.items(), key=lambda kv: -kv[1])[:8])
-            message = f"{attr} labels contain symbols outside the vocabulary: {shown}"
-            if oov == "error":
-                raise XlsrError(message)
-            log.warning("%s (mapped to <unk>)", message)
-    return [list(vocab.encode(label)) for label in labels]
-
-
-def finetune_loader(utts: Sequence[Utterance], vocab, *, max_tokens: int, shuffle: bool = True, seed: int = 0,
+def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_tokens: int, shuffle: bool = True, seed: int = 0,
                     normalize: bool = False, label_field: str = "phones", rank: int = 0, world_size: int = 1,
                     num_workers: int = 0, max_bad_share: float = 0.05, max_sample_size: int | None = None,
                     oov: str = "error", prefetch_factor: int = 2, augment: AugmentSpec | None = None) -> BatchLoader:
@@ -373,30 +299,37 @@ def finetune_loader(utts: Sequence[Utterance], vocab, *, max_tokens: int, shuffl
     With shuffle=False (evaluation) batches are in length order and no batch is dropped under DDP.
     `augment`: acoustic effects applied on the fly (module docstring), for training data.
     """
-    _check_rank(rank, world_size)
+    check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
     limit = min(max_tokens, max_sample_size or max_tokens)
-    kept = [u for u in utts if u.num_samples <= limit]
+    utts = as_index(utts)
+    kept = _selected(utts, utts.num_samples <= limit)
     if len(kept) < len(utts):
         log.warning("skipping %d of %d utterances longer than %d samples", len(utts) - len(kept), len(utts), limit)
-    if not kept:
+    if not len(kept):
         raise XlsrError(f"no utterance fits in max_tokens={max_tokens}")
     labels = encode_labels(kept, vocab, label_field, oov)
-    lengths = np.array([u.num_samples for u in kept])
+    lengths = kept.num_samples
 
-    def plan_epoch(epoch: int) -> list[_BatchPlan]:
+    def plan_epoch(epoch: int) -> list[BatchPlan]:
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(kept)) if shuffle else np.arange(len(kept))
         draws = draw_epoch_effects(augment, seed, epoch, len(kept))  # per utterance: each comes once an epoch
-        epoch_lengths = np.array([augmented_length(int(n), d) for n, d in zip(lengths, draws)])
+        epoch_lengths = lengths if augment is None else \
+            np.array([augmented_length(int(n), d) for n, d in zip(lengths, draws)])
         batches = pack_batches(epoch_lengths, order, max_tokens, crop_to_shortest=False)
         if shuffle:
             batches = [batches[b] for b in rng.permutation(len(batches))]
-        plans = [_BatchPlan(tuple(b), (seed, epoch, n), tuple(draws[i] for i in b) if augment is not None else None)
+        plans = [BatchPlan(tuple(b), (seed, epoch, n), tuple(draws[i] for i in b) if augment is not None else None)
                  for n, b in enumerate(batches)]
-        return _shard(plans, rank, world_size, equal=shuffle)
+        return shard(plans, rank, world_size, equal=shuffle)
 
     dataset = _BatchDataset(kept, pretrain=False, normalize=normalize, labels=labels,
-                            babble=_babble_talkers(len(kept), seed, augment))
+                            babble=babble_talkers(len(kept), seed, augment))
     return BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
                        max_bad_share=max_bad_share)
+
+
+def _selected(utts: UtteranceIndex, keep: np.ndarray) -> UtteranceIndex:
+    """`utts` where `keep` holds (itself when it holds everywhere: no copy of its columns)."""
+    return utts if keep.all() else utts.subset(np.flatnonzero(keep))

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from xlsr.data.manifest import Utterance
+from xlsr.data.utterance_index import UtteranceIndex, as_index
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -26,12 +27,9 @@ def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
     return {lang: s / norm for lang, s in scores.items()}
 
 
-def language_hours(utts: Sequence[Utterance], sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+def language_hours(utts: UtteranceIndex | Sequence[Utterance], sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
     """Hours of audio per language (from num_samples), sorted by language code."""
-    seconds: dict[str, float] = {}
-    for u in utts:
-        seconds[u.lang] = seconds.get(u.lang, 0.0) + u.num_samples / sample_rate
-    return {lang: seconds[lang] / 3600 for lang in sorted(seconds)}
+    return as_index(utts).hours(sample_rate)
 
 
 def weights_table(hours: dict[str, float], alpha: float) -> str:
@@ -53,17 +51,20 @@ class LanguageSampler:
     this rank's disjoint share.
     """
 
-    def __init__(self, utts: Sequence[Utterance], *, alpha: float = 0.5, seed: int = 0, rank: int = 0,
+    def __init__(self, utts: UtteranceIndex | Sequence[Utterance], *, alpha: float = 0.5, seed: int = 0, rank: int = 0,
                  world_size: int = 1, epoch_size: int | None = None) -> None:
-        if not utts:
+        if not len(utts):
             raise XlsrError("language sampling: no utterances")
         if not 0 <= rank < world_size:
             raise XlsrError(f"rank {rank} is outside world_size {world_size}")
         self.alpha, self.seed, self.rank, self.world_size = alpha, seed, rank, world_size
-        self.hours = language_hours(utts)
+        index = as_index(utts)
+        self.hours = index.hours()
         self.weights = language_weights(self.hours, alpha)
         self.langs = list(self.hours)
-        lang_of = np.array([self.langs.index(u.lang) for u in utts])
+        # index.langs may name languages none of the selected rows has; self.langs only those with audio
+        position = np.array([self.langs.index(lang) if lang in self.hours else -1 for lang in index.langs])
+        lang_of = position[index.lang_codes] if len(position) else index.lang_codes
         self.members = [np.flatnonzero(lang_of == i) for i in range(len(self.langs))]
         self.epoch_size = len(utts) if epoch_size is None else int(epoch_size)
         self.epoch = 0

@@ -103,9 +103,8 @@ class Table:
         return self.strings["id"][row] or Path(self.audio(row)).stem
 
     def where(self, row: int) -> str:
-        """`FILE:LINE` of `row` (or `utterance N` for a table made from objects)."""
-        line = int(self.codes["line"][row])
-        return f"{self.source}:{line}" if self.source else f"utterance {line}"
+        """`FILE:LINE` of `row` (its audio path for a table made from objects)."""
+        return f"{self.source}:{int(self.codes['line'][row])}" if self.source else self.audio(row)
 
 
 def _column_path(folder: Path, name: str) -> Path:
