@@ -8,6 +8,8 @@ from pathlib import Path
 from xlsr.errors import ManifestError
 from xlsr.rates import SAMPLE_RATE
 
+MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats refuses a manifest: the training default
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq or folder corpora")
@@ -42,8 +44,9 @@ def register(subparsers) -> None:
 
 def run_stats(args: argparse.Namespace) -> int:
     # lazy: numpy (via data.manifest/sampling) would add ~0.4 s to `xlsr --help`, which imports every command module
-    from xlsr.data.manifest import read_manifest
-    from xlsr.data.sampling import language_hours, weights_table
+    from xlsr.data.index_cache import open_manifest
+    from xlsr.data.sampling import weights_table
+    from xlsr.data.utterance_index import UtteranceIndex
 
     root = Path(args.dir)
     if not root.is_dir():
@@ -55,17 +58,18 @@ def run_stats(args: argparse.Namespace) -> int:
     totals = [0, 0.0]
     train = []
     for path in manifests:
-        utts = read_manifest(path)
-        hours = sum(u.num_samples for u in utts) / SAMPLE_RATE / 3600
-        print(f"{path.parent.name:<8}{path.stem:<8}{len(utts):>8}{hours:>10.3f}{len({u.speaker for u in utts}):>10}")
+        # the utterance index (built on first use, cached beside the manifest); bad lines: as a training run
+        utts = open_manifest(path, max_bad_share=MAX_BAD_SHARE)
+        hours = int(utts.num_samples.sum()) / SAMPLE_RATE / 3600
+        print(f"{path.parent.name:<8}{path.stem:<8}{len(utts):>8}{hours:>10.3f}{utts.num_speakers():>10}")
         totals[0] += len(utts)
         totals[1] += hours
         if path.stem == "train":
-            train += utts
+            train.append(utts)
     print(f"{'total':<16}{totals[0]:>8}{totals[1]:>10.3f}")
     if args.alpha is not None and train:
         print()
-        print(weights_table(language_hours(train), args.alpha))
+        print(weights_table(UtteranceIndex.concat(train).hours(), args.alpha))
     return 0
 
 

@@ -37,6 +37,10 @@ from xlsr.errors import ManifestError
 
 log = logging.getLogger(__name__)
 
+
+class TooManyBadLines(ManifestError):
+    """A manifest with more bad lines than max_bad_share allows."""
+
 CHUNK_ROWS = 65536  # lines parsed before their columns are written out: bounds the memory of a build
 DIGEST_BYTES = 65536  # from each end of the manifest, for the cheap content check
 BAD_EXAMPLES = 3  # bad lines quoted in a message (all of them are in bad_lines.txt)
@@ -97,7 +101,7 @@ def check_bad_lines(table: Table, max_bad_share: float) -> None:
     examples = table.meta["bad_examples"]
     listed = Path(table.folder or "") / "bad_lines.txt"
     if bad > max_bad_share * lines:
-        raise ManifestError(f"{examples[0]} ({bad} of {lines} lines are bad, more than max_bad_share="
+        raise TooManyBadLines(f"{examples[0]} ({bad} of {lines} lines are bad, more than max_bad_share="
                             f"{max_bad_share:g}; all are listed in {listed})")
     log.warning("%s: skipping %d of %d lines that are not valid utterances (e.g. %s; all are listed in %s)",
                 table.source, bad, lines, "; ".join(examples), listed)

@@ -214,6 +214,16 @@ class UtteranceIndex(Sequence):
         """An in-memory index of a list of utterances (tests, small tools)."""
         return cls([Table.from_utterances(utts)])
 
+    @classmethod
+    def concat(cls, parts: Sequence[UtteranceIndex]) -> UtteranceIndex:
+        """The utterances of `parts`, one after the other."""
+        tables, rows, base = [], [], 0
+        for part in parts:
+            tables += part.tables
+            rows.append(part.rows + base)
+            base += int(part.starts[-1])
+        return cls(tables, np.concatenate(rows) if rows else None)
+
     def __len__(self) -> int:
         return len(self.rows)
 

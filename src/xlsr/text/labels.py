@@ -4,7 +4,7 @@ utterances CTC cannot learn from (an empty label, or a label needing more frames
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from xlsr.errors import XlsrError
@@ -69,15 +69,22 @@ def filter_utterances(utts: list, vocab: Vocabulary, labels: str,
 
     `num_frames(num_samples)` is the model's frame count for an utterance of that many samples.
     """
-    report = FilterReport(total=len(utts))
-    kept = []
+    keep, report = learnable(utts, vocab, labels, num_frames)
+    return [u for u, k in zip(utts, keep) if k], report
+
+
+def learnable(utts: Iterable, vocab: Vocabulary, labels: str,
+              num_frames: Callable[[int], int]) -> tuple[list[bool], FilterReport]:
+    """Per utterance, whether CTC can learn from it (`filter_utterances`'s test), and what was dropped."""
+    report = FilterReport()
+    keep = []
     for u in utts:
+        report.total += 1
         text = label_of(u, labels)
         ids = list(vocab.encode(text)) if text else []
-        if not ids:
-            report.empty_label.append(u.id or u.audio)
-        elif ctc_min_frames(ids) > num_frames(u.num_samples):
-            report.label_too_long.append(u.id or u.audio)
-        else:
-            kept.append(u)
-    return kept, report
+        dropped = report.empty_label if not ids else \
+            report.label_too_long if ctc_min_frames(ids) > num_frames(u.num_samples) else None
+        if dropped is not None:
+            dropped.append(u.id or u.audio)
+        keep.append(dropped is None)
+    return keep, report

@@ -41,20 +41,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader
-from xlsr.data.manifest import read_manifest
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel, apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.model.ctc import ctc_best_path
 from xlsr.model.feature_encoder import conv_output_lengths
-from xlsr.text.labels import LABEL_FIELD, FilterReport, build_vocabulary, filter_utterances, label_of
+from xlsr.text.labels import LABEL_FIELD, FilterReport, build_vocabulary, label_of, learnable
 from xlsr.text.metrics import edit_ops
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.distributed import unwrap
@@ -157,8 +159,8 @@ class FinetuneData:
 
     vocab: Vocabulary
     keep_head: bool  # the --init CTC head matches `vocab` and is kept
-    train_utts: list
-    dev_utts: dict[str, list]  # per language
+    train_utts: UtteranceIndex
+    dev_utts: dict[str, UtteranceIndex]  # per language
     filter_reports: dict[str, FilterReport]  # per training manifest
 
     def report(self) -> dict:
@@ -170,33 +172,36 @@ class FinetuneData:
 
 def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> FinetuneData:
     """Read the manifests, choose the vocabulary, check the labels against it, drop what CTC cannot learn."""
-    train = {p: read_manifest(p) for p in cfg.train}
-    dev = {p: read_manifest(p) for p in cfg.dev}
+    # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
+    train = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.train}
+    dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
 
-    lengths = sorted({u.num_samples for utts in (*train.values(), *dev.values()) for u in utts})
+    lengths = np.unique(np.concatenate([u.num_samples for u in (*train.values(), *dev.values())])).tolist()
     frames = dict(zip(lengths, frame_counts(lengths, model_config))).__getitem__  # one pass for all lengths
 
-    train_utts, reports = [], {}
+    reports = {}
+    kept = []
     for path, utts in train.items():
-        kept, reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
-        train_utts.extend(kept)
-    if not train_utts:
+        rows, reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
+        kept.append(utts.subset(rows))
+    train_utts = UtteranceIndex.concat(kept)
+    if not len(train_utts):
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
-    dev_utts: dict[str, list] = {}
-    for path, utts in dev.items():
-        for u in _filtered(utts, vocab, cfg.labels, frames, path)[0]:
-            dev_utts.setdefault(u.lang, []).append(u)
+    dev_utts = UtteranceIndex.concat([utts.subset(_filtered(utts, vocab, cfg.labels, frames, path)[0])
+                                      for path, utts in dev.items()]).by_language()
     return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports)
 
 
-def _filtered(utts: list, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[list, FilterReport]:
-    kept, report = filter_utterances(utts, vocab, labels, frames)
+def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[np.ndarray,
+                                                                                                 FilterReport]:
+    """Positions in `utts` of the utterances CTC can learn from, and what was dropped."""
+    keep, report = learnable(utts, vocab, labels, frames)
     if report.kept < report.total:
         log.warning("%s", report.summary(path))
-    return kept, report
+    return np.flatnonzero(keep), report
 
 
 def frame_counts(num_samples: list[int], model_config) -> list[int]:
@@ -325,7 +330,7 @@ class FinetuneTask(Task):
     def _rank(self) -> tuple[int, int]:
         return (self.info.rank, self.info.world_size) if self.info is not None else (0, 1)
 
-    def _loader(self, utts: list, shuffle: bool):
+    def _loader(self, utts: UtteranceIndex, shuffle: bool):
         cfg = self.cfg
         rank, world = self._rank() if shuffle else (0, 1)
         return finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,

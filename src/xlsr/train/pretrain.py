@@ -23,7 +23,7 @@ from torch import nn
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader
-from xlsr.data.manifest import read_split
+from xlsr.data.index_cache import TooManyBadLines, open_split
 from xlsr.data.sampling import weights_table
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
@@ -117,11 +117,14 @@ class PretrainTask(Task):
         self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
         self.model_cfg = apply_overrides(self.init.config, cfg.model)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
-        self.train_utts = read_split(cfg.data, cfg.train_split, cfg.langs)
-        if not self.train_utts:
+        # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
+        self.train_utts = open_split(cfg.data, cfg.train_split, cfg.langs, max_bad_share=cfg.max_bad_share)
+        if not len(self.train_utts):
             raise XlsrError(f"{cfg.data}: the {cfg.train_split} manifests list no utterances")
         try:
-            self.valid_utts = read_split(cfg.data, cfg.valid_split, cfg.langs)
+            self.valid_utts = open_split(cfg.data, cfg.valid_split, cfg.langs, max_bad_share=cfg.max_bad_share)
+        except TooManyBadLines:
+            raise
         except XlsrError:
             self.valid_utts = []  # no validation split: train without validation
         self.generator: torch.Generator | None = None
@@ -193,8 +196,7 @@ class PretrainTask(Task):
             return {}
         self.valid_generator.manual_seed(self.cfg.seed + 12345)  # same masks at every validation
         sets = {}
-        for lang in sorted({u.lang for u in self.valid_utts}):
-            utts = [u for u in self.valid_utts if u.lang == lang]
+        for lang, utts in self.valid_utts.by_language().items():
             try:
                 loader = pretrain_loader(utts, max_tokens=self.cfg.max_tokens,
                                          min_sample_size=self.cfg.min_sample_size,
