@@ -113,7 +113,10 @@ def _open_table(path: Path) -> Table:
     for folder in (sidecar(path), user_cache(path)):
         meta = read_meta(folder)
         if meta is not None and meta.get("manifest") == stamp:
-            return open_table(folder, source, root)
+            try:
+                return open_table(folder, source, root)
+            except OSError:
+                break  # damaged: rebuilt below
     try:
         return _build_into(sidecar(path), path, stamp)
     except OSError as exc:

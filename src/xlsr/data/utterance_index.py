@@ -140,8 +140,18 @@ def open_table(folder: str | Path, source: str = "", root: str = "") -> Table:
         raise OSError(f"{folder}: not an utterance index of version {VERSION}")
     codes = {name: _open_column(folder, name, dtype) for name, dtype in CODES.items()}
     strings = {name: _open_strings(folder, name, name in OPTIONAL) for name in STRINGS}
-    return Table(codes, strings, meta["langs"], _open_strings(folder, "speakers", False), source=source, root=root,
-                 folder=str(folder), meta=meta)
+    speakers = _open_strings(folder, "speakers", False)
+    rows = meta["rows"]
+    # a folder cut short (a crash between rename and write-back): refused, so the caller rebuilds it
+    if not (all(len(c) == rows for c in codes.values()) and _complete(speakers, meta["speakers"])
+            and all(_complete(s, rows) for s in strings.values())):
+        raise OSError(f"{folder}: columns shorter than meta.json says")
+    return Table(codes, strings, meta["langs"], speakers, source=source, root=root, folder=str(folder), meta=meta)
+
+
+def _complete(column: Strings, rows: int) -> bool:
+    return len(column) == rows and len(column.data) == column.offsets[-1] and (
+        column.present is None or len(column.present) == rows)
 
 
 class TableWriter:
@@ -179,7 +189,8 @@ class TableWriter:
         table = Strings.build(list(speakers))
         table.data.tofile(_column_path(self.folder, "speakers.data"))
         table.offsets.tofile(_column_path(self.folder, "speakers.offsets"))
-        meta = {"format": FORMAT, "version": VERSION, "rows": self.rows, "langs": list(langs), **meta}
+        meta = {"format": FORMAT, "version": VERSION, "rows": self.rows, "langs": list(langs),
+                "speakers": len(table), **meta}
         (self.folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def abort(self) -> None:
