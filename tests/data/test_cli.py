@@ -65,3 +65,18 @@ def test_synth_bad_corpus_options_are_one_line_and_write_nothing(tmp_path, capsy
     assert main(["synth", "--out", str(out), "--langs", "fi", "--utts-per-lang", "3", *args]) == 2
     assert capsys.readouterr().err.strip() == message
     assert not out.exists()
+
+
+def test_data_stats_skips_a_bad_line_among_many_and_refuses_a_bad_manifest(tmp_path, capsys, caplog):
+    good = '{"audio": "a.flac", "num_samples": 16000, "lang": "es", "speaker": "s%d"}\n'
+    (tmp_path / "es").mkdir()
+    manifest = tmp_path / "es" / "train.jsonl"
+    manifest.write_text("".join(good % (i % 3) for i in range(40)) + '{"audio": "b.flac", "lang": "es"}\n')
+    assert main(["data", "stats", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert ["es", "train", "40", "0.011", "3"] == captured.out.splitlines()[1].split()
+    assert f"{manifest}:41: missing field(s) num_samples" in caplog.text  # a warning (stderr outside pytest)
+    manifest.write_text(good % 0 + "not json\n")  # 1 of 2 lines bad: over the training default of 5%
+    assert main(["data", "stats", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xlsr: error: {manifest}:2: not valid JSON") and len(err.strip().splitlines()) == 1

@@ -271,3 +271,18 @@ def test_probe_data_without_labels_is_one_line_before_training(data, tmp_path, c
     assert _cli(*common) == 2
     assert "probe_every, probe_data: the probe needs both" in capsys.readouterr().err
     assert not run.exists()
+
+
+def test_bad_manifest_lines_are_skipped_under_max_bad_share_or_refuse_the_run(data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy, ignore=shutil.ignore_patterns(".*"))
+    manifest = sorted(copy.glob("*/train.jsonl"))[0]
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines + ['{"audio": "x.flac", "lang": "it"}']) + "\n")
+    bad_share = 1 / (len(lines) + 1)
+    task = PretrainTask(_cfg(copy, tmp_path / "run", max_bad_share=bad_share))  # one bad line: at the cap
+    assert len(task.train_utts) == sum(len(p.read_text().splitlines()) for p in copy.glob("*/train.jsonl")) - 1
+    with pytest.raises(XlsrError, match=rf"^{manifest}:{len(lines) + 1}: missing field\(s\) num_samples \(1 of "):
+        PretrainTask(_cfg(copy, tmp_path / "run", max_bad_share=bad_share / 2))
