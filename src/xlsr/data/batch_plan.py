@@ -33,21 +33,40 @@ def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, cro
     With `crop_to_shortest` a batch costs B × min(shortest, max_sample_size) (pretraining); otherwise
     B × longest (padding). Ties keep the order of `order`, so shuffle it first for random ties.
     """
-    cost_len = np.minimum(lengths, max_sample_size) if max_sample_size else lengths
+    ranked, bounds = pack_spans(lengths, order, max_tokens, crop_to_shortest=crop_to_shortest,
+                                max_sample_size=max_sample_size)
+    return [ranked[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def pack_spans(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
+               max_sample_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`pack_batches` as arrays: `order` ranked by cost, and bounds so that batch b is ranked[bounds[b]:bounds[b+1]]."""
+    cost_len = np.minimum(lengths, max_sample_size) if max_sample_size else np.asarray(lengths)
     # Pretraining packs longest-first (each new one is the crop), fine-tuning shortest-first (each new
     # one is the padded length): either way the newest utterance sets the batch's per-row cost.
     key = -cost_len[order] if crop_to_shortest else cost_len[order]
-    ranked = order[np.argsort(key, kind="stable")]
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in ranked.tolist():
-        if current and (len(current) + 1) * cost_len[i] > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
+    ranked = np.asarray(order)[np.argsort(key, kind="stable")]
+    cost = cost_len[ranked].astype(np.int64)
+    bounds, start, window = [0], 0, 64
+    while start < len(cost):
+        end = _batch_end(cost, start, window, max_tokens)
+        window = 2 * (end - start) + 2  # the next batch is about as long: one look ahead is mostly enough
+        bounds.append(end)
+        start = end
+    return ranked, np.array(bounds, dtype=np.int64)
+
+
+def _batch_end(cost: np.ndarray, start: int, window: int, max_tokens: int) -> int:
+    """Where the batch from `start` ends: the first j > start whose (j - start + 1) × cost[j] > max_tokens."""
+    while True:
+        stop = min(len(cost), start + window)
+        rows = np.arange(2, stop - start + 1)  # the batch's size if cost[start + 1 ...] joined it
+        over = rows * cost[start + 1:stop] > max_tokens
+        if over.any():
+            return start + 1 + int(np.argmax(over))
+        if stop == len(cost):
+            return stop
+        window *= 2
 
 
 def draw_epoch_effects(augment: AugmentSpec | None, seed: int, epoch: int, count: int) -> list[EffectDraw | None]:

@@ -30,6 +30,7 @@ from xlsr.data.batch_plan import (
     check_rank,
     draw_epoch_effects,
     pack_batches,
+    pack_spans,
     shard,
 )
 from xlsr.data.label_ids import LabelIds, encode_labels
@@ -273,11 +274,13 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
         draws = draw_epoch_effects(augment, seed, epoch, len(order))
         slot_lengths = lengths[order] if augment is None else \
             np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
-        slots = pack_batches(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
-                             max_sample_size=max_sample_size)
-        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(slots))
-        plans = [BatchPlan(tuple(int(order[j]) for j in slots[b]), (seed, epoch, int(b)),
-                            tuple(draws[j] for j in slots[b]) if augment is not None else None) for b in perm]
+        slots, bounds = pack_spans(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
+                                   max_sample_size=max_sample_size)
+        members = order[slots]
+        perm = np.random.default_rng([seed, epoch, 1]).permutation(len(bounds) - 1)
+        plans = [BatchPlan(tuple(members[bounds[b]:bounds[b + 1]].tolist()), (seed, epoch, int(b)),
+                           tuple(draws[j] for j in slots[bounds[b]:bounds[b + 1]]) if augment is not None else None)
+                 for b in perm]
         return shard(plans, rank, world_size, equal=True)
 
     dataset = _BatchDataset(kept, pretrain=True, normalize=normalize, min_sample_size=min_sample_size,
