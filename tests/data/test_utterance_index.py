@@ -161,3 +161,17 @@ def test_loader_batches_from_an_index_equal_those_from_utterance_objects(tmp_pat
     assert len(from_index) == len(from_objects) > 2
     for a, b in zip(from_index, from_objects):
         assert a.langs == b.langs and torch.equal(a.waveforms, b.waveforms)
+
+
+def test_an_index_of_utterance_objects_gives_them_back_exactly():
+    from xlsr.data.manifest import Utterance
+
+    utts = [Utterance("/a/b.flac", 5, "es", text=""), Utterance("rel/c.flac", 7, "de", "s2", None, "p a", id="q"),
+            Utterance("/a/d.flac", 9, "es", id="")]
+    index = UtteranceIndex.from_utterances(utts)
+    assert list(index) == utts and index.utterance_id(2) == ""
+    assert list(index.subset([2, 0])) == [utts[2], utts[0]] and list(index[1:]) == utts[1:]
+    assert list(UtteranceIndex.concat([index.subset([1]), index])) == [utts[1], *utts]
+    assert list(pickle.loads(pickle.dumps(index))) == utts
+    assert index.hours() == {"de": 7 / 16000 / 3600, "es": 14 / 16000 / 3600}
+    assert {k: list(v) for k, v in index.by_language().items()} == {"de": [utts[1]], "es": [utts[0], utts[2]]}

@@ -99,8 +99,9 @@ class Table:
         return str(Path(raw)) if os.path.isabs(raw) else str(Path(self.root) / raw)
 
     def utterance_id(self, row: int) -> str:
-        """The line's id, else the audio file's stem."""
-        return self.strings["id"][row] or Path(self.audio(row)).stem
+        """The line's id, else the audio file's stem (the builder stores None for a line without one)."""
+        value = self.strings["id"][row]
+        return Path(self.audio(row)).stem if value is None else value
 
     def where(self, row: int) -> str:
         """`FILE:LINE` of `row` (its audio path for a table made from objects)."""
