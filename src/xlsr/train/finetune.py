@@ -181,27 +181,24 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> Fi
     lengths = np.unique(np.concatenate([u.num_samples for u in (*train.values(), *dev.values())])).tolist()
     frames = dict(zip(lengths, frame_counts(lengths, model_config))).__getitem__  # one pass for all lengths
 
-    reports = {}
-    kept = []
+    kept, reports = {}, {}
     for path, utts in train.items():
-        rows, reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
-        kept.append(utts.subset(rows))
-    train_utts = UtteranceIndex.concat(kept)
+        kept[path], reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
+    train_utts = UtteranceIndex.concat(list(kept.values()))
     if not len(train_utts):
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
-    dev_utts = UtteranceIndex.concat([utts.subset(_filtered(utts, vocab, cfg.labels, frames, path)[0])
+    dev_utts = UtteranceIndex.concat([_filtered(utts, vocab, cfg.labels, frames, path)[0]
                                       for path, utts in dev.items()]).by_language()
     return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports)
 
 
-def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[np.ndarray,
+def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[UtteranceIndex,
                                                                                                  FilterReport]:
-    """Positions in `utts` of the utterances CTC can learn from, and what was dropped."""
     keep, report = learnable(utts, vocab, labels, frames)
     if report.kept < report.total:
         log.warning("%s", report.summary(path))
-    return np.flatnonzero(keep), report
+    return utts.subset(np.flatnonzero(keep)), report
 
 
 def frame_counts(num_samples: list[int], model_config) -> list[int]:
