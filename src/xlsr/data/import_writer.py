@@ -1,0 +1,129 @@
+"""The output side of the ecosystem importers (lhotse, Hugging Face): FLAC files, manifests, skipped items.
+
+A reader hands each item over as an utterance (`add`), as decoded audio to store (`write_audio`), or as
+bad (`skip`, with its location). `finish` writes DIR/<lang>/<split>.jsonl (each atomically) once every
+item is read, and refuses when more than `max_bad_share` of the items were bad, the cap the data loaders
+apply per epoch. Each FLAC file is written beside its place and renamed into it, so an interrupted import
+leaves whole files only, which a rerun overwrites; manifests already in DIR stay untouched until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from xlsr.atomic import write_file, write_text
+from xlsr.data.manifest import Utterance, write_manifest
+from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+SKIPPED_FILE = "import_skipped.txt"
+FILES_PER_FOLDER = 10_000  # audio/<lang>/<split>/0000/...: folders of a 10M-row import stay listable
+SHOWN_SKIPS = 20  # skipped items logged one by one; all of them go to SKIPPED_FILE
+DEFAULT_MAX_BAD_SHARE = 0.05  # as the data loaders' max_bad_share
+
+
+@dataclass
+class ImportSummary:
+    """What an import wrote: utterances and hours per (lang, split), items skipped, audio files written."""
+
+    source: str
+    out_dir: Path
+    unit: str
+    counts: Counter = field(default_factory=Counter)
+    samples: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    audio_written: int = 0
+
+    def line(self) -> str:
+        """One line for the CLI: `imported 98 cuts from X into Y: en/train 60 (0.42 h), ...; 2 skipped (...)`."""
+        parts = ", ".join(f"{lang}/{split} {n} ({self.samples[lang, split] / SAMPLE_RATE / 3600:.2f} h)"
+                          for (lang, split), n in sorted(self.counts.items()))
+        text = f"imported {sum(self.counts.values())} {self.unit} from {self.source} into {self.out_dir}: {parts}"
+        text += f"; {self.audio_written} audio files written under {self.out_dir / 'audio'}"
+        if self.skipped:
+            text += f"; {self.skipped} skipped (listed in {self.out_dir / SKIPPED_FILE})"
+        return text
+
+
+def safe_name(item_id: str) -> str:
+    """An item id as a file name: path separators and unusual characters become '_'."""
+    return re.sub(r"[^\w.-]", "_", item_id).lstrip(".")[:150] or "item"
+
+
+class ImportWriter:
+    """Collects the utterances of one import, stores their audio, counts bad items, writes the manifests."""
+
+    def __init__(self, out_dir: str | Path, *, source: str, unit: str,
+                 max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> None:
+        if not 0 <= max_bad_share < 1:
+            raise XlsrError(f"--max-bad-share must be in [0, 1), got {max_bad_share}")
+        self.out_dir = Path(out_dir)
+        self.max_bad_share = max_bad_share
+        self.summary = ImportSummary(source, self.out_dir, unit)
+        self.utts: dict[tuple[str, str], list[Utterance]] = defaultdict(list)
+        self.names: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.bad: list[str] = []
+
+    def unique_id(self, item_id: str, lang: str, split: str) -> str:
+        """`item_id` made a file name, with `-2`, `-3`, ... when (lang, split) already has it."""
+        name = base = safe_name(item_id)
+        taken = self.names[lang, split]
+        n = 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name)
+        return name
+
+    def write_audio(self, x: np.ndarray, utt_id: str, lang: str, split: str) -> Path:
+        """Store 16 kHz mono samples as DIR/audio/<lang>/<split>/<NNNN>/<id>.flac (16-bit); its path."""
+        index = len(self.utts[lang, split])
+        path = self.out_dir / "audio" / lang / split / f"{index // FILES_PER_FOLDER:04d}" / f"{utt_id}.flac"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # resampling can overshoot full scale a little; PCM conversion must not wrap those samples around
+        pcm = np.clip(x, -1.0, 1.0)
+        write_file(path, lambda tmp: sf.write(tmp, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+        self.summary.audio_written += 1
+        return path
+
+    def add(self, utt: Utterance, split: str) -> None:
+        """One imported utterance of `split`."""
+        self.utts[utt.lang, split].append(utt)
+        self.summary.counts[utt.lang, split] += 1
+        self.summary.samples[utt.lang, split] += utt.num_samples
+
+    def skip(self, where: str, problem: str) -> None:
+        """A bad item, named by its location (`file:row 12`, `cut 'abc'`), left out and counted."""
+        self.bad.append(f"{where}: {problem}")
+        if len(self.bad) <= SHOWN_SKIPS:
+            log.warning("skipping %s: %s", where, problem)
+        elif len(self.bad) == SHOWN_SKIPS + 1:
+            log.warning("more items skipped; all are listed in %s at the end", self.out_dir / SKIPPED_FILE)
+
+    def finish(self) -> ImportSummary:
+        """Write the manifests (and the list of skipped items); XlsrError over the bad-share cap."""
+        kept = sum(self.summary.counts.values())
+        total = kept + len(self.bad)
+        self.summary.skipped = len(self.bad)
+        if self.bad:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.out_dir / SKIPPED_FILE, "".join(line + "\n" for line in self.bad))
+        if total == 0:
+            raise XlsrError(f"{self.summary.source}: no {self.summary.unit} to import")
+        if len(self.bad) > self.max_bad_share * total:
+            raise XlsrError(f"{self.summary.source}: {len(self.bad)} of {total} {self.summary.unit} "
+                            f"({len(self.bad) / total:.1%}) could not be imported, more than max_bad_share="
+                            f"{self.max_bad_share:g}; no manifest written (first: {self.bad[0]}; all in "
+                            f"{self.out_dir / SKIPPED_FILE})")
+        for (lang, split), utts in sorted(self.utts.items()):
+            write_manifest(self.out_dir / lang / f"{split}.jsonl", utts)
+        return self.summary
