@@ -35,7 +35,9 @@ def _read(source, where: str) -> tuple[np.ndarray, int]:
     try:
         return sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{where}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
+        # for bytes, libsndfile's message starts with the BytesIO object's repr; its error_string is the reason
+        reason = getattr(exc, "error_string", None) if isinstance(source, io.BytesIO) else None
+        raise AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})") from None
 
 
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
