@@ -23,5 +23,8 @@ def language_code(value: str) -> str:
         return langcodes.standardize_tag(tag)
     try:
         return langcodes.find(text).to_tag()
+    except ModuleNotFoundError as exc:  # langcodes looks names up in the language_data package
+        raise XlsrError(f"language {value!r}: reading language names needs {exc.name}: "
+                        f"pip install 'xlsr[import]'") from None
     except LookupError:
         raise XlsrError(f"language {value!r} is neither a language code nor a known language name") from None
