@@ -44,14 +44,19 @@ class ImportSummary:
     audio_written: int = 0
 
     def line(self) -> str:
-        """One line for the CLI: `imported 98 cuts from X into Y: en/train 60 (0.42 h), ...; 2 skipped (...)`."""
-        parts = ", ".join(f"{lang}/{split} {n} ({self.samples[lang, split] / SAMPLE_RATE / 3600:.2f} h)"
+        """One line for the CLI: `imported 98 cuts from X into Y: en/train 60 (25.3 min), ...; 2 skipped (...)`."""
+        parts = ", ".join(f"{lang}/{split} {n} ({_duration(self.samples[lang, split] / SAMPLE_RATE)})"
                           for (lang, split), n in sorted(self.counts.items()))
         text = f"imported {sum(self.counts.values())} {self.unit} from {self.source} into {self.out_dir}: {parts}"
         text += f"; {self.audio_written} audio files written under {self.out_dir / 'audio'}"
         if self.skipped:
             text += f"; {self.skipped} skipped (listed in {self.out_dir / SKIPPED_FILE})"
         return text
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min" if seconds >= 60 else \
+        f"{seconds:.1f} s"
 
 
 def safe_name(item_id: str) -> str:
