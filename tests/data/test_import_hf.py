@@ -69,13 +69,14 @@ def test_hub_parquet_files_with_embedded_48k_audio(tmp_path):
     dev = read_manifest(tmp_path / "out" / "ca" / "dev.jsonl")  # validation -> our dev
     assert [(u.id, u.text, u.num_samples) for u in dev] == [("cv_ca_1", "Bon dia", 8000)]
     assert summary.skipped == 1 and summary.audio_written == 4
+    assert sorted(p.name for p in (tmp_path / "out" / "es").iterdir()) == ["audio", "train.jsonl"]  # no spool left
     assert (tmp_path / "out" / SKIPPED_FILE).read_text() == (
         f"{src / 'train-00000-of-00001.parquet'}:row 2: not a readable audio file (Format not recognised.)\n")
 
     # one undecodable row of 5 is over a cap of 0.1: one line, no manifest
     with pytest.raises(XlsrError, match=r"1 of 5 rows \(20.0%\) could not be imported, more than max_bad_share=0.1"):
         import_hf(tmp_path / "cv", tmp_path / "capped", max_bad_share=0.1, show_progress=False)
-    assert not list((tmp_path / "capped").glob("*/*.jsonl"))
+    assert not list((tmp_path / "capped").glob("*/*.jsonl")) and not list((tmp_path / "capped").glob("*/.*"))
 
 
 def _save_to_disk(folder, split, table):

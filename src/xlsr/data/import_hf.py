@@ -3,7 +3,7 @@
 Common Voice and FLEURS are distributed there with each row's audio embedded as an Audio feature, stored
 as struct<bytes: binary, path: string>. pyarrow reads the files a record batch at a time (a 100 GB dataset
 never sits in memory); soundfile decodes the bytes (no torchcodec, no `datasets` decoding), soxr brings
-them to 16 kHz mono and each row is written as FLAC under DIR/audio. Every file's columns are checked
+them to 16 kHz mono and each row is written as FLAC under DIR/<lang>/audio. Every file's columns are checked
 before the first row is decoded, so a file without the audio column is refused before anything is written.
 """
 
@@ -172,7 +172,7 @@ def import_hf(src: str | Path, out_dir: str | Path, *, audio_column: str = "audi
               lang_column: str = "locale", lang: str | None = None, split: str = "train",
               split_from_filename: bool = False, max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
               show_progress: bool = True) -> ImportSummary:
-    """A Hugging Face dataset's Parquet or Arrow files -> DIR/<lang>/<split>.jsonl + FLAC under DIR/audio."""
+    """A Hugging Face dataset's Parquet or Arrow files -> DIR/<lang>/<split>.jsonl + FLAC under DIR/<lang>/audio."""
     src = Path(src)
     tables = find_tables(src)
     plans = []
@@ -181,20 +181,19 @@ def import_hf(src: str | Path, out_dir: str | Path, *, audio_column: str = "audi
         cols = check_columns(path, schema, audio=audio_column, text=text_column,
                              lang=None if lang else lang_column, speaker=None)
         plans.append((path, cols, rows, split_of(path, src) if split_from_filename else split))
-    writer = ImportWriter(out_dir, source=str(src), unit="rows", max_bad_share=max_bad_share)
     known = [rows for _, _, rows, _ in plans]
     bar = progress(total=None if None in known else sum(known), desc="import hf", unit="row",
                    disable=not show_progress)
-    for path, cols, _, table_split in plans:
-        for number, row in enumerate(table_rows(path, cols.names())):
-            where = f"{path}:row {number}"
-            try:
-                import_row(row, cols, writer, where=where, folder=path.parent, fallback_id=f"{path.stem}-{number}",
-                           lang=lang, split=table_split)
-            except AudioError as exc:
-                writer.skip(where, str(exc).removeprefix(f"{where}: "))
-            except XlsrError as exc:
-                writer.skip(where, str(exc))
-            bar.update(1)
-    bar.close()
-    return writer.finish()
+    with bar, ImportWriter(out_dir, source=str(src), unit="rows", max_bad_share=max_bad_share) as writer:
+        for path, cols, _, table_split in plans:
+            for number, row in enumerate(table_rows(path, cols.names())):
+                where = f"{path}:row {number}"
+                try:
+                    import_row(row, cols, writer, where=where, folder=path.parent,
+                               fallback_id=f"{path.stem}-{number}", lang=lang, split=table_split)
+                except AudioError as exc:
+                    writer.skip(where, str(exc).removeprefix(f"{where}: "))
+                except XlsrError as exc:
+                    writer.skip(where, str(exc))
+                bar.update(1)
+        return writer.finish()

@@ -5,7 +5,7 @@ Input: a CutSet manifest (cuts.jsonl.gz), or a RecordingSet with its Supervision
 supervision), or a RecordingSet alone (untranscribed audio for pretraining; needs `lang`). A cut that
 spans a whole single-channel file soundfile reads is referenced where it lies; any other cut (a segment of
 a longer recording, a channel of several, a URL, a transformed recording) is decoded by lhotse, brought
-to 16 kHz mono with soxr and written as FLAC under DIR/audio, as our manifests have no offsets.
+to 16 kHz mono with soxr and written as FLAC under DIR/<lang>/audio, as our manifests have no offsets.
 """
 
 from __future__ import annotations
@@ -138,15 +138,15 @@ def _numbered(cuts: CutSet, source: str) -> Iterator[tuple[int, Cut]]:
 def import_lhotse(src: str | Path | list[str | Path], out_dir: str | Path, *, lang: str | None = None,
                   split: str = "train", max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
                   show_progress: bool = True) -> ImportSummary:
-    """lhotse manifest(s) -> DIR/<lang>/<split>.jsonl (+ FLAC under DIR/audio for segments); the summary."""
+    """lhotse manifest(s) -> DIR/<lang>/<split>.jsonl (+ FLAC under DIR/<lang>/audio for segments); the summary."""
     paths = [src] if isinstance(src, (str, Path)) else list(src)
     cuts = lhotse_cuts(paths)
     source = " + ".join(str(p) for p in paths)
-    writer = ImportWriter(out_dir, source=source, unit="cuts", max_bad_share=max_bad_share)
-    for number, cut in progress(_numbered(cuts, source), desc="import lhotse", unit="cut",
-                                disable=not show_progress):
-        try:
-            import_cut(cut, writer, lang=lang, split=split)
-        except XlsrError as exc:
-            writer.skip(f"{source}: cut {number} {cut.id!r}", str(exc))
-    return writer.finish()
+    with ImportWriter(out_dir, source=source, unit="cuts", max_bad_share=max_bad_share) as writer:
+        for number, cut in progress(_numbered(cuts, source), desc="import lhotse", unit="cut",
+                                    disable=not show_progress):
+            try:
+                import_cut(cut, writer, lang=lang, split=split)
+            except XlsrError as exc:
+                writer.skip(f"{source}: cut {number} {cut.id!r}", str(exc))
+        return writer.finish()
