@@ -138,6 +138,13 @@ class Wav2Vec2Config:
             out *= s
         return out
 
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the CNN gives for `num_samples` of audio: floor((L - k) / s) + 1 per layer, at least 0."""
+        frames = int(num_samples)
+        for _, k, s in self.conv_layers:
+            frames = max(0, (frames - k) // s + 1)  # as feature_encoder.conv_output_lengths, without a tensor
+        return frames
+
     # ------------------------------------------------------------------ presets and serialisation
     @classmethod
     def preset(cls, name: str) -> Wav2Vec2Config:
