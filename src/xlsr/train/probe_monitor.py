@@ -25,8 +25,8 @@ from xlsr.data.audio import load_audio
 from xlsr.data.batching import pad_waveforms
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
+from xlsr.model.config import cnn_frames
 from xlsr.model.ctc import ctc_best_path, ctc_loss
-from xlsr.model.feature_encoder import conv_output_lengths
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import LABEL_FIELD, filter_utterances, label_of
 from xlsr.text.metrics import error_rate
@@ -69,13 +69,7 @@ def read_probe_slice(manifests: list[str], labels: str, *, conv_layers, normaliz
         utts += labeled
     vocab = Vocabulary.build([label_of(u, labels) for u in utts], kind=labels)
 
-    def num_frames(num_samples: int) -> int:
-        t = torch.tensor(num_samples)
-        for _, kernel, stride in conv_layers:
-            t = conv_output_lengths(t, kernel, stride)
-        return int(t)
-
-    utts, _ = filter_utterances(utts, vocab, labels, num_frames)
+    utts, _ = filter_utterances(utts, vocab, labels, lambda num_samples: cnn_frames(num_samples, conv_layers))
     if len(utts) < HELD_OUT_EVERY:
         raise XlsrError(f"probe_data {', '.join(map(str, manifests))}: {len(utts)} usable {field!r}-labeled "
                         f"utterances; the probe needs at least {HELD_OUT_EVERY}")
