@@ -47,15 +47,16 @@ def _random_tensor(name: str, meta: torch.Tensor, g: torch.Generator) -> torch.T
 
 def build_hf_dir(preset: str, out: Path) -> None:
     """A random-weight HF Wav2Vec2ForPreTraining directory of the preset's shape, one tensor in memory at a time."""
+    from xlsr.interop.hf_config import config_to_hf
+    from xlsr.interop.hf_keys import key_table, rename
     from xlsr.interop.hf_tokenizer import hf_preprocessor_config
-    from xlsr.interop.huggingface import _table, config_to_hf, rename
     from xlsr.interop.safetensors_file import safetensors_header
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
     cfg = Wav2Vec2Config.preset(preset)
     with torch.device("meta"):
         meta = Wav2Vec2ForPreTraining(cfg).state_dict()
-    hf_meta, unmatched = rename(meta, _table("to_hf", prefixed=True))
+    hf_meta, unmatched = rename(meta, key_table("to_hf", prefixed=True))
     assert not unmatched, unmatched
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config_to_hf(cfg, "Wav2Vec2ForPreTraining", None), indent=1))
