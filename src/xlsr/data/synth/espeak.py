@@ -106,7 +106,7 @@ class Espeak:
     """One espeak-ng instance: choose a voice, synthesize 22.05 kHz int16 audio, phonemize text."""
 
     def __init__(self) -> None:
-        try:
+        try:  # here, not at the top: a missing library is then one XlsrError line when synthesis starts
             import espeakng_loader
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise XlsrError("espeakng-loader is not installed: pip install espeakng-loader") from exc
