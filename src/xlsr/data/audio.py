@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +24,24 @@ def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: b
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
+    return _decode(str(path), str(path), sample_rate, normalize)
+
+
+def decode_audio(data: bytes, name: str, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
+    """`load_audio` for an encoded file held in memory (e.g. a FLAC member of a shard); `name` for messages."""
+    return _decode(io.BytesIO(data), name, sample_rate, normalize)
+
+
+def _decode(source: str | io.BytesIO, name: str, sample_rate: int, normalize: bool) -> np.ndarray:
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
+        raise AudioError(f"{name}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
+        raise AudioError(f"{name}: empty audio (0 samples)")
     x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(x).all():
-        raise AudioError(f"{path}: audio contains NaN or Inf samples")
+        raise AudioError(f"{name}: audio contains NaN or Inf samples")
     if rate != sample_rate:
         x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
     if normalize:
