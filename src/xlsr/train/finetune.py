@@ -48,6 +48,7 @@ from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader
 from xlsr.data.manifest import read_manifest
+from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel, apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
@@ -60,6 +61,7 @@ from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_cache import FeatureCache, cache_blocker
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
+from xlsr.train.shard_finetune import ShardLabeler, shard_train_source, symbol_utterances
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 
@@ -79,7 +81,7 @@ def finetune_model_defaults() -> dict:
 class FinetuneConfig(TrainerConfig):
     """Everything `xlsr finetune` needs (the Trainer's fields plus these); saved resolved as RUN/config.yaml."""
 
-    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual)
+    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual), or SHARDS/<split>
     dev: list[str] = field(default_factory=list)  # dev manifests; error rates are reported per language
     init: str = "none"  # checkpoint (ours, HF dir, fairseq .pt) or pretraining run folder; "none" = from scratch
     labels: Literal["phones", "chars"] = "phones"  # phones: the manifest's `phones`; chars: its `text`
@@ -160,6 +162,7 @@ class FinetuneData:
     train_utts: list
     dev_utts: dict[str, list]  # per language
     filter_reports: dict[str, FilterReport]  # per training manifest
+    shards: tuple[Path, str] | None = None  # (shard folder, split) streamed instead of train_utts (train/shard_finetune.py)
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
@@ -170,10 +173,14 @@ class FinetuneData:
 
 def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> FinetuneData:
     """Read the manifests, choose the vocabulary, check the labels against it, drop what CTC cannot learn."""
-    train = {p: read_manifest(p) for p in cfg.train}
+    shards = shard_train_source(cfg.train)
+    train = {p: read_manifest(p) for p in cfg.train} if shards is None else {cfg.train[0]: symbol_utterances(
+        *shards, cfg.labels)}  # a shard folder: its labels' symbols from the index
     dev = {p: read_manifest(p) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    if shards is not None:
+        train = {}  # filtered as they stream by (ShardLabeler)
 
     lengths = sorted({u.num_samples for utts in (*train.values(), *dev.values()) for u in utts})
     frames = dict(zip(lengths, frame_counts(lengths, model_config))).__getitem__  # one pass for all lengths
@@ -182,14 +189,14 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> Fi
     for path, utts in train.items():
         kept, reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
         train_utts.extend(kept)
-    if not train_utts:
+    if not train_utts and shards is None:
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
     dev_utts: dict[str, list] = {}
     for path, utts in dev.items():
         for u in _filtered(utts, vocab, cfg.labels, frames, path)[0]:
             dev_utts.setdefault(u.lang, []).append(u)
-    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports)
+    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports, shards)
 
 
 def _filtered(utts: list, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[list, FilterReport]:
@@ -269,6 +276,7 @@ class FinetuneTask(Task):
         self.data = read_finetune_data(cfg, self.init, self.model_config)
         self.vocab = self.data.vocab
         self._train_loader = None
+        self._loader_state: dict | None = None  # a shard stream's, from the checkpoint, until the loader exists
         self._dev_loaders: dict | None = None
         self.feature_caches = self._feature_caches(feature_caches or {})
         self.boundary_id = self.vocab.word_boundary_id
@@ -328,6 +336,12 @@ class FinetuneTask(Task):
     def _loader(self, utts: list, shuffle: bool):
         cfg = self.cfg
         rank, world = self._rank() if shuffle else (0, 1)
+        if shuffle and self.data.shards is not None:
+            return shard_finetune_loader(
+                *self.data.shards, ShardLabeler(self.vocab, cfg.labels, self.model_config.conv_layers),
+                max_tokens=cfg.max_tokens, max_sample_size=cfg.max_sample_size, seed=cfg.seed, rank=rank,
+                world_size=world, num_workers=cfg.num_workers, normalize=self.model_config.normalize_waveform,
+                max_bad_share=cfg.max_bad_share)
         return finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
                                seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                label_field=cfg.labels, rank=rank, world_size=world,
@@ -339,6 +353,14 @@ class FinetuneTask(Task):
         if self._train_loader is None:
             self._train_loader = self._loader(self.data.train_utts, shuffle=True)
         loader = self._train_loader
+        if self.data.shards is not None:  # the loader keeps its own (epoch, position) and stream state
+            if self._loader_state is not None:
+                loader.load_state_dict(self._loader_state)
+                self._loader_state = None
+            if skip and loader.epoch == epoch and skip >= len(loader):
+                return iter(())  # the checkpoint was taken right at the end of this epoch
+            loader.set_epoch(epoch)
+            return iter(loader)
         state = loader.state_dict()
         loader.load_state_dict({**state, "epoch": epoch, "position": skip})
         return iter(loader)
@@ -397,6 +419,16 @@ class FinetuneTask(Task):
             return [("all_blank", f"the model still predicts only blanks after {update} updates; expected early "
                                   f"on, otherwise raise lr (now {self.cfg.lr:g}) or max_updates")]
         return []
+
+    def state_dict(self) -> dict:
+        """A shard stream's position (a manifest epoch is replanned from the Trainer's epoch and batch count)."""
+        if self.data.shards is None:
+            return {}
+        return {"loader": self._train_loader.state_dict() if self._train_loader is not None else self._loader_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("loader") is not None:
+            self._loader_state = state["loader"]
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         save_checkpoint(directory, model, vocab=self.vocab.tokens,
