@@ -36,8 +36,8 @@ TINY = {"conv_layers": [[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3,
         "conv_pos_groups": 4}
 
 
-def write_corpus(root: Path, per_lang: int, seed: int = 0) -> None:
-    """Two languages of noisy tone sequences, 1-5 s, as 16-bit wav files + manifests (train and dev)."""
+def write_corpus(root: Path, per_lang: int, seed: int = 0, file_format: str = "wav") -> None:
+    """Two languages of noisy tones, 1-5 s, as 16-bit wav or flac files + manifests (train and dev)."""
     rng = np.random.default_rng(seed)
     for lang in ("aa", "bb"):
         for split, n in (("train", per_lang), ("dev", 4)):
@@ -45,7 +45,7 @@ def write_corpus(root: Path, per_lang: int, seed: int = 0) -> None:
             for i in range(n):
                 t = np.arange(int(rng.uniform(1, 5) * SAMPLE_RATE)) / SAMPLE_RATE
                 x = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 3000) * t) + 0.05 * rng.standard_normal(len(t))
-                path = root / lang / "wav" / f"{split}{i:05d}.wav"
+                path = root / lang / "wav" / f"{split}{i:05d}.{file_format}"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 sf.write(path, x.astype(np.float32), SAMPLE_RATE)
                 utts.append(Utterance(str(path), len(t), lang, id=f"{lang}{split}{i}"))
@@ -80,10 +80,11 @@ def throughput(args, data: Path, shards: Path) -> None:
     kw = dict(max_tokens=args.max_tokens, min_sample_size=16000, max_sample_size=args.max_sample_size,
               num_workers=args.workers)
     results: dict[str, list[dict]] = {"files": [], "shards": []}
+    count = args.epochs * len(utts)  # several epochs: the shuffle buffer's fill is a startup cost
     for _ in range(args.repeats):
-        results["files"].append(read_through(pretrain_loader(utts, **kw), len(utts)))
-        results["shards"].append(read_through(shard_pretrain_loader(shards, **kw, shuffle_buffer=256), len(utts)))
-    print(f"\nreading {len(utts)} utterances ({sum(u.num_samples for u in utts) / SAMPLE_RATE / 60:.1f} min of audio), "
+        results["files"].append(read_through(pretrain_loader(utts, **kw), count))
+        results["shards"].append(read_through(shard_pretrain_loader(shards, **kw, shuffle_buffer=256), count))
+    print(f"\nreading {args.epochs} x {len(utts)} utterances ({sum(u.num_samples for u in utts) / SAMPLE_RATE / 60:.1f} min of audio), "
           f"{args.workers} workers, best of {args.repeats}:")
     print(f"{'source':<8}{'utt/s':>10}{'audio s/s':>12}{'wall s':>9}{'cpu s':>8}")
     best = {}
@@ -113,6 +114,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, help="corpus folder with <lang>/train.jsonl (default: synthesize one)")
     p.add_argument("--per-lang", type=int, default=200, help="synthesized utterances per language")
+    p.add_argument("--file-format", choices=["wav", "flac"], default="wav", help="of the synthesized audio files")
+    p.add_argument("--epochs", type=int, default=3, help="passes over the corpus in the throughput runs")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=320_000)
     p.add_argument("--max-sample-size", type=int, default=80_000)
@@ -125,7 +128,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = args.data or tmp / "corpus"
         if args.data is None:
-            write_corpus(data, args.per_lang)
+            write_corpus(data, args.per_lang, file_format=args.file_format)
         t0 = time.perf_counter()
         report = write_shards(data, tmp / "shards", shard_size=args.shard_size, show_progress=False)
         shards = report.index.shards
