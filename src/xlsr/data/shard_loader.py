@@ -143,6 +143,15 @@ def _epoch_batches(shards: list, max_tokens: int, cap: int | None, world_size: i
     return max(1, math.ceil(total / world_size))
 
 
+def _training_loader(root: str | Path, split: str, langs: list[str] | None, *, rank: int, world_size: int,
+                     num_workers: int, max_bad_share: float, epoch_size: int | None, **spec_fields) -> ShardLoader:
+    index, shards = _open_split(root, split, langs)
+    spec = StreamSpec(index.root, tuple(shards), **spec_fields)
+    cap = spec.max_sample_size if spec.pretrain else None  # pretraining crops; fine-tuning pads whole utterances
+    return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
+                       epoch_batches=_epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size))
+
+
 def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list[str] | None = None,
                           max_tokens: int, min_sample_size: int = 32000, max_sample_size: int = 320000,
                           alpha: float = 0.5, seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
@@ -151,12 +160,10 @@ def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list
     """Pretraining batches streamed from SHARDS/<split> (module docstring of data/shard_stream.py)."""
     if max_sample_size and max_sample_size > max_tokens:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
-    index, shards = _open_split(root, split, langs)
-    spec = StreamSpec(index.root, tuple(shards), max_tokens, alpha=alpha, seed=seed, pretrain=True,
-                      min_sample_size=min_sample_size, max_sample_size=max_sample_size, normalize=normalize,
-                      shuffle_buffer=shuffle_buffer)
-    return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
-                       epoch_batches=_epoch_batches(shards, max_tokens, max_sample_size, world_size, epoch_size))
+    return _training_loader(root, split, langs, rank=rank, world_size=world_size, num_workers=num_workers,
+                            max_bad_share=max_bad_share, epoch_size=epoch_size, max_tokens=max_tokens, alpha=alpha,
+                            seed=seed, pretrain=True, min_sample_size=min_sample_size,
+                            max_sample_size=max_sample_size, normalize=normalize, shuffle_buffer=shuffle_buffer)
 
 
 def shard_finetune_loader(root: str | Path, split: str, labeler: Labeler, *, max_tokens: int,
@@ -164,12 +171,10 @@ def shard_finetune_loader(root: str | Path, split: str, labeler: Labeler, *, max
                           world_size: int = 1, num_workers: int = 0, normalize: bool = False,
                           max_bad_share: float = 0.05, shuffle_buffer: int = 1000) -> ShardLoader:
     """Fine-tuning batches (padded, with `labeler`'s label ids) streamed from SHARDS/<split>."""
-    index, shards = _open_split(root, split, None)
-    spec = StreamSpec(index.root, tuple(shards), max_tokens, alpha=alpha, seed=seed, pretrain=False,
-                      max_sample_size=max_sample_size, normalize=normalize, labeler=labeler,
-                      shuffle_buffer=shuffle_buffer)
-    return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
-                       epoch_batches=_epoch_batches(shards, max_tokens, None, world_size, None))
+    return _training_loader(root, split, None, rank=rank, world_size=world_size, num_workers=num_workers,
+                            max_bad_share=max_bad_share, epoch_size=None, max_tokens=max_tokens, alpha=alpha,
+                            seed=seed, pretrain=False, max_sample_size=max_sample_size, normalize=normalize,
+                            labeler=labeler, shuffle_buffer=shuffle_buffer)
 
 
 def shard_valid_loaders(root: str | Path, split: str, langs: list[str] | None, **spec_fields) -> dict[str, ShardLoader]:
