@@ -1,4 +1,4 @@
-"""`xlsr data`: corpus statistics and importers to our JSONL manifests."""
+"""`xlsr data`: corpus statistics, importers to our JSONL manifests, and tar shards for streaming."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ def register(subparsers) -> None:
     s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl")
     s.add_argument("--alpha", type=float, default=None, help="also print α sampling weights of the train split")
     s.set_defaults(func=run_stats)
+
+    sh = sub.add_parser("shard", help="write WebDataset-style tar shards (FLAC + JSON) and an index for streaming")
+    sh.add_argument("--data", required=True, help="corpus folder with <lang>/<split>.jsonl")
+    sh.add_argument("--out", required=True, help="shard folder (SHARDS/<split>/<lang>-NNNNNN.tar + index.json)")
+    sh.add_argument("--shard-size", default="1GB", help="close a shard before it passes this size (default 1GB)")
+    sh.add_argument("--splits", default="train,dev", help="comma-separated splits to shard (default train,dev)")
+    sh.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable audio tolerated per manifest")
+    sh.set_defaults(func=run_shard)
 
     imp = sub.add_parser("import", help="write manifests for an existing corpus")
     kinds = imp.add_subparsers(title="formats", metavar="FORMAT", dest="format", required=True)
@@ -113,4 +121,19 @@ def run_ecosystem_import(args: argparse.Namespace) -> int:
         raise XlsrError(f"xlsr data import {args.format} needs {exc.name}: pip install 'xlsr[import]'") from None
     summary = run(args.src, args.out, lang=args.lang, split=args.split, max_bad_share=args.max_bad_share, **options)
     print(summary.line())
+    return 0
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from xlsr.data.shards import parse_size, write_shards  # lazy: as in run_stats
+
+    splits = [x.strip() for x in args.splits.split(",") if x.strip()]
+    report = write_shards(args.data, args.out, shard_size=parse_size(args.shard_size), splits=splits,
+                          max_bad_share=args.max_bad_share)
+    shards = report.index.shards
+    hours = sum(s.hours for s in shards)
+    print(f"{len(shards)} shards ({report.written} written, {report.kept} kept from an earlier run), "
+          f"{sum(s.utterances for s in shards)} utterances, {hours:.3f} hours in {args.out}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable audio files (first: {report.skipped[0]})")
     return 0

@@ -49,9 +49,11 @@ def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: b
     return normalize_waveform(x) if normalize else x
 
 
-def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """An encoded file's bytes (wav, flac, ogg, mp3) -> mono float32 (S,) at `sample_rate`; AudioError naming `where`."""
-    return to_mono(*_read(io.BytesIO(data), where), where, sample_rate=sample_rate)
+def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
+    """An encoded file's bytes (wav, flac, ogg, mp3; e.g. a shard's FLAC member) -> mono float32 (S,) at
+    `sample_rate`, zero mean and unit variance if `normalize`; AudioError naming `where`."""
+    x = to_mono(*_read(io.BytesIO(data), where), where, sample_rate=sample_rate)
+    return normalize_waveform(x) if normalize else x
 
 
 def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> int:

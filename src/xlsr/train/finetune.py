@@ -44,6 +44,7 @@ from torch import nn
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader
+from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
@@ -56,6 +57,7 @@ from xlsr.train.feature_cache import FeatureCache, cache_blocker
 from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
 from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
+from xlsr.train.shard_finetune import ShardLabeler
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer
 
@@ -94,6 +96,7 @@ class FinetuneTask(Task):
         self.data = read_finetune_data(cfg, self.init, self.model_config)
         self.vocab = self.data.vocab
         self._train_loader = None
+        self._loader_state: dict | None = None  # a shard stream's, from the checkpoint, until the loader exists
         self._dev_loaders: dict | None = None
         self.feature_caches = self._feature_caches(feature_caches or {})
         self.boundary_id = self.vocab.word_boundary_id
@@ -153,6 +156,12 @@ class FinetuneTask(Task):
     def _loader(self, utts: list, shuffle: bool):
         cfg = self.cfg
         rank, world = self._rank() if shuffle else (0, 1)
+        if shuffle and self.data.shards is not None:
+            return shard_finetune_loader(
+                *self.data.shards, ShardLabeler(self.vocab, cfg.labels, self.model_config.conv_layers),
+                max_tokens=cfg.max_tokens, max_sample_size=cfg.max_sample_size, seed=cfg.seed, rank=rank,
+                world_size=world, num_workers=cfg.num_workers, normalize=self.model_config.normalize_waveform,
+                max_bad_share=cfg.max_bad_share)
         return finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
                                seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                label_field=cfg.labels, rank=rank, world_size=world,
@@ -164,6 +173,14 @@ class FinetuneTask(Task):
         if self._train_loader is None:
             self._train_loader = self._loader(self.data.train_utts, shuffle=True)
         loader = self._train_loader
+        if self.data.shards is not None:  # the loader keeps its own (epoch, position) and stream state
+            if self._loader_state is not None:
+                loader.load_state_dict(self._loader_state)
+                self._loader_state = None
+            if skip and loader.epoch == epoch and skip >= len(loader):
+                return iter(())  # the checkpoint was taken right at the end of this epoch
+            loader.set_epoch(epoch)
+            return iter(loader)
         state = loader.state_dict()
         loader.load_state_dict({**state, "epoch": epoch, "position": skip})
         return iter(loader)
@@ -222,6 +239,16 @@ class FinetuneTask(Task):
             return [("all_blank", f"the model still predicts only blanks after {update} updates; expected early "
                                   f"on, otherwise raise lr (now {self.cfg.lr:g}) or max_updates")]
         return []
+
+    def state_dict(self) -> dict:
+        """A shard stream's position (a manifest epoch is replanned from the Trainer's epoch and batch count)."""
+        if self.data.shards is None:
+            return {}
+        return {"loader": self._train_loader.state_dict() if self._train_loader is not None else self._loader_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("loader") is not None:
+            self._loader_state = state["loader"]
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         save_checkpoint(directory, model, vocab=self.vocab.tokens,

@@ -28,7 +28,7 @@ def finetune_model_defaults() -> dict:
 class FinetuneConfig(TrainerConfig):
     """Everything `xlsr finetune` needs (the Trainer's fields plus these); saved resolved as RUN/config.yaml."""
 
-    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual)
+    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual), or SHARDS/<split>
     dev: list[str] = field(default_factory=list)  # dev manifests; error rates are reported per language
     init: str = "none"  # checkpoint (ours, HF dir, fairseq .pt) or pretraining run folder; "none" = from scratch
     labels: Literal["phones", "chars"] = "phones"  # phones: the manifest's `phones`; chars: its `text`

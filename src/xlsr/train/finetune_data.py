@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
@@ -18,6 +19,7 @@ from xlsr.model import Wav2Vec2Config
 from xlsr.text.labels import FilterReport, build_vocabulary, filter_utterances, label_of
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
+from xlsr.train.shard_finetune import shard_train_source, symbol_utterances
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class FinetuneData:
     train_utts: list
     dev_utts: dict[str, list]  # per language
     filter_reports: dict[str, FilterReport]  # per training manifest
+    shards: tuple[Path, str] | None = None  # (shard folder, split) streamed instead of train_utts (train/shard_finetune.py)
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
@@ -41,23 +44,27 @@ class FinetuneData:
 
 def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2Vec2Config) -> FinetuneData:
     """Read the manifests, choose the vocabulary, check the labels against it, drop what CTC cannot learn."""
-    train = {p: read_manifest(p) for p in cfg.train}
+    shards = shard_train_source(cfg.train)
+    train = {p: read_manifest(p) for p in cfg.train} if shards is None else {cfg.train[0]: symbol_utterances(
+        *shards, cfg.labels)}  # a shard folder: its labels' symbols from the index
     dev = {p: read_manifest(p) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    if shards is not None:
+        train = {}  # filtered as they stream by (ShardLabeler)
 
     train_utts, reports = [], {}
     for path, utts in train.items():
         kept, reports[path] = _filtered(utts, vocab, cfg.labels, model_config.num_frames, path)
         train_utts.extend(kept)
-    if not train_utts:
+    if not train_utts and shards is None:
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
     dev_utts: dict[str, list] = {}
     for path, utts in dev.items():
         for u in _filtered(utts, vocab, cfg.labels, model_config.num_frames, path)[0]:
             dev_utts.setdefault(u.lang, []).append(u)
-    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports)
+    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports, shards)
 
 
 def _filtered(utts: list, vocab: Vocabulary, labels: str, frames: Callable[[int], int], path: str) -> tuple[list, FilterReport]:
