@@ -1,7 +1,7 @@
 """CTC fine-tuning step and inference throughput: xlsr vs transformers' Wav2Vec2ForCTC, side by side.
 
 Both models are built from the same configuration (the `base` preset by default: what users fine-tune;
-transformers' config derived with interop.huggingface.config_to_hf) with the same fine-tuning setup: CNN
+transformers' config derived with interop.hf_config.config_to_hf) with the same fine-tuning setup: CNN
 frozen, fp32, CTC mean reduction with zero_infinity, same masks probabilities, Adam. The two models' steps
 (and then their inference calls) are interleaved, --repeat times after one warm-up, and the median is printed
 with the ratio. `--compile` runs both models through torch.compile. Then the CPU real-time factor of
@@ -40,7 +40,7 @@ def build_pair(preset: str, vocab: int):
     from transformers import Wav2Vec2Config as HFConfig
     from transformers import Wav2Vec2ForCTC as HFForCTC
 
-    from xlsr.interop.huggingface import config_to_hf
+    from xlsr.interop.hf_config import config_to_hf
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 
     cfg = Wav2Vec2Config.preset(preset)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import statistics
 import subprocess
@@ -47,15 +46,16 @@ def _random_tensor(name: str, meta: torch.Tensor, g: torch.Generator) -> torch.T
 
 def build_hf_dir(preset: str, out: Path) -> None:
     """A random-weight HF Wav2Vec2ForPreTraining directory of the preset's shape, one tensor in memory at a time."""
+    from xlsr.interop.hf_config import config_to_hf
+    from xlsr.interop.hf_keys import key_table, rename
     from xlsr.interop.hf_tokenizer import hf_preprocessor_config
-    from xlsr.interop.huggingface import _table, config_to_hf, rename
     from xlsr.interop.safetensors_file import safetensors_header
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
     cfg = Wav2Vec2Config.preset(preset)
     with torch.device("meta"):
         meta = Wav2Vec2ForPreTraining(cfg).state_dict()
-    hf_meta, unmatched = rename(meta, _table("to_hf", prefixed=True))
+    hf_meta, unmatched = rename(meta, key_table("to_hf", prefixed=True))
     assert not unmatched, unmatched
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config_to_hf(cfg, "Wav2Vec2ForPreTraining", None), indent=1))
@@ -69,49 +69,17 @@ def build_hf_dir(preset: str, out: Path) -> None:
     tmp.rename(out / "model.safetensors")
 
 
-# HF name -> fairseq name (reference/checkpoints.md §7.3), enough for a Wav2Vec2ForPreTraining.
-_HF_TO_FAIRSEQ = [
-    (r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-    (r"wav2vec2\.feature_projection\.layer_norm\.", "layer_norm."),
-    (r"wav2vec2\.feature_projection\.projection\.", "post_extract_proj."),
-    (r"wav2vec2\.masked_spec_embed", "mask_emb"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0", "encoder.pos_conv.0.weight_g"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1", "encoder.pos_conv.0.weight_v"),
-    (r"wav2vec2\.encoder\.pos_conv_embed\.conv\.bias", "encoder.pos_conv.0.bias"),
-    (r"wav2vec2\.encoder\.layer_norm\.", "encoder.layer_norm."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-    (r"wav2vec2\.encoder\.layers\.(\d+)\.final_layer_norm\.", r"encoder.layers.\1.final_layer_norm."),
-    (r"quantizer\.codevectors", "quantizer.vars"),
-    (r"project_hid\.", "final_proj."),
-]
-
-
-def build_fairseq_pt(preset: str, hf_dir: Path, out: Path) -> None:
+def build_fairseq_pt(hf_dir: Path, out: Path) -> None:
     """The same weights as a fairseq .pt (zip format, plain-dict cfg as XLS-R's), written from the mmapped HF file."""
     from safetensors.torch import load_file
 
-    from xlsr.model import Wav2Vec2Config
+    # The interop tests' fairseq builder (HF names -> fairseq names, reference/checkpoints.md §7.3): one copy.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "interop"))
+    from fairseq_fixtures import fairseq_model_cfg_from_hf, fairseq_state_from_hf
 
-    cfg = Wav2Vec2Config.preset(preset)
-    # GroupNorm sits at index 2 of layer 0; a LayerNorm inside Sequential(TransposeLast, LN, TransposeLast).
-    norm = r"feature_extractor.conv_layers.\1.2." + ("1." if cfg.extractor_mode == "layer_norm" else "")
-    table = [(r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", norm), *_HF_TO_FAIRSEQ]
-    state = {}
-    for key, value in load_file(str(hf_dir / "model.safetensors")).items():  # memory-mapped
-        for pattern, repl in table:
-            key = re.sub("^" + pattern, repl, key)
-        state[key] = value
-    spec = " + ".join(f"[({d}, {k}, {s})]" for d, k, s in cfg.conv_layers)
-    mode = "layer_norm" if cfg.extractor_mode == "layer_norm" else "default"
-    model_cfg = {"_name": "wav2vec2", "extractor_mode": mode, "conv_feature_layers": spec,
-                 "conv_bias": cfg.conv_bias, "encoder_layers": cfg.num_layers, "encoder_embed_dim": cfg.hidden_size,
-                 "encoder_ffn_embed_dim": cfg.ffn_dim, "encoder_attention_heads": cfg.num_heads,
-                 "layer_norm_first": cfg.layer_norm_first, "final_dim": cfg.final_dim, "latent_dim": cfg.codevector_dim,
-                 "latent_groups": cfg.num_codevector_groups, "latent_vars": cfg.num_codevectors_per_group,
-                 "conv_pos": cfg.conv_pos, "conv_pos_groups": cfg.conv_pos_groups}  # fmt: skip
+    hf_config = json.loads((hf_dir / "config.json").read_text())
+    state = fairseq_state_from_hf(load_file(str(hf_dir / "model.safetensors")), hf_config, finetuned=False)  # mmapped
+    model_cfg = fairseq_model_cfg_from_hf(hf_config)
     tmp = out.with_suffix(".partial")
     torch.save({"args": None, "cfg": {"model": model_cfg, "task": {"normalize": True}}, "model": state}, tmp)
     tmp.rename(out)
@@ -238,7 +206,7 @@ def main() -> None:
     if args.convert:
         pt = args.dir / args.preset / "fairseq.pt"
         if args.rebuild or not pt.is_file():
-            build_fairseq_pt(args.preset, hf_dir, pt)
+            build_fairseq_pt(hf_dir, pt)
         out = args.dir / args.preset / "converted"
         warm_page_cache(pt)
         r = run_child(args, "convert", pt, out)

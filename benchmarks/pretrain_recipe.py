@@ -1,18 +1,23 @@
-"""Reproduce the curve of the shipped `tiny-demo` pretraining recipe (issue 4, item 7).
+"""Reproduce the curve of the shipped `tiny-demo` pretraining recipe, probe PER included (issues 4 and 13).
 
 Synthesizes the corpus of the `tiny-multilingual` release (15 languages × 1000 utterances, synth seed 1;
-skipped when DIR already holds it), runs `xlsr pretrain --recipe tiny-demo` on it exactly as the release
-build does, then prints held-out (validation split) contrastive accuracy, code perplexity and the count of
-skipped non-finite steps against updates and wall time, checks the target, and draws the curve with
-`xlsr plot`.
+skipped when DIR already holds it) and a labeled probe corpus of held-out languages (`--probe-langs`, by
+default the demo's target `it`, which has relatives among the pretraining languages, and `ta`, which has
+none; synth seed 0, 100 utterances each), runs `xlsr pretrain --recipe tiny-demo` on the first exactly as
+the release build does, with a short linear phone probe on the second every 100 updates, then prints
+held-out (validation split) contrastive accuracy, code perplexity, the CNN and final-layer effective
+dimensions, the probe's PER and the count of skipped non-finite steps against updates and wall time,
+checks the targets, and draws the curve with `xlsr plot`.
 
     python benchmarks/pretrain_recipe.py --work /tmp/recipe                 # CPU, the recipe's own settings
     python benchmarks/pretrain_recipe.py --work /tmp/recipe --device cuda   # the same on a GPU
     python benchmarks/pretrain_recipe.py --report RUN                       # only the table of an existing run
     python benchmarks/pretrain_recipe.py --work /tmp/recipe --set lr=2e-3 --set model.mask_length=10
 
-Target: ≥ 30% validation accuracy, code perplexity ≥ 25% of G·V, no skipped step, within 30 minutes on a
-2-core CPU. Wall minutes count from the start of the run (config.yaml written) to each log record; a
+Targets: ≥ 30% validation accuracy, code perplexity ≥ 25% of G·V, no skipped step, within 30 minutes on a
+2-core CPU; and transfer: the probe's PER at the last validation at most 0.8x its value at update 0 (the
+random initialisation) on both the CNN features and the final layer, and no feature-collapse warning
+(effective dimension ≥ 25% of its value at initialisation). Wall minutes count from the start of the run (config.yaml written) to each log record; a
 run that was stopped and resumed shows the pause in its wall time.
 """
 
@@ -27,6 +32,9 @@ from pathlib import Path
 TARGET_ACCURACY = 0.30
 TARGET_PPL_SHARE = 0.25
 TARGET_MINUTES = 30.0
+TARGET_PROBE_RATIO = 0.8  # probe PER at the end / at initialisation
+COLLAPSE_RATIO = 0.25  # as train/pretrain_health.DIMENSION_COLLAPSE_RATIO
+PROBE_LANGS = "it,ta"
 
 
 def xlsr(args: list[str]) -> None:
@@ -34,6 +42,10 @@ def xlsr(args: list[str]) -> None:
     code = subprocess.call([sys.executable, "-m", "xlsr.cli.main", *args])
     if code != 0:
         sys.exit(f"pretrain_recipe: `xlsr {' '.join(args)}` failed with exit code {code}")
+
+
+HEALTH_KEYS = ("feature_eff_dim", "context_eff_dim", "feature_eff_dim_init", "context_eff_dim_init",
+               "probe_feature_per", "probe_context_per")
 
 
 def curve(run: Path) -> tuple[list[dict], dict]:
@@ -63,6 +75,7 @@ def curve(run: Path) -> tuple[list[dict], dict]:
                          "contrastive_loss": r.get("contrastive_loss", float("nan")),
                          "code_perplexity": r.get("code_perplexity", float("nan")),
                          "neg_is_pos": r.get("neg_is_pos", float("nan")),
+                         **{k: r.get(k, float("nan")) for k in HEALTH_KEYS},
                          "nan_skipped": int(train.get("nan_skipped", 0))})
     return rows, {"gv": gv, "num_negatives": m.num_negatives}
 
@@ -76,17 +89,38 @@ def report(run: Path) -> bool:
     gv = info["gv"]
     print(f"run {run}: G·V = {gv}, K = {info['num_negatives']} (chance accuracy ≈ {1 / (info['num_negatives'] + 1):.1%})")
     print(f"{'update':>6} {'wall min':>8} {'train acc':>9} {'valid acc':>9} {'valid loss':>10} "
-          f"{'code ppl':>8} {'% of G·V':>8} {'neg=pos':>7} {'NaN':>4}")
+          f"{'code ppl':>8} {'% of G·V':>8} {'neg=pos':>7} {'CNN dim':>7} {'ctx dim':>7} "
+          f"{'probe CNN':>9} {'probe ctx':>9} {'NaN':>4}")
     for r in rows:
         print(f"{r['update']:6d} {r['minutes']:8.1f} {r['train_accuracy']:9.3f} {r['accuracy']:9.3f} "
               f"{r['contrastive_loss']:10.3f} {r['code_perplexity']:8.1f} {100 * r['code_perplexity'] / gv:7.0f}% "
-              f"{r['neg_is_pos']:7.3f} {r['nan_skipped']:4d}")
+              f"{r['neg_is_pos']:7.3f} {r['feature_eff_dim']:7.1f} {r['context_eff_dim']:7.1f} "
+              f"{r['probe_feature_per']:9.1%} {r['probe_context_per']:9.1%} {r['nan_skipped']:4d}")
     last = rows[-1]
     ok = (last["accuracy"] >= TARGET_ACCURACY and last["code_perplexity"] >= TARGET_PPL_SHARE * gv
           and last["nan_skipped"] == 0)
     print(f"target (valid accuracy ≥ {TARGET_ACCURACY:.0%}, code perplexity ≥ {TARGET_PPL_SHARE:.0%} of G·V, "
           f"no NaN step): {'met' if ok else 'NOT met'} at update {last['update']} after {last['minutes']:.1f} min"
           + ("" if last["minutes"] <= TARGET_MINUTES else f" (over the {TARGET_MINUTES:.0f}-minute budget)"))
+    return transfer_report(rows) and ok
+
+
+def transfer_report(rows: list[dict]) -> bool:
+    """Print whether the run's representations transfer (probe PER vs update 0) and stayed healthy; True if so."""
+    probed = [r for r in rows if r["probe_context_per"] == r["probe_context_per"]]  # NaN: not probed then
+    last = rows[-1]
+    healthy = all(last[k] >= COLLAPSE_RATIO * last[f"{k}_init"] for k in ("feature_eff_dim", "context_eff_dim"))
+    if len(probed) < 2 or probed[0]["update"] != 0:
+        print("transfer: not measured (no probe at update 0 and later; give --probe-langs)")
+        return False
+    first, end = probed[0], probed[-1]
+    ok = healthy and all(end[k] <= TARGET_PROBE_RATIO * first[k] for k in ("probe_feature_per", "probe_context_per"))
+    print(f"transfer (probe PER ≤ {TARGET_PROBE_RATIO}x its value at initialisation on the CNN features and the final "
+          f"layer, effective dimensions ≥ {COLLAPSE_RATIO:.0%} of theirs): {'met' if ok else 'NOT met'} — probe PER "
+          f"{first['probe_feature_per']:.1%} → {end['probe_feature_per']:.1%} (CNN), {first['probe_context_per']:.1%} → "
+          f"{end['probe_context_per']:.1%} (final layer) at update {end['update']}; effective dimension "
+          f"{last['feature_eff_dim_init']:.1f} → {last['feature_eff_dim']:.1f} (CNN), {last['context_eff_dim_init']:.1f} → "
+          f"{last['context_eff_dim']:.1f} (final layer)")
     return ok
 
 
@@ -99,6 +133,8 @@ def main() -> int:
     p.add_argument("--device", help="cpu, cuda, ... (default: the recipe's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra `xlsr pretrain --KEY VALUE` settings (a trial); repeatable")
+    p.add_argument("--probe-langs", default=PROBE_LANGS,
+                   help=f"held-out languages of the probe corpus (default {PROBE_LANGS}); 'none': no probe")
     p.add_argument("--report", metavar="RUN", help="only print the table of an existing run folder")
     args = p.parse_args()
     if args.report:
@@ -115,6 +151,12 @@ def main() -> int:
         xlsr(recipe.synth_args(corpus, workers=2))
         print(f"synthesized {corpus} in {(time.perf_counter() - t) / 60:.1f} min")
     machine = {"device": args.device} if args.device else {}
+    if args.probe_langs != "none":
+        probe = work / "probe_corpus"
+        if not (probe / "synth.json").is_file():
+            xlsr(["synth", "--out", str(probe), "--langs", args.probe_langs, "--utts-per-lang", "100", "--seed", "0"])
+        machine["probe_every"] = "100"
+        machine["probe_data"] = ",".join(str(probe / lang / "train.jsonl") for lang in args.probe_langs.split(","))
     for item in args.set:
         key, _, value = item.partition("=")
         machine[key] = value

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from xlsr.data.audio import audio_num_samples, load_audio, normalize_waveform
+from xlsr.data.audio import audio_num_samples, decode_audio, load_audio, normalize_waveform
 from xlsr.errors import AudioError
 
 
@@ -79,3 +79,12 @@ def test_truncated_flac_is_an_audio_error_or_shorter(tmp_path):
     head.write_bytes(data[:20])  # header cut inside the STREAMINFO block
     with pytest.raises(AudioError, match="h.flac"):
         load_audio(head)
+
+
+def test_decoded_bytes_equal_the_loaded_file_and_bad_bytes_name_the_place(tmp_path):
+    path = tmp_path / "a.flac"
+    sf.write(path, np.stack([_tone(48000), _tone(48000, freq=200.0)], 1), 48000)
+    x = decode_audio(path.read_bytes(), "rows.parquet:row 3")
+    assert np.array_equal(x, load_audio(path)) and len(x) == 8000
+    with pytest.raises(AudioError, match=r"^rows.parquet:row 4: not a readable audio file"):
+        decode_audio(b"RIFF but nothing else", "rows.parquet:row 4")

@@ -41,10 +41,17 @@ HF_TO_FAIRSEQ = [
 
 
 def fairseq_state(hf_model, config_name: str, finetuned: bool) -> dict[str, torch.Tensor]:
-    """The state dict fairseq would hold for this transformers model."""
-    layer_mode = HF_CONFIGS[config_name]["feat_extract_norm"] == "layer"
+    """The state dict fairseq would hold for this transformers model (one of HF_CONFIGS), tensors copied."""
+    return {k: v.clone() for k, v in fairseq_state_from_hf(hf_model.state_dict(), HF_CONFIGS[config_name],
+                                                           finetuned).items()}
+
+
+def fairseq_state_from_hf(hf_state: dict[str, torch.Tensor], hf_config: dict,
+                          finetuned: bool) -> dict[str, torch.Tensor]:
+    """An HF wav2vec2 state dict under fairseq's names (the same tensors); `hf_config` as HF's config.json."""
+    layer_mode = hf_config["feat_extract_norm"] == "layer"
     out = {}
-    for key, value in hf_model.state_dict().items():
+    for key, value in hf_state.items():
         new = key
         m = re.fullmatch(r"wav2vec2\.feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)", key)
         if m:  # GroupNorm sits at index 2; LayerNorm inside Sequential(TransposeLast, LN, TransposeLast)
@@ -55,16 +62,20 @@ def fairseq_state(hf_model, config_name: str, finetuned: bool) -> dict[str, torc
         if finetuned:
             new = "w2v_encoder.proj." + new[len("lm_head."):] if new.startswith("lm_head.") else (
                 "w2v_encoder.w2v_model." + new)
-        out[new] = value.clone()
+        out[new] = value
     mask_emb = ("w2v_encoder.w2v_model." if finetuned else "") + "mask_emb"
     if mask_emb not in out:  # fairseq always has it; transformers omits it when no masking is configured
-        out[mask_emb] = torch.rand(HF_CONFIGS[config_name]["hidden_size"])
+        out[mask_emb] = torch.rand(hf_config["hidden_size"])
     return out
 
 
 def fairseq_model_cfg(config_name: str) -> dict:
     """cfg["model"] in fairseq's names for one of HF_CONFIGS."""
-    c = HF_CONFIGS[config_name]
+    return fairseq_model_cfg_from_hf(HF_CONFIGS[config_name])
+
+
+def fairseq_model_cfg_from_hf(c: dict) -> dict:
+    """cfg["model"] in fairseq's names for an HF wav2vec2 config (HF_CONFIGS' entries or a config.json)."""
     spec = " + ".join(f"[({d}, {k}, {s})]" for d, k, s in zip(c["conv_dim"], c["conv_kernel"], c["conv_stride"]))
     return {
         "_name": "wav2vec2",

@@ -42,3 +42,18 @@ def test_perplexities_are_bounded_by_group_times_vars():
     # Same input everywhere: one code per group, perplexity 1 per group.
     same = q(torch.randn(1, 12).expand(50, 12))
     torch.testing.assert_close(same.code_perplexity, torch.tensor(2.0), atol=1e-4, rtol=0)
+
+
+def test_code_perplexity_in_training_counts_the_noise_free_choices():
+    # Every frame's logits favour entry 0 of each group by a margin the Gumbel noise often overturns at
+    # temperature 2: the noise-free choice is one entry per group (perplexity 1 per group, G = 2 in all),
+    # whatever the noise draws; the noisy codes spread over several entries.
+    q = _quantizer().train()
+    q.set_temperature(2.0)
+    with torch.no_grad():
+        q.weight_proj.weight.zero_()
+        q.weight_proj.bias.zero_()
+        q.weight_proj.bias[0::q.num_vars] = 1.0
+    out = q(torch.randn(400, 12), torch.Generator().manual_seed(0))
+    assert len(out.codes[:, 0].unique()) > 1  # the noise changed some choices
+    torch.testing.assert_close(out.code_perplexity, torch.tensor(2.0), atol=1e-4, rtol=0)

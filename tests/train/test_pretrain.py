@@ -148,8 +148,7 @@ def test_activation_checkpointing_run_matches_a_plain_run(data, tmp_path, monkey
     assert not calls
     ckpt = pretrain(_cfg(data, tmp_path / "ckpt", max_updates=3, activation_checkpointing=True))
     assert calls  # the layers did run through torch.utils.checkpoint
-    la = [r["loss"] for r in read_log(plain / "log.jsonl") if r.get("split") == "train"]
-    lb = [r["loss"] for r in read_log(ckpt / "log.jsonl") if r.get("split") == "train"]
+    la, lb = train_losses(plain), train_losses(ckpt)
     assert len(la) == 3
     torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=1e-5, atol=1e-6)
     a, b = load_weights(plain / "checkpoints" / "last"), load_weights(ckpt / "checkpoints" / "last")
@@ -177,6 +176,18 @@ def test_out_of_memory_is_one_line_with_advice_and_keeps_the_last_checkpoint(dat
     assert err.startswith("xlsr: error:") and "out of cpu memory at update 2 on a batch of" in err
     assert "lower --max-tokens (now 64000)" in err and "--activation-checkpointing true" in err
     assert {p: p.read_bytes() for p in (run / "checkpoints" / "last").iterdir()} == saved
+
+
+def train_losses(run) -> list[float]:
+    return [r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
+
+
+def assert_same_training(a_run, b_run) -> None:
+    """The two runs logged the same training losses and ended with bit-identical weights."""
+    assert train_losses(a_run) == train_losses(b_run)
+    a, b = load_weights(a_run / "checkpoints" / "last"), load_weights(b_run / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
 def _valid_records(run):
@@ -221,12 +232,7 @@ def test_feature_health_leaves_training_unchanged_and_can_be_off(data, tmp_path)
     on = pretrain(_cfg(data, tmp_path / "on", max_updates=3, valid_every=1))
     assert [r["update"] for r in _valid_records(on)] == [0, 1, 2, 3]
     # the validation at start and the unmasked forward draw nothing from the training's random state
-    la = [r["loss"] for r in read_log(off / "log.jsonl") if r.get("split") == "train"]
-    lb = [r["loss"] for r in read_log(on / "log.jsonl") if r.get("split") == "train"]
-    assert la == lb
-    a, b = load_weights(off / "checkpoints" / "last"), load_weights(on / "checkpoints" / "last")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_same_training(off, on)
 
 
 def _labeled_manifest(data, tmp_path, field="phones"):
@@ -252,12 +258,7 @@ def test_probe_runs_every_n_updates_and_leaves_training_unchanged(data, tmp_path
         [(True, True), (False, False), (True, True), (False, False)]
     assert all(r[k] >= 0.0 and math.isfinite(r[k]) for r in valid[::2] for k in ("probe_feature_per", "probe_context_per"))
     # the probe draws nothing from the training's random state: the same losses and weights
-    la = [r["loss"] for r in read_log(plain / "log.jsonl") if r.get("split") == "train"]
-    lb = [r["loss"] for r in read_log(probed / "log.jsonl") if r.get("split") == "train"]
-    assert la == lb
-    a, b = load_weights(plain / "checkpoints" / "last"), load_weights(probed / "checkpoints" / "last")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert_same_training(plain, probed)
 
 
 def test_probe_data_without_labels_is_one_line_before_training(data, tmp_path, capsys):

@@ -5,7 +5,8 @@ every Transformer layer, a linear CTC head is trained on the frozen features of 
 its greedy transcripts of a test manifest give that layer's PER (CER for characters). Features are computed once
 per model (see probe_features) and standardised per channel with the train set's statistics, so one learning
 rate suits every layer whatever its scale; the standardisation is linear, so a linear head's capacity is
-unchanged. All heads train together (one Adam over independent heads: the same as training each alone).
+unchanged. All heads train together (one Adam over independent heads: the same as training each alone), in
+train/linear_probe.py, the loop the pretraining probe uses too.
 
     checkpoints + train/test manifests -> features per layer -> heads -> OUT/probe.json + OUT/probe.png
 """
@@ -43,12 +44,12 @@ from xlsr.decode.greedy import greedy_decode
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
-from xlsr.model.ctc import ctc_loss
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.metrics import EditCounts, corpus_counts
 from xlsr.text.vocab import Vocabulary
+from xlsr.train.linear_probe import train_heads, zero_heads
 
 JSON_FILE = "probe.json"
 PLOT_FILE = "probe.png"
@@ -110,44 +111,19 @@ def standardize(items: list[UtteranceFeatures], k: int, mean: torch.Tensor, std:
         u.features[k] = ((x.float() - mean.to(x.device)) / scale.to(x.device)).to(x.dtype)
 
 
-def heads_ctc_loss(heads: nn.ModuleList, batch: FeatureBatch) -> torch.Tensor:
-    """(H,) CTC loss of each head on its own layer's features (model.ctc.ctc_loss: fp32, blank 0, mean)."""
-    device = next(heads.parameters()).device
-    frames, labels, label_lengths = (t.to(device) for t in (batch.frame_lengths, batch.labels, batch.label_lengths))
-    return torch.stack([ctc_loss(head(x.to(device).float()), frames, labels, label_lengths)
-                        for head, x in zip(heads, batch.features)])
-
-
-def make_heads(dims: list[int], vocab_size: int) -> nn.ModuleList:
-    """One linear layer per probed layer, zero-initialised: a convex start with no draw to seed."""
-    heads = nn.ModuleList(nn.Linear(d, vocab_size) for d in dims)
-    for head in heads:
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-    return heads
-
-
-def train_heads(heads: nn.ModuleList, batches: list[FeatureBatch], settings: ProbeSettings, *, seed: int,
-                bar=None) -> list[float]:
-    """Adam on the sum of the heads' CTC losses, batches in a seeded order; each head's mean loss of the last epoch."""
-    optimizer = torch.optim.Adam(heads.parameters(), lr=settings.lr)
+def train_probe_heads(heads: nn.ModuleList, batches: list[FeatureBatch], settings: ProbeSettings, *, seed: int,
+                      bar=None) -> list[float]:
+    """`settings.epochs` epochs of train.linear_probe.train_heads, batches in a seeded order; each head's mean loss
+    over the last epoch."""
     rng = np.random.default_rng(seed)
-    total, step = settings.epochs * len(batches), 0
+    order = (batches[b] for _ in range(settings.epochs) for b in rng.permutation(len(batches)).tolist())
+    total = settings.epochs * len(batches)
     last = torch.zeros(len(heads))
-    for _ in range(settings.epochs):
-        last.zero_()
-        for b in rng.permutation(len(batches)).tolist():
-            batch = batches[b]
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * step / total))
-            losses = heads_ctc_loss(heads, batch)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            last += losses.detach().cpu() / len(batches)
-            step += 1
-            if bar is not None:
-                bar.update(1)
+    for step, losses in enumerate(train_heads(heads, order, lr=settings.lr, total_steps=total)):
+        if step >= total - len(batches):
+            last += losses.cpu() / len(batches)
+        if bar is not None:
+            bar.update(1)
     return last.tolist()
 
 
@@ -185,10 +161,10 @@ def probe_model(encoder: torch.nn.Module, layers: list[Layer], train: LabeledAud
             standardize(items, k, stats[k]["mean"], stats[k]["std"])
     train_b, test_b = batch_features(train_u, settings.batch_frames), batch_features(test_u, settings.batch_frames)
     del train_u, test_u  # the batches hold copies
-    heads = make_heads([s["dim"] for s in stats], len(vocab)).to(device)
+    heads = zero_heads([s["dim"] for s in stats], len(vocab), device)
     with progress(total=settings.epochs * len(train_b), desc="heads", unit="step", disable=not show_progress) as bar, \
             torch_threads(HEAD_THREADS):
-        train_loss = train_heads(heads, train_b, settings, seed=seed, bar=bar)
+        train_loss = train_probe_heads(heads, train_b, settings, seed=seed, bar=bar)
     counts = score_heads(heads, test_b, vocab, unit)
     t2 = time.perf_counter()
     results = [{"layer": layer, "error_rate": c.rate, "counts": c.to_dict(), "train_ctc": loss, "dim": s["dim"],

@@ -29,6 +29,7 @@ from xlsr.model import Wav2Vec2Model
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.vocab import Vocabulary
+from xlsr.train.linear_probe import HeadBatch
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,9 @@ class UtteranceFeatures:
 
 
 @dataclass
-class FeatureBatch:
-    """One padded batch: a (B, T, D_l) tensor per probed layer, valid frames, label ids and reference strings."""
+class FeatureBatch(HeadBatch):
+    """One padded batch for the heads (a (B, T, D_l) tensor per probed layer, ...) and its reference strings."""
 
-    features: list[torch.Tensor]
-    frame_lengths: torch.Tensor  # (B,) long
-    labels: torch.Tensor  # (B, L) long, padded with 0 (the blank, never a target)
-    label_lengths: torch.Tensor  # (B,) long
     refs: list[str] = field(default_factory=list)
 
 

@@ -1,24 +1,32 @@
-"""`xlsr data`: corpus statistics and importers to our JSONL manifests."""
+"""`xlsr data`: corpus statistics, importers to our JSONL manifests, and tar shards for streaming."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from xlsr.errors import ManifestError
+from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
 MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats refuses a manifest: the training default
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq or folder corpora")
+    p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq, folder, lhotse or Hugging Face corpora")
     sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
 
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
     s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl")
     s.add_argument("--alpha", type=float, default=None, help="also print α sampling weights of the train split")
     s.set_defaults(func=run_stats)
+
+    sh = sub.add_parser("shard", help="write WebDataset-style tar shards (FLAC + JSON) and an index for streaming")
+    sh.add_argument("--data", required=True, help="corpus folder with <lang>/<split>.jsonl")
+    sh.add_argument("--out", required=True, help="shard folder (SHARDS/<split>/<lang>-NNNNNN.tar + index.json)")
+    sh.add_argument("--shard-size", default="1GB", help="close a shard before it passes this size (default 1GB)")
+    sh.add_argument("--splits", default="train,dev", help="comma-separated splits to shard (default train,dev)")
+    sh.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable audio tolerated per manifest")
+    sh.set_defaults(func=run_shard)
 
     imp = sub.add_parser("import", help="write manifests for an existing corpus")
     kinds = imp.add_subparsers(title="formats", metavar="FORMAT", dest="format", required=True)
@@ -40,6 +48,20 @@ def register(subparsers) -> None:
     fo.add_argument("--split", default="train")
     fo.add_argument("--label", choices=["text", "phones"], default="text")
     fo.set_defaults(func=run_import)
+    lh = kinds.add_parser("lhotse", help="lhotse cuts, or recordings (+ supervisions), jsonl(.gz) manifests")
+    lh.add_argument("--src", nargs="+", required=True, metavar="MANIFEST", help="CUTS, or RECORDINGS [SUPERVISIONS]")
+    hf = kinds.add_parser("hf", help="a Hugging Face dataset's Parquet files or save_to_disk folder (embedded audio)")
+    hf.add_argument("--src", required=True, help="folder (or one file) of .parquet or .arrow files")
+    hf.add_argument("--audio-column", default="audio")
+    hf.add_argument("--text-column", default="sentence", help="'' for audio only")
+    hf.add_argument("--lang-column", default="locale", help="read when --lang is not given")
+    hf.add_argument("--split-from-filename", action="store_true", help="train-0000.parquet, validation/ -> dev, ...")
+    for q in (lh, hf):
+        q.add_argument("--out", required=True)
+        q.add_argument("--lang", default=None, help="language code of every item (default: from the data)")
+        q.add_argument("--split", default="train")
+        q.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable items tolerated")
+        q.set_defaults(func=run_ecosystem_import)
 
 
 def run_stats(args: argparse.Namespace) -> int:
@@ -87,4 +109,35 @@ def run_import(args: argparse.Namespace) -> int:
         n = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
                                     label=args.label)
         print(f"imported {n} utterances into {args.out}/{args.lang}/{args.split}.jsonl")
+    return 0
+
+
+def run_ecosystem_import(args: argparse.Namespace) -> int:
+    try:  # lazy: lhotse and pyarrow take seconds to import, and are the optional extra `import`
+        if args.format == "lhotse":
+            from xlsr.data.import_lhotse import import_lhotse as run
+            options = {}
+        else:
+            from xlsr.data.import_hf import import_hf as run
+            options = {"audio_column": args.audio_column, "text_column": args.text_column,
+                       "lang_column": args.lang_column, "split_from_filename": args.split_from_filename}
+    except ModuleNotFoundError as exc:
+        raise XlsrError(f"xlsr data import {args.format} needs {exc.name}: pip install 'xlsr[import]'") from None
+    summary = run(args.src, args.out, lang=args.lang, split=args.split, max_bad_share=args.max_bad_share, **options)
+    print(summary.line())
+    return 0
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from xlsr.data.shards import parse_size, write_shards  # lazy: as in run_stats
+
+    splits = [x.strip() for x in args.splits.split(",") if x.strip()]
+    report = write_shards(args.data, args.out, shard_size=parse_size(args.shard_size), splits=splits,
+                          max_bad_share=args.max_bad_share)
+    shards = report.index.shards
+    hours = sum(s.hours for s in shards)
+    print(f"{len(shards)} shards ({report.written} written, {report.kept} kept from an earlier run), "
+          f"{sum(s.utterances for s in shards)} utterances, {hours:.3f} hours in {args.out}")
+    if report.skipped:
+        print(f"skipped {len(report.skipped)} unreadable audio files (first: {report.skipped[0]})")
     return 0

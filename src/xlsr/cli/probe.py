@@ -19,6 +19,7 @@ HELP = "layer-wise linear CTC probe of frozen encoders: test PER by layer, sever
 
 def register(subparsers) -> None:
     """Add the `probe` subcommand."""
+    # lazy: xlsr.analysis imports torch (~5 s measured with -X importtime); `xlsr --help` lists HELP without registering
     from xlsr.analysis.probe import ProbeSettings
 
     d = ProbeSettings()
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Probe every model and print the table of error rates by layer."""
-    from xlsr.analysis.probe import ProbeSettings, format_summary, probe
+    from xlsr.analysis.probe import ProbeSettings, format_summary, probe  # lazy: as in register
 
     settings = ProbeSettings(epochs=args.epochs, lr=args.lr, batch_frames=args.batch_frames,
                              max_batch_samples=args.max_batch_samples,

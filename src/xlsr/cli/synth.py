@@ -58,6 +58,7 @@ def _words(spec: str) -> tuple[int, int]:
 
 def corpus_options(args: argparse.Namespace) -> dict:
     """augment, voices and speakers_per_lang from the flags: --clean's values, else the defaults, else as given."""
+    # lazy: as in register
     from xlsr.data.augment import DEFAULT_AUGMENT
     from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
 

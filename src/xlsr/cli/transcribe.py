@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xlsr.errors import XlsrError
+
 
 def add_model_arguments(p) -> None:
     """The model options `transcribe` and `evaluate` share: the checkpoint and, for MMS, its language."""
@@ -54,6 +56,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
+    # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.transcribe import (
         check_output_file,
         find_audio,
@@ -62,7 +65,6 @@ def run(args) -> int:
         transcribe_files,
         write_jsonl,
     )
-    from xlsr.errors import XlsrError
 
     if args.chunk_seconds < 0 or args.batch_seconds <= 0:
         raise XlsrError("--chunk-seconds must be >= 0 and --batch-seconds > 0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +19,41 @@ def normalize_waveform(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     return ((x - x.mean()) / np.sqrt(x.var() + eps)).astype(np.float32)
 
 
+def to_mono(data: np.ndarray, rate: int, where: str, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decoded samples (S, C) at `rate` -> mono float32 (S',) at `sample_rate`; AudioError naming `where` if unusable."""
+    if data.shape[0] == 0:
+        raise AudioError(f"{where}: empty audio (0 samples)")
+    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(x).all():
+        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    if rate != sample_rate:
+        x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _read(source, where: str) -> tuple[np.ndarray, int]:
+    try:
+        return sf.read(source, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        # for bytes, libsndfile's message starts with the BytesIO object's repr; its error_string is the reason
+        reason = getattr(exc, "error_string", None) if isinstance(source, io.BytesIO) else None
+        raise AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})") from None
+
+
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
     """Read `path`, mix to mono, resample to `sample_rate`: float32 (S,). AudioError if unusable."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(x).all():
-        raise AudioError(f"{path}: audio contains NaN or Inf samples")
-    if rate != sample_rate:
-        x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
-    if normalize:
-        x = normalize_waveform(x)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = to_mono(*_read(str(path), str(path)), str(path), sample_rate=sample_rate)
+    return normalize_waveform(x) if normalize else x
+
+
+def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
+    """An encoded file's bytes (wav, flac, ogg, mp3; e.g. a shard's FLAC member) -> mono float32 (S,) at
+    `sample_rate`, zero mean and unit variance if `normalize`; AudioError naming `where`."""
+    x = to_mono(*_read(io.BytesIO(data), where), where, sample_rate=sample_rate)
+    return normalize_waveform(x) if normalize else x
 
 
 def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> int:

@@ -130,28 +130,37 @@ class _BatchDataset(Dataset):
         return normalize_waveform(x) if self.normalize else x
 
     def _crop(self, loaded: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> PretrainBatch:
-        size = min(len(x) for _, x in loaded)
-        if self.max_sample_size:
-            size = min(size, self.max_sample_size)
-        rows = []
-        for _, x in loaded:
-            start = int(rng.integers(0, len(x) - size + 1))  # a random window per utterance
-            rows.append(x[start:start + size])
-        return PretrainBatch(waveforms=torch.from_numpy(np.stack(rows)),
-                             lengths=torch.full((len(rows),), size, dtype=torch.long),
-                             langs=[self.utts.lang(i) for i, _ in loaded])
+        return crop_batch([x for _, x in loaded], [self.utts.lang(i) for i, _ in loaded], rng, self.max_sample_size)
 
     def _pad(self, loaded: list[tuple[int, np.ndarray]], rng: np.random.Generator) -> FinetuneBatch:
-        waves, lengths = pad_waveforms([x for _, x in loaded])
-        label_rows = [self.labels[i] for i, _ in loaded]
-        label_lengths = [len(r) for r in label_rows]
-        labels = torch.zeros(len(loaded), max(max(label_lengths), 1), dtype=torch.long)
-        for row, ids in enumerate(label_rows):
-            labels[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
-        return FinetuneBatch(waveforms=waves, lengths=lengths, labels=labels,
-                             label_lengths=torch.tensor(label_lengths),
-                             langs=[self.utts.lang(i) for i, _ in loaded],
-                             ids=[self.utts.utterance_id(i) for i, _ in loaded])
+        return pad_batch([x for _, x in loaded], [self.labels[i] for i, _ in loaded],
+                         [self.utts.lang(i) for i, _ in loaded], [self.utts.utterance_id(i) for i, _ in loaded])
+
+
+def crop_batch(waves: Sequence[np.ndarray], langs: list[str], rng: np.random.Generator,
+               max_sample_size: int | None = None) -> PretrainBatch:
+    """A pretraining batch: a random window of the shortest length (≤ max_sample_size) from each waveform."""
+    size = min(len(x) for x in waves)
+    if max_sample_size:
+        size = min(size, max_sample_size)
+    rows = []
+    for x in waves:
+        start = int(rng.integers(0, len(x) - size + 1))  # a random window per utterance
+        rows.append(x[start:start + size])
+    return PretrainBatch(waveforms=torch.from_numpy(np.stack(rows)),
+                         lengths=torch.full((len(rows),), size, dtype=torch.long), langs=list(langs))
+
+
+def pad_batch(waves: Sequence[np.ndarray], label_rows: Sequence[Sequence[int] | np.ndarray], langs: list[str],
+              ids: list[str]) -> FinetuneBatch:
+    """A fine-tuning batch: zero-padded waveforms and label ids (padded with 0) with their lengths."""
+    padded, lengths = pad_waveforms(waves)
+    label_lengths = [len(r) for r in label_rows]
+    labels = torch.zeros(len(waves), max(max(label_lengths), 1), dtype=torch.long)
+    for row, label_ids in enumerate(label_rows):
+        labels[row, :len(label_ids)] = torch.tensor(label_ids, dtype=torch.long)
+    return FinetuneBatch(waveforms=padded, lengths=lengths, labels=labels,
+                         label_lengths=torch.tensor(label_lengths), langs=list(langs), ids=list(ids))
 
 
 class _PlanSampler(Sampler):

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xlsr.data.manifest import read_manifest
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD
+from xlsr.text.metrics import EditCounts, utterance_counts
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
@@ -70,8 +72,6 @@ class EvalReport:
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
              show_progress: bool = True, chunk_seconds: float | None = 30.0) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language."""
-    from xlsr.text.metrics import EditCounts, utterance_counts
-
     labels = labels or ctc.vocab.kind
     if labels not in METRICS:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
@@ -109,6 +109,4 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
 
 def read_manifests(paths: Sequence[str | Path]) -> list:
     """The utterances of every manifest, in order."""
-    from xlsr.data.manifest import read_manifest
-
     return [u for p in paths for u in read_manifest(p)]

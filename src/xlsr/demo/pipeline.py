@@ -7,11 +7,12 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from xlsr.analysis import format_summary
 from xlsr.atomic import write_text
+from xlsr.config import config_to_dict
 from xlsr.demo.finetuning import finetune_config, finetune_inits, random_init, shared_protocol, summarize
 from xlsr.demo.report import DemoResult, duration, number, write_report
 from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
@@ -89,7 +90,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
     out = prepare_out_dir(out_dir)
     log = StageLog(out, total=len(STAGES) + int(full), quiet=quiet)
-    result = DemoResult(out_dir=out, settings=_plain(asdict(settings)), finetune_config=shared)
+    result = DemoResult(out_dir=out, settings=config_to_dict(settings), finetune_config=shared)
 
     if full:
         t0 = log.begin(f"re-creating the released checkpoints from scratch without `{settings.target}` "
@@ -125,7 +126,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     t0 = log.begin("writing the report")
     result.report = write_report(result)
     result.seconds["report"] = log.done("report", t0, str(result.report))
-    write_text(out / "demo.json", json.dumps(_plain(asdict(result)), indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "demo.json", json.dumps(config_to_dict(result), indent=2, ensure_ascii=False) + "\n")
     return result
 
 
@@ -161,14 +162,3 @@ def analysis_stage(settings: DemoSettings, checkpoint: Path, corpus: Path, out: 
     return log.done("analysis", t0, f"{report.summary['codewords_used']} codewords used, "
                     f"{100 * sharing['shared_codeword_share']:.0f}% of them shared by ≥ 2 languages "
                     f"({100 * sharing['shared_frame_share']:.0f}% of frames)")
-
-
-def _plain(obj):
-    """JSON-ready copy: Paths to strings, tuples to lists."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

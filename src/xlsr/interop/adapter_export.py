@@ -1,7 +1,6 @@
 """Export one language's MMS adapters and CTC head into a Hugging Face MMS folder (the inverse of loading them).
 
-Apart from adapters.py because it writes HF files: it needs huggingface.py's key table, and huggingface.py
-needs adapters.py to read adapters.
+Apart from adapters.py because it writes HF files with hf_keys.py's key table, while adapters.py only reads.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ import torch
 from xlsr.atomic import write_file, write_json
 from xlsr.errors import CheckpointError
 from xlsr.interop.adapters import ADAPTER_FILE
+from xlsr.interop.hf_keys import HF_PREFIX, key_table, rename
 from xlsr.interop.hf_tokenizer import hf_tokenizer_files
-from xlsr.interop.huggingface import HF_PREFIX, _table, rename
 from xlsr.interop.native import model_config, read_json, vocab_tokens
 from xlsr.interop.safetensors_file import write_safetensors
 
@@ -37,7 +36,7 @@ def export_adapter(model: torch.nn.Module, dir: str | Path, lang: str, vocab) ->
     if tokens is None or len(tokens) != rows:
         raise CheckpointError(f"{dir}: vocabulary of {len(tokens or [])} tokens for a {rows}-row head")
     state = {k: v.detach() for k, v in model.state_dict().items() if ".adapter." in k or k.startswith("lm_head.")}
-    hf_state, unmatched = rename(state, _table("to_hf", prefixed=True, adapters=True))
+    hf_state, unmatched = rename(state, key_table("to_hf", prefixed=True, adapters=True))
     assert not unmatched and all(k.startswith((HF_PREFIX, "lm_head.")) for k in hf_state), unmatched
     vocab_path = dir / "vocab.json"
     by_language = read_json(vocab_path) if vocab_path.is_file() else {}

@@ -22,6 +22,14 @@ def standard_conv_layers(channels: int = 512) -> list[tuple[int, int, int]]:
     return [(channels, k, s) for k, s in STANDARD_KERNELS_STRIDES]
 
 
+def cnn_frames(num_samples: int, conv_layers: list[tuple[int, int, int]]) -> int:
+    """Frames a CNN of (dim, kernel, stride) layers gives for `num_samples`: floor((L - k) / s) + 1 per layer, >= 0."""
+    frames = int(num_samples)
+    for _, k, s in conv_layers:
+        frames = max(0, (frames - k) // s + 1)  # as feature_encoder.conv_output_lengths, without a tensor
+    return frames
+
+
 @dataclass
 class Wav2Vec2Config:
     """Hyperparameters of the model and of its pretraining objective (fairseq semantics)."""
@@ -137,6 +145,10 @@ class Wav2Vec2Config:
         for _, _, s in self.conv_layers:
             out *= s
         return out
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames the CNN gives for `num_samples` of audio (see `cnn_frames`)."""
+        return cnn_frames(num_samples, self.conv_layers)
 
     # ------------------------------------------------------------------ presets and serialisation
     @classmethod

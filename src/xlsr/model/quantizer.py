@@ -19,7 +19,7 @@ class QuantizerOutput:
     quantized: torch.Tensor  # (N, codevector_dim), fp32
     codes: torch.Tensor  # (N, G) long: chosen entry per group
     prob_perplexity: torch.Tensor  # sum_g exp(H(mean softmax)), noise- and temperature-free, 0..G*V
-    code_perplexity: torch.Tensor  # same from the hard choices
+    code_perplexity: torch.Tensor  # same from the noise-free hard choices (argmax of the logits)
 
 
 def gumbel_noise(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -58,16 +58,17 @@ class GumbelVectorQuantizer(nn.Module):
         """(N, C) features -> quantized (N, codevector_dim); Gumbel noise only in training."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             logits = self.logits(x)  # (N, G, V)
-            codes = logits.argmax(dim=-1) if not self.training else None
+            best = logits.argmax(dim=-1)  # what the model itself assigns, without noise
             if self.training:
                 y_soft = ((logits + gumbel_noise(logits.shape, logits, generator)) / self.temperature).softmax(-1)
                 codes = y_soft.argmax(dim=-1)
                 y_hard = F.one_hot(codes, self.num_vars).to(y_soft.dtype)
                 onehot = y_hard - y_soft.detach() + y_soft  # straight-through: hard forward, soft gradient
             else:
+                codes = best
                 onehot = F.one_hot(codes, self.num_vars).to(logits.dtype)
-            with torch.no_grad():
-                code_ppl = perplexity(F.one_hot(codes, self.num_vars).float())
+            with torch.no_grad():  # from the noise-free choices, as fairseq logs it: the noise would inflate it
+                code_ppl = perplexity(F.one_hot(best, self.num_vars).float())
             prob_ppl = perplexity(logits.softmax(dim=-1))
             book = self.codevectors.float().view(self.num_groups, self.num_vars, -1)  # (G, V, d)
             quantized = torch.einsum("ngv,gvd->ngd", onehot, book).flatten(1)  # (N, G*d)

@@ -8,9 +8,9 @@ Layout (`RUN/checkpoints/`):
     best -> update_0000500
 
 A checkpoint is staged in `.tmp-update_*`, its files fsynced, then renamed to its final name; only
-then is `last` re-pointed. A kill at any moment leaves `last` pointing at a complete checkpoint
-(stale `.tmp-*` folders are removed on the next start). `trainer.pt` holds only tensors and plain
-data, so it loads with `torch.load(weights_only=True)`.
+then is `last` re-pointed. A kill at any moment leaves `last` pointing at a complete checkpoint, and a
+resume starts from the newest complete one (stale `.tmp-*` folders are removed on the next start).
+`trainer.pt` holds only tensors and plain data, so it loads with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -96,12 +96,16 @@ def clean_staging(root: Path) -> None:
 
 
 def find_resume_dir(root: Path) -> Path | None:
-    """The checkpoint to resume from: `last` if it resolves to a complete checkpoint, else the newest one."""
-    last = root / "last"
-    if last.is_dir() and (last / TRAINER_FILE).is_file():
-        return last
+    """The checkpoint to resume from: the newest complete `update_N` (else `last`, if complete).
+
+    Not `last` first: a run killed between renaming a new checkpoint into place and re-pointing `last` has
+    a newer complete checkpoint than `last`, and resuming from it loses nothing.
+    """
     dirs = update_dirs(root)
-    return dirs[-1][1] if dirs else None
+    if dirs:
+        return dirs[-1][1]
+    last = root / "last"
+    return last if last.is_dir() and (last / TRAINER_FILE).is_file() else None
 
 
 def load_trainer_state(ckpt_dir: Path) -> dict:
@@ -148,6 +152,13 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 
 # --- random-number states as plain data ------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
 
 def capture_rng_state() -> dict:
     """Python, numpy and torch (CPU + CUDA) RNG states as tensors/plain data (weights_only-safe)."""

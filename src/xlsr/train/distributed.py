@@ -49,7 +49,10 @@ def init_distributed(device: str = "auto") -> DistInfo:
             local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            # On GPUs, NCCL for CUDA tensors and gloo beside it for the CPU ones: the trainer all-reduces its per-update
+            # flags (sample size, non-finite count, stop request: host numbers already) as a CPU tensor, which an
+            # NCCL-only group refuses. Not yet run on several GPUs (none lent so far).
+            dist.init_process_group("cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, world_size, local_rank, dev)
 
 

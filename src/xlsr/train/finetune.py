@@ -1,7 +1,7 @@
 """CTC fine-tuning (spec §7): a CTC head on a pretrained (or random) encoder, run by the shared Trainer.
 
 The recipe, one mechanism per place:
-- vocabulary: built from the training labels (phones or characters; the union over languages), unless the
+- vocabulary (train/finetune_data.py): built from the training labels (phones or characters; the union over languages), unless the
   `--init` checkpoint already carries one or `vocab` names a JSON file; saved with every checkpoint;
 - model: Wav2Vec2ForCTC with the pretrained encoder's weights (quantizer and projections dropped) and a
   fresh head whose blank logit starts `blank_bias` higher, so CTC begins in its all-blank stage; the CNN is
@@ -13,10 +13,10 @@ The recipe, one mechanism per place:
   differ only in their init;
 - time masks (with the learned mask embedding) and channel masks, LayerDrop, dropouts: `model` overrides
   applied to the encoder's config (the model draws the masks in training mode);
-- tri-stage learning rate, Adam (0.9, 0.98), eps 1e-8 (`TrainerConfig` defaults below);
+- tri-stage learning rate, Adam (0.9, 0.98), eps 1e-8 (`FinetuneConfig`'s defaults, train/finetune_config.py);
 - CTC in fp32, mean over per-target-length losses, zero_infinity (inside Wav2Vec2ForCTC);
 - utterances with an empty label, or a label longer than its frame count, are filtered and counted
-  (text/labels.py; `read_finetune_data` below);
+  (text/labels.py; `read_finetune_data` in train/finetune_data.py);
 - with a frozen CNN its output never changes, so each utterance's CNN output is computed once and kept in
   CPU memory (train/feature_cache.py, `cache_features`); later epochs and validations start at feature_norm;
 - dev error rate (PER or CER, word boundaries excluded) per language every `valid_every`
@@ -36,208 +36,34 @@ real models are in fairseq's recipes (also mask_prob 0.65-0.75, channel prob 0.2
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader
-from xlsr.data.index_cache import open_manifest
+from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
-from xlsr.interop.init_model import InitModel, apply_overrides, load_encoder, load_init
+from xlsr.interop.init_model import apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.model.ctc import ctc_best_path
-from xlsr.model.feature_encoder import conv_output_lengths
-from xlsr.text.labels import LABEL_FIELD, FilterReport, build_vocabulary, label_of, learnable
+from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.metrics import edit_ops
-from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_cache import FeatureCache, cache_blocker
+from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
+from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
+from xlsr.train.shard_finetune import ShardLabeler
 from xlsr.train.task import Task
-from xlsr.train.trainer import Trainer, TrainerConfig
+from xlsr.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-def finetune_model_defaults() -> dict:
-    """The Wav2Vec2Config overrides fine-tuning applies by default (training-time switches only)."""
-    # fairseq vox_* fine-tuning: no dropout except in the FFN, LayerDrop, SpecAugment-like masks. The mask
-    # rates are lower than the paper's 0.65-0.75 because a few hundred updates cannot absorb that much
-    # regularisation; channel spans are scaled to the tiny model's 256 channels (64 of 1024 in the paper).
-    return {"dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "dropout_input": 0.0,
-            "final_dropout": 0.0, "layerdrop": 0.05, "mask_prob": 0.3, "mask_length": 10, "min_masks": 0,
-            "mask_channel_prob": 0.1, "mask_channel_length": 16}
-
-
-@dataclass
-class FinetuneConfig(TrainerConfig):
-    """Everything `xlsr finetune` needs (the Trainer's fields plus these); saved resolved as RUN/config.yaml."""
-
-    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual)
-    dev: list[str] = field(default_factory=list)  # dev manifests; error rates are reported per language
-    init: str = "none"  # checkpoint (ours, HF dir, fairseq .pt) or pretraining run folder; "none" = from scratch
-    labels: Literal["phones", "chars"] = "phones"  # phones: the manifest's `phones`; chars: its `text`
-    vocab: str | None = None  # a vocabulary JSON to use instead of building one from the labels
-    new_head: bool = False  # with a CTC --init: drop its head and vocabulary, build both from the labels
-    target_lang: str | None = None  # MMS --init with per-language adapters: the language to load (and to train)
-    train_only: Literal["all", "adapters"] = "all"  # adapters: MMS's recipe, see train/language_adapters.py
-    # Added to the blank logit's bias in a freshly created CTC head (never in one taken from --init). > 0 starts
-    # the model predicting blanks, the usual first stage of CTC training, and keeps it out of blank-free solutions
-    # that memorize small data; 0 = PyTorch's plain Linear init, as fairseq and transformers. 3: on the tone corpus
-    # 2, 3 and 4 all learned where 0 mostly failed; with 2 some heads still started half on symbols, 3 all-blank.
-    blank_bias: float = 3.0
-    oov: Literal["error", "warn", "unk"] = "error"  # label symbols outside a given vocabulary
-    preset: str = "tiny"  # model size for --init none
-    model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
-    # The CNN is frozen whatever the init (fairseq fine-tunes with feature_grad_mult 0): one configuration then
-    # means one protocol for a pretrained and a random encoder. Train a from-scratch CNN with false.
-    freeze_feature_encoder: bool = True
-    # The Transformer (and mask embedding) stay fixed for the first freeze_ratio x max_updates updates, so that
-    # only the random head trains until it reads the encoder (fairseq: the first 10k updates, 77% of its 10m/1h
-    # runs and 50% of 10h). 0.5 unfreezes where the tri-stage decay begins: the head gets warmup and hold at the
-    # peak rate, the Transformer only decaying rates. freeze_updates, when set, is the count instead.
-    freeze_ratio: float = 0.5
-    freeze_updates: int | None = None
-    cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
-    max_tokens: int = 160_000  # samples per batch (10 s of 16 kHz audio)
-    max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
-    num_workers: int = 0
-    max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch
-    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
-    # Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
-    # 800 updates of 10 s: ~40 epochs of 3 minutes of labels, minutes on a CPU with the CNN output cached.
-    max_updates: int = 800
-    # fairseq fine-tunes at 1/50-1/10 of its pretraining peak (vox 1e-4..3e-4 after 5e-3, base 5e-5 after 5e-4)
-    # over 13k+ updates. 5e-4, 1/4 of the tiny recipe's 2e-3, is lower than before (1e-3), so that the decay phase
-    # adapts the pretrained Transformer rather than overwrites it; a larger share than fairseq's because the run
-    # is 16x shorter. It is slow for the head: on the demo's dev set the runs leave CTC's all-blank stage only
-    # once the Transformer trains (docs/demo/investigation.md, third round).
-    lr: float = 5e-4
-    lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "tri_stage"
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    valid_every: int = 50
-    save_every: int = 50
-    keep_last: int = 1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not math.isfinite(self.blank_bias):
-            raise XlsrError(f"blank_bias: must be a finite number, got {self.blank_bias}")
-        if not 0.0 <= self.freeze_ratio <= 1.0:
-            raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
-        if self.freeze_updates is not None and self.freeze_updates < 0:
-            raise XlsrError(f"freeze_updates: must be at least 0, got {self.freeze_updates}")
-        if isinstance(self.train, str):
-            self.train = [self.train]
-        if isinstance(self.dev, str):
-            self.dev = [self.dev]
-        # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
-        self.model = {**finetune_model_defaults(), **dict(self.model)}
-        parse_augment(self.augment)  # a bad spec fails before the run folder is written
-
-
-def transformer_freeze_updates(cfg: FinetuneConfig) -> int:
-    """Updates during which the Transformer stays frozen: `freeze_updates`, else `freeze_ratio` x `max_updates`."""
-    # A ratio moves with max_updates, as the tri-stage phases do: resuming with another max_updates moves both.
-    return int(cfg.freeze_updates) if cfg.freeze_updates is not None else round(cfg.freeze_ratio * cfg.max_updates)
-
-
-# --- data: vocabulary, label checks, filtering ---------------------------------------------------------------
-
-@dataclass
-class FinetuneData:
-    """The run's vocabulary and the utterances it trains and validates on, after filtering."""
-
-    vocab: Vocabulary
-    keep_head: bool  # the --init CTC head matches `vocab` and is kept
-    train_utts: UtteranceIndex
-    dev_utts: dict[str, UtteranceIndex]  # per language
-    filter_reports: dict[str, FilterReport]  # per training manifest
-
-    def report(self) -> dict:
-        """What was read and dropped, for RUN/data_report.json."""
-        return {"filtered": {p: r.to_dict() for p, r in self.filter_reports.items()},
-                "vocab_size": len(self.vocab.tokens), "train_utterances": len(self.train_utts),
-                "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()}}
-
-
-def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config) -> FinetuneData:
-    """Read the manifests, choose the vocabulary, check the labels against it, drop what CTC cannot learn."""
-    # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
-    train = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.train}
-    dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
-    vocab, keep_head = choose_vocabulary(cfg, init, train)
-    check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
-
-    lengths = np.unique(np.concatenate([u.num_samples for u in (*train.values(), *dev.values())])).tolist()
-    frames = dict(zip(lengths, frame_counts(lengths, model_config))).__getitem__  # one pass for all lengths
-
-    kept, reports = {}, {}
-    for path, utts in train.items():
-        kept[path], reports[path] = _filtered(utts, vocab, cfg.labels, frames, path)
-    train_utts = UtteranceIndex.concat(list(kept.values()))
-    if not len(train_utts):
-        raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
-                        f"longer than their audio)")
-    dev_utts = UtteranceIndex.concat([_filtered(utts, vocab, cfg.labels, frames, path)[0]
-                                      for path, utts in dev.items()]).by_language()
-    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports)
-
-
-def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames, path: str) -> tuple[UtteranceIndex,
-                                                                                                 FilterReport]:
-    keep, report = learnable(utts, vocab, labels, frames)
-    if report.kept < report.total:
-        log.warning("%s", report.summary(path))
-    return utts.subset(np.flatnonzero(keep)), report
-
-
-def frame_counts(num_samples: list[int], model_config) -> list[int]:
-    """Frames the model's CNN gives for each length in samples (each layer's unpadded output length)."""
-    t = torch.tensor(num_samples, dtype=torch.long)
-    for _, k, s in model_config.conv_layers:
-        t = conv_output_lengths(t, k, s)
-    return t.tolist()
-
-
-def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, list]) -> tuple[Vocabulary, bool]:
-    """(vocabulary, keep the init head?) by precedence: --vocab file, the init's CTC vocab, the labels."""
-    if cfg.vocab:
-        return Vocabulary.from_json(cfg.vocab), False
-    if init.vocab_tokens and not cfg.new_head:
-        if init.labels and init.labels != cfg.labels:
-            raise XlsrError(f"{init.source}: its vocabulary is for {init.labels} but --labels is "
-                            f"{cfg.labels}; pass --new-head to train a new head")
-        return Vocabulary(list(init.vocab_tokens), kind=cfg.labels), True
-    return build_vocabulary(train, cfg.labels), False
-
-
-def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, list], *, source: str,
-              keep_head: bool) -> None:
-    """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts."""
-    for path, utts in train.items():
-        report = vocab.oov_report([label_of(u, cfg.labels) for u in utts if label_of(u, cfg.labels)])
-        if not report:
-            continue
-        message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
-                   f"({format_counts(report, limit=8)})")
-        if cfg.oov == "error":
-            hint = "; pass --new-head to build a new head from these labels" if keep_head else \
-                "; use oov=unk to map them to <unk>"
-            raise XlsrError(message + hint)
-        log.warning("%s; mapped to <unk>", message)
-
-
-# --- the task ---------------------------------------------------------------------------------------------
 
 class FinetuneTask(Task):
     """CTC fine-tuning for the generic Trainer."""
@@ -271,6 +97,7 @@ class FinetuneTask(Task):
         self.data = read_finetune_data(cfg, self.init, self.model_config)
         self.vocab = self.data.vocab
         self._train_loader = None
+        self._loader_state: dict | None = None  # a shard stream's, from the checkpoint, until the loader exists
         self._dev_loaders: dict | None = None
         self.feature_caches = self._feature_caches(feature_caches or {})
         self.boundary_id = self.vocab.word_boundary_id
@@ -330,6 +157,12 @@ class FinetuneTask(Task):
     def _loader(self, utts: UtteranceIndex, shuffle: bool):
         cfg = self.cfg
         rank, world = self._rank() if shuffle else (0, 1)
+        if shuffle and self.data.shards is not None:
+            return shard_finetune_loader(
+                *self.data.shards, ShardLabeler(self.vocab, cfg.labels, self.model_config.conv_layers),
+                max_tokens=cfg.max_tokens, max_sample_size=cfg.max_sample_size, seed=cfg.seed, rank=rank,
+                world_size=world, num_workers=cfg.num_workers, normalize=self.model_config.normalize_waveform,
+                max_bad_share=cfg.max_bad_share)
         return finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
                                seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                label_field=cfg.labels, rank=rank, world_size=world,
@@ -341,6 +174,14 @@ class FinetuneTask(Task):
         if self._train_loader is None:
             self._train_loader = self._loader(self.data.train_utts, shuffle=True)
         loader = self._train_loader
+        if self.data.shards is not None:  # the loader keeps its own (epoch, position) and stream state
+            if self._loader_state is not None:
+                loader.load_state_dict(self._loader_state)
+                self._loader_state = None
+            if skip and loader.epoch == epoch and skip >= len(loader):
+                return iter(())  # the checkpoint was taken right at the end of this epoch
+            loader.set_epoch(epoch)
+            return iter(loader)
         state = loader.state_dict()
         loader.load_state_dict({**state, "epoch": epoch, "position": skip})
         return iter(loader)
@@ -399,6 +240,16 @@ class FinetuneTask(Task):
             return [("all_blank", f"the model still predicts only blanks after {update} updates; expected early "
                                   f"on, otherwise raise lr (now {self.cfg.lr:g}) or max_updates")]
         return []
+
+    def state_dict(self) -> dict:
+        """A shard stream's position (a manifest epoch is replanned from the Trainer's epoch and batch count)."""
+        if self.data.shards is None:
+            return {}
+        return {"loader": self._train_loader.state_dict() if self._train_loader is not None else self._loader_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("loader") is not None:
+            self._loader_state = state["loader"]
 
     def save_model(self, directory: Path, model: nn.Module) -> None:
         save_checkpoint(directory, model, vocab=self.vocab.tokens,

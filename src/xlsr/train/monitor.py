@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from xlsr.atomic import write_text
 from xlsr.progress import progress
 
 
@@ -149,6 +150,25 @@ def read_log(path: Path) -> list[dict]:
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def trim_log(path: Path, update: int) -> None:
+    """Drop the records of a `log.jsonl` past `update` (and a torn last line): a run resumed from the checkpoint
+    of that update logs the later updates again."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.endswith("\n") and _logged_by(line, update)]
+    if len(kept) < len(lines):
+        write_text(path, "".join(kept))
+
+
+def _logged_by(line: str, update: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return not isinstance(record, dict) or not isinstance(record.get("update"), int) or record["update"] <= update
 
 
 def _plain(v):

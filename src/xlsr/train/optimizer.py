@@ -5,10 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The weight-norm magnitude g of the positional convolution is a per-tap scale of shape (1, 1, k): 3-d, so
+# the ndim rule alone would decay it, shrinking the positional signal towards zero for no regularising gain.
+WEIGHT_NORM_MAGNITUDE = "parametrizations.weight.original0"
+
 
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """Parameters kept out of weight decay: biases and norms (1-d), the mask embedding and the codebook."""
-    return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm"))
+    """Parameters kept out of weight decay: biases and norms (1-d), weight-norm gains, the mask embedding and
+    the codebook."""
+    return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm", WEIGHT_NORM_MAGNITUDE))
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:

@@ -25,6 +25,9 @@ from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader
 from xlsr.data.index_cache import TooManyBadLines, open_split
 from xlsr.data.sampling import weights_table
+from xlsr.data.shard_index import is_shard_folder, read_index
+from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
 from xlsr.interop.native import save_checkpoint
@@ -50,7 +53,7 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 class PretrainConfig(TrainerConfig):
     """Everything `xlsr pretrain` needs; any field can come from YAML or `--key value`."""
 
-    data: str = ""  # folder with <lang>/train.jsonl (+ <lang>/dev.jsonl for validation)
+    data: str = ""  # folder with <lang>/train.jsonl (+ <lang>/dev.jsonl for validation), or a shard folder
     preset: str = "tiny"  # model size: tiny, base, large, xlsr-53, xls-r-300m, xls-r-1b, xls-r-2b
     model: dict = field(default_factory=dict)  # Wav2Vec2Config fields that override the preset
     init: str | None = None  # continue from these weights (ours, HF dir or fairseq .pt); fresh optimizer
@@ -74,6 +77,7 @@ class PretrainConfig(TrainerConfig):
     probe_labels: Literal["phones", "chars"] = "phones"  # phones: the manifests' `phones`; chars: their `text`
     probe_steps: int = 300  # Adam steps of each probe's linear heads
     augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
+    shuffle_buffer: int = 1000  # a shard folder's --data: utterances (undecoded) shuffled before batching
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,23 +121,20 @@ class PretrainTask(Task):
         self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
         self.model_cfg = apply_overrides(self.init.config, cfg.model)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
-        # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
-        self.train_utts = open_split(cfg.data, cfg.train_split, cfg.langs, max_bad_share=cfg.max_bad_share)
-        if not len(self.train_utts):
-            raise XlsrError(f"{cfg.data}: the {cfg.train_split} manifests list no utterances")
-        try:
-            self.valid_utts = open_split(cfg.data, cfg.valid_split, cfg.langs, max_bad_share=cfg.max_bad_share)
-        except TooManyBadLines:
-            raise
-        except XlsrError:
-            self.valid_utts = []  # no validation split: train without validation
+        # a shard folder (SHARDS/index.json) is streamed (data/shard_stream.py); the utterance indexes stay empty
+        self.shards = read_index(cfg.data) if is_shard_folder(cfg.data) else None
+        empty = UtteranceIndex([])
+        self.train_utts, self.valid_utts = self._read_manifests() if self.shards is None else (empty, empty)
+        self.has_valid = bool(self.valid_utts) or (self.shards is not None and cfg.valid_split in self.shards.splits())
+        if self.shards is not None and parse_augment(cfg.augment).enabled:
+            raise XlsrError(f"augment: not available when --data is a shard folder ({cfg.data})")
         self.generator: torch.Generator | None = None
         frames = cfg.feature_health_frames
-        self.health = FrameSample(frames, seed=cfg.seed) if frames and self.valid_utts else None
+        self.health = FrameSample(frames, seed=cfg.seed) if frames and self.has_valid else None
         self.health_init: dict | None = None  # the feature-health figures at initialisation (kept on resume)
         self.probe = None
         if cfg.probe_every:
-            if not self.valid_utts:
+            if not self.has_valid:
                 raise XlsrError(f"probe_every: the probe runs at validation, but {cfg.data} has no "
                                 f"{cfg.valid_split} manifests")
             self.probe = read_probe_slice(cfg.probe_data, cfg.probe_labels, conv_layers=self.model_cfg.conv_layers,
@@ -142,11 +143,32 @@ class PretrainTask(Task):
         # a fresh run validates before its first update: the reference a feature collapse is measured against
         self.validate_at_start = self.health is not None or self.probe is not None
 
+    def _read_manifests(self) -> tuple[UtteranceIndex, UtteranceIndex]:
+        # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
+        cfg = self.cfg
+        train = open_split(cfg.data, cfg.train_split, cfg.langs, max_bad_share=cfg.max_bad_share)
+        if not len(train):
+            raise XlsrError(f"{cfg.data}: the {cfg.train_split} manifests list no utterances")
+        try:
+            return train, open_split(cfg.data, cfg.valid_split, cfg.langs, max_bad_share=cfg.max_bad_share)
+        except TooManyBadLines:
+            raise
+        except XlsrError:
+            return train, UtteranceIndex([])  # no validation split: train without validation
+
     # --- Task interface ------------------------------------------------------------------------------
     def setup(self, info) -> None:
         super().setup(info)
         cfg = self.cfg
-        self.loader = pretrain_loader(
+        if self.shards is not None:
+            self.loader = shard_pretrain_loader(
+                cfg.data, cfg.train_split, langs=cfg.langs, max_tokens=cfg.max_tokens,
+                min_sample_size=cfg.min_sample_size, max_sample_size=cfg.max_sample_size, alpha=cfg.alpha,
+                seed=cfg.seed, rank=info.rank, world_size=info.world_size, num_workers=cfg.num_workers,
+                normalize=self.normalize, max_bad_share=cfg.max_bad_share, epoch_size=cfg.epoch_size,
+                shuffle_buffer=cfg.shuffle_buffer)
+        else:
+            self.loader = pretrain_loader(
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
@@ -156,9 +178,13 @@ class PretrainTask(Task):
         self.valid_generator = torch.Generator(device=info.device)
 
     def describe(self) -> str:
-        n = len(self.train_utts)
+        if self.shards is not None:
+            n = sum(s.utterances for s in self.loader.spec.shards)
+            hours = self.loader.hours
+        else:
+            n, hours = len(self.train_utts), self.loader.sampler.hours
         return (f"pretraining on {n} utterances in {self.cfg.data}; language sampling:\n"
-                + weights_table(self.loader.sampler.hours, self.cfg.alpha))
+                + weights_table(hours, self.cfg.alpha))
 
     def build_model(self) -> nn.Module:
         model = Wav2Vec2ForPreTraining(self.model_cfg)
@@ -192,11 +218,14 @@ class PretrainTask(Task):
         return out.loss, _logs(out, batch)
 
     def valid_sets(self) -> dict:
-        if not self.valid_utts:
+        if not self.has_valid:
             return {}
         self.valid_generator.manual_seed(self.cfg.seed + 12345)  # same masks at every validation
-        sets = {}
-        for lang, utts in self.valid_utts.by_language().items():
+        sets = {} if self.shards is None else shard_valid_loaders(
+            self.cfg.data, self.cfg.valid_split, self.cfg.langs, max_tokens=self.cfg.max_tokens,
+            min_sample_size=self.cfg.min_sample_size, max_sample_size=self.cfg.max_sample_size, seed=self.cfg.seed,
+            normalize=self.normalize)
+        for lang, utts in self.valid_utts.by_language().items():  # empty for a shard folder
             try:
                 loader = pretrain_loader(utts, max_tokens=self.cfg.max_tokens,
                                          min_sample_size=self.cfg.min_sample_size,
@@ -208,6 +237,8 @@ class PretrainTask(Task):
             if self.cfg.valid_max_batches:
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)
             sets[lang] = batches
+        if self.shards is not None and self.cfg.valid_max_batches:
+            sets = {lang: itertools.islice(iter(b), self.cfg.valid_max_batches) for lang, b in sets.items()}
         if self.health is not None:
             self.health.reset(groups=len(sets))  # and the same frames sampled
         return sets

@@ -7,30 +7,30 @@ zero and batches come from a seeded generator: the probe of a given model is det
 the global random state, so training continues exactly as it would without it. Features are standardized per
 channel with the training part's statistics (a linear map: a linear head's capacity is unchanged), so one learning
 rate suits both views whatever their scale. The layer-wise probe with its report and plot is `xlsr probe`
-(analysis/); this is only the head-training loop, small enough for a run's validation.
+(analysis/); this is a slice small enough for a run's validation, its heads trained by train/linear_probe.py.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
 from xlsr.data.audio import load_audio
 from xlsr.data.batching import pad_waveforms
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
-from xlsr.model.ctc import ctc_best_path, ctc_loss
-from xlsr.model.feature_encoder import conv_output_lengths
+from xlsr.model.config import cnn_frames
+from xlsr.model.ctc import ctc_best_path
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import LABEL_FIELD, filter_utterances, label_of
 from xlsr.text.metrics import error_rate
 from xlsr.text.vocab import Vocabulary
+from xlsr.train.linear_probe import HeadBatch, train_heads, zero_heads
 
 MAX_UTTERANCES = 200  # a short probe: a few minutes of speech; the full one is `xlsr probe`
 MAX_BATCH_SAMPLES = 64 * SAMPLE_RATE  # padded audio per encoder forward pass (memory only)
@@ -69,13 +69,7 @@ def read_probe_slice(manifests: list[str], labels: str, *, conv_layers, normaliz
         utts += labeled
     vocab = Vocabulary.build([label_of(u, labels) for u in utts], kind=labels)
 
-    def num_frames(num_samples: int) -> int:
-        t = torch.tensor(num_samples)
-        for _, kernel, stride in conv_layers:
-            t = conv_output_lengths(t, kernel, stride)
-        return int(t)
-
-    utts, _ = filter_utterances(utts, vocab, labels, num_frames)
+    utts, _ = filter_utterances(utts, vocab, labels, lambda num_samples: cnn_frames(num_samples, conv_layers))
     if len(utts) < HELD_OUT_EVERY:
         raise XlsrError(f"probe_data {', '.join(map(str, manifests))}: {len(utts)} usable {field!r}-labeled "
                         f"utterances; the probe needs at least {HELD_OUT_EVERY}")
@@ -132,31 +126,16 @@ def pad_labels(ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return y, lengths
 
 
-def train_heads(views: list[list[torch.Tensor]], label_ids: list[list[int]], vocab_size: int, *, steps: int,
-                seed: int, device: torch.device) -> list[nn.Linear]:
-    """One zero-initialised linear CTC head per view, trained together (sum of losses) on the same batches."""
-    # skip_init: nn.Linear's random initialisation would draw from the global generator the training uses
-    heads = [skip_init(nn.Linear, v[0].shape[1], vocab_size, device=device) for v in views]
-    for head in heads:
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-    params = [p for head in heads for p in head.parameters()]
-    optimizer = torch.optim.Adam(params, lr=HEAD_LR)
-    generator = torch.Generator().manual_seed(seed)
+def random_batches(views: list[list[torch.Tensor]], label_ids: list[list[int]], *, steps: int,
+                   seed: int) -> Iterator[HeadBatch]:
+    """`steps` batches of HEAD_BATCH utterances drawn anew each step by a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)  # not the global one: the training run's draws stay its own
     n = len(label_ids)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = HEAD_LR * 0.5 * (1 + math.cos(math.pi * step / steps))
+    for _ in range(steps):
         rows = torch.randperm(n, generator=generator)[: min(HEAD_BATCH, n)].tolist()
         labels, label_lengths = pad_labels([label_ids[r] for r in rows])
-        loss = 0.0
-        for head, frames in zip(heads, views):
-            x, lengths = pad_frames([frames[r] for r in rows])
-            loss = loss + ctc_loss(head(x.to(device)), lengths.to(device), labels.to(device), label_lengths)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return heads
+        padded = [pad_frames([frames[r] for r in rows]) for frames in views]  # the views' lengths are equal
+        yield HeadBatch([x for x, _ in padded], padded[0][1], labels, label_lengths)
 
 
 @torch.no_grad()
@@ -172,10 +151,12 @@ def run_probe(encoder: nn.Module, data: ProbeSlice, *, steps: int, seed: int, de
     held_out = data.held_out
     train = [not h for h in held_out]
     views = [standardized(v, train) for v in encoder_views(encoder, data.waveforms, device)]
+    train_views = [[f for f, t in zip(v, train) if t] for v in views]
+    batches = random_batches(train_views, [ids for ids, t in zip(data.label_ids, train) if t], steps=steps, seed=seed)
+    heads = zero_heads([v[0].shape[1] for v in views], len(data.vocab), device)
     with torch.enable_grad():  # validation runs without gradients; the heads need them
-        heads = train_heads([[f for f, t in zip(v, train) if t] for v in views],
-                            [ids for ids, t in zip(data.label_ids, train) if t], len(data.vocab),
-                            steps=steps, seed=seed, device=device)
+        for _ in train_heads(heads, batches, lr=HEAD_LR, total_steps=steps):
+            pass  # the generator trains as it is iterated; the per-step losses are not needed here
     refs = [r for r, h in zip(data.refs, held_out) if h]
     logs = {}
     for name, head, v in zip(VIEWS, heads, views):

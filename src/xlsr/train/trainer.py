@@ -3,46 +3,41 @@ logging, validation, atomic checkpoints and exact resume.
 
 Read `Trainer._train_one_update` top to bottom: it is the whole recipe, one mechanism per line. The Trainer
 owns what every task shares (the run folder and its guard, LayerDrop seeding, weight decay, throughput); a
-Task (train/task.py) brings only what differs: its model, data, loss and logs.
+Task (train/task.py) brings only what differs: its model, data, loss and logs. What a checkpoint holds and how a
+run resumes is the Trainer's other half, train/trainer_checkpoints.py; what happens when one rank of a
+multi-process run fails is train/elastic.py.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import random
 import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from xlsr.atomic import write_json
 from xlsr.config import save_config
-from xlsr.errors import CheckpointError, XlsrError
+from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
+from xlsr.train import elastic
+from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
 from xlsr.train.run_folder import check_run_folder
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
+from xlsr.train.trainer_checkpoints import TrainerCheckpoints
 from xlsr.train.trainer_config import TrainerConfig
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-class Trainer:
+class Trainer(TrainerCheckpoints):
     """Runs a Task to `cfg.max_updates` in the run folder `cfg.out`, resuming from its last checkpoint.
 
     `resolved_config` is the run's whole configuration as plain data: written to RUN/config.yaml (after the
@@ -69,7 +64,6 @@ class Trainer:
     # --- setup -------------------------------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        self.info = dist_util.init_distributed(cfg.device)
         self.device = self.info.device
         self.task.setup(self.info)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
@@ -99,6 +93,8 @@ class Trainer:
             self.monitor.info(self.task.describe())
         if self.monitor_note:
             self.monitor.warn("resume", self.monitor_note, self.update)
+        if elastic.restart_note():
+            self.monitor.warn("torchrun", elastic.restart_note(), self.update)
         if trainer_state is not None:
             self.monitor.info(f"xlsr: resuming {self.run_dir} from update {self.update} ({self.resume_dir.name})")
 
@@ -110,35 +106,21 @@ class Trainer:
             for name, report in self.task.reports().items():
                 write_json(self.run_dir / name, report)
 
-    def _load_checkpoint(self, model: nn.Module) -> dict | None:
-        """Load the weights of the checkpoint to resume from (the run folder's last) into `model`; its trainer state."""
-        self.resume_dir = None
-        if self.ckpt_root.is_dir():
-            if self.info.is_main:
-                ckpt.clean_staging(self.ckpt_root)
-            dist_util.barrier(self.info)
-            self.resume_dir = ckpt.find_resume_dir(self.ckpt_root)
-        if self.resume_dir is None:
-            return None
-        trainer_state = ckpt.load_trainer_state(self.resume_dir)
-        weights = ckpt.load_model_weights(self.resume_dir)
-        try:
-            model.load_state_dict(weights, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{self.resume_dir}: weights do not fit the model "
-                                  f"({str(exc).splitlines()[0][:120]})") from None
-        return trainer_state
-
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
         """Train to max_updates (or until SIGINT/SIGTERM), checkpointing along the way; returns the run folder."""
-        self._setup()
-        handlers = self._install_signal_handlers()
+        elastic.stop_if_failed_before(self.run_dir)  # a restarted torchrun attempt after an XlsrError
+        self.info = dist_util.init_distributed(self.cfg.device)
         try:
-            self._loop()
+            with elastic.one_failure_ends_all(self.info, self.run_dir):  # an error on one rank ends every rank
+                self._setup()
+                handlers = self._install_signal_handlers()
+                try:
+                    self._loop()
+                finally:
+                    self._restore_signal_handlers(handlers)
+                    self.monitor.close()
         finally:
-            self._restore_signal_handlers(handlers)
-            self.monitor.close()
             dist_util.shutdown(self.info)
         return self.run_dir
 
@@ -329,71 +311,6 @@ class Trainer:
             size += n
             accumulate_logs(acc, logs, n, self.task.summed_logs)
         return {k: v / size for k, v in acc.items() if k not in self.task.summed_logs} if size else {}, size
-
-    # --- checkpoints ----------------------------------------------------------------------------------
-    def _trainer_state(self) -> dict:
-        """Everything but the weights that an exact resume needs (collective: every rank takes part)."""
-        return {
-            "version": 1,
-            "update": self.update,
-            "epoch": self.epoch,
-            "batches_in_epoch": self.batches_in_epoch,
-            "best": self.best,
-            "nan_skipped": self.nan_skipped,
-            "world_size": self.info.world_size,
-            "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": dist_util.all_gather_objects(ckpt.capture_rng_state(), self.info),  # one per rank
-            "task": dist_util.all_gather_objects(self.task.state_dict(), self.info),  # one per rank
-            "config": json.loads(json.dumps(self.resolved_config, default=str)),
-        }
-
-    def _load_trainer_state(self, state: dict) -> None:
-        self.update = int(state["update"])
-        self.epoch = int(state["epoch"])
-        self.batches_in_epoch = int(state["batches_in_epoch"])
-        self.best = state.get("best")
-        self.nan_skipped = int(state.get("nan_skipped", 0))
-        ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp)
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        rng, tasks = state.get("rng") or [], state.get("task") or [{}]
-        if len(rng) == self.info.world_size and len(tasks) == self.info.world_size:
-            ckpt.restore_rng_state(rng[self.info.rank])
-            self.task.load_state_dict(tasks[self.info.rank])
-        else:  # another world size: exact continuation is impossible, keep going with fresh seeds
-            self.monitor_note = f"world size changed ({len(rng)} -> {self.info.world_size}); resume is not exact"
-            self.task.load_state_dict(tasks[0])
-            seed_everything(self.cfg.seed + 1000 * self.info.rank + self.update)
-        self._last_saved = self.update
-
-    def _model_for_saving(self) -> nn.Module | None:
-        """The full model on rank 0 (gathered from shards under FSDP); None on other ranks."""
-        if not self.fsdp:
-            return self.model if self.info.is_main else None
-        full = dist_util.full_state_dict(self.net)  # collective
-        if not self.info.is_main:
-            return None
-        if getattr(self, "_cpu_copy", None) is None:
-            self._cpu_copy = self.task.build_model()
-        self._cpu_copy.load_state_dict(full)
-        return self._cpu_copy
-
-    def _save(self, best: bool = False) -> None:
-        """Write update_N (unless already written), point `last` (and `best`), prune old ones."""
-        if self._last_saved == self.update and not best and (self.ckpt_root / "last").exists():
-            return
-        state = self._trainer_state()  # collective: every rank takes part
-        model = self._model_for_saving()
-        if self.info.is_main:
-            target = ckpt.write_checkpoint(self.ckpt_root, self.update,
-                                           lambda d: self.task.save_model(d, model), state)
-            ckpt.point_link(self.ckpt_root, "last", target)
-            if best:
-                ckpt.point_link(self.ckpt_root, "best", target)
-            ckpt.prune_checkpoints(self.ckpt_root, self.cfg.keep_last)
-        self._last_saved = self.update
-        dist_util.barrier(self.info)
 
     # --- signals --------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict:

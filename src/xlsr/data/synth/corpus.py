@@ -30,7 +30,7 @@ from xlsr.data.augment import (
 from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.data.synth.babble import babble_talkers
 from xlsr.data.synth.espeak import engine
-from xlsr.data.synth.languages import LANGUAGES, Language, get_language
+from xlsr.data.synth.languages import LANGUAGES, Language, get_language, parse_languages
 from xlsr.data.synth.phones import espeak_phones
 from xlsr.data.synth.speakers import Speaker, make_speakers, speak, voice_variants
 from xlsr.data.synth.text import sample_text, word_list
@@ -200,8 +200,6 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     every utterance (±5 dB per utterance, after `augment`), None for none.
     `voices="basic", augment="none", speakers_per_lang=10` is the clean corpus of earlier versions.
     """
-    from xlsr.data.synth.languages import parse_languages
-
     start = time.perf_counter()
     languages = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
     spec = _check_options(languages, workers, voices, augment)

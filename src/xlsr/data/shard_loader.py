@@ -1,0 +1,185 @@
+"""The loader over streamed shards (data/shard_stream.py): DataLoader workers, epochs, bad files, resume.
+
+`ShardLoader` offers what the manifest loader (`batching.BatchLoader`) offers the tasks: `epoch`, `len()` (this
+rank's batches in an epoch), `set_epoch`, iteration, `state_dict`/`load_state_dict`, the bad-file counters. One
+DataLoader iterator lives across epochs, since the streams have no end; an epoch ends after `epoch_batches`
+batches. `shard_pretrain_loader`, `shard_finetune_loader` and `shard_valid_loaders` build it from a shard folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from xlsr.data.batching import FinetuneBatch, PretrainBatch
+from xlsr.data.shard_index import ShardIndex, check_shards, read_index
+from xlsr.data.shard_stream import ConsumerStream, Labeler, Produced, StreamSpec, moved_states
+from xlsr.errors import XlsrError
+
+log = logging.getLogger(__name__)
+
+
+class _StreamDataset(IterableDataset):
+    """Each DataLoader worker runs the ConsumerStream of its consumer number."""
+
+    def __init__(self, spec: StreamSpec, rank: int, world_size: int, num_workers: int) -> None:
+        self.spec, self.rank, self.world_size = spec, rank, world_size
+        self.workers = max(num_workers, 1)
+        self.resume: dict[int, dict] = {}
+
+    def __iter__(self) -> Iterator[Produced]:
+        info = get_worker_info()
+        consumer = self.rank * self.workers + (info.id if info is not None else 0)
+        yield from ConsumerStream(self.spec, consumer, self.world_size * self.workers,
+                                  self.resume.get(consumer)).batches()
+
+
+def _unbatched(produced: Produced) -> Produced:
+    return produced
+
+
+class ShardLoader:
+    """Batches of one rank from streamed shards; `epoch_batches=None` reads one pass and stops (validation)."""
+
+    def __init__(self, spec: StreamSpec, *, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                 epoch_batches: int | None = None, max_bad_share: float = 0.05, prefetch_factor: int = 2) -> None:
+        if not 0 <= rank < world_size:
+            raise XlsrError(f"rank {rank} is outside world_size {world_size}")
+        self.spec, self.epoch_batches, self.max_bad_share = spec, epoch_batches, max_bad_share
+        self.dataset = _StreamDataset(spec, rank, world_size, num_workers)
+        self.hours = spec.hours()
+        # what the bad-file share is a share of: this rank's part of an epoch's (or a pass's) utterances
+        self.epoch_utterances = max(1, sum(s.utterances for s in spec.shards) // world_size)
+        self.epoch, self.position = 0, 0
+        self.bad_files, self.epoch_bad_files = 0, 0
+        self.states: dict[int, dict] = {}  # consumer -> its state after the last batch handed over
+        self._kwargs = {"batch_size": None, "num_workers": num_workers, "collate_fn": _unbatched,
+                        "generator": torch.Generator().manual_seed(0)}  # not the global RNG (see batching.py)
+        if num_workers > 0:
+            self._kwargs["prefetch_factor"] = prefetch_factor
+        self._it: Iterator[Produced] | None = None
+
+    def __len__(self) -> int:
+        if self.epoch_batches is None:
+            raise TypeError("a one-pass shard loader has no fixed length")
+        return self.epoch_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Go to epoch `epoch`; the current one keeps its position unless it is complete (as BatchLoader)."""
+        if epoch != self.epoch or (self.epoch_batches is not None and self.position >= self.epoch_batches):
+            self.epoch, self.position, self.epoch_bad_files = int(epoch), 0, 0
+
+    def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
+        if self.epoch_batches is None:  # one pass, from the start every time
+            self.epoch_bad_files = 0
+            for produced in DataLoader(self.dataset, **self._kwargs):
+                if self._account(produced):
+                    yield produced.batch
+            return
+        if self._it is None:
+            self._it = iter(DataLoader(self.dataset, **self._kwargs))
+        while self.position < self.epoch_batches:
+            produced = next(self._it)  # the streams are endless: there is always a next
+            if self._account(produced):
+                self.position += 1
+                yield produced.batch
+
+    def _account(self, produced: Produced) -> bool:
+        """Record a consumer's state and problems; raise on a fatal one or too many bad files. A batch to yield?"""
+        self.states[produced.consumer] = produced.state
+        if produced.fatal:
+            raise XlsrError(produced.fatal)
+        for message in produced.bad:
+            log.warning("skipping bad audio: %s", message)
+        self.bad_files += produced.bad_count
+        self.epoch_bad_files += produced.bad_count
+        if self.epoch_bad_files > self.max_bad_share * self.epoch_utterances:
+            raise XlsrError(f"{self.epoch_bad_files} of about {self.epoch_utterances} utterances in epoch {self.epoch} "
+                            f"are unreadable, more than max_bad_share={self.max_bad_share:g} "
+                            f"(last: {produced.bad[-1] if produced.bad else '?'})")
+        return produced.batch is not None
+
+    def state_dict(self) -> dict:
+        """Epoch, batches yielded in it, bad-file counters, and each consumer's finished shards and random state."""
+        return {"epoch": self.epoch, "position": self.position, "bad_files": self.bad_files,
+                "epoch_bad_files": self.epoch_bad_files, "consumers": dict(self.states),
+                "layout": [self.dataset.world_size, self.dataset.workers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: each consumer restarts at its first unfinished shard (module docstring of shard_stream)."""
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.bad_files, self.epoch_bad_files = int(state["bad_files"]), int(state["epoch_bad_files"])
+        states = {int(c): s for c, s in state.get("consumers", {}).items()}
+        layout = [self.dataset.world_size, self.dataset.workers]
+        if list(state.get("layout", layout)) != layout and states:
+            old = int(state["layout"][0]) * int(state["layout"][1])
+            log.warning("shard streams: %s ranks x workers before, %s now; every stream restarts after the shards "
+                        "all earlier ones had finished (resume not exact)", state["layout"], layout)
+            states = moved_states(states, old, layout[0] * layout[1], self.spec)
+        self.states = dict(states)
+        self.dataset.resume = states
+        self._it = None
+
+
+def _open_split(root: str | Path, split: str, langs: list[str] | None) -> tuple[ShardIndex, list]:
+    index = read_index(root)
+    shards = index.of_split(split, langs)
+    check_shards(index, split)
+    return index, shards
+
+
+def _epoch_batches(shards: list, max_tokens: int, cap: int | None, world_size: int, epoch_size: int | None) -> int:
+    """Batches per rank in an epoch: the split's audio (each utterance at most `cap`) at max_tokens per batch."""
+    utts = sum(s.utterances for s in shards)
+    mean = sum(s.num_samples for s in shards) / max(utts, 1)
+    per_utt = min(mean, cap) if cap else mean
+    total = (epoch_size or utts) * per_utt / max_tokens
+    return max(1, math.ceil(total / world_size))
+
+
+def _training_loader(root: str | Path, split: str, langs: list[str] | None, *, rank: int, world_size: int,
+                     num_workers: int, max_bad_share: float, epoch_size: int | None, **spec_fields) -> ShardLoader:
+    index, shards = _open_split(root, split, langs)
+    spec = StreamSpec(index.root, tuple(shards), **spec_fields)
+    cap = spec.max_sample_size if spec.pretrain else None  # pretraining crops; fine-tuning pads whole utterances
+    return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
+                       epoch_batches=_epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size))
+
+
+def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list[str] | None = None,
+                          max_tokens: int, min_sample_size: int = 32000, max_sample_size: int = 320000,
+                          alpha: float = 0.5, seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
+                          normalize: bool = False, max_bad_share: float = 0.05, epoch_size: int | None = None,
+                          shuffle_buffer: int = 1000) -> ShardLoader:
+    """Pretraining batches streamed from SHARDS/<split> (module docstring of data/shard_stream.py)."""
+    if max_sample_size and max_sample_size > max_tokens:
+        raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
+    return _training_loader(root, split, langs, rank=rank, world_size=world_size, num_workers=num_workers,
+                            max_bad_share=max_bad_share, epoch_size=epoch_size, max_tokens=max_tokens, alpha=alpha,
+                            seed=seed, pretrain=True, min_sample_size=min_sample_size,
+                            max_sample_size=max_sample_size, normalize=normalize, shuffle_buffer=shuffle_buffer)
+
+
+def shard_finetune_loader(root: str | Path, split: str, labeler: Labeler, *, max_tokens: int,
+                          max_sample_size: int | None = None, alpha: float = 1.0, seed: int = 0, rank: int = 0,
+                          world_size: int = 1, num_workers: int = 0, normalize: bool = False,
+                          max_bad_share: float = 0.05, shuffle_buffer: int = 1000) -> ShardLoader:
+    """Fine-tuning batches (padded, with `labeler`'s label ids) streamed from SHARDS/<split>."""
+    return _training_loader(root, split, None, rank=rank, world_size=world_size, num_workers=num_workers,
+                            max_bad_share=max_bad_share, epoch_size=None, max_tokens=max_tokens, alpha=alpha,
+                            seed=seed, pretrain=False, max_sample_size=max_sample_size, normalize=normalize,
+                            labeler=labeler, shuffle_buffer=shuffle_buffer)
+
+
+def shard_valid_loaders(root: str | Path, split: str, langs: list[str] | None, **spec_fields) -> dict[str, ShardLoader]:
+    """One one-pass loader per language of SHARDS/<split>, in index order (the same batches every time)."""
+    index, shards = _open_split(root, split, langs)
+    spec = StreamSpec(index.root, tuple(shards), passes=1, **spec_fields)
+    return {lang: ShardLoader(replace(spec, shards=tuple(s for s in shards if s.lang == lang)))
+            for lang in spec.langs()}

@@ -1,0 +1,140 @@
+"""Reading one shard: its utterances (FLAC bytes + JSON fields), then a verdict on the shard as a whole.
+
+The tar is parsed by webdataset (`tar_file_expander`, `group_by_keys`) from a file whose bytes are hashed as
+they stream by, so the sha256 check costs no second read. What can go wrong, and what the reader makes of it:
+- the tar ends early or a member is cut (a truncated copy): the utterances before the damage are yielded, the
+  rest (the index's count minus those read) are reported as bad files, with the shard's path;
+- an utterance without its .flac or .json member, or with unreadable JSON: that utterance is a bad file;
+- more utterances than the index lists, another language than the index's, or the same number of bytes but
+  another sha256: the index and the tars disagree; that is fatal (`ShardEnd.fatal`, one line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webdataset.tariterators import group_by_keys, tar_file_expander
+
+from xlsr.data.shard_index import ShardInfo
+
+_CHUNK = 1 << 20
+
+
+@dataclass
+class ShardSample:
+    """One utterance of a shard: its key, the encoded audio and the manifest fields."""
+
+    key: str
+    flac: bytes
+    meta: dict
+
+
+@dataclass
+class ShardEnd:
+    """The verdict after the last utterance: how many were read, bad-file messages, a fatal disagreement."""
+
+    read: int
+    bad: list[str] = field(default_factory=list)
+    bad_count: int = 0
+    fatal: str | None = None
+
+
+class _HashingFile:
+    """A read-only file that hashes and counts every byte read through it."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.sha256, self.bytes = hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+    def finish(self) -> None:
+        """Read what tarfile left (the end-of-archive padding), so that the hash covers the whole file."""
+        while self.read(_CHUNK):
+            pass
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
+    """The shard's utterances in file order, then one `ShardEnd` (module docstring)."""
+    path = root / info.path
+    errors: list[Exception] = []
+
+    def stop(exc: Exception) -> bool:
+        errors.append(exc)
+        return False  # stop at the first damage: what follows a cut member cannot be trusted
+
+    try:
+        stream = _HashingFile(path)
+    except OSError as exc:
+        yield ShardEnd(0, [f"{path}: cannot open ({exc.strerror})"], info.utterances)
+        return
+    end = ShardEnd(0)
+    try:
+        members = tar_file_expander([{"url": str(path), "stream": stream}], handler=stop)
+        for sample in group_by_keys(members, handler=stop):
+            flac, raw = sample.get("flac"), sample.get("json")
+            key = sample.get("__key__", "?")
+            meta = _parse_meta(raw)
+            if flac is None or meta is None:
+                end.bad.append(f"{path}: utterance {key} lacks its .flac or a readable .json member")
+                end.bad_count += 1
+                continue
+            if meta.get("lang") != info.lang:
+                end.fatal = (f"{path}: utterance {key} is in language {meta.get('lang')!r}, the index lists the "
+                             f"shard as {info.lang!r}; the index and the tars disagree (re-run `xlsr data shard`)")
+                break
+            end.read += 1
+            yield ShardSample(key, flac, meta)
+        if not errors and end.fatal is None:
+            stream.finish()
+    finally:
+        stream.close()
+    yield _verdict(path, info, end, errors, stream)
+
+
+def _parse_meta(raw: bytes | None) -> dict | None:
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(meta, dict) and isinstance(meta.get("num_samples"), int) and meta["num_samples"] > 0
+    return meta if ok else None
+
+
+def _verdict(path: Path, info: ShardInfo, end: ShardEnd, errors: list[Exception], stream: _HashingFile) -> ShardEnd:
+    """Complete `end` with what the shard as a whole says against the index."""
+    if end.fatal is not None:
+        return end
+    seen = end.read + end.bad_count
+    if seen > info.utterances:
+        end.fatal = (f"{path}: holds more than the {info.utterances} utterances the index lists; the index and "
+                     f"the tars disagree (re-run `xlsr data shard`)")
+    elif errors or seen < info.utterances:
+        missing = info.utterances - seen
+        cause = _first_line(errors[0]) if errors else "the tar ends early"
+        end.bad.append(f"{path}: damaged after {seen} of {info.utterances} utterances ({cause}); "
+                       f"{missing} skipped")
+        end.bad_count += missing
+    elif stream.bytes != info.bytes or stream.sha256.hexdigest() != info.sha256:
+        end.fatal = (f"{path}: its sha256 differs from the index's; the index and the tars disagree "
+                     f"(re-run `xlsr data shard`)")
+    return end
+
+
+def _first_line(exc: Exception) -> str:
+    """The message of a tar error without what webdataset appends (the file object, its URL)."""
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.split(" @ ")[0].splitlines()[0][:100] if text else type(exc).__name__

@@ -1,0 +1,274 @@
+"""Writing a sharded corpus: WebDataset-style tars from our manifests (`xlsr data shard`).
+
+Per utterance two tar members with one key: `<key>.flac` (16 kHz mono, 16-bit FLAC of what `load_audio`
+gives) and `<key>.json` (the manifest fields: id, lang, speaker, num_samples, and text/phones when present;
+num_samples is the decoded length). One language per shard; a shard closes before it would pass `shard_size`
+bytes. The index (data/shard_index.py) lists every shard with its language, split, counts, hours, byte size and
+sha256.
+
+Writes are atomic and resumable: each shard is written under a temporary name and renamed when complete, and a
+line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
+complete shard whose manifest (sha256) and shard size are unchanged and whose file has its listed size, and
+writes only the rest; `index.json` is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import soundfile as sf
+from webdataset import TarWriter
+
+from xlsr.atomic import write_json
+from xlsr.data.audio import load_audio
+from xlsr.data.manifest import Utterance, find_manifests, read_manifest
+from xlsr.data.shard_index import INDEX_NAME, ShardIndex, ShardInfo
+from xlsr.errors import AudioError, XlsrError
+from xlsr.progress import progress
+from xlsr.rates import SAMPLE_RATE
+from xlsr.text.vocab import tokenize
+
+log = logging.getLogger(__name__)
+
+PARTIAL_NAME = "index.partial.jsonl"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_TAR_BLOCK = 512
+
+
+def parse_size(text: str) -> int:
+    """'1GB' -> 10**9, '512MiB' -> 2**29, '2000000' -> 2000000; XlsrError naming --shard-size otherwise."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else ""
+    if not m or unit not in _UNITS or float(m.group(1)) * _UNITS[unit] < 1:
+        raise XlsrError(f"--shard-size: {text!r} is not a size (e.g. 1GB, 500MB, 256MiB)")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def encode_utterance(u: Utterance, key: str) -> tuple[dict, int]:
+    """The tar sample of one utterance ({"__key__", "flac", "json"}) and its decoded length; AudioError if unreadable."""
+    x = load_audio(u.audio)
+    buf = io.BytesIO()
+    sf.write(buf, x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    meta = {"id": u.id, "lang": u.lang, "speaker": u.speaker, "num_samples": len(x)}
+    meta.update({k: v for k, v in (("text", u.text), ("phones", u.phones)) if v is not None})
+    return {"__key__": key, "flac": buf.getvalue(), "json": json.dumps(meta, ensure_ascii=False).encode()}, len(x)
+
+
+def _tar_bytes(sample: dict) -> int:
+    """Bytes a sample takes in a tar: a header block per member plus its data padded to whole blocks."""
+    return sum(_TAR_BLOCK + -(-len(v) // _TAR_BLOCK) * _TAR_BLOCK for k, v in sample.items() if k != "__key__")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _OpenShard:
+    """A shard being filled (under a temporary name until `close`)."""
+
+    path: Path
+    rel: str
+    lang: str
+    split: str
+    first: int
+    tmp: Path = field(init=False)
+    size: int = 0
+    utterances: int = 0
+    num_samples: int = 0
+    symbols: dict[str, set] = field(default_factory=lambda: {"phones": set(), "chars": set()})
+
+    def __post_init__(self) -> None:
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close())
+        self.writer = TarWriter(self.file, encoder=False, mtime=0)  # mtime 0: equal inputs give equal tars
+
+    def add(self, sample: dict, u: Utterance, num_samples: int) -> None:
+        self.writer.write(sample)
+        self.size += _tar_bytes(sample)
+        self.utterances += 1
+        self.num_samples += num_samples
+        if u.phones:
+            self.symbols["phones"].update(tokenize(u.phones, "phones"))
+        if u.text:
+            self.symbols["chars"].update(tokenize(u.text, "chars"))
+
+    def close(self, end: int) -> ShardInfo:
+        """Finish the tar, rename it into place, return its index entry."""
+        self.writer.close()
+        self.file.close()
+        digest, size = _sha256(self.tmp), self.tmp.stat().st_size
+        self.tmp.replace(self.path)
+        return ShardInfo(path=self.rel, lang=self.lang, split=self.split, utterances=self.utterances,
+                         num_samples=self.num_samples, bytes=size, sha256=digest, lines=(self.first, end),
+                         symbols={k: sorted(v) for k, v in self.symbols.items() if v})
+
+    def discard(self) -> None:
+        self.writer.close()
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _previous_entries(out: Path) -> list[dict]:
+    """Completed shards of an earlier run: from index.json, then those appended to index.partial.jsonl."""
+    records: list[dict] = []
+    index = out / INDEX_NAME
+    if index.is_file():
+        try:
+            data = json.loads(index.read_text(encoding="utf-8"))
+            sources = data.get("sources", {})
+            records = [{**s, "source_sha256": sources.get(f"{s['split']}/{s['lang']}", {}).get("sha256"),
+                        "shard_size": data.get("shard_size")} for s in data.get("shards", [])]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            log.warning("%s: unreadable; every shard is written again", index)
+            records = []
+    partial = out / PARTIAL_NAME
+    if partial.is_file():
+        for line in partial.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut by a crash: that shard is written again
+    return records
+
+
+def _kept_shards(previous: list[dict], out: Path, split: str, lang: str, digest: str, shard_size: int) -> list[ShardInfo]:
+    """The leading complete shards of (split, lang) an earlier run wrote from the same manifest and shard size."""
+    mine = {}
+    for r in previous:
+        if (r.get("split"), r.get("lang"), r.get("source_sha256"), r.get("shard_size")) == (split, lang, digest, shard_size):
+            info = ShardInfo.from_dict(r, str(out / PARTIAL_NAME))
+            if (out / info.path).is_file() and (out / info.path).stat().st_size == info.bytes:
+                mine[info.lines[0]] = info
+    kept, line = [], 0
+    while line in mine:  # contiguous from the manifest's first line
+        kept.append(mine[line])
+        line = mine[line].lines[1]
+    return kept
+
+
+@dataclass
+class ShardReport:
+    """What `write_shards` did."""
+
+    index: ShardIndex
+    written: int = 0
+    kept: int = 0
+    skipped: list[str] = field(default_factory=list)  # messages of unreadable audio files
+
+
+def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10**9,
+                 splits: Iterable[str] = ("train", "dev"), max_bad_share: float = 0.05,
+                 show_progress: bool = True) -> ShardReport:
+    """Shard DIR/<lang>/<split>.jsonl into OUT/<split>/<lang>-NNNNNN.tar + OUT/index.json (module docstring)."""
+    out = Path(out)
+    jobs = []
+    for split in splits:
+        try:
+            jobs += [(split, lang, path) for lang, path in find_manifests(data_dir, split).items()]
+        except XlsrError:
+            log.warning("%s: no %s manifests; that split is not sharded", data_dir, split)
+    if not jobs:
+        raise XlsrError(f"{data_dir}: no manifests <lang>/<split>.jsonl for split(s) {', '.join(splits)}")
+    out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_entries(out)
+    report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
+    manifests = {(split, lang): read_manifest(path) for split, lang, path in jobs}
+    bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
+                   disable=not show_progress)
+    with open(out / PARTIAL_NAME, "a", encoding="utf-8") as partial:
+        for split, lang, path in jobs:
+            digest = _sha256(path)
+            report.index.sources[f"{split}/{lang}"] = {"manifest": str(path), "sha256": digest}
+            run = _Sharder(out, shard_size, max_bad_share, previous, partial, report, bar)
+            shards = run.manifest(manifests[split, lang], split, lang, digest)
+            report.index.shards += shards
+            _remove_stale(out, split, lang, {s.path for s in shards})
+    bar.close()
+    write_json(out / INDEX_NAME, report.index.to_dict())
+    (out / PARTIAL_NAME).unlink(missing_ok=True)
+    return report
+
+
+@dataclass
+class _Sharder:
+    """The settings and outputs one `write_shards` call shares between its manifests."""
+
+    out: Path
+    shard_size: int
+    max_bad_share: float
+    previous: list[dict]
+    partial: io.TextIOBase
+    report: ShardReport
+    bar: object
+
+    def manifest(self, utts: list[Utterance], split: str, lang: str, digest: str) -> list[ShardInfo]:
+        """The shards of one manifest: the earlier run's complete ones, then new ones from the next line on."""
+        out, report, bar = self.out, self.report, self.bar
+        shards = _kept_shards(self.previous, out, split, lang, digest, self.shard_size)
+        report.kept += len(shards)
+        start = shards[-1].lines[1] if shards else 0
+        bar.update(start)
+        (out / split).mkdir(exist_ok=True)
+        stem = lang.replace(".", "_").replace("/", "_")
+        current: _OpenShard | None = None
+        bad_before = len(report.skipped)
+
+        def finish(end: int) -> None:
+            info = current.close(end)
+            shards.append(info)
+            report.written += 1
+            record = {**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size}
+            self.partial.write(json.dumps(record) + "\n")
+            self.partial.flush()
+
+        try:
+            for line in range(start, len(utts)):
+                try:
+                    sample, n = encode_utterance(utts[line], f"{stem}-{line:09d}")
+                except AudioError as exc:
+                    report.skipped.append(str(exc))
+                    log.warning("skipping unreadable audio: %s", exc)
+                    bar.update(1)
+                    continue
+                if current is not None and current.utterances and current.size + _tar_bytes(sample) > self.shard_size:
+                    finish(line)
+                    current = None
+                if current is None:
+                    rel = f"{split}/{stem}-{len(shards):06d}.tar"
+                    current = _OpenShard(out / rel, rel, lang, split, first=line)
+                current.add(sample, utts[line], n)
+                bar.update(1)
+            if current is not None:
+                finish(len(utts))
+                current = None
+        finally:
+            if current is not None:
+                current.discard()  # interrupted: the temporary tar goes, the complete shards stay
+        bad = len(report.skipped) - bad_before
+        if bad > self.max_bad_share * len(utts):
+            raise XlsrError(f"{self.report.index.sources[f'{split}/{lang}']['manifest']}: {bad} of {len(utts)} audio "
+                            f"files are unreadable, more than max_bad_share={self.max_bad_share:g} "
+                            f"(last: {report.skipped[-1]})")
+        return shards
+
+
+def _remove_stale(out: Path, split: str, lang: str, keep: set[str]) -> None:
+    """Shards of this language an earlier run wrote that the new index does not list (e.g. another shard size)."""
+    stem = lang.replace(".", "_").replace("/", "_")
+    for p in (out / split).glob(f"{stem}-*.tar"):
+        if re.fullmatch(rf"{re.escape(stem)}-[0-9]{{6}}\.tar", p.name) and p.relative_to(out).as_posix() not in keep:
+            p.unlink()
+

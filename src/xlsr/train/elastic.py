@@ -1,0 +1,191 @@
+"""When one rank of a multi-process run fails, every rank ends within a second; torchrun restarts only what a
+restart can fix.
+
+Two kinds of failure, two outcomes:
+- A rank dies (SIGKILL, a lost node, a crash that is no XlsrError): its peers' next collective fails, every
+  process exits nonzero, and `torchrun --max-restarts N` starts the group again; it resumes from the newest
+  complete checkpoint (train/checkpoint.py: rank 0 alone writes, each checkpoint is staged and renamed, so a
+  kill mid-write leaves nothing a restart could pick up), losing at most the updates since that checkpoint.
+- An XlsrError on a rank (out of memory with its advice, a data error such as the bad-share cap, too many
+  non-finite steps in a row): the same data and batches come back after a restart, and so would the error.
+  That rank prints its one `xlsr: error:` line and exits 2; the others end at once with a one-line note.
+
+How the others learn of it, and why this way: the failing rank sets a key in the process group's store (the
+TCPStore that torchrun's agent hosts) before it leaves, and every rank runs a thread that polls that key twice
+a second and ends its own process. The training thread does no extra work per step: no collective, no host
+sync. Folding a "failed" flag into the step's existing all-reduce cannot work: a rank fails while reading data
+or inside forward/backward, when its peers already wait in DDP's gradient all-reduce, which it cannot join
+without a backward of its own. A short collective timeout cannot tell a dead peer from a slow step (rank 0
+writing a checkpoint, a long validation). A peer blocked inside a gloo/NCCL collective cannot be interrupted
+from Python, hence `os._exit`; it writes nothing half (see above).
+
+torchrun restarts the group after any nonzero exit, whatever its code, so an exit status cannot ask it not to.
+Instead the failing rank records its error in RUN/fatal_error.json; the ranks of a restarted attempt of the
+same torchrun job find it before joining the group and end at once with that line instead of training up to
+the same error again (a restart then costs a process start, not a checkpoint interval). A new job removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch.distributed as dist
+
+from xlsr.errors import XlsrError
+from xlsr.train.distributed import DistInfo, broadcast_object
+
+FAILED_KEY = "xlsr/failed/"  # + this group's token, in the process group's store; value "rank R failed: <error>"
+FATAL_FILE = "fatal_error.json"  # in the run folder: an XlsrError that ended an attempt of this torchrun job
+POLL_SECONDS = 0.5
+PEER_FAILED_EXIT = 1  # a rank that ends because another failed (torchrun reports the failing rank first)
+
+
+def torchrun_job() -> tuple[str, int] | None:
+    """(job id, attempt) of this process under torchrun (attempt 0, then one more per restart); None outside."""
+    if "TORCHELASTIC_RESTART_COUNT" not in os.environ:
+        return None
+    return os.environ.get("TORCHELASTIC_RUN_ID", "none"), int(os.environ["TORCHELASTIC_RESTART_COUNT"])
+
+
+def restart_note() -> str | None:
+    """A warning for a torchrun job whose restarts would fail to form a group again, else None.
+
+    torch 2.13's torchrun keeps one store for all restarts of a job by default, and a restarted group can read
+    the previous attempt's gloo/NCCL addresses from it (pytorch/pytorch#135712); the documented opt-out makes
+    a store per attempt.
+    """
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not shared or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0:
+        return None
+    return ("torchrun --max-restarts needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's environment; "
+            "without it a restarted group may fail to connect (docs/distributed.md)")
+
+
+def stop_if_failed_before(run_dir: Path) -> None:
+    """Before joining the group: end a restarted attempt whose job already failed with an XlsrError.
+
+    Rank 0 raises that error again (one line); the other ranks exit quietly with the same status. The first
+    attempt of a job (or a run outside torchrun) removes a record left by an earlier job instead.
+    """
+    job = torchrun_job()
+    if job is None:
+        return
+    path = run_dir / FATAL_FILE
+    rank = int(os.environ.get("RANK", "0"))
+    if job[1] == 0:
+        if rank == 0:
+            path.unlink(missing_ok=True)
+        return
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if record.get("job") != job[0] or int(record.get("attempt", job[1])) >= job[1]:
+        return
+    if rank != 0:
+        raise SystemExit(2)
+    raise XlsrError(f"{record['message']} (attempt {record['attempt']} of this torchrun job ended on it; "
+                    f"restarting cannot help, so attempt {job[1]} stops too)")
+
+
+class FailureWatch:
+    """This rank's side of the agreement: announce its own failure, end when another rank announces one."""
+
+    def __init__(self, info: DistInfo, run_dir: Path):
+        self.info, self.run_dir = info, run_dir
+        self._failing = False  # this rank is announcing its own failure: it prints its error itself
+        self._stop = threading.Event()
+        self._store = _group_store() if info.distributed else None
+        # torchrun keeps its store across restarts: a key of its own per group start (not per attempt, which
+        # can differ between nodes) keeps a restarted group from reading the failure that ended the last one
+        self._key = FAILED_KEY + broadcast_object(uuid.uuid4().hex, info)
+        self._thread = None
+        if self._store is not None:
+            # its own connection, so that polling never waits behind a store call of the training thread
+            self._thread = threading.Thread(target=self._watch, args=(self._store.clone(),),
+                                            name="xlsr-failure-watch", daemon=True)
+            self._thread.start()
+
+    def _watch(self, store) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                failed = store.check([self._key])
+                message = store.get(self._key).decode() if failed else None
+            except Exception:  # noqa: BLE001 - the store is gone with its host; the collectives report that
+                return
+            if message is not None and not self._failing:
+                self.end_for_peer(message)
+
+    def peer_failure(self) -> str | None:
+        """What another rank announced, if any (None when no rank did or the store is unreachable)."""
+        if self._store is None:
+            return None
+        try:
+            return self._store.get(self._key).decode() if self._store.check([self._key]) else None
+        except Exception:  # noqa: BLE001 - as in _watch
+            return None
+
+    def end_for_peer(self, message: str) -> None:
+        """End this process at once, with one note: another rank failed (the message says which and why)."""
+        print(f"xlsr: rank {self.info.rank} stops: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(PEER_FAILED_EXIT)
+
+    def announce(self, exc: BaseException) -> None:
+        """Tell the other ranks that this one failed; record an XlsrError for restarted attempts of the job."""
+        self._failing = True
+        line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if self._store is not None:
+            try:
+                self._store.set(self._key, f"rank {self.info.rank} failed: {line}")
+            except Exception:  # noqa: BLE001 - the store is gone: the peers' collectives fail by themselves
+                pass
+        job = torchrun_job()
+        if isinstance(exc, XlsrError) and job is not None:
+            _write_record(self.run_dir / FATAL_FILE, {"job": job[0], "attempt": job[1], "rank": self.info.rank,
+                                                      "message": line})
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2 * POLL_SECONDS)
+
+
+@contextmanager
+def one_failure_ends_all(info: DistInfo, run_dir: Path) -> Iterator[FailureWatch]:
+    """Around a run's setup and loop: an exception here ends every rank (see the module docstring)."""
+    watch = FailureWatch(info, run_dir)
+    try:
+        yield watch
+    except Exception as exc:
+        peer = watch.peer_failure()
+        if peer is not None and not isinstance(exc, XlsrError):
+            watch.end_for_peer(peer)  # our collective broke because that rank left first
+        watch.announce(exc)
+        raise
+    finally:
+        watch.close()
+
+
+def _group_store():
+    """The default process group's store (torchrun's agent store), or None where torch does not expose it."""
+    get = getattr(dist.distributed_c10d, "_get_default_store", None)  # private, but stable since torch 1.x
+    try:
+        return get() if get is not None and dist.is_initialized() else None
+    except (RuntimeError, ValueError):
+        return None
+
+
+def _write_record(path: Path, record: dict) -> None:
+    """Write `record` atomically; several failing ranks may write at once, so each stages under its own name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

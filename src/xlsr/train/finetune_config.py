@@ -1,0 +1,99 @@
+"""The settings of CTC fine-tuning (`xlsr finetune`): `FinetuneConfig`, its model overrides, the freeze length.
+
+What each setting does in the recipe, and where its defaults come from: train/finetune.py's docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from xlsr.data.augment import parse_augment
+from xlsr.errors import XlsrError
+from xlsr.train.trainer_config import TrainerConfig
+
+
+def finetune_model_defaults() -> dict:
+    """The Wav2Vec2Config overrides fine-tuning applies by default (training-time switches only)."""
+    # fairseq vox_* fine-tuning: no dropout except in the FFN, LayerDrop, SpecAugment-like masks. The mask
+    # rates are lower than the paper's 0.65-0.75 because a few hundred updates cannot absorb that much
+    # regularisation; channel spans are scaled to the tiny model's 256 channels (64 of 1024 in the paper).
+    return {"dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.1, "dropout_input": 0.0,
+            "final_dropout": 0.0, "layerdrop": 0.05, "mask_prob": 0.3, "mask_length": 10, "min_masks": 0,
+            "mask_channel_prob": 0.1, "mask_channel_length": 16}
+
+
+@dataclass
+class FinetuneConfig(TrainerConfig):
+    """Everything `xlsr finetune` needs (the Trainer's fields plus these); saved resolved as RUN/config.yaml."""
+
+    train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual), or SHARDS/<split>
+    dev: list[str] = field(default_factory=list)  # dev manifests; error rates are reported per language
+    init: str = "none"  # checkpoint (ours, HF dir, fairseq .pt) or pretraining run folder; "none" = from scratch
+    labels: Literal["phones", "chars"] = "phones"  # phones: the manifest's `phones`; chars: its `text`
+    vocab: str | None = None  # a vocabulary JSON to use instead of building one from the labels
+    new_head: bool = False  # with a CTC --init: drop its head and vocabulary, build both from the labels
+    target_lang: str | None = None  # MMS --init with per-language adapters: the language to load (and to train)
+    train_only: Literal["all", "adapters"] = "all"  # adapters: MMS's recipe, see train/language_adapters.py
+    # Added to the blank logit's bias in a freshly created CTC head (never in one taken from --init). > 0 starts
+    # the model predicting blanks, the usual first stage of CTC training, and keeps it out of blank-free solutions
+    # that memorize small data; 0 = PyTorch's plain Linear init, as fairseq and transformers. 3: on the tone corpus
+    # 2, 3 and 4 all learned where 0 mostly failed; with 2 some heads still started half on symbols, 3 all-blank.
+    blank_bias: float = 3.0
+    oov: Literal["error", "warn", "unk"] = "error"  # label symbols outside a given vocabulary
+    preset: str = "tiny"  # model size for --init none
+    model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
+    # The CNN is frozen whatever the init (fairseq fine-tunes with feature_grad_mult 0): one configuration then
+    # means one protocol for a pretrained and a random encoder. Train a from-scratch CNN with false.
+    freeze_feature_encoder: bool = True
+    # The Transformer (and mask embedding) stay fixed for the first freeze_ratio x max_updates updates, so that
+    # only the random head trains until it reads the encoder (fairseq: the first 10k updates, 77% of its 10m/1h
+    # runs and 50% of 10h). 0.5 unfreezes where the tri-stage decay begins: the head gets warmup and hold at the
+    # peak rate, the Transformer only decaying rates. freeze_updates, when set, is the count instead.
+    freeze_ratio: float = 0.5
+    freeze_updates: int | None = None
+    cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
+    max_tokens: int = 160_000  # samples per batch (10 s of 16 kHz audio)
+    max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
+    num_workers: int = 0
+    max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch
+    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
+    # Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
+    # 800 updates of 10 s: ~40 epochs of 3 minutes of labels, minutes on a CPU with the CNN output cached.
+    max_updates: int = 800
+    # fairseq fine-tunes at 1/50-1/10 of its pretraining peak (vox 1e-4..3e-4 after 5e-3, base 5e-5 after 5e-4)
+    # over 13k+ updates. 5e-4, 1/4 of the tiny recipe's 2e-3, is lower than before (1e-3), so that the decay phase
+    # adapts the pretrained Transformer rather than overwrites it; a larger share than fairseq's because the run
+    # is 16x shorter. It is slow for the head: on the demo's dev set the runs leave CTC's all-blank stage only
+    # once the Transformer trains (docs/demo/investigation.md, third round).
+    lr: float = 5e-4
+    lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "tri_stage"
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0
+    valid_every: int = 50
+    save_every: int = 50
+    keep_last: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not math.isfinite(self.blank_bias):
+            raise XlsrError(f"blank_bias: must be a finite number, got {self.blank_bias}")
+        if not 0.0 <= self.freeze_ratio <= 1.0:
+            raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
+        if self.freeze_updates is not None and self.freeze_updates < 0:
+            raise XlsrError(f"freeze_updates: must be at least 0, got {self.freeze_updates}")
+        if isinstance(self.train, str):
+            self.train = [self.train]
+        if isinstance(self.dev, str):
+            self.dev = [self.dev]
+        # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
+        self.model = {**finetune_model_defaults(), **dict(self.model)}
+        parse_augment(self.augment)  # a bad spec fails before the run folder is written
+
+
+def transformer_freeze_updates(cfg: FinetuneConfig) -> int:
+    """Updates during which the Transformer stays frozen: `freeze_updates`, else `freeze_ratio` x `max_updates`."""
+    # A ratio moves with max_updates, as the tri-stage phases do: resuming with another max_updates moves both.
+    return int(cfg.freeze_updates) if cfg.freeze_updates is not None else round(cfg.freeze_ratio * cfg.max_updates)
+

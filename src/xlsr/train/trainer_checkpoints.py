@@ -1,0 +1,110 @@
+"""The Trainer's checkpoint half: what a checkpoint holds besides the weights, when it is written, and how a run
+(or a group that torchrun restarted after a rank died) picks up from the newest complete one.
+
+Rank 0 alone writes (under FSDP the others take part in gathering the weights); checkpoint.py stages every
+checkpoint and renames it into place, so nothing half-written is ever found. A mixin of `Trainer`: the fields it
+uses (`update`, `epoch`, `net`, `optimizer`, ...) are the Trainer's, set in `Trainer.__init__` and `_setup`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from torch import nn
+
+from xlsr.errors import CheckpointError
+from xlsr.train import checkpoint as ckpt
+from xlsr.train import distributed as dist_util
+from xlsr.train.monitor import trim_log
+
+
+class TrainerCheckpoints:
+    """Saving and resuming for `Trainer` (train/trainer.py)."""
+
+    def _load_checkpoint(self, model: nn.Module) -> dict | None:
+        """Load the newest complete checkpoint's weights into `model`; its trainer state (None for a fresh run)."""
+        self.resume_dir = None
+        if self.ckpt_root.is_dir():
+            if self.info.is_main:
+                ckpt.clean_staging(self.ckpt_root)
+            dist_util.barrier(self.info)
+            self.resume_dir = ckpt.find_resume_dir(self.ckpt_root)
+        if self.resume_dir is None:
+            return None
+        trainer_state = ckpt.load_trainer_state(self.resume_dir)
+        weights = ckpt.load_model_weights(self.resume_dir)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{self.resume_dir}: weights do not fit the model "
+                                  f"({str(exc).splitlines()[0][:120]})") from None
+        if self.info.is_main:  # a killed run logged updates past its checkpoint; they are trained again
+            trim_log(self.run_dir / "log.jsonl", int(trainer_state["update"]))
+        dist_util.barrier(self.info)
+        return trainer_state
+
+    # --- checkpoints ----------------------------------------------------------------------------------
+    def _trainer_state(self) -> dict:
+        """Everything but the weights that an exact resume needs (collective: every rank takes part)."""
+        return {
+            "version": 1,
+            "update": self.update,
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "best": self.best,
+            "nan_skipped": self.nan_skipped,
+            "world_size": self.info.world_size,
+            "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": dist_util.all_gather_objects(ckpt.capture_rng_state(), self.info),  # one per rank
+            "task": dist_util.all_gather_objects(self.task.state_dict(), self.info),  # one per rank
+            "config": json.loads(json.dumps(self.resolved_config, default=str)),
+        }
+
+    def _load_trainer_state(self, state: dict) -> None:
+        self.update = int(state["update"])
+        self.epoch = int(state["epoch"])
+        self.batches_in_epoch = int(state["batches_in_epoch"])
+        self.best = state.get("best")
+        self.nan_skipped = int(state.get("nan_skipped", 0))
+        ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp)
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        rng, tasks = state.get("rng") or [], state.get("task") or [{}]
+        if len(rng) == self.info.world_size and len(tasks) == self.info.world_size:
+            ckpt.restore_rng_state(rng[self.info.rank])
+            self.task.load_state_dict(tasks[self.info.rank])
+        else:  # another world size: exact continuation is impossible, keep going with fresh seeds
+            self.monitor_note = f"world size changed ({len(rng)} -> {self.info.world_size}); resume is not exact"
+            self.task.load_state_dict(tasks[0])
+            ckpt.seed_everything(self.cfg.seed + 1000 * self.info.rank + self.update)
+        self._last_saved = self.update
+
+    def _model_for_saving(self) -> nn.Module | None:
+        """The full model on rank 0 (gathered from shards under FSDP); None on other ranks."""
+        if not self.fsdp:
+            return self.model if self.info.is_main else None
+        full = dist_util.full_state_dict(self.net)  # collective
+        if not self.info.is_main:
+            return None
+        if getattr(self, "_cpu_copy", None) is None:
+            self._cpu_copy = self.task.build_model()
+        self._cpu_copy.load_state_dict(full)
+        return self._cpu_copy
+
+    def _save(self, best: bool = False) -> None:
+        """Write update_N (unless already written), point `last` (and `best`), prune old ones."""
+        if self._last_saved == self.update and not best and (self.ckpt_root / "last").exists():
+            return
+        state = self._trainer_state()  # collective: every rank takes part
+        model = self._model_for_saving()
+        if self.info.is_main:
+            target = ckpt.write_checkpoint(self.ckpt_root, self.update,
+                                           lambda d: self.task.save_model(d, model), state)
+            ckpt.point_link(self.ckpt_root, "last", target)
+            if best:
+                ckpt.point_link(self.ckpt_root, "best", target)
+            ckpt.prune_checkpoints(self.ckpt_root, self.cfg.keep_last)
+        self._last_saved = self.update
+        dist_util.barrier(self.info)
+

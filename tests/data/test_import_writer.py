@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xlsr.data import import_writer
+from xlsr.data.import_writer import ImportWriter, safe_name
+from xlsr.data.manifest import Utterance, read_manifest
+from xlsr.errors import XlsrError
+
+
+def test_audio_folders_names_and_clipping(tmp_path, monkeypatch):
+    monkeypatch.setattr(import_writer, "FILES_PER_FOLDER", 2)
+    x = np.full(1600, 1.2, np.float32)  # above full scale, as a resampler's overshoot can be
+    with ImportWriter(tmp_path, source="src", unit="rows") as writer:
+        for _ in range(5):
+            name = writer.unique_id("a/b:c", "es", "train")
+            path = writer.write_audio(x, name, "es", "train")
+            writer.add(Utterance(audio=str(path), num_samples=len(x), lang="es", id=name), "train")
+        summary = writer.finish()
+    utts = read_manifest(tmp_path / "es" / "train.jsonl")
+    # names are unique within a folder; a full folder's names are forgotten (a 10M-row import keeps few)
+    assert [str(Path(u.audio).relative_to(tmp_path / "es")) for u in utts] == [
+        "audio/train/0000/a_b_c.flac", "audio/train/0000/a_b_c-2.flac", "audio/train/0001/a_b_c.flac",
+        "audio/train/0001/a_b_c-2.flac", "audio/train/0002/a_b_c.flac"]
+    stored, rate = sf.read(utts[0].audio)
+    assert rate == 16000 and len(stored) == 1600 and stored.max() == pytest.approx(1.0, abs=1e-4)  # clipped, not wrapped
+    assert summary.line() == (f"imported 5 rows from src into {tmp_path}: es/train 5 (0.5 s); 5 audio files written")
+    assert safe_name("../x y.wav") == "_x_y.wav" and safe_name("") == "item"
+
+
+def test_leaving_by_an_error_removes_spools_and_writes_no_manifest(tmp_path):
+    with pytest.raises(KeyboardInterrupt), ImportWriter(tmp_path / "out", source="src", unit="rows") as writer:
+        writer.add(Utterance(audio="/a.flac", num_samples=10, lang="de"), "train")
+        raise KeyboardInterrupt
+    assert not (tmp_path / "out" / "de").exists()
+    with pytest.raises(XlsrError, match="src: no rows to import"), ImportWriter(tmp_path, source="src", unit="rows") as w:
+        w.finish()
+    with pytest.raises(XlsrError, match=r"--max-bad-share must be in \[0, 1\), got 1.5"):
+        ImportWriter(tmp_path, source="src", unit="rows", max_bad_share=1.5)

@@ -1,0 +1,250 @@
+"""Sharded corpora: writing (atomic, resumable), reading back exactly, α mixing, resume, bad shards, the CLI."""
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xlsr.cli.main import main
+from xlsr.data import shard_stream
+from xlsr.data import shards as shards_mod
+from xlsr.data.audio import load_audio
+from xlsr.data.manifest import Utterance, read_split, write_manifest
+from xlsr.data.sampling import language_weights
+from xlsr.data.shard_index import read_index
+from xlsr.data.shard_loader import ShardLoader, shard_pretrain_loader
+from xlsr.data.shard_stream import ConsumerStream, StreamSpec, assigned_shard
+from xlsr.data.shards import write_shards
+from xlsr.errors import XlsrError
+
+SR = 16000
+SIZES = {"aa": 14, "bb": 5}  # utterances per language in train; 2 each in dev
+SHARD_SIZE = 40_000  # bytes: aa in ~5 shards, bb in ~2
+
+
+def write_corpus(root: Path) -> Path:
+    """DIR/<lang>/<split>.jsonl of short tones (0.4-1.2 s, 16-bit wav: FLAC keeps them exactly)."""
+    rng = np.random.default_rng(0)
+    for lang, n in SIZES.items():
+        for split, count in (("train", n), ("dev", 2)):
+            utts = []
+            for i in range(count):
+                x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(int(rng.integers(6400, 19200))) / SR)
+                path = root / lang / "wav" / f"{split}{i:02d}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, x, SR)
+                utts.append(Utterance(str(path), len(x), lang, speaker="s", phones="a b" if i % 2 else "b c",
+                                      text="ab", id=f"{lang}-{split}{i:02d}"))
+            write_manifest(root / lang / f"{split}.jsonl", utts)
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = write_corpus(tmp_path_factory.mktemp("corpus"))
+    out = tmp_path_factory.mktemp("shards")
+    write_shards(root, out, shard_size=SHARD_SIZE, show_progress=False)
+    return root, out
+
+
+def _spec(out, **kw) -> StreamSpec:
+    index = read_index(out)
+    base = dict(max_tokens=40_000, pretrain=False, labeler=lambda meta: [1], shuffle_buffer=8, window_batches=2)
+    base.update(kw)
+    return StreamSpec(index.root, tuple(index.of_split("train")), **base)
+
+
+def test_index_lists_every_utterance_once_per_language_shard(corpus):
+    root, out = corpus
+    index = read_index(out)
+    for lang, n in SIZES.items():
+        train = [s for s in index.shards if s.split == "train" and s.lang == lang]
+        assert sum(s.utterances for s in train) == n and len(train) >= 2
+        assert [s.path for s in train] == [f"train/{lang}-{i:06d}.tar" for i in range(len(train))]
+        utts = read_split(root, "train", [lang])
+        assert sum(s.num_samples for s in train) == sum(u.num_samples for u in utts)
+        assert all((out / s.path).stat().st_size == s.bytes for s in train)
+    assert {s.split for s in index.shards} == {"train", "dev"}
+    assert index.shards[0].symbols["phones"] == ["a", "b", "c"]
+
+
+def test_rerun_keeps_complete_shards_and_an_interrupted_run_resumes(corpus, tmp_path, monkeypatch):
+    root, straight = corpus
+    report = write_shards(root, straight, shard_size=SHARD_SIZE, show_progress=False)
+    assert report.written == 0 and report.kept == len(report.index.shards)
+
+    encode, calls = shards_mod.encode_utterance, {"n": 0}
+
+    def dies_at_the_tenth(u, key):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return encode(u, key)
+
+    monkeypatch.setattr(shards_mod, "encode_utterance", dies_at_the_tenth)
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(root, tmp_path, shard_size=SHARD_SIZE, show_progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "index.json").exists() and not list(tmp_path.rglob("*.tmp"))
+    done = len(list(tmp_path.rglob("*.tar")))
+    assert done >= 1
+    report = write_shards(root, tmp_path, shard_size=SHARD_SIZE, show_progress=False)
+    assert report.kept == done and report.written == len(report.index.shards) - done
+    for s in read_index(straight).shards:  # byte for byte what the uninterrupted run wrote
+        assert (tmp_path / s.path).read_bytes() == (straight / s.path).read_bytes()
+
+
+def test_every_utterance_read_once_per_pass_across_two_ranks_and_two_workers(corpus):
+    root, out = corpus
+    spec = _spec(out, passes=1)
+    ids = Counter()
+    for rank in range(2):
+        for batch in ShardLoader(spec, rank=rank, world_size=2, num_workers=2):
+            ids.update(batch.ids)
+            for wave, length, uid in zip(batch.waveforms, batch.lengths, batch.ids):
+                lang, name = uid.split("-")
+                original = load_audio(root / lang / "wav" / f"{name}.wav")
+                np.testing.assert_array_equal(wave[:length].numpy(), original)
+    expected = {f"{lang}-train{i:02d}" for lang, n in SIZES.items() for i in range(n)}
+    assert set(ids) == expected and set(ids.values()) == {1}
+
+
+def test_endless_passes_deal_each_shard_to_exactly_one_consumer():
+    n, consumers = 5, 4
+    for p in range(3):
+        dealt = Counter(assigned_shard(k, n, seed=1, lang="aa") for k in range(p * n, (p + 1) * n))
+        assert sorted(dealt) == list(range(n)) and set(dealt.values()) == {1}
+    # a language with fewer shards than consumers still reaches every consumer
+    first_pass_owner = {k % consumers for k in range(0, 8 * 2)}
+    assert first_pass_owner == set(range(consumers))
+
+
+def test_languages_are_drawn_with_alpha_weights(corpus):
+    _, out = corpus
+    spec = _spec(out, alpha=0.3, shuffle_buffer=0)
+    stream = ConsumerStream(spec, 0, 1)
+    langs = Counter(item.lang for item, _ in zip(stream.items(), range(3000)))
+    want = language_weights(spec.hours(), 0.3)
+    for lang, p in want.items():
+        assert abs(langs[lang] / 3000 - p) < 4 * np.sqrt(p * (1 - p) / 3000), (langs, want)
+    assert abs(want["aa"] - want["bb"]) < abs(spec.hours()["aa"] - spec.hours()["bb"]) / sum(spec.hours().values())
+
+
+def test_resume_starts_each_language_at_its_first_unfinished_shard(corpus, monkeypatch):
+    _, out = corpus
+    spec = _spec(out)
+    first = ConsumerStream(spec, 1, 2)
+    seen: list[str] = []
+    for produced in first.batches():
+        seen += produced.batch.ids if produced.batch is not None else []
+        if min(produced.state["done"].values()) >= 2:
+            state = produced.state
+            break
+    # nothing lost: every utterance of a finished shard was in a batch handed over before the checkpoint
+    by_lang = spec.by_lang()
+    for lang, done in state["done"].items():
+        for ordinal in range(done):
+            shard = by_lang[lang][assigned_shard(1 + ordinal * 2, len(by_lang[lang]), spec.seed, lang)]
+            lines = range(*shard.lines)
+            assert {f"{lang}-train{i:02d}" for i in lines} <= set(seen)
+
+    opened = []
+    read = shard_stream.read_shard
+    monkeypatch.setattr(shard_stream, "read_shard", lambda root, info: opened.append(info.path) or read(root, info))
+    resumed = ConsumerStream(spec, 1, 2, state)
+    a = [p.batch.ids for p, _ in zip(resumed.batches(), range(6)) if p.batch is not None]
+    for lang, done in state["done"].items():
+        want = by_lang[lang][assigned_shard(1 + done * 2, len(by_lang[lang]), spec.seed, lang)].path
+        assert next(p for p in opened if Path(p).name.startswith(lang)) == want
+    again = ConsumerStream(spec, 1, 2, state)
+    assert [p.batch.ids for p, _ in zip(again.batches(), range(6)) if p.batch is not None] == a
+
+
+def test_loader_state_round_trip_continues_the_streams(corpus):
+    _, out = corpus
+    loader = shard_pretrain_loader(out, max_tokens=40_000, min_sample_size=1, max_sample_size=16000, num_workers=2,
+                                   shuffle_buffer=4)
+    batches = [b for _, b in zip(range(5), loader)]
+    state = loader.state_dict()
+    assert set(state["consumers"]) == {0, 1} and state["position"] == len(batches)
+    resumed = [shard_pretrain_loader(out, max_tokens=40_000, min_sample_size=1, max_sample_size=16000,
+                                     num_workers=2, shuffle_buffer=4) for _ in range(2)]
+    for r in resumed:
+        r.load_state_dict(state)
+    x, y = [[b.waveforms for _, b in zip(range(3), r)] for r in resumed]
+    for p, q in zip(x, y):
+        np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+def _copy(out: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "shards"
+    shutil.copytree(out, dst)
+    return dst
+
+
+def test_a_truncated_shard_is_reported_and_skipped_under_the_cap(corpus, tmp_path, caplog):
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    victim = dst / "train" / "aa-000001.tar"
+    victim.write_bytes(victim.read_bytes()[:7000])
+    loader = ShardLoader(_spec(dst, passes=1), max_bad_share=0.5)
+    ids = [i for b in loader for i in b.ids]
+    assert loader.bad_files >= 1 and len(ids) == sum(SIZES.values()) - loader.bad_files
+    assert any("aa-000001.tar: damaged after" in r.getMessage() for r in caplog.records)
+    with pytest.raises(XlsrError, match="more than max_bad_share=0.*aa-000001.tar: damaged") as exc:
+        list(ShardLoader(_spec(dst, passes=1), max_bad_share=0.0))
+    assert "\n" not in str(exc.value)
+
+
+def test_an_index_that_disagrees_with_its_tars_is_refused_in_one_line(corpus, tmp_path):
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    kw = dict(max_tokens=40_000, min_sample_size=1, max_sample_size=16000)
+    shutil.copy(dst / "train" / "aa-000000.tar", dst / "train" / "aa-000099.tar")
+    with pytest.raises(XlsrError, match=r"tar\(s\) not in .*index.json \(e.g. train/aa-000099.tar\)") as exc:
+        shard_pretrain_loader(dst, **kw)
+    assert "\n" not in str(exc.value)
+    (dst / "train" / "aa-000099.tar").unlink()
+
+    index = json.loads((dst / "index.json").read_text())
+    a, b = [s for s in index["shards"] if s["split"] == "train" and s["lang"] == "aa"][:2]
+    a["sha256"] = b["sha256"]  # the index describes other content of the same size
+    (dst / "index.json").write_text(json.dumps(index))
+    with pytest.raises(XlsrError, match="aa-000000.tar: its sha256 differs from the index's") as exc:
+        list(ShardLoader(_spec(dst, passes=1)))
+    assert "\n" not in str(exc.value)
+
+    (dst / "train" / "bb-000000.tar").unlink()
+    with pytest.raises(XlsrError, match="lists train/bb-000000.tar, which does not exist"):
+        shard_pretrain_loader(dst, **kw)
+
+
+def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):
+    root, _ = corpus
+    shards = tmp_path / "shards"
+    assert main(["data", "shard", "--data", str(root), "--out", str(shards), "--shard-size", "40KB"]) == 0
+    assert "utterances" in capsys.readouterr().out
+    model = {"conv_layers": [[16, 10, 5], [16, 3, 2], [16, 2, 2]], "hidden_size": 16, "num_layers": 1,
+             "num_heads": 2, "ffn_dim": 32, "final_dim": 8, "codevector_dim": 8, "num_codevectors_per_group": 4,
+             "num_negatives": 3, "mask_prob": 0.5, "mask_length": 2, "conv_pos": 4, "conv_pos_groups": 2}
+    run = tmp_path / "run"
+    args = ["pretrain", "--data", str(shards), "--out", str(run), "--max-updates", "2", "--max-tokens", "40000",
+            "--min-sample-size", "4000", "--max-sample-size", "8000", "--num-workers", "2", "--shuffle-buffer", "8",
+            "--progress", "false", "--tensorboard", "false", "--device", "cpu", "--save-every", "1", "--log-every", "1"]
+    args += [f"--model.{k}={json.dumps(v)}" for k, v in model.items()]
+    assert main(args) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in log if r.get("split") == "train"] == [1, 2]
+    assert {r["split"] for r in log} >= {"valid_aa", "valid_bb"}
+    assert main([*args, "--max-updates", "3"]) == 0  # resumes with the stream states saved in trainer.pt
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["update"] for r in log if r.get("split") == "train"] == [1, 2, 3]
+    (shards / "train" / "bb-000000.tar").unlink()
+    capsys.readouterr()
+    assert main([*args, "--max-updates", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "bb-000000.tar, which does not exist" in err and err.count("\n") == 0
