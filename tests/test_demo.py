@@ -288,3 +288,13 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     assert "Transformer frozen for the first 400 of 800 updates (`freeze_ratio` 0.5)" in text
     assert "peak of 0.0005" in text and "CNN frozen for every initialisation" in text
     assert "5.60 → 4.90" in text and "![pca](analysis/pca.png)" in text
+
+
+def test_report_labels_state_the_unlabeled_minutes(tmp_path):
+    from xlsr.demo.report import init_label
+
+    release = tmp_path / "tiny-monolingual-it"
+    release.mkdir()
+    (release / "recipe.json").write_text(json.dumps({"corpus": {"train_hours": 0.24}}))
+    assert init_label("monolingual", str(release), "it").endswith("14 min of unlabeled audio)")
+    assert "min of unlabeled" not in init_label("monolingual", str(tmp_path / "tiny-monolingual-it-gone"), "it")

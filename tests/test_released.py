@@ -51,9 +51,11 @@ def test_recipes_compare_like_the_paper():
     assert multi.langs == MULTILINGUAL_LANGS and len(multi.langs) + 1 >= 10
     families = {LANGUAGES[lang].family for lang in multi.langs}
     assert LANGUAGES[TARGET].family in families and len(families) >= 4  # relatives and distant languages
-    # same audio per language, updates, batch, seed: only the languages differ
-    for field in ("utts_per_lang", "synth_seed", "recipe", "seed", "alpha", "max_updates", "settings"):
+    # same updates, batch, seed and recipe: only the audio differs — which languages, and how much (the target is
+    # low-resource: it has little unlabeled audio, so the monolingual model sees far less than the multilingual one)
+    for field in ("synth_seed", "recipe", "seed", "alpha", "max_updates", "settings"):
         assert getattr(multi, field) == getattr(mono, field), field
+    assert mono.utts_per_lang * 10 <= multi.utts_per_lang * len(multi.langs)
 
 
 @pytest.mark.parametrize("name", list(RELEASES))
@@ -126,18 +128,31 @@ def test_quick_build_makes_the_release_layout(tmp_path):
     assert any("pretrain.alpha" in p for p in problems) and any("corpus.seed" in p for p in problems)
 
 
-def test_release_corpus_is_the_clean_one(tmp_path):
-    """`xlsr synth` now makes a realistic corpus by default; the releases keep the clean corpus they were built on."""
+def test_release_corpus_is_the_realistic_one_written_out(tmp_path):
+    """The releases are built on `xlsr synth`'s realistic corpus, its options written out in the command (so a change
+    of the synth defaults cannot silently change a rebuild); a corpus with other effects or the clean one is redone."""
     from xlsr.cli.main import build_parser
     from xlsr.cli.synth import corpus_options
+    from xlsr.data.augment import DEFAULT_AUGMENT
     from xlsr.released.build import corpus_matches
+    from xlsr.released.recipes import LOW_RESOURCE_UTTS, RELEASE_SYNTH
 
     recipe = RELEASES[MULTI]
     args = build_parser().parse_args(recipe.synth_args(tmp_path, workers=2))
-    assert corpus_options(args) == {"augment": "none", "voices": "basic", "speakers_per_lang": 10}
-    record = {"seed": recipe.synth_seed, "utts_per_lang": recipe.utts_per_lang, "speakers_per_lang": 10,
-              "languages": {lang: {} for lang in recipe.langs}}
-    (tmp_path / "synth.json").write_text(json.dumps(record))  # as written before augment/voices existed
+    assert "--augment" in recipe.synth_args(tmp_path) and "--voices" in recipe.synth_args(tmp_path)
+    assert corpus_options(args) == RELEASE_SYNTH == {"augment": DEFAULT_AUGMENT, "voices": "varied",
+                                                     "speakers_per_lang": 40}
+    # synth.json records the effects in canonical order with their ranges: still the same corpus
+    record = {"seed": recipe.synth_seed, "utts_per_lang": recipe.utts_per_lang, "speakers_per_lang": 40,
+              "languages": {lang: {} for lang in recipe.langs}, "voices": "varied",
+              "augment": "speed=0.3:0.9-1.1,reverb=0.3:0.2-0.8,noise=0.5:5-30,bandlimit=0.2:3000-6000"}
+    (tmp_path / "synth.json").write_text(json.dumps(record))
     assert corpus_matches(tmp_path, recipe)
-    (tmp_path / "synth.json").write_text(json.dumps({**record, "augment": "noise=0.5:5-30", "voices": "varied"}))
+    (tmp_path / "synth.json").write_text(json.dumps({**record, "augment": "noise=0.5:5-30"}))
     assert not corpus_matches(tmp_path, recipe)
+    clean = {k: v for k, v in record.items() if k not in ("augment", "voices")}  # as written before they existed
+    (tmp_path / "synth.json").write_text(json.dumps({**clean, "speakers_per_lang": 10}))
+    assert not corpus_matches(tmp_path, recipe)
+    # the monolingual release has the low-resource target's little audio; the multilingual one far more
+    mono = RELEASES[MONO]
+    assert mono.utts_per_lang == LOW_RESOURCE_UTTS < recipe.utts_per_lang

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,14 +33,23 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def unlabeled_minutes(checkpoint: str) -> str:
+    """", N min of unlabeled audio" from a release's recipe.json (its corpus's train split), or "" without one."""
+    try:
+        hours = json.loads((Path(checkpoint) / "recipe.json").read_text())["corpus"]["train_hours"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f", {60 * hours:.0f} min of unlabeled audio"
+
+
 def init_label(name: str, checkpoint: str, target: str) -> str:
     """What an initialisation is, for the table."""
     release = Path(checkpoint).name
     if name == "multilingual":
-        return f"{release} (pretrained on other languages, the target held out)"
+        return f"{release} (pretrained on other languages, the target held out{unlabeled_minutes(checkpoint)})"
     if name == "monolingual":
         if release == monolingual_name(target):
-            return f"{release} (pretrained on the target's unlabeled audio)"
+            return f"{release} (pretrained on the target's unlabeled audio{unlabeled_minutes(checkpoint)})"
         return f"{release} (pretrained on another single language; no monolingual release for `{target}`)"
     if name == "scratch":
         return "random weights (the released architecture, drawn once; nothing pretrained)"

@@ -8,9 +8,9 @@ from pathlib import Path
 from xlsr.data.synth.languages import get_language
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import (
-    CLEAN_SYNTH,
     MULTILINGUAL_LANGS,
     PRETRAIN_RECIPE,
+    RELEASE_SYNTH,
     RELEASES,
     TARGET,
     monolingual_name,
@@ -37,9 +37,8 @@ class DemoSettings:
     target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
     other_utts: int = 12  # per pretraining language: what the analysis and the live run read
     seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
-    # synthesize_corpus options: the clean corpus the released checkpoints were pretrained on (not yet the
-    # realistic default of `xlsr synth`; to change together with the releases)
-    corpus: dict = field(default_factory=lambda: dict(CLEAN_SYNTH))
+    # synthesize_corpus options: the realistic corpus the released checkpoints were pretrained on
+    corpus: dict = field(default_factory=lambda: dict(RELEASE_SYNTH))
     synth_workers: int = 2
     # 150 updates left all three models in CTC's blank-dominated first stage (PER 63-96%, mostly deletions)
     finetune_updates: int = 800

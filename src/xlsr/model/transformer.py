@@ -27,10 +27,15 @@ class PositionalConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, T, D)."""
-        y = self.conv(x.transpose(1, 2))
+        # A contiguous (B, T, D) is a channels_last (B, D, 1, T) image: the grouped 2-D convolution reads it in
+        # place and writes channels-last; conv1d on the (B, D, T) view took 1.5x as long (docs/speed.md).
+        conv = self.conv
+        image = x.contiguous().transpose(1, 2).unsqueeze(2)
+        y = F.conv2d(image, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]),
+                     groups=conv.groups).squeeze(2)  # (B, D, T + trim)
         if self.trim:
             y = y[:, :, : -self.trim]
-        return F.gelu(y).transpose(1, 2)
+        return F.gelu(y.transpose(1, 2))
 
 
 class SelfAttention(nn.Module):

@@ -27,8 +27,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from xlsr.data.augment import parse_augment
 from xlsr.errors import XlsrError
-from xlsr.released.recipes import CLEAN_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
+from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
 from xlsr.train.monitor import read_log
 from xlsr.version import __version__
 
@@ -67,14 +68,18 @@ def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
     # a record without augment/voices was written before they existed: a clean corpus with the basic voices
     return (data.get("seed") == recipe.synth_seed and data.get("utts_per_lang") == recipe.utts_per_lang
             and list(data.get("languages", {})) == list(recipe.langs)
-            and data.get("augment", "none") == CLEAN_SYNTH["augment"]
-            and data.get("voices", "basic") == CLEAN_SYNTH["voices"]
-            and data.get("speakers_per_lang") == CLEAN_SYNTH["speakers_per_lang"])
+            and str(parse_augment(data.get("augment", "none"))) == str(parse_augment(RELEASE_SYNTH["augment"]))
+            and data.get("voices", "basic") == RELEASE_SYNTH["voices"]
+            and data.get("speakers_per_lang") == RELEASE_SYNTH["speakers_per_lang"])
 
 
-def machine_settings(device: str | None, precision: str | None, num_workers: int | None) -> dict[str, str]:
-    """`xlsr pretrain` settings that choose the hardware, not the recipe."""
+def machine_settings(device: str | None, precision: str | None, num_workers: int | None,
+                     probe_data: list[str] | None = None) -> dict[str, str]:
+    """`xlsr pretrain` settings that choose the hardware or what validation measures, not the recipe."""
     out = {}
+    if probe_data:  # a short phone probe every 100 updates: the curve then shows whether the features transfer
+        out["probe_every"] = "100"
+        out["probe_data"] = ",".join(probe_data)
     if device:
         out["device"] = device
     if precision:
@@ -97,7 +102,8 @@ def describe_machine(device: str) -> dict:
 def final_metrics(run_dir: Path) -> dict:
     """The last train record and the last overall validation record of a run's log.jsonl."""
     keep = ("update", "loss", "contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity",
-            "temperature", "audio_s_per_s")
+            "temperature", "audio_s_per_s", "feature_eff_dim", "feature_eff_dim_init", "context_eff_dim",
+            "context_eff_dim_init", "probe_feature_per", "probe_context_per")
     out = {}
     for record in read_log(run_dir / "log.jsonl"):
         if record.get("split") in ("train", "valid"):
@@ -264,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", help="cpu, cuda, ... (default: the recipe's, i.e. auto)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default: the recipe's")
     p.add_argument("--num-workers", type=int, help="data-loading processes per run (default: the recipe's)")
+    p.add_argument("--probe-data", nargs="+", metavar="MANIFEST",
+                   help="labeled manifests of held-out languages: log a short phone probe every 100 updates")
     p.add_argument("--synth-workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--parallel", action="store_true", help="train the releases at the same time (logs in WORK/<name>/build.log)")
     p.add_argument("--quick", action="store_true", help="a seconds-long build with the same layout (to test the machinery)")
     args = p.parse_args(argv)
     try:
         built = recreate_released(args.dest, args.work, names=args.names, quick=args.quick,
-                                  machine=machine_settings(args.device, args.precision, args.num_workers),
+                                  machine=machine_settings(args.device, args.precision, args.num_workers, args.probe_data),
                                   synth_workers=args.synth_workers, parallel=args.parallel)
     except XlsrError as exc:
         print(f"release_checkpoints: error: {exc}", file=sys.stderr)
