@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.atomic import write_dir
-from xlsr.data.manifest import find_manifests, parse_record
+from xlsr.data.manifest import parse_record, split_manifests
 from xlsr.data.utterance_index import (
     CODES,
     STRINGS,
@@ -82,14 +82,8 @@ def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceI
 def open_split(data_dir: str | Path, split: str, langs: list[str] | None = None, *,
                max_bad_share: float = 0.0) -> UtteranceIndex:
     """The index of `split` for `langs` (default: every language found) from DIR/<lang>/<split>.jsonl."""
-    found = find_manifests(data_dir, split)
-    if langs is not None:
-        unknown = [lang for lang in langs if lang not in found]
-        if unknown:
-            raise ManifestError(f"{data_dir}: no {split}.jsonl for language(s) {', '.join(unknown)} "
-                                f"(found: {', '.join(found)})")
-        found = {lang: found[lang] for lang in langs}
-    tables = [open_manifest(p, max_bad_share=max_bad_share).tables[0] for p in found.values()]
+    paths = split_manifests(data_dir, split, langs).values()
+    tables = [open_manifest(p, max_bad_share=max_bad_share).tables[0] for p in paths]
     return UtteranceIndex(tables)
 
 

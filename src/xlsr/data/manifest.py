@@ -125,13 +125,18 @@ def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:
     return found
 
 
+def split_manifests(data_dir: str | Path, split: str, langs: list[str] | None = None) -> dict[str, Path]:
+    """{lang: DIR/<lang>/<split>.jsonl} for `langs` (default: every language found); one line for a missing one."""
+    found = find_manifests(data_dir, split)
+    if langs is None:
+        return found
+    unknown = [lang for lang in langs if lang not in found]
+    if unknown:
+        raise ManifestError(f"{data_dir}: no {split}.jsonl for language(s) {', '.join(unknown)} "
+                            f"(found: {', '.join(found)})")
+    return {lang: found[lang] for lang in langs}
+
+
 def read_split(data_dir: str | Path, split: str, langs: list[str] | None = None) -> list[Utterance]:
     """Utterances of `split` for `langs` (default: every language found) from DIR/<lang>/<split>.jsonl."""
-    found = find_manifests(data_dir, split)
-    if langs is not None:
-        unknown = [lang for lang in langs if lang not in found]
-        if unknown:
-            raise ManifestError(f"{data_dir}: no {split}.jsonl for language(s) {', '.join(unknown)} "
-                                f"(found: {', '.join(found)})")
-        found = {lang: found[lang] for lang in langs}
-    return [u for path in found.values() for u in read_manifest(path)]
+    return [u for path in split_manifests(data_dir, split, langs).values() for u in read_manifest(path)]
