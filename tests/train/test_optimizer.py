@@ -18,3 +18,44 @@ def test_weight_decay_reaches_weight_matrices_only():
     params = dict(model.named_parameters())
     assert {id(params[n]) for n in gains} <= by_decay[0.0]
     assert {id(params[n]) for n in decayed} == by_decay[0.1]
+
+
+def test_feature_encoder_lr_scale_gives_the_cnn_its_own_rate():
+    model = Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny"))
+    cnn = {id(p) for n, p in model.named_parameters() if n.startswith("wav2vec2.feature_encoder.")}
+    assert len(build_optimizer(model, TrainerConfig()).param_groups) == 2  # the groups of earlier versions
+    opt = build_optimizer(model, TrainerConfig(feature_encoder_lr_scale=0.1))
+    scaled = {id(p) for g in opt.param_groups if g["lr_scale"] == 0.1 for p in g["params"]}
+    assert scaled == cnn
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_each_group_gets_the_schedules_rate_times_its_scale():
+    import torch
+
+    from xlsr.train.optimizer import set_learning_rate
+
+    model = Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny"))
+    cfg = TrainerConfig(lr=1e-3, feature_encoder_lr_scale=0.25, warmup_updates=0, max_updates=10)
+    opt = build_optimizer(model, cfg)
+    cnn_weight = model.wav2vec2.feature_encoder.conv_layers[0].conv.weight
+    before = cnn_weight.detach().clone()
+    other = model.final_proj.weight
+    other_before = other.detach().clone()
+    set_learning_rate(opt, 1e-3)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    # Adam's first step moves every weight by about lr (the gradient's scale cancels): 1e-3 x 0.25 for the CNN
+    cnn_step = (before - cnn_weight.detach()).abs().mean().item()
+    other_step = (other_before - other.detach()).abs().mean().item()
+    assert abs(cnn_step - 0.25e-3) < 0.03e-3 and abs(other_step - 1e-3) < 0.12e-3
+
+
+def test_negative_feature_encoder_lr_scale_is_refused():
+    import pytest
+
+    from xlsr.errors import XlsrError
+
+    with pytest.raises(XlsrError, match="feature_encoder_lr_scale"):
+        TrainerConfig(feature_encoder_lr_scale=-1)

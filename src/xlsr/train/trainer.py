@@ -28,7 +28,7 @@ from xlsr.train import distributed as dist_util
 from xlsr.train import elastic
 from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
-from xlsr.train.optimizer import build_optimizer
+from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
 from xlsr.train.run_folder import check_run_folder
 from xlsr.train.schedules import learning_rate
@@ -177,8 +177,7 @@ class Trainer(TrainerCheckpoints):
         cfg, task = self.cfg, self.task
         # 1. schedules, the same on all ranks: learning rate, LayerDrop seed, the task's (Gumbel temperature, freezing)
         lr = learning_rate(cfg, self.update)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         if hasattr(self.model, "set_layerdrop_seed"):  # the same LayerDrop draws on every rank (DDP/FSDP-safe)
             self.model.set_layerdrop_seed(cfg.seed * 1_000_003 + self.update)
         extra = task.on_update_start(self.model, self.update)

@@ -34,6 +34,8 @@ class TrainerConfig:
     adam_eps: float = 1e-6
     weight_decay: float = 0.01
     clip_norm: float = 10.0  # max global gradient norm; 0 = no clipping
+    # the CNN's learning rate is lr x this (its own parameter groups); 0.1 slows a CNN that collapses its features
+    feature_encoder_lr_scale: float = 1.0
     update_freq: int = 1  # gradient accumulation: micro-batches per update
     # numerics and speed
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -56,6 +58,8 @@ class TrainerConfig:
                          ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
             if getattr(self, key) < low:
                 raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
+        if self.feature_encoder_lr_scale < 0:
+            raise XlsrError(f"feature_encoder_lr_scale: must not be negative, got {self.feature_encoder_lr_scale:g}")
         if self.lr < 0 or self.clip_norm < 0:
             raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
 
