@@ -110,7 +110,9 @@ def test_pretraining_loss_weights_every_term_by_the_masked_frames():
     assert out.diversity.item() == pytest.approx(0.1 * 0.75 * 3)
     assert out.feature_penalty.item() == pytest.approx(10.0 * 0.5 * 3)
     torch.testing.assert_close(out.loss, out.contrastive + out.diversity + out.feature_penalty)
-    # beta = 0: the penalty is reported unweighted and stays out of the loss (and of the graph).
+    # beta = 0: the penalty is reported with beta taken as 1 (per masked frame, like the weighted one, so the
+    # trainer's log of feature_penalty / n is the plain mean) and stays out of the loss (and of the graph).
     off = pretraining_loss(logits, ppl, 640, penalty, diversity_weight=0.1, feature_penalty_weight=0.0)
-    assert off.feature_penalty.item() == 0.5 and not off.feature_penalty.requires_grad
+    assert off.feature_penalty.item() == pytest.approx(0.5 * 3) and not off.feature_penalty.requires_grad
     torch.testing.assert_close(off.loss, off.contrastive + off.diversity)
+

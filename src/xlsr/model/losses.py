@@ -115,7 +115,7 @@ class PretrainingLoss(NamedTuple):
     loss: torch.Tensor  # contrastive + diversity + feature_penalty
     contrastive: torch.Tensor  # InfoNCE summed over the masked frames
     diversity: torch.Tensor  # alpha * diversity_loss * n
-    feature_penalty: torch.Tensor  # beta * penalty * n; the unweighted mean, detached, when beta = 0
+    feature_penalty: torch.Tensor  # beta * penalty * n; penalty * n, detached, when beta = 0 (logged only)
 
 
 def pretraining_loss(logits: torch.Tensor, prob_perplexity: torch.Tensor, num_vars_total: int,
@@ -134,5 +134,5 @@ def pretraining_loss(logits: torch.Tensor, prob_perplexity: torch.Tensor, num_va
             penalty = feature_penalty_weight * penalty * n
             loss = loss + penalty
         else:
-            penalty = penalty.detach()  # logged, not trained
+            penalty = penalty.detach() * n  # logged per masked frame like the weighted one, not trained
     return PretrainingLoss(loss, nce, div, penalty)

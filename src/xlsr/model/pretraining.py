@@ -36,7 +36,7 @@ class PreTrainingOutput:
     loss: torch.Tensor
     contrastive_loss: torch.Tensor  # InfoNCE summed over masked frames
     diversity_loss: torch.Tensor  # alpha * (GV - prob_perplexity) / GV * num_masked
-    feature_penalty: torch.Tensor  # beta * mean(f(x)^2) * num_masked (the unweighted mean when beta = 0)
+    feature_penalty: torch.Tensor  # beta * mean(f(x)^2) * num_masked (beta taken as 1, detached, when beta = 0)
     accuracy: torch.Tensor
     prob_perplexity: torch.Tensor
     code_perplexity: torch.Tensor
