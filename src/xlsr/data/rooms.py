@@ -2,11 +2,14 @@
 
 A room is simulated with pyroomacoustics' hybrid method (image sources up to order 3 for the early
 reflections, ray tracing for the tail), which reaches a realistic decay (a pure image-source model needs
-orders of 50-90 for RT60 0.4-0.7 s: 0.3-1.3 s of CPU per room). Even so one room costs 30-150 ms, more
-than rendering a whole utterance, so utterances share a bank of `ROOMS` rooms per seed, chosen at random
-per utterance. Each room is simulated once per machine: its response is kept in $XLSR_CACHE/rooms (default
-~/.cache/xlsr), named by the room and the simulator's version, and memoized per process. The simulation is
-seeded, so the cache only saves time (32 rooms: ~2 CPU-s for every synthesis or data-loading process).
+orders of 50-90 for RT60 0.4-0.7 s: 0.3-1.3 s of CPU per room). Even so one room costs ~9 CPU-ms (RT60
+0.2-0.8 s; 28 ms with pyroomacoustics' own tail loops, which `room_tail` replaces by bit-identical array
+code), more than rendering a short utterance, so utterances share a bank of `ROOMS` rooms per seed, chosen at
+random per utterance; a room is simulated when an utterance first draws it. Each room is simulated once per
+machine: its response is kept in $XLSR_CACHE/rooms (default ~/.cache/xlsr), named by the room and the
+simulator's version, and memoized per process. The simulation is seeded, so the cache only saves time
+(32 rooms: ~0.3 CPU-s, plus ~0.7 CPU-s to import pyroomacoustics and scipy.signal, for every synthesis or
+data-loading process).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from xlsr.rates import SAMPLE_RATE
 
-ROOMS = 32  # rooms per seed: enough variety for a small corpus, a one-off 1-3 CPU-s per process
+ROOMS = 32  # rooms per seed: enough variety for a small corpus, a one-off ~0.3 CPU-s per process
 RT60_LIMITS = (0.15, 1.2)  # seconds; below 0.15 s the largest rooms cannot be that dry (absorption > 1)
 _ROOM_SIZE = ((3.0, 9.0), (2.5, 7.0), (2.4, 3.5))  # metres (length, width, height): offices to classrooms
 _MARGIN = 0.4  # metres between a wall and the talker or the microphone
@@ -93,7 +96,9 @@ def _simulator_version() -> str:
 
 def simulate(room: Room) -> np.ndarray:
     """Simulate the room with pyroomacoustics: its impulse response, float32, starting at the direct sound."""
-    import pyroomacoustics as pra  # with scipy ~1 CPU-s to import (measured): only when a room is simulated
+    import pyroomacoustics as pra  # with scipy ~0.7 CPU-s to import (measured): only when a room is simulated
+
+    from xlsr.data.room_tail import library_loops_replaced
 
     pra.random.seed(numpy=room.seed, libroom=room.seed)  # the ray tracer draws its rays from these
     absorption, _ = pra.inverse_sabine(room.rt60, list(room.size))
@@ -102,7 +107,8 @@ def simulate(room: Room) -> np.ndarray:
     sim.set_ray_tracing(receiver_radius=0.5, n_rays=_RAYS, energy_thres=1e-5)
     sim.add_source(list(room.talker))
     sim.add_microphone(list(room.microphone))
-    sim.compute_rir()
+    with library_loops_replaced():  # the same response, its reverberant tail built 3x faster
+        sim.compute_rir()
     rir = np.asarray(sim.rir[0][0], dtype=np.float64)
     # pyroomacoustics delays everything by the travel time and its fractional-delay filter: start the
     # response at its strongest tap (the direct sound) so reverberated speech keeps its timing.
