@@ -59,3 +59,16 @@ def test_negative_feature_encoder_lr_scale_is_refused():
 
     with pytest.raises(XlsrError, match="feature_encoder_lr_scale"):
         TrainerConfig(feature_encoder_lr_scale=-1)
+
+
+def test_head_lr_scale_reaches_the_ctc_head_only():
+    from xlsr.model.ctc import Wav2Vec2ForCTC
+
+    model = Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), vocab_size=12)
+    opt = build_optimizer(model, TrainerConfig(head_lr_scale=20.0, feature_encoder_lr_scale=0.5))
+    by_scale: dict[float, set[int]] = {}
+    for g in opt.param_groups:
+        by_scale.setdefault(g["lr_scale"], set()).update(id(p) for p in g["params"])
+    assert by_scale[20.0] == {id(model.lm_head.weight), id(model.lm_head.bias)}
+    assert by_scale[0.5] == {id(p) for p in model.wav2vec2.feature_encoder.parameters()}
+    assert sum(map(len, by_scale.values())) == len(list(model.parameters()))

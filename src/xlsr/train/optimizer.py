@@ -1,5 +1,6 @@
-"""The optimizer every task trains with: AdamW, weight decay on weight matrices only, and optionally a smaller
-learning rate for the CNN (each parameter group carries the `lr_scale` the Trainer multiplies its rate by)."""
+"""The optimizer every task trains with: AdamW, weight decay on weight matrices only, and optionally a rate of
+their own for the CNN and for a new output layer (each parameter group carries the `lr_scale` the Trainer
+multiplies the schedule's rate by)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from torch import nn
 # The weight-norm magnitude g of the positional convolution is a per-tap scale of shape (1, 1, k): 3-d, so
 # the ndim rule alone would decay it, shrinking the positional signal towards zero for no regularising gain.
 WEIGHT_NORM_MAGNITUDE = "parametrizations.weight.original0"
-FEATURE_ENCODER = "feature_encoder."  # the CNN's parameters, in every model that holds a Wav2Vec2Model
+# Parts of a model that can train at their own rate: (name fragment, TrainerConfig field holding the factor)
+LR_SCALED_PARTS = (("feature_encoder.", "feature_encoder_lr_scale"),  # the CNN
+                   ("lm_head.", "head_lr_scale"))  # a fine-tuned model's new output layer
 
 
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
@@ -18,28 +21,28 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or any(k in name for k in ("mask_embedding", "codevectors", "norm", WEIGHT_NORM_MAGNITUDE))
 
 
+def lr_scale(name: str, cfg) -> float:
+    """The factor on the schedule's rate for parameter `name`: its part's `*_lr_scale` setting, else 1."""
+    for fragment, key in LR_SCALED_PARTS:
+        if fragment in name:
+            return float(getattr(cfg, key, 1.0))
+    return 1.0
+
+
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters, with `cfg.weight_decay` (a TrainerConfig) on the weight matrices only.
 
-    With `cfg.feature_encoder_lr_scale` != 1 the CNN's parameters get groups of their own whose `lr_scale` is that
-    factor (the Trainer sets each group's rate to the schedule's rate times its `lr_scale`). Adam normalises a
-    gradient's scale away, so `feature_grad_mult` cannot slow the CNN down; this does. At 1 the groups are the two
-    of earlier versions, so their checkpoints' optimizer states still load.
+    A part whose `*_lr_scale` (LR_SCALED_PARTS) is not 1 gets parameter groups of their own carrying that
+    `lr_scale`; the Trainer sets each group's rate to the schedule's rate times it. Adam normalises a gradient's
+    scale away, so `feature_grad_mult` cannot slow the CNN down; `feature_encoder_lr_scale` does. The first two
+    groups are always the two of earlier versions (scale 1), so their checkpoints' optimizer states still load.
     """
-    scale = float(getattr(cfg, "feature_encoder_lr_scale", 1.0))
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {(1.0, False): [], (1.0, True): []}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            in_cnn = scale != 1.0 and FEATURE_ENCODER in name
-            groups.setdefault((in_cnn, no_weight_decay(name, p)), []).append(p)
-    param_groups = []
-    for in_cnn in (False, True):
-        for skip in (False, True):
-            params = groups.get((in_cnn, skip), [])
-            if in_cnn and not params:  # the CNN's groups exist only when it trains at its own rate
-                continue
-            param_groups.append({"params": params, "weight_decay": 0.0 if skip else cfg.weight_decay,
-                                 "lr_scale": scale if in_cnn else 1.0})
+            groups.setdefault((lr_scale(name, cfg), no_weight_decay(name, p)), []).append(p)
+    param_groups = [{"params": params, "weight_decay": 0.0 if skip else cfg.weight_decay, "lr_scale": scale}
+                    for (scale, skip), params in groups.items()]
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
 
 

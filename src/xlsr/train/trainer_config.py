@@ -36,6 +36,7 @@ class TrainerConfig:
     clip_norm: float = 10.0  # max global gradient norm; 0 = no clipping
     # the CNN's learning rate is lr x this (its own parameter groups); 0.1 slows a CNN that collapses its features
     feature_encoder_lr_scale: float = 1.0
+    head_lr_scale: float = 1.0  # a fine-tuned model's new output layer (lm_head) trains at lr x this
     update_freq: int = 1  # gradient accumulation: micro-batches per update
     # numerics and speed
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -58,8 +59,9 @@ class TrainerConfig:
                          ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
             if getattr(self, key) < low:
                 raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
-        if self.feature_encoder_lr_scale < 0:
-            raise XlsrError(f"feature_encoder_lr_scale: must not be negative, got {self.feature_encoder_lr_scale:g}")
+        for key in ("feature_encoder_lr_scale", "head_lr_scale"):
+            if getattr(self, key) < 0:
+                raise XlsrError(f"{key}: must not be negative, got {getattr(self, key):g}")
         if self.lr < 0 or self.clip_norm < 0:
             raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
 
