@@ -110,7 +110,8 @@ def protocol(p: dict, settings: dict) -> str:
         f"{p['freeze_ratio']:g}), so that only the new CTC head trains while it is random (fairseq: the first 10k "
         f"updates of its 13k/20k low-resource runs);",
         f"- Adam, {p['lr_schedule'].replace('_', '-')} learning rate (phases "
-        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with a peak of {p['lr']:g}; CTC on phones; batches of at "
+        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with a peak of {p['lr']:g}"
+        f"{f' (the new head at {h:g}x that rate)' if (h := p.get('head_lr_scale', 1.0)) != 1 else ''}; CTC on phones; batches of at "
         f"most {p['max_tokens'] / 16000:g} s of audio; best checkpoint by dev PER (validated "
         f"{f'every {v} updates' if (v := p['valid_every']) else 'at the end'});",
         f"- time masks p = {m['mask_prob']:g} × {m['mask_length']} frames, channel masks p = "
