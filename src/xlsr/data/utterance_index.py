@@ -115,6 +115,13 @@ class Table:
         """`FILE:LINE` of `row` (its audio path for a table made from objects)."""
         return f"{self.source}:{int(self.codes['line'][row])}" if self.source else self.audio(row)
 
+    def utterance(self, row: int) -> Utterance:
+        """`row` as an Utterance, equal to the one `read_manifest` gives for its line."""
+        codes = self.codes
+        return Utterance(audio=self.audio(row), num_samples=int(codes["num_samples"][row]),
+                         lang=self.langs[int(codes["lang"][row])], speaker=self.speakers[int(codes["speaker"][row])],
+                         text=self.strings["text"][row], phones=self.strings["phones"][row], id=self.utterance_id(row))
+
 
 def _column_path(folder: Path, name: str) -> Path:
     return folder / f"{name}.bin"
@@ -302,9 +309,7 @@ class UtteranceIndex(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         table, row = self._locate(i)
-        return Utterance(audio=table.audio(row), num_samples=int(self.num_samples[i]), lang=self.lang(i),
-                         speaker=table.speakers[int(table.codes["speaker"][row])], text=table.strings["text"][row],
-                         phones=table.strings["phones"][row], id=table.utterance_id(row))
+        return table.utterance(row)
 
     def __iter__(self) -> Iterator[Utterance]:
         return (self[i] for i in range(len(self)))
