@@ -1,6 +1,7 @@
 """Sharded corpora: writing (atomic, resumable), reading back exactly, α mixing, resume, bad shards, the CLI."""
 
 import json
+import os
 import shutil
 import tarfile
 from collections import Counter
@@ -268,6 +269,51 @@ def test_an_index_that_disagrees_with_its_tars_is_refused_in_one_line(corpus, tm
     (dst / "train" / "bb-000000.tar").unlink()
     with pytest.raises(XlsrError, match="lists train/bb-000000.tar, which does not exist"):
         shard_pretrain_loader(dst, **kw)
+
+
+def test_a_shard_is_hashed_once_while_unchanged_and_again_after_a_change(corpus, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from xlsr.data import shard_reader
+
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    info = next(s for s in read_index(dst).shards if s.path == "train/aa-000000.tar")
+    hashed = []
+    real_sha256 = shard_reader.hashlib.sha256
+
+    class Counting:
+        def __init__(self):
+            self.h = real_sha256()
+
+        def update(self, data):
+            hashed.append(len(data))
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(shard_reader.hashlib, "sha256", Counting)
+
+    def read(entry):
+        hashed.clear()
+        got = list(shard_reader.read_shard(dst, entry))
+        return got[-1], sum(hashed)
+
+    end, first = read(info)
+    assert end.fatal is None and end.read == info.utterances and first == info.bytes
+    end, again = read(info)
+    assert end.fatal is None and end.read == info.utterances and again == 0  # unchanged: not hashed twice
+    end, _ = read(replace(info, sha256="0" * 64))  # another index entry for the same file: hashed, refused
+    assert "its sha256 differs from the index's" in end.fatal
+    tar = dst / info.path
+    data = bytearray(tar.read_bytes())
+    flac = data.index(b"fLaC")
+    data[flac + 2000] ^= 0xFF  # one byte of audio changed in place: same size, same members
+    tar.write_bytes(bytes(data))
+    os.utime(tar, ns=(tar.stat().st_atime_ns, tar.stat().st_mtime_ns + 10**9))
+    end, rehashed = read(info)
+    assert rehashed == info.bytes and "its sha256 differs from the index's" in end.fatal
 
 
 def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):
