@@ -93,7 +93,8 @@ def main() -> None:
         stages = [
             ("files: load_audio", best_cpu(lambda: [load_audio(u.audio) for u in utts], r)),
             ("files: pretrain_loader", best_cpu(lambda: through(lambda: pretrain_loader(utts, **LOADER), n), r)),
-            ("shards: read_shard, first read", best_cpu(read_all, r, before=getattr(shard_reader, "_verified", {}).clear)),
+            ("shards: read_shard, first read",  # each read hashes (the code before 2026-12-04 has no cache)
+             best_cpu(read_all, r, before=getattr(shard_reader, "_verified", {}).clear)),
             ("shards: read_shard, re-read", best_cpu(read_all, r)),
             ("shards: decode_audio", best_cpu(lambda: [decode_audio(x.flac, x.key) for x in samples], r)),
             ("shards: stream items", best_cpu(lambda: first(ConsumerStream(spec, 0, 1).items(), n), r)),

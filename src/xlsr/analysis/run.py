@@ -160,8 +160,8 @@ def _extract_codes(loaded, per_lang: dict[str, tuple[Path, UtteranceIndex]], sec
     return clips, ids, samples
 
 
-def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, UtteranceIndex]], family: dict[str, str],
-                 clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
+def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, UtteranceIndex]],
+                 family: dict[str, str], clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
     """Add each language's family, manifest and amount of audio to its figures."""
     for lang, (path, _) in per_lang.items():
         per_language[lang].update({
