@@ -2,9 +2,12 @@
 
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
-from xlsr.analysis.selection import seconds_per_language, select_clips
+from xlsr.analysis.selection import available_seconds, seconds_per_language, select_clips
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.manifest import Utterance, read_manifest, write_manifest
 from xlsr.errors import XlsrError
 
 
@@ -24,6 +27,17 @@ def test_clips_add_up_to_the_budget_and_are_seeded():
     assert [(c.utterance.audio, c.num_samples) for c in again] == [(c.utterance.audio, c.num_samples) for c in clips]
     other = [select_clips(utts, 2.5, seed=s)[0].utterance.audio for s in range(10)]
     assert len(set(other)) > 1  # the order depends on the seed
+
+
+def test_an_index_gives_the_clips_a_list_of_utterances_gives(tmp_path):
+    rng = np.random.default_rng(0)
+    write_manifest(tmp_path / "train.jsonl", [Utterance(str(tmp_path / f"u{i}.wav"), int(rng.integers(300, 40000)),
+                                                        "xx", id=f"u{i}") for i in range(200)])
+    listed, index = read_manifest(tmp_path / "train.jsonl"), open_manifest(tmp_path / "train.jsonl")
+    assert available_seconds(index) == available_seconds(listed) == sum(u.num_samples for u in listed) / 16000
+    for seed in range(3):
+        expected = [(c.utterance, c.num_samples) for c in select_clips(listed, 30.0, seed=seed)]
+        assert [(c.utterance, c.num_samples) for c in select_clips(index, 30.0, seed=seed)] == expected
 
 
 def test_leftover_below_receptive_field_is_dropped():

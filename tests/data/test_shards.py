@@ -1,7 +1,9 @@
 """Sharded corpora: writing (atomic, resumable), reading back exactly, α mixing, resume, bad shards, the CLI."""
 
 import json
+import os
 import shutil
+import tarfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,12 +15,12 @@ from xlsr.cli.main import main
 from xlsr.data import shard_stream
 from xlsr.data import shards as shards_mod
 from xlsr.data.audio import load_audio
-from xlsr.data.manifest import Utterance, read_split, write_manifest
+from xlsr.data.manifest import Utterance, read_manifest, read_split, write_manifest
 from xlsr.data.sampling import language_weights
 from xlsr.data.shard_index import read_index
 from xlsr.data.shard_loader import ShardLoader, shard_pretrain_loader
 from xlsr.data.shard_stream import ConsumerStream, StreamSpec, assigned_shard
-from xlsr.data.shards import write_shards
+from xlsr.data.shards import encode_utterance, write_shards
 from xlsr.errors import XlsrError
 
 SR = 16000
@@ -70,6 +72,52 @@ def test_index_lists_every_utterance_once_per_language_shard(corpus):
         assert all((out / s.path).stat().st_size == s.bytes for s in train)
     assert {s.split for s in index.shards} == {"train", "dev"}
     assert index.shards[0].symbols["phones"] == ["a", "b", "c"]
+
+
+def _odd_manifest(root: Path) -> Path:
+    """cc/train.jsonl with every optional form: relative and absolute audio, no id, no speaker, no labels, a blank
+    line, non-ASCII paths and labels."""
+    rng = np.random.default_rng(1)
+    (root / "cc" / "clips").mkdir(parents=True)
+    lines = []
+    for i in range(9):
+        path = root / "cc" / "clips" / f"ü{i}.flac"
+        sf.write(path, 0.2 * np.sin(np.arange(int(rng.integers(5000, 12000))) * 0.05), SR)
+        record = {"audio": f"clips/{path.name}" if i % 2 else str(path), "num_samples": 10, "lang": "cc"}
+        record.update({"id": f"cc-{i}"} if i % 3 else {})
+        record.update({"speaker": f"sp{i}"} if i % 4 else {})
+        record.update({"text": "ñandú ab"} if i % 2 else {})
+        record.update({"phones": "ɲ a"} if i % 5 == 1 else {})
+        lines.append(json.dumps(record, ensure_ascii=False))
+    manifest = root / "cc" / "train.jsonl"
+    manifest.write_text("\n".join(lines[:4]) + "\n\n" + "\n".join(lines[4:]) + "\n", encoding="utf-8")
+    return manifest
+
+
+def test_shards_hold_exactly_what_the_manifest_lines_encode_to(tmp_path):
+    manifest = _odd_manifest(tmp_path / "corpus")
+    out = tmp_path / "shards"
+    index = write_shards(tmp_path / "corpus", out, shard_size=25_000, show_progress=False).index
+    assert len(index.shards) >= 2
+    members = {}
+    for s in index.shards:
+        with tarfile.open(out / s.path) as tar:
+            members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    expected = {}
+    for line, u in enumerate(read_manifest(manifest)):  # the utterance objects the writer used to read
+        sample, _ = encode_utterance(u, f"cc-{line:09d}")
+        expected.update({f"{sample['__key__']}.{k}": sample[k] for k in ("flac", "json")})
+    assert members == expected and len(members) == 18
+
+
+def test_a_bad_manifest_line_refuses_the_corpus_before_a_shard_is_written(tmp_path):
+    manifest = _odd_manifest(tmp_path / "corpus")
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join(lines[:6] + ['{"audio": "x.flac", "lang": "cc"}'] + lines[6:]) + "\n",
+                        encoding="utf-8")
+    with pytest.raises(XlsrError, match=r"cc/train.jsonl:7: missing field\(s\) num_samples") as exc:
+        write_shards(tmp_path / "corpus", tmp_path / "shards", shard_size=60_000, show_progress=False)
+    assert "\n" not in str(exc.value) and not list((tmp_path / "shards").rglob("*.tar"))
 
 
 def test_rerun_keeps_complete_shards_and_an_interrupted_run_resumes(corpus, tmp_path, monkeypatch):
@@ -221,6 +269,51 @@ def test_an_index_that_disagrees_with_its_tars_is_refused_in_one_line(corpus, tm
     (dst / "train" / "bb-000000.tar").unlink()
     with pytest.raises(XlsrError, match="lists train/bb-000000.tar, which does not exist"):
         shard_pretrain_loader(dst, **kw)
+
+
+def test_a_shard_is_hashed_once_while_unchanged_and_again_after_a_change(corpus, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from xlsr.data import shard_reader
+
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    info = next(s for s in read_index(dst).shards if s.path == "train/aa-000000.tar")
+    hashed = []
+    real_sha256 = shard_reader.hashlib.sha256
+
+    class Counting:
+        def __init__(self):
+            self.h = real_sha256()
+
+        def update(self, data):
+            hashed.append(len(data))
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(shard_reader.hashlib, "sha256", Counting)
+
+    def read(entry):
+        hashed.clear()
+        got = list(shard_reader.read_shard(dst, entry))
+        return got[-1], sum(hashed)
+
+    end, first = read(info)
+    assert end.fatal is None and end.read == info.utterances and first == info.bytes
+    end, again = read(info)
+    assert end.fatal is None and end.read == info.utterances and again == 0  # unchanged: not hashed twice
+    end, _ = read(replace(info, sha256="0" * 64))  # another index entry for the same file: hashed, refused
+    assert "its sha256 differs from the index's" in end.fatal
+    tar = dst / info.path
+    data = bytearray(tar.read_bytes())
+    flac = data.index(b"fLaC")
+    data[flac + 2000] ^= 0xFF  # one byte of audio changed in place: same size, same members
+    tar.write_bytes(bytes(data))
+    os.utime(tar, ns=(tar.stat().st_atime_ns, tar.stat().st_mtime_ns + 10**9))
+    end, rehashed = read(info)
+    assert rehashed == info.bytes and "its sha256 differs from the index's" in end.fatal
 
 
 def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):

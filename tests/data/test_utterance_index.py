@@ -55,6 +55,18 @@ def test_index_round_trips_a_manifest_exactly(tmp_path, monkeypatch):
     assert list(pickle.loads(pickle.dumps(index))) == expected
 
 
+def test_label_columns_read_in_bulk_equal_those_read_one_by_one(tmp_path):
+    a = open_manifest(_write(tmp_path / "a.jsonl", [_line(i) for i in range(40)]))
+    b = open_manifest(_write(tmp_path / "b.jsonl", [_line(i) for i in range(40, 75)]))
+    # two tables, rows out of order and repeated, a chunk smaller than the selection
+    index = UtteranceIndex.concat([b, a]).subset(np.array([70, 3, 3, 41, 0, 74, 39, 40, 12]))
+    for field in ("text", "phones"):
+        expected = [index.label(i, field) for i in range(len(index))]
+        assert list(index.labels(field, chunk=4)) == expected == [getattr(u, field) for u in index]
+    assert None in expected and "" in [index.label(i, "text") for i in range(len(index))]
+    assert list(index.subset(np.zeros(0, dtype=np.int64)).labels("text")) == []
+
+
 def test_index_follows_the_manifest_when_it_changes(tmp_path, monkeypatch):
     path = _write(tmp_path / "train.jsonl", [_line(i) for i in range(20)])
     assert len(open_manifest(path)) == 20

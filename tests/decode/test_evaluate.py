@@ -9,6 +9,7 @@ import soundfile as sf
 import torch
 
 from xlsr.cli.main import main
+from xlsr.data.manifest import read_manifest
 from xlsr.decode.evaluate import evaluate, read_manifests
 from xlsr.decode.transcribe import load_ctc_model
 from xlsr.errors import XlsrError
@@ -51,6 +52,8 @@ def test_phone_error_counts_per_language(tmp_path):
         {"lang": "yy", "text": "no phones"},      # no reference: skipped
     ])
     report = evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False)
+    listed = evaluate(load_ctc_model(ckpt), read_manifest(m), show_progress=False)  # utterance objects
+    assert listed.to_dict() == report.to_dict() and listed.hypotheses == report.hypotheses
     c = report.counts
     assert (c["xx"]["phone"].substitutions, c["xx"]["phone"].deletions, c["xx"]["phone"].insertions,
             c["xx"]["phone"].ref_len) == (1, 3, 0, 5)
@@ -87,6 +90,10 @@ def test_missing_references_and_unreadable_audio(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 1 and "u1.wav: not a readable audio file" in captured.err
     assert captured.out.splitlines()[-1].split()[:3] == ["all", "1", "0.00"]
+    m.write_text(m.read_text() + '{"audio": "u0.wav", "lang": "xx"}\n')
+    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "test.jsonl:3: missing field(s) num_samples" in err and "\n" not in err
 
 
 def test_labels_of_another_kind_than_the_model_warn(tmp_path, capsys):

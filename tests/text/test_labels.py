@@ -1,10 +1,14 @@
 """CTC labels: the field per label kind, the vocabulary over several manifests, the utterance filter."""
 
+import numpy as np
 import pytest
 
-from xlsr.data.manifest import Utterance
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.manifest import Utterance, write_manifest
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
-from xlsr.text.labels import build_vocabulary, ctc_min_frames, filter_utterances, label_of
+from xlsr.model.config import cnn_frames, standard_conv_layers
+from xlsr.text.labels import build_vocabulary, ctc_min_frames, filter_utterances, label_of, learnable
 
 
 def utt(uid: str, samples: int, phones: str | None = None, text: str | None = None) -> Utterance:
@@ -36,3 +40,44 @@ def test_filter_drops_empty_and_too_long_labels_through_the_frame_function():
     assert report.to_dict() == {"total": 3, "kept": 1, "empty_label": 1, "label_too_long": 1}
     assert report.summary("m.jsonl") == ("m.jsonl: skipped 1 with an empty label (e.g. empty) and 1 whose label "
                                          "is longer than their frames (e.g. long); 1 of 3 kept")
+
+
+def _learnable_one_by_one(utts, vocab, labels, num_frames):
+    """The filter as it was: an Utterance and a num_frames call per utterance (the reference)."""
+    keep, dropped = [], {"empty": [], "long": []}
+    for u in utts:
+        ids = vocab.encode(label_of(u, labels)) if label_of(u, labels) else []
+        reason = "empty" if not ids else "long" if ctc_min_frames(ids) > num_frames(u.num_samples) else None
+        if reason:
+            dropped[reason].append(u.id or u.audio)
+        keep.append(reason is None)
+    return keep, dropped
+
+
+def test_filter_over_an_index_keeps_what_the_per_utterance_filter_keeps(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["a", "b", "a a", "c b a", "a a a a b b", "", " ", None]
+    utts = [Utterance(audio=str(tmp_path / f"u{i}.flac"), num_samples=int(rng.choice([400, 720, 1040, 1360, 3000])),
+                      lang="xx", phones=words[int(rng.integers(len(words)))], id="" if i % 9 == 0 else f"u{i}")
+            for i in range(300)]
+    write_manifest(tmp_path / "xx" / "train.jsonl", utts[:200])
+    write_manifest(tmp_path / "yy" / "train.jsonl", utts[200:])
+    index = UtteranceIndex.concat([open_manifest(tmp_path / "yy" / "train.jsonl"),
+                                   open_manifest(tmp_path / "xx" / "train.jsonl")]).subset(rng.permutation(300)[:250])
+    vocab = build_vocabulary({"m": index}, "phones")
+    conv = [(8, 40, 20), (8, 3, 2), (8, 2, 2)]  # 400 samples: 4 frames, 3000: 37
+    calls = []
+
+    def frames(n):
+        calls.append(n)
+        return cnn_frames(n, conv)
+
+    keep, report = learnable(index, vocab, "phones", frames)
+    ref_keep, ref_dropped = _learnable_one_by_one(list(index), vocab, "phones", lambda n: cnn_frames(n, conv))
+    assert keep.tolist() == ref_keep and 0 < sum(ref_keep) < len(ref_keep)
+    assert report.empty_label == ref_dropped["empty"] and report.label_too_long == ref_dropped["long"]
+    assert report.label_too_long and report.total == 250
+    assert sorted(calls) == sorted(set(index.num_samples.tolist()))  # once per distinct length
+    kept, _ = filter_utterances(list(index), vocab, "phones", lambda n: cnn_frames(n, standard_conv_layers()))
+    ref_keep, _ = _learnable_one_by_one(list(index), vocab, "phones", lambda n: cnn_frames(n, standard_conv_layers()))
+    assert kept == [u for u, k in zip(index, ref_keep) if k]

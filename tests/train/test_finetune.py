@@ -9,6 +9,7 @@ import torch
 from xlsr.errors import XlsrError
 from xlsr.interop.native import load_checkpoint, save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from xlsr.model.feature_encoder import conv_output_lengths
 from xlsr.text.labels import ctc_min_frames
 from xlsr.train.finetune import FinetuneConfig, FinetuneTask, finetune
 from xlsr.train.monitor import read_log
@@ -86,7 +87,27 @@ def test_union_vocabulary_and_filtering(tmp_path):
 def test_frame_arithmetic():
     tiny = Wav2Vec2Config.preset("tiny")
     assert [tiny.num_frames(n) for n in (16000, 400, 399)] == [49, 1, 0]
+    frames = torch.arange(6000)  # the integer arithmetic equals the CNN's own length rule
+    for _, kernel, stride in tiny.conv_layers:
+        frames = conv_output_lengths(frames, kernel, stride)
+    assert [tiny.num_frames(n) for n in range(6000)] == frames.tolist()
     assert ctc_min_frames([2, 2, 3]) == 4 and ctc_min_frames([2, 3, 2]) == 3
+
+
+def test_streamed_utterances_are_filtered_as_manifest_ones():
+    from xlsr.data.manifest import Utterance
+    from xlsr.text.labels import learnable
+    from xlsr.text.vocab import Vocabulary
+    from xlsr.train.shard_finetune import ShardLabeler
+
+    tiny = Wav2Vec2Config.preset("tiny")
+    vocab = Vocabulary(["<blank>", "<unk>", "a", "b"], kind="phones")
+    labeler = ShardLabeler(vocab, "phones", tiny.conv_layers)
+    for n in (399, 400, 719, 720, 1040, 1360, 16000):
+        for label in ("a", "a a", "a b a b", "b b b", "", " ", None):
+            keep, _ = learnable([Utterance("x.flac", n, "xx", phones=label)], vocab, "phones", tiny.num_frames)
+            got = labeler({"num_samples": n, "phones": label})
+            assert (got is not None) == bool(keep[0]) and (got is None or got == vocab.encode(label.strip()))
 
 
 def test_init_drops_pretraining_heads_and_freezes(tones, tmp_path):

@@ -22,8 +22,10 @@ from xlsr.analysis.selection import (
     seconds_per_language,
     select_clips,
 )
-from xlsr.data.manifest import find_manifests, read_manifest
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.manifest import find_manifests
 from xlsr.data.synth.languages import LANGUAGES
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
@@ -71,7 +73,7 @@ def _load_quantizing_model(model_path: str | Path):
     return loaded
 
 
-def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict[str, tuple[Path, list]]:
+def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict[str, tuple[Path, UtteranceIndex]]:
     if not data_dir.is_dir():
         raise XlsrError(f"{data_dir}: not a directory (expected DIR/<lang>/{split}.jsonl manifests)")
     manifests = dict(sorted(find_manifests(data_dir, split).items()))
@@ -89,7 +91,8 @@ def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict
             f"{data_dir}: the analysis compares languages and needs {split}.jsonl manifests for at least "
             f"2 languages (DIR/<lang>/{split}.jsonl), found {found}"
         )
-    return {lang: (path, read_manifest(path)) for lang, path in manifests.items()}
+    # the utterance index (memory-mapped): a train split of millions of lines, of which a few minutes are read
+    return {lang: (path, open_manifest(path)) for lang, path in manifests.items()}
 
 
 def analyze(
@@ -139,7 +142,7 @@ def analyze(
     return AnalysisReport(summary=summary, counts=counts, out_dir=out_dir, files=files)
 
 
-def _extract_codes(loaded, per_lang: dict[str, tuple[Path, list]], seconds: float, *, seed: int,
+def _extract_codes(loaded, per_lang: dict[str, tuple[Path, UtteranceIndex]], seconds: float, *, seed: int,
                    device: torch.device, show_progress: bool) -> tuple[dict, dict[str, np.ndarray], dict[str, int]]:
     """Pick the same seconds of clips per language and quantize them: (clips, codeword ids, samples read)."""
     cfg = loaded.config
@@ -157,8 +160,8 @@ def _extract_codes(loaded, per_lang: dict[str, tuple[Path, list]], seconds: floa
     return clips, ids, samples
 
 
-def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, list]], family: dict[str, str],
-                 clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
+def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, UtteranceIndex]],
+                 family: dict[str, str], clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
     """Add each language's family, manifest and amount of audio to its figures."""
     for lang, (path, _) in per_lang.items():
         per_language[lang].update({

@@ -7,11 +7,13 @@ in a seeded random order and topped up with the start of one more.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -24,9 +26,10 @@ class Clip:
     num_samples: int
 
 
-def available_seconds(utts: list, sample_rate: int = SAMPLE_RATE) -> float:
+def available_seconds(utts: Sequence, sample_rate: int = SAMPLE_RATE) -> float:
     """Total audio of a language's utterances in seconds, from the manifest's sample counts."""
-    return sum(int(u.num_samples) for u in utts) / sample_rate
+    num_samples = utts.num_samples if isinstance(utts, UtteranceIndex) else [int(u.num_samples) for u in utts]
+    return int(np.sum(num_samples, dtype=np.int64)) / sample_rate
 
 
 def seconds_per_language(
@@ -51,7 +54,7 @@ def seconds_per_language(
     return float(need)
 
 
-def select_clips(utts: list, seconds: float, *, seed: int = 0, min_samples: int = 400,
+def select_clips(utts: Sequence, seconds: float, *, seed: int = 0, min_samples: int = 400,
                  sample_rate: int = SAMPLE_RATE) -> list[Clip]:
     """Seeded random utterances whose audio adds up to `seconds`, the last one cropped to fit.
 

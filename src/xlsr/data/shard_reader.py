@@ -1,7 +1,9 @@
 """Reading one shard: its utterances (FLAC bytes + JSON fields), then a verdict on the shard as a whole.
 
 The tar is parsed by webdataset (`tar_file_expander`, `group_by_keys`) from a file whose bytes are hashed as
-they stream by, so the sha256 check costs no second read. What can go wrong, and what the reader makes of it:
+they stream by, so the sha256 check costs no second read. Hashing costs about as much CPU as parsing the tar, so
+a process hashes a shard once: a later read of the same file, unchanged since (size, mtime, inode and device
+as when its hash matched the index's), skips the hash. What can go wrong, and what the reader makes of it:
 - the tar ends early or a member is cut (a truncated copy): the utterances before the damage are yielded, the
   rest (the index's count minus those read) are reported as bad files, with the shard's path;
 - an utterance without its .flac or .json member, or with unreadable JSON: that utterance is a bad file;
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,8 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from xlsr.data.shard_index import ShardInfo
 
 _CHUNK = 1 << 20
+# path -> (file identity, sha256) of the shards whose hash matched their index entry in this process
+_verified: dict[str, tuple[tuple[int, ...], str]] = {}
 
 
 @dataclass
@@ -43,18 +48,29 @@ class ShardEnd:
     fatal: str | None = None
 
 
-class _HashingFile:
-    """A read-only file that hashes and counts every byte read through it."""
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
 
-    def __init__(self, path: Path) -> None:
+
+class _HashingFile:
+    """A read-only file that counts, and hashes unless an unchanged copy was verified, every byte read through it."""
+
+    def __init__(self, path: Path, sha256: str) -> None:
         self.file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self.identity = _identity(os.fstat(self.file.fileno()))
+        self.verified = _verified.get(str(path)) == (self.identity, sha256)
         self.sha256, self.bytes = hashlib.sha256(), 0
 
     def read(self, size: int = -1) -> bytes:
         data = self.file.read(size)
-        self.sha256.update(data)
+        if not self.verified:
+            self.sha256.update(data)
         self.bytes += len(data)
         return data
+
+    def matches(self, sha256: str) -> bool:
+        """Whether the bytes read hash to `sha256` (or did when this unchanged file was verified before)."""
+        return self.verified or self.sha256.hexdigest() == sha256
 
     def finish(self) -> None:
         """Read what tarfile left (the end-of-archive padding), so that the hash covers the whole file."""
@@ -75,7 +91,7 @@ def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
         return False  # stop at the first damage: what follows a cut member cannot be trusted
 
     try:
-        stream = _HashingFile(path)
+        stream = _HashingFile(path, info.sha256)
     except OSError as exc:
         yield ShardEnd(0, [f"{path}: cannot open ({exc.strerror})"], info.utterances)
         return
@@ -128,9 +144,11 @@ def _verdict(path: Path, info: ShardInfo, end: ShardEnd, errors: list[Exception]
         end.bad.append(f"{path}: damaged after {seen} of {info.utterances} utterances ({cause}); "
                        f"{missing} skipped")
         end.bad_count += missing
-    elif stream.bytes != info.bytes or stream.sha256.hexdigest() != info.sha256:
+    elif stream.bytes != info.bytes or not stream.matches(info.sha256):
         end.fatal = (f"{path}: its sha256 differs from the index's; the index and the tars disagree "
                      f"(re-run `xlsr data shard`)")
+    else:
+        _verified[str(path)] = (stream.identity, info.sha256)
     return end
 
 

@@ -33,6 +33,7 @@ run with one line. Workers never raise: they pass messages with their batches, a
 
 from __future__ import annotations
 
+import bisect
 import math
 import zlib
 from collections.abc import Callable, Iterator
@@ -182,16 +183,26 @@ class ConsumerStream:
         self.pending[item.lang][item.ordinal][0] -= 1
         self._advance(item.lang)
 
+    def _language_cdf(self, active: tuple[str, ...]) -> list[float]:
+        """The cumulative α weights of the `active` languages, as `Generator.choice(p=...)` builds them."""
+        p = np.array([self.weights[lang] for lang in active])
+        cdf = (p / p.sum()).cumsum()
+        cdf /= cdf[-1]
+        return cdf.tolist()
+
     def items(self) -> Iterator[_Item]:
         """Utterances, languages drawn by α, through the shuffle buffer (endless unless `passes`)."""
         langs = list(self.by_lang)
         buffer: list[_Item] = []
         size = self.spec.shuffle_buffer if self.spec.passes is None else 0
         reads = 0
+        cdfs: dict[tuple[str, ...], list[float]] = {}
         while self.fatal is None and len(self.exhausted) < len(langs):
-            active = [lang for lang in langs if lang not in self.exhausted]
-            p = np.array([self.weights[lang] for lang in active])
-            item = self._next_item(active[int(self.rng.choice(len(active), p=p / p.sum()))])
+            active = tuple(lang for lang in langs if lang not in self.exhausted)
+            cdf = cdfs.get(active) or cdfs.setdefault(active, self._language_cdf(active))
+            # what rng.choice(len(active), p=...) draws, the same number from the same state, without its ~50 µs
+            # of argument checks per call (once per utterance)
+            item = self._next_item(active[bisect.bisect_right(cdf, self.rng.random())])
             if item is None:
                 continue
             buffer.append(item)

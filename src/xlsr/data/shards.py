@@ -10,6 +10,10 @@ Writes are atomic and resumable: each shard is written under a temporary name an
 line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
 complete shard whose manifest (sha256) and shard size are unchanged and whose file has its listed size, and
 writes only the rest; `index.json` is written last.
+
+The manifests are read through their utterance index (data/index_cache.py: built once, memory-mapped), one
+`Utterance` at a time, so the writer's memory does not grow with the corpus; a bad manifest line refuses the
+manifest, as before (--max-bad-share counts unreadable audio only).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from webdataset import TarWriter
 
 from xlsr.atomic import write_json
 from xlsr.data.audio import load_audio
-from xlsr.data.manifest import Utterance, find_manifests, read_manifest
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.manifest import Utterance, find_manifests
 from xlsr.data.shard_index import INDEX_NAME, ShardIndex, ShardInfo
+from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, XlsrError
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
@@ -185,7 +191,8 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_entries(out)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
-    manifests = {(split, lang): read_manifest(path) for split, lang, path in jobs}
+    # every manifest's index before the first shard: a bad line refuses the run before anything is written
+    manifests = {(split, lang): open_manifest(path).tables[0] for split, lang, path in jobs}
     bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
                    disable=not show_progress)
     with open(out / PARTIAL_NAME, "a", encoding="utf-8") as partial:
@@ -214,7 +221,7 @@ class _Sharder:
     report: ShardReport
     bar: object
 
-    def manifest(self, utts: list[Utterance], split: str, lang: str, digest: str) -> list[ShardInfo]:
+    def manifest(self, utts: Table, split: str, lang: str, digest: str) -> list[ShardInfo]:
         """The shards of one manifest: the earlier run's complete ones, then new ones from the next line on."""
         out, report, bar = self.out, self.report, self.bar
         shards = _kept_shards(self.previous, out, split, lang, digest, self.shard_size)
@@ -236,8 +243,9 @@ class _Sharder:
 
         try:
             for line in range(start, len(utts)):
+                u = utts.utterance(line)  # one object at a time
                 try:
-                    sample, n = encode_utterance(utts[line], f"{stem}-{line:09d}")
+                    sample, n = encode_utterance(u, f"{stem}-{line:09d}")
                 except AudioError as exc:
                     report.skipped.append(str(exc))
                     log.warning("skipping unreadable audio: %s", exc)
@@ -249,7 +257,7 @@ class _Sharder:
                 if current is None:
                     rel = f"{split}/{stem}-{len(shards):06d}.tar"
                     current = _OpenShard(out / rel, rel, lang, split, first=line)
-                current.add(sample, utts[line], n)
+                current.add(sample, u, n)
                 bar.update(1)
             if current is not None:
                 finish(len(utts))

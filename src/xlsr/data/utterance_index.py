@@ -53,6 +53,14 @@ class Strings:
             return None
         return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8")
 
+    def take(self, rows: np.ndarray) -> list[str | None]:
+        """The values at `rows`: `self[i]` for each, with one gather of their offsets instead of one per row."""
+        offsets = np.asarray(self.offsets)  # a plain view: slicing a memmap costs microseconds per call
+        begins, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
+        present = [True] * len(begins) if self.present is None else np.asarray(self.present)[rows].tolist()
+        data = memoryview(np.asarray(self.data))
+        return [str(data[b:e], "utf-8") if p else None for b, e, p in zip(begins, ends, present)]
+
 
 class Table:
     """The columns of one manifest (or of a list of utterances); `folder` where it is stored, if it is."""
@@ -106,6 +114,13 @@ class Table:
     def where(self, row: int) -> str:
         """`FILE:LINE` of `row` (its audio path for a table made from objects)."""
         return f"{self.source}:{int(self.codes['line'][row])}" if self.source else self.audio(row)
+
+    def utterance(self, row: int) -> Utterance:
+        """`row` as an Utterance, equal to the one `read_manifest` gives for its line."""
+        codes = self.codes
+        return Utterance(audio=self.audio(row), num_samples=int(codes["num_samples"][row]),
+                         lang=self.langs[int(codes["lang"][row])], speaker=self.speakers[int(codes["speaker"][row])],
+                         text=self.strings["text"][row], phones=self.strings["phones"][row], id=self.utterance_id(row))
 
 
 def _column_path(folder: Path, name: str) -> Path:
@@ -269,6 +284,18 @@ class UtteranceIndex(Sequence):
         table, row = self._locate(i)
         return table.strings[field][row]
 
+    def labels(self, field: str, chunk: int = 65536) -> Iterator[str | None]:
+        """The `text` or `phones` of every utterance in order (`label(i, field)` for each i, read in bulk)."""
+        for start in range(0, len(self), chunk):
+            rows = self.rows[start:start + chunk]
+            table_of = np.searchsorted(self.starts, rows, side="right") - 1
+            values: list[str | None] = [None] * len(rows)
+            for k in np.unique(table_of).tolist():
+                at = np.flatnonzero(table_of == k)
+                for pos, value in zip(at.tolist(), self.tables[k].strings[field].take(rows[at] - self.starts[k])):
+                    values[pos] = value
+            yield from values
+
     def where(self, i: int) -> str:
         """`FILE:LINE` of utterance i."""
         table, row = self._locate(i)
@@ -282,9 +309,7 @@ class UtteranceIndex(Sequence):
         if not 0 <= i < len(self):
             raise IndexError(i)
         table, row = self._locate(i)
-        return Utterance(audio=table.audio(row), num_samples=int(self.num_samples[i]), lang=self.lang(i),
-                         speaker=table.speakers[int(table.codes["speaker"][row])], text=table.strings["text"][row],
-                         phones=table.strings["phones"][row], id=table.utterance_id(row))
+        return table.utterance(row)
 
     def __iter__(self) -> Iterator[Utterance]:
         return (self[i] for i in range(len(self)))

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlsr.data.manifest import read_manifest
+from xlsr.data.index_cache import open_manifest
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
-from xlsr.text.labels import LABEL_FIELD
+from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
@@ -76,23 +77,24 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
     if labels not in METRICS:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
     attr = LABEL_FIELD[labels]
+    # positions, not objects: `utts` may be a large manifest's index, whose utterances are made one at a time
     scored, missing = [], []
-    for u in utts:
-        ref = (getattr(u, attr) or "").strip()
-        (scored if ref else missing).append(u)
+    for i, ref in enumerate(labels_of(utts, labels)):
+        (scored if ref else missing).append(i)
     if not scored:
         raise XlsrError(f"no utterance has a {attr!r} reference (--labels {labels})")
     oov: dict[str, int] = {}
     if labels == ctc.vocab.kind:
-        oov = ctc.vocab.oov_report([getattr(u, attr) for u in scored])
-    results, failures = transcribe_files(ctc, [Path(u.audio) for u in scored], decoder=decoder,
+        oov = ctc.vocab.oov_report([getattr(utts[i], attr) for i in scored])
+    results, failures = transcribe_files(ctc, [Path(utts[i].audio) for i in scored], decoder=decoder,
                                          chunk_seconds=chunk_seconds, show_progress=show_progress)
     by_audio = {r.audio: r for r in results}
     units = METRICS[labels]
     counts: dict[str, dict[str, EditCounts]] = {}
     n_utts: dict[str, int] = {}
     hyps = []
-    for u in scored:
+    for i in scored:
+        u = utts[i]
         r = by_audio.get(str(Path(u.audio)))
         if r is None:
             continue  # listed in failures
@@ -104,9 +106,9 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
             for unit in units:
                 per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
             n_utts[lang] = n_utts.get(lang, 0) + 1
-    return EvalReport(ctc.source, labels, counts, n_utts, failures, [u.id for u in missing], oov, hyps)
+    return EvalReport(ctc.source, labels, counts, n_utts, failures, [utts[i].id for i in missing], oov, hyps)
 
 
-def read_manifests(paths: Sequence[str | Path]) -> list:
-    """The utterances of every manifest, in order."""
-    return [u for p in paths for u in read_manifest(p)]
+def read_manifests(paths: Sequence[str | Path]) -> UtteranceIndex:
+    """The utterances of every manifest, in order, as their (memory-mapped) utterance indexes; a bad line refuses."""
+    return UtteranceIndex.concat([open_manifest(p) for p in paths])

@@ -4,9 +4,12 @@ utterances CTC cannot learn from (an empty label, or a label needing more frames
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import Vocabulary
 
@@ -19,11 +22,25 @@ def label_of(utt, labels: str) -> str:
     return (getattr(utt, LABEL_FIELD[labels]) or "").strip()
 
 
-def build_vocabulary(utts_by_manifest: dict[str, list], labels: str) -> Vocabulary:
+def labels_of(utts: Sequence, labels: str) -> Iterator[str]:
+    """`label_of` each utterance in order; an utterance index reads its label column without making objects."""
+    name = LABEL_FIELD[labels]
+    values = utts.labels(name) if isinstance(utts, UtteranceIndex) else (getattr(u, name) for u in utts)
+    return ((v or "").strip() for v in values)
+
+
+def frames_per_utterance(num_samples: Sequence[int], num_frames: Callable[[int], int]) -> np.ndarray:
+    """`num_frames(n)` for each n of `num_samples`, called once per distinct length rather than once per utterance."""
+    lengths, inverse = np.unique(np.asarray(num_samples, dtype=np.int64), return_inverse=True)
+    frames = np.array([num_frames(n) for n in lengths.tolist()], dtype=np.int64)
+    return frames[inverse.reshape(-1)]
+
+
+def build_vocabulary(utts_by_manifest: dict[str, Sequence], labels: str) -> Vocabulary:
     """The union of the per-manifest vocabularies built from their labels (blank 0, <unk> 1)."""
     vocabs = []
     for path, utts in utts_by_manifest.items():
-        texts = [label_of(u, labels) for u in utts if label_of(u, labels)]
+        texts = [text for text in labels_of(utts, labels) if text]
         if not texts:
             raise XlsrError(f"{path}: no utterance has a {LABEL_FIELD[labels]!r} label (--labels {labels})")
         vocabs.append(Vocabulary.build(texts, kind=labels))
@@ -63,7 +80,7 @@ class FilterReport:
                 "label_too_long": len(self.label_too_long)}
 
 
-def filter_utterances(utts: list, vocab: Vocabulary, labels: str,
+def filter_utterances(utts: Sequence, vocab: Vocabulary, labels: str,
                       num_frames: Callable[[int], int]) -> tuple[list, FilterReport]:
     """Drop utterances CTC cannot learn from: empty labels, labels longer than the audio's frames.
 
@@ -73,18 +90,19 @@ def filter_utterances(utts: list, vocab: Vocabulary, labels: str,
     return [u for u, k in zip(utts, keep) if k], report
 
 
-def learnable(utts: Iterable, vocab: Vocabulary, labels: str,
-              num_frames: Callable[[int], int]) -> tuple[list[bool], FilterReport]:
+def learnable(utts: Sequence, vocab: Vocabulary, labels: str,
+              num_frames: Callable[[int], int]) -> tuple[np.ndarray, FilterReport]:
     """Per utterance, whether CTC can learn from it (`filter_utterances`'s test), and what was dropped."""
-    report = FilterReport()
-    keep = []
-    for u in utts:
-        report.total += 1
-        text = label_of(u, labels)
-        ids = list(vocab.encode(text)) if text else []
+    num_samples = utts.num_samples if isinstance(utts, UtteranceIndex) else [u.num_samples for u in utts]
+    frames = frames_per_utterance(num_samples, num_frames).tolist()
+    report = FilterReport(total=len(frames))
+    keep = np.ones(len(frames), dtype=bool)
+    for i, text in enumerate(labels_of(utts, labels)):
+        ids = vocab.encode(text) if text else []
         dropped = report.empty_label if not ids else \
-            report.label_too_long if ctc_min_frames(ids) > num_frames(u.num_samples) else None
+            report.label_too_long if ctc_min_frames(ids) > frames[i] else None
         if dropped is not None:
+            u = utts[i]  # an object only for what is dropped, for its name
             dropped.append(u.id or u.audio)
-        keep.append(dropped is None)
+            keep[i] = False
     return keep, report

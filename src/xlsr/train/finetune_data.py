@@ -19,7 +19,7 @@ from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
-from xlsr.text.labels import FilterReport, build_vocabulary, label_of, learnable
+from xlsr.text.labels import FilterReport, build_vocabulary, labels_of, learnable
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
 from xlsr.train.shard_finetune import shard_train_source, symbol_utterances
@@ -93,7 +93,7 @@ def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence]
               keep_head: bool) -> None:
     """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts."""
     for path, utts in train.items():
-        report = vocab.oov_report([label_of(u, cfg.labels) for u in utts if label_of(u, cfg.labels)])
+        report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
         if not report:
             continue
         message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
