@@ -1,7 +1,8 @@
 """In-process espeak-ng (the library bundled by espeakng-loader), driven through ctypes.
 
 The library keeps global state and is not thread-safe: use one `Espeak` per process (`engine()`),
-which is how the synthesis workers run.
+which is how the synthesis workers run. What it would carry from one utterance to the next is reset before
+each one (`espeak_state`), so an utterance sounds the same whatever this process rendered before it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlsr.data.synth.espeak_state import carried_state
 from xlsr.errors import XlsrError
 
 ESPEAK_SAMPLE_RATE = 22050
@@ -110,7 +112,8 @@ class Espeak:
             import espeakng_loader
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise XlsrError("espeakng-loader is not installed: pip install espeakng-loader") from exc
-        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        path = espeakng_loader.get_library_path()
+        lib = ctypes.CDLL(path)
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -124,6 +127,7 @@ class Espeak:
         if rate != ESPEAK_SAMPLE_RATE:
             raise XlsrError(f"espeak-ng: initialisation failed (sample rate {rate}, data {data})")
         self._lib = lib
+        self._state = carried_state(lib, path)
         self._chunks: list[bytes] = []
         # Keep a reference to the ctypes callback: if it were collected, espeak would call freed memory.
         self._callback = _CALLBACK(self._collect)
@@ -152,6 +156,7 @@ class Espeak:
     def synthesize(self, text: str, seed: int = 0) -> np.ndarray:
         """Speak `text` with the current voice: int16 samples at 22.05 kHz, the same for the same seed."""
         self._chunks = []
+        self._state.reset()  # as in a fresh library, whatever this process rendered before
         self._lib.espeak_ng_SetRandSeed(seed)  # in case a voice draws noise from rand()
         data = text.encode()
         err = self._lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None)
