@@ -59,5 +59,6 @@ def dimension_collapse_warnings(logs: dict, ratio: float = DIMENSION_COLLAPSE_RA
         if isinstance(now, int | float) and isinstance(init, int | float) and init > 0 and now < ratio * init:
             out.append((kind, f"{what} collapsed: effective dimension {now:.1f}, {now / init:.0%} of its "
                               f"{init:.1f} at initialisation (warning below {ratio:.0%}); a few directions carry "
-                              f"its variance (docs/pretrain_recipe.md, feature health)"))
+                              f"its variance, which by itself does not mean poor transfer: judge by a probe "
+                              f"(probe_every, xlsr probe; docs/pretrain_recipe.md, feature health)"))
     return out
