@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import Vocabulary
 
@@ -23,9 +22,11 @@ def label_of(utt, labels: str) -> str:
 
 
 def labels_of(utts: Sequence, labels: str) -> Iterator[str]:
-    """`label_of` each utterance in order; an utterance index reads its label column without making objects."""
+    """`label_of` each utterance in order; a columnar collection (data's UtteranceIndex, which has a
+    `labels(field)` column reader) gives its label column without making objects."""
     name = LABEL_FIELD[labels]
-    values = utts.labels(name) if isinstance(utts, UtteranceIndex) else (getattr(u, name) for u in utts)
+    column = getattr(utts, "labels", None)  # duck-typed: text sits below data and does not import it
+    values = column(name) if callable(column) else (getattr(u, name) for u in utts)
     return ((v or "").strip() for v in values)
 
 
@@ -93,7 +94,8 @@ def filter_utterances(utts: Sequence, vocab: Vocabulary, labels: str,
 def learnable(utts: Sequence, vocab: Vocabulary, labels: str,
               num_frames: Callable[[int], int]) -> tuple[np.ndarray, FilterReport]:
     """Per utterance, whether CTC can learn from it (`filter_utterances`'s test), and what was dropped."""
-    num_samples = utts.num_samples if isinstance(utts, UtteranceIndex) else [u.num_samples for u in utts]
+    columnar = callable(getattr(utts, "labels", None))  # an UtteranceIndex: its num_samples is a column
+    num_samples = utts.num_samples if columnar else [u.num_samples for u in utts]
     frames = frames_per_utterance(num_samples, num_frames).tolist()
     report = FilterReport(total=len(frames))
     keep = np.ones(len(frames), dtype=bool)
