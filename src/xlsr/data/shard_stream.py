@@ -199,7 +199,9 @@ class ConsumerStream:
         cdfs: dict[tuple[str, ...], list[float]] = {}
         while self.fatal is None and len(self.exhausted) < len(langs):
             active = tuple(lang for lang in langs if lang not in self.exhausted)
-            cdf = cdfs.get(active) or cdfs.setdefault(active, self._language_cdf(active))
+            if active not in cdfs:
+                cdfs[active] = self._language_cdf(active)
+            cdf = cdfs[active]
             # what rng.choice(len(active), p=...) draws, the same number from the same state, without its ~50 µs
             # of argument checks per call (once per utterance)
             item = self._next_item(active[bisect.bisect_right(cdf, self.rng.random())])

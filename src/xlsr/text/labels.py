@@ -21,12 +21,17 @@ def label_of(utt, labels: str) -> str:
     return (getattr(utt, LABEL_FIELD[labels]) or "").strip()
 
 
+def _columnar(utts: Sequence) -> bool:
+    """Whether `utts` is data's UtteranceIndex (columns `labels(field)` and `num_samples`), told by duck typing:
+    text sits below data and does not import it."""
+    return callable(getattr(utts, "labels", None))
+
+
 def labels_of(utts: Sequence, labels: str) -> Iterator[str]:
     """`label_of` each utterance in order; a columnar collection (data's UtteranceIndex, which has a
     `labels(field)` column reader) gives its label column without making objects."""
     name = LABEL_FIELD[labels]
-    column = getattr(utts, "labels", None)  # duck-typed: text sits below data and does not import it
-    values = column(name) if callable(column) else (getattr(u, name) for u in utts)
+    values = utts.labels(name) if _columnar(utts) else (getattr(u, name) for u in utts)
     return ((v or "").strip() for v in values)
 
 
@@ -94,8 +99,7 @@ def filter_utterances(utts: Sequence, vocab: Vocabulary, labels: str,
 def learnable(utts: Sequence, vocab: Vocabulary, labels: str,
               num_frames: Callable[[int], int]) -> tuple[np.ndarray, FilterReport]:
     """Per utterance, whether CTC can learn from it (`filter_utterances`'s test), and what was dropped."""
-    columnar = callable(getattr(utts, "labels", None))  # an UtteranceIndex: its num_samples is a column
-    num_samples = utts.num_samples if columnar else [u.num_samples for u in utts]
+    num_samples = utts.num_samples if _columnar(utts) else [u.num_samples for u in utts]
     frames = frames_per_utterance(num_samples, num_frames).tolist()
     report = FilterReport(total=len(frames))
     keep = np.ones(len(frames), dtype=bool)
