@@ -1,6 +1,7 @@
 """An utterance's audio depends on its plan only, not on what the process rendered before (espeak_state)."""
 
 import hashlib
+from pathlib import Path
 
 import espeakng_loader
 import pytest
@@ -91,3 +92,29 @@ def test_a_library_without_symbols_cannot_be_reset_and_says_so(tmp_path):
         state = CarriedState(engine()._lib, fake)
     assert not state.available
     state.reset()  # nothing to do, nothing written
+
+
+def test_data_overlay_is_built_once_under_a_race_and_never_replaced_under_another_reader(tmp_path, monkeypatch):
+    """Two `xlsr synth` started together used to delete each other's fresh overlay (one failed with phontab
+    missing); a second environment sharing the cache used to replace the first one's folder under it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xlsr.data.synth.espeak import deterministic_data_dir
+
+    monkeypatch.setenv("XLSR_CACHE", str(tmp_path / "cache"))
+    source = espeakng_loader.get_data_path()
+    with ThreadPoolExecutor(4) as pool:
+        paths = set(pool.map(lambda _: deterministic_data_dir(source), range(8)))
+    assert len(paths) == 1
+    first = Path(paths.pop())
+    assert (first / "phontab").is_file() and (first / "voices" / "!v").is_dir()
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir() if p != first]
+    assert leftovers == []  # the losers' folders were removed
+
+    other = tmp_path / "other-env-data"  # the same data as another environment (venv) would have it
+    other.mkdir()
+    for entry in Path(source).iterdir():
+        (other / entry.name).symlink_to(entry)
+    second = Path(deterministic_data_dir(str(other)))
+    assert second != first and (first / "phontab").is_file() and (second / "phontab").is_file()
+    assert deterministic_data_dir(source) == str(first)

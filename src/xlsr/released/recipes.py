@@ -50,8 +50,8 @@ class ReleaseRecipe:
     recipe: str = PRETRAIN_RECIPE
     seed: int = 1  # training seed (weights, masks, negatives, sampling)
     alpha: float = 0.5  # language upsampling p_l ∝ (n_l/N)^α
-    # the recipe's own length: ~25 minutes on the project's 2-core CPU (docs/pretrain_recipe.md)
-    max_updates: int | None = 800
+    # the recipe's own length: ~60-80 minutes per release on one core (two side by side on the 2-core CPU)
+    max_updates: int | None = 1600
     settings: tuple[tuple[str, str], ...] = ()  # further `xlsr pretrain --key value` settings
 
     def synth_args(self, corpus_dir: str | Path, workers: int = 1) -> list[str]:

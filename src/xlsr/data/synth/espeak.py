@@ -8,6 +8,7 @@ each one (`espeak_state`), so an utterance sounds the same whatever this process
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import shutil
 import tempfile
@@ -73,8 +74,10 @@ def deterministic_data_dir(data: str) -> str:
     cache = Path(os.environ.get("XLSR_CACHE", Path.home() / ".cache" / "xlsr"))
     source = Path(data)
     stamp = f"{source.resolve()}:{sorted(VARIANTS)}:{TRACT_SCALES}:{SYNTHESIZERS}:ours only:flutter,roughness,echo,breath"
-    # A new name whenever the set of voices grows: a process of an older version may still read the old one.
-    target = cache / "espeak-ng-data-2"
+    # One folder per stamp, never replaced: a process of another version or another environment (a second venv
+    # sharing the cache) may be reading its own folder at this moment, and the first build of a stamp may race
+    # with another process's (two `xlsr synth` started together): each builds aside, the first rename wins.
+    target = cache / f"espeak-ng-data-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
     if (target / "xlsr.stamp").is_file() and (target / "xlsr.stamp").read_text() == stamp:
         return str(target)
     cache.mkdir(parents=True, exist_ok=True)
@@ -96,11 +99,11 @@ def deterministic_data_dir(data: str) -> str:
                 _variant_text(lines, tract, synth), encoding="utf-8")
     (build / "xlsr.stamp").write_text(stamp)
     try:
-        if target.exists():
-            shutil.rmtree(target)  # a stale overlay (another espeak-ng data folder)
-        build.rename(target)
-    except OSError:  # another process won the race: use its (identical) folder
+        build.rename(target)  # atomic; fails when the folder exists (another process won the race)
+    except OSError:
         shutil.rmtree(build, ignore_errors=True)
+        if not (target / "xlsr.stamp").is_file() or (target / "xlsr.stamp").read_text() != stamp:
+            raise XlsrError(f"{target}: not an espeak-ng data folder of this version; remove it and retry")
     return str(target)
 
 
