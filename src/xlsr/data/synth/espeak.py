@@ -103,7 +103,7 @@ def deterministic_data_dir(data: str) -> str:
     except OSError:
         shutil.rmtree(build, ignore_errors=True)
         if not (target / "xlsr.stamp").is_file() or (target / "xlsr.stamp").read_text() != stamp:
-            raise XlsrError(f"{target}: not an espeak-ng data folder of this version; remove it and retry")
+            raise XlsrError(f"{target}: not an espeak-ng data folder of this version; remove it and retry") from None
     return str(target)
 
 
