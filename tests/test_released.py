@@ -42,7 +42,10 @@ def test_shipped_checkpoint_matches_its_recipe(name):
     assert verify_release(folder, RELEASES[name]) == []
     record = json.loads((folder / "recipe.json").read_text())
     assert record["final"].get("train", {}).get("update") == record["pretrain"]["max_updates"]  # trained to the end
-    assert f"xlsr pretrain --recipe {RELEASES[name].recipe}" in (folder / "RECIPE.md").read_text()
+    text = (folder / "RECIPE.md").read_text()
+    assert f"xlsr pretrain --recipe {RELEASES[name].recipe}" in text
+    accumulated = record["pretrain"].get("update_freq", 1)  # the batch of an update is stated whole
+    assert (f"updates of {accumulated} batches of at most" in text) == (accumulated > 1)
 
 
 def test_recipes_compare_like_the_paper():

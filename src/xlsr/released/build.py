@@ -178,12 +178,14 @@ def recipe_markdown(record: dict) -> str:
     hours = sum(corpus["hours"].values())
     device = compute.get("gpu") or f"{compute['cpu']} ({compute['cpu_cores']} cores)"
     walls = compute["wall_seconds"]
+    accumulated = int(cfg.get("update_freq") or 1)  # batches accumulated per update
+    batches = f"{accumulated} batches of " if accumulated > 1 else ""
     rows = [
         ("corpus", f"`xlsr synth`, {len(corpus['langs'])} language(s) ({', '.join(corpus['langs'])}) × "
                    f"{corpus['utts_per_lang']} utterances, seed {corpus['seed']}: {hours:.2f} h of audio, "
                    f"{corpus['train_hours']:.2f} h in the train split"),
         ("pretraining", f"`--recipe {cfg.get('recipe')}`, preset {cfg.get('preset')}, seed {cfg.get('seed')}, "
-                        f"α = {cfg.get('alpha')}, {cfg.get('max_updates')} updates of at most "
+                        f"α = {cfg.get('alpha')}, {cfg.get('max_updates')} updates of {batches}at most "
                         f"{cfg.get('max_tokens')} samples, lr {cfg.get('lr')}, precision {cfg.get('precision')}"),
         ("compute", f"{compute['device']} — {device}; torch {compute['torch']}; pretraining "
                     f"{walls.get('pretrain', 0) / 60:.1f} min, synthesis {walls.get('synth', 0) / 60:.1f} min"),
