@@ -159,3 +159,22 @@ def test_release_corpus_is_the_realistic_one_written_out(tmp_path):
     # the monolingual release has the low-resource target's little audio; the multilingual one far more
     mono = RELEASES[MONO]
     assert mono.utts_per_lang == LOW_RESOURCE_UTTS < recipe.utts_per_lang
+
+
+def test_a_build_whose_pretraining_was_stopped_early_makes_no_release(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM makes `xlsr pretrain` save and exit cleanly: the build must not ship that checkpoint."""
+    import xlsr.released.build as build
+    from xlsr.errors import XlsrError
+
+    def fake_xlsr(args, log_file=None, threads=None):  # pretraining that stopped at update 118 of 1600
+        if args[0] == "pretrain":
+            run = tmp_path / "work" / MONO / "run"
+            run.mkdir(parents=True)
+            (run / "config.yaml").write_text("max_updates: 1600\n")
+            (run / "log.jsonl").write_text(json.dumps({"split": "train", "update": 118, "loss": 3.0}) + "\n")
+        return 0.0
+
+    monkeypatch.setattr(build, "run_xlsr", fake_xlsr)
+    with pytest.raises(XlsrError, match="stopped at update 118 of 1600"):
+        build.build_release(RELEASES[MONO], tmp_path / "dest", tmp_path / "work")
+    assert not (tmp_path / "dest" / MONO).exists()

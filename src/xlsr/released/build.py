@@ -111,7 +111,16 @@ def final_metrics(run_dir: Path) -> dict:
     return out
 
 
-# One piece (59 lines): synth -> pretrain -> plot -> release folder, each step a visible line in the order it runs.
+def require_finished(run_dir: Path) -> None:
+    """One XlsrError line unless the run in `run_dir` trained to its max_updates."""
+    wanted = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("max_updates")
+    reached = final_metrics(run_dir).get("train", {}).get("update")
+    if reached != wanted:
+        raise XlsrError(f"{run_dir}: pretraining stopped at update {reached} of {wanted} (interrupted?); "
+                        f"run the build again to resume it")
+
+
+# One piece (60 lines): synth -> pretrain -> plot -> release folder, each step a visible line in the order it runs.
 def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, work_dir: str | Path = DEFAULT_WORK,
                   *, machine: dict[str, str] | None = None, synth_workers: int = 1, log_file: Path | None = None,
                   threads: int | None = None) -> Path:
@@ -133,6 +142,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     if not corpus_matches(corpus, recipe):
         seconds["synth"] = run_xlsr(synth_args, log_file, threads)
     seconds["pretrain"] = run_xlsr(pretrain_args, log_file, threads)
+    require_finished(run)  # a run stopped by Ctrl-C or SIGTERM exits cleanly, and must not become a release
     seconds["plot"] = run_xlsr(plot_args, log_file, threads)
 
     shutil.copyfile(run / "curves.png", staging / "curve.png")
