@@ -111,10 +111,9 @@ def final_metrics(run_dir: Path) -> dict:
     return out
 
 
-def require_finished(run_dir: Path) -> None:
-    """One XlsrError line unless the run in `run_dir` trained to its max_updates."""
-    wanted = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("max_updates")
-    reached = final_metrics(run_dir).get("train", {}).get("update")
+def require_finished(run_dir: Path, pretrain_cfg: dict, final: dict) -> None:
+    """One XlsrError line unless the run (its resolved config and `final_metrics`) trained to its max_updates."""
+    wanted, reached = pretrain_cfg.get("max_updates"), final.get("train", {}).get("update")
     if reached != wanted:
         raise XlsrError(f"{run_dir}: pretraining stopped at update {reached} of {wanted} (interrupted?); "
                         f"run the build again to resume it")
@@ -142,7 +141,8 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     if not corpus_matches(corpus, recipe):
         seconds["synth"] = run_xlsr(synth_args, log_file, threads)
     seconds["pretrain"] = run_xlsr(pretrain_args, log_file, threads)
-    require_finished(run)  # a run stopped by Ctrl-C or SIGTERM exits cleanly, and must not become a release
+    pretrain_cfg, final = yaml.safe_load((run / "config.yaml").read_text()) or {}, final_metrics(run)
+    require_finished(run, pretrain_cfg, final)  # a run stopped by Ctrl-C/SIGTERM exits cleanly: no release from it
     seconds["plot"] = run_xlsr(plot_args, log_file, threads)
 
     shutil.copyfile(run / "curves.png", staging / "curve.png")
@@ -150,7 +150,6 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(last / name, staging / name)
     synth = json.loads((corpus / "synth.json").read_text())
-    pretrain_cfg = yaml.safe_load((run / "config.yaml").read_text())
     audio = synth["summary"]["seconds"]
     record = {
         "name": recipe.name,
@@ -165,7 +164,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
         "pretrain": pretrain_cfg,
         "compute": {**describe_machine(pretrain_cfg.get("device", "auto")),
                     "wall_seconds": {k: round(v, 1) for k, v in seconds.items()}},
-        "final": final_metrics(run),
+        "final": final,
     }
     (staging / "recipe.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     (staging / "RECIPE.md").write_text(recipe_markdown(record))
