@@ -287,3 +287,48 @@ def test_bad_manifest_lines_are_skipped_under_max_bad_share_or_refuse_the_run(da
     assert len(task.train_utts) == sum(len(p.read_text().splitlines()) for p in copy.glob("*/train.jsonl")) - 1
     with pytest.raises(XlsrError, match=rf"^{manifest}:{len(lines) + 1}: missing field\(s\) num_samples \(1 of "):
         PretrainTask(_cfg(copy, tmp_path / "run", max_bad_share=bad_share / 2))
+
+
+def test_sigterm_to_the_whole_job_saves_like_ctrl_c(data, tmp_path, monkeypatch):
+    """A scheduler's stop signals every process of the job, data workers included: the run still finishes the
+    update and saves (a worker dying of SIGTERM used to make the DataLoader raise in the trainer mid-update)."""
+    import multiprocessing
+    import subprocess
+    import time
+
+    step = pretrain_mod.PretrainTask.train_step
+    calls = {"n": 0}
+
+    def stopped_by_the_scheduler(self, model, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            workers = multiprocessing.active_children()
+            assert workers, "the run was meant to have a data worker"
+            # from another process, as a scheduler's: a worker quietly exits when its own trainer sends it
+            subprocess.run(["kill", "-TERM", *(str(w.pid) for w in workers)], check=True)
+            time.sleep(1.0)  # a dead worker would be noticed here (SIGCHLD)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, model, batch)
+
+    monkeypatch.setattr(pretrain_mod.PretrainTask, "train_step", stopped_by_the_scheduler)
+    run = pretrain(_cfg(data, tmp_path / "run", max_updates=6, num_workers=1))
+    assert os.readlink(run / "checkpoints" / "last") == "update_0000003"
+
+
+def test_cli_exit_status_says_whether_the_run_finished(data, tmp_path, monkeypatch, capsys):
+    """Stopped early (it saved and can resume): 130, so that `xlsr pretrain ... && next` does not go on."""
+    cfg_yaml = tmp_path / "run.yaml"
+    cfg_yaml.write_text(yaml.safe_dump({"model": TINY_MODEL, "max_tokens": 64000, "min_sample_size": 8000,
+                                        "max_sample_size": 16000, "num_workers": 0, "progress": False,
+                                        "tensorboard": False, "device": "cpu", "valid_every": 0}))
+    args = ["--config", cfg_yaml, "--max-updates", 3, "--data", data, "--out", tmp_path / "run"]
+    step = pretrain_mod.PretrainTask.train_step
+
+    def interrupted(self, model, batch):
+        os.kill(os.getpid(), signal.SIGINT)
+        return step(self, model, batch)
+
+    monkeypatch.setattr(pretrain_mod.PretrainTask, "train_step", interrupted)
+    assert _cli(*args) == 130
+    monkeypatch.undo()
+    assert _cli(*args) == 0  # resumed to the end

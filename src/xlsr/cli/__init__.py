@@ -44,3 +44,16 @@ def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str |
         if getattr(args, field):  # given (and not empty)
             overrides[field] = getattr(args, field)
     return load_config(cls, [*yamls, *([args.config] if args.config else [])], overrides)
+
+
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C; ours for any stop before max_updates
+
+
+def training_status(run_dir: Path, max_updates: int) -> int:
+    """The exit status of a training command: 0 when the run reached `max_updates`, INTERRUPTED when Ctrl-C or
+    SIGTERM stopped it earlier (it saved and can resume), so that `xlsr pretrain ... && next-step` does not
+    go on with a half-trained model."""
+    from xlsr.train.checkpoint import find_resume_dir, load_trainer_state  # lazy: imports torch
+
+    saved = find_resume_dir(Path(run_dir) / "checkpoints")
+    return 0 if saved is not None and load_trainer_state(saved)["update"] >= max_updates else INTERRUPTED

@@ -23,7 +23,7 @@ load_adapter; train/language_adapters.py).
 
 from __future__ import annotations
 
-from xlsr.cli import add_config_command, resolve_config
+from xlsr.cli import add_config_command, resolve_config, training_status
 
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
 HELP = "CTC fine-tuning on labeled phones or characters"
@@ -57,4 +57,4 @@ def run(args) -> int:
     if cfg.train_only == "adapters":
         print(f"adapter for transformers: {run_dir / ADAPTER_DIR}/adapter.{cfg.target_lang}.safetensors "
               f"(+ its vocab.json entry)")
-    return 0
+    return training_status(run_dir, cfg.max_updates)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from xlsr.cli import add_config_command, resolve_config
+from xlsr.cli import add_config_command, resolve_config, training_status
 
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
 HELP = "self-supervised pretraining (wav2vec 2.0 / XLSR) with α language sampling"
@@ -34,7 +34,8 @@ def run(args) -> int:
     from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path  # lazy: imports torch; see HELP
 
     recipe = [recipe_path(args.recipe)] if args.recipe else []
-    run_dir = pretrain(resolve_config(PretrainConfig, args, yamls=recipe))
+    cfg = resolve_config(PretrainConfig, args, yamls=recipe)
+    run_dir = pretrain(cfg)
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir}  (checkpoints/last, checkpoints/best, log.jsonl, tb/; `xlsr plot {run_dir}`)")
-    return 0
+    return training_status(run_dir, cfg.max_updates)

@@ -37,6 +37,7 @@ from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
 from xlsr.data.utterance_index import UtteranceIndex, as_index
+from xlsr.data.worker_signals import ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class BatchLoader:
         kwargs = {"num_workers": num_workers, "batch_size": None, "sampler": self._sampler,
                   "collate_fn": _unbatched, "generator": torch.Generator().manual_seed(0)}
         if num_workers > 0:
-            kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor)
+            kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
         self._loader = DataLoader(dataset, **kwargs)
 
     def set_epoch(self, epoch: int) -> None:

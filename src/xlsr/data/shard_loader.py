@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from xlsr.data.batching import FinetuneBatch, PretrainBatch
 from xlsr.data.shard_index import ShardIndex, check_shards, read_index
 from xlsr.data.shard_stream import ConsumerStream, Labeler, Produced, StreamSpec, moved_states
+from xlsr.data.worker_signals import ignore_stop_signals
 from xlsr.errors import XlsrError
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class ShardLoader:
         self._kwargs = {"batch_size": None, "num_workers": num_workers, "collate_fn": _unbatched,
                         "generator": torch.Generator().manual_seed(0)}  # not the global RNG (see batching.py)
         if num_workers > 0:
-            self._kwargs["prefetch_factor"] = prefetch_factor
+            self._kwargs.update(prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
         self._it: Iterator[Produced] | None = None
 
     def __len__(self) -> int:

@@ -50,8 +50,11 @@ def run_xlsr(args: list[str], log_file: Path | None = None, threads: int | None 
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with open(log_file, "a") as f:
             code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    where = f" (see {log_file})" if log_file is not None else ""
+    if code == 130:  # xlsr.cli.INTERRUPTED: Ctrl-C or SIGTERM stopped training; it saved and can resume
+        raise XlsrError(f"`{command_line(args)}` was interrupted before its max_updates{where}; "
+                        f"run the build again to resume it")
     if code != 0:
-        where = f" (see {log_file})" if log_file is not None else ""
         raise XlsrError(f"`{command_line(args)}` failed with exit code {code}{where}")
     return time.perf_counter() - start
 
