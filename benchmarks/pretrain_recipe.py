@@ -167,6 +167,16 @@ def layerwise_report(probes: Path) -> None:
             print(f"  {m['model']:60s} layer {b['layer']!s:>3}  {b['per']:6.1%}  {b['per'] / best[0]['per']:5.2f}x")
 
 
+def save_interval(recipe, machine: dict[str, str]) -> int:
+    """How often the run will save: a --set save_every=N, else the recipe's release settings, else its YAML."""
+    import yaml
+
+    from xlsr.train.pretrain import PretrainConfig, recipe_path
+
+    settings = {**yaml.safe_load(recipe_path(recipe.recipe).read_text()), **recipe.pretrain_settings(), **machine}
+    return int(settings.get("save_every", PretrainConfig.save_every))
+
+
 def main() -> int:
     """Command-line entry."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,11 +216,14 @@ def main() -> int:
         machine["probe_data"] = ",".join(str(probe / lang / "train.jsonl") for lang in args.probe_langs.split(","))
     layerwise = args.probe_langs != "none" and args.probe_updates != "none"
     updates = [int(u) for u in args.probe_updates.split(",")] if layerwise else []
-    if updates:  # keep those checkpoints (the recipe saves every 100 updates and keeps the last 2)
-        machine["keep_last"] = str(max(updates) // 100 + 1)
     for item in args.set:
         key, _, value = item.partition("=")
         machine[key] = value
+    if updates:  # keep those checkpoints: the run saves every `save_every` updates and keeps only the last few
+        every = save_interval(recipe, machine)
+        if any(u % every for u in updates):
+            sys.exit(f"pretrain_recipe: --probe-updates {args.probe_updates}: the run saves every {every} updates")
+        machine["keep_last"] = str(max(updates) // every + 1)
     t = time.perf_counter()
     xlsr(recipe.pretrain_args(corpus, run, machine))
     print(f"pretraining took {(time.perf_counter() - t) / 60:.1f} min")
