@@ -118,3 +118,36 @@ def test_data_overlay_is_built_once_under_a_race_and_never_replaced_under_anothe
     second = Path(deterministic_data_dir(str(other)))
     assert second != first and (first / "phontab").is_file() and (second / "phontab").is_file()
     assert deterministic_data_dir(source) == str(first)
+
+
+def test_overlays_unused_for_a_month_are_pruned_and_the_ones_in_use_kept(tmp_path, monkeypatch):
+    """Each espeak-ng/xlsr version leaves an overlay in the cache; one nobody has used for 30 days goes (with a
+    killed build's folder) when a new one is built; one in use by another environment stays."""
+    import os
+    import time
+
+    from xlsr.data.synth.espeak import deterministic_data_dir
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XLSR_CACHE", str(cache))
+    source = espeakng_loader.get_data_path()
+    current = Path(deterministic_data_dir(source))
+    month_ago = time.time() - 31 * 86400
+    old, used, killed = cache / "espeak-ng-data-0123456789abcdef", cache / "espeak-ng-data-fedcba9876543210", \
+        cache / "espeak-ng-data.x1y2z3"
+    for folder in (old, used, killed):
+        folder.mkdir()
+    for folder in (old, used):
+        (folder / "xlsr.stamp").write_text("another version")
+    os.utime(old / "xlsr.stamp", (month_ago, month_ago))
+    os.utime(killed, (month_ago, month_ago))
+    os.utime(current / "xlsr.stamp", (month_ago, month_ago))
+    assert deterministic_data_dir(source) == str(current)  # a use touches it (and builds nothing: no pruning)
+    assert old.exists() and killed.exists()
+    other = tmp_path / "other-env-data"  # another environment's data: a new overlay is built, the cache pruned
+    other.mkdir()
+    for entry in Path(source).iterdir():
+        (other / entry.name).symlink_to(entry)
+    deterministic_data_dir(str(other))
+    assert not old.exists() and not killed.exists()
+    assert used.exists() and (current / "phontab").is_file()

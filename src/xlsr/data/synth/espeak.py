@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,26 @@ def _variant_text(lines: list[str], tract: float | None, synthesizer: str) -> st
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
+STALE_DAYS = 30
+
+
+def prune_stale_overlays(cache: Path, days: float = STALE_DAYS) -> list[Path]:
+    """Remove the overlays no process has used for `days` (another espeak-ng or xlsr version's; each is kept while
+    any environment sharing the cache still uses it, since every use touches its stamp) and build folders left
+    by a killed build. A removed overlay that is wanted again is simply rebuilt. Returns what was removed."""
+    cutoff, removed = time.time() - days * 86400, []
+    for folder in cache.glob("espeak-ng-data[-.]*"):
+        marker = folder / "xlsr.stamp" if (folder / "xlsr.stamp").is_file() else folder
+        try:
+            stale = marker.stat().st_mtime < cutoff
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def deterministic_data_dir(data: str) -> str:
     """espeak-ng's data folder with our stateless variants instead of its own: a cached overlay of symlinks + files."""
     cache = Path(os.environ.get("XLSR_CACHE", Path.home() / ".cache" / "xlsr"))
@@ -79,8 +100,10 @@ def deterministic_data_dir(data: str) -> str:
     # with another process's (two `xlsr synth` started together): each builds aside, the first rename wins.
     target = cache / f"espeak-ng-data-{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
     if (target / "xlsr.stamp").is_file() and (target / "xlsr.stamp").read_text() == stamp:
+        os.utime(target / "xlsr.stamp")  # in use: see prune_stale_overlays
         return str(target)
     cache.mkdir(parents=True, exist_ok=True)
+    prune_stale_overlays(cache)
     build = Path(tempfile.mkdtemp(prefix="espeak-ng-data.", dir=cache))
     for entry in source.iterdir():
         if entry.name != "voices":
