@@ -159,3 +159,14 @@ def test_validation_at_start_and_whole_validation_logs(tmp_path):
     Trainer(_cfg(tmp_path, max_updates=6, valid_every=2, save_every=0), _PooledToyTask()).fit()  # resume
     valid = [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"]
     assert valid == [0, 2, 4, 6]  # no second validation "at start" on resume
+
+
+def test_best_checkpoints_between_saves_do_not_push_out_the_periodic_ones(tmp_path):
+    """valid_every 2 saves a checkpoint at every new best; keep_last counts the save_every grid only, so the
+    periodic checkpoints stay (they used to be pruned by the best ones: a run kept 1200-1600 of 400, 800, ...)."""
+    Trainer(_cfg(tmp_path, max_updates=20, valid_every=2, save_every=8, keep_last=2), ToyTask()).fit()
+    root = tmp_path / "checkpoints"
+    kept = sorted(int(p.name.split("_")[1]) for p in root.iterdir() if p.name.startswith("update_"))
+    best = int((root / "best").resolve().name.split("_")[1])
+    assert {8, 16, 20} <= set(kept)  # the grid's newest two, and the end (`last`)
+    assert set(kept) <= {8, 16, 20, best}  # off-grid ones only while they are `best`

@@ -76,12 +76,18 @@ def update_dirs(root: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def prune_checkpoints(root: Path, keep_last: int) -> None:
-    """Delete update checkpoints beyond the newest `keep_last`, never the targets of `last`/`best`."""
+def prune_checkpoints(root: Path, keep_last: int, save_every: int = 0) -> None:
+    """Keep the newest `keep_last` checkpoints of the `save_every` grid and the targets of `last`/`best`.
+
+    A checkpoint off the grid exists because a validation found a new best (or a stop saved mid-interval); it
+    goes once it is neither `best` nor `last`, so frequent validations never push the periodic checkpoints out
+    (with valid_every 100 and save_every 400, update 800 is kept). save_every 0: every checkpoint is on the grid."""
     protected = {(root / n).resolve() for n in ("last", "best") if (root / n).is_symlink()}
     dirs = update_dirs(root)
-    for _, p in dirs[: max(0, len(dirs) - max(1, keep_last))]:
-        if p.resolve() not in protected:
+    grid = [p for u, p in dirs if save_every <= 0 or u % save_every == 0]
+    keep = {p.resolve() for p in grid[len(grid) - max(1, keep_last):]} | protected
+    for _, p in dirs:
+        if p.resolve() not in keep:
             shutil.rmtree(p, ignore_errors=True)
 
 

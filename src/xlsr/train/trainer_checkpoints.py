@@ -104,7 +104,7 @@ class TrainerCheckpoints:
             ckpt.point_link(self.ckpt_root, "last", target)
             if best:
                 ckpt.point_link(self.ckpt_root, "best", target)
-            ckpt.prune_checkpoints(self.ckpt_root, self.cfg.keep_last)
+            ckpt.prune_checkpoints(self.ckpt_root, self.cfg.keep_last, self.cfg.save_every)
         self._last_saved = self.update
         dist_util.barrier(self.info)
 

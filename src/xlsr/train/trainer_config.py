@@ -50,7 +50,7 @@ class TrainerConfig:
     log_every: int = 10
     valid_every: int = 1000  # 0 = only at the end
     save_every: int = 1000  # 0 = only at the end (and on SIGINT/SIGTERM)
-    keep_last: int = 2  # update checkpoints kept besides `best`
+    keep_last: int = 2  # the newest checkpoints of the save_every grid kept (besides `best` and `last`)
     progress: bool = True
     tensorboard: bool = True
 
