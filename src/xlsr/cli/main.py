@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 
+from xlsr.cli import INTERRUPTED
 from xlsr.errors import XlsrError
 from xlsr.version import __version__
 
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("xlsr: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":
