@@ -11,7 +11,9 @@ pretraining run does before its first update: read the train split, build the pr
   shared pages counted once, split between the processes that map them), sampled every 0.1 s, and the
   trainer's own peak RSS (getrusage); `per 1M` is the rise over a 1,000-line corpus, per million lines.
 
-Wall time next to CPU time (process_time of the trainer process), since other jobs may share the machine.
+Wall time next to CPU time (process_time of the trainer process), since other jobs may share the machine; the
+startup's major page faults (pages read from disk) and involuntary context switches (another process took the
+core) say which of the two a gap between them comes from.
 
     python benchmarks/manifest_scale.py --sizes 100000
     python benchmarks/manifest_scale.py --sizes 1000000,10000000 --old-max 2000000
@@ -110,6 +112,7 @@ def child(args) -> None:
     from xlsr.data.batching import pretrain_loader
 
     monitor = PeakPss()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     wall, cpu = time.perf_counter(), time.process_time()
     if args.child == "old":
         from xlsr.data.manifest import read_split
@@ -123,6 +126,9 @@ def child(args) -> None:
                              num_workers=2)
     loader.plans()  # the first epoch's α draw and length-sorted packing
     plan = (time.perf_counter() - wall, time.process_time() - cpu)
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)  # why startup's wall time exceeds its CPU time, if it does:
+    waits = {"startup_major_faults": usage1.ru_majflt - usage0.ru_majflt,  # pages read from disk
+             "startup_preempted": usage1.ru_nivcsw - usage0.ru_nivcsw}  # times other processes took the core
     wall = time.perf_counter()
     batches = iter(loader)
     for _ in range(args.batches):
@@ -130,7 +136,7 @@ def child(args) -> None:
     first = time.perf_counter() - wall
     peak = monitor.peak_mb
     print(json.dumps({"utterances": len(utts), "read_s": read[0], "read_cpu_s": read[1], "plan_s": plan[0],
-                      "plan_cpu_s": plan[1], "batches_s": first, "peak_pss_mb": peak,
+                      "plan_cpu_s": plan[1], **waits, "batches_s": first, "peak_pss_mb": peak,
                       "main_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -177,6 +183,8 @@ def _print(size: int, rows: dict, base: dict) -> None:
     line("startup: read + plan, wall s", lambda f, w, k: w["read_s"] + w["plan_s"])
     line("startup: read + plan, CPU s", lambda f, w, k: w["read_cpu_s"] + w["plan_cpu_s"])
     line("startup per 1M, wall s", lambda f, w, k: (w["read_s"] + w["plan_s"]) * per)
+    line("startup: pages read from disk", lambda f, w, k: w["startup_major_faults"], "{:.0f}")
+    line("startup: times preempted", lambda f, w, k: w["startup_preempted"], "{:.0f}")
     line("3 batches, wall s", lambda f, w, k: w["batches_s"])
     line("peak PSS, trainer + workers, MB", lambda f, w, k: w["peak_pss_mb"], "{:.0f}")
     line("peak RSS, trainer alone, MB", lambda f, w, k: w["main_maxrss_mb"], "{:.0f}")

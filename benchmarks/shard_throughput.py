@@ -4,16 +4,22 @@
    audio file per utterance) and `shard_pretrain_loader` over `xlsr data shard`'s tars, the same number of
    utterances each, alternating runs; utterances/s and audio-seconds/s (the batches' rows × crop), wall and CPU.
 2. A short tiny-model `pretrain` from the shards and from the files: the Trainer's `data_wait_share` (the time in
-   the loader's next() over the whole update, from log.jsonl), after the first updates.
+   the loader's next() over the whole update, from log.jsonl), after the first updates, and the audio seconds
+   trained per second (the two loaders pack and crop batches differently, so seconds per update alone misleads).
 
     python benchmarks/shard_throughput.py                  # synthesizes a small tone corpus
-    python benchmarks/shard_throughput.py --data DIR --utts 2000 --updates 40
+    python benchmarks/shard_throughput.py --data DIR --updates 40
+    python benchmarks/shard_throughput.py --work /mnt/nfs/bench --file-format flac   # on the storage shards are for
+
+Shards are for corpora on network or object storage, where every file open is a round trip: `--work` puts the
+synthesized corpus and the shards there (default: a local temporary folder, whose files sit in the page cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import resource
 import tempfile
 import time
@@ -95,24 +101,49 @@ def throughput(args, data: Path, shards: Path) -> None:
     print(f"shards / files throughput: {best['shards'] / best['files']:.2f}x")
 
 
+def _train(source: str, run: str, args) -> None:
+    """One short tiny-model pretraining (in a fresh process: repeated runs in one process get slower)."""
+    pretrain(PretrainConfig(data=source, out=run, preset="tiny", model=dict(TINY), max_updates=args.updates,
+                            max_tokens=args.max_tokens, min_sample_size=16000, max_sample_size=args.max_sample_size,
+                            num_workers=args.workers, log_every=1, valid_every=0, save_every=0, progress=False,
+                            tensorboard=False, device="cpu", feature_health_frames=0, shuffle_buffer=256))
+
+
 def data_wait(args, data: Path, shards: Path, out: Path) -> None:
-    print(f"\npretraining the tiny model for {args.updates} updates ({args.workers} workers); data wait share of "
-          f"each update after the first {args.skip}:")
-    for name, source in (("files", data), ("shards", shards)):
-        run = out / f"run-{name}"
-        pretrain(PretrainConfig(data=str(source), out=str(run), preset="tiny", model=dict(TINY), max_updates=args.updates,
-                                max_tokens=args.max_tokens, min_sample_size=16000, max_sample_size=args.max_sample_size,
-                                num_workers=args.workers, log_every=1, valid_every=0, save_every=0, progress=False,
-                                tensorboard=False, device="cpu", feature_health_frames=0, shuffle_buffer=256))
-        recs = [r for r in read_log(run / "log.jsonl") if r.get("split") == "train"][args.skip:]
-        seconds = sum(r["seconds_per_update"] for r in recs)
-        wait = sum(r["data_wait_share"] * r["seconds_per_update"] for r in recs)
-        print(f"{name:<8}{seconds / len(recs):>8.3f} s/update   data wait {wait / seconds:6.1%}")
+    print(f"\npretraining the tiny model for {args.updates} updates ({args.workers} workers), each run in a fresh "
+          f"process, the order alternating, best of {args.repeats}; after the first {args.skip} updates:")
+    spawn = multiprocessing.get_context("spawn")
+    results: dict[str, list[dict]] = {"files": [], "shards": []}
+    for repeat in range(args.repeats):
+        order = [("files", data), ("shards", shards)]
+        for name, source in order if repeat % 2 == 0 else order[::-1]:
+            run = out / f"run-{name}-{repeat}"
+            child = spawn.Process(target=_train, args=(str(source), str(run), args))
+            child.start()
+            child.join()
+            if child.exitcode:
+                raise SystemExit(f"the {name} run failed (exit status {child.exitcode})")
+            recs = [r for r in read_log(run / "log.jsonl") if r.get("split") == "train"][args.skip:]
+            seconds = sum(r["seconds_per_update"] for r in recs)
+            results[name].append({
+                "s_per_update": seconds / len(recs),
+                "wait": sum(r["data_wait_share"] * r["seconds_per_update"] for r in recs) / seconds,
+                # the two loaders pack and crop batches differently, so seconds per update alone could mislead
+                "audio_per_s": sum(r["audio_s_per_s"] * r["seconds_per_update"] for r in recs) / seconds})
+    best = {}
+    for name, runs in results.items():
+        r = best[name] = max(runs, key=lambda r: r["audio_per_s"])
+        worst = max(x["wait"] for x in runs)
+        print(f"{name:<8}{r['s_per_update']:>8.3f} s/update {r['audio_per_s']:>8.1f} audio s/s   "
+              f"data wait {r['wait']:6.1%} (worst run {worst:.1%})")
+    print(f"shards / files training throughput: {best['shards']['audio_per_s'] / best['files']['audio_per_s']:.2f}x")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, help="corpus folder with <lang>/train.jsonl (default: synthesize one)")
+    p.add_argument("--work", type=Path, help="where the synthesized corpus and the shards are written (default: a "
+                   "local temporary folder); a folder on network storage measures what shards are for")
     p.add_argument("--per-lang", type=int, default=200, help="synthesized utterances per language")
     p.add_argument("--file-format", choices=["wav", "flac"], default="wav", help="of the synthesized audio files")
     p.add_argument("--epochs", type=int, default=3, help="passes over the corpus in the throughput runs")
@@ -124,18 +155,18 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=30)
     p.add_argument("--skip", type=int, default=3, help="first updates left out of the data wait (startup)")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        data = args.data or tmp / "corpus"
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=args.work) as work:
+        tmp, work = Path(tmp), Path(work)  # runs (logs) stay local; corpus and shards go to --work
+        data = args.data or work / "corpus"
         if args.data is None:
             write_corpus(data, args.per_lang, file_format=args.file_format)
         t0 = time.perf_counter()
-        report = write_shards(data, tmp / "shards", shard_size=args.shard_size, show_progress=False)
+        report = write_shards(data, work / "shards", shard_size=args.shard_size, show_progress=False)
         shards = report.index.shards
-        print(f"sharded in {time.perf_counter() - t0:.1f} s: {len(shards)} shards, "
+        print(f"corpus and shards in {work}; sharded in {time.perf_counter() - t0:.1f} s: {len(shards)} shards, "
               f"{sum(s.bytes for s in shards) / 1e6:.1f} MB")
-        throughput(args, data, tmp / "shards")
-        data_wait(args, data, tmp / "shards", tmp)
+        throughput(args, data, work / "shards")
+        data_wait(args, data, work / "shards", tmp)
 
 
 if __name__ == "__main__":
