@@ -155,6 +155,8 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=30)
     p.add_argument("--skip", type=int, default=3, help="first updates left out of the data wait (startup)")
     args = p.parse_args()
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir=args.work) as work:
         tmp, work = Path(tmp), Path(work)  # runs (logs) stay local; corpus and shards go to --work
         data = args.data or work / "corpus"
