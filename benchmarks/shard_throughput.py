@@ -109,6 +109,14 @@ def _train(source: str, run: str, args) -> None:
                             tensorboard=False, device="cpu", feature_health_frames=0, shuffle_buffer=256))
 
 
+def _over_run(recs: list[dict], key: str | None) -> float:
+    """A per-update rate or share over a run, weighted by the updates' durations (None: mean seconds per update)."""
+    seconds = sum(r["seconds_per_update"] for r in recs)
+    if key is None:
+        return seconds / len(recs)
+    return sum(r[key] * r["seconds_per_update"] for r in recs) / seconds
+
+
 def data_wait(args, data: Path, shards: Path, out: Path) -> None:
     print(f"\npretraining the tiny model for {args.updates} updates ({args.workers} workers), each run in a fresh "
           f"process, the order alternating, best of {args.repeats}; after the first {args.skip} updates:")
@@ -124,12 +132,9 @@ def data_wait(args, data: Path, shards: Path, out: Path) -> None:
             if child.exitcode:
                 raise SystemExit(f"the {name} run failed (exit status {child.exitcode})")
             recs = [r for r in read_log(run / "log.jsonl") if r.get("split") == "train"][args.skip:]
-            seconds = sum(r["seconds_per_update"] for r in recs)
-            results[name].append({
-                "s_per_update": seconds / len(recs),
-                "wait": sum(r["data_wait_share"] * r["seconds_per_update"] for r in recs) / seconds,
-                # the two loaders pack and crop batches differently, so seconds per update alone could mislead
-                "audio_per_s": sum(r["audio_s_per_s"] * r["seconds_per_update"] for r in recs) / seconds})
+            # the two loaders pack and crop batches differently, so seconds per update alone could mislead
+            results[name].append({"s_per_update": _over_run(recs, None), "wait": _over_run(recs, "data_wait_share"),
+                                  "audio_per_s": _over_run(recs, "audio_s_per_s")})
     best = {}
     for name, runs in results.items():
         r = best[name] = max(runs, key=lambda r: r["audio_per_s"])
