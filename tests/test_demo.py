@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,15 @@ def test_cli_missing_released_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("xlsr: error: ") and err.count("\n") == 1
+
+
+def test_cli_bad_shared_lr_exit_2_writing_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["demo", "--out", str(out), "--quick", "--shared-lr", "0", "--released",
+                 str(fake_releases(tmp_path / "rel"))])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "xlsr: error: --shared-lr: a peak learning rate between 0 and 1, got 0\n"
+    assert not out.exists()
 
 
 def test_one_released_checkpoint_missing_is_named(tmp_path):
@@ -140,6 +150,9 @@ def test_earlier_demo_outputs_replaced_release_work_kept(tmp_path):
     ({"pretrain_langs": ("es", "it")}, "held out"),
     ({"target": "xx"}, "unknown language"),
     ({"target_utts": 4}, "target_utts"),
+    ({"finetune_lr": {"random": 1e-3}}, "finetune_lr: unknown initialisation 'random'"),
+    ({"finetune_lr": {"scratch": 0}}, "finetune_lr.scratch: a peak learning rate"),
+    ({"finetune_lr": {"scratch": "5e-4"}}, "finetune_lr.scratch"),
 ])
 def test_bad_settings(tmp_path, change, match):
     settings = DemoSettings.quick()
@@ -176,12 +189,15 @@ def test_quick_demo_end_to_end(tmp_path):
         [(name, seed) for name in ("multilingual", "monolingual", "scratch") for seed in seeds]  # every run kept
     assert data["finetune_summary"]["scratch"]["test_per"] == [r["test_per"] for r in data["finetune"][-len(seeds):]]
 
-    # The runs share one fine-tuning configuration: their resolved config.yaml differ in init, seed, out only.
+    # The runs share one fine-tuning configuration: their resolved config.yaml differ in init, seed, out and the
+    # peak rate, which is the one chosen on dev for their initialisation (and stated in the report).
     import yaml
 
     configs = {(r.name, r.seed): yaml.safe_load((Path(r.run_dir) / "config.yaml").read_text()) for r in result.finetune}
     assert len(configs) == 3 * len(seeds)
-    per_run = ("init", "seed", "out")
+    assert {key: c["lr"] for key, c in configs.items()} == {key: settings.finetune_lr[key[0]] for key in configs}
+    assert data["finetune_lr"] == settings.finetune_lr
+    per_run = ("init", "seed", "out", "lr")
     shared = [{k: v for k, v in c.items() if k not in per_run} for c in configs.values()]
     assert all(c == shared[0] for c in shared)
     assert shared[0]["freeze_feature_encoder"] is True and shared[0]["freeze_ratio"] == 0.5
@@ -279,14 +295,19 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
 
     settings = {**DemoSettings.quick().__dict__}
     protocol = shared_protocol(FinetuneConfig(max_updates=800))
-    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, finetune_config=protocol,
+    rates = {"multilingual": 2e-3, "monolingual": 1e-3, "scratch": 5e-4}
+    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, finetune_config=protocol, finetune_lr=rates,
                         corpus={settings["target"]: {"train": 6.0, "dev": 0.8, "test": 0.8}},
                         analysis={"summary_table": "TABLE", "files": {"pca": "pca.png"}},
                         pretrain={"first": {"loss": 5.6}, "last": {"loss": 4.9}, "curve": "pretrain_curve.png"})
     text = write_report(result).read_text()
     assert "Lowest mean test PER: **monolingual**" in text and "52.0% ± 2.0" in text
     assert "Transformer frozen for the first 400 of 800 updates (`freeze_ratio` 0.5)" in text
-    assert "peak of 0.0005" in text and "CNN frozen for every initialisation" in text
+    assert "a peak per initialisation, chosen on the dev set by one rule for all (multilingual 0.002, monolingual " \
+           "0.001, scratch 0.0005" in text and "CNN frozen for every initialisation" in text
+    assert "Only `init`, `seed` and the peak learning rate `lr` differ" in text
+    same = write_report(replace(result, finetune_lr=dict.fromkeys(rates, 5e-4))).read_text()
+    assert "with a peak of 0.0005" in same and "Only `init` and `seed` differ" in same and "no setting" in same
     assert "5.60 → 4.90" in text and "![pca](analysis/pca.png)" in text
 
 
@@ -298,3 +319,16 @@ def test_report_labels_state_the_unlabeled_minutes(tmp_path):
     (release / "recipe.json").write_text(json.dumps({"corpus": {"train_hours": 0.24}}))
     assert init_label("monolingual", str(release), "it").endswith("14 min of unlabeled audio)")
     assert "min of unlabeled" not in init_label("monolingual", str(tmp_path / "tiny-monolingual-it-gone"), "it")
+
+
+def test_choose_rate_lowest_mean_dev_per_ties_go_to_the_lower_rate():
+    from xlsr.demo.settings import FINETUNE_LR, FINETUNE_LR_SWEEP, choose_rate
+
+    assert choose_rate({2e-4: 64.9, 5e-4: 57.5, 1e-3: 53.1}) == 1e-3
+    assert choose_rate({5e-4: 73.2, 1e-3: 73.9, 2e-3: 75.0}) == 5e-4
+    assert choose_rate({1e-3: 53.0, 2e-3: 52.6}) == 1e-3  # within 0.5 points: the lower rate
+    assert choose_rate({1e-3: 53.05, 2e-3: 52.4}) == 2e-3
+    assert choose_rate({1e-3: 53.0, 2e-3: 52.6}, tie=0.0) == 2e-3
+    # the shipped rates are the rule applied to the shipped dev table, and DemoSettings uses them
+    assert FINETUNE_LR == {name: choose_rate(t) for name, t in FINETUNE_LR_SWEEP.items()}
+    assert DemoSettings().finetune_lr == FINETUNE_LR and set(FINETUNE_LR) == {"multilingual", "monolingual", "scratch"}

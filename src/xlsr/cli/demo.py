@@ -2,7 +2,8 @@
 
 Synthesizes the corpus, fine-tunes three tiny models on the target language (from the released
 multilingual checkpoint, the released monolingual one, from random weights; three seeds each, one
-fine-tuning configuration for all) and reports their PER as mean ± sd, analyses the multilingual
+fine-tuning configuration for all but the peak learning rate, chosen per initialisation on the dev set by one
+rule) and reports their PER as mean ± sd, analyses the multilingual
 checkpoint's shared units, runs a short live pretraining, and writes DIR/report.md.
 
 --target LANG makes any synthesizable language the low-resource target. A language the released
@@ -30,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
     p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--shared-lr", type=float, metavar="RATE",
+                   help="one peak fine-tuning rate for all three initialisations instead of each one's rate chosen on "
+                        "dev (DemoSettings.finetune_lr; 5e-4 reproduces the demo before 2026-12-05)")
     p.set_defaults(func=run)
 
 
@@ -37,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and print the PER table."""
     # lazy: importing xlsr.demo adds ~0.06 s to `xlsr --help` (which imports every command module)
     from xlsr.demo import DemoSettings, per_table, run_demo
+    from xlsr.errors import XlsrError
 
     settings = DemoSettings.quick(args.target) if args.quick else DemoSettings(target=args.target)
     settings.device = args.device
+    if args.shared_lr is not None:
+        if not 0 < args.shared_lr < 1:
+            raise XlsrError(f"--shared-lr: a peak learning rate between 0 and 1, got {args.shared_lr:g}")
+        settings.finetune_lr = dict.fromkeys(settings.finetune_lr, args.shared_lr)
     result = run_demo(args.out, settings, released_dir=args.released, full=args.full, quick_release=args.quick)
     print()
     print(f"Phone error rate on the {settings.target} test set (mean ± sd over {len(settings.finetune_seeds)} seeds):")

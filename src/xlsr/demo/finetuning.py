@@ -1,7 +1,8 @@
 """The demo's fine-tuning runs: every initialisation × every seed under one FinetuneConfig, and their PER.
 
-Only `init` and `seed` differ between the runs (and the run folder): freezing, schedule, learning rate, masks,
-updates and batch size are FinetuneConfig's defaults plus the demo's few settings, the same for all. The
+Only `init`, `seed` and the peak learning rate (one per initialisation, chosen on the dev set by one rule for
+all: DemoSettings.finetune_lr) differ between the runs (and the run folder): freezing, schedule, masks, updates and
+batch size are FinetuneConfig's defaults plus the demo's few settings, the same for all. The
 random-weight baseline is a checkpoint too (the released architecture, weights drawn once), so that its
 seeds vary exactly what a pretrained model's seeds vary, and its frozen CNN is cached once like theirs.
 """
@@ -19,7 +20,7 @@ from xlsr.config import config_to_dict, load_config
 from xlsr.data.audio import load_audio
 from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
-from xlsr.demo.settings import DemoSettings
+from xlsr.demo.settings import INITS, DemoSettings
 from xlsr.interop.load import load_pretrained, read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
@@ -29,7 +30,7 @@ from xlsr.train.finetune import FinetuneConfig, finetune
 from xlsr.train.monitor import read_log
 
 # Fields of the resolved FinetuneConfig that may differ between the demo's runs; everything else is shared.
-PER_RUN_FIELDS = ("init", "seed", "out")
+PER_RUN_FIELDS = ("init", "seed", "out", "lr")
 
 
 @dataclass
@@ -57,13 +58,22 @@ def random_init(released_folder: Path, folder: Path, seed: int) -> Path:
     return save_checkpoint(folder, model, metadata={"random_init_seed": seed, "architecture_of": str(released_folder)})
 
 
-def finetune_config(settings: DemoSettings, corpus_dir: Path, init: str, seed: int, run_dir: Path) -> FinetuneConfig:
-    """The resolved configuration of one demo run: the same for every run but for `PER_RUN_FIELDS`."""
+def finetune_config(settings: DemoSettings, corpus_dir: Path, init: str, seed: int, run_dir: Path,
+                    name: str | None = None) -> FinetuneConfig:
+    """The resolved configuration of one demo run (`name`: its initialisation, which picks the peak rate): the same
+    for every run but for `PER_RUN_FIELDS`."""
     target = corpus_dir / settings.target
     overrides = {"train": [str(target / "train.jsonl")], "dev": [str(target / "dev.jsonl")], "init": init,
                  "labels": "phones", "out": str(run_dir), "max_updates": settings.finetune_updates,
                  "seed": seed, "device": settings.device, **settings.finetune_settings}
+    if name is not None and (settings.finetune_lr or {}).get(name) is not None:
+        overrides["lr"] = settings.finetune_lr[name]
     return load_config(FinetuneConfig, None, overrides)
+
+
+def peak_rates(settings: DemoSettings, corpus_dir: Path) -> dict[str, float]:
+    """The peak learning rate each initialisation's runs use (what the report states)."""
+    return {name: finetune_config(settings, corpus_dir, "none", 0, corpus_dir, name).lr for name in INITS}
 
 
 def shared_protocol(cfg: FinetuneConfig) -> dict:
@@ -78,7 +88,7 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     `caches` is shared by the runs of one init: the first fills it, the others read their CNN output from it."""
     passes_before = sum(c.misses for c in caches.values())
     start = time.perf_counter()
-    run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir), feature_caches=caches)
+    run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
     best = run / "checkpoints" / "best"
     model = best if (best / "config.json").is_file() else run / "checkpoints" / "last"

@@ -13,7 +13,14 @@ from pathlib import Path
 from xlsr.analysis import format_summary
 from xlsr.atomic import write_text
 from xlsr.config import config_to_dict
-from xlsr.demo.finetuning import finetune_config, finetune_inits, random_init, shared_protocol, summarize
+from xlsr.demo.finetuning import (
+    finetune_config,
+    finetune_inits,
+    peak_rates,
+    random_init,
+    shared_protocol,
+    summarize,
+)
 from xlsr.demo.report import DemoResult, duration, number, write_report
 from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
 from xlsr.demo.stages import live_pretrain, run_analysis, synthesize
@@ -90,7 +97,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
     out = prepare_out_dir(out_dir)
     log = StageLog(out, total=len(STAGES) + int(full), quiet=quiet)
-    result = DemoResult(out_dir=out, settings=config_to_dict(settings), finetune_config=shared)
+    result = DemoResult(out_dir=out, settings=config_to_dict(settings), finetune_config=shared,
+                        finetune_lr=peak_rates(settings, out / "corpus"))
 
     if full:
         t0 = log.begin(f"re-creating the released checkpoints from scratch without `{settings.target}` "

@@ -9,6 +9,7 @@ from pathlib import Path
 from xlsr.atomic import write_text
 from xlsr.demo.finetuning import FinetuneResult, summarize
 from xlsr.released.recipes import monolingual_name
+from xlsr.train.finetune_config import FinetuneConfig
 
 
 @dataclass
@@ -21,6 +22,7 @@ class DemoResult:
     finetune: list[FinetuneResult] = field(default_factory=list)  # every run: each init x each seed
     finetune_summary: dict = field(default_factory=dict)  # per init: mean and sd over the seeds
     finetune_config: dict = field(default_factory=dict)  # the configuration every run shares
+    finetune_lr: dict = field(default_factory=dict)  # the peak learning rate of each initialisation's runs
     analysis: dict = field(default_factory=dict)
     pretrain: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
@@ -98,7 +100,15 @@ def comparison(results: list[FinetuneResult]) -> str:
             f"({100 * spread:.1f} points)" + ("." if gap > spread else ", so not a finding at this number of seeds."))
 
 
-def protocol(p: dict, settings: dict) -> str:
+def peak(rates: dict, fallback: float) -> str:
+    """'a peak of R' when every initialisation has the same rate, else each one's, named as in the table."""
+    if len(set(rates.values())) <= 1:
+        return f"a peak of {next(iter(rates.values()), fallback):g}"
+    return "a peak per initialisation, chosen on the dev set by one rule for all (" + ", ".join(
+        f"{name} {rate:g}" for name, rate in rates.items()) + "; DemoSettings.finetune_lr)"
+
+
+def protocol(p: dict, settings: dict, rates: dict | None = None) -> str:
     """The one fine-tuning configuration of all runs, as Markdown bullets (from a run's resolved config)."""
     freeze = p["freeze_updates"] if p.get("freeze_updates") is not None else round(p["freeze_ratio"] * p["max_updates"])
     m = p["model"]
@@ -110,7 +120,7 @@ def protocol(p: dict, settings: dict) -> str:
         f"{p['freeze_ratio']:g}), so that only the new CTC head trains while it is random (fairseq: the first 10k "
         f"updates of its 13k/20k low-resource runs);",
         f"- Adam, {p['lr_schedule'].replace('_', '-')} learning rate (phases "
-        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with a peak of {p['lr']:g}"
+        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with {peak(rates or {}, p.get('lr', FinetuneConfig.lr))}"
         f"{f' (the new head at {h:g}x that rate)' if (h := p.get('head_lr_scale', 1.0)) != 1 else ''}; CTC on phones; batches of at "
         f"most {p['max_tokens'] / 16000:g} s of audio; best checkpoint by dev PER (validated "
         f"{f'every {v} updates' if (v := p['valid_every']) else 'at the end'});",
@@ -139,7 +149,9 @@ def write_report(result: DemoResult) -> Path:
     first, last = result.pretrain.get("first", {}), result.pretrain.get("last", {})
     held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
                 if s.get("analysis_with_target") else "")
-    how = protocol(result.finetune_config, s) if result.finetune_config else ""
+    how = protocol(result.finetune_config, s, result.finetune_lr) if result.finetune_config else ""
+    per_init = len(set(result.finetune_lr.values())) > 1
+    differ = "`init`, `seed` and the peak learning rate `lr`" if per_init else "`init` and `seed`"
     text = f"""# xlsr demo
 
 Target language `{s['target']}`: {tgt['train']:.1f} min of labeled training audio, {tgt['dev']:.1f} min dev,
@@ -153,13 +165,14 @@ Released checkpoints used:
 
 Three `tiny` models, differing only in their initialisation, each fine-tuned {len(s['finetune_seeds'])} times
 (seeds {', '.join(map(str, s['finetune_seeds']))}) under one configuration: {s['finetune_updates']} updates of CTC
-on the target's phones. Only `init` and `seed` differ between the runs' `finetune/*/seed*/config.yaml`:
+on the target's phones. Only {differ} differ between the runs' `finetune/*/seed*/config.yaml`:
 
 {how}
 
 The configuration is shaped for pretrained models, as fairseq's recipes are: it protects a pretrained
 Transformer while the new head is random. The random-weight model follows the same protocol, although its
-Transformer has nothing to protect; no setting differs between the three.
+Transformer has nothing to protect; {"only the peak rate, chosen on the dev set by one rule for all," if per_init else "no setting"}
+differs between the three.
 
 {per_table(result.finetune, s['target'])}
 
