@@ -12,8 +12,9 @@ keeps the lower rate). The test set plays no part: this script never prints a te
 
 Synthesizes the demo's target corpus into OUT/corpus (skipped when it is there), then prints one line per run and
 the table of mean best dev PER (± sd over seeds) per initialisation and rate, the rate the rule picks, and the
-table shipped in FINETUNE_LR_SWEEP beside it. Cost: ~2.3 min per run on one CPU thread (set OMP_NUM_THREADS=1 to
-run two inits side by side on a 2-core machine): the default grid is 3 inits × 5 rates × 2 seeds ≈ 70 min.
+table shipped in FINETUNE_LR_SWEEP beside it. The default grid is 3 inits × 5 rates × 2 seeds = 30 runs (the sweep
+behind the shipped table took 2.0-3.1 min per run, one thread beside another); with OMP_NUM_THREADS=1, two calls
+with different --inits run side by side on a 2-core machine.
 """
 
 from __future__ import annotations

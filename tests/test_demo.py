@@ -304,7 +304,7 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     assert "Lowest mean test PER: **monolingual**" in text and "52.0% ± 2.0" in text
     assert "Transformer frozen for the first 400 of 800 updates (`freeze_ratio` 0.5)" in text
     assert "a peak per initialisation, chosen on the dev set by one rule for all (multilingual 0.002, monolingual " \
-           "0.001, scratch 0.0005" in text and "CNN frozen for every initialisation" in text
+           "0.001, random weights 0.0005" in text and "CNN frozen for every initialisation" in text
     assert "Only `init`, `seed` and the peak learning rate `lr` differ" in text
     same = write_report(replace(result, finetune_lr=dict.fromkeys(rates, 5e-4))).read_text()
     assert "with a peak of 0.0005" in same and "Only `init` and `seed` differ" in same and "no setting" in same

@@ -105,7 +105,8 @@ def peak(rates: dict, fallback: float) -> str:
     if len(set(rates.values())) <= 1:
         return f"a peak of {next(iter(rates.values()), fallback):g}"
     return "a peak per initialisation, chosen on the dev set by one rule for all (" + ", ".join(
-        f"{name} {rate:g}" for name, rate in rates.items()) + "; DemoSettings.finetune_lr)"
+        f"{'random weights' if name == 'scratch' else name} {rate:g}" for name, rate in rates.items()) + \
+        "; DemoSettings.finetune_lr)"
 
 
 def protocol(p: dict, settings: dict, rates: dict | None = None) -> str:
@@ -164,7 +165,7 @@ Released checkpoints used:
 ## 1. Fine-tuning on the target: phone error rate on its test set
 
 Three `tiny` models, differing only in their initialisation, each fine-tuned {len(s['finetune_seeds'])} times
-(seeds {', '.join(map(str, s['finetune_seeds']))}) under one configuration: {s['finetune_updates']} updates of CTC
+(seeds {', '.join(map(str, s['finetune_seeds']))}) under one configuration{" but for each one's peak rate" if per_init else ""}: {s['finetune_updates']} updates of CTC
 on the target's phones. Only {differ} differ between the runs' `finetune/*/seed*/config.yaml`:
 
 {how}
