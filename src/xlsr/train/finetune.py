@@ -58,6 +58,7 @@ from xlsr.train.feature_cache import FeatureCache, cache_blocker
 from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
 from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
+from xlsr.train.release_memory import release_memory
 from xlsr.train.shard_finetune import ShardLabeler
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer
@@ -281,4 +282,6 @@ def finetune(cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None
     run_dir = Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
     if task.adapters_only and (task.info is None or task.info.is_main):
         export_run_adapter(run_dir, cfg.target_lang)  # RUN/adapter/, for transformers' load_adapter
+    del task  # the model and optimizer; the caller's feature_caches stay
+    release_memory()
     return run_dir

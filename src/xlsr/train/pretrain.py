@@ -42,6 +42,7 @@ from xlsr.train.feature_monitor import (
 )
 from xlsr.train.pretrain_health import pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
+from xlsr.train.release_memory import release_memory
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
@@ -323,5 +324,6 @@ def pretrain(cfg: PretrainConfig) -> Path:
         raise XlsrError("out: no run folder given (--out RUN)")
     if not cfg.data:
         raise XlsrError("data: no data folder given (--data DIR)")
-    task = PretrainTask(cfg)
-    return Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
+    run_dir = Trainer(cfg.trainer_config(), PretrainTask(cfg), resolved_config=config_to_dict(cfg)).fit()
+    release_memory()  # the run's model, optimizer and batches are garbage now; give their pages back
+    return run_dir
