@@ -100,9 +100,14 @@ def comparison(results: list[FinetuneResult]) -> str:
             f"({100 * spread:.1f} points)" + ("." if gap > spread else ", so not a finding at this number of seeds."))
 
 
+def rates_differ(rates: dict) -> bool:
+    """Whether the initialisations were fine-tuned at different peak rates."""
+    return len(set(rates.values())) > 1
+
+
 def peak(rates: dict, fallback: float) -> str:
     """'a peak of R' when every initialisation has the same rate, else each one's, named as in the table."""
-    if len(set(rates.values())) <= 1:
+    if not rates_differ(rates):
         return f"a peak of {next(iter(rates.values()), fallback):g}"
     return "a peak per initialisation, chosen on the dev set by one rule for all (" + ", ".join(
         f"{'random weights' if name == 'scratch' else name} {rate:g}" for name, rate in rates.items()) + \
@@ -151,7 +156,7 @@ def write_report(result: DemoResult) -> Path:
     held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
                 if s.get("analysis_with_target") else "")
     how = protocol(result.finetune_config, s, result.finetune_lr) if result.finetune_config else ""
-    per_init = len(set(result.finetune_lr.values())) > 1
+    per_init = rates_differ(result.finetune_lr)
     differ = "`init`, `seed` and the peak learning rate `lr`" if per_init else "`init` and `seed`"
     text = f"""# xlsr demo
 
