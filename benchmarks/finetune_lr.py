@@ -25,9 +25,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from xlsr.data.synth.corpus import synthesize_corpus
 from xlsr.demo.finetuning import finetune_inits, random_init
 from xlsr.demo.settings import FINETUNE_LR_SWEEP, INITS, DemoSettings, choose_rate, choose_releases
+from xlsr.demo.stages import synthesize
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import require_released
 
@@ -60,8 +60,7 @@ def main() -> None:
     out = Path(args.out)
     corpus = out / "corpus"
     if not (corpus / settings.target / "dev.jsonl").is_file():  # the demo's target split, as `make demo` makes it
-        synthesize_corpus(corpus, [settings.target], settings.target_utts, seed=settings.seed,
-                          workers=settings.synth_workers, **settings.corpus)
+        synthesize(settings, corpus, target_only=True)
     scratch = random_init(multi, out / "random_init", settings.random_init_seed)
     inits = {"multilingual": multi, "monolingual": mono, "scratch": scratch}
 

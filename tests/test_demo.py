@@ -11,6 +11,7 @@ import torch
 from xlsr.cli.main import main
 from xlsr.demo import DEMO_MARKER, MONOLINGUAL, MULTILINGUAL, DemoSettings, prepare_out_dir, run_demo
 from xlsr.demo.finetuning import shared_protocol
+from xlsr.demo.stages import synthesize
 from xlsr.errors import CheckpointError, XlsrError
 from xlsr.train.finetune import FinetuneConfig
 
@@ -332,3 +333,11 @@ def test_choose_rate_lowest_mean_dev_per_ties_go_to_the_lower_rate():
     # the shipped rates are the rule applied to the shipped dev table, and DemoSettings uses them
     assert FINETUNE_LR == {name: choose_rate(t) for name, t in FINETUNE_LR_SWEEP.items()}
     assert DemoSettings().finetune_lr == FINETUNE_LR and set(FINETUNE_LR) == {"multilingual", "monolingual", "scratch"}
+
+
+def test_synthesize_target_only_writes_the_target_alone(tmp_path):
+    settings = DemoSettings.quick()
+    minutes = synthesize(settings, tmp_path / "corpus", show_progress=False, target_only=True)
+    assert list(minutes) == [settings.target]
+    assert sorted(p.name for p in (tmp_path / "corpus").iterdir() if p.is_dir()) == [settings.target]
+    assert all(minutes[settings.target][split] > 0 for split in ("train", "dev", "test"))

@@ -13,12 +13,16 @@ from xlsr.train.monitor import read_log
 from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
 
 
-def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = True) -> dict:
+def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = True, target_only: bool = False) -> dict:
     """Synthesize the target (labeled, for fine-tuning) and the pretraining languages (for analysis and
-    the live run) into corpus_dir/<lang>/{train,dev,test}.jsonl; returns minutes of audio per language/split."""
+    the live run) into corpus_dir/<lang>/{train,dev,test}.jsonl; returns minutes of audio per language/split.
+    `target_only` writes the target alone (what fine-tuning needs, e.g. benchmarks/finetune_lr.py)."""
     total = {}
     # The target gets many more utterances than the others, hence two calls into the same folder.
-    for langs, n in (([settings.target], settings.target_utts), (list(settings.pretrain_langs), settings.other_utts)):
+    calls = [([settings.target], settings.target_utts)]
+    if not target_only:
+        calls.append((list(settings.pretrain_langs), settings.other_utts))
+    for langs, n in calls:
         summary = synthesize_corpus(corpus_dir, langs, n, seed=settings.seed, workers=settings.synth_workers,
                                     show_progress=show_progress, **settings.corpus)
         total.update({lang: {split: round(s / 60, 3) for split, s in splits.items()}
