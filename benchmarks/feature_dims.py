@@ -1,0 +1,75 @@
+"""Is a feature collapse a few loud channels, or a few directions? Effective dimensions of checkpoints' CNN features.
+
+For each checkpoint and each labeled manifest (held-out audio), runs the model without masks over the first
+`--utts` utterances and prints, for the CNN features after `feature_norm` (what the quantizer and the projection
+read), pooled over all frames:
+
+- `cov-PR`: the participation ratio of the covariance eigenvalues (the validation log's `feature_eff_dim`);
+- `corr-PR`: the same after standardising every channel to unit variance (the correlation matrix). A few loud
+  channels lower cov-PR but not corr-PR; features that really lie along a few directions lower both;
+- `spread`: the loudest channel's standard deviation over the median one (`feature_scale_spread`);
+- `top-5`: the share of the variance in the 5 leading principal components.
+
+    python benchmarks/feature_dims.py --manifest probe_eval/it/test.jsonl --manifest probe_eval/ta/test.jsonl \
+        --model random=random_init --model release=src/xlsr/released/tiny-multilingual
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from xlsr.data.audio import load_audio
+from xlsr.data.manifest import read_manifest
+from xlsr.errors import XlsrError
+from xlsr.interop.load import load_pretrained
+from xlsr.model.feature_health import channel_scale_spread, effective_dimension
+
+
+def named(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    return (name, path) if sep else (text, text)
+
+
+def cnn_frames(model: torch.nn.Module, waveforms: list[str]) -> torch.Tensor:
+    """(N, C) float64 CNN features after feature_norm, every frame of every audio file (one at a time, no padding)."""
+    encoder = getattr(model, "wav2vec2", model)
+    normalize = bool(encoder.config.normalize_waveform)  # as the model was trained (and as `xlsr probe` feeds it)
+    waveforms = [torch.from_numpy(load_audio(path, normalize=normalize)) for path in waveforms]
+    with torch.inference_mode():
+        return torch.cat([encoder(w[None]).extract_features[0] for w in waveforms]).double()
+
+
+def dims(frames: torch.Tensor) -> dict[str, float]:
+    standardised = (frames - frames.mean(0)) / frames.std(0).clamp_min(1e-12)
+    eig = torch.linalg.eigvalsh(torch.cov(frames.T)).flip(0)
+    return {"cov-PR": effective_dimension(frames), "corr-PR": effective_dimension(standardised),
+            "spread": channel_scale_spread(frames), "top-5": float(eig[:5].sum() / eig.sum())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", type=named, required=True, help="NAME=CHECKPOINT (repeatable)")
+    parser.add_argument("--manifest", action="append", required=True, help="a manifest of held-out audio (repeatable)")
+    parser.add_argument("--utts", type=int, default=40, help="utterances per manifest (default 40)")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        models = {name: load_pretrained(path).model.eval() for name, path in args.model}
+        print(f"{'manifest':28s} {'model':12s} {'frames':>7s} {'cov-PR':>7s} {'corr-PR':>8s} {'spread':>7s} {'top-5':>6s}")
+        for manifest in args.manifest:
+            waveforms = [utt.audio for utt in read_manifest(manifest)[: args.utts]]
+            for name, model in models.items():
+                frames = cnn_frames(model, waveforms)
+                d = dims(frames)
+                print(f"{manifest[-28:]:28s} {name:12s} {frames.shape[0]:7d} {d['cov-PR']:7.1f} {d['corr-PR']:8.1f} "
+                      f"{d['spread']:7.1f} {d['top-5']:6.2f}", flush=True)
+    except XlsrError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()
