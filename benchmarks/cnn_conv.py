@@ -11,7 +11,7 @@ channels-last convolution (B, S, C_in) -> (B, T, C_out) with its backward (input
 
 Each repetition runs every implementation once, in turn (so machine noise hits them alike); the table shows the
 median milliseconds and, last, the whole CNN. model/channels_last_conv.py's CONV_IMPL holds the choice per
-device type; this script says whether the choice still holds here.
+device type and compute dtype; this script says whether the choice still holds here.
 
     python benchmarks/cnn_conv.py --channels 256 --batch 8 --seconds 4 --threads 2
     python benchmarks/cnn_conv.py --device cuda --dtype bf16 --channels 512 --batch 8 --seconds 15
@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from xlsr.model.channels_last_conv import IMPLEMENTATIONS, conv1d_channels_last, strided_windows
+from xlsr.model.channels_last_conv import CONV_IMPL, IMPLEMENTATIONS, conv1d_channels_last, strided_windows
 from xlsr.model.config import standard_conv_layers
 
 
@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     whole = {name: statistics.median(t) * 1e3 for name, t in totals.items()}
     print(f"{'whole CNN (ms)':<28}" + "".join(f"{whole[name]:>22.1f}" for name in impls))
     print(f"{'speed-up vs strided':<28}" + "".join(f"{whole['strided'] / whole[name]:>21.2f}x" for name in impls))
-    print(f"fastest here: {min(whole, key=whole.get)}")
+    chosen = CONV_IMPL.get((device.type, torch.bfloat16 if args.dtype == "bf16" else torch.float32), "conv")
+    print(f"fastest here: {min(whole, key=whole.get)}; CONV_IMPL picks {chosen} for {device.type} {args.dtype}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Both models are built from the same configuration (the `base` preset by default: what users fine-tune;
 transformers' config derived with interop.hf_config.config_to_hf) with the same fine-tuning setup: CNN
-frozen, fp32, CTC mean reduction with zero_infinity, same masks probabilities, Adam. The two models' steps
+frozen, fp32 (or both under bf16 autocast: --dtype bf16), CTC mean reduction with zero_infinity, same masks probabilities, Adam. The two models' steps
 (and then their inference calls) are interleaved, --repeat times after one warm-up, and the median is printed
 with the ratio. `--compile` runs both models through torch.compile. Then the CPU real-time factor of
 `xlsr transcribe` (load + batch + greedy decode) on synthetic audio.
@@ -66,6 +66,8 @@ def main() -> None:
                    help="timed calls of each model (interleaved); the median is printed")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--vocab", type=int, default=40)
+    p.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: both models' calls under CPU bf16 autocast (CTC and softmax stay fp32 in both)")
     p.add_argument("--compile", action="store_true", help="torch.compile both models (compiled in the warm-up)")
     p.add_argument("--cpu-time", action="store_true",
                    help="CPU seconds of this process instead of wall-clock (a shared machine; use --threads 1)")
@@ -73,6 +75,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     clock = time.process_time if args.cpu_time else time.perf_counter
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16")
+
     cfg, ours, theirs = build_pair(args.preset, args.vocab)
     B, S = args.batch, int(args.seconds * 16000)
     x = torch.randn(B, S)
@@ -86,23 +92,24 @@ def main() -> None:
 
         def step(run=run, model=model, opt=opt, name=name):
             model.train()
-            if name == "xlsr":
-                loss = run(x, lengths, labels).loss
-            else:
-                loss = run(x, attention_mask=torch.ones(B, S, dtype=torch.long), labels=labels).loss
+            with autocast():
+                if name == "xlsr":
+                    loss = run(x, lengths, labels).loss
+                else:
+                    loss = run(x, attention_mask=torch.ones(B, S, dtype=torch.long), labels=labels).loss
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
         def infer(run=run, model=model, name=name):
             model.eval()
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast():
                 run(x, lengths) if name == "xlsr" else run(x)
 
         steps[name], infers[name] = step, infer
     t_step = interleaved_medians(steps, args.repeat, clock)
     t_inf = interleaved_medians(infers, args.repeat, clock)
-    print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), fp32, CNN frozen, "
+    print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), {args.dtype}, CNN frozen, "
           f"median of {args.repeat} interleaved calls, {'CPU' if args.cpu_time else 'wall'} time, "
           f"compile={args.compile}")
     print(f"{'impl':<13} {'step s':>8} {'train audio s/s':>16} {'infer s':>8} {'infer audio s/s':>16}")

@@ -87,6 +87,7 @@ def test_autocast_runs_the_convolution_in_bf16_like_conv1d(impl):
 
 def test_every_device_type_in_the_table_names_a_known_implementation():
     assert set(CONV_IMPL.values()) <= set(IMPLEMENTATIONS)
+    assert all(isinstance(device, str) and isinstance(dtype, torch.dtype) for device, dtype in CONV_IMPL)
     with pytest.raises(ValueError, match="unknown convolution implementation"):
         conv1d_channels_last(torch.randn(1, 10, 2), torch.randn(3, 2, 2), None, 2, impl="scatter")
 
@@ -126,3 +127,27 @@ def test_pretraining_gradients_equal_those_through_conv1d(monkeypatch, impl, che
         # The 1e-8 floor is for k_proj's bias: its gradient is 0 in exact arithmetic (softmax ignores a shift).
         atol = max(1e-5 * r.abs().max().item(), 1e-8)
         torch.testing.assert_close(ours[name], r, rtol=1e-5, atol=atol, msg=name)
+
+
+def graph_names(t: torch.Tensor) -> set[str]:
+    """The names of every backward node that produced `t`."""
+    names, todo = set(), [t.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node.name() not in names:
+            names.add(node.name())
+            todo += [next_node for next_node, _ in node.next_functions]
+    return names
+
+
+def test_the_implementation_follows_the_compute_dtype():
+    """fp32 on the CPU takes CONV_IMPL's choice (the matmul weight gradient); bf16 autocast takes "conv"."""
+    assert CONV_IMPL[("cpu", torch.float32)] == "conv_mm_weight" and ("cpu", torch.bfloat16) not in CONV_IMPL
+    x, w = torch.randn(2, 20, 4, requires_grad=True), torch.randn(3, 4, 3, requires_grad=True)
+    fp32 = conv1d_channels_last(x, w, None, 2)
+    assert any("ConvMatmulWeightGrad" in name for name in graph_names(fp32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = conv1d_channels_last(x, w, None, 2)
+    names = graph_names(bf16)
+    assert "ConvolutionBackward0" in names and not any("ConvMatmulWeightGrad" in name for name in names)
+    torch.testing.assert_close(bf16.float(), fp32, rtol=2e-2, atol=5e-2)

@@ -85,3 +85,64 @@ def test_layer_norm_mode_ignores_lengths():
     x = _padded(lengths.tolist())
     with torch.no_grad():
         assert torch.equal(fe(x, lengths), fe(x))
+
+
+def test_group_norm_over_valid_steps_channels_last_is_the_transposed_result():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 20, generator=g)
+    weight, bias = torch.rand(4, generator=g) + 0.5, torch.randn(4, generator=g)
+    for steps in (None, torch.tensor([20, 13, 2])):
+        first = group_norm_over_valid_steps(x, steps, weight, bias, 1e-5)
+        last = group_norm_over_valid_steps(x.transpose(1, 2).contiguous(), steps, weight, bias, 1e-5, channels_last=True)
+        torch.testing.assert_close(last, first.transpose(1, 2), atol=1e-6, rtol=0)
+    plain = group_norm_over_valid_steps(x, None, weight, bias, 1e-5)
+    torch.testing.assert_close(plain, F.group_norm(x, 4, weight, bias, 1e-5), atol=1e-6, rtol=0)
+
+
+def _both_layouts(fe, *args, grad: bool):
+    """The group-norm CNN's output (and, with `grad`, every parameter's gradient) in each layout."""
+    results = []
+    for channels_last in (False, True):
+        fe.channels_last = channels_last
+        fe.zero_grad(set_to_none=True)
+        with torch.set_grad_enabled(grad):
+            out = fe(*args)
+        grads = []
+        if grad:
+            out.square().sum().backward()
+            grads = [p.grad.clone() for p in fe.parameters()]
+        results.append((out.detach(), grads))
+    fe.channels_last = None
+    return results
+
+
+def test_group_norm_cnn_channels_last_layout_matches_the_channels_first_one():
+    fe = _group_norm_model().feature_encoder
+    lengths = torch.tensor([6000, 4100])
+    for args in ((sine_batch(2, 6000),), (_padded(lengths.tolist()), lengths)):
+        (first, _), (last, _) = _both_layouts(fe, *args, grad=False)  # no graph: rows one at a time
+        assert last.shape == first.shape and last.is_contiguous()
+        torch.testing.assert_close(last, first, rtol=1e-5, atol=1e-5)
+        (first, first_grads), (last, last_grads) = _both_layouts(fe.train(), *args, grad=True)
+        torch.testing.assert_close(last, first, rtol=1e-5, atol=1e-5)
+        for a, b in zip(first_grads, last_grads, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+        fe.eval()
+
+
+def test_group_norm_cnn_layout_is_chosen_by_device_and_compute_dtype():
+    fe = _group_norm_model().feature_encoder
+    x = sine_batch(2, 6000)
+    assert not fe.group_norm_channels_last(x)  # fp32 on the CPU: nn.Conv1d on (B, C, T), bit for bit as before
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fe.group_norm_channels_last(x)
+        with torch.no_grad():
+            chosen = fe(x)
+            fe.channels_last = True
+            forced = fe(x)
+        fe.channels_last = None
+    assert torch.equal(chosen, forced)
+    assert fe.group_norm_channels_last(x.bfloat16())
+    fe.channels_last = False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not fe.group_norm_channels_last(x)

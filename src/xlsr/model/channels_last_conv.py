@@ -6,12 +6,15 @@ convolution with a (C_out, C_in, 1, k) kernel reads and writes it in place: no l
 are the library's convolutions (oneDNN on the CPU, cuDNN on CUDA). The backward of the input is a transposed
 convolution, not the scatter that an as_strided window view turns into.
 
-Implementations, picked per device type by measurement (benchmarks/cnn_conv.py, scripts/gpu_checks/run.sh):
+Implementations, picked per device type and compute dtype by measurement (benchmarks/cnn_conv.py,
+scripts/gpu_checks/run.sh):
 - "conv": the 2-D convolution forward, and autograd's convolution backward for the input and the weight.
 - "conv_mm_weight": the same forward and input gradient; the weight gradient as matmuls, one per kernel tap,
-  of strided views of the input with the output gradient. On the 2-core AMD EPYC (oneDNN 3.12) the 256-channel,
-  k=3 layers' oneDNN weight gradient took 2-3x the time of the matmuls; the forward and the input gradient of
-  the convolution took about half the time of a matmul over im2col windows.
+  of strided views of the input with the output gradient. In fp32 on the CPU (oneDNN 3.12; a 2-core AMD EPYC
+  and a 2-core Xeon with AMX alike) the 256- and 512-channel k=3 layers' oneDNN weight gradient took 2-3x the
+  time of the matmuls; the forward and the input gradient of the convolution took about half the time of a
+  matmul over im2col windows. In bf16 on the Xeon (AMX) oneDNN's own weight gradient is the faster one: the
+  whole 512-channel CNN 677 ms with "conv" against 1193 ms (docs/speed.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import torch
 import torch.nn.functional as F
 
 IMPLEMENTATIONS = ("conv", "conv_mm_weight")
-CONV_IMPL: dict[str, str] = {"cpu": "conv_mm_weight"}  # device type -> implementation; any other device: "conv"
+# (device type, compute dtype) -> implementation; any other pair: "conv"
+CONV_IMPL: dict[tuple[str, torch.dtype], str] = {("cpu", torch.float32): "conv_mm_weight"}
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a convolution of `x` computes in: the autocast dtype where autocast is on for its device."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 def strided_windows(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
@@ -83,10 +93,10 @@ def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
                          impl: str | None = None) -> torch.Tensor:
     """F.conv1d (no padding) on channels-last input (B, S, C_in) -> (B, T, C_out), contiguous.
 
-    `impl` (one of IMPLEMENTATIONS) defaults to CONV_IMPL's choice for the input's device type. Under autocast
-    the convolution runs in the autocast dtype, as F.conv1d would.
+    `impl` (one of IMPLEMENTATIONS) defaults to CONV_IMPL's choice for the input's device type and compute
+    dtype. Under autocast the convolution runs in the autocast dtype, as F.conv1d would.
     """
-    impl = impl or CONV_IMPL.get(x.device.type, "conv")
+    impl = impl or CONV_IMPL.get((x.device.type, compute_dtype(x)), "conv")
     x = x.contiguous()
     if impl == "conv":
         return _from_image(F.conv2d(_as_image(x), weight.unsqueeze(2), bias, stride=(1, stride)))

@@ -6,9 +6,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xlsr.model.channels_last_conv import conv1d_channels_last
+from xlsr.model.channels_last_conv import compute_dtype, conv1d_channels_last
 from xlsr.model.config import Wav2Vec2Config
 from xlsr.model.recompute import run_layer
+
+# Where the group-norm CNN (wav2vec 2.0 Base's) runs channels-last, (B, T, C) between its convolutions as the
+# layer-norm CNN always does, instead of nn.Conv1d on (B, C, T): (device type, compute dtype) pairs, by measurement
+# (docs/speed.md). On a CPU with AMX, oneDNN's bf16 convolutions work channels-last and copy a (B, C, T) input and
+# output to and from that layout (~40% of a `base` bf16 inference); in fp32 the (B, C, T) convolution is faster.
+GROUP_NORM_CHANNELS_LAST: set[tuple[str, torch.dtype]] = {("cpu", torch.bfloat16)}
 
 
 class _GradMultiply(torch.autograd.Function):
@@ -41,33 +47,47 @@ def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int) -> torc
     return (torch.div(lengths - kernel, stride, rounding_mode="floor") + 1).clamp(min=0)
 
 
-def group_norm_over_valid_steps(x: torch.Tensor, steps: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                                eps: float) -> torch.Tensor:
-    """One-group-per-channel GroupNorm of x (B, C, T) in fp32, each row's statistics over its first `steps` only.
+def group_norm_over_valid_steps(x: torch.Tensor, steps: torch.Tensor | None, weight: torch.Tensor,
+                                bias: torch.Tensor, eps: float, channels_last: bool = False) -> torch.Tensor:
+    """One-group-per-channel GroupNorm of x (B, C, T), or (B, T, C) when `channels_last`, in fp32: each channel
+    normalized over time, each row's statistics over its first `steps` only (all steps when `steps` is None).
 
     A row then gets exactly what it gets alone, unpadded. Steps past a row's `steps` are padding and come out
     as zeros (finite; valid frames further up never read them).
     """
     xf = x.float()
-    pad = (torch.arange(x.shape[-1], device=x.device)[None, :] >= steps[:, None]).unsqueeze(1)  # (B, 1, T)
+    time_dim = 1 if channels_last else 2
+    # weight and bias broadcast over the channel dimension
+    weight, bias = (weight, bias) if channels_last else (weight[:, None], bias[:, None])
+    if steps is None:
+        mean = xf.mean(time_dim, keepdim=True)
+        centered = xf - mean
+        var = centered.square().mean(time_dim, keepdim=True)  # biased, as GroupNorm
+        return (centered * torch.rsqrt(var + eps) * weight + bias).to(x.dtype)
+    pad = torch.arange(x.shape[time_dim], device=x.device)[None, :] >= steps[:, None]  # (B, T)
+    pad = pad.unsqueeze(2 if channels_last else 1)  # (B, T, 1) or (B, 1, T)
     n = steps.clamp(min=1).to(xf.dtype)[:, None, None]
-    mean = xf.masked_fill(pad, 0.0).sum(-1, keepdim=True) / n  # (B, C, 1)
+    mean = xf.masked_fill(pad, 0.0).sum(time_dim, keepdim=True) / n
     centered = (xf - mean).masked_fill(pad, 0.0)
-    var = centered.square().sum(-1, keepdim=True) / n  # biased, as GroupNorm
-    y = centered * torch.rsqrt(var + eps) * weight[:, None] + bias[:, None]
+    var = centered.square().sum(time_dim, keepdim=True) / n
+    y = centered * torch.rsqrt(var + eps) * weight + bias
     return y.masked_fill(pad, 0.0).to(x.dtype)
 
 
 class Fp32GroupNorm(nn.GroupNorm):
     """GroupNorm computed in fp32; with one group per channel it normalizes each channel over time."""
 
-    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None, channels_last: bool = False) -> torch.Tensor:
         """(B, C, T) -> (B, C, T); with `steps` (B,), rows shorter than T are normalized over their valid steps.
 
         fairseq and transformers normalize over the padding too, so there an utterance's features depend on
         its batch. Rows without padding keep the plain GroupNorm result bit for bit; choosing per row with
-        `torch.where` needs no host sync when `steps` lives on an accelerator.
+        `torch.where` needs no host sync when `steps` lives on an accelerator. With `channels_last` the input
+        and output are (B, T, C) and one group per channel is required.
         """
+        if channels_last:
+            assert self.num_groups == self.num_channels, "channels-last GroupNorm needs one group per channel"
+            return group_norm_over_valid_steps(x, steps, self.weight, self.bias, self.eps, channels_last=True)
         full = F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
         if steps is None:
             return full
@@ -85,14 +105,17 @@ class ConvLayer(nn.Module):
         nn.init.kaiming_normal_(self.conv.weight)
         self.norm = norm
 
-    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C_in, S') -> (B, C_out, T'), or channels-last (B, S', C_in) -> (B, T', C_out) with a LayerNorm;
-        `steps` (B,): valid output steps per row, for a GroupNorm only."""
+    def forward(self, x: torch.Tensor, steps: torch.Tensor | None = None, channels_last: bool = False) -> torch.Tensor:
+        """(B, C_in, S') -> (B, C_out, T'), or channels-last (B, S', C_in) -> (B, T', C_out) with a LayerNorm
+        or when `channels_last`; `steps` (B,): valid output steps per row, for a GroupNorm only."""
         if isinstance(self.norm, ChannelLayerNorm):
             return _gelu(self.norm(conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0])))
-        x = self.conv(x)
+        if channels_last:
+            x = conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0])
+        else:
+            x = self.conv(x)
         if self.norm is not None:  # Fp32GroupNorm
-            x = self.norm(x, steps)
+            x = self.norm(x, steps, channels_last)
         return _gelu(x)
 
 
@@ -122,6 +145,7 @@ class FeatureEncoder(nn.Module):
         self.mode = mode
         self.grad_mult = config.feature_grad_mult
         self.activation_checkpointing = False  # recompute each conv layer in backward (model/recompute.py)
+        self.channels_last: bool | None = None  # group_norm mode's layout; None: by GROUP_NORM_CHANNELS_LAST
 
     def frame_lengths(self, sample_lengths: torch.Tensor) -> torch.Tensor:
         """Valid output frames for each input length: T = floor((S - k) / s) + 1 per layer, no padding."""
@@ -169,9 +193,17 @@ class FeatureEncoder(nn.Module):
             for layer in self.conv_layers:
                 x = run_layer(layer, x, recompute=self.activation_checkpointing)
             return x
-        x = waveforms.unsqueeze(1)  # (B, 1, S)
+        channels_last = self.group_norm_channels_last(waveforms)
+        x = waveforms.unsqueeze(-1 if channels_last else 1)  # (B, S, 1) or (B, 1, S)
         steps = self._layer0_steps(waveforms, lengths)
-        x = run_layer(self.conv_layers[0], x, steps, recompute=self.activation_checkpointing)
+        x = run_layer(self.conv_layers[0], x, steps, channels_last, recompute=self.activation_checkpointing)
         for layer in self.conv_layers[1:]:
-            x = run_layer(layer, x, recompute=self.activation_checkpointing)
-        return x.transpose(1, 2)  # (B, T, C)
+            x = run_layer(layer, x, None, channels_last, recompute=self.activation_checkpointing)
+        return x if channels_last else x.transpose(1, 2)  # (B, T, C)
+
+    def group_norm_channels_last(self, waveforms: torch.Tensor) -> bool:
+        """Whether the group-norm CNN runs channels-last for this input: `self.channels_last` when set, else
+        GROUP_NORM_CHANNELS_LAST's choice for the device type and the dtype the convolutions compute in."""
+        if self.channels_last is not None:
+            return self.channels_last
+        return (waveforms.device.type, compute_dtype(waveforms)) in GROUP_NORM_CHANNELS_LAST
