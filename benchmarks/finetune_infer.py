@@ -134,13 +134,13 @@ def main() -> None:
             f = Path(tmp) / f"{k}.wav"
             sf.write(f, (0.1 * rng.standard_normal(S)).astype(np.float32), 16000)
             files.append(f)
-        ctc = load_ctc_model(ckpt)
+        ctc = load_ctc_model(ckpt, precision=args.dtype)
         transcribe_files(ctc, files[:1], show_progress=False)  # warm-up
         t = time.perf_counter()
         transcribe_files(ctc, files, show_progress=False)
         elapsed = time.perf_counter() - t
-    print(f"xlsr transcribe: {audio:.0f} s of audio in {elapsed:.2f} s -> real-time factor {elapsed / audio:.3f} "
-          f"({args.threads} CPU thread(s))")
+    print(f"xlsr transcribe: {audio:.0f} s of audio in {elapsed:.2f} s -> real-time factor {elapsed / audio:.3f} ({args.dtype}, "
+          f"{args.threads} CPU thread(s))")
 
 
 if __name__ == "__main__":

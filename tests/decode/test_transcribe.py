@@ -212,3 +212,23 @@ def test_out_that_is_a_folder_is_refused_before_decoding(tiny_ckpt, tmp_path, ca
     code = main(["transcribe", "--model", str(tiny_ckpt), str(wav), "--out", str(taken), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "results: is a folder" in err and err.count("\n") == 1
+
+
+def test_bf16_precision_gives_fp32_logits_close_to_fp32(group_norm_ckpt, tmp_path):
+    fp32 = load_ctc_model(group_norm_ckpt)
+    bf16 = load_ctc_model(group_norm_ckpt, precision="bf16")
+    wave = torch.from_numpy(sf.read(_write(tmp_path / "a.wav", 5, seed=3), dtype="float32")[0])[None]
+    lengths = torch.tensor([wave.shape[1]])
+    (a, frames_a), (b, frames_b) = fp32.logits(wave, lengths), bf16.logits(wave, lengths)
+    assert b.dtype == torch.float32 and torch.equal(frames_a, frames_b)
+    assert not torch.equal(a, b)  # bf16 really ran
+    torch.testing.assert_close(b.log_softmax(-1), a.log_softmax(-1), rtol=0, atol=0.15)
+
+
+def test_cli_bad_precision_is_one_line(tiny_ckpt, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["transcribe", "--model", str(tiny_ckpt), str(tmp_path), "--out", str(tmp_path / "o.jsonl"),
+              "--precision", "fp8"])
+    assert exc.value.code == 2 and "--precision" in capsys.readouterr().err
+    with pytest.raises(XlsrError, match="precision: 'fp8'"):
+        load_ctc_model(tiny_ckpt, precision="fp8")

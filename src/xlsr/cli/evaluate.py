@@ -43,7 +43,7 @@ def run(args) -> int:
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)
-    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang)
+    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     if args.labels and args.labels != ctc.vocab.kind:

@@ -43,6 +43,7 @@ class CTCModel:
     vocab: object  # xlsr.text.vocab.Vocabulary
     normalize: bool  # per-utterance z-norm of the waveform (layer-norm / XLSR models)
     source: str
+    precision: str = "fp32"  # "bf16": the model under bf16 autocast (the CTC logits stay fp32)
 
     @property
     def device(self) -> torch.device:
@@ -51,16 +52,24 @@ class CTCModel:
     @torch.inference_mode()
     def logits(self, waveforms: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, S) waveforms + (B,) lengths -> fp32 logits (B, T, V) and frame lengths (B,)."""
-        out = self.model(waveforms, lengths)
-        return out.logits, out.frame_lengths
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(waveforms, lengths)
+        return out.logits.float(), out.frame_lengths
+
+
+PRECISIONS = ("fp32", "bf16")  # of inference
 
 
 def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labels: str | None = None,
-                   target_lang: str | None = None) -> CTCModel:
+                   target_lang: str | None = None, precision: str = "fp32") -> CTCModel:
     """Load a fine-tuned model: a run folder (its best checkpoint), our checkpoint, an HF dir or a fairseq .pt.
 
     `target_lang` picks the language of an MMS checkpoint with per-language adapters (see load_pretrained).
+    `precision` "bf16" runs the model under bf16 autocast: faster on GPUs and on CPUs with AMX (docs/speed.md),
+    slower on CPUs without native bf16.
     """
+    if precision not in PRECISIONS:
+        raise XlsrError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
     if isinstance(device, str):
         device = pick_device(device)  # a GPU this machine lacks: one line before loading anything
     path = resolve_run_folder(path)  # messages below name the checkpoint, not the run folder
@@ -77,7 +86,7 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
         raise CheckpointError(f"{path}: unusable vocabulary ({exc})") from None
     model = loaded.model.to(device).eval()
     cfg = loaded.config
-    return CTCModel(model, vocab, bool(cfg.normalize_waveform), str(path))
+    return CTCModel(model, vocab, bool(cfg.normalize_waveform), str(path), precision)
 
 
 def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
