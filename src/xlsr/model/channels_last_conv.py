@@ -96,15 +96,14 @@ def conv1d_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     `impl` (one of IMPLEMENTATIONS) defaults to CONV_IMPL's choice for the input's device type and compute
     dtype. Under autocast the convolution runs in the autocast dtype, as F.conv1d would.
     """
-    impl = impl or CONV_IMPL.get((x.device.type, compute_dtype(x)), "conv")
+    device, dtype = x.device.type, compute_dtype(x)
+    impl = impl or CONV_IMPL.get((device, dtype), "conv")
     x = x.contiguous()
     if impl == "conv":
         return _from_image(F.conv2d(_as_image(x), weight.unsqueeze(2), bias, stride=(1, stride)))
     if impl != "conv_mm_weight":
         raise ValueError(f"impl: unknown convolution implementation {impl!r}; allowed: {IMPLEMENTATIONS}")
-    device = x.device.type
     if torch.is_autocast_enabled(device):  # a custom Function's ops see no autocast: cast as it would
-        dtype = torch.get_autocast_dtype(device)
         x, weight = x.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
     with torch.autocast(device, enabled=False):

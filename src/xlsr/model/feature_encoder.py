@@ -110,10 +110,7 @@ class ConvLayer(nn.Module):
         or when `channels_last`; `steps` (B,): valid output steps per row, for a GroupNorm only."""
         if isinstance(self.norm, ChannelLayerNorm):
             return _gelu(self.norm(conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0])))
-        if channels_last:
-            x = conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0])
-        else:
-            x = self.conv(x)
+        x = conv1d_channels_last(x, self.conv.weight, self.conv.bias, self.conv.stride[0]) if channels_last else self.conv(x)
         if self.norm is not None:  # Fp32GroupNorm
             x = self.norm(x, steps, channels_last)
         return _gelu(x)
