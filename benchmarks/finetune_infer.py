@@ -2,13 +2,16 @@
 
 Both models are built from the same configuration (the `base` preset by default: what users fine-tune;
 transformers' config derived with interop.hf_config.config_to_hf) with the same fine-tuning setup: CNN
-frozen, fp32 (or both under bf16 autocast: --dtype bf16), CTC mean reduction with zero_infinity, same masks probabilities, Adam. The two models' steps
+frozen, fp32 (or both under bf16 autocast: --dtype bf16), CTC mean reduction with zero_infinity, same masks probabilities.
+Each model steps with the optimizer its own trainer builds by default (`--optimizer default`): xlsr's
+`build_optimizer` and transformers' Trainer's `adamw_torch_fused` (its default with torch >= 2.8), both torch's
+fused AdamW; `--optimizer loop` gives both torch's per-tensor Adam, as before 2026-12-05. The two models' steps
 (and then their inference calls) are interleaved, --repeat times after one warm-up, and the median is printed
 with the ratio. `--compile` runs both models through torch.compile. Then the CPU real-time factor of
 `xlsr transcribe` (load + batch + greedy decode) on synthetic audio.
 
     .venv/bin/python benchmarks/finetune_infer.py [--preset base] [--batch 8] [--seconds 4] [--repeat 5]
-        [--threads 2] [--vocab 40] [--compile] [--cpu-time]
+        [--threads 2] [--vocab 40] [--compile] [--cpu-time] [--optimizer default|loop]
 """
 
 from __future__ import annotations
@@ -34,6 +37,20 @@ def interleaved_medians(calls: dict, repeat: int, clock) -> dict[str, float]:
             fn()
             times[name].append(clock() - t)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def build_optimizer_for(name: str, model: torch.nn.Module, kind: str, lr: float = 1e-5) -> torch.optim.Optimizer:
+    """The fine-tuning optimizer of library `name`: its trainer's default (`kind` "default") or torch's
+    per-tensor Adam for both ("loop"). Weight decay 0, as transformers' TrainingArguments default."""
+    params = [q for q in model.parameters() if q.requires_grad]
+    if kind == "loop":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "xlsr":
+        from xlsr.train.optimizer import build_optimizer
+        from xlsr.train.trainer_config import TrainerConfig
+
+        return build_optimizer(model, TrainerConfig(lr=lr, weight_decay=0.0, adam_betas=(0.9, 0.999), adam_eps=1e-8))
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=True)
 
 
 def build_pair(preset: str, vocab: int):
@@ -71,6 +88,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile both models (compiled in the warm-up)")
     p.add_argument("--cpu-time", action="store_true",
                    help="CPU seconds of this process instead of wall-clock (a shared machine; use --threads 1)")
+    p.add_argument("--optimizer", choices=("default", "loop"), default="default",
+                   help="default: each library's default (fused AdamW in both); loop: torch's per-tensor Adam in both")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -87,7 +106,7 @@ def main() -> None:
     audio = B * args.seconds
     steps, infers = {}, {}
     for name, model in (("xlsr", ours), ("transformers", theirs)):
-        opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=1e-5)
+        opt = build_optimizer_for(name, model, args.optimizer)
         run = torch.compile(model) if args.compile else model
 
         def step(run=run, model=model, opt=opt, name=name):
@@ -111,7 +130,7 @@ def main() -> None:
     t_inf = interleaved_medians(infers, args.repeat, clock)
     print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), {args.dtype}, CNN frozen, "
           f"median of {args.repeat} interleaved calls, {'CPU' if args.cpu_time else 'wall'} time, "
-          f"compile={args.compile}")
+          f"compile={args.compile}, optimizer={args.optimizer}")
     print(f"{'impl':<13} {'step s':>8} {'train audio s/s':>16} {'infer s':>8} {'infer audio s/s':>16}")
     for name in steps:
         print(f"{name:<13} {t_step[name]:>8.3f} {audio / t_step[name]:>16.1f} {t_inf[name]:>8.3f} "

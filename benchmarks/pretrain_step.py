@@ -7,7 +7,10 @@ each, as audio-seconds per second, their ratio, and the achieved FLOP/s as a sha
 FLOP/s of this machine, and the activation memory: bytes the forward pass allocates and still holds when
 backward starts. `--activation-checkpointing` turns on recomputation in both (ours: `set_activation_checkpointing`;
 transformers: `activation_checkpointing_enable`). `--compile` runs both models through torch.compile (the
-compilation happens in the warm-up steps).
+compilation happens in the warm-up steps). Each model steps with its library's own default optimizer
+(`--optimizer default`): xlsr's `build_optimizer` (AdamW, torch's fused kernel) and the AdamW of transformers'
+pretraining example (run_wav2vec2_pretraining_no_trainer.py: torch.optim.AdamW, per tensor on the CPU), with
+wav2vec 2.0's betas and eps; `--optimizer loop` gives both torch's per-tensor Adam, as before 2026-12-05.
 
     python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --repeat 5
     python benchmarks/pretrain_step.py --preset base --device cuda --dtype bf16 --activation-checkpointing
@@ -26,6 +29,8 @@ import torch
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.masking import compute_mask_indices
 from xlsr.rates import SAMPLE_RATE
+from xlsr.train.optimizer import build_optimizer
+from xlsr.train.trainer_config import TrainerConfig
 
 
 def hf_config(cfg: Wav2Vec2Config):
@@ -140,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-time", action="store_true",
                    help="time in CPU seconds of this process, not wall-clock: steadier on a shared machine "
                         "(use with --threads 1; the peak is then measured the same way)")
+    p.add_argument("--optimizer", choices=("default", "loop"), default="default",
+                   help="default: each library's own (xlsr: fused AdamW; transformers' example: per-tensor AdamW); "
+                        "loop: torch's per-tensor Adam in both")
     args = p.parse_args(argv)
     clock = time.process_time if args.cpu_time else time.perf_counter
 
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preset={args.preset} batch={B}x{args.seconds:g}s device={args.device} dtype={args.dtype} "
           f"threads={torch.get_num_threads()} median of {args.repeat} interleaved steps (+{args.warmup} warmup) "
           f"frames={T} masked/row={M} activation_checkpointing={args.activation_checkpointing} "
-          f"compile={args.compile}{' (CPU time)' if args.cpu_time else ''}")
+          f"compile={args.compile} optimizer={args.optimizer}{' (CPU time)' if args.cpu_time else ''}")
     print(f"peak matmul ({args.dtype}, 2048^2): {peak / 1e9:.1f} GFLOP/s")
     for name, sec in results.items():
         print(f"{name:>13}: {sec:.3f} s/step  {audio / sec:7.1f} audio-s/s  "
@@ -191,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 def ours_steps(model: torch.nn.Module, args, call, autocast):
     """(forward, step, eager step) closures of xlsr's model; `call(model)` runs its forward on the batch."""
     model.set_activation_checkpointing(args.activation_checkpointing)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    if args.optimizer == "loop":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    else:
+        opt = build_optimizer(model, TrainerConfig(lr=1e-4, adam_betas=(0.9, 0.98), adam_eps=1e-6))
     run = torch.compile(model) if args.compile else model
 
     def forward(m=run):
@@ -218,7 +229,8 @@ def hf_steps(cfg: Wav2Vec2Config, args, device: torch.device, waveforms: torch.T
     hf.set_gumbel_temperature(cfg.latent_temp[0])
     if args.activation_checkpointing:  # transformers 5 renamed gradient_checkpointing_enable
         getattr(hf, "activation_checkpointing_enable", hf.gradient_checkpointing_enable)()
-    opt = torch.optim.Adam(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    opt = (torch.optim.Adam if args.optimizer == "loop" else torch.optim.AdamW)(hf.parameters(), lr=1e-4,
+                                                                                betas=(0.9, 0.98), eps=1e-6)
     negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask.cpu().numpy()), device=device)
     run = torch.compile(hf) if args.compile else hf
 

@@ -72,3 +72,53 @@ def test_head_lr_scale_reaches_the_ctc_head_only():
     assert by_scale[20.0] == {id(model.lm_head.weight), id(model.lm_head.bias)}
     assert by_scale[0.5] == {id(p) for p in model.wav2vec2.feature_encoder.parameters()}
     assert sum(map(len, by_scale.values())) == len(list(model.parameters()))
+
+
+def test_fused_adamw_steps_as_the_per_tensor_loop_does_and_loads_its_state():
+    import torch
+
+    from xlsr.train.optimizer import fused_adamw_applies
+
+    torch.manual_seed(0)
+    model = Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny"))
+    twin = Wav2Vec2ForPreTraining(Wav2Vec2Config.preset("tiny"))
+    twin.load_state_dict(model.state_dict())
+    cfg = TrainerConfig(lr=1e-3, weight_decay=0.1)
+    opt = build_optimizer(model, cfg)
+    assert fused_adamw_applies(list(model.parameters())) and all(g["fused"] for g in opt.param_groups)
+    # the reference: the same groups through torch's per-tensor loop
+    loop = torch.optim.AdamW([{**{k: v for k, v in g.items() if k != "params"},
+                               "params": [dict(twin.named_parameters())[n] for n, p in model.named_parameters()
+                                          if any(p is q for q in g["params"])], "fused": None, "foreach": False}
+                              for g in opt.param_groups], lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        for p, q in zip(model.parameters(), twin.parameters()):
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        opt.step()
+        loop.step()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+    # a checkpoint written by the loop (every earlier version) resumes in the fused optimizer: its fourth step
+    # is the fourth step of the run that never stopped (a fresh state would take a first, bias-corrected step)
+    resumed = build_optimizer(twin, cfg)
+    resumed.load_state_dict(loop.state_dict())
+    for p, q in zip(model.parameters(), twin.parameters()):
+        p.grad = torch.randn(p.shape, generator=gen)
+        q.grad = p.grad.clone()
+    opt.step()
+    resumed.step()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_fused_adamw_is_not_asked_of_integer_parameters_or_other_devices():
+    import torch
+
+    from xlsr.train.optimizer import fused_adamw_applies
+
+    assert fused_adamw_applies([torch.nn.Parameter(torch.zeros(3))])
+    assert not fused_adamw_applies([])
+    assert not fused_adamw_applies([torch.nn.Parameter(torch.zeros(3)),
+                                    torch.nn.Parameter(torch.zeros(3, device="meta"))])
