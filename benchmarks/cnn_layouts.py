@@ -3,7 +3,9 @@
 Times the `base` preset's CNN (or another preset's, `--preset`) without a graph (a frozen CNN: fine-tuning and
 inference) and forward + backward, in fp32 and under bf16 autocast, with the layout forced each way and, for
 channels-last with a graph, each convolution implementation. feature_encoder.GROUP_NORM_CHANNELS_LAST and
-channels_last_conv.CONV_IMPL hold the choices; this script says whether they still hold on this machine.
+channels_last_conv.CONV_IMPL hold the choices; this script says whether they still hold on this machine. The
+cases of one row (dtype, graph or not) are timed in turn, --repeat rounds after a warm-up round, so a load that
+comes and goes on a shared machine reaches them alike; the median is printed.
 
     python benchmarks/cnn_layouts.py [--preset base] [--batch 4] [--seconds 4] [--threads 1] [--repeat 3]
 """
@@ -11,6 +13,7 @@ channels_last_conv.CONV_IMPL hold the choices; this script says whether they sti
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -20,14 +23,17 @@ from xlsr.model import Wav2Vec2Config
 from xlsr.model.feature_encoder import GROUP_NORM_CHANNELS_LAST, FeatureEncoder
 
 
-def best_of(fn, repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
+def interleaved_medians(calls: dict, repeat: int) -> dict[str, float]:
+    """Median CPU seconds per call of each of `calls` (label -> callable), timed in turn after a warm-up round."""
+    for fn in calls.values():
         fn()
-        times.append(time.process_time() - t)
-    return min(times)
+    times: dict[str, list[float]] = {label: [] for label in calls}
+    for _ in range(repeat):
+        for label, fn in calls.items():
+            t = time.process_time()
+            fn()
+            times[label].append(time.process_time() - t)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def main() -> None:
@@ -45,7 +51,7 @@ def main() -> None:
     encoder = FeatureEncoder(config)
     waveforms = torch.randn(args.batch, int(args.seconds * 16000))
     print(f"group-norm CNN of `{args.preset}`, {args.batch} x {args.seconds:g} s, {args.threads} thread(s), "
-          f"CPU time, best of {args.repeat} (ms)")
+          f"CPU time, median of {args.repeat} interleaved rounds (ms)")
     saved_impl = dict(channels_last_conv.CONV_IMPL)
     for dtype in (torch.float32, torch.bfloat16):
         name = "bf16" if dtype == torch.bfloat16 else "fp32"
@@ -53,23 +59,24 @@ def main() -> None:
             cases = [("(B, C, T) conv1d", False, None)]
             cases += [(f"channels-last {impl}", True, impl) for impl in
                       (channels_last_conv.IMPLEMENTATIONS if graph else ("conv",))]
-            for label, channels_last, impl in cases:
+
+            def run(channels_last, impl, graph=graph, dtype=dtype):
                 encoder.channels_last = channels_last
-                if impl is not None:
-                    channels_last_conv.CONV_IMPL[("cpu", dtype)] = impl
+                channels_last_conv.CONV_IMPL[("cpu", dtype)] = impl or saved_impl.get(("cpu", dtype), "conv")
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16), \
+                        torch.set_grad_enabled(graph):
+                    out = encoder(waveforms)
+                if graph:
+                    out.float().square().mean().backward()
+                    encoder.zero_grad(set_to_none=True)
 
-                def run(graph=graph, dtype=dtype):
-                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16), \
-                            torch.set_grad_enabled(graph):
-                        out = encoder(waveforms)
-                    if graph:
-                        out.float().square().mean().backward()
-                        encoder.zero_grad(set_to_none=True)
-
-                ms = 1000 * best_of(run, args.repeat)
-                print(f"{name}  {'forward + backward' if graph else 'no graph':18s}  {label:30s} {ms:8.0f}", flush=True)
-                channels_last_conv.CONV_IMPL.clear()
-                channels_last_conv.CONV_IMPL.update(saved_impl)
+            medians = interleaved_medians({label: (lambda c=c, i=i: run(c, i)) for label, c, i in cases}, args.repeat)
+            for label, sec in medians.items():
+                print(f"{name}  {'forward + backward' if graph else 'no graph':18s}  {label:30s} {1000 * sec:8.0f}",
+                      flush=True)
+            channels_last_conv.CONV_IMPL.clear()
+            channels_last_conv.CONV_IMPL.update(saved_impl)
+            encoder.channels_last = None
         chosen = ("cpu", dtype) in GROUP_NORM_CHANNELS_LAST
         impl = channels_last_conv.CONV_IMPL.get(("cpu", dtype), "conv")
         print(f"{name}: the code picks {'channels-last' if chosen else '(B, C, T) conv1d'}"
