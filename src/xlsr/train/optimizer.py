@@ -37,8 +37,8 @@ def fused_adamw_applies(params: list[nn.Parameter]) -> bool:
     """Whether every parameter is a floating-point tensor on a device of FUSED_ADAMW_DEVICES.
 
     transformers' Trainer uses the fused kernel by default with torch >= 2.8; the per-tensor loop that
-    torch.optim.AdamW runs on the CPU otherwise took 443 ms per step for the `base` preset's 95M parameters
-    against 133 ms fused (one thread, this repository's CPU; docs/speed.md). The two differ in the last bits
+    torch.optim.AdamW runs on the CPU otherwise took 400 ms per step for the `base` preset's 95M parameters
+    against 116 ms fused (one thread; benchmarks/optimizer_step.py, docs/speed.md). The two differ in the last bits
     of a float (the kernel orders its arithmetic differently), not in the update rule.
     """
     return bool(params) and all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params)
