@@ -10,6 +10,11 @@ read), pooled over all frames:
 - `spread`: the loudest channel's standard deviation over the median one (`feature_scale_spread`);
 - `top-5`: the share of the variance in the 5 leading principal components.
 
+Before the models, the same numbers for each manifest's own input: its log-mel spectrum (80 bands, 25 ms windows,
+20 ms hop: the CNN's frame rate), log(power + `--floor`). That row is the reference the CNN's numbers need: the
+dimension the audio itself has, as a speech front end sees it (random weights spread their variance over many
+more directions than that, so "a fraction of random weights' dimension" is not the reference).
+
     python benchmarks/feature_dims.py --manifest probe_eval/it/test.jsonl --manifest probe_eval/ta/test.jsonl \
         --model random=random_init --model release=src/xlsr/released/tiny-multilingual
 """
@@ -26,6 +31,7 @@ from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
+from xlsr.rates import SAMPLE_RATE
 
 
 def named(text: str) -> tuple[str, str]:
@@ -42,11 +48,44 @@ def cnn_frames(model: torch.nn.Module, waveforms: list[str]) -> torch.Tensor:
         return torch.cat([encoder(w[None]).extract_features[0] for w in waveforms]).double()
 
 
+def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE, fmin: float = 20.0,
+                   fmax: float = 7600.0) -> torch.Tensor:
+    """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the mel scale (2595 log10(1 + f / 700))."""
+    def to_mel(f):
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+
+    def to_hz(m):
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+    edges = to_hz(torch.linspace(float(to_mel(torch.tensor(fmin))), float(to_mel(torch.tensor(fmax))), n_mels + 2))
+    freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return ((freqs - low) / (centre - low)).minimum((high - freqs) / (high - centre)).clamp_min(0.0)
+
+
+def log_mel_frames(waveforms: list[str], floor: float) -> torch.Tensor:
+    """(N, 80) float64 log-mel frames of every audio file: 25 ms Hann windows every 20 ms, log(power + floor)."""
+    bank = mel_filterbank(512, 80)
+    frames = []
+    for path in waveforms:
+        wave = torch.from_numpy(load_audio(path, normalize=False)).float()
+        power = torch.stft(wave, 512, hop_length=SAMPLE_RATE // 50, win_length=400, window=torch.hann_window(400),
+                           return_complex=True).abs().square()
+        frames.append(torch.log(bank @ power + floor).T)
+    return torch.cat(frames).double()
+
+
 def dims(frames: torch.Tensor) -> dict[str, float]:
     standardised = (frames - frames.mean(0)) / frames.std(0).clamp_min(1e-12)
     eig = torch.linalg.eigvalsh(torch.cov(frames.T)).flip(0)
     return {"cov-PR": effective_dimension(frames), "corr-PR": effective_dimension(standardised),
             "spread": channel_scale_spread(frames), "top-5": float(eig[:5].sum() / eig.sum())}
+
+
+def print_row(manifest: str, name: str, frames: torch.Tensor) -> None:
+    d = dims(frames)
+    print(f"{manifest[-28:]:28s} {name:13s} {frames.shape[0]:7d} {d['cov-PR']:7.1f} {d['corr-PR']:8.1f} "
+          f"{d['spread']:7.1f} {d['top-5']:6.2f}", flush=True)
 
 
 def main() -> None:
@@ -55,18 +94,18 @@ def main() -> None:
     parser.add_argument("--manifest", action="append", required=True, help="a manifest of held-out audio (repeatable)")
     parser.add_argument("--utts", type=int, default=40, help="utterances per manifest (default 40)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--floor", type=float, default=1e-3,
+                        help="added to the mel power before the log, in the input's row (default 1e-3)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
         models = {name: load_pretrained(path).model.eval() for name, path in args.model}
-        print(f"{'manifest':28s} {'model':12s} {'frames':>7s} {'cov-PR':>7s} {'corr-PR':>8s} {'spread':>7s} {'top-5':>6s}")
+        print(f"{'manifest':28s} {'model':13s} {'frames':>7s} {'cov-PR':>7s} {'corr-PR':>8s} {'spread':>7s} {'top-5':>6s}")
         for manifest in args.manifest:
             waveforms = [utt.audio for utt in read_manifest(manifest)[: args.utts]]
+            print_row(manifest, "input log-mel", log_mel_frames(waveforms, args.floor))
             for name, model in models.items():
-                frames = cnn_frames(model, waveforms)
-                d = dims(frames)
-                print(f"{manifest[-28:]:28s} {name:12s} {frames.shape[0]:7d} {d['cov-PR']:7.1f} {d['corr-PR']:8.1f} "
-                      f"{d['spread']:7.1f} {d['top-5']:6.2f}", flush=True)
+                print_row(manifest, name, cnn_frames(model, waveforms))
     except XlsrError as err:
         sys.exit(f"error: {err}")
 
