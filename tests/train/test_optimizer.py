@@ -86,34 +86,29 @@ def test_fused_adamw_steps_as_the_per_tensor_loop_does_and_loads_its_state():
     cfg = TrainerConfig(lr=1e-3, weight_decay=0.1)
     opt = build_optimizer(model, cfg)
     assert fused_adamw_applies(list(model.parameters())) and all(g["fused"] for g in opt.param_groups)
-    # the reference: the same groups through torch's per-tensor loop
-    loop = torch.optim.AdamW([{**{k: v for k, v in g.items() if k != "params"},
-                               "params": [dict(twin.named_parameters())[n] for n, p in model.named_parameters()
-                                          if any(p is q for q in g["params"])], "fused": None, "foreach": False}
-                              for g in opt.param_groups], lr=cfg.lr, betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+    # the reference: the twin's same groups through torch's per-tensor loop
+    loop = torch.optim.AdamW([{**g, "fused": None, "foreach": False} for g in build_optimizer(twin, cfg).param_groups])
     gen = torch.Generator().manual_seed(1)
-    for _ in range(3):
+
+    def step_both_and_compare(a: torch.optim.Optimizer, b: torch.optim.Optimizer) -> None:
         for p, q in zip(model.parameters(), twin.parameters()):
             p.grad = torch.randn(p.shape, generator=gen)
             q.grad = p.grad.clone()
-        opt.step()
-        loop.step()
-    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+        a.step()
+        b.step()
+        for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+
+    for _ in range(3):
+        step_both_and_compare(opt, loop)
     # a checkpoint written by the loop (every earlier version) resumes in the fused optimizer: its fourth step
     # is the fourth step of the run that never stopped (a fresh state would take a first, bias-corrected step)
     resumed = build_optimizer(twin, cfg)
     resumed.load_state_dict(loop.state_dict())
-    for p, q in zip(model.parameters(), twin.parameters()):
-        p.grad = torch.randn(p.shape, generator=gen)
-        q.grad = p.grad.clone()
-    opt.step()
-    resumed.step()
-    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-7, msg=name)
+    step_both_and_compare(opt, resumed)
 
 
-def test_fused_adamw_is_not_asked_of_integer_parameters_or_other_devices():
+def test_fused_adamw_is_not_asked_of_no_parameters_or_other_devices():
     import torch
 
     from xlsr.train.optimizer import fused_adamw_applies
