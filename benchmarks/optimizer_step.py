@@ -37,10 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     for q in model.parameters():
         q.grad = torch.randn_like(q) * 1e-3
     cfg = TrainerConfig(lr=1e-4)
-    groups = build_optimizer(model, cfg).param_groups
-    plain = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in groups]
+    ours = build_optimizer(model, cfg)
+    plain = [{k: v for k, v in g.items() if k not in ("fused", "foreach")} for g in ours.param_groups]
     optimizers = {
-        "xlsr (fused)": build_optimizer(model, cfg),
+        f"xlsr ({'fused' if ours.defaults['fused'] else 'not fused'})": ours,
         "per-tensor loop": torch.optim.AdamW(plain, lr=cfg.lr, foreach=False),
         "foreach": torch.optim.AdamW(plain, lr=cfg.lr, foreach=True),
     }
