@@ -27,11 +27,11 @@ import sys
 import torch
 
 from xlsr.data.audio import load_audio
+from xlsr.data.log_mel import log_mel, mel_filterbank
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
-from xlsr.rates import SAMPLE_RATE
 
 
 def named(text: str) -> tuple[str, str]:
@@ -48,31 +48,10 @@ def cnn_frames(model: torch.nn.Module, waveforms: list[str]) -> torch.Tensor:
         return torch.cat([encoder(w[None]).extract_features[0] for w in waveforms]).double()
 
 
-def mel_filterbank(n_fft: int, n_mels: int, sample_rate: int = SAMPLE_RATE, fmin: float = 20.0,
-                   fmax: float = 7600.0) -> torch.Tensor:
-    """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the mel scale (2595 log10(1 + f / 700))."""
-    def to_mel(f):
-        return 2595.0 * torch.log10(1.0 + f / 700.0)
-
-    def to_hz(m):
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-
-    edges = to_hz(torch.linspace(float(to_mel(torch.tensor(fmin))), float(to_mel(torch.tensor(fmax))), n_mels + 2))
-    freqs = torch.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    low, centre, high = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    return ((freqs - low) / (centre - low)).minimum((high - freqs) / (high - centre)).clamp_min(0.0)
-
-
 def log_mel_frames(waveforms: list[str], floor: float) -> torch.Tensor:
-    """(N, 80) float64 log-mel frames of every audio file: 25 ms Hann windows every 20 ms, log(power + floor)."""
-    bank = mel_filterbank(512, 80)
-    frames = []
-    for path in waveforms:
-        wave = torch.from_numpy(load_audio(path, normalize=False)).float()
-        power = torch.stft(wave, 512, hop_length=SAMPLE_RATE // 50, win_length=400, window=torch.hann_window(400),
-                           return_complex=True).abs().square()
-        frames.append(torch.log(bank @ power + floor).T)
-    return torch.cat(frames).double()
+    """(N, 80) float64 log-mel frames of every audio file as read (not normalized): data/log_mel.py's windows."""
+    bank = mel_filterbank()
+    return torch.cat([log_mel(torch.from_numpy(load_audio(path, normalize=False)), floor, bank) for path in waveforms])
 
 
 def dims(frames: torch.Tensor) -> dict[str, float]:

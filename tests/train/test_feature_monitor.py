@@ -62,3 +62,11 @@ def test_each_group_offers_its_share_then_no_more():
                 offered[group] += 20
     assert offered == {"aa": 40, "bb": 40} and len(sample) == 80  # 2 batches of 20 reach 34
     assert sample.wants("cc")
+
+
+def test_the_inputs_log_mel_view_is_measured_beside_the_models():
+    frames = _batches(1, 200, 6)[0]
+    logs = feature_health_logs(frames, frames[:, :3], inputs=frames[:, :2])
+    assert logs["input_eff_dim"] == pytest.approx(effective_dimension(frames[:, :2]), rel=1e-12)
+    assert logs["feature_eff_dim"] == pytest.approx(effective_dimension(frames), rel=1e-12)
+    assert "input_eff_dim" not in feature_health_logs(frames, frames)

@@ -217,7 +217,12 @@ def test_feature_health_is_measured_at_start_and_a_forced_collapse_warns(data, t
     warnings = [r for r in read_log(run / "log.jsonl") if "warning" in r]
     assert [(r["update"], r["warning"]) for r in warnings if "collapse" in r["warning"]][:1] == \
         [(2, "valid_feature_collapse")]
-    assert "CNN features (after feature_norm) collapsed" in capsys.readouterr().err
+    # the input's log-mel dimension: measured on the same frames at every validation, so the same each time
+    audio = valid[0]["input_eff_dim"]
+    assert 1 < audio < 80 and all(r["input_eff_dim"] == audio for r in valid)
+    err = capsys.readouterr().err
+    assert f"CNN features (after feature_norm) collapsed: effective dimension {valid[2]['feature_eff_dim']:.1f} " \
+        f"(the input's log-mel spectrum: {audio:.1f})" in err
     # resume keeps the value at initialisation (no validation "at start" again, no new reference)
     pretrain(_cfg(data, run, max_updates=3, valid_every=1, lr=1e-6))
     valid = _valid_records(run)

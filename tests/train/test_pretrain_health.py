@@ -29,6 +29,11 @@ def test_feature_collapse_against_the_value_at_initialisation():
     assert "4.1" in warnings[0][1] and "48.6" in warnings[0][1] and "8%" in warnings[0][1]
     both = {**collapsed, "context_eff_dim": 7.0}
     assert [k for k, _ in pretrain_health_warnings(both, **kw)] == ["feature_collapse", "context_collapse"]
+    # the CNN's warning quotes the input's own log-mel dimension when it was measured; the context's does not
+    messages = dict(pretrain_health_warnings({**both, "input_eff_dim": 6.1}, **kw))
+    assert "4.1 (the input's log-mel spectrum: 6.1)" in messages["feature_collapse"]
+    assert "log-mel" not in messages["context_collapse"] and "log-mel" not in dict(
+        pretrain_health_warnings(both, **kw))["feature_collapse"]
     # at the threshold (25%) and above: no warning; without a reference: none
     assert pretrain_health_warnings({"feature_eff_dim": 12.15, "feature_eff_dim_init": 48.6}, **kw) == []
     assert pretrain_health_warnings({"feature_eff_dim": 4.1}, **kw) == []

@@ -106,7 +106,7 @@ def final_metrics(run_dir: Path) -> dict:
     """The last train record and the last overall validation record of a run's log.jsonl."""
     keep = ("update", "loss", "contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity",
             "temperature", "audio_s_per_s", "feature_eff_dim", "feature_eff_dim_init", "context_eff_dim",
-            "context_eff_dim_init", "probe_feature_per", "probe_context_per")
+            "context_eff_dim_init", "input_eff_dim", "probe_feature_per", "probe_context_per")
     out = {}
     for record in read_log(run_dir / "log.jsonl"):
         if record.get("split") in ("train", "valid"):

@@ -8,7 +8,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from xlsr.errors import XlsrError
-from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, FEATURE_SCALE_SPREAD, INIT_SUFFIX
+from xlsr.train.feature_monitor import (
+    CONTEXT_EFF_DIM,
+    FEATURE_EFF_DIM,
+    FEATURE_SCALE_SPREAD,
+    INIT_SUFFIX,
+    INPUT_EFF_DIM,
+)
 from xlsr.train.monitor import read_log
 
 # (title, keys); a panel is drawn when any of its keys was logged
@@ -19,7 +25,7 @@ PANELS = [
     ("learning rate", ("lr",)),
     ("Gumbel temperature", ("temperature",)),
     ("gradient norm", ("grad_norm",)),
-    ("effective dimension (dashed: at initialisation)", (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)),
+    ("effective dimension (dashed: at initialisation)", (FEATURE_EFF_DIM, CONTEXT_EFF_DIM, INPUT_EFF_DIM)),
     ("CNN channel-scale spread (max / median std)", (FEATURE_SCALE_SPREAD,)),
     ("linear probe error rate", ("probe_feature_per", "probe_context_per", "probe_feature_cer", "probe_context_cer")),
 ]

@@ -3,8 +3,9 @@
 Validation pools the frames of every validation batch of every language and keeps a uniform random sample of
 them (`FrameSample`), one row per frame for each view of it: the CNN features after `feature_norm` (what the
 quantizer and the projection read) and the final Transformer layer's output, both from a forward pass without
-masks. The effective dimension is computed once over that pooled sample, never averaged over batches: the
-participation ratio of a small sample is biased low (by about PR²/N for N frames), so a per-batch average would
+masks, and the input's log-mel spectrum over the same 25 ms windows (data/log_mel.py): the audio's own
+effective dimension, which the CNN's is read against. The effective dimension is computed once over that pooled
+sample, never averaged over batches: the participation ratio of a small sample is biased low (by about PR²/N for N frames), so a per-batch average would
 depend on the batch size. With the same validation batches in the same order the sample holds the same frames at
 every validation, so its values are comparable across updates and with the one at initialisation.
 
@@ -23,6 +24,7 @@ from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 FEATURE_EFF_DIM = "feature_eff_dim"
 CONTEXT_EFF_DIM = "context_eff_dim"
 FEATURE_SCALE_SPREAD = "feature_scale_spread"
+INPUT_EFF_DIM = "input_eff_dim"  # the input's log-mel spectrum over the same frames: a reference, not a model figure
 INIT_SUFFIX = "_init"  # the same figure at initialisation (update 0), logged beside the current one
 
 
@@ -67,12 +69,17 @@ class FrameSample:
         self.keys = torch.cat([self.keys[old], keys[new]])
 
 
-def feature_health_logs(features: torch.Tensor, context: torch.Tensor) -> dict[str, float]:
-    """Effective dimension of the CNN features and of the context, and the features' channel-scale spread.
+def feature_health_logs(features: torch.Tensor, context: torch.Tensor,
+                        inputs: torch.Tensor | None = None) -> dict[str, float]:
+    """Effective dimension of the CNN features and of the context, and the features' channel-scale spread; with
+    `inputs`, the effective dimension of the input's log-mel frames too.
 
-    `features` (N, C) and `context` (N, D) are the same N frames; empty when there are fewer than 2.
+    `features` (N, C), `context` (N, D) and `inputs` (N, M) are the same N frames; empty when there are fewer than 2.
     """
     if features.shape[0] < 2:
         return {}
-    return {FEATURE_EFF_DIM: effective_dimension(features), CONTEXT_EFF_DIM: effective_dimension(context),
+    logs = {FEATURE_EFF_DIM: effective_dimension(features), CONTEXT_EFF_DIM: effective_dimension(context),
             FEATURE_SCALE_SPREAD: channel_scale_spread(features)}
+    if inputs is not None:
+        logs[INPUT_EFF_DIM] = effective_dimension(inputs)
+    return logs

@@ -24,6 +24,7 @@ from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader
 from xlsr.data.index_cache import TooManyBadLines, open_split
+from xlsr.data.log_mel import log_mel, mel_filterbank
 from xlsr.data.sampling import weights_table
 from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
@@ -133,6 +134,7 @@ class PretrainTask(Task):
         frames = cfg.feature_health_frames
         self.health = FrameSample(frames, seed=cfg.seed) if frames and self.has_valid else None
         self.health_init: dict | None = None  # the feature-health figures at initialisation (kept on resume)
+        self.mel_bank = mel_filterbank() if self.health is not None else None
         self.probe = None
         if cfg.probe_every:
             if not self.has_valid:
@@ -253,9 +255,13 @@ class PretrainTask(Task):
         if self.health is not None and self.health.wants(lang):
             # A forward without masks: the features and context a downstream task would see.
             enc = unwrap(model).wav2vec2(batch.waveforms, batch.lengths)
-            T = enc.extract_features.shape[1]
-            valid = torch.arange(T, device=enc.frame_lengths.device) < enc.frame_lengths[:, None]  # (B, T)
-            self.health.add(enc.extract_features[valid], enc.last_hidden_state[valid], group=lang)
+            # The input's log-mel frames beside the CNN's: the same windows for the standard CNN (400 samples every
+            # 320); another CNN's frames are paired in order, up to the shorter of the two counts.
+            mels = [log_mel(w[:n], bank=self.mel_bank) for w, n in zip(batch.waveforms, batch.lengths.tolist())]
+            keep = [min(m.shape[0], t) for m, t in zip(mels, enc.frame_lengths.tolist())]
+            self.health.add(torch.cat([f[:k] for f, k in zip(enc.extract_features, keep)]),
+                            torch.cat([c[:k] for c, k in zip(enc.last_hidden_state, keep)]),
+                            torch.cat([m[:k] for m, k in zip(mels, keep)]), group=lang)
         return logs
 
     def valid_end(self, model: nn.Module, update: int) -> dict:

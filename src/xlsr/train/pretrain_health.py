@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, INIT_SUFFIX
+from xlsr.train.feature_monitor import CONTEXT_EFF_DIM, FEATURE_EFF_DIM, INIT_SUFFIX, INPUT_EFF_DIM
 
 # A collapse, not drift: the released tiny checkpoints' CNN features measured 4.1-5.4 against 48.6 at random
 # initialisation (about 0.1); healthy training changes the effective dimension far less than 4-fold.
@@ -52,12 +52,20 @@ def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per
 
 
 def dimension_collapse_warnings(logs: dict, ratio: float = DIMENSION_COLLAPSE_RATIO) -> list[tuple[str, str]]:
-    """Warnings for an effective dimension (`<key>`) below `ratio` of its value at initialisation (`<key>_init`)."""
+    """Warnings for an effective dimension (`<key>`) below `ratio` of its value at initialisation (`<key>_init`).
+
+    The CNN's warning also quotes the input's own log-mel dimension (`input_eff_dim`) when it was measured: random
+    weights spread the audio over many more directions than it varies in, so a CNN that learns falls towards the
+    audio's dimension, which can itself be under the line.
+    """
     out = []
     for key, kind, what in DIMENSION_KEYS:
         now, init = logs.get(key), logs.get(key + INIT_SUFFIX)
         if isinstance(now, int | float) and isinstance(init, int | float) and init > 0 and now < ratio * init:
-            out.append((kind, f"{what} collapsed: effective dimension {now:.1f}, {now / init:.0%} of its "
+            audio = logs.get(INPUT_EFF_DIM)
+            beside = (f" (the input's log-mel spectrum: {audio:.1f})"
+                      if key == FEATURE_EFF_DIM and isinstance(audio, int | float) else "")
+            out.append((kind, f"{what} collapsed: effective dimension {now:.1f}{beside}, {now / init:.0%} of its "
                               f"{init:.1f} at initialisation (warning below {ratio:.0%}); a few directions carry "
                               f"its variance, which by itself does not mean poor transfer: judge by a probe "
                               f"(probe_every, xlsr probe; docs/pretrain_recipe.md, feature health)"))
