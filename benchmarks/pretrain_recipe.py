@@ -51,7 +51,7 @@ def xlsr(args: list[str]) -> None:
 
 
 HEALTH_KEYS = ("feature_eff_dim", "context_eff_dim", "feature_eff_dim_init", "context_eff_dim_init",
-               "probe_feature_per", "probe_context_per")
+               "input_eff_dim", "probe_feature_per", "probe_context_per")
 
 
 def curve(run: Path) -> tuple[list[dict], dict]:
@@ -96,12 +96,12 @@ def report(run: Path) -> bool:
     print(f"run {run}: G·V = {gv}, K = {info['num_negatives']} (chance accuracy ≈ {1 / (info['num_negatives'] + 1):.1%})")
     print(f"{'update':>6} {'wall min':>8} {'train acc':>9} {'valid acc':>9} {'valid loss':>10} "
           f"{'code ppl':>8} {'% of G·V':>8} {'neg=pos':>7} {'CNN dim':>7} {'ctx dim':>7} "
-          f"{'probe CNN':>9} {'probe ctx':>9} {'NaN':>4}")
+          f"{'log-mel dim':>11} {'probe CNN':>9} {'probe ctx':>9} {'NaN':>4}")
     for r in rows:
         print(f"{r['update']:6d} {r['minutes']:8.1f} {r['train_accuracy']:9.3f} {r['accuracy']:9.3f} "
               f"{r['contrastive_loss']:10.3f} {r['code_perplexity']:8.1f} {100 * r['code_perplexity'] / gv:7.0f}% "
               f"{r['neg_is_pos']:7.3f} {r['feature_eff_dim']:7.1f} {r['context_eff_dim']:7.1f} "
-              f"{r['probe_feature_per']:9.1%} {r['probe_context_per']:9.1%} {r['nan_skipped']:4d}")
+              f"{r['input_eff_dim']:11.1f} {r['probe_feature_per']:9.1%} {r['probe_context_per']:9.1%} {r['nan_skipped']:4d}")
     last = rows[-1]
     ok = (last["accuracy"] >= TARGET_ACCURACY and last["code_perplexity"] >= TARGET_PPL_SHARE * gv
           and last["nan_skipped"] == 0)
@@ -129,7 +129,9 @@ def transfer_report(rows: list[dict]) -> bool:
           f"{first['probe_feature_per']:.1%} → {end['probe_feature_per']:.1%} (CNN), {first['probe_context_per']:.1%} → "
           f"{end['probe_context_per']:.1%} (final layer) at update {end['update']}; effective dimension "
           f"{last['feature_eff_dim_init']:.1f} → {last['feature_eff_dim']:.1f} (CNN), {last['context_eff_dim_init']:.1f} → "
-          f"{last['context_eff_dim']:.1f} (final layer)")
+          f"{last['context_eff_dim']:.1f} (final layer)"
+          + ("" if last["input_eff_dim"] != last["input_eff_dim"] else  # NaN: a log from before input_eff_dim
+             f"; the input's log-mel spectrum {last['input_eff_dim']:.1f}"))
     return ok
 
 
