@@ -15,6 +15,14 @@ Before the models, the same numbers for each manifest's own input: its log-mel s
 dimension the audio itself has, as a speech front end sees it (random weights spread their variance over many
 more directions than that, so "a fraction of random weights' dimension" is not the reference).
 
+Each model row also says how the CNN features relate to that spectrum, frame for frame (the same 25 ms windows),
+by a linear map fit on the first half of the utterances and scored on the second (ridge, inputs standardised;
+R² over all output dimensions, weighted by their variance):
+
+- `R² mel→CNN`: how much of the CNN features is a linear function of the log-mel spectrum;
+- `R² CNN→mel`: how much of the log-mel spectrum can be read linearly off the CNN features (what of the audio's
+  spectrum a collapse keeps).
+
     python benchmarks/feature_dims.py --manifest probe_eval/it/test.jsonl --manifest probe_eval/ta/test.jsonl \
         --model random=random_init --model release=src/xlsr/released/tiny-multilingual
 """
@@ -61,10 +69,25 @@ def dims(frames: torch.Tensor) -> dict[str, float]:
             "spread": channel_scale_spread(frames), "top-5": float(eig[:5].sum() / eig.sum())}
 
 
-def print_row(manifest: str, name: str, frames: torch.Tensor) -> None:
-    d = dims(frames)
-    print(f"{manifest[-28:]:28s} {name:13s} {frames.shape[0]:7d} {d['cov-PR']:7.1f} {d['corr-PR']:8.1f} "
-          f"{d['spread']:7.1f} {d['top-5']:6.2f}", flush=True)
+def linear_r2(x_fit: torch.Tensor, y_fit: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+              ridge: float = 1e-3) -> float:
+    """Held-out R² of a ridge regression y ≈ standardised(x) W + b fit on (x_fit, y_fit), over all of y's columns."""
+    mean, std = x_fit.mean(0), x_fit.std(0).clamp_min(1e-9)
+    x = (x_fit - mean) / std
+    gram = x.T @ x / len(x) + ridge * torch.eye(x.shape[1], dtype=x.dtype)
+    weights = torch.linalg.solve(gram, x.T @ (y_fit - y_fit.mean(0)) / len(x))
+    residual = y_test - (((x_test - mean) / std) @ weights + y_fit.mean(0))
+    return 1.0 - float(residual.square().sum() / (y_test - y_test.mean(0)).square().sum())
+
+
+def print_row(manifest: str, name: str, frames: tuple[torch.Tensor, torch.Tensor],
+              mels: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """One row: the dimensions of the pooled (fit, test) frames; with the input's `mels`, the R² both ways."""
+    d = dims(torch.cat(frames))
+    r2 = "" if mels is None else (f" {linear_r2(mels[0], frames[0], mels[1], frames[1]):10.3f}"
+                                  f" {linear_r2(frames[0], mels[0], frames[1], mels[1]):10.3f}")
+    print(f"{manifest[-28:]:28s} {name:13s} {sum(map(len, frames)):7d} {d['cov-PR']:7.1f} {d['corr-PR']:8.1f} "
+          f"{d['spread']:7.1f} {d['top-5']:6.2f}{r2}", flush=True)
 
 
 def main() -> None:
@@ -79,12 +102,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     try:
         models = {name: load_pretrained(path).model.eval() for name, path in args.model}
-        print(f"{'manifest':28s} {'model':13s} {'frames':>7s} {'cov-PR':>7s} {'corr-PR':>8s} {'spread':>7s} {'top-5':>6s}")
+        print(f"{'manifest':28s} {'model':13s} {'frames':>7s} {'cov-PR':>7s} {'corr-PR':>8s} {'spread':>7s} "
+              f"{'top-5':>6s} {'R² mel→CNN':>10s} {'R² CNN→mel':>10s}")
         for manifest in args.manifest:
             waveforms = [utt.audio for utt in read_manifest(manifest)[: args.utts]]
-            print_row(manifest, "input log-mel", log_mel_frames(waveforms, args.floor))
+            halves = (waveforms[: len(waveforms) // 2], waveforms[len(waveforms) // 2:])
+            mels = tuple(log_mel_frames(half, args.floor) for half in halves)
+            print_row(manifest, "input log-mel", mels)
             for name, model in models.items():
-                print_row(manifest, name, cnn_frames(model, waveforms))
+                print_row(manifest, name, tuple(cnn_frames(model, half) for half in halves), mels)
     except XlsrError as err:
         sys.exit(f"error: {err}")
 
