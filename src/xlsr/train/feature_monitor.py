@@ -5,9 +5,10 @@ them (`FrameSample`), one row per frame for each view of it: the CNN features af
 quantizer and the projection read) and the final Transformer layer's output, both from a forward pass without
 masks, and the input's log-mel spectrum over the same 25 ms windows (data/log_mel.py): the audio's own
 effective dimension, which the CNN's is read against. The effective dimension is computed once over that pooled
-sample, never averaged over batches: the participation ratio of a small sample is biased low (by about PR²/N for N frames), so a per-batch average would
-depend on the batch size. With the same validation batches in the same order the sample holds the same frames at
-every validation, so its values are comparable across updates and with the one at initialisation.
+sample, never averaged over batches: the participation ratio of a small sample is biased low (by about PR²/N for
+N frames), so a per-batch average would depend on the batch size. With the same validation batches in the same
+order the sample holds the same frames at every validation, so its values are comparable across updates and with
+the one at initialisation.
 
 The forward without masks is a second forward pass. To bound its cost, each language (group) offers frames from
 its first validation batches only until it has offered its share, size / languages, of the sample: on a
