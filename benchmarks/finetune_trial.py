@@ -1,0 +1,80 @@
+"""Fine-tune a pretraining trial's checkpoint exactly as `make demo` fine-tunes the released multilingual model.
+
+A probe of frozen layers can call a trial level with the release while fine-tuning puts it 7 points behind
+(docs/pretrain_recipe.md, round 8), so a candidate recipe is fine-tuned before its second pretraining seed runs. This
+runs the demo's protocol (its target corpus, updates, freezing, the multilingual model's peak rate unless `--lr`
+says otherwise) for each checkpoint and fine-tuning seed, and prints best dev PER and test PER per run and their
+mean ± sd per checkpoint.
+
+    python benchmarks/finetune_trial.py --out /tmp/ft --model T14=T14/checkpoints/update_0001600
+    python benchmarks/finetune_trial.py --out /tmp/ft --model release=src/xlsr/released/tiny-multilingual \
+        --model T15=T15/checkpoints/update_0001600 --lr 1e-3 --seeds 1,2
+
+Synthesizes the demo's target corpus into OUT/corpus (skipped when it is there). One run took 2.2-7 min on one
+thread of the 2-core CPU (7 when three jobs shared the two cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from xlsr.demo.finetuning import finetune_inits, mean_sd
+from xlsr.demo.settings import DemoSettings
+from xlsr.demo.stages import synthesize
+from xlsr.errors import XlsrError
+
+
+def named(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
+    return name, Path(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for the corpus and every run")
+    parser.add_argument("--model", action="append", type=named, required=True, help="NAME=CHECKPOINT (repeatable)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="peak rate (default: the demo's rate for the released multilingual model)")
+    parser.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds (default 1,2,3, as the demo)")
+    parser.add_argument("--target", default=DemoSettings().target, help="the demo's target language")
+    parser.add_argument("--quick", action="store_true", help="the demo's seconds-long settings (a smoke test)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    try:
+        base = DemoSettings.quick(args.target) if args.quick else DemoSettings(target=args.target)
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+        lr = base.finetune_lr["multilingual"] if args.lr is None else args.lr
+        settings = replace(base, device=args.device, finetune_seeds=seeds)
+        settings.check()
+        # each checkpoint's runs at the one rate (DemoSettings names its rates by the demo's three initialisations)
+        settings = replace(settings, finetune_lr={name: lr for name, _ in args.model})
+        if missing := [str(path) for _, path in args.model if not path.exists()]:
+            raise XlsrError(f"--model: no checkpoint at {', '.join(missing)}")
+    except (XlsrError, ValueError) as err:
+        sys.exit(f"error: {err}")
+
+    out = Path(args.out)
+    corpus = out / "corpus"
+    if not (corpus / settings.target / "test.jsonl").is_file():
+        synthesize(settings, corpus, target_only=True)
+    print(f"{settings.target}, {settings.finetune_updates} updates, peak rate {lr:g}, seeds {args.seeds}", flush=True)
+    results = finetune_inits(settings, dict(args.model), corpus, out,
+                             on_run=lambda r: print(f"{r.name} seed {r.seed}: best dev PER {100 * r.dev_per:.1f}%, "
+                                                    f"test PER {100 * r.test_per:.1f}% ({r.seconds:.0f} s)", flush=True))
+    print(f"\n{'model':14s} {'dev PER':>14s} {'test PER':>14s}")
+    for name, _ in args.model:
+        runs = [r for r in results if r.name == name]
+        cells = []
+        for values in ([r.dev_per for r in runs], [r.test_per for r in runs]):
+            mean, sd = mean_sd([100 * v for v in values])
+            cells.append(f"{mean:.1f}%" + ("" if sd is None else f" ± {sd:.1f}"))
+        print(f"{name:14s} {cells[0]:>14s} {cells[1]:>14s}")
+
+
+if __name__ == "__main__":
+    main()
