@@ -21,7 +21,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from xlsr.demo.finetuning import finetune_inits, mean_sd
+from xlsr.demo.finetuning import finetune_inits, summarize
 from xlsr.demo.settings import DemoSettings
 from xlsr.demo.stages import synthesize
 from xlsr.errors import XlsrError
@@ -67,14 +67,10 @@ def main() -> None:
                              on_run=lambda r: print(f"{r.name} seed {r.seed}: best dev PER {100 * r.dev_per:.1f}%, "
                                                     f"test PER {100 * r.test_per:.1f}% ({r.seconds:.0f} s)", flush=True))
     print(f"\n{'model':14s} {'dev PER':>14s} {'test PER':>14s}")
-    for name, _ in args.model:
-        runs = [r for r in results if r.name == name]
-        cells = []
-        for values in ([r.dev_per for r in runs], [r.test_per for r in runs]):
-            mean, sd = mean_sd([100 * v for v in values])
-            cells.append(f"{mean:.1f}%" + ("" if sd is None else f" ± {sd:.1f}"))
+    for name, row in summarize(results).items():
+        cells = [f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+                 for mean, sd in ((row["dev_per_mean"], row["dev_per_sd"]), (row["test_per_mean"], row["test_per_sd"]))]
         print(f"{name:14s} {cells[0]:>14s} {cells[1]:>14s}")
-
 
 if __name__ == "__main__":
     main()

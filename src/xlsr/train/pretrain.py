@@ -38,6 +38,7 @@ from xlsr.train.feature_monitor import (
     CONTEXT_EFF_DIM,
     FEATURE_EFF_DIM,
     INIT_SUFFIX,
+    INPUT_EFF_DIM,
     FrameSample,
     feature_health_logs,
 )
@@ -255,13 +256,14 @@ class PretrainTask(Task):
         if self.health is not None and self.health.wants(lang):
             # A forward without masks: the features and context a downstream task would see.
             enc = unwrap(model).wav2vec2(batch.waveforms, batch.lengths)
-            # The input's log-mel frames beside the CNN's: the same windows for the standard CNN (400 samples every
-            # 320); another CNN's frames are paired in order, up to the shorter of the two counts.
-            mels = [log_mel(w[:n], bank=self.mel_bank) for w, n in zip(batch.waveforms, batch.lengths.tolist())]
-            keep = [min(m.shape[0], t) for m, t in zip(mels, enc.frame_lengths.tolist())]
-            self.health.add(torch.cat([f[:k] for f, k in zip(enc.extract_features, keep)]),
-                            torch.cat([c[:k] for c, k in zip(enc.last_hidden_state, keep)]),
-                            torch.cat([m[:k] for m, k in zip(mels, keep)]), group=lang)
+            views, keep = [enc.extract_features, enc.last_hidden_state], enc.frame_lengths.tolist()
+            if self.health_init is None:  # the input never changes: its log-mel is measured with the reference
+                # The same windows as the standard CNN's frames (400 samples every 320); another CNN's frames are
+                # paired in order, up to the shorter of the two counts.
+                mels = [log_mel(w[:n], bank=self.mel_bank) for w, n in zip(batch.waveforms, batch.lengths.tolist())]
+                keep = [min(m.shape[0], t) for m, t in zip(mels, keep)]
+                views.append(mels)
+            self.health.add(*(torch.cat([v[:k] for v, k in zip(view, keep)]) for view in views), group=lang)
         return logs
 
     def valid_end(self, model: nn.Module, update: int) -> dict:
@@ -273,6 +275,8 @@ class PretrainTask(Task):
                       f"are the reference", file=sys.stderr)
         if logs:
             logs.update({k + INIT_SUFFIX: self.health_init[k] for k in (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)})
+            if INPUT_EFF_DIM in self.health_init:
+                logs[INPUT_EFF_DIM] = self.health_init[INPUT_EFF_DIM]
         if self.probe is not None and (self.last_probe is None or update - self.last_probe >= self.cfg.probe_every):
             logs.update(run_probe(unwrap(model).wav2vec2, self.probe, steps=self.cfg.probe_steps, seed=self.cfg.seed,
                                   device=self.info.device))
