@@ -13,27 +13,14 @@ comes and goes on a shared machine reaches them alike; the median is printed.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import interleaved_medians
 
 import xlsr.model.channels_last_conv as channels_last_conv
 from xlsr.model import Wav2Vec2Config
 from xlsr.model.feature_encoder import GROUP_NORM_CHANNELS_LAST, FeatureEncoder
-
-
-def interleaved_medians(calls: dict, repeat: int) -> dict[str, float]:
-    """Median CPU seconds per call of each of `calls` (label -> callable), timed in turn after a warm-up round."""
-    for fn in calls.values():
-        fn()
-    times: dict[str, list[float]] = {label: [] for label in calls}
-    for _ in range(repeat):
-        for label, fn in calls.items():
-            t = time.process_time()
-            fn()
-            times[label].append(time.process_time() - t)
-    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def main() -> None:
@@ -70,7 +57,8 @@ def main() -> None:
                     out.float().square().mean().backward()
                     encoder.zero_grad(set_to_none=True)
 
-            medians = interleaved_medians({label: (lambda c=c, i=i: run(c, i)) for label, c, i in cases}, args.repeat)
+            medians = interleaved_medians({label: (lambda c=c, i=i: run(c, i)) for label, c, i in cases}, args.repeat,
+                                          clock=time.process_time)
             for label, sec in medians.items():
                 print(f"{name}  {'forward + backward' if graph else 'no graph':18s}  {label:30s} {1000 * sec:8.0f}",
                       flush=True)

@@ -17,26 +17,13 @@ with the ratio. `--compile` runs both models through torch.compile. Then the CPU
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def interleaved_medians(calls: dict, repeat: int, clock) -> dict[str, float]:
-    """Median seconds per call of each of `calls` (name -> callable), timed in turn after one warm-up round."""
-    for fn in calls.values():
-        fn()
-    times = {name: [] for name in calls}
-    for _ in range(repeat):
-        for name, fn in calls.items():
-            t = clock()
-            fn()
-            times[name].append(clock() - t)
-    return {name: statistics.median(t) for name, t in times.items()}
+from timing import interleaved_medians
 
 
 def build_optimizer_for(name: str, model: torch.nn.Module, kind: str, lr: float = 1e-5) -> torch.optim.Optimizer:
@@ -126,8 +113,8 @@ def main() -> None:
                 run(x, lengths) if name == "xlsr" else run(x)
 
         steps[name], infers[name] = step, infer
-    t_step = interleaved_medians(steps, args.repeat, clock)
-    t_inf = interleaved_medians(infers, args.repeat, clock)
+    t_step = interleaved_medians(steps, args.repeat, clock=clock)
+    t_inf = interleaved_medians(infers, args.repeat, clock=clock)
     print(f"preset {args.preset}, batch {B} x {args.seconds:g} s, {args.threads} thread(s), {args.dtype}, CNN frozen, "
           f"median of {args.repeat} interleaved calls, {'CPU' if args.cpu_time else 'wall'} time, "
           f"compile={args.compile}, optimizer={args.optimizer}")

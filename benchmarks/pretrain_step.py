@@ -21,10 +21,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import time
 
 import torch
+from timing import interleaved_medians
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.masking import compute_mask_indices
@@ -108,24 +108,6 @@ def activation_bytes(forward, device: torch.device) -> int:
     return held
 
 
-def interleaved_medians(steps: dict, device: torch.device, warmup: int, repeat: int,
-                        clock=time.perf_counter) -> dict[str, float]:
-    """Median seconds per call of each of `steps` (name -> callable), timed in turn `repeat` times after `warmup`
-    untimed rounds."""
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(repeat):
-        for name, step in steps.items():
-            sync(device)
-            t0 = clock()
-            step()
-            sync(device)
-            times[name].append(clock() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="tiny")
@@ -176,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = {name: count_flops(eager_step) for name, (_, _, eager_step) in models.items()}
     memory = {name: activation_bytes(forward, device) for name, (forward, _, _) in models.items()}
     peak = peak_matmul_flops(device, dtype, clock=clock)
-    results = interleaved_medians({name: step for name, (_, step, _) in models.items()}, device, args.warmup,
-                                  args.repeat, clock)
+    results = interleaved_medians({name: step for name, (_, step, _) in models.items()}, args.repeat,
+                                  warmup=args.warmup, clock=clock, sync=lambda: sync(device))
     peak = max(peak, peak_matmul_flops(device, dtype, clock=clock))  # the practical peak: the best of before and after
 
     audio = B * S / SAMPLE_RATE

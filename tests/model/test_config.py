@@ -1,4 +1,5 @@
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _benchmark_module():
+    if str(ROOT / "benchmarks") not in sys.path:  # the benchmark imports its sibling timing.py, as when run as a script
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("pretrain_step", ROOT / "benchmarks" / "pretrain_step.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
