@@ -6,7 +6,7 @@
 #   pretrain_step_base_bf16.txt  issue #2: one `base` pretraining step in bf16, xlsr vs transformers, plain and
 #                                with activation checkpointing (speed ratio, activation memory)
 #   demo_full.log                issues #4 and #7: `xlsr demo --full` on the GPU: both releases re-created (the
-#                                tiny-demo recipe, 800 updates each, side by side), then the demo
+#                                tiny-demo recipe as shipped: 1600 updates of two batches each, side by side), then the demo
 #   report.md, *.RECIPE.md, multilingual_curve.png   what the demo and the release builds wrote
 #   speed.txt                    issue #17: the layer-norm CNN's convolution implementations timed side by side
 #                                (fp32 and bf16; which one CONV_IMPL should pick on CUDA), then the top ops and the
