@@ -11,10 +11,10 @@ loop's time over each. On CUDA the fused kernel is compared the same way (--devi
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
+from timing import interleaved_medians
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.train.optimizer import build_optimizer
@@ -44,25 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         "per-tensor loop": torch.optim.AdamW(plain, lr=cfg.lr, foreach=False),
         "foreach": torch.optim.AdamW(plain, lr=cfg.lr, foreach=True),
     }
-    times: dict[str, list[float]] = {name: [] for name in optimizers}
-    for opt in optimizers.values():
-        opt.step()  # warm-up: the state is allocated here
-    for _ in range(args.repeat):
-        for name, opt in optimizers.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = clock()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times[name].append(clock() - t0)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    # one untimed step each first: the optimizer state is allocated there
+    medians = interleaved_medians({name: opt.step for name, opt in optimizers.items()}, args.repeat, clock=clock,
+                                  sync=sync)
     n = sum(q.numel() for q in model.parameters())
     print(f"preset {args.preset}: {n / 1e6:.1f}M parameters in {len(list(model.parameters()))} tensors, "
           f"{args.device}, {torch.get_num_threads()} thread(s), median of {args.repeat} interleaved steps, "
           f"{'CPU' if args.cpu_time else 'wall'} time")
-    loop = statistics.median(times["per-tensor loop"])
-    for name, t in times.items():
-        med = statistics.median(t)
+    loop = medians["per-tensor loop"]
+    for name, med in medians.items():
         print(f"{name:<16} {med * 1000:8.1f} ms   loop / this: {loop / med:.2f}x")
     return 0
 
