@@ -27,7 +27,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from xlsr.demo.finetuning import evaluate_per, finetune_inits, mean_sd, summarize
+from xlsr.demo.finetuning import best_checkpoint, evaluate_per, finetune_inits, mean_sd, summarize
 from xlsr.demo.settings import DemoSettings
 from xlsr.demo.stages import synthesize
 from xlsr.errors import XlsrError
@@ -92,8 +92,7 @@ def main() -> None:
 
 def pooled_per(run_dir: Path, manifests: list[str], device: str) -> float:
     """PER of a fine-tuning run's best checkpoint over several manifests: their edits over their reference phones."""
-    best = run_dir / "checkpoints" / "best"
-    model = best if (best / "config.json").is_file() else run_dir / "checkpoints" / "last"
+    model = best_checkpoint(run_dir)
     counts = [evaluate_per(model, Path(m), device)["counts"] for m in manifests]
     errors = sum(c["substitutions"] + c["deletions"] + c["insertions"] for c in counts)
     return errors / max(1, sum(c["ref_len"] for c in counts))

@@ -90,9 +90,7 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     start = time.perf_counter()
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
-    best = run / "checkpoints" / "best"
-    model = best if (best / "config.json").is_file() else run / "checkpoints" / "last"
-    test = evaluate_per(model, corpus_dir / settings.target / "test.jsonl", settings.device)
+    test = evaluate_per(best_checkpoint(run), corpus_dir / settings.target / "test.jsonl", settings.device)
     return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
                           dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
                           cnn_passes=sum(c.misses for c in caches.values()) - passes_before)
@@ -125,6 +123,12 @@ def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
             refs.append(utt.phones or "")
     counts = corpus_counts(refs, hyps, "phone")
     return {"per": counts.rate, "counts": counts.to_dict()}
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """A fine-tuning run's checkpoint to score: the best by dev PER, or the last where no validation picked one."""
+    best = run_dir / "checkpoints" / "best"
+    return best if (best / "config.json").is_file() else run_dir / "checkpoints" / "last"
 
 
 def best_dev_per(run_dir: Path) -> float | None:
