@@ -94,8 +94,8 @@ def pooled_per(run_dir: Path, manifests: list[str], device: str) -> float:
     """PER of a fine-tuning run's best checkpoint over several manifests: their edits over their reference phones."""
     model = best_checkpoint(run_dir)
     counts = [evaluate_per(model, Path(m), device)["counts"] for m in manifests]
-    errors = sum(c["substitutions"] + c["deletions"] + c["insertions"] for c in counts)
-    return errors / max(1, sum(c["ref_len"] for c in counts))
+    return sum(c["errors"] for c in counts) / max(1, sum(c["ref_len"] for c in counts))
+
 
 if __name__ == "__main__":
     main()
