@@ -13,10 +13,12 @@ mean ± sd per checkpoint.
         --eval probe_eval/it/train.jsonl --eval probe_eval/it/dev.jsonl --eval probe_eval/it/test.jsonl
 
 The demo's test split holds 15 utterances (~800 phones): two recipes a few points apart are not ranked by it (round
-9 of docs/pretrain_recipe.md: dev and test disagreed by 5.7 points). `--eval` scores the same dev-selected checkpoints
-on further held-out labeled manifests of the target (pooled) and prints that column too.
+9 of docs/pretrain_recipe.md: dev and test disagreed by 5.7 points). So every run's dev-selected checkpoint is also
+scored, pooled, on the demo's larger held-out test set (300 utterances, `DemoSettings.eval_utts`), or on the labeled
+manifests given with `--eval` instead, and that column is printed too.
 
-Synthesizes the demo's target corpus into OUT/corpus (skipped when it is there). One run took 2.2-7 min on one
+Synthesizes the demo's target corpus into OUT/corpus and its held-out set into OUT/corpus_eval (each skipped when
+it is there). One run took 2.2-7 min on one
 thread of the 2-core CPU (7 when three jobs shared the two cores).
 """
 
@@ -27,9 +29,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from xlsr.demo.finetuning import best_checkpoint, evaluate_per, finetune_inits, mean_sd, summarize
+from xlsr.demo.finetuning import finetune_inits, summarize
 from xlsr.demo.settings import DemoSettings
-from xlsr.demo.stages import synthesize
+from xlsr.demo.stages import eval_manifests, synthesize, synthesize_eval
 from xlsr.errors import XlsrError
 
 
@@ -50,7 +52,8 @@ def main() -> None:
     parser.add_argument("--target", default=DemoSettings().target, help="the demo's target language")
     parser.add_argument("--quick", action="store_true", help="the demo's seconds-long settings (a smoke test)")
     parser.add_argument("--eval", action="append", default=[], metavar="MANIFEST",
-                        help="also score every run's best checkpoint on this labeled manifest (repeatable; pooled)")
+                        help="score every run's best checkpoint on this labeled manifest instead of the demo's held-out "
+                             "set (repeatable; pooled)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     try:
@@ -72,29 +75,26 @@ def main() -> None:
     corpus = out / "corpus"
     if not (corpus / settings.target / "test.jsonl").is_file():
         synthesize(settings, corpus, target_only=True)
-    print(f"{settings.target}, {settings.finetune_updates} updates, peak rate {lr:g}, seeds {args.seeds}", flush=True)
-    results = finetune_inits(settings, dict(args.model), corpus, out,
+    held_out = [Path(m) for m in args.eval] or eval_manifests(settings, out / "corpus_eval")
+    if not args.eval and held_out and not all(m.is_file() for m in held_out):
+        synthesize_eval(settings, out / "corpus_eval")
+    print(f"{settings.target}, {settings.finetune_updates} updates, peak rate {lr:g}, seeds {args.seeds}; held-out "
+          f"test set: {', '.join(map(str, held_out)) or 'none'}", flush=True)
+    results = finetune_inits(settings, dict(args.model), corpus, out, eval_manifests=held_out,
                              on_run=lambda r: print(f"{r.name} seed {r.seed}: best dev PER {100 * r.dev_per:.1f}%, "
-                                                    f"test PER {100 * r.test_per:.1f}% ({r.seconds:.0f} s)", flush=True))
-    print(f"\n{'model':14s} {'dev PER':>14s} {'test PER':>14s}")
+                                                    f"test PER {100 * r.test_per:.1f}%" + held_out_per(r.eval_per) +
+                                                    f" ({r.seconds:.0f} s)", flush=True))
+    print(f"\n{'model':14s} {'dev PER':>14s} {'test PER':>14s} {'held-out PER':>14s}  held-out per seed")
     for name, row in summarize(results).items():
-        cells = [f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
-                 for mean, sd in ((row["dev_per_mean"], row["dev_per_sd"]), (row["test_per_mean"], row["test_per_sd"]))]
-        print(f"{name:14s} {cells[0]:>14s} {cells[1]:>14s}")
-    if args.eval:
-        print(f"\nPER on {', '.join(args.eval)} (pooled), each run's best checkpoint")
-        for name in dict.fromkeys(r.name for r in results):
-            pers = [pooled_per(Path(r.run_dir), args.eval, settings.device) for r in results if r.name == name]
-            mean, sd = mean_sd(pers)
-            runs = ", ".join(f"{100 * p:.1f}" for p in pers)
-            print(f"{name:14s} {100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}") + f"  ({runs})")
+        cells = [("–" if mean is None else f"{100 * mean:.1f}%") + ("" if sd is None else f" ± {100 * sd:.1f}")
+                 for mean, sd in ((row["dev_per_mean"], row["dev_per_sd"]), (row["test_per_mean"], row["test_per_sd"]),
+                                  (row["eval_per_mean"], row["eval_per_sd"]))]
+        runs = ", ".join(f"{100 * p:.1f}" for p in row["eval_per"] or [])
+        print(f"{name:14s} {cells[0]:>14s} {cells[1]:>14s} {cells[2]:>14s}  {runs}")
 
 
-def pooled_per(run_dir: Path, manifests: list[str], device: str) -> float:
-    """PER of a fine-tuning run's best checkpoint over several manifests: their edits over their reference phones."""
-    model = best_checkpoint(run_dir)
-    counts = [evaluate_per(model, Path(m), device)["counts"] for m in manifests]
-    return sum(c["errors"] for c in counts) / max(1, sum(c["ref_len"] for c in counts))
+def held_out_per(per: float | None) -> str:
+    return "" if per is None else f", held-out PER {100 * per:.1f}%"
 
 
 if __name__ == "__main__":

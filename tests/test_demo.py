@@ -154,6 +154,9 @@ def test_earlier_demo_outputs_replaced_release_work_kept(tmp_path):
     ({"finetune_lr": {"random": 1e-3}}, "finetune_lr: unknown initialisation 'random'"),
     ({"finetune_lr": {"scratch": 0}}, "finetune_lr.scratch: a peak learning rate"),
     ({"finetune_lr": {"scratch": "5e-4"}}, "finetune_lr.scratch"),
+    ({"eval_utts": 5}, "eval_utts: 0 .* or at least 10"),
+    ({"eval_seed": 0}, "eval_seed: 0 is the demo corpus's or the releases' corpus seed"),
+    ({"eval_seed": 1}, "eval_seed: 1 is the demo corpus's"),
 ])
 def test_bad_settings(tmp_path, change, match):
     settings = DemoSettings.quick()
@@ -182,7 +185,8 @@ def test_quick_demo_end_to_end(tmp_path):
         assert (out / "analysis" / name).stat().st_size > 0
     assert (out / "pretrain_curve.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "| initialisation | test PER, mean ± sd | per seed |" in report and "![pca](analysis/pca.png)" in report
+    assert "| initialisation | held-out test PER, mean ± sd | per seed | test-split PER |" in report
+    assert "![pca](analysis/pca.png)" in report and "Held-out test set: 10 further utterances" in report
     assert "Transformer frozen for the first 2 of 3 updates" in report  # the protocol, stated
     data = json.loads((out / "demo.json").read_text())
     seeds = list(settings.finetune_seeds)
@@ -245,6 +249,18 @@ def test_quick_demo_end_to_end(tmp_path):
         assert r.test_per == pytest.approx(errors / ref_len, abs=1e-9)
         assert r.counts["ref_len"] == ref_len
 
+    # ... and on the held-out set (its own seed, every split): the three manifests' edits pooled
+    from xlsr.demo.finetuning import best_checkpoint, evaluate_per
+
+    held_out = [out / "corpus_eval" / settings.target / f"{split}.jsonl" for split in ("train", "dev", "test")]
+    assert data["eval_set"]["utterances"] == settings.eval_utts == sum(len(read_manifest(m)) for m in held_out)
+    assert not {u.audio for u in test} & {u.audio for m in held_out for u in read_manifest(m)}
+    r = result.finetune[-1]
+    each = [evaluate_per(best_checkpoint(Path(r.run_dir)), m)["counts"] for m in held_out]
+    assert r.eval_counts["ref_len"] == sum(c["ref_len"] for c in each) > r.counts["ref_len"]
+    assert r.eval_per == pytest.approx(sum(c["errors"] for c in each) / sum(c["ref_len"] for c in each), abs=1e-12)
+    assert data["finetune_summary"]["scratch"]["eval_per"] == [x["eval_per"] for x in data["finetune"][-len(seeds):]]
+
     # the live pretraining run really trained for the requested updates
     from xlsr.train.monitor import read_log
 
@@ -289,7 +305,7 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     assert "| scratch | 97.1% ± 1.0 |" in table
     assert comparison(runs) == ("The multilingual initialisation gives a higher mean PER than the monolingual one "
                                 "(52.0% ± 2.0 against 43.7% ± 0.0): a gap of 8.3 points, larger than twice the "
-                                "larger seed sd (4.0 points).")
+                                "larger seed sd (4.0 points). Multilingual / random weights: 0.54x.")
     close = runs[:3] + [run("monolingual", s, p, None, edits) for s, p in ((1, 0.50), (2, 0.55), (3, 0.48))]
     assert comparison(close).endswith("within twice the larger seed sd (7.2 points), so not a finding at this "
                                       "number of seeds.")
@@ -310,6 +326,24 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     same = write_report(replace(result, finetune_lr=dict.fromkeys(rates, 5e-4))).read_text()
     assert "with a peak of 0.0005" in same and "Only `init` and `seed` differ" in same and "no setting" in same
     assert "5.60 → 4.90" in text and "![pca](analysis/pca.png)" in text
+    assert "Held-out test set" not in text  # these runs were not scored on one
+
+    # Scored on the held-out set too: the table leads with it, the test split's column beside it, and the
+    # comparison is made on it (then once more on the test split)
+    held = [replace(r, eval_per=e, eval_counts={**edits, "ref_len": 170})
+            for r, e in zip(runs, (0.40, 0.41, 0.42, 0.45, 0.47, 0.49, 0.80, 0.82, 0.78))]
+    table = per_table(held)
+    assert "| initialisation | held-out test PER, mean ± sd | per seed | test-split PER |" in table
+    assert "| multilingual | 41.0% ± 1.0 | 40.0, 41.0, 42.0 (seeds 1, 2, 3) | 52.0% ± 2.0 | 48.0% ± 1.4 | " \
+           "5 / 3 / 1 of 170 |" in table
+    assert comparison(held) == ("The multilingual initialisation gives a lower mean PER than the monolingual one "
+                                "(41.0% ± 1.0 against 47.0% ± 2.0): a gap of 6.0 points, larger than twice the larger "
+                                "seed sd (4.0 points). Multilingual / random weights: 0.51x.")
+    ev = {"utterances": 300, "minutes": 15.2, "speakers": 40, "manifests": []}
+    text = write_report(replace(result, finetune=held, eval_set=ev)).read_text()
+    assert "Held-out test set: 300 further utterances" in text and "15.2 min, 40 speakers" in text
+    assert "Lowest mean held-out test PER: **multilingual**" in text
+    assert "On the 0.8-min test split alone: The multilingual initialisation gives a higher mean PER" in text
 
 
 def test_report_labels_state_the_unlabeled_minutes(tmp_path):

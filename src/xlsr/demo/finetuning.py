@@ -46,6 +46,8 @@ class FinetuneResult:
     counts: dict  # substitutions, deletions, insertions, ref_len on the test set
     seconds: float
     cnn_passes: int = 0  # utterances this run sent through the frozen CNN (0: all came from the shared cache)
+    eval_per: float | None = None  # PER on the larger held-out test set (DemoSettings.eval_utts), None without one
+    eval_counts: dict | None = None
 
 
 def random_init(released_folder: Path, folder: Path, seed: int) -> Path:
@@ -82,8 +84,9 @@ def shared_protocol(cfg: FinetuneConfig) -> dict:
 
 
 def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus_dir: Path, run_dir: Path,
-                 caches: dict[str, FeatureCache]) -> FinetuneResult:
-    """Fine-tune on the target's train split (best checkpoint by dev PER), then measure PER on its test split.
+                 caches: dict[str, FeatureCache], eval_manifests: list[Path] = ()) -> FinetuneResult:
+    """Fine-tune on the target's train split (best checkpoint by dev PER), then measure PER on its test split and,
+    pooled, on `eval_manifests` (the larger held-out test set).
 
     `caches` is shared by the runs of one init: the first fills it, the others read their CNN output from it."""
     passes_before = sum(c.misses for c in caches.values())
@@ -91,19 +94,23 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
     test = evaluate_per(best_checkpoint(run), corpus_dir / settings.target / "test.jsonl", settings.device)
+    held_out = evaluate_pooled(best_checkpoint(run), eval_manifests, settings.device) if eval_manifests else {}
     return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
                           dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
-                          cnn_passes=sum(c.misses for c in caches.values()) - passes_before)
+                          cnn_passes=sum(c.misses for c in caches.values()) - passes_before,
+                          eval_per=held_out.get("per"), eval_counts=held_out.get("counts"))
 
 
 def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,
-                   on_run=None) -> list[FinetuneResult]:
-    """Every init × every seed into out_dir/<name>/seed<k>; one feature cache per init, kept across its seeds."""
+                   on_run=None, eval_manifests: list[Path] = ()) -> list[FinetuneResult]:
+    """Every init × every seed into out_dir/<name>/seed<k>; one feature cache per init, kept across its seeds;
+    each run also scored on `eval_manifests`, pooled."""
     results = []
     for name, init in inits.items():
         caches: dict[str, FeatureCache] = {}  # filled by the first seed's run, read by the next ones
         for seed in settings.finetune_seeds:
-            result = finetune_one(name, str(init), seed, settings, corpus_dir, out_dir / name / f"seed{seed}", caches)
+            result = finetune_one(name, str(init), seed, settings, corpus_dir, out_dir / name / f"seed{seed}", caches,
+                                  eval_manifests)
             results.append(result)
             if on_run is not None:
                 on_run(result)
@@ -123,6 +130,16 @@ def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
             refs.append(utt.phones or "")
     counts = corpus_counts(refs, hyps, "phone")
     return {"per": counts.rate, "counts": counts.to_dict()}
+
+
+def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu") -> dict:
+    """`evaluate_per` over several manifests as one set: their edit counts summed, PER = errors / reference phones."""
+    counts = dict.fromkeys(("substitutions", "deletions", "insertions", "ref_len", "errors"), 0)
+    for manifest in manifests:
+        one = evaluate_per(model_dir, Path(manifest), device)["counts"]
+        counts = {key: total + one[key] for key, total in counts.items()}
+    counts["rate"] = counts["errors"] / max(1, counts["ref_len"])
+    return {"per": counts["rate"], "counts": counts}
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -152,7 +169,13 @@ def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
         dev_mean, dev_sd = mean_sd(devs) if devs else (None, None)
         edits = {k: statistics.fmean(r.counts.get(k, 0) for r in runs)
                  for k in ("substitutions", "deletions", "insertions", "ref_len")}
+        held_out = [r.eval_per for r in runs if r.eval_per is not None]
+        eval_edits = ({k: statistics.fmean(r.eval_counts.get(k, 0) for r in runs)
+                       for k in ("substitutions", "deletions", "insertions", "ref_len")}
+                      if all(r.eval_counts for r in runs) else None)
+        eval_mean, eval_sd = mean_sd(held_out) if len(held_out) == len(runs) else (None, None)
         out[name] = {"init": runs[0].init, "seeds": [r.seed for r in runs], "test_per": [r.test_per for r in runs],
                      "test_per_mean": test_mean, "test_per_sd": test_sd, "dev_per_mean": dev_mean, "dev_per_sd": dev_sd,
-                     "edits_mean": edits, "seconds_mean": statistics.fmean(r.seconds for r in runs)}
+                     "eval_per": held_out if len(held_out) == len(runs) else None, "eval_per_mean": eval_mean,
+                     "eval_per_sd": eval_sd, "eval_edits_mean": eval_edits, "edits_mean": edits, "seconds_mean": statistics.fmean(r.seconds for r in runs)}
     return out

@@ -23,7 +23,7 @@ from xlsr.demo.finetuning import (
 )
 from xlsr.demo.report import DemoResult, duration, number, write_report
 from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
-from xlsr.demo.stages import live_pretrain, run_analysis, synthesize
+from xlsr.demo.stages import eval_set_summary, live_pretrain, run_analysis, synthesize, synthesize_eval
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.released.build import recreate_released
@@ -113,14 +113,17 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     corpus = out / "corpus"
     t0 = log.begin(f"synthesizing {1 + len(settings.pretrain_langs)} languages")
     result.corpus = synthesize(settings, corpus, show_progress)
+    held_out = synthesize_eval(settings, out / "corpus_eval", show_progress)
+    result.eval_set = eval_set_summary(held_out)
     tgt = result.corpus[settings.target]
     others = sum(sum(v.values()) for lang, v in result.corpus.items() if lang != settings.target)
     result.seconds["synth"] = log.done(
         "synth", t0, f"{settings.target}: {tgt['train']:.1f} min labeled train, {tgt['dev']:.1f} dev, "
-        f"{tgt['test']:.1f} test; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
+        f"{tgt['test']:.1f} test" + (f", {result.eval_set['minutes']:.1f} held-out test" if held_out else "") +
+        f"; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
 
     result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out, log,
-                                                result)
+                                                result, held_out)
 
     result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result, show_progress)
 
@@ -139,19 +142,23 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
 
 
 def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path, corpus: Path, out: Path,
-                   log: StageLog, result: DemoResult) -> float:
-    """Stage 2: every init × every seed under one configuration; fills result.finetune*; returns its seconds."""
+                   log: StageLog, result: DemoResult, held_out: list[Path] = ()) -> float:
+    """Stage 2: every init × every seed under one configuration, each scored on the test split and the held-out
+    set; fills result.finetune*; returns its seconds."""
     runs = len(settings.finetune_seeds)
     t0 = log.begin(f"fine-tuning three tiny models on {settings.target} phones, {runs} seeds each "
                    f"({settings.finetune_updates} updates per run)")
     scratch = random_init(multilingual, out / "finetune" / "random_init", settings.random_init_seed)
     inits = {"multilingual": multilingual, "monolingual": monolingual, "scratch": scratch}
     result.finetune = finetune_inits(
-        settings, inits, corpus, out / "finetune",
-        on_run=lambda r: log.note(f"{r.name} seed {r.seed}: test PER {100 * r.test_per:.1f}% ({duration(r.seconds)})"))
+        settings, inits, corpus, out / "finetune", eval_manifests=held_out,
+        on_run=lambda r: log.note(f"{r.name} seed {r.seed}: test PER {100 * r.test_per:.1f}%" +
+                                  ("" if r.eval_per is None else f", held-out {100 * r.eval_per:.1f}%") +
+                                  f" ({duration(r.seconds)})"))
     result.finetune_summary = summarize(result.finetune)
-    return log.done("finetune", t0, "test PER " + ", ".join(
-        f"{name} {100 * s['test_per_mean']:.1f}%" + ("" if s["test_per_sd"] is None else f" ± {100 * s['test_per_sd']:.1f}")
+    key = "eval_per" if held_out else "test_per"
+    return log.done("finetune", t0, ("held-out test PER " if held_out else "test PER ") + ", ".join(
+        f"{name} {100 * s[key + '_mean']:.1f}%" + ("" if s[key + "_sd"] is None else f" ± {100 * s[key + '_sd']:.1f}")
         for name, s in result.finetune_summary.items()))
 
 

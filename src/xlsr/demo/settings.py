@@ -13,6 +13,7 @@ from xlsr.released.recipes import (
     RELEASE_SYNTH,
     RELEASES,
     TARGET,
+    ReleaseRecipe,
     monolingual_name,
     multilingual_name,
     released_path,
@@ -39,7 +40,7 @@ def choose_rate(dev_per: dict[float, float], tie: float = 0.5) -> float:
 FINETUNE_LR = {name: choose_rate(table) for name, table in FINETUNE_LR_SWEEP.items()}
 STAGES = ("synth", "finetune", "analysis", "pretrain", "report")
 DEMO_MARKER = "demo.log"  # a folder holding this was written by the demo, so the demo may replace its outputs
-OUTPUTS = ("corpus", "finetune", "analysis", "pretrain_live", "pretrain_curve.png", "report.md", "demo.json",
+OUTPUTS = ("corpus", "corpus_eval", "finetune", "analysis", "pretrain_live", "pretrain_curve.png", "report.md", "demo.json",
            DEMO_MARKER)
 
 
@@ -53,6 +54,11 @@ class DemoSettings:
     target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
     other_utts: int = 12  # per pretraining language: what the analysis and the live run read
     seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
+    # A second, larger test set: further target utterances from their own seed and speakers, all splits pooled. The
+    # 15-utterance test split cannot rank models a few points apart (docs/demo/investigation.md, twelfth round);
+    # nothing is chosen on this set, it only scores each run's dev-selected checkpoint. 0: none.
+    eval_utts: int = 300
+    eval_seed: int = 3  # used for no other set of the target: demo corpus 0, release corpora 1, probe corpus 2
     # synthesize_corpus options: the realistic corpus the released checkpoints were pretrained on
     corpus: dict = field(default_factory=lambda: dict(RELEASE_SYNTH))
     synth_workers: int = 2
@@ -102,7 +108,7 @@ class DemoSettings:
     def quick(cls, target: str = TARGET) -> DemoSettings:
         """Seconds instead of minutes: two pretraining languages, two seeds, a few updates each (for tests)."""
         langs = tuple(lang for lang in MULTILINGUAL_LANGS if lang != target)[:2]
-        return cls(target=target, pretrain_langs=langs, target_utts=12, other_utts=6, synth_workers=1,
+        return cls(target=target, pretrain_langs=langs, target_utts=12, other_utts=6, eval_utts=10, synth_workers=1,
                    finetune_updates=3, finetune_seeds=(1, 2),
                    finetune_settings={"max_tokens": 160_000, "valid_every": 0, "save_every": 0, "tensorboard": False},
                    analysis_seconds=4.0, pretrain_updates=3,
@@ -119,6 +125,12 @@ class DemoSettings:
             raise XlsrError("pretrain_langs: the analysis compares languages and needs at least 2")
         if self.target_utts < 10:
             raise XlsrError(f"target_utts: need at least 10 target utterances for train/dev/test, got {self.target_utts}")
+        if isinstance(self.eval_utts, bool) or not isinstance(self.eval_utts, int) or \
+                not (self.eval_utts == 0 or self.eval_utts >= 10):
+            raise XlsrError(f"eval_utts: 0 (no held-out test set) or at least 10 utterances, got {self.eval_utts!r}")
+        if self.eval_utts and self.eval_seed in (self.seed, ReleaseRecipe.synth_seed):
+            raise XlsrError(f"eval_seed: {self.eval_seed} is the demo corpus's or the releases' corpus seed "
+                            f"({self.seed}, {ReleaseRecipe.synth_seed}); the held-out set needs a seed of its own")
         if not self.finetune_seeds or len(set(self.finetune_seeds)) != len(self.finetune_seeds):
             raise XlsrError(f"finetune_seeds: give one or more distinct seeds, got {list(self.finetune_seeds)}")
         for name, lr in (self.finetune_lr or {}).items():

@@ -6,8 +6,11 @@ from pathlib import Path
 
 from xlsr.analysis import analyze
 from xlsr.config import load_config
+from xlsr.data.manifest import read_manifest
 from xlsr.data.synth import synthesize_corpus
+from xlsr.data.synth.corpus import SPLITS
 from xlsr.demo.settings import DemoSettings
+from xlsr.rates import SAMPLE_RATE
 from xlsr.train.curves import plot_training_curves
 from xlsr.train.monitor import read_log
 from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
@@ -28,6 +31,30 @@ def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = T
         total.update({lang: {split: round(s / 60, 3) for split, s in splits.items()}
                       for lang, splits in summary.seconds.items()})
     return total
+
+
+def synthesize_eval(settings: DemoSettings, eval_dir: Path, show_progress: bool = True) -> list[Path]:
+    """The held-out test set: `eval_utts` further target utterances (own seed, own speakers) into
+    eval_dir/<target>/; returns its manifests, all splits (scored pooled), or [] when `eval_utts` is 0."""
+    if not settings.eval_utts:
+        return []
+    synthesize_corpus(eval_dir, [settings.target], settings.eval_utts, seed=settings.eval_seed,
+                      workers=settings.synth_workers, show_progress=show_progress, **settings.corpus)
+    return eval_manifests(settings, eval_dir)
+
+
+def eval_manifests(settings: DemoSettings, eval_dir: Path) -> list[Path]:
+    """The held-out test set's manifests (every split of the target in eval_dir), [] when `eval_utts` is 0."""
+    return [eval_dir / settings.target / f"{split}.jsonl" for split in SPLITS] if settings.eval_utts else []
+
+
+def eval_set_summary(manifests: list[Path]) -> dict:
+    """Size of the held-out test set: utterances, minutes, speakers and its manifests ({} without one)."""
+    utts = [utt for manifest in manifests for utt in read_manifest(manifest)]
+    if not utts:
+        return {}
+    return {"utterances": len(utts), "minutes": round(sum(u.num_samples for u in utts) / SAMPLE_RATE / 60, 3),
+            "speakers": len({u.speaker for u in utts}), "manifests": [str(m) for m in manifests]}
 
 
 def run_analysis(settings: DemoSettings, checkpoint: Path, corpus_dir: Path, out_dir: Path, show_progress: bool = True):
