@@ -375,3 +375,40 @@ def test_synthesize_target_only_writes_the_target_alone(tmp_path):
     assert list(minutes) == [settings.target]
     assert sorted(p.name for p in (tmp_path / "corpus").iterdir() if p.is_dir()) == [settings.target]
     assert all(minutes[settings.target][split] > 0 for split in ("train", "dev", "test"))
+
+
+def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
+    """Two worker processes of one thread each: every run ends with the weights one thread gives it alone."""
+    from xlsr.demo.finetuning import finetune_inits
+    from xlsr.demo.stages import synthesize_eval
+
+    settings = replace(DemoSettings.quick(), device="cpu")
+    corpus = tmp_path / "corpus"
+    synthesize(settings, corpus, show_progress=False, target_only=True)
+    held_out = synthesize_eval(settings, tmp_path / "corpus_eval", show_progress=False)
+    released = fake_releases(tmp_path / "rel")
+    inits = {"multilingual": released / MULTILINGUAL, "monolingual": released / MONOLINGUAL}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = finetune_inits(replace(settings, finetune_workers=1), inits, corpus, tmp_path / "one",
+                             eval_manifests=held_out)
+    finally:
+        torch.set_num_threads(threads)
+    finished = []
+    two = finetune_inits(replace(settings, finetune_workers=2), inits, corpus, tmp_path / "two",
+                         eval_manifests=held_out, on_run=finished.append)
+    assert [(r.name, r.seed) for r in two] == [(r.name, r.seed) for r in one] == \
+        [(name, seed) for name in inits for seed in settings.finetune_seeds]
+    assert sorted((r.name, r.seed) for r in finished) == sorted((r.name, r.seed) for r in two)
+    for a, b in zip(one, two):
+        weights = [(Path(r.run_dir) / "checkpoints" / "last" / "model.safetensors").read_bytes() for r in (a, b)]
+        assert weights[0] == weights[1] and Path(b.run_dir).parent.parent == tmp_path / "two"
+        assert (a.test_per, a.eval_per, a.counts, a.eval_counts) == (b.test_per, b.eval_per, b.counts, b.eval_counts)
+    # the runs of another init differ (the comparison above can fail)
+    assert weights[0] != (Path(one[0].run_dir) / "checkpoints" / "last" / "model.safetensors").read_bytes()
+
+    # a run that fails in a worker fails the call, in one line
+    with pytest.raises(XlsrError, match="missing"):
+        finetune_inits(replace(settings, finetune_workers=2), {"multilingual": tmp_path / "missing"}, corpus,
+                       tmp_path / "bad")

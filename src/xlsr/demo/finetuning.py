@@ -9,8 +9,11 @@ seeds vary exactly what a pretrained model's seeds vary, and its frozen CNN is c
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +73,8 @@ def finetune_config(settings: DemoSettings, corpus_dir: Path, init: str, seed: i
                  "seed": seed, "device": settings.device, **settings.finetune_settings}
     if name is not None and (settings.finetune_lr or {}).get(name) is not None:
         overrides["lr"] = settings.finetune_lr[name]
+    if settings.workers() > 1:
+        overrides["progress"] = False  # runs side by side: one line per finished run instead of interleaved bars
     return load_config(FinetuneConfig, None, overrides)
 
 
@@ -103,18 +108,54 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
 
 def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,
                    on_run=None, eval_manifests: list[Path] = ()) -> list[FinetuneResult]:
-    """Every init × every seed into out_dir/<name>/seed<k>; one feature cache per init, kept across its seeds;
-    each run also scored on `eval_manifests`, pooled."""
+    """Every init × every seed into out_dir/<name>/seed<k>, each also scored on `eval_manifests` (pooled); results
+    in that order. One run at a time with one feature cache per init, kept across its seeds; or `settings.workers()`
+    runs side by side, each worker process keeping its own caches (a CNN output is the same whoever computes it)."""
+    jobs = [(name, str(init), seed) for name, init in inits.items() for seed in settings.finetune_seeds]
+    workers = min(settings.workers(), len(jobs))
+    if workers > 1:
+        return _finetune_side_by_side(jobs, workers, settings, corpus_dir, out_dir, eval_manifests, on_run)
+    caches: dict[str, dict[str, FeatureCache]] = {}  # per init: filled by its first seed's run, read by the next
     results = []
-    for name, init in inits.items():
-        caches: dict[str, FeatureCache] = {}  # filled by the first seed's run, read by the next ones
-        for seed in settings.finetune_seeds:
-            result = finetune_one(name, str(init), seed, settings, corpus_dir, out_dir / name / f"seed{seed}", caches,
-                                  eval_manifests)
-            results.append(result)
+    for name, init, seed in jobs:
+        result = finetune_one(name, init, seed, settings, corpus_dir, out_dir / name / f"seed{seed}",
+                              caches.setdefault(init, {}), eval_manifests)
+        results.append(result)
+        if on_run is not None:
+            on_run(result)
+    return results
+
+
+def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, settings: DemoSettings, corpus_dir: Path,
+                           out_dir: Path, eval_manifests: list[Path], on_run) -> list[FinetuneResult]:
+    """`finetune_one` for each job in `workers` spawned processes of cpu_count // workers threads each; results in
+    job order, `on_run` as each finishes; the first failure cancels the runs not yet started and is raised."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    results: list[FinetuneResult | None] = [None] * len(jobs)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=torch.set_num_threads, initargs=(threads,))
+    try:
+        futures = {pool.submit(_worker_run, job, settings, corpus_dir, out_dir, list(eval_manifests)): i
+                   for i, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            results[futures[future]] = result = future.result()
             if on_run is not None:
                 on_run(result)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return results
+
+
+_WORKER_CACHES: dict[str, dict[str, FeatureCache]] = {}  # in a worker process: per init, across the jobs it runs
+
+
+def _worker_run(job: tuple[str, str, int], settings: DemoSettings, corpus_dir: Path, out_dir: Path,
+                eval_manifests: list[Path]) -> FinetuneResult:
+    name, init, seed = job
+    return finetune_one(name, init, seed, settings, corpus_dir, out_dir / name / f"seed{seed}",
+                        _WORKER_CACHES.setdefault(init, {}), eval_manifests)
 
 
 def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:

@@ -146,8 +146,10 @@ def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path
     """Stage 2: every init × every seed under one configuration, each scored on the test split and the held-out
     set; fills result.finetune*; returns its seconds."""
     runs = len(settings.finetune_seeds)
+    workers = settings.workers()
     t0 = log.begin(f"fine-tuning three tiny models on {settings.target} phones, {runs} seeds each "
-                   f"({settings.finetune_updates} updates per run)")
+                   f"({settings.finetune_updates} updates per run" +
+                   (f"; {workers} runs at a time)" if workers > 1 else ")"))
     scratch = random_init(multilingual, out / "finetune" / "random_init", settings.random_init_seed)
     inits = {"multilingual": multilingual, "monolingual": monolingual, "scratch": scratch}
     result.finetune = finetune_inits(
