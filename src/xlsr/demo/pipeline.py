@@ -89,6 +89,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     settings = settings or DemoSettings()
     settings.check()
     settings = replace(settings, device=str(pick_device(settings.device)))  # one line for a bad --device
+    settings = replace(settings, finetune_workers=settings.workers())  # demo.json records how many ran at a time
     # Every refusal comes before any work: a target the multilingual release was pretrained on, a missing release.
     names = choose_releases(settings.target, released_dir, full)
     if not full:

@@ -138,7 +138,9 @@ def protocol(p: dict, settings: dict, rates: dict | None = None) -> str:
     seeds = settings["finetune_seeds"]
     return "\n".join([
         f"- the CNN frozen for every initialisation (`freeze_feature_encoder: {str(p['freeze_feature_encoder']).lower()}`,"
-        f" fairseq's `feature_grad_mult` 0); its output is computed once per model and shared by its seeds;",
+        f" fairseq's `feature_grad_mult` 0); its output is computed once per model and shared by the seeds run in "
+        f"the same process" + (f" ({w} runs side by side, one process each)" if (w := settings.get("finetune_workers"))
+                                 and w > 1 else "") + ";",
         f"- the Transformer frozen for the first {freeze} of {p['max_updates']} updates (`freeze_ratio` "
         f"{p['freeze_ratio']:g}), so that only the new CTC head trains while it is random (fairseq: the first 10k "
         f"updates of its 13k/20k low-resource runs);",
