@@ -57,6 +57,15 @@ def test_cli_bad_shared_lr_exit_2_writing_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_cli_bad_workers_exit_2_writing_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["demo", "--out", str(out), "--quick", "--workers", "0", "--released",
+                 str(fake_releases(tmp_path / "rel"))])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "xlsr: error: --workers: the number of fine-tuning runs at a time, 1 or more, got 0\n"
+    assert not out.exists()
+
+
 def test_one_released_checkpoint_missing_is_named(tmp_path):
     fake_releases(tmp_path / "rel")
     (tmp_path / "rel" / MONOLINGUAL / "model.safetensors").unlink()
@@ -155,6 +164,7 @@ def test_earlier_demo_outputs_replaced_release_work_kept(tmp_path):
     ({"finetune_lr": {"scratch": 0}}, "finetune_lr.scratch: a peak learning rate"),
     ({"finetune_lr": {"scratch": "5e-4"}}, "finetune_lr.scratch"),
     ({"eval_utts": 5}, "eval_utts: 0 .* or at least 10"),
+    ({"finetune_workers": 0}, "finetune_workers: a whole number"),
     ({"eval_seed": 0}, "eval_seed: 0 is the demo corpus's or the releases' corpus seed"),
     ({"eval_seed": 1}, "eval_seed: 1 is the demo corpus's"),
 ])

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
     p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones)")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="fine-tuning runs at a time, each in its own process (default: one per CPU core, at most 4; "
+                        "1 on a GPU)")
     p.add_argument("--shared-lr", type=float, metavar="RATE",
                    help="one peak fine-tuning rate for all three initialisations instead of each one's rate chosen on "
                         "dev (DemoSettings.finetune_lr; 5e-4 reproduces the demo before 2026-12-05)")
@@ -45,13 +48,18 @@ def run(args: argparse.Namespace) -> int:
 
     settings = DemoSettings.quick(args.target) if args.quick else DemoSettings(target=args.target)
     settings.device = args.device
+    if args.workers is not None:
+        if args.workers < 1:
+            raise XlsrError(f"--workers: the number of fine-tuning runs at a time, 1 or more, got {args.workers}")
+        settings.finetune_workers = args.workers
     if args.shared_lr is not None:
         if not 0 < args.shared_lr < 1:
             raise XlsrError(f"--shared-lr: a peak learning rate between 0 and 1, got {args.shared_lr:g}")
         settings.finetune_lr = dict.fromkeys(settings.finetune_lr, args.shared_lr)
     result = run_demo(args.out, settings, released_dir=args.released, full=args.full, quick_release=args.quick)
     print()
-    print(f"Phone error rate on the {settings.target} test set (mean ± sd over {len(settings.finetune_seeds)} seeds):")
+    where = "held-out test set and test split" if settings.eval_utts else "test set"
+    print(f"Phone error rate on the {settings.target} {where} (mean ± sd over {len(settings.finetune_seeds)} seeds):")
     print(per_table(result.finetune, settings.target))
     print(f"report: {result.report}")
     return 0
