@@ -48,21 +48,15 @@ def test_cli_missing_released_exit_2(tmp_path, capsys):
     assert err.startswith("xlsr: error: ") and err.count("\n") == 1
 
 
-def test_cli_bad_shared_lr_exit_2_writing_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("flag, message", [
+    (["--shared-lr", "0"], "--shared-lr: a peak learning rate between 0 and 1, got 0"),
+    (["--workers", "0"], "--workers: the number of fine-tuning runs at a time, 1 or more, got 0"),
+])
+def test_cli_bad_flag_exit_2_writing_nothing(tmp_path, capsys, flag, message):
     out = tmp_path / "out"
-    code = main(["demo", "--out", str(out), "--quick", "--shared-lr", "0", "--released",
-                 str(fake_releases(tmp_path / "rel"))])
+    code = main(["demo", "--out", str(out), "--quick", *flag, "--released", str(fake_releases(tmp_path / "rel"))])
     err = capsys.readouterr().err
-    assert code == 2 and err == "xlsr: error: --shared-lr: a peak learning rate between 0 and 1, got 0\n"
-    assert not out.exists()
-
-
-def test_cli_bad_workers_exit_2_writing_nothing(tmp_path, capsys):
-    out = tmp_path / "out"
-    code = main(["demo", "--out", str(out), "--quick", "--workers", "0", "--released",
-                 str(fake_releases(tmp_path / "rel"))])
-    err = capsys.readouterr().err
-    assert code == 2 and err == "xlsr: error: --workers: the number of fine-tuning runs at a time, 1 or more, got 0\n"
+    assert code == 2 and err == f"xlsr: error: {message}\n"
     assert not out.exists()
 
 
