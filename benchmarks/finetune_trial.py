@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from xlsr.demo.finetuning import finetune_inits, summarize
+from xlsr.demo.report import pm
 from xlsr.demo.settings import DemoSettings
 from xlsr.demo.stages import eval_manifests, synthesize, synthesize_eval
 from xlsr.errors import XlsrError
@@ -86,9 +87,7 @@ def main() -> None:
                                                     f" ({r.seconds:.0f} s)", flush=True))
     print(f"\n{'model':14s} {'dev PER':>14s} {'test PER':>14s} {'held-out PER':>14s}  held-out per seed")
     for name, row in summarize(results).items():
-        cells = [("–" if mean is None else f"{100 * mean:.1f}%") + ("" if sd is None else f" ± {100 * sd:.1f}")
-                 for mean, sd in ((row["dev_per_mean"], row["dev_per_sd"]), (row["test_per_mean"], row["test_per_sd"]),
-                                  (row["eval_per_mean"], row["eval_per_sd"]))]
+        cells = [pm(row[key + "_mean"], row[key + "_sd"]) for key in ("dev_per", "test_per", "eval_per")]
         runs = ", ".join(f"{100 * p:.1f}" for p in row["eval_per"] or [])
         print(f"{name:14s} {cells[0]:>14s} {cells[1]:>14s} {cells[2]:>14s}  {runs}")
 

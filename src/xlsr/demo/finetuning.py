@@ -98,8 +98,9 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     start = time.perf_counter()
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
-    test = evaluate_per(best_checkpoint(run), corpus_dir / settings.target / "test.jsonl", settings.device)
-    held_out = evaluate_pooled(best_checkpoint(run), eval_manifests, settings.device) if eval_manifests else {}
+    scored = best_checkpoint(run)
+    test = evaluate_per(scored, corpus_dir / settings.target / "test.jsonl", settings.device)
+    held_out = evaluate_pooled(scored, eval_manifests, settings.device) if eval_manifests else {}
     return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
                           dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
                           cnn_passes=sum(c.misses for c in caches.values()) - passes_before,
@@ -160,27 +161,22 @@ def _worker_run(job: tuple[str, str, int], settings: DemoSettings, corpus_dir: P
 
 def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
     """PER (word boundaries excluded) of a fine-tuned checkpoint on a manifest, greedy decoding, with edit counts."""
+    return evaluate_pooled(model_dir, [manifest], device)
+
+
+def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu") -> dict:
+    """`evaluate_per` over several manifests as one set (the checkpoint loaded once): PER = errors / reference phones."""
     loaded = load_pretrained(model_dir)
     model = loaded.model.to(device).eval()
     refs, hyps = [], []
     with torch.no_grad():
-        for utt in read_manifest(manifest):
+        for utt in (utt for manifest in manifests for utt in read_manifest(Path(manifest))):
             x = torch.from_numpy(load_audio(utt.audio, normalize=loaded.config.normalize_waveform))[None].to(device)
             hyp = greedy_decode(model(x).logits.float().cpu())[0]
             hyps.append(" ".join(loaded.vocab[i] for i in hyp.token_ids))
             refs.append(utt.phones or "")
     counts = corpus_counts(refs, hyps, "phone")
     return {"per": counts.rate, "counts": counts.to_dict()}
-
-
-def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu") -> dict:
-    """`evaluate_per` over several manifests as one set: their edit counts summed, PER = errors / reference phones."""
-    counts = dict.fromkeys(("substitutions", "deletions", "insertions", "ref_len", "errors"), 0)
-    for manifest in manifests:
-        one = evaluate_per(model_dir, Path(manifest), device)["counts"]
-        counts = {key: total + one[key] for key, total in counts.items()}
-    counts["rate"] = counts["errors"] / max(1, counts["ref_len"])
-    return {"per": counts["rate"], "counts": counts}
 
 
 def best_checkpoint(run_dir: Path) -> Path:
@@ -200,6 +196,11 @@ def mean_sd(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def mean_edits(counts: list[dict]) -> dict[str, float]:
+    """Substitutions, deletions, insertions and reference length, each averaged over runs."""
+    return {k: statistics.fmean(c.get(k, 0) for c in counts) for k in ("substitutions", "deletions", "insertions", "ref_len")}
+
+
 def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
     """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sd, edits and time per run."""
     out: dict[str, dict] = {}
@@ -208,12 +209,9 @@ def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
         test_mean, test_sd = mean_sd([r.test_per for r in runs])
         devs = [r.dev_per for r in runs if r.dev_per is not None]
         dev_mean, dev_sd = mean_sd(devs) if devs else (None, None)
-        edits = {k: statistics.fmean(r.counts.get(k, 0) for r in runs)
-                 for k in ("substitutions", "deletions", "insertions", "ref_len")}
+        edits = mean_edits([r.counts for r in runs])
         held_out = [r.eval_per for r in runs if r.eval_per is not None]
-        eval_edits = ({k: statistics.fmean(r.eval_counts.get(k, 0) for r in runs)
-                       for k in ("substitutions", "deletions", "insertions", "ref_len")}
-                      if all(r.eval_counts for r in runs) else None)
+        eval_edits = mean_edits([r.eval_counts for r in runs]) if all(r.eval_counts for r in runs) else None
         eval_mean, eval_sd = mean_sd(held_out) if len(held_out) == len(runs) else (None, None)
         out[name] = {"init": runs[0].init, "seeds": [r.seed for r in runs], "test_per": [r.test_per for r in runs],
                      "test_per_mean": test_mean, "test_per_sd": test_sd, "dev_per_mean": dev_mean, "dev_per_sd": dev_sd,

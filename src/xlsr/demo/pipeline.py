@@ -21,7 +21,7 @@ from xlsr.demo.finetuning import (
     shared_protocol,
     summarize,
 )
-from xlsr.demo.report import DemoResult, duration, number, write_report
+from xlsr.demo.report import DemoResult, duration, lead_key, number, pm, write_report
 from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
 from xlsr.demo.stages import eval_set_summary, live_pretrain, run_analysis, synthesize, synthesize_eval
 from xlsr.devices import pick_device
@@ -159,10 +159,9 @@ def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path
                                   ("" if r.eval_per is None else f", held-out {100 * r.eval_per:.1f}%") +
                                   f" ({duration(r.seconds)})"))
     result.finetune_summary = summarize(result.finetune)
-    key = "eval_per" if held_out else "test_per"
-    return log.done("finetune", t0, ("held-out test PER " if held_out else "test PER ") + ", ".join(
-        f"{name} {100 * s[key + '_mean']:.1f}%" + ("" if s[key + "_sd"] is None else f" ± {100 * s[key + '_sd']:.1f}")
-        for name, s in result.finetune_summary.items()))
+    key = lead_key(result.finetune)
+    return log.done("finetune", t0, ("held-out test PER " if key == "eval_per" else "test PER ") + ", ".join(
+        f"{name} {pm(s[key + '_mean'], s[key + '_sd'])}" for name, s in result.finetune_summary.items()))
 
 
 def analysis_stage(settings: DemoSettings, checkpoint: Path, corpus: Path, out: Path, log: StageLog,

@@ -59,7 +59,8 @@ def init_label(name: str, checkpoint: str, target: str) -> str:
     return name
 
 
-def _pm(mean: float | None, sd: float | None) -> str:
+def pm(mean: float | None, sd: float | None) -> str:
+    """A rate's mean ± sd in percent ("–" without a mean; no "±" for a single value)."""
     if mean is None:
         return "–"
     return f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
@@ -82,9 +83,9 @@ def per_table(results: list[FinetuneResult], target: str | None = None) -> str:
         key = "eval_per" if held_out else "test_per"
         seeds = ", ".join(f"{100 * p:.1f}" for p in s[key])
         label = init_label(name, s["init"], target) if target else name
-        split = f" {_pm(s['test_per_mean'], s['test_per_sd'])} |" if held_out else ""
-        rows.append(f"| {label} | {_pm(s[key + '_mean'], s[key + '_sd'])} | {seeds} (seeds "
-                    f"{', '.join(map(str, s['seeds']))}) |{split} {_pm(s['dev_per_mean'], s['dev_per_sd'])} | "
+        split = f" {pm(s['test_per_mean'], s['test_per_sd'])} |" if held_out else ""
+        rows.append(f"| {label} | {pm(s[key + '_mean'], s[key + '_sd'])} | {seeds} (seeds "
+                    f"{', '.join(map(str, s['seeds']))}) |{split} {pm(s['dev_per_mean'], s['dev_per_sd'])} | "
                     f"{e['substitutions']:.0f} / {e['deletions']:.0f} / {e['insertions']:.0f} of {e['ref_len']:.0f} | "
                     f"{duration(s['seconds_mean'])} |")
     return "\n".join(rows)
@@ -99,7 +100,7 @@ def comparison(results: list[FinetuneResult], key: str | None = None) -> str:
     key = key or lead_key(results)
     a, b = summary["multilingual"], summary["monolingual"]
     multi, mono = a[key + "_mean"], b[key + "_mean"]
-    figures = f"{_pm(multi, a[key + '_sd'])} against {_pm(mono, b[key + '_sd'])}"
+    figures = f"{pm(multi, a[key + '_sd'])} against {pm(mono, b[key + '_sd'])}"
     ratio = ""
     if "scratch" in summary and summary["scratch"][key + "_mean"]:
         ratio = f" Multilingual / random weights: {multi / summary['scratch'][key + '_mean']:.2f}x."
