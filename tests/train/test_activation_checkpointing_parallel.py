@@ -5,8 +5,8 @@ import os
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
+from . import _ranks
 from .test_fsdp import _free_port, layerdrop_model
 
 
@@ -44,8 +44,7 @@ def test_activation_checkpointing_with_layerdrop_matches_one_process(tmp_path, s
     x = torch.randn(2, 4000, generator=torch.Generator().manual_seed(1))
     model(x, torch.tensor([4000, 4000])).last_hidden_state.pow(2).mean().backward()
     want = {n: p.grad for n, p in model.named_parameters()}
-    mp.start_processes(_checkpointing_worker, args=(2, _free_port(), str(tmp_path), strategy), nprocs=2, join=True,
-                       start_method="fork")
+    _ranks.run(_checkpointing_worker, (2, _free_port(), str(tmp_path), strategy))
     for rank in range(2):
         got = torch.load(tmp_path / f"{rank}.pt")
         assert got.keys() == want.keys()

@@ -3,13 +3,12 @@
 import os
 import socket
 
-import pytest
 import torch
-import torch.multiprocessing as mp
 
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig
 
+from . import _ranks
 from ._toy import ToyTask, load_weights
 
 
@@ -36,8 +35,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 def test_two_gloo_ranks_equal_one_process_on_combined_batch(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     Trainer(_cfg(single), ToyTask(rows=5)).fit()
-    # fork: the children reuse this process's imports (torch alone takes seconds to import per process)
-    mp.start_processes(_worker, args=(2, _free_port(), str(ddp)), nprocs=2, join=True, start_method="fork")
+    _ranks.run(_worker, (2, _free_port(), str(ddp)))
     a, b = load_weights(single / "checkpoints" / "last"), load_weights(ddp / "checkpoints" / "last")
     init = ToyTask().build_model().state_dict()
     for k in a:
@@ -56,7 +54,7 @@ def _empty_worker(rank: int, world: int, port: int, out: str) -> None:
     Trainer(_cfg(out), ToyTask(batches_per_epoch=0)).fit()
 
 
-def test_too_few_batches_for_the_ranks_is_one_line_error(tmp_path):
-    with pytest.raises(mp.ProcessRaisedException, match=r"no batches; the data makes fewer batches than the 2"):
-        mp.start_processes(_empty_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                           start_method="fork")
+def test_too_few_batches_for_the_ranks_is_one_line_error(tmp_path, capfd):
+    codes, _ = _ranks.wait(_ranks.start(_empty_worker, (2, _free_port(), str(tmp_path))))
+    assert codes == [1, 1]
+    assert "no batches; the data makes fewer batches than the 2" in capfd.readouterr().err

@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-import torch.nn.parallel.distributed  # noqa: F401 - imported once here, not again in each forked rank
 
 from xlsr.train import checkpoint as ckpt
 from xlsr.train.elastic import FATAL_FILE, PEER_FAILED_EXIT
 from xlsr.train.monitor import read_log
 
-from . import _elastic_worker
+from . import _elastic_worker, _ranks
 from ._toy import load_weights
 
 WORKER = Path(_elastic_worker.__file__)
@@ -31,36 +29,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _forked_rank(rank: int, port: int, out: str, cue: dict) -> None:
+def _rank(rank: int, port: int, out: str, cue: dict) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **cue)
     sys.exit(_elastic_worker.run(out))
 
 
-def _run_forked(out: Path, cue: dict) -> tuple[list[int], list[float]]:
-    """Both ranks as forked processes (no torchrun): their exit codes and when each ended (seconds)."""
-    ctx = mp.get_context("fork")  # the children reuse this process's imports
-    port = _free_port()
-    procs = [ctx.Process(target=_forked_rank, args=(r, port, str(out), cue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    t0, ended = time.monotonic(), [0.0, 0.0]
-    while any(p.is_alive() for p in procs) and time.monotonic() - t0 < 600:
-        for r, p in enumerate(procs):
-            if not ended[r] and not p.is_alive():
-                ended[r] = time.monotonic() - t0
-        time.sleep(0.05)
-    for r, p in enumerate(procs):
-        ended[r] = ended[r] or time.monotonic() - t0
-        if p.is_alive():
-            p.kill()
-        p.join()
-    return [p.exitcode for p in procs], ended
+def _run_ranks(out: Path, cue: dict) -> tuple[list[int], list[float]]:
+    """Both ranks as processes of their own (no torchrun): their exit codes and when each ended (seconds)."""
+    return _ranks.wait(_ranks.start(_rank, (_free_port(), str(out), cue)))
 
 
 @pytest.mark.parametrize("kind", ["data", "oom"])
 def test_an_error_on_one_rank_ends_the_other_at_once(tmp_path, capfd, kind):
-    codes, ended = _run_forked(tmp_path, {"XLSR_TEST_FAIL": f"1:5:{kind}"})
+    codes, ended = _run_ranks(tmp_path, {"XLSR_TEST_FAIL": f"1:5:{kind}"})
     err = capfd.readouterr().err
     assert codes == [PEER_FAILED_EXIT, 2]
     assert ended[0] - ended[1] < 20  # rank 0 did not wait for the collective timeout (30 min); loaded CPUs: margin
@@ -93,7 +75,7 @@ def _rank_logs(logs: Path, attempt: int) -> dict[int, str]:
 @pytest.mark.slow
 def test_a_killed_rank_is_restarted_and_the_run_resumes_exactly(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert _run_forked(straight, {})[0] == [0, 0]
+    assert _run_ranks(straight, {})[0] == [0, 0]
     # rank 1 dies in update 6 of the first attempt: the checkpoint of update 3 is the newest
     code, _ = _torchrun(killed, tmp_path / "logs", {"XLSR_TEST_KILL": "1:6"})
     assert code == 0

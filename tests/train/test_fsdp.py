@@ -4,10 +4,10 @@ import os
 import socket
 
 import torch
-import torch.multiprocessing as mp
 
 from xlsr.train.trainer import Trainer, TrainerConfig
 
+from . import _ranks
 from ._toy import ToyTask, load_weights
 
 
@@ -51,9 +51,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str, stops: list[int])
 def test_fsdp_matches_one_process_and_resumes_exactly(tmp_path):
     single, fsdp = tmp_path / "single", tmp_path / "fsdp"
     Trainer(_cfg(single, 4), ToyTask(rows=5)).fit()
-    # fork: the children reuse this process's imports; the schedule is constant, so 2 then 4 equals 4
-    mp.start_processes(_worker, args=(2, _free_ports(2), str(fsdp), [2, 4]), nprocs=2, join=True,
-                       start_method="fork")
+    _ranks.run(_worker, (2, _free_ports(2), str(fsdp), [2, 4]))  # the schedule is constant: 2 then 4 equals 4
     a, b = load_weights(single / "checkpoints" / "last"), load_weights(fsdp / "checkpoints" / "last")
     init = ToyTask().build_model().state_dict()
     assert (fsdp / "checkpoints" / "update_0000004").is_dir()
@@ -97,8 +95,7 @@ def _layerdrop_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_layerdrop_under_fsdp_skips_sharded_layers(tmp_path):
-    mp.start_processes(_layerdrop_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="fork")
+    _ranks.run(_layerdrop_worker, (2, _free_port(), str(tmp_path)))
     for rank in range(2):
         r = torch.load(tmp_path / f"{rank}.pt")
         assert any(r["skipped"]) and not all(r["skipped"])
