@@ -11,6 +11,7 @@ mean ± sd per checkpoint.
         --model T15=T15/checkpoints/update_0001600 --lr 1e-3 --seeds 1,2
     python benchmarks/finetune_trial.py --out /tmp/ft --model L3=L3/checkpoints/update_0003200 \
         --eval probe_eval/it/train.jsonl --eval probe_eval/it/dev.jsonl --eval probe_eval/it/test.jsonl
+    python benchmarks/finetune_trial.py --out /tmp/ft --model multi=MULTI@2e-3 --model mono=MONO@1e-3  # own rates
 
 The demo's test split holds 15 utterances (~800 phones): two recipes a few points apart are not ranked by it (round
 9 of docs/pretrain_recipe.md: dev and test disagreed by 5.7 points). So every run's dev-selected checkpoint is also
@@ -36,17 +37,25 @@ from xlsr.demo.stages import eval_manifests, synthesize, synthesize_eval
 from xlsr.errors import XlsrError
 
 
-def named(text: str) -> tuple[str, Path]:
+def named(text: str) -> tuple[str, Path, float | None]:
+    """NAME=CHECKPOINT, or NAME=CHECKPOINT@RATE for a peak rate of its own."""
     name, sep, path = text.partition("=")
+    path, at, rate = path.rpartition("@") if "@" in path else (path, "", "")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT, got {text!r}")
-    return name, Path(path)
+        raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT[@RATE], got {text!r}")
+    try:
+        lr = float(rate) if at else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the rate after @ is no number") from None
+    if lr is not None and not 0 < lr < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a peak rate between 0 and 1")
+    return name, Path(path), lr
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="folder for the corpus and every run")
-    parser.add_argument("--model", action="append", type=named, required=True, help="NAME=CHECKPOINT (repeatable)")
+    parser.add_argument("--model", action="append", type=named, required=True, help="NAME=CHECKPOINT[@RATE] (repeatable; RATE: that model's peak rate, default --lr)")
     parser.add_argument("--lr", type=float, default=None,
                         help="peak rate (default: the demo's rate for the released multilingual model)")
     parser.add_argument("--seeds", default="1,2,3", help="fine-tuning seeds (default 1,2,3, as the demo)")
@@ -63,9 +72,9 @@ def main() -> None:
         lr = base.finetune_lr["multilingual"] if args.lr is None else args.lr
         settings = replace(base, device=args.device, finetune_seeds=seeds)
         settings.check()
-        # each checkpoint's runs at the one rate (DemoSettings names its rates by the demo's three initialisations)
-        settings = replace(settings, finetune_lr={name: lr for name, _ in args.model})
-        if missing := [str(path) for _, path in args.model if not path.exists()]:
+        # each checkpoint's runs at its own rate or the one rate (DemoSettings names its rates by the demo's inits)
+        settings = replace(settings, finetune_lr={name: own or lr for name, _, own in args.model})
+        if missing := [str(path) for _, path, _ in args.model if not path.exists()]:
             raise XlsrError(f"--model: no checkpoint at {', '.join(missing)}")
         if missing := [path for path in args.eval if not Path(path).is_file()]:
             raise XlsrError(f"--eval: no manifest at {', '.join(missing)}")
@@ -79,9 +88,10 @@ def main() -> None:
     held_out = [Path(m) for m in args.eval] or eval_manifests(settings, out / "corpus_eval")
     if not args.eval and held_out and not all(m.is_file() for m in held_out):
         synthesize_eval(settings, out / "corpus_eval")
-    print(f"{settings.target}, {settings.finetune_updates} updates, peak rate {lr:g}, seeds {args.seeds}; held-out "
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in settings.finetune_lr.items())
+    print(f"{settings.target}, {settings.finetune_updates} updates, peak rate {rates}, seeds {args.seeds}; held-out "
           f"test set: {', '.join(map(str, held_out)) or 'none'}", flush=True)
-    results = finetune_inits(settings, dict(args.model), corpus, out, eval_manifests=held_out,
+    results = finetune_inits(settings, {name: path for name, path, _ in args.model}, corpus, out, eval_manifests=held_out,
                              on_run=lambda r: print(f"{r.name} seed {r.seed}: best dev PER {100 * r.dev_per:.1f}%, "
                                                     f"test PER {100 * r.test_per:.1f}%" + held_out_per(r.eval_per) +
                                                     f" ({r.seconds:.0f} s)", flush=True))
