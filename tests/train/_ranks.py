@@ -2,8 +2,8 @@
 
 Fresh interpreters (spawn), not fork. By the time these tests run, the pytest process has threads of its own
 (torch's pools, earlier tests' helpers), and a child forked from a multi-threaded process can inherit a lock that
-another thread held at that instant and wait on it forever. Two full-suite runs hung that way in a forked rank's
-gloo teardown (a local run, and CI for 10 minutes); the error-path test run alone in a loop about 200 times never did.
+another thread held at that instant and wait on it forever. Forked ranks hung in two full-suite runs (on CI for
+10 minutes; locally, in gloo's teardown by gdb); the error-path test alone in a loop, about 200 times, never did.
 Spawning costs each rank about 1.5 s of imports; fork's speed is not worth a suite that can stall.
 
 A rank still running at the deadline prints every thread's Python stack (faulthandler) and exits 1, so a hang
