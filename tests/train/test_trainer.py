@@ -78,6 +78,47 @@ def test_too_many_nan_steps_in_a_row_stop_the_run(tmp_path):
         Trainer(_cfg(tmp_path, max_consecutive_nan=3), ToyTask(nan_at={1, 2, 3})).fit()
 
 
+class _OverflowingToyTask(ToyTask):
+    """Every gradient of the batches in `overflow_at` is infinite while the loss stays finite (an fp16 overflow)."""
+
+    def __init__(self, overflow_at, **kw):
+        super().__init__(**kw)
+        self.overflow_at = overflow_at
+
+    def train_step(self, model, batch):
+        loss, logs = super().train_step(model, batch)
+        if int(batch[2]) in self.overflow_at:
+            loss.register_hook(lambda g: g * float("inf"))
+        return loss, logs
+
+
+def test_fp16_overflows_lower_the_scale_are_counted_and_training_goes_on(tmp_path):
+    # the toy's first steps overflow fp16 by themselves at GradScaler's initial 2^16; batches 7 and 8 overflow too
+    logs = []
+    for name, task in (("plain", ToyTask()), ("overflowing", _OverflowingToyTask({7, 8}))):
+        Trainer(_cfg(tmp_path / name, max_updates=8, precision="fp16"), task).fit()
+        logs.append([r for r in read_log(tmp_path / name / "log.jsonl") if r.get("split") == "train"])
+    plain, overflowing = logs
+    assert [r["update"] for r in overflowing] == list(range(1, 9))  # the overflowing batches did not count
+    assert overflowing[-1]["overflow_skipped"] == plain[-1]["overflow_skipped"] + 2
+    assert overflowing[-1]["loss_scale"] == plain[-1]["loss_scale"] / 4  # halved once per overflow
+    assert overflowing[-1]["nan_skipped"] == 0
+    assert all(torch.isfinite(w).all() for w in load_weights(tmp_path / "overflowing" / "checkpoints" / "last").values())
+
+
+def test_fp16_loss_scale_below_its_floor_stops_the_run_in_one_line(tmp_path):
+    # 2^16 halved 21 times is 2^-5 (0.031) < 0.05: the 21st overflowing step in a row ends the run
+    with pytest.raises(TrainingError, match=r"the fp16 loss scale fell to 0.0312, below min_loss_scale 0.05, at "
+                                            r"update 0 \(21 overflowing steps skipped\): the loss is exploding"):
+        Trainer(_cfg(tmp_path, precision="fp16", min_loss_scale=0.05),
+                _OverflowingToyTask(set(range(1000)), batches_per_epoch=30)).fit()
+
+
+def test_min_loss_scale_must_be_positive(tmp_path):
+    with pytest.raises(XlsrError, match="min_loss_scale: must be positive, got 0"):
+        _cfg(tmp_path, min_loss_scale=0.0)
+
+
 def test_crash_mid_write_leaves_last_loadable(tmp_path, monkeypatch):
     Trainer(_cfg(tmp_path, max_updates=4), ToyTask()).fit()
     root = tmp_path / "checkpoints"

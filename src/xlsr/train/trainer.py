@@ -55,6 +55,7 @@ class Trainer(TrainerCheckpoints):
         self.batches_in_epoch = 0  # micro-batches of `epoch` already consumed
         self.best: float | None = None
         self.nan_skipped = 0
+        self.overflow_skipped = 0  # fp16 steps skipped because their gradients overflowed (the scale was lowered)
         self.consecutive_nan = 0
         self._stop_requested = False
         self._last_saved: int | None = None
@@ -204,7 +205,7 @@ class Trainer(TrainerCheckpoints):
             if self.scaler.is_enabled():
                 self.scaler.update()
                 if not any_nonfinite:
-                    return {"skipped": True, "overflow": True}
+                    return self._skip_overflow()
             return self._skip_step(any_nonfinite, grad_norm)
         self.consecutive_nan = 0
         # 7. optimizer step
@@ -251,9 +252,23 @@ class Trainer(TrainerCheckpoints):
                                 f"resume from {self.ckpt_root / 'last'} with a smaller clip_norm")
         return {"skipped": True}
 
+    def _skip_overflow(self) -> dict:
+        """An fp16 step whose gradients overflowed (the loss was finite): GradScaler has halved the scale; counted,
+        and the run ends in one line once the scale falls below min_loss_scale instead of training on zeros."""
+        self.overflow_skipped += 1
+        scale = float(self.scaler.get_scale())
+        if scale < self.cfg.min_loss_scale:
+            raise TrainingError(f"{self.run_dir}: the fp16 loss scale fell to {scale:.3g}, below min_loss_scale "
+                                f"{self.cfg.min_loss_scale:g}, at update {self.update} ({self.overflow_skipped} "
+                                f"overflowing steps skipped): the loss is exploding; lower lr (now {self.cfg.lr:g}), "
+                                f"use bf16 or fp32, or resume from {self.ckpt_root / 'last'} with a smaller clip_norm")
+        return {"skipped": True, "overflow": True}
+
     # --- logs and validation ------------------------------------------------------------------------
     def _log_train(self, logs: dict, window: LogWindow) -> None:
         logs["nan_skipped"] = self.nan_skipped
+        if self.scaler.is_enabled():
+            logs["overflow_skipped"] = self.overflow_skipped
         logs["audio_s_per_s"] = window.audio_seconds / max(window.seconds, 1e-9)
         logs["data_wait_share"] = window.data_wait / max(window.seconds, 1e-9)
         logs["seconds_per_update"] = window.seconds / max(window.count, 1)

@@ -53,6 +53,7 @@ class TrainerCheckpoints:
             "batches_in_epoch": self.batches_in_epoch,
             "best": self.best,
             "nan_skipped": self.nan_skipped,
+            "overflow_skipped": self.overflow_skipped,
             "world_size": self.info.world_size,
             "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -67,6 +68,7 @@ class TrainerCheckpoints:
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.best = state.get("best")
         self.nan_skipped = int(state.get("nan_skipped", 0))
+        self.overflow_skipped = int(state.get("overflow_skipped", 0))
         ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])

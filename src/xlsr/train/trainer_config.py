@@ -46,6 +46,8 @@ class TrainerConfig:
     distributed: Literal["ddp", "fsdp"] = "ddp"  # used when launched by torchrun with >1 process
     seed: int = 1
     max_consecutive_nan: int = 10  # stop after this many non-finite steps in a row
+    # fp16: overflowing steps halve the loss scale; below this the loss is exploding and the run stops (fairseq's)
+    min_loss_scale: float = 1e-4
     # logs and checkpoints
     log_every: int = 10
     valid_every: int = 1000  # 0 = only at the end
@@ -62,6 +64,8 @@ class TrainerConfig:
         for key in ("feature_encoder_lr_scale", "head_lr_scale"):
             if getattr(self, key) < 0:
                 raise XlsrError(f"{key}: must not be negative, got {getattr(self, key):g}")
+        if not self.min_loss_scale > 0:
+            raise XlsrError(f"min_loss_scale: must be positive, got {self.min_loss_scale:g}")
         if self.lr < 0 or self.clip_norm < 0:
             raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
 
