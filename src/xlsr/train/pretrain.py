@@ -193,7 +193,8 @@ class PretrainTask(Task):
     def build_model(self) -> nn.Module:
         model = Wav2Vec2ForPreTraining(self.model_cfg)
         if self.init.pretrained and not load_pretraining_weights(model, self.init):
-            print(f"xlsr: warning: {self.cfg.init} has no quantizer; it starts from random weights", file=sys.stderr)
+            print(f"xlsr: warning: {self.cfg.init} has no quantizer (not a pretraining checkpoint): its encoder is "
+                  f"loaded, the quantizer and the final projections start from random weights", file=sys.stderr)
         return model
 
     def train_batches(self, epoch: int, skip: int = 0):
