@@ -19,3 +19,11 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "
                         f"use --device cpu or auto")
     return device
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is an allocation failure: a GPU's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    return isinstance(exc, _OUT_OF_MEMORY) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))

@@ -232,3 +232,67 @@ def test_cli_bad_precision_is_one_line(tiny_ckpt, tmp_path, capsys):
     assert exc.value.code == 2 and "--precision" in capsys.readouterr().err
     with pytest.raises(XlsrError, match="precision: 'fp8'"):
         load_ctc_model(tiny_ckpt, precision="fp8")
+
+
+def _runs_out_of_memory(ctc, too_big):
+    """ctc.logits raising torch.OutOfMemoryError on inputs for which too_big(batch) holds; the sizes it was given."""
+    real, seen = ctc.logits, []
+
+    def logits(batch, lengths):
+        seen.append(tuple(batch.shape))
+        if too_big(batch):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(batch, lengths)
+
+    ctc.logits = logits
+    return seen
+
+
+def test_a_batch_out_of_memory_is_decoded_again_in_halves(tiny_ckpt, tmp_path):
+    files = [_write(tmp_path / f"u{k}.wav", 3 + k, seed=k) for k in range(5)]
+    ctc = load_ctc_model(tiny_ckpt)
+    want, _ = transcribe_files(ctc, files, show_progress=False)
+    seen = _runs_out_of_memory(ctc, lambda batch: len(batch) > 2)
+    got, failures = transcribe_files(ctc, files, show_progress=False)
+    assert not failures and [r.hypothesis.text for r in got] == [r.hypothesis.text for r in want]
+    assert [b for b, _ in seen] == [5, 2, 3, 1, 2]  # all five, then halves until each fits
+
+
+def test_a_file_too_long_for_memory_is_a_failure_with_advice_and_the_rest_is_decoded(tiny_ckpt, tmp_path):
+    short = [_write(tmp_path / f"u{k}.wav", 3, seed=k) for k in range(2)]
+    long = _write(tmp_path / "long.wav", 40, seed=9)  # ~8 s
+    ctc = load_ctc_model(tiny_ckpt)
+    _runs_out_of_memory(ctc, lambda batch: batch.shape[1] > 5 * 16000)
+    results, failures = transcribe_files(ctc, [short[0], long, short[1]], chunk_seconds=None, show_progress=False)
+    assert [Path(r.audio).name for r in results] == ["u0.wav", "u1.wav"]
+    assert len(failures) == 1 and failures[0].audio == str(long)
+    seconds = sf.info(long).duration
+    assert failures[0].error == (f"{long}: out of cpu memory decoding {seconds:.1f} s of audio at once; lower "
+                                 f"--chunk-seconds below {seconds:.0f} (recordings longer than it are decoded in "
+                                 f"windows)")
+    # decoded in windows of 4 s it fits; windows of 6 s do not, and that is the failure's line
+    fits, none = transcribe_files(ctc, [long], chunk_seconds=4.0, chunk_stride=1.0, show_progress=False)
+    assert len(fits) == 1 and not none
+    _, failures = transcribe_files(ctc, [long], chunk_seconds=6.0, chunk_stride=1.0, show_progress=False)
+    assert "out of cpu memory decoding 6.0 s of audio at once; lower --chunk-seconds below 6" in failures[0].error
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_ckpt, tmp_path):
+    ctc = load_ctc_model(tiny_ckpt)
+
+    def broken(batch, lengths):
+        raise RuntimeError("shape mismatch")
+
+    ctc.logits = broken
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        transcribe_files(ctc, [_write(tmp_path / "a.wav", 3, seed=0)], show_progress=False)
+
+
+@pytest.mark.parametrize("command", ["transcribe", "evaluate"])
+@pytest.mark.parametrize("flag, value", [("--batch-seconds", "0"), ("--chunk-seconds", "-1"), ("--chunk-stride", "-2")])
+def test_bad_batching_options_are_one_line(tiny_ckpt, tmp_path, capsys, command, flag, value):
+    target = ["x.wav", "--out", str(tmp_path / "o.jsonl")] if command == "transcribe" else ["--manifest", "m.jsonl"]
+    code = main([command, "--model", str(tiny_ckpt), *target, flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("xlsr: error: --chunk-seconds and --chunk-stride must be >= 0 and --batch-seconds > 0")

@@ -2,11 +2,14 @@
 
     xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
                   [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
+                  [--chunk-seconds S] [--batch-seconds S]
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
 --target-lang picks the language of an MMS checkpoint with per-language adapters.
-Prints a table; --json writes the same numbers (and the failures) as JSON.
+Prints a table; --json writes the same numbers (and the failures) as JSON. As in `xlsr transcribe`, a batch that
+runs out of memory is decoded again in halves, and a recording that does not fit alone is listed as a failure
+saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
 """
 
 from __future__ import annotations
@@ -15,7 +18,12 @@ import argparse
 import sys
 
 from xlsr.atomic import write_json
-from xlsr.cli.transcribe import add_decoder_arguments, add_model_arguments
+from xlsr.cli.transcribe import (
+    add_batching_arguments,
+    add_decoder_arguments,
+    add_model_arguments,
+    batching_options,
+)
 
 
 def register(subparsers) -> None:
@@ -28,6 +36,7 @@ def register(subparsers) -> None:
     add_decoder_arguments(p)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
+    add_batching_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -40,6 +49,7 @@ def run(args) -> int:
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
     from xlsr.text.vocab import format_counts
 
+    batching = batching_options(args)
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)
@@ -49,7 +59,7 @@ def run(args) -> int:
     if args.labels and args.labels != ctc.vocab.kind:
         print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "
               f"against another kind of reference", file=sys.stderr)
-    report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder,
+    report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder, **batching,
                       show_progress=not args.no_progress)
     print(report.table())
     if report.oov:

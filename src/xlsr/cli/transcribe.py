@@ -40,6 +40,23 @@ def add_decoder_arguments(p) -> None:
     p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
 
 
+def add_batching_arguments(p) -> None:
+    """How much audio the model sees at once, shared by `transcribe` and `evaluate` (lower them when out of memory)."""
+    p.add_argument("--chunk-seconds", type=float, default=30.0,
+                   help="recordings longer than this are decoded in windows of this length (0 = never)")
+    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds")
+    p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch, seconds")
+
+
+def batching_options(args) -> dict:
+    """The checked --chunk-seconds / --chunk-stride / --batch-seconds as transcribe_files keywords."""
+    if args.chunk_seconds < 0 or args.chunk_stride < 0 or args.batch_seconds <= 0:
+        raise XlsrError(f"--chunk-seconds and --chunk-stride must be >= 0 and --batch-seconds > 0, got "
+                        f"{args.chunk_seconds:g}, {args.chunk_stride:g} and {args.batch_seconds:g}")
+    return {"chunk_seconds": args.chunk_seconds or None, "chunk_stride": args.chunk_stride,
+            "max_batch_seconds": args.batch_seconds}
+
+
 def register(subparsers) -> None:
     """Add the `transcribe` subcommand."""
     p = subparsers.add_parser("transcribe", help="transcribe audio with a fine-tuned CTC model",
@@ -49,9 +66,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="JSONL", help="where to write one JSON line per file")
     add_decoder_arguments(p)
     p.add_argument("--timestamps", action="store_true", help="per-token start/end times in seconds")
-    p.add_argument("--chunk-seconds", type=float, default=30.0, help="window length for long audio (0 = never chunk)")
-    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds")
-    p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch, seconds")
+    add_batching_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -69,16 +84,14 @@ def run(args) -> int:
         write_jsonl,
     )
 
-    if args.chunk_seconds < 0 or args.batch_seconds <= 0:
-        raise XlsrError("--chunk-seconds must be >= 0 and --batch-seconds > 0")
+    batching = batching_options(args)
     check_output_file(args.out)
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     files, failures = find_audio(args.inputs)
-    results, more = transcribe_files(ctc, files, decoder=decoder, timestamps=args.timestamps,
-                                     chunk_seconds=args.chunk_seconds or None, chunk_stride=args.chunk_stride,
-                                     max_batch_seconds=args.batch_seconds, show_progress=not args.no_progress)
+    results, more = transcribe_files(ctc, files, decoder=decoder, timestamps=args.timestamps, **batching,
+                                     show_progress=not args.no_progress)
     failures += more
     write_jsonl(args.out, [r.to_dict() for r in results])
     print(f"transcribed {len(results)} file(s) -> {args.out}", file=sys.stderr)

@@ -71,7 +71,8 @@ class EvalReport:
 
 
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
-             show_progress: bool = True, chunk_seconds: float | None = 30.0) -> EvalReport:
+             show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
+             max_batch_seconds: float = 60.0) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language."""
     labels = labels or ctc.vocab.kind
     if labels not in METRICS:
@@ -87,7 +88,8 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
     if labels == ctc.vocab.kind:
         oov = ctc.vocab.oov_report([getattr(utts[i], attr) for i in scored])
     results, failures = transcribe_files(ctc, [Path(utts[i].audio) for i in scored], decoder=decoder,
-                                         chunk_seconds=chunk_seconds, show_progress=show_progress)
+                                         chunk_seconds=chunk_seconds, chunk_stride=chunk_stride,
+                                         max_batch_seconds=max_batch_seconds, show_progress=show_progress)
     by_audio = {r.audio: r for r in results}
     units = METRICS[labels]
     counts: dict[str, dict[str, EditCounts]] = {}

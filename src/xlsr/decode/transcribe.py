@@ -5,7 +5,8 @@ Files are loaded and decoded in batches of similar length (sorted by duration, b
 gives it what it gets alone (the group-norm CNN normalizes layer 0 over each row's valid steps).
 Recordings longer than `chunk_seconds` go through overlapping windows merged by time
 (decode/chunking.py). An unreadable file is recorded as a failure with its one-line reason and the
-others are still transcribed.
+others are still transcribed. A batch that runs out of memory is decoded again in halves; a file that does not
+fit alone is a failure too, whose line says what to lower.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
-from xlsr.devices import pick_device
+from xlsr.devices import is_out_of_memory, pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
 from xlsr.model import Wav2Vec2ForCTC
@@ -165,9 +166,12 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
 
     def flush() -> None:
         if pending:
-            hyps = _decode_batch(ctc, [w for _, _, w in pending], decoder, timestamps)
+            hyps = _decode_fitting(ctc, pending, decoder, timestamps)
             for (pos, path, wave), hyp in zip(pending, hyps):
-                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp)
+                if isinstance(hyp, Failure):
+                    failures.append(hyp)
+                else:
+                    results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp)
             bar.update(len(pending))
             pending.clear()
 
@@ -180,8 +184,13 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             bar.update(1)
             continue
         if chunk_samples and wave.numel() > chunk_samples:
-            hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
-            results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True})
+            try:
+                hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
+                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True})
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                failures.append(_out_of_memory_failure(ctc, path, chunk_samples))
             bar.update(1)
             continue
         longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
@@ -220,6 +229,33 @@ def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, ti
     batch, lengths = pad_waveforms(waves)
     logits, frames = ctc.logits(batch.to(ctc.device), lengths.to(ctc.device))
     return decoder(logits.cpu(), frames.cpu(), timestamps=timestamps)
+
+
+def _decode_fitting(ctc: CTCModel, items: list[tuple[int, Path, torch.Tensor]], decoder: Decoder,
+                    timestamps: bool) -> list[Hypothesis | Failure]:
+    """_decode_batch of (position, path, waveform) items; on out of memory, each half again (at worst one file
+    at a time); a file that does not fit alone becomes a Failure whose line says what to lower."""
+    try:
+        return _decode_batch(ctc, [w for _, _, w in items], decoder, timestamps)
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
+            raise
+    if ctc.device.type == "cuda":
+        torch.cuda.empty_cache()  # the failed attempt's cached blocks, before the smaller batches
+    if len(items) == 1:
+        return [_out_of_memory_failure(ctc, items[0][1], items[0][2].numel())]
+    half = len(items) // 2
+    return (_decode_fitting(ctc, items[:half], decoder, timestamps)
+            + _decode_fitting(ctc, items[half:], decoder, timestamps))
+
+
+def _out_of_memory_failure(ctc: CTCModel, path: Path, samples: int) -> Failure:
+    seconds = samples / SAMPLE_RATE
+    tips = [f"lower --chunk-seconds below {seconds:.0f} (recordings longer than it are decoded in windows)"]
+    if ctc.device.type == "cuda":
+        tips += ["use --precision bf16"] * (ctc.precision == "fp32") + ["or --device cpu"]
+    return Failure(str(path), f"{path}: out of {ctc.device.type} memory decoding {seconds:.1f} s of audio at once; "
+                              + ", ".join(tips))
 
 
 def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timestamps: bool,

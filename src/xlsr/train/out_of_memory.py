@@ -7,14 +7,12 @@ from contextlib import contextmanager
 
 import torch
 
+from xlsr.devices import is_out_of_memory
 from xlsr.errors import XlsrError
 
 
 class TrainingError(XlsrError):
     """Training cannot go on (out of memory, too many non-finite steps in a row); the message says what to change."""
-
-
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch.OutOfMemoryError: 2.5+
 
 
 @contextmanager
@@ -23,8 +21,8 @@ def out_of_memory_advice(trainer, batch):
     checkpoint is kept: the same command with smaller batches resumes from it). `trainer`: the Trainer."""
     try:
         yield
-    except (_OUT_OF_MEMORY, RuntimeError) as exc:
-        if not isinstance(exc, _OUT_OF_MEMORY) and "can't allocate memory" not in str(exc):  # the CPU allocator's
+    except RuntimeError as exc:  # torch.OutOfMemoryError is one
+        if not is_out_of_memory(exc):
             raise
         cfg = trainer.cfg
         tips = []
