@@ -103,3 +103,17 @@ def test_labels_of_another_kind_than_the_model_warn(tmp_path, capsys):
     assert "warning: the model predicts phones; --labels chars" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--labels", "phones", "--no-progress"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_normalize_text_scores_lower_case_without_punctuation(tmp_path, capsys):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "b"], "a", "chars")
+    m = manifest(tmp_path, [{"lang": "zz", "text": "A."}])
+    raw = evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False)
+    assert raw.counts["zz"]["char"].rate == 1.0 and raw.oov == {"A": 1, ".": 1}  # 'A' and '.' against 'a'
+    norm = evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False, normalize=True)
+    assert norm.counts["zz"]["char"].rate == 0.0 and norm.counts["zz"]["word"].rate == 0.0 and norm.oov == {}
+    assert norm.hypotheses == [{"id": "u0", "lang": "zz", "ref": "a", "hyp": "a"}]
+    phones = constant_model(tmp_path / "p", ["<blank>", "<unk>", "a"], "a", "phones")
+    m = manifest(tmp_path, [{"lang": "zz", "phones": "a"}])
+    assert main(["evaluate", "--model", str(phones), "--manifest", str(m), "--normalize-text", "--no-progress"]) == 2
+    assert "--normalize-text: applies to character labels" in capsys.readouterr().err

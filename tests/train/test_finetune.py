@@ -1,6 +1,7 @@
 """CTC fine-tuning: learning a tone corpus, vocabulary, filtering, freezing, --init, bad input."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,22 @@ def test_union_vocabulary_and_filtering(tmp_path):
     assert (report.total, len(report.label_too_long), len(report.empty_label), report.kept) == (3, 1, 1, 1)
     assert "whose label is longer than their frames" in report.summary("b.jsonl")
     assert len(task.data.train_utts) == 4
+
+
+def test_raw_transcripts_in_a_character_vocabulary_are_named(tmp_path, caplog):
+    train = write_tone_corpus(tmp_path, "train", 3, seed=1, lang="aa")
+    rows = [json.loads(x) for x in train.read_text().splitlines()]
+    rows[0]["text"] = "Ai, ua!"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING):
+        FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), model=SMALL, labels="chars"))
+    warned = [r.getMessage() for r in caplog.records if "character vocabulary" in r.getMessage()]
+    assert len(warned) == 1 and "1 capital(s) beside their lower-case letters (A)" in warned[0]
+    assert "2 punctuation mark(s) or symbol(s) (! ,)" in warned[0] and "xlsr data normalize-text" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # phone labels and clean text: no such warning
+        FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "p"), model=SMALL))
+    assert not [r for r in caplog.records if "character vocabulary" in r.getMessage()]
 
 
 def test_frame_arithmetic():

@@ -28,6 +28,15 @@ def register(subparsers) -> None:
     sh.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable audio tolerated per manifest")
     sh.set_defaults(func=run_shard)
 
+    nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",
+                        description="Copy DIR/<lang>/<split>.jsonl to OUT with every `text` label normalized: "
+                        "Unicode NFC, lower case, punctuation and symbols removed (apostrophes inside words kept), "
+                        "single spaces. `phones` and the audio are untouched; the original manifests stay as they "
+                        "are. Score models trained on OUT with `xlsr evaluate --normalize-text`.")
+    nt.add_argument("--data", required=True, help="corpus folder with <lang>/<split>.jsonl")
+    nt.add_argument("--out", required=True, help="folder for the normalized manifests")
+    nt.set_defaults(func=run_normalize_text)
+
     imp = sub.add_parser("import", help="write manifests for an existing corpus")
     kinds = imp.add_subparsers(title="formats", metavar="FORMAT", dest="format", required=True)
     cv = kinds.add_parser("commonvoice", help="Common Voice release folder (clips/ + train/dev/test.tsv)")
@@ -92,6 +101,13 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.alpha is not None and train:
         print()
         print(weights_table(UtteranceIndex.concat(train).hours(), args.alpha))
+    return 0
+
+
+def run_normalize_text(args: argparse.Namespace) -> int:
+    from xlsr.data.normalize_corpus import normalize_corpus  # lazy: as in run_stats
+
+    print(normalize_corpus(args.data, args.out).line(args.out))
     return 0
 
 

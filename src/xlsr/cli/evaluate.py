@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     add_decoder_arguments(p)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
+    p.add_argument("--normalize-text", action="store_true",
+                   help="score reference and hypothesis lower-cased, without punctuation (as `xlsr data "
+                   "normalize-text` writes them); character labels")
     add_batching_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,7 +63,7 @@ def run(args) -> int:
         print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "
               f"against another kind of reference", file=sys.stderr)
     report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder, **batching,
-                      show_progress=not args.no_progress)
+                      normalize=args.normalize_text, show_progress=not args.no_progress)
     print(report.table())
     if report.oov:
         print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",

@@ -18,6 +18,7 @@ from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
+from xlsr.text.normalize import normalize_text
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
@@ -72,11 +73,14 @@ class EvalReport:
 
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
              show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
-             max_batch_seconds: float = 60.0) -> EvalReport:
-    """Transcribe every utterance with a reference label and score it per language."""
+             max_batch_seconds: float = 60.0, normalize: bool = False) -> EvalReport:
+    """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
+    and hypothesis after xlsr.text.normalize.normalize_text (character labels)."""
     labels = labels or ctc.vocab.kind
     if labels not in METRICS:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
+    if normalize and labels != "chars":
+        raise XlsrError(f"--normalize-text: applies to character labels (their text), not --labels {labels}")
     attr = LABEL_FIELD[labels]
     # positions, not objects: `utts` may be a large manifest's index, whose utterances are made one at a time
     scored, missing = [], []
@@ -86,7 +90,8 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
         raise XlsrError(f"no utterance has a {attr!r} reference (--labels {labels})")
     oov: dict[str, int] = {}
     if labels == ctc.vocab.kind:
-        oov = ctc.vocab.oov_report([getattr(utts[i], attr) for i in scored])
+        refs = (getattr(utts[i], attr) for i in scored)
+        oov = ctc.vocab.oov_report([normalize_text(r) if normalize else r for r in refs])
     results, failures = transcribe_files(ctc, [Path(utts[i].audio) for i in scored], decoder=decoder,
                                          chunk_seconds=chunk_seconds, chunk_stride=chunk_stride,
                                          max_batch_seconds=max_batch_seconds, show_progress=show_progress)
@@ -102,6 +107,8 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
             continue  # listed in failures
         ref = getattr(u, attr)
         hyp = r.hypothesis.text
+        if normalize:
+            ref, hyp = normalize_text(ref), normalize_text(hyp)
         hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
         for lang in (u.lang, "all"):
             per_unit = counts.setdefault(lang, {unit: EditCounts() for unit in units})

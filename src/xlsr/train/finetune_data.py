@@ -20,6 +20,7 @@ from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.labels import FilterReport, build_vocabulary, labels_of, learnable
+from xlsr.text.normalize import unnormalized_signs
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
 from xlsr.train.shard_finetune import shard_train_source, symbol_utterances
@@ -54,6 +55,11 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens)):
+        log.warning("the character vocabulary (%d symbols) holds %s: each is an output the model must learn, "
+                    "and a common cause of a model that predicts only blanks; normalize the transcripts first "
+                    "(xlsr data normalize-text --data DIR --out DIR_NORM) and score with xlsr evaluate "
+                    "--normalize-text", len(vocab), signs)
     if shards is not None:
         train = {}  # filtered as they stream by (ShardLabeler)
 

@@ -1,0 +1,64 @@
+"""`xlsr data normalize-text`: a copy of a corpus's manifests with every `text` label normalised.
+
+The copy leaves the original untouched (nothing is lost): DIR/<lang>/<split>.jsonl becomes OUT/<lang>/<split>.jsonl
+with the same utterances in the same order, audio paths rewritten to stay valid from OUT, `phones` as they were, and
+`text` by xlsr.text.normalize.normalize_text. Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
+(or on OUT's test manifests), so that training and scoring see the same transcripts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from xlsr.data.manifest import read_manifest, write_manifest
+from xlsr.errors import ManifestError
+from xlsr.text.normalize import normalize_text
+
+
+@dataclass
+class NormalizeSummary:
+    """What normalising a corpus changed."""
+
+    manifests: int = 0
+    utterances: int = 0
+    changed: int = 0  # texts that normalisation altered
+    emptied: list[str] = field(default_factory=list)  # ids whose text was all punctuation (now empty)
+    symbols_before: set[str] = field(default_factory=set)
+    symbols_after: set[str] = field(default_factory=set)
+
+    def line(self, out_dir: str | Path) -> str:
+        emptied = (f"; {len(self.emptied)} became empty (e.g. {', '.join(self.emptied[:3])}: fine-tuning skips them)"
+                   if self.emptied else "")
+        return (f"normalized {self.changed} of {self.utterances} texts in {self.manifests} manifest(s) into "
+                f"{out_dir}; distinct characters {len(self.symbols_before)} -> {len(self.symbols_after)}{emptied}")
+
+
+def normalize_corpus(data_dir: str | Path, out_dir: str | Path) -> NormalizeSummary:
+    """Write OUT/<lang>/<split>.jsonl for every DIR/<lang>/<split>.jsonl, its texts normalised."""
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not data_dir.is_dir():
+        raise ManifestError(f"{data_dir}: no such data folder")
+    manifests = sorted(data_dir.glob("*/*.jsonl"))
+    if not manifests:
+        raise ManifestError(f"{data_dir}: no manifests <lang>/<split>.jsonl found")
+    if out_dir.resolve() == data_dir.resolve():
+        raise ManifestError(f"--out {out_dir}: is the data folder itself; give another folder (the original stays)")
+    summary = NormalizeSummary()
+    for path in manifests:
+        utts = read_manifest(path)  # a bad line is one error naming file and line, before anything is written
+        normalized = []
+        for u in utts:
+            if u.text is not None:
+                text = normalize_text(u.text)
+                summary.changed += text != u.text
+                summary.symbols_before.update(u.text.replace(" ", ""))
+                summary.symbols_after.update(text.replace(" ", ""))
+                if u.text.strip() and not text:
+                    summary.emptied.append(u.id or u.audio)
+                u = replace(u, text=text)
+            normalized.append(u)
+        write_manifest(out_dir / path.parent.name / path.name, normalized)
+        summary.manifests += 1
+        summary.utterances += len(utts)
+    return summary

@@ -1,0 +1,55 @@
+"""Transcript normalisation for character labels, and the vocabulary signs that a corpus was not normalised.
+
+A character CTC model learns one output per symbol. Raw transcripts (Common Voice's `sentence`, say) carry
+capitals beside their lower-case twins and punctuation no one pronounces: rare outputs the model must learn from
+few frames, and reference symbols that decide CER and WER without being heard. `normalize_text` is the usual
+cleaning of speech recognition recipes, written out so that training and scoring apply the same one:
+
+1. Unicode NFC (a letter with its accent is one code point however it was typed);
+2. lower case by Unicode's rules (`str.lower`; Turkish İ becomes i and a combining dot);
+3. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
+   letters (`l'uomo`, `don't`), which is kept as U+0027 whatever apostrophe was typed;
+4. runs of whitespace become one space, none at either end.
+
+Digits, letters of every script and combining marks are kept; numbers are not spelled out.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+APOSTROPHES = "'\u2019\u02bc"  # ASCII, right single quotation mark, modifier letter apostrophe
+
+
+def normalize_text(text: str) -> str:
+    """`text` lower-cased, without punctuation or symbols, NFC, single spaces (the module's rules)."""
+    text = unicodedata.normalize("NFC", text).lower()
+    out = []
+    for i, ch in enumerate(text):
+        if ch in APOSTROPHES and 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha():
+            out.append("'")
+        elif unicodedata.category(ch)[0] in "PS":
+            out.append(" ")
+        else:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def is_punctuation(symbol: str) -> bool:
+    """Whether a one-character symbol is punctuation or a symbol (what normalize_text removes), apostrophes aside."""
+    return len(symbol) == 1 and symbol not in APOSTROPHES and unicodedata.category(symbol)[0] in "PS"
+
+
+def unnormalized_signs(symbols: Iterable[str]) -> str | None:
+    """What in a character vocabulary says its transcripts were not normalised (capitals beside their lower-case
+    twins, punctuation), as part of a sentence; None when nothing does."""
+    symbols = {s for s in symbols if len(s) == 1}
+    twins = sorted(s for s in symbols if s != s.lower() and s.lower() in symbols)
+    marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
+    parts = []
+    if twins:
+        parts.append(f"{len(twins)} capital(s) beside their lower-case letters ({', '.join(twins[:6])})")
+    if marks:
+        parts.append(f"{len(marks)} punctuation mark(s) or symbol(s) ({' '.join(marks[:8])})")
+    return " and ".join(parts) or None

@@ -1,0 +1,75 @@
+"""Transcript normalisation: the rules, the vocabulary signs of raw transcripts, a normalized copy of a corpus."""
+
+import json
+
+import pytest
+
+from xlsr.cli.main import main
+from xlsr.data.manifest import Utterance, read_manifest, write_manifest
+from xlsr.data.normalize_corpus import normalize_corpus
+from xlsr.errors import XlsrError
+from xlsr.text.normalize import normalize_text, unnormalized_signs
+
+
+@pytest.mark.parametrize("raw, want", [
+    ("Ciao, come stai?", "ciao come stai"),
+    ("L’uomo e l'ALBERO!", "l'uomo e l'albero"),  # apostrophes inside words kept, as U+0027
+    ("'quoted' words", "quoted words"),  # quotes at word edges are punctuation
+    ("  Tab\tand\nnewline  ", "tab and newline"),
+    ("Cafe\u0301 ÉTÉ", "café été"),  # NFC: e + combining acute is é
+    ("Wait... 3 $100 #tags — ok", "wait 3 100 tags ok"),  # symbols go, digits stay
+    ("Привет, МИР!", "привет мир"),
+    ("?!", ""),
+])
+def test_normalize_text(raw, want):
+    assert normalize_text(raw) == want
+    assert normalize_text(want) == want  # idempotent
+
+
+def test_unnormalized_signs_name_capitals_with_twins_and_punctuation():
+    assert unnormalized_signs(["<blank>", "<unk>", "|", "a", "b", "'"]) is None  # boundary and apostrophe are fine
+    assert unnormalized_signs(["<blank>", "<unk>", "|", "a", "B"]) is None  # a capital without its twin: no sign
+    signs = unnormalized_signs(["<blank>", "<unk>", "|", "a", "A", "e", "E", "b", ",", "?"])
+    assert signs == "2 capital(s) beside their lower-case letters (A, E) and 2 punctuation mark(s) or symbol(s) (, ?)"
+
+
+def _corpus(tmp_path):
+    data = tmp_path / "data"
+    (data / "wav").mkdir(parents=True)
+    audio = data / "wav" / "a.wav"
+    audio.write_bytes(b"")  # the copy never opens the audio; its path must stay valid
+    write_manifest(data / "it" / "train.jsonl", [
+        Utterance(str(audio), 16000, "it", text="Ciao, Mondo!", phones="tʃ a o", id="u1"),
+        Utterance(str(audio), 16000, "it", text="...", id="u2"),
+        Utterance(str(audio), 16000, "it", text="già fatto", id="u3"),
+        Utterance(str(audio), 16000, "it", id="u4"),
+    ])
+    return data, audio
+
+
+def test_a_normalized_copy_keeps_the_original_audio_paths_and_phones(tmp_path):
+    data, audio = _corpus(tmp_path)
+    before = (data / "it" / "train.jsonl").read_text()
+    out = tmp_path / "elsewhere" / "norm"
+    summary = normalize_corpus(data, out)
+    assert (data / "it" / "train.jsonl").read_text() == before  # the original is untouched
+    utts = read_manifest(out / "it" / "train.jsonl")
+    assert [u.text for u in utts] == ["ciao mondo", "", "già fatto", None]
+    assert [u.id for u in utts] == ["u1", "u2", "u3", "u4"] and utts[0].phones == "tʃ a o"
+    assert all(u.audio == str(audio.resolve()) for u in utts)  # valid from the new folder
+    assert (summary.utterances, summary.changed, summary.emptied) == (4, 2, ["u2"])
+    assert summary.line(out).startswith(f"normalized 2 of 4 texts in 1 manifest(s) into {out}; distinct characters")
+
+
+def test_normalize_text_cli_and_its_refusals(tmp_path, capsys):
+    data, _ = _corpus(tmp_path)
+    assert main(["data", "normalize-text", "--data", str(data), "--out", str(tmp_path / "n")]) == 0
+    assert "normalized 2 of 4 texts" in capsys.readouterr().out
+    for args, words in ((["--data", str(data), "--out", str(data)], "is the data folder itself"),
+                        (["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "n2")], "no such data folder")):
+        assert main(["data", "normalize-text", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("xlsr: error: ") and words in err and err.count("\n") == 1
+    (data / "it" / "train.jsonl").write_text(json.dumps({"audio": "x.wav"}) + "\n")
+    with pytest.raises(XlsrError, match=r"train.jsonl:1: missing field"):
+        normalize_corpus(data, tmp_path / "n3")
