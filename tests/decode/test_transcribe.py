@@ -296,3 +296,43 @@ def test_bad_batching_options_are_one_line(tiny_ckpt, tmp_path, capsys, command,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("xlsr: error: --chunk-seconds and --chunk-stride must be >= 0 and --batch-seconds > 0")
+
+
+def test_lm_sweep_equals_one_evaluation_per_setting_and_ranks_them(tiny_ckpt, tmp_path, capsys):
+    from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+    from xlsr.decode.evaluate import evaluate, read_manifests
+    from xlsr.decode.lm_sweep import sweep_lm_settings
+    from xlsr.decode.transcribe import make_decoder
+
+    lm = tmp_path / "units.arpa"
+    lm.write_text(ARPA)
+    rows = []
+    for k in range(3):
+        rng = np.random.default_rng(k)
+        phones = no_repeats(4 + k, rng)
+        wav = tmp_path / f"u{k}.wav"
+        sf.write(wav, tone_utterance(phones, rng), 16000)
+        rows.append({"id": f"u{k}", "audio": wav.name, "num_samples": sf.info(wav).frames, "lang": "xx",
+                     "phones": " ".join(phones)})
+    manifest = tmp_path / "dev.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ctc, utts = load_ctc_model(tiny_ckpt), read_manifests([manifest])
+    beam = decoder_for_lm(ctc.vocab, lm, config=BeamSearchConfig(beam_size=16))
+    swept = sweep_lm_settings(ctc, utts, beam, [0.0, 5.0], [0.0, -1.0], show_progress=False)
+    assert len(swept) == 4
+    rates = [report.rate("all", "phone") for _, _, report in swept]
+    assert rates == sorted(rates) and rates[0] < rates[-1]  # best first; the LM weight changes the outcome
+    for lm_weight, word_score, report in swept:  # each equals a whole evaluation at that setting
+        alone = evaluate(ctc, utts, decoder=make_decoder(ctc, lm=lm, beam=16, lm_weight=lm_weight,
+                                                         word_score=word_score), show_progress=False)
+        assert report.hypotheses == alone.hypotheses
+        assert report.counts["all"]["phone"] == alone.counts["all"]["phone"]
+    out = tmp_path / "sweep.json"
+    code = main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm", str(lm), "--beam", "16",
+                 "--lm-weight", "0", "5", "--word-score", "0", "-1", "--json", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"best: --lm-weight {swept[0][0]:g} --word-score {swept[0][1]:g}" in printed
+    assert [(r["lm_weight"], r["word_score"]) for r in json.loads(out.read_text())["sweep"]] == \
+        [(w, s) for w, s, _ in swept]
+    assert main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm-weight", "0", "5"]) == 2
+    assert "give --lm (or --lexicon) to sweep them" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from xlsr.cli.transcribe import (
     add_model_arguments,
     batching_options,
 )
+from xlsr.errors import XlsrError
 
 
 def register(subparsers) -> None:
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
-    add_decoder_arguments(p)
+    add_decoder_arguments(p, sweep=True)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
     p.add_argument("--normalize-text", action="store_true",
@@ -56,14 +57,33 @@ def run(args) -> int:
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)
+    lm_weights, word_scores = args.lm_weight or [None], args.word_score or [None]
+    sweep = len(lm_weights) > 1 or len(word_scores) > 1
+    if sweep and args.lm is None and args.lexicon is None:
+        raise XlsrError("--lm-weight/--word-score with several values: give --lm (or --lexicon) to sweep them")
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
-    decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
-                           word_score=args.word_score)
     if args.labels and args.labels != ctc.vocab.kind:
         print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "
               f"against another kind of reference", file=sys.stderr)
-    report = evaluate(ctc, read_manifests(args.manifest), labels=args.labels, decoder=decoder, **batching,
-                      normalize=args.normalize_text, show_progress=not args.no_progress)
+    utts = read_manifests(args.manifest)
+    if sweep:
+        from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+        from xlsr.decode.lm_sweep import sweep_lm_settings, sweep_table
+
+        beam = decoder_for_lm(ctc.vocab, args.lm, lexicon=args.lexicon,
+                              config=BeamSearchConfig(**({"beam_size": args.beam} if args.beam else {})))
+        defaults = BeamSearchConfig()
+        rows = sweep_lm_settings(ctc, utts, beam, [defaults.lm_weight if w is None else w for w in lm_weights],
+                                 [defaults.word_score if s is None else s for s in word_scores], labels=args.labels,
+                                 normalize=args.normalize_text, show_progress=not args.no_progress, **batching)
+        print(sweep_table(rows))
+        best_weight, best_score, report = rows[0]
+        print(f"\nbest: --lm-weight {best_weight:g} --word-score {best_score:g}")
+    else:
+        decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=lm_weights[0],
+                               word_score=word_scores[0])
+        report = evaluate(ctc, utts, labels=args.labels, decoder=decoder, **batching,
+                          normalize=args.normalize_text, show_progress=not args.no_progress)
     print(report.table())
     if report.oov:
         print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",
@@ -72,7 +92,11 @@ def run(args) -> int:
         print(f"xlsr: warning: {len(report.no_reference)} utterance(s) without a reference were skipped "
               f"(e.g. {', '.join(report.no_reference[:3])})", file=sys.stderr)
     if args.json:
-        write_json(args.json, report.to_dict())
+        data = report.to_dict()
+        if sweep:  # every setting's rates over all languages, best first; the report above is the best's
+            data["sweep"] = [{"lm_weight": w, "word_score": s, **{u: r.rate("all", u) for u in r.counts["all"]}}
+                             for w, s, r in rows]
+        write_json(args.json, data)
     if args.hyps:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:

@@ -31,13 +31,17 @@ def add_model_arguments(p) -> None:
                    "with AMX; slower on CPUs without native bf16; results differ slightly from fp32)")
 
 
-def add_decoder_arguments(p) -> None:
-    """The decoding options `transcribe` and `evaluate` share: greedy by default, beam search with them."""
+def add_decoder_arguments(p, *, sweep: bool = False) -> None:
+    """The decoding options `transcribe` and `evaluate` share: greedy by default, beam search with them; with
+    `sweep` (evaluate), --lm-weight and --word-score take several values, each pair scored."""
     p.add_argument("--lm", help="KenLM n-gram model (ARPA or binary) for beam search")
     p.add_argument("--lexicon", help="lexicon or word list: decode words only (with --lm: a word LM)")
     p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
-    p.add_argument("--lm-weight", type=float, help="LM weight (default 2.0)")
-    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)")
+    several = {"nargs": "+", "metavar": "X"} if sweep else {}
+    also = "; several values: every pair with --word-score is scored (the model runs once), best first" if sweep else ""
+    p.add_argument("--lm-weight", type=float, help=f"LM weight (default 2.0){also}", **several)
+    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)" +
+                   ("; several values: as --lm-weight" if sweep else ""), **several)
 
 
 def add_batching_arguments(p) -> None:

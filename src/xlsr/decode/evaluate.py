@@ -76,46 +76,69 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
              max_batch_seconds: float = 60.0, normalize: bool = False) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
     and hypothesis after xlsr.text.normalize.normalize_text (character labels)."""
-    labels = labels or ctc.vocab.kind
-    if labels not in METRICS:
-        raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
-    if normalize and labels != "chars":
-        raise XlsrError(f"--normalize-text: applies to character labels (their text), not --labels {labels}")
-    attr = LABEL_FIELD[labels]
-    # positions, not objects: `utts` may be a large manifest's index, whose utterances are made one at a time
-    scored, missing = [], []
-    for i, ref in enumerate(labels_of(utts, labels)):
-        (scored if ref else missing).append(i)
-    if not scored:
-        raise XlsrError(f"no utterance has a {attr!r} reference (--labels {labels})")
-    oov: dict[str, int] = {}
-    if labels == ctc.vocab.kind:
-        refs = (getattr(utts[i], attr) for i in scored)
-        oov = ctc.vocab.oov_report([normalize_text(r) if normalize else r for r in refs])
-    results, failures = transcribe_files(ctc, [Path(utts[i].audio) for i in scored], decoder=decoder,
-                                         chunk_seconds=chunk_seconds, chunk_stride=chunk_stride,
-                                         max_batch_seconds=max_batch_seconds, show_progress=show_progress)
-    by_audio = {r.audio: r for r in results}
-    units = METRICS[labels]
-    counts: dict[str, dict[str, EditCounts]] = {}
-    n_utts: dict[str, int] = {}
-    hyps = []
-    for i in scored:
-        u = utts[i]
-        r = by_audio.get(str(Path(u.audio)))
-        if r is None:
-            continue  # listed in failures
-        ref = getattr(u, attr)
-        hyp = r.hypothesis.text
-        if normalize:
-            ref, hyp = normalize_text(ref), normalize_text(hyp)
-        hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
-        for lang in (u.lang, "all"):
-            per_unit = counts.setdefault(lang, {unit: EditCounts() for unit in units})
-            for unit in units:
-                per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
-            n_utts[lang] = n_utts.get(lang, 0) + 1
-    return EvalReport(ctc.source, labels, counts, n_utts, failures, [utts[i].id for i in missing], oov, hyps)
+    refs = References.of(ctc, utts, labels, normalize)
+    results, failures = transcribe_files(ctc, refs.audio(), decoder=decoder, chunk_seconds=chunk_seconds,
+                                         chunk_stride=chunk_stride, max_batch_seconds=max_batch_seconds,
+                                         show_progress=show_progress)
+    return refs.score({r.audio: r.hypothesis.text for r in results}, failures)
+
+
+@dataclass
+class References:
+    """The utterances of a manifest that carry a reference label, and how they are scored."""
+
+    model: str
+    utts: Sequence
+    labels: str
+    scored: list[int]  # positions in `utts` of the utterances with a reference
+    missing: list[int]  # positions of those without one
+    oov: dict[str, int]
+    normalize: bool
+
+    @classmethod
+    def of(cls, ctc: CTCModel, utts: Sequence, labels: str | None, normalize: bool) -> References:
+        labels = labels or ctc.vocab.kind
+        if labels not in METRICS:
+            raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
+        if normalize and labels != "chars":
+            raise XlsrError(f"--normalize-text: applies to character labels (their text), not --labels {labels}")
+        # positions, not objects: `utts` may be a large manifest's index, whose utterances are made one at a time
+        scored, missing = [], []
+        for i, ref in enumerate(labels_of(utts, labels)):
+            (scored if ref else missing).append(i)
+        if not scored:
+            raise XlsrError(f"no utterance has a {LABEL_FIELD[labels]!r} reference (--labels {labels})")
+        oov: dict[str, int] = {}
+        if labels == ctc.vocab.kind:
+            refs = (getattr(utts[i], LABEL_FIELD[labels]) for i in scored)
+            oov = ctc.vocab.oov_report([normalize_text(r) if normalize else r for r in refs])
+        return cls(ctc.source, utts, labels, scored, missing, oov, normalize)
+
+    def audio(self) -> list[Path]:
+        return [Path(self.utts[i].audio) for i in self.scored]
+
+    def score(self, hyps_by_audio: dict[str, str], failures: list[Failure]) -> EvalReport:
+        """Edit counts per language of each transcribed utterance's hypothesis (keyed by its audio path)."""
+        units = METRICS[self.labels]
+        counts: dict[str, dict[str, EditCounts]] = {}
+        n_utts: dict[str, int] = {}
+        hyps = []
+        for i in self.scored:
+            u = self.utts[i]
+            hyp = hyps_by_audio.get(str(Path(u.audio)))
+            if hyp is None:
+                continue  # listed in failures
+            ref = getattr(u, LABEL_FIELD[self.labels])
+            if self.normalize:
+                ref, hyp = normalize_text(ref), normalize_text(hyp)
+            hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
+            for lang in (u.lang, "all"):
+                per_unit = counts.setdefault(lang, {unit: EditCounts() for unit in units})
+                for unit in units:
+                    per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
+                n_utts[lang] = n_utts.get(lang, 0) + 1
+        return EvalReport(self.model, self.labels, counts, n_utts, failures,
+                          [self.utts[i].id for i in self.missing], self.oov, hyps)
 
 
 def read_manifests(paths: Sequence[str | Path]) -> UtteranceIndex:

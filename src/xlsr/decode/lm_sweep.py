@@ -1,0 +1,58 @@
+"""Choosing the LM weight and word score on a dev set: the model runs once, beam search once per setting.
+
+fairseq and flashlight users tune `--lm-weight` and `--word-score` by a grid search, each point a full decoding run
+(the acoustic model's forward pass included). Here every utterance's logits are computed once and kept (for a
+dev set, a few MB: frames × vocabulary), then each (lm_weight, word_score) pair decodes them again with the LM and
+lexicon loaded once. Pick the setting on a dev set, report the test set with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import product
+
+import torch
+
+from xlsr.decode.beam import BeamSearchDecoder
+from xlsr.decode.evaluate import METRIC_NAMES, METRICS, EvalReport, References
+from xlsr.decode.greedy import greedy_decode
+from xlsr.decode.transcribe import CTCModel, transcribe_files
+from xlsr.errors import XlsrError
+
+
+def sweep_lm_settings(ctc: CTCModel, utts: Sequence, beam: BeamSearchDecoder, lm_weights: Sequence[float],
+                      word_scores: Sequence[float], *, labels: str | None = None, normalize: bool = False,
+                      show_progress: bool = True, **batching) -> list[tuple[float, float, EvalReport]]:
+    """(lm_weight, word_score, report) for every pair, best first (by the last metric: WER for characters)."""
+    refs = References.of(ctc, utts, labels, normalize)
+    kept: dict[int, torch.Tensor] = {}
+
+    def keep_logits(logits, frame_lengths, *, timestamps=False):
+        hyps = greedy_decode(logits, frame_lengths, ctc.vocab)  # a stand-in: only the logits are wanted here
+        for row, hyp in enumerate(hyps):
+            kept[id(hyp)] = logits[row, : int(frame_lengths[row])].clone()
+        return hyps
+
+    results, failures = transcribe_files(ctc, refs.audio(), decoder=keep_logits, show_progress=show_progress,
+                                         **batching)
+    logits = {r.audio: kept[id(r.hypothesis)] for r in results}
+    if not logits:
+        raise XlsrError(f"no utterance could be transcribed (the first failure: {failures[0].error})")
+    rows = []
+    for lm_weight, word_score in product(lm_weights, word_scores):
+        beam.reconfigure(lm_weight=lm_weight, word_score=word_score)
+        texts = {audio: beam.decode(x[None], torch.tensor([x.shape[0]]))[0].text for audio, x in logits.items()}
+        rows.append((lm_weight, word_score, refs.score(texts, failures)))
+    unit = METRICS[refs.labels][-1]
+    return sorted(rows, key=lambda row: row[2].rate("all", unit))
+
+
+def sweep_table(rows: list[tuple[float, float, EvalReport]]) -> str:
+    """One line per setting, best first: the weights and every metric's rate over all languages."""
+    units = METRICS[rows[0][2].labels]
+    head = f"{'lm_weight':>9} {'word_score':>10}" + "".join(f" {METRIC_NAMES[u] + ' %':>7}" for u in units)
+    lines = [head, "-" * len(head)]
+    for lm_weight, word_score, report in rows:
+        lines.append(f"{lm_weight:>9g} {word_score:>10g}" +
+                     "".join(f" {100 * report.rate('all', u):>7.2f}" for u in units))
+    return "\n".join(lines)
