@@ -173,7 +173,8 @@ def save_interval(recipe, machine: dict[str, str]) -> int:
     """How often the run will save: a --set save_every=N, else the recipe's release settings, else its YAML."""
     import yaml
 
-    from xlsr.train.pretrain import PretrainConfig, recipe_path
+    from xlsr.train.pretrain import PretrainConfig
+    from xlsr.train.recipes import recipe_path
 
     settings = {**yaml.safe_load(recipe_path(recipe.recipe).read_text()), **recipe.pretrain_settings(), **machine}
     return int(settings.get("save_every", PretrainConfig.save_every))

@@ -68,7 +68,8 @@ def test_recorded_command_resolves_to_the_recipe(name, tmp_path):
     from xlsr.cli.main import build_parser
     from xlsr.config import collect_overrides, config_to_dict, load_config
     from xlsr.released.verify import MACHINE_KEYS, expected_pretrain_config
-    from xlsr.train.pretrain import PretrainConfig, recipe_path
+    from xlsr.train.pretrain import PretrainConfig
+    from xlsr.train.recipes import recipe_path
 
     recipe = RELEASES[name]
     try:
@@ -101,7 +102,7 @@ def test_quick_build_makes_the_release_layout(tmp_path):
     from xlsr.released.verify import verify_release
 
     try:
-        from xlsr.train.pretrain import recipe_path
+        from xlsr.train.recipes import recipe_path
 
         recipe_path(RELEASES[MONO].recipe)
     except (ImportError, xlsr.XlsrError):

@@ -3,6 +3,7 @@
     xlsr finetune --init CKPT_OR_RUN --train M [M ...] --dev M [M ...] --labels phones|chars --out RUN
                   [--max-updates N] [--lr X] [--freeze-ratio R | --freeze-updates N] [--config run.yaml]
                   [--<key> VALUE ...] [--model.<key> VALUE ...] [--target-lang LANG [--train-only adapters]]
+                  [--recipe vox-10m|vox-1h|vox-10h|vox-100h|xls-r-commonvoice]
 
 `--init` takes our checkpoint folder, a pretraining run folder, a Hugging Face folder or a fairseq .pt;
 `--init none` trains from random weights (the paper's baseline). Several --train manifests (one per language)
@@ -12,7 +13,9 @@ for a count), as fairseq fine-tunes pretrained models; for a model trained from 
 --freeze-feature-encoder false --freeze-ratio 0. The learning rate follows the tri-stage schedule. The dev error rate
 (PER for phones, CER for chars) is reported per language every --valid-every updates and picks
 RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
-re-running the same command resumes.
+re-running the same command resumes. The defaults are sized for the tiny models on a CPU; --recipe NAME applies
+fairseq's published fine-tuning settings for Large / XLSR-53 / XLS-R models (GPU-sized; settings: defaults <
+recipe < --config < command line).
 
 MMS checkpoints with per-language adapters: --target-lang LANG loads that language. With --train-only
 adapters only the adapters and the CTC head train (MMS's recipe for adding a language, ~2M parameters
@@ -39,7 +42,10 @@ def register(subparsers) -> None:
     p = add_config_command(
         subparsers, "finetune", FinetuneConfig, help=HELP, description=__doc__,
         own={"train": dict(manifests, help="training manifest(s) (JSONL)"),
-             "dev": dict(manifests, help="dev manifest(s) for validation")},
+             "dev": dict(manifests, help="dev manifest(s) for validation"),
+             "recipe": dict(metavar="NAME", help="a shipped fine-tuning recipe, applied before --config: fairseq's "
+                            "vox-10m, vox-1h, vox-10h, vox-100h (Large / XLSR-53 by labeled-set size) or "
+                            "xls-r-commonvoice (src/xlsr/recipes/finetune/)")},
         model_group="model settings (override the init checkpoint's config: masks, dropouts)")
     p.set_defaults(func=run)
 
@@ -49,8 +55,9 @@ def run(args) -> int:
     # lazy: xlsr.train.finetune imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.train.finetune import FinetuneConfig, finetune
     from xlsr.train.language_adapters import ADAPTER_DIR
+    from xlsr.train.recipes import recipe_path
 
-    cfg = resolve_config(FinetuneConfig, args)
+    cfg = resolve_config(FinetuneConfig, args, yamls=[recipe_path(args.recipe, "finetune")] if args.recipe else [])
     run_dir = finetune(cfg)
     print(f"run folder: {run_dir}  (checkpoints/best is the lowest dev error; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Resolve the configuration and pretrain."""
-    from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path  # lazy: imports torch; see HELP
+    from xlsr.train.pretrain import PretrainConfig, pretrain  # lazy: imports torch; see HELP
+    from xlsr.train.recipes import recipe_path
 
     recipe = [recipe_path(args.recipe)] if args.recipe else []
     cfg = resolve_config(PretrainConfig, args, yamls=recipe)

@@ -13,7 +13,8 @@ from xlsr.demo.settings import DemoSettings
 from xlsr.rates import SAMPLE_RATE
 from xlsr.train.curves import plot_training_curves
 from xlsr.train.monitor import read_log
-from xlsr.train.pretrain import PretrainConfig, pretrain, recipe_path
+from xlsr.train.pretrain import PretrainConfig, pretrain
+from xlsr.train.recipes import recipe_path
 
 
 def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = True, target_only: bool = False) -> dict:

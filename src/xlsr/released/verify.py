@@ -9,7 +9,8 @@ from xlsr.config import config_to_dict, load_config
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
 from xlsr.released.recipes import FILES, ReleaseRecipe
-from xlsr.train.pretrain import PretrainConfig, recipe_path, resolve_model_config
+from xlsr.train.pretrain import PretrainConfig, resolve_model_config
+from xlsr.train.recipes import recipe_path
 
 # Settings that pick the hardware, the paths of one build, a memory trade-off or what validation measures along the
 # way, with identical results: not the recipe. (tests/train/test_pretrain.py checks that the feature-health figures

@@ -28,6 +28,7 @@ def finetune_model_defaults() -> dict:
 class FinetuneConfig(TrainerConfig):
     """Everything `xlsr finetune` needs (the Trainer's fields plus these); saved resolved as RUN/config.yaml."""
 
+    recipe: str | None = None  # the shipped fine-tuning recipe this config started from (informational)
     train: list[str] = field(default_factory=list)  # training manifests (JSONL; several = multilingual), or SHARDS/<split>
     dev: list[str] = field(default_factory=list)  # dev manifests; error rates are reported per language
     init: str = "none"  # checkpoint (ours, HF dir, fairseq .pt) or pretraining run folder; "none" = from scratch

@@ -49,8 +49,6 @@ from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
-
 
 @dataclass
 class PretrainConfig(TrainerConfig):
@@ -96,15 +94,6 @@ class PretrainConfig(TrainerConfig):
             raise XlsrError("probe_every, probe_data: the probe needs both (labeled manifests and how often), "
                             f"got probe_every={self.probe_every} and probe_data={self.probe_data or 'none'}")
         parse_augment(self.augment)  # a bad spec fails before the run folder is written
-
-
-def recipe_path(name: str) -> Path:
-    """The YAML file of a shipped recipe (`tiny-demo` → xlsr/recipes/tiny-demo.yaml)."""
-    path = RECIPES_DIR / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-        raise XlsrError(f"--recipe {name}: no such recipe (available: {', '.join(known) or 'none'})")
-    return path
 
 
 def resolve_model_config(cfg: PretrainConfig) -> Wav2Vec2Config:

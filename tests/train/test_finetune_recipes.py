@@ -1,0 +1,51 @@
+"""The shipped fine-tuning recipes: each resolves to fairseq's published settings (spec section 7.2), and the
+command line still overrides them."""
+
+import pytest
+
+from xlsr.cli.main import main
+from xlsr.config import load_config
+from xlsr.errors import XlsrError
+from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
+from xlsr.train.recipes import recipe_names, recipe_path
+
+# fairseq's examples/wav2vec/config/finetuning/vox_*.yaml and examples/wav2vec/xlsr/config/finetune.yaml:
+# (max_update, lr, mask_prob, mask_channel_prob); every one with 4 GPUs x update_freq 5 x max_tokens 1.28M
+FAIRSEQ = {"vox-10m": (13000, 1e-4, 0.65, 0.25), "vox-1h": (13000, 3e-4, 0.75, 0.25),
+           "vox-10h": (20000, 1e-4, 0.75, 0.25), "vox-100h": (80000, 3e-5, 0.5, 0.5),
+           "xls-r-commonvoice": (13000, 3e-4, 0.75, 0.25)}
+
+
+def test_every_shipped_recipe_is_listed():
+    assert recipe_names("finetune") == sorted(FAIRSEQ)
+    assert "tiny-demo" in recipe_names("pretrain") and "vox-10h" not in recipe_names("pretrain")
+
+
+@pytest.mark.parametrize("name", sorted(FAIRSEQ))
+def test_recipe_resolves_to_fairseqs_settings(name):
+    cfg = load_config(FinetuneConfig, [recipe_path(name, "finetune")], {"recipe": name})
+    updates, lr, mask_prob, channel_prob = FAIRSEQ[name]
+    assert (cfg.max_updates, cfg.lr, cfg.model["mask_prob"], cfg.model["mask_channel_prob"]) == \
+        (updates, lr, mask_prob, channel_prob)
+    assert cfg.max_tokens * cfg.update_freq == 1_280_000 * 4 * 5  # fairseq's effective batch in one process
+    assert transformer_freeze_updates(cfg) == 10000 and cfg.freeze_feature_encoder
+    assert (cfg.lr_schedule, tuple(cfg.phase_ratio), cfg.init_lr_scale, cfg.final_lr_scale) == \
+        ("tri_stage", (0.1, 0.4, 0.5), 0.01, 0.05)
+    assert (tuple(cfg.adam_betas), cfg.adam_eps, cfg.weight_decay, cfg.clip_norm) == ((0.9, 0.98), 1e-8, 0.0, 0.0)
+    model = cfg.model
+    assert (model["mask_length"], model["mask_channel_length"], model["layerdrop"], model["activation_dropout"]) == \
+        (10, 64, 0.1, 0.1)
+    assert model["dropout"] == model["attention_dropout"] == model["final_dropout"] == 0.0
+    assert cfg.blank_bias == 0.0
+
+
+def test_command_line_overrides_a_recipe_and_an_unknown_one_is_one_line(tmp_path, capsys):
+    assert main(["finetune", "--recipe", "nope", "--train", str(tmp_path / "t.jsonl"), "--out",
+                 str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xlsr: error: --recipe nope: no such finetune recipe (available: vox-100h, vox-10h, vox-10m")
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+    cfg = load_config(FinetuneConfig, [recipe_path("vox-10h", "finetune")], {"update_freq": "5", "lr": "2e-4"})
+    assert (cfg.update_freq, cfg.lr, cfg.max_updates) == (5, 2e-4, 20000)
+    with pytest.raises(XlsrError, match="no such pretrain recipe"):
+        recipe_path("vox-10h")
