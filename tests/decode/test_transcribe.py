@@ -135,6 +135,30 @@ def test_timestamps_are_ordered_and_inside_the_audio(tiny_ckpt, tmp_path):
     assert [s["token"] for s in stamps] == d["tokens"]
     starts = [s["start"] for s in stamps]
     assert starts == sorted(starts) and all(0 <= s["start"] < s["end"] <= d["duration"] for s in stamps)
+    assert all(a["end"] <= b["start"] for a, b in zip(stamps, stamps[1:]))  # a token ends where its run ends
+    # the same spans from beam search without an LM (its best path is the argmax path)
+    from xlsr.decode.transcribe import make_decoder
+
+    (b,), _ = transcribe_files(ctc, [wav], decoder=make_decoder(ctc, beam=16), timestamps=True, show_progress=False)
+    assert b.to_dict()["timestamps"] == stamps
+
+
+def test_word_timestamps_span_their_tokens():
+    from xlsr.decode.hypothesis import Hypothesis
+    from xlsr.decode.transcribe import Transcription
+
+    tokens = ["c", "i", "a", "o", "|", "t", "u"]
+    hyp = Hypothesis(tokens, list(range(7)), "ciao tu", frames=[0, 2, 4, 6, 8, 10, 12],
+                     timestamps=[0.0, 0.04, 0.08, 0.12, 0.16, 0.2, 0.24], end_frames=[1, 3, 5, 7, 9, 11, 13],
+                     end_timestamps=[0.02, 0.06, 0.1, 0.14, 0.18, 0.22, 0.26])
+    d = Transcription("a.wav", 0.3, hyp).to_dict()
+    assert d["word_timestamps"] == [{"word": "ciao", "start": 0.0, "end": 0.14}, {"word": "tu", "start": 0.2,
+                                                                                    "end": 0.26}]
+    phones = Transcription("a.wav", 0.3, hyp, kind="phones").to_dict()["word_timestamps"]
+    assert phones[0]["word"] == "c i a o"
+    no_words = Hypothesis(["a", "i"], [0, 1], "ai", frames=[0, 3], timestamps=[0.0, 0.06])
+    d = Transcription("a.wav", 0.1, no_words).to_dict()
+    assert "word_timestamps" not in d and [s["end"] for s in d["timestamps"]] == [0.06, 0.1]  # up to the next start
 
 
 def test_cli_writes_jsonl_and_reports_failures(tiny_ckpt, tmp_path, capsys):

@@ -6,7 +6,14 @@ from model_fixtures import micro_config, sine_batch
 
 from xlsr import Wav2Vec2ForCTC
 from xlsr.errors import XlsrError
-from xlsr.model.ctc import ctc_best_path, ctc_best_path_with_starts, ctc_collapse, ctc_loss
+from xlsr.model.ctc import (
+    ctc_best_path,
+    ctc_best_path_segments,
+    ctc_best_path_with_starts,
+    ctc_collapse,
+    ctc_loss,
+    ctc_segments,
+)
 
 
 def _logits_of(probs) -> torch.Tensor:
@@ -59,6 +66,10 @@ def test_best_path_collapses_repeats_drops_blanks_and_stops_at_the_frame_length(
     assert ctc_best_path(logits, torch.tensor([0, 1])) == [[], [1]]
     assert ctc_best_path_with_starts(logits, torch.tensor([8, 4])) == [([2, 2, 3, 1], [0, 3, 4, 7]), ([1, 1], [0, 2])]
     assert ctc_collapse([0, 0, 0]) == ([], [])
+    # each token's run: the first frame and the frame after the last (row 0: 2 2 | 0 | 2 | 3 3 | 0 | 1)
+    assert ctc_best_path_segments(logits, torch.tensor([8, 4])) == \
+        [([2, 2, 3, 1], [0, 3, 4, 7], [2, 4, 6, 8]), ([1, 1], [0, 2], [1, 4])]
+    assert ctc_segments([]) == ([], [], []) and ctc_segments([0, 5, 5]) == ([5], [1], [3])
 
 
 def test_set_encoder_trainable_keeps_the_head_and_optionally_the_cnn():

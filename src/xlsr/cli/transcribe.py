@@ -69,7 +69,9 @@ def register(subparsers) -> None:
     add_model_arguments(p)
     p.add_argument("--out", required=True, metavar="JSONL", help="where to write one JSON line per file")
     add_decoder_arguments(p)
-    p.add_argument("--timestamps", action="store_true", help="per-token start/end times in seconds")
+    p.add_argument("--timestamps", action="store_true",
+                   help="start/end times in seconds of every token (its frames on the decoded path) and, where the "
+                   "model has the word boundary |, of every word")
     add_batching_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

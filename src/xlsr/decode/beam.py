@@ -35,7 +35,7 @@ from xlsr.decode.greedy import as_logits_tensor
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.decode.lm import read_lm_info, sidecar_path
 from xlsr.errors import XlsrError
-from xlsr.model.ctc import ctc_collapse
+from xlsr.model.ctc import ctc_segments
 from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
 
@@ -279,7 +279,7 @@ class BeamSearchDecoder:
         hyps: dict[tuple[int, ...], Hypothesis] = {}
         for r in sorted(results, key=lambda r: -r.score):
             # r.tokens is the frame path with one sentinel step before and after the T frames.
-            ids, starts = ctc_collapse(r.tokens[1: T + 1], self.vocab.blank_id)
+            ids, starts, ends = ctc_segments(r.tokens[1: T + 1], self.vocab.blank_id)
             key = tuple(ids)
             if key in hyps:
                 if self.config.log_add:  # the same labeling reached through different end states
@@ -291,7 +291,8 @@ class BeamSearchDecoder:
                 tokens=tokens, token_ids=ids, text=self.vocab.join(tokens), score=float(r.score),
                 frames=starts if timestamps else None,
                 timestamps=[round(s * self.frame_stride_s, 6) for s in starts] if timestamps else None,
-                words=words)
+                words=words, end_frames=ends if timestamps else None,
+                end_timestamps=[round(e * self.frame_stride_s, 6) for e in ends] if timestamps else None)
         ranked = sorted(hyps.values(), key=lambda h: -h.score)
         return ranked[: self.config.nbest]
 

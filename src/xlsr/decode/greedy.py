@@ -7,7 +7,7 @@ import torch
 
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.errors import XlsrError
-from xlsr.model.ctc import ctc_best_path_with_starts
+from xlsr.model.ctc import ctc_best_path_segments
 from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import Vocabulary
 
@@ -43,12 +43,14 @@ def greedy_decode(logits, frame_lengths=None, vocab: Vocabulary | None = None, *
     logp = logits.log_softmax(-1)
     best_logp = logp.max(-1).values  # (B, T)
     hyps = []
-    for b, (ids, starts) in enumerate(ctc_best_path_with_starts(logp, lengths, blank)):
+    for b, (ids, starts, ends) in enumerate(ctc_best_path_segments(logp, lengths, blank)):
         n = int(lengths[b])
         tokens = [vocab.tokens[i] for i in ids] if vocab is not None else [str(i) for i in ids]
         text = vocab.join(tokens) if vocab is not None else " ".join(tokens)
         hyps.append(Hypothesis(
             tokens=tokens, token_ids=ids, text=text, score=float(best_logp[b, :n].sum()),
             frames=starts if timestamps else None,
-            timestamps=[round(s * frame_stride_s, 6) for s in starts] if timestamps else None))
+            timestamps=[round(s * frame_stride_s, 6) for s in starts] if timestamps else None,
+            end_frames=ends if timestamps else None,
+            end_timestamps=[round(e * frame_stride_s, 6) for e in ends] if timestamps else None))
     return hyps

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 class Hypothesis:
     """One decoded utterance.
 
-    `frames[k]` is the output frame where token k starts; `timestamps[k]` is that frame's time in
-    seconds (frame × 0.02 s). Both are None unless timestamps were asked for. `words` holds the
-    lexicon words when a lexicon decoder produced them.
+    `frames[k]` is the output frame where token k starts and `end_frames[k]` the frame after its last one (its run
+    on the decoded path); `timestamps[k]` and `end_timestamps[k]` are those frames' times in seconds (frame ×
+    0.02 s). All are None unless timestamps were asked for. `words` holds the lexicon words when a lexicon
+    decoder produced them.
     """
 
     tokens: list[str]
@@ -21,6 +22,8 @@ class Hypothesis:
     frames: list[int] | None = None
     timestamps: list[float] | None = None
     words: list[str] | None = field(default=None)
+    end_frames: list[int] | None = None
+    end_timestamps: list[float] | None = None
 
     def to_dict(self) -> dict:
         out = {"text": self.text, "tokens": self.tokens, "score": self.score}

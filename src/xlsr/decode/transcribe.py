@@ -30,7 +30,7 @@ from xlsr.interop.load import load_pretrained, resolve_run_folder
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.progress import progress
 from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
-from xlsr.text.vocab import Vocabulary, guess_kind
+from xlsr.text.vocab import WORD_BOUNDARY, Vocabulary, guess_kind
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
@@ -140,16 +140,35 @@ class Transcription:
     duration: float
     hypothesis: Hypothesis
     extra: dict = field(default_factory=dict)
+    kind: str = "chars"  # the model's labels: a word's characters are joined as they are, its phones with spaces
 
     def to_dict(self) -> dict:
         out = {"audio": self.audio, "duration": round(self.duration, 3), **self.hypothesis.to_dict(), **self.extra}
-        if self.hypothesis.timestamps is not None:
-            # Each token spans from its first frame to the next token's start (or the end of the audio).
-            starts = self.hypothesis.timestamps
-            ends = [*starts[1:], round(self.duration, 3)]
+        hyp = self.hypothesis
+        if hyp.timestamps is not None:
+            # Each token spans its frames on the decoded path (a decoder without end frames: up to the next start).
+            ends = hyp.end_timestamps or [*hyp.timestamps[1:], round(self.duration, 3)]
+            ends = [min(e, round(self.duration, 3)) for e in ends]  # the last frame may reach past the audio
             out["timestamps"] = [{"token": t, "start": s, "end": e}
-                                 for t, s, e in zip(self.hypothesis.tokens, starts, ends)]
+                                 for t, s, e in zip(hyp.tokens, hyp.timestamps, ends)]
+            if WORD_BOUNDARY in hyp.tokens or hyp.words:
+                out["word_timestamps"] = word_spans(out["timestamps"], " " if self.kind == "phones" else "")
         return out
+
+
+def word_spans(token_spans: list[dict], sep: str = "") -> list[dict]:
+    """Words from token spans split at the word boundary `|`: each word's tokens joined by `sep` (characters: "",
+    phones: " "), from its first token's start to its last token's end."""
+    words, current = [], []
+    for span in [*token_spans, {"token": WORD_BOUNDARY}]:
+        if span["token"] != WORD_BOUNDARY:
+            current.append(span)
+            continue
+        if current:
+            words.append({"word": sep.join(s["token"] for s in current), "start": current[0]["start"],
+                          "end": current[-1]["end"]})
+        current = []
+    return words
 
 
 def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
@@ -171,7 +190,7 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                 if isinstance(hyp, Failure):
                     failures.append(hyp)
                 else:
-                    results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp)
+                    results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, kind=ctc.vocab.kind)
             bar.update(len(pending))
             pending.clear()
 
@@ -186,7 +205,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
         if chunk_samples and wave.numel() > chunk_samples:
             try:
                 hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
-                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True})
+                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True},
+                                             kind=ctc.vocab.kind)
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise

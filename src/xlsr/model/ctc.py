@@ -106,27 +106,46 @@ def ctc_loss(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Te
                           zero_infinity=True)
 
 
-def ctc_collapse(path: Sequence[int], blank_id: int = 0) -> tuple[list[int], list[int]]:
-    """Collapse a frame-level path: (token ids, start frame of each token). Blank separates repeats."""
+def ctc_segments(path: Sequence[int], blank_id: int = 0) -> tuple[list[int], list[int], list[int]]:
+    """Collapse a frame-level path: (token ids, first frame of each token, the frame after its last one).
+    A token's frames are its run in the path; blank separates repeats and is no token's frame."""
     ids: list[int] = []
     starts: list[int] = []
+    ends: list[int] = []
     prev = None
     for t, idx in enumerate(path):
         idx = int(idx)
-        if idx != prev and idx != blank_id:
-            ids.append(idx)
-            starts.append(t)
+        if idx != prev:
+            if prev is not None and prev != blank_id:
+                ends.append(t)
+            if idx != blank_id:
+                ids.append(idx)
+                starts.append(t)
         prev = idx
+    if prev is not None and prev != blank_id:
+        ends.append(len(path))
+    return ids, starts, ends
+
+
+def ctc_collapse(path: Sequence[int], blank_id: int = 0) -> tuple[list[int], list[int]]:
+    """Collapse a frame-level path: (token ids, start frame of each token). Blank separates repeats."""
+    ids, starts, _ = ctc_segments(path, blank_id)
     return ids, starts
+
+
+def ctc_best_path_segments(logits: torch.Tensor, frame_lengths: torch.Tensor | None,
+                           blank_id: int = 0) -> list[tuple[list[int], list[int], list[int]]]:
+    """Per row of logits (B, T, V): `ctc_segments` of the best path over its first frame_lengths[b] frames."""
+    best = logits.argmax(dim=-1).cpu()  # (B, T); one transfer for the whole batch
+    T = best.shape[1]
+    lengths = [T] * best.shape[0] if frame_lengths is None else torch.as_tensor(frame_lengths).tolist()
+    return [ctc_segments(best[b, : int(n)].tolist(), blank_id) for b, n in enumerate(lengths)]
 
 
 def ctc_best_path_with_starts(logits: torch.Tensor, frame_lengths: torch.Tensor | None,
                               blank_id: int = 0) -> list[tuple[list[int], list[int]]]:
     """Per row of logits (B, T, V): (token ids, start frames) of the best path over its first frame_lengths[b] frames."""
-    best = logits.argmax(dim=-1).cpu()  # (B, T); one transfer for the whole batch
-    T = best.shape[1]
-    lengths = [T] * best.shape[0] if frame_lengths is None else torch.as_tensor(frame_lengths).tolist()
-    return [ctc_collapse(best[b, : int(n)].tolist(), blank_id) for b, n in enumerate(lengths)]
+    return [(ids, starts) for ids, starts, _ in ctc_best_path_segments(logits, frame_lengths, blank_id)]
 
 
 def ctc_best_path(logits: torch.Tensor, frame_lengths: torch.Tensor | None) -> list[list[int]]:
