@@ -360,3 +360,46 @@ def test_lm_sweep_equals_one_evaluation_per_setting_and_ranks_them(tiny_ckpt, tm
         [(w, s) for w, s, _ in swept]
     assert main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm-weight", "0", "5"]) == 2
     assert "give --lm (or --lexicon) to sweep them" in capsys.readouterr().err
+
+
+def test_a_stopped_transcription_resumes_with_the_files_not_done(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    from xlsr.decode import transcribe as transcribe_module
+
+    d = tmp_path / "audio"
+    d.mkdir()
+    for k in range(4):
+        _write(d / f"u{k}.wav", 3 + k, seed=k)
+    out = tmp_path / "out.jsonl"
+    args = ["transcribe", "--model", str(tiny_ckpt), str(d), "--out", str(out), "--no-progress",
+            "--batch-seconds", "2"]  # a batch per file or two
+    assert main(args) == 0
+    straight = out.read_text()
+    out.unlink()
+    real = transcribe_module._decode_batch
+    calls = []
+
+    def dies_on_the_third_batch(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as Ctrl-C (or a kill) mid-run
+        return real(*a, **kw)
+
+    monkeypatch.setattr(transcribe_module, "_decode_batch", dies_on_the_third_batch)
+    assert main(args) == 130  # "xlsr: interrupted"
+    assert "result(s) kept in" in capsys.readouterr().err
+    partial = out.with_name("out.jsonl.partial")
+    assert not out.exists() and partial.is_file()
+    done = len(partial.read_text().splitlines()) - 1  # after the settings line
+    assert 0 < done < 4
+    with partial.open("a") as f:
+        f.write('{"audio": "torn')  # a line a kill cut short
+    monkeypatch.setattr(transcribe_module, "_decode_batch", real)
+    assert main(args) == 0
+    assert f"resuming: {done} of 4 file(s) already in {partial}" in capsys.readouterr().err
+    assert out.read_text() == straight and not partial.exists()  # the same lines, in input order
+    # a restart with other settings is refused before any work
+    with partial.open("w") as f:
+        f.write(json.dumps({"settings": {"model": "another"}}) + "\n")
+    assert main(args + ["--timestamps"]) == 2
+    err = capsys.readouterr().err
+    assert "results of an earlier run with other settings (" in err and "timestamps" in err and err.count("\n") == 1

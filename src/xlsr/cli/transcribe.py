@@ -9,7 +9,8 @@ flashlight beam search. Recordings longer than --chunk-seconds (default 30; 0 = 
 overlapping windows merged by time. --target-lang picks the language of an MMS checkpoint with
 per-language adapters (without it, the error lists the languages it has). One JSON line per file: audio, duration, text, tokens, score
 (+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
-when some failed).
+when some failed). Each result is kept in OUT.partial as it is made: the same command after a stop (Ctrl-C, a
+crash, a lost machine) transcribes only the files not done yet, and OUT is written once all are.
 """
 
 from __future__ import annotations
@@ -81,26 +82,41 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
+    from xlsr.decode.partial_results import PartialResults
     from xlsr.decode.transcribe import (
         check_output_file,
         find_audio,
         load_ctc_model,
         make_decoder,
         transcribe_files,
-        write_jsonl,
     )
 
     batching = batching_options(args)
     check_output_file(args.out)
+    settings = {k: getattr(args, k) for k in ("model", "target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
+                                              "word_score", "timestamps", "chunk_seconds", "chunk_stride")}
+    kept = PartialResults(args.out, settings)  # a stopped run's results: those files are not transcribed again
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     files, failures = find_audio(args.inputs)
-    results, more = transcribe_files(ctc, files, decoder=decoder, timestamps=args.timestamps, **batching,
-                                     show_progress=not args.no_progress)
+    todo = [f for f in files if str(f) not in kept.done()]
+    if len(todo) < len(files):
+        print(f"xlsr: resuming: {len(files) - len(todo)} of {len(files)} file(s) already in {kept.path}",
+              file=sys.stderr)
+    try:
+        _, more = transcribe_files(ctc, todo, decoder=decoder, timestamps=args.timestamps, **batching,
+                                   show_progress=not args.no_progress, on_result=lambda r: kept.append(r.to_dict()))
+    except BaseException:
+        if kept.records:
+            print(f"xlsr: {len(kept.records)} of {len(files)} result(s) kept in {kept.path}; the same command "
+                  f"resumes", file=sys.stderr)
+        raise
+    finally:
+        kept.close()
     failures += more
-    write_jsonl(args.out, [r.to_dict() for r in results])
-    print(f"transcribed {len(results)} file(s) -> {args.out}", file=sys.stderr)
+    records = kept.finish([str(f) for f in files])
+    print(f"transcribed {len(records)} file(s) -> {args.out}", file=sys.stderr)
     if failures:
         print(f"xlsr: {len(failures)} file(s) failed:", file=sys.stderr)
         for f in failures:

@@ -173,9 +173,11 @@ def word_spans(token_spans: list[dict], sep: str = "") -> list[dict]:
 
 def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
                      timestamps: bool = False, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
-                     max_batch_seconds: float = 60.0, show_progress: bool = True
+                     max_batch_seconds: float = 60.0, show_progress: bool = True,
+                     on_result: Callable[[Transcription], None] | None = None
                      ) -> tuple[list[Transcription], list[Failure]]:
-    """Transcribe `files` in length-sorted batches; returns results in input order and the failures."""
+    """Transcribe `files` in length-sorted batches; returns results in input order and the failures.
+    `on_result` is called with each result as soon as it is decoded (to keep it on disk, say)."""
     decoder = decoder or make_decoder(ctc)
     sized, failures = _sort_by_length(files)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
@@ -191,6 +193,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                     failures.append(hyp)
                 else:
                     results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, kind=ctc.vocab.kind)
+                    if on_result is not None:
+                        on_result(results[pos])
             bar.update(len(pending))
             pending.clear()
 
@@ -207,6 +211,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                 hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
                 results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True},
                                              kind=ctc.vocab.kind)
+                if on_result is not None:
+                    on_result(results[pos])
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise

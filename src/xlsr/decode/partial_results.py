@@ -1,0 +1,77 @@
+"""Transcription results kept as they are made, so that a stopped `xlsr transcribe` resumes where it was.
+
+Each result is appended to OUT.partial (one JSON line, flushed) as soon as its batch is decoded. The same command
+run again reads OUT.partial, skips the files already there and appends the rest; at the end OUT is written
+atomically, one line per file in input order, and OUT.partial is removed. A line torn by a kill is dropped (that
+file is transcribed again). Files that failed are not recorded: a restart tries them again. The first line
+records the settings the results were made with; a restart with other settings is refused (results of two
+models or decoders would be mixed in one OUT).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xlsr.atomic import write_jsonl
+from xlsr.errors import XlsrError
+
+
+class PartialResults:
+    """The OUT.partial file of one output OUT."""
+
+    def __init__(self, out: str | Path, settings: dict):
+        self.out = Path(out)
+        self.path = self.out.with_name(self.out.name + ".partial")
+        self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
+        self.records: dict[str, dict] = {}  # audio path -> its result
+        if self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            made_with = _parse(lines[0]).get("settings") if lines else None
+            if made_with is not None and made_with != self.settings:
+                changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
+                raise XlsrError(f"{self.path}: results of an earlier run with other settings ({', '.join(changed)}); "
+                                f"run that command again to finish it, or delete the file to start over")
+            for line in lines[1:]:
+                record = _parse(line)
+                if isinstance(record.get("audio"), str):
+                    self.records[record["audio"]] = record
+        self._file = None
+
+    def done(self) -> set[str]:
+        """The audio paths already transcribed by an earlier run of the command."""
+        return set(self.records)
+
+    def append(self, record: dict) -> None:
+        """Keep one result (on disk at once)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.is_file() or self.path.stat().st_size == 0
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by finish()/close()
+            if new:
+                self._file.write(json.dumps({"settings": self.settings}) + "\n")
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.records[record["audio"]] = record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def finish(self, order: list[str]) -> list[dict]:
+        """Write OUT (the kept results in `order`, audio paths not kept left out) and remove OUT.partial."""
+        self.close()
+        records = [self.records[a] for a in order if a in self.records]
+        write_jsonl(self.out, records)
+        self.path.unlink(missing_ok=True)
+        return records
+
+
+def _parse(line: str) -> dict:
+    """One line as a dict; {} for a line a kill cut short (or anything else that is no JSON object)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
