@@ -21,7 +21,8 @@ MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress",
 # Settings added after a release was built, with the value that does what the build did without them: a
 # record that lacks one ran with that value.
 ADDED_SINCE = {"augment": "none", "shuffle_buffer": 1000,  # shuffle_buffer: only read for a shard folder
-               "feature_encoder_lr_scale": 1.0, "head_lr_scale": 1.0}
+               "feature_encoder_lr_scale": 1.0, "head_lr_scale": 1.0,
+               "min_loss_scale": 1e-4}  # only read in fp16; the releases trained in fp32
 
 
 def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:

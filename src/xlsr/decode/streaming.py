@@ -1,0 +1,109 @@
+"""Transcription of audio as it arrives (a microphone, a stream): text that is final as soon as it can be.
+
+wav2vec 2.0's Transformer attends over the whole input, so no frame is final until audio after it has been heard.
+The stream is cut into the windows `xlsr transcribe` uses for long recordings (decode/chunking.py: `chunk_s` long,
+`stride_s` of context on each side, only the central frames kept): a window runs as soon as the audio after it
+has begun to arrive, its kept frames are final, and their greedy CTC tokens are emitted. Text therefore lags the
+audio by about `chunk_s - stride_s` seconds at most. At the end of the stream the last windows run and the rest
+is emitted; the logits of the whole stream are then those `chunked_logits` gives the whole recording, so an LM
+beam search can rescore them (`logits`).
+
+A model that normalizes its input (XLSR, XLS-R, MMS: per-utterance zero mean, unit variance) sees each window
+normalized on its own: a stream has no utterance statistics until it ends. Windows of 10 s or more are as long as
+the crops such models were pretrained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xlsr.decode.chunking import Window, plan_windows
+from xlsr.decode.transcribe import CTCModel
+from xlsr.errors import XlsrError
+from xlsr.rates import FRAME_STRIDE_S, FRAME_STRIDE_SAMPLES
+
+
+class StreamingTranscriber:
+    """Feed samples (16 kHz mono float) as they come; each call returns the tokens that became final."""
+
+    def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0):
+        self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, stride_s
+        # the windows a recording of unbounded length gets: every one but the last has this shape
+        self._window_samples = plan_windows(10**12, chunk_s=chunk_s, stride_s=stride_s)[0].stop
+        self._step_frames = round(chunk_s / FRAME_STRIDE_S) - 2 * round(stride_s / FRAME_STRIDE_S)
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._next = 0  # index of the next window to run
+        self._pieces: list[torch.Tensor] = []  # final logits, in order
+        self._frames = 0  # final frames so far
+        self._prev_id: int | None = None  # the last final frame's argmax (CTC merges a repeat across pieces)
+        self.tokens: list[str] = []
+        self.starts: list[float] = []  # each token's start, seconds
+        self.finished = False
+
+    @property
+    def text(self) -> str:
+        """The final text so far."""
+        return self.ctc.vocab.join(self.tokens)
+
+    def feed(self, samples) -> list[str]:
+        """Add audio; run every window that is complete and not the last; the tokens that became final."""
+        if self.finished:
+            raise XlsrError("streaming: the stream has ended (finish() was called)")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._audio = np.concatenate([self._audio, samples])
+        new: list[str] = []
+        # window k is surely not the last once audio beyond its end has arrived
+        while self._start(self._next) + self._window_samples < len(self._audio):
+            context = round(self.stride_s / FRAME_STRIDE_S)
+            keep_from = 0 if self._next == 0 else context
+            window = Window(self._start(self._next), self._start(self._next) + self._window_samples,
+                            self._next * self._step_frames, keep_from, context + self._step_frames)
+            new += self._run([window])
+            self._next += 1
+        return new
+
+    def finish(self) -> list[str]:
+        """End of the stream: run the remaining windows; the last tokens."""
+        if self.finished:
+            return []
+        self.finished = True
+        if len(self._audio) < self.ctc.model.config.receptive_field:
+            return []  # shorter than one frame: nothing to hear
+        plan = plan_windows(len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)
+        return self._run(plan[self._next:])
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The final frames' logits (T, V) so far; after finish(), those of the whole stream."""
+        if not self._pieces:
+            return torch.zeros(0, len(self.ctc.vocab))
+        return torch.cat(self._pieces)
+
+    def _start(self, k: int) -> int:
+        return k * self._step_frames * FRAME_STRIDE_SAMPLES
+
+    def _run(self, windows: list[Window]) -> list[str]:
+        new: list[str] = []
+        for w in windows:
+            wave = torch.from_numpy(self._audio[w.start:w.stop].copy())
+            if self.ctc.normalize:
+                wave = (wave - wave.mean()) / (wave.std(unbiased=False) + 1e-7)
+            logits, frames = self.ctc.logits(wave[None].to(self.ctc.device), torch.tensor([wave.numel()]))
+            n = int(frames[0])
+            keep = logits[0, w.keep_from: n if w.keep_to is None else w.keep_to].float().cpu()
+            self._pieces.append(keep)
+            new += self._emit(keep)
+        return new
+
+    def _emit(self, logits: torch.Tensor) -> list[str]:
+        """Greedy CTC over newly final frames, merging a repeat with the frame before them."""
+        vocab, new = self.ctc.vocab, []
+        for t, idx in enumerate(logits.argmax(-1).tolist()):
+            if idx != self._prev_id and idx != vocab.blank_id:
+                new.append(vocab.tokens[idx])
+                self.starts.append(round((self._frames + t) * FRAME_STRIDE_S, 6))
+            self._prev_id = idx
+        self._frames += logits.shape[0]
+        self.tokens += new
+        return new
