@@ -96,3 +96,33 @@ def load_audio_like(wave: np.ndarray) -> np.ndarray:
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         sf.write(f.name, wave, 16000, subtype="FLOAT")
         return load_audio(f.name, normalize=True)
+
+
+def test_stream_command_from_a_file_and_from_stdin(ckpts, tmp_path, capsys, monkeypatch):
+    import io
+    import json
+
+    import soundfile as sf
+
+    from xlsr.cli.main import main
+
+    wave = _wave(40, seed=3)  # ~8 s
+    wav = tmp_path / "a.wav"
+    sf.write(wav, wave, 16000, subtype="PCM_16")
+    pcm = (np.clip(sf.read(wav, dtype="float32")[0], -1, 1) * 32768).astype("<i2").tobytes()
+    ctc = load_ctc_model(ckpts[False])
+    want = StreamingTranscriber(ctc, chunk_s=3.0, stride_s=0.5)
+    want.feed(sf.read(wav, dtype="float32")[0])
+    want.finish()
+    common = ["--model", str(ckpts[False]), "--chunk-seconds", "3", "--stride-seconds", "0.5"]
+    assert main(["stream", str(wav), *common, "--jsonl"]) == 0
+    steps = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(steps) > 1 and steps[-1]["text"] == want.text  # several steps: text came as the audio did
+    assert [t for s in steps for t in s["tokens"]] == want.tokens
+    assert [s["heard"] for s in steps] == sorted(s["heard"] for s in steps) and steps[0]["heard"] < 8
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pcm)))
+    assert main(["stream", "-", *common]) == 0
+    assert capsys.readouterr().out.strip() == want.text  # stdin PCM: the same text, printed as it came
+    assert main(["stream", str(wav), "--model", str(ckpts[False]), "--chunk-seconds", "2", "--stride-seconds",
+                 "1"]) == 2
+    assert "--chunk-seconds must be more than twice --stride-seconds" in capsys.readouterr().err

@@ -24,6 +24,7 @@ COMMANDS = [
     "pretrain",
     "finetune",
     "transcribe",
+    "stream",
     "evaluate",
     "lm",
     "analyze",

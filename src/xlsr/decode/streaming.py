@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xlsr.decode.chunking import Window, plan_windows
+from xlsr.decode.chunking import Window, plan_windows, window_shape
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
 from xlsr.rates import FRAME_STRIDE_S, FRAME_STRIDE_SAMPLES
@@ -29,9 +29,7 @@ class StreamingTranscriber:
 
     def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0):
         self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, stride_s
-        # the windows a recording of unbounded length gets: every one but the last has this shape
-        self._window_samples = plan_windows(10**12, chunk_s=chunk_s, stride_s=stride_s)[0].stop
-        self._step_frames = round(chunk_s / FRAME_STRIDE_S) - 2 * round(stride_s / FRAME_STRIDE_S)
+        self._shape = window_shape(chunk_s, stride_s)  # every window but the last: chunked transcription's
         self._audio = np.zeros(0, dtype=np.float32)
         self._next = 0  # index of the next window to run
         self._pieces: list[torch.Tensor] = []  # final logits, in order
@@ -54,11 +52,11 @@ class StreamingTranscriber:
         self._audio = np.concatenate([self._audio, samples])
         new: list[str] = []
         # window k is surely not the last once audio beyond its end has arrived
-        while self._start(self._next) + self._window_samples < len(self._audio):
-            context = round(self.stride_s / FRAME_STRIDE_S)
-            keep_from = 0 if self._next == 0 else context
-            window = Window(self._start(self._next), self._start(self._next) + self._window_samples,
-                            self._next * self._step_frames, keep_from, context + self._step_frames)
+        shape = self._shape
+        while self._start(self._next) + shape.samples < len(self._audio):
+            start = self._start(self._next)
+            window = Window(start, start + shape.samples, self._next * shape.step,
+                            0 if self._next == 0 else shape.context, shape.context + shape.step)
             new += self._run([window])
             self._next += 1
         return new
@@ -81,7 +79,7 @@ class StreamingTranscriber:
         return torch.cat(self._pieces)
 
     def _start(self, k: int) -> int:
-        return k * self._step_frames * FRAME_STRIDE_SAMPLES
+        return k * self._shape.step * FRAME_STRIDE_SAMPLES
 
     def _run(self, windows: list[Window]) -> list[str]:
         new: list[str] = []

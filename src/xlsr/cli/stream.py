@@ -1,0 +1,101 @@
+"""`xlsr stream`: transcribe audio as it arrives, printing text as soon as it is final.
+
+    arecord -q -f S16_LE -r 16000 -c 1 -t raw | xlsr stream --model RUN_OR_CKPT -
+    ffmpeg -loglevel quiet -i INPUT -f s16le -ac 1 -ar 16000 - | xlsr stream --model RUN_OR_CKPT -
+    xlsr stream --model RUN_OR_CKPT recording.wav [--jsonl]
+
+`-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin; a file is read and fed in pieces of
+--piece-seconds, as a stream would deliver it. The model hears windows of --chunk-seconds with --stride-seconds of
+context on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds. Greedy CTC.
+The text goes to stdout as it becomes final; --jsonl prints one JSON line per step instead (seconds of audio
+heard, the new tokens, their start times, the text so far).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from xlsr.cli.transcribe import add_model_arguments
+from xlsr.errors import XlsrError
+from xlsr.rates import SAMPLE_RATE
+
+HELP = "transcribe a stream (stdin PCM or a file fed in pieces) as it arrives"
+
+
+def register(subparsers) -> None:
+    """Add the `stream` subcommand."""
+    p = subparsers.add_parser("stream", help=HELP, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="AUDIO_OR_-", help="an audio file, or - for raw s16le 16 kHz mono PCM on stdin")
+    add_model_arguments(p)
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="window the model hears (default 10)")
+    p.add_argument("--stride-seconds", type=float, default=2.0, help="context on each side of a window (default 2)")
+    p.add_argument("--piece-seconds", type=float, default=0.5, help="a file is fed in pieces this long")
+    p.add_argument("--jsonl", action="store_true", help="one JSON line per step instead of plain text")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Feed the source to a StreamingTranscriber and print what becomes final."""
+    # lazy: xlsr.decode imports torch; `xlsr --help` imports every command module
+    import numpy as np
+
+    from xlsr.data.audio import load_audio
+    from xlsr.decode.streaming import StreamingTranscriber
+    from xlsr.decode.transcribe import load_ctc_model
+
+    if args.chunk_seconds <= 2 * args.stride_seconds or args.stride_seconds < 0 or args.piece_seconds <= 0:
+        raise XlsrError(f"--chunk-seconds must be more than twice --stride-seconds (>= 0), and --piece-seconds > 0; "
+                        f"got {args.chunk_seconds:g}, {args.stride_seconds:g} and {args.piece_seconds:g}")
+    pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else None
+    if pieces is None:
+        audio = load_audio(args.source, normalize=False)  # the transcriber normalizes each window if the model does
+        step = max(1, round(args.piece_seconds * SAMPLE_RATE))
+        pieces = (audio[i:i + step] for i in range(0, len(audio), step))
+    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
+    stream = StreamingTranscriber(ctc, chunk_s=args.chunk_seconds, stride_s=args.stride_seconds)
+    heard, printed = 0, ""
+    for piece in pieces:
+        heard += len(piece)
+        printed = _show(stream, stream.feed(np.asarray(piece, dtype=np.float32)), heard, printed, args.jsonl)
+    _show(stream, stream.finish(), heard, printed, args.jsonl)
+    if not args.jsonl:
+        print(flush=True)
+    return 0
+
+
+def _show(stream, new: list[str], heard: int, printed: str, jsonl: bool) -> str:
+    """Print what became final; returns the text printed so far."""
+    if not new:
+        return printed
+    text = stream.text
+    if jsonl:
+        k = len(stream.tokens) - len(new)
+        print(json.dumps({"heard": round(heard / SAMPLE_RATE, 3), "tokens": new, "starts": stream.starts[k:],
+                          "text": text}, ensure_ascii=False), flush=True)
+        return text
+    # the text grows at its end; a word boundary just became a space between the old text and the new
+    delta = text[len(printed):] if text.startswith(printed) else "\n" + text
+    sys.stdout.write(delta)
+    sys.stdout.flush()
+    return text
+
+
+def _stdin_pieces(seconds: float):
+    """Float pieces of raw s16le PCM read from stdin as it comes."""
+    import numpy as np
+
+    size = max(2, 2 * round(seconds * SAMPLE_RATE))
+    leftover = b""
+    while True:
+        data = sys.stdin.buffer.read1(size) if hasattr(sys.stdin.buffer, "read1") else sys.stdin.buffer.read(size)
+        if not data:
+            return
+        data = leftover + data
+        whole = len(data) // 2 * 2
+        leftover = data[whole:]
+        if whole:
+            yield np.frombuffer(data[:whole], dtype="<i2").astype(np.float32) / 32768.0
