@@ -147,3 +147,24 @@ def test_binary_dictionary_is_one_line_error(tmp_path):
     p.write_bytes(b"\x80\x04\x95\xff not text")
     with pytest.raises(CheckpointError, match=r"dict.ltr.txt: not a fairseq dictionary \(not UTF-8 text\)"):
         read_fairseq_dictionary(p)
+
+
+@pytest.mark.parametrize("name, family", [("hubert", "HuBERT"), ("data2vec_audio", "data2vec"),
+                                          ("hubert_ctc", "HuBERT")])
+def test_another_fairseq_family_is_named(tmp_path, name, family):
+    model_cfg = {**fairseq_model_cfg("xlsr_like"), "_name": name}
+    cfg = {"model": {"_name": "wav2vec_ctc", "w2v_args": {"model": model_cfg, "task": {}}}} if name == "data2vec_audio" \
+        else {"model": model_cfg, "task": {}}
+    path = tmp_path / f"{name}.pt"
+    torch.save({"cfg": cfg, "model": {"encoder.layer_norm.weight": torch.ones(4)}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: a fairseq {family} checkpoint \(model '{name}'\); xlsr "
+                                              r"reads the wav2vec 2.0 family"):
+        load_pretrained(path)
+
+
+def test_a_conformer_is_named(tmp_path):
+    path = tmp_path / "conformer.pt"
+    torch.save({"cfg": {"model": {**fairseq_model_cfg("xlsr_like"), "layer_type": "conformer"}, "task": {}},
+                "model": {"encoder.layer_norm.weight": torch.ones(4)}}, path)
+    with pytest.raises(CheckpointError, match=r"layer_type='conformer' \(wav2vec 2.0 conformer\) is not supported"):
+        load_pretrained(path)

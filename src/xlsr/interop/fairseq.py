@@ -318,6 +318,26 @@ def convert_state_dict(state: dict[str, torch.Tensor], architecture: str, source
     return out
 
 
+# fairseq speech models that are not wav2vec 2.0 (their layers or objectives differ): named instead of a key listing
+OTHER_FAMILIES = {"hubert": "HuBERT", "hubert_ctc": "HuBERT", "hubert_seq2seq": "HuBERT",
+                  "data2vec_audio": "data2vec", "data2vec2": "data2vec 2.0", "wav2vec": "wav2vec (1.0)",
+                  "wav2vec_seq2seq": "a wav2vec 2.0 sequence-to-sequence model", "wav2vec2_laser": "SpeechLASER"}
+
+
+def _check_family(ckpt: dict) -> None:
+    """A CheckpointError naming the model when the file holds another fairseq family than wav2vec 2.0."""
+    model, _, finetuned = model_args(ckpt)
+    for args in (finetuned, model):
+        name = (args or {}).get("_name") or (args or {}).get("arch")
+        if name in OTHER_FAMILIES:
+            raise CheckpointError(f"a fairseq {OTHER_FAMILIES[name]} checkpoint (model {name!r}); xlsr reads the "
+                                  f"wav2vec 2.0 family: wav2vec 2.0, XLSR-53, XLS-R, MMS ('wav2vec2', 'wav2vec_ctc')")
+    layer_type = model.get("layer_type")
+    if layer_type not in (None, "transformer"):
+        raise CheckpointError(f"layer_type={layer_type!r} (wav2vec 2.0 {layer_type}) is not supported; xlsr builds "
+                              f"Transformer layers")
+
+
 def _criterion_args(ckpt: dict) -> dict:
     # The top-level "criterion" entry is the criterion's state dict; its settings live in the config.
     cfg = ckpt.get("cfg")
@@ -351,6 +371,7 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, targ
     ckpt = read_fairseq_checkpoint(path)
     state = {k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)}
     try:
+        _check_family(ckpt)
         architecture = _architecture(state)
         cfg = config_from_fairseq(ckpt, _criterion_args(ckpt))
         state, lang, adapter_dim = _one_language(ckpt, state, target_lang, path)
