@@ -90,8 +90,9 @@ def test_a_normalizing_model_sees_each_window_normalized(ckpts):
 
 def load_audio_like(wave: np.ndarray) -> np.ndarray:
     """The z-norm `load_audio(normalize=True)` applies to a file."""
-    import soundfile as sf
     import tempfile
+
+    import soundfile as sf
 
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         sf.write(f.name, wave, 16000, subtype="FLOAT")
