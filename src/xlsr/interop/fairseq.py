@@ -333,9 +333,9 @@ def _check_family(ckpt: dict) -> None:
             raise CheckpointError(f"a fairseq {OTHER_FAMILIES[name]} checkpoint (model {name!r}); xlsr reads the "
                                   f"wav2vec 2.0 family: wav2vec 2.0, XLSR-53, XLS-R, MMS ('wav2vec2', 'wav2vec_ctc')")
     layer_type = model.get("layer_type")
-    if layer_type not in (None, "transformer"):
-        raise CheckpointError(f"layer_type={layer_type!r} (wav2vec 2.0 {layer_type}) is not supported; xlsr builds "
-                              f"Transformer layers")
+    if layer_type == "conformer":  # "transformer", and MMS's "trf_adp" (Transformer layers with adapters), load
+        raise CheckpointError("layer_type='conformer' (wav2vec 2.0 conformer) is not supported; xlsr builds "
+                              "Transformer layers")
 
 
 def _criterion_args(ckpt: dict) -> dict:
