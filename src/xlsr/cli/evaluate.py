@@ -2,7 +2,8 @@
 
     xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
                   [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
-                  [--chunk-seconds S] [--batch-seconds S]
+                  [--chunk-seconds S] [--batch-seconds S] [--normalize-text]
+    xlsr evaluate --model RUN --manifest DEV --lm LM --lm-weight 0.5 1 2 --word-score -1 0 1   # a sweep
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
@@ -10,6 +11,8 @@ with substitution/deletion/insertion counts; the word boundary `|` is never coun
 Prints a table; --json writes the same numbers (and the failures) as JSON. As in `xlsr transcribe`, a batch that
 runs out of memory is decoded again in halves, and a recording that does not fit alone is listed as a failure
 saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
+Several --lm-weight / --word-score values: the model runs once, beam search once per pair; the pairs are printed
+best first, then the best pair's full report (choose on a dev set, report the test set with it).
 """
 
 from __future__ import annotations
