@@ -12,7 +12,8 @@ MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats ref
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq, folder, lhotse or Hugging Face corpora")
+    p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq, folder, lhotse or Hugging Face corpora; "
+                              "shards; normalized text")
     sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
 
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
