@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xlsr.data.audio import normalize_waveform
 from xlsr.decode.chunking import Window, plan_windows, window_shape
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
@@ -84,9 +85,8 @@ class StreamingTranscriber:
     def _run(self, windows: list[Window]) -> list[str]:
         new: list[str] = []
         for w in windows:
-            wave = torch.from_numpy(self._audio[w.start:w.stop].copy())
-            if self.ctc.normalize:
-                wave = (wave - wave.mean()) / (wave.std(unbiased=False) + 1e-7)
+            piece = self._audio[w.start:w.stop]
+            wave = torch.from_numpy(normalize_waveform(piece) if self.ctc.normalize else piece.copy())
             logits, frames = self.ctc.logits(wave[None].to(self.ctc.device), torch.tensor([wave.numel()]))
             n = int(frames[0])
             keep = logits[0, w.keep_from: n if w.keep_to is None else w.keep_to].float().cpu()
