@@ -185,6 +185,11 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
     bar = progress(total=len(sized), desc="transcribe", unit="file", disable=not show_progress)
     pending: list[tuple[int, Path, torch.Tensor]] = []
 
+    def keep(pos: int, path: Path, wave: torch.Tensor, hyp: Hypothesis, extra: dict | None = None) -> None:
+        results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, extra or {}, kind=ctc.vocab.kind)
+        if on_result is not None:
+            on_result(results[pos])
+
     def flush() -> None:
         if pending:
             hyps = _decode_fitting(ctc, pending, decoder, timestamps)
@@ -192,9 +197,7 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                 if isinstance(hyp, Failure):
                     failures.append(hyp)
                 else:
-                    results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, kind=ctc.vocab.kind)
-                    if on_result is not None:
-                        on_result(results[pos])
+                    keep(pos, path, wave, hyp)
             bar.update(len(pending))
             pending.clear()
 
@@ -208,11 +211,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             continue
         if chunk_samples and wave.numel() > chunk_samples:
             try:
-                hyp = _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride)
-                results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, {"chunked": True},
-                                             kind=ctc.vocab.kind)
-                if on_result is not None:
-                    on_result(results[pos])
+                keep(pos, path, wave, _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride),
+                     {"chunked": True})
             except RuntimeError as exc:
                 if not is_out_of_memory(exc):
                     raise
