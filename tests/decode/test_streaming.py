@@ -52,6 +52,7 @@ def test_streamed_logits_and_tokens_equal_chunked_transcription(ckpts):
         n = int(rng.integers(800, 9000))  # pieces of 50-560 ms, as a sound card delivers them
         early += stream.feed(wave[fed:fed + n])
         fed += n
+        assert len(stream._audio) < 4.1 * 16000 + 9000  # only what later windows read is kept: one window or less
         if fed < len(wave) // 2:
             final_at_half = len(stream.tokens)
     assert final_at_half > 0  # text became final long before the stream ended

@@ -33,20 +33,9 @@ class Window:
     keep_to: int | None  # None: up to the window's last frame (the final window)
 
 
-@dataclass(frozen=True)
-class WindowShape:
-    """The frames of every window but the last: `chunk` frames, `context` on each side, `step` kept, made from
-    `samples` samples."""
-
-    chunk: int
-    context: int
-    step: int
-    samples: int
-
-
-def window_shape(chunk_s: float, stride_s: float, *, sample_rate: int = SAMPLE_RATE,
-                 frame_samples: int = FRAME_STRIDE_SAMPLES) -> WindowShape:
-    """The shape of the windows of `chunk_s` seconds with `stride_s` of context on each side."""
+def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_rate: int = SAMPLE_RATE,
+                 frame_samples: int = FRAME_STRIDE_SAMPLES) -> list[Window]:
+    """The windows covering `num_samples`: `chunk_s` long, `stride_s` of context on each side."""
     chunk = round(chunk_s * sample_rate / frame_samples)     # frames per window
     context = round(stride_s * sample_rate / frame_samples)  # frames of context per side
     step = chunk - 2 * context
@@ -55,14 +44,7 @@ def window_shape(chunk_s: float, stride_s: float, *, sample_rate: int = SAMPLE_R
                         f"{stride_s} s")
     # One extra frame of samples so the CNN's receptive field (400 > 320 samples) still yields
     # `chunk` frames per window.
-    return WindowShape(chunk, context, step, (chunk + 1) * frame_samples)
-
-
-def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_rate: int = SAMPLE_RATE,
-                 frame_samples: int = FRAME_STRIDE_SAMPLES) -> list[Window]:
-    """The windows covering `num_samples`: `chunk_s` long, `stride_s` of context on each side."""
-    shape = window_shape(chunk_s, stride_s, sample_rate=sample_rate, frame_samples=frame_samples)
-    context, step, window_samples = shape.context, shape.step, shape.samples
+    window_samples = (chunk + 1) * frame_samples
     if num_samples <= window_samples:
         return [Window(0, num_samples, 0, 0, None)]
     windows = []

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from xlsr.data.audio import normalize_waveform
-from xlsr.decode.chunking import Window, plan_windows, window_shape
+from xlsr.decode.chunking import Window, plan_windows
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
-from xlsr.rates import FRAME_STRIDE_S, FRAME_STRIDE_SAMPLES
+from xlsr.rates import FRAME_STRIDE_S
 
 
 class StreamingTranscriber:
@@ -30,8 +30,9 @@ class StreamingTranscriber:
 
     def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0):
         self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, stride_s
-        self._shape = window_shape(chunk_s, stride_s)  # every window but the last: chunked transcription's
-        self._audio = np.zeros(0, dtype=np.float32)
+        plan_windows(1, chunk_s=chunk_s, stride_s=stride_s)  # a chunk no longer than twice the stride: one line
+        self._audio = np.zeros(0, dtype=np.float32)  # the stream from sample `_offset` on (older audio is done)
+        self._offset = 0
         self._next = 0  # index of the next window to run
         self._pieces: list[torch.Tensor] = []  # final logits, in order
         self._frames = 0  # final frames so far
@@ -51,15 +52,12 @@ class StreamingTranscriber:
             raise XlsrError("streaming: the stream has ended (finish() was called)")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self._audio = np.concatenate([self._audio, samples])
-        new: list[str] = []
-        # window k is surely not the last once audio beyond its end has arrived
-        shape = self._shape
-        while self._start(self._next) + shape.samples < len(self._audio):
-            start = self._start(self._next)
-            window = Window(start, start + shape.samples, self._next * shape.step,
-                            0 if self._next == 0 else shape.context, shape.context + shape.step)
-            new += self._run([window])
-            self._next += 1
+        # the windows of the stream so far: every one but the last is whole, and stays so as audio arrives
+        plan = self._plan()
+        new = self._run(plan[self._next:-1])
+        self._next = max(self._next, len(plan) - 1)
+        drop = plan[self._next].start - self._offset  # no later window reads audio before the next one's start
+        self._audio, self._offset = self._audio[drop:], self._offset + drop
         return new
 
     def finish(self) -> list[str]:
@@ -67,10 +65,12 @@ class StreamingTranscriber:
         if self.finished:
             return []
         self.finished = True
-        if len(self._audio) < self.ctc.model.config.receptive_field:
+        if self._offset + len(self._audio) < self.ctc.model.config.receptive_field:
             return []  # shorter than one frame: nothing to hear
-        plan = plan_windows(len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)
-        return self._run(plan[self._next:])
+        return self._run(self._plan()[self._next:])
+
+    def _plan(self) -> list[Window]:
+        return plan_windows(self._offset + len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)
 
     @property
     def logits(self) -> torch.Tensor:
@@ -79,13 +79,10 @@ class StreamingTranscriber:
             return torch.zeros(0, len(self.ctc.vocab))
         return torch.cat(self._pieces)
 
-    def _start(self, k: int) -> int:
-        return k * self._shape.step * FRAME_STRIDE_SAMPLES
-
     def _run(self, windows: list[Window]) -> list[str]:
         new: list[str] = []
         for w in windows:
-            piece = self._audio[w.start:w.stop]
+            piece = self._audio[w.start - self._offset:w.stop - self._offset]
             wave = torch.from_numpy(normalize_waveform(piece) if self.ctc.normalize else piece.copy())
             logits, frames = self.ctc.logits(wave[None].to(self.ctc.device), torch.tensor([wave.numel()]))
             n = int(frames[0])
