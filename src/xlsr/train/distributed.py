@@ -8,7 +8,9 @@ Multi-node: `torchrun --nnodes=2 --node_rank=R --rdzv_endpoint=HOST:PORT ...`; n
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -150,7 +152,21 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group."""
-    if info.distributed and dist.is_initialized():
+SHUTDOWN_TIMEOUT_S = 120.0
+
+
+def shutdown(info: DistInfo, timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Leave the process group; a rank stuck there for `timeout_s` prints its threads' stacks and exits (status 1).
+
+    Leaving comes after the last checkpoint, so nothing is lost by ending a rank that hangs in the backend's
+    teardown (seen once in gloo, in a forked test rank); without the watchdog such a rank would hold its job and
+    the machine until an outside limit killed it. The watchdog is C-level (`faulthandler`), so it fires even if
+    the teardown holds the interpreter lock.
+    """
+    if not (info.distributed and dist.is_initialized()):
+        return
+    faulthandler.dump_traceback_later(timeout_s, exit=True, file=sys.stderr)
+    try:
         dist.destroy_process_group()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
