@@ -6,4 +6,5 @@ A foundation module (no torch) so that light commands such as `xlsr data stats` 
 SAMPLE_RATE = 16000  # Hz; every waveform the model sees, and every manifest's num_samples, is at this rate
 # The standard CNN's strides (5, 2, 2, 2, 2, 2, 2) multiply to 320: one frame every 20 ms, its receptive field 25 ms.
 FRAME_STRIDE_SAMPLES = 320
+RECEPTIVE_FIELD_SAMPLES = 400  # the samples one frame hears: audio shorter than this gives no frame
 FRAME_STRIDE_S = FRAME_STRIDE_SAMPLES / SAMPLE_RATE  # 0.02 s

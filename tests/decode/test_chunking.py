@@ -72,6 +72,21 @@ def test_windows_tile_the_frames():
         assert nxt.start % 320 == 0 and nxt.start < prev.stop  # windows overlap, frame-aligned
 
 
+@pytest.mark.parametrize("stride_s", [0.0, 0.1])
+def test_every_window_yields_frames_and_they_are_the_recordings(stride_s):
+    # without context (stride 0) a tail of 1-399 samples after a whole window would hear no frame of its own
+    for num_samples in range(48000, 48000 + 2 * 320 + 1, 7):
+        windows = plan_windows(num_samples, chunk_s=1.0, stride_s=stride_s)
+        assert all(w.stop - w.start >= 400 for w in windows)
+        kept = []
+        for w in windows:
+            frames = (w.stop - w.start - 400) // 320 + 1
+            stop = frames if w.keep_to is None else w.keep_to
+            assert stop <= frames
+            kept += range(w.first_frame + w.keep_from, w.first_frame + stop)
+        assert kept == list(range((num_samples - 400) // 320 + 1))  # each frame once, in order
+
+
 def test_bad_chunk_settings_raise():
     with pytest.raises(XlsrError, match="chunk"):
         plan_windows(100000, chunk_s=1.0, stride_s=0.5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from xlsr.data.audio import load_audio
-from xlsr.decode.chunking import chunked_logits
+from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.streaming import StreamingTranscriber
 from xlsr.decode.transcribe import load_ctc_model
@@ -64,6 +64,23 @@ def test_streamed_logits_and_tokens_equal_chunked_transcription(ckpts):
     assert stream.tokens == hyp.tokens and stream.starts == hyp.timestamps and stream.text == hyp.text
     with pytest.raises(XlsrError, match="the stream has ended"):
         stream.feed(wave[:100])
+
+
+@pytest.mark.parametrize("chunk_s, stride_s, samples", [
+    (4.0, 1.5, 8 * 16000),  # a stride over a quarter of the window: transcribe's cap, the same windows
+    (1.0, 0.0, 16321),  # no context, and a tail after the first window too short for a frame of its own
+])
+def test_the_stream_cuts_the_windows_transcribe_cuts(ckpts, chunk_s, stride_s, samples):
+    ctc = load_ctc_model(ckpts[False])
+    wave = np.resize(_wave(50, seed=4), samples)
+    stream = StreamingTranscriber(ctc, chunk_s=chunk_s, stride_s=stride_s)
+    for i in range(0, samples, 4000):
+        stream.feed(wave[i:i + 4000])
+    stream.finish()
+    offline = chunked_logits(torch.from_numpy(wave), ctc.logits, chunk_s=chunk_s,
+                             stride_s=window_context(chunk_s, stride_s))
+    assert offline.shape[0] == (samples - 400) // 320 + 1
+    torch.testing.assert_close(stream.logits, offline, rtol=0, atol=1e-4)
 
 
 def test_a_short_stream_is_one_window_and_silence_is_nothing(ckpts):
@@ -125,6 +142,6 @@ def test_stream_command_from_a_file_and_from_stdin(ckpts, tmp_path, capsys, monk
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pcm)))
     assert main(["stream", "-", *common]) == 0
     assert capsys.readouterr().out.strip() == want.text  # stdin PCM: the same text, printed as it came
-    assert main(["stream", str(wav), "--model", str(ckpts[False]), "--chunk-seconds", "2", "--stride-seconds",
-                 "1"]) == 2
-    assert "--chunk-seconds must be more than twice --stride-seconds" in capsys.readouterr().err
+    assert main(["stream", str(wav), "--model", str(ckpts[False]), "--chunk-seconds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--chunk-seconds and --piece-seconds must be > 0" in err and err.count("\n") == 1

@@ -159,6 +159,12 @@ def test_word_timestamps_span_their_tokens():
     no_words = Hypothesis(["a", "i"], [0, 1], "ai", frames=[0, 3], timestamps=[0.0, 0.06])
     d = Transcription("a.wav", 0.1, no_words).to_dict()
     assert "word_timestamps" not in d and [s["end"] for s in d["timestamps"]] == [0.06, 0.1]  # up to the next start
+    lexicon_words = Hypothesis(["h", "i", "y", "o", "u"], list(range(5)), "hi you", frames=[0, 1, 2, 3, 4],
+                               timestamps=[0.0, 0.02, 0.04, 0.06, 0.08], words=["hi", "you"])
+    assert "word_timestamps" not in Transcription("a.wav", 0.1, lexicon_words).to_dict()  # no `|`: no word edges
+    one_word = Hypothesis(["h", "i"], [0, 1], "hi", frames=[0, 1], timestamps=[0.0, 0.02], words=["hi"])
+    assert Transcription("a.wav", 0.1, one_word).to_dict()["word_timestamps"] == [{"word": "hi", "start": 0.0,
+                                                                                   "end": 0.1}]
 
 
 def test_cli_writes_jsonl_and_reports_failures(tiny_ckpt, tmp_path, capsys):
@@ -169,7 +175,15 @@ def test_cli_writes_jsonl_and_reports_failures(tiny_ckpt, tmp_path, capsys):
     assert code == 1
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(lines) == 1 and lines[0]["audio"] == str(wav) and "timestamps" in lines[0]
-    assert "missing.flac: no such file or directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "missing.flac: no such file or directory" in err and "transcribes only the failed ones" in err
+    # the file mended, the same command decodes it alone and completes OUT in input order
+    sf.write(tmp_path / "missing.flac", np.zeros(16000, dtype=np.float32), 16000)
+    assert main(["transcribe", "--model", str(tiny_ckpt), str(wav), str(tmp_path / "missing.flac"),
+                 "--out", str(out), "--no-progress", "--timestamps"]) == 0
+    assert "resuming: 1 of 2 file(s) already in" in capsys.readouterr().err
+    assert [json.loads(x)["audio"] for x in out.read_text().splitlines()] == [str(wav), str(tmp_path / "missing.flac")]
+    assert not out.with_name("out.jsonl.partial").exists()
 
 
 def test_model_without_ctc_head_is_a_clear_error(tmp_path, capsys):

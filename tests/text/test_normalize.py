@@ -20,6 +20,9 @@ from xlsr.text.normalize import normalize_text, unnormalized_signs
     ("Wait... 3 $100 #tags — ok", "wait 3 100 tags ok"),  # symbols go, digits stay
     ("Привет, МИР!", "привет мир"),
     ("?!", ""),
+    ("l‘uomo l`albero", "l'uomo l'albero"),  # the quote and grave accent typed for an apostrophe
+    ("hi\u200bthere\ufeff e\u00adco \u200fshalom", "hithere eco shalom"),  # invisible format characters deleted
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # Persian's ZWNJ kept
 ])
 def test_normalize_text(raw, want):
     assert normalize_text(raw) == want
@@ -31,6 +34,7 @@ def test_unnormalized_signs_name_capitals_with_twins_and_punctuation():
     assert unnormalized_signs(["<blank>", "<unk>", "|", "a", "B"]) is None  # a capital without its twin: no sign
     signs = unnormalized_signs(["<blank>", "<unk>", "|", "a", "A", "e", "E", "b", ",", "?"])
     assert signs == "2 capital(s) beside their lower-case letters (A, E) and 2 punctuation mark(s) or symbol(s) (, ?)"
+    assert unnormalized_signs(["<blank>", "a", "\u2019"]) == "1 punctuation mark(s) or symbol(s) (\u2019)"  # not yet U+0027
 
 
 def _corpus(tmp_path):
@@ -44,6 +48,9 @@ def _corpus(tmp_path):
         Utterance(str(audio), 16000, "it", text="già fatto", id="u3"),
         Utterance(str(audio), 16000, "it", id="u4"),
     ])
+    with open(data / "it" / "train.jsonl", "a") as f:  # a Common Voice line: fields xlsr does not read, no id
+        f.write(json.dumps({"audio": "../wav/a.wav", "num_samples": 16000, "lang": "it", "text": "Sì!",
+                            "gender": "female", "accent": "Sardinia", "up_votes": 2}) + "\n")
     return data, audio
 
 
@@ -54,17 +61,20 @@ def test_a_normalized_copy_keeps_the_original_audio_paths_and_phones(tmp_path):
     summary = normalize_corpus(data, out)
     assert (data / "it" / "train.jsonl").read_text() == before  # the original is untouched
     utts = read_manifest(out / "it" / "train.jsonl")
-    assert [u.text for u in utts] == ["ciao mondo", "", "già fatto", None]
-    assert [u.id for u in utts] == ["u1", "u2", "u3", "u4"] and utts[0].phones == "tʃ a o"
+    assert [u.text for u in utts] == ["ciao mondo", "", "già fatto", None, "sì"]
+    assert [u.id for u in utts] == ["u1", "u2", "u3", "u4", "a"] and utts[0].phones == "tʃ a o"
     assert all(u.audio == str(audio.resolve()) for u in utts)  # valid from the new folder
-    assert (summary.utterances, summary.changed, summary.emptied) == (4, 2, ["u2"])
-    assert summary.line(out).startswith(f"normalized 2 of 4 texts in 1 manifest(s) into {out}; distinct characters")
+    last = json.loads((out / "it" / "train.jsonl").read_text().splitlines()[-1])
+    assert last == {"audio": audio.resolve().as_posix(), "num_samples": 16000, "lang": "it", "text": "sì",
+                    "gender": "female", "accent": "Sardinia", "up_votes": 2}  # every field kept, nothing added
+    assert (summary.utterances, summary.changed, summary.emptied) == (5, 3, ["u2"])
+    assert summary.line(out).startswith(f"normalized 3 of 5 texts in 1 manifest(s) into {out}; distinct characters")
 
 
 def test_normalize_text_cli_and_its_refusals(tmp_path, capsys):
     data, _ = _corpus(tmp_path)
     assert main(["data", "normalize-text", "--data", str(data), "--out", str(tmp_path / "n")]) == 0
-    assert "normalized 2 of 4 texts" in capsys.readouterr().out
+    assert "normalized 3 of 5 texts" in capsys.readouterr().out
     for args, words in ((["--data", str(data), "--out", str(data)], "is the data folder itself"),
                         (["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "n2")], "no such data folder")):
         assert main(["data", "normalize-text", *args]) == 2

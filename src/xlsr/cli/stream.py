@@ -6,7 +6,8 @@
 
 `-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin; a file is read and fed in pieces of
 --piece-seconds, as a stream would deliver it. The model hears windows of --chunk-seconds with --stride-seconds of
-context on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds. Greedy CTC.
+context on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds (the first
+words: one whole window). Greedy CTC.
 The text goes to stdout as it becomes final; --jsonl prints one JSON line per step instead (seconds of audio
 heard, the new tokens, their start times, the text so far).
 """
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("source", metavar="AUDIO_OR_-", help="an audio file, or - for raw s16le 16 kHz mono PCM on stdin")
     add_model_arguments(p)
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="window the model hears (default 10)")
-    p.add_argument("--stride-seconds", type=float, default=2.0, help="context on each side of a window (default 2)")
+    p.add_argument("--stride-seconds", type=float, default=2.0, help="context on each side of a window (default 2; at most a quarter of the window, as in transcribe)")
     p.add_argument("--piece-seconds", type=float, default=0.5, help="a file is fed in pieces this long")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per step instead of plain text")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -47,9 +48,9 @@ def run(args) -> int:
     from xlsr.decode.streaming import StreamingTranscriber
     from xlsr.decode.transcribe import load_ctc_model
 
-    if args.chunk_seconds <= 2 * args.stride_seconds or args.stride_seconds < 0 or args.piece_seconds <= 0:
-        raise XlsrError(f"--chunk-seconds must be more than twice --stride-seconds (>= 0), and --piece-seconds > 0; "
-                        f"got {args.chunk_seconds:g}, {args.stride_seconds:g} and {args.piece_seconds:g}")
+    if args.chunk_seconds <= 0 or args.stride_seconds < 0 or args.piece_seconds <= 0:
+        raise XlsrError(f"--chunk-seconds and --piece-seconds must be > 0 and --stride-seconds >= 0; "
+                        f"got {args.chunk_seconds:g}, {args.piece_seconds:g} and {args.stride_seconds:g}")
     pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else None
     if pieces is None:
         audio = load_audio(args.source, normalize=False)  # the transcriber normalizes each window if the model does

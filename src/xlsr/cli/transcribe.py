@@ -10,7 +10,7 @@ overlapping windows merged by time. --target-lang picks the language of an MMS c
 per-language adapters (without it, the error lists the languages it has). One JSON line per file: audio, duration, text, tokens, score
 (+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
 when some failed). Each result is kept in OUT.partial as it is made: the same command after a stop (Ctrl-C, a
-crash, a lost machine) transcribes only the files not done yet, and OUT is written once all are.
+crash, a lost machine), or after some files failed, transcribes only the files not done yet.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def add_batching_arguments(p) -> None:
     """How much audio the model sees at once, shared by `transcribe` and `evaluate` (lower them when out of memory)."""
     p.add_argument("--chunk-seconds", type=float, default=30.0,
                    help="recordings longer than this are decoded in windows of this length (0 = never)")
-    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds")
+    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds (default 2; at most a quarter of the window)")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch, seconds")
 
 
@@ -115,11 +115,14 @@ def run(args) -> int:
     finally:
         kept.close()
     failures += more
-    records = kept.finish([str(f) for f in files])
+    records = kept.finish([str(f) for f in files] + [f.audio for f in failures])  # a failed file: kept for a rerun
     print(f"transcribed {len(records)} file(s) -> {args.out}", file=sys.stderr)
     if failures:
         print(f"xlsr: {len(failures)} file(s) failed:", file=sys.stderr)
         for f in failures:
             print(f"  {f.error}", file=sys.stderr)
+        if kept.path.is_file():
+            print(f"xlsr: the other results stay in {kept.path}: the same command (once the files are mended) "
+                  f"transcribes only the failed ones", file=sys.stderr)
         return 1
     return 0

@@ -62,7 +62,8 @@ def parse_record(raw: bytes) -> tuple[dict | None, str | None]:
     return (None, problem) if problem else (record, None)
 
 
-def _utterance(record: dict, root: Path) -> Utterance:
+def utterance_from_record(record: dict, root: Path) -> Utterance:
+    """A valid manifest line as an Utterance; a relative audio path is taken from the manifest's folder `root`."""
     audio = Path(record["audio"])
     if not audio.is_absolute():
         audio = root / audio
@@ -77,21 +78,33 @@ def _utterance(record: dict, root: Path) -> Utterance:
     )
 
 
-def read_manifest(path: str | Path) -> list[Utterance]:
-    """All utterances of a JSONL manifest; ManifestError naming file and line for a bad line."""
+def read_records(path: str | Path) -> list[dict]:
+    """Every line of a JSONL manifest as its JSON object, all fields kept; ManifestError naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
-    root = path.resolve().parent
-    utts = []
+    records = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
             if raw.strip():
                 record, problem = parse_record(raw)
                 if problem:
                     raise ManifestError(f"{path}:{number}: {problem}")
-                utts.append(_utterance(record, root))
-    return utts
+                records.append(record)
+    return records
+
+
+def read_manifest(path: str | Path) -> list[Utterance]:
+    """All utterances of a JSONL manifest; ManifestError naming file and line for a bad line."""
+    root = Path(path).resolve().parent
+    return [utterance_from_record(record, root) for record in read_records(path)]
+
+
+def audio_field(audio: str | Path, root: Path) -> str:
+    """The `audio` field for a manifest in folder `root`: relative when the file is under it, else absolute."""
+    audio = Path(audio).resolve()
+    rel = os.path.relpath(audio, root)
+    return audio.as_posix() if rel.startswith("..") else Path(rel).as_posix()
 
 
 def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
@@ -102,9 +115,7 @@ def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         for u in utts:
-            audio = Path(u.audio).resolve()
-            rel = os.path.relpath(audio, root)
-            record = {"id": u.id, "audio": audio.as_posix() if rel.startswith("..") else Path(rel).as_posix(),
+            record = {"id": u.id, "audio": audio_field(u.audio, root),
                       "num_samples": int(u.num_samples), "lang": u.lang, "speaker": u.speaker}
             if u.text is not None:
                 record["text"] = u.text

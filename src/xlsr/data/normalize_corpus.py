@@ -1,17 +1,19 @@
 """`xlsr data normalize-text`: a copy of a corpus's manifests with every `text` label normalised.
 
 The copy leaves the original untouched (nothing is lost): DIR/<lang>/<split>.jsonl becomes OUT/<lang>/<split>.jsonl
-with the same utterances in the same order, audio paths rewritten to stay valid from OUT, `phones` as they were, and
+with the same lines in the same order, each with every field it had (`phones`, speaker, and fields xlsr does not
+read, such as Common Voice's gender or accent, as they were), its audio path rewritten to stay valid from OUT, and
 `text` by xlsr.text.normalize.normalize_text. Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
 (or on OUT's test manifests), so that training and scoring see the same transcripts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from xlsr.data.manifest import read_manifest, write_manifest
+from xlsr.atomic import write_jsonl
+from xlsr.data.manifest import audio_field, read_records, utterance_from_record
 from xlsr.errors import ManifestError
 from xlsr.text.normalize import normalize_text
 
@@ -46,19 +48,23 @@ def normalize_corpus(data_dir: str | Path, out_dir: str | Path) -> NormalizeSumm
         raise ManifestError(f"--out {out_dir}: is the data folder itself; give another folder (the original stays)")
     summary = NormalizeSummary()
     for path in manifests:
-        utts = read_manifest(path)  # a bad line is one error naming file and line, before anything is written
-        normalized = []
-        for u in utts:
-            if u.text is not None:
-                text = normalize_text(u.text)
-                summary.changed += text != u.text
-                summary.symbols_before.update(u.text.replace(" ", ""))
+        dest = out_dir / path.parent.name / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        records = []
+        for record in read_records(path):  # a bad line is one error naming file and line, before anything is written
+            utt = utterance_from_record(record, path.resolve().parent)
+            record = {**record, "audio": audio_field(utt.audio, dest.resolve().parent)}
+            if utt.text is not None:
+                text = normalize_text(utt.text)
+                summary.changed += text != utt.text
+                summary.symbols_before.update(utt.text.replace(" ", ""))
                 summary.symbols_after.update(text.replace(" ", ""))
-                if u.text.strip() and not text:
-                    summary.emptied.append(u.id or u.audio)
-                u = replace(u, text=text)
-            normalized.append(u)
-        write_manifest(out_dir / path.parent.name / path.name, normalized)
+                if utt.text.strip() and not text:
+                    summary.emptied.append(utt.id)
+                record["text"] = text
+            records.append(record)
+        write_jsonl(dest, records)
         summary.manifests += 1
-        summary.utterances += len(utts)
+        summary.utterances += len(records)
     return summary
+

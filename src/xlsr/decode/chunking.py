@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xlsr.errors import XlsrError
-from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
+from xlsr.rates import FRAME_STRIDE_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -31,6 +31,12 @@ class Window:
     first_frame: int
     keep_from: int
     keep_to: int | None  # None: up to the window's last frame (the final window)
+
+
+def window_context(chunk_s: float, stride_s: float) -> float:
+    """The context each side of a window gets: the stride asked for, at most a quarter of the window (so that at
+    least half of every window's frames are kept). Long files (`xlsr transcribe`) and streams use the same."""
+    return min(stride_s, chunk_s / 4)
 
 
 def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_rate: int = SAMPLE_RATE,
@@ -53,6 +59,8 @@ def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_ra
         first = k * step
         start = first * frame_samples
         stop = min(start + window_samples, num_samples)
+        if 0 < num_samples - stop < RECEPTIVE_FIELD_SAMPLES:
+            stop = num_samples  # a tail too short for a frame of its own (no context, stride 0) joins this window
         last = stop == num_samples
         keep_from = 0 if k == 0 else context
         windows.append(Window(start, stop, first, keep_from, None if last else context + step))

@@ -2,10 +2,11 @@
 
 Each result is appended to OUT.partial (one JSON line, flushed) as soon as its batch is decoded. The same command
 run again reads OUT.partial, skips the files already there and appends the rest; at the end OUT is written
-atomically, one line per file in input order, and OUT.partial is removed. A line torn by a kill is dropped (that
-file is transcribed again). Files that failed are not recorded: a restart tries them again. The first line
-records the settings the results were made with; a restart with other settings is refused (results of two
-models or decoders would be mixed in one OUT).
+atomically, one line per file in input order. A line torn by a kill is cut off the file (that file is transcribed
+again, and the next result starts on a line of its own). Files that failed are not recorded: the same command
+again tries them, and only them; OUT.partial is removed once every file is in OUT. The first line records the
+settings the results were made with; a restart with other settings is refused (results of two models or decoders
+would be mixed in one OUT); a file whose settings line itself was torn holds no result and starts over.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ class PartialResults:
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
         self.records: dict[str, dict] = {}  # audio path -> its result
         if self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            lines = self._whole_lines()
             made_with = _parse(lines[0]).get("settings") if lines else None
-            if made_with is not None and made_with != self.settings:
+            if made_with is None:  # torn in its first line, before any result: nothing to keep
+                self.path.unlink()
+                lines = []
+            elif made_with != self.settings:
                 changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
                 raise XlsrError(f"{self.path}: results of an earlier run with other settings ({', '.join(changed)}); "
                                 f"run that command again to finish it, or delete the file to start over")
@@ -37,6 +41,16 @@ class PartialResults:
                 if isinstance(record.get("audio"), str):
                     self.records[record["audio"]] = record
         self._file = None
+
+    def _whole_lines(self) -> list[str]:
+        """The file's complete lines; a last line a kill cut short is cut off the file too, so that the next
+        result is appended on a line of its own."""
+        data = self.path.read_bytes()
+        whole = data[:data.rfind(b"\n") + 1]
+        if len(whole) < len(data):
+            with open(self.path, "r+b") as f:
+                f.truncate(len(whole))
+        return whole.decode("utf-8", errors="replace").splitlines()
 
     def done(self) -> set[str]:
         """The audio paths already transcribed by an earlier run of the command."""
@@ -60,11 +74,13 @@ class PartialResults:
             self._file = None
 
     def finish(self, order: list[str]) -> list[dict]:
-        """Write OUT (the kept results in `order`, audio paths not kept left out) and remove OUT.partial."""
+        """Write OUT (the kept results in `order`, audio paths not kept left out); OUT.partial is removed when
+        every path in `order` has its result, and kept otherwise, so that a rerun retries only the missing."""
         self.close()
         records = [self.records[a] for a in order if a in self.records]
         write_jsonl(self.out, records)
-        self.path.unlink(missing_ok=True)
+        if len(records) == len(order):
+            self.path.unlink(missing_ok=True)
         return records
 
 

@@ -4,13 +4,16 @@ wav2vec 2.0's Transformer attends over the whole input, so no frame is final unt
 The stream is cut into the windows `xlsr transcribe` uses for long recordings (decode/chunking.py: `chunk_s` long,
 `stride_s` of context on each side, only the central frames kept): a window runs as soon as the audio after it
 has begun to arrive, its kept frames are final, and their greedy CTC tokens are emitted. Text therefore lags the
-audio by about `chunk_s - stride_s` seconds at most. At the end of the stream the last windows run and the rest
-is emitted; the logits of the whole stream are then those `chunked_logits` gives the whole recording, so an LM
-beam search can rescore them (`logits`).
+audio by `chunk_s - stride_s` seconds at most, plus the wait for the piece of audio that completes a window,
+except at the stream's start: the first window keeps its frames from 0 on, so the first words wait for the whole
+first window (`chunk_s`). At the end of the stream the last windows run and the rest is emitted. For a model that
+does not normalize its input the logits of the whole stream are then those `chunked_logits` gives the whole
+recording, so an LM beam search can rescore them (`logits`).
 
 A model that normalizes its input (XLSR, XLS-R, MMS: per-utterance zero mean, unit variance) sees each window
-normalized on its own: a stream has no utterance statistics until it ends. Windows of 10 s or more are as long as
-the crops such models were pretrained on.
+normalized on its own: a stream has no utterance statistics until it ends, whereas `xlsr transcribe` normalizes a
+whole file before cutting it into windows, so for such models the two differ slightly. Windows of 10 s or more
+are as long as the crops such models were pretrained on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from xlsr.data.audio import normalize_waveform
-from xlsr.decode.chunking import Window, plan_windows
+from xlsr.decode.chunking import Window, plan_windows, window_context
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
 from xlsr.rates import FRAME_STRIDE_S
@@ -29,8 +32,11 @@ class StreamingTranscriber:
     """Feed samples (16 kHz mono float) as they come; each call returns the tokens that became final."""
 
     def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0):
-        self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, stride_s
-        plan_windows(1, chunk_s=chunk_s, stride_s=stride_s)  # a chunk no longer than twice the stride: one line
+        if chunk_s <= 0 or stride_s < 0:
+            raise XlsrError(f"streaming: the window must be longer than 0 s and the stride at least 0 s, got "
+                            f"{chunk_s:g} and {stride_s:g}")
+        # the windows of `xlsr transcribe` for a long file of the same settings (the stride at most chunk / 4)
+        self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, window_context(chunk_s, stride_s)
         self._audio = np.zeros(0, dtype=np.float32)  # the stream from sample `_offset` on (older audio is done)
         self._offset = 0
         self._next = 0  # index of the next window to run

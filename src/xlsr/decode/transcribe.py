@@ -21,7 +21,7 @@ from xlsr import atomic
 from xlsr.data.audio import audio_num_samples, load_audio
 from xlsr.data.batching import pad_waveforms
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
-from xlsr.decode.chunking import chunked_logits
+from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.devices import is_out_of_memory, pick_device
@@ -151,8 +151,11 @@ class Transcription:
             ends = [min(e, round(self.duration, 3)) for e in ends]  # the last frame may reach past the audio
             out["timestamps"] = [{"token": t, "start": s, "end": e}
                                  for t, s, e in zip(hyp.tokens, hyp.timestamps, ends)]
-            if WORD_BOUNDARY in hyp.tokens or hyp.words:
-                out["word_timestamps"] = word_spans(out["timestamps"], " " if self.kind == "phones" else "")
+            spans = word_spans(out["timestamps"], " " if self.kind == "phones" else "")
+            # Only where the tokens show where words meet: a lexicon decoder over a vocabulary without `|` knows
+            # its words but not which tokens each one spans.
+            if (WORD_BOUNDARY in hyp.tokens or hyp.words) and (hyp.words is None or len(spans) == len(hyp.words)):
+                out["word_timestamps"] = spans
         return out
 
 
@@ -287,8 +290,7 @@ def _out_of_memory_failure(ctc: CTCModel, path: Path, samples: int) -> Failure:
 def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timestamps: bool,
                     chunk_seconds: float, chunk_stride: float) -> Hypothesis:
     """Logits of overlapping windows merged by time, then one decoding pass over the whole recording."""
-    stride = min(chunk_stride, chunk_seconds / 4)  # the stride must leave room for kept frames
-    logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=stride,
+    logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=window_context(chunk_seconds, chunk_stride),
                             frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)
     return decoder(logits.unsqueeze(0), torch.tensor([logits.shape[0]]), timestamps=timestamps)[0]
 

@@ -8,8 +8,11 @@ cleaning of speech recognition recipes, written out so that training and scoring
 1. Unicode NFC (a letter with its accent is one code point however it was typed);
 2. lower case by Unicode's rules (`str.lower`; Turkish İ becomes i and a combining dot);
 3. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
-   letters (`l'uomo`, `don't`), which is kept as U+0027 whatever apostrophe was typed;
-4. runs of whitespace become one space, none at either end.
+   letters (`l'uomo`, `don't`), which is kept as U+0027 whatever apostrophe was typed (’, ʼ, and the ‘ and `
+   that keyboards put in its place);
+4. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
+   are deleted, except the zero-width non-joiner and joiner, which spell words in Persian and Indic scripts;
+5. runs of whitespace become one space, none at either end.
 
 Digits, letters of every script and combining marks are kept; numbers are not spelled out.
 """
@@ -19,7 +22,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-APOSTROPHES = "'\u2019\u02bc"  # ASCII, right single quotation mark, modifier letter apostrophe
+# ASCII, right single quotation mark, modifier letter apostrophe; left single quotation mark and grave accent, typed
+# for it (l`uomo)
+APOSTROPHES = "'\u2019\u02bc\u2018`"
+JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of the spelling in Persian, Hindi, Malayalam, ...
 
 
 def normalize_text(text: str) -> str:
@@ -31,14 +37,16 @@ def normalize_text(text: str) -> str:
             out.append("'")
         elif unicodedata.category(ch)[0] in "PS":
             out.append(" ")
+        elif unicodedata.category(ch) == "Cf" and ch not in JOINERS:
+            continue
         else:
             out.append(ch)
     return " ".join("".join(out).split())
 
 
 def is_punctuation(symbol: str) -> bool:
-    """Whether a one-character symbol is punctuation or a symbol (what normalize_text removes), apostrophes aside."""
-    return len(symbol) == 1 and symbol not in APOSTROPHES and unicodedata.category(symbol)[0] in "PS"
+    """Whether a one-character symbol is punctuation or a symbol (what normalize_text removes; its apostrophe aside)."""
+    return len(symbol) == 1 and symbol != "'" and unicodedata.category(symbol)[0] in "PS"
 
 
 def unnormalized_signs(symbols: Iterable[str]) -> str | None:
