@@ -210,6 +210,8 @@ def _coerce(raw: Any, typ: Any, where: str) -> Any:
     """Convert `raw` to the annotated type; a value that does not fit is one XlsrError line."""
     value = _parse_scalar(raw)
     args = _union_args(typ)
+    if isinstance(value, str) and value.lower() == "none" and type(None) in args:
+        value = None  # `--freeze-updates none`: Python's word for YAML's null, where a field may be unset
     if value is None:
         if type(None) in args or typ is Any:
             return None
@@ -309,6 +311,11 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
 def collect_overrides(args) -> dict[str, str]:
     """The config options actually given on the command line, as {dotted key: string}."""
     return {k[len(_DEST):]: v for k, v in vars(args).items() if k.startswith(_DEST)}
+
+
+def set_override(args, key: str, value: str) -> None:
+    """Record `--key value` in parsed `args` as if it had been given on the command line."""
+    setattr(args, _DEST + key, value)
 
 
 def _metavar(typ: Any) -> str:

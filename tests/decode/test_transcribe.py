@@ -306,13 +306,26 @@ def test_a_file_too_long_for_memory_is_a_failure_with_advice_and_the_rest_is_dec
     assert len(failures) == 1 and failures[0].audio == str(long)
     seconds = sf.info(long).duration
     assert failures[0].error == (f"{long}: out of cpu memory decoding {seconds:.1f} s of audio at once; lower "
-                                 f"--chunk-seconds below {seconds:.0f} (recordings longer than it are decoded in "
+                                 f"--chunk-seconds below {round(seconds, 1):g} (recordings longer than it are decoded in "
                                  f"windows)")
     # decoded in windows of 4 s it fits; windows of 6 s do not, and that is the failure's line
     fits, none = transcribe_files(ctc, [long], chunk_seconds=4.0, chunk_stride=1.0, show_progress=False)
     assert len(fits) == 1 and not none
     _, failures = transcribe_files(ctc, [long], chunk_seconds=6.0, chunk_stride=1.0, show_progress=False)
     assert "out of cpu memory decoding 6.0 s of audio at once; lower --chunk-seconds below 6" in failures[0].error
+
+
+def test_a_long_file_sends_its_windows_within_the_batch_limit_and_fewer_on_out_of_memory(tiny_ckpt, tmp_path):
+    long = _write(tmp_path / "long.wav", 40, seed=9)  # ~8 s: windows of 2 s, 1 s apart
+    ctc = load_ctc_model(tiny_ckpt)
+    (want,), _ = transcribe_files(ctc, [long], chunk_seconds=2.0, chunk_stride=0.5, show_progress=False)
+    seen = _runs_out_of_memory(ctc, lambda batch: False)
+    transcribe_files(ctc, [long], chunk_seconds=2.0, chunk_stride=0.5, max_batch_seconds=4.0, show_progress=False)
+    assert max(b for b, _ in seen) == 2  # 4 s of audio at once: two windows of 2 s
+    seen = _runs_out_of_memory(ctc, lambda batch: batch.shape[0] > 2)
+    (got,), failures = transcribe_files(ctc, [long], chunk_seconds=2.0, chunk_stride=0.5, show_progress=False)
+    assert not failures and got.hypothesis.text == want.hypothesis.text
+    assert seen[0][0] > 2 and seen[-1][0] <= 2  # out of memory with many windows at once, then fewer
 
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory(tiny_ckpt, tmp_path):

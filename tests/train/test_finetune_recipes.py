@@ -49,3 +49,42 @@ def test_command_line_overrides_a_recipe_and_an_unknown_one_is_one_line(tmp_path
     assert (cfg.update_freq, cfg.lr, cfg.max_updates) == (5, 2e-4, 20000)
     with pytest.raises(XlsrError, match="no such pretrain recipe"):
         recipe_path("vox-10h")
+
+
+def _resolved(argv):
+    from xlsr.cli.finetune import finetune_config
+    from xlsr.cli.main import build_parser
+
+    return finetune_config(build_parser(argv).parse_args(argv))
+
+
+def test_a_ratio_on_the_command_line_replaces_the_recipes_freeze_count(tmp_path):
+    base = ["finetune", "--recipe", "vox-10m", "--train", "t.jsonl", "--out", str(tmp_path / "r")]
+    assert _resolved(base).freeze_updates == 10000
+    cfg = _resolved([*base, "--freeze-ratio", "0.3", "--max-updates", "2000"])
+    assert (cfg.freeze_updates, cfg.freeze_ratio, cfg.max_updates) == (None, 0.3, 2000)
+    assert _resolved([*base, "--freeze-updates", "none"]).freeze_updates is None  # Python's word for null
+    with pytest.raises(XlsrError, match="freeze_updates: 10000 is more than max_updates 2000, so the Transformer "
+                                        "would never train"):
+        _resolved([*base, "--max-updates", "2000"])
+
+
+def test_a_recipe_named_in_a_config_file_is_applied_and_an_unknown_one_is_one_line(tmp_path, capsys):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("recipe: vox-1h\nlr: 2.0e-5\n")
+    cfg = _resolved(["finetune", "--config", str(yaml_file), "--train", "t.jsonl", "--out", str(tmp_path / "r")])
+    assert (cfg.recipe, cfg.max_updates, cfg.freeze_updates, cfg.lr) == ("vox-1h", 13000, 10000, 2e-5)  # YAML > recipe
+    yaml_file.write_text("recipe: no-such\n")
+    assert main(["finetune", "--config", str(yaml_file), "--train", "t.jsonl", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"xlsr: error: {yaml_file}: recipe no-such: no such finetune recipe") and err.count("\n") == 1
+
+
+def test_a_typo_in_a_model_section_is_one_line_when_the_config_is_read(tmp_path):
+    from xlsr.train.pretrain import PretrainConfig
+
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("model:\n  mask_prb: 0.5\n")
+    for cls in (FinetuneConfig, PretrainConfig):
+        with pytest.raises(XlsrError, match=r"^model.mask_prb: unknown Wav2Vec2Config field; allowed: "):
+            load_config(cls, [yaml_file])

@@ -178,6 +178,24 @@ def test_out_of_memory_is_one_line_with_advice_and_keeps_the_last_checkpoint(dat
     assert {p: p.read_bytes() for p in (run / "checkpoints" / "last").iterdir()} == saved
 
 
+@pytest.mark.parametrize("where, words", [
+    ("valid", "validating a batch of"),
+    ("optimizer", "in the optimizer step; the optimizer's state does not fit beside the model"),
+])
+def test_out_of_memory_in_validation_or_the_optimizer_step_is_one_line_too(data, tmp_path, monkeypatch, where, words):
+    from xlsr.train.trainer import TrainingError
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    if where == "valid":
+        monkeypatch.setattr(pretrain_mod.PretrainTask, "valid_step", out_of_memory)
+    else:
+        monkeypatch.setattr(torch.optim.AdamW, "step", out_of_memory)
+    with pytest.raises(TrainingError, match=f"out of cpu memory at update 0 {words}"):
+        pretrain(_cfg(data, tmp_path / "run", max_updates=2, valid_every=1))
+
+
 def train_losses(run) -> list[float]:
     return [r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
 

@@ -35,15 +35,28 @@ def add_config_command(subparsers, name: str, cls: type, *, help: str, descripti
     return p
 
 
-def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path] = ()) -> T:
-    """`cls` from its defaults < `yamls` < --config YAML < the command line, for a parser from `add_config_command`."""
-    from xlsr.config import collect_overrides, load_config  # lazy: as in add_config_command
+def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path] = (),
+                   recipe_kind: str | None = None) -> T:
+    """`cls` from its defaults < `yamls` < --config YAML < the command line, for a parser from `add_config_command`.
+
+    With `recipe_kind` ("pretrain", "finetune"), the shipped recipe named by --recipe, or else by a `recipe:` key of
+    the --config YAML, is applied first (a recipe named in a YAML is applied, never only recorded).
+    """
+    from xlsr.config import collect_overrides, load_config, read_yaml  # lazy: as in add_config_command
+    from xlsr.train.recipes import recipe_path
 
     overrides = collect_overrides(args)
     for field in args.own_fields:
         if getattr(args, field):  # given (and not empty)
             overrides[field] = getattr(args, field)
-    return load_config(cls, [*yamls, *([args.config] if args.config else [])], overrides)
+    recipes = []
+    if recipe_kind is not None:
+        named_in = read_yaml(args.config).get("recipe") if args.config else None
+        if overrides.get("recipe"):
+            recipes = [recipe_path(overrides["recipe"], recipe_kind)]
+        elif named_in is not None:
+            recipes = [recipe_path(str(named_in), recipe_kind, where=f"{args.config}: recipe")]
+    return load_config(cls, [*recipes, *yamls, *([args.config] if args.config else [])], overrides)
 
 
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C; ours for any stop before max_updates

@@ -15,7 +15,8 @@ for a count), as fairseq fine-tunes pretrained models; for a model trained from 
 RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
 re-running the same command resumes. The defaults are sized for the tiny models on a CPU; --recipe NAME applies
 fairseq's published fine-tuning settings for Large / XLSR-53 / XLS-R models (GPU-sized; settings: defaults <
-recipe < --config < command line).
+recipe < --config < command line; a `recipe:` key in the --config YAML applies that recipe too). The recipes freeze
+the Transformer for a count of updates (--freeze-updates); --freeze-ratio on the command line replaces that count.
 
 MMS checkpoints with per-language adapters: --target-lang LANG loads that language. With --train-only
 adapters only the adapters and the CTC head train (MMS's recipe for adding a language, ~2M parameters
@@ -50,14 +51,25 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def finetune_config(args):
+    """The FinetuneConfig of parsed `args`: defaults < recipe < --config < command line; a --freeze-ratio on the
+    command line replaces a recipe's or YAML's --freeze-updates count (a count wins over a ratio otherwise)."""
+    from xlsr.config import collect_overrides, set_override  # lazy: as in add_config_command
+    from xlsr.train.finetune_config import FinetuneConfig
+
+    given = collect_overrides(args)
+    if "freeze_ratio" in given and "freeze_updates" not in given:
+        set_override(args, "freeze_updates", "null")
+    return resolve_config(FinetuneConfig, args, recipe_kind="finetune")
+
+
 def run(args) -> int:
     """Resolve the configuration and fine-tune."""
     # lazy: xlsr.train.finetune imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
-    from xlsr.train.finetune import FinetuneConfig, finetune
+    from xlsr.train.finetune import finetune
     from xlsr.train.language_adapters import ADAPTER_DIR
-    from xlsr.train.recipes import recipe_path
 
-    cfg = resolve_config(FinetuneConfig, args, yamls=[recipe_path(args.recipe, "finetune")] if args.recipe else [])
+    cfg = finetune_config(args)
     run_dir = finetune(cfg)
     print(f"run folder: {run_dir}  (checkpoints/best is the lowest dev error; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")

@@ -32,10 +32,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Resolve the configuration and pretrain."""
     from xlsr.train.pretrain import PretrainConfig, pretrain  # lazy: imports torch; see HELP
-    from xlsr.train.recipes import recipe_path
-
-    recipe = [recipe_path(args.recipe)] if args.recipe else []
-    cfg = resolve_config(PretrainConfig, args, yamls=recipe)
+    cfg = resolve_config(PretrainConfig, args, recipe_kind="pretrain")
     run_dir = pretrain(cfg)
     if os.environ.get("RANK", "0") == "0":
         print(f"run folder: {run_dir}  (checkpoints/last, checkpoints/best, log.jsonl, tb/; `xlsr plot {run_dir}`)")

@@ -213,13 +213,12 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             bar.update(1)
             continue
         if chunk_samples and wave.numel() > chunk_samples:
-            try:
-                keep(pos, path, wave, _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride),
-                     {"chunked": True})
-            except RuntimeError as exc:
-                if not is_out_of_memory(exc):
-                    raise
-                failures.append(_out_of_memory_failure(ctc, path, chunk_samples))
+            hyp = _decode_chunked_fitting(ctc, path, wave, decoder, timestamps, chunk_seconds, chunk_stride,
+                                          max_batch_seconds)
+            if isinstance(hyp, Failure):
+                failures.append(hyp)
+            else:
+                keep(pos, path, wave, hyp, {"chunked": True})
             bar.update(1)
             continue
         longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
@@ -280,7 +279,7 @@ def _decode_fitting(ctc: CTCModel, items: list[tuple[int, Path, torch.Tensor]], 
 
 def _out_of_memory_failure(ctc: CTCModel, path: Path, samples: int) -> Failure:
     seconds = samples / SAMPLE_RATE
-    tips = [f"lower --chunk-seconds below {seconds:.0f} (recordings longer than it are decoded in windows)"]
+    tips = [f"lower --chunk-seconds below {round(seconds, 1):g} (recordings longer than it are decoded in windows)"]
     if ctc.device.type == "cuda":
         tips += ["use --precision bf16"] * (ctc.precision == "fp32") + ["or --device cpu"]
     return Failure(str(path), f"{path}: out of {ctc.device.type} memory decoding {seconds:.1f} s of audio at once; "
@@ -288,11 +287,31 @@ def _out_of_memory_failure(ctc: CTCModel, path: Path, samples: int) -> Failure:
 
 
 def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timestamps: bool,
-                    chunk_seconds: float, chunk_stride: float) -> Hypothesis:
-    """Logits of overlapping windows merged by time, then one decoding pass over the whole recording."""
+                    chunk_seconds: float, chunk_stride: float, windows_per_batch: int) -> Hypothesis:
+    """Logits of overlapping windows (up to `windows_per_batch` through the model at once) merged by time, then one
+    decoding pass over the whole recording."""
     logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=window_context(chunk_seconds, chunk_stride),
-                            frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)
+                            batch_size=windows_per_batch, frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)
     return decoder(logits.unsqueeze(0), torch.tensor([logits.shape[0]]), timestamps=timestamps)[0]
+
+
+def _decode_chunked_fitting(ctc: CTCModel, path: Path, wave: torch.Tensor, decoder: Decoder, timestamps: bool,
+                            chunk_seconds: float, chunk_stride: float, max_batch_seconds: float
+                            ) -> Hypothesis | Failure:
+    """_decode_chunked with as many windows at once as `max_batch_seconds` holds; on out of memory, half as many
+    (at worst one window at a time); a window that does not fit alone becomes a Failure saying what to lower."""
+    windows = max(1, int(max_batch_seconds // chunk_seconds))
+    while True:
+        try:
+            return _decode_chunked(ctc, wave, decoder, timestamps, chunk_seconds, chunk_stride, windows)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc):
+                raise
+        if ctc.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if windows == 1:
+            return _out_of_memory_failure(ctc, path, int(chunk_seconds * SAMPLE_RATE))
+        windows //= 2
 
 
 def check_output_file(path: str | Path) -> Path:

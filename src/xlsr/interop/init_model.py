@@ -14,12 +14,13 @@ from pathlib import Path
 from torch import nn
 
 from xlsr.config import coerce_fields
-from xlsr.errors import CheckpointError, XlsrError
+from xlsr.errors import CheckpointError
 from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
 from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
 from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.model.config import check_override_keys
 
 
 @dataclass
@@ -99,10 +100,8 @@ def checkpoint_languages(path: str | Path) -> list[str]:
 
 def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
     """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError."""
+    check_override_keys(overrides)
     d = config.to_dict()
-    unknown = sorted(set(overrides) - set(d))
-    if unknown:
-        raise XlsrError(f"model.{unknown[0]}: unknown Wav2Vec2Config field; allowed: {', '.join(sorted(d))}")
     d.update(coerce_fields(Wav2Vec2Config, dict(overrides), where="model."))
     out = Wav2Vec2Config.from_dict(d)
     out.validate()

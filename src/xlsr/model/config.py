@@ -221,3 +221,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "xls-r-1b": dict(_LARGE, num_layers=48, hidden_size=1280, ffn_dim=5120, final_dim=1024, codevector_dim=1024),
     "xls-r-2b": dict(_LARGE, num_layers=48, hidden_size=1920, ffn_dim=7680, final_dim=1024, codevector_dim=1024),
 }
+
+
+def check_override_keys(overrides: dict) -> None:
+    """A run's `model` overrides name Wav2Vec2Config fields; the first that does not is one XlsrError line."""
+    known = {f.name for f in dataclasses.fields(Wav2Vec2Config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise XlsrError(f"model.{unknown[0]}: unknown Wav2Vec2Config field; allowed: {', '.join(sorted(known))}")

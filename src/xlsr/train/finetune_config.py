@@ -11,6 +11,7 @@ from typing import Literal
 
 from xlsr.data.augment import parse_augment
 from xlsr.errors import XlsrError
+from xlsr.model.config import check_override_keys
 from xlsr.train.trainer_config import TrainerConfig
 
 
@@ -84,6 +85,10 @@ class FinetuneConfig(TrainerConfig):
             raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
         if self.freeze_updates is not None and self.freeze_updates < 0:
             raise XlsrError(f"freeze_updates: must be at least 0, got {self.freeze_updates}")
+        if self.freeze_updates is not None and self.freeze_updates > self.max_updates:
+            raise XlsrError(f"freeze_updates: {self.freeze_updates} is more than max_updates {self.max_updates}, so the "
+                            f"Transformer would never train; give --freeze-updates at most {self.max_updates}, or "
+                            f"--freeze-ratio (a share of max_updates) instead")
         if isinstance(self.train, str):
             self.train = [self.train]
         if isinstance(self.dev, str):
@@ -91,6 +96,7 @@ class FinetuneConfig(TrainerConfig):
         # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
         self.model = {**finetune_model_defaults(), **dict(self.model)}
         parse_augment(self.augment)  # a bad spec fails before the run folder is written
+        check_override_keys(self.model)  # a typo in a YAML's model section, before any checkpoint is loaded
 
 
 def transformer_freeze_updates(cfg: FinetuneConfig) -> int:

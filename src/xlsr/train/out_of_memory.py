@@ -16,9 +16,11 @@ class TrainingError(XlsrError):
 
 
 @contextmanager
-def out_of_memory_advice(trainer, batch):
-    """Turn an out-of-memory error in a training step into one line that says what to change (the last
-    checkpoint is kept: the same command with smaller batches resumes from it). `trainer`: the Trainer."""
+def out_of_memory_advice(trainer, batch, where: str = "train"):
+    """Turn an out-of-memory error into one line that says what to change (the last checkpoint is kept: the same
+    command with the change resumes from it). `trainer`: the Trainer; `where`: "train" (a forward/backward of
+    `batch`), "valid" (a validation batch) or "optimizer" (the optimizer step, whose first call allocates its
+    state: two values per parameter for Adam)."""
     try:
         yield
     except RuntimeError as exc:  # torch.OutOfMemoryError is one
@@ -27,15 +29,21 @@ def out_of_memory_advice(trainer, batch):
         cfg = trainer.cfg
         tips = []
         option = trainer.task.batch_size_option()
-        if option:
-            tips.append(f"lower {option} and raise --update-freq (now {cfg.update_freq}) to keep the batch size")
-        if not cfg.activation_checkpointing:
+        if where == "optimizer":
+            tips.append("the optimizer's state does not fit beside the model: shard it over more processes "
+                        "(torchrun with --distributed fsdp) or train a smaller model")
+        elif option:
+            keep = f" and raise --update-freq (now {cfg.update_freq}) to keep the batch size" if where == "train" else ""
+            tips.append(f"lower {option}{keep}")
+        if where == "train" and not cfg.activation_checkpointing:
             tips.append("add --activation-checkpointing true")
         if cfg.precision == "fp32" and trainer.device.type == "cuda":
             tips.append("use --precision bf16")
+        place = {"train": f"on a batch of {_batch_shape(batch)} samples",
+                 "valid": f"validating a batch of {_batch_shape(batch)} samples",
+                 "optimizer": "in the optimizer step"}[where]
         raise TrainingError(f"{trainer.run_dir}: out of {trainer.device.type} memory at update {trainer.update} "
-                            f"on a batch of {_batch_shape(batch)} samples; {'; '.join(tips) or 'use smaller batches'}"
-                            ) from None
+                            f"{place}; {'; '.join(tips) or 'use smaller batches'}") from None
 
 
 def _batch_shape(batch) -> str:

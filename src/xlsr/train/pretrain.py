@@ -33,6 +33,7 @@ from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.model.config import check_override_keys
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_monitor import (
     CONTEXT_EFF_DIM,
@@ -94,6 +95,7 @@ class PretrainConfig(TrainerConfig):
             raise XlsrError("probe_every, probe_data: the probe needs both (labeled manifests and how often), "
                             f"got probe_every={self.probe_every} and probe_data={self.probe_data or 'none'}")
         parse_augment(self.augment)  # a bad spec fails before the run folder is written
+        check_override_keys(self.model)  # a typo in a YAML's model section, before any checkpoint is loaded
 
 
 def resolve_model_config(cfg: PretrainConfig) -> Wav2Vec2Config:

@@ -16,10 +16,11 @@ def recipe_names(kind: str = "pretrain") -> list[str]:
     return sorted(p.stem for p in FOLDERS[kind].glob("*.yaml"))
 
 
-def recipe_path(name: str, kind: str = "pretrain") -> Path:
-    """The YAML file of a shipped recipe (`tiny-demo` → xlsr/recipes/tiny-demo.yaml); one line when unknown."""
+def recipe_path(name: str, kind: str = "pretrain", where: str = "--recipe") -> Path:
+    """The YAML file of a shipped recipe (`tiny-demo` → xlsr/recipes/tiny-demo.yaml); one line naming `where` the
+    name came from when unknown."""
     path = FOLDERS[kind] / f"{name}.yaml"
-    if not path.is_file():
+    if "/" in name or "\\" in name or not path.is_file():
         known = recipe_names(kind)
-        raise XlsrError(f"--recipe {name}: no such {kind} recipe (available: {', '.join(known) or 'none'})")
+        raise XlsrError(f"{where} {name}: no such {kind} recipe (available: {', '.join(known) or 'none'})")
     return path

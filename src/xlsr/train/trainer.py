@@ -209,7 +209,8 @@ class Trainer(TrainerCheckpoints):
             return self._skip_step(any_nonfinite, grad_norm)
         self.consecutive_nan = 0
         # 7. optimizer step
-        self.scaler.step(self.optimizer)
+        with out_of_memory_advice(self, None, where="optimizer"):  # its first call allocates the optimizer's state
+            self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.update += 1
@@ -318,8 +319,8 @@ class Trainer(TrainerCheckpoints):
         size = 0.0
         for batch in batches:
             batch = self.task.batch_to_device(batch, self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with out_of_memory_advice(self, batch, where="valid"), torch.autocast(
+                    self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
                 logs = self.task.valid_step(model, batch)
             n = float(logs.get("sample_size", 1))
             size += n
