@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -153,7 +154,10 @@ def _merge(values: dict, flat: dict, cls: type, source: str, prefix: str = "") -
             sub = _nested_dataclass(typ)
             if sub is not None and isinstance(raw, dict):
                 _merge(values.setdefault(head, {}), _flatten(raw), sub, source, f"{prefix}{head}.")
-            elif _origin(typ) is dict and isinstance(raw, dict):
+            elif _origin(typ) is dict:
+                if not isinstance(raw, dict):
+                    raise XlsrError(f"{source}: {prefix}{key}: expected a section of settings (key: value lines), "
+                                    f"got {raw!r}")
                 values.setdefault(head, {}).update(raw)
             else:
                 values[head] = _coerce(raw, typ, f"{source}: {prefix}{key}")
@@ -248,6 +252,8 @@ def _coerce_one(value: Any, t: Any) -> Any:
     if t is float:
         if isinstance(value, bool):
             raise ValueError("bool is not float")
+        if math.isnan(float(value)):
+            raise ValueError("nan is no setting")
         return float(value)
     if t is str:
         if isinstance(value, dict | list):

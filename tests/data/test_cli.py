@@ -28,6 +28,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "at least 3" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("names, words", [
+    (["--lang", "../../x"], "language code '../../x': must be a plain name"),
+    (["--lang", ""], "language code '': must be a plain name"),
+    (["--lang", "it", "--split", "../x"], "split '../x': must be a plain name"),
+])
+def test_import_names_that_would_write_outside_out_are_one_line(tmp_path, capsys, names, words):
+    (tmp_path / "wavs").mkdir()
+    (tmp_path / "t.txt").write_text("a hello\n")
+    assert main(["data", "import", "folder", str(tmp_path / "wavs"), "--transcripts", str(tmp_path / "t.txt"),
+                 "--out", str(tmp_path / "out"), *names]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xlsr: error: ") and words in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and not (tmp_path.parent / "x").exists()
+
+
 def test_synth_command_writes_splits(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--langs", "fi", "--utts-per-lang", "3",
                  "--speakers-per-lang", "3", "--words-per-utt", "1-2"]) == 0

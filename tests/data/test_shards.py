@@ -341,3 +341,10 @@ def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):
     assert main([*args, "--max-updates", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "bb-000000.tar, which does not exist" in err and err.count("\n") == 0
+
+
+@pytest.mark.parametrize("share", [-1.0, 1.5])
+def test_a_bad_share_setting_is_one_line_before_any_work(tmp_path, share):
+    with pytest.raises(XlsrError, match=r"--max-bad-share must be in \[0, 1\]"):
+        write_shards(tmp_path / "nowhere", tmp_path / "out", max_bad_share=share)
+    assert not (tmp_path / "out").exists()

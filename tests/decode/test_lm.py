@@ -41,6 +41,12 @@ def test_missing_tool_error_says_how_to_build(monkeypatch, tmp_path):
         find_kenlm_tool("lmplz")
 
 
+def test_an_lm_output_that_is_a_folder_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "text.txt").write_text("ab ab\n")
+    with pytest.raises(XlsrError, match=r"is a folder; give the language model's file name \(e.g. .*lm.bin\)"):
+        build_lm(tmp_path / "text.txt", 2, tmp_path)
+
+
 @needs_kenlm
 def test_build_word_lm_binary_and_decode_with_it(tmp_path):
     text = tmp_path / "text.txt"

@@ -21,6 +21,26 @@ def test_convert_hf_to_xlsr_and_back(tmp_path, capsys):
     assert sorted(before) == sorted(after) and all(torch.equal(before[k], after[k]) for k in before)
 
 
+def test_converting_into_the_source_or_around_it_is_refused_and_the_source_kept(tmp_path, capsys):
+    hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=21)
+    hf.save_pretrained(tmp_path / "run" / "hf")
+    files = {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()}
+    for dst in ("run/hf", "run/hf/sub", "run"):  # itself, inside it, a folder around it
+        assert main(["convert", str(tmp_path / "run" / "hf"), str(tmp_path / dst), "--to", "xlsr"]) == 2
+        err = capsys.readouterr().err
+        assert "DST is replaced as a whole, so converting there would lose the source" in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()} == files
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=22)
+    hf.save_pretrained(tmp_path / "hf")
+    (tmp_path / "a_file").write_text("")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "a_file" / "out"), "--to", "xlsr"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xlsr: error: ") and "a_file: a file is in the way where a folder is needed" in err and err.count("\n") == 1
+
+
 def test_convert_bad_source_is_one_line_error(tmp_path, capsys):
     bad = tmp_path / "model.pt"
     bad.write_text("not a checkpoint")

@@ -52,3 +52,17 @@ def test_a_log_without_feature_health_gets_no_such_panels(tmp_path):
     plt.close(fig)
     with pytest.raises(XlsrError, match="no training log"):
         plot_training_curves(tmp_path / "nothing")
+
+
+def test_bad_outputs_and_a_binary_log_are_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    _write_log(run, with_health=False)
+    (tmp_path / "folder").mkdir()
+    for out, words in ((tmp_path / "folder", "folder: is a folder; give an image file name"),
+                       (tmp_path / "curves.txt", "curves.txt: not an image file name; end it in .png")):
+        assert main(["plot", str(run), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
+    (run / "log.jsonl").write_bytes(b'{"update": 1}\n\xff\xfe\x00binary\n')
+    with pytest.raises(XlsrError, match=r"log.jsonl:2: not UTF-8 text"):
+        plot_training_curves(run)

@@ -391,8 +391,10 @@ def test_a_fresh_ctc_head_starts_blank_dominated_and_a_loaded_one_is_kept(tones,
 
     assert collect_overrides(build_parser().parse_args(["finetune", "--blank-bias", "2"])) == {"blank_bias": "2"}
     assert load_config(FinetuneConfig, None, {"blank_bias": "0"}).blank_bias == 0.0
-    with pytest.raises(XlsrError, match="blank_bias: must be a finite number"):
+    with pytest.raises(XlsrError, match="blank_bias: cannot use 'nan' as float"):
         load_config(FinetuneConfig, None, {"blank_bias": "nan"})
+    with pytest.raises(XlsrError, match="blank_bias: must be a finite number"):
+        load_config(FinetuneConfig, None, {"blank_bias": "inf"})
 
 
 def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, tmp_path):

@@ -53,11 +53,43 @@ def test_save_and_reload_round_trip(tmp_path):
     ({"steps": "1.5"}, "steps"),
     ({"mode": "fp8"}, "mode"),
     ({"lr": "null"}, "lr"),
+    ({"lr": "nan"}, "lr: cannot use 'nan' as float"),
+    ({"init": "none"}, None),  # Python's word for null, where a setting may be unset
 ])
 def test_bad_keys_and_values_are_one_line_errors(overrides, words):
+    if words is None:
+        assert load_config(Cfg, None, overrides).init is None
+        return
     with pytest.raises(XlsrError) as err:
         load_config(Cfg, None, overrides)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"num_workers": "-1"}, "num_workers: must be at least 0, got -1"),
+    ({"warmup_ratio": "2"}, "warmup_ratio: must be between 0 and 1, got 2"),
+    ({"max_sample_size": "-5"}, "max_sample_size: must be at least 400, got -5"),
+    ({"epoch_size": "0"}, "epoch_size: must be at least 1, got 0"),
+    ({"max_bad_share": "2"}, "max_bad_share: must be between 0 and 1, got 2"),
+    ({"max_tokens": "0"}, "max_tokens: must be at least 1, got 0"),
+])
+def test_training_settings_out_of_range_are_one_line_naming_the_setting(settings, words):
+    from xlsr.train.finetune_config import FinetuneConfig
+    from xlsr.train.pretrain import PretrainConfig
+
+    for cls in (PretrainConfig, FinetuneConfig):
+        if cls is FinetuneConfig and "epoch_size" in settings:
+            continue  # fine-tuning has no epoch size
+        with pytest.raises(XlsrError, match=words):
+            load_config(cls, None, settings)
+
+
+def test_a_section_given_a_plain_value_names_the_file_and_key(tmp_path):
+    p = tmp_path / "run.yaml"
+    p.write_text("model: 5\n")
+    with pytest.raises(XlsrError, match=r"run.yaml: model: expected a section of settings \(key: value lines\), "
+                                        r"got 5"):
+        load_config(Cfg, p, {})
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):

@@ -10,6 +10,17 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a number, not nan or infinity (which `float` would accept and the maths would not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number")
+    return value
+
+
 def add_config_command(subparsers, name: str, cls: type, *, help: str, description: str, model_group: str,
                        own: dict[str, dict] | None = None) -> argparse.ArgumentParser:
     """Add subcommand `name` whose options are the fields of dataclass `cls`, resolved by `resolve_config`.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.cli import finite_float
+
 
 def register(subparsers) -> None:
     """Add the `analyze` subcommand."""
@@ -19,10 +21,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="data folder laid out as DIR/<lang>/<split>.jsonl")
     p.add_argument("--out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--split", default="train", help="manifest split to read (default: train)")
-    p.add_argument("--seconds-per-lang", type=float, default=None, metavar="S",
+    p.add_argument("--seconds-per-lang", type=finite_float, default=None, metavar="S",
                    help="seconds of audio per language (default: the smallest language's total, capped by "
                    "--max-seconds)")
-    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+    p.add_argument("--max-seconds", type=finite_float, default=None, metavar="S",
                    help="cap on the default amount per language (default: 600)")
     p.add_argument("--langs", nargs="+", default=None, metavar="LANG", help="only these languages (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the utterance sample (default: 0)")

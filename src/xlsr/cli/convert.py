@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from xlsr.errors import XlsrError
 
 
 def register(subparsers) -> None:
@@ -32,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint
 
+    src, dst = Path(args.src).resolve(), Path(args.dst).resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise XlsrError(f"{args.dst}: holds the source {args.src} or lies inside it; DST is replaced as a whole, "
+                        f"so converting there would lose the source; give a new folder")
     loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))

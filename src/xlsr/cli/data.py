@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from xlsr.cli import finite_float
 from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
     s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl")
-    s.add_argument("--alpha", type=float, default=None, help="also print α sampling weights of the train split")
+    s.add_argument("--alpha", type=finite_float, default=None, help="also print α sampling weights of the train split")
     s.set_defaults(func=run_stats)
 
     sh = sub.add_parser("shard", help="write WebDataset-style tar shards (FLAC + JSON) and an index for streaming")
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     sh.add_argument("--out", required=True, help="shard folder (SHARDS/<split>/<lang>-NNNNNN.tar + index.json)")
     sh.add_argument("--shard-size", default="1GB", help="close a shard before it passes this size (default 1GB)")
     sh.add_argument("--splits", default="train,dev", help="comma-separated splits to shard (default train,dev)")
-    sh.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable audio tolerated per manifest")
+    sh.add_argument("--max-bad-share", type=finite_float, default=0.05, help="unreadable audio tolerated per manifest")
     sh.set_defaults(func=run_shard)
 
     nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",
@@ -70,7 +71,7 @@ def register(subparsers) -> None:
         q.add_argument("--out", required=True)
         q.add_argument("--lang", default=None, help="language code of every item (default: from the data)")
         q.add_argument("--split", default="train")
-        q.add_argument("--max-bad-share", type=float, default=0.05, help="unreadable items tolerated")
+        q.add_argument("--max-bad-share", type=finite_float, default=0.05, help="unreadable items tolerated")
         q.set_defaults(func=run_ecosystem_import)
 
 
@@ -112,8 +113,18 @@ def run_normalize_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_names(args: argparse.Namespace) -> None:
+    """--lang and --split name a folder and a file under --out: plain names, checked before any work."""
+    from xlsr.data.manifest import manifest_path  # lazy: as in run_stats
+
+    lang, split = getattr(args, "lang", None), getattr(args, "split", None)
+    manifest_path(args.out, "x" if lang is None else lang, "x" if split is None else split)
+
+
 def run_import(args: argparse.Namespace) -> int:
     from xlsr.data import importers  # lazy: as in run_stats
+
+    _check_names(args)
 
     if args.format == "commonvoice":
         counts = importers.import_common_voice(args.src, args.out, lang=args.lang)
@@ -140,6 +151,7 @@ def run_ecosystem_import(args: argparse.Namespace) -> int:
                        "lang_column": args.lang_column, "split_from_filename": args.split_from_filename}
     except ModuleNotFoundError as exc:
         raise XlsrError(f"xlsr data import {args.format} needs {exc.name}: pip install 'xlsr[import]'") from None
+    _check_names(args)
     summary = run(args.src, args.out, lang=args.lang, split=args.split, max_bad_share=args.max_bad_share, **options)
     print(summary.line())
     return 0

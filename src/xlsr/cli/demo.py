@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.cli import finite_float
 from xlsr.released.recipes import MULTILINGUAL_LANGS, TARGET
 
 
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="fine-tuning runs at a time, each in its own process (default: one per CPU core, at most 4; "
                         "1 on a GPU)")
-    p.add_argument("--shared-lr", type=float, metavar="RATE",
+    p.add_argument("--shared-lr", type=finite_float, metavar="RATE",
                    help="one peak fine-tuning rate for all three initialisations instead of each one's rate chosen on "
                         "dev (DemoSettings.finetune_lr; 5e-4 reproduces the demo before 2026-12-05)")
     p.set_defaults(func=run)

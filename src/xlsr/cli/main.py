@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"xlsr: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
         return 2
+    except OSError as exc:  # not writable, a file where a folder should be, a full disk: the path and the reason
+        reason = (exc.strerror or str(exc)).lower()
+        if isinstance(exc, NotADirectoryError | FileExistsError):
+            reason = "a file is in the way where a folder is needed"
+        print(f"xlsr: error: {exc.filename}: {reason}" if exc.filename else f"xlsr: error: {reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED

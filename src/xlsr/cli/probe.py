@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.cli import finite_float
+
 # Listed by `xlsr --help` without importing torch (the option defaults come from ProbeSettings).
 HELP = "layer-wise linear CTC probe of frozen encoders: test PER by layer, several models on one plot"
 
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--labels", choices=("phones", "chars"), default="phones",
                    help="manifest field to predict: phones (PER) or text as characters (CER) (default: phones)")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"passes over the train features (default: {d.epochs})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate, cosine decay (default: {d.lr:g})")
+    p.add_argument("--lr", type=finite_float, default=d.lr, help=f"Adam learning rate, cosine decay (default: {d.lr:g})")
     p.add_argument("--batch-frames", type=int, default=d.batch_frames, metavar="N",
                    help=f"padded frames per head-training batch (default: {d.batch_frames})")
     p.add_argument("--max-batch-samples", type=int, default=d.max_batch_samples, metavar="N",

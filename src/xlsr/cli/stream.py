@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 
+from xlsr.cli import finite_float
 from xlsr.cli.transcribe import add_model_arguments
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
@@ -31,9 +32,9 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="AUDIO_OR_-", help="an audio file, or - for raw s16le 16 kHz mono PCM on stdin")
     add_model_arguments(p)
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="window the model hears (default 10)")
-    p.add_argument("--stride-seconds", type=float, default=2.0, help="context on each side of a window (default 2; at most a quarter of the window, as in transcribe)")
-    p.add_argument("--piece-seconds", type=float, default=0.5, help="a file is fed in pieces this long")
+    p.add_argument("--chunk-seconds", type=finite_float, default=10.0, help="window the model hears (default 10)")
+    p.add_argument("--stride-seconds", type=finite_float, default=2.0, help="context on each side of a window (default 2; at most a quarter of the window, as in transcribe)")
+    p.add_argument("--piece-seconds", type=finite_float, default=0.5, help="a file is fed in pieces this long")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per step instead of plain text")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.set_defaults(func=run)

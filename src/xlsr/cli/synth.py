@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from xlsr.cli import finite_float
 from xlsr.errors import XlsrError
 
 HELP = "synthesize a labeled multilingual speech corpus with espeak-ng"
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
                    help=f"speakers per language, split 80/10/10 like the utterances (default {SPEAKERS_PER_LANG})")
     p.add_argument("--clean", action="store_true",
                    help="the clean corpus of earlier versions: --augment none --voices basic --speakers-per-lang 10")
-    p.add_argument("--noise-snr", type=float, default=None, metavar="DB",
+    p.add_argument("--noise-snr", type=finite_float, default=None, metavar="DB",
                    help="also add white noise to every utterance at this SNR in dB (±5 per utterance); "
                    "default none")
     p.add_argument("--words-per-utt", default="4-12", metavar="MIN-MAX")

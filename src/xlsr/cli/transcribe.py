@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xlsr.cli import finite_float
 from xlsr.errors import XlsrError
 
 
@@ -40,17 +41,17 @@ def add_decoder_arguments(p, *, sweep: bool = False) -> None:
     p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
     several = {"nargs": "+", "metavar": "X"} if sweep else {}
     also = "; several values: every pair with --word-score is scored (the model runs once), best first" if sweep else ""
-    p.add_argument("--lm-weight", type=float, help=f"LM weight (default 2.0){also}", **several)
-    p.add_argument("--word-score", type=float, help="score added per word (default 0.0)" +
+    p.add_argument("--lm-weight", type=finite_float, help=f"LM weight (default 2.0){also}", **several)
+    p.add_argument("--word-score", type=finite_float, help="score added per word (default 0.0)" +
                    ("; several values: as --lm-weight" if sweep else ""), **several)
 
 
 def add_batching_arguments(p) -> None:
     """How much audio the model sees at once, shared by `transcribe` and `evaluate` (lower them when out of memory)."""
-    p.add_argument("--chunk-seconds", type=float, default=30.0,
+    p.add_argument("--chunk-seconds", type=finite_float, default=30.0,
                    help="recordings longer than this are decoded in windows of this length (0 = never)")
-    p.add_argument("--chunk-stride", type=float, default=2.0, help="context on each side of a window, seconds (default 2; at most a quarter of the window)")
-    p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio per batch, seconds")
+    p.add_argument("--chunk-stride", type=finite_float, default=2.0, help="context on each side of a window, seconds (default 2; at most a quarter of the window)")
+    p.add_argument("--batch-seconds", type=finite_float, default=60.0, help="padded audio per batch, seconds")
 
 
 def batching_options(args) -> dict:

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from xlsr.atomic import write_file, write_text
-from xlsr.data.manifest import Utterance, write_manifest
+from xlsr.data.manifest import Utterance, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -160,7 +160,7 @@ class ImportWriter:
                             f"{self.out_dir / SKIPPED_FILE})")
         for (lang, split), f in sorted(self.spools.items()):
             f.close()
-            write_manifest(self.out_dir / lang / f"{split}.jsonl", _spooled(Path(f.name)))
+            write_manifest(manifest_path(self.out_dir, lang, split), _spooled(Path(f.name)))
             Path(f.name).unlink()
         return self.summary
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from xlsr.data.audio import audio_num_samples
-from xlsr.data.manifest import Utterance, write_manifest
+from xlsr.data.manifest import Utterance, manifest_path, write_manifest
 from xlsr.errors import AudioError, ManifestError, XlsrError
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def import_common_voice(src: str | Path, out_dir: str | Path, *, lang: str | Non
                                       speaker=row["client_id"], text=row["sentence"], id=clip.stem))
         utts = _with_lengths(utts, str(tsv))
         for code in sorted({u.lang for u in utts}):
-            write_manifest(Path(out_dir) / code / f"{split}.jsonl", [u for u in utts if u.lang == code])
+            write_manifest(manifest_path(out_dir, code, split), [u for u in utts if u.lang == code])
         written[split] = len(utts)
     if not written:
         raise XlsrError(f"{src}: no {'/'.join(s + '.tsv' for s in splits)} found")
@@ -116,7 +116,7 @@ def import_fairseq(tsv: str | Path, out_dir: str | Path, *, lang: str, split: st
             raise ManifestError(f"{path}: {len(labels)} lines but {tsv} lists {len(utts)} files")
         for u, label in zip(utts, labels):
             setattr(u, attr, convert(label))
-    write_manifest(Path(out_dir) / lang / f"{split or tsv.stem}.jsonl", utts)
+    write_manifest(manifest_path(out_dir, lang, split or tsv.stem), utts)
     return len(utts)
 
 
@@ -149,5 +149,5 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
     if not utts:
         raise ManifestError(f"{transcripts}: no transcript lines")
     utts = _with_lengths(utts, str(transcripts))
-    write_manifest(Path(out_dir) / lang / f"{split}.jsonl", utts)
+    write_manifest(manifest_path(out_dir, lang, split), utts)
     return len(utts)

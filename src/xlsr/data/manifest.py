@@ -100,6 +100,15 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return [utterance_from_record(record, root) for record in read_records(path)]
 
 
+def manifest_path(out_dir: str | Path, lang: str, split: str) -> Path:
+    """OUT/<lang>/<split>.jsonl, where a corpus's manifests live; a language or split that is no plain name (empty,
+    with a path separator, `.` or `..`) is one ManifestError, so that no import writes outside OUT."""
+    for what, name in (("language code", lang), ("split", split)):
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ManifestError(f"{what} {name!r}: must be a plain name (no path separator, not empty, . or ..)")
+    return Path(out_dir) / lang / f"{split}.jsonl"
+
+
 def audio_field(audio: str | Path, root: Path) -> str:
     """The `audio` field for a manifest in folder `root`: relative when the file is under it, else absolute."""
     audio = Path(audio).resolve()

@@ -179,6 +179,8 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
                  splits: Iterable[str] = ("train", "dev"), max_bad_share: float = 0.05,
                  show_progress: bool = True) -> ShardReport:
     """Shard DIR/<lang>/<split>.jsonl into OUT/<split>/<lang>-NNNNNN.tar + OUT/index.json (module docstring)."""
+    if not 0 <= max_bad_share <= 1:
+        raise XlsrError(f"--max-bad-share must be in [0, 1], got {max_bad_share:g}")
     out = Path(out)
     jobs = []
     for split in splits:

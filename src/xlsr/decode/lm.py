@@ -110,6 +110,8 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
     KenLM binary via `build_binary`. `memory` is lmplz's -S sort memory. Returns `out`.
     """
     text_file, out = Path(text_file), Path(out)
+    if out.is_dir():
+        raise XlsrError(f"{out}: is a folder; give the language model's file name (e.g. {out / 'lm.bin'})")
     if not 1 <= int(order) <= MAX_ORDER:
         raise XlsrError(f"LM order: must be between 1 and {MAX_ORDER}, got {order}")
     if not text_file.is_file():

@@ -31,6 +31,9 @@ PANELS = [
 ]
 
 
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg")  # formats matplotlib's Agg canvas writes
+
+
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
     """Draw train (and validation, per language) curves of `run_dir` to `out_png` (default RUN/curves.png)."""
     run_dir = Path(run_dir)
@@ -40,8 +43,12 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     records = [r for r in read_log(log_path) if "split" in r]
     if not records:
         raise XlsrError(f"{log_path}: no logged updates yet")
-    fig = draw_training_curves(records, str(run_dir))
     out = Path(out_png) if out_png else run_dir / "curves.png"
+    if out.is_dir():
+        raise XlsrError(f"{out}: is a folder; give an image file name (e.g. {out / 'curves.png'})")
+    if out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise XlsrError(f"{out}: not an image file name; end it in {', '.join(IMAGE_SUFFIXES)}")
+    fig = draw_training_curves(records, str(run_dir))
     fig.savefig(out, dpi=100)
     return out
 

@@ -12,7 +12,8 @@ from typing import Literal
 from xlsr.data.augment import parse_augment
 from xlsr.errors import XlsrError
 from xlsr.model.config import check_override_keys
-from xlsr.train.trainer_config import TrainerConfig
+from xlsr.rates import RECEPTIVE_FIELD_SAMPLES
+from xlsr.train.trainer_config import TrainerConfig, check_at_least
 
 
 def finetune_model_defaults() -> dict:
@@ -81,6 +82,9 @@ class FinetuneConfig(TrainerConfig):
         super().__post_init__()
         if not math.isfinite(self.blank_bias):
             raise XlsrError(f"blank_bias: must be a finite number, got {self.blank_bias}")
+        check_at_least(self, max_tokens=1, max_sample_size=RECEPTIVE_FIELD_SAMPLES, num_workers=0)
+        if not 0.0 <= self.max_bad_share <= 1.0:
+            raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
         if not 0.0 <= self.freeze_ratio <= 1.0:
             raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
         if self.freeze_updates is not None and self.freeze_updates < 0:

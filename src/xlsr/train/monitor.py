@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from xlsr.atomic import write_text
+from xlsr.errors import XlsrError
 from xlsr.progress import progress
 
 
@@ -143,8 +144,12 @@ def accumulate_logs(acc: dict, logs: dict, weight: float, summed: tuple) -> None
 def read_log(path: Path) -> list[dict]:
     """The records of a `log.jsonl` (a torn last line from a kill is skipped)."""
     records = []
-    with open(path) as f:
-        for line in f:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise XlsrError(f"{path}:{number}: not UTF-8 text (is this a run's log.jsonl?)") from None
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:

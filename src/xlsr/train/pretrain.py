@@ -34,6 +34,7 @@ from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
+from xlsr.rates import RECEPTIVE_FIELD_SAMPLES
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_monitor import (
     CONTEXT_EFF_DIM,
@@ -49,6 +50,7 @@ from xlsr.train.release_memory import release_memory
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
+from xlsr.train.trainer_config import check_at_least
 
 
 @dataclass
@@ -86,6 +88,10 @@ class PretrainConfig(TrainerConfig):
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
+        check_at_least(self, max_tokens=1, min_sample_size=0, max_sample_size=RECEPTIVE_FIELD_SAMPLES, epoch_size=1,
+                       num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1)
+        if not 0.0 <= self.max_bad_share <= 1.0:
+            raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
         if self.feature_health_frames < 0 or self.feature_health_frames == 1:
             raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
         if self.probe_every < 0 or self.probe_steps < 1:

@@ -57,10 +57,10 @@ class TrainerConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
-        for key, low in (("max_updates", 0), ("update_freq", 1), ("log_every", 1), ("valid_every", 0),
-                         ("save_every", 0), ("keep_last", 0), ("max_consecutive_nan", 1)):
-            if getattr(self, key) < low:
-                raise XlsrError(f"{key}: must be at least {low}, got {getattr(self, key)}")
+        check_at_least(self, max_updates=0, update_freq=1, log_every=1, valid_every=0, save_every=0, keep_last=0,
+                       max_consecutive_nan=1)
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise XlsrError(f"warmup_ratio: must be between 0 and 1, got {self.warmup_ratio:g}")
         for key in ("feature_encoder_lr_scale", "head_lr_scale"):
             if getattr(self, key) < 0:
                 raise XlsrError(f"{key}: must not be negative, got {getattr(self, key):g}")
@@ -72,3 +72,12 @@ class TrainerConfig:
     def trainer_config(self) -> TrainerConfig:
         """These settings alone, as a plain TrainerConfig (what a task's configuration hands the Trainer)."""
         return TrainerConfig(**{f.name: getattr(self, f.name) for f in fields(TrainerConfig)})
+
+
+def check_at_least(cfg, **lows) -> None:
+    """Each named setting of `cfg` at least its low bound (a setting that is None is unset and passes); the first
+    that is not is one XlsrError line."""
+    for key, low in lows.items():
+        value = getattr(cfg, key)
+        if value is not None and value < low:
+            raise XlsrError(f"{key}: must be at least {low}, got {value}")
