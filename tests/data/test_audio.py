@@ -23,6 +23,13 @@ def test_stereo_int16_44k_becomes_mono_float_16k(tmp_path):
     assert audio_num_samples(path) == 8000
 
 
+
+def test_a_missing_file_is_named_as_missing_by_both_readers(tmp_path):
+    for read in (load_audio, audio_num_samples):
+        with pytest.raises(AudioError, match=r"nope.flac: no such audio file"):
+            read(tmp_path / "nope.flac")
+
+
 @pytest.mark.parametrize("fmt,ext", [("FLAC", "flac"), ("OGG", "ogg"), ("MP3", "mp3")])
 def test_compressed_formats_load(tmp_path, fmt, ext):
     path = tmp_path / f"a.{ext}"

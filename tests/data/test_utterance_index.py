@@ -187,3 +187,14 @@ def test_an_index_of_utterance_objects_gives_them_back_exactly():
     assert list(pickle.loads(pickle.dumps(index))) == utts
     assert index.hours() == {"de": 7 / 16000 / 3600, "es": 14 / 16000 / 3600}
     assert {k: list(v) for k, v in index.by_language().items()} == {"de": [utts[1]], "es": [utts[0], utts[2]]}
+
+
+def test_an_empty_language_manifest_is_named_not_silently_left_out(tmp_path, caplog):
+    (tmp_path / "es").mkdir()
+    (tmp_path / "it").mkdir()
+    _write(tmp_path / "es" / "train.jsonl", [{**_line(i), "lang": "es"} for i in range(3)])
+    (tmp_path / "it" / "train.jsonl").write_text("")
+    with caplog.at_level(logging.WARNING):
+        index = open_split(tmp_path, "train")
+    assert len(index) == 3
+    assert "it/train.jsonl: no utterances; that language takes no part in this split" in caplog.text

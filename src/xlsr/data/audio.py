@@ -59,6 +59,8 @@ def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, nor
 def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> int:
     """Length of `path` in samples at `sample_rate`, from the header (exact for wav/flac, close for mp3)."""
     path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:

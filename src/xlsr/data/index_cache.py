@@ -84,6 +84,9 @@ def open_split(data_dir: str | Path, split: str, langs: list[str] | None = None,
     """The index of `split` for `langs` (default: every language found) from DIR/<lang>/<split>.jsonl."""
     paths = split_manifests(data_dir, split, langs).values()
     tables = [open_manifest(p, max_bad_share=max_bad_share).tables[0] for p in paths]
+    for path, table in zip(paths, tables):
+        if len(table) == 0:
+            log.warning("%s: no utterances; that language takes no part in this split", path)
     return UtteranceIndex(tables)
 
 
