@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from xlsr.cli.main import build_parser, main
 
 
@@ -23,3 +25,15 @@ def test_chosen_command_gets_its_full_options(capsys):
     assert collect_overrides(build_parser().parse_args(["finetune", "--lr", "1e-3"])) == {"lr": "1e-3"}
     assert main(["finetune", "--max-updates", "3"]) == 2
     assert "out: give a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["transcribe", "--model", "m", "a.wav", "--out", "o.jsonl", "--beam", "0"], "'0': give a whole number above 0"),
+    (["transcribe", "--model", "m", "a.wav", "--out", "o.jsonl", "--chunk-seconds", "nan"], "give a finite number"),
+    (["analyze", "--model", "m", "--data", "d", "--out", "o", "--max-seconds", "0"], "'0': give a number above 0"),
+    (["synth", "--out", "", "--langs", "it"], "give a folder name, not an empty string"),
+])
+def test_numbers_and_names_out_of_range_are_refused_by_the_parser(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and words in capsys.readouterr().err

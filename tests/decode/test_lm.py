@@ -45,6 +45,10 @@ def test_an_lm_output_that_is_a_folder_is_one_line_before_any_work(tmp_path):
     (tmp_path / "text.txt").write_text("ab ab\n")
     with pytest.raises(XlsrError, match=r"is a folder; give the language model's file name \(e.g. .*lm.bin\)"):
         build_lm(tmp_path / "text.txt", 2, tmp_path)
+    for memory in ("abc", "-5", "0", "5X"):
+        with pytest.raises(XlsrError, match=f"--memory: lmplz's sort memory is a size such as 500M, 2G or 50%, got "
+                                            f"'{memory}'"):
+            build_lm(tmp_path / "text.txt", 2, tmp_path / "lm.bin", memory=memory)
 
 
 @needs_kenlm

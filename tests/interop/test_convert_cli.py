@@ -32,6 +32,17 @@ def test_converting_into_the_source_or_around_it_is_refused_and_the_source_kept(
     assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()} == files
 
 
+def test_a_fairseq_dictionary_for_another_format_is_refused(tmp_path, capsys):
+    hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=23)
+    hf.save_pretrained(tmp_path / "hf")
+    (tmp_path / "dict.ltr.txt").write_text("a 10\n")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "out"), "--to", "xlsr", "--dict",
+                 str(tmp_path / "dict.ltr.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "a fairseq dictionary is read for a fairseq .pt only" in err and "is a hf checkpoint" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys):
     hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=22)
     hf.save_pretrained(tmp_path / "hf")

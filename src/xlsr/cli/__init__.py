@@ -21,6 +21,32 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number above 0")
+    return value
+
+
+def folder_name(text: str) -> str:
+    """argparse type: a path that is not empty (an empty --out would write into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a folder name, not an empty string")
+    return text
+
+
 def add_config_command(subparsers, name: str, cls: type, *, help: str, description: str, model_group: str,
                        own: dict[str, dict] | None = None) -> argparse.ArgumentParser:
     """Add subcommand `name` whose options are the fields of dataclass `cls`, resolved by `resolve_config`.

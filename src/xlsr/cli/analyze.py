@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xlsr.cli import finite_float
+from xlsr.cli import finite_float, positive_float
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     p.add_argument("--seconds-per-lang", type=finite_float, default=None, metavar="S",
                    help="seconds of audio per language (default: the smallest language's total, capped by "
                    "--max-seconds)")
-    p.add_argument("--max-seconds", type=finite_float, default=None, metavar="S",
+    p.add_argument("--max-seconds", type=positive_float, default=None, metavar="S",
                    help="cap on the default amount per language (default: 600)")
     p.add_argument("--langs", nargs="+", default=None, metavar="LANG", help="only these languages (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the utterance sample (default: 0)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xlsr.cli import finite_float
+from xlsr.cli import finite_float, folder_name
 from xlsr.errors import XlsrError
 
 HELP = "synthesize a labeled multilingual speech corpus with espeak-ng"
@@ -23,7 +23,7 @@ def register(subparsers) -> None:
         "speakers disjoint across splits. By default a realistic corpus: many speakers per language and, on a "
         f"share of utterances, speed perturbation, room reverberation, noise and band-limiting ({DEFAULT_AUGMENT}); "
         "--clean gives the clean corpus of earlier versions. Deterministic for a seed. See docs/synth.md.")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=folder_name, help="output folder")
     p.add_argument("--langs", default="es,it,de", help="comma-separated codes, or 'all' (see --list)")
     p.add_argument("--utts-per-lang", type=int, default=200, help="utterances per language, split 80/10/10")
     p.add_argument("--seed", type=int, default=0)

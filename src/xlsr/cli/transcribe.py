@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.cli import finite_float
+from xlsr.cli import finite_float, positive_int
 from xlsr.errors import XlsrError
 
 
@@ -38,7 +38,7 @@ def add_decoder_arguments(p, *, sweep: bool = False) -> None:
     `sweep` (evaluate), --lm-weight and --word-score take several values, each pair scored."""
     p.add_argument("--lm", help="KenLM n-gram model (ARPA or binary) for beam search")
     p.add_argument("--lexicon", help="lexicon or word list: decode words only (with --lm: a word LM)")
-    p.add_argument("--beam", type=int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
+    p.add_argument("--beam", type=positive_int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
     several = {"nargs": "+", "metavar": "X"} if sweep else {}
     also = "; several values: every pair with --word-score is scored (the model runs once), best first" if sweep else ""
     p.add_argument("--lm-weight", type=finite_float, help=f"LM weight (default 2.0){also}", **several)

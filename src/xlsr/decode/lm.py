@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -114,6 +115,8 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
         raise XlsrError(f"{out}: is a folder; give the language model's file name (e.g. {out / 'lm.bin'})")
     if not 1 <= int(order) <= MAX_ORDER:
         raise XlsrError(f"LM order: must be between 1 and {MAX_ORDER}, got {order}")
+    if not re.fullmatch(r"(?:\d+\.?\d*|\.\d+)[%bKMGT]?", str(memory)) or float(re.sub("[%bKMGT]$", "", memory)) <= 0:
+        raise XlsrError(f"--memory: lmplz's sort memory is a size such as 500M, 2G or 50%, got {memory!r}")
     if not text_file.is_file():
         raise XlsrError(f"{text_file}: no such text file")
     if binary is None:

@@ -87,6 +87,9 @@ def load_pretrained(
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent
     fmt = detect_format(path)
+    if dictionary is not None and fmt != "fairseq":
+        raise CheckpointError(f"{dictionary}: a fairseq dictionary is read for a fairseq .pt only; {path} is "
+                              f"{'an' if fmt == 'xlsr' else 'a'} {fmt} checkpoint, whose vocabulary comes with it")
     if fmt == "xlsr":
         loaded = load_checkpoint(path)
         if target_lang is not None and loaded.metadata.get("target_lang") != target_lang:
