@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from xlsr.data.manifest import Utterance
-from xlsr.data.sampling import LanguageSampler, language_hours, language_weights, weights_table
+from xlsr.data.sampling import LanguageSampler, language_hours, language_weights, utterance_weights, weights_table
 from xlsr.errors import XlsrError
 
 # CommonVoice-10 unlabeled hours (spec §6.2) and the shares quoted in §6.3.
@@ -26,9 +26,28 @@ def test_alpha_zero_is_uniform_and_bad_input_is_refused():
     assert "p(α=0.5)" in weights_table(CV10, 0.5) and "fr" in weights_table(CV10, 0.5)
 
 
-def _utts(counts):
-    return [Utterance(audio=f"/{lang}/{i}.flac", num_samples=16000, lang=lang, id=f"{lang}{i}")
-            for lang, n in counts.items() for i in range(n)]
+def _utts(counts, seconds=None):
+    seconds = seconds or {}
+    return [Utterance(audio=f"/{lang}/{i}.flac", num_samples=int(16000 * seconds.get(lang, 1)), lang=lang,
+                      id=f"{lang}{i}") for lang, n in counts.items() for i in range(n)]
+
+
+@pytest.mark.parametrize("counts, seconds, alpha, share_a", [
+    ({"a": 100, "b": 1000}, {"a": 10, "b": 1}, 1.0, 0.5),  # equal hours: half the audio each, at any α
+    ({"a": 100, "b": 1000}, {"a": 10, "b": 1}, 0.0, 0.5),
+    ({"a": 300, "b": 1000}, {"a": 10, "b": 1}, 1.0, 0.75),  # natural: the corpus's own share of hours
+    ({"a": 300, "b": 1000}, {"a": 10, "b": 1}, 0.5, 3 ** 0.5 / (3 ** 0.5 + 1)),
+])
+def test_each_languages_share_of_the_audio_drawn_is_its_p_l(counts, seconds, alpha, share_a):
+    utts = _utts(counts, seconds)
+    sampler = LanguageSampler(utts, alpha=alpha, seed=3, epoch_size=40000)
+    draw = sampler.epoch_indices(0)
+    audio = {lang: sum(utts[i].num_samples for i in draw if utts[i].lang == lang) for lang in counts}
+    assert audio["a"] / sum(audio.values()) == pytest.approx(share_a, abs=0.01)
+    assert sampler.weights["a"] == pytest.approx(share_a)  # the table's p(α) is the audio share
+    if alpha == 1.0:  # natural: every utterance of the corpus as likely as any other
+        q = utterance_weights(language_hours(utts), {lang: n for lang, n in counts.items()}, alpha)
+        assert q["a"] == pytest.approx(counts["a"] / sum(counts.values()))
 
 
 def test_epoch_draw_follows_the_weights_and_is_deterministic():
@@ -36,7 +55,7 @@ def test_epoch_draw_follows_the_weights_and_is_deterministic():
     sampler = LanguageSampler(utts, alpha=0.3, seed=1, epoch_size=20000)
     draw = sampler.epoch_indices(0)
     shares = {lang: np.mean([utts[i].lang == lang for i in draw]) for lang in "abc"}
-    expected = language_weights(language_hours(utts), 0.3)
+    expected = language_weights(language_hours(utts), 0.3)  # utterances of equal length: the audio share too
     for lang in "abc":
         assert shares[lang] == pytest.approx(expected[lang], abs=0.015)
     assert np.array_equal(draw, LanguageSampler(utts, alpha=0.3, seed=1, epoch_size=20000).epoch_indices(0))

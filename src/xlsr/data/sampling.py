@@ -27,6 +27,20 @@ def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
     return {lang: s / norm for lang, s in scores.items()}
 
 
+def utterance_weights(hours: dict[str, float], utterances: dict[str, int], alpha: float) -> dict[str, float]:
+    """The probability that the next utterance drawn is of language l, such that each language's share of the
+    *audio* drawn is its `language_weights` p_l: q_l ∝ p_l / (mean utterance length of l).
+
+    p_l is a share of hours (n_l is a language's hours, XLSR §6.3); drawing utterances with p_l itself would give
+    a language of long utterances more than its share (10-s utterances against 1-s ones at equal hours: 91% of
+    the audio instead of 50%) and make α = 1 other than natural. With q_l, α = 1 draws every utterance of the
+    corpus equally often, whatever its language."""
+    p = language_weights(hours, alpha)
+    scores = {lang: p[lang] * utterances[lang] / hours[lang] for lang in p}
+    norm = sum(scores.values())
+    return {lang: s / norm for lang, s in scores.items()}
+
+
 def language_hours(utts: UtteranceIndex | Sequence[Utterance], sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
     """Hours of audio per language (from num_samples), sorted by language code."""
     return as_index(utts).hours(sample_rate)
@@ -43,7 +57,8 @@ def weights_table(hours: dict[str, float], alpha: float) -> str:
 
 
 class LanguageSampler:
-    """Draws each epoch's utterances: language counts ~ Multinomial(epoch_size, p), then utterances.
+    """Draws each epoch's utterances: language counts ~ Multinomial(epoch_size, q), then utterances, where q
+    (`utterance_weights`) makes each language's expected share of the epoch's audio its p_l (`weights`).
 
     Within a language, utterances are taken from a fresh random permutation, cycled, so a language
     that is upsampled repeats all of its utterances before any twice (the fairseq recipe duplicated
@@ -60,14 +75,20 @@ class LanguageSampler:
         self.alpha, self.seed, self.rank, self.world_size = alpha, seed, rank, world_size
         index = as_index(utts)
         self.hours = index.hours()
-        self.weights = language_weights(self.hours, alpha)
         self.langs = list(self.hours)
         # index.langs may name languages none of the selected rows has; self.langs only those with audio
         position = np.array([self.langs.index(lang) if lang in self.hours else -1 for lang in index.langs])
         lang_of = position[index.lang_codes] if len(position) else index.lang_codes
         self.members = [np.flatnonzero(lang_of == i) for i in range(len(self.langs))]
+        self._set_weights()
         self.epoch_size = len(utts) if epoch_size is None else int(epoch_size)
         self.epoch = 0
+
+    def _set_weights(self) -> None:
+        """`weights`: each language's share of the audio (p_l); `draw_weights`: of the utterances drawn."""
+        self.weights = language_weights(self.hours, self.alpha)
+        counts = {lang: len(m) for lang, m in zip(self.langs, self.members)}
+        self.draw_weights = utterance_weights(self.hours, counts, self.alpha)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draw the next iteration yields."""
@@ -77,7 +98,7 @@ class LanguageSampler:
         """All ranks' utterance indices for `epoch` (default: the current one), in random order."""
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
-        counts = rng.multinomial(self.epoch_size, [self.weights[lang] for lang in self.langs])
+        counts = rng.multinomial(self.epoch_size, [self.draw_weights[lang] for lang in self.langs])
         drawn = []
         for members, count in zip(self.members, counts):
             reps = -(-count // len(members))  # ceil
@@ -99,4 +120,4 @@ class LanguageSampler:
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`."""
         self.epoch, self.seed, self.alpha = int(state["epoch"]), int(state["seed"]), float(state["alpha"])
-        self.weights = language_weights(self.hours, self.alpha)
+        self._set_weights()

@@ -6,8 +6,9 @@ permutation of them drawn from (seed, language, pass); position k of that sequen
 So within one pass every shard, hence every utterance, of a language is read by exactly one consumer, and a
 language with fewer shards than consumers still reaches every consumer (the deal rotates from pass to pass).
 
-In a consumer. Each next utterance comes from language l with probability p_l ∝ (n_l/N)^α (`language_weights`
-on the index's hours, as for manifests); a language whose pass runs out starts its next pass, so the α share,
+In a consumer. Each next utterance comes from language l with the probability that makes l's share of the audio
+read p_l ∝ (n_l/N)^α (`utterance_weights` on the index's hours and utterance counts, as for manifests); a
+language whose pass runs out starts its next pass, so the α share,
 not the corpus, sets how often each language is seen. Utterances go through a shuffle buffer (up to `shuffle_buffer`
 undecoded utterances, a few hundred KB each; it grows to that size over the first 2 × shuffle_buffer) into windows of about `window_batches` batches, which are packed
 by length under `max_tokens` exactly as the manifest loader packs (`pack_batches`), decoded and cut into the
@@ -44,7 +45,7 @@ import numpy as np
 
 from xlsr.data.audio import decode_audio
 from xlsr.data.batching import FinetuneBatch, PretrainBatch, crop_batch, pack_batches, pad_batch
-from xlsr.data.sampling import language_weights
+from xlsr.data.sampling import utterance_weights
 from xlsr.data.shard_index import ShardInfo
 from xlsr.data.shard_reader import ShardEnd, ShardSample, read_shard
 from xlsr.errors import AudioError
@@ -80,6 +81,10 @@ class StreamSpec:
         """Hours per language, from the index: the input of α sampling."""
         return {lang: sum(s.hours for s in shards) for lang, shards in self.by_lang().items()}
 
+    def utterances(self) -> dict[str, int]:
+        """Utterances per language, from the index."""
+        return {lang: sum(s.utterances for s in shards) for lang, shards in self.by_lang().items()}
+
 
 def assigned_shard(k: int, n: int, seed: int, lang: str, shuffle: bool = True) -> int:
     """Which of a language's `n` shards sits at position k of its endless sequence of shuffled passes."""
@@ -114,7 +119,8 @@ class ConsumerStream:
     def __init__(self, spec: StreamSpec, consumer: int, consumers: int, state: dict | None = None) -> None:
         self.spec, self.consumer, self.consumers = spec, consumer, consumers
         self.by_lang = spec.by_lang()
-        self.weights = language_weights(spec.hours(), spec.alpha)
+        # the next utterance's language: each language's share of the audio read is its p_l (data/sampling.py)
+        self.weights = utterance_weights(spec.hours(), spec.utterances(), spec.alpha)
         self.rng = np.random.default_rng([spec.seed, consumer])
         self.done = {lang: 0 for lang in self.by_lang}
         if state:
