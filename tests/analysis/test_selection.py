@@ -64,3 +64,8 @@ def test_non_positive_amount_is_rejected():
     with pytest.raises(XlsrError, match="--seconds-per-lang"):
         seconds_per_language({"a": 30.0, "b": 12.5}, 0.0, max_seconds=600)
 
+
+
+def test_a_language_without_audio_is_named_as_empty():
+    with pytest.raises(XlsrError, match=r"data/b/train.jsonl: language 'b' has no audio \(no utterances\)"):
+        seconds_per_language({"a": 30.0, "b": 0.0}, None, max_seconds=600, manifests={"b": "data/b/train.jsonl"})

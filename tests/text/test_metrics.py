@@ -76,6 +76,11 @@ def test_cer_ignores_pipes_and_spaces():
     assert cer("abcd", "abxd") == pytest.approx(0.25)
 
 
+def test_an_unk_output_is_one_character_error():
+    assert utterance_counts("ab", "a<unk>b", "char") == utterance_counts("ab", "axb", "char") == EditCounts(0, 0, 1, 2)
+    assert utterance_counts("abc", "a<unk>c", "char") == EditCounts(1, 0, 0, 3)
+
+
 def test_grouped_counts_sum_to_total():
     refs, hyps, langs = ["a b", "c d e", "f"], ["a x", "c d", "f g"], ["en", "fr", "en"]
     g = grouped_counts(refs, hyps, langs, "word")

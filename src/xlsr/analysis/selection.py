@@ -45,8 +45,10 @@ def seconds_per_language(
     need = requested if requested is not None else min(min(available.values()), max_seconds)
     lang = min(available, key=available.get)  # the language with the least audio is the one that binds
     have = available[lang]
-    if have < need or have <= 0:
-        where = f"{manifests[lang]}: " if manifests and lang in manifests else ""
+    where = f"{manifests[lang]}: " if manifests and lang in manifests else ""
+    if have <= 0:
+        raise XlsrError(f"{where}language {lang!r} has no audio (no utterances); add some or leave it out (--langs)")
+    if have < need:
         raise XlsrError(
             f"{where}language {lang!r} has {have:.1f} s of audio but the analysis needs {need:.1f} s "
             f"per language; lower --seconds-per-lang or add audio"

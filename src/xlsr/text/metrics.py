@@ -8,11 +8,12 @@ in CER.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from xlsr.errors import XlsrError
-from xlsr.text.vocab import WORD_BOUNDARY
+from xlsr.text.vocab import UNK, WORD_BOUNDARY
 
 UNITS = ("phone", "char", "word")
 
@@ -93,12 +94,15 @@ def edit_ops(ref: Sequence, hyp: Sequence) -> EditCounts:
     return EditCounts(subs, dels, ins, ref_len)
 
 
+_CHARS = re.compile(re.escape(UNK) + r"|\S")
+
+
 def units(text: str, unit: str) -> list[str]:
     """The symbols scored for `unit`: phone tokens or characters without `|`/spaces, or words."""
     if unit == "phone":
         return [t for t in text.split() if t != WORD_BOUNDARY]
-    if unit == "char":
-        return [c for c in text if not c.isspace() and c != WORD_BOUNDARY]
+    if unit == "char":  # a character model's <unk> is one output, so one symbol
+        return [c for c in _CHARS.findall(text) if c != WORD_BOUNDARY]
     if unit == "word":
         # A char-model transcript may still carry `|` for spaces; it separates words either way.
         return text.replace(WORD_BOUNDARY, " ").split()
