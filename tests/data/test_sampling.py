@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from xlsr.data.manifest import Utterance
-from xlsr.data.sampling import LanguageSampler, language_hours, language_weights, utterance_weights, weights_table
+from xlsr.data.sampling import (
+    LanguageSampler,
+    language_hours,
+    language_weights,
+    utterance_weights,
+    weights_table,
+)
 from xlsr.errors import XlsrError
 
 # CommonVoice-10 unlabeled hours (spec §6.2) and the shares quoted in §6.3.
