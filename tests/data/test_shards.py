@@ -120,6 +120,16 @@ def test_a_bad_manifest_line_refuses_the_corpus_before_a_shard_is_written(tmp_pa
     assert "\n" not in str(exc.value) and not list((tmp_path / "shards").rglob("*.tar"))
 
 
+def test_a_bad_manifest_line_under_the_share_is_reported_and_left_out(tmp_path, caplog):
+    manifest = _odd_manifest(tmp_path / "corpus")
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join(lines[:6] + ['{"audio": "x.flac", "lang": "cc"}'] + lines[6:]) + "\n",
+                        encoding="utf-8")
+    write_shards(tmp_path / "corpus", tmp_path / "shards", shard_size=60_000, max_bad_share=0.2, show_progress=False)
+    assert sum(s.utterances for s in read_index(tmp_path / "shards").of_split("train")) == 9
+    assert "skipping 1 of 10 lines that are not valid utterances" in caplog.text
+
+
 def test_rerun_keeps_complete_shards_and_an_interrupted_run_resumes(corpus, tmp_path, monkeypatch):
     root, straight = corpus
     report = write_shards(root, straight, shard_size=SHARD_SIZE, show_progress=False)
@@ -175,10 +185,12 @@ def test_languages_are_drawn_with_alpha_weights(corpus):
     _, out = corpus
     spec = _spec(out, alpha=0.3, shuffle_buffer=0)
     stream = ConsumerStream(spec, 0, 1)
-    langs = Counter(item.lang for item, _ in zip(stream.items(), range(3000)))
-    want = language_weights(spec.hours(), 0.3)
+    audio = Counter()
+    for item, _ in zip(stream.items(), range(3000)):
+        audio[item.lang] += item.sample.meta["num_samples"]
+    want = language_weights(spec.hours(), 0.3)  # each language's share of the audio heard
     for lang, p in want.items():
-        assert abs(langs[lang] / 3000 - p) < 4 * np.sqrt(p * (1 - p) / 3000), (langs, want)
+        assert abs(audio[lang] / sum(audio.values()) - p) < 0.03, (audio, want)
     assert abs(want["aa"] - want["bb"]) < abs(spec.hours()["aa"] - spec.hours()["bb"]) / sum(spec.hours().values())
 
 

@@ -12,8 +12,9 @@ complete shard whose manifest (sha256) and shard size are unchanged and whose fi
 writes only the rest; `index.json` is written last.
 
 The manifests are read through their utterance index (data/index_cache.py: built once, memory-mapped), one
-`Utterance` at a time, so the writer's memory does not grow with the corpus; a bad manifest line refuses the
-manifest, as before (--max-bad-share counts unreadable audio only).
+`Utterance` at a time, so the writer's memory does not grow with the corpus. Bad manifest lines and unreadable
+audio are each held to --max-bad-share of a manifest, as in pretraining: fewer are reported and left out (bad
+lines listed beside the manifest), more refuse it, before any shard of it is written.
 """
 
 from __future__ import annotations
@@ -193,8 +194,9 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_entries(out)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
-    # every manifest's index before the first shard: a bad line refuses the run before anything is written
-    manifests = {(split, lang): open_manifest(path).tables[0] for split, lang, path in jobs}
+    # every manifest's index before the first shard: bad lines beyond max_bad_share refuse the run before anything
+    # is written; fewer are reported (all listed beside the manifest) and left out
+    manifests = {(split, lang): open_manifest(path, max_bad_share=max_bad_share).tables[0] for split, lang, path in jobs}
     bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
                    disable=not show_progress)
     with open(out / PARTIAL_NAME, "a", encoding="utf-8") as partial:
