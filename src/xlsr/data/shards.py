@@ -14,7 +14,8 @@ writes only the rest; `index.json` is written last.
 The manifests are read through their utterance index (data/index_cache.py: built once, memory-mapped), one
 `Utterance` at a time, so the writer's memory does not grow with the corpus. Bad manifest lines and unreadable
 audio are each held to --max-bad-share of a manifest, as in pretraining: fewer are reported and left out (bad
-lines listed beside the manifest), more refuse it, before any shard of it is written.
+lines listed beside the manifest), more refuse it (too many bad lines before any shard is written, too much
+unreadable audio once the manifest has been read).
 """
 
 from __future__ import annotations
