@@ -383,8 +383,10 @@ def test_lm_sweep_equals_one_evaluation_per_setting_and_ranks_them(tiny_ckpt, tm
                  "--lm-weight", "0", "5", "--word-score", "0", "-1", "--json", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0 and f"best: --lm-weight {swept[0][0]:g} --word-score {swept[0][1]:g}" in printed
-    assert [(r["lm_weight"], r["word_score"]) for r in json.loads(out.read_text())["sweep"]] == \
-        [(w, s) for w, s, _ in swept]
+    data = json.loads(out.read_text())
+    assert [(r["lm_weight"], r["word_score"]) for r in data["sweep"]] == [(w, s) for w, s, _ in swept]
+    assert (data["lm_weight"], data["word_score"]) == swept[0][:2]  # the report's own setting: the best
+    assert data["sweep"][0]["per"] == data["languages"]["all"]["per"]["rate"]  # the same names as the report
     assert main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm-weight", "0", "5"]) == 2
     assert "give --lm (or --lexicon) to sweep them" in capsys.readouterr().err
 

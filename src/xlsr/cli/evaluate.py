@@ -52,7 +52,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
-    from xlsr.decode.evaluate import evaluate, read_manifests
+    from xlsr.decode.evaluate import METRIC_NAMES, evaluate, read_manifests
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
     from xlsr.text.vocab import format_counts
 
@@ -97,7 +97,9 @@ def run(args) -> int:
     if args.json:
         data = report.to_dict()
         if sweep:  # every setting's rates over all languages, best first; the report above is the best's
-            data["sweep"] = [{"lm_weight": w, "word_score": s, **{u: r.rate("all", u) for u in r.counts["all"]}}
+            data["lm_weight"], data["word_score"] = rows[0][0], rows[0][1]
+            data["sweep"] = [{"lm_weight": w, "word_score": s,
+                              **{METRIC_NAMES[u].lower(): r.rate("all", u) for u in r.counts["all"]}}
                              for w, s, r in rows]
         write_json(args.json, data)
     if args.hyps:
