@@ -196,6 +196,16 @@ def test_out_of_memory_in_validation_or_the_optimizer_step_is_one_line_too(data,
         pretrain(_cfg(data, tmp_path / "run", max_updates=2, valid_every=1))
 
 
+def test_a_resume_with_other_parameter_groups_is_one_line(data, tmp_path):
+    from xlsr.errors import CheckpointError
+
+    run = tmp_path / "run"
+    pretrain(_cfg(data, run, max_updates=1, save_every=1))
+    with pytest.raises(CheckpointError, match="its optimizer's parameter groups differ from this run's "
+                                              r"\(head_lr_scale or feature_encoder_lr_scale changed"):
+        pretrain(_cfg(data, run, max_updates=2, feature_encoder_lr_scale=0.1))
+
+
 def train_losses(run) -> list[float]:
     return [r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
 

@@ -61,6 +61,29 @@ def test_sigint_then_rerun_resumes_exactly(tmp_path):
     assert la == lb
 
 
+def test_a_resume_trains_with_the_configurations_weight_decay_not_the_saved_one(tmp_path):
+    Trainer(_cfg(tmp_path, max_updates=9, weight_decay=0.01), ToyTask(stop_at=3)).fit()
+    resumed = Trainer(_cfg(tmp_path, max_updates=4, weight_decay=0.1, adam_eps=1e-8), ToyTask())
+    resumed.fit()
+    decayed = [g for g in resumed.optimizer.param_groups if g["weight_decay"] > 0]
+    assert decayed and all(g["weight_decay"] == 0.1 and g["eps"] == 1e-8 for g in decayed)
+    assert resumed.optimizer.state  # the moments came from the checkpoint
+
+
+def test_a_resume_after_a_kill_between_a_new_best_and_its_link_points_best_at_it(tmp_path):
+    Trainer(_cfg(tmp_path, max_updates=8), ToyTask()).fit()
+    root = tmp_path / "checkpoints"
+    newest = root / "update_0000008"
+    state_file = newest / ckpt.TRAINER_FILE
+    state = torch.load(state_file, weights_only=True)
+    state["saved_as_best"] = True  # written as a new best ...
+    torch.save(state, state_file)
+    ckpt.point_link(root, "best", root / "update_0000004")  # ... and killed before `best` moved to it
+    Trainer(_cfg(tmp_path, max_updates=8), ToyTask()).fit()  # the same command again: it resumes at the end
+    assert (root / "best").resolve().name == "update_0000008"
+    assert (root / "update_0000008").is_dir()
+
+
 def test_nan_step_is_skipped_and_counted(tmp_path):
     Trainer(_cfg(tmp_path, max_updates=6), ToyTask(nan_at={2})).fit()
     records = read_log(tmp_path / "log.jsonl")

@@ -146,15 +146,35 @@ def optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp
     return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, fsdp: bool) -> None:
-    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state)."""
-    if not fsdp:
-        optimizer.load_state_dict(state)
-        return
-    # lazy: as in optimizer_state
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+# The settings of a parameter group that come from the run's configuration, not from training: on resume the
+# configuration's values stand (torch's load_state_dict would bring back the saved ones); `lr` is set every update.
+CONFIG_GROUP_SETTINGS = ("weight_decay", "betas", "eps", "lr_scale")
 
-    set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, fsdp: bool,
+                         where: Path | str = "checkpoint") -> None:
+    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state). The moments and step
+    counts come from the checkpoint; each group's weight decay, betas and eps stay the configuration's (a resume
+    with a changed weight decay trains with it). A checkpoint with other parameter groups (a changed
+    head_lr_scale or feature_encoder_lr_scale) is one CheckpointError."""
+    configured = [{k: group[k] for k in CONFIG_GROUP_SETTINGS if k in group} for group in optimizer.param_groups]
+    changed = (f"{where}: its optimizer's parameter groups differ from this run's (head_lr_scale or "
+               f"feature_encoder_lr_scale changed between 1 and another value, which gives those parameters groups of "
+               f"their own); resume with the old values or start a new run")
+    if len(state.get("param_groups", [])) != len(optimizer.param_groups):
+        raise CheckpointError(changed)
+    if not fsdp:
+        try:
+            optimizer.load_state_dict(state)
+        except ValueError:  # the groups' sizes differ
+            raise CheckpointError(changed) from None
+    else:
+        # lazy: as in optimizer_state
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update(settings)
 
 
 # --- random-number states as plain data ------------------------------------------------------------

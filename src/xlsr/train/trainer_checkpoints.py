@@ -40,14 +40,20 @@ class TrainerCheckpoints:
                                   f"({str(exc).splitlines()[0][:120]})") from None
         if self.info.is_main:  # a killed run logged updates past its checkpoint; they are trained again
             trim_log(self.run_dir / "log.jsonl", int(trainer_state["update"]))
+            best = self.ckpt_root / "best"
+            if trainer_state.get("saved_as_best") and best.resolve() != self.resume_dir.resolve():
+                # killed between writing a new best and pointing `best` at it: point it now (pruning would
+                # otherwise delete the best checkpoint, which is off the save_every grid)
+                ckpt.point_link(self.ckpt_root, "best", self.resume_dir.resolve())
         dist_util.barrier(self.info)
         return trainer_state
 
     # --- checkpoints ----------------------------------------------------------------------------------
-    def _trainer_state(self) -> dict:
+    def _trainer_state(self, best: bool = False) -> dict:
         """Everything but the weights that an exact resume needs (collective: every rank takes part)."""
         return {
             "version": 1,
+            "saved_as_best": best,  # `best` must point here (checked on resume)
             "update": self.update,
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
@@ -69,7 +75,7 @@ class TrainerCheckpoints:
         self.best = state.get("best")
         self.nan_skipped = int(state.get("nan_skipped", 0))
         self.overflow_skipped = int(state.get("overflow_skipped", 0))
-        ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp)
+        ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp, where=self.resume_dir)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         rng, tasks = state.get("rng") or [], state.get("task") or [{}]
@@ -98,7 +104,7 @@ class TrainerCheckpoints:
         """Write update_N (unless already written), point `last` (and `best`), prune old ones."""
         if self._last_saved == self.update and not best and (self.ckpt_root / "last").exists():
             return
-        state = self._trainer_state()  # collective: every rank takes part
+        state = self._trainer_state(best)  # collective: every rank takes part
         model = self._model_for_saving()
         if self.info.is_main:
             target = ckpt.write_checkpoint(self.ckpt_root, self.update,
