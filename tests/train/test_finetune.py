@@ -413,4 +413,12 @@ def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, 
         finetune(FinetuneConfig(**{**kw, "init": str(ckpt), "max_updates": 2}))
     with pytest.raises(XlsrError, match=r"ft: holds a run with another model \(hidden_size: 64 there, 32 now\)"):
         finetune(FinetuneConfig(**{**kw, "model": {**SMALL, "hidden_size": 32}, "max_updates": 2}))
+    saved = json.loads((tmp_path / "ft" / "checkpoints" / "last" / "config.json").read_text())["vocab"]
+    i, j = [k for k, t in enumerate(saved) if t not in ("<blank>", "<unk>", "|")][:2]
+    saved[i], saved[j] = saved[j], saved[i]  # the same tokens, two of them in each other's rows
+    swapped = tmp_path / "swapped.json"
+    swapped.write_text(json.dumps({"kind": "phones", "tokens": saved}))
+    with pytest.raises(XlsrError, match=rf"ft: holds a run with another vocabulary \(\d+ tokens there, \d+ now; "
+                                        rf"first difference at index {i}\)"):
+        finetune(FinetuneConfig(**{**kw, "vocab": str(swapped), "max_updates": 2}))
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()} == before

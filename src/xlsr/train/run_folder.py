@@ -11,21 +11,29 @@ from torch import nn
 
 from xlsr.config import read_yaml
 from xlsr.errors import CheckpointError, XlsrError
-from xlsr.interop.load import model_mismatch
+from xlsr.interop.load import model_mismatch, read_checkpoint_config
 from xlsr.train.checkpoint import find_resume_dir
 
 # The fields of every task's config that say where the model comes from (the preset, or --init weights).
 MODEL_SOURCE_KEYS = ("preset", "init")
 
 
-def check_run_folder(run_dir: Path, config: dict, model: nn.Module) -> None:
-    """Refuse `run_dir` unless resuming it with `config` (the resolved run config) and `model` is the same run."""
+def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[str] | None = None) -> None:
+    """Refuse `run_dir` unless resuming it with `config` (the resolved run config), `model` and, for a CTC model,
+    its output `vocab` is the same run (a vocabulary of the same size with other tokens would give the head's
+    rows other meanings)."""
     check_config_file(run_dir, config)
     resume_dir = find_resume_dir(run_dir / "checkpoints")
     if resume_dir is not None:
         mismatch = model_mismatch(resume_dir, model)
         if mismatch:
             raise CheckpointError(f"{run_dir}: holds {mismatch}; choose another --out")
+        saved = read_checkpoint_config(resume_dir).get("vocab")
+        if vocab is not None and saved is not None and list(saved) != list(vocab):
+            diff = next((i for i, (a, b) in enumerate(zip(saved, vocab)) if a != b), min(len(saved), len(vocab)))
+            raise CheckpointError(f"{run_dir}: holds a run with another vocabulary ({len(saved)} tokens there, "
+                                  f"{len(vocab)} now; first difference at index {diff}): the labels, --labels or "
+                                  f"--vocab changed; choose another --out")
 
 
 def check_config_file(run_dir: Path, config: dict) -> None:

@@ -69,7 +69,8 @@ class Trainer(TrainerCheckpoints):
         self.task.setup(self.info)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
         model = self.task.build_model()
-        check_run_folder(self.run_dir, self.resolved_config, model)  # before anything is written
+        vocab = getattr(self.task, "vocab", None)  # a CTC task's output tokens
+        check_run_folder(self.run_dir, self.resolved_config, model, getattr(vocab, "tokens", None))  # before writing
         self._write_run_files()
         trainer_state = self._load_checkpoint(model)
         if cfg.activation_checkpointing:
