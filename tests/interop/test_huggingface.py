@@ -217,3 +217,37 @@ def test_unsupported_hf_options_are_refused(tmp_path):
     (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="config.json: hidden_act='relu' is not supported"):
         load_pretrained(tmp_path / "hf")
+
+
+def test_an_unnamed_unk_is_transformers_default_and_its_row_moves(tmp_path):
+    hf = make_hf("Wav2Vec2ForCTC", "base_like", seed=6, pad_token_id=0, vocab_size=11)
+    hf.save_pretrained(tmp_path)
+    # facebook/wav2vec2-base-960h's vocabulary; its tokenizer files need not name the unk token
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "E": 5, "T": 6, "A": 7, "O": 8, "N": 9, "I": 10}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Wav2Vec2CTCTokenizer"}))
+    assert transformers.Wav2Vec2CTCTokenizer.from_pretrained(tmp_path).unk_token_id == 3
+    loaded = import_hf(tmp_path)
+    assert loaded.vocab == ["<blank>", "<unk>", "<s>", "</s>", "|", "E", "T", "A", "O", "N", "I"]
+
+
+def test_added_tokens_past_the_heads_rows_are_left_out(tmp_path):
+    vocab = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, "f": 5, "|": 6, "[UNK]": 7, "[PAD]": 8}
+    (tmp_path / "v.json").write_text(json.dumps(vocab))
+    tok = transformers.Wav2Vec2CTCTokenizer(str(tmp_path / "v.json"), unk_token="[UNK]", pad_token="[PAD]",
+                                            word_delimiter_token="|")
+    hf = make_hf("Wav2Vec2ForCTC", "base_like", seed=6, vocab_size=len(vocab), pad_token_id=tok.pad_token_id)
+    hf.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")  # writes added_tokens.json with <s>, </s> at ids 9, 10
+    assert len(tok) > len(vocab)
+    assert import_hf(tmp_path / "m").vocab == ["<blank>", "<unk>", "a", "b", "c", "d", "e", "f", "|"]
+
+
+@pytest.mark.parametrize("config_name", list(HF_CONFIGS))
+def test_a_layer_norm_eps_of_its_own_reaches_what_it_reaches_in_transformers(config_name, tmp_path):
+    hf = make_hf("Wav2Vec2ForCTC", config_name, seed=7, layer_norm_eps=1e-2).eval()  # the CNN's norms keep 1e-5
+    hf.save_pretrained(tmp_path / "hf")
+    ours = load_pretrained(tmp_path / "hf").model.eval()
+    x = torch.randn(2, 3200, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x).logits, hf(x).logits, atol=1e-4, rtol=0)

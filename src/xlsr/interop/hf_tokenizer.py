@@ -23,14 +23,17 @@ def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[s
     token_to_id = language_vocab(vocab_path, lang)
     added = dir / "added_tokens.json"
     if added.is_file():
-        token_to_id = {**token_to_id, **read_json(added)}
+        # added tokens past the head's rows (transformers' <s>, </s> of a tokenizer saved beside a head without
+        # them) are never output by the model: left out, as transformers' model ignores them
+        extra = {t: int(i) for t, i in read_json(added).items() if int(i) < size}
+        token_to_id = {**token_to_id, **extra}
     by_id = {int(i): t for t, i in token_to_id.items()}
     if sorted(by_id) != list(range(len(by_id))):
         raise CheckpointError(f"{vocab_path}: token ids are not 0..{len(by_id) - 1} without gaps")
     tokens = [by_id[i] for i in range(len(by_id))]
     if len(tokens) != size:
         raise CheckpointError(f"{vocab_path}: {len(tokens)} tokens but lm_head has {size} rows")
-    unk = _special_token(dir, "unk_token")
+    unk = _special_token(dir, "unk_token") or UNK  # transformers' default when the tokenizer files name none
     return tokens, (tokens.index(unk) if unk in tokens else None)
 
 

@@ -35,6 +35,9 @@ def grad_multiply(x: torch.Tensor, scale: float) -> torch.Tensor:
     return x if scale == 1.0 else _GradMultiply.apply(x, scale)
 
 
+CNN_NORM_EPS = 1e-5
+
+
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channels of a channels-last (B, T, C) tensor in fp32 (fairseq's Fp32LayerNorm)."""
 
@@ -126,7 +129,9 @@ class FeatureEncoder(nn.Module):
 
     def __init__(self, config: Wav2Vec2Config):
         super().__init__()
-        mode, eps = config.extractor_mode, config.layer_norm_eps
+        # torch's default eps, whatever the model's layer_norm_eps: fairseq's and transformers' CNN norms take no eps
+        # (layer_norm_eps reaches the Transformer and the feature LayerNorm only)
+        mode, eps = config.extractor_mode, CNN_NORM_EPS
         layers, in_dim = [], 1
         for i, (dim, kernel, stride) in enumerate(config.conv_layers):
             if mode == "layer_norm":
