@@ -251,3 +251,12 @@ def test_a_layer_norm_eps_of_its_own_reaches_what_it_reaches_in_transformers(con
     x = torch.randn(2, 3200, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(ours(x).logits, hf(x).logits, atol=1e-4, rtol=0)
+
+
+def test_a_tokenizers_own_word_delimiter_becomes_the_word_boundary(tmp_path):
+    hf = make_hf("Wav2Vec2ForCTC", "base_like", seed=6, pad_token_id=0, vocab_size=6)
+    hf.save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text(json.dumps({"<pad>": 0, "<unk>": 1, "_": 2, "a": 3, "b": 4, "c": 5}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Wav2Vec2CTCTokenizer",
+                                                                "word_delimiter_token": "_"}))
+    assert import_hf(tmp_path).vocab == ["<blank>", "<unk>", "|", "a", "b", "c"]

@@ -16,7 +16,8 @@ from xlsr.text.vocab import BLANK, UNK, WORD_BOUNDARY
 
 
 def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
-    """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without."""
+    """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without.
+    A tokenizer whose word delimiter is not `|` has it renamed `|`, the word boundary decoding and scoring read."""
     vocab_path = dir / "vocab.json"
     if not vocab_path.is_file():
         return None
@@ -34,6 +35,9 @@ def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[s
     if len(tokens) != size:
         raise CheckpointError(f"{vocab_path}: {len(tokens)} tokens but lm_head has {size} rows")
     unk = _special_token(dir, "unk_token") or UNK  # transformers' default when the tokenizer files name none
+    delimiter = _special_token(dir, "word_delimiter_token")
+    if delimiter and delimiter != WORD_BOUNDARY and delimiter in tokens and WORD_BOUNDARY not in tokens:
+        tokens[tokens.index(delimiter)] = WORD_BOUNDARY  # the tokenizer's own word delimiter is our `|`
     return tokens, (tokens.index(unk) if unk in tokens else None)
 
 
