@@ -422,3 +422,28 @@ def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, 
                                         rf"first difference at index {i}\)"):
         finetune(FinetuneConfig(**{**kw, "vocab": str(swapped), "max_updates": 2}))
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ft").rglob("*") if p.is_file()} == before
+
+
+def test_resume_after_a_batch_whose_files_all_failed_continues_exactly(tones, tmp_path):
+    import shutil
+
+    from xlsr.train import checkpoint as ckpt
+
+    train, _ = tones
+    corpus = tmp_path / "corpus"
+    shutil.copytree(train.parent, corpus / train.parent.name)
+    for k, wav in enumerate(sorted((corpus / train.parent.name / "wav").glob("train_*.wav"))):
+        if k % 3 == 0:
+            wav.write_bytes(b"not audio")  # a third of the files unreadable
+    kw = dict(train=[str(corpus / train.parent.name / "train.jsonl")], model=SMALL, log_every=1, save_every=4,
+              max_tokens=24_000, max_bad_share=0.6, lr_schedule="constant", warmup_updates=0, freeze_updates=0,
+              **QUIET)
+    finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=4, **kw))
+    state = ckpt.load_trainer_state(tmp_path / "a" / "checkpoints" / "last")
+    assert state["task"][0]["loader"]["position"] > state["batches_in_epoch"]  # a planned batch yielded nothing
+    finetune(FinetuneConfig(out=str(tmp_path / "a"), max_updates=8, **kw))  # resumes at update 4
+    finetune(FinetuneConfig(out=str(tmp_path / "b"), max_updates=8, **kw))
+
+    def losses(run):
+        return [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if r.get("split") == "train"]
+    assert len(losses("a")) == 8 and losses("a") == losses("b")

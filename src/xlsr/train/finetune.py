@@ -183,8 +183,11 @@ class FinetuneTask(Task):
                 return iter(())  # the checkpoint was taken right at the end of this epoch
             loader.set_epoch(epoch)
             return iter(loader)
-        state = loader.state_dict()
-        loader.load_state_dict({**state, "epoch": epoch, "position": skip})
+        saved, self._loader_state = self._loader_state, None
+        if saved is not None and int(saved["epoch"]) == epoch:
+            loader.load_state_dict(saved)  # exact: its position counts planned batches that yielded nothing too
+        else:  # a new epoch, or a checkpoint of an earlier version: replanned from the Trainer's batch count
+            loader.load_state_dict({**loader.state_dict(), "epoch": epoch, "position": skip})
         return iter(loader)
 
     def describe(self) -> str:
@@ -243,9 +246,8 @@ class FinetuneTask(Task):
         return []
 
     def state_dict(self) -> dict:
-        """A shard stream's position (a manifest epoch is replanned from the Trainer's epoch and batch count)."""
-        if self.data.shards is None:
-            return {}
+        """The training loader's position: a shard stream's state, or a manifest epoch's planned-batch position and
+        bad-file counts (the Trainer's batch count alone would miss batches whose files all failed)."""
         return {"loader": self._train_loader.state_dict() if self._train_loader is not None else self._loader_state}
 
     def load_state_dict(self, state: dict) -> None:
