@@ -447,3 +447,19 @@ def test_resume_after_a_batch_whose_files_all_failed_continues_exactly(tones, tm
     def losses(run):
         return [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if r.get("split") == "train"]
     assert len(losses("a")) == 8 and losses("a") == losses("b")
+
+
+def test_a_vocab_file_is_read_as_the_labels_it_is_given_for(tmp_path):
+    from types import SimpleNamespace
+
+    from xlsr.train.finetune_data import choose_vocabulary
+
+    init = SimpleNamespace(vocab_tokens=None, labels=None, source="none")
+    bare = tmp_path / "v.json"
+    bare.write_text(json.dumps(["<blank>", "<unk>", "|", "a", "k", "m", "t"]))  # one-letter phones
+    vocab, _ = choose_vocabulary(FinetuneConfig(vocab=str(bare), labels="phones"), init, {})
+    assert vocab.kind == "phones" and vocab.encode("m a | k a t a") == [5, 3, 2, 4, 3, 6, 3]
+    stated = tmp_path / "chars.json"
+    stated.write_text(json.dumps({"kind": "chars", "tokens": ["<blank>", "<unk>", "|", "a"]}))
+    with pytest.raises(XlsrError, match=r"chars.json: a vocabulary of chars but --labels is phones"):
+        choose_vocabulary(FinetuneConfig(vocab=str(stated), labels="phones"), init, {})

@@ -170,8 +170,8 @@ def write_report(result: DemoResult) -> Path:
     ranked = sorted(summary, key=lambda name: summary[name][key + "_mean"])
     ev = result.eval_set
     eval_note = (f" Held-out test set: {ev['utterances']} further utterances of `{s['target']}` ({ev['minutes']:.1f} "
-                 f"min, {ev['speakers']} speakers of its own, synthesized with seed {s['eval_seed']}, all its splits "
-                 f"pooled; {ev['minutes'] / max(tgt['test'], 1e-9):.0f}x the test split's audio). The table leads "
+                 f"min, {ev['speakers']} speakers synthesized with seed {s['eval_seed']} (a quarter share an espeak voice, "
+                 f"at another pitch and rate, with training speakers), all its splits pooled; {ev['minutes'] / max(tgt['test'], 1e-9):.0f}x the test split's audio). The table leads "
                  f"with it: a test split this small cannot rank models a few points apart (docs/demo/investigation.md, "
                  f"twelfth round)." if key == "eval_per" and ev else "")
     on_split = (f" On the {tgt['test']:.1f}-min test split alone: {comparison(result.finetune, 'test_per')}"
