@@ -463,3 +463,12 @@ def test_a_vocab_file_is_read_as_the_labels_it_is_given_for(tmp_path):
     stated.write_text(json.dumps({"kind": "chars", "tokens": ["<blank>", "<unk>", "|", "a"]}))
     with pytest.raises(XlsrError, match=r"chars.json: a vocabulary of chars but --labels is phones"):
         choose_vocabulary(FinetuneConfig(vocab=str(stated), labels="phones"), init, {})
+
+
+def test_the_feature_cache_counts_an_entry_stored_again_once():
+    from xlsr.train.feature_cache import FeatureCache
+
+    cache = FeatureCache(max_bytes=10_000)
+    cache._store("u1", torch.zeros(10, 8))  # 320 bytes
+    cache._store("u1", torch.zeros(12, 8))  # the same id again, another length: replaces it
+    assert len(cache) == 1 and cache.nbytes == 12 * 8 * 4

@@ -80,6 +80,9 @@ class FeatureCache:
         return out.to(waveforms.device, non_blocking=True), frames
 
     def _store(self, key: str, feats: torch.Tensor) -> None:
+        old = self.entries.pop(key, None)  # an entry of another length (another utterance under the same id)
+        if old is not None:
+            self.nbytes -= old.numel() * old.element_size()
         size = feats.numel() * feats.element_size()
         if self.nbytes + size > self.max_bytes:
             if not self.full:
