@@ -115,10 +115,11 @@ def run_normalize_text(args: argparse.Namespace) -> int:
 
 def _check_names(args: argparse.Namespace) -> None:
     """--lang and --split name a folder and a file under --out: plain names, checked before any work."""
-    from xlsr.data.manifest import manifest_path  # lazy: as in run_stats
+    from xlsr.data.manifest import check_plain_name  # lazy: as in run_stats
 
-    lang, split = getattr(args, "lang", None), getattr(args, "split", None)
-    manifest_path(args.out, "x" if lang is None else lang, "x" if split is None else split)
+    for what, name in (("language code", getattr(args, "lang", None)), ("split", getattr(args, "split", None))):
+        if name is not None:  # not given: taken from the data, and checked where it names a folder
+            check_plain_name(what, name)
 
 
 def run_import(args: argparse.Namespace) -> int:

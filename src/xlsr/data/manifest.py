@@ -100,12 +100,17 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     return [utterance_from_record(record, root) for record in read_records(path)]
 
 
+def check_plain_name(what: str, name: str) -> None:
+    """A language code or split names a folder or file under OUT: one that is no plain name (empty, with a path
+    separator, `.` or `..`) is one ManifestError, so that nothing is written outside OUT."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ManifestError(f"{what} {name!r}: must be a plain name (no path separator, not empty, . or ..)")
+
+
 def manifest_path(out_dir: str | Path, lang: str, split: str) -> Path:
-    """OUT/<lang>/<split>.jsonl, where a corpus's manifests live; a language or split that is no plain name (empty,
-    with a path separator, `.` or `..`) is one ManifestError, so that no import writes outside OUT."""
-    for what, name in (("language code", lang), ("split", split)):
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
-            raise ManifestError(f"{what} {name!r}: must be a plain name (no path separator, not empty, . or ..)")
+    """OUT/<lang>/<split>.jsonl, where a corpus's manifests live (both names checked by `check_plain_name`)."""
+    check_plain_name("language code", lang)
+    check_plain_name("split", split)
     return Path(out_dir) / lang / f"{split}.jsonl"
 
 

@@ -155,21 +155,26 @@ class Vocabulary:
         return {"kind": self.kind, "tokens": list(self.tokens)}
 
     @classmethod
-    def from_dict(cls, data: dict | list, *, source: str = "vocabulary") -> Vocabulary:
-        """From `{"kind", "tokens"}` or a bare token list (a checkpoint's `vocab`; kind then guessed)."""
+    def from_dict(cls, data: dict | list, *, source: str = "vocabulary", kind: str | None = None) -> Vocabulary:
+        """From `{"kind", "tokens"}` or a bare token list (a checkpoint's `vocab`). `kind`, when given, is the
+        labels it is used for: a bare list takes it (a phone set of one-letter symbols looks like characters), a
+        stated other kind is one XlsrError; without it a bare list's kind is guessed."""
         if isinstance(data, list):
-            return cls(data, guess_kind(data))
+            return cls(data, kind or guess_kind(data))
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise XlsrError(f"{source}: expected a JSON object with a 'tokens' list")
-        return cls(data["tokens"], data.get("kind") or guess_kind(data["tokens"]))
+        stated = data.get("kind")
+        if kind and stated and stated != kind:
+            raise XlsrError(f"{source}: a vocabulary of {stated} but --labels is {kind}")
+        return cls(data["tokens"], stated or kind or guess_kind(data["tokens"]))
 
     def to_json(self, path: str | Path) -> None:
         """Write `{"kind": ..., "tokens": [...]}` as UTF-8 JSON (atomically)."""
         write_json(path, self.to_dict(), indent=1)
 
     @classmethod
-    def from_json(cls, path: str | Path) -> Vocabulary:
-        """Read a vocabulary written by `to_json` (or a bare JSON token list)."""
+    def from_json(cls, path: str | Path, kind: str | None = None) -> Vocabulary:
+        """Read a vocabulary written by `to_json` (or a bare JSON token list); `kind` as in `from_dict`."""
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -177,7 +182,7 @@ class Vocabulary:
             raise XlsrError(f"{path}: no such vocabulary file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise XlsrError(f"{path}: not a JSON vocabulary ({exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(data, source=str(path), kind=kind)
 
 
 def _ordered(symbols: set[str]) -> list[str]:

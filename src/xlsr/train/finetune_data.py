@@ -7,7 +7,6 @@ labels; utterances with an empty label, or a label longer than the model's frame
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -86,26 +85,14 @@ def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames: Call
 
 def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, Sequence]) -> tuple[Vocabulary, bool]:
     """(vocabulary, keep the init head?) by precedence: --vocab file, the init's CTC vocab, the labels."""
-    if cfg.vocab:
-        given = Vocabulary.from_json(cfg.vocab)
-        stated = _stated_kind(cfg.vocab)
-        if stated is not None and stated != cfg.labels:
-            raise XlsrError(f"{cfg.vocab}: a vocabulary of {stated} but --labels is {cfg.labels}")
-        # a bare token list says nothing of its kind (a phone set of one-letter symbols looks like characters):
-        # it is a vocabulary of the labels it is given for
-        return Vocabulary(list(given.tokens), kind=cfg.labels), False
+    if cfg.vocab:  # a vocabulary of the labels it is given for
+        return Vocabulary.from_json(cfg.vocab, kind=cfg.labels), False
     if init.vocab_tokens and not cfg.new_head:
         if init.labels and init.labels != cfg.labels:
             raise XlsrError(f"{init.source}: its vocabulary is for {init.labels} but --labels is "
                             f"{cfg.labels}; pass --new-head to train a new head")
         return Vocabulary(list(init.vocab_tokens), kind=cfg.labels), True
     return build_vocabulary(train, cfg.labels), False
-
-
-def _stated_kind(path: str) -> str | None:
-    """The `kind` a vocabulary file names (None for a bare token list)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return data.get("kind") if isinstance(data, dict) else None
 
 
 def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence], *, source: str,
