@@ -172,3 +172,52 @@ def test_not_a_checkpoint_and_truncated_files(tmp_path):
         load_pretrained(no_model)
     with pytest.raises(CheckpointError, match="missing.pt: no such file"):
         load_pretrained(tmp_path / "missing.pt")
+
+
+class _Reduce:
+    """Pickles as `func(*args)` followed, when `state` is given, by BUILD with `state`."""
+
+    def __init__(self, func, args, state=None):
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self):
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+_MULTIARRAY = getattr(np, "_core", None) and np._core.multiarray or np.core.multiarray  # numpy 2 / 1
+
+# A dtype state that declares an object field while its flags say "holds no objects": numpy's own
+# __setstate__ accepts it, and the array's bytes would then be read as object addresses.
+_FORGED_DTYPE = _Reduce(np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 8, 1, 0))
+
+
+@pytest.mark.parametrize("payload", [
+    _Reduce(np.ndarray, ((1,), _FORGED_DTYPE, b"\0" * 8)),  # the array built directly from file bytes
+    _Reduce(_MULTIARRAY.scalar, (_FORGED_DTYPE, b"\0" * 8)),  # a scalar of that dtype
+    _Reduce(_MULTIARRAY._reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), _FORGED_DTYPE, False, b"\0" * 8)),
+    _Reduce(_MULTIARRAY._reconstruct, (np.ndarray, (0,), b"b"), (1, (1,), np.dtype("O"), False, [None])),
+], ids=["ndarray-call", "scalar", "reconstruct-forged", "object-array"])
+def test_numpy_data_with_objects_is_refused(payload):
+    with pytest.raises(safe_pickle.UnsafePickleError):
+        safe_pickle.to_plain(safe_pickle.loads(pickle.dumps({"x": payload}, protocol=4)))
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_numpy_numbers_come_back_as_written(protocol):
+    arrays = {"c": np.arange(12, dtype=np.float32).reshape(3, 4), "f": np.asfortranarray(np.arange(6).reshape(2, 3)),
+              "big": np.arange(3, dtype=">i4"), "b": np.array([True, False]), "z": np.zeros((0, 2))}  # fmt: skip
+    scalars = {"s": np.float64(2.5), "i": np.int32(-3)}
+    got = safe_pickle.to_plain(safe_pickle.loads(pickle.dumps({**arrays, **scalars}, protocol=protocol)))
+    for key, value in arrays.items():
+        assert got[key].dtype == value.dtype and got[key].shape == value.shape
+        assert np.array_equal(got[key], value)
+    assert got["s"] == 2.5 and got["i"] == -3 and got["i"].dtype == np.int32
+
+
+def test_a_config_that_holds_itself_is_one_line(tmp_path):
+    cfg: dict = {"model": {}}
+    cfg["model"]["parent"] = cfg  # plain containers are not stubs: only recursion would end this
+    path = tmp_path / "loop.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "cfg": cfg}, path)
+    with pytest.raises(CheckpointError, match="nested too deeply or holds itself"):
+        read_fairseq_checkpoint(path)

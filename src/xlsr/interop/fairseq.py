@@ -97,12 +97,20 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
             KeyError, TypeError, __import__("pickle").UnpicklingError) as exc:  # fmt: skip
         raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
-    obj = safe_pickle.to_plain(obj)
-    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
-    if isinstance(obj.get("cfg"), dict):
-        # A DictConfig pickled as such keeps references like "${task.normalize}" unresolved.
-        obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
+    except RecursionError:
+        raise CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply)") from None
+    try:
+        obj = safe_pickle.to_plain(obj)
+        if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+            raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
+        if isinstance(obj.get("cfg"), dict):
+            # A DictConfig pickled as such keeps references like "${task.normalize}" unresolved.
+            obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
+    except safe_pickle.UnsafePickleError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except RecursionError:  # a container that holds itself, or nesting deeper than any config
+        raise CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply or holds "
+                              f"itself)") from None
     return obj
 
 

@@ -150,11 +150,11 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
             "_rebuild_tensor_v3",
             "_rebuild_parameter",
             "_rebuild_parameter_with_state",
-            "_rebuild_device_tensor_from_numpy",
         )
         if hasattr(tu, name)
     }
     allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
+    allowed[("torch._utils", "_rebuild_device_tensor_from_numpy")] = _rebuild_from_numpy
     allowed[("torch", "Size")] = torch.Size
     allowed[("torch", "device")] = torch.device
     allowed[("torch.nn.parameter", "Parameter")] = torch.nn.Parameter
@@ -165,7 +165,11 @@ def _torch_globals() -> dict[tuple[str, str], Any]:
 
 
 def _numpy_globals() -> dict[tuple[str, str], Any]:
-    allowed = {("numpy", "dtype"): np.dtype, ("numpy", "ndarray"): np.ndarray}
+    # numpy.dtype and numpy.ndarray resolve to recorders: numpy's own __setstate__ would accept a dtype
+    # state that declares an object field while claiming to hold none, and the file's bytes would
+    # then be read as object addresses. The recorders keep what the pickle says; `to_plain` builds
+    # arrays of plain numeric dtypes from it and refuses everything else.
+    allowed: dict[tuple[str, str], Any] = {("numpy", "dtype"): NumpyDtype, ("numpy", "ndarray"): NumpyArray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(core, "scalar")] = _numpy_scalar
         allowed[(core, "_reconstruct")] = _numpy_reconstruct
@@ -174,16 +178,84 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     return allowed
 
 
+_PLAIN_DTYPE_SPEC = re.compile(r"[biufc]\d{1,2}")  # how numpy pickles builtin numeric dtypes: 'f8', 'i4', 'b1'
+
+
+class NumpyDtype:
+    """A numpy dtype as a pickle describes it (REDUCE args, then BUILD state); nothing is built yet."""
+
+    def __init__(self, spec=None, align=False, copy=False):
+        self.spec, self.state = spec, None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def materialize(self) -> np.dtype:
+        """The described dtype if it is a plain number type (bool, int, uint, float, complex); else refuse."""
+        if not isinstance(self.spec, str) or not _PLAIN_DTYPE_SPEC.fullmatch(self.spec):
+            raise UnsafePickleError(f"refused numpy dtype {self.spec!r} in a pickle (plain numbers only)")
+        dtype = np.dtype(self.spec)
+        state = self.state
+        if state is not None:
+            if not isinstance(state, tuple) or len(state) not in (8, 9) or any(v is not None for v in state[2:5]):
+                raise UnsafePickleError(f"refused numpy dtype {self.spec!r} with a structured state in a pickle")
+            if state[1] == ">":
+                dtype = dtype.newbyteorder(">")
+            elif state[1] not in ("<", "|", "="):
+                raise UnsafePickleError(f"refused numpy dtype {self.spec!r} with byte order {state[1]!r}")
+        return dtype
+
+
+class NumpyArray:
+    """A numpy array as a pickle describes it; `materialize` copies its bytes into a new numeric array."""
+
+    def __init__(self, *args):
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def materialize(self) -> np.ndarray:
+        state = self.state
+        if isinstance(state, tuple) and len(state) == 4:
+            state = (1, *state)  # written without a version number
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise UnsafePickleError("refused a numpy array without its data in a pickle")
+        _, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, NumpyDtype):
+            raise UnsafePickleError("refused a numpy array without a dtype in a pickle")
+        dtype = dtype.materialize()
+        if (not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape)
+                or not isinstance(raw, (bytes, bytearray))):  # fmt: skip
+            raise UnsafePickleError("refused a numpy array with a malformed shape or data in a pickle")
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if len(raw) != count * dtype.itemsize:
+            raise UnsafePickleError(f"refused a numpy array of shape {shape}: its data has {len(raw)} bytes")
+        return np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
 def _numpy_scalar(dtype, data=None):
-    if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise UnsafePickleError(f"refused numpy scalar of dtype {dtype!r} in a pickle")
-    return np.frombuffer(data, dtype=dtype)[0]
+    if not isinstance(dtype, NumpyDtype) or not isinstance(data, (bytes, bytearray)):
+        raise UnsafePickleError("refused a numpy scalar without a dtype and its bytes in a pickle")
+    dtype = dtype.materialize()
+    if len(data) != dtype.itemsize:
+        raise UnsafePickleError(f"refused a numpy {dtype} scalar of {len(data)} bytes in a pickle")
+    return np.frombuffer(bytes(data), dtype=dtype)[0]
 
 
 def _numpy_reconstruct(cls, shape, dtype_code):
-    if cls is not np.ndarray:
+    if cls is not NumpyArray:
         raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
-    return np.ndarray.__new__(cls, shape, dtype_code)
+    return NumpyArray()
+
+
+def _rebuild_from_numpy(data, dtype, device, requires_grad):
+    """Safe torch._utils._rebuild_device_tensor_from_numpy: the array is built by NumpyArray first."""
+    if not isinstance(data, NumpyArray):
+        raise UnsafePickleError("refused a tensor from something other than a numpy array in a pickle")
+    tensor = torch.from_numpy(data.materialize()).to(dtype=dtype, device=device)
+    tensor.requires_grad = requires_grad
+    return tensor
 
 
 def python3_name(module: str, name: str) -> tuple[str, str]:
@@ -254,6 +326,8 @@ def loads(data: bytes, **kwargs):
 def to_plain(obj: Any, _seen: set[int] | None = None) -> Any:
     """Turn stubs (Namespace, DictConfig, ListConfig, nodes, ...) into plain dicts/lists/values."""
     seen = _seen if _seen is not None else set()
+    if isinstance(obj, (NumpyArray, NumpyDtype)):
+        return obj.materialize()
     if isinstance(obj, Stub):
         if id(obj) in seen:
             return None  # a back-reference such as omegaconf's `_parent`
