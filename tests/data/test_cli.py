@@ -1,6 +1,8 @@
 import json
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from xlsr.cli.main import main
 
@@ -95,3 +97,23 @@ def test_data_stats_skips_a_bad_line_among_many_and_refuses_a_bad_manifest(tmp_p
     assert main(["data", "stats", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"xlsr: error: {manifest}:2: not valid JSON") and len(err.strip().splitlines()) == 1
+
+
+def test_import_folder_and_fairseq_skip_bad_lines_up_to_max_bad_share(tmp_path, capsys):
+    (tmp_path / "wavs").mkdir()
+    sf.write(tmp_path / "wavs" / "a.wav", np.zeros(1600), 16000)
+    (tmp_path / "t.txt").write_text("a hello\nb missing\n")
+    folder = ["data", "import", "folder", str(tmp_path / "wavs"), "--transcripts", str(tmp_path / "t.txt"),
+              "--lang", "it", "--out", str(tmp_path / "out")]
+    assert main(folder) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 utterances (50.0%) could not be imported" in err and err.count("\n") == 1
+    assert main([*folder, "--max-bad-share", "0.6"]) == 0
+    assert capsys.readouterr().out == (f"imported 1 utterances from {tmp_path / 't.txt'} into {tmp_path / 'out'}: "
+                                       f"it/train 1 (0.1 s); 1 skipped (listed in {tmp_path / 'out'}/import_skipped.txt)\n")
+    # several fairseq manifests: one import, one line
+    for split in ("train", "valid"):
+        (tmp_path / f"{split}.tsv").write_text(f"{tmp_path / 'wavs'}\na.wav\t1600\n")
+    assert main(["data", "import", "fairseq", str(tmp_path / "train.tsv"), str(tmp_path / "valid.tsv"),
+                 "--lang", "it", "--out", str(tmp_path / "fs")]) == 0
+    assert "it/train 1 (0.1 s), it/valid 1 (0.1 s)" in capsys.readouterr().out

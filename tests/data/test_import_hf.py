@@ -13,6 +13,7 @@ import soundfile as sf
 import soxr
 
 from xlsr.cli.main import main
+from xlsr.data import import_hf as import_hf_module
 from xlsr.data.audio import load_audio
 from xlsr.data.import_hf import import_hf
 from xlsr.data.import_writer import SKIPPED_FILE
@@ -77,6 +78,41 @@ def test_hub_parquet_files_with_embedded_48k_audio(tmp_path):
     with pytest.raises(XlsrError, match=r"1 of 5 rows \(20.0%\) could not be imported, more than max_bad_share=0.1"):
         import_hf(tmp_path / "cv", tmp_path / "capped", max_bad_share=0.1, show_progress=False)
     assert not list((tmp_path / "capped").glob("*/*.jsonl")) and not list((tmp_path / "capped").glob("*/.*"))
+
+
+def _damage_row_group(path, group):
+    """Overwrite the first page header of `path`'s row group `group`: the footer stays, that group is unreadable."""
+    column = pq.ParquetFile(path).metadata.row_group(group).column(0)
+    start = column.dictionary_page_offset or column.data_page_offset
+    data = bytearray(path.read_bytes())
+    data[start:start + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_shard_is_skipped_and_counted_against_max_bad_share(tmp_path, monkeypatch):
+    src = tmp_path / "cv"
+    src.mkdir()
+    for k in range(4):
+        clips = [(f"f{k}_{i}.mp3", _encoded(_noise(0.1, seed=i), "FLAC")) for i in range(5)]
+        pq.write_table(_cv_table(clips, ["hola"] * 5, ["es"] * 5, ["c"] * 5), src / f"train-0000{k}-of-00004.parquet",
+                       row_group_size=1)
+    # shard 3: cut in the middle, footer lost (its row count unknown): the whole file is one bad item
+    cut = src / "train-00003-of-00004.parquet"
+    cut.write_bytes(cut.read_bytes()[:cut.stat().st_size // 2])
+    # shard 1: a damaged page in its 4th row group; read 2 rows a batch, rows 0-1 are read, 2-4 lost
+    monkeypatch.setattr(import_hf_module, "BATCH_ROWS", 2)
+    _damage_row_group(src / "train-00001-of-00004.parquet", 3)
+    summary = import_hf(src, tmp_path / "out", max_bad_share=0.3, show_progress=False)
+    ids = [u.id for u in read_manifest(tmp_path / "out" / "es" / "train.jsonl")]
+    assert ids == [f"f0_{i}" for i in range(5)] + ["f1_0", "f1_1"] + [f"f2_{i}" for i in range(5)]
+    skipped = (tmp_path / "out" / SKIPPED_FILE).read_text().splitlines()
+    assert summary.skipped == 4 and len(skipped) == 2
+    assert skipped[0].startswith(f"{cut}: not a readable parquet file (") and skipped[0].endswith("; the whole file skipped")
+    assert skipped[1].startswith(f"{src / 'train-00001-of-00004.parquet'}:row 2: unreadable from here on (")
+    assert skipped[1].endswith("; 3 rows skipped")
+    with pytest.raises(XlsrError, match=r"cv: 4 of 16 rows \(25.0%\) could not be imported, more than max_bad_share="
+                                        r"0.05; no manifest written \(first: .*train-00003-of-00004.parquet: not a "):
+        import_hf(src, tmp_path / "capped", show_progress=False)
 
 
 def _save_to_disk(folder, split, table):

@@ -1,6 +1,7 @@
 """lhotse manifests -> our manifests: inputs built with lhotse itself, outputs checked against them."""
 
 import gzip
+import json
 
 import numpy as np
 import pytest
@@ -124,18 +125,67 @@ def test_files_that_are_no_lhotse_manifests_are_one_line(corpus, tmp_path):
     with pytest.raises(XlsrError, match=r"expected one CutSet, or a RecordingSet .*r1.jsonl.gz \(RecordingSet\), "
                                         r".*r1.jsonl.gz \(RecordingSet\)"):
         import_lhotse([tmp_path / "r1.jsonl.gz"] * 2, tmp_path / "out")
-    # a manifest whose later line is broken: lhotse's lazy reader cannot go on past it
-    good = CutSet.from_manifests(recordings=RecordingSet.from_recordings([recs["whole"]]))
-    good.to_file(tmp_path / "c.jsonl")
-    with open(tmp_path / "c.jsonl", "a") as f:
-        f.write("{not json\n")
-    with pytest.raises(XlsrError, match=r"c.jsonl: cut 2 could not be read"):
-        import_lhotse(tmp_path / "c.jsonl", tmp_path / "out", lang="de", show_progress=False)
+    # a gzipped manifest cut short cannot be read past the break: one line naming it
+    CutSet.from_manifests(recordings=RecordingSet.from_recordings([recs["whole"]])).to_file(tmp_path / "c.jsonl.gz")
+    data = (tmp_path / "c.jsonl.gz").read_bytes()
+    (tmp_path / "c.jsonl.gz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(XlsrError, match=r"c.jsonl.gz: unreadable after line 0 \(EOFError"):
+        import_lhotse(tmp_path / "c.jsonl.gz", tmp_path / "out", lang="de", show_progress=False)
     assert not (tmp_path / "out" / "de").exists()
     with gzip.open(tmp_path / "empty.jsonl.gz", "wt"):
         pass
     with pytest.raises(XlsrError, match="empty.jsonl.gz: empty lhotse manifest"):
         import_lhotse(tmp_path / "empty.jsonl.gz", tmp_path / "out")
+
+
+def _break(path, number, change):
+    """`path` (JSONL) with its line `number` (from 1) replaced by change(line)."""
+    lines = path.read_text().splitlines()
+    lines[number - 1] = change(lines[number - 1])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _without(field):
+    def change(line):
+        record = json.loads(line)
+        del record[field]
+        return json.dumps(record)
+    return change
+
+
+def test_broken_manifest_lines_are_skipped_and_the_lines_after_them_read(corpus, tmp_path):
+    src, recs = corpus
+    for i in range(8):
+        sf.write(src / f"r{i}.wav", _noise(0.5, 16000, seed=i), 16000)
+    more = [Recording.from_file(src / f"r{i}.wav") for i in range(8)]
+    sups = [_sup(f"s{i}", rec, 0.0, 0.5, f"word {i}", "de") for i, rec in enumerate(more)]
+    CutSet.from_manifests(recordings=RecordingSet.from_recordings(more),
+                          supervisions=SupervisionSet.from_segments(sups)).to_file(tmp_path / "cuts.jsonl")
+    _break(tmp_path / "cuts.jsonl", 3, lambda line: line[:40])  # a partial copy: cut off mid-line
+    _break(tmp_path / "cuts.jsonl", 6, _without("start"))  # valid JSON, a field missing
+    summary = import_lhotse(tmp_path / "cuts.jsonl", tmp_path / "out", max_bad_share=0.3, show_progress=False)
+    assert [u.text for u in read_manifest(tmp_path / "out" / "de" / "train.jsonl")] == [
+        f"word {i}" for i in (0, 1, 3, 4, 6, 7)]
+    skipped = (tmp_path / "out" / SKIPPED_FILE).read_text().splitlines()
+    assert summary.skipped == 2 and skipped[0].startswith(f"{tmp_path / 'cuts.jsonl'}: cut 3: not JSON (")
+    assert skipped[1].startswith(f"{tmp_path / 'cuts.jsonl'}: cut 6: not a lhotse item (TypeError: ")
+    with pytest.raises(XlsrError, match=r"cuts.jsonl: 2 of 8 cuts \(25.0%\) could not be imported"):
+        import_lhotse(tmp_path / "cuts.jsonl", tmp_path / "capped", show_progress=False)
+
+    # recordings and supervisions: a broken line of either is one bad item; the first line may be the broken one
+    RecordingSet.from_recordings(more).to_file(tmp_path / "rec.jsonl")
+    SupervisionSet.from_segments(sups).to_file(tmp_path / "sup.jsonl")
+    _break(tmp_path / "rec.jsonl", 1, lambda line: line[:40])
+    _break(tmp_path / "rec.jsonl", 5, _without("sampling_rate"))
+    _break(tmp_path / "sup.jsonl", 8, _without("recording_id"))
+    summary = import_lhotse([tmp_path / "rec.jsonl", tmp_path / "sup.jsonl"], tmp_path / "pair", max_bad_share=0.5,
+                            show_progress=False)
+    assert [u.text for u in read_manifest(tmp_path / "pair" / "de" / "train.jsonl")] == [
+        f"word {i}" for i in (1, 2, 3, 5, 6)]
+    skipped = (tmp_path / "pair" / SKIPPED_FILE).read_text().splitlines()
+    assert summary.skipped == 3 and [line.split(": not")[0] for line in skipped] == [
+        f"{tmp_path / 'rec.jsonl'}: line 1", f"{tmp_path / 'rec.jsonl'}: line 5", f"{tmp_path / 'sup.jsonl'}: line 8"]
+    assert "Recording.__init__() missing 1 required positional argument: 'sampling_rate'" in skipped[1]
 
 
 @pytest.mark.parametrize("value, code", [("en", "en"), ("EN", "en"), ("eng", "en"), ("af_za", "af-ZA"),

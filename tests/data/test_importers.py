@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
 
+from xlsr.data.import_writer import SKIPPED_FILE
 from xlsr.data.importers import import_common_voice, import_fairseq, import_folder
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import ManifestError, XlsrError
@@ -22,8 +25,9 @@ def test_common_voice_mp3(tmp_path):
                                    "spk2\tb.mp3\tBuenos días\t2\t0\t\t\t\tes\t\n")
     (src / "test.tsv").write_text(header + "spk3\tc.mp3\t\"Adiós\"\t2\t0\t\t\t\tes\t\n"
                                   "spk4\tmissing.mp3\tnada\t2\t0\t\t\t\tes\t\n")
-    counts = import_common_voice(src, tmp_path / "out")
-    assert counts == {"train": 2, "test": 1}
+    summary = import_common_voice(src, tmp_path / "out", max_bad_share=0.3)
+    assert summary.counts == {("es", "train"): 2, ("es", "test"): 1} and summary.skipped == 1
+    assert (tmp_path / "out" / SKIPPED_FILE).read_text().startswith(f"{src / 'test.tsv'}:3: ")
     train = read_manifest(tmp_path / "out" / "es" / "train.jsonl")
     assert [u.speaker for u in train] == ["spk1", "spk2"] and train[0].text == "Hola, mundo."
     assert abs(train[0].num_samples - 16000) < 800  # 1 s of 48 kHz mp3 at 16 kHz, give or take codec padding
@@ -40,7 +44,7 @@ def test_fairseq_manifest_with_labels(tmp_path):
     (tmp_path / "dev.tsv").write_text(f"{audio}\nu0.flac\t8000\nu1.flac\t8001\n")
     (tmp_path / "dev.ltr").write_text("h e l l o | w o r l d |\nb y e |\n")
     (tmp_path / "dev.phn").write_text("h ə l oʊ\nb aɪ\n")
-    assert import_fairseq(tmp_path / "dev.tsv", tmp_path / "out", lang="en") == 2
+    assert import_fairseq(tmp_path / "dev.tsv", tmp_path / "out", lang="en").counts == {("en", "dev"): 2}
     utts = read_manifest(tmp_path / "out" / "en" / "dev.jsonl")
     assert [(u.text, u.phones, u.num_samples) for u in utts] == [("hello world", "h ə l oʊ", 8000),
                                                                  ("bye", "b aɪ", 8001)]
@@ -49,7 +53,7 @@ def test_fairseq_manifest_with_labels(tmp_path):
     with pytest.raises(ManifestError, match="dev.wrd: 1 lines but"):
         import_fairseq(tmp_path / "dev.tsv", tmp_path / "out", lang="en")
     (tmp_path / "bad.tsv").write_text(f"{audio}\nu0.flac\n")
-    with pytest.raises(ManifestError, match="bad.tsv:2"):
+    with pytest.raises(XlsrError, match="bad.tsv:2: expected 'relative/path<TAB>num_samples'"):
         import_fairseq(tmp_path / "bad.tsv", tmp_path / "out", lang="en")
 
 
@@ -60,11 +64,12 @@ def test_folder_with_transcripts(tmp_path):
     sf.write(src / "two.ogg", _tone(16000, 16000), 16000, format="OGG", subtype="VORBIS")
     (src / "broken.wav").write_text("not audio")
     (tmp_path / "t.txt").write_text("one.wav\tfirst line\ntwo second line\nbroken broken\n")
-    assert import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="it", split="dev") == 2
+    summary = import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="it", split="dev", max_bad_share=0.5)
+    assert summary.counts == {("it", "dev"): 2} and summary.skipped == 1
     utts = read_manifest(tmp_path / "out" / "it" / "dev.jsonl")
     assert [(u.id, u.text, u.num_samples) for u in utts] == [("one", "first line", 16000), ("two", "second line", 16000)]
     (tmp_path / "t2.txt").write_text("three hello\n")
-    with pytest.raises(ManifestError, match="t2.txt:1: no audio file 'three'"):
+    with pytest.raises(XlsrError, match="1 of 1 utterances .* \\(first: .*t2.txt:1: no audio file 'three'"):
         import_folder(src, tmp_path / "t2.txt", tmp_path / "out", lang="it")
 
 
@@ -83,3 +88,84 @@ def test_files_that_are_not_manifests_are_one_line_errors(tmp_path):
     with pytest.raises(ManifestError, match="empty.tsv: no 'relative/path<TAB>num_samples' lines"):
         import_fairseq(tmp_path / "empty.tsv", tmp_path / "out", lang="es")
     assert not (tmp_path / "out").exists()
+
+
+def _skipped(out):
+    return (out / SKIPPED_FILE).read_text().splitlines()
+
+
+def test_common_voice_bom_old_names_and_bad_rows_are_skipped(tmp_path):
+    src = tmp_path / "cv"
+    (src / "clips").mkdir(parents=True)
+    for name in ("a", "b"):
+        sf.write(src / "clips" / f"{name}.mp3", _tone(16000, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+    header = "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccents\tlocale\tsegment\n"
+    # a BOM before the header (spreadsheet exports), a path without .mp3 (older releases), a row cut short,
+    # a row without its locale
+    (src / "train.tsv").write_text("\ufeff" + header + "s1\ta\thola\t2\t0\t\t\t\tes\t\n"
+                                   "s2\tb.mp3\tadiós\t2\t0\t\t\t\tes\t\ns3\n"
+                                   "s4\tb.mp3\tsin\t2\t0\t\t\t\t\t\n", encoding="utf-8")
+    summary = import_common_voice(src, tmp_path / "out", max_bad_share=0.5)
+    utts = read_manifest(tmp_path / "out" / "es" / "train.jsonl")
+    assert [(u.id, u.speaker, u.text) for u in utts] == [("a", "s1", "hola"), ("b", "s2", "adiós")]
+    assert utts[0].audio == str((src / "clips" / "a.mp3").resolve()) and summary.skipped == 2
+    tsv = src / "train.tsv"
+    assert _skipped(tmp_path / "out") == [f"{tsv}:4: too few columns (no path, sentence)",
+                                          f"{tsv}:5: no locale; pass --lang"]
+    # with --lang the short row is still one skipped row, not a TypeError; over the cap: one line
+    assert import_common_voice(src, tmp_path / "it", lang="it", max_bad_share=0.3).counts == {("it", "train"): 3}
+    with pytest.raises(XlsrError, match=r"cv: 1 of 4 utterances \(25.0%\) could not be imported, more than "
+                                        r"max_bad_share=0.05; no manifest written \(first: .*train.tsv:4: too few"):
+        import_common_voice(src, tmp_path / "capped", lang="it")
+    # a release without a locale column needs --lang: the whole file is refused, before any row
+    (src / "train.tsv").write_text("client_id\tpath\tsentence\ns1\ta.mp3\thola\n")
+    with pytest.raises(ManifestError, match=r"train.tsv:1: no locale column; pass --lang"):
+        import_common_voice(src, tmp_path / "x")
+
+
+def test_fairseq_lines_split_at_newline_only_and_bad_entries_skipped_with_their_labels(tmp_path):
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i in range(3):
+        sf.write(wavs / f"u{i}.flac", _tone(8000, 16000), 16000)
+    # a missing file and a count with a superscript digit ('²'.isdigit() is True), each with its label line
+    (tmp_path / "dev.tsv").write_text(f"{wavs}\r\nu0.flac\t8000\r\nGONE.flac\t8000\r\nu1.flac\t8²\r\nu2.flac\t8000\r\n")
+    # U+2028, U+0085 and a form feed inside a transcript: fairseq splits at '\n' only (str.splitlines would not)
+    (tmp_path / "dev.wrd").write_text("zero\r\ngone\r\nsuper\r\ntwo\u2028lines\x85in\x0cone\r\n", encoding="utf-8",
+                                      newline="")
+    summary = import_fairseq(tmp_path / "dev.tsv", tmp_path / "out", lang="en", max_bad_share=0.5)
+    utts = read_manifest(tmp_path / "out" / "en" / "dev.jsonl")
+    assert [(u.id, u.text) for u in utts] == [("u0", "zero"), ("u2", "two\u2028lines\x85in\x0cone")]
+    tsv = tmp_path / "dev.tsv"
+    assert summary.skipped == 2 and _skipped(tmp_path / "out") == [
+        f"{tsv}:3: {(wavs / 'GONE.flac').resolve()}: no such audio file",
+        f"{tsv}:4: expected 'relative/path<TAB>num_samples'"]
+    with pytest.raises(XlsrError, match=r"dev.tsv: 2 of 4 utterances \(50.0%\) could not be imported"):
+        import_fairseq(tmp_path / "dev.tsv", tmp_path / "capped", lang="en")
+    assert not (tmp_path / "capped" / "en" / "dev.jsonl").exists()
+
+
+def test_folder_keys_by_relative_path_ambiguous_names_and_missing_audio(tmp_path):
+    src = tmp_path / "audio"
+    for speaker, n in (("spk1", 8000), ("spk2", 24000)):
+        (src / speaker).mkdir(parents=True)
+        sf.write(src / speaker / "001.wav", _tone(n, 16000), 16000)
+    sf.write(src / "spk2" / "002.wav", _tone(16000, 16000), 16000)
+    (src / "dir.wav").mkdir()  # a folder named like audio is no audio file
+    (tmp_path / "t.txt").write_text("\ufeff002 bom before the first key\n"  # a BOM: the first key is still '002'
+                                    "001 which one\nspk1/001.wav from speaker one\nspk2/001 from speaker two\n"
+                                    "u9 missing\ndir no file\n", encoding="utf-8")
+    summary = import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="en", max_bad_share=0.5)
+    utts = read_manifest(tmp_path / "out" / "en" / "train.jsonl")
+    assert [(str(Path(u.audio).relative_to(src.resolve())), u.num_samples, u.text) for u in utts] == [
+        ("spk2/002.wav", 16000, "bom before the first key"), ("spk1/001.wav", 8000, "from speaker one"),
+        ("spk2/001.wav", 24000, "from speaker two")]
+    assert [u.id for u in utts] == ["spk2/002", "spk1/001", "spk2/001"]  # unique: the path under SRC
+    t = tmp_path / "t.txt"
+    assert summary.skipped == 3 and _skipped(tmp_path / "out") == [
+        f"{t}:2: '001' is ambiguous: spk1/001.wav, spk2/001.wav; use the path relative to {src}",
+        f"{t}:5: no audio file 'u9' in {src}", f"{t}:6: no audio file 'dir' in {src}"]
+    # one missing file is a skipped line, not the end of the run; max_bad_share decides whether to go on
+    with pytest.raises(XlsrError, match=r"t.txt: 3 of 6 utterances \(50.0%\) could not be imported, more than "
+                                        r"max_bad_share=0.05; no manifest written \(first: .*t.txt:2: '001' is"):
+        import_folder(src, t, tmp_path / "capped", lang="en")

@@ -43,22 +43,22 @@ def register(subparsers) -> None:
     kinds = imp.add_subparsers(title="formats", metavar="FORMAT", dest="format", required=True)
     cv = kinds.add_parser("commonvoice", help="Common Voice release folder (clips/ + train/dev/test.tsv)")
     cv.add_argument("src")
-    cv.add_argument("--out", required=True)
     cv.add_argument("--lang", default=None, help="language code (default: the tsv's locale column)")
-    cv.set_defaults(func=run_import)
     fs = kinds.add_parser("fairseq", help="fairseq .tsv manifests with .wrd/.ltr/.phn labels")
     fs.add_argument("tsv", nargs="+")
-    fs.add_argument("--out", required=True)
     fs.add_argument("--lang", required=True)
-    fs.set_defaults(func=run_import)
     fo = kinds.add_parser("folder", help="a folder of audio files plus a transcript file")
     fo.add_argument("src")
-    fo.add_argument("--transcripts", required=True, help="lines: <file or stem><TAB or space><label>")
-    fo.add_argument("--out", required=True)
+    fo.add_argument("--transcripts", required=True,
+                    help="lines: <file's path relative to SRC, or its name; extension optional><TAB or space><label>")
     fo.add_argument("--lang", required=True)
     fo.add_argument("--split", default="train")
     fo.add_argument("--label", choices=["text", "phones"], default="text")
-    fo.set_defaults(func=run_import)
+    for q in (cv, fs, fo):
+        q.add_argument("--out", required=True)
+        q.add_argument("--max-bad-share", type=finite_float, default=0.05,
+                       help="bad lines and missing or unreadable audio files tolerated")
+        q.set_defaults(func=run_import)
     lh = kinds.add_parser("lhotse", help="lhotse cuts, or recordings (+ supervisions), jsonl(.gz) manifests")
     lh.add_argument("--src", nargs="+", required=True, metavar="MANIFEST", help="CUTS, or RECORDINGS [SUPERVISIONS]")
     hf = kinds.add_parser("hf", help="a Hugging Face dataset's Parquet files or save_to_disk folder (embedded audio)")
@@ -128,16 +128,13 @@ def run_import(args: argparse.Namespace) -> int:
     _check_names(args)
 
     if args.format == "commonvoice":
-        counts = importers.import_common_voice(args.src, args.out, lang=args.lang)
-        print("imported " + ", ".join(f"{split}: {n}" for split, n in counts.items()) + f" into {args.out}")
+        summary = importers.import_common_voice(args.src, args.out, lang=args.lang, max_bad_share=args.max_bad_share)
     elif args.format == "fairseq":
-        for tsv in args.tsv:
-            n = importers.import_fairseq(tsv, args.out, lang=args.lang)
-            print(f"imported {n} utterances from {tsv} into {args.out}")
+        summary = importers.import_fairseq(args.tsv, args.out, lang=args.lang, max_bad_share=args.max_bad_share)
     else:
-        n = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
-                                    label=args.label)
-        print(f"imported {n} utterances into {args.out}/{args.lang}/{args.split}.jsonl")
+        summary = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
+                                          label=args.label, max_bad_share=args.max_bad_share)
+    print(summary.line())
     return 0
 
 

@@ -4,7 +4,9 @@ Common Voice and FLEURS are distributed there with each row's audio embedded as 
 as struct<bytes: binary, path: string>. pyarrow reads the files a record batch at a time (a 100 GB dataset
 never sits in memory); soundfile decodes the bytes (no torchcodec, no `datasets` decoding), soxr brings
 them to 16 kHz mono and each row is written as FLAC under DIR/<lang>/audio. Every file's columns are checked
-before the first row is decoded, so a file without the audio column is refused before anything is written.
+before the first row is decoded, so a file without the audio column is refused before anything is written. A
+damaged file among them is skipped and counted against max_bad_share: as one item when it cannot be opened, as
+its unread rows when it breaks off after some (a Parquet footer tells how many).
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ def check_columns(path: Path, schema: pa.Schema, *, audio: str, text: str | None
     return Columns(audio, text or None, lang, speaker)
 
 
-def table_rows(path: Path, columns: list[str]) -> Iterator[dict]:
-    """The rows of one file as dicts of `columns`, read a record batch at a time."""
+def table_rows(path: Path, columns: list[str]) -> Iterator[dict | XlsrError]:
+    """The rows of one file as dicts of `columns`, read a record batch at a time. A file that breaks off (a
+    damaged page) ends with an XlsrError in place of the rows past the break, which cannot be read."""
     try:
         if path.suffix == ".parquet":
             # pyarrow's defaults read ahead across row groups: on a 230 MB file of 29 MB row groups they held
@@ -128,9 +131,8 @@ def table_rows(path: Path, columns: list[str]) -> Iterator[dict]:
                 reader.get_batch(i) for i in range(reader.num_record_batches))
             for batch in batches:
                 yield from batch.select(columns).to_pylist()
-    # a file cut short cannot be read past the break: the import stops with one line, no manifest written
     except (pa.ArrowException, OSError) as exc:
-        raise XlsrError(f"{path}: unreadable after some rows ({str(exc).splitlines()[0][:120]})") from None
+        yield XlsrError(f"unreadable from here on ({str(exc).splitlines()[0][:120]})")
 
 
 def row_audio(value: dict | None, where: str, folder: Path) -> np.ndarray:
@@ -175,19 +177,33 @@ def import_hf(src: str | Path, out_dir: str | Path, *, audio_column: str = "audi
     """A Hugging Face dataset's Parquet or Arrow files -> DIR/<lang>/<split>.jsonl + FLAC under DIR/<lang>/audio."""
     src = Path(src)
     tables = find_tables(src)
-    plans = []
+    plans, unreadable = [], []
     for path in tables:  # every file's columns first: a wrong one is refused before any row is decoded
-        schema, rows = open_table(path)
+        try:
+            schema, rows = open_table(path)
+        except XlsrError as exc:  # a damaged shard of many: skipped below, as bad as max_bad_share allows
+            unreadable.append((path, exc))
+            continue
         cols = check_columns(path, schema, audio=audio_column, text=text_column,
                              lang=None if lang else lang_column, speaker=None)
         plans.append((path, cols, rows, split_of(path, src) if split_from_filename else split))
+    if not plans:
+        raise unreadable[0][1]  # nothing readable at all: not a dataset, one line naming its first file
     known = [rows for _, _, rows, _ in plans]
     bar = progress(total=None if None in known else sum(known), desc="import hf", unit="row",
                    disable=not show_progress)
     with bar, ImportWriter(out_dir, source=str(src), unit="rows", max_bad_share=max_bad_share) as writer:
-        for path, cols, _, table_split in plans:
+        for path, exc in unreadable:  # how many rows it holds is unknown: one bad item
+            writer.skip(str(path), f"{str(exc).removeprefix(f'{path}: ')}; the whole file skipped")
+        for path, cols, rows, table_split in plans:
             for number, row in enumerate(table_rows(path, cols.names())):
                 where = f"{path}:row {number}"
+                if isinstance(row, XlsrError):  # the file breaks off: the rows past the break are bad
+                    lost = 1 if rows is None else max(rows - number, 1)
+                    rest = "the rest of the file" if rows is None else f"{lost} rows"
+                    writer.skip(where, f"{row}; {rest} skipped", count=lost)
+                    bar.update(0 if rows is None else lost)
+                    break
                 try:
                     import_row(row, cols, writer, where=where, folder=path.parent,
                                fallback_id=f"{path.stem}-{number}", lang=lang, split=table_split)

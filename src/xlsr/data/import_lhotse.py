@@ -10,14 +10,24 @@ to 16 kHz mono with soxr and written as FLAC under DIR/<lang>/audio, as our mani
 
 from __future__ import annotations
 
+import gzip
 import itertools
-from collections.abc import Iterator
+import json
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-import lhotse
 import numpy as np
+from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
 from lhotse.cut import Cut, CutSet
-from lhotse.serialization import load_manifest_lazy_or_eager
+from lhotse.serialization import (
+    NotALhotseManifest,
+    deserialize_item,
+    extension_contains,
+    load_manifest_lazy_or_eager,
+    resolve_manifest_set_class,
+)
 
 from xlsr.data.audio import audio_num_samples, to_mono
 from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
@@ -26,12 +36,67 @@ from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError
 from xlsr.progress import progress
 
+ITEM_TYPES = {"CutSet": Cut, "RecordingSet": Recording, "SupervisionSet": SupervisionSegment}
+Item = tuple[int, Any]  # (position in its manifest, the item there or an XlsrError saying why there is none)
 
-def load_lhotse(path: str | Path):
-    """One lhotse manifest (lazily when it is JSONL): a CutSet, RecordingSet or SupervisionSet."""
+
+def parse_item(line: bytes) -> Any:
+    """The lhotse item (cut, recording, supervision, ...) one JSONL line holds, or an XlsrError (returned, not
+    raised) saying why it holds none."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:  # where in the line: json's own "line 2 column 1" would count from the line
+        return XlsrError(f"not JSON ({exc.msg} at character {exc.pos + 1})")
+    except UnicodeDecodeError:
+        return XlsrError("not UTF-8 text")
+    if not isinstance(data, dict):
+        return XlsrError(f"a JSON {type(data).__name__}, not an object")
+    try:
+        return deserialize_item(data)
+    # lhotse's from_dict methods fail on a missing or wrong field with TypeError, KeyError, ValueError alike
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:120]
+        return XlsrError(f"not a lhotse item ({type(exc).__name__}: {reason})")
+
+
+def jsonl_items(path: Path) -> Iterator[Item]:
+    """(line number, item) of a JSONL manifest (.gz too), a line at a time: a broken line is one bad item and the
+    lines after it are read on. A file that cannot be read on (a .gz cut short) is one XlsrError naming it."""
+    number = 0
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    yield number, parse_item(line)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise XlsrError(f"{path}: unreadable after line {number} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def jsonl_kind(path: Path) -> str:
+    """'CutSet', 'RecordingSet' or 'SupervisionSet': the manifest its first good line belongs to."""
+    first = None
+    for number, item in jsonl_items(path):
+        if not isinstance(item, XlsrError):
+            try:
+                return resolve_manifest_set_class(item).__name__
+            except NotALhotseManifest as exc:
+                raise XlsrError(f"{path}: not a lhotse manifest ({exc})") from None
+        first = first or f"line {number}: {item}"
+    if first is None:
+        raise XlsrError(f"{path}: empty lhotse manifest")
+    raise XlsrError(f"{path}: not a lhotse manifest (no line holds a cut, recording or supervision; {first})")
+
+
+def load_lhotse(path: str | Path) -> tuple[str, Iterable[Item]]:
+    """One lhotse manifest: its kind ('CutSet', 'RecordingSet', 'SupervisionSet') and its items. JSONL is read
+    lazily, a line at a time, a broken line being a bad item; other files (JSON) are read by lhotse, whole."""
     path = Path(path)
     if not path.is_file():
         raise XlsrError(f"{path}: no such lhotse manifest")
+    if extension_contains(".jsonl", path):
+        kind = jsonl_kind(path)
+        _check_kind(path, kind)
+        return kind, _of_kind(jsonl_items(path), kind)
     try:
         manifest = load_manifest_lazy_or_eager(path)
     # lhotse reports a file that is not its JSON(L) with asserts, JSON, gzip or its own errors alike
@@ -39,26 +104,55 @@ def load_lhotse(path: str | Path):
         raise XlsrError(f"{path}: not a lhotse manifest ({type(exc).__name__}: {str(exc)[:120]})") from None
     if manifest is None:
         raise XlsrError(f"{path}: empty lhotse manifest")
-    if not isinstance(manifest, (lhotse.CutSet, lhotse.RecordingSet, lhotse.SupervisionSet)):
-        raise XlsrError(f"{path}: a {type(manifest).__name__}; expected cuts, recordings or supervisions")
-    return manifest
+    _check_kind(path, type(manifest).__name__)
+    return type(manifest).__name__, enumerate(manifest, 1)
 
 
-def lhotse_cuts(paths: list[str | Path]) -> CutSet:
-    """The cuts that `paths` describe: a CutSet, or a RecordingSet (+ its SupervisionSet, cut per supervision)."""
-    loaded = [(p, load_lhotse(p)) for p in paths]
-    sets = {type(m).__name__: m for _, m in loaded}
+def _check_kind(path: Path, kind: str) -> None:
+    """XlsrError unless `kind` is a manifest of cuts, recordings or supervisions (not features, say)."""
+    if kind not in ITEM_TYPES:
+        raise XlsrError(f"{path}: a {kind}; expected cuts, recordings or supervisions")
+
+
+def _of_kind(items: Iterable[Item], kind: str) -> Iterator[Item]:
+    """`items`, an item of another kind than the manifest's (a recording among cuts) made a bad one."""
+    for number, item in items:
+        if not isinstance(item, (XlsrError, ITEM_TYPES[kind])):
+            item = XlsrError(f"a {type(item).__name__} in a {kind} manifest")
+        yield number, item
+
+
+def _good(items: Iterable[Item], path: Path, bad: list[tuple[str, Any]]) -> Iterator[Any]:
+    """The items that are no XlsrError; the others go to `bad` as (location, error)."""
+    for number, item in items:
+        if isinstance(item, XlsrError):
+            bad.append((f"{path}: line {number}", item))
+        else:
+            yield item
+
+
+def lhotse_cuts(paths: list[str | Path]) -> Iterator[tuple[str, Any]]:
+    """(location, cut or XlsrError) of what `paths` describe: a CutSet, read lazily, or a RecordingSet (+ its
+    SupervisionSet, cut per supervision), read whole; a broken line is a bad item with its location."""
+    loaded = [(Path(p), *load_lhotse(p)) for p in paths]
+    sets = {kind: (path, items) for path, kind, items in loaded}
     if len(sets) != len(paths) or set(sets) not in ({"CutSet"}, {"RecordingSet"},
                                                     {"RecordingSet", "SupervisionSet"}):
-        kinds = ", ".join(f"{p} ({type(m).__name__})" for p, m in loaded)
+        kinds = ", ".join(f"{p} ({kind})" for p, kind, _ in loaded)
         raise XlsrError(f"expected one CutSet, or a RecordingSet with or without its SupervisionSet; got {kinds}")
     if "CutSet" in sets:
-        return sets["CutSet"]
-    recordings = sets["RecordingSet"].to_eager()
+        path, items = sets["CutSet"]
+        return ((f"{path}: cut {n}" + ("" if isinstance(c, XlsrError) else f" {c.id!r}"), c) for n, c in items)
+    bad: list[tuple[str, Any]] = []
+    recordings = RecordingSet.from_recordings(_good(sets["RecordingSet"][1], sets["RecordingSet"][0], bad))
     if "SupervisionSet" not in sets:
-        return CutSet.from_manifests(recordings=recordings)
-    cuts = CutSet.from_manifests(recordings=recordings, supervisions=sets["SupervisionSet"].to_eager())
-    return cuts.trim_to_supervisions(keep_overlapping=False)
+        cuts = CutSet.from_manifests(recordings=recordings)
+    else:
+        supervisions = SupervisionSet.from_segments(_good(sets["SupervisionSet"][1], sets["SupervisionSet"][0], bad))
+        cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+        cuts = cuts.trim_to_supervisions(keep_overlapping=False)
+    source = " + ".join(str(p) for p in paths)
+    return itertools.chain(bad, ((f"{source}: cut {n} {c.id!r}", c) for n, c in enumerate(cuts, 1)))
 
 
 def cut_labels(cut: Cut, lang: str | None) -> tuple[str, str | None, str]:
@@ -120,21 +214,6 @@ def import_cut(cut: Cut, writer: ImportWriter, *, lang: str | None, split: str) 
                          id=utt_id), split)
 
 
-def _numbered(cuts: CutSet, source: str) -> Iterator[tuple[int, Cut]]:
-    """(position, cut); a manifest line lhotse cannot parse ends the import with one line naming it."""
-    items = iter(cuts)
-    for number in itertools.count(1):
-        try:
-            cut = next(items)
-        except StopIteration:
-            return
-        # a broken line stops lhotse's lazy reader, so nothing after it could be read: a refusal, not a skip
-        except Exception as exc:
-            raise XlsrError(f"{source}: cut {number} could not be read ({type(exc).__name__}: "
-                            f"{str(exc)[:120]})") from None
-        yield number, cut
-
-
 def import_lhotse(src: str | Path | list[str | Path], out_dir: str | Path, *, lang: str | None = None,
                   split: str = "train", max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
                   show_progress: bool = True) -> ImportSummary:
@@ -143,10 +222,12 @@ def import_lhotse(src: str | Path | list[str | Path], out_dir: str | Path, *, la
     cuts = lhotse_cuts(paths)
     source = " + ".join(str(p) for p in paths)
     with ImportWriter(out_dir, source=source, unit="cuts", max_bad_share=max_bad_share) as writer:
-        for number, cut in progress(_numbered(cuts, source), desc="import lhotse", unit="cut",
-                                    disable=not show_progress):
+        for where, cut in progress(cuts, desc="import lhotse", unit="cut", disable=not show_progress):
+            if isinstance(cut, XlsrError):  # a manifest line that holds no cut (or recording, supervision)
+                writer.skip(where, str(cut))
+                continue
             try:
                 import_cut(cut, writer, lang=lang, split=split)
             except XlsrError as exc:
-                writer.skip(f"{source}: cut {number} {cut.id!r}", str(exc))
+                writer.skip(where, str(exc))
         return writer.finish()

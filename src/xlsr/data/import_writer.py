@@ -1,4 +1,5 @@
-"""The output side of the ecosystem importers (lhotse, Hugging Face): FLAC files, manifests, skipped items.
+"""The output side of the importers (Common Voice, fairseq, folder, lhotse, Hugging Face): FLAC files, manifests,
+skipped items.
 
 A reader hands each item over as an utterance (`add`), as decoded audio to store (`write_audio`), or as
 bad (`skip`, with its location). Utterances go to a spool file per (lang, split) as they come, so a
@@ -53,7 +54,8 @@ class ImportSummary:
         parts = ", ".join(f"{lang}/{split} {n} ({_duration(self.samples[lang, split] / SAMPLE_RATE)})"
                           for (lang, split), n in sorted(self.counts.items()))
         text = f"imported {sum(self.counts.values())} {self.unit} from {self.source} into {self.out_dir}: {parts}"
-        text += f"; {self.audio_written} audio files written"
+        if self.audio_written:  # none for importers that only reference files where they lie
+            text += f"; {self.audio_written} audio files written"
         if self.skipped:
             text += f"; {self.skipped} skipped (listed in {self.out_dir / SKIPPED_FILE})"
         return text
@@ -86,6 +88,7 @@ class ImportWriter:
         self.stored: Counter = Counter()  # FLAC files per (lang, split): which folder the next one goes to
         self.names: dict[tuple[str, str, int], set[str]] = defaultdict(set)  # the current folder's names only
         self.bad: list[str] = []
+        self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
 
     def __enter__(self) -> ImportWriter:
         return self
@@ -135,9 +138,11 @@ class ImportWriter:
         self.summary.counts[key] += 1
         self.summary.samples[key] += utt.num_samples
 
-    def skip(self, where: str, problem: str) -> None:
-        """A bad item, named by its location (`file:row 12`, `cut 'abc'`), left out and counted."""
+    def skip(self, where: str, problem: str, count: int = 1) -> None:
+        """A bad item, named by its location (`file:row 12`, `cut 'abc'`), left out and counted; `count` for a
+        place that stands for several items (the rows of a shard that cannot be read past a break)."""
         self.bad.append(f"{where}: {problem}")
+        self.bad_items += count
         if len(self.bad) <= SHOWN_SKIPS:
             log.warning("skipping %s: %s", where, problem)
         elif len(self.bad) == SHOWN_SKIPS + 1:
@@ -146,16 +151,16 @@ class ImportWriter:
     def finish(self) -> ImportSummary:
         """Write the manifests (and the list of skipped items); XlsrError over the bad-share cap."""
         kept = sum(self.summary.counts.values())
-        total = kept + len(self.bad)
-        self.summary.skipped = len(self.bad)
+        total = kept + self.bad_items
+        self.summary.skipped = self.bad_items
         if self.bad:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.out_dir / SKIPPED_FILE, "".join(line + "\n" for line in self.bad))
         if total == 0:
             raise XlsrError(f"{self.summary.source}: no {self.summary.unit} to import")
-        if len(self.bad) > self.max_bad_share * total:
-            raise XlsrError(f"{self.summary.source}: {len(self.bad)} of {total} {self.summary.unit} "
-                            f"({len(self.bad) / total:.1%}) could not be imported, more than max_bad_share="
+        if self.bad_items > self.max_bad_share * total:
+            raise XlsrError(f"{self.summary.source}: {self.bad_items} of {total} {self.summary.unit} "
+                            f"({self.bad_items / total:.1%}) could not be imported, more than max_bad_share="
                             f"{self.max_bad_share:g}; no manifest written (first: {self.bad[0]}; all in "
                             f"{self.out_dir / SKIPPED_FILE})")
         for (lang, split), f in sorted(self.spools.items()):

@@ -1,78 +1,93 @@
 """Importers: other corpus layouts -> our manifests (DIR/<lang>/<split>.jsonl). Audio is not copied;
-the manifests point at the original files by absolute path."""
+the manifests point at the original files by absolute path. A bad line or a missing or unreadable file is
+skipped and listed by `ImportWriter`, which refuses when more than `max_bad_share` of the items were bad."""
 
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 
 from xlsr.data.audio import audio_num_samples
-from xlsr.data.manifest import Utterance, manifest_path, write_manifest
-from xlsr.errors import AudioError, ManifestError, XlsrError
-
-log = logging.getLogger(__name__)
+from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
+from xlsr.data.manifest import Utterance, check_plain_name, manifest_path
+from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
-def _with_lengths(utts: list[Utterance], source: str) -> list[Utterance]:
-    """Fill num_samples from each file's header; unreadable files are logged and dropped."""
-    kept = []
-    for u in utts:
-        try:
-            u.num_samples = audio_num_samples(u.audio)
-        except AudioError as exc:
-            log.warning("skipping: %s", exc)
-            continue
-        kept.append(u)
-    if utts and not kept:
-        raise XlsrError(f"{source}: none of the {len(utts)} audio files could be read")
-    if len(kept) < len(utts):
-        log.warning("%s: skipped %d unreadable audio files of %d", source, len(utts) - len(kept), len(utts))
-    return kept
+def _with_length(utt: Utterance) -> Utterance:
+    """`utt` with num_samples from its file's header; AudioError when the file is missing or unreadable."""
+    utt.num_samples = audio_num_samples(utt.audio)
+    return utt
+
+
+def _cv_clip(clips: Path, name: str) -> Path:
+    """The clip a tsv row names; a name without a suffix (older releases) is the .mp3 of that name."""
+    clip = clips / name
+    if not clip.is_file() and not clip.suffix and clip.with_suffix(".mp3").is_file():
+        return clip.with_suffix(".mp3")
+    return clip
+
+
+def _cv_utterance(row: dict, clips: Path, lang: str | None) -> Utterance:
+    """One Common Voice tsv row as an utterance (its length not read yet); XlsrError saying what the row lacks."""
+    short = [c for c in ("client_id", "path", "sentence") if row.get(c) is None]
+    if short:
+        raise ManifestError(f"too few columns (no {', '.join(short)})")
+    if not row["path"]:
+        raise ManifestError("empty path")
+    code = lang or row.get("locale")
+    if not code:
+        raise ManifestError("no locale; pass --lang")
+    check_plain_name("language code", code)  # it names a folder under OUT
+    clip = _cv_clip(clips, row["path"])
+    return Utterance(audio=str(clip.resolve()), num_samples=1, lang=code, speaker=row["client_id"],
+                     text=row["sentence"], id=clip.stem)
 
 
 def import_common_voice(src: str | Path, out_dir: str | Path, *, lang: str | None = None,
-                        splits: tuple[str, ...] = ("train", "dev", "test")) -> dict[str, int]:
-    """A Common Voice release folder (clips/*.mp3 + train/dev/test.tsv) -> {split: utterances}."""
+                        splits: tuple[str, ...] = ("train", "dev", "test"),
+                        max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
+    """A Common Voice release folder (clips/*.mp3 + train/dev/test.tsv) -> DIR/<locale>/<split>.jsonl; a row that
+    is short, names no clip or a clip that cannot be read is skipped (`ImportWriter`)."""
     src = Path(src)
     if not (src / "clips").is_dir():
         raise XlsrError(f"{src}: not a Common Voice folder (no clips/ subfolder)")
-    written = {}
-    for split in splits:
-        tsv = src / f"{split}.tsv"
-        if not tsv.is_file():
-            continue
-        utts = []
-        _read_lines(tsv)  # a file that is not text: one line naming it, not a decode error mid-file
-        with open(tsv, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
-            if missing:
-                raise ManifestError(f"{tsv}:1: missing column(s) {', '.join(sorted(missing))}")
-            for number, row in enumerate(reader, 2):
-                code = lang or row.get("locale")
-                if not code:
-                    raise ManifestError(f"{tsv}:{number}: no locale column; pass the language code")
-                clip = src / "clips" / row["path"]
-                utts.append(Utterance(audio=str(clip.resolve()), num_samples=1, lang=code,
-                                      speaker=row["client_id"], text=row["sentence"], id=clip.stem))
-        utts = _with_lengths(utts, str(tsv))
-        for code in sorted({u.lang for u in utts}):
-            write_manifest(manifest_path(out_dir, code, split), [u for u in utts if u.lang == code])
-        written[split] = len(utts)
-    if not written:
+    tsvs = [(split, src / f"{split}.tsv") for split in splits if (src / f"{split}.tsv").is_file()]
+    if not tsvs:
         raise XlsrError(f"{src}: no {'/'.join(s + '.tsv' for s in splits)} found")
-    return written
+    with ImportWriter(out_dir, source=str(src), unit="utterances", max_bad_share=max_bad_share) as writer:
+        for split, tsv in tsvs:
+            _read_lines(tsv)  # a file that is not text: one line naming it, not a decode error mid-file
+            with open(tsv, encoding="utf-8-sig", newline="") as f:
+                reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+                missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
+                if missing:
+                    raise ManifestError(f"{tsv}:1: missing column(s) {', '.join(sorted(missing))}")
+                if lang is None and "locale" not in reader.fieldnames:
+                    raise ManifestError(f"{tsv}:1: no locale column; pass --lang")
+                for number, row in enumerate(reader, 2):
+                    try:
+                        utt = _with_length(_cv_utterance(row, src / "clips", lang))
+                    except XlsrError as exc:
+                        writer.skip(f"{tsv}:{number}", str(exc))
+                        continue
+                    writer.add(utt, split)
+        return writer.finish()
 
 
 def _read_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file; ManifestError naming it when it is not text."""
+    """The lines of a UTF-8 text file (a BOM dropped), split as fairseq splits them: at '\\n' only, a '\\r' before
+    it dropped, so a U+2028, U+0085 or form feed inside a transcript stays in its line. ManifestError when the
+    file is not text."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ManifestError(f"{path}: not UTF-8 text") from None
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _letters_to_text(line: str) -> str:
@@ -80,13 +95,8 @@ def _letters_to_text(line: str) -> str:
     return " ".join("".join(word.split()) for word in line.split("|") if word.strip())
 
 
-def import_fairseq(tsv: str | Path, out_dir: str | Path, *, lang: str, split: str | None = None) -> int:
-    """A fairseq manifest (first line root dir, then `relpath<TAB>num_samples`) with optional .wrd/.ltr/.phn
-    label files next to it -> DIR/<lang>/<split>.jsonl (split defaults to the tsv's stem)."""
-    tsv = Path(tsv)
-    if not tsv.is_file():
-        raise ManifestError(f"{tsv}: no such fairseq manifest")
-    lines = _read_lines(tsv)
+def _fairseq_root(tsv: Path, lines: list[str]) -> Path:
+    """The audio root folder on a fairseq manifest's first line (relative: to the manifest's folder)."""
     if not lines or not lines[0].strip():
         raise ManifestError(f"{tsv}:1: expected the audio root folder on the first line")
     root = Path(lines[0].strip())
@@ -95,59 +105,125 @@ def import_fairseq(tsv: str | Path, out_dir: str | Path, *, lang: str, split: st
     if not root.is_dir():
         raise ManifestError(f"{tsv}:1: audio root folder {lines[0].strip()!r} does not exist "
                             f"(a fairseq manifest starts with it, then 'relative/path<TAB>num_samples' lines)")
-    utts = []
-    for number, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) < 2 or not fields[1].strip().isdigit() or int(fields[1]) <= 0:
-            raise ManifestError(f"{tsv}:{number}: expected 'relative/path<TAB>num_samples'")
-        audio = (root / fields[0]).resolve()
-        utts.append(Utterance(audio=str(audio), num_samples=int(fields[1]), lang=lang, id=audio.stem))
-    if not utts:
-        raise ManifestError(f"{tsv}: no 'relative/path<TAB>num_samples' lines after the root folder")
+    return root
+
+
+def _fairseq_utterance(line: str, root: Path, lang: str) -> Utterance:
+    """One `relative/path<TAB>num_samples` line; XlsrError when it is malformed or its file does not exist."""
+    fields = line.split("\t")
+    count = fields[1].strip() if len(fields) > 1 else ""
+    if not (count.isascii() and count.isdigit()) or int(count) <= 0:  # '²'.isdigit() is True
+        raise ManifestError("expected 'relative/path<TAB>num_samples'")
+    audio = (root / fields[0]).resolve()
+    if not audio.is_file():
+        raise AudioError(f"{audio}: no such audio file")
+    # the id is the listed path without its suffix: two folders' 001.flac stay two utterances
+    utt_id = Path(fields[0].strip()).with_suffix("").as_posix()
+    return Utterance(audio=str(audio), num_samples=int(count), lang=lang, id=utt_id)
+
+
+def _fairseq_labels(tsv: Path, entries: int) -> list[tuple[str, list[str]]]:
+    """(attribute, one label per manifest entry) of the .wrd/.ltr/.phn files beside `tsv`; words are
+    preferred to letters when both exist. ManifestError when a file's line count is not the manifest's."""
+    labels = []
     for suffix, attr, convert in ((".wrd", "text", str.strip), (".ltr", "text", _letters_to_text),
                                   (".phn", "phones", str.strip)):
         path = tsv.with_suffix(suffix)
-        if not path.is_file() or (attr == "text" and suffix == ".ltr" and tsv.with_suffix(".wrd").is_file()):
-            continue  # words are preferred to letters when both exist
-        labels = _read_lines(path)
-        if len(labels) != len(utts):
-            raise ManifestError(f"{path}: {len(labels)} lines but {tsv} lists {len(utts)} files")
-        for u, label in zip(utts, labels):
-            setattr(u, attr, convert(label))
-    write_manifest(manifest_path(out_dir, lang, split or tsv.stem), utts)
-    return len(utts)
+        if not path.is_file() or (suffix == ".ltr" and tsv.with_suffix(".wrd").is_file()):
+            continue
+        lines = _read_lines(path)
+        if len(lines) != entries:
+            raise ManifestError(f"{path}: {len(lines)} lines but {tsv} lists {entries} files")
+        labels.append((attr, [convert(line) for line in lines]))
+    return labels
+
+
+def import_fairseq(tsv: str | Path | list[str | Path], out_dir: str | Path, *, lang: str, split: str | None = None,
+                   max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
+    """fairseq manifest(s) (first line root dir, then `relpath<TAB>num_samples`) with optional .wrd/.ltr/.phn
+    label files beside each -> DIR/<lang>/<split>.jsonl (split defaults to each tsv's stem). A malformed line or a
+    file that does not exist is skipped with its label lines (`ImportWriter`)."""
+    tsvs = [Path(tsv)] if isinstance(tsv, (str, Path)) else [Path(t) for t in tsv]
+    source = " + ".join(str(t) for t in tsvs)
+    with ImportWriter(out_dir, source=source, unit="utterances", max_bad_share=max_bad_share) as writer:
+        for tsv in tsvs:
+            if not tsv.is_file():
+                raise ManifestError(f"{tsv}: no such fairseq manifest")
+            manifest_path(out_dir, lang, split or tsv.stem)  # both names checked before anything is written
+            lines = _read_lines(tsv)
+            root = _fairseq_root(tsv, lines)
+            entries = [(number, line) for number, line in enumerate(lines[1:], 2) if line.strip()]
+            if not entries:
+                raise ManifestError(f"{tsv}: no 'relative/path<TAB>num_samples' lines after the root folder")
+            labels = _fairseq_labels(tsv, len(entries))
+            for i, (number, line) in enumerate(entries):
+                try:
+                    utt = _fairseq_utterance(line, root, lang)
+                except XlsrError as exc:
+                    writer.skip(f"{tsv}:{number}", str(exc))  # its label lines are left out with it
+                    continue
+                for attr, values in labels:
+                    setattr(utt, attr, values[i])
+                writer.add(utt, split or tsv.stem)
+        return writer.finish()
+
+
+def audio_files(src: Path) -> tuple[dict[str, set[Path]], dict[str, set[Path]]]:
+    """The audio files under `src` by the keys a transcript line may use: ({path relative to `src`, with and
+    without its extension: files}, {bare name and stem: files}). A bare name can belong to several files."""
+    by_path: dict[str, set[Path]] = {}
+    by_name: dict[str, set[Path]] = {}
+    for path in sorted(src.rglob("*")):
+        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+            rel = path.relative_to(src)
+            for key in (rel.as_posix(), rel.with_suffix("").as_posix()):
+                by_path.setdefault(key, set()).add(path)
+            for key in (path.name, path.stem):
+                by_name.setdefault(key, set()).add(path)
+    return by_path, by_name
+
+
+def _folder_audio(key: str, src: Path, by_path: dict[str, set[Path]], by_name: dict[str, set[Path]]) -> Path:
+    """The one file a transcript key names: by relative path, else by bare name or stem; XlsrError for none or
+    several."""
+    found = by_path.get(key) or by_name.get(key)
+    if not found:
+        raise AudioError(f"no audio file {key!r} in {src}")
+    if len(found) > 1:
+        names = listing(sorted(p.relative_to(src).as_posix() for p in found), 4)
+        raise ManifestError(f"{key!r} is ambiguous: {names}; use the path relative to {src}")
+    return next(iter(found))
 
 
 def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path, *, lang: str,
-                  split: str = "train", label: str = "text") -> int:
-    """A folder of audio files plus a transcript file of `<file name or stem><TAB or space><label>` lines."""
+                  split: str = "train", label: str = "text",
+                  max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
+    """A folder of audio files plus a transcript file of `<key><TAB or space><label>` lines, the key being a
+    file's path relative to the folder or its bare name, with or without extension. A line whose file is missing,
+    ambiguous or unreadable is skipped (`ImportWriter`)."""
     src, transcripts = Path(src), Path(transcripts)
     if not src.is_dir():
         raise XlsrError(f"{src}: no such audio folder")
     if label not in ("text", "phones"):
         raise XlsrError(f"--label must be text or phones, got {label!r}")
-    files = {}
-    for path in sorted(src.rglob("*")):
-        if path.suffix.lower() in AUDIO_SUFFIXES:
-            files.setdefault(path.name, path)
-            files.setdefault(path.stem, path)
     if not transcripts.is_file():
         raise ManifestError(f"{transcripts}: no such transcript file")
-    utts = []
-    for number, line in enumerate(_read_lines(transcripts), 1):
-        if not line.strip():
-            continue
-        key, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
-        if key not in files:
-            raise ManifestError(f"{transcripts}:{number}: no audio file {key!r} in {src}")
-        path = files[key].resolve()
-        u = Utterance(audio=str(path), num_samples=1, lang=lang, id=path.stem)
-        setattr(u, label, rest.strip())
-        utts.append(u)
-    if not utts:
+    manifest_path(out_dir, lang, split)  # both names checked before anything is written
+    lines = [(number, line) for number, line in enumerate(_read_lines(transcripts), 1) if line.strip()]
+    if not lines:
         raise ManifestError(f"{transcripts}: no transcript lines")
-    utts = _with_lengths(utts, str(transcripts))
-    write_manifest(manifest_path(out_dir, lang, split), utts)
-    return len(utts)
+    by_path, by_name = audio_files(src)
+    with ImportWriter(out_dir, source=str(transcripts), unit="utterances", max_bad_share=max_bad_share) as writer:
+        for number, line in lines:
+            key, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
+            try:
+                found = _folder_audio(key, src, by_path, by_name)
+                # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
+                utt_id = found.relative_to(src).with_suffix("").as_posix()
+                utt = _with_length(Utterance(audio=str(found.resolve()), num_samples=1, lang=lang, id=utt_id))
+            except XlsrError as exc:
+                writer.skip(f"{transcripts}:{number}", str(exc))
+                continue
+            setattr(utt, label, rest.strip())
+            writer.add(utt, split)
+        return writer.finish()
