@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean kenlm
+.PHONY: demo test test-slow lint bench clean kenlm fairseq-ref
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,8 +19,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/xlsr demo --out demo_out
 
-test: $(STAMP) kenlm
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -m "not slow" tests
+test: $(STAMP) kenlm fairseq-ref
+	OMP_NUM_THREADS=2 XLSR_FAIRSEQ_REF=tools/fairseq-ref $(BIN)/python -m pytest -m "not slow" tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow tests
@@ -28,6 +28,11 @@ test-slow: $(STAMP)
 # KenLM's lmplz/build_binary for `xlsr lm build`, built from the PyPI source archive (once; cached in tools/).
 kenlm: $(STAMP)
 	bash scripts/build_kenlm.sh
+
+# fairseq 0.12.2 and its pinned omegaconf/hydra, unpacked beside the project (never into .venv): the reference
+# that tests/interop/test_fairseq_reference.py checks our fairseq import and export against.
+fairseq-ref: $(STAMP)
+	bash scripts/fairseq_reference.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,4 +1,4 @@
-"""`xlsr convert SRC DST --to hf|xlsr`: any supported checkpoint to a Hugging Face directory or to ours."""
+"""`xlsr convert SRC DST --to hf|fairseq|xlsr`: any supported checkpoint to a Hugging Face, fairseq or xlsr folder."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ def register(subparsers) -> None:
     """Add the `convert` subcommand."""
     p = subparsers.add_parser(
         "convert",
-        help="convert a checkpoint (fairseq .pt, Hugging Face dir, xlsr dir) to Hugging Face or xlsr format",
+        help="convert a checkpoint (fairseq .pt, Hugging Face dir, xlsr dir) to Hugging Face, fairseq or xlsr format",
         description="Load SRC (a fairseq .pt, a Hugging Face wav2vec2 directory or an xlsr checkpoint "
-        "directory; nothing in it is executed) and write it to DST in the chosen format. DST is "
-        "replaced atomically.",
+        "directory; nothing in it is executed) and write it to the folder DST in the chosen format, "
+        "replaced atomically. --to fairseq writes DST/checkpoint.pt (and, for a CTC model, "
+        "DST/dict.ltr.txt or dict.phn.txt) for fairseq's checkpoint_utils.load_model_ensemble_and_task; "
+        "after moving the folder, pass arg_overrides={'data': NEW_FOLDER}.",
     )
     p.add_argument("src", metavar="SRC", help="checkpoint to read")
     p.add_argument("dst", metavar="DST", help="directory to write")
-    p.add_argument("--to", choices=("hf", "xlsr"), required=True, help="output format")
+    p.add_argument("--to", choices=("hf", "fairseq", "xlsr"), required=True, help="output format")
     p.add_argument("--dict", dest="dictionary", metavar="FILE",
                    help="fairseq dictionary (dict.ltr.txt) for a fine-tuned .pt; default: one beside SRC")
     p.add_argument("--target-lang", metavar="LANG",
@@ -31,6 +33,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert args.src to args.dst in format args.to."""
     # lazy: xlsr.interop imports torch (~6 s); `xlsr --help` imports every command module
+    from xlsr.interop.fairseq_export import export_fairseq
     from xlsr.interop.huggingface import export_hf
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint
@@ -42,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
+    elif args.to == "fairseq":
+        export_fairseq(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
     else:
         metadata = {**loaded.metadata, "converted_from": loaded.source_format}
         save_checkpoint(args.dst, loaded.model, vocab=loaded.vocab, metadata=metadata)

@@ -290,17 +290,25 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
     return [BLANK] + FAIRSEQ_SPECIALS[1:] + symbols
 
 
-def _default_dictionary(path: Path, ckpt: dict) -> Path | None:
-    """dict.<labels>.txt beside the checkpoint, <labels> as its task config names them (default ltr)."""
+def _task_labels(ckpt: dict) -> str | None:
+    """The fine-tuning task's `labels` (the dictionary's suffix: "ltr", "phn", ...), if the config names them."""
     cfg = ckpt.get("cfg")
     task = cfg.get("task") if isinstance(cfg, dict) else None
     if not isinstance(task, dict):
         # argparse-era files: one flat Namespace, where `task` is the task's name ("audio_pretraining").
         task = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
     labels = task.get("labels")
-    if not isinstance(labels, str) or not re.fullmatch(r"[\w.-]+", labels):
-        labels = "ltr"
-    candidate = path.with_name(f"dict.{labels}.txt")
+    return labels if isinstance(labels, str) and re.fullmatch(r"[\w.-]+", labels) else None
+
+
+def _label_kind(ckpt: dict) -> str | None:
+    """"chars" for letter labels (ltr), "phones" for phone labels (phn), else unknown."""
+    return {"ltr": "chars", "phn": "phones"}.get(_task_labels(ckpt) or "")
+
+
+def _default_dictionary(path: Path, ckpt: dict) -> Path | None:
+    """dict.<labels>.txt beside the checkpoint, <labels> as its task config names them (default ltr)."""
+    candidate = path.with_name(f"dict.{_task_labels(ckpt) or 'ltr'}.txt")
     return candidate if candidate.is_file() else None
 
 
@@ -409,6 +417,8 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, targ
                     f"{dict_path}: dictionary gives {len(vocab)} tokens but {path} has {vocab_size} output rows"
                 )
     metadata: dict[str, Any] = {"source": str(path), **({"target_lang": lang} if lang else {})}
+    if vocab is not None and _label_kind(ckpt):
+        metadata["labels"] = _label_kind(ckpt)
     if filled:
         metadata["identity_filled"] = filled
     if architecture == "Wav2Vec2ForCTC" and vocab is not None:
