@@ -188,3 +188,29 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path, capsys):
     _fails(["--model", broken, *common], capsys, str(broken))
     _fails(["--model", tmp_path / "missing", *common], capsys, "missing")
     assert not out.exists()
+
+
+def test_an_interrupted_run_keeps_the_models_it_finished(setup, tmp_path, monkeypatch, one_thread):
+    import xlsr.analysis.probe as probe_module
+
+    root, train, test = setup
+    finished = []
+
+    class Interrupted(Exception):
+        pass
+
+    def probe_model(*args, **kw):  # the second model never finishes
+        if finished:
+            raise Interrupted
+        finished.append(1)
+        return original(*args, **kw)
+
+    original = probe_module.probe_model
+    monkeypatch.setattr(probe_module, "probe_model", probe_model)
+    with pytest.raises(Interrupted):
+        probe([root / "informative", root / "blind"], train, test, tmp_path / "out", layers="cnn", settings=FAST,
+              show_progress=False)
+    written = json.loads((tmp_path / "out" / "probe.json").read_text())
+    assert [m["name"] for m in written["models"]] == ["informative"]  # the several-model layout from the start
+    assert [r["layer"] for r in written["models"][0]["layers"]] == ["cnn"]
+    assert (tmp_path / "out" / "probe.png").is_file()

@@ -113,7 +113,7 @@ def test_group_norm_batches_equal_one_clip_at_a_time(setup, monkeypatch, max_chu
 
     root, data, model = setup
     assert model.config.extractor_mode == "group_norm"  # wav2vec 2.0 Base's CNN
-    clips = {lang: select_clips(read_manifest(data / lang / "train.jsonl"), 1.5, seed=2) for lang in ["it", "de"]}
+    utts = {lang: read_manifest(data / lang / "train.jsonl") for lang in ["it", "de"]}
     batches = []
     quantize = model.quantize
 
@@ -122,15 +122,15 @@ def test_group_norm_batches_equal_one_clip_at_a_time(setup, monkeypatch, max_chu
         return quantize(waveforms, lengths)
 
     monkeypatch.setattr(model, "quantize", recorded)
-    kw = dict(num_codevectors_per_group=V, normalize=False, device=torch.device("cpu"),
+    kw = dict(seed=2, num_codevectors_per_group=V, normalize=False, device=torch.device("cpu"),
               max_chunk_samples=max_chunk_samples, show_progress=False)
-    batched, batched_samples = extract_codeword_ids(model, clips, **kw)
+    batched, batched_clips = extract_codeword_ids(model, utts, 1.5, **kw)
     assert len(batches) == 2 and all(len(set(b)) > 1 for b in batches)  # one padded batch per language
     batches.clear()
-    single, single_samples = extract_codeword_ids(model, clips, max_batch_samples=1, **kw)
-    assert all(len(b) == 1 for b in batches) and len(batches) >= sum(len(c) for c in clips.values())
-    assert batched_samples == single_samples  # the same audio per language
-    for lang in clips:
+    single, single_clips = extract_codeword_ids(model, utts, 1.5, max_batch_samples=1, **kw)
+    assert all(len(b) == 1 for b in batches) and len(batches) >= sum(len(c) for c in single_clips.values())
+    assert batched_clips == single_clips  # the same audio per language
+    for lang in utts:
         assert batched[lang].size > 50
         np.testing.assert_array_equal(batched[lang], single[lang])  # same codewords, frame by frame
 
@@ -205,7 +205,7 @@ def test_hugging_face_export_gives_the_same_counts(setup, tmp_path):
     np.testing.assert_array_equal(hf.counts.counts, native.counts.counts)
 
 
-def test_unreadable_clip_is_skipped_and_reported(setup, tmp_path, caplog):
+def test_unreadable_clip_is_replaced_and_a_shortfall_refused(setup, tmp_path, caplog):
     import shutil
 
     root, data, _ = setup
@@ -216,15 +216,96 @@ def test_unreadable_clip_is_skipped_and_reported(setup, tmp_path, caplog):
         for u in utts:
             u.audio = str(copy / lang / (u.id + ".wav"))
         write_manifest(copy / lang / "train.jsonl", utts)
-    (copy / "es" / "es_0.wav").write_bytes(b"RIFF broken")
-    report = analyze(root / "pretrained", copy, tmp_path / "out", seconds_per_lang=1.5, plots=False,
-                     show_progress=False)
-    assert "es_0.wav: not a readable audio file" in caplog.text
-    full = analyze(root / "pretrained", data, tmp_path / "full", seconds_per_lang=1.5, plots=False,
+    full = analyze(root / "pretrained", copy, tmp_path / "full", seconds_per_lang=1.0, plots=False,
                    show_progress=False)
-    es, it = (report.summary["per_language"][k]["seconds"] for k in ("es", "it"))
-    assert es < full.summary["per_language"]["es"]["seconds"] and it == full.summary["per_language"]["it"]["seconds"]
-    for u in read_manifest(copy / "es" / "train.jsonl"):  # every clip of a language unreadable: one line
-        (copy / "es" / (u.id + ".wav")).write_bytes(b"RIFF broken")
-    with pytest.raises(XlsrError, match="language 'es' gave no frames \\(unreadable audio"):
-        analyze(root / "pretrained", copy, tmp_path / "out2", seconds_per_lang=1.5, plots=False, show_progress=False)
+    chosen = [c.utterance.id for c in select_clips(read_manifest(copy / "es" / "train.jsonl"), 1.0, seed=0)]
+    (copy / "es" / f"{chosen[0]}.wav").write_bytes(b"RIFF broken")
+    report = analyze(root / "pretrained", copy, tmp_path / "out", seconds_per_lang=1.0, plots=False,
+                     show_progress=False)
+    assert f"{chosen[0]}.wav: not a readable audio file" in caplog.text
+    es = report.summary["per_language"]["es"]
+    assert es["seconds"] == full.summary["per_language"]["es"]["seconds"] == pytest.approx(1.0)  # topped up
+    assert es["utterances"] == 2  # the clips read: the other two (none holds 1 s alone)
+    (copy / "es" / f"{chosen[1]}.wav").write_bytes(b"RIFF broken")  # now es holds too little readable audio
+    with pytest.raises(XlsrError) as info:
+        analyze(root / "pretrained", copy, tmp_path / "out2", seconds_per_lang=1.0, plots=False, show_progress=False)
+    message = str(info.value)
+    assert "\n" not in message and "language 'es': only" in message and "needs 1.0 s" in message
+    assert not (tmp_path / "out2").exists()
+
+
+def test_utterances_too_short_for_a_frame_do_not_count(setup, tmp_path):
+    root, _, _ = setup
+    data = tmp_path / "data"
+    write_language(data, "it", [1.0, 1.0], 0)
+    write_language(data, "es", [1.0, 1.0], 1)
+    write_language(data, "de", [1.0] + [0.02] * 20, 2)  # 1 s that gives frames, 20 x 320 samples that cannot
+    report = analyze(root / "pretrained", data, tmp_path / "out", plots=False, show_progress=False)
+    s = report.summary
+    assert s["seconds_per_lang"] == 1.0 and s["per_language"]["de"]["available_seconds"] == 1.0
+    assert [s["per_language"][lang]["seconds"] for lang in s["langs"]] == [1.0, 1.0, 1.0]
+    with pytest.raises(XlsrError, match=r"language 'de' has 1.0 s of audio .* needs 1.4 s"):
+        analyze(root / "pretrained", data, tmp_path / "out", seconds_per_lang=1.4, plots=False, show_progress=False)
+
+
+def test_an_interrupted_rewrite_keeps_the_previous_outputs(setup, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    root, data, _ = setup
+    out = tmp_path / "out"
+    analyze(root / "pretrained", data, out, seconds_per_lang=1.0, show_progress=False)
+    names = {"analysis.json", "codeword_counts.npz", "pca.png", "dendrogram.png", "similarity.png", "sharing.png"}
+
+    def all_whole():  # every file complete (an older or a newer one), and no temporary left
+        assert {p.name for p in out.iterdir()} == names
+        for png in names - {"analysis.json", "codeword_counts.npz"}:
+            data = (out / png).read_bytes()
+            assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), png
+        assert np.load(out / "codeword_counts.npz")["counts"].sum() > 0
+        assert json.loads((out / "analysis.json").read_text())["langs"] == ["de", "es", "it"]
+
+    all_whole()
+
+    class Interrupted(Exception):
+        pass
+
+    def half_savefig(self, fname, **kw):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise Interrupted
+
+    def half_savez(file, **arrays):
+        (open(file, "wb") if isinstance(file, str | Path) else file).write(b"PK half")
+        raise Interrupted
+
+    write_text = Path.write_text
+
+    def half_write_text(self, text, *args, **kw):
+        write_text(self, text[: len(text) // 2], *args, **kw)
+        raise Interrupted
+
+    for target, name, half in ((Figure, "savefig", half_savefig), (np, "savez_compressed", half_savez),
+                               (Path, "write_text", half_write_text)):
+        with monkeypatch.context() as patch:
+            patch.setattr(target, name, half)
+            with pytest.raises(Interrupted):
+                analyze(root / "pretrained", data, out, seconds_per_lang=1.5, show_progress=False)
+        all_whole()
+
+
+def test_out_is_checked_before_the_checkpoint_is_loaded(setup, tmp_path, capsys):
+    root, data, _ = setup
+    (tmp_path / "file").write_text("x")
+    code = main(["analyze", "--model", str(tmp_path / "missing"), "--data", str(data), "--out",
+                 str(tmp_path / "file"), "--no-plots"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--out" in err and "is not a folder" in err
+
+
+def test_an_amount_below_the_receptive_field_names_the_option(setup, tmp_path, capsys):
+    root, data, _ = setup
+    code = main(["analyze", "--model", str(root / "pretrained"), "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--no-plots", "--seconds-per-lang", "0.02"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--seconds-per-lang: give at least 0.025 s" in err

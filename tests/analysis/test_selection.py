@@ -1,11 +1,18 @@
 """Equal audio per language: the sample budget, the default amount and the too-little-audio error."""
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from xlsr.analysis.selection import available_seconds, seconds_per_language, select_clips
+from xlsr.analysis.selection import (
+    Clip,
+    available_seconds,
+    check_audio_read,
+    seconds_per_language,
+    select_clips,
+)
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import Utterance, read_manifest, write_manifest
 from xlsr.errors import XlsrError
@@ -67,5 +74,58 @@ def test_non_positive_amount_is_rejected():
 
 
 def test_a_language_without_audio_is_named_as_empty():
-    with pytest.raises(XlsrError, match=r"data/b/train.jsonl: language 'b' has no audio \(no utterances\)"):
+    with pytest.raises(XlsrError, match=r"data/b/train.jsonl: language 'b' has no audio \(no utterances of at least"):
         seconds_per_language({"a": 30.0, "b": 0.0}, None, max_seconds=600, manifests={"b": "data/b/train.jsonl"})
+
+
+def test_utterances_too_short_for_a_frame_are_not_available_audio(tmp_path):
+    utts = [Utt("a.wav", 16000)] + [Utt(f"s{i}.wav", 320) for i in range(50)] + [Utt("b.wav", 400)]
+    assert available_seconds(utts, min_samples=400) == 16400 / 16000
+    write_manifest(tmp_path / "train.jsonl", [Utterance(str(tmp_path / u.audio), u.num_samples, "xx", id=u.audio)
+                                              for u in utts])
+    assert available_seconds(open_manifest(tmp_path / "train.jsonl"), min_samples=400) == 16400 / 16000
+    # so the amount asked of the language is what select_clips can give it
+    seconds = seconds_per_language({"a": 30.0, "de": available_seconds(utts, min_samples=400)}, None,
+                                   max_seconds=600)
+    assert sum(c.num_samples for c in select_clips(utts, seconds, seed=0, min_samples=400)) == 16400
+
+
+def test_an_unreadable_utterance_is_replaced_by_the_next_in_the_seeded_order():
+    utts = [Utt(f"u{i}.wav", n) for i, n in enumerate([16000, 8000, 24000, 12000, 4000, 16000])]
+    plain = select_clips(utts, 2.5, seed=3)
+    bad, short = plain[0].utterance.audio, plain[1].utterance.audio
+
+    def read(clip):  # the first chosen file cannot be read, the second holds half the audio its manifest says
+        if clip.utterance.audio == bad:
+            return None
+        n = clip.num_samples // 2 if clip.utterance.audio == short else clip.num_samples
+        return Clip(clip.utterance, n, np.zeros(n))
+
+    clips = select_clips(utts, 2.5, seed=3, read=read)
+    assert bad not in [c.utterance.audio for c in clips]
+    assert sum(c.num_samples for c in clips) == 40000  # the budget is still met
+    assert all(c.audio.shape[0] == c.num_samples for c in clips)
+    order = [c.utterance.audio for c in select_clips(utts, 99.0, seed=3)]  # the seeded order of all of them
+    assert [c.utterance.audio for c in clips] == [a for a in order if a != bad][: len(clips)]
+
+
+def test_audio_read_short_of_the_budget_by_more_than_a_receptive_field_is_one_line():
+    check_audio_read({"a": 16000, "b": 16000 - 400}, 1.0, min_samples=400)  # a dropped leftover: fine
+    with pytest.raises(XlsrError) as info:
+        check_audio_read({"a": 16000, "b": 16000 - 401}, 1.0, min_samples=400, manifests={"b": "data/b/train.jsonl"})
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("data/b/train.jsonl: language 'b'")
+    assert "0.97 s" in message and "1.00 s" in message
+
+
+def test_the_two_amounts_in_a_message_differ():
+    for have, need in ((1.99, 2.0), (31999 / 16000, 2.0)):
+        with pytest.raises(XlsrError) as info:
+            seconds_per_language({"a": 5.0, "b": have}, need, max_seconds=600)
+        shown = re.findall(r"([0-9.]+) s\b", str(info.value))
+        assert len(shown) == 2 and shown[0] != shown[1], str(info.value)
+
+
+def test_an_amount_below_the_receptive_field_is_rejected():
+    with pytest.raises(XlsrError, match=r"^--seconds-per-lang: give at least 0.025 s .* got 0.02$"):
+        seconds_per_language({"a": 30.0, "b": 12.5}, 0.02, max_seconds=600, min_samples=400)

@@ -66,3 +66,30 @@ def test_bad_outputs_and_a_binary_log_are_one_line(tmp_path, capsys):
     (run / "log.jsonl").write_bytes(b'{"update": 1}\n\xff\xfe\x00binary\n')
     with pytest.raises(XlsrError, match=r"log.jsonl:2: not UTF-8 text"):
         plot_training_curves(run)
+
+
+def test_a_finetuning_log_gets_its_error_rate_and_a_ctc_loss_title(tmp_path):
+    records = []
+    for u in range(1, 6):
+        records.append({"split": "train", "update": u, "loss": 3.0 / u, "lr": 1e-4, "blank_share": 0.5})
+        for split in ("valid", "valid_aa"):
+            records.append({"split": split, "update": u, "loss": 3.2 / u, "per": 0.9 - 0.1 * u, "sample_size": 100})
+    fig = draw_training_curves(records, "ft")
+    titles = _titles(fig)
+    assert titles == ["CTC loss (nats per label)", "validation error rate", "learning rate"]
+    panel = fig.axes[titles.index("validation error rate")]
+    assert [line.get_label() for line in panel.get_lines()] == ["valid per", "valid, per language per"]
+    assert list(panel.get_lines()[0].get_ydata()) == pytest.approx([0.8, 0.7, 0.6, 0.5, 0.4])
+    plt.close(fig)
+    pretraining = [{"split": "train", "update": 1, "loss": 6.5, "contrastive_loss": 6.4, "accuracy": 0.1}]
+    assert _titles(draw_training_curves(pretraining, "pt"))[0] == "loss (bits per masked frame)"
+
+
+def test_a_log_without_a_value_to_plot_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"split": "train", "update": 1, "wps": 3}\n')
+    assert main(["plot", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{run / 'log.jsonl'}: none of its 1 logged updates holds a value to plot" in err
+    assert not (run / "curves.png").exists()

@@ -1,6 +1,7 @@
 """Audio clips → codeword ids: the quantizer in eval mode (hard argmax, no Gumbel noise), in padded batches.
 
-A language's clips are read, cut into pieces, and packed shortest first as the fine-tuning loader packs
+A language's clips are chosen and read (`select_clips`: an unreadable one is replaced by the next utterances in
+the seeded order), cut into pieces, and packed shortest first as the fine-tuning loader packs
 (`pack_batches`), up to `max_batch_samples` of padded audio per forward pass. Each row
 carries its length, and the model honours it in both CNN modes (the group-norm CNN normalizes layer 0 over
 each row's valid steps), so a clip gets the codes it gets alone (features agree to ~1e-6; only an argmax
@@ -10,12 +11,14 @@ near-tie could flip). Clips longer than `max_chunk_samples` are quantized in pie
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
 
 from xlsr.analysis.codebook import codeword_ids
-from xlsr.analysis.selection import Clip
+from xlsr.analysis.selection import Clip, select_clips
 from xlsr.data.audio import load_audio
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
@@ -36,6 +39,16 @@ def load_clip(clip: Clip, *, normalize: bool) -> np.ndarray:
     return audio[: clip.num_samples]
 
 
+def read_clip(clip: Clip, *, normalize: bool) -> Clip | None:
+    """The clip with its audio (as long as the file holds, at most `num_samples`), or None (logged) if unreadable."""
+    try:
+        audio = load_clip(clip, normalize=normalize)
+    except AudioError as exc:
+        log.warning("skipping bad audio (the next utterance takes its place): %s", exc)
+        return None
+    return Clip(clip.utterance, audio.shape[0], audio)
+
+
 def waveform_pieces(waveform: np.ndarray, *, min_samples: int = 400,
                     max_chunk_samples: int = MAX_CHUNK_SAMPLES) -> list[np.ndarray]:
     """Consecutive pieces of at most `max_chunk_samples`; a last piece shorter than `min_samples` gives no
@@ -54,45 +67,41 @@ def quantize_batch(model: torch.nn.Module, pieces: list[np.ndarray], *, device: 
     return [codes[i, :n] for i, n in enumerate(frame_lengths.cpu().tolist())]
 
 
-def extract_codeword_ids(model: torch.nn.Module, clips: dict[str, list[Clip]], *, num_codevectors_per_group: int,
-                         normalize: bool, device: torch.device, min_samples: int = 400,
+def extract_codeword_ids(model: torch.nn.Module, utts: dict[str, Sequence], seconds: float, *, seed: int,
+                         num_codevectors_per_group: int, normalize: bool, device: torch.device, min_samples: int = 400,
                          max_batch_samples: int = MAX_BATCH_SAMPLES, max_chunk_samples: int = MAX_CHUNK_SAMPLES,
-                         show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Codeword ids of every frame of every language's clips (in clip order), and the samples read per language.
+                         show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, list[Clip]]]:
+    """Codeword ids of every frame of `seconds` of each language's audio (`select_clips`, in clip order), and the
+    clips read per language (without their audio).
 
-    An unreadable clip is logged and skipped; its language then counts fewer samples.
+    An unreadable utterance is logged and skipped, and the next ones in the seeded order take its place.
     """
     model.eval()
-    total = sum(len(c) for c in clips.values())
-    bar = progress(total=total, desc="quantize", unit="utt", disable=not show_progress)
+    bar = progress(total=len(utts), desc="quantize", unit="lang", disable=not show_progress)
     ids: dict[str, np.ndarray] = {}
-    samples: dict[str, int] = {}
+    clips: dict[str, list[Clip]] = {}
     try:
-        for lang, lang_clips in clips.items():
+        for lang, lang_utts in utts.items():
             bar.set_postfix_str(lang, refresh=False)
-            codes, samples[lang] = _clip_codes(model, lang_clips, normalize=normalize, device=device,
-                                               min_samples=min_samples, max_batch_samples=max_batch_samples,
-                                               max_chunk_samples=max_chunk_samples, bar=bar)
+            lang_clips = select_clips(lang_utts, seconds, seed=seed, min_samples=min_samples,
+                                      read=partial(read_clip, normalize=normalize))
+            codes = _clip_codes(model, lang_clips, device=device, min_samples=min_samples,
+                                max_batch_samples=max_batch_samples, max_chunk_samples=max_chunk_samples)
             frames = [codeword_ids(c, num_codevectors_per_group) for c in codes if c.size]
             ids[lang] = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int64)
+            clips[lang] = [Clip(c.utterance, c.num_samples) for c in lang_clips]  # the audio is not needed now
+            bar.update(1)
     finally:
         bar.close()
-    return ids, samples
+    return ids, clips
 
 
-def _clip_codes(model: torch.nn.Module, clips: list[Clip], *, normalize: bool, device: torch.device,
-                min_samples: int, max_batch_samples: int, max_chunk_samples: int, bar
-                ) -> tuple[list[np.ndarray], int]:
-    """(T_k, G) group indices of each readable clip, in clip order, and the samples read."""
-    owners, pieces, read = [], [], 0  # owners[j]: the clip of pieces[j]; a clip's pieces stay in order
+def _clip_codes(model: torch.nn.Module, clips: list[Clip], *, device: torch.device, min_samples: int,
+                max_batch_samples: int, max_chunk_samples: int) -> list[np.ndarray]:
+    """(T_k, G) group indices of each clip (read: its `audio` set), in clip order."""
+    owners, pieces = [], []  # owners[j]: the clip of pieces[j]; a clip's pieces stay in order
     for k, clip in enumerate(clips):
-        try:
-            waveform = load_clip(clip, normalize=normalize)
-        except AudioError as exc:
-            log.warning("skipping bad audio: %s", exc)
-            continue
-        read += waveform.shape[0]
-        for piece in waveform_pieces(waveform, min_samples=min_samples, max_chunk_samples=max_chunk_samples):
+        for piece in waveform_pieces(clip.audio, min_samples=min_samples, max_chunk_samples=max_chunk_samples):
             owners.append(k)
             pieces.append(piece)
     codes: list[np.ndarray | None] = [None] * len(pieces)
@@ -101,8 +110,7 @@ def _clip_codes(model: torch.nn.Module, clips: list[Clip], *, normalize: bool, d
     for batch in pack_batches(lengths, np.arange(len(pieces)), max_batch_samples, crop_to_shortest=False):
         for j, piece_codes in zip(batch, quantize_batch(model, [pieces[j] for j in batch], device=device)):
             codes[j] = piece_codes
-    bar.update(len(clips))
     by_clip: dict[int, list[np.ndarray]] = {}
     for k, c in zip(owners, codes):
         by_clip.setdefault(k, []).append(c)
-    return [np.concatenate(by_clip[k]) for k in sorted(by_clip)], read
+    return [np.concatenate(by_clip[k]) for k in sorted(by_clip)]

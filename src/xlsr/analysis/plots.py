@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
+from xlsr.atomic import write_file
+
 
 def family_colors(families: list[str]) -> dict[str, tuple]:
     """A stable colour per family name (tab10, then tab20), 'unknown' in grey."""
@@ -25,11 +27,12 @@ def family_colors(families: list[str]) -> dict[str, tuple]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG to a temporary name beside `path`, then rename it (xlsr.atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    # format= because the temporary file's name does not end in .png
+    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
 
 
 def plot_pca(coords: np.ndarray, explained: np.ndarray, langs: list[str], families: list[str],

@@ -203,7 +203,8 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
           out_dir: str | Path, *, layers: str | list | None = "all", labels: str = "phones",
           settings: ProbeSettings | None = None, seed: int = 0, device: str = "cpu", plot: bool = True,
           show_progress: bool = True) -> ProbeReport:
-    """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically."""
+    """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically, again after
+    each model, so that an interrupted run keeps the models it finished."""
     paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     settings = settings or ProbeSettings()
     settings.check()
@@ -231,13 +232,16 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
             r[metric] = r.pop("error_rate")
         entries.append({"model": path, "name": name, "source_format": model.source_format,
                         "num_layers": model.config.num_layers, "layers": results, "stage_seconds": stage_seconds})
-    summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device))
-    summary["seconds"] = round(time.perf_counter() - start, 2)
-    return _write(summary, out_dir, plot)
+        # written after each model, so that an interrupted run keeps the models it finished
+        summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device),
+                           several=len(paths) > 1)
+        summary["seconds"] = round(time.perf_counter() - start, 2)
+        report = _write(summary, out_dir, plot)
+    return report
 
 
 def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab: Vocabulary, labels: str,
-             metric: str, settings: ProbeSettings, seed: int, device: str) -> dict:
+             metric: str, settings: ProbeSettings, seed: int, device: str, *, several: bool) -> dict:
     def data(d: LabeledAudio) -> dict:
         return {"manifest": str(d.manifest), "utterances": len(d.waveforms), "minutes": round(d.minutes, 3),
                 "skipped": d.skipped}
@@ -247,7 +251,7 @@ def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab
               "settings": {**asdict(settings), "head": "linear, zero init", "optimizer": "adam, cosine decay",
                            "standardize": "per channel, train statistics", "device": device},
               "seed": seed}
-    if len(entries) == 1:
+    if not several:
         return {**entries[0], **shared}
     return {"models": entries, **shared}
 

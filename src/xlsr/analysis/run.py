@@ -7,7 +7,6 @@ checkpoint + DIR/<lang>/<split>.jsonl → the same seconds of audio per language
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +18,10 @@ from xlsr.analysis import plots
 from xlsr.analysis.extract import extract_codeword_ids
 from xlsr.analysis.selection import (
     available_seconds,
+    check_audio_read,
     seconds_per_language,
-    select_clips,
 )
+from xlsr.atomic import write_file, write_json
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import find_manifests
 from xlsr.data.synth.languages import LANGUAGES
@@ -112,20 +112,23 @@ def analyze(
 ) -> AnalysisReport:
     """Run the shared-discrete-units analysis and write analysis.json, codeword_counts.npz and the PNGs."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XlsrError(f"--out {out_dir}: exists and is not a folder")
     per_lang = _read_languages(data_dir, split, langs)
-    available = {lang: available_seconds(utts) for lang, (_, utts) in per_lang.items()}
-    seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds,
-                                   manifests={lang: path for lang, (path, _) in per_lang.items()})
     torch_device = pick_device(device)  # a GPU this machine lacks: one line before loading the checkpoint
     loaded = _load_quantizing_model(model_path)
     cfg = loaded.config
-    clips, ids, samples = _extract_codes(loaded, per_lang, seconds, seed=seed, device=torch_device,
-                                         show_progress=show_progress)
+    min_samples = cfg.receptive_field  # shorter audio gives no frame, so it does not count
+    manifests = {lang: path for lang, (path, _) in per_lang.items()}
+    available = {lang: available_seconds(utts, min_samples) for lang, (_, utts) in per_lang.items()}
+    seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds, manifests=manifests,
+                                   min_samples=min_samples)
+    clips, ids = _extract_codes(loaded, per_lang, seconds, seed=seed, device=torch_device,
+                                show_progress=show_progress)
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
     counts = cb.count_codewords(ids, num_codewords=V**G)
     summary = cb.statistics(counts)
-    _add_sources(summary["per_language"], per_lang, language_families(counts.langs, families), clips, samples,
-                 available)
+    _add_sources(summary["per_language"], per_lang, language_families(counts.langs, families), clips, available)
     summary = {
         "model": str(model_path),
         "source_format": loaded.source_format,
@@ -143,50 +146,62 @@ def analyze(
 
 
 def _extract_codes(loaded, per_lang: dict[str, tuple[Path, UtteranceIndex]], seconds: float, *, seed: int,
-                   device: torch.device, show_progress: bool) -> tuple[dict, dict[str, np.ndarray], dict[str, int]]:
-    """Pick the same seconds of clips per language and quantize them: (clips, codeword ids, samples read)."""
+                   device: torch.device, show_progress: bool) -> tuple[dict, dict[str, np.ndarray]]:
+    """Read the same seconds of clips per language and quantize them: (clips read, codeword ids).
+
+    A language whose audio read falls short (unreadable files that its other utterances could not make up for)
+    is one XlsrError line: the comparison needs equal audio.
+    """
     cfg = loaded.config
     min_samples = cfg.receptive_field  # shorter audio gives no frame
-    clips = {lang: select_clips(utts, seconds, seed=seed, min_samples=min_samples)
-             for lang, (_, utts) in per_lang.items()}
     model = loaded.model.to(device)
-    ids, samples = extract_codeword_ids(model, clips, num_codevectors_per_group=cfg.num_codevectors_per_group,
-                                        normalize=cfg.normalize_waveform, device=device,
-                                        min_samples=min_samples, show_progress=show_progress)
+    ids, clips = extract_codeword_ids(model, {lang: utts for lang, (_, utts) in per_lang.items()}, seconds,
+                                      seed=seed, num_codevectors_per_group=cfg.num_codevectors_per_group,
+                                      normalize=cfg.normalize_waveform, device=device, min_samples=min_samples,
+                                      show_progress=show_progress)
+    samples = {lang: sum(c.num_samples for c in lang_clips) for lang, lang_clips in clips.items()}
+    check_audio_read(samples, seconds, min_samples=min_samples,
+                     manifests={lang: path for lang, (path, _) in per_lang.items()})
     for lang, lang_ids in ids.items():
         if lang_ids.size == 0:
             raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
                             f"shorter than {min_samples} samples?)")
-    return clips, ids, samples
+    return clips, ids
 
 
 def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, UtteranceIndex]],
-                 family: dict[str, str], clips: dict, samples: dict[str, int], available: dict[str, float]) -> None:
-    """Add each language's family, manifest and amount of audio to its figures."""
+                 family: dict[str, str], clips: dict, available: dict[str, float]) -> None:
+    """Add each language's family, manifest and amount of audio (as read) to its figures."""
     for lang, (path, _) in per_lang.items():
         per_language[lang].update({
             "family": family[lang],
             "manifest": str(path),
-            "seconds": samples[lang] / SAMPLE_RATE,  # as read, in case a header overstated the length
-            "utterances": len(clips[lang]),
+            "seconds": sum(c.num_samples for c in clips[lang]) / SAMPLE_RATE,  # as read
+            "utterances": len(clips[lang]),  # read; unreadable ones were replaced
             "available_seconds": available[lang],
         })
 
 
 def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, with_plots: bool) -> dict[str, Path]:
-    """Write the PNGs (if asked), codeword_counts.npz and analysis.json; record their names in `summary`."""
+    """Write the PNGs (if asked), codeword_counts.npz and, last, analysis.json, each to a temporary name then
+    renamed; record their names in `summary`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     if with_plots:
         files.update(_write_plots(summary, out_dir))
     summary["files"] = {name: path.name for name, path in files.items()}
     files["counts"] = out_dir / "codeword_counts.npz"
-    np.savez_compressed(files["counts"], langs=np.array(counts.langs), codewords=counts.codewords,
-                        counts=counts.counts, num_codewords=counts.num_codewords)
+    write_file(files["counts"], lambda tmp: _save_counts(counts, tmp))
     files["json"] = out_dir / "analysis.json"
     summary["files"].update(counts=files["counts"].name, json=files["json"].name)
-    files["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(files["json"], summary)
     return files
+
+
+def _save_counts(counts: cb.CodewordCounts, path: Path) -> None:
+    with open(path, "wb") as f:  # a file object: numpy would add .npz to a temporary name
+        np.savez_compressed(f, langs=np.array(counts.langs), codewords=counts.codewords, counts=counts.counts,
+                            num_codewords=counts.num_codewords)
 
 
 def _write_plots(summary: dict, out_dir: Path) -> dict[str, Path]:

@@ -22,8 +22,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--split", default="train", help="manifest split to read (default: train)")
     p.add_argument("--seconds-per-lang", type=finite_float, default=None, metavar="S",
-                   help="seconds of audio per language (default: the smallest language's total, capped by "
-                   "--max-seconds)")
+                   help="seconds of audio per language, at least the model's receptive field (0.025 s) "
+                   "(default: the smallest language's total, capped by --max-seconds)")
     p.add_argument("--max-seconds", type=positive_float, default=None, metavar="S",
                    help="cap on the default amount per language (default: 600)")
     p.add_argument("--langs", nargs="+", default=None, metavar="LANG", help="only these languages (default: all)")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 def register(subparsers) -> None:
     """Add the `plot` subcommand."""
-    p = subparsers.add_parser("plot", help="draw a run's training curves (loss, accuracy, perplexity) to PNG",
+    p = subparsers.add_parser("plot",
+                              help="draw a run's training curves (loss, error rate, accuracy, perplexity) to PNG",
                               description="Draw the curves in RUN/log.jsonl (train and per-language validation; "
+                                          "for fine-tuning the validation PER or CER; "
                                           "for pretraining also the features' effective dimension against its "
                                           "value at initialisation, channel-scale spread and probe error rates "
                                           "when logged).")

@@ -1,4 +1,5 @@
-"""Training curves from a run's `log.jsonl`, drawn to a PNG (loss, accuracy, perplexity, schedules, feature health)."""
+"""Training curves from a run's `log.jsonl`, drawn to a PNG (loss, accuracy, perplexity, validation error rate,
+schedules, feature health), for pretraining and fine-tuning runs."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from xlsr.train.feature_monitor import (
 )
 from xlsr.train.monitor import read_log
 
+LOSS = "loss"  # the loss panel's title depends on the run: see loss_title
 # (title, keys); a panel is drawn when any of its keys was logged
 PANELS = [
-    ("loss (bits per masked frame)", ("loss", "contrastive_loss")),
+    (LOSS, ("loss", "contrastive_loss")),
+    ("validation error rate", ("per", "cer")),  # fine-tuning's greedy PER (phones) or CER (characters)
     ("contrastive accuracy", ("accuracy",)),
     ("code perplexity", ("code_perplexity", "prob_perplexity")),
     ("learning rate", ("lr",)),
@@ -30,8 +33,24 @@ PANELS = [
     ("linear probe error rate", ("probe_feature_per", "probe_context_per", "probe_feature_cer", "probe_context_cer")),
 ]
 
+# Keys that only pretraining writes: its loss is the contrastive one, in bits per masked frame (fine-tuning's is CTC)
+PRETRAINING_KEYS = ("contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity")
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg")  # formats matplotlib's Agg canvas writes
+
+
+def loss_title(records: list[dict]) -> str:
+    """The loss panel's title: pretraining's contrastive loss is in bits per masked frame; fine-tuning's CTC loss
+    is the batch mean of each utterance's loss divided by its label count, in nats."""
+    if any(k in r for r in records for k in PRETRAINING_KEYS):
+        return "loss (bits per masked frame)"
+    return "CTC loss (nats per label)"
+
+
+def logged_panels(records: list[dict]) -> list[tuple[str, tuple[str, ...]]]:
+    """The PANELS entries that `records` hold a key of, the loss panel titled for the run."""
+    return [(loss_title(records) if title == LOSS else title, keys) for title, keys in PANELS
+            if any(k in r for r in records for k in keys)]
 
 
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
@@ -43,6 +62,9 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     records = [r for r in read_log(log_path) if "split" in r]
     if not records:
         raise XlsrError(f"{log_path}: no logged updates yet")
+    if not logged_panels(records):
+        raise XlsrError(f"{log_path}: none of its {len(records)} logged updates holds a value to plot "
+                        f"(loss, lr, grad_norm, per, ...)")
     out = Path(out_png) if out_png else run_dir / "curves.png"
     if out.is_dir():
         raise XlsrError(f"{out}: is a folder; give an image file name (e.g. {out / 'curves.png'})")
@@ -56,7 +78,7 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
 def draw_training_curves(records: list[dict], title: str):
     """A matplotlib Figure with one panel per PANELS entry that `records` (log.jsonl lines with a split) hold."""
     splits = sorted({r["split"] for r in records}, key=lambda s: (s != "train", s != "valid", s))
-    panels = [(t, keys) for t, keys in PANELS if any(k in r for r in records for k in keys)]
+    panels = logged_panels(records)
     cols = 3
     rows = -(-len(panels) // cols)
     fig = Figure(figsize=(5 * cols, 3.4 * rows))
