@@ -1,5 +1,6 @@
 import itertools
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,13 +14,16 @@ from xlsr.text.vocab import Vocabulary
 EXHAUSTIVE = {"beam_size": 2000, "beam_threshold": 1e9}
 
 
-def _brute_force(log_probs):
-    """Every frame path of a tiny (T, V) problem: best path per labeling, and summed probability."""
+def _brute_force(log_probs, silence=None):
+    """Every frame path of a tiny (T, V) problem: best path per labeling, and summed probability.
+
+    `silence`: a token that, on the first frames, is the decoder's initial silence, no token of the labeling."""
     T, V = log_probs.shape
     best_path, total = {}, {}
     for path in itertools.product(range(V), repeat=T):
         score = float(sum(log_probs[t, k] for t, k in enumerate(path)))
-        label = tuple(ctc_collapse(path)[0])
+        lead = next((t for t, k in enumerate(path) if k != silence), T) if silence is not None else 0
+        label = tuple(ctc_collapse((0,) * lead + path[lead:])[0])
         best_path[label] = max(best_path.get(label, -math.inf), score)
         prev = total.get(label, -math.inf)
         total[label] = max(prev, score) + math.log1p(math.exp(-abs(prev - score)))
@@ -199,3 +203,147 @@ def test_phone_lexicon_without_word_boundary():
     lexicon = {"hello": "h e l o", "world": "w e r d", "held": ["h", "e", "l", "d"]}
     hyp = BeamSearchDecoder(vocab, lexicon=lexicon).decode(logits)[0]
     assert hyp.words == ["hello", "world"] and hyp.text == "h e l o w e r d"
+
+
+def _best_path_score(logits):
+    return float(logits[0].log_softmax(-1).max(-1).values.sum())
+
+
+@pytest.mark.parametrize("tail", [[], ["<blank>", "<blank>"]])
+def test_lexicon_finishes_the_last_word_without_a_final_boundary(tmp_path, tail):
+    # this project's labels never end in `|`, so a model emits none after the last word
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(WORD_ARPA)
+    logits = _frames(vocab, ["a", "b", "|", "a", "c", *tail])
+    decoder = BeamSearchDecoder(vocab, lm=lm, lexicon=["ab", "ac"],
+                                config=BeamSearchConfig(lm_weight=1.0, word_score=0.5))
+    hyp = decoder.decode(logits, timestamps=True)[0]
+    assert hyp.words == ["ab", "ac"] and hyp.text == "ab ac"
+    # both words and </s> get the LM (log10, as KenLM gives it): <s> ab, ab -> ac (backed off), ac -> </s>
+    lm_log10 = -0.05 + (-0.3 - 2.5) + (-0.3 - 1.0)
+    assert hyp.score == pytest.approx(_best_path_score(logits) + lm_log10 + 2 * 0.5, abs=1e-3)
+    T = logits.shape[1]
+    assert len(hyp.timestamps) == len(hyp.tokens) == len(hyp.end_frames) and max(hyp.end_frames) <= T
+    assert hyp.frames == [0, 1, 2, 3, 4]
+
+
+def test_lexicon_without_lm_finishes_the_last_word():
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    logits = _frames(vocab, ["a", "b", "|", "a", {"c": 0.5, "b": 0.4}])
+    hyp = BeamSearchDecoder(vocab, lexicon=["ab", "ac"]).decode(logits)[0]
+    assert hyp.words == ["ab", "ac"] and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+
+
+CHAR_ARPA = """\\data\\
+ngram 1=6
+ngram 2=2
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t-0.3
+-0.5\t</s>\t0
+-0.4\ta\t-0.2
+-0.6\tb\t-0.2
+-0.7\t|\t-0.2
+
+\\2-grams:
+-0.1\ta |
+-0.2\t| b
+
+\\end\\
+"""
+
+
+@pytest.mark.parametrize("pause", [1, 3, 6])
+def test_lexicon_free_word_score_counts_each_boundary_once(tmp_path, pause):
+    vocab = Vocabulary.build(["a b"], kind="chars")
+    logits = _frames(vocab, ["a", *["|"] * pause, "b"])
+    am = _best_path_score(logits)
+    hyp = BeamSearchDecoder(vocab, config=BeamSearchConfig(word_score=-1.0)).decode(logits)[0]
+    assert hyp.text == "a b" and hyp.score == pytest.approx(am - 1.0, abs=1e-3)
+    lm = tmp_path / "chars.arpa"
+    lm.write_text(CHAR_ARPA)
+    fused = BeamSearchDecoder(vocab, lm=lm, config=BeamSearchConfig(lm_weight=2.0, word_score=-1.0))
+    # <s> a | b </s> in log10: (-0.3 - 0.4) + -0.1 + -0.2 + (-0.2 - 0.5)
+    lm_log10 = -1.7
+    assert fused.decode(logits)[0].score == pytest.approx(am + 2.0 * lm_log10 - 1.0, abs=1e-3)
+    assert fused.reconfigure(word_score=0.0).decode(logits)[0].score == pytest.approx(am + 2.0 * lm_log10, abs=1e-3)
+    assert fused.reconfigure(lm_weight=0.0, word_score=2.0).decode(logits)[0].score == pytest.approx(am + 2.0,
+                                                                                                     abs=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lexicon_free_word_score_equals_brute_force(seed):
+    vocab = Vocabulary(["<blank>", "<unk>", "|", "a"], kind="chars")
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(3 + seed % 3, len(vocab), generator=g) * 2
+    word_score = 1.5 if seed % 2 else -1.5
+    boundary = vocab.index("|")
+    # flashlight starts in silence (`|`): a `|` on the first frames is no word boundary, and not scored
+    best_path, total = _brute_force(logits.log_softmax(-1), silence=boundary)
+    best_path = {label: s + word_score * label.count(boundary) for label, s in best_path.items()}
+    total = {label: s + word_score * label.count(boundary) for label, s in total.items()}
+
+    def labeling(hyp):
+        leading = hyp.token_ids[:1] == [boundary] and hyp.frames[0] == 0
+        return tuple(hyp.token_ids[1:] if leading else hyp.token_ids)
+
+    config = BeamSearchConfig(**EXHAUSTIVE, word_score=word_score)
+    viterbi = BeamSearchDecoder(vocab, config=config).decode(logits[None], timestamps=True)[0]
+    label = max(best_path, key=best_path.get)
+    assert labeling(viterbi) == label and viterbi.score == pytest.approx(best_path[label], abs=1e-4)
+    prefix = BeamSearchDecoder(vocab, config=replace(config, log_add=True)).decode(logits[None], timestamps=True)[0]
+    label = max(total, key=total.get)
+    assert labeling(prefix) == label and prefix.score == pytest.approx(total[label], abs=1e-4)
+
+
+def test_word_score_without_boundary_token_warns(caplog):
+    vocab = Vocabulary.build(["a b"], kind="phones")  # no `|`
+    with caplog.at_level("WARNING", logger="xlsr.decode.beam"):
+        BeamSearchDecoder(vocab, config=BeamSearchConfig(word_score=1.0))
+    assert "no effect" in caplog.text
+
+
+def test_units_lm_may_cover_part_of_a_multilingual_vocabulary(tmp_path):
+    vocab = Vocabulary.union([Vocabulary.build(["a b"], kind="chars"),
+                              Vocabulary.build(["пр ив ет как де ла"], kind="chars")])
+    lm = tmp_path / "chars.arpa"
+    lm.write_text(CHAR_ARPA)  # one language's units LM: a, b and |
+    logits = _frames(vocab, ["a", "|", "b"])
+    assert BeamSearchDecoder(vocab, lm=lm).decode(logits)[0].text == "a b"
+    (tmp_path / "chars.arpa.json").write_text('{"units": "chars", "order": 2, "words": null}')
+    assert decoder_for_lm(vocab, lm).decode(logits)[0].text == "a b"
+
+
+@pytest.mark.parametrize("settings", [{"beam_size_token": -1}, {"beam_size_token": 0}, {"beam_threshold": -1.0},
+                                      {"beam_threshold": math.nan}, {"beam_threshold": math.inf},
+                                      {"lm_weight": math.nan}, {"word_score": math.inf}])
+def test_bad_beam_settings_are_one_line_errors(settings):
+    with pytest.raises(XlsrError, match=f"^{next(iter(settings))}: must be") as info:
+        BeamSearchConfig(**settings)
+    assert "\n" not in str(info.value)
+    vocab = Vocabulary.build(["a b"], kind="chars")
+    with pytest.raises(XlsrError):
+        BeamSearchDecoder(vocab).reconfigure(**settings)
+
+
+def test_nan_logits_or_no_result_are_one_line_errors(monkeypatch):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    decoder = BeamSearchDecoder(vocab)
+    with pytest.raises(XlsrError, match="NaN"):
+        decoder.decode(torch.full((1, 3, len(vocab)), math.nan))
+    monkeypatch.setattr(decoder, "_decoder", type("Empty", (), {"decode": lambda self, *args: []})())
+    with pytest.raises(XlsrError, match="no hypothesis"):
+        decoder.decode(torch.zeros(1, 3, len(vocab)))
+
+
+@pytest.mark.parametrize("sidecar", ['[]', '"words"', '{"units": "words", "words": 5}', '{"units": 3}'])
+def test_malformed_lm_sidecar_is_a_one_line_error(tmp_path, sidecar):
+    vocab = Vocabulary.build(["ab ac"], kind="chars")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(WORD_ARPA)
+    (tmp_path / "words.arpa.json").write_text(sidecar)
+    with pytest.raises(XlsrError, match=r"words\.arpa\.json: ") as info:
+        decoder_for_lm(vocab, lm)
+    assert "\n" not in str(info.value)

@@ -10,11 +10,13 @@ import torch
 
 from xlsr.cli.main import main
 from xlsr.data.manifest import read_manifest
-from xlsr.decode.evaluate import evaluate, read_manifests
+from xlsr.decode.evaluate import EvalReport, evaluate, read_manifests
+from xlsr.decode.lm_sweep import rank_settings
 from xlsr.decode.transcribe import load_ctc_model
 from xlsr.errors import XlsrError
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
+from xlsr.text.metrics import EditCounts
 
 SMALL = dict(conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, hidden_size=32, num_layers=1,
              num_heads=2, ffn_dim=64, conv_pos=16, conv_pos_groups=2)
@@ -117,3 +119,13 @@ def test_normalize_text_scores_lower_case_without_punctuation(tmp_path, capsys):
     m = manifest(tmp_path, [{"lang": "zz", "phones": "a"}])
     assert main(["evaluate", "--model", str(phones), "--manifest", str(m), "--normalize-text", "--no-progress"]) == 2
     assert "--normalize-text: applies to character labels" in capsys.readouterr().err
+
+
+def test_sweep_ranks_ties_by_the_secondary_metric():
+    def report(char_errors, word_errors):
+        counts = {"char": EditCounts(substitutions=char_errors, ref_len=100),
+                  "word": EditCounts(substitutions=word_errors, ref_len=20)}
+        return EvalReport("m", "chars", {"all": counts}, {"all": 1})
+    rows = [(0.0, 0.0, report(9, 2)), (1.0, 0.0, report(5, 2)), (2.0, 0.0, report(1, 3)), (3.0, 0.0, report(5, 2))]
+    # WER first; on a WER tie the lower CER; equal rows keep their grid order
+    assert [w for w, _, _ in rank_settings(rows)] == [1.0, 3.0, 0.0, 2.0]

@@ -100,6 +100,8 @@ def test_cli_lm_build(tmp_path, capsys):
 def test_build_lm_bad_inputs(tmp_path, capsys):
     with pytest.raises(XlsrError, match="order"):
         build_lm(tmp_path / "t.txt", 9, tmp_path / "lm.bin")
+    with pytest.raises(XlsrError, match="order: must be between 2 and 6"):  # KenLM cannot load a unigram LM
+        build_lm(tmp_path / "t.txt", 1, tmp_path / "lm.bin")
     with pytest.raises(XlsrError, match="t.txt: no such"):
         build_lm(tmp_path / "t.txt", 3, tmp_path / "lm.bin")
     assert main(["lm", "build", "--text", str(tmp_path / "t.txt"), "--out", str(tmp_path / "lm")]) == 2

@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "binary. A sidecar OUT.json records the units, and word LMs get a word list OUT.words.txt, "
         "which `xlsr transcribe --lm OUT` uses as its lexicon.")
     build.add_argument("--text", required=True, help="training text, one sentence (label) per line")
-    build.add_argument("--order", type=int, default=4, help="n-gram order, 1-6 (default 4)")
+    build.add_argument("--order", type=int, default=4, help="n-gram order, 2-6 (default 4)")
     build.add_argument("--out", required=True, help="output LM file (.arpa for ARPA text, else binary)")
     build.add_argument("--units", choices=LM_UNITS, default="words",
                        help="LM 'words': words (lexicon decoding), or phone/char tokens of the labels "

@@ -41,9 +41,11 @@ def add_decoder_arguments(p, *, sweep: bool = False) -> None:
     p.add_argument("--beam", type=positive_int, help="beam size (default 50 with --lm/--lexicon; alone: beam search without LM)")
     several = {"nargs": "+", "metavar": "X"} if sweep else {}
     also = "; several values: every pair with --word-score is scored (the model runs once), best first" if sweep else ""
-    p.add_argument("--lm-weight", type=finite_float, help=f"LM weight (default 2.0){also}", **several)
-    p.add_argument("--word-score", type=finite_float, help="score added per word (default 0.0)" +
-                   ("; several values: as --lm-weight" if sweep else ""), **several)
+    p.add_argument("--lm-weight", type=finite_float, help="weight of the LM's log10 probabilities (KenLM's, as in "
+                   f"fairseq and flashlight) beside the model's natural-log ones (default 2.0){also}", **several)
+    p.add_argument("--word-score", type=finite_float, help="score added per word: per lexicon word, or without a "
+                   "lexicon per `|` emitted; no effect without a lexicon when the vocabulary has no `|` (phones) "
+                   "(default 0.0)" + ("; several values: as --lm-weight" if sweep else ""), **several)
 
 
 def add_batching_arguments(p) -> None:

@@ -4,14 +4,19 @@ Two modes (issue 5, user need 9):
 - lexicon-free: hypotheses are any token sequence. An LM here is a *units* LM whose "words" are the
   vocabulary's tokens (phones, or characters with `|`), as `build_lm(..., units=...)` makes.
 - lexicon: hypotheses are sequences of lexicon words, each spelled in the vocabulary's tokens
-  (characters + trailing `|`, or phones from a lexicon file). The LM is then a word LM.
+  (characters + trailing `|`, or phones from a lexicon file). The LM is then a word LM. This
+  project's labels do not end in `|`, so the model emits none after the last word: one frame on
+  which only `|` is possible is appended, so that the last word is finished (and scored) too.
 
-Scores: acoustic log-probabilities (log-softmax of the logits) + lm_weight × LM log-prob (natural
-log) + word_score per word (lexicon) or sil_score per `|` (lexicon-free).
+Scores: acoustic log-probabilities (natural log, log-softmax of the logits) + lm_weight × LM
+log-prob (log10, as KenLM gives it; fairseq's and flashlight's convention) + word_score per word:
+per lexicon word, or lexicon-free per `|` emitted (a `|` held over several frames counts once; a
+vocabulary without `|` has no words there, and word_score has no effect).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import torch
 from flashlight.lib.text.decoder import (
+    LM,
     CriterionType,
     LexiconDecoder,
     LexiconDecoderOptions,
@@ -39,8 +45,12 @@ from xlsr.model.ctc import ctc_segments
 from xlsr.rates import FRAME_STRIDE_S
 from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
 
+log = logging.getLogger(__name__)
+
 # KenLM binary files start with this magic; ARPA files with a \data\ line.
 _KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
+# Log-probability of every token but `|` on the frame appended after a lexicon decode's last frame.
+_NOT_BOUNDARY = -1e4
 
 
 @dataclass
@@ -51,7 +61,7 @@ class BeamSearchConfig:
     beam_size_token: int | None = None  # tokens tried per frame; None = all
     beam_threshold: float = 25.0   # drop hypotheses this far below the best
     lm_weight: float = 2.0         # fairseq's default for KenLM decoding
-    word_score: float = 0.0        # lexicon: added per word; lexicon-free: per `|` token
+    word_score: float = 0.0        # lexicon: added per word; lexicon-free: per `|` emitted
     unk_score: float = -math.inf   # lexicon: score of out-of-lexicon words (-inf: never)
     log_add: bool = False          # True: merge equal hypotheses by log-sum-exp (prefix search)
     nbest: int = 1
@@ -59,6 +69,15 @@ class BeamSearchConfig:
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise XlsrError(f"beam size: must be at least 1, got {self.beam_size}")
+        if self.beam_size_token is not None and self.beam_size_token < 1:
+            raise XlsrError(f"beam_size_token: must be at least 1 (None: all tokens), got {self.beam_size_token}")
+        if not (math.isfinite(self.beam_threshold) and self.beam_threshold >= 0):
+            raise XlsrError(f"beam_threshold: must be a finite number >= 0, got {self.beam_threshold}")
+        for name in ("lm_weight", "word_score"):
+            if not math.isfinite(getattr(self, name)):
+                raise XlsrError(f"{name}: must be a finite number, got {getattr(self, name)}")
+        if math.isnan(self.unk_score):
+            raise XlsrError("unk_score: must be a number or -inf, got nan")
         if self.nbest < 1:
             raise XlsrError(f"nbest: must be at least 1, got {self.nbest}")
 
@@ -189,6 +208,7 @@ class BeamSearchDecoder:
         self.lexicon: Lexicon | None = None
         self._trie = None
         self._words: list[str] = []
+        self._warned_no_words = False
         if lexicon is None:
             if self.lm_path is not None:
                 self._check_units_lm(self.lm_path)
@@ -221,27 +241,40 @@ class BeamSearchDecoder:
         return kept
 
     def _check_units_lm(self, path: Path) -> None:
-        """Catch a word LM passed without a lexicon: a units LM must know the vocabulary's tokens."""
+        """Catch a word LM passed without a lexicon: most of a units LM's "words" are vocabulary tokens.
+
+        A units LM may know only some of the tokens (one language's LM with a multilingual model)."""
+        info = read_lm_info(path)
+        if info is not None and info["units"] != "words":
+            return  # build_lm says it is a units LM
         words = arpa_unigrams(path)
         if words is None:
             return  # binary: its vocabulary is not cheaply readable
-        body = [t for t in self.vocab.tokens[2:]]
-        known = sum(t in words for t in body)
-        if body and known < len(body) / 2:
-            raise XlsrError(f"{path}: only {known} of {len(body)} vocabulary tokens are in this LM; "
-                            "lexicon-free decoding needs a units LM (build it with --units), or pass a "
-                            "lexicon for a word LM")
+        words -= {"<s>", "</s>", UNK}
+        tokens = sum(w in self.vocab for w in words)
+        if words and tokens <= len(words) / 2:
+            raise XlsrError(f"{path}: only {tokens} of this LM's {len(words)} words are tokens of the model's "
+                            "vocabulary, so it is not a units LM; lexicon-free decoding needs one (xlsr lm build "
+                            "--units phones|chars), or pass a lexicon to decode with a word LM")
 
     def _build_decoder(self):
         c = self.config
         beam_token = c.beam_size_token or len(self.vocab)
         lm_weight = c.lm_weight if self.lm_path is not None else 0.0
         if self._trie is None:
+            # flashlight's sil_score is added on every frame of `|`; the word score goes into the LM's score
+            # instead, which is asked for only when a token is emitted (a slower Python callback, so only if needed).
+            self._scored_lm = self._lm
+            if c.word_score and self._sil != self.vocab.blank_id:
+                self._scored_lm, lm_weight = WordScoreLM(self._lm, lm_weight, self._sil, c.word_score), 1.0
+            elif c.word_score and not self._warned_no_words:
+                log.warning("word score: the vocabulary has no word boundary `|`, so lexicon-free decoding has no "
+                            "words to score; the word score has no effect")
+                self._warned_no_words = True
             opts = LexiconFreeDecoderOptions(
                 beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
-                lm_weight=lm_weight, sil_score=c.word_score if self._sil != self.vocab.blank_id else 0.0,
-                log_add=c.log_add, criterion_type=CriterionType.CTC)
-            return LexiconFreeDecoder(opts, self._lm, self._sil, self.vocab.blank_id, [])
+                lm_weight=lm_weight, sil_score=0.0, log_add=c.log_add, criterion_type=CriterionType.CTC)
+            return LexiconFreeDecoder(opts, self._scored_lm, self._sil, self.vocab.blank_id, [])
         opts = LexiconDecoderOptions(
             beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
             lm_weight=lm_weight, word_score=c.word_score, unk_score=c.unk_score, sil_score=0.0,
@@ -267,6 +300,8 @@ class BeamSearchDecoder:
         if logits.shape[-1] != len(self.vocab):
             raise XlsrError(f"logits: {logits.shape[-1]} classes but the vocabulary has "
                             f"{len(self.vocab)} tokens")
+        if bool(logits.isnan().any()):
+            raise XlsrError("logits: NaN values (the model's output is broken); beam search needs numbers")
         emissions = logits.log_softmax(-1)
         return [self._decode_one(emissions[b, : int(lengths[b])].contiguous(), timestamps)
                 for b in range(emissions.shape[0])]
@@ -275,26 +310,65 @@ class BeamSearchDecoder:
         T, V = emissions.shape
         if T == 0:
             return [Hypothesis([], [], "", 0.0, [] if timestamps else None, [] if timestamps else None)]
-        results = self._decoder.decode(emissions.data_ptr(), T, V)
+        # Lexicon words spelled with `|` end only on a `|`; the frame appended here finishes the last one.
+        closing = self._trie is not None and self._sil != self.vocab.blank_id
+        if closing:
+            emissions = with_final_boundary(emissions, self._sil)
+        results = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], V)
+        if not results:
+            raise XlsrError("beam search: no hypothesis came back (are the logits NaN?)")
         hyps: dict[tuple[int, ...], Hypothesis] = {}
         for r in sorted(results, key=lambda r: -r.score):
-            # r.tokens is the frame path with one sentinel step before and after the T frames.
+            # r.tokens is the frame path with one sentinel step before and after the frames; the appended
+            # frame (at T + 1) is no frame of the audio. A hypothesis that could not end a word there paid for it.
             ids, starts, ends = ctc_segments(r.tokens[1: T + 1], self.vocab.blank_id)
-            key = tuple(ids)
+            score = float(r.score)
+            if closing and r.tokens[T + 1] != self._sil:
+                score -= _NOT_BOUNDARY
+            # flashlight starts in silence: `|` on the first frames is no token to it (no LM or word score)
+            key = tuple(ids[1:] if ids[:1] == [self._sil] and starts[0] == 0 else ids)
             if key in hyps:
                 if self.config.log_add:  # the same labeling reached through different end states
-                    hyps[key].score = _logaddexp(hyps[key].score, r.score)
+                    hyps[key].score = _logaddexp(hyps[key].score, score)
                 continue
             tokens = [self.vocab.tokens[i] for i in ids]
             words = [self._words[w] for w in r.words if w >= 0] if self._trie is not None else None
             hyps[key] = Hypothesis(
-                tokens=tokens, token_ids=ids, text=self.vocab.join(tokens), score=float(r.score),
+                tokens=tokens, token_ids=ids, text=self.vocab.join(tokens), score=score,
                 frames=starts if timestamps else None,
                 timestamps=[round(s * self.frame_stride_s, 6) for s in starts] if timestamps else None,
                 words=words, end_frames=ends if timestamps else None,
                 end_timestamps=[round(e * self.frame_stride_s, 6) for e in ends] if timestamps else None)
         ranked = sorted(hyps.values(), key=lambda h: -h.score)
         return ranked[: self.config.nbest]
+
+
+def with_final_boundary(emissions: torch.Tensor, boundary_id: int) -> torch.Tensor:
+    """(T, V) log-probabilities and one more frame on which only the word boundary is possible."""
+    frame = torch.full((1, emissions.shape[1]), _NOT_BOUNDARY, dtype=emissions.dtype)
+    frame[0, boundary_id] = 0.0
+    return torch.cat([emissions, frame]).contiguous()
+
+
+class WordScoreLM(LM):
+    """A flashlight LM: `lm`'s log-probabilities × `weight`, plus `word_score` each time the word boundary is
+    emitted. flashlight asks an LM for a token's score only when the token is emitted, not on the frames that
+    hold it, so a pause of several frames of `|` gets one word score."""
+
+    def __init__(self, lm, weight: float, boundary_id: int, word_score: float):
+        LM.__init__(self)
+        self.lm, self.weight, self.boundary_id, self.word_score = lm, weight, boundary_id, word_score
+
+    def start(self, start_with_nothing):
+        return self.lm.start(start_with_nothing)
+
+    def score(self, state, token_index):
+        state, score = self.lm.score(state, token_index)
+        return state, self.weight * score + (self.word_score if token_index == self.boundary_id else 0.0)
+
+    def finish(self, state):
+        state, score = self.lm.finish(state)
+        return state, self.weight * score
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -310,7 +384,7 @@ def decoder_for_lm(vocab: Vocabulary, lm: str | Path | None, *, lexicon=None,
     if lm is not None and lexicon is None:
         info = read_lm_info(lm)
         if info is not None and info["units"] == "words":
-            if not info.get("words"):
+            if not info["words"]:
                 raise XlsrError(f"{sidecar_path(lm)}: a word LM needs its word list ('words')")
             lexicon = Path(lm).parent / info["words"]
         elif info is not None and info["units"] != vocab.kind:

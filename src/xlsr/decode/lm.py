@@ -87,10 +87,14 @@ def read_lm_info(lm_path: str | Path) -> dict | None:
         return None
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise XlsrError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise XlsrError(f"{path}: an LM sidecar is a JSON object, got {type(info).__name__}")
     if info.get("units") not in LM_UNITS:
         raise XlsrError(f"{path}: 'units' must be one of {', '.join(LM_UNITS)}")
+    if info.setdefault("words", None) is not None and not isinstance(info["words"], str):
+        raise XlsrError(f"{path}: 'words' must be the word list's file name (a string) or null")
     return info
 
 
@@ -113,8 +117,9 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
     text_file, out = Path(text_file), Path(out)
     if out.is_dir():
         raise XlsrError(f"{out}: is a folder; give the language model's file name (e.g. {out / 'lm.bin'})")
-    if not 1 <= int(order) <= MAX_ORDER:
-        raise XlsrError(f"LM order: must be between 1 and {MAX_ORDER}, got {order}")
+    if not 2 <= int(order) <= MAX_ORDER:
+        raise XlsrError(f"LM order: must be between 2 and {MAX_ORDER} (the decoder cannot load a unigram LM), "
+                        f"got {order}")
     if not re.fullmatch(r"(?:\d+\.?\d*|\.\d+)[%bKMGT]?", str(memory)) or float(re.sub("[%bKMGT]$", "", memory)) <= 0:
         raise XlsrError(f"--memory: lmplz's sort memory is a size such as 500M, 2G or 50%, got {memory!r}")
     if not text_file.is_file():

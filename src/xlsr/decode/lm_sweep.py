@@ -23,7 +23,7 @@ from xlsr.errors import XlsrError
 def sweep_lm_settings(ctc: CTCModel, utts: Sequence, beam: BeamSearchDecoder, lm_weights: Sequence[float],
                       word_scores: Sequence[float], *, labels: str | None = None, normalize: bool = False,
                       show_progress: bool = True, **batching) -> list[tuple[float, float, EvalReport]]:
-    """(lm_weight, word_score, report) for every pair, best first (by the last metric: WER for characters)."""
+    """(lm_weight, word_score, report) for every pair, best first (`rank_settings`: WER, then CER for characters)."""
     refs = References.of(ctc, utts, labels, normalize)
     kept: dict[int, torch.Tensor] = {}
 
@@ -43,8 +43,13 @@ def sweep_lm_settings(ctc: CTCModel, utts: Sequence, beam: BeamSearchDecoder, lm
         beam.reconfigure(lm_weight=lm_weight, word_score=word_score)
         texts = {audio: beam.decode(x[None], torch.tensor([x.shape[0]]))[0].text for audio, x in logits.items()}
         rows.append((lm_weight, word_score, refs.score(texts, failures)))
-    unit = METRICS[refs.labels][-1]
-    return sorted(rows, key=lambda row: row[2].rate("all", unit))
+    return rank_settings(rows)
+
+
+def rank_settings(rows: list[tuple[float, float, EvalReport]]) -> list[tuple[float, float, EvalReport]]:
+    """Best first by every metric over all languages, the primary one first (characters: WER, then CER on a tie;
+    phones: PER); equal rows keep their grid order."""
+    return sorted(rows, key=lambda row: tuple(row[2].rate("all", u) for u in reversed(METRICS[row[2].labels])))
 
 
 def sweep_table(rows: list[tuple[float, float, EvalReport]]) -> str:
