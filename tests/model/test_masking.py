@@ -1,6 +1,6 @@
 import torch
 
-from xlsr.model.masking import compute_channel_mask, compute_mask_indices
+from xlsr.model.masking import compute_channel_mask, compute_mask_indices, span_counts
 
 
 def _gen(seed=0):
@@ -56,3 +56,16 @@ def test_channel_mask_spans():
     counts = mask.sum(1)
     assert (counts == counts[0]).all()
     assert 0 < mask.float().mean() < 0.5
+
+
+def test_an_unpadded_batch_draws_one_span_count_for_all_rows_as_fairseq():
+    # fairseq draws int(p * T / M + U) once per batch when no padding mask is given (pretraining's cropped
+    # batches), once per row when the batch is padded; with require_same_masks independent draws mask fewer frames.
+    g = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        counts = span_counts(torch.full((8,), 49), 49, 0.65, 10, 2, g)
+        assert counts.unique().numel() == 1 and int(counts[0]) in (3, 4)  # 0.65 * 49 / 10 = 3.185
+    padded = torch.stack([span_counts(torch.tensor([49, 48, 47, 46, 45, 44, 43, 42]), 49, 0.65, 10, 2, g)
+                          for _ in range(50)])
+    assert (padded.min(dim=1).values != padded.max(dim=1).values).any()  # rows draw on their own
+    assert torch.equal(span_counts(torch.tensor([3, 3]), 3, 0.1, 10, 2, g), torch.tensor([2, 2]))  # min_masks

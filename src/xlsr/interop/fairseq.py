@@ -257,9 +257,9 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     except (SyntaxError, _ConvSpecError, TypeError, ValueError):
         raise CheckpointError(f"loss_weights={weights!r} is not a list of numbers") from None
     if weights:
+        # fairseq's criterion repeats a single weight for every extra loss (diversity and feature penalty)
         fields["diversity_weight"] = weights[0]
-        if len(weights) > 1:
-            fields["feature_penalty_weight"] = weights[1]
+        fields["feature_penalty_weight"] = weights[1] if len(weights) > 1 else weights[0]
     try:
         return Wav2Vec2Config(**fields)
     except (TypeError, ValueError) as exc:

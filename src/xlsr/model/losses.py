@@ -101,7 +101,11 @@ def diversity_loss(prob_perplexity: torch.Tensor, num_vars_total: int) -> torch.
 
 
 def feature_penalty(features: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-    """mean(f(x)^2) in fp32 of the CNN features (B, T, C) over the valid frames (fairseq's features_pen)."""
+    """mean(f(x)^2) in fp32 of the CNN features (B, T, C) over the valid frames.
+
+    fairseq's features_pen; on a padded batch fairseq averages over the padded frames too, which only shrinks the
+    penalty by the batch's share of padding (pretraining's cropped batches have none: the two agree there).
+    """
     sq = features.float().pow(2)
     if padding_mask is None:
         return sq.mean()

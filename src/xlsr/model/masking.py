@@ -18,12 +18,26 @@ def _keep_random(candidates: torch.Tensor, counts: torch.Tensor, generator: torc
     return torch.zeros_like(candidates).scatter(1, order, rank_kept)
 
 
+def span_counts(lengths: torch.Tensor, T: int, mask_prob: float, mask_length: int, min_masks: int,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """(B,) spans to draw per row: int(mask_prob * L / mask_length + U[0,1)), at least min_masks.
+
+    As fairseq: a batch with no padding (every row T frames) draws one U for all its rows; a padded batch one
+    per row. `require_same_masks` then cuts every row down to the batch's smallest mask, so independent draws
+    would mask fewer frames than fairseq on unpadded batches (2% fewer for 8 crops of 49 frames).
+    """
+    u = _rand((lengths.shape[0],), lengths.device, generator)
+    u = torch.where((lengths == T).all(), u[:1].expand_as(u), u)  # decided on the device: no host sync
+    return (mask_prob * lengths / mask_length + u).floor().long().clamp(min=min_masks)
+
+
 def compute_mask_indices(frame_lengths: torch.Tensor, T: int, mask_prob: float, mask_length: int,
                          min_masks: int = 0, generator: torch.Generator | None = None,
                          require_same_masks: bool = True) -> torch.Tensor:
     """(B, T) bool mask of spans over the first frame_lengths[b] frames of each row.
 
-    fairseq semantics: per row, num_spans = int(mask_prob * L / mask_length + U[0,1)), at least min_masks;
+    fairseq semantics: per row, num_spans = int(mask_prob * L / mask_length + U[0,1)), at least min_masks, one U
+    for the whole batch when no row is padded (`span_counts`);
     span starts drawn without replacement from [0, L - mask_length); spans may overlap; padding is never masked;
     with require_same_masks every row keeps a random subset of its masked frames down to the batch minimum.
     Short rows clamp instead of failing: the span count is capped by the number of possible starts and a span
@@ -33,9 +47,7 @@ def compute_mask_indices(frame_lengths: torch.Tensor, T: int, mask_prob: float, 
     B, device = lengths.shape[0], lengths.device
     if B == 0 or T == 0 or mask_prob <= 0.0:
         return torch.zeros(B, T, dtype=torch.bool, device=device)
-    # Number of spans; the uniform draw rounds mask_prob * L / M stochastically, as fairseq does.
-    num_spans = (mask_prob * lengths / mask_length + _rand((B,), device, generator)).floor().long()
-    num_spans = num_spans.clamp(min=min_masks)
+    num_spans = span_counts(lengths, T, mask_prob, mask_length, min_masks, generator)
     num_starts = (lengths - mask_length).clamp(min=1)  # starts in [0, L - M); at least start 0 for short rows
     num_spans = torch.minimum(num_spans, num_starts).masked_fill(lengths == 0, 0)
 
