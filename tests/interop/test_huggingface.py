@@ -260,3 +260,21 @@ def test_a_tokenizers_own_word_delimiter_becomes_the_word_boundary(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Wav2Vec2CTCTokenizer",
                                                                 "word_delimiter_token": "_"}))
     assert import_hf(tmp_path).vocab == ["<blank>", "<unk>", "|", "a", "b", "c"]
+
+
+def test_a_vocabulary_without_any_unk_gets_a_row_that_is_never_predicted(tmp_path):
+    hf = make_hf("Wav2Vec2ForCTC", "base_like", seed=6, pad_token_id=0, vocab_size=5).eval()
+    hf.save_pretrained(tmp_path)
+    (tmp_path / "vocab.json").write_text(json.dumps({"[PAD]": 0, "|": 1, "a": 2, "b": 3, "c": 4}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "Wav2Vec2CTCTokenizer",
+                                                                "pad_token": "[PAD]", "unk_token": None}))
+    loaded = import_hf(tmp_path)
+    assert loaded.vocab == ["<blank>", "<unk>", "|", "a", "b", "c"]
+    assert loaded.metadata["added_rows"] == ["<unk>"]
+    Vocabulary.from_dict(loaded.vocab, kind="chars")  # usable: transcription and fine-tuning accept it
+    x = torch.randn(2, 3200, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        theirs = torch.log_softmax(hf(x).logits, -1)
+        ours = torch.log_softmax(loaded.model.eval()(x).logits, -1)
+    torch.testing.assert_close(ours[..., [0, 2, 3, 4, 5]], theirs, atol=1e-4, rtol=0)
+    assert ours[..., 1].max() < -1000  # the added <unk> never wins

@@ -2,7 +2,8 @@
 
 fairseq puts `<s>` (its blank), `<pad>`, `</s>`, `<unk>` first; Hugging Face models put the pad
 token (their blank) anywhere. Permuting the head's rows together with the token list changes no
-prediction; it only renumbers the outputs.
+prediction; it only renumbers the outputs. A vocabulary without an unk token gets a row for it that is
+never predicted (weight 0, bias NEVER_PREDICTED_BIAS): every other token's log-probability stays as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import torch
 
 from xlsr.text.vocab import BLANK, UNK
+
+# The bias of a head row that stands in for a token the model never learned: exp(-1e4) is 0 in fp32.
+NEVER_PREDICTED_BIAS = -1e4
 
 
 def convention_order(size: int, blank: int, unk: int | None) -> list[int]:
@@ -36,3 +40,13 @@ def to_convention(
         if prefix + name in state:
             state[prefix + name] = state[prefix + name][index]
     return (None if tokens is None else [tokens[i] for i in order]), order
+
+
+def with_unk_row(state: dict[str, torch.Tensor], tokens: list[str], prefix: str = "lm_head.") -> list[str]:
+    """Tokens (blank first) with `<unk>` at index 1, adding a never-predicted head row (in place) if it lacks one."""
+    if tokens[1:2] == [UNK]:
+        return tokens
+    weight, bias = state[prefix + "weight"], state[prefix + "bias"]
+    state[prefix + "weight"] = torch.cat([weight[:1], torch.zeros_like(weight[:1]), weight[1:]])
+    state[prefix + "bias"] = torch.cat([bias[:1], torch.full_like(bias[:1], NEVER_PREDICTED_BIAS), bias[1:]])
+    return [tokens[0], UNK, *tokens[1:]]

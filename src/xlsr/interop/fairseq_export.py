@@ -24,6 +24,7 @@ import torch
 
 from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
+from xlsr.interop.ctc_head import NEVER_PREDICTED_BIAS
 from xlsr.interop.fairseq import FAIRSEQ_SPECIALS
 from xlsr.interop.native import model_config, tensors_for_saving, vocab_tokens
 from xlsr.model import Wav2Vec2Config
@@ -32,8 +33,6 @@ from xlsr.text.vocab import BLANK, UNK, guess_kind
 CHECKPOINT_NAME = "checkpoint.pt"
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 SAMPLE_RATE = 16_000
-# A head row fairseq has and we do not (its <pad>, </s>): never predicted, log-probabilities of the rest unchanged.
-_NEVER = -1e4
 
 # our Wav2Vec2Model key → fairseq Wav2Vec2Model key (full matches; the layer_norm CNN's norm sits one level deeper)
 _BODY_TO_FAIRSEQ: list[tuple[str, str]] = [
@@ -222,7 +221,7 @@ def fairseq_head(weight: torch.Tensor, bias: torch.Tensor, tokens: list[str]
         nonlocal extra
         if index is None:
             weights.append(torch.zeros_like(weight[0]))
-            biases.append(torch.full_like(bias[0], _NEVER))
+            biases.append(torch.full_like(bias[0], NEVER_PREDICTED_BIAS))
             extra += 1
         else:
             weights.append(weight[index])

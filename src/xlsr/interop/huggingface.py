@@ -19,7 +19,7 @@ import torch
 
 from xlsr.errors import CheckpointError, listing
 from xlsr.interop.adapters import choose_language, hf_languages, with_hf_adapter
-from xlsr.interop.ctc_head import to_convention
+from xlsr.interop.ctc_head import to_convention, with_unk_row
 from xlsr.interop.hf_config import config_from_hf, config_to_hf, hf_has_mask_embedding
 from xlsr.interop.hf_keys import HF_PREFIX, key_table, rename, with_current_weight_norm_names
 from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
@@ -35,6 +35,7 @@ from xlsr.interop.native import (
     write_atomic_dir,
 )
 from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.text.vocab import UNK
 
 
 def read_hf_weights(dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -128,8 +129,8 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     vocab_size = None
     vocab = None
     if architecture == "Wav2Vec2ForCTC":
-        vocab_size = ours["lm_head.weight"].shape[0]
         vocab = _ctc_vocab(dir, hf, ours, lang, metadata)
+        vocab_size = ours["lm_head.weight"].shape[0]
     model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path)
     return Loaded(model, cfg, vocab, "hf", metadata)
 
@@ -152,10 +153,15 @@ def _ctc_vocab(dir: Path, hf: dict, ours: dict[str, torch.Tensor], lang: str | N
         raise CheckpointError(f"{dir / 'config.json'}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
     found = read_hf_vocab(dir, vocab_size, lang)
     vocab, unk_id = found if found is not None else (None, None)
+    if vocab is not None and unk_id is None and UNK in vocab and vocab.index(UNK) != pad_id:
+        unk_id = vocab.index(UNK)  # the tokenizer names an unk it lacks; the vocabulary has ours
     # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
     vocab, order = to_convention(ours, vocab, pad_id, unk_id)
     if order is not None:
         metadata["head_rows_from"] = order
+    if vocab is not None and unk_id is None:  # no unk token at all: a row for it that is never predicted
+        vocab = with_unk_row(ours, vocab)
+        metadata["added_rows"] = [UNK]
     tokenizer_class = (read_json(dir / "tokenizer_config.json").get("tokenizer_class")
                        if (dir / "tokenizer_config.json").is_file() else None)  # fmt: skip
     if vocab is not None and tokenizer_class in _LABELS_OF_TOKENIZER:
