@@ -11,6 +11,7 @@ from xlsr.cli.main import main
 from xlsr.errors import CheckpointError
 from xlsr.interop.fairseq import load_fairseq, parse_conv_feature_layers
 from xlsr.interop.fairseq_export import export_fairseq
+from xlsr.interop.load import load_pretrained
 from xlsr.interop.native import build_model, save_checkpoint
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import Vocabulary
@@ -88,6 +89,7 @@ def test_ctc_model_gets_fairseq_head_order_and_dictionary(tmp_path, kind, labels
 
     back = load_fairseq(folder / "checkpoint.pt")
     assert back.vocab == ["<blank>", "<unk>", "<pad>", "</s>", *vocab.tokens[2:]]
+    assert load_pretrained(folder).vocab == back.vocab  # the folder itself names its checkpoint.pt
     assert back.metadata["labels"] == kind
     waveforms = torch.randn(2, 4000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from xlsr.errors import CheckpointError
 from xlsr.interop.fairseq import load_fairseq
+from xlsr.interop.fairseq_export import CHECKPOINT_NAME as FAIRSEQ_EXPORT_NAME
 from xlsr.interop.huggingface import import_hf
 from xlsr.interop.native import CONFIG_FILE, FORMAT, Loaded, is_native_checkpoint, load_checkpoint, read_json
 
@@ -79,13 +80,16 @@ def load_pretrained(
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
     A training run folder means its best checkpoint (else its last); a path to a file inside a
-    checkpoint directory (its config.json or weights) means that directory. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
+    checkpoint directory (its config.json or weights) means that directory; a folder that holds a fairseq
+    checkpoint.pt (as `xlsr convert --to fairseq` writes) means that file. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
     models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
     `target_lang` picks one language of an MMS checkpoint with per-language adapters (HF or fairseq).
     """
     path = resolve_run_folder(path)
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent
+    if path.is_dir() and not (path / "config.json").exists() and (path / FAIRSEQ_EXPORT_NAME).is_file():
+        path = path / FAIRSEQ_EXPORT_NAME  # a folder `xlsr convert --to fairseq` wrote
     fmt = detect_format(path)
     if dictionary is not None and fmt != "fairseq":
         raise CheckpointError(f"{dictionary}: a fairseq dictionary is read for a fairseq .pt only; {path} is "
