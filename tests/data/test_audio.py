@@ -71,6 +71,18 @@ def test_bad_files_raise_audio_error_naming_the_file(tmp_path):
         load_audio(nan)
 
 
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_one_sample_that_resamples_to_nothing_is_empty_audio(tmp_path, rate):
+    path = tmp_path / "one.wav"
+    sf.write(path, np.full(1, 0.5), rate)
+    with pytest.raises(AudioError, match="one.wav: empty audio"):
+        load_audio(path)
+    with pytest.raises(AudioError, match="one.wav: empty audio"):
+        audio_num_samples(path)
+    with pytest.raises(AudioError, match="clip: empty audio"):
+        decode_audio(path.read_bytes(), "clip")
+
+
 def test_truncated_flac_is_an_audio_error_or_shorter(tmp_path):
     path = tmp_path / "t.flac"
     sf.write(path, _tone(16000, seconds=2.0), 16000)

@@ -260,6 +260,169 @@ def test_a_truncated_shard_is_reported_and_skipped_under_the_cap(corpus, tmp_pat
     assert "\n" not in str(exc.value)
 
 
+def _member(tar: Path, suffix: str, index: int) -> tarfile.TarInfo:
+    with tarfile.open(tar) as t:
+        return [m for m in t.getmembers() if m.name.endswith(suffix)][index]
+
+
+def _flip(tar: Path, start: int, n: int) -> None:
+    data = bytearray(tar.read_bytes())
+    for i in range(start, start + n):
+        data[i] ^= 0xFF
+    tar.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, bad_files, words", [
+    ("flac", 1, "its sha256 differs from the index's"),  # frames of one FLAC member: it does not decode
+    ("json", 1, "its sha256 differs from the index's"),  # one JSON member unreadable
+    ("padding", 0, "cut after its last member"),  # a copy cut in the end-of-archive padding: every member intact
+])
+def test_content_damage_in_an_intact_tar_skips_what_is_unreadable_and_goes_on(corpus, tmp_path, caplog, damage,
+                                                                               bad_files, words):
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    victim = dst / "train" / "aa-000000.tar"
+    if damage == "flac":
+        _flip(victim, _member(victim, ".flac", 1).offset_data + 200, 64)
+    elif damage == "json":
+        _flip(victim, _member(victim, ".json", 1).offset_data, 1)
+    else:
+        victim.write_bytes(victim.read_bytes()[:-512])
+    loader = ShardLoader(_spec(dst, passes=1), max_bad_share=0.1)
+    ids = [i for b in loader for i in b.ids]
+    assert loader.bad_files == bad_files and len(ids) == sum(SIZES.values()) - bad_files
+    assert any("aa-000000.tar: " in r.getMessage() and words in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_shard_is_charged_once_per_epoch_however_often_it_is_read(corpus, tmp_path, monkeypatch):
+    _, out = corpus
+    dst = _copy(out, tmp_path)
+    victim = dst / "train" / "bb-000000.tar"
+    info = next(s for s in read_index(dst).shards if s.path == "train/bb-000000.tar")
+    assert info.utterances >= 2
+    first_json = _member(victim, ".json", 0)
+    victim.write_bytes(victim.read_bytes()[:first_json.offset_data + first_json.size + 100])  # cut in the 2nd
+    reads = []
+    read = shard_stream.read_shard
+    monkeypatch.setattr(shard_stream, "read_shard", lambda root, s: reads.append(s.path) or read(root, s))
+    # α = 0: bb, 5 of 19 utterances, is half of what is heard, so its shards are read again and again
+    loader = shard_pretrain_loader(dst, max_tokens=40_000, min_sample_size=1, max_sample_size=16000, alpha=0.0,
+                                   epoch_size=300, shuffle_buffer=4, max_bad_share=1.0)
+    list(loader)
+    missing = info.utterances - 1
+    assert reads.count("train/bb-000000.tar") >= 3 and loader.bad_files == missing
+    state = loader.state_dict()
+    loader.set_epoch(1)
+    list(loader)
+    assert loader.bad_files == 2 * missing and loader.epoch_bad_files == missing  # charged again in a new epoch
+    resumed = shard_pretrain_loader(dst, max_tokens=40_000, min_sample_size=1, max_sample_size=16000, alpha=0.0,
+                                    epoch_size=300, shuffle_buffer=4, max_bad_share=1.0)
+    resumed.load_state_dict(state)  # a resume within an epoch does not charge its damaged shards again
+    assert resumed.charged == {str(victim)}
+
+
+def test_a_stream_that_keeps_no_utterance_stops_in_one_line(corpus, monkeypatch):
+    _, out = corpus
+    reads = []
+    read = shard_stream.read_shard
+
+    def counted(root, info):
+        reads.append(info.path)
+        if len(reads) > 300:
+            raise RuntimeError("still reading: the stream would not end")
+        return read(root, info)
+
+    monkeypatch.setattr(shard_stream, "read_shard", counted)
+    loader = shard_pretrain_loader(out, max_tokens=400_000)  # min_sample_size 32000: every utterance is shorter
+    with pytest.raises(XlsrError, match=r"train: no utterance is at least min_sample_size=32000 samples long") as exc:
+        next(iter(loader))
+    assert "\n" not in str(exc.value)
+
+
+def test_a_language_that_keeps_no_utterance_is_left_out_with_one_warning(corpus, caplog):
+    _, out = corpus
+    spec = _spec(out, labeler=lambda meta: [1] if meta["lang"] == "aa" else None)  # bb has no labels
+    loader = ShardLoader(spec, epoch_batches=20)
+    ids = [i for b in loader for i in b.ids]
+    assert len(ids) > 20 and {i.split("-")[0] for i in ids} == {"aa"}
+    warnings = [r.getMessage() for r in caplog.records if "bb is left out" in r.getMessage()]
+    assert len(warnings) == 1 and "no bb utterance is at most 40000 samples long" in warnings[0]
+
+
+def test_another_layout_restarts_after_what_every_old_consumer_of_every_rank_finished(corpus):
+    from xlsr.train.trainer_checkpoints import task_state
+
+    _, out = corpus
+    spec = _spec(out, shuffle_buffer=4, window_batches=1)
+    for (ranks, workers), (ranks2, workers2), steps in (((2, 1), (1, 1), 4), ((2, 2), (2, 1), 3),
+                                                         ((2, 2), (1, 2), 3)):
+        old = ranks * workers
+        done = {}  # old consumer -> its state after `steps` batches (DDP lockstep)
+        for c in range(old):
+            for produced, _ in zip(ConsumerStream(spec, c, old).batches(), range(steps)):
+                done[c] = produced.state
+        assert len({str(s["done"]) for s in done.values()}) > 1  # the consumers are at different places
+        saved = [{"loader": {"epoch": 0, "position": steps, "bad_files": 0, "epoch_bad_files": 0,
+                             "consumers": {c: done[c] for c in range(r * workers, (r + 1) * workers)},
+                             "layout": [ranks, workers]}} for r in range(ranks)]
+        new = ranks2 * workers2
+        for r2 in range(ranks2):
+            loader = ShardLoader(spec, rank=r2, world_size=ranks2, num_workers=workers2)
+            loader.load_state_dict(task_state(saved, r2 if ranks2 == ranks else 0)["loader"])
+            assert set(loader.dataset.resume) == set(range(r2 * workers2, (r2 + 1) * workers2))
+            for c2, state in loader.dataset.resume.items():
+                for lang in spec.langs():
+                    # every position skipped by the new consumer was finished by the old consumer it was dealt to
+                    for k in range(c2, c2 + state["done"][lang] * new, new):
+                        assert k // old < done[k % old]["done"][lang], (ranks, workers, ranks2, workers2, c2, lang, k)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d, s: s.update(lines=5), "shards[0]: lines must be [first, end]"),
+    (lambda d, s: s.update(lines=[3]), "shards[0]: lines must be [first, end]"),
+    (lambda d, s: s.update(lines=[4, 2]), "shards[0]: lines must be [first, end]"),
+    (lambda d, s: s.update(symbols=["a"]), "shards[0]: symbols must be an object of symbol lists"),
+    (lambda d, s: s.update(symbols={"phones": "a b"}), "shards[0]: symbols must be an object of symbol lists"),
+    (lambda d, s: s.update(utterances=0), "shards[0]: utterances must be positive"),
+    (lambda d, s: s.update(path="/etc/hostname"), "shards[0]: path '/etc/hostname' must be relative"),
+    (lambda d, s: d.update(shard_size="1GB"), "shard_size must be a non-negative integer"),
+    (lambda d, s: d.update(sources=["x"]), "sources must be an object"),
+])
+def test_a_malformed_index_field_is_one_line_naming_the_index_and_field(corpus, tmp_path, edit, words):
+    _, out = corpus
+    index = json.loads((out / "index.json").read_text())
+    edit(index, index["shards"][0])
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(XlsrError) as exc:
+        read_index(tmp_path)
+    assert str(exc.value).startswith(f"{tmp_path / 'index.json'}: ") and words in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_rerun_writes_again_the_shards_of_malformed_index_entries(corpus, tmp_path, caplog):
+    root, out = corpus
+    dst = _copy(out, tmp_path)
+    index = json.loads((dst / "index.json").read_text())
+    index["shards"][1]["lines"] = 5
+    (dst / "index.json").write_text(json.dumps(index))
+    report = write_shards(root, dst, shard_size=SHARD_SIZE, show_progress=False)
+    assert report.written >= 1 and report.kept == len(report.index.shards) - report.written
+    assert "index.json: shards[1]: lines must be [first, end]" in caplog.text
+    assert read_index(dst).shards == read_index(out).shards  # the same shards, the same bytes
+
+
+def test_languages_whose_shard_names_would_collide_are_refused_before_anything_is_written(tmp_path):
+    for lang in ("sr.latn", "sr_latn"):
+        wav = tmp_path / "corpus" / lang / "a.wav"
+        wav.parent.mkdir(parents=True)
+        sf.write(wav, np.zeros(8000), SR)
+        write_manifest(wav.parent / "train.jsonl", [Utterance(str(wav), 8000, lang, id=f"{lang}-a")])
+    with pytest.raises(XlsrError, match=r"languages 'sr.latn' and 'sr_latn' would both write "
+                                        r"train/sr_latn-NNNNNN.tar") as exc:
+        write_shards(tmp_path / "corpus", tmp_path / "shards", show_progress=False)
+    assert "\n" not in str(exc.value) and not (tmp_path / "shards").exists()
+
+
 def test_an_index_that_disagrees_with_its_tars_is_refused_in_one_line(corpus, tmp_path):
     _, out = corpus
     dst = _copy(out, tmp_path)
@@ -271,12 +434,15 @@ def test_an_index_that_disagrees_with_its_tars_is_refused_in_one_line(corpus, tm
     (dst / "train" / "aa-000099.tar").unlink()
 
     index = json.loads((dst / "index.json").read_text())
-    a, b = [s for s in index["shards"] if s["split"] == "train" and s["lang"] == "aa"][:2]
-    a["sha256"] = b["sha256"]  # the index describes other content of the same size
+    a = next(s for s in index["shards"] if s["path"] == "train/aa-000000.tar")
+    for field, value, words in (("utterances", a["utterances"] - 1, "holds more than the"),
+                                ("lang", "bb", "is in language 'aa', the index lists the shard as 'bb'")):
+        (dst / "index.json").write_text(json.dumps({**index, "shards": [
+            {**s, field: value} if s is a else s for s in index["shards"]]}))  # the index describes another shard
+        with pytest.raises(XlsrError, match=f"aa-000000.tar: .*{words}") as exc:
+            list(ShardLoader(_spec(dst, passes=1)))
+        assert "\n" not in str(exc.value)
     (dst / "index.json").write_text(json.dumps(index))
-    with pytest.raises(XlsrError, match="aa-000000.tar: its sha256 differs from the index's") as exc:
-        list(ShardLoader(_spec(dst, passes=1)))
-    assert "\n" not in str(exc.value)
 
     (dst / "train" / "bb-000000.tar").unlink()
     with pytest.raises(XlsrError, match="lists train/bb-000000.tar, which does not exist"):
@@ -316,8 +482,9 @@ def test_a_shard_is_hashed_once_while_unchanged_and_again_after_a_change(corpus,
     assert end.fatal is None and end.read == info.utterances and first == info.bytes
     end, again = read(info)
     assert end.fatal is None and end.read == info.utterances and again == 0  # unchanged: not hashed twice
-    end, _ = read(replace(info, sha256="0" * 64))  # another index entry for the same file: hashed, refused
-    assert "its sha256 differs from the index's" in end.fatal
+    end, _ = read(replace(info, sha256="0" * 64))  # another hash for the same members: damaged content, read on
+    assert end.fatal is None and end.read == info.utterances and end.bad_count == 0
+    assert "its sha256 differs from the index's" in end.bad[0].message
     tar = dst / info.path
     data = bytearray(tar.read_bytes())
     flac = data.index(b"fLaC")
@@ -325,7 +492,10 @@ def test_a_shard_is_hashed_once_while_unchanged_and_again_after_a_change(corpus,
     tar.write_bytes(bytes(data))
     os.utime(tar, ns=(tar.stat().st_atime_ns, tar.stat().st_mtime_ns + 10**9))
     end, rehashed = read(info)
-    assert rehashed == info.bytes and "its sha256 differs from the index's" in end.fatal
+    assert rehashed == info.bytes and "its sha256 differs from the index's" in end.bad[0].message
+    assert end.fatal is None and end.read == info.utterances
+    end, again = read(info)
+    assert again == info.bytes  # a damaged shard is not marked verified: hashed at every read
 
 
 def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):

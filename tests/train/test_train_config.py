@@ -72,6 +72,7 @@ def test_bad_keys_and_values_are_one_line_errors(overrides, words):
     ({"epoch_size": "0"}, "epoch_size: must be at least 1, got 0"),
     ({"max_bad_share": "2"}, "max_bad_share: must be between 0 and 1, got 2"),
     ({"max_tokens": "0"}, "max_tokens: must be at least 1, got 0"),
+    ({"seed": "-1"}, "seed: must be at least 0, got -1"),
 ])
 def test_training_settings_out_of_range_are_one_line_naming_the_setting(settings, words):
     from xlsr.train.finetune_config import FinetuneConfig

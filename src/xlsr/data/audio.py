@@ -28,6 +28,8 @@ def to_mono(data: np.ndarray, rate: int, where: str, *, sample_rate: int = SAMPL
         raise AudioError(f"{where}: audio contains NaN or Inf samples")
     if rate != sample_rate:
         x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
+        if len(x) == 0:  # e.g. one sample at 44.1 kHz
+            raise AudioError(f"{where}: empty audio ({data.shape[0]} sample(s) at {rate} Hz, none at {sample_rate} Hz)")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -65,6 +67,7 @@ def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> in
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
-    if info.frames <= 0:
-        raise AudioError(f"{path}: empty audio (0 samples)")
-    return int(round(info.frames * sample_rate / info.samplerate))
+    n = int(round(info.frames * sample_rate / info.samplerate)) if info.frames > 0 else 0
+    if n <= 0:
+        raise AudioError(f"{path}: empty audio ({max(info.frames, 0)} sample(s) at {info.samplerate} Hz)")
+    return n

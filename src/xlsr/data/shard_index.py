@@ -69,13 +69,28 @@ class ShardInfo:
         missing = [k for k in ("path", "lang", "split", *_INT_FIELDS, "sha256") if k not in d]
         if missing:
             raise XlsrError(f"{where}: missing field(s) {', '.join(missing)}")
-        bad = [k for k in _INT_FIELDS if not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < 0]
+        bad = [k for k in _INT_FIELDS if not _count(d[k])]
         if bad:
             raise XlsrError(f"{where}: {', '.join(bad)} must be non-negative integers")
-        lines = d.get("lines") or (0, 0)
-        return cls(path=str(d["path"]), lang=str(d["lang"]), split=str(d["split"]), utterances=d["utterances"],
+        if d["utterances"] == 0:
+            raise XlsrError(f"{where}: utterances must be positive (a shard holds at least one)")
+        path = Path(str(d["path"]))
+        if path.is_absolute() or ".." in path.parts:
+            raise XlsrError(f"{where}: path {d['path']!r} must be relative to the shard folder")
+        lines = d["lines"] if d.get("lines") is not None else [0, 0]
+        if not isinstance(lines, list) or len(lines) != 2 or not all(map(_count, lines)) or lines[0] > lines[1]:
+            raise XlsrError(f"{where}: lines must be [first, end], two non-negative integers in order, got {lines!r}")
+        symbols = d["symbols"] if d.get("symbols") is not None else {}
+        if not isinstance(symbols, dict) or not all(isinstance(v, list) for v in symbols.values()):
+            raise XlsrError(f"{where}: symbols must be an object of symbol lists, got {symbols!r}"[:200])
+        return cls(path=path.as_posix(), lang=str(d["lang"]), split=str(d["split"]), utterances=d["utterances"],
                    num_samples=d["num_samples"], bytes=d["bytes"], sha256=str(d["sha256"]),
-                   lines=(int(lines[0]), int(lines[1])), symbols=dict(d.get("symbols") or {}))
+                   lines=(lines[0], lines[1]), symbols=dict(symbols))
+
+
+def _count(value) -> bool:
+    """Whether a JSON value is a non-negative integer (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 @dataclass
@@ -156,7 +171,12 @@ def read_index(root: str | Path) -> ShardIndex:
     if not isinstance(entries, list):
         raise XlsrError(f"{path}: 'shards' must be a list")
     shards = [ShardInfo.from_dict(e, f"{path}: shards[{i}]") for i, e in enumerate(entries)]
-    return ShardIndex(root, shards, shard_size=int(data.get("shard_size", 0)), sources=dict(data.get("sources") or {}))
+    shard_size, sources = data.get("shard_size", 0), data.get("sources", {})
+    if not _count(shard_size):
+        raise XlsrError(f"{path}: shard_size must be a non-negative integer (bytes), got {shard_size!r}")
+    if not isinstance(sources, dict):
+        raise XlsrError(f"{path}: sources must be an object (\"<split>/<lang>\": manifest), got {sources!r}"[:200])
+    return ShardIndex(root, shards, shard_size=shard_size, sources=sources)
 
 
 def check_shards(index: ShardIndex, split: str) -> None:

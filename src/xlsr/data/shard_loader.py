@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from xlsr.data.batching import FinetuneBatch, PretrainBatch
 from xlsr.data.shard_index import ShardIndex, check_shards, read_index
+from xlsr.data.shard_reader import Bad
 from xlsr.data.shard_stream import ConsumerStream, Labeler, Produced, StreamSpec, moved_states
 from xlsr.data.worker_signals import ignore_stop_signals
 from xlsr.errors import XlsrError
@@ -59,6 +60,9 @@ class ShardLoader:
         self.epoch_utterances = max(1, sum(s.utterances for s in spec.shards) // world_size)
         self.epoch, self.position = 0, 0
         self.bad_files, self.epoch_bad_files = 0, 0
+        # the problems (a damaged shard, an undecodable utterance) charged in this epoch: each once, however often
+        # α upsampling re-reads its shard
+        self.charged: set[str] = set()
         self.states: dict[int, dict] = {}  # consumer -> its state after the last batch handed over
         self._kwargs = {"batch_size": None, "num_workers": num_workers, "collate_fn": _unbatched,
                         "generator": torch.Generator().manual_seed(0)}  # not the global RNG (see batching.py)
@@ -75,10 +79,11 @@ class ShardLoader:
         """Go to epoch `epoch`; the current one keeps its position unless it is complete (as BatchLoader)."""
         if epoch != self.epoch or (self.epoch_batches is not None and self.position >= self.epoch_batches):
             self.epoch, self.position, self.epoch_bad_files = int(epoch), 0, 0
+            self.charged = set()
 
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
         if self.epoch_batches is None:  # one pass, from the start every time
-            self.epoch_bad_files = 0
+            self.epoch_bad_files, self.charged = 0, set()
             for produced in DataLoader(self.dataset, **self._kwargs):
                 if self._account(produced):
                     yield produced.batch
@@ -96,26 +101,37 @@ class ShardLoader:
         self.states[produced.consumer] = produced.state
         if produced.fatal:
             raise XlsrError(produced.fatal)
-        for message in produced.bad:
-            log.warning("skipping bad audio: %s", message)
-        self.bad_files += produced.bad_count
-        self.epoch_bad_files += produced.bad_count
+        for bad in produced.bad:
+            self._charge(bad)
         if self.epoch_bad_files > self.max_bad_share * self.epoch_utterances:
             raise XlsrError(f"{self.epoch_bad_files} of about {self.epoch_utterances} utterances in epoch {self.epoch} "
                             f"are unreadable, more than max_bad_share={self.max_bad_share:g} "
-                            f"(last: {produced.bad[-1] if produced.bad else '?'})")
+                            f"(last: {produced.bad[-1].message if produced.bad else '?'})")
         return produced.batch is not None
+
+    def _charge(self, bad: Bad) -> None:
+        """Report a problem and count its bad files, unless it was charged in this epoch already."""
+        if bad.key in self.charged:
+            return
+        self.charged.add(bad.key)
+        if bad.count:
+            log.warning("skipping bad audio: %s", bad.message)
+        else:
+            log.warning("%s", bad.message)
+        self.bad_files += bad.count
+        self.epoch_bad_files += bad.count
 
     def state_dict(self) -> dict:
         """Epoch, batches yielded in it, bad-file counters, and each consumer's finished shards and random state."""
         return {"epoch": self.epoch, "position": self.position, "bad_files": self.bad_files,
-                "epoch_bad_files": self.epoch_bad_files, "consumers": dict(self.states),
-                "layout": [self.dataset.world_size, self.dataset.workers]}
+                "epoch_bad_files": self.epoch_bad_files, "charged": sorted(self.charged),
+                "consumers": dict(self.states), "layout": [self.dataset.world_size, self.dataset.workers]}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: each consumer restarts at its first unfinished shard (module docstring of shard_stream)."""
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.bad_files, self.epoch_bad_files = int(state["bad_files"]), int(state["epoch_bad_files"])
+        self.charged = set(state.get("charged", []))
         states = {int(c): s for c, s in state.get("consumers", {}).items()}
         layout = [self.dataset.world_size, self.dataset.workers]
         if list(state.get("layout", layout)) != layout and states:
@@ -123,9 +139,22 @@ class ShardLoader:
             log.warning("shard streams: %s ranks x workers before, %s now; every stream restarts after the shards "
                         "all earlier ones had finished (resume not exact)", state["layout"], layout)
             states = moved_states(states, old, layout[0] * layout[1], self.spec)
+        first = self.dataset.rank * self.dataset.workers
+        states = {c: s for c, s in states.items() if first <= c < first + self.dataset.workers}  # this rank's
         self.states = dict(states)
         self.dataset.resume = states
         self._it = None
+
+
+def every_consumer(states: list[dict]) -> dict[int, dict]:
+    """The consumer states in the loader states of all ranks of a checkpoint (one per rank), each taken from the
+    rank that ran it: what a resume with another layout converts, since every new consumer must restart after
+    what every old one finished (`moved_states`), not only the old consumers of one rank."""
+    merged = {}
+    for rank, state in enumerate(states):
+        workers = int(state.get("layout", [len(states), 1])[1])
+        merged.update({int(c): s for c, s in state.get("consumers", {}).items() if int(c) // workers == rank})
+    return merged
 
 
 def _open_split(root: str | Path, split: str, langs: list[str] | None) -> tuple[ShardIndex, list]:

@@ -7,8 +7,13 @@ as when its hash matched the index's), skips the hash. What can go wrong, and wh
 - the tar ends early or a member is cut (a truncated copy): the utterances before the damage are yielded, the
   rest (the index's count minus those read) are reported as bad files, with the shard's path;
 - an utterance without its .flac or .json member, or with unreadable JSON: that utterance is a bad file;
-- more utterances than the index lists, another language than the index's, or the same number of bytes but
-  another sha256: the index and the tars disagree; that is fatal (`ShardEnd.fatal`, one line).
+- every utterance read, but another sha256 or byte count than the index's (bytes damaged in place, or a copy cut
+  in the end-of-archive padding): the shard is damaged, not another shard; a warning (no bad file: its members
+  that decode are used, one that does not is a bad file where it is decoded), and the shard is not marked verified;
+- more utterances than the index lists, or another language than the index's: the index describes another
+  shard; that is fatal (`ShardEnd.fatal`, one line).
+Each problem is a `Bad` with a key (the shard, or one utterance of it), so that the loader charges it once per
+epoch however often an upsampled language re-reads the shard.
 """
 
 from __future__ import annotations
@@ -31,21 +36,35 @@ _verified: dict[str, tuple[tuple[int, ...], str]] = {}
 
 @dataclass
 class ShardSample:
-    """One utterance of a shard: its key, the encoded audio and the manifest fields."""
+    """One utterance of a shard: its key, the encoded audio and the manifest fields; `shard` is the tar's path."""
 
     key: str
     flac: bytes
     meta: dict
+    shard: str = ""
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A problem found in a shard: `count` bad files (0: a warning only), charged once per epoch per `key` (the
+    shard's path, or the path and an utterance's key)."""
+
+    key: str
+    count: int
+    message: str
 
 
 @dataclass
 class ShardEnd:
-    """The verdict after the last utterance: how many were read, bad-file messages, a fatal disagreement."""
+    """The verdict after the last utterance: how many were read, the problems, a fatal disagreement."""
 
     read: int
-    bad: list[str] = field(default_factory=list)
-    bad_count: int = 0
+    bad: list[Bad] = field(default_factory=list)
     fatal: str | None = None
+
+    @property
+    def bad_count(self) -> int:
+        return sum(b.count for b in self.bad)
 
 
 def _identity(stat: os.stat_result) -> tuple[int, ...]:
@@ -93,7 +112,7 @@ def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
     try:
         stream = _HashingFile(path, info.sha256)
     except OSError as exc:
-        yield ShardEnd(0, [f"{path}: cannot open ({exc.strerror})"], info.utterances)
+        yield ShardEnd(0, [Bad(str(path), info.utterances, f"{path}: cannot open ({exc.strerror})")])
         return
     end = ShardEnd(0)
     try:
@@ -103,15 +122,15 @@ def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
             key = sample.get("__key__", "?")
             meta = _parse_meta(raw)
             if flac is None or meta is None:
-                end.bad.append(f"{path}: utterance {key} lacks its .flac or a readable .json member")
-                end.bad_count += 1
+                end.bad.append(Bad(f"{path}:{key}", 1, f"{path}: utterance {key} lacks its .flac or a readable "
+                                                       f".json member"))
                 continue
             if meta.get("lang") != info.lang:
                 end.fatal = (f"{path}: utterance {key} is in language {meta.get('lang')!r}, the index lists the "
                              f"shard as {info.lang!r}; the index and the tars disagree (re-run `xlsr data shard`)")
                 break
             end.read += 1
-            yield ShardSample(key, flac, meta)
+            yield ShardSample(key, flac, meta, str(path))
         if not errors and end.fatal is None:
             stream.finish()
     finally:
@@ -141,12 +160,14 @@ def _verdict(path: Path, info: ShardInfo, end: ShardEnd, errors: list[Exception]
     elif errors or seen < info.utterances:
         missing = info.utterances - seen
         cause = _first_line(errors[0]) if errors else "the tar ends early"
-        end.bad.append(f"{path}: damaged after {seen} of {info.utterances} utterances ({cause}); "
-                       f"{missing} skipped")
-        end.bad_count += missing
-    elif stream.bytes != info.bytes or not stream.matches(info.sha256):
-        end.fatal = (f"{path}: its sha256 differs from the index's; the index and the tars disagree "
-                     f"(re-run `xlsr data shard`)")
+        end.bad.append(Bad(str(path), missing, f"{path}: damaged after {seen} of {info.utterances} utterances "
+                                               f"({cause}); {missing} skipped"))
+    elif stream.bytes < info.bytes:
+        end.bad.append(Bad(str(path), 0, f"{path}: {stream.bytes} of the {info.bytes} bytes the index lists, but "
+                                         f"all {info.utterances} utterances read: cut after its last member"))
+    elif not stream.matches(info.sha256):
+        end.bad.append(Bad(str(path), 0, f"{path}: its sha256 differs from the index's (damaged in place); its "
+                                         f"utterances that decode are used, the others skipped as bad files"))
     else:
         _verified[str(path)] = (stream.identity, info.sha256)
     return end

@@ -28,8 +28,12 @@ checkpoint gives the same batches. With another number of ranks or workers the p
 consumer restarts after the shards every old consumer had finished) and a warning says so.
 
 Bad input: a damaged shard's missing utterances and undecodable audio count as bad files against
-`max_bad_share` of an epoch's utterances (data/shard_reader.py); a disagreement between index and tars ends the
-run with one line. Workers never raise: they pass messages with their batches, and the loader raises.
+`max_bad_share` of an epoch's utterances, each damaged shard or utterance once per epoch however often it is
+re-read (data/shard_reader.py, `ShardLoader`); an index that describes another shard (more utterances, another
+language) ends the run with one line. A language none of whose utterances passes the filters (min_sample_size;
+length and labels when fine-tuning) is left out of the draw with a warning, and the run stops with one line when
+every language is (`_check_language`). Workers never raise: they pass messages with their batches, and the
+loader raises.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from xlsr.data.audio import decode_audio
 from xlsr.data.batching import FinetuneBatch, PretrainBatch, crop_batch, pack_batches, pad_batch
 from xlsr.data.sampling import utterance_weights
 from xlsr.data.shard_index import ShardInfo
-from xlsr.data.shard_reader import ShardEnd, ShardSample, read_shard
+from xlsr.data.shard_reader import Bad, ShardEnd, ShardSample, read_shard
 from xlsr.errors import AudioError
 
 Labeler = Callable[[dict], "list[int] | None"]  # JSON fields -> label ids, or None to drop the utterance
@@ -108,8 +112,7 @@ class Produced:
     batch: PretrainBatch | FinetuneBatch | None
     consumer: int
     state: dict
-    bad: list[str] = field(default_factory=list)
-    bad_count: int = 0
+    bad: list[Bad] = field(default_factory=list)
     fatal: str | None = None
 
 
@@ -130,8 +133,10 @@ class ConsumerStream:
         self.open: dict[str, Iterator] = {}
         self.pending: dict[str, dict[int, list]] = {lang: {} for lang in self.by_lang}  # ordinal -> [in flight, ended]
         self.exhausted: set[str] = set()
-        self.bad: list[str] = []
-        self.bad_count, self.fatal = 0, None
+        self.checked: set[str] = set()  # languages known to hold an utterance the filters keep, or searched for one
+        self.dropped: set[str] = set()  # languages none of whose shards holds one: left out of the draw
+        self.bad: list[Bad] = []
+        self.fatal: str | None = None
         self.empty_run = dict.fromkeys(self.by_lang, 0)
 
     def state(self) -> dict:
@@ -171,11 +176,47 @@ class ConsumerStream:
         self.pending[lang][ordinal][1] = True
         self._advance(lang)
         self.bad += end.bad
-        self.bad_count += end.bad_count
         self.fatal = end.fatal
         self.empty_run[lang] = self.empty_run[lang] + 1 if end.read == 0 else 0
         if self.fatal is None and self.empty_run[lang] > len(self.by_lang[lang]):
             self.fatal = f"{self.spec.root}: no readable utterance in any {lang} shard of this split"
+        if self.fatal is None and self.spec.passes is None and lang not in self.checked:
+            self._check_language(lang)
+
+    def _check_language(self, lang: str) -> None:
+        """Once per language, when one of its shards ends before any of its utterances was kept: search its shards
+        for one the filters keep (stopping at the first); if none holds one, leave the language out of the draw.
+        Without this an endless stream whose every utterance is filtered out would read for ever."""
+        self.checked.add(lang)
+        read = 0
+        for info in self.by_lang[lang]:
+            shard = read_shard(self.spec.root, info)
+            try:
+                for got in shard:
+                    if isinstance(got, ShardSample):
+                        read += 1
+                        if self._keep(got.meta) is not False:
+                            return
+            finally:
+                shard.close()
+        if read:  # nothing read at all: the bad-file count and the empty-shard check above see to it
+            self._drop(lang)
+
+    def _drop(self, lang: str) -> None:
+        self.dropped.add(lang)
+        where = self.spec.root / self.spec.shards[0].split
+        self.bad.append(Bad(f"{where}: {lang} dropped", 0,
+                            f"{where}: no {lang} utterance {self._kept_words()}; {lang} is left out"))
+        if self.dropped == set(self.by_lang):
+            self.fatal = f"{where}: no utterance {self._kept_words()}"
+
+    def _kept_words(self) -> str:
+        """What an utterance must be to be kept, in words."""
+        spec = self.spec
+        if spec.pretrain:
+            return f"is at least min_sample_size={max(spec.min_sample_size, 1)} samples long"
+        limit = min(spec.max_tokens, spec.max_sample_size or spec.max_tokens)
+        return f"is at most {limit} samples long (max_tokens, max_sample_size) and has labels"
 
     def _advance(self, lang: str) -> None:
         """Move `done` past the leading shards whose every utterance has been used."""
@@ -204,7 +245,7 @@ class ConsumerStream:
         reads = 0
         cdfs: dict[tuple[str, ...], list[float]] = {}
         while self.fatal is None and len(self.exhausted) < len(langs):
-            active = tuple(lang for lang in langs if lang not in self.exhausted)
+            active = tuple(lang for lang in langs if lang not in self.exhausted and lang not in self.dropped)
             if active not in cdfs:
                 cdfs[active] = self._language_cdf(active)
             cdf = cdfs[active]
@@ -223,14 +264,14 @@ class ConsumerStream:
             yield buffer.pop(int(self.rng.integers(len(buffer))))
 
     # --- batching ---------------------------------------------------------------------------------
-    def _keep(self, item: _Item) -> list[int] | bool:
-        """Whether an utterance is used (its label ids when fine-tuning)."""
-        spec, n = self.spec, item.sample.meta["num_samples"]
+    def _keep(self, meta: dict) -> list[int] | bool:
+        """Whether an utterance (its JSON fields) is used (its label ids when fine-tuning)."""
+        spec, n = self.spec, meta["num_samples"]
         if spec.pretrain:
             return n >= max(spec.min_sample_size, 1)
         if n > min(spec.max_tokens, spec.max_sample_size or spec.max_tokens):
             return False
-        ids = spec.labeler(item.sample.meta) if spec.labeler else []
+        ids = spec.labeler(meta) if spec.labeler else []
         return ids if ids else False
 
     def batches(self) -> Iterator[Produced]:
@@ -239,10 +280,11 @@ class ConsumerStream:
         budget = self.spec.window_batches * self.spec.max_tokens
         cap = self.spec.max_sample_size if self.spec.pretrain else None
         for item in self.items():
-            kept = self._keep(item)
+            kept = self._keep(item.sample.meta)
             if kept is False:
                 self.release(item)
                 continue
+            self.checked.add(item.lang)
             window.append(item)
             labels.append(kept if isinstance(kept, list) else None)
             tokens += min(item.sample.meta["num_samples"], cap or math.inf)
@@ -269,13 +311,13 @@ class ConsumerStream:
     def _batch(self, items: list[_Item], labels: list) -> PretrainBatch | FinetuneBatch | None:
         waves, rows = [], []
         for item, label in zip(items, labels):
-            name = f"{item.sample.meta.get('id', item.sample.key)} ({item.lang} shard)"
+            sample = item.sample
+            name = f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}"
             try:
-                waves.append(decode_audio(item.sample.flac, name, normalize=self.spec.normalize))
+                waves.append(decode_audio(sample.flac, name, normalize=self.spec.normalize))
                 rows.append((item, label))
             except AudioError as exc:
-                self.bad.append(str(exc))
-                self.bad_count += 1
+                self.bad.append(Bad(f"{sample.shard}:{sample.key}", 1, str(exc)))
             self.release(item)
         if not rows:
             return None
@@ -286,16 +328,17 @@ class ConsumerStream:
         return pad_batch(waves, [label for _, label in rows], langs, ids)
 
     def _produced(self, batch) -> Produced:
-        out = Produced(batch, self.consumer, self.state(), self.bad, self.bad_count, self.fatal)
-        self.bad, self.bad_count = [], 0
+        out = Produced(batch, self.consumer, self.state(), self.bad, self.fatal)
+        self.bad = []
         return out
 
 
 def moved_states(states: dict[int, dict], old_consumers: int, consumers: int, spec: StreamSpec) -> dict[int, dict]:
     """Consumer states for another number of consumers: each restarts after what every old consumer finished."""
     start = {}  # per language: the first position of the shared sequence some old consumer has not finished
-    for lang in spec.langs():
-        start[lang] = min((c + int(s["done"].get(lang, 0)) * old_consumers for c, s in states.items()), default=0)
+    for lang in spec.langs():  # an old consumer without a state (no batch yet) has finished nothing
+        start[lang] = min(c + int(states.get(c, {}).get("done", {}).get(lang, 0)) * old_consumers
+                          for c in range(old_consumers))
     return {c: {"done": {lang: max(0, -(-(k - c) // consumers)) for lang, k in start.items()},
                 "rng": np.random.default_rng([spec.seed, c, 1 + sum(start.values())]).bit_generator.state}
             for c in range(consumers)}

@@ -142,14 +142,27 @@ def _previous_entries(out: Path) -> list[dict]:
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("%s: unreadable; every shard is written again", index)
             records = []
+    records = [r for i, r in enumerate(records) if _well_formed(r, f"{index}: shards[{i}]")]
     partial = out / PARTIAL_NAME
     if partial.is_file():
-        for line in partial.read_text(encoding="utf-8").splitlines():
+        for n, line in enumerate(partial.read_text(encoding="utf-8").splitlines(), 1):
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
-                pass  # a line cut by a crash: that shard is written again
+                continue  # a line cut by a crash: that shard is written again
+            if _well_formed(record, f"{partial}:{n}"):
+                records.append(record)
     return records
+
+
+def _well_formed(record, where: str) -> bool:
+    """Whether an earlier run's record is a valid index entry; if not, it is reported and its shard written again."""
+    try:
+        ShardInfo.from_dict(record, where)
+    except XlsrError as exc:
+        log.warning("%s; that shard is written again", exc)
+        return False
+    return True
 
 
 def _kept_shards(previous: list[dict], out: Path, split: str, lang: str, digest: str, shard_size: int) -> list[ShardInfo]:
@@ -165,6 +178,21 @@ def _kept_shards(previous: list[dict], out: Path, split: str, lang: str, digest:
         kept.append(mine[line])
         line = mine[line].lines[1]
     return kept
+
+
+def shard_stem(lang: str) -> str:
+    """The start of a language's shard names: its code with '.' and '/' as '_'."""
+    return lang.replace(".", "_").replace("/", "_")
+
+
+def _check_stems(data_dir: str | Path, jobs: list[tuple[str, str, Path]]) -> None:
+    """Refuse two languages of one split whose shards would have the same names (e.g. sr.latn and sr_latn)."""
+    owner: dict[tuple[str, str], str] = {}
+    for split, lang, _ in jobs:
+        other = owner.setdefault((split, shard_stem(lang)), lang)
+        if other != lang:
+            raise XlsrError(f"{data_dir}: languages {other!r} and {lang!r} would both write "
+                            f"{split}/{shard_stem(lang)}-NNNNNN.tar; rename one of the folders")
 
 
 @dataclass
@@ -192,6 +220,7 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             log.warning("%s: no %s manifests; that split is not sharded", data_dir, split)
     if not jobs:
         raise XlsrError(f"{data_dir}: no manifests <lang>/<split>.jsonl for split(s) {', '.join(splits)}")
+    _check_stems(data_dir, jobs)
     out.mkdir(parents=True, exist_ok=True)
     previous = _previous_entries(out)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
@@ -234,7 +263,7 @@ class _Sharder:
         start = shards[-1].lines[1] if shards else 0
         bar.update(start)
         (out / split).mkdir(exist_ok=True)
-        stem = lang.replace(".", "_").replace("/", "_")
+        stem = shard_stem(lang)
         current: _OpenShard | None = None
         bad_before = len(report.skipped)
 
@@ -280,7 +309,7 @@ class _Sharder:
 
 def _remove_stale(out: Path, split: str, lang: str, keep: set[str]) -> None:
     """Shards of this language an earlier run wrote that the new index does not list (e.g. another shard size)."""
-    stem = lang.replace(".", "_").replace("/", "_")
+    stem = shard_stem(lang)
     for p in (out / split).glob(f"{stem}-*.tar"):
         if re.fullmatch(rf"{re.escape(stem)}-[0-9]{{6}}\.tar", p.name) and p.relative_to(out).as_posix() not in keep:
             p.unlink()

@@ -12,10 +12,21 @@ import json
 
 from torch import nn
 
+from xlsr.data.shard_loader import every_consumer
 from xlsr.errors import CheckpointError
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
 from xlsr.train.monitor import trim_log
+
+
+def task_state(tasks: list[dict], rank: int) -> dict:
+    """The saved task state of `rank`; a shard loader's in it with the stream states of every rank, which a resume
+    with another number of ranks or workers needs (data/shard_loader.py: `every_consumer`)."""
+    state = tasks[rank]
+    loaders = [t.get("loader") for t in tasks]
+    if all(isinstance(s, dict) and "consumers" in s for s in loaders):
+        state = {**state, "loader": {**state["loader"], "consumers": every_consumer(loaders)}}
+    return state
 
 
 class TrainerCheckpoints:
@@ -81,10 +92,10 @@ class TrainerCheckpoints:
         rng, tasks = state.get("rng") or [], state.get("task") or [{}]
         if len(rng) == self.info.world_size and len(tasks) == self.info.world_size:
             ckpt.restore_rng_state(rng[self.info.rank])
-            self.task.load_state_dict(tasks[self.info.rank])
+            self.task.load_state_dict(task_state(tasks, self.info.rank))
         else:  # another world size: exact continuation is impossible, keep going with fresh seeds
             self.monitor_note = f"world size changed ({len(rng)} -> {self.info.world_size}); resume is not exact"
-            self.task.load_state_dict(tasks[0])
+            self.task.load_state_dict(task_state(tasks, 0))
             ckpt.seed_everything(self.cfg.seed + 1000 * self.info.rank + self.update)
         self._last_saved = self.update
 
