@@ -81,3 +81,13 @@ def test_filter_over_an_index_keeps_what_the_per_utterance_filter_keeps(tmp_path
     kept, _ = filter_utterances(list(index), vocab, "phones", lambda n: cnn_frames(n, standard_conv_layers()))
     ref_keep, _ = _learnable_one_by_one(list(index), vocab, "phones", lambda n: cnn_frames(n, standard_conv_layers()))
     assert kept == [u for u, k in zip(index, ref_keep) if k]
+
+
+def test_a_reserved_token_written_in_a_label_is_found():
+    from xlsr.text.labels import reserved_symbol
+
+    utts = [utt("u1", 100, phones="a i", text="a <b"), utt("u2", 100, phones="a<blank> i"),
+            utt("u3", 100, phones="a <unk> i <blank>", text="<unk>")]
+    assert reserved_symbol(utts, "phones") == (2, "<unk>")  # a whole symbol only, the first one of the first label
+    assert reserved_symbol(utts[:2], "phones") is None
+    assert reserved_symbol(utts, "chars") is None  # characters: '<', 'u', ... are ordinary symbols

@@ -81,3 +81,19 @@ def test_invalid_token_lists_are_rejected():
         Vocabulary([BLANK, UNK, "a", "a"])
     with pytest.raises(XlsrError, match="kind"):
         Vocabulary([BLANK, UNK], kind="words")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"tokens": [BLANK, UNK, "a", 5]}, "tokens must be strings; got 5"),
+    ({"kind": "phones", "tokens": [BLANK, UNK, "a", None]}, "tokens must be strings; got None"),
+    ([BLANK, UNK, ["a"]], r"tokens must be strings; got \['a'\]"),
+    (["a", "b"], r"must start with '<blank>', '<unk>'; got \['a', 'b'\]"),
+    ([BLANK, UNK, "a", "a"], r"duplicate tokens \['a'\]"),
+    ({"tokens": [BLANK, UNK, "a b"]}, "tokens may not be empty or contain whitespace"),
+    ({"kind": "words", "tokens": [BLANK, UNK, "a"]}, "kind 'words' is not one of phones, chars"),
+])
+def test_a_malformed_vocabulary_file_is_one_error_naming_it(tmp_path, content, message):
+    path = tmp_path / "v.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(XlsrError, match=rf"^{path}: {message}"):
+        Vocabulary.from_json(path, kind="phones")

@@ -472,3 +472,140 @@ def test_the_feature_cache_counts_an_entry_stored_again_once():
     cache._store("u1", torch.zeros(10, 8))  # 320 bytes
     cache._store("u1", torch.zeros(12, 8))  # the same id again, another length: replaces it
     assert len(cache) == 1 and cache.nbytes == 12 * 8 * 4
+
+
+def _rewritten(manifest: Path, out: Path, change=lambda k, row: row) -> Path:
+    """`manifest`'s lines, each passed through `change(k, row)` (None drops it), with absolute audio paths."""
+    rows = [json.loads(x) for x in manifest.read_text().splitlines()]
+    rows = [change(k, {**r, "audio": str(manifest.parent / r["audio"])}) for k, r in enumerate(rows)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows if r is not None))
+    return out
+
+
+def test_dev_utterances_longer_than_the_batch_limit_are_validated_alone(tones, tmp_path):
+    train, dev = tones
+    limit = sorted(json.loads(x)["num_samples"] for x in train.read_text().splitlines())[16]
+    long_dev = _rewritten(dev, tmp_path / "long_dev.jsonl", lambda k, r: r if r["num_samples"] > limit else None)
+    n_dev = len(long_dev.read_text().splitlines())
+    assert n_dev >= 2  # every dev utterance is longer than max_tokens; training skips 15 of its 32
+    cfg = FinetuneConfig(train=[str(train)], dev=[str(long_dev)], out=str(tmp_path / "r"), model=SMALL,
+                         max_tokens=limit, max_updates=1, **QUIET)
+    task = FinetuneTask(cfg)
+    assert [len(b.ids) for b in task.valid_sets()["xx"]] == [1] * n_dev
+    report = task.data.report()
+    assert report["longer_than_limit"] == {"limit_samples": limit, "train_skipped": {str(train): 15},
+                                           "dev_validated": {str(long_dev): n_dev}}
+    assert report["train_utterances"] == 17 and report["dev_utterances"] == {"xx": n_dev}
+    assert report["dev_filtered"] == {str(long_dev): {"total": n_dev, "kept": n_dev, "empty_label": 0,
+                                                      "label_too_long": 0}}
+    run = finetune(cfg)
+    assert [r["sample_size"] > 0 for r in read_log(run / "log.jsonl") if r.get("split") == "valid"] == [True]
+    assert (run / "checkpoints" / "best").exists()
+    assert json.loads((run / "data_report.json").read_text()) == report
+
+
+def test_a_dev_set_with_nothing_to_validate_on_is_an_error_before_training(tones, tmp_path):
+    train, dev = tones
+    empty = _rewritten(dev, tmp_path / "empty_dev.jsonl", lambda k, r: {**r, "phones": ""})
+    with pytest.raises(XlsrError, match=rf"^dev: no utterance is left to validate on \({empty}: skipped 8 with an "
+                                        rf"empty label \(e.g. dev_000, dev_001, dev_002\); 0 of 8 kept\)$"):
+        finetune(FinetuneConfig(train=[str(train)], dev=[str(empty)], out=str(tmp_path / "r"), model=SMALL, **QUIET))
+    assert not (tmp_path / "r").exists()
+
+
+def test_dev_labels_outside_the_vocabulary_are_warned_and_reported(tones, tmp_path, caplog):
+    from xlsr.text.vocab import format_counts
+
+    train, dev = tones
+    upper = _rewritten(dev, tmp_path / "upper_dev.jsonl",
+                       lambda k, r: {**r, "phones": r["phones"].upper()} if k == 0 else r)
+    first = json.loads(upper.read_text().splitlines()[0])["phones"].split()  # e.g. A I U A
+    counts = {s: first.count(s) for s in set(first)}
+    with caplog.at_level(logging.WARNING):
+        task = FinetuneTask(FinetuneConfig(train=[str(train)], dev=[str(upper)], out=str(tmp_path / "r"), model=SMALL))
+    warned = [r.getMessage() for r in caplog.records if "dev label symbols" in r.getMessage()]
+    assert warned == [f"{upper}: {len(first)} dev label symbols are not in the vocabulary "
+                      f"({format_counts(counts, limit=8)}); they are scored as <unk>"]
+    assert task.data.report()["oov"] == {str(upper): counts}
+
+
+def test_labels_that_write_a_reserved_token_are_refused(tones, tmp_path):
+    train, dev = tones
+    bad_train = _rewritten(train, tmp_path / "bad_train.jsonl",
+                           lambda k, r: {**r, "phones": "a <blank> i"} if k == 2 else r)
+    with pytest.raises(XlsrError, match=rf"^{bad_train}:3: the 'phones' label writes '<blank>', a token the "
+                                        rf"vocabulary reserves"):
+        FinetuneTask(FinetuneConfig(train=[str(bad_train)], out=str(tmp_path / "r"), model=SMALL))
+    bad_dev = _rewritten(dev, tmp_path / "bad_dev.jsonl", lambda k, r: {**r, "phones": "<unk> a"} if k == 0 else r)
+    with pytest.raises(XlsrError, match=rf"^{bad_dev}:1: the 'phones' label writes '<unk>'"):
+        FinetuneTask(FinetuneConfig(train=[str(train)], dev=[str(bad_dev)], out=str(tmp_path / "r"), model=SMALL))
+
+
+def test_a_vocab_file_with_the_init_tokens_keeps_the_init_head(tones, tmp_path, caplog):
+    from xlsr.text.vocab import Vocabulary
+
+    train, _ = tones
+    tokens = ["<blank>", "<unk>", "a", "i", "u"]
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
+    ctc = Wav2Vec2ForCTC(cfg, 5)
+    ckpt = save_checkpoint(tmp_path / "ctc", ctc, vocab=tokens, metadata={"labels": "phones"})
+    same, other = tmp_path / "same.json", tmp_path / "other.json"
+    Vocabulary(tokens, "phones").to_json(same)
+    Vocabulary(["<blank>", "<unk>", "a", "u", "i"], "phones").to_json(other)  # the same tokens, another order
+
+    def head(**kw):
+        task = FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), init=str(ckpt), **kw))
+        return task.data.keep_head, task.build_model().lm_head
+
+    kept, lm_head = head(vocab=str(same))
+    assert kept and torch.equal(lm_head.weight, ctc.lm_head.weight) and torch.equal(lm_head.bias, ctc.lm_head.bias)
+    with caplog.at_level(logging.WARNING):
+        kept, lm_head = head(vocab=str(other))
+    assert not kept and not torch.equal(lm_head.weight, ctc.lm_head.weight)
+    assert f"{other}: its tokens are not those of {ckpt}" in caplog.text and "a new CTC head is made" in caplog.text
+    assert not head(vocab=str(same), new_head=True)[0]
+
+
+def test_the_all_blank_warning_can_fire_within_the_run(tones, tmp_path):
+    import yaml
+
+    from xlsr.train.finetune import all_blank_after
+    from xlsr.train.finetune_config import transformer_freeze_updates
+
+    train, _ = tones
+    task = FinetuneTask(FinetuneConfig(train=[str(train)], out=str(tmp_path / "r"), model=SMALL))  # 800, frozen 400
+    blank = {"blank_share": 1.0}
+    assert not task.health_warnings(blank, 599) and [k for k, _ in task.health_warnings(blank, 600)] == ["all_blank"]
+    assert not task.health_warnings({"blank_share": 0.9}, 800)
+    recipes = Path(__file__).parents[2] / "src" / "xlsr" / "recipes" / "finetune"
+    for path in sorted(recipes.glob("*.yaml")):
+        settings = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "model"}
+        cfg = FinetuneConfig(**settings)
+        assert transformer_freeze_updates(cfg) < all_blank_after(transformer_freeze_updates(cfg), cfg.max_updates) \
+            < cfg.max_updates, path.name
+
+
+def test_speed_perturbation_never_leaves_a_label_more_symbols_than_frames(tmp_path, caplog):
+    import numpy as np
+    import soundfile as sf
+
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
+    frames = cfg.num_frames(16000)
+    rows, rng = [], np.random.default_rng(0)
+    for k, length in enumerate((frames, frames, 3, 3)):  # the first two labels just fit at speed 1
+        sf.write(tmp_path / f"u{k}.wav", (0.1 * rng.standard_normal(16000)).astype("float32"), 16000)
+        rows.append({"id": f"u{k}", "audio": f"u{k}.wav", "num_samples": 16000, "lang": "xx",
+                     "phones": " ".join(["a", "i"] * length)[: 2 * length - 1]})
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = FinetuneTask(FinetuneConfig(train=[str(manifest)], out=str(tmp_path / "r"), augment="speed=1.0:1.2-1.2",
+                                       model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0}))
+    assert task.data.filter_reports[str(manifest)].kept == 4
+    with caplog.at_level(logging.WARNING):
+        batch = next(iter(task.train_batches(0)))
+    assert dict(zip(batch.ids, batch.lengths.tolist())) == {"u0": 16000, "u1": 16000, "u2": 13333, "u3": 13333}
+    assert "epoch 0: 2 of 4 utterances play at speed 1" in caplog.text
+    model = task.build_model()
+    need = torch.tensor([ctc_min_frames(batch.labels[b, :n].tolist()) for b, n in enumerate(batch.label_lengths)])
+    assert (model.wav2vec2.frame_lengths(batch.lengths) >= need).all()
+    assert torch.isfinite(task.ctc_forward(model, batch).loss)

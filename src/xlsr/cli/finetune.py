@@ -71,7 +71,8 @@ def run(args) -> int:
 
     cfg = finetune_config(args)
     run_dir = finetune(cfg)
-    print(f"run folder: {run_dir}  (checkpoints/best is the lowest dev error; "
+    kept = "checkpoints/best is the lowest dev error" if cfg.dev else "no --dev: checkpoints/last is the final model"
+    print(f"run folder: {run_dir}  ({kept}; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")
     if cfg.train_only == "adapters":
         print(f"adapter for transformers: {run_dir / ADAPTER_DIR}/adapter.{cfg.target_lang}.safetensors "

@@ -9,13 +9,14 @@ Loading runs in DataLoader workers; a bad file is logged and skipped, and when m
 With `augment` (an `xlsr.data.augment.AugmentSpec`) each item's effects are drawn while the epoch is planned,
 from (seed, epoch, item), and applied in the worker: the same on resume and whatever the number of workers,
 and batches are packed with the lengths speed perturbation gives. Babble noise draws its talkers from a
-few utterances of the same data, loaded once per worker.
+few utterances of the same data, loaded once per worker. In fine-tuning, a speed that would leave an utterance
+fewer CNN frames than its label needs is not applied (it plays at speed 1; counted in a warning per epoch).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -39,6 +40,7 @@ from xlsr.data.sampling import LanguageSampler
 from xlsr.data.utterance_index import UtteranceIndex, as_index
 from xlsr.data.worker_signals import ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
+from xlsr.text.labels import ctc_min_frames
 
 log = logging.getLogger(__name__)
 
@@ -301,22 +303,31 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     return loader
 
 
+def length_limit(max_tokens: int, max_sample_size: int | None) -> int:
+    """The longest utterance, in samples, that a fine-tuning batch takes: max_tokens, or max_sample_size if smaller."""
+    return min(max_tokens, max_sample_size or max_tokens)
+
+
 def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_tokens: int, shuffle: bool = True, seed: int = 0,
                     normalize: bool = False, label_field: str = "phones", rank: int = 0, world_size: int = 1,
                     num_workers: int = 0, max_bad_share: float = 0.05, max_sample_size: int | None = None,
-                    oov: str = "error", prefetch_factor: int = 2, augment: AugmentSpec | None = None) -> BatchLoader:
+                    oov: str = "error", prefetch_factor: int = 2, augment: AugmentSpec | None = None,
+                    keep_long: bool = False, num_frames: Callable[[int], int] | None = None) -> BatchLoader:
     """Fine-tuning batches: zero-padded waveforms with lengths, label ids from `vocab.encode`.
 
     `label_field`: "phones" or "text"/"chars". Utterances longer than `max_tokens` (or `max_sample_size`)
-    are skipped with a warning. `oov`: "error" | "warn" | "unk" for label symbols outside the vocabulary.
+    are skipped with a warning, or with `keep_long` (validation: no gradients) kept, one longer than
+    `max_tokens` alone in its batch. `oov`: "error" | "warn" | "unk" for label symbols outside the vocabulary.
     With shuffle=False (evaluation) batches are in length order and no batch is dropped under DDP.
-    `augment`: acoustic effects applied on the fly (module docstring), for training data.
+    `augment`: acoustic effects applied on the fly (module docstring), for training data; `num_frames` (the
+    model's frame count of a length), when given, keeps speed perturbation from leaving a label more symbols
+    than frames.
     """
     check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
-    limit = min(max_tokens, max_sample_size or max_tokens)
+    limit = length_limit(max_tokens, max_sample_size)
     utts = as_index(utts)
-    kept = _selected(utts, utts.num_samples <= limit)
+    kept = utts if keep_long else _selected(utts, utts.num_samples <= limit)
     if len(kept) < len(utts):
         log.warning("skipping %d of %d utterances longer than %d samples", len(utts) - len(kept), len(utts), limit)
     if not len(kept):
@@ -328,6 +339,8 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(kept)) if shuffle else np.arange(len(kept))
         draws = draw_epoch_effects(augment, seed, epoch, len(kept))  # per utterance: each comes once an epoch
+        if augment is not None and augment.speed is not None and num_frames is not None:
+            draws = _label_fitting_speeds(draws, lengths, labels, num_frames, epoch)
         epoch_lengths = lengths if augment is None else \
             np.array([augmented_length(int(n), d) for n, d in zip(lengths, draws)])
         batches = pack_batches(epoch_lengths, order, max_tokens, crop_to_shortest=False)
@@ -341,6 +354,24 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
                             babble=babble_talkers(len(kept), seed, augment))
     return BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
                        max_bad_share=max_bad_share)
+
+
+def _label_fitting_speeds(draws: list[EffectDraw | None], lengths: np.ndarray, labels: LabelIds,
+                          num_frames: Callable[[int], int], epoch: int) -> list[EffectDraw | None]:
+    """`draws` without the speed perturbation of the utterances it would leave fewer frames than their label needs
+    (a faster speed shortens the audio after the CTC filter passed it: CTC would have no path, zero_infinity a 0 loss)."""
+    fitted, reverted = list(draws), 0
+    for i, draw in enumerate(draws):
+        if draw is None or draw.speed is None or draw.speed <= 1.0:
+            continue  # a slower speed only lengthens
+        if num_frames(augmented_length(int(lengths[i]), draw)) < ctc_min_frames(labels[i]):
+            rest = replace(draw, speed=None)
+            fitted[i] = None if rest == EffectDraw(key=draw.key) else rest
+            reverted += 1
+    if reverted:
+        log.warning("epoch %d: %d of %d utterances play at speed 1: the drawn speed would leave fewer frames than "
+                    "their labels need", epoch, reverted, len(draws))
+    return fitted
 
 
 def _selected(utts: UtteranceIndex, keep: np.ndarray) -> UtteranceIndex:

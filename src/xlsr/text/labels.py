@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xlsr.errors import XlsrError
-from xlsr.text.vocab import Vocabulary
+from xlsr.text.vocab import SPECIAL_TOKENS, Vocabulary, tokenize
 
 # --labels value -> the manifest field (data/manifest.py::Utterance) that holds that kind of label.
 LABEL_FIELD = {"phones": "phones", "chars": "text"}
@@ -33,6 +33,17 @@ def labels_of(utts: Sequence, labels: str) -> Iterator[str]:
     name = LABEL_FIELD[labels]
     values = utts.labels(name) if _columnar(utts) else (getattr(u, name) for u in utts)
     return ((v or "").strip() for v in values)
+
+
+def reserved_symbol(utts: Sequence, labels: str) -> tuple[int, str] | None:
+    """(position, symbol) of the first label that writes a reserved token (`<blank>`, `<unk>`) as a symbol, else
+    None. Encoded, such a symbol would be the blank's (or `<unk>`'s) id inside a CTC target."""
+    for i, text in enumerate(labels_of(utts, labels)):
+        if "<" in text:  # a substring test first: most labels hold no reserved token
+            written = [s for s in tokenize(text, labels) if s in SPECIAL_TOKENS]
+            if written:
+                return i, written[0]
+    return None
 
 
 def frames_per_utterance(num_samples: Sequence[int], num_frames: Callable[[int], int]) -> np.ndarray:

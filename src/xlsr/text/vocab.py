@@ -50,14 +50,7 @@ class Vocabulary:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise XlsrError(f"vocabulary kind: {self.kind!r} is not one of {', '.join(KINDS)}")
-        if list(self.tokens[:2]) != list(SPECIAL_TOKENS):
-            raise XlsrError(f"vocabulary: must start with {BLANK!r}, {UNK!r}; got {list(self.tokens[:2])}")
-        dupes = [t for t, n in Counter(self.tokens).items() if n > 1]
-        if dupes:
-            raise XlsrError(f"vocabulary: duplicate tokens {dupes[:10]}")
-        bad = [t for t in self.tokens if not t or any(c.isspace() for c in t)]
-        if bad:
-            raise XlsrError(f"vocabulary: tokens may not be empty or contain whitespace: {bad[:10]}")
+        check_tokens(self.tokens)
         self.tokens = list(self.tokens)
         self._index = {t: i for i, t in enumerate(self.tokens)}
 
@@ -160,10 +153,14 @@ class Vocabulary:
         labels it is used for: a bare list takes it (a phone set of one-letter symbols looks like characters), a
         stated other kind is one XlsrError; without it a bare list's kind is guessed."""
         if isinstance(data, list):
+            check_tokens(data, source)
             return cls(data, kind or guess_kind(data))
         if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
             raise XlsrError(f"{source}: expected a JSON object with a 'tokens' list")
+        check_tokens(data["tokens"], source)
         stated = data.get("kind")
+        if stated is not None and stated not in KINDS:
+            raise XlsrError(f"{source}: kind {stated!r} is not one of {', '.join(KINDS)}")
         if kind and stated and stated != kind:
             raise XlsrError(f"{source}: a vocabulary of {stated} but --labels is {kind}")
         return cls(data["tokens"], stated or kind or guess_kind(data["tokens"]))
@@ -183,6 +180,21 @@ class Vocabulary:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise XlsrError(f"{path}: not a JSON vocabulary ({exc})") from None
         return cls.from_dict(data, source=str(path), kind=kind)
+
+
+def check_tokens(tokens: Sequence, source: str = "vocabulary") -> None:
+    """XlsrError naming `source` unless `tokens` are distinct strings without whitespace, blank and `<unk>` first."""
+    odd = [t for t in tokens if not isinstance(t, str)]
+    if odd:
+        raise XlsrError(f"{source}: tokens must be strings; got {listing([repr(t) for t in odd])}")
+    if list(tokens[:2]) != list(SPECIAL_TOKENS):
+        raise XlsrError(f"{source}: must start with {BLANK!r}, {UNK!r}; got {list(tokens[:2])}")
+    dupes = [t for t, n in Counter(tokens).items() if n > 1]
+    if dupes:
+        raise XlsrError(f"{source}: duplicate tokens {dupes[:10]}")
+    bad = [t for t in tokens if not t or any(c.isspace() for c in t)]
+    if bad:
+        raise XlsrError(f"{source}: tokens may not be empty or contain whitespace: {bad[:10]}")
 
 
 def _ordered(symbols: set[str]) -> list[str]:

@@ -16,7 +16,10 @@ The recipe, one mechanism per place:
 - tri-stage learning rate, Adam (0.9, 0.98), eps 1e-8 (`FinetuneConfig`'s defaults, train/finetune_config.py);
 - CTC in fp32, mean over per-target-length losses, zero_infinity (inside Wav2Vec2ForCTC);
 - utterances with an empty label, or a label longer than its frame count, are filtered and counted
-  (text/labels.py; `read_finetune_data` in train/finetune_data.py);
+  (text/labels.py; `read_finetune_data` in train/finetune_data.py), in the dev manifests too, and a dev set
+  left with nothing to validate on is an error before training; training skips utterances longer than
+  max_tokens (or max_sample_size), validation keeps them (alone in a batch when longer than max_tokens); a
+  speed perturbation that would leave a label more symbols than frames is not applied (data/batching.py);
 - with a frozen CNN its output never changes, so each utterance's CNN output is computed once and kept in
   CPU memory (train/feature_cache.py, `cache_features`); later epochs and validations start at feature_norm;
 - dev error rate (PER or CER, word boundaries excluded) per language every `valid_every`
@@ -99,9 +102,10 @@ class FinetuneTask(Task):
         self.vocab = self.data.vocab
         self._train_loader = None
         self._loader_state: dict | None = None  # a shard stream's, from the checkpoint, until the loader exists
-        self._dev_loaders: dict | None = None
         self.feature_caches = self._feature_caches(feature_caches or {})
         self.boundary_id = self.vocab.word_boundary_id
+        # built now, not at the first validation: a dev set that cannot be validated fails before training
+        self._dev_loaders = {lang: self._loader(utts, shuffle=False) for lang, utts in sorted(self.data.dev_utts.items())}
 
     def _feature_caches(self, given: dict[str, FeatureCache]) -> dict[str, FeatureCache]:
         """One cache for the training utterances and one for the dev sets (new, or `given`), where a cache is exact."""
@@ -169,7 +173,9 @@ class FinetuneTask(Task):
                                label_field=cfg.labels, rank=rank, world_size=world,
                                num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
                                max_sample_size=cfg.max_sample_size, oov="unk",
-                               augment=parse_augment(cfg.augment) if shuffle else None)  # training data only
+                               augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
+                               num_frames=self.model_config.num_frames,
+                               keep_long=not shuffle)  # validation has no gradient: no utterance is left out
 
     def train_batches(self, epoch: int, skip: int = 0):
         if self._train_loader is None:
@@ -210,8 +216,6 @@ class FinetuneTask(Task):
         return out.loss, {"loss": out.loss.detach(), "blank_share": blank_share}
 
     def valid_sets(self) -> dict:
-        if self._dev_loaders is None:
-            self._dev_loaders = {lang: self._loader(utts, shuffle=False) for lang, utts in sorted(self.data.dev_utts.items())}
         sets = {}
         for lang, loader in self._dev_loaders.items():
             loader.set_epoch(0)
@@ -240,7 +244,7 @@ class FinetuneTask(Task):
     def health_warnings(self, logs: dict, update: int) -> list:
         # Pitfall §11.4: a long all-blank phase is normal at first; long after the freeze it is not.
         share = logs.get("blank_share")
-        if share is not None and share > 0.995 and update >= max(3 * self.freeze_updates, 200):
+        if share is not None and share > 0.995 and update >= all_blank_after(self.freeze_updates, self.cfg.max_updates):
             return [("all_blank", f"the model still predicts only blanks after {update} updates; expected early "
                                   f"on, otherwise raise lr (now {self.cfg.lr:g}) or max_updates")]
         return []
@@ -258,6 +262,12 @@ class FinetuneTask(Task):
         save_checkpoint(directory, model, vocab=self.vocab.tokens,
                         metadata={"task": "finetune", "labels": self.cfg.labels, "init": self.init.source,
                                   **({"target_lang": self.cfg.target_lang} if self.cfg.target_lang else {})})
+
+
+def all_blank_after(freeze_updates: int, max_updates: int) -> int:
+    """The update from which a model that predicts only blanks gets a warning: a while after the Transformer
+    unfreezes (a quarter of the run, at least 200 updates), but always before the run ends."""
+    return max(0, min(freeze_updates + max(200, max_updates // 4), max_updates - 1))
 
 
 @torch.no_grad()

@@ -2,24 +2,34 @@
 
 The vocabulary comes, by precedence, from a `vocab` JSON, the `--init` checkpoint's CTC head, or the training
 labels; utterances with an empty label, or a label longer than the model's frame count, are dropped and counted
-(text/labels.py).
+(text/labels.py), in the training and the dev manifests. Labels that write a reserved token (`<blank>`, `<unk>`) are
+refused; dev label symbols outside the vocabulary are a warning. Training utterances longer than the batch limit
+are skipped by the loader, dev ones are validated all the same (data/batching.py): both counts are in the report.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from xlsr.data.batching import length_limit
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
-from xlsr.text.labels import FilterReport, build_vocabulary, labels_of, learnable
+from xlsr.text.labels import (
+    LABEL_FIELD,
+    FilterReport,
+    build_vocabulary,
+    labels_of,
+    learnable,
+    reserved_symbol,
+)
 from xlsr.text.normalize import unnormalized_signs
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
@@ -38,11 +48,20 @@ class FinetuneData:
     dev_utts: dict[str, UtteranceIndex]  # per language
     filter_reports: dict[str, FilterReport]  # per training manifest
     shards: tuple[Path, str] | None = None  # (shard folder, split) streamed instead of train_utts (train/shard_finetune.py)
+    dev_reports: dict[str, FilterReport] = field(default_factory=dict)  # per dev manifest
+    oov: dict[str, dict[str, int]] = field(default_factory=dict)  # per manifest: label symbols outside the vocabulary
+    # per manifest: utterances longer than the batch limit (`limit` samples); training skips them, dev validates them
+    too_long: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train"/"dev": {manifest: count}}
+    limit: int = 0
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
+        skipped = sum(self.too_long.get("train", {}).values())
         return {"filtered": {p: r.to_dict() for p, r in self.filter_reports.items()},
-                "vocab_size": len(self.vocab.tokens), "train_utterances": len(self.train_utts),
+                "dev_filtered": {p: r.to_dict() for p, r in self.dev_reports.items()},
+                "longer_than_limit": {"limit_samples": self.limit, "train_skipped": self.too_long.get("train", {}),
+                                      "dev_validated": self.too_long.get("dev", {})},
+                "oov": self.oov, "vocab_size": len(self.vocab.tokens), "train_utterances": len(self.train_utts) - skipped,
                 "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()}}
 
 
@@ -54,7 +73,8 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
         {cfg.train[0]: symbol_utterances(*shards, cfg.labels)}  # a shard folder: its labels' symbols from the index
     dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
-    check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    oov.update(check_dev_labels(cfg, vocab, dev))
     if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens)):
         log.warning("the character vocabulary (%d symbols) holds %s: each is an output the model must learn, "
                     "and a common cause of a model that predicts only blanks; normalize the transcripts first "
@@ -70,9 +90,26 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     if not len(train_utts) and shards is None:
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
-    dev_utts = UtteranceIndex.concat([_filtered(utts, vocab, cfg.labels, model_config.num_frames, path)[0]
-                                      for path, utts in dev.items()]).by_language()
-    return FinetuneData(vocab, keep_head, train_utts, dev_utts, reports, shards)
+    dev_kept, dev_reports = {}, {}
+    for path, utts in dev.items():
+        dev_kept[path], dev_reports[path] = _filtered(utts, vocab, cfg.labels, model_config.num_frames, path)
+    dev_utts = UtteranceIndex.concat(list(dev_kept.values()))
+    if cfg.dev and not len(dev_utts):
+        raise XlsrError(f"dev: no utterance is left to validate on "
+                        f"({'; '.join(r.summary(p) for p, r in dev_reports.items())})")
+    limit = length_limit(cfg.max_tokens, cfg.max_sample_size)
+    too_long = {"train": _longer_than(kept, limit), "dev": _longer_than(dev_kept, limit)}
+    if shards is None and sum(too_long["train"].values()) == len(train_utts):
+        raise XlsrError(f"{', '.join(cfg.train)}: every usable training utterance is longer than {limit} samples "
+                        f"(max_tokens, or max_sample_size when smaller); raise --max-tokens")
+    return FinetuneData(vocab, keep_head, train_utts, dev_utts.by_language(), reports, shards, dev_reports, oov,
+                        too_long, limit)
+
+
+def _longer_than(utts_by_manifest: dict[str, UtteranceIndex], limit: int) -> dict[str, int]:
+    """Per manifest, its utterances longer than `limit` samples (those that have any)."""
+    counts = {path: int(np.count_nonzero(utts.num_samples > limit)) for path, utts in utts_by_manifest.items()}
+    return {path: n for path, n in counts.items() if n}
 
 
 def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames: Callable[[int], int],
@@ -84,9 +121,11 @@ def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames: Call
 
 
 def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, Sequence]) -> tuple[Vocabulary, bool]:
-    """(vocabulary, keep the init head?) by precedence: --vocab file, the init's CTC vocab, the labels."""
+    """(vocabulary, keep the init head?) by precedence: --vocab file (the init head kept when it holds the init's
+    tokens), the init's CTC vocab, the labels."""
     if cfg.vocab:  # a vocabulary of the labels it is given for
-        return Vocabulary.from_json(cfg.vocab, kind=cfg.labels), False
+        vocab = Vocabulary.from_json(cfg.vocab, kind=cfg.labels)
+        return vocab, _serves_init_head(cfg, init, vocab)
     if init.vocab_tokens and not cfg.new_head:
         if init.labels and init.labels != cfg.labels:
             raise XlsrError(f"{init.source}: its vocabulary is for {init.labels} but --labels is "
@@ -95,13 +134,32 @@ def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, Seq
     return build_vocabulary(train, cfg.labels), False
 
 
+def _serves_init_head(cfg: FinetuneConfig, init: InitModel, vocab: Vocabulary) -> bool:
+    """Whether the --init CTC head is kept for a --vocab file: the file holds the init's tokens in their order (and
+    no --new-head). Otherwise a new head is made, and the log says so."""
+    if not init.vocab_tokens:
+        return False  # no head to keep
+    if cfg.new_head:
+        log.info("%s: --new-head: a new CTC head is made for %s", init.source, cfg.vocab)
+        return False
+    if list(init.vocab_tokens) == vocab.tokens and (not init.labels or init.labels == cfg.labels):
+        return True
+    log.warning("%s: its tokens are not those of %s (in their order, for %s): a new CTC head is made",
+                cfg.vocab, init.source, init.labels or cfg.labels)
+    return False
+
+
 def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence], *, source: str,
-              keep_head: bool) -> None:
-    """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts."""
+              keep_head: bool) -> dict[str, dict[str, int]]:
+    """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts; returns them
+    per manifest. A label that writes a reserved token is an error."""
+    found = {}
     for path, utts in train.items():
+        check_reserved(path, utts, cfg.labels)
         report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
         if not report:
             continue
+        found[path] = report
         message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
                    f"({format_counts(report, limit=8)})")
         if cfg.oov == "error":
@@ -109,4 +167,29 @@ def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence]
                 "; use oov=unk to map them to <unk>"
             raise XlsrError(message + hint)
         log.warning("%s; mapped to <unk>", message)
+    return found
+
+
+def check_dev_labels(cfg: FinetuneConfig, vocab: Vocabulary, dev: dict[str, Sequence]) -> dict[str, dict[str, int]]:
+    """Dev labels against the vocabulary: a reserved token is an error; symbols outside it a warning with counts
+    (they are scored as `<unk>`), returned per manifest."""
+    found = {}
+    for path, utts in dev.items():
+        check_reserved(path, utts, cfg.labels)
+        report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
+        if report:
+            log.warning("%s: %d dev label symbols are not in the vocabulary (%s); they are scored as <unk>",
+                        path, sum(report.values()), format_counts(report, limit=8))
+            found[path] = report
+    return found
+
+
+def check_reserved(path: str, utts: Sequence, labels: str) -> None:
+    """XlsrError naming the manifest line whose label writes `<blank>` or `<unk>` as a symbol."""
+    found = reserved_symbol(utts, labels)
+    if found is not None:
+        row, symbol = found
+        where = utts.where(row) if hasattr(utts, "where") else path
+        raise XlsrError(f"{where}: the {LABEL_FIELD[labels]!r} label writes {symbol!r}, a token the vocabulary "
+                        f"reserves (it would enter the CTC target as that token); remove it from the labels")
 
