@@ -53,6 +53,21 @@ def test_pretrain_crops_to_shortest_caps_and_skips_short(tmp_path):
     assert loader.files_in_epoch() == 6
 
 
+def test_pretrain_max_utterances_caps_each_batch():
+    utts = [Utterance(audio=f"/nonexistent/{i}.wav", num_samples=80_000, lang="xx", id=str(i)) for i in range(200)]
+    kwargs = dict(max_tokens=1_200_000, min_sample_size=32_000, max_sample_size=320_000, seed=3)
+    plans = {}
+    for cap in (None, 4):
+        loader = pretrain_loader(utts, **kwargs, max_utterances=cap)
+        loader.set_epoch(0)
+        plans[cap] = [p.indices for p in loader.plans()]
+    assert {len(p) for p in plans[None]} >= {15}  # 5 s crops: max_tokens alone takes 15 per batch
+    assert max(len(p) for p in plans[4]) == 4  # fairseq's dataset.batch_size on top of max_tokens
+    assert sorted(i for p in plans[4] for i in p) == sorted(i for p in plans[None] for i in p)
+    with pytest.raises(XlsrError, match="max_utterances: must be at least 1"):
+        pretrain_loader(utts, **kwargs, max_utterances=0)
+
+
 def test_pretrain_is_deterministic_and_resumes_exactly(tmp_path, corpus):
     utts = read_split(corpus[0], "train")
     kwargs = dict(max_tokens=60000, min_sample_size=4000, max_sample_size=24000, alpha=0.5, seed=7)

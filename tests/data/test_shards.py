@@ -224,6 +224,16 @@ def test_resume_starts_each_language_at_its_first_unfinished_shard(corpus, monke
     assert [p.batch.ids for p, _ in zip(again.batches(), range(6)) if p.batch is not None] == a
 
 
+def test_the_stream_caps_utterances_per_batch_as_the_manifest_loader(corpus):
+    _, out = corpus
+    free = shard_pretrain_loader(out, max_tokens=40_000, min_sample_size=1, max_sample_size=4000, shuffle_buffer=4)
+    capped = shard_pretrain_loader(out, max_tokens=40_000, min_sample_size=1, max_sample_size=4000,
+                                   shuffle_buffer=4, max_utterances=2)
+    assert max(len(b.waveforms) for _, b in zip(range(6), free)) > 2
+    assert max(len(b.waveforms) for _, b in zip(range(6), capped)) == 2
+    assert capped.epoch_batches > free.epoch_batches  # an epoch still covers the split
+
+
 def test_loader_state_round_trip_continues_the_streams(corpus):
     _, out = corpus
     loader = shard_pretrain_loader(out, max_tokens=40_000, min_sample_size=1, max_sample_size=16000, num_workers=2,
@@ -511,7 +521,7 @@ def test_cli_shards_a_corpus_and_pretrains_from_it(corpus, tmp_path, capsys):
             "--min-sample-size", "4000", "--max-sample-size", "8000", "--num-workers", "2", "--shuffle-buffer", "8",
             "--progress", "false", "--tensorboard", "false", "--device", "cpu", "--save-every", "1", "--log-every", "1"]
     args += [f"--model.{k}={json.dumps(v)}" for k, v in model.items()]
-    assert main(args) == 0
+    assert main([*args, "--max-utterances", "2"]) == 0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["update"] for r in log if r.get("split") == "train"] == [1, 2]
     assert {r["split"] for r in log} >= {"valid_aa", "valid_bb"}

@@ -50,6 +50,10 @@ def test_unknown_preset_and_keys(tmp_path):
         Wav2Vec2Config(extractor_mode="batch_norm")
     with pytest.raises(XlsrError, match="num_heads"):
         Wav2Vec2Config(hidden_size=100, num_heads=12)
+    for decay in (1.5, 0.0):  # above 1 the temperature grows each update (overflowing at update ~2000)
+        with pytest.raises(XlsrError, match=r"latent_temp=.*decay per update \(third value\) must be in \(0, 1\]"):
+            Wav2Vec2Config(latent_temp=(2.0, 0.5, decay))
+    assert Wav2Vec2Config(latent_temp=(0.5, 0.5, 1.0)).latent_temp == (0.5, 0.5, 1.0)  # a constant temperature
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(XlsrError, match="bad.json"):
         Wav2Vec2Config.from_json(tmp_path / "bad.json")

@@ -63,6 +63,14 @@ def test_stop_and_resume_ends_identical_to_straight_run(data, tmp_path, monkeypa
     assert (tmp_path / "straight" / "checkpoints" / "best" / "model.safetensors").is_file()
     saved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
     assert saved["model"]["hidden_size"] == 32 and saved["max_updates"] == 4
+    # the loss and its terms in one unit (bits per masked frame), and each record's code perplexity ceiling
+    model = pretrain_mod.resolve_model_config(_cfg(data, tmp_path / "straight"))
+    codebook = model.num_codevector_groups * model.num_codevectors_per_group
+    for r in records:
+        if r.get("split") in ("train", "valid"):
+            penalty = r["feature_penalty"] if model.feature_penalty_weight else 0.0
+            assert r["loss"] == pytest.approx(r["contrastive_loss"] + r["diversity_loss"] + penalty, rel=1e-6)
+            assert 0 < r["code_perplexity"] <= r["code_perplexity_max"] <= codebook
 
 
 def test_init_loads_weights_and_keeps_the_temperature_schedule(data, tmp_path):
@@ -95,6 +103,9 @@ def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
         (["--data", data, "--out", run, "--preset", "huge"], "unknown preset 'huge'"),
         (["--data", data, "--out", run, "--model.mask_prob", "x"], "model.mask_prob"),
         (["--data", data, "--out", run, "--recipe", "nope"], "--recipe nope: no such pretrain recipe"),
+        (["--data", data, "--out", run, "--adam-betas", "0.9,1.5"], "adam_betas: each must be in [0, 1)"),
+        (["--data", data, "--out", run, "--adam-eps", -1], "adam_eps: must be at least 0"),
+        (["--data", data, "--out", run, "--model.latent-temp", "2,0.5,1.5"], "latent_temp"),
     ]
     for args, words in cases:
         assert _cli(*common, *args) == 2

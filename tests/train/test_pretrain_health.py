@@ -2,7 +2,11 @@
 
 import math
 
-from xlsr.train.pretrain_health import pretrain_health_warnings
+import pytest
+
+from xlsr.train.monitor import accumulate_logs
+from xlsr.train.pretrain import PretrainTask
+from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 
 
 def test_health_warnings():
@@ -17,6 +21,52 @@ def test_health_warnings():
     assert pretrain_health_warnings({"code_perplexity": 30.0, "sample_size": 40}, **kw) == []
     # no warnings in the first updates
     assert pretrain_health_warnings({"code_perplexity": 1.0}, **{**kw, "update": 10}) == []
+
+
+def _update_log(micro_logs: list[dict]) -> dict:
+    """One update's train log from its micro-batches' logs, summed and averaged as the Trainer does."""
+    acc = {}
+    for logs in micro_logs:
+        accumulate_logs(acc, logs, logs["sample_size"], PretrainTask.summed_logs)
+    size = sum(logs["sample_size"] for logs in micro_logs)
+    return {k: v if k in PretrainTask.summed_logs else v / size for k, v in acc.items()}
+
+
+def test_codebook_ceiling_is_that_of_each_micro_batch_not_of_the_summed_frames():
+    # update_freq 16 micro-batches of 20 masked frames (one 1 s crop each): each can show at most G·20 = 40 codes
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=500)
+    ceiling = code_perplexity_ceiling(2, 320, 20)
+    assert ceiling == 40
+
+    def update(ppl):
+        return _update_log([{"sample_size": 20.0, "code_perplexity": ppl, "code_perplexity_max": ceiling}] * 16)
+
+    healthy = update(38.0)
+    assert healthy["sample_size"] == 320 and healthy["code_perplexity_max"] == pytest.approx(40)
+    assert pretrain_health_warnings(healthy, **kw) == []  # 38 of 40, not of G·min(V, 320) = 640
+    assert [k for k, _ in pretrain_health_warnings(update(3.0), **kw)] == ["codebook_collapse"]
+    # micro-batches of unequal size: the frame-weighted mean of their ceilings, as code_perplexity is averaged
+    mixed = _update_log([{"sample_size": n, "code_perplexity": 0.9 * code_perplexity_ceiling(2, 320, n),
+                          "code_perplexity_max": code_perplexity_ceiling(2, 320, n)} for n in (20.0, 600.0)])
+    assert mixed["code_perplexity"] == pytest.approx(0.9 * mixed["code_perplexity_max"])
+
+
+def test_neg_is_pos_limit_follows_the_codebook_size():
+    # the release curve of the tiny demo (docs/pretrain_recipe.md): G·V = 2·16, K = 20; healthy all along
+    kw = dict(num_groups=2, num_codevectors_per_group=16, num_negatives=20, stuck_after=533)
+    for update, acc, loss, ppl, nip in ((300, 0.321, 3.297, 27.4, 0.042), (400, 0.358, 3.085, 26.4, 0.053),
+                                        (800, 0.450, 2.615, 27.3, 0.044)):
+        logs = {"accuracy": acc, "contrastive_loss": loss, "code_perplexity": ppl, "neg_is_pos": nip,
+                "sample_size": 5000.0}
+        assert pretrain_health_warnings(logs, update=update, **kw) == [], update
+    # its trials whose codebook shrank (F: 7.1 of 32 codes) or collapsed (E: one code per group) still warn
+    for ppl, nip in ((7.1, 0.23), (2.0, 1.0)):
+        logs = {"code_perplexity": ppl, "neg_is_pos": nip, "sample_size": 5000.0}
+        assert "neg_is_pos" in [k for k, _ in pretrain_health_warnings(logs, update=225, **kw)]
+    # V = 320: the limit stays 5%
+    big = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=2000)
+    assert [k for k, _ in pretrain_health_warnings({"neg_is_pos": 0.053}, **big)] == ["neg_is_pos"]
+    assert pretrain_health_warnings({"neg_is_pos": 0.049}, **big) == []
 
 
 def test_feature_collapse_against_the_value_at_initialisation():

@@ -10,6 +10,7 @@ from xlsr.train.recipes import recipe_path
 FAIRSEQ = {
     "wav2vec2-base": dict(
         max_updates=400_000, lr=5e-4, warmup_updates=32_000, batch=64 * 1_400_000, max_sample_size=250_000,
+        max_utterances=None,  # no dataset.batch_size
         model=dict(extractor_mode="group_norm", conv_bias=False, layer_norm_first=False, hidden_size=768,
                    num_layers=12, ffn_dim=3072, num_heads=12, final_dim=256, latent_temp=(2.0, 0.5, 0.999995),
                    layerdrop=0.05, dropout_input=0.1, dropout_features=0.1, dropout=0.1, attention_dropout=0.1,
@@ -17,6 +18,7 @@ FAIRSEQ = {
                    normalize_waveform=False)),
     "wav2vec2-large-lv60": dict(
         max_updates=1_000_000, lr=5e-3, warmup_updates=32_000, batch=128 * 1_200_000, max_sample_size=320_000,
+        max_utterances=4,  # dataset.batch_size: 4
         model=dict(extractor_mode="layer_norm", conv_bias=True, layer_norm_first=True, hidden_size=1024,
                    num_layers=24, ffn_dim=4096, num_heads=16, final_dim=768, latent_temp=(2.0, 0.1, 0.999995),
                    layerdrop=0.0, dropout_input=0.0, dropout_features=0.0, dropout=0.0, attention_dropout=0.0,
@@ -33,6 +35,7 @@ def test_gpu_pretraining_recipe_is_fairseqs(name):
         (want["max_updates"], want["lr"], "polynomial", want["warmup_updates"], 0.0, 1.0)
     assert cfg.max_tokens * cfg.update_freq == want["batch"]  # the effective batch, in one process
     assert (cfg.max_sample_size, cfg.min_sample_size) == (want["max_sample_size"], 32_000)
+    assert cfg.max_utterances == want["max_utterances"]
     assert (tuple(cfg.adam_betas), cfg.adam_eps, cfg.weight_decay, cfg.clip_norm) == ((0.9, 0.98), 1e-6, 0.01, 0.0)
     model = resolve_model_config(cfg)
     for key, value in want["model"].items():

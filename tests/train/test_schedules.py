@@ -25,6 +25,20 @@ def test_polynomial_warmup_then_linear_decay():
     assert polynomial_decay_lr(60, **kw, power=2.0) == pytest.approx(1e-3 * 0.25)
 
 
+def test_polynomial_warmup_runs_one_update_ahead_of_fairseqs():
+    """fairseq 0.12.2's trainer calls step_update(0) before its first step and step_update(n) after update n, with
+    PolynomialDecayLRSchedule's rate n / W · peak during the warmup: its update u (from 0) runs at u / W."""
+    W, T = 4, 10
+
+    def fairseq(u):  # the rate fairseq's optimizer step of update u runs at
+        return u / W if u <= W else 1 - (u - W) / (T - W)
+
+    ours = [polynomial_decay_lr(u, peak_lr=1.0, warmup_updates=W, total_updates=T) for u in range(T)]
+    assert ours[:W] == pytest.approx([fairseq(u + 1) for u in range(W)])  # one update ahead
+    assert fairseq(0) == 0.0  # fairseq's first step moves Adam's moments, not the weights
+    assert ours[W:] == pytest.approx([fairseq(u) for u in range(W, T)])  # the same from the peak's update W on
+
+
 def test_tri_stage_phases_and_exponential_decay():
     kw = dict(peak_lr=1e-3, total_updates=100, phase_ratio=(0.1, 0.4, 0.5), init_lr_scale=0.01,
               final_lr_scale=0.05)

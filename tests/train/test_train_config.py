@@ -73,14 +73,23 @@ def test_bad_keys_and_values_are_one_line_errors(overrides, words):
     ({"max_bad_share": "2"}, "max_bad_share: must be between 0 and 1, got 2"),
     ({"max_tokens": "0"}, "max_tokens: must be at least 1, got 0"),
     ({"seed": "-1"}, "seed: must be at least 0, got -1"),
+    ({"max_utterances": "0"}, "max_utterances: must be at least 1, got 0"),
+    # Adam's and the schedule's settings: torch would refuse the first two only after the run folder is written,
+    # and the others make the rate climb (lr_power -1: 184 at the last update of a 400k run)
+    ({"adam_betas": "0.9,1.5"}, r"adam_betas: each must be in \[0, 1\), got 0.9, 1.5"),
+    ({"adam_eps": "-1"}, "adam_eps: must be at least 0, got -1"),
+    ({"weight_decay": "-0.5"}, "weight_decay: must be at least 0, got -0.5"),
+    ({"lr_power": "-1"}, "lr_power: must be positive, got -1"),
+    ({"lr_power": "0"}, "lr_power: must be positive, got 0"),
+    ({"warmup_updates": "-5"}, "warmup_updates: must be at least 0, got -5"),
 ])
 def test_training_settings_out_of_range_are_one_line_naming_the_setting(settings, words):
     from xlsr.train.finetune_config import FinetuneConfig
     from xlsr.train.pretrain import PretrainConfig
 
     for cls in (PretrainConfig, FinetuneConfig):
-        if cls is FinetuneConfig and "epoch_size" in settings:
-            continue  # fine-tuning has no epoch size
+        if cls is FinetuneConfig and ("epoch_size" in settings or "max_utterances" in settings):
+            continue  # fine-tuning has neither an epoch size nor an utterance cap
         with pytest.raises(XlsrError, match=words):
             load_config(cls, None, settings)
 

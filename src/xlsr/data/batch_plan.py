@@ -27,19 +27,21 @@ class BatchPlan:
 
 
 def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
-                 max_sample_size: int | None = None) -> list[list[int]]:
+                 max_sample_size: int | None = None, max_utterances: int | None = None) -> list[list[int]]:
     """Greedy length-sorted packing of `order` (indices into `lengths`) under `max_tokens` per batch.
 
     With `crop_to_shortest` a batch costs B × min(shortest, max_sample_size) (pretraining); otherwise
-    B × longest (padding). Ties keep the order of `order`, so shuffle it first for random ties.
+    B × longest (padding). `max_utterances` (None: no cap) also ends a batch at that many utterances, as
+    fairseq's dataset.batch_size does on top of max_tokens. Ties keep the order of `order`, so shuffle it first
+    for random ties.
     """
     ranked, bounds = pack_spans(lengths, order, max_tokens, crop_to_shortest=crop_to_shortest,
-                                max_sample_size=max_sample_size)
+                                max_sample_size=max_sample_size, max_utterances=max_utterances)
     return [ranked[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def pack_spans(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
-               max_sample_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               max_sample_size: int | None = None, max_utterances: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`pack_batches` as arrays: `order` ranked by cost, and bounds so that batch b is ranked[bounds[b]:bounds[b+1]]."""
     cost_len = np.minimum(lengths, max_sample_size) if max_sample_size else np.asarray(lengths)
     # Pretraining packs longest-first (each new one is the crop), fine-tuning shortest-first (each new
@@ -50,6 +52,8 @@ def pack_spans(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_
     bounds, start, window = [0], 0, 64
     while start < len(cost):
         end = _batch_end(cost, start, window, max_tokens)
+        if max_utterances:
+            end = min(end, start + max_utterances)
         window = 2 * (end - start) + 2  # the next batch is about as long: one look ahead is mostly enough
         bounds.append(end)
         start = end

@@ -259,10 +259,12 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
                     max_sample_size: int = 320000, alpha: float = 0.5, seed: int = 0, rank: int = 0,
                     world_size: int = 1, num_workers: int = 0, normalize: bool = False,
                     max_bad_share: float = 0.05, epoch_size: int | None = None,
-                    prefetch_factor: int = 2, augment: AugmentSpec | None = None) -> BatchLoader:
+                    prefetch_factor: int = 2, augment: AugmentSpec | None = None,
+                    max_utterances: int | None = None) -> BatchLoader:
     """Pretraining batches: α-resampled languages, crops to the batch's shortest (≤ max_sample_size).
 
-    Utterances shorter than `min_sample_size` samples are skipped. `max_tokens` bounds B × crop length.
+    Utterances shorter than `min_sample_size` samples are skipped. `max_tokens` bounds B × crop length, and
+    `max_utterances` (None: no cap) bounds B (fairseq's dataset.batch_size).
     `augment`: acoustic effects applied on the fly (module docstring); an upsampled utterance drawn twice in
     an epoch gets its own effects each time.
     """
@@ -270,6 +272,8 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     augment = augment if augment is not None and augment.enabled else None
     if max_sample_size and max_sample_size > max_tokens:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
+    if max_utterances is not None and max_utterances < 1:
+        raise XlsrError(f"max_utterances: must be at least 1 (or None: no cap), got {max_utterances}")
     utts = as_index(utts)
     kept = _selected(utts, utts.num_samples >= min_sample_size)
     if len(kept) < len(utts):
@@ -287,7 +291,7 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
         slot_lengths = lengths[order] if augment is None else \
             np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
         slots, bounds = pack_spans(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
-                                   max_sample_size=max_sample_size)
+                                   max_sample_size=max_sample_size, max_utterances=max_utterances)
         members = order[slots]
         perm = np.random.default_rng([seed, epoch, 1]).permutation(len(bounds) - 1)
         plans = [BatchPlan(tuple(members[bounds[b]:bounds[b + 1]].tolist()), (seed, epoch, int(b)),

@@ -164,12 +164,16 @@ def _open_split(root: str | Path, split: str, langs: list[str] | None) -> tuple[
     return index, shards
 
 
-def _epoch_batches(shards: list, max_tokens: int, cap: int | None, world_size: int, epoch_size: int | None) -> int:
-    """Batches per rank in an epoch: the split's audio (each utterance at most `cap`) at max_tokens per batch."""
+def _epoch_batches(shards: list, max_tokens: int, cap: int | None, world_size: int, epoch_size: int | None,
+                   max_utterances: int | None = None) -> int:
+    """Batches per rank in an epoch: the split's audio (each utterance at most `cap`) at max_tokens per batch, or
+    its utterances at `max_utterances` per batch where that needs more batches."""
     utts = sum(s.utterances for s in shards)
     mean = sum(s.num_samples for s in shards) / max(utts, 1)
     per_utt = min(mean, cap) if cap else mean
     total = (epoch_size or utts) * per_utt / max_tokens
+    if max_utterances:
+        total = max(total, (epoch_size or utts) / max_utterances)
     return max(1, math.ceil(total / world_size))
 
 
@@ -179,21 +183,23 @@ def _training_loader(root: str | Path, split: str, langs: list[str] | None, *, r
     spec = StreamSpec(index.root, tuple(shards), **spec_fields)
     cap = spec.max_sample_size if spec.pretrain else None  # pretraining crops; fine-tuning pads whole utterances
     return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
-                       epoch_batches=_epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size))
+                       epoch_batches=_epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size,
+                                                    spec.max_utterances))
 
 
 def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list[str] | None = None,
                           max_tokens: int, min_sample_size: int = 32000, max_sample_size: int = 320000,
                           alpha: float = 0.5, seed: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
                           normalize: bool = False, max_bad_share: float = 0.05, epoch_size: int | None = None,
-                          shuffle_buffer: int = 1000) -> ShardLoader:
+                          shuffle_buffer: int = 1000, max_utterances: int | None = None) -> ShardLoader:
     """Pretraining batches streamed from SHARDS/<split> (module docstring of data/shard_stream.py)."""
     if max_sample_size and max_sample_size > max_tokens:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
     return _training_loader(root, split, langs, rank=rank, world_size=world_size, num_workers=num_workers,
                             max_bad_share=max_bad_share, epoch_size=epoch_size, max_tokens=max_tokens, alpha=alpha,
                             seed=seed, pretrain=True, min_sample_size=min_sample_size,
-                            max_sample_size=max_sample_size, normalize=normalize, shuffle_buffer=shuffle_buffer)
+                            max_sample_size=max_sample_size, normalize=normalize, shuffle_buffer=shuffle_buffer,
+                            max_utterances=max_utterances)
 
 
 def shard_finetune_loader(root: str | Path, split: str, labeler: Labeler, *, max_tokens: int,

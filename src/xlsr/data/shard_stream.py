@@ -69,6 +69,7 @@ class StreamSpec:
     pretrain: bool = True  # crop to the shortest (PretrainBatch); else pad with labels (FinetuneBatch)
     min_sample_size: int = 0  # shorter utterances are dropped (pretraining)
     max_sample_size: int | None = None  # pretraining: crop cap; fine-tuning: longer utterances are dropped
+    max_utterances: int | None = None  # most utterances per batch (fairseq's dataset.batch_size); None: any
     normalize: bool = False
     labeler: Labeler | None = None  # fine-tuning
     shuffle_buffer: int = 1000
@@ -300,7 +301,8 @@ class ConsumerStream:
         spec = self.spec
         lengths = np.array([it.sample.meta["num_samples"] for it in window])
         groups = pack_batches(lengths, np.arange(len(window)), spec.max_tokens, crop_to_shortest=spec.pretrain,
-                              max_sample_size=spec.max_sample_size if spec.pretrain else None)
+                              max_sample_size=spec.max_sample_size if spec.pretrain else None,
+                              max_utterances=spec.max_utterances)
         if spec.passes is None:
             groups = [groups[g] for g in self.rng.permutation(len(groups))]
         for group in groups:

@@ -120,6 +120,8 @@ class Wav2Vec2Config:
             raise bad("feature_grad_mult", "must be >= 0")
         if len(self.latent_temp) != 3 or not 0 < self.latent_temp[1] <= self.latent_temp[0]:
             raise bad("latent_temp", "must be (max, min, decay) with 0 < min <= max")
+        if not 0 < self.latent_temp[2] <= 1:  # above 1 the temperature would grow each update, to overflow
+            raise bad("latent_temp", "the decay per update (third value) must be in (0, 1]")
         if self.logit_temp <= 0:
             raise bad("logit_temp", "must be > 0")
 

@@ -44,7 +44,7 @@ from xlsr.train.feature_monitor import (
     FrameSample,
     feature_health_logs,
 )
-from xlsr.train.pretrain_health import pretrain_health_warnings
+from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.release_memory import release_memory
 from xlsr.train.schedules import gumbel_temperature
@@ -67,6 +67,7 @@ class PretrainConfig(TrainerConfig):
     train_split: str = "train"
     valid_split: str = "dev"  # the synth corpus and importers write train/dev/test
     max_tokens: int = 1_400_000  # audio samples per batch (B × crop)
+    max_utterances: int | None = None  # most utterances per batch (fairseq's dataset.batch_size); None: any
     min_sample_size: int = 32_000  # skip utterances shorter than this (2 s)
     max_sample_size: int = 250_000  # crop length cap (15.6 s)
     crop_multiple: int = 0  # >0: crop lengths rounded down to a multiple (few shapes for torch.compile)
@@ -89,7 +90,7 @@ class PretrainConfig(TrainerConfig):
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
         check_at_least(self, max_tokens=1, min_sample_size=0, max_sample_size=RECEPTIVE_FIELD_SAMPLES, epoch_size=1,
-                       num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1)
+                       num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1, max_utterances=1)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
         if self.feature_health_frames < 0 or self.feature_health_frames == 1:
@@ -167,13 +168,14 @@ class PretrainTask(Task):
                 min_sample_size=cfg.min_sample_size, max_sample_size=cfg.max_sample_size, alpha=cfg.alpha,
                 seed=cfg.seed, rank=info.rank, world_size=info.world_size, num_workers=cfg.num_workers,
                 normalize=self.normalize, max_bad_share=cfg.max_bad_share, epoch_size=cfg.epoch_size,
-                shuffle_buffer=cfg.shuffle_buffer)
+                shuffle_buffer=cfg.shuffle_buffer, max_utterances=cfg.max_utterances)
         else:
             self.loader = pretrain_loader(
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
-            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment))
+            epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
+            max_utterances=cfg.max_utterances)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
@@ -217,7 +219,7 @@ class PretrainTask(Task):
     def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         batch = self._crop(batch)
         out = model(batch.waveforms, batch.lengths, generator=self.generator)
-        return out.loss, _logs(out, batch)
+        return out.loss, _logs(out, batch, self.model_cfg)
 
     def valid_sets(self) -> dict:
         if not self.has_valid:
@@ -226,13 +228,14 @@ class PretrainTask(Task):
         sets = {} if self.shards is None else shard_valid_loaders(
             self.cfg.data, self.cfg.valid_split, self.cfg.langs, max_tokens=self.cfg.max_tokens,
             min_sample_size=self.cfg.min_sample_size, max_sample_size=self.cfg.max_sample_size, seed=self.cfg.seed,
-            normalize=self.normalize)
+            normalize=self.normalize, max_utterances=self.cfg.max_utterances)
         for lang, utts in self.valid_utts.by_language().items():  # empty for a shard folder
             try:
                 loader = pretrain_loader(utts, max_tokens=self.cfg.max_tokens,
                                          min_sample_size=self.cfg.min_sample_size,
                                          max_sample_size=self.cfg.max_sample_size, alpha=1.0, seed=self.cfg.seed,
-                                         num_workers=0, normalize=self.normalize)
+                                         num_workers=0, normalize=self.normalize,
+                                         max_utterances=self.cfg.max_utterances)
             except XlsrError:
                 continue  # every utterance of this language is too short
             batches = iter(loader)
@@ -248,7 +251,7 @@ class PretrainTask(Task):
     def valid_step(self, model: nn.Module, batch) -> dict:
         batch = self._crop(batch)
         out = model(batch.waveforms, batch.lengths, generator=self.valid_generator)
-        logs = _logs(out, batch)
+        logs = _logs(out, batch, self.model_cfg)
         logs["loss"] = float(out.loss) / logs["sample_size"] / math.log(2)
         lang = batch.langs[0]  # a validation set is one language
         if self.health is not None and self.health.wants(lang):
@@ -308,8 +311,11 @@ class PretrainTask(Task):
         self.last_probe = state.get("last_probe")
 
 
-def _logs(out, batch) -> dict:
-    """Per-frame values in fairseq's units: losses in bits per masked frame, perplexities, shares."""
+def _logs(out, batch, model_cfg: Wav2Vec2Config) -> dict:
+    """Per-frame values in fairseq's units: the loss and its terms in bits per masked frame (loss = contrastive_loss
+    + diversity_loss, + feature_penalty when its weight is not 0; fairseq's loss_0, loss_1, loss_2), perplexities,
+    shares, and code_perplexity_max: the most code_perplexity this batch's masked frames can show (the health check's
+    ceiling; the Trainer averages both alike over micro-batches and updates, while it sums sample_size)."""
     n = float(out.num_masked)
     ln2 = math.log(2)
     return {
@@ -317,10 +323,12 @@ def _logs(out, batch) -> dict:
         "utterances": float(batch.waveforms.shape[0]),
         "loss": float(out.loss.detach()) / n / ln2,
         "contrastive_loss": float(out.contrastive_loss.detach()) / n / ln2,
-        "diversity_loss": float(out.diversity_loss.detach()) / n,
-        "feature_penalty": float(out.feature_penalty.detach()) / n if out.feature_penalty.dim() == 0 else 0.0,
+        "diversity_loss": float(out.diversity_loss.detach()) / n / ln2,
+        "feature_penalty": float(out.feature_penalty.detach()) / n / ln2 if out.feature_penalty.dim() == 0 else 0.0,
         "accuracy": float(out.accuracy),
         "code_perplexity": float(out.code_perplexity),
+        "code_perplexity_max": code_perplexity_ceiling(model_cfg.num_codevector_groups,
+                                                       model_cfg.num_codevectors_per_group, n),
         "prob_perplexity": float(out.prob_perplexity),
         "neg_is_pos": float(out.neg_is_pos),
     }

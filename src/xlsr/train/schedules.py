@@ -13,8 +13,14 @@ def polynomial_decay_lr(update: int, *, peak_lr: float, warmup_updates: int, tot
                         end_lr: float = 0.0, power: float = 1.0) -> float:
     """Linear warmup to `peak_lr`, then polynomial decay to `end_lr` at `total_updates`.
 
-    `update` counts the updates already done; the first one runs at peak_lr / warmup_updates (as in fairseq,
-    so no step is wasted at lr 0). power=1 is wav2vec 2.0's "warmup then linear decay".
+    `update` counts the updates already done: update u (from 0) of the warmup runs at (u + 1) / warmup_updates of
+    peak_lr, and update warmup_updates - 1 at the peak. power=1 is wav2vec 2.0's "warmup then linear decay".
+
+    During the warmup this runs one update ahead of fairseq; from update warmup_updates on the two agree. fairseq's
+    trainer sets the rate for update 0 before its first step (step_update(0): lr 0) and reaches the peak at its update
+    warmup_updates. Its first step thus feeds the first gradient into Adam's moments but leaves the weights where
+    they are; ours moves the weights from the first step on, by 1 / warmup_updates of the peak. The offset is kept:
+    every documented run used it.
     """
     if warmup_updates > 0 and update < warmup_updates:
         return peak_lr * (update + 1) / warmup_updates

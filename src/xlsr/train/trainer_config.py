@@ -68,6 +68,16 @@ class TrainerConfig:
             raise XlsrError(f"min_loss_scale: must be positive, got {self.min_loss_scale:g}")
         if self.lr < 0 or self.clip_norm < 0:
             raise XlsrError(f"lr and clip_norm: must not be negative, got lr={self.lr:g}, clip_norm={self.clip_norm:g}")
+        self._check_optimizer()
+
+    def _check_optimizer(self) -> None:
+        """Adam's and the schedule's settings, checked here: torch would refuse them only after the run folder is
+        written, and a negative power or warmup would make a schedule climb instead of decay."""
+        check_at_least(self, warmup_updates=0, adam_eps=0, weight_decay=0)
+        if not all(0.0 <= b < 1.0 for b in self.adam_betas):
+            raise XlsrError(f"adam_betas: each must be in [0, 1), got {', '.join(f'{b:g}' for b in self.adam_betas)}")
+        if not self.lr_power > 0:
+            raise XlsrError(f"lr_power: must be positive, got {self.lr_power:g}")
 
     def trainer_config(self) -> TrainerConfig:
         """These settings alone, as a plain TrainerConfig (what a task's configuration hands the Trainer)."""
