@@ -416,3 +416,51 @@ def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
     with pytest.raises(XlsrError, match="missing"):
         finetune_inits(replace(settings, finetune_workers=2), {"multilingual": tmp_path / "missing"}, corpus,
                        tmp_path / "bad")
+
+
+def _sigint_at_first_step(monkeypatch, task_cls):
+    """The user presses Ctrl-C once, during the first training step of a `task_cls` run (the trainer then saves and
+    returns normally, as it does for the real key press)."""
+    import os
+    import signal
+
+    step = task_cls.train_step
+    calls = []
+
+    def interrupted(self, model, batch):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, model, batch)
+
+    monkeypatch.setattr(task_cls, "train_step", interrupted)
+
+
+def test_ctrl_c_during_fine_tuning_stops_the_demo_with_130_and_no_report(tmp_path, monkeypatch, capsys):
+    """A fine-tuning run stopped by Ctrl-C/SIGTERM saved and returned: the demo must neither score nor report it."""
+    from xlsr.train.finetune import FinetuneTask
+
+    _sigint_at_first_step(monkeypatch, FinetuneTask)
+    out = tmp_path / "out"
+    code = main(["demo", "--out", str(out), "--quick", "--device", "cpu",
+                 "--released", str(fake_releases(tmp_path / "rel"))])
+    err = capsys.readouterr().err
+    assert code == 130
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("xlsr: interrupted: ") and "fine-tuning run multilingual seed 1" in last
+    assert "stopped before its 3 updates" in last
+    assert not (out / "report.md").exists() and not (out / "demo.json").exists()
+    assert "finetune:" not in (out / DEMO_MARKER).read_text()  # the stage was not logged as done
+
+
+def test_ctrl_c_during_the_live_pretraining_run_is_no_finished_run(tmp_path, monkeypatch):
+    from xlsr.demo.stages import live_pretrain
+    from xlsr.train.pretrain import PretrainTask
+
+    settings = replace(DemoSettings.quick(), device="cpu")
+    synthesize(settings, tmp_path / "corpus", show_progress=False)
+    _sigint_at_first_step(monkeypatch, PretrainTask)
+    with pytest.raises(XlsrError, match="live pretraining run .* stopped before its 3 updates") as err:
+        live_pretrain(settings, tmp_path / "corpus", tmp_path / "run", tmp_path / "curve.png")
+    assert type(err.value).__name__ == "TrainingInterrupted"  # the CLI's exit status 130
+    assert not (tmp_path / "curve.png").exists()

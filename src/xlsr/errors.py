@@ -17,6 +17,11 @@ class CheckpointError(XlsrError):
     """A checkpoint that is missing, truncated, of another format, or inconsistent with its config."""
 
 
+class TrainingInterrupted(XlsrError):
+    """A training run that Ctrl-C or SIGTERM stopped before its max_updates (it saved and can resume), inside a
+    command that goes on to use it (the demo): the CLI exits with status 130, as `xlsr pretrain` does when stopped."""
+
+
 def listing(items: list[str], limit: int = 8) -> str:
     """'a, b, c and N more': at most `limit` items, so that an error message stays one readable line."""
     more = len(items) - limit

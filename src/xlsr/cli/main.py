@@ -4,7 +4,8 @@ Each module in COMMANDS defines `register(subparsers)`, which adds its parser an
 `func=run` with `set_defaults`. `run(args)` calls library functions and returns an exit code.
 A module whose options are costly to build (they import torch) also defines `HELP`: unless it is the
 command being run, it is listed with that line only, so `xlsr --help` and light commands start fast.
-User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback.
+User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback; Ctrl-C, and a
+training run stopped by it or SIGTERM inside a longer command (TrainingInterrupted), exit with 130.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import importlib
 import sys
 
 from xlsr.cli import INTERRUPTED
-from xlsr.errors import XlsrError
+from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.version import __version__
 
 # Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:  # a run stopped by Ctrl-C/SIGTERM inside a longer command: as Ctrl-C
+        print(f"xlsr: interrupted: {exc}", file=sys.stderr)
+        return INTERRUPTED
     except XlsrError as exc:
         print(f"xlsr: error: {exc}", file=sys.stderr)
         return 2

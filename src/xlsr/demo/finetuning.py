@@ -19,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from xlsr.cli import training_status
 from xlsr.config import config_to_dict, load_config
 from xlsr.data.audio import load_audio
 from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
 from xlsr.demo.settings import INITS, DemoSettings
+from xlsr.errors import TrainingInterrupted
 from xlsr.interop.load import load_pretrained, read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
@@ -98,6 +100,7 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     start = time.perf_counter()
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
+    stop_unless_finished(run, settings.finetune_updates, f"fine-tuning run {name} seed {seed}")
     scored = best_checkpoint(run)
     test = evaluate_per(scored, corpus_dir / settings.target / "test.jsonl", settings.device)
     held_out = evaluate_pooled(scored, eval_manifests, settings.device) if eval_manifests else {}
@@ -105,6 +108,14 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
                           dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
                           cnn_passes=sum(c.misses for c in caches.values()) - passes_before,
                           eval_per=held_out.get("per"), eval_counts=held_out.get("counts"))
+
+
+def stop_unless_finished(run_dir: Path, max_updates: int, what: str) -> None:
+    """TrainingInterrupted (the CLI's exit status 130) unless the run's saved trainer state reached `max_updates`:
+    Ctrl-C or SIGTERM makes the trainer save and return normally, and the demo must not score or report that run."""
+    if training_status(run_dir, max_updates) != 0:
+        raise TrainingInterrupted(f"the demo's {what} ({run_dir}) stopped before its {max_updates} updates "
+                                  f"(Ctrl-C or SIGTERM); no report was written (run the demo again to start over)")
 
 
 def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,

@@ -9,6 +9,7 @@ from xlsr.config import load_config
 from xlsr.data.manifest import read_manifest
 from xlsr.data.synth import synthesize_corpus
 from xlsr.data.synth.corpus import SPLITS
+from xlsr.demo.finetuning import stop_unless_finished
 from xlsr.demo.settings import DemoSettings
 from xlsr.rates import SAMPLE_RATE
 from xlsr.train.curves import plot_training_curves
@@ -75,6 +76,7 @@ def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve
                  "warmup_updates": max(1, settings.pretrain_updates // 8), **settings.pretrain_settings}
     cfg = load_config(PretrainConfig, [recipe_path(settings.pretrain_recipe)], overrides)
     pretrain(cfg)
+    stop_unless_finished(run_dir, cfg.max_updates, "live pretraining run")
     plot_training_curves(run_dir, curve_png)
     train = [r for r in read_log(run_dir / "log.jsonl") if r.get("split") == "train"]
     keys = ("update", "loss", "accuracy", "code_perplexity")

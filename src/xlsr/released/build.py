@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from xlsr.data.augment import parse_augment
-from xlsr.errors import XlsrError
+from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
 from xlsr.train.monitor import read_log
 from xlsr.version import __version__
@@ -52,7 +52,7 @@ def run_xlsr(args: list[str], log_file: Path | None = None, threads: int | None 
             code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     where = f" (see {log_file})" if log_file is not None else ""
     if code == 130:  # xlsr.cli.INTERRUPTED: Ctrl-C or SIGTERM stopped training; it saved and can resume
-        raise XlsrError(f"`{command_line(args)}` was interrupted before its max_updates{where}; "
+        raise TrainingInterrupted(f"`{command_line(args)}` was interrupted before its max_updates{where}; "
                         f"run the build again to resume it")
     if code != 0:
         raise XlsrError(f"`{command_line(args)}` failed with exit code {code}{where}")
@@ -294,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         built = recreate_released(args.dest, args.work, names=args.names, quick=args.quick,
                                   machine=machine_settings(args.device, args.precision, args.num_workers, args.probe_data),
                                   synth_workers=args.synth_workers, parallel=args.parallel)
+    except TrainingInterrupted as exc:  # as the stopped `xlsr pretrain`: 130, resumable
+        print(f"release_checkpoints: interrupted: {exc}", file=sys.stderr)
+        return 130
     except XlsrError as exc:
         print(f"release_checkpoints: error: {exc}", file=sys.stderr)
         return 2
