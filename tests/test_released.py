@@ -179,3 +179,97 @@ def test_a_build_whose_pretraining_was_stopped_early_makes_no_release(tmp_path, 
     with pytest.raises(XlsrError, match="stopped at update 118 of 1600"):
         build.build_release(RELEASES[MONO], tmp_path / "dest", tmp_path / "work")
     assert not (tmp_path / "dest" / MONO).exists()
+
+
+def _fake_build_commands(calls):
+    """`run_xlsr` stand-in: each command writes what the build reads next; `calls` gets (command, run/ existed)."""
+    from pathlib import Path
+
+    import yaml
+
+    def fake_xlsr(args, log_file=None, threads=None):
+        out = Path(args[args.index("--out") + 1]) if "--out" in args else Path(args[1])
+        value = {k: args[i + 1] for i, k in enumerate(args[:-1]) if k.startswith("--")}
+        if args[0] == "synth":
+            calls.append(("synth", None))
+            langs = value["--langs"].split(",")
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "synth.json").write_text(json.dumps({
+                "seed": int(value["--seed"]), "utts_per_lang": int(value["--utts-per-lang"]),
+                "languages": {lang: {} for lang in langs}, "augment": value["--augment"], "voices": value["--voices"],
+                "speakers_per_lang": int(value["--speakers-per-lang"]),
+                "summary": {"seconds": {lang: {"train": 60.0} for lang in langs}}}))
+        elif args[0] == "pretrain":
+            calls.append(("pretrain", out.exists()))  # an existing run/ is resumed by `xlsr pretrain`
+            updates = int(value["--max-updates"])
+            (out / "checkpoints" / "last").mkdir(parents=True, exist_ok=True)
+            for name in ("config.json", "model.safetensors"):
+                (out / "checkpoints" / "last" / name).write_text("{}")
+            (out / "config.yaml").write_text(yaml.safe_dump({"max_updates": updates, "alpha": float(value["--alpha"])}))
+            with open(out / "log.jsonl", "a") as f:
+                f.write(json.dumps({"split": "train", "update": updates}) + "\n")
+        elif args[0] == "plot":
+            calls.append(("plot", None))
+            (out / "curves.png").write_bytes(b"png")
+        return 0.0
+
+    return fake_xlsr
+
+
+def test_a_rebuild_with_another_recipe_or_corpus_starts_over(tmp_path, monkeypatch):
+    """WORK/<name> keeps corpus/ and run/ only for the recipe they were made for: a changed corpus or pretraining
+    configuration clears them (the old run must not be resumed); the same recipe again resumes and keeps the corpus."""
+    from dataclasses import replace
+
+    import xlsr.released.build as build
+
+    calls = []
+    monkeypatch.setattr(build, "run_xlsr", _fake_build_commands(calls))
+    work, dest = tmp_path / "work", tmp_path / "dest"
+    first = RELEASES[MULTI].quick()  # es, pt: 6 utterances, 2 updates
+    build.build_release(first, dest, work)
+    assert calls == [("synth", None), ("pretrain", False), ("plot", None)]
+
+    other = replace(first, langs=MULTILINGUAL_LANGS[:3], utts_per_lang=8, max_updates=4)
+    calls.clear()
+    build.build_release(other, dest, work)
+    assert calls == [("synth", None), ("pretrain", False), ("plot", None)]  # not resumed from update 2
+    run = work / MULTI / "run"
+    assert [json.loads(line)["update"] for line in (run / "log.jsonl").read_text().splitlines()] == [4]
+    recorded = json.loads((work / MULTI / build.FINGERPRINT).read_text())
+    assert recorded["corpus"]["langs"] == list(MULTILINGUAL_LANGS[:3]) and recorded["pretrain"]["max_updates"] == 4
+
+    calls.clear()
+    build.build_release(other, dest, work)  # the same recipe again: the corpus kept, the run resumed
+    assert calls == [("pretrain", True), ("plot", None)]
+
+    calls.clear()
+    build.build_release(replace(other, alpha=1.0), dest, work)  # only the pretraining configuration differs
+    assert calls == [("synth", None), ("pretrain", False), ("plot", None)]
+
+    # a work folder from before the fingerprint (none recorded) is not trusted either
+    (work / MULTI / build.FINGERPRINT).unlink()
+    calls.clear()
+    build.build_release(replace(other, alpha=1.0), dest, work)
+    assert calls == [("synth", None), ("pretrain", False), ("plot", None)]
+
+
+@pytest.mark.slow
+def test_a_real_rebuild_with_another_recipe_trains_from_update_0(tmp_path):
+    """The reviewer's case with the real commands: quick es,pt (6 utterances, 2 updates), then three languages,
+    8 utterances, 4 updates into the same work folder: the second run is a fresh one (its log holds update 4 only,
+    not 2 and 4) on the new corpus."""
+    from dataclasses import replace
+
+    from xlsr.released.build import build_release
+    from xlsr.released.verify import verify_release
+    from xlsr.train.monitor import read_log
+
+    first = RELEASES[MULTI].quick()
+    build_release(first, tmp_path / "dest", tmp_path / "work", machine={"device": "cpu"})
+    other = replace(first, langs=MULTILINGUAL_LANGS[:3], utts_per_lang=8, max_updates=4)
+    folder = build_release(other, tmp_path / "dest", tmp_path / "work", machine={"device": "cpu"})
+    run = tmp_path / "work" / MULTI / "run"
+    assert [r["update"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"] == [4]
+    assert json.loads((folder / "recipe.json").read_text())["corpus"]["langs"] == list(MULTILINGUAL_LANGS[:3])
+    assert verify_release(folder, other) == []

@@ -7,12 +7,16 @@ curve, the machine-readable recipe.json and the human-readable RECIPE.md.
 
     python -m xlsr.released.build [--dest src/xlsr/released] [--work release_work] [--device cuda]
 
-Re-running resumes: an existing corpus with the same recipe is kept, `xlsr pretrain` resumes its run.
+Re-running resumes: WORK/<name>/recipe_fingerprint.json records what its corpus/ and run/ were made for (the
+corpus: languages, utterances, seed, synth options; the resolved pretraining configuration but for the machine
+settings). When it matches the recipe, an existing corpus is kept and `xlsr pretrain` resumes its run; when it
+differs or is missing, corpus/ and run/ are cleared first, so a changed recipe never resumes another run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -27,13 +31,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from xlsr.atomic import write_text
 from xlsr.data.augment import parse_augment
 from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
+from xlsr.released.verify import MACHINE_KEYS, expected_pretrain_config
 from xlsr.train.monitor import read_log
 from xlsr.version import __version__
 
 DEFAULT_WORK = "release_work"
+FINGERPRINT = "recipe_fingerprint.json"  # in WORK/<name>/: the recipe its corpus/ and run/ were made for
 
 
 def run_xlsr(args: list[str], log_file: Path | None = None, threads: int | None = None) -> float:
@@ -74,6 +81,43 @@ def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
             and str(parse_augment(data.get("augment", "none"))) == str(parse_augment(RELEASE_SYNTH["augment"]))
             and data.get("voices", "basic") == RELEASE_SYNTH["voices"]
             and data.get("speakers_per_lang") == RELEASE_SYNTH["speakers_per_lang"])
+
+
+def recipe_fingerprint(recipe: ReleaseRecipe) -> dict:
+    """What a build of `recipe` trains on and how: its corpus (languages, utterances, seed, synth options) and its
+    resolved `xlsr pretrain` configuration without the machine settings, with their sha256."""
+    content = {"corpus": {"langs": list(recipe.langs), "utts_per_lang": recipe.utts_per_lang,
+                          "seed": recipe.synth_seed, **RELEASE_SYNTH},
+               "pretrain": {k: v for k, v in expected_pretrain_config(recipe).items() if k not in MACHINE_KEYS}}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return {"sha256": digest, **content}
+
+
+def clear_unless_same_recipe(work: Path, recipe: ReleaseRecipe, log_file: Path | None = None) -> bool:
+    """Keep WORK/<name>/{corpus,run} only when WORK/<name>/recipe_fingerprint.json says they were made for this
+    very recipe; otherwise remove them (another recipe's run must not be resumed, nor its corpus reused) and
+    record this recipe's fingerprint. Returns whether they were kept."""
+    record, wanted = work / FINGERPRINT, recipe_fingerprint(recipe)
+    try:
+        if json.loads(record.read_text()).get("sha256") == wanted["sha256"]:
+            return True
+    except (OSError, ValueError, AttributeError):
+        pass
+    stale = [folder for folder in (work / "corpus", work / "run") if folder.exists()]
+    for folder in stale:
+        shutil.rmtree(folder)
+    if stale:
+        line = (f"{work}: {', '.join(f.name + '/' for f in stale)} made for another recipe or corpus "
+                f"({'no ' + FINGERPRINT if not record.is_file() else FINGERPRINT + ' differs'}); cleared, starting over")
+        if log_file is None:
+            print(line, file=sys.stderr, flush=True)
+        else:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_file, "a") as f:
+                f.write(line + "\n")
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(record, json.dumps(wanted, indent=2, ensure_ascii=False) + "\n")
+    return False
 
 
 def machine_settings(device: str | None, precision: str | None, num_workers: int | None,
@@ -132,6 +176,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
 
     work = Path(work_dir) / recipe.name
     corpus, run = work / "corpus", work / "run"
+    clear_unless_same_recipe(work, recipe, log_file)  # a changed recipe or corpus starts over, never resumes
     staging = work / "release"  # assembled here, then moved into place: a failed build never half-replaces a release
     if staging.exists():
         shutil.rmtree(staging)
