@@ -13,6 +13,7 @@ from xlsr.demo import DEMO_MARKER, MONOLINGUAL, MULTILINGUAL, DemoSettings, prep
 from xlsr.demo.finetuning import shared_protocol
 from xlsr.demo.stages import synthesize
 from xlsr.errors import CheckpointError, XlsrError
+from xlsr.released import MULTILINGUAL_LANGS, TARGET
 from xlsr.train.finetune import FinetuneConfig
 
 
@@ -24,9 +25,10 @@ def fake_releases(root):
     # Not the preset's architecture (as the real releases): the from-scratch baseline must copy it.
     arch = {**Wav2Vec2Config.preset("tiny").to_dict(), "extractor_mode": "group_norm", "conv_bias": False,
             "num_codevectors_per_group": 16}
-    for seed, name in enumerate([MULTILINGUAL, MONOLINGUAL]):
+    for seed, (name, langs) in enumerate([(MULTILINGUAL, MULTILINGUAL_LANGS), (MONOLINGUAL, (TARGET,))]):
         torch.manual_seed(seed)
         save_checkpoint(root / name, Wav2Vec2ForPreTraining(Wav2Vec2Config.from_dict(arch)))
+        (root / name / "recipe.json").write_text(json.dumps({"corpus": {"langs": list(langs)}}))  # as the build's
     return root
 
 
@@ -192,6 +194,8 @@ def test_quick_demo_end_to_end(tmp_path):
     assert "| initialisation | held-out test PER, mean ± sd | per seed | test-split PER |" in report
     assert "![pca](analysis/pca.png)" in report and "Held-out test set: 10 further utterances" in report
     assert "Transformer frozen for the first 2 of 3 updates" in report  # the protocol, stated
+    # the checkpoint's pretraining languages as its recipe.json records them, not the demo's two
+    assert "multilingual checkpoint (its recipe.json): " + ", ".join(MULTILINGUAL_LANGS) + "." in report
     data = json.loads((out / "demo.json").read_text())
     seeds = list(settings.finetune_seeds)
     assert [(r["name"], r["seed"]) for r in data["finetune"]] == \
@@ -283,6 +287,7 @@ def test_full_rebuilds_the_releases_without_a_pretraining_language_as_target(tmp
     assert "es" not in langs and len(langs) == 2  # the quick recipe: the first two of the 14 others
     assert json.loads((mono / "recipe.json").read_text())["corpus"]["langs"] == ["es"]
     assert "es" not in result.settings["pretrain_langs"]
+    assert result.release_langs == langs
     assert {r.init for r in result.finetune if r.name != "scratch"} == {str(multi), str(mono)}
     # the releases it left are found by a later demo on that folder, without --full
     from xlsr.demo import choose_releases
@@ -464,3 +469,57 @@ def test_ctrl_c_during_the_live_pretraining_run_is_no_finished_run(tmp_path, mon
         live_pretrain(settings, tmp_path / "corpus", tmp_path / "run", tmp_path / "curve.png")
     assert type(err.value).__name__ == "TrainingInterrupted"  # the CLI's exit status 130
     assert not (tmp_path / "curve.png").exists()
+
+
+def monkeypatch_no_work(monkeypatch):
+    """A demo that starts working (instead of refusing) fails the test at once."""
+    import xlsr.demo.pipeline as pipeline
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the demo started working instead of refusing")
+
+    monkeypatch.setattr(pipeline, "synthesize", no_work)
+    monkeypatch.setattr(pipeline, "recreate_released", no_work)
+
+
+def test_released_dir_held_out_target_is_checked_by_its_recipe_not_its_folder_name(tmp_path, capsys, monkeypatch):
+    """--released DIR: a `tiny-multilingual` folder whose recipe.json lists the target, or has no recipe.json, is
+    refused in one line before anything is written."""
+    monkeypatch_no_work(monkeypatch)
+    released = fake_releases(tmp_path / "rel")
+    record = released / MULTILINGUAL / "recipe.json"
+    record.write_text(json.dumps({"corpus": {"langs": ["es", TARGET, "de"]}}))
+    out = tmp_path / "out"
+    with pytest.raises(XlsrError) as err:
+        run_demo(out, DemoSettings.quick(), released_dir=released, quiet=True)
+    message = str(err.value)
+    assert "\n" not in message and f"pretrained on {TARGET!r}" in message and "recipe.json" in message
+    assert not out.exists()
+    record.unlink()
+    code = main(["demo", "--out", str(out), "--quick", "--released", str(released)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "recipe.json: missing" in err
+    assert not out.exists()
+
+
+def test_full_with_released_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch_no_work(monkeypatch)
+    out = tmp_path / "out"
+    code = main(["demo", "--out", str(out), "--quick", "--full", "--released", str(fake_releases(tmp_path / "rel"))])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--full" in err and "--released" in err
+    assert not out.exists()
+
+
+def test_report_names_the_checkpoints_pretraining_languages_from_its_recipe(tmp_path):
+    from xlsr.demo import DemoResult, FinetuneResult, write_report
+
+    settings = {**DemoSettings.quick().__dict__}  # the demo's corpus: two of the pretraining languages
+    runs = [FinetuneResult(name, f"rel/{name}", 1, "r", 0.5, 0.5, {"substitutions": 1, "deletions": 1,
+                                                                     "insertions": 0, "ref_len": 4}, 1.0)
+            for name in ("multilingual", "monolingual", "scratch")]
+    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, release_langs=list(MULTILINGUAL_LANGS),
+                        corpus={settings["target"]: {"train": 1.0, "dev": 0.1, "test": 0.1}})
+    text = write_report(result).read_text()
+    assert ("Pretraining languages of the\nmultilingual checkpoint (its recipe.json): " + ", ".join(MULTILINGUAL_LANGS)
+            + ". The analysis and the live run read this demo's audio of " + ", ".join(settings["pretrain_langs"])) in text

@@ -7,7 +7,8 @@ rule) and reports their PER as mean ± sd, analyses the multilingual
 checkpoint's shared units, runs a short live pretraining, and writes DIR/report.md.
 
 --target LANG makes any synthesizable language the low-resource target. A language the released
-multilingual checkpoint was pretrained on is refused unless --full re-creates the releases without it.
+multilingual checkpoint was pretrained on (the corpus.langs of its recipe.json) is refused unless --full
+re-creates the releases without it; --full builds its own releases, so it does not go with --released.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def register(subparsers) -> None:
                    help="first re-create the released checkpoints from scratch into DIR/released, without the target "
                         "(~65 min more on a 2-core CPU; see src/xlsr/released/README.md)")
     p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
-    p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones)")
+    p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones); each folder as the build "
+                        "writes it (recipe.json included); not with --full")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, metavar="N",
                    help="fine-tuning runs at a time, each in its own process (default: one per CPU core, at most 4; "

@@ -22,7 +22,7 @@ from xlsr.demo.finetuning import (
     summarize,
 )
 from xlsr.demo.report import DemoResult, duration, lead_key, number, pm, write_report
-from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases
+from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases, require_held_out
 from xlsr.demo.stages import eval_set_summary, live_pretrain, run_analysis, synthesize, synthesize_eval
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
@@ -87,13 +87,18 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
     """The whole demo into `out_dir`; `full` first re-creates the released checkpoints (without the target)."""
     settings = settings or DemoSettings()
+    if full and released_dir is not None:
+        raise XlsrError(f"--released {released_dir}: --full re-creates the releases into DIR/released and uses "
+                        f"those; leave out one of the two")
     settings.check()
     settings = replace(settings, device=str(pick_device(settings.device)))  # one line for a bad --device
     settings = replace(settings, finetune_workers=settings.workers())  # demo.json records how many ran at a time
-    # Every refusal comes before any work: a target the multilingual release was pretrained on, a missing release.
+    # Every refusal comes before any work: a target the multilingual release was pretrained on (by its name, then by
+    # what its recipe.json records), a missing release.
     names = choose_releases(settings.target, released_dir, full)
     if not full:
         released = require_released(list(names), released_dir)
+        langs = require_held_out(settings.target, released[names[0]])
     # The one fine-tuning configuration (a bad finetune_settings key fails here, before anything is written).
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
     out = prepare_out_dir(out_dir)
@@ -109,7 +114,9 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
                                      quick=quick_release, parallel=True, machine={"device": settings.device},
                                      synth_workers=max(1, (os.cpu_count() or 2) // len(recipes)))  # 1 each on 2 cores
         result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
+        langs = require_held_out(settings.target, released[names[0]])
     result.released = {name: str(released[name]) for name in names}
+    result.release_langs = langs
 
     corpus = out / "corpus"
     t0 = log.begin(f"synthesizing {1 + len(settings.pretrain_langs)} languages")

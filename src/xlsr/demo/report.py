@@ -28,6 +28,7 @@ class DemoResult:
     seconds: dict = field(default_factory=dict)
     released: dict = field(default_factory=dict)
     eval_set: dict = field(default_factory=dict)  # the larger held-out test set: utterances, minutes, speakers
+    release_langs: list = field(default_factory=list)  # the multilingual checkpoint's pretraining languages (recipe.json)
     report: Path | None = None
 
 
@@ -184,6 +185,8 @@ def write_report(result: DemoResult) -> Path:
     first, last = result.pretrain.get("first", {}), result.pretrain.get("last", {})
     held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
                 if s.get("analysis_with_target") else "")
+    read_langs = (f" The analysis and the live run read this demo's audio of {', '.join(s['pretrain_langs'])}."
+                  if list(s["pretrain_langs"]) != list(result.release_langs) else "")
     how = protocol(result.finetune_config, s, result.finetune_lr) if result.finetune_config else ""
     per_init = rates_differ(result.finetune_lr)
     differ = "`init`, `seed` and the peak learning rate `lr`" if per_init else "`init` and `seed`"
@@ -191,7 +194,7 @@ def write_report(result: DemoResult) -> Path:
 
 Target language `{s['target']}`: {tgt['train']:.1f} min of labeled training audio, {tgt['dev']:.1f} min dev,
 {tgt['test']:.1f} min test (synthesized with espeak-ng, seed {s['seed']}).{eval_note} Pretraining languages of the
-multilingual checkpoint: {', '.join(s['pretrain_langs'])}.
+multilingual checkpoint (its recipe.json): {', '.join(result.release_langs) or 'not recorded'}.{read_langs}
 
 Released checkpoints used:
 {released}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +172,31 @@ def choose_releases(target: str, root: str | Path | None = None, full: bool = Fa
                         f"held-out target; choose a language outside {','.join(MULTILINGUAL_LANGS)}, or add --full "
                         f"to rebuild the releases without {target!r}")
     return multi, mono if _present(mono, root) else MONOLINGUAL
+
+
+def release_langs(folder: str | Path) -> list[str] | None:
+    """The pretraining languages a release's recipe.json records (corpus.langs); None without a readable list."""
+    try:
+        langs = json.loads((Path(folder) / "recipe.json").read_text())["corpus"]["langs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(lang) for lang in langs] if isinstance(langs, list) else None
+
+
+def require_held_out(target: str, multilingual: str | Path) -> list[str]:
+    """The multilingual release's pretraining languages, from its recipe.json (not its folder's name); one XlsrError
+    line when that file or its corpus.langs is missing, or when the target is among them."""
+    folder = Path(multilingual)
+    langs = release_langs(folder)
+    if langs is None:
+        raise XlsrError(f"{folder / 'recipe.json'}: missing or without corpus.langs, so whether `{target}` was held out "
+                        f"of {folder.name}'s pretraining cannot be checked; use a release folder written by the build "
+                        f"(`xlsr demo --full` or scripts/release_checkpoints.sh)")
+    if target in langs:
+        raise XlsrError(f"--target {target}: {folder} was pretrained on {target!r} (corpus.langs of its recipe.json), "
+                        f"so it is no held-out target; choose a language outside {','.join(langs)}, or add --full to "
+                        f"rebuild the releases without {target!r}")
+    return langs
 
 
 def _present(name: str, root: str | Path | None) -> bool:
