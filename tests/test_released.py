@@ -273,3 +273,30 @@ def test_a_real_rebuild_with_another_recipe_trains_from_update_0(tmp_path):
     assert [r["update"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"] == [4]
     assert json.loads((folder / "recipe.json").read_text())["corpus"]["langs"] == list(MULTILINGUAL_LANGS[:3])
     assert verify_release(folder, other) == []
+
+
+def test_verify_catches_an_unfinished_run_wrong_metadata_and_corpus_options(tmp_path):
+    """What verify_release says it checks beyond the recorded fields: the run trained to max_updates, config.json's
+    metadata is the recipe's, and the corpus options (in recipe.json's corpus, and in the recorded synth command)."""
+    import shutil
+
+    from xlsr.released.verify import verify_release
+
+    folder = tmp_path / MONO
+    shutil.copytree(shipped(MONO), folder)
+    recipe = RELEASES[MONO]
+    assert verify_release(folder, recipe) == []
+    record = json.loads((folder / "recipe.json").read_text())
+    record["final"]["train"]["update"] = 118  # stopped by Ctrl-C at update 118 of 1600
+    record["commands"][0] = record["commands"][0].replace("--voices varied", "--voices basic")
+    record["corpus"]["speakers_per_lang"] = 10  # recorded (as builds now do): compared
+    (folder / "recipe.json").write_text(json.dumps(record))
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"]["alpha"] = 1.0
+    (folder / "config.json").write_text(json.dumps(config))
+    problems = verify_release(folder, recipe)
+    assert any("final.train.update is 118" in p and "did not finish" in p for p in problems)
+    assert any("metadata.alpha is 1.0" in p for p in problems)
+    assert any("(xlsr synth) --voices is 'basic'" in p for p in problems)
+    assert any("corpus.speakers_per_lang is 10" in p for p in problems)
+    assert len(problems) == 4, problems

@@ -207,6 +207,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
         "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items()},
         "seed": recipe.seed,
         "corpus": {"langs": list(recipe.langs), "utts_per_lang": recipe.utts_per_lang, "seed": recipe.synth_seed,
+                   **RELEASE_SYNTH,  # augment, voices, speakers_per_lang (the shipped releases record them in commands only)
                    "hours": {lang: round(sum(s.values()) / 3600, 4) for lang, s in audio.items()},
                    "train_hours": round(sum(s.get("train", 0.0) for s in audio.values()) / 3600, 4)},
         "pretrain": pretrain_cfg,

@@ -1,14 +1,31 @@
-"""Check a release folder against its recipe: it loads, and what it records is what the recipe says."""
+"""Check a release folder against its recipe (`verify_release`), one line per disagreement. What it checks, and no more:
+
+- the five files are there, and config.json + model.safetensors load as a pretraining model with a quantizer;
+- recipe.json: name, seed, corpus.langs / utts_per_lang / seed equal the recipe's;
+- the corpus options (augment, voices, speakers_per_lang: RELEASE_SYNTH) where recipe.json records them: its corpus
+  fields (written by builds since they were added) and the recorded `xlsr synth` command (commands[0]), whose
+  languages, utterances and seed are compared too;
+- recipe.json's resolved pretraining configuration equals what the recipe resolves to today, every key but
+  MACHINE_KEYS (a key added since the build counts with ADDED_SINCE's value);
+- the training finished: the last logged train update (final.train.update) is pretrain.max_updates;
+- config.json: the model configuration is the one the recorded pretraining configuration builds, and its
+  metadata (task, preset, alpha, data) is the recipe's (data: the corpus folder recipe.json records).
+
+Not checked: that the weights are what the recorded commands would train (no hash of a rebuild), the corpus audio,
+the curve, or RECIPE.md's text.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from xlsr.config import config_to_dict, load_config
+from xlsr.data.augment import parse_augment
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
-from xlsr.released.recipes import FILES, ReleaseRecipe
+from xlsr.released.recipes import FILES, RELEASE_SYNTH, ReleaseRecipe
 from xlsr.train.pretrain import PretrainConfig, resolve_model_config
 from xlsr.train.recipes import recipe_path
 
@@ -29,6 +46,41 @@ def expected_pretrain_config(recipe: ReleaseRecipe) -> dict:
     """The resolved `xlsr pretrain` configuration this recipe asks for (as RUN/config.yaml would hold it)."""
     cfg = load_config(PretrainConfig, [recipe_path(recipe.recipe)], {**recipe.pretrain_settings(), "recipe": recipe.recipe})
     return config_to_dict(cfg)
+
+
+def synth_option(key: str, value):
+    """A corpus option in comparable form (augment specs in canonical order with their ranges)."""
+    if key == "augment":
+        try:
+            return str(parse_augment(value))
+        except (XlsrError, TypeError):
+            return value
+    return value
+
+
+def synth_command_problems(command: str, recipe: ReleaseRecipe) -> list[str]:
+    """How a recorded `xlsr synth ...` command differs from the recipe's corpus: languages, utterances, seed and
+    the corpus options (augment, voices, speakers_per_lang), as `xlsr synth` resolves them."""
+    from xlsr.cli.main import build_parser  # lazy: the CLI's parser, only to read the recorded command
+    from xlsr.cli.synth import corpus_options
+
+    words = shlex.split(command)
+    if words[:2] != ["xlsr", "synth"]:
+        return [f"commands[0] is not an `xlsr synth` command: {command!r}"]
+    try:
+        args = build_parser(words[1:]).parse_args(words[1:])
+        options = corpus_options(args)
+    except (SystemExit, XlsrError):
+        return [f"commands[0] does not parse as `xlsr synth`: {command!r}"]
+    problems = []
+    for field, recorded, wanted in [("--langs", args.langs.split(","), list(recipe.langs)),
+                                    ("--utts-per-lang", args.utts_per_lang, recipe.utts_per_lang),
+                                    ("--seed", args.seed, recipe.synth_seed),
+                                    *((f"--{k.replace('_', '-')}", synth_option(k, options[k]), synth_option(k, v))
+                                      for k, v in RELEASE_SYNTH.items())]:
+        if recorded != wanted:
+            problems.append(f"commands[0] (xlsr synth) {field} is {recorded!r}, the recipe says {wanted!r}")
+    return problems
 
 
 def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
@@ -55,10 +107,28 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     check("corpus.langs", corpus.get("langs"), list(recipe.langs))
     check("corpus.utts_per_lang", corpus.get("utts_per_lang"), recipe.utts_per_lang)
     check("corpus.seed", corpus.get("seed"), recipe.synth_seed)
+    for key, wanted in RELEASE_SYNTH.items():  # recorded by builds since they were added; not by the shipped ones
+        if key in corpus:
+            check(f"corpus.{key}", synth_option(key, corpus[key]), synth_option(key, wanted))
+    commands = record.get("commands") or []
+    if commands:
+        problems.extend(f"{folder / 'recipe.json'}: {p}" for p in synth_command_problems(commands[0], recipe))
     recorded_cfg = record.get("pretrain", {})
     wanted_cfg = expected_pretrain_config(recipe)
     for key in sorted(set(wanted_cfg) - set(MACHINE_KEYS)):
         check(f"pretrain.{key}", recorded_cfg.get(key, ADDED_SINCE.get(key)), wanted_cfg[key])
+    # Trained to the end: a run stopped by Ctrl-C/SIGTERM saves and exits cleanly, with fewer updates.
+    reached = (record.get("final") or {}).get("train", {}).get("update")
+    if reached != recorded_cfg.get("max_updates"):
+        problems.append(f"{folder / 'recipe.json'}: final.train.update is {reached!r}, pretrain.max_updates is "
+                        f"{recorded_cfg.get('max_updates')!r}: the pretraining run did not finish")
+    # The checkpoint's own record of its run.
+    meta = loaded.metadata or {}
+    for key, wanted in (("task", "pretrain"), ("preset", wanted_cfg.get("preset")), ("alpha", recipe.alpha),
+                        ("data", recorded_cfg.get("data"))):
+        if meta.get(key) != wanted:
+            problems.append(f"{folder / 'config.json'}: metadata.{key} is {meta.get(key)!r}, "
+                            f"{'recipe.json records' if key == 'data' else 'the recipe says'} {wanted!r}")
     # The weights are the model the recorded configuration builds.
     cfg = load_config(PretrainConfig, None, {k: v for k, v in recorded_cfg.items() if v is not None})
     wanted_model = json.loads(json.dumps(resolve_model_config(cfg).to_dict(), default=list))
