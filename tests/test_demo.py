@@ -163,6 +163,7 @@ def test_earlier_demo_outputs_replaced_release_work_kept(tmp_path):
     ({"finetune_workers": 0}, "finetune_workers: a whole number"),
     ({"eval_seed": 0}, "eval_seed: 0 is the demo corpus's or the releases' corpus seed"),
     ({"eval_seed": 1}, "eval_seed: 1 is the demo corpus's"),
+    ({"seed": 1}, "seed: 1 is the releases' corpus seed"),
 ])
 def test_bad_settings(tmp_path, change, match):
     settings = DemoSettings.quick()

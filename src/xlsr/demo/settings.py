@@ -141,6 +141,9 @@ class DemoSettings:
         if isinstance(self.eval_utts, bool) or not isinstance(self.eval_utts, int) or \
                 not (self.eval_utts == 0 or self.eval_utts >= 10):
             raise XlsrError(f"eval_utts: 0 (no held-out test set) or at least 10 utterances, got {self.eval_utts!r}")
+        if self.seed == ReleaseRecipe.synth_seed:
+            raise XlsrError(f"seed: {self.seed} is the releases' corpus seed; the demo's corpus needs a seed of its own, "
+                            f"so that its test set is unseen by the released checkpoints")
         if self.eval_utts and self.eval_seed in (self.seed, ReleaseRecipe.synth_seed):
             raise XlsrError(f"eval_seed: {self.eval_seed} is the demo corpus's or the releases' corpus seed "
                             f"({self.seed}, {ReleaseRecipe.synth_seed}); the held-out set needs a seed of its own")
