@@ -192,7 +192,7 @@ def test_quick_demo_end_to_end(tmp_path):
         assert (out / "analysis" / name).stat().st_size > 0
     assert (out / "pretrain_curve.png").stat().st_size > 0
     report = (out / "report.md").read_text()
-    assert "| initialisation | held-out test PER, mean ± sd | per seed | test-split PER |" in report
+    assert "| initialisation | held-out test PER, mean ± sample sd (n−1) | per seed | test-split PER |" in report
     assert "![pca](analysis/pca.png)" in report and "Held-out test set: 10 further utterances" in report
     assert "Transformer frozen for the first 2 of 3 updates" in report  # the protocol, stated
     # the checkpoint's pretraining languages as its recipe.json records them, not the demo's two
@@ -300,7 +300,8 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     from xlsr.demo import DemoResult, FinetuneResult, comparison, per_table, write_report
 
     def run(name, seed, test, dev, counts):
-        return FinetuneResult(name, f"rel/{name}", seed, f"r_{name}_{seed}", test, dev, counts, 100.0)
+        init = {"multilingual": MULTILINGUAL, "monolingual": MONOLINGUAL}.get(name, name)
+        return FinetuneResult(name, f"rel/{init}", seed, f"r_{name}_{seed}", test, dev, counts, 100.0)
 
     edits = {"substitutions": 5, "deletions": 3, "insertions": 1, "ref_len": 17}
     runs = [run("multilingual", 1, 0.50, 0.49, edits), run("multilingual", 2, 0.52, None, edits),
@@ -310,6 +311,7 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
             run("scratch", 1, 0.981, 0.97, {}), run("scratch", 2, 0.961, 0.95, {}), run("scratch", 3, 0.971, 0.96, {})]
     table = per_table(runs)
     # mean ± sample sd (hand computed: 0.50, 0.52, 0.54 -> 52.0 ± 2.0), each seed's value, mean edits
+    assert "| initialisation | test PER, mean ± sample sd (n−1) | per seed |" in table
     assert "| multilingual | 52.0% ± 2.0 | 50.0, 52.0, 54.0 (seeds 1, 2, 3) | 48.0% ± 1.4 | 5 / 4 / 1 of 17 |" in table
     assert "| monolingual | 43.7% ± 0.0 |" in table and "| – |" in table
     assert "| scratch | 97.1% ± 1.0 |" in table
@@ -343,7 +345,7 @@ def test_report_shows_the_measured_figures_as_they_are(tmp_path):
     held = [replace(r, eval_per=e, eval_counts={**edits, "ref_len": 170})
             for r, e in zip(runs, (0.40, 0.41, 0.42, 0.45, 0.47, 0.49, 0.80, 0.82, 0.78))]
     table = per_table(held)
-    assert "| initialisation | held-out test PER, mean ± sd | per seed | test-split PER |" in table
+    assert "| initialisation | held-out test PER, mean ± sample sd (n−1) | per seed | test-split PER |" in table
     assert "| multilingual | 41.0% ± 1.0 | 40.0, 41.0, 42.0 (seeds 1, 2, 3) | 52.0% ± 2.0 | 48.0% ± 1.4 | " \
            "5 / 3 / 1 of 170 |" in table
     assert comparison(held) == ("The multilingual initialisation gives a lower mean PER than the monolingual one "
@@ -524,3 +526,33 @@ def test_report_names_the_checkpoints_pretraining_languages_from_its_recipe(tmp_
     text = write_report(result).read_text()
     assert ("Pretraining languages of the\nmultilingual checkpoint (its recipe.json): " + ", ".join(MULTILINGUAL_LANGS)
             + ". The analysis and the live run read this demo's audio of " + ", ".join(settings["pretrain_langs"])) in text
+
+
+def test_report_for_another_target_says_whose_monolingual_release_and_rates_it_used(tmp_path):
+    """--target el without --full: `tiny-monolingual-it` and the rates chosen on Italian's dev set are used, and the
+    report says so instead of calling them the target's monolingual model and rates chosen on its dev set."""
+    from xlsr.demo import DemoResult, FinetuneResult, comparison, write_report
+    from xlsr.demo.settings import FINETUNE_LR
+
+    released = fake_releases(tmp_path / "rel")
+    edits = {"substitutions": 1, "deletions": 1, "insertions": 0, "ref_len": 4}
+
+    def report(target):
+        settings = {**DemoSettings.quick(target).__dict__}
+        inits = {"multilingual": released / MULTILINGUAL, "monolingual": released / MONOLINGUAL, "scratch": tmp_path}
+        runs = [FinetuneResult(name, str(init), seed, "r", per + seed / 100, per, edits, 1.0)
+                for (name, init), per in zip(inits.items(), (0.4, 0.5, 0.7)) for seed in (1, 2)]
+        result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, finetune_lr=dict(FINETUNE_LR),
+                            finetune_config=shared_protocol(FinetuneConfig(max_updates=800)),
+                            corpus={target: {"train": 1.0, "dev": 0.1, "test": 0.1}})
+        return runs, write_report(result).read_text()
+
+    runs, text = report("el")
+    assert f"than the monolingual `{MONOLINGUAL}`, pretrained on `{TARGET}` rather than on `el` (41.5% ± 0.7 against " \
+           "51.5% ± 0.7)" in text
+    assert comparison(runs, target="el") in text and "not the paper's monolingual baseline" in text
+    assert f"a peak per initialisation, chosen on `{TARGET}`'s dev set by one rule for all, used unchanged for `el` (" in text
+    assert "chosen on the dev set" not in text
+    runs, text = report(TARGET)  # the target's own release and rates: as before
+    assert "than the monolingual one (41.5% ± 0.7 against 51.5% ± 0.7)" in text and "not the paper's" not in text
+    assert "a peak per initialisation, chosen on the dev set by one rule for all (" in text

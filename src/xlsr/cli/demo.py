@@ -3,7 +3,7 @@
 Synthesizes the corpus, fine-tunes three tiny models on the target language (from the released
 multilingual checkpoint, the released monolingual one, from random weights; three seeds each, one
 fine-tuning configuration for all but the peak learning rate, chosen per initialisation on the dev set by one
-rule) and reports their PER as mean ± sd, analyses the multilingual
+rule) and reports their PER as mean ± sample sd (n−1), analyses the multilingual
 checkpoint's shared units, runs a short live pretraining, and writes DIR/report.md.
 
 --target LANG makes any synthesizable language the low-resource target. A language the released
@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(args.out, settings, released_dir=args.released, full=args.full, quick_release=args.quick)
     print()
     where = "held-out test set and test split" if settings.eval_utts else "test set"
-    print(f"Phone error rate on the {settings.target} {where} (mean ± sd over {len(settings.finetune_seeds)} seeds):")
+    print(f"Phone error rate on the {settings.target} {where} (mean ± sample sd (n−1) over "
+          f"{len(settings.finetune_seeds)} seeds):")
     print(per_table(result.finetune, settings.target))
     print(f"report: {result.report}")
     return 0

@@ -3,7 +3,7 @@
     synthesize (target + pretraining languages) → fine-tune three tiny models on the target's labeled
     phones (from the released multilingual checkpoint, the released monolingual one, from random weights),
     each with several seeds under one fine-tuning configuration but for each one's peak rate, chosen on dev
-    → PER on the target's test set (mean ± sd over the seeds) → shared-units analysis of the multilingual
+    → PER on the target's test set (mean ± sample sd (n−1) over the seeds) → shared-units analysis of the multilingual
     checkpoint → a short live pretraining run → DIR/report.md (+ demo.json, demo.log)
 
 `run_demo(out_dir)` is `xlsr demo --out DIR`; `DemoSettings.quick()` is `--quick` (seconds, for tests);

@@ -213,7 +213,8 @@ def mean_edits(counts: list[dict]) -> dict[str, float]:
 
 
 def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
-    """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sd, edits and time per run."""
+    """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sample sd (n−1), edits and time
+    per run."""
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r.name for r in results):
         runs = [r for r in results if r.name == name]

@@ -1,4 +1,5 @@
-"""DIR/report.md: the PER table (mean ± sd over seeds), the fine-tuning protocol, the analysis, the live run."""
+"""DIR/report.md: the PER table (mean ± sample sd (n−1) over seeds), the fine-tuning protocol, the analysis, the live
+run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from xlsr.atomic import write_text
 from xlsr.demo.finetuning import FinetuneResult, summarize
-from xlsr.released.recipes import monolingual_name
+from xlsr.demo.settings import FINETUNE_LR, release_langs
+from xlsr.released.recipes import TARGET, monolingual_name
 from xlsr.train.finetune_config import FinetuneConfig
 
 
@@ -20,7 +22,7 @@ class DemoResult:
     settings: dict
     corpus: dict = field(default_factory=dict)
     finetune: list[FinetuneResult] = field(default_factory=list)  # every run: each init x each seed
-    finetune_summary: dict = field(default_factory=dict)  # per init: mean and sd over the seeds
+    finetune_summary: dict = field(default_factory=dict)  # per init: mean and sample sd (n−1) over the seeds
     finetune_config: dict = field(default_factory=dict)  # the configuration every run shares
     finetune_lr: dict = field(default_factory=dict)  # the peak learning rate of each initialisation's runs
     analysis: dict = field(default_factory=dict)
@@ -61,7 +63,7 @@ def init_label(name: str, checkpoint: str, target: str) -> str:
 
 
 def pm(mean: float | None, sd: float | None) -> str:
-    """A rate's mean ± sd in percent ("–" without a mean; no "±" for a single value)."""
+    """A rate's mean ± sample sd (n−1) in percent ("–" without a mean; no "±" for a single value)."""
     if mean is None:
         return "–"
     return f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
@@ -72,11 +74,26 @@ def lead_key(results: list[FinetuneResult]) -> str:
     return "eval_per" if results and all(r.eval_per is not None for r in results) else "test_per"
 
 
+MEAN_SD = "mean ± sample sd (n−1)"  # statistics.stdev over the seeds (xlsr.demo.finetuning.mean_sd)
+
+
+def another_monolingual(checkpoint: str, target: str | None) -> str:
+    """'' when the monolingual run started from the target's own release (or the target is not known); otherwise
+    the release it started from instead and what that was pretrained on, e.g. "`tiny-monolingual-it`, pretrained on
+    `it` rather than on `el`" (without --full, another target uses the shipped Italian one)."""
+    release = Path(checkpoint).name
+    if target is None or release == monolingual_name(target):
+        return ""
+    langs = release_langs(checkpoint) or [release.removeprefix("tiny-monolingual-")]
+    return f"`{release}`, pretrained on {', '.join(f'`{lang}`' for lang in langs)} rather than on `{target}`"
+
+
 def per_table(results: list[FinetuneResult], target: str | None = None) -> str:
-    """The PER table, one row per initialisation: mean ± sd over its seeds, and each seed's value (Markdown); led by
+    """The PER table, one row per initialisation: mean ± sample sd (n−1) over its seeds, and each seed's value (Markdown); led by
     the held-out test set where the runs were scored on it, the test split's column beside it."""
     held_out = lead_key(results) == "eval_per"
-    first = "held-out test PER, mean ± sd | per seed | test-split PER" if held_out else "test PER, mean ± sd | per seed"
+    first = (f"held-out test PER, {MEAN_SD} | per seed | test-split PER" if held_out
+             else f"test PER, {MEAN_SD} | per seed")
     rows = [f"| initialisation | {first} | best dev PER | sub / del / ins of ref, mean | time per run |",
             "|---|---:|---|" + ("---:|" if held_out else "") + "---:|---|---:|"]
     for name, s in summarize(results).items():
@@ -92,9 +109,10 @@ def per_table(results: list[FinetuneResult], target: str | None = None) -> str:
     return "\n".join(rows)
 
 
-def comparison(results: list[FinetuneResult], key: str | None = None) -> str:
+def comparison(results: list[FinetuneResult], key: str | None = None, target: str | None = None) -> str:
     """Multilingual against monolingual initialisation, as measured by `key` (default: the PER the table leads with),
-    whether the seeds separate them, and the multilingual model's PER as a share of random weights'."""
+    whether the seeds separate them, and the multilingual model's PER as a share of random weights'; given the
+    `target`, a monolingual model pretrained on another language is named as such."""
     summary = summarize(results)
     if "multilingual" not in summary or "monolingual" not in summary:
         return ""
@@ -108,7 +126,9 @@ def comparison(results: list[FinetuneResult], key: str | None = None) -> str:
     if multi == mono:
         return f"Multilingual and monolingual initialisation tie ({figures}).{ratio}"
     word = "lower" if multi < mono else "higher"
-    sentence = f"The multilingual initialisation gives a {word} mean PER than the monolingual one ({figures}"
+    other = another_monolingual(b["init"], target)
+    mono_name = f"the monolingual {other}" if other else "the monolingual one"
+    sentence = f"The multilingual initialisation gives a {word} mean PER than {mono_name} ({figures}"
     sds = [sd for sd in (a[key + "_sd"], b[key + "_sd"]) if sd is not None]
     if not sds:
         return sentence + f"; one seed each, so the spread between seeds is unknown).{ratio}"
@@ -124,11 +144,21 @@ def rates_differ(rates: dict) -> bool:
     return len(set(rates.values())) > 1
 
 
-def peak(rates: dict, fallback: float) -> str:
+def rates_chosen(rates: dict, target: str | None) -> str:
+    """How the per-initialisation peak rates came about, as the report states it: chosen on the dev set (the shipped
+    DemoSettings.finetune_lr, chosen on `it`'s: used unchanged for another target), or given."""
+    if any(FINETUNE_LR.get(name) != rate for name, rate in rates.items()):
+        return "set per initialisation (not the rates chosen on the dev set)"
+    if target in (None, TARGET):
+        return "chosen on the dev set by one rule for all"
+    return f"chosen on `{TARGET}`'s dev set by one rule for all, used unchanged for `{target}`"
+
+
+def peak(rates: dict, fallback: float, target: str | None = None) -> str:
     """'a peak of R' when every initialisation has the same rate, else each one's, named as in the table."""
     if not rates_differ(rates):
         return f"a peak of {next(iter(rates.values()), fallback):g}"
-    return "a peak per initialisation, chosen on the dev set by one rule for all (" + ", ".join(
+    return f"a peak per initialisation, {rates_chosen(rates, target)} (" + ", ".join(
         f"{'random weights' if name == 'scratch' else name} {rate:g}" for name, rate in rates.items()) + \
         "; DemoSettings.finetune_lr)"
 
@@ -147,7 +177,7 @@ def protocol(p: dict, settings: dict, rates: dict | None = None) -> str:
         f"{p['freeze_ratio']:g}), so that only the new CTC head trains while it is random (fairseq: the first 10k "
         f"updates of its 13k/20k low-resource runs);",
         f"- Adam, {p['lr_schedule'].replace('_', '-')} learning rate (phases "
-        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with {peak(rates or {}, p.get('lr', FinetuneConfig.lr))}"
+        f"{'/'.join(f'{x:g}' for x in p['phase_ratio'])}) with {peak(rates or {}, p.get('lr', FinetuneConfig.lr), settings.get('target'))}"
         f"{f' (the new head at {h:g}x that rate)' if (h := p.get('head_lr_scale', 1.0)) != 1 else ''}; CTC on phones; batches of at "
         f"most {p['max_tokens'] / 16000:g} s of audio; best checkpoint by dev PER (validated "
         f"{f'every {v} updates' if (v := p['valid_every']) else 'at the end'});",
@@ -175,7 +205,7 @@ def write_report(result: DemoResult) -> Path:
                  f"at another pitch and rate, with training speakers), all its splits pooled; {ev['minutes'] / max(tgt['test'], 1e-9):.0f}x the test split's audio). The table leads "
                  f"with it: a test split this small cannot rank models a few points apart (docs/demo/investigation.md, "
                  f"twelfth round)." if key == "eval_per" and ev else "")
-    on_split = (f" On the {tgt['test']:.1f}-min test split alone: {comparison(result.finetune, 'test_per')}"
+    on_split = (f" On the {tgt['test']:.1f}-min test split alone: {comparison(result.finetune, 'test_per', s['target'])}"
                 if key == "eval_per" else "")
     files = result.analysis.get("files", {})
     pictures = "\n".join(f"![{name}](analysis/{files[name]})" for name in ("pca", "dendrogram", "similarity", "sharing")
@@ -185,6 +215,11 @@ def write_report(result: DemoResult) -> Path:
     first, last = result.pretrain.get("first", {}), result.pretrain.get("last", {})
     held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
                 if s.get("analysis_with_target") else "")
+    mono = summary.get("monolingual", {}).get("init")
+    other = another_monolingual(mono, s["target"]) if mono else ""
+    not_paper = (f" The monolingual row is {other} (there is no monolingual release for the target here), so it is "
+                 f"not the paper's monolingual baseline; `xlsr demo --full --target {s['target']}` builds "
+                 f"`{monolingual_name(s['target'])}`." if other else "")
     read_langs = (f" The analysis and the live run read this demo's audio of {', '.join(s['pretrain_langs'])}."
                   if list(s["pretrain_langs"]) != list(result.release_langs) else "")
     how = protocol(result.finetune_config, s, result.finetune_lr) if result.finetune_config else ""
@@ -209,14 +244,14 @@ on the target's phones. Only {differ} differ between the runs' `finetune/*/seed*
 
 The configuration is shaped for pretrained models, as fairseq's recipes are: it protects a pretrained
 Transformer while the new head is random. The random-weight model follows the same protocol, although its
-Transformer has nothing to protect; {"only the peak rate, chosen on the dev set by one rule for all," if per_init else "no setting"}
+Transformer has nothing to protect; {f"only the peak rate, {rates_chosen(result.finetune_lr, s['target'])}," if per_init else "no setting"}
 differs between the three.
 
 {per_table(result.finetune, s['target'])}
 
-Lowest mean {"held-out test" if key == "eval_per" else "test"} PER: **{ranked[0]}**. {comparison(result.finetune)}{on_split} Differences smaller than about twice
-the seeds' standard deviation are not findings. Every run is in demo.json. The paper's finding is that
-multilingual pretraining beats monolingual pretraining on a low-resource language (spec §8.1).
+Lowest mean {"held-out test" if key == "eval_per" else "test"} PER: **{ranked[0]}**. {comparison(result.finetune, target=s['target'])}{on_split} Differences smaller than about twice
+the seeds' sample standard deviation (n−1) are not findings. Every run is in demo.json. The paper's finding is that
+multilingual pretraining beats monolingual pretraining on a low-resource language (spec §8.1).{not_paper}
 
 ## 2. Shared discrete units of the multilingual checkpoint
 

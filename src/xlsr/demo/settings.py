@@ -56,9 +56,11 @@ class DemoSettings:
     target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
     other_utts: int = 12  # per pretraining language: what the analysis and the live run read
     seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
-    # A second, larger test set: further target utterances from their own seed and speakers, all splits pooled. The
-    # 15-utterance test split cannot rank models a few points apart (docs/demo/investigation.md, twelfth round);
-    # nothing is chosen on this set, it only scores each run's dev-selected checkpoint. 0: none.
+    # A second, larger test set: further target utterances from their own seed and texts, all splits pooled. Its 40
+    # speakers are drawn with that seed, and 9 of them share an espeak voice (at another pitch and rate) with the
+    # fine-tuning speakers (README). The 15-utterance test split cannot rank models a few points apart
+    # (docs/demo/investigation.md, twelfth round); nothing is chosen on this set, it only scores each run's
+    # dev-selected checkpoint. 0: none.
     eval_utts: int = 300
     eval_seed: int = 3  # used for no other set of the target: demo corpus 0, release corpora 1, probe corpus 2
     # synthesize_corpus options: the realistic corpus the released checkpoints were pretrained on
@@ -70,7 +72,7 @@ class DemoSettings:
     # shortest length after which the next one gains less than 2 points, a rule written down before the runs
     # (docs/demo/investigation.md, seventh round); never on a pretrained model or the test set.
     finetune_updates: int = 1600
-    # Each table cell is the mean and sd over these fine-tuning seeds (data order, masks, dropout, the new head).
+    # Each table cell is the mean and sample sd (n−1) over these fine-tuning seeds (data order, masks, dropout, the new head).
     finetune_seeds: tuple[int, ...] = (1, 2, 3)
     # Runs at a time, each in its own process on cpu_count // workers threads (None: one per CPU core, at most 4, as
     # each process holds ~1 GB; 1 on a GPU). Two one-thread runs side by side finish a pair in 1.4x less time than two-thread runs one

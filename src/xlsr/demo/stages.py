@@ -36,7 +36,8 @@ def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = T
 
 
 def synthesize_eval(settings: DemoSettings, eval_dir: Path, show_progress: bool = True) -> list[Path]:
-    """The held-out test set: `eval_utts` further target utterances (own seed, own speakers) into
+    """The held-out test set: `eval_utts` further target utterances (own seed and texts; of its 40 speakers in the
+    default run, 9 share an espeak voice, at another pitch and rate, with fine-tuning speakers) into
     eval_dir/<target>/; returns its manifests, all splits (scored pooled), or [] when `eval_utts` is 0."""
     if not settings.eval_utts:
         return []

@@ -28,7 +28,8 @@ PRETRAIN_RECIPE = "tiny-demo"  # the shipped `xlsr pretrain --recipe` both relea
 # The realistic corpus of `xlsr synth` (many speakers, rooms, noise, speed, band-limiting), written out so that a
 # change of the synth defaults cannot silently change what a rebuild makes (synthesize_corpus keyword arguments).
 RELEASE_SYNTH = {"augment": DEFAULT_AUGMENT, "voices": "varied", "speakers_per_lang": 40}
-# The clean corpus of earlier versions (`xlsr synth --clean`), on which releases before 0.2 were built.
+# The clean corpus of earlier versions (`xlsr synth --clean`), on which the releases were built before 2026-12-03;
+# the shipped ones (xlsr 0.1.0, as those before them) are on the realistic corpus, RELEASE_SYNTH.
 CLEAN_SYNTH = {"augment": "none", "voices": "basic", "speakers_per_lang": 10}
 # The target's own unlabeled audio in the low-resource setting, fixed before any result was seen: the median
 # low-resource language of the paper's CommonVoice-10 pretraining (ky, nl, sv, tr, tt: 17 of 793 h) has 2.1% of
@@ -101,9 +102,9 @@ def release_recipes(target: str = TARGET) -> dict[str, ReleaseRecipe]:
         langs = tuple(lang for lang in MULTILINGUAL_LANGS if lang != target)
         about = (f"{len(langs)} languages (α = 0.5): the shipped release's {len(MULTILINGUAL_LANGS)} without "
                  f"the demo's target `{target}`")
-    else:  # the shipped release: the target is held out already
+    else:  # the shipped release's languages: the target is held out already
         langs, about = MULTILINGUAL_LANGS, (f"{len(MULTILINGUAL_LANGS)} languages of 5 families (α = 0.5), "
-                                            f"the demo's target `{TARGET}` held out")
+                                            f"the demo's target `{target}` held out")
     multi = ReleaseRecipe(multilingual_name(target), f"tiny wav2vec 2.0 pretrained on {about}", langs)
     mono = ReleaseRecipe(monolingual_name(target),
                          f"tiny wav2vec 2.0 pretrained on `{target}` only: the target's own unlabeled audio, "
