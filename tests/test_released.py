@@ -300,3 +300,13 @@ def test_verify_catches_an_unfinished_run_wrong_metadata_and_corpus_options(tmp_
     assert any("(xlsr synth) --voices is 'basic'" in p for p in problems)
     assert any("corpus.speakers_per_lang is 10" in p for p in problems)
     assert len(problems) == 4, problems
+
+
+def test_verify_reads_synth_commands_with_the_cli_defaults():
+    # verify.py reads recorded commands without the CLI (released sits below cli): its defaults must be the CLI's
+    from xlsr.cli.main import build_parser
+    from xlsr.cli.synth import corpus_options
+    from xlsr.released.verify import SYNTH_DEFAULTS
+
+    args = build_parser(["synth"]).parse_args(["synth", "--out", "x"])
+    assert corpus_options(args) == SYNTH_DEFAULTS

@@ -103,7 +103,6 @@ def training_status(run_dir: Path, max_updates: int) -> int:
     """The exit status of a training command: 0 when the run reached `max_updates`, INTERRUPTED when Ctrl-C or
     SIGTERM stopped it earlier (it saved and can resume), so that `xlsr pretrain ... && next-step` does not
     go on with a half-trained model."""
-    from xlsr.train.checkpoint import find_resume_dir, load_trainer_state  # lazy: imports torch
+    from xlsr.train.checkpoint import run_finished  # lazy: imports torch
 
-    saved = find_resume_dir(Path(run_dir) / "checkpoints")
-    return 0 if saved is not None and load_trainer_state(saved)["update"] >= max_updates else INTERRUPTED
+    return 0 if run_finished(run_dir, max_updates) else INTERRUPTED

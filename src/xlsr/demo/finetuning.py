@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from xlsr.cli import training_status
 from xlsr.config import config_to_dict, load_config
 from xlsr.data.audio import load_audio
 from xlsr.data.manifest import read_manifest
@@ -30,6 +29,7 @@ from xlsr.interop.load import load_pretrained, read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.text.metrics import corpus_counts
+from xlsr.train.checkpoint import run_finished
 from xlsr.train.feature_cache import FeatureCache
 from xlsr.train.finetune import FinetuneConfig, finetune
 from xlsr.train.monitor import read_log
@@ -113,7 +113,7 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
 def stop_unless_finished(run_dir: Path, max_updates: int, what: str) -> None:
     """TrainingInterrupted (the CLI's exit status 130) unless the run's saved trainer state reached `max_updates`:
     Ctrl-C or SIGTERM makes the trainer save and return normally, and the demo must not score or report that run."""
-    if training_status(run_dir, max_updates) != 0:
+    if not run_finished(run_dir, max_updates):
         raise TrainingInterrupted(f"the demo's {what} ({run_dir}) stopped before its {max_updates} updates "
                                   f"(Ctrl-C or SIGTERM); no report was written (run the demo again to start over)")
 

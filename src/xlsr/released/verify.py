@@ -22,10 +22,11 @@ import shlex
 from pathlib import Path
 
 from xlsr.config import config_to_dict, load_config
-from xlsr.data.augment import parse_augment
+from xlsr.data.augment import DEFAULT_AUGMENT, parse_augment
+from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
-from xlsr.released.recipes import FILES, RELEASE_SYNTH, ReleaseRecipe
+from xlsr.released.recipes import CLEAN_SYNTH, FILES, RELEASE_SYNTH, ReleaseRecipe
 from xlsr.train.pretrain import PretrainConfig, resolve_model_config
 from xlsr.train.recipes import recipe_path
 
@@ -37,6 +38,8 @@ MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress",
                 "probe_steps")
 # Settings added after a release was built, with the value that does what the build did without them: a
 # record that lacks one ran with that value.
+# `xlsr synth`'s corpus options when its command line leaves them out (cli/synth.py corpus_options)
+SYNTH_DEFAULTS = {"augment": DEFAULT_AUGMENT, "voices": "varied", "speakers_per_lang": SPEAKERS_PER_LANG}
 ADDED_SINCE = {"augment": "none", "shuffle_buffer": 1000,  # shuffle_buffer: only read for a shard folder
                "feature_encoder_lr_scale": 1.0, "head_lr_scale": 1.0,
                "min_loss_scale": 1e-4}  # only read in fp16; the releases trained in fp32
@@ -58,29 +61,47 @@ def synth_option(key: str, value):
     return value
 
 
+def recorded_flags(words: list[str]) -> dict[str, str | bool]:
+    """`--flag value`, `--flag=value` and bare `--flag` words of a recorded command, as {flag name: value}."""
+    flags: dict[str, str | bool] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if eq:
+                flags[name] = value
+            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+                flags[name] = words[i + 1]
+                i += 1
+            else:
+                flags[name] = True
+        i += 1
+    return flags
+
+
 def synth_command_problems(command: str, recipe: ReleaseRecipe) -> list[str]:
     """How a recorded `xlsr synth ...` command differs from the recipe's corpus: languages, utterances, seed and
-    the corpus options (augment, voices, speakers_per_lang), as `xlsr synth` resolves them."""
-    from xlsr.cli.main import build_parser  # lazy: the CLI's parser, only to read the recorded command
-    from xlsr.cli.synth import corpus_options
-
+    the corpus options (augment, voices, speakers_per_lang), a flag left out counting with `xlsr synth`'s
+    default (--clean: CLEAN_SYNTH's values)."""
     words = shlex.split(command)
     if words[:2] != ["xlsr", "synth"]:
         return [f"commands[0] is not an `xlsr synth` command: {command!r}"]
+    flags = recorded_flags(words[2:])
+    defaults = CLEAN_SYNTH if flags.get("clean") is True else SYNTH_DEFAULTS
     try:
-        args = build_parser(words[1:]).parse_args(words[1:])
-        options = corpus_options(args)
-    except (SystemExit, XlsrError):
+        recorded = {"--langs": str(flags.get("langs", "")).split(","), "--utts-per-lang": int(flags["utts-per-lang"]),
+                    "--seed": int(flags.get("seed", 0))}
+        for key, default in defaults.items():
+            value = flags.get(key.replace("_", "-"), default)
+            recorded[f"--{key.replace('_', '-')}"] = synth_option(key, int(value) if key == "speakers_per_lang"
+                                                                 else value)
+    except (KeyError, ValueError):
         return [f"commands[0] does not parse as `xlsr synth`: {command!r}"]
-    problems = []
-    for field, recorded, wanted in [("--langs", args.langs.split(","), list(recipe.langs)),
-                                    ("--utts-per-lang", args.utts_per_lang, recipe.utts_per_lang),
-                                    ("--seed", args.seed, recipe.synth_seed),
-                                    *((f"--{k.replace('_', '-')}", synth_option(k, options[k]), synth_option(k, v))
-                                      for k, v in RELEASE_SYNTH.items())]:
-        if recorded != wanted:
-            problems.append(f"commands[0] (xlsr synth) {field} is {recorded!r}, the recipe says {wanted!r}")
-    return problems
+    wanted = {"--langs": list(recipe.langs), "--utts-per-lang": recipe.utts_per_lang, "--seed": recipe.synth_seed,
+              **{f"--{k.replace('_', '-')}": synth_option(k, v) for k, v in RELEASE_SYNTH.items()}}
+    return [f"commands[0] (xlsr synth) {field} is {recorded[field]!r}, the recipe says {value!r}"
+            for field, value in wanted.items() if recorded[field] != value]
 
 
 def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:

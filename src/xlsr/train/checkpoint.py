@@ -212,3 +212,10 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def run_finished(run_dir: str | Path, max_updates: int) -> bool:
+    """Whether the run folder's newest saved trainer state reached `max_updates` (Ctrl-C or SIGTERM make the
+    trainer save and return early: a caller must not treat that as a finished run)."""
+    saved = find_resume_dir(Path(run_dir) / "checkpoints")
+    return saved is not None and load_trainer_state(saved)["update"] >= max_updates
