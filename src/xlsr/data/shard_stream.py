@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.data.audio import decode_audio
-from xlsr.data.batching import FinetuneBatch, PretrainBatch, crop_batch, pack_batches, pad_batch
+from xlsr.data.batching import FinetuneBatch, PretrainBatch, crop_batch, length_limit, pack_batches, pad_batch
 from xlsr.data.sampling import utterance_weights
 from xlsr.data.shard_index import ShardInfo
 from xlsr.data.shard_reader import Bad, ShardEnd, ShardSample, read_shard
@@ -216,7 +216,7 @@ class ConsumerStream:
         spec = self.spec
         if spec.pretrain:
             return f"is at least min_sample_size={max(spec.min_sample_size, 1)} samples long"
-        limit = min(spec.max_tokens, spec.max_sample_size or spec.max_tokens)
+        limit = length_limit(spec.max_tokens, spec.max_sample_size)
         return f"is at most {limit} samples long (max_tokens, max_sample_size) and has labels"
 
     def _advance(self, lang: str) -> None:
@@ -270,7 +270,7 @@ class ConsumerStream:
         spec, n = self.spec, meta["num_samples"]
         if spec.pretrain:
             return n >= max(spec.min_sample_size, 1)
-        if n > min(spec.max_tokens, spec.max_sample_size or spec.max_tokens):
+        if n > length_limit(spec.max_tokens, spec.max_sample_size):
             return False
         ids = spec.labeler(meta) if spec.labeler else []
         return ids if ids else False
