@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 
 from xlsr.cli.main import main
 from xlsr.errors import CheckpointError
+from xlsr.interop.adapters import hf_languages
 from xlsr.interop.init_model import checkpoint_languages, load_init
 from xlsr.interop.load import load_pretrained
 from xlsr.interop.native import save_checkpoint
@@ -98,6 +99,65 @@ def test_convert_with_target_lang_gives_what_transformers_loads(mms_dir, tmp_pat
     save_checkpoint(tmp_path / "ours", load_pretrained(out).model, metadata={"target_lang": "fra"})
     with pytest.raises(CheckpointError, match=r"no language 'eng'; available: fra"):
         load_pretrained(tmp_path / "ours", target_lang="eng")
+
+
+def _with_language(mms_dir, lang: str, tokens: list[str]) -> None:
+    vocab = json.loads((mms_dir / "vocab.json").read_text())
+    (mms_dir / "vocab.json").write_text(json.dumps({**vocab, lang: {t: i for i, t in enumerate(tokens)}}))
+
+
+def test_an_adapter_bin_file_is_read_as_transformers_reads_it(mms_dir):
+    # transformers' load_adapter falls back to adapter.<lang>.bin (a torch state dict) without a .safetensors.
+    base = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir)
+    torch.save(adapter_weights(base, len(ENG), seed=70), mms_dir / "adapter.deu.bin")
+    _with_language(mms_dir, "deu", ENG)  # as many rows as the base's head: only the weights tell them apart
+    ref = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir).eval()
+    ref.load_adapter("deu")
+    loaded = load_pretrained(mms_dir, target_lang="deu")
+    x, _, _ = padded_batch(seed=70, lengths=(1600, 1600))
+    with torch.no_grad():
+        want = ref(x).logits[..., hf_order(ENG)]
+        torch.testing.assert_close(loaded.model(x).logits, want, atol=1e-4, rtol=0)
+        assert (want - base.eval()(x).logits[..., hf_order(ENG)]).abs().max() > 0.1  # not the base's English
+    # Without a vocab.json keyed by language, the adapter files name the languages, .bin ones included.
+    (mms_dir / "vocab.json").unlink()
+    assert hf_languages(mms_dir)[0] == ["deu", "fra"]
+
+
+def test_an_adapter_bin_file_is_read_without_running_code(mms_dir, capsys):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    torch.save({"lm_head.bias": Payload()}, mms_dir / "adapter.deu.bin")
+    _with_language(mms_dir, "deu", ENG)
+    with pytest.raises(CheckpointError, match=r"adapter\.deu\.bin: unreadable or unsafe torch weights"):
+        load_pretrained(mms_dir, target_lang="deu")
+    assert "ran" not in capsys.readouterr().out
+
+
+def test_a_language_without_an_adapter_file_is_refused_unless_it_is_the_bases(mms_dir):
+    # vocab.json offers deu but neither adapter file is there: transformers' load_adapter("deu") raises too.
+    _with_language(mms_dir, "deu", ENG)
+    with pytest.raises(OSError):
+        transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir).load_adapter("deu")
+    with pytest.raises(CheckpointError) as exc:
+        load_pretrained(mms_dir, target_lang="deu")
+    msg = str(exc.value)
+    assert "adapter.deu.safetensors: file not found (nor adapter.deu.bin)" in msg and "'eng'" in msg
+    assert "\n" not in msg
+    # The base's language is tokenizer_config.json's target_lang, else transformers' default "eng".
+    config = json.loads((mms_dir / "tokenizer_config.json").read_text())
+    (mms_dir / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "target_lang"}))
+    assert load_pretrained(mms_dir, target_lang="eng").metadata["target_lang"] == "eng"
+    (mms_dir / "tokenizer_config.json").write_text(json.dumps({**config, "target_lang": "deu"}))
+    ref = transformers.Wav2Vec2ForCTC.from_pretrained(mms_dir).eval()  # no target_lang: the base's weights
+    loaded = load_pretrained(mms_dir, target_lang="deu")
+    x, _, _ = padded_batch(seed=71, lengths=(1600, 1600))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x).logits, ref(x).logits[..., hf_order(ENG)], atol=1e-4, rtol=0)
+    with pytest.raises(CheckpointError, match=r"adapter\.eng\.safetensors: file not found .* of 'deu', not 'eng'$"):
+        load_pretrained(mms_dir, target_lang="eng")
 
 
 def _stacked_fairseq_adapters(models) -> dict[str, torch.Tensor]:

@@ -1,8 +1,9 @@
 """MMS per-language adapters: choosing one language from a Hugging Face MMS directory or a fairseq MMS file.
 
 Hugging Face (as facebook/mms-1b-all is laid out): config.json sets adapter_attn_dim; model.safetensors
-holds the base model with one language's adapters and head; adapter.<lang>.safetensors holds another
-language's adapter layers and lm_head; vocab.json maps each language to its own token→id table.
+holds the base model with one language's adapters and head (tokenizer_config.json's target_lang, else
+"eng", transformers' default); adapter.<lang>.safetensors (or adapter.<lang>.bin, a torch pickle) holds
+another language's adapter layers and lm_head; vocab.json maps each language to its own token→id table.
 fairseq (layer_type "trf_adp"): every adapted block stacks all languages' adapters in one tensor per
 weight (adapter_layer.W_a [n, a, D], W_b [n, D, a], b_a [n, a], b_b [n, D], ln_W / ln_b [n, D]); index i
 is one language, named by the task's multi_corpus_keys when there is more than one.
@@ -11,6 +12,7 @@ is one language, named by the task's multi_corpus_keys when there is more than o
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,6 +21,10 @@ from xlsr.errors import CheckpointError, listing
 from xlsr.interop.native import read_json, read_safetensors
 
 ADAPTER_FILE = "adapter.{}.safetensors"
+ADAPTER_BIN_FILE = "adapter.{}.bin"  # transformers' load_adapter falls back to this one
+# The language of an MMS base's own adapters and head when tokenizer_config.json names none: transformers'
+# Wav2Vec2ForCTC uses them unchanged when no target_lang is given ("By default `target_lang` is set to 'eng'").
+DEFAULT_BASE_LANGUAGE = "eng"
 _HF_ADAPTER_KEY = re.compile(r"wav2vec2\.encoder\.layers\.\d+\.adapter_layer\.(norm|linear_1|linear_2)\.(weight|bias)")
 _HF_HEAD_KEYS = ("lm_head.weight", "lm_head.bias")
 
@@ -35,7 +41,17 @@ def hf_languages(dir: Path) -> tuple[list[str], Path]:
         vocab = read_json(vocab_path)
         if vocab and all(isinstance(v, dict) for v in vocab.values()):
             return sorted(vocab), vocab_path
-    return sorted(p.name[len("adapter."):-len(".safetensors")] for p in dir.glob(ADAPTER_FILE.format("*"))), dir
+    files = {p.name[len("adapter."):-len(".safetensors")] for p in dir.glob(ADAPTER_FILE.format("*"))}
+    files |= {p.name[len("adapter."):-len(".bin")] for p in dir.glob(ADAPTER_BIN_FILE.format("*"))}
+    return sorted(files), dir
+
+
+def hf_base_language(dir: Path) -> str:
+    """The language of the adapters and head in an MMS directory's base weights: tokenizer_config.json's
+    target_lang, else transformers' default "eng"."""
+    path = dir / "tokenizer_config.json"
+    lang = read_json(path).get("target_lang") if path.is_file() else None
+    return lang if isinstance(lang, str) and lang else DEFAULT_BASE_LANGUAGE
 
 
 def choose_language(source: Path, languages: list[str], target_lang: str | None) -> str:
@@ -59,12 +75,22 @@ def language_vocab(vocab_path: Path, target_lang: str | None) -> dict:
     return vocab
 
 
-def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str) -> dict[str, torch.Tensor]:
-    """`state` (HF names) with the adapters and head of adapter.<lang>.safetensors, if that file exists."""
+def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str,
+                    read_torch_weights: Callable[[Path], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """`state` (HF names) with the adapters and head of adapter.<lang>.safetensors, else adapter.<lang>.bin (read
+    by `read_torch_weights`), as transformers' load_adapter; without either, `state` itself only when `lang` is the
+    base's own language (hf_base_language), otherwise one line naming the files looked for."""
     path = dir / ADAPTER_FILE.format(lang)
-    if not path.is_file():
+    bin_path = dir / ADAPTER_BIN_FILE.format(lang)
+    if path.is_file():
+        adapter = read_safetensors(path)
+    elif bin_path.is_file():
+        path, adapter = bin_path, read_torch_weights(bin_path)
+    elif lang == hf_base_language(dir):
         return state  # the base weights are this language's (mms-1b-all's model.safetensors is English)
-    adapter = read_safetensors(path)
+    else:
+        raise CheckpointError(f"{path}: file not found (nor {bin_path.name}); the base weights hold the adapters "
+                              f"and head of {hf_base_language(dir)!r}, not {lang!r}")
     expected = {k for k in state if _HF_ADAPTER_KEY.fullmatch(k)} | {k for k in _HF_HEAD_KEYS if k in state}
     if not expected:
         raise CheckpointError(f"{path}: the base model in {dir} has no adapter layers (adapter_attn_dim unset)")

@@ -12,6 +12,10 @@ from typing import Any
 from xlsr.errors import CheckpointError
 from xlsr.model import Wav2Vec2Config
 
+_EXTRACTOR_MODES = {"group": "group_norm", "layer": "layer_norm"}  # feat_extract_norm → our extractor_mode
+# transformers' CTC loss settings (its defaults) against ours, which are fixed: mean over the batch, zero_infinity.
+_HF_CTC_LOSS_DEFAULTS = {"ctc_loss_reduction": "sum", "ctc_zero_infinity": False}
+_XLSR_CTC_LOSS = {"ctc_loss_reduction": "mean", "ctc_zero_infinity": True}
 _UNSUPPORTED = {  # HF field: the only value we can represent
     "hidden_act": "gelu",
     "feat_extract_activation": "gelu",
@@ -45,6 +49,16 @@ def _check_hf_supported(hf: dict, source: str | Path) -> None:
             raise CheckpointError(f"{source}: {name}={hf[name]!r} is not supported (only {allowed!r})")
     if hf.get("model_type") != "wav2vec2":
         raise CheckpointError(f"{source}: model_type={hf.get('model_type')!r}, expected 'wav2vec2'")
+    norm = hf.get("feat_extract_norm", "group")
+    if not isinstance(norm, str) or norm not in _EXTRACTOR_MODES:
+        raise CheckpointError(f"{source}: feat_extract_norm={norm!r}, expected 'group' or 'layer'")
+
+
+def ignored_ctc_loss_fields(hf: dict) -> dict[str, Any]:
+    """The CTC loss settings of an HF config (transformers' defaults where absent) that differ from xlsr's
+    fixed loss (mean, zero_infinity=True): a model imported from it trains with ours instead."""
+    return {name: hf.get(name, default) for name, default in _HF_CTC_LOSS_DEFAULTS.items()
+            if hf.get(name, default) != _XLSR_CTC_LOSS[name]}  # fmt: skip
 
 
 # One piece: the field-by-field map reads as a table; split, it would hide which HF key feeds which field.
@@ -54,7 +68,7 @@ def _fields_from_hf(hf: dict, source: str | Path) -> dict[str, Any]:
         conv = list(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"], strict=True))
         fields: dict[str, Any] = dict(
             conv_layers=conv,
-            extractor_mode={"group": "group_norm", "layer": "layer_norm"}[hf.get("feat_extract_norm", "group")],
+            extractor_mode=_EXTRACTOR_MODES[hf.get("feat_extract_norm", "group")],
             conv_bias=bool(hf.get("conv_bias", False)),
             hidden_size=int(hf["hidden_size"]),
             num_layers=int(hf["num_hidden_layers"]),

@@ -17,18 +17,19 @@ from xlsr.text.vocab import BLANK, UNK, WORD_BOUNDARY
 
 def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
     """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without.
-    A tokenizer whose word delimiter is not `|` has it renamed `|`, the word boundary decoding and scoring read."""
+    A tokenizer whose word delimiter is not `|` has it renamed `|`, the word boundary decoding and scoring read;
+    one with do_lower_case has its tokens lower-cased (see _lower_cased)."""
     vocab_path = dir / "vocab.json"
     if not vocab_path.is_file():
         return None
-    token_to_id = language_vocab(vocab_path, lang)
+    token_to_id = _ids(language_vocab(vocab_path, lang), vocab_path)
     added = dir / "added_tokens.json"
     if added.is_file():
         # added tokens past the head's rows (transformers' <s>, </s> of a tokenizer saved beside a head without
         # them) are never output by the model: left out, as transformers' model ignores them
-        extra = {t: int(i) for t, i in read_json(added).items() if int(i) < size}
+        extra = {t: i for t, i in _ids(read_json(added), added).items() if i < size}
         token_to_id = {**token_to_id, **extra}
-    by_id = {int(i): t for t, i in token_to_id.items()}
+    by_id = {i: t for t, i in token_to_id.items()}
     if sorted(by_id) != list(range(len(by_id))):
         raise CheckpointError(f"{vocab_path}: token ids are not 0..{len(by_id) - 1} without gaps")
     tokens = [by_id[i] for i in range(len(by_id))]
@@ -38,7 +39,46 @@ def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[s
     delimiter = _special_token(dir, "word_delimiter_token")
     if delimiter and delimiter != WORD_BOUNDARY and delimiter in tokens and WORD_BOUNDARY not in tokens:
         tokens[tokens.index(delimiter)] = WORD_BOUNDARY  # the tokenizer's own word delimiter is our `|`
+    if _do_lower_case(dir):
+        tokens = _lower_cased(dir, tokens)
+    odd = [t for t in tokens if not t or any(c.isspace() for c in t)]
+    if odd:
+        raise CheckpointError(f"{vocab_path}: token {odd[0]!r} is empty or holds whitespace, which labels cannot "
+                              f"name (a space is the word delimiter, {WORD_BOUNDARY!r})")
     return tokens, (tokens.index(unk) if unk in tokens else None)
+
+
+def _ids(token_to_id: dict, path: Path) -> dict[str, int]:
+    """`token_to_id` checked: every id an integer (JSON true/false are not ids), else one line naming `path`."""
+    for token, i in token_to_id.items():
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise CheckpointError(f"{path}: token {token!r} has id {i!r}, expected an integer")
+    return token_to_id
+
+
+def _do_lower_case(dir: Path) -> bool:
+    """tokenizer_config.json's do_lower_case; Wav2Vec2PhonemeCTCTokenizer keeps the key but never reads it."""
+    path = dir / "tokenizer_config.json"
+    config = read_json(path) if path.is_file() else {}
+    value = config.get("do_lower_case", False)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{path}: do_lower_case={value!r}, expected true or false")
+    return value and config.get("tokenizer_class") != "Wav2Vec2PhonemeCTCTokenizer"
+
+
+def _lower_cased(dir: Path, tokens: list[str]) -> list[str]:
+    """Tokens as a do_lower_case tokenizer reads and writes text: transformers' Wav2Vec2CTCTokenizer upper-cases
+    text before looking it up (so the vocabulary is upper case) and lower-cases its decoded transcripts. Our
+    labels are looked up as written and transcripts are the tokens joined, so the same behaviour is lower-case
+    tokens. Special tokens (named in the tokenizer files, or <…>/[…]) keep their names; the blank and unk are
+    renamed ours anyway."""
+    named = {_special_token(dir, n) for n in ("pad_token", "unk_token", "bos_token", "eos_token")}
+    lowered = [t if t in named or _is_special(t) else t.lower() for t in tokens]
+    merged = sorted({t for t in lowered if lowered.count(t) > 1})
+    if merged:
+        raise CheckpointError(f"{dir / 'tokenizer_config.json'}: do_lower_case is true but vocab.json has tokens "
+                              f"that differ only in case: {', '.join(repr(t) for t in merged[:8])}")
+    return lowered
 
 
 def _special_token(dir: Path, name: str) -> str | None:
@@ -53,12 +93,13 @@ def _special_token(dir: Path, name: str) -> str | None:
     return None
 
 
+def _is_special(token: str) -> bool:
+    return len(token) > 1 and ((token[0] == "<" and token[-1] == ">") or (token[0] == "[" and token[-1] == "]"))
+
+
 def _is_phone_vocab(tokens: list[str]) -> bool:
     # Phone inventories have multi-character symbols (aː, tʃ); character vocabularies do not.
-    def special(t: str) -> bool:
-        return (t.startswith("<") and t.endswith(">")) or (t.startswith("[") and t.endswith("]"))
-
-    return any(len(t) > 1 for t in tokens if not special(t))
+    return any(len(t) > 1 for t in tokens if not _is_special(t))
 
 
 def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, dict]:
@@ -78,6 +119,7 @@ def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, 
         "bos_token": None,
         "eos_token": None,
         "word_delimiter_token": WORD_BOUNDARY if WORD_BOUNDARY in hf_tokens else None,
+        # Our labels are matched as written (a do_lower_case vocabulary was lower-cased on import), so is this.
         "do_lower_case": False,
         "model_max_length": 1_000_000_000,
     }

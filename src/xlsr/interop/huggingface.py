@@ -11,6 +11,7 @@ In HF the CTC blank is the pad token; ours is `<blank>` at 0.
 from __future__ import annotations
 
 import json
+import logging
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ import torch
 from xlsr.errors import CheckpointError, listing
 from xlsr.interop.adapters import choose_language, hf_languages, with_hf_adapter
 from xlsr.interop.ctc_head import to_convention, with_unk_row
-from xlsr.interop.hf_config import config_from_hf, config_to_hf, hf_has_mask_embedding
+from xlsr.interop.hf_config import (
+    config_from_hf,
+    config_to_hf,
+    hf_has_mask_embedding,
+    ignored_ctc_loss_fields,
+)
 from xlsr.interop.hf_keys import HF_PREFIX, key_table, rename, with_current_weight_norm_names
 from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
 from xlsr.interop.native import (
@@ -36,6 +42,8 @@ from xlsr.interop.native import (
 )
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.text.vocab import UNK
+
+log = logging.getLogger(__name__)
 
 
 def read_hf_weights(dir: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -111,16 +119,21 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     hf = read_json(cfg_path)
     state, weights_path, lang = _read_hf_state(dir, target_lang)
     architecture = _architecture_from_keys(state)
-    normalize = None
-    if (dir / "preprocessor_config.json").is_file():
-        normalize = read_json(dir / "preprocessor_config.json").get("do_normalize")
-    cfg = config_from_hf(hf, cfg_path, architecture=architecture,
-                         normalize=None if normalize is None else bool(normalize))
+    cfg = config_from_hf(hf, cfg_path, architecture=architecture, normalize=_do_normalize(dir))
     prefixed = architecture != "Wav2Vec2Model"
     ours, unmatched = rename(state, key_table("from_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
         raise CheckpointError(f"{weights_path}: unexpected keys (not supported): {listing(sorted(unmatched))}")
     metadata: dict[str, Any] = {"source": str(dir), **({"target_lang": lang} if lang else {})}
+    if architecture == "Wav2Vec2ForCTC":
+        ignored = ignored_ctc_loss_fields(hf)
+        if ignored:
+            # Our CTC loss is always the per-target-length mean with zero_infinity (model/ctc.py); the directory's
+            # own settings are kept in the metadata, and said (at info level: transformers' defaults are sum/False,
+            # so most published CTC directories differ, and a warning on every transcription would be noise).
+            metadata["ignored_hf_config"] = ignored
+            log.info("%s: %s not applied; xlsr's CTC loss is reduction='mean' with zero_infinity=True", cfg_path,
+                        ", ".join(f"{k}={v!r}" for k, v in ignored.items()))
     mask_key = (HF_PREFIX if prefixed else "") + "mask_embedding"
     if mask_key not in ours and not hf_has_mask_embedding(hf):
         # transformers omits masked_spec_embed when no masking is configured; fairseq's init is U[0, 1).
@@ -135,20 +148,36 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     return Loaded(model, cfg, vocab, "hf", metadata)
 
 
+def _do_normalize(dir: Path) -> bool | None:
+    """preprocessor_config.json's do_normalize; transformers' default True when the file lacks the key
+    (Wav2Vec2FeatureExtractor(do_normalize=True)). None without the file: config_from_hf then falls back to
+    the convention of the CNN type, there being no feature extractor to follow."""
+    path = dir / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    value = read_json(path).get("do_normalize", True)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{path}: do_normalize={value!r}, expected true or false")
+    return value
+
+
 def _read_hf_state(dir: Path, target_lang: str | None) -> tuple[dict[str, torch.Tensor], Path, str | None]:
     """The directory's tensors with the chosen MMS language's adapters in and weight norm under today's names."""
     state, weights_path = read_hf_weights(dir)
     languages, named_in = hf_languages(dir)
     lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
     if lang is not None:
-        state = with_hf_adapter(dir, state, lang)
+        state = with_hf_adapter(dir, state, lang, _read_torch_weights)
     return with_current_weight_norm_names(state), weights_path, lang
 
 
 def _ctc_vocab(dir: Path, hf: dict, ours: dict[str, torch.Tensor], lang: str | None, metadata: dict) -> list | None:
     """The CTC vocabulary in our convention, moving lm_head rows to match; notes row order and labels in metadata."""
     vocab_size = ours["lm_head.weight"].shape[0]
-    pad_id = int(hf.get("pad_token_id") if hf.get("pad_token_id") is not None else 0)
+    pad_id = hf.get("pad_token_id")
+    pad_id = 0 if pad_id is None else pad_id  # transformers' default
+    if not isinstance(pad_id, int) or isinstance(pad_id, bool):
+        raise CheckpointError(f"{dir / 'config.json'}: pad_token_id={pad_id!r}, expected an integer")
     if not 0 <= pad_id < vocab_size:
         raise CheckpointError(f"{dir / 'config.json'}: pad_token_id={pad_id} outside the {vocab_size}-row lm_head")
     found = read_hf_vocab(dir, vocab_size, lang)
