@@ -26,3 +26,10 @@ def listing(items: list[str], limit: int = 8) -> str:
     """'a, b, c and N more': at most `limit` items, so that an error message stays one readable line."""
     more = len(items) - limit
     return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def require_seed(seed, field: str = "--seed") -> int:
+    """`seed` as given, or one XlsrError line: numpy's generators take whole numbers 0 or more only."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise XlsrError(f"{field}: a whole number 0 or more, got {seed!r}")
+    return seed

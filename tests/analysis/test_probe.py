@@ -187,6 +187,7 @@ def test_bad_input_is_one_line_and_writes_nothing(setup, tmp_path, capsys):
     (broken / "config.json").write_text('{"format": "xlsr", "version": 1, "architecture": "Wav2Vec2ForPreTraining"')
     _fails(["--model", broken, *common], capsys, str(broken))
     _fails(["--model", tmp_path / "missing", *common], capsys, "missing")
+    _fails(["--model", root / "informative", *common, "--seed", "-1"], capsys, "--seed: a whole number 0 or more")
     assert not out.exists()
 
 

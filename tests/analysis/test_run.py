@@ -309,3 +309,14 @@ def test_an_amount_below_the_receptive_field_names_the_option(setup, tmp_path, c
                  "--no-plots", "--seconds-per-lang", "0.02"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--seconds-per-lang: give at least 0.025 s" in err
+
+
+def test_a_negative_seed_is_one_line_before_any_work(setup, tmp_path, capsys, monkeypatch):
+    import xlsr.analysis.run as run_module
+
+    root, data, _ = setup
+    monkeypatch.setattr(run_module, "_read_languages", lambda *a, **k: pytest.fail("work started"))
+    code = main(["analyze", "--model", str(root / "pretrained"), "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--no-plots", "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--seed: a whole number 0 or more, got -1" in err

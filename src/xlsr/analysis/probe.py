@@ -42,7 +42,7 @@ from xlsr.analysis.probe_plot import plot_probe
 from xlsr.atomic import write_json
 from xlsr.decode.greedy import greedy_decode
 from xlsr.devices import pick_device
-from xlsr.errors import XlsrError
+from xlsr.errors import XlsrError, require_seed
 from xlsr.interop.load import load_pretrained
 from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
@@ -210,6 +210,7 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     settings.check()
     if not paths:
         raise XlsrError("--model: give at least one checkpoint")
+    require_seed(seed)  # before any feature is computed
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise XlsrError(f"--out {out_dir}: exists and is not a folder")

@@ -27,7 +27,7 @@ from xlsr.data.manifest import find_manifests
 from xlsr.data.synth.languages import LANGUAGES
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.devices import pick_device
-from xlsr.errors import XlsrError
+from xlsr.errors import XlsrError, require_seed
 from xlsr.interop.load import load_pretrained
 from xlsr.rates import SAMPLE_RATE
 
@@ -114,6 +114,7 @@ def analyze(
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise XlsrError(f"--out {out_dir}: exists and is not a folder")
+    require_seed(seed)
     per_lang = _read_languages(data_dir, split, langs)
     torch_device = pick_device(device)  # a GPU this machine lacks: one line before loading the checkpoint
     loaded = _load_quantizing_model(model_path)
