@@ -215,3 +215,24 @@ def test_an_interrupted_run_keeps_the_models_it_finished(setup, tmp_path, monkey
     assert [m["name"] for m in written["models"]] == ["informative"]  # the several-model layout from the start
     assert [r["layer"] for r in written["models"][0]["layers"]] == ["cnn"]
     assert (tmp_path / "out" / "probe.png").is_file()
+
+
+def test_a_test_set_that_overlaps_train_is_said_and_recorded(setup, tmp_path, caplog, one_thread):
+    import logging
+
+    root, train, test = setup
+    settings = ProbeSettings(epochs=1, batch_frames=200)
+    with caplog.at_level(logging.WARNING, logger="xlsr.analysis.probe"):
+        report = probe(root / "informative", train, train, tmp_path / "same", layers="cnn", settings=settings,
+                       plot=False, show_progress=False)
+    n = len(train.read_text().splitlines())
+    assert report.summary["train_test_overlap"] == {"test_utterances_in_train": n, "test_speakers_in_train": 1}
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{n} of its {n} utterances are also in the train manifest" in said and "known voices" in said
+    caplog.clear()
+    # the tone corpora's train and test files differ, their one synthetic speaker is shared
+    with caplog.at_level(logging.WARNING, logger="xlsr.analysis.probe"):
+        report = probe(root / "informative", train, test, tmp_path / "apart", layers="cnn", settings=settings,
+                       plot=False, show_progress=False)
+    assert report.summary["train_test_overlap"] == {"test_utterances_in_train": 0, "test_speakers_in_train": 1}
+    assert "also in the train manifest" not in " ".join(r.getMessage() for r in caplog.records)

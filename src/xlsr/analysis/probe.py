@@ -13,6 +13,7 @@ train/linear_probe.py, the loop the pretraining probe uses too.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ from xlsr.rates import SAMPLE_RATE
 from xlsr.text.metrics import EditCounts, corpus_counts
 from xlsr.text.vocab import Vocabulary
 from xlsr.train.linear_probe import train_heads, zero_heads
+
+log = logging.getLogger(__name__)
 
 JSON_FILE = "probe.json"
 PLOT_FILE = "probe.png"
@@ -222,6 +225,7 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     min_samples = max(m.config.receptive_field for m, _, _ in loaded)
     train = read_labeled(train_manifest, labels, min_samples=min_samples)
     test = read_labeled(test_manifest, labels, min_samples=min_samples)
+    overlap = train_test_overlap(train, test)
     vocab = Vocabulary.build(train.labels, labels)
 
     start = time.perf_counter()
@@ -236,9 +240,27 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
         # written after each model, so that an interrupted run keeps the models it finished
         summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device),
                            several=len(paths) > 1)
+        summary["train_test_overlap"] = overlap
         summary["seconds"] = round(time.perf_counter() - start, 2)
         report = _write(summary, out_dir, plot)
     return report
+
+
+def train_test_overlap(train: LabeledAudio, test: LabeledAudio) -> dict[str, int]:
+    """How many test utterances are also train audio, and how many test speakers also speak in train; a warning for
+    either, since the probe's test PER then partly measures the training set (or its voices), not held-out speech."""
+    files = set(train.audio)
+    speakers = {s for s in train.speakers if s is not None}
+    overlap = {"test_utterances_in_train": sum(a in files for a in test.audio),
+               "test_speakers_in_train": len({s for s in test.speakers if s is not None} & speakers)}
+    if overlap["test_utterances_in_train"]:
+        log.warning("%s: %d of its %d utterances are also in the train manifest %s (same audio file): the test PER is "
+                    "then partly a training error", test.manifest, overlap["test_utterances_in_train"],
+                    len(test.audio), train.manifest)
+    if overlap["test_speakers_in_train"]:
+        log.warning("%s: %d of its speakers also speak in the train manifest %s: the test PER measures known voices",
+                    test.manifest, overlap["test_speakers_in_train"], train.manifest)
+    return overlap
 
 
 def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab: Vocabulary, labels: str,

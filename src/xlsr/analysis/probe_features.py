@@ -49,6 +49,8 @@ class LabeledAudio:
     labels: list[str]
     ids: list[str]
     skipped: int = 0  # unreadable or shorter than the CNN's receptive field
+    audio: list[str] = field(default_factory=list)  # each kept utterance's audio file, as the manifest resolves it
+    speakers: list[str | None] = field(default_factory=list)
 
     @property
     def minutes(self) -> float:
@@ -141,6 +143,8 @@ def read_labeled(manifest: str | Path, labels: str, *, min_samples: int) -> Labe
         data.waveforms.append(wave)
         data.labels.append(getattr(utt, key))
         data.ids.append(utt.id)
+        data.audio.append(str(utt.audio))
+        data.speakers.append(utt.speaker)
     if not data.waveforms:
         raise XlsrError(f"{manifest}: none of its {len(utts)} utterances could be read "
                         f"(unreadable audio, or shorter than {min_samples} samples)")
