@@ -60,11 +60,11 @@ def test_phone_error_counts_per_language(tmp_path):
     assert (c["xx"]["phone"].substitutions, c["xx"]["phone"].deletions, c["xx"]["phone"].insertions,
             c["xx"]["phone"].ref_len) == (1, 3, 0, 5)
     assert (c["yy"]["phone"].substitutions, c["yy"]["phone"].deletions, c["yy"]["phone"].ref_len) == (1, 1, 3)
-    assert report.rate("all", "phone") == pytest.approx(6 / 8)
-    assert report.utterances == {"xx": 2, "yy": 2, "all": 4}
+    assert report.rate(None, "phone") == pytest.approx(6 / 8)
+    assert report.utterances == {"xx": 2, "yy": 2} and report.total_utterances == 4
     assert report.no_reference == ["u4"] and report.oov == {"e": 1}
     table = report.table()
-    assert "PER %" in table and table.splitlines()[-1].split()[:3] == ["all", "4", "75.00"]
+    assert "PER %" in table and table.splitlines()[-1].split()[:3] == ["total", "4", "75.00"]
 
 
 def test_char_model_gets_cer_and_wer_and_cli_json(tmp_path, capsys):
@@ -91,7 +91,7 @@ def test_missing_references_and_unreadable_audio(tmp_path, capsys):
     code = main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--no-progress"])
     captured = capsys.readouterr()
     assert code == 1 and "u1.wav: not a readable audio file" in captured.err
-    assert captured.out.splitlines()[-1].split()[:3] == ["all", "1", "0.00"]
+    assert captured.out.splitlines()[-1].split()[:3] == ["total", "1", "0.00"]
     m.write_text(m.read_text() + '{"audio": "u0.wav", "lang": "xx"}\n')
     assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -125,7 +125,41 @@ def test_sweep_ranks_ties_by_the_secondary_metric():
     def report(char_errors, word_errors):
         counts = {"char": EditCounts(substitutions=char_errors, ref_len=100),
                   "word": EditCounts(substitutions=word_errors, ref_len=20)}
-        return EvalReport("m", "chars", {"all": counts}, {"all": 1})
+        return EvalReport("m", "chars", {"zz": counts}, {"zz": 1})
     rows = [(0.0, 0.0, report(9, 2)), (1.0, 0.0, report(5, 2)), (2.0, 0.0, report(1, 3)), (3.0, 0.0, report(5, 2))]
     # WER first; on a WER tie the lower CER; equal rows keep their grid order
     assert [w for w, _, _ in rank_settings(rows)] == [1.0, 3.0, 0.0, 2.0]
+
+
+def test_a_language_coded_all_is_counted_once_in_the_total(tmp_path):
+    # "all" is a language code (ISO 639-3 Allar); the total used to be kept under it, so its counts went in twice
+    from types import SimpleNamespace as Utt
+
+    from xlsr.decode.evaluate import References
+
+    utts = [Utt(id="1", audio="/x/1.wav", lang="all", phones="a b c d", text=None),
+            Utt(id="2", audio="/x/2.wav", lang="es", phones="a b", text=None)]
+    refs = References("m", utts, "phones", scored=[0, 1], missing=[], oov={}, normalize=False)
+    report = refs.score({"/x/1.wav": "a b c x", "/x/2.wav": "a b"}, [])
+    assert report.counts["all"]["phone"] == EditCounts(1, 0, 0, 4) and report.utterances == {"all": 1, "es": 1}
+    assert report.total["phone"] == EditCounts(1, 0, 0, 6) and report.total_utterances == 2
+    assert report.rate(None, "phone") == pytest.approx(1 / 6)
+    rows = [line.split() for line in report.table().splitlines()]
+    assert rows[2][:3] == ["all", "1", "25.00"] and rows[3][:3] == ["es", "1", "0.00"]
+    assert set(rows[4][0]) == {"-"} and rows[5][:3] == ["total", "2", "16.67"]  # set apart by a rule
+    data = report.to_dict()
+    assert list(data["languages"]) == ["all", "es"] and data["languages"]["all"]["per"]["ref_len"] == 4
+    assert data["total"]["utterances"] == 2 and data["total"]["per"]["ref_len"] == 6
+
+
+def test_json_report_has_null_not_infinity_for_a_language_without_reference_units(tmp_path):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "b"], "a", "chars")
+    m = manifest(tmp_path, [{"lang": "zz", "text": "¡!"}, {"lang": "yy", "text": "a"}])  # zz: nothing left to score
+    out = tmp_path / "report.json"
+    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--normalize-text", "--json", str(out),
+                 "--no-progress"]) == 0
+    text = out.read_text()
+    assert "Infinity" not in text
+    data = json.loads(text)
+    assert data["languages"]["zz"]["cer"]["rate"] is None and data["languages"]["zz"]["cer"]["insertions"] == 1
+    assert data["languages"]["yy"]["cer"]["rate"] == 0.0 and data["total"]["cer"]["rate"] == 1.0

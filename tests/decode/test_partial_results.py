@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from xlsr.decode.partial_results import PartialResults
+from xlsr.errors import XlsrError
 
 SETTINGS = {"model": "A", "beam": None}
 
@@ -53,3 +56,30 @@ def test_files_that_failed_keep_the_partial_file_so_a_rerun_retries_only_them(tm
     assert [r["audio"] for r in rerun.finish(["a.wav", "b.wav", "c.wav"])] == ["a.wav", "b.wav", "c.wav"]
     assert not rerun.path.exists()
     assert [json.loads(line)["audio"] for line in out.read_text().splitlines()] == ["a.wav", "b.wav", "c.wav"]
+
+
+def test_a_name_that_is_not_utf8_is_kept_and_found_again(tmp_path):
+    # Python holds a file name's non-UTF-8 bytes as lone surrogates, which UTF-8 cannot encode
+    out, name = tmp_path / "o.jsonl", "caf\udce9.wav"
+    kept = PartialResults(out, SETTINGS)
+    kept.append(_result(name))
+    kept.append(_result("é.wav"))
+    kept.close()
+    assert PartialResults(out, SETTINGS).done() == {name, "é.wav"}
+    assert "é.wav" in kept.path.read_text(encoding="utf-8")  # other lines keep their text as it is
+    assert [r["audio"] for r in PartialResults(out, SETTINGS).finish([name, "é.wav"])] == [name, "é.wav"]
+    assert [json.loads(line)["audio"] for line in out.read_text(encoding="utf-8").splitlines()] == [name, "é.wav"]
+
+
+def test_advice_for_a_changed_setting_names_both_values_even_with_braces(tmp_path):
+    out = tmp_path / "o.jsonl"
+    kept = PartialResults(out, {"model": "/ckpt/{a}", "beam": None})
+    kept.append(_result("a.wav"))
+    kept.close()
+    advice = {"model": "made with {was}, now {now}: give --model {was}"}
+    with pytest.raises(XlsrError) as caught:
+        PartialResults(out, {"model": "/ckpt/{b}", "beam": None}, advice=advice)
+    assert str(caught.value) == (f"{kept.path}: results of an earlier run with other settings (model); made with "
+                                 "/ckpt/{a}, now /ckpt/{b}: give --model /ckpt/{a}")
+    with pytest.raises(XlsrError, match=r"\(beam\); run that command again to finish it, or delete the file"):
+        PartialResults(out, {"model": "/ckpt/{a}", "beam": 5}, advice=advice)

@@ -371,13 +371,13 @@ def test_lm_sweep_equals_one_evaluation_per_setting_and_ranks_them(tiny_ckpt, tm
     beam = decoder_for_lm(ctc.vocab, lm, config=BeamSearchConfig(beam_size=16))
     swept = sweep_lm_settings(ctc, utts, beam, [0.0, 5.0], [0.0, -1.0], show_progress=False)
     assert len(swept) == 4
-    rates = [report.rate("all", "phone") for _, _, report in swept]
+    rates = [report.rate(None, "phone") for _, _, report in swept]
     assert rates == sorted(rates) and rates[0] < rates[-1]  # best first; the LM weight changes the outcome
     for lm_weight, word_score, report in swept:  # each equals a whole evaluation at that setting
         alone = evaluate(ctc, utts, decoder=make_decoder(ctc, lm=lm, beam=16, lm_weight=lm_weight,
                                                          word_score=word_score), show_progress=False)
         assert report.hypotheses == alone.hypotheses
-        assert report.counts["all"]["phone"] == alone.counts["all"]["phone"]
+        assert report.total["phone"] == alone.total["phone"] and report.counts == alone.counts
     out = tmp_path / "sweep.json"
     code = main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm", str(lm), "--beam", "16",
                  "--lm-weight", "0", "5", "--word-score", "0", "-1", "--json", str(out), "--no-progress"])
@@ -386,7 +386,7 @@ def test_lm_sweep_equals_one_evaluation_per_setting_and_ranks_them(tiny_ckpt, tm
     data = json.loads(out.read_text())
     assert [(r["lm_weight"], r["word_score"]) for r in data["sweep"]] == [(w, s) for w, s, _ in swept]
     assert (data["lm_weight"], data["word_score"]) == swept[0][:2]  # the report's own setting: the best
-    assert data["sweep"][0]["per"] == data["languages"]["all"]["per"]["rate"]  # the same names as the report
+    assert data["sweep"][0]["per"] == data["total"]["per"]["rate"]  # the same names as the report
     assert main(["evaluate", "--model", str(tiny_ckpt), "--manifest", str(manifest), "--lm-weight", "0", "5"]) == 2
     assert "give --lm (or --lexicon) to sweep them" in capsys.readouterr().err
 

@@ -8,9 +8,10 @@
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
 --target-lang picks the language of an MMS checkpoint with per-language adapters.
-Prints a table; --json writes the same numbers (and the failures) as JSON. As in `xlsr transcribe`, a batch that
-runs out of memory is decoded again in halves, and a recording that does not fit alone is listed as a failure
-saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
+Prints a table (a row per language, then the total over all of them); --json writes the same numbers (and the
+failures) as JSON: "languages" holds the manifests' languages only, "total" the counts over all of them. As in
+`xlsr transcribe`, a batch that runs out of memory is decoded again in halves, and a recording that does not fit
+alone is listed as a failure saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
 Several --lm-weight / --word-score values: the model runs once, beam search once per pair; the pairs are printed
 best first, then the best pair's full report (choose on a dev set, report the test set with it).
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.atomic import write_json
+from xlsr.atomic import write_text
 from xlsr.cli.transcribe import (
     add_batching_arguments,
     add_decoder_arguments,
@@ -53,6 +54,7 @@ def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.evaluate import METRIC_NAMES, evaluate, read_manifests
+    from xlsr.decode.partial_results import json_text
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
     from xlsr.text.vocab import format_counts
 
@@ -99,9 +101,9 @@ def run(args) -> int:
         if sweep:  # every setting's rates over all languages, best first; the report above is the best's
             data["lm_weight"], data["word_score"] = rows[0][0], rows[0][1]
             data["sweep"] = [{"lm_weight": w, "word_score": s,
-                              **{METRIC_NAMES[u].lower(): r.rate("all", u) for u in r.counts["all"]}}
+                              **{METRIC_NAMES[u].lower(): c.to_dict()["rate"] for u, c in r.total.items()}}
                              for w, s, r in rows]
-        write_json(args.json, data)
+        write_text(args.json, json_text(data, indent=2) + "\n")  # a failed file's name may not be UTF-8
     if args.hyps:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:

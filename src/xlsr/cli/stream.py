@@ -46,12 +46,14 @@ def run(args) -> int:
     import numpy as np
 
     from xlsr.data.audio import load_audio
+    from xlsr.decode.chunking import check_chunk_seconds
     from xlsr.decode.streaming import StreamingTranscriber
     from xlsr.decode.transcribe import load_ctc_model
 
     if args.chunk_seconds <= 0 or args.stride_seconds < 0 or args.piece_seconds <= 0:
         raise XlsrError(f"--chunk-seconds and --piece-seconds must be > 0 and --stride-seconds >= 0; "
                         f"got {args.chunk_seconds:g}, {args.piece_seconds:g} and {args.stride_seconds:g}")
+    check_chunk_seconds(args.chunk_seconds)
     pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else None
     if pieces is None:
         audio = load_audio(args.source, normalize=False)  # the transcriber normalizes each window if the model does

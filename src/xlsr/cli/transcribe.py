@@ -10,7 +10,8 @@ overlapping windows merged by time. --target-lang picks the language of an MMS c
 per-language adapters (without it, the error lists the languages it has). One JSON line per file: audio, duration, text, tokens, score
 (+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
 when some failed). Each result is kept in OUT.partial as it is made: the same command after a stop (Ctrl-C, a
-crash, a lost machine), or after some files failed, transcribes only the files not done yet.
+crash, a lost machine), or after some files failed, transcribes only the files not done yet; it is refused when
+--model now means another checkpoint (a run folder's new best) or the checkpoint was saved again since.
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ def add_batching_arguments(p) -> None:
 
 def batching_options(args) -> dict:
     """The checked --chunk-seconds / --chunk-stride / --batch-seconds as transcribe_files keywords."""
+    from xlsr.decode.chunking import check_chunk_seconds  # lazy: torch (the command loads it next anyway)
+
     if args.chunk_seconds < 0 or args.chunk_stride < 0 or args.batch_seconds <= 0:
         raise XlsrError(f"--chunk-seconds and --chunk-stride must be >= 0 and --batch-seconds > 0, got "
                         f"{args.chunk_seconds:g}, {args.chunk_stride:g} and {args.batch_seconds:g}")
+    if args.chunk_seconds:  # 0: never chunk
+        check_chunk_seconds(args.chunk_seconds)
     return {"chunk_seconds": args.chunk_seconds or None, "chunk_stride": args.chunk_stride,
             "max_batch_seconds": args.batch_seconds}
 
@@ -91,19 +96,32 @@ def run(args) -> int:
         find_audio,
         load_ctc_model,
         make_decoder,
+        resolve_checkpoint,
         transcribe_files,
     )
 
     batching = batching_options(args)
     check_output_file(args.out)
-    settings = {k: getattr(args, k) for k in ("model", "target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
-                                              "word_score", "timestamps", "chunk_seconds", "chunk_stride")}
-    kept = PartialResults(args.out, settings)  # a stopped run's results: those files are not transcribed again
-    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
+    # --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
+    # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
+    # recorded instead, so that a rerun never appends another model's results to the earlier ones.
+    checkpoint, fingerprint = resolve_checkpoint(args.model)
+    settings = {"model": str(checkpoint), "model_files": fingerprint,
+                **{k: getattr(args, k) for k in ("target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
+                                                 "word_score", "timestamps", "chunk_seconds", "chunk_stride")}}
+    advice = {"model": f"they were made with the checkpoint {{was}}, and --model {args.model} now means {{now}}: "
+                       f"give --model {{was}} to finish them, or delete the file to start over",
+              "model_files": f"the checkpoint {checkpoint} was saved again since (a new best or last from "
+                             f"training?), so the model the results were made with is gone: delete the file to "
+                             f"start over"}
+    # a stopped run's results: those files are not transcribed again
+    kept = PartialResults(args.out, settings, advice=advice)
+    ctc = load_ctc_model(checkpoint, device=args.device, target_lang=args.target_lang, precision=args.precision)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     files, failures = find_audio(args.inputs)
-    todo = [f for f in files if str(f) not in kept.done()]
+    done = kept.done()  # once: a set built per file made choosing quadratic in the files of a big resumed job
+    todo = [f for f in files if str(f) not in done]
     if len(todo) < len(files):
         print(f"xlsr: resuming: {len(files) - len(todo)} of {len(files)} file(s) already in {kept.path}",
               file=sys.stderr)

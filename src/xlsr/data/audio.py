@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +34,28 @@ def to_mono(data: np.ndarray, rate: int, where: str, *, sample_rate: int = SAMPL
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+# What soundfile raises for a file it cannot read: libsndfile's errors, and ValueError for what it refuses itself.
+_SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError)
+
+
+def _os_path(path: Path) -> bytes | str:
+    """`path` as soundfile should be given it. soundfile encodes a str name as strict UTF-8, which fails for a
+    name that is not UTF-8 on disk (Python decodes its bytes to lone surrogates); the bytes os.fsencode gives
+    back are the name as the filesystem has it. Windows keeps str: soundfile opens it with the wide-char API."""
+    return str(path) if os.name == "nt" else os.fsencode(path)
+
+
+def _unreadable(where: str, exc: Exception, source=None) -> AudioError:
+    # for bytes, libsndfile's message starts with the BytesIO object's repr; its error_string is the reason
+    reason = getattr(exc, "error_string", None) if isinstance(source, io.BytesIO) else None
+    return AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})")
+
+
 def _read(source, where: str) -> tuple[np.ndarray, int]:
     try:
         return sf.read(source, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        # for bytes, libsndfile's message starts with the BytesIO object's repr; its error_string is the reason
-        reason = getattr(exc, "error_string", None) if isinstance(source, io.BytesIO) else None
-        raise AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})") from None
+    except _SOUNDFILE_ERRORS as exc:
+        raise _unreadable(where, exc, source) from None
 
 
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
@@ -47,7 +63,7 @@ def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: b
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
-    x = to_mono(*_read(str(path), str(path)), str(path), sample_rate=sample_rate)
+    x = to_mono(*_read(_os_path(path), str(path)), str(path), sample_rate=sample_rate)
     return normalize_waveform(x) if normalize else x
 
 
@@ -64,9 +80,9 @@ def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> in
     if not path.is_file():
         raise AudioError(f"{path}: no such audio file")
     try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioError(f"{path}: not a readable audio file ({str(exc).splitlines()[0][:120]})") from None
+        info = sf.info(_os_path(path))
+    except _SOUNDFILE_ERRORS as exc:  # the same as load_audio: a file one refuses, the other must not crash on
+        raise _unreadable(str(path), exc) from None
     n = int(round(info.frames * sample_rate / info.samplerate)) if info.frames > 0 else 0
     if n <= 0:
         raise AudioError(f"{path}: empty audio ({max(info.frames, 0)} sample(s) at {info.samplerate} Hz)")

@@ -33,6 +33,23 @@ class Window:
     keep_to: int | None  # None: up to the window's last frame (the final window)
 
 
+# The shortest window the option checks accept. Windows are whole frames (rounded) and so is their context (at
+# most a quarter of the window, also rounded): from 3 frames on, every window keeps at least one frame whatever the
+# stride; 2.5 frames (0.05 s) rounds to 2 with 1 frame of context each side, which keeps none.
+MIN_CHUNK_FRAMES = 3
+
+
+def check_chunk_seconds(chunk_s: float, option: str = "--chunk-seconds", *, sample_rate: int = SAMPLE_RATE,
+                        frame_samples: int = FRAME_STRIDE_SAMPLES) -> None:
+    """XlsrError naming `option` when a window of `chunk_s` seconds is shorter than MIN_CHUNK_FRAMES frames
+    (checked with the other options, before the model is loaded, rather than failing on the first long file)."""
+    frames = chunk_s * sample_rate / frame_samples
+    if frames < MIN_CHUNK_FRAMES:
+        frame_ms = 1000 * frame_samples / sample_rate
+        raise XlsrError(f"{option}: {chunk_s:g} s is {frames:g} frame(s) of {frame_ms:g} ms; a window must be at "
+                        f"least {MIN_CHUNK_FRAMES} frames ({MIN_CHUNK_FRAMES * frame_samples / sample_rate:g} s)")
+
+
 def window_context(chunk_s: float, stride_s: float) -> float:
     """The context each side of a window gets: the stride asked for, at most a quarter of the window (so that at
     least half of every window's frames are kept). Long files (`xlsr transcribe`) and streams use the same."""
@@ -46,8 +63,11 @@ def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_ra
     context = round(stride_s * sample_rate / frame_samples)  # frames of context per side
     step = chunk - 2 * context
     if chunk <= 0 or context < 0 or step <= 0:
-        raise XlsrError(f"chunking: chunk of {chunk_s} s must be longer than twice the stride of "
-                        f"{stride_s} s")
+        # in frames, as computed: in seconds a 0.05 s chunk is longer than twice a 0.0125 s stride, yet rounded
+        # to frames (2, and 1 each side) it keeps none
+        raise XlsrError(f"chunking: a window of {chunk_s:g} s is {chunk} frame(s), and {context} frame(s) of "
+                        f"context on each side ({stride_s:g} s) leave none to keep; give a longer window or a "
+                        f"shorter stride")
     # One extra frame of samples so the CNN's receptive field (400 > 320 samples) still yields
     # `chunk` frames per window.
     window_samples = (chunk + 1) * frame_samples

@@ -24,50 +24,74 @@ METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
 
 
+TOTAL_ROW = "total"  # the table's last row; not a language code (those are 2-3 letters, or tags like en-US)
+
+
 @dataclass
 class EvalReport:
-    """Per-language edit counts per metric unit, and what could not be scored."""
+    """Per-language edit counts per metric unit, their total over every language, and what could not be scored.
+
+    The total is kept apart from the languages, not as one more language: any name for it may be a manifest's
+    language ("all" is one, ISO 639-3 Allar), whose counts were then added to the total twice."""
 
     model: str
     labels: str
-    counts: dict[str, dict[str, object]]  # lang -> unit -> EditCounts (lang "all" = every language)
-    utterances: dict[str, int]
+    counts: dict[str, dict[str, object]]  # lang -> unit -> EditCounts, the manifest's languages only
+    utterances: dict[str, int]  # lang -> utterances scored
     failures: list[Failure] = field(default_factory=list)
     no_reference: list[str] = field(default_factory=list)  # utterance ids without a label
     oov: dict[str, int] = field(default_factory=dict)  # reference symbols outside the vocabulary
     hypotheses: list[dict] = field(default_factory=list)
+    total: dict[str, EditCounts] | None = None  # unit -> EditCounts over every language (None: the sum of counts)
+    total_utterances: int | None = None  # None: the sum over languages
 
-    def rate(self, lang: str, unit: str) -> float:
-        """Error rate of `unit` ("phone", "char", "word") for `lang` (or "all")."""
+    def __post_init__(self):
+        if self.total is None:  # every unit of the labels, even when no utterance was scored
+            self.total = {u: sum((c[u] for c in self.counts.values() if u in c), EditCounts())
+                          for u in METRICS[self.labels]}
+        if self.total_utterances is None:
+            self.total_utterances = sum(self.utterances.values())
+
+    def rate(self, lang: str | None, unit: str) -> float:
+        """Error rate of `unit` ("phone", "char", "word") over every language (`lang` None), or for `lang` (a
+        language coded "all", ISO 639-3 Allar, is a language like any other)."""
+        if lang is None:
+            return self.total[unit].rate
         return self.counts[lang][unit].rate
 
     def to_dict(self) -> dict:
+        def metrics(units: dict) -> dict:
+            return {METRIC_NAMES[u].lower(): c.to_dict() for u, c in units.items()}
+
         return {
             "model": self.model, "labels": self.labels,
-            "languages": {lang: {"utterances": self.utterances.get(lang, 0),
-                                 **{METRIC_NAMES[u].lower(): c.to_dict() for u, c in units.items()}}
+            "languages": {lang: {"utterances": self.utterances.get(lang, 0), **metrics(units)}
                           for lang, units in self.counts.items()},
+            "total": {"utterances": self.total_utterances, **metrics(self.total)},
             "failures": [{"audio": f.audio, "error": f.error} for f in self.failures],
             "no_reference": self.no_reference, "oov": self.oov,
         }
 
     def table(self) -> str:
-        """A fixed-width table: one row per language (then "all"), rate and S/D/I per metric."""
+        """A fixed-width table: one row per language, then a rule and the total over every language."""
         units = METRICS[self.labels]
         head = f"{'language':<10} {'utts':>5}"
         for u in units:
             name = METRIC_NAMES[u]
             head += f" {name + ' %':>7} {'S':>6} {'D':>6} {'I':>6} {'N':>7}"
-        lines = [head, "-" * len(head)]
-        for lang in [*sorted(k for k in self.counts if k != "all"), "all"]:
-            if lang not in self.counts:
-                continue
-            row = f"{lang:<10} {self.utterances.get(lang, 0):>5}"
+
+        def row(name: str, n_utts: int, per_unit: dict) -> str:
+            line = f"{name:<10} {n_utts:>5}"
             for u in units:
-                c = self.counts[lang][u]
-                row += (f" {100 * c.rate:>7.2f} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} "
-                        f"{c.ref_len:>7}")
-            lines.append(row)
+                c = per_unit[u]
+                line += (f" {100 * c.rate:>7.2f} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} "
+                         f"{c.ref_len:>7}")
+            return line
+
+        lines = [head, "-" * len(head)]
+        lines += [row(lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
+        # the rule sets the total apart from the languages, whatever they are called
+        lines += ["-" * len(head), row(TOTAL_ROW, self.total_utterances, self.total)]
         return "\n".join(lines)
 
 
@@ -132,11 +156,11 @@ class References:
             if self.normalize:
                 ref, hyp = normalize_text(ref), normalize_text(hyp)
             hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
-            for lang in (u.lang, "all"):
-                per_unit = counts.setdefault(lang, {unit: EditCounts() for unit in units})
-                for unit in units:
-                    per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
-                n_utts[lang] = n_utts.get(lang, 0) + 1
+            per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
+            for unit in units:
+                per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
+            n_utts[u.lang] = n_utts.get(u.lang, 0) + 1
+        # no total among the languages (EvalReport sums them apart): a language may be coded "all"
         return EvalReport(self.model, self.labels, counts, n_utts, failures,
                           [self.utts[i].id for i in self.missing], self.oov, hyps)
 

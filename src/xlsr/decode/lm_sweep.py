@@ -49,7 +49,7 @@ def sweep_lm_settings(ctc: CTCModel, utts: Sequence, beam: BeamSearchDecoder, lm
 def rank_settings(rows: list[tuple[float, float, EvalReport]]) -> list[tuple[float, float, EvalReport]]:
     """Best first by every metric over all languages, the primary one first (characters: WER, then CER on a tie;
     phones: PER); equal rows keep their grid order."""
-    return sorted(rows, key=lambda row: tuple(row[2].rate("all", u) for u in reversed(METRICS[row[2].labels])))
+    return sorted(rows, key=lambda row: tuple(row[2].rate(None, u) for u in reversed(METRICS[row[2].labels])))
 
 
 def sweep_table(rows: list[tuple[float, float, EvalReport]]) -> str:
@@ -59,5 +59,5 @@ def sweep_table(rows: list[tuple[float, float, EvalReport]]) -> str:
     lines = [head, "-" * len(head)]
     for lm_weight, word_score, report in rows:
         lines.append(f"{lm_weight:>9g} {word_score:>10g}" +
-                     "".join(f" {100 * report.rate('all', u):>7.2f}" for u in units))
+                     "".join(f" {100 * report.rate(None, u):>7.2f}" for u in units))
     return "\n".join(lines)

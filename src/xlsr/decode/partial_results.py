@@ -7,6 +7,10 @@ again, and the next result starts on a line of its own). Files that failed are n
 again tries them, and only them; OUT.partial is removed once every file is in OUT. The first line records the
 settings the results were made with; a restart with other settings is refused (results of two models or decoders
 would be mixed in one OUT); a file whose settings line itself was torn holds no result and starts over.
+
+Lines are UTF-8 JSON. A string that UTF-8 cannot hold (a file name whose bytes are not UTF-8: Python holds them as
+lone surrogates) is written as a \\udcXX escape (json_line): valid JSON that Python's json reads back to the same
+str, so the file is found again on a rerun and os.fsencode gives its name's bytes back.
 """
 
 from __future__ import annotations
@@ -14,14 +18,41 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xlsr.atomic import write_jsonl
+from xlsr.atomic import write_text
 from xlsr.errors import XlsrError
+
+RESTART = "run that command again to finish it, or delete the file to start over"
+
+
+def json_text(data, *, indent: int | None = None) -> str:
+    """`data` as JSON: non-ASCII text as it is, unless some string holds a lone surrogate (a file name whose
+    bytes are not UTF-8), which UTF-8 cannot encode; the text is then all \\u escapes. Replacing the surrogate
+    (U+FFFD) instead would lose the name: no rerun could match it, nor any reader open the file."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=indent)
+    return text
+
+
+def json_line(record) -> str:
+    """`record` as one JSON line (json_text)."""
+    return json_text(record) + "\n"
+
+
+def write_jsonl(path: str | Path, records) -> Path:
+    """One JSON line per record (json_line), written atomically."""
+    return write_text(path, "".join(json_line(r) for r in records))
 
 
 class PartialResults:
     """The OUT.partial file of one output OUT."""
 
-    def __init__(self, out: str | Path, settings: dict):
+    def __init__(self, out: str | Path, settings: dict, *, advice: dict[str, str] | None = None):
+        """`advice`: for a setting whose change makes the default advice wrong (e.g. the checkpoint was rewritten:
+        running that command again cannot finish it), what to tell instead; "{was}" and "{now}" in it become the
+        setting's earlier and current values."""
         self.out = Path(out)
         self.path = self.out.with_name(self.out.name + ".partial")
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
@@ -34,8 +65,11 @@ class PartialResults:
                 lines = []
             elif made_with != self.settings:
                 changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
+                # replace, not str.format: a path in the advice may hold braces
+                tell = next((advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
+                             for k in changed if k in (advice or {})), RESTART)
                 raise XlsrError(f"{self.path}: results of an earlier run with other settings ({', '.join(changed)}); "
-                                f"run that command again to finish it, or delete the file to start over")
+                                f"{tell}")
             for line in lines[1:]:
                 record = _parse(line)
                 if isinstance(record.get("audio"), str):
@@ -63,8 +97,8 @@ class PartialResults:
             new = not self.path.is_file() or self.path.stat().st_size == 0
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by finish()/close()
             if new:
-                self._file.write(json.dumps({"settings": self.settings}) + "\n")
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self._file.write(json_line({"settings": self.settings}))
+        self._file.write(json_line(record))
         self._file.flush()
         self.records[record["audio"]] = record
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from xlsr.data.audio import normalize_waveform
-from xlsr.decode.chunking import Window, plan_windows, window_context
+from xlsr.decode.chunking import Window, check_chunk_seconds, plan_windows, window_context
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
 from xlsr.rates import FRAME_STRIDE_S
@@ -35,6 +35,7 @@ class StreamingTranscriber:
         if chunk_s <= 0 or stride_s < 0:
             raise XlsrError(f"streaming: the window must be longer than 0 s and the stride at least 0 s, got "
                             f"{chunk_s:g} and {stride_s:g}")
+        check_chunk_seconds(chunk_s, "streaming: the window")  # now, not at the first feed()
         # the windows of `xlsr transcribe` for a long file of the same settings (the stride at most chunk / 4)
         self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, window_context(chunk_s, stride_s)
         self._audio = np.zeros(0, dtype=np.float32)  # the stream from sample `_offset` on (older audio is done)
@@ -56,7 +57,12 @@ class StreamingTranscriber:
         """Add audio; run every window that is complete and not the last; the tokens that became final."""
         if self.finished:
             raise XlsrError("streaming: the stream has ended (finish() was called)")
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        samples = np.asarray(samples, dtype=np.float32)
+        # a (S, 2) block (what sf.read or a sound card gives for stereo) flattened would interleave the channels:
+        # twice the duration of garbage, with no error
+        if samples.ndim != 1:
+            raise XlsrError(f"streaming: expected mono samples of shape (S,), got {samples.shape}; mix the "
+                            f"channels first (e.g. samples.mean(axis=1))")
         self._audio = np.concatenate([self._audio, samples])
         # the windows of the stream so far: every one but the last is whole, and stays so as audio arrives
         plan = self._plan()

@@ -11,19 +11,21 @@ fit alone is a failure too, whose line says what to lower.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from xlsr import atomic
 from xlsr.data.audio import audio_num_samples, load_audio
 from xlsr.data.batching import pad_waveforms
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
+from xlsr.decode.partial_results import write_jsonl as _write_jsonl_atomic
 from xlsr.devices import is_out_of_memory, pick_device
 from xlsr.errors import AudioError, CheckpointError, XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
@@ -88,6 +90,29 @@ def load_ctc_model(path: str | Path, *, device: str | torch.device = "cpu", labe
     model = loaded.model.to(device).eval()
     cfg = loaded.config
     return CTCModel(model, vocab, bool(cfg.normalize_waveform), str(path), precision)
+
+
+def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
+    """The checkpoint `path` means now, and a fingerprint of its files.
+
+    A run folder means its best checkpoint, else its last, and either may be a link training moves: the path
+    returned has the links followed, so that loading it later loads what was fingerprinted even if training
+    moves them meanwhile. The fingerprint hashes the name, size and modification time (ns) of each file of the
+    checkpoint (the folder's files, or the file), not their contents: a checkpoint saved again (training writes
+    a new best or last over the old) differs, and reading gigabytes of weights to tell is not needed. A path
+    that does not exist is returned as it is (loading it says why), with the fingerprint of nothing."""
+    path = resolve_run_folder(path)
+    if not path.exists():
+        return path, ""
+    path = Path(os.path.realpath(path))
+    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        path = path.parent  # a file of a checkpoint folder means the folder (load_pretrained): fingerprint it all
+    files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        digest.update(os.fsencode(f.name) + b"\0" + f"{st.st_size} {st.st_mtime_ns}\n".encode())
+    return path, digest.hexdigest()[:16]
 
 
 def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
@@ -323,7 +348,8 @@ def check_output_file(path: str | Path) -> Path:
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write one JSON object per line (atomically: temp file, then rename), creating the folder."""
+    """Write one JSON object per line (atomically: temp file, then rename), creating the folder; a file name that
+    is not UTF-8 is kept as \\u escapes (partial_results.json_line)."""
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic.write_jsonl(path, records)
+    return _write_jsonl_atomic(path, records)

@@ -49,7 +49,9 @@ class EditCounts:
     def to_dict(self) -> dict:
         return {"substitutions": self.substitutions, "deletions": self.deletions,
                 "insertions": self.insertions, "ref_len": self.ref_len, "errors": self.errors,
-                "rate": self.rate}
+                # errors against an empty reference have no finite rate; JSON has no Infinity (json.dumps writes
+                # it, but jq and JSON.parse refuse the file), so it is null
+                "rate": self.rate if self.ref_len else (None if self.errors else 0.0)}
 
 
 def edit_ops(ref: Sequence, hyp: Sequence) -> EditCounts:
@@ -57,7 +59,8 @@ def edit_ops(ref: Sequence, hyp: Sequence) -> EditCounts:
 
     Among equally short alignments the one chosen matches jiwer/rapidfuzz (common prefix and
     suffix aligned first; backtrace from the end preferring deletion, substitution, insertion,
-    then a hit), so S/D/I counts agree with the tools users compare against.
+    then a hit), so S/D/I counts agree with the tools users compare against. Memory grows with len(hyp)
+    only (two rows of the table), time with len(ref) * len(hyp).
     """
     ref_len = len(ref)
     lo = 0
@@ -67,30 +70,35 @@ def edit_ops(ref: Sequence, hyp: Sequence) -> EditCounts:
     while ref and hyp and ref[-1] == hyp[-1]:
         ref, hyp = ref[:-1], hyp[:-1]
     n, m = len(ref), len(hyp)
-    # cost[i][j] = distance between ref[:i] and hyp[:j]; the full table is kept for the backtrace.
-    cost = [list(range(m + 1))]
+    # Two rows, not the whole (n+1) x (m+1) table: one long recording's transcript (tens of thousands of
+    # characters) would need tens of GiB for it. The alignment a backtrace over the whole table picks is found
+    # without it: from cell (i, j) that backtrace steps to one neighbour (deletion first, then substitution, then
+    # insertion, then a hit, among those on a shortest path), chosen from that cell's and its neighbours' costs
+    # alone, and then goes on as from that neighbour. So each cell can carry the S/D/I counts of the backtrace
+    # from it, taken from the neighbour it steps to, and cell (n, m) holds the counts of the whole alignment.
+    # The three counts are packed in one int (base n + m + 1, above any count) to keep the inner loop cheap.
+    base = n + m + 1
+    one_sub, one_del, one_ins = base * base, base, 1
+    prev_cost, prev_ops = list(range(m + 1)), list(range(m + 1))  # row 0: j insertions
     for i in range(1, n + 1):
-        row = [i] + [0] * m
-        prev = cost[i - 1]
         r = ref[i - 1]
+        cost, ops = [i] + [0] * m, [i * one_del] + [0] * m  # column 0: i deletions
         for j in range(1, m + 1):
-            row[j] = min(prev[j - 1] + (r != hyp[j - 1]), prev[j] + 1, row[j - 1] + 1)
-        cost.append(row)
-    subs = dels = ins = 0
-    i, j = n, m
-    while i > 0 or j > 0:
-        here = cost[i][j]
-        if i > 0 and here == cost[i - 1][j] + 1:
-            dels += 1
-            i -= 1
-        elif i > 0 and j > 0 and ref[i - 1] != hyp[j - 1] and here == cost[i - 1][j - 1] + 1:
-            subs += 1
-            i, j = i - 1, j - 1
-        elif j > 0 and here == cost[i][j - 1] + 1:
-            ins += 1
-            j -= 1
-        else:  # a hit
-            i, j = i - 1, j - 1
+            diag, up, left = prev_cost[j - 1], prev_cost[j], cost[j - 1]
+            differ = r != hyp[j - 1]
+            here = min(diag + differ, up + 1, left + 1)
+            cost[j] = here
+            if here == up + 1:
+                ops[j] = prev_ops[j] + one_del
+            elif differ and here == diag + 1:
+                ops[j] = prev_ops[j - 1] + one_sub
+            elif here == left + 1:
+                ops[j] = ops[j - 1] + one_ins
+            else:  # a hit
+                ops[j] = prev_ops[j - 1]
+        prev_cost, prev_ops = cost, ops
+    packed = prev_ops[m]
+    subs, dels, ins = packed // one_sub, packed // one_del % base, packed % base
     return EditCounts(subs, dels, ins, ref_len)
 
 
@@ -145,12 +153,13 @@ def wer(refs: Sequence[str] | str, hyps: Sequence[str] | str) -> float:
 
 def grouped_counts(refs: Sequence[str], hyps: Sequence[str], groups: Iterable[str], unit: str
                    ) -> dict[str, EditCounts]:
-    """Edit counts per group (e.g. language), plus the total under the key "all"."""
+    """Edit counts per group (e.g. language), the groups only: the total is corpus_counts (or the sum of
+    these). It is not under a key of its own here, since any name for it may be a group's: "all" is a
+    language code (ISO 639-3), and its counts would be added to the total twice."""
     groups = list(groups)
     if not (len(refs) == len(hyps) == len(groups)):
         raise XlsrError(f"error rate: {len(refs)} references, {len(hyps)} hypotheses, {len(groups)} groups")
     out: dict[str, EditCounts] = {}
     for r, h, g in zip(refs, hyps, groups):
         out[g] = out.get(g, EditCounts()) + utterance_counts(r, h, unit)
-    out["all"] = sum(out.values(), EditCounts())
     return out
