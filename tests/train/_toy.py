@@ -86,3 +86,16 @@ class ToyTask(Task):
 
 def load_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(ckpt_dir / "model.safetensors"))
+
+
+def numbered_optimizer_state(run) -> None:
+    """Rewrite the last checkpoint's optimizer state as versions before named states wrote it without FSDP: torch's
+    own state dict, each parameter numbered by its place in the groups."""
+    path = Path(run) / "checkpoints" / "last" / "trainer.pt"
+    state = torch.load(path, weights_only=True)
+    named = state["optimizer"]
+    number = {name: i for i, name in enumerate(n for g in named["param_groups"] for n in g["params"])}
+    state["optimizer"] = {"state": {number[n]: v for n, v in named["state"].items()},
+                          "param_groups": [{**g, "params": [number[n] for n in g["params"]]}
+                                           for g in named["param_groups"]]}
+    torch.save(state, path)

@@ -217,6 +217,34 @@ def test_a_resume_with_other_parameter_groups_is_one_line(data, tmp_path):
         pretrain(_cfg(data, run, max_updates=2, feature_encoder_lr_scale=0.1))
 
 
+def test_a_stop_at_an_epochs_end_after_a_batch_that_yielded_nothing_resumes_in_the_next_epoch(tmp_path):
+    from xlsr.train import checkpoint as ckpt
+
+    data = make_corpus(tmp_path / "tones", per_lang=3, splits=("train",))
+    # one utterance per batch: the planned batch of this file yields nothing, but the loader's position counts it
+    sorted((data / "aa" / "wav").glob("train_*.wav"))[1].write_bytes(b"not a wav file" * 10)
+    kw = dict(lr_schedule="constant", warmup_updates=0, max_utterances=1, max_bad_share=0.5,
+              feature_health_frames=0)
+    pretrain(_cfg(data, tmp_path / "straight", max_updates=8, **kw))
+    pretrain(_cfg(data, tmp_path / "split", max_updates=5, **kw))  # 6 planned batches, 5 yielded: the epoch's end
+    saved = ckpt.load_trainer_state(tmp_path / "split" / "checkpoints" / "last")
+    loader = saved["task"][0]["loader"]
+    assert (saved["epoch"], saved["batches_in_epoch"]) == (0, 5) and (loader["epoch"], loader["position"]) == (0, 6)
+    pretrain(_cfg(data, tmp_path / "split", max_updates=8, **kw))  # goes on with epoch 1, not epoch 0 again
+    assert_same_training(tmp_path / "straight", tmp_path / "split")
+
+
+def test_reseed_gives_the_mask_generator_a_new_state(data, tmp_path):
+    from xlsr.train.distributed import DistInfo
+
+    task = PretrainTask(_cfg(data, tmp_path / "run"))
+    task.setup(DistInfo())
+    saved = task.state_dict()["generator"]
+    task.reseed(12345)  # what a resume with another number of processes calls on each rank, with its own seed
+    assert not torch.equal(task.generator.get_state(), saved)
+    assert torch.equal(task.generator.get_state(), torch.Generator().manual_seed(12345).get_state())
+
+
 def train_losses(run) -> list[float]:
     return [r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
 

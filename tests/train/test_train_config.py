@@ -82,6 +82,15 @@ def test_bad_keys_and_values_are_one_line_errors(overrides, words):
     ({"lr_power": "-1"}, "lr_power: must be positive, got -1"),
     ({"lr_power": "0"}, "lr_power: must be positive, got 0"),
     ({"warmup_updates": "-5"}, "warmup_updates: must be at least 0, got -5"),
+    # the decay's targets and phases: final_lr_scale 0 failed in log(0) at the first decay update, long after the
+    # run folder was written; 20 made the rate climb 20-fold, and so did end_lr above lr
+    ({"final_lr_scale": "0"}, r"final_lr_scale: must be in \(0, 1\] \(the decay ends at lr x this\), got 0"),
+    ({"final_lr_scale": "20"}, r"final_lr_scale: must be in \(0, 1\] .*, got 20"),
+    ({"init_lr_scale": "-0.01"}, "init_lr_scale: must be between 0 and 1 .*, got -0.01"),
+    ({"phase_ratio": "-0.5,0.5,1"}, "phase_ratio: each share must be at least 0 and together at most 1, got -0.5, 0.5, 1"),
+    ({"phase_ratio": "0.5,0.5,0.5"}, "phase_ratio: each share must be at least 0 and together at most 1, got 0.5, 0.5"),
+    ({"end_lr": "-1e-5"}, r"end_lr: must be between 0 and lr \(0.0005\), got -1e-05"),
+    ({"end_lr": "0.001", "lr": "0.0005"}, r"end_lr: must be between 0 and lr \(0.0005\), got 0.001"),
 ])
 def test_training_settings_out_of_range_are_one_line_naming_the_setting(settings, words):
     from xlsr.train.finetune_config import FinetuneConfig
@@ -92,6 +101,13 @@ def test_training_settings_out_of_range_are_one_line_naming_the_setting(settings
             continue  # fine-tuning has neither an epoch size nor an utterance cap
         with pytest.raises(XlsrError, match=words):
             load_config(cls, None, settings)
+
+
+def test_schedule_shares_written_as_decimals_that_sum_to_1_are_accepted():
+    from xlsr.train.trainer_config import TrainerConfig
+
+    assert sum((0.34, 0.56, 0.1)) > 1  # in floats
+    assert TrainerConfig(phase_ratio=(0.34, 0.56, 0.1), final_lr_scale=1.0, init_lr_scale=0.0, end_lr=5e-4, lr=5e-4)
 
 
 def test_a_section_given_a_plain_value_names_the_file_and_key(tmp_path):

@@ -11,7 +11,7 @@ from xlsr.train import checkpoint as ckpt
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig, TrainingError
 
-from ._toy import ToyTask, load_weights
+from ._toy import ToyTask, load_weights, numbered_optimizer_state
 
 
 def _cfg(out, **kw):
@@ -59,6 +59,21 @@ def test_sigint_then_rerun_resumes_exactly(tmp_path):
     la = [r["loss"] for r in read_log(straight / "log.jsonl") if r.get("split") == "train"]
     lb = [r["loss"] for r in read_log(resumed / "log.jsonl") if r.get("split") == "train"]
     assert la == lb
+
+
+def test_the_optimizer_state_names_its_parameters_and_an_older_numbered_one_resumes_exactly(tmp_path):
+    straight, old = tmp_path / "straight", tmp_path / "old"
+    Trainer(_cfg(straight, max_updates=9), ToyTask(dropout=0.2)).fit()
+    Trainer(_cfg(old, max_updates=9), ToyTask(dropout=0.2, stop_at=3)).fit()
+    saved = ckpt.load_trainer_state(old / "checkpoints" / "last")["optimizer"]
+    names = [n for g in saved["param_groups"] for n in g["params"]]
+    # one format for every strategy: a checkpoint written by one process resumes under FSDP too (test_fsdp.py)
+    assert set(names) == set(saved["state"]) == {n for n, _ in ToyTask().build_model().named_parameters()}
+    numbered_optimizer_state(old)
+    Trainer(_cfg(old, max_updates=9), ToyTask(dropout=0.2)).fit()
+    a, b = load_weights(straight / "checkpoints" / "last"), load_weights(old / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
 def test_a_resume_trains_with_the_configurations_weight_decay_not_the_saved_one(tmp_path):
@@ -184,7 +199,11 @@ def test_run_folder_of_another_model_is_refused_untouched(tmp_path):
     assert cfg["model"]["dim"] == 4
 
 
-@pytest.mark.parametrize("key, value", [("max_updates", -5), ("update_freq", 0), ("log_every", 0), ("lr", -1.0)])
+@pytest.mark.parametrize("key, value", [("max_updates", -5), ("update_freq", 0), ("log_every", 0), ("lr", -1.0),
+                                        ("final_lr_scale", 0.0), ("final_lr_scale", 20.0), ("init_lr_scale", -0.5),
+                                        ("init_lr_scale", 2.0), ("end_lr", -1e-4), ("end_lr", 1.0),
+                                        ("phase_ratio", (-0.5, 0.5, 1.0)), ("phase_ratio", (0.5, 0.5, 0.5)),
+                                        ("phase_ratio", (0.5, 0.5))])
 def test_settings_out_of_range_are_one_line_errors(tmp_path, key, value):
     with pytest.raises(XlsrError, match=rf"{key}.*must"):
         TrainerConfig(out=str(tmp_path), **{key: value})

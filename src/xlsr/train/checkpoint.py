@@ -28,6 +28,7 @@ import torch
 from xlsr.atomic import fsync, write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.native import WEIGHTS_FILE, read_safetensors
+from xlsr.train.distributed import unwrap
 
 TRAINER_FILE = "trainer.pt"
 _UPDATE_DIR = re.compile(r"^update_(\d+)$")
@@ -135,15 +136,51 @@ def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:
 
 
 # --- optimizer state (full on every rank, also under FSDP) -----------------------------------------------------
+#
+# One format for every strategy: torch.distributed.checkpoint's full optimizer state dict, whose per-parameter state
+# and parameter groups name each parameter by its place in the model ("wav2vec2.encoder.layers.0.attention.k_proj
+# .weight") instead of numbering it. A checkpoint written by one process or by DDP thus resumes under FSDP and the
+# other way round. Checkpoints of earlier versions number the parameters when written without FSDP; they still load.
 
 def optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool) -> dict:
-    """The optimizer's state dict; under FSDP gathered from the shards to full tensors on the CPU (collective)."""
+    """The optimizer's state dict, parameters named; under FSDP gathered from the shards to full tensors on the CPU
+    (collective)."""
     if not fsdp:
-        return optimizer.state_dict()
+        # torch's own state dict, renamed: the same tensors, without importing torch.distributed.checkpoint (~2.5 s)
+        # and without its get_optimizer_state_dict, which takes a step with zero gradients on an optimizer that has
+        # no state yet (a checkpoint before the first update would then resume with Adam's step count at 1)
+        names = _parameter_names(net, optimizer)
+        state = optimizer.state_dict()
+        return {"state": {names[i]: v for i, v in state["state"].items()},
+                "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
     # lazy: torch.distributed.checkpoint takes ~2.5 s to import and only FSDP runs need it
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
     return get_optimizer_state_dict(net, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _parameter_names(net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each of the optimizer's parameters in its own order (the order its state dict numbers them): the
+    parameter's path in the model inside the DDP and torch.compile wrappers, as torch.distributed.checkpoint names
+    it (FSDP2 keeps the model's own paths)."""
+    names = {id(p): n for n, p in unwrap(net).named_parameters()}
+    return [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def _named(state: dict, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """A state dict with numbered parameters (an earlier version's, written without FSDP) with each number replaced
+    by the name of the parameter at the same place in this optimizer's groups (where torch's load_state_dict would
+    put it)."""
+    names, current = iter(_parameter_names(net, optimizer)), []
+    for group in optimizer.param_groups:
+        current.append([next(names) for _ in group["params"]])
+    rename = {}
+    for saved, now in zip(state["param_groups"], current):
+        if len(saved["params"]) != len(now):
+            raise ValueError("the groups' sizes differ")
+        rename.update(zip(saved["params"], now))
+    return {"state": {rename[k]: v for k, v in state["state"].items()},
+            "param_groups": [{**g, "params": [rename[k] for k in g["params"]]} for g in state["param_groups"]]}
 
 
 # The settings of a parameter group that come from the run's configuration, not from training: on resume the
@@ -153,10 +190,10 @@ CONFIG_GROUP_SETTINGS = ("weight_decay", "betas", "eps", "lr_scale")
 
 def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, fsdp: bool,
                          where: Path | str = "checkpoint") -> None:
-    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state). The moments and step
-    counts come from the checkpoint; each group's weight decay, betas and eps stay the configuration's (a resume
-    with a changed weight decay trains with it). A checkpoint with other parameter groups (a changed
-    head_lr_scale or feature_encoder_lr_scale) is one CheckpointError."""
+    """Inverse of `optimizer_state` (under FSDP each rank keeps its shard of the full state), for a state written
+    with or without FSDP. The moments and step counts come from the checkpoint; each group's weight decay, betas and
+    eps stay the configuration's (a resume with a changed weight decay trains with it). A checkpoint with other
+    parameter groups (a changed head_lr_scale or feature_encoder_lr_scale) is one CheckpointError."""
     configured = [{k: group[k] for k in CONFIG_GROUP_SETTINGS if k in group} for group in optimizer.param_groups]
     changed = (f"{where}: its optimizer's parameter groups differ from this run's (head_lr_scale or "
                f"feature_encoder_lr_scale changed between 1 and another value, which gives those parameters groups of "
@@ -165,6 +202,8 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
         raise CheckpointError(changed)
     if not fsdp:
         try:
+            # named or numbered alike: torch pairs the saved parameters with this optimizer's by their places in
+            # the groups, whatever the saved ones are called
             optimizer.load_state_dict(state)
         except ValueError:  # the groups' sizes differ
             raise CheckpointError(changed) from None
@@ -172,7 +211,16 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
         # lazy: as in optimizer_state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-        set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
+        try:
+            if any(isinstance(k, int) for g in state["param_groups"] for k in g["params"]):
+                state = _named(state, net, optimizer)  # FSDP finds each parameter's state by its name
+            set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
+        except ValueError:
+            raise CheckpointError(changed) from None
+        except (KeyError, RuntimeError) as exc:  # a parameter the checkpoint does not name, or of another shape
+            raise CheckpointError(f"{where}: its optimizer state does not fit this model under FSDP "
+                                  f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+                                  ) from None
     for group, settings in zip(optimizer.param_groups, configured):
         group.update(settings)
 

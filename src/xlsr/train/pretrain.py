@@ -197,8 +197,11 @@ class PretrainTask(Task):
         return model
 
     def train_batches(self, epoch: int, skip: int = 0):
-        # The loader keeps its own (epoch, position), restored by load_state_dict on resume.
-        if skip and self.loader.epoch == epoch and skip >= len(self.loader):
+        # The loader keeps its own (epoch, position), restored by load_state_dict on resume; whether the epoch is
+        # over is its call, not the Trainer's `skip`: a manifest loader's position also counts planned batches that
+        # yielded nothing (every file unreadable or too short), so `skip` can fall short of a finished epoch's
+        # length, and set_epoch would then replay the epoch. (A shard loader counts yielded batches only.)
+        if self.loader.epoch == epoch and self.loader.position >= len(self.loader):
             return  # the checkpoint was taken right at the end of this epoch
         self.loader.set_epoch(epoch)
         yield from self.loader
@@ -309,6 +312,9 @@ class PretrainTask(Task):
             self.generator.set_state(state["generator"])
         self.health_init = state.get("health_init")
         self.last_probe = state.get("last_probe")
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)  # masks, negatives and Gumbel noise of this rank
 
 
 def _logs(out, batch, model_cfg: Wav2Vec2Config) -> dict:

@@ -121,6 +121,13 @@ class Task:
     def load_state_dict(self, state: dict) -> None:
         """Restore `state_dict()`."""
 
+    def reseed(self, seed: int) -> None:
+        """Seed the task's own random generators (those its `state_dict` saves) from `seed`.
+
+        Called after `load_state_dict` when a run resumes with another number of processes: every rank then loads
+        rank 0's state, and without a reseed would draw rank 0's random numbers. `seed` differs between ranks.
+        """
+
 
 def _to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, torch.Tensor):

@@ -29,6 +29,12 @@ def task_state(tasks: list[dict], rank: int) -> dict:
     return state
 
 
+def task_seed(seed: int, rank: int, update: int) -> int:
+    """The seed of a task's own generators after a resume with another world size: different for every rank (and
+    apart from the global seed `seed + 1000 * rank + update`, so the two generators do not draw the same stream)."""
+    return ((seed * 1000 + rank) * 1_000_003 + update + 1) % 2**63
+
+
 class TrainerCheckpoints:
     """Saving and resuming for `Trainer` (train/trainer.py)."""
 
@@ -62,20 +68,26 @@ class TrainerCheckpoints:
     # --- checkpoints ----------------------------------------------------------------------------------
     def _trainer_state(self, best: bool = False) -> dict:
         """Everything but the weights that an exact resume needs (collective: every rank takes part)."""
+        # One gather for everything that differs between ranks. The epoch and its batch count are per rank too: a
+        # rank whose planned batch yielded nothing (its files all unreadable) ends its epoch an update before the
+        # others, and giving it rank 0's count on resume would rewind it into the epoch it had finished.
+        ranks = dist_util.all_gather_objects({"rng": ckpt.capture_rng_state(), "task": self.task.state_dict(),
+                                              "position": [self.epoch, self.batches_in_epoch]}, self.info)
         return {
             "version": 1,
             "saved_as_best": best,  # `best` must point here (checked on resume)
             "update": self.update,
-            "epoch": self.epoch,
+            "epoch": self.epoch,  # rank 0's; the resume after a change of world size goes on from these
             "batches_in_epoch": self.batches_in_epoch,
+            "positions": [r["position"] for r in ranks],  # [epoch, batches_in_epoch] of each rank
             "best": self.best,
             "nan_skipped": self.nan_skipped,
             "overflow_skipped": self.overflow_skipped,
             "world_size": self.info.world_size,
             "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "rng": dist_util.all_gather_objects(ckpt.capture_rng_state(), self.info),  # one per rank
-            "task": dist_util.all_gather_objects(self.task.state_dict(), self.info),  # one per rank
+            "rng": [r["rng"] for r in ranks],  # one per rank
+            "task": [r["task"] for r in ranks],  # one per rank
             "config": json.loads(json.dumps(self.resolved_config, default=str)),
         }
 
@@ -93,10 +105,16 @@ class TrainerCheckpoints:
         if len(rng) == self.info.world_size and len(tasks) == self.info.world_size:
             ckpt.restore_rng_state(rng[self.info.rank])
             self.task.load_state_dict(task_state(tasks, self.info.rank))
+            positions = state.get("positions")  # absent in checkpoints of earlier versions: rank 0's for all
+            if positions is not None and len(positions) == self.info.world_size:
+                self.epoch, self.batches_in_epoch = (int(v) for v in positions[self.info.rank])
         else:  # another world size: exact continuation is impossible, keep going with fresh seeds
             self.monitor_note = f"world size changed ({len(rng)} -> {self.info.world_size}); resume is not exact"
             self.task.load_state_dict(task_state(tasks, 0))
             ckpt.seed_everything(self.cfg.seed + 1000 * self.info.rank + self.update)
+            # rank 0's task state came with its own generators (masks, negatives, Gumbel noise): reseeded per rank, or
+            # every rank would draw rank 0's masks from here on
+            self.task.reseed(task_seed(self.cfg.seed, self.info.rank, self.update))
         self._last_saved = self.update
 
     def _model_for_saving(self) -> nn.Module | None:

@@ -78,6 +78,28 @@ class TrainerConfig:
             raise XlsrError(f"adam_betas: each must be in [0, 1), got {', '.join(f'{b:g}' for b in self.adam_betas)}")
         if not self.lr_power > 0:
             raise XlsrError(f"lr_power: must be positive, got {self.lr_power:g}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """The decay targets and phases: unchecked, final_lr_scale 0 fails in log(0) at the first decay update (long
+        after the run folder is written), above 1 or with end_lr above lr the rate climbs where it should fall, and
+        a negative phase shifts the others (a warmup of -0.5 x max_updates starts the decay at once)."""
+        if not 0.0 < self.final_lr_scale <= 1.0:
+            raise XlsrError(f"final_lr_scale: must be in (0, 1] (the decay ends at lr x this), got "
+                            f"{self.final_lr_scale:g}")
+        if not 0.0 <= self.init_lr_scale <= 1.0:
+            raise XlsrError(f"init_lr_scale: must be between 0 and 1 (the warmup starts at lr x this), got "
+                            f"{self.init_lr_scale:g}")
+        ratios = list(self.phase_ratio)
+        shown = ", ".join(f"{r:g}" for r in ratios)
+        if len(ratios) != 3:
+            raise XlsrError(f"phase_ratio: must be 3 shares of max_updates (warmup, hold, decay), got {len(ratios)}: "
+                            f"{shown}")
+        # a little room for shares written as decimals (0.34 + 0.56 + 0.1 is 1.0000000000000002 in floats)
+        if not all(r >= 0 for r in ratios) or not sum(ratios) <= 1.0 + 1e-9:
+            raise XlsrError(f"phase_ratio: each share must be at least 0 and together at most 1, got {shown}")
+        if not 0.0 <= self.end_lr <= self.lr:
+            raise XlsrError(f"end_lr: must be between 0 and lr ({self.lr:g}), got {self.end_lr:g}")
 
     def trainer_config(self) -> TrainerConfig:
         """These settings alone, as a plain TrainerConfig (what a task's configuration hands the Trainer)."""
