@@ -404,3 +404,13 @@ def test_cli_exit_status_says_whether_the_run_finished(data, tmp_path, monkeypat
     assert _cli(*args) == 130
     monkeypatch.undo()
     assert _cli(*args) == 0  # resumed to the end
+
+
+def test_chance_level_counts_the_cross_sample_distractors(data, tmp_path):
+    """A masked frame's logits hold 1 + K + K_cross candidates: with K = 0 and 20 cross-sample distractors chance is
+    log2(21) bits, not log2(1) = 0 (which warned on every run past `stuck_after`)."""
+    task = PretrainTask(_cfg(data, tmp_path / "run", max_updates=3000,
+                             model={**TINY_MODEL, "num_negatives": 0, "cross_sample_negatives": 20}))
+    kinds = lambda loss: [k for k, _ in task.health_warnings({"contrastive_loss": loss}, update=2000)]  # noqa: E731
+    assert kinds(2.2) == []  # half of log2(21): learning, not at chance
+    assert kinds(4.39) == ["stuck_at_chance"]

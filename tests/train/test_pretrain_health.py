@@ -10,7 +10,7 @@ from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_
 
 
 def test_health_warnings():
-    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=2000)
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_distractors=100, update=2000)
     healthy = {"code_perplexity": 400.0, "neg_is_pos": 0.001, "contrastive_loss": 3.0, "sample_size": 5000}
     assert pretrain_health_warnings(healthy, **kw) == []
     kinds = [k for k, _ in pretrain_health_warnings(
@@ -34,7 +34,7 @@ def _update_log(micro_logs: list[dict]) -> dict:
 
 def test_codebook_ceiling_is_that_of_each_micro_batch_not_of_the_summed_frames():
     # update_freq 16 micro-batches of 20 masked frames (one 1 s crop each): each can show at most G·20 = 40 codes
-    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=500)
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_distractors=100, update=500)
     ceiling = code_perplexity_ceiling(2, 320, 20)
     assert ceiling == 40
 
@@ -53,7 +53,7 @@ def test_codebook_ceiling_is_that_of_each_micro_batch_not_of_the_summed_frames()
 
 def test_neg_is_pos_limit_follows_the_codebook_size():
     # the release curve of the tiny demo (docs/pretrain_recipe.md): G·V = 2·16, K = 20; healthy all along
-    kw = dict(num_groups=2, num_codevectors_per_group=16, num_negatives=20, stuck_after=533)
+    kw = dict(num_groups=2, num_codevectors_per_group=16, num_distractors=20, stuck_after=533)
     for update, acc, loss, ppl, nip in ((300, 0.321, 3.297, 27.4, 0.042), (400, 0.358, 3.085, 26.4, 0.053),
                                         (800, 0.450, 2.615, 27.3, 0.044)):
         logs = {"accuracy": acc, "contrastive_loss": loss, "code_perplexity": ppl, "neg_is_pos": nip,
@@ -64,13 +64,13 @@ def test_neg_is_pos_limit_follows_the_codebook_size():
         logs = {"code_perplexity": ppl, "neg_is_pos": nip, "sample_size": 5000.0}
         assert "neg_is_pos" in [k for k, _ in pretrain_health_warnings(logs, update=225, **kw)]
     # V = 320: the limit stays 5%
-    big = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=2000)
+    big = dict(num_groups=2, num_codevectors_per_group=320, num_distractors=100, update=2000)
     assert [k for k, _ in pretrain_health_warnings({"neg_is_pos": 0.053}, **big)] == ["neg_is_pos"]
     assert pretrain_health_warnings({"neg_is_pos": 0.049}, **big) == []
 
 
 def test_feature_collapse_against_the_value_at_initialisation():
-    kw = dict(num_groups=2, num_codevectors_per_group=320, num_negatives=100, update=30)
+    kw = dict(num_groups=2, num_codevectors_per_group=320, num_distractors=100, update=30)
     # the released tiny checkpoints: CNN features 4.1 against 48.6 at random initialisation
     collapsed = {"feature_eff_dim": 4.1, "feature_eff_dim_init": 48.6, "context_eff_dim": 20.0,
                  "context_eff_dim_init": 30.0}

@@ -294,7 +294,7 @@ class PretrainTask(Task):
         m = self.model_cfg
         return pretrain_health_warnings(logs, num_groups=m.num_codevector_groups,
                                         num_codevectors_per_group=m.num_codevectors_per_group,
-                                        num_negatives=m.num_negatives, update=update,
+                                        num_distractors=m.num_negatives + m.cross_sample_negatives, update=update,
                                         stuck_after=max(100, min(1000, self.cfg.max_updates // 3)))
 
     def save_model(self, directory: Path, model: nn.Module) -> None:

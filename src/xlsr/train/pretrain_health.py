@@ -14,7 +14,7 @@ DIMENSION_KEYS = ((FEATURE_EFF_DIM, "feature_collapse", "CNN features (after fea
 
 
 def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per_group: int,
-                             num_negatives: int, update: int, min_update: int = 100,
+                             num_distractors: int, update: int, min_update: int = 100,
                              collapse_ratio: float = 0.1, neg_is_pos_max: float = 0.05,
                              chance_margin: float = 0.02, stuck_after: int = 1000,
                              dimension_collapse_ratio: float = DIMENSION_COLLAPSE_RATIO) -> list[tuple[str, str]]:
@@ -26,7 +26,8 @@ def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per
       log has it (G·min(V, masked frames) of each batch, averaged as code_perplexity is), else G·min(V, sample_size)
       for a log of one batch;
     - distractors equal to their positive: `neg_is_pos` share above `neg_is_pos_limit` (neg_is_pos_max or G/V);
-    - loss stuck at chance: contrastive loss (bits) within `chance_margin` of log2(K+1) after `stuck_after`.
+    - loss stuck at chance: contrastive loss (bits) within `chance_margin` of log2(1 + distractors) after `stuck_after`;
+      `num_distractors` is every candidate besides the positive in a masked frame's logits, K + cross-sample K.
     """
     out = dimension_collapse_warnings(logs, dimension_collapse_ratio)
     if update < min_update:
@@ -45,11 +46,12 @@ def pretrain_health_warnings(logs: dict, *, num_groups: int, num_codevectors_per
         out.append(("neg_is_pos",
                     f"{100 * nip:.1f}% of distractors equal their positive, above {100 * limit:.1f}% (codebook "
                     f"under-used; the contrastive loss is becoming trivial)"))
-    chance = math.log2(num_negatives + 1)
+    chance = math.log2(num_distractors + 1)
     loss = logs.get("contrastive_loss")
     if loss is not None and update >= stuck_after and loss >= (1 - chance_margin) * chance:
         out.append(("stuck_at_chance",
-                    f"contrastive loss {loss:.3f} bits is at chance level log2(K+1) = {chance:.3f} after "
+                    f"contrastive loss {loss:.3f} bits is at chance level log2(1 + {num_distractors} distractors) = "
+                    f"{chance:.3f} after "
                     f"{update} updates; try a higher learning rate, longer crops or fewer negatives"))
     return out
 
