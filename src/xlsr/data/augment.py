@@ -8,6 +8,10 @@ What happens to one utterance is drawn first (`draw_effects`, pure: from a key s
 one generator per effect, so changing one effect's share leaves the others' draws alone) and applied after
 (`apply_effects`), in the order of a recording: the talker's speed, the room, noise in the room, then the
 channel. Only speed changes the length (`augmented_length` gives it without the audio).
+
+The loaders draw a whole epoch at once (`draw_effect_table`: one row of numbers per item, one generator per effect
+for all items) and build an item's `EffectDraw` only where its audio is loaded (`effect_draw`): planning an epoch of
+a million utterances then costs a few arrays, not a million objects and generators.
 """
 
 from __future__ import annotations
@@ -157,6 +161,61 @@ def draw_effects(spec: AugmentSpec, key: tuple[int, ...], room_seed: int) -> Eff
 def augmented_length(num_samples: int, draw: EffectDraw | None) -> int:
     """The length after `apply_effects` (only speed perturbation changes it)."""
     return num_samples if draw is None or draw.speed is None else max(1, int(round(num_samples / draw.speed)))
+
+
+# --- drawing a whole epoch: the loaders ------------------------------------------------------------------
+
+# One item's effects as numbers: NaN (or -1) where an effect is not applied; `item` keys its noise samples.
+EFFECT_ROW = np.dtype([("item", np.int64), ("speed", np.float64), ("room", np.int16), ("snr_db", np.float64),
+                       ("noise_kind", np.int8), ("band_hz", np.float64)])
+
+
+def draw_effect_table(spec: AugmentSpec, key: tuple[int, ...], count: int) -> np.ndarray:
+    """The effects of items 0..count-1, one EFFECT_ROW each, drawn as arrays: one generator per effect (so changing
+    one effect's share leaves the others' draws alone) that gives each item a row of uniforms of its own, so that
+    item k's effects depend on (`key`, k) only. The parameters follow `draw_effects`'s rules, not its values."""
+    table = np.zeros(count, EFFECT_ROW)
+    table["item"] = np.arange(count)
+    table["speed"] = table["snr_db"] = table["band_hz"] = np.nan
+    table["room"] = table["noise_kind"] = -1
+    for n, (name, effect) in enumerate(spec._effects().items()):
+        if effect is None or effect.share <= 0:
+            continue
+        u = np.random.default_rng([*key, 0xA0 + n]).random((count, 3))  # applied?, the value, a choice
+        on = u[:, 0] < effect.share
+        value = effect.low + (effect.high - effect.low) * u[:, 1]
+        if name == "speed":
+            table["speed"] = np.where(on, value, np.nan)
+        elif name == "reverb":  # a room of the bank; its RT60 comes with it (effect_draw)
+            table["room"] = np.where(on, np.minimum((u[:, 2] * ROOMS).astype(np.int64), ROOMS - 1), -1)
+        elif name == "noise":
+            kind = np.minimum((u[:, 2] * len(NOISE_KINDS)).astype(np.int64), len(NOISE_KINDS) - 1)
+            table["snr_db"] = np.where(on, value, np.nan)
+            table["noise_kind"] = np.where(on, kind, -1)
+        else:
+            table["band_hz"] = np.where(on, value, np.nan)
+    return table
+
+
+def effect_draw(spec: AugmentSpec, row: np.void, key: tuple[int, ...], room_seed: int) -> EffectDraw | None:
+    """A `draw_effect_table` row as the EffectDraw `apply_effects` takes (None: no effect); its noise samples come
+    from (*key, item), its room from the bank of `room_seed`."""
+    def given(value: float) -> float | None:
+        return None if np.isnan(value) else float(value)
+
+    room, kind = int(row["room"]), int(row["noise_kind"])
+    draw = EffectDraw(key=(*key, int(row["item"])), speed=given(row["speed"]),
+                      room=draw_room(room_seed, room, (spec.reverb.low, spec.reverb.high)) if room >= 0 else None,
+                      snr_db=given(row["snr_db"]), noise_kind=NOISE_KINDS[kind] if kind >= 0 else None,
+                      band_hz=given(row["band_hz"]))
+    return None if draw == EffectDraw(key=draw.key) else draw
+
+
+def augmented_lengths(num_samples: np.ndarray, speed: np.ndarray) -> np.ndarray:
+    """`augmented_length` of many items at once: their lengths after speed perturbation (NaN: none), int64."""
+    n, off = np.asarray(num_samples, dtype=np.int64), np.isnan(speed)
+    sped = np.maximum(1, np.round(n / np.where(off, 1.0, speed))).astype(np.int64)  # round half to even, as round()
+    return np.where(off, n, sped)
 
 
 # --- applying --------------------------------------------------------------------------------------------

@@ -2,19 +2,46 @@
 
 Pure functions of (lengths, seed, epoch, rank): every rank computes the same plan, and a resumed run the same
 one, whatever the number of workers. The loaders in data/batching.py turn plans into loaded batches.
+An epoch's effects are drawn as one table (augment.draw_effect_table); a plan keeps its items' rows
+(`PlannedEffects`), and an item's EffectDraw is built where its audio is loaded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from xlsr.data.augment import AugmentSpec, EffectDraw, draw_effects, item_key
+from xlsr.data.augment import AugmentSpec, EffectDraw, draw_effect_table, effect_draw
 from xlsr.errors import XlsrError
 
 BABBLE_TALKERS = 8  # utterances a worker loads once as talkers for babble noise
-_AUGMENT_TAG = 0xA6  # in the keys of the per-item effect draws
+_AUGMENT_TAG = 0xA6  # in the keys of an epoch's effect draws
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedEffects(Sequence):
+    """The effects of a batch's items: their rows of the epoch's table; item k reads as its EffectDraw (or None),
+    built on access (in the worker that loads the audio)."""
+
+    spec: AugmentSpec
+    key: tuple[int, ...]  # (seed, epoch, tag): with an item's number, the key of its noise samples
+    room_seed: int
+    rows: np.ndarray  # augment.EFFECT_ROW, one per item
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> EffectDraw | None:
+        return effect_draw(self.spec, self.rows[k], self.key, self.room_seed)
+
+    def __iter__(self) -> Iterator[EffectDraw | None]:
+        return (self[k] for k in range(len(self)))
+
+    def take(self, keep: Sequence[int]) -> PlannedEffects:
+        """The effects of items `keep` (positions in this batch)."""
+        return replace(self, rows=self.rows[np.asarray(keep, dtype=np.int64)])
 
 
 @dataclass(frozen=True)
@@ -23,7 +50,16 @@ class BatchPlan:
 
     indices: tuple[int, ...]
     seed: tuple[int, ...]  # for the random crop offsets
-    effects: tuple[EffectDraw | None, ...] | None = None  # per index, with augmentation
+    effects: PlannedEffects | None = None  # per index, with augmentation
+
+
+def without_indices(plan: BatchPlan, drop: Container[int]) -> BatchPlan:
+    """`plan` without the utterances in `drop` (and their effects); `plan` itself when it holds none of them."""
+    keep = [k for k, i in enumerate(plan.indices) if i not in drop]
+    if len(keep) == len(plan.indices):
+        return plan
+    effects = None if plan.effects is None else plan.effects.take(keep)
+    return replace(plan, indices=tuple(plan.indices[k] for k in keep), effects=effects)
 
 
 def pack_batches(lengths: np.ndarray, order: np.ndarray, max_tokens: int, *, crop_to_shortest: bool,
@@ -73,11 +109,17 @@ def _batch_end(cost: np.ndarray, start: int, window: int, max_tokens: int) -> in
         window *= 2
 
 
-def draw_epoch_effects(augment: AugmentSpec | None, seed: int, epoch: int, count: int) -> list[EffectDraw | None]:
-    """The effects of items 0..count-1 of an epoch: keyed on (seed, epoch, item), rooms from the bank of `seed`."""
+def draw_epoch_effects(augment: AugmentSpec | None, seed: int, epoch: int, count: int) -> np.ndarray | None:
+    """The effects of items 0..count-1 of an epoch as a table (augment.draw_effect_table) drawn from (seed, epoch);
+    None without augmentation."""
     if augment is None or not augment.enabled:
-        return [None] * count
-    return [draw_effects(augment, item_key(seed, epoch, item, _AUGMENT_TAG), room_seed=seed) for item in range(count)]
+        return None
+    return draw_effect_table(augment, effects_key(seed, epoch), count)
+
+
+def effects_key(seed: int, epoch: int) -> tuple[int, ...]:
+    """The key of epoch `epoch`'s effect draws (`PlannedEffects.key`: one tuple for all the epoch's batches)."""
+    return (int(seed), int(epoch), _AUGMENT_TAG)
 
 
 def babble_talkers(count: int, seed: int, augment: AugmentSpec | None) -> tuple[int, ...]:

@@ -2,15 +2,20 @@
 
 Each epoch is planned up front and identically on every rank: utterances sorted by length, packed
 into batches under `max_tokens` samples, batch order shuffled, then rank r takes batches r, r+W, ...
-Loading runs in DataLoader workers; a bad file is logged and skipped, and when more than
-`max_bad_share` of an epoch's files are bad the loader stops with an XlsrError. The loader's
-`state_dict()` (epoch + batches already yielded) lets a run resume at the exact next batch.
+Loading runs in DataLoader workers; a bad file (unreadable, or decoded to a length other than its manifest
+entry's: `checked_length`) is logged and skipped, and when more than `max_bad_share` of an epoch's distinct files
+are bad the loader stops with an XlsrError. A bad file is charged once per epoch however often α-resampling draws
+it, and not read again in that epoch. The loader's `state_dict()` (epoch, batches already yielded, the epoch's bad
+files) lets a run resume at the exact next batch.
 
 With `augment` (an `xlsr.data.augment.AugmentSpec`) each item's effects are drawn while the epoch is planned,
-from (seed, epoch, item), and applied in the worker: the same on resume and whatever the number of workers,
-and batches are packed with the lengths speed perturbation gives. Babble noise draws its talkers from a
-few utterances of the same data, loaded once per worker. In fine-tuning, a speed that would leave an utterance
-fewer CNN frames than its label needs is not applied (it plays at speed 1; counted in a warning per epoch).
+from (seed, epoch, item) (one table for the epoch: batch_plan.draw_epoch_effects), and applied in the worker: the
+same on resume and whatever the number of workers, and batches are packed with the lengths speed perturbation
+gives. Babble noise draws its talkers from a few utterances of the same data, loaded once per worker. A drawn
+speed is not applied (the utterance plays at speed 1; counted in a warning per epoch) where it would take an
+utterance out of the lengths the loader admits: in pretraining below `min_sample_size`, in fine-tuning above the
+batch limit (`length_limit`) or to fewer CNN frames than its label needs. Utterances that turn out shorter than
+`min_sample_size` once decoded are skipped and counted in a warning at the end of the epoch.
 """
 
 from __future__ import annotations
@@ -24,15 +29,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from xlsr.data.audio import load_audio, normalize_waveform
-from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_length
+from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_lengths
 from xlsr.data.batch_plan import (
     BatchPlan,
+    PlannedEffects,
     babble_talkers,
     check_rank,
     draw_epoch_effects,
+    effects_key,
     pack_batches,
     pack_spans,
     shard,
+    without_indices,
 )
 from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
@@ -75,10 +83,24 @@ def pad_waveforms(waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Ten
     return batch, lengths
 
 
+def length_tolerance(num_samples: int) -> int:
+    """How far a decoded length may be from the manifest's and still be the same recording: resampling rounds by a
+    sample or two, and a compressed file's header may count its codec padding; a replaced file is further off."""
+    return max(16, num_samples // 100)
+
+
+def checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
+    """`x`, decoded from `where`, if its length is the manifest's `listed` within `length_tolerance` (cut to `listed`
+    when longer, so that a batch packed from manifest lengths stays within max_tokens); AudioError otherwise."""
+    if abs(len(x) - listed) > length_tolerance(listed):
+        raise AudioError(f"{where}: decoded {len(x)} samples, the manifest says {listed}")
+    return x[:listed]
+
+
 @dataclass
 class _Loaded:
     batch: PretrainBatch | FinetuneBatch | None
-    bad: list[str] = field(default_factory=list)
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (utterance index, message)
     short: int = 0
 
 
@@ -99,15 +121,22 @@ class _BatchDataset(Dataset):
 
     def __getitem__(self, plan: BatchPlan) -> _Loaded:
         loaded, bad, short = [], [], 0
+        failed: set[int] = set()  # an utterance drawn twice into this batch fails once
         for k, i in enumerate(plan.indices):
-            draw = plan.effects[k] if plan.effects else None
+            if i in failed:
+                continue
+            draw = plan.effects[k] if plan.effects is not None else None
+            path = self.utts.audio(i)
             try:
-                x = load_audio(self.utts.audio(i), normalize=self.normalize and draw is None)
+                x = checked_length(load_audio(path), int(self.utts.num_samples[i]), path)
             except AudioError as exc:
-                bad.append(str(exc))
+                failed.add(i)
+                bad.append((i, str(exc)))
                 continue
             if draw is not None:
                 x = self._augment(x, draw)
+            elif self.normalize:
+                x = normalize_waveform(x)
             if self.pretrain and len(x) < max(self.min_sample_size, 1):
                 short += 1  # the manifest said long enough; the decoded audio is not
                 continue
@@ -167,13 +196,20 @@ def pad_batch(waves: Sequence[np.ndarray], label_rows: Sequence[Sequence[int] | 
 
 
 class _PlanSampler(Sampler):
-    """Yields the remaining batch plans of the current epoch; swapped by the loader before each pass."""
+    """Yields the remaining batch plans of the current epoch; swapped by the loader before each pass.
+
+    A plan leaves without the utterances already found bad in this epoch (`known_bad`, the loader's set, which grows
+    during the pass): the DataLoader takes plans from here only as it hands them to workers, so an upsampled bad
+    file is not read again once it is known. The batch is the same either way: it never holds a bad file's audio.
+    """
 
     def __init__(self) -> None:
         self.plans: list[BatchPlan] = []
+        self.known_bad: set[int] = set()
 
     def __iter__(self) -> Iterator[BatchPlan]:
-        return iter(list(self.plans))
+        plans, known_bad = list(self.plans), self.known_bad
+        return (without_indices(plan, known_bad) for plan in plans)
 
     def __len__(self) -> int:
         return len(self.plans)
@@ -191,10 +227,13 @@ class BatchLoader:
         self.dataset, self._plan_epoch = dataset, plan_epoch
         self.max_bad_share = max_bad_share
         self.epoch, self.position = 0, 0
-        self.bad_files = 0  # over the whole run
+        self.bad_files = 0  # over the whole run (each file once per epoch)
         self.epoch_bad_files = 0
-        self.short_files = 0
+        # this epoch's bad utterances: charged once however often α-resampling draws them (only bad ones: small)
+        self.bad_indices: set[int] = set()
+        self.short_files, self.epoch_short_files = 0, 0  # the run's, the epoch's
         self._plans: list[BatchPlan] | None = None
+        self._distinct: int | None = None
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
         self._sampler = _PlanSampler()
         # a private generator: DataLoader draws a worker base seed per epoch, and drawing it from the global
@@ -209,13 +248,25 @@ class BatchLoader:
         """Go to epoch `epoch`. The current epoch keeps its position (so a resumed run may call this)
         unless it has been fully consumed, in which case it starts over."""
         if epoch != self.epoch or self.position >= len(self):
-            self.epoch, self.position, self.epoch_bad_files = int(epoch), 0, 0
+            self.epoch, self.position = int(epoch), 0
+            self._new_epoch_counts()
             self._plans = None
+
+    def seek(self, epoch: int, position: int) -> None:
+        """Go to batch `position` of epoch `epoch` (a position counted by the caller, without a saved loader state);
+        another epoch than the current one starts with no bad files."""
+        if epoch != self.epoch:
+            self.set_epoch(epoch)
+        self.position = int(position)
+
+    def _new_epoch_counts(self) -> None:
+        self.epoch_bad_files, self.bad_indices, self.epoch_short_files = 0, set(), 0
 
     def plans(self) -> list[BatchPlan]:
         """This rank's batch plans for the current epoch."""
         if self._plans is None:
             self._plans = self._plan_epoch(self.epoch)
+            self._distinct = None
         return self._plans
 
     def __len__(self) -> int:
@@ -225,33 +276,61 @@ class BatchLoader:
         """Number of utterances this rank loads in the current epoch."""
         return sum(len(p.indices) for p in self.plans())
 
+    def distinct_files_in_epoch(self) -> int:
+        """Number of different utterances among them (α-resampling draws some more than once): what
+        `max_bad_share` is a share of."""
+        plans = self.plans()
+        if self._distinct is None:
+            drawn = [np.asarray(p.indices, dtype=np.int64) for p in plans]
+            self._distinct = len(np.unique(np.concatenate(drawn))) if drawn else 0
+        return self._distinct
+
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
         self._sampler.plans = self.plans()[self.position:]
-        limit = self.max_bad_share * self.files_in_epoch()
+        self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
+        limit = self.max_bad_share * self.distinct_files_in_epoch()
+        passed = False
         for loaded in self._loader:
             self.position += 1
-            for message in loaded.bad:
-                log.warning("skipping bad audio: %s", message)
-            self.bad_files += len(loaded.bad)
-            self.epoch_bad_files += len(loaded.bad)
+            passed = True
+            self._charge(loaded.bad)
             self.short_files += loaded.short
+            self.epoch_short_files += loaded.short
             if self.epoch_bad_files > limit:
-                raise XlsrError(f"{self.epoch_bad_files} of {self.files_in_epoch()} audio files in epoch "
-                                f"{self.epoch} are unreadable, more than max_bad_share={self.max_bad_share:g} "
-                                f"(last: {loaded.bad[-1] if loaded.bad else '?'})")
+                raise XlsrError(f"{self.epoch_bad_files} of {self.distinct_files_in_epoch()} audio files in epoch "
+                                f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
+                                f"more than max_bad_share={self.max_bad_share:g} "
+                                f"(last: {loaded.bad[-1][1] if loaded.bad else '?'})")
             if loaded.batch is not None:
                 yield loaded.batch
+        if passed and self.epoch_short_files:  # once, where the epoch ends: a count, not a line per file
+            log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
+                        "samples once decoded and augmented", self.epoch, self.epoch_short_files,
+                        self.files_in_epoch(), self.dataset.min_sample_size)
+
+    def _charge(self, bad: list[tuple[int, str]]) -> None:
+        """Report and count the bad files of a batch, each once per epoch."""
+        for i, message in bad:
+            if i in self.bad_indices:
+                continue  # drawn again before the sampler knew it was bad
+            self.bad_indices.add(i)
+            log.warning("skipping bad audio: %s", message)
+            self.bad_files += 1
+            self.epoch_bad_files += 1
 
     def state_dict(self) -> dict:
-        """Epoch, batches already yielded in it, and the bad-file counters."""
+        """Epoch, batches already yielded in it, the bad-file counters and this epoch's bad utterances."""
         return {"epoch": self.epoch, "position": self.position, "bad_files": self.bad_files,
-                "epoch_bad_files": self.epoch_bad_files, "short_files": self.short_files}
+                "epoch_bad_files": self.epoch_bad_files, "bad_indices": sorted(self.bad_indices),
+                "short_files": self.short_files, "epoch_short_files": self.epoch_short_files}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next iteration yields batch `position` of epoch `epoch`."""
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.bad_files, self.epoch_bad_files = int(state["bad_files"]), int(state["epoch_bad_files"])
+        self.bad_indices = {int(i) for i in state.get("bad_indices", ())}  # absent: a checkpoint of an earlier version
         self.short_files = int(state.get("short_files", 0))
+        self.epoch_short_files = int(state.get("epoch_short_files", 0))
         self._plans = None
 
 
@@ -287,15 +366,20 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     def plan_epoch(epoch: int) -> list[BatchPlan]:
         order = sampler.epoch_indices(epoch)  # already shuffled: random ties
         # packed by slot (position in `order`): an utterance drawn twice has two lengths under speed perturbation
-        draws = draw_epoch_effects(augment, seed, epoch, len(order))
-        slot_lengths = lengths[order] if augment is None else \
-            np.array([augmented_length(int(lengths[i]), d) for i, d in zip(order, draws)])
+        table = draw_epoch_effects(augment, seed, epoch, len(order))  # a row per slot
+        slot_lengths = lengths[order]
+        if table is not None:  # a faster speed must not take an utterance below min_sample_size
+            table["speed"], slot_lengths = _speeds_within(table["speed"], slot_lengths, epoch,
+                                                          shortest=min_sample_size, why=f"shorter than "
+                                                          f"min_sample_size={min_sample_size} samples")
         slots, bounds = pack_spans(slot_lengths, np.arange(len(order)), max_tokens, crop_to_shortest=True,
                                    max_sample_size=max_sample_size, max_utterances=max_utterances)
         members = order[slots]
         perm = np.random.default_rng([seed, epoch, 1]).permutation(len(bounds) - 1)
+        key = effects_key(seed, epoch)
         plans = [BatchPlan(tuple(members[bounds[b]:bounds[b + 1]].tolist()), (seed, epoch, int(b)),
-                           tuple(draws[j] for j in slots[bounds[b]:bounds[b + 1]]) if augment is not None else None)
+                           None if table is None else
+                           PlannedEffects(augment, key, seed, table[slots[bounds[b]:bounds[b + 1]]]))
                  for b in perm]
         return shard(plans, rank, world_size, equal=True)
 
@@ -323,9 +407,9 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
     are skipped with a warning, or with `keep_long` (validation: no gradients) kept, one longer than
     `max_tokens` alone in its batch. `oov`: "error" | "warn" | "unk" for label symbols outside the vocabulary.
     With shuffle=False (evaluation) batches are in length order and no batch is dropped under DDP.
-    `augment`: acoustic effects applied on the fly (module docstring), for training data; `num_frames` (the
-    model's frame count of a length), when given, keeps speed perturbation from leaving a label more symbols
-    than frames.
+    `augment`: acoustic effects applied on the fly (module docstring), for training data; a slower speed never
+    takes an utterance past the limit, and `num_frames` (the model's frame count of a length), when given, keeps a
+    faster one from leaving a label more symbols than frames.
     """
     check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
@@ -342,15 +426,21 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
     def plan_epoch(epoch: int) -> list[BatchPlan]:
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(kept)) if shuffle else np.arange(len(kept))
-        draws = draw_epoch_effects(augment, seed, epoch, len(kept))  # per utterance: each comes once an epoch
-        if augment is not None and augment.speed is not None and num_frames is not None:
-            draws = _label_fitting_speeds(draws, lengths, labels, num_frames, epoch)
-        epoch_lengths = lengths if augment is None else \
-            np.array([augmented_length(int(n), d) for n, d in zip(lengths, draws)])
+        table = draw_epoch_effects(augment, seed, epoch, len(kept))  # a row per utterance: each comes once an epoch
+        epoch_lengths = lengths
+        if table is not None:
+            if num_frames is not None:
+                table["speed"] = _label_fitting_speeds(table["speed"], lengths, labels, num_frames, epoch)
+            # a slower speed must not take an utterance past the batch limit
+            table["speed"], epoch_lengths = _speeds_within(table["speed"], lengths, epoch, longest=limit,
+                                                           why=f"longer than {limit} samples (max_tokens, or "
+                                                               f"max_sample_size when smaller)")
         batches = pack_batches(epoch_lengths, order, max_tokens, crop_to_shortest=False)
         if shuffle:
             batches = [batches[b] for b in rng.permutation(len(batches))]
-        plans = [BatchPlan(tuple(b), (seed, epoch, n), tuple(draws[i] for i in b) if augment is not None else None)
+        key = effects_key(seed, epoch)
+        plans = [BatchPlan(tuple(b), (seed, epoch, n),
+                           None if table is None else PlannedEffects(augment, key, seed, table[np.asarray(b)]))
                  for n, b in enumerate(batches)]
         return shard(plans, rank, world_size, equal=shuffle)
 
@@ -360,21 +450,39 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
                        max_bad_share=max_bad_share)
 
 
-def _label_fitting_speeds(draws: list[EffectDraw | None], lengths: np.ndarray, labels: LabelIds,
-                          num_frames: Callable[[int], int], epoch: int) -> list[EffectDraw | None]:
-    """`draws` without the speed perturbation of the utterances it would leave fewer frames than their label needs
-    (a faster speed shortens the audio after the CTC filter passed it: CTC would have no path, zero_infinity a 0 loss)."""
-    fitted, reverted = list(draws), 0
-    for i, draw in enumerate(draws):
-        if draw is None or draw.speed is None or draw.speed <= 1.0:
-            continue  # a slower speed only lengthens
-        if num_frames(augmented_length(int(lengths[i]), draw)) < ctc_min_frames(labels[i]):
-            rest = replace(draw, speed=None)
-            fitted[i] = None if rest == EffectDraw(key=draw.key) else rest
-            reverted += 1
-    if reverted:
-        log.warning("epoch %d: %d of %d utterances play at speed 1: the drawn speed would leave fewer frames than "
-                    "their labels need", epoch, reverted, len(draws))
+def _speeds_within(speed: np.ndarray, lengths: np.ndarray, epoch: int, *, shortest: int = 0,
+                   longest: int | None = None, why: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """(`speed`, the lengths it gives) without the speed perturbation (NaN) of each utterance that it would take out
+    of [shortest, longest] samples while its own length is inside: the loader planned for lengths in that range
+    (pretraining drops a shorter one, a fine-tuning batch takes nothing longer), and speed 1 keeps it there."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    sped = augmented_lengths(lengths, speed)
+    inside, outside = lengths >= shortest, sped < shortest
+    if longest is not None:
+        inside &= lengths <= longest
+        outside |= sped > longest
+    revert = inside & outside
+    if not revert.any():
+        return speed, sped
+    log.warning("epoch %d: %d of %d utterances play at speed 1: the drawn speed would make them %s", epoch,
+                int(revert.sum()), len(speed), why)
+    return np.where(revert, np.nan, speed), np.where(revert, lengths, sped)
+
+
+def _label_fitting_speeds(speed: np.ndarray, lengths: np.ndarray, labels: LabelIds,
+                          num_frames: Callable[[int], int], epoch: int) -> np.ndarray:
+    """`speed` (NaN: none) without the speed perturbation of the utterances it would leave fewer frames than their
+    label needs (a faster speed shortens the audio after the CTC filter passed it: CTC would have no path,
+    zero_infinity a 0 loss)."""
+    faster = np.flatnonzero(speed > 1.0)  # a slower speed only lengthens (NaN compares False)
+    sped = augmented_lengths(np.asarray(lengths)[faster], speed[faster])
+    short = [i for i, n in zip(faster.tolist(), sped.tolist()) if num_frames(n) < ctc_min_frames(labels[i])]
+    if not short:
+        return speed
+    log.warning("epoch %d: %d of %d utterances play at speed 1: the drawn speed would leave fewer frames than "
+                "their labels need", epoch, len(short), len(speed))
+    fitted = speed.copy()
+    fitted[short] = np.nan
     return fitted
 
 

@@ -19,7 +19,8 @@ The recipe, one mechanism per place:
   (text/labels.py; `read_finetune_data` in train/finetune_data.py), in the dev manifests too, and a dev set
   left with nothing to validate on is an error before training; training skips utterances longer than
   max_tokens (or max_sample_size), validation keeps them (alone in a batch when longer than max_tokens); a
-  speed perturbation that would leave a label more symbols than frames is not applied (data/batching.py);
+  speed perturbation that would leave a label more symbols than frames, or an utterance longer than that limit,
+  is not applied (data/batching.py); each epoch counts its own bad files against max_bad_share;
 - with a frozen CNN its output never changes, so each utterance's CNN output is computed once and kept in
   CPU memory (train/feature_cache.py, `cache_features`); later epochs and validations start at feature_norm;
 - dev error rate (PER or CER, word boundaries excluded) per language every `valid_every`
@@ -190,10 +191,12 @@ class FinetuneTask(Task):
             loader.set_epoch(epoch)
             return iter(loader)
         saved, self._loader_state = self._loader_state, None
-        if saved is not None and int(saved["epoch"]) == epoch:
-            loader.load_state_dict(saved)  # exact: its position counts planned batches that yielded nothing too
-        else:  # a new epoch, or a checkpoint of an earlier version: replanned from the Trainer's batch count
-            loader.load_state_dict({**loader.state_dict(), "epoch": epoch, "position": skip})
+        if saved is not None:  # exact: its position counts planned batches that yielded nothing too
+            loader.load_state_dict(saved)
+        if saved is None or int(saved["epoch"]) != epoch:
+            # a new epoch (which counts its own bad files against max_bad_share), or a checkpoint of an earlier
+            # version: replanned from the Trainer's batch count
+            loader.seek(epoch, skip)
         return iter(loader)
 
     def describe(self) -> str:
