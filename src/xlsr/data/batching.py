@@ -46,7 +46,7 @@ from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
 from xlsr.data.utterance_index import UtteranceIndex, as_index
-from xlsr.data.worker_signals import ignore_stop_signals
+from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
 from xlsr.text.labels import ctc_min_frames
 
@@ -243,6 +243,16 @@ class BatchLoader:
         if num_workers > 0:
             kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
         self._loader = DataLoader(dataset, **kwargs)
+        if num_workers > 0:
+            close_at_exit(self)
+
+    def close(self) -> None:
+        """Stop the worker processes now (they ignore SIGTERM: worker_signals.py); the next iteration starts new ones."""
+        # DataLoader keeps its persistent workers in its iterator, which a suspended iteration still references:
+        # told to shut down (its workers stop and are joined), then dropped.
+        if self._loader._iterator is not None:
+            self._loader._iterator._shutdown_workers()
+            self._loader._iterator = None
 
     def set_epoch(self, epoch: int) -> None:
         """Go to epoch `epoch`. The current epoch keeps its position (so a resumed run may call this)

@@ -21,7 +21,7 @@ from xlsr.data.batching import FinetuneBatch, PretrainBatch
 from xlsr.data.shard_index import ShardIndex, check_shards, read_index
 from xlsr.data.shard_reader import Bad
 from xlsr.data.shard_stream import ConsumerStream, Labeler, Produced, StreamSpec, moved_states
-from xlsr.data.worker_signals import ignore_stop_signals
+from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import XlsrError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,17 @@ class ShardLoader:
                         "generator": torch.Generator().manual_seed(0)}  # not the global RNG (see batching.py)
         if num_workers > 0:
             self._kwargs.update(prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
+            close_at_exit(self)
         self._it: Iterator[Produced] | None = None
+        self._one_pass: Iterator[Produced] | None = None  # the DataLoader iterator of a one-pass iteration under way
+
+    def close(self) -> None:
+        """Stop the worker processes now (they ignore SIGTERM: worker_signals.py); a later iteration resumes from the
+        consumers' states, as after a resume."""
+        self._it = None  # the endless streams' DataLoader iterator: dropping it shuts its workers down
+        if self._one_pass is not None:  # still referenced by the suspended generator: told to stop instead
+            self._one_pass._shutdown_workers()
+            self._one_pass = None
 
     def __len__(self) -> int:
         if self.epoch_batches is None:
@@ -84,9 +94,11 @@ class ShardLoader:
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
         if self.epoch_batches is None:  # one pass, from the start every time
             self.epoch_bad_files, self.charged = 0, set()
-            for produced in DataLoader(self.dataset, **self._kwargs):
+            self._one_pass = iter(DataLoader(self.dataset, **self._kwargs))
+            for produced in self._one_pass:
                 if self._account(produced):
                     yield produced.batch
+            self._one_pass = None
             return
         if self._it is None:
             self._it = iter(DataLoader(self.dataset, **self._kwargs))
