@@ -201,6 +201,8 @@ def _parse_scalar(raw: Any) -> Any:
     """A command-line string read as YAML would read it (numbers, booleans, null, lists)."""
     if not isinstance(raw, str):
         return raw
+    if not raw.strip():
+        return raw  # YAML reads "" as null: `--out ""` would be "null is not allowed", and a `str | None` field unset
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
@@ -208,6 +210,16 @@ def _parse_scalar(raw: Any) -> Any:
     if isinstance(value, str) and _is_number(value):
         return float(value)  # YAML 1.1 reads 5e-4 as a string
     return value
+
+
+def _is_infinite(value: Any) -> bool:
+    """Whether `value` is ±inf or an int beyond a float's range (10**400: as infinite once a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isinf(float(value))
+    except OverflowError:
+        return True
 
 
 def _coerce(raw: Any, typ: Any, where: str) -> Any:
@@ -220,6 +232,14 @@ def _coerce(raw: Any, typ: Any, where: str) -> Any:
         if type(None) in args or typ is Any:
             return None
         raise XlsrError(f"{where}: null is not allowed (expected {_type_name(typ)})")
+    if isinstance(value, str) and not value.strip() and str in args:
+        # no str setting takes "": an empty --out would write into the current folder, an empty path or name
+        # would fail later blaming something else
+        raise XlsrError(f"{where}: empty value (expected {_type_name(typ)})")
+    if float in args and _is_infinite(value):
+        # inf passes every `> 0` check and fails many updates later (a NaN loss, a NaN weight) blaming the data;
+        # nan fails every comparison and is refused as no float at all, below
+        raise XlsrError(f"{where}: must be a finite number, got {raw!r}")
     errors = []
     for t in args:
         if t is type(None):
@@ -252,9 +272,13 @@ def _coerce_one(value: Any, t: Any) -> Any:
     if t is float:
         if isinstance(value, bool):
             raise ValueError("bool is not float")
-        if math.isnan(float(value)):
-            raise ValueError("nan is no setting")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int too big for a float (10**400): as infinite as inf
+            raise ValueError("not a finite number") from None
+        if not math.isfinite(number):  # nan or inf inside a list or tuple (the whole value is checked in _coerce)
+            raise ValueError("not a finite number")
+        return number
     if t is str:
         if isinstance(value, dict | list):
             raise ValueError("not a string")

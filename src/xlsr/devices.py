@@ -14,6 +14,10 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
     except RuntimeError:
+        device = None
+    # torch knows more types (meta, mps, xpu, ...), but training, autocast and decoding here are written for
+    # cpu and cuda only: another type would pass this check and fail deep inside the run, blaming something else
+    if device is None or device.type not in ("cpu", "cuda"):
         raise XlsrError(f"device: {name!r} is not a device (cpu, cuda, cuda:N or auto)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise XlsrError(f"device: {name!r} asked for, but this torch ({torch.__version__}) sees no CUDA GPU; "

@@ -276,7 +276,11 @@ def test_feature_cache_only_where_the_cnn_output_is_fixed_and_padding_free(tones
     frozen = FinetuneTask(FinetuneConfig(init="none", model=SMALL, **kw))
     assert set(frozen.feature_caches) == {"train"}
     # group_norm: the first layer normalizes over each utterance's valid steps only, so the cache is exact too.
-    gn = FinetuneTask(FinetuneConfig(init=str(ckpt), model={"extractor_mode": "group_norm"}, **kw))
+    # (a checkpoint of that architecture: --init's extractor_mode cannot be overridden, its weights are a LayerNorm CNN's)
+    gn_config = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL,
+                                          "extractor_mode": "group_norm"})
+    gn_ckpt = save_checkpoint(tmp_path / "gn", Wav2Vec2ForPreTraining(gn_config))
+    gn = FinetuneTask(FinetuneConfig(init=str(gn_ckpt), **kw))
     assert set(gn.feature_caches) == {"train"}
     # Ids key the cache: duplicates (here across two manifests) turn it off.
     twin = tmp_path / "twin" / "train.jsonl"

@@ -85,6 +85,9 @@ def _read_languages(data_dir: Path, split: str, langs: list[str] | None) -> dict
                 f"{data_dir}: no {split}.jsonl manifest for language(s) {', '.join(missing)} (found: {have})"
             )
         manifests = {lang: manifests[lang] for lang in dict.fromkeys(langs)}
+        if len(manifests) < 2:  # the corpus may hold more: --langs is what left one out, so name it
+            raise XlsrError(f"--langs names {len(manifests)} language ({', '.join(manifests)}); give at least 2 "
+                            f"languages (the analysis compares them)")
     if len(manifests) < 2:
         found = f"only {', '.join(manifests)}" if manifests else "none"
         raise XlsrError(

@@ -7,7 +7,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from xlsr.errors import XlsrError  # imports nothing: `xlsr --help` stays quick
+
 T = TypeVar("T")
+
+# A bound on any option in seconds: far above a real window, stream piece or batch (11.6 days of audio), far below
+# where seconds * sample rate stops being a whole number Python or torch can hold (1e308 s: OverflowError deep inside)
+MAX_SECONDS = 1e6
+
+
+def check_seconds(**options: float) -> None:
+    """One XlsrError naming the first option (keyword `chunk_seconds` → `--chunk-seconds`) above MAX_SECONDS."""
+    for name, value in options.items():
+        if value > MAX_SECONDS:
+            raise XlsrError(f"--{name.replace('_', '-')}: {value:g} s is more than the most allowed, "
+                            f"{MAX_SECONDS:g} s")
 
 
 def finite_float(text: str) -> float:
@@ -37,6 +51,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give a whole number above 0")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number 0 or more (a seed: numpy's generators refuse negative ones)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number 0 or more")
     return value
 
 

@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from xlsr.cli import finite_float
+from xlsr.cli import check_seconds, finite_float
 from xlsr.cli.transcribe import add_model_arguments
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
@@ -53,6 +53,7 @@ def run(args) -> int:
     if args.chunk_seconds <= 0 or args.stride_seconds < 0 or args.piece_seconds <= 0:
         raise XlsrError(f"--chunk-seconds and --piece-seconds must be > 0 and --stride-seconds >= 0; "
                         f"got {args.chunk_seconds:g}, {args.piece_seconds:g} and {args.stride_seconds:g}")
+    check_seconds(chunk_seconds=args.chunk_seconds, stride_seconds=args.stride_seconds, piece_seconds=args.piece_seconds)
     check_chunk_seconds(args.chunk_seconds)
     pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else None
     if pieces is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from xlsr.cli import finite_float, folder_name
+from xlsr.cli import finite_float, folder_name, non_negative_int
 from xlsr.errors import XlsrError
 
 HELP = "synthesize a labeled multilingual speech corpus with espeak-ng"
@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, type=folder_name, help="output folder")
     p.add_argument("--langs", default="es,it,de", help="comma-separated codes, or 'all' (see --list)")
     p.add_argument("--utts-per-lang", type=int, default=200, help="utterances per language, split 80/10/10")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0,  # numpy's generators refuse a negative seed
+                   help="random seed (0 or more); the corpus is the same for the same seed")
     p.add_argument("--workers", type=int, default=1, help="parallel processes")
     p.add_argument("--augment", default=None, metavar="SPEC",
                    help=f"acoustic effects, 'name=SHARE[:LOW-HIGH],...' with SHARE the share of utterances "

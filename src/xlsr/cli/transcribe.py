@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.cli import finite_float, positive_int
+from xlsr.cli import check_seconds, finite_float, positive_int
 from xlsr.errors import XlsrError
 
 
@@ -64,6 +64,7 @@ def batching_options(args) -> dict:
     if args.chunk_seconds < 0 or args.chunk_stride < 0 or args.batch_seconds <= 0:
         raise XlsrError(f"--chunk-seconds and --chunk-stride must be >= 0 and --batch-seconds > 0, got "
                         f"{args.chunk_seconds:g}, {args.chunk_stride:g} and {args.batch_seconds:g}")
+    check_seconds(chunk_seconds=args.chunk_seconds, chunk_stride=args.chunk_stride, batch_seconds=args.batch_seconds)
     if args.chunk_seconds:  # 0: never chunk
         check_chunk_seconds(args.chunk_seconds)
     return {"chunk_seconds": args.chunk_seconds or None, "chunk_stride": args.chunk_stride,

@@ -14,6 +14,7 @@ from pathlib import Path
 from xlsr.errors import ManifestError
 
 REQUIRED = ("audio", "num_samples", "lang")
+MAX_SAMPLES = 2**63  # num_samples is held in int64 columns (utterance_index) and tensors
 
 
 @dataclass
@@ -39,6 +40,8 @@ def record_problem(record) -> str | None:
     num_samples = record["num_samples"]
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
         return f"num_samples must be a positive integer, got {num_samples!r}"
+    if num_samples >= MAX_SAMPLES:  # the index stores it as int64: a bigger one would be an OverflowError there
+        return f"num_samples must be below 2**63, got {num_samples!r}"
     for key in ("audio", "lang"):
         if not isinstance(record[key], str) or not record[key]:
             return f"{key} must be a non-empty string"

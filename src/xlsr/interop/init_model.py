@@ -14,13 +14,26 @@ from pathlib import Path
 from torch import nn
 
 from xlsr.config import coerce_fields
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
 from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
 from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
+
+# The Wav2Vec2Config fields a run may change on an --init checkpoint: how it is trained (dropouts, LayerDrop, masking,
+# the CNN's gradient scale) and the pretraining objective (negatives, temperatures, loss weights). None of them
+# changes a weight's shape or the model's computation at inference; every other field describes the architecture
+# the weights were trained as (sizes, layer kinds, norm placement and eps, quantizer, adapters, input normalisation).
+TRAINING_FIELDS = ("feature_grad_mult", "dropout", "attention_dropout", "activation_dropout", "dropout_input",
+                   "dropout_features", "final_dropout", "layerdrop", "mask_prob", "mask_length", "min_masks",
+                   "mask_channel_prob", "mask_channel_length", "latent_temp", "logit_temp", "num_negatives",
+                   "cross_sample_negatives", "diversity_weight", "feature_penalty_weight")
+
+# Set by load_init on the config of a loaded checkpoint, so that apply_overrides (called by the training tasks with
+# that config alone) knows its architecture is fixed by weights; a preset's config (--init none) has no such mark.
+_FROM_CHECKPOINT = "_xlsr_from_init_checkpoint"
 
 
 @dataclass
@@ -67,6 +80,7 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
         if target_lang not in languages:
             lang = languages[0] if languages else None
     loaded = load_pretrained(path, target_lang=lang)
+    setattr(loaded.config, _FROM_CHECKPOINT, True)  # its architecture is the weights': see apply_overrides
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
         return InitModel(loaded.config, loaded.model, None, None, str(path), language, new_language=True)
@@ -99,12 +113,24 @@ def checkpoint_languages(path: str | Path) -> list[str]:
 
 
 def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
-    """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError."""
+    """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError.
+
+    When `config` is an `--init` checkpoint's (from `load_init`), only TRAINING_FIELDS may take another value:
+    any other changes the weights' shapes or what they compute, and loading them would then fail blaming the
+    checkpoint ("shapes contradict the config") for what the command line asked.
+    """
     check_override_keys(overrides)
     d = config.to_dict()
-    d.update(coerce_fields(Wav2Vec2Config, dict(overrides), where="model."))
+    typed = coerce_fields(Wav2Vec2Config, dict(overrides), where="model.")
+    d.update(typed)
     out = Wav2Vec2Config.from_dict(d)
     out.validate()
+    if getattr(config, _FROM_CHECKPOINT, False):
+        for key in typed:  # compared in canonical form (conv_layers as tuples): the same value given again is fine
+            if key not in TRAINING_FIELDS and getattr(out, key) != getattr(config, key):
+                raise XlsrError(f"model.{key}: the --init checkpoint has {getattr(config, key)!r}, not "
+                                f"{getattr(out, key)!r}; with --init only {', '.join(TRAINING_FIELDS)} can be "
+                                f"overridden")
     return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,14 +117,19 @@ class Wav2Vec2Config:
             raise XlsrError("Wav2Vec2Config: num_negatives, cross_sample_negatives and min_masks must be >= 0")
         if self.num_negatives + self.cross_sample_negatives < 1:
             raise bad("num_negatives", "num_negatives + cross_sample_negatives must be at least 1")
-        if self.feature_grad_mult < 0:
-            raise bad("feature_grad_mult", "must be >= 0")
+        for name in ("feature_grad_mult", "diversity_weight", "feature_penalty_weight"):
+            # a negative loss weight rewards what its term is there to keep small, a negative gradient scale climbs
+            # the loss; inf or nan: NaN many updates later (the command line refuses those, a JSON config may not)
+            if not 0.0 <= float(getattr(self, name)) < math.inf:
+                raise bad(name, "must be a finite number >= 0")
+        if not 0.0 < float(self.layer_norm_eps) < math.inf:  # eps 0 divides by zero on a constant vector
+            raise bad("layer_norm_eps", "must be a finite number > 0")
         if len(self.latent_temp) != 3 or not 0 < self.latent_temp[1] <= self.latent_temp[0]:
             raise bad("latent_temp", "must be (max, min, decay) with 0 < min <= max")
         if not 0 < self.latent_temp[2] <= 1:  # above 1 the temperature would grow each update, to overflow
             raise bad("latent_temp", "the decay per update (third value) must be in (0, 1]")
-        if self.logit_temp <= 0:
-            raise bad("logit_temp", "must be > 0")
+        if not 0.0 < float(self.logit_temp) < math.inf:  # inf: every logit 0, nothing to learn
+            raise bad("logit_temp", "must be a finite number > 0")
 
     # ------------------------------------------------------------------ derived sizes
     @property
