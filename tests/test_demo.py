@@ -1,7 +1,6 @@
 """The demo pipeline (`xlsr demo --quick`) end to end, and its one-line answers to bad input."""
 
 import json
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -557,33 +556,3 @@ def test_report_for_another_target_says_whose_monolingual_release_and_rates_it_u
     runs, text = report(TARGET)  # the target's own release and rates: as before
     assert "than the monolingual one (41.5% ± 0.7 against 51.5% ± 0.7)" in text and "not the paper's" not in text
     assert "a peak per initialisation, chosen on the dev set by one rule for all (" in text
-
-
-def test_live_pretraining_goes_beside_the_fine_tuning_runs_when_they_run_side_by_side(tmp_path):
-    """Two worker processes: the live run is one more job in their pool (no core idles while the last fine-tuning
-    runs finish), on a worker's threads, and it is the same run as one made alone on as many threads."""
-    from xlsr.demo.stages import live_pretrain
-
-    out = tmp_path / "demo"
-    settings = replace(DemoSettings.quick(), finetune_workers=2, device="cpu")
-    result = run_demo(out, settings, released_dir=fake_releases(tmp_path / "rel"), show_progress=False, quiet=True)
-
-    lines = (out / DEMO_MARKER).read_text().splitlines()
-    assert [line.split(":")[0].split("] ")[1] for line in lines] == ["synth", "finetune", "analysis", "pretrain", "report"]
-    threads = max(1, (os.cpu_count() or 1) // 2)
-    assert result.pretrain["threads"] == threads and result.pretrain["last"]["update"] == settings.pretrain_updates
-    assert result.seconds["pretrain"] == result.pretrain["seconds"] > 0  # the run's own time, not the wait for it
-    assert (out / "pretrain_curve.png").stat().st_size > 0
-    assert "the live pretraining run went beside the fine-tuning runs" in (out / "report.md").read_text()
-    assert len(result.finetune) == 3 * len(settings.finetune_seeds)
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        alone = live_pretrain(settings, out / "corpus", tmp_path / "alone", tmp_path / "alone.png", progress=False)
-    finally:
-        torch.set_num_threads(before)
-    assert alone["last"] == result.pretrain["last"]
-    weights = [(run / "checkpoints" / "last" / "model.safetensors").read_bytes()
-               for run in (out / "pretrain_live", tmp_path / "alone")]
-    assert weights[0] == weights[1]

@@ -13,9 +13,7 @@ import multiprocessing
 import os
 import statistics
 import time
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,18 +119,14 @@ def stop_unless_finished(run_dir: Path, max_updates: int, what: str) -> None:
 
 
 def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,
-                   on_run=None, eval_manifests: list[Path] = (), pool: Executor | None = None) -> list[FinetuneResult]:
+                   on_run=None, eval_manifests: list[Path] = ()) -> list[FinetuneResult]:
     """Every init × every seed into out_dir/<name>/seed<k>, each also scored on `eval_manifests` (pooled); results
     in that order. One run at a time with one feature cache per init, kept across its seeds; or `settings.workers()`
-    runs side by side, each worker process keeping its own caches (a CNN output is the same whoever computes it).
-    `pool`: run in this `side_by_side` pool (which may hold other work, e.g. the live pretraining run) instead."""
+    runs side by side, each worker process keeping its own caches (a CNN output is the same whoever computes it)."""
     jobs = [(name, str(init), seed) for name, init in inits.items() for seed in settings.finetune_seeds]
-    if pool is not None:
-        return _finetune_in_pool(pool, jobs, settings, corpus_dir, out_dir, eval_manifests, on_run)
     workers = min(settings.workers(), len(jobs))
     if workers > 1:
-        with side_by_side(workers) as own:
-            return _finetune_in_pool(own, jobs, settings, corpus_dir, out_dir, eval_manifests, on_run)
+        return _finetune_side_by_side(jobs, workers, settings, corpus_dir, out_dir, eval_manifests, on_run)
     caches: dict[str, dict[str, FeatureCache]] = {}  # per init: filled by its first seed's run, read by the next
     results = []
     for name, init, seed in jobs:
@@ -144,38 +138,25 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
     return results
 
 
-@contextmanager
-def side_by_side(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """`workers` spawned processes of cpu_count // workers threads each, for runs side by side. Leaving the block
-    waits for the work in it; an error in the block first cancels the jobs not yet started (those running finish:
-    on Ctrl-C each stops at its next step and saves, as a run in the main process does)."""
+def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, settings: DemoSettings, corpus_dir: Path,
+                           out_dir: Path, eval_manifests: list[Path], on_run) -> list[FinetuneResult]:
+    """`finetune_one` for each job in `workers` spawned processes of cpu_count // workers threads each; results in
+    job order, `on_run` as each finishes; the first failure cancels the runs not yet started and is raised."""
     threads = max(1, (os.cpu_count() or 1) // workers)
+    results: list[FinetuneResult | None] = [None] * len(jobs)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=torch.set_num_threads, initargs=(threads,))
     try:
-        yield pool
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _finetune_in_pool(pool: Executor, jobs: list[tuple[str, str, int]], settings: DemoSettings, corpus_dir: Path,
-                      out_dir: Path, eval_manifests: list[Path], on_run) -> list[FinetuneResult]:
-    """`finetune_one` for each job in the pool; results in job order, `on_run` as each finishes; the first failure
-    cancels this call's runs not yet started and is raised."""
-    results: list[FinetuneResult | None] = [None] * len(jobs)
-    futures = {pool.submit(_worker_run, job, settings, corpus_dir, out_dir, list(eval_manifests)): i
-               for i, job in enumerate(jobs)}
-    try:
+        futures = {pool.submit(_worker_run, job, settings, corpus_dir, out_dir, list(eval_manifests)): i
+                   for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             results[futures[future]] = result = future.result()
             if on_run is not None:
                 on_run(result)
     except BaseException:
-        for future in futures:
-            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
+    pool.shutdown(wait=True)
     return results
 
 

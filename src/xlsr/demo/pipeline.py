@@ -7,7 +7,6 @@ import os
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from xlsr.demo.finetuning import (
     peak_rates,
     random_init,
     shared_protocol,
-    side_by_side,
     summarize,
 )
 from xlsr.demo.report import DemoResult, duration, lead_key, number, pm, write_report
@@ -88,7 +86,6 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
              full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
     """The whole demo into `out_dir`; `full` first re-creates the released checkpoints (without the target)."""
-    started = time.perf_counter()
     settings = settings or DemoSettings()
     if full and released_dir is not None:
         raise XlsrError(f"--released {released_dir}: --full re-creates the releases into DIR/released and uses "
@@ -133,27 +130,17 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
         f"{tgt['test']:.1f} test" + (f", {result.eval_set['minutes']:.1f} held-out test" if held_out else "") +
         f"; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
 
-    # With runs side by side the live pretraining run goes into the same pool first, beside the fine-tuning runs, so
-    # that no core waits while the last fine-tuning runs finish (its own seconds are in demo.json).
-    with side_by_side(settings.workers()) if settings.workers() > 1 else nullcontext() as pool:
-        live_args = (settings, corpus, out / "pretrain_live", out / "pretrain_curve.png")
-        live = pool.submit(live_pretrain, *live_args, progress=False) if pool is not None else None
-        result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out,
-                                                    log, result, held_out, pool)
+    result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out, log,
+                                                result, held_out)
 
-        result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result,
-                                                    show_progress)
+    result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result, show_progress)
 
-        t0 = log.begin(f"live pretraining run ({settings.pretrain_recipe}, {settings.pretrain_updates} updates" +
-                       (", started beside the fine-tuning runs)" if live is not None else ")"))
-        result.pretrain = live.result() if live is not None else live_pretrain(*live_args)
+    t0 = log.begin(f"live pretraining run ({settings.pretrain_recipe}, {settings.pretrain_updates} updates)")
+    result.pretrain = live_pretrain(settings, corpus, out / "pretrain_live", out / "pretrain_curve.png")
     first, last = result.pretrain["first"], result.pretrain["last"]
-    waited = log.done(
+    result.seconds["pretrain"] = log.done(
         "pretrain", t0, f"loss {number(first.get('loss'))} → {number(last.get('loss'))} bits, accuracy "
-        f"{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)} (updates {first.get('update')}–{last.get('update')}"
-        f"; {duration(result.pretrain['seconds'])} on {result.pretrain['threads']} thread(s))")
-    result.seconds["pretrain"] = result.pretrain["seconds"] if live is not None else waited
-    result.seconds["total"] = time.perf_counter() - started
+        f"{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)} (updates {first.get('update')}–{last.get('update')})")
 
     t0 = log.begin("writing the report")
     result.report = write_report(result)
@@ -163,19 +150,18 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
 
 
 def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path, corpus: Path, out: Path,
-                   log: StageLog, result: DemoResult, held_out: list[Path] = (), pool=None) -> float:
+                   log: StageLog, result: DemoResult, held_out: list[Path] = ()) -> float:
     """Stage 2: every init × every seed under one configuration, each scored on the test split and the held-out
     set; fills result.finetune*; returns its seconds."""
     runs = len(settings.finetune_seeds)
     workers = settings.workers()
     t0 = log.begin(f"fine-tuning three tiny models on {settings.target} phones, {runs} seeds each "
                    f"({settings.finetune_updates} updates per run" +
-                   (f"; {workers} runs at a time)" if workers > 1 else ")") +
-                   (" and the live pretraining run beside them" if pool is not None else ""))
+                   (f"; {workers} runs at a time)" if workers > 1 else ")"))
     scratch = random_init(multilingual, out / "finetune" / "random_init", settings.random_init_seed)
     inits = {"multilingual": multilingual, "monolingual": monolingual, "scratch": scratch}
     result.finetune = finetune_inits(
-        settings, inits, corpus, out / "finetune", eval_manifests=held_out, pool=pool,
+        settings, inits, corpus, out / "finetune", eval_manifests=held_out,
         on_run=lambda r: log.note(f"{r.name} seed {r.seed}: test PER {100 * r.test_per:.1f}%" +
                                   ("" if r.eval_per is None else f", held-out {100 * r.eval_per:.1f}%") +
                                   f" ({duration(r.seconds)})"))

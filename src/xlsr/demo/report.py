@@ -212,10 +212,6 @@ def write_report(result: DemoResult) -> Path:
                          if name in files)
     released = "\n".join(f"- `{Path(path).name}`: {path} (see its RECIPE.md)" for path in result.released.values())
     stage_times = " · ".join(f"{k} {duration(v)}" for k, v in result.seconds.items())
-    if (s.get("finetune_workers") or 1) > 1:
-        stage_times += (f" (wall clock; the live pretraining run went beside the fine-tuning runs, in one of their "
-                        f"{s['finetune_workers']} processes on {result.pretrain.get('threads', '?')} thread(s), so the "
-                        f"stages overlap and the total is less than their sum)")
     first, last = result.pretrain.get("first", {}), result.pretrain.get("last", {})
     held_out = (f"; `{s['target']}` was held out of this checkpoint's pretraining and is placed among the others"
                 if s.get("analysis_with_target") else "")

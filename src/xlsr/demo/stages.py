@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-
-import torch
 
 from xlsr.analysis import analyze
 from xlsr.config import load_config
@@ -71,12 +68,9 @@ def run_analysis(settings: DemoSettings, checkpoint: Path, corpus_dir: Path, out
                    device=settings.device, show_progress=show_progress, **kwargs)
 
 
-def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve_png: Path,
-                  progress: bool = True) -> dict:
-    """A short `xlsr pretrain` run on the demo corpus, with its curve; first and last logged train values and the
-    run's own seconds. `progress`: its progress bar (off when it runs beside the fine-tuning runs)."""
-    start = time.perf_counter()
-    overrides = {"progress": progress, "recipe": settings.pretrain_recipe, "data": str(corpus_dir), "out": str(run_dir),
+def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve_png: Path) -> dict:
+    """A short `xlsr pretrain` run on the demo corpus, with its curve; first and last logged train values."""
+    overrides = {"recipe": settings.pretrain_recipe, "data": str(corpus_dir), "out": str(run_dir),
                  "max_updates": settings.pretrain_updates, "valid_split": "dev", "device": settings.device,
                  "log_every": max(1, settings.pretrain_updates // 30),
                  # warm up over the first eighth of this short run (the recipe's warmup is sized for its own length)
@@ -89,5 +83,4 @@ def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve
     keys = ("update", "loss", "accuracy", "code_perplexity")
     return {"first": {k: train[0].get(k) for k in keys} if train else {},
             "last": {k: train[-1].get(k) for k in keys} if train else {},
-            "max_tokens": cfg.max_tokens, "recipe": settings.pretrain_recipe, "curve": curve_png.name,
-            "seconds": round(time.perf_counter() - start, 1), "threads": torch.get_num_threads()}
+            "max_tokens": cfg.max_tokens, "recipe": settings.pretrain_recipe, "curve": curve_png.name}
