@@ -96,6 +96,12 @@ def test_out_that_is_a_file_is_refused_before_synthesis(tmp_path):
     assert taken.read_text() == "keep me"
 
 
+def test_a_negative_seed_is_one_line_before_anything_is_written(tmp_path):
+    with pytest.raises(XlsrError, match="--seed: a whole number 0 or more, got -1"):
+        synthesize_corpus(tmp_path / "out", "es", 3, seed=-1, speakers_per_lang=3, show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_realistic_corpus_effects_keep_labels_and_only_speed_changes_length(tmp_path):
     """The default corpus against the same corpus without effects: same texts, phones and speakers; the
     speed-perturbed utterances have the drawn lengths, the others the clean length with other samples."""

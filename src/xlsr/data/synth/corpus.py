@@ -34,7 +34,7 @@ from xlsr.data.synth.languages import LANGUAGES, Language, get_language, parse_l
 from xlsr.data.synth.phones import espeak_phones
 from xlsr.data.synth.speakers import Speaker, make_speakers, speak, voice_variants
 from xlsr.data.synth.text import sample_text, word_list
-from xlsr.errors import XlsrError
+from xlsr.errors import XlsrError, require_seed
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 
@@ -202,6 +202,7 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     """
     start = time.perf_counter()
     languages = parse_languages(langs if isinstance(langs, str) else ",".join(langs))
+    require_seed(seed)  # the library's callers (the demo's settings, the release recipes) as well as the CLI's
     spec = _check_options(languages, workers, voices, augment)
     plans = plan_corpus(languages, utts_per_lang, seed, speakers_per_lang=speakers_per_lang,
                         words_per_utt=words_per_utt, noise_snr_db=noise, voices=voices,
