@@ -556,3 +556,37 @@ def test_report_for_another_target_says_whose_monolingual_release_and_rates_it_u
     runs, text = report(TARGET)  # the target's own release and rates: as before
     assert "than the monolingual one (41.5% ± 0.7 against 51.5% ± 0.7)" in text and "not the paper's" not in text
     assert "a peak per initialisation, chosen on the dev set by one rule for all (" in text
+
+
+def test_scoring_reuses_the_frozen_cnn_of_another_seed_with_the_same_numbers(tmp_path):
+    """Two fine-tuned checkpoints of one init share their frozen CNN: the second is scored from the first's CNN
+    output (no CNN pass) with exactly the figures a scoring from the waveforms gives; a checkpoint whose CNN differs
+    is scored from its own waveforms."""
+    from xlsr.demo.finetuning import evaluate_pooled
+    from xlsr.demo.stages import synthesize_eval
+    from xlsr.interop.native import save_checkpoint
+    from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
+    from xlsr.train.feature_cache import FeatureCache
+
+    settings = replace(DemoSettings.quick(), device="cpu")
+    manifests = synthesize_eval(settings, tmp_path / "eval", show_progress=False)
+    phones = sorted({p for m in manifests for line in m.read_text().splitlines() for p in json.loads(line)["phones"].split()})
+    vocab = ["<blank>", "<unk>", *phones]
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), "num_layers": 1})
+    torch.manual_seed(0)
+    first = Wav2Vec2ForCTC(cfg, len(vocab))
+    second = Wav2Vec2ForCTC(cfg, len(vocab))
+    second.wav2vec2.feature_encoder.load_state_dict(first.wav2vec2.feature_encoder.state_dict())  # one frozen CNN
+    other = Wav2Vec2ForCTC(cfg, len(vocab))  # its own CNN
+    paths = [save_checkpoint(tmp_path / name, m, vocab=vocab, metadata={"labels": "phones"})
+             for name, m in (("first", first), ("second", second), ("other", other))]
+
+    cache = FeatureCache()
+    utterances = sum(len(m.read_text().splitlines()) for m in manifests)
+    assert evaluate_pooled(paths[0], manifests, "cpu", cache) == evaluate_pooled(paths[0], manifests, "cpu")
+    assert cache.misses == utterances and cache.hits == 0
+    cached = evaluate_pooled(paths[1], manifests, "cpu", cache)
+    assert cache.misses == utterances and cache.hits == utterances  # the second checkpoint ran no CNN
+    assert cached == evaluate_pooled(paths[1], manifests, "cpu") and cached != evaluate_pooled(paths[0], manifests, "cpu")
+    assert evaluate_pooled(paths[2], manifests, "cpu", cache) == evaluate_pooled(paths[2], manifests, "cpu")
+    assert cache.hits == utterances  # the other CNN did not read the cache

@@ -30,7 +30,7 @@ from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.text.metrics import corpus_counts
 from xlsr.train.checkpoint import run_finished
-from xlsr.train.feature_cache import FeatureCache
+from xlsr.train.feature_cache import FeatureCache, cnn_fingerprint
 from xlsr.train.finetune import FinetuneConfig, finetune
 from xlsr.train.monitor import read_log
 
@@ -96,18 +96,24 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     pooled, on `eval_manifests` (the larger held-out test set).
 
     `caches` is shared by the runs of one init: the first fills it, the others read their CNN output from it."""
-    passes_before = sum(c.misses for c in caches.values())
+    passes_before = _training_cnn_passes(caches)
     start = time.perf_counter()
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
     stop_unless_finished(run, settings.finetune_updates, f"fine-tuning run {name} seed {seed}")
     scored = best_checkpoint(run)
-    test = evaluate_per(scored, corpus_dir / settings.target / "test.jsonl", settings.device)
-    held_out = evaluate_pooled(scored, eval_manifests, settings.device) if eval_manifests else {}
+    scoring = caches.setdefault("scoring", FeatureCache())  # the frozen CNN on the scored sets, once per init
+    test = evaluate_pooled(scored, [corpus_dir / settings.target / "test.jsonl"], settings.device, scoring)
+    held_out = evaluate_pooled(scored, eval_manifests, settings.device, scoring) if eval_manifests else {}
     return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
                           dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
-                          cnn_passes=sum(c.misses for c in caches.values()) - passes_before,
+                          cnn_passes=_training_cnn_passes(caches) - passes_before,
                           eval_per=held_out.get("per"), eval_counts=held_out.get("counts"))
+
+
+def _training_cnn_passes(caches: dict[str, FeatureCache]) -> int:
+    """Utterances the runs sharing `caches` sent through the frozen CNN while training (scoring's cache apart)."""
+    return sum(c.misses for name, c in caches.items() if name != "scoring")
 
 
 def stop_unless_finished(run_dir: Path, max_updates: int, what: str) -> None:
@@ -175,15 +181,30 @@ def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
     return evaluate_pooled(model_dir, [manifest], device)
 
 
-def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu") -> dict:
-    """`evaluate_per` over several manifests as one set (the checkpoint loaded once): PER = errors / reference phones."""
+def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu",
+                    cache: FeatureCache | None = None) -> dict:
+    """`evaluate_per` over several manifests as one set (the checkpoint loaded once): PER = errors / reference phones.
+
+    `cache`: the CNN output of each utterance (keyed by its audio file) from an earlier call with a checkpoint of the
+    same frozen CNN (another seed of one init): those utterances start at the Transformer, with the same logits (one
+    utterance at a time, unpadded, either way). Not used when this checkpoint's CNN differs from the cache's."""
     loaded = load_pretrained(model_dir)
     model = loaded.model.to(device).eval()
+    if cache is not None and cache.cnn not in (None, cnn_fingerprint(model.wav2vec2.feature_encoder,
+                                                                     loaded.config.normalize_waveform)):
+        cache = None  # the CNN was trained in this run, or the cache holds another init's
+    if cache is not None:
+        cache.bind(model.wav2vec2, loaded.config.normalize_waveform)
     refs, hyps = [], []
     with torch.no_grad():
         for utt in (utt for manifest in manifests for utt in read_manifest(Path(manifest))):
             x = torch.from_numpy(load_audio(utt.audio, normalize=loaded.config.normalize_waveform))[None].to(device)
-            hyp = greedy_decode(model(x).logits.float().cpu())[0]
+            if cache is None:
+                logits = model(x).logits
+            else:
+                features, frames = cache.batch_features(model.wav2vec2, x, torch.tensor([x.shape[1]]), [str(utt.audio)])
+                logits = model(features=features, frame_lengths=frames).logits
+            hyp = greedy_decode(logits.float().cpu())[0]
             hyps.append(" ".join(loaded.vocab[i] for i in hyp.token_ids))
             refs.append(utt.phones or "")
     counts = corpus_counts(refs, hyps, "phone")
