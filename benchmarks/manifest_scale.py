@@ -17,6 +17,7 @@ core) say which of the two a gap between them comes from.
 
     python benchmarks/manifest_scale.py --sizes 100000
     python benchmarks/manifest_scale.py --sizes 1000000,10000000 --old-max 2000000
+    python benchmarks/manifest_scale.py --sizes 100000 --old-max 0 --augment default   # with effects planned
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 LANGS = {"es": 0.6, "de": 0.4}
+AUGMENT = ["none"]  # --augment, handed to every measuring child process
 CLIP_SAMPLES = 40_000  # 2.5 s: above the default min_sample_size (32,000)
 CLIPS = 4
 BASELINE = 1000  # lines of the corpus whose peak memory is subtracted for `per 1M`
@@ -122,8 +124,10 @@ def child(args) -> None:
         utts = open_split(args.data, "train")
     read = (time.perf_counter() - wall, time.process_time() - cpu)
     wall, cpu = time.perf_counter(), time.process_time()
+    from xlsr.data.augment import parse_augment
+
     loader = pretrain_loader(utts, max_tokens=1_400_000, max_sample_size=250_000, alpha=0.5, seed=1,
-                             num_workers=2)
+                             num_workers=2, augment=parse_augment(args.augment))
     loader.plans()  # the first epoch's α draw and length-sorted packing
     plan = (time.perf_counter() - wall, time.process_time() - cpu)
     usage1 = resource.getrusage(resource.RUSAGE_SELF)  # why startup's wall time exceeds its CPU time, if it does:
@@ -141,7 +145,8 @@ def child(args) -> None:
 
 
 def measure(path: str, data: Path, batches: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", path, "--data", str(data), "--batches", str(batches)],
+    out = subprocess.run([sys.executable, __file__, "--child", path, "--data", str(data), "--batches", str(batches),
+                          "--augment", AUGMENT[0]],
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if out.returncode:
         raise SystemExit(f"{path} on {data} failed:\n{out.stderr[-3000:]}")
@@ -200,11 +205,15 @@ def main() -> None:
     p.add_argument("--old-max", type=int, default=2_000_000,
                    help="largest size the old path runs at (~3.3 KB per utterance and process: 10M would need "
                         "over 30 GB)")
+    p.add_argument("--augment", default="none",
+                   help="on-the-fly effects of the loader (docs/synth.md), e.g. default: their epoch planning "
+                        "measured too (default: none)")
     p.add_argument("--child", choices=["old", "new"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return child(args)
+    AUGMENT[0] = args.augment
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="manifest-scale-"))
     base_data = write_corpus(work / f"n{BASELINE}", BASELINE)
     drop_indexes(base_data)
