@@ -13,6 +13,7 @@ fails its test within minutes, showing where it stopped, instead of holding CI u
 from __future__ import annotations
 
 import faulthandler
+import socket
 import time
 from collections.abc import Callable
 
@@ -55,3 +56,15 @@ def run(target: Callable, args: tuple, nprocs: int = 2) -> None:
     """Run every rank to the end; fails the test unless every rank exits 0 (their output is in the test's)."""
     codes, _ = wait(start(target, args, nprocs))
     assert codes == [0] * nprocs, f"the ranks exited with {codes}; their output is above"
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports (all sockets held open together while choosing)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

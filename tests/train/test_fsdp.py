@@ -17,18 +17,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _free_ports(n: int) -> list[int]:
-    """n distinct free ports (all sockets held open together while choosing)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _cfg(out, max_updates: int, distributed: str = "ddp"):
     # validation at every update: a forward without backward must not leave FSDP's root unsharded
     # (the optimizer would then step parameters the model no longer holds, and saving would fail)
@@ -51,7 +39,7 @@ def _worker(rank: int, world: int, ports: list[int], out: str, stops: list[int])
 def test_fsdp_matches_one_process_and_resumes_exactly(tmp_path):
     single, fsdp = tmp_path / "single", tmp_path / "fsdp"
     Trainer(_cfg(single, 4), ToyTask(rows=5)).fit()
-    _ranks.run(_worker, (2, _free_ports(2), str(fsdp), [2, 4]))  # the schedule is constant: 2 then 4 equals 4
+    _ranks.run(_worker, (2, _ranks.free_ports(2), str(fsdp), [2, 4]))  # the schedule is constant: 2 then 4 equals 4
     a, b = load_weights(single / "checkpoints" / "last"), load_weights(fsdp / "checkpoints" / "last")
     init = ToyTask().build_model().state_dict()
     assert (fsdp / "checkpoints" / "update_0000004").is_dir()
@@ -77,7 +65,7 @@ def test_a_one_process_checkpoint_resumes_under_fsdp_in_either_optimizer_format(
     numbered_optimizer_state(numbered)  # as versions before named states wrote it without FSDP
     # the toy's batches split over the ranks by rows and it has no dropout: the run goes on as in one process, so
     # only Adam's moments and step counts from the checkpoint give the straight run's weights
-    _ranks.run(_resume_worker, (2, _free_ports(2), [str(named), str(numbered)], 4))
+    _ranks.run(_resume_worker, (2, _ranks.free_ports(2), [str(named), str(numbered)], 4))
     a = load_weights(straight / "checkpoints" / "last")
     for run in (named, numbered):
         assert "world size changed (1 -> 2)" in (run / "log.jsonl").read_text()

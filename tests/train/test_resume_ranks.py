@@ -2,7 +2,6 @@
 of processes gives every rank random draws of its own (2 gloo processes on CPU)."""
 
 import os
-import socket
 from pathlib import Path
 
 import torch
@@ -12,18 +11,6 @@ from xlsr.train.trainer import Trainer, TrainerConfig
 
 from . import _ranks
 from ._toy import ToyTask, load_weights
-
-
-def _free_ports(n: int) -> list[int]:
-    """n distinct free ports (all sockets held open together while choosing)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _cfg(out, max_updates: int) -> TrainerConfig:
@@ -56,7 +43,7 @@ def _uneven_worker(rank: int, world: int, ports: list[int], root: str) -> None:
 
 
 def test_each_rank_resumes_from_its_own_place_in_its_epoch(tmp_path):
-    _ranks.run(_uneven_worker, (2, _free_ports(3), str(tmp_path)))
+    _ranks.run(_uneven_worker, (2, _ranks.free_ports(3), str(tmp_path)))
     saved = ckpt.load_trainer_state(tmp_path / "split" / "checkpoints" / "update_0000005")
     # after update 5 rank 0 has taken all 5 batches of epoch 0, rank 1 its 4 and the first of epoch 1
     assert saved["positions"] == [[0, 5], [1, 1]]
@@ -110,7 +97,7 @@ def _noisy_worker(rank: int, world: int, ports: list[int], out: str) -> None:
 
 def test_a_resume_with_another_world_size_gives_each_rank_its_own_task_generator(tmp_path):
     Trainer(_cfg(tmp_path, 2), NoisyToyTask()).fit()  # one process
-    _ranks.run(_noisy_worker, (2, _free_ports(1), str(tmp_path)))  # two from its checkpoint
+    _ranks.run(_noisy_worker, (2, _ranks.free_ports(1), str(tmp_path)))  # two from its checkpoint
     draws = [(tmp_path / f"draw_{r}").read_text() for r in (0, 1)]
     assert draws[0] != draws[1]  # not both rank 0's saved generator
     assert "world size changed (1 -> 2)" in (tmp_path / "log.jsonl").read_text()
