@@ -302,6 +302,33 @@ def test_verify_catches_an_unfinished_run_wrong_metadata_and_corpus_options(tmp_
     assert len(problems) == 4, problems
 
 
+def test_verify_reports_a_damaged_or_outdated_record_in_a_line(tmp_path):
+    """A recipe.json that is not JSON, a final block without its train record, a recorded pretraining setting today's
+    code does not know: each one line among the problems, not an exception."""
+    import shutil
+
+    from xlsr.released.verify import verify_release
+
+    recipe = RELEASES[MONO]
+    folders = {}
+    for case in ("not_json", "no_train", "unknown_key", "no_commands"):
+        folders[case] = tmp_path / case / MONO
+        shutil.copytree(shipped(MONO), folders[case])
+    (folders["not_json"] / "recipe.json").write_text("{ not json")
+    for case, change in (("no_train", lambda r: r["final"].update(train=None)),
+                         ("unknown_key", lambda r: r["pretrain"].update(removed_setting=1)),
+                         ("no_commands", lambda r: r.pop("commands"))):
+        record = json.loads((folders[case] / "recipe.json").read_text())
+        change(record)
+        (folders[case] / "recipe.json").write_text(json.dumps(record))
+    assert [p for p in verify_release(folders["not_json"], recipe) if "not readable JSON" in p]
+    assert any("final.train.update is None" in p for p in verify_release(folders["no_train"], recipe))
+    unknown = verify_release(folders["unknown_key"], recipe)
+    assert any("the recorded pretraining config does not load" in p and "removed_setting" in p for p in unknown)
+    assert any("records neither its synth command nor the corpus options" in p
+               for p in verify_release(folders["no_commands"], recipe))
+
+
 def test_verify_reads_synth_commands_with_the_cli_defaults():
     # verify.py reads recorded commands without the CLI (released sits below cli): its defaults must be the CLI's
     from xlsr.cli.main import build_parser

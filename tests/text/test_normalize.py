@@ -23,6 +23,10 @@ from xlsr.text.normalize import normalize_text, unnormalized_signs
     ("l‘uomo l`albero", "l'uomo l'albero"),  # the quote and grave accent typed for an apostrophe
     ("hi\u200bthere\ufeff e\u00adco \u200fshalom", "hithere eco shalom"),  # invisible format characters deleted
     ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # Persian's ZWNJ kept
+    ("ինչո՞ւ բարե՛վ։", "ինչու բարեվ"),  # Armenian question and emphasis marks on a vowel: one word each
+    ("ג׳ירפה צה״ל", "ג׳ירפה צה״ל"),  # Hebrew geresh and gershayim spell the word: kept
+    ("׳quoted׳", "quoted"),  # ... but not at a word's edges
+    ("रामू'स", "रामू'स"),  # an apostrophe after a vowel sign is inside the word
 ])
 def test_normalize_text(raw, want):
     assert normalize_text(raw) == want

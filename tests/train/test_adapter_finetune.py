@@ -131,3 +131,20 @@ def test_bad_adapter_runs_are_one_line_and_write_nothing(mms, tones, tmp_path, c
         assert main([*common, *args, "--out", str(out)]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1 and not out.exists(), (args, err)
+
+
+def test_a_phone_run_exports_its_adapter_without_a_character_tokenizer(mms, tones, tmp_path, caplog):
+    """transformers' tokenizer of a vocab.json keyed by language reads characters: for phone labels it would encode
+    "i u" with <unk> for the space and decode phones joined, so no tokenizer files are written for them."""
+    import logging
+
+    train, dev = tones
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="xlsr.train.language_adapters"):
+        assert main(["finetune", "--init", str(mms), "--target-lang", "new", "--train-only", "adapters",
+                     "--train", str(train), "--labels", "phones", "--out", str(run), "--max-updates", "2",
+                     "--valid-every", "0", *QUIET, *STEADY]) == 0
+    adapter = run / "adapter"
+    assert (adapter / "adapter.new.safetensors").is_file() and (adapter / "vocab.json").is_file()
+    assert not (adapter / "tokenizer_config.json").exists() and not (adapter / "special_tokens_map.json").exists()
+    assert "no tokenizer files" in caplog.text

@@ -116,7 +116,12 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
         return [f"{folder}: does not load ({exc})"]
     if type(loaded.model).__name__ != "Wav2Vec2ForPreTraining" or not callable(getattr(loaded.model, "quantize", None)):
         problems.append(f"{folder}: a {type(loaded.model).__name__}, not a pretraining model with a quantizer")
-    record = json.loads((folder / "recipe.json").read_text())
+    try:
+        record = json.loads((folder / "recipe.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return problems + [f"{folder / 'recipe.json'}: not readable JSON ({exc})"]
+    if not isinstance(record, dict):
+        return problems + [f"{folder / 'recipe.json'}: not a JSON object"]
 
     def check(field: str, recorded, wanted) -> None:
         if recorded != wanted:
@@ -134,12 +139,15 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     commands = record.get("commands") or []
     if commands:
         problems.extend(f"{folder / 'recipe.json'}: {p}" for p in synth_command_problems(commands[0], recipe))
+    elif not any(key in corpus for key in RELEASE_SYNTH):
+        problems.append(f"{folder / 'recipe.json'}: records neither its synth command nor the corpus options "
+                        f"({', '.join(RELEASE_SYNTH)}): the corpus it was pretrained on cannot be checked")
     recorded_cfg = record.get("pretrain", {})
     wanted_cfg = expected_pretrain_config(recipe)
     for key in sorted(set(wanted_cfg) - set(MACHINE_KEYS)):
         check(f"pretrain.{key}", recorded_cfg.get(key, ADDED_SINCE.get(key)), wanted_cfg[key])
     # Trained to the end: a run stopped by Ctrl-C/SIGTERM saves and exits cleanly, with fewer updates.
-    reached = (record.get("final") or {}).get("train", {}).get("update")
+    reached = ((record.get("final") or {}).get("train") or {}).get("update")
     if reached != recorded_cfg.get("max_updates"):
         problems.append(f"{folder / 'recipe.json'}: final.train.update is {reached!r}, pretrain.max_updates is "
                         f"{recorded_cfg.get('max_updates')!r}: the pretraining run did not finish")
@@ -151,7 +159,10 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
             problems.append(f"{folder / 'config.json'}: metadata.{key} is {meta.get(key)!r}, "
                             f"{'recipe.json records' if key == 'data' else 'the recipe says'} {wanted!r}")
     # The weights are the model the recorded configuration builds.
-    cfg = load_config(PretrainConfig, None, {k: v for k, v in recorded_cfg.items() if v is not None})
+    try:
+        cfg = load_config(PretrainConfig, None, {k: v for k, v in recorded_cfg.items() if v is not None})
+    except XlsrError as exc:  # a setting renamed or removed since, or a value today's checks refuse
+        return problems + [f"{folder / 'recipe.json'}: the recorded pretraining config does not load ({exc})"]
     wanted_model = json.loads(json.dumps(resolve_model_config(cfg).to_dict(), default=list))
     shipped_model = json.loads(json.dumps(config_to_dict(loaded.config.to_dict()), default=list))
     for key in sorted(set(wanted_model) | set(shipped_model)):

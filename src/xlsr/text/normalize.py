@@ -26,6 +26,11 @@ from collections.abc import Iterable
 # for it (l`uomo)
 APOSTROPHES = "'\u2019\u02bc\u2018`"
 JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of the spelling in Persian, Hindi, Malayalam, ...
+# Punctuation written inside a word. Armenian's emphasis, exclamation and question marks sit on the stressed vowel
+# (ինչո՞ւ is one word): dropped there, as the same marks are at a word's end. Hebrew's geresh and gershayim spell
+# words and abbreviations (ג׳ירפה, צה״ל): kept between letters.
+DROPPED_IN_WORD = "\u055b\u055c\u055e"
+KEPT_IN_WORD = "\u05f3\u05f4"
 
 
 def normalize_text(text: str) -> str:
@@ -33,8 +38,13 @@ def normalize_text(text: str) -> str:
     text = unicodedata.normalize("NFC", text).lower()
     out = []
     for i, ch in enumerate(text):
-        if ch in APOSTROPHES and 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha():
+        inside = 0 < i < len(text) - 1 and _in_word(text[i - 1]) and _in_word(text[i + 1])
+        if ch in APOSTROPHES and inside:
             out.append("'")
+        elif ch in KEPT_IN_WORD and inside:
+            out.append(ch)
+        elif ch in DROPPED_IN_WORD and inside:
+            continue
         elif unicodedata.category(ch)[0] in "PS":
             out.append(" ")
         elif unicodedata.category(ch) == "Cf" and ch not in JOINERS:
@@ -42,6 +52,11 @@ def normalize_text(text: str) -> str:
         else:
             out.append(ch)
     return " ".join("".join(out).split())
+
+
+def _in_word(ch: str) -> bool:
+    """A letter, or a mark written on one (a Devanagari vowel sign, an accent with no precomposed form)."""
+    return ch.isalpha() or unicodedata.category(ch)[0] == "M"
 
 
 def is_punctuation(symbol: str) -> bool:

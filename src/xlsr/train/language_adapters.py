@@ -16,6 +16,7 @@ vocab.json entry also adds the language to the MMS directory the run started fro
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from torch import nn
@@ -28,6 +29,8 @@ from xlsr.interop.huggingface import export_hf
 from xlsr.interop.init_model import InitModel
 from xlsr.interop.load import load_pretrained
 from xlsr.interop.native import write_atomic_dir
+
+log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"  # RUN/adapter/
 
@@ -60,6 +63,13 @@ def export_run_adapter(run_dir: str | Path, lang: str) -> Path:
     def write(tmp: Path) -> None:
         export_hf(loaded.model, tmp)  # the base (with this language), no tokenizer: vocab.json is keyed by language
         export_adapter(loaded.model, tmp, lang, tokens)
+        if (loaded.metadata or {}).get("labels") == "phones":
+            # Wav2Vec2CTCTokenizer, the one that reads a vocab.json keyed by language, splits text into characters:
+            # it would encode a phone string's spaces as <unk> and join decoded phones. transformers' phoneme
+            # tokenizer reads no per-language vocabulary, so no tokenizer files are written for phone labels.
+            log.warning("%s: phone labels: the adapter and vocab.json are written, no tokenizer files "
+                        "(transformers has no phone tokenizer that reads a vocab.json keyed by language)", tmp.parent)
+            return
         # Wav2Vec2CTCTokenizer is the one that reads a vocab.json keyed by language (target_lang).
         files = hf_tokenizer_files(tokens, "chars")
         for name in ("tokenizer_config.json", "special_tokens_map.json"):
