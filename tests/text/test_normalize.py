@@ -87,3 +87,14 @@ def test_normalize_text_cli_and_its_refusals(tmp_path, capsys):
     (data / "it" / "train.jsonl").write_text(json.dumps({"audio": "x.wav"}) + "\n")
     with pytest.raises(XlsrError, match=r"train.jsonl:1: missing field"):
         normalize_corpus(data, tmp_path / "n3")
+
+
+def test_a_vocabulary_spelling_one_letter_two_ways_is_a_sign():
+    from xlsr.text.vocab import Vocabulary
+
+    mixed = Vocabulary.build(["caf\u00e9", "cafe\u0301 noir"], "chars")  # é precomposed and e + combining acute
+    assert "\u0301" in mixed.tokens and "\u00e9" in mixed.tokens
+    sign = unnormalized_signs(mixed.tokens)
+    assert sign is not None and "mixing NFC and NFD" in sign
+    assert unnormalized_signs(Vocabulary.build(["caf\u00e9 noir"], "chars").tokens) is None
+    assert unnormalized_signs(Vocabulary.build(["cafe\u0301 noir"], "chars").tokens) is None  # NFD alone: consistent

@@ -70,7 +70,13 @@ def unnormalized_signs(symbols: Iterable[str]) -> str | None:
     symbols = {s for s in symbols if len(s) == 1}
     twins = sorted(s for s in symbols if s != s.lower() and s.lower() in symbols)
     marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
+    # a combining mark of its own beside a letter that holds it precomposed: one letter spelled two ways (NFC and NFD)
+    mixed = sorted(m for m in symbols if unicodedata.category(m) == "Mn" and any(
+        len(composed := unicodedata.normalize("NFC", b + m)) == 1 and composed in symbols for b in symbols if b.isalpha()))
     parts = []
+    if mixed:
+        parts.append(f"{len(mixed)} combining mark(s) that its letters also hold precomposed "
+                     f"({' '.join(repr(m) for m in mixed[:6])}): transcripts mixing NFC and NFD spellings")
     if twins:
         parts.append(f"{len(twins)} capital(s) beside their lower-case letters ({', '.join(twins[:6])})")
     if marks:
