@@ -329,6 +329,24 @@ def test_verify_reports_a_damaged_or_outdated_record_in_a_line(tmp_path):
                for p in verify_release(folders["no_commands"], recipe))
 
 
+def test_verify_compares_the_recorded_pretrain_command_and_recipe_block(tmp_path):
+    """The `xlsr pretrain` command RECIPE.md prints and the recipe block the build ran must be the recipe's."""
+    import shutil
+
+    from xlsr.released.verify import verify_release
+
+    folder = tmp_path / MONO
+    shutil.copytree(shipped(MONO), folder)
+    record = json.loads((folder / "recipe.json").read_text())
+    record["commands"][1] = record["commands"][1].replace("--alpha 0.5", "--alpha 1.0") + " --device cpu"
+    record["recipe"]["max_updates"] = 5
+    (folder / "recipe.json").write_text(json.dumps(record))
+    problems = verify_release(folder, RELEASES[MONO])
+    assert any("(xlsr pretrain) --alpha is '1.0', the recipe says '0.5'" in p for p in problems)
+    assert any("recipe.max_updates is 5, the recipe says 1600" in p for p in problems)
+    assert len(problems) == 2, problems  # a machine setting (--device) is no difference
+
+
 def test_verify_reads_synth_commands_with_the_cli_defaults():
     # verify.py reads recorded commands without the CLI (released sits below cli): its defaults must be the CLI's
     from xlsr.cli.main import build_parser

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 from xlsr.config import config_to_dict, load_config
@@ -104,6 +105,26 @@ def synth_command_problems(command: str, recipe: ReleaseRecipe) -> list[str]:
             for field, value in wanted.items() if recorded[field] != value]
 
 
+def pretrain_command_problems(command: str, recipe: ReleaseRecipe) -> list[str]:
+    """How a recorded `xlsr pretrain ...` command (the one RECIPE.md prints under "Reproduce") differs from the
+    command the recipe gives, paths and machine settings (device, precision, workers, ...) aside."""
+    words = shlex.split(command)
+    if words[:2] != ["xlsr", "pretrain"]:
+        return [f"commands[1] is not an `xlsr pretrain` command: {command!r}"]
+    recorded = recorded_flags(words[2:])
+    wanted = recorded_flags(recipe.pretrain_args("DATA", "RUN")[1:])
+    machine = {key.replace("_", "-") for key in MACHINE_KEYS}
+    return [f"commands[1] (xlsr pretrain) --{flag} is {recorded.get(flag)!r}, the recipe says {wanted.get(flag)!r}"
+            for flag in sorted(set(recorded) | set(wanted)) if flag not in machine and recorded.get(flag) != wanted.get(flag)]
+
+
+def recipe_block_problems(block: dict, recipe: ReleaseRecipe) -> list[str]:
+    """How recipe.json's `recipe` block (the ReleaseRecipe the build ran) differs from `recipe`, its prose aside."""
+    wanted = json.loads(json.dumps(asdict(recipe)))  # tuples as the lists JSON holds
+    return [f"recipe.{key} is {block.get(key)!r}, the recipe says {value!r}"
+            for key, value in wanted.items() if key != "description" and block.get(key) != value]
+
+
 def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     """Every way `folder` disagrees with `recipe` or fails to load, one line each (empty: all good)."""
     folder = Path(folder)
@@ -139,7 +160,11 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     commands = record.get("commands") or []
     if commands:
         problems.extend(f"{folder / 'recipe.json'}: {p}" for p in synth_command_problems(commands[0], recipe))
-    elif not any(key in corpus for key in RELEASE_SYNTH):
+    if len(commands) > 1:
+        problems.extend(f"{folder / 'recipe.json'}: {p}" for p in pretrain_command_problems(commands[1], recipe))
+    if isinstance(record.get("recipe"), dict):
+        problems.extend(f"{folder / 'recipe.json'}: {p}" for p in recipe_block_problems(record["recipe"], recipe))
+    if not commands and not any(key in corpus for key in RELEASE_SYNTH):
         problems.append(f"{folder / 'recipe.json'}: records neither its synth command nor the corpus options "
                         f"({', '.join(RELEASE_SYNTH)}): the corpus it was pretrained on cannot be checked")
     recorded_cfg = record.get("pretrain", {})
