@@ -83,7 +83,6 @@ def test_a_file_name_that_is_not_utf8_is_read_and_its_json_line_round_trips(tiny
 
 
 def test_a_stopped_job_with_such_a_name_resumes_without_doing_it_again(tiny_ckpt, tmp_path, capsys, monkeypatch):
-    from xlsr.decode import transcribe as transcribe_module
 
     d = tmp_path / "audio"
     d.mkdir()
@@ -92,17 +91,7 @@ def test_a_stopped_job_with_such_a_name_resumes_without_doing_it_again(tiny_ckpt
     out = tmp_path / "out.jsonl"
     args = ["transcribe", "--model", str(tiny_ckpt), str(d), "--out", str(out), "--no-progress",
             "--batch-seconds", "1"]  # a batch per file: the shorter (odd) first
-    real, calls = transcribe_module._decode_batch, []
-
-    def dies_on_the_second_batch(*a, **kw):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(transcribe_module, "_decode_batch", dies_on_the_second_batch)
-    assert main(args) == 130
-    monkeypatch.setattr(transcribe_module, "_decode_batch", real)
+    _stop_after_one_batch(monkeypatch, args)
     assert main(args) == 0
     assert "resuming: 1 of 2 file(s) already in" in capsys.readouterr().err  # the odd name was found again
     assert [os.fsencode(json.loads(line)["audio"]) for line in out.read_text().splitlines()] == [
@@ -138,7 +127,8 @@ def _run_folder(tmp_path: Path) -> tuple[Path, Path, list[str]]:
                       "--batch-seconds", "1"]
 
 
-def _stop_after_one_batch(monkeypatch, capsys, args) -> None:
+def _stop_after_one_batch(monkeypatch, args) -> None:
+    """`xlsr transcribe ARGS` stopped by Ctrl-C during its second batch (exit 130), then _decode_batch as it was."""
     from xlsr.decode import transcribe as transcribe_module
 
     real, calls = transcribe_module._decode_batch, []
@@ -151,13 +141,13 @@ def _stop_after_one_batch(monkeypatch, capsys, args) -> None:
 
     monkeypatch.setattr(transcribe_module, "_decode_batch", dies_on_the_second_batch)
     assert main(args) == 130
-    assert "1 of 3 result(s) kept in" in capsys.readouterr().err
     monkeypatch.setattr(transcribe_module, "_decode_batch", real)
 
 
 def test_a_run_folder_that_means_another_checkpoint_on_the_rerun_is_refused(tmp_path, capsys, monkeypatch):
     run, out, args = _run_folder(tmp_path)
-    _stop_after_one_batch(monkeypatch, capsys, args)  # made with checkpoints/last
+    _stop_after_one_batch(monkeypatch, args)  # made with checkpoints/last
+    assert "1 of 3 result(s) kept in" in capsys.readouterr().err
     _save(run / "checkpoints" / "best", seed=1)  # training went on: the run folder now means its best
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -172,7 +162,8 @@ def test_a_run_folder_that_means_another_checkpoint_on_the_rerun_is_refused(tmp_
 
 def test_a_checkpoint_saved_again_since_the_stop_is_refused(tmp_path, capsys, monkeypatch):
     run, out, args = _run_folder(tmp_path)
-    _stop_after_one_batch(monkeypatch, capsys, args)
+    _stop_after_one_batch(monkeypatch, args)
+    assert "1 of 3 result(s) kept in" in capsys.readouterr().err
     _save(run / "checkpoints" / "last", seed=2)  # the same path, another model (training saved its last again)
     assert main(args) == 2
     err = capsys.readouterr().err
