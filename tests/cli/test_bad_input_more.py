@@ -136,17 +136,21 @@ def test_architecture_overrides_of_an_init_checkpoint_name_the_option(init_check
     init = load_init(str(init_checkpoint), "tiny")
     with pytest.raises(XlsrError, match=r"^model.hidden_size: the --init checkpoint has 24, not 64; with --init "
                                         r"only feature_grad_mult, dropout, .*mask_prob.* can be overridden$"):
-        apply_overrides(init.config, {"hidden_size": "64"})
+        apply_overrides(init.config, {"hidden_size": "64"}, from_checkpoint=init.pretrained)
     with pytest.raises(XlsrError, match=r"^model.extractor_mode: the --init checkpoint has 'group_norm'"):
-        apply_overrides(init.config, {"extractor_mode": "layer_norm"})
+        apply_overrides(init.config, {"extractor_mode": "layer_norm"}, from_checkpoint=init.pretrained)
     with pytest.raises(XlsrError, match=r"^model.conv_layers: the --init checkpoint has"):
-        apply_overrides(init.config, {"conv_layers": [[16, 10, 5], [16, 3, 3]]})
+        apply_overrides(init.config, {"conv_layers": [[16, 10, 5], [16, 3, 3]]}, from_checkpoint=init.pretrained)
     # the training settings, and the checkpoint's own architecture given again, are fine
     same = apply_overrides(init.config, {"hidden_size": 24, "conv_layers": [[16, 10, 5], [16, 3, 2]],
-                                         "mask_prob": "0.3", "layerdrop": 0.1, "feature_grad_mult": 0.0})
+                                         "mask_prob": "0.3", "layerdrop": 0.1, "feature_grad_mult": 0.0},
+                           from_checkpoint=init.pretrained)
     assert (same.hidden_size, same.mask_prob, same.layerdrop, same.feature_grad_mult) == (24, 0.3, 0.1, 0.0)
     # without --init the preset's architecture is the run's to choose
-    assert apply_overrides(load_init("none", "tiny").config, {"hidden_size": 64, "ffn_dim": 64}).hidden_size == 64
+    preset = load_init("none", "tiny")
+    assert not preset.pretrained
+    assert apply_overrides(preset.config, {"hidden_size": 64, "ffn_dim": 64},
+                           from_checkpoint=preset.pretrained).hidden_size == 64
 
 
 def test_finetune_cli_blames_the_option_not_the_checkpoint(init_checkpoint, tmp_path, capsys):

@@ -31,10 +31,6 @@ TRAINING_FIELDS = ("feature_grad_mult", "dropout", "attention_dropout", "activat
                    "mask_channel_prob", "mask_channel_length", "latent_temp", "logit_temp", "num_negatives",
                    "cross_sample_negatives", "diversity_weight", "feature_penalty_weight")
 
-# Set by load_init on the config of a loaded checkpoint, so that apply_overrides (called by the training tasks with
-# that config alone) knows its architecture is fixed by weights; a preset's config (--init none) has no such mark.
-_FROM_CHECKPOINT = "_xlsr_from_init_checkpoint"
-
 
 @dataclass
 class InitModel:
@@ -80,7 +76,6 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
         if target_lang not in languages:
             lang = languages[0] if languages else None
     loaded = load_pretrained(path, target_lang=lang)
-    setattr(loaded.config, _FROM_CHECKPOINT, True)  # its architecture is the weights': see apply_overrides
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
         return InitModel(loaded.config, loaded.model, None, None, str(path), language, new_language=True)
@@ -112,10 +107,10 @@ def checkpoint_languages(path: str | Path) -> list[str]:
     return fairseq_adapter_languages({**pre_task, **task}, stacked[0].shape[0]) or []
 
 
-def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
+def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint: bool = False) -> Wav2Vec2Config:
     """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError.
 
-    When `config` is an `--init` checkpoint's (from `load_init`), only TRAINING_FIELDS may take another value:
+    When `config` is an `--init` checkpoint's (`from_checkpoint`), only TRAINING_FIELDS may take another value:
     any other changes the weights' shapes or what they compute, and loading them would then fail blaming the
     checkpoint ("shapes contradict the config") for what the command line asked.
     """
@@ -125,7 +120,7 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict) -> Wav2Vec2Config:
     d.update(typed)
     out = Wav2Vec2Config.from_dict(d)
     out.validate()
-    if getattr(config, _FROM_CHECKPOINT, False):
+    if from_checkpoint:
         for key in typed:  # compared in canonical form (conv_layers as tuples): the same value given again is fine
             if key not in TRAINING_FIELDS and getattr(out, key) != getattr(config, key):
                 raise XlsrError(f"model.{key}: the --init checkpoint has {getattr(config, key)!r}, not "

@@ -90,7 +90,7 @@ class FinetuneTask(Task):
         self.init = load_init(cfg.init, cfg.preset, cfg.target_lang, allow_new_language=self.adapters_only)
         if self.adapters_only:
             check_adapter_training(self.init, cfg.target_lang)
-        self.model_config = apply_overrides(self.init.config, dict(cfg.model))
+        self.model_config = apply_overrides(self.init.config, dict(cfg.model), from_checkpoint=self.init.pretrained)
         # The same for every init: what RUN/config.yaml says is what the run did, pretrained or not.
         # Adapter training (MMS) keeps the whole base fixed, so neither freeze applies there.
         self.freeze_cnn = bool(cfg.freeze_feature_encoder) or self.adapters_only

@@ -120,7 +120,7 @@ class PretrainTask(Task):
     def __init__(self, cfg: PretrainConfig):
         self.cfg = cfg
         self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
-        self.model_cfg = apply_overrides(self.init.config, cfg.model)
+        self.model_cfg = apply_overrides(self.init.config, cfg.model, from_checkpoint=self.init.pretrained)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         # a shard folder (SHARDS/index.json) is streamed (data/shard_stream.py); the utterance indexes stay empty
         self.shards = read_index(cfg.data) if is_shard_folder(cfg.data) else None
