@@ -6,6 +6,7 @@ import jiwer
 import pytest
 
 from xlsr.errors import XlsrError
+from xlsr.text import metrics
 from xlsr.text.metrics import (
     EditCounts,
     cer,
@@ -150,6 +151,22 @@ def test_edit_ops_picks_the_same_alignment_as_the_full_table_backtrace():
     long_ref = "".join(rng.choice("abcd ") for _ in range(300))
     long_hyp = "".join(rng.choice("abcd ") for _ in range(280))
     assert edit_ops(long_ref, long_hyp) == _edit_ops_full_table(long_ref, long_hyp)
+
+
+def test_the_row_at_a_time_table_picks_the_same_alignment_as_the_cell_by_cell_one():
+    rng = random.Random(5)
+    for k in range(1500):
+        alphabet = ("ab", "abc", "abcdef", "abcdefghijklmnop")[k % 4]
+        ref = [rng.choice(alphabet) for _ in range(rng.randint(0, 40))]
+        hyp = [rng.choice(alphabet) for _ in range(rng.randint(0, 40))]
+        if k % 3 == 0:
+            hyp = ref[: rng.randint(0, len(ref))] + hyp[:3] + ref[len(ref) // 2:]
+        assert metrics._edit_ops_rows(ref, hyp) == metrics._edit_ops_loop(ref, hyp), (ref, hyp)
+    # through edit_ops: a long pair takes the row path and agrees with the full-table backtrace
+    ref = [rng.choice("abcde") for _ in range(400)]
+    hyp = ref[:100] + [rng.choice("abcde") for _ in range(150)] + ref[250:]
+    assert len(hyp) - 100 >= metrics._ROW_VECTOR_MIN
+    assert edit_ops(ref, hyp) == _edit_ops_full_table(ref, hyp)
 
 
 def test_edit_ops_memory_does_not_grow_with_the_product_of_the_lengths():
