@@ -54,6 +54,11 @@ def test_unknown_preset_and_keys(tmp_path):
         with pytest.raises(XlsrError, match=r"latent_temp=.*decay per update \(third value\) must be in \(0, 1\]"):
             Wav2Vec2Config(latent_temp=(2.0, 0.5, decay))
     assert Wav2Vec2Config(latent_temp=(0.5, 0.5, 1.0)).latent_temp == (0.5, 0.5, 1.0)  # a constant temperature
+    # a codeword is one int64 id: G = 9 groups of V = 256 would wrap (9 * 8 bits), and distractors that differ
+    # from their positive only in the first group were dropped as identical
+    with pytest.raises(XlsrError, match=r"num_codevector_groups=9: .*2\^63"):
+        Wav2Vec2Config(num_codevector_groups=9, num_codevectors_per_group=256, codevector_dim=252)
+    assert Wav2Vec2Config(num_codevector_groups=7, num_codevectors_per_group=256, codevector_dim=252)  # 2^56 codewords
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(XlsrError, match="bad.json"):
         Wav2Vec2Config.from_json(tmp_path / "bad.json")

@@ -156,6 +156,13 @@ def test_bad_masks_are_xlsr_errors(micro):
         model(x, mask_time_indices=uneven)
     with pytest.raises(XlsrError, match="bool tensor"):
         model(x, mask_time_indices=torch.zeros(2, T + 1, dtype=torch.bool))
+    mask = torch.zeros(2, T, dtype=torch.bool)
+    mask[:, :4] = True  # M = 4 masked frames per row
+    for negatives, match in ((torch.full((2, 4, 3), 4), r"in \[0, 4\).*got \[4, 4\]"),
+                             (torch.full((2, 4, 3), -1), r"got \[-1, -1\]"),
+                             (torch.full((2, 4, 3), 2.7), "integer positions.*float32")):
+        with pytest.raises(XlsrError, match=f"negative_indices: .*{match}"):
+            model(x, mask_time_indices=mask, negative_indices=negatives)
 
 
 def test_ctc_head_loss_freeze_and_weights_from_pretraining():

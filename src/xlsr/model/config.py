@@ -109,6 +109,10 @@ class Wav2Vec2Config:
             raise bad("conv_pos_groups", f"must divide hidden_size={self.hidden_size}")
         if self.codevector_dim % self.num_codevector_groups:
             raise bad("codevector_dim", f"must be divisible by num_codevector_groups={self.num_codevector_groups}")
+        if int(self.num_codevectors_per_group) ** int(self.num_codevector_groups) >= 2 ** 63:
+            # a codeword is one int64 id (the objective's distractor check, `xlsr analyze`): past that it would wrap
+            raise bad("num_codevector_groups", f"with {self.num_codevectors_per_group} codevectors per group the "
+                      "product codebook has 2^63 or more codewords (V^G); use fewer groups")
         for name in ("dropout", "attention_dropout", "activation_dropout", "dropout_input", "dropout_features",
                      "final_dropout", "layerdrop", "mask_prob", "mask_channel_prob"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:

@@ -140,7 +140,8 @@ class Wav2Vec2ForPreTraining(nn.Module):
     def distractors(self, shape: torch.Size, negative_indices: torch.Tensor | None,
                     generator: torch.Generator | None, device: torch.device
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(within (B, M, K), cross (B, M, Kc) | None) distractor indices: drawn, or the given within ones checked."""
+        """(within (B, M, K), cross (B, M, Kc) | None) distractor indices: drawn, or the given within ones checked
+        (then there are no cross-sample distractors, whatever the config's cross_sample_negatives)."""
         B, M = shape
         if negative_indices is None:
             cfg = self.config
@@ -148,7 +149,13 @@ class Wav2Vec2ForPreTraining(nn.Module):
         if negative_indices.dim() != 3 or tuple(negative_indices.shape[:2]) != (B, M):
             raise XlsrError(f"negative_indices: expected shape ({B}, {M}, K) for {M} masked frames per row, "
                             f"got {tuple(negative_indices.shape)}")
-        return negative_indices.to(device).long(), None
+        if negative_indices.is_floating_point() or negative_indices.is_complex() or negative_indices.dtype == torch.bool:
+            raise XlsrError(f"negative_indices: expected integer positions in [0, {M}), got {negative_indices.dtype}")
+        if negative_indices.device.type == "cpu" and negative_indices.numel() and (
+                int(negative_indices.min()) < 0 or int(negative_indices.max()) >= M):  # on a device: no sync here
+            raise XlsrError(f"negative_indices: positions must lie in [0, {M}) (the masked frames of a row), got "
+                            f"[{int(negative_indices.min())}, {int(negative_indices.max())}]")
+        return negative_indices.to(device).long(), None  # given indices: no cross-sample distractors are drawn
 
     @torch.no_grad()
     def quantize(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None
