@@ -318,11 +318,15 @@ def _type_name(typ: Any) -> str:
 _DEST = "config:"
 
 
-def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str, ...] = (),
+                         defaults: dict[str, Any] | None = None, other_default: str = "") -> None:
     """Add `--field` (and `--field-with-dashes`) for every field of dataclass `cls` to an argparse parser.
 
     Values stay strings (default: not given) and are typed later by `load_config`, so the command line
     overrides YAML exactly like an `overrides` dict. `prefix="model."` adds `--model.<field>` options.
+    The help shows `cls`'s own field defaults, unless a run starts from other values: then `defaults` gives
+    the values shown ({field: value}) and `other_default` words the default of every field not in it
+    ("the preset's"), so that the help never shows a number the run does not use.
     """
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
@@ -332,8 +336,13 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
         names = [f"--{key}"]
         if "_" in key:
             names.append(f"--{key.replace('_', '-')}")
-        default = f.default if f.default is not dataclasses.MISSING else None
+        if defaults is None:
+            default = f.default if f.default is not dataclasses.MISSING else None
+        else:
+            default = defaults.get(f.name)
         shown = "" if default in (None, "") or isinstance(default, dict | list) else f" (default {default})"
+        if defaults is not None and f.name not in defaults and other_default:
+            shown = f" (default: {other_default})"
         parser.add_argument(*names, dest=_DEST + key, default=argparse.SUPPRESS, metavar=_metavar(hints[f.name]),
                             help=f"{_type_name(hints[f.name])}{shown}")
 

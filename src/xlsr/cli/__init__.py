@@ -73,11 +73,14 @@ def folder_name(text: str) -> str:
 
 
 def add_config_command(subparsers, name: str, cls: type, *, help: str, description: str, model_group: str,
-                       own: dict[str, dict] | None = None) -> argparse.ArgumentParser:
+                       own: dict[str, dict] | None = None, model_defaults: dict | None = None,
+                       model_other_default: str = "") -> argparse.ArgumentParser:
     """Add subcommand `name` whose options are the fields of dataclass `cls`, resolved by `resolve_config`.
 
     In `--help` order: `--config YAML`; the `own` fields, given their own form ({field: add_argument keywords});
-    `--<field>` for every other field; `--model.<field>` (Wav2Vec2Config) in a group titled `model_group`.
+    `--<field>` for every other field; `--model.<field>` (Wav2Vec2Config) in a group titled `model_group`, whose
+    help shows the command's `model_defaults` and words every other default as `model_other_default` (a run's
+    model starts from a preset or checkpoint, not from Wav2Vec2Config's own defaults).
     """
     # lazy: every command module imports this package, and `xlsr --help` should not pay for yaml (~0.1 s, via
     # xlsr.config) or torch (~6 s, via xlsr.model); only the command being run builds its options
@@ -92,7 +95,8 @@ def add_config_command(subparsers, name: str, cls: type, *, help: str, descripti
         p.add_argument(f"--{field}", **kwargs)
     add_config_arguments(p, cls, skip=tuple(own))
     group = p.add_argument_group(model_group)
-    add_config_arguments(group, Wav2Vec2Config, prefix="model.")
+    add_config_arguments(group, Wav2Vec2Config, prefix="model.", defaults=model_defaults or {},
+                         other_default=model_other_default)
     p.set_defaults(own_fields=tuple(own))
     return p
 

@@ -27,7 +27,9 @@ def register(subparsers) -> None:
     sh.add_argument("--out", required=True, help="shard folder (SHARDS/<split>/<lang>-NNNNNN.tar + index.json)")
     sh.add_argument("--shard-size", default="1GB", help="close a shard before it passes this size (default 1GB)")
     sh.add_argument("--splits", default="train,dev", help="comma-separated splits to shard (default train,dev)")
-    sh.add_argument("--max-bad-share", type=finite_float, default=0.05, help="unreadable audio tolerated per manifest")
+    sh.add_argument("--max-bad-share", type=finite_float, default=0.05,
+                    help="bad manifest lines (a share of its lines) and unreadable audio files (a share of its "
+                    "utterances) skipped and reported per manifest; more stops the run (default 0.05)")
     sh.set_defaults(func=run_shard)
 
     nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
     """Add the `finetune` subcommand."""
     # lazy: the config's module brings numpy (0.1-0.6 s measured with -X importtime, load-dependent), and
     # `xlsr --help` imports every command module but registers only the one it runs
-    from xlsr.train.finetune_config import FinetuneConfig
+    from xlsr.train.finetune_config import FinetuneConfig, finetune_model_defaults
 
     manifests = dict(nargs="+", action="extend", metavar="MANIFEST")
     p = add_config_command(
@@ -47,7 +47,9 @@ def register(subparsers) -> None:
              "recipe": dict(metavar="NAME", help="a shipped fine-tuning recipe, applied before --config: fairseq's "
                             "vox-10m, vox-1h, vox-10h, vox-100h (Large / XLSR-53 by labeled-set size) or "
                             "xls-r-commonvoice (src/xlsr/recipes/finetune/)")},
-        model_group="model settings (override the init checkpoint's config: masks, dropouts)")
+        model_group="model settings (override the --init checkpoint's config, or with --init none the --preset's: "
+                    "masks, dropouts; the defaults shown are fine-tuning's own, a --recipe may change them)",
+        model_defaults=finetune_model_defaults(), model_other_default="the init's")
     p.set_defaults(func=run)
 
 

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p = add_config_command(
         subparsers, "pretrain", PretrainConfig, help=HELP, description=__doc__,
         own={"recipe": dict(metavar="NAME", help="a shipped recipe (e.g. tiny-demo), applied before --config")},
-        model_group="model settings (override the preset)")
+        model_group="model settings (override the --preset, or with --init the checkpoint's config)",
+        model_other_default="the preset's")
     p.set_defaults(func=run)
 
 

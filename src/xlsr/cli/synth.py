@@ -23,12 +23,16 @@ def register(subparsers) -> None:
         "speakers disjoint across splits. By default a realistic corpus: many speakers per language and, on a "
         f"share of utterances, speed perturbation, room reverberation, noise and band-limiting ({DEFAULT_AUGMENT}); "
         "--clean gives the clean corpus of earlier versions. Deterministic for a seed. See docs/synth.md.")
-    p.add_argument("--out", required=True, type=folder_name, help="output folder")
-    p.add_argument("--langs", default="es,it,de", help="comma-separated codes, or 'all' (see --list)")
-    p.add_argument("--utts-per-lang", type=int, default=200, help="utterances per language, split 80/10/10")
+    # not required by the parser: --list needs none (run() says when it is missing)
+    p.add_argument("--out", type=folder_name, help="output folder (needed unless --list)")
+    p.add_argument("--langs", default="es,it,de",
+                   help="comma-separated codes, or 'all': see --list (default %(default)s)")
+    p.add_argument("--utts-per-lang", type=int, default=200,
+                   help="utterances per language, split 80/10/10 (default %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0,  # numpy's generators refuse a negative seed
-                   help="random seed (0 or more); the corpus is the same for the same seed")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+                   help="random seed (0 or more); the corpus is the same for the same seed (default %(default)s)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel processes; the corpus does not depend on their number (default %(default)s)")
     p.add_argument("--augment", default=None, metavar="SPEC",
                    help=f"acoustic effects, 'name=SHARE[:LOW-HIGH],...' with SHARE the share of utterances "
                    f"(0-1) and LOW-HIGH the range drawn from; 'none' for clean audio; default {DEFAULT_AUGMENT!r}. "
@@ -45,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--noise-snr", type=finite_float, default=None, metavar="DB",
                    help="also add white noise to every utterance at this SNR in dB (±5 per utterance); "
                    "default none")
-    p.add_argument("--words-per-utt", default="4-12", metavar="MIN-MAX")
+    p.add_argument("--words-per-utt", default="4-12", metavar="MIN-MAX",
+                   help="words per utterance text, drawn uniformly from MIN to MAX inclusive (default %(default)s)")
     p.add_argument("--list", action="store_true", help="list the available languages and exit")
     p.set_defaults(func=run)
 
@@ -82,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
         for lang in LANGUAGES.values():
             print(f"{lang.code:<4}{lang.name:<20}{lang.family:<15}espeak:{lang.voice}")
         return 0
+    if args.out is None:
+        raise XlsrError("--out: give an output folder (only --list runs without one)")
     s = synthesize_corpus(args.out, args.langs, args.utts_per_lang, seed=args.seed, workers=args.workers,
                           noise=args.noise_snr, words_per_utt=_words(args.words_per_utt), **corpus_options(args))
     n = sum(sum(v.values()) for v in s.utterances.values())

@@ -181,12 +181,15 @@ class PretrainTask(Task):
         self.valid_generator = torch.Generator(device=info.device)
 
     def describe(self) -> str:
-        if self.shards is not None:
+        if self.shards is not None:  # lengths are known only as utterances are read: short ones drop out then
             n = sum(s.utterances for s in self.loader.spec.shards)
-            hours = self.loader.hours
-        else:
-            n, hours = len(self.train_utts), self.loader.sampler.hours
-        return (f"pretraining on {n} utterances in {self.cfg.data}; language sampling:\n"
+            hours, short = self.loader.hours, ""
+        else:  # the utterances the loader kept (pretrain_loader drops those under min_sample_size)
+            n, hours = len(self.loader.dataset), self.loader.sampler.hours
+            skipped = len(self.train_utts) - n
+            short = (f" ({skipped} of {len(self.train_utts)} skipped: shorter than min_sample_size="
+                     f"{self.cfg.min_sample_size} samples)" if skipped else "")
+        return (f"pretraining on {n} utterances in {self.cfg.data}{short}; language sampling:\n"
                 + weights_table(hours, self.cfg.alpha))
 
     def build_model(self) -> nn.Module:
