@@ -23,8 +23,9 @@ from torch import nn
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader
-from xlsr.data.index_cache import TooManyBadLines, open_split
+from xlsr.data.index_cache import open_split
 from xlsr.data.log_mel import log_mel, mel_filterbank
+from xlsr.data.manifest import ManifestError, find_manifests
 from xlsr.data.sampling import weights_table
 from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
@@ -151,12 +152,27 @@ class PretrainTask(Task):
         train = open_split(cfg.data, cfg.train_split, cfg.langs, max_bad_share=cfg.max_bad_share)
         if not len(train):
             raise XlsrError(f"{cfg.data}: the {cfg.train_split} manifests list no utterances")
+        # Validation: on what the data has of valid_split. A folder without that split at all trains without
+        # validation when the split is the default (said once); one asked for by name must exist. A broken
+        # manifest of the split is an error as any other, never a silent run without validation.
         try:
-            return train, open_split(cfg.data, cfg.valid_split, cfg.langs, max_bad_share=cfg.max_bad_share)
-        except TooManyBadLines:
-            raise
-        except XlsrError:
-            return train, UtteranceIndex([])  # no validation split: train without validation
+            found = find_manifests(cfg.data, cfg.valid_split)
+        except ManifestError:
+            found = {}
+        trained = list(cfg.langs) if cfg.langs else sorted(find_manifests(cfg.data, cfg.train_split))
+        missing = [lang for lang in trained if lang not in found]
+        langs = [lang for lang in cfg.langs if lang in found] if cfg.langs else list(found)
+        if not langs:
+            if cfg.valid_split != PretrainConfig.valid_split:
+                raise XlsrError(f"valid_split: {cfg.data} has no {cfg.valid_split}.jsonl for "
+                                f"{'any of ' if len(trained) > 1 else ''}{', '.join(trained)}")
+            print(f"xlsr: warning: {cfg.data} has no {cfg.valid_split} manifests: training without validation "
+                  "(no best checkpoint, no feature-health checks)", file=sys.stderr)
+            return train, UtteranceIndex([])
+        if missing:
+            print(f"xlsr: warning: {cfg.data}: no {cfg.valid_split}.jsonl for {', '.join(missing)}; validation "
+                  f"covers {', '.join(langs)} only", file=sys.stderr)
+        return train, open_split(cfg.data, cfg.valid_split, langs, max_bad_share=cfg.max_bad_share)
 
     # --- Task interface ------------------------------------------------------------------------------
     def setup(self, info) -> None:

@@ -1,0 +1,43 @@
+"""Which validation a pretraining run gets: never silently none when a split was asked for or is broken."""
+
+import pytest
+
+from xlsr.errors import XlsrError
+from xlsr.train.pretrain import PretrainConfig, PretrainTask
+
+from ._audio import TINY_MODEL, make_corpus
+
+
+def _task(data, tmp_path, **kw):
+    return PretrainTask(PretrainConfig(data=str(data), out=str(tmp_path / "run"), preset="tiny", model=dict(TINY_MODEL),
+                                       max_tokens=64000, min_sample_size=8000, max_sample_size=16000, num_workers=0,
+                                       progress=False, tensorboard=False, device="cpu", **kw))
+
+
+def test_a_split_asked_for_by_name_must_exist(tmp_path):
+    data = make_corpus(tmp_path / "tones", per_lang=2)  # train and dev
+    with pytest.raises(XlsrError, match=r"valid_split: .* has no valid\.jsonl for any of aa, bb"):
+        _task(data, tmp_path, valid_split="valid")
+    assert sorted(_task(data, tmp_path).valid_utts.by_language()) == ["aa", "bb"]
+
+
+def test_without_the_default_split_the_run_says_it_trains_without_validation(tmp_path, capsys):
+    data = make_corpus(tmp_path / "tones", per_lang=2, splits=("train",))
+    task = _task(data, tmp_path)
+    assert not task.has_valid
+    assert "has no dev manifests: training without validation" in capsys.readouterr().err
+
+
+def test_a_language_without_the_split_is_named_and_the_others_are_validated(tmp_path, capsys):
+    data = make_corpus(tmp_path / "tones", per_lang=2)
+    (data / "bb" / "dev.jsonl").unlink()
+    task = _task(data, tmp_path, langs=["aa", "bb"])
+    assert sorted(task.valid_utts.by_language()) == ["aa"]
+    assert "no dev.jsonl for bb; validation covers aa only" in capsys.readouterr().err
+
+
+def test_a_broken_validation_manifest_is_an_error_not_a_run_without_validation(tmp_path):
+    data = make_corpus(tmp_path / "tones", per_lang=2)
+    (data / "bb" / "dev.jsonl").write_bytes(b"\xff\xfe not a manifest\n")
+    with pytest.raises(XlsrError, match="dev.jsonl"):
+        _task(data, tmp_path)
