@@ -275,6 +275,10 @@ def test_quick_demo_end_to_end(tmp_path):
 
     updates = [rec["update"] for rec in read_log(out / "pretrain_live" / "log.jsonl") if rec.get("split") == "train"]
     assert updates[-1] == settings.pretrain_updates
+    assert data["pretrain"]["langs"] == sorted([settings.target, *settings.pretrain_langs])  # the target's audio too
+    # synth.json describes both synthesis calls into the corpus folder
+    synth = json.loads((out / "corpus" / "synth.json").read_text())
+    assert list(synth["languages"]) == [settings.target, *settings.pretrain_langs]
 
 
 @pytest.mark.slow
@@ -525,7 +529,92 @@ def test_report_names_the_checkpoints_pretraining_languages_from_its_recipe(tmp_
                         corpus={settings["target"]: {"train": 1.0, "dev": 0.1, "test": 0.1}})
     text = write_report(result).read_text()
     assert ("Pretraining languages of the\nmultilingual checkpoint (its recipe.json): " + ", ".join(MULTILINGUAL_LANGS)
-            + ". The analysis and the live run read this demo's audio of " + ", ".join(settings["pretrain_langs"])) in text
+            + ". The analysis reads this demo's audio of " + ", ".join(settings["pretrain_langs"])) in text
+
+
+def test_report_says_the_live_run_reads_the_targets_audio_as_its_config_does(tmp_path):
+    """The live pretraining run sets no `langs`, so it trains on every language of the demo's corpus, the target's
+    unlabeled audio included: the report's sentence names what the run's resolved configuration reads."""
+    from xlsr.demo import DemoResult, FinetuneResult, write_report
+    from xlsr.demo.stages import live_pretrain_config, live_pretrain_langs
+
+    settings = DemoSettings.quick()
+    corpus = tmp_path / "corpus"
+    for lang in (settings.target, *settings.pretrain_langs):  # the layout `synthesize` writes
+        for split in ("train", "dev", "test"):
+            (corpus / lang).mkdir(parents=True, exist_ok=True)
+            (corpus / lang / f"{split}.jsonl").write_text("")
+    cfg = live_pretrain_config(settings, corpus, tmp_path / "run")
+    langs = live_pretrain_langs(cfg)
+    assert cfg.langs is None and sorted(langs) == sorted([settings.target, *settings.pretrain_langs])
+    runs = [FinetuneResult(name, f"rel/{name}", 1, "r", 0.5, 0.5, {"substitutions": 1, "deletions": 1,
+                                                                     "insertions": 0, "ref_len": 4}, 1.0)
+            for name in ("multilingual", "monolingual", "scratch")]
+    result = DemoResult(out_dir=tmp_path, settings={**settings.__dict__}, finetune=runs,
+                        release_langs=list(MULTILINGUAL_LANGS), pretrain={"langs": langs},
+                        corpus={settings.target: {"train": 1.0, "dev": 0.1, "test": 0.1}})
+    text = " ".join(write_report(result).read_text().split())
+    analysed = ", ".join([*settings.pretrain_langs, settings.target])
+    assert (f"The analysis reads this demo's audio of {analysed}; the live pretraining run reads the demo's audio of "
+            f"every language, `{settings.target}`'s unlabeled audio included: {', '.join(langs)}.") in text
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_non_finite_per_is_left_out_of_the_mean_said_and_written_as_null(tmp_path, bad):
+    """An inf PER (a reference without phones and a hypothesis with some) or a NaN one: the demo still reports, each
+    mean is over the finite values with the count said ("n/a" with none), and demo.json holds null."""
+    from xlsr.demo import DemoResult, FinetuneResult, comparison, per_table, summarize, write_report
+
+    edits = {"substitutions": 1, "deletions": 1, "insertions": 0, "ref_len": 10}
+    pers = {"multilingual": (0.50, 0.52, 0.54), "monolingual": (bad, 0.60, 0.62), "scratch": (bad, bad, bad)}
+    runs = [FinetuneResult(name, f"rel/{name}", seed, "r", per, 0.5, edits, 1.0)
+            for name, values in pers.items() for seed, per in zip((1, 2, 3), values)]
+    summary = summarize(runs)
+    assert summary["monolingual"]["test_per_mean"] == pytest.approx(0.61)
+    assert summary["monolingual"]["test_per_nonfinite"] == 1 and summary["multilingual"]["test_per_nonfinite"] == 0
+    assert summary["scratch"]["test_per_mean"] is None and summary["scratch"]["test_per_nonfinite"] == 3
+    table = per_table(runs)
+    assert "| monolingual | 61.0% ± 1.4 (1 seed left out: PER not finite) |" in table
+    assert "| scratch | n/a (PER not finite) |" in table
+    assert comparison(runs) == ("The multilingual initialisation gives a lower mean PER than the monolingual one "
+                                "(52.0% ± 2.0 against 61.0% ± 1.4 (1 seed left out: PER not finite)): a gap of 9.0 "
+                                "points, larger than twice the larger seed sd (4.0 points).")
+    no_mono = [r if r.name != "monolingual" else replace(r, test_per=bad) for r in runs]
+    assert comparison(no_mono).startswith("Multilingual against monolingual initialisation: n/a (52.0% ± 2.0 "
+                                          "against n/a (PER not finite))")
+    settings = {**DemoSettings.quick().__dict__}
+    result = DemoResult(out_dir=tmp_path, settings=settings, finetune=runs, finetune_summary=summary,
+                        corpus={settings["target"]: {"train": 1.0, "dev": 0.1, "test": 0.1}})
+    assert "Lowest mean test PER: **multilingual**" in write_report(result).read_text()
+    assert "Lowest mean test PER: **n/a" in write_report(replace(result, finetune=[
+        replace(r, test_per=bad) for r in runs])).read_text()
+
+    from xlsr.demo.pipeline import demo_json
+
+    def refuse(constant):
+        raise AssertionError(f"demo.json holds {constant}, which is no JSON")
+
+    data = json.loads(demo_json(result), parse_constant=refuse)
+    assert data["finetune"][3]["test_per"] is None and data["finetune"][4]["test_per"] == 0.6
+    assert data["finetune_summary"]["scratch"]["test_per"] == [None, None, None]
+    assert data["finetune_summary"]["scratch"]["test_per_mean"] is None
+
+
+def test_missing_espeak_is_refused_before_an_earlier_demo_is_removed(tmp_path, capsys, monkeypatch):
+    """espeak-ng is checked with the other refusals, before prepare_out_dir removes an earlier demo's outputs."""
+    import sys
+
+    monkeypatch_no_work(monkeypatch)
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # as if espeakng-loader were not installed
+    out = tmp_path / "out"
+    (out / "finetune").mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("[1/5] synth: earlier\n")
+    (out / "report.md").write_text("my earlier report")
+    code = main(["demo", "--out", str(out), "--quick", "--released", str(fake_releases(tmp_path / "rel"))])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "xlsr: error: espeakng-loader is not installed: pip install espeakng-loader\n"
+    assert (out / "report.md").read_text() == "my earlier report" and (out / "finetune").is_dir()
+    assert (out / DEMO_MARKER).read_text() == "[1/5] synth: earlier\n"
 
 
 def test_report_for_another_target_says_whose_monolingual_release_and_rates_it_used(tmp_path):

@@ -178,3 +178,72 @@ def test_bad_augment_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(XlsrError, match="augment 'noise=2': the share of utterances must be in"):
         synthesize_corpus(tmp_path / "out", "es", 3, augment="noise=2", show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_synth_json_describes_every_call_into_the_folder(tmp_path):
+    """Two calls into one folder (the demo's target, then its other languages): synth.json lists both calls'
+    languages, each with its own options, call and counts, and stays what the release build reads."""
+    import shutil
+    from dataclasses import replace
+
+    from xlsr.released.build import corpus_matches
+    from xlsr.released.recipes import RELEASE_SYNTH, RELEASES
+
+    kw = dict(words_per_utt=(1, 2), show_progress=False, **RELEASE_SYNTH)
+    out = tmp_path / "corpus"
+    first = synthesize_corpus(out, ["it"], 4, seed=7, **kw)
+    record = json.loads((out / "synth.json").read_text())
+    # one call: the top level as before, so the release build's reader still recognises its corpus
+    recipe = replace(next(iter(RELEASES.values())), langs=("it",), utts_per_lang=4, synth_seed=7)
+    assert record["utts_per_lang"] == 4 and list(record["languages"]) == ["it"] and corpus_matches(out, recipe)
+    assert record["summary"]["effects"] == first.effects and record["summary"]["seconds"] == first.seconds
+
+    second = synthesize_corpus(out, ["es", "pt"], 3, seed=7, **kw)
+    record = json.loads((out / "synth.json").read_text())
+    langs = record["languages"]
+    assert list(langs) == ["it", "es", "pt"] == list(record["summary"]["utterances"])
+    assert {code: entry["utts_per_lang"] for code, entry in langs.items()} == {"it": 4, "es": 3, "pt": 3}
+    assert record["utts_per_lang"] is None and record["seed"] == 7  # differs per language / shared
+    assert [langs[code]["synthesized_with"] for code in langs] == [["it"], ["es", "pt"], ["es", "pt"]]
+    assert record["summary"]["utterances"] == {**first.utterances, **second.utterances}
+    assert record["summary"]["seconds"] == {**first.seconds, **second.seconds}
+    assert record["summary"]["effects"] == {name: first.effects.get(name, 0) + second.effects.get(name, 0)
+                                            for name in {**first.effects, **second.effects}}
+    assert record["summary"]["audio_seconds"] == pytest.approx(first.audio_seconds + second.audio_seconds)
+    assert not corpus_matches(out, recipe)  # no longer that corpus alone
+
+    # a language written again replaces its entry; one whose folder is gone is dropped
+    shutil.rmtree(out / "pt")
+    synthesize_corpus(out, ["it"], 5, seed=8, **kw)
+    record = json.loads((out / "synth.json").read_text())
+    assert list(record["languages"]) == ["es", "it"] and record["seed"] is None
+    assert record["languages"]["it"]["utts_per_lang"] == 5 and record["languages"]["it"]["seed"] == 8
+    assert sum(record["summary"]["utterances"]["it"].values()) == 5
+
+
+def test_synth_json_of_an_earlier_version_is_carried_over(tmp_path):
+    """A synth.json written before it held options per language: its languages keep its top-level options."""
+    out = tmp_path / "corpus"
+    synthesize_corpus(out, ["it"], 3, seed=7, words_per_utt=(1, 2), augment="none", show_progress=False)
+    record = json.loads((out / "synth.json").read_text())
+    old = {**{k: v for k, v in record.items() if k != "languages"},
+           "languages": {"it": {"name": "Italian", "family": "Romance", "voice": "it"}}}
+    (out / "synth.json").write_text(json.dumps(old))
+    synthesize_corpus(out, ["es"], 3, seed=7, words_per_utt=(1, 2), augment="none", show_progress=False)
+    record = json.loads((out / "synth.json").read_text())
+    assert list(record["languages"]) == ["it", "es"] and record["utts_per_lang"] == 3
+    assert record["languages"]["it"]["synthesized_with"] == ["it"] and record["languages"]["it"]["augment"] == "none"
+    assert record["summary"]["effects"] is None  # the old record did not count them per language
+    assert set(record["summary"]["utterances"]) == {"it", "es"}
+
+
+def test_require_espeak_is_one_line_when_the_library_is_missing(monkeypatch, tmp_path):
+    import espeakng_loader
+
+    from xlsr.data.synth.espeak import require_espeak
+
+    require_espeak()  # installed: nothing to say
+    monkeypatch.setattr(espeakng_loader, "get_library_path", lambda: str(tmp_path / "libespeak-ng.so"))
+    with pytest.raises(XlsrError, match="espeak-ng .* is not usable: .*libespeak-ng.so") as err:
+        require_espeak()
+    assert "\n" not in str(err.value)

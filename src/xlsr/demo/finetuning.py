@@ -9,6 +9,7 @@ seeds vary exactly what a pretrained model's seeds vary, and its frozen CNN is c
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import statistics
@@ -223,9 +224,20 @@ def best_dev_per(run_dir: Path) -> float | None:
     return min(values) if values else None
 
 
-def mean_sd(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation of the finite values (sd None for a single one; both None for none).
+
+    A PER can be inf (a reference without phones and a hypothesis with some) or NaN: those are left out, and
+    `summarize` counts them, rather than turning every figure of their initialisation into inf or nan."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None, None
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else None)
+
+
+def non_finite(values: list[float]) -> int:
+    """How many of `values` are inf or NaN (left out of `mean_sd`)."""
+    return sum(not math.isfinite(v) for v in values)
 
 
 def mean_edits(counts: list[dict]) -> dict[str, float]:
@@ -234,8 +246,8 @@ def mean_edits(counts: list[dict]) -> dict[str, float]:
 
 
 def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
-    """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sample sd (n−1), edits and time
-    per run."""
+    """Per initialisation, in run order: seeds, test PER and best dev PER as mean and sample sd (n−1) over the finite
+    values (`<key>_nonfinite`: how many were left out), edits and time per run."""
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r.name for r in results):
         runs = [r for r in results if r.name == name]
@@ -249,5 +261,8 @@ def summarize(results: list[FinetuneResult]) -> dict[str, dict]:
         out[name] = {"init": runs[0].init, "seeds": [r.seed for r in runs], "test_per": [r.test_per for r in runs],
                      "test_per_mean": test_mean, "test_per_sd": test_sd, "dev_per_mean": dev_mean, "dev_per_sd": dev_sd,
                      "eval_per": held_out if len(held_out) == len(runs) else None, "eval_per_mean": eval_mean,
-                     "eval_per_sd": eval_sd, "eval_edits_mean": eval_edits, "edits_mean": edits, "seconds_mean": statistics.fmean(r.seconds for r in runs)}
+                     "eval_per_sd": eval_sd, "eval_edits_mean": eval_edits, "edits_mean": edits,
+                     "seconds_mean": statistics.fmean(r.seconds for r in runs),
+                     "test_per_nonfinite": non_finite([r.test_per for r in runs]), "dev_per_nonfinite": non_finite(devs),
+                     "eval_per_nonfinite": non_finite(held_out) if len(held_out) == len(runs) else 0}
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 from xlsr.analysis import format_summary
 from xlsr.atomic import write_text
 from xlsr.config import config_to_dict
+from xlsr.data.synth.espeak import require_espeak
 from xlsr.demo.finetuning import (
     finetune_config,
     finetune_inits,
@@ -21,7 +23,7 @@ from xlsr.demo.finetuning import (
     shared_protocol,
     summarize,
 )
-from xlsr.demo.report import DemoResult, duration, lead_key, number, pm, write_report
+from xlsr.demo.report import DemoResult, duration, lead_key, number, rate, write_report
 from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choose_releases, require_held_out
 from xlsr.demo.stages import eval_set_summary, live_pretrain, run_analysis, synthesize, synthesize_eval
 from xlsr.devices import pick_device
@@ -93,12 +95,13 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     settings.check()
     settings = replace(settings, device=str(pick_device(settings.device)))  # one line for a bad --device
     settings = replace(settings, finetune_workers=settings.workers())  # demo.json records how many ran at a time
-    # Every refusal comes before any work: a target the multilingual release was pretrained on (by its name, then by
-    # what its recipe.json records), a missing release.
+    # Every refusal comes before any work (and before an earlier demo's outputs are removed): a target the multilingual
+    # release was pretrained on (by its name, then by what its recipe.json records), a missing release, no espeak-ng.
     names = choose_releases(settings.target, released_dir, full)
     if not full:
         released = require_released(list(names), released_dir)
         langs = require_held_out(settings.target, released[names[0]])
+    require_espeak()  # the synthesis (--full: the releases' too) needs it
     # The one fine-tuning configuration (a bad finetune_settings key fails here, before anything is written).
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
     out = prepare_out_dir(out_dir)
@@ -145,8 +148,24 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     t0 = log.begin("writing the report")
     result.report = write_report(result)
     result.seconds["report"] = log.done("report", t0, str(result.report))
-    write_text(out / "demo.json", json.dumps(config_to_dict(result), indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "demo.json", demo_json(result))
     return result
+
+
+def demo_json(result: DemoResult) -> str:
+    """demo.json's text: all of `result`, a non-finite figure (an inf or NaN PER) as null, since JSON has no inf."""
+    return json.dumps(finite_or_null(config_to_dict(result)), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def finite_or_null(value):
+    """`value` with every inf or NaN float, however deeply nested in dicts and lists, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path, corpus: Path, out: Path,
@@ -168,7 +187,7 @@ def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path
     result.finetune_summary = summarize(result.finetune)
     key = lead_key(result.finetune)
     return log.done("finetune", t0, ("held-out test PER " if key == "eval_per" else "test PER ") + ", ".join(
-        f"{name} {pm(s[key + '_mean'], s[key + '_sd'])}" for name, s in result.finetune_summary.items()))
+        f"{name} {rate(s, key)}" for name, s in result.finetune_summary.items()))
 
 
 def analysis_stage(settings: DemoSettings, checkpoint: Path, corpus: Path, out: Path, log: StageLog,

@@ -69,6 +69,23 @@ def pm(mean: float | None, sd: float | None) -> str:
     return f"{100 * mean:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
 
 
+def rate(summary: dict, key: str) -> str:
+    """An initialisation's `key` PER (test_per, dev_per, eval_per) from `summarize`, as `pm` writes it, saying how
+    many seeds' PER was not finite (inf or NaN) and so left out of the mean; "n/a" when none was finite."""
+    left_out = summary.get(key + "_nonfinite", 0)
+    if not left_out:
+        return pm(summary[key + "_mean"], summary[key + "_sd"])
+    if summary[key + "_mean"] is None:
+        return "n/a (PER not finite)"
+    seeds = f"{left_out} seed{'s' if left_out > 1 else ''}"
+    return f"{pm(summary[key + '_mean'], summary[key + '_sd'])} ({seeds} left out: PER not finite)"
+
+
+def ranked(summary: dict, key: str) -> list[str]:
+    """The initialisations by mean `key` PER, lowest first; those without a finite one last."""
+    return sorted(summary, key=lambda name: (summary[name][key + "_mean"] is None, summary[name][key + "_mean"] or 0))
+
+
 def lead_key(results: list[FinetuneResult]) -> str:
     """The PER the table leads with: the larger held-out test set's where every run was scored on it."""
     return "eval_per" if results and all(r.eval_per is not None for r in results) else "test_per"
@@ -101,9 +118,9 @@ def per_table(results: list[FinetuneResult], target: str | None = None) -> str:
         key = "eval_per" if held_out else "test_per"
         seeds = ", ".join(f"{100 * p:.1f}" for p in s[key])
         label = init_label(name, s["init"], target) if target else name
-        split = f" {pm(s['test_per_mean'], s['test_per_sd'])} |" if held_out else ""
-        rows.append(f"| {label} | {pm(s[key + '_mean'], s[key + '_sd'])} | {seeds} (seeds "
-                    f"{', '.join(map(str, s['seeds']))}) |{split} {pm(s['dev_per_mean'], s['dev_per_sd'])} | "
+        split = f" {rate(s, 'test_per')} |" if held_out else ""
+        rows.append(f"| {label} | {rate(s, key)} | {seeds} (seeds "
+                    f"{', '.join(map(str, s['seeds']))}) |{split} {rate(s, 'dev_per')} | "
                     f"{e['substitutions']:.0f} / {e['deletions']:.0f} / {e['insertions']:.0f} of {e['ref_len']:.0f} | "
                     f"{duration(s['seconds_mean'])} |")
     return "\n".join(rows)
@@ -119,7 +136,9 @@ def comparison(results: list[FinetuneResult], key: str | None = None, target: st
     key = key or lead_key(results)
     a, b = summary["multilingual"], summary["monolingual"]
     multi, mono = a[key + "_mean"], b[key + "_mean"]
-    figures = f"{pm(multi, a[key + '_sd'])} against {pm(mono, b[key + '_sd'])}"
+    figures = f"{rate(a, key)} against {rate(b, key)}"
+    if multi is None or mono is None:
+        return f"Multilingual against monolingual initialisation: n/a ({figures}): no finite PER to compare."
     ratio = ""
     if "scratch" in summary and summary["scratch"][key + "_mean"]:
         ratio = f" Multilingual / random weights: {multi / summary['scratch'][key + '_mean']:.2f}x."
@@ -131,12 +150,25 @@ def comparison(results: list[FinetuneResult], key: str | None = None, target: st
     sentence = f"The multilingual initialisation gives a {word} mean PER than {mono_name} ({figures}"
     sds = [sd for sd in (a[key + "_sd"], b[key + "_sd"]) if sd is not None]
     if not sds:
-        return sentence + f"; one seed each, so the spread between seeds is unknown).{ratio}"
+        each = "one finite PER each" if a.get(key + "_nonfinite") or b.get(key + "_nonfinite") else "one seed each"
+        return sentence + f"; {each}, so the spread between seeds is unknown).{ratio}"
     gap, spread = abs(multi - mono), 2 * max(sds)
     verdict = "larger than" if gap > spread else "within"
     return (sentence + f"): a gap of {100 * gap:.1f} points, {verdict} twice the larger seed sd "
             f"({100 * spread:.1f} points)" + ("." if gap > spread else ", so not a finding at this number of seeds.")
             + ratio)
+
+
+def demo_audio_read(settings: dict, pretrain: dict) -> str:
+    """Which languages of this demo's audio the analysis and the live pretraining run read (for a demo whose
+    languages are not the multilingual checkpoint's): the live run sets no `langs`, so it reads every language in the
+    corpus, the target's unlabeled audio included (`pretrain["langs"]`, recorded by the run)."""
+    target = settings["target"]
+    analysis = [*settings["pretrain_langs"], *([target] if settings.get("analysis_with_target") else [])]
+    live = pretrain.get("langs") or [target, *settings["pretrain_langs"]]  # a result from before the run recorded them
+    with_target = f", `{target}`'s unlabeled audio included" if target in live else ""
+    return (f" The analysis reads this demo's audio of {', '.join(analysis)}; the live pretraining run reads the "
+            f"demo's audio of every language{with_target}: {', '.join(live)}.")
 
 
 def rates_differ(rates: dict) -> bool:
@@ -198,7 +230,8 @@ def write_report(result: DemoResult) -> Path:
     tgt = result.corpus[s["target"]]
     summary = summarize(result.finetune)
     key = lead_key(result.finetune)
-    ranked = sorted(summary, key=lambda name: summary[name][key + "_mean"])
+    order = ranked(summary, key)
+    lowest = order[0] if summary[order[0]][key + "_mean"] is not None else "n/a (no finite PER)"
     ev = result.eval_set
     eval_note = (f" Held-out test set: {ev['utterances']} further utterances of `{s['target']}` ({ev['minutes']:.1f} "
                  f"min, {ev['speakers']} speakers synthesized with seed {s['eval_seed']} (a quarter share an espeak voice, "
@@ -220,8 +253,7 @@ def write_report(result: DemoResult) -> Path:
     not_paper = (f" The monolingual row is {other} (there is no monolingual release for the target here), so it is "
                  f"not the paper's monolingual baseline; `xlsr demo --full --target {s['target']}` builds "
                  f"`{monolingual_name(s['target'])}`." if other else "")
-    read_langs = (f" The analysis and the live run read this demo's audio of {', '.join(s['pretrain_langs'])}."
-                  if list(s["pretrain_langs"]) != list(result.release_langs) else "")
+    read_langs = demo_audio_read(s, result.pretrain) if list(s["pretrain_langs"]) != list(result.release_langs) else ""
     how = protocol(result.finetune_config, s, result.finetune_lr) if result.finetune_config else ""
     per_init = rates_differ(result.finetune_lr)
     differ = "`init`, `seed` and the peak learning rate `lr`" if per_init else "`init` and `seed`"
@@ -249,7 +281,7 @@ differs between the three.
 
 {per_table(result.finetune, s['target'])}
 
-Lowest mean {"held-out test" if key == "eval_per" else "test"} PER: **{ranked[0]}**. {comparison(result.finetune, target=s['target'])}{on_split} Differences smaller than about twice
+Lowest mean {"held-out test" if key == "eval_per" else "test"} PER: **{lowest}**. {comparison(result.finetune, target=s['target'])}{on_split} Differences smaller than about twice
 the seeds' sample standard deviation (n−1) are not findings. Every run is in demo.json. The paper's finding is that
 multilingual pretraining beats monolingual pretraining on a low-resource language (spec §8.1).{not_paper}
 

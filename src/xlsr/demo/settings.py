@@ -51,10 +51,12 @@ class DemoSettings:
     """Sizes of every stage; the defaults fit a 2-core CPU in about 20 minutes."""
 
     target: str = TARGET  # the low-resource language: held out of the multilingual checkpoint, fine-tuned and tested on
-    # the multilingual checkpoint's languages, which the analysis and the live run read (None: those without the target)
+    # the multilingual checkpoint's languages (None: those without the target), synthesized for the analysis and the
+    # live run; the live run reads the target's unlabeled audio as well (it sets no `langs`: every language in the
+    # corpus), and so does the analysis with `analysis_with_target`
     pretrain_langs: tuple[str, ...] | None = None
     target_utts: int = 150  # target utterances, 80/10/10 → ~6 min of labeled training audio
-    other_utts: int = 12  # per pretraining language: what the analysis and the live run read
+    other_utts: int = 12  # per pretraining language, for the analysis and the live run
     seed: int = 0  # corpus seed; the released corpora used another, so the target's test set is unseen
     # A second, larger test set: further target utterances from their own seed and texts, all splits pooled. Its 40
     # speakers are drawn with that seed, and 9 of them share an espeak voice (at another pitch and rate) with the

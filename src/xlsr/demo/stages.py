@@ -6,7 +6,7 @@ from pathlib import Path
 
 from xlsr.analysis import analyze
 from xlsr.config import load_config
-from xlsr.data.manifest import read_manifest
+from xlsr.data.manifest import read_manifest, split_manifests
 from xlsr.data.synth import synthesize_corpus
 from xlsr.data.synth.corpus import SPLITS
 from xlsr.demo.finetuning import stop_unless_finished
@@ -19,8 +19,9 @@ from xlsr.train.recipes import recipe_path
 
 
 def synthesize(settings: DemoSettings, corpus_dir: Path, show_progress: bool = True, target_only: bool = False) -> dict:
-    """Synthesize the target (labeled, for fine-tuning) and the pretraining languages (for analysis and
-    the live run) into corpus_dir/<lang>/{train,dev,test}.jsonl; returns minutes of audio per language/split.
+    """Synthesize the target (labeled, for fine-tuning; the live run reads its audio too) and the
+    pretraining languages (for the analysis and the live run) into corpus_dir/<lang>/{train,dev,test}.jsonl; returns
+    minutes of audio per language/split.
     `target_only` writes the target alone (what fine-tuning needs, e.g. benchmarks/finetune_lr.py)."""
     total = {}
     # The target gets many more utterances than the others, hence two calls into the same folder.
@@ -68,14 +69,26 @@ def run_analysis(settings: DemoSettings, checkpoint: Path, corpus_dir: Path, out
                    device=settings.device, show_progress=show_progress, **kwargs)
 
 
-def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve_png: Path) -> dict:
-    """A short `xlsr pretrain` run on the demo corpus, with its curve; first and last logged train values."""
+def live_pretrain_config(settings: DemoSettings, corpus_dir: Path, run_dir: Path) -> PretrainConfig:
+    """The live run's resolved configuration. It sets no `langs`, so the run reads every language in corpus_dir:
+    the pretraining languages and the target's audio too (its labels unused), as the report says."""
     overrides = {"recipe": settings.pretrain_recipe, "data": str(corpus_dir), "out": str(run_dir),
                  "max_updates": settings.pretrain_updates, "valid_split": "dev", "device": settings.device,
                  "log_every": max(1, settings.pretrain_updates // 30),
                  # warm up over the first eighth of this short run (the recipe's warmup is sized for its own length)
                  "warmup_updates": max(1, settings.pretrain_updates // 8), **settings.pretrain_settings}
-    cfg = load_config(PretrainConfig, [recipe_path(settings.pretrain_recipe)], overrides)
+    return load_config(PretrainConfig, [recipe_path(settings.pretrain_recipe)], overrides)
+
+
+def live_pretrain_langs(cfg: PretrainConfig) -> list[str]:
+    """The languages a pretraining run with `cfg` trains on (its `langs`, or every one with a train manifest)."""
+    return list(split_manifests(cfg.data, cfg.train_split, cfg.langs))
+
+
+def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve_png: Path) -> dict:
+    """A short `xlsr pretrain` run on the demo corpus, with its curve; first and last logged train values and the
+    languages it read."""
+    cfg = live_pretrain_config(settings, corpus_dir, run_dir)
     pretrain(cfg)
     stop_unless_finished(run_dir, cfg.max_updates, "live pretraining run")
     plot_training_curves(run_dir, curve_png)
@@ -83,4 +96,5 @@ def live_pretrain(settings: DemoSettings, corpus_dir: Path, run_dir: Path, curve
     keys = ("update", "loss", "accuracy", "code_perplexity")
     return {"first": {k: train[0].get(k) for k in keys} if train else {},
             "last": {k: train[-1].get(k) for k in keys} if train else {},
-            "max_tokens": cfg.max_tokens, "recipe": settings.pretrain_recipe, "curve": curve_png.name}
+            "max_tokens": cfg.max_tokens, "recipe": settings.pretrain_recipe, "curve": curve_png.name,
+            "langs": live_pretrain_langs(cfg)}

@@ -3,6 +3,8 @@
 Rendered once per process on first use (memoized on the seed and languages), so every worker holds the
 same talkers whatever utterances it was given. The same talkers sit behind utterances of every split:
 they are background, not the speakers whose speech is labeled (those stay disjoint across splits).
+They depend on the languages (and their order) of the `synthesize_corpus` call, so a language's utterances with
+babble noise differ between calls with other language lists; synth.json records each language's list.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,10 @@ def plan_corpus(langs: list[Language], utts_per_lang: int, seed: int, *, speaker
         raise XlsrError(f"--words-per-utt: need 1 <= min <= max, got {lo}-{hi}")
     plans = []
     for lang in langs:
-        # One generator per language, so adding a language does not change the others.
+        # One generator per language, so adding a language does not change the others' plans (texts, speakers,
+        # effect draws). It can change their audio: babble noise's background talkers come from the call's languages
+        # in their order (`render`'s babble_key), so an utterance drawn to get babble sounds different with another
+        # language list (docs/synth.md, Babble); the other effects and plain speech do not depend on it.
         rng = np.random.default_rng([seed, sorted(LANGUAGES).index(lang.code)])
         noise_rng = np.random.default_rng([seed, sorted(LANGUAGES).index(lang.code), 1])  # texts same with/without noise
         by_split = split_speakers(make_speakers(lang, speakers_per_lang, rng, voices))
@@ -215,14 +218,93 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     results = _render_all([(p, str(out), babble_key) for p in plans], workers, show_progress)
     summary = _write_manifests(out, plans, results)
     summary.wall_seconds = time.perf_counter() - start
-    record = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
-              "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
-              "augment": str(spec),
-              "languages": {lang.code: {"name": lang.name, "family": lang.family, "voice": lang.voice}
-                            for lang in languages},
-              "summary": {k: v for k, v in asdict(summary).items() if k not in ("cpu_seconds", "wall_seconds")}}
+    options = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
+               "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
+               "augment": str(spec)}
+    record = folder_record(out, _read_record(out / "synth.json"), call_record(languages, options, plans, summary))
     (out / "synth.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return summary
+
+
+# What synth.json says about each language besides its options: the languages synthesized in the same call (their
+# babble talkers are behind its noisy utterances) and how many of its utterances got each effect.
+SUMMARY_KEYS = ("utterances", "seconds", "speakers")  # SynthSummary's per-language fields
+
+
+def call_record(languages: list[Language], options: dict, plans: list[UtterancePlan], summary: SynthSummary) -> dict:
+    """synth.json's entry for each language of one `synthesize_corpus` call: its options and counts."""
+    record = {}
+    for lang in languages:
+        effects: dict[str, int] = {}
+        for plan in plans:
+            if plan.lang == lang.code:
+                for name in applied_effects(plan.effects):
+                    effects[name] = effects.get(name, 0) + 1
+        record[lang.code] = {"name": lang.name, "family": lang.family, "voice": lang.voice, **options,
+                             "synthesized_with": [x.code for x in languages], "effects": effects,
+                             **{key: getattr(summary, key)[lang.code] for key in SUMMARY_KEYS}}
+    return record
+
+
+def folder_record(out: Path, previous: dict | None, call: dict) -> dict:
+    """synth.json for the whole folder after a call (`call_record`) into it: the languages an earlier call wrote that
+    are still there (and not written again) are kept, so two calls into one folder (the demo's target, then its other
+    languages) are both described. The top-level options are those every language shares, null where they differ
+    (each language's own are under `languages`); `summary` counts every language."""
+    kept = {}
+    for code, entry in _languages_of(previous).items():
+        if code not in call and any((out / code / f"{split}.jsonl").is_file() for split in SPLITS):
+            kept[code] = entry
+    languages = {**kept, **call}
+    options = {key: _shared([entry.get(key) for entry in languages.values()])
+               for key in ("seed", "utts_per_lang", "noise_snr_db", "speakers_per_lang", "words_per_utt", "voices",
+                           "augment")}
+    effects: dict[str, int] | None = {}
+    for entry in languages.values():
+        if entry.get("effects") is None:  # kept from a synth.json written before effects were counted per language
+            effects = None
+            break
+        for name, count in entry["effects"].items():
+            effects[name] = effects.get(name, 0) + count
+    summary = {"out_dir": str(out),
+               **{key: {code: entry.get(key, {}) for code, entry in languages.items()} for key in SUMMARY_KEYS},
+               "effects": effects,
+               "audio_seconds": sum(sum(entry.get("seconds", {}).values()) for entry in languages.values())}
+    return {**options, "languages": {code: {k: v for k, v in entry.items() if k not in SUMMARY_KEYS}
+                                     for code, entry in languages.items()}, "summary": summary}
+
+
+def _shared(values: list):
+    """The one value all of `values` have, else None."""
+    return values[0] if values and all(v == values[0] for v in values) else None
+
+
+def _read_record(path: Path) -> dict | None:
+    """An earlier synth.json, None when there is none or it is unreadable (then it is simply replaced)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _languages_of(record: dict | None) -> dict[str, dict]:
+    """Each language of a synth.json with its options and counts, as `call_record` gives them; a record written before
+    synth.json held them per language (one call) gets its top-level options and that call's languages."""
+    if not record or not isinstance(record.get("languages"), dict):
+        return {}
+    summary = record.get("summary") or {}
+    options = {key: record.get(key) for key in ("seed", "utts_per_lang", "noise_snr_db", "speakers_per_lang",
+                                                "words_per_utt", "voices", "augment")}
+    out = {}
+    for code, entry in record["languages"].items():
+        counts = {key: (summary.get(key) or {}).get(code, {}) for key in SUMMARY_KEYS}
+        if isinstance(entry, dict) and "synthesized_with" in entry:
+            out[code] = {**entry, **counts}
+        else:
+            out[code] = {**(entry if isinstance(entry, dict) else {}), **options,
+                         "synthesized_with": list(record["languages"]), "effects": None, **counts}
+    return out
 
 
 def _check_options(languages: list[Language], workers: int, voices: str, augment: str | AugmentSpec) -> AugmentSpec:

@@ -130,16 +130,34 @@ def deterministic_data_dir(data: str) -> str:
     return str(target)
 
 
+def espeak_library() -> tuple[ctypes.CDLL, str, str]:
+    """The espeak-ng library espeakng-loader bundles, loaded but not initialised: (library, its path, its data
+    folder); one XlsrError line when it is missing or does not load."""
+    try:  # here, not at the top: a missing library is then one XlsrError line, not an import error of xlsr
+        import espeakng_loader
+    except ImportError as exc:  # a declared dependency, but an environment can lack it
+        raise XlsrError("espeakng-loader is not installed: pip install espeakng-loader") from exc
+    path = espeakng_loader.get_library_path()
+    try:
+        data = espeakng_loader.get_data_path()
+        lib = ctypes.CDLL(path)
+    except (OSError, RuntimeError) as exc:
+        raise XlsrError(f"espeak-ng (espeakng-loader) is not usable: {exc}; reinstall it: "
+                        f"pip install --force-reinstall espeakng-loader") from exc
+    return lib, path, data
+
+
+def require_espeak() -> None:
+    """One XlsrError line unless espeak-ng can be loaded: a check in milliseconds, for callers (the demo) that must
+    refuse before they remove or write anything, not when synthesis starts."""
+    espeak_library()
+
+
 class Espeak:
     """One espeak-ng instance: choose a voice, synthesize 22.05 kHz int16 audio, phonemize text."""
 
     def __init__(self) -> None:
-        try:  # here, not at the top: a missing library is then one XlsrError line when synthesis starts
-            import espeakng_loader
-        except ImportError as exc:  # pragma: no cover - a declared dependency
-            raise XlsrError("espeakng-loader is not installed: pip install espeakng-loader") from exc
-        path = espeakng_loader.get_library_path()
-        lib = ctypes.CDLL(path)
+        lib, path, data_path = espeak_library()
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -148,7 +166,7 @@ class Espeak:
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-        data = deterministic_data_dir(espeakng_loader.get_data_path())
+        data = deterministic_data_dir(data_path)
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data.encode(), _INITIALIZE_DONT_EXIT)
         if rate != ESPEAK_SAMPLE_RATE:
             raise XlsrError(f"espeak-ng: initialisation failed (sample rate {rate}, data {data})")
