@@ -86,3 +86,22 @@ def test_convert_bad_pt_is_one_line_and_writes_nothing(make_bad, tmp_path, capsy
     assert err.startswith(f"xlsr: error: {src}: ") and expected in err and "\n" not in err
     assert not (tmp_path / "out").exists() and "ran" not in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt"]  # no temporary folder left either
+
+
+def test_a_dictionary_for_a_fairseq_file_without_a_ctc_head_is_refused(tmp_path, capsys):
+    from xlsr.interop.fairseq_export import export_fairseq
+    from xlsr.interop.native import build_model
+    from xlsr.model import Wav2Vec2Config
+
+    cfg = Wav2Vec2Config(conv_layers=[(32, 10, 5), (32, 3, 2), (32, 2, 2)], hidden_size=64, num_layers=1, num_heads=4,
+                         ffn_dim=128, conv_pos=16, conv_pos_groups=4, final_dim=32, codevector_dim=32,
+                         num_codevectors_per_group=8)
+    export_fairseq(build_model("Wav2Vec2ForPreTraining", cfg), tmp_path / "pt")
+    src, dictionary = tmp_path / "pt" / "checkpoint.pt", tmp_path / "dict.ltr.txt"
+    dictionary.write_text("a 10\nb 5\n")
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "xlsr", "--dict", str(dictionary)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"xlsr: error: {src}: has no CTC head (w2v_encoder.proj); dictionary='{dictionary}' (--dict) "
+                   f"does not apply\n")
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "xlsr"]) == 0  # without --dict it converts

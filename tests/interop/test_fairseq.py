@@ -10,7 +10,7 @@ from fairseq_fixtures import Wrap, fairseq_model_cfg, fairseq_state
 from hf_fixtures import HF_CONFIGS, make_hf, padded_batch, transformers
 
 from xlsr.errors import CheckpointError
-from xlsr.interop.fairseq import parse_conv_feature_layers
+from xlsr.interop.fairseq import parse_conv_feature_layers, read_fairseq_dictionary
 from xlsr.interop.huggingface import export_hf
 from xlsr.interop.load import load_pretrained
 from xlsr.text.vocab import Vocabulary
@@ -141,8 +141,6 @@ def test_conv_spec_parser_is_safe():
 
 
 def test_binary_dictionary_is_one_line_error(tmp_path):
-    from xlsr.interop.fairseq import read_fairseq_dictionary
-
     p = tmp_path / "dict.ltr.txt"
     p.write_bytes(b"\x80\x04\x95\xff not text")
     with pytest.raises(CheckpointError, match=r"dict.ltr.txt: not a fairseq dictionary \(not UTF-8 text\)"):
@@ -168,3 +166,94 @@ def test_a_conformer_is_named(tmp_path):
                 "model": {"encoder.layer_norm.weight": torch.ones(4)}}, path)
     with pytest.raises(CheckpointError, match=r"layer_type='conformer' \(wav2vec 2.0 conformer\) is not supported"):
         load_pretrained(path)
+
+
+def test_a_conv_spec_that_builds_a_huge_list_is_refused_at_once(tmp_path):
+    # 22 characters that would build 9 million elements (seconds, and quadratically more for larger numbers)
+    with pytest.raises(ValueError, match=r"^conv_feature_layers='\[\[1\] \* 3000\] \* 3000': builds more than 1000 "):
+        parse_conv_feature_layers("[[1] * 3000] * 3000")
+    path = tmp_path / "huge_spec.pt"
+    cfg = {**fairseq_model_cfg("base_like"), "conv_feature_layers": "[(1, 2)] * 5000"}
+    torch.save({"cfg": {"model": cfg, "task": {}}, "model": {"encoder.layer_norm.weight": torch.ones(4)}}, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: conv_feature_layers=.*: builds more than 1000 elements"):
+        load_pretrained(path)
+
+
+def _pretraining_file(path, **model_args):
+    hf = make_hf("Wav2Vec2ForPreTraining", "base_like", seed=15)
+    torch.save({"cfg": {"model": {**fairseq_model_cfg("base_like"), **model_args}, "task": {}},
+                "model": fairseq_state(hf, "base_like", finetuned=False)}, path)
+    return path
+
+
+def test_crop_seq_to_multiple_is_refused(tmp_path):
+    # fairseq drops the CNN's last frames down to a multiple of it: 196 frames where we would give 199.
+    assert load_pretrained(_pretraining_file(tmp_path / "one.pt", crop_seq_to_multiple=1)).model is not None
+    path = _pretraining_file(tmp_path / "four.pt", crop_seq_to_multiple=4)
+    with pytest.raises(CheckpointError, match=rf"^{path}: crop_seq_to_multiple=4 is not supported \(only 1"):
+        load_pretrained(path)
+
+
+@pytest.mark.parametrize("setting", [{"negatives_from_everywhere": True}, {"codebook_negatives": 10}])
+def test_loss_only_settings_we_do_not_read_are_named(tmp_path, caplog, setting):
+    (name, value), = setting.items()
+    with caplog.at_level("WARNING", logger="xlsr.interop.fairseq"):
+        load_pretrained(_pretraining_file(tmp_path / "default.pt"))
+    assert not caplog.records
+    path = _pretraining_file(tmp_path / "set.pt", **setting)
+    with caplog.at_level("WARNING", logger="xlsr.interop.fairseq"):
+        loaded = load_pretrained(path)  # the weights and outputs are fairseq's: the file still loads
+    assert type(loaded.model).__name__ == "Wav2Vec2ForPreTraining"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}: {name}={value!r} is not read: xlsr's pretraining "
+        + ("draws distractors from the masked frames only" if name == "negatives_from_everywhere"
+           else "draws no distractors from the codebook")
+        + ", so a continued pretraining run's loss differs from fairseq's (the weights and outputs do not)"]
+
+
+# ---------------------------------------------------------------------------- dictionaries, as fairseq 0.12.2 reads them
+SPECIALS = ["<blank>", "<pad>", "</s>", "<unk>"]
+
+
+@pytest.mark.parametrize("symbol", ["\u2028", "\x85", "\x0c", "\x1c", "a\u2029b"])
+def test_dictionary_lines_end_at_newline_only(tmp_path, symbol):
+    # Dictionary.add_from_file reads text-mode lines: "\r\n" ends a line, U+2028 and friends do not.
+    p = tmp_path / "dict.ltr.txt"
+    p.write_bytes(f"| 10\r\ne 9\n{symbol} 3\nt 2\n".encode())
+    assert read_fairseq_dictionary(p) == SPECIALS + ["|", "e", symbol, "t"]
+    p.write_text(f"| 10\n{symbol} 3\nnot-a-count x\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"dict\.ltr\.txt:3: expected '<symbol> <count>'"):
+        read_fairseq_dictionary(p)
+
+
+def test_dictionary_counts_are_read_as_fairseq_reads_them(tmp_path):
+    p = tmp_path / "dict.ltr.txt"
+    p.write_text("a +5\nb 3\n", encoding="utf-8")  # int() takes "+5"
+    assert read_fairseq_dictionary(p) == SPECIALS + ["a", "b"]
+    p.write_text("a 5\nb \u00b2\n", encoding="utf-8")  # a superscript two is a digit to isdigit(), not to int()
+    with pytest.raises(CheckpointError, match=r"dict\.ltr\.txt:2: expected '<symbol> <count>'"):
+        read_fairseq_dictionary(p)
+
+
+@pytest.mark.parametrize("text, line, symbol, row", [
+    ("a 5\nb 3\na 1\n", 3, "a", 4),
+    ("a 5\n<unk> 3\n", 2, "<unk>", 3),
+])
+def test_a_symbol_listed_twice_is_refused_as_fairseq_refuses_it(tmp_path, text, line, symbol, row):
+    p = tmp_path / "dict.ltr.txt"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(CheckpointError, match=rf"dict\.ltr\.txt:{line}: symbol '{symbol}' is listed twice "
+                                              rf"\(row {row} has it\); fairseq refuses this too"):
+        read_fairseq_dictionary(p)
+
+
+def test_fairseq_overwrite_flag(tmp_path):
+    # fairseq 0.12.2: `<unk> 0 #fairseq:overwrite` appends a second <unk> row (index("<unk>") then names it,
+    # unk_index stays 3); our vocabularies hold each token once, so that is refused. On a new symbol it is a no-op.
+    p = tmp_path / "dict.ltr.txt"
+    p.write_text("a 5\nb 3 #fairseq:overwrite\n", encoding="utf-8")
+    assert read_fairseq_dictionary(p) == SPECIALS + ["a", "b"]
+    p.write_text("a 5\n<unk> 0 #fairseq:overwrite\nb 3\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"dict\.ltr\.txt:2: '<unk>' with #fairseq:overwrite makes a second "
+                                              r"output row for it \(row 3 has it\)"):
+        read_fairseq_dictionary(p)

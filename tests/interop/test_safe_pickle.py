@@ -6,6 +6,7 @@ import argparse
 import collections
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import types
@@ -92,13 +93,15 @@ def test_unpickler_refuses_dangerous_globals_directly():
             safe_pickle.Unpickler(__import__("io").BytesIO(b"")).find_class(module, name)
 
 
-def test_tensors_parameters_and_containers_survive(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_tensors_parameters_and_containers_survive(tmp_path, zip_format):
+    # The legacy format keeps its tensors' bytes after the pickles: the unpickler must stop exactly at its end.
     state = collections.OrderedDict(w=torch.randn(3, 4), p=torch.nn.Parameter(torch.ones(2)),
                                     h=torch.arange(6, dtype=torch.int64).view(2, 3)[:, 1:])  # a strided view
     obj = {"model": state, "extra_state": {"metrics": {"loss": np.float64(1.5), "arr": np.arange(3)}},
-           "optimizer_history": [{"num_updates": 7}], "s": {1, 2}, "t": (1, "a")}  # fmt: skip
+           "optimizer_history": [{"num_updates": 7}], "s": {1, 2}, "t": (1, "a"), "b": b"\x00\xffbytes"}  # fmt: skip
     path = tmp_path / "ok.pt"
-    torch.save(obj, path)
+    torch.save(obj, path, _use_new_zipfile_serialization=zip_format)
     got = safe_pickle.to_plain(torch.load(path, pickle_module=safe_pickle, weights_only=False))
     for k, v in state.items():
         assert torch.equal(got["model"][k], v)
@@ -106,6 +109,7 @@ def test_tensors_parameters_and_containers_survive(tmp_path):
     assert got["extra_state"]["metrics"]["loss"] == 1.5
     assert got["extra_state"]["metrics"]["arr"].tolist() == [0, 1, 2]
     assert got["optimizer_history"] == [{"num_updates": 7}] and got["s"] == {1, 2} and got["t"] == (1, "a")
+    assert got["b"] == b"\x00\xffbytes"
 
 
 def _fake_omegaconf():
@@ -220,4 +224,88 @@ def test_a_config_that_holds_itself_is_one_line(tmp_path):
     path = tmp_path / "loop.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "cfg": cfg}, path)
     with pytest.raises(CheckpointError, match="nested too deeply or holds itself"):
+        read_fairseq_checkpoint(path)
+
+
+# ---------------------------------------------------------------------------- damaged files: one line, no traceback
+def _legacy_with_extra(path, extra) -> bytes:
+    """A legacy-format (protocol 2) checkpoint holding `extra`; its bytes, to be damaged by the caller."""
+    torch.save({"model": {"w": torch.zeros(2)}, "cfg": {"model": {}}, "extra_state": extra}, path,
+               _use_new_zipfile_serialization=False)
+    return path.read_bytes()
+
+
+def _unknown_numpy_dtype(path):
+    data = _legacy_with_extra(path, {"best": np.arange(4, dtype=np.float64)})
+    assert data.count(b"X\x02\x00\x00\x00f8") == 1
+    path.write_bytes(data.replace(b"X\x02\x00\x00\x00f8", b"X\x02\x00\x00\x00f3"))  # no numpy dtype is 'f3'
+    return "(data type 'f3' not understood)"
+
+
+def _unknown_codec(path):
+    data = _legacy_with_extra(path, {"blob": b"ABCDEFGH"})  # protocol 2: _codecs.encode('ABCDEFGH', 'latin1')
+    assert data.count(b"X\x06\x00\x00\x00latin1") == 1
+    path.write_bytes(data.replace(b"X\x06\x00\x00\x00latin1", b"X\x06\x00\x00\x00nocdec"))
+    return "(unknown encoding: nocdec)"
+
+
+def _huge_length_field(path):
+    # The bytes' text becomes BINBYTES8 claiming 2**44 bytes: Python's C unpickler allocates that before reading.
+    data = _legacy_with_extra(path, {"blob": b"ABCDEFGH"})
+    at = data.index(b"X\x08\x00\x00\x00ABCDEFGH")
+    path.write_bytes(data[:at] + b"\x8e" + struct.pack("<Q", 2**44) + data[at + 5:])
+    return "(a length field asks for 17,592,186,044,416 bytes; only "
+
+
+@pytest.mark.parametrize("damage", [_unknown_numpy_dtype, _unknown_codec, _huge_length_field])
+def test_damaged_content_is_one_line(tmp_path, damage):
+    path = tmp_path / "damaged.pt"
+    expected = damage(path)
+    with pytest.raises(CheckpointError) as exc:
+        read_fairseq_checkpoint(path)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: not a readable torch/fairseq checkpoint ") and expected in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("opcodes", [
+    b"\x80\x04\x8e" + struct.pack("<Q", 2**44) + b"abc.",  # BINBYTES8
+    b"\x80\x05\x96" + struct.pack("<Q", 2**44) + b"abc.",  # BYTEARRAY8
+    b"\x80\x04X" + struct.pack("<I", 2**32 - 1) + b"abc.",  # BINUNICODE
+    b"\x80\x04\x95" + struct.pack("<Q", 2**50) + b"abc.",  # FRAME
+], ids=["binbytes8", "bytearray8", "binunicode", "frame"])
+def test_a_length_beyond_the_data_is_refused_before_allocating(opcodes):
+    with pytest.raises(pickle.UnpicklingError, match=r"a length field asks for [\d,]+ bytes; only 4 remain"):
+        safe_pickle.loads(opcodes)
+
+
+def test_an_object_with_an_odd_state_is_kept_as_none(tmp_path, monkeypatch):
+    # A fairseq-named bookkeeping object whose pickled state is (list, dict): not omegaconf's (dict, slots) pair.
+    module = types.ModuleType("fairseq.fakemeter")
+
+    class Meter:
+        def __getstate__(self):
+            return ([1, 2], {"a": 1})
+
+        def __setstate__(self, state):
+            pass
+
+    Meter.__module__, Meter.__qualname__ = module.__name__, "Meter"
+    module.Meter = Meter
+    monkeypatch.setitem(sys.modules, "fairseq", types.ModuleType("fairseq"))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    path = tmp_path / "meter.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "extra_state": {"metrics": Meter()}}, path)
+    got = read_fairseq_checkpoint(path)
+    assert got["extra_state"] == {"metrics": None} and torch.equal(got["model"]["w"], torch.ones(1))
+
+
+def test_ctrl_c_while_reading_is_not_turned_into_an_error_line(tmp_path, monkeypatch):
+    path = tmp_path / "ok.pt"
+    torch.save({"model": {"w": torch.ones(1)}}, path)
+
+    def interrupted(obj, _seen=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safe_pickle, "to_plain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
         read_fairseq_checkpoint(path)

@@ -9,6 +9,7 @@ be mapped and every parameter of our model filled, otherwise the load fails list
 from __future__ import annotations
 
 import ast
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -23,6 +24,8 @@ from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import Loaded, model_with_weights
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import BLANK
+
+log = logging.getLogger(__name__)
 
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 _WN_G = "parametrizations.weight.original0"  # weight-norm magnitude g
@@ -92,14 +95,6 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
         obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
-    except safe_pickle.UnsafePickleError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError, IndexError,
-            KeyError, TypeError, __import__("pickle").UnpicklingError) as exc:  # fmt: skip
-        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply)") from None
-    try:
         obj = safe_pickle.to_plain(obj)
         if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
             raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
@@ -108,51 +103,94 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
             obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
     except safe_pickle.UnsafePickleError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
+    except CheckpointError:
+        raise
     except RecursionError:  # a container that holds itself, or nesting deeper than any config
         raise CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply or holds "
                               f"itself)") from None
+    except MemoryError:  # length fields beyond the file are refused before this; this is the machine's limit
+        raise CheckpointError(f"{path}: out of memory while reading the checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - whatever damaged content makes pickle, torch or numpy raise
+        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
     return obj
 
 
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return _clip(lines[0]) if lines else type(exc).__name__
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    # Messages can quote the file's own data; one line should stay one readable line.
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- config
-class _ConvSpecError(ValueError):
+class _SpecError(ValueError):
     pass
+
+
+# A CNN has a handful of layers; a spec that builds more is damaged, and `[[1] * 10**4] * 10**4` would take minutes.
+MAX_SPEC_ELEMENTS = 1000
 
 
 def parse_conv_feature_layers(spec: str | list) -> list[tuple[int, int, int]]:
     """Evaluate fairseq's conv_feature_layers string ("[(512, 10, 5)] + [(512, 3, 2)] * 4 ...") safely."""
-    if isinstance(spec, (list, tuple)):
-        value = spec
-    else:
-        value = _eval_list_expr(ast.parse(str(spec), mode="eval").body)
-    layers = [tuple(int(v) for v in layer) for layer in value]
+    value = spec if isinstance(spec, (list, tuple)) else _evaluate_spec("conv_feature_layers", str(spec))
+    try:
+        layers = [tuple(int(v) for v in layer) for layer in value]
+    except (TypeError, ValueError):
+        layers = []
     if not layers or any(len(t) != 3 for t in layers):
-        raise _ConvSpecError(f"conv_feature_layers={spec!r} is not a list of (dim, kernel, stride)")
+        raise _SpecError(f"conv_feature_layers={_clip(repr(spec), 80)}: not a list of (dim, kernel, stride)")
     return layers
 
 
-def _eval_list_expr(node: ast.AST):
+def _evaluate_spec(name: str, text: str):
+    """A config string of numbers, lists and tuples joined by + and *, evaluated without running anything."""
+    try:
+        return _eval_list_expr(ast.parse(text, mode="eval").body)[0]
+    except (SyntaxError, TypeError, ValueError, RecursionError, MemoryError) as exc:
+        raise _SpecError(f"{name}={_clip(repr(text), 80)}: {_first_line(exc)}") from None
+
+
+def _eval_list_expr(node: ast.AST) -> tuple[Any, int]:
+    """(value, size): one per number, list and tuple in it, repeats counted; a size over MAX_SPEC_ELEMENTS is
+    refused before it is built."""
     # Only literals, list/tuple displays, `+` and `*`: enough for the spec strings, nothing executable.
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return node.value
+        return node.value, 1
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [_eval_list_expr(e) for e in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
-        left, right = _eval_list_expr(node.left), _eval_list_expr(node.right)
-        return left + right if isinstance(node.op, ast.Add) else left * right
-    raise _ConvSpecError(f"unsupported expression in conv_feature_layers: {ast.dump(node)[:60]}")
+        size = 1 + sum(n for _, n in items)
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        (left, left_size), (right, right_size) = _eval_list_expr(node.left), _eval_list_expr(node.right)
+        if isinstance(node.op, ast.Add):
+            size = left_size + right_size
+        elif isinstance(left, (list, tuple)) and isinstance(right, int):
+            size = left_size * right
+        elif isinstance(right, (list, tuple)) and isinstance(left, int):
+            size = right_size * left
+        else:
+            size = 1  # numbers (or operands Python refuses to multiply)
+    else:
+        raise _SpecError(f"unsupported expression {_clip(ast.unparse(node), 40)!r} (numbers, lists, tuples, + and * only)")
+    if size > MAX_SPEC_ELEMENTS:
+        raise _SpecError(f"builds more than {MAX_SPEC_ELEMENTS} elements (a CNN has a handful of layers)")
+    if isinstance(node, ast.List):
+        return [v for v, _ in items], size
+    if isinstance(node, ast.Tuple):
+        return tuple(v for v, _ in items), size
+    return (left + right if isinstance(node.op, ast.Add) else left * right), max(size, 1)
 
 
-def _parse_tuple(value) -> tuple[float, ...]:
+def _parse_tuple(value, name: str) -> tuple[float, ...]:
     if isinstance(value, str):
-        value = _eval_list_expr(ast.parse(value, mode="eval").body)
-    return tuple(float(v) for v in value)
+        value = _evaluate_spec(name, value)
+    try:
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise _SpecError(f"{name}={_clip(repr(value), 80)}: not a list of numbers") from None
 
 
 def model_args(ckpt: dict) -> tuple[dict, dict, dict | None]:
@@ -197,13 +235,16 @@ def _pretraining_fields(m: dict, task: dict) -> dict:
     mode = m.get("extractor_mode") or "default"
     if mode not in ("default", "layer_norm"):
         raise CheckpointError(f"extractor_mode={mode!r} is not supported")
+    if _value(m, "crop_seq_to_multiple", 1, int) != 1:  # fairseq drops the last CNN frames down to a multiple
+        raise CheckpointError(f"crop_seq_to_multiple={m.get('crop_seq_to_multiple')} is not supported (only 1: xlsr "
+                              f"keeps every CNN frame)")
     try:
         conv_layers = parse_conv_feature_layers(
             m.get("conv_feature_layers") or "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
         )
-        latent_temp = _parse_tuple(m.get("latent_temp") or (2.0, 0.5, 0.999995))
-    except (SyntaxError, _ConvSpecError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"conv_feature_layers/latent_temp: {exc}") from None
+        latent_temp = _parse_tuple(m.get("latent_temp") or (2.0, 0.5, 0.999995), "latent_temp")
+    except _SpecError as exc:  # it names the field
+        raise CheckpointError(str(exc)) from None
     hidden = _value(m, "encoder_embed_dim", 768, int)
     final_dim = _value(m, "final_dim", 0, int) or hidden
     ints = {"num_layers": ("encoder_layers", 12), "num_heads": ("encoder_attention_heads", 12),
@@ -233,6 +274,23 @@ def _pretraining_fields(m: dict, task: dict) -> dict:
     return fields
 
 
+# fairseq pretraining settings that change only its loss, which xlsr's pretraining does not offer:
+# name → (fairseq's default, what xlsr does instead).
+_UNREAD_OBJECTIVE = {
+    "negatives_from_everywhere": (False, "draws distractors from the masked frames only"),
+    "codebook_negatives": (0, "draws no distractors from the codebook"),
+}
+
+
+def unread_objective_settings(ckpt: dict) -> list[str]:
+    """One note per pretraining-loss setting of the file that xlsr does not read (the weights and outputs are not
+    affected; a pretraining run continued from the file trains with xlsr's loss)."""
+    m = model_args(ckpt)[0]
+    return [f"{name}={m[name]!r} is not read: xlsr's pretraining {ours}, so a continued pretraining run's loss "
+            f"differs from fairseq's (the weights and outputs do not)"
+            for name, (default, ours) in _UNREAD_OBJECTIVE.items() if m.get(name) not in (None, default)]
+
+
 # The fine-tuning run's regularisation (fairseq passes these to the body as arg_overrides): ours → theirs.
 _FINETUNING_OVERRIDES = {
     "dropout": float, "attention_dropout": float, "activation_dropout": float, "dropout_input": float,
@@ -253,8 +311,8 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
             fields["normalize_waveform"] = _value(ft, "normalize", False, bool)
     weights = (criterion or {}).get("loss_weights")
     try:
-        weights = _parse_tuple(weights) if weights else ()
-    except (SyntaxError, _ConvSpecError, TypeError, ValueError):
+        weights = _parse_tuple(weights, "loss_weights") if weights else ()
+    except _SpecError:
         raise CheckpointError(f"loss_weights={weights!r} is not a list of numbers") from None
     if weights:
         # fairseq's criterion repeats a single weight for every extra loss (diversity and feature penalty)
@@ -268,26 +326,46 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
 
 # ---------------------------------------------------------------------------- dictionary
 def read_fairseq_dictionary(path: str | Path) -> list[str]:
-    """Tokens of a fairseq dict file (e.g. dict.ltr.txt) with the 4 specials first; <s> becomes <blank>."""
+    """Tokens of a fairseq dict file (e.g. dict.ltr.txt) with the 4 specials first; <s> becomes <blank>.
+
+    Read as fairseq's Dictionary.add_from_file reads it: lines end at a newline only (text mode: "\\r\\n" and a
+    lone "\\r" count as one; U+2028, U+0085 or a form feed inside a symbol stay in it), each is
+    `<symbol> <count>` with an optional ` #fairseq:overwrite`. A symbol listed twice is refused as fairseq
+    refuses it; with the overwrite flag fairseq gives it a second output row, which a vocabulary of distinct
+    tokens cannot hold, so that is refused too. Blank lines, which fairseq refuses, are skipped.
+    """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")  # universal newlines, as fairseq's open(f, "r")
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read dictionary ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise CheckpointError(f"{path}: not a fairseq dictionary (not UTF-8 text)") from None
-    symbols = []
-    for number, line in enumerate(lines, 1):
+    symbols = list(FAIRSEQ_SPECIALS)
+    row = {symbol: i for i, symbol in enumerate(symbols)}
+    for number, line in enumerate(text.split("\n"), 1):
         line = line.rstrip()
         if not line:
             continue
-        if line.endswith(" #fairseq:overwrite"):
+        overwrite = line.endswith(" #fairseq:overwrite")
+        if overwrite:
             line = line[: -len(" #fairseq:overwrite")]
         symbol, _, count = line.rpartition(" ")
-        if not symbol or not count.lstrip("-").isdigit():
+        try:
+            int(count)  # fairseq's test of the count
+        except ValueError:
+            symbol = ""
+        if not symbol:
             raise CheckpointError(f"{path}:{number}: expected '<symbol> <count>'")
+        if symbol in row and not overwrite:
+            raise CheckpointError(f"{path}:{number}: symbol {symbol!r} is listed twice (row {row[symbol]} has it); "
+                                  f"fairseq refuses this too")
+        if symbol in row:
+            raise CheckpointError(f"{path}:{number}: {symbol!r} with #fairseq:overwrite makes a second output row "
+                                  f"for it (row {row[symbol]} has it); xlsr vocabularies hold each token once")
+        row[symbol] = len(symbols)
         symbols.append(symbol)
-    return [BLANK] + FAIRSEQ_SPECIALS[1:] + symbols
+    return [BLANK] + symbols[1:]
 
 
 def _task_labels(ckpt: dict) -> str | None:
@@ -391,6 +469,12 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, targ
         architecture = _architecture(state)
         cfg = config_from_fairseq(ckpt, _criterion_args(ckpt))
         state, lang, adapter_dim = _one_language(ckpt, state, target_lang, path)
+        if dictionary is not None and architecture != "Wav2Vec2ForCTC":
+            raise CheckpointError(f"{path}: has no CTC head (w2v_encoder.proj); dictionary={str(dictionary)!r} "
+                                  f"(--dict) does not apply")
+        if architecture == "Wav2Vec2ForPreTraining":  # the file a pretraining run would continue
+            for note in unread_objective_settings(ckpt):
+                log.warning("%s: %s", path, note)
     except CheckpointError as exc:
         raise CheckpointError(str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}") from None
     if adapter_dim:

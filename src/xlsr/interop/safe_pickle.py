@@ -7,6 +7,10 @@ config objects fairseq pickles (argparse.Namespace, omegaconf DictConfig/ListCon
 and hydra classes), inert stand-in classes that only record the data handed to them. `to_plain`
 then turns those stand-ins into dicts and lists. Anything else is refused with UnsafePickleError.
 
+The unpickler is Python's own pure-Python one, reading through `_BoundedReader`: a length field (of a string,
+bytes or frame) that asks for more bytes than the file has left is refused before anything is allocated; the C
+unpickler allocates first, so a damaged length field could ask for terabytes.
+
 Protocol 0-2 pickles written by Python 3 (torch.save uses protocol 2) spell builtins the Python 2
 way (`__builtin__.long`, `__builtin__.unicode`, `copy_reg`); they are read as their Python 3 names
 before the allow-list is consulted, as the standard unpickler does.
@@ -20,8 +24,10 @@ import _compat_pickle
 import builtins
 import collections
 import io
+import math
 import pickle
 import re
+import struct
 from typing import Any
 
 import numpy as np
@@ -228,7 +234,7 @@ class NumpyArray:
         if (not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape)
                 or not isinstance(raw, (bytes, bytearray))):  # fmt: skip
             raise UnsafePickleError("refused a numpy array with a malformed shape or data in a pickle")
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        count = math.prod(shape)  # Python ints: a huge shape cannot wrap around to match the bytes
         if len(raw) != count * dtype.itemsize:
             raise UnsafePickleError(f"refused a numpy array of shape {shape}: its data has {len(raw)} bytes")
         return np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
@@ -272,10 +278,55 @@ def python3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
-class Unpickler(pickle.Unpickler):
-    """pickle.Unpickler that resolves only allow-listed globals (see the module docstring)."""
+class _BoundedReader:
+    """The file as the unpickler sees it: a read of more bytes than are left is refused before anything is allocated."""
+
+    def __init__(self, file):
+        self._file = file
+        try:
+            here = file.tell()
+            self._left = file.seek(0, io.SEEK_END) - here
+            file.seek(here)
+        except (AttributeError, OSError, ValueError):  # not seekable: reads are bounded by what arrives
+            self._left = None
+
+    def read(self, size: int) -> bytes:
+        if self._left is not None and size > self._left:
+            raise pickle.UnpicklingError(f"a length field asks for {size:,} bytes; only {self._left:,} remain")
+        data = self._file.read(size)
+        if self._left is not None:
+            self._left -= len(data)
+        return data
+
+    def readline(self) -> bytes:
+        line = self._file.readline()
+        if self._left is not None:
+            self._left -= len(line)
+        return line
+
+
+class _Opcodes(dict):
+    """The unpickler's opcode table; a byte that is no opcode is an UnpicklingError, not a KeyError."""
+
+    def __missing__(self, code: int):
+        raise pickle.UnpicklingError(f"invalid opcode {bytes([code])!r}")
+
+
+class Unpickler(pickle._Unpickler):
+    """Python's unpickler resolving only allow-listed globals (see the module docstring)."""
 
     _allowed: dict[tuple[str, str], Any] | None = None
+
+    def __init__(self, file, **kwargs):
+        super().__init__(_BoundedReader(file), **kwargs)
+
+    def _load_bytearray8(self):
+        # Python's version allocates the bytearray before reading; read (bounded) first.
+        (size,) = struct.unpack("<Q", self.read(8))
+        self.append(bytearray(self.read(size)))
+
+    dispatch = _Opcodes(pickle._Unpickler.dispatch)
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     @classmethod
     def allowed_globals(cls) -> dict[tuple[str, str], Any]:
@@ -333,8 +384,9 @@ def to_plain(obj: Any, _seen: set[int] | None = None) -> Any:
             return None  # a back-reference such as omegaconf's `_parent`
         seen = seen | {id(obj)}
         state = obj.__dict__.get("_state")
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-            state = {**(state[0] or {}), **state[1]}  # (dict_state, slot_state)
+        pair = isinstance(state, tuple) and len(state) == 2
+        if pair and isinstance(state[0], (dict, type(None))) and isinstance(state[1], dict):
+            state = {**(state[0] or {}), **state[1]}  # (dict_state, slot_state) as BUILD takes it; not any pair
         if isinstance(state, dict) and "_content" in state:
             return to_plain(state["_content"], seen)
         if isinstance(state, dict) and "_val" in state:
