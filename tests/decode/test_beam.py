@@ -347,3 +347,131 @@ def test_malformed_lm_sidecar_is_a_one_line_error(tmp_path, sidecar):
     with pytest.raises(XlsrError, match=r"words\.arpa\.json: ") as info:
         decoder_for_lm(vocab, lm)
     assert "\n" not in str(info.value)
+
+
+# -- phone lexicons: a word's last phone may be held, as any CTC token ------------------------------
+AB_WORD_ARPA = """\\data\\
+ngram 1=7
+ngram 2=4
+
+\\1-grams:
+-1.5\t<unk>\t0
+-99\t<s>\t-0.2
+-0.9\t</s>\t0
+-0.6\ta\t-0.2
+-0.8\tab\t-0.3
+-1.1\tba\t-0.1
+-0.7\tb\t-0.4
+
+\\2-grams:
+-0.2\t<s> ab
+-0.3\tab ba
+-0.4\tba </s>
+-0.1\ta b
+
+\\end\\
+"""
+PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
+
+
+def _arpa_log10(arpa: str, words) -> float:
+    """log10 P(<s> words </s>) with standard back-off: an ARPA scorer of our own, to check KenLM's use."""
+    probs, backoffs = {}, {}
+    for line in arpa.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            probs[tuple(parts[1].split())] = float(parts[0])
+            if len(parts) > 2:
+                backoffs[tuple(parts[1].split())] = float(parts[2])
+    order = max(map(len, probs))
+    total, history = 0.0, ("<s>",)
+    for word in [*words, "</s>"]:
+        word = word if (word,) in probs else "<unk>"
+        context = history[-(order - 1):]
+        while context + (word,) not in probs:  # back off: the context's weight, then a shorter context
+            total += backoffs.get(context, 0.0)
+            context = context[1:]
+        total += probs[context + (word,)]
+        history += (word,)
+    return total
+
+
+def _readings(tokens, lexicon):
+    """Every way to read a token sequence as lexicon words, their spellings one after another."""
+    if not tokens:
+        return [[]]
+    return [[word, *rest] for word, spelling in lexicon.items() if tokens[: len(spelling)] == spelling
+            for rest in _readings(tokens[len(spelling):], lexicon)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_phone_lexicon_without_word_boundary_equals_brute_force(tmp_path, seed):
+    # without `|` a word ends where the next starts; its last phone may span several frames
+    vocab = Vocabulary(["<blank>", "<unk>", "a", "b", "c"], kind="phones")
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2 + seed % 4, len(vocab), generator=g) * 2
+    use_lm = seed % 2 == 1
+    lm_weight, word_score = [(1.0, 0.0), (0.5, 1.0), (2.0, -0.5)][seed % 3]
+    lm = tmp_path / "words.arpa"
+    lm.write_text(AB_WORD_ARPA)
+
+    def best_reading(words_lists):
+        return max((lm_weight * _arpa_log10(AB_WORD_ARPA, words) * use_lm + word_score * len(words)
+                    for words in words_lists), default=-math.inf)
+
+    best_path, total = _brute_force(logits.log_softmax(-1))
+    for log_add, acoustic in ((False, best_path), (True, total)):
+        expected = {label: s + best_reading(_readings([vocab.tokens[i] for i in label], PHONE_LEXICON))
+                    for label, s in acoustic.items()}
+        label = max(expected, key=expected.get)
+        config = BeamSearchConfig(**EXHAUSTIVE, lm_weight=lm_weight, word_score=word_score, log_add=log_add)
+        decoder = BeamSearchDecoder(vocab, lm=lm if use_lm else None, lexicon=PHONE_LEXICON, config=config)
+        hyp = decoder.decode(logits[None])[0]
+        assert tuple(hyp.token_ids) == label and hyp.score == pytest.approx(expected[label], abs=1e-4)
+        # words: a best reading of the labeling (readings may tie)
+        assert best_reading([hyp.words]) == pytest.approx(best_reading(_readings(hyp.tokens, PHONE_LEXICON)))
+
+
+@pytest.mark.parametrize("spec, words", [(["a", "b", "b"], ["ab"]), (["a", "b", "b", "<blank>"], ["ab"]),
+                                         (["c", "a", "b", "b", "c"], ["c", "ab", "c"]),
+                                         (["a", "a", "b", "b", "<blank>", "b"], ["ab", "b"])])
+def test_phone_lexicon_holds_a_words_last_phone(spec, words):
+    vocab = Vocabulary.build(["a b c"], kind="phones")  # no `|`
+    logits = _frames(vocab, spec)
+    hyp = BeamSearchDecoder(vocab, lexicon={"ab": "a b", "b": "b", "c": "c"}).decode(logits)[0]
+    assert hyp.words == words and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+
+
+def test_phone_lexicon_spellings_end_in_the_vocabularys_word_boundary():
+    # phone spellings from a lexicon file have no `|`; the model puts one between words, as after characters
+    vocab = Vocabulary.build(["h e l o | w r d"], kind="phones")
+    logits = _frames(vocab, ["h", "e", "<blank>", "l", "o", "o", "|", "w", "e", "r", "d", "d"])
+    lexicon = {"hello": "h e l o", "world": "w e r d", "held": "h e l d"}
+    decoder = BeamSearchDecoder(vocab, lexicon=lexicon)
+    assert decoder.lexicon["hello"] == [["h", "e", "l", "o", "|"]]
+    hyp = decoder.decode(logits)[0]
+    assert hyp.words == ["hello", "world"] and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+
+
+def test_lexicon_words_the_vocabulary_cannot_spell_are_named(caplog):
+    vocab = Vocabulary.build(["the cat sat"], kind="chars")
+    with caplog.at_level("WARNING", logger="xlsr.decode.beam"):
+        decoder = BeamSearchDecoder(vocab, lexicon=["The", "cat", "sat."])
+    assert set(decoder.lexicon) == {"cat"}
+    assert "2 of 3 words" in caplog.text and "'The' has 'T'" in caplog.text
+    assert "xlsr data normalize-text" in caplog.text
+    with pytest.raises(XlsrError, match=r"lexicon: none of its 2 words can be spelled .*normalize-text") as info:
+        BeamSearchDecoder(vocab, lexicon=["The", "Cat"])
+    assert "\n" not in str(info.value)
+
+
+def test_units_lm_with_a_lexicon_is_refused(tmp_path):
+    vocab = Vocabulary.build(["a b c"], kind="phones")
+    lm = tmp_path / "phones.arpa"
+    lm.write_text(PHONE_ARPA)
+    (tmp_path / "phones.arpa.json").write_text('{"units": "phones", "order": 2, "words": null}')
+    for make in (lambda: BeamSearchDecoder(vocab, lm=lm, lexicon={"ab": "a b"}),
+                 lambda: decoder_for_lm(vocab, lm, lexicon={"ab": "a b"})):
+        with pytest.raises(XlsrError, match=r"phones\.arpa: a phones LM .* scores tokens, not lexicon words") as info:
+            make()
+        assert "\n" not in str(info.value)

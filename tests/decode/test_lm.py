@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from xlsr.cli.main import main
-from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
+from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, kenlm_binary_unigram_count
 from xlsr.decode.greedy import greedy_decode
-from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines
+from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines, sidecar_path, words_path
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import Vocabulary
 
@@ -114,3 +114,57 @@ def test_build_lm_empty_text(tmp_path):
     empty.write_text("\n  \n")
     with pytest.raises(XlsrError, match="empty.txt: no text"):
         build_lm(empty, 3, tmp_path / "lm.bin")
+
+
+@needs_kenlm
+def test_binary_word_lm_without_sidecar_is_refused_as_its_arpa_is(tmp_path):
+    # a downloaded word LM (no sidecar) without a lexicon: every character would be <unk> to it
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat\nthe dog sat\na cat ran\n")
+    vocab = Vocabulary.build(["the cat sat", "a dog ran"], kind="chars")
+    for name in ("word.arpa", "word.bin"):
+        lm = build_lm(text, 3, tmp_path / name)
+        sidecar_path(lm).unlink()
+        words_path(lm).unlink()
+        with pytest.raises(XlsrError, match=f"{name}: only 1 of this LM's 6 words are tokens of the model's "
+                                            "vocabulary, so it is not a units LM") as info:
+            decoder_for_lm(vocab, lm)
+        assert "\n" not in str(info.value)
+    assert kenlm_binary_unigram_count(tmp_path / "word.bin") == 6 + 3  # and <s>, </s>, <unk>
+    assert BeamSearchDecoder(vocab, lm=tmp_path / "word.bin", lexicon=["the", "cat", "sat"]).uses_lexicon
+
+
+@needs_kenlm
+def test_binary_units_lm_without_sidecar_may_cover_part_of_the_vocabulary(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("ab ba\nba ab ab\n")
+    lm = build_lm(text, 2, tmp_path / "chars.bin", units="chars")
+    sidecar_path(lm).unlink()
+    vocab = Vocabulary.union([Vocabulary.build(["ab"], kind="chars"), Vocabulary.build(["пр ив ет как"], kind="chars")])
+    assert not BeamSearchDecoder(vocab, lm=lm).uses_lexicon
+
+
+def test_jsonl_manifest_as_lm_text_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("xlsr.decode.lm.find_kenlm_tool", lambda name: tmp_path / name)  # refused before running
+    manifest = tmp_path / "train.jsonl"
+    manifest.write_text('{"audio": "a.wav", "text": "ciao mondo", "phones": "tʃ a o"}\n\n'
+                        '{"audio": "b.wav", "text": "buon giorno"}\n', encoding="utf-8")
+    for units, field in (("words", "text"), ("chars", "text"), ("phones", "phones")):
+        with pytest.raises(XlsrError, match=f"train.jsonl: is a JSONL manifest, not text; .* one sentence per line: "
+                                            f"write its `{field}` labels one per line") as info:
+            build_lm(manifest, 2, tmp_path / "lm.arpa", units=units)
+        assert "\n" not in str(info.value)
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"a": 1}\n{"b": 2}\n')
+    with pytest.raises(XlsrError, match="other.jsonl: holds JSON objects, one per line, not text"):
+        build_lm(other, 2, tmp_path / "lm.arpa")
+
+
+@needs_kenlm
+def test_lm_text_with_a_byte_order_mark(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat\nthe dog sat\n", encoding="utf-8-sig")  # as Windows editors save it
+    lm = build_lm(text, 2, tmp_path / "lm.arpa")
+    assert words_path(lm).read_text(encoding="utf-8").split() == ["cat", "dog", "sat", "the"]
+    chars = build_lm(text, 2, tmp_path / "chars.arpa", units="chars").read_text(encoding="utf-8")
+    assert "\ufeff" not in chars

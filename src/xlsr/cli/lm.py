@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         "file with one sentence per line. OUT ending in .arpa keeps ARPA text, anything else is a KenLM "
         "binary. A sidecar OUT.json records the units, and word LMs get a word list OUT.words.txt, "
         "which `xlsr transcribe --lm OUT` uses as its lexicon.")
-    build.add_argument("--text", required=True, help="training text, one sentence (label) per line")
+    build.add_argument("--text", required=True,
+                       help="training text, one sentence (label) per line: plain text, not a JSONL manifest")
     build.add_argument("--order", type=int, default=4, help="n-gram order, 2-6 (default 4)")
     build.add_argument("--out", required=True, help="output LM file (.arpa for ARPA text, else binary)")
     build.add_argument("--units", choices=LM_UNITS, default="words",

@@ -4,9 +4,13 @@ Two modes (issue 5, user need 9):
 - lexicon-free: hypotheses are any token sequence. An LM here is a *units* LM whose "words" are the
   vocabulary's tokens (phones, or characters with `|`), as `build_lm(..., units=...)` makes.
 - lexicon: hypotheses are sequences of lexicon words, each spelled in the vocabulary's tokens
-  (characters + trailing `|`, or phones from a lexicon file). The LM is then a word LM. This
+  (characters, or phones from a lexicon file). The LM is then a word LM. With `|` in the
+  vocabulary every spelling ends in `|` (the model's labels put one between words), and this
   project's labels do not end in `|`, so the model emits none after the last word: one frame on
   which only `|` is possible is appended, so that the last word is finished (and scored) too.
+  Without `|`, a word ends where the next one starts; flashlight's lexicon decoder cannot hold a
+  word's last token then (`LexiconLM` says why), so the lexicon is an LM over tokens for its
+  lexicon-free search instead.
 
 Scores: acoustic log-probabilities (natural log, log-softmax of the logits) + lm_weight × LM
 log-prob (log10, as KenLM gives it; fairseq's and flashlight's convention) + word_score per word:
@@ -18,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +35,7 @@ from flashlight.lib.text.decoder import (
     LexiconDecoderOptions,
     LexiconFreeDecoder,
     LexiconFreeDecoderOptions,
+    LMState,
     SmearingMode,
     Trie,
     ZeroLM,
@@ -49,6 +55,10 @@ log = logging.getLogger(__name__)
 
 # KenLM binary files start with this magic; ARPA files with a \data\ line.
 _KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
+# A KenLM binary's header (format version 5): the magic padded to 56 bytes, then the floats 0, 1 and -0.5 that
+# check the writer's byte order, ...; the n-gram counts (uint64, unigrams first) start at byte 108.
+_KENLM_SANITY = (56, struct.pack("<fff", 0.0, 1.0, -0.5))
+_KENLM_COUNTS_AT = 108
 # Log-probability of every token but `|` on the frame appended after a lexicon decode's last frame.
 _NOT_BOUNDARY = -1e4
 
@@ -157,12 +167,41 @@ def check_lm_file(path: str | Path) -> Path:
     return path
 
 
+def is_kenlm_binary(path: str | Path) -> bool:
+    """Whether `path` is a KenLM binary (else ARPA text)."""
+    with open(path, "rb") as f:
+        return f.read(len(_KENLM_BINARY_MAGIC)) == _KENLM_BINARY_MAGIC
+
+
+def kenlm_binary_unigram_count(path: str | Path) -> int | None:
+    """The number of words (1-grams) a KenLM binary's header gives; None where the header is not the layout
+    (format version 5, little-endian) this reads."""
+    with open(path, "rb") as f:
+        head = f.read(_KENLM_COUNTS_AT + 8)
+    at, sanity = _KENLM_SANITY
+    if len(head) < _KENLM_COUNTS_AT + 8 or head[at: at + len(sanity)] != sanity:
+        return None
+    return struct.unpack_from("<Q", head, _KENLM_COUNTS_AT)[0]
+
+
+def tokens_known_to_lm(lm, token_ids: list[int], unk_id: int) -> list[bool]:
+    """Whether a loaded KenLM knows each token: KenLM scores a word it does not know as <unk>, in every context
+    (after <s>, with no context, and before </s>), so a token scoring as `unk_id` does there is unknown to it."""
+    begin, nothing = lm.start(False), lm.start(True)
+
+    def scores(i: int) -> tuple[float, float, float]:
+        after_begin, p_begin = lm.score(begin, i)
+        return p_begin, lm.score(nothing, i)[1], lm.finish(after_begin)[1]
+
+    unknown = scores(unk_id)
+    return [scores(i) != unknown for i in token_ids]
+
+
 def arpa_unigrams(path: str | Path) -> set[str] | None:
     """The words of an ARPA file's 1-gram section (None for a binary model)."""
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(len(_KENLM_BINARY_MAGIC)) == _KENLM_BINARY_MAGIC:
-            return None
+    if is_kenlm_binary(path):
+        return None
     words: set[str] = set()
     in_unigrams = False
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -206,26 +245,35 @@ class BeamSearchDecoder:
         # Without `|` the blank doubles as the silence token; sil_score then never applies.
         self._sil = vocab.word_boundary_id if vocab.word_boundary_id is not None else vocab.blank_id
         self.lexicon: Lexicon | None = None
-        self._trie = None
+        self._trie = None              # flashlight's lexicon trie (vocabularies with `|`)
+        self._spellings = None         # our own (vocabularies without `|`: LexiconLM)
         self._words: list[str] = []
         self._warned_no_words = False
         if lexicon is None:
             if self.lm_path is not None:
                 self._check_units_lm(self.lm_path)
             self._lm = _load_kenlm(self.lm_path, Dictionary(vocab.tokens)) if self.lm_path else ZeroLM()
+            if self.lm_path is not None:
+                self._check_units_lm(self.lm_path, self._lm)
         else:
+            if self.lm_path is not None:
+                self._check_word_lm(self.lm_path)
             self.lexicon = self._known_spellings(_lexicon(lexicon, vocab))
             self._words = [*self.lexicon, UNK]
             self._lm = _load_kenlm(self.lm_path, Dictionary(self._words)) if self.lm_path else ZeroLM()
             # Each word's spelling goes into a trie scored by its LM unigram, smeared (max) so that
             # partial words are ranked by their best completion.
-            self._trie = Trie(len(vocab), self._sil)
+            if vocab.word_boundary_id is not None:
+                trie = self._trie = Trie(len(vocab), self._sil)
+            else:
+                trie = self._spellings = SpellingTrie()
             start = self._lm.start(False)
             for word_id, word in enumerate(self._words[:-1]):
                 _, unigram = self._lm.score(start, word_id)
                 for spelling in self.lexicon[word]:
-                    self._trie.insert([vocab.index(t) for t in spelling], word_id, unigram)
-            self._trie.smear(SmearingMode.MAX)
+                    trie.insert([vocab.index(t) for t in spelling], word_id, unigram)
+            if self._trie is not None:
+                self._trie.smear(SmearingMode.MAX)
         self._decoder = self._build_decoder()
 
     @property
@@ -233,34 +281,85 @@ class BeamSearchDecoder:
         return self.lexicon is not None
 
     def _known_spellings(self, lexicon: Lexicon) -> Lexicon:
-        """Drop spellings with tokens outside the vocabulary; fail if no word is left."""
-        kept = {w: [s for s in sp if s and all(t in self.vocab for t in s)] for w, sp in lexicon.items()}
-        kept = {w: sp for w, sp in kept.items() if sp}
-        if not kept:
-            raise XlsrError("lexicon: no word can be spelled with the model's vocabulary")
+        """Drop spellings with tokens outside the vocabulary (saying so); fail if no word is left.
+
+        With `|` in the vocabulary every spelling ends in `|`, as `spell` makes them: the model puts `|` between
+        words, and a word's last phone is then inside the word, where it may be held for several frames."""
+        boundary = self.vocab.word_boundary_id is not None
+        kept, dropped = {}, {}
+        for word, spellings in lexicon.items():
+            good = []
+            for s in spellings:
+                unknown = [t for t in s if t not in self.vocab]
+                if unknown or not s:
+                    dropped.setdefault(word, unknown[0] if unknown else "")
+                    continue
+                good.append(s if not boundary or s[-1] == WORD_BOUNDARY else [*s, WORD_BOUNDARY])
+            if good:
+                kept[word] = good
+                dropped.pop(word, None)
+        if dropped:
+            examples = ", ".join(f"{w!r} has {t!r}" if t else repr(w) for w, t in list(dropped.items())[:4])
+            advice = ("a word LM's words must be spelled as the model's labels are: build it from normalized text "
+                      "(xlsr data normalize-text)")
+            if not kept:
+                raise XlsrError(f"lexicon: none of its {len(dropped)} words can be spelled with the model's "
+                                f"vocabulary (e.g. {examples}); {advice}")
+            log.warning("lexicon: %d of %d words cannot be spelled with the model's vocabulary and are left out, so "
+                        "they can never be decoded (e.g. %s); %s", len(dropped), len(lexicon), examples, advice)
         return kept
 
-    def _check_units_lm(self, path: Path) -> None:
+    def _check_units_lm(self, path: Path, loaded=None) -> None:
         """Catch a word LM passed without a lexicon: most of a units LM's "words" are vocabulary tokens.
 
-        A units LM may know only some of the tokens (one language's LM with a multilingual model)."""
+        An ARPA file's words are read from its 1-grams, before the slow load (`loaded` None); a binary's count is
+        in its header, and which tokens it knows is asked of the `loaded` model. A units LM may know only some of
+        the tokens (one language's LM with a multilingual model)."""
         info = read_lm_info(path)
         if info is not None and info["units"] != "words":
             return  # build_lm says it is a units LM
-        words = arpa_unigrams(path)
-        if words is None:
-            return  # binary: its vocabulary is not cheaply readable
-        words -= {"<s>", "</s>", UNK}
-        tokens = sum(w in self.vocab for w in words)
-        if words and tokens <= len(words) / 2:
-            raise XlsrError(f"{path}: only {tokens} of this LM's {len(words)} words are tokens of the model's "
+        if not is_kenlm_binary(path):
+            if loaded is not None:
+                return  # checked before loading
+            words = arpa_unigrams(path) - {"<s>", "</s>", UNK}
+            n_words, tokens = len(words), sum(w in self.vocab for w in words)
+        elif loaded is None:
+            return  # a binary is asked once loaded
+        else:
+            unigrams = kenlm_binary_unigram_count(path)
+            n_words = unigrams - 3 if unigrams is not None else None  # less <s>, </s> and <unk>
+            ids = [i for i, t in enumerate(self.vocab.tokens) if t not in (UNK, "<s>", "</s>")]
+            tokens = sum(tokens_known_to_lm(loaded, ids, self.vocab.unk_id))
+        if n_words is None and tokens == 0:
+            raise XlsrError(f"{path}: none of the model's vocabulary tokens is a word of this LM, so it is not a "
+                            "units LM; lexicon-free decoding needs one (xlsr lm build --units phones|chars), or pass "
+                            "a lexicon to decode with a word LM")
+        if n_words and tokens <= n_words / 2:
+            raise XlsrError(f"{path}: only {tokens} of this LM's {n_words} words are tokens of the model's "
                             "vocabulary, so it is not a units LM; lexicon-free decoding needs one (xlsr lm build "
                             "--units phones|chars), or pass a lexicon to decode with a word LM")
+
+    def _check_word_lm(self, path: Path) -> None:
+        """Refuse a units LM (per build_lm's sidecar) with a lexicon: every lexicon word would be <unk> to it."""
+        info = read_lm_info(path)
+        if info is not None and info["units"] != "words":
+            raise XlsrError(f"{path}: a {info['units']} LM (so says {sidecar_path(path).name}) scores tokens, not "
+                            "lexicon words; decode with it without a lexicon, or build a word LM (xlsr lm build "
+                            "--units words) to use a lexicon")
 
     def _build_decoder(self):
         c = self.config
         beam_token = c.beam_size_token or len(self.vocab)
         lm_weight = c.lm_weight if self.lm_path is not None else 0.0
+        if self._spellings is not None:
+            self._scored_lm = LexiconLM(
+                self._spellings, self._lm if self.lm_path is not None else None, lm_weight=lm_weight,
+                word_score=c.word_score, unk_score=c.unk_score, unk_id=len(self._words) - 1,
+                max_readings=c.beam_size, threshold=c.beam_threshold)
+            opts = LexiconFreeDecoderOptions(
+                beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
+                lm_weight=1.0, sil_score=0.0, log_add=c.log_add, criterion_type=CriterionType.CTC)
+            return LexiconFreeDecoder(opts, self._scored_lm, self._sil, self.vocab.blank_id, [])
         if self._trie is None:
             # flashlight's sil_score is added on every frame of `|`; the word score goes into the LM's score
             # instead, which is asked for only when a token is emitted (a slower Python callback, so only if needed).
@@ -333,12 +432,19 @@ class BeamSearchDecoder:
                 continue
             tokens = [self.vocab.tokens[i] for i in ids]
             words = [self._words[w] for w in r.words if w >= 0] if self._trie is not None else None
+            if self._spellings is not None:
+                word_ids, finished = self._scored_lm.best_reading(ids)
+                words = [self._words[w] for w in word_ids]
+                if not finished:  # no reading ends in a whole word; it paid for that, as in `LexiconLM.finish`
+                    score -= _NOT_BOUNDARY
             hyps[key] = Hypothesis(
                 tokens=tokens, token_ids=ids, text=self.vocab.join(tokens), score=score,
                 frames=starts if timestamps else None,
                 timestamps=[round(s * self.frame_stride_s, 6) for s in starts] if timestamps else None,
                 words=words, end_frames=ends if timestamps else None,
                 end_timestamps=[round(e * self.frame_stride_s, 6) for e in ends] if timestamps else None)
+        if self._spellings is not None:
+            self._scored_lm.forget()
         ranked = sorted(hyps.values(), key=lambda h: -h.score)
         return ranked[: self.config.nbest]
 
@@ -369,6 +475,208 @@ class WordScoreLM(LM):
     def finish(self, state):
         state, score = self.lm.finish(state)
         return state, self.weight * score
+
+
+class SpellingTrie:
+    """Lexicon spellings as a trie of token ids (node 0 is the root), for `LexiconLM`.
+
+    `lookahead[node]` is the best LM unigram (log10) of the words spelled through the node: a word being spelled
+    is ranked by its best completion, as flashlight's trie smeared with max does."""
+
+    def __init__(self):
+        self.children: list[dict[int, int]] = [{}]
+        self.words: list[list[int]] = [[]]
+        self.lookahead: list[float] = [0.0]
+
+    def insert(self, token_ids: list[int], word_id: int, unigram: float) -> None:
+        node = 0
+        for t in token_ids:
+            if t not in self.children[node]:
+                self.children[node][t] = len(self.children)
+                self.children.append({})
+                self.words.append([])
+                self.lookahead.append(-math.inf)
+            node = self.children[node][t]
+            self.lookahead[node] = max(self.lookahead[node], unigram)
+        if word_id not in self.words[node]:
+            self.words[node].append(word_id)
+
+
+class LexiconLM(LM):
+    """Lexicon decoding for a vocabulary without `|`, as an LM over tokens for flashlight's lexicon-free search.
+
+    flashlight's lexicon decoder finishes a word on the first frame of its last token and may then only emit
+    silence, which is the blank here: a word's last token cannot be held for a second frame (as CTC lets any
+    token be), so a word ending in a held phone would be cut short or followed by an invented word. Here a word ends
+    where the next word's first token comes (or at the end), and holding, blanks and repeats are left to
+    flashlight's lexicon-free CTC search, which treats every token alike.
+
+    The state of a token prefix is the set of its readings as lexicon words, (trie node of the word being
+    spelled, word LM state) -> (score, words), the score being lm_weight × LM log10 + word_score per word (or
+    unk_score per <unk>, which, as in flashlight, is a prefix of a spelling that is no word). A token scores the
+    change of the best reading's score plus the look-ahead of its partial word, so a hypothesis' scores add up to
+    its best reading's once `finish` ends the last word. Readings are pruned as hypotheses are: the best
+    `max_readings` within `threshold` of the best.
+
+    flashlight asks for every token after every hypothesis, so the readings after a token are only worked out
+    when the search extends it; its score needs just the best one (`_next_values`)."""
+
+    def __init__(self, trie: SpellingTrie, lm, *, lm_weight: float, word_score: float, unk_score: float,
+                 unk_id: int, max_readings: int, threshold: float):
+        LM.__init__(self)
+        self.trie, self.lm, self.lm_weight = trie, lm, lm_weight
+        self.word_score, self.unk_score, self.unk_id = word_score, unk_score, unk_id
+        self.max_readings, self.threshold = max_readings, threshold
+        self._states: dict[LMState, _Readings | tuple] = {}
+
+    # -- flashlight's LM interface ------------------------------------------------------------------
+    def start(self, start_with_nothing):
+        # a new utterance: the last one's states are no longer asked for
+        state = LMState()
+        first = _Readings(None, 0)
+        first.readings = self._first_readings()
+        first.value = self._value(first.readings)
+        self._states = {state: first}
+        return state
+
+    def score(self, state, token_index):
+        # flashlight asks again on every frame a hypothesis holds its token or a blank: answers are kept
+        here = self._states[state]
+        if type(here) is tuple:  # (parent, token, value) until the search extends this state
+            here = self._states[state] = _Readings(*here)
+        answer = here.answers.get(token_index)
+        if answer is None:
+            answer = here.answers[token_index] = self._answer(state, here, token_index)
+        return answer
+
+    def _answer(self, state, here: _Readings, token: int):
+        if here.next_values is None:
+            self._expand(here)
+            here.next_values = self._next_values(here)
+        value = here.next_values.get(token)
+        if value is None:  # no lexicon word is spelled this way
+            return state, -math.inf
+        child = state.child(token)
+        self._states[child] = (state, token, value)
+        return child, value - here.value
+
+    def finish(self, state):
+        here = self._states[state]
+        if type(here) is tuple:
+            here = self._states[state] = _Readings(*here)
+        self._expand(here)
+        best, _ = self._finished(here.readings, here.ends)
+        # a hypothesis inside a word pays as one that cannot end a word on the appended `|` frame does
+        return state, (best - here.value if best > -math.inf else _NOT_BOUNDARY)
+
+    def forget(self) -> None:
+        """Drop the last utterance's states (one per token tried after every hypothesis: many)."""
+        self._states = {}
+
+    # -- readings -----------------------------------------------------------------------------------
+    def best_reading(self, token_ids: list[int]) -> tuple[list[int], bool]:
+        """The word ids of the best reading of a token sequence, and whether its last word is whole."""
+        readings = self._first_readings()
+        for t in token_ids:
+            following = self._step(readings, t, self._word_ends(readings))
+            if not following:
+                break
+            readings = following
+        best, words = self._finished(readings, self._word_ends(readings))
+        if best == -math.inf:
+            words = max(readings.values(), key=lambda r: r[0])[1]
+        out = []
+        while words is not None:
+            words, word = words[1], words[0]
+            out.append(word)
+        return out[::-1], best > -math.inf
+
+    def _expand(self, here: _Readings) -> None:
+        if here.readings is None:
+            parent = self._states[here.parent]
+            here.readings = self._step(parent.readings, here.token, parent.ends)
+        if here.ends is None:
+            here.ends = self._word_ends(here.readings)
+
+    def _first_readings(self) -> dict:
+        return {(0, self.lm.start(False) if self.lm is not None else None): (0.0, None)}
+
+    def _value(self, readings: dict) -> float:
+        look = self.trie.lookahead
+        return max(s + self.lm_weight * look[node] for (node, _), (s, _) in readings.items())
+
+    def _word_ends(self, readings: dict) -> list[tuple]:
+        """(score, LM state, words) of each reading with its word ended: the words that can end at its node."""
+        ends = []
+        for (node, lm_state), (s, words) in readings.items():
+            ids = self.trie.words[node]
+            if not ids and node != 0 and self.unk_score > -math.inf:
+                ids = [self.unk_id]
+            for w in ids:
+                lm_state_after, log10 = self.lm.score(lm_state, w) if self.lm is not None else (None, 0.0)
+                bonus = self.unk_score if w == self.unk_id else self.word_score
+                ends.append((s + self.lm_weight * log10 + bonus, lm_state_after, (w, words)))
+        return ends
+
+    def _next_values(self, here: _Readings) -> dict[int, float]:
+        """The best reading's value after each token that can follow (as `_value(_step(...))`, without the step)."""
+        children, look, weight = self.trie.children, self.trie.lookahead, self.lm_weight
+        values: dict[int, float] = {}
+        for (node, _), (s, _) in here.readings.items():
+            for t, child in children[node].items():
+                v = s + weight * look[child]
+                if v > values.get(t, -math.inf):
+                    values[t] = v
+        if here.ends:
+            ended = max(e[0] for e in here.ends)
+            for t, child in children[0].items():
+                v = ended + weight * look[child]
+                if v > values.get(t, -math.inf):
+                    values[t] = v
+        return values
+
+    def _step(self, readings: dict, token: int, ends: list[tuple]) -> dict:
+        """The readings after one more token: it continues the word being spelled, or starts the next one."""
+        children, look, weight = self.trie.children, self.trie.lookahead, self.lm_weight
+        out: dict = {}
+        for (node, lm_state), (s, words) in readings.items():
+            child = children[node].get(token)
+            if child is not None and ((child, lm_state) not in out or s > out[child, lm_state][0]):
+                out[child, lm_state] = (s, words)
+        first = children[0].get(token)
+        if first is not None:
+            for s, lm_state, words in ends:
+                if (first, lm_state) not in out or s > out[first, lm_state][0]:
+                    out[first, lm_state] = (s, words)
+        if len(out) > 1:
+            ranked = sorted(out.items(), key=lambda kv: -(kv[1][0] + weight * look[kv[0][0]]))
+            floor = ranked[0][1][0] + weight * look[ranked[0][0][0]] - self.threshold
+            out = dict(kv for kv in ranked[: self.max_readings] if kv[1][0] + weight * look[kv[0][0]] >= floor)
+        return out
+
+    def _finished(self, readings: dict, ends: list[tuple]) -> tuple[float, tuple | None]:
+        """The best score of a reading whose last word is whole, with </s>, and its words (-inf if none)."""
+        best, best_words = -math.inf, None
+        ended = [(s, lm_state, words) for (node, lm_state), (s, words) in readings.items() if node == 0]
+        for s, lm_state, words in ended + ends:
+            score = s + self.lm_weight * (self.lm.finish(lm_state)[1] if self.lm is not None else 0.0)
+            if score > best:
+                best, best_words = score, words
+        return best, best_words
+
+
+@dataclass(eq=False, slots=True)
+class _Readings:
+    """A `LexiconLM` state: its readings (worked out from the parent's when first needed), their best value,
+    the values after each token that can follow, and the answers given to flashlight."""
+
+    parent: LMState | None
+    token: int
+    value: float = 0.0
+    readings: dict | None = None
+    ends: list | None = None
+    next_values: dict | None = None
+    answers: dict = field(default_factory=dict)
 
 
 def _logaddexp(a: float, b: float) -> float:

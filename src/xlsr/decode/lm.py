@@ -12,6 +12,7 @@ The programs are looked up in $XLSR_KENLM_BIN, <repo>/tools/kenlm/bin, ./tools/k
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -29,6 +30,7 @@ LM_UNITS = ("words", "phones", "chars")
 KENLM_BIN_ENV = "XLSR_KENLM_BIN"
 MAX_ORDER = 6  # KenLM's default KENLM_MAX_ORDER for build_binary and the decoder
 _RESERVED = {"<s>", "</s>", "<unk>"}
+_MANIFEST_PROBE_LINES = 3  # first non-empty lines that, all JSON objects, make the text a JSONL manifest
 
 
 def kenlm_search_dirs() -> list[Path]:
@@ -98,6 +100,33 @@ def read_lm_info(lm_path: str | Path) -> dict | None:
     return info
 
 
+def _refuse_manifest(path: Path, first_lines: list[str], units: str = "words") -> None:
+    """Refuse a JSONL manifest given as LM text: the LM would learn JSON syntax, not sentences.
+
+    `first_lines`: the file's first non-empty lines; all of them being JSON objects makes it a manifest."""
+    records = []
+    for line in first_lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(record, dict):
+            return
+        records.append(record)
+    if not records:
+        return
+    preferred = ("phones", "text") if units == "phones" else ("text", "phones")
+    fields = [f for f in preferred if any(f in r for r in records)]
+    if not fields:
+        raise XlsrError(f"{path}: holds JSON objects, one per line, not text; an LM is trained on plain text, one "
+                        "sentence per line")
+    field = fields[0]
+    hint = " with --units phones" if field == "phones" and units != "phones" else ""
+    raise XlsrError(f"{path}: is a JSONL manifest, not text; an LM is trained on plain text, one sentence per line: "
+                    f"write its `{field}` labels one per line (xlsr has no command for it; e.g. "
+                    f"jq -r '.{field} // empty' {path} > lm-text.txt) and train on that{hint}")
+
+
 def _run(cmd: list[str], what: str, *, stdout=None) -> None:
     proc = subprocess.run(cmd, stdout=stdout if stdout is not None else subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -130,8 +159,11 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
     build_binary = find_kenlm_tool("build_binary") if binary else None
 
     try:
-        with open(text_file, encoding="utf-8") as f:
-            sentences = list(lm_corpus_lines(f, units))
+        # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise be part of the first word
+        with open(text_file, encoding="utf-8-sig") as f:
+            head = list(itertools.islice((line for line in f if line.strip()), _MANIFEST_PROBE_LINES))
+            _refuse_manifest(text_file, head, units)
+            sentences = list(lm_corpus_lines(itertools.chain(head, f), units))
     except UnicodeDecodeError:
         raise XlsrError(f"{text_file}: not UTF-8 text") from None
     if not sentences:
