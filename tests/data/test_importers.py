@@ -1,11 +1,14 @@
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from xlsr.data.audio import load_audio
 from xlsr.data.import_writer import SKIPPED_FILE
 from xlsr.data.importers import import_common_voice, import_fairseq, import_folder
+from xlsr.data.languages import language_code
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import ManifestError, XlsrError
 
@@ -169,3 +172,53 @@ def test_folder_keys_by_relative_path_ambiguous_names_and_missing_audio(tmp_path
     with pytest.raises(XlsrError, match=r"t.txt: 3 of 6 utterances \(50.0%\) could not be imported, more than "
                                         r"max_bad_share=0.05; no manifest written \(first: .*t.txt:2: '001' is"):
         import_folder(src, t, tmp_path / "capped", lang="en")
+
+
+def test_fairseq_lengths_come_from_the_files_at_16khz_not_from_the_listed_frames(tmp_path):
+    # fairseq's wav2vec_manifest.py lists frames at each file's own rate: 2400 for 0.3 s of 8 kHz audio
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    sf.write(wavs / "a b.wav", _tone(2400, 8000), 8000)
+    (wavs / "broken.wav").write_text("not audio")
+    (tmp_path / "train.tsv").write_text(f"{wavs}\na b.wav\t2400\nbroken.wav\t2400\n")
+    (tmp_path / "train.wrd").write_text("hello\nbroken\n")
+    summary = import_fairseq(tmp_path / "train.tsv", tmp_path / "out", lang="en", max_bad_share=0.5)
+    [utt] = read_manifest(tmp_path / "out" / "en" / "train.jsonl")
+    assert (utt.num_samples, utt.text) == (4800, "hello") and len(load_audio(utt.audio)) == 4800
+    [line] = _skipped(tmp_path / "out")
+    assert summary.skipped == 1 and line.startswith(f"{tmp_path / 'train.tsv'}:3: {(wavs / 'broken.wav').resolve()}: "
+                                                    f"not a readable audio file")
+
+
+def test_folder_keys_match_decomposed_file_names(tmp_path):
+    # macOS and many zips store 'café' decomposed (NFD); a transcript typed by hand has it composed (NFC)
+    src = tmp_path / "audio"
+    (src / "spk 1").mkdir(parents=True)
+    nfd = unicodedata.normalize("NFD", "café")
+    sf.write(src / "spk 1" / f"{nfd}.wav", _tone(8000, 16000), 16000)
+    sf.write(src / "spk 1" / f"{nfd}2.wav", _tone(4000, 16000), 16000)
+    (tmp_path / "t.txt").write_text("spk 1/café\tun café\ncafé2.wav\tdeux\n", encoding="utf-8")
+    summary = import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="fr")
+    utts = read_manifest(tmp_path / "out" / "fr" / "train.jsonl")
+    assert summary.skipped == 0 and [(u.id, u.text, u.num_samples) for u in utts] == [
+        ("spk 1/café", "un café", 8000), ("spk 1/café2", "deux", 4000)]
+    assert Path(utts[0].audio).is_file() and Path(utts[0].audio).name == f"{nfd}.wav"  # read by its real name
+
+
+@pytest.mark.parametrize("value, code", [("nan-tw", "nan-tw"), ("zh-CN", "zh-CN"), ("tok", "tok"), ("af_za", "af-ZA"),
+                                         ("EN", "en"), ("eng", "en"), ("sv-SE", "sv-SE")])
+def test_common_voice_locales_get_the_folder_the_common_voice_importer_gives(value, code, caplog):
+    language_code.cache_clear()  # its warning comes with the first look-up only
+    assert language_code(value) == code
+    assert ("a code langcodes does not know" in caplog.text) == (value == "tok")
+
+
+def test_a_common_voice_locale_names_the_same_folder_through_either_importer(tmp_path):
+    src = tmp_path / "cv"
+    (src / "clips").mkdir(parents=True)
+    sf.write(src / "clips" / "a.mp3", _tone(16000, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+    header = "client_id\tpath\tsentence\tlocale\n"
+    for locale in ("nan-tw", "tok"):
+        (src / "train.tsv").write_text(header + f"s1\ta.mp3\thola\t{locale}\n")
+        import_common_voice(src, tmp_path / "out", splits=("train",))
+        assert (tmp_path / "out" / language_code(locale) / "train.jsonl").is_file()

@@ -156,6 +156,110 @@ def test_rerun_keeps_complete_shards_and_an_interrupted_run_resumes(corpus, tmp_
         assert (tmp_path / s.path).read_bytes() == (straight / s.path).read_bytes()
 
 
+def _noise_corpus(root: Path, n: int, *, unreadable=(), text="a", first: int = 0) -> Path:
+    """DIR/en/train.jsonl of n equal-length noise clips (their shards have equal sizes); `unreadable` lines are not
+    audio; `text` changes the labels only (another manifest, shards of the same sizes)."""
+    rng = np.random.default_rng(0)
+    utts = []
+    for i in range(first, first + n):
+        path = root / "wav" / f"u{i:02d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i in unreadable:
+            path.write_bytes(b"not audio")
+        elif not path.exists():
+            sf.write(path, (0.1 * rng.standard_normal(3200)).astype(np.float32), SR)
+        utts.append(Utterance(str(path), 3200, "en", text=text, id=f"u{i:02d}"))
+    write_manifest(root / "data" / "en" / "train.jsonl", utts)
+    return root / "data"
+
+
+def _interrupted(monkeypatch, at: str, run) -> None:
+    """`run()` stopped by Ctrl-C as it encodes the utterance whose key ends in `at`."""
+    encode = shards_mod.encode_utterance
+
+    def stops(u, key):
+        if key.endswith(at):
+            raise KeyboardInterrupt
+        return encode(u, key)
+
+    monkeypatch.setattr(shards_mod, "encode_utterance", stops)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.undo()
+
+
+def _tars(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.tar"))}
+
+
+@pytest.mark.parametrize("change", ["grown corpus", "other shard size"])
+def test_a_stopped_rerun_leaves_no_index_describing_other_tars(tmp_path, monkeypatch, change):
+    data, out = _noise_corpus(tmp_path, 40), tmp_path / "shards"
+    write_shards(data, out, shard_size=75_000, splits=["train"], show_progress=False)
+    size = 75_000
+    if change == "grown corpus":
+        write_manifest(data / "en" / "train.jsonl", read_manifest(_noise_corpus(tmp_path / "new", 5, first=40) / "en" /
+                                                                  "train.jsonl") + read_manifest(data / "en" / "train.jsonl"))
+    else:
+        size = 60_000
+    _interrupted(monkeypatch, "000000025", lambda: write_shards(data, out, shard_size=size, splits=["train"],
+                                                                 show_progress=False))
+    with pytest.raises(XlsrError, match="no shard index: the `xlsr data shard` run writing .* did not finish") as exc:
+        read_index(out)  # not the old index beside new tars
+    assert "\n" not in str(exc.value)
+    report = write_shards(data, out, shard_size=size, splits=["train"], show_progress=False)
+    assert report.kept >= 1
+    straight = tmp_path / "straight"
+    write_shards(data, straight, shard_size=size, splits=["train"], show_progress=False)
+    assert _tars(out) == _tars(straight) and read_index(out).shards == read_index(straight).shards
+
+
+def test_an_entry_of_a_rewritten_tar_is_not_kept_for_a_later_run(tmp_path, monkeypatch):
+    # the same manifest again after a run of another one was stopped: its first tar, of the same size, holds
+    # the other manifest's labels now, and is written again
+    data, out = _noise_corpus(tmp_path, 40), tmp_path / "shards"
+    run = lambda: write_shards(data, out, shard_size=75_000, splits=["train"], show_progress=False)  # noqa: E731
+    _interrupted(monkeypatch, "000000015", run)
+    _noise_corpus(tmp_path, 40, text="b")
+    _interrupted(monkeypatch, "000000015", run)
+    _noise_corpus(tmp_path, 40)
+    report = run()
+    straight = tmp_path / "straight"
+    write_shards(data, straight, shard_size=75_000, splits=["train"], show_progress=False)
+    assert report.kept == 0 and _tars(out) == _tars(straight)
+
+
+def test_an_unreadable_first_line_does_not_stop_a_rerun_keeping_its_shards(tmp_path, monkeypatch):
+    data, out = _noise_corpus(tmp_path, 40, unreadable={0}), tmp_path / "shards"
+    run = lambda: write_shards(data, out, shard_size=50_000, splits=["train"], show_progress=False)  # noqa: E731
+    _interrupted(monkeypatch, "000000035", run)
+    done = len(list(out.rglob("*.tar")))
+    report = run()
+    shards = report.index.shards
+    assert report.kept == done and shards[0].lines[0] == 0
+    assert [s.lines[0] for s in shards[1:]] == [s.lines[1] for s in shards[:-1]] and shards[-1].lines[1] == 40
+    again = run()
+    assert again.written == 0 and again.kept == len(shards)
+
+
+def test_unreadable_audio_is_counted_over_kept_shards_and_written_to_the_index(tmp_path, capsys):
+    data, out = _noise_corpus(tmp_path, 10, unreadable={3, 7}), tmp_path / "shards"
+    for _ in range(2):  # refused, and again: the complete shards the first run kept hold the same gap
+        with pytest.raises(XlsrError, match=r"train.jsonl: 2 of 10 audio files are unreadable, more than "
+                                            r"max_bad_share=0.05") as exc:
+            write_shards(data, out, splits=["train"], show_progress=False)
+        assert not (out / "index.json").exists() and "\n" not in str(exc.value)
+    report = write_shards(data, out, splits=["train"], max_bad_share=0.2, show_progress=False)
+    assert report.unreadable == 2 and read_index(out).sources["train/en"]["skipped"] == 2
+    again = write_shards(data, out, splits=["train"], max_bad_share=0.2, show_progress=False)
+    assert again.written == 0 and again.skipped == [] and again.unreadable == 2
+    assert read_index(out).sources["train/en"]["skipped"] == 2
+    capsys.readouterr()
+    assert main(["data", "shard", "--data", str(data), "--out", str(out), "--splits", "train",
+                 "--max-bad-share", "0.2"]) == 0
+    assert "skipped 2 unreadable audio files (reported by the run that wrote their shards)" in capsys.readouterr().out
+
+
 def test_every_utterance_read_once_per_pass_across_two_ranks_and_two_workers(corpus):
     root, out = corpus
     spec = _spec(out, passes=1)

@@ -167,6 +167,7 @@ def run_shard(args: argparse.Namespace) -> int:
     hours = sum(s.hours for s in shards)
     print(f"{len(shards)} shards ({report.written} written, {report.kept} kept from an earlier run), "
           f"{sum(s.utterances for s in shards)} utterances, {hours:.3f} hours in {args.out}")
-    if report.skipped:
-        print(f"skipped {len(report.skipped)} unreadable audio files (first: {report.skipped[0]})")
+    if report.unreadable:  # the shards kept from an earlier run left out files too, which that run reported
+        first = f"first: {report.skipped[0]}" if report.skipped else "reported by the run that wrote their shards"
+        print(f"skipped {report.unreadable} unreadable audio files ({first})")
     return 0

@@ -5,6 +5,7 @@ skipped and listed by `ImportWriter`, which refuses when more than `max_bad_shar
 from __future__ import annotations
 
 import csv
+import unicodedata
 from pathlib import Path
 
 from xlsr.data.audio import audio_num_samples
@@ -109,17 +110,16 @@ def _fairseq_root(tsv: Path, lines: list[str]) -> Path:
 
 
 def _fairseq_utterance(line: str, root: Path, lang: str) -> Utterance:
-    """One `relative/path<TAB>num_samples` line; XlsrError when it is malformed or its file does not exist."""
+    """One `relative/path<TAB>num_samples` line, its length read from the file's header; XlsrError when the line
+    is malformed or its file missing or unreadable."""
     fields = line.split("\t")
     count = fields[1].strip() if len(fields) > 1 else ""
     if not (count.isascii() and count.isdigit()) or int(count) <= 0:  # '²'.isdigit() is True
         raise ManifestError("expected 'relative/path<TAB>num_samples'")
-    audio = (root / fields[0]).resolve()
-    if not audio.is_file():
-        raise AudioError(f"{audio}: no such audio file")
     # the id is the listed path without its suffix: two folders' 001.flac stay two utterances
     utt_id = Path(fields[0].strip()).with_suffix("").as_posix()
-    return Utterance(audio=str(audio), num_samples=int(count), lang=lang, id=utt_id)
+    # not the listed count: fairseq's wav2vec_manifest.py counts frames at the file's own rate, ours are at 16 kHz
+    return _with_length(Utterance(audio=str((root / fields[0]).resolve()), num_samples=1, lang=lang, id=utt_id))
 
 
 def _fairseq_labels(tsv: Path, entries: int) -> list[tuple[str, list[str]]]:
@@ -141,8 +141,9 @@ def _fairseq_labels(tsv: Path, entries: int) -> list[tuple[str, list[str]]]:
 def import_fairseq(tsv: str | Path | list[str | Path], out_dir: str | Path, *, lang: str, split: str | None = None,
                    max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
     """fairseq manifest(s) (first line root dir, then `relpath<TAB>num_samples`) with optional .wrd/.ltr/.phn
-    label files beside each -> DIR/<lang>/<split>.jsonl (split defaults to each tsv's stem). A malformed line or a
-    file that does not exist is skipped with its label lines (`ImportWriter`)."""
+    label files beside each -> DIR/<lang>/<split>.jsonl (split defaults to each tsv's stem). Lengths are read from
+    the files' headers at 16 kHz (the listed counts are at each file's own rate). A malformed line or a file that is
+    missing or unreadable is skipped with its label lines (`ImportWriter`)."""
     tsvs = [Path(tsv)] if isinstance(tsv, (str, Path)) else [Path(t) for t in tsv]
     source = " + ".join(str(t) for t in tsvs)
     with ImportWriter(out_dir, source=source, unit="utterances", max_bad_share=max_bad_share) as writer:
@@ -168,25 +169,31 @@ def import_fairseq(tsv: str | Path | list[str | Path], out_dir: str | Path, *, l
         return writer.finish()
 
 
+def _nfc(key: str) -> str:
+    """A file key in Unicode NFC: macOS and many zips store names decomposed (NFD), transcripts are typed composed."""
+    return unicodedata.normalize("NFC", key)
+
+
 def audio_files(src: Path) -> tuple[dict[str, set[Path]], dict[str, set[Path]]]:
     """The audio files under `src` by the keys a transcript line may use: ({path relative to `src`, with and
-    without its extension: files}, {bare name and stem: files}). A bare name can belong to several files."""
+    without its extension: files}, {bare name and stem: files}), keys in NFC (`_nfc`), files as they are named.
+    A bare name can belong to several files."""
     by_path: dict[str, set[Path]] = {}
     by_name: dict[str, set[Path]] = {}
     for path in sorted(src.rglob("*")):
         if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
             rel = path.relative_to(src)
             for key in (rel.as_posix(), rel.with_suffix("").as_posix()):
-                by_path.setdefault(key, set()).add(path)
+                by_path.setdefault(_nfc(key), set()).add(path)
             for key in (path.name, path.stem):
-                by_name.setdefault(key, set()).add(path)
+                by_name.setdefault(_nfc(key), set()).add(path)
     return by_path, by_name
 
 
 def _folder_audio(key: str, src: Path, by_path: dict[str, set[Path]], by_name: dict[str, set[Path]]) -> Path:
-    """The one file a transcript key names: by relative path, else by bare name or stem; XlsrError for none or
-    several."""
-    found = by_path.get(key) or by_name.get(key)
+    """The one file a transcript key names (compared in NFC): by relative path, else by bare name or stem;
+    XlsrError for none or several."""
+    found = by_path.get(_nfc(key)) or by_name.get(_nfc(key))
     if not found:
         raise AudioError(f"no audio file {key!r} in {src}")
     if len(found) > 1:
@@ -219,7 +226,7 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
             try:
                 found = _folder_audio(key, src, by_path, by_name)
                 # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
-                utt_id = found.relative_to(src).with_suffix("").as_posix()
+                utt_id = _nfc(found.relative_to(src).with_suffix("").as_posix())
                 utt = _with_length(Utterance(audio=str(found.resolve()), num_samples=1, lang=lang, id=utt_id))
             except XlsrError as exc:
                 writer.skip(f"{transcripts}:{number}", str(exc))

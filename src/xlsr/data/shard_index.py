@@ -9,8 +9,11 @@ shard, and `SHARDS/index.json`:
                  "num_samples": ..., "hours": ..., "bytes": ..., "sha256": ..., "lines": [0, 120],
                  "symbols": {"phones": [...], "chars": [...]}}, ...]}
 
-`lines` is the shard's range of manifest lines (for resuming the writer); `symbols` the label symbols its
-utterances use, so that fine-tuning builds its vocabulary without reading the tars.
+`lines` is the shard's range of manifest lines (for resuming the writer): each shard's starts where the previous
+one's ended, so `lines` minus `utterances` is the unreadable audio it left out, and a source's `skipped` is their
+sum. `symbols` are the label symbols its utterances use, so that fine-tuning builds its vocabulary without reading
+the tars. A folder with `index.partial.jsonl` and no `index.json` is a writer's run that did not finish: it is
+refused in one line until `xlsr data shard` is run again.
 
 Before a run reads a split, `check_shards` compares the index with the folder (file sizes only: no shard is
 read): a listed shard that is missing or larger than listed, or a tar the index does not list, means the index
@@ -31,6 +34,7 @@ from xlsr.rates import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
+PARTIAL_NAME = "index.partial.jsonl"  # the shards a writer's unfinished run completed (data/shards.py)
 FORMAT = "xlsr-shards"
 VERSION = 1
 _INT_FIELDS = ("utterances", "num_samples", "bytes")
@@ -137,8 +141,8 @@ def hours_by_lang(shards: list[ShardInfo]) -> dict[str, float]:
 
 
 def is_shard_folder(path: str | Path) -> bool:
-    """Whether `path` is a shard folder (it holds an index.json)."""
-    return (Path(path) / INDEX_NAME).is_file()
+    """Whether `path` is a shard folder (it holds an index.json, or the partial index of an unfinished run)."""
+    return (Path(path) / INDEX_NAME).is_file() or (Path(path) / PARTIAL_NAME).is_file()
 
 
 def shard_source(path: str | Path) -> tuple[Path, str | None] | None:
@@ -156,6 +160,9 @@ def read_index(root: str | Path) -> ShardIndex:
     root = Path(root)
     path = root / INDEX_NAME
     if not path.is_file():
+        if (root / PARTIAL_NAME).is_file():
+            raise XlsrError(f"{path}: no shard index: the `xlsr data shard` run writing {root} did not finish "
+                            f"(it left {PARTIAL_NAME}); run it again to complete the shards")
         raise XlsrError(f"{path}: no shard index (write one with `xlsr data shard`)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -9,13 +9,18 @@ sha256.
 Writes are atomic and resumable: each shard is written under a temporary name and renamed when complete, and a
 line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
 complete shard whose manifest (sha256) and shard size are unchanged and whose file has its listed size, and
-writes only the rest; `index.json` is written last.
+writes only the rest; `index.json` is written last. A re-run first moves an earlier `index.json` into the partial
+index and removes it, so that a run stopped while rewriting tars never leaves an index describing other tars
+(readers refuse the folder until a run finishes). Before a tar is renamed over an earlier one, a line retiring
+the earlier one's entry is appended, so no entry outlives the file it describes. A shard's manifest lines
+[first, end) start where the previous shard ended (unreadable lines included).
 
 The manifests are read through their utterance index (data/index_cache.py: built once, memory-mapped), one
 `Utterance` at a time, so the writer's memory does not grow with the corpus. Bad manifest lines and unreadable
 audio are each held to --max-bad-share of a manifest, as in pretraining: fewer are reported and left out (bad
 lines listed beside the manifest), more refuse it (too many bad lines before any shard is written, too much
-unreadable audio once the manifest has been read).
+unreadable audio once the manifest has been read). Unreadable audio is counted per manifest over all its shards,
+kept or new (a shard's line range minus its utterances), and written to the index's `sources` as `skipped`.
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ from pathlib import Path
 import soundfile as sf
 from webdataset import TarWriter
 
-from xlsr.atomic import write_json
+from xlsr.atomic import write_json, write_jsonl
 from xlsr.data.audio import load_audio
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import Utterance, find_manifests
-from xlsr.data.shard_index import INDEX_NAME, ShardIndex, ShardInfo
+from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, XlsrError
 from xlsr.progress import progress
@@ -45,7 +50,6 @@ from xlsr.text.vocab import tokenize
 
 log = logging.getLogger(__name__)
 
-PARTIAL_NAME = "index.partial.jsonl"
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _TAR_BLOCK = 512
@@ -114,14 +118,16 @@ class _OpenShard:
             self.symbols["chars"].update(tokenize(u.text, "chars"))
 
     def close(self, end: int) -> ShardInfo:
-        """Finish the tar, rename it into place, return its index entry."""
+        """Finish the temporary tar and return its index entry (`place` renames it into place)."""
         self.writer.close()
         self.file.close()
         digest, size = _sha256(self.tmp), self.tmp.stat().st_size
-        self.tmp.replace(self.path)
         return ShardInfo(path=self.rel, lang=self.lang, split=self.split, utterances=self.utterances,
                          num_samples=self.num_samples, bytes=size, sha256=digest, lines=(self.first, end),
                          symbols={k: sorted(v) for k, v in self.symbols.items() if v})
+
+    def place(self) -> None:
+        self.tmp.replace(self.path)
 
     def discard(self) -> None:
         self.writer.close()
@@ -130,7 +136,8 @@ class _OpenShard:
 
 
 def _previous_entries(out: Path) -> list[dict]:
-    """Completed shards of an earlier run: from index.json, then those appended to index.partial.jsonl."""
+    """Completed shards of earlier runs: from index.json, then index.partial.jsonl; the last entry of a path wins,
+    and a retiring line (`{"path": ..., "retired": true}`) drops the entries before it."""
     records: list[dict] = []
     index = out / INDEX_NAME
     if index.is_file():
@@ -143,6 +150,7 @@ def _previous_entries(out: Path) -> list[dict]:
             log.warning("%s: unreadable; every shard is written again", index)
             records = []
     records = [r for i, r in enumerate(records) if _well_formed(r, f"{index}: shards[{i}]")]
+    by_path = {r["path"]: r for r in records}
     partial = out / PARTIAL_NAME
     if partial.is_file():
         for n, line in enumerate(partial.read_text(encoding="utf-8").splitlines(), 1):
@@ -150,9 +158,21 @@ def _previous_entries(out: Path) -> list[dict]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a crash: that shard is written again
-            if _well_formed(record, f"{partial}:{n}"):
-                records.append(record)
-    return records
+            if isinstance(record, dict) and record.get("retired") and isinstance(record.get("path"), str):
+                by_path.pop(record["path"], None)
+            elif _well_formed(record, f"{partial}:{n}"):
+                by_path.pop(record["path"], None)  # re-inserted last: the order of writing
+                by_path[record["path"]] = record
+    return list(by_path.values())
+
+
+def _retire_index(out: Path, previous: list[dict]) -> None:
+    """Move an earlier run's index.json into the partial index and remove it, before any tar is rewritten: a run
+    stopped from here on leaves no index.json, so no reader takes the tars for a finished corpus."""
+    index = out / INDEX_NAME
+    if index.is_file():
+        write_jsonl(out / PARTIAL_NAME, previous)  # its entries and the partial index's, compacted
+        index.unlink()
 
 
 def _well_formed(record, where: str) -> bool:
@@ -202,7 +222,12 @@ class ShardReport:
     index: ShardIndex
     written: int = 0
     kept: int = 0
-    skipped: list[str] = field(default_factory=list)  # messages of unreadable audio files
+    skipped: list[str] = field(default_factory=list)  # messages of the unreadable audio files this run read
+
+    @property
+    def unreadable(self) -> int:
+        """Unreadable audio files left out of the index, this run's and those of the shards it kept."""
+        return sum(source.get("skipped", 0) for source in self.index.sources.values())
 
 
 def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10**9,
@@ -229,12 +254,14 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     manifests = {(split, lang): open_manifest(path, max_bad_share=max_bad_share).tables[0] for split, lang, path in jobs}
     bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
                    disable=not show_progress)
+    _retire_index(out, previous)
     with open(out / PARTIAL_NAME, "a", encoding="utf-8") as partial:
         for split, lang, path in jobs:
             digest = _sha256(path)
-            report.index.sources[f"{split}/{lang}"] = {"manifest": str(path), "sha256": digest}
+            source = report.index.sources[f"{split}/{lang}"] = {"manifest": str(path), "sha256": digest}
             run = _Sharder(out, shard_size, max_bad_share, previous, partial, report, bar)
             shards = run.manifest(manifests[split, lang], split, lang, digest)
+            source["skipped"] = len(manifests[split, lang]) - sum(s.utterances for s in shards)
             report.index.shards += shards
             _remove_stale(out, split, lang, {s.path for s in shards})
     bar.close()
@@ -267,13 +294,17 @@ class _Sharder:
         current: _OpenShard | None = None
         bad_before = len(report.skipped)
 
+        def append(record: dict) -> None:
+            self.partial.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.partial.flush()
+
         def finish(end: int) -> None:
             info = current.close(end)
+            append({"path": info.path, "retired": True})  # an earlier entry of this path no longer holds
+            current.place()
             shards.append(info)
             report.written += 1
-            record = {**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size}
-            self.partial.write(json.dumps(record) + "\n")
-            self.partial.flush()
+            append({**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size})
 
         try:
             for line in range(start, len(utts)):
@@ -290,7 +321,8 @@ class _Sharder:
                     current = None
                 if current is None:
                     rel = f"{split}/{stem}-{len(shards):06d}.tar"
-                    current = _OpenShard(out / rel, rel, lang, split, first=line)
+                    # its lines start where the previous shard's ended (0 for the first), unreadable ones included
+                    current = _OpenShard(out / rel, rel, lang, split, first=shards[-1].lines[1] if shards else 0)
                 current.add(sample, u, n)
                 bar.update(1)
             if current is not None:
@@ -299,11 +331,13 @@ class _Sharder:
         finally:
             if current is not None:
                 current.discard()  # interrupted: the temporary tar goes, the complete shards stay
-        bad = len(report.skipped) - bad_before
+        # the whole manifest's, kept shards included: each shard's lines minus its utterances
+        bad = len(utts) - sum(s.utterances for s in shards)
         if bad > self.max_bad_share * len(utts):
+            last = (f"last: {report.skipped[-1]}" if len(report.skipped) > bad_before
+                    else "reported by the earlier run that wrote its shards")
             raise XlsrError(f"{self.report.index.sources[f'{split}/{lang}']['manifest']}: {bad} of {len(utts)} audio "
-                            f"files are unreadable, more than max_bad_share={self.max_bad_share:g} "
-                            f"(last: {report.skipped[-1]})")
+                            f"files are unreadable, more than max_bad_share={self.max_bad_share:g} ({last})")
         return shards
 
 
