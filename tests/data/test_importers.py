@@ -174,6 +174,20 @@ def test_folder_keys_by_relative_path_ambiguous_names_and_missing_audio(tmp_path
         import_folder(src, t, tmp_path / "capped", lang="en")
 
 
+def test_a_recording_named_by_two_transcript_lines_is_imported_once(tmp_path):
+    src = tmp_path / "audio"
+    (src / "spk1").mkdir(parents=True)
+    sf.write(src / "spk1" / "001.wav", _tone(8000, 16000), 16000)
+    sf.write(src / "spk1" / "002.wav", _tone(4000, 16000), 16000)
+    (tmp_path / "t.txt").write_text("001 first\n002 other\nspk1/001.wav second\n001 first\n", encoding="utf-8")
+    summary = import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="en", max_bad_share=0.5)
+    utts = read_manifest(tmp_path / "out" / "en" / "train.jsonl")
+    assert [(u.id, u.text) for u in utts] == [("spk1/001", "first"), ("spk1/002", "other")]
+    t = tmp_path / "t.txt"
+    assert summary.skipped == 2 and _skipped(tmp_path / "out") == [
+        f"{t}:3: spk1/001.wav already has a transcript (line 1)", f"{t}:4: spk1/001.wav already has a transcript (line 1)"]
+
+
 def test_fairseq_lengths_come_from_the_files_at_16khz_not_from_the_listed_frames(tmp_path):
     # fairseq's wav2vec_manifest.py lists frames at each file's own rate: 2400 for 0.3 s of 8 kHz audio
     wavs = tmp_path / "wavs"

@@ -220,11 +220,16 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
     if not lines:
         raise ManifestError(f"{transcripts}: no transcript lines")
     by_path, by_name = audio_files(src)
+    first_line: dict[Path, int] = {}  # audio file -> the transcript line that took it
     with ImportWriter(out_dir, source=str(transcripts), unit="utterances", max_bad_share=max_bad_share) as writer:
         for number, line in lines:
             key, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
             try:
                 found = _folder_audio(key, src, by_path, by_name)
+                if found in first_line:  # one recording, two transcripts: which one is right is not ours to guess
+                    raise XlsrError(f"{found.relative_to(src).as_posix()} already has a transcript "
+                                    f"(line {first_line[found]})")
+                first_line[found] = number
                 # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
                 utt_id = _nfc(found.relative_to(src).with_suffix("").as_posix())
                 utt = _with_length(Utterance(audio=str(found.resolve()), num_samples=1, lang=lang, id=utt_id))
