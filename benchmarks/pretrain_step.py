@@ -7,10 +7,13 @@ each, as audio-seconds per second, their ratio, and the achieved FLOP/s as a sha
 FLOP/s of this machine, and the activation memory: bytes the forward pass allocates and still holds when
 backward starts. `--activation-checkpointing` turns on recomputation in both (ours: `set_activation_checkpointing`;
 transformers: `activation_checkpointing_enable`). `--compile` runs both models through torch.compile (the
-compilation happens in the warm-up steps). Each model steps with its library's own default optimizer
-(`--optimizer default`): xlsr's `build_optimizer` (AdamW, torch's fused kernel) and the AdamW of transformers'
-pretraining example (run_wav2vec2_pretraining_no_trainer.py: torch.optim.AdamW, per tensor on the CPU), with
-wav2vec 2.0's betas and eps; `--optimizer loop` gives both torch's per-tensor Adam, as before 2026-12-05.
+compilation happens in the warm-up steps). Both models step with torch's fused AdamW (`--optimizer default`):
+xlsr through its `build_optimizer`, transformers as its Trainer does by default with torch >= 2.8
+(`adamw_torch_fused`), with wav2vec 2.0's betas and eps. `--optimizer example` gives transformers' side the
+per-tensor torch.optim.AdamW of its pretraining example (run_wav2vec2_pretraining_no_trainer.py) against xlsr's
+fused one, as the default did from 2026-12-05 to 2026-12-06; `--optimizer loop` gives both torch's per-tensor
+Adam, as before 2026-12-05. The FLOPs are counted by torch's FlopCounterMode with a grouped convolution's weight
+gradient counted once (`conv_backward_flops`); `--flops` prints that count and torch's own, and exits.
 
     python benchmarks/pretrain_step.py --preset tiny --batch 8 --seconds 4 --device cpu --dtype fp32 --repeat 5
     python benchmarks/pretrain_step.py --preset base --device cuda --dtype bf16 --activation-checkpointing
@@ -29,7 +32,7 @@ from timing import interleaved_medians
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.masking import compute_mask_indices
 from xlsr.rates import SAMPLE_RATE
-from xlsr.train.optimizer import build_optimizer
+from xlsr.train.optimizer import build_optimizer, fused_adamw_applies
 from xlsr.train.trainer_config import TrainerConfig
 
 
@@ -80,11 +83,35 @@ def peak_matmul_flops(device: torch.device, dtype: torch.dtype, n: int = 2048, r
     return 2 * n**3 / best
 
 
-def count_flops(step) -> int:
-    """FLOPs (matmul, conv, attention) of one call of `step`, counted by torch's FlopCounterMode."""
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of aten.convolution_backward, a grouped convolution's weight gradient counted once.
+
+    torch's own formula (torch.utils.flop_counter.conv_backward_flop, 2.13) counts the weight gradient as a
+    convolution of the input with the output gradient over all C_in x C_out channel pairs, `groups` times the
+    pairs a grouped convolution has: the positional conv (groups=16) made whole steps count ~16% too many FLOPs.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    def t(shape):  # batch and channels swapped: the weight gradient as a convolution
+        return [shape[1], shape[0], *shape[2:]]
+
+    flops = 0
+    if output_mask[0]:  # the input gradient, a transposed convolution with the (grouped) weight: counted right
+        flops += conv_flop_count(grad_out_shape, w_shape, out_shape[0], not transposed)
+    if output_mask[1]:
+        a, b = (grad_out_shape, x_shape) if transposed else (x_shape, grad_out_shape)
+        flops += conv_flop_count(t(a), t(b), t(out_shape[1]), transposed=False) // groups
+    return flops
+
+
+def count_flops(step, torch_conv_backward: bool = False) -> int:
+    """FLOPs (matmul, conv, attention) of one call of `step`, counted by torch's FlopCounterMode with a grouped
+    convolution's weight gradient counted once (`conv_backward_flops`); `torch_conv_backward`: torch's own count."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
+    mapping = {} if torch_conv_backward else {torch.ops.aten.convolution_backward: conv_backward_flops}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter:
         step()
     return counter.get_total_flops()
@@ -127,9 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpu-time", action="store_true",
                    help="time in CPU seconds of this process, not wall-clock: steadier on a shared machine "
                         "(use with --threads 1; the peak is then measured the same way)")
-    p.add_argument("--optimizer", choices=("default", "loop"), default="default",
-                   help="default: each library's own (xlsr: fused AdamW; transformers' example: per-tensor AdamW); "
+    p.add_argument("--optimizer", choices=("default", "example", "loop"), default="default",
+                   help="default: torch's fused AdamW in both (xlsr's build_optimizer; transformers' Trainer default); "
+                        "example: transformers' side with its pretraining example's per-tensor AdamW; "
                         "loop: torch's per-tensor Adam in both")
+    p.add_argument("--flops", action="store_true",
+                   help="print each model's FLOPs per step, as counted here and by torch's FlopCounterMode alone "
+                        "(which counts a grouped convolution's weight gradient `groups` times), and exit")
     args = p.parse_args(argv)
     clock = time.process_time if args.cpu_time else time.perf_counter
 
@@ -156,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_hf:
         models["transformers"] = hf_steps(cfg, args, device, waveforms, mask, autocast)
     flops = {name: count_flops(eager_step) for name, (_, _, eager_step) in models.items()}
+    if args.flops:
+        print(f"preset={args.preset} batch={B}x{args.seconds:g}s dtype={args.dtype} frames={T} masked/row={M}")
+        for name, (_, _, eager_step) in models.items():
+            torch_count = count_flops(eager_step, torch_conv_backward=True)
+            print(f"{name:>13}: {flops[name] / 1e9:.2f} GFLOP/step (grouped conv weight gradients counted once); "
+                  f"torch's FlopCounterMode alone {torch_count / 1e9:.2f}: ratio {torch_count / flops[name]:.4f}")
+        return 0
     memory = {name: activation_bytes(forward, device) for name, (forward, _, _) in models.items()}
     peak = peak_matmul_flops(device, dtype, clock=clock)
     results = interleaved_medians({name: step for name, (_, step, _) in models.items()}, args.repeat,
@@ -211,8 +249,7 @@ def hf_steps(cfg: Wav2Vec2Config, args, device: torch.device, waveforms: torch.T
     hf.set_gumbel_temperature(cfg.latent_temp[0])
     if args.activation_checkpointing:  # transformers 5 renamed gradient_checkpointing_enable
         getattr(hf, "activation_checkpointing_enable", hf.gradient_checkpointing_enable)()
-    opt = (torch.optim.Adam if args.optimizer == "loop" else torch.optim.AdamW)(hf.parameters(), lr=1e-4,
-                                                                                betas=(0.9, 0.98), eps=1e-6)
+    opt = hf_optimizer(list(hf.parameters()), args.optimizer, lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
     negs = torch.as_tensor(_sample_negative_indices((B, T), cfg.num_negatives, mask.cpu().numpy()), device=device)
     run = torch.compile(hf) if args.compile else hf
 
@@ -227,6 +264,15 @@ def hf_steps(cfg: Wav2Vec2Config, args, device: torch.device, waveforms: torch.T
         opt.zero_grad(set_to_none=True)
 
     return forward, step, lambda: step(hf)
+
+
+def hf_optimizer(params: list[torch.nn.Parameter], kind: str, **hyper) -> torch.optim.Optimizer:
+    """transformers' side's optimizer: fused AdamW as its Trainer's default (`default`), its pretraining example's
+    per-tensor AdamW (`example`), or torch's per-tensor Adam (`loop`)."""
+    if kind == "loop":
+        return torch.optim.Adam(params, **hyper)
+    fused = kind == "default" and fused_adamw_applies(params)
+    return torch.optim.AdamW(params, fused=fused or None, **hyper)
 
 
 if __name__ == "__main__":

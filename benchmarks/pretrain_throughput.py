@@ -1,9 +1,12 @@
 """End-to-end pretraining throughput, data loading included: `xlsr pretrain` vs transformers in the same loop.
 
 Both read the same manifests through the same xlsr data loader (α sampling, crops, worker processes) and
-run the same update: forward, backward, clipping, Adam, LR and Gumbel-temperature schedules. xlsr runs
-through `xlsr.train.pretrain.pretrain` (its real Trainer); transformers' Wav2Vec2ForPreTraining runs in a
-plain loop written like its example script (masks and negatives drawn on the host with its helpers).
+run the same update: forward, backward, clipping at norm 10, torch's fused AdamW (betas 0.9/0.98, eps 1e-6,
+weight decay 0.01: xlsr's on weight matrices only, transformers' on every tensor), LR and Gumbel-temperature
+schedules. xlsr runs through `xlsr.train.pretrain.pretrain` (its real Trainer, whose `build_optimizer` picks the
+fused kernel); transformers' Wav2Vec2ForPreTraining runs in a plain loop written like its example script (masks
+and negatives drawn on the host with its helpers), with the fused AdamW its Trainer uses by default with
+torch >= 2.8 (`adamw_torch_fused`). Until 2026-12-06 this loop used its example script's per-tensor AdamW.
 Reports audio-seconds per second and the share of each update spent waiting for data.
 
     python benchmarks/pretrain_throughput.py                      # synthesizes a small espeak-ng corpus
@@ -59,6 +62,7 @@ def hf_run(args, data: Path) -> dict:
     from xlsr.data.batching import pretrain_loader
     from xlsr.data.manifest import read_split
     from xlsr.model import Wav2Vec2Config
+    from xlsr.train.optimizer import fused_adamw_applies
     from xlsr.train.schedules import gumbel_temperature, polynomial_decay_lr
 
     torch.manual_seed(args.seed)
@@ -66,7 +70,9 @@ def hf_run(args, data: Path) -> dict:
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     model = HFPreTraining(hf_config(cfg)).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01,
+                            fused=fused_adamw_applies(params) or None)  # as xlsr's build_optimizer
     loader = pretrain_loader(read_split(data, "train"), max_tokens=args.max_tokens,
                              min_sample_size=args.min_sample_size, max_sample_size=args.max_sample_size,
                              alpha=0.5, seed=args.seed, num_workers=args.num_workers,

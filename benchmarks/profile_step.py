@@ -1,7 +1,8 @@
 """The top ops of one training step under torch.profiler: where the time goes, for whoever wants more speed.
 
-Profiles xlsr's pretraining step (forward + backward + Adam, as benchmarks/pretrain_step.py times it) or the
-CTC fine-tuning step / inference (as benchmarks/finetune_infer.py times them), and prints the ops that take
+Profiles xlsr's pretraining step (forward + backward + AdamW, as benchmarks/pretrain_step.py times it) or the
+CTC fine-tuning step / inference (as benchmarks/finetune_infer.py times them), each stepping with the optimizer
+xlsr trains with (`build_optimizer`: torch's fused AdamW on the CPU and CUDA), and prints the ops that take
 the most self time (time spent in the op itself, not in the ops it calls), each as a share of the step, and
 where the forward + backward makes the host wait for the device (on CUDA: torch.cuda.set_sync_debug_mode; on
 the CPU: the scalar reads that would).
@@ -27,6 +28,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from xlsr.rates import SAMPLE_RATE
+from xlsr.train.optimizer import build_optimizer
+from xlsr.train.trainer_config import TrainerConfig
 
 TORCH_DIR = str(Path(torch.__file__).parent)
 
@@ -35,7 +38,7 @@ def pretrain_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, aut
     """(forward + backward, optimizer step) closures of a pretraining step; the model draws its own mask and
     negatives from a generator, as in training."""
     model = Wav2Vec2ForPreTraining(cfg).to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-6)
+    opt = build_optimizer(model, TrainerConfig(lr=1e-4, adam_betas=(0.9, 0.98), adam_eps=1e-6))
     waveforms = torch.randn(B, S, device=device)
     gen = torch.Generator(device=device).manual_seed(seed)
 
@@ -44,10 +47,10 @@ def pretrain_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, aut
             out = model(waveforms, generator=gen)
         (out.loss / out.num_masked).backward()
 
-    return forward_backward, lambda: adam_step(opt)
+    return forward_backward, lambda: optimizer_step(opt)
 
 
-def adam_step(opt: torch.optim.Optimizer) -> None:
+def optimizer_step(opt: torch.optim.Optimizer) -> None:
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -58,7 +61,7 @@ def finetune_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, aut
     cfg.mask_prob, cfg.mask_channel_prob, cfg.layerdrop = 0.3, 0.1, 0.0
     model = Wav2Vec2ForCTC(cfg, vocab_size=40).to(device)
     model.freeze_feature_encoder()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    opt = build_optimizer(model, TrainerConfig(lr=1e-5))  # the trainable parameters only
     waveforms = torch.randn(B, S, device=device)
     lengths = torch.full((B,), S)
     labels = torch.randint(1, 40, (B, int(S / SAMPLE_RATE * 12)))
@@ -74,7 +77,7 @@ def finetune_step(cfg: Wav2Vec2Config, B: int, S: int, device: torch.device, aut
         with torch.inference_mode(), autocast:
             model(waveforms, lengths)
 
-    return (inference, lambda: None) if infer else (forward_backward, lambda: adam_step(opt))
+    return (inference, lambda: None) if infer else (forward_backward, lambda: optimizer_step(opt))
 
 
 def top_ops_table(prof, device: torch.device, top: int, sort: str) -> str:
