@@ -1,10 +1,12 @@
 """DDP with 2 gloo processes on CPU gives the same update as one process on the combined batch."""
 
 import os
+import signal
 import socket
 
 import torch
 
+from xlsr.train.checkpoint import load_model_weights, load_trainer_state
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig
 
@@ -58,3 +60,40 @@ def test_too_few_batches_for_the_ranks_is_one_line_error(tmp_path, capfd):
     codes, _ = _ranks.wait(_ranks.start(_empty_worker, (2, _free_port(), str(tmp_path))))
     assert codes == [1, 1]
     assert "no batches; the data makes fewer batches than the 2" in capfd.readouterr().err
+
+
+def _signalled_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = TrainerConfig(out=out, max_updates=6, lr=1e-2, warmup_updates=0, device="cpu", log_every=1, valid_every=0,
+                        save_every=0, progress=False, tensorboard=False)
+    trainer = Trainer(cfg, ToyTask(rows=4))
+    log_train, train_step = trainer._log_train, trainer.task.train_step
+
+    def rank_0_signalled_after_update_2(logs, window):
+        log_train(logs, window)
+        if rank == 0 and trainer.update == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def rank_1_signalled_in_update_3(model, batch):
+        if rank == 1 and trainer.update == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return train_step(model, batch)
+
+    trainer._log_train, trainer.task.train_step = rank_0_signalled_after_update_2, rank_1_signalled_in_update_3
+    trainer.fit()
+    torch.save(trainer.model.state_dict(), f"{out}/rank{rank}.pt")
+
+
+def test_a_signal_reaching_the_ranks_at_different_updates_stops_them_at_the_same_one(tmp_path):
+    # torchrun's SIGTERM reaches rank 0 between updates 2 and 3, rank 1 inside update 3. Rank 0 used to leave the
+    # loop for the save's collective while rank 1 went on into update 3's: both hung, and nothing was saved.
+    codes, _ = _ranks.wait(_ranks.start(_signalled_worker, (2, _free_port(), str(tmp_path)), deadline_s=90),
+                           deadline_s=100)
+    assert codes == [0, 0], f"the ranks exited with {codes}; their output is above"
+    assert load_trainer_state(tmp_path / "checkpoints" / "last")["update"] == 3
+    saved = load_model_weights(tmp_path / "checkpoints" / "last")
+    for rank in (0, 1):
+        weights = torch.load(tmp_path / f"rank{rank}.pt")
+        assert all(torch.equal(weights[k], saved[k]) for k in saved)

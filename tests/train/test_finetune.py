@@ -517,6 +517,35 @@ def test_a_dev_set_with_nothing_to_validate_on_is_an_error_before_training(tones
     assert not (tmp_path / "r").exists()
 
 
+def test_dev_audio_that_cannot_be_read_is_an_error_before_training(tones, tmp_path):
+    import re
+
+    train, dev = tones
+    missing = _rewritten(dev, tmp_path / "missing_dev.jsonl",
+                         lambda k, r: {**r, "audio": str(tmp_path / f"nope_{k}.wav")} if k < 4 else r)
+    first = f"{missing}:1: {tmp_path / 'nope_0.wav'}: no such audio file"
+    with pytest.raises(XlsrError, match=rf"^dev set 'xx': 4 of 8 audio files cannot be read, more than "
+                                        rf"max_bad_share=0.05 \(first: {re.escape(first)}\)$"):
+        finetune(FinetuneConfig(train=[str(train)], dev=[str(missing)], out=str(tmp_path / "r"), model=SMALL,
+                                max_updates=2, **QUIET))
+    assert not (tmp_path / "r").exists()  # it used to train up to the first validation
+
+
+def test_a_dev_set_failing_at_a_validation_names_its_manifest_and_keeps_the_updates(tones, tmp_path):
+    import re
+
+    from xlsr.train import checkpoint as ckpt
+
+    train, dev = tones
+    # readable headers, but not the length the manifest says: the loader refuses them when it decodes them
+    stretched = _rewritten(dev, tmp_path / "stretched_dev.jsonl",
+                           lambda k, r: {**r, "num_samples": 2 * r["num_samples"]})
+    with pytest.raises(XlsrError, match=rf"^dev set 'xx' \({re.escape(str(stretched))}\): \d of 8 audio files .* are bad"):
+        finetune(FinetuneConfig(train=[str(train)], dev=[str(stretched)], out=str(tmp_path / "r"), model=SMALL,
+                                max_updates=4, valid_every=2, save_every=0, max_tokens=80_000, **QUIET))
+    assert ckpt.load_trainer_state(tmp_path / "r" / "checkpoints" / "last")["update"] == 2  # saved, then raised
+
+
 def test_dev_labels_outside_the_vocabulary_are_warned_and_reported(tones, tmp_path, caplog):
     from xlsr.text.vocab import format_counts
 

@@ -253,3 +253,128 @@ def test_best_checkpoints_between_saves_do_not_push_out_the_periodic_ones(tmp_pa
     best = int((root / "best").resolve().name.split("_")[1])
     assert {8, 16, 20} <= set(kept)  # the grid's newest two, and the end (`last`)
     assert set(kept) <= {8, 16, 20, best}  # off-grid ones only while they are `best`
+
+
+@pytest.mark.parametrize("keep_last", [3, 10])
+def test_keep_last_keeps_that_many_checkpoints_of_the_grid(tmp_path, keep_last):
+    # fewer checkpoints than keep_last used to make the slice start negative: 3 kept 1, 10 kept 4 after six saves
+    for update in range(1, 7):
+        folder = tmp_path / ckpt.update_dir_name(update)
+        folder.mkdir()
+        (folder / ckpt.TRAINER_FILE).write_text("x")
+        ckpt.prune_checkpoints(tmp_path, keep_last, save_every=1)
+        assert [u for u, _ in ckpt.update_dirs(tmp_path)] == list(range(max(1, update - keep_last + 1), update + 1))
+
+
+def test_keep_last_3_keeps_the_newest_3_saves_of_a_run(tmp_path):
+    Trainer(_cfg(tmp_path, max_updates=12, valid_every=0, save_every=2, keep_last=3), _NoDevToyTask()).fit()
+    kept = [u for u, _ in ckpt.update_dirs(tmp_path / "checkpoints")]
+    assert kept == [8, 10, 12]
+
+
+class _NoDevToyTask(ToyTask):
+    def valid_sets(self):
+        return {}
+
+
+def test_a_signal_during_the_flags_all_reduce_stops_the_run_after_the_next_update(tmp_path, monkeypatch):
+    import signal
+
+    from xlsr.train import distributed as dist_util
+
+    reduce, calls = dist_util.all_reduce_sum, []
+
+    def signalled_inside(flags, info):
+        calls.append(1)
+        reduce(flags, info)
+        if len(calls) == 3:  # the stop flags of update 3 are summed already: it counts at update 4's
+            os.kill(os.getpid(), signal.SIGTERM)
+        return flags
+
+    monkeypatch.setattr(dist_util, "all_reduce_sum", signalled_inside)
+    trainer = Trainer(_cfg(tmp_path, max_updates=20, valid_every=0, save_every=0), _NoDevToyTask())
+    trainer.fit()  # used to be overwritten by update 3's result and lost: the run went on to update 20
+    assert trainer.update == 4
+    assert ckpt.load_trainer_state(tmp_path / "checkpoints" / "last")["update"] == 4
+
+
+def test_a_kill_before_last_moved_is_repaired_by_the_next_start(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path, max_updates=8, valid_every=0, save_every=2, keep_last=1)
+    point_link = ckpt.point_link
+
+    def killed_before_last_moves_to_8(root, name, target):
+        if name == "last" and target.name == "update_0000008":
+            raise KeyboardInterrupt("killed")
+        point_link(root, name, target)
+
+    monkeypatch.setattr(ckpt, "point_link", killed_before_last_moves_to_8)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, _NoDevToyTask()).fit()
+    monkeypatch.undo()
+    root = tmp_path / "checkpoints"
+    assert os.readlink(root / "last") == "update_0000006"
+    Trainer(cfg, _NoDevToyTask()).fit()  # the same command again: resumes at 8, the end, and saves nothing
+    assert os.readlink(root / "last") == "update_0000008"  # it stayed on 6 for good
+    assert [u for u, _ in ckpt.update_dirs(root)] == [8]  # and keep_last 1 pruned 6
+
+
+def test_rerunning_a_finished_run_adds_nothing_and_a_finished_run_is_not_reported_stopped(tmp_path, capsys):
+    Trainer(_cfg(tmp_path, max_updates=4), ToyTask(stop_at=4)).fit()  # Ctrl-C in the last update
+    assert "run the same command again" not in capsys.readouterr().err  # it finished: nothing to resume
+    log = (tmp_path / "log.jsonl").read_text()
+    assert [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"] == [4]
+    Trainer(_cfg(tmp_path, max_updates=4), ToyTask()).fit()  # the same command again
+    assert (tmp_path / "log.jsonl").read_text() == log  # no second validation of update 4
+
+
+def test_a_streak_of_non_finite_steps_goes_on_counting_after_a_resume(tmp_path):
+    cfg = _cfg(tmp_path, max_updates=8, valid_every=0, max_consecutive_nan=3)
+    Trainer(cfg, ToyTask(batches_per_epoch=10, rows=4, nan_at={2, 3, 4, 5}, stop_at=4)).fit()  # in the 2nd NaN
+    assert ckpt.load_trainer_state(tmp_path / "checkpoints" / "last")["consecutive_nan"] == 2
+    with pytest.raises(TrainingError, match="3 non-finite steps in a row"):  # as a straight run: it restarted at 0
+        Trainer(cfg, ToyTask(batches_per_epoch=10, rows=4, nan_at={2, 3, 4, 5})).fit()
+
+
+class _HeadToyModel(torch.nn.Module):
+    """The toy model with an `lm_head`, which head_lr_scale != 1 puts in parameter groups of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = ToyTask().build_model()
+        self.config = self.body.config
+        self.lm_head = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.lm_head(self.body(x)[:, None])[:, 0]
+
+
+class _HeadToyTask(ToyTask):
+    def build_model(self):
+        return _HeadToyModel()
+
+
+def test_a_refused_resume_leaves_the_run_files_as_they_were(tmp_path):
+    from xlsr.config import read_yaml
+
+    Trainer(_cfg(tmp_path, max_updates=4), _HeadToyTask(stop_at=2), resolved_config={"lr": 0.03}).fit()
+    with pytest.raises(CheckpointError, match="parameter groups differ"):
+        Trainer(_cfg(tmp_path, max_updates=4, head_lr_scale=2.0), _HeadToyTask(), resolved_config={"lr": 0.001}).fit()
+    assert read_yaml(tmp_path / "config.yaml") == {"lr": 0.03}  # not the refused run's
+
+
+def test_a_stop_logs_the_updates_since_the_last_log_line(tmp_path):
+    each, straight, stopped = tmp_path / "each", tmp_path / "straight", tmp_path / "stopped"
+    Trainer(_cfg(each, max_updates=8, log_every=1), ToyTask()).fit()
+    Trainer(_cfg(straight, max_updates=8, log_every=4), ToyTask()).fit()
+    Trainer(_cfg(stopped, max_updates=8, log_every=4), ToyTask(stop_at=6)).fit()  # Ctrl-C in update 6
+
+    def losses(run):
+        return {r["update"]: r["loss"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"}
+    assert list(losses(straight)) == [4, 8]
+    assert losses(stopped) == {4: losses(straight)[4], 6: (losses(each)[5] + losses(each)[6]) / 2}
+    Trainer(_cfg(stopped, max_updates=8, log_every=4), ToyTask()).fit()  # resumed: a record at 6, then 7-8
+    assert losses(stopped) == {4: losses(straight)[4], 6: (losses(each)[5] + losses(each)[6]) / 2,
+                               8: (losses(each)[7] + losses(each)[8]) / 2}
+    a, b = load_weights(straight / "checkpoints" / "last"), load_weights(stopped / "checkpoints" / "last")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

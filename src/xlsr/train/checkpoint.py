@@ -86,7 +86,7 @@ def prune_checkpoints(root: Path, keep_last: int, save_every: int = 0) -> None:
     protected = {(root / n).resolve() for n in ("last", "best") if (root / n).is_symlink()}
     dirs = update_dirs(root)
     grid = [p for u, p in dirs if save_every <= 0 or u % save_every == 0]
-    keep = {p.resolve() for p in grid[len(grid) - max(1, keep_last):]} | protected
+    keep = {p.resolve() for p in grid[-max(1, keep_last):]} | protected
     for _, p in dirs:
         if p.resolve() not in keep:
             shutil.rmtree(p, ignore_errors=True)

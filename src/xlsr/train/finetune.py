@@ -17,7 +17,8 @@ The recipe, one mechanism per place:
 - CTC in fp32, mean over per-target-length losses, zero_infinity (inside Wav2Vec2ForCTC);
 - utterances with an empty label, or a label longer than its frame count, are filtered and counted
   (text/labels.py; `read_finetune_data` in train/finetune_data.py), in the dev manifests too, and a dev set
-  left with nothing to validate on is an error before training; training skips utterances longer than
+  left with nothing to validate on, or with more unreadable audio files (headers) than max_bad_share, is an error
+  before training; training skips utterances longer than
   max_tokens (or max_sample_size), validation keeps them (alone in a batch when longer than max_tokens); a
   speed perturbation that would leave a label more symbols than frames, or an utterance longer than that limit,
   is not applied (data/batching.py); each epoch counts its own bad files against max_bad_share;
@@ -219,11 +220,15 @@ class FinetuneTask(Task):
         return out.loss, {"loss": out.loss.detach(), "blank_share": blank_share}
 
     def valid_sets(self) -> dict:
-        sets = {}
-        for lang, loader in self._dev_loaders.items():
-            loader.set_epoch(0)
-            sets[lang] = loader
-        return sets
+        return {lang: self._dev_batches(lang, loader) for lang, loader in self._dev_loaders.items()}
+
+    def _dev_batches(self, lang: str, loader):
+        """The batches of one dev language; a data error (too many bad files) names the dev manifests it read."""
+        loader.set_epoch(0)
+        try:
+            yield from loader
+        except XlsrError as exc:
+            raise XlsrError(f"dev set {lang!r} ({', '.join(self.data.dev_manifests[lang])}): {exc}") from None
 
     def valid_step(self, model: nn.Module, batch) -> dict:
         """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch."""

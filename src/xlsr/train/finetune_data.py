@@ -5,6 +5,8 @@ labels; utterances with an empty label, or a label longer than the model's frame
 (text/labels.py), in the training and the dev manifests. Labels that write a reserved token (`<blank>`, `<unk>`) are
 refused; dev label symbols outside the vocabulary are a warning. Training utterances longer than the batch limit
 are skipped by the loader, dev ones are validated all the same (data/batching.py): both counts are in the report.
+A dev language with more unreadable audio files (by their headers) than `max_bad_share` is refused before training,
+not at its first validation.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import length_limit
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.utterance_index import UtteranceIndex
-from xlsr.errors import XlsrError
+from xlsr.errors import AudioError, XlsrError
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.labels import (
@@ -53,6 +56,7 @@ class FinetuneData:
     # per manifest: utterances longer than the batch limit (`limit` samples); training skips them, dev validates them
     too_long: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train"/"dev": {manifest: count}}
     limit: int = 0
+    dev_manifests: dict[str, list[str]] = field(default_factory=dict)  # per language: the dev manifests holding it
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
@@ -97,13 +101,34 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     if cfg.dev and not len(dev_utts):
         raise XlsrError(f"dev: no utterance is left to validate on "
                         f"({'; '.join(r.summary(p) for p, r in dev_reports.items())})")
+    check_dev_audio(dev_utts, cfg.max_bad_share)
     limit = length_limit(cfg.max_tokens, cfg.max_sample_size)
     too_long = {"train": _longer_than(kept, limit), "dev": _longer_than(dev_kept, limit)}
     if shards is None and sum(too_long["train"].values()) == len(train_utts):
         raise XlsrError(f"{', '.join(cfg.train)}: every usable training utterance is longer than {limit} samples "
                         f"(max_tokens, or max_sample_size when smaller); raise --max-tokens")
+    present = {p: {utts.langs[k] for k in np.unique(utts.lang_codes)} for p, utts in dev_kept.items()}
+    dev_manifests = {lang: [p for p in dev_kept if lang in present[p]] for lang in dev_utts.langs}
     return FinetuneData(vocab, keep_head, train_utts, dev_utts.by_language(), reports, shards, dev_reports, oov,
-                        too_long, limit)
+                        too_long, limit, dev_manifests)
+
+
+def check_dev_audio(dev_utts: UtteranceIndex, max_bad_share: float) -> None:
+    """XlsrError naming the first manifest line, when more dev audio files of a language than `max_bad_share` (the
+    share its validation loader tolerates) have no readable header. Headers only: cheap next to one validation."""
+    for lang, utts in dev_utts.by_language().items():
+        bad = []
+        for i in range(len(utts)):
+            try:
+                audio_num_samples(utts.audio(i))
+            except AudioError as exc:
+                bad.append(f"{utts.where(i)}: {exc}")
+        if len(bad) > max_bad_share * len(utts):
+            raise XlsrError(f"dev set {lang!r}: {len(bad)} of {len(utts)} audio files cannot be read, more than "
+                            f"max_bad_share={max_bad_share:g} (first: {bad[0]})")
+        if bad:
+            log.warning("dev set %r: %d of %d audio files cannot be read; validation skips them (first: %s)",
+                        lang, len(bad), len(utts), bad[0])
 
 
 def _longer_than(utts_by_manifest: dict[str, UtteranceIndex], limit: int) -> dict[str, int]:

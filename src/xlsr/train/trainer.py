@@ -57,7 +57,8 @@ class Trainer(TrainerCheckpoints):
         self.nan_skipped = 0
         self.overflow_skipped = 0  # fp16 steps skipped because their gradients overflowed (the scale was lowered)
         self.consecutive_nan = 0
-        self._stop_requested = False
+        self._stop_pending = False  # set by the SIGINT/SIGTERM handler; goes into the next update's all-reduce
+        self._stop_requested = False  # that all-reduce's result: the same on every rank, so all stop together
         self._last_saved: int | None = None
         self._postfix: dict = {}
         self.monitor_note: str | None = None
@@ -71,7 +72,6 @@ class Trainer(TrainerCheckpoints):
         model = self.task.build_model()
         vocab = getattr(self.task, "vocab", None)  # a CTC task's output tokens
         check_run_folder(self.run_dir, self.resolved_config, model, getattr(vocab, "tokens", None))  # before writing
-        self._write_run_files()
         trainer_state = self._load_checkpoint(model)
         if cfg.activation_checkpointing:
             model.set_activation_checkpointing(True)
@@ -88,6 +88,7 @@ class Trainer(TrainerCheckpoints):
             self._load_trainer_state(trainer_state)
         else:
             seed_everything(cfg.seed + 1000 * self.info.rank)  # ranks draw different masks/dropout
+        self._write_run_files()  # only now: a resume refused above (weights, optimizer groups) leaves them as they were
         self.monitor = Monitor(self.run_dir, enabled=self.info.is_main, total_updates=cfg.max_updates,
                                initial_update=self.update, show_progress=cfg.progress,
                                tensorboard=cfg.tensorboard)
@@ -130,6 +131,7 @@ class Trainer(TrainerCheckpoints):
         cfg = self.cfg
         batches = self._batch_stream()
         window = LogWindow()
+        finished_before = self.update >= cfg.max_updates  # a re-run of a finished run: validated and saved already
         if self.update == 0 and self.task.validate_at_start:
             # The model at initialisation is no candidate for `best`; restoring the random state (which the
             # validation loaders draw from) keeps the run identical to one without this validation.
@@ -149,13 +151,17 @@ class Trainer(TrainerCheckpoints):
                 self._log_train(window.summary(), window)
                 window = LogWindow()
             if cfg.valid_every and self.update % cfg.valid_every == 0 and self.update < cfg.max_updates:
-                self._validate()
+                self._validate_or_save()
             if cfg.save_every and self.update % cfg.save_every == 0 and self.update < cfg.max_updates:
                 self._save()
-        if self.update >= cfg.max_updates:
-            self._validate()
+        if self._stop_requested and window.count:
+            # the updates since the last log line, logged at the stop update (a straight run logs nothing here); a
+            # resumed run thus has a record at its stop update, and its next record averages only the updates after
+            self._log_train(window.summary(), window)
+        if self.update >= cfg.max_updates and not finished_before:
+            self._validate_or_save()
         self._save()
-        if self._stop_requested:
+        if self._stop_requested and self.update < cfg.max_updates:
             self.monitor.info(f"xlsr: stopped at update {self.update}; checkpoint saved in {self.ckpt_root / 'last'}; "
                               f"run the same command again to resume")
 
@@ -187,10 +193,10 @@ class Trainer(TrainerCheckpoints):
         # 2. forward/backward over micro-batches; DDP syncs gradients only on the last one
         logs_sum, sample_size, nonfinite = self._forward_backward(micro)
         # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank
-        flags = torch.tensor([sample_size, nonfinite, float(self._stop_requested)], dtype=torch.float64)
+        flags = torch.tensor([sample_size, nonfinite, float(self._stop_pending)], dtype=torch.float64)
         dist_util.all_reduce_sum(flags, self.info)
         total_size, any_nonfinite, stop = flags.tolist()
-        self._stop_requested = stop > 0
+        self._stop_requested = stop > 0  # only here: a signal that lands during the all-reduce counts at the next
         # 4. normalize: DDP averaged over ranks; we want the sum over every micro-batch / total sample size
         self.scaler.unscale_(self.optimizer)
         factor = self.info.world_size / max(total_size, 1.0)
@@ -267,6 +273,17 @@ class Trainer(TrainerCheckpoints):
         return {"skipped": True, "overflow": True}
 
     # --- logs and validation ------------------------------------------------------------------------
+    def _validate_or_save(self) -> None:
+        """`_validate`; when it fails in a one-process run, the updates since the last save are saved before the
+        error goes on. Under DDP/FSDP the error ends every rank at once (train/elastic.py): a save is collective, and
+        a rank that failed alone would wait in it for ranks that are already training on."""
+        try:
+            self._validate()
+        except Exception:
+            if not self.info.distributed:
+                self._save()
+            raise
+
     def _log_train(self, logs: dict, window: LogWindow) -> None:
         logs["nan_skipped"] = self.nan_skipped
         if self.scaler.is_enabled():
@@ -333,10 +350,12 @@ class Trainer(TrainerCheckpoints):
         old = {}
 
         def request_stop(signum, frame):
-            if self._stop_requested and signum == signal.SIGINT:
+            if self._stop_pending and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C stops at once
-            self._stop_requested = True
-            self.monitor.info(f"xlsr: {signal.Signals(signum).name} received; finishing this update and saving")
+            # Only pending: the next update's all-reduce tells every rank, and all stop after that same update
+            # (a rank that stopped on its own signal would wait in the save's collective, its peers in the update's).
+            self._stop_pending = True
+            self.monitor.info(f"xlsr: {signal.Signals(signum).name} received; finishing the update and saving")
 
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -62,6 +62,11 @@ class TrainerCheckpoints:
                 # killed between writing a new best and pointing `best` at it: point it now (pruning would
                 # otherwise delete the best checkpoint, which is off the save_every grid)
                 ckpt.point_link(self.ckpt_root, "best", self.resume_dir.resolve())
+            last = self.ckpt_root / "last"
+            if last.resolve() != self.resume_dir.resolve():
+                # killed between renaming a checkpoint into place and pointing `last` at it: point it now (a re-run
+                # of a finished run saves nothing, so `last` would stay on the older checkpoint for good)
+                ckpt.point_link(self.ckpt_root, "last", self.resume_dir.resolve())
         dist_util.barrier(self.info)
         return trainer_state
 
@@ -82,6 +87,7 @@ class TrainerCheckpoints:
             "positions": [r["position"] for r in ranks],  # [epoch, batches_in_epoch] of each rank
             "best": self.best,
             "nan_skipped": self.nan_skipped,
+            "consecutive_nan": self.consecutive_nan,  # a streak of non-finite steps goes on counting after a resume
             "overflow_skipped": self.overflow_skipped,
             "world_size": self.info.world_size,
             "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
@@ -97,6 +103,7 @@ class TrainerCheckpoints:
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.best = state.get("best")
         self.nan_skipped = int(state.get("nan_skipped", 0))
+        self.consecutive_nan = int(state.get("consecutive_nan", 0))  # absent in checkpoints of earlier versions
         self.overflow_skipped = int(state.get("overflow_skipped", 0))
         ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp, where=self.resume_dir)
         if state.get("scaler") and self.scaler.is_enabled():
@@ -116,6 +123,8 @@ class TrainerCheckpoints:
             # every rank would draw rank 0's masks from here on
             self.task.reseed(task_seed(self.cfg.seed, self.info.rank, self.update))
         self._last_saved = self.update
+        if self.info.is_main:  # the pruning that a kill before it left undone, once this run's settings are accepted
+            ckpt.prune_checkpoints(self.ckpt_root, self.cfg.keep_last, self.cfg.save_every)
 
     def _model_for_saving(self) -> nn.Module | None:
         """The full model on rank 0 (gathered from shards under FSDP); None on other ranks."""
