@@ -124,6 +124,18 @@ def test_statistics_on_constructed_case():
     assert sorted(s["clustering"]["leaves"]) == ["a", "b", "c"]
     shares = s["sharing"]["frame_share_by_languages"]
     assert shares == pytest.approx({"1": 8 / 15, "2": 2 / 15, "3": 5 / 15})
+    # a uses 3 of the 9 codewords of the codebook (not of the 5 used); 1 of its 3 ({0}) is its own
+    assert a["codebook_usage"] == pytest.approx(3 / 9)
+    assert a["specific_codeword_share"] == pytest.approx(1 / 3)
+    # JS distances (bits) from the hand-normalised counts over codewords 0..4:
+    # d(a,b) = 0.6733 < d(a,c) = 0.8354 < d(b,c) = 0.8815
+    pa, pb, pc = [2 / 6, 1 / 6, 3 / 6, 0, 0], [0, 1 / 4, 1 / 4, 2 / 4, 0], [0, 0, 1 / 5, 0, 4 / 5]
+    d_ab, d_ac, d_bc = (jensenshannon(x, y, base=2) for x, y in [(pa, pb), (pa, pc), (pb, pc)])
+    assert [s["per_language"][lang]["nearest"] for lang in "abc"] == ["b", "a", "a"]
+    assert a["nearest_js_distance"] == pytest.approx(d_ab) and d_ab == pytest.approx(0.6733, abs=1e-4)
+    assert s["per_language"]["c"]["nearest_js_distance"] == pytest.approx(d_ac)
+    # average linkage on the distance (not the divergence): a+b at d(a,b), then c at the mean of its two distances
+    np.testing.assert_allclose(s["clustering"]["linkage"], [[0, 1, d_ab, 2], [2, 3, (d_ac + d_bc) / 2, 3]])
 
 
 def test_statistics_needs_two_languages():

@@ -69,6 +69,11 @@ def test_epoch_draw_follows_the_weights_and_is_deterministic():
     # upsampled language "c" cycles through all its utterances before repeating one
     c_draws = [i for i in draw if utts[i].lang == "c"]
     assert len(set(c_draws)) == 10 and len(c_draws) > 1000
+    # every language repeats all of its utterances before any twice: draw counts differ by at most 1
+    per_utterance = np.bincount(draw, minlength=len(utts))
+    for lang in "abc":
+        own = per_utterance[[i for i, u in enumerate(utts) if u.lang == lang]]
+        assert own.max() - own.min() <= 1, lang
 
 
 def test_ranks_get_disjoint_shares_that_cover_the_epoch():

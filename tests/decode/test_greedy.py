@@ -42,3 +42,5 @@ def test_greedy_rejects_mismatched_vocab_and_lengths():
         greedy_decode(torch.zeros(1, 3, 7), None, vocab)
     with pytest.raises(XlsrError, match="frame_lengths"):
         greedy_decode(torch.zeros(1, 3, len(vocab)), torch.tensor([4]), vocab)
+    with pytest.raises(XlsrError, match="frame_lengths"):
+        greedy_decode(torch.zeros(1, 3, len(vocab)), torch.tensor([-1]), vocab)

@@ -18,8 +18,8 @@ from xlsr.model.losses import (
 
 def test_negatives_are_other_masked_frames_of_same_utterance():
     g = torch.Generator().manual_seed(0)
-    within, cross = sample_negatives(3, 7, 50, cross_sample_negatives=20, generator=g)
-    assert within.shape == (3, 7, 50) and cross.shape == (3, 7, 20)
+    within, cross = sample_negatives(3, 7, 50, cross_sample_negatives=200, generator=g)
+    assert within.shape == (3, 7, 50) and cross.shape == (3, 7, 200)
     assert within.min() >= 0 and within.max() < 7
     own = torch.arange(7).view(1, 7, 1)
     assert not (within == own).any()
@@ -27,6 +27,8 @@ def test_negatives_are_other_masked_frames_of_same_utterance():
     assert set(within[0, 3].tolist()) == {0, 1, 2, 4, 5, 6}
     flat_own = torch.arange(21).view(3, 7, 1)
     assert not (cross == flat_own).any() and cross.max() < 21
+    # ... and cover every other frame of the batch's n = 21 (frame 3 is flat index 3)
+    assert set(cross[0, 3].tolist()) == set(range(21)) - {3}
     assert (cross // 7 != torch.arange(3).view(3, 1, 1)).any()  # cross-sample ones reach other utterances
 
 
@@ -65,10 +67,12 @@ def test_contrastive_logits_match_loop_reference():
 
 
 def test_identical_vectors_get_minus_inf_without_ids():
-    tgt = torch.randn(1, 4, 5)
+    g = torch.Generator().manual_seed(0)
+    tgt = torch.randn(1, 4, 5, generator=g)
     tgt[0, 2] = tgt[0, 0]
+    tgt[0, 3, 0] = tgt[0, 1, 0]  # one equal coordinate is not an identical vector: frame 3's distractor 1 stays
     neg = torch.tensor([[[2, 1], [0, 2], [0, 1], [0, 1]]])
-    logits = contrastive_logits(torch.randn(1, 4, 5), tgt, neg, 0.1)
+    logits = contrastive_logits(torch.randn(1, 4, 5, generator=g), tgt, neg, 0.1)
     assert torch.isinf(logits[0, 0, 1]) and torch.isinf(logits[0, 2, 1])
     assert torch.isfinite(logits[0, 1]).all() and torch.isfinite(logits[0, 3]).all()
 

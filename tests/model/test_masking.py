@@ -32,6 +32,9 @@ def test_min_masks_and_span_structure():
     counts = mask.sum(1)
     assert ((counts >= 10) & (counts <= 20)).all()  # two spans of 10, possibly overlapping
     assert not mask[:, 399].any()  # starts lie in [0, L - M): the last frame is never reached
+    # L = M + 1: start 0 is the only one, so every row masks exactly frames 0..9, never frame 10
+    one = compute_mask_indices(torch.full((64,), 11), 11, 0.0001, 10, 1, _gen(2), require_same_masks=False)
+    assert torch.equal(one, (torch.arange(11) < 10).expand(64, 11))
 
 
 def test_seeded_and_pure():
@@ -68,4 +71,8 @@ def test_an_unpadded_batch_draws_one_span_count_for_all_rows_as_fairseq():
     padded = torch.stack([span_counts(torch.tensor([49, 48, 47, 46, 45, 44, 43, 42]), 49, 0.65, 10, 2, g)
                           for _ in range(50)])
     assert (padded.min(dim=1).values != padded.max(dim=1).values).any()  # rows draw on their own
+    # padded even though one row is full length: still one U per row. 0.5 * 45 / 10 = 2.25, 0.5 * 25 / 10 = 1.25:
+    # one shared U would always give counts (2, 1) or (3, 2), a difference of 1; own draws also give 0 and 2.
+    diffs = {int(c[0] - c[1]) for c in (span_counts(torch.tensor([45, 25]), 45, 0.5, 10, 0, g) for _ in range(200))}
+    assert diffs == {0, 1, 2}
     assert torch.equal(span_counts(torch.tensor([3, 3]), 3, 0.1, 10, 2, g), torch.tensor([2, 2]))  # min_masks

@@ -1,7 +1,7 @@
 import torch
 
 from xlsr.model import Wav2Vec2Config
-from xlsr.model.quantizer import GumbelVectorQuantizer
+from xlsr.model.quantizer import GumbelVectorQuantizer, gumbel_noise
 
 
 def _quantizer():
@@ -57,3 +57,15 @@ def test_code_perplexity_in_training_counts_the_noise_free_choices():
     out = q(torch.randn(400, 12), torch.Generator().manual_seed(0))
     assert len(out.codes[:, 0].unique()) > 1  # the noise changed some choices
     torch.testing.assert_close(out.code_perplexity, torch.tensor(2.0), atol=1e-4, rtol=0)
+
+
+def test_gumbel_noise_has_the_standard_gumbel_mean_and_gives_softmax_argmax_frequencies():
+    # Standard Gumbel: mean is Euler's constant 0.5772 (std pi/sqrt(6), so 1e5 draws pin it to about 0.004).
+    g = torch.Generator().manual_seed(0)
+    noise = gumbel_noise(torch.Size((100_000,)), torch.empty(0), g)
+    assert abs(noise.mean().item() - 0.5772) < 0.02
+    # The Gumbel-max trick: argmax(logits + noise) is distributed as softmax(logits).
+    logits = torch.tensor([1.0, 0.0, -1.0])
+    picks = (logits + gumbel_noise(torch.Size((100_000, 3)), logits, g)).argmax(-1)
+    freq = torch.bincount(picks, minlength=3).float() / picks.numel()
+    torch.testing.assert_close(freq, logits.softmax(-1), atol=0.01, rtol=0)

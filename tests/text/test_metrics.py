@@ -76,6 +76,7 @@ def test_per_excludes_word_boundary_and_agrees_with_jiwer():
 
 def test_cer_ignores_pipes_and_spaces():
     assert cer("ab cd", "ab|cd") == 0.0
+    assert wer("a b", "a|b") == 0.0  # a char-model transcript's `|` separates words too
     assert cer("abcd", "abxd") == pytest.approx(0.25)
 
 
