@@ -129,6 +129,20 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint:
     return out
 
 
+def pretraining_fields_from(config: Wav2Vec2Config, preset: str) -> tuple[Wav2Vec2Config, dict]:
+    """`config` with the TRAINING_FIELDS of `preset`: (the new config, {field: (config's value, preset's)} changed).
+
+    For continuing pretraining from a Hugging Face folder: its config.json holds transformers' settings for
+    fine-tuning (mask_time_prob 0.05-0.075, LayerDrop 0.1, dropouts 0.1, no τ_min of its own), not the ones the
+    model was pretrained with; the architecture stays the checkpoint's.
+    """
+    ref = Wav2Vec2Config.preset(preset)
+    changed = {k: (getattr(config, k), getattr(ref, k)) for k in TRAINING_FIELDS if getattr(config, k) != getattr(ref, k)}
+    d = config.to_dict()
+    d.update({k: ref.to_dict()[k] for k in changed})
+    return Wav2Vec2Config.from_dict(d), changed
+
+
 def load_encoder(encoder: nn.Module, init: InitModel) -> None:
     """Copy the `--init` encoder's weights into `encoder` (a Wav2Vec2Model); a mismatch is one CheckpointError."""
     load_state_dict_strict(encoder, init.encoder.state_dict(), init.source)

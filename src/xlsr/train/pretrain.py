@@ -31,7 +31,13 @@ from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
-from xlsr.interop.init_model import apply_overrides, load_init, load_pretraining_weights
+from xlsr.interop.init_model import (
+    apply_overrides,
+    load_init,
+    load_pretraining_weights,
+    pretraining_fields_from,
+)
+from xlsr.interop.load import detect_format
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
@@ -121,7 +127,10 @@ class PretrainTask(Task):
     def __init__(self, cfg: PretrainConfig):
         self.cfg = cfg
         self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
-        self.model_cfg = apply_overrides(self.init.config, cfg.model, from_checkpoint=self.init.pretrained)
+        base = self.init.config
+        if self.init.pretrained and detect_format(self.init.source) == "hf":
+            base = self._preset_training_fields(base)
+        self.model_cfg = apply_overrides(base, cfg.model, from_checkpoint=self.init.pretrained)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         # a shard folder (SHARDS/index.json) is streamed (data/shard_stream.py); the utterance indexes stay empty
         self.shards = read_index(cfg.data) if is_shard_folder(cfg.data) else None
@@ -145,6 +154,18 @@ class PretrainTask(Task):
         self.last_probe: int | None = None  # the update of the last probe
         # a fresh run validates before its first update: the reference a feature collapse is measured against
         self.validate_at_start = self.health is not None or self.probe is not None
+
+    def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
+        """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones: the
+        preset's are used instead (those set with --model.* win over both), and the run says which changed."""
+        config, changed = pretraining_fields_from(config, self.cfg.preset)
+        shown = {k: v for k, v in changed.items() if k not in self.cfg.model}
+        if shown:
+            listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
+            print(f"xlsr: note: {self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
+                  f"fine-tuning; pretraining takes the `{self.cfg.preset}` preset's instead: {listed} "
+                  "(--model.<field> sets any of them)", file=sys.stderr)
+        return config
 
     def _read_manifests(self) -> tuple[UtteranceIndex, UtteranceIndex]:
         # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
