@@ -35,6 +35,16 @@ def test_ctc_loss_matches_a_hand_sum_over_paths():
     assert explicit.item() == pytest.approx(loss.item(), rel=1e-6)
 
 
+def test_ctc_loss_sum_and_none_keep_each_utterance_unnormalised():
+    # fairseq's reduction: each utterance's -log p (not divided by its label count); the same two rows as above
+    p = [[[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]],
+         [[0.1, 0.7, 0.2], [0.3, 0.3, 0.4]]]
+    logits, labels, frames = _logits_of(p), torch.tensor([[1, 0], [1, 2]]), torch.tensor([2, 2])
+    rows = [-math.log(0.5 * 0.1 + 0.2 * 0.1 + 0.5 * 0.6), -math.log(0.7 * 0.4)]
+    assert ctc_loss(logits, frames, labels, None, reduction="none").tolist() == pytest.approx(rows, rel=1e-5)
+    assert ctc_loss(logits, frames, labels, None, reduction="sum").item() == pytest.approx(sum(rows), rel=1e-5)
+
+
 def test_ctc_loss_zeroes_impossible_rows_and_runs_in_fp32():
     logits = _logits_of([[[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]]] * 2).to(torch.bfloat16)
     # Row 1 needs 3 frames for "1 1 2" (a blank between the repeats) but has 2: infinite, zeroed.

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from xlsr.data.batching import FinetuneBatch, pad_waveforms
 from xlsr.errors import XlsrError
 from xlsr.interop.native import load_checkpoint, save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
@@ -210,6 +211,110 @@ def test_resume_continues_exactly(tones, tmp_path):
     def losses(run):
         return [r["loss"] for r in read_log(tmp_path / run / "log.jsonl") if r.get("split") == "train"]
     assert len(losses("a")) == 6 and losses("a") == losses("b")
+
+
+# --- how CTC weighs utterances (ctc_loss) ----------------------------------------------------------------------
+
+class _GivenBatches(FinetuneTask):
+    """Fine-tuning whose every epoch is the given micro-batches."""
+
+    def __init__(self, cfg, batches):
+        super().__init__(cfg)
+        self.batches = batches
+
+    def train_batches(self, epoch, skip=0):
+        return iter(self.batches[skip:])
+
+
+def _utterances_of_unequal_labels(task, n: int) -> list[tuple]:
+    """`n` utterances of the training batches, (waveform, labels, lang, id) each, no two with as many labels."""
+    found = {}
+    for batch in task.train_batches(0):
+        for b, m in enumerate(batch.label_lengths.tolist()):
+            found.setdefault(m, (batch.waveforms[b, : int(batch.lengths[b])], batch.labels[b, :m],
+                                 batch.langs[b], batch.ids[b]))
+    assert len(found) >= n
+    return [found[m] for m in sorted(found)[:n]]
+
+
+def _batch(utterances) -> FinetuneBatch:
+    """One zero-padded batch of (waveform, labels, lang, id) tuples."""
+    waveforms, lengths = pad_waveforms([u[0] for u in utterances])
+    labels = torch.nn.utils.rnn.pad_sequence([u[1] for u in utterances], batch_first=True)
+    return FinetuneBatch(waveforms, lengths, labels, torch.tensor([len(u[1]) for u in utterances]),
+                         [u[2] for u in utterances], [u[3] for u in utterances])
+
+
+def _same_every_forward(train, out, **kw) -> FinetuneConfig:
+    # No masks, dropout or LayerDrop: the Trainer's forward is the test's; the Transformer trains from update 0.
+    return FinetuneConfig(train=[str(train)], out=str(out), freeze_updates=0, max_tokens=160_000, lr=1e-4,
+                          lr_schedule="constant", warmup_updates=0, log_every=1, seed=5,
+                          model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0, "layerdrop": 0.0,
+                                 "activation_dropout": 0.0}, **kw, **QUIET)
+
+
+def _one_update(train, out, micro, ctc_loss) -> dict:
+    """The train record of one Trainer update over the micro-batches `micro` (update_freq: their count)."""
+    from xlsr.config import config_to_dict
+    from xlsr.train.trainer import Trainer
+
+    cfg = _same_every_forward(train, out, ctc_loss=ctc_loss, update_freq=len(micro), max_updates=1)
+    run = Trainer(cfg, _GivenBatches(cfg, micro), resolved_config=config_to_dict(cfg)).fit()
+    [record] = [r for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
+    return record
+
+
+def test_sentence_ctc_loss_is_fairseqs_sentence_avg_over_the_whole_update(tones, tmp_path):
+    import torch.nn.functional as F
+
+    from xlsr.train.checkpoint import seed_everything
+
+    train, _ = tones
+    task = FinetuneTask(_same_every_forward(train, tmp_path / "ref", ctc_loss="sentence"))
+    utterances = _utterances_of_unequal_labels(task, 4)  # 3 to 6 labels
+    whole, one, three = _batch(utterances), _batch(utterances[:1]), _batch(utterances[1:])
+    # By hand, on the weights the Trainer starts from: the utterances' -log p summed, over their count.
+    seed_everything(task.cfg.seed)
+    model = task.build_model().train()
+    out = model(whole.waveforms, whole.lengths)
+    nll = F.ctc_loss(out.logits.log_softmax(-1).transpose(0, 1), whole.labels, out.frame_lengths,
+                     whole.label_lengths, reduction="none", zero_infinity=True)  # (4,) nats per utterance
+    (nll.sum() / 4).backward()
+    nll = nll.detach()
+    grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+    split = _one_update(train, tmp_path / "split", [one, three], "sentence")  # micro-batches of 1 and 3
+    alone = _one_update(train, tmp_path / "alone", [whole], "sentence")  # one batch of all 4
+    for record in (split, alone):
+        assert record["sentence_loss"] == pytest.approx(float(nll.mean()), rel=1e-4)
+        assert record["grad_norm"] == pytest.approx(float(grad_norm), rel=1e-4)
+        assert record["loss"] == pytest.approx(float((nll / whole.label_lengths).mean()), rel=1e-4)  # nats per label
+        assert record["sample_size"] == 4
+    # mean weighs each micro-batch alike (1 utterance as much as 3), and each utterance by 1 / its label count
+    mean_split = _one_update(train, tmp_path / "mean_split", [one, three], "mean")
+    mean_alone = _one_update(train, tmp_path / "mean_alone", [whole], "mean")
+    assert mean_split["grad_norm"] != pytest.approx(mean_alone["grad_norm"], rel=1e-3)
+    assert mean_alone["grad_norm"] != pytest.approx(alone["grad_norm"], rel=1e-3)
+
+
+def test_the_default_mean_ctc_loss_is_the_one_trained_before(tones, tmp_path):
+    import torch.nn.functional as F
+
+    train, _ = tones
+    task = FinetuneTask(_same_every_forward(train, tmp_path / "r"))
+    assert task.cfg.ctc_loss == "mean"
+    model = task.build_model().train()
+    batch = next(task.train_batches(0))
+    loss, logs = task.train_step(model, batch)
+    assert "sample_size" not in logs and "sentence_loss" not in logs  # one unit per micro-batch, as before
+    # the loss as computed before ctc_loss existed: torch's "mean" over the same logits, bit for bit
+    out = task.ctc_forward(model, batch, with_loss=False)
+    with torch.no_grad():
+        before = F.ctc_loss(out.logits.float().log_softmax(dim=-1).transpose(0, 1), batch.labels.long().clamp(min=0),
+                            out.frame_lengths, batch.label_lengths.long(), blank=0, reduction="mean",
+                            zero_infinity=True)
+    assert torch.equal(loss.detach(), before) and torch.equal(logs["loss"], before)
+    with pytest.raises(XlsrError, match=r"^ctc_loss: 'token' is not one of mean, sentence$"):
+        FinetuneConfig(ctc_loss="token")
 
 
 # --- frozen-CNN feature cache ---------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The shipped fine-tuning recipes: each resolves to fairseq's published settings (spec section 7.2), and the
 command line still overrides them."""
 
+import re
+
 import pytest
 
 from xlsr.cli.main import main
@@ -37,6 +39,7 @@ def test_recipe_resolves_to_fairseqs_settings(name):
         (10, 64, 0.1, 0.1)
     assert model["dropout"] == model["attention_dropout"] == model["final_dropout"] == 0.0
     assert cfg.blank_bias == 0.0
+    assert cfg.ctc_loss == "sentence"  # every one sets optimization.sentence_avg: true
 
 
 def test_command_line_overrides_a_recipe_and_an_unknown_one_is_one_line(tmp_path, capsys):
@@ -49,6 +52,21 @@ def test_command_line_overrides_a_recipe_and_an_unknown_one_is_one_line(tmp_path
     assert (cfg.update_freq, cfg.lr, cfg.max_updates) == (5, 2e-4, 20000)
     with pytest.raises(XlsrError, match="no such pretrain recipe"):
         recipe_path("vox-10h")
+
+
+def test_ctc_loss_is_mean_unless_asked_and_a_bad_value_is_one_line(tmp_path, capsys):
+    assert FinetuneConfig().ctc_loss == "mean"  # every run without a recipe, the demo's included
+    cfg = load_config(FinetuneConfig, [recipe_path("vox-10h", "finetune")], {"ctc_loss": "mean"})
+    assert cfg.ctc_loss == "mean"
+    assert main(["finetune", "--ctc-loss", "token", "--train", "t.jsonl", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == "xlsr: error: command line: ctc_loss: cannot use 'token' as 'mean' | 'sentence'\n"
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("ctc_loss: token\n")
+    bad = re.escape(f"{yaml_file}: ctc_loss: cannot use 'token' as 'mean' | 'sentence'")
+    with pytest.raises(XlsrError, match=f"^{bad}$"):
+        load_config(FinetuneConfig, [yaml_file])
+    assert not (tmp_path / "r").exists()
 
 
 def _resolved(argv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -84,11 +85,12 @@ class Wav2Vec2ForCTC(nn.Module):
 
 
 def ctc_loss(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
-             label_lengths: torch.Tensor | None) -> torch.Tensor:
-    """CTC in fp32, blank 0, mean over the batch of per-target-length losses, zero_infinity.
+             label_lengths: torch.Tensor | None, reduction: Literal["mean", "sum", "none"] = "mean") -> torch.Tensor:
+    """CTC in fp32, blank 0, zero_infinity; by default the mean over the batch of per-target-length losses.
 
     logits (B, T, V); labels (B, L) padded with 0 or negatives past label_lengths (inferred as the count of
-    labels > 0 when None).
+    labels > 0 when None). reduction as torch's: "sum" adds each utterance's -log p (fairseq's, which
+    sentence_avg then divides by the utterances of an update), "none" gives them per utterance (B,).
     """
     B = logits.shape[0]
     if labels.dim() != 2 or labels.shape[0] != B:
@@ -102,7 +104,7 @@ def ctc_loss(logits: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Te
     with torch.autocast(device_type=logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(dim=-1).transpose(0, 1)  # (T, B, V)
         return F.ctc_loss(log_probs, labels.long().clamp(min=0), frame_lengths,
-                          label_lengths.long().to(frame_lengths.device), blank=0, reduction="mean",
+                          label_lengths.long().to(frame_lengths.device), blank=0, reduction=reduction,
                           zero_infinity=True)
 
 

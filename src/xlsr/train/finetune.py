@@ -14,7 +14,9 @@ The recipe, one mechanism per place:
 - time masks (with the learned mask embedding) and channel masks, LayerDrop, dropouts: `model` overrides
   applied to the encoder's config (the model draws the masks in training mode);
 - tri-stage learning rate, Adam (0.9, 0.98), eps 1e-8 (`FinetuneConfig`'s defaults, train/finetune_config.py);
-- CTC in fp32, mean over per-target-length losses, zero_infinity (inside Wav2Vec2ForCTC);
+- CTC in fp32, zero_infinity: by default (`ctc_loss: mean`) the mean over per-target-length losses (inside
+  Wav2Vec2ForCTC); `ctc_loss: sentence` is fairseq's sentence_avg: each utterance's loss summed, the gradient
+  divided by the utterances of the whole update (`FinetuneTask.train_step` returns them as `sample_size`);
 - utterances with an empty label, or a label longer than its frame count, are filtered and counted
   (text/labels.py; `read_finetune_data` in train/finetune_data.py), in the dev manifests too, and a dev set
   left with nothing to validate on, or with more unreadable audio files (headers) than max_bad_share, is an error
@@ -55,7 +57,7 @@ from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_encoder, load_init
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2ForCTC
-from xlsr.model.ctc import ctc_best_path
+from xlsr.model.ctc import ctc_best_path, ctc_loss
 from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.metrics import edit_ops
 from xlsr.train.distributed import unwrap
@@ -149,14 +151,15 @@ class FinetuneTask(Task):
         if info.world_size > 1 and self.cfg.distributed == "fsdp":
             self.feature_caches = {}  # sharded CNN weights cannot run outside the wrapped forward
 
-    def ctc_forward(self, model: nn.Module, batch, split: str = "train"):
-        """The model on a batch: from cached CNN output when this split has a cache, else from the waveforms."""
+    def ctc_forward(self, model: nn.Module, batch, split: str = "train", with_loss: bool = True):
+        """The model on a batch: from cached CNN output when this split has a cache, else from the waveforms.
+        With `with_loss` the output carries the model's (mean) CTC loss."""
+        labels, label_lengths = (batch.labels, batch.label_lengths) if with_loss else (None, None)
         cache = self.feature_caches.get(split)
         if cache is None:
-            return model(batch.waveforms, batch.lengths, batch.labels, batch.label_lengths)
+            return model(batch.waveforms, batch.lengths, labels, label_lengths)
         features, frames = cache.batch_features(unwrap(model).wav2vec2, batch.waveforms, batch.lengths, batch.ids)
-        return model(labels=batch.labels, label_lengths=batch.label_lengths, features=features,
-                     frame_lengths=frames)
+        return model(labels=labels, label_lengths=label_lengths, features=features, frame_lengths=frames)
 
     def _rank(self) -> tuple[int, int]:
         return (self.info.rank, self.info.world_size) if self.info is not None else (0, 1)
@@ -212,12 +215,23 @@ class FinetuneTask(Task):
         return {"encoder_frozen": float(frozen)}
 
     def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
-        out = self.ctc_forward(model, batch, "train")
+        """`ctc_loss` mean: the model's mean loss (one unit per micro-batch). sentence: the sum of the utterances'
+        losses with `sample_size` = their count, so the Trainer divides by the utterances of the whole update."""
+        sentence = self.cfg.ctc_loss == "sentence"
+        out = self.ctc_forward(model, batch, "train", with_loss=not sentence)
         with torch.no_grad():
             pred = out.logits.argmax(dim=-1)  # (B, T)
             valid = torch.arange(pred.shape[1], device=pred.device)[None, :] < out.frame_lengths[:, None]
             blank_share = ((pred == 0) & valid).sum() / valid.sum().clamp(min=1)
-        return out.loss, {"loss": out.loss.detach(), "blank_share": blank_share}
+        if not sentence:
+            return out.loss, {"loss": out.loss.detach(), "blank_share": blank_share}
+        per_utterance = ctc_loss(out.logits, out.frame_lengths, batch.labels, batch.label_lengths, reduction="none")
+        n = per_utterance.shape[0]
+        loss = per_utterance.sum()
+        with torch.no_grad():  # logged as means over utterances, which the Trainer weighs by sample_size
+            per_label = per_utterance / batch.label_lengths.to(per_utterance.device).clamp(min=1)
+            return loss, {"loss": per_label.mean(), "sentence_loss": loss / n, "blank_share": blank_share,
+                          "sample_size": float(n)}
 
     def valid_sets(self) -> dict:
         return {lang: self._dev_batches(lang, loader) for lang, loader in self._dev_loaders.items()}
@@ -231,7 +245,9 @@ class FinetuneTask(Task):
             raise XlsrError(f"dev set {lang!r} ({', '.join(self.data.dev_manifests[lang])}): {exc}") from None
 
     def valid_step(self, model: nn.Module, batch) -> dict:
-        """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch."""
+        """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch.
+
+        The loss is the mean one (nats per label, as the train log's `loss`) whatever `ctc_loss` trains with."""
         out = self.ctc_forward(model, batch, "dev")
         hyps = ctc_best_path(out.logits, out.frame_lengths)
         errors = ref_len = 0

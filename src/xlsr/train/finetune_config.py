@@ -50,6 +50,14 @@ class FinetuneConfig(TrainerConfig):
     # with 2 some heads still started half on symbols, 3 all-blank.
     blank_bias: float = 3.0
     oov: Literal["error", "warn", "unk"] = "error"  # label symbols outside a given vocabulary
+    # How the CTC loss weighs utterances in training. mean: torch's "mean", each utterance's -log p divided by its
+    # label count, averaged over the micro-batch, every micro-batch of an update weighing the same. sentence:
+    # fairseq's sentence_avg (set by its vox-* and XLS-R yamls): the utterances' -log p summed, not divided by their
+    # label counts, and the gradient divided by the utterances of the whole update (all micro-batches and
+    # processes); next to it, mean gives an utterance with 10x the labels 1/10 of the weight. The logged `loss` is
+    # the mean one (nats per label) either way, the dev `loss` too; sentence adds `sentence_loss`, the loss it
+    # trains (nats per utterance).
+    ctc_loss: Literal["mean", "sentence"] = "mean"
     preset: str = "tiny"  # model size for --init none
     model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
     # The CNN is frozen whatever the init (fairseq fine-tunes with feature_grad_mult 0): one configuration then
@@ -85,6 +93,8 @@ class FinetuneConfig(TrainerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.ctc_loss not in ("mean", "sentence"):
+            raise XlsrError(f"ctc_loss: {self.ctc_loss!r} is not one of mean, sentence")
         if not math.isfinite(self.blank_bias):
             raise XlsrError(f"blank_bias: must be a finite number, got {self.blank_bias}")
         check_at_least(self, max_tokens=1, max_sample_size=RECEPTIVE_FIELD_SAMPLES, num_workers=0)
