@@ -20,7 +20,7 @@ from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
 from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
-from xlsr.model.config import check_override_keys
+from xlsr.model.config import PRESETS, check_override_keys
 
 # The Wav2Vec2Config fields a run may change on an --init checkpoint: how it is trained (dropouts, LayerDrop, masking,
 # the CNN's gradient scale) and the pretraining objective (negatives, temperatures, loss weights). None of them
@@ -127,6 +127,18 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint:
                                 f"{getattr(out, key)!r}; with --init only {', '.join(TRAINING_FIELDS)} can be "
                                 f"overridden")
     return out
+
+
+# What decides which preset a checkpoint is a copy of: its layer kinds and sizes (not the training fields).
+_SHAPE_FIELDS = ("conv_layers", "extractor_mode", "hidden_size", "num_layers", "num_heads", "ffn_dim",
+                 "layer_norm_first")
+
+
+def presets_shaped_like(config: Wav2Vec2Config) -> list[str]:
+    """The presets whose CNN and Transformer have `config`'s layer kinds and sizes (e.g. large, xlsr-53,
+    xls-r-300m for an XLS-R 300M folder), in PRESETS order."""
+    shape = [getattr(config, k) for k in _SHAPE_FIELDS]
+    return [name for name in PRESETS if [getattr(Wav2Vec2Config.preset(name), k) for k in _SHAPE_FIELDS] == shape]
 
 
 def pretraining_fields_from(config: Wav2Vec2Config, preset: str) -> tuple[Wav2Vec2Config, dict]:

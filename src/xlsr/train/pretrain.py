@@ -35,6 +35,7 @@ from xlsr.interop.init_model import (
     apply_overrides,
     load_init,
     load_pretraining_weights,
+    presets_shaped_like,
     pretraining_fields_from,
 )
 from xlsr.interop.load import detect_format
@@ -158,12 +159,18 @@ class PretrainTask(Task):
     def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
         """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones: the
         preset's are used instead (those set with --model.* win over both), and the run says which changed."""
-        config, changed = pretraining_fields_from(config, self.cfg.preset)
+        # the preset named, unless that is the default and the checkpoint is shaped like another one (an XLS-R
+        # 300M folder with no --preset: the `large` family's settings, not `tiny`'s)
+        preset, alike = self.cfg.preset, presets_shaped_like(config)
+        if preset == PretrainConfig.preset and alike and preset not in alike:
+            preset = alike[0]
+        config, changed = pretraining_fields_from(config, preset)
         shown = {k: v for k, v in changed.items() if k not in self.cfg.model}
         if shown:
             listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
+            shaped = "" if preset in alike else " (its sizes match no preset; --preset chooses whose settings)"
             print(f"xlsr: note: {self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
-                  f"fine-tuning; pretraining takes the `{self.cfg.preset}` preset's instead: {listed} "
+                  f"fine-tuning; pretraining takes the `{preset}` preset's instead{shaped}: {listed} "
                   "(--model.<field> sets any of them)", file=sys.stderr)
         return config
 
