@@ -17,7 +17,7 @@ from xlsr.data import shards as shards_mod
 from xlsr.data.audio import load_audio
 from xlsr.data.manifest import Utterance, read_manifest, read_split, write_manifest
 from xlsr.data.sampling import language_weights
-from xlsr.data.shard_index import read_index
+from xlsr.data.shard_index import check_shards, read_index
 from xlsr.data.shard_loader import ShardLoader, shard_pretrain_loader
 from xlsr.data.shard_stream import ConsumerStream, StreamSpec, assigned_shard
 from xlsr.data.shards import encode_utterance, write_shards
@@ -258,6 +258,38 @@ def test_unreadable_audio_is_counted_over_kept_shards_and_written_to_the_index(t
     assert main(["data", "shard", "--data", str(data), "--out", str(out), "--splits", "train",
                  "--max-bad-share", "0.2"]) == 0
     assert "skipped 2 unreadable audio files (reported by the run that wrote their shards)" in capsys.readouterr().out
+
+
+def test_a_rerun_refused_before_touching_a_tar_leaves_the_index_as_it_was(tmp_path):
+    data, out = _noise_corpus(tmp_path, 20, unreadable={3}), tmp_path / "shards"
+    write_shards(data, out, splits=["train"], max_bad_share=0.1, show_progress=False)
+    before, tars = (out / "index.json").read_bytes(), _tars(out)
+    with pytest.raises(XlsrError, match=r"1 of 20 audio files are unreadable, more than max_bad_share=0 "):
+        write_shards(data, out, splits=["train"], max_bad_share=0.0, show_progress=False)
+    assert (out / "index.json").read_bytes() == before and _tars(out) == tars
+    assert not (out / "index.partial.jsonl").exists() and read_index(out).sources["train/en"]["skipped"] == 1
+
+
+def test_a_rerun_that_changes_no_tar_leaves_a_readable_index_throughout(tmp_path, monkeypatch):
+    data, out = _noise_corpus(tmp_path, 20), tmp_path / "shards"
+    write_shards(data, out, splits=["train"], shard_size=75_000, show_progress=False)
+    before, seen = (out / "index.json").read_bytes(), []
+
+    def reads_meanwhile(name):
+        original = getattr(shards_mod, name)
+
+        def wrapped(*args, **kwargs):
+            index = read_index(out)  # a run starting now is not refused
+            check_shards(index, "train")
+            seen.append(name)
+            return original(*args, **kwargs)
+        monkeypatch.setattr(shards_mod, name, wrapped)
+
+    for name in ("_kept_shards", "_remove_stale", "write_json"):
+        reads_meanwhile(name)
+    report = write_shards(data, out, splits=["train"], shard_size=75_000, show_progress=False)
+    assert report.written == 0 and report.kept == 2 and seen == ["_kept_shards", "_remove_stale", "write_json"]
+    assert (out / "index.json").read_bytes() == before and not (out / "index.partial.jsonl").exists()
 
 
 def test_every_utterance_read_once_per_pass_across_two_ranks_and_two_workers(corpus):

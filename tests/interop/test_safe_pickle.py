@@ -9,6 +9,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -276,6 +277,34 @@ def test_damaged_content_is_one_line(tmp_path, damage):
 def test_a_length_beyond_the_data_is_refused_before_allocating(opcodes):
     with pytest.raises(pickle.UnpicklingError, match=r"a length field asks for [\d,]+ bytes; only 4 remain"):
         safe_pickle.loads(opcodes)
+
+
+def _array_of_shape(shape):
+    return _Reduce(_MULTIARRAY._reconstruct, (np.ndarray, (0,), b"b"), (1, shape, np.dtype("f4"), False, b""))
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((2**64,) * 40_000, "refused a numpy array of 40000 dimensions in a pickle (numpy allows at most 64)"),
+    ((2**64,) * 64, "refused a numpy array of 64 dimensions in a pickle: its shape does not match its 0 bytes"),
+], ids=["40000-dims", "64-dims-of-2**64"])
+def test_a_damaged_array_shape_is_refused_at_once_in_one_short_line(tmp_path, shape, words):
+    # the product of 40000 dimensions of 2**64 took seconds, and the message quoted the whole shape
+    path = tmp_path / "shape.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "extra_state": _array_of_shape(shape)}, path)
+    start = time.perf_counter()
+    with pytest.raises(CheckpointError) as exc:
+        read_fairseq_checkpoint(path)
+    assert time.perf_counter() - start < 0.5
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: {words}") and len(msg) < 300 and "\n" not in msg
+
+
+def test_a_refused_name_from_the_file_is_clipped(tmp_path):
+    path = tmp_path / "long.pt"
+    path.write_bytes(b"\x80\x02c" + b"os" + b"x" * 100_000 + b"\nsystem\n)R.")
+    with pytest.raises(CheckpointError, match=r"refused to load osxxx+\.\.\.") as exc:
+        read_fairseq_checkpoint(path)
+    assert len(str(exc.value)) < len(str(path)) + 210 and "\n" not in str(exc.value)
 
 
 def test_an_object_with_an_odd_state_is_kept_as_none(tmp_path, monkeypatch):

@@ -9,11 +9,13 @@ sha256.
 Writes are atomic and resumable: each shard is written under a temporary name and renamed when complete, and a
 line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
 complete shard whose manifest (sha256) and shard size are unchanged and whose file has its listed size, and
-writes only the rest; `index.json` is written last. A re-run first moves an earlier `index.json` into the partial
-index and removes it, so that a run stopped while rewriting tars never leaves an index describing other tars
-(readers refuse the folder until a run finishes). Before a tar is renamed over an earlier one, a line retiring
-the earlier one's entry is appended, so no entry outlives the file it describes. A shard's manifest lines
-[first, end) start where the previous shard ended (unreadable lines included).
+writes only the rest; `index.json` is written last, renamed over the earlier one. Just before a re-run first
+places or removes a tar, it moves an earlier `index.json` into the partial index and removes it, so that a run
+stopped while rewriting tars never leaves an index describing other tars (readers refuse the folder until a run
+finishes); a re-run that changes no tar (refused before it places one, or keeping every shard) leaves the earlier
+index readable throughout. Before a tar is renamed over an earlier one, a line retiring the earlier one's entry
+is appended, so no entry outlives the file it describes. A shard's manifest lines [first, end) start where the
+previous shard ended (unreadable lines included).
 
 The manifests are read through their utterance index (data/index_cache.py: built once, memory-mapped), one
 `Utterance` at a time, so the writer's memory does not grow with the corpus. Bad manifest lines and unreadable
@@ -167,12 +169,34 @@ def _previous_entries(out: Path) -> list[dict]:
 
 
 def _retire_index(out: Path, previous: list[dict]) -> None:
-    """Move an earlier run's index.json into the partial index and remove it, before any tar is rewritten: a run
-    stopped from here on leaves no index.json, so no reader takes the tars for a finished corpus."""
+    """Move an earlier run's index.json into the partial index and remove it, before a tar is placed or removed: a
+    run stopped from there on leaves no index.json, so no reader takes the tars for a finished corpus."""
     index = out / INDEX_NAME
     if index.is_file():
         write_jsonl(out / PARTIAL_NAME, previous)  # its entries and the partial index's, compacted
         index.unlink()
+
+
+class _PartialIndex:
+    """This run's lines of index.partial.jsonl, begun (an earlier index.json retired) at its first change to a tar."""
+
+    def __init__(self, out: Path, previous: list[dict]) -> None:
+        self.out, self.previous, self.file = out, previous, None
+
+    def begin(self) -> None:
+        """Call before placing or removing a tar: until then the earlier index still describes the folder."""
+        if self.file is None:
+            _retire_index(self.out, self.previous)  # `previous` holds all earlier lines: none was appended yet
+            self.file = open(self.out / PARTIAL_NAME, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+
+    def append(self, record: dict) -> None:
+        self.begin()
+        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def _well_formed(record, where: str) -> bool:
@@ -254,8 +278,8 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     manifests = {(split, lang): open_manifest(path, max_bad_share=max_bad_share).tables[0] for split, lang, path in jobs}
     bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
                    disable=not show_progress)
-    _retire_index(out, previous)
-    with open(out / PARTIAL_NAME, "a", encoding="utf-8") as partial:
+    partial = _PartialIndex(out, previous)
+    try:
         for split, lang, path in jobs:
             digest = _sha256(path)
             source = report.index.sources[f"{split}/{lang}"] = {"manifest": str(path), "sha256": digest}
@@ -263,9 +287,11 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             shards = run.manifest(manifests[split, lang], split, lang, digest)
             source["skipped"] = len(manifests[split, lang]) - sum(s.utterances for s in shards)
             report.index.shards += shards
-            _remove_stale(out, split, lang, {s.path for s in shards})
+            _remove_stale(out, split, lang, {s.path for s in shards}, partial)
+    finally:
+        partial.close()
     bar.close()
-    write_json(out / INDEX_NAME, report.index.to_dict())
+    write_json(out / INDEX_NAME, report.index.to_dict())  # atomic: a run that changed no tar replaces a readable index
     (out / PARTIAL_NAME).unlink(missing_ok=True)
     return report
 
@@ -278,7 +304,7 @@ class _Sharder:
     shard_size: int
     max_bad_share: float
     previous: list[dict]
-    partial: io.TextIOBase
+    partial: _PartialIndex
     report: ShardReport
     bar: object
 
@@ -294,17 +320,13 @@ class _Sharder:
         current: _OpenShard | None = None
         bad_before = len(report.skipped)
 
-        def append(record: dict) -> None:
-            self.partial.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.partial.flush()
-
         def finish(end: int) -> None:
             info = current.close(end)
-            append({"path": info.path, "retired": True})  # an earlier entry of this path no longer holds
+            self.partial.append({"path": info.path, "retired": True})  # an earlier entry of this path no longer holds
             current.place()
             shards.append(info)
             report.written += 1
-            append({**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size})
+            self.partial.append({**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size})
 
         try:
             for line in range(start, len(utts)):
@@ -341,10 +363,11 @@ class _Sharder:
         return shards
 
 
-def _remove_stale(out: Path, split: str, lang: str, keep: set[str]) -> None:
+def _remove_stale(out: Path, split: str, lang: str, keep: set[str], partial: _PartialIndex) -> None:
     """Shards of this language an earlier run wrote that the new index does not list (e.g. another shard size)."""
     stem = shard_stem(lang)
     for p in (out / split).glob(f"{stem}-*.tar"):
         if re.fullmatch(rf"{re.escape(stem)}-[0-9]{{6}}\.tar", p.name) and p.relative_to(out).as_posix() not in keep:
+            partial.begin()
             p.unlink()
 

@@ -102,7 +102,7 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
             # A DictConfig pickled as such keeps references like "${task.normalize}" unresolved.
             obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
     except safe_pickle.UnsafePickleError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{path}: {_clip(str(exc), 200)}") from None
     except CheckpointError:
         raise
     except RecursionError:  # a container that holds itself, or nesting deeper than any config
@@ -219,25 +219,27 @@ def _value(args: dict, name: str, default, kind: type):
         value = default
     what = {bool: "a boolean", int: "an integer", float: "a number"}[kind]
     if kind is bool and not isinstance(value, (bool, int)):
-        raise CheckpointError(f"{name}={value!r} is not {what}")
+        raise CheckpointError(f"{name}={_clip(repr(value), 80)} is not {what}")
     try:
         return kind(value)
     except (TypeError, ValueError):
-        raise CheckpointError(f"{name}={value!r} is not {what}") from None
+        raise CheckpointError(f"{name}={_clip(repr(value), 80)} is not {what}") from None
 
 
 def _pretraining_fields(m: dict, task: dict) -> dict:
     """Wav2Vec2Config fields from fairseq's pretraining model args (fairseq names, fairseq defaults)."""
     if m.get("activation_fn", "gelu") != "gelu":
-        raise CheckpointError(f"activation_fn={m.get('activation_fn')!r} is not supported (only gelu)")
+        raise CheckpointError(f"activation_fn={_clip(repr(m.get('activation_fn')), 80)} is not supported "
+                              f"(only gelu)")
     if _value(m, "pos_conv_depth", 1, int) != 1:
-        raise CheckpointError(f"pos_conv_depth={m.get('pos_conv_depth')} is not supported (only 1)")
+        raise CheckpointError(f"pos_conv_depth={_clip(str(m.get('pos_conv_depth')), 80)} is not supported "
+                              f"(only 1)")
     mode = m.get("extractor_mode") or "default"
     if mode not in ("default", "layer_norm"):
-        raise CheckpointError(f"extractor_mode={mode!r} is not supported")
+        raise CheckpointError(f"extractor_mode={_clip(repr(mode), 80)} is not supported")
     if _value(m, "crop_seq_to_multiple", 1, int) != 1:  # fairseq drops the last CNN frames down to a multiple
-        raise CheckpointError(f"crop_seq_to_multiple={m.get('crop_seq_to_multiple')} is not supported (only 1: xlsr "
-                              f"keeps every CNN frame)")
+        raise CheckpointError(f"crop_seq_to_multiple={_clip(str(m.get('crop_seq_to_multiple')), 80)} is not "
+                              f"supported (only 1: xlsr keeps every CNN frame)")
     try:
         conv_layers = parse_conv_feature_layers(
             m.get("conv_feature_layers") or "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]"
@@ -313,7 +315,7 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     try:
         weights = _parse_tuple(weights, "loss_weights") if weights else ()
     except _SpecError:
-        raise CheckpointError(f"loss_weights={weights!r} is not a list of numbers") from None
+        raise CheckpointError(f"loss_weights={_clip(repr(weights), 80)} is not a list of numbers") from None
     if weights:
         # fairseq's criterion repeats a single weight for every extra loss (diversity and feature penalty)
         fields["diversity_weight"] = weights[0]
@@ -358,11 +360,12 @@ def read_fairseq_dictionary(path: str | Path) -> list[str]:
         if not symbol:
             raise CheckpointError(f"{path}:{number}: expected '<symbol> <count>'")
         if symbol in row and not overwrite:
-            raise CheckpointError(f"{path}:{number}: symbol {symbol!r} is listed twice (row {row[symbol]} has it); "
-                                  f"fairseq refuses this too")
+            raise CheckpointError(f"{path}:{number}: symbol {_clip(repr(symbol), 80)} is listed twice "
+                                  f"(row {row[symbol]} has it); fairseq refuses this too")
         if symbol in row:
-            raise CheckpointError(f"{path}:{number}: {symbol!r} with #fairseq:overwrite makes a second output row "
-                                  f"for it (row {row[symbol]} has it); xlsr vocabularies hold each token once")
+            raise CheckpointError(f"{path}:{number}: {_clip(repr(symbol), 80)} with #fairseq:overwrite makes a "
+                                  f"second output row for it (row {row[symbol]} has it); xlsr vocabularies hold "
+                                  f"each token once")
         row[symbol] = len(symbols)
         symbols.append(symbol)
     return [BLANK] + symbols[1:]
@@ -408,7 +411,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], architecture: str, source
         head_map, bad = rename_keys(unmatched, PRETRAINING_KEY_MAP if prefix else [])
         out = {new: state[old] for old, new in {**body_map, **head_map}.items()}
     if bad:
-        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): {listing(sorted(bad))}")
+        raise CheckpointError(f"{source}: unexpected keys (not part of wav2vec 2.0): "
+                              f"{listing([_clip(k, 80) for k in sorted(bad)])}")
     return out
 
 

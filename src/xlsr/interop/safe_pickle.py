@@ -24,7 +24,6 @@ import _compat_pickle
 import builtins
 import collections
 import io
-import math
 import pickle
 import re
 import struct
@@ -39,6 +38,11 @@ from xlsr.errors import CheckpointError
 
 class UnsafePickleError(CheckpointError):
     """A pickle asked for a global outside the allow-list (it could run code)."""
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters: it quotes the file, and a refusal should stay one readable line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Stub(dict):
@@ -104,14 +108,14 @@ def _reconstructor(cls, base, state):
         return obj
     if cls in (dict, list, tuple, set, object, collections.OrderedDict) and base in (object, cls):
         return cls() if state is None else cls(state)
-    raise UnsafePickleError(f"refused to rebuild {cls!r} from a pickle")
+    raise UnsafePickleError(f"refused to rebuild {_clip(repr(cls))} from a pickle")
 
 
 def _newobj(cls, *args):
     """Safe copyreg.__newobj__."""
     if isinstance(cls, type) and (issubclass(cls, Stub) or cls in (dict, list, set, object)):
         return cls.__new__(cls, *args)
-    raise UnsafePickleError(f"refused to create {cls!r} from a pickle")
+    raise UnsafePickleError(f"refused to create {_clip(repr(cls))} from a pickle")
 
 
 def _newobj_ex(cls, args, kwargs):
@@ -140,7 +144,7 @@ def _operator_getitem(obj, key):
 def _rebuild_from_type_v2(func, new_type, args, state):
     """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
     if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise UnsafePickleError(f"refused tensor subclass {new_type!r} in a pickle")
+        raise UnsafePickleError(f"refused tensor subclass {_clip(repr(new_type))} in a pickle")
     ret = func(*args)
     if new_type is torch.nn.Parameter and not isinstance(ret, torch.nn.Parameter):
         ret = torch.nn.Parameter(ret, requires_grad=ret.requires_grad)
@@ -185,6 +189,7 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
 
 
 _PLAIN_DTYPE_SPEC = re.compile(r"[biufc]\d{1,2}")  # how numpy pickles builtin numeric dtypes: 'f8', 'i4', 'b1'
+_MAX_DIMS = 64  # numpy 2's limit (numpy 1's is 32: its reshape refuses 33 to 64)
 
 
 class NumpyDtype:
@@ -199,16 +204,19 @@ class NumpyDtype:
     def materialize(self) -> np.dtype:
         """The described dtype if it is a plain number type (bool, int, uint, float, complex); else refuse."""
         if not isinstance(self.spec, str) or not _PLAIN_DTYPE_SPEC.fullmatch(self.spec):
-            raise UnsafePickleError(f"refused numpy dtype {self.spec!r} in a pickle (plain numbers only)")
+            raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} in a pickle (plain numbers "
+                                    f"only)")
         dtype = np.dtype(self.spec)
         state = self.state
         if state is not None:
             if not isinstance(state, tuple) or len(state) not in (8, 9) or any(v is not None for v in state[2:5]):
-                raise UnsafePickleError(f"refused numpy dtype {self.spec!r} with a structured state in a pickle")
+                raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} with a structured state in a "
+                                        f"pickle")
             if state[1] == ">":
                 dtype = dtype.newbyteorder(">")
             elif state[1] not in ("<", "|", "="):
-                raise UnsafePickleError(f"refused numpy dtype {self.spec!r} with byte order {state[1]!r}")
+                raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} with byte order "
+                                        f"{_clip(repr(state[1]))}")
         return dtype
 
 
@@ -234,9 +242,19 @@ class NumpyArray:
         if (not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape)
                 or not isinstance(raw, (bytes, bytearray))):  # fmt: skip
             raise UnsafePickleError("refused a numpy array with a malformed shape or data in a pickle")
-        count = math.prod(shape)  # Python ints: a huge shape cannot wrap around to match the bytes
+        if len(shape) > _MAX_DIMS:
+            raise UnsafePickleError(f"refused a numpy array of {len(shape)} dimensions in a pickle (numpy allows at "
+                                    f"most {_MAX_DIMS})")
+        # Python ints, so a huge shape cannot wrap around to match the bytes; multiplied stepwise and stopped once
+        # past the data, so a damaged one (dimensions of 2**64 each) costs no product of thousands of digits
+        count = 0 if 0 in shape else 1
+        for n in shape:
+            if count > len(raw):
+                break
+            count *= n
         if len(raw) != count * dtype.itemsize:
-            raise UnsafePickleError(f"refused a numpy array of shape {shape}: its data has {len(raw)} bytes")
+            raise UnsafePickleError(f"refused a numpy array of {len(shape)} dimensions in a pickle: its shape does not "
+                                    f"match its {len(raw)} bytes of data")
         return np.frombuffer(bytes(raw), dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
@@ -251,7 +269,7 @@ def _numpy_scalar(dtype, data=None):
 
 def _numpy_reconstruct(cls, shape, dtype_code):
     if cls is not NumpyArray:
-        raise UnsafePickleError(f"refused numpy array subclass {cls!r} in a pickle")
+        raise UnsafePickleError(f"refused numpy array subclass {_clip(repr(cls))} in a pickle")
     return NumpyArray()
 
 
@@ -359,7 +377,7 @@ class Unpickler(pickle._Unpickler):
         if (module, name) in _STUBBED_GLOBALS or module.split(".")[0] in _STUBBED_MODULES:
             return _stub_class(module, name)
         raise UnsafePickleError(
-            f"refused to load {spelled}: checkpoints may only hold tensors and plain config data"
+            f"refused to load {_clip(spelled)}: checkpoints may only hold tensors and plain config data"
         )
 
 
