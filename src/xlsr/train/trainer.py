@@ -60,6 +60,7 @@ class Trainer(TrainerCheckpoints):
         self._stop_pending = False  # set by the SIGINT/SIGTERM handler; goes into the next update's all-reduce
         self._stop_requested = False  # that all-reduce's result: the same on every rank, so all stop together
         self._last_saved: int | None = None
+        self.validation_pending = False  # this update's validation failed and was saved so: a resumed run does it first
         self._postfix: dict = {}
         self.monitor_note: str | None = None
 
@@ -131,13 +132,16 @@ class Trainer(TrainerCheckpoints):
         cfg = self.cfg
         batches = self._batch_stream()
         window = LogWindow()
-        finished_before = self.update >= cfg.max_updates  # a re-run of a finished run: validated and saved already
+        # a re-run of a finished run: validated and saved already (unless its final validation failed)
+        finished_before = self.update >= cfg.max_updates and not self.validation_pending
         if self.update == 0 and self.task.validate_at_start:
             # The model at initialisation is no candidate for `best`; restoring the random state (which the
             # validation loaders draw from) keeps the run identical to one without this validation.
             rng = ckpt.capture_rng_state()
             self._validate(select_best=False)
             ckpt.restore_rng_state(rng)
+        if self.validation_pending and self.update < cfg.max_updates:  # (at max_updates: the final one, below)
+            self._validate_or_save()  # the validation that failed at this update in the run before, done first
         while self.update < cfg.max_updates and not self._stop_requested:
             t0 = time.perf_counter()
             micro = [next(batches) for _ in range(cfg.update_freq)]
@@ -274,15 +278,23 @@ class Trainer(TrainerCheckpoints):
 
     # --- logs and validation ------------------------------------------------------------------------
     def _validate_or_save(self) -> None:
-        """`_validate`; when it fails in a one-process run, the updates since the last save are saved before the
-        error goes on. Under DDP/FSDP the error ends every rank at once (train/elastic.py): a save is collective, and
-        a rank that failed alone would wait in it for ranks that are already training on."""
+        """`_validate`; when it fails in a one-process run, the updates since the last save are saved, marked
+        `validation_pending`, before the error goes on, and the re-run does this validation first. Under DDP/FSDP the
+        error ends every rank at once (train/elastic.py): a save is collective, and a rank that failed alone would
+        wait in it for ranks that are already training on."""
+        rng, best = ckpt.capture_rng_state(), self.best
+        pending, self.validation_pending = self.validation_pending, False
         try:
             self._validate()
         except Exception:
             if not self.info.distributed:
-                self._save()
+                # saved as it was before this validation (random state, best), so the re-run's is a straight run's
+                ckpt.restore_rng_state(rng)
+                self.best, self.validation_pending = best, True
+                self._save()  # (a pending one that failed again: saved so already)
             raise
+        if pending:  # done at last: the checkpoint of this update, saved when it failed, gets the state of now
+            self._save(best=self.best != best, replace=True)
 
     def _log_train(self, logs: dict, window: LogWindow) -> None:
         logs["nan_skipped"] = self.nan_skipped

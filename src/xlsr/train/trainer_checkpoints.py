@@ -9,9 +9,12 @@ uses (`update`, `epoch`, `net`, `optimizer`, ...) are the Trainer's, set in `Tra
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import torch
 from torch import nn
 
+from xlsr.atomic import fsync, write_file, write_text
 from xlsr.data.shard_loader import every_consumer
 from xlsr.errors import CheckpointError
 from xlsr.train import checkpoint as ckpt
@@ -33,6 +36,37 @@ def task_seed(seed: int, rank: int, update: int) -> int:
     """The seed of a task's own generators after a resume with another world size: different for every rank (and
     apart from the global seed `seed + 1000 * rank + update`, so the two generators do not draw the same stream)."""
     return ((seed * 1000 + rank) * 1_000_003 + update + 1) % 2**63
+
+
+def drop_validation_records(log: Path, update: int) -> None:
+    """Drop the validation records and warnings of `update` from a `log.jsonl`: a validation that failed there may
+    have logged some of its sets, and the resumed run logs them all again."""
+    if not log.is_file():
+        return
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if not _validation_record(line, update)]
+    if len(kept) < len(lines):
+        write_text(log, "".join(kept))
+
+
+def _validation_record(line: str, update: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    if not isinstance(record, dict) or record.get("update") != update:
+        return False
+    return str(record.get("split", "")).startswith("valid") or str(record.get("warning", "")).startswith("valid_")
+
+
+def replace_trainer_state(ckpt_dir: Path, state: dict) -> None:
+    """Write a checkpoint's trainer.pt anew, its weights kept: synced, then renamed over the old one."""
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp)
+        fsync(tmp)
+
+    write_file(ckpt_dir / ckpt.TRAINER_FILE, write)
+    fsync(ckpt_dir)
 
 
 class TrainerCheckpoints:
@@ -57,6 +91,8 @@ class TrainerCheckpoints:
                                   f"({str(exc).splitlines()[0][:120]})") from None
         if self.info.is_main:  # a killed run logged updates past its checkpoint; they are trained again
             trim_log(self.run_dir / "log.jsonl", int(trainer_state["update"]))
+            if trainer_state.get("validation_pending"):
+                drop_validation_records(self.run_dir / "log.jsonl", int(trainer_state["update"]))
             best = self.ckpt_root / "best"
             if trainer_state.get("saved_as_best") and best.resolve() != self.resume_dir.resolve():
                 # killed between writing a new best and pointing `best` at it: point it now (pruning would
@@ -81,6 +117,7 @@ class TrainerCheckpoints:
         return {
             "version": 1,
             "saved_as_best": best,  # `best` must point here (checked on resume)
+            "validation_pending": self.validation_pending,  # this update's validation failed: a resume does it first
             "update": self.update,
             "epoch": self.epoch,  # rank 0's; the resume after a change of world size goes on from these
             "batches_in_epoch": self.batches_in_epoch,
@@ -105,6 +142,7 @@ class TrainerCheckpoints:
         self.nan_skipped = int(state.get("nan_skipped", 0))
         self.consecutive_nan = int(state.get("consecutive_nan", 0))  # absent in checkpoints of earlier versions
         self.overflow_skipped = int(state.get("overflow_skipped", 0))
+        self.validation_pending = bool(state.get("validation_pending", False))  # absent in earlier versions: none
         ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp, where=self.resume_dir)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
@@ -138,15 +176,18 @@ class TrainerCheckpoints:
         self._cpu_copy.load_state_dict(full)
         return self._cpu_copy
 
-    def _save(self, best: bool = False) -> None:
-        """Write update_N (unless already written), point `last` (and `best`), prune old ones."""
-        if self._last_saved == self.update and not best and (self.ckpt_root / "last").exists():
+    def _save(self, best: bool = False, replace: bool = False) -> None:
+        """Write update_N (unless already written; `replace`: its trainer state anew), point `last` (and `best`),
+        prune old ones."""
+        if self._last_saved == self.update and not (best or replace) and (self.ckpt_root / "last").exists():
             return
         state = self._trainer_state(best)  # collective: every rank takes part
         model = self._model_for_saving()
         if self.info.is_main:
             target = ckpt.write_checkpoint(self.ckpt_root, self.update,
                                            lambda d: self.task.save_model(d, model), state)
+            if replace:  # written when this update's validation failed (trainer.py): the same weights, a new state
+                replace_trainer_state(target, state)
             ckpt.point_link(self.ckpt_root, "last", target)
             if best:
                 ckpt.point_link(self.ckpt_root, "best", target)
