@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from xlsr.analysis.probe import ProbeSettings, format_summary, probe
+from xlsr.analysis.probe import ProbeSettings, format_summary, probe, score_heads, train_probe_heads
 from xlsr.analysis.probe_features import (
+    FeatureBatch,
     batch_features,
     compute_features,
     parse_layers,
@@ -22,6 +24,7 @@ from xlsr.interop.huggingface import export_hf
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from xlsr.text.vocab import Vocabulary
+from xlsr.train.linear_probe import zero_heads
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from _tones import write_tone_corpus  # noqa: E402
@@ -147,6 +150,42 @@ def test_chars_give_cer(setup, tmp_path, one_thread):
                     settings=FAST, plot=False, show_progress=False).summary
     assert summary["metric"] == "cer" and summary["vocab_size"] == 6  # blank, <unk>, |, a, i, u
     assert "cer" in summary["layers"][0] and "per" not in summary["layers"][0]
+
+
+def test_a_heads_error_rate_is_counted_against_the_reference():
+    """An identity head on one-hot frames says 'a b'; the reference has 10 phones: 8 deletions of 10, PER 0.8."""
+    ref = "a b c d e f g h i j"
+    vocab = Vocabulary.build([ref], "phones")
+    head = torch.nn.Linear(len(vocab), len(vocab))
+    torch.nn.init.eye_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    frames = torch.tensor([vocab.index("a"), 0, vocab.index("b")] + [0] * 7)
+    batch = FeatureBatch(features=[9.0 * F.one_hot(frames, len(vocab)).float()[None]],
+                         frame_lengths=torch.tensor([10]), labels=torch.zeros(1, 1, dtype=torch.long),
+                         label_lengths=torch.tensor([1]), refs=[ref])
+    (counts,) = score_heads(torch.nn.ModuleList([head]), [batch], vocab, "phone")
+    assert (counts.substitutions, counts.deletions, counts.insertions, counts.ref_len) == (0, 8, 0, 10)
+    assert counts.rate == pytest.approx(0.8)
+
+
+def test_the_reported_train_loss_is_the_mean_over_the_last_epochs_batches():
+    """With a learning rate of 1e-12 the zero heads stay uniform: each batch's loss is CTC of uniform logits."""
+    g = torch.Generator().manual_seed(0)
+    a = FeatureBatch(features=[torch.randn(2, 20, 8, generator=g)], frame_lengths=torch.tensor([20, 20]),
+                     labels=torch.tensor([[2, 3], [3, 2]]), label_lengths=torch.tensor([2, 2]))
+    b = FeatureBatch(features=[torch.randn(1, 12, 8, generator=g)], frame_lengths=torch.tensor([12]),
+                     labels=torch.tensor([[3, 3, 2]]), label_lengths=torch.tensor([3]))
+
+    def uniform_ctc(batch):
+        log_probs = torch.zeros(batch.labels.shape[0], batch.features[0].shape[1], 4).log_softmax(-1)
+        return F.ctc_loss(log_probs.transpose(0, 1), batch.labels, batch.frame_lengths, batch.label_lengths).item()
+
+    settings = ProbeSettings(epochs=3, lr=1e-12)
+    for batches in ([a], [a, b]):
+        (loss,) = train_probe_heads(zero_heads([8], 4), batches, settings, seed=0)
+        expected = sum(uniform_ctc(x) for x in batches) / len(batches)
+        assert loss == pytest.approx(expected, rel=1e-5)
+    assert uniform_ctc(a) != pytest.approx(uniform_ctc(b), rel=1e-2)  # the mean is not either batch's loss
 
 
 def test_parse_layers():

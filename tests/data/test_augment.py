@@ -3,13 +3,16 @@ import pytest
 
 from xlsr.data.augment import (
     DEFAULT_AUGMENT,
+    PEAK,
     AugmentSpec,
     Effect,
     EffectDraw,
     apply_effects,
     augmented_length,
+    babble_noise,
     band_limit,
     change_speed,
+    draw_effect_table,
     draw_effects,
     item_key,
     make_noise,
@@ -193,3 +196,34 @@ def test_rooms_are_simulated_deterministically_and_cached_on_disk(tmp_path):
     assert len(files) == 1 and np.array_equal(np.load(files[0]), first)
     impulse_response.cache_clear()
     assert np.array_equal(impulse_response(room), first)  # read back from the cache
+
+
+def test_an_epochs_drawn_parameters_cover_their_whole_range_whatever_the_share():
+    """The value comes from a uniform of its own, not from the one that decides on/off (which is below the share)."""
+    table = draw_effect_table(parse_augment("speed=0.3:0.9-1.1,noise=0.3:5-30"), (0, 0, 166), 4000)
+    for column, low, high in (("speed", 0.9, 1.1), ("snr_db", 5.0, 30.0)):
+        values = table[column][~np.isnan(table[column])]
+        assert 1000 < len(values) < 1400, column  # about 30% of the items
+        quarters = np.histogram(values, bins=4, range=(low, high))[0] / len(values)
+        assert np.all(np.abs(quarters - 0.25) < 0.05), (column, quarters)  # uniform over low-high
+
+
+def test_babble_talkers_are_summed_at_unit_power_each():
+    """A talker's level does not matter: constant talkers of levels 0.001 to 30 add 1 each, so every sample of the
+    babble is the number of talkers drawn, 3 to 6 (BABBLE_TALKERS)."""
+    talkers = [np.full(50, 0.001), np.full(70, 30.0), np.full(40, 2.0)]
+    drawn = []
+    for seed in range(12):
+        y = babble_noise(1000, np.random.default_rng(seed), talkers)
+        assert np.allclose(y, np.round(y[0]), rtol=0, atol=1e-6), (seed, y[:3])
+        drawn.append(round(y[0]))
+    assert set(drawn) <= {3, 4, 5, 6} and len(set(drawn)) > 1
+
+
+def test_a_loud_mix_is_scaled_down_to_the_peak_never_clipped():
+    x = (0.9 * np.sin(2 * np.pi * 200 * np.arange(SR) / SR)).astype(np.float32)
+    y = apply_effects(x, EffectDraw(key=(0,), snr_db=-10.0, noise_kind="white"))  # noise 10 dB above the tone
+    assert np.isclose(np.max(np.abs(y)), PEAK, rtol=0, atol=1e-6)
+    gain = np.dot(y, x) / np.dot(x, x)  # speech and noise scaled alike: the SNR stays -10 dB
+    achieved = 10 * np.log10(np.mean((gain * x) ** 2) / np.mean((y - gain * x) ** 2))
+    assert gain < 0.3 and abs(achieved + 10.0) < 0.1

@@ -170,6 +170,29 @@ def test_pretraining_speed_perturbation_never_drops_an_utterance_below_min_sampl
         in caplog.text
 
 
+def _planned_speeds(loader, utts):
+    return {utts[i].id: (d.speed if d else None) for p in loader.plans() for i, d in zip(p.indices, p.effects)}
+
+
+def test_a_faster_speed_stays_exactly_where_it_leaves_an_utterance_min_sample_size():
+    """At speed 1.1, 35200 samples play as 32000 = min_sample_size (kept); 35199 as 31999 (speed 1 instead)."""
+    utts = [Utterance(audio=f"/nonexistent/{n}.wav", num_samples=n, lang="es", id=str(n)) for n in (35200, 35199)]
+    loader = pretrain_loader(utts, max_tokens=200000, min_sample_size=32000, max_sample_size=64000, alpha=1.0,
+                             seed=0, augment=parse_augment("speed=1:1.1-1.1"))
+    assert _planned_speeds(loader, utts) == {"35200": pytest.approx(1.1), "35199": None}
+
+
+def test_a_faster_speed_stays_exactly_where_it_leaves_a_label_the_frames_it_needs():
+    """A label of 10 distinct phones needs 10 frames (400-sample window, 320 hop: 3280 samples). At speed 1.1,
+    3608 samples play as 3280 (kept); 3607 as 3279, 9 frames (speed 1 instead)."""
+    label = "a b c d e f g h i j"
+    utts = [Utterance(audio=f"/nonexistent/{n}.wav", num_samples=n, lang="es", id=str(n), phones=label)
+            for n in (3608, 3607)]
+    loader = finetune_loader(utts, PhoneVocab([label]), max_tokens=100_000, shuffle=False,
+                             augment=parse_augment("speed=1:1.1-1.1"), num_frames=lambda n: (n - 400) // 320 + 1)
+    assert _planned_speeds(loader, utts) == {"3608": pytest.approx(1.1), "3607": None}
+
+
 def test_utterances_shorter_once_decoded_are_counted_in_one_warning_per_epoch(tmp_path, caplog):
     """Within the length tolerance a decoded file may fall below min_sample_size: skipped, and said, once."""
     utts = _write(tmp_path, [32000] * 6, audio_lengths=[31900, 31900, 31900, 32000, 32000, 32000])

@@ -5,7 +5,7 @@ import torch
 from data_fixtures import PhoneVocab
 
 from xlsr.data.augment import augmented_length, change_speed, parse_augment
-from xlsr.data.batching import finetune_loader, pack_batches, pretrain_loader
+from xlsr.data.batching import crop_batch, finetune_loader, length_limit, pack_batches, pretrain_loader
 from xlsr.data.manifest import Utterance, read_split
 from xlsr.errors import XlsrError
 
@@ -51,6 +51,30 @@ def test_pretrain_crops_to_shortest_caps_and_skips_short(tmp_path):
         assert torch.all(levels > 0.005)
     assert seen == 6  # the 500- and 800-sample files are skipped
     assert loader.files_in_epoch() == 6
+
+
+def test_crop_batch_takes_a_window_no_longer_than_max_sample_size():
+    """Two 100k-sample utterances with max_sample_size 32000: rows of 32000 consecutive samples of their own audio."""
+    waves = [np.arange(100_000, dtype=np.float32), 1e6 + np.arange(100_000, dtype=np.float32)]
+    batch = crop_batch(waves, ["es", "fr"], np.random.default_rng(0), max_sample_size=32_000)
+    assert tuple(batch.waveforms.shape) == (2, 32_000) and batch.lengths.tolist() == [32_000, 32_000]
+    for row, offset in zip(batch.waveforms, (0.0, 1e6)):
+        start = float(row[0]) - offset
+        assert 0 <= start <= 100_000 - 32_000 and torch.equal(row, torch.arange(32_000) + start + offset)
+    assert crop_batch(waves[:1] + [np.zeros(5000, np.float32)], ["es", "es"], np.random.default_rng(0),
+                      max_sample_size=32_000).waveforms.shape == (2, 5000)  # the shortest when it is shorter
+    assert batch.langs == ["es", "fr"]
+
+
+def test_finetuning_skips_utterances_longer_than_max_sample_size_below_max_tokens():
+    assert length_limit(1_000_000, 250_000) == 250_000 and length_limit(200_000, 250_000) == 200_000
+    assert length_limit(1_000_000, None) == 1_000_000
+    utts = [Utterance(audio=f"/nonexistent/{i}.wav", num_samples=n, lang="xx", id=f"u{i}", phones="a b")
+            for i, n in enumerate([100_000, 300_000, 500_000])]
+    loader = finetune_loader(utts, PhoneVocab(["a b"]), max_tokens=1_000_000, max_sample_size=250_000, shuffle=False)
+    kept = loader.dataset.utts
+    assert [kept.utterance_id(i) for i in range(len(kept))] == ["u0"]
+    assert [p.indices for p in loader.plans()] == [(0,)]
 
 
 def test_pretrain_max_utterances_caps_each_batch():

@@ -10,6 +10,7 @@ from hf_fixtures import HF_CLASSES, HF_CONFIGS, VOCAB_SIZE, make_hf, padded_batc
 from safetensors.torch import load_file, save_file
 
 from xlsr.errors import CheckpointError
+from xlsr.interop.hf_config import config_from_hf
 from xlsr.interop.huggingface import export_hf, import_hf
 from xlsr.interop.load import load_pretrained
 from xlsr.interop.native import load_checkpoint, save_checkpoint
@@ -278,3 +279,38 @@ def test_a_vocabulary_without_any_unk_gets_a_row_that_is_never_predicted(tmp_pat
         ours = torch.log_softmax(loaded.model.eval()(x).logits, -1)
     torch.testing.assert_close(ours[..., [0, 2, 3, 4, 5]], theirs, atol=1e-4, rtol=0)
     assert ours[..., 1].max() < -1000  # the added <unk> never wins
+
+
+# The keys every wav2vec2 config.json has; the rest may be absent and then mean transformers' defaults.
+_REQUIRED_HF = dict(conv_dim=[32, 32], conv_kernel=[10, 3], conv_stride=[5, 2], hidden_size=48,
+                    num_hidden_layers=2, num_attention_heads=3, intermediate_size=64)
+
+
+def test_absent_hf_keys_read_as_transformers_defaults():
+    ours = config_from_hf({"model_type": "wav2vec2", **_REQUIRED_HF}, "config.json", architecture="Wav2Vec2ForCTC")
+    hf = transformers.Wav2Vec2Config(**_REQUIRED_HF)
+    assert ours.extractor_mode == {"group": "group_norm", "layer": "layer_norm"}[hf.feat_extract_norm]
+    pairs = {  # our field: transformers' attribute
+        "conv_bias": "conv_bias", "layer_norm_first": "do_stable_layer_norm", "dropout": "hidden_dropout",
+        "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
+        "dropout_input": "feat_proj_dropout", "dropout_features": "feat_quantizer_dropout",
+        "final_dropout": "final_dropout", "layerdrop": "layerdrop", "conv_pos": "num_conv_pos_embeddings",
+        "conv_pos_groups": "num_conv_pos_embedding_groups", "layer_norm_eps": "layer_norm_eps",
+        "final_dim": "proj_codevector_dim", "codevector_dim": "codevector_dim",
+        "num_codevector_groups": "num_codevector_groups", "num_codevectors_per_group": "num_codevectors_per_group",
+        "logit_temp": "contrastive_logits_temperature", "num_negatives": "num_negatives",
+        "diversity_weight": "diversity_loss_weight", "mask_length": "mask_time_length",
+        "min_masks": "mask_time_min_masks", "mask_channel_length": "mask_feature_length",
+    }
+    assert {f: getattr(ours, f) for f in pairs} == {f: getattr(hf, a) for f, a in pairs.items()}
+    # transformers' CTC model masks while fine-tuning unless apply_spec_augment is false
+    assert hf.apply_spec_augment and ours.mask_prob == hf.mask_time_prob > 0
+    assert ours.mask_channel_prob == hf.mask_feature_prob
+
+
+def test_each_hf_dropout_key_reaches_its_own_field():
+    keys = dict(hidden_dropout=0.11, attention_dropout=0.12, activation_dropout=0.13, feat_proj_dropout=0.14,
+                feat_quantizer_dropout=0.15, final_dropout=0.16, layerdrop=0.17)
+    ours = config_from_hf({"model_type": "wav2vec2", **_REQUIRED_HF, **keys}, "config.json")
+    assert (ours.dropout, ours.attention_dropout, ours.activation_dropout, ours.dropout_input, ours.dropout_features,
+            ours.final_dropout, ours.layerdrop) == tuple(keys.values())

@@ -32,6 +32,13 @@ def test_group_norm_padded_batch_equals_single_utterance_runs():
     assert_padded_batch_equals_single_runs(model, _padded(lengths), lengths)
 
 
+def test_group_norm_row_padded_by_one_layer0_step_equals_its_single_run():
+    """Padded by 5 samples (layer 0's stride): one padded step of layer 0, still left out of its statistics."""
+    model = _group_norm_model()
+    lengths = [8000, 7995]
+    assert_padded_batch_equals_single_runs(model, _padded(lengths), lengths)
+
+
 def test_group_norm_without_padding_is_the_plain_group_norm_bit_for_bit():
     model = _group_norm_model()
     fe = model.feature_encoder

@@ -119,6 +119,23 @@ def test_layerdrop_is_reproducible_and_keeps_every_parameter_in_the_graph():
     assert 0 < len(skipped) < 6  # seed 17 skips some layers but not all
 
 
+def test_layerdrop_skips_about_its_share_of_layers_and_a_skipped_layer_passes_its_input_on():
+    """Post-LN blocks: a skipped layer's hidden state is its input, bit for bit; a layer that runs changes it."""
+    torch.manual_seed(0)
+    encoder = Wav2Vec2Model(micro_config(num_layers=10, layerdrop=0.2, layer_norm_first=False)).encoder.train()
+    x = torch.randn(1, 6, 32)
+    skipped = []
+    with torch.no_grad():
+        for seed in range(20):
+            encoder.set_layerdrop_seed(seed)
+            _, hidden = encoder(x, output_hidden_states=True)
+            skipped += [torch.equal(hidden[i + 1], hidden[i]) for i in range(10)]
+        assert 0.12 < sum(skipped) / len(skipped) < 0.28, sum(skipped)  # 200 draws at 0.2
+        encoder.eval()
+        _, hidden = encoder(x, output_hidden_states=True)
+    assert not any(torch.equal(hidden[i + 1], hidden[i]) for i in range(10))  # none skipped in evaluation
+
+
 def test_autocast_keeps_losses_and_logits_fp32(micro):
     model = Wav2Vec2ForPreTraining(micro)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -74,6 +74,14 @@ def test_json_roundtrip_and_bad_files(tmp_path):
     assert Vocabulary.from_dict([BLANK, UNK, "|", "a", "b"]).kind == "chars"
 
 
+def test_a_bare_list_with_any_multi_letter_symbol_is_read_as_phones():
+    v = Vocabulary.from_dict([BLANK, UNK, "a", "aː", "b", "tʃ"])  # one-letter phones among them
+    assert v.kind == "phones"
+    assert v.encode("a aː tʃ") == [2, 3, 5] and v.decode([2, 3, 4, 5]) == "a aː b tʃ"
+    assert Vocabulary.from_dict([BLANK, UNK, "aː", "tʃ"]).kind == "phones"
+    assert Vocabulary.from_dict([BLANK, UNK, "a", "b"]).kind == "chars"
+
+
 def test_invalid_token_lists_are_rejected():
     with pytest.raises(XlsrError, match="must start with"):
         Vocabulary(["a", BLANK, UNK])
