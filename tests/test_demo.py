@@ -679,3 +679,13 @@ def test_scoring_reuses_the_frozen_cnn_of_another_seed_with_the_same_numbers(tmp
     assert cached == evaluate_pooled(paths[1], manifests, "cpu") and cached != evaluate_pooled(paths[0], manifests, "cpu")
     assert evaluate_pooled(paths[2], manifests, "cpu", cache) == evaluate_pooled(paths[2], manifests, "cpu")
     assert cache.hits == utterances  # the other CNN did not read the cache
+
+
+def test_best_dev_per_reads_past_a_non_finite_validation(tmp_path):
+    from xlsr.demo.finetuning import best_dev_per
+
+    # train/monitor.py writes a non-finite PER as null
+    lines = [{"split": "valid", "update": 50, "per": None}, {"split": "valid", "update": 100, "per": 0.42},
+             {"split": "train", "update": 100, "loss": 1.0}, {"split": "valid", "update": 150, "per": 0.47}]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert best_dev_per(tmp_path) == 0.42

@@ -442,6 +442,41 @@ def test_phone_lexicon_holds_a_words_last_phone(spec, words):
     assert hyp.words == words and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
 
 
+@pytest.mark.parametrize("tokens_per_frame", [1, 2, None])
+def test_phone_lexicon_search_keeps_only_the_states_hypotheses_hold(tmp_path, monkeypatch, tokens_per_frame):
+    # the token LM drops, frame by frame, the states no hypothesis holds: as many for 300 frames as for 60, and
+    # the same answer as a search that keeps every state (a state dropped too early would be a KeyError)
+    from xlsr.decode.lexicon_lm import LexiconLM
+    vocab = Vocabulary(["<blank>", "<unk>", "a", "b", "c"], kind="phones")
+    lm = tmp_path / "words.arpa"
+    lm.write_text(AB_WORD_ARPA)
+    g = torch.Generator().manual_seed(0)
+    spoken = torch.tensor([0, 2, 3, 4])[torch.randint(0, 4, (300,), generator=g)]  # blank, a, b, c
+    logits = torch.randn(300, len(vocab), generator=g) * 0.5
+    logits[torch.arange(300), spoken] += 4.0
+    config = BeamSearchConfig(beam_size=8, beam_size_token=tokens_per_frame, lm_weight=0.5, unk_score=-5.0)
+    decoder = BeamSearchDecoder(vocab, lm=lm, lexicon={**PHONE_LEXICON, "c": ["c"]}, config=config)
+    held, next_frame = [], LexiconLM.next_frame
+
+    def counted(self, log_probs):
+        next_frame(self, log_probs)
+        held.append(len(self._states))
+
+    monkeypatch.setattr(LexiconLM, "next_frame", counted)
+    short = decoder.decode(logits[None, :60])[0]
+    most_short, held = max(held), []
+    pruned = decoder.decode(logits[None])[0]
+    assert max(held) <= max(most_short, 8 * len(vocab))
+
+    def keep_all(self, log_probs):
+        self._states = {**self._states, **self._touched}
+
+    monkeypatch.setattr(LexiconLM, "next_frame", keep_all)
+    kept = decoder.decode(logits[None])[0]
+    assert math.isfinite(pruned.score) and short.words
+    assert (pruned.token_ids, pruned.words, pruned.score) == (kept.token_ids, kept.words, kept.score)
+
+
 def test_phone_lexicon_spellings_end_in_the_vocabularys_word_boundary():
     # phone spellings from a lexicon file have no `|`; the model puts one between words, as after characters
     vocab = Vocabulary.build(["h e l o | w r d"], kind="phones")

@@ -9,7 +9,7 @@ Two modes (issue 5, user need 9):
   project's labels do not end in `|`, so the model emits none after the last word: one frame on
   which only `|` is possible is appended, so that the last word is finished (and scored) too.
   Without `|`, a word ends where the next one starts; flashlight's lexicon decoder cannot hold a
-  word's last token then (`LexiconLM` says why), so the lexicon is an LM over tokens for its
+  word's last token then (`xlsr.decode.lexicon_lm` says why), so the lexicon is an LM over tokens for its
   lexicon-free search instead.
 
 Scores: acoustic log-probabilities (natural log, log-softmax of the logits) + lm_weight × LM
@@ -20,11 +20,12 @@ vocabulary without `|` has no words there, and word_score has no effect).
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +36,6 @@ from flashlight.lib.text.decoder import (
     LexiconDecoderOptions,
     LexiconFreeDecoder,
     LexiconFreeDecoderOptions,
-    LMState,
     SmearingMode,
     Trie,
     ZeroLM,
@@ -45,6 +45,7 @@ from flashlight.lib.text.dictionary import Dictionary
 
 from xlsr.decode.greedy import as_logits_tensor
 from xlsr.decode.hypothesis import Hypothesis
+from xlsr.decode.lexicon_lm import LexiconLM, SpellingTrie
 from xlsr.decode.lm import read_lm_info, sidecar_path
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_segments
@@ -156,11 +157,10 @@ def check_lm_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise XlsrError(f"{path}: no such language model file")
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if head.startswith(_KENLM_BINARY_MAGIC):
+    if is_kenlm_binary(path):
         return path
-    text = head.decode("utf-8", errors="replace").lstrip()
+    with open(path, "rb") as f:
+        text = f.read(4096).decode("utf-8", errors="replace").lstrip()
     if not text.startswith("\\data\\"):
         first = text.splitlines()[0][:40] if text else "<empty>"
         raise XlsrError(f"{path}: not a KenLM ARPA or binary language model (starts with {first!r})")
@@ -355,7 +355,8 @@ class BeamSearchDecoder:
             self._scored_lm = LexiconLM(
                 self._spellings, self._lm if self.lm_path is not None else None, lm_weight=lm_weight,
                 word_score=c.word_score, unk_score=c.unk_score, unk_id=len(self._words) - 1,
-                max_readings=c.beam_size, threshold=c.beam_threshold)
+                max_readings=c.beam_size, threshold=c.beam_threshold, unfinished_score=_NOT_BOUNDARY,
+                blank_id=self.vocab.blank_id, tokens_per_frame=c.beam_size_token)
             opts = LexiconFreeDecoderOptions(
                 beam_size=c.beam_size, beam_size_token=beam_token, beam_threshold=c.beam_threshold,
                 lm_weight=1.0, sil_score=0.0, log_add=c.log_add, criterion_type=CriterionType.CTC)
@@ -413,7 +414,10 @@ class BeamSearchDecoder:
         closing = self._trie is not None and self._sil != self.vocab.blank_id
         if closing:
             emissions = with_final_boundary(emissions, self._sil)
-        results = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], V)
+        if self._spellings is not None:
+            results = self._decode_frame_by_frame(emissions)
+        else:
+            results = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], V)
         if not results:
             raise XlsrError("beam search: no hypothesis came back (are the logits NaN?)")
         hyps: dict[tuple[int, ...], Hypothesis] = {}
@@ -449,6 +453,27 @@ class BeamSearchDecoder:
         return ranked[: self.config.nbest]
 
 
+    def _decode_frame_by_frame(self, emissions: torch.Tensor) -> list:
+        """flashlight's `decode`, one frame at a time, so that `LexiconLM` can drop the states no hypothesis holds."""
+        T, V = emissions.shape
+        frame_bytes = V * emissions.element_size()
+        # LexiconLM's records make no reference cycles and die a frame or two after they are made, yet enough live
+        # through two young collections that Python's cycle collector would scan the whole heap every few frames
+        # (a third of the time with a 20,000-word lexicon): it is paused meanwhile.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._decoder.decode_begin()
+            for t in range(T):
+                self._decoder.decode_step(emissions.data_ptr() + t * frame_bytes, 1, V)
+                self._scored_lm.next_frame(emissions[t])
+            self._decoder.decode_end()
+            return self._decoder.get_all_final_hypothesis()
+        finally:
+            if collecting:
+                gc.enable()
+
+
 def with_final_boundary(emissions: torch.Tensor, boundary_id: int) -> torch.Tensor:
     """(T, V) log-probabilities and one more frame on which only the word boundary is possible."""
     frame = torch.full((1, emissions.shape[1]), _NOT_BOUNDARY, dtype=emissions.dtype)
@@ -475,208 +500,6 @@ class WordScoreLM(LM):
     def finish(self, state):
         state, score = self.lm.finish(state)
         return state, self.weight * score
-
-
-class SpellingTrie:
-    """Lexicon spellings as a trie of token ids (node 0 is the root), for `LexiconLM`.
-
-    `lookahead[node]` is the best LM unigram (log10) of the words spelled through the node: a word being spelled
-    is ranked by its best completion, as flashlight's trie smeared with max does."""
-
-    def __init__(self):
-        self.children: list[dict[int, int]] = [{}]
-        self.words: list[list[int]] = [[]]
-        self.lookahead: list[float] = [0.0]
-
-    def insert(self, token_ids: list[int], word_id: int, unigram: float) -> None:
-        node = 0
-        for t in token_ids:
-            if t not in self.children[node]:
-                self.children[node][t] = len(self.children)
-                self.children.append({})
-                self.words.append([])
-                self.lookahead.append(-math.inf)
-            node = self.children[node][t]
-            self.lookahead[node] = max(self.lookahead[node], unigram)
-        if word_id not in self.words[node]:
-            self.words[node].append(word_id)
-
-
-class LexiconLM(LM):
-    """Lexicon decoding for a vocabulary without `|`, as an LM over tokens for flashlight's lexicon-free search.
-
-    flashlight's lexicon decoder finishes a word on the first frame of its last token and may then only emit
-    silence, which is the blank here: a word's last token cannot be held for a second frame (as CTC lets any
-    token be), so a word ending in a held phone would be cut short or followed by an invented word. Here a word ends
-    where the next word's first token comes (or at the end), and holding, blanks and repeats are left to
-    flashlight's lexicon-free CTC search, which treats every token alike.
-
-    The state of a token prefix is the set of its readings as lexicon words, (trie node of the word being
-    spelled, word LM state) -> (score, words), the score being lm_weight × LM log10 + word_score per word (or
-    unk_score per <unk>, which, as in flashlight, is a prefix of a spelling that is no word). A token scores the
-    change of the best reading's score plus the look-ahead of its partial word, so a hypothesis' scores add up to
-    its best reading's once `finish` ends the last word. Readings are pruned as hypotheses are: the best
-    `max_readings` within `threshold` of the best.
-
-    flashlight asks for every token after every hypothesis, so the readings after a token are only worked out
-    when the search extends it; its score needs just the best one (`_next_values`)."""
-
-    def __init__(self, trie: SpellingTrie, lm, *, lm_weight: float, word_score: float, unk_score: float,
-                 unk_id: int, max_readings: int, threshold: float):
-        LM.__init__(self)
-        self.trie, self.lm, self.lm_weight = trie, lm, lm_weight
-        self.word_score, self.unk_score, self.unk_id = word_score, unk_score, unk_id
-        self.max_readings, self.threshold = max_readings, threshold
-        self._states: dict[LMState, _Readings | tuple] = {}
-
-    # -- flashlight's LM interface ------------------------------------------------------------------
-    def start(self, start_with_nothing):
-        # a new utterance: the last one's states are no longer asked for
-        state = LMState()
-        first = _Readings(None, 0)
-        first.readings = self._first_readings()
-        first.value = self._value(first.readings)
-        self._states = {state: first}
-        return state
-
-    def score(self, state, token_index):
-        # flashlight asks again on every frame a hypothesis holds its token or a blank: answers are kept
-        here = self._states[state]
-        if type(here) is tuple:  # (parent, token, value) until the search extends this state
-            here = self._states[state] = _Readings(*here)
-        answer = here.answers.get(token_index)
-        if answer is None:
-            answer = here.answers[token_index] = self._answer(state, here, token_index)
-        return answer
-
-    def _answer(self, state, here: _Readings, token: int):
-        if here.next_values is None:
-            self._expand(here)
-            here.next_values = self._next_values(here)
-        value = here.next_values.get(token)
-        if value is None:  # no lexicon word is spelled this way
-            return state, -math.inf
-        child = state.child(token)
-        self._states[child] = (state, token, value)
-        return child, value - here.value
-
-    def finish(self, state):
-        here = self._states[state]
-        if type(here) is tuple:
-            here = self._states[state] = _Readings(*here)
-        self._expand(here)
-        best, _ = self._finished(here.readings, here.ends)
-        # a hypothesis inside a word pays as one that cannot end a word on the appended `|` frame does
-        return state, (best - here.value if best > -math.inf else _NOT_BOUNDARY)
-
-    def forget(self) -> None:
-        """Drop the last utterance's states (one per token tried after every hypothesis: many)."""
-        self._states = {}
-
-    # -- readings -----------------------------------------------------------------------------------
-    def best_reading(self, token_ids: list[int]) -> tuple[list[int], bool]:
-        """The word ids of the best reading of a token sequence, and whether its last word is whole."""
-        readings = self._first_readings()
-        for t in token_ids:
-            following = self._step(readings, t, self._word_ends(readings))
-            if not following:
-                break
-            readings = following
-        best, words = self._finished(readings, self._word_ends(readings))
-        if best == -math.inf:
-            words = max(readings.values(), key=lambda r: r[0])[1]
-        out = []
-        while words is not None:
-            words, word = words[1], words[0]
-            out.append(word)
-        return out[::-1], best > -math.inf
-
-    def _expand(self, here: _Readings) -> None:
-        if here.readings is None:
-            parent = self._states[here.parent]
-            here.readings = self._step(parent.readings, here.token, parent.ends)
-        if here.ends is None:
-            here.ends = self._word_ends(here.readings)
-
-    def _first_readings(self) -> dict:
-        return {(0, self.lm.start(False) if self.lm is not None else None): (0.0, None)}
-
-    def _value(self, readings: dict) -> float:
-        look = self.trie.lookahead
-        return max(s + self.lm_weight * look[node] for (node, _), (s, _) in readings.items())
-
-    def _word_ends(self, readings: dict) -> list[tuple]:
-        """(score, LM state, words) of each reading with its word ended: the words that can end at its node."""
-        ends = []
-        for (node, lm_state), (s, words) in readings.items():
-            ids = self.trie.words[node]
-            if not ids and node != 0 and self.unk_score > -math.inf:
-                ids = [self.unk_id]
-            for w in ids:
-                lm_state_after, log10 = self.lm.score(lm_state, w) if self.lm is not None else (None, 0.0)
-                bonus = self.unk_score if w == self.unk_id else self.word_score
-                ends.append((s + self.lm_weight * log10 + bonus, lm_state_after, (w, words)))
-        return ends
-
-    def _next_values(self, here: _Readings) -> dict[int, float]:
-        """The best reading's value after each token that can follow (as `_value(_step(...))`, without the step)."""
-        children, look, weight = self.trie.children, self.trie.lookahead, self.lm_weight
-        values: dict[int, float] = {}
-        for (node, _), (s, _) in here.readings.items():
-            for t, child in children[node].items():
-                v = s + weight * look[child]
-                if v > values.get(t, -math.inf):
-                    values[t] = v
-        if here.ends:
-            ended = max(e[0] for e in here.ends)
-            for t, child in children[0].items():
-                v = ended + weight * look[child]
-                if v > values.get(t, -math.inf):
-                    values[t] = v
-        return values
-
-    def _step(self, readings: dict, token: int, ends: list[tuple]) -> dict:
-        """The readings after one more token: it continues the word being spelled, or starts the next one."""
-        children, look, weight = self.trie.children, self.trie.lookahead, self.lm_weight
-        out: dict = {}
-        for (node, lm_state), (s, words) in readings.items():
-            child = children[node].get(token)
-            if child is not None and ((child, lm_state) not in out or s > out[child, lm_state][0]):
-                out[child, lm_state] = (s, words)
-        first = children[0].get(token)
-        if first is not None:
-            for s, lm_state, words in ends:
-                if (first, lm_state) not in out or s > out[first, lm_state][0]:
-                    out[first, lm_state] = (s, words)
-        if len(out) > 1:
-            ranked = sorted(out.items(), key=lambda kv: -(kv[1][0] + weight * look[kv[0][0]]))
-            floor = ranked[0][1][0] + weight * look[ranked[0][0][0]] - self.threshold
-            out = dict(kv for kv in ranked[: self.max_readings] if kv[1][0] + weight * look[kv[0][0]] >= floor)
-        return out
-
-    def _finished(self, readings: dict, ends: list[tuple]) -> tuple[float, tuple | None]:
-        """The best score of a reading whose last word is whole, with </s>, and its words (-inf if none)."""
-        best, best_words = -math.inf, None
-        ended = [(s, lm_state, words) for (node, lm_state), (s, words) in readings.items() if node == 0]
-        for s, lm_state, words in ended + ends:
-            score = s + self.lm_weight * (self.lm.finish(lm_state)[1] if self.lm is not None else 0.0)
-            if score > best:
-                best, best_words = score, words
-        return best, best_words
-
-
-@dataclass(eq=False, slots=True)
-class _Readings:
-    """A `LexiconLM` state: its readings (worked out from the parent's when first needed), their best value,
-    the values after each token that can follow, and the answers given to flashlight."""
-
-    parent: LMState | None
-    token: int
-    value: float = 0.0
-    readings: dict | None = None
-    ends: list | None = None
-    next_values: dict | None = None
-    answers: dict = field(default_factory=dict)
 
 
 def _logaddexp(a: float, b: float) -> float:

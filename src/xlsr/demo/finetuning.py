@@ -220,7 +220,9 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 def best_dev_per(run_dir: Path) -> float | None:
     """The lowest overall dev PER in a fine-tuning run's log (what picked checkpoints/best)."""
-    values = [r["per"] for r in read_log(run_dir / "log.jsonl") if r.get("split") == "valid" and "per" in r]
+    # a non-finite PER is written to the log as null (train/monitor.py): it cannot have picked best
+    values = [r["per"] for r in read_log(run_dir / "log.jsonl")
+              if r.get("split") == "valid" and isinstance(r.get("per"), (int, float)) and math.isfinite(r["per"])]
     return min(values) if values else None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -30,6 +29,7 @@ from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
 from xlsr.released.build import recreate_released
 from xlsr.released.recipes import release_recipes, require_released
+from xlsr.train.monitor import finite_or_null
 
 
 class StageLog:
@@ -155,17 +155,6 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
 def demo_json(result: DemoResult) -> str:
     """demo.json's text: all of `result`, a non-finite figure (an inf or NaN PER) as null, since JSON has no inf."""
     return json.dumps(finite_or_null(config_to_dict(result)), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def finite_or_null(value):
-    """`value` with every inf or NaN float, however deeply nested in dicts and lists, replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_or_null(v) for v in value]
-    return value
 
 
 def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path, corpus: Path, out: Path,

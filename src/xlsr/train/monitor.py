@@ -54,7 +54,7 @@ class Monitor:
         if not self.enabled:
             return
         record = {"update": update, "split": split, "time": round(time.time(), 3)}
-        record.update({k: _plain(v) for k, v in values.items()})
+        record.update({k: finite_or_null(_plain(v)) for k, v in values.items()})
         self._jsonl.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in values.items():
@@ -176,12 +176,21 @@ def _logged_by(line: str, update: int) -> bool:
     return not isinstance(record, dict) or not isinstance(record.get("update"), int) or record["update"] <= update
 
 
+def finite_or_null(value):
+    """`value` with every inf or NaN float, however deeply nested in dicts and lists, replaced by None: JSON has no
+    inf or NaN, and this project's JSON files (log.jsonl, demo.json) write them as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def _plain(v):
-    if hasattr(v, "item"):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # JSON has no NaN/Inf
-    return v
+    """A tensor's or NumPy scalar's Python number (anything else as it is)."""
+    return v.item() if hasattr(v, "item") else v
 
 
 def _short(v):
