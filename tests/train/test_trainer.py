@@ -410,7 +410,9 @@ def test_a_failed_validation_is_done_first_by_the_rerun_as_a_straight_run_does_i
     with pytest.raises(OSError, match="dev audio unreadable"):  # the cause not fixed yet: it fails again, first thing
         Trainer(_cfg(failed, max_updates=8), _DevFailsToyTask(0, dropout=0.2)).fit()
     assert ckpt.load_trainer_state(failed / "checkpoints" / "last")["validation_pending"]
+    assert not ckpt.run_finished(failed, 8)  # at update 8 too: its final validation is owed
     Trainer(_cfg(failed, max_updates=8), _DevFailsToyTask(dropout=0.2)).fit()  # fixed: the same command again
+    assert ckpt.run_finished(failed, 8)
 
     def validations(run):
         return [{k: v for k, v in r.items() if k != "time"} for r in read_log(run / "log.jsonl")

@@ -263,7 +263,11 @@ def restore_rng_state(state: dict) -> None:
 
 
 def run_finished(run_dir: str | Path, max_updates: int) -> bool:
-    """Whether the run folder's newest saved trainer state reached `max_updates` (Ctrl-C or SIGTERM make the
-    trainer save and return early: a caller must not treat that as a finished run)."""
+    """Whether the run folder's newest saved trainer state reached `max_updates` with its validation done (Ctrl-C or
+    SIGTERM make the trainer save and return early, a failed validation is saved as pending: a caller must not
+    treat either as a finished run)."""
     saved = find_resume_dir(Path(run_dir) / "checkpoints")
-    return saved is not None and load_trainer_state(saved)["update"] >= max_updates
+    if saved is None:
+        return False
+    state = load_trainer_state(saved)
+    return state["update"] >= max_updates and not state.get("validation_pending", False)
