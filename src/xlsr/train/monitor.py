@@ -160,12 +160,33 @@ def read_log(path: Path) -> list[dict]:
 def trim_log(path: Path, update: int) -> None:
     """Drop the records of a `log.jsonl` past `update` (and a torn last line): a run resumed from the checkpoint
     of that update logs the later updates again."""
+    _rewrite_log(path, lambda line: line.endswith("\n") and _logged_by(line, update))
+
+
+def drop_validation_records(path: Path, update: int) -> None:
+    """Drop the validation records and warnings of `update` from a `log.jsonl`: a validation that failed there may
+    have logged some of its sets, and the resumed run logs them all again."""
+    _rewrite_log(path, lambda line: not _validation_record(line, update))
+
+
+def _rewrite_log(path: Path, keep) -> None:
+    """Keep the lines of a `log.jsonl` for which keep(line) holds, rewritten atomically only if any is dropped."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.endswith("\n") and _logged_by(line, update)]
+    kept = [line for line in lines if keep(line)]
     if len(kept) < len(lines):
         write_text(path, "".join(kept))
+
+
+def _validation_record(line: str, update: int) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    if not isinstance(record, dict) or record.get("update") != update:
+        return False
+    return str(record.get("split", "")).startswith("valid") or str(record.get("warning", "")).startswith("valid_")
 
 
 def _logged_by(line: str, update: int) -> bool:

@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xlsr.atomic import fsync, write_file, write_text
+from xlsr.atomic import fsync, write_file
 from xlsr.data.shard_loader import every_consumer
 from xlsr.errors import CheckpointError
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
-from xlsr.train.monitor import trim_log
+from xlsr.train.monitor import drop_validation_records, trim_log
 
 
 def task_state(tasks: list[dict], rank: int) -> dict:
@@ -38,25 +38,6 @@ def task_seed(seed: int, rank: int, update: int) -> int:
     return ((seed * 1000 + rank) * 1_000_003 + update + 1) % 2**63
 
 
-def drop_validation_records(log: Path, update: int) -> None:
-    """Drop the validation records and warnings of `update` from a `log.jsonl`: a validation that failed there may
-    have logged some of its sets, and the resumed run logs them all again."""
-    if not log.is_file():
-        return
-    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if not _validation_record(line, update)]
-    if len(kept) < len(lines):
-        write_text(log, "".join(kept))
-
-
-def _validation_record(line: str, update: int) -> bool:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    if not isinstance(record, dict) or record.get("update") != update:
-        return False
-    return str(record.get("split", "")).startswith("valid") or str(record.get("warning", "")).startswith("valid_")
 
 
 def replace_trainer_state(ckpt_dir: Path, state: dict) -> None:
