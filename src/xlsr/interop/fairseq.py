@@ -122,7 +122,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _clip(text: str, limit: int = 120) -> str:
     # Messages can quote the file's own data; one line should stay one readable line.
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return safe_pickle.clip(text, limit)
 
 
 # ---------------------------------------------------------------------------- config

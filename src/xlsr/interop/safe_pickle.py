@@ -40,8 +40,9 @@ class UnsafePickleError(CheckpointError):
     """A pickle asked for a global outside the allow-list (it could run code)."""
 
 
-def _clip(text: str, limit: int = 80) -> str:
-    """`text` cut to `limit` characters: it quotes the file, and a refusal should stay one readable line."""
+def clip(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters: it quotes the file, and a refusal should stay one readable line
+    (interop/fairseq.py uses it too)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -108,14 +109,14 @@ def _reconstructor(cls, base, state):
         return obj
     if cls in (dict, list, tuple, set, object, collections.OrderedDict) and base in (object, cls):
         return cls() if state is None else cls(state)
-    raise UnsafePickleError(f"refused to rebuild {_clip(repr(cls))} from a pickle")
+    raise UnsafePickleError(f"refused to rebuild {clip(repr(cls))} from a pickle")
 
 
 def _newobj(cls, *args):
     """Safe copyreg.__newobj__."""
     if isinstance(cls, type) and (issubclass(cls, Stub) or cls in (dict, list, set, object)):
         return cls.__new__(cls, *args)
-    raise UnsafePickleError(f"refused to create {_clip(repr(cls))} from a pickle")
+    raise UnsafePickleError(f"refused to create {clip(repr(cls))} from a pickle")
 
 
 def _newobj_ex(cls, args, kwargs):
@@ -144,7 +145,7 @@ def _operator_getitem(obj, key):
 def _rebuild_from_type_v2(func, new_type, args, state):
     """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
     if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise UnsafePickleError(f"refused tensor subclass {_clip(repr(new_type))} in a pickle")
+        raise UnsafePickleError(f"refused tensor subclass {clip(repr(new_type))} in a pickle")
     ret = func(*args)
     if new_type is torch.nn.Parameter and not isinstance(ret, torch.nn.Parameter):
         ret = torch.nn.Parameter(ret, requires_grad=ret.requires_grad)
@@ -204,19 +205,19 @@ class NumpyDtype:
     def materialize(self) -> np.dtype:
         """The described dtype if it is a plain number type (bool, int, uint, float, complex); else refuse."""
         if not isinstance(self.spec, str) or not _PLAIN_DTYPE_SPEC.fullmatch(self.spec):
-            raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} in a pickle (plain numbers "
+            raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} in a pickle (plain numbers "
                                     f"only)")
         dtype = np.dtype(self.spec)
         state = self.state
         if state is not None:
             if not isinstance(state, tuple) or len(state) not in (8, 9) or any(v is not None for v in state[2:5]):
-                raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} with a structured state in a "
+                raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} with a structured state in a "
                                         f"pickle")
             if state[1] == ">":
                 dtype = dtype.newbyteorder(">")
             elif state[1] not in ("<", "|", "="):
-                raise UnsafePickleError(f"refused numpy dtype {_clip(repr(self.spec))} with byte order "
-                                        f"{_clip(repr(state[1]))}")
+                raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} with byte order "
+                                        f"{clip(repr(state[1]))}")
         return dtype
 
 
@@ -269,7 +270,7 @@ def _numpy_scalar(dtype, data=None):
 
 def _numpy_reconstruct(cls, shape, dtype_code):
     if cls is not NumpyArray:
-        raise UnsafePickleError(f"refused numpy array subclass {_clip(repr(cls))} in a pickle")
+        raise UnsafePickleError(f"refused numpy array subclass {clip(repr(cls))} in a pickle")
     return NumpyArray()
 
 
@@ -377,7 +378,7 @@ class Unpickler(pickle._Unpickler):
         if (module, name) in _STUBBED_GLOBALS or module.split(".")[0] in _STUBBED_MODULES:
             return _stub_class(module, name)
         raise UnsafePickleError(
-            f"refused to load {_clip(spelled)}: checkpoints may only hold tensors and plain config data"
+            f"refused to load {clip(spelled)}: checkpoints may only hold tensors and plain config data"
         )
 
 
