@@ -95,6 +95,17 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
         obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
+    except safe_pickle.UnsafePickleError as exc:
+        raise CheckpointError(f"{path}: {_clip(str(exc), 200)}") from None
+    except RecursionError:  # nesting deeper than any config
+        raise _too_deep(path) from None
+    except MemoryError:  # length fields beyond the file are refused before this; this is the machine's limit
+        raise CheckpointError(f"{path}: out of memory while reading the checkpoint") from None
+    except Exception as exc:  # noqa: BLE001 - whatever damaged content makes pickle, torch or numpy raise
+        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
+    # Only the parse above meets arbitrary damage. What follows is our own code over parsed data: it refuses what it
+    # cannot use (UnsafePickleError) and anything else it raised would be a bug to see, not a damaged file.
+    try:
         obj = safe_pickle.to_plain(obj)
         if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
             raise CheckpointError(f"{path}: not a fairseq checkpoint (no 'model' state dict)")
@@ -103,16 +114,13 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
             obj["cfg"] = safe_pickle.resolve_interpolations(obj["cfg"])
     except safe_pickle.UnsafePickleError as exc:
         raise CheckpointError(f"{path}: {_clip(str(exc), 200)}") from None
-    except CheckpointError:
-        raise
-    except RecursionError:  # a container that holds itself, or nesting deeper than any config
-        raise CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply or holds "
-                              f"itself)") from None
-    except MemoryError:  # length fields beyond the file are refused before this; this is the machine's limit
-        raise CheckpointError(f"{path}: out of memory while reading the checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - whatever damaged content makes pickle, torch or numpy raise
-        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
+    except RecursionError:  # a container that holds itself
+        raise _too_deep(path) from None
     return obj
+
+
+def _too_deep(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply or holds itself)")
 
 
 def _first_line(exc: BaseException) -> str:

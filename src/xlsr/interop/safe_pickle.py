@@ -207,7 +207,11 @@ class NumpyDtype:
         if not isinstance(self.spec, str) or not _PLAIN_DTYPE_SPEC.fullmatch(self.spec):
             raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} in a pickle (plain numbers "
                                     f"only)")
-        dtype = np.dtype(self.spec)
+        try:
+            dtype = np.dtype(self.spec)
+        except TypeError:  # e.g. 'f3': the pattern admits sizes numpy has no type for
+            raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} in a pickle (numpy has no such "
+                                    f"type)") from None
         state = self.state
         if state is not None:
             if not isinstance(state, tuple) or len(state) not in (8, 9) or any(v is not None for v in state[2:5]):
