@@ -1,5 +1,7 @@
 """Fixtures shared by every test folder."""
 
+import logging
+
 import pytest
 import torch
 
@@ -12,3 +14,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _library_log_as_each_test_found_it():
+    """`xlsr.cli.main` routes the library's log to stderr (cli/log_lines.py); each test starts and ends without it."""
+    logger = logging.getLogger("xlsr")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)

@@ -4,6 +4,7 @@ the preset's (config.json holds transformers' fine-tuning ones), and the run say
 import pytest
 import torch
 
+from xlsr.cli.log_lines import show_library_log
 from xlsr.model import Wav2Vec2Config
 from xlsr.train.pretrain import PretrainConfig, PretrainTask
 
@@ -13,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def test_a_hugging_face_init_pretrains_with_the_presets_training_settings(tmp_path, capsys):
+    show_library_log()  # the note is INFO: shown as `xlsr: note:` by the command
     hf = transformers.Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, conv_dim=(32,) * 7,
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, codevector_dim=32,
@@ -30,7 +32,7 @@ def test_a_hugging_face_init_pretrains_with_the_presets_training_settings(tmp_pa
         large.mask_prob, large.dropout, large.attention_dropout, large.latent_temp)  # 0.65, 0.0, 0.0, τ_min 0.1
     assert got.layerdrop == 0.02  # --model.* wins over both
     note = capsys.readouterr().err
-    assert "is a Hugging Face model" in note and "mask_prob 0.075 -> 0.65" in note and "layerdrop" not in note
+    assert "xlsr: note: " in note and "is a Hugging Face model" in note and "mask_prob 0.075 -> 0.65" in note and "layerdrop" not in note
 
 
 def test_presets_are_matched_by_layer_kinds_and_sizes():
@@ -43,6 +45,8 @@ def test_presets_are_matched_by_layer_kinds_and_sizes():
 
 def test_without_preset_the_settings_come_from_the_preset_the_checkpoint_is_shaped_like(tmp_path, capsys, monkeypatch):
     import xlsr.train.pretrain as pretrain
+
+    show_library_log()
 
     torch.manual_seed(0)
     transformers.Wav2Vec2ForPreTraining(transformers.Wav2Vec2Config(

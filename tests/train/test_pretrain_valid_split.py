@@ -21,19 +21,19 @@ def test_a_split_asked_for_by_name_must_exist(tmp_path):
     assert sorted(_task(data, tmp_path).valid_utts.by_language()) == ["aa", "bb"]
 
 
-def test_without_the_default_split_the_run_says_it_trains_without_validation(tmp_path, capsys):
+def test_without_the_default_split_the_run_says_it_trains_without_validation(tmp_path, caplog):
     data = make_corpus(tmp_path / "tones", per_lang=2, splits=("train",))
     task = _task(data, tmp_path)
     assert not task.has_valid
-    assert "has no dev manifests: training without validation" in capsys.readouterr().err
+    assert "has no dev manifests: training without validation" in caplog.text
 
 
-def test_a_language_without_the_split_is_named_and_the_others_are_validated(tmp_path, capsys):
+def test_a_language_without_the_split_is_named_and_the_others_are_validated(tmp_path, caplog):
     data = make_corpus(tmp_path / "tones", per_lang=2)
     (data / "bb" / "dev.jsonl").unlink()
     task = _task(data, tmp_path, langs=["aa", "bb"])
     assert sorted(task.valid_utts.by_language()) == ["aa"]
-    assert "no dev.jsonl for bb; validation covers aa only" in capsys.readouterr().err
+    assert "no dev.jsonl for bb; validation covers aa only" in caplog.text
 
 
 def test_a_broken_validation_manifest_is_an_error_not_a_run_without_validation(tmp_path):

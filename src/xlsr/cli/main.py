@@ -15,6 +15,7 @@ import importlib
 import sys
 
 from xlsr.cli import INTERRUPTED
+from xlsr.cli.log_lines import show_library_log
 from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.version import __version__
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
+    show_library_log()
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:  # a run stopped by Ctrl-C/SIGTERM inside a longer command: as Ctrl-C

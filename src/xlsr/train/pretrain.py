@@ -11,8 +11,8 @@ with `probe_every`, a short linear probe's PER on labeled `probe_data` (train/pr
 from __future__ import annotations
 
 import itertools
+import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -59,6 +59,8 @@ from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
 from xlsr.train.trainer_config import check_at_least
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -169,9 +171,9 @@ class PretrainTask(Task):
         if shown:
             listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
             shaped = "" if preset in alike else " (its sizes match no preset; --preset chooses whose settings)"
-            print(f"xlsr: note: {self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
+            log.info(f"{self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
                   f"fine-tuning; pretraining takes the `{preset}` preset's instead{shaped}: {listed} "
-                  "(--model.<field> sets any of them)", file=sys.stderr)
+                  "(--model.<field> sets any of them)")
         return config
 
     def _read_manifests(self) -> tuple[UtteranceIndex, UtteranceIndex]:
@@ -194,12 +196,12 @@ class PretrainTask(Task):
             if cfg.valid_split != PretrainConfig.valid_split:
                 raise XlsrError(f"valid_split: {cfg.data} has no {cfg.valid_split}.jsonl for "
                                 f"{'any of ' if len(trained) > 1 else ''}{', '.join(trained)}")
-            print(f"xlsr: warning: {cfg.data} has no {cfg.valid_split} manifests: training without validation "
-                  "(no best checkpoint, no feature-health checks)", file=sys.stderr)
+            log.warning(f"{cfg.data} has no {cfg.valid_split} manifests: training without validation "
+                  "(no best checkpoint, no feature-health checks)")
             return train, UtteranceIndex([])
         if missing:
-            print(f"xlsr: warning: {cfg.data}: no {cfg.valid_split}.jsonl for {', '.join(missing)}; validation "
-                  f"covers {', '.join(langs)} only", file=sys.stderr)
+            log.warning(f"{cfg.data}: no {cfg.valid_split}.jsonl for {', '.join(missing)}; validation "
+                  f"covers {', '.join(langs)} only")
         return train, open_split(cfg.data, cfg.valid_split, langs, max_bad_share=cfg.max_bad_share)
 
     # --- Task interface ------------------------------------------------------------------------------
@@ -239,8 +241,8 @@ class PretrainTask(Task):
     def build_model(self) -> nn.Module:
         model = Wav2Vec2ForPreTraining(self.model_cfg)
         if self.init.pretrained and not load_pretraining_weights(model, self.init):
-            print(f"xlsr: warning: {self.cfg.init} has no quantizer (not a pretraining checkpoint): its encoder is "
-                  f"loaded, the quantizer and the final projections start from random weights", file=sys.stderr)
+            log.warning(f"{self.cfg.init} has no quantizer (not a pretraining checkpoint): its encoder is "
+                  f"loaded, the quantizer and the final projections start from random weights")
         return model
 
     def train_batches(self, epoch: int, skip: int = 0):
@@ -322,8 +324,8 @@ class PretrainTask(Task):
         if logs and self.health_init is None:
             self.health_init = {"update": update, **logs}
             if update > 0:  # resumed from a run that did not measure it, or turned on late
-                print(f"xlsr: note: feature health has no value at initialisation; update {update}'s values "
-                      f"are the reference", file=sys.stderr)
+                log.info(f"feature health has no value at initialisation; update {update}'s values "
+                      f"are the reference")
         if logs:
             logs.update({k + INIT_SUFFIX: self.health_init[k] for k in (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)})
             if INPUT_EFF_DIM in self.health_init:
