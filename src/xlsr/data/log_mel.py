@@ -1,7 +1,8 @@
 """The input's log-mel spectrum, frame for frame with the CNN: what a feature's effective dimension compares with.
 
 A wav2vec 2.0 CNN turns 25 ms of audio every 20 ms into one feature vector. The log-mel spectrum over the same
-windows (400 samples every 320, 80 mel bands) is the classic description of that audio; its effective dimension
+windows (400 samples every 320, 80 mel bands from 20 to 7600 Hz, the usual speech range just below the 8 kHz
+Nyquist limit) is the classic description of that audio; its effective dimension
 says how many directions the audio itself varies in, a reference for the CNN features' own (model/feature_health).
 Pure functions of a waveform; float64 out, like model/feature_health.
 """
