@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def test_a_hugging_face_init_pretrains_with_the_presets_training_settings(tmp_path, capsys):
-    show_library_log()  # the note is INFO: shown as `xlsr: note:` by the command
+    show_library_log()  # as the command shows it
     hf = transformers.Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48, conv_dim=(32,) * 7,
         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, codevector_dim=32,
@@ -32,7 +32,7 @@ def test_a_hugging_face_init_pretrains_with_the_presets_training_settings(tmp_pa
         large.mask_prob, large.dropout, large.attention_dropout, large.latent_temp)  # 0.65, 0.0, 0.0, τ_min 0.1
     assert got.layerdrop == 0.02  # --model.* wins over both
     note = capsys.readouterr().err
-    assert "xlsr: note: " in note and "is a Hugging Face model" in note and "mask_prob 0.075 -> 0.65" in note and "layerdrop" not in note
+    assert "xlsr: warning: " in note and "is a Hugging Face model" in note and "mask_prob 0.075 -> 0.65" in note and "layerdrop" not in note
 
 
 def test_presets_are_matched_by_layer_kinds_and_sizes():

@@ -1,8 +1,9 @@
-"""What the library logs, as the command's own lines on stderr: `xlsr: note: ...` (INFO), `xlsr: warning: ...`.
+"""What the library logs, as the command's own lines on stderr: `xlsr: warning: ...`.
 
-The library only logs (`logging.getLogger(__name__)` under "xlsr"); the `xlsr` command shows those records the
-way it prints its own errors, so a run's output reads one way whichever layer spoke. Library users keep Python's
-logging defaults.
+The library only logs (`logging.getLogger(__name__)` under "xlsr"); the `xlsr` command shows its warnings the
+way it prints its own errors, so a run's output reads one way whichever layer spoke. INFO records (details such as
+a setting not carried over) stay out of the way, as they always were: a refusal is still one line. Library users
+keep Python's logging defaults.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _StderrLines(logging.Handler):
             self.handleError(record)
 
 
-def show_library_log(level: int = logging.INFO) -> None:
+def show_library_log(level: int = logging.WARNING) -> None:
     """Route the "xlsr" loggers' records at `level` and above to stderr as `xlsr: <level word>: message`. Idempotent."""
     logger = logging.getLogger("xlsr")
     if not any(isinstance(h, _StderrLines) for h in logger.handlers):

@@ -171,7 +171,7 @@ class PretrainTask(Task):
         if shown:
             listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
             shaped = "" if preset in alike else " (its sizes match no preset; --preset chooses whose settings)"
-            log.info(f"{self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
+            log.warning(f"{self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
                   f"fine-tuning; pretraining takes the `{preset}` preset's instead{shaped}: {listed} "
                   "(--model.<field> sets any of them)")
         return config
@@ -324,7 +324,7 @@ class PretrainTask(Task):
         if logs and self.health_init is None:
             self.health_init = {"update": update, **logs}
             if update > 0:  # resumed from a run that did not measure it, or turned on late
-                log.info(f"feature health has no value at initialisation; update {update}'s values "
+                log.warning(f"feature health has no value at initialisation; update {update}'s values "
                       f"are the reference")
         if logs:
             logs.update({k + INIT_SUFFIX: self.health_init[k] for k in (FEATURE_EFF_DIM, CONTEXT_EFF_DIM)})
