@@ -45,3 +45,20 @@ def test_weights_without_the_mask_embedding_their_config_has_are_refused(tmp_pat
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"missing keys: wav2vec2\.mask_embedding"):
         import_hf(folder)
+
+
+def test_an_unk_token_that_is_the_pad_token_keeps_the_blank_and_adds_a_never_predicted_unk(tmp_path):
+    # transformers encodes unknown text as the pad id then; the blank row must stay the blank, not be renamed <unk>
+    tokens = ["<blank>", "a", "b", "c"]
+    model = build_model("Wav2Vec2ForCTC", _small_config(), len(tokens)).eval()
+    with torch.no_grad():
+        model.lm_head.bias.copy_(torch.arange(len(tokens), dtype=torch.float32))
+    folder = export_hf(model, tmp_path / "hf", vocab=tokens)
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        data = json.loads((folder / name).read_text())
+        data["unk_token"] = "<pad>"
+        (folder / name).write_text(json.dumps(data))
+    loaded = import_hf(folder)
+    assert loaded.vocab == ["<blank>", "<unk>", "a", "b", "c"] and loaded.metadata["added_rows"] == ["<unk>"]
+    bias = loaded.model.lm_head.bias.tolist()
+    assert bias[0] == 0.0 and bias[2:] == [1.0, 2.0, 3.0] and bias[1] < -1e3

@@ -31,7 +31,7 @@ def to_convention(
     if tokens is not None:
         tokens = list(tokens)
         tokens[blank] = BLANK
-        if unk is not None:
+        if unk is not None and unk != blank:  # an unk that is the blank (pad) names no row of its own
             tokens[unk] = UNK
     if order == list(range(size)):
         return tokens, None

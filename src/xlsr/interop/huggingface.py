@@ -184,6 +184,8 @@ def _ctc_vocab(dir: Path, hf: dict, ours: dict[str, torch.Tensor], lang: str | N
     vocab, unk_id = found if found is not None else (None, None)
     if vocab is not None and unk_id is None and UNK in vocab and vocab.index(UNK) != pad_id:
         unk_id = vocab.index(UNK)  # the tokenizer names an unk it lacks; the vocabulary has ours
+    if unk_id == pad_id:  # unk_token is the pad token: transformers encodes unknown text as the blank; no unk row
+        unk_id = None
     # Our convention: blank (HF's pad) at row 0, <unk> at row 1; rows move with their tokens.
     vocab, order = to_convention(ours, vocab, pad_id, unk_id)
     if order is not None:
