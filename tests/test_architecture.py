@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("data",),
     ("text",),
     ("model",),
-    ("config", "progress", "devices"),
+    ("config", "progress", "devices", "folder_lock"),
     ("atomic", "errors", "rates", "version"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

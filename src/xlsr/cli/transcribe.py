@@ -137,7 +137,15 @@ def run(args) -> int:
     finally:
         kept.close()
     failures += more
-    records = kept.finish([str(f) for f in files] + [f.audio for f in failures])  # a failed file: kept for a rerun
+    try:
+        records = kept.finish([str(f) for f in files] + [f.audio for f in failures])  # a failed file: kept for a rerun
+    except OSError as exc:  # OUT could not be written (a full disk): say where the results are, not only why
+        if not kept.path.is_file():
+            raise
+        reason = (exc.strerror or str(exc)).lower()
+        raise XlsrError(f"{exc.filename or args.out}: {reason}; the {len(kept.records)} result(s) stay in "
+                        f"{kept.path}: the same command, once that is mended, writes {args.out} from them"
+                        ) from None
     print(f"transcribed {len(records)} file(s) -> {args.out}", file=sys.stderr)
     if failures:
         print(f"xlsr: {len(failures)} file(s) failed:", file=sys.stderr)

@@ -4,18 +4,27 @@ skipped items.
 A reader hands each item over as an utterance (`add`), as decoded audio to store (`write_audio`), or as
 bad (`skip`, with its location). Utterances go to a spool file per (lang, split) as they come, so a
 10M-row import does not hold them in memory; `finish` turns each spool into DIR/<lang>/<split>.jsonl
-(atomically) once every item is read, and refuses when more than `max_bad_share` of the items were bad,
-the cap the data loaders apply per epoch. Audio goes to DIR/<lang>/audio/<split>/<NNNN>/<id>.flac (beside
-the manifest, as `xlsr synth` does, so the corpus folder can move); each file is written beside its place
-and renamed into it, so an interrupted import leaves whole files only, which a rerun overwrites. Manifests
-already in DIR stay untouched until `finish`.
+once every item is read, and refuses when more than `max_bad_share` of the items were bad, the cap the data
+loaders apply per epoch. Audio goes to DIR/<lang>/audio/<split>/<NNNN>/<id>.flac (beside the manifest, as
+`xlsr synth` does, so the corpus folder can move).
+
+A re-import into the same folder must not damage the corpus already there until it has a whole new one: the
+audio is written under DIR/<lang>/audio/.<split>.importing, and `finish`, with the new manifest written beside
+the old one, renames that folder to audio/<split> (the old one set aside) and the manifest over the old one,
+then removes the old audio. A refused, failed or interrupted import thus leaves the earlier manifests and the
+audio they list as they were (its staging folder is removed, or by the next import if it was killed); a rerun
+starts over. One import at a time writes into DIR: it holds DIR/.lock (folder_lock.py), and a second is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
+import os
 import re
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,9 +33,10 @@ from typing import IO
 import numpy as np
 import soundfile as sf
 
-from xlsr.atomic import write_file, write_text
+from xlsr.atomic import write_text
 from xlsr.data.manifest import Utterance, manifest_path, write_manifest
 from xlsr.errors import XlsrError
+from xlsr.folder_lock import folder_lock
 from xlsr.rates import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,8 @@ SKIPPED_FILE = "import_skipped.txt"
 FILES_PER_FOLDER = 10_000  # <lang>/audio/<split>/0000/...: folders of a 10M-row import stay listable
 SHOWN_SKIPS = 20  # skipped items logged one by one; all of them go to SKIPPED_FILE
 DEFAULT_MAX_BAD_SHARE = 0.05  # as the data loaders' max_bad_share
+STAGING = ".{split}.importing"  # DIR/<lang>/audio/.<split>.importing: this import's audio until `finish`
+REPLACED = ".{split}.replaced"  # DIR/<lang>/audio/.<split>.replaced: the earlier import's, while it is swapped out
 
 
 @dataclass
@@ -74,7 +86,8 @@ def safe_name(item_id: str) -> str:
 class ImportWriter:
     """Collects the utterances of one import, stores their audio, counts bad items, writes the manifests.
 
-    Used as a context manager: leaving it by an exception removes the spool files (no manifest is written).
+    Used as a context manager, which holds the lock on DIR: leaving it by an exception removes the spool files and
+    the audio written (no manifest is written, the earlier corpus stays).
     """
 
     def __init__(self, out_dir: str | Path, *, source: str, unit: str,
@@ -89,19 +102,29 @@ class ImportWriter:
         self.names: dict[tuple[str, str, int], set[str]] = defaultdict(set)  # the current folder's names only
         self.bad: list[str] = []
         self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
+        self._lock = folder_lock(self.out_dir, "another import is writing into it; wait for it to end")
 
     def __enter__(self) -> ImportWriter:
+        self._lock.__enter__()
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        for f in self.spools.values():
-            f.close()
+        try:
+            for (lang, split), f in self.spools.items():
+                with contextlib.suppress(OSError):  # flushing on a full disk: the spool goes anyway
+                    f.close()
+                if kind is not None:
+                    Path(f.name).unlink(missing_ok=True)
+                    path = manifest_path(self.out_dir, lang, split)
+                    path.with_name(f".{path.name}.ready").unlink(missing_ok=True)
             if kind is not None:
-                Path(f.name).unlink(missing_ok=True)
-                try:
-                    Path(f.name).parent.rmdir()  # a language folder this import made and left empty
-                except OSError:
-                    pass  # not empty: it holds other manifests or audio
+                for lang, split in self.stored:
+                    shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
+                for lang in {lang for lang, _ in [*self.spools, *self.stored]}:
+                    _remove_if_empty(self.out_dir / lang / "audio")
+                    _remove_if_empty(self.out_dir / lang)  # a language folder this import made and left empty
+        finally:
+            self._lock.__exit__(kind, value, traceback)
 
     def unique_id(self, item_id: str, lang: str, split: str) -> str:
         """`item_id` made a file name, with `-2`, `-3`, ... when the folder its audio goes to already has it."""
@@ -115,26 +138,45 @@ class ImportWriter:
         return name
 
     def write_audio(self, x: np.ndarray, utt_id: str, lang: str, split: str) -> Path:
-        """Store 16 kHz mono samples as DIR/<lang>/audio/<split>/<NNNN>/<id>.flac (16-bit); its path."""
+        """Store 16 kHz mono samples (16-bit FLAC) for DIR/<lang>/audio/<split>/<NNNN>/<id>.flac, the path returned
+        (the file is there once `finish` has put this import's audio in place)."""
         folder = self.stored[lang, split] // FILES_PER_FOLDER
         self.names.pop((lang, split, folder - 1), None)  # a full folder's names are no longer needed
-        path = self.out_dir / lang / "audio" / split / f"{folder:04d}" / f"{utt_id}.flac"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = self._audio(lang, STAGING.format(split=split))
+        if not self.stored[lang, split] and staging.exists():
+            shutil.rmtree(staging)  # left by a killed import (the lock says no other one is running)
+        staged = staging / f"{folder:04d}" / f"{utt_id}.flac"
+        path = self._audio(lang, split) / staged.relative_to(staging)
         # resampling can overshoot full scale a little; PCM conversion must not wrap those samples around
-        pcm = np.clip(x, -1.0, 1.0)
-        write_file(path, lambda tmp: sf.write(tmp, pcm, SAMPLE_RATE, format="FLAC", subtype="PCM_16"))
+        flac = io.BytesIO()
+        sf.write(flac, np.clip(x, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        try:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            # written by Python, not libsndfile: a full disk is an OSError, not libsndfile's "error 2"
+            staged.write_bytes(flac.getvalue())
+        except OSError as exc:
+            _naming(exc, path)  # the file the user will look for, not the staged one
+            raise
         self.stored[lang, split] += 1
         self.summary.audio_written += 1
         return path
 
+    def _audio(self, lang: str, name: str) -> Path:
+        """DIR/<lang>/audio/<name>."""
+        return self.out_dir / lang / "audio" / name
+
     def add(self, utt: Utterance, split: str) -> None:
         """One imported utterance of `split`."""
         key = utt.lang, split
-        if key not in self.spools:
-            spool = self.out_dir / utt.lang / f".{split}.jsonl.importing"
-            spool.parent.mkdir(parents=True, exist_ok=True)
-            self.spools[key] = open(spool, "w", encoding="utf-8")
-        self.spools[key].write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+        try:
+            if key not in self.spools:
+                spool = self.out_dir / utt.lang / f".{split}.jsonl.importing"
+                spool.parent.mkdir(parents=True, exist_ok=True)
+                self.spools[key] = open(spool, "w", encoding="utf-8")
+            self.spools[key].write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+        except OSError as exc:
+            _naming(exc, manifest_path(self.out_dir, *key))  # the manifest this spool becomes
+            raise
         self.summary.counts[key] += 1
         self.summary.samples[key] += utt.num_samples
 
@@ -164,10 +206,44 @@ class ImportWriter:
                             f"{self.max_bad_share:g}; no manifest written (first: {self.bad[0]}; all in "
                             f"{self.out_dir / SKIPPED_FILE})")
         for (lang, split), f in sorted(self.spools.items()):
-            f.close()
-            write_manifest(manifest_path(self.out_dir, lang, split), _spooled(Path(f.name)))
+            path = manifest_path(self.out_dir, lang, split)
+            try:
+                f.close()
+            except OSError as exc:
+                _naming(exc, path)
+                raise
+            ready = path.with_name(f".{path.name}.ready")  # the new manifest beside the old one, for the swap
+            write_manifest(ready, _spooled(Path(f.name)))
+            if self.stored[lang, split]:
+                self._place_audio(lang, split)
+            os.replace(ready, path)
+            shutil.rmtree(self._audio(lang, REPLACED.format(split=split)), ignore_errors=True)
             Path(f.name).unlink()
+        for lang, split in set(self.stored) - set(self.spools):  # audio whose utterances all failed after all
+            shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
         return self.summary
+
+    def _place_audio(self, lang: str, split: str) -> None:
+        """Rename this import's audio folder to audio/<split>, the earlier one set aside (removed once the new
+        manifest is in place): the old manifest lists the old audio up to the moment the two are swapped."""
+        final, replaced = self._audio(lang, split), self._audio(lang, REPLACED.format(split=split))
+        shutil.rmtree(replaced, ignore_errors=True)  # left by a killed import
+        if final.exists():
+            os.replace(final, replaced)
+        os.replace(self._audio(lang, STAGING.format(split=split)), final)
+
+
+def _naming(exc: OSError, path: Path) -> None:
+    """Make `exc` name `path` (a failed write() names no file; a staged one is not where the user looks)."""
+    if exc.errno is not None:
+        exc.filename, exc.filename2 = str(path), None
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (other manifests or audio), or not there
 
 
 def _spooled(path: Path):

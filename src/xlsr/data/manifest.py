@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from xlsr.atomic import write_file
 from xlsr.errors import ManifestError
 
 REQUIRED = ("audio", "num_samples", "lang")
@@ -129,17 +130,20 @@ def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     root = path.resolve().parent
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for u in utts:
-            record = {"id": u.id, "audio": audio_field(u.audio, root),
-                      "num_samples": int(u.num_samples), "lang": u.lang, "speaker": u.speaker}
-            if u.text is not None:
-                record["text"] = u.text
-            if u.phones is not None:
-                record["phones"] = u.phones
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(path)  # readers never see a half-written manifest
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for u in utts:
+                record = {"id": u.id, "audio": audio_field(u.audio, root),
+                          "num_samples": int(u.num_samples), "lang": u.lang, "speaker": u.speaker}
+                if u.text is not None:
+                    record["text"] = u.text
+                if u.phones is not None:
+                    record["phones"] = u.phones
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    # readers never see a half-written manifest; the temporary name is unique, so two writers never share it
+    write_file(path, write)
 
 
 def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:

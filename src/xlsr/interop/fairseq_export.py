@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from xlsr.atomic import write_dir
+from xlsr.atomic import save_torch, write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.ctc_head import NEVER_PREDICTED_BIAS
 from xlsr.interop.fairseq import FAIRSEQ_SPECIALS
@@ -309,7 +309,7 @@ def export_fairseq(model: torch.nn.Module, dst: str | Path, vocab=None, *, kind:
     }
 
     def write(tmp: Path) -> None:
-        torch.save(checkpoint, tmp / CHECKPOINT_NAME)
+        save_torch(checkpoint, tmp / CHECKPOINT_NAME)  # a full disk: an OSError naming the file
         if symbols is not None:
             (tmp / f"dict.{labels}.txt").write_text(fairseq_dictionary_text(symbols), encoding="utf-8")
 

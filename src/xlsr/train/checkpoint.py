@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlsr.atomic import fsync, write_dir
+from xlsr.atomic import fsync, save_torch, write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.native import WEIGHTS_FILE, read_safetensors
 from xlsr.train.distributed import unwrap
@@ -47,9 +47,7 @@ def write_checkpoint(root: Path, update: int, save_model: Callable[[Path], None]
 
     def write(staging: Path) -> None:
         save_model(staging)
-        tmp_file = staging / (TRAINER_FILE + ".tmp")
-        torch.save(trainer_state, tmp_file)
-        tmp_file.replace(staging / TRAINER_FILE)
+        save_torch(trainer_state, staging / TRAINER_FILE)  # a full disk: an OSError naming it, not torch's traceback
 
     # An incomplete folder of the same name (no trainer.pt) is replaced.
     return write_dir(final, write, staging=root / f".tmp-{final.name}-{os.getpid()}")

@@ -22,6 +22,7 @@ from torch import nn
 from xlsr.atomic import write_json
 from xlsr.config import save_config
 from xlsr.errors import XlsrError
+from xlsr.folder_lock import folder_lock
 from xlsr.rates import SAMPLE_RATE
 from xlsr.train import checkpoint as ckpt
 from xlsr.train import distributed as dist_util
@@ -116,7 +117,8 @@ class Trainer(TrainerCheckpoints):
         elastic.stop_if_failed_before(self.run_dir)  # a restarted torchrun attempt after an XlsrError
         self.info = dist_util.init_distributed(self.cfg.device)
         try:
-            with elastic.one_failure_ends_all(self.info, self.run_dir):  # an error on one rank ends every rank
+            # an error on one rank ends every rank; rank 0 holds the run folder's lock throughout
+            with elastic.one_failure_ends_all(self.info, self.run_dir), self._run_lock():
                 self._setup()
                 handlers = self._install_signal_handlers()
                 try:
@@ -127,6 +129,13 @@ class Trainer(TrainerCheckpoints):
         finally:
             dist_util.shutdown(self.info)
         return self.run_dir
+
+    def _run_lock(self):
+        """RUN/.lock, held by rank 0 (the one that writes) for the whole run: a second run into the same folder would
+        mix its checkpoints, log and config.yaml with this one's."""
+        if not self.info.is_main:
+            return nullcontext()
+        return folder_lock(self.run_dir, "another run is using it; wait for it to end or choose another --out")
 
     def _loop(self) -> None:
         cfg = self.cfg

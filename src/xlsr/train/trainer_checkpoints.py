@@ -9,12 +9,12 @@ uses (`update`, `epoch`, `net`, `optimizer`, ...) are the Trainer's, set in `Tra
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from xlsr.atomic import fsync, write_file
+from xlsr.atomic import fsync, save_torch, write_file
 from xlsr.data.shard_loader import every_consumer
 from xlsr.errors import CheckpointError
 from xlsr.train import checkpoint as ckpt
@@ -43,7 +43,7 @@ def task_seed(seed: int, rank: int, update: int) -> int:
 def replace_trainer_state(ckpt_dir: Path, state: dict) -> None:
     """Write a checkpoint's trainer.pt anew, its weights kept: synced, then renamed over the old one."""
     def write(tmp: Path) -> None:
-        torch.save(state, tmp)
+        save_torch(state, tmp)
         fsync(tmp)
 
     write_file(ckpt_dir / ckpt.TRAINER_FILE, write)
@@ -62,6 +62,8 @@ class TrainerCheckpoints:
             dist_util.barrier(self.info)
             self.resume_dir = ckpt.find_resume_dir(self.ckpt_root)
         if self.resume_dir is None:
+            if self.info.is_main:
+                self._start_logs_afresh()
             return None
         trainer_state = ckpt.load_trainer_state(self.resume_dir)
         weights = ckpt.load_model_weights(self.resume_dir)
@@ -86,6 +88,13 @@ class TrainerCheckpoints:
                 ckpt.point_link(self.ckpt_root, "last", self.resume_dir.resolve())
         dist_util.barrier(self.info)
         return trainer_state
+
+    def _start_logs_afresh(self) -> None:
+        """A fresh start in a folder with logs (a run killed before its first checkpoint): those records are of
+        updates that are trained again, and readers of log.jsonl (`xlsr plot`, the demo, released metrics) or of
+        the TensorBoard events would show them twice."""
+        (self.run_dir / "log.jsonl").unlink(missing_ok=True)
+        shutil.rmtree(self.run_dir / "tb", ignore_errors=True)
 
     # --- checkpoints ----------------------------------------------------------------------------------
     def _trainer_state(self, best: bool = False) -> dict:
