@@ -676,3 +676,28 @@ def test_a_bad_share_setting_is_one_line_before_any_work(tmp_path, share):
     with pytest.raises(XlsrError, match=r"--max-bad-share must be in \[0, 1\]"):
         write_shards(tmp_path / "nowhere", tmp_path / "out", max_bad_share=share)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_while_writing_a_shard_names_the_shard(tmp_path, monkeypatch, capsys):
+    root = write_corpus(tmp_path / "corpus")
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")  # as a real write() raises it: no file named
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def opening(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullDisk(f) if str(file).endswith(".tar.tmp") else f
+
+    monkeypatch.setattr(shards_mod, "open", opening, raising=False)
+    assert main(["data", "shard", "--data", str(root), "--out", str(tmp_path / "shards")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"xlsr: error: {tmp_path / 'shards'}/") and err[-1].endswith(
+        ".tar: no space left on device"), err

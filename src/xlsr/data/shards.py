@@ -32,7 +32,8 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,8 @@ class _OpenShard:
         self.writer = TarWriter(self.file, encoder=False, mtime=0)  # mtime 0: equal inputs give equal tars
 
     def add(self, sample: dict, u: Utterance, num_samples: int) -> None:
-        self.writer.write(sample)
+        with _writing(self.path):
+            self.writer.write(sample)
         self.size += _tar_bytes(sample)
         self.utterances += 1
         self.num_samples += num_samples
@@ -121,8 +123,9 @@ class _OpenShard:
 
     def close(self, end: int) -> ShardInfo:
         """Finish the temporary tar and return its index entry (`place` renames it into place)."""
-        self.writer.close()
-        self.file.close()
+        with _writing(self.path):
+            self.writer.close()
+            self.file.close()
         digest, size = _sha256(self.tmp), self.tmp.stat().st_size
         return ShardInfo(path=self.rel, lang=self.lang, split=self.split, utterances=self.utterances,
                          num_samples=self.num_samples, bytes=size, sha256=digest, lines=(self.first, end),
@@ -132,9 +135,23 @@ class _OpenShard:
         self.tmp.replace(self.path)
 
     def discard(self) -> None:
-        self.writer.close()
-        self.file.close()
+        for close in (self.writer.close, self.file.close):  # the file closes even when the tar's end cannot be written
+            try:
+                close()
+            except OSError:
+                pass  # the disk that ended the run fails these writes too: the error on its way is the one to say
         self.tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write()/close() names no file (a full disk: "no space left on device" alone): name `path`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise
 
 
 def _previous_entries(out: Path) -> list[dict]:
@@ -191,8 +208,9 @@ class _PartialIndex:
 
     def append(self, record: dict) -> None:
         self.begin()
-        self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self.file.flush()
+        with _writing(self.out / PARTIAL_NAME):
+            self.file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.file.flush()
 
     def close(self) -> None:
         if self.file is not None:
@@ -290,7 +308,7 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             _remove_stale(out, split, lang, {s.path for s in shards}, partial)
     finally:
         partial.close()
-    bar.close()
+        bar.close()  # before an error's line, so the two do not share one
     write_json(out / INDEX_NAME, report.index.to_dict())  # atomic: a run that changed no tar replaces a readable index
     (out / PARTIAL_NAME).unlink(missing_ok=True)
     return report
