@@ -43,3 +43,19 @@ def test_an_incomplete_folder_of_the_same_update_is_replaced_by_the_whole_checkp
     assert ckpt.load_trainer_state(target)["update"] == 4
     assert (target / "config.json").read_text() == '{"new": true}'
     assert torch.load(target / ckpt.TRAINER_FILE, weights_only=True) == {"update": 4}
+
+
+def test_what_a_killed_run_left_half_written_is_cleared_and_complete_checkpoints_stay(tmp_path):
+    root = tmp_path / "checkpoints"
+    good = _complete(root, 4)
+    leftovers = [root / ".tmp-update_0000008-123", root / ".update_0000008.tmp-abc", root / ".update_0000004.old-x"]
+    for p in leftovers:
+        p.mkdir(parents=True)
+        (p / "model.safetensors").write_bytes(b"partial")
+    (root / ".last.link-tmp").symlink_to("update_0000004")
+    rewrite = good / f".{ckpt.TRAINER_FILE}.k3j2.tmp"  # a trainer.pt rewrite killed midway
+    rewrite.write_bytes(b"partial")
+    ckpt.clean_staging(root)
+    assert sorted(p.name for p in root.iterdir()) == ["update_0000004"]
+    assert [p.name for p in good.iterdir()] == [ckpt.TRAINER_FILE]
+    assert ckpt.find_resume_dir(root) == good

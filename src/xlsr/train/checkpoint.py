@@ -98,6 +98,8 @@ def clean_staging(root: Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
         for p in root.glob(".*.link-tmp"):
             p.unlink(missing_ok=True)
+        for p in root.glob(f"*/.{TRAINER_FILE}.*.tmp"):  # a trainer.pt rewrite killed midway (atomic.write_file's)
+            p.unlink(missing_ok=True)
 
 
 def find_resume_dir(root: Path) -> Path | None:
