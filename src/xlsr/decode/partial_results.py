@@ -112,6 +112,7 @@ class PartialResults:
         every path in `order` has its result, and kept otherwise, so that a rerun retries only the missing."""
         self.close()
         records = [self.records[a] for a in order if a in self.records]
+        self.out.parent.mkdir(parents=True, exist_ok=True)  # append() makes it, but a run may keep no result at all
         write_jsonl(self.out, records)
         if len(records) == len(order):
             self.path.unlink(missing_ok=True)
