@@ -7,8 +7,8 @@
 #   bash scripts/demo_investigation.sh WORK        # WORK: a new folder for corpora, runs and results
 #   QUICK=1 bash scripts/demo_investigation.sh /tmp/inv   # the plumbing in a minute (tiny corpora, 2 updates)
 set -euo pipefail
-UTTS=1000; SMALL=120; PT=800; PT_LONG=1600; FT=800
-if [ -n "${QUICK:-}" ]; then UTTS=12; SMALL=4; PT=2; PT_LONG=4; FT=2; fi
+UTTS=1000; SMALL=120; PT=800; PT_LONG=1600; FT=800; FREEZE=25
+if [ -n "${QUICK:-}" ]; then UTTS=12; SMALL=4; PT=2; PT_LONG=4; FT=2; FREEZE=1; fi
 WORK=$(realpath -m "${1:?usage: demo_investigation.sh WORK}")
 X=${XLSR:-$(dirname "$0")/../.venv/bin/xlsr}
 X=$(realpath "$X")
@@ -38,24 +38,31 @@ finetune() {  # NAME INIT TRAIN [finetune options]: the round's fine-tuning sett
     local name=$1 init=$2 train=$3
     shift 3
     $X finetune --init "$init" --train "$train" --dev demo_corpus/it/dev.jsonl --labels phones --out "ft_$name" \
-        --max-updates $FT --max-tokens 120000 --seed 1 --lr 0.001 --freeze-updates 25 --progress false "$@" > "ft_$name.log" 2>&1
+        --max-updates $FT --max-tokens 120000 --seed 1 --lr 0.001 --freeze-updates $FREEZE --progress false "$@" > "ft_$name.log" 2>&1
     $X evaluate --model "ft_$name" --manifest demo_corpus/it/test.jsonl > "eval_$name.txt" 2>&1
 }
 both_conditions() {  # NAME INIT: 6.5 min of labels with the CNN frozen (the demo), 1.6 min with it trainable
     finetune "$1_frozen" "$2" demo_corpus/it/train.jsonl &
+    local frozen=$!
     finetune "$1_30" "$2" demo_corpus/it/train30.jsonl --freeze-feature-encoder false &
-    wait
+    local thirty=$!
+    wait $frozen; wait $thirty  # each job's status: a failed run stops the script (a bare `wait` hides it)
 }
 
 pretrain multi_it corpus16 $PT &        # the 15 languages + Italian (46 min of 710)
+a=$!
 pretrain multi_1600 corpus15 $PT_LONG &  # the released multilingual recipe, twice the updates
+b=$!
 pretrain mono_small corpus_it_small $PT &
-wait
+c=$!
+wait $a; wait $b; wait $c
 both_conditions multi_it run_multi_it/checkpoints/last
 both_conditions multi1600 run_multi_1600/checkpoints/last
 both_conditions mono_small run_mono_small/checkpoints/last
 # the released checkpoints again in the 1.6-minute condition: the run-to-run spread
 finetune rel_multi_30 "$RELEASED/tiny-multilingual" demo_corpus/it/train30.jsonl --freeze-feature-encoder false &
+a=$!
 finetune rel_mono_30 "$RELEASED/tiny-monolingual-it" demo_corpus/it/train30.jsonl --freeze-feature-encoder false &
-wait
-grep -H '^all' eval_*.txt
+b=$!
+wait $a; wait $b
+grep -H '^total' eval_*.txt  # xlsr evaluate's last row: every language together

@@ -1,5 +1,6 @@
 """The `xlsr` dispatcher: the command list starts without torch; the chosen command gets its full options."""
 
+import io
 import subprocess
 import sys
 
@@ -37,3 +38,14 @@ def test_numbers_and_names_out_of_range_are_refused_by_the_parser(argv, words, c
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    # `xlsr synth --list | head -1`: the pipe closes under the writer; no "error" line, the shell's SIGPIPE status
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["synth", "--list"]) == 141
+    assert capsys.readouterr().err == ""

@@ -213,6 +213,7 @@ def check_export(fs, work: Path, waveforms: torch.Tensor) -> dict:
 
 def main() -> None:
     reference, work = Path(sys.argv[1]), Path(sys.argv[2])
+    work.mkdir(parents=True, exist_ok=True)  # the README's command names a WORKDIR that need not exist yet
     torch.set_num_threads(1)
     fs = import_fairseq(reference)
     waveforms = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from xlsr.cli import INTERRUPTED
 from xlsr.cli.log_lines import show_library_log
 from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.version import __version__
+
+BROKEN_PIPE = 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
 
 # Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.
 COMMANDS = [
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     except XlsrError as exc:
         print(f"xlsr: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `xlsr ... | head`: the reader has all it wanted; nothing to say (as `cat` says nothing)
+        _quiet_stdout()
+        return BROKEN_PIPE
     except FileNotFoundError as exc:
         print(f"xlsr: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
         return 2
@@ -89,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush of it at exit does not fail again on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured): nothing left to flush into the pipe
+        pass
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def spell(word: str, vocab: Vocabulary) -> list[str]:
     """A word's spelling in a character vocabulary: its letters, then the word boundary `|`."""
     if vocab.kind != "chars":
         raise XlsrError("lexicon: words can only be spelled automatically with a character vocabulary; "
-                        "give a lexicon file with lines 'word phone phone ...'")
+                        "give a lexicon file with lines 'word phone phone ...', or decode with an LM over the "
+                        "model's own units (`xlsr lm build --units phones`)")
     tokens = vocab.tokenize(word)
     return tokens + [WORD_BOUNDARY] if vocab.word_boundary_id is not None else tokens
 
