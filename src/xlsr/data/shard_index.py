@@ -132,14 +132,6 @@ class ShardIndex:
                 "sources": self.sources, "shards": [s.to_dict() for s in self.shards]}
 
 
-def hours_by_lang(shards: list[ShardInfo]) -> dict[str, float]:
-    """Hours of audio per language (sorted by code), from the index: the input of α sampling."""
-    hours: dict[str, float] = {}
-    for s in shards:
-        hours[s.lang] = hours.get(s.lang, 0.0) + s.hours
-    return {lang: hours[lang] for lang in sorted(hours)}
-
-
 def is_shard_folder(path: str | Path) -> bool:
     """Whether `path` is a shard folder (it holds an index.json, or the partial index of an unfinished run)."""
     return (Path(path) / INDEX_NAME).is_file() or (Path(path) / PARTIAL_NAME).is_file()
