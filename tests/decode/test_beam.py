@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from decode_fixtures import AB_WORD_ARPA, PHONE_LEXICON, best_path_score, frames
 
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, read_lexicon
 from xlsr.decode.greedy import greedy_decode
@@ -50,17 +51,6 @@ def test_beam_without_lm_equals_brute_force(seed):
     assert hyp.score == pytest.approx(total[label], abs=1e-4)
 
 
-def _frames(vocab, spec):
-    """Logits from a frame list: a token name (sure), or a dict {token: probability}."""
-    logits = torch.full((len(spec), len(vocab)), -20.0)
-    for t, frame in enumerate(spec):
-        probs = {frame: 1.0} if isinstance(frame, str) else frame
-        rest = 1.0 - sum(probs.values())
-        for tok, p in probs.items():
-            logits[t, vocab.index(tok)] = math.log(p)
-        if rest > 0:  # what is left goes to the blank
-            logits[t, vocab.blank_id] = math.log(rest)
-    return logits[None]
 
 
 PHONE_ARPA = """\\data\\
@@ -90,7 +80,7 @@ def test_units_lm_fixes_a_greedy_error(tmp_path):
     lm = tmp_path / "phones.arpa"
     lm.write_text(PHONE_ARPA)
     # the acoustics slightly prefer "c" in the second slot; the LM knows "a b" is what is said
-    logits = _frames(vocab, ["a", "<blank>", {"c": 0.5, "b": 0.4}, "<blank>"])
+    logits = frames(vocab, ["a", "<blank>", {"c": 0.5, "b": 0.4}, "<blank>"])
     assert greedy_decode(logits, None, vocab)[0].text == "a c"
     no_lm = BeamSearchDecoder(vocab, config=BeamSearchConfig(lm_weight=0.0)).decode(logits)[0]
     assert no_lm.text == "a c"
@@ -128,7 +118,7 @@ def test_word_lm_with_lexicon_fixes_a_greedy_error(tmp_path):
     lm.write_text(WORD_ARPA)
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("ab\nac\n")
-    logits = _frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|", "a", "b", "<blank>", "|"])
+    logits = frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|", "a", "b", "<blank>", "|"])
     assert greedy_decode(logits, None, vocab)[0].text == "ac ab"
     fused = BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=BeamSearchConfig(lm_weight=1.0))
     hyp = fused.decode(logits)[0]
@@ -138,7 +128,7 @@ def test_word_lm_with_lexicon_fixes_a_greedy_error(tmp_path):
 
 def test_lexicon_restricts_words_without_lm():
     vocab = Vocabulary.build(["ab ac"], kind="chars")
-    logits = _frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|"])
+    logits = frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|"])
     hyp = BeamSearchDecoder(vocab, lexicon=["ab"]).decode(logits)[0]
     assert hyp.text == "ab" and hyp.words == ["ab"]
 
@@ -198,15 +188,13 @@ def test_decoder_for_lm_refuses_units_of_another_kind(tmp_path):
 
 def test_phone_lexicon_without_word_boundary():
     vocab = Vocabulary.build(["h e l o w r d"], kind="phones")  # no `|`: the blank doubles as silence
-    logits = _frames(vocab, ["h", "e", "<blank>", "l", "o", "w", "e", {"l": 0.5, "r": 0.4}, "d"])
+    logits = frames(vocab, ["h", "e", "<blank>", "l", "o", "w", "e", {"l": 0.5, "r": 0.4}, "d"])
     assert greedy_decode(logits, None, vocab)[0].text == "h e l o w e l d"
     lexicon = {"hello": "h e l o", "world": "w e r d", "held": ["h", "e", "l", "d"]}
     hyp = BeamSearchDecoder(vocab, lexicon=lexicon).decode(logits)[0]
     assert hyp.words == ["hello", "world"] and hyp.text == "h e l o w e r d"
 
 
-def _best_path_score(logits):
-    return float(logits[0].log_softmax(-1).max(-1).values.sum())
 
 
 @pytest.mark.parametrize("tail", [[], ["<blank>", "<blank>"]])
@@ -215,14 +203,14 @@ def test_lexicon_finishes_the_last_word_without_a_final_boundary(tmp_path, tail)
     vocab = Vocabulary.build(["ab ac"], kind="chars")
     lm = tmp_path / "words.arpa"
     lm.write_text(WORD_ARPA)
-    logits = _frames(vocab, ["a", "b", "|", "a", "c", *tail])
+    logits = frames(vocab, ["a", "b", "|", "a", "c", *tail])
     decoder = BeamSearchDecoder(vocab, lm=lm, lexicon=["ab", "ac"],
                                 config=BeamSearchConfig(lm_weight=1.0, word_score=0.5))
     hyp = decoder.decode(logits, timestamps=True)[0]
     assert hyp.words == ["ab", "ac"] and hyp.text == "ab ac"
     # both words and </s> get the LM (log10, as KenLM gives it): <s> ab, ab -> ac (backed off), ac -> </s>
     lm_log10 = -0.05 + (-0.3 - 2.5) + (-0.3 - 1.0)
-    assert hyp.score == pytest.approx(_best_path_score(logits) + lm_log10 + 2 * 0.5, abs=1e-3)
+    assert hyp.score == pytest.approx(best_path_score(logits) + lm_log10 + 2 * 0.5, abs=1e-3)
     T = logits.shape[1]
     assert len(hyp.timestamps) == len(hyp.tokens) == len(hyp.end_frames) and max(hyp.end_frames) <= T
     assert hyp.frames == [0, 1, 2, 3, 4]
@@ -230,9 +218,9 @@ def test_lexicon_finishes_the_last_word_without_a_final_boundary(tmp_path, tail)
 
 def test_lexicon_without_lm_finishes_the_last_word():
     vocab = Vocabulary.build(["ab ac"], kind="chars")
-    logits = _frames(vocab, ["a", "b", "|", "a", {"c": 0.5, "b": 0.4}])
+    logits = frames(vocab, ["a", "b", "|", "a", {"c": 0.5, "b": 0.4}])
     hyp = BeamSearchDecoder(vocab, lexicon=["ab", "ac"]).decode(logits)[0]
-    assert hyp.words == ["ab", "ac"] and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+    assert hyp.words == ["ab", "ac"] and hyp.score == pytest.approx(best_path_score(logits), abs=1e-3)
 
 
 CHAR_ARPA = """\\data\\
@@ -258,8 +246,8 @@ ngram 2=2
 @pytest.mark.parametrize("pause", [1, 3, 6])
 def test_lexicon_free_word_score_counts_each_boundary_once(tmp_path, pause):
     vocab = Vocabulary.build(["a b"], kind="chars")
-    logits = _frames(vocab, ["a", *["|"] * pause, "b"])
-    am = _best_path_score(logits)
+    logits = frames(vocab, ["a", *["|"] * pause, "b"])
+    am = best_path_score(logits)
     hyp = BeamSearchDecoder(vocab, config=BeamSearchConfig(word_score=-1.0)).decode(logits)[0]
     assert hyp.text == "a b" and hyp.score == pytest.approx(am - 1.0, abs=1e-3)
     lm = tmp_path / "chars.arpa"
@@ -310,7 +298,7 @@ def test_units_lm_may_cover_part_of_a_multilingual_vocabulary(tmp_path):
                               Vocabulary.build(["пр ив ет как де ла"], kind="chars")])
     lm = tmp_path / "chars.arpa"
     lm.write_text(CHAR_ARPA)  # one language's units LM: a, b and |
-    logits = _frames(vocab, ["a", "|", "b"])
+    logits = frames(vocab, ["a", "|", "b"])
     assert BeamSearchDecoder(vocab, lm=lm).decode(logits)[0].text == "a b"
     (tmp_path / "chars.arpa.json").write_text('{"units": "chars", "order": 2, "words": null}')
     assert decoder_for_lm(vocab, lm).decode(logits)[0].text == "a b"
@@ -350,28 +338,6 @@ def test_malformed_lm_sidecar_is_a_one_line_error(tmp_path, sidecar):
 
 
 # -- phone lexicons: a word's last phone may be held, as any CTC token ------------------------------
-AB_WORD_ARPA = """\\data\\
-ngram 1=7
-ngram 2=4
-
-\\1-grams:
--1.5\t<unk>\t0
--99\t<s>\t-0.2
--0.9\t</s>\t0
--0.6\ta\t-0.2
--0.8\tab\t-0.3
--1.1\tba\t-0.1
--0.7\tb\t-0.4
-
-\\2-grams:
--0.2\t<s> ab
--0.3\tab ba
--0.4\tba </s>
--0.1\ta b
-
-\\end\\
-"""
-PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
 
 
 def _arpa_log10(arpa: str, words) -> float:
@@ -437,9 +403,9 @@ def test_phone_lexicon_without_word_boundary_equals_brute_force(tmp_path, seed):
                                          (["a", "a", "b", "b", "<blank>", "b"], ["ab", "b"])])
 def test_phone_lexicon_holds_a_words_last_phone(spec, words):
     vocab = Vocabulary.build(["a b c"], kind="phones")  # no `|`
-    logits = _frames(vocab, spec)
+    logits = frames(vocab, spec)
     hyp = BeamSearchDecoder(vocab, lexicon={"ab": "a b", "b": "b", "c": "c"}).decode(logits)[0]
-    assert hyp.words == words and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+    assert hyp.words == words and hyp.score == pytest.approx(best_path_score(logits), abs=1e-3)
 
 
 @pytest.mark.parametrize("tokens_per_frame", [1, 2, None])
@@ -480,12 +446,12 @@ def test_phone_lexicon_search_keeps_only_the_states_hypotheses_hold(tmp_path, mo
 def test_phone_lexicon_spellings_end_in_the_vocabularys_word_boundary():
     # phone spellings from a lexicon file have no `|`; the model puts one between words, as after characters
     vocab = Vocabulary.build(["h e l o | w r d"], kind="phones")
-    logits = _frames(vocab, ["h", "e", "<blank>", "l", "o", "o", "|", "w", "e", "r", "d", "d"])
+    logits = frames(vocab, ["h", "e", "<blank>", "l", "o", "o", "|", "w", "e", "r", "d", "d"])
     lexicon = {"hello": "h e l o", "world": "w e r d", "held": "h e l d"}
     decoder = BeamSearchDecoder(vocab, lexicon=lexicon)
     assert decoder.lexicon["hello"] == [["h", "e", "l", "o", "|"]]
     hyp = decoder.decode(logits)[0]
-    assert hyp.words == ["hello", "world"] and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-3)
+    assert hyp.words == ["hello", "world"] and hyp.score == pytest.approx(best_path_score(logits), abs=1e-3)
 
 
 def test_lexicon_words_the_vocabulary_cannot_spell_are_named(caplog):

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from decode_fixtures import AB_WORD_ARPA, PHONE_LEXICON, best_path_score, frames
 
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder
 from xlsr.errors import XlsrError
@@ -13,28 +14,15 @@ from xlsr.text.vocab import Vocabulary
 EXHAUSTIVE = {"beam_size": 2000, "beam_threshold": 1e9}
 
 
-def _frames(vocab, spec):
-    """Logits from a frame list: a token name (sure), or a dict {token: probability}, the rest to the blank."""
-    logits = torch.full((len(spec), len(vocab)), -20.0)
-    for t, frame in enumerate(spec):
-        probs = {frame: 1.0} if isinstance(frame, str) else frame
-        rest = 1.0 - sum(probs.values())
-        for tok, p in probs.items():
-            logits[t, vocab.index(tok)] = math.log(p)
-        if rest > 0:
-            logits[t, vocab.blank_id] = math.log(rest)
-    return logits[None]
 
 
-def _best_path_score(logits):
-    return float(logits[0].log_softmax(-1).max(-1).values.sum())
 
 
 def test_a_beam_of_one_is_allowed_and_a_beam_of_zero_is_not():
     vocab = Vocabulary.build(["a b"], kind="phones")
-    logits = _frames(vocab, ["a", "<blank>", {"b": 0.6}])
+    logits = frames(vocab, ["a", "<blank>", {"b": 0.6}])
     hyp = BeamSearchDecoder(vocab, config=BeamSearchConfig(beam_size=1)).decode(logits)[0]
-    assert hyp.text == "a b" and hyp.score == pytest.approx(_best_path_score(logits), abs=1e-4)
+    assert hyp.text == "a b" and hyp.score == pytest.approx(best_path_score(logits), abs=1e-4)
     with pytest.raises(XlsrError, match="beam size: must be at least 1"):
         BeamSearchConfig(beam_size=0)
 
@@ -59,29 +47,6 @@ ngram 2=1
 """
 
 
-# test_beam.py's word LM and phone lexicon
-AB_WORD_ARPA = """\\data\\
-ngram 1=7
-ngram 2=4
-
-\\1-grams:
--1.5\t<unk>\t0
--99\t<s>\t-0.2
--0.9\t</s>\t0
--0.6\ta\t-0.2
--0.8\tab\t-0.3
--1.1\tba\t-0.1
--0.7\tb\t-0.4
-
-\\2-grams:
--0.2\t<s> ab
--0.3\tab ba
--0.4\tba </s>
--0.1\ta b
-
-\\end\\
-"""
-PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
 
 
 @pytest.mark.parametrize("kind, tokens", [("chars", ["abcd"]), ("phones", ["a b c d"])])
@@ -95,7 +60,7 @@ def test_the_lm_look_ahead_guides_a_beam_of_one_inside_a_word(tmp_path, kind, to
     lm = tmp_path / "words.arpa"
     lm.write_text(LOOKAHEAD_ARPA)
     lexicon = {"ab": "a b", "ac": "a c", "cd": "c d"}
-    logits = _frames(vocab, [{"c": 0.55, "a": 0.45}, {"b": 0.5, "d": 0.5}])
+    logits = frames(vocab, [{"c": 0.55, "a": 0.45}, {"b": 0.5, "d": 0.5}])
     words = {}
     for name, settings in (("exhaustive", EXHAUSTIVE), ("beam of one", {"beam_size": 1})):
         decoder = BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=BeamSearchConfig(lm_weight=1.0, **settings))
@@ -147,7 +112,7 @@ def test_log_add_merges_homophones_into_one_hypothesis_and_ranks_it_by_the_sum(t
     vocab = Vocabulary.build(["t u | o"], kind="phones")
     lm = tmp_path / "words.arpa"
     lm.write_text(HOMOPHONE_ARPA)
-    logits = _frames(vocab, ["t", {"u": 0.45, "o": 0.55}])
+    logits = frames(vocab, ["t", {"u": 0.45, "o": 0.55}])
     lexicon = {"to": "t u", "two": "t u", "too": "t o"}
 
     def nbest(lexicon, log_add):
@@ -166,28 +131,28 @@ def test_log_add_merges_homophones_into_one_hypothesis_and_ranks_it_by_the_sum(t
 def test_an_unknown_word_of_a_phone_lexicon_scores_unk_score_not_word_score():
     # without `|`: "a b" is the start of abc and no word; with a finite unk_score it is read as <unk>
     vocab = Vocabulary(["<blank>", "<unk>", "a", "b", "c"], kind="phones")
-    logits = _frames(vocab, ["c", "a", "b"])
+    logits = frames(vocab, ["c", "a", "b"])
     config = BeamSearchConfig(unk_score=-3.0, word_score=1.0)
     hyp = BeamSearchDecoder(vocab, lexicon={"abc": "a b c", "c": "c"}, config=config).decode(logits)[0]
     assert hyp.words == ["c", "<unk>"]
-    assert hyp.score == pytest.approx(_best_path_score(logits) + 1.0 - 3.0, abs=1e-4)
+    assert hyp.score == pytest.approx(best_path_score(logits) + 1.0 - 3.0, abs=1e-4)
 
 
 def test_a_hypothesis_inside_a_word_is_scored_without_the_penalty_the_search_gave_it():
     # nothing but "c a b" is heard and "a b" only starts a word: the search ends inside abc, and the score
     # reported is the acoustics and the one whole word's score, not the penalty that ranked it last
     vocab = Vocabulary(["<blank>", "<unk>", "a", "b", "c"], kind="phones")
-    logits = _frames(vocab, ["c", "a", "b"])
+    logits = frames(vocab, ["c", "a", "b"])
     hyp = BeamSearchDecoder(vocab, lexicon={"abc": "a b c", "c": "c"},
                             config=BeamSearchConfig(word_score=1.0)).decode(logits)[0]
     assert hyp.text == "c a b" and hyp.words == ["c"]
-    assert hyp.score == pytest.approx(_best_path_score(logits) + 1.0, abs=1e-4)
+    assert hyp.score == pytest.approx(best_path_score(logits) + 1.0, abs=1e-4)
 
 
 def test_a_beam_threshold_of_zero_keeps_the_best():
     # without `|`, where LexiconLM prunes the readings of the phones by the same threshold
     vocab = Vocabulary(["<blank>", "<unk>", "a", "b", "c"], kind="phones")
-    logits = _frames(vocab, ["a", {"b": 0.7}, "b", "a"])
+    logits = frames(vocab, ["a", {"b": 0.7}, "b", "a"])
     found = [BeamSearchDecoder(vocab, lexicon=PHONE_LEXICON, config=BeamSearchConfig(beam_threshold=threshold))
              .decode(logits)[0] for threshold in (0.0, 25.0)]
     assert found[0].text == found[1].text == "a b a" and found[0].score == pytest.approx(found[1].score)

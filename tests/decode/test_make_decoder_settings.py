@@ -1,27 +1,14 @@
 """make_decoder, which `xlsr transcribe` and `xlsr evaluate` decode with: each option given reaches the search."""
 
-import math
 from types import SimpleNamespace
 
 import pytest
 import torch
+from decode_fixtures import frames
 
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder
 from xlsr.decode.transcribe import make_decoder
 from xlsr.text.vocab import Vocabulary
-
-
-def _frames(vocab, spec):
-    """Logits from a frame list: a token name (sure), or a dict {token: probability}, the rest to the blank."""
-    logits = torch.full((len(spec), len(vocab)), -20.0)
-    for t, frame in enumerate(spec):
-        probs = {frame: 1.0} if isinstance(frame, str) else frame
-        rest = 1.0 - sum(probs.values())
-        for tok, p in probs.items():
-            logits[t, vocab.index(tok)] = math.log(p)
-        if rest > 0:
-            logits[t, vocab.blank_id] = math.log(rest)
-    return logits[None]
 
 
 def _ctc(vocab):
@@ -30,7 +17,7 @@ def _ctc(vocab):
 
 def test_a_lexicon_without_an_lm_decodes_lexicon_words(tmp_path):
     vocab = Vocabulary.build(["ab ac"], kind="chars")
-    logits = _frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|", "a", "b"])
+    logits = frames(vocab, ["a", {"c": 0.5, "b": 0.4}, "|", "a", "b"])
     lexicon = tmp_path / "words.txt"
     lexicon.write_text("ab\n")
     assert make_decoder(_ctc(vocab))(logits, torch.tensor([5]))[0].text == "ac ab"  # greedy
@@ -40,7 +27,7 @@ def test_a_lexicon_without_an_lm_decodes_lexicon_words(tmp_path):
 
 def test_the_word_score_reaches_the_beam_search():
     vocab = Vocabulary.build(["a b"], kind="chars")
-    logits = _frames(vocab, ["a", "|", "b", "|", "a"])
+    logits = frames(vocab, ["a", "|", "b", "|", "a"])
     lengths = torch.tensor([5])
     for word_score in (0.0, -1.5, 2.0):
         hyp = make_decoder(_ctc(vocab), beam=8, word_score=word_score)(logits, lengths)[0]

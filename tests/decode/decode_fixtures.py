@@ -1,0 +1,47 @@
+"""What several decoding tests share: logits built frame by frame, the best path's score, a two-word LM and lexicon."""
+
+import math
+
+import torch
+
+
+def frames(vocab, spec):
+    """Logits from a frame list: a token name (sure), or a dict {token: probability}, the rest to the blank."""
+    logits = torch.full((len(spec), len(vocab)), -20.0)
+    for t, frame in enumerate(spec):
+        probs = {frame: 1.0} if isinstance(frame, str) else frame
+        rest = 1.0 - sum(probs.values())
+        for tok, p in probs.items():
+            logits[t, vocab.index(tok)] = math.log(p)
+        if rest > 0:  # what is left goes to the blank
+            logits[t, vocab.blank_id] = math.log(rest)
+    return logits[None]
+
+
+def best_path_score(logits):
+    return float(logits[0].log_softmax(-1).max(-1).values.sum())
+
+
+# a word LM over the words a, b, ab, ba and their phone spellings
+AB_WORD_ARPA = """\\data\\
+ngram 1=7
+ngram 2=4
+
+\\1-grams:
+-1.5\t<unk>\t0
+-99\t<s>\t-0.2
+-0.9\t</s>\t0
+-0.6\ta\t-0.2
+-0.8\tab\t-0.3
+-1.1\tba\t-0.1
+-0.7\tb\t-0.4
+
+\\2-grams:
+-0.2\t<s> ab
+-0.3\tab ba
+-0.4\tba </s>
+-0.1\ta b
+
+\\end\\
+"""
+PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
