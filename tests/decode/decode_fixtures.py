@@ -1,8 +1,13 @@
-"""What several decoding tests share: logits built frame by frame, the best path's score, a two-word LM and lexicon."""
+"""What several decoding tests share: logits built frame by frame, the best path's score, a two-word LM and lexicon,
+and the mark of tests that need KenLM's tools."""
 
 import math
 
+import pytest
 import torch
+
+from xlsr.decode.lm import find_kenlm_tool
+from xlsr.errors import XlsrError
 
 
 def frames(vocab, spec):
@@ -45,3 +50,16 @@ ngram 2=4
 \\end\\
 """
 PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
+
+
+def _have_lmplz():
+    try:
+        find_kenlm_tool("lmplz")
+        find_kenlm_tool("build_binary")
+        return True
+    except XlsrError:
+        return False
+
+
+needs_kenlm = pytest.mark.skipif(not _have_lmplz(), reason="KenLM lmplz/build_binary not built "
+                                 "(bash scripts/build_kenlm.sh)")

@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 import torch
+from decode_fixtures import needs_kenlm
 
 from xlsr.cli.main import main
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, kenlm_binary_unigram_count
@@ -10,19 +11,6 @@ from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines, sidecar_path, words_path
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import Vocabulary
-
-
-def _have_lmplz():
-    try:
-        find_kenlm_tool("lmplz")
-        find_kenlm_tool("build_binary")
-        return True
-    except XlsrError:
-        return False
-
-
-needs_kenlm = pytest.mark.skipif(not _have_lmplz(), reason="KenLM lmplz/build_binary not built "
-                                 "(bash scripts/build_kenlm.sh)")
 
 
 def test_corpus_lines_per_units():

@@ -3,23 +3,11 @@
 import json
 
 import pytest
+from decode_fixtures import needs_kenlm
 
 from xlsr.decode.beam import is_kenlm_binary
-from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines, sidecar_path, words_path
+from xlsr.decode.lm import build_lm, lm_corpus_lines, sidecar_path, words_path
 from xlsr.errors import XlsrError
-
-
-def _have_lmplz():
-    try:
-        find_kenlm_tool("lmplz")
-        find_kenlm_tool("build_binary")
-        return True
-    except XlsrError:
-        return False
-
-
-needs_kenlm = pytest.mark.skipif(not _have_lmplz(), reason="KenLM lmplz/build_binary not built "
-                                 "(bash scripts/build_kenlm.sh)")
 
 
 @needs_kenlm

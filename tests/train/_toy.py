@@ -99,3 +99,21 @@ def numbered_optimizer_state(run) -> None:
                           "param_groups": [{**g, "params": [number[n] for n in g["params"]]}
                                            for g in named["param_groups"]]}
     torch.save(state, path)
+
+
+class HeadToyModel(torch.nn.Module):
+    """The toy model with an `lm_head`, which head_lr_scale != 1 puts in parameter groups of its own."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = ToyTask().build_model()
+        self.config = self.body.config
+        self.lm_head = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.lm_head(self.body(x)[:, None])[:, 0]
+
+
+class HeadToyTask(ToyTask):
+    def build_model(self):
+        return HeadToyModel()

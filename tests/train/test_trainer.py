@@ -11,7 +11,7 @@ from xlsr.train import checkpoint as ckpt
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig, TrainingError
 
-from ._toy import ToyTask, load_weights, numbered_optimizer_state
+from ._toy import HeadToyTask, ToyTask, load_weights, numbered_optimizer_state
 
 
 def _cfg(out, **kw):
@@ -335,30 +335,12 @@ def test_a_streak_of_non_finite_steps_goes_on_counting_after_a_resume(tmp_path):
         Trainer(cfg, ToyTask(batches_per_epoch=10, rows=4, nan_at={2, 3, 4, 5})).fit()
 
 
-class _HeadToyModel(torch.nn.Module):
-    """The toy model with an `lm_head`, which head_lr_scale != 1 puts in parameter groups of its own."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = ToyTask().build_model()
-        self.config = self.body.config
-        self.lm_head = torch.nn.Linear(1, 1)
-
-    def forward(self, x):
-        return self.lm_head(self.body(x)[:, None])[:, 0]
-
-
-class _HeadToyTask(ToyTask):
-    def build_model(self):
-        return _HeadToyModel()
-
-
 def test_a_refused_resume_leaves_the_run_files_as_they_were(tmp_path):
     from xlsr.config import read_yaml
 
-    Trainer(_cfg(tmp_path, max_updates=4), _HeadToyTask(stop_at=2), resolved_config={"lr": 0.03}).fit()
+    Trainer(_cfg(tmp_path, max_updates=4), HeadToyTask(stop_at=2), resolved_config={"lr": 0.03}).fit()
     with pytest.raises(CheckpointError, match="parameter groups differ"):
-        Trainer(_cfg(tmp_path, max_updates=4, head_lr_scale=2.0), _HeadToyTask(), resolved_config={"lr": 0.001}).fit()
+        Trainer(_cfg(tmp_path, max_updates=4, head_lr_scale=2.0), HeadToyTask(), resolved_config={"lr": 0.001}).fit()
     assert read_yaml(tmp_path / "config.yaml") == {"lr": 0.03}  # not the refused run's
 
 

@@ -11,7 +11,7 @@ from xlsr.train import checkpoint as ckpt
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig
 
-from ._toy import ToyTask, load_weights
+from ._toy import HeadToyTask, ToyTask, load_weights
 
 
 def _cfg(out, **kw):
@@ -101,27 +101,9 @@ def test_a_resume_keeps_the_skip_counters_and_the_fp16_loss_scale(tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0)
 
 
-class _HeadToyModel(torch.nn.Module):
-    """The toy model with an `lm_head`, which head_lr_scale != 1 puts in parameter groups of their own."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = ToyTask().build_model()
-        self.config = self.body.config
-        self.lm_head = torch.nn.Linear(1, 1)
-
-    def forward(self, x):
-        return self.lm_head(self.body(x)[:, None])[:, 0]
-
-
-class _HeadToyTask(ToyTask):
-    def build_model(self):
-        return _HeadToyModel()
-
-
 def test_a_resume_trains_the_head_at_the_configurations_rate_factor_not_the_saved_one(tmp_path):
-    Trainer(_cfg(tmp_path, valid_every=0, head_lr_scale=2.0), _HeadToyTask(stop_at=3)).fit()
-    resumed = Trainer(_cfg(tmp_path, valid_every=0, head_lr_scale=5.0), _HeadToyTask())  # the same groups
+    Trainer(_cfg(tmp_path, valid_every=0, head_lr_scale=2.0), HeadToyTask(stop_at=3)).fit()
+    resumed = Trainer(_cfg(tmp_path, valid_every=0, head_lr_scale=5.0), HeadToyTask())  # the same groups
     resumed.fit()
     head = {id(p) for p in resumed.model.lm_head.parameters()}
     scales = {g["lr_scale"] for g in resumed.optimizer.param_groups if head & {id(p) for p in g["params"]}}
