@@ -22,7 +22,11 @@ from Python, hence `os._exit`; it writes nothing half (see above).
 torchrun restarts the group after any nonzero exit, whatever its code, so an exit status cannot ask it not to.
 Instead the failing rank records its error in RUN/fatal_error.json; the ranks of a restarted attempt of the
 same torchrun job find it before joining the group and end at once with that line instead of training up to
-the same error again (a restart then costs a process start, not a checkpoint interval). A new job removes it.
+the same error again (a restart then costs a process start, not a checkpoint interval). The record belongs to
+the job that holds the run folder's lock (RUN/.lock, taken by rank 0 in train/trainer.py): only once every rank
+knows its rank 0 holds it (`FailureWatch.hold_folder`) does a job record its errors, and a new job remove the
+record of an earlier one. A second job started by mistake into a folder that a live job uses is refused the lock
+and ends on every rank as above, but writes nothing there: the live job's record is what its own restarts read.
 """
 
 from __future__ import annotations
@@ -71,18 +75,15 @@ def restart_note() -> str | None:
 def stop_if_failed_before(run_dir: Path) -> None:
     """Before joining the group: end a restarted attempt whose job already failed with an XlsrError.
 
-    Rank 0 raises that error again (one line); the other ranks exit quietly with the same status. The first
-    attempt of a job (or a run outside torchrun) removes a record left by an earlier job instead.
+    Rank 0 raises that error again (one line); the other ranks exit quietly with the same status. This only reads:
+    the folder may be another job's (this one holds no lock yet), so a record of an earlier job is removed later,
+    by `FailureWatch.hold_folder`.
     """
     job = torchrun_job()
-    if job is None:
+    if job is None or job[1] == 0:
         return
     path = run_dir / FATAL_FILE
     rank = int(os.environ.get("RANK", "0"))
-    if job[1] == 0:
-        if rank == 0:
-            path.unlink(missing_ok=True)
-        return
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -101,6 +102,7 @@ class FailureWatch:
     def __init__(self, info: DistInfo, run_dir: Path):
         self.info, self.run_dir = info, run_dir
         self._failing = False  # this rank is announcing its own failure: it prints its error itself
+        self._holds_folder = False  # the job holds the run folder's lock: RUN/fatal_error.json is its to write
         self._stop = threading.Event()
         self._store = _group_store() if info.distributed else None
         # torchrun keeps its store across restarts: a key of its own per group start (not per attempt, which
@@ -112,6 +114,21 @@ class FailureWatch:
             self._thread = threading.Thread(target=self._watch, args=(self._store.clone(),),
                                             name="xlsr-failure-watch", daemon=True)
             self._thread.start()
+
+    def hold_folder(self) -> None:
+        """On every rank, once rank 0 holds the run folder's lock: from here on RUN/fatal_error.json is this job's.
+
+        A collective, so that no rank goes on before the lock is known to be held: where rank 0 was refused it,
+        rank 0 has announced its error and left, and the others end here, before they could write into the folder
+        of the job that holds it. The first attempt's rank 0 removes an earlier job's record before the collective,
+        so never one that a rank of this job wrote; from then on an XlsrError on any rank is recorded for the
+        restarted attempts.
+        """
+        job = torchrun_job()
+        if self.info.is_main and job is not None and job[1] == 0:
+            (self.run_dir / FATAL_FILE).unlink(missing_ok=True)
+        broadcast_object(True, self.info)
+        self._holds_folder = True
 
     def _watch(self, store) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -139,7 +156,8 @@ class FailureWatch:
         os._exit(PEER_FAILED_EXIT)
 
     def announce(self, exc: BaseException) -> None:
-        """Tell the other ranks that this one failed; record an XlsrError for restarted attempts of the job."""
+        """Tell the other ranks that this one failed; record an XlsrError for restarted attempts of the job (only
+        where the job holds the run folder: a job refused its lock leaves the folder as it found it)."""
         self._failing = True
         line = (str(exc).splitlines() or [type(exc).__name__])[0]
         if self._store is not None:
@@ -148,7 +166,7 @@ class FailureWatch:
             except Exception:  # noqa: BLE001 - the store is gone: the peers' collectives fail by themselves
                 pass
         job = torchrun_job()
-        if isinstance(exc, XlsrError) and job is not None:
+        if isinstance(exc, XlsrError) and job is not None and self._holds_folder:
             _write_record(self.run_dir / FATAL_FILE, {"job": job[0], "attempt": job[1], "rank": self.info.rank,
                                                       "message": line})
 
@@ -160,7 +178,8 @@ class FailureWatch:
 
 @contextmanager
 def one_failure_ends_all(info: DistInfo, run_dir: Path) -> Iterator[FailureWatch]:
-    """Around a run's setup and loop: an exception here ends every rank (see the module docstring)."""
+    """Around a run's setup and loop: an exception here ends every rank (see the module docstring). Errors are
+    recorded in the run folder only after the caller's `hold_folder()` on what this yields."""
     watch = FailureWatch(info, run_dir)
     try:
         yield watch

@@ -282,6 +282,10 @@ class FinetuneTask(Task):
         if state.get("loader") is not None:
             self._loader_state = state["loader"]
 
+    def on_fit_end(self, run_dir: Path) -> None:
+        if self.adapters_only:
+            export_run_adapter(run_dir, self.cfg.target_lang)  # RUN/adapter/, for transformers' load_adapter
+
     def save_model(self, directory: Path, model: nn.Module) -> None:
         save_checkpoint(directory, model, vocab=self.vocab.tokens,
                         metadata={"task": "finetune", "labels": self.cfg.labels, "init": self.init.source,
@@ -316,8 +320,6 @@ def finetune(cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None
     if feature_caches is not None:
         feature_caches.update(task.feature_caches)  # the caller's dict now holds what this run fills
     run_dir = Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
-    if task.adapters_only and (task.info is None or task.info.is_main):
-        export_run_adapter(run_dir, cfg.target_lang)  # RUN/adapter/, for transformers' load_adapter
     del task  # the model and optimizer; the caller's feature_caches stay
     release_memory()
     return run_dir

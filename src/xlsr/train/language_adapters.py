@@ -6,7 +6,8 @@ changes. `target_lang` is a language the `--init` checkpoint has: its adapters a
 new one: the checkpoint is loaded with its first listed language (interop/init_model.py), and the adapters and
 head start afresh (`adapters.init_language`).
 
-At the end of the run, RUN/adapter/ is written from the run's best (else last) checkpoint as an MMS-layout
+At the end of the run (a stopped one and a re-run of a finished one too), RUN/adapter/ is written by rank 0 from
+the run's best (else last) checkpoint, while the run still holds its folder's lock (RUN/.lock), as an MMS-layout
 Hugging Face directory: the base with this language (model.safetensors, config.json, preprocessor_config.json),
 adapter.<lang>.safetensors, vocab.json keyed by language and tokenizer files naming it. transformers loads
 it (`Wav2Vec2ForCTC.from_pretrained(RUN/adapter, target_lang=LANG)`); adapter.<lang>.safetensors with the

@@ -114,6 +114,12 @@ class Task:
         """Write the model as our checkpoint dir (config.json + model.safetensors); add vocab/metadata here."""
         save_checkpoint(directory, model)
 
+    def on_fit_end(self, run_dir: Path) -> None:
+        """Write what the task makes from its checkpoints once the loop is over (an export), e.g. RUN/adapter/.
+
+        Called by rank 0 alone, while it still holds the run folder's lock (so no second run writes beside it),
+        after a finished run, a stopped one and a re-run of a finished one alike; not after an error."""
+
     def state_dict(self) -> dict:
         """Task state for exact resume (plain data and tensors only)."""
         return {}

@@ -114,11 +114,13 @@ class Trainer(TrainerCheckpoints):
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self) -> Path:
         """Train to max_updates (or until SIGINT/SIGTERM), checkpointing along the way; returns the run folder."""
-        elastic.stop_if_failed_before(self.run_dir)  # a restarted torchrun attempt after an XlsrError
+        elastic.stop_if_failed_before(self.run_dir)  # a restarted torchrun attempt after an XlsrError (reads only)
         self.info = dist_util.init_distributed(self.cfg.device)
         try:
-            # an error on one rank ends every rank; rank 0 holds the run folder's lock throughout
-            with elastic.one_failure_ends_all(self.info, self.run_dir), self._run_lock():
+            # an error on one rank ends every rank; rank 0 holds the run folder's lock throughout, and only once
+            # every rank knows it holds it may a rank write there (its error record included)
+            with elastic.one_failure_ends_all(self.info, self.run_dir) as watch, self._run_lock():
+                watch.hold_folder()
                 self._setup()
                 handlers = self._install_signal_handlers()
                 try:
@@ -126,6 +128,8 @@ class Trainer(TrainerCheckpoints):
                 finally:
                     self._restore_signal_handlers(handlers)
                     self.monitor.close()
+                if self.info.is_main:
+                    self.task.on_fit_end(self.run_dir)  # an export, inside the lock: no second run writes beside it
         finally:
             dist_util.shutdown(self.info)
         return self.run_dir
