@@ -8,12 +8,21 @@ once every item is read, and refuses when more than `max_bad_share` of the items
 loaders apply per epoch. Audio goes to DIR/<lang>/audio/<split>/<NNNN>/<id>.flac (beside the manifest, as
 `xlsr synth` does, so the corpus folder can move).
 
-A re-import into the same folder must not damage the corpus already there until it has a whole new one: the
-audio is written under DIR/<lang>/audio/.<split>.importing, and `finish`, with the new manifest written beside
-the old one, renames that folder to audio/<split> (the old one set aside) and the manifest over the old one,
-then removes the old audio. A refused, failed or interrupted import thus leaves the earlier manifests and the
-audio they list as they were (its staging folder is removed, or by the next import if it was killed); a rerun
-starts over. One import at a time writes into DIR: it holds DIR/.lock (folder_lock.py), and a second is refused.
+A re-import into the same folder must not damage the corpus already there until it has a whole new one, and a
+kill at any moment must leave one corpus, the old or the new, never a manifest over audio it does not list. The
+new audio is written under DIR/<lang>/audio/.<split>.importing, a folder the old manifest does not refer to.
+`finish` writes the new manifest, its lines pointing into that folder, over the old one: that atomic rename is
+the one commit. (A first import of a split, with no manifest to protect, renames its folder to audio/<split> and
+then writes the manifest, the commit; a kill between leaves audio that no manifest lists, removed by the next
+import of that split.) After it the old audio/<split> is removed, the new files are hard-linked there (copied where the
+filesystem has no hard links), the manifest is rewritten to point there (another atomic rename: both folders hold
+the same files meanwhile) and the hidden folder goes. A refused, failed or interrupted import thus leaves the
+earlier manifests and the audio they list as they were, or, once committed, the new ones. Whatever a killed
+import left is settled by the next import into DIR, before it writes anything: a hidden folder its split's
+manifest points into is moved to audio/<split> as above, any other (and a spool file) is removed. It also
+completes a swap an earlier version of this writer left half done (renamed folders audio/.<split>.replaced and a
+whole manifest .<split>.jsonl.ready). One import at a time writes into DIR: it holds DIR/.lock
+(folder_lock.py), and a second is refused.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from typing import IO
 import numpy as np
 import soundfile as sf
 
-from xlsr.atomic import write_text
+from xlsr.atomic import write_file, write_text
 from xlsr.data.manifest import Utterance, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.folder_lock import folder_lock
@@ -45,8 +54,12 @@ SKIPPED_FILE = "import_skipped.txt"
 FILES_PER_FOLDER = 10_000  # <lang>/audio/<split>/0000/...: folders of a 10M-row import stay listable
 SHOWN_SKIPS = 20  # skipped items logged one by one; all of them go to SKIPPED_FILE
 DEFAULT_MAX_BAD_SHARE = 0.05  # as the data loaders' max_bad_share
-STAGING = ".{split}.importing"  # DIR/<lang>/audio/.<split>.importing: this import's audio until `finish`
-REPLACED = ".{split}.replaced"  # DIR/<lang>/audio/.<split>.replaced: the earlier import's, while it is swapped out
+STAGING = ".{split}.importing"  # DIR/<lang>/audio/.<split>.importing: this import's audio until it is settled
+SPOOL = ".{split}.jsonl.importing"  # DIR/<lang>/.<split>.jsonl.importing: this import's utterances until `finish`
+# left only by earlier versions, which swapped folders by two renames: the old audio while it was swapped out, and
+# the new manifest, whole, beside the old one
+REPLACED = ".{split}.replaced"
+READY = ".{split}.jsonl.ready"
 
 
 @dataclass
@@ -86,8 +99,9 @@ def safe_name(item_id: str) -> str:
 class ImportWriter:
     """Collects the utterances of one import, stores their audio, counts bad items, writes the manifests.
 
-    Used as a context manager, which holds the lock on DIR: leaving it by an exception removes the spool files and
-    the audio written (no manifest is written, the earlier corpus stays).
+    Used as a context manager, which holds the lock on DIR and first settles what a killed import left (module
+    docstring): leaving it by an exception removes the spool files and the audio written (no manifest is written,
+    the earlier corpus stays), except the audio of a split whose new manifest is already in place.
     """
 
     def __init__(self, out_dir: str | Path, *, source: str, unit: str,
@@ -102,23 +116,27 @@ class ImportWriter:
         self.names: dict[tuple[str, str, int], set[str]] = defaultdict(set)  # the current folder's names only
         self.bad: list[str] = []
         self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
+        self.committed: set[tuple[str, str]] = set()  # (lang, split) whose new manifest is in place
         self._lock = folder_lock(self.out_dir, "another import is writing into it; wait for it to end")
 
     def __enter__(self) -> ImportWriter:
         self._lock.__enter__()
+        try:
+            settle_leftovers(self.out_dir)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
         try:
-            for (lang, split), f in self.spools.items():
+            for f in self.spools.values():
                 with contextlib.suppress(OSError):  # flushing on a full disk: the spool goes anyway
                     f.close()
                 if kind is not None:
                     Path(f.name).unlink(missing_ok=True)
-                    path = manifest_path(self.out_dir, lang, split)
-                    path.with_name(f".{path.name}.ready").unlink(missing_ok=True)
             if kind is not None:
-                for lang, split in self.stored:
+                for lang, split in set(self.stored) - self.committed:  # a committed split's manifest lists its audio
                     shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
                 for lang in {lang for lang, _ in [*self.spools, *self.stored]}:
                     _remove_if_empty(self.out_dir / lang / "audio")
@@ -142,9 +160,7 @@ class ImportWriter:
         (the file is there once `finish` has put this import's audio in place)."""
         folder = self.stored[lang, split] // FILES_PER_FOLDER
         self.names.pop((lang, split, folder - 1), None)  # a full folder's names are no longer needed
-        staging = self._audio(lang, STAGING.format(split=split))
-        if not self.stored[lang, split] and staging.exists():
-            shutil.rmtree(staging)  # left by a killed import (the lock says no other one is running)
+        staging = self._audio(lang, STAGING.format(split=split))  # a killed import's was settled by __enter__
         staged = staging / f"{folder:04d}" / f"{utt_id}.flac"
         path = self._audio(lang, split) / staged.relative_to(staging)
         # resampling can overshoot full scale a little; PCM conversion must not wrap those samples around
@@ -170,7 +186,7 @@ class ImportWriter:
         key = utt.lang, split
         try:
             if key not in self.spools:
-                spool = self.out_dir / utt.lang / f".{split}.jsonl.importing"
+                spool = self.out_dir / utt.lang / SPOOL.format(split=split)
                 spool.parent.mkdir(parents=True, exist_ok=True)
                 self.spools[key] = open(spool, "w", encoding="utf-8")
             self.spools[key].write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
@@ -212,25 +228,131 @@ class ImportWriter:
             except OSError as exc:
                 _naming(exc, path)
                 raise
-            ready = path.with_name(f".{path.name}.ready")  # the new manifest beside the old one, for the swap
-            write_manifest(ready, _spooled(Path(f.name)))
-            if self.stored[lang, split]:
-                self._place_audio(lang, split)
-            os.replace(ready, path)
-            shutil.rmtree(self._audio(lang, REPLACED.format(split=split)), ignore_errors=True)
+            spooled = _spooled(Path(f.name))
+            final, staging = self._audio(lang, split), self._audio(lang, STAGING.format(split=split))
+            first = self.stored[lang, split] and not path.exists()
+            if first:  # no manifest to protect: the audio takes its name first, and the manifest is the commit
+                _place_first(staging, final)
+                try:
+                    write_manifest(path, spooled)
+                except BaseException:
+                    shutil.rmtree(final, ignore_errors=True)  # listed by no manifest
+                    raise
+            else:
+                if self.stored[lang, split]:  # its lines point into the folder this import wrote, not the old one's
+                    spooled = (_moved(utt, final, staging) for utt in spooled)
+                write_manifest(path, spooled)  # the commit: an atomic rename over the old manifest
+            self.committed.add((lang, split))
             Path(f.name).unlink()
+            if self.stored[lang, split] and not first:
+                settle_audio(self.out_dir, lang, split)
         for lang, split in set(self.stored) - set(self.spools):  # audio whose utterances all failed after all
             shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
         return self.summary
 
-    def _place_audio(self, lang: str, split: str) -> None:
-        """Rename this import's audio folder to audio/<split>, the earlier one set aside (removed once the new
-        manifest is in place): the old manifest lists the old audio up to the moment the two are swapped."""
-        final, replaced = self._audio(lang, split), self._audio(lang, REPLACED.format(split=split))
-        shutil.rmtree(replaced, ignore_errors=True)  # left by a killed import
+
+def settle_leftovers(out_dir: Path) -> None:
+    """Settle what killed imports left in DIR (module docstring): run while holding DIR's lock, before writing."""
+    for lang in sorted(audio.parent for audio in out_dir.glob("*/audio") if audio.is_dir()):
+        for replaced in sorted(lang.glob(f"audio/{REPLACED.format(split='*')}")):
+            _finish_old_swap(out_dir, lang.name, replaced.name[1:-len(".replaced")])
+        for staging in sorted(lang.glob(f"audio/{STAGING.format(split='*')}")):
+            split = staging.name[1:-len(".importing")]
+            if _refers_to(lang / f"{split}.jsonl", f"audio/{staging.name}/"):
+                settle_audio(out_dir, lang.name, split)  # committed before the kill: the new corpus
+            else:
+                shutil.rmtree(staging)  # never committed: no manifest lists it
+        _remove_if_empty(lang / "audio")
+    for spool in sorted(out_dir.glob(f"*/{SPOOL.format(split='*')}")):
+        spool.unlink()
+
+
+def settle_audio(out_dir: Path, lang: str, split: str) -> None:
+    """Move a committed split's audio from audio/.<split>.importing to audio/<split>, its manifest pointing at
+    each in turn, so that a kill at any step leaves the manifest listing files that are there."""
+    folder = Path(out_dir) / lang / "audio"
+    final, staging = folder / split, folder / STAGING.format(split=split)
+    shutil.rmtree(final, ignore_errors=True)  # the earlier import's: the manifest no longer lists it
+    _link_tree(staging, final)
+    _rewrite_audio(manifest_path(out_dir, lang, split), f"audio/{staging.name}/", f"audio/{split}/")
+    shutil.rmtree(staging)
+
+
+def _place_first(staging: Path, final: Path) -> None:
+    """The first import of a split: its audio folder renamed to audio/<split>, where a killed first import may have
+    left one that no manifest lists."""
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+
+
+def _finish_old_swap(out_dir: Path, lang: str, split: str) -> None:
+    """Complete the swap an earlier version was killed in: it had renamed audio/<split> to .<split>.replaced, then
+    .<split>.importing to audio/<split>, and would have renamed its whole new manifest .<split>.jsonl.ready over
+    <split>.jsonl; until then the old manifest listed no audio, or the new audio in place of the old."""
+    folder = Path(out_dir) / lang / "audio"
+    final, staging = folder / split, folder / STAGING.format(split=split)
+    ready = Path(out_dir) / lang / READY.format(split=split)
+    if ready.is_file():  # the new manifest was not in place yet
+        if not final.exists() and staging.exists():
+            os.replace(staging, final)
         if final.exists():
-            os.replace(final, replaced)
-        os.replace(self._audio(lang, STAGING.format(split=split)), final)
+            os.replace(ready, manifest_path(out_dir, lang, split))
+        else:  # (not a state those versions left) the old audio back under the name the old manifest lists
+            os.replace(folder / REPLACED.format(split=split), final)
+            ready.unlink()
+    shutil.rmtree(folder / REPLACED.format(split=split), ignore_errors=True)
+
+
+def _moved(utt: Utterance, final: Path, staging: Path) -> Utterance:
+    """`utt` with its audio in `staging` if it was written for `final` (a file referenced where it lies is kept)."""
+    try:
+        utt.audio = str(staging / Path(utt.audio).relative_to(final))
+    except ValueError:
+        pass
+    return utt
+
+
+def _record(raw: bytes) -> dict | None:
+    """A manifest line's object when it has a string `audio`, else None."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("audio"), str) else None
+
+
+def _refers_to(manifest: Path, prefix: str) -> bool:
+    """Whether a line of `manifest` has its audio under `prefix` (relative to the manifest's folder)."""
+    if not manifest.is_file():
+        return False
+    with open(manifest, "rb") as f:
+        return any((record := _record(raw)) is not None and record["audio"].startswith(prefix) for raw in f)
+
+
+def _rewrite_audio(manifest: Path, old: str, new: str) -> None:
+    """Rewrite `manifest` atomically, audio paths starting with `old` made to start with `new`, the rest as it was."""
+    def write(tmp: Path) -> None:
+        with open(manifest, "rb") as src, open(tmp, "wb") as dst:
+            for raw in src:
+                record = _record(raw)
+                if record is not None and record["audio"].startswith(old):
+                    record["audio"] = new + record["audio"][len(old):]
+                    raw = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+                dst.write(raw)
+
+    write_file(manifest, write)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """The files of `src` under the same names in `dst`: hard links, or copies where the filesystem has none."""
+    for folder, _, files in os.walk(src):
+        target = dst / Path(folder).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in sorted(files):
+            try:
+                os.link(Path(folder) / name, target / name)
+            except OSError:
+                shutil.copyfile(Path(folder) / name, target / name)
 
 
 def _naming(exc: OSError, path: Path) -> None:
