@@ -154,7 +154,8 @@ def read_index(root: str | Path) -> ShardIndex:
     if not path.is_file():
         if (root / PARTIAL_NAME).is_file():
             raise XlsrError(f"{path}: no shard index: the `xlsr data shard` run writing {root} did not finish "
-                            f"(it left {PARTIAL_NAME}); run it again to complete the shards")
+                            f"(it left {PARTIAL_NAME}); run it again to complete the shards (if it was refused for "
+                            f"unreadable audio, fix or drop those files, or raise --max-bad-share)")
         raise XlsrError(f"{path}: no shard index (write one with `xlsr data shard`)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -6,7 +6,8 @@ a process hashes a shard once: a later read of the same file, unchanged since (s
 as when its hash matched the index's), skips the hash. What can go wrong, and what the reader makes of it:
 - the tar ends early or a member is cut (a truncated copy): the utterances before the damage are yielded, the
   rest (the index's count minus those read) are reported as bad files, with the shard's path;
-- an utterance without its .flac or .json member, or with unreadable JSON: that utterance is a bad file;
+- an utterance without its .flac or .json member, with unreadable JSON, or whose `num_samples` is not a positive
+  integer (a 0-sample utterance: the same words as for a manifest line): that utterance is a bad file;
 - every utterance read, but another sha256 or byte count than the index's (bytes damaged in place, or a copy cut
   in the end-of-archive padding): the shard is damaged, not another shard; a warning (no bad file: its members
   that decode are used, one that does not is a bad file where it is decoded), and the shard is not marked verified;
@@ -125,6 +126,9 @@ def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
                 end.bad.append(Bad(f"{path}:{key}", 1, f"{path}: utterance {key} lacks its .flac or a readable "
                                                        f".json member"))
                 continue
+            if isinstance(meta, str):  # readable, but not the fields of an utterance
+                end.bad.append(Bad(f"{path}:{key}", 1, f"{path}: utterance {key}: {meta}"))
+                continue
             if meta.get("lang") != info.lang:
                 end.fatal = (f"{path}: utterance {key} is in language {meta.get('lang')!r}, the index lists the "
                              f"shard as {info.lang!r}; the index and the tars disagree (re-run `xlsr data shard`)")
@@ -138,15 +142,20 @@ def read_shard(root: Path, info: ShardInfo) -> Iterator[ShardSample | ShardEnd]:
     yield _verdict(path, info, end, errors, stream)
 
 
-def _parse_meta(raw: bytes | None) -> dict | None:
+def _parse_meta(raw: bytes | None) -> dict | str | None:
+    """The .json member's fields; None if missing or unreadable, what is wrong (a str) if it is no utterance's."""
     if raw is None:
         return None
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return None
-    ok = isinstance(meta, dict) and isinstance(meta.get("num_samples"), int) and meta["num_samples"] > 0
-    return meta if ok else None
+    if not isinstance(meta, dict):
+        return None
+    n = meta.get("num_samples")
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:  # as a manifest line's (data/manifest.py)
+        return f"num_samples must be a positive integer, got {n!r}"
+    return meta
 
 
 def _verdict(path: Path, info: ShardInfo, end: ShardEnd, errors: list[Exception], stream: _HashingFile) -> ShardEnd:

@@ -32,8 +32,10 @@ Bad input: a damaged shard's missing utterances and undecodable audio count as b
 re-read (data/shard_reader.py, `ShardLoader`); an index that describes another shard (more utterances, another
 language) ends the run with one line. A language none of whose utterances passes the filters (min_sample_size;
 length and labels when fine-tuning) is left out of the draw with a warning, and the run stops with one line when
-every language is (`_check_language`). Workers never raise: they pass messages with their batches, and the
-loader raises.
+every language is (`_check_language`). A fine-tuning utterance within the length limit that the labeler refuses
+(an empty label, or more frames needed than its audio gives) is reported in one line, once per epoch
+(`_report_unlabelled`); one whose FLAC decodes to another length than its .json says is a bad file. Workers never
+raise: they pass messages with their batches, and the loader raises.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.data.audio import decode_audio
-from xlsr.data.batching import FinetuneBatch, PretrainBatch, crop_batch, length_limit, pack_batches, pad_batch
+from xlsr.data.batching import (
+    FinetuneBatch,
+    PretrainBatch,
+    crop_batch,
+    length_limit,
+    length_tolerance,
+    pack_batches,
+    pad_batch,
+)
 from xlsr.data.sampling import utterance_weights
 from xlsr.data.shard_index import ShardInfo
 from xlsr.data.shard_reader import Bad, ShardEnd, ShardSample, read_shard
@@ -275,6 +285,17 @@ class ConsumerStream:
         ids = spec.labeler(meta) if spec.labeler else []
         return ids if ids else False
 
+    def _report_unlabelled(self, sample: ShardSample) -> None:
+        """A fine-tuning utterance within the length limit that the labeler refused is reported (once per epoch, by
+        the loader), as the manifest path reports those it filters out; a too long one is left out silently, as
+        the docs say (and as the filters of pretraining)."""
+        spec, n = self.spec, sample.meta["num_samples"]
+        if spec.pretrain or n > length_limit(spec.max_tokens, spec.max_sample_size):
+            return
+        self.bad.append(Bad(f"{sample.shard}:{sample.key}: unlabelled", 0,
+                            f"{sample.shard}: utterance {sample.meta.get('id', sample.key)} skipped: its label is "
+                            f"empty or needs more frames than its {n} samples give"))
+
     def batches(self) -> Iterator[Produced]:
         """Batches of about `window_batches` × `max_tokens` windows of the item stream, then a last report."""
         window, labels, tokens = [], [], 0
@@ -283,6 +304,7 @@ class ConsumerStream:
         for item in self.items():
             kept = self._keep(item.sample.meta)
             if kept is False:
+                self._report_unlabelled(item.sample)
                 self.release(item)
                 continue
             self.checked.add(item.lang)
@@ -316,7 +338,8 @@ class ConsumerStream:
             sample = item.sample
             name = f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}"
             try:
-                waves.append(decode_audio(sample.flac, name, normalize=self.spec.normalize))
+                waves.append(_checked_length(decode_audio(sample.flac, name, normalize=self.spec.normalize),
+                                             sample.meta["num_samples"], name))
                 rows.append((item, label))
             except AudioError as exc:
                 self.bad.append(Bad(f"{sample.shard}:{sample.key}", 1, str(exc)))
@@ -333,6 +356,14 @@ class ConsumerStream:
         out = Produced(batch, self.consumer, self.state(), self.bad, self.fatal)
         self.bad = []
         return out
+
+
+def _checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
+    """`x` if its length is the .json member's `num_samples` within the manifest loader's tolerance (cut to it):
+    the filters (length limit, min_sample_size, frames for the label) judged that length; AudioError otherwise."""
+    if abs(len(x) - listed) > length_tolerance(listed):
+        raise AudioError(f"{where}: decoded {len(x)} samples, its .json says {listed}")
+    return x[:listed]
 
 
 def moved_states(states: dict[int, dict], old_consumers: int, consumers: int, spec: StreamSpec) -> dict[int, dict]:

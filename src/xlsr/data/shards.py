@@ -376,8 +376,11 @@ class _Sharder:
         if bad > self.max_bad_share * len(utts):
             last = (f"last: {report.skipped[-1]}" if len(report.skipped) > bad_before
                     else "reported by the earlier run that wrote its shards")
+            # once a tar has changed the earlier index is retired: say how this folder becomes readable again
+            kept = (f"; the shards completed so far stay, listed in {PARTIAL_NAME}: fix or drop those files, or "
+                    f"raise --max-bad-share, and run it again" if self.partial.file is not None else "")
             raise XlsrError(f"{self.report.index.sources[f'{split}/{lang}']['manifest']}: {bad} of {len(utts)} audio "
-                            f"files are unreadable, more than max_bad_share={self.max_bad_share:g} ({last})")
+                            f"files are unreadable, more than max_bad_share={self.max_bad_share:g} ({last}){kept}")
         return shards
 
 
