@@ -7,15 +7,28 @@ A write that fails (a full disk, a read-only folder) raises its OSError naming t
 the hidden temporary one nor nothing at all (a failed write() or close() names no file): `xlsr` prints that line.
 The temporary names are unique, so two processes writing the same target never write into one temporary file, and
 their permissions are those of a file or folder made as usual (umask), not the private ones of `tempfile`.
+
+A writer killed midway (kill -9, a lost machine) leaves its temporary file behind. write_file's temporary name says
+who wrote it, `.NAME.<pid>-<machine>.XXXXXXXX.tmp`, where <machine> stands for the space the pid is counted in (this
+boot of this kernel and its pid namespace, hashed). The next write_file of the same target removes those of its
+temporaries whose machine is this one and whose pid is not running: a pid still running (another process, or
+another thread of this one, writing the same target) keeps its file, and so does one written elsewhere (another host
+on a shared folder, another container, an earlier boot), as no process here can tell whether that writer lives. A
+reused pid keeps a dead writer's file until that process ends too. Where the machine cannot be known (not Linux) the
+name holds only the pid and nothing is removed.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -26,10 +39,14 @@ _FOLDER_FSYNC_UNSUPPORTED = {errno.EINVAL, errno.EBADF, errno.ENOTSUP, errno.EOP
 
 
 def write_file(path: str | Path, write: Callable[[Path], object]) -> Path:
-    """Call `write(tmp)` to fill a temporary file beside `path`, then rename it over `path`."""
+    """Call `write(tmp)` to fill a temporary file beside `path`, then rename it over `path`; first the temporary
+    files of earlier writers of `path` that were killed are removed (see the module docstring)."""
     path = Path(path)
+    _remove_dead_writers_files(path)
+    machine = _machine()
+    writer = f"{os.getpid()}-{machine}" if machine else str(os.getpid())
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{writer}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _naming(exc, path) from None
     os.close(fd)
@@ -181,8 +198,82 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
         exc = exc.__cause__ or exc.__context__
 
 
+# --- who wrote a temporary file; the process's umask -------------------------------------------------------
+
+_WRITER = re.compile(r"(?P<pid>[0-9]+)-(?P<machine>[0-9a-f]{8})\.[a-z0-9_]+")  # write_file's, between .NAME. and .tmp
+
+
+@functools.cache
+def _machine() -> str | None:
+    """8 hex digits naming the space this process's pid is counted in: this boot of this kernel (its random boot
+    id) and this pid namespace; None where either cannot be read (not Linux), so that no pid is judged there.
+
+    Two processes with the same value see each other's pids; a host name would not do: containers may share one
+    and not their pids, and two hosts may share one and a folder."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except (OSError, ValueError):
+        return None
+    if not boot or not namespace:
+        return None
+    return hashlib.sha256(f"{boot}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` exists here (one of another user's, which we may not signal, counts)."""
+    try:
+        os.kill(pid, 0)  # signal 0: nothing is sent, only whether it could be
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, and is another user's
+        return True
+    return True
+
+
+def _remove_dead_writers_files(path: Path) -> None:
+    """Remove the temporary files of `path` that write_file calls left when killed: those written on this machine
+    by a pid that is not running. Never fails the write that calls it (an unreadable folder says so there)."""
+    machine = _machine()
+    if machine is None or os.name != "posix":  # elsewhere os.kill(pid, 0) is no question but a kill
+        return
+    start, end = f".{path.name}.", ".tmp"
+    try:
+        with os.scandir(path.parent) as entries:
+            names = [e.name for e in entries if e.name.startswith(start) and e.name.endswith(end)]
+    except OSError:
+        return
+    for name in names:
+        # the whole middle must be a writer's part: a target `a.5` has temporaries `.a.5.<writer>.XXXX.tmp`, which
+        # are not `a`'s
+        found = _WRITER.fullmatch(name[len(start):-len(end)])
+        if found is None or found["machine"] != machine:
+            continue
+        pid = int(found["pid"])
+        if pid > 0 and pid != os.getpid() and not _running(pid):
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass  # gone already (another writer cleaned it), or not ours to remove
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    """The process's umask (reading it means setting it: set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """The process's umask, read without changing it from /proc/self/status where Linux shows it (since 4.7): a
+    file another thread makes meanwhile gets the real one. Elsewhere reading it means setting it and setting it
+    back at once, under a lock so that two readers never take each other's stand-in for the umask; the stand-in is
+    0o077, so a file another thread makes in that moment is private rather than open to all."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
     return mask
