@@ -6,7 +6,12 @@ atomically, one line per file in input order. A line torn by a kill is cut off t
 again, and the next result starts on a line of its own). Files that failed are not recorded: the same command
 again tries them, and only them; OUT.partial is removed once every file is in OUT. The first line records the
 settings the results were made with; a restart with other settings is refused (results of two models or decoders
-would be mixed in one OUT); a file whose settings line itself was torn holds no result and starts over.
+would be mixed in one OUT); a file whose settings line itself was torn holds no result and starts over. One kept
+by another version of xlsr, which records other settings (those before the checkpoint's resolved path and the
+fingerprint of its files were recorded name only --model as typed, which may mean another checkpoint now), cannot
+be checked against this run, so it is not resumed: that is one line saying so, and the file is left as it is, as is
+a file whose first line is no settings line at all (not one of ours). Nothing but a torn settings line is removed
+before OUT is written in full.
 
 Lines are UTF-8 JSON. A string that UTF-8 cannot hold (a file name whose bytes are not UTF-8: Python holds them as
 lone surrogates) is written as a \\udcXX escape (json_line): valid JSON that Python's json reads back to the same
@@ -58,33 +63,37 @@ class PartialResults:
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
         self.records: dict[str, dict] = {}  # audio path -> its result
         if self.path.is_file():
-            lines = self._whole_lines()
+            data = self.path.read_bytes()
+            lines = _whole_lines(data)
             made_with = _parse(lines[0]).get("settings") if lines else None
-            if made_with is None:  # torn in its first line, before any result: nothing to keep
-                self.path.unlink()
-                lines = []
+            if not lines and _SETTINGS_START.startswith(data[:len(_SETTINGS_START)]):
+                self.path.unlink()  # torn in its first line, before any result: nothing to keep
+            elif not isinstance(made_with, dict):
+                raise XlsrError(f"{self.path}: not a file of results kept by xlsr transcribe (its first line records "
+                                f"no settings); it is left as it is: move it away or give another OUT")
             elif made_with != self.settings:
                 changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
+                run = f"{self.path}: results of an earlier run" + (f" with other settings ({', '.join(changed)})"
+                                                                   if changed else "")
+                if made_with.keys() != self.settings.keys():  # another version's: the advice below would not do
+                    raise XlsrError(f"{run}, kept by another version of xlsr transcribe, which records other settings "
+                                    f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
+                                    f"against this run; they are left as they are: finish them with that version, "
+                                    f"or move the file away (or give another OUT) to start over")
                 # replace, not str.format: a path in the advice may hold braces
                 tell = next((advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
                              for k in changed if k in (advice or {})), RESTART)
-                raise XlsrError(f"{self.path}: results of an earlier run with other settings ({', '.join(changed)}); "
-                                f"{tell}")
+                raise XlsrError(f"{run}; {tell}")
+            if lines:
+                whole = data.rfind(b"\n") + 1
+                if whole < len(data):  # a last line a kill cut short: cut off, so the next result has a line of its own
+                    with open(self.path, "r+b") as f:
+                        f.truncate(whole)
             for line in lines[1:]:
                 record = _parse(line)
                 if isinstance(record.get("audio"), str):
                     self.records[record["audio"]] = record
         self._file = None
-
-    def _whole_lines(self) -> list[str]:
-        """The file's complete lines; a last line a kill cut short is cut off the file too, so that the next
-        result is appended on a line of its own."""
-        data = self.path.read_bytes()
-        whole = data[:data.rfind(b"\n") + 1]
-        if len(whole) < len(data):
-            with open(self.path, "r+b") as f:
-                f.truncate(len(whole))
-        return whole.decode("utf-8", errors="replace").splitlines()
 
     def done(self) -> set[str]:
         """The audio paths already transcribed by an earlier run of the command."""
@@ -117,6 +126,22 @@ class PartialResults:
         if len(records) == len(order):
             self.path.unlink(missing_ok=True)
         return records
+
+
+# How the settings line starts (json_line of {"settings": ...}): a file holding only part of it was cut short
+# by a kill before any result.
+_SETTINGS_START = b'{"settings": '
+
+
+def _whole_lines(data: bytes) -> list[str]:
+    """The complete lines of a file's `data` (a last one without its newline was torn by a kill)."""
+    return data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines()
+
+
+def _differing_names(was: dict, now: dict) -> str:
+    """Which settings one version records and the other does not, as "x not recorded, y unknown"."""
+    missing, unknown = sorted(now.keys() - was.keys()), sorted(was.keys() - now.keys())
+    return ", ".join([*(f"{k} not recorded" for k in missing), *(f"{k} unknown here" for k in unknown)])
 
 
 def _parse(line: str) -> dict:

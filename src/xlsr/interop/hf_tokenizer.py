@@ -70,9 +70,13 @@ def _lower_cased(dir: Path, tokens: list[str]) -> list[str]:
     """Tokens as a do_lower_case tokenizer reads and writes text: transformers' Wav2Vec2CTCTokenizer upper-cases
     text before looking it up (so the vocabulary is upper case) and lower-cases its decoded transcripts. Our
     labels are looked up as written and transcripts are the tokens joined, so the same behaviour is lower-case
-    tokens. Special tokens (named in the tokenizer files, or <…>/[…]) keep their names; the blank and unk are
-    renamed ours anyway."""
-    named = {_special_token(dir, n) for n in ("pad_token", "unk_token", "bos_token", "eos_token")}
+    tokens. Special tokens keep their names, as in transformers, which matches them as written before it
+    upper-cases the rest of a text, and picks the pad (blank) and word delimiter out of a transcript by name before
+    it lower-cases it: those the tokenizer files name (pad, unk, bos, eos and the word delimiter, `UNK` as well as
+    `<unk>`), and any <…>/[…]. The blank and unk are renamed ours anyway; a word delimiter other than `|` was
+    renamed `|` unless the vocabulary has a `|` of its own."""
+    named = {_special_token(dir, n) for n in ("pad_token", "unk_token", "bos_token", "eos_token",
+                                               "word_delimiter_token")}
     lowered = [t if t in named or _is_special(t) else t.lower() for t in tokens]
     merged = sorted({t for t in lowered if lowered.count(t) > 1})
     if merged:
