@@ -16,6 +16,16 @@ another thread of this one, writing the same target) keeps its file, and so does
 on a shared folder, another container, an earlier boot), as no process here can tell whether that writer lives. A
 reused pid keeps a dead writer's file until that process ends too. Where the machine cannot be known (not Linux) the
 name holds only the pid and nothing is removed.
+
+write_dir's fresh folder is named the same way, `.NAME.<pid>-<machine>.tmp-XXXXXXXX`, and so is the folder it sets an
+existing NAME aside in until the new one is in place, `.NAME.<pid>-<machine>.old-XXXXXXXX`. The next write_dir of the
+same target removes those of dead writers on this machine as above: their half-filled folders before it writes, a
+folder they set aside only once its own NAME is in place (a writer killed between its two renames leaves no NAME, and
+the old one set aside is then the only copy until a new one is in place).
+
+A name may be at most 255 bytes long, and a temporary's is up to 34 bytes longer than its target's. Where NAME is
+longer than 221 bytes, the temporary names hold its start and 16 hex digits of a hash of the whole instead of NAME
+(`.START~HASH.<pid>-...`), so that they fit, and no other target's temporaries share that part.
 """
 
 from __future__ import annotations
@@ -42,11 +52,13 @@ def write_file(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call `write(tmp)` to fill a temporary file beside `path`, then rename it over `path`; first the temporary
     files of earlier writers of `path` that were killed are removed (see the module docstring)."""
     path = Path(path)
-    _remove_dead_writers_files(path)
-    machine = _machine()
-    writer = f"{os.getpid()}-{machine}" if machine else str(os.getpid())
+    for name in _dead_writers(path, _FILE_WRITER):
+        try:
+            os.unlink(path.parent / name)
+        except OSError:
+            pass  # gone already (another writer cleaned it), or not ours to remove
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.{writer}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{_stem(path.name)}.{_writer()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise _naming(exc, path) from None
     os.close(fd)
@@ -134,12 +146,18 @@ def write_dir(dst: str | Path, write: Callable[[Path], object], *, staging: str 
     An existing `dst` is replaced, and kept (renamed aside) until the new one is in place. The fresh
     folder is `staging` if given (replaced if present; the caller removes stale ones, so it is left as it
     is when `write` fails, as a kill would leave it), else a new unique name, removed on any failure.
+    What killed writers of `dst` left is removed (see the module docstring).
     """
     dst = Path(dst)
+    hidden, writer = f".{_stem(dst.name)}.", _writer()
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
+        dead = _dead_writers(dst, _DIR_WRITER)
+        set_aside = [name for name in dead if _DIR_WRITER.fullmatch(name[len(hidden):])["kind"] == "old"]
+        for name in set(dead) - set(set_aside):
+            shutil.rmtree(dst.parent / name, ignore_errors=True)
         if staging is None:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f"{hidden}{writer}.tmp-", dir=dst.parent))
             tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is private, and the rename would keep it so
         else:
             tmp = Path(staging)
@@ -152,7 +170,7 @@ def write_dir(dst: str | Path, write: Callable[[Path], object], *, staging: str 
         write(tmp)
         fsync_tree(tmp)
         if dst.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+            old = Path(tempfile.mkdtemp(prefix=f"{hidden}{writer}.old-", dir=dst.parent))
             os.replace(dst, old / dst.name)
             os.replace(tmp, dst)
             shutil.rmtree(old, ignore_errors=True)
@@ -165,6 +183,8 @@ def write_dir(dst: str | Path, write: Callable[[Path], object], *, staging: str 
         if isinstance(exc, OSError):
             _naming(exc, dst, tmp)
         raise
+    for name in set_aside:  # now that the new `dst` is in place
+        shutil.rmtree(dst.parent / name, ignore_errors=True)
     return dst
 
 
@@ -186,7 +206,7 @@ def _naming(exc: OSError, dst: Path, tmp: Path | None = None) -> OSError:
 
 def _temporary_of(path: Path, dst: Path) -> bool:
     """Whether `path` is one of the hidden names beside `dst` that the writers above make for it."""
-    return path.parent == dst.parent and path.name.startswith(f".{dst.name}.")
+    return path.parent == dst.parent and path.name.startswith(f".{_stem(dst.name)}.")
 
 
 def _chain(exc: BaseException) -> Iterable[BaseException]:
@@ -200,7 +220,33 @@ def _chain(exc: BaseException) -> Iterable[BaseException]:
 
 # --- who wrote a temporary file; the process's umask -------------------------------------------------------
 
-_WRITER = re.compile(r"(?P<pid>[0-9]+)-(?P<machine>[0-9a-f]{8})\.[a-z0-9_]+")  # write_file's, between .NAME. and .tmp
+# What follows `.NAME.` in the temporary names of a writer that knew its machine: write_file's, and write_dir's.
+_FILE_WRITER = re.compile(r"(?P<pid>[0-9]+)-(?P<machine>[0-9a-f]{8})\.[a-z0-9_]+\.tmp")
+_DIR_WRITER = re.compile(r"(?P<pid>[0-9]+)-(?P<machine>[0-9a-f]{8})\.(?P<kind>tmp|old)-[a-z0-9_]+")
+
+_NAME_MAX = 255  # bytes in one name (ext4, xfs, btrfs, tmpfs, NFS)
+# What a temporary name adds to `_stem(NAME)`: "." and "." around it, a pid (10 digits at most), "-", the machine (8),
+# then ".XXXXXXXX.tmp" (write_file's) or ".tmp-XXXXXXXX" (write_dir's).
+_STEM_MAX = _NAME_MAX - (1 + 1 + 10 + 1 + 8 + 13)
+
+
+def _stem(name: str) -> str:
+    """What stands for a target `name` in its temporary names: `name`, or where that would make them too long to be
+    a name, its start, "~" and 16 hex digits of its hash, `_STEM_MAX` bytes in all (no other name's is the same)."""
+    raw = os.fsencode(name)
+    if len(raw) <= _STEM_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    start = name[:_STEM_MAX]
+    while len(os.fsencode(start)) > _STEM_MAX - 1 - len(digest):  # cut between characters, never inside one
+        start = start[:-1]
+    return f"{start}~{digest}"
+
+
+def _writer() -> str:
+    """This writer's part of its temporary names: `<pid>-<machine>`, or only the pid where the machine is unknown."""
+    machine = _machine()
+    return f"{os.getpid()}-{machine}" if machine else str(os.getpid())
 
 
 @functools.cache
@@ -232,30 +278,30 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _remove_dead_writers_files(path: Path) -> None:
-    """Remove the temporary files of `path` that write_file calls left when killed: those written on this machine
-    by a pid that is not running. Never fails the write that calls it (an unreadable folder says so there)."""
+def _dead_writers(path: Path, writer: re.Pattern) -> list[str]:
+    """The names beside `path` of the temporaries (those `writer` matches) that writers of `path` made on this
+    machine and left when killed: their pid is not running. Never fails the write that asks (an unreadable folder
+    says so there)."""
     machine = _machine()
     if machine is None or os.name != "posix":  # elsewhere os.kill(pid, 0) is no question but a kill
-        return
-    start, end = f".{path.name}.", ".tmp"
+        return []
+    start = f".{_stem(path.name)}."
     try:
         with os.scandir(path.parent) as entries:
-            names = [e.name for e in entries if e.name.startswith(start) and e.name.endswith(end)]
+            names = [e.name for e in entries if e.name.startswith(start)]
     except OSError:
-        return
+        return []
+    dead = []
     for name in names:
-        # the whole middle must be a writer's part: a target `a.5` has temporaries `.a.5.<writer>.XXXX.tmp`, which
+        # the whole rest must be a writer's part: a target `a.5` has temporaries `.a.5.<writer>.XXXX.tmp`, which
         # are not `a`'s
-        found = _WRITER.fullmatch(name[len(start):-len(end)])
+        found = writer.fullmatch(name[len(start):])
         if found is None or found["machine"] != machine:
             continue
         pid = int(found["pid"])
         if pid > 0 and pid != os.getpid() and not _running(pid):
-            try:
-                os.unlink(path.parent / name)
-            except OSError:
-                pass  # gone already (another writer cleaned it), or not ours to remove
+            dead.append(name)
+    return dead
 
 
 _UMASK_LOCK = threading.Lock()
