@@ -17,12 +17,20 @@ then writes the manifest, the commit; a kill between leaves audio that no manife
 import of that split.) After it the old audio/<split> is removed, the new files are hard-linked there (copied where the
 filesystem has no hard links), the manifest is rewritten to point there (another atomic rename: both folders hold
 the same files meanwhile) and the hidden folder goes. A refused, failed or interrupted import thus leaves the
-earlier manifests and the audio they list as they were, or, once committed, the new ones. Whatever a killed
-import left is settled by the next import into DIR, before it writes anything: a hidden folder its split's
-manifest points into is moved to audio/<split> as above, any other (and a spool file) is removed. It also
-completes a swap an earlier version of this writer left half done (renamed folders audio/.<split>.replaced and a
-whole manifest .<split>.jsonl.ready). One import at a time writes into DIR: it holds DIR/.lock
-(folder_lock.py), and a second is refused.
+earlier manifests and the audio they list as they were, or, once committed, the new ones.
+
+An import that writes no audio for a split (its manifest references files where they lie) over one that did leaves
+audio/<split> unlisted once its manifest is committed. The folder goes then if the writer made it (it holds only
+what write_audio puts there: folders 0000, 0001, ... of .flac files) and no manifest in DIR lists a file in it
+(compared as files, not as path strings, so the new manifest's files stay whatever path names them). A mark,
+audio/.<split>.unlisted, is made before the commit and removed after the folder: an import killed between finds it.
+
+Whatever a killed import left is settled by the next import into DIR, before it writes anything: a hidden folder
+its split's manifest points into is moved to audio/<split> as above, any other (and a spool file) is removed, and a
+split's mark has its audio/<split> removed under the rule above (before the commit its old manifest still lists the
+folder, which thus stays). It also completes a swap an earlier version of this writer left half done (renamed
+folders audio/.<split>.replaced and a whole manifest .<split>.jsonl.ready). One import at a time writes into DIR:
+it holds DIR/.lock (folder_lock.py), and a second is refused.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ SHOWN_SKIPS = 20  # skipped items logged one by one; all of them go to SKIPPED_F
 DEFAULT_MAX_BAD_SHARE = 0.05  # as the data loaders' max_bad_share
 STAGING = ".{split}.importing"  # DIR/<lang>/audio/.<split>.importing: this import's audio until it is settled
 SPOOL = ".{split}.jsonl.importing"  # DIR/<lang>/.<split>.jsonl.importing: this import's utterances until `finish`
+UNLISTED = ".{split}.unlisted"  # DIR/<lang>/audio/.<split>.unlisted: audio/<split> goes once no manifest lists it
 # left only by earlier versions, which swapped folders by two renames: the old audio while it was swapped out, and
 # the new manifest, whole, beside the old one
 REPLACED = ".{split}.replaced"
@@ -117,6 +126,7 @@ class ImportWriter:
         self.bad: list[str] = []
         self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
         self.committed: set[tuple[str, str]] = set()  # (lang, split) whose new manifest is in place
+        self.marked: set[tuple[str, str]] = set()  # (lang, split) whose audio/<split> is to go after the commit
         self._lock = folder_lock(self.out_dir, "another import is writing into it; wait for it to end")
 
     def __enter__(self) -> ImportWriter:
@@ -138,6 +148,8 @@ class ImportWriter:
             if kind is not None:
                 for lang, split in set(self.stored) - self.committed:  # a committed split's manifest lists its audio
                     shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
+                for lang, split in self.marked - self.committed:  # the old manifest still lists audio/<split>
+                    self._audio(lang, UNLISTED.format(split=split)).unlink(missing_ok=True)
                 for lang in {lang for lang, _ in [*self.spools, *self.stored]}:
                     _remove_if_empty(self.out_dir / lang / "audio")
                     _remove_if_empty(self.out_dir / lang)  # a language folder this import made and left empty
@@ -241,11 +253,16 @@ class ImportWriter:
             else:
                 if self.stored[lang, split]:  # its lines point into the folder this import wrote, not the old one's
                     spooled = (_moved(utt, final, staging) for utt in spooled)
+                elif _written_by_import(final):  # an earlier import's audio, which this one's manifest may not list
+                    self._audio(lang, UNLISTED.format(split=split)).touch()
+                    self.marked.add((lang, split))
                 write_manifest(path, spooled)  # the commit: an atomic rename over the old manifest
             self.committed.add((lang, split))
             Path(f.name).unlink()
             if self.stored[lang, split] and not first:
                 settle_audio(self.out_dir, lang, split)
+            elif (lang, split) in self.marked:
+                settle_unlisted(self.out_dir, lang, split)
         for lang, split in set(self.stored) - set(self.spools):  # audio whose utterances all failed after all
             shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
         return self.summary
@@ -262,6 +279,8 @@ def settle_leftovers(out_dir: Path) -> None:
                 settle_audio(out_dir, lang.name, split)  # committed before the kill: the new corpus
             else:
                 shutil.rmtree(staging)  # never committed: no manifest lists it
+        for mark in sorted(lang.glob(f"audio/{UNLISTED.format(split='*')}")):
+            settle_unlisted(out_dir, lang.name, mark.name[1:-len(".unlisted")])
         _remove_if_empty(lang / "audio")
     for spool in sorted(out_dir.glob(f"*/{SPOOL.format(split='*')}")):
         spool.unlink()
@@ -276,6 +295,56 @@ def settle_audio(out_dir: Path, lang: str, split: str) -> None:
     _link_tree(staging, final)
     _rewrite_audio(manifest_path(out_dir, lang, split), f"audio/{staging.name}/", f"audio/{split}/")
     shutil.rmtree(staging)
+
+
+def settle_unlisted(out_dir: Path, lang: str, split: str) -> None:
+    """Remove a marked split's audio/<split> if the writer made it and no manifest in DIR lists a file in it (as
+    after its commit), then the mark. A split without a manifest keeps it: what replaced the manifest is unknown."""
+    folder = Path(out_dir) / lang / "audio"
+    final = folder / split
+    if manifest_path(out_dir, lang, split).is_file() and _written_by_import(final) and not _listed(out_dir, final):
+        shutil.rmtree(final)
+    (folder / UNLISTED.format(split=split)).unlink(missing_ok=True)
+    _remove_if_empty(folder)
+
+
+def _written_by_import(folder: Path) -> bool:
+    """Whether `folder` holds only what write_audio puts in audio/<split>: folders 0000, 0001, ... of .flac files
+    (not a user's own folder of audio that happens to lie there)."""
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return False
+        for sub in folder.iterdir():
+            if not re.fullmatch(r"[0-9]{4,}", sub.name) or sub.is_symlink() or not sub.is_dir():
+                return False
+            if any(not f.name.endswith(".flac") or f.is_symlink() or not f.is_file() for f in sub.iterdir()):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _listed(out_dir: Path, folder: Path) -> bool:
+    """Whether a manifest DIR/<lang>/<name>.jsonl lists a file in `folder`, compared as files (device and inode), so
+    that any path naming one counts; a listed file that cannot be read is not one of them."""
+    files = set()
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            files.add((st.st_dev, st.st_ino))
+    for manifest in sorted(Path(out_dir).glob("*/*.jsonl")):
+        with open(manifest, "rb") as f:
+            for raw in f:
+                record = _record(raw)
+                if record is None:
+                    continue
+                try:
+                    st = os.stat(manifest.parent / record["audio"])
+                except (OSError, ValueError):  # missing, unreadable, or no path at all (a NUL in it)
+                    continue
+                if (st.st_dev, st.st_ino) in files:
+                    return True
+    return False
 
 
 def _place_first(staging: Path, final: Path) -> None:
