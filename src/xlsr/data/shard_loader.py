@@ -63,6 +63,7 @@ class ShardLoader:
         # the problems (a damaged shard, an undecodable utterance) charged in this epoch: each once, however often
         # α upsampling re-reads its shard
         self.charged: set[str] = set()
+        self.told: set[str] = set()  # the warnings given once per run (shard_stream.Produced.once)
         self.states: dict[int, dict] = {}  # consumer -> its state after the last batch handed over
         self._kwargs = {"batch_size": None, "num_workers": num_workers, "collate_fn": _unbatched,
                         "generator": torch.Generator().manual_seed(0)}  # not the global RNG (see batching.py)
@@ -74,10 +75,16 @@ class ShardLoader:
 
     def close(self) -> None:
         """Stop the worker processes now (they ignore SIGTERM: worker_signals.py); a later iteration resumes from the
-        consumers' states, as after a resume."""
-        self._it = None  # the endless streams' DataLoader iterator: dropping it shuts its workers down
+        consumers' states, as after a resume (a one-pass loader starts its pass over, as every iteration does)."""
+        if self._it is not None:  # the endless streams' DataLoader iterator: dropping it shuts its workers down
+            self._it = None
+            # its batches not yet handed over are dropped with it: the next iterator's streams start where the last
+            # batch handed over left each consumer, not where the previous iterator's started
+            self.dataset.resume = dict(self.states)
         if self._one_pass is not None:  # still referenced by the suspended generator: told to stop instead
-            self._one_pass._shutdown_workers()
+            shutdown = getattr(self._one_pass, "_shutdown_workers", None)  # none without worker processes
+            if shutdown is not None:
+                shutdown()
             self._one_pass = None
 
     def __len__(self) -> int:
@@ -115,6 +122,10 @@ class ShardLoader:
             raise XlsrError(produced.fatal)
         for bad in produced.bad:
             self._charge(bad)
+        for note in produced.once:
+            if note.key not in self.told:
+                self.told.add(note.key)
+                log.warning("%s", note.message)
         if self.epoch_bad_files > self.max_bad_share * self.epoch_utterances:
             raise XlsrError(f"{self.epoch_bad_files} of about {self.epoch_utterances} utterances in epoch {self.epoch} "
                             f"are unreadable, more than max_bad_share={self.max_bad_share:g} "

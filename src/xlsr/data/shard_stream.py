@@ -33,9 +33,11 @@ re-read (data/shard_reader.py, `ShardLoader`); an index that describes another s
 language) ends the run with one line. A language none of whose utterances passes the filters (min_sample_size;
 length and labels when fine-tuning) is left out of the draw with a warning, and the run stops with one line when
 every language is (`_check_language`). A fine-tuning utterance within the length limit that the labeler refuses
-(an empty label, or more frames needed than its audio gives) is reported in one line, once per epoch
-(`_report_unlabelled`); one whose FLAC decodes to another length than its .json says is a bad file. Workers never
-raise: they pass messages with their batches, and the loader raises.
+(an empty label, or more frames needed than its audio gives) is reported in one line, once per epoch; one longer
+than the limit is skipped as the manifest path skips it, and the first of each language is named in a warning once
+per run (`_report_skipped`: the index has no utterance lengths, so no count is known before the stream reaches
+them); one whose FLAC decodes to another length than its .json says is a bad file. Workers never raise: they pass
+messages with their batches, and the loader raises or logs them.
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ class Produced:
     state: dict
     bad: list[Bad] = field(default_factory=list)
     fatal: str | None = None
+    once: list[Bad] = field(default_factory=list)  # warnings the loader gives once per run per key
 
 
 class ConsumerStream:
@@ -147,6 +150,8 @@ class ConsumerStream:
         self.checked: set[str] = set()  # languages known to hold an utterance the filters keep, or searched for one
         self.dropped: set[str] = set()  # languages none of whose shards holds one: left out of the draw
         self.bad: list[Bad] = []
+        self.once: list[Bad] = []
+        self.told_long: set[str] = set()  # languages whose first too long utterance was reported
         self.fatal: str | None = None
         self.empty_run = dict.fromkeys(self.by_lang, 0)
 
@@ -285,12 +290,24 @@ class ConsumerStream:
         ids = spec.labeler(meta) if spec.labeler else []
         return ids if ids else False
 
-    def _report_unlabelled(self, sample: ShardSample) -> None:
+    def _report_skipped(self, item: _Item) -> None:
         """A fine-tuning utterance within the length limit that the labeler refused is reported (once per epoch, by
-        the loader), as the manifest path reports those it filters out; a too long one is left out silently, as
-        the docs say (and as the filters of pretraining)."""
-        spec, n = self.spec, sample.meta["num_samples"]
-        if spec.pretrain or n > length_limit(spec.max_tokens, spec.max_sample_size):
+        the loader), as the manifest path reports those it filters out; of those longer than the limit, the first of
+        each language is named (once per run, by the loader), as the manifest path warns of them. (Pretraining's
+        min_sample_size filter is not reported here.)"""
+        spec, sample = self.spec, item.sample
+        if spec.pretrain:
+            return
+        n, limit = sample.meta["num_samples"], length_limit(spec.max_tokens, spec.max_sample_size)
+        if n > limit:
+            if item.lang not in self.told_long:
+                self.told_long.add(item.lang)
+                where = spec.root / spec.shards[0].split
+                self.once.append(Bad(f"{where}: {item.lang} longer than {limit}", 0,
+                                     f"{where}: {item.lang} utterances longer than {limit} samples (max_tokens, "
+                                     f"max_sample_size) are skipped as they stream by (the index does not say how "
+                                     f"many; the first: {sample.shard}: utterance {sample.meta.get('id', sample.key)}"
+                                     f", {n} samples)"))
             return
         self.bad.append(Bad(f"{sample.shard}:{sample.key}: unlabelled", 0,
                             f"{sample.shard}: utterance {sample.meta.get('id', sample.key)} skipped: its label is "
@@ -304,7 +321,7 @@ class ConsumerStream:
         for item in self.items():
             kept = self._keep(item.sample.meta)
             if kept is False:
-                self._report_unlabelled(item.sample)
+                self._report_skipped(item)
                 self.release(item)
                 continue
             self.checked.add(item.lang)
@@ -316,7 +333,7 @@ class ConsumerStream:
                 window, labels, tokens = [], [], 0
         if window and self.fatal is None:
             yield from self._emit(window, labels)
-        if self.fatal is not None or self.bad:
+        if self.fatal is not None or self.bad or self.once:
             yield self._produced(None)
 
     def _emit(self, window: list[_Item], labels: list) -> Iterator[Produced]:
@@ -353,8 +370,8 @@ class ConsumerStream:
         return pad_batch(waves, [label for _, label in rows], langs, ids)
 
     def _produced(self, batch) -> Produced:
-        out = Produced(batch, self.consumer, self.state(), self.bad, self.fatal)
-        self.bad = []
+        out = Produced(batch, self.consumer, self.state(), self.bad, self.fatal, self.once)
+        self.bad, self.once = [], []
         return out
 
 
