@@ -5,10 +5,14 @@ torchrun is played by its environment variables, as in test_failure_record_belon
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
+from xlsr import atomic
 from xlsr.errors import XlsrError
+from xlsr.train import elastic
 from xlsr.train.elastic import FATAL_FILE
 from xlsr.train.trainer import Trainer
 
@@ -78,3 +82,15 @@ def test_the_other_ranks_of_a_stopped_attempt_exit_quietly_with_the_same_status(
     assert stopped.value.code == 2
     assert capsys.readouterr().err == ""  # rank 0 alone prints the error line
     assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.skipif(atomic._machine() is None, reason="pids are judged only where the machine can be named")
+def test_a_record_left_half_written_by_a_killed_rank_is_cleared_by_the_next_record(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = run / f".{FATAL_FILE}.{int(dead.stdout)}-{atomic._machine()}.abcd1234.tmp"
+    left.write_text('{"job": "this-j')  # a rank killed while writing its record
+    elastic._write_record(run / FATAL_FILE, {"job": "this-job", "attempt": 0, "rank": 0, "message": "x: bad"})
+    assert sorted(p.name for p in run.iterdir()) == [FATAL_FILE]
+    assert json.loads((run / FATAL_FILE).read_text())["message"] == "x: bad"

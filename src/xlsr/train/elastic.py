@@ -42,6 +42,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from xlsr.atomic import write_text
 from xlsr.errors import XlsrError
 from xlsr.train.distributed import DistInfo, broadcast_object
 
@@ -203,8 +204,7 @@ def _group_store():
 
 
 def _write_record(path: Path, record: dict) -> None:
-    """Write `record` atomically; several failing ranks may write at once, so each stages under its own name."""
+    """Write `record` atomically; several failing ranks may write at once, each under its own temporary name (and a
+    rank killed while writing leaves one that the next record's write removes: atomic.write_file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(record) + "\n")
