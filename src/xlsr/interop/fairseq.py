@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,11 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: file not found")
     zipped = zipfile.is_zipfile(path)
     with open(path, "rb") as f:
-        if not zipped and f.read(4) == b"PK\x03\x04":
-            raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint (truncated or damaged: "
-                                  f"its zip archive has no end record)")
+        torch_zip = f.read(4) == b"PK\x03\x04"  # how torch.load tells its zip format from the older ones
+    if not zipped and torch_zip:
+        raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint (truncated or damaged: "
+                              f"its zip archive has no end record)")
+    _refuse_code_archives(path, torch_zip)
     try:
         # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
         obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
@@ -117,6 +120,33 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     except RecursionError:  # a container that holds itself
         raise _too_deep(path) from None
     return obj
+
+
+def _refuse_code_archives(path: Path, torch_zip: bool) -> None:
+    """Refuse the two kinds of file that torch.load would not hand to our unpickler.
+
+    With weights_only=False (which a pickle_module needs), torch.load passes a TorchScript archive (a zip holding
+    constants.pkl and code/) to torch.jit.load, which runs the archive's code (its __setstate__ methods) while
+    loading; and it reads a file in torch's pre-1.0 tar format by extracting its members to a temporary folder
+    and opening them, following a member that is a link to a file anywhere, or a FIFO that never ends.
+    Neither is a fairseq checkpoint.
+    """
+    if torch_zip:
+        try:
+            records = torch._C.PyTorchFileReader(str(path)).get_all_records()  # the reader torch.load uses
+        except Exception as exc:  # noqa: BLE001 - a zip that torch's reader cannot open
+            raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint ({_first_line(exc)})") from None
+        if "constants.pkl" in records or any(r.startswith("code/") for r in records):
+            raise CheckpointError(f"{path}: a TorchScript archive (it holds code, which xlsr never runs), not a "
+                                  f"fairseq checkpoint")
+        return
+    try:
+        with tarfile.open(path, mode="r:"):  # as torch.load tries the file
+            pass
+    except (tarfile.TarError, OSError, ValueError, EOFError):
+        return  # not a tar: torch.load reads it as a pickle, through safe_pickle
+    raise CheckpointError(f"{path}: a tar archive (torch's pre-1.0 format, whose reader extracts it to disk), not "
+                          f"a fairseq checkpoint; xlsr does not read it")
 
 
 def _too_deep(path: Path) -> CheckpointError:

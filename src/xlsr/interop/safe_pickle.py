@@ -9,7 +9,14 @@ then turns those stand-ins into dicts and lists. Anything else is refused with U
 
 The unpickler is Python's own pure-Python one, reading through `_BoundedReader`: a length field (of a string,
 bytes or frame) that asks for more bytes than the file has left is refused before anything is allocated; the C
-unpickler allocates first, so a damaged length field could ask for terabytes.
+unpickler allocates first, so a damaged length field could ask for terabytes. A few bytes of pickle can still
+describe far more than they hold: a count (`bytes(10**12)`), or a list whose items are ten references to one list
+whose items are ten references to one list ..., which is small as a pickle but has 10**9 leaves when flattened
+(`str(...)`, `numpy.float64(...)`). So a `range` is built only up to MAX_RANGE numbers, the constructors that
+would expand a count, a range, a tensor or a nested list are refused those (`_check_call`), and `to_plain`
+converts each shared object once.
+Tensors come back without the backward hooks or Python attributes a file may attach to them (hooks are callables,
+and torch itself never saves them).
 
 Protocol 0-2 pickles written by Python 3 (torch.save uses protocol 2) spell builtins the Python 2
 way (`__builtin__.long`, `__builtin__.unicode`, `copy_reg`); they are read as their Python 3 names
@@ -37,7 +44,7 @@ from xlsr.errors import CheckpointError
 
 
 class UnsafePickleError(CheckpointError):
-    """A pickle asked for a global outside the allow-list (it could run code)."""
+    """A pickle asked for a global outside the allow-list (it could run code), or for more than it holds."""
 
 
 def clip(text: str, limit: int = 80) -> str:
@@ -75,6 +82,18 @@ class Stub(dict):
         return f"<stub {self.qualname}>"
 
 
+def brief(obj: Any) -> str:
+    """`obj` quoted for a message without calling its repr on unknown data (a nested list shared ten times at each of
+    nine levels has a repr of 10**9 items): numbers, short strings and classes as repr shows them, else its type."""
+    if obj is None or isinstance(obj, (bool, int, float, torch.dtype)):
+        return repr(obj)
+    if isinstance(obj, (str, bytes)):
+        return repr(obj[:80])
+    if isinstance(obj, type):
+        return f"<class {clip(getattr(obj, 'qualname', None) or f'{obj.__module__}.{obj.__qualname__}')}>"
+    return f"a {type(obj).__name__}"
+
+
 _stub_classes: dict[str, type] = {}
 
 
@@ -109,14 +128,14 @@ def _reconstructor(cls, base, state):
         return obj
     if cls in (dict, list, tuple, set, object, collections.OrderedDict) and base in (object, cls):
         return cls() if state is None else cls(state)
-    raise UnsafePickleError(f"refused to rebuild {clip(repr(cls))} from a pickle")
+    raise UnsafePickleError(f"refused to rebuild {brief(cls)} from a pickle")
 
 
 def _newobj(cls, *args):
     """Safe copyreg.__newobj__."""
     if isinstance(cls, type) and (issubclass(cls, Stub) or cls in (dict, list, set, object)):
         return cls.__new__(cls, *args)
-    raise UnsafePickleError(f"refused to create {clip(repr(cls))} from a pickle")
+    raise UnsafePickleError(f"refused to create {brief(cls)} from a pickle")
 
 
 def _newobj_ex(cls, args, kwargs):
@@ -145,24 +164,37 @@ def _operator_getitem(obj, key):
 def _rebuild_from_type_v2(func, new_type, args, state):
     """Safe torch._tensor._rebuild_from_type_v2: plain tensors and Parameters only."""
     if new_type not in (torch.Tensor, torch.nn.Parameter):
-        raise UnsafePickleError(f"refused tensor subclass {clip(repr(new_type))} in a pickle")
+        raise UnsafePickleError(f"refused tensor subclass {brief(new_type)} in a pickle")
     ret = func(*args)
     if new_type is torch.nn.Parameter and not isinstance(ret, torch.nn.Parameter):
         ret = torch.nn.Parameter(ret, requires_grad=ret.requires_grad)
     return ret
 
 
+# torch.save writes an empty OrderedDict where these functions take backward hooks ("Don't serialize hooks"), and a
+# parameter's Python attributes as `state`. A file could put callables in the one and set any attribute through the
+# other; both are dropped.
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+    return tu._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, collections.OrderedDict(),
+                                 metadata)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype, metadata=None):
+    return tu._rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, collections.OrderedDict(),
+                                 dtype, metadata)
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+    return tu._rebuild_parameter(data, requires_grad, collections.OrderedDict())
+
+
 def _torch_globals() -> dict[tuple[str, str], Any]:
     allowed = {
-        ("torch._utils", name): getattr(tu, name)
-        for name in (
-            "_rebuild_tensor",
-            "_rebuild_tensor_v2",
-            "_rebuild_tensor_v3",
-            "_rebuild_parameter",
-            "_rebuild_parameter_with_state",
-        )
-        if hasattr(tu, name)
+        ("torch._utils", "_rebuild_tensor"): tu._rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     }
     allowed[("torch._tensor", "_rebuild_from_type_v2")] = _rebuild_from_type_v2
     allowed[("torch._utils", "_rebuild_device_tensor_from_numpy")] = _rebuild_from_numpy
@@ -205,8 +237,7 @@ class NumpyDtype:
     def materialize(self) -> np.dtype:
         """The described dtype if it is a plain number type (bool, int, uint, float, complex); else refuse."""
         if not isinstance(self.spec, str) or not _PLAIN_DTYPE_SPEC.fullmatch(self.spec):
-            raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} in a pickle (plain numbers "
-                                    f"only)")
+            raise UnsafePickleError(f"refused numpy dtype {brief(self.spec)} in a pickle (plain numbers only)")
         try:
             dtype = np.dtype(self.spec)
         except TypeError:  # e.g. 'f3': the pattern admits sizes numpy has no type for
@@ -220,8 +251,8 @@ class NumpyDtype:
             if state[1] == ">":
                 dtype = dtype.newbyteorder(">")
             elif state[1] not in ("<", "|", "="):
-                raise UnsafePickleError(f"refused numpy dtype {clip(repr(self.spec))} with byte order "
-                                        f"{clip(repr(state[1]))}")
+                raise UnsafePickleError(f"refused numpy dtype {brief(self.spec)} with byte order "
+                                        f"{brief(state[1])}")
         return dtype
 
 
@@ -274,7 +305,7 @@ def _numpy_scalar(dtype, data=None):
 
 def _numpy_reconstruct(cls, shape, dtype_code):
     if cls is not NumpyArray:
-        raise UnsafePickleError(f"refused numpy array subclass {clip(repr(cls))} in a pickle")
+        raise UnsafePickleError(f"refused numpy array subclass {brief(cls)} in a pickle")
     return NumpyArray()
 
 
@@ -335,6 +366,45 @@ class _Opcodes(dict):
         raise pickle.UnpicklingError(f"invalid opcode {bytes([code])!r}")
 
 
+# What a constructor may be handed: values the pickle holds itself, so that what it builds is no bigger than them.
+_LITERALS = (str, bytes, bytearray, int, float, complex, bool, type(None), list, tuple, dict, set, frozenset)
+_SCALARS = (str, bytes, int, float, complex, bool, type(None))
+_NUMPY_SCALAR_TYPES = tuple(getattr(np, name) for name in ("float64", "float32", "float16", "int64", "int32", "int16",
+                                                           "int8", "uint8", "bool_"))
+
+
+MAX_RANGE = 2**20  # a range in a config is a handful of numbers; whoever reads one may iterate it
+
+
+def _check_call(func, args: tuple) -> None:
+    """Refuse a call (REDUCE, NEWOBJ, OBJ, INST) of an allowed class that would build far more than the pickle holds:
+    `bytes`/`bytearray` of a count, `str` of a container (its repr may be exponential in the pickle's size), a numpy
+    scalar type of a (nested) list, which numpy turns into an array, a container built from a range or a tensor (a
+    stride-0 view of 4 bytes can have 10**12 elements), or a range of more than MAX_RANGE numbers."""
+    if not isinstance(func, type):
+        return
+    if func is range:
+        try:
+            ok = len(range(*args)) <= MAX_RANGE
+        except OverflowError:  # longer than sys.maxsize
+            ok = False
+    elif func is str:
+        ok = all(isinstance(a, _SCALARS) for a in args)
+    elif func in (bytes, bytearray):
+        ok = not args or (isinstance(args[0], (str, bytes, bytearray, list, tuple)) and
+                          all(isinstance(a, str) for a in args[1:]))  # fmt: skip
+    elif issubclass(func, _NUMPY_SCALAR_TYPES):
+        ok = all(isinstance(a, _SCALARS) for a in args)
+    elif func in (list, tuple, set, frozenset, dict, collections.OrderedDict, torch.Size):
+        ok = all(isinstance(a, _LITERALS) or isinstance(a, Stub) for a in args)
+    else:
+        return
+    if not ok:
+        described = ", ".join(brief(a) for a in args[:3])
+        raise UnsafePickleError(f"refused to build {func.__name__} from {described or 'nothing'} in a pickle (it "
+                                f"could take far more memory than the file holds)")
+
+
 class Unpickler(pickle._Unpickler):
     """Python's unpickler resolving only allow-listed globals (see the module docstring)."""
 
@@ -348,8 +418,43 @@ class Unpickler(pickle._Unpickler):
         (size,) = struct.unpack("<Q", self.read(8))
         self.append(bytearray(self.read(size)))
 
+    # The opcodes that call a class or function the pickle named, each with `_check_call` first.
+    def _load_reduce(self):
+        args = self.stack.pop()
+        func = self.stack[-1]
+        _check_call(func, args)
+        self.stack[-1] = func(*args)
+
+    def _load_newobj(self):
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        _check_call(cls, args)
+        self.append(cls.__new__(cls, *args))
+
+    def _load_newobj_ex(self):
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        _check_call(cls, args)
+        _check_call(cls, tuple(kwargs.values()) if isinstance(kwargs, dict) else (kwargs,))
+        self.append(cls.__new__(cls, *args, **kwargs))
+
+    def _instantiate(self, klass, args):  # INST and OBJ
+        _check_call(klass, tuple(args))
+        super()._instantiate(klass, args)
+
+    def _load_build(self):
+        # Tensor.__setstate__ would take backward hooks (callables) or re-point the tensor at other memory.
+        if isinstance(self.stack[-2], torch.Tensor):
+            raise UnsafePickleError("refused to set the state of a tensor from a pickle")
+        super().load_build()
+
     dispatch = _Opcodes(pickle._Unpickler.dispatch)
     dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.BUILD[0]] = _load_build
 
     @classmethod
     def allowed_globals(cls) -> dict[tuple[str, str], Any]:
@@ -397,58 +502,82 @@ def loads(data: bytes, **kwargs):
 
 
 # omegaconf stores a container's children in `_content` and a leaf's value in `_val`.
-def to_plain(obj: Any, _seen: set[int] | None = None) -> Any:
-    """Turn stubs (Namespace, DictConfig, ListConfig, nodes, ...) into plain dicts/lists/values."""
+def to_plain(obj: Any, _seen: set[int] | None = None, _done: dict[int, Any] | None = None) -> Any:
+    """Turn stubs (Namespace, DictConfig, ListConfig, nodes, ...) into plain dicts/lists/values.
+
+    An object the data holds in several places is converted once and the result shared, as the pickle shared it:
+    converting each use anew would take 10**9 steps for nine levels of lists that each hold one list ten times.
+    """
     seen = _seen if _seen is not None else set()
+    done = _done if _done is not None else {}
+    key = id(obj)
+    if key in done:
+        return done[key][1]
     if isinstance(obj, (NumpyArray, NumpyDtype)):
-        return obj.materialize()
-    if isinstance(obj, Stub):
-        if id(obj) in seen:
+        result = obj.materialize()
+    elif isinstance(obj, Stub):
+        if key in seen:
             return None  # a back-reference such as omegaconf's `_parent`
-        seen = seen | {id(obj)}
-        state = obj.__dict__.get("_state")
-        pair = isinstance(state, tuple) and len(state) == 2
-        if pair and isinstance(state[0], (dict, type(None))) and isinstance(state[1], dict):
-            state = {**(state[0] or {}), **state[1]}  # (dict_state, slot_state) as BUILD takes it; not any pair
-        if isinstance(state, dict) and "_content" in state:
-            return to_plain(state["_content"], seen)
-        if isinstance(state, dict) and "_val" in state:
-            return to_plain(state["_val"], seen)
-        if dict(obj):
-            return {k: to_plain(v, seen) for k, v in dict.items(obj)}
-        if "_items" in obj.__dict__:
-            return [to_plain(v, seen) for v in obj.__dict__["_items"]]
-        if isinstance(state, dict):
-            return {k: to_plain(v, seen) for k, v in state.items() if not str(k).startswith("_")}
-        args = obj.__dict__.get("_args") or ()
-        if len(args) == 1:
-            return to_plain(args[0], seen)  # e.g. an enum member rebuilt from its value
-        return None
-    if isinstance(obj, dict):
-        return {k: to_plain(v, seen) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [to_plain(v, seen) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(to_plain(v, seen) for v in obj)
-    return obj
+        result = _stub_to_plain(obj, seen | {key}, done)
+    elif isinstance(obj, dict):
+        result = {k: to_plain(v, seen, done) for k, v in obj.items()}
+    elif isinstance(obj, list):
+        result = [to_plain(v, seen, done) for v in obj]
+    elif isinstance(obj, tuple):
+        result = tuple(to_plain(v, seen, done) for v in obj)
+    else:
+        return obj
+    done[key] = (obj, result)  # `obj` kept alive with it, so that its id is not reused for another object
+    return result
+
+
+def _stub_to_plain(obj: Stub, seen: set[int], done: dict[int, Any]) -> Any:
+    state = obj.__dict__.get("_state")
+    pair = isinstance(state, tuple) and len(state) == 2
+    if pair and isinstance(state[0], (dict, type(None))) and isinstance(state[1], dict):
+        state = {**(state[0] or {}), **state[1]}  # (dict_state, slot_state) as BUILD takes it; not any pair
+    if isinstance(state, dict) and "_content" in state:
+        return to_plain(state["_content"], seen, done)
+    if isinstance(state, dict) and "_val" in state:
+        return to_plain(state["_val"], seen, done)
+    if dict(obj):
+        return {k: to_plain(v, seen, done) for k, v in dict.items(obj)}
+    if "_items" in obj.__dict__:
+        return [to_plain(v, seen, done) for v in obj.__dict__["_items"]]
+    if isinstance(state, dict):
+        return {k: to_plain(v, seen, done) for k, v in state.items() if not str(k).startswith("_")}
+    args = obj.__dict__.get("_args") or ()
+    if len(args) == 1:
+        return to_plain(args[0], seen, done)  # e.g. an enum member rebuilt from its value
+    return None
 
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][\w]*(?:\.[\w]+)*)\}")
 
 
-def resolve_interpolations(tree: Any, _ancestors: tuple = ()) -> Any:
+# A fairseq config has a few hundred values; one with more, counting a shared part once per use, is damaged.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def resolve_interpolations(tree: Any, _ancestors: tuple = (), _count: list[int] | None = None) -> Any:
     """Replace omegaconf references ("${task.normalize}") in plain config data by the values they name.
 
     A DictConfig pickled as such keeps its references unresolved. Each is looked up from the nearest
     enclosing dict that has its first key, so a fine-tuned file's nested pretraining config (w2v_args)
     resolves against itself first. Only whole-string references to other keys are resolved; anything
-    else (resolvers such as ${env:...}, or a key that is not there) stays the string it was.
+    else (resolvers such as ${env:...}, or a key that is not there) stays the string it was. A tree of more
+    than MAX_CONFIG_VALUES values, a shared part counted at each use, is refused (UnsafePickleError).
     """
+    count = _count if _count is not None else [0]
+    count[0] += 1
+    if count[0] > MAX_CONFIG_VALUES:
+        raise UnsafePickleError(f"refused a config of more than {MAX_CONFIG_VALUES:,} values (counting each use of "
+                                f"a shared part); a fairseq config has a few hundred")
     if isinstance(tree, dict):
         scope = (tree, *_ancestors)
-        return {k: resolve_interpolations(v, scope) for k, v in tree.items()}
+        return {k: resolve_interpolations(v, scope, count) for k, v in tree.items()}
     if isinstance(tree, list):
-        return [resolve_interpolations(v, _ancestors) for v in tree]
+        return [resolve_interpolations(v, _ancestors, count) for v in tree]
     if isinstance(tree, str):
         return _lookup_reference(tree, _ancestors, depth=0)
     return tree
