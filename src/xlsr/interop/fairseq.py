@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import os
 import re
 import tarfile
 import zipfile
@@ -95,6 +96,10 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable torch/fairseq checkpoint (truncated or damaged: "
                               f"its zip archive has no end record)")
     _refuse_code_archives(path, torch_zip)
+    if os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in ("1", "y", "yes", "true"):  # as torch reads it
+        raise CheckpointError(f"{path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, and with it torch refuses the restricted "
+                              f"unpickler xlsr reads fairseq files with (it runs no code from the file either: "
+                              f"docs/importing.md); unset it for this command")
     try:
         # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read when used, never copied.
         obj = torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False, mmap=zipped)
