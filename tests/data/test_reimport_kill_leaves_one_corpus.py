@@ -165,3 +165,31 @@ def test_a_first_import_killed_at_any_step_leaves_no_corpus_or_the_whole_one(tmp
     first_new = outcomes.index("new")
     assert first_new > 0 and outcomes[first_new:] == ["new"] * (len(outcomes) - first_new)
     assert set(outcomes[:first_new]) == {"none"}
+
+
+def test_a_reimport_with_audio_on_another_disk_killed_at_any_step_leaves_one_corpus(tmp_path, monkeypatch):
+    # DIR/<lang>/audio a link to another disk: the manifest lists the audio by absolute paths there
+    for step in range(1, 40):
+        out, disk = tmp_path / f"kill-{step}", tmp_path / f"disk-{step}"
+        (out / "en").mkdir(parents=True)
+        disk.mkdir()
+        os.symlink(disk, out / "en" / "audio")
+        _import(out, 0.25, 3)
+        assert str(disk) in (out / "en" / "train.jsonl").read_text()
+        _killed_at(monkeypatch, step)
+        killed = False
+        try:
+            _import(out, 0.5, 2)
+        except Killed:
+            killed = True
+        monkeypatch.undo()
+        found = _corpus(out)
+        assert found in (OLD, NEW), f"killed before step {step}: {found}"
+        _import(out, 0.25, 1, split="dev")  # settles what the kill left
+        assert _corpus(out) == found, f"killed before step {step}: the next import changed the corpus"
+        assert sorted(p.name for p in disk.iterdir()) == ["dev", "train"], f"killed before step {step}"
+        if not killed:
+            assert found == NEW
+            break
+    else:
+        pytest.fail("the re-import took more steps than the test tries")

@@ -51,7 +51,7 @@ import numpy as np
 import soundfile as sf
 
 from xlsr.atomic import write_file, write_text
-from xlsr.data.manifest import Utterance, manifest_path, write_manifest
+from xlsr.data.manifest import Utterance, audio_field, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.folder_lock import folder_lock
 from xlsr.rates import SAMPLE_RATE
@@ -275,7 +275,8 @@ def settle_leftovers(out_dir: Path) -> None:
             _finish_old_swap(out_dir, lang.name, replaced.name[1:-len(".replaced")])
         for staging in sorted(lang.glob(f"audio/{STAGING.format(split='*')}")):
             split = staging.name[1:-len(".importing")]
-            if _refers_to(lang / f"{split}.jsonl", f"audio/{staging.name}/"):
+            manifest = lang / f"{split}.jsonl"
+            if _refers_to(manifest, _field_prefix(staging, manifest)):
                 settle_audio(out_dir, lang.name, split)  # committed before the kill: the new corpus
             else:
                 shutil.rmtree(staging)  # never committed: no manifest lists it
@@ -293,7 +294,8 @@ def settle_audio(out_dir: Path, lang: str, split: str) -> None:
     final, staging = folder / split, folder / STAGING.format(split=split)
     shutil.rmtree(final, ignore_errors=True)  # the earlier import's: the manifest no longer lists it
     _link_tree(staging, final)
-    _rewrite_audio(manifest_path(out_dir, lang, split), f"audio/{staging.name}/", f"audio/{split}/")
+    manifest = manifest_path(out_dir, lang, split)
+    _rewrite_audio(manifest, _field_prefix(staging, manifest), _field_prefix(final, manifest))
     shutil.rmtree(staging)
 
 
@@ -388,6 +390,12 @@ def _record(raw: bytes) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) and isinstance(record.get("audio"), str) else None
+
+
+def _field_prefix(folder: Path, manifest: Path) -> str:
+    """How `manifest`'s lines begin the audio field of a file in `folder`: as write_manifest writes it (relative, or
+    absolute where the folder resolves outside the manifest's own, e.g. audio/ a link to another disk)."""
+    return audio_field(folder, manifest.resolve().parent) + "/"
 
 
 def _refers_to(manifest: Path, prefix: str) -> bool:
