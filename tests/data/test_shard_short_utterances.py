@@ -6,6 +6,7 @@ its .json says is a bad file, not a batch row without frames."""
 import io
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,7 @@ def test_an_utterance_too_short_for_its_label_is_reported_and_skipped_as_the_man
     assert all(batches) and loader.bad_files == 0
     said = [w for w in warnings if "aa-01" in w]
     assert len(said) == 1 and "aa-000000.tar: utterance aa-01 skipped" in said[0] and "300 samples" in said[0]
+    assert "aa utterances whose label is empty or needs more frames than their audio gives are skipped" in said[0]
     assert "\n" not in said[0]
 
 
@@ -115,3 +117,20 @@ def test_a_member_that_decodes_shorter_than_its_json_says_is_a_bad_file_not_a_ro
     assert "aa-03" not in {i for b in batches for i in b} and all(batches)
     assert loader.bad_files == 1
     assert [w for w in warnings if "aa-03" in w and "decoded 300 samples, its .json says 12000" in w]
+
+
+def test_many_unlabelled_utterances_give_one_line_per_language_for_the_whole_run(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "LENGTHS", [8000, 300, 9000, 200, 7000, 350])
+    _corpus(tmp_path)
+    out = tmp_path / "shards"
+    write_shards(tmp_path, out, shard_size=10**7, splits=["train"], show_progress=False)
+    index = read_index(out)
+    spec = StreamSpec(index.root, tuple(index.of_split("train")), max_tokens=40_000, pretrain=False,
+                      labeler=ShardLabeler(VOCAB, "phones", CONV), passes=1)
+    loader = ShardLoader(spec, max_bad_share=0.5)
+    with caplog.at_level(logging.WARNING, logger="xlsr.data.shard_loader"):
+        for _ in range(3):  # three passes, as three epochs
+            ids = sorted(i for b in loader for i in b.ids)
+            assert ids == ["aa-00", "aa-02", "aa-04"]
+    said = [r.getMessage() for r in caplog.records if "skipped as they stream by" in r.getMessage()]
+    assert len(said) == 1 and "utterance aa-01 skipped" in said[0]

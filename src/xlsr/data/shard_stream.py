@@ -33,8 +33,9 @@ re-read (data/shard_reader.py, `ShardLoader`); an index that describes another s
 language) ends the run with one line. A language none of whose utterances passes the filters (min_sample_size;
 length and labels when fine-tuning) is left out of the draw with a warning, and the run stops with one line when
 every language is (`_check_language`). A fine-tuning utterance within the length limit that the labeler refuses
-(an empty label, or more frames needed than its audio gives) is reported in one line, once per epoch; one longer
-than the limit is skipped as the manifest path skips it, and the first of each language is named in a warning once
+(an empty label, or more frames needed than its audio gives) is skipped, and the first of each language is named in
+a warning once per run; one longer than the limit is skipped as the manifest path skips it, and the first of each
+language is named in a warning once
 per run (`_report_skipped`: the index has no utterance lengths, so no count is known before the stream reaches
 them); one whose FLAC decodes to another length than its .json says is a bad file. Workers never raise: they pass
 messages with their batches, and the loader raises or logs them.
@@ -152,6 +153,7 @@ class ConsumerStream:
         self.bad: list[Bad] = []
         self.once: list[Bad] = []
         self.told_long: set[str] = set()  # languages whose first too long utterance was reported
+        self.told_unlabelled: set[str] = set()  # languages whose first unlabelled utterance was reported
         self.fatal: str | None = None
         self.empty_run = dict.fromkeys(self.by_lang, 0)
 
@@ -291,9 +293,9 @@ class ConsumerStream:
         return ids if ids else False
 
     def _report_skipped(self, item: _Item) -> None:
-        """A fine-tuning utterance within the length limit that the labeler refused is reported (once per epoch, by
-        the loader), as the manifest path reports those it filters out; of those longer than the limit, the first of
-        each language is named (once per run, by the loader), as the manifest path warns of them. (Pretraining's
+        """Of the fine-tuning utterances within the length limit that the labeler refused, and of those longer than
+        the limit, the first of each language is named (once per run, by the loader), as the manifest path names the
+        first few of those it filters out in one line. (Pretraining's
         min_sample_size filter is not reported here.)"""
         spec, sample = self.spec, item.sample
         if spec.pretrain:
@@ -309,9 +311,13 @@ class ConsumerStream:
                                      f"many; the first: {sample.shard}: utterance {sample.meta.get('id', sample.key)}"
                                      f", {n} samples)"))
             return
-        self.bad.append(Bad(f"{sample.shard}:{sample.key}: unlabelled", 0,
-                            f"{sample.shard}: utterance {sample.meta.get('id', sample.key)} skipped: its label is "
-                            f"empty or needs more frames than its {n} samples give"))
+        if item.lang not in self.told_unlabelled:  # one line per language and run, not per utterance and epoch
+            self.told_unlabelled.add(item.lang)
+            where = spec.root / spec.shards[0].split
+            self.once.append(Bad(f"{where}: {item.lang} unlabelled", 0,
+                                 f"{where}: {item.lang} utterances whose label is empty or needs more frames than "
+                                 f"their audio gives are skipped as they stream by (the first: {sample.shard}: "
+                                 f"utterance {sample.meta.get('id', sample.key)} skipped, {n} samples)"))
 
     def batches(self) -> Iterator[Produced]:
         """Batches of about `window_batches` × `max_tokens` windows of the item stream, then a last report."""
