@@ -6,96 +6,43 @@ by write_dir as by write_file, with the same removal of killed writers' temporar
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _atomic_writers import dead_pid, finish, hidden, killed_writer, live_writer, needs_machine
 
 from xlsr import atomic
 from xlsr.atomic import write_dir, write_file, write_text
 from xlsr.train.checkpoint import clean_staging
-
-needs_machine = pytest.mark.skipif(atomic._machine() is None,
-                                   reason="needs Linux's boot id and pid namespace to tell whose pids are whose")
-
-# A writer in another process: write_dir (or write_file) of OUT fills its temporary, prints its name, then kills
-# itself (kill -9: no cleanup runs) or waits for a line on stdin before its rename.
-_CHILD = """
-import os, signal, sys
-from pathlib import Path
-from xlsr.atomic import write_dir, write_file
-
-def write(tmp):
-    (tmp / "weights.bin" if sys.argv[2] == "dir" else tmp).write_text("child")
-    print(tmp.name, flush=True)
-    if sys.argv[3] == "die":
-        os.kill(os.getpid(), signal.SIGKILL)
-    sys.stdin.readline()
-
-(write_dir if sys.argv[2] == "dir" else write_file)(Path(sys.argv[1]), write)
-"""
-
-
-def _writer(out: Path, kind: str, how: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(out), kind, how], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-
-
-def _killed_writer(out: Path, kind: str = "dir") -> str:
-    """The name of the temporary a writer of `out` killed midway leaves."""
-    child = _writer(out, kind, "die")
-    left = child.stdout.readline().strip()
-    assert child.wait(timeout=30) == -signal.SIGKILL
-    assert (out.parent / left).exists()
-    return left
-
-
-def _hidden(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if p.name.startswith(".")}
 
 
 def _fill(folder: Path, text: str = "new") -> None:
     (folder / "weights.bin").write_text(text)
 
 
-def _dead_pid() -> int:
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    return done.pid
-
-
 @needs_machine
 def test_a_killed_writers_folder_is_removed_by_the_next_write_of_the_target(tmp_path):
     out = tmp_path / "adapter"
-    left = _killed_writer(out)
-    assert _hidden(tmp_path) == {left}
+    left = killed_writer(out)
+    assert hidden(tmp_path) == {left}
     write_dir(out, _fill)
-    assert _hidden(tmp_path) == set() and (out / "weights.bin").read_text() == "new"
+    assert hidden(tmp_path) == set() and (out / "weights.bin").read_text() == "new"
 
 
 @needs_machine
 def test_a_live_writer_in_another_process_keeps_its_folder_and_finishes(tmp_path):
     out = tmp_path / "adapter"
-    child = _writer(out, "dir", "wait")
-    try:
-        filling = child.stdout.readline().strip()
+    with live_writer(out, "dir") as (child, filling):
         write_dir(out, _fill)  # meanwhile: the child's pid is running, so its folder is kept
-        assert _hidden(tmp_path) == {filling} and (tmp_path / filling / "weights.bin").read_text() == "child"
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
-    assert _hidden(tmp_path) == set() and (out / "weights.bin").read_text() == "child"  # its rename found its folder
+        assert hidden(tmp_path) == {filling} and (tmp_path / filling / "weights.bin").read_text() == "child"
+        assert finish(child) == 0
+    assert hidden(tmp_path) == set() and (out / "weights.bin").read_text() == "child"  # its rename found its folder
 
 
 @needs_machine
 def test_a_set_aside_target_of_a_killed_writer_goes_only_once_the_new_one_is_in_place(tmp_path):
     # a writer killed between its two renames: `out` is gone, the old one set aside, the new one still hidden
-    dead, machine = _dead_pid(), atomic._machine()
+    dead, machine = dead_pid(), atomic._machine()
     aside, filled = tmp_path / f".out.{dead}-{machine}.old-a1b2c3d4", tmp_path / f".out.{dead}-{machine}.tmp-e5f6g7h8"
     (aside / "out").mkdir(parents=True)
     _fill(aside / "out", "old")
@@ -107,7 +54,7 @@ def test_a_set_aside_target_of_a_killed_writer_goes_only_once_the_new_one_is_in_
 
     with pytest.raises(OSError):
         write_dir(tmp_path / "out", fails)
-    assert _hidden(tmp_path) == {aside.name}  # the only copy of the old one is kept while there is no new one
+    assert hidden(tmp_path) == {aside.name}  # the only copy of the old one is kept while there is no new one
     assert (aside / "out" / "weights.bin").read_text() == "old"
 
     def write(folder: Path) -> None:
@@ -115,12 +62,12 @@ def test_a_set_aside_target_of_a_killed_writer_goes_only_once_the_new_one_is_in_
         _fill(folder)
 
     write_dir(tmp_path / "out", write)
-    assert _hidden(tmp_path) == set() and (tmp_path / "out" / "weights.bin").read_text() == "new"
+    assert hidden(tmp_path) == set() and (tmp_path / "out" / "weights.bin").read_text() == "new"
 
 
 @needs_machine
 def test_only_this_targets_folders_of_dead_writers_on_this_machine_are_removed(tmp_path):
-    dead, live, machine = _dead_pid(), os.getppid(), atomic._machine()
+    dead, live, machine = dead_pid(), os.getppid(), atomic._machine()
     other_machine = "0123abcd" if machine != "0123abcd" else "4567cdef"
     names = {
         f".out.{dead}-{machine}.tmp-a1b2c3d4": False,  # a killed writer's fresh folder: removed
@@ -138,17 +85,17 @@ def test_only_this_targets_folders_of_dead_writers_on_this_machine_are_removed(t
         else:
             (tmp_path / name).mkdir()
     write_dir(tmp_path / "out", _fill)
-    assert _hidden(tmp_path) == {n for n, kept in names.items() if kept}
+    assert hidden(tmp_path) == {n for n, kept in names.items() if kept}
 
 
 @needs_machine
 def test_checkpoint_staging_cleanup_still_finds_write_dirs_folders(tmp_path):
     root = tmp_path / "checkpoints"
-    left = _killed_writer(root / "update_0000010")
-    aside = root / f".update_0000010.{_dead_pid()}-{atomic._machine()}.old-a1b2c3d4"
+    left = killed_writer(root / "update_0000010")
+    aside = root / f".update_0000010.{dead_pid()}-{atomic._machine()}.old-a1b2c3d4"
     aside.mkdir()
     clean_staging(root)
-    assert _hidden(root) == set() and left.startswith(".update_0000010.")
+    assert hidden(root) == set() and left.startswith(".update_0000010.")
 
 
 # -------------------------------------------------------------------------------- names near the 255-byte limit
@@ -173,10 +120,10 @@ def test_a_file_with_a_250_byte_name_is_written(tmp_path):
 @pytest.mark.parametrize("kind", ["dir", "file"])
 def test_a_killed_writer_of_a_250_byte_name_is_cleaned_up_and_another_long_targets_is_not(tmp_path, kind):
     mine, other = _long(tmp_path, ".ab01"), _long(tmp_path, ".ab02")  # the same first 249 bytes
-    left_mine, left_other = _killed_writer(mine, kind), _killed_writer(other, kind)
+    left_mine, left_other = killed_writer(mine, kind), killed_writer(other, kind)
     assert max(len(os.fsencode(n)) for n in (left_mine, left_other)) <= 255 and left_mine != left_other
     if kind == "dir":
         write_dir(mine, _fill)
     else:
         write_file(mine, lambda tmp: tmp.write_text("new"))
-    assert _hidden(tmp_path) == {left_other}
+    assert hidden(tmp_path) == {left_other}

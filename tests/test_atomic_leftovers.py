@@ -5,74 +5,34 @@ written files their permissions is read without changing it."""
 from __future__ import annotations
 
 import os
-import signal
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from _atomic_writers import dead_pid, finish, hidden, killed_writer, live_writer, needs_machine
 
 from xlsr import atomic
 from xlsr.atomic import write_text
-
-needs_machine = pytest.mark.skipif(atomic._machine() is None,
-                                   reason="needs Linux's boot id and pid namespace to tell whose pids are whose")
-
-# A writer in another process: fills its temporary file of OUT, then kills itself (kill -9: no cleanup runs) or
-# waits for a line on stdin before its rename. It prints its temporary file's name once that is written.
-_CHILD = """
-import os, signal, sys
-from pathlib import Path
-from xlsr.atomic import write_file
-
-def write(tmp):
-    tmp.write_text("child")
-    print(tmp.name, flush=True)
-    if sys.argv[2] == "die":
-        os.kill(os.getpid(), signal.SIGKILL)
-    sys.stdin.readline()
-
-write_file(Path(sys.argv[1]), write)
-"""
-
-
-def _writer(out: Path, how: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _CHILD, str(out), how], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-
-
-def _hidden(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if p.name.startswith(".")}
 
 
 @needs_machine
 def test_a_killed_writers_temporary_is_removed_by_the_next_write_of_the_target(tmp_path):
     out = tmp_path / "report.json"
-    child = _writer(out, "die")
-    left = child.stdout.readline().strip()
-    assert child.wait(timeout=30) == -signal.SIGKILL
-    assert _hidden(tmp_path) == {left} and (tmp_path / left).read_text() == "child"  # what a kill -9 leaves
+    left = killed_writer(out, "file")
+    assert hidden(tmp_path) == {left} and (tmp_path / left).read_text() == "child"  # what a kill -9 leaves
     write_text(out, "mine")
-    assert _hidden(tmp_path) == set() and out.read_text() == "mine"
+    assert hidden(tmp_path) == set() and out.read_text() == "mine"
 
 
 @needs_machine
 def test_a_live_writer_in_another_process_keeps_its_temporary_and_finishes(tmp_path):
     out = tmp_path / "report.json"
-    child = _writer(out, "wait")
-    try:
-        filling = child.stdout.readline().strip()
+    with live_writer(out, "file") as (child, filling):
         write_text(out, "mine")  # meanwhile: the child's pid is running, so its file is kept
-        assert _hidden(tmp_path) == {filling}
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.wait(timeout=30) == 0
-    finally:
-        child.kill()
-        child.wait()
-    assert _hidden(tmp_path) == set() and out.read_text() == "child"  # its rename found its file
+        assert hidden(tmp_path) == {filling}
+        assert finish(child) == 0
+    assert hidden(tmp_path) == set() and out.read_text() == "child"  # its rename found its file
 
 
 @needs_machine
@@ -89,20 +49,18 @@ def test_a_live_writer_in_another_thread_keeps_its_temporary_and_finishes(tmp_pa
     thread.start()
     try:
         assert filled.wait(timeout=30)
-        (filling,) = _hidden(tmp_path)
+        (filling,) = hidden(tmp_path)
         write_text(out, "mine")
-        assert _hidden(tmp_path) == {filling}
+        assert hidden(tmp_path) == {filling}
     finally:
         go.set()
         thread.join(timeout=30)
-    assert _hidden(tmp_path) == set() and out.read_text() == "thread"
+    assert hidden(tmp_path) == set() and out.read_text() == "thread"
 
 
 @needs_machine
 def test_only_this_targets_files_of_dead_writers_on_this_machine_are_removed(tmp_path):
-    done = subprocess.Popen([sys.executable, "-c", "pass"])
-    done.wait()
-    dead, live, machine = done.pid, os.getppid(), atomic._machine()
+    dead, live, machine = dead_pid(), os.getppid(), atomic._machine()
     other_machine = "0123abcd" if machine != "0123abcd" else "4567cdef"
     names = {
         f".out.txt.{dead}-{machine}.a1b2c3d4.tmp": False,  # a killed writer's: removed
@@ -115,7 +73,7 @@ def test_only_this_targets_files_of_dead_writers_on_this_machine_are_removed(tmp
     for name in names:
         (tmp_path / name).write_text("x")
     write_text(tmp_path / "out.txt", "y")
-    assert _hidden(tmp_path) == {n for n, kept in names.items() if kept}
+    assert hidden(tmp_path) == {n for n, kept in names.items() if kept}
     assert (tmp_path / "out.txt").read_text() == "y"
 
 

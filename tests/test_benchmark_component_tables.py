@@ -2,30 +2,15 @@
 medians, the whole CNN as the median of per-round sums, speed-ups against the reference, shares of a step; and
 optimizer_step's three optimizers given the same parameter groups. Timers are fed known values."""
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(name):
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for `from timing import ...`
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+from _benchmark_scripts import load_benchmark
 
 
 def test_cnn_table_medians_whole_cnn_and_speed_up_over_strided(monkeypatch, capsys):
-    bench = load("cnn_conv")
+    bench = load_benchmark("cnn_conv")
     ms = {"strided": 1.0, "conv1d": 2.0, "conv": 0.5, "conv_mm_weight": 0.25}  # forward = backward, per layer
     rounds = [1.0, 5.0, 2.0]  # each round's factor: median 2, mean 2.67
     impls = {name: SimpleNamespace(name=name) for name in ms}
@@ -53,7 +38,7 @@ def test_cnn_table_medians_whole_cnn_and_speed_up_over_strided(monkeypatch, caps
 
 
 def test_optimizer_step_compares_over_the_same_groups_and_prints_loop_over_each(monkeypatch, capsys):
-    bench = load("optimizer_step")
+    bench = load_benchmark("optimizer_step")
     seen = {}
 
     def interleaved_medians(calls, repeat, *, clock, sync):
@@ -80,7 +65,7 @@ def test_optimizer_step_compares_over_the_same_groups_and_prints_loop_over_each(
 @pytest.mark.parametrize("sort, order", [("self", ["aten::a", "aten::b", "aten::c"]),
                                          ("total", ["aten::a", "aten::c", "aten::b"])])
 def test_profile_shares_are_of_the_summed_self_time(sort, order):
-    bench = load("profile_step")
+    bench = load_benchmark("profile_step")
     import torch
 
     def event(key, self_us, total_us):

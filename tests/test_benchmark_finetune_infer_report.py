@@ -3,28 +3,18 @@ work it gives xlsr and transformers (same masks, frozen CNN on both sides, same 
 
 The timer and transcription are replaced by known values; the models are the `tiny` preset on a 0.5 s batch."""
 
-import importlib.util
 import re
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `from timing import ...`
-    try:
-        spec = importlib.util.spec_from_file_location("finetune_infer", ROOT / "benchmarks" / "finetune_infer.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark("finetune_infer")
 
 
 @pytest.fixture(scope="module")

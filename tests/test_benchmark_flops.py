@@ -1,25 +1,13 @@
 """benchmarks/pretrain_step.py's FLOP count, behind its "% of the measured matmul peak": against the hand formula."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def pretrain_step():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `from timing import ...`
-    try:
-        spec = importlib.util.spec_from_file_location("pretrain_step", ROOT / "benchmarks" / "pretrain_step.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark("pretrain_step")
 
 
 @pytest.mark.parametrize("groups", [1, 4, 16])

@@ -1,7 +1,6 @@
 """benchmarks/load_large.py and manifest_scale.py: how runs are summarised (median time, largest memory), the units
 of what is read from the kernel, the baseline subtracted per million lines, and which way the printed ratios run."""
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -9,20 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def load_large():
-    return load("load_large")
+    return load_benchmark("load_large")
 
 
 def _status_kb(field: str) -> int:
@@ -76,7 +67,7 @@ def test_sides_are_summarised_by_median_time_and_largest_memory_and_compared_xls
 
 # ---------------------------------------------------------------------------------------- manifest_scale.py
 def test_manifest_scale_table_uses_the_warm_start_and_subtracts_the_baseline_per_million(capsys):
-    bench = load("manifest_scale")
+    bench = load_benchmark("manifest_scale")
 
     def measured(read, plan, pss, read_cpu=0.0, plan_cpu=0.0):
         return {"read_s": read, "plan_s": plan, "read_cpu_s": read_cpu, "plan_cpu_s": plan_cpu,

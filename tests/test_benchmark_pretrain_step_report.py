@@ -4,32 +4,21 @@ peak, the speed-up's direction, activation memory) and the equal work it gives b
 The timer, FLOP counter, memory probe and peak are fed known values; the printed figures are checked against
 hand computation. The models are small; nothing here is timed."""
 
-import importlib.util
 import inspect
 import re
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from _benchmark_scripts import load_benchmark
 
 from xlsr.model import Wav2Vec2Config
 from xlsr.model.masking import compute_mask_indices
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `from timing import ...`
-    try:
-        spec = importlib.util.spec_from_file_location("pretrain_step", ROOT / "benchmarks" / "pretrain_step.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark("pretrain_step")
 
 
 SMALL = {"conv_layers": [[32, 10, 5], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 3, 2], [32, 2, 2], [32, 2, 2]],

@@ -3,7 +3,6 @@ layer-wise probe's ratios, the checkpoints it keeps) and benchmarks/finetune_tri
 table, from logs and runs of known values."""
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -12,21 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 NAN = float("nan")
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load("pretrain_recipe")
+    return load_benchmark("pretrain_recipe")
 
 
 HEALTHY = {"feature_eff_dim": 10.0, "context_eff_dim": 10.0, "feature_eff_dim_init": 20.0,
@@ -149,7 +141,7 @@ def test_the_run_keeps_every_checkpoint_the_layerwise_probe_reads(recipe, tmp_pa
 # ---------------------------------------------------------------------------------------- finetune_trial.py
 @pytest.fixture(scope="module")
 def trial():
-    return load("finetune_trial")
+    return load_benchmark("finetune_trial")
 
 
 def test_a_model_names_its_checkpoint_and_optionally_its_own_peak_rate(trial):

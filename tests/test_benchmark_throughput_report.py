@@ -4,7 +4,6 @@ synth_speed.py): what is summed, what is weighted, which updates are left out, w
 Logs, loaders, clocks and child runs are replaced by known values; the figures are checked against hand
 computation. Nothing here is timed."""
 
-import importlib.util
 import json
 import re
 import sys
@@ -13,19 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(name):
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # as when run as a script: siblings import each other
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+from _benchmark_scripts import load_benchmark
 
 
 def args(**over):
@@ -36,7 +23,7 @@ def args(**over):
 
 # ---------------------------------------------------------------------------------------- pretrain_throughput.py
 def test_xlsr_side_leaves_out_the_warmup_and_weights_rates_by_update_time(monkeypatch, tmp_path):
-    bench = load("pretrain_throughput")
+    bench = load_benchmark("pretrain_throughput")
     records = [{"split": "train", "update": 1, "seconds_per_update": 10.0, "audio_s_per_s": 1.0, "data_wait_share": 0.9},
                {"split": "train", "update": 2, "seconds_per_update": 2.0, "audio_s_per_s": 3.0, "data_wait_share": 0.5},
                {"split": "valid", "update": 2, "seconds_per_update": 99.0, "audio_s_per_s": 99.0},
@@ -67,8 +54,8 @@ class FakeLoader:
 
 
 def test_transformers_side_counts_the_updates_after_the_warmup_their_audio_and_data_wait(monkeypatch, tmp_path):
-    bench = load("pretrain_throughput")
-    step = load("pretrain_step")
+    bench = load_benchmark("pretrain_throughput")
+    step = load_benchmark("pretrain_step")
     from xlsr.model import Wav2Vec2Config
 
     small = Wav2Vec2Config.from_dict({
@@ -99,7 +86,7 @@ def test_transformers_side_counts_the_updates_after_the_warmup_their_audio_and_d
 
 
 def test_printed_rates_and_the_speed_up_direction(monkeypatch, capsys, tmp_path):
-    bench = load("pretrain_throughput")
+    bench = load_benchmark("pretrain_throughput")
     monkeypatch.setattr(bench, "xlsr_run", lambda a, data, out: {"updates": 4, "seconds": 2.0, "audio": 16.0,
                                                                   "wait": 0.5})
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -113,7 +100,7 @@ def test_printed_rates_and_the_speed_up_direction(monkeypatch, capsys, tmp_path)
 
 # ---------------------------------------------------------------------------------------- shard_throughput.py
 def test_a_runs_rates_are_weighted_by_update_time():
-    bench = load("shard_throughput")
+    bench = load_benchmark("shard_throughput")
     recs = [{"seconds_per_update": 1.0, "data_wait_share": 0.5, "audio_s_per_s": 10.0},
             {"seconds_per_update": 3.0, "data_wait_share": 0.1, "audio_s_per_s": 2.0}]
     assert bench._over_run(recs, None) == 2.0
@@ -122,7 +109,7 @@ def test_a_runs_rates_are_weighted_by_update_time():
 
 
 def test_reading_throughput_keeps_each_sources_best_run_and_prints_shards_over_files(monkeypatch, capsys):
-    bench = load("shard_throughput")
+    bench = load_benchmark("shard_throughput")
     monkeypatch.setattr(bench, "read_split", lambda data, split: [SimpleNamespace(num_samples=16000)] * 10)
     monkeypatch.setattr(bench, "pretrain_loader", lambda utts, **kw: "files")
     monkeypatch.setattr(bench, "shard_pretrain_loader", lambda shards, **kw: "shards")
@@ -137,7 +124,7 @@ def test_reading_throughput_keeps_each_sources_best_run_and_prints_shards_over_f
 
 
 def test_reading_through_a_loader_counts_rows_and_unpadded_audio_across_epochs(monkeypatch):
-    bench = load("shard_throughput")
+    bench = load_benchmark("shard_throughput")
     batch = SimpleNamespace(waveforms=torch.zeros(2, 32000), lengths=torch.tensor([32000, 16000]))
     loader = FakeLoader([batch, batch])
     loader.epoch = 0
@@ -151,7 +138,7 @@ def test_reading_through_a_loader_counts_rows_and_unpadded_audio_across_epochs(m
 
 # ---------------------------------------------------------------------------------------- repeat_runs.py
 def test_repeat_runs_prints_with_over_without(monkeypatch, capsys, tmp_path):
-    bench = load("repeat_runs")
+    bench = load_benchmark("repeat_runs")
     (tmp_path / "corpus" / "es").mkdir(parents=True)
     (tmp_path / "corpus" / "es" / "train.jsonl").write_text("")
     rows = {"without": [{"resident_bytes": 400 * 2**20, "seconds_per_update": 2.0}],
@@ -165,7 +152,7 @@ def test_repeat_runs_prints_with_over_without(monkeypatch, capsys, tmp_path):
 
 # ---------------------------------------------------------------------------------------- synth_speed.py
 def test_synthesis_speed_is_audio_over_cpu_time_and_every_repeat_must_reach_the_target(monkeypatch, capsys):
-    bench = load("synth_speed")
+    bench = load_benchmark("synth_speed")
 
     def run(audio, cpu, wall):
         return {"utterances": 3, "audio_s": audio, "cpu_s": cpu, "wall_s": wall, "effects": {}, "speakers": {}}

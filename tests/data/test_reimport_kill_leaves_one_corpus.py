@@ -4,84 +4,26 @@ killed one left."""
 
 import os
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
-
-from xlsr.data.audio import load_audio
-from xlsr.data.import_writer import ImportWriter
-from xlsr.data.manifest import Utterance, read_manifest
-from xlsr.errors import XlsrError
+from _reimport_kills import corpus, hidden, import_audio, run_killed_at
 
 OLD = {f"clip_{i}": (4000, 4000) for i in range(3)}  # id: (num_samples listed, samples in the file it lists)
 NEW = {f"clip_{i}": (8000, 8000) for i in range(2)}
-
-
-class Killed(BaseException):
-    """The process ending at this step: no handler of the writer runs (its flock goes with it)."""
-
-
-def _import(out, seconds: float, count: int, split: str = "train"):
-    with ImportWriter(out, source="src", unit="rows") as writer:
-        for i in range(count):
-            x = np.random.default_rng(i).uniform(-0.4, 0.4, int(seconds * 16000)).astype(np.float32)
-            utt_id = writer.unique_id(f"clip_{i}", "en", split)
-            path = writer.write_audio(x, utt_id, "en", split)
-            writer.add(Utterance(audio=str(path), num_samples=len(x), lang="en", id=utt_id), split)
-        return writer.finish()
-
-
-def _corpus(out, split: str = "train") -> dict | str:
-    """What a reader finds: {id: (num_samples, samples in its file)}, or why it cannot read it."""
-    try:
-        return {u.id: (u.num_samples, len(load_audio(u.audio))) for u in read_manifest(out / "en" / f"{split}.jsonl")}
-    except XlsrError as exc:
-        return f"unreadable: {exc}"
-
-
-def _hidden(out) -> list[str]:
-    return sorted(p.relative_to(out).as_posix() for p in Path(out).rglob(".*"))
-
-
-def _killed_at(monkeypatch, step: int) -> list[str]:
-    """Make the step-th rename, link or folder removal from here on end the process; the steps taken so far."""
-    steps: list[str] = []
-
-    def counted(name, real):
-        def call(*args, **kwargs):
-            if len(steps) + 1 == step:
-                raise Killed
-            steps.append(f"{name} {Path(args[0]).name}")
-            return real(*args, **kwargs)
-        return call
-
-    monkeypatch.setattr(os, "replace", counted("replace", os.replace))
-    monkeypatch.setattr(os, "link", counted("link", os.link))
-    monkeypatch.setattr(shutil, "rmtree", counted("rmtree", shutil.rmtree))
-    # a kill runs no cleanup: only the lock goes, as the kernel drops a dead process's flock
-    monkeypatch.setattr(ImportWriter, "__exit__", lambda self, *exc: self._lock.__exit__(None, None, None))
-    return steps
 
 
 def test_a_reimport_killed_at_any_step_leaves_the_old_or_the_new_corpus_whole(tmp_path, monkeypatch):
     outcomes = []
     for step in range(1, 40):
         out = tmp_path / f"kill-{step}"
-        _import(out, 0.25, 3)
-        steps = _killed_at(monkeypatch, step)
-        killed = False
-        try:
-            _import(out, 0.5, 2)
-        except Killed:
-            killed = True
-        monkeypatch.undo()
-        found = _corpus(out)
+        import_audio(out)
+        killed, steps = run_killed_at(monkeypatch, step, import_audio, out, 2, seconds=0.5)
+        found = corpus(out)
         assert found in (OLD, NEW), f"killed before step {step} (after {steps}): {found}"
         outcomes.append("old" if found == OLD else "new")
-        _import(out, 0.25, 1, split="dev")  # the next import, into another split, clears what the killed one left
-        assert _corpus(out) == found, f"killed before step {step}: the next import changed the corpus"
-        assert _hidden(out) == [], f"killed before step {step}: left {_hidden(out)}"
+        import_audio(out, 1, split="dev")  # the next import, into another split, clears what the killed one left
+        assert corpus(out) == found, f"killed before step {step}: the next import changed the corpus"
+        assert hidden(out) == [], f"killed before step {step}: left {hidden(out)}"
         if not killed:  # the import ended before reaching this step: every step was tried
             break
     else:
@@ -97,32 +39,32 @@ def test_a_swap_an_earlier_version_left_half_done_is_finished_by_the_next_import
     # to audio/<split>, then .<split>.jsonl.ready over <split>.jsonl; a kill after `renamed` of those renames left
     # the old manifest over no audio (1) or over the new audio (2)
     old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "out"
-    _import(old, 0.25, 3)
-    _import(new, 0.5, 2)
+    import_audio(old)
+    import_audio(new, 2, seconds=0.5)
     audio = out / "en" / "audio"
     shutil.copytree(old / "en" / "audio" / "train", audio / ".train.replaced")
     shutil.copytree(new / "en" / "audio" / "train", audio / ("train" if renamed == 2 else ".train.importing"))
     shutil.copy(old / "en" / "train.jsonl", out / "en" / "train.jsonl")
     shutil.copy(new / "en" / "train.jsonl", out / "en" / ".train.jsonl.ready")
-    _import(out, 0.25, 1, split="dev")
-    assert _corpus(out) == NEW  # the earlier import had its whole manifest ready: its swap is completed
-    assert _hidden(out) == []
+    import_audio(out, 1, split="dev")
+    assert corpus(out) == NEW  # the earlier import had its whole manifest ready: its swap is completed
+    assert hidden(out) == []
 
 
 def test_a_copy_stands_in_for_hard_links_where_the_filesystem_has_none(tmp_path, monkeypatch):
-    _import(tmp_path, 0.25, 3)
+    import_audio(tmp_path)
 
     def no_links(src, dst, *args, **kwargs):
         raise PermissionError(1, "Operation not permitted", str(src))
     monkeypatch.setattr(os, "link", no_links)
-    _import(tmp_path, 0.5, 2)
-    assert _corpus(tmp_path) == NEW and _hidden(tmp_path) == []
+    import_audio(tmp_path, 2, seconds=0.5)
+    assert corpus(tmp_path) == NEW and hidden(tmp_path) == []
     assert '"audio": "audio/train/0000/clip_0.flac"' in (tmp_path / "en" / "train.jsonl").read_text()
 
 
 def test_the_new_corpus_keeps_its_audio_under_the_split_name_after_a_reimport(tmp_path):
-    _import(tmp_path, 0.25, 3)
-    _import(tmp_path, 0.5, 2)
+    import_audio(tmp_path)
+    import_audio(tmp_path, 2, seconds=0.5)
     lines = (tmp_path / "en" / "train.jsonl").read_text().splitlines()
     assert [line.split('"audio": ')[1].split(",")[0] for line in lines] == \
         ['"audio/train/0000/clip_0.flac"', '"audio/train/0000/clip_1.flac"']
@@ -135,8 +77,8 @@ def test_a_first_import_renames_its_audio_into_place_without_links(tmp_path, mon
         raise AssertionError(f"a first import linked {src}")
     monkeypatch.setattr(os, "link", no_links)
     monkeypatch.setattr(shutil, "copyfile", no_links)
-    _import(tmp_path, 0.25, 3)
-    assert _corpus(tmp_path) == OLD and _hidden(tmp_path) == []
+    import_audio(tmp_path)
+    assert corpus(tmp_path) == OLD and hidden(tmp_path) == []
     assert '"audio": "audio/train/0000/clip_0.flac"' in (tmp_path / "en" / "train.jsonl").read_text()
 
 
@@ -144,18 +86,12 @@ def test_a_first_import_killed_at_any_step_leaves_no_corpus_or_the_whole_one(tmp
     outcomes = []
     for step in range(1, 20):
         out = tmp_path / f"kill-{step}"
-        _killed_at(monkeypatch, step)
-        killed = False
-        try:
-            _import(out, 0.25, 3)
-        except Killed:
-            killed = True
-        monkeypatch.undo()
-        found = _corpus(out)
+        killed, _ = run_killed_at(monkeypatch, step, import_audio, out)
+        found = corpus(out)
         assert found == OLD or found.startswith("unreadable"), f"killed before step {step}: {found}"
         outcomes.append("new" if found == OLD else "none")
-        _import(out, 0.5, 2)  # the next import (of the same split) takes the folder whatever the kill left
-        assert _corpus(out) == NEW and _hidden(out) == [], f"killed before step {step}: {_hidden(out)}"
+        import_audio(out, 2, seconds=0.5)  # the next import (of the same split) takes the folder whatever the kill left
+        assert corpus(out) == NEW and hidden(out) == [], f"killed before step {step}: {hidden(out)}"
         assert sorted(p.name for p in (out / "en" / "audio").iterdir()) == ["train"]
         if not killed:
             break
@@ -174,19 +110,13 @@ def test_a_reimport_with_audio_on_another_disk_killed_at_any_step_leaves_one_cor
         (out / "en").mkdir(parents=True)
         disk.mkdir()
         os.symlink(disk, out / "en" / "audio")
-        _import(out, 0.25, 3)
+        import_audio(out)
         assert str(disk) in (out / "en" / "train.jsonl").read_text()
-        _killed_at(monkeypatch, step)
-        killed = False
-        try:
-            _import(out, 0.5, 2)
-        except Killed:
-            killed = True
-        monkeypatch.undo()
-        found = _corpus(out)
+        killed, _ = run_killed_at(monkeypatch, step, import_audio, out, 2, seconds=0.5)
+        found = corpus(out)
         assert found in (OLD, NEW), f"killed before step {step}: {found}"
-        _import(out, 0.25, 1, split="dev")  # settles what the kill left
-        assert _corpus(out) == found, f"killed before step {step}: the next import changed the corpus"
+        import_audio(out, 1, split="dev")  # settles what the kill left
+        assert corpus(out) == found, f"killed before step {step}: the next import changed the corpus"
         assert sorted(p.name for p in disk.iterdir()) == ["dev", "train"], f"killed before step {step}"
         if not killed:
             assert found == NEW

@@ -5,41 +5,21 @@ was not stopped does (the same epochs, each of its full length, none replayed), 
 from itertools import islice
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import soundfile as sf
+from data_fixtures import tone_shards, tone_spec
 
-from xlsr.data.manifest import Utterance, write_manifest
-from xlsr.data.shard_index import read_index
 from xlsr.data.shard_loader import ShardLoader
 from xlsr.data.shard_stream import StreamSpec
-from xlsr.data.shards import write_shards
 from xlsr.train.pretrain import PretrainTask
 from xlsr.train.trainer import Trainer
 
-SR = 16000
 EPOCH = 5  # batches per epoch
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> StreamSpec:
     """Short tones of two languages in ~7 shards, ids <lang>-NN."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for lang, n in {"aa": 14, "bb": 5}.items():
-        utts = []
-        for i in range(n):
-            x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(int(rng.integers(6400, 19200))) / SR)
-            path = root / lang / "wav" / f"{i:02d}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, x, SR)
-            utts.append(Utterance(str(path), len(x), lang, phones="a b", id=f"{lang}-{i:02d}"))
-        write_manifest(root / lang / "train.jsonl", utts)
-    out = tmp_path_factory.mktemp("shards")
-    write_shards(root, out, shard_size=40_000, splits=["train"], show_progress=False)
-    index = read_index(out)
-    return StreamSpec(index.root, tuple(index.of_split("train")), max_tokens=40_000, pretrain=False,
-                      labeler=lambda meta: [1], shuffle_buffer=4, window_batches=1)
+    return tone_spec(tone_shards(tmp_path_factory))
 
 
 def _training(loader: ShardLoader, epoch: int = 0, batches_in_epoch: int = 0) -> SimpleNamespace:

@@ -4,39 +4,19 @@ the consumers' states, as a loader resumed from its state_dict does, not from th
 from dataclasses import replace
 from itertools import islice
 
-import numpy as np
 import pytest
-import soundfile as sf
+from data_fixtures import tone_shards, tone_spec
 
-from xlsr.data.manifest import Utterance, write_manifest
-from xlsr.data.shard_index import read_index
 from xlsr.data.shard_loader import ShardLoader
 from xlsr.data.shard_stream import StreamSpec
-from xlsr.data.shards import write_shards
 
-SR = 16000
 TAKEN = 6  # batches before the close
 
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> StreamSpec:
     """Short tones of two languages in several shards, ids <lang>-NN."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for lang, n in {"aa": 14, "bb": 5}.items():
-        utts = []
-        for i in range(n):
-            x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(int(rng.integers(6400, 19200))) / SR)
-            path = root / lang / "wav" / f"{i:02d}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, x, SR)
-            utts.append(Utterance(str(path), len(x), lang, phones="a b", id=f"{lang}-{i:02d}"))
-        write_manifest(root / lang / "train.jsonl", utts)
-    out = tmp_path_factory.mktemp("shards")
-    write_shards(root, out, shard_size=40_000, splits=["train"], show_progress=False)
-    index = read_index(out)
-    return StreamSpec(index.root, tuple(index.of_split("train")), max_tokens=40_000, pretrain=False,
-                      labeler=lambda meta: [1], shuffle_buffer=4, window_batches=1)
+    return tone_spec(tone_shards(tmp_path_factory))
 
 
 def _ids(loader: ShardLoader, n: int) -> list[list[str]]:

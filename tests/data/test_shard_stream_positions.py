@@ -6,47 +6,20 @@ import math
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+from data_fixtures import TONE_SIZES, tone_shards, tone_spec
 
 from xlsr.data import shard_stream
-from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.data.shard_index import read_index
 from xlsr.data.shard_loader import ShardLoader
 from xlsr.data.shard_reader import ShardEnd, ShardSample, read_shard
 from xlsr.data.shard_stream import ConsumerStream, StreamSpec, assigned_shard
-from xlsr.data.shards import write_shards
 from xlsr.errors import XlsrError
-
-SR = 16000
-SIZES = {"aa": 14, "bb": 5}  # utterances per language: aa in ~5 shards, bb in ~2 at SHARD_SIZE
-SHARD_SIZE = 40_000
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
-    """A shard folder of short tones (0.4-1.2 s), ids <lang>-NN, each id's manifest line NN."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for lang, n in SIZES.items():
-        utts = []
-        for i in range(n):
-            x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(int(rng.integers(6400, 19200))) / SR)
-            path = root / lang / "wav" / f"{i:02d}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, x, SR)
-            utts.append(Utterance(str(path), len(x), lang, phones="a b", id=f"{lang}-{i:02d}"))
-        write_manifest(root / lang / "train.jsonl", utts)
-    out = tmp_path_factory.mktemp("shards")
-    write_shards(root, out, shard_size=SHARD_SIZE, splits=["train"], show_progress=False)
-    return out
-
-
-def _spec(out: Path, **kw) -> StreamSpec:
-    index = read_index(out)
-    base = dict(max_tokens=40_000, pretrain=False, labeler=lambda meta: [1], shuffle_buffer=4, window_batches=1)
-    return StreamSpec(index.root, tuple(index.of_split("train")), **{**base, **kw})
+    return tone_shards(tmp_path_factory)
 
 
 def _ids(info) -> set[str]:
@@ -61,7 +34,7 @@ def _shard(spec: StreamSpec, lang: str, position: int):
 def test_the_state_counts_every_shard_whose_utterances_have_all_left(shards, monkeypatch):
     """A checkpoint's `done` is exactly the leading shards that ended and whose every utterance was handed over in a
     batch: one that lags re-reads whole shards after a resume."""
-    spec = _spec(shards)
+    spec = tone_spec(shards)
     ended: set[str] = set()
     read = shard_stream.read_shard
 
@@ -104,7 +77,7 @@ def test_a_shard_with_an_undecodable_utterance_still_finishes(shards, tmp_path):
 
     dst = tmp_path / "shards"
     shutil.copytree(shards, dst)
-    spec = _spec(dst)
+    spec = tone_spec(dst)
     first = _shard(spec, "aa", 0)  # consumer 0 of 1 reads position 0 first
     assert first.utterances >= 2
     _flip_audio(dst / first.path, 0)
@@ -122,7 +95,7 @@ def test_another_layout_starts_exactly_after_what_every_old_consumer_finished(sh
     """2 consumers before (2 ranks or 2 workers), 3 now: the positions every old consumer had passed are not read
     again, and the new consumers together start at the first position one of them had not finished, leaving none
     out."""
-    spec = _spec(shards, window_batches=1)
+    spec = tone_spec(shards, window_batches=1)
     old, new = layout[0] * layout[1], 3
     states = {}
     for c in range(old):
@@ -146,12 +119,12 @@ def test_another_layout_starts_exactly_after_what_every_old_consumer_finished(sh
 def test_an_utterance_exactly_at_the_length_limit_is_fine_tuned_on(shards):
     """Fine-tuning drops utterances longer than max_tokens, not one exactly that long (as the manifest loader)."""
     index = read_index(shards)
-    lengths = {got.meta["id"]: got.meta["num_samples"] for info in _spec(shards).shards
+    lengths = {got.meta["id"]: got.meta["num_samples"] for info in tone_spec(shards).shards
                for got in read_shard(index.root, info) if isinstance(got, ShardSample)}
     uid, n = max(lengths.items(), key=lambda kv: kv[1])
-    ids = [i for b in ShardLoader(_spec(shards, passes=1, max_tokens=n)) for i in b.ids]
+    ids = [i for b in ShardLoader(tone_spec(shards, passes=1, max_tokens=n)) for i in b.ids]
     assert sorted(ids) == sorted(lengths)  # the longest one included
-    shorter = [i for b in ShardLoader(_spec(shards, passes=1, max_tokens=n - 1)) for i in b.ids]
+    shorter = [i for b in ShardLoader(tone_spec(shards, passes=1, max_tokens=n - 1)) for i in b.ids]
     assert uid not in shorter
 
 
@@ -164,14 +137,14 @@ def test_a_language_none_of_whose_shards_can_be_read_stops_the_run_in_one_line(s
     shutil.copytree(shards, dst)
     for tar in (dst / "train").glob("bb-*.tar"):
         tar.write_bytes(tar.read_bytes()[:100])
-    loader = ShardLoader(_spec(dst, alpha=0.0), epoch_batches=40, max_bad_share=1.0)
+    loader = ShardLoader(tone_spec(dst, alpha=0.0), epoch_batches=40, max_bad_share=1.0)
     with pytest.raises(XlsrError, match="no readable utterance in any bb shard") as exc:
         list(loader)
     assert "\n" not in str(exc.value)
 
 
 def test_a_resumed_epoch_yields_only_the_batches_left_in_it(shards):
-    spec = _spec(shards)
+    spec = tone_spec(shards)
     loader = ShardLoader(spec, epoch_batches=7)
     taken = [b for _, b in zip(range(3), loader)]
     state = loader.state_dict()
@@ -193,12 +166,12 @@ def test_the_bad_file_share_is_of_one_ranks_part_of_the_split(shards, tmp_path):
         first = [m for m in t.getmembers() if m.name.endswith(".json")][0]
     tar.write_bytes(tar.read_bytes()[:first.offset_data + first.size + 100])  # cut in its 2nd utterance
     missing = victim.utterances - 1
-    total = sum(SIZES.values())
+    total = sum(TONE_SIZES.values())
     share = 1.5 * missing / total  # under the split's share, over one half's
     stopped = []
     for rank in range(2):
         try:
-            list(ShardLoader(_spec(dst, passes=1), rank=rank, world_size=2, max_bad_share=share))
+            list(ShardLoader(tone_spec(dst, passes=1), rank=rank, world_size=2, max_bad_share=share))
         except XlsrError as exc:
             stopped.append((rank, str(exc)))
     assert len(stopped) == 1 and f"{missing} of about {total // 2} utterances" in stopped[0][1]
@@ -222,10 +195,10 @@ def test_each_languages_validation_loader_reads_that_language_alone_once(shards)
     from xlsr.data.shard_loader import shard_valid_loaders
 
     loaders = shard_valid_loaders(shards, "train", None, max_tokens=40_000, pretrain=False, labeler=lambda meta: [1])
-    assert sorted(loaders) == sorted(SIZES)
+    assert sorted(loaders) == sorted(TONE_SIZES)
     for lang, loader in loaders.items():
         ids = [i for b in loader for i in b.ids]
-        assert sorted(ids) == [f"{lang}-{i:02d}" for i in range(SIZES[lang])]
+        assert sorted(ids) == [f"{lang}-{i:02d}" for i in range(TONE_SIZES[lang])]
 
 
 def test_fine_tuning_streams_draw_languages_by_their_audio_and_drop_utterances_over_max_sample_size(shards):

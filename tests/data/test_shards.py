@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from data_fixtures import write_tone
 
 from xlsr.cli.main import main
 from xlsr.data import shard_stream
@@ -35,12 +36,9 @@ def write_corpus(root: Path) -> Path:
         for split, count in (("train", n), ("dev", 2)):
             utts = []
             for i in range(count):
-                x = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * np.arange(int(rng.integers(6400, 19200))) / SR)
                 path = root / lang / "wav" / f"{split}{i:02d}.wav"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                sf.write(path, x, SR)
-                utts.append(Utterance(str(path), len(x), lang, speaker="s", phones="a b" if i % 2 else "b c",
-                                      text="ab", id=f"{lang}-{split}{i:02d}"))
+                utts.append(Utterance(str(path), write_tone(path, rng), lang, speaker="s",
+                                      phones="a b" if i % 2 else "b c", text="ab", id=f"{lang}-{split}{i:02d}"))
             write_manifest(root / lang / f"{split}.jsonl", utts)
     return root
 
