@@ -29,7 +29,10 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
     _check_hf_supported(hf, source)
     base = dict(hf.get("xlsr_config") or {})
     fields = _fields_from_hf(hf, source)
-    if architecture == "Wav2Vec2ForCTC" and not hf.get("apply_spec_augment", True):
+    spec_augment = hf.get("apply_spec_augment", True)
+    if not isinstance(spec_augment, bool):
+        raise CheckpointError(f"{source}: apply_spec_augment={_clip(spec_augment)} must be true or false")
+    if architecture == "Wav2Vec2ForCTC" and not spec_augment:
         fields["mask_prob"] = fields["mask_channel_prob"] = 0.0  # HF then never masks while fine-tuning
     if normalize is not None:
         fields["normalize_waveform"] = normalize
@@ -39,7 +42,7 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
     try:
         return Wav2Vec2Config.from_dict({**base, **fields})
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
+        raise CheckpointError(f"{source}: {_hf_words(str(exc))}") from None
 
 
 def _check_hf_supported(hf: dict, source: str | Path) -> None:
@@ -61,51 +64,79 @@ def ignored_ctc_loss_fields(hf: dict) -> dict[str, Any]:
             if hf.get(name, default) != _XLSR_CTC_LOSS[name]}  # fmt: skip
 
 
-# One piece: the field-by-field map reads as a table; split, it would hide which HF key feeds which field.
+# Our field: (HF key, transformers' default where the key is absent). Values pass through unconverted, so that
+# Wav2Vec2Config's checks see what the file holds ("0.1", 16.7 or "false" are refused, never read as 0.1, 16, True).
+_HF_FIELDS: dict[str, tuple[str, Any]] = {
+    "conv_bias": ("conv_bias", False),
+    "hidden_size": ("hidden_size", None),
+    "num_layers": ("num_hidden_layers", None),
+    "num_heads": ("num_attention_heads", None),
+    "ffn_dim": ("intermediate_size", None),
+    "layer_norm_first": ("do_stable_layer_norm", False),
+    "dropout": ("hidden_dropout", 0.1),
+    "attention_dropout": ("attention_dropout", 0.1),
+    "activation_dropout": ("activation_dropout", 0.1),
+    "dropout_input": ("feat_proj_dropout", 0.0),
+    "dropout_features": ("feat_quantizer_dropout", 0.0),
+    "final_dropout": ("final_dropout", 0.1),
+    "layerdrop": ("layerdrop", 0.1),
+    "conv_pos": ("num_conv_pos_embeddings", 128),
+    "conv_pos_groups": ("num_conv_pos_embedding_groups", 16),
+    "layer_norm_eps": ("layer_norm_eps", 1e-5),
+    "adapter_attn_dim": ("adapter_attn_dim", None),
+    "final_dim": ("proj_codevector_dim", 256),
+    "codevector_dim": ("codevector_dim", 256),
+    "num_codevector_groups": ("num_codevector_groups", 2),
+    "num_codevectors_per_group": ("num_codevectors_per_group", 320),
+    "logit_temp": ("contrastive_logits_temperature", 0.1),
+    "num_negatives": ("num_negatives", 100),
+    "diversity_weight": ("diversity_loss_weight", 0.1),
+    "mask_prob": ("mask_time_prob", 0.05),
+    "mask_length": ("mask_time_length", 10),
+    "min_masks": ("mask_time_min_masks", 2),
+    "mask_channel_prob": ("mask_feature_prob", 0.0),
+    "mask_channel_length": ("mask_feature_length", 10),
+}
+_REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "conv_dim", "conv_kernel", "conv_stride")
+
+
 def _fields_from_hf(hf: dict, source: str | Path) -> dict[str, Any]:
     """Our config fields read from the HF keys (HF's defaults where a key is absent)."""
-    try:
-        conv = list(zip(hf["conv_dim"], hf["conv_kernel"], hf["conv_stride"], strict=True))
-        fields: dict[str, Any] = dict(
-            conv_layers=conv,
-            extractor_mode=_EXTRACTOR_MODES[hf.get("feat_extract_norm", "group")],
-            conv_bias=bool(hf.get("conv_bias", False)),
-            hidden_size=int(hf["hidden_size"]),
-            num_layers=int(hf["num_hidden_layers"]),
-            num_heads=int(hf["num_attention_heads"]),
-            ffn_dim=int(hf["intermediate_size"]),
-            layer_norm_first=bool(hf.get("do_stable_layer_norm", False)),
-            dropout=float(hf.get("hidden_dropout", 0.1)),
-            attention_dropout=float(hf.get("attention_dropout", 0.1)),
-            activation_dropout=float(hf.get("activation_dropout", 0.1)),
-            dropout_input=float(hf.get("feat_proj_dropout", 0.0)),
-            dropout_features=float(hf.get("feat_quantizer_dropout", 0.0)),
-            final_dropout=float(hf.get("final_dropout", 0.1)),
-            layerdrop=float(hf.get("layerdrop", 0.1)),
-            conv_pos=int(hf.get("num_conv_pos_embeddings", 128)),
-            conv_pos_groups=int(hf.get("num_conv_pos_embedding_groups", 16)),
-            layer_norm_eps=float(hf.get("layer_norm_eps", 1e-5)),
-            # transformers builds MMS adapters in pre-LN ("stable") blocks only.
-            adapter_attn_dim=(int(hf["adapter_attn_dim"]) if hf.get("adapter_attn_dim") is not None
-                              and hf.get("do_stable_layer_norm") else None),
-            final_dim=int(hf.get("proj_codevector_dim", 256)),
-            codevector_dim=int(hf.get("codevector_dim", 256)),
-            num_codevector_groups=int(hf.get("num_codevector_groups", 2)),
-            num_codevectors_per_group=int(hf.get("num_codevectors_per_group", 320)),
-            logit_temp=float(hf.get("contrastive_logits_temperature", 0.1)),
-            num_negatives=int(hf.get("num_negatives", 100)),
-            diversity_weight=float(hf.get("diversity_loss_weight", 0.1)),
-            mask_prob=float(hf.get("mask_time_prob", 0.05)),
-            mask_length=int(hf.get("mask_time_length", 10)),
-            min_masks=int(hf.get("mask_time_min_masks", 2)),
-            mask_channel_prob=float(hf.get("mask_feature_prob", 0.0)),
-            mask_channel_length=int(hf.get("mask_feature_length", 10)),
-        )
-    except KeyError as exc:
-        raise CheckpointError(f"{source}: missing field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: conv_dim/conv_kernel/conv_stride or a size field is malformed ({exc})") from None
+    for key in _REQUIRED:
+        if key not in hf:
+            raise CheckpointError(f"{source}: missing field {key!r}")
+    cnn = {key: hf[key] for key in ("conv_dim", "conv_kernel", "conv_stride")}
+    for key, value in cnn.items():
+        if not isinstance(value, list):
+            raise CheckpointError(f"{source}: {key}={_clip(value)} must be a list (one value per CNN layer)")
+    if len({len(v) for v in cnn.values()}) != 1:
+        raise CheckpointError(f"{source}: conv_dim, conv_kernel and conv_stride must have one value per CNN layer "
+                              f"each; their lengths are {', '.join(str(len(v)) for v in cnn.values())}")
+    fields: dict[str, Any] = {ours: hf.get(key, default) if hf.get(key) is not None else default
+                              for ours, (key, default) in _HF_FIELDS.items()}
+    fields["conv_layers"] = [list(layer) for layer in zip(*cnn.values())]
+    fields["extractor_mode"] = _EXTRACTOR_MODES[hf.get("feat_extract_norm", "group")]
+    if fields["layer_norm_first"] is not True:  # transformers builds MMS adapters in pre-LN ("stable") blocks only
+        fields["adapter_attn_dim"] = None
     return fields
+
+
+def _hf_words(message: str) -> str:
+    """A Wav2Vec2Config message in the HF file's words: "Wav2Vec2Config.ffn_dim=0: ..." -> "intermediate_size=0: ..."."""
+    head, dot, rest = message.partition(".")
+    if head != "Wav2Vec2Config" or not dot:
+        return message
+    name = rest.split("=", 1)[0].split(":", 1)[0].split("[", 1)[0]
+    if name == "conv_layers":
+        return "conv_dim/conv_kernel/conv_stride (as Wav2Vec2Config." + rest + ")"
+    key = _HF_FIELDS.get(name, (None,))[0]
+    return key + rest[len(name):] if key else message
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # One piece: the key-by-key map reads as a table; split, it would hide which field feeds which HF key.

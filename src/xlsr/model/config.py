@@ -1,6 +1,8 @@
 """Wav2Vec2Config: every hyperparameter of wav2vec 2.0 / XLSR, the named presets, and a JSON round trip.
 
-Field names follow docs/CONTRACTS.md; the fairseq name is given in brackets where it differs.
+Field names follow docs/CONTRACTS.md; the fairseq name is given in brackets where it differs. Every config
+(a preset, a checkpoint's config.json, an imported HF or fairseq config) is checked here, once: each value of
+the right kind (nothing coerced), and sizes within bounds (MAX_SIZES, MAX_CNN) far above any published model.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,10 +83,38 @@ class Wav2Vec2Config:
     normalize_waveform: bool = False
 
     def __post_init__(self) -> None:
+        self._check_types()
         # JSON/YAML give lists; keep one canonical (hashable, comparable) form.
         self.conv_layers = [tuple(int(v) for v in layer) for layer in self.conv_layers]
         self.latent_temp = tuple(float(v) for v in self.latent_temp)
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise XlsrError naming the first field whose value is of the wrong kind (a config file may hold anything).
+
+        Nothing is coerced: "0.1", 16.7 or true where a whole number belongs would otherwise be read as something
+        the file did not say (int(16.7) is 16, bool("false") is True). Integers of other types (numpy) become int.
+        """
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = _FIELD_KINDS.get(f.name)
+            if kind is None:
+                continue
+            if value is None and f.name in _OPTIONAL:
+                continue
+            if not _is_kind(value, kind):
+                raise XlsrError(f"Wav2Vec2Config.{f.name}={_clip(value)}: must be {_KIND_WORDS[kind]}"
+                                f"{' or null' if f.name in _OPTIONAL else ''}, not {type(value).__name__}")
+            if kind is int:
+                setattr(self, f.name, int(value))
+        if not isinstance(self.conv_layers, (list, tuple)) or not all(
+                isinstance(t, (list, tuple)) and len(t) == 3 and all(_is_kind(v, int) for v in t)
+                for t in self.conv_layers):  # fmt: skip
+            raise XlsrError(f"Wav2Vec2Config.conv_layers={_clip(self.conv_layers)}: must be a list of "
+                            f"[dim, kernel, stride] triples of whole numbers")
+        if not isinstance(self.latent_temp, (list, tuple)) or not all(_is_kind(v, float) for v in self.latent_temp):
+            raise XlsrError(f"Wav2Vec2Config.latent_temp={_clip(self.latent_temp)}: must be a list of numbers "
+                            f"[max, min, decay]")
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -94,6 +125,16 @@ class Wav2Vec2Config:
 
         if not self.conv_layers or any(len(t) != 3 or min(t) < 1 for t in self.conv_layers):
             raise bad("conv_layers", "must be a non-empty list of (dim, kernel, stride) with positive ints")
+        # Upper bounds far above any published model, checked before anything is built: a file asking for a
+        # 10**9-wide or 10**6-deep model is refused here, not after minutes of building or gigabytes allocated.
+        if len(self.conv_layers) > MAX_CNN["layers"]:
+            raise XlsrError(f"Wav2Vec2Config.conv_layers: {len(self.conv_layers)} layers, above the limit "
+                            f"{MAX_CNN['layers']} (the published models have 7)")
+        for i, (dim, kernel, stride) in enumerate(self.conv_layers):
+            for what, value in (("dim", dim), ("kernel", kernel), ("stride", stride)):
+                if value > MAX_CNN[what]:
+                    raise XlsrError(f"Wav2Vec2Config.conv_layers[{i}]: {what} {value} is above the limit "
+                                    f"{MAX_CNN[what]}, which no published model comes near (512, 10, 5)")
         if self.extractor_mode not in ("group_norm", "layer_norm"):
             raise bad("extractor_mode", "allowed: 'group_norm', 'layer_norm'")
         for name in ("hidden_size", "num_layers", "num_heads", "ffn_dim", "final_dim", "codevector_dim",
@@ -103,6 +144,11 @@ class Wav2Vec2Config:
                 raise bad(name, "must be a positive integer")
         if self.adapter_attn_dim is not None and int(self.adapter_attn_dim) < 1:
             raise bad("adapter_attn_dim", "must be a positive integer or None")
+        for name, limit in MAX_SIZES.items():
+            value = getattr(self, name)
+            if value is not None and value > limit:
+                raise bad(name, f"above the limit {limit}, which no published model comes near "
+                                f"(the largest, XLS-R 2B: hidden_size 1920, num_layers 48, ffn_dim 7680)")
         if self.hidden_size % self.num_heads:
             raise bad("num_heads", f"must divide hidden_size={self.hidden_size}")
         if self.hidden_size % self.conv_pos_groups:
@@ -200,6 +246,48 @@ class Wav2Vec2Config:
         if not isinstance(d, dict):
             raise XlsrError(f"{path}: expected a JSON object with Wav2Vec2Config fields")
         return cls.from_dict(d)
+
+
+# What each field holds (int: a whole number, never a bool; float: any number; bool: true/false only).
+_FIELD_KINDS: dict[str, type] = {
+    **dict.fromkeys(("hidden_size", "num_layers", "num_heads", "ffn_dim", "conv_pos", "conv_pos_groups",
+                     "adapter_attn_dim", "final_dim", "codevector_dim", "num_codevector_groups",
+                     "num_codevectors_per_group", "num_negatives", "cross_sample_negatives", "mask_length",
+                     "min_masks", "mask_channel_length"), int),
+    **dict.fromkeys(("feature_grad_mult", "dropout", "attention_dropout", "activation_dropout", "dropout_input",
+                     "dropout_features", "final_dropout", "layerdrop", "layer_norm_eps", "logit_temp", "mask_prob",
+                     "mask_channel_prob", "diversity_weight", "feature_penalty_weight"), float),
+    **dict.fromkeys(("conv_bias", "layer_norm_first", "normalize_waveform"), bool),
+    "extractor_mode": str,
+}
+_OPTIONAL = {"adapter_attn_dim"}
+_KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+# Upper bounds on the sizes (the largest published values: XLS-R 2B 1920 wide, 48 layers, FFN 7680; MMS-1B
+# 1280/48/5120; a 7-layer CNN of 512 channels, kernels <= 10, strides <= 5; 2 x 320 codevectors of 1024 dims).
+MAX_SIZES: dict[str, int] = {
+    "hidden_size": 16384, "num_layers": 1024, "ffn_dim": 65536, "adapter_attn_dim": 16384,
+    "final_dim": 16384, "codevector_dim": 16384, "num_codevector_groups": 64,
+    "num_negatives": 10000, "cross_sample_negatives": 10000, "conv_pos": 4096,
+}
+MAX_CNN = {"layers": 64, "dim": 16384, "kernel": 4096, "stride": 4096}
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):  # True is an int in Python; in a config it is a mistake for a size or a rate
+        return False
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real)
+    return isinstance(value, kind)
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # Base = fairseq wav2vec2_base_librispeech.yaml; the XLSR family = wav2vec2_large_librivox.yaml ("vox_new":
