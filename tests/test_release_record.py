@@ -3,9 +3,9 @@ corpus's hours (the train split's apart), and the run's last checkpoint (not its
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import yaml
+from _release_fakes import fake_command, fake_synth
 
 from xlsr.released import RELEASES, TARGET
 
@@ -16,16 +16,9 @@ SECONDS = {"train": 720.0, "dev": 90.0, "test": 90.0}  # per language, as synth.
 def _fake_xlsr(args, log_file=None, threads=None):
     """`run_xlsr` stand-in: each command writes what the build reads next; the run's best and last checkpoints
     differ, as after a validation that picked an earlier update."""
-    value = {k: args[i + 1] for i, k in enumerate(args[:-1]) if k.startswith("--")}
-    out = Path(value["--out"]) if "--out" in value else Path(args[1])
+    out, value = fake_command(args)
     if args[0] == "synth":
-        langs = value["--langs"].split(",")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "synth.json").write_text(json.dumps({
-            "seed": int(value["--seed"]), "utts_per_lang": int(value["--utts-per-lang"]),
-            "languages": {lang: {} for lang in langs}, "augment": value["--augment"], "voices": value["--voices"],
-            "speakers_per_lang": int(value["--speakers-per-lang"]),
-            "summary": {"seconds": {lang: dict(SECONDS) for lang in langs}}}))
+        fake_synth(out, value, SECONDS)
     elif args[0] == "pretrain":
         updates = int(value["--max-updates"])
         for name in ("last", "best"):

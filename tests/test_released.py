@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from _release_fakes import fake_command, fake_synth
 
 import xlsr
 from xlsr.data.synth.languages import LANGUAGES
@@ -183,22 +184,14 @@ def test_a_build_whose_pretraining_was_stopped_early_makes_no_release(tmp_path, 
 
 def _fake_build_commands(calls):
     """`run_xlsr` stand-in: each command writes what the build reads next; `calls` gets (command, run/ existed)."""
-    from pathlib import Path
 
     import yaml
 
     def fake_xlsr(args, log_file=None, threads=None):
-        out = Path(args[args.index("--out") + 1]) if "--out" in args else Path(args[1])
-        value = {k: args[i + 1] for i, k in enumerate(args[:-1]) if k.startswith("--")}
+        out, value = fake_command(args)
         if args[0] == "synth":
             calls.append(("synth", None))
-            langs = value["--langs"].split(",")
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "synth.json").write_text(json.dumps({
-                "seed": int(value["--seed"]), "utts_per_lang": int(value["--utts-per-lang"]),
-                "languages": {lang: {} for lang in langs}, "augment": value["--augment"], "voices": value["--voices"],
-                "speakers_per_lang": int(value["--speakers-per-lang"]),
-                "summary": {"seconds": {lang: {"train": 60.0} for lang in langs}}}))
+            fake_synth(out, value, {"train": 60.0})
         elif args[0] == "pretrain":
             calls.append(("pretrain", out.exists()))  # an existing run/ is resumed by `xlsr pretrain`
             updates = int(value["--max-updates"])

@@ -3,9 +3,9 @@ the pretraining audio (train split only); rebuilding replaces the earlier releas
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import yaml
+from _release_fakes import fake_command, fake_synth
 
 from xlsr.released import RELEASES, TARGET
 
@@ -14,16 +14,9 @@ MONO = f"tiny-monolingual-{TARGET}"
 
 def _fake_xlsr(args, log_file=None, threads=None):
     """`run_xlsr` stand-in: each command writes what the build reads next (a best checkpoint beside the last)."""
-    out = Path(args[args.index("--out") + 1]) if "--out" in args else Path(args[1])
-    value = {k: args[i + 1] for i, k in enumerate(args[:-1]) if k.startswith("--")}
+    out, value = fake_command(args)
     if args[0] == "synth":
-        langs = value["--langs"].split(",")
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "synth.json").write_text(json.dumps({
-            "seed": int(value["--seed"]), "utts_per_lang": int(value["--utts-per-lang"]),
-            "languages": {lang: {} for lang in langs}, "augment": value["--augment"], "voices": value["--voices"],
-            "speakers_per_lang": int(value["--speakers-per-lang"]),
-            "summary": {"seconds": {lang: {"train": 720.0, "dev": 360.0, "test": 360.0} for lang in langs}}}))
+        fake_synth(out, value, {"train": 720.0, "dev": 360.0, "test": 360.0})
     elif args[0] == "pretrain":
         updates = int(value["--max-updates"])
         for which in ("last", "best"):
