@@ -152,8 +152,7 @@ class ConsumerStream:
         self.dropped: set[str] = set()  # languages none of whose shards holds one: left out of the draw
         self.bad: list[Bad] = []
         self.once: list[Bad] = []
-        self.told_long: set[str] = set()  # languages whose first too long utterance was reported
-        self.told_unlabelled: set[str] = set()  # languages whose first unlabelled utterance was reported
+        self.told: set[tuple[str, str]] = set()  # (language, reason) whose first skipped utterance was reported
         self.fatal: str | None = None
         self.empty_run = dict.fromkeys(self.by_lang, 0)
 
@@ -301,23 +300,18 @@ class ConsumerStream:
         if spec.pretrain:
             return
         n, limit = sample.meta["num_samples"], length_limit(spec.max_tokens, spec.max_sample_size)
-        if n > limit:
-            if item.lang not in self.told_long:
-                self.told_long.add(item.lang)
-                where = spec.root / spec.shards[0].split
-                self.once.append(Bad(f"{where}: {item.lang} longer than {limit}", 0,
-                                     f"{where}: {item.lang} utterances longer than {limit} samples (max_tokens, "
-                                     f"max_sample_size) are skipped as they stream by (the index does not say how "
-                                     f"many; the first: {sample.shard}: utterance {sample.meta.get('id', sample.key)}"
-                                     f", {n} samples)"))
+        reason = f"longer than {limit}" if n > limit else "unlabelled"
+        if (item.lang, reason) in self.told:  # one line per language and run, not per utterance and epoch
             return
-        if item.lang not in self.told_unlabelled:  # one line per language and run, not per utterance and epoch
-            self.told_unlabelled.add(item.lang)
-            where = spec.root / spec.shards[0].split
-            self.once.append(Bad(f"{where}: {item.lang} unlabelled", 0,
-                                 f"{where}: {item.lang} utterances whose label is empty or needs more frames than "
-                                 f"their audio gives are skipped as they stream by (the first: {sample.shard}: "
-                                 f"utterance {sample.meta.get('id', sample.key)} skipped, {n} samples)"))
+        self.told.add((item.lang, reason))
+        where, first = spec.root / spec.shards[0].split, f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}"
+        if n > limit:
+            what = (f"longer than {limit} samples (max_tokens, max_sample_size) are skipped as they stream by (the index "
+                    f"does not say how many; the first: {first}, {n} samples)")
+        else:
+            what = (f"whose label is empty or needs more frames than their audio gives are skipped as they stream by "
+                    f"(the first: {first} skipped, {n} samples)")
+        self.once.append(Bad(f"{where}: {item.lang} {reason}", 0, f"{where}: {item.lang} utterances {what}"))
 
     def batches(self) -> Iterator[Produced]:
         """Batches of about `window_batches` × `max_tokens` windows of the item stream, then a last report."""
