@@ -38,18 +38,26 @@ from xlsr.errors import XlsrError
 
 
 def named(text: str) -> tuple[str, Path, float | None]:
-    """NAME=CHECKPOINT, or NAME=CHECKPOINT@RATE for a peak rate of its own."""
-    name, sep, path = text.partition("=")
-    path, at, rate = path.rpartition("@") if "@" in path else (path, "", "")
-    if not sep or not name or not path:
+    """NAME=CHECKPOINT, or NAME=CHECKPOINT@RATE for a peak rate of its own.
+
+    The last @ starts a rate only where a peak rate (a number between 0 and 1) follows it and the whole of
+    CHECKPOINT@RATE is no existing path; otherwise it is part of the path (a folder `run@2`, or an existing
+    `lr@0.5`, whose own rate then goes after another @: `lr@0.5@1e-3`)."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec:
         raise argparse.ArgumentTypeError(f"expected NAME=CHECKPOINT[@RATE], got {text!r}")
+    path, _, rate = spec.rpartition("@")
+    lr = _peak_rate(rate) if path and not Path(spec).exists() else None
+    return (name, Path(path), lr) if lr is not None else (name, Path(spec), None)
+
+
+def _peak_rate(text: str) -> float | None:
+    """`text` as a peak rate, or None where it is no number between 0 and 1."""
     try:
-        lr = float(rate) if at else None
+        lr = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: the rate after @ is no number") from None
-    if lr is not None and not 0 < lr < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a peak rate between 0 and 1")
-    return name, Path(path), lr
+        return None
+    return lr if 0 < lr < 1 else None
 
 
 def main() -> None:
@@ -75,7 +83,8 @@ def main() -> None:
         # each checkpoint's runs at its own rate or the one rate (DemoSettings names its rates by the demo's inits)
         settings = replace(settings, finetune_lr={name: own or lr for name, _, own in args.model})
         if missing := [str(path) for _, path, _ in args.model if not path.exists()]:
-            raise XlsrError(f"--model: no checkpoint at {', '.join(missing)}")
+            rate = " (a rate after the last @ is a number between 0 and 1)" if any("@" in p for p in missing) else ""
+            raise XlsrError(f"--model: no checkpoint at {', '.join(missing)}{rate}")
         if missing := [path for path in args.eval if not Path(path).is_file()]:
             raise XlsrError(f"--eval: no manifest at {', '.join(missing)}")
     except (XlsrError, ValueError) as err:

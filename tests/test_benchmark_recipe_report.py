@@ -147,9 +147,31 @@ def trial():
 def test_a_model_names_its_checkpoint_and_optionally_its_own_peak_rate(trial):
     assert trial.named("a=/runs/r@2/ckpt@2e-3") == ("a", Path("/runs/r@2/ckpt"), 2e-3)
     assert trial.named("b=/runs/ckpt") == ("b", Path("/runs/ckpt"), None)
-    for bad in ("a=/ckpt@0", "a=/ckpt@1", "a=/ckpt@x", "/ckpt", "=/ckpt"):
+    for bad in ("/ckpt", "=/ckpt", "a="):
         with pytest.raises(argparse.ArgumentTypeError):
             trial.named(bad)
+
+
+@pytest.mark.parametrize("spec", ["/runs/run@2", "/runs/run@2/ckpt", "/ckpt@0", "/ckpt@1", "/ckpt@x", "/ckpt@nan",
+                                  "@1e-3"])
+def test_an_at_not_followed_by_a_peak_rate_is_part_of_the_path(trial, spec):
+    # a folder named run@2 was split into run and a rate of 2 (refused), run@2/ckpt into run and "2/ckpt"
+    assert trial.named(f"a={spec}") == ("a", Path(spec), None)
+
+
+def test_an_existing_path_ending_in_a_rate_is_that_path(trial, tmp_path):
+    (tmp_path / "lr@0.5").mkdir()
+    assert trial.named(f"a={tmp_path}/lr@0.5") == ("a", tmp_path / "lr@0.5", None)
+    assert trial.named(f"a={tmp_path}/lr@0.5@1e-3") == ("a", tmp_path / "lr@0.5", 1e-3)
+    assert trial.named(f"a={tmp_path}/lr@0.25") == ("a", tmp_path / "lr", 0.25)  # no such path: a rate
+
+
+def test_a_missing_checkpoint_with_an_at_says_how_a_rate_is_read(trial, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["finetune_trial.py", "--out", str(tmp_path), "--model", f"a={tmp_path}/ckpt@2"])
+    with pytest.raises(SystemExit) as e:
+        trial.main()
+    assert str(e.value) == (f"error: --model: no checkpoint at {tmp_path}/ckpt@2 (a rate after the last @ is a number "
+                            f"between 0 and 1)")
 
 
 def test_each_model_runs_at_its_own_rate_and_the_table_pools_its_seeds(trial, tmp_path, monkeypatch, capsys):

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from xlsr.errors import CheckpointError
 from xlsr.interop.huggingface import export_hf
@@ -53,12 +54,16 @@ NATIVE = [
     ("conv_layers", [[8, 10.5, 5], [8, 3, 2]], "whole numbers"), ("conv_layers", [[8, 0, 5], [8, 3, 2]], "positive"),
     ("conv_layers", [[10**9, 10, 5], [8, 3, 2]], "above the limit"), ("final_dim", 10**9, "above the limit"),
     ("num_negatives", 10**12, "above the limit"),
+    ("num_codevectors_per_group", 2**31, "with Wav2Vec2Config.num_codevector_groups=2 the codebook holds G x V = "
+                                         "4294967296 codevectors, above the limit"),
 ]
 
 
 @pytest.mark.parametrize("field,value,why", NATIVE, ids=[f"{f}={v!r}"[:30] for f, v, _ in NATIVE])
-def test_native_config_value_refused_in_one_line(folders, tmp_path, field, value, why):
+def test_native_config_value_refused_in_one_line(folders, tmp_path, field, value, why, monkeypatch):
     d = _edited(folders, tmp_path, "xlsr", field, value)
+    import xlsr.interop.native as native
+    monkeypatch.setattr(native, "build_model", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(CheckpointError) as e:
         load_pretrained(d)
     msg = str(e.value)
@@ -80,16 +85,51 @@ HF = [
     ("do_stable_layer_norm", "false", "do_stable_layer_norm='false': must be true or false"),  # was read as True
     ("apply_spec_augment", "false", "apply_spec_augment='false' must be true or false"),
     ("mask_time_prob", float("nan"), "mask_time_prob=nan: must be in [0, 1]"),
+    ("num_codevectors_per_group", 2**31, "num_codevectors_per_group=2147483648: with num_codevector_groups=2 the "
+                                         "codebook holds G x V = 4294967296 codevectors, above the limit 65536"),
+    ("num_codevector_groups", 40000, "num_codevector_groups=40000: above the limit 64"),
 ]
 
 
 @pytest.mark.parametrize("field,value,why", HF, ids=[f"{f}={v!r}"[:30] for f, v, _ in HF])
-def test_hf_config_value_refused_in_hf_words(folders, tmp_path, field, value, why):
+def test_hf_config_value_refused_in_hf_words(folders, tmp_path, field, value, why, monkeypatch):
     d = _edited(folders, tmp_path, "hf", field, value)
+    import xlsr.interop.native as native
+    monkeypatch.setattr(native, "build_model", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(CheckpointError) as e:
         load_pretrained(d)
     msg = str(e.value)
     assert msg.startswith(f"{d / 'config.json'}: ") and "\n" not in msg and why in msg
+
+
+FAIRSEQ = [
+    ("latent_vars", 2**31, "config does not build a model (latent_vars=2147483648: with latent_groups=2 the codebook "
+                           "holds G x V = 4294967296 codevectors, above the limit 65536"),
+    ("latent_groups", 40000, "config does not build a model (latent_groups=40000: above the limit 64"),
+    ("encoder_layers", 10**6, "config does not build a model (encoder_layers=1000000: above the limit 1024"),
+    ("encoder_layers", float("inf"), "encoder_layers=inf is not an integer"),  # was an OverflowError
+    ("encoder_layers", float("nan"), "encoder_layers=nan is not an integer"),
+    ("encoder_layers", 12.7, "encoder_layers=12.7 is not an integer"),  # was read as 12
+    ("latent_dim", float("inf"), "latent_dim=inf is not an integer"),  # was an OverflowError
+    ("pos_conv_depth", float("inf"), "pos_conv_depth=inf is not an integer"),  # was an OverflowError
+    ("dropout", 10**400, "dropout=1000000000"),  # was an OverflowError (an int past float's range)
+    ("conv_feature_layers", "[(512, 1e999, 5)]", "conv_feature_layers='[(512, 1e999, 5)]': not a list of (dim, "
+                                                 "kernel, stride) whole numbers"),  # was an OverflowError
+    ("conv_feature_layers", [[512, 10.5, 5]], "conv_feature_layers=[[512, 10.5, 5]]: not a list"),  # was read as 10
+]
+
+
+@pytest.mark.parametrize("field,value,why", FAIRSEQ, ids=[f"{f}={v!r}"[:30] for f, v, _ in FAIRSEQ])
+def test_fairseq_config_value_refused_in_fairseq_words(tmp_path, field, value, why, monkeypatch):
+    import xlsr.interop.fairseq as fairseq
+    monkeypatch.setattr(fairseq, "model_with_weights", lambda *a, **k: pytest.fail("a model was built"))
+    path = tmp_path / "absurd.pt"
+    torch.save({"cfg": {"model": {"_name": "wav2vec2", field: value}, "task": {}},
+                "model": {"quantizer.vars": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError) as e:
+        load_pretrained(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg and why in msg
 
 
 def test_huge_model_refused_before_anything_is_built(folders, tmp_path, monkeypatch):

@@ -52,3 +52,31 @@ def test_a_word_delimiter_without_brackets_keeps_its_name(tmp_path):
     vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "WB": 4}
     folder = _tokenizer_folder(tmp_path, vocab, {"word_delimiter_token": "WB"})
     assert read_hf_vocab(folder, len(vocab)) == (["<pad>", "<unk>", "|", "a", "WB"], 1)
+
+
+def test_added_and_extra_special_tokens_are_read_as_transformers_matches_them(tmp_path):
+    # transformers matches a special token as written before it upper-cases the rest of a text: "NOISE" is that token,
+    # "noise" the letters N O I S E. So a label names it as written, and our token keeps its name. (Its decode then
+    # lower-cases the whole transcript, specials included: ours differ from it in case only, as for UNK above.)
+    from transformers import AddedToken, Wav2Vec2CTCTokenizer
+
+    (tmp_path / "vocab_in.json").write_text(json.dumps({"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "B": 4, "NOISE": 5}))
+    tok = Wav2Vec2CTCTokenizer(str(tmp_path / "vocab_in.json"), do_lower_case=True, additional_special_tokens=["NOISE"])
+    tok.add_tokens([AddedToken("LAUGH", special=True, normalized=False)], special_tokens=True)
+    folder = tmp_path / "tokenizer"
+    tok.save_pretrained(folder)  # transformers 5 lists NOISE and LAUGH as extra_special_tokens, 4 as additional ones
+    tokens, unk = read_hf_vocab(folder, len(tok))
+    for i, token in enumerate(tokens):
+        if i != tok.pad_token_id:  # the blank, never in a label
+            assert tok.convert_tokens_to_ids(tok.tokenize(token)) == [i], token
+    assert {"a", "b", "NOISE", "LAUGH"} <= set(tokens) and unk == tok.unk_token_id
+
+
+def test_special_tokens_listed_in_older_files_keep_their_names(tmp_path):
+    # transformers 4's files: additional_special_tokens in special_tokens_map.json (as AddedToken dicts), and
+    # tokenizer_config.json's added_tokens_decoder, whose `special` marks which added tokens are special
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, "A": 3, "NOISE": 4, "LAUGH": 5, "ZZ": 6}
+    decoder = {"5": {**_added_token("LAUGH"), "special": True}, "6": {**_added_token("ZZ"), "special": False}}
+    folder = _tokenizer_folder(tmp_path, vocab, {"added_tokens_decoder": decoder},
+                               {"pad_token": "<pad>", "additional_special_tokens": [_added_token("NOISE")]})
+    assert read_hf_vocab(folder, len(vocab)) == (["<pad>", "<unk>", "|", "a", "NOISE", "LAUGH", "zz"], 1)

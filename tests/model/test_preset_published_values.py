@@ -58,7 +58,29 @@ def test_preset_fields_are_the_published_values(name):
 
 
 def test_codebook_of_exactly_2_to_the_63_codewords_is_refused():
-    # V^G = (2^21)^3 = 2^63 ids do not fit an int64 (its largest value is 2^63 - 1); 2^62 do
-    with pytest.raises(XlsrError, match=r"num_codevector_groups=3: .*2\^63"):
-        Wav2Vec2Config(num_codevector_groups=3, num_codevectors_per_group=2**21, codevector_dim=255)
-    assert Wav2Vec2Config(num_codevector_groups=2, num_codevectors_per_group=2**31, codevector_dim=256)
+    # V^G = 2^63 ids do not fit an int64 (its largest value is 2^63 - 1); 2^62 do. Within the G x V limit (the
+    # pair once pinned here, V = 2^31 with G = 2, is now refused by it: 2^32 codevectors built at once).
+    with pytest.raises(XlsrError, match=r"num_codevector_groups=63: .*2\^63"):
+        Wav2Vec2Config(num_codevector_groups=63, num_codevectors_per_group=2, codevector_dim=252)
+    with pytest.raises(XlsrError, match=r"num_codevector_groups=21: .*2\^63"):
+        Wav2Vec2Config(num_codevector_groups=21, num_codevectors_per_group=8, codevector_dim=252)
+    assert Wav2Vec2Config(num_codevector_groups=62, num_codevectors_per_group=2, codevector_dim=248)
+    assert Wav2Vec2Config(num_codevector_groups=20, num_codevectors_per_group=8, codevector_dim=260)
+
+
+@pytest.mark.parametrize("groups, per_group", [(2, 2**31), (2, 32769), (1, 65537), (64, 1025)])
+def test_a_codebook_above_the_limit_is_refused_before_anything_is_built(groups, per_group):
+    # G x V codevectors are built at once (the codebook and weight_proj's rows): 2 x 2^31 of them would take minutes
+    # or all memory. XLSR-53, XLS-R and MMS have 2 x 320.
+    with pytest.raises(XlsrError) as e:
+        Wav2Vec2Config(num_codevector_groups=groups, num_codevectors_per_group=per_group, codevector_dim=256)
+    assert str(e.value) == (f"Wav2Vec2Config.num_codevectors_per_group={per_group}: with "
+                            f"Wav2Vec2Config.num_codevector_groups={groups} the codebook holds G x V = "
+                            f"{groups * per_group} codevectors, above the limit 65536, which no published "
+                            f"model comes near (XLSR-53, XLS-R, MMS: 2 x 320)")
+
+
+@pytest.mark.parametrize("groups, per_group", [(2, 32768), (1, 65536), (4, 16384), (2, 320)])
+def test_a_codebook_at_the_limit_is_accepted(groups, per_group):
+    cfg = Wav2Vec2Config(num_codevector_groups=groups, num_codevectors_per_group=per_group, codevector_dim=256)
+    assert (cfg.num_codevector_groups, cfg.num_codevectors_per_group) == (groups, per_group)

@@ -25,6 +25,7 @@ from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
 from xlsr.interop.native import Loaded, model_with_weights
 from xlsr.model import Wav2Vec2Config
+from xlsr.model.config import in_file_words
 from xlsr.text.vocab import BLANK
 
 log = logging.getLogger(__name__)
@@ -158,9 +159,9 @@ def _too_deep(path: Path) -> CheckpointError:
     return CheckpointError(f"{path}: not a readable checkpoint (its data is nested too deeply or holds itself)")
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 120) -> str:
     lines = str(exc).strip().splitlines()
-    return _clip(lines[0]) if lines else type(exc).__name__
+    return _clip(lines[0], limit) if lines else type(exc).__name__
 
 
 def _clip(text: str, limit: int = 120) -> str:
@@ -181,11 +182,12 @@ def parse_conv_feature_layers(spec: str | list) -> list[tuple[int, int, int]]:
     """Evaluate fairseq's conv_feature_layers string ("[(512, 10, 5)] + [(512, 3, 2)] * 4 ...") safely."""
     value = spec if isinstance(spec, (list, tuple)) else _evaluate_spec("conv_feature_layers", str(spec))
     try:
-        layers = [tuple(int(v) for v in layer) for layer in value]
-    except (TypeError, ValueError):
+        layers = [tuple(_whole(v) for v in layer) for layer in value]
+    except (TypeError, ValueError, OverflowError):
         layers = []
     if not layers or any(len(t) != 3 for t in layers):
-        raise _SpecError(f"conv_feature_layers={_clip(repr(spec), 80)}: not a list of (dim, kernel, stride)")
+        raise _SpecError(f"conv_feature_layers={_clip(repr(spec), 80)}: not a list of (dim, kernel, stride) "
+                         f"whole numbers")
     return layers
 
 
@@ -255,6 +257,13 @@ def model_args(ckpt: dict) -> tuple[dict, dict, dict | None]:
     raise CheckpointError("fine-tuned checkpoint has no usable w2v_args (pretraining config)")
 
 
+def _whole(value) -> int:
+    """int(value), refusing a float that is not a whole number (int() would cut 16.7 to 16; inf, nan raise)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
 def _value(args: dict, name: str, default, kind: type):
     """args[name] as `kind` (default when absent or None); a value of another type names the field."""
     value = args.get(name)
@@ -264,8 +273,8 @@ def _value(args: dict, name: str, default, kind: type):
     if kind is bool and not isinstance(value, (bool, int)):
         raise CheckpointError(f"{name}={_clip(repr(value), 80)} is not {what}")
     try:
-        return kind(value)
-    except (TypeError, ValueError):
+        return _whole(value) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past float's range as a float
         raise CheckpointError(f"{name}={_clip(repr(value), 80)} is not {what}") from None
 
 
@@ -292,17 +301,6 @@ def _pretraining_fields(m: dict, task: dict) -> dict:
         raise CheckpointError(str(exc)) from None
     hidden = _value(m, "encoder_embed_dim", 768, int)
     final_dim = _value(m, "final_dim", 0, int) or hidden
-    ints = {"num_layers": ("encoder_layers", 12), "num_heads": ("encoder_attention_heads", 12),
-            "ffn_dim": ("encoder_ffn_embed_dim", 3072), "conv_pos": ("conv_pos", 128),
-            "conv_pos_groups": ("conv_pos_groups", 16), "num_codevector_groups": ("latent_groups", 2),
-            "num_codevectors_per_group": ("latent_vars", 320), "num_negatives": ("num_negatives", 100),
-            "cross_sample_negatives": ("cross_sample_negatives", 0), "mask_length": ("mask_length", 10),
-            "mask_channel_length": ("mask_channel_length", 10)}  # fmt: skip
-    floats = {"feature_grad_mult": ("feature_grad_mult", 1.0), "dropout": ("dropout", 0.1),
-              "attention_dropout": ("attention_dropout", 0.1), "activation_dropout": ("activation_dropout", 0.0),
-              "dropout_input": ("dropout_input", 0.0), "dropout_features": ("dropout_features", 0.0),
-              "layerdrop": ("encoder_layerdrop", 0.0), "logit_temp": ("logit_temp", 0.1),
-              "mask_prob": ("mask_prob", 0.65), "mask_channel_prob": ("mask_channel_prob", 0.0)}  # fmt: skip
     fields: dict[str, Any] = dict(
         conv_layers=conv_layers,
         extractor_mode="layer_norm" if mode == "layer_norm" else "group_norm",
@@ -314,9 +312,26 @@ def _pretraining_fields(m: dict, task: dict) -> dict:
         latent_temp=latent_temp,
         normalize_waveform=_value(task, "normalize", False, bool),
     )
-    fields.update({ours: _value(m, theirs, default, int) for ours, (theirs, default) in ints.items()})
-    fields.update({ours: _value(m, theirs, default, float) for ours, (theirs, default) in floats.items()})
+    fields.update({ours: _value(m, theirs, default, int) for ours, (theirs, default) in _INTS.items()})
+    fields.update({ours: _value(m, theirs, default, float) for ours, (theirs, default) in _FLOATS.items()})
     return fields
+
+
+# Our field: (fairseq's pretraining name, fairseq's default).
+_INTS = {"num_layers": ("encoder_layers", 12), "num_heads": ("encoder_attention_heads", 12),
+         "ffn_dim": ("encoder_ffn_embed_dim", 3072), "conv_pos": ("conv_pos", 128),
+         "conv_pos_groups": ("conv_pos_groups", 16), "num_codevector_groups": ("latent_groups", 2),
+         "num_codevectors_per_group": ("latent_vars", 320), "num_negatives": ("num_negatives", 100),
+         "cross_sample_negatives": ("cross_sample_negatives", 0), "mask_length": ("mask_length", 10),
+         "mask_channel_length": ("mask_channel_length", 10)}  # fmt: skip
+_FLOATS = {"feature_grad_mult": ("feature_grad_mult", 1.0), "dropout": ("dropout", 0.1),
+           "attention_dropout": ("attention_dropout", 0.1), "activation_dropout": ("activation_dropout", 0.0),
+           "dropout_input": ("dropout_input", 0.0), "dropout_features": ("dropout_features", 0.0),
+           "layerdrop": ("encoder_layerdrop", 0.0), "logit_temp": ("logit_temp", 0.1),
+           "mask_prob": ("mask_prob", 0.65), "mask_channel_prob": ("mask_channel_prob", 0.0)}  # fmt: skip
+# The fields a config error names in the file's words (the rest keep "Wav2Vec2Config.", as final_dim and latent_dim,
+# whose 0 stands for another field's value).
+_FAIRSEQ_NAMES = {"hidden_size": "encoder_embed_dim", **{ours: theirs for ours, (theirs, _) in {**_INTS, **_FLOATS}.items()}}
 
 
 # fairseq pretraining settings that change only its loss, which xlsr's pretraining does not offer:
@@ -348,10 +363,12 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     """Our Wav2Vec2Config from a fairseq checkpoint's config (pretraining args + fine-tuning overrides)."""
     m, task, ft = model_args(ckpt)
     fields = _pretraining_fields(m, task)
+    names = dict(_FAIRSEQ_NAMES)
     if ft is not None:
         for name, kind in _FINETUNING_OVERRIDES.items():
             if ft.get(name) is not None:
                 fields[name] = _value(ft, name, None, kind)
+                names[name] = name  # the fine-tuning config's own name for it
         if ft.get("normalize") is not None:
             fields["normalize_waveform"] = _value(ft, "normalize", False, bool)
     weights = (criterion or {}).get("loss_weights")
@@ -366,7 +383,8 @@ def config_from_fairseq(ckpt: dict, criterion: dict | None = None):
     try:
         return Wav2Vec2Config(**fields)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"config does not build a model ({_first_line(exc)})") from None
+        # our own message, in the file's names (a bound and its reason run past 120 characters)
+        raise CheckpointError(f"config does not build a model ({in_file_words(_first_line(exc, 400), names)})") from None
 
 
 # ---------------------------------------------------------------------------- dictionary

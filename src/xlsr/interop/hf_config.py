@@ -11,6 +11,7 @@ from typing import Any
 
 from xlsr.errors import CheckpointError
 from xlsr.model import Wav2Vec2Config
+from xlsr.model.config import in_file_words
 
 _EXTRACTOR_MODES = {"group": "group_norm", "layer": "layer_norm"}  # feat_extract_norm → our extractor_mode
 # transformers' CTC loss settings (its defaults) against ours, which are fixed: mean over the batch, zero_infinity.
@@ -124,14 +125,9 @@ def _fields_from_hf(hf: dict, source: str | Path) -> dict[str, Any]:
 
 def _hf_words(message: str) -> str:
     """A Wav2Vec2Config message in the HF file's words: "Wav2Vec2Config.ffn_dim=0: ..." -> "intermediate_size=0: ..."."""
-    head, dot, rest = message.partition(".")
-    if head != "Wav2Vec2Config" or not dot:
-        return message
-    name = rest.split("=", 1)[0].split(":", 1)[0].split("[", 1)[0]
-    if name == "conv_layers":
-        return "conv_dim/conv_kernel/conv_stride (as Wav2Vec2Config." + rest + ")"
-    key = _HF_FIELDS.get(name, (None,))[0]
-    return key + rest[len(name):] if key else message
+    if message.startswith("Wav2Vec2Config.conv_layers"):
+        return f"conv_dim/conv_kernel/conv_stride (as {message})"
+    return in_file_words(message, {ours: key for ours, (key, _) in _HF_FIELDS.items()})
 
 
 def _clip(value: Any, limit: int = 80) -> str:

@@ -71,12 +71,14 @@ def _lower_cased(dir: Path, tokens: list[str]) -> list[str]:
     text before looking it up (so the vocabulary is upper case) and lower-cases its decoded transcripts. Our
     labels are looked up as written and transcripts are the tokens joined, so the same behaviour is lower-case
     tokens. Special tokens keep their names, as in transformers, which matches them as written before it
-    upper-cases the rest of a text, and picks the pad (blank) and word delimiter out of a transcript by name before
-    it lower-cases it: those the tokenizer files name (pad, unk, bos, eos and the word delimiter, `UNK` as well as
-    `<unk>`), and any <…>/[…]. The blank and unk are renamed ours anyway; a word delimiter other than `|` was
+    upper-cases the rest of a text ("NOISE" is that token, "noise" the letters N O I S E), and picks the pad
+    (blank) and word delimiter out of a transcript by name before it lower-cases it: those the tokenizer files name
+    (pad, unk, bos, eos and the word delimiter, `UNK` as well as `<unk>`; the additional/extra special tokens;
+    added tokens marked special), and any <…>/[…]. Their transcripts differ in case only: transformers' decode
+    lower-cases them with the rest. The blank and unk are renamed ours anyway; a word delimiter other than `|` was
     renamed `|` unless the vocabulary has a `|` of its own."""
     named = {_special_token(dir, n) for n in ("pad_token", "unk_token", "bos_token", "eos_token",
-                                               "word_delimiter_token")}
+                                               "word_delimiter_token")} | _listed_special_tokens(dir)
     lowered = [t if t in named or _is_special(t) else t.lower() for t in tokens]
     merged = sorted({t for t in lowered if lowered.count(t) > 1})
     if merged:
@@ -95,6 +97,24 @@ def _special_token(dir: Path, name: str) -> str | None:
             if isinstance(value, str):
                 return value
     return None
+
+
+def _listed_special_tokens(dir: Path) -> set[str]:
+    """The special tokens the tokenizer files list besides the named ones: `additional_special_tokens` (transformers
+    4), `extra_special_tokens` (5; a list, or a dict of named ones), and the entries of tokenizer_config.json's
+    `added_tokens_decoder` marked special. Each a string or {"content": ...}; anything else names nothing."""
+    listed = []
+    for fname in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = dir / fname
+        config = read_json(path) if path.is_file() else {}
+        for key in ("additional_special_tokens", "extra_special_tokens"):
+            value = config.get(key)
+            listed += value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+        decoder = config.get("added_tokens_decoder")
+        if isinstance(decoder, dict):
+            listed += [t for t in decoder.values() if isinstance(t, dict) and t.get("special") is True]
+    contents = (t.get("content") if isinstance(t, dict) else t for t in listed)
+    return {t for t in contents if isinstance(t, str)}
 
 
 def _is_special(token: str) -> bool:

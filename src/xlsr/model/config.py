@@ -2,7 +2,8 @@
 
 Field names follow docs/CONTRACTS.md; the fairseq name is given in brackets where it differs. Every config
 (a preset, a checkpoint's config.json, an imported HF or fairseq config) is checked here, once: each value of
-the right kind (nothing coerced), and sizes within bounds (MAX_SIZES, MAX_CNN) far above any published model.
+the right kind (nothing coerced), and sizes within bounds (MAX_SIZES, MAX_CNN, MAX_CODEVECTORS) far above any
+published model.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import json
 import math
 import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,11 @@ class Wav2Vec2Config:
             raise bad("conv_pos_groups", f"must divide hidden_size={self.hidden_size}")
         if self.codevector_dim % self.num_codevector_groups:
             raise bad("codevector_dim", f"must be divisible by num_codevector_groups={self.num_codevector_groups}")
+        codevectors = self.num_codevector_groups * self.num_codevectors_per_group  # G x V: the codebook's rows
+        if codevectors > MAX_CODEVECTORS:  # each a row of weight_proj's output and of the codebook, built at once
+            raise bad("num_codevectors_per_group", f"with Wav2Vec2Config.num_codevector_groups="
+                      f"{self.num_codevector_groups} the codebook holds G x V = {codevectors} codevectors, above "
+                      f"the limit {MAX_CODEVECTORS}, which no published model comes near (XLSR-53, XLS-R, MMS: 2 x 320)")
         if int(self.num_codevectors_per_group) ** int(self.num_codevector_groups) >= 2 ** 63:
             # a codeword is one int64 id (the objective's distractor check, `xlsr analyze`): past that it would wrap
             raise bad("num_codevector_groups", f"with {self.num_codevectors_per_group} codevectors per group the "
@@ -271,6 +278,13 @@ MAX_SIZES: dict[str, int] = {
     "num_negatives": 10000, "cross_sample_negatives": 10000, "conv_pos": 4096,
 }
 MAX_CNN = {"layers": 64, "dim": 16384, "kernel": 4096, "stride": 4096}
+MAX_CODEVECTORS = 65536  # G x V, the codebook's entries over all groups (the published models: 2 x 320 = 640)
+
+
+def in_file_words(message: str, names: dict[str, str]) -> str:
+    """A Wav2Vec2Config message in a file's words: each `Wav2Vec2Config.<field>` it names becomes names[field]
+    ("Wav2Vec2Config.ffn_dim=0: ..." -> "intermediate_size=0: ..."); a field without a key of its own keeps the prefix."""
+    return re.sub(r"Wav2Vec2Config\.(\w+)", lambda m: names.get(m.group(1), m.group(0)), message)
 
 
 def _is_kind(value: Any, kind: type) -> bool:
