@@ -2,12 +2,14 @@
 
 Counts are summed per language (rate = errors / reference units, not a mean of utterance rates), with
 substitutions, deletions and insertions kept apart. The word boundary `|` is never counted in PER or
-CER (text/metrics.py). Utterances without a reference label are skipped and counted; reference
-symbols the model's vocabulary lacks are reported with their counts (they can only be errors).
+CER (text/metrics.py), and reference and hypothesis are compared in Unicode NFC (text/metrics.py). Utterances
+without a reference label are skipped and counted; reference symbols the model cannot spell with its vocabulary
+are reported with their counts (they can only be errors).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
 from xlsr.text.normalize import normalize_text
+from xlsr.text.vocab import SPECIAL_TOKENS, UNK, Vocabulary
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
@@ -44,6 +47,7 @@ class EvalReport:
     hypotheses: list[dict] = field(default_factory=list)
     total: dict[str, EditCounts] | None = None  # unit -> EditCounts over every language (None: the sum of counts)
     total_utterances: int | None = None  # None: the sum over languages
+    unspaced: list[str] = field(default_factory=list)  # languages written without spaces between words (their WER)
 
     def __post_init__(self):
         if self.total is None:  # every unit of the labels, even when no utterance was scored
@@ -92,6 +96,9 @@ class EvalReport:
         lines += [row(lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
         # the rule sets the total apart from the languages, whatever they are called
         lines += ["-" * len(head), row(TOTAL_ROW, self.total_utterances, self.total)]
+        if self.unspaced and "word" in units:
+            lines.append(f"WER of {', '.join(sorted(self.unspaced))}: written without spaces between words, so its "
+                         f"words are whole phrases; CER is the rate to compare")
         return "\n".join(lines)
 
 
@@ -135,7 +142,7 @@ class References:
         oov: dict[str, int] = {}
         if labels == ctc.vocab.kind:
             refs = (getattr(utts[i], LABEL_FIELD[labels]) for i in scored)
-            oov = ctc.vocab.oov_report([normalize_text(r) if normalize else r for r in refs])
+            oov = unspellable(ctc.vocab, [normalize_text(r) if normalize else r for r in refs])
         return cls(ctc.source, utts, labels, scored, missing, oov, normalize)
 
     def audio(self) -> list[Path]:
@@ -146,6 +153,7 @@ class References:
         units = METRICS[self.labels]
         counts: dict[str, dict[str, EditCounts]] = {}
         n_utts: dict[str, int] = {}
+        letters: dict[str, list[int]] = {}  # lang -> [letters, letters of scripts written without spaces]
         hyps = []
         for i in self.scored:
             u = self.utts[i]
@@ -154,15 +162,61 @@ class References:
                 continue  # listed in failures
             ref = getattr(u, LABEL_FIELD[self.labels])
             if self.normalize:
-                ref, hyp = normalize_text(ref), normalize_text(hyp)
+                ref, hyp = normalize_text(ref), normalize_hypothesis(hyp)
             hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
             per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
             for unit in units:
                 per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
             n_utts[u.lang] = n_utts.get(u.lang, 0) + 1
+            if "word" in units:
+                tally = letters.setdefault(u.lang, [0, 0])
+                tally[0] += sum(c.isalpha() for c in ref)
+                tally[1] += sum(_unspaced_script(c) for c in ref)
+        unspaced = [lang for lang, (n, without) in letters.items() if without > n / 2]
         # no total among the languages (EvalReport sums them apart): a language may be coded "all"
         return EvalReport(self.model, self.labels, counts, n_utts, failures,
-                          [self.utts[i].id for i in self.missing], self.oov, hyps)
+                          [self.utts[i].id for i in self.missing], self.oov, hyps, unspaced=unspaced)
+
+
+# Scripts written without spaces between words: Thai and Lao, Tibetan, Myanmar, Khmer, hiragana and katakana, Han
+_UNSPACED = ((0x0E00, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF),
+             (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+
+
+def _unspaced_script(ch: str) -> bool:
+    """Whether `ch` is a letter of a script written without spaces between words (its WER counts phrases)."""
+    return ch.isalpha() and any(lo <= ord(ch) <= hi for lo, hi in _UNSPACED)
+
+
+def unspellable(vocab: Vocabulary, refs: Sequence[str]) -> dict[str, int]:
+    """Symbols of `refs` (in NFC, as scored) that no sequence of the vocabulary's tokens spells, with their counts.
+
+    A symbol outside the vocabulary is still spelled when its canonical decomposition is a run of the tokens'
+    (é by e and a combining acute, 한 by its jamo, ế by ê and the acute): the hypothesis is compared in NFC."""
+    forms = {unicodedata.normalize("NFD", t) for t in vocab.tokens[len(SPECIAL_TOKENS):]}
+    report = vocab.oov_report(unicodedata.normalize("NFC", r) for r in refs)
+    if vocab.kind == "phones":  # a phone is one token: only another spelling of the same token matches it
+        return {s: n for s, n in report.items() if unicodedata.normalize("NFD", s) not in forms}
+    return {s: n for s, n in report.items() if not _spelled(unicodedata.normalize("NFD", s), forms)}
+
+
+def _spelled(text: str, forms: set[str]) -> bool:
+    """Whether `text` is a concatenation of strings of `forms`."""
+    ends = [0]  # positions of `text` reached by concatenations
+    for end in range(1, len(text) + 1):
+        if any(text[start:end] in forms for start in ends):
+            ends.append(end)
+    return ends[-1] == len(text)
+
+
+# A noncharacter (never in interchanged text, kept by normalize_text) holding the place of `<unk>`
+_UNK_HOLDER = "\ufdd0"
+
+
+def normalize_hypothesis(text: str) -> str:
+    """normalize_text of a transcript whose `<unk>` outputs stay one symbol each (normalize_text alone spells one
+    as the word "unk": one wrong character scored as three inserted ones)."""
+    return normalize_text(text.replace(UNK, _UNK_HOLDER)).replace(_UNK_HOLDER, UNK)
 
 
 def read_manifests(paths: Sequence[str | Path]) -> UtteranceIndex:

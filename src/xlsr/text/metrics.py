@@ -4,11 +4,18 @@ Counts are kept per utterance and summed over a corpus (the rate is total errors
 length, not a mean of per-utterance rates). The word boundary `|` is never counted in PER or CER
 (pitfall 10: reporting PER with the boundary symbol inflates the numbers); spaces are not counted
 in CER.
+
+Reference and hypothesis are compared in Unicode NFC: spellings Unicode calls the same text (é typed as one code
+point or as e and a combining accent; Hangul as syllables or as jamo; Arabic shadda and fatha in either order)
+are equal. A character is a code point of that NFC form, as in jiwer and the fairseq and transformers recipes,
+not a grapheme cluster: Hindi कि (ka and the vowel sign i) is two characters, Vietnamese ế and Korean 한 one each.
+Nothing else is normalised here (case, punctuation: xlsr.text.normalize).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -164,7 +171,8 @@ _CHARS = re.compile(re.escape(UNK) + r"|\S")
 
 
 def units(text: str, unit: str) -> list[str]:
-    """The symbols scored for `unit`: phone tokens or characters without `|`/spaces, or words."""
+    """The symbols scored for `unit` in `text`'s NFC form: phone tokens or characters without `|`/spaces, or words."""
+    text = unicodedata.normalize("NFC", text)
     if unit == "phone":
         return [t for t in text.split() if t != WORD_BOUNDARY]
     if unit == "char":  # a character model's <unk> is one output, so one symbol

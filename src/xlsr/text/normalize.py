@@ -5,16 +5,21 @@ capitals beside their lower-case twins and punctuation no one pronounces: rare o
 few frames, and reference symbols that decide CER and WER without being heard. `normalize_text` is the usual
 cleaning of speech recognition recipes, written out so that training and scoring apply the same one:
 
-1. Unicode NFC (a letter with its accent is one code point however it was typed);
-2. lower case by Unicode's rules (`str.lower`; Turkish İ becomes i and a combining dot);
-3. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
+1. Unicode NFC (a letter with its accent is one code point however it was typed), before the steps below and
+   again after them (deleting an invisible character can bring a letter and its accent together);
+2. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
    letters (`l'uomo`, `don't`), which is kept as U+0027 whatever apostrophe was typed (’, ʼ, and the ‘ and `
    that keyboards put in its place);
-4. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
+3. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
    are deleted, except the zero-width non-joiner and joiner, which spell words in Persian and Indic scripts;
+4. lower case by Unicode's rules (`str.lower`), once punctuation is spaces, so that Greek Σ ends a word as ς
+   whatever mark followed it; Turkish İ becomes i (`str.lower` gives i and a combining dot above, a spelling
+   of İstanbul no lower-case transcript has). Casing does not depend on the language: Turkish and Azerbaijani
+   I becomes i, not ı;
 5. runs of whitespace become one space, none at either end.
 
-Digits, letters of every script and combining marks are kept; numbers are not spelled out.
+Digits, letters of every script and combining marks are kept; numbers are not spelled out. The result is NFC,
+and normalising it again changes nothing.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of the spelli
 # words and abbreviations (ג׳ירפה, צה״ל): kept between letters.
 DROPPED_IN_WORD = "\u055b\u055c\u055e"
 KEPT_IN_WORD = "\u05f3\u05f4"
+DOTTED_CAPITAL_I = "\u0130"  # İ: Turkish, Azerbaijani; lower case i (str.lower adds a combining dot above)
 
 
 def normalize_text(text: str) -> str:
     """`text` lower-cased, without punctuation or symbols, NFC, single spaces (the module's rules)."""
-    text = unicodedata.normalize("NFC", text).lower()
+    text = unicodedata.normalize("NFC", text)
     out = []
     for i, ch in enumerate(text):
         inside = 0 < i < len(text) - 1 and _in_word(text[i - 1]) and _in_word(text[i + 1])
@@ -51,12 +57,25 @@ def normalize_text(text: str) -> str:
             continue
         else:
             out.append(ch)
-    return " ".join("".join(out).split())
+    # lower-cased once the punctuation is spaces: str.lower makes Σ final (ς) by the letters around it, skipping the
+    # marks Unicode calls case-ignorable, a full stop among them ("ΟΔΟΣ.ΑΝ" gave "οδοσ αν")
+    text = _lower("".join(out))
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def _lower(text: str) -> str:
+    """`text` in lower case by Unicode's rules, but İ is i (not i and a combining dot above)."""
+    return text.replace(DOTTED_CAPITAL_I, "i").lower()
 
 
 def _in_word(ch: str) -> bool:
     """A letter, or a mark written on one (a Devanagari vowel sign, an accent with no precomposed form)."""
     return ch.isalpha() or unicodedata.category(ch)[0] == "M"
+
+
+def _hangul_jamo_after_initial(ch: str) -> bool:
+    """A Hangul vowel or final consonant jamo (conjoining): NFC puts it inside a syllable after an initial."""
+    return "\u1160" <= ch <= "\u11ff" or "\ud7b0" <= ch <= "\ud7ff"
 
 
 def is_punctuation(symbol: str) -> bool:
@@ -66,19 +85,25 @@ def is_punctuation(symbol: str) -> bool:
 
 def unnormalized_signs(symbols: Iterable[str]) -> str | None:
     """What in a character vocabulary says its transcripts were not normalised (capitals beside their lower-case
-    twins, punctuation), as part of a sentence; None when nothing does."""
+    twins, punctuation, invisible format characters, letters spelled both NFC and NFD), as part of a sentence; None
+    when nothing does."""
     symbols = {s for s in symbols if len(s) == 1}
-    twins = sorted(s for s in symbols if s != s.lower() and s.lower() in symbols)
+    twins = sorted(s for s in symbols if (low := _lower(s)) != s and low in symbols)
     marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
-    # a combining mark of its own beside a letter that holds it precomposed: one letter spelled two ways (NFC and NFD)
-    mixed = sorted(m for m in symbols if unicodedata.category(m) == "Mn" and any(
-        len(composed := unicodedata.normalize("NFC", b + m)) == 1 and composed in symbols for b in symbols if b.isalpha()))
+    hidden = sorted(s for s in symbols if unicodedata.category(s) == "Cf" and s not in JOINERS)
+    # a combining mark (or Hangul vowel or final jamo) of its own beside a letter that holds it precomposed: letters
+    # spelled two ways (NFC and NFD). Vietnamese ế holds two marks; without ê or é in the vocabulary, pairing each
+    # mark with one letter found neither.
+    held = {c for s in symbols if (d := unicodedata.normalize("NFD", s)) != s for c in d}
+    mixed = sorted(m for m in symbols & held if unicodedata.category(m) == "Mn" or _hangul_jamo_after_initial(m))
     parts = []
     if mixed:
-        parts.append(f"{len(mixed)} combining mark(s) that its letters also hold precomposed "
+        parts.append(f"{len(mixed)} combining mark(s) or jamo that its letters also hold precomposed "
                      f"({' '.join(repr(m) for m in mixed[:6])}): transcripts mixing NFC and NFD spellings")
     if twins:
         parts.append(f"{len(twins)} capital(s) beside their lower-case letters ({', '.join(twins[:6])})")
     if marks:
         parts.append(f"{len(marks)} punctuation mark(s) or symbol(s) ({' '.join(marks[:8])})")
+    if hidden:
+        parts.append(f"{len(hidden)} invisible format character(s) ({' '.join(f'U+{ord(c):04X}' for c in hidden[:6])})")
     return " and ".join(parts) or None
