@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xlsr.data.audio import decode_audio, load_audio
-from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
+from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportRefused, ImportSummary, ImportWriter
 from xlsr.data.languages import language_code
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError, listing
@@ -207,6 +207,8 @@ def import_hf(src: str | Path, out_dir: str | Path, *, audio_column: str = "audi
                 try:
                     import_row(row, cols, writer, where=where, folder=path.parent,
                                fallback_id=f"{path.stem}-{number}", lang=lang, split=table_split)
+                except ImportRefused:
+                    raise
                 except AudioError as exc:
                     writer.skip(where, str(exc).removeprefix(f"{where}: "))
                 except XlsrError as exc:

@@ -30,7 +30,7 @@ from lhotse.serialization import (
 )
 
 from xlsr.data.audio import audio_num_samples, to_mono
-from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
+from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportRefused, ImportSummary, ImportWriter
 from xlsr.data.languages import language_code
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError
@@ -228,6 +228,8 @@ def import_lhotse(src: str | Path | list[str | Path], out_dir: str | Path, *, la
                 continue
             try:
                 import_cut(cut, writer, lang=lang, split=split)
+            except ImportRefused:
+                raise
             except XlsrError as exc:
                 writer.skip(where, str(exc))
         return writer.finish()

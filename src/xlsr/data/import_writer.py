@@ -19,6 +19,12 @@ filesystem has no hard links), the manifest is rewritten to point there (another
 the same files meanwhile) and the hidden folder goes. A refused, failed or interrupted import thus leaves the
 earlier manifests and the audio they list as they were, or, once committed, the new ones.
 
+Only the writer's own audio/<split> is ever replaced: one that holds only what write_audio puts there (folders
+0000, 0001, ... of .flac files). Where audio/<split> holds anything else (a user's recordings, imported where they
+lie or put there by hand) an import's first file for that split is refused, before it is written; so is an import
+that lists, where they lie, files in a folder it replaces with the audio it writes. The same rule holds when a
+killed import's audio is settled: it is refused, the folder kept, until its files have been moved.
+
 An import that writes no audio for a split (its manifest references files where they lie) over one that did leaves
 audio/<split> unlisted once its manifest is committed. The folder goes then if the writer made it (it holds only
 what write_audio puts there: folders 0000, 0001, ... of .flac files) and no manifest in DIR lists a file in it
@@ -69,6 +75,10 @@ UNLISTED = ".{split}.unlisted"  # DIR/<lang>/audio/.<split>.unlisted: audio/<spl
 # the new manifest, whole, beside the old one
 REPLACED = ".{split}.replaced"
 READY = ".{split}.jsonl.ready"
+
+
+class ImportRefused(XlsrError):
+    """An import that cannot go on at all, not one bad item: the importers let it through instead of skipping."""
 
 
 @dataclass
@@ -127,6 +137,9 @@ class ImportWriter:
         self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
         self.committed: set[tuple[str, str]] = set()  # (lang, split) whose new manifest is in place
         self.marked: set[tuple[str, str]] = set()  # (lang, split) whose audio/<split> is to go after the commit
+        self.replacing: dict[tuple[str, str], str] = {}  # (lang, split) it writes audio for: audio/<split> resolved
+        self.referenced: dict[str, tuple[str, str]] = {}  # folder of a file referenced where it lies: (file, resolved)
+        self.just_written: str | None = None  # the path write_audio returned last, which `add` then receives
         self._lock = folder_lock(self.out_dir, "another import is writing into it; wait for it to end")
 
     def __enter__(self) -> ImportWriter:
@@ -170,6 +183,8 @@ class ImportWriter:
     def write_audio(self, x: np.ndarray, utt_id: str, lang: str, split: str) -> Path:
         """Store 16 kHz mono samples (16-bit FLAC) for DIR/<lang>/audio/<split>/<NNNN>/<id>.flac, the path returned
         (the file is there once `finish` has put this import's audio in place)."""
+        if (lang, split) not in self.replacing:  # the split's first file: is audio/<split> the writer's to replace?
+            self.replacing[lang, split] = self._replaceable(lang, split)
         folder = self.stored[lang, split] // FILES_PER_FOLDER
         self.names.pop((lang, split, folder - 1), None)  # a full folder's names are no longer needed
         staging = self._audio(lang, STAGING.format(split=split))  # a killed import's was settled by __enter__
@@ -187,7 +202,28 @@ class ImportWriter:
             raise
         self.stored[lang, split] += 1
         self.summary.audio_written += 1
+        self.just_written = str(path)
         return path
+
+    def _replaceable(self, lang: str, split: str) -> str:
+        """audio/<split>, resolved, checked before this import's audio is to replace it: ImportRefused when it holds
+        what the writer did not put there, or files this import lists where they lie."""
+        final = self._audio(lang, split)
+        _check_replaceable(final, "importing audio into it would replace them")
+        resolved = os.path.realpath(final)
+        for audio, folder in self.referenced.values():
+            _check_outside(audio, folder, final, resolved)
+        return resolved
+
+    def _reference(self, audio: str) -> None:
+        """Note a file this import references where it lies: ImportRefused when a folder it replaces holds it."""
+        given = os.path.dirname(os.path.abspath(audio))
+        if given in self.referenced:  # checked when first seen, and by each audio folder this import took on since
+            return
+        folder = os.path.realpath(given)
+        self.referenced[given] = audio, folder
+        for (lang, split), resolved in self.replacing.items():
+            _check_outside(audio, folder, self._audio(lang, split), resolved)
 
     def _audio(self, lang: str, name: str) -> Path:
         """DIR/<lang>/audio/<name>."""
@@ -196,6 +232,9 @@ class ImportWriter:
     def add(self, utt: Utterance, split: str) -> None:
         """One imported utterance of `split`."""
         key = utt.lang, split
+        if utt.audio != self.just_written:  # a file referenced where it lies, not the audio this import wrote
+            self._reference(utt.audio)
+        self.just_written = None
         try:
             if key not in self.spools:
                 spool = self.out_dir / utt.lang / SPOOL.format(split=split)
@@ -292,9 +331,10 @@ def settle_audio(out_dir: Path, lang: str, split: str) -> None:
     each in turn, so that a kill at any step leaves the manifest listing files that are there."""
     folder = Path(out_dir) / lang / "audio"
     final, staging = folder / split, folder / STAGING.format(split=split)
+    manifest = manifest_path(out_dir, lang, split)
+    _check_replaceable(final, f"the audio {manifest} lists, in {staging}, is to replace them")
     shutil.rmtree(final, ignore_errors=True)  # the earlier import's: the manifest no longer lists it
     _link_tree(staging, final)
-    manifest = manifest_path(out_dir, lang, split)
     _rewrite_audio(manifest, _field_prefix(staging, manifest), _field_prefix(final, manifest))
     shutil.rmtree(staging)
 
@@ -310,17 +350,36 @@ def settle_unlisted(out_dir: Path, lang: str, split: str) -> None:
     _remove_if_empty(folder)
 
 
+def _check_replaceable(final: Path, why: str) -> None:
+    """ImportRefused unless `final`, an audio/<split> that an import's audio is to replace, is absent or the
+    writer's own (`_written_by_import`)."""
+    if os.path.lexists(final) and not _written_by_import(final):
+        raise ImportRefused(f"{final}: holds files that are not an import's audio (folders 0000, 0001, ... of "
+                            f".flac), and {why}; move them elsewhere, or import into another --out")
+
+
+def _check_outside(audio: str, folder: str, final: Path, resolved: str) -> None:
+    """ImportRefused when `folder` (resolved), which holds `audio`, lies in `final` (`resolved`)."""
+    if folder == resolved or folder.startswith(resolved + os.sep):
+        raise ImportRefused(f"{audio}: this import lists it where it lies, in {final}, which it replaces with the "
+                            f"audio it writes; copy the files it lists there elsewhere first, or import into "
+                            f"another --out")
+
+
 def _written_by_import(folder: Path) -> bool:
     """Whether `folder` holds only what write_audio puts in audio/<split>: folders 0000, 0001, ... of .flac files
     (not a user's own folder of audio that happens to lie there)."""
     try:
         if folder.is_symlink() or not folder.is_dir():
             return False
-        for sub in folder.iterdir():
-            if not re.fullmatch(r"[0-9]{4,}", sub.name) or sub.is_symlink() or not sub.is_dir():
-                return False
-            if any(not f.name.endswith(".flac") or f.is_symlink() or not f.is_file() for f in sub.iterdir()):
-                return False
+        # scandir's entries know their type without a stat per file: a 10M-file folder is read in seconds
+        with os.scandir(folder) as subs:
+            for sub in subs:
+                if not re.fullmatch(r"[0-9]{4,}", sub.name) or not sub.is_dir(follow_symlinks=False):
+                    return False
+                with os.scandir(sub.path) as files:
+                    if any(not f.name.endswith(".flac") or not f.is_file(follow_symlinks=False) for f in files):
+                        return False
     except OSError:
         return False
     return True
@@ -352,6 +411,7 @@ def _listed(out_dir: Path, folder: Path) -> bool:
 def _place_first(staging: Path, final: Path) -> None:
     """The first import of a split: its audio folder renamed to audio/<split>, where a killed first import may have
     left one that no manifest lists."""
+    _check_replaceable(final, "importing audio into it would replace them")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
 
@@ -371,7 +431,11 @@ def _finish_old_swap(out_dir: Path, lang: str, split: str) -> None:
         else:  # (not a state those versions left) the old audio back under the name the old manifest lists
             os.replace(folder / REPLACED.format(split=split), final)
             ready.unlink()
-    shutil.rmtree(folder / REPLACED.format(split=split), ignore_errors=True)
+    replaced = folder / REPLACED.format(split=split)
+    if os.path.lexists(replaced) and not _written_by_import(replaced):  # those versions set any folder aside
+        raise ImportRefused(f"{replaced}: files an earlier version of xlsr set aside from {final} while importing "
+                            f"audio there, not only its audio; move them elsewhere")
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _moved(utt: Utterance, final: Path, staging: Path) -> Utterance:
