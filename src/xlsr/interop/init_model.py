@@ -17,7 +17,13 @@ from xlsr.config import coerce_fields
 from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
 from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
-from xlsr.interop.load import detect_format, load_pretrained, read_checkpoint_config, resolve_run_folder
+from xlsr.interop.load import (
+    checkpoint_path,
+    detect_format,
+    load_pretrained,
+    read_checkpoint_config,
+    resolve_run_folder,
+)
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import PRESETS, check_override_keys
@@ -41,6 +47,7 @@ class InitModel:
     vocab_tokens: list[str] | None = None
     labels: str | None = None  # "phones"/"chars" of the checkpoint's vocabulary, when recorded
     source: str = "none"
+    source_format: str | None = None  # "xlsr", "hf" or "fairseq": what `source` was read as
     language: str | None = None  # the MMS language whose adapters and head were loaded
     new_language: bool = False  # target_lang is not one `--init` has: its adapters and head start afresh
 
@@ -78,16 +85,15 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
     loaded = load_pretrained(path, target_lang=lang)
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
-        return InitModel(loaded.config, loaded.model, None, None, str(path), language, new_language=True)
+        return InitModel(loaded.config, loaded.model, None, None, str(path), loaded.source_format, language,
+                         new_language=True)
     labels = (loaded.metadata or {}).get("labels")
-    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), language)
+    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), loaded.source_format, language)
 
 
 def checkpoint_languages(path: str | Path) -> list[str]:
     """The languages a checkpoint's MMS adapters are named for (empty when none are named), without building it."""
-    path = Path(path)
-    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
-        path = path.parent  # as load_pretrained reads such a path
+    path = checkpoint_path(path)  # as load_pretrained reads it
     fmt = detect_format(path)
     if fmt == "hf":
         return hf_languages(path)[0]

@@ -50,6 +50,17 @@ def resolve_run_folder(path: str | Path) -> Path:
     return path
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """The file or directory that `load_pretrained(path)` reads: a run folder's best (else last) checkpoint, the
+    directory of a config.json or weights file inside one, the checkpoint.pt of a `--to fairseq` folder."""
+    path = resolve_run_folder(path)
+    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+        return path.parent
+    if path.is_dir() and not (path / "config.json").exists() and (path / FAIRSEQ_EXPORT_NAME).is_file():
+        return path / FAIRSEQ_EXPORT_NAME  # a folder `xlsr convert --to fairseq` wrote
+    return path
+
+
 def read_checkpoint_config(directory: str | Path) -> dict:
     """The config.json of our checkpoint directory (architecture, model config, vocab, metadata), weights unread."""
     path = Path(directory) / CONFIG_FILE
@@ -79,17 +90,12 @@ def load_pretrained(
 ) -> Loaded:
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
-    A training run folder means its best checkpoint (else its last); a path to a file inside a
-    checkpoint directory (its config.json or weights) means that directory; a folder that holds a fairseq
-    checkpoint.pt (as `xlsr convert --to fairseq` writes) means that file. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt`
-    models; by default one named like dict.ltr.txt beside the checkpoint is used if present.
+    A run folder, a file inside a checkpoint directory or a `--to fairseq` folder means what `checkpoint_path`
+    says. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt` models; by default one
+    named like dict.ltr.txt beside the checkpoint is used if present.
     `target_lang` picks one language of an MMS checkpoint with per-language adapters (HF or fairseq).
     """
-    path = resolve_run_folder(path)
-    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
-        path = path.parent
-    if path.is_dir() and not (path / "config.json").exists() and (path / FAIRSEQ_EXPORT_NAME).is_file():
-        path = path / FAIRSEQ_EXPORT_NAME  # a folder `xlsr convert --to fairseq` wrote
+    path = checkpoint_path(path)
     fmt = detect_format(path)
     if dictionary is not None and fmt != "fairseq":
         raise CheckpointError(f"{dictionary}: a fairseq dictionary is read for a fairseq .pt only; {path} is "
@@ -105,5 +111,5 @@ def load_pretrained(
     return load_fairseq(path, dictionary=dictionary, target_lang=target_lang)
 
 
-__all__ = ["Loaded", "detect_format", "is_native_checkpoint", "load_pretrained", "model_mismatch",
+__all__ = ["Loaded", "checkpoint_path", "detect_format", "is_native_checkpoint", "load_pretrained", "model_mismatch",
            "read_checkpoint_config", "resolve_run_folder"]

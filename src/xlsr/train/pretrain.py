@@ -38,7 +38,6 @@ from xlsr.interop.init_model import (
     presets_shaped_like,
     pretraining_fields_from,
 )
-from xlsr.interop.load import detect_format
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
@@ -131,7 +130,7 @@ class PretrainTask(Task):
         self.cfg = cfg
         self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
         base = self.init.config
-        if self.init.pretrained and detect_format(self.init.source) == "hf":
+        if self.init.source_format == "hf":
             base = self._preset_training_fields(base)
         self.model_cfg = apply_overrides(base, cfg.model, from_checkpoint=self.init.pretrained)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
@@ -155,6 +154,8 @@ class PretrainTask(Task):
             self.probe = read_probe_slice(cfg.probe_data, cfg.probe_labels, conv_layers=self.model_cfg.conv_layers,
                                           normalize=self.normalize)
         self.last_probe: int | None = None  # the update of the last probe
+        self.quantizer_from_init = False  # build_model loaded a trained codebook from --init
+        self.resumed = False  # load_state_dict ran: the run goes on from its own checkpoint
         # a fresh run validates before its first update: the reference a feature collapse is measured against
         self.validate_at_start = self.health is not None or self.probe is not None
 
@@ -236,11 +237,25 @@ class PretrainTask(Task):
             short = (f" ({skipped} of {len(self.train_utts)} skipped: shorter than min_sample_size="
                      f"{self.cfg.min_sample_size} samples)" if skipped else "")
         return (f"pretraining on {n} utterances in {self.cfg.data}{short}; language sampling:\n"
-                + weights_table(hours, self.cfg.alpha))
+                + weights_table(hours, self.cfg.alpha) + self._continuing_note())
+
+    def _continuing_note(self) -> str:
+        """A trained codebook meets the schedules of a new one (README: continuing pretraining); said once, at the
+        start of the run, with the setting that keeps its choices sharp."""
+        tau_max, tau_min, _ = self.model_cfg.latent_temp
+        if not self.quantizer_from_init or self.resumed or tau_max <= tau_min:
+            return ""
+        return (f"\ncontinuing pretraining from {self.cfg.init} with a fresh optimizer; the schedules start at "
+                f"update 0, the learning rate's and the Gumbel temperature's (from {tau_max:g} down to {tau_min:g}, as "
+                f"for a new codebook): --model.latent_temp {tau_min:g},{tau_min:g},1 keeps the trained codebook's "
+                "choices sharp")
 
     def build_model(self) -> nn.Module:
         model = Wav2Vec2ForPreTraining(self.model_cfg)
-        if self.init.pretrained and not load_pretraining_weights(model, self.init):
+        if not self.init.pretrained:
+            return model
+        self.quantizer_from_init = load_pretraining_weights(model, self.init)
+        if not self.quantizer_from_init:
             log.warning(f"{self.cfg.init} has no quantizer (not a pretraining checkpoint): its encoder is "
                   f"loaded, the quantizer and the final projections start from random weights")
         return model
@@ -355,6 +370,7 @@ class PretrainTask(Task):
                 "health_init": self.health_init, "last_probe": self.last_probe}
 
     def load_state_dict(self, state: dict) -> None:
+        self.resumed = True
         if "loader" in state:
             self.loader.load_state_dict(state["loader"])
         if "generator" in state:
