@@ -34,9 +34,10 @@ def register(subparsers) -> None:
 
     nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",
                         description="Copy DIR/<lang>/<split>.jsonl to OUT with every `text` label normalized: "
-                        "Unicode NFC, lower case, punctuation and symbols removed (apostrophes inside words kept), "
-                        "single spaces. `phones` and the audio are untouched; the original manifests stay as they "
-                        "are. Score models trained on OUT with `xlsr evaluate --normalize-text`.")
+                        "Unicode NFC, lower case (in each line's `lang`: Turkish and Azerbaijani I becomes ı), "
+                        "punctuation and symbols removed (apostrophes inside words kept), single spaces. `phones` "
+                        "and the audio are untouched; the original manifests stay as they are. Score models "
+                        "trained on OUT with `xlsr evaluate --normalize-text`.")
     nt.add_argument("--data", required=True, help="corpus folder with <lang>/<split>.jsonl")
     nt.add_argument("--out", required=True, help="folder for the normalized manifests")
     nt.set_defaults(func=run_normalize_text)

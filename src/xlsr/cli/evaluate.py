@@ -42,8 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
     p.add_argument("--normalize-text", action="store_true",
-                   help="score reference and hypothesis lower-cased, without punctuation (as `xlsr data "
-                   "normalize-text` writes them); character labels")
+                   help="score reference and hypothesis lower-cased in the utterance's language, without "
+                   "punctuation (as `xlsr data normalize-text` writes them); character labels")
     add_batching_arguments(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -3,7 +3,7 @@
 The copy leaves the original untouched (nothing is lost): DIR/<lang>/<split>.jsonl becomes OUT/<lang>/<split>.jsonl
 with the same lines in the same order, each with every field it had (`phones`, speaker, and fields xlsr does not
 read, such as Common Voice's gender or accent, as they were), its audio path rewritten to stay valid from OUT, and
-`text` by xlsr.text.normalize.normalize_text. Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
+`text` by xlsr.text.normalize.normalize_text in the line's `lang` (Turkish and Azerbaijani I is ı). Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
 (or on OUT's test manifests), so that training and scoring see the same transcripts. OUT/normalize-text.json
 records which DIR the copy is of: a rerun may write over its own copy, never over another corpus's manifests.
 """
@@ -83,7 +83,7 @@ def normalize_corpus(data_dir: str | Path, out_dir: str | Path) -> NormalizeSumm
             utt = utterance_from_record(record, path.resolve().parent)
             record = {**record, "audio": audio_field(utt.audio, dest.resolve().parent)}
             if utt.text is not None:
-                text = normalize_text(utt.text)
+                text = normalize_text(utt.text, utt.lang)  # the line's own language: Turkish I is ı
                 summary.changed += text != utt.text
                 summary.symbols_before.update(utt.text.replace(" ", ""))
                 summary.symbols_after.update(text.replace(" ", ""))

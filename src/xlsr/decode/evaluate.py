@@ -106,7 +106,7 @@ def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decode
              show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
              max_batch_seconds: float = 60.0, normalize: bool = False) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
-    and hypothesis after xlsr.text.normalize.normalize_text (character labels)."""
+    and hypothesis after xlsr.text.normalize.normalize_text in the utterance's language (character labels)."""
     refs = References.of(ctc, utts, labels, normalize)
     results, failures = transcribe_files(ctc, refs.audio(), decoder=decoder, chunk_seconds=chunk_seconds,
                                          chunk_stride=chunk_stride, max_batch_seconds=max_batch_seconds,
@@ -141,8 +141,8 @@ class References:
             raise XlsrError(f"no utterance has a {LABEL_FIELD[labels]!r} reference (--labels {labels})")
         oov: dict[str, int] = {}
         if labels == ctc.vocab.kind:
-            refs = (getattr(utts[i], LABEL_FIELD[labels]) for i in scored)
-            oov = unspellable(ctc.vocab, [normalize_text(r) if normalize else r for r in refs])
+            refs = ((getattr(u, LABEL_FIELD[labels]), u.lang) for u in (utts[i] for i in scored))
+            oov = unspellable(ctc.vocab, [normalize_text(r, lang) if normalize else r for r, lang in refs])
         return cls(ctc.source, utts, labels, scored, missing, oov, normalize)
 
     def audio(self) -> list[Path]:
@@ -161,8 +161,8 @@ class References:
             if hyp is None:
                 continue  # listed in failures
             ref = getattr(u, LABEL_FIELD[self.labels])
-            if self.normalize:
-                ref, hyp = normalize_text(ref), normalize_hypothesis(hyp)
+            if self.normalize:  # in the utterance's language, as `xlsr data normalize-text` wrote the training text
+                ref, hyp = normalize_text(ref, u.lang), normalize_hypothesis(hyp, u.lang)
             hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
             per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
             for unit in units:
@@ -213,10 +213,10 @@ def _spelled(text: str, forms: set[str]) -> bool:
 _UNK_HOLDER = "\ufdd0"
 
 
-def normalize_hypothesis(text: str) -> str:
-    """normalize_text of a transcript whose `<unk>` outputs stay one symbol each (normalize_text alone spells one
-    as the word "unk": one wrong character scored as three inserted ones)."""
-    return normalize_text(text.replace(UNK, _UNK_HOLDER)).replace(_UNK_HOLDER, UNK)
+def normalize_hypothesis(text: str, lang: str | None = None) -> str:
+    """normalize_text (in language `lang`) of a transcript whose `<unk>` outputs stay one symbol each (normalize_text
+    alone spells one as the word "unk": one wrong character scored as three inserted ones)."""
+    return normalize_text(text.replace(UNK, _UNK_HOLDER), lang).replace(_UNK_HOLDER, UNK)
 
 
 def read_manifests(paths: Sequence[str | Path]) -> UtteranceIndex:

@@ -13,9 +13,10 @@ cleaning of speech recognition recipes, written out so that training and scoring
 3. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
    are deleted, except the zero-width non-joiner and joiner, which spell words in Persian and Indic scripts;
 4. lower case by Unicode's rules (`str.lower`), once punctuation is spaces, so that Greek Σ ends a word as ς
-   whatever mark followed it; Turkish İ becomes i (`str.lower` gives i and a combining dot above, a spelling
-   of İstanbul no lower-case transcript has). Casing does not depend on the language: Turkish and Azerbaijani
-   I becomes i, not ı;
+   whatever mark followed it; İ becomes i (`str.lower` gives i and a combining dot above, a spelling of
+   İstanbul no lower-case transcript has). For the utterance's language (`lang`, a manifest's code) Turkish or
+   Azerbaijani, I becomes ı, as their transcripts write it (IRMAK is ırmak), by Unicode's casing rules for the
+   two (SpecialCasing.txt); in every other language, and when no language is given, I becomes i;
 5. runs of whitespace become one space, none at either end.
 
 Digits, letters of every script and combining marks are kept; numbers are not spelled out. The result is NFC,
@@ -25,6 +26,7 @@ and normalising it again changes nothing.
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 
 # ASCII, right single quotation mark, modifier letter apostrophe; left single quotation mark and grave accent, typed
@@ -37,10 +39,15 @@ JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of the spelli
 DROPPED_IN_WORD = "\u055b\u055c\u055e"
 KEPT_IN_WORD = "\u05f3\u05f4"
 DOTTED_CAPITAL_I = "\u0130"  # İ: Turkish, Azerbaijani; lower case i (str.lower adds a combining dot above)
+# Languages whose dotless capital I lower-cases to dotless ı: Turkish and Azerbaijani (Unicode's SpecialCasing.txt),
+# by the first subtag of a manifest's language code: ISO 639-1 as xlsr writes codes (tr, az-Latn), 639-3 as a
+# hand-made manifest may (tur, aze, and North and South Azerbaijani, azj and azb)
+DOTLESS_I_LANGUAGES = frozenset({"tr", "tur", "az", "aze", "azj", "azb"})
 
 
-def normalize_text(text: str) -> str:
-    """`text` lower-cased, without punctuation or symbols, NFC, single spaces (the module's rules)."""
+def normalize_text(text: str, lang: str | None = None) -> str:
+    """`text` lower-cased (by the casing of `lang`, the utterance's language code, when it has its own),
+    without punctuation or symbols, NFC, single spaces (the module's rules)."""
     text = unicodedata.normalize("NFC", text)
     out = []
     for i, ch in enumerate(text):
@@ -59,13 +66,21 @@ def normalize_text(text: str) -> str:
             out.append(ch)
     # lower-cased once the punctuation is spaces: str.lower makes Σ final (ς) by the letters around it, skipping the
     # marks Unicode calls case-ignorable, a full stop among them ("ΟΔΟΣ.ΑΝ" gave "οδοσ αν")
-    text = _lower("".join(out))
+    text = _lower("".join(out), lang)
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def _lower(text: str) -> str:
-    """`text` in lower case by Unicode's rules, but İ is i (not i and a combining dot above)."""
+def _lower(text: str, lang: str | None = None) -> str:
+    """`text` in lower case by Unicode's rules, but İ is i (not i and a combining dot above), and I is ı in
+    Turkish and Azerbaijani."""
+    if dotless_i_language(lang):
+        text = text.replace("I", "\u0131")
     return text.replace(DOTTED_CAPITAL_I, "i").lower()
+
+
+def dotless_i_language(lang: str | None) -> bool:
+    """Whether a language code (`tr`, `tr-TR`, `az_AZ`, `tur`) is of a language whose I lower-cases to ı."""
+    return lang is not None and lang.replace("_", "-").split("-")[0].lower() in DOTLESS_I_LANGUAGES
 
 
 def _in_word(ch: str) -> bool:
@@ -83,10 +98,12 @@ def is_punctuation(symbol: str) -> bool:
     return len(symbol) == 1 and symbol != "'" and unicodedata.category(symbol)[0] in "PS"
 
 
-def unnormalized_signs(symbols: Iterable[str]) -> str | None:
+def unnormalized_signs(symbols: Iterable[str], texts: Iterable[str] | None = None) -> str | None:
     """What in a character vocabulary says its transcripts were not normalised (capitals beside their lower-case
     twins, punctuation, invisible format characters, letters spelled both NFC and NFD), as part of a sentence; None
-    when nothing does."""
+    when nothing does. `texts`: the labels the vocabulary is for, read only when it holds a loose combining mark
+    beside a letter holding the mark precomposed, and until each such mark is decided; None: the vocabulary alone
+    decides (a mark may then be named that NFC transcripts hold loose, as Yoruba's acute on ẹ)."""
     symbols = {s for s in symbols if len(s) == 1}
     twins = sorted(s for s in symbols if (low := _lower(s)) != s and low in symbols)
     marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
@@ -95,7 +112,10 @@ def unnormalized_signs(symbols: Iterable[str]) -> str | None:
     # spelled two ways (NFC and NFD). Vietnamese ế holds two marks; without ê or é in the vocabulary, pairing each
     # mark with one letter found neither.
     held = {c for s in symbols if (d := unicodedata.normalize("NFD", s)) != s for c in d}
-    mixed = sorted(m for m in symbols & held if unicodedata.category(m) == "Mn" or _hangul_jamo_after_initial(m))
+    loose = {m for m in symbols & held if unicodedata.category(m) == "Mn" or _hangul_jamo_after_initial(m)}
+    # ... but NFC keeps a mark loose where no letter holds it with the letter's other marks (Yoruba ẹ́ is ẹ and an
+    # acute beside é, both NFC): only a label that NFC spells otherwise shows two spellings
+    mixed = sorted(loose if texts is None else respelled_by_nfc(loose, texts))
     parts = []
     if mixed:
         parts.append(f"{len(mixed)} combining mark(s) or jamo that its letters also hold precomposed "
@@ -107,3 +127,19 @@ def unnormalized_signs(symbols: Iterable[str]) -> str | None:
     if hidden:
         parts.append(f"{len(hidden)} invisible format character(s) ({' '.join(f'U+{ord(c):04X}' for c in hidden[:6])})")
     return " and ".join(parts) or None
+
+
+def respelled_by_nfc(chars: set[str], texts: Iterable[str]) -> set[str]:
+    """Those of `chars` that NFC adds to or takes from some text of `texts` (a letter spelled decomposed where NFC
+    composes it, or composed where NFC decomposes it); the texts are read until all of `chars` are found."""
+    found: set[str] = set()
+    if not chars:
+        return found
+    for text in texts:
+        if unicodedata.is_normalized("NFC", text):  # most labels: no counting
+            continue
+        before, after = Counter(text), Counter(unicodedata.normalize("NFC", text))
+        found |= {c for c in chars - found if before[c] != after[c]}
+        if found == chars:
+            break
+    return found

@@ -79,7 +79,11 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
     oov.update(check_dev_labels(cfg, vocab, dev))
-    if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens)):
+    # the training labels tell a loose accent of NFC text (Yoruba's on ẹ) from an NFD spelling; they are read only
+    # when the vocabulary holds a mark both loose and precomposed. A shard folder lists its symbols, not its labels:
+    # its vocabulary alone decides
+    texts = None if shards is not None else (t for utts in train.values() for t in labels_of(utts, cfg.labels))
+    if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens, texts)):
         log.warning("the character vocabulary (%d symbols) holds %s: each is an output the model must learn, "
                     "and a common cause of a model that predicts only blanks; normalize the transcripts first "
                     "(xlsr data normalize-text --data DIR --out DIR_NORM) and score with xlsr evaluate "
