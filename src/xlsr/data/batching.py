@@ -8,6 +8,12 @@ are bad the loader stops with an XlsrError. A bad file is charged once per epoch
 it, and not read again in that epoch. The loader's `state_dict()` (epoch, batches already yielded, the epoch's bad
 files) lets a run resume at the exact next batch.
 
+A run reads the index its manifests had when it started. When the bad files stop it and a manifest has changed
+since (a re-import into the same folder swaps manifest and audio: the index's files are gone or hold other audio),
+the message says so: a rerun reads the new manifest. A rerun resuming from a checkpoint of the old data warns
+that the epoch goes on in the new data's order, and counts the epoch's bad files anew (the old ones' positions
+name other utterances now).
+
 With `augment` (an `xlsr.data.augment.AugmentSpec`) each item's effects are drawn while the epoch is planned,
 from (seed, epoch, item) (one table for the epoch: batch_plan.draw_epoch_effects), and applied in the worker: the
 same on resume and whatever the number of workers, and batches are packed with the lengths speed perturbation
@@ -42,6 +48,7 @@ from xlsr.data.batch_plan import (
     shard,
     without_indices,
 )
+from xlsr.data.index_cache import changed_manifests, manifest_stamps
 from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
@@ -310,13 +317,22 @@ class BatchLoader:
                 raise XlsrError(f"{self.epoch_bad_files} of {self.distinct_files_in_epoch()} audio files in epoch "
                                 f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
                                 f"more than max_bad_share={self.max_bad_share:g} "
-                                f"(last: {loaded.bad[-1][1] if loaded.bad else '?'})")
+                                f"(last: {loaded.bad[-1][1] if loaded.bad else '?'}){self._changed_note()}")
             if loaded.batch is not None:
                 yield loaded.batch
         if passed and self.epoch_short_files:  # once, where the epoch ends: a count, not a line per file
             log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
                         "samples once decoded and augmented", self.epoch, self.epoch_short_files,
                         self.files_in_epoch(), self.dataset.min_sample_size)
+
+    def _changed_note(self) -> str:
+        """Why the files may be bad, when a manifest changed since this run read it: '; <manifest> changed ...'."""
+        changed = changed_manifests(self.dataset.utts)
+        if not changed:
+            return ""
+        them = "it" if len(changed) == 1 else "them"
+        return (f"; {', '.join(changed)} changed since this run read {them} (re-imported?): restart the run to read "
+                f"{them} again")
 
     def _charge(self, bad: list[tuple[int, str]]) -> None:
         """Report and count the bad files of a batch, each once per epoch."""
@@ -329,19 +345,29 @@ class BatchLoader:
             self.epoch_bad_files += 1
 
     def state_dict(self) -> dict:
-        """Epoch, batches already yielded in it, the bad-file counters and this epoch's bad utterances."""
+        """Epoch, batches already yielded in it, the bad-file counters, this epoch's bad utterances and the
+        fingerprints of the manifests they are positions in."""
         return {"epoch": self.epoch, "position": self.position, "bad_files": self.bad_files,
                 "epoch_bad_files": self.epoch_bad_files, "bad_indices": sorted(self.bad_indices),
-                "short_files": self.short_files, "epoch_short_files": self.epoch_short_files}
+                "short_files": self.short_files, "epoch_short_files": self.epoch_short_files,
+                "manifests": manifest_stamps(self.dataset.utts)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume: the next iteration yields batch `position` of epoch `epoch`."""
+        """Resume: the next iteration yields batch `position` of epoch `epoch` (of the data as it is now: a manifest
+        changed since the checkpoint is warned about, and the epoch's bad files are counted anew)."""
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
         self.bad_files, self.epoch_bad_files = int(state["bad_files"]), int(state["epoch_bad_files"])
         self.bad_indices = {int(i) for i in state.get("bad_indices", ())}  # absent: a checkpoint of an earlier version
         self.short_files = int(state.get("short_files", 0))
         self.epoch_short_files = int(state.get("epoch_short_files", 0))
         self._plans = None
+        saved, now = state.get("manifests"), manifest_stamps(self.dataset.utts)  # absent: an earlier version's
+        changed = [] if saved is None else [m for m in {**saved, **now} if saved.get(m) != now.get(m)]
+        if changed:
+            log.warning("%s changed since the checkpoint was written (re-imported?): epoch %d resumes at batch %d "
+                        "in the order of the new data, its bad files counted anew", ", ".join(changed), self.epoch,
+                        self.position)
+            self.epoch_bad_files, self.bad_indices = 0, set()  # positions in the old data: other utterances now
 
 
 def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: int, min_sample_size: int = 32000,

@@ -9,6 +9,10 @@ $XLSR_CACHE/index (one note), and where that fails too it is built in a temporar
 Bad lines (invalid JSON, a missing or invalid field) are skipped and reported as `FILE:LINE: problem`; every
 one is listed in the index folder's bad_lines.txt. When more than `max_bad_share` of the lines are bad the
 manifest is refused with one line naming the first.
+
+The index keeps the fingerprint it was built from, so a long run can tell when its manifest has since changed
+(`changed_manifests`: a re-import into the same folder swaps manifest and audio under it); the run itself goes on
+reading its own index until it is started again.
 """
 
 from __future__ import annotations
@@ -67,6 +71,26 @@ def fingerprint(manifest: Path) -> dict:
             f.seek(max(DIGEST_BYTES, stat.st_size - DIGEST_BYTES))
             digest.update(f.read(DIGEST_BYTES))
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest.hexdigest()}
+
+
+def manifest_stamps(utts: UtteranceIndex) -> dict[str, dict]:
+    """The fingerprint each manifest of `utts` had when its index was built, by manifest path (a table made from
+    objects has none)."""
+    return {t.source: t.meta["manifest"] for t in utts.tables if t.source and "manifest" in t.meta}
+
+
+def changed_manifests(utts: UtteranceIndex) -> list[str]:
+    """The manifests of `utts` that differ now (or are gone) from what their index was built from. It reads both
+    ends of each manifest: for a stop or an epoch's start, not for every batch."""
+    changed = []
+    for source, stamp in manifest_stamps(utts).items():
+        try:
+            now = fingerprint(Path(source))
+        except OSError:
+            now = None
+        if now != stamp:
+            changed.append(source)
+    return changed
 
 
 def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceIndex:
