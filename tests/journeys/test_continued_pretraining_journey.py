@@ -199,5 +199,6 @@ def test_a_ctc_model_or_a_contradicting_config_is_said_in_one_line(home):
     edited = xlsr("pretrain", "--data", "audio", "--init", "edited", "--out", "from_edited", *PRETRAIN, cwd=home)
     assert edited.returncode == 2 and "Traceback" not in edited.stderr
     assert len(edited.stderr.splitlines()) == 1
-    assert edited.stderr.startswith(f"xlsr: error: edited{os.sep}model.safetensors: unexpected keys")
+    assert edited.stderr == (f"xlsr: error: edited{os.sep}config.json: conv_bias=false disagrees with the weights in "
+                             "model.safetensors, which hold conv biases\n")
     assert not (home / "from_edited").exists()

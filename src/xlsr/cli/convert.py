@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         "directory; nothing in it is executed) and write it to the folder DST in the chosen format, "
         "replaced atomically. --to fairseq writes DST/checkpoint.pt (and, for a CTC model, "
         "DST/dict.ltr.txt or dict.phn.txt) for fairseq's checkpoint_utils.load_model_ensemble_and_task; "
-        "after moving the folder, pass arg_overrides={'data': NEW_FOLDER}.",
+        "after moving the folder, pass arg_overrides={'data': NEW_FOLDER}. --to hf writes a model without a CTC "
+        "head with transformers' SpecAugment values for fine-tuning (mask_time_prob 0.05), as the hub's pretrained "
+        "configs have them; its pretraining masking stays under config.json's xlsr_config, which xlsr reads back.",
     )
     p.add_argument("src", metavar="SRC", help="checkpoint to read")
     p.add_argument("dst", metavar="DST", help="directory to write")
@@ -34,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Convert args.src to args.dst in format args.to."""
     # lazy: xlsr.interop imports torch (~6 s); `xlsr --help` imports every command module
     from xlsr.interop.fairseq_export import export_fairseq
+    from xlsr.interop.hf_config import spec_augment_note
     from xlsr.interop.huggingface import export_hf
     from xlsr.interop.load import load_pretrained
     from xlsr.interop.native import save_checkpoint
@@ -53,4 +56,7 @@ def run(args: argparse.Namespace) -> int:
     name = type(loaded.model).__name__
     vocab = f", {len(loaded.vocab)} tokens" if loaded.vocab else ""
     print(f"{args.src} ({loaded.source_format}, {name}{vocab}) -> {args.dst} ({args.to})")
+    note = spec_augment_note(loaded.config, name) if args.to == "hf" else None
+    if note:
+        print(f"{args.dst}: {note}")
     return 0

@@ -1,7 +1,10 @@
 """Hugging Face wav2vec2 config.json <-> our Wav2Vec2Config, field by field in both directions.
 
 Options transformers has and our model lacks are refused by name (`_UNSUPPORTED`); our whole config also
-travels under "xlsr_config", so a directory we wrote reads back exactly.
+travels under "xlsr_config", so a directory we wrote reads back exactly. transformers applies config.json's
+SpecAugment keys (mask_time_*, mask_feature_*) whenever it trains the model, fine-tuning included: a model without a
+CTC head is written with transformers' fine-tuning values there, as the hub's pretrained configs hold them, and its
+own pretraining masking is read back from "xlsr_config" (`hf_masking`, `keeps_xlsr_record`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", norm
     _check_hf_supported(hf, source)
     base = dict(hf.get("xlsr_config") or {})
     fields = _fields_from_hf(hf, source)
+    if keeps_xlsr_record(hf, architecture):
+        for ours in _MASK_KEYS:  # the export wrote transformers' values there; ours are the record's
+            del fields[ours]
     spec_augment = hf.get("apply_spec_augment", True)
     if not isinstance(spec_augment, bool):
         raise CheckpointError(f"{source}: apply_spec_augment={_clip(spec_augment)} must be true or false")
@@ -171,13 +177,7 @@ def config_to_hf(cfg, architecture: str, vocab_size: int | None) -> dict:
         "contrastive_logits_temperature": cfg.logit_temp,
         "num_negatives": cfg.num_negatives,
         "diversity_loss_weight": cfg.diversity_weight,
-        "apply_spec_augment": True,
-        "mask_time_prob": cfg.mask_prob,
-        "mask_time_length": cfg.mask_length,
-        "mask_time_min_masks": cfg.min_masks,
-        "mask_feature_prob": cfg.mask_channel_prob,
-        "mask_feature_length": cfg.mask_channel_length,
-        "mask_feature_min_masks": 0,
+        **hf_masking(cfg.to_dict(), architecture),
         "vocab_size": int(vocab_size) if vocab_size else 32,
         "pad_token_id": 0,  # the CTC blank
         "bos_token_id": None,
@@ -190,6 +190,60 @@ def config_to_hf(cfg, architecture: str, vocab_size: int | None) -> dict:
         "use_weighted_layer_sum": False,
         "xlsr_config": cfg.to_dict(),
     }
+
+
+# Our masking field: its HF key.
+_MASK_KEYS = {"mask_prob": "mask_time_prob", "mask_length": "mask_time_length", "min_masks": "mask_time_min_masks",
+              "mask_channel_prob": "mask_feature_prob", "mask_channel_length": "mask_feature_length"}
+# transformers' SpecAugment for fine-tuning: Wav2Vec2Config()'s values, which the hub's pretrained configs hold too
+# (wav2vec2-base 0.05; XLS-R-300M 0.075, with mask_time_length 10 and no feature masking; checkpoints.md §7.5).
+_HF_FINE_TUNING_MASKS = {"apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
+                         "mask_time_min_masks": 2, "mask_feature_prob": 0.0, "mask_feature_length": 10,
+                         "mask_feature_min_masks": 0}
+
+
+def hf_masking(masks: dict, architecture: str) -> dict[str, Any]:
+    """config.json's SpecAugment keys for our masking fields `masks` (a Wav2Vec2Config dict).
+
+    A CTC model's own masking is what it was fine-tuned with: written as is. Any other model's is its pretraining
+    objective's (65% of frames), which transformers would apply while fine-tuning it (Wav2Vec2Model._mask_hidden_states):
+    transformers' fine-tuning values are written instead. A model that masks nothing keeps that (no masking is a
+    fine-tuning setting, and transformers then has no masked_spec_embed either).
+    """
+    masks_nothing = masks["mask_prob"] == 0 and masks["mask_channel_prob"] == 0
+    if architecture != "Wav2Vec2ForCTC" and not masks_nothing:
+        return dict(_HF_FINE_TUNING_MASKS)
+    return _own_masking(masks)
+
+
+def _own_masking(masks: dict) -> dict[str, Any]:
+    return {"apply_spec_augment": True, **{key: masks[ours] for ours, key in _MASK_KEYS.items()},
+            "mask_feature_min_masks": 0}
+
+
+def keeps_xlsr_record(hf: dict, architecture: str) -> bool:
+    """Whether config.json carries xlsr's own record ("xlsr_config") of the model's training settings with its
+    SpecAugment keys still as `config_to_hf` wrote them for it (or as earlier exports did: the record's own values):
+    the record is then the file's truth. Keys changed since (by hand, or by transformers saving the CTC model it
+    fine-tuned) make the HF keys the truth."""
+    record = hf.get("xlsr_config")
+    if not isinstance(record, dict) or any(ours not in record for ours in _MASK_KEYS):
+        return False
+    held = {key: default if hf.get(key) is None else hf[key] for key, default in _HF_FINE_TUNING_MASKS.items()}
+    return held in (hf_masking(record, architecture), _own_masking(record))
+
+
+def spec_augment_note(cfg, architecture: str) -> str | None:
+    """One sentence for an export whose SpecAugment keys are transformers' values, not the model's; else None."""
+    written = hf_masking(cfg.to_dict(), architecture)
+    own = {ours: getattr(cfg, ours) for ours in _MASK_KEYS}
+    if all(written[key] == own[ours] for ours, key in _MASK_KEYS.items()):
+        return None
+    return ("config.json has transformers' SpecAugment values for fine-tuning ("
+            + ", ".join(f"{key} {written[key]}" for key in _MASK_KEYS.values())
+            + ") as the hub's pretrained configs do; this model's own masking ("
+            + ", ".join(f"{ours} {value}" for ours, value in own.items())
+            + ") is kept under xlsr_config, which xlsr reads back")
 
 
 def hf_has_mask_embedding(hf: dict) -> bool:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from xlsr.interop.hf_config import (
     config_to_hf,
     hf_has_mask_embedding,
     ignored_ctc_loss_fields,
+    keeps_xlsr_record,
 )
 from xlsr.interop.hf_keys import HF_PREFIX, key_table, rename, with_current_weight_norm_names
 from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
@@ -120,6 +123,7 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     state, weights_path, lang = _read_hf_state(dir, target_lang)
     architecture = _architecture_from_keys(state)
     cfg = config_from_hf(hf, cfg_path, architecture=architecture, normalize=_do_normalize(dir))
+    _check_conv_bias(hf, cfg.conv_bias, state, cfg_path, weights_path)
     prefixed = architecture != "Wav2Vec2Model"
     ours, unmatched = rename(state, key_table("from_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     if unmatched:
@@ -144,8 +148,38 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     if architecture == "Wav2Vec2ForCTC":
         vocab = _ctc_vocab(dir, hf, ours, lang, metadata)
         vocab_size = ours["lm_head.weight"].shape[0]
-    model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path)
+    in_file = _hf_name(key_table("to_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
+    model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path, names=in_file)
     return Loaded(model, cfg, vocab, "hf", metadata)
+
+
+def keeps_xlsr_settings(dir: str | Path, architecture: str) -> bool:
+    """Whether `import_hf(dir)` took the model's training settings from xlsr's own record in config.json (a folder
+    `export_hf` wrote, its masking keys as written), not from transformers' keys, which hold fine-tuning values."""
+    return keeps_xlsr_record(read_json(Path(dir) / "config.json"), architecture)
+
+
+_CONV_BIAS = re.compile(r"(?:wav2vec2\.)?feature_extractor\.conv_layers\.\d+\.conv\.bias")
+
+
+def _check_conv_bias(hf: dict, conv_bias: bool, state: dict, cfg_path: Path, weights_path: Path) -> None:
+    """One line when config.json's conv_bias contradicts the weights (which otherwise fail as missing or unexpected
+    keys, naming neither the field nor the cause)."""
+    held = any(_CONV_BIAS.fullmatch(key) for key in state)
+    if held != conv_bias:
+        said = json.dumps(conv_bias) + ("" if hf.get("conv_bias") is not None else " (absent: transformers' default)")
+        raise CheckpointError(f"{cfg_path}: conv_bias={said} disagrees with the weights in {weights_path.name}, "
+                              f"which hold {'' if held else 'no '}conv biases")
+
+
+def _hf_name(table) -> Callable[[str], str]:
+    """Our key -> the file's name for it, so that a loading error lists the keys as the file has them."""
+
+    def name(key: str) -> str:
+        renamed, _ = rename({key: None}, table)
+        return next(iter(renamed), key)
+
+    return name
 
 
 def _do_normalize(dir: Path) -> bool | None:

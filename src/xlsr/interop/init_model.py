@@ -4,10 +4,16 @@ or a preset with random weights, plus the run's `model` overrides of that archit
 The encoder's weights are always taken; a pretraining run also takes the quantizer and projections when
 `--init` has them, a fine-tuning run the CTC head when it keeps the checkpoint's vocabulary. For an MMS
 checkpoint with per-language adapters, `target_lang` picks the language (the adapters and head loaded).
+
+A run that resumes reads no weights of `--init`: its own checkpoint's replace them. What else `--init` gave the run
+(architecture, CTC vocabulary and labels, MMS language) then comes from the config.json of `--init` when that is our
+format, as for a fresh run; from the run's own checkpoint, which recorded it, when `--init` is a Hugging Face folder
+or a fairseq file (there the architecture and vocabulary depend on the weight file) or no longer exists.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +30,12 @@ from xlsr.interop.load import (
     read_checkpoint_config,
     resolve_run_folder,
 )
+from xlsr.interop.native import Loaded
 from xlsr.interop.state_dict import load_state_dict_strict
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import PRESETS, check_override_keys
+
+log = logging.getLogger(__name__)
 
 # The Wav2Vec2Config fields a run may change on an --init checkpoint: how it is trained (dropouts, LayerDrop, masking,
 # the CNN's gradient scale) and the pretraining objective (negatives, temperatures, loss weights). None of them
@@ -40,7 +49,8 @@ TRAINING_FIELDS = ("feature_grad_mult", "dropout", "attention_dropout", "activat
 
 @dataclass
 class InitModel:
-    """What `--init` gives a run: the architecture, the loaded model (None: random weights), its CTC vocabulary."""
+    """What `--init` gives a run: the architecture, the loaded model (None: random weights, or a resume's), its CTC
+    vocabulary."""
 
     config: Wav2Vec2Config
     model: nn.Module | None = None  # as loaded: Wav2Vec2Model, Wav2Vec2ForPreTraining or Wav2Vec2ForCTC
@@ -50,10 +60,13 @@ class InitModel:
     source_format: str | None = None  # "xlsr", "hf" or "fairseq": what `source` was read as
     language: str | None = None  # the MMS language whose adapters and head were loaded
     new_language: bool = False  # target_lang is not one `--init` has: its adapters and head start afresh
+    # a resume: the run's checkpoint, found when `--init` was read; its weights replace those of `--init`, not read
+    resumed_from: Path | None = None
 
     @property
     def pretrained(self) -> bool:
-        return self.model is not None
+        """Whether the run's model is `--init`'s: its weights loaded, or (on resume) the run's checkpoint's."""
+        return self.model is not None or self.resumed_from is not None
 
     @property
     def encoder(self) -> nn.Module | None:
@@ -66,29 +79,65 @@ class InitModel:
         return getattr(self.model, "lm_head", None)
 
 
-def load_init(init: str | None, preset: str, target_lang: str | None = None, *,
-              allow_new_language: bool = False) -> InitModel:
+def load_init(init: str | None, preset: str, target_lang: str | None = None, *, allow_new_language: bool = False,
+              resume_from: Path | None = None) -> InitModel:
     """Read `--init` (a run folder means its best, else last, checkpoint); None or "none": `preset`, random.
 
     `target_lang` picks an MMS checkpoint's language. With `allow_new_language`, a language the checkpoint
     lacks loads its first listed one instead (its base weights; the caller starts fresh adapters and head)
     and `new_language` is set; the loaded vocabulary, another language's, is then not offered.
+    `resume_from`: the run's own checkpoint, when the run resumes; no weights of `--init` are read (module docstring).
     """
     if init in (None, "", "none"):
         return InitModel(Wav2Vec2Config.preset(preset))
+    if resume_from is not None and not (Path(init).exists() and detect_format(checkpoint_path(init)) == "xlsr"):
+        return recorded_init(init, resume_from)
     path = resolve_run_folder(init)
     lang = target_lang
     if allow_new_language and target_lang is not None:
         languages = checkpoint_languages(path)
         if target_lang not in languages:
             lang = languages[0] if languages else None
-    loaded = load_pretrained(path, target_lang=lang)
+    loaded = load_pretrained(path, target_lang=lang) if resume_from is None else _described(path, lang)
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
         return InitModel(loaded.config, loaded.model, None, None, str(path), loaded.source_format, language,
-                         new_language=True)
+                         new_language=True, resumed_from=resume_from)
     labels = (loaded.metadata or {}).get("labels")
-    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), loaded.source_format, language)
+    return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), loaded.source_format, language,
+                     resumed_from=resume_from)
+
+
+def recorded_init(init: str, checkpoint: Path) -> InitModel:
+    """What `--init` gave the run whose checkpoint is `checkpoint`, as that checkpoint records it (no file of `--init`
+    read): the architecture (with the run's `model` overrides, which the run applies again and the run-folder check
+    compares), the CTC vocabulary and its labels, the MMS language."""
+    checkpoint = Path(checkpoint)
+    data = read_checkpoint_config(checkpoint)
+    metadata = data.get("metadata") or {}
+    if not Path(init).exists():
+        log.info("%s no longer exists; the run resumes from %s, which holds its model", init, checkpoint)
+    return InitModel(_model_config(data, checkpoint), None, data.get("vocab"), metadata.get("labels"),
+                     metadata.get("init") or str(init), None, metadata.get("target_lang"), resumed_from=checkpoint)
+
+
+def _described(path: Path, target_lang: str | None) -> Loaded:
+    """What `load_pretrained` gives for our checkpoint at `path`, read from its config.json alone (`model` None)."""
+    path = checkpoint_path(path)
+    data = read_checkpoint_config(path)
+    metadata = data.get("metadata") or {}
+    held = metadata.get("target_lang")
+    if target_lang is not None and held != target_lang:
+        raise CheckpointError(f"{path}: no language {target_lang!r}; available: {held or 'none'}")
+    return Loaded(None, _model_config(data, path), data.get("vocab"), "xlsr", metadata)
+
+
+def _model_config(data: dict, checkpoint: Path) -> Wav2Vec2Config:
+    """The Wav2Vec2Config in a config.json of ours (`data`, read from the directory `checkpoint`)."""
+    try:
+        return Wav2Vec2Config.from_dict(data.get("model") or {})
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint / 'config.json'}: bad model config ({exc})") from None
 
 
 def checkpoint_languages(path: str | Path) -> list[str]:

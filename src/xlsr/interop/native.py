@@ -9,6 +9,7 @@ never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +72,10 @@ def build_model(architecture: str, cfg, vocab_size: int | None = None) -> torch.
 
 
 def model_with_weights(architecture: str, cfg, vocab_size: int | None, state: dict[str, torch.Tensor],
-                       source: str | Path) -> torch.nn.Module:
-    """A model of `architecture` whose weights are `state`'s tensors (not copies), in eval mode."""
-    return build_with_weights(lambda: build_model(architecture, cfg, vocab_size), state, source).eval()
+                       source: str | Path, *, names: Callable[[str], str] | None = None) -> torch.nn.Module:
+    """A model of `architecture` whose weights are `state`'s tensors (not copies), in eval mode; `names` gives the
+    file's own name of each of our keys, for the error listing keys that do not fit."""
+    return build_with_weights(lambda: build_model(architecture, cfg, vocab_size), state, source, names=names).eval()
 
 
 def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:

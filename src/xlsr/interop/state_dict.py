@@ -12,22 +12,27 @@ from xlsr.errors import CheckpointError, listing
 
 
 def check_state_dict(
-    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
+    names: Callable[[str], str] | None = None,
 ) -> None:
-    """Raise CheckpointError naming `source` if `state` lacks, adds or reshapes any of the model's tensors."""
+    """Raise CheckpointError naming `source` if `state` lacks, adds or reshapes any of the model's tensors.
+
+    `names` maps our key to the name `source` has for it (an imported file's own naming); by default ours.
+    """
+    name = names or (lambda key: key)
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    missing = sorted(name(k) for k in set(expected) - set(state))
+    unexpected = sorted(name(k) for k in set(state) - set(expected))
     problems = []
     if missing:
         problems.append(f"missing keys: {listing(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {listing(unexpected)}")
-    wrong = [
-        f"{k} {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(state))
+    wrong = sorted(
+        f"{name(k)} {tuple(state[k].shape)} vs config {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
         if tuple(state[k].shape) != tuple(expected[k].shape)
-    ]
+    )
     if wrong:
         problems.append(f"shapes contradict the config: {listing(wrong)}")
     if problems:
@@ -65,17 +70,18 @@ def _initializers_skipped():
 
 
 def build_with_weights(
-    build: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor], source: str | Path
+    build: Callable[[], torch.nn.Module], state: Mapping[str, torch.Tensor], source: str | Path,
+    *, names: Callable[[str], str] | None = None,
 ) -> torch.nn.Module:
     """`build()` on the meta device, then `state`'s tensors become its weights: no random init, no copy.
 
     Tensors memory-mapped from a file stay mapped (copy-on-write: training writes to private pages,
     never to the file), so loading holds one copy of the weights, not two. A tensor whose dtype differs
-    from the model's (an fp16 checkpoint) is converted, that one only.
+    from the model's (an fp16 checkpoint) is converted, that one only. `names`: as for `check_state_dict`.
     """
     with torch.device("meta"), _initializers_skipped():
         model = build()
-    check_state_dict(model, state, source)
+    check_state_dict(model, state, source, names)
     expected = model.state_dict()
     state = {k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)

@@ -66,6 +66,7 @@ from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_update
 from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
 from xlsr.train.release_memory import release_memory
+from xlsr.train.run_folder import check_resumable, resume_checkpoint
 from xlsr.train.shard_finetune import ShardLabeler
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer
@@ -90,7 +91,9 @@ class FinetuneTask(Task):
         self.info = None
         self.best_metric = "per" if cfg.labels == "phones" else "cer"
         self.adapters_only = cfg.train_only == "adapters"  # the base never trains: no CNN, no freeze schedule
-        self.init = load_init(cfg.init, cfg.preset, cfg.target_lang, allow_new_language=self.adapters_only)
+        # a resumed run reads no weights of --init: its own checkpoint's replace them
+        self.init = load_init(cfg.init, cfg.preset, cfg.target_lang, allow_new_language=self.adapters_only,
+                              resume_from=resume_checkpoint(cfg.out))
         if self.adapters_only:
             check_adapter_training(self.init, cfg.target_lang)
         self.model_config = apply_overrides(self.init.config, dict(cfg.model), from_checkpoint=self.init.pretrained)
@@ -129,7 +132,9 @@ class FinetuneTask(Task):
     def build_model(self) -> nn.Module:
         """Wav2Vec2ForCTC with the init encoder (and head, when its vocabulary is reused); CNN frozen."""
         model = Wav2Vec2ForCTC(self.model_config, len(self.vocab.tokens))
-        if self.init.pretrained:
+        if self.init.resumed_from is not None:
+            check_resumable(self.cfg.out, self.init.resumed_from)  # the Trainer loads the run's own weights
+        if self.init.model is not None:
             load_encoder(model.wav2vec2, self.init)
         if self.adapters_only:
             trainable, total = train_adapters_only(model, new_language=self.init.new_language)

@@ -31,6 +31,7 @@ from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
+from xlsr.interop.huggingface import keeps_xlsr_settings
 from xlsr.interop.init_model import (
     apply_overrides,
     load_init,
@@ -38,6 +39,7 @@ from xlsr.interop.init_model import (
     presets_shaped_like,
     pretraining_fields_from,
 )
+from xlsr.interop.load import checkpoint_path
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
@@ -54,6 +56,7 @@ from xlsr.train.feature_monitor import (
 from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.release_memory import release_memory
+from xlsr.train.run_folder import check_resumable, resume_checkpoint
 from xlsr.train.schedules import gumbel_temperature
 from xlsr.train.task import Task
 from xlsr.train.trainer import Trainer, TrainerConfig
@@ -71,21 +74,21 @@ class PretrainConfig(TrainerConfig):
     model: dict = field(default_factory=dict)  # Wav2Vec2Config fields that override the preset
     init: str | None = None  # continue from these weights (ours, HF dir or fairseq .pt); fresh optimizer
     recipe: str | None = None  # the shipped recipe this config started from (informational)
-    langs: list[str] | None = None  # languages to use (default: every folder in `data`)
+    langs: list[str] | None = None  # languages to use (default: every folder in --data)
     alpha: float = 0.5  # language upsampling: p_l ∝ (n_l/N)^α; 1 natural, 0 uniform
-    train_split: str = "train"
-    valid_split: str = "dev"  # the synth corpus and importers write train/dev/test
+    train_split: str = "train"  # the training manifests' name: <data>/<lang>/<train_split>.jsonl (or a shard split)
+    valid_split: str = "dev"  # the validation manifests' name: <data>/<lang>/<valid_split>.jsonl (synth, importers: dev)
     max_tokens: int = 1_400_000  # audio samples per batch (B × crop)
-    max_utterances: int | None = None  # most utterances per batch (fairseq's dataset.batch_size); None: any
-    min_sample_size: int = 32_000  # skip utterances shorter than this (2 s)
-    max_sample_size: int = 250_000  # crop length cap (15.6 s)
+    max_utterances: int | None = None  # most utterances per batch (fairseq's dataset.batch_size); none: no limit
+    min_sample_size: int = 32_000  # utterances shorter than this many samples are skipped (32 000: 2 s)
+    max_sample_size: int = 250_000  # a batch is cropped to its shortest utterance, at most this many samples (15.6 s)
     crop_multiple: int = 0  # >0: crop lengths rounded down to a multiple (few shapes for torch.compile)
-    normalize: bool | None = None  # per-utterance z-norm; None: as the model expects (normalize_waveform)
+    normalize: bool | None = None  # per-utterance z-norm of the waveform; none: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
-    valid_max_batches: int = 0  # per language; 0 = all
-    feature_health_frames: int = 8192  # validation frames (all languages pooled) for feature health; 0 = off
+    valid_max_batches: int = 0  # validation batches per language; 0 = all
+    feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
     probe_every: int = 0  # >0: a short linear CTC probe at the first validation this many updates after the last
     probe_data: list[str] = field(default_factory=list)  # labeled manifest(s) the probe trains and scores on
     probe_labels: Literal["phones", "chars"] = "phones"  # phones: the manifests' `phones`; chars: their `text`
@@ -128,7 +131,9 @@ class PretrainTask(Task):
 
     def __init__(self, cfg: PretrainConfig):
         self.cfg = cfg
-        self.init = load_init(cfg.init, cfg.preset)  # the architecture: the preset's, or the --init checkpoint's
+        # the architecture: the preset's, or the --init checkpoint's (a resumed run: as its own checkpoint says, the
+        # weights of --init unread)
+        self.init = load_init(cfg.init, cfg.preset, resume_from=resume_checkpoint(cfg.out))
         base = self.init.config
         if self.init.source_format == "hf":
             base = self._preset_training_fields(base)
@@ -161,7 +166,10 @@ class PretrainTask(Task):
 
     def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
         """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones: the
-        preset's are used instead (those set with --model.* win over both), and the run says which changed."""
+        preset's are used instead (those set with --model.* win over both), and the run says which changed.
+        A folder xlsr exported keeps its own record of them in config.json, which `config` was read from: kept."""
+        if keeps_xlsr_settings(checkpoint_path(self.init.source), type(self.init.model).__name__):
+            return config
         # the preset named, unless that is the default and the checkpoint is shaped like another one (an XLS-R
         # 300M folder with no --preset: the `large` family's settings, not `tiny`'s)
         preset, alike = self.cfg.preset, presets_shaped_like(config)
@@ -252,7 +260,9 @@ class PretrainTask(Task):
 
     def build_model(self) -> nn.Module:
         model = Wav2Vec2ForPreTraining(self.model_cfg)
-        if not self.init.pretrained:
+        if self.init.resumed_from is not None:
+            check_resumable(self.cfg.out, self.init.resumed_from)  # the Trainer loads the run's own weights
+        if self.init.model is None:
             return model
         self.quantizer_from_init = load_pretraining_weights(model, self.init)
         if not self.quantizer_from_init:

@@ -1,6 +1,9 @@
 """The one check before a run writes into its folder, for every task: a folder that holds another kind of run,
 a run from another model source, or checkpoints of another model is refused in one line, and nothing in it
 is touched. A folder without checkpoints has nothing to resume; only its config.yaml is checked.
+
+A task reads whether the run resumes (`resume_checkpoint`) before it builds its model: a resumed run's model comes from
+its own checkpoint, and the weights of its `--init` are not read (interop/init_model.py).
 """
 
 from __future__ import annotations
@@ -14,8 +17,21 @@ from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.load import model_mismatch, read_checkpoint_config
 from xlsr.train.checkpoint import find_resume_dir
 
-# The fields of every task's config that say where the model comes from (the preset, or --init weights).
-MODEL_SOURCE_KEYS = ("preset", "init")
+# The fields of every task's config that say where the model comes from (the preset, or --init weights; an MMS
+# --init's language, whose adapters and head the run took)
+MODEL_SOURCE_KEYS = ("preset", "init", "target_lang")
+
+
+def resume_checkpoint(out: str | Path) -> Path | None:
+    """The checkpoint a run into the folder `out` resumes from (the one the Trainer loads); None: a fresh run."""
+    return find_resume_dir(Path(out) / "checkpoints") if out else None
+
+
+def check_resumable(out: str | Path, read: Path) -> None:
+    """XlsrError when `out` has no checkpoint left although the run's model was read from its checkpoint `read` (the
+    weights of --init unread): the model would otherwise train on from random weights."""
+    if resume_checkpoint(out) is None:
+        raise XlsrError(f"{out}: its checkpoints are gone since this run read {read}; run the command again")
 
 
 def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[str] | None = None) -> None:
