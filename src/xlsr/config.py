@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
+import io
 import math
+import tokenize
 import types
 import typing
 from pathlib import Path
@@ -324,11 +328,13 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
 
     Values stay strings (default: not given) and are typed later by `load_config`, so the command line
     overrides YAML exactly like an `overrides` dict. `prefix="model."` adds `--model.<field>` options.
+    Each option's help is the field's source comment (see `field_comments`), then its type and default.
     The help shows `cls`'s own field defaults, unless a run starts from other values: then `defaults` gives
     the values shown ({field: value}) and `other_default` words the default of every field not in it
     ("the preset's"), so that the help never shows a number the run does not use.
     """
     hints = _hints(cls)
+    comments = field_comments(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or _nested_dataclass(hints[f.name]) is not None or _origin(hints[f.name]) is dict:
             continue
@@ -340,11 +346,106 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
             default = f.default if f.default is not dataclasses.MISSING else None
         else:
             default = defaults.get(f.name)
-        shown = "" if default in (None, "") or isinstance(default, dict | list) else f" (default {default})"
+        shown = "" if default in (None, "") or isinstance(default, dict | list) else f"default {default}"
         if defaults is not None and f.name not in defaults and other_default:
-            shown = f" (default: {other_default})"
-        parser.add_argument(*names, dest=_DEST + key, default=argparse.SUPPRESS, metavar=_metavar(hints[f.name]),
-                            help=f"{_type_name(hints[f.name])}{shown}")
+            shown = f"default: {other_default}"
+        typ, comment = hints[f.name], comments.get(f.name, "")
+        # beside a comment, a Literal's type would repeat the metavar's {choice,...}
+        kind = "" if comment and typing.get_origin(typ) is typing.Literal else _type_name(typ)
+        parser.add_argument(*names, dest=_DEST + key, default=argparse.SUPPRESS, metavar=_metavar(typ),
+                            help=_option_help(comment, kind, shown))
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """{field name: its comment in the source} for dataclass `cls`; a field without one is left out.
+
+    A field's comment is its trailing `# ...` (on any line of its definition), continued by comment lines right
+    below whose `#` stands in the same column; failing that, the comment lines directly above it (no blank line
+    between). A `# --- title` line heads a section: it and the comment lines under it belong to no field. An
+    inherited field's comment is read from the class that defines it: the nearest in the MRO that gives it a
+    comment (a subclass that only changes a default keeps the base's words). Where the source cannot be read (a
+    frozen app) the dict is empty, and the help shows types and defaults only.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(_own_field_comments(klass))
+    return {name: text for name, text in out.items() if name in names}
+
+
+def _option_help(comment: str, kind: str, shown: str) -> str:
+    """`comment (kind, shown)`, or `kind (shown)` without a comment; `%` escaped for argparse's formatting."""
+    if comment:
+        tail = ", ".join(part for part in (kind, shown) if part)
+        text = f"{comment} ({tail})" if tail else comment
+    else:
+        text = f"{kind} ({shown})" if shown else kind
+    return text.replace("%", "%%")
+
+
+_PRAGMA = ("noqa", "type:", "fmt:", "pragma:")  # tool directives, not words for a reader
+
+
+@functools.cache
+def _own_field_comments(klass: type) -> dict[str, str]:
+    """The comments of the fields that `klass` itself annotates, read from its source by the rule of
+    `field_comments`; {} for a class that is no dataclass or whose source cannot be read."""
+    if not dataclasses.is_dataclass(klass):
+        return {}
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(inspect.getsource(klass)).readline))
+    except (OSError, TypeError, SyntaxError, tokenize.TokenError):
+        return {}
+    comments: dict[str, list[str]] = {}
+    depth, body = 0, None  # indentation depth now, and that of the class body
+    above: list[str] = []  # comment lines since the last statement or blank line
+    statement: list[tokenize.TokenInfo] = []  # the logical line being read (a field may span several lines)
+    continued: tuple[str, int] | None = None  # (field, column of its trailing '#') that lines below may continue
+    section = False  # reading a `# --- title` block
+    for tok in tokens:
+        if tok.type == tokenize.INDENT:
+            depth += 1
+        elif tok.type == tokenize.DEDENT:
+            depth -= 1
+        elif body is None:
+            if tok.type == tokenize.NAME and tok.string == "class":
+                body = depth + 1
+        elif statement:
+            if tok.type == tokenize.NEWLINE:
+                continued = _read_statement(statement, depth == body, above, comments)
+                above, statement = [], []
+            else:
+                statement.append(tok)
+        elif tok.type == tokenize.COMMENT:  # a line holding only a comment
+            text = tok.string.lstrip("#").strip()
+            if continued is not None and tok.start[1] == continued[1]:
+                comments[continued[0]].append(text)
+            else:
+                continued = None
+                section = section or text.startswith("---")
+                above = [] if section else [*above, text]
+        elif tok.type == tokenize.NL:
+            if not tok.line.strip():  # a blank line ends a continuation, a block above and a section's title
+                above, continued, section = [], None, False
+        elif tok.type != tokenize.ENDMARKER:
+            statement, section = [tok], False
+    return {name: " ".join(lines) for name, lines in comments.items() if any(lines)}
+
+
+def _read_statement(statement: list, in_body: bool, above: list[str], comments: dict) -> tuple[str, int] | None:
+    """Record the comment of a field statement (`name: type = ...`) of the class body in `comments`; return
+    (field, column of its trailing comment) when comment lines below it may continue that comment."""
+    code = [t for t in statement if t.type not in (tokenize.COMMENT, tokenize.NL)]
+    if not (in_body and len(code) > 1 and code[0].type == tokenize.NAME and code[1].string == ":"):
+        return None
+    trailing = [t for t in statement if t.type == tokenize.COMMENT
+                and not t.string.lstrip("#").strip().startswith(_PRAGMA)]
+    name = code[0].string
+    if trailing:
+        comments[name] = [t.string.lstrip("#").strip() for t in trailing]
+        return name, trailing[-1].start[1]
+    comments[name] = list(above)
+    return None
 
 
 def collect_overrides(args) -> dict[str, str]:

@@ -16,8 +16,9 @@ def _help(command: str, capsys) -> str:
 
 def _shown_defaults(command: str, capsys) -> dict[str, str]:
     """{model field: the words after 'default' in its help}, from `xlsr COMMAND --help`."""
-    return dict(re.findall(r"--model\.([a-z_]+) \S+(?:, --model\.[a-z-]+ \S+)? [^(]*\(default:? ([^)]*)\)",
-                           _help(command, capsys)))
+    helps = re.findall(r"--model\.([a-z_]+) \S+(?:, --model\.[a-z-]+ \S+)? (.*?)(?= --model\.[a-z_]+ |$)",
+                       _help(command, capsys))
+    return {key: m.group(1) for key, text in helps if (m := re.search(r"default:? ([^()]*)\)$", text))}
 
 
 def test_finetune_help_shows_the_model_settings_a_run_uses(capsys):

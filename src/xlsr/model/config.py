@@ -41,48 +41,49 @@ class Wav2Vec2Config:
     """Hyperparameters of the model and of its pretraining objective (fairseq semantics)."""
 
     # --- CNN feature encoder
-    conv_layers: list[tuple[int, int, int]] = field(default_factory=standard_conv_layers)  # (dim, kernel, stride)
+    conv_layers: list[tuple[int, int, int]] = field(
+        default_factory=standard_conv_layers)  # the CNN's layers, each (dim, kernel, stride)
     extractor_mode: str = "group_norm"  # "group_norm": GroupNorm on layer 0 only; "layer_norm": LN in every layer
-    conv_bias: bool = False
+    conv_bias: bool = False  # the CNN's convolutions have a bias
     feature_grad_mult: float = 1.0  # scales the CNN's gradients (0 freezes it) [feature_grad_mult]
     # --- Transformer
-    hidden_size: int = 768  # D [encoder_embed_dim]
-    num_layers: int = 12
-    num_heads: int = 12
-    ffn_dim: int = 3072
+    hidden_size: int = 768  # D: the Transformer's width [encoder_embed_dim]
+    num_layers: int = 12  # Transformer blocks [encoder_layers]
+    num_heads: int = 12  # attention heads per block [encoder_attention_heads]
+    ffn_dim: int = 3072  # width of each block's feed-forward layer [encoder_ffn_embed_dim]
     layer_norm_first: bool = False  # pre-LN blocks (XLSR family) instead of post-LN (Base)
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    dropout_input: float = 0.0  # after the projection to D
+    dropout: float = 0.1  # on the Transformer's input and each block's attention and feed-forward outputs
+    attention_dropout: float = 0.1  # on the attention weights
+    activation_dropout: float = 0.0  # inside the feed-forward layer, after its activation
+    dropout_input: float = 0.0  # on the CNN features after their projection to D
     dropout_features: float = 0.0  # on the quantizer's copy of the CNN features
     final_dropout: float = 0.0  # before the CTC head
-    layerdrop: float = 0.0  # [encoder_layerdrop]
+    layerdrop: float = 0.0  # chance that training skips a Transformer block (LayerDrop) [encoder_layerdrop]
     conv_pos: int = 128  # kernel of the convolutional positional embedding
-    conv_pos_groups: int = 16
-    layer_norm_eps: float = 1e-5
+    conv_pos_groups: int = 16  # groups of the convolutional positional embedding
+    layer_norm_eps: float = 1e-5  # epsilon of the Transformer's LayerNorms
     # MMS: a bottleneck adapter of this width after every block (None: none) [adp_dim; HF adapter_attn_dim]
     adapter_attn_dim: int | None = None
     # --- quantizer and contrastive task
-    final_dim: int = 256  # F: contrastive space [final_dim]
+    final_dim: int = 256  # F: width of the contrastive space [final_dim]
     codevector_dim: int = 256  # quantizer output dim = G x entry dim [latent_dim, 0 -> final_dim]
-    num_codevector_groups: int = 2  # G [latent_groups]
-    num_codevectors_per_group: int = 320  # V [latent_vars]
-    latent_temp: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # (max, min, decay per update)
-    logit_temp: float = 0.1  # kappa
-    num_negatives: int = 100  # K
-    cross_sample_negatives: int = 0
+    num_codevector_groups: int = 2  # G: codebooks of the quantizer [latent_groups]
+    num_codevectors_per_group: int = 320  # V: entries per codebook [latent_vars]
+    latent_temp: tuple[float, float, float] = (2.0, 0.5, 0.999995)  # Gumbel temperature: max, min, decay per update
+    logit_temp: float = 0.1  # kappa: temperature of the contrastive logits
+    num_negatives: int = 100  # K: distractors per masked frame, from its own utterance
+    cross_sample_negatives: int = 0  # distractors per masked frame from the batch's other utterances
     # --- masking
-    mask_prob: float = 0.65
-    mask_length: int = 10
-    min_masks: int = 2
-    mask_channel_prob: float = 0.0
-    mask_channel_length: int = 64
+    mask_prob: float = 0.65  # time masks: mask_prob x frames / mask_length spans per utterance (they may overlap)
+    mask_length: int = 10  # frames per time-mask span
+    min_masks: int = 2  # fewest time-mask spans per utterance
+    mask_channel_prob: float = 0.0  # channel masks (fine-tuning's SpecAugment): as mask_prob, over the D channels
+    mask_channel_length: int = 64  # channels per channel-mask span
     # --- loss weights [criterion.loss_weights]
-    diversity_weight: float = 0.1  # alpha
-    feature_penalty_weight: float = 0.0  # beta
+    diversity_weight: float = 0.1  # alpha: weight of the codebook diversity loss
+    feature_penalty_weight: float = 0.0  # beta: weight of the L2 penalty on the CNN features
     # --- data contract: per-utterance z-norm of the waveform, applied by the data side
-    normalize_waveform: bool = False
+    normalize_waveform: bool = False  # the model expects each waveform z-normed (zero mean, unit variance)
 
     def __post_init__(self) -> None:
         self._check_types()

@@ -40,42 +40,40 @@ class FinetuneConfig(TrainerConfig):
     vocab: str | None = None
     new_head: bool = False  # with a CTC --init: drop its head and vocabulary, build both from the labels
     target_lang: str | None = None  # MMS --init with per-language adapters: the language to load (and to train)
-    train_only: Literal["all", "adapters"] = "all"  # adapters: MMS's recipe, see train/language_adapters.py
-    # Added to the blank logit's bias in a freshly created CTC head (never in one taken from --init). > 0 starts
-    # the model predicting blanks, the usual first stage of CTC training, and keeps it out of blank-free solutions
-    # that memorize small data; 0 adds nothing. The head itself has PyTorch's default Linear init (weights and bias
-    # uniform in +-1/sqrt(width): logits of std ~0.58 on unit-variance features), which is neither fairseq's
-    # (xavier_uniform_ weights, zero bias: std ~1.4 for a 1024-wide encoder) nor transformers' (weights N(0, 0.02),
-    # zero bias: std 0.02 x sqrt(width)). 3: on the tone corpus 2, 3 and 4 all learned where 0 mostly failed;
-    # with 2 some heads still started half on symbols, 3 all-blank.
-    blank_bias: float = 3.0
-    oov: Literal["error", "warn", "unk"] = "error"  # label symbols outside a given vocabulary
-    # How the CTC loss weighs utterances in training. mean: torch's "mean", each utterance's -log p divided by its
-    # label count, averaged over the micro-batch, every micro-batch of an update weighing the same. sentence:
-    # fairseq's sentence_avg (set by its vox-* and XLS-R yamls): the utterances' -log p summed, not divided by their
-    # label counts, and the gradient divided by the utterances of the whole update (all micro-batches and
-    # processes); next to it, mean gives an utterance with 10x the labels 1/10 of the weight. The logged `loss` is
-    # the mean one (nats per label) either way, the dev `loss` too; sentence adds `sentence_loss`, the loss it
-    # trains (nats per utterance).
-    ctc_loss: Literal["mean", "sentence"] = "mean"
-    preset: str = "tiny"  # model size for --init none
+    train_only: Literal["all", "adapters"] = "all"  # all, or adapters: only MMS's adapters and the CTC head train
+    # Never added to a head taken from --init. > 0 starts the model predicting blanks, the usual first stage of
+    # CTC training, and keeps it out of blank-free solutions that memorize small data. The head itself has
+    # PyTorch's default Linear init (weights and bias uniform in +-1/sqrt(width): logits of std ~0.58 on
+    # unit-variance features), which is neither fairseq's (xavier_uniform_ weights, zero bias: std ~1.4 for a
+    # 1024-wide encoder) nor transformers' (weights N(0, 0.02), zero bias: std 0.02 x sqrt(width)). 3: on the tone
+    # corpus 2, 3 and 4 all learned where 0 mostly failed; with 2 some heads still started half on symbols, 3 all-blank.
+    blank_bias: float = 3.0  # added to the blank logit's bias in a new CTC head (> 0: starts all-blank; 0: nothing)
+    # label symbols outside a given vocabulary: error stops the run; warn and unk map them to <unk>
+    oov: Literal["error", "warn", "unk"] = "error"
+    # mean: torch's "mean", each utterance's -log p divided by its label count, averaged over the micro-batch,
+    # every micro-batch of an update weighing the same. sentence: fairseq's sentence_avg (set by its vox-* and XLS-R
+    # yamls): the utterances' -log p summed, not divided by their label counts, and the gradient divided by the
+    # utterances of the whole update (all micro-batches and processes); next to it, mean gives an utterance with 10x
+    # the labels 1/10 of the weight. The logged `loss` is the mean one (nats per label) either way, the dev `loss`
+    # too; sentence adds `sentence_loss`, the loss it trains (nats per utterance).
+    ctc_loss: Literal["mean", "sentence"] = "mean"  # the CTC loss averaged per label (mean) or per utterance (sentence)
+    preset: str = "tiny"  # model size for --init none: tiny, base, large, xlsr-53, xls-r-300m, xls-r-1b, xls-r-2b
     model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
-    # The CNN is frozen whatever the init (fairseq fine-tunes with feature_grad_mult 0): one configuration then
-    # means one protocol for a pretrained and a random encoder. Train a from-scratch CNN with false.
-    freeze_feature_encoder: bool = True
-    # The Transformer (and mask embedding) stay fixed for the first freeze_ratio x max_updates updates, so that
-    # only the random head trains until it reads the encoder (fairseq: the first 10k updates, 77% of its 10m/1h
+    # Whatever the init, as fairseq fine-tunes (feature_grad_mult 0): one configuration then means one protocol for
+    # a pretrained and a random encoder.
+    freeze_feature_encoder: bool = True  # keep the CNN frozen; false trains it (for a model trained from scratch)
+    # Only the random head trains until it reads the encoder (fairseq: the first 10k updates, 77% of its 10m/1h
     # runs and 50% of 10h). 0.5 unfreezes where the tri-stage decay begins: the head gets warmup and hold at the
-    # peak rate, the Transformer only decaying rates. freeze_updates, when set, is the count instead.
-    freeze_ratio: float = 0.5
-    freeze_updates: int | None = None
+    # peak rate, the Transformer only decaying rates.
+    freeze_ratio: float = 0.5  # share of max_updates during which the Transformer stays frozen (the head trains)
+    freeze_updates: int | None = None  # the Transformer's frozen updates as a count; replaces freeze_ratio
     cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
-    max_tokens: int = 160_000  # samples per batch (10 s of 16 kHz audio)
-    max_sample_size: int | None = None  # longer utterances are skipped (default: max_tokens)
-    num_workers: int = 0
-    max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch
+    max_tokens: int = 160_000  # audio samples per batch (160 000: 10 s at 16 kHz)
+    max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
+    num_workers: int = 0  # data-loading processes (0: load in the training process)
+    max_bad_share: float = 0.05  # share of unreadable audio files tolerated per epoch (logged and skipped)
     augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
-    # Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
+    # --- Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
     # 800 updates of 10 s: ~40 epochs of 3 minutes of labels, minutes on a CPU with the CNN output cached.
     max_updates: int = 800
     # fairseq fine-tunes at 1/50-1/10 of its pretraining peak (vox 1e-4..3e-4 after 5e-3, base 5e-5 after 5e-4)
@@ -83,7 +81,7 @@ class FinetuneConfig(TrainerConfig):
     # adapts the pretrained Transformer rather than overwrites it; a larger share than fairseq's because the run
     # is 16x shorter. It is slow for the head: on the demo's dev set the runs leave CTC's all-blank stage only
     # once the Transformer trains (docs/demo/investigation.md, third round).
-    lr: float = 5e-4
+    lr: float = 5e-4  # peak learning rate
     lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "tri_stage"
     adam_eps: float = 1e-8
     weight_decay: float = 0.0

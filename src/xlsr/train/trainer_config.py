@@ -17,44 +17,45 @@ class TrainerConfig:
     TrainerConfig of exactly these fields, and never the task's.
     """
 
-    out: str = ""  # run folder; re-running on it resumes
-    max_updates: int = 1000  # optimizer steps
-    # learning rate
+    out: str = ""  # run folder (checkpoints, logs, config.yaml); re-running on it resumes
+    max_updates: int = 1000  # optimizer updates to train for (the run's length)
+    # --- learning rate
     lr: float = 5e-4  # peak learning rate
+    # polynomial: warmup, then decay to end_lr; tri_stage: warmup, hold, decay (phase_ratio); constant: after warmup
     lr_schedule: Literal["polynomial", "tri_stage", "constant"] = "polynomial"
-    warmup_updates: int | None = None  # polynomial/constant: None -> warmup_ratio * max_updates
-    warmup_ratio: float = 0.08  # wav2vec 2.0: first 8% of updates
-    end_lr: float = 0.0  # polynomial: rate at max_updates
-    lr_power: float = 1.0  # polynomial: 1 = linear decay
-    phase_ratio: tuple[float, float, float] = (0.1, 0.4, 0.5)  # tri_stage: warmup, hold, decay
+    warmup_updates: int | None = None  # polynomial/constant: updates of linear warmup (none: warmup_ratio's share)
+    warmup_ratio: float = 0.08  # polynomial/constant: warmup as a share of max_updates (wav2vec 2.0: 8%)
+    end_lr: float = 0.0  # polynomial: the learning rate reached at max_updates
+    lr_power: float = 1.0  # polynomial: power of the decay (1 = linear)
+    phase_ratio: tuple[float, float, float] = (0.1, 0.4, 0.5)  # tri_stage: shares of max_updates: warmup, hold, decay
     init_lr_scale: float = 0.01  # tri_stage: warmup starts at lr * this
     final_lr_scale: float = 0.05  # tri_stage: decay ends at lr * this
-    # optimizer (Adam with decoupled weight decay on weights only)
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-6
-    weight_decay: float = 0.01
+    # --- optimizer: Adam with decoupled weight decay on weights only
+    adam_betas: tuple[float, float] = (0.9, 0.98)  # Adam's decay rates of its moment estimates (beta1, beta2)
+    adam_eps: float = 1e-6  # Adam's epsilon, added to the denominator
+    weight_decay: float = 0.01  # decoupled (AdamW) weight decay on weight matrices; biases and norms get none
     clip_norm: float = 10.0  # max global gradient norm; 0 = no clipping
     # the CNN's learning rate is lr x this (its own parameter groups); 0.1 slows a CNN that collapses its features
     feature_encoder_lr_scale: float = 1.0
     head_lr_scale: float = 1.0  # a fine-tuned model's new output layer (lm_head) trains at lr x this
     update_freq: int = 1  # gradient accumulation: micro-batches per update
-    # numerics and speed
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # --- numerics and speed
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # fp32, or autocast in bf16 or fp16 (with loss scaling)
     compile: bool = False  # torch.compile the model (use bucketed crop lengths)
     activation_checkpointing: bool = False  # recompute CNN layers and blocks in backward: less memory, ~1/3 more compute
-    device: str = "auto"  # auto | cpu | cuda
-    distributed: Literal["ddp", "fsdp"] = "ddp"  # used when launched by torchrun with >1 process
-    seed: int = 1
+    device: str = "auto"  # where to train: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # under torchrun with >1 process: ddp (replicas) or fsdp (sharded)
+    seed: int = 1  # random seed (weights, data order, masks)
     max_consecutive_nan: int = 10  # stop after this many non-finite steps in a row
     # fp16: overflowing steps halve the loss scale; below this the loss is exploding and the run stops (fairseq's)
     min_loss_scale: float = 1e-4
-    # logs and checkpoints
-    log_every: int = 10
-    valid_every: int = 1000  # 0 = only at the end
-    save_every: int = 1000  # 0 = only at the end (and on SIGINT/SIGTERM)
+    # --- logs and checkpoints
+    log_every: int = 10  # updates between log lines (log.jsonl, TensorBoard)
+    valid_every: int = 1000  # updates between validations; 0 = only at the end
+    save_every: int = 1000  # updates between checkpoints; 0 = only at the end (and on SIGINT/SIGTERM)
     keep_last: int = 2  # the newest checkpoints of the save_every grid kept (besides `best` and `last`)
-    progress: bool = True
-    tensorboard: bool = True
+    progress: bool = True  # show a progress bar
+    tensorboard: bool = True  # write TensorBoard logs to RUN/tb/
 
     def __post_init__(self) -> None:
         check_at_least(self, max_updates=0, update_freq=1, log_every=1, valid_every=0, save_every=0, keep_last=0,
