@@ -8,7 +8,7 @@ import torch
 
 from xlsr.analysis import analyze, plots
 from xlsr.analysis import codebook as cb
-from xlsr.analysis.extract import extract_codeword_ids, read_clip, waveform_pieces
+from xlsr.analysis.extract import extract_codeword_counts, read_clip, waveform_pieces
 from xlsr.analysis.probe_features import read_labeled, resolve_layers
 from xlsr.analysis.run import _write_plots
 from xlsr.analysis.selection import Clip, select_clips
@@ -108,8 +108,8 @@ def test_padded_batches_stay_within_the_sample_budget(setup, monkeypatch):
     monkeypatch.setattr(model, "quantize", recorded)
     utts = {lang: read_manifest(data / lang / "train.jsonl") for lang in ["it", "de"]}
     # clips of 0.5-1.1 s: two rows of the shortest fit 20,000 samples, two of the longest do not
-    extract_codeword_ids(model, utts, 1.8, seed=0, num_codevectors_per_group=V, normalize=True,
-                         device=torch.device("cpu"), max_batch_samples=20000, show_progress=False)
+    extract_codeword_counts(model, utts, 1.8, seed=0, num_codevectors_per_group=V, normalize=True,
+                            device=torch.device("cpu"), max_batch_samples=20000, show_progress=False)
     assert any(rows > 1 for rows, _ in shapes)
     for rows, width in shapes:
         assert rows == 1 or rows * width <= 20000, shapes

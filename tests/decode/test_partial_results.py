@@ -48,12 +48,12 @@ def test_files_that_failed_keep_the_partial_file_so_a_rerun_retries_only_them(tm
     kept = PartialResults(out, SETTINGS)
     kept.append(_result("a.wav"))
     kept.append(_result("c.wav"))
-    assert [r["audio"] for r in kept.finish(["a.wav", "b.wav", "c.wav"])] == ["a.wav", "c.wav"]  # b.wav failed
+    assert kept.finish(["a.wav", "b.wav", "c.wav"]) == ["a.wav", "c.wav"]  # b.wav failed
     assert kept.path.is_file()
     rerun = PartialResults(out, SETTINGS)
     assert rerun.done() == {"a.wav", "c.wav"}
     rerun.append(_result("b.wav"))
-    assert [r["audio"] for r in rerun.finish(["a.wav", "b.wav", "c.wav"])] == ["a.wav", "b.wav", "c.wav"]
+    assert rerun.finish(["a.wav", "b.wav", "c.wav"]) == ["a.wav", "b.wav", "c.wav"]
     assert not rerun.path.exists()
     assert [json.loads(line)["audio"] for line in out.read_text().splitlines()] == ["a.wav", "b.wav", "c.wav"]
 
@@ -67,7 +67,7 @@ def test_a_name_that_is_not_utf8_is_kept_and_found_again(tmp_path):
     kept.close()
     assert PartialResults(out, SETTINGS).done() == {name, "é.wav"}
     assert "é.wav" in kept.path.read_text(encoding="utf-8")  # other lines keep their text as it is
-    assert [r["audio"] for r in PartialResults(out, SETTINGS).finish([name, "é.wav"])] == [name, "é.wav"]
+    assert PartialResults(out, SETTINGS).finish([name, "é.wav"]) == [name, "é.wav"]
     assert [json.loads(line)["audio"] for line in out.read_text(encoding="utf-8").splitlines()] == [name, "é.wav"]
 
 

@@ -46,7 +46,7 @@ def _wave(seconds_of_phones: int, seed: int) -> np.ndarray:
 def test_streamed_logits_and_tokens_equal_chunked_transcription(ckpts):
     ctc = load_ctc_model(ckpts[False])
     wave = _wave(60, seed=0)  # ~12 s
-    stream = StreamingTranscriber(ctc, chunk_s=4.0, stride_s=1.0)
+    stream = StreamingTranscriber(ctc, chunk_s=4.0, stride_s=1.0, keep_logits=True)
     rng, fed, early = np.random.default_rng(0), 0, []
     while fed < len(wave):
         n = int(rng.integers(800, 9000))  # pieces of 50-560 ms, as a sound card delivers them
@@ -73,7 +73,7 @@ def test_streamed_logits_and_tokens_equal_chunked_transcription(ckpts):
 def test_the_stream_cuts_the_windows_transcribe_cuts(ckpts, chunk_s, stride_s, samples):
     ctc = load_ctc_model(ckpts[False])
     wave = np.resize(_wave(50, seed=4), samples)
-    stream = StreamingTranscriber(ctc, chunk_s=chunk_s, stride_s=stride_s)
+    stream = StreamingTranscriber(ctc, chunk_s=chunk_s, stride_s=stride_s, keep_logits=True)
     for i in range(0, samples, 4000):
         stream.feed(wave[i:i + 4000])
     stream.finish()
@@ -98,7 +98,7 @@ def test_a_short_stream_is_one_window_and_silence_is_nothing(ckpts):
 def test_a_normalizing_model_sees_each_window_normalized(ckpts):
     ctc = load_ctc_model(ckpts[True])
     wave = _wave(5, seed=2) * 0.01  # quiet: normalisation matters
-    stream = StreamingTranscriber(ctc, chunk_s=4.0, stride_s=1.0)
+    stream = StreamingTranscriber(ctc, chunk_s=4.0, stride_s=1.0, keep_logits=True)
     stream.feed(wave)
     stream.finish()
     whole = torch.from_numpy(load_audio_like(wave))
@@ -136,7 +136,8 @@ def test_stream_command_from_a_file_and_from_stdin(ckpts, tmp_path, capsys, monk
     common = ["--model", str(ckpts[False]), "--chunk-seconds", "3", "--stride-seconds", "0.5"]
     assert main(["stream", str(wav), *common, "--jsonl"]) == 0
     steps = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(steps) > 1 and steps[-1]["text"] == want.text  # several steps: text came as the audio did
+    assert len(steps) > 1  # several steps: text came as the audio did
+    assert "".join(s["text"] for s in steps) == want.text  # each step's line holds the text it adds, not all so far
     assert [t for s in steps for t in s["tokens"]] == want.tokens
     assert [s["heard"] for s in steps] == sorted(s["heard"] for s in steps) and steps[0]["heard"] < 8
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pcm)))

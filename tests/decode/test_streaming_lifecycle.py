@@ -32,7 +32,7 @@ def ctc(tmp_path_factory):
 def test_a_second_finish_adds_nothing(ctc):
     rng = np.random.default_rng(0)
     wave = tone_utterance(no_repeats(12, rng), rng).astype(np.float32)  # ~2.4 s: two windows of 1.5 s and more
-    stream = StreamingTranscriber(ctc, chunk_s=1.5, stride_s=0.25)
+    stream = StreamingTranscriber(ctc, chunk_s=1.5, stride_s=0.25, keep_logits=True)
     stream.feed(wave)
     last = stream.finish()
     tokens, starts, logits = list(stream.tokens), list(stream.starts), stream.logits.clone()

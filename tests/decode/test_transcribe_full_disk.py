@@ -31,15 +31,27 @@ def test_a_full_disk_at_the_final_out_says_where_the_results_stay(tmp_path, caps
     wav = tmp_path / "a.wav"
     sf.write(wav, tone_utterance(no_repeats(3, rng), rng), 16000)
     out = tmp_path / "o.jsonl"
-    real = Path.write_text
+    real = Path.open
 
-    def full(self, *args, **kwargs):
-        if self.name.startswith(f".{out.name}."):  # OUT's temporary file: the write() fails, naming no file
+    class NoRoom:
+        def __init__(self, file):
+            self.file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):  # fails as write() does on a full disk, naming no file
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(self, *args, **kwargs)
+
+    def full(self, mode="r", *args, **kwargs):
+        file = real(self, mode, *args, **kwargs)
+        return NoRoom(file) if self.name.startswith(f".{out.name}.") and "w" in mode else file  # OUT's temporary
 
     command = ["transcribe", "--model", str(model), str(wav), "--out", str(out), "--no-progress"]
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(Path, "open", full)
     assert main(command) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == (f"xlsr: error: {out}: no space left on device; the 1 result(s) stay in {out}.partial: the same "

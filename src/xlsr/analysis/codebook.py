@@ -52,14 +52,34 @@ def codeword_ids(codes: np.ndarray, num_codevectors_per_group: int) -> np.ndarra
 
 def count_codewords(ids_per_lang: dict[str, np.ndarray], num_codewords: int) -> CodewordCounts:
     """Count codeword ids per language over the union of used codewords (languages keep dict order)."""
-    langs = list(ids_per_lang)
-    arrays = [np.asarray(ids_per_lang[lang], dtype=np.int64).ravel() for lang in langs]
-    used = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.int64)
+    return counts_from_tallies({lang: tally_codewords(ids) for lang, ids in ids_per_lang.items()}, num_codewords)
+
+
+Tally = tuple[np.ndarray, np.ndarray]  # (sorted codeword ids, how many frames fell on each), both (K,) int64
+
+
+def tally_codewords(ids: np.ndarray, tally: Tally | None = None) -> Tally:
+    """How often each codeword id occurs in `ids`, added to an earlier `tally`: a language's audio is counted a
+    part at a time, and its tally holds at most one entry per codeword, however many hours are counted."""
+    used, counts = np.unique(np.asarray(ids, dtype=np.int64).ravel(), return_counts=True)
+    if tally is None or tally[0].size == 0:
+        return used, counts.astype(np.int64)
+    used, where = np.unique(np.concatenate([tally[0], used]), return_inverse=True)
+    total = np.zeros(used.size, dtype=np.int64)
+    np.add.at(total, where, np.concatenate([tally[1], counts]))
+    return used, total
+
+
+def counts_from_tallies(tallies: dict[str, Tally], num_codewords: int) -> CodewordCounts:
+    """CodewordCounts of each language's tally, over the union of used codewords (languages keep dict order)."""
+    langs = list(tallies)
+    used = np.unique(np.concatenate([tallies[lang][0] for lang in langs])) if langs else np.zeros(0, dtype=np.int64)
     if used.size and (used[0] < 0 or used[-1] >= num_codewords):
         raise ValueError(f"codeword ids must lie in [0, {num_codewords})")
     counts = np.zeros((len(langs), used.size), dtype=np.int64)
-    for row, ids in enumerate(arrays):
-        np.add.at(counts[row], np.searchsorted(used, ids), 1)
+    for row, lang in enumerate(langs):
+        ids, n = tallies[lang]
+        counts[row, np.searchsorted(used, ids)] = n
     return CodewordCounts(langs=langs, codewords=used, counts=counts, num_codewords=int(num_codewords))
 
 

@@ -1,8 +1,10 @@
 """Audio clips → codeword ids: the quantizer in eval mode (hard argmax, no Gumbel noise), in padded batches.
 
-A language's clips are chosen and read (`select_clips`: an unreadable one is replaced by the next utterances in
+A language's clips are chosen and read (`iter_clips`: an unreadable one is replaced by the next utterances in
 the seeded order), cut into pieces, and packed shortest first as the fine-tuning loader packs
-(`pack_batches`), up to `max_batch_samples` of padded audio per forward pass. Each row
+(`pack_batches`), up to `max_batch_samples` of padded audio per forward pass. Clips are read READ_AHEAD_SAMPLES
+at a time, quantized, counted and dropped: an analysis of hundreds of hours holds minutes of audio and one count per
+codeword, not every sample (230 MB an hour of float32) nor every frame's code. Each row
 carries its length, and the model honours it in both CNN modes (the group-norm CNN normalizes layer 0 over
 each row's valid steps), so a clip gets the codes it gets alone (features agree to ~1e-6; only an argmax
 near-tie could flip). Clips longer than `max_chunk_samples` are quantized in pieces, each piece its own row.
@@ -17,8 +19,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from xlsr.analysis.codebook import codeword_ids
-from xlsr.analysis.selection import Clip, select_clips
+from xlsr.analysis.codebook import Tally, codeword_ids, tally_codewords
+from xlsr.analysis.selection import Clip, iter_clips
 from xlsr.data.audio import load_audio
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.errors import AudioError
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 MAX_CHUNK_SAMPLES = 30 * SAMPLE_RATE
 # Padded audio per forward pass (rows × longest row), as for transcription.
 MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE
+# Audio read before it is quantized and dropped (10 minutes: 38 MB of float32, and a longer clip alone): enough
+# clips for shortest-first packing to fill its batches.
+READ_AHEAD_SAMPLES = 10 * MAX_BATCH_SAMPLES
 
 
 def load_clip(clip: Clip, *, normalize: bool) -> np.ndarray:
@@ -67,33 +72,47 @@ def quantize_batch(model: torch.nn.Module, pieces: list[np.ndarray], *, device: 
     return [codes[i, :n] for i, n in enumerate(frame_lengths.cpu().tolist())]
 
 
-def extract_codeword_ids(model: torch.nn.Module, utts: dict[str, Sequence], seconds: float, *, seed: int,
-                         num_codevectors_per_group: int, normalize: bool, device: torch.device, min_samples: int = 400,
-                         max_batch_samples: int = MAX_BATCH_SAMPLES, max_chunk_samples: int = MAX_CHUNK_SAMPLES,
-                         show_progress: bool = True) -> tuple[dict[str, np.ndarray], dict[str, list[Clip]]]:
-    """Codeword ids of every frame of `seconds` of each language's audio (`select_clips`, in clip order), and the
-    clips read per language (without their audio).
+def extract_codeword_counts(model: torch.nn.Module, utts: dict[str, Sequence], seconds: float, *, seed: int,
+                            num_codevectors_per_group: int, normalize: bool, device: torch.device,
+                            min_samples: int = 400, max_batch_samples: int = MAX_BATCH_SAMPLES,
+                            max_chunk_samples: int = MAX_CHUNK_SAMPLES, show_progress: bool = True
+                            ) -> tuple[dict[str, Tally], dict[str, list[Clip]]]:
+    """How often each codeword occurs in `seconds` of each language's audio (`iter_clips`: a Tally per language),
+    and the clips read per language (without their audio).
 
     An unreadable utterance is logged and skipped, and the next ones in the seeded order take its place.
     """
     model.eval()
     bar = progress(total=len(utts), desc="quantize", unit="lang", disable=not show_progress)
-    ids: dict[str, np.ndarray] = {}
+    tallies: dict[str, Tally] = {}
     clips: dict[str, list[Clip]] = {}
+    quantize = partial(_clip_codes, model, device=device, min_samples=min_samples,
+                       max_batch_samples=max_batch_samples, max_chunk_samples=max_chunk_samples)
     try:
         for lang, lang_utts in utts.items():
             bar.set_postfix_str(lang, refresh=False)
-            lang_clips = select_clips(lang_utts, seconds, seed=seed, min_samples=min_samples,
-                                      read=partial(read_clip, normalize=normalize))
-            codes = _clip_codes(model, lang_clips, device=device, min_samples=min_samples,
-                                max_batch_samples=max_batch_samples, max_chunk_samples=max_chunk_samples)
-            frames = [codeword_ids(c, num_codevectors_per_group) for c in codes if c.size]
-            ids[lang] = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int64)
-            clips[lang] = [Clip(c.utterance, c.num_samples) for c in lang_clips]  # the audio is not needed now
+            tally = tally_codewords(np.zeros(0, dtype=np.int64))
+            clips[lang], read, held = [], [], 0
+            for clip in iter_clips(lang_utts, seconds, seed=seed, min_samples=min_samples,
+                                   read=partial(read_clip, normalize=normalize)):
+                clips[lang].append(Clip(clip.utterance, clip.num_samples))  # the audio is not kept past its codes
+                read.append(clip)
+                held += clip.num_samples
+                if held >= READ_AHEAD_SAMPLES:
+                    tally = _tally_clips(quantize(read), num_codevectors_per_group, tally)
+                    read, held = [], 0
+            tallies[lang] = _tally_clips(quantize(read), num_codevectors_per_group, tally) if read else tally
             bar.update(1)
     finally:
         bar.close()
-    return ids, clips
+    return tallies, clips
+
+
+def _tally_clips(codes: list[np.ndarray], num_codevectors_per_group: int, tally: Tally) -> Tally:
+    """`tally` with the codewords of the clips' (T_k, G) group indices added (at once: a merge per clip would cost a
+    pass over the tally each)."""
+    ids = [codeword_ids(c, num_codevectors_per_group) for c in codes if c.size]
+    return tally_codewords(np.concatenate(ids), tally) if ids else tally
 
 
 def _clip_codes(model: torch.nn.Module, clips: list[Clip], *, device: torch.device, min_samples: int,

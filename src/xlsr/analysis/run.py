@@ -15,7 +15,7 @@ import torch
 
 from xlsr.analysis import codebook as cb
 from xlsr.analysis import plots
-from xlsr.analysis.extract import extract_codeword_ids
+from xlsr.analysis.extract import extract_codeword_counts
 from xlsr.analysis.selection import (
     available_seconds,
     check_audio_read,
@@ -127,10 +127,10 @@ def analyze(
     available = {lang: available_seconds(utts, min_samples) for lang, (_, utts) in per_lang.items()}
     seconds = seconds_per_language(available, seconds_per_lang, max_seconds=max_seconds, manifests=manifests,
                                    min_samples=min_samples)
-    clips, ids = _extract_codes(loaded, per_lang, seconds, seed=seed, device=torch_device,
-                                show_progress=show_progress)
+    clips, tallies = _extract_codes(loaded, per_lang, seconds, seed=seed, device=torch_device,
+                                    show_progress=show_progress)
     G, V = cfg.num_codevector_groups, cfg.num_codevectors_per_group
-    counts = cb.count_codewords(ids, num_codewords=V**G)
+    counts = cb.counts_from_tallies(tallies, num_codewords=V**G)
     summary = cb.statistics(counts)
     _add_sources(summary["per_language"], per_lang, language_families(counts.langs, families), clips, available)
     summary = {
@@ -150,8 +150,8 @@ def analyze(
 
 
 def _extract_codes(loaded, per_lang: dict[str, tuple[Path, UtteranceIndex]], seconds: float, *, seed: int,
-                   device: torch.device, show_progress: bool) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read the same seconds of clips per language and quantize them: (clips read, codeword ids).
+                   device: torch.device, show_progress: bool) -> tuple[dict, dict[str, cb.Tally]]:
+    """Read the same seconds of clips per language and quantize them: (clips read, codeword tallies).
 
     A language whose audio read falls short (unreadable files that its other utterances could not make up for)
     is one XlsrError line: the comparison needs equal audio.
@@ -159,18 +159,18 @@ def _extract_codes(loaded, per_lang: dict[str, tuple[Path, UtteranceIndex]], sec
     cfg = loaded.config
     min_samples = cfg.receptive_field  # shorter audio gives no frame
     model = loaded.model.to(device)
-    ids, clips = extract_codeword_ids(model, {lang: utts for lang, (_, utts) in per_lang.items()}, seconds,
-                                      seed=seed, num_codevectors_per_group=cfg.num_codevectors_per_group,
-                                      normalize=cfg.normalize_waveform, device=device, min_samples=min_samples,
-                                      show_progress=show_progress)
+    tallies, clips = extract_codeword_counts(model, {lang: utts for lang, (_, utts) in per_lang.items()}, seconds,
+                                             seed=seed, num_codevectors_per_group=cfg.num_codevectors_per_group,
+                                             normalize=cfg.normalize_waveform, device=device, min_samples=min_samples,
+                                             show_progress=show_progress)
     samples = {lang: sum(c.num_samples for c in lang_clips) for lang, lang_clips in clips.items()}
     check_audio_read(samples, seconds, min_samples=min_samples,
                      manifests={lang: path for lang, (path, _) in per_lang.items()})
-    for lang, lang_ids in ids.items():
-        if lang_ids.size == 0:
+    for lang, (used, _) in tallies.items():
+        if used.size == 0:
             raise XlsrError(f"{per_lang[lang][0]}: language {lang!r} gave no frames (unreadable audio, or utterances "
                             f"shorter than {min_samples} samples?)")
-    return clips, ids
+    return clips, tallies
 
 
 def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, UtteranceIndex]],

@@ -8,7 +8,7 @@ CNN's receptive field count: a shorter one gives no frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,16 +80,21 @@ def seconds_per_language(
 
 def select_clips(utts: Sequence, seconds: float, *, seed: int = 0, min_samples: int = 400,
                  sample_rate: int = SAMPLE_RATE, read: Callable[[Clip], Clip | None] | None = None) -> list[Clip]:
-    """Seeded random utterances whose audio adds up to `seconds`, the last one cropped to fit.
+    """Seeded random utterances whose audio adds up to `seconds`, the last one cropped to fit (`iter_clips`)."""
+    return list(iter_clips(utts, seconds, seed=seed, min_samples=min_samples, sample_rate=sample_rate, read=read))
+
+
+def iter_clips(utts: Sequence, seconds: float, *, seed: int = 0, min_samples: int = 400,
+               sample_rate: int = SAMPLE_RATE, read: Callable[[Clip], Clip | None] | None = None) -> Iterator[Clip]:
+    """The clips of `select_clips` one at a time, each read only when it is asked for.
 
     A leftover shorter than `min_samples` (the CNN's receptive field) would give no frame, so it is
     dropped: the total then falls short by less than one receptive field (25 ms for wav2vec 2.0).
-    With `read`, each chosen clip is read at once (`read(clip)`: the clip as read, None if unreadable) and the
+    With `read`, each chosen clip is read when it comes (`read(clip)`: the clip as read, None if unreadable) and the
     budget counts the samples read, so the next utterances in the same order fill in for an unreadable one.
     """
     budget = int(round(seconds * sample_rate))
     order = np.random.default_rng(seed).permutation(len(utts))
-    clips: list[Clip] = []
     for i in order:
         if budget < min_samples:
             break
@@ -101,9 +106,8 @@ def select_clips(utts: Sequence, seconds: float, *, seed: int = 0, min_samples: 
             clip = read(clip)
             if clip is None or clip.num_samples < min_samples:
                 continue  # unreadable, or shorter than the manifest said: the next utterance takes its place
-        clips.append(clip)
         budget -= clip.num_samples
-    return clips
+        yield clip
 
 
 def check_audio_read(samples_read: dict[str, int], seconds: float, *, min_samples: int = 400,

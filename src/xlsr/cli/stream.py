@@ -9,7 +9,8 @@
 context on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds (the first
 words: one whole window). Greedy CTC.
 The text goes to stdout as it becomes final; --jsonl prints one JSON line per step instead (seconds of audio
-heard, the new tokens, their start times, the text so far).
+heard, the new tokens, their start times, and the text they add: all lines' "text" joined is the transcript).
+Ctrl-C ends the stream as the end of the input does: the audio heard so far is transcribed, then exit code 130.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import argparse
 import json
 import sys
 
-from xlsr.cli import check_seconds, finite_float
+from xlsr.cli import INTERRUPTED, check_seconds, finite_float
 from xlsr.cli.transcribe import add_model_arguments
 from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
@@ -62,31 +63,48 @@ def run(args) -> int:
         pieces = (audio[i:i + step] for i in range(0, len(audio), step))
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     stream = StreamingTranscriber(ctc, chunk_s=args.chunk_seconds, stride_s=args.stride_seconds)
-    heard, printed = 0, ""
-    for piece in pieces:
-        heard += len(piece)
-        printed = _show(stream, stream.feed(np.asarray(piece, dtype=np.float32)), heard, printed, args.jsonl)
-    _show(stream, stream.finish(), heard, printed, args.jsonl)
+    shown = _Shown()
+    try:
+        for piece in pieces:
+            stream.feed(np.asarray(piece, dtype=np.float32))
+            shown.show(stream, args.jsonl)
+        interrupted = False
+    except KeyboardInterrupt:  # the way to stop a microphone: the audio it sent is still transcribed
+        interrupted = True
+    stream.finish()
+    shown.show(stream, args.jsonl)
     if not args.jsonl:
         print(flush=True)
+    if interrupted:
+        print(f"xlsr: interrupted: {stream.seconds_heard:.1f} s of audio heard and transcribed", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 
-def _show(stream, new: list[str], heard: int, printed: str, jsonl: bool) -> str:
-    """Print what became final; returns the text printed so far."""
-    if not new:
-        return printed
-    text = stream.text
-    if jsonl:
-        k = len(stream.tokens) - len(new)
-        print(json.dumps({"heard": round(heard / SAMPLE_RATE, 3), "tokens": new, "starts": stream.starts[k:],
-                          "text": text}, ensure_ascii=False), flush=True)
-        return text
-    # the text grows at its end; a word boundary just became a space between the old text and the new
-    delta = text[len(printed):] if text.startswith(printed) else "\n" + text
-    sys.stdout.write(delta)
-    sys.stdout.flush()
-    return text
+class _Shown:
+    """What has been printed of a stream: its tokens (a count) and its text."""
+
+    def __init__(self):
+        self.tokens = 0
+        self.text = ""
+
+    def show(self, stream, jsonl: bool) -> None:
+        """Print the tokens that became final since the last call (with --jsonl, one line for them)."""
+        if len(stream.tokens) == self.tokens:
+            return
+        text = stream.text
+        # the text grows at its end; a word boundary just became a space between the old text and the new. Each
+        # step prints only what it adds: a stream runs for hours, and its text so far on every line grew the
+        # output as the square of the time
+        new_text = text[len(self.text):] if text.startswith(self.text) else "\n" + text
+        if jsonl:
+            print(json.dumps({"heard": round(stream.seconds_heard, 3), "tokens": stream.tokens[self.tokens:],
+                              "starts": stream.starts[self.tokens:], "text": new_text}, ensure_ascii=False),
+                  flush=True)
+        else:
+            sys.stdout.write(new_text)
+            sys.stdout.flush()
+        self.tokens, self.text = len(stream.tokens), text
 
 
 def _stdin_pieces(seconds: float):

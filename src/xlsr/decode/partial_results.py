@@ -13,6 +13,10 @@ be checked against this run, so it is not resumed: that is one line saying so, a
 a file whose first line is no settings line at all (not one of ours). Nothing but a torn settings line is removed
 before OUT is written in full.
 
+Only where each result's line lies in OUT.partial is kept in memory (some 200 bytes a file): the results stay on
+disk and OUT is copied from their lines, so a job of a million files with timestamps (10-20 kB a result in Python)
+holds no more than its file names. Lines end at "\n" alone: U+2028 and the like in a result's text are no line ends.
+
 Lines are UTF-8 JSON. A string that UTF-8 cannot hold (a file name whose bytes are not UTF-8: Python holds them as
 lone surrogates) is written as a \\udcXX escape (json_line): valid JSON that Python's json reads back to the same
 str, so the file is found again on a rerun and os.fsencode gives its name's bytes back.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xlsr.atomic import write_text
+from xlsr.atomic import write_file, write_text
 from xlsr.errors import XlsrError
 
 RESTART = "run that command again to finish it, or delete the file to start over"
@@ -61,39 +65,55 @@ class PartialResults:
         self.out = Path(out)
         self.path = self.out.with_name(self.out.name + ".partial")
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
-        self.records: dict[str, dict] = {}  # audio path -> its result
+        self.records: dict[str, tuple[int, int]] = {}  # audio path -> where its result's line lies (offset, length)
         if self.path.is_file():
-            data = self.path.read_bytes()
-            lines = _whole_lines(data)
-            made_with = _parse(lines[0]).get("settings") if lines else None
-            if not lines and _SETTINGS_START.startswith(data[:len(_SETTINGS_START)]):
-                self.path.unlink()  # torn in its first line, before any result: nothing to keep
-            elif not isinstance(made_with, dict):
-                raise XlsrError(f"{self.path}: not a file of results kept by xlsr transcribe (its first line records "
-                                f"no settings); it is left as it is: move it away or give another OUT")
-            elif made_with != self.settings:
-                changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
-                run = f"{self.path}: results of an earlier run" + (f" with other settings ({', '.join(changed)})"
-                                                                   if changed else "")
-                if made_with.keys() != self.settings.keys():  # another version's: the advice below would not do
-                    raise XlsrError(f"{run}, kept by another version of xlsr transcribe, which records other settings "
-                                    f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
-                                    f"against this run; they are left as they are: finish them with that version, "
-                                    f"or move the file away (or give another OUT) to start over")
-                # replace, not str.format: a path in the advice may hold braces
-                tell = next((advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
-                             for k in changed if k in (advice or {})), RESTART)
-                raise XlsrError(f"{run}; {tell}")
-            if lines:
-                whole = data.rfind(b"\n") + 1
-                if whole < len(data):  # a last line a kill cut short: cut off, so the next result has a line of its own
-                    with open(self.path, "r+b") as f:
-                        f.truncate(whole)
-            for line in lines[1:]:
-                record = _parse(line)
-                if isinstance(record.get("audio"), str):
-                    self.records[record["audio"]] = record
+            with open(self.path, "rb") as f:
+                first = f.readline()
+                if not first.endswith(b"\n") and _SETTINGS_START.startswith(first[:len(_SETTINGS_START)]):
+                    torn = True  # torn in its first line, before any result: nothing to keep
+                else:
+                    torn = False
+                    self._check_settings(_parse(first.decode("utf-8", errors="replace")) if first.endswith(b"\n")
+                                         else {}, advice)
+                    end = self._index(f, len(first))
+            if torn:
+                self.path.unlink()
+            elif end < self.path.stat().st_size:  # a last line a kill cut short: cut off, so the next result has a
+                with open(self.path, "r+b") as f:  # line of its own
+                    f.truncate(end)
         self._file = None
+
+    def _check_settings(self, first: dict, advice: dict[str, str] | None) -> None:
+        """XlsrError unless the file's first line records this run's settings."""
+        made_with = first.get("settings")
+        if not isinstance(made_with, dict):
+            raise XlsrError(f"{self.path}: not a file of results kept by xlsr transcribe (its first line records "
+                            f"no settings); it is left as it is: move it away or give another OUT")
+        if made_with == self.settings:
+            return
+        changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
+        run = f"{self.path}: results of an earlier run" + (f" with other settings ({', '.join(changed)})"
+                                                           if changed else "")
+        if made_with.keys() != self.settings.keys():  # another version's: the advice below would not do
+            raise XlsrError(f"{run}, kept by another version of xlsr transcribe, which records other settings "
+                            f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
+                            f"against this run; they are left as they are: finish them with that version, "
+                            f"or move the file away (or give another OUT) to start over")
+        # replace, not str.format: a path in the advice may hold braces
+        tell = next((advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
+                     for k in changed if k in (advice or {})), RESTART)
+        raise XlsrError(f"{run}; {tell}")
+
+    def _index(self, f, offset: int) -> int:
+        """Record where each whole result line after `offset` lies; the end of the last whole line."""
+        for line in f:
+            if not line.endswith(b"\n"):
+                break  # torn by a kill
+            record = _parse(line.decode("utf-8", errors="replace"))
+            if isinstance(record.get("audio"), str):
+                self.records[record["audio"]] = (offset, len(line))
+            offset += len(line)
+        return offset
 
     def done(self) -> set[str]:
         """The audio paths already transcribed by an earlier run of the command."""
@@ -104,38 +124,47 @@ class PartialResults:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.is_file() or self.path.stat().st_size == 0
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by finish()/close()
+            self._file = open(self.path, "ab")  # noqa: SIM115 - closed by finish()/close()
             if new:
-                self._file.write(json_line({"settings": self.settings}))
-        self._file.write(json_line(record))
+                self._file.write(json_line({"settings": self.settings}).encode("utf-8"))
+        line = json_line(record).encode("utf-8")
+        offset = self._file.tell()
+        self._file.write(line)
         self._file.flush()
-        self.records[record["audio"]] = record
+        self.records[record["audio"]] = (offset, len(line))
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def finish(self, order: list[str]) -> list[dict]:
-        """Write OUT (the kept results in `order`, audio paths not kept left out); OUT.partial is removed when
-        every path in `order` has its result, and kept otherwise, so that a rerun retries only the missing."""
+    def finish(self, order: list[str]) -> list[str]:
+        """Write OUT (the kept results in `order`, audio paths not kept left out), copied line by line from
+        OUT.partial; returns the audio paths written. OUT.partial is removed when every path in `order` has its
+        result, and kept otherwise, so that a rerun retries only the missing."""
         self.close()
-        records = [self.records[a] for a in order if a in self.records]
+        written = [a for a in order if a in self.records]
         self.out.parent.mkdir(parents=True, exist_ok=True)  # append() makes it, but a run may keep no result at all
-        write_jsonl(self.out, records)
-        if len(records) == len(order):
+        write_file(self.out, lambda tmp: self._copy_lines(written, tmp))
+        if len(written) == len(order):
             self.path.unlink(missing_ok=True)
-        return records
+        return written
+
+    def _copy_lines(self, audio: list[str], path: Path) -> None:
+        """Write the result lines of `audio`, in that order, to `path`."""
+        with path.open("wb") as out:
+            if not audio:
+                return
+            with open(self.path, "rb") as f:
+                for a in audio:
+                    offset, length = self.records[a]
+                    f.seek(offset)
+                    out.write(f.read(length))
 
 
 # How the settings line starts (json_line of {"settings": ...}): a file holding only part of it was cut short
 # by a kill before any result.
 _SETTINGS_START = b'{"settings": '
-
-
-def _whole_lines(data: bytes) -> list[str]:
-    """The complete lines of a file's `data` (a last one without its newline was torn by a kill)."""
-    return data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines()
 
 
 def _differing_names(was: dict, now: dict) -> str:

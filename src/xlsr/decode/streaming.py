@@ -8,7 +8,12 @@ audio by `chunk_s - stride_s` seconds at most, plus the wait for the piece of au
 except at the stream's start: the first window keeps its frames from 0 on, so the first words wait for the whole
 first window (`chunk_s`). At the end of the stream the last windows run and the rest is emitted. For a model that
 does not normalize its input the logits of the whole stream are then those `chunked_logits` gives the whole
-recording, so an LM beam search can rescore them (`logits`).
+recording, so an LM beam search can rescore them (`logits`, kept when asked: `keep_logits=True`).
+
+A stream may run for days, so what the transcriber holds does not grow with it: the audio that windows still to run
+read (about one window), and the windows are planned from the next one's start. Only the transcript grows (`tokens`
+and `starts`, some 50 bytes a token), and the logits when kept (50 frames a second of vocabulary-sized rows: 23 MB
+an hour for 32 tokens).
 
 A model that normalizes its input (XLSR, XLS-R, MMS: per-utterance zero mean, unit variance) sees each window
 normalized on its own: a stream has no utterance statistics until it ends, whereas `xlsr transcribe` normalizes a
@@ -18,6 +23,8 @@ are as long as the crops such models were pretrained on.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -25,23 +32,23 @@ from xlsr.data.audio import normalize_waveform
 from xlsr.decode.chunking import Window, check_chunk_seconds, plan_windows, window_context
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
-from xlsr.rates import FRAME_STRIDE_S
+from xlsr.rates import FRAME_STRIDE_S, FRAME_STRIDE_SAMPLES, SAMPLE_RATE
 
 
 class StreamingTranscriber:
     """Feed samples (16 kHz mono float) as they come; each call returns the tokens that became final."""
 
-    def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0):
+    def __init__(self, ctc: CTCModel, *, chunk_s: float = 10.0, stride_s: float = 2.0, keep_logits: bool = False):
         if chunk_s <= 0 or stride_s < 0:
             raise XlsrError(f"streaming: the window must be longer than 0 s and the stride at least 0 s, got "
                             f"{chunk_s:g} and {stride_s:g}")
         check_chunk_seconds(chunk_s, "streaming: the window")  # now, not at the first feed()
         # the windows of `xlsr transcribe` for a long file of the same settings (the stride at most chunk / 4)
         self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, window_context(chunk_s, stride_s)
-        self._audio = np.zeros(0, dtype=np.float32)  # the stream from sample `_offset` on (older audio is done)
+        # the stream from sample `_offset` on, where the next window to run starts (older audio is done)
+        self._audio = np.zeros(0, dtype=np.float32)
         self._offset = 0
-        self._next = 0  # index of the next window to run
-        self._pieces: list[torch.Tensor] = []  # final logits, in order
+        self._logits: list[torch.Tensor] | None = [] if keep_logits else None  # final logits, in order
         self._frames = 0  # final frames so far
         self._prev_id: int | None = None  # the last final frame's argmax (CTC merges a repeat across pieces)
         self.tokens: list[str] = []
@@ -52,6 +59,11 @@ class StreamingTranscriber:
     def text(self) -> str:
         """The final text so far."""
         return self.ctc.vocab.join(self.tokens)
+
+    @property
+    def seconds_heard(self) -> float:
+        """Audio fed so far, in seconds."""
+        return (self._offset + len(self._audio)) / SAMPLE_RATE
 
     def feed(self, samples) -> list[str]:
         """Add audio; run every window that is complete and not the last; the tokens that became final."""
@@ -64,12 +76,15 @@ class StreamingTranscriber:
             raise XlsrError(f"streaming: expected mono samples of shape (S,), got {samples.shape}; mix the "
                             f"channels first (e.g. samples.mean(axis=1))")
         self._audio = np.concatenate([self._audio, samples])
-        # the windows of the stream so far: every one but the last is whole, and stays so as audio arrives
-        plan = self._plan()
-        new = self._run(plan[self._next:-1])
-        self._next = max(self._next, len(plan) - 1)
-        drop = plan[self._next].start - self._offset  # no later window reads audio before the next one's start
-        self._audio, self._offset = self._audio[drop:], self._offset + drop
+        # every window but the last is whole, and stays so as audio arrives
+        windows = self._plan()
+        new: list[str] = []
+        for window, after in zip(windows, windows[1:]):
+            new += self._run(window)
+            # no later window reads audio before the next one's start; dropped window by window, so that a stop in
+            # the middle (Ctrl-C) leaves a stream that finish() completes
+            drop = after.start - self._offset
+            self._audio, self._offset = self._audio[drop:], after.start
         return new
 
     def finish(self) -> list[str]:
@@ -79,38 +94,51 @@ class StreamingTranscriber:
         self.finished = True
         if self._offset + len(self._audio) < self.ctc.model.config.receptive_field:
             return []  # shorter than one frame: nothing to hear
-        return self._run(self._plan()[self._next:])
+        new: list[str] = []
+        for window in self._plan():
+            new += self._run(window)
+        return new
 
     def _plan(self) -> list[Window]:
-        return plan_windows(self._offset + len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)
+        """The windows from the next one to run on, in samples and frames of the whole stream. Planned over the audio
+        kept, which begins at that window's start, so a feed costs the same however long the stream has run."""
+        first_frame = self._offset // FRAME_STRIDE_SAMPLES
+        return [replace(w, start=self._offset + w.start, stop=self._offset + w.stop,
+                        first_frame=first_frame + w.first_frame)
+                for w in plan_windows(len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)]
 
     @property
     def logits(self) -> torch.Tensor:
-        """The final frames' logits (T, V) so far; after finish(), those of the whole stream."""
-        if not self._pieces:
+        """The final frames' logits (T, V) so far; after finish(), those of the whole stream (with keep_logits)."""
+        if self._logits is None:
+            raise XlsrError("streaming: the logits were not kept; make the StreamingTranscriber with keep_logits=True")
+        if not self._logits:
             return torch.zeros(0, len(self.ctc.vocab))
-        return torch.cat(self._pieces)
+        return torch.cat(self._logits)
 
-    def _run(self, windows: list[Window]) -> list[str]:
-        new: list[str] = []
-        for w in windows:
-            piece = self._audio[w.start - self._offset:w.stop - self._offset]
-            wave = torch.from_numpy(normalize_waveform(piece) if self.ctc.normalize else piece.copy())
-            logits, frames = self.ctc.logits(wave[None].to(self.ctc.device), torch.tensor([wave.numel()]))
-            n = int(frames[0])
-            keep = logits[0, w.keep_from: n if w.keep_to is None else w.keep_to].float().cpu()
-            self._pieces.append(keep)
-            new += self._emit(keep)
-        return new
+    def _run(self, w: Window) -> list[str]:
+        """Run one window; its frames after those already final become final."""
+        piece = self._audio[w.start - self._offset:w.stop - self._offset]
+        wave = torch.from_numpy(normalize_waveform(piece) if self.ctc.normalize else piece.copy())
+        logits, frames = self.ctc.logits(wave[None].to(self.ctc.device), torch.tensor([wave.numel()]))
+        n = int(frames[0])
+        # the frames before `_frames` were kept from earlier windows (for the first window planned from a later
+        # window's start, its context); a window run again after a stop keeps nothing twice
+        keep = logits[0, self._frames - w.first_frame: n if w.keep_to is None else w.keep_to].float().cpu()
+        if self._logits is not None:
+            self._logits.append(keep)
+        return self._emit(keep)
 
     def _emit(self, logits: torch.Tensor) -> list[str]:
         """Greedy CTC over newly final frames, merging a repeat with the frame before them."""
-        vocab, new = self.ctc.vocab, []
+        vocab, new, starts, prev = self.ctc.vocab, [], [], self._prev_id
         for t, idx in enumerate(logits.argmax(-1).tolist()):
-            if idx != self._prev_id and idx != vocab.blank_id:
+            if idx != prev and idx != vocab.blank_id:
                 new.append(vocab.tokens[idx])
-                self.starts.append(round((self._frames + t) * FRAME_STRIDE_S, 6))
-            self._prev_id = idx
+                starts.append(round((self._frames + t) * FRAME_STRIDE_S, 6))
+            prev = idx
+        self._prev_id = prev
         self._frames += logits.shape[0]
         self.tokens += new
+        self.starts += starts
         return new

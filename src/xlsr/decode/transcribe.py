@@ -205,7 +205,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
                      on_result: Callable[[Transcription], None] | None = None
                      ) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures.
-    `on_result` is called with each result as soon as it is decoded (to keep it on disk, say)."""
+    `on_result`, when given, is called with each result as soon as it is decoded (to keep it on disk, say) and the
+    results are not kept (the list returned is empty): a job of a million files would hold them all (2-16 kB each)."""
     decoder = decoder or make_decoder(ctc)
     sized, failures = _sort_by_length(files)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
@@ -214,9 +215,11 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
     pending: list[tuple[int, Path, torch.Tensor]] = []
 
     def keep(pos: int, path: Path, wave: torch.Tensor, hyp: Hypothesis, extra: dict | None = None) -> None:
-        results[pos] = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, extra or {}, kind=ctc.vocab.kind)
+        result = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, extra or {}, kind=ctc.vocab.kind)
         if on_result is not None:
-            on_result(results[pos])
+            on_result(result)
+        else:
+            results[pos] = result
 
     def flush() -> None:
         if pending:
