@@ -13,8 +13,9 @@ or a fairseq file (there the architecture and vocabulary depend on the weight fi
 
 from __future__ import annotations
 
+import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
@@ -49,8 +50,8 @@ TRAINING_FIELDS = ("feature_grad_mult", "dropout", "attention_dropout", "activat
 
 @dataclass
 class InitModel:
-    """What `--init` gives a run: the architecture, the loaded model (None: random weights, or a resume's), its CTC
-    vocabulary."""
+    """What `--init` gives a run: the architecture, the loaded model (None: random weights, a resume's, or let go once
+    the run's model took its weights), its CTC vocabulary."""
 
     config: Wav2Vec2Config
     model: nn.Module | None = None  # as loaded: Wav2Vec2Model, Wav2Vec2ForPreTraining or Wav2Vec2ForCTC
@@ -62,11 +63,22 @@ class InitModel:
     new_language: bool = False  # target_lang is not one `--init` has: its adapters and head start afresh
     # a resume: the run's checkpoint, found when `--init` was read; its weights replace those of `--init`, not read
     resumed_from: Path | None = None
+    # the run's model took `model`'s weights and `model` was let go (release_weights): `pretrained` stays true
+    weights_taken: bool = field(default=False, init=False)
 
     @property
     def pretrained(self) -> bool:
         """Whether the run's model is `--init`'s: its weights loaded, or (on resume) the run's checkpoint's."""
-        return self.model is not None or self.resumed_from is not None
+        return self.model is not None or self.weights_taken or self.resumed_from is not None
+
+    def release_weights(self) -> None:
+        """Let go of the loaded model once the run's model holds its weights: a copy of every weight, 4-8.6 GB per
+        process for XLS-R 1B/2B, would otherwise stay for the whole run. `encoder` and `ctc_head` are None after."""
+        if self.model is not None:
+            self.model, self.weights_taken = None, True
+            # now, not at some later collection: the model can sit in a reference cycle (torch imports modules
+            # lazily as it is first built, and one of them keeps the frames that imported it, the build's among them)
+            gc.collect()
 
     @property
     def encoder(self) -> nn.Module | None:

@@ -130,7 +130,8 @@ class FinetuneTask(Task):
 
     # --- Task interface ------------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        """Wav2Vec2ForCTC with the init encoder (and head, when its vocabulary is reused); CNN frozen."""
+        """Wav2Vec2ForCTC with the init encoder (and head, when its vocabulary is reused); CNN frozen. The first
+        build takes `--init`'s weights, and they are let go: a later one (FSDP's saving copy) starts random."""
         model = Wav2Vec2ForCTC(self.model_config, len(self.vocab.tokens))
         if self.init.resumed_from is not None:
             check_resumable(self.cfg.out, self.init.resumed_from)  # the Trainer loads the run's own weights
@@ -145,6 +146,7 @@ class FinetuneTask(Task):
             model.lm_head.load_state_dict(self.init.ctc_head.state_dict())
         else:
             start_blank_dominated(model.lm_head, self.cfg.blank_bias)
+        self.init.release_weights()  # the run's model holds them; a later build (FSDP's saving copy) gets the run's
         if self.freeze_cnn:
             model.freeze_feature_encoder()
         for cache in self.feature_caches.values():

@@ -259,12 +259,15 @@ class PretrainTask(Task):
                 "choices sharp")
 
     def build_model(self) -> nn.Module:
+        """Wav2Vec2ForPreTraining with `--init`'s weights, which the first build takes and lets go of: a later one
+        (FSDP's saving copy) starts random."""
         model = Wav2Vec2ForPreTraining(self.model_cfg)
         if self.init.resumed_from is not None:
             check_resumable(self.cfg.out, self.init.resumed_from)  # the Trainer loads the run's own weights
         if self.init.model is None:
             return model
         self.quantizer_from_init = load_pretraining_weights(model, self.init)
+        self.init.release_weights()  # the run's model holds them; a later build (FSDP's saving copy) gets the run's
         if not self.quantizer_from_init:
             log.warning(f"{self.cfg.init} has no quantizer (not a pretraining checkpoint): its encoder is "
                   f"loaded, the quantizer and the final projections start from random weights")

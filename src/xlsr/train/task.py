@@ -43,7 +43,10 @@ class Task:
 
     # --- required ------------------------------------------------------------------------------
     def build_model(self) -> nn.Module:
-        """required: a fresh model (random or `--init` weights) on CPU."""
+        """required: a fresh model (random or `--init` weights) on CPU.
+
+        Under FSDP rank 0 calls it again for the copy it saves from, then loads the run's weights into that copy:
+        only the first build needs `--init`'s weights, which a task may let go of then."""
         raise NotImplementedError
 
     def train_batches(self, epoch: int, skip: int = 0) -> Iterable:

@@ -162,7 +162,7 @@ class TrainerCheckpoints:
         if not self.info.is_main:
             return None
         if getattr(self, "_cpu_copy", None) is None:
-            self._cpu_copy = self.task.build_model()
+            self._cpu_copy = self.task.build_model()  # its weights (random or `--init`'s) are replaced right below
         self._cpu_copy.load_state_dict(full)
         return self._cpu_copy
 
