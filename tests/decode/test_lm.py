@@ -6,9 +6,10 @@ import torch
 from decode_fixtures import needs_kenlm
 
 from xlsr.cli.main import main
-from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm, kenlm_binary_unigram_count
+from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder, decoder_for_lm
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.lm import build_lm, find_kenlm_tool, lm_corpus_lines, sidecar_path, words_path
+from xlsr.decode.lm_file import kenlm_binary_unigram_count
 from xlsr.errors import XlsrError
 from xlsr.text.vocab import Vocabulary
 

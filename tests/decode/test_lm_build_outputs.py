@@ -5,8 +5,8 @@ import json
 import pytest
 from decode_fixtures import needs_kenlm
 
-from xlsr.decode.beam import is_kenlm_binary
 from xlsr.decode.lm import build_lm, lm_corpus_lines, sidecar_path, words_path
+from xlsr.decode.lm_file import is_kenlm_binary
 from xlsr.errors import XlsrError
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +46,7 @@ from xlsr.decode.greedy import as_logits_tensor
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.decode.lexicon_lm import LexiconLM, SpellingTrie
 from xlsr.decode.lm import read_lm_info, sidecar_path
+from xlsr.decode.lm_file import arpa_unigrams, check_lm_file, is_kenlm_binary, kenlm_binary_unigram_count
 from xlsr.errors import XlsrError
 from xlsr.model.ctc import ctc_segments
 from xlsr.rates import FRAME_STRIDE_S
@@ -54,12 +54,10 @@ from xlsr.text.vocab import UNK, WORD_BOUNDARY, Vocabulary
 
 log = logging.getLogger(__name__)
 
-# KenLM binary files start with this magic; ARPA files with a \data\ line.
-_KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
-# A KenLM binary's header (format version 5): the magic padded to 56 bytes, then the floats 0, 1 and -0.5 that
-# check the writer's byte order, ...; the n-gram counts (uint64, unigrams first) start at byte 108.
-_KENLM_SANITY = (56, struct.pack("<fff", 0.0, 1.0, -0.5))
-_KENLM_COUNTS_AT = 108
+# flashlight keeps every frame's hypotheses, so memory grows with beam x frames (a beam of 1,000 held 1.6 GB over 8 s
+# of random logits with 29 tokens). Decoding recipes use beams of hundreds to ~1,500; 1e9 would exhaust any machine.
+MAX_BEAM_SIZE = 10_000
+_C_INT_MAX = 2**31 - 1  # flashlight's option fields are C ints
 # Log-probability of every token but `|` on the frame appended after a lexicon decode's last frame.
 _NOT_BOUNDARY = -1e4
 
@@ -80,15 +78,19 @@ class BeamSearchConfig:
     def __post_init__(self) -> None:
         if self.beam_size < 1:
             raise XlsrError(f"beam size: must be at least 1, got {self.beam_size}")
-        if self.beam_size_token is not None and self.beam_size_token < 1:
-            raise XlsrError(f"beam_size_token: must be at least 1 (None: all tokens), got {self.beam_size_token}")
+        if self.beam_size > MAX_BEAM_SIZE:
+            raise XlsrError(f"beam size: must be at most {MAX_BEAM_SIZE:,} (the decoder's memory grows with it), "
+                            f"got {self.beam_size}")
+        if self.beam_size_token is not None and not 1 <= self.beam_size_token <= _C_INT_MAX:
+            raise XlsrError(f"beam_size_token: must be between 1 and {_C_INT_MAX} (None: all tokens), "
+                            f"got {self.beam_size_token}")
         if not (math.isfinite(self.beam_threshold) and self.beam_threshold >= 0):
             raise XlsrError(f"beam_threshold: must be a finite number >= 0, got {self.beam_threshold}")
         for name in ("lm_weight", "word_score"):
             if not math.isfinite(getattr(self, name)):
                 raise XlsrError(f"{name}: must be a finite number, got {getattr(self, name)}")
-        if math.isnan(self.unk_score):
-            raise XlsrError("unk_score: must be a number or -inf, got nan")
+        if math.isnan(self.unk_score) or self.unk_score == math.inf:
+            raise XlsrError(f"unk_score: must be a number or -inf, got {self.unk_score}")
         if self.nbest < 1:
             raise XlsrError(f"nbest: must be at least 1, got {self.nbest}")
 
@@ -119,18 +121,25 @@ def read_lexicon(path: str | Path, vocab: Vocabulary) -> Lexicon:
     vocabulary's characters.
     """
     path = Path(path)
+    if path.is_dir():
+        raise XlsrError(f"{path}: is a folder, not a lexicon file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a byte-order mark (Windows editors write one) would otherwise be part of the first word
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise XlsrError(f"{path}: no such lexicon file") from None
     except UnicodeDecodeError:
         raise XlsrError(f"{path}: lexicon is not UTF-8 text") from None
     lexicon: Lexicon = {}
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         parts = line.split()
         if not parts:
             continue
         word, spelling = parts[0], parts[1:]
+        if not spelling and vocab.kind != "chars":
+            raise XlsrError(f"{path}: line {number}: {word!r} has no spelling, and words can only be spelled "
+                            "automatically with a character vocabulary; give lines 'word phone phone ...', or decode "
+                            "with an LM over the model's own units (`xlsr lm build --units phones`)")
         lexicon.setdefault(word, []).append(spelling if spelling else spell(word, vocab))
     if not lexicon:
         raise XlsrError(f"{path}: lexicon is empty")
@@ -153,38 +162,6 @@ def _lexicon(source, vocab: Vocabulary) -> Lexicon:
 
 
 # -- LM files -----------------------------------------------------------------------------------
-def check_lm_file(path: str | Path) -> Path:
-    """Raise a one-line XlsrError unless `path` looks like a KenLM ARPA or binary model."""
-    path = Path(path)
-    if not path.is_file():
-        raise XlsrError(f"{path}: no such language model file")
-    if is_kenlm_binary(path):
-        return path
-    with open(path, "rb") as f:
-        text = f.read(4096).decode("utf-8", errors="replace").lstrip()
-    if not text.startswith("\\data\\"):
-        first = text.splitlines()[0][:40] if text else "<empty>"
-        raise XlsrError(f"{path}: not a KenLM ARPA or binary language model (starts with {first!r})")
-    return path
-
-
-def is_kenlm_binary(path: str | Path) -> bool:
-    """Whether `path` is a KenLM binary (else ARPA text)."""
-    with open(path, "rb") as f:
-        return f.read(len(_KENLM_BINARY_MAGIC)) == _KENLM_BINARY_MAGIC
-
-
-def kenlm_binary_unigram_count(path: str | Path) -> int | None:
-    """The number of words (1-grams) a KenLM binary's header gives; None where the header is not the layout
-    (format version 5, little-endian) this reads."""
-    with open(path, "rb") as f:
-        head = f.read(_KENLM_COUNTS_AT + 8)
-    at, sanity = _KENLM_SANITY
-    if len(head) < _KENLM_COUNTS_AT + 8 or head[at: at + len(sanity)] != sanity:
-        return None
-    return struct.unpack_from("<Q", head, _KENLM_COUNTS_AT)[0]
-
-
 def tokens_known_to_lm(lm, token_ids: list[int], unk_id: int) -> list[bool]:
     """Whether a loaded KenLM knows each token: KenLM scores a word it does not know as <unk>, in every context
     (after <s>, with no context, and before </s>), so a token scoring as `unk_id` does there is unknown to it."""
@@ -196,27 +173,6 @@ def tokens_known_to_lm(lm, token_ids: list[int], unk_id: int) -> list[bool]:
 
     unknown = scores(unk_id)
     return [scores(i) != unknown for i in token_ids]
-
-
-def arpa_unigrams(path: str | Path) -> set[str] | None:
-    """The words of an ARPA file's 1-gram section (None for a binary model)."""
-    path = Path(path)
-    if is_kenlm_binary(path):
-        return None
-    words: set[str] = set()
-    in_unigrams = False
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if line == "\\1-grams:":
-                in_unigrams = True
-            elif in_unigrams:
-                if line.startswith("\\"):
-                    break
-                parts = line.split("\t") if "\t" in line else line.split()
-                if len(parts) >= 2:
-                    words.add(parts[1].strip())
-    return words
 
 
 def _load_kenlm(path: Path, dictionary):
@@ -259,7 +215,8 @@ class BeamSearchDecoder:
         else:
             if self.lm_path is not None:
                 self._check_word_lm(self.lm_path)
-            self.lexicon = self._known_spellings(_lexicon(lexicon, vocab))
+            source = str(lexicon) if isinstance(lexicon, (str, Path)) else "lexicon"
+            self.lexicon = self._known_spellings(_lexicon(lexicon, vocab), source)
             self._words = [*self.lexicon, UNK]
             self._lm = _load_kenlm(self.lm_path, Dictionary(self._words)) if self.lm_path else ZeroLM()
             # Each word's spelling goes into a trie scored by its LM unigram, smeared (max) so that
@@ -269,23 +226,28 @@ class BeamSearchDecoder:
             else:
                 trie = self._spellings = SpellingTrie()
             start = self._lm.start(False)
+            unigrams = []
             for word_id, word in enumerate(self._words[:-1]):
                 _, unigram = self._lm.score(start, word_id)
+                unigrams.append(unigram)
                 for spelling in self.lexicon[word]:
                     trie.insert([vocab.index(t) for t in spelling], word_id, unigram)
             if self._trie is not None:
                 self._trie.smear(SmearingMode.MAX)
+            if self.lm_path is not None:
+                self._check_lexicon_in_lm(unigrams, source)
         self._decoder = self._build_decoder()
 
     @property
     def uses_lexicon(self) -> bool:
         return self.lexicon is not None
 
-    def _known_spellings(self, lexicon: Lexicon) -> Lexicon:
-        """Drop spellings with tokens outside the vocabulary (saying so); fail if no word is left.
+    def _known_spellings(self, lexicon: Lexicon, source: str = "lexicon") -> Lexicon:
+        """Drop spellings with tokens outside the vocabulary (saying so) and repeated ones; fail if no word is left.
 
         With `|` in the vocabulary every spelling ends in `|`, as `spell` makes them: the model puts `|` between
-        words, and a word's last phone is then inside the word, where it may be held for several frames."""
+        words, and a word's last phone is then inside the word, where it may be held for several frames. A spelling
+        given twice would be two paths to one word, which `log_add` would count twice."""
         boundary = self.vocab.word_boundary_id is not None
         kept, dropped = {}, {}
         for word, spellings in lexicon.items():
@@ -295,7 +257,9 @@ class BeamSearchDecoder:
                 if unknown or not s:
                     dropped.setdefault(word, unknown[0] if unknown else "")
                     continue
-                good.append(s if not boundary or s[-1] == WORD_BOUNDARY else [*s, WORD_BOUNDARY])
+                s = s if not boundary or s[-1] == WORD_BOUNDARY else [*s, WORD_BOUNDARY]
+                if s not in good:
+                    good.append(s)
             if good:
                 kept[word] = good
                 dropped.pop(word, None)
@@ -304,33 +268,54 @@ class BeamSearchDecoder:
             advice = ("a word LM's words must be spelled as the model's labels are: build it from normalized text "
                       "(xlsr data normalize-text)")
             if not kept:
-                raise XlsrError(f"lexicon: none of its {len(dropped)} words can be spelled with the model's "
+                raise XlsrError(f"{source}: none of its {len(dropped)} words can be spelled with the model's "
                                 f"vocabulary (e.g. {examples}); {advice}")
-            log.warning("lexicon: %d of %d words cannot be spelled with the model's vocabulary and are left out, so "
-                        "they can never be decoded (e.g. %s); %s", len(dropped), len(lexicon), examples, advice)
+            log.warning("%s: %d of %d words cannot be spelled with the model's vocabulary and are left out, so "
+                        "they can never be decoded (e.g. %s); %s", source, len(dropped), len(lexicon), examples, advice)
         return kept
 
+    def _check_lexicon_in_lm(self, unigrams: list[float], source: str) -> None:
+        """Refuse a word LM that knows none of the lexicon's words (built from another language's text, say): each
+        would score as <unk>. A word scoring as <unk> does after <s> is asked about further (`tokens_known_to_lm`)
+        only when all of them do, so this costs nothing for an LM that knows the words."""
+        start = self._lm.start(False)
+        unknown = self._lm.score(start, len(self._words) - 1)[1]
+        if any(u != unknown for u in unigrams):
+            return
+        if not any(tokens_known_to_lm(self._lm, list(range(len(unigrams))), len(self._words) - 1)):
+            lexicon = "the lexicon" if source == "lexicon" else f"lexicon {source}"
+            raise XlsrError(f"{self.lm_path}: none of the {len(unigrams)} words of {lexicon} is a word of this LM "
+                            "(each would score as <unk>): it was built from other text; build it from text in the "
+                            "lexicon's language and spelling (xlsr lm build)")
+
     def _check_units_lm(self, path: Path, loaded=None) -> None:
-        """Catch a word LM passed without a lexicon: most of a units LM's "words" are vocabulary tokens.
+        """Catch a word LM passed without a lexicon: most of a units LM's "words" are vocabulary tokens; and a units
+        LM (so says build_lm's sidecar) of other labels than the model's: it knows none of its tokens but `|`.
 
         An ARPA file's words are read from its 1-grams, before the slow load (`loaded` None); a binary's count is
         in its header, and which tokens it knows is asked of the `loaded` model. A units LM may know only some of
         the tokens (one language's LM with a multilingual model)."""
         info = read_lm_info(path)
-        if info is not None and info["units"] != "words":
-            return  # build_lm says it is a units LM
         if not is_kenlm_binary(path):
             if loaded is not None:
                 return  # checked before loading
             words = arpa_unigrams(path) - {"<s>", "</s>", UNK}
-            n_words, tokens = len(words), sum(w in self.vocab for w in words)
+            n_words, known = len(words), {w for w in words if w in self.vocab}
         elif loaded is None:
             return  # a binary is asked once loaded
         else:
             unigrams = kenlm_binary_unigram_count(path)
             n_words = unigrams - 3 if unigrams is not None else None  # less <s>, </s> and <unk>
             ids = [i for i, t in enumerate(self.vocab.tokens) if t not in (UNK, "<s>", "</s>")]
-            tokens = sum(tokens_known_to_lm(loaded, ids, self.vocab.unk_id))
+            known = {self.vocab.tokens[i] for i, k in zip(ids, tokens_known_to_lm(loaded, ids, self.vocab.unk_id)) if k}
+        if info is not None and info["units"] != "words":
+            if not known - {WORD_BOUNDARY}:
+                but = " but `|`" if known else ""
+                raise XlsrError(f"{path}: this {info['units']} LM knows none of the model's tokens{but}: it was built "
+                                "from another model's labels (another language or alphabet); build one from this "
+                                f"model's labels (xlsr lm build --units {info['units']})")
+            return  # build_lm says it is a units LM
+        tokens = len(known)
         if n_words is None and tokens == 0:
             raise XlsrError(f"{path}: none of the model's vocabulary tokens is a word of this LM, so it is not a "
                             "units LM; lexicon-free decoding needs one (xlsr lm build --units phones|chars), or pass "
