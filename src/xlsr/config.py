@@ -17,6 +17,7 @@ import math
 import tokenize
 import types
 import typing
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,23 +29,65 @@ from xlsr.errors import XlsrError
 T = TypeVar("T")
 
 
+# A config is a page of settings (the shipped recipes are 2-3 KB): far larger files, or aliases that expand to far
+# more values, are no config (PyYAML's pure-Python parser needs minutes for 100 MB; nine nested aliases of nine
+# values each expand to 9^9 values once a list setting is read).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_VALUES = 100_000
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build Python objects) that refuses a key given twice in one mapping
+    (two `lr:` lines: PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a missing, unparsable or non-mapping file is one XlsrError line."""
+    """Read a YAML mapping; a missing, unparsable, oversized or non-mapping file, a key given twice or aliases that
+    expand past MAX_CONFIG_VALUES are one XlsrError line."""
     path = Path(path)
     if not path.is_file():
         raise XlsrError(f"{path}: config file not found")
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+        raise XlsrError(f"{path}: {size:,} bytes, more than a config file holds (at most {MAX_CONFIG_BYTES:,})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
+        too_many = _expanded_values(data, {}) > MAX_CONFIG_VALUES
     except UnicodeDecodeError:
         raise XlsrError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise XlsrError(f"{path}: not valid YAML ({first})") from None
+    except RecursionError:  # nested thousands deep, or an alias that holds itself
+        raise XlsrError(f"{path}: nested too deeply to be a config") from None
+    if too_many:
+        raise XlsrError(f"{path}: its aliases (*name) expand to more than {MAX_CONFIG_VALUES:,} values")
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise XlsrError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+def _expanded_values(node: Any, sizes: dict[int, int]) -> int:
+    """How many values `node` holds with every alias written out, each shared node counted once in `sizes`; a node
+    that holds itself counts as too many."""
+    if not isinstance(node, dict | list):
+        return 1
+    if id(node) not in sizes:
+        sizes[id(node)] = MAX_CONFIG_VALUES + 1  # while it is counted: reached again from inside, it holds itself
+        items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        sizes[id(node)] = 1 + sum(_expanded_values(item, sizes) for item in items)
+    return sizes[id(node)]
 
 
 def load_config(cls: type[T], yaml_path: str | Path | list | None = None, overrides: dict | None = None) -> T:
