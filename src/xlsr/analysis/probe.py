@@ -33,14 +33,17 @@ from xlsr.analysis.probe_features import (
     Layer,
     UtteranceFeatures,
     batch_features,
+    check_memory,
     compute_features,
     encoder_of,
+    estimate_memory,
     parse_layers,
     read_labeled,
     resolve_layers,
 )
 from xlsr.analysis.probe_plot import plot_probe
 from xlsr.atomic import write_json
+from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError, require_seed
@@ -223,6 +226,12 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     torch_device = pick_device(device)
     loaded = _load_models(paths, parse_layers(layers))
     min_samples = max(m.config.receptive_field for m, _, _ in loaded)
+    # every waveform and one model's features stay in memory: a run that cannot fit is refused before any audio is
+    # read, not killed by the kernel an hour later
+    num_samples = [u.num_samples for m in (train_manifest, test_manifest) for u in read_manifest(m)
+                   if u.num_samples >= min_samples]
+    check_memory(estimate_memory(num_samples, [(m.config, model_layers) for m, _, model_layers in loaded],
+                                 CACHE_DTYPES[settings.cache_dtype]), torch_device)
     train = read_labeled(train_manifest, labels, min_samples=min_samples)
     test = read_labeled(test_manifest, labels, min_samples=min_samples)
     overlap = train_test_overlap(train, test)

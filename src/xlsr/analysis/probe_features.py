@@ -8,12 +8,15 @@ block i, the last one after the final LayerNorm in pre-LN models.
 
 Every utterance goes through the encoder once per model (eval mode, no masking, no gradient), in batches packed
 by length; the probed layers' valid frames stay in memory and are packed again, by frames, into the padded
-(B, T, D) batches that all heads reuse.
+(B, T, D) batches that all heads reuse. That memory is estimated from the manifests before any audio is read
+(`estimate_memory`), and a run that would not fit is refused (`check_memory`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from xlsr.data.audio import load_audio, normalize_waveform
 from xlsr.data.batching import pack_batches, pad_waveforms
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import AudioError, XlsrError
-from xlsr.model import Wav2Vec2Model
+from xlsr.model import Wav2Vec2Config, Wav2Vec2Model
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.vocab import Vocabulary
@@ -38,6 +41,7 @@ CNN = "cnn"
 MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE  # padded audio per encoder forward pass, as the analysis
 
 Layer = str | int  # "cnn" or a hidden-state index 0..L
+MEMINFO = Path("/proc/meminfo")  # Linux: MemAvailable, what the kernel can hand out without swapping
 
 
 @dataclass
@@ -188,6 +192,74 @@ def batch_features(items: list[UtteranceFeatures], max_batch_frames: int) -> lis
         batches.append(FeatureBatch(feats, torch.from_numpy(frames[rows]), labels, label_lengths,
                                     [u.ref for u in group]))
     return batches
+
+
+@dataclass
+class MemoryEstimate:
+    """What a probe run holds at its peak, in bytes: the audio all along, one model's features at a time."""
+
+    audio: int  # every utterance's waveform, float32 at 16 kHz
+    features: int  # the largest model's probed features, twice over: while packed into batches both are held
+    frames: int  # that model's frames over every utterance
+    values: int  # its values per frame over the probed layers
+    value_bytes: int  # 4 for float32, 2 for float16
+
+    @property
+    def total(self) -> int:
+        return self.audio + self.features
+
+
+def estimate_memory(num_samples: Sequence[int], models: Sequence[tuple[Wav2Vec2Config, list[Layer]]],
+                    cache_dtype: torch.dtype) -> MemoryEstimate:
+    """The memory a probe of utterances of `num_samples` (16 kHz) holds for `models` (each config and its probed
+    layers), features cached as `cache_dtype`: XLS-R 300M, all 26 layers, one hour in float32: ~38 GB."""
+    largest = (0, 0, 0)
+    for config, layers in models:
+        frames = sum(config.num_frames(n) for n in num_samples)
+        values = sum(config.conv_dim if layer == CNN else config.hidden_size for layer in layers)
+        largest = max(largest, (frames * values, frames, values))
+    _, frames, values = largest
+    return MemoryEstimate(audio=4 * sum(num_samples), features=2 * frames * values * cache_dtype.itemsize,
+                          frames=frames, values=values, value_bytes=cache_dtype.itemsize)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated: MemAvailable for the CPU (Linux), the free memory of a CUDA device; None
+    where there is no such figure (another system or device)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        found = re.search(r"^MemAvailable:\s+(\d+) kB$", MEMINFO.read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    return int(found.group(1)) * 1024 if found else None
+
+
+def check_memory(estimate: MemoryEstimate, device: torch.device) -> None:
+    """One XlsrError line when the estimate exceeds what is available where it will be held (the audio in RAM, the
+    features on `device`), naming the options that shrink it; nothing is refused where no figure is known."""
+    host = estimate.audio + (estimate.features if device.type == "cpu" else 0)
+    places = [("memory", host, available_memory(torch.device("cpu")))]
+    if device.type != "cpu":
+        places.append((f"{device} memory", estimate.features, available_memory(device)))
+    for where, need, have in places:
+        if have is not None and need > have:
+            raise XlsrError(
+                f"probe: the audio and the probed layers' features would take about {_size(estimate.total)} (audio "
+                f"{_size(estimate.audio)}; features {_size(estimate.features)}: {estimate.frames:,} frames x "
+                f"{estimate.values:,} values x {estimate.value_bytes} bytes, twice while packed into batches) of "
+                f"{where}, and {_size(have)} is available: probe fewer layers (--layers, e.g. cnn,0,3), store the "
+                f"features in half precision (--cache-dtype float16), or give --train/--test manifests with fewer "
+                f"utterances")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _layer_output(out, layer: Layer) -> torch.Tensor:

@@ -27,6 +27,7 @@ from xlsr.cli.transcribe import (
     add_decoder_arguments,
     add_model_arguments,
     batching_options,
+    check_score_weights,
 )
 from xlsr.errors import XlsrError
 
@@ -59,6 +60,7 @@ def run(args) -> int:
     from xlsr.text.vocab import format_counts
 
     batching = batching_options(args)
+    check_score_weights(args)
     for path in (args.json, args.hyps):
         if path:
             check_output_file(path)

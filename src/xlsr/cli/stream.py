@@ -5,19 +5,23 @@
     xlsr stream --model RUN_OR_CKPT recording.wav [--jsonl]
 
 `-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin; a file is read and fed in pieces of
---piece-seconds, as a stream would deliver it. The model hears windows of --chunk-seconds with --stride-seconds of
-context on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds (the first
-words: one whole window). Greedy CTC.
+--piece-seconds, as a stream would deliver it (one piece in memory at a time, however long the file). The model
+hears windows of --chunk-seconds with --stride-seconds of context on each side (decode/streaming.py): text lags the
+audio by at most chunk - stride seconds (the first words: one whole window). Greedy CTC.
 The text goes to stdout as it becomes final; --jsonl prints one JSON line per step instead (seconds of audio
 heard, the new tokens, their start times, and the text they add: all lines' "text" joined is the transcript).
 Ctrl-C ends the stream as the end of the input does: the audio heard so far is transcribed, then exit code 130.
+SIGTERM (how a service manager stops a process) does the same, with exit code 143; a second one stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 from xlsr.cli import INTERRUPTED, check_seconds, finite_float
 from xlsr.cli.transcribe import add_model_arguments
@@ -25,6 +29,7 @@ from xlsr.errors import XlsrError
 from xlsr.rates import SAMPLE_RATE
 
 HELP = "transcribe a stream (stdin PCM or a file fed in pieces) as it arrives"
+TERMINATED = 128 + signal.SIGTERM  # the shell's status for a process stopped by SIGTERM
 
 
 def register(subparsers) -> None:
@@ -46,7 +51,7 @@ def run(args) -> int:
     # lazy: xlsr.decode imports torch; `xlsr --help` imports every command module
     import numpy as np
 
-    from xlsr.data.audio import load_audio
+    from xlsr.data.audio import audio_blocks
     from xlsr.decode.chunking import check_chunk_seconds
     from xlsr.decode.streaming import StreamingTranscriber
     from xlsr.decode.transcribe import load_ctc_model
@@ -56,29 +61,53 @@ def run(args) -> int:
                         f"got {args.chunk_seconds:g}, {args.piece_seconds:g} and {args.stride_seconds:g}")
     check_seconds(chunk_seconds=args.chunk_seconds, stride_seconds=args.stride_seconds, piece_seconds=args.piece_seconds)
     check_chunk_seconds(args.chunk_seconds)
-    pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else None
-    if pieces is None:
-        audio = load_audio(args.source, normalize=False)  # the transcriber normalizes each window if the model does
-        step = max(1, round(args.piece_seconds * SAMPLE_RATE))
-        pieces = (audio[i:i + step] for i in range(0, len(audio), step))
+    # a file: read a piece at a time (a whole 10 h recording would be 2.3 GB at 16 kHz); the transcriber normalizes
+    # each window if the model does
+    pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else audio_blocks(args.source, args.piece_seconds)
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     stream = StreamingTranscriber(ctc, chunk_s=args.chunk_seconds, stride_s=args.stride_seconds)
     shown = _Shown()
+    stopped = None
     try:
-        for piece in pieces:
-            stream.feed(np.asarray(piece, dtype=np.float32))
-            shown.show(stream, args.jsonl)
-        interrupted = False
+        with _sigterm_raises():
+            for piece in pieces:
+                stream.feed(np.asarray(piece, dtype=np.float32))
+                shown.show(stream, args.jsonl)
     except KeyboardInterrupt:  # the way to stop a microphone: the audio it sent is still transcribed
-        interrupted = True
+        stopped = "interrupted", INTERRUPTED
+    except _Terminated:  # the way a service manager stops a process: the same
+        stopped = "terminated", TERMINATED
     stream.finish()
     shown.show(stream, args.jsonl)
     if not args.jsonl:
         print(flush=True)
-    if interrupted:
-        print(f"xlsr: interrupted: {stream.seconds_heard:.1f} s of audio heard and transcribed", file=sys.stderr)
-        return INTERRUPTED
+    if stopped:
+        print(f"xlsr: {stopped[0]}: {stream.seconds_heard:.1f} s of audio heard and transcribed", file=sys.stderr)
+        return stopped[1]
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread (a BaseException, as KeyboardInterrupt: no `except Exception` takes it)."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """While inside, SIGTERM raises _Terminated, so that a stream a service manager stops still transcribes what it
+    heard. The handler before is put back on leaving: a second SIGTERM, during that last transcription, stops at
+    once. Python lets only the main thread set handlers; in another, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
 
 
 class _Shown:

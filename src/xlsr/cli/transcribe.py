@@ -49,6 +49,19 @@ def add_decoder_arguments(p, *, sweep: bool = False) -> None:
                    "(default 0.0)" + ("; several values: as --lm-weight" if sweep else ""), **several)
 
 
+def check_score_weights(args) -> None:
+    """--lm-weight and --word-score (a value, or a sweep's several) within BeamSearchConfig's bounds, checked before
+    the model loads rather than after."""
+    # lazy: flashlight and torch (the command loads them next anyway)
+    from xlsr.decode.beam import check_score_weight
+
+    for name in ("lm_weight", "word_score"):
+        given = getattr(args, name)
+        for value in given if isinstance(given, list) else [given]:
+            if value is not None:
+                check_score_weight(f"--{name.replace('_', '-')}", value)
+
+
 def add_batching_arguments(p) -> None:
     """How much audio the model sees at once, shared by `transcribe` and `evaluate` (lower them when out of memory)."""
     p.add_argument("--chunk-seconds", type=finite_float, default=30.0,
@@ -102,6 +115,7 @@ def run(args) -> int:
     )
 
     batching = batching_options(args)
+    check_score_weights(args)
     check_output_file(args.out)
     # --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
     # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +25,20 @@ def to_mono(data: np.ndarray, rate: int, where: str, *, sample_rate: int = SAMPL
     """Decoded samples (S, C) at `rate` -> mono float32 (S',) at `sample_rate`; AudioError naming `where` if unusable."""
     if data.shape[0] == 0:
         raise AudioError(f"{where}: empty audio (0 samples)")
-    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(x).all():
-        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    x = _mix(data, where)
     if rate != sample_rate:
         x = soxr.resample(x, rate, sample_rate).astype(np.float32, copy=False)
         if len(x) == 0:  # e.g. one sample at 44.1 kHz
             raise AudioError(f"{where}: empty audio ({data.shape[0]} sample(s) at {rate} Hz, none at {sample_rate} Hz)")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _mix(data: np.ndarray, where: str) -> np.ndarray:
+    """(S, C) samples -> their mean over the channels (S,); AudioError for NaN or Inf."""
+    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(x).all():
+        raise AudioError(f"{where}: audio contains NaN or Inf samples")
+    return x
 
 
 # What soundfile raises for a file it cannot read: libsndfile's errors, and ValueError for what it refuses itself.
@@ -65,6 +72,52 @@ def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: b
         raise AudioError(f"{path}: no such audio file")
     x = to_mono(*_read(_os_path(path), str(path)), str(path), sample_rate=sample_rate)
     return normalize_waveform(x) if normalize else x
+
+
+def audio_blocks(path: str | Path, block_seconds: float, *, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """`path` as load_audio reads it, about `block_seconds` at a time: mono float32 (S,) blocks at `sample_rate`
+    that join to load_audio's array bit for bit (soxr's streaming resampler gives what its one-shot call does).
+    One block is held however long the file. The file is opened now (AudioError if missing or unreadable); a
+    NaN, or nothing to read, is an AudioError when the reading reaches it."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+    try:
+        f = sf.SoundFile(_os_path(path))
+    except _SOUNDFILE_ERRORS as exc:
+        raise _unreadable(str(path), exc) from None
+    return _blocks(f, str(path), max(1, round(block_seconds * f.samplerate)), sample_rate)
+
+
+def _blocks(f: sf.SoundFile, where: str, frames: int, sample_rate: int) -> Iterator[np.ndarray]:
+    rate = f.samplerate
+    # soxr's resampler keeps its filter's history between calls; the last call flushes what it still holds
+    resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32")
+    read = made = 0
+    with f:
+        while True:
+            try:
+                data = f.read(frames, dtype="float32", always_2d=True)
+            except _SOUNDFILE_ERRORS as exc:
+                raise _unreadable(where, exc) from None
+            if data.shape[0] == 0:
+                break
+            read += data.shape[0]
+            x = _mix(data, where)
+            if resampler is not None:
+                x = resampler.resample_chunk(np.ascontiguousarray(x))
+            made += len(x)
+            if len(x):
+                yield np.ascontiguousarray(x, dtype=np.float32)
+    if read == 0:
+        raise AudioError(f"{where}: empty audio (0 samples)")
+    if resampler is not None:
+        x = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        made += len(x)
+        if len(x):
+            yield x.astype(np.float32, copy=False)
+    if made == 0:  # as to_mono: e.g. one sample at 44.1 kHz
+        raise AudioError(f"{where}: empty audio ({read} sample(s) at {rate} Hz, none at {sample_rate} Hz)")
 
 
 def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:

@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 # of random logits with 29 tokens). Decoding recipes use beams of hundreds to ~1,500; 1e9 would exhaust any machine.
 MAX_BEAM_SIZE = 10_000
 _C_INT_MAX = 2**31 - 1  # flashlight's option fields are C ints
+# The most |lm_weight| and |word_score| allowed. Recipes use values within ±5; a weight of 100 already leaves the
+# model's own scores no say. Within it a hypothesis's score stays far from overflow however long the audio (10 h
+# holds some 5e5 words; even at a log10 probability of -99 each, |score| < 1e14); a weight such as 1e300
+# overflowed it to inf, which JSON has no way to write.
+MAX_SCORE_WEIGHT = 1e6
 # Log-probability of every token but `|` on the frame appended after a lexicon decode's last frame.
 _NOT_BOUNDARY = -1e4
 
@@ -87,12 +92,19 @@ class BeamSearchConfig:
         if not (math.isfinite(self.beam_threshold) and self.beam_threshold >= 0):
             raise XlsrError(f"beam_threshold: must be a finite number >= 0, got {self.beam_threshold}")
         for name in ("lm_weight", "word_score"):
-            if not math.isfinite(getattr(self, name)):
-                raise XlsrError(f"{name}: must be a finite number, got {getattr(self, name)}")
+            check_score_weight(name, getattr(self, name))
         if math.isnan(self.unk_score) or self.unk_score == math.inf:
             raise XlsrError(f"unk_score: must be a number or -inf, got {self.unk_score}")
         if self.nbest < 1:
             raise XlsrError(f"nbest: must be at least 1, got {self.nbest}")
+
+
+def check_score_weight(name: str, value: float) -> None:
+    """XlsrError naming `name` unless `value` (an LM weight or word score) is finite and within ±MAX_SCORE_WEIGHT."""
+    if not (math.isfinite(value) and abs(value) <= MAX_SCORE_WEIGHT):
+        raise XlsrError(f"{name}: must be a finite number between {-MAX_SCORE_WEIGHT:g} and {MAX_SCORE_WEIGHT:g} "
+                        f"(recipes use values within ±5; past the bound a hypothesis's score can overflow to inf), "
+                        f"got {value:g}")
 
 
 # -- lexicons -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -26,7 +27,8 @@ class Hypothesis:
     end_timestamps: list[float] | None = None
 
     def to_dict(self) -> dict:
-        out = {"text": self.text, "tokens": self.tokens, "score": self.score}
+        # JSON has no inf or nan (json.dumps would write `Infinity`, which JSON readers refuse): null stands for them
+        out = {"text": self.text, "tokens": self.tokens, "score": self.score if math.isfinite(self.score) else None}
         if self.timestamps is not None:
             out["timestamps"] = self.timestamps
         if self.words is not None:
