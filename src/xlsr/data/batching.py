@@ -27,6 +27,7 @@ batch limit (`length_limit`) or to fewer CNN frames than its label needs. Uttera
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -362,6 +363,8 @@ class BatchLoader:
         self.epoch_short_files = int(state.get("epoch_short_files", 0))
         self._plans = None
         saved, now = state.get("manifests"), manifest_stamps(self.dataset.utts)  # absent: an earlier version's
+        if saved is not None:  # resolved, as manifest_stamps keys them: the same manifest spelled otherwise is no change
+            saved = {os.path.realpath(m): stamp for m, stamp in saved.items()}
         changed = [] if saved is None else [m for m in {**saved, **now} if saved.get(m) != now.get(m)]
         if changed:
             log.warning("%s changed since the checkpoint was written (re-imported?): epoch %d resumes at batch %d "

@@ -74,9 +74,9 @@ def fingerprint(manifest: Path) -> dict:
 
 
 def manifest_stamps(utts: UtteranceIndex) -> dict[str, dict]:
-    """The fingerprint each manifest of `utts` had when its index was built, by manifest path (a table made from
-    objects has none)."""
-    return {t.source: t.meta["manifest"] for t in utts.tables if t.source and "manifest" in t.meta}
+    """The fingerprint each manifest of `utts` had when its index was built, by manifest path, resolved (another
+    spelling of it, relative or through a link, is the same manifest); a table made from objects has none."""
+    return {os.path.realpath(t.source): t.meta["manifest"] for t in utts.tables if t.source and "manifest" in t.meta}
 
 
 def changed_manifests(utts: UtteranceIndex) -> list[str]:

@@ -82,7 +82,8 @@ class FinetuneTask(Task):
 
     def __init__(self, cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None = None):
         """`feature_caches` ({"train"/"dev": FeatureCache}) reuses the CNN output of an earlier run from the same
-        init and data (e.g. another seed); a cache filled by another CNN is refused when the model is built."""
+        init and data (e.g. another seed); a cache filled by another CNN is refused when the model is built (a
+        resumed run's, once its checkpoint's weights are loaded)."""
         if not cfg.train:
             raise XlsrError("train: give at least one training manifest (--train)")
         if cfg.labels not in LABEL_FIELD:
@@ -110,6 +111,7 @@ class FinetuneTask(Task):
         self._train_loader = None
         self._loader_state: dict | None = None  # a shard stream's, from the checkpoint, until the loader exists
         self.feature_caches = self._feature_caches(feature_caches or {})
+        self._unbound_encoder: nn.Module | None = None  # a resumed run's, until its own weights are loaded
         self.boundary_id = self.vocab.word_boundary_id
         # built now, not at the first validation: a dev set that cannot be validated fails before training
         self._dev_loaders = {lang: self._loader(utts, shuffle=False) for lang, utts in sorted(self.data.dev_utts.items())}
@@ -149,9 +151,16 @@ class FinetuneTask(Task):
         self.init.release_weights()  # the run's model holds them; a later build (FSDP's saving copy) gets the run's
         if self.freeze_cnn:
             model.freeze_feature_encoder()
-        for cache in self.feature_caches.values():
-            cache.bind(model.wav2vec2, self.model_config.normalize_waveform)
+        if self.init.resumed_from is None:
+            self._bind_caches(model.wav2vec2)
+        elif self.feature_caches:  # its CNN is random until the Trainer loads the run's checkpoint: bound then
+            self._unbound_encoder = model.wav2vec2
         return model
+
+    def _bind_caches(self, encoder: nn.Module) -> None:
+        """Tie the feature caches to `encoder`'s CNN (XlsrError when one holds another CNN's output)."""
+        for cache in self.feature_caches.values():
+            cache.bind(encoder, self.model_config.normalize_waveform)
 
     def setup(self, info) -> None:
         self.info = info
@@ -288,6 +297,9 @@ class FinetuneTask(Task):
     def load_state_dict(self, state: dict) -> None:
         if state.get("loader") is not None:
             self._loader_state = state["loader"]
+        if self._unbound_encoder is not None:  # the Trainer loaded the run's weights before its task state
+            self._bind_caches(self._unbound_encoder)
+            self._unbound_encoder = None
 
     def on_fit_end(self, run_dir: Path) -> None:
         if self.adapters_only:
