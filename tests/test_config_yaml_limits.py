@@ -44,3 +44,9 @@ def test_shared_aliases_within_the_limit_and_plain_settings_are_read(tmp_path):
     path.write_text("langs: &l [it, de, fr]\nprobe_data: *l\nmodel: {dropout: 0.1}\n")
     assert read_yaml(path) == {"langs": ["it", "de", "fr"], "probe_data": ["it", "de", "fr"],
                                "model": {"dropout": 0.1}}
+
+
+def test_merged_keys_may_be_given_again(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("base: &b {dropout: 0.1, layerdrop: 0.05}\nmodel:\n  <<: *b\n  dropout: 0.2\n")
+    assert read_yaml(path)["model"] == {"dropout": 0.2, "layerdrop": 0.05}

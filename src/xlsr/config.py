@@ -38,11 +38,13 @@ MAX_CONFIG_VALUES = 100_000
 
 class _ConfigLoader(yaml.SafeLoader):
     """PyYAML's safe loader (no tags that build Python objects) that refuses a key given twice in one mapping
-    (two `lr:` lines: PyYAML would keep the last silently)."""
+    (two `lr:` lines: PyYAML would keep the last silently); a key merged in with `<<:` may be given again."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: merged keys may be given again
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, Hashable) and key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",

@@ -162,3 +162,24 @@ def test_a_folder_an_earlier_version_set_aside_is_kept_unless_it_held_only_its_a
     (aside / "0000" / "clip_0.flac").write_bytes(b"its own audio")
     import_audio(out, 1, split="dev")
     assert corpus(out) == NEW and hidden(out) == []
+
+
+def test_what_a_file_browser_leaves_beside_an_imports_audio_does_not_stop_a_reimport(tmp_path):
+    import_audio(tmp_path, count=3)
+    folder = tmp_path / "en" / "audio" / "train"
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "0000" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (folder / "0000" / "._clip_0.flac").write_bytes(b"\0\5\26\7")
+    (folder / "0000" / "Thumbs.db").write_bytes(b"\xd0\xcf")
+    import_audio(tmp_path, count=2, seconds=0.5)
+    assert corpus(tmp_path) == NEW
+    assert not (folder / ".DS_Store").exists() and not (folder / "0000" / "Thumbs.db").exists()
+
+
+def test_a_folder_named_like_litter_is_still_the_users(tmp_path):
+    import_audio(tmp_path, count=3)
+    (tmp_path / "en" / "audio" / "train" / "._mine").mkdir()
+    (tmp_path / "en" / "audio" / "train" / "._mine" / "take1.wav").write_bytes(b"RIFF")
+    with pytest.raises(XlsrError, match="holds files that are not an import's audio"):
+        import_audio(tmp_path, count=2, seconds=0.5)
+    assert (tmp_path / "en" / "audio" / "train" / "._mine" / "take1.wav").exists()

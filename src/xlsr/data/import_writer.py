@@ -368,21 +368,33 @@ def _check_outside(audio: str, folder: str, final: Path, resolved: str) -> None:
 
 def _written_by_import(folder: Path) -> bool:
     """Whether `folder` holds only what write_audio puts in audio/<split>: folders 0000, 0001, ... of .flac files
-    (not a user's own folder of audio that happens to lie there)."""
+    (not a user's own folder of audio that happens to lie there), and what file browsers leave beside them."""
     try:
         if folder.is_symlink() or not folder.is_dir():
             return False
         # scandir's entries know their type without a stat per file: a 10M-file folder is read in seconds
         with os.scandir(folder) as subs:
             for sub in subs:
+                if _os_litter(sub):
+                    continue
                 if not re.fullmatch(r"[0-9]{4,}", sub.name) or not sub.is_dir(follow_symlinks=False):
                     return False
                 with os.scandir(sub.path) as files:
-                    if any(not f.name.endswith(".flac") or not f.is_file(follow_symlinks=False) for f in files):
+                    if any(not (f.name.endswith(".flac") or _os_litter(f)) or not f.is_file(follow_symlinks=False)
+                           for f in files):
                         return False
     except OSError:
         return False
     return True
+
+
+# What file browsers leave in a folder they show (Finder's .DS_Store and ._ files, Explorer's Thumbs.db and
+# desktop.ini): no one's audio, and no reason to refuse replacing the folder it lies in.
+_OS_LITTER = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+def _os_litter(entry: os.DirEntry) -> bool:
+    return (entry.name in _OS_LITTER or entry.name.startswith("._")) and entry.is_file(follow_symlinks=False)
 
 
 def _listed(out_dir: Path, folder: Path) -> bool:
