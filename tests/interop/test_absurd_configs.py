@@ -61,14 +61,21 @@ NATIVE = [
 
 @pytest.mark.parametrize("field,value,why", NATIVE, ids=[f"{f}={v!r}"[:30] for f, v, _ in NATIVE])
 def test_native_config_value_refused_in_one_line(folders, tmp_path, field, value, why, monkeypatch):
-    d = _edited(folders, tmp_path, "xlsr", field, value)
+    msg = _refused_before_building(folders, tmp_path, "xlsr", field, value, monkeypatch)
+    assert f"Wav2Vec2Config.{field}" in msg and why in msg
+
+
+def _refused_before_building(folders, tmp_path, fmt, field, value, monkeypatch) -> str:
+    """The one-line refusal of a folder whose config.json sets `field` to `value`, naming its config.json; no model
+    is built first."""
+    d = _edited(folders, tmp_path, fmt, field, value)
     import xlsr.interop.native as native
     monkeypatch.setattr(native, "build_model", lambda *a, **k: pytest.fail("a model was built"))
     with pytest.raises(CheckpointError) as e:
         load_pretrained(d)
     msg = str(e.value)
     assert msg.startswith(f"{d / 'config.json'}: ") and "\n" not in msg
-    assert f"Wav2Vec2Config.{field}" in msg and why in msg
+    return msg
 
 
 HF = [
@@ -93,13 +100,7 @@ HF = [
 
 @pytest.mark.parametrize("field,value,why", HF, ids=[f"{f}={v!r}"[:30] for f, v, _ in HF])
 def test_hf_config_value_refused_in_hf_words(folders, tmp_path, field, value, why, monkeypatch):
-    d = _edited(folders, tmp_path, "hf", field, value)
-    import xlsr.interop.native as native
-    monkeypatch.setattr(native, "build_model", lambda *a, **k: pytest.fail("a model was built"))
-    with pytest.raises(CheckpointError) as e:
-        load_pretrained(d)
-    msg = str(e.value)
-    assert msg.startswith(f"{d / 'config.json'}: ") and "\n" not in msg and why in msg
+    assert why in _refused_before_building(folders, tmp_path, "hf", field, value, monkeypatch)
 
 
 FAIRSEQ = [
