@@ -159,8 +159,8 @@ class PretrainTask(Task):
             self.probe = read_probe_slice(cfg.probe_data, cfg.probe_labels, conv_layers=self.model_cfg.conv_layers,
                                           normalize=self.normalize)
         self.last_probe: int | None = None  # the update of the last probe
-        self.quantizer_from_init = False  # build_model loaded a trained codebook from --init
-        self.resumed = False  # load_state_dict ran: the run goes on from its own checkpoint
+        # build_model loaded a trained codebook from --init (never on a resume, which reads no weights of --init)
+        self.quantizer_from_init = False
         # a fresh run validates before its first update: the reference a feature collapse is measured against
         self.validate_at_start = self.health is not None or self.probe is not None
 
@@ -251,7 +251,7 @@ class PretrainTask(Task):
         """A trained codebook meets the schedules of a new one (README: continuing pretraining); said once, at the
         start of the run, with the setting that keeps its choices sharp."""
         tau_max, tau_min, _ = self.model_cfg.latent_temp
-        if not self.quantizer_from_init or self.resumed or tau_max <= tau_min:
+        if not self.quantizer_from_init or tau_max <= tau_min:
             return ""
         return (f"\ncontinuing pretraining from {self.cfg.init} with a fresh optimizer; the schedules start at "
                 f"update 0, the learning rate's and the Gumbel temperature's (from {tau_max:g} down to {tau_min:g}, as "
@@ -383,7 +383,6 @@ class PretrainTask(Task):
                 "health_init": self.health_init, "last_probe": self.last_probe}
 
     def load_state_dict(self, state: dict) -> None:
-        self.resumed = True
         if "loader" in state:
             self.loader.load_state_dict(state["loader"])
         if "generator" in state:
