@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 
     nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",
                         description="Copy DIR/<lang>/<split>.jsonl to OUT with every `text` label normalized: "
-                        "Unicode NFC, lower case (in each line's `lang`: Turkish and Azerbaijani I becomes ı), "
+                        "Unicode NFC, lower case (in each line's `lang`: I becomes ı in Turkish, Azerbaijani, Crimean Tatar and Gagauz, and in Tatar and Kazakh written in Latin, tt-Latn, kk-Latn), "
                         "punctuation and symbols removed (apostrophes inside words kept), single spaces. `phones` "
                         "and the audio are untouched; the original manifests stay as they are. Score models "
                         "trained on OUT with `xlsr evaluate --normalize-text`.")

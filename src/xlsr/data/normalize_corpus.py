@@ -3,7 +3,7 @@
 The copy leaves the original untouched (nothing is lost): DIR/<lang>/<split>.jsonl becomes OUT/<lang>/<split>.jsonl
 with the same lines in the same order, each with every field it had (`phones`, speaker, and fields xlsr does not
 read, such as Common Voice's gender or accent, as they were), its audio path rewritten to stay valid from OUT, and
-`text` by xlsr.text.normalize.normalize_text in the line's `lang` (Turkish and Azerbaijani I is ı). Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
+`text` by xlsr.text.normalize.normalize_text in the line's `lang` (Turkish I is ı, see there). Fine-tune on OUT, and score with `xlsr evaluate --normalize-text`
 (or on OUT's test manifests), so that training and scoring see the same transcripts. OUT/normalize-text.json
 records which DIR the copy is of: a rerun may write over its own copy, never over another corpus's manifests.
 """

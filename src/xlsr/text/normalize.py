@@ -14,9 +14,12 @@ cleaning of speech recognition recipes, written out so that training and scoring
    are deleted, except the zero-width non-joiner and joiner, which spell words in Persian and Indic scripts;
 4. lower case by Unicode's rules (`str.lower`), once punctuation is spaces, so that Greek Σ ends a word as ς
    whatever mark followed it; İ becomes i (`str.lower` gives i and a combining dot above, a spelling of
-   İstanbul no lower-case transcript has). For the utterance's language (`lang`, a manifest's code) Turkish or
-   Azerbaijani, I becomes ı, as their transcripts write it (IRMAK is ırmak), by Unicode's casing rules for the
-   two (SpecialCasing.txt); in every other language, and when no language is given, I becomes i;
+   İstanbul no lower-case transcript has). For the utterance's language (`lang`, a manifest's code) I becomes ı
+   where the language's Latin alphabet pairs I with ı and İ with i, as its transcripts write it (IRMAK is ırmak):
+   Turkish and Azerbaijani (Unicode's casing rules for the two, SpecialCasing.txt), Crimean Tatar and Gagauz, and
+   Tatar and Kazakh when the code names the Latin script (`tt-Latn`, `kk-Latn`: both are written in Cyrillic
+   otherwise); a code naming another script (`az-Cyrl`) keeps I as i. In every other language, and when no
+   language is given, I becomes i;
 5. runs of whitespace become one space, none at either end.
 
 Digits, letters of every script and combining marks are kept; numbers are not spelled out. The result is NFC,
@@ -38,11 +41,18 @@ JOINERS = "\u200c\u200d"  # zero-width non-joiner and joiner: part of the spelli
 # words and abbreviations (ג׳ירפה, צה״ל): kept between letters.
 DROPPED_IN_WORD = "\u055b\u055c\u055e"
 KEPT_IN_WORD = "\u05f3\u05f4"
-DOTTED_CAPITAL_I = "\u0130"  # İ: Turkish, Azerbaijani; lower case i (str.lower adds a combining dot above)
-# Languages whose dotless capital I lower-cases to dotless ı: Turkish and Azerbaijani (Unicode's SpecialCasing.txt),
-# by the first subtag of a manifest's language code: ISO 639-1 as xlsr writes codes (tr, az-Latn), 639-3 as a
-# hand-made manifest may (tur, aze, and North and South Azerbaijani, azj and azb)
-DOTLESS_I_LANGUAGES = frozenset({"tr", "tur", "az", "aze", "azj", "azb"})
+DOTTED_CAPITAL_I = "\u0130"  # İ: Turkish, Azerbaijani, ...; lower case i (str.lower adds a combining dot above)
+# Languages whose Latin alphabet has I as the capital of dotless ı and İ as that of i, by the first subtag of a
+# manifest's language code: ISO 639-1 as xlsr writes codes (tr, az-Latn), 639-3 as a hand-made manifest may.
+# Turkish (tr, tur) and Azerbaijani (az, aze; North and South, azj and azb) are the two of Unicode's
+# SpecialCasing.txt. Crimean Tatar (crh) and Gagauz (gag), 639-3 codes only, write the same pair in their Latin
+# alphabets (glibc's crh_UA locale takes tr_TR's casing); a Crimean Tatar text in Cyrillic has no Latin I to
+# lower-case. Not Karakalpak (kaa): its Latin alphabet has had I as the capital of i since 2016.
+DOTLESS_I_LANGUAGES = frozenset({"tr", "tur", "az", "aze", "azj", "azb", "crh", "gag"})
+# ... and those written in Cyrillic unless the code names the Latin script (tt-Latn, kk-Latn): Tatar's Latin alphabet
+# (Zamanälif; glibc's tt_RU@iqtelif locale takes tr_TR's casing) and Kazakh's of 2021. A Latin I in a Cyrillic
+# transcript is a foreign word's (IT), lower-cased to i.
+DOTLESS_I_IN_LATIN = frozenset({"tt", "tat", "kk", "kaz"})
 
 
 def normalize_text(text: str, lang: str | None = None) -> str:
@@ -71,16 +81,24 @@ def normalize_text(text: str, lang: str | None = None) -> str:
 
 
 def _lower(text: str, lang: str | None = None) -> str:
-    """`text` in lower case by Unicode's rules, but İ is i (not i and a combining dot above), and I is ı in
-    Turkish and Azerbaijani."""
+    """`text` in lower case by Unicode's rules, but İ is i (not i and a combining dot above), and I is ı in the
+    languages of `dotless_i_language`."""
     if dotless_i_language(lang):
         text = text.replace("I", "\u0131")
     return text.replace(DOTTED_CAPITAL_I, "i").lower()
 
 
 def dotless_i_language(lang: str | None) -> bool:
-    """Whether a language code (`tr`, `tr-TR`, `az_AZ`, `tur`) is of a language whose I lower-cases to ı."""
-    return lang is not None and lang.replace("_", "-").split("-")[0].lower() in DOTLESS_I_LANGUAGES
+    """Whether a language code (`tr`, `tr-TR`, `az_AZ`, `tur`, `kk-Latn`) is of a language, in its script, whose I
+    lower-cases to ı."""
+    if lang is None:
+        return False
+    language, *rest = lang.replace("_", "-").lower().split("-")
+    # BCP 47: a script subtag is four letters right after the language (tr-x-abcd names none)
+    script = rest[0] if rest and len(rest[0]) == 4 and rest[0].isalpha() else None
+    if script is not None and script != "latn":
+        return False
+    return language in DOTLESS_I_LANGUAGES or (language in DOTLESS_I_IN_LATIN and script == "latn")
 
 
 def _in_word(ch: str) -> bool:

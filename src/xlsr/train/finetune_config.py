@@ -48,7 +48,8 @@ class FinetuneConfig(TrainerConfig):
     # 1024-wide encoder) nor transformers' (weights N(0, 0.02), zero bias: std 0.02 x sqrt(width)). 3: on the tone
     # corpus 2, 3 and 4 all learned where 0 mostly failed; with 2 some heads still started half on symbols, 3 all-blank.
     blank_bias: float = 3.0  # added to the blank logit's bias in a new CTC head (> 0: starts all-blank; 0: nothing)
-    # label symbols outside a given vocabulary: error stops the run; warn and unk map them to <unk>
+    # label symbols outside a given vocabulary: error stops the run; warn maps them to <unk> with a warning, unk
+    # without one (their counts are in data_report.json either way)
     oov: Literal["error", "warn", "unk"] = "error"
     # mean: torch's "mean", each utterance's -log p divided by its label count, averaged over the micro-batch,
     # every micro-batch of an update weighing the same. sentence: fairseq's sentence_avg (set by its vox-* and XLS-R

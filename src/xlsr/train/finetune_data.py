@@ -193,9 +193,9 @@ def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence]
                    f"({format_counts(report, limit=8)})")
         if cfg.oov == "error":
             hint = "; pass --new-head to build a new head from these labels" if keep_head else \
-                "; use oov=unk to map them to <unk>"
+                "; use oov=warn to map them to <unk> (oov=unk: without a warning)"
             raise XlsrError(message + hint)
-        log.warning("%s; mapped to <unk>", message)
+        (log.warning if cfg.oov == "warn" else log.info)("%s; mapped to <unk>", message)  # unk: the user chose it
     return found
 
 
