@@ -7,13 +7,19 @@ shard, and `SHARDS/index.json`:
      "sources": {"<split>/<lang>": {"manifest": ..., "sha256": ..., "skipped": N}},
      "shards": [{"path": "train/en-000000.tar", "lang": "en", "split": "train", "utterances": 120,
                  "num_samples": ..., "hours": ..., "bytes": ..., "sha256": ..., "lines": [0, 120],
-                 "symbols": {"phones": [...], "chars": [...]}}, ...]}
+                 "symbols": {"phones": [...], "chars": [...]},
+                 "symbol_counts": {"phones": {"a": 310, ...}, "chars": {...}}, "nfc_respelled": [...]}, ...]}
 
 `lines` is the shard's range of manifest lines (for resuming the writer): each shard's starts where the previous
 one's ended, so `lines` minus `utterances` is the unreadable audio it left out, and a source's `skipped` is their
 sum. `symbols` are the label symbols its utterances use, so that fine-tuning builds its vocabulary without reading
-the tars. A folder with `index.partial.jsonl` and no `index.json` is a writer's run that did not finish: it is
-refused in one line until `xlsr data shard` is run again.
+the tars; `symbol_counts` how often each occurs in them (the same symbols per kind), so that symbols outside a
+given vocabulary are counted as a manifest's labels count them; `nfc_respelled` the characters Unicode NFC
+respells in its `text` labels (text/normalize.py's `nfc_respelled`, sorted; empty when all are NFC), so that a
+loose accent of NFC text (Yoruba's on ẹ) is told from an NFD spelling without the labels. The last two are absent
+from an index written before xlsr recorded them: fine-tuning then counts each symbol once and judges the
+vocabulary alone, and says so. A folder with `index.partial.jsonl` and no `index.json` is a writer's run that did
+not finish: it is refused in one line until `xlsr data shard` is run again.
 
 Before a run reads a split, `check_shards` compares the index with the folder (file sizes only: no shard is
 read): a listed shard that is missing or larger than listed, or a tar the index does not list, means the index
@@ -53,6 +59,9 @@ class ShardInfo:
     sha256: str
     lines: tuple[int, int] = (0, 0)  # manifest lines [first, end) this shard was written from
     symbols: dict[str, list[str]] = field(default_factory=dict)  # label symbols per kind ("phones", "chars")
+    # per kind, how often each of `symbols` occurs in the labels; None: an index written before they were counted
+    symbol_counts: dict[str, dict[str, int]] | None = None
+    nfc_respelled: list[str] | None = None  # characters NFC respells in the `text` labels; None: as symbol_counts
 
     @property
     def hours(self) -> float:
@@ -61,6 +70,9 @@ class ShardInfo:
     def to_dict(self) -> dict:
         """The index entry (with `hours`, for people reading the file)."""
         d = asdict(self)
+        for key in ("symbol_counts", "nfc_respelled"):
+            if d[key] is None:  # kept from an earlier index that lacked it: unknown, not empty
+                del d[key]
         d["lines"] = list(self.lines)
         d["hours"] = round(self.hours, 6)
         return d
@@ -87,9 +99,26 @@ class ShardInfo:
         symbols = d["symbols"] if d.get("symbols") is not None else {}
         if not isinstance(symbols, dict) or not all(isinstance(v, list) for v in symbols.values()):
             raise XlsrError(f"{where}: symbols must be an object of symbol lists, got {symbols!r}"[:200])
+        counts = d.get("symbol_counts")
+        if counts is not None and not _symbol_counts_of(counts, symbols):
+            raise XlsrError(f"{where}: symbol_counts must give each kind's symbols (those of 'symbols') a positive "
+                            f"count, got {counts!r}"[:200])
+        respelled = d.get("nfc_respelled")
+        if respelled is not None and not (isinstance(respelled, list)
+                                          and all(isinstance(c, str) and len(c) == 1 for c in respelled)):
+            raise XlsrError(f"{where}: nfc_respelled must be a list of characters, got {respelled!r}"[:200])
         return cls(path=path.as_posix(), lang=str(d["lang"]), split=str(d["split"]), utterances=d["utterances"],
                    num_samples=d["num_samples"], bytes=d["bytes"], sha256=str(d["sha256"]),
-                   lines=(lines[0], lines[1]), symbols=dict(symbols))
+                   lines=(lines[0], lines[1]), symbols=dict(symbols),
+                   symbol_counts=None if counts is None else {k: dict(v) for k, v in counts.items()},
+                   nfc_respelled=None if respelled is None else list(respelled))
+
+
+def _symbol_counts_of(counts, symbols: dict[str, list]) -> bool:
+    """Whether a JSON value is an entry's symbol counts: per kind of `symbols`, a positive count for each symbol."""
+    return (isinstance(counts, dict) and counts.keys() == symbols.keys()
+            and all(isinstance(c, dict) and c.keys() == set(symbols[k])
+                    and all(_count(n) and n > 0 for n in c.values()) for k, c in counts.items()))
 
 
 def _count(value) -> bool:

@@ -4,7 +4,8 @@ Per utterance two tar members with one key: `<key>.flac` (16 kHz mono, 16-bit FL
 gives) and `<key>.json` (the manifest fields: id, lang, speaker, num_samples, and text/phones when present;
 num_samples is the decoded length). One language per shard; a shard closes before it would pass `shard_size`
 bytes. The index (data/shard_index.py) lists every shard with its language, split, counts, hours, byte size and
-sha256.
+sha256, and what fine-tuning needs to know of its labels: their symbols with their counts, and the characters
+NFC respells in their texts.
 
 Writes are atomic and resumable: each shard is written under a temporary name and renamed when complete, and a
 line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
@@ -32,6 +33,7 @@ import io
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, XlsrError
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
+from xlsr.text.normalize import nfc_respelled
 from xlsr.text.vocab import tokenize
 
 log = logging.getLogger(__name__)
@@ -103,7 +106,9 @@ class _OpenShard:
     size: int = 0
     utterances: int = 0
     num_samples: int = 0
-    symbols: dict[str, set] = field(default_factory=lambda: {"phones": set(), "chars": set()})
+    # label symbols per kind with their counts (a language's symbols are few), and what NFC respells in the texts
+    symbols: dict[str, Counter] = field(default_factory=lambda: {"phones": Counter(), "chars": Counter()})
+    respelled: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
@@ -120,6 +125,7 @@ class _OpenShard:
             self.symbols["phones"].update(tokenize(u.phones, "phones"))
         if u.text:
             self.symbols["chars"].update(tokenize(u.text, "chars"))
+            self.respelled |= nfc_respelled(u.text)
 
     def close(self, end: int) -> ShardInfo:
         """Finish the temporary tar and return its index entry (`place` renames it into place)."""
@@ -129,7 +135,9 @@ class _OpenShard:
         digest, size = _sha256(self.tmp), self.tmp.stat().st_size
         return ShardInfo(path=self.rel, lang=self.lang, split=self.split, utterances=self.utterances,
                          num_samples=self.num_samples, bytes=size, sha256=digest, lines=(self.first, end),
-                         symbols={k: sorted(v) for k, v in self.symbols.items() if v})
+                         symbols={k: sorted(v) for k, v in self.symbols.items() if v},
+                         symbol_counts={k: dict(sorted(v.items())) for k, v in self.symbols.items() if v},
+                         nfc_respelled=sorted(self.respelled))
 
     def place(self) -> None:
         self.tmp.replace(self.path)

@@ -116,12 +116,15 @@ def is_punctuation(symbol: str) -> bool:
     return len(symbol) == 1 and symbol != "'" and unicodedata.category(symbol)[0] in "PS"
 
 
-def unnormalized_signs(symbols: Iterable[str], texts: Iterable[str] | None = None) -> str | None:
+def unnormalized_signs(symbols: Iterable[str], texts: Iterable[str] | None = None, *,
+                       respelled: set[str] | None = None) -> str | None:
     """What in a character vocabulary says its transcripts were not normalised (capitals beside their lower-case
     twins, punctuation, invisible format characters, letters spelled both NFC and NFD), as part of a sentence; None
     when nothing does. `texts`: the labels the vocabulary is for, read only when it holds a loose combining mark
-    beside a letter holding the mark precomposed, and until each such mark is decided; None: the vocabulary alone
-    decides (a mark may then be named that NFC transcripts hold loose, as Yoruba's acute on ẹ)."""
+    beside a letter holding the mark precomposed, and until each such mark is decided. Without them, `respelled`:
+    the characters NFC respells somewhere in those labels (the union of their `nfc_respelled`, as a shard index
+    records it). Neither: the vocabulary alone decides (a mark may then be named that NFC transcripts hold loose, as
+    Yoruba's acute on ẹ)."""
     symbols = {s for s in symbols if len(s) == 1}
     twins = sorted(s for s in symbols if (low := _lower(s)) != s and low in symbols)
     marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
@@ -133,7 +136,10 @@ def unnormalized_signs(symbols: Iterable[str], texts: Iterable[str] | None = Non
     loose = {m for m in symbols & held if unicodedata.category(m) == "Mn" or _hangul_jamo_after_initial(m)}
     # ... but NFC keeps a mark loose where no letter holds it with the letter's other marks (Yoruba ẹ́ is ẹ and an
     # acute beside é, both NFC): only a label that NFC spells otherwise shows two spellings
-    mixed = sorted(loose if texts is None else respelled_by_nfc(loose, texts))
+    if texts is not None:
+        mixed = sorted(respelled_by_nfc(loose, texts))
+    else:
+        mixed = sorted(loose if respelled is None else loose & respelled)
     parts = []
     if mixed:
         parts.append(f"{len(mixed)} combining mark(s) or jamo that its letters also hold precomposed "
@@ -154,10 +160,16 @@ def respelled_by_nfc(chars: set[str], texts: Iterable[str]) -> set[str]:
     if not chars:
         return found
     for text in texts:
-        if unicodedata.is_normalized("NFC", text):  # most labels: no counting
-            continue
-        before, after = Counter(text), Counter(unicodedata.normalize("NFC", text))
-        found |= {c for c in chars - found if before[c] != after[c]}
+        found |= chars & nfc_respelled(text)
         if found == chars:
             break
     return found
+
+
+def nfc_respelled(text: str) -> set[str]:
+    """The characters whose count in `text` NFC changes (a loose mark it composes and the letter it makes, a
+    precomposed letter it decomposes and its parts); empty for an NFC text."""
+    if unicodedata.is_normalized("NFC", text):  # most labels: no counting
+        return set()
+    before, after = Counter(text), Counter(unicodedata.normalize("NFC", text))
+    return {c for c in before.keys() | after.keys() if before[c] != after[c]}

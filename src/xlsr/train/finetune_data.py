@@ -12,6 +12,7 @@ not at its first validation.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import length_limit
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.utterance_index import UtteranceIndex
-from xlsr.errors import AudioError, XlsrError
+from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.labels import (
@@ -36,7 +37,7 @@ from xlsr.text.labels import (
 from xlsr.text.normalize import unnormalized_signs
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
-from xlsr.train.shard_finetune import shard_train_source, symbol_utterances
+from xlsr.train.shard_finetune import respelled_symbols, shard_train_source, symbol_counts, symbol_utterances
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class FinetuneData:
     too_long: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train"/"dev": {manifest: count}}
     limit: int = 0
     dev_manifests: dict[str, list[str]] = field(default_factory=dict)  # per language: the dev manifests holding it
+    # the shard folders among `oov` whose index counts no symbols (written before xlsr counted them): 1 per symbol
+    oov_uncounted: list[str] = field(default_factory=list)
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
@@ -65,7 +68,8 @@ class FinetuneData:
                 "dev_filtered": {p: r.to_dict() for p, r in self.dev_reports.items()},
                 "longer_than_limit": {"limit_samples": self.limit, "train_skipped": self.too_long.get("train", {}),
                                       "dev_validated": self.too_long.get("dev", {})},
-                "oov": self.oov, "vocab_size": len(self.vocab.tokens), "train_utterances": len(self.train_utts) - skipped,
+                "oov": self.oov, "oov_uncounted": self.oov_uncounted, "vocab_size": len(self.vocab.tokens),
+                "train_utterances": len(self.train_utts) - skipped,
                 "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()}}
 
 
@@ -77,17 +81,25 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
         {cfg.train[0]: symbol_utterances(*shards, cfg.labels)}  # a shard folder: its labels' symbols from the index
     dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
-    oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head)
+    # a shard folder's pseudo-utterances hold each symbol once: how often each occurs is in its index
+    counts = None if shards is None else {cfg.train[0]: symbol_counts(*shards, cfg.labels)}
+    oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head, counts=counts)
+    uncounted = [path for path, c in (counts or {}).items() if c is None and path in oov]
     oov.update(check_dev_labels(cfg, vocab, dev))
     # the training labels tell a loose accent of NFC text (Yoruba's on ẹ) from an NFD spelling; they are read only
-    # when the vocabulary holds a mark both loose and precomposed. A shard folder lists its symbols, not its labels:
-    # its vocabulary alone decides
+    # when the vocabulary holds a mark both loose and precomposed. A shard folder lists, in place of its labels, the
+    # characters NFC respells in them (an index without that list: the vocabulary alone decides)
     texts = None if shards is not None else (t for utts in train.values() for t in labels_of(utts, cfg.labels))
-    if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens, texts)):
+    respelled = respelled_symbols(*shards) if shards is not None and cfg.labels == "chars" else None
+    if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens, texts, respelled=respelled)):
         log.warning("the character vocabulary (%d symbols) holds %s: each is an output the model must learn, "
                     "and a common cause of a model that predicts only blanks; normalize the transcripts first "
                     "(xlsr data normalize-text --data DIR --out DIR_NORM) and score with xlsr evaluate "
                     "--normalize-text", len(vocab), signs)
+        if shards is not None and respelled is None and signs != unnormalized_signs(vocab.tokens, respelled=set()):
+            log.warning("%s: its index was written before xlsr recorded what NFC respells in the labels: a combining "
+                        "mark named above may be a loose accent of NFC text (Yoruba's on ẹ); `xlsr data shard` into "
+                        "a new folder records it", shards[0])
     if shards is not None:
         train = {}  # filtered as they stream by (ShardLabeler)
 
@@ -114,7 +126,7 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     present = {p: {utts.langs[k] for k in np.unique(utts.lang_codes)} for p, utts in dev_kept.items()}
     dev_manifests = {lang: [p for p in dev_kept if lang in present[p]] for lang in dev_utts.langs}
     return FinetuneData(vocab, keep_head, train_utts, dev_utts.by_language(), reports, shards, dev_reports, oov,
-                        too_long, limit, dev_manifests)
+                        too_long, limit, dev_manifests, oov_uncounted=uncounted)
 
 
 def check_dev_audio(dev_utts: UtteranceIndex, max_bad_share: float) -> None:
@@ -179,18 +191,27 @@ def _serves_init_head(cfg: FinetuneConfig, init: InitModel, vocab: Vocabulary) -
 
 
 def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence], *, source: str,
-              keep_head: bool) -> dict[str, dict[str, int]]:
+              keep_head: bool, counts: dict[str, dict[str, int] | None] | None = None) -> dict[str, dict[str, int]]:
     """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts; returns them
-    per manifest. A label that writes a reserved token is an error."""
+    per manifest. A label that writes a reserved token is an error. `counts`: for a shard folder of `train` (its
+    utterances one per symbol), how often each symbol occurs in its labels; None when its index does not count
+    them: each symbol is then counted once, and the message says that the counts are unknown."""
     found = {}
     for path, utts in train.items():
         check_reserved(path, utts, cfg.labels)
         report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
         if not report:
             continue
-        found[path] = report
-        message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
-                   f"({format_counts(report, limit=8)})")
+        counted = (counts or {}).get(path, report)  # a shard folder's utterances hold each symbol once: its index's
+        if counted is None:
+            found[path] = report
+            message = (f"{path}: {len(report)} distinct label symbols are not in the vocabulary of {source} "
+                       f"({listing([repr(s) for s in report], 8)}; how often each occurs is unknown: its index was "
+                       f"written before xlsr counted label symbols)")
+        else:
+            report = found[path] = dict(Counter({s: counted.get(s, 1) for s in report}).most_common())
+            message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
+                       f"({format_counts(report, limit=8)})")
         if cfg.oov == "error":
             hint = "; pass --new-head to build a new head from these labels" if keep_head else \
                 "; use oov=warn to map them to <unk> (oov=unk: without a warning)"

@@ -1,13 +1,18 @@
 """Fine-tuning from a shard folder (`--train SHARDS/<split>`): the vocabulary from the index, labels in the stream.
 
-The index lists the label symbols of every shard (data/shard_index.py), so the vocabulary is built without
-reading a tar: one pseudo-utterance per symbol goes through the same `choose_vocabulary`/`check_oov` as manifest
-labels. The filters that the manifest path applies before training (an empty label, a label needing more frames
-than the audio gives) are applied to each utterance as it streams by (`ShardLabeler`).
+The index lists the label symbols of every shard (data/shard_index.py), so the vocabulary is built without reading
+a tar: one pseudo-utterance per symbol goes through the same `choose_vocabulary`/`check_oov` as manifest labels,
+and the index's counts of the symbols (`symbol_counts`) stand in for the labels where `check_oov` counts the
+symbols outside the vocabulary. The characters NFC respells in the labels (`respelled_symbols`) decide, as the
+labels would, whether a loose accent in a character vocabulary is a sign of NFD spellings. An index written before
+xlsr recorded these has neither: each symbol counts once, and the vocabulary alone decides. The filters that the
+manifest path applies before training (an empty label, a label needing more frames than the audio gives) are
+applied to each utterance as it streams by (`ShardLabeler`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from xlsr.data.manifest import Utterance
@@ -37,6 +42,28 @@ def symbol_utterances(root: Path, split: str, labels: str) -> list[Utterance]:
         raise XlsrError(f"{index.path}: the {split} shards hold no {LABEL_FIELD[labels]!r} labels (--labels {labels})")
     field = LABEL_FIELD[labels]
     return [Utterance(audio=str(index.path), num_samples=1, lang="", **{field: sym}) for sym in symbols]
+
+
+def symbol_counts(root: Path, split: str, labels: str) -> dict[str, int] | None:
+    """How often each label symbol occurs in the labels of `split`, summed over its shards; None when a shard's
+    entry has no counts (an index written before xlsr counted them)."""
+    total: Counter[str] = Counter()
+    for s in read_index(root).of_split(split):
+        if s.symbol_counts is None:
+            return None
+        total.update(s.symbol_counts.get(labels, {}))
+    return dict(total)
+
+
+def respelled_symbols(root: Path, split: str) -> set[str] | None:
+    """The characters NFC respells somewhere in the `text` labels of `split` (text/normalize.py's `nfc_respelled`,
+    over its shards); None when a shard's entry does not say (an index written before xlsr recorded them)."""
+    found: set[str] = set()
+    for s in read_index(root).of_split(split):
+        if s.nfc_respelled is None:
+            return None
+        found.update(s.nfc_respelled)
+    return found
 
 
 class ShardLabeler:
