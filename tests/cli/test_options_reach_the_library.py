@@ -180,7 +180,7 @@ def test_data_shard_passes_size_splits_and_bad_share(monkeypatch, tmp_path):
     (["commonvoice", "cv", "--lang", "it", "--out", "o", "--max-bad-share", "0.3"], "import_common_voice",
      ("cv", "o"), {"lang": "it", "max_bad_share": 0.3}),
     (["fairseq", "a.tsv", "b.tsv", "--lang", "it", "--out", "o", "--max-bad-share", "0.3"], "import_fairseq",
-     (["a.tsv", "b.tsv"], "o"), {"lang": "it", "max_bad_share": 0.3}),
+     (["a.tsv", "b.tsv"], "o"), {"lang": "it", "split": None, "max_bad_share": 0.3}),
     (["folder", "src", "--transcripts", "t.txt", "--lang", "it", "--split", "dev", "--label", "phones", "--out", "o",
       "--max-bad-share", "0.3"], "import_folder",
      ("src", "t.txt", "o"), {"lang": "it", "split": "dev", "label": "phones", "max_bad_share": 0.3}),

@@ -119,4 +119,4 @@ def test_import_folder_and_fairseq_skip_bad_lines_up_to_max_bad_share(tmp_path, 
         (tmp_path / f"{split}.tsv").write_text(f"{tmp_path / 'wavs'}\na.wav\t1600\n")
     assert main(["data", "import", "fairseq", str(tmp_path / "train.tsv"), str(tmp_path / "valid.tsv"),
                  "--lang", "it", "--out", str(tmp_path / "fs")]) == 0
-    assert "it/train 1 (0.1 s), it/valid 1 (0.1 s)" in capsys.readouterr().out
+    assert "it/dev 1 (0.1 s), it/train 1 (0.1 s)" in capsys.readouterr().out

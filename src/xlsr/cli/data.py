@@ -9,6 +9,7 @@ from xlsr.cli import finite_float
 from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
+OUT_HELP = "corpus folder for the manifests, OUT/<lang>/<split>.jsonl"
 MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats refuses a manifest: the training default
 
 
@@ -49,32 +50,37 @@ def register(subparsers) -> None:
     cv.add_argument("--lang", default=None, help="language code (default: the tsv's locale column)")
     fs = kinds.add_parser("fairseq", help="fairseq .tsv manifests with .wrd/.ltr/.phn labels")
     fs.add_argument("tsv", nargs="+")
-    fs.add_argument("--lang", required=True)
+    fs.add_argument("--lang", required=True, help="language code of every entry")
+    fs.add_argument("--split", default=None,
+                    help="split of every tsv's entries (default: each tsv's name, valid or validation -> dev)")
     fo = kinds.add_parser("folder", help="a folder of audio files plus a transcript file")
     fo.add_argument("src")
     fo.add_argument("--transcripts", required=True,
                     help="lines: <file's path relative to SRC, or its name; extension optional><TAB or space><label>")
-    fo.add_argument("--lang", required=True)
-    fo.add_argument("--split", default="train")
-    fo.add_argument("--label", choices=["text", "phones"], default="text")
+    fo.add_argument("--lang", required=True, help="language code of every file")
+    fo.add_argument("--split", default="train", help="split the files go to (default train)")
+    fo.add_argument("--label", choices=["text", "phones"], default="text",
+                    help="the manifest field the transcripts fill (default text)")
     for q in (cv, fs, fo):
-        q.add_argument("--out", required=True)
+        q.add_argument("--out", required=True, help=f"{OUT_HELP} (the audio stays where it is)")
         q.add_argument("--max-bad-share", type=finite_float, default=0.05,
-                       help="bad lines and missing or unreadable audio files tolerated")
+                       help="share of bad lines and missing or unreadable audio files skipped (and listed); more "
+                       "stops the import (default 0.05)")
         q.set_defaults(func=run_import)
     lh = kinds.add_parser("lhotse", help="lhotse cuts, or recordings (+ supervisions), jsonl(.gz) manifests")
     lh.add_argument("--src", nargs="+", required=True, metavar="MANIFEST", help="CUTS, or RECORDINGS [SUPERVISIONS]")
     hf = kinds.add_parser("hf", help="a Hugging Face dataset's Parquet files or save_to_disk folder (embedded audio)")
     hf.add_argument("--src", required=True, help="folder (or one file) of .parquet or .arrow files")
-    hf.add_argument("--audio-column", default="audio")
-    hf.add_argument("--text-column", default="sentence", help="'' for audio only")
-    hf.add_argument("--lang-column", default="locale", help="read when --lang is not given")
+    hf.add_argument("--audio-column", default="audio", help="the column holding the audio (default audio)")
+    hf.add_argument("--text-column", default="sentence", help="'' for audio only (default sentence)")
+    hf.add_argument("--lang-column", default="locale", help="read when --lang is not given (default locale)")
     hf.add_argument("--split-from-filename", action="store_true", help="train-0000.parquet, validation/ -> dev, ...")
     for q in (lh, hf):
-        q.add_argument("--out", required=True)
+        q.add_argument("--out", required=True, help=f"{OUT_HELP}, and the audio it decodes (FLAC)")
         q.add_argument("--lang", default=None, help="language code of every item (default: from the data)")
-        q.add_argument("--split", default="train")
-        q.add_argument("--max-bad-share", type=finite_float, default=0.05, help="unreadable items tolerated")
+        q.add_argument("--split", default="train", help="split every item goes to (default train)")
+        q.add_argument("--max-bad-share", type=finite_float, default=0.05,
+                       help="share of unreadable items skipped (and listed); more stops the import (default 0.05)")
         q.set_defaults(func=run_ecosystem_import)
 
 
@@ -133,7 +139,8 @@ def run_import(args: argparse.Namespace) -> int:
     if args.format == "commonvoice":
         summary = importers.import_common_voice(args.src, args.out, lang=args.lang, max_bad_share=args.max_bad_share)
     elif args.format == "fairseq":
-        summary = importers.import_fairseq(args.tsv, args.out, lang=args.lang, max_bad_share=args.max_bad_share)
+        summary = importers.import_fairseq(args.tsv, args.out, lang=args.lang, split=args.split,
+                                           max_bad_share=args.max_bad_share)
     else:
         summary = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
                                           label=args.label, max_bad_share=args.max_bad_share)

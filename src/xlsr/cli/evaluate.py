@@ -46,7 +46,7 @@ def register(subparsers) -> None:
                    help="score reference and hypothesis lower-cased in the utterance's language, without "
                    "punctuation (as `xlsr data normalize-text` writes them); character labels")
     add_batching_arguments(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

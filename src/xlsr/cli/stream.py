@@ -6,8 +6,9 @@
 
 `-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin; a file is read and fed in pieces of
 --piece-seconds, as a stream would deliver it (one piece in memory at a time, however long the file). The model
-hears windows of --chunk-seconds with --stride-seconds of context on each side (decode/streaming.py): text lags the
-audio by at most chunk - stride seconds (the first words: one whole window). Greedy CTC.
+hears windows of --chunk-seconds with --stride-seconds (also spelled --chunk-stride, as in transcribe) of context
+on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds (the first words: one
+whole window). Greedy CTC.
 The text goes to stdout as it becomes final; --jsonl prints one JSON line per step instead (seconds of audio
 heard, the new tokens, their start times, and the text they add: all lines' "text" joined is the transcript).
 Ctrl-C ends the stream as the end of the input does: the audio heard so far is transcribed, then exit code 130.
@@ -39,10 +40,14 @@ def register(subparsers) -> None:
     p.add_argument("source", metavar="AUDIO_OR_-", help="an audio file, or - for raw s16le 16 kHz mono PCM on stdin")
     add_model_arguments(p)
     p.add_argument("--chunk-seconds", type=finite_float, default=10.0, help="window the model hears (default 10)")
-    p.add_argument("--stride-seconds", type=finite_float, default=2.0, help="context on each side of a window (default 2; at most a quarter of the window, as in transcribe)")
-    p.add_argument("--piece-seconds", type=finite_float, default=0.5, help="a file is fed in pieces this long")
+    # transcribe's and evaluate's --chunk-stride: the same context, so either name is taken
+    p.add_argument("--stride-seconds", "--chunk-stride", dest="stride_seconds", type=finite_float, default=2.0,
+                   help="context on each side of a window (default 2; at most a quarter of the window, as in "
+                   "transcribe)")
+    p.add_argument("--piece-seconds", type=finite_float, default=0.5,
+                   help="a file is fed in pieces this long (default 0.5)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per step instead of plain text")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.set_defaults(func=run)
 
 

@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
                           noise=args.noise_snr, words_per_utt=_words(args.words_per_utt), **corpus_options(args))
     n = sum(sum(v.values()) for v in s.utterances.values())
     speakers = s.speaker_counts()
-    print(f"wrote {n} utterances, {s.audio_seconds / 60:.1f} min of audio in {len(s.utterances)} languages "
+    langs = f"{len(s.utterances)} language{'' if len(s.utterances) == 1 else 's'}"
+    print(f"wrote {n} utterances, {s.audio_seconds / 60:.1f} min of audio in {langs} "
           f"to {s.out_dir} ({s.wall_seconds:.1f} s, {s.realtime_per_core:.0f}x real time per core)")
     print(f"speakers: {sum(speakers.values())} ({', '.join(f'{k} {v}' for k, v in speakers.items())}; disjoint "
           f"across splits); effects: {', '.join(f'{k} {v}' for k, v in sorted(s.effects.items()))} utterances")

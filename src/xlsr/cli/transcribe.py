@@ -65,9 +65,9 @@ def check_score_weights(args) -> None:
 def add_batching_arguments(p) -> None:
     """How much audio the model sees at once, shared by `transcribe` and `evaluate` (lower them when out of memory)."""
     p.add_argument("--chunk-seconds", type=finite_float, default=30.0,
-                   help="recordings longer than this are decoded in windows of this length (0 = never)")
+                   help="recordings longer than this are decoded in windows of this length (default 30; 0 = never)")
     p.add_argument("--chunk-stride", type=finite_float, default=2.0, help="context on each side of a window, seconds (default 2; at most a quarter of the window)")
-    p.add_argument("--batch-seconds", type=finite_float, default=60.0, help="padded audio per batch, seconds")
+    p.add_argument("--batch-seconds", type=finite_float, default=60.0, help="padded audio per batch, seconds (default 60)")
 
 
 def batching_options(args) -> dict:
@@ -96,7 +96,7 @@ def register(subparsers) -> None:
                    help="start/end times in seconds of every token (its frames on the decoded path) and, where the "
                    "model has the word boundary |, of every word")
     add_batching_arguments(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -21,13 +21,14 @@ import pyarrow.parquet as pq
 
 from xlsr.data.audio import decode_audio, load_audio
 from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportRefused, ImportSummary, ImportWriter
+from xlsr.data.importers import VALIDATION_NAMES
 from xlsr.data.languages import language_code
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.progress import progress
 
 # split names in file and folder names (train-00000-of-00004.parquet, en/validation/0000.parquet) -> ours
-SPLIT_NAMES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test",
+SPLIT_NAMES = {"train": "train", **VALIDATION_NAMES, "dev": "dev", "test": "test",
                "validated": "validated", "invalidated": "invalidated", "other": "other"}
 SPEAKER_COLUMNS = ("client_id", "speaker_id", "speaker")  # Common Voice's, then other datasets' usual names
 BATCH_ROWS = 64  # rows decoded together: at ~1 MB of audio bytes a row, a batch stays well under 100 MB

@@ -14,6 +14,14 @@ from xlsr.data.manifest import Utterance, check_plain_name, manifest_path
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+# other toolkits' names for a validation split (fairseq's valid.tsv, the Hub's validation/), which training reads as
+# `dev` (--valid-split); every other name is kept as it is
+VALIDATION_NAMES = {"validation": "dev", "valid": "dev"}
+
+
+def split_name(name: str) -> str:
+    """Our split for another toolkit's split name: `valid` or `validation` (any case) -> `dev`, others unchanged."""
+    return VALIDATION_NAMES.get(name.lower(), name)
 
 
 def _with_length(utt: Utterance) -> Utterance:
@@ -141,16 +149,18 @@ def _fairseq_labels(tsv: Path, entries: int) -> list[tuple[str, list[str]]]:
 def import_fairseq(tsv: str | Path | list[str | Path], out_dir: str | Path, *, lang: str, split: str | None = None,
                    max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
     """fairseq manifest(s) (first line root dir, then `relpath<TAB>num_samples`) with optional .wrd/.ltr/.phn
-    label files beside each -> DIR/<lang>/<split>.jsonl (split defaults to each tsv's stem). Lengths are read from
-    the files' headers at 16 kHz (the listed counts are at each file's own rate). A malformed line or a file that is
-    missing or unreadable is skipped with its label lines (`ImportWriter`)."""
+    label files beside each -> DIR/<lang>/<split>.jsonl: `split` for every tsv, else each tsv's stem (`valid` and
+    `validation` read as `dev`: `split_name`). Lengths are read from the files' headers at 16 kHz (the listed counts
+    are at each file's own rate). A malformed line or a file that is missing or unreadable is skipped with its label
+    lines (`ImportWriter`)."""
     tsvs = [Path(tsv)] if isinstance(tsv, (str, Path)) else [Path(t) for t in tsv]
     source = " + ".join(str(t) for t in tsvs)
     with ImportWriter(out_dir, source=source, unit="utterances", max_bad_share=max_bad_share) as writer:
         for tsv in tsvs:
             if not tsv.is_file():
                 raise ManifestError(f"{tsv}: no such fairseq manifest")
-            manifest_path(out_dir, lang, split or tsv.stem)  # both names checked before anything is written
+            tsv_split = split or split_name(tsv.stem)
+            manifest_path(out_dir, lang, tsv_split)  # both names checked before anything is written
             lines = _read_lines(tsv)
             root = _fairseq_root(tsv, lines)
             entries = [(number, line) for number, line in enumerate(lines[1:], 2) if line.strip()]
@@ -165,7 +175,7 @@ def import_fairseq(tsv: str | Path | list[str | Path], out_dir: str | Path, *, l
                     continue
                 for attr, values in labels:
                     setattr(utt, attr, values[i])
-                writer.add(utt, split or tsv.stem)
+                writer.add(utt, tsv_split)
         return writer.finish()
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from xlsr.data.augment import parse_augment
+from xlsr.data.shard_index import shard_source
 from xlsr.errors import XlsrError
 from xlsr.model.config import check_override_keys
 from xlsr.rates import RECEPTIVE_FIELD_SAMPLES
@@ -73,7 +74,8 @@ class FinetuneConfig(TrainerConfig):
     max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
     num_workers: int = 0  # data-loading processes (0: load in the training process)
     max_bad_share: float = 0.05  # share of unreadable audio files tolerated per epoch (logged and skipped)
-    augment: str = "none"  # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md)
+    # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md); manifests only
+    augment: str = "none"
     # --- Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.
     # 800 updates of 10 s: ~40 epochs of 3 minutes of labels, minutes on a CPU with the CNN output cached.
     max_updates: int = 800
@@ -113,7 +115,11 @@ class FinetuneConfig(TrainerConfig):
             self.dev = [self.dev]
         # A partial `model` section (YAML or --model.key) adds to the defaults instead of replacing them.
         self.model = {**finetune_model_defaults(), **dict(self.model)}
-        parse_augment(self.augment)  # a bad spec fails before the run folder is written
+        # a bad spec fails before the run folder is written; the shard stream applies no effects, so a shard folder
+        # with augment on is refused rather than trained without them
+        shards = [path for path in self.train if shard_source(path)]
+        if parse_augment(self.augment).enabled and shards:
+            raise XlsrError(f"augment: not available when --train is a shard folder ({shards[0]})")
         check_override_keys(self.model)  # a typo in a YAML's model section, before any checkpoint is loaded
 
 
