@@ -4,7 +4,8 @@ Each epoch is planned up front and identically on every rank: utterances sorted 
 into batches under `max_tokens` samples, batch order shuffled, then rank r takes batches r, r+W, ...
 Loading runs in DataLoader workers; a bad file (unreadable, or decoded to a length other than its manifest
 entry's: `checked_length`) is logged and skipped, and when more than `max_bad_share` of an epoch's distinct files
-are bad the loader stops with an XlsrError. A bad file is charged once per epoch however often α-resampling draws
+are bad the loader stops with an XlsrError (under DDP each rank counts its own part of the epoch, and says so; its
+error ends every rank: train/elastic.py). A bad file is charged once per epoch however often α-resampling draws
 it, and not read again in that epoch. The loader's `state_dict()` (epoch, batches already yielded, the epoch's bad
 files) lets a run resume at the exact next batch.
 
@@ -105,6 +106,15 @@ def checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
     return x[:listed]
 
 
+def _load(path: str) -> np.ndarray:
+    """load_audio, with an OSError (a flaky mount's EIO, a name too long, a folder it may not enter) as the AudioError
+    of a bad file: one file the system cannot open is skipped and counted like any other, not the end of the run."""
+    try:
+        return load_audio(path)
+    except OSError as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
+
+
 @dataclass
 class _Loaded:
     batch: PretrainBatch | FinetuneBatch | None
@@ -136,7 +146,7 @@ class _BatchDataset(Dataset):
             draw = plan.effects[k] if plan.effects is not None else None
             path = self.utts.audio(i)
             try:
-                x = checked_length(load_audio(path), int(self.utts.num_samples[i]), path)
+                x = checked_length(_load(path), int(self.utts.num_samples[i]), path)
             except AudioError as exc:
                 failed.add(i)
                 bad.append((i, str(exc)))
@@ -161,7 +171,7 @@ class _BatchDataset(Dataset):
                 self._babble = []
                 for i in self.babble_indices:
                     try:
-                        self._babble.append(load_audio(self.utts.audio(i)))
+                        self._babble.append(_load(self.utts.audio(i)))
                     except AudioError:
                         pass  # counted where the utterance itself is loaded
             if not self._babble:
@@ -231,9 +241,10 @@ class BatchLoader:
     """An epoch-aware, resumable loader over planned batches (see the module docstring)."""
 
     def __init__(self, dataset: _BatchDataset, plan_epoch, *, num_workers: int = 0, prefetch_factor: int = 2,
-                 max_bad_share: float = 0.05) -> None:
+                 max_bad_share: float = 0.05, rank: int = 0, world_size: int = 1) -> None:
         self.dataset, self._plan_epoch = dataset, plan_epoch
         self.max_bad_share = max_bad_share
+        self.rank, self.world_size = rank, world_size  # whose share of each epoch `plan_epoch` gives
         self.epoch, self.position = 0, 0
         self.bad_files = 0  # over the whole run (each file once per epoch)
         self.epoch_bad_files = 0
@@ -315,7 +326,7 @@ class BatchLoader:
             self.short_files += loaded.short
             self.epoch_short_files += loaded.short
             if self.epoch_bad_files > limit:
-                raise XlsrError(f"{self.epoch_bad_files} of {self.distinct_files_in_epoch()} audio files in epoch "
+                raise XlsrError(f"{self.epoch_bad_files} of {self._files_read()} in epoch "
                                 f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
                                 f"more than max_bad_share={self.max_bad_share:g} "
                                 f"(last: {loaded.bad[-1][1] if loaded.bad else '?'}){self._changed_note()}")
@@ -325,6 +336,12 @@ class BatchLoader:
             log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
                         "samples once decoded and augmented", self.epoch, self.epoch_short_files,
                         self.files_in_epoch(), self.dataset.min_sample_size)
+
+    def _files_read(self) -> str:
+        """'N audio files' (of this epoch), said as this rank's share under DDP: each rank counts its own bad files,
+        so a count that names no rank reads as the whole manifest's."""
+        files = f"{self.distinct_files_in_epoch()} audio files"
+        return files if self.world_size == 1 else f"the {files} rank {self.rank} of {self.world_size} reads"
 
     def _changed_note(self) -> str:
         """Why the files may be bad, when a manifest changed since this run read it: '; <manifest> changed ...'."""
@@ -373,6 +390,14 @@ class BatchLoader:
             self.epoch_bad_files, self.bad_indices = 0, set()  # positions in the old data: other utterances now
 
 
+def check_crop_fits(max_tokens: int, max_sample_size: int | None) -> None:
+    """XlsrError, saying the way out, when a batch of `max_tokens` samples cannot hold one crop of `max_sample_size`."""
+    if max_sample_size and max_sample_size > max_tokens:
+        raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size}): lower "
+                        f"--max-sample-size to at most {max_tokens}, or raise --max-tokens to at least "
+                        f"{max_sample_size}")
+
+
 def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: int, min_sample_size: int = 32000,
                     max_sample_size: int = 320000, alpha: float = 0.5, seed: int = 0, rank: int = 0,
                     world_size: int = 1, num_workers: int = 0, normalize: bool = False,
@@ -388,8 +413,7 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     """
     check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
-    if max_sample_size and max_sample_size > max_tokens:
-        raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
+    check_crop_fits(max_tokens, max_sample_size)
     if max_utterances is not None and max_utterances < 1:
         raise XlsrError(f"max_utterances: must be at least 1 (or None: no cap), got {max_utterances}")
     utts = as_index(utts)
@@ -425,7 +449,7 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     dataset = _BatchDataset(kept, pretrain=True, normalize=normalize, min_sample_size=min_sample_size,
                             max_sample_size=max_sample_size, babble=babble_talkers(len(kept), seed, augment))
     loader = BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
-                         max_bad_share=max_bad_share)
+                         max_bad_share=max_bad_share, rank=rank, world_size=world_size)
     loader.sampler = sampler  # the language table (hours, weights) for logs
     return loader
 
@@ -486,7 +510,7 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
     dataset = _BatchDataset(kept, pretrain=False, normalize=normalize, labels=labels,
                             babble=babble_talkers(len(kept), seed, augment))
     return BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
-                       max_bad_share=max_bad_share)
+                       max_bad_share=max_bad_share, rank=rank, world_size=world_size)
 
 
 def _speeds_within(speed: np.ndarray, lengths: np.ndarray, epoch: int, *, shortest: int = 0,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from xlsr.data.batching import FinetuneBatch, PretrainBatch
+from xlsr.data.batching import FinetuneBatch, PretrainBatch, check_crop_fits
 from xlsr.data.shard_index import ShardIndex, check_shards, read_index
 from xlsr.data.shard_reader import Bad
 from xlsr.data.shard_stream import ConsumerStream, Labeler, Produced, StreamSpec, moved_states
@@ -216,8 +216,7 @@ def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list
                           normalize: bool = False, max_bad_share: float = 0.05, epoch_size: int | None = None,
                           shuffle_buffer: int = 1000, max_utterances: int | None = None) -> ShardLoader:
     """Pretraining batches streamed from SHARDS/<split> (module docstring of data/shard_stream.py)."""
-    if max_sample_size and max_sample_size > max_tokens:
-        raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size})")
+    check_crop_fits(max_tokens, max_sample_size)
     return _training_loader(root, split, langs, rank=rank, world_size=world_size, num_workers=num_workers,
                             max_bad_share=max_bad_share, epoch_size=epoch_size, max_tokens=max_tokens, alpha=alpha,
                             seed=seed, pretrain=True, min_sample_size=min_sample_size,

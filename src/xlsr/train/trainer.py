@@ -37,6 +37,8 @@ from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
 from xlsr.train.trainer_config import TrainerConfig
 
+_NO_BATCH = object()  # a validation set's end
+
 
 class Trainer(TrainerCheckpoints):
     """Runs a Task to `cfg.max_updates` in the run folder `cfg.out`, resuming from its last checkpoint.
@@ -341,16 +343,22 @@ class Trainer(TrainerCheckpoints):
         pooled = self.task.valid_end(model, self.update) if total_size else {}
         if self.fsdp:
             dist_util.reshard(model)  # a forward without backward leaves the root unsharded
-        if total_size == 0:
+        metric = None
+        if total_size:
+            overall = {k: v / total_size for k, v in totals.items()}
+            overall["sample_size"] = total_size
+            overall.update(pooled)
+            self.monitor.log("valid", self.update, overall)
+            for kind, message in self.task.health_warnings(overall, self.update):
+                self.monitor.warn(f"valid_{kind}", "validation: " + message, self.update)
+            metric = overall.get(self.task.best_metric)
+        if not select_best:
             return
-        overall = {k: v / total_size for k, v in totals.items()}
-        overall["sample_size"] = total_size
-        overall.update(pooled)
-        self.monitor.log("valid", self.update, overall)
-        for kind, message in self.task.health_warnings(overall, self.update):
-            self.monitor.warn(f"valid_{kind}", "validation: " + message, self.update)
-        metric = overall.get(self.task.best_metric)
-        if select_best and metric is not None and math.isfinite(metric):
+        # Every rank decides on rank 0's figure (the one logged). A rank whose dev files failed to read this time
+        # measures another, and one that saved `best` alone would wait in the save's collective while the others
+        # trained on: a hang.
+        metric = dist_util.broadcast_object(metric, self.info)
+        if metric is not None and math.isfinite(metric):
             better = self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best)
             if better:
                 self.best = metric
@@ -360,7 +368,12 @@ class Trainer(TrainerCheckpoints):
         """One validation subset: (its logs averaged by sample size, its total sample size)."""
         acc: dict[str, float] = {}
         size = 0.0
-        for batch in batches:
+        batches = iter(batches)
+        while True:
+            batch = next(batches, _NO_BATCH)
+            has_one = batch is not _NO_BATCH
+            if not (self._every_rank_has_a_batch(has_one) if self.fsdp else has_one):
+                break
             batch = self.task.batch_to_device(batch, self.device)
             with out_of_memory_advice(self, batch, where="valid"), torch.autocast(
                     self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
@@ -369,6 +382,18 @@ class Trainer(TrainerCheckpoints):
             size += n
             accumulate_logs(acc, logs, n, self.task.summed_logs)
         return {k: v / size for k, v in acc.items() if k not in self.task.summed_logs} if size else {}, size
+
+    def _every_rank_has_a_batch(self, has_one: bool) -> bool:
+        """Under FSDP a forward is collective: every rank validates as many batches as the rank with the fewest
+        (a batch whose dev files all failed to read on one rank yields nothing there); otherwise the ranks' collectives
+        pair up wrongly from there on: a hang, or gloo aborting on a size mismatch."""
+        missing = torch.tensor([float(not has_one)])
+        dist_util.all_reduce_sum(missing, self.info)
+        if 0 < missing.item() < self.info.world_size:
+            self.monitor.warn("valid_ranks", f"validation: {int(missing.item())} of {self.info.world_size} ranks had "
+                              "no next batch of a dev set (files unreadable there?); every rank stops that set here",
+                              self.update)
+        return missing.item() == 0
 
     # --- signals --------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> dict:
