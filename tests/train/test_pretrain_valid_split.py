@@ -3,6 +3,7 @@
 import pytest
 
 from xlsr.errors import XlsrError
+from xlsr.train.distributed import DistInfo
 from xlsr.train.pretrain import PretrainConfig, PretrainTask
 
 from ._audio import TINY_MODEL, make_corpus
@@ -41,3 +42,23 @@ def test_a_broken_validation_manifest_is_an_error_not_a_run_without_validation(t
     (data / "bb" / "dev.jsonl").write_bytes(b"\xff\xfe not a manifest\n")
     with pytest.raises(XlsrError, match="dev.jsonl"):
         _task(data, tmp_path)
+
+
+def _break_one_dev_file(data):
+    import json
+    line = json.loads((data / "aa" / "dev.jsonl").read_text().splitlines()[0])
+    audio = data / "aa" / line["audio"] if not line["audio"].startswith("/") else line["audio"]
+    open(audio, "wb").write(b"not audio")
+
+
+def test_a_bad_dev_file_counts_against_the_runs_own_max_bad_share_and_the_error_names_the_dev_set(tmp_path):
+    data = make_corpus(tmp_path / "tones", per_lang=2)  # aa's dev set: 2 files, one made unreadable
+    _break_one_dev_file(data)
+    lenient = _task(data, tmp_path, max_bad_share=0.5)  # one of two: at the cap, validated on the other
+    lenient.setup(DistInfo())
+    assert sum(len(b.waveforms) for b in lenient.valid_sets()["aa"]) == 1
+    strict = _task(data, tmp_path, max_bad_share=0.2)
+    strict.setup(DistInfo())
+    with pytest.raises(XlsrError, match=r"^validation set 'aa' \(dev split of .*tones\): 1 of 2 audio files .*"
+                                        r"more than max_bad_share=0\.2"):
+        list(strict.valid_sets()["aa"])

@@ -58,6 +58,17 @@ def _unreadable(where: str, exc: Exception, source=None) -> AudioError:
     return AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})")
 
 
+def _check_file(path: Path) -> None:
+    """AudioError unless `path` is a file; an OSError of asking (a flaky mount's EIO, a name too long, a folder one
+    may not enter) is one too: one file the system cannot open is a bad file like any other, not the end of a run."""
+    try:
+        found = path.is_file()
+    except OSError as exc:
+        raise AudioError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
+    if not found:
+        raise AudioError(f"{path}: no such audio file")
+
+
 def _read(source, where: str) -> tuple[np.ndarray, int]:
     try:
         return sf.read(source, dtype="float32", always_2d=True)
@@ -68,8 +79,7 @@ def _read(source, where: str) -> tuple[np.ndarray, int]:
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
     """Read `path`, mix to mono, resample to `sample_rate`: float32 (S,). AudioError if unusable."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    _check_file(path)
     x = to_mono(*_read(_os_path(path), str(path)), str(path), sample_rate=sample_rate)
     return normalize_waveform(x) if normalize else x
 
@@ -80,8 +90,7 @@ def audio_blocks(path: str | Path, block_seconds: float, *, sample_rate: int = S
     One block is held however long the file. The file is opened now (AudioError if missing or unreadable); a
     NaN, or nothing to read, is an AudioError when the reading reaches it."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    _check_file(path)
     try:
         f = sf.SoundFile(_os_path(path))
     except _SOUNDFILE_ERRORS as exc:
@@ -130,8 +139,7 @@ def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, nor
 def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> int:
     """Length of `path` in samples at `sample_rate`, from the header (exact for wav/flac, close for mp3)."""
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: no such audio file")
+    _check_file(path)
     try:
         info = sf.info(_os_path(path))
     except _SOUNDFILE_ERRORS as exc:  # the same as load_audio: a file one refuses, the other must not crash on

@@ -106,15 +106,6 @@ def checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
     return x[:listed]
 
 
-def _load(path: str) -> np.ndarray:
-    """load_audio, with an OSError (a flaky mount's EIO, a name too long, a folder it may not enter) as the AudioError
-    of a bad file: one file the system cannot open is skipped and counted like any other, not the end of the run."""
-    try:
-        return load_audio(path)
-    except OSError as exc:
-        raise AudioError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
-
-
 @dataclass
 class _Loaded:
     batch: PretrainBatch | FinetuneBatch | None
@@ -146,7 +137,7 @@ class _BatchDataset(Dataset):
             draw = plan.effects[k] if plan.effects is not None else None
             path = self.utts.audio(i)
             try:
-                x = checked_length(_load(path), int(self.utts.num_samples[i]), path)
+                x = checked_length(load_audio(path), int(self.utts.num_samples[i]), path)
             except AudioError as exc:
                 failed.add(i)
                 bad.append((i, str(exc)))
@@ -171,7 +162,7 @@ class _BatchDataset(Dataset):
                 self._babble = []
                 for i in self.babble_indices:
                     try:
-                        self._babble.append(_load(self.utts.audio(i)))
+                        self._babble.append(load_audio(self.utts.audio(i)))
                     except AudioError:
                         pass  # counted where the utterance itself is loaded
             if not self._babble:

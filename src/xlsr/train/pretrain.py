@@ -301,6 +301,14 @@ class PretrainTask(Task):
         out = model(batch.waveforms, batch.lengths, generator=self.generator)
         return out.loss, _logs(out, batch, self.model_cfg)
 
+    def _dev_batches(self, lang: str, loader):
+        """The batches of one validation language; a data error (too many bad files) says it was the dev set's."""
+        try:
+            yield from loader
+        except XlsrError as exc:
+            raise XlsrError(f"validation set {lang!r} ({self.cfg.valid_split} split of {self.cfg.data}): {exc}") \
+                from None
+
     def valid_sets(self) -> dict:
         if not self.has_valid:
             return {}
@@ -315,15 +323,17 @@ class PretrainTask(Task):
                                          min_sample_size=self.cfg.min_sample_size,
                                          max_sample_size=self.cfg.max_sample_size, alpha=1.0, seed=self.cfg.seed,
                                          num_workers=0, normalize=self.normalize,
-                                         max_utterances=self.cfg.max_utterances)
+                                         max_utterances=self.cfg.max_utterances,
+                                         max_bad_share=self.cfg.max_bad_share)
             except XlsrError:
                 continue  # every utterance of this language is too short
-            batches = iter(loader)
+            batches = self._dev_batches(lang, loader)
             if self.cfg.valid_max_batches:
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)
             sets[lang] = batches
         if self.shards is not None and self.cfg.valid_max_batches:
             sets = {lang: itertools.islice(iter(b), self.cfg.valid_max_batches) for lang, b in sets.items()}
+        sets = {lang: self._dev_batches(lang, b) if self.shards is not None else b for lang, b in sets.items()}
         if self.health is not None:
             self.health.reset(groups=len(sets))  # and the same frames sampled
         return sets
