@@ -45,6 +45,8 @@ def _meminfo(tmp_path: Path, monkeypatch, available_kb: int | None) -> None:
         text += f"MemAvailable:   {available_kb} kB\n"
     (tmp_path / "meminfo").write_text(text + "Buffers:          100000 kB\n")
     monkeypatch.setattr(probe_features, "MEMINFO", tmp_path / "meminfo", raising=False)
+    # no memory cgroup: the machine the tests run on may be a container with a limit of its own
+    monkeypatch.setattr(probe_features, "PROC_CGROUP", tmp_path / "no-cgroup")
 
 
 def test_the_estimate_is_what_the_feature_cache_and_the_audio_hold(setup):
@@ -53,25 +55,26 @@ def test_the_estimate_is_what_the_feature_cache_and_the_audio_hold(setup):
     layers = ["cnn", 0, 2]
     datas = [read_labeled(m, "phones", min_samples=400) for m in (train, test)]
     vocab = Vocabulary.build(datas[0].labels, "phones")
-    num_samples = [len(w) for d in datas for w in d.waveforms]
+    train_samples, test_samples = ([len(w) for w in d.waveforms] for d in datas)
     for dtype in (torch.float32, torch.float16):
-        estimate = probe_features.estimate_memory(num_samples, [(model.config, layers)], dtype)
+        estimate = probe_features.estimate_memory(train_samples, test_samples, [(model.config, layers)], dtype)
         items = [u for d in datas for u in compute_features(model.wav2vec2, d, vocab, layers,
                                                             device=torch.device("cpu"), cache_dtype=dtype)]
         held = sum(f.numel() * f.element_size() for u in items for f in u.features)
-        assert estimate.features == 2 * held  # the cache, and its copy in padded batches while they are packed
+        assert estimate.features == held  # once: the padded batches are packed from the cache as it is freed
         assert estimate.audio == sum(w.nbytes for d in datas for w in d.waveforms)
         assert estimate.values == 16 + 32 + 32 and estimate.frames == sum(u.features[0].shape[0] for u in items)
 
 
 def test_the_largest_model_sets_the_estimate_one_model_at_a_time():
     small, deeper = micro_config(2), micro_config(5)
-    one = probe_features.estimate_memory([16000, 32000], [(small, ["cnn", 0, 1, 2])], torch.float32)
-    both = probe_features.estimate_memory([16000, 32000], [(small, ["cnn", 0, 1, 2]), (deeper, [0, 1, 2, 3, 4, 5])],
+    one = probe_features.estimate_memory([16000], [32000], [(small, ["cnn", 0, 1, 2])], torch.float32)
+    both = probe_features.estimate_memory([16000], [32000], [(small, ["cnn", 0, 1, 2]), (deeper, [0, 1, 2, 3, 4, 5])],
                                           torch.float32)
     frames = small.num_frames(16000) + small.num_frames(32000)
-    assert (one.frames, one.values, one.features) == (frames, 16 + 3 * 32, 2 * frames * (16 + 3 * 32) * 4)
-    assert (both.values, both.features) == (6 * 32, 2 * frames * 6 * 32 * 4)
+    assert (one.frames, one.values, one.features) == (frames, 16 + 3 * 32, frames * (16 + 3 * 32) * 4)
+    assert one.statistics == small.num_frames(16000) * 32 * 16  # the widest layer's train frames, 16 bytes a value
+    assert (both.values, both.features, both.statistics) == (6 * 32, frames * 6 * 32 * 4, one.statistics)
     assert one.audio == both.audio == 48000 * 4
 
 
@@ -98,11 +101,12 @@ def test_the_estimate_names_its_parts_and_nothing_is_refused_without_a_figure(se
         probe(root / "deeper", train, test, tmp_path / "out", layers="cnn,5", settings=settings, plot=False,
               show_progress=False)
     assert ") of memory, and 102.4 kB is available" in str(refused.value)
-    assert "frames x 48 values x 4 bytes, twice while packed into batches" in str(refused.value)
+    assert "frames x 48 values x 4 bytes; " in str(refused.value)
+    assert " more while the widest layer's statistics are computed) of memory" in str(refused.value)
     # no MemAvailable line (an old kernel), or no /proc at all (macOS, Windows): nothing to go by, nothing refused
     for available in (None, "missing"):
         if available == "missing":
-            monkeypatch.setattr(probe_features, "MEMINFO", tmp_path / "no" / "meminfo")
+            monkeypatch.setattr(probe_features, "MEMINFO", tmp_path / "no" / "meminfo")  # no cgroup either (_meminfo)
         else:
             _meminfo(tmp_path, monkeypatch, available_kb=None)
         assert probe_features.available_memory(torch.device("cpu")) is None
@@ -120,13 +124,14 @@ def test_available_memory_is_read_from_meminfo(tmp_path, monkeypatch):
 def test_on_a_gpu_the_features_are_weighed_against_its_free_memory_and_the_audio_against_ram(tmp_path, monkeypatch):
     _meminfo(tmp_path, monkeypatch, available_kb=4_000)  # 4 MB of RAM: room for the audio, not for the features
     base = Wav2Vec2Config.preset("base")
-    estimate = probe_features.estimate_memory([160_000] * 3, [(base, ["cnn", *range(13)])], torch.float32)
+    estimate = probe_features.estimate_memory([160_000] * 2, [160_000], [(base, ["cnn", *range(13)])], torch.float32)
     assert estimate.audio < 4_000 * 1024 < estimate.features
     gpu = torch.device("cuda:0")
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (estimate.features, 80 * 2**30))
+    on_gpu = estimate.features + estimate.statistics  # the statistics are computed where the features are
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (on_gpu, 80 * 2**30))
     probe_features.check_memory(estimate, gpu)  # the features fit the GPU exactly, the audio fits RAM
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (estimate.features - 1, 80 * 2**30))
-    with pytest.raises(probe_features.XlsrError, match=r"twice while packed into batches\) of cuda:0 memory, and "):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (on_gpu - 1, 80 * 2**30))
+    with pytest.raises(probe_features.XlsrError, match=r"statistics are computed\) of cuda:0 memory, and "):
         probe_features.check_memory(estimate, gpu)
-    with pytest.raises(probe_features.XlsrError, match=r"twice while packed into batches\) of memory, and 4.1 MB is"):
+    with pytest.raises(probe_features.XlsrError, match=r"statistics are computed\) of memory, and 4.1 MB is"):
         probe_features.check_memory(estimate, torch.device("cpu"))  # on the CPU, the features are in RAM too

@@ -105,7 +105,11 @@ class ProbeReport:
 def layer_statistics(items: list[UtteranceFeatures], k: int) -> dict:
     """Mean and std per channel of layer k's frames, its effective dimension and channel-scale spread."""
     frames = torch.cat([u.features[k] for u in items]).float()  # (N, D)
-    return {"mean": frames.mean(0), "std": frames.std(0, correction=0), "dim": frames.shape[1],
+    mean, std = frames.mean(0), frames.std(0, correction=0)
+    # feature_health works in float64: converted once here, the float32 frames are not held beside its copies
+    # (probe_features.STATISTICS_BYTES counts what is held)
+    frames = frames.double()
+    return {"mean": mean, "std": std, "dim": frames.shape[1],
             "effective_dim": effective_dimension(frames), "channel_scale_spread": channel_scale_spread(frames)}
 
 
@@ -163,10 +167,11 @@ def probe_model(encoder: torch.nn.Module, layers: list[Layer], train: LabeledAud
     stats = []
     for k in range(len(layers)):
         stats.append(layer_statistics(train_u, k))
-        for items in (train_u, test_u):
-            standardize(items, k, stats[k]["mean"], stats[k]["std"])
-    train_b, test_b = batch_features(train_u, settings.batch_frames), batch_features(test_u, settings.batch_frames)
-    del train_u, test_u  # the batches hold copies
+        standardize(train_u, k, stats[k]["mean"], stats[k]["std"])
+        standardize(test_u, k, stats[k]["mean"], stats[k]["std"])
+    # consumed: each utterance's features are freed once copied into its batch, so the cache is never held twice
+    train_b = batch_features(train_u, settings.batch_frames, consume=True)
+    test_b = batch_features(test_u, settings.batch_frames, consume=True)
     heads = zero_heads([s["dim"] for s in stats], len(vocab), device)
     with progress(total=settings.epochs * len(train_b), desc="heads", unit="step", disable=not show_progress) as bar, \
             torch_threads(HEAD_THREADS):
@@ -228,12 +233,14 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     min_samples = max(m.config.receptive_field for m, _, _ in loaded)
     # every waveform and one model's features stay in memory: a run that cannot fit is refused before any audio is
     # read, not killed by the kernel an hour later
-    num_samples = [u.num_samples for m in (train_manifest, test_manifest) for u in read_manifest(m)
-                   if u.num_samples >= min_samples]
-    check_memory(estimate_memory(num_samples, [(m.config, model_layers) for m, _, model_layers in loaded],
+    train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
+    train_samples, test_samples = ([u.num_samples for u in utts if u.num_samples >= min_samples]
+                                   for utts in (train_utts, test_utts))
+    check_memory(estimate_memory(train_samples, test_samples,
+                                 [(m.config, model_layers) for m, _, model_layers in loaded],
                                  CACHE_DTYPES[settings.cache_dtype]), torch_device)
-    train = read_labeled(train_manifest, labels, min_samples=min_samples)
-    test = read_labeled(test_manifest, labels, min_samples=min_samples)
+    train = read_labeled(train_manifest, labels, min_samples=min_samples, utterances=train_utts)
+    test = read_labeled(test_manifest, labels, min_samples=min_samples, utterances=test_utts)
     overlap = train_test_overlap(train, test)
     vocab = Vocabulary.build(train.labels, labels)
 

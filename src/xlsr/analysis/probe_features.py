@@ -8,8 +8,10 @@ block i, the last one after the final LayerNorm in pre-LN models.
 
 Every utterance goes through the encoder once per model (eval mode, no masking, no gradient), in batches packed
 by length; the probed layers' valid frames stay in memory and are packed again, by frames, into the padded
-(B, T, D) batches that all heads reuse. That memory is estimated from the manifests before any audio is read
-(`estimate_memory`), and a run that would not fit is refused (`check_memory`).
+(B, T, D) batches that all heads reuse, each utterance's frames freed as they are copied, so that the cache is never
+held twice. That memory is estimated from the manifests before any audio is read (`estimate_memory`), and a run that
+would not fit in what the machine, or the memory cgroup the process runs in, has available is refused
+(`check_memory`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from xlsr.data.audio import load_audio, normalize_waveform
 from xlsr.data.batching import pack_batches, pad_waveforms
-from xlsr.data.manifest import read_manifest
+from xlsr.data.manifest import Utterance, read_manifest
 from xlsr.errors import AudioError, XlsrError
 from xlsr.model import Wav2Vec2Config, Wav2Vec2Model
 from xlsr.rates import SAMPLE_RATE
@@ -42,6 +44,11 @@ MAX_BATCH_SAMPLES = 60 * SAMPLE_RATE  # padded audio per encoder forward pass, a
 
 Layer = str | int  # "cnn" or a hidden-state index 0..L
 MEMINFO = Path("/proc/meminfo")  # Linux: MemAvailable, what the kernel can hand out without swapping
+CGROUP_ROOT = Path("/sys/fs/cgroup")  # where the cgroup hierarchies are mounted (v2 here, v1 under memory/)
+PROC_CGROUP = Path("/proc/self/cgroup")  # the cgroup of this process in each hierarchy
+# per value of a layer's train frames while probe.layer_statistics holds them: float32 (4) with their float64 copy
+# (8), then that copy with its centred copy (8 + 8) in model.feature_health
+STATISTICS_BYTES = 16
 
 
 @dataclass
@@ -120,12 +127,14 @@ def encoder_of(model: torch.nn.Module, model_name: str) -> Wav2Vec2Model:
     return encoder
 
 
-def read_labeled(manifest: str | Path, labels: str, *, min_samples: int) -> LabeledAudio:
-    """Every utterance of `manifest` with its `labels` field; XlsrError for an empty manifest or a missing label."""
+def read_labeled(manifest: str | Path, labels: str, *, min_samples: int,
+                 utterances: list[Utterance] | None = None) -> LabeledAudio:
+    """Every utterance of `manifest` (its `utterances` where already read) with its `labels` field; XlsrError for an
+    empty manifest or a missing label."""
     if labels not in LABEL_FIELD:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(LABEL_FIELD)}")
     manifest = Path(manifest)
-    utts = read_manifest(manifest)
+    utts = read_manifest(manifest) if utterances is None else utterances
     if not utts:
         raise XlsrError(f"{manifest}: empty manifest (no utterances)")
     key = LABEL_FIELD[labels]
@@ -178,13 +187,18 @@ def compute_features(encoder: Wav2Vec2Model, data: LabeledAudio, vocab: Vocabula
     return items
 
 
-def batch_features(items: list[UtteranceFeatures], max_batch_frames: int) -> list[FeatureBatch]:
-    """Utterances packed shortest first into padded batches of at most `max_batch_frames` (B x longest)."""
+def batch_features(items: list[UtteranceFeatures], max_batch_frames: int, *,
+                   consume: bool = False) -> list[FeatureBatch]:
+    """Utterances packed shortest first into padded batches of at most `max_batch_frames` (B x longest); with
+    `consume`, each utterance's features are dropped once copied into its batch, so that they are not held twice."""
     frames = np.array([u.features[0].shape[0] for u in items], dtype=np.int64)
     batches = []
     for rows in pack_batches(frames, np.arange(len(items)), max_batch_frames, crop_to_shortest=False):
         group = [items[i] for i in rows]
         feats = [pad_sequence([u.features[k] for u in group], batch_first=True) for k in range(len(group[0].features))]
+        if consume:
+            for u in group:
+                u.features = []
         label_lengths = torch.tensor([len(u.label_ids) for u in group], dtype=torch.long)
         labels = torch.zeros(len(group), max(1, int(label_lengths.max())), dtype=torch.long)
         for r, u in enumerate(group):
@@ -196,36 +210,48 @@ def batch_features(items: list[UtteranceFeatures], max_batch_frames: int) -> lis
 
 @dataclass
 class MemoryEstimate:
-    """What a probe run holds at its peak, in bytes: the audio all along, one model's features at a time."""
+    """What a probe run holds at its peak, in bytes: the audio all along, one model's features at a time.
+
+    Not counted: the model's weights and one encoder batch's activations, which do not grow with the manifests
+    (--max-batch-samples bounds them), and the padding of the heads' batches (small: they are packed by length)."""
 
     audio: int  # every utterance's waveform, float32 at 16 kHz
-    features: int  # the largest model's probed features, twice over: while packed into batches both are held
+    features: int  # the probed features of the model that needs most, once: the batches are packed as they are freed
+    statistics: int  # its widest layer's train frames, float32 and float64, while their statistics are computed
     frames: int  # that model's frames over every utterance
     values: int  # its values per frame over the probed layers
     value_bytes: int  # 4 for float32, 2 for float16
 
     @property
+    def on_device(self) -> int:
+        return self.features + self.statistics
+
+    @property
     def total(self) -> int:
-        return self.audio + self.features
+        return self.audio + self.on_device
 
 
-def estimate_memory(num_samples: Sequence[int], models: Sequence[tuple[Wav2Vec2Config, list[Layer]]],
-                    cache_dtype: torch.dtype) -> MemoryEstimate:
-    """The memory a probe of utterances of `num_samples` (16 kHz) holds for `models` (each config and its probed
-    layers), features cached as `cache_dtype`: XLS-R 300M, all 26 layers, one hour in float32: ~38 GB."""
-    largest = (0, 0, 0)
+def estimate_memory(train_samples: Sequence[int], test_samples: Sequence[int],
+                    models: Sequence[tuple[Wav2Vec2Config, list[Layer]]], cache_dtype: torch.dtype) -> MemoryEstimate:
+    """The memory a probe of train and test utterances of these lengths (16 kHz) holds for `models` (each config and
+    its probed layers), features cached as `cache_dtype`: XLS-R 300M, all 26 layers, one hour of train in float32:
+    features ~19 GB, statistics ~3 GB."""
+    largest = (0, 0, 0, 0)
     for config, layers in models:
-        frames = sum(config.num_frames(n) for n in num_samples)
-        values = sum(config.conv_dim if layer == CNN else config.hidden_size for layer in layers)
-        largest = max(largest, (frames * values, frames, values))
-    _, frames, values = largest
-    return MemoryEstimate(audio=4 * sum(num_samples), features=2 * frames * values * cache_dtype.itemsize,
-                          frames=frames, values=values, value_bytes=cache_dtype.itemsize)
+        train_frames = sum(config.num_frames(n) for n in train_samples)
+        frames = train_frames + sum(config.num_frames(n) for n in test_samples)
+        widths = [config.conv_dim if layer == CNN else config.hidden_size for layer in layers]
+        features = frames * sum(widths) * cache_dtype.itemsize
+        statistics = train_frames * max(widths) * STATISTICS_BYTES
+        largest = max(largest, (features + statistics, statistics, frames, sum(widths)))
+    on_device, statistics, frames, values = largest
+    return MemoryEstimate(audio=4 * (sum(train_samples) + sum(test_samples)), features=on_device - statistics,
+                          statistics=statistics, frames=frames, values=values, value_bytes=cache_dtype.itemsize)
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Bytes that can still be allocated: MemAvailable for the CPU (Linux), the free memory of a CUDA device; None
-    where there is no such figure (another system or device)."""
+    """Bytes that can still be allocated: for the CPU (Linux), MemAvailable or what this process's memory cgroup
+    still allows, whichever is less; the free memory of a CUDA device; None where there is no such figure."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     if device.type != "cpu":
@@ -233,26 +259,76 @@ def available_memory(device: torch.device) -> int | None:
     try:
         found = re.search(r"^MemAvailable:\s+(\d+) kB$", MEMINFO.read_text(), re.MULTILINE)
     except OSError:
+        found = None
+    figures = [int(found.group(1)) * 1024] if found else []
+    cgroup = cgroup_headroom(CGROUP_ROOT, PROC_CGROUP)  # a container's limit, which MemAvailable does not see
+    if cgroup is not None:
+        figures.append(cgroup)
+    return min(figures, default=None)
+
+
+def cgroup_headroom(root: Path, membership: Path) -> int | None:
+    """Bytes this process's memory cgroup and its parents still allow (the tightest limit less the usage that is
+    not reclaimable file cache), with cgroup v2 or v1 mounted at `root` and the process's cgroups listed in
+    `membership` (/proc/self/cgroup); None where no limit is set or nothing can be read."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
         return None
-    return int(found.group(1)) * 1024 if found else None
+    headrooms = []
+    for line in lines:
+        fields = line.split(":", 2)  # hierarchy id, controllers, path
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":  # v2, one hierarchy
+            mount, files = root, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            mount, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        # without a cgroup namespace a container sees its host's path, mounted at the root: every level is tried
+        folder = mount / path.strip("/")
+        for level in [folder, *folder.parents]:
+            headroom = _cgroup_level_headroom(level, *files)
+            if headroom is not None:
+                headrooms.append(headroom)
+            if level == mount:
+                break
+    return min(headrooms, default=None)
+
+
+def _cgroup_level_headroom(folder: Path, limit_file: str, usage_file: str, reclaimable: str) -> int | None:
+    try:
+        text = (folder / limit_file).read_text().strip()
+        if text == "max":  # v2: no limit at this level
+            return None
+        limit, usage = int(text), int((folder / usage_file).read_text())
+    except (OSError, ValueError):
+        return None
+    try:  # page cache the kernel drops before it would kill: free for us, as in MemAvailable
+        found = re.search(rf"^{reclaimable} (\d+)$", (folder / "memory.stat").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    return max(0, limit - usage + (int(found.group(1)) if found else 0))
 
 
 def check_memory(estimate: MemoryEstimate, device: torch.device) -> None:
     """One XlsrError line when the estimate exceeds what is available where it will be held (the audio in RAM, the
     features on `device`), naming the options that shrink it; nothing is refused where no figure is known."""
-    host = estimate.audio + (estimate.features if device.type == "cpu" else 0)
+    host = estimate.audio + (estimate.on_device if device.type == "cpu" else 0)
     places = [("memory", host, available_memory(torch.device("cpu")))]
     if device.type != "cpu":
-        places.append((f"{device} memory", estimate.features, available_memory(device)))
+        places.append((f"{device} memory", estimate.on_device, available_memory(device)))
     for where, need, have in places:
         if have is not None and need > have:
             raise XlsrError(
                 f"probe: the audio and the probed layers' features would take about {_size(estimate.total)} (audio "
                 f"{_size(estimate.audio)}; features {_size(estimate.features)}: {estimate.frames:,} frames x "
-                f"{estimate.values:,} values x {estimate.value_bytes} bytes, twice while packed into batches) of "
-                f"{where}, and {_size(have)} is available: probe fewer layers (--layers, e.g. cnn,0,3), store the "
-                f"features in half precision (--cache-dtype float16), or give --train/--test manifests with fewer "
-                f"utterances")
+                f"{estimate.values:,} values x {estimate.value_bytes} bytes; {_size(estimate.statistics)} more "
+                f"while the widest layer's statistics are computed) of {where}, and {_size(have)} is available: "
+                f"probe fewer layers (--layers, e.g. cnn,0,3), store the features in half precision (--cache-dtype "
+                f"float16), or give --train/--test manifests with fewer utterances")
 
 
 def _size(n: int) -> str:
