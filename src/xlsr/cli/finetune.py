@@ -13,10 +13,15 @@ for a count), as fairseq fine-tunes pretrained models; for a model trained from 
 --freeze-feature-encoder false --freeze-ratio 0. The learning rate follows the tri-stage schedule. The dev error rate
 (PER for phones, CER for chars) is reported per language every --valid-every updates and picks
 RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
-re-running the same command resumes. The defaults are sized for the tiny models on a CPU; --recipe NAME applies
-fairseq's published fine-tuning settings for Large / XLSR-53 / XLS-R models (GPU-sized; settings: defaults <
-recipe < --config < command line; a `recipe:` key in the --config YAML applies that recipe too). The recipes freeze
-the Transformer for a count of updates (--freeze-updates); --freeze-ratio on the command line replaces that count.
+re-running the same command resumes. A re-run with other settings resumes with them from that update (learning rate
+and schedule, --max-updates, --max-tokens, manifests, intervals); what a resume cannot change is refused in one line
+naming the setting, its recorded value and the given one: --init, --target-lang, the vocabulary, a --model.* value
+(with a Hugging Face or fairseq --init also one left out), --seed, --labels, --new-head, --blank-bias, --train-only,
+--freeze-feature-encoder, and a --max-updates below the update reached. The defaults are sized for the tiny models
+on a CPU; --recipe NAME applies fairseq's published fine-tuning settings for Large / XLSR-53 / XLS-R models
+(GPU-sized; settings: defaults < recipe < --config < command line; a `recipe:` key in the --config YAML applies that
+recipe too). The recipes freeze the Transformer for a count of updates (--freeze-updates); --freeze-ratio on the
+command line replaces that count.
 
 MMS checkpoints with per-language adapters: --target-lang LANG loads that language. With --train-only
 adapters only the adapters and the CTC head train (MMS's recipe for adding a language, ~2M parameters

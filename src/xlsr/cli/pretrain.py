@@ -4,7 +4,11 @@
                   [--recipe tiny-demo] [--config run.yaml] [--<key> VALUE ...] [--model.<key> VALUE ...]
 
 Settings are resolved as: defaults < --recipe YAML < --config YAML < command-line keys; the result is
-saved in RUN/config.yaml. Re-running the same command on RUN resumes from RUN/checkpoints/last.
+saved in RUN/config.yaml. Re-running the same command on RUN resumes from RUN/checkpoints/last. A re-run with other
+settings resumes with them from that update (learning rate and schedule, --max-updates, batch size, data, intervals);
+what a resume cannot change is refused in one line naming the setting, its recorded value and the given one: --preset,
+--init, a --model.* value (with a Hugging Face or fairseq --init also one left out), --seed, and a --max-updates
+below the update reached.
 Several processes: `torchrun --nproc_per_node=N -m xlsr.cli.main pretrain ...` (gloo on CPU, NCCL on GPU).
 """
 

@@ -102,7 +102,7 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *, 
     """
     if init in (None, "", "none"):
         return InitModel(Wav2Vec2Config.preset(preset))
-    if resume_from is not None and not (Path(init).exists() and detect_format(checkpoint_path(init)) == "xlsr"):
+    if resume_from is not None and resumes_from_record(init):
         return recorded_init(init, resume_from)
     path = resolve_run_folder(init)
     lang = target_lang
@@ -118,6 +118,15 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *, 
     labels = (loaded.metadata or {}).get("labels")
     return InitModel(loaded.config, loaded.model, loaded.vocab, labels, str(path), loaded.source_format, language,
                      resumed_from=resume_from)
+
+
+def resumes_from_record(init: str | None) -> bool:
+    """Whether a resumed run takes what `--init` gave it from its own checkpoint's record rather than from `--init`:
+    a Hugging Face folder, a fairseq file, or an `--init` no longer there (module docstring). The value a `--model.*`
+    override replaced is then nowhere to be read back."""
+    if init in (None, "", "none"):
+        return False
+    return not (Path(init).exists() and detect_format(checkpoint_path(init)) == "xlsr")
 
 
 def recorded_init(init: str, checkpoint: Path) -> InitModel:

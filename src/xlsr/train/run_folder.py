@@ -2,24 +2,46 @@
 a run from another model source, or checkpoints of another model is refused in one line, and nothing in it
 is touched. A folder without checkpoints has nothing to resume; only its config.yaml is checked.
 
+A resume given settings other than those RUN/config.yaml records (the run's last start) is
+- refused, in one line naming the setting, its recorded value and the given one, where the change cannot take
+  effect: the model source (preset, --init, an MMS target_lang); the model (a --model.* value that changes the
+  checkpoint's config; with a Hugging Face or fairseq --init, or one no longer there, also a --model.* left out,
+  since the value it replaced is nowhere to be read back); the settings that act only when a run starts
+  (STARTED_WITH_KEYS: the seed, the labels and CTC head, what trains); a max_updates below the update reached;
+- honoured from the resumed update on, and said once in one line (recorded -> given, from `check_run_folder`), for
+  every other setting: the learning rate and its schedule, a longer or shorter max_updates, the batch size, the
+  data, the validation and checkpoint intervals, the device. A change of data is also warned about by the loader
+  (data/batching.py). A path spelled otherwise (relative, absolute, through a link) is no change.
+
 A task reads whether the run resumes (`resume_checkpoint`) before it builds its model: a resumed run's model comes from
 its own checkpoint, and the weights of its `--init` are not read (interop/init_model.py).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from torch import nn
 
 from xlsr.config import read_yaml
 from xlsr.errors import CheckpointError, XlsrError
+from xlsr.interop.init_model import resumes_from_record
 from xlsr.interop.load import model_mismatch, read_checkpoint_config
 from xlsr.train.checkpoint import find_resume_dir
 
 # The fields of every task's config that say where the model comes from (the preset, or --init weights; an MMS
 # --init's language, whose adapters and head the run took)
 MODEL_SOURCE_KEYS = ("preset", "init", "target_lang")
+# Settings that act only when a run starts: its random state and first weights (seed), its vocabulary and new CTC
+# head (labels, new_head, blank_bias), which parameters train (train_only, freeze_feature_encoder: also the optimizer's
+# groups). A resume has all of that from its checkpoint, so another value could not take effect.
+STARTED_WITH_KEYS = ("seed", "labels", "new_head", "blank_bias", "train_only", "freeze_feature_encoder")
+# Settings that name files or folders: compared as the paths they resolve to
+PATH_KEYS = ("init", "data", "train", "dev", "vocab", "probe_data")
+# How a run is shown, not what it computes, and the folder itself: no word on resume
+UNSAID_KEYS = ("out", "progress", "tensorboard")
 
 
 def resume_checkpoint(out: str | Path) -> Path | None:
@@ -34,12 +56,13 @@ def check_resumable(out: str | Path, read: Path) -> None:
         raise XlsrError(f"{out}: its checkpoints are gone since this run read {read}; run the command again")
 
 
-def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[str] | None = None) -> None:
+def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[str] | None = None) -> str | None:
     """Refuse `run_dir` unless resuming it with `config` (the resolved run config), `model` and, for a CTC model,
     its output `vocab` is the same run (a vocabulary of the same size with other tokens would give the head's
-    rows other meanings)."""
-    check_config_file(run_dir, config)
+    rows other meanings). On a resume with settings changed that take effect, the line that says which (module
+    docstring), for the caller to say once the resume is accepted (a refusal after it stays one line); else None."""
     resume_dir = find_resume_dir(run_dir / "checkpoints")
+    changed = check_config_file(run_dir, config, resume_dir)
     if resume_dir is not None:
         mismatch = model_mismatch(resume_dir, model)
         if mismatch:
@@ -50,19 +73,89 @@ def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[
             raise CheckpointError(f"{run_dir}: holds a run with another vocabulary ({len(saved)} tokens there, "
                                   f"{len(vocab)} now; first difference at index {diff}): the labels, --labels or "
                                   f"--vocab changed; choose another --out")
+    if not changed:
+        return None
+    return (f"{run_dir}: resumed with settings other than its config.yaml's, in effect from here on: "
+            f"{'; '.join(changed)}")
 
 
-def check_config_file(run_dir: Path, config: dict) -> None:
-    """Refuse a config.yaml with keys this run's config lacks (another kind of run) or another model source."""
+def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = None) -> list[str]:
+    """Refuse a config.yaml with keys this run's config lacks (another kind of run) or another model source, and,
+    on a resume from `resume_dir`, a change that cannot take effect (module docstring). The changes that do, as
+    "key recorded -> given"."""
     path = run_dir / "config.yaml"
     if not config or not path.is_file():
-        return
+        return []
     old = read_yaml(path)
     foreign = sorted(set(old) - set(config))
     if foreign:
         raise XlsrError(f"{run_dir}: holds another kind of run (its config.yaml has {', '.join(foreign[:3])}, "
                         f"which this command does not take); choose another --out")
     for key in MODEL_SOURCE_KEYS:
-        if key in config and old.get(key) != config[key]:
+        if key in config and not _same(key, old.get(key), config[key]):
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
                             f"{config[key]!r}; choose another --out")
+    if resume_dir is None:
+        return []
+    _check_resumed_settings(run_dir, old, config, resume_dir)
+    return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
+            if key in old and key not in (*UNSAID_KEYS, "model") and not _same(key, old[key], value)]
+
+
+def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:
+    """XlsrError for a change of the recorded settings `old` that a resume from `resume_dir` cannot honour (besides
+    the model source and the model's config, which the callers check)."""
+    for key in STARTED_WITH_KEYS:
+        if key in config and key in old and old[key] != config[key]:
+            raise XlsrError(f"{run_dir}: holds a run started with {key} {_shown(old[key])} (config.yaml), not "
+                            f"{_shown(config[key])}: it acts only when a run starts; give --{_option(key)} "
+                            f"{_shown(old[key])} to resume, or choose another --out")
+    reached = _update_of(resume_dir)
+    if reached is not None and "max_updates" in config and config["max_updates"] < reached:
+        raise XlsrError(f"{run_dir}: holds a run at update {reached} ({resume_dir.resolve().name}), past max_updates "
+                        f"{config['max_updates']}; give --max-updates {reached} or more to resume, or choose "
+                        f"another --out")
+    if resumes_from_record(config.get("init")):
+        given = config.get("model") or {}
+        for key, value in (old.get("model") or {}).items():
+            if key not in given:
+                raise XlsrError(f"{run_dir}: holds a run with model.{key} {_shown(value)} (config.yaml), not given "
+                                f"now; a resume from {config['init']} takes the model as its checkpoint records "
+                                f"it, where the value of --init is not kept: give --model.{key} {_shown(value)} to "
+                                f"resume, or choose another --out")
+
+
+def _update_of(checkpoint: Path) -> int | None:
+    """The update a checkpoint folder (update_N, or `last` pointing at one) was written at."""
+    m = re.fullmatch(r"update_(\d+)", checkpoint.resolve().name)
+    return int(m.group(1)) if m else None
+
+
+def _same(key: str, recorded, given) -> bool:
+    """Whether a setting's recorded and given values are one; a path setting's as the paths they resolve to."""
+    if key in PATH_KEYS:
+        return _resolved(recorded) == _resolved(given)
+    return recorded == given
+
+
+def _resolved(value):
+    """A path setting's value with each path resolved (None for no path: "", "none")."""
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    if value in (None, "", "none"):
+        return None
+    return os.path.realpath(value) if isinstance(value, str) else value
+
+
+def _shown(value) -> str:
+    """A setting's value as the command line takes it (a list comma-separated, true/false, none)."""
+    if isinstance(value, list | tuple):
+        return ",".join(_shown(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
+
+
+def _option(key: str) -> str:
+    """The command-line option of a config key: max_updates -> max-updates."""
+    return key.replace("_", "-")

@@ -75,7 +75,8 @@ class Trainer(TrainerCheckpoints):
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
         model = self.task.build_model()
         vocab = getattr(self.task, "vocab", None)  # a CTC task's output tokens
-        check_run_folder(self.run_dir, self.resolved_config, model, getattr(vocab, "tokens", None))  # before writing
+        # before writing; what a resume changed is said once it is accepted (below)
+        changed = check_run_folder(self.run_dir, self.resolved_config, model, getattr(vocab, "tokens", None))
         trainer_state = self._load_checkpoint(model)
         if cfg.activation_checkpointing:
             model.set_activation_checkpointing(True)
@@ -104,6 +105,8 @@ class Trainer(TrainerCheckpoints):
             self.monitor.warn("torchrun", elastic.restart_note(), self.update)
         if trainer_state is not None:
             self.monitor.info(f"xlsr: resuming {self.run_dir} from update {self.update} ({self.resume_dir.name})")
+        if changed:  # said only now: a resume refused above (weights, optimizer groups) stays one line
+            self.monitor.warn("settings", changed, self.update)
 
     def _write_run_files(self) -> None:
         """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
