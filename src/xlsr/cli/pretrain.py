@@ -40,5 +40,12 @@ def run(args) -> int:
     cfg = resolve_config(PretrainConfig, args, recipe_kind="pretrain")
     run_dir = pretrain(cfg)
     if os.environ.get("RANK", "0") == "0":
-        print(f"run folder: {run_dir}  (checkpoints/last, checkpoints/best, log.jsonl, tb/; `xlsr plot {run_dir}`)")
+        print(closing_line(run_dir))
     return training_status(run_dir, cfg.max_updates)
+
+
+def closing_line(run_dir) -> str:
+    """'run folder: RUN  (...)' naming what the run wrote of its usual files: no `best` without validation, no tb/
+    with --tensorboard false."""
+    held = [name for name in ("checkpoints/last", "checkpoints/best", "log.jsonl", "tb/") if (run_dir / name).exists()]
+    return f"run folder: {run_dir}  ({', '.join([*held, f'`xlsr plot {run_dir}`'])})"
