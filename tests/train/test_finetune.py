@@ -520,7 +520,7 @@ def test_run_folder_of_another_run_is_refused_before_anything_is_written(tones, 
     ckpt, _ = small_ckpt(tmp_path / "pre")
     with pytest.raises(XlsrError, match=r"ft: holds a run with init 'none' \(config.yaml\), not '.*pre'"):
         finetune(FinetuneConfig(**{**kw, "init": str(ckpt), "max_updates": 2}))
-    with pytest.raises(XlsrError, match=r"ft: holds a run with another model \(hidden_size: 64 there, 32 now\)"):
+    with pytest.raises(XlsrError, match=r"ft: holds a run with another model \(model.hidden_size: 64 there, 32 now\)"):
         finetune(FinetuneConfig(**{**kw, "model": {**SMALL, "hidden_size": 32}, "max_updates": 2}))
     saved = json.loads((tmp_path / "ft" / "checkpoints" / "last" / "config.json").read_text())["vocab"]
     i, j = [k for k, t in enumerate(saved) if t not in ("<blank>", "<unk>", "|")][:2]

@@ -125,7 +125,7 @@ def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
     capsys.readouterr()
     assert _cli(*common, "--data", data, "--out", run, "--model.hidden_size", 64, "--model.ffn_dim", 64) == 2
     err = capsys.readouterr().err.strip()
-    assert "holds a run with another model (hidden_size: 32 there, 64 now)" in err
+    assert "holds a run with another model (model.hidden_size: 32 there, 64 now)" in err
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
     # a corrupt checkpoint: one line, nothing overwritten

@@ -127,14 +127,14 @@ def test_a_model_override_left_out_or_changed_on_resume_is_refused_whatever_the_
     before = (run / "config.yaml").read_text()
     if kind in ("xlsr", "none"):  # --init's config.json, or the preset: the value the override replaced is known
         known = 0.5 if init else Wav2Vec2Config.preset("tiny").mask_prob
-        left_out = rf"holds a run with another model \(mask_prob: 0.3 there, {known} now\); choose another --out$"
+        left_out = rf"holds a run with another model \(model.mask_prob: 0.3 there, {known} now\); choose another --out$"
     else:  # the model comes from the run's checkpoint alone
         left_out = (r"holds a run with model.mask_prob 0.3 \(config.yaml\), not given now; a resume from \S+ takes "
                     r"the model as its checkpoint records it, where the value of --init is not kept: give "
                     r"--model.mask_prob 0.3 to resume, or choose another --out$")
     with pytest.raises(XlsrError, match=f"^{run}: {left_out}"):
         pretrain(cfg(2))
-    with pytest.raises(XlsrError, match=rf"^{run}: holds a run with another model \(mask_prob: 0.3 there, 0.4 now\)"):
+    with pytest.raises(XlsrError, match=rf"^{run}: holds a run with another model \(model.mask_prob: 0.3 there, 0.4 now\)"):
         pretrain(cfg(2, mask_prob=0.4))
     assert (run / "config.yaml").read_text() == before
     pretrain(cfg(2, mask_prob=0.3))  # the same override again: resumed

@@ -167,13 +167,13 @@ def test_without_its_init_a_resumed_run_is_still_checked_against_its_checkpoint(
     # --init there: its config.json (weights unread) says the architecture, as at the start: another one is refused
     torch.manual_seed(0)
     save_checkpoint(init, Wav2Vec2ForPreTraining(Wav2Vec2Config(**{**MODEL, "ffn_dim": 48})))
-    with pytest.raises(XlsrError, match=r"run: holds a run with another model \(ffn_dim: 64 there, 48 now\)"):
+    with pytest.raises(XlsrError, match=r"run: holds a run with another model \(model.ffn_dim: 64 there, 48 now\)"):
         pretrain(PretrainConfig(**{**kw, "max_updates": 2}))
     shutil.rmtree(init)
     # --init gone: the run's checkpoint says it, and this command's --model.* overrides are compared against it
     task = PretrainTask(PretrainConfig(**{**kw, "max_updates": 2}))
     assert task.model_cfg.ffn_dim == 64 and task.init.model is None and task.init.pretrained
-    with pytest.raises(XlsrError, match=r"run: holds a run with another model \(dropout: [\d.]+ there, 0.2 now\)"):
+    with pytest.raises(XlsrError, match=r"run: holds a run with another model \(model.dropout: [\d.]+ there, 0.2 now\)"):
         pretrain(PretrainConfig(**{**kw, "max_updates": 2, "model": {"dropout": 0.2}}))
     with pytest.raises(XlsrError, match=r"model.ffn_dim: the --init checkpoint has 64, not 48"):
         PretrainTask(PretrainConfig(**{**kw, "model": {"ffn_dim": 48}}))

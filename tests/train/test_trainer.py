@@ -191,7 +191,7 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path):
 def test_run_folder_of_another_model_is_refused_untouched(tmp_path):
     Trainer(_cfg(tmp_path, max_updates=4), ToyTask()).fit()
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    with pytest.raises(CheckpointError, match=r"another model \(dim: 4 there, 6 now\)"):
+    with pytest.raises(CheckpointError, match=r"another model \(model.dim: 4 there, 6 now\)"):
         Trainer(_cfg(tmp_path, max_updates=8), ToyTask(dim=6)).fit()
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert before == after

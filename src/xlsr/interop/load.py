@@ -81,7 +81,7 @@ def model_mismatch(directory: str | Path, model) -> str | None:
     now = json.loads(json.dumps(model.config.to_dict(), default=list))  # tuples as JSON has them
     diff = [k for k in sorted(set(now) | set(there)) if now.get(k) != there.get(k)]
     if diff:
-        return f"a run with another model ({diff[0]}: {there.get(diff[0])!r} there, {now.get(diff[0])!r} now)"
+        return f"a run with another model (model.{diff[0]}: {there.get(diff[0])!r} there, {now.get(diff[0])!r} now)"
     return None
 
 
