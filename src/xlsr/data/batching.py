@@ -9,6 +9,14 @@ error ends every rank: train/elastic.py). A bad file is charged once per epoch h
 it, and not read again in that epoch. The loader's `state_dict()` (epoch, batches already yielded, the epoch's bad
 files) lets a run resume at the exact next batch.
 
+Bad files are also watched per language, where an epoch holds several: a language that loses more than
+`max_bad_share` of its files in the epoch is warned about once (the language mixture shifts while the epoch's share
+may stay under the cap), and one whose files in the epoch are all bad stops the run naming the language and its
+manifest (a path or a mount that is gone: the run would go on without a language it was asked for) when they are
+enough to say so, at least 1 / max_bad_share of them (20 at 5%: fewer all bad can be a few damaged files that one
+rank happened to draw); else, and with `max_bad_share` 1, the run goes on with a warning. An epoch whose every file is bad stops the run whatever
+`max_bad_share` is: nothing is left to train on.
+
 A run reads the index its manifests had when it started. When the bad files stop it and a manifest has changed
 since (a re-import into the same folder swaps manifest and audio: the index's files are gone or hold other audio),
 the message says so: a rerun reads the new manifest. A rerun resuming from a checkpoint of the old data warns
@@ -242,8 +250,11 @@ class BatchLoader:
         # this epoch's bad utterances: charged once however often α-resampling draws them (only bad ones: small)
         self.bad_indices: set[int] = set()
         self.short_files, self.epoch_short_files = 0, 0  # the run's, the epoch's
+        self._last_bad = "?"  # the message of the last bad file, for an error that comes after the batch
         self._plans: list[BatchPlan] | None = None
         self._distinct: int | None = None
+        self._distinct_by_lang: np.ndarray | None = None  # this epoch's distinct files per language code
+        self._bad_by_lang: np.ndarray | None = None  # this epoch's bad files per language code
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
         self._sampler = _PlanSampler()
         # a private generator: DataLoader draws a worker base seed per epoch, and drawing it from the global
@@ -286,7 +297,7 @@ class BatchLoader:
         """This rank's batch plans for the current epoch."""
         if self._plans is None:
             self._plans = self._plan_epoch(self.epoch)
-            self._distinct = None
+            self._distinct = self._distinct_by_lang = None
         return self._plans
 
     def __len__(self) -> int:
@@ -302,18 +313,27 @@ class BatchLoader:
         plans = self.plans()
         if self._distinct is None:
             drawn = [np.asarray(p.indices, dtype=np.int64) for p in plans]
-            self._distinct = len(np.unique(np.concatenate(drawn))) if drawn else 0
+            distinct = np.unique(np.concatenate(drawn)) if drawn else np.zeros(0, np.int64)
+            self._distinct = len(distinct)
+            utts = self.dataset.utts
+            self._distinct_by_lang = np.bincount(utts.lang_codes[distinct], minlength=len(utts.langs))
         return self._distinct
 
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
         self._sampler.plans = self.plans()[self.position:]
         self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
         limit = self.max_bad_share * self.distinct_files_in_epoch()
+        # per language only where the epoch mixes several: with one, its files are the epoch's
+        by_language = np.count_nonzero(self._distinct_by_lang) > 1
+        if by_language:  # from the epoch's bad files so far (restored on resume; a position past the data is none)
+            utts = self.dataset.utts
+            known = sorted(i for i in self.bad_indices if i < len(utts))
+            self._bad_by_lang = np.bincount(utts.lang_codes[known], minlength=len(utts.langs))
         passed = False
         for loaded in self._loader:
             self.position += 1
             passed = True
-            self._charge(loaded.bad)
+            fresh = self._charge(loaded.bad)
             self.short_files += loaded.short
             self.epoch_short_files += loaded.short
             if self.epoch_bad_files > limit:
@@ -321,18 +341,61 @@ class BatchLoader:
                                 f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
                                 f"more than max_bad_share={self.max_bad_share:g} "
                                 f"(last: {loaded.bad[-1][1] if loaded.bad else '?'}){self._changed_note()}")
+            if fresh and by_language:
+                self._check_languages(fresh)
             if loaded.batch is not None:
                 yield loaded.batch
+        if passed and self.epoch_bad_files >= self.distinct_files_in_epoch():
+            # max_bad_share=1 let every file go: the epoch has nothing to train on (not "too few batches")
+            raise XlsrError(f"every one of {self._files_read()} in epoch {self.epoch} is bad (unreadable, or not the "
+                            f"length its manifest entry says): nothing to train on; check the audio paths of "
+                            f"{self._manifests() or 'its manifest'} (last: {self._last_bad}){self._changed_note()}")
         if passed and self.epoch_short_files:  # once, where the epoch ends: a count, not a line per file
             log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
                         "samples once decoded and augmented", self.epoch, self.epoch_short_files,
                         self.files_in_epoch(), self.dataset.min_sample_size)
 
-    def _files_read(self) -> str:
-        """'N audio files' (of this epoch), said as this rank's share under DDP: each rank counts its own bad files,
-        so a count that names no rank reads as the whole manifest's."""
-        files = f"{self.distinct_files_in_epoch()} audio files"
+    def _files_read(self, count: int | None = None, what: str = "") -> str:
+        """'N audio files' (of this epoch; `count` of them, of a kind `what`, when given), said as this rank's share
+        under DDP: each rank counts its own bad files, so a count that names no rank reads as the whole manifest's."""
+        count = self.distinct_files_in_epoch() if count is None else count
+        files = f"{count} {what + ' ' if what else ''}audio file{'' if count == 1 else 's'}"
         return files if self.world_size == 1 else f"the {files} rank {self.rank} of {self.world_size} reads"
+
+    def _check_languages(self, fresh: list[tuple[int, str]]) -> None:
+        """Watch the languages of the epoch's new bad files (`fresh`: index, message): a language is warned about once
+        per epoch when more than max_bad_share of its files are bad; all bad stops the run where they are at least
+        1 / max_bad_share files (fewer all bad may be a few damaged files one rank drew: warned about)."""
+        utts, share = self.dataset.utts, self.max_bad_share
+        for i, message in fresh:
+            code = int(utts.lang_codes[i])
+            lang, total = utts.langs[code], int(self._distinct_by_lang[code])
+            self._bad_by_lang[code] += 1
+            bad = int(self._bad_by_lang[code])
+            if bad == total and share * total >= 1 and share < 1:
+                # a language asked for and unreadable as a whole: a path or mount gone, not a few damaged files
+                raise XlsrError(f"language {lang}: every one of {self._files_read(total, lang)} in epoch "
+                                f"{self.epoch} is bad (unreadable, or not the length its manifest entry says): the run "
+                                f"would go on without {lang}; check the audio paths of "
+                                f"{self._manifests(lang) or 'its manifest'}, or leave {lang} out (last: {message})"
+                                f"{self._changed_note()}")
+            source = self._manifests(lang)
+            source = f" ({source})" if source else ""
+            if bad == total:  # max_bad_share=1, or too few of the language's files in the epoch to tell
+                log.warning("language %s: %d of %s in epoch %d %s bad: %s is missing from the epoch's language "
+                            "mixture%s", lang, bad, self._files_read(total, lang), self.epoch,
+                            "are" if bad > 1 else "is", lang, source)
+            elif bad - 1 <= share * total < bad:  # crossed just now: once per epoch, as the count only grows
+                log.warning("language %s: %d of %s in epoch %d %s bad, more than max_bad_share=%g of the language: "
+                            "its share of the language mixture shrinks%s", lang, bad, self._files_read(total, lang),
+                            self.epoch, "are" if bad > 1 else "is", share, source)
+
+    def _manifests(self, lang: str | None = None) -> str:
+        """The manifests that the epoch's files (of language `lang`) come from, a few by path; '' for files listed
+        by no manifest (an index made from objects)."""
+        paths = sorted({t.source for t in self.dataset.utts.tables if t.source and (lang is None or lang in t.langs)})
+        shown = ", ".join(paths[:3])
+        return shown if len(paths) <= 3 else f"{shown} and {len(paths) - 3} more manifests"
 
     def _changed_note(self) -> str:
         """Why the files may be bad, when a manifest changed since this run read it: '; <manifest> changed ...'."""
@@ -343,15 +406,19 @@ class BatchLoader:
         return (f"; {', '.join(changed)} changed since this run read {them} (re-imported?): restart the run to read "
                 f"{them} again")
 
-    def _charge(self, bad: list[tuple[int, str]]) -> None:
-        """Report and count the bad files of a batch, each once per epoch."""
+    def _charge(self, bad: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Report and count the bad files of a batch, each once per epoch; those new to the epoch."""
+        fresh = []
         for i, message in bad:
             if i in self.bad_indices:
                 continue  # drawn again before the sampler knew it was bad
             self.bad_indices.add(i)
+            fresh.append((i, message))
             log.warning("skipping bad audio: %s", message)
+            self._last_bad = message
             self.bad_files += 1
             self.epoch_bad_files += 1
+        return fresh
 
     def state_dict(self) -> dict:
         """Epoch, batches already yielded in it, the bad-file counters, this epoch's bad utterances and the

@@ -65,6 +65,7 @@ from xlsr.train.feature_cache import FeatureCache, cache_blocker
 from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
 from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
+from xlsr.train.monitor import loader_totals
 from xlsr.train.release_memory import release_memory
 from xlsr.train.run_folder import check_resumable, resume_checkpoint
 from xlsr.train.shard_finetune import ShardLabeler
@@ -221,6 +222,9 @@ class FinetuneTask(Task):
 
     def describe(self) -> str:
         return self.trainable_line
+
+    def data_totals(self) -> dict[str, int]:
+        return loader_totals(self._train_loader) if self._train_loader is not None else {}
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         """The Transformer trains only after `freeze_updates` (never with train_only adapters)."""

@@ -3,6 +3,10 @@
 Only rank 0 writes. Warnings (the task's health warnings, skipped steps) go to stderr (above the bar) and
 into the JSONL log as `{"update": u, "warning": kind, "message": ...}`, at most once per `warn_interval`
 updates per kind.
+
+A train record also holds the data loader's running totals (`RUNNING_TOTALS`: bad audio files skipped, and utterances
+too short once decoded, over the run and in the current epoch) as they stand at its update; under DDP, summed over
+the ranks (each counts the files it reads; in the update's all-reduce, train/trainer.py).
 """
 
 from __future__ import annotations
@@ -103,11 +107,23 @@ class Monitor:
         self._bar = self._tb = self._jsonl = None
 
 
+#: train log entries that count from the start of the run or of the epoch: a record holds the value at its update
+#: (a mean over the updates since the last record would be less than was counted)
+RUNNING_TOTALS = ("bad_files", "epoch_bad_files", "short_files", "epoch_short_files")
+
+
+def loader_totals(loader) -> dict[str, int]:
+    """The RUNNING_TOTALS that `loader` keeps (a shard loader counts no short files), for the train log."""
+    return {name: int(getattr(loader, name)) for name in RUNNING_TOTALS if hasattr(loader, name)}
+
+
 class LogWindow:
-    """Running sums of the train logs, time and audio seconds between two log lines."""
+    """Running sums of the train logs, time and audio seconds between two log lines; the latest value of the
+    running totals (RUNNING_TOTALS)."""
 
     def __init__(self):
         self.logs: dict[str, float] = {}
+        self.latest: dict[str, int | float] = {}
         self.count = 0
         self.seconds = 0.0
         self.seconds_list: list[float] = []
@@ -123,12 +139,16 @@ class LogWindow:
         self.seconds_list.append(seconds)
         self.count += 1
         for k, v in logs.items():
-            if isinstance(v, int | float) and not isinstance(v, bool):
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            if k in RUNNING_TOTALS:
+                self.latest[k] = v
+            else:
                 self.logs[k] = self.logs.get(k, 0.0) + float(v)
 
     def summary(self) -> dict:
-        """The mean of each log over the counted updates."""
-        return {k: v / max(self.count, 1) for k, v in self.logs.items()}
+        """The mean of each log over the counted updates, and the running totals as the last of them left them."""
+        return {**{k: v / max(self.count, 1) for k, v in self.logs.items()}, **self.latest}
 
 
 def accumulate_logs(acc: dict, logs: dict, weight: float, summed: tuple) -> None:

@@ -53,6 +53,7 @@ from xlsr.train.feature_monitor import (
     FrameSample,
     feature_health_logs,
 )
+from xlsr.train.monitor import loader_totals
 from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.release_memory import release_memory
@@ -282,6 +283,9 @@ class PretrainTask(Task):
             return  # the checkpoint was taken right at the end of this epoch
         self.loader.set_epoch(epoch)
         yield from self.loader
+
+    def data_totals(self) -> dict[str, int]:
+        return loader_totals(self.loader)
 
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         tau = gumbel_temperature(update, *self.model_cfg.latent_temp)

@@ -102,6 +102,11 @@ class Task:
         """JSON files written into the run folder when training starts, by name (e.g. what the data held)."""
         return {}
 
+    def data_totals(self) -> dict[str, int]:
+        """The training data's running counts to log (train/monitor.py's RUNNING_TOTALS: bad audio files skipped so
+        far); each rank gives its own, and the Trainer logs their sum."""
+        return {}
+
     def on_update_start(self, model: nn.Module, update: int) -> dict:
         """Called before each update with the unwrapped model, e.g. to set the Gumbel temperature.
 

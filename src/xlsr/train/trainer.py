@@ -214,10 +214,12 @@ class Trainer(TrainerCheckpoints):
         self.net.train()
         # 2. forward/backward over micro-batches; DDP syncs gradients only on the last one
         logs_sum, sample_size, nonfinite = self._forward_backward(micro)
-        # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank
-        flags = torch.tensor([sample_size, nonfinite, float(self._stop_pending)], dtype=torch.float64)
+        # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank, and the
+        # data's running counts (each rank counts the files it reads)
+        totals = task.data_totals()
+        flags = torch.tensor([sample_size, nonfinite, float(self._stop_pending), *totals.values()], dtype=torch.float64)
         dist_util.all_reduce_sum(flags, self.info)
-        total_size, any_nonfinite, stop = flags.tolist()
+        total_size, any_nonfinite, stop, *summed = flags.tolist()
         self._stop_requested = stop > 0  # only here: a signal that lands during the all-reduce counts at the next
         # 4. normalize: DDP averaged over ranks; we want the sum over every micro-batch / total sample size
         self.scaler.unscale_(self.optimizer)
@@ -246,6 +248,7 @@ class Trainer(TrainerCheckpoints):
         out = {k: v / sample_size for k, v in logs_sum.items() if k not in task.summed_logs}
         out.update({k: logs_sum[k] for k in task.summed_logs if k in logs_sum})
         out.update(extra)
+        out.update({k: int(v) for k, v in zip(totals, summed)})
         out.update(lr=lr, grad_norm=grad_norm)
         if self.scaler.is_enabled():
             out["loss_scale"] = float(self.scaler.get_scale())
