@@ -93,3 +93,15 @@ def test_a_log_without_a_value_to_plot_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run / 'log.jsonl'}: none of its 1 logged updates holds a value to plot" in err
     assert not (run / "curves.png").exists()
+
+
+def test_skipped_audio_gets_a_panel_only_once_a_file_was_skipped(tmp_path):
+    records = [{"update": u, "split": "train", "loss": 3.0, "bad_files": 0, "epoch_bad_files": 0} for u in (1, 2)]
+    fig = draw_training_curves(records, "run")
+    assert "audio files skipped (run total)" not in _titles(fig)
+    plt.close(fig)
+    records.append({"update": 3, "split": "train", "loss": 2.9, "bad_files": 2, "epoch_bad_files": 2})
+    fig = draw_training_curves(records, "run")
+    panel = fig.axes[_titles(fig).index("audio files skipped (run total)")]
+    assert [list(line.get_ydata()) for line in panel.get_lines()] == [[0, 0, 2]]
+    plt.close(fig)

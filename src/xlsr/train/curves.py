@@ -31,7 +31,10 @@ PANELS = [
     ("effective dimension (dashed: at initialisation)", (FEATURE_EFF_DIM, CONTEXT_EFF_DIM, INPUT_EFF_DIM)),
     ("CNN channel-scale spread (max / median std)", (FEATURE_SCALE_SPREAD,)),
     ("linear probe error rate", ("probe_feature_per", "probe_context_per", "probe_feature_cer", "probe_context_cer")),
+    ("audio files skipped (run total)", ("bad_files", "short_files")),  # unreadable; too short once decoded
 ]
+# Counts logged on every update, drawn only once one is not 0: a run that skipped nothing needs no panel of zeros
+DRAWN_WHEN_NONZERO = ("bad_files", "short_files")
 
 # Keys that only pretraining writes: its loss is the contrastive one, in bits per masked frame (fine-tuning's is CTC)
 PRETRAINING_KEYS = ("contrastive_loss", "accuracy", "code_perplexity", "prob_perplexity")
@@ -50,7 +53,7 @@ def loss_title(records: list[dict]) -> str:
 def logged_panels(records: list[dict]) -> list[tuple[str, tuple[str, ...]]]:
     """The PANELS entries that `records` hold a key of, the loss panel titled for the run."""
     return [(loss_title(records) if title == LOSS else title, keys) for title, keys in PANELS
-            if any(k in r for r in records for k in keys)]
+            if any(r.get(k) if k in DRAWN_WHEN_NONZERO else k in r for r in records for k in keys)]
 
 
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
