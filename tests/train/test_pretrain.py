@@ -212,8 +212,9 @@ def test_a_resume_with_other_parameter_groups_is_one_line(data, tmp_path):
 
     run = tmp_path / "run"
     pretrain(_cfg(data, run, max_updates=1, save_every=1))
-    with pytest.raises(CheckpointError, match="its optimizer's parameter groups differ from this run's "
-                                              r"\(head_lr_scale or feature_encoder_lr_scale changed"):
+    with pytest.raises(CheckpointError, match=r"its optimizer's parameter groups differ from this run's "
+                                              r"\(feature_encoder_lr_scale 1 there, 0.1 now: .*"
+                                              r"give --feature-encoder-lr-scale 1 to resume"):
         pretrain(_cfg(data, run, max_updates=2, feature_encoder_lr_scale=0.1))
 
 

@@ -6,12 +6,15 @@ A module whose options are costly to build (they import torch) also defines `HEL
 command being run, it is listed with that line only, so `xlsr --help` and light commands start fast.
 User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback; Ctrl-C, and a
 training run stopped by it or SIGTERM inside a longer command (TrainingInterrupted), exit with 130.
+Under torchrun a rank other than 0 shows only errors and the warnings about its own share of the data (its bad
+files), not N copies of every warning; XLSR_LOG_ALL_RANKS=1 shows every rank's.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -38,6 +41,37 @@ COMMANDS = [
     "plot",
     "demo",
 ]
+
+# Under torchrun every rank runs the same code on the same settings, so nearly every warning (a folder without dev
+# manifests, a vocabulary note, the data report) is the same on each: rank 0 says it once. What only a rank can say
+# is what it meets reading its own share of an epoch: its bad audio files, the languages and short files they add up
+# to. These are the openings of those messages, by logger (the shard loader's notes on the shards the rank streams
+# are logged as "%s").
+RANK_OWN_WARNINGS = {
+    "xlsr.data.batching": ("skipping bad audio: ", "language %s: %d of %s in epoch %d",
+                           "epoch %d: %d of %d planned utterances were skipped"),
+    "xlsr.data.shard_loader": ("skipping bad audio: ", "%s"),
+}
+ALL_RANKS_ENV = "XLSR_LOG_ALL_RANKS"  # "1": every rank shows every warning
+
+
+class _RankZeroWarnings(logging.Filter):
+    """On a rank other than 0 (RANK, as torchrun sets it), passes errors and RANK_OWN_WARNINGS only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if os.environ.get("RANK", "0") == "0" or os.environ.get(ALL_RANKS_ENV, "").lower() in ("1", "true", "yes"):
+            return True
+        if record.levelno >= logging.ERROR:
+            return True
+        return isinstance(record.msg, str) and record.msg.startswith(RANK_OWN_WARNINGS.get(record.name, ()))
+
+
+def _show_library_log_from_rank_0() -> None:
+    """The library's warnings on stderr (cli/log_lines.py), those every rank would give alike from rank 0 only."""
+    show_library_log()
+    for handler in logging.getLogger("xlsr").handlers:
+        if not any(isinstance(f, _RankZeroWarnings) for f in handler.filters):
+            handler.addFilter(_RankZeroWarnings())
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -71,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    show_library_log()
+    _show_library_log_from_rank_0()
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:  # a run stopped by Ctrl-C/SIGTERM inside a longer command: as Ctrl-C

@@ -29,6 +29,7 @@ from xlsr.atomic import fsync, save_torch, write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.native import WEIGHTS_FILE, read_safetensors
 from xlsr.train.distributed import unwrap
+from xlsr.train.optimizer import LR_SCALED_PARTS
 
 TRAINER_FILE = "trainer.pt"
 _UPDATE_DIR = re.compile(r"^update_(\d+)$")
@@ -195,18 +196,17 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
     eps stay the configuration's (a resume with a changed weight decay trains with it). A checkpoint with other
     parameter groups (a changed head_lr_scale or feature_encoder_lr_scale) is one CheckpointError."""
     configured = [{k: group[k] for k in CONFIG_GROUP_SETTINGS if k in group} for group in optimizer.param_groups]
-    changed = (f"{where}: its optimizer's parameter groups differ from this run's (head_lr_scale or "
-               f"feature_encoder_lr_scale changed between 1 and another value, which gives those parameters groups of "
-               f"their own); resume with the old values or start a new run")
     if len(state.get("param_groups", [])) != len(optimizer.param_groups):
-        raise CheckpointError(changed)
+        raise CheckpointError(_groups_changed(where, state, net, optimizer))
     if not fsdp:
+        if _other_parameters(state, net, optimizer):  # groups of the same sizes (torch checks no more)
+            raise CheckpointError(_groups_changed(where, state, net, optimizer))
         try:
             # named or numbered alike: torch pairs the saved parameters with this optimizer's by their places in
             # the groups, whatever the saved ones are called
             optimizer.load_state_dict(state)
         except ValueError:  # the groups' sizes differ
-            raise CheckpointError(changed) from None
+            raise CheckpointError(_groups_changed(where, state, net, optimizer)) from None
     else:
         # lazy: as in optimizer_state
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
@@ -216,13 +216,56 @@ def load_optimizer_state(net: torch.nn.Module, optimizer: torch.optim.Optimizer,
                 state = _named(state, net, optimizer)  # FSDP finds each parameter's state by its name
             set_optimizer_state_dict(net, optimizer, state, options=StateDictOptions(full_state_dict=True))
         except ValueError:
-            raise CheckpointError(changed) from None
+            raise CheckpointError(_groups_changed(where, state, net, optimizer)) from None
         except (KeyError, RuntimeError) as exc:  # a parameter the checkpoint does not name, or of another shape
             raise CheckpointError(f"{where}: its optimizer state does not fit this model under FSDP "
                                   f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
                                   ) from None
     for group, settings in zip(optimizer.param_groups, configured):
         group.update(settings)
+
+
+def _groups_changed(where: Path | str, state: dict, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> str:
+    """The one-line refusal of a saved optimizer `state` whose parameter groups are not this optimizer's: the
+    `*_lr_scale` settings whose recorded and given values differ, as the groups' `lr_scale` and parameter names say
+    (a numbered state of an earlier version names no parameters: then the groups' sizes)."""
+    saved = state.get("param_groups", [])
+    given = _part_scales(optimizer.param_groups, _parameter_names(net, optimizer))
+    if all(isinstance(k, str) for g in saved for k in g["params"]):
+        recorded = _part_scales(saved, [k for g in saved for k in g["params"]])
+        differ = [key for key in given if key in recorded and recorded[key] != given[key]]
+        if differ:
+            values = "; ".join(f"{key} {recorded[key]:g} there, {given[key]:g} now" for key in differ)
+            return (f"{where}: its optimizer's parameter groups differ from this run's ({values}: a value other than 1 "
+                    f"gives those parameters groups of their own); give "
+                    + " ".join(f"--{key.replace('_', '-')} {recorded[key]:g}" for key in differ)
+                    + " to resume, or choose another --out")
+    sizes = [", ".join(str(len(g["params"])) for g in groups) for groups in (saved, optimizer.param_groups)]
+    return (f"{where}: its optimizer's parameter groups differ from this run's (groups of {sizes[0]} parameters "
+            f"there, of {sizes[1]} now); resume with the run's settings, or choose another --out")
+
+
+def _other_parameters(state: dict, net: torch.nn.Module, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether a named `state` puts other parameters in a group than this optimizer does: the groups of two
+    `*_lr_scale` settings swapped, say, whose sizes agree, and whose moments torch would pair by place."""
+    saved = state.get("param_groups", [])
+    if not all(isinstance(k, str) for g in saved for k in g["params"]):
+        return False  # numbered (an earlier version's): nothing to compare
+    names = iter(_parameter_names(net, optimizer))
+    now = [{next(names) for _ in g["params"]} for g in optimizer.param_groups]
+    return [set(g["params"]) for g in saved] != now
+
+
+def _part_scales(groups: list[dict], names: list[str]) -> dict[str, float]:
+    """{`*_lr_scale` setting: value} for each part of LR_SCALED_PARTS with parameters in `groups` (whose parameters
+    are `names`, in order): the `lr_scale` of the group holding them (1 where none is kept: an earlier version's)."""
+    scales, names = {}, iter(names)
+    for group in groups:
+        for _, name in zip(group["params"], names):
+            for fragment, key in LR_SCALED_PARTS:
+                if fragment in name:
+                    scales.setdefault(key, float(group.get("lr_scale", 1.0)))
+    return scales
 
 
 # --- random-number states as plain data ------------------------------------------------------------

@@ -62,7 +62,7 @@ class FinetuneConfig(TrainerConfig):
     preset: str = "tiny"  # model size for --init none: tiny, base, large, xlsr-53, xls-r-300m, xls-r-1b, xls-r-2b
     model: dict = field(default_factory=finetune_model_defaults)  # Wav2Vec2Config overrides (masks, dropouts)
     # Whatever the init, as fairseq fine-tunes (feature_grad_mult 0): one configuration then means one protocol for
-    # a pretrained and a random encoder.
+    # a pretrained and a random encoder. A model.feature_grad_mult above 0 given with it is refused.
     freeze_feature_encoder: bool = True  # keep the CNN frozen; false trains it (for a model trained from scratch)
     # Only the random head trains until it reads the encoder (fairseq: the first 10k updates, 77% of its 10m/1h
     # runs and 50% of 10h). 0.5 unfreezes where the tri-stage decay begins: the head gets warmup and hold at the
@@ -121,6 +121,23 @@ class FinetuneConfig(TrainerConfig):
         if parse_augment(self.augment).enabled and shards:
             raise XlsrError(f"augment: not available when --train is a shard folder ({shards[0]})")
         check_override_keys(self.model)  # a typo in a YAML's model section, before any checkpoint is loaded
+        self._check_cnn_gradient()
+
+    def _check_cnn_gradient(self) -> None:
+        """XlsrError for a model.feature_grad_mult above 0 given with a frozen CNN, which would make it 0 unsaid.
+
+        Refused, not warned about: no shipped recipe sets it, and fairseq's fine-tuning configs freeze the CNN with
+        feature_grad_mult 0.0, which agrees with a frozen CNN and is taken."""
+        mult = self.model.get("feature_grad_mult")
+        if not isinstance(mult, int | float) or isinstance(mult, bool) or not mult > 0:
+            return  # left out, 0, or not a number (which apply_overrides names)
+        if self.train_only == "adapters":
+            raise XlsrError(f"model.feature_grad_mult {mult:g}: with train_only adapters the CNN is frozen, so its "
+                            f"gradient is 0 whatever this says; leave --model.feature_grad_mult out")
+        if self.freeze_feature_encoder:
+            raise XlsrError(f"model.feature_grad_mult {mult:g}: the CNN is frozen (freeze_feature_encoder true), so "
+                            f"its gradient is 0 whatever this says; give --freeze-feature-encoder false to train the "
+                            f"CNN with it, or leave --model.feature_grad_mult out")
 
 
 def transformer_freeze_updates(cfg: FinetuneConfig) -> int:

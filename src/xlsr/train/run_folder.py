@@ -4,10 +4,11 @@ is touched. A folder without checkpoints has nothing to resume; only its config.
 
 A resume given settings other than those RUN/config.yaml records (the run's last start) is
 - refused, in one line naming the setting, its recorded value and the given one, where the change cannot take
-  effect: the model source (preset, --init, an MMS target_lang); the model (a --model.* value that changes the
-  checkpoint's config; with a Hugging Face or fairseq --init, or one no longer there, also a --model.* left out,
-  since the value it replaced is nowhere to be read back); the settings that act only when a run starts
-  (STARTED_WITH_KEYS: the seed, the labels and CTC head, what trains); a max_updates below the update reached;
+  effect: the model source (--init; the preset, where there is no --init; an MMS target_lang); the model (a
+  --model.* value that changes the checkpoint's config; with a Hugging Face or fairseq --init, or one no longer
+  there, also a --model.* left out, since the value it replaced is nowhere to be read back); the settings that act
+  only when a run starts (STARTED_WITH_KEYS: the seed, the labels and CTC head, what trains); a max_updates below
+  the update reached;
 - honoured from the resumed update on, and said once in one line (recorded -> given, from `check_run_folder`), for
   every other setting: the learning rate and its schedule, a longer or shorter max_updates, the batch size, the
   data, the validation and checkpoint intervals, the device. A change of data is also warned about by the loader
@@ -31,9 +32,10 @@ from xlsr.interop.init_model import resumes_from_record
 from xlsr.interop.load import model_mismatch, read_checkpoint_config
 from xlsr.train.checkpoint import find_resume_dir
 
-# The fields of every task's config that say where the model comes from (the preset, or --init weights; an MMS
-# --init's language, whose adapters and head the run took)
-MODEL_SOURCE_KEYS = ("preset", "init", "target_lang")
+# The fields of every task's config that say where the model comes from (--init weights, or without them the preset;
+# an MMS --init's language, whose adapters and head the run took). The preset is compared only where it decides the
+# model, without --init: with one, a resume builds the model from --init's or its own checkpoint's config.
+MODEL_SOURCE_KEYS = ("init", "preset", "target_lang")
 # Settings that act only when a run starts: its random state and first weights (seed), its vocabulary and new CTC
 # head (labels, new_head, blank_bias), which parameters train (train_only, freeze_feature_encoder: also the optimizer's
 # groups). A resume has all of that from its checkpoint, so another value could not take effect.
@@ -92,6 +94,8 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
         raise XlsrError(f"{run_dir}: holds another kind of run (its config.yaml has {', '.join(foreign[:3])}, "
                         f"which this command does not take); choose another --out")
     for key in MODEL_SOURCE_KEYS:
+        if key == "preset" and _resolved(config.get("init")) is not None:
+            continue  # unused: the model is --init's
         if key in config and not _same(key, old.get(key), config[key]):
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
                             f"{config[key]!r}; choose another --out")
@@ -99,7 +103,8 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
         return []
     _check_resumed_settings(run_dir, old, config, resume_dir)
     return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
-            if key in old and key not in (*UNSAID_KEYS, "model") and not _same(key, old[key], value)]
+            if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
+            and not _same(key, old[key], value)]
 
 
 def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:

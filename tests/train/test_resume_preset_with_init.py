@@ -1,0 +1,52 @@
+"""The preset is a run's model source only without --init: a resume of a run from --init given another --preset (which
+builds nothing there) goes on, and says nothing of it; without --init another preset is still refused."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlsr.errors import XlsrError
+from xlsr.train.finetune import FinetuneConfig, finetune
+from xlsr.train.run_folder import check_config_file
+
+from ._tones import write_tone_corpus
+from .test_resume_without_init import QUIET, write_init
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tones")
+    write_tone_corpus(root, "train", 8, seed=0)
+    return root
+
+
+def test_a_fine_tuning_run_from_init_resumes_with_another_preset(tones, tmp_path, capsys):
+    init = write_init("xlsr ctc", tmp_path / "init")
+
+    def cfg(max_updates, preset):
+        return FinetuneConfig(train=[str(tones / "xx" / "train.jsonl")], init=str(init), out=str(tmp_path / "run"),
+                              max_updates=max_updates, save_every=1, freeze_updates=0, max_tokens=64000,
+                              preset=preset, **QUIET)
+
+    finetune(cfg(1, "tiny"))
+    capsys.readouterr()
+    finetune(cfg(2, "base"))  # was: "run: holds a run with preset 'tiny' (config.yaml), not 'base'"
+    assert os.readlink(tmp_path / "run" / "checkpoints" / "last") == "update_0000002"
+    assert "preset" not in capsys.readouterr().err  # no "in effect from here on: preset tiny -> base"
+
+
+@pytest.mark.parametrize("init", [None, "none"])
+def test_without_init_another_preset_is_refused(tmp_path, init):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "tiny", "init": init}))
+    with pytest.raises(XlsrError, match=r"holds a run with preset 'tiny' \(config.yaml\), not 'base'; choose another"):
+        check_config_file(tmp_path, {"preset": "base", "init": init})
+
+
+def test_another_init_is_named_before_the_preset(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "tiny", "init": "none"}))
+    with pytest.raises(XlsrError, match=r"holds a run with init 'none' \(config.yaml\), not '/x/ckpt'"):
+        check_config_file(tmp_path, {"preset": "base", "init": "/x/ckpt"})
