@@ -187,3 +187,13 @@ def test_the_trainer_says_the_changed_settings_once_the_resume_is_accepted(tmp_p
             f"max_updates 4 -> 8; lr 0.03 -> 0.01")
     assert capsys.readouterr().err.splitlines().count(f"xlsr: warning: update 4: {said}") == 1
     assert [r["message"] for r in read_log(tmp_path / "log.jsonl") if r.get("warning") == "settings"] == [said]
+
+
+def test_a_finished_run_refuses_settings_it_would_not_train_with(tmp_path):
+    toy_run(tmp_path, max_updates=4)
+    with pytest.raises(XlsrError, match=rf"^{tmp_path}: holds a finished run \(update 4 of 4\), so lr 0.03 -> 0.01 "
+                                        r"would not take effect; give a --max-updates above 4"):
+        toy_run(tmp_path, max_updates=4, lr=1e-2)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["lr"] == 0.03  # the record stays the model's
+    toy_run(tmp_path, max_updates=4)  # the same command: finished, nothing said
+    toy_run(tmp_path, max_updates=6, lr=1e-2)  # on with them: honoured

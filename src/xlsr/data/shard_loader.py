@@ -235,9 +235,12 @@ def shard_finetune_loader(root: str | Path, split: str, labeler: Labeler, *, max
                             labeler=labeler, shuffle_buffer=shuffle_buffer)
 
 
-def shard_valid_loaders(root: str | Path, split: str, langs: list[str] | None, **spec_fields) -> dict[str, ShardLoader]:
-    """One one-pass loader per language of SHARDS/<split>, in index order (the same batches every time)."""
+def shard_valid_loaders(root: str | Path, split: str, langs: list[str] | None, *, max_bad_share: float = 0.05,
+                        **spec_fields) -> dict[str, ShardLoader]:
+    """One one-pass loader per language of SHARDS/<split>, in index order (the same batches every time), each
+    stopping past `max_bad_share` unreadable utterances as the training loader does."""
     index, shards = _open_split(root, split, langs)
     spec = StreamSpec(index.root, tuple(shards), passes=1, **spec_fields)
-    return {lang: ShardLoader(replace(spec, shards=tuple(s for s in shards if s.lang == lang)))
+    return {lang: ShardLoader(replace(spec, shards=tuple(s for s in shards if s.lang == lang)),
+                              max_bad_share=max_bad_share)
             for lang in spec.langs()}

@@ -257,8 +257,9 @@ class FinetuneTask(Task):
         return {lang: self._dev_batches(lang, loader) for lang, loader in self._dev_loaders.items()}
 
     def _dev_batches(self, lang: str, loader):
-        """The batches of one dev language; a data error (too many bad files) names the dev manifests it read."""
-        loader.set_epoch(0)
+        """The batches of one dev language, from its first (a validation that stopped a set early, as FSDP's does at
+        the shortest rank's count, left it part-way); a data error (too many bad files) names the dev manifests."""
+        loader.seek(0, 0)
         try:
             yield from loader
         except XlsrError as exc:

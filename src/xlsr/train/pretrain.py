@@ -320,7 +320,7 @@ class PretrainTask(Task):
         sets = {} if self.shards is None else shard_valid_loaders(
             self.cfg.data, self.cfg.valid_split, self.cfg.langs, max_tokens=self.cfg.max_tokens,
             min_sample_size=self.cfg.min_sample_size, max_sample_size=self.cfg.max_sample_size, seed=self.cfg.seed,
-            normalize=self.normalize, max_utterances=self.cfg.max_utterances)
+            normalize=self.normalize, max_utterances=self.cfg.max_utterances, max_bad_share=self.cfg.max_bad_share)
         for lang, utts in self.valid_utts.by_language().items():  # empty for a shard folder
             try:
                 loader = pretrain_loader(utts, max_tokens=self.cfg.max_tokens,

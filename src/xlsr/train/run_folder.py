@@ -10,7 +10,8 @@ A resume given settings other than those RUN/config.yaml records (the run's last
   only when a run starts (STARTED_WITH_KEYS: the seed, the labels and CTC head, what trains); a max_updates below
   the update reached;
 - honoured from the resumed update on, and said once in one line (recorded -> given, from `check_run_folder`), for
-  every other setting: the learning rate and its schedule, a longer or shorter max_updates, the batch size, the
+  every other setting (a finished run, which trains no further, refuses them: config.yaml would record settings its
+  model never trained with): the learning rate and its schedule, a longer or shorter max_updates, the batch size, the
   data, the validation and checkpoint intervals, the device. A change of data is also warned about by the loader
   (data/batching.py). A path spelled otherwise (relative, absolute, through a link) is no change.
 
@@ -102,9 +103,16 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     if resume_dir is None:
         return []
     _check_resumed_settings(run_dir, old, config, resume_dir)
-    return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
-            if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
-            and not _same(key, old[key], value)]
+    changed = [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
+               if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
+               and not _same(key, old[key], value)]
+    reached = _update_of(resume_dir)
+    if changed and reached is not None and "max_updates" in config and reached >= config["max_updates"]:
+        # nothing will train: config.yaml would record settings the model was never trained with
+        raise XlsrError(f"{run_dir}: holds a finished run (update {reached} of {config['max_updates']}), so "
+                        f"{'; '.join(changed)} would not take effect; give a --max-updates above {reached} to train "
+                        f"on with them, or choose another --out")
+    return changed
 
 
 def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:
