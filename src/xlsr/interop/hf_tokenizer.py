@@ -145,6 +145,9 @@ def hf_tokenizer_files(tokens: list[str], kind: str | None = None) -> dict[str, 
         "word_delimiter_token": WORD_BOUNDARY if WORD_BOUNDARY in hf_tokens else None,
         # Our labels are matched as written (a do_lower_case vocabulary was lower-cased on import), so is this.
         "do_lower_case": False,
+        # Transcripts as the tokens join: unset, transformers before 4.45 "cleans up" its decoded text (" ." -> ".",
+        # " ?" -> "?", " 's" -> "'s"), which rewrites phones such as "." and text such as French "va ?".
+        "clean_up_tokenization_spaces": False,
         "model_max_length": 1_000_000_000,
     }
     if kind == "phones" or (kind is None and _is_phone_vocab(hf_tokens)):
