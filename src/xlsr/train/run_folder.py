@@ -21,6 +21,7 @@ its own checkpoint, and the weights of its `--init` are not read (interop/init_m
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -78,6 +79,12 @@ def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[
                                   f"--vocab changed; choose another --out")
     if not changed:
         return None
+    reached = _update_of(resume_dir) if resume_dir is not None else None
+    if reached is not None and reached >= config.get("max_updates", math.inf):
+        # nothing will train: config.yaml would record settings the model was never trained with
+        raise XlsrError(f"{run_dir}: holds a finished run (update {reached} of {config['max_updates']}), so "
+                        f"{'; '.join(changed)} would not take effect; give a --max-updates above {reached} to train "
+                        f"on with them, or choose another --out")
     return (f"{run_dir}: resumed with settings other than its config.yaml's, in effect from here on: "
             f"{'; '.join(changed)}")
 
@@ -103,16 +110,9 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     if resume_dir is None:
         return []
     _check_resumed_settings(run_dir, old, config, resume_dir)
-    changed = [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
-               if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
-               and not _same(key, old[key], value)]
-    reached = _update_of(resume_dir)
-    if changed and reached is not None and "max_updates" in config and reached >= config["max_updates"]:
-        # nothing will train: config.yaml would record settings the model was never trained with
-        raise XlsrError(f"{run_dir}: holds a finished run (update {reached} of {config['max_updates']}), so "
-                        f"{'; '.join(changed)} would not take effect; give a --max-updates above {reached} to train "
-                        f"on with them, or choose another --out")
-    return changed
+    return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
+            if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
+            and not _same(key, old[key], value)]
 
 
 def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:
