@@ -197,3 +197,10 @@ def test_a_finished_run_refuses_settings_it_would_not_train_with(tmp_path):
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["lr"] == 0.03  # the record stays the model's
     toy_run(tmp_path, max_updates=4)  # the same command: finished, nothing said
     toy_run(tmp_path, max_updates=6, lr=1e-2)  # on with them: honoured
+
+
+def test_a_finished_run_re_run_on_another_machine_goes_on_quietly(tmp_path, capsys):
+    toy_run(tmp_path, max_updates=4, device="cpu")
+    capsys.readouterr()
+    toy_run(tmp_path, max_updates=4, device="auto")  # as the release builder re-run without --device
+    assert "resumed with settings other than" not in capsys.readouterr().err

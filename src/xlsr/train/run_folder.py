@@ -46,6 +46,11 @@ STARTED_WITH_KEYS = ("seed", "labels", "new_head", "blank_bias", "train_only", "
 PATH_KEYS = ("init", "data", "train", "dev", "vocab", "probe_data")
 # How a run is shown, not what it computes, and the folder itself: no word on resume
 UNSAID_KEYS = ("out", "progress", "tensorboard")
+# Where and how a run runs, not what its model learns (cf. released/verify.py's MACHINE_KEYS): a finished run re-run
+# with other values of these, on another machine, is no change to refuse
+RUN_AS_KEYS = ("device", "precision", "num_workers", "compile", "activation_checkpointing", "distributed", "data",
+               "train", "dev", "log_every", "valid_every", "save_every", "keep_last", "feature_health_frames",
+               "probe_every", "probe_data", "probe_labels", "probe_steps")
 
 
 def resume_checkpoint(out: str | Path) -> Path | None:
@@ -81,10 +86,14 @@ def check_run_folder(run_dir: Path, config: dict, model: nn.Module, vocab: list[
         return None
     reached = _update_of(resume_dir) if resume_dir is not None else None
     if reached is not None and reached >= config.get("max_updates", math.inf):
-        # nothing will train: config.yaml would record settings the model was never trained with
-        raise XlsrError(f"{run_dir}: holds a finished run (update {reached} of {config['max_updates']}), so "
-                        f"{'; '.join(changed)} would not take effect; give a --max-updates above {reached} to train "
-                        f"on with them, or choose another --out")
+        # nothing will train: config.yaml would record settings the model was never trained with. Where it runs
+        # (another machine, the release builder re-run without --device) is no such setting: nothing to say.
+        learned = [c for c in changed if c.split(" ", 1)[0] not in RUN_AS_KEYS]
+        if learned:
+            raise XlsrError(f"{run_dir}: holds a finished run (update {reached} of {config['max_updates']}), so "
+                            f"{'; '.join(learned)} would not take effect; give a --max-updates above {reached} to "
+                            f"train on with them, or choose another --out")
+        return None
     return (f"{run_dir}: resumed with settings other than its config.yaml's, in effect from here on: "
             f"{'; '.join(changed)}")
 
@@ -130,7 +139,11 @@ def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: 
                         f"another --out")
     if resumes_from_record(config.get("init")):
         given = config.get("model") or {}
+        frozen_cnn = config.get("freeze_feature_encoder") or config.get("train_only") == "adapters"
         for key, value in (old.get("model") or {}).items():
+            # a frozen CNN's gradient multiplier: the checkpoint holds 0 whatever a run before xlsr refused it said
+            if key == "feature_grad_mult" and frozen_cnn:
+                continue
             if key not in given:
                 raise XlsrError(f"{run_dir}: holds a run with model.{key} {_shown(value)} (config.yaml), not given "
                                 f"now; a resume from {config['init']} takes the model as its checkpoint records "
