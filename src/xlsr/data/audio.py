@@ -58,29 +58,100 @@ def _unreadable(where: str, exc: Exception, source=None) -> AudioError:
     return AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})")
 
 
-def _check_file(path: Path) -> None:
-    """AudioError unless `path` is a file; an OSError of asking (a flaky mount's EIO, a name too long, a folder one
-    may not enter) is one too: one file the system cannot open is a bad file like any other, not the end of a run."""
+def _check_file(path: Path) -> int:
+    """The size of `path` in bytes; AudioError unless it is a file. An OSError of asking (a flaky mount's EIO, a name
+    too long, a folder one may not enter) is one too: one file the system cannot open is a bad file like any other,
+    not the end of a run."""
     try:
         found = path.is_file()
+        size = path.stat().st_size if found else 0
     except OSError as exc:
         raise AudioError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
     if not found:
         raise AudioError(f"{path}: no such audio file")
+    return size
 
 
-def _read(source, where: str) -> tuple[np.ndarray, int]:
+# A header is believed only as far as a real file can go: a damaged one must size neither an allocation nor a
+# manifest's length. No codec packs more frames into a byte than this: FLAC's densest frame (65536 frames of a
+# constant in 12 bytes) holds about 5500, Ogg Vorbis and Opus at most 4096 (a packet's lacing byte), MPEG audio under
+# 50, PCM and ADPCM WAV under 8. libsndfile bounds a WAV's length by the file's size itself; a FLAC's STREAMINFO, an
+# mp3's Xing frame count and an Ogg page's granule position it takes as they are.
+_MAX_FRAMES_PER_BYTE = 8192
+# Nothing is recorded slower or faster (telephone speech is 8 kHz, the fastest converters 768 kHz): a header's 1 Hz
+# makes 16000 samples of each one (a 1 MB file: 32 GB), its 2 GHz costs soxr 20 us a frame to make next to nothing.
+_MIN_SAMPLE_RATE, _MAX_SAMPLE_RATE = 1000, 1_000_000
+# load_audio and decode_audio read this many samples (frames x channels) at most at a time: soundfile's one-call
+# read sizes its array from the header's frame count, which a damaged header puts at terabytes (a MemoryError).
+_READ_SAMPLES = 1 << 24  # 64 MB of float32: 17 minutes at 16 kHz read at once, as before
+_NO_LENGTH = 2**63 - 1  # libsndfile's SF_COUNT_MAX: the frames of a file whose header gives no length
+
+
+def _check_header(frames: int, rate: int, size: int, where: str) -> None:
+    """AudioError for a header not to be taken as it is: a sample rate no recording has, more frames than `size`
+    bytes can hold, or no length at all (a FLAC streamed to a pipe): the length is what a manifest lists and what
+    ends a read (a damaged Ogg Opus page made libsndfile stream hours of silence from an 8 kB file)."""
+    if not _MIN_SAMPLE_RATE <= rate <= _MAX_SAMPLE_RATE:
+        reason = f"its header gives a sample rate of {rate} Hz, outside {_MIN_SAMPLE_RATE} to {_MAX_SAMPLE_RATE} Hz"
+    elif frames == _NO_LENGTH:
+        reason = "its header gives no length"
+    elif frames > _MAX_FRAMES_PER_BYTE * size:
+        reason = f"its header declares {frames} frames, more than {size} bytes can hold"
+    else:
+        return
+    raise AudioError(f"{where}: not a readable audio file ({reason})")
+
+
+class _SoundFile(sf.SoundFile):
+    """soundfile's SoundFile less the seek it makes after each read to where the read ended (where the file is):
+    libsndfile hands that seek to mpg123, which lands elsewhere in a VBR mp3, so that an mp3 read in blocks jumped
+    at every block's edge; and past the end of a FLAC whose header overstates its length it failed the read."""
+
+    def seek(self, frames: int, whence: int = sf.SEEK_SET) -> int:
+        if whence == sf.SEEK_SET and frames == self.tell():
+            return frames
+        return super().seek(frames, whence)
+
+
+def _open(source, where: str, size: int) -> _SoundFile:
+    """`source` open for reading from its start, its header checked (_check_header); AudioError naming `where`."""
     try:
-        return sf.read(source, dtype="float32", always_2d=True)
+        f = _SoundFile(source)
     except _SOUNDFILE_ERRORS as exc:
         raise _unreadable(where, exc, source) from None
+    try:
+        _check_header(f.frames, f.samplerate, size, where)
+        if f.seekable():  # to the start for real, as sf.read does: after a seek mpg123 rounds some floats 1 ulp
+            sf.SoundFile.seek(f, 0)  # apart, and load_audio keeps the bits it has always given
+    except AudioError:
+        f.close()
+        raise
+    except _SOUNDFILE_ERRORS as exc:
+        f.close()
+        raise _unreadable(where, exc, source) from None
+    return f
+
+
+def _read(source, where: str, size: int) -> tuple[np.ndarray, int]:
+    """All of `source` as float32 (S, C) and its sample rate, bit for bit what sf.read gives where it reads the file,
+    but read in blocks so that the memory taken follows what decodes, not what the header declares."""
+    with _open(source, where, size) as f:
+        frames = max(1, _READ_SAMPLES // f.channels)
+        blocks: list[np.ndarray] = []
+        # until a short read: the end, as sf.read's one read took it (mpg123 stops short at a damaged frame)
+        while not blocks or len(blocks[-1]) == frames:
+            try:
+                blocks.append(f.read(frames, dtype="float32", always_2d=True))
+            except _SOUNDFILE_ERRORS as exc:
+                raise _unreadable(where, exc, source) from None
+        return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), f.samplerate
 
 
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
     """Read `path`, mix to mono, resample to `sample_rate`: float32 (S,). AudioError if unusable."""
     path = Path(path)
-    _check_file(path)
-    x = to_mono(*_read(_os_path(path), str(path)), str(path), sample_rate=sample_rate)
+    size = _check_file(path)
+    x = to_mono(*_read(_os_path(path), str(path), size), str(path), sample_rate=sample_rate)
     return normalize_waveform(x) if normalize else x
 
 
@@ -90,15 +161,11 @@ def audio_blocks(path: str | Path, block_seconds: float, *, sample_rate: int = S
     One block is held however long the file. The file is opened now (AudioError if missing or unreadable); a
     NaN, or nothing to read, is an AudioError when the reading reaches it."""
     path = Path(path)
-    _check_file(path)
-    try:
-        f = sf.SoundFile(_os_path(path))
-    except _SOUNDFILE_ERRORS as exc:
-        raise _unreadable(str(path), exc) from None
+    f = _open(_os_path(path), str(path), _check_file(path))
     return _blocks(f, str(path), max(1, round(block_seconds * f.samplerate)), sample_rate)
 
 
-def _blocks(f: sf.SoundFile, where: str, frames: int, sample_rate: int) -> Iterator[np.ndarray]:
+def _blocks(f: _SoundFile, where: str, frames: int, sample_rate: int) -> Iterator[np.ndarray]:
     rate = f.samplerate
     # soxr's resampler keeps its filter's history between calls; the last call flushes what it still holds
     resampler = None if rate == sample_rate else soxr.ResampleStream(rate, sample_rate, 1, dtype="float32")
@@ -132,18 +199,19 @@ def _blocks(f: sf.SoundFile, where: str, frames: int, sample_rate: int) -> Itera
 def decode_audio(data: bytes, where: str, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
     """An encoded file's bytes (wav, flac, ogg, mp3; e.g. a shard's FLAC member) -> mono float32 (S,) at
     `sample_rate`, zero mean and unit variance if `normalize`; AudioError naming `where`."""
-    x = to_mono(*_read(io.BytesIO(data), where), where, sample_rate=sample_rate)
+    x = to_mono(*_read(io.BytesIO(data), where, len(data)), where, sample_rate=sample_rate)
     return normalize_waveform(x) if normalize else x
 
 
 def audio_num_samples(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> int:
     """Length of `path` in samples at `sample_rate`, from the header (exact for wav/flac, close for mp3)."""
     path = Path(path)
-    _check_file(path)
+    size = _check_file(path)
     try:
         info = sf.info(_os_path(path))
     except _SOUNDFILE_ERRORS as exc:  # the same as load_audio: a file one refuses, the other must not crash on
         raise _unreadable(str(path), exc) from None
+    _check_header(info.frames, info.samplerate, size, str(path))  # nor list a damaged header's length
     n = int(round(info.frames * sample_rate / info.samplerate)) if info.frames > 0 else 0
     if n <= 0:
         raise AudioError(f"{path}: empty audio ({max(info.frames, 0)} sample(s) at {info.samplerate} Hz)")
