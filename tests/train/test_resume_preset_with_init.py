@@ -2,7 +2,6 @@
 builds nothing there) goes on, and says nothing of it; without --init another preset is still refused."""
 
 import os
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,20 +10,13 @@ from xlsr.errors import XlsrError
 from xlsr.train.finetune import FinetuneConfig, finetune
 from xlsr.train.run_folder import check_config_file
 
-from ._tones import write_tone_corpus
+from .test_resume_shared_feature_cache import tones  # noqa: F401 (a fixture: the tone corpus)
 from .test_resume_without_init import QUIET, write_init
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tones(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tones")
-    write_tone_corpus(root, "train", 8, seed=0)
-    return root
-
-
-def test_a_fine_tuning_run_from_init_resumes_with_another_preset(tones, tmp_path, capsys):
+def test_a_fine_tuning_run_from_init_resumes_with_another_preset(tones, tmp_path, capsys):  # noqa: F811
     init = write_init("xlsr ctc", tmp_path / "init")
 
     def cfg(max_updates, preset):
