@@ -61,6 +61,7 @@ def test_two_ranks_say_a_shared_warning_once_and_a_ranks_own_bad_file(tmp_path, 
 def rank_1(monkeypatch, capsys):
     """This process as rank 1 of a torchrun job, its log shown as the `xlsr` command shows it."""
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.delenv("XLSR_LOG_ALL_RANKS", raising=False)
     assert main(["synth", "--list"]) == 0
     capsys.readouterr()
@@ -90,3 +91,12 @@ def test_every_ranks_warnings_on_request_and_rank_0s_always(rank_1, capsys):
     rank_1.setenv("RANK", "0")
     logging.getLogger("xlsr.train.pretrain").warning("rank 0 says it")
     assert capsys.readouterr().err == "xlsr: warning: data has no dev manifests\nxlsr: warning: rank 0 says it\n"
+
+
+def test_each_nodes_first_process_shows_its_nodes_warnings(rank_1, capsys):
+    rank_1.setenv("RANK", "3")
+    rank_1.setenv("LOCAL_RANK", "0")  # the first process of a second node: its disk, its memory
+    logging.getLogger("xlsr.data.index_cache").warning("cannot write the utterance index beside m.jsonl")
+    rank_1.setenv("LOCAL_RANK", "1")
+    logging.getLogger("xlsr.data.index_cache").warning("not shown")
+    assert capsys.readouterr().err == "xlsr: warning: cannot write the utterance index beside m.jsonl\n"

@@ -6,8 +6,9 @@ A module whose options are costly to build (they import torch) also defines `HEL
 command being run, it is listed with that line only, so `xlsr --help` and light commands start fast.
 User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback; Ctrl-C, and a
 training run stopped by it or SIGTERM inside a longer command (TrainingInterrupted), exit with 130.
-Under torchrun a rank other than 0 shows only errors and the warnings about its own share of the data (its bad
-files), not N copies of every warning; XLSR_LOG_ALL_RANKS=1 shows every rank's.
+Under torchrun only each node's first process (LOCAL_RANK 0) shows every warning (a node's own, such as an index
+cache it cannot write, included); the others show errors and the warnings about their own share of the data (their
+bad files), not N copies of every warning; XLSR_LOG_ALL_RANKS=1 shows every rank's.
 """
 
 from __future__ import annotations
@@ -56,10 +57,12 @@ ALL_RANKS_ENV = "XLSR_LOG_ALL_RANKS"  # "1": every rank shows every warning
 
 
 class _RankZeroWarnings(logging.Filter):
-    """On a rank other than 0 (RANK, as torchrun sets it), passes errors and RANK_OWN_WARNINGS only."""
+    """On a process other than its node's first (LOCAL_RANK, as torchrun sets it; else RANK), passes errors and
+    RANK_OWN_WARNINGS only: a node's own warnings (its disk, its memory) are shown once on each node."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if os.environ.get("RANK", "0") == "0" or os.environ.get(ALL_RANKS_ENV, "").lower() in ("1", "true", "yes"):
+        first = os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
+        if first or os.environ.get(ALL_RANKS_ENV, "").lower() in ("1", "true", "yes"):
             return True
         if record.levelno >= logging.ERROR:
             return True
