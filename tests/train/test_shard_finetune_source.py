@@ -10,7 +10,7 @@ from xlsr.errors import XlsrError
 from xlsr.interop.native import load_checkpoint
 from xlsr.train.finetune import FinetuneConfig, finetune
 from xlsr.train.monitor import read_log
-from xlsr.train.shard_finetune import shard_train_source, symbol_utterances
+from xlsr.train.shard_finetune import shard_labels, shard_train_source
 
 from ._tones import write_tone_corpus
 from .test_finetune import QUIET, SMALL
@@ -46,8 +46,8 @@ def test_a_shard_folder_trains_on_its_train_split_unless_a_split_folder_is_named
 @pytest.mark.parametrize("labels, field", [("phones", "phones"), ("chars", "text")])
 def test_the_vocabulary_input_is_the_label_symbols_of_the_split_trained_on(sharded, labels, field):
     out, _, _ = sharded
-    assert sorted(getattr(u, field) for u in symbol_utterances(out, "train", labels)) == ["a", "i", "u"]
-    assert sorted(getattr(u, field) for u in symbol_utterances(out, "dev", labels)) == ["a", "i", "o", "u"]
+    assert sorted(getattr(u, field) for u in shard_labels(out, "train", labels).utterances) == ["a", "i", "u"]
+    assert sorted(getattr(u, field) for u in shard_labels(out, "dev", labels).utterances) == ["a", "i", "o", "u"]
 
 
 def test_fine_tuning_from_a_shard_folder_trains_on_its_train_split(sharded, tmp_path):

@@ -37,7 +37,7 @@ from xlsr.text.labels import (
 from xlsr.text.normalize import unnormalized_signs
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
-from xlsr.train.shard_finetune import respelled_symbols, shard_train_source, symbol_counts, symbol_utterances
+from xlsr.train.shard_finetune import shard_labels, shard_train_source
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,15 @@ class FinetuneData:
 def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2Vec2Config) -> FinetuneData:
     """Read the manifests, choose the vocabulary, check the labels against it, drop what CTC cannot learn."""
     shards = shard_train_source(cfg.train)
+    # a shard folder: its labels' symbols, their counts and what NFC respells in them, from the index
+    from_index = None if shards is None else shard_labels(*shards, cfg.labels)
     # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
     train = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.train} if shards is None else \
-        {cfg.train[0]: symbol_utterances(*shards, cfg.labels)}  # a shard folder: its labels' symbols from the index
+        {cfg.train[0]: from_index.utterances}
     dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
     # a shard folder's pseudo-utterances hold each symbol once: how often each occurs is in its index
-    counts = None if shards is None else {cfg.train[0]: symbol_counts(*shards, cfg.labels)}
+    counts = None if from_index is None else {cfg.train[0]: from_index.counts}
     oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head, counts=counts)
     uncounted = [path for path, c in (counts or {}).items() if c is None and path in oov]
     oov.update(check_dev_labels(cfg, vocab, dev))
@@ -90,7 +92,7 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     # when the vocabulary holds a mark both loose and precomposed. A shard folder lists, in place of its labels, the
     # characters NFC respells in them (an index without that list: the vocabulary alone decides)
     texts = None if shards is not None else (t for utts in train.values() for t in labels_of(utts, cfg.labels))
-    respelled = respelled_symbols(*shards) if shards is not None and cfg.labels == "chars" else None
+    respelled = from_index.respelled if from_index is not None and cfg.labels == "chars" else None
     if cfg.labels == "chars" and (signs := unnormalized_signs(vocab.tokens, texts, respelled=respelled)):
         log.warning("the character vocabulary (%d symbols) holds %s: each is an output the model must learn, "
                     "and a common cause of a model that predicts only blanks; normalize the transcripts first "

@@ -2,8 +2,8 @@
 
 The index lists the label symbols of every shard (data/shard_index.py), so the vocabulary is built without reading
 a tar: one pseudo-utterance per symbol goes through the same `choose_vocabulary`/`check_oov` as manifest labels,
-and the index's counts of the symbols (`symbol_counts`) stand in for the labels where `check_oov` counts the
-symbols outside the vocabulary. The characters NFC respells in the labels (`respelled_symbols`) decide, as the
+and the index's counts of the symbols stand in for the labels where `check_oov` counts the
+symbols outside the vocabulary. The characters NFC respells in the labels decide, as the
 labels would, whether a loose accent in a character vocabulary is a sign of NFD spellings. An index written before
 xlsr recorded these has neither: each symbol counts once, and the vocabulary alone decides. The filters that the
 manifest path applies before training (an empty label, a label needing more frames than the audio gives) are
@@ -13,6 +13,7 @@ applied to each utterance as it streams by (`ShardLabeler`).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from xlsr.data.manifest import Utterance
@@ -34,36 +35,33 @@ def shard_train_source(paths: list[str]) -> tuple[Path, str] | None:
     return root, split or "train"
 
 
-def symbol_utterances(root: Path, split: str, labels: str) -> list[Utterance]:
-    """One pseudo-utterance per label symbol the index lists for `split`: the input of the vocabulary choice."""
+@dataclass
+class ShardLabels:
+    """What the index of a shard split says of its labels, read once (module docstring)."""
+
+    utterances: list[Utterance]  # one pseudo-utterance per label symbol: the input of the vocabulary choice
+    counts: dict[str, int] | None  # how often each symbol occurs; None: an index written before xlsr counted them
+    respelled: set[str] | None  # what NFC respells in the `text` labels; None: an index that does not say
+
+
+def shard_labels(root: Path, split: str, labels: str) -> ShardLabels:
+    """The label symbols the index lists for `split`, their counts summed over its shards, and the characters NFC
+    respells in its `text` labels (text/normalize.py's `nfc_respelled`)."""
     index = read_index(root)
-    symbols = sorted({sym for s in index.of_split(split) for sym in s.symbols.get(labels, [])})
+    shards = index.of_split(split)
+    symbols = sorted({sym for s in shards for sym in s.symbols.get(labels, [])})
     if not symbols:
         raise XlsrError(f"{index.path}: the {split} shards hold no {LABEL_FIELD[labels]!r} labels (--labels {labels})")
     field = LABEL_FIELD[labels]
-    return [Utterance(audio=str(index.path), num_samples=1, lang="", **{field: sym}) for sym in symbols]
-
-
-def symbol_counts(root: Path, split: str, labels: str) -> dict[str, int] | None:
-    """How often each label symbol occurs in the labels of `split`, summed over its shards; None when a shard's
-    entry has no counts (an index written before xlsr counted them)."""
-    total: Counter[str] = Counter()
-    for s in read_index(root).of_split(split):
-        if s.symbol_counts is None:
-            return None
-        total.update(s.symbol_counts.get(labels, {}))
-    return dict(total)
-
-
-def respelled_symbols(root: Path, split: str) -> set[str] | None:
-    """The characters NFC respells somewhere in the `text` labels of `split` (text/normalize.py's `nfc_respelled`,
-    over its shards); None when a shard's entry does not say (an index written before xlsr recorded them)."""
-    found: set[str] = set()
-    for s in read_index(root).of_split(split):
-        if s.nfc_respelled is None:
-            return None
-        found.update(s.nfc_respelled)
-    return found
+    utterances = [Utterance(audio=str(index.path), num_samples=1, lang="", **{field: sym}) for sym in symbols]
+    counts, respelled = Counter(), set()
+    for s in shards:
+        counts.update((s.symbol_counts or {}).get(labels, {}))
+        respelled.update(s.nfc_respelled or ())
+    # an entry written before xlsr recorded them: unknown for the split, not empty
+    counted = all(s.symbol_counts is not None for s in shards)
+    said = all(s.nfc_respelled is not None for s in shards)
+    return ShardLabels(utterances, dict(counts) if counted else None, respelled if said else None)
 
 
 class ShardLabeler:
