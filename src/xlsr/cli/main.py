@@ -6,16 +6,13 @@ A module whose options are costly to build (they import torch) also defines `HEL
 command being run, it is listed with that line only, so `xlsr --help` and light commands start fast.
 User errors (XlsrError, missing files) become one line on stderr and exit code 2, never a traceback; Ctrl-C, and a
 training run stopped by it or SIGTERM inside a longer command (TrainingInterrupted), exit with 130.
-Under torchrun only each node's first process (LOCAL_RANK 0) shows every warning (a node's own, such as an index
-cache it cannot write, included); the others show errors and the warnings about their own share of the data (their
-bad files), not N copies of every warning; XLSR_LOG_ALL_RANKS=1 shows every rank's.
+The library's warnings are shown as cli/log_lines.py says (under torchrun, once per node).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 
@@ -42,40 +39,6 @@ COMMANDS = [
     "plot",
     "demo",
 ]
-
-# Under torchrun every rank runs the same code on the same settings, so nearly every warning (a folder without dev
-# manifests, a vocabulary note, the data report) is the same on each: rank 0 says it once. What only a rank can say
-# is what it meets reading its own share of an epoch: its bad audio files, the languages and short files they add up
-# to. These are the openings of those messages, by logger (the shard loader's notes on the shards the rank streams
-# are logged as "%s").
-RANK_OWN_WARNINGS = {
-    "xlsr.data.batching": ("skipping bad audio: ", "language %s: %d of %s in epoch %d",
-                           "epoch %d: %d of %d planned utterances were skipped"),
-    "xlsr.data.shard_loader": ("skipping bad audio: ", "%s"),
-}
-ALL_RANKS_ENV = "XLSR_LOG_ALL_RANKS"  # "1": every rank shows every warning
-
-
-class _RankZeroWarnings(logging.Filter):
-    """On a process other than its node's first (LOCAL_RANK, as torchrun sets it; else RANK), passes errors and
-    RANK_OWN_WARNINGS only: a node's own warnings (its disk, its memory) are shown once on each node."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        first = os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
-        if first or os.environ.get(ALL_RANKS_ENV, "").lower() in ("1", "true", "yes"):
-            return True
-        if record.levelno >= logging.ERROR:
-            return True
-        return isinstance(record.msg, str) and record.msg.startswith(RANK_OWN_WARNINGS.get(record.name, ()))
-
-
-def _show_library_log_from_rank_0() -> None:
-    """The library's warnings on stderr (cli/log_lines.py), those every rank would give alike from rank 0 only."""
-    show_library_log()
-    for handler in logging.getLogger("xlsr").handlers:
-        if not any(isinstance(f, _RankZeroWarnings) for f in handler.filters):
-            handler.addFilter(_RankZeroWarnings())
-
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The `xlsr` parser; given `argv`, only the command it names gets its full options (the rest: name and help)."""
@@ -108,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    _show_library_log_from_rank_0()
+    show_library_log()
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:  # a run stopped by Ctrl-C/SIGTERM inside a longer command: as Ctrl-C
