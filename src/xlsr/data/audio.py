@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,13 +64,14 @@ def _check_file(path: Path) -> int:
     too long, a folder one may not enter) is one too: one file the system cannot open is a bad file like any other,
     not the end of a run."""
     try:
-        found = path.is_file()
-        size = path.stat().st_size if found else 0
+        st = path.stat()  # one call: the data loader asks this of every file it reads
+    except (FileNotFoundError, NotADirectoryError):
+        raise AudioError(f"{path}: no such audio file") from None
     except OSError as exc:
         raise AudioError(f"{path}: not a readable audio file ({exc.strerror or exc})") from None
-    if not found:
+    if not stat.S_ISREG(st.st_mode):
         raise AudioError(f"{path}: no such audio file")
-    return size
+    return st.st_size
 
 
 # A header is believed only as far as a real file can go: a damaged one must size neither an allocation nor a
