@@ -13,6 +13,7 @@ from data_fixtures import PhoneVocab
 
 import xlsr.data.batch_plan as batch_plan
 import xlsr.data.batching as batching
+from xlsr.data.audio import checked_length
 from xlsr.data.augment import (
     EffectDraw,
     augmented_length,
@@ -22,7 +23,7 @@ from xlsr.data.augment import (
     parse_augment,
 )
 from xlsr.data.batch_plan import without_indices
-from xlsr.data.batching import checked_length, finetune_loader, pretrain_loader
+from xlsr.data.batching import finetune_loader, pretrain_loader
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError
 

@@ -1,11 +1,13 @@
-"""`xlsr data`: corpus statistics, importers to our JSONL manifests, and tar shards for streaming."""
+"""`xlsr data`: corpus statistics, importers to our JSONL manifests, tar shards for streaming, and a check of every
+audio file before a long run."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from xlsr.cli import finite_float
+from xlsr.cli import INTERRUPTED, finite_float
 from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -15,7 +17,7 @@ MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats ref
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="corpus statistics; import Common Voice, fairseq, folder, lhotse or Hugging Face corpora; "
-                              "shards; normalized text")
+                              "shards; normalized text; a check of every audio file")
     sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
 
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
@@ -32,6 +34,35 @@ def register(subparsers) -> None:
                     help="bad manifest lines (a share of its lines) and unreadable audio files (a share of its "
                     "utterances) skipped and reported per manifest; more stops the run (default 0.05)")
     sh.set_defaults(func=run_shard)
+
+    ck = sub.add_parser("check", help="decode every utterance as training reads it and report the bad ones, before "
+                        "a long run", description="Decode every utterance of the chosen manifests with the loader "
+                        "training uses and judge it as training does: unreadable (missing, damaged, not audio), "
+                        "wrong_length (decoded length off the manifest's num_samples), too_short (with "
+                        "--min-sample-size), crashed (the decoder killed its worker process: the file is named and "
+                        "the check goes on with a fresh worker). REPORT gets one JSON line per bad utterance; a "
+                        "summary per manifest is printed; the exit status is 1 when any utterance or manifest line "
+                        "is bad, 0 when none is. Judged files are kept in REPORT.partial as they are judged: the same "
+                        "command after a stop goes on where it was (one with other manifests, or after a manifest "
+                        "changed, is refused until REPORT.partial is deleted). See docs/data_scale.md.")
+    ck.add_argument("--data", metavar="DIR",
+                    help="corpus folder with <lang>/<split>.jsonl (default: none; give --manifest)")
+    ck.add_argument("--splits", metavar="LIST",
+                    help="comma-separated splits of --data to check (default: every split found)")
+    ck.add_argument("--manifest", nargs="+", action="extend", default=[], metavar="FILE",
+                    help="manifest(s) to check, besides or instead of --data's (default: none)")
+    ck.add_argument("--out", required=True, metavar="REPORT",
+                    help="report file: one JSON line per bad utterance (manifest, line, id, audio, kind, message)")
+    ck.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="decoding processes (default: the CPU cores this process may use)")
+    ck.add_argument("--min-sample-size", type=int, default=0, metavar="S",
+                    help="also report utterances shorter than S samples once decoded as too_short: pretraining "
+                    "(whose --min-sample-size defaults to 32000, 2 s) skips them; 0: not checked (default 0)")
+    ck.add_argument("--write-clean", metavar="OUTDIR",
+                    help="also write the manifests without their bad utterances to OUTDIR/<lang>/<split>.jsonl, audio "
+                    "paths valid from there; the originals stay as they are (default: not written)")
+    ck.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ck.set_defaults(func=run_check)
 
     nt = sub.add_parser("normalize-text", help="a copy of a corpus's manifests with lower-cased, unpunctuated text",
                         description="Copy DIR/<lang>/<split>.jsonl to OUT with every `text` label normalized: "
@@ -129,6 +160,34 @@ def _check_names(args: argparse.Namespace) -> None:
     for what, name in (("language code", getattr(args, "lang", None)), ("split", getattr(args, "split", None))):
         if name is not None:  # not given: taken from the data, and checked where it names a folder
             check_plain_name(what, name)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from xlsr.data.check_audio import (  # lazy: as in run_stats
+        CheckStopped,
+        available_cores,
+        check_audio,
+        corpus_manifests,
+    )
+
+    if args.data is None and not args.manifest:
+        raise XlsrError("give the manifests to check: --data DIR, --manifest FILE ..., or both")
+    if args.splits is not None and args.data is None:
+        raise XlsrError("--splits: chooses among the manifests of --data DIR; give --data too")
+    if args.workers is not None and args.workers < 1:
+        raise XlsrError(f"--workers: give a whole number 1 or more, got {args.workers}")
+    splits = None if args.splits is None else [x.strip() for x in args.splits.split(",") if x.strip()]
+    manifests = (corpus_manifests(args.data, splits) if args.data is not None else []) + args.manifest
+    try:
+        report = check_audio(manifests, args.out, workers=args.workers or available_cores(),
+                             min_sample_size=args.min_sample_size, clean_dir=args.write_clean, data_dir=args.data,
+                             show_progress=not args.no_progress)
+    except CheckStopped as stop:
+        print(f"xlsr: interrupted: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    for line in report.lines():
+        print(line)
+    return 1 if report.any_bad else 0
 
 
 def run_import(args: argparse.Namespace) -> int:

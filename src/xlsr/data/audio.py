@@ -149,6 +149,29 @@ def _read(source, where: str, size: int) -> tuple[np.ndarray, int]:
         return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), f.samplerate
 
 
+def length_tolerance(num_samples: int) -> int:
+    """How far a decoded length may be from the manifest's and still be the same recording: resampling rounds by a
+    sample or two, and a compressed file's header may count its codec padding; a replaced file is further off."""
+    return max(16, num_samples // 100)
+
+
+def length_mismatch(decoded: int, listed: int, where: str, listed_by: str = "the manifest") -> str | None:
+    """What is wrong with `decoded` samples from `where` whose entry (`listed_by`: "its .json" for a shard's member)
+    lists `listed`: None within `length_tolerance`."""
+    if abs(decoded - listed) > length_tolerance(listed):
+        return f"{where}: decoded {decoded} samples, {listed_by} says {listed}"
+    return None
+
+
+def checked_length(x: np.ndarray, listed: int, where: str, listed_by: str = "the manifest") -> np.ndarray:
+    """`x`, decoded from `where`, if its length passes `length_mismatch`, cut to `listed` when longer (batches are
+    packed, and filters judged, by that length: a batch stays within max_tokens); AudioError otherwise."""
+    wrong = length_mismatch(len(x), listed, where, listed_by)
+    if wrong is not None:
+        raise AudioError(wrong)
+    return x[:listed]
+
+
 def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE, normalize: bool = False) -> np.ndarray:
     """Read `path`, mix to mono, resample to `sample_rate`: float32 (S,). AudioError if unusable."""
     path = Path(path)

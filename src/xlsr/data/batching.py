@@ -7,7 +7,10 @@ entry's: `checked_length`) is logged and skipped, and when more than `max_bad_sh
 are bad the loader stops with an XlsrError (under DDP each rank counts its own part of the epoch, and says so; its
 error ends every rank: train/elastic.py). A bad file is charged once per epoch however often α-resampling draws
 it, and not read again in that epoch. The loader's `state_dict()` (epoch, batches already yielded, the epoch's bad
-files) lets a run resume at the exact next batch.
+files) lets a run resume at the exact next batch. A file whose decoder crashes the worker reading it (a segfault in
+C code no header check foresaw) is one more bad file: the worker's slot names it, new workers start, and the pass
+goes on at the next batch not yet yielded without it (data/worker_crash.py); it is not decoded again in the run, nor
+after a resume.
 
 Bad files are also watched per language, where an epoch holds several: a language that loses more than
 `max_bad_share` of its files in the epoch is warned about once (the language mixture shifts while the epoch's share
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -44,7 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from xlsr.data.audio import load_audio, normalize_waveform
+from xlsr.data.audio import checked_length, load_audio, normalize_waveform
 from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_lengths
 from xlsr.data.batch_plan import (
     BatchPlan,
@@ -63,6 +67,14 @@ from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
 from xlsr.data.sampling import LanguageSampler
 from xlsr.data.utterance_index import UtteranceIndex, as_index
+from xlsr.data.worker_crash import (
+    ReadingSlots,
+    dead_workers,
+    defer_worker_deaths,
+    is_crash,
+    signal_name,
+    waiting_for_batch,
+)
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
 from xlsr.text.labels import ctc_min_frames
@@ -100,20 +112,6 @@ def pad_waveforms(waves: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Ten
     return batch, lengths
 
 
-def length_tolerance(num_samples: int) -> int:
-    """How far a decoded length may be from the manifest's and still be the same recording: resampling rounds by a
-    sample or two, and a compressed file's header may count its codec padding; a replaced file is further off."""
-    return max(16, num_samples // 100)
-
-
-def checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
-    """`x`, decoded from `where`, if its length is the manifest's `listed` within `length_tolerance` (cut to `listed`
-    when longer, so that a batch packed from manifest lengths stays within max_tokens); AudioError otherwise."""
-    if abs(len(x) - listed) > length_tolerance(listed):
-        raise AudioError(f"{where}: decoded {len(x)} samples, the manifest says {listed}")
-    return x[:listed]
-
-
 @dataclass
 class _Loaded:
     batch: PretrainBatch | FinetuneBatch | None
@@ -132,6 +130,10 @@ class _BatchDataset(Dataset):
         self.min_sample_size, self.max_sample_size, self.labels = min_sample_size, max_sample_size, labels
         self.babble_indices = tuple(babble)  # talkers for babble noise, loaded on first use in each worker
         self._babble: list[np.ndarray] | None = None
+        self.reading: ReadingSlots | None = None  # set by a loader with workers: what each one is decoding
+        # utterances whose decoding killed a worker (index -> message): bad without being read again; workers see
+        # the set as it was when they started (the loader starts new ones after each crash)
+        self.crashed: dict[int, str] = {}
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -145,7 +147,7 @@ class _BatchDataset(Dataset):
             draw = plan.effects[k] if plan.effects is not None else None
             path = self.utts.audio(i)
             try:
-                x = checked_length(load_audio(path), int(self.utts.num_samples[i]), path)
+                x = checked_length(self._load(i, path), int(self.utts.num_samples[i]), path)
             except AudioError as exc:
                 failed.add(i)
                 bad.append((i, str(exc)))
@@ -163,6 +165,15 @@ class _BatchDataset(Dataset):
         collate = self._crop if self.pretrain else self._pad
         return _Loaded(collate(loaded, np.random.default_rng(plan.seed)), bad, short)
 
+    def _load(self, i: int, path: str) -> np.ndarray:
+        """Utterance `i`'s audio, decoded with this worker's slot naming it (worker_crash.py)."""
+        if i in self.crashed:
+            raise AudioError(self.crashed[i])
+        if self.reading is None:
+            return load_audio(path)
+        with self.reading.reading(i):
+            return load_audio(path)
+
     def _augment(self, x: np.ndarray, draw: EffectDraw) -> np.ndarray:
         """The drawn effects on raw audio, then the per-utterance normalization if the model wants it."""
         if draw.noise_kind == "babble":
@@ -170,7 +181,7 @@ class _BatchDataset(Dataset):
                 self._babble = []
                 for i in self.babble_indices:
                     try:
-                        self._babble.append(load_audio(self.utts.audio(i)))
+                        self._babble.append(self._load(i, self.utts.audio(i)))
                     except AudioError:
                         pass  # counted where the utterance itself is loaded
             if not self._babble:
@@ -256,6 +267,8 @@ class BatchLoader:
         self._distinct_by_lang: np.ndarray | None = None  # this epoch's distinct files per language code
         self._bad_by_lang: np.ndarray | None = None  # this epoch's bad files per language code
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
+        self._limit = 0.0  # this pass's max_bad_share in files, and whether its languages are watched (__iter__)
+        self._by_language = False
         self._sampler = _PlanSampler()
         # a private generator: DataLoader draws a worker base seed per epoch, and drawing it from the global
         # RNG would shift dropout and masks after a mid-epoch resume
@@ -265,6 +278,7 @@ class BatchLoader:
             kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
         self._loader = DataLoader(dataset, **kwargs)
         if num_workers > 0:
+            dataset.reading = ReadingSlots(num_workers)
             close_at_exit(self)
 
     def close(self) -> None:
@@ -320,29 +334,21 @@ class BatchLoader:
         return self._distinct
 
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
-        self._sampler.plans = self.plans()[self.position:]
         self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
-        limit = self.max_bad_share * self.distinct_files_in_epoch()
+        self._limit = self.max_bad_share * self.distinct_files_in_epoch()
         # per language only where the epoch mixes several: with one, its files are the epoch's
-        by_language = np.count_nonzero(self._distinct_by_lang) > 1
-        if by_language:  # from the epoch's bad files so far (restored on resume; a position past the data is none)
+        self._by_language = np.count_nonzero(self._distinct_by_lang) > 1
+        if self._by_language:  # from the epoch's bad files so far (restored on resume; past the data: none)
             utts = self.dataset.utts
             known = sorted(i for i in self.bad_indices if i < len(utts))
             self._bad_by_lang = np.bincount(utts.lang_codes[known], minlength=len(utts.langs))
         passed = False
-        for loaded in self._loader:
+        for loaded in self._loaded():
             self.position += 1
             passed = True
-            fresh = self._charge(loaded.bad)
+            self._account(loaded.bad)
             self.short_files += loaded.short
             self.epoch_short_files += loaded.short
-            if self.epoch_bad_files > limit:
-                raise XlsrError(f"{self.epoch_bad_files} of {self._files_read()} in epoch "
-                                f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
-                                f"more than max_bad_share={self.max_bad_share:g} "
-                                f"(last: {loaded.bad[-1][1] if loaded.bad else '?'}){self._changed_note()}")
-            if fresh and by_language:
-                self._check_languages(fresh)
             if loaded.batch is not None:
                 yield loaded.batch
         if passed and self.epoch_bad_files >= self.distinct_files_in_epoch():
@@ -354,6 +360,59 @@ class BatchLoader:
             log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
                         "samples once decoded and augmented", self.epoch, self.epoch_short_files,
                         self.files_in_epoch(), self.dataset.min_sample_size)
+
+    def _loaded(self) -> Iterator[_Loaded]:
+        """The epoch's loaded batches from `position` on. A worker killed by a crash while decoding a file (see
+        worker_crash.py) costs that file, not the run: it is charged as bad, the workers are started anew and the
+        pass goes on at the first batch not yet yielded (the same batches, less that file)."""
+        while True:
+            self._sampler.plans = self.plans()[self.position:]
+            batches = iter(self._loader)
+            if self.dataset.reading is not None:
+                defer_worker_deaths()
+            while not dead_workers(batches):  # one that died while the caller trained is found before asking
+                try:
+                    with waiting_for_batch():
+                        loaded = next(batches)
+                except StopIteration:
+                    return
+                except Exception:  # PyTorch's RuntimeError, or a batch left in the queue by the dead worker (EOFError)
+                    if not dead_workers(batches, wait=1.0):
+                        raise  # a worker's own error, passed on by the DataLoader: none of them died
+                    break
+                yield loaded
+            self._skip_crashed_file(batches)
+
+    def _skip_crashed_file(self, batches) -> None:
+        """After a worker of `batches` died: charge the file a decoder crash killed it on, and stop the workers (the
+        next pass starts new ones, which know the file). Any other death (SIGKILL, an exit, a crash outside
+        decoding) stops the run."""
+        worker, code = dead_workers(batches)[0]
+        index = self.dataset.reading.held_by(worker) if self.dataset.reading is not None else None
+        path = self.dataset.utts.audio(index) if index is not None else None
+        self.close()
+        if self.dataset.reading is not None:
+            self.dataset.reading.clear()
+        if index is None or not is_crash(code):
+            where = f"while decoding {path}" if path else "outside audio decoding"
+            why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller --max-tokens "
+                   "use less memory)" if code == -signal.SIGKILL else "")
+            raise XlsrError(f"a data loading worker of rank {self.rank} ended {where}: {signal_name(code)}{why}")
+        message = (f"{path}: the audio decoder crashed on it (its data worker was killed by {signal_name(code)}); "
+                   f"skipped for the rest of this run")
+        self.dataset.crashed[index] = message
+        self._account([(index, message)])
+
+    def _account(self, bad: list[tuple[int, str]]) -> None:
+        """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages."""
+        fresh = self._charge(bad)
+        if self.epoch_bad_files > self._limit:
+            raise XlsrError(f"{self.epoch_bad_files} of {self._files_read()} in epoch "
+                            f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
+                            f"more than max_bad_share={self.max_bad_share:g} "
+                            f"(last: {bad[-1][1] if bad else '?'}){self._changed_note()}")
+        if fresh and self._by_language:
+            self._check_languages(fresh)
 
     def _files_read(self, count: int | None = None, what: str = "") -> str:
         """'N audio files' (of this epoch; `count` of them, of a kind `what`, when given), said as this rank's share
@@ -426,6 +485,7 @@ class BatchLoader:
         return {"epoch": self.epoch, "position": self.position, "bad_files": self.bad_files,
                 "epoch_bad_files": self.epoch_bad_files, "bad_indices": sorted(self.bad_indices),
                 "short_files": self.short_files, "epoch_short_files": self.epoch_short_files,
+                "crashed": [[i, message] for i, message in sorted(self.dataset.crashed.items())],
                 "manifests": manifest_stamps(self.dataset.utts)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -436,6 +496,7 @@ class BatchLoader:
         self.bad_indices = {int(i) for i in state.get("bad_indices", ())}  # absent: a checkpoint of an earlier version
         self.short_files = int(state.get("short_files", 0))
         self.epoch_short_files = int(state.get("epoch_short_files", 0))
+        self.dataset.crashed = {int(i): str(message) for i, message in state.get("crashed", ())}
         self._plans = None
         saved, now = state.get("manifests"), manifest_stamps(self.dataset.utts)  # absent: an earlier version's
         if saved is not None:  # resolved, as manifest_stamps keys them: the same manifest spelled otherwise is no change
@@ -446,6 +507,7 @@ class BatchLoader:
                         "in the order of the new data, its bad files counted anew", ", ".join(changed), self.epoch,
                         self.position)
             self.epoch_bad_files, self.bad_indices = 0, set()  # positions in the old data: other utterances now
+            self.dataset.crashed = {}
 
 
 def check_crop_fits(max_tokens: int, max_sample_size: int | None) -> None:

@@ -52,13 +52,12 @@ from pathlib import Path
 
 import numpy as np
 
-from xlsr.data.audio import decode_audio
+from xlsr.data.audio import checked_length, decode_audio
 from xlsr.data.batching import (
     FinetuneBatch,
     PretrainBatch,
     crop_batch,
     length_limit,
-    length_tolerance,
     pack_batches,
     pad_batch,
 )
@@ -355,8 +354,8 @@ class ConsumerStream:
             sample = item.sample
             name = f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}"
             try:
-                waves.append(_checked_length(decode_audio(sample.flac, name, normalize=self.spec.normalize),
-                                             sample.meta["num_samples"], name))
+                waves.append(checked_length(decode_audio(sample.flac, name, normalize=self.spec.normalize),
+                                            sample.meta["num_samples"], name, listed_by="its .json"))
                 rows.append((item, label))
             except AudioError as exc:
                 self.bad.append(Bad(f"{sample.shard}:{sample.key}", 1, str(exc)))
@@ -373,14 +372,6 @@ class ConsumerStream:
         out = Produced(batch, self.consumer, self.state(), self.bad, self.fatal, self.once)
         self.bad, self.once = [], []
         return out
-
-
-def _checked_length(x: np.ndarray, listed: int, where: str) -> np.ndarray:
-    """`x` if its length is the .json member's `num_samples` within the manifest loader's tolerance (cut to it):
-    the filters (length limit, min_sample_size, frames for the label) judged that length; AudioError otherwise."""
-    if abs(len(x) - listed) > length_tolerance(listed):
-        raise AudioError(f"{where}: decoded {len(x)} samples, its .json says {listed}")
-    return x[:listed]
 
 
 def moved_states(states: dict[int, dict], old_consumers: int, consumers: int, spec: StreamSpec) -> dict[int, dict]:

@@ -1,0 +1,128 @@
+"""A data worker that dies while decoding a file names the file.
+
+An audio decoder is C code (libsndfile, mpg123, libvorbis, libopus): a damaged file that passes every check
+`data/audio.py` can make before decoding may still crash it, and the crash kills the DataLoader worker that was
+reading it. PyTorch then raises "DataLoader worker ... is killed by signal" in the trainer, from a SIGCHLD
+handler, wherever the trainer happens to be (mid-update), and the run ends; a resume reads the same file and
+ends the same way.
+
+Two pieces let the loader (`batching.BatchLoader`) go on instead:
+
+- `ReadingSlots`: one slot per worker in shared memory, holding the utterance its worker is decoding (-1 while it
+  decodes nothing). The parent reads the slot of a dead worker: the file that killed it.
+- `defer_worker_deaths`: PyTorch's SIGCHLD handler raises its error only while the loader waits for a batch
+  (inside `waiting_for_batch()`), where the loader can catch it; elsewhere the error is dropped and the loader
+  finds the dead worker itself before it asks for the next batch (`dead_workers`).
+
+Only a death by a crash signal blames the file. SIGKILL is what the kernel's out-of-memory killer sends, and a
+worker that dies outside decoding, or exits, has no file to blame: the loader stops with a line saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import get_worker_info
+
+# signals a decoder's own fault raises (a bad read, a bad instruction, an abort() on a failed assertion)
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
+
+_waiting = False  # the main thread is inside waiting_for_batch()
+_installed = False  # our wrapper around PyTorch's SIGCHLD handler is in place
+
+
+class ReadingSlots:
+    """What each worker is decoding, in memory shared with its parent: slot k is worker k's utterance index."""
+
+    def __init__(self, num_workers: int) -> None:
+        self.slots = torch.full((num_workers,), -1, dtype=torch.int64).share_memory_()
+
+    @contextlib.contextmanager
+    def reading(self, index: int) -> Iterator[None]:
+        """Around a worker's decoding of utterance `index` (nothing in the parent process, which has no slot)."""
+        worker = get_worker_info()
+        if worker is None:
+            yield
+            return
+        self.slots[worker.id] = index
+        try:
+            yield
+        finally:
+            self.slots[worker.id] = -1
+
+    def held_by(self, worker_id: int) -> int | None:
+        """The utterance worker `worker_id` was decoding, or None."""
+        index = int(self.slots[worker_id])
+        return None if index < 0 else index
+
+    def clear(self) -> None:
+        self.slots.fill_(-1)
+
+
+def dead_workers(iterator, wait: float = 0.0) -> list[tuple[int, int]]:
+    """(worker id, exit code) of each worker of a DataLoader iterator that has ended (a negative code: killed by that
+    signal); with `wait`, up to that many seconds for one to end (a dying process closes its pipes, which the parent
+    may see, a moment before it can be waited for). An iterator without worker processes has none."""
+    workers = getattr(iterator, "_workers", None) or []  # DataLoader's worker processes, in worker-id order
+    deadline = time.monotonic() + wait
+    while True:
+        ended = [(k, w.exitcode) for k, w in enumerate(workers)]
+        dead = [(k, code) for k, code in ended if code is not None]
+        if dead or not workers or time.monotonic() >= deadline:
+            return dead
+        time.sleep(0.01)
+
+
+def signal_name(exit_code: int) -> str:
+    """'SIGSEGV' for a process killed by signal 11 (exit code -11); 'exit code N' for one that exited."""
+    if exit_code >= 0:
+        return f"exit code {exit_code}"
+    try:
+        return signal.Signals(-exit_code).name
+    except ValueError:
+        return f"signal {-exit_code}"
+
+
+def is_crash(exit_code: int) -> bool:
+    """A death the decoder itself causes (not the OOM killer's SIGKILL, not a stop signal, not an exit)."""
+    return exit_code < 0 and -exit_code in {int(s) for s in CRASH_SIGNALS}
+
+
+@contextlib.contextmanager
+def waiting_for_batch() -> Iterator[None]:
+    """Around the loader's `next()` on its DataLoader: a worker's death raises here, and only here."""
+    global _waiting
+    _waiting = True
+    try:
+        yield
+    finally:
+        _waiting = False
+
+
+def defer_worker_deaths() -> None:
+    """Wrap the SIGCHLD handler PyTorch installs with its first worker process (call after creating a DataLoader
+    iterator): its error is raised inside `waiting_for_batch()` only. Once per process; the main thread only (the
+    only one that may set handlers, and the one PyTorch's handler runs in)."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGCHLD)
+    if not callable(handler):
+        return  # PyTorch set none (no workers yet): nothing to defer
+
+    def deferred(signum, frame):
+        try:
+            handler(signum, frame)
+        except RuntimeError:
+            if _waiting:
+                raise  # the loader is asking for a batch: it catches this
+            # elsewhere (mid-update) dropped: the loader finds the dead worker before it next asks (dead_workers),
+            # and any other DataLoader finds its own within its status check (5 s)
+
+    signal.signal(signal.SIGCHLD, deferred)
+    _installed = True
