@@ -264,6 +264,7 @@ class BatchLoader:
         self._last_bad = "?"  # the message of the last bad file, for an error that comes after the batch
         self._plans: list[BatchPlan] | None = None
         self._distinct: int | None = None
+        self._drawn = np.zeros(0, np.int64)  # this epoch's distinct files (with _distinct)
         self._distinct_by_lang: np.ndarray | None = None  # this epoch's distinct files per language code
         self._bad_by_lang: np.ndarray | None = None  # this epoch's bad files per language code
         self.sampler: LanguageSampler | None = None  # pretraining: the language table for logs
@@ -328,14 +329,15 @@ class BatchLoader:
         if self._distinct is None:
             drawn = [np.asarray(p.indices, dtype=np.int64) for p in plans]
             distinct = np.unique(np.concatenate(drawn)) if drawn else np.zeros(0, np.int64)
-            self._distinct = len(distinct)
+            self._distinct, self._drawn = len(distinct), distinct
             utts = self.dataset.utts
             self._distinct_by_lang = np.bincount(utts.lang_codes[distinct], minlength=len(utts.langs))
         return self._distinct
 
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
-        self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
         self._limit = self.max_bad_share * self.distinct_files_in_epoch()
+        self._forget_undrawn_bad_files()
+        self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
         # per language only where the epoch mixes several: with one, its files are the epoch's
         self._by_language = np.count_nonzero(self._distinct_by_lang) > 1
         if self._by_language:  # from the epoch's bad files so far (restored on resume; past the data: none)
@@ -360,6 +362,17 @@ class BatchLoader:
             log.warning("epoch %d: %d of %d planned utterances were skipped: shorter than min_sample_size=%d "
                         "samples once decoded and augmented", self.epoch, self.epoch_short_files,
                         self.files_in_epoch(), self.dataset.min_sample_size)
+
+    def _forget_undrawn_bad_files(self) -> None:
+        """The epoch's bad files that its draw no longer holds leave its count: a run resumed mid-epoch with another
+        α or epoch_size draws other files, and a bad file it will not read is no share of this epoch's."""
+        if not self.bad_indices:
+            return
+        known = np.fromiter(self.bad_indices, np.int64, len(self.bad_indices))
+        undrawn = known[~np.isin(known, self._drawn)]
+        if len(undrawn):
+            self.bad_indices.difference_update(undrawn.tolist())
+            self.epoch_bad_files = max(0, self.epoch_bad_files - len(undrawn))
 
     def _loaded(self) -> Iterator[_Loaded]:
         """The epoch's loaded batches from `position` on. A worker killed by a crash while decoding a file (see
