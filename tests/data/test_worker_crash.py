@@ -128,3 +128,20 @@ def test_a_worker_killed_by_sigkill_stops_the_run_naming_the_file(tmp_path, monk
                                         r"SIGKILL \(the kernel's out-of-memory killer"):
         list(loader)
     loader.close()
+
+
+def test_a_worker_crashing_outside_decoding_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    utts = _corpus(tmp_path, [f"u{i}" for i in range(8)])
+    crop = batching.crop_batch
+
+    def crashing_crop(*args, **kwargs):  # no file is being decoded: no file to blame
+        if get_worker_info() is not None:
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return crop(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "crop_batch", crashing_crop)
+    loader = pretrain_loader(utts, **PRETRAIN, num_workers=2)
+    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended outside audio decoding: SIGSEGV$"):
+        list(loader)
+    loader.close()
