@@ -145,3 +145,14 @@ def test_a_worker_crashing_outside_decoding_stops_the_run_in_one_line(tmp_path, 
     with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended outside audio decoding: SIGSEGV$"):
         list(loader)
     loader.close()
+
+
+def test_a_worker_killed_between_epochs_stops_the_next_one_in_one_line(tmp_path):
+    loader = pretrain_loader(_corpus(tmp_path, [f"u{i}" for i in range(8)]), **PRETRAIN, num_workers=2)
+    assert len(list(loader)) > 0
+    os.kill(loader._loader._iterator._workers[1].pid, signal.SIGKILL)  # the OOM killer, say, while it waits
+    time.sleep(0.5)
+    loader.set_epoch(1)
+    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended outside audio decoding: SIGKILL"):
+        list(loader)
+    loader.close()

@@ -380,7 +380,12 @@ class BatchLoader:
         pass goes on at the first batch not yet yielded (the same batches, less that file)."""
         while True:
             self._sampler.plans = self.plans()[self.position:]
-            batches = iter(self._loader)
+            try:
+                batches = iter(self._loader)  # persistent workers are told to start the pass, and answer
+            except Exception:
+                if self._loader._iterator is None or not dead_workers(self._loader._iterator, wait=1.0):
+                    raise
+                self._skip_crashed_file(self._loader._iterator)  # one died idle: no file to blame, a line
             if self.dataset.reading is not None:
                 defer_worker_deaths()
             while not dead_workers(batches):  # one that died while the caller trained is found before asking
