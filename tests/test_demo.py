@@ -423,11 +423,50 @@ def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
         assert (a.test_per, a.eval_per, a.counts, a.eval_counts) == (b.test_per, b.eval_per, b.counts, b.eval_counts)
     # the runs of another init differ (the comparison above can fail)
     assert weights[0] != (Path(one[0].run_dir) / "checkpoints" / "last" / "model.safetensors").read_bytes()
+    # each init's frozen CNN ran once (its features job), counted for its first seed
+    for name in inits:
+        passes = [r.cnn_passes for r in two if r.name == name]
+        assert passes[0] > 0 and passes[1:] == [0] * (len(passes) - 1)
 
     # a run that fails in a worker fails the call, in one line
     with pytest.raises(XlsrError, match="missing"):
         finetune_inits(replace(settings, finetune_workers=2), {"multilingual": tmp_path / "missing"}, corpus,
                        tmp_path / "bad")
+
+
+def test_an_inits_cnn_output_computed_once_is_what_its_runs_compute(tmp_path):
+    """Side by side, the runs of an init read its frozen CNN's output from one pass (`init_features`, through a
+    file): each entry is bit for bit the one a run computes from its own batches (train, dev) and its scoring (test
+    split, held-out set), and the pass covers every utterance a run reads."""
+    from xlsr.demo.finetuning import finetune_one, init_features
+    from xlsr.demo.stages import synthesize_eval
+    from xlsr.train.feature_cache import load_caches, save_caches
+
+    settings = replace(DemoSettings.quick(), device="cpu")
+    corpus = tmp_path / "corpus"
+    synthesize(settings, corpus, show_progress=False, target_only=True)
+    held_out = synthesize_eval(settings, tmp_path / "corpus_eval", show_progress=False)
+    init = str(fake_releases(tmp_path / "rel") / MULTILINGUAL)
+    filled = {}  # what a run fills as it trains, validates and is scored
+    result = finetune_one("multilingual", init, 1, settings, corpus, tmp_path / "run", filled, held_out)
+    computed, passes = init_features("multilingual", init, settings, corpus, held_out)
+    save_caches(computed, tmp_path / "features.pt")
+    loaded = load_caches(tmp_path / "features.pt")
+    assert set(loaded) == set(filled) == {"train", "dev", "scoring"}
+    for split, cache in filled.items():
+        assert loaded[split].cnn == cache.cnn is not None
+        assert cache.entries and all(torch.equal(loaded[split].entries[key], feats) for key, feats in cache.entries.items())
+    assert len(loaded["dev"]) == len(filled["dev"]) and len(loaded["scoring"]) == len(filled["scoring"])
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert len(loaded["train"]) == report["train_utterances"] >= len(filled["train"])  # 3 updates saw only some
+    assert passes == len(loaded["train"]) + len(loaded["dev"])
+    # a run from those caches sends nothing through the CNN and ends where the run above did
+    again = finetune_one("multilingual", init, 1, settings, corpus, tmp_path / "again", loaded, held_out)
+    assert again.cnn_passes == 0 and loaded["scoring"].misses == 0
+    assert (again.test_per, again.counts, again.eval_per, again.dev_per) == \
+        (result.test_per, result.counts, result.eval_per, result.dev_per)
+    assert (tmp_path / "again" / "checkpoints" / "last" / "model.safetensors").read_bytes() == \
+        (tmp_path / "run" / "checkpoints" / "last" / "model.safetensors").read_bytes()
 
 
 def _sigint_at_first_step(monkeypatch, task_cls):

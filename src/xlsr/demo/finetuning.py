@@ -13,9 +13,11 @@ import math
 import multiprocessing
 import os
 import statistics
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -31,8 +33,8 @@ from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.text.metrics import corpus_counts
 from xlsr.train.checkpoint import run_finished
-from xlsr.train.feature_cache import FeatureCache, cnn_fingerprint
-from xlsr.train.finetune import FinetuneConfig, finetune
+from xlsr.train.feature_cache import FeatureCache, cnn_fingerprint, load_caches, save_caches
+from xlsr.train.finetune import FinetuneConfig, FinetuneTask, finetune
 from xlsr.train.monitor import read_log
 
 # Fields of the resolved FinetuneConfig that may differ between the demo's runs; everything else is shared.
@@ -51,7 +53,9 @@ class FinetuneResult:
     dev_per: float | None
     counts: dict  # substitutions, deletions, insertions, ref_len on the test set
     seconds: float
-    cnn_passes: int = 0  # utterances this run sent through the frozen CNN (0: all came from the shared cache)
+    # utterances sent through the frozen CNN for training (0: all came from the init's shared cache); side by side,
+    # the init's one pass (`init_features`) counts for its first seed, as it does when the runs go one at a time
+    cnn_passes: int = 0
     eval_per: float | None = None  # PER on the larger held-out test set (DemoSettings.eval_utts), None without one
     eval_counts: dict | None = None
 
@@ -97,19 +101,33 @@ def finetune_one(name: str, init: str, seed: int, settings: DemoSettings, corpus
     pooled, on `eval_manifests` (the larger held-out test set).
 
     `caches` is shared by the runs of one init: the first fills it, the others read their CNN output from it."""
+    return score_run(train_run(name, init, seed, settings, corpus_dir, run_dir, caches), settings, corpus_dir,
+                     caches, eval_manifests)
+
+
+def train_run(name: str, init: str, seed: int, settings: DemoSettings, corpus_dir: Path, run_dir: Path,
+              caches: dict[str, FeatureCache]) -> FinetuneResult:
+    """`finetune_one`'s fine-tuning: its result before scoring (test PER nan, no counts)."""
     passes_before = _training_cnn_passes(caches)
     start = time.perf_counter()
     run = finetune(finetune_config(settings, corpus_dir, init, seed, run_dir, name), feature_caches=caches)
     seconds = time.perf_counter() - start
     stop_unless_finished(run, settings.finetune_updates, f"fine-tuning run {name} seed {seed}")
-    scored = best_checkpoint(run)
+    return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=math.nan,
+                          dev_per=best_dev_per(run), counts={}, seconds=seconds,
+                          cnn_passes=_training_cnn_passes(caches) - passes_before)
+
+
+def score_run(trained: FinetuneResult, settings: DemoSettings, corpus_dir: Path, caches: dict[str, FeatureCache],
+              eval_manifests: list[Path] = ()) -> FinetuneResult:
+    """`finetune_one`'s scoring of a `train_run` result: PER of its best checkpoint on the test split and, pooled, on
+    `eval_manifests`."""
+    scored = best_checkpoint(Path(trained.run_dir))
     scoring = caches.setdefault("scoring", FeatureCache())  # the frozen CNN on the scored sets, once per init
     test = evaluate_pooled(scored, [corpus_dir / settings.target / "test.jsonl"], settings.device, scoring)
     held_out = evaluate_pooled(scored, eval_manifests, settings.device, scoring) if eval_manifests else {}
-    return FinetuneResult(name=name, init=init, seed=seed, run_dir=str(run), test_per=test["per"],
-                          dev_per=best_dev_per(run), counts=test["counts"], seconds=seconds,
-                          cnn_passes=_training_cnn_passes(caches) - passes_before,
-                          eval_per=held_out.get("per"), eval_counts=held_out.get("counts"))
+    return replace(trained, test_per=test["per"], counts=test["counts"], eval_per=held_out.get("per"),
+                   eval_counts=held_out.get("counts"))
 
 
 def _training_cnn_passes(caches: dict[str, FeatureCache]) -> int:
@@ -129,7 +147,8 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
                    on_run=None, eval_manifests: list[Path] = ()) -> list[FinetuneResult]:
     """Every init × every seed into out_dir/<name>/seed<k>, each also scored on `eval_manifests` (pooled); results
     in that order. One run at a time with one feature cache per init, kept across its seeds; or `settings.workers()`
-    runs side by side, each worker process keeping its own caches (a CNN output is the same whoever computes it)."""
+    runs side by side, in worker processes that read each init's CNN output from one pass over its data (a CNN
+    output is the same whoever computes it)."""
     jobs = [(name, str(init), seed) for name, init in inits.items() for seed in settings.finetune_seeds]
     workers = min(settings.workers(), len(jobs))
     if workers > 1:
@@ -148,33 +167,104 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
 def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, settings: DemoSettings, corpus_dir: Path,
                            out_dir: Path, eval_manifests: list[Path], on_run) -> list[FinetuneResult]:
     """`finetune_one` for each job in `workers` spawned processes of cpu_count // workers threads each; results in
-    job order, `on_run` as each finishes; the first failure cancels the runs not yet started and is raised."""
+    job order, `on_run` as each is scored; the first failure cancels the jobs not yet started and is raised.
+
+    Three kinds of job, submitted once what they need is done and started by the pool in that order:
+    - an init's frozen CNN on everything its runs read (`init_features`), once; its runs read it, in whichever
+      process, from a file in out_dir (removed at the end). With a cache per process, the first run of an init in
+      each process ran the CNN again (~30 s of CPU each time).
+    - a run's training, submitted with its init's other runs once the CNN output is there;
+    - its scoring, submitted when the training ends and so started after every training: the scorings fill the
+      end, where one process would otherwise idle while the other trains the last run (9 runs on 2 processes:
+      ~40 s sooner than scoring each run right after its training, but the runs' `on_run` lines all come then)."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     results: list[FinetuneResult | None] = [None] * len(jobs)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=torch.set_num_threads, initargs=(threads,))
-    try:
-        futures = {pool.submit(_worker_run, job, settings, corpus_dir, out_dir, list(eval_manifests)): i
-                   for i, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            results[futures[future]] = result = future.result()
-            if on_run is not None:
-                on_run(result)
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    passes: dict[int, int] = {}  # the first run of an init (its index) -> the CNN passes of the init's features job
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".cnn_features-") as shared:
+        features = {init: Path(shared) / f"{name}.pt" for name, init, _ in jobs}
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=torch.set_num_threads, initargs=(threads,))
+        try:
+            # future -> ("features", init) or ("train" | "score", index of the run)
+            pending = {pool.submit(_worker_features, name, init, settings, corpus_dir, list(eval_manifests),
+                                   features[init]): ("features", init)
+                       for name, init in dict.fromkeys((n, i) for n, i, _ in jobs)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, key = pending.pop(future)
+                    value = future.result()
+                    if kind == "features":  # the init's runs may start
+                        runs = [i for i, job in enumerate(jobs) if job[1] == key]
+                        passes[runs[0]] = value
+                        pending.update({pool.submit(_worker_train, jobs[i], settings, corpus_dir, out_dir,
+                                                    features[key]): ("train", i) for i in runs})
+                    elif kind == "train":
+                        pending[pool.submit(_worker_score, value, settings, corpus_dir, list(eval_manifests),
+                                            features[value.init])] = ("score", key)
+                    else:
+                        results[key] = result = replace(value, cnn_passes=value.cnn_passes + passes.get(key, 0))
+                        if on_run is not None:
+                            on_run(result)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     return results
 
 
 _WORKER_CACHES: dict[str, dict[str, FeatureCache]] = {}  # in a worker process: per init, across the jobs it runs
 
 
-def _worker_run(job: tuple[str, str, int], settings: DemoSettings, corpus_dir: Path, out_dir: Path,
-                eval_manifests: list[Path]) -> FinetuneResult:
+def _worker_features(name: str, init: str, settings: DemoSettings, corpus_dir: Path, eval_manifests: list[Path],
+                     path: Path) -> int:
+    """`init_features` into this process's caches and `path`; returns its training CNN passes."""
+    caches, passes = init_features(name, init, settings, corpus_dir, eval_manifests)
+    _WORKER_CACHES[init] = caches
+    save_caches(caches, path)
+    return passes
+
+
+def _worker_train(job: tuple[str, str, int], settings: DemoSettings, corpus_dir: Path, out_dir: Path,
+                  features: Path) -> FinetuneResult:
     name, init, seed = job
-    return finetune_one(name, init, seed, settings, corpus_dir, out_dir / name / f"seed{seed}",
-                        _WORKER_CACHES.setdefault(init, {}), eval_manifests)
+    return train_run(name, init, seed, settings, corpus_dir, out_dir / name / f"seed{seed}",
+                     _worker_caches(init, features))
+
+
+def _worker_score(trained: FinetuneResult, settings: DemoSettings, corpus_dir: Path, eval_manifests: list[Path],
+                  features: Path) -> FinetuneResult:
+    return score_run(trained, settings, corpus_dir, _worker_caches(trained.init, features), eval_manifests)
+
+
+def _worker_caches(init: str, features: Path) -> dict[str, FeatureCache]:
+    """This process's caches of `init`, read from `features` when another process computed them."""
+    if init not in _WORKER_CACHES:
+        _WORKER_CACHES[init] = load_caches(features)
+    return _WORKER_CACHES[init]
+
+
+def init_features(name: str, init: str, settings: DemoSettings, corpus_dir: Path,
+                  eval_manifests: list[Path] = ()) -> tuple[dict[str, FeatureCache], int]:
+    """The frozen CNN of `init` on every utterance its runs read, each entry as they compute it: the train and dev
+    splits from a run's own loaders (under its autocast), the scored sets as `evaluate_pooled` reads them. Returns
+    the caches (`finetune_one`'s `caches`) and the training and dev utterances that went through the CNN."""
+    with tempfile.TemporaryDirectory() as fresh:  # a run folder without checkpoints: the task reads it, nothing more
+        task = FinetuneTask(finetune_config(settings, corpus_dir, init, settings.finetune_seeds[0], Path(fresh), name))
+    encoder = task.build_model().to(settings.device).wav2vec2  # the caches are bound to its CNN here
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(task.cfg.precision)
+    batches = {"train": task.train_batches(0), "dev": chain(*task.valid_sets().values())}
+    with torch.autocast(torch.device(settings.device).type, dtype=amp or torch.float32, enabled=amp is not None):
+        for split, cache in task.feature_caches.items():
+            for batch in batches[split]:
+                cache.batch_features(encoder, batch.waveforms.to(settings.device), batch.lengths, batch.ids)
+    scoring = FeatureCache()
+    scoring.bind(encoder, task.model_config.normalize_waveform)
+    for utt, x in _scored_waveforms([corpus_dir / settings.target / "test.jsonl", *eval_manifests],
+                                    task.model_config.normalize_waveform, settings.device):
+        scoring.batch_features(encoder, x, torch.tensor([x.shape[1]]), [str(utt.audio)])
+    return {**task.feature_caches, "scoring": scoring}, sum(c.misses for c in task.feature_caches.values())
 
 
 def evaluate_per(model_dir: Path, manifest: Path, device: str = "cpu") -> dict:
@@ -198,8 +288,7 @@ def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu",
         cache.bind(model.wav2vec2, loaded.config.normalize_waveform)
     refs, hyps = [], []
     with torch.no_grad():
-        for utt in (utt for manifest in manifests for utt in read_manifest(Path(manifest))):
-            x = torch.from_numpy(load_audio(utt.audio, normalize=loaded.config.normalize_waveform))[None].to(device)
+        for utt, x in _scored_waveforms(manifests, loaded.config.normalize_waveform, device):
             if cache is None:
                 logits = model(x).logits
             else:
@@ -210,6 +299,13 @@ def evaluate_pooled(model_dir: Path, manifests: list[Path], device: str = "cpu",
             refs.append(utt.phones or "")
     counts = corpus_counts(refs, hyps, "phone")
     return {"per": counts.rate, "counts": counts.to_dict()}
+
+
+def _scored_waveforms(manifests: list[Path], normalize: bool, device: str):
+    """Each utterance of `manifests`, in order, with its waveform (1, S) on `device`, as scoring reads it."""
+    for manifest in manifests:
+        for utt in read_manifest(Path(manifest)):
+            yield utt, torch.from_numpy(load_audio(utt.audio, normalize=normalize))[None].to(device)
 
 
 def best_checkpoint(run_dir: Path) -> Path:

@@ -3,7 +3,8 @@
 With a frozen CNN (fine-tuning's default, pretrained or random) its output for an utterance never changes, so
 it is computed once; later epochs and validations start at feature_norm. Exact for both CNN modes: each entry is
 computed from its utterance alone, and a group-norm CNN normalizes layer 0 over each row's valid steps. Runs
-from one init (several seeds) can share a cache: `bind` ties it to one CNN's weights.
+from one init (several seeds) can share a cache: `bind` ties it to one CNN's weights; runs in other processes
+read it from a file (`save_caches`, `load_caches`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from xlsr.atomic import save_torch
 from xlsr.errors import XlsrError
 from xlsr.model.wav2vec2 import check_waveforms
 
@@ -92,6 +95,22 @@ class FeatureCache:
             return
         self.entries[key] = feats.clone()  # own storage: never a view into a batch tensor
         self.nbytes += size
+
+
+def save_caches(caches: dict[str, FeatureCache], path: str | Path) -> None:
+    """Write named caches (their entries and the CNN they come from) to `path`, for runs in other processes."""
+    save_torch({name: {"cnn": cache.cnn, "entries": cache.entries} for name, cache in caches.items()}, path)
+
+
+def load_caches(path: str | Path, max_bytes: int = FEATURE_CACHE_MAX_BYTES) -> dict[str, FeatureCache]:
+    """The caches `save_caches` wrote, each tied to its CNN's fingerprint (a run binds it as it would its own)."""
+    caches = {}
+    for name, state in torch.load(path, map_location="cpu", weights_only=True).items():
+        cache = caches[name] = FeatureCache(max_bytes)
+        cache.cnn = state["cnn"]
+        cache.entries = dict(state["entries"])
+        cache.nbytes = sum(t.numel() * t.element_size() for t in cache.entries.values())
+    return caches
 
 
 def cnn_fingerprint(cnn: nn.Module, normalize_waveform: bool) -> str:
