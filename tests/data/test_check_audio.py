@@ -20,9 +20,9 @@ from xlsr.data.check_audio import (
     Decoded,
     _Kept,
     check_audio,
-    crash_reason,
     judge,
 )
+from xlsr.data.decoder_pool import crash_reason
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import read_manifest
 from xlsr.errors import AudioError, ManifestError, XlsrError

@@ -2,7 +2,7 @@
 
     xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
                   [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
-                  [--chunk-seconds S] [--batch-seconds S] [--normalize-text]
+                  [--chunk-seconds S] [--batch-seconds S] [--normalize-text] [--decode-workers N]
     xlsr evaluate --model RUN --manifest DEV --lm LM --lm-weight 0.5 1 2 --word-score -1 0 1   # a sweep
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
@@ -24,6 +24,7 @@ import sys
 from xlsr.atomic import write_text
 from xlsr.cli.transcribe import (
     add_batching_arguments,
+    add_decode_workers_argument,
     add_decoder_arguments,
     add_model_arguments,
     batching_options,
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
                    help="score reference and hypothesis lower-cased in the utterance's language, without "
                    "punctuation (as `xlsr data normalize-text` writes them); character labels")
     add_batching_arguments(p)
+    add_decode_workers_argument(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -82,7 +84,8 @@ def run(args) -> int:
         defaults = BeamSearchConfig()
         rows = sweep_lm_settings(ctc, utts, beam, [defaults.lm_weight if w is None else w for w in lm_weights],
                                  [defaults.word_score if s is None else s for s in word_scores], labels=args.labels,
-                                 normalize=args.normalize_text, show_progress=not args.no_progress, **batching)
+                                 normalize=args.normalize_text, show_progress=not args.no_progress,
+                                 decode_workers=args.decode_workers, **batching)
         print(sweep_table(rows))
         best_weight, best_score, report = rows[0]
         print(f"\nbest: --lm-weight {best_weight:g} --word-score {best_score:g}")
@@ -90,7 +93,8 @@ def run(args) -> int:
         decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=lm_weights[0],
                                word_score=word_scores[0])
         report = evaluate(ctc, utts, labels=args.labels, decoder=decoder, **batching,
-                          normalize=args.normalize_text, show_progress=not args.no_progress)
+                          normalize=args.normalize_text, show_progress=not args.no_progress,
+                          decode_workers=args.decode_workers)
     print(report.table())
     if report.oov:
         print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",

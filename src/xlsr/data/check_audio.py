@@ -13,11 +13,12 @@ utterance the same way beforehand and judges each one (`judge`, a pure function)
 - `crashed`: the decoder killed its process (a signal, or an exit), or raised something other than an AudioError
   (which would end a training run too).
 
-The files are decoded in worker processes (`DecoderPool`). Each worker decodes the files it is sent in the order
-sent and answers each before the next, so the parent always knows which file a worker is decoding: the oldest one
-sent and not answered. A worker that dies charges that file, as `crashed` with the signal's name, and a fresh
-worker takes the rest of what it had been sent. Workers ignore SIGINT and SIGTERM (worker_signals.py): Ctrl-C
-stops the parent, which stops them. A decoder that hangs is not timed out: the check waits on it.
+The files are decoded in worker processes (`DecoderPool`, data/decoder_pool.py). Each worker decodes the files it
+is sent in the order sent and answers each before the next, so the parent always knows which file a worker is
+decoding: the oldest one sent and not answered. A worker that dies charges that file, as `crashed` with the
+signal's name, and a fresh worker takes the rest of what it had been sent. Workers ignore SIGINT and SIGTERM
+(worker_signals.py): Ctrl-C stops the parent, which stops them. A decoder that hangs is not timed out: the check
+waits on it.
 
 Each judged utterance is appended to REPORT.partial (one JSON line, flushed) as it is judged; its first line
 records the manifests (resolved paths and the fingerprints their utterance index was built from) and
@@ -39,33 +40,29 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import threading
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from xlsr.atomic import write_file, write_json, write_jsonl
 from xlsr.data.audio import length_mismatch, load_audio
+from xlsr.data.decoder_pool import DecoderPool, decoder_failed
 from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
 from xlsr.data.utterance_index import Table
-from xlsr.data.worker_signals import ignore_stop_signals
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 
 KINDS = ("unreadable", "wrong_length", "too_short", "crashed")
 CLEAN_MARK = "data-check.json"  # in a clean folder: which copies this check wrote (a rerun may replace only those)
-_DEPTH = 2  # files sent to a worker ahead of its answers: the next one is ready when it finishes one
 _SETTINGS_START = b'{"settings": '  # how REPORT.partial starts (json_line of {"settings": ...})
 Key = tuple[int, int]  # (manifest, row of its index)
 
@@ -103,16 +100,6 @@ def judge(decoded: Decoded, listed: int, where: str, min_sample_size: int = 0) -
     return None
 
 
-def crash_reason(exitcode: int | None) -> str:
-    """How a worker process ended, in words: 'killed by SIGSEGV', 'exited with status 3'."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with status {exitcode}"
-
-
 # --- decoding: in this process or in a worker --------------------------------------------------------------------
 
 def decode_length(decode: Callable[[str], np.ndarray], path: str) -> Decoded:
@@ -122,134 +109,12 @@ def decode_length(decode: Callable[[str], np.ndarray], path: str) -> Decoded:
     except AudioError as exc:
         return Decoded(failure=Bad("unreadable", str(exc)))
     except Exception as exc:  # noqa: BLE001 - anything else ends a training run's worker: reported, not raised
-        first = (str(exc).splitlines() or [""])[0][:200]
-        return Decoded(failure=Bad("crashed", f"{path}: decoder failed ({type(exc).__name__}: {first})"))
+        return Decoded(failure=Bad("crashed", decoder_failed(path, exc)))
 
 
-def _decode_worker(conn, decode: Callable[[str], np.ndarray]) -> None:
-    """A worker's loop: say it is ready, then answer each (key, path) with (key, Decoded) until told to stop."""
-    ignore_stop_signals(0)  # Ctrl-C reaches the whole process group: the parent stops, and stops us
-    conn.send(None)
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:  # the parent is gone
-            return
-        if task is None:
-            return
-        key, path = task
-        try:
-            conn.send((key, decode_length(decode, path)))
-        except OSError:  # the parent is gone
-            return
-
-
-@dataclass
-class _Worker:
-    process: BaseProcess
-    conn: Connection
-    sent: deque = field(default_factory=deque)  # (key, path) sent and not answered, oldest first: the one decoding
-    ready: bool = False  # it has started (a death before that is no file's fault)
-
-
-class DecoderPool:
-    """`workers` processes decoding files with `decode` (a module-level function: it is sent to them by name);
-    `map` yields each file's Decoded as it comes, a worker's death as `crashed` for the file it was decoding."""
-
-    def __init__(self, workers: int, decode: Callable[[str], np.ndarray] = load_audio) -> None:
-        if workers < 1:
-            raise XlsrError(f"workers: must be at least 1, got {workers}")
-        # spawn: a worker starts from nothing, not from a copy of a parent holding threads (tqdm's monitor) and locks
-        self._context = get_context("spawn")
-        self.decode, self.size = decode, workers
-        self._workers: list[_Worker] = []
-
-    def __enter__(self) -> DecoderPool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _start(self) -> _Worker:
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(target=_decode_worker, args=(theirs, self.decode), daemon=True)
-        process.start()
-        theirs.close()  # the worker's end lives in the worker: its death is then our end's EOF
-        return _Worker(process, ours)
-
-    def map(self, tasks: Iterable[tuple[Key, str]]) -> Iterator[tuple[Key, Decoded]]:
-        """(key, Decoded) for each (key, path) of `tasks`, in the order they finish."""
-        tasks = iter(tasks)
-        retry: deque = deque()  # sent to a worker that died before answering them (not its crash): sent again first
-        exhausted = False
-        for _ in range(self.size):
-            self._workers.append(self._start())  # one at a time: close() stops those started before a Ctrl-C
-        while True:
-            for w in self._workers:
-                while len(w.sent) < _DEPTH and not (exhausted and not retry):
-                    task = retry.popleft() if retry else next(tasks, None)
-                    if task is None:
-                        exhausted = True
-                        break
-                    try:
-                        w.conn.send(task)
-                    except OSError:  # dead already: replaced below, and the task goes to another
-                        retry.appendleft(task)
-                        break
-                    w.sent.append(task)
-            if exhausted and not retry and not any(w.sent for w in self._workers):
-                return
-            ready = set(wait([w.conn for w in self._workers] + [w.process.sentinel for w in self._workers]))
-            for k, w in enumerate(self._workers):
-                if w.conn in ready or w.process.sentinel in ready:
-                    yield from self._answers(w)
-                    if not w.process.is_alive():
-                        w.process.join()
-                        yield from self._answers(w)  # what it wrote before it died: not charged to its crash
-                        crashed = self._buried(w, retry)
-                        self._workers[k] = self._start()
-                        if crashed is not None:
-                            yield crashed
-
-    @staticmethod
-    def _answers(w: _Worker) -> Iterator[tuple[Key, Decoded]]:
-        """The answers waiting in `w`'s pipe; at its end (the worker died) the worker is stopped for good."""
-        try:
-            while w.conn.poll():
-                message = w.conn.recv()
-                if message is None:
-                    w.ready = True
-                    continue
-                key, decoded = message
-                w.sent.popleft()
-                yield key, decoded
-        except (EOFError, OSError, ValueError, TypeError, pickle.UnpicklingError):  # its end closed, or an answer
-            if w.process.is_alive():  # cut short by its death
-                w.process.kill()
-            w.process.join()
-
-    @staticmethod
-    def _buried(w: _Worker, retry: deque) -> tuple[Key, Decoded] | None:
-        """A dead worker's file (the oldest it had not answered) as crashed; the rest of what it was sent to `retry`."""
-        w.conn.close()
-        if not w.ready:
-            raise XlsrError(f"a decoding worker could not start (it {crash_reason(w.process.exitcode)}; its error, "
-                            f"if it printed one, is above)")
-        if not w.sent:
-            return None
-        key, path = w.sent.popleft()
-        retry.extendleft(reversed(w.sent))
-        w.sent.clear()
-        return key, Decoded(failure=Bad("crashed", f"{path}: decoder crashed ({crash_reason(w.process.exitcode)})"))
-
-    def close(self) -> None:
-        """Stop the workers now (one decoding a long file is not waited for: it holds nothing to keep)."""
-        for w in self._workers:
-            if w.process.is_alive():
-                w.process.kill()
-            w.process.join()
-            w.conn.close()
-        self._workers = []
+def _crashed(line: str) -> Decoded:
+    """The verdict on a file whose decoder killed its worker (DecoderPool's line naming the file and how)."""
+    return Decoded(failure=Bad("crashed", line))
 
 
 def available_cores() -> int:
@@ -542,7 +407,7 @@ def _judge_all(tables: list[Table], kept: _Kept, *, workers: int, decode: Callab
             for key, path in tasks:
                 verdict(key, decode_length(decode, path))
         else:
-            with DecoderPool(min(workers, todo), decode) as pool:
+            with DecoderPool(min(workers, todo), partial(decode_length, decode), failed=_crashed) as pool:
                 for key, decoded in pool.map(tasks):
                     verdict(key, decoded)
     finally:

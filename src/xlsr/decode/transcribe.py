@@ -5,22 +5,29 @@ Files are loaded and decoded in batches of similar length (sorted by duration, b
 gives it what it gets alone (the group-norm CNN normalizes layer 0 over each row's valid steps).
 Recordings longer than `chunk_seconds` go through overlapping windows merged by time
 (decode/chunking.py). An unreadable file is recorded as a failure with its one-line reason and the
-others are still transcribed. A batch that runs out of memory is decoded again in halves; a file that does not
-fit alone is a failure too, whose line says what to lower.
+others are still transcribed. The audio is decoded in worker processes (data/decoder_pool.py), ahead of the model
+and in the order it needs: a decoder that crashes on a damaged file (a segfault in libsndfile) costs that file,
+listed as a failure, not the job (which a rerun would otherwise repeat at the same file). A batch that runs out
+of memory is decoded again in halves; a file that does not fit alone is a failure too, whose line says what to
+lower.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from xlsr.data.audio import audio_num_samples, load_audio
+from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import pad_waveforms
+from xlsr.data.decoder_pool import DecoderPool, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
@@ -202,11 +209,15 @@ def word_spans(token_spans: list[dict], sep: str = "") -> list[dict]:
 def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
                      timestamps: bool = False, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
                      max_batch_seconds: float = 60.0, show_progress: bool = True,
-                     on_result: Callable[[Transcription], None] | None = None
+                     on_result: Callable[[Transcription], None] | None = None, decode_workers: int = 1
                      ) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures.
     `on_result`, when given, is called with each result as soon as it is decoded (to keep it on disk, say) and the
-    results are not kept (the list returned is empty): a job of a million files would hold them all (2-16 kB each)."""
+    results are not kept (the list returned is empty): a job of a million files would hold them all (2-16 kB each).
+    `decode_workers` processes decode the audio ahead of the model (`_decoded`), so that a decoder that crashes
+    costs its file, not the job; 0: decoded in this process, one file at a time."""
+    if decode_workers < 0:
+        raise XlsrError(f"decode_workers: must be 0 or more, got {decode_workers}")
     decoder = decoder or make_decoder(ctc)
     sized, failures = _sort_by_length(files)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
@@ -232,32 +243,50 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             bar.update(len(pending))
             pending.clear()
 
-    for _, pos, path in sized:
-        try:
-            wave = torch.from_numpy(load_audio(path, normalize=ctc.normalize))
-            _check_long_enough(ctc, path, wave.numel())
-        except AudioError as exc:
-            failures.append(Failure(str(path), str(exc)))
-            bar.update(1)
-            continue
-        if chunk_samples and wave.numel() > chunk_samples:
-            hyp = _decode_chunked_fitting(ctc, path, wave, decoder, timestamps, chunk_seconds, chunk_stride,
-                                          max_batch_seconds)
-            if isinstance(hyp, Failure):
-                failures.append(hyp)
-            else:
-                keep(pos, path, wave, hyp, {"chunked": True})
-            bar.update(1)
-            continue
-        longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
-        if pending and longest * (len(pending) + 1) > max_batch_seconds * SAMPLE_RATE:
-            flush()
-        pending.append((pos, path, wave))
+    ahead = int(max_batch_seconds * SAMPLE_RATE)
+    with _decoded(sized, ctc.normalize, decode_workers, ahead) as waves:
+        for (_, pos, path), decoded in zip(sized, waves):
+            reason = decoded if isinstance(decoded, str) else _too_short(ctc, path, len(decoded))
+            if reason is not None:
+                failures.append(Failure(str(path), reason))
+                bar.update(1)
+                continue
+            wave = torch.from_numpy(decoded)
+            if chunk_samples and wave.numel() > chunk_samples:
+                hyp = _decode_chunked_fitting(ctc, path, wave, decoder, timestamps, chunk_seconds, chunk_stride,
+                                              max_batch_seconds)
+                if isinstance(hyp, Failure):
+                    failures.append(hyp)
+                else:
+                    keep(pos, path, wave, hyp, {"chunked": True})
+                bar.update(1)
+                continue
+            longest = max([wave.numel()] + [w.numel() for _, _, w in pending])
+            if pending and longest * (len(pending) + 1) > max_batch_seconds * SAMPLE_RATE:
+                flush()
+            pending.append((pos, path, wave))
     flush()
     bar.close()
     order = {str(f): i for i, f in enumerate(files)}
     failures.sort(key=lambda fl: order.get(fl.audio, -1))
     return [results[k] for k in sorted(results)], failures
+
+
+@contextmanager
+def _decoded(sized: list[tuple[int, int, Path]], normalize: bool, workers: int, ahead: int
+             ) -> Iterator[Iterator[np.ndarray | str]]:
+    """The waveform of each file of `sized` (samples, position, path), in that order, or the line saying why it has
+    none. With `workers`, decoded in that many processes (data/decoder_pool.py): a decoder that kills its process
+    costs its file ("decoder crashed (killed by SIGSEGV)"), and files are decoded while the model runs, up to
+    `ahead` samples of them (at least one file) beyond the one the caller holds: a batch's worth bounds the memory
+    that waveforms waiting here take, whatever the number of files. Leaving the block stops the workers."""
+    work = partial(waveform_or_reason, normalize=normalize)
+    paths = [path for _, _, path in sized]
+    if workers == 0 or not paths:
+        yield map(work, paths)
+        return
+    with DecoderPool(min(workers, len(paths)), work, failed=str) as pool:
+        yield pool.map_in_order(paths, [n for n, _, _ in sized], ahead)
 
 
 def _sort_by_length(files: list[Path]) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
@@ -273,11 +302,13 @@ def _sort_by_length(files: list[Path]) -> tuple[list[tuple[int, int, Path]], lis
     return sized, failures
 
 
-def _check_long_enough(ctc: CTCModel, path: Path, num_samples: int) -> None:
+def _too_short(ctc: CTCModel, path: Path, num_samples: int) -> str | None:
+    """The line saying `path` is shorter than one frame of the model, or None."""
     need = ctc.model.config.receptive_field
     if num_samples < need:
-        raise AudioError(f"{path}: {num_samples} samples is shorter than one frame of the model "
-                         f"({need} samples, {need / SAMPLE_RATE * 1000:.0f} ms)")
+        return (f"{path}: {num_samples} samples is shorter than one frame of the model "
+                f"({need} samples, {need / SAMPLE_RATE * 1000:.0f} ms)")
+    return None
 
 
 def _decode_batch(ctc: CTCModel, waves: list[torch.Tensor], decoder: Decoder, timestamps: bool) -> list[Hypothesis]:
