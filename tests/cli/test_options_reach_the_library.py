@@ -4,7 +4,9 @@ was given, so no model, corpus or LM is built."""
 
 import pytest
 
+from xlsr.cli.data import SHARD_WORKERS
 from xlsr.cli.main import main
+from xlsr.data.check_audio import available_cores
 
 
 class Called(Exception):
@@ -167,13 +169,13 @@ def test_data_shard_passes_size_splits_and_bad_share(monkeypatch, tmp_path):
 
     _stand_in(monkeypatch, xlsr.data.shards, "write_shards")
     args, kwargs = _given(["data", "shard", "--data", "d", "--out", "s", "--shard-size", "2MB",
-                           "--splits", "train, test", "--max-bad-share", "0.2"])
+                           "--splits", "train, test", "--max-bad-share", "0.2", "--workers", "3"])
     assert args == ("d", "s")
     assert kwargs == {"shard_size": xlsr.data.shards.parse_size("2MB"), "splits": ["train", "test"],
-                      "max_bad_share": 0.2}
+                      "max_bad_share": 0.2, "workers": 3}
     _, kwargs = _given(["data", "shard", "--data", "d", "--out", "s"])
     assert kwargs == {"shard_size": xlsr.data.shards.parse_size("1GB"), "splits": ["train", "dev"],
-                      "max_bad_share": 0.05}
+                      "max_bad_share": 0.05, "workers": min(available_cores(), SHARD_WORKERS)}
 
 
 @pytest.mark.parametrize("argv, name, args, kwargs", [

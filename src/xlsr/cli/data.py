@@ -12,6 +12,7 @@ from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
 OUT_HELP = "corpus folder for the manifests, OUT/<lang>/<split>.jsonl"
+SHARD_WORKERS = 8  # default cap of `data shard --workers` (docs/shards.md: one writer, ~4x at most measured)
 MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats refuses a manifest: the training default
 
 
@@ -33,6 +34,11 @@ def register(subparsers) -> None:
     sh.add_argument("--max-bad-share", type=finite_float, default=0.05,
                     help="bad manifest lines (a share of its lines) and unreadable audio files (a share of its "
                     "utterances) skipped and reported per manifest; more stops the run (default 0.05)")
+    sh.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="processes decoding the audio and encoding its FLAC: a decoder that crashes on a damaged "
+                    "file costs that file, skipped as unreadable, not the run; 0: in this process, with no such "
+                    f"isolation (default: the CPU cores this process may use, at most {SHARD_WORKERS}: one process "
+                    "writes the tars, and on 16 kHz FLAC sources about 4 encoders keep it busy)")
     sh.set_defaults(func=run_shard)
 
     ck = sub.add_parser("check", help="decode every utterance as training reads it and report the bad ones, before "
@@ -225,11 +231,13 @@ def run_ecosystem_import(args: argparse.Namespace) -> int:
 
 
 def run_shard(args: argparse.Namespace) -> int:
-    from xlsr.data.shards import parse_size, write_shards  # lazy: as in run_stats
+    from xlsr.data.check_audio import available_cores  # lazy: as in run_stats
+    from xlsr.data.shards import parse_size, write_shards
 
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]
     report = write_shards(args.data, args.out, shard_size=parse_size(args.shard_size), splits=splits,
-                          max_bad_share=args.max_bad_share)
+                          max_bad_share=args.max_bad_share,
+                          workers=min(available_cores(), SHARD_WORKERS) if args.workers is None else args.workers)
     shards = report.index.shards
     hours = sum(s.hours for s in shards)
     print(f"{len(shards)} shards ({report.written} written, {report.kept} kept from an earlier run), "

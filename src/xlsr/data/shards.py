@@ -24,6 +24,16 @@ audio are each held to --max-bad-share of a manifest, as in pretraining: fewer a
 lines listed beside the manifest), more refuse it (too many bad lines before any shard is written, too much
 unreadable audio once the manifest has been read). Unreadable audio is counted per manifest over all its shards,
 kept or new (a shard's line range minus its utterances), and written to the index's `sources` as `skipped`.
+
+With `workers`, the audio is decoded and encoded to FLAC in that many processes (`DecoderPool`,
+data/decoder_pool.py; the work, `flac_or_reason`, needs only the path and does not import torch) while this process
+writes the tars in manifest order, exactly as it would alone: the tars, the indexes and the messages are the same
+bytes. A decoder that kills its worker (a segfault on a damaged file) costs that file, which is unreadable audio
+like any other ("<path>: decoder crashed (killed by SIGSEGV)"), and a fresh worker takes the rest; a decoder that
+raises anything else is that file's failure too ("<path>: decoder failed (MemoryError: ...)"), in this process as
+in a worker. Files are decoded ahead of the writer up to AHEAD_SECONDS of audio per worker (by the manifest's
+lengths), whose FLAC waits here. A stop (Ctrl-C, a kill) ends the workers with the run (they ignore SIGINT and
+SIGTERM: the parent stops them) and leaves what a run in one process leaves.
 """
 
 from __future__ import annotations
@@ -34,16 +44,16 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import soundfile as sf
-from webdataset import TarWriter
 
 from xlsr.atomic import write_json, write_jsonl
 from xlsr.data.audio import load_audio
+from xlsr.data.decoder_pool import DecoderPool, decoder_failed
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import Utterance, find_manifests
 from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
@@ -59,6 +69,10 @@ log = logging.getLogger(__name__)
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 _TAR_BLOCK = 512
+# audio a worker may have decoded ahead of the tar writer, by the manifest's lengths: 960,000 samples, whose 16-bit
+# FLAC (~1-2 MB) waits in the writer; enough files that no worker idles while the writer finishes a shard
+AHEAD_SECONDS = 60
+Encoded = tuple[bytes, int] | str  # an audio file's FLAC and decoded length, or the line saying why it has none
 
 
 def parse_size(text: str) -> int:
@@ -70,14 +84,31 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * _UNITS[unit])
 
 
-def encode_utterance(u: Utterance, key: str) -> tuple[dict, int]:
-    """The tar sample of one utterance ({"__key__", "flac", "json"}) and its decoded length; AudioError if unreadable."""
-    x = load_audio(u.audio)
+def flac_or_reason(path: str) -> Encoded:
+    """The 16-bit FLAC of `load_audio(path)` and its length in samples, or the line saying why it has none (its
+    AudioError's message). What a decoding worker runs: it needs the path only."""
+    try:
+        x = load_audio(path)
+    except AudioError as exc:
+        return str(exc)
     buf = io.BytesIO()
     sf.write(buf, x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    meta = {"id": u.id, "lang": u.lang, "speaker": u.speaker, "num_samples": len(x)}
+    return buf.getvalue(), len(x)
+
+
+def tar_sample(u: Utterance, key: str, flac: bytes, num_samples: int) -> dict:
+    """The tar sample of one utterance: {"__key__", "flac", "json" (its manifest fields, num_samples decoded)}."""
+    meta = {"id": u.id, "lang": u.lang, "speaker": u.speaker, "num_samples": num_samples}
     meta.update({k: v for k, v in (("text", u.text), ("phones", u.phones)) if v is not None})
-    return {"__key__": key, "flac": buf.getvalue(), "json": json.dumps(meta, ensure_ascii=False).encode()}, len(x)
+    return {"__key__": key, "flac": flac, "json": json.dumps(meta, ensure_ascii=False).encode()}
+
+
+def encode_utterance(u: Utterance, key: str, encode: Callable[[str], Encoded] = flac_or_reason) -> tuple[dict, int]:
+    """The tar sample of one utterance and its decoded length; AudioError if unreadable."""
+    encoded = encode(u.audio)
+    if isinstance(encoded, str):
+        raise AudioError(encoded)
+    return tar_sample(u, key, *encoded), encoded[1]
 
 
 def _tar_bytes(sample: dict) -> int:
@@ -111,6 +142,9 @@ class _OpenShard:
     respelled: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        # imported here: webdataset imports torch, which a decoding worker (importing this module) need not
+        from webdataset import TarWriter
+
         self.tmp = self.path.with_name(f".{self.path.name}.tmp")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed in close())
         self.writer = TarWriter(self.file, encoder=False, mtime=0)  # mtime 0: equal inputs give equal tars
@@ -281,11 +315,15 @@ class ShardReport:
 
 
 def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10**9,
-                 splits: Iterable[str] = ("train", "dev"), max_bad_share: float = 0.05,
-                 show_progress: bool = True) -> ShardReport:
-    """Shard DIR/<lang>/<split>.jsonl into OUT/<split>/<lang>-NNNNNN.tar + OUT/index.json (module docstring)."""
+                 splits: Iterable[str] = ("train", "dev"), max_bad_share: float = 0.05, workers: int = 0,
+                 encode: Callable[[str], Encoded] | None = None, show_progress: bool = True) -> ShardReport:
+    """Shard DIR/<lang>/<split>.jsonl into OUT/<split>/<lang>-NNNNNN.tar + OUT/index.json (module docstring), the
+    audio decoded in `workers` processes (0: in this one, with no crash isolation). `encode`: flac_or_reason unless
+    given (tests: a module-level function, which a worker imports by name)."""
     if not 0 <= max_bad_share <= 1:
         raise XlsrError(f"--max-bad-share must be in [0, 1], got {max_bad_share:g}")
+    if workers < 0:
+        raise XlsrError(f"--workers: must be 0 or more, got {workers}")
     out = Path(out)
     jobs = []
     for split in splits:
@@ -302,19 +340,25 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     # every manifest's index before the first shard: bad lines beyond max_bad_share refuse the run before anything
     # is written; fewer are reported (all listed beside the manifest) and left out
     manifests = {(split, lang): open_manifest(path, max_bad_share=max_bad_share).tables[0] for split, lang, path in jobs}
-    bar = progress(total=sum(len(u) for u in manifests.values()), desc="sharding", unit="utt",
-                   disable=not show_progress)
+    total = sum(len(u) for u in manifests.values())
+    bar = progress(total=total, desc="sharding", unit="utt", disable=not show_progress)
+    # its workers start when the first utterance is to be encoded (none when every shard is kept)
+    pool = DecoderPool(min(workers, total), encode or flac_or_reason, failed=str) if workers and total else None
+    # in this process: encode_utterance, looked up here (tests stand in for it)
+    encode_here = encode_utterance if encode is None else lambda u, key: encode_utterance(u, key, encode)
     partial = _PartialIndex(out, previous)
     try:
         for split, lang, path in jobs:
             digest = _sha256(path)
             source = report.index.sources[f"{split}/{lang}"] = {"manifest": str(path), "sha256": digest}
-            run = _Sharder(out, shard_size, max_bad_share, previous, partial, report, bar)
+            run = _Sharder(out, shard_size, max_bad_share, previous, partial, report, bar, pool, encode_here)
             shards = run.manifest(manifests[split, lang], split, lang, digest)
             source["skipped"] = len(manifests[split, lang]) - sum(s.utterances for s in shards)
             report.index.shards += shards
             _remove_stale(out, split, lang, {s.path for s in shards}, partial)
     finally:
+        if pool is not None:
+            pool.close()  # a stop included: no worker outlives the run
         partial.close()
         bar.close()  # before an error's line, so the two do not share one
     write_json(out / INDEX_NAME, report.index.to_dict())  # atomic: a run that changed no tar replaces a readable index
@@ -333,6 +377,30 @@ class _Sharder:
     partial: _PartialIndex
     report: ShardReport
     bar: object
+    pool: DecoderPool | None  # None: encoded in this process, by `encode_here`
+    encode_here: Callable[[Utterance, str], tuple[dict, int]]
+
+    def encoded(self, utts: Table, start: int, stem: str) -> Iterator[tuple[int, Utterance, tuple[dict, int] | str]]:
+        """Each line of `utts` from `start` on, in order, with its utterance and its tar sample and decoded length,
+        or the line saying why its audio has none (its decoder raised, or killed its worker)."""
+        if start == len(utts):
+            return
+        if self.pool is None:
+            for line in range(start, len(utts)):
+                u = utts.utterance(line)  # one object at a time
+                try:
+                    encoded = self.encode_here(u, f"{stem}-{line:09d}")
+                except AudioError as exc:
+                    encoded = str(exc)
+                except Exception as exc:  # noqa: BLE001 - as a worker takes it: this file's failure, in one line
+                    encoded = decoder_failed(u.audio, exc)
+                yield line, u, encoded
+            return
+        sizes = utts.codes["num_samples"][start:]  # the manifest's lengths bound what waits here
+        ahead = self.pool.size * AHEAD_SECONDS * SAMPLE_RATE
+        for line, got in zip(range(start, len(utts)), self.pool.map_in_order(_AudioPaths(utts, start), sizes, ahead)):
+            u = utts.utterance(line)
+            yield line, u, got if isinstance(got, str) else (tar_sample(u, f"{stem}-{line:09d}", *got), got[1])
 
     def manifest(self, utts: Table, split: str, lang: str, digest: str) -> list[ShardInfo]:
         """The shards of one manifest: the earlier run's complete ones, then new ones from the next line on."""
@@ -355,15 +423,13 @@ class _Sharder:
             self.partial.append({**info.to_dict(), "source_sha256": digest, "shard_size": self.shard_size})
 
         try:
-            for line in range(start, len(utts)):
-                u = utts.utterance(line)  # one object at a time
-                try:
-                    sample, n = encode_utterance(u, f"{stem}-{line:09d}")
-                except AudioError as exc:
-                    report.skipped.append(str(exc))
-                    log.warning("skipping unreadable audio: %s", exc)
+            for line, u, encoded in self.encoded(utts, start, stem):
+                if isinstance(encoded, str):
+                    report.skipped.append(encoded)
+                    log.warning("skipping unreadable audio: %s", encoded)
                     bar.update(1)
                     continue
+                sample, n = encoded
                 if current is not None and current.utterances and current.size + _tar_bytes(sample) > self.shard_size:
                     finish(line)
                     current = None
@@ -390,6 +456,19 @@ class _Sharder:
             raise XlsrError(f"{self.report.index.sources[f'{split}/{lang}']['manifest']}: {bad} of {len(utts)} audio "
                             f"files are unreadable, more than max_bad_share={self.max_bad_share:g} ({last}){kept}")
         return shards
+
+
+class _AudioPaths(Sequence):
+    """The audio paths of a manifest's lines from `start` on, read from its index as they are asked for."""
+
+    def __init__(self, utts: Table, start: int) -> None:
+        self.utts, self.start = utts, start
+
+    def __len__(self) -> int:
+        return len(self.utts) - self.start
+
+    def __getitem__(self, k: int) -> str:
+        return self.utts.audio(self.start + k)
 
 
 def _remove_stale(out: Path, split: str, lang: str, keep: set[str], partial: _PartialIndex) -> None:
