@@ -124,8 +124,8 @@ def test_a_worker_killed_by_sigkill_stops_the_run_naming_the_file(tmp_path, monk
     utts = _corpus(tmp_path, NAMES)
     monkeypatch.setattr(batching, "load_audio", _decoder(tmp_path / "crashes.txt", kill=signal.SIGKILL))
     loader = pretrain_loader(utts, **PRETRAIN, num_workers=2)
-    with pytest.raises(XlsrError, match=r"a data loading worker of rank 0 ended while decoding \S+crash\.wav: "
-                                        r"SIGKILL \(the kernel's out-of-memory killer"):
+    with pytest.raises(XlsrError, match=r"a data loading worker of rank 0 ended \(killed by SIGKILL\) while decoding "
+                                        r"\S+crash\.wav \(the kernel's out-of-memory killer"):
         list(loader)
     loader.close()
 
@@ -142,7 +142,8 @@ def test_a_worker_crashing_outside_decoding_stops_the_run_in_one_line(tmp_path, 
 
     monkeypatch.setattr(batching, "crop_batch", crashing_crop)
     loader = pretrain_loader(utts, **PRETRAIN, num_workers=2)
-    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended outside audio decoding: SIGSEGV$"):
+    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended \(killed by SIGSEGV\) outside audio "
+                                        r"decoding$"):
         list(loader)
     loader.close()
 
@@ -153,6 +154,105 @@ def test_a_worker_killed_between_epochs_stops_the_next_one_in_one_line(tmp_path)
     os.kill(loader._loader._iterator._workers[1].pid, signal.SIGKILL)  # the OOM killer, say, while it waits
     time.sleep(0.5)
     loader.set_epoch(1)
-    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended outside audio decoding: SIGKILL"):
+    with pytest.raises(XlsrError, match=r"^a data loading worker of rank 0 ended \(killed by SIGKILL\) outside audio "
+                                        r"decoding"):
         list(loader)
+    loader.close()
+
+
+# --- a crash while the trainer is elsewhere: validating, or starting a pass after one it left part-way ----------------
+
+def _ahead_loader(tmp_path, num_workers):
+    """A fine-tuning loader of one utterance per batch over 9 files, and the file of its third batch: the first
+    iteration sends it to a worker at once, to be decoded ahead of the caller."""
+    utts = _corpus(tmp_path, [f"u{i}" for i in range(9)])
+    loader = finetune_loader(utts, PhoneVocab([u.phones for u in utts]), max_tokens=16000, seed=3,
+                             num_workers=num_workers, max_bad_share=0.2)
+    assert all(len(p.indices) == 1 for p in loader.plans())
+    return loader, utts[loader.plans()[2].indices[0]].audio
+
+
+def _reference(tmp_path, monkeypatch, target):
+    """The epoch's batches where `target` is unreadable."""
+    def unreadable(path, *args, **kwargs):
+        if str(path) == target:
+            raise AudioError(f"{path}: unreadable")
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", unreadable)
+    return [b.waveforms for b in _ahead_loader(tmp_path, 0)[0]]
+
+
+def _crash_when(go):
+    """In a data worker: wait until the file `go` exists, then die of SIGSEGV, as a decoder crashing on its file."""
+    deadline = time.monotonic() + 10
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(10)
+
+
+def _until_one_dies(pids):
+    """Wait (at most 10 s) until one of the child processes `pids` has ended, without reaping it: PyTorch's SIGCHLD
+    handler still finds it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for pid in pids:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                time.sleep(0.2)  # the handler runs here, while validation waits for its batch
+                return
+        time.sleep(0.01)
+
+
+def test_a_training_worker_crashing_while_validation_waits_leaves_validation_alone(tmp_path, monkeypatch):
+    """Validation asks for its batches (pretraining's loader of them has no workers) while the training loader's
+    workers decode ahead, and one of them crashes: the validation pass ends as it would, and training charges the
+    file and yields its epoch's batches less that file."""
+    train, target = _ahead_loader(tmp_path, 2)
+    reference = _reference(tmp_path, monkeypatch, target)
+    dev_utts = _corpus(tmp_path, [f"dev{i}" for i in range(3)])
+    dev = finetune_loader(dev_utts, PhoneVocab([u.phones for u in dev_utts]), max_tokens=16000, shuffle=False,
+                          keep_long=True)
+    validating = tmp_path / "validating"
+
+    def load(path, *args, **kwargs):
+        if str(path) == target:
+            _crash_when(validating)
+        if os.path.basename(str(path)).startswith("dev") and not validating.exists():
+            validating.touch()  # in the trainer: the training worker dies while validation waits here
+            _until_one_dies([w.pid for w in train._loader._iterator._workers])
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", load)
+    batches = iter(train)
+    got = [next(batches).waveforms]
+    assert len(list(dev)) == len(dev.plans()) and validating.exists()
+    got += [b.waveforms for b in batches]
+    assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert train.epoch_bad_files == 1 and [i for i, _ in train.state_dict()["crashed"]] == \
+        [k for k, u in enumerate(train.dataset.utts) if u.audio == target]
+    train.close()
+
+
+def test_a_worker_crashing_on_a_batch_decoded_for_a_pass_left_part_way_costs_its_file(tmp_path, monkeypatch):
+    """A pass left part-way (a validation stopped at a count) leaves the workers decoding ahead, and one crashes on
+    such a batch: the next pass charges the file and yields the epoch's batches less that file."""
+    loader, target = _ahead_loader(tmp_path, 2)
+    reference = _reference(tmp_path, monkeypatch, target)
+    left = tmp_path / "left"
+
+    def load(path, *args, **kwargs):
+        if str(path) == target:
+            _crash_when(left)
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", load)
+    for _ in loader:
+        break
+    left.touch()
+    loader.seek(0, 0)
+    got = [b.waveforms for b in loader]
+    assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert loader.epoch_bad_files == 1
     loader.close()

@@ -10,7 +10,7 @@ it, and not read again in that epoch. The loader's `state_dict()` (epoch, batche
 files) lets a run resume at the exact next batch. A file whose decoder crashes the worker reading it (a segfault in
 C code no header check foresaw) is one more bad file: the worker's slot names it, new workers start, and the pass
 goes on at the next batch not yet yielded without it (data/worker_crash.py); it is not decoded again in the run, nor
-after a resume.
+after a resume. Without workers (num_workers=0) the decoder runs in the caller's process, and its crash ends it.
 
 Bad files are also watched per language, where an epoch holds several: a language that loses more than
 `max_bad_share` of its files in the epoch is warned about once (the language mixture shifts while the epoch's share
@@ -62,6 +62,7 @@ from xlsr.data.batch_plan import (
     shard,
     without_indices,
 )
+from xlsr.data.decoder_pool import crash_reason
 from xlsr.data.index_cache import changed_manifests, manifest_stamps
 from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
@@ -72,7 +73,6 @@ from xlsr.data.worker_crash import (
     dead_workers,
     defer_worker_deaths,
     is_crash,
-    signal_name,
     waiting_for_batch,
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
@@ -340,9 +340,9 @@ class BatchLoader:
         self._sampler.known_bad = self.bad_indices  # the same set: it learns this pass's bad files as they come
         # per language only where the epoch mixes several: with one, its files are the epoch's
         self._by_language = np.count_nonzero(self._distinct_by_lang) > 1
-        if self._by_language:  # from the epoch's bad files so far (restored on resume; past the data: none)
+        if self._by_language:  # from the epoch's bad files so far (restored on resume; all of this draw, above)
             utts = self.dataset.utts
-            known = sorted(i for i in self.bad_indices if i < len(utts))
+            known = sorted(self.bad_indices)
             self._bad_by_lang = np.bincount(utts.lang_codes[known], minlength=len(utts.langs))
         passed = False
         for loaded in self._loaded():
@@ -380,17 +380,25 @@ class BatchLoader:
         pass goes on at the first batch not yet yielded (the same batches, less that file)."""
         while True:
             self._sampler.plans = self.plans()[self.position:]
+            # persistent workers, from the last pass: one may have died since, idle (no file to blame: a line) or on
+            # a batch it decoded ahead for a pass the caller left part-way (validation's, stopped at a count)
+            earlier = self._loader._iterator
+            if earlier is not None and dead_workers(earlier):
+                self._skip_crashed_file(earlier)
+                continue
             try:
-                batches = iter(self._loader)  # persistent workers are told to start the pass, and answer
+                with waiting_for_batch(self._loader):
+                    batches = iter(self._loader)  # persistent workers are told to start the pass, and answer
             except Exception:
                 if self._loader._iterator is None or not dead_workers(self._loader._iterator, wait=1.0):
                     raise
-                self._skip_crashed_file(self._loader._iterator)  # one died idle: no file to blame, a line
+                self._skip_crashed_file(self._loader._iterator)
+                continue
             if self.dataset.reading is not None:
                 defer_worker_deaths()
             while not dead_workers(batches):  # one that died while the caller trained is found before asking
                 try:
-                    with waiting_for_batch():
+                    with waiting_for_batch(self._loader):
                         loaded = next(batches)
                 except StopIteration:
                     return
@@ -415,9 +423,9 @@ class BatchLoader:
             where = f"while decoding {path}" if path else "outside audio decoding"
             why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller --max-tokens "
                    "use less memory)" if code == -signal.SIGKILL else "")
-            raise XlsrError(f"a data loading worker of rank {self.rank} ended {where}: {signal_name(code)}{why}")
-        message = (f"{path}: the audio decoder crashed on it (its data worker was killed by {signal_name(code)}); "
-                   f"skipped for the rest of this run")
+            raise XlsrError(f"a data loading worker of rank {self.rank} ended ({crash_reason(code)}) {where}{why}")
+        message = (f"{path}: the audio decoder crashed on it (its data worker was {crash_reason(code)}); skipped for "
+                   f"the rest of this run")
         self.dataset.crashed[index] = message
         self._account([(index, message)])
 

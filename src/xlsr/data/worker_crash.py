@@ -10,9 +10,10 @@ Two pieces let the loader (`batching.BatchLoader`) go on instead:
 
 - `ReadingSlots`: one slot per worker in shared memory, holding the utterance its worker is decoding (-1 while it
   decodes nothing). The parent reads the slot of a dead worker: the file that killed it.
-- `defer_worker_deaths`: PyTorch's SIGCHLD handler raises its error only while the loader waits for a batch
-  (inside `waiting_for_batch()`), where the loader can catch it; elsewhere the error is dropped and the loader
-  finds the dead worker itself before it asks for the next batch (`dead_workers`).
+- `defer_worker_deaths`: PyTorch's SIGCHLD handler raises its error only while the loader waits for a batch of
+  the DataLoader whose worker died (inside `waiting_for_batch(that loader)`), where the loader can catch it;
+  elsewhere (mid-update, or while another loader waits: validation's, as the training loader's workers decode
+  ahead) the error is dropped and the loader finds the dead worker itself before it asks again (`dead_workers`).
 
 Only a death by a crash signal blames the file. SIGKILL is what the kernel's out-of-memory killer sends, and a
 worker that dies outside decoding, or exits, has no file to blame: the loader stops with a line saying so.
@@ -32,7 +33,7 @@ from torch.utils.data import get_worker_info
 # signals a decoder's own fault raises (a bad read, a bad instruction, an abort() on a failed assertion)
 CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
 
-_waiting = False  # the main thread is inside waiting_for_batch()
+_waiting = None  # the DataLoader the main thread waits on, inside waiting_for_batch()
 _installed = False  # our wrapper around PyTorch's SIGCHLD handler is in place
 
 
@@ -78,36 +79,27 @@ def dead_workers(iterator, wait: float = 0.0) -> list[tuple[int, int]]:
         time.sleep(0.01)
 
 
-def signal_name(exit_code: int) -> str:
-    """'SIGSEGV' for a process killed by signal 11 (exit code -11); 'exit code N' for one that exited."""
-    if exit_code >= 0:
-        return f"exit code {exit_code}"
-    try:
-        return signal.Signals(-exit_code).name
-    except ValueError:
-        return f"signal {-exit_code}"
-
-
 def is_crash(exit_code: int) -> bool:
     """A death the decoder itself causes (not the OOM killer's SIGKILL, not a stop signal, not an exit)."""
     return exit_code < 0 and -exit_code in {int(s) for s in CRASH_SIGNALS}
 
 
 @contextlib.contextmanager
-def waiting_for_batch() -> Iterator[None]:
-    """Around the loader's `next()` on its DataLoader: a worker's death raises here, and only here."""
+def waiting_for_batch(loader) -> Iterator[None]:
+    """Around the loader's `next()` on DataLoader `loader`, and its start of a pass: the death of one of `loader`'s
+    workers raises here, and only here."""
     global _waiting
-    _waiting = True
+    _waiting = loader
     try:
         yield
     finally:
-        _waiting = False
+        _waiting = None
 
 
 def defer_worker_deaths() -> None:
     """Wrap the SIGCHLD handler PyTorch installs with its first worker process (call after creating a DataLoader
-    iterator): its error is raised inside `waiting_for_batch()` only. Once per process; the main thread only (the
-    only one that may set handlers, and the one PyTorch's handler runs in)."""
+    iterator): its error is raised only inside `waiting_for_batch()` on the loader whose worker died. Once per
+    process; the main thread only (the only one that may set handlers, and the one PyTorch's handler runs in)."""
     global _installed
     if _installed or threading.current_thread() is not threading.main_thread():
         return
@@ -119,10 +111,11 @@ def defer_worker_deaths() -> None:
         try:
             handler(signum, frame)
         except RuntimeError:
-            if _waiting:
-                raise  # the loader is asking for a batch: it catches this
-            # elsewhere (mid-update) dropped: the loader finds the dead worker before it next asks (dead_workers),
-            # and any other DataLoader finds its own within its status check (5 s)
+            iterator = getattr(_waiting, "_iterator", None)
+            if iterator is not None and dead_workers(iterator):
+                raise  # a worker of the loader asking for a batch: it catches this
+            # dropped elsewhere (mid-update, or a worker of another loader than the one waiting): a BatchLoader finds
+            # its dead worker before it next asks (dead_workers), any other DataLoader within its status check (5 s)
 
     signal.signal(signal.SIGCHLD, deferred)
     _installed = True

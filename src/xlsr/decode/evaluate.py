@@ -104,7 +104,7 @@ class EvalReport:
 
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
              show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
-             max_batch_seconds: float = 60.0, normalize: bool = False, decode_workers: int = 1) -> EvalReport:
+             max_batch_seconds: float = 60.0, normalize: bool = False, decode_workers: int = 0) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
     and hypothesis after xlsr.text.normalize.normalize_text in the utterance's language (character labels).
     `decode_workers`: as transcribe_files (a decoder crash costs its utterance, listed in the failures)."""

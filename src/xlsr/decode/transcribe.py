@@ -209,13 +209,15 @@ def word_spans(token_spans: list[dict], sep: str = "") -> list[dict]:
 def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
                      timestamps: bool = False, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
                      max_batch_seconds: float = 60.0, show_progress: bool = True,
-                     on_result: Callable[[Transcription], None] | None = None, decode_workers: int = 1
+                     on_result: Callable[[Transcription], None] | None = None, decode_workers: int = 0
                      ) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures.
     `on_result`, when given, is called with each result as soon as it is decoded (to keep it on disk, say) and the
     results are not kept (the list returned is empty): a job of a million files would hold them all (2-16 kB each).
     `decode_workers` processes decode the audio ahead of the model (`_decoded`), so that a decoder that crashes
-    costs its file, not the job; 0: decoded in this process, one file at a time."""
+    costs its file, not the job (the CLI's default is 1); 0, the library's default: decoded in this process, one
+    file at a time (spawned workers re-import the caller's main module, which a script without an
+    `if __name__ == "__main__":` guard would run again)."""
     if decode_workers < 0:
         raise XlsrError(f"decode_workers: must be 0 or more, got {decode_workers}")
     decoder = decoder or make_decoder(ctc)
