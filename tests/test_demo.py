@@ -412,8 +412,15 @@ def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
     finally:
         torch.set_num_threads(threads)
     finished = []
+    stale = tmp_path / "two" / ".cnn_features-killed"  # left by a demo killed in this stage
+    stale.mkdir(parents=True)
+    (stale / "multilingual.pt").write_bytes(b"x" * 1000)
+    trained = []
     two = finetune_inits(replace(settings, finetune_workers=2), inits, corpus, tmp_path / "two",
-                         eval_manifests=held_out, on_run=finished.append)
+                         eval_manifests=held_out, on_run=finished.append, on_trained=trained.append)
+    # each run is announced when its training ends, with its dev PER, before the scorings that end the stage
+    assert sorted((r.name, r.seed, r.dev_per) for r in trained) == sorted((r.name, r.seed, r.dev_per) for r in two)
+    assert not list((tmp_path / "two").glob(".cnn_features-*"))  # the stale folder and this run's own are gone
     assert [(r.name, r.seed) for r in two] == [(r.name, r.seed) for r in one] == \
         [(name, seed) for name in inits for seed in settings.finetune_seeds]
     assert sorted((r.name, r.seed) for r in finished) == sorted((r.name, r.seed) for r in two)

@@ -204,3 +204,16 @@ def test_decode_workers_reaches_the_library(command, tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         main([*argv, "--decode-workers", "-1"])
     assert "argument --decode-workers: '-1': give a whole number 0 or more" in capsys.readouterr().err
+
+
+def test_a_header_that_crashes_its_reader_costs_its_file(tiny_ckpt, tmp_path, monkeypatch):
+    """Sorting by length reads every header first: parsing one is the decoder's work too, done in the workers."""
+    files = _audio(tmp_path / "audio")
+    segv = str(tmp_path / "audio" / "x_segv.wav")
+    ctc = load_ctc_model(tiny_ckpt)
+    here, here_failed = transcribe_files(ctc, [f for f in files if str(f) != segv], decode_workers=0,
+                                         show_progress=False)
+    monkeypatch.setattr(transcribe_module, "length_or_reason", decoders.length_or_segv)
+    pooled, pooled_failed = transcribe_files(ctc, files, decode_workers=1, show_progress=False)
+    assert [r.to_dict() for r in pooled] == [r.to_dict() for r in here]
+    assert pooled_failed == [Failure(segv, f"{segv}: decoder crashed (killed by SIGSEGV)"), *here_failed]

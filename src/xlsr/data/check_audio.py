@@ -117,14 +117,6 @@ def _crashed(line: str) -> Decoded:
     return Decoded(failure=Bad("crashed", line))
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask: a cluster job's share, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 # --- choosing the manifests ------------------------------------------------------------------------------------
 
 def corpus_manifests(data_dir: str | Path, splits: Sequence[str] | None = None) -> list[Path]:

@@ -36,13 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
-from xlsr.data.audio import load_audio
+from xlsr.data.audio import audio_num_samples, load_audio
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
 
 DEPTH = 2  # files `map` sends a worker ahead of its answers: the next one is ready when it finishes one
 _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit before it is killed
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a cluster job's share, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def crash_reason(exitcode: int | None) -> str:
@@ -65,6 +73,14 @@ def waveform_or_reason(path: str | Path, normalize: bool = False) -> np.ndarray 
     """load_audio of `path`, or the one line saying why it has none (its AudioError's message)."""
     try:
         return load_audio(path, normalize=normalize)
+    except AudioError as exc:
+        return str(exc)
+
+
+def length_or_reason(path: str | Path) -> int | str:
+    """audio_num_samples of `path` (its header's length), or the one line saying why it has none."""
+    try:
+        return audio_num_samples(path)
     except AudioError as exc:
         return str(exc)
 

@@ -5,11 +5,11 @@ Files are loaded and decoded in batches of similar length (sorted by duration, b
 gives it what it gets alone (the group-norm CNN normalizes layer 0 over each row's valid steps).
 Recordings longer than `chunk_seconds` go through overlapping windows merged by time
 (decode/chunking.py). An unreadable file is recorded as a failure with its one-line reason and the
-others are still transcribed. The audio is decoded in worker processes (data/decoder_pool.py), ahead of the model
-and in the order it needs: a decoder that crashes on a damaged file (a segfault in libsndfile) costs that file,
-listed as a failure, not the job (which a rerun would otherwise repeat at the same file). A batch that runs out
-of memory is decoded again in halves; a file that does not fit alone is a failure too, whose line says what to
-lower.
+others are still transcribed. With `decode_workers`, every header (read first, to sort by length) and then the
+audio is decoded in worker processes (data/decoder_pool.py), ahead of the model and in the order it needs: a
+decoder that crashes on a damaged file (a segfault in libsndfile) costs that file, listed as a failure, not the
+job (which a rerun would otherwise repeat at the same file). A batch that runs out of memory is decoded again in
+halves; a file that does not fit alone is a failure too, whose line says what to lower.
 """
 
 from __future__ import annotations
@@ -25,16 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import pad_waveforms
-from xlsr.data.decoder_pool import DecoderPool, waveform_or_reason
+from xlsr.data.decoder_pool import DecoderPool, length_or_reason, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
 from xlsr.decode.partial_results import write_jsonl as _write_jsonl_atomic
 from xlsr.devices import is_out_of_memory, pick_device
-from xlsr.errors import AudioError, CheckpointError, XlsrError
+from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.progress import progress
@@ -221,7 +220,7 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
     if decode_workers < 0:
         raise XlsrError(f"decode_workers: must be 0 or more, got {decode_workers}")
     decoder = decoder or make_decoder(ctc)
-    sized, failures = _sort_by_length(files)
+    sized, failures = _sort_by_length(files, decode_workers)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
     results: dict[int, Transcription] = {}
     bar = progress(total=len(sized), desc="transcribe", unit="file", disable=not show_progress)
@@ -291,15 +290,21 @@ def _decoded(sized: list[tuple[int, int, Path]], normalize: bool, workers: int, 
         yield pool.map_in_order(paths, [n for n, _, _ in sized], ahead)
 
 
-def _sort_by_length(files: list[Path]) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
-    """(samples, input position, path) of each readable file, shortest first, and the unreadable ones."""
+def _sort_by_length(files: list[Path], workers: int = 0) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
+    """(samples, input position, path) of each readable file, shortest first, and the unreadable ones. The headers
+    are read in `workers` processes when given: parsing one is the decoder's work too, and may crash it."""
     failures: list[Failure] = []
     sized: list[tuple[int, int, Path]] = []
+    if workers and files:
+        with DecoderPool(min(workers, len(files)), length_or_reason, failed=str) as pool:
+            lengths = dict(pool.map(enumerate(files)))
+    else:
+        lengths = {i: length_or_reason(f) for i, f in enumerate(files)}
     for i, f in enumerate(files):
-        try:
-            sized.append((audio_num_samples(f), i, f))
-        except AudioError as exc:
-            failures.append(Failure(str(f), str(exc)))
+        if isinstance(lengths[i], str):
+            failures.append(Failure(str(f), lengths[i]))
+        else:
+            sized.append((lengths[i], i, f))
     sized.sort()
     return sized, failures
 

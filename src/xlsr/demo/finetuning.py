@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -37,6 +38,7 @@ from xlsr.train.feature_cache import FeatureCache, cnn_fingerprint, load_caches,
 from xlsr.train.finetune import FinetuneConfig, FinetuneTask, finetune
 from xlsr.train.monitor import read_log
 
+FEATURES_PREFIX = ".cnn_features-"  # the side-by-side stage's folder of each init's CNN features, under out_dir
 # Fields of the resolved FinetuneConfig that may differ between the demo's runs; everything else is shared.
 PER_RUN_FIELDS = ("init", "seed", "out", "lr")
 
@@ -144,7 +146,7 @@ def stop_unless_finished(run_dir: Path, max_updates: int, what: str) -> None:
 
 
 def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: Path, out_dir: Path,
-                   on_run=None, eval_manifests: list[Path] = ()) -> list[FinetuneResult]:
+                   on_run=None, eval_manifests: list[Path] = (), on_trained=None) -> list[FinetuneResult]:
     """Every init × every seed into out_dir/<name>/seed<k>, each also scored on `eval_manifests` (pooled); results
     in that order. One run at a time with one feature cache per init, kept across its seeds; or `settings.workers()`
     runs side by side, in worker processes that read each init's CNN output from one pass over its data (a CNN
@@ -152,7 +154,8 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
     jobs = [(name, str(init), seed) for name, init in inits.items() for seed in settings.finetune_seeds]
     workers = min(settings.workers(), len(jobs))
     if workers > 1:
-        return _finetune_side_by_side(jobs, workers, settings, corpus_dir, out_dir, eval_manifests, on_run)
+        return _finetune_side_by_side(jobs, workers, settings, corpus_dir, out_dir, eval_manifests, on_run,
+                                      on_trained)
     caches: dict[str, dict[str, FeatureCache]] = {}  # per init: filled by its first seed's run, read by the next
     results = []
     for name, init, seed in jobs:
@@ -165,9 +168,11 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
 
 
 def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, settings: DemoSettings, corpus_dir: Path,
-                           out_dir: Path, eval_manifests: list[Path], on_run) -> list[FinetuneResult]:
+                           out_dir: Path, eval_manifests: list[Path], on_run, on_trained=None
+                           ) -> list[FinetuneResult]:
     """`finetune_one` for each job in `workers` spawned processes of cpu_count // workers threads each; results in
-    job order, `on_run` as each is scored; the first failure cancels the jobs not yet started and is raised.
+    job order, `on_trained` as each run's training ends (its dev PER; the scoring is still to come), `on_run` as
+    each is scored; the first failure cancels the jobs not yet started and is raised.
 
     Three kinds of job, submitted once what they need is done and started by the pool in that order:
     - an init's frozen CNN on everything its runs read (`init_features`), once; its runs read it, in whichever
@@ -181,7 +186,9 @@ def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, setti
     results: list[FinetuneResult | None] = [None] * len(jobs)
     passes: dict[int, int] = {}  # the first run of an init (its index) -> the CNN passes of the init's features job
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".cnn_features-") as shared:
+    for stale in out_dir.glob(f"{FEATURES_PREFIX}*"):  # a killed demo's (tens of MB each): only ever this stage's
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=FEATURES_PREFIX) as shared:
         features = {init: Path(shared) / f"{name}.pt" for name, init, _ in jobs}
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=torch.set_num_threads, initargs=(threads,))
@@ -201,6 +208,8 @@ def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, setti
                         pending.update({pool.submit(_worker_train, jobs[i], settings, corpus_dir, out_dir,
                                                     features[key]): ("train", i) for i in runs})
                     elif kind == "train":
+                        if on_trained is not None:
+                            on_trained(value)
                         pending[pool.submit(_worker_score, value, settings, corpus_dir, list(eval_manifests),
                                             features[value.init])] = ("score", key)
                     else:

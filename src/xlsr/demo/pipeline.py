@@ -172,7 +172,10 @@ def finetune_stage(settings: DemoSettings, multilingual: Path, monolingual: Path
         settings, inits, corpus, out / "finetune", eval_manifests=held_out,
         on_run=lambda r: log.note(f"{r.name} seed {r.seed}: test PER {100 * r.test_per:.1f}%" +
                                   ("" if r.eval_per is None else f", held-out {100 * r.eval_per:.1f}%") +
-                                  f" ({duration(r.seconds)})"))
+                                  f" ({duration(r.seconds)})"),
+        on_trained=lambda r: log.note(f"{r.name} seed {r.seed}: trained" +
+                                      ("" if r.dev_per is None else f", best dev PER {100 * r.dev_per:.1f}%") +
+                                      f" ({duration(r.seconds)}); scored once every run has trained"))
     result.finetune_summary = summarize(result.finetune)
     key = lead_key(result.finetune)
     return log.done("finetune", t0, ("held-out test PER " if key == "eval_per" else "test PER ") + ", ".join(
