@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder."""
 
 import logging
+import signal
 
 import pytest
 import torch
@@ -24,3 +25,12 @@ def _library_log_as_each_test_found_it():
     yield
     logger.handlers[:] = handlers
     logger.setLevel(level)
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C raises KeyboardInterrupt in this process, as in a terminal: a test suite started in the background
+    (`make test &`, a CI runner) inherits SIGINT ignored, and Python then installs no handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -141,7 +141,7 @@ def test_a_stopped_check_resumes_without_decoding_a_file_twice(tmp_path, monkeyp
     assert not Path(f"{out}.partial").exists()
 
 
-def test_ctrl_c_while_a_verdict_is_kept_leaves_it_on_disk_and_counted(tmp_path, monkeypatch):
+def test_ctrl_c_while_a_verdict_is_kept_leaves_it_on_disk_and_counted(tmp_path, monkeypatch, ctrl_c):
     manifest = write_corpus(tmp_path / "data", ["a", "b", "c"])
     keep = _Kept._keep
 

@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, case, argv, sai
     assert not list(tmp_path.glob("r.jsonl*"))
 
 
-def test_ctrl_c_stops_with_one_line_and_the_same_command_goes_on(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_stops_with_one_line_and_the_same_command_goes_on(tmp_path, capsys, monkeypatch, ctrl_c):
     names = ["a", "b", "stop", "c", "garbled", "d"]
     manifest = write_corpus(tmp_path / "data", names)
     (manifest.parent / "wav" / "garbled.flac").write_bytes(b"\0" * 300)

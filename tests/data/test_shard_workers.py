@@ -171,7 +171,10 @@ def test_a_stop_in_the_writer_ends_the_workers_and_the_same_command_goes_on(tmp_
 
 
 SCRIPT = """
+import signal
 import sys
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, even if started ignored
 
 import _shard_helpers
 from xlsr.data.shards import write_shards
