@@ -1,5 +1,5 @@
 """What several decoding tests share: logits built frame by frame, the best path's score, a two-word LM and lexicon,
-and the mark of tests that need KenLM's tools."""
+a random-weight tiny CTC checkpoint, and the mark of tests that need KenLM's tools."""
 
 import math
 
@@ -8,6 +8,8 @@ import torch
 
 from xlsr.decode.lm import find_kenlm_tool
 from xlsr.errors import XlsrError
+from xlsr.interop.native import save_checkpoint
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 
 
 def frames(vocab, spec):
@@ -21,6 +23,13 @@ def frames(vocab, spec):
         if rest > 0:  # what is left goes to the blank
             logits[t, vocab.blank_id] = math.log(rest)
     return logits[None]
+
+
+def tiny_ctc_checkpoint(where, vocab, seed: int = 0):
+    """A random-weight `tiny` CTC model over phone labels `vocab` (weights drawn with `seed`), saved at `where`."""
+    torch.manual_seed(seed)
+    return save_checkpoint(where, Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(vocab)), vocab=vocab,
+                           metadata={"labels": "phones"})
 
 
 def best_path_score(logits):

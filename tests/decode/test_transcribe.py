@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from decode_fixtures import tiny_ctc_checkpoint
 
 from xlsr.cli.main import main
 from xlsr.decode.chunking import chunked_logits
@@ -28,11 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(VOCAB))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-ctc"
-    save_checkpoint(path, model, vocab=VOCAB, metadata={"labels": "phones"})
-    return path
+    return tiny_ctc_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-ctc", VOCAB)
 
 
 @pytest.fixture(scope="module")

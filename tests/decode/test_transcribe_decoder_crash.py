@@ -12,15 +12,13 @@ import _crashing_decoders as decoders
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from decode_fixtures import tiny_ctc_checkpoint
 
 import xlsr.decode.transcribe as transcribe_module
 from xlsr.cli.main import main
 from xlsr.data.decoder_pool import DecoderPool
 from xlsr.decode.evaluate import evaluate, read_manifests
 from xlsr.decode.transcribe import Failure, load_ctc_model, transcribe_files
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from _tones import no_repeats, tone_utterance  # noqa: E402
@@ -32,11 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    model = Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(VOCAB))
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-ctc"
-    save_checkpoint(path, model, vocab=VOCAB, metadata={"labels": "phones"})
-    return path
+    return tiny_ctc_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-ctc", VOCAB)
 
 
 def _tones(path: Path, n_phones: int, seed: int) -> Path:

@@ -6,11 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from decode_fixtures import tiny_ctc_checkpoint
 
 from xlsr.decode.transcribe import find_audio, load_ctc_model, transcribe_files, write_jsonl
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 
 VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,11 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-ctc"
-    save_checkpoint(path, Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(VOCAB)), vocab=VOCAB,
-                    metadata={"labels": "phones"})
-    return path
+    return tiny_ctc_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-ctc", VOCAB)
 
 
 def _noise(path: Path, samples: int) -> Path:

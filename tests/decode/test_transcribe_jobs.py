@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from decode_fixtures import tiny_ctc_checkpoint
 
 from xlsr.cli.main import main
 from xlsr.data.audio import audio_num_samples, load_audio
@@ -18,8 +18,6 @@ from xlsr.decode.partial_results import PartialResults
 from xlsr.decode.streaming import StreamingTranscriber
 from xlsr.decode.transcribe import load_ctc_model, transcribe_files
 from xlsr.errors import AudioError, XlsrError
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from _tones import no_repeats, tone_utterance  # noqa: E402
@@ -29,9 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _save(where: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    return save_checkpoint(where, Wav2Vec2ForCTC(Wav2Vec2Config.preset("tiny"), len(VOCAB)), vocab=VOCAB,
-                           metadata={"labels": "phones"})
+    return tiny_ctc_checkpoint(where, VOCAB, seed)
 
 
 @pytest.fixture(scope="module")
