@@ -80,14 +80,31 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def json_text(data, *, indent: int | None = None) -> str:
+    """`data` as JSON: non-ASCII text as it is, unless some string holds a lone surrogate (a file name whose
+    bytes are not UTF-8), which UTF-8 cannot encode; the text is then all \\u escapes. Replacing the surrogate
+    (U+FFFD) instead would lose the name: no rerun could match it, nor any reader open the file."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=indent)
+    return text
+
+
+def json_line(record) -> str:
+    """`record` as one JSON line (json_text)."""
+    return json_text(record) + "\n"
+
+
 def write_json(path: str | Path, data, *, indent: int | None = 2) -> Path:
-    """Write `data` as JSON (non-ASCII kept, trailing newline) atomically."""
-    return write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
+    """Write `data` as JSON (json_text: non-ASCII kept, a non-UTF-8 file name escaped; trailing newline) atomically."""
+    return write_text(path, json_text(data, indent=indent) + "\n")
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    """Write one JSON object per line atomically."""
-    return write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    """Write one JSON object per line (json_line) atomically."""
+    return write_text(path, "".join(json_line(r) for r in records))
 
 
 def save_torch(obj, path: str | Path) -> None:

@@ -72,7 +72,7 @@ def test_a_file_name_that_is_not_utf8_is_read_and_its_json_line_round_trips(tiny
     alone, _ = transcribe_files(load_ctc_model(tiny_ckpt), [odd], show_progress=False)
     assert records[1]["text"] == alone[0].hypothesis.text
     # only a line holding such a name is escaped; the others keep their text as it is
-    from xlsr.decode.partial_results import json_line
+    from xlsr.atomic import json_line
 
     assert json_line({"audio": "é"}) == '{"audio": "é"}\n'
     assert json_line({"audio": odd.name}) == '{"audio": "caf\\udce9.wav"}\n'

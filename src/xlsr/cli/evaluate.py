@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.atomic import write_text
+from xlsr.atomic import write_json
 from xlsr.cli.transcribe import (
     add_batching_arguments,
     add_decode_workers_argument,
@@ -57,7 +57,6 @@ def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.evaluate import METRIC_NAMES, evaluate, read_manifests
-    from xlsr.decode.partial_results import json_text
     from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
     from xlsr.text.vocab import format_counts
 
@@ -109,7 +108,7 @@ def run(args) -> int:
             data["sweep"] = [{"lm_weight": w, "word_score": s,
                               **{METRIC_NAMES[u].lower(): c.to_dict()["rate"] for u, c in r.total.items()}}
                              for w, s, r in rows]
-        write_text(args.json, json_text(data, indent=2) + "\n")  # a failed file's name may not be UTF-8
+        write_json(args.json, data)  # a failed file's name that is not UTF-8: escaped (atomic.json_text)
     if args.hyps:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:

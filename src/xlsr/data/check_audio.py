@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xlsr.atomic import write_file, write_json, write_jsonl
+from xlsr.atomic import json_line, write_file, write_json, write_jsonl
 from xlsr.data.audio import length_mismatch, load_audio
 from xlsr.data.decoder_pool import DecoderPool, decoder_failed
 from xlsr.data.index_cache import fingerprint, open_manifest
@@ -318,7 +318,7 @@ class _Kept:
             self._file.truncate(end)  # a line a kill cut short: cut off, so the next result has a line of its own
             self._file.seek(end)
         else:
-            self._file.write(_json_line({"settings": self.settings}).encode("utf-8"))
+            self._file.write(json_line({"settings": self.settings}).encode("utf-8"))
             self._file.flush()
 
     def _read(self) -> int:
@@ -360,7 +360,7 @@ class _Kept:
         """Keep one verdict (on disk at once)."""
         record = {"at": list(key)} if bad is None else {"at": list(key), "kind": bad.kind, "message": bad.message}
         with _ctrl_c_held():  # on disk and counted, or neither: Ctrl-C's line then says what a rerun finds
-            self._file.write(_json_line(record).encode("utf-8"))
+            self._file.write(json_line(record).encode("utf-8"))
             self._file.flush()
             self._keep(key, bad)
 
@@ -461,7 +461,7 @@ def _write_clean(clean_dir: Path, paths: list[Path], tables: list[Table], bad: d
                         record = json.loads(raw)
                         audio = Path(record["audio"])
                         record["audio"] = audio_field(audio if audio.is_absolute() else root / audio, dest_root)
-                        f.write(_json_line(record))
+                        f.write(json_line(record))
 
         write_file(dest, write)
 
@@ -482,10 +482,6 @@ def _ctrl_c_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if caught:
             signal.raise_signal(signal.SIGINT)
-
-
-def _json_line(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False) + "\n"
 
 
 def _parsed(line: bytes) -> dict:

@@ -56,7 +56,7 @@ from typing import IO
 import numpy as np
 import soundfile as sf
 
-from xlsr.atomic import write_file, write_text
+from xlsr.atomic import json_line, write_file, write_text
 from xlsr.data.manifest import Utterance, audio_field, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.folder_lock import folder_lock
@@ -240,7 +240,7 @@ class ImportWriter:
                 spool = self.out_dir / utt.lang / SPOOL.format(split=split)
                 spool.parent.mkdir(parents=True, exist_ok=True)
                 self.spools[key] = open(spool, "w", encoding="utf-8")
-            self.spools[key].write(json.dumps(asdict(utt), ensure_ascii=False) + "\n")
+            self.spools[key].write(json_line(asdict(utt)))
         except OSError as exc:
             _naming(exc, manifest_path(self.out_dir, *key))  # the manifest this spool becomes
             raise
@@ -490,7 +490,7 @@ def _rewrite_audio(manifest: Path, old: str, new: str) -> None:
                 record = _record(raw)
                 if record is not None and record["audio"].startswith(old):
                     record["audio"] = new + record["audio"][len(old):]
-                    raw = (json.dumps(record, ensure_ascii=False) + "\n").encode()
+                    raw = json_line(record).encode()
                 dst.write(raw)
 
     write_file(manifest, write)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from xlsr.atomic import write_file
+from xlsr.atomic import json_line, write_file
 from xlsr.errors import ManifestError
 
 REQUIRED = ("audio", "num_samples", "lang")
@@ -140,7 +140,7 @@ def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
                     record["text"] = u.text
                 if u.phones is not None:
                     record["phones"] = u.phones
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+                f.write(json_line(record))
 
     # readers never see a half-written manifest; the temporary name is unique, so two writers never share it
     write_file(path, write)

@@ -25,6 +25,9 @@ VERSION = 1
 CODES = {"num_samples": np.int64, "lang": np.int16, "speaker": np.int32, "line": np.int64}
 STRINGS = ("audio", "id", "text", "phones")  # per row; `speakers` is the speaker table
 OPTIONAL = ("id", "text", "phones")  # may be absent on a line (None)
+# a file name whose bytes are not UTF-8 reaches a manifest as \udcXX escapes (os.fsdecode's lone surrogates): stored
+# as those bytes and read back to the same str, which os.fsencode turns into the name again
+SURROGATES = "surrogateescape"
 
 
 class Strings:
@@ -38,7 +41,7 @@ class Strings:
     @classmethod
     def build(cls, values: Sequence[str | None], *, optional: bool = False) -> Strings:
         """A column from Python strings (None only where `optional`)."""
-        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        encoded = [b"" if v is None else v.encode("utf-8", SURROGATES) for v in values]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
         data = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
@@ -51,7 +54,7 @@ class Strings:
     def __getitem__(self, i: int) -> str | None:
         if self.present is not None and not self.present[i]:
             return None
-        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8")
+        return self.data[self.offsets[i]:self.offsets[i + 1]].tobytes().decode("utf-8", SURROGATES)
 
     def take(self, rows: np.ndarray) -> list[str | None]:
         """The values at `rows`: `self[i]` for each, with one gather of their offsets instead of one per row."""
@@ -59,7 +62,7 @@ class Strings:
         begins, ends = offsets[rows].tolist(), offsets[rows + 1].tolist()
         present = [True] * len(begins) if self.present is None else np.asarray(self.present)[rows].tolist()
         data = memoryview(np.asarray(self.data))
-        return [str(data[b:e], "utf-8") if p else None for b, e, p in zip(begins, ends, present)]
+        return [str(data[b:e], "utf-8", SURROGATES) if p else None for b, e, p in zip(begins, ends, present)]
 
 
 class Table:

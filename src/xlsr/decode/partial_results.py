@@ -27,32 +27,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xlsr.atomic import write_file, write_text
+from xlsr.atomic import json_line, write_file
 from xlsr.errors import XlsrError
 
 RESTART = "run that command again to finish it, or delete the file to start over"
-
-
-def json_text(data, *, indent: int | None = None) -> str:
-    """`data` as JSON: non-ASCII text as it is, unless some string holds a lone surrogate (a file name whose
-    bytes are not UTF-8), which UTF-8 cannot encode; the text is then all \\u escapes. Replacing the surrogate
-    (U+FFFD) instead would lose the name: no rerun could match it, nor any reader open the file."""
-    text = json.dumps(data, ensure_ascii=False, indent=indent)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(data, indent=indent)
-    return text
-
-
-def json_line(record) -> str:
-    """`record` as one JSON line (json_text)."""
-    return json_text(record) + "\n"
-
-
-def write_jsonl(path: str | Path, records) -> Path:
-    """One JSON line per record (json_line), written atomically."""
-    return write_text(path, "".join(json_line(r) for r in records))
 
 
 class PartialResults:

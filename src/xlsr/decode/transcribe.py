@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xlsr.atomic import write_jsonl as _write_jsonl_atomic
 from xlsr.data.batching import pad_waveforms
 from xlsr.data.decoder_pool import DecoderPool, length_or_reason, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.hypothesis import Hypothesis
-from xlsr.decode.partial_results import write_jsonl as _write_jsonl_atomic
 from xlsr.devices import is_out_of_memory, pick_device
 from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
@@ -390,7 +390,7 @@ def check_output_file(path: str | Path) -> Path:
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     """Write one JSON object per line (atomically: temp file, then rename), creating the folder; a file name that
-    is not UTF-8 is kept as \\u escapes (partial_results.json_line)."""
+    is not UTF-8 is kept as \\u escapes (atomic.json_line)."""
     path = check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _write_jsonl_atomic(path, records)
