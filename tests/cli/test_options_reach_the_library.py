@@ -6,7 +6,7 @@ import pytest
 
 from xlsr.cli.data import SHARD_WORKERS
 from xlsr.cli.main import main
-from xlsr.data.decoder_pool import available_cores
+from xlsr.cores import available_cores
 
 
 class Called(Exception):

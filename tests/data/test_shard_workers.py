@@ -16,8 +16,8 @@ from _check_audio_helpers import write_corpus
 
 from xlsr.cli.data import SHARD_WORKERS
 from xlsr.cli.main import main
+from xlsr.cores import available_cores
 from xlsr.data import shards as shards_mod
-from xlsr.data.decoder_pool import available_cores
 from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, read_index
 from xlsr.data.shards import write_shards
 from xlsr.errors import XlsrError

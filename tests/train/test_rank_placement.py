@@ -61,7 +61,9 @@ def test_a_rank_on_the_second_node_uses_its_local_gpu(as_rank, gpus, device):
     (4, 4, 2, 1),  # more ranks than cores: one thread each, never none
 ])
 def test_cpu_ranks_share_their_nodes_cores(as_rank, monkeypatch, world, local_world, cores, threads):
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    # the cores this process may use (its affinity mask: a cluster job's share), not the machine's count
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4 * cores)
     recorded = as_rank(rank=1, world=world, local_rank=1 % local_world, local_world=local_world)
     info = init_distributed("cpu")
     assert info.device == torch.device("cpu") and info.world_size == world

@@ -169,8 +169,8 @@ def _check_names(args: argparse.Namespace) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from xlsr.data.check_audio import CheckStopped, check_audio, corpus_manifests  # lazy: as in run_stats
-    from xlsr.data.decoder_pool import available_cores
+    from xlsr.cores import available_cores  # lazy: as in run_stats
+    from xlsr.data.check_audio import CheckStopped, check_audio, corpus_manifests
 
     if args.data is None and not args.manifest:
         raise XlsrError("give the manifests to check: --data DIR, --manifest FILE ..., or both")
@@ -227,7 +227,7 @@ def run_ecosystem_import(args: argparse.Namespace) -> int:
 
 
 def run_shard(args: argparse.Namespace) -> int:
-    from xlsr.data.decoder_pool import available_cores  # lazy: as in run_stats
+    from xlsr.cores import available_cores  # lazy: as in run_stats
     from xlsr.data.shards import parse_size, write_shards
 
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]

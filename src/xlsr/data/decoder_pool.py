@@ -45,14 +45,6 @@ _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit b
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask: a cluster job's share, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def crash_reason(exitcode: int | None) -> str:
     """How a worker process ended, in words: 'killed by SIGSEGV', 'exited with status 3'."""
     if exitcode is not None and exitcode < 0:

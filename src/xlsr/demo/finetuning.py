@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import shutil
 import statistics
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from xlsr.config import config_to_dict, load_config
+from xlsr.cores import available_cores
 from xlsr.data.audio import load_audio
 from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
@@ -170,7 +170,7 @@ def finetune_inits(settings: DemoSettings, inits: dict[str, Path], corpus_dir: P
 def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, settings: DemoSettings, corpus_dir: Path,
                            out_dir: Path, eval_manifests: list[Path], on_run, on_trained=None
                            ) -> list[FinetuneResult]:
-    """`finetune_one` for each job in `workers` spawned processes of cpu_count // workers threads each; results in
+    """`finetune_one` for each job in `workers` spawned processes of available_cores() // workers threads each; results in
     job order, `on_trained` as each run's training ends (its dev PER; the scoring is still to come), `on_run` as
     each is scored; the first failure cancels the jobs not yet started and is raised.
 
@@ -182,7 +182,7 @@ def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, setti
     - its scoring, submitted when the training ends and so started after every training: the scorings fill the
       end, where one process would otherwise idle while the other trains the last run (9 runs on 2 processes:
       ~40 s sooner than scoring each run right after its training, but the runs' `on_run` lines all come then)."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cores() // workers)
     results: list[FinetuneResult | None] = [None] * len(jobs)
     passes: dict[int, int] = {}  # the first run of an init (its index) -> the CNN passes of the init's features job
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from xlsr.analysis import format_summary
 from xlsr.atomic import write_text
 from xlsr.config import config_to_dict
+from xlsr.cores import available_cores
 from xlsr.data.synth.espeak import require_espeak
 from xlsr.demo.finetuning import (
     finetune_config,
@@ -115,7 +115,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
         recipes = list(release_recipes(settings.target).values())
         released = recreate_released(out / "released", release_work or out / "release_work", recipes=recipes,
                                      quick=quick_release, parallel=True, machine={"device": settings.device},
-                                     synth_workers=max(1, (os.cpu_count() or 2) // len(recipes)))  # 1 each on 2 cores
+                                     synth_workers=max(1, available_cores() // len(recipes)))  # 1 each on 2 cores
         result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
         langs = require_held_out(settings.target, released[names[0]])
     result.released = {name: str(released[name]) for name in names}

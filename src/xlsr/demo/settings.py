@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xlsr.cores import available_cores
 from xlsr.data.synth.languages import get_language
 from xlsr.errors import XlsrError
 from xlsr.released.recipes import (
@@ -76,7 +76,7 @@ class DemoSettings:
     finetune_updates: int = 1600
     # Each table cell is the mean and sample sd (n−1) over these fine-tuning seeds (data order, masks, dropout, the new head).
     finetune_seeds: tuple[int, ...] = (1, 2, 3)
-    # Runs at a time, each in its own process on cpu_count // workers threads (None: one per CPU core, at most 4, as
+    # Runs at a time, each in its own process on available_cores() // workers threads (None: one per CPU core, at most 4, as
     # each process holds ~1 GB; 1 on a GPU). Two one-thread runs side by side finish a pair in 1.4x less time than two-thread runs one
     # after the other on the 2-core CPU (2026-12-06: 180 s against 2 x 127 s, held-out scoring included). A run is
     # bit-reproducible at a fixed thread count, so 1 and 2 workers give other last bits on a 2-core CPU.
@@ -130,7 +130,7 @@ class DemoSettings:
         """How many fine-tuning runs go at a time (see `finetune_workers`)."""
         if self.finetune_workers is not None:
             return self.finetune_workers
-        return 1 if str(self.device).startswith("cuda") else max(1, min(4, os.cpu_count() or 1))
+        return 1 if str(self.device).startswith("cuda") else max(1, min(4, available_cores()))
 
     def check(self) -> None:
         """One XlsrError line for settings the demo cannot run with."""

@@ -32,6 +32,7 @@ import torch
 import yaml
 
 from xlsr.atomic import write_text
+from xlsr.cores import available_cores
 from xlsr.data.augment import parse_augment
 from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
@@ -310,7 +311,7 @@ def recreate_released(dest_root: str | Path = RELEASED_DIR, work_dir: str | Path
 
     # The cores are split between the runs unless the user chose a thread count (measured on the 2-core CPU:
     # two one-thread runs side by side take ~23 min each; two-thread runs would contend for the same cores).
-    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // len(recipes))
+    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, available_cores() // len(recipes))
     # Threads only wait on child processes here; the work happens in the `xlsr` processes.
     with ThreadPoolExecutor(len(recipes)) as pool:
         futures = {r.name: pool.submit(build_release, r, dest_root, work_dir, machine=machine,
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-workers", type=int, help="data-loading processes per run (default: the recipe's)")
     p.add_argument("--probe-data", nargs="+", metavar="MANIFEST",
                    help="labeled manifests of held-out languages: log a short phone probe every 100 updates")
-    p.add_argument("--synth-workers", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    p.add_argument("--synth-workers", type=int, default=max(1, available_cores() // 2))
     p.add_argument("--parallel", action="store_true", help="train the releases at the same time (logs in WORK/<name>/build.log)")
     p.add_argument("--quick", action="store_true", help="a seconds-long build with the same layout (to test the machinery)")
     args = p.parse_args(argv)

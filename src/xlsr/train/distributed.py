@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from xlsr.cores import available_cores
 from xlsr.devices import pick_device
 
 
@@ -49,7 +50,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(dev)
         else:
             local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+            torch.set_num_threads(max(1, available_cores() // local_world))
         if not dist.is_initialized():
             # On GPUs, NCCL for CUDA tensors and gloo beside it for the CPU ones: the trainer all-reduces its per-update
             # flags (sample size, non-finite count, stop request: host numbers already) as a CPU tensor, which an
