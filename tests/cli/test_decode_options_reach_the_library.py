@@ -11,6 +11,7 @@ import soundfile as sf
 
 from xlsr.cli import MAX_SECONDS, check_seconds
 from xlsr.cli.main import main
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S
 from xlsr.errors import XlsrError
 
 
@@ -76,7 +77,8 @@ def test_transcribe_passes_model_decoder_and_batching_options(stand_ins, tmp_pat
     kwargs = stand_ins["transcribe_files"]
     assert kwargs.pop("on_result") is not None and kwargs.pop("decoder") == "the decoder"
     assert kwargs == {"timestamps": True, "chunk_seconds": 12.0, "chunk_stride": 1.5, "max_batch_seconds": 33.0,
-                      "show_progress": False, "decode_workers": 1}
+                      "show_progress": False, "decode_workers": 1,
+                      "decode_timeout": DEFAULT_TIMEOUT_S}
 
 
 def test_transcribe_defaults_are_the_documented_ones(stand_ins, tmp_path):
@@ -133,7 +135,8 @@ def test_evaluate_passes_labels_normalization_decoder_and_batching(stand_ins, tm
     assert stand_ins["decoder"] == {"lm": "lm.arpa", "lexicon": None, "beam": 9, "lm_weight": 0.5, "word_score": -2.0}
     kwargs = stand_ins["evaluate"]
     assert kwargs == {"labels": "chars", "decoder": "the decoder", "chunk_seconds": 12.0, "chunk_stride": 1.0,
-                      "max_batch_seconds": 20.0, "normalize": True, "show_progress": False, "decode_workers": 1}
+                      "max_batch_seconds": 20.0, "normalize": True, "show_progress": False, "decode_workers": 1,
+                      "decode_timeout": DEFAULT_TIMEOUT_S}
 
 
 def test_evaluate_sweeps_when_either_option_has_several_values_with_the_beam_size_given(stand_ins, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from xlsr.cli.data import SHARD_WORKERS
 from xlsr.cli.main import main
 from xlsr.cores import available_cores
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S
 
 
 class Called(Exception):
@@ -169,13 +170,17 @@ def test_data_shard_passes_size_splits_and_bad_share(monkeypatch, tmp_path):
 
     _stand_in(monkeypatch, xlsr.data.shards, "write_shards")
     args, kwargs = _given(["data", "shard", "--data", "d", "--out", "s", "--shard-size", "2MB",
-                           "--splits", "train, test", "--max-bad-share", "0.2", "--workers", "3"])
+                           "--splits", "train, test", "--max-bad-share", "0.2", "--workers", "3",
+                           "--decode-timeout", "7.5"])
     assert args == ("d", "s")
     assert kwargs == {"shard_size": xlsr.data.shards.parse_size("2MB"), "splits": ["train", "test"],
-                      "max_bad_share": 0.2, "workers": 3}
+                      "max_bad_share": 0.2, "workers": 3, "decode_timeout": 7.5}
     _, kwargs = _given(["data", "shard", "--data", "d", "--out", "s"])
     assert kwargs == {"shard_size": xlsr.data.shards.parse_size("1GB"), "splits": ["train", "dev"],
-                      "max_bad_share": 0.05, "workers": min(available_cores(), SHARD_WORKERS)}
+                      "max_bad_share": 0.05, "workers": min(available_cores(), SHARD_WORKERS),
+                      "decode_timeout": DEFAULT_TIMEOUT_S}
+    _, kwargs = _given(["data", "shard", "--data", "d", "--out", "s", "--decode-timeout", "0"])
+    assert kwargs["decode_timeout"] is None  # 0: no limit
 
 
 @pytest.mark.parametrize("argv, name, args, kwargs", [

@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,4 +93,12 @@ def interrupting_parent(path: str):
     """Ctrl-C to the parent (SIGINT) on the first *stop* file, which is then decoded as usual."""
     if _first_stop(path):
         os.kill(os.getppid(), signal.SIGINT)
+    return logged(path)
+
+
+def hanging_on_marked(path: str):
+    """load_audio, except that a *hang* file never returns (a decoder sent round a loop by a damaged file)."""
+    if "hang" in Path(path).name:
+        while True:
+            time.sleep(1)
     return logged(path)

@@ -16,7 +16,7 @@ from decode_fixtures import tiny_ctc_checkpoint
 
 import xlsr.decode.transcribe as transcribe_module
 from xlsr.cli.main import main
-from xlsr.data.decoder_pool import DecoderPool
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool
 from xlsr.decode.evaluate import evaluate, read_manifests
 from xlsr.decode.transcribe import Failure, load_ctc_model, transcribe_files
 
@@ -173,7 +173,7 @@ def test_decode_workers_reaches_the_library(command, tmp_path, monkeypatch, caps
     seen = []
 
     def called(*args, **kwargs):
-        seen.append(kwargs.get("decode_workers", "not given"))
+        seen.append((kwargs.get("decode_workers", "not given"), kwargs.get("decode_timeout", "not given")))
         raise _Called
 
     ctc = types.SimpleNamespace(vocab=types.SimpleNamespace(kind="phones"))
@@ -191,13 +191,17 @@ def test_decode_workers_reaches_the_library(command, tmp_path, monkeypatch, caps
             "evaluate": ["evaluate", "--model", "m", "--manifest", "a.jsonl"],
             "evaluate-sweep": ["evaluate", "--model", "m", "--manifest", "a.jsonl", "--lm", "lm.arpa",
                                "--lm-weight", "0.5", "1"]}[command]
-    for given in ([], ["--decode-workers", "0"], ["--decode-workers", "3"]):
+    for given in ([], ["--decode-workers", "0"], ["--decode-workers", "3", "--decode-timeout", "2.5"],
+                  ["--decode-timeout", "0"]):
         with pytest.raises(_Called):
             main([*argv, *given])
-    assert seen == [1, 0, 3]
-    with pytest.raises(SystemExit):
-        main([*argv, "--decode-workers", "-1"])
-    assert "argument --decode-workers: '-1': give a whole number 0 or more" in capsys.readouterr().err
+    assert seen == [(1, DEFAULT_TIMEOUT_S), (0, DEFAULT_TIMEOUT_S), (3, 2.5), (1, None)]  # 0: no limit
+    for option, value, said in [("--decode-workers", "-1", "give a whole number 0 or more"),
+                                ("--decode-timeout", "-1", "give seconds, 0 or more"),
+                                ("--decode-timeout", "nan", "give a finite number")]:
+        with pytest.raises(SystemExit):
+            main([*argv, option, value])
+        assert f"argument {option}: '{value}': {said}" in capsys.readouterr().err
 
 
 def test_a_header_that_crashes_its_reader_costs_its_file(tiny_ckpt, tmp_path, monkeypatch):

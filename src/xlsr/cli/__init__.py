@@ -65,6 +65,27 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def add_decode_timeout_argument(p: argparse.ArgumentParser) -> None:
+    """--decode-timeout, for the commands that decode audio in worker processes (its default: DEFAULT_TIMEOUT_S)."""
+    from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S  # lazy: `xlsr --help` stays quick
+
+    def seconds(text: str) -> float:
+        value = finite_float(text)
+        if not 0 <= value <= MAX_SECONDS:
+            raise argparse.ArgumentTypeError(f"{text!r}: give seconds, 0 or more (at most {MAX_SECONDS:g})")
+        return value
+
+    p.add_argument("--decode-timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help="seconds a worker may spend on one file: a decoder that hangs on a damaged file is stopped "
+                   f"and the file counted as failed, not waited for (default {DEFAULT_TIMEOUT_S:g}; 0: wait as "
+                   "long as it takes)")
+
+
+def decode_timeout(args: argparse.Namespace) -> float | None:
+    """--decode-timeout as the library takes it (None: no limit)."""
+    return args.decode_timeout or None
+
+
 def folder_name(text: str) -> str:
     """argparse type: a path that is not empty (an empty --out would write into the current folder)."""
     if not text.strip():

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from xlsr.cli import INTERRUPTED, finite_float
+from xlsr.cli import INTERRUPTED, add_decode_timeout_argument, decode_timeout, finite_float
 from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
@@ -39,6 +39,7 @@ def register(subparsers) -> None:
                     "file costs that file, skipped as unreadable, not the run; 0: in this process, with no such "
                     f"isolation (default: the CPU cores this process may use, at most {SHARD_WORKERS}: one process "
                     "writes the tars, and on 16 kHz FLAC sources about 4 encoders keep it busy)")
+    add_decode_timeout_argument(sh)
     sh.set_defaults(func=run_shard)
 
     ck = sub.add_parser("check", help="decode every utterance as training reads it and report the bad ones, before "
@@ -61,6 +62,7 @@ def register(subparsers) -> None:
                     help="report file: one JSON line per bad utterance (manifest, line, id, audio, kind, message)")
     ck.add_argument("--workers", type=int, default=None, metavar="N",
                     help="decoding processes (default: the CPU cores this process may use)")
+    add_decode_timeout_argument(ck)
     ck.add_argument("--min-sample-size", type=int, default=0, metavar="S",
                     help="also report utterances shorter than S samples once decoded as too_short: pretraining "
                     "(whose --min-sample-size defaults to 32000, 2 s) skips them; 0: not checked (default 0)")
@@ -183,7 +185,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         report = check_audio(manifests, args.out, workers=args.workers or available_cores(),
                              min_sample_size=args.min_sample_size, clean_dir=args.write_clean, data_dir=args.data,
-                             show_progress=not args.no_progress)
+                             decode_timeout=decode_timeout(args), show_progress=not args.no_progress)
     except CheckStopped as stop:
         print(f"xlsr: interrupted: {stop}", file=sys.stderr)
         return INTERRUPTED
@@ -233,7 +235,8 @@ def run_shard(args: argparse.Namespace) -> int:
     splits = [x.strip() for x in args.splits.split(",") if x.strip()]
     report = write_shards(args.data, args.out, shard_size=parse_size(args.shard_size), splits=splits,
                           max_bad_share=args.max_bad_share,
-                          workers=min(available_cores(), SHARD_WORKERS) if args.workers is None else args.workers)
+                          workers=min(available_cores(), SHARD_WORKERS) if args.workers is None else args.workers,
+                          decode_timeout=decode_timeout(args))
     shards = report.index.shards
     hours = sum(s.hours for s in shards)
     print(f"{len(shards)} shards ({report.written} written, {report.kept} kept from an earlier run), "

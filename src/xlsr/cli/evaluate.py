@@ -2,7 +2,7 @@
 
     xlsr evaluate --model RUN_OR_CKPT --manifest M [M ...] [--target-lang LANG] [--labels phones|chars]
                   [--lm LM] [--lexicon FILE] [--beam N] [--json report.json] [--hyps hyps.jsonl]
-                  [--chunk-seconds S] [--batch-seconds S] [--normalize-text] [--decode-workers N]
+                  [--chunk-seconds S] [--batch-seconds S] [--normalize-text] [--decode-workers N] [--decode-timeout S]
     xlsr evaluate --model RUN --manifest DEV --lm LM --lm-weight 0.5 1 2 --word-score -1 0 1   # a sweep
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from xlsr.atomic import write_json
+from xlsr.cli import decode_timeout
 from xlsr.cli.transcribe import (
     add_batching_arguments,
     add_decode_workers_argument,
@@ -84,7 +85,8 @@ def run(args) -> int:
         rows = sweep_lm_settings(ctc, utts, beam, [defaults.lm_weight if w is None else w for w in lm_weights],
                                  [defaults.word_score if s is None else s for s in word_scores], labels=args.labels,
                                  normalize=args.normalize_text, show_progress=not args.no_progress,
-                                 decode_workers=args.decode_workers, **batching)
+                                 decode_workers=args.decode_workers, decode_timeout=decode_timeout(args),
+                                 **batching)
         print(sweep_table(rows))
         best_weight, best_score, report = rows[0]
         print(f"\nbest: --lm-weight {best_weight:g} --word-score {best_score:g}")
@@ -93,7 +95,7 @@ def run(args) -> int:
                                word_score=word_scores[0])
         report = evaluate(ctc, utts, labels=args.labels, decoder=decoder, **batching,
                           normalize=args.normalize_text, show_progress=not args.no_progress,
-                          decode_workers=args.decode_workers)
+                          decode_workers=args.decode_workers, decode_timeout=decode_timeout(args))
     print(report.table())
     if report.oov:
         print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",

@@ -2,15 +2,15 @@
 
     xlsr transcribe --model RUN_OR_CKPT FILES_OR_DIRS... --out out.jsonl [--target-lang LANG] [--lm LM]
                     [--lexicon FILE] [--beam N] [--lm-weight X] [--word-score X] [--timestamps]
-                    [--chunk-seconds S] [--precision bf16] [--decode-workers N]
+                    [--chunk-seconds S] [--precision bf16] [--decode-workers N] [--decode-timeout S]
 
 Greedy CTC by default; `--lm` (a KenLM file from `xlsr lm build`), `--lexicon` or `--beam` switch to
 flashlight beam search. Recordings longer than --chunk-seconds (default 30; 0 = never) are split into
 overlapping windows merged by time. --target-lang picks the language of an MMS checkpoint with
 per-language adapters (without it, the error lists the languages it has). One JSON line per file: audio, duration, text, tokens, score
 (+ timestamps). Unreadable files are listed at the end and the others are still transcribed (exit code 1
-when some failed); the audio is decoded in --decode-workers processes, so a decoder that crashes on a damaged file
-costs that file, listed with them, not the job. Each result is kept in OUT.partial as it is made: the same command
+when some failed); the audio is decoded in --decode-workers processes, so a decoder that crashes or hangs (past
+--decode-timeout) on a damaged file costs that file, listed with them, not the job. Each result is kept in OUT.partial as it is made: the same command
 after a stop (Ctrl-C, a crash, a lost machine), or after some files failed, transcribes only the files not done
 yet; it is refused when --model now means another checkpoint (a run folder's new best) or the checkpoint was saved
 again since.
@@ -21,7 +21,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xlsr.cli import check_seconds, finite_float, non_negative_int, positive_int
+from xlsr.cli import (
+    add_decode_timeout_argument,
+    check_seconds,
+    decode_timeout,
+    finite_float,
+    non_negative_int,
+    positive_int,
+)
 from xlsr.errors import XlsrError
 
 
@@ -73,11 +80,12 @@ def add_batching_arguments(p) -> None:
 
 
 def add_decode_workers_argument(p) -> None:
-    """--decode-workers, shared by `transcribe` and `evaluate`."""
+    """--decode-workers and --decode-timeout, shared by `transcribe` and `evaluate`."""
     p.add_argument("--decode-workers", type=non_negative_int, default=1, metavar="N",
                    help="processes decoding the audio files (default 1): a decoder that crashes on a damaged file "
                    "costs that file (listed as failed), not the job, and files are decoded while the model runs; "
                    "0: in this process")
+    add_decode_timeout_argument(p)
 
 
 def batching_options(args) -> dict:
@@ -153,7 +161,8 @@ def run(args) -> int:
               file=sys.stderr)
     try:
         _, more = transcribe_files(ctc, todo, decoder=decoder, timestamps=args.timestamps, **batching,
-                                   decode_workers=args.decode_workers, show_progress=not args.no_progress,
+                                   decode_workers=args.decode_workers, decode_timeout=decode_timeout(args),
+                                   show_progress=not args.no_progress,
                                    on_result=lambda r: kept.append(r.to_dict()))
     except BaseException:
         if kept.records:

@@ -10,7 +10,9 @@ it, and not read again in that epoch. The loader's `state_dict()` (epoch, batche
 files) lets a run resume at the exact next batch. A file whose decoder crashes the worker reading it (a segfault in
 C code no header check foresaw) is one more bad file: the worker's slot names it, new workers start, and the pass
 goes on at the next batch not yet yielded without it (data/worker_crash.py); it is not decoded again in the run, nor
-after a resume. Without workers (num_workers=0) the decoder runs in the caller's process, and its crash ends it.
+after a resume. So is a file a decoder hangs on, with `decode_timeout`: the worker that has been on it longer than
+that is stopped when the loader has waited as long for a batch. Without workers (num_workers=0) the decoder runs in
+the caller's process: its crash ends it, and a hang is waited on.
 
 Bad files are also watched per language, where an epoch holds several: a language that loses more than
 `max_bad_share` of its files in the epoch is warned about once (the language mixture shifts while the epoch's share
@@ -73,6 +75,7 @@ from xlsr.data.worker_crash import (
     dead_workers,
     defer_worker_deaths,
     is_crash,
+    is_timeout,
     waiting_for_batch,
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
@@ -251,9 +254,13 @@ class BatchLoader:
     """An epoch-aware, resumable loader over planned batches (see the module docstring)."""
 
     def __init__(self, dataset: _BatchDataset, plan_epoch, *, num_workers: int = 0, prefetch_factor: int = 2,
-                 max_bad_share: float = 0.05, rank: int = 0, world_size: int = 1) -> None:
+                 max_bad_share: float = 0.05, rank: int = 0, world_size: int = 1,
+                 decode_timeout: float | None = None) -> None:
+        if decode_timeout is not None and not decode_timeout > 0:
+            raise XlsrError(f"decode_timeout: must be more than 0 seconds (or none), got {decode_timeout:g}")
         self.dataset, self._plan_epoch = dataset, plan_epoch
         self.max_bad_share = max_bad_share
+        self.decode_timeout = decode_timeout if num_workers > 0 else None  # a worker past it on a file is stopped
         self.rank, self.world_size = rank, world_size  # whose share of each epoch `plan_epoch` gives
         self.epoch, self.position = 0, 0
         self.bad_files = 0  # over the whole run (each file once per epoch)
@@ -276,7 +283,8 @@ class BatchLoader:
         kwargs = {"num_workers": num_workers, "batch_size": None, "sampler": self._sampler,
                   "collate_fn": _unbatched, "generator": torch.Generator().manual_seed(0)}
         if num_workers > 0:
-            kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals)
+            kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=ignore_stop_signals,
+                          timeout=self.decode_timeout or 0)  # a wait that long for a batch: is a worker hung?
         self._loader = DataLoader(dataset, **kwargs)
         if num_workers > 0:
             dataset.reading = ReadingSlots(num_workers)
@@ -389,10 +397,17 @@ class BatchLoader:
             try:
                 with waiting_for_batch(self._loader):
                     batches = iter(self._loader)  # persistent workers are told to start the pass, and answer
-            except Exception:
-                if self._loader._iterator is None or not dead_workers(self._loader._iterator, wait=1.0):
+            except Exception as exc:
+                earlier = self._loader._iterator
+                if earlier is not None and is_timeout(exc):
+                    # a persistent worker did not answer: one hung on a file of the last pass is stopped and its
+                    # file charged; otherwise all are started anew (the pass starts from `position` either way)
+                    if not self._stop_hung_workers(earlier):
+                        self.close()
+                    continue
+                if earlier is None or not dead_workers(earlier, wait=1.0):
                     raise
-                self._skip_crashed_file(self._loader._iterator)
+                self._skip_crashed_file(earlier)
                 continue
             if self.dataset.reading is not None:
                 defer_worker_deaths()
@@ -402,12 +417,40 @@ class BatchLoader:
                         loaded = next(batches)
                 except StopIteration:
                     return
-                except Exception:  # PyTorch's RuntimeError, or a batch left in the queue by the dead worker (EOFError)
+                except Exception as exc:  # PyTorch's RuntimeError, or a batch left in the queue by the dead worker
+                    if is_timeout(exc):  # decode_timeout without a batch: a worker hung on a file, or slow ones
+                        if self._stop_hung_workers(batches):
+                            break
+                        continue  # none has been on one file that long: wait on (the iterator is as it was)
                     if not dead_workers(batches, wait=1.0):
                         raise  # a worker's own error, passed on by the DataLoader: none of them died
+                    self._skip_crashed_file(batches)
                     break
                 yield loaded
-            self._skip_crashed_file(batches)
+            else:
+                self._skip_crashed_file(batches)
+
+    def _stop_hung_workers(self, batches) -> bool:
+        """Kill each worker of `batches` that has been decoding one file for more than decode_timeout, charge its
+        file as bad (never decoded again in the run), and stop the workers (the next pass starts new ones). False,
+        and nothing done, when none has."""
+        hung = self.dataset.reading.overdue(self.decode_timeout) if self.dataset.reading is not None else []
+        if not hung:
+            return False
+        for worker, _, _ in hung:
+            batches._workers[worker].kill()  # it ignores SIGTERM (worker_signals.py)
+            batches._workers[worker].join()
+        self.close()
+        self.dataset.reading.clear()
+        charged = []
+        for _, index, seconds in hung:
+            message = (f"{self.dataset.utts.audio(index)}: the audio decoder hung on it (no answer in {seconds:.0f} "
+                       f"s, more than decode_timeout={self.decode_timeout:g}; its data worker was stopped); skipped "
+                       f"for the rest of this run")
+            self.dataset.crashed[index] = message
+            charged.append((index, message))
+        self._account(charged)
+        return True
 
     def _skip_crashed_file(self, batches) -> None:
         """After a worker of `batches` died: charge the file a decoder crash killed it on, and stop the workers (the
@@ -549,13 +592,14 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
                     world_size: int = 1, num_workers: int = 0, normalize: bool = False,
                     max_bad_share: float = 0.05, epoch_size: int | None = None,
                     prefetch_factor: int = 2, augment: AugmentSpec | None = None,
-                    max_utterances: int | None = None) -> BatchLoader:
+                    max_utterances: int | None = None, decode_timeout: float | None = None) -> BatchLoader:
     """Pretraining batches: α-resampled languages, crops to the batch's shortest (≤ max_sample_size).
 
     Utterances shorter than `min_sample_size` samples are skipped. `max_tokens` bounds B × crop length, and
     `max_utterances` (None: no cap) bounds B (fairseq's dataset.batch_size).
     `augment`: acoustic effects applied on the fly (module docstring); an upsampled utterance drawn twice in
-    an epoch gets its own effects each time.
+    an epoch gets its own effects each time. `decode_timeout`: seconds a worker may decode one file before it is
+    stopped and the file charged as bad (None: waited on; BatchLoader).
     """
     check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
@@ -595,7 +639,7 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     dataset = _BatchDataset(kept, pretrain=True, normalize=normalize, min_sample_size=min_sample_size,
                             max_sample_size=max_sample_size, babble=babble_talkers(len(kept), seed, augment))
     loader = BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
-                         max_bad_share=max_bad_share, rank=rank, world_size=world_size)
+                         max_bad_share=max_bad_share, rank=rank, world_size=world_size, decode_timeout=decode_timeout)
     loader.sampler = sampler  # the language table (hours, weights) for logs
     return loader
 
@@ -609,7 +653,8 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
                     normalize: bool = False, label_field: str = "phones", rank: int = 0, world_size: int = 1,
                     num_workers: int = 0, max_bad_share: float = 0.05, max_sample_size: int | None = None,
                     oov: str = "error", prefetch_factor: int = 2, augment: AugmentSpec | None = None,
-                    keep_long: bool = False, num_frames: Callable[[int], int] | None = None) -> BatchLoader:
+                    keep_long: bool = False, num_frames: Callable[[int], int] | None = None,
+                    decode_timeout: float | None = None) -> BatchLoader:
     """Fine-tuning batches: zero-padded waveforms with lengths, label ids from `vocab.encode`.
 
     `label_field`: "phones" or "text"/"chars". Utterances longer than `max_tokens` (or `max_sample_size`)
@@ -618,7 +663,7 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
     With shuffle=False (evaluation) batches are in length order and no batch is dropped under DDP.
     `augment`: acoustic effects applied on the fly (module docstring), for training data; a slower speed never
     takes an utterance past the limit, and `num_frames` (the model's frame count of a length), when given, keeps a
-    faster one from leaving a label more symbols than frames.
+    faster one from leaving a label more symbols than frames. `decode_timeout`: as pretrain_loader.
     """
     check_rank(rank, world_size)
     augment = augment if augment is not None and augment.enabled else None
@@ -656,7 +701,7 @@ def finetune_loader(utts: UtteranceIndex | Sequence[Utterance], vocab, *, max_to
     dataset = _BatchDataset(kept, pretrain=False, normalize=normalize, labels=labels,
                             babble=babble_talkers(len(kept), seed, augment))
     return BatchLoader(dataset, plan_epoch, num_workers=num_workers, prefetch_factor=prefetch_factor,
-                       max_bad_share=max_bad_share, rank=rank, world_size=world_size)
+                       max_bad_share=max_bad_share, rank=rank, world_size=world_size, decode_timeout=decode_timeout)
 
 
 def _speeds_within(speed: np.ndarray, lengths: np.ndarray, epoch: int, *, shortest: int = 0,

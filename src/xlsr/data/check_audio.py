@@ -10,15 +10,15 @@ utterance the same way beforehand and judges each one (`judge`, a pure function)
   rule and words of training's `checked_length`);
 - `too_short`: only with `min_sample_size` > 0: fewer samples once decoded (and cut to the manifest's length, as
   checked_length cuts it) than pretraining's --min-sample-size, so pretraining skips it;
-- `crashed`: the decoder killed its process (a signal, or an exit), or raised something other than an AudioError
-  (which would end a training run too).
+- `crashed`: the decoder killed its process (a signal, or an exit), hung (no answer in `decode_timeout` seconds:
+  its worker is stopped), or raised something other than an AudioError (which would end a training run too).
 
 The files are decoded in worker processes (`DecoderPool`, data/decoder_pool.py). Each worker decodes the files it
 is sent in the order sent and answers each before the next, so the parent always knows which file a worker is
 decoding: the oldest one sent and not answered. A worker that dies charges that file, as `crashed` with the
 signal's name, and a fresh worker takes the rest of what it had been sent. Workers ignore SIGINT and SIGTERM
-(worker_signals.py): Ctrl-C stops the parent, which stops them. A decoder that hangs is not timed out: the check
-waits on it.
+(worker_signals.py): Ctrl-C stops the parent, which stops them. A decoder that hangs on a file is stopped after
+`decode_timeout` seconds, and the file is `crashed` too ("decoder hung").
 
 Each judged utterance is appended to REPORT.partial (one JSON line, flushed) as it is judged; its first line
 records the manifests (resolved paths and the fingerprints their utterance index was built from) and
@@ -53,7 +53,7 @@ import numpy as np
 
 from xlsr.atomic import json_line, write_file, write_json, write_jsonl
 from xlsr.data.audio import length_mismatch, load_audio
-from xlsr.data.decoder_pool import DecoderPool, decoder_failed
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
 from xlsr.data.utterance_index import Table
@@ -199,9 +199,11 @@ class CheckReport:
 
 def check_audio(manifests: Sequence[str | Path], out: str | Path, *, workers: int, min_sample_size: int = 0,
                 clean_dir: str | Path | None = None, data_dir: str | Path | None = None,
-                decode: Callable[[str], np.ndarray] | None = None, show_progress: bool = True) -> CheckReport:
+                decode: Callable[[str], np.ndarray] | None = None, decode_timeout: float | None = DEFAULT_TIMEOUT_S,
+                show_progress: bool = True) -> CheckReport:
     """Decode and judge every utterance of `manifests` (module docstring), in `workers` processes (0: in this one,
-    with no crash isolation); REPORT `out`, and clean copies in `clean_dir` if given (`data_dir`, the corpus the
+    with no crash isolation; a file a worker spends more than `decode_timeout` seconds on, None: no limit, is
+    judged crashed); REPORT `out`, and clean copies in `clean_dir` if given (`data_dir`, the corpus the
     manifests come from, is refused as one). `decode`: load_audio unless given (tests). Ctrl-C raises CheckStopped."""
     if workers < 0:
         raise XlsrError(f"workers: must be 0 or more, got {workers}")
@@ -216,7 +218,7 @@ def check_audio(manifests: Sequence[str | Path], out: str | Path, *, workers: in
     kept = _Kept(out, settings, [len(t) for t in tables])
     try:
         _judge_all(tables, kept, workers=workers, decode=decode or load_audio, min_sample_size=min_sample_size,
-                   show_progress=show_progress)
+                   timeout=decode_timeout, show_progress=show_progress)
     except KeyboardInterrupt:
         total = sum(len(t) for t in tables)
         raise CheckStopped(f"{kept.count} of {total} files checked, kept in {kept.path}; the same command goes on "
@@ -376,7 +378,7 @@ class _Kept:
 
 
 def _judge_all(tables: list[Table], kept: _Kept, *, workers: int, decode: Callable[[str], np.ndarray],
-               min_sample_size: int, show_progress: bool) -> None:
+               min_sample_size: int, timeout: float | None, show_progress: bool) -> None:
     """Decode and judge every utterance not in `kept` yet, keeping each verdict as it is made."""
     total = sum(len(t) for t in tables)
     done = sum(int(np.asarray(t.codes["num_samples"])[j].sum()) for t, j in zip(tables, kept.judged))
@@ -399,7 +401,8 @@ def _judge_all(tables: list[Table], kept: _Kept, *, workers: int, decode: Callab
             for key, path in tasks:
                 verdict(key, decode_length(decode, path))
         else:
-            with DecoderPool(min(workers, todo), partial(decode_length, decode), failed=_crashed) as pool:
+            with DecoderPool(min(workers, todo), partial(decode_length, decode), failed=_crashed,
+                             timeout=timeout) as pool:
                 for key, decoded in pool.map(tasks):
                     verdict(key, decoded)
     finally:

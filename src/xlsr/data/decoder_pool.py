@@ -16,7 +16,12 @@ on while the parent is busy (running a model). The parent starts the workers wit
 nothing, not from a copy of a parent that holds threads and locks, and imports only this module (which does not
 import torch: transcription's `work`, `waveform_or_reason`, is here) and `work`'s. Workers ignore SIGINT and SIGTERM (worker_signals.py): Ctrl-C and a scheduler's stop reach
 the whole process group, the parent stops, and `close()` (the pool is a context manager) kills its workers; a
-worker whose parent is gone finds its pipe closed and exits. A decoder that hangs is not timed out.
+worker whose parent is gone finds its pipe closed and exits.
+
+A decoder can also hang (a damaged file that sends it round a loop for ever). With `timeout`, a worker that has not
+answered a file within that many seconds of starting it is killed, and the file is charged as failed in the same way
+("decoder hung (no answer in 300 s; its worker was stopped)"); a worker that does not start within START_TIMEOUT_S
+(a hang in its imports: no file's fault) stops the pool in one line.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import queue
 import signal
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +47,8 @@ from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
 
 DEPTH = 2  # files `map` sends a worker ahead of its answers: the next one is ready when it finishes one
+START_TIMEOUT_S = 120.0  # how long a worker may take to start (spawn, then its imports) before the pool gives up
+DEFAULT_TIMEOUT_S = 300.0  # the entry points' default for one file (an hour of MP3 decodes in well under a minute)
 _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit before it is killed
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
 
@@ -121,17 +129,23 @@ class _Worker:
     ready: bool = False  # it has started (a death before that is no file's fault)
     broken: bool = False  # a send to it failed: it is dying, and gets nothing more
     reader: threading.Thread | None = None
+    since: float = field(default_factory=time.monotonic)  # when it started, then when it began its oldest file
+    hung_on: tuple | None = None  # the file (its task) it was killed for taking longer than the pool's timeout on
 
 
 class DecoderPool:
     """`workers` processes running `work` (a module-level function) on files; `failed(line)` makes the result of a
-    file whose worker died on it or whose `work` raised, from the line saying so."""
+    file whose worker died or hung on it (more than `timeout` seconds; None: waited for) or whose `work` raised,
+    from the line saying so."""
 
-    def __init__(self, workers: int, work: Callable, failed: Callable[[str], object]) -> None:
+    def __init__(self, workers: int, work: Callable, failed: Callable[[str], object],
+                 timeout: float | None = None) -> None:
         if workers < 1:
             raise XlsrError(f"workers: must be at least 1, got {workers}")
+        if timeout is not None and not timeout > 0:
+            raise XlsrError(f"decode timeout: must be more than 0 seconds, got {timeout:g}")
         self._context = get_context("spawn")
-        self.work, self.failed, self.size = work, failed, workers
+        self.work, self.failed, self.size, self.timeout = work, failed, workers, timeout
         self._workers: list[_Worker] = []
         self._events: queue.SimpleQueue = queue.SimpleQueue()  # (worker, message) from the reader threads
         self._retry: deque = deque()  # sent to a worker that died before answering them (not its crash): sent first
@@ -232,14 +246,22 @@ class DecoderPool:
                 self._retry.appendleft(task)
                 w.broken = True
                 continue
+            if w.ready and not w.sent:
+                w.since = time.monotonic()  # an idle worker starts on it now
             w.sent.append(task)
 
     def _next_answers(self) -> Iterator[tuple[object, object]]:
         """Wait for a worker's next message: an answer is yielded as (key, result); a worker's end charges the file
-        it was on (yielded as failed), puts a fresh worker in its place and the rest of its files up for sending."""
-        w, message = self._events.get()
+        it was on (yielded as failed), puts a fresh worker in its place and the rest of its files up for sending.
+        A worker past its time is killed while waiting (its end follows)."""
+        while True:
+            try:
+                w, message = self._events.get(timeout=self._until_overdue())
+                break
+            except queue.Empty:
+                self._stop_overdue()
         if message is None:
-            w.ready = True
+            w.ready, w.since = True, time.monotonic()
         elif message is _GONE:
             # its end of the pipe closes as it dies, a moment before it can be waited for: waited for, so that its
             # line says how it ended; one alive still (an answer that would not read, a thread it waits on): killed
@@ -254,7 +276,30 @@ class DecoderPool:
         else:
             key, ok, result = message
             w.sent.popleft()
+            w.since = time.monotonic()  # its next file, if it was sent one, starts now
             yield key, (result if ok else self.failed(result))
+
+    def _until_overdue(self) -> float | None:
+        """Seconds until the first worker is overdue (None: none can be): one starting, or one with a file."""
+        deadlines = [w.since + (self.timeout if w.ready else START_TIMEOUT_S) for w in self._workers
+                     if w.hung_on is None and (not w.ready or (w.sent and self.timeout is not None))]
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+
+    def _stop_overdue(self) -> None:
+        """Kill each worker past its time on its oldest file (its end then charges the file); a worker that has not
+        started in START_TIMEOUT_S stops the pool."""
+        now = time.monotonic()
+        for w in self._workers:
+            if w.hung_on is not None:
+                continue
+            if not w.ready and now - w.since >= START_TIMEOUT_S:
+                raise XlsrError(f"a decoding worker did not start within {START_TIMEOUT_S:g} s (spawning a Python "
+                                f"process and importing numpy and soundfile; is the machine swapping?)")
+            if w.ready and w.sent and self.timeout is not None and now - w.since >= self.timeout:
+                w.hung_on = w.sent[0]
+                w.process.kill()
+                w.process.join()
+                _hang_up(w.conn)  # its reader wakes (a process the decoder started may hold the worker's end)
 
     def _buried(self, w: _Worker) -> tuple[object, object] | None:
         """A dead worker's file (the oldest it had not answered) as failed; the rest of what it was sent to retry."""
@@ -263,9 +308,15 @@ class DecoderPool:
                             f"if it printed one, is above)")
         if not w.sent:
             return None
+        if w.hung_on is not None and w.sent[0] is not w.hung_on:  # it answered that file as it was being killed
+            self._retry.extendleft(reversed(w.sent))
+            w.sent.clear()
+            return None
         key, path = w.sent.popleft()
         self._retry.extendleft(reversed(w.sent))
         w.sent.clear()
+        if w.hung_on is not None:
+            return key, self.failed(f"{path}: decoder hung (no answer in {self.timeout:g} s; its worker was stopped)")
         return key, self.failed(f"{path}: decoder crashed ({crash_reason(w.process.exitcode)})")
 
     @staticmethod
@@ -273,11 +324,16 @@ class DecoderPool:
         """Wait for a killed or dead worker, then for its reader thread, woken by hanging up its pipe (the worker's
         end may outlive it in a process its decoder started)."""
         w.process.join()
-        try:
-            with socket.socket(fileno=os.dup(w.conn.fileno())) as ours:  # a socket pair on Linux and macOS
-                ours.shutdown(socket.SHUT_RDWR)
-        except OSError:  # closed already, or not a socket
-            pass
+        _hang_up(w.conn)
         if w.reader is not None:
             w.reader.join()
         w.conn.close()
+
+
+def _hang_up(conn: Connection) -> None:
+    """End our side of a worker's pipe, so that a thread reading it wakes with EOF."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as ours:  # a socket pair on Linux and macOS
+            ours.shutdown(socket.SHUT_RDWR)
+    except OSError:  # closed already, or not a socket
+        pass

@@ -29,7 +29,8 @@ With `workers`, the audio is decoded and encoded to FLAC in that many processes 
 data/decoder_pool.py; the work, `flac_or_reason`, needs only the path and does not import torch) while this process
 writes the tars in manifest order, exactly as it would alone: the tars, the indexes and the messages are the same
 bytes. A decoder that kills its worker (a segfault on a damaged file) costs that file, which is unreadable audio
-like any other ("<path>: decoder crashed (killed by SIGSEGV)"), and a fresh worker takes the rest; a decoder that
+like any other ("<path>: decoder crashed (killed by SIGSEGV)"), and a fresh worker takes the rest; so does one
+that hangs on a file past `decode_timeout` seconds ("<path>: decoder hung (...)"); a decoder that
 raises anything else is that file's failure too ("<path>: decoder failed (MemoryError: ...)"), in this process as
 in a worker. Files are decoded ahead of the writer up to AHEAD_SECONDS of audio per worker (by the manifest's
 lengths), whose FLAC waits here. A stop (Ctrl-C, a kill) ends the workers with the run (they ignore SIGINT and
@@ -53,7 +54,7 @@ import soundfile as sf
 
 from xlsr.atomic import write_json, write_jsonl
 from xlsr.data.audio import load_audio
-from xlsr.data.decoder_pool import DecoderPool, decoder_failed
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import Utterance, find_manifests
 from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
@@ -316,9 +317,11 @@ class ShardReport:
 
 def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10**9,
                  splits: Iterable[str] = ("train", "dev"), max_bad_share: float = 0.05, workers: int = 0,
-                 encode: Callable[[str], Encoded] | None = None, show_progress: bool = True) -> ShardReport:
+                 encode: Callable[[str], Encoded] | None = None, decode_timeout: float | None = DEFAULT_TIMEOUT_S,
+                 show_progress: bool = True) -> ShardReport:
     """Shard DIR/<lang>/<split>.jsonl into OUT/<split>/<lang>-NNNNNN.tar + OUT/index.json (module docstring), the
-    audio decoded in `workers` processes (0: in this one, with no crash isolation). `encode`: flac_or_reason unless
+    audio decoded in `workers` processes (0: in this one, with no crash isolation; a file one takes more than
+    `decode_timeout` seconds on, None: no limit, is stopped and skipped as unreadable). `encode`: flac_or_reason unless
     given (tests: a module-level function, which a worker imports by name)."""
     if not 0 <= max_bad_share <= 1:
         raise XlsrError(f"--max-bad-share must be in [0, 1], got {max_bad_share:g}")
@@ -343,7 +346,8 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     total = sum(len(u) for u in manifests.values())
     bar = progress(total=total, desc="sharding", unit="utt", disable=not show_progress)
     # its workers start when the first utterance is to be encoded (none when every shard is kept)
-    pool = DecoderPool(min(workers, total), encode or flac_or_reason, failed=str) if workers and total else None
+    pool = (DecoderPool(min(workers, total), encode or flac_or_reason, failed=str, timeout=decode_timeout)
+            if workers and total else None)
     # in this process: encode_utterance, looked up here (tests stand in for it)
     encode_here = encode_utterance if encode is None else lambda u, key: encode_utterance(u, key, encode)
     partial = _PartialIndex(out, previous)

@@ -17,6 +17,10 @@ Two pieces let the loader (`batching.BatchLoader`) go on instead:
 
 Only a death by a crash signal blames the file. SIGKILL is what the kernel's out-of-memory killer sends, and a
 worker that dies outside decoding, or exits, has no file to blame: the loader stops with a line saying so.
+
+A decoder can also hang on a damaged file. Each slot also holds when its worker started the file (`since`); a loader
+given a decode timeout waits for a batch at most that long at a time (DataLoader's `timeout`) and then asks
+`overdue` which worker has been on one file longer: the loader kills it and charges the file as it charges a crash.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class ReadingSlots:
 
     def __init__(self, num_workers: int) -> None:
         self.slots = torch.full((num_workers,), -1, dtype=torch.int64).share_memory_()
+        # time.monotonic() when each worker began its file: one clock for every process of the machine
+        self.since = torch.zeros(num_workers, dtype=torch.float64).share_memory_()
 
     @contextlib.contextmanager
     def reading(self, index: int) -> Iterator[None]:
@@ -50,6 +56,7 @@ class ReadingSlots:
         if worker is None:
             yield
             return
+        self.since[worker.id] = time.monotonic()
         self.slots[worker.id] = index
         try:
             yield
@@ -60,6 +67,16 @@ class ReadingSlots:
         """The utterance worker `worker_id` was decoding, or None."""
         index = int(self.slots[worker_id])
         return None if index < 0 else index
+
+    def overdue(self, seconds: float) -> list[tuple[int, int, float]]:
+        """(worker id, utterance, seconds on it) of each worker decoding one utterance for more than `seconds`."""
+        now = time.monotonic()
+        found = []
+        for worker, index in enumerate(self.slots.tolist()):
+            elapsed = now - float(self.since[worker])
+            if index >= 0 and elapsed > seconds:
+                found.append((worker, index, elapsed))
+        return found
 
     def clear(self) -> None:
         self.slots.fill_(-1)
@@ -77,6 +94,11 @@ def dead_workers(iterator, wait: float = 0.0) -> list[tuple[int, int]]:
         if dead or not workers or time.monotonic() >= deadline:
             return dead
         time.sleep(0.01)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is DataLoader's "timed out" error (its `timeout` passed without a batch)."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader timed out after")
 
 
 def is_crash(exit_code: int) -> bool:

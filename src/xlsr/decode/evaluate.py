@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
@@ -104,14 +105,17 @@ class EvalReport:
 
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
              show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
-             max_batch_seconds: float = 60.0, normalize: bool = False, decode_workers: int = 0) -> EvalReport:
+             max_batch_seconds: float = 60.0, normalize: bool = False, decode_workers: int = 0,
+             decode_timeout: float | None = DEFAULT_TIMEOUT_S) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
     and hypothesis after xlsr.text.normalize.normalize_text in the utterance's language (character labels).
-    `decode_workers`: as transcribe_files (a decoder crash costs its utterance, listed in the failures)."""
+    `decode_workers`, `decode_timeout`: as transcribe_files (a decoder crash or hang costs its utterance, listed in
+    the failures)."""
     refs = References.of(ctc, utts, labels, normalize)
     results, failures = transcribe_files(ctc, refs.audio(), decoder=decoder, chunk_seconds=chunk_seconds,
                                          chunk_stride=chunk_stride, max_batch_seconds=max_batch_seconds,
-                                         show_progress=show_progress, decode_workers=decode_workers)
+                                         show_progress=show_progress, decode_workers=decode_workers,
+                                         decode_timeout=decode_timeout)
     return refs.score({r.audio: r.hypothesis.text for r in results}, failures)
 
 

@@ -27,7 +27,7 @@ import torch
 
 from xlsr.atomic import write_jsonl as _write_jsonl_atomic
 from xlsr.data.batching import pad_waveforms
-from xlsr.data.decoder_pool import DecoderPool, length_or_reason, waveform_or_reason
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, length_or_reason, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
 from xlsr.decode.chunking import chunked_logits, window_context
 from xlsr.decode.greedy import greedy_decode
@@ -208,19 +208,20 @@ def word_spans(token_spans: list[dict], sep: str = "") -> list[dict]:
 def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | None = None,
                      timestamps: bool = False, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
                      max_batch_seconds: float = 60.0, show_progress: bool = True,
-                     on_result: Callable[[Transcription], None] | None = None, decode_workers: int = 0
-                     ) -> tuple[list[Transcription], list[Failure]]:
+                     on_result: Callable[[Transcription], None] | None = None, decode_workers: int = 0,
+                     decode_timeout: float | None = DEFAULT_TIMEOUT_S) -> tuple[list[Transcription], list[Failure]]:
     """Transcribe `files` in length-sorted batches; returns results in input order and the failures.
     `on_result`, when given, is called with each result as soon as it is decoded (to keep it on disk, say) and the
     results are not kept (the list returned is empty): a job of a million files would hold them all (2-16 kB each).
     `decode_workers` processes decode the audio ahead of the model (`_decoded`), so that a decoder that crashes
     costs its file, not the job (the CLI's default is 1); 0, the library's default: decoded in this process, one
     file at a time (spawned workers re-import the caller's main module, which a script without an
-    `if __name__ == "__main__":` guard would run again)."""
+    `if __name__ == "__main__":` guard would run again). With workers, a file whose decoding takes more than
+    `decode_timeout` seconds (None: no limit) is stopped and listed as failed ("decoder hung")."""
     if decode_workers < 0:
         raise XlsrError(f"decode_workers: must be 0 or more, got {decode_workers}")
     decoder = decoder or make_decoder(ctc)
-    sized, failures = _sort_by_length(files, decode_workers)
+    sized, failures = _sort_by_length(files, decode_workers, decode_timeout)
     chunk_samples = int(chunk_seconds * SAMPLE_RATE) if chunk_seconds else None
     results: dict[int, Transcription] = {}
     bar = progress(total=len(sized), desc="transcribe", unit="file", disable=not show_progress)
@@ -245,7 +246,7 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
             pending.clear()
 
     ahead = int(max_batch_seconds * SAMPLE_RATE)
-    with _decoded(sized, ctc.normalize, decode_workers, ahead) as waves:
+    with _decoded(sized, ctc.normalize, decode_workers, ahead, decode_timeout) as waves:
         for (_, pos, path), decoded in zip(sized, waves):
             reason = decoded if isinstance(decoded, str) else _too_short(ctc, path, len(decoded))
             if reason is not None:
@@ -274,11 +275,11 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
 
 
 @contextmanager
-def _decoded(sized: list[tuple[int, int, Path]], normalize: bool, workers: int, ahead: int
-             ) -> Iterator[Iterator[np.ndarray | str]]:
+def _decoded(sized: list[tuple[int, int, Path]], normalize: bool, workers: int, ahead: int,
+             timeout: float | None = None) -> Iterator[Iterator[np.ndarray | str]]:
     """The waveform of each file of `sized` (samples, position, path), in that order, or the line saying why it has
     none. With `workers`, decoded in that many processes (data/decoder_pool.py): a decoder that kills its process
-    costs its file ("decoder crashed (killed by SIGSEGV)"), and files are decoded while the model runs, up to
+    costs its file ("decoder crashed (killed by SIGSEGV)"), as does one that hangs past `timeout` seconds, and files are decoded while the model runs, up to
     `ahead` samples of them (at least one file) beyond the one the caller holds: a batch's worth bounds the memory
     that waveforms waiting here take, whatever the number of files. Leaving the block stops the workers."""
     work = partial(waveform_or_reason, normalize=normalize)
@@ -286,17 +287,18 @@ def _decoded(sized: list[tuple[int, int, Path]], normalize: bool, workers: int, 
     if workers == 0 or not paths:
         yield map(work, paths)
         return
-    with DecoderPool(min(workers, len(paths)), work, failed=str) as pool:
+    with DecoderPool(min(workers, len(paths)), work, failed=str, timeout=timeout) as pool:
         yield pool.map_in_order(paths, [n for n, _, _ in sized], ahead)
 
 
-def _sort_by_length(files: list[Path], workers: int = 0) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
+def _sort_by_length(files: list[Path], workers: int = 0, timeout: float | None = None
+                    ) -> tuple[list[tuple[int, int, Path]], list[Failure]]:
     """(samples, input position, path) of each readable file, shortest first, and the unreadable ones. The headers
     are read in `workers` processes when given: parsing one is the decoder's work too, and may crash it."""
     failures: list[Failure] = []
     sized: list[tuple[int, int, Path]] = []
     if workers and files:
-        with DecoderPool(min(workers, len(files)), length_or_reason, failed=str) as pool:
+        with DecoderPool(min(workers, len(files)), length_or_reason, failed=str, timeout=timeout) as pool:
             lengths = dict(pool.map(enumerate(files)))
     else:
         lengths = {i: length_or_reason(f) for i, f in enumerate(files)}

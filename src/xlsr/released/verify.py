@@ -34,7 +34,7 @@ from xlsr.train.recipes import recipe_path
 # Settings that pick the hardware, the paths of one build, a memory trade-off or what validation measures along the
 # way, with identical results: not the recipe. (tests/train/test_pretrain.py checks that the feature-health figures
 # and the probe leave the trained weights unchanged.)
-MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "progress", "tensorboard",
+MACHINE_KEYS = ("out", "data", "device", "precision", "num_workers", "decode_timeout", "progress", "tensorboard",
                 "activation_checkpointing", "feature_health_frames", "probe_every", "probe_data", "probe_labels",
                 "probe_steps")
 # Settings added after a release was built, with the value that does what the build did without them: a

@@ -194,7 +194,8 @@ class FinetuneTask(Task):
                                seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                label_field=cfg.labels, rank=rank, world_size=world,
                                num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
-                               max_sample_size=cfg.max_sample_size, oov="unk",
+                               decode_timeout=cfg.decode_timeout or None, max_sample_size=cfg.max_sample_size,
+                               oov="unk",
                                augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
                                num_frames=self.model_config.num_frames,
                                keep_long=not shuffle)  # validation has no gradient: no utterance is left out

@@ -87,6 +87,7 @@ class PretrainConfig(TrainerConfig):
     normalize: bool | None = None  # per-utterance z-norm of the waveform; none: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
+    decode_timeout: float = 300.0  # seconds a data worker may decode one file, then it is stopped and the file skipped; 0: none
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # validation batches per language; 0 = all
     feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
@@ -106,6 +107,8 @@ class PretrainConfig(TrainerConfig):
                        num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1, max_utterances=1)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
+        if not (math.isfinite(self.decode_timeout) and self.decode_timeout >= 0):
+            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, got {self.decode_timeout:g}")
         if self.feature_health_frames < 0 or self.feature_health_frames == 1:
             raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
         if self.probe_every < 0 or self.probe_steps < 1:
@@ -231,7 +234,7 @@ class PretrainTask(Task):
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
             epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
-            max_utterances=cfg.max_utterances)
+            max_utterances=cfg.max_utterances, decode_timeout=cfg.decode_timeout or None)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)

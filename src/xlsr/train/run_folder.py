@@ -48,7 +48,7 @@ PATH_KEYS = ("init", "data", "train", "dev", "vocab", "probe_data")
 UNSAID_KEYS = ("out", "progress", "tensorboard")
 # Where and how a run runs, not what its model learns (cf. released/verify.py's MACHINE_KEYS): a finished run re-run
 # with other values of these, on another machine, is no change to refuse
-RUN_AS_KEYS = ("device", "precision", "num_workers", "compile", "activation_checkpointing", "distributed", "data",
+RUN_AS_KEYS = ("device", "precision", "num_workers", "decode_timeout", "compile", "activation_checkpointing", "distributed", "data",
                "train", "dev", "log_every", "valid_every", "save_every", "keep_last", "feature_health_frames",
                "probe_every", "probe_data", "probe_labels", "probe_steps")
 
