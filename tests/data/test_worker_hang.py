@@ -106,7 +106,7 @@ def test_slow_files_within_the_limit_are_waited_for(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("config", [PretrainConfig, FinetuneConfig])
-@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), 1e7])
 def test_a_decode_timeout_that_is_not_seconds_is_refused(config, value, tmp_path):
     required = {"data": str(tmp_path)} if config is PretrainConfig else {"train": ["t.jsonl"], "dev": ["d.jsonl"]}
     with pytest.raises(XlsrError, match="decode_timeout: must be 0 \\(no limit\\) or more seconds"):

@@ -76,9 +76,9 @@ def add_decode_timeout_argument(p: argparse.ArgumentParser) -> None:
         return value
 
     p.add_argument("--decode-timeout", type=seconds, default=DEFAULT_TIMEOUT_S, metavar="S",
-                   help="seconds a worker may spend on one file: a decoder that hangs on a damaged file is stopped "
-                   f"and the file counted as failed, not waited for (default {DEFAULT_TIMEOUT_S:g}; 0: wait as "
-                   "long as it takes)")
+                   help="seconds a decoding worker may spend on one file: a decoder that hangs on a damaged file is "
+                   f"stopped and the file counted as failed, not waited for (default {DEFAULT_TIMEOUT_S:g}; 0: wait "
+                   "as long as it takes; without workers, decoding in this process, it is not timed)")
 
 
 def decode_timeout(args: argparse.Namespace) -> float | None:

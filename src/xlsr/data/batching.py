@@ -11,8 +11,10 @@ files) lets a run resume at the exact next batch. A file whose decoder crashes t
 C code no header check foresaw) is one more bad file: the worker's slot names it, new workers start, and the pass
 goes on at the next batch not yet yielded without it (data/worker_crash.py); it is not decoded again in the run, nor
 after a resume. So is a file a decoder hangs on, with `decode_timeout`: the worker that has been on it longer than
-that is stopped when the loader has waited as long for a batch. Without workers (num_workers=0) the decoder runs in
-the caller's process: its crash ends it, and a hang is waited on.
+that is stopped when the loader has waited as long for a batch. Without workers (num_workers=0; pretraining's validation
+loaders always) the decoder runs in the caller's process: its crash ends it, and a hang is waited on; a training task keeps
+what that process decodes in the run folder (`record_decoding`, data/decoding_record.py), so that the same command
+skips the file that ended the run before it.
 
 Bad files are also watched per language, where an epoch holds several: a language that loses more than
 `max_bad_share` of its files in the epoch is warned about once (the language mixture shifts while the epoch's share
@@ -64,7 +66,8 @@ from xlsr.data.batch_plan import (
     shard,
     without_indices,
 )
-from xlsr.data.decoder_pool import crash_reason
+from xlsr.data.decoder_pool import MAX_TIMEOUT_S, crash_reason
+from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import changed_manifests, manifest_stamps
 from xlsr.data.label_ids import LabelIds, encode_labels
 from xlsr.data.manifest import Utterance
@@ -134,6 +137,8 @@ class _BatchDataset(Dataset):
         self.babble_indices = tuple(babble)  # talkers for babble noise, loaded on first use in each worker
         self._babble: list[np.ndarray] | None = None
         self.reading: ReadingSlots | None = None  # set by a loader with workers: what each one is decoding
+        # set by a training task: what this process decodes itself, kept where a crash cannot erase it
+        self.record: DecodingRecord | None = None
         # utterances whose decoding killed a worker (index -> message): bad without being read again; workers see
         # the set as it was when they started (the loader starts new ones after each crash)
         self.crashed: dict[int, str] = {}
@@ -172,10 +177,15 @@ class _BatchDataset(Dataset):
         """Utterance `i`'s audio, decoded with this worker's slot naming it (worker_crash.py)."""
         if i in self.crashed:
             raise AudioError(self.crashed[i])
-        if self.reading is None:
-            return load_audio(path)
-        with self.reading.reading(i):
-            return load_audio(path)
+        if self.record is not None and path in self.record.crashed:  # it ended an earlier run's process
+            raise AudioError(self.record.crashed[path])
+        if self.reading is not None:  # in a worker
+            with self.reading.reading(i):
+                return load_audio(path)
+        if self.record is not None:  # in the training process: a crash here ends it, and the next run knows why
+            with self.record.decoding(path):
+                return load_audio(path)
+        return load_audio(path)
 
     def _augment(self, x: np.ndarray, draw: EffectDraw) -> np.ndarray:
         """The drawn effects on raw audio, then the per-utterance normalization if the model wants it."""
@@ -250,14 +260,24 @@ def _unbatched(loaded: _Loaded) -> _Loaded:
     return loaded
 
 
+def _kill_workers(iterator) -> None:
+    """Kill and wait for the worker processes of a DataLoader iterator still alive (they ignore SIGTERM:
+    worker_signals.py); their deaths are no crash to report (worker_crash.defer_worker_deaths drops them)."""
+    for w in getattr(iterator, "_workers", None) or []:
+        if w.is_alive():
+            w.kill()
+        w.join()
+
+
 class BatchLoader:
     """An epoch-aware, resumable loader over planned batches (see the module docstring)."""
 
     def __init__(self, dataset: _BatchDataset, plan_epoch, *, num_workers: int = 0, prefetch_factor: int = 2,
                  max_bad_share: float = 0.05, rank: int = 0, world_size: int = 1,
                  decode_timeout: float | None = None) -> None:
-        if decode_timeout is not None and not decode_timeout > 0:
-            raise XlsrError(f"decode_timeout: must be more than 0 seconds (or none), got {decode_timeout:g}")
+        if decode_timeout is not None and not 0 < decode_timeout <= MAX_TIMEOUT_S:  # DataLoader's waits overflow
+            raise XlsrError(f"decode_timeout: must be more than 0 seconds and at most {MAX_TIMEOUT_S:g} (or none), "
+                            f"got {decode_timeout:g}")
         self.dataset, self._plan_epoch = dataset, plan_epoch
         self.max_bad_share = max_bad_share
         self.decode_timeout = decode_timeout if num_workers > 0 else None  # a worker past it on a file is stopped
@@ -296,6 +316,9 @@ class BatchLoader:
         # told to shut down (its workers stop and are joined), then dropped.
         if self._loader._iterator is not None:
             self._loader._iterator._shutdown_workers()
+            # one that did not stop (a decoder stuck on a file: SIGTERM is ignored) would be left running, and
+            # Python's exit would wait on it for ever
+            _kill_workers(self._loader._iterator)
             self._loader._iterator = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -403,6 +426,7 @@ class BatchLoader:
                     # a persistent worker did not answer: one hung on a file of the last pass is stopped and its
                     # file charged; otherwise all are started anew (the pass starts from `position` either way)
                     if not self._stop_hung_workers(earlier):
+                        _kill_workers(earlier)  # one may be stuck outside decoding: it would not stop when told
                         self.close()
                     continue
                 if earlier is None or not dead_workers(earlier, wait=1.0):
@@ -437,9 +461,9 @@ class BatchLoader:
         hung = self.dataset.reading.overdue(self.decode_timeout) if self.dataset.reading is not None else []
         if not hung:
             return False
-        for worker, _, _ in hung:
-            batches._workers[worker].kill()  # it ignores SIGTERM (worker_signals.py)
-            batches._workers[worker].join()
+        # all of them: the pass starts anew, and another may be stuck where no slot shows it (outside decoding, or
+        # on a file for less than decode_timeout), which would not stop when told
+        _kill_workers(batches)
         self.close()
         self.dataset.reading.clear()
         charged = []
@@ -585,6 +609,14 @@ def check_crop_fits(max_tokens: int, max_sample_size: int | None) -> None:
         raise XlsrError(f"max_tokens ({max_tokens}) is smaller than max_sample_size ({max_sample_size}): lower "
                         f"--max-sample-size to at most {max_tokens}, or raise --max-tokens to at least "
                         f"{max_sample_size}")
+
+
+def record_decoding(loader, record: DecodingRecord | None):
+    """`loader`, keeping what this process decodes itself in `record` (decoding_record.py: a file that crashed an
+    earlier run's process is skipped); a shard stream's loader is left as it is."""
+    if record is not None and isinstance(loader, BatchLoader):
+        loader.dataset.record = record
+    return loader
 
 
 def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: int, min_sample_size: int = 32000,

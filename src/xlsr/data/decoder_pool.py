@@ -49,6 +49,9 @@ from xlsr.errors import AudioError, XlsrError
 DEPTH = 2  # files `map` sends a worker ahead of its answers: the next one is ready when it finishes one
 START_TIMEOUT_S = 120.0  # how long a worker may take to start (spawn, then its imports) before the pool gives up
 DEFAULT_TIMEOUT_S = 300.0  # the entry points' default for one file (an hour of MP3 decodes in well under a minute)
+# the most a timeout may be (11.6 days, the CLIs' bound on seconds): a queue wait longer than 2**31 ms (multiprocessing's)
+# or than threading.TIMEOUT_MAX raises OverflowError, and infinity is no deadline
+MAX_TIMEOUT_S = 1e6
 _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit before it is killed
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
 
@@ -142,8 +145,9 @@ class DecoderPool:
                  timeout: float | None = None) -> None:
         if workers < 1:
             raise XlsrError(f"workers: must be at least 1, got {workers}")
-        if timeout is not None and not timeout > 0:
-            raise XlsrError(f"decode timeout: must be more than 0 seconds, got {timeout:g}")
+        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:
+            raise XlsrError(f"decode timeout: must be more than 0 seconds and at most {MAX_TIMEOUT_S:g} (None: no "
+                            f"limit), got {timeout:g}")
         self._context = get_context("spawn")
         self.work, self.failed, self.size, self.timeout = work, failed, workers, timeout
         self._workers: list[_Worker] = []

@@ -50,7 +50,8 @@ from torch import nn
 
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
-from xlsr.data.batching import finetune_loader
+from xlsr.data.batching import finetune_loader, record_decoding
+from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
@@ -114,6 +115,7 @@ class FinetuneTask(Task):
         self.feature_caches = self._feature_caches(feature_caches or {})
         self._unbound_encoder: nn.Module | None = None  # a resumed run's, until its own weights are loaded
         self.boundary_id = self.vocab.word_boundary_id
+        self.decoding_record: DecodingRecord | None = None  # set up with the rank (setup)
         # built now, not at the first validation: a dev set that cannot be validated fails before training
         self._dev_loaders = {lang: self._loader(utts, shuffle=False) for lang, utts in sorted(self.data.dev_utts.items())}
 
@@ -165,6 +167,10 @@ class FinetuneTask(Task):
 
     def setup(self, info) -> None:
         self.info = info
+        # with num_workers 0 (the default) training and dev data are decoded in this process
+        self.decoding_record = DecodingRecord(self.cfg.out, info.rank) if self.cfg.out else None
+        for loader in self._dev_loaders.values():
+            record_decoding(loader, self.decoding_record)
         if info.world_size > 1 and self.cfg.distributed == "fsdp":
             self.feature_caches = {}  # sharded CNN weights cannot run outside the wrapped forward
 
@@ -190,15 +196,16 @@ class FinetuneTask(Task):
                 max_tokens=cfg.max_tokens, max_sample_size=cfg.max_sample_size, seed=cfg.seed, rank=rank,
                 world_size=world, num_workers=cfg.num_workers, normalize=self.model_config.normalize_waveform,
                 max_bad_share=cfg.max_bad_share)
-        return finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
-                               seed=cfg.seed, normalize=self.model_config.normalize_waveform,
-                               label_field=cfg.labels, rank=rank, world_size=world,
-                               num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
-                               decode_timeout=cfg.decode_timeout or None, max_sample_size=cfg.max_sample_size,
-                               oov="unk",
-                               augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
-                               num_frames=self.model_config.num_frames,
-                               keep_long=not shuffle)  # validation has no gradient: no utterance is left out
+        loader = finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
+                                 seed=cfg.seed, normalize=self.model_config.normalize_waveform,
+                                 label_field=cfg.labels, rank=rank, world_size=world,
+                                 num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
+                                 decode_timeout=cfg.decode_timeout or None, max_sample_size=cfg.max_sample_size,
+                                 oov="unk",
+                                 augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
+                                 num_frames=self.model_config.num_frames,
+                                 keep_long=not shuffle)  # validation has no gradient: no utterance is left out
+        return record_decoding(loader, self.decoding_record)
 
     def train_batches(self, epoch: int, skip: int = 0):
         if self._train_loader is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from xlsr.data.augment import parse_augment
+from xlsr.data.decoder_pool import MAX_TIMEOUT_S
 from xlsr.data.shard_index import shard_source
 from xlsr.errors import XlsrError
 from xlsr.model.config import check_override_keys
@@ -73,7 +74,7 @@ class FinetuneConfig(TrainerConfig):
     max_tokens: int = 160_000  # audio samples per batch (160 000: 10 s at 16 kHz)
     max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
     num_workers: int = 0  # data-loading processes (0: load in the training process)
-    decode_timeout: float = 300.0  # seconds a data worker may decode one file, then it is stopped and the file skipped; 0: none
+    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifests), then it is stopped and the file skipped; 0: none
     max_bad_share: float = 0.05  # share of unreadable audio files tolerated per epoch (logged and skipped)
     # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md); manifests only
     augment: str = "none"
@@ -102,8 +103,9 @@ class FinetuneConfig(TrainerConfig):
         check_at_least(self, max_tokens=1, max_sample_size=RECEPTIVE_FIELD_SAMPLES, num_workers=0)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
-        if not (math.isfinite(self.decode_timeout) and self.decode_timeout >= 0):
-            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, got {self.decode_timeout:g}")
+        if not 0 <= self.decode_timeout <= MAX_TIMEOUT_S:  # NaN too
+            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, at most {MAX_TIMEOUT_S:g}, got "
+                            f"{self.decode_timeout:g}")
         if not 0.0 <= self.freeze_ratio <= 1.0:
             raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
         if self.freeze_updates is not None and self.freeze_updates < 0:

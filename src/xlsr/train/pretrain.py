@@ -22,7 +22,9 @@ from torch import nn
 
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
-from xlsr.data.batching import pretrain_loader
+from xlsr.data.batching import pretrain_loader, record_decoding
+from xlsr.data.decoder_pool import MAX_TIMEOUT_S
+from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import open_split
 from xlsr.data.log_mel import log_mel, mel_filterbank
 from xlsr.data.manifest import ManifestError, find_manifests
@@ -87,7 +89,7 @@ class PretrainConfig(TrainerConfig):
     normalize: bool | None = None  # per-utterance z-norm of the waveform; none: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
-    decode_timeout: float = 300.0  # seconds a data worker may decode one file, then it is stopped and the file skipped; 0: none
+    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifests), then it is stopped and the file skipped; 0: none
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # validation batches per language; 0 = all
     feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
@@ -107,8 +109,9 @@ class PretrainConfig(TrainerConfig):
                        num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1, max_utterances=1)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
-        if not (math.isfinite(self.decode_timeout) and self.decode_timeout >= 0):
-            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, got {self.decode_timeout:g}")
+        if not 0 <= self.decode_timeout <= MAX_TIMEOUT_S:  # NaN too
+            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, at most {MAX_TIMEOUT_S:g}, got "
+                            f"{self.decode_timeout:g}")
         if self.feature_health_frames < 0 or self.feature_health_frames == 1:
             raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
         if self.probe_every < 0 or self.probe_steps < 1:
@@ -221,6 +224,8 @@ class PretrainTask(Task):
     def setup(self, info) -> None:
         super().setup(info)
         cfg = self.cfg
+        # validation's data is decoded in this process, and so is training data with num_workers 0
+        self.decoding_record = DecodingRecord(cfg.out, info.rank) if cfg.out else None
         if self.shards is not None:
             self.loader = shard_pretrain_loader(
                 cfg.data, cfg.train_split, langs=cfg.langs, max_tokens=cfg.max_tokens,
@@ -235,6 +240,7 @@ class PretrainTask(Task):
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
             epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
             max_utterances=cfg.max_utterances, decode_timeout=cfg.decode_timeout or None)
+            record_decoding(self.loader, self.decoding_record)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
@@ -332,6 +338,7 @@ class PretrainTask(Task):
                                          num_workers=0, normalize=self.normalize,
                                          max_utterances=self.cfg.max_utterances,
                                          max_bad_share=self.cfg.max_bad_share)
+                record_decoding(loader, getattr(self, "decoding_record", None))
             except XlsrError:
                 continue  # every utterance of this language is too short
             batches = self._dev_batches(lang, loader)

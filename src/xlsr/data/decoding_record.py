@@ -1,0 +1,124 @@
+"""Which file the training process is decoding, kept in the run folder where a crash cannot erase it.
+
+A data worker that a decoder kills costs its file and nothing more (worker_crash.py). Without workers the decoder
+runs in the training process itself: with `num_workers` 0 (fine-tuning's default, for its training and dev data)
+and always for pretraining's validation. A segfault there ends the run, says no file's name, and the same command dies again at the same file.
+
+`DecodingRecord` keeps the audio path being decoded in a small memory-mapped file of the run folder
+(RUN/decoding/now-rank<R>: one store per decoding, no system call). The mapping is the file's page cache, which
+outlives the process however it ends; a decoding that finishes, or raises, clears it. So when a run starts in a
+folder whose record still names a file, the process before it ended while decoding that file: the file goes to
+RUN/decoding/crashed.jsonl, is skipped (a bad file, counted against max_bad_share, in the same words each epoch)
+by this run and every later one in the folder, and a warning names it.
+
+The blame may be wrong in one case: a process killed from outside (SIGKILL, the out-of-memory killer) while it was
+decoding. That costs one file, named in the warning; deleting its line from crashed.jsonl gives it back. Under DDP
+each rank keeps its own record, and every rank reads the one crashed list (a rank's record from a run with more
+ranks than this one is not read). Nothing is written to the folder until the first decoding (a run refused before it leaves the
+folder as it was).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import mmap
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from xlsr.atomic import json_line
+
+log = logging.getLogger(__name__)
+
+FOLDER = "decoding"
+CRASHED = "crashed.jsonl"
+SIZE = 4096  # bytes of the record: 8 for the path's length, then the path (a longer one is cut: only compared)
+
+
+def _now_name(rank: int) -> str:
+    return f"now-rank{rank}"
+
+
+class DecodingRecord:
+    """The record of one process (`rank`) training in `run_dir`; `crashed` holds the audio paths to skip."""
+
+    def __init__(self, run_dir: str | Path, rank: int = 0) -> None:
+        self.folder = Path(run_dir) / FOLDER
+        self.rank = rank
+        self._map: mmap.mmap | None = None
+        self.crashed: dict[str, str] = {}  # audio path -> the line a loader charges it with
+        self._read_crashed(self.folder / CRASHED)
+        self.died_on = _recorded(self.folder / _now_name(rank))  # what the process before us was decoding
+        if self.died_on is not None and self.died_on not in self.crashed:
+            self.crashed[self.died_on] = self._message(self.died_on)
+            log.warning("%s", self.crashed[self.died_on])
+
+    def _message(self, audio: str) -> str:
+        return (f"{audio}: the last run in {self.folder.parent} ended while decoding it in the training process (a "
+                f"decoder crash, most likely); skipped in this run and later ones ({self.folder / CRASHED} lists it)")
+
+    def _read_crashed(self, path: Path) -> None:
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            try:
+                audio = json.loads(line).get("audio")
+            except (ValueError, AttributeError):
+                continue  # torn by a kill, or not ours
+            if isinstance(audio, str):
+                self.crashed[audio] = self._message(audio)
+
+    def _open(self) -> mmap.mmap:
+        """At the first decoding: the earlier process's file into crashed.jsonl, then a cleared record mapped."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.died_on is not None:
+            with open(self.folder / CRASHED, "ab") as f:
+                f.write(json_line({"audio": self.died_on, "rank": self.rank}).encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            self.died_on = None
+        fd = os.open(self.folder / _now_name(self.rank), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            os.ftruncate(fd, SIZE)
+            mapped = mmap.mmap(fd, SIZE)
+        finally:
+            os.close(fd)  # the mapping keeps the file
+        mapped[:8] = bytes(8)
+        return mapped
+
+    @contextlib.contextmanager
+    def decoding(self, audio: str) -> Iterator[None]:
+        """Around decoding `audio` in this process: recorded while it lasts."""
+        if self._map is None:
+            self._map = self._open()
+        name = os.fsencode(audio)[: SIZE - 8]
+        self._map[8:8 + len(name)] = name
+        self._map[:8] = len(name).to_bytes(8, "little")
+        try:
+            yield
+        finally:
+            self._map[:8] = bytes(8)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+
+def _recorded(path: Path) -> str | None:
+    """The audio path a record file names, or None (cleared, missing, or not a record)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(SIZE)
+    except OSError:
+        return None
+    if len(data) < 8:
+        return None
+    n = int.from_bytes(data[:8], "little")
+    if not 0 < n <= len(data) - 8:
+        return None
+    return os.fsdecode(data[8:8 + n])
