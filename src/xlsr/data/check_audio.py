@@ -58,12 +58,12 @@ from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
+from xlsr.jsonl import json_object, torn_settings_line
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 
 KINDS = ("unreadable", "wrong_length", "too_short", "crashed")
 CLEAN_MARK = "data-check.json"  # in a clean folder: which copies this check wrote (a rerun may replace only those)
-_SETTINGS_START = b'{"settings": '  # how REPORT.partial starts (json_line of {"settings": ...})
 Key = tuple[int, int]  # (manifest, row of its index)
 
 
@@ -327,16 +327,16 @@ class _Kept:
         """Read an earlier run's results (XlsrError unless made with these settings); where its last whole line ends."""
         with open(self.path, "rb") as f:
             first = f.readline()
-            if not first.endswith(b"\n") and _SETTINGS_START.startswith(first[:len(_SETTINGS_START)]):
+            if torn_settings_line(first):
                 return 0  # torn in its first line, before any result (or empty): started anew
-            settings = _parsed(first).get("settings")
+            settings = json_object(first).get("settings")
             if not isinstance(settings, dict):
                 raise XlsrError(f"{self.path}: not a file of results kept by xlsr data check (its first line records "
                                 f"no settings); it is left as it is: move it away or give another --out")
             self._check_settings(settings)
             end = len(first)
             for line in f:
-                record = _parsed(line) if line.endswith(b"\n") else {}
+                record = json_object(line) if line.endswith(b"\n") else {}
                 if "at" not in record:
                     break  # torn by a kill: cut off here
                 self._keep(tuple(record["at"]), Bad(record["kind"], record["message"]) if "kind" in record else None)
@@ -485,12 +485,3 @@ def _ctrl_c_held() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if caught:
             signal.raise_signal(signal.SIGINT)
-
-
-def _parsed(line: bytes) -> dict:
-    """One line of REPORT.partial as a dict; {} for anything else (a line a kill cut short)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return {}
-    return record if isinstance(record, dict) else {}

@@ -21,7 +21,6 @@ folder as it was).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import mmap
 import os
@@ -29,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from xlsr.atomic import json_line
+from xlsr.jsonl import json_object
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,7 @@ class DecodingRecord:
         except OSError:
             return
         for line in lines:
-            try:
-                audio = json.loads(line).get("audio")
-            except (ValueError, AttributeError):
-                continue  # torn by a kill, or not ours
+            audio = json_object(line).get("audio")  # a line torn by a kill, or not ours: none
             if isinstance(audio, str):
                 self.crashed[audio] = self._message(audio)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from xlsr.atomic import json_line, write_file
 from xlsr.errors import XlsrError
+from xlsr.jsonl import json_object, torn_settings_line
 
 RESTART = "run that command again to finish it, or delete the file to start over"
 
@@ -47,12 +48,12 @@ class PartialResults:
         if self.path.is_file():
             with open(self.path, "rb") as f:
                 first = f.readline()
-                if not first.endswith(b"\n") and _SETTINGS_START.startswith(first[:len(_SETTINGS_START)]):
+                if torn_settings_line(first):
                     torn = True  # torn in its first line, before any result: nothing to keep
                 else:
                     torn = False
-                    self._check_settings(_parse(first.decode("utf-8", errors="replace")) if first.endswith(b"\n")
-                                         else {}, advice)
+                    self._check_settings(json_object(first.decode("utf-8", errors="replace"))
+                                         if first.endswith(b"\n") else {}, advice)
                     end = self._index(f, len(first))
             if torn:
                 self.path.unlink()
@@ -87,7 +88,7 @@ class PartialResults:
         for line in f:
             if not line.endswith(b"\n"):
                 break  # torn by a kill
-            record = _parse(line.decode("utf-8", errors="replace"))
+            record = json_object(line.decode("utf-8", errors="replace"))
             if isinstance(record.get("audio"), str):
                 self.records[record["audio"]] = (offset, len(line))
             offset += len(line)
@@ -140,21 +141,7 @@ class PartialResults:
                     out.write(f.read(length))
 
 
-# How the settings line starts (json_line of {"settings": ...}): a file holding only part of it was cut short
-# by a kill before any result.
-_SETTINGS_START = b'{"settings": '
-
-
 def _differing_names(was: dict, now: dict) -> str:
     """Which settings one version records and the other does not, as "x not recorded, y unknown"."""
     missing, unknown = sorted(now.keys() - was.keys()), sorted(was.keys() - now.keys())
     return ", ".join([*(f"{k} not recorded" for k in missing), *(f"{k} unknown here" for k in unknown)])
-
-
-def _parse(line: str) -> dict:
-    """One line as a dict; {} for a line a kill cut short (or anything else that is no JSON object)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return {}
-    return record if isinstance(record, dict) else {}
