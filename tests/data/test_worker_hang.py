@@ -117,3 +117,30 @@ def test_the_loader_refuses_a_timeout_that_is_not_positive(tmp_path):
     utts = _corpus(tmp_path, ["u0", "u1"])
     with pytest.raises(XlsrError, match="decode_timeout: must be more than 0 seconds"):
         pretrain_loader(utts, **PRETRAIN, num_workers=1, decode_timeout=0.0)
+
+
+def test_a_long_wait_with_no_file_to_blame_is_said_once_and_waited_on(tmp_path, monkeypatch, caplog):
+    """A worker busy outside decoding for over three decode_timeouts (a slow collate here): no file is charged,
+    one warning says what the loader waits on, and the batches are the same."""
+    utts = _corpus(tmp_path, [f"u{i}" for i in range(8)])
+    reference = [b.waveforms for b in pretrain_loader(utts, **PRETRAIN, num_workers=0)]
+    marker = tmp_path / "slowed"
+    real_crop = batching.crop_batch
+
+    def slow_once(*args, **kwargs):
+        if not marker.exists():
+            marker.write_text("")
+            time.sleep(3.6)
+        return real_crop(*args, **kwargs)
+
+    monkeypatch.setattr(batching, "crop_batch", slow_once)
+    slow = pretrain_loader(utts, **PRETRAIN, num_workers=1, decode_timeout=1.0)
+    caplog.set_level(logging.WARNING, logger="xlsr.data.batching")
+    got = [b.waveforms for b in slow]
+    assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert slow.bad_files == 0
+    said = [r.getMessage() for r in caplog.records if "no batch from the data workers" in r.getMessage()]
+    assert said == ["rank 0: no batch from the data workers for 3 s, and none of them has been decoding one file for "
+                    "longer than decode_timeout=1; waiting on (a slow file system, or a worker stuck outside audio "
+                    "decoding)"]
+    slow.close()

@@ -435,6 +435,7 @@ class BatchLoader:
                 continue
             if self.dataset.reading is not None:
                 defer_worker_deaths()
+            waits = 0  # decode_timeouts waited in a row for the next batch, with no worker past it on one file
             while not dead_workers(batches):  # one that died while the caller trained is found before asking
                 try:
                     with waiting_for_batch(self._loader):
@@ -445,11 +446,18 @@ class BatchLoader:
                     if is_timeout(exc):  # decode_timeout without a batch: a worker hung on a file, or slow ones
                         if self._stop_hung_workers(batches):
                             break
+                        waits += 1
+                        if waits == 3:  # said once per batch: a worker stuck outside decoding is waited on
+                            log.warning("rank %d: no batch from the data workers for %.0f s, and none of them has "
+                                        "been decoding one file for longer than decode_timeout=%g; waiting on (a "
+                                        "slow file system, or a worker stuck outside audio decoding)", self.rank,
+                                        waits * self.decode_timeout, self.decode_timeout)
                         continue  # none has been on one file that long: wait on (the iterator is as it was)
                     if not dead_workers(batches, wait=1.0):
                         raise  # a worker's own error, passed on by the DataLoader: none of them died
                     self._skip_crashed_file(batches)
                     break
+                waits = 0
                 yield loaded
             else:
                 self._skip_crashed_file(batches)
