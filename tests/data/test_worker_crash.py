@@ -256,3 +256,40 @@ def test_a_worker_crashing_on_a_batch_decoded_for_a_pass_left_part_way_costs_its
     assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
     assert loader.epoch_bad_files == 1
     loader.close()
+
+
+def test_two_workers_crashing_at_once_cost_their_two_files_and_one_restart(tmp_path, monkeypatch):
+    utts = _corpus(tmp_path, [f"u{i}" for i in range(12)])
+    loader = pretrain_loader(utts, **PRETRAIN, num_workers=2, max_bad_share=0.5)
+    plans = loader.plans()
+    # the first file of each worker's first batch (the DataLoader hands batches to its workers in turn)
+    doomed = {utts[plans[0].indices[0]].audio, utts[plans[1].indices[0]].audio}
+    decoded = tmp_path / "decoded.txt"
+
+    def reference_load(path, *args, **kwargs):
+        if str(path) in doomed:
+            raise AudioError(f"{path}: unreadable")
+        return load_audio(path, *args, **kwargs)
+
+    def crash_together(path, *args, **kwargs):
+        if str(path) in doomed:
+            with open(decoded, "a") as f:
+                f.write(f"{path}\n")
+            (tmp_path / f"{os.path.basename(str(path))}.ready").touch()
+            deadline = time.monotonic() + 10
+            while len(list(tmp_path.glob("*.ready"))) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(10)
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", reference_load)
+    reference = [b.waveforms for b in pretrain_loader(utts, **PRETRAIN, num_workers=0, max_bad_share=0.5)]
+    monkeypatch.setattr(batching, "load_audio", crash_together)
+    got = [b.waveforms for b in loader]
+    assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
+    assert loader.bad_files == 2 and set(loader.dataset.crashed) == {plans[0].indices[0], plans[1].indices[0]}
+    # both charged at the one restart: neither decoded (and crashed on) a second time
+    assert sorted(decoded.read_text().splitlines()) == sorted(doomed)
+    loader.close()

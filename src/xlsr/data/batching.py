@@ -485,24 +485,28 @@ class BatchLoader:
         return True
 
     def _skip_crashed_file(self, batches) -> None:
-        """After a worker of `batches` died: charge the file a decoder crash killed it on, and stop the workers (the
-        next pass starts new ones, which know the file). Any other death (SIGKILL, an exit, a crash outside
-        decoding) stops the run."""
-        worker, code = dead_workers(batches)[0]
-        index = self.dataset.reading.held_by(worker) if self.dataset.reading is not None else None
-        path = self.dataset.utts.audio(index) if index is not None else None
+        """After workers of `batches` died: charge the file a decoder crash killed each on (two at once cost one
+        restart), and stop the workers (the next pass starts new ones, which know the files). Any other death
+        (SIGKILL, an exit, a crash outside decoding) stops the run."""
+        reading = self.dataset.reading
+        deaths = [(code, reading.held_by(worker) if reading is not None else None)
+                  for worker, code in dead_workers(batches)]
         self.close()
-        if self.dataset.reading is not None:
-            self.dataset.reading.clear()
-        if index is None or not is_crash(code):
-            where = f"while decoding {path}" if path else "outside audio decoding"
-            why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller --max-tokens "
-                   "use less memory)" if code == -signal.SIGKILL else "")
-            raise XlsrError(f"a data loading worker of rank {self.rank} ended ({crash_reason(code)}) {where}{why}")
-        message = (f"{path}: the audio decoder crashed on it (its data worker was {crash_reason(code)}); skipped for "
-                   f"the rest of this run")
-        self.dataset.crashed[index] = message
-        self._account([(index, message)])
+        if reading is not None:
+            reading.clear()
+        charged = []
+        for code, index in deaths:
+            path = self.dataset.utts.audio(index) if index is not None else None
+            if index is None or not is_crash(code):
+                where = f"while decoding {path}" if path else "outside audio decoding"
+                why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller "
+                       "--max-tokens use less memory)" if code == -signal.SIGKILL else "")
+                raise XlsrError(f"a data loading worker of rank {self.rank} ended ({crash_reason(code)}) {where}{why}")
+            message = (f"{path}: the audio decoder crashed on it (its data worker was {crash_reason(code)}); skipped "
+                       f"for the rest of this run")
+            self.dataset.crashed[index] = message
+            charged.append((index, message))
+        self._account(charged)
 
     def _account(self, bad: list[tuple[int, str]]) -> None:
         """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages."""

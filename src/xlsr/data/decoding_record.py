@@ -11,11 +11,13 @@ folder whose record still names a file, the process before it ended while decodi
 RUN/decoding/crashed.jsonl, is skipped (a bad file, counted against max_bad_share, in the same words each epoch)
 by this run and every later one in the folder, and a warning names it.
 
-The blame may be wrong in one case: a process killed from outside (SIGKILL, the out-of-memory killer) while it was
-decoding. That costs one file, named in the warning; deleting its line from crashed.jsonl gives it back. Under DDP
-each rank keeps its own record, and every rank reads the one crashed list (a rank's record from a run with more
-ranks than this one is not read). Nothing is written to the folder until the first decoding (a run refused before it leaves the
-folder as it was).
+The blame may be wrong where a process ended from outside while it was decoding: SIGKILL, the out-of-memory killer,
+the machine going down (the record as last written back), or a rank that ends itself because a peer failed, unless it
+calls `forget_decodings()` first. That costs one file, named in the warning; deleting its line from crashed.jsonl
+gives it back. Under DDP each rank keeps its own record, and every rank reads the one crashed list (a rank's record
+from a run with more ranks than this one is not read). Nothing is written to the folder until the first decoding (a
+run refused before it leaves the folder as it was). Where the record cannot be kept (a full disk, a file system that
+cannot map files), a warning says so and decoding goes on unrecorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import logging
 import mmap
 import os
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +37,22 @@ log = logging.getLogger(__name__)
 
 FOLDER = "decoding"
 CRASHED = "crashed.jsonl"
-SIZE = 4096  # bytes of the record: 8 for the path's length, then the path (a longer one is cut: only compared)
+# bytes of the record: 8 for the path's length, then the path; any path the system can open fits (PATH_MAX: 4096
+# bytes on Linux), a longer one is cut (it fails to open: no decoder runs on it)
+SIZE = 8192
+_open_records: weakref.WeakSet[DecodingRecord] = weakref.WeakSet()  # for forget_decodings()
 
 
 def _now_name(rank: int) -> str:
     return f"now-rank{rank}"
+
+
+def forget_decodings() -> None:
+    """Clear the record of every DecodingRecord of this process: for a process about to end itself from another thread
+    (os._exit, which runs no `finally`), so that the file its main thread may be decoding is not blamed."""
+    for record in list(_open_records):
+        if record._map is not None:
+            record._map[:8] = bytes(8)
 
 
 class DecodingRecord:
@@ -48,12 +62,18 @@ class DecodingRecord:
         self.folder = Path(run_dir) / FOLDER
         self.rank = rank
         self._map: mmap.mmap | None = None
+        self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
         self.crashed: dict[str, str] = {}  # audio path -> the line a loader charges it with
         self._read_crashed(self.folder / CRASHED)
         self.died_on = _recorded(self.folder / _now_name(rank))  # what the process before us was decoding
         if self.died_on is not None and self.died_on not in self.crashed:
             self.crashed[self.died_on] = self._message(self.died_on)
             log.warning("%s", self.crashed[self.died_on])
+
+    def __getstate__(self) -> dict:
+        # a DataLoader worker started by spawn or forkserver gets a copy: the mapping stays with this process (a
+        # worker decodes under its reading slot, never under this record)
+        return {**self.__dict__, "_map": None}
 
     def _message(self, audio: str) -> str:
         return (f"{audio}: the last run in {self.folder.parent} ended while decoding it in the training process (a "
@@ -80,18 +100,30 @@ class DecodingRecord:
             self.died_on = None
         fd = os.open(self.folder / _now_name(self.rank), os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            os.ftruncate(fd, SIZE)
-            mapped = mmap.mmap(fd, SIZE)
+            # written, not extended with ftruncate: a file of holes on a full disk maps, and the first store into
+            # it is a SIGBUS; written, the disk's refusal is an OSError here
+            zeros = memoryview(bytes(SIZE))
+            while zeros:
+                zeros = zeros[os.write(fd, zeros):]
+            return mmap.mmap(fd, SIZE)
         finally:
             os.close(fd)  # the mapping keeps the file
-        mapped[:8] = bytes(8)
-        return mapped
 
     @contextlib.contextmanager
     def decoding(self, audio: str) -> Iterator[None]:
         """Around decoding `audio` in this process: recorded while it lasts."""
+        if self._map is None and not self._unrecorded:
+            try:
+                self._map = self._open()
+                _open_records.add(self)
+            except (OSError, ValueError) as exc:  # ValueError: mmap's own refusals
+                self._unrecorded = True
+                log.warning("%s: cannot keep the record of what this process decodes (%s); decoding goes on, but a "
+                            "decoder crash in this process will not be named to the next run",
+                            self.folder / _now_name(self.rank), exc)
         if self._map is None:
-            self._map = self._open()
+            yield
+            return
         name = os.fsencode(audio)[: SIZE - 8]
         self._map[8:8 + len(name)] = name
         self._map[:8] = len(name).to_bytes(8, "little")
