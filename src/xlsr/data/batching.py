@@ -489,9 +489,13 @@ class BatchLoader:
         restart), and stop the workers (the next pass starts new ones, which know the files). Any other death
         (SIGKILL, an exit, a crash outside decoding) stops the run."""
         reading = self.dataset.reading
-        deaths = [(code, reading.held_by(worker) if reading is not None else None)
-                  for worker, code in dead_workers(batches)]
-        self.close()
+        first = dict(dead_workers(batches))  # the deaths found: any one that is no crash stops the run
+        workers = list(getattr(batches, "_workers", None) or [])
+        self.close()  # waits for the others, and kills those that do not stop
+        # with the others that a decoder crash ended meanwhile (one at a moment of the first: its slot still holds it)
+        codes = {k: first.get(k, w.exitcode) for k, w in enumerate(workers)}
+        deaths = [(code, reading.held_by(k) if reading is not None else None) for k, code in codes.items()
+                  if k in first or (code is not None and is_crash(code))]
         if reading is not None:
             reading.clear()
         charged = []
