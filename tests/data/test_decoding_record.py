@@ -75,3 +75,37 @@ def test_a_torn_line_or_a_foreign_file_is_no_file_to_skip(tmp_path):
     (folder / "now-rank0").write_bytes(b"\xff" * 16)  # a length far beyond the file
     record = DecodingRecord(tmp_path / "run")
     assert record.died_on is None and list(record.crashed) == ["a.flac"]
+
+
+def test_a_file_that_crashed_another_rank_is_skipped_from_the_next_pass(tmp_path):
+    assert _decode_in_a_process(tmp_path / "run", "x.flac", "segv") == -signal.SIGSEGV  # rank 0's process
+    rank1 = DecodingRecord(tmp_path / "run", rank=1, world_size=2)  # started before rank 0 moved its file
+    assert rank1.crashed == {}
+    rank0 = DecodingRecord(tmp_path / "run", rank=0, world_size=2)
+    with rank0.decoding("y.flac"):  # its first decoding moves x.flac into the common list
+        pass
+    rank1.refresh()  # a loader's next pass
+    assert list(rank1.crashed) == ["x.flac"]
+
+
+def test_the_records_of_ranks_a_resume_no_longer_has_are_read_by_all_and_moved_by_rank_0(tmp_path):
+    code = textwrap.dedent(f"""
+        import os, signal
+        from xlsr.data.decoding_record import DecodingRecord
+        record = DecodingRecord({str(tmp_path / "run")!r}, rank=3, world_size=4)
+        with record.decoding("z.flac"):
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == -signal.SIGKILL
+    rank1 = DecodingRecord(tmp_path / "run", rank=1, world_size=2)  # the run resumes with 2 ranks
+    rank0 = DecodingRecord(tmp_path / "run", rank=0, world_size=2)
+    assert list(rank1.crashed) == list(rank0.crashed) == ["z.flac"]
+    with rank1.decoding("a.flac"):
+        pass
+    assert (tmp_path / "run" / FOLDER / "now-rank3").exists()  # not rank 1's to move
+    with rank0.decoding("a.flac"):
+        pass
+    assert not (tmp_path / "run" / FOLDER / "now-rank3").exists()
+    lines = (tmp_path / "run" / FOLDER / CRASHED).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"audio": "z.flac", "rank": 3}]
+    assert list(DecodingRecord(tmp_path / "run", rank=0, world_size=2).crashed) == ["z.flac"]

@@ -409,6 +409,8 @@ class BatchLoader:
         """The epoch's loaded batches from `position` on. A worker killed by a crash while decoding a file (see
         worker_crash.py) costs that file, not the run: it is charged as bad, the workers are started anew and the
         pass goes on at the first batch not yet yielded (the same batches, less that file)."""
+        if self.dataset.record is not None:
+            self.dataset.record.refresh()  # files that ended another rank's process since this one started
         while True:
             self._sampler.plans = self.plans()[self.position:]
             # persistent workers, from the last pass: one may have died since, idle (no file to blame: a line) or on

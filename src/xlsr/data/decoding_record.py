@@ -2,7 +2,8 @@
 
 A data worker that a decoder kills costs its file and nothing more (worker_crash.py). Without workers the decoder
 runs in the training process itself: with `num_workers` 0 (fine-tuning's default, for its training and dev data)
-and always for pretraining's validation. A segfault there ends the run, says no file's name, and the same command dies again at the same file.
+and always for pretraining's validation. A segfault there ends the run, says no file's name, and the same command
+dies again at the same file.
 
 `DecodingRecord` keeps the audio path being decoded in a small memory-mapped file of the run folder
 (RUN/decoding/now-rank<R>: one store per decoding, no system call). The mapping is the file's page cache, which
@@ -13,9 +14,13 @@ by this run and every later one in the folder, and a warning names it.
 
 The blame may be wrong where a process ended from outside while it was decoding: SIGKILL, the out-of-memory killer,
 the machine going down (the record as last written back), or a rank that ends itself because a peer failed, unless it
-calls `forget_decodings()` first. That costs one file, named in the warning; deleting its line from crashed.jsonl
-gives it back. Under DDP each rank keeps its own record, and every rank reads the one crashed list (a rank's record
-from a run with more ranks than this one is not read). Nothing is written to the folder until the first decoding (a
+calls `forget_decodings()` first (train/elastic.py does). That costs one file, named in the warning; deleting its line
+from crashed.jsonl gives it back.
+
+Under DDP each rank keeps its own record and moves its own file into the one crashed list; the other ranks learn of
+it when their loaders start their next pass (`refresh`), so a file that crashed one rank is decoded by another at
+most in the epoch the run resumed in. The records of ranks a resume no longer has (fewer ranks than before) are read
+by every rank and moved by rank 0. Nothing is written to the folder until the first decoding (a
 run refused before it leaves the folder as it was). Where the record cannot be kept (a full disk, a file system that
 cannot map files), a warning says so and decoding goes on unrecorded.
 """
@@ -43,8 +48,16 @@ SIZE = 8192
 _open_records: weakref.WeakSet[DecodingRecord] = weakref.WeakSet()  # for forget_decodings()
 
 
+NOW = "now-rank"  # + the rank: each process's record
+
+
 def _now_name(rank: int) -> str:
-    return f"now-rank{rank}"
+    return f"{NOW}{rank}"
+
+
+def _rank_of(record: Path) -> int | None:
+    rank = record.name[len(NOW):]
+    return int(rank) if rank.isdigit() else None
 
 
 def forget_decodings() -> None:
@@ -58,17 +71,28 @@ def forget_decodings() -> None:
 class DecodingRecord:
     """The record of one process (`rank`) training in `run_dir`; `crashed` holds the audio paths to skip."""
 
-    def __init__(self, run_dir: str | Path, rank: int = 0) -> None:
+    def __init__(self, run_dir: str | Path, rank: int = 0, world_size: int = 1) -> None:
         self.folder = Path(run_dir) / FOLDER
         self.rank = rank
         self._map: mmap.mmap | None = None
         self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
         self.crashed: dict[str, str] = {}  # audio path -> the line a loader charges it with
+        self.refresh()
+        # what the process before us was decoding, and those of ranks this run does not have (nobody writes them)
+        self.died_on = _recorded(self.folder / _now_name(rank))
+        self._orphans = {path: _recorded(path) for path in self._orphan_records(world_size)}
+        for audio in [self.died_on, *self._orphans.values()]:
+            if audio is not None and audio not in self.crashed:
+                self.crashed[audio] = self._message(audio)
+                log.warning("%s", self.crashed[audio])
+
+    def _orphan_records(self, world_size: int) -> list[Path]:
+        """The records of ranks `world_size` and above, left by a run with more ranks."""
+        return sorted(p for p in self.folder.glob(f"{NOW}*") if (_rank_of(p) or 0) >= world_size)
+
+    def refresh(self) -> None:
+        """Read the crashed list again: files other ranks have added since (a loader calls this at each pass)."""
         self._read_crashed(self.folder / CRASHED)
-        self.died_on = _recorded(self.folder / _now_name(rank))  # what the process before us was decoding
-        if self.died_on is not None and self.died_on not in self.crashed:
-            self.crashed[self.died_on] = self._message(self.died_on)
-            log.warning("%s", self.crashed[self.died_on])
 
     def __getstate__(self) -> dict:
         # a DataLoader worker started by spawn or forkserver gets a copy: the mapping stays with this process (a
@@ -92,12 +116,19 @@ class DecodingRecord:
     def _open(self) -> mmap.mmap:
         """At the first decoding: the earlier process's file into crashed.jsonl, then a cleared record mapped."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        if self.died_on is not None:
+        moved = [(self.rank, self.died_on)] if self.died_on is not None else []
+        if self.rank == 0:  # the orphans are rank 0's to move
+            moved += [(_rank_of(path), audio) for path, audio in self._orphans.items() if audio is not None]
+        if moved:
             with open(self.folder / CRASHED, "ab") as f:
-                f.write(json_line({"audio": self.died_on, "rank": self.rank}).encode("utf-8"))
+                f.write(b"".join(json_line({"audio": audio, "rank": rank}).encode("utf-8") for rank, audio in moved))
                 f.flush()
                 os.fsync(f.fileno())
-            self.died_on = None
+        self.died_on = None
+        if self.rank == 0:
+            for path in self._orphans:
+                path.unlink(missing_ok=True)
+            self._orphans = {}
         fd = os.open(self.folder / _now_name(self.rank), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # written, not extended with ftruncate: a file of holes on a full disk maps, and the first store into

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from xlsr.atomic import write_text
+from xlsr.data.decoding_record import forget_decodings
 from xlsr.errors import XlsrError
 from xlsr.train.distributed import DistInfo, broadcast_object
 
@@ -154,6 +155,7 @@ class FailureWatch:
         """End this process at once, with one note: another rank failed (the message says which and why)."""
         print(f"xlsr: rank {self.info.rank} stops: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
+        forget_decodings()  # the file the training thread may be decoding did not end this process
         os._exit(PEER_FAILED_EXIT)
 
     def announce(self, exc: BaseException) -> None:

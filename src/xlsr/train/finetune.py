@@ -168,7 +168,7 @@ class FinetuneTask(Task):
     def setup(self, info) -> None:
         self.info = info
         # with num_workers 0 (the default) training and dev data are decoded in this process
-        self.decoding_record = DecodingRecord(self.cfg.out, info.rank) if self.cfg.out else None
+        self.decoding_record = DecodingRecord(self.cfg.out, info.rank, info.world_size) if self.cfg.out else None
         for loader in self._dev_loaders.values():
             record_decoding(loader, self.decoding_record)
         if info.world_size > 1 and self.cfg.distributed == "fsdp":

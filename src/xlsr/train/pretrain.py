@@ -225,7 +225,7 @@ class PretrainTask(Task):
         super().setup(info)
         cfg = self.cfg
         # validation's data is decoded in this process, and so is training data with num_workers 0
-        self.decoding_record = DecodingRecord(cfg.out, info.rank) if cfg.out else None
+        self.decoding_record = DecodingRecord(cfg.out, info.rank, info.world_size) if cfg.out else None
         if self.shards is not None:
             self.loader = shard_pretrain_loader(
                 cfg.data, cfg.train_split, langs=cfg.langs, max_tokens=cfg.max_tokens,

@@ -90,3 +90,21 @@ def test_forget_decodings_clears_a_decoding_in_progress(tmp_path):
         forget_decodings()  # what a rank that ends itself for a failed peer (os._exit) does first
         assert DecodingRecord(tmp_path / "run").died_on is None
     record.close()
+
+
+def test_a_rank_ended_for_a_failed_peer_blames_no_file(tmp_path):
+    """train/elastic.py ends a rank whose peer failed with os._exit from its watcher thread (no `finally` runs):
+    the file its training thread was decoding did not end it."""
+    code = textwrap.dedent(f"""
+        import types
+        from xlsr.data.decoding_record import DecodingRecord
+        from xlsr.train.elastic import FailureWatch
+        record = DecodingRecord({str(tmp_path / "run")!r})
+        with record.decoding("good.flac"):
+            FailureWatch.end_for_peer(types.SimpleNamespace(info=types.SimpleNamespace(rank=1)), "rank 0 failed")
+    """)
+    from xlsr.train.elastic import PEER_FAILED_EXIT
+
+    ended = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert ended.returncode == PEER_FAILED_EXIT and "rank 1 stops: rank 0 failed" in ended.stderr
+    assert DecodingRecord(tmp_path / "run").died_on is None
