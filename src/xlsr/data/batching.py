@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -139,6 +139,10 @@ class _BatchDataset(Dataset):
         self.reading: ReadingSlots | None = None  # set by a loader with workers: what each one is decoding
         # set by a training task: what this process decodes itself, kept where a crash cannot erase it
         self.record: DecodingRecord | None = None
+        # set by fine-tuning with a frozen-CNN feature cache (train/feature_cache.py): utterance id -> decoded length
+        # of the utterances whose CNN output is cached; those are not decoded again, their rows are silence of that
+        # length (only padding and frame counts read them). A live mapping: a worker sees it as it was at its start.
+        self.cached_lengths: Mapping[str, int] | None = None
         # utterances whose decoding killed a worker (index -> message): bad without being read again; workers see
         # the set as it was when they started (the loader starts new ones after each crash)
         self.crashed: dict[int, str] = {}
@@ -153,6 +157,10 @@ class _BatchDataset(Dataset):
             if i in failed:
                 continue
             draw = plan.effects[k] if plan.effects is not None else None
+            cached = self._cached_length(i) if draw is None else None
+            if cached is not None:
+                loaded.append((i, np.zeros(cached, dtype=np.float32)))
+                continue
             path = self.utts.audio(i)
             try:
                 x = checked_length(self._load(i, path), int(self.utts.num_samples[i]), path)
@@ -172,6 +180,12 @@ class _BatchDataset(Dataset):
             return _Loaded(None, bad, short)
         collate = self._crop if self.pretrain else self._pad
         return _Loaded(collate(loaded, np.random.default_rng(plan.seed)), bad, short)
+
+    def _cached_length(self, i: int) -> int | None:
+        """Utterance `i`'s decoded length when its CNN output is cached (fine-tuning), else None."""
+        if self.cached_lengths is None or self.pretrain:
+            return None
+        return self.cached_lengths.get(self.utts.utterance_id(i))
 
     def _load(self, i: int, path: str) -> np.ndarray:
         """Utterance `i`'s audio, decoded with this worker's slot naming it (worker_crash.py)."""

@@ -5,6 +5,10 @@ it is computed once; later epochs and validations start at feature_norm. Exact f
 computed from its utterance alone, and a group-norm CNN normalizes layer 0 over each row's valid steps. Runs
 from one init (several seeds) can share a cache: `bind` ties it to one CNN's weights; runs in other processes
 read it from a file (`save_caches`, `load_caches`).
+
+The cache also keeps each utterance's decoded length (`lengths`): a loader given it (`_BatchDataset.cached_lengths`)
+does not decode a cached utterance again, and hands a silent waveform of that length instead, which only the padding
+and frame counts read (the CNN output comes from here).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class FeatureCache:
 
     def __init__(self, max_bytes: int = FEATURE_CACHE_MAX_BYTES):
         self.entries: dict[str, torch.Tensor] = {}
+        self.lengths: dict[str, int] = {}  # the decoded samples of each entry's utterance (the same keys)
         self.max_bytes = int(max_bytes)
         self.nbytes = 0
         self.hits = self.misses = 0
@@ -73,7 +78,7 @@ class FeatureCache:
             if feats is None or feats.shape[0] != int(frames[i]):
                 self.misses += 1
                 feats = encoder.features(waveforms[i:i + 1, : int(lengths[i])])[0][0].cpu()  # (T_i, C)
-                self._store(key, feats)
+                self._store(key, feats, int(lengths[i]))
             else:
                 self.hits += 1
             rows.append(feats)
@@ -82,8 +87,9 @@ class FeatureCache:
             out[i, : feats.shape[0]] = feats
         return out.to(waveforms.device, non_blocking=True), frames
 
-    def _store(self, key: str, feats: torch.Tensor) -> None:
+    def _store(self, key: str, feats: torch.Tensor, samples: int) -> None:
         old = self.entries.pop(key, None)  # an entry of another length (another utterance under the same id)
+        self.lengths.pop(key, None)
         if old is not None:
             self.nbytes -= old.numel() * old.element_size()
         size = feats.numel() * feats.element_size()
@@ -94,12 +100,14 @@ class FeatureCache:
             self.full = True
             return
         self.entries[key] = feats.clone()  # own storage: never a view into a batch tensor
+        self.lengths[key] = samples
         self.nbytes += size
 
 
 def save_caches(caches: dict[str, FeatureCache], path: str | Path) -> None:
     """Write named caches (their entries and the CNN they come from) to `path`, for runs in other processes."""
-    save_torch({name: {"cnn": cache.cnn, "entries": cache.entries} for name, cache in caches.items()}, path)
+    save_torch({name: {"cnn": cache.cnn, "entries": cache.entries, "lengths": cache.lengths}
+                for name, cache in caches.items()}, path)
 
 
 def load_caches(path: str | Path, max_bytes: int = FEATURE_CACHE_MAX_BYTES) -> dict[str, FeatureCache]:
@@ -109,6 +117,7 @@ def load_caches(path: str | Path, max_bytes: int = FEATURE_CACHE_MAX_BYTES) -> d
         cache = caches[name] = FeatureCache(max_bytes)
         cache.cnn = state["cnn"]
         cache.entries = dict(state["entries"])
+        cache.lengths = {k: int(n) for k, n in state.get("lengths", {}).items() if k in cache.entries}
         cache.nbytes = sum(t.numel() * t.element_size() for t in cache.entries.values())
     return caches
 

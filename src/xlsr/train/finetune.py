@@ -169,10 +169,11 @@ class FinetuneTask(Task):
         self.info = info
         # with num_workers 0 (the default) training and dev data are decoded in this process
         self.decoding_record = DecodingRecord(self.cfg.out, info.rank, info.world_size) if self.cfg.out else None
-        for loader in self._dev_loaders.values():
-            record_decoding(loader, self.decoding_record)
         if info.world_size > 1 and self.cfg.distributed == "fsdp":
             self.feature_caches = {}  # sharded CNN weights cannot run outside the wrapped forward
+        for loader in self._dev_loaders.values():
+            record_decoding(loader, self.decoding_record)
+            self._skip_cached_audio(loader, "dev")
 
     def ctc_forward(self, model: nn.Module, batch, split: str = "train", with_loss: bool = True):
         """The model on a batch: from cached CNN output when this split has a cache, else from the waveforms.
@@ -205,7 +206,14 @@ class FinetuneTask(Task):
                                  augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
                                  num_frames=self.model_config.num_frames,
                                  keep_long=not shuffle)  # validation has no gradient: no utterance is left out
+        if shuffle:  # the dev loaders, built before setup, get theirs there
+            self._skip_cached_audio(loader, "train")
         return record_decoding(loader, self.decoding_record)
+
+    def _skip_cached_audio(self, loader, split: str) -> None:
+        """Have `loader` not decode the utterances whose CNN output `split`'s cache holds (the cache's lengths)."""
+        cache = self.feature_caches.get(split)
+        loader.dataset.cached_lengths = cache.lengths if cache is not None else None
 
     def train_batches(self, epoch: int, skip: int = 0):
         if self._train_loader is None:
