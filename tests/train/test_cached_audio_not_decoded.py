@@ -61,3 +61,27 @@ def test_the_lengths_travel_with_a_saved_cache(tmp_path):
     save_caches({"train": cache}, tmp_path / "c.pt")
     loaded = load_caches(tmp_path / "c.pt")["train"]
     assert loaded.lengths == {"u": 1234} and torch.equal(loaded.entries["u"], cache.entries["u"])
+
+
+def test_a_cached_length_is_taken_only_where_the_manifest_line_could_have_decoded_to_it(tones, monkeypatch):
+    from xlsr.data.batching import finetune_loader
+    from xlsr.data.index_cache import open_manifest
+    from xlsr.text.labels import build_vocabulary
+
+    train, _ = tones
+    utts = open_manifest(train)
+    vocab = build_vocabulary({str(train): utts}, "phones")
+    decoded = []
+    monkeypatch.setattr(batching, "load_audio", lambda path, *a, **k: decoded.append(str(path)) or load_audio(path))
+    loader = finetune_loader(utts, vocab, max_tokens=10**7, shuffle=False, seed=0, max_bad_share=1.0)
+    ids = [utts.utterance_id(i) for i in range(3)]
+    listed = [int(utts.num_samples[i]) for i in range(3)]
+    # 0: its own length (not decoded); 1: a length this line could not decode to (another corpus's entry); 2: a file
+    # known bad since it was cached (charged as bad, as any bad file)
+    loader.dataset.cached_lengths = {ids[0]: listed[0], ids[1]: listed[1] + 5000, ids[2]: listed[2]}
+    loader.dataset.crashed[2] = f"{utts.audio(2)}: crashed before"
+    [batch] = list(loader)
+    assert utts.audio(0) not in decoded and utts.audio(1) in decoded and utts.audio(2) not in decoded
+    assert ids[2] not in batch.ids and loader.bad_files == 1
+    row = batch.ids.index(ids[0])
+    assert int(batch.lengths[row]) == listed[0] and not batch.waveforms[row].any()  # a silent row of its length

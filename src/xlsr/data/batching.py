@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from xlsr.data.audio import checked_length, load_audio, normalize_waveform
+from xlsr.data.audio import checked_length, length_mismatch, load_audio, normalize_waveform
 from xlsr.data.augment import AugmentSpec, EffectDraw, apply_effects, augmented_lengths
 from xlsr.data.batch_plan import (
     BatchPlan,
@@ -182,10 +182,20 @@ class _BatchDataset(Dataset):
         return _Loaded(collate(loaded, np.random.default_rng(plan.seed)), bad, short)
 
     def _cached_length(self, i: int) -> int | None:
-        """Utterance `i`'s decoded length when its CNN output is cached (fine-tuning), else None."""
+        """Utterance `i`'s decoded length when its CNN output is cached (fine-tuning), else None: also for a file
+        known bad since (it is charged as any bad file), and for a length this manifest line could not have decoded
+        to (a cache of other data under the same id: decoded, and the cache recomputes its entry)."""
         if self.cached_lengths is None or self.pretrain:
             return None
-        return self.cached_lengths.get(self.utts.utterance_id(i))
+        n = self.cached_lengths.get(self.utts.utterance_id(i))
+        if n is None or i in self.crashed:
+            return None
+        listed = int(self.utts.num_samples[i])
+        if n > listed or length_mismatch(n, listed, "") is not None:
+            return None
+        if self.record is not None and self.utts.audio(i) in self.record.crashed:
+            return None
+        return n
 
     def _load(self, i: int, path: str) -> np.ndarray:
         """Utterance `i`'s audio, decoded with this worker's slot naming it (worker_crash.py)."""

@@ -31,6 +31,7 @@ import contextlib
 import logging
 import mmap
 import os
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,9 @@ CRASHED = "crashed.jsonl"
 # bytes of the record: 8 for the path's length, then the path; any path the system can open fits (PATH_MAX: 4096
 # bytes on Linux), a longer one is cut (it fails to open: no decoder runs on it)
 SIZE = 8192
-_open_records: weakref.WeakSet[DecodingRecord] = weakref.WeakSet()  # for forget_decodings()
+_records: weakref.WeakSet[DecodingRecord] = weakref.WeakSet()  # every record of this process, for forget_decodings()
+# held while a decoding is written into its record and by forget_decodings(): no decoding is recorded after it
+_forgetting = threading.Lock()
 
 
 NOW = "now-rank"  # + the rank: each process's record
@@ -62,10 +65,13 @@ def _rank_of(record: Path) -> int | None:
 
 def forget_decodings() -> None:
     """Clear the record of every DecodingRecord of this process: for a process about to end itself from another thread
-    (os._exit, which runs no `finally`), so that the file its main thread may be decoding is not blamed."""
-    for record in list(_open_records):
-        if record._map is not None:
-            record._map[:8] = bytes(8)
+    (os._exit, which runs no `finally`), so that the file its main thread may be decoding is not blamed. A decoding
+    the main thread begins after this call (before the process ends) is not recorded either."""
+    with _forgetting:
+        for record in list(_records):
+            record._forgotten = True
+            if record._map is not None:
+                record._map[:8] = bytes(8)
 
 
 class DecodingRecord:
@@ -76,6 +82,9 @@ class DecodingRecord:
         self.rank = rank
         self._map: mmap.mmap | None = None
         self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
+        self._forgotten = False  # forget_decodings() was called: this process is ending, nothing more is recorded
+        with _forgetting:
+            _records.add(self)
         self.crashed: dict[str, str] = {}  # audio path -> the line a loader charges it with
         self.refresh()
         # what the process before us was decoding, and those of ranks this run does not have (nobody writes them)
@@ -146,18 +155,21 @@ class DecodingRecord:
         if self._map is None and not self._unrecorded:
             try:
                 self._map = self._open()
-                _open_records.add(self)
             except (OSError, ValueError) as exc:  # ValueError: mmap's own refusals
                 self._unrecorded = True
                 log.warning("%s: cannot keep the record of what this process decodes (%s); decoding goes on, but a "
                             "decoder crash in this process will not be named to the next run",
                             self.folder / _now_name(self.rank), exc)
-        if self._map is None:
+        # under the lock: forget_decodings() (another thread, os._exit next) either clears this name or comes first
+        with _forgetting:
+            recorded = self._map is not None and not self._forgotten
+            if recorded:
+                name = os.fsencode(audio)[: SIZE - 8]
+                self._map[8:8 + len(name)] = name
+                self._map[:8] = len(name).to_bytes(8, "little")
+        if not recorded:
             yield
             return
-        name = os.fsencode(audio)[: SIZE - 8]
-        self._map[8:8 + len(name)] = name
-        self._map[:8] = len(name).to_bytes(8, "little")
         try:
             yield
         finally:

@@ -53,8 +53,8 @@ class FeatureCache:
         A cache handed from run to run (seeds of one init) is exact only for the same frozen CNN weights."""
         fingerprint = cnn_fingerprint(encoder.feature_encoder, normalize_waveform)
         if self.cnn not in (None, fingerprint) and self.entries:
-            raise XlsrError("feature cache: it holds the output of another CNN (another --init, or another "
-                            "normalize_waveform); give this run a new cache")
+            raise XlsrError("feature cache: it holds the output of another CNN (another --init or conv_layers, or "
+                            "another normalize_waveform); give this run a new cache")
         self.cnn = fingerprint
 
     def __len__(self) -> int:
@@ -75,6 +75,12 @@ class FeatureCache:
         rows = []
         for i, key in enumerate(ids):
             feats = self.entries.get(key)
+            if feats is not None and feats.shape[0] != int(frames[i]) and self.lengths.get(key) == int(lengths[i]):
+                # the same length gives other frames: another CNN's entry, and the row may be a loader's silent
+                # stand-in for this cached utterance (`lengths`), which must never go through the CNN
+                raise XlsrError(f"feature cache: {key!r} was cached as {feats.shape[0]} frames of {int(lengths[i])} "
+                                f"samples, this CNN gives {int(frames[i])}: the cache holds another CNN's output; "
+                                f"give this run a new cache")
             if feats is None or feats.shape[0] != int(frames[i]):
                 self.misses += 1
                 feats = encoder.features(waveforms[i:i + 1, : int(lengths[i])])[0][0].cpu()  # (T_i, C)
@@ -123,8 +129,10 @@ def load_caches(path: str | Path, max_bytes: int = FEATURE_CACHE_MAX_BYTES) -> d
 
 
 def cnn_fingerprint(cnn: nn.Module, normalize_waveform: bool) -> str:
-    """A digest of the CNN's weights, buffers and the input normalization: equal digests give equal features."""
+    """A digest of the CNN's weights, buffers, layer geometry and the input normalization: equal digests give equal
+    features. The strides are in no weight's shape: CNNs that differ only there share weights, not frames."""
     digest = hashlib.sha1(str(normalize_waveform).encode())
+    digest.update(str(cnn.kernels_strides).encode())
     for name, tensor in cnn.state_dict().items():
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
