@@ -38,7 +38,7 @@ def test_a_crash_while_decoding_names_the_file_to_the_next_run(tmp_path, caplog)
     assert _decode_in_a_process(tmp_path / "run", audio, "segv") == -signal.SIGSEGV
     record = DecodingRecord(tmp_path / "run")
     assert record.died_on == audio and list(record.crashed) == [audio]
-    assert "the last run in" in record.crashed[audio] and "ended while decoding it" in record.crashed[audio]
+    assert "an earlier run in the run folder" in record.crashed[audio] and "ended while decoding it" in record.crashed[audio]
     assert any(audio in r.getMessage() for r in caplog.records)  # a warning at the start says so
     assert not (tmp_path / "run" / FOLDER / CRASHED).exists()  # nothing written before the first decoding
     with record.decoding(str(tmp_path / "other.flac")):

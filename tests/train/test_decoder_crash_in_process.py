@@ -55,7 +55,7 @@ def test_the_same_command_after_a_crash_skips_the_file_and_finishes(tmp_path, sp
     assert first.returncode == -signal.SIGSEGV, first.stderr[-2000:]
     again = finetune_in_a_process()
     assert again.returncode == 0, again.stderr[-2000:]
-    assert f"{crash_on}: the last run in {run} ended while decoding it" in again.stderr
+    assert f"{crash_on}: an earlier run in the run folder {run} ended while decoding it" in again.stderr
     assert [json.loads(line)["audio"] for line in (run / FOLDER / CRASHED).read_text().splitlines()] == [crash_on]
     log = read_log(run / "log.jsonl")
     assert max(r["update"] for r in log if r.get("split") == "train") == 6

@@ -109,8 +109,9 @@ class DecodingRecord:
         return {**self.__dict__, "_map": None}
 
     def _message(self, audio: str) -> str:
-        return (f"{audio}: the last run in {self.folder.parent} ended while decoding it in the training process (a "
-                f"decoder crash, most likely); skipped in this run and later ones ({self.folder / CRASHED} lists it)")
+        return (f"{audio}: an earlier run in the run folder {self.folder.parent} ended while decoding it in the "
+                f"training process (a decoder crash, most likely); skipped in this run and later ones "
+                f"({self.folder / CRASHED} lists it)")
 
     def _read_crashed(self, path: Path) -> None:
         try:
