@@ -578,9 +578,9 @@ def test_the_feature_cache_counts_an_entry_stored_again_once():
     from xlsr.train.feature_cache import FeatureCache
 
     cache = FeatureCache(max_bytes=10_000)
-    cache._store("u1", torch.zeros(10, 8))  # 320 bytes
-    cache._store("u1", torch.zeros(12, 8))  # the same id again, another length: replaces it
-    assert len(cache) == 1 and cache.nbytes == 12 * 8 * 4
+    cache._store("u1", torch.zeros(10, 8), 3200)  # 320 bytes
+    cache._store("u1", torch.zeros(12, 8), 3840)  # the same id again, another length: replaces it
+    assert len(cache) == 1 and cache.nbytes == 12 * 8 * 4 and cache.lengths == {"u1": 3840}
 
 
 def _rewritten(manifest: Path, out: Path, change=lambda k, row: row) -> Path:
