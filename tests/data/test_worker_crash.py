@@ -97,17 +97,25 @@ def test_a_crashing_decoder_costs_its_file_not_the_run(tmp_path, monkeypatch, ca
     assert len(warned) == 1 and "the audio decoder crashed on it" in warned[0] and "SIGSEGV" in warned[0]
 
     # the next epoch and a resumed run count the file as bad again, without decoding it (which would crash)
-    crashing.set_epoch(1)
-    assert len(list(crashing)) > 0
-    assert len(_crashes(crashes)) == crashed and crashing.bad_files == 2 and crashing.epoch_bad_files == 1
-    state = crashing.state_dict()
-    assert [i for i, _ in state["crashed"]] == [NAMES.index("crash")]
-    resumed = loader(2)
+    bad_again_without_decoding(crashing, lambda: loader(2), NAMES.index("crash"), lambda: len(_crashes(crashes)))
+
+
+def bad_again_without_decoding(loader, new_loader, index: int, decodings) -> None:
+    """After `loader`'s epoch 0 charged utterance `index` (its decoder crashed or hung): the next epoch, and a loader
+    from `new_loader()` resumed from its state, count it as bad again while `decodings()` (how often its decoding
+    began) stays where it is; both loaders closed."""
+    before = decodings()
+    loader.set_epoch(1)
+    assert len(list(loader)) > 0
+    assert decodings() == before and loader.bad_files == 2 and loader.epoch_bad_files == 1
+    state = loader.state_dict()
+    assert [i for i, _ in state["crashed"]] == [index]
+    resumed = new_loader()
     resumed.load_state_dict(state)
     resumed.set_epoch(2)
     assert len(list(resumed)) > 0
-    assert len(_crashes(crashes)) == crashed and resumed.epoch_bad_files == 1
-    crashing.close()
+    assert decodings() == before and resumed.epoch_bad_files == 1
+    loader.close()
     resumed.close()
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 from data_fixtures import PhoneVocab
-from test_worker_crash import PRETRAIN, _corpus, _unreadable
+from test_worker_crash import PRETRAIN, _corpus, _unreadable, bad_again_without_decoding
 from torch.utils.data import get_worker_info
 
 from xlsr.data import batching
@@ -74,18 +74,8 @@ def test_a_hanging_decoder_costs_its_file_not_the_run(tmp_path, monkeypatch, cap
     assert "more than decode_timeout=1" in warned[0]
 
     # the next epoch and a resumed run count the file as bad again, without decoding it (which would hang)
-    hanging.set_epoch(1)
-    assert len(list(hanging)) > 0
-    assert len(_started(started)) == hung and hanging.bad_files == 2 and hanging.epoch_bad_files == 1
-    state = hanging.state_dict()
-    assert [i for i, _ in state["crashed"]] == [NAMES.index("crash_hang")]
-    resumed = loader(2, decode_timeout=1.0)
-    resumed.load_state_dict(state)
-    resumed.set_epoch(2)
-    assert len(list(resumed)) > 0
-    assert len(_started(started)) == hung and resumed.epoch_bad_files == 1
-    hanging.close()
-    resumed.close()
+    bad_again_without_decoding(hanging, lambda: loader(2, decode_timeout=1.0), NAMES.index("crash_hang"),
+                               lambda: len(_started(started)))
 
 
 def test_slow_files_within_the_limit_are_waited_for(tmp_path, monkeypatch):
