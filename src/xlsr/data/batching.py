@@ -188,21 +188,24 @@ class _BatchDataset(Dataset):
         if self.cached_lengths is None or self.pretrain:
             return None
         n = self.cached_lengths.get(self.utts.utterance_id(i))
-        if n is None or i in self.crashed:
+        if n is None or self._known_bad(i, self.utts.audio(i)) is not None:
             return None
         listed = int(self.utts.num_samples[i])
-        if n > listed or length_mismatch(n, listed, "") is not None:
-            return None
-        if self.record is not None and self.utts.audio(i) in self.record.crashed:
-            return None
-        return n
+        return None if n > listed or length_mismatch(n, listed, "") is not None else n
+
+    def _known_bad(self, i: int, path: str) -> str | None:
+        """Why utterance `i` is bad without decoding it: its decoding killed a worker, or an earlier run's process."""
+        if i in self.crashed:
+            return self.crashed[i]
+        if self.record is not None:
+            return self.record.crashed.get(path)
+        return None
 
     def _load(self, i: int, path: str) -> np.ndarray:
         """Utterance `i`'s audio, decoded with this worker's slot naming it (worker_crash.py)."""
-        if i in self.crashed:
-            raise AudioError(self.crashed[i])
-        if self.record is not None and path in self.record.crashed:  # it ended an earlier run's process
-            raise AudioError(self.record.crashed[path])
+        known = self._known_bad(i, path)
+        if known is not None:
+            raise AudioError(known)
         if self.reading is not None:  # in a worker
             with self.reading.reading(i):
                 return load_audio(path)

@@ -56,6 +56,14 @@ _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit b
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
 
 
+def setting_timeout(seconds: float, name: str = "decode_timeout") -> float | None:
+    """A decode timeout as a setting gives it (0: no limit) in the form the pool and the loaders take (None: no
+    limit); XlsrError naming `name` for a value that is not 0 to MAX_TIMEOUT_S seconds (NaN included)."""
+    if not 0 <= seconds <= MAX_TIMEOUT_S:
+        raise XlsrError(f"{name}: must be 0 (no limit) or more seconds, at most {MAX_TIMEOUT_S:g}, got {seconds:g}")
+    return seconds or None
+
+
 def crash_reason(exitcode: int | None) -> str:
     """How a worker process ended, in words: 'killed by SIGSEGV', 'exited with status 3'."""
     if exitcode is not None and exitcode < 0:

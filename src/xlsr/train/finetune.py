@@ -51,6 +51,7 @@ from torch import nn
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import finetune_loader, record_decoding
+from xlsr.data.decoder_pool import setting_timeout
 from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.data.utterance_index import UtteranceIndex
@@ -201,7 +202,7 @@ class FinetuneTask(Task):
                                  seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                  label_field=cfg.labels, rank=rank, world_size=world,
                                  num_workers=cfg.num_workers, max_bad_share=cfg.max_bad_share,
-                                 decode_timeout=cfg.decode_timeout or None, max_sample_size=cfg.max_sample_size,
+                                 decode_timeout=setting_timeout(cfg.decode_timeout), max_sample_size=cfg.max_sample_size,
                                  oov="unk",
                                  augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
                                  num_frames=self.model_config.num_frames,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from xlsr.data.augment import parse_augment
-from xlsr.data.decoder_pool import MAX_TIMEOUT_S
+from xlsr.data.decoder_pool import setting_timeout
 from xlsr.data.shard_index import shard_source
 from xlsr.errors import XlsrError
 from xlsr.model.config import check_override_keys
@@ -103,9 +103,7 @@ class FinetuneConfig(TrainerConfig):
         check_at_least(self, max_tokens=1, max_sample_size=RECEPTIVE_FIELD_SAMPLES, num_workers=0)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
-        if not 0 <= self.decode_timeout <= MAX_TIMEOUT_S:  # NaN too
-            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, at most {MAX_TIMEOUT_S:g}, got "
-                            f"{self.decode_timeout:g}")
+        setting_timeout(self.decode_timeout)
         if not 0.0 <= self.freeze_ratio <= 1.0:
             raise XlsrError(f"freeze_ratio: must be between 0 and 1, got {self.freeze_ratio}")
         if self.freeze_updates is not None and self.freeze_updates < 0:

@@ -23,7 +23,7 @@ from torch import nn
 from xlsr.config import config_to_dict
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader, record_decoding
-from xlsr.data.decoder_pool import MAX_TIMEOUT_S
+from xlsr.data.decoder_pool import setting_timeout
 from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import open_split
 from xlsr.data.log_mel import log_mel, mel_filterbank
@@ -109,9 +109,7 @@ class PretrainConfig(TrainerConfig):
                        num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1, max_utterances=1)
         if not 0.0 <= self.max_bad_share <= 1.0:
             raise XlsrError(f"max_bad_share: must be between 0 and 1, got {self.max_bad_share:g}")
-        if not 0 <= self.decode_timeout <= MAX_TIMEOUT_S:  # NaN too
-            raise XlsrError(f"decode_timeout: must be 0 (no limit) or more seconds, at most {MAX_TIMEOUT_S:g}, got "
-                            f"{self.decode_timeout:g}")
+        setting_timeout(self.decode_timeout)
         if self.feature_health_frames < 0 or self.feature_health_frames == 1:
             raise XlsrError(f"feature_health_frames: must be 0 (off) or at least 2, got {self.feature_health_frames}")
         if self.probe_every < 0 or self.probe_steps < 1:
@@ -239,7 +237,7 @@ class PretrainTask(Task):
             max_sample_size=cfg.max_sample_size, alpha=cfg.alpha, seed=cfg.seed, rank=info.rank,
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
             epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
-            max_utterances=cfg.max_utterances, decode_timeout=cfg.decode_timeout or None)
+            max_utterances=cfg.max_utterances, decode_timeout=setting_timeout(cfg.decode_timeout))
             record_decoding(self.loader, self.decoding_record)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
