@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -66,7 +65,7 @@ from xlsr.data.batch_plan import (
     shard,
     without_indices,
 )
-from xlsr.data.decoder_pool import MAX_TIMEOUT_S, crash_reason
+from xlsr.data.decoder_pool import checked_timeout
 from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import changed_manifests, manifest_stamps
 from xlsr.data.label_ids import LabelIds, encode_labels
@@ -75,10 +74,13 @@ from xlsr.data.sampling import LanguageSampler
 from xlsr.data.utterance_index import UtteranceIndex, as_index
 from xlsr.data.worker_crash import (
     ReadingSlots,
+    crash_line,
     dead_workers,
     defer_worker_deaths,
+    hang_line,
     is_crash,
     is_timeout,
+    kill_workers,
     waiting_for_batch,
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
@@ -287,24 +289,13 @@ def _unbatched(loaded: _Loaded) -> _Loaded:
     return loaded
 
 
-def _kill_workers(iterator) -> None:
-    """Kill and wait for the worker processes of a DataLoader iterator still alive (they ignore SIGTERM:
-    worker_signals.py); their deaths are no crash to report (worker_crash.defer_worker_deaths drops them)."""
-    for w in getattr(iterator, "_workers", None) or []:
-        if w.is_alive():
-            w.kill()
-        w.join()
-
-
 class BatchLoader:
     """An epoch-aware, resumable loader over planned batches (see the module docstring)."""
 
     def __init__(self, dataset: _BatchDataset, plan_epoch, *, num_workers: int = 0, prefetch_factor: int = 2,
                  max_bad_share: float = 0.05, rank: int = 0, world_size: int = 1,
                  decode_timeout: float | None = None) -> None:
-        if decode_timeout is not None and not 0 < decode_timeout <= MAX_TIMEOUT_S:  # DataLoader's waits overflow
-            raise XlsrError(f"decode_timeout: must be more than 0 seconds and at most {MAX_TIMEOUT_S:g} (or none), "
-                            f"got {decode_timeout:g}")
+        checked_timeout(decode_timeout, "decode_timeout")
         self.dataset, self._plan_epoch = dataset, plan_epoch
         self.max_bad_share = max_bad_share
         self.decode_timeout = decode_timeout if num_workers > 0 else None  # a worker past it on a file is stopped
@@ -345,7 +336,7 @@ class BatchLoader:
             self._loader._iterator._shutdown_workers()
             # one that did not stop (a decoder stuck on a file: SIGTERM is ignored) would be left running, and
             # Python's exit would wait on it for ever
-            _kill_workers(self._loader._iterator)
+            kill_workers(self._loader._iterator)
             self._loader._iterator = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -455,7 +446,7 @@ class BatchLoader:
                     # a persistent worker did not answer: one hung on a file of the last pass is stopped and its
                     # file charged; otherwise all are started anew (the pass starts from `position` either way)
                     if not self._stop_hung_workers(earlier):
-                        _kill_workers(earlier)  # one may be stuck outside decoding: it would not stop when told
+                        kill_workers(earlier)  # one may be stuck outside decoding: it would not stop when told
                         self.close()
                     continue
                 if earlier is None or not dead_workers(earlier, wait=1.0):
@@ -500,14 +491,12 @@ class BatchLoader:
             return False
         # all of them: the pass starts anew, and another may be stuck where no slot shows it (outside decoding, or
         # on a file for less than decode_timeout), which would not stop when told
-        _kill_workers(batches)
+        kill_workers(batches)
         self.close()
         self.dataset.reading.clear()
         charged = []
         for _, index, seconds in hung:
-            message = (f"{self.dataset.utts.audio(index)}: the audio decoder hung on it (no answer in {seconds:.0f} "
-                       f"s, more than decode_timeout={self.decode_timeout:g}; its data worker was stopped); skipped "
-                       f"for the rest of this run")
+            message = hang_line(self.dataset.utts.audio(index), seconds, self.decode_timeout)
             self.dataset.crashed[index] = message
             charged.append((index, message))
         self._account(charged)
@@ -529,14 +518,7 @@ class BatchLoader:
             reading.clear()
         charged = []
         for code, index in deaths:
-            path = self.dataset.utts.audio(index) if index is not None else None
-            if index is None or not is_crash(code):
-                where = f"while decoding {path}" if path else "outside audio decoding"
-                why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller "
-                       "--max-tokens use less memory)" if code == -signal.SIGKILL else "")
-                raise XlsrError(f"a data loading worker of rank {self.rank} ended ({crash_reason(code)}) {where}{why}")
-            message = (f"{path}: the audio decoder crashed on it (its data worker was {crash_reason(code)}); skipped "
-                       f"for the rest of this run")
+            message = crash_line(code, self.dataset.utts.audio(index) if index is not None else None, self.rank)
             self.dataset.crashed[index] = message
             charged.append((index, message))
         self._account(charged)
@@ -657,9 +639,9 @@ def check_crop_fits(max_tokens: int, max_sample_size: int | None) -> None:
 
 
 def record_decoding(loader, record: DecodingRecord | None):
-    """`loader`, keeping what this process decodes itself in `record` (decoding_record.py: a file that crashed an
-    earlier run's process is skipped); a shard stream's loader is left as it is."""
-    if record is not None and isinstance(loader, BatchLoader):
+    """`loader` (a BatchLoader, or a shard stream's ShardLoader), keeping what this process decodes itself in `record`
+    (decoding_record.py: a file that crashed an earlier run's process is skipped)."""
+    if record is not None:
         loader.dataset.record = record
     return loader
 

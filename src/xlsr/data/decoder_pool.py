@@ -64,6 +64,14 @@ def setting_timeout(seconds: float, name: str = "decode_timeout") -> float | Non
     return seconds or None
 
 
+def checked_timeout(seconds: float | None, name: str) -> float | None:
+    """A decode timeout in the form the pool and the loaders take (None: no limit), or XlsrError naming `name` where
+    it is not more than 0 and at most MAX_TIMEOUT_S seconds (queue and DataLoader waits overflow above)."""
+    if seconds is not None and not 0 < seconds <= MAX_TIMEOUT_S:
+        raise XlsrError(f"{name}: must be more than 0 seconds and at most {MAX_TIMEOUT_S:g} (or none), got {seconds:g}")
+    return seconds
+
+
 def crash_reason(exitcode: int | None) -> str:
     """How a worker process ended, in words: 'killed by SIGSEGV', 'exited with status 3'."""
     if exitcode is not None and exitcode < 0:
@@ -153,9 +161,7 @@ class DecoderPool:
                  timeout: float | None = None) -> None:
         if workers < 1:
             raise XlsrError(f"workers: must be at least 1, got {workers}")
-        if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:
-            raise XlsrError(f"decode timeout: must be more than 0 seconds and at most {MAX_TIMEOUT_S:g} (None: no "
-                            f"limit), got {timeout:g}")
+        checked_timeout(timeout, "decode timeout")
         self._context = get_context("spawn")
         self.work, self.failed, self.size, self.timeout = work, failed, workers, timeout
         self._workers: list[_Worker] = []

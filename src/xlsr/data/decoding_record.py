@@ -5,7 +5,8 @@ runs in the training process itself: with `num_workers` 0 (fine-tuning's default
 and always for pretraining's validation. A segfault there ends the run, says no file's name, and the same command
 dies again at the same file.
 
-`DecodingRecord` keeps the audio path being decoded in a small memory-mapped file of the run folder
+`DecodingRecord` keeps the audio path being decoded (for a shard folder's stream, the utterance's SHARD_PATH:MEMBER
+key) in a small memory-mapped file of the run folder
 (RUN/decoding/now-rank<R>: one store per decoding, no system call). The mapping is the file's page cache, which
 outlives the process however it ends; a decoding that finishes, or raises, clears it. So when a run starts in a
 folder whose record still names a file, the process before it ended while decoding that file: the file goes to

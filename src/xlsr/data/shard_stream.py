@@ -38,12 +38,15 @@ a warning once per run; one longer than the limit is skipped as the manifest pat
 language is named in a warning once
 per run (`_report_skipped`: the index has no utterance lengths, so no count is known before the stream reaches
 them); one whose FLAC decodes to another length than its .json says is a bad file. Workers never raise: they pass
-messages with their batches, and the loader raises or logs them.
+messages with their batches, and the loader raises or logs them. Around each decoding a consumer asks the loader's
+`DecodeGuard` whether the utterance is known to crash or hang the decoder (then it is a bad file, not decoded) and
+lets it name the utterance while it decodes (data/shard_loader.py: a crash or hang costs the utterance, not the run).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import zlib
 from collections.abc import Callable, Iterator
@@ -111,6 +114,29 @@ def assigned_shard(k: int, n: int, seed: int, lang: str, shuffle: bool = True) -
     return int(np.random.default_rng([seed, zlib.crc32(lang.encode()), p]).permutation(n)[i])
 
 
+def utterance_key(sample: ShardSample) -> str:
+    """What names an utterance of a shard folder across runs (and its bad-file charge): SHARD_PATH:MEMBER_KEY."""
+    return f"{sample.shard}:{sample.key}"
+
+
+def key_name(key: str) -> str:
+    """An utterance key in the words of the loader's lines: 'SHARD_PATH: utterance MEMBER_KEY'."""
+    shard, _, member = key.rpartition(":")
+    return f"{shard}: utterance {member}"
+
+
+class DecodeGuard:
+    """What a consumer asks around each decoding (the loader's, data/shard_loader.py): whether the utterance is known
+    to crash or hang the decoder (a line to charge it with, or None), and a context naming it while it is decoded.
+    This one: nothing known, nothing named."""
+
+    def known_bad(self, key: str) -> str | None:
+        return None
+
+    def decoding(self, key: str) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+
 @dataclass
 class _Item:
     lang: str
@@ -133,8 +159,10 @@ class Produced:
 class ConsumerStream:
     """One consumer's share of the corpus as batches (module docstring); `state` resumes it."""
 
-    def __init__(self, spec: StreamSpec, consumer: int, consumers: int, state: dict | None = None) -> None:
+    def __init__(self, spec: StreamSpec, consumer: int, consumers: int, state: dict | None = None,
+                 guard: DecodeGuard | None = None) -> None:
         self.spec, self.consumer, self.consumers = spec, consumer, consumers
+        self.guard = guard or DecodeGuard()
         self.by_lang = spec.by_lang()
         # the next utterance's language: each language's share of the audio read is its p_l (data/sampling.py)
         self.weights = utterance_weights(spec.hours(), spec.utterances(), spec.alpha)
@@ -352,13 +380,17 @@ class ConsumerStream:
         waves, rows = [], []
         for item, label in zip(items, labels):
             sample = item.sample
-            name = f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}"
+            name, key = f"{sample.shard}: utterance {sample.meta.get('id', sample.key)}", utterance_key(sample)
+            known = self.guard.known_bad(key)  # a decoder crashed or hung on it before: not decoded again
             try:
-                waves.append(checked_length(decode_audio(sample.flac, name, normalize=self.spec.normalize),
-                                            sample.meta["num_samples"], name, listed_by="its .json"))
+                if known is not None:
+                    raise AudioError(known)
+                with self.guard.decoding(key):
+                    wave = decode_audio(sample.flac, name, normalize=self.spec.normalize)
+                waves.append(checked_length(wave, sample.meta["num_samples"], name, listed_by="its .json"))
                 rows.append((item, label))
             except AudioError as exc:
-                self.bad.append(Bad(f"{sample.shard}:{sample.key}", 1, str(exc)))
+                self.bad.append(Bad(key, 1, str(exc)))
             self.release(item)
         if not rows:
             return None

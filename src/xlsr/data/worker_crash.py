@@ -21,18 +21,25 @@ worker that dies outside decoding, or exits, has no file to blame: the loader st
 A decoder can also hang on a damaged file. Each slot also holds when its worker started the file (`since`); a loader
 given a decode timeout waits for a batch at most that long at a time (DataLoader's `timeout`) and then asks
 `overdue` which worker has been on one file longer: the loader kills it and charges the file as it charges a crash.
+
+The shard loader (data/shard_loader.py) does the same with `KeyReadingSlots`, whose slots hold an utterance's key
+(its shard and member) instead of a position in a manifest; `crash_line`, `hang_line` and `kill_workers` serve both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import get_worker_info
+from torch.utils.data import DataLoader, get_worker_info
+
+from xlsr.data.decoder_pool import crash_reason
+from xlsr.errors import XlsrError
 
 # signals a decoder's own fault raises (a bad read, a bad instruction, an abort() on a failed assertion)
 CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT)
@@ -82,6 +89,65 @@ class ReadingSlots:
         self.slots.fill_(-1)
 
 
+class KeyReadingSlots(ReadingSlots):
+    """ReadingSlots whose slots name an utterance by a string key (a shard's path and member) instead of an index:
+    the key's bytes in shared memory, the slot its length."""
+
+    SIZE = 8192  # bytes of a key: a shard path up to PATH_MAX (4096 on Linux) and its member; a longer one is cut
+
+    def __init__(self, num_workers: int) -> None:
+        super().__init__(num_workers)
+        self.keys = torch.zeros((num_workers, self.SIZE), dtype=torch.uint8).share_memory_()
+
+    @contextlib.contextmanager
+    def reading(self, key: str) -> Iterator[None]:
+        worker = get_worker_info()
+        raw = os.fsencode(key)[: self.SIZE]
+        if worker is not None:  # the key first: the slot names it only once it is whole
+            self.keys[worker.id, : len(raw)] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        with super().reading(len(raw)):
+            yield
+
+    def _key(self, worker: int, length: int) -> str:
+        return os.fsdecode(self.keys[worker, :length].numpy().tobytes())
+
+    def held_by(self, worker_id: int) -> str | None:  # type: ignore[override]
+        """The key of the utterance worker `worker_id` was decoding, or None."""
+        length = super().held_by(worker_id)
+        return None if length is None else self._key(worker_id, length)
+
+    def overdue(self, seconds: float) -> list[tuple[int, str, float]]:  # type: ignore[override]
+        """(worker id, key, seconds on it) of each worker decoding one utterance for more than `seconds`."""
+        return [(worker, self._key(worker, length), elapsed) for worker, length, elapsed in super().overdue(seconds)]
+
+
+def kill_workers(iterator) -> None:
+    """Kill and wait for the worker processes of a DataLoader iterator still alive (they ignore SIGTERM:
+    worker_signals.py); their deaths are no crash to report (`defer_worker_deaths` drops them)."""
+    for w in getattr(iterator, "_workers", None) or []:
+        if w.is_alive():
+            w.kill()
+        w.join()
+
+
+def crash_line(code: int, name: str | None, rank: int) -> str:
+    """The bad-file line for a worker that died (exit code `code`) while decoding `name` (None: outside decoding); an
+    XlsrError saying so for a death no decoder crash explains (SIGKILL, an exit, a crash outside decoding)."""
+    if name is None or not is_crash(code):
+        where = f"while decoding {name}" if name else "outside audio decoding"
+        why = (" (the kernel's out-of-memory killer sends SIGKILL: fewer --num-workers or a smaller --max-tokens use "
+               "less memory)" if code == -signal.SIGKILL else "")
+        raise XlsrError(f"a data loading worker of rank {rank} ended ({crash_reason(code)}) {where}{why}")
+    return f"{name}: the audio decoder crashed on it (its data worker was {crash_reason(code)}); skipped for the rest " \
+           f"of this run"
+
+
+def hang_line(name: str, seconds: float, decode_timeout: float) -> str:
+    """The bad-file line for a worker stopped after `seconds` on `name`, more than `decode_timeout`."""
+    return (f"{name}: the audio decoder hung on it (no answer in {seconds:.0f} s, more than decode_timeout="
+            f"{decode_timeout:g}; its data worker was stopped); skipped for the rest of this run")
+
+
 def dead_workers(iterator, wait: float = 0.0) -> list[tuple[int, int]]:
     """(worker id, exit code) of each worker of a DataLoader iterator that has ended (a negative code: killed by that
     signal); with `wait`, up to that many seconds for one to end (a dying process closes its pipes, which the parent
@@ -108,8 +174,8 @@ def is_crash(exit_code: int) -> bool:
 
 @contextlib.contextmanager
 def waiting_for_batch(loader) -> Iterator[None]:
-    """Around the loader's `next()` on DataLoader `loader`, and its start of a pass: the death of one of `loader`'s
-    workers raises here, and only here."""
+    """Around the loader's `next()` on DataLoader `loader` (or on a DataLoader iterator), and its start of a pass: the
+    death of one of `loader`'s workers raises here, and only here."""
     global _waiting
     _waiting = loader
     try:
@@ -133,7 +199,7 @@ def defer_worker_deaths() -> None:
         try:
             handler(signum, frame)
         except RuntimeError:
-            iterator = getattr(_waiting, "_iterator", None)
+            iterator = _waiting._iterator if isinstance(_waiting, DataLoader) else _waiting
             if iterator is not None and dead_workers(iterator):
                 raise  # a worker of the loader asking for a batch: it catches this
             # dropped elsewhere (mid-update, or a worker of another loader than the one waiting): a BatchLoader finds

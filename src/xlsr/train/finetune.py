@@ -193,11 +193,12 @@ class FinetuneTask(Task):
         cfg = self.cfg
         rank, world = self._rank() if shuffle else (0, 1)
         if shuffle and self.data.shards is not None:
-            return shard_finetune_loader(
+            return record_decoding(shard_finetune_loader(
                 *self.data.shards, ShardLabeler(self.vocab, cfg.labels, self.model_config.conv_layers),
                 max_tokens=cfg.max_tokens, max_sample_size=cfg.max_sample_size, seed=cfg.seed, rank=rank,
                 world_size=world, num_workers=cfg.num_workers, normalize=self.model_config.normalize_waveform,
-                max_bad_share=cfg.max_bad_share)
+                max_bad_share=cfg.max_bad_share, decode_timeout=setting_timeout(cfg.decode_timeout)),
+                self.decoding_record)
         loader = finetune_loader(utts, self.vocab, max_tokens=cfg.max_tokens, shuffle=shuffle,
                                  seed=cfg.seed, normalize=self.model_config.normalize_waveform,
                                  label_field=cfg.labels, rank=rank, world_size=world,

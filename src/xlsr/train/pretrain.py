@@ -89,7 +89,7 @@ class PretrainConfig(TrainerConfig):
     normalize: bool | None = None  # per-utterance z-norm of the waveform; none: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
-    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifests), then it is stopped and the file skipped; 0: none
+    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifest or shard utterance), then it is stopped and the file skipped; 0: none
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # validation batches per language; 0 = all
     feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
@@ -230,7 +230,8 @@ class PretrainTask(Task):
                 min_sample_size=cfg.min_sample_size, max_sample_size=cfg.max_sample_size, alpha=cfg.alpha,
                 seed=cfg.seed, rank=info.rank, world_size=info.world_size, num_workers=cfg.num_workers,
                 normalize=self.normalize, max_bad_share=cfg.max_bad_share, epoch_size=cfg.epoch_size,
-                shuffle_buffer=cfg.shuffle_buffer, max_utterances=cfg.max_utterances)
+                shuffle_buffer=cfg.shuffle_buffer, max_utterances=cfg.max_utterances,
+                decode_timeout=setting_timeout(cfg.decode_timeout))
         else:
             self.loader = pretrain_loader(
             self.train_utts, max_tokens=cfg.max_tokens, min_sample_size=cfg.min_sample_size,
@@ -238,7 +239,7 @@ class PretrainTask(Task):
             world_size=info.world_size, num_workers=cfg.num_workers, normalize=self.normalize,
             epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
             max_utterances=cfg.max_utterances, decode_timeout=setting_timeout(cfg.decode_timeout))
-            record_decoding(self.loader, self.decoding_record)
+        record_decoding(self.loader, self.decoding_record)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
@@ -328,6 +329,8 @@ class PretrainTask(Task):
             self.cfg.data, self.cfg.valid_split, self.cfg.langs, max_tokens=self.cfg.max_tokens,
             min_sample_size=self.cfg.min_sample_size, max_sample_size=self.cfg.max_sample_size, seed=self.cfg.seed,
             normalize=self.normalize, max_utterances=self.cfg.max_utterances, max_bad_share=self.cfg.max_bad_share)
+        for loader in sets.values():
+            record_decoding(loader, getattr(self, "decoding_record", None))
         for lang, utts in self.valid_utts.by_language().items():  # empty for a shard folder
             try:
                 loader = pretrain_loader(utts, max_tokens=self.cfg.max_tokens,
