@@ -301,3 +301,40 @@ def test_two_workers_crashing_at_once_cost_their_two_files_and_one_restart(tmp_p
     # both charged at the one restart: neither decoded (and crashed on) a second time
     assert sorted(decoded.read_text().splitlines()) == sorted(doomed)
     loader.close()
+
+
+def test_a_crash_on_a_file_another_epoch_drew_is_said_and_charged_by_the_epoch_that_draws_it(tmp_path, monkeypatch,
+                                                                                           caplog):
+    """Workers decoding ahead for a pass left part-way (epoch 0) crash on a file epoch 1 does not draw: epoch 1 says
+    so and does not count it against its own max_bad_share; an epoch that draws it charges it, without decoding."""
+    utts = _corpus(tmp_path, [f"u{i:02d}" for i in range(12)])
+    loader = pretrain_loader(utts, **{**PRETRAIN, "max_tokens": 16000}, num_workers=2, epoch_size=4, max_bad_share=0.5)
+    drawn = {e: {i for p in (loader.set_epoch(e), loader.plans())[1] for i in p.indices} for e in range(6)}
+    first = loader.set_epoch(0) or loader.plans()[0].indices
+    target = next(i for p in loader.plans()[1:] for i in p.indices if i not in first and i not in drawn[1])
+    later = next(e for e in range(2, 6) if target in drawn[e])
+    left, decodings = tmp_path / "left", tmp_path / "decodings"
+
+    def load(path, *args, **kwargs):
+        if str(path) == utts[target].audio:
+            with open(decodings, "a") as f:
+                f.write(f"{path}\n")
+            _crash_when(left)
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", load)
+    for _ in loader:
+        break
+    left.touch()
+    loader.set_epoch(1)
+    with caplog.at_level(logging.WARNING):
+        assert len(list(loader)) == len(loader.plans())
+    said = [r.getMessage() for r in caplog.records if "crashed on it" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("(not in epoch 1's draw)") and utts[target].audio in said[0]
+    assert loader.epoch_bad_files == 0 and not any(" of 0 " in r.getMessage() for r in caplog.records)
+    assert [i for i, _ in loader.state_dict()["crashed"]] == [target]
+    loader.set_epoch(later)
+    list(loader)
+    assert loader.epoch_bad_files == 1 and target in loader.bad_indices
+    assert len(decodings.read_text().splitlines()) == 1  # decoded once: when it crashed
+    loader.close()

@@ -499,7 +499,7 @@ class BatchLoader:
             message = hang_line(self.dataset.utts.audio(index), seconds, self.decode_timeout)
             self.dataset.crashed[index] = message
             charged.append((index, message))
-        self._account(charged)
+        self._account_decoder(charged)
         return True
 
     def _skip_crashed_file(self, batches) -> None:
@@ -521,7 +521,17 @@ class BatchLoader:
             message = crash_line(code, self.dataset.utts.audio(index) if index is not None else None, self.rank)
             self.dataset.crashed[index] = message
             charged.append((index, message))
-        self._account(charged)
+        self._account_decoder(charged)
+
+    def _account_decoder(self, charged: list[tuple[int, str]]) -> None:
+        """Charge files a decoder crashed or hung on (each already in `crashed`: never decoded again in the run) to
+        this epoch where its draw holds them. One it does not (a babble talker, or a file of a batch decoded ahead
+        for an abandoned pass of another epoch) is said, and charged by the epoch that draws it, as any known-bad file."""
+        drawn = np.isin(np.fromiter((i for i, _ in charged), np.int64, len(charged)), self._drawn)
+        for (_, message), here in zip(charged, drawn):
+            if not here:
+                log.warning("skipping bad audio: %s (not in epoch %d's draw)", message, self.epoch)
+        self._account([c for c, here in zip(charged, drawn) if here])
 
     def _account(self, bad: list[tuple[int, str]]) -> None:
         """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages."""
