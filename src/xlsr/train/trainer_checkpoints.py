@@ -24,11 +24,18 @@ from xlsr.train.monitor import drop_validation_records, trim_log
 
 def task_state(tasks: list[dict], rank: int) -> dict:
     """The saved task state of `rank`; a shard loader's in it with the stream states of every rank, which a resume
-    with another number of ranks or workers needs (data/shard_loader.py: `every_consumer`)."""
+    with another number of ranks or workers needs (data/shard_loader.py: `every_consumer`), and any loader's with the
+    files a decoder crashed or hung on in every rank (data/worker_crash.py)."""
     state = tasks[rank]
     loaders = [t.get("loader") for t in tasks]
     if all(isinstance(s, dict) and "consumers" in s for s in loaders):
         state = {**state, "loader": {**state["loader"], "consumers": every_consumer(loaders)}}
+    crashed = {}  # the files a decoder crashed or hung on in any rank: no rank decodes them again (the same world
+    for loader in loaders:  # size reads them on other ranks in later epochs; another one, anywhere)
+        if isinstance(loader, dict):
+            crashed.update((key, message) for key, message in loader.get("crashed", ()))
+    if crashed and isinstance(state.get("loader"), dict):
+        state = {**state, "loader": {**state["loader"], "crashed": sorted(crashed.items())}}
     return state
 
 
