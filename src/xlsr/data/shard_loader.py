@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +73,8 @@ class _StreamDataset(IterableDataset):
         consumer = self.rank * self.workers + (info.id if info is not None else 0)
         yield from ConsumerStream(self.spec, consumer, self.world_size * self.workers,
                                   self.resume.get(consumer), _Guard(self)).batches()
+        if self.reading is not None:  # its share of a one pass read: DataLoader lets this process exit, no death
+            self.reading.finish()
 
 
 class _Guard(DecodeGuard):
@@ -168,6 +171,8 @@ class ShardLoader:
             self.charged = set()
 
     def __iter__(self) -> Iterator[PretrainBatch | FinetuneBatch]:
+        if self.dataset.record is not None:  # what ended another rank's process since: skipped from this epoch on
+            self.dataset.record.refresh()
         if self.epoch_batches is None:  # one pass, from the start every time
             if self._one_pass is not None:  # a pass left part-way (validation stopped at a count)
                 self._drop(one_pass=True)
@@ -202,7 +207,7 @@ class ShardLoader:
                     self._it = it
                 if self.dataset.reading is not None:
                     defer_worker_deaths()
-            if dead_workers(it):  # one that died while the caller trained is found before asking
+            if dead_workers(it, slots=self.dataset.reading):  # one that died while the caller trained: before asking
                 self._skip_crashed_utterances(one_pass)
                 continue
             try:
@@ -221,7 +226,7 @@ class ShardLoader:
                                     "(a slow file system, or a worker stuck outside audio decoding)",
                                     self.dataset.rank, waits * self.decode_timeout, self.decode_timeout)
                     continue
-                if not dead_workers(it, wait=1.0):
+                if not dead_workers(it, wait=1.0, slots=self.dataset.reading):
                     raise
                 self._skip_crashed_utterances(one_pass)
 
@@ -241,7 +246,7 @@ class ShardLoader:
         and start the workers anew. Any other death (SIGKILL, an exit, a crash outside decoding) stops the run."""
         it = self._one_pass if one_pass else self._it
         reading = self.dataset.reading
-        first = dict(dead_workers(it))
+        first = dict(dead_workers(it, slots=reading))
         workers = list(getattr(it, "_workers", None) or [])
         self._drop(one_pass, keep_slots=True)  # kills the others: SIGKILL, no crash
         # with the others that a decoder crash ended meanwhile (its slot still names the utterance)
@@ -331,10 +336,13 @@ def every_consumer(states: list[dict]) -> dict[int, dict]:
 
 
 def _open_split(root: str | Path, split: str, langs: list[str] | None) -> tuple[ShardIndex, list]:
+    """The index of shard folder `root`, with its root made absolute, and the shards of `split`: a stream names an
+    utterance by its shard's path (the loader state's `crashed` and `charged`, the run folder's decoding record), the
+    same whether a command spells the folder relative or absolute."""
     index = read_index(root)
     shards = index.of_split(split, langs)
     check_shards(index, split)
-    return index, shards
+    return replace(index, root=Path(os.path.abspath(index.root))), shards
 
 
 def _epoch_batches(shards: list, max_tokens: int, cap: int | None, world_size: int, epoch_size: int | None,

@@ -24,6 +24,8 @@ given a decode timeout waits for a batch at most that long at a time (DataLoader
 
 The shard loader (data/shard_loader.py) does the same with `KeyReadingSlots`, whose slots hold an utterance's key
 (its shard and member) instead of a position in a manifest; `crash_line`, `hang_line` and `kill_workers` serve both.
+Its one-pass streams end: a worker that has read its share marks its slot (`finish`) before DataLoader lets it exit,
+and `dead_workers` given the slots counts that exit as no death.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _installed = False  # our wrapper around PyTorch's SIGCHLD handler is in place
 class ReadingSlots:
     """What each worker is decoding, in memory shared with its parent: slot k is worker k's utterance index."""
 
+    FINISHED = -2  # a slot's value once its worker has read its whole share (an IterableDataset's pass): see `finish`
+
     def __init__(self, num_workers: int) -> None:
         self.slots = torch.full((num_workers,), -1, dtype=torch.int64).share_memory_()
         # time.monotonic() when each worker began its file: one clock for every process of the machine
@@ -69,6 +73,17 @@ class ReadingSlots:
             yield
         finally:
             self.slots[worker.id] = -1
+
+    def finish(self) -> None:
+        """In a worker whose dataset iterator has ended (its share of a one-pass read): DataLoader then lets the
+        process exit, with status 0, while the others go on; this mark tells that end from a death (`dead_workers`)."""
+        worker = get_worker_info()
+        if worker is not None:
+            self.slots[worker.id] = self.FINISHED
+
+    def finished(self, worker_id: int) -> bool:
+        """Whether worker `worker_id` said it has read its whole share (`finish`)."""
+        return int(self.slots[worker_id]) == self.FINISHED
 
     def held_by(self, worker_id: int) -> int | None:
         """The utterance worker `worker_id` was decoding, or None."""
@@ -148,15 +163,17 @@ def hang_line(name: str, seconds: float, decode_timeout: float) -> str:
             f"{decode_timeout:g}; its data worker was stopped); skipped for the rest of this run")
 
 
-def dead_workers(iterator, wait: float = 0.0) -> list[tuple[int, int]]:
+def dead_workers(iterator, wait: float = 0.0, slots: ReadingSlots | None = None) -> list[tuple[int, int]]:
     """(worker id, exit code) of each worker of a DataLoader iterator that has ended (a negative code: killed by that
-    signal); with `wait`, up to that many seconds for one to end (a dying process closes its pipes, which the parent
-    may see, a moment before it can be waited for). An iterator without worker processes has none."""
+    signal), but one that exited normally after saying in `slots` that it had read its whole share; with `wait`, up
+    to that many seconds for one to end (a dying process closes its pipes, which the parent may see, a moment before
+    it can be waited for). An iterator without worker processes has none."""
     workers = getattr(iterator, "_workers", None) or []  # DataLoader's worker processes, in worker-id order
     deadline = time.monotonic() + wait
     while True:
         ended = [(k, w.exitcode) for k, w in enumerate(workers)]
-        dead = [(k, code) for k, code in ended if code is not None]
+        dead = [(k, code) for k, code in ended
+                if code is not None and not (code == 0 and slots is not None and slots.finished(k))]
         if dead or not workers or time.monotonic() >= deadline:
             return dead
         time.sleep(0.01)
