@@ -36,7 +36,6 @@ from xlsr.data.shard_stream import (
     Labeler,
     Produced,
     StreamSpec,
-    key_name,
     moved_states,
 )
 from xlsr.data.worker_crash import (
@@ -77,6 +76,14 @@ class _StreamDataset(IterableDataset):
             self.reading.finish()
 
 
+def _in_slot(held: str | None) -> tuple[str | None, str | None]:
+    """(key, name) of the utterance a worker's slot holds (`_Guard.decoding`), or (None, None)."""
+    if held is None:
+        return None, None
+    key, _, name = held.partition("\n")
+    return key, name or key
+
+
 class _Guard(DecodeGuard):
     """The loader's answers to a consumer: the utterances a decoder crashed or hung on (in this run, or an earlier
     run's process), and who keeps the name of the one being decoded (a worker's slot, or this process's record)."""
@@ -89,9 +96,9 @@ class _Guard(DecodeGuard):
             return self.dataset.crashed[key]
         return self.dataset.record.crashed.get(key) if self.dataset.record is not None else None
 
-    def decoding(self, key: str) -> contextlib.AbstractContextManager:
-        if self.dataset.reading is not None:  # in a worker
-            return self.dataset.reading.reading(key)
+    def decoding(self, key: str, name: str) -> contextlib.AbstractContextManager:
+        if self.dataset.reading is not None:  # in a worker: the slot holds both (`_in_slot` parts them)
+            return self.dataset.reading.reading(f"{key}\n{name}")
         if self.dataset.record is not None:  # in the training process: a crash here ends it, and the next run knows
             return self.dataset.record.decoding(key)
         return contextlib.nullcontext()
@@ -237,8 +244,11 @@ class ShardLoader:
         if not hung:
             return False
         self._drop(one_pass)
-        self._charge_decoder([(key, hang_line(key_name(key), seconds, self.decode_timeout))
-                              for _, key, seconds in hung])
+        lines = []
+        for _, held, seconds in hung:
+            key, name = _in_slot(held)
+            lines.append((key, hang_line(name, seconds, self.decode_timeout)))
+        self._charge_decoder(lines)
         return True
 
     def _skip_crashed_utterances(self, one_pass: bool) -> None:
@@ -255,8 +265,11 @@ class ShardLoader:
                   if k in first or (code is not None and is_crash(code))]
         if reading is not None:
             reading.clear()
-        self._charge_decoder([(key, crash_line(code, key_name(key) if key else None, self.dataset.rank))
-                              for code, key in deaths])
+        lines = []
+        for code, held in deaths:
+            key, name = _in_slot(held)
+            lines.append((key, crash_line(code, name, self.dataset.rank)))  # raises for a death no crash explains
+        self._charge_decoder(lines)
 
     def _charge_decoder(self, lines: list[tuple[str, str]]) -> None:
         """Charge utterances a decoder crashed or hung on (key, line) and keep them from being decoded again."""

@@ -119,21 +119,16 @@ def utterance_key(sample: ShardSample) -> str:
     return f"{sample.shard}:{sample.key}"
 
 
-def key_name(key: str) -> str:
-    """An utterance key in the words of the loader's lines: 'SHARD_PATH: utterance MEMBER_KEY'."""
-    shard, _, member = key.rpartition(":")
-    return f"{shard}: utterance {member}"
-
-
 class DecodeGuard:
     """What a consumer asks around each decoding (the loader's, data/shard_loader.py): whether the utterance is known
-    to crash or hang the decoder (a line to charge it with, or None), and a context naming it while it is decoded.
-    This one: nothing known, nothing named."""
+    to crash or hang the decoder (a line to charge it with, or None), and a context naming it (its key, and its name
+    in the words of bad-file lines: 'SHARD: utterance ID') while it is decoded. This one: nothing known, nothing
+    named."""
 
     def known_bad(self, key: str) -> str | None:
         return None
 
-    def decoding(self, key: str) -> contextlib.AbstractContextManager:
+    def decoding(self, key: str, name: str) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
 
@@ -385,7 +380,7 @@ class ConsumerStream:
             try:
                 if known is not None:
                     raise AudioError(known)
-                with self.guard.decoding(key):
+                with self.guard.decoding(key, name):
                     wave = decode_audio(sample.flac, name, normalize=self.spec.normalize)
                 waves.append(checked_length(wave, sample.meta["num_samples"], name, listed_by="its .json"))
                 rows.append((item, label))
