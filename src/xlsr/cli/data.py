@@ -22,7 +22,8 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(title="actions", metavar="ACTION", dest="action", required=True)
 
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
-    s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl")
+    s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl, or a shard folder (its index.json: hours, "
+                   "utterances and shards; no speakers)")
     s.add_argument("--alpha", type=finite_float, default=None, help="also print α sampling weights of the train split")
     s.set_defaults(func=run_stats)
 
@@ -132,6 +133,10 @@ def run_stats(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
         raise ManifestError(f"{root}: no such data folder")
+    from xlsr.data.shard_index import is_shard_folder
+
+    if is_shard_folder(root):
+        return _shard_stats(root, args.alpha)
     manifests = sorted(root.glob("*/*.jsonl"))
     if not manifests:
         raise ManifestError(f"{root}: no manifests <lang>/<split>.jsonl found")
@@ -151,6 +156,30 @@ def run_stats(args: argparse.Namespace) -> int:
     if args.alpha is not None and train:
         print()
         print(weights_table(UtteranceIndex.concat(train).hours(), args.alpha))
+    return 0
+
+
+def _shard_stats(root: Path, alpha: float | None) -> int:
+    """`data stats` of a shard folder, from its index: utterances, hours and shards per language and split."""
+    from xlsr.data.sampling import weights_table
+    from xlsr.data.shard_index import read_index
+
+    index = read_index(root)
+    rows: dict[tuple[str, str], list] = {}
+    for shard in index.shards:
+        row = rows.setdefault((shard.lang, shard.split), [0, 0.0, 0])
+        row[0] += shard.utterances
+        row[1] += shard.hours
+        row[2] += 1
+    print(f"{'lang':<8}{'split':<8}{'utts':>8}{'hours':>10}{'shards':>10}")
+    for (lang, split), (utts, hours, shards) in sorted(rows.items()):
+        print(f"{lang:<8}{split:<8}{utts:>8}{hours:>10.3f}{shards:>10}")
+    print(f"{'total':<16}{sum(r[0] for r in rows.values()):>8}{sum(r[1] for r in rows.values()):>10.3f}"
+          f"{len(index.shards):>10}")
+    train = {lang: row[1] for (lang, split), row in sorted(rows.items()) if split == "train"}
+    if alpha is not None and train:
+        print()
+        print(weights_table(train, alpha))
     return 0
 
 

@@ -1,0 +1,45 @@
+"""`xlsr data stats SHARDS` reads the shard folder's index (utterances, hours and shards per language and split, the
+α table of its train split); `xlsr data check --data SHARDS` says in one line what to check instead."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from xlsr.cli.main import main
+from xlsr.data.manifest import Utterance, write_manifest
+from xlsr.data.shards import write_shards
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """es: 3 train utterances of 1.8 s and 1 dev of 0.9 s; it: 1 train utterance of 3.6 s."""
+    for lang, split, seconds in (("es", "train", [1.8] * 3), ("es", "dev", [0.9]), ("it", "train", [3.6])):
+        utts = []
+        for i, s in enumerate(seconds):
+            path = tmp_path / "corpus" / lang / f"{split}{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, 0.1 * np.sin(np.arange(int(s * 16000)) * 0.05), 16000)
+            utts.append(Utterance(str(path), int(s * 16000), lang, id=f"{lang}{split}{i}"))
+        write_manifest(tmp_path / "corpus" / lang / f"{split}.jsonl", utts)
+    write_shards(tmp_path / "corpus", tmp_path / "shards", shard_size=150_000, show_progress=False)
+    return tmp_path / "shards"
+
+
+def test_stats_of_a_shard_folder_come_from_its_index(shards, capsys):
+    assert main(["data", "stats", str(shards), "--alpha", "1"]) == 0
+    out = capsys.readouterr().out
+    table, alpha = out.split("\n\n")
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in table.splitlines()[1:]}
+    assert rows[("es", "dev")] == ["1", "0.000", "1"]
+    assert rows[("es", "train")][:2] == ["3", "0.002"] and rows[("it", "train")][:2] == ["1", "0.001"]
+    assert rows[("total", "5")][0] == "0.003"  # 5 utterances, 9.9 s
+    p = {line.split()[0]: line.split()[3] for line in alpha.strip().splitlines()[1:]}
+    assert p == {"es": "60.0%", "it": "40.0%"}  # 5.4 s and 3.6 s of train audio at α = 1
+
+
+def test_data_check_of_a_shard_folder_says_what_to_check(shards, tmp_path, capsys):
+    assert main(["data", "check", "--data", str(shards), "--out", str(tmp_path / "bad.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"xlsr: error: {shards}: a shard folder (index.json), not manifests: check the corpus it was sharded "
+                   f"from (xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
+                   f"utterances decoded as training reads it (docs/shards.md)")
