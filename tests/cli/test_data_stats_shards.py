@@ -37,9 +37,17 @@ def test_stats_of_a_shard_folder_come_from_its_index(shards, capsys):
     assert p == {"es": "60.0%", "it": "40.0%"}  # 5.4 s and 3.6 s of train audio at α = 1
 
 
-def test_data_check_of_a_shard_folder_says_what_to_check(shards, tmp_path, capsys):
-    assert main(["data", "check", "--data", str(shards), "--out", str(tmp_path / "bad.jsonl")]) == 2
+@pytest.mark.parametrize("where, splits", [("", []), ("", ["--splits", "train"]), ("train", [])])
+def test_data_check_of_a_shard_folder_says_what_to_check(shards, tmp_path, capsys, where, splits):
+    folder = shards / where if where else shards
+    assert main(["data", "check", "--data", str(folder), *splits, "--out", str(tmp_path / "bad.jsonl")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"xlsr: error: {shards}: a shard folder (index.json), not manifests: check the corpus it was sharded "
-                   f"from (xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
+    assert err == (f"xlsr: error: {folder}: a shard folder, not manifests: check the corpus it was sharded from "
+                   f"(xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
                    f"utterances decoded as training reads it (docs/shards.md)")
+
+
+def test_stats_of_a_split_folder_of_shards_are_its_split_s(shards, capsys):
+    assert main(["data", "stats", str(shards / "train")]) == 0
+    rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [["es", "train"], ["it", "train"], ["total", "4"]]

@@ -133,10 +133,10 @@ def run_stats(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
         raise ManifestError(f"{root}: no such data folder")
-    from xlsr.data.shard_index import is_shard_folder
+    from xlsr.data.shard_index import shard_source
 
-    if is_shard_folder(root):
-        return _shard_stats(root, args.alpha)
+    if (source := shard_source(root)) is not None:  # SHARDS, or SHARDS/<split>
+        return _shard_stats(*source, args.alpha)
     manifests = sorted(root.glob("*/*.jsonl"))
     if not manifests:
         raise ManifestError(f"{root}: no manifests <lang>/<split>.jsonl found")
@@ -159,24 +159,26 @@ def run_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shard_stats(root: Path, alpha: float | None) -> int:
-    """`data stats` of a shard folder, from its index: utterances, hours and shards per language and split."""
+def _shard_stats(root: Path, split: str | None, alpha: float | None) -> int:
+    """`data stats` of a shard folder (of its split `split`, when given), from its index: utterances, hours and
+    shards per language and split."""
     from xlsr.data.sampling import weights_table
     from xlsr.data.shard_index import read_index
 
     index = read_index(root)
+    shards = index.of_split(split) if split is not None else index.shards
     rows: dict[tuple[str, str], list] = {}
-    for shard in index.shards:
+    for shard in shards:
         row = rows.setdefault((shard.lang, shard.split), [0, 0.0, 0])
         row[0] += shard.utterances
         row[1] += shard.hours
         row[2] += 1
     print(f"{'lang':<8}{'split':<8}{'utts':>8}{'hours':>10}{'shards':>10}")
-    for (lang, split), (utts, hours, shards) in sorted(rows.items()):
-        print(f"{lang:<8}{split:<8}{utts:>8}{hours:>10.3f}{shards:>10}")
+    for (lang, part), (utts, hours, count) in sorted(rows.items()):
+        print(f"{lang:<8}{part:<8}{utts:>8}{hours:>10.3f}{count:>10}")
     print(f"{'total':<16}{sum(r[0] for r in rows.values()):>8}{sum(r[1] for r in rows.values()):>10.3f}"
-          f"{len(index.shards):>10}")
-    train = {lang: row[1] for (lang, split), row in sorted(rows.items()) if split == "train"}
+          f"{len(shards):>10}")
+    train = {lang: row[1] for (lang, part), row in sorted(rows.items()) if part == "train"}
     if alpha is not None and train:
         print()
         print(weights_table(train, alpha))

@@ -56,7 +56,7 @@ from xlsr.data.audio import length_mismatch, load_audio
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
-from xlsr.data.shard_index import is_shard_folder
+from xlsr.data.shard_index import shard_source
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 from xlsr.jsonl import json_object, torn_settings_line
@@ -127,6 +127,10 @@ def corpus_manifests(data_dir: str | Path, splits: Sequence[str] | None = None) 
     if not data_dir.is_dir():
         raise ManifestError(f"{data_dir}: no such data folder")
     found = sorted(data_dir.glob("*/*.jsonl"))
+    if not found and shard_source(data_dir) is not None:
+        raise ManifestError(f"{data_dir}: a shard folder, not manifests: check the corpus it was sharded from "
+                            f"(xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
+                            f"utterances decoded as training reads it (docs/shards.md)")
     if splits is None:
         chosen = found
     else:
@@ -140,10 +144,6 @@ def corpus_manifests(data_dir: str | Path, splits: Sequence[str] | None = None) 
             raise ManifestError(f"{data_dir}: no manifests <lang>/<split>.jsonl for split(s) {', '.join(missing)} "
                                 f"(found: {', '.join(have) or 'none'})")
         chosen = [p for p in found if p.stem in splits]
-    if not chosen and is_shard_folder(data_dir):
-        raise ManifestError(f"{data_dir}: a shard folder (index.json), not manifests: check the corpus it was sharded "
-                            f"from (xlsr data check --data SOURCE); a shard is checked against its sha256 and each of "
-                            f"its utterances decoded as training reads it (docs/shards.md)")
     if not chosen:
         raise ManifestError(f"{data_dir}: no manifests <lang>/<split>.jsonl found")
     return chosen

@@ -80,7 +80,7 @@ def _in_slot(held: str | None) -> tuple[str | None, str | None]:
     """(key, name) of the utterance a worker's slot holds (`_Guard.decoding`), or (None, None)."""
     if held is None:
         return None, None
-    key, _, name = held.partition("\n")
+    key, _, name = held.partition("\0")  # no path or tar member holds a NUL
     return key, name or key
 
 
@@ -98,7 +98,7 @@ class _Guard(DecodeGuard):
 
     def decoding(self, key: str, name: str) -> contextlib.AbstractContextManager:
         if self.dataset.reading is not None:  # in a worker: the slot holds both (`_in_slot` parts them)
-            return self.dataset.reading.reading(f"{key}\n{name}")
+            return self.dataset.reading.reading(f"{key}\0{name}")
         if self.dataset.record is not None:  # in the training process: a crash here ends it, and the next run knows
             return self.dataset.record.decoding(key)
         return contextlib.nullcontext()
@@ -207,6 +207,8 @@ class ShardLoader:
             if it is None:
                 if self.dataset.record is not None:
                     self.dataset.record.refresh()  # what ended another rank's process since this one started
+                if self.dataset.reading is not None:  # no mark of the workers before (`finish`) blames these
+                    self.dataset.reading.clear()
                 it = iter(DataLoader(self.dataset, **self._kwargs))
                 if one_pass:
                     self._one_pass = it
