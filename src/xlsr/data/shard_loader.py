@@ -379,9 +379,9 @@ def _training_loader(root: str | Path, split: str, langs: list[str] | None, *, r
     index, shards = _open_split(root, split, langs)
     spec = StreamSpec(index.root, tuple(shards), **spec_fields)
     cap = spec.max_sample_size if spec.pretrain else None  # pretraining crops; fine-tuning pads whole utterances
+    epoch_batches = _epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size, spec.max_utterances)
     return ShardLoader(spec, rank=rank, world_size=world_size, num_workers=num_workers, max_bad_share=max_bad_share,
-                       decode_timeout=decode_timeout, epoch_batches=_epoch_batches(shards, spec.max_tokens, cap, world_size, epoch_size,
-                                                    spec.max_utterances))
+                       decode_timeout=decode_timeout, epoch_batches=epoch_batches)
 
 
 def shard_pretrain_loader(root: str | Path, split: str = "train", *, langs: list[str] | None = None,
