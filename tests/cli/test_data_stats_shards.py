@@ -51,3 +51,15 @@ def test_stats_of_a_split_folder_of_shards_are_its_split_s(shards, capsys):
     assert main(["data", "stats", str(shards / "train")]) == 0
     rows = [line.split()[:2] for line in capsys.readouterr().out.splitlines()[1:]]
     assert rows == [["es", "train"], ["it", "train"], ["total", "4"]]
+
+
+def test_stats_check_the_tars_against_the_index(shards, capsys, caplog):
+    tar = next((shards / "train").glob("es-*.tar"))
+    tar.write_bytes(tar.read_bytes()[:-2048])  # cut: the stats are printed, with a warning naming it
+    assert main(["data", "stats", str(shards)]) == 0
+    assert any(str(tar) in r.getMessage() and "truncated" in r.getMessage() for r in caplog.records)
+    tar.unlink()  # gone: one line naming it, no table
+    capsys.readouterr()
+    assert main(["data", "stats", str(shards)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().startswith("xlsr: error: ") and f"lists train/{tar.name}, which does not exist" in err

@@ -161,12 +161,15 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def _shard_stats(root: Path, split: str | None, alpha: float | None) -> int:
     """`data stats` of a shard folder (of its split `split`, when given), from its index: utterances, hours and
-    shards per language and split."""
+    shards per language and split, once the tars are those the index lists (by name and size; their sha256 is
+    checked as training reads them)."""
     from xlsr.data.sampling import weights_table
-    from xlsr.data.shard_index import read_index
+    from xlsr.data.shard_index import check_shards, read_index
 
     index = read_index(root)
     shards = index.of_split(split) if split is not None else index.shards
+    for part in [split] if split is not None else index.splits():
+        check_shards(index, part)  # the tars as listed: a missing or unlisted one is one line, a truncated one a warning
     rows: dict[tuple[str, str], list] = {}
     for shard in shards:
         row = rows.setdefault((shard.lang, shard.split), [0, 0.0, 0])
