@@ -78,10 +78,10 @@ from xlsr.data.worker_crash import (
     dead_workers,
     defer_worker_deaths,
     hang_line,
-    is_crash,
     is_timeout,
     kill_workers,
     waiting_for_batch,
+    worker_deaths,
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
@@ -506,18 +506,9 @@ class BatchLoader:
         """After workers of `batches` died: charge the file a decoder crash killed each on (two at once cost one
         restart), and stop the workers (the next pass starts new ones, which know the files). Any other death
         (SIGKILL, an exit, a crash outside decoding) stops the run."""
-        reading = self.dataset.reading
-        first = dict(dead_workers(batches))  # the deaths found: any one that is no crash stops the run
-        workers = list(getattr(batches, "_workers", None) or [])
-        self.close()  # waits for the others, and kills those that do not stop
-        # with the others that a decoder crash ended meanwhile (one at a moment of the first: its slot still holds it)
-        codes = {k: first.get(k, w.exitcode) for k, w in enumerate(workers)}
-        deaths = [(code, reading.held_by(k) if reading is not None else None) for k, code in codes.items()
-                  if k in first or (code is not None and is_crash(code))]
-        if reading is not None:
-            reading.clear()
         charged = []
-        for code, index in deaths:
+        # close(): waits for the others, and kills those that do not stop
+        for code, index in worker_deaths(batches, self.dataset.reading, self.close):
             message = crash_line(code, self.dataset.utts.audio(index) if index is not None else None, self.rank)
             self.dataset.crashed[index] = message
             charged.append((index, message))

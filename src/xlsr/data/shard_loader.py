@@ -44,10 +44,10 @@ from xlsr.data.worker_crash import (
     dead_workers,
     defer_worker_deaths,
     hang_line,
-    is_crash,
     is_timeout,
     kill_workers,
     waiting_for_batch,
+    worker_deaths,
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import XlsrError
@@ -257,18 +257,9 @@ class ShardLoader:
         """After workers died: charge the utterance a decoder crash killed each on (two at once cost one restart),
         and start the workers anew. Any other death (SIGKILL, an exit, a crash outside decoding) stops the run."""
         it = self._one_pass if one_pass else self._it
-        reading = self.dataset.reading
-        first = dict(dead_workers(it, slots=reading))
-        workers = list(getattr(it, "_workers", None) or [])
-        self._drop(one_pass, keep_slots=True)  # kills the others: SIGKILL, no crash
-        # with the others that a decoder crash ended meanwhile (its slot still names the utterance)
-        codes = {k: first.get(k, w.exitcode) for k, w in enumerate(workers)}
-        deaths = [(code, reading.held_by(k) if reading is not None else None) for k, code in codes.items()
-                  if k in first or (code is not None and is_crash(code))]
-        if reading is not None:
-            reading.clear()
         lines = []
-        for code, held in deaths:
+        # _drop kills the others (SIGKILL: no crash)
+        for code, held in worker_deaths(it, self.dataset.reading, lambda: self._drop(one_pass, keep_slots=True)):
             key, name = _in_slot(held)
             lines.append((key, crash_line(code, name, self.dataset.rank)))  # raises for a death no crash explains
         self._charge_decoder(lines)

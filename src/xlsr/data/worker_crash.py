@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -193,6 +193,21 @@ def dead_workers(iterator, wait: float = 0.0, slots: ReadingSlots | None = None)
         if dead or not workers or time.monotonic() >= deadline:
             return dead
         time.sleep(0.01)
+
+
+def worker_deaths(iterator, reading: ReadingSlots | None, stop_workers: Callable[[], None]) -> list[tuple[int, object]]:
+    """(exit code, what its slot held) of each worker of a DataLoader iterator that died, once `stop_workers` (the
+    loader's, leaving the slots as they are) has stopped the others: those found dead first, and any other a decoder
+    crash ended meanwhile (at a moment of the first: its slot still names its file). The slots are cleared after."""
+    first = dict(dead_workers(iterator, slots=reading))  # the deaths found: any one that is no crash stops the run
+    workers = list(getattr(iterator, "_workers", None) or [])
+    stop_workers()
+    codes = {k: first.get(k, w.exitcode) for k, w in enumerate(workers)}
+    deaths = [(code, reading.held_by(k) if reading is not None else None) for k, code in codes.items()
+              if k in first or (code is not None and is_crash(code))]
+    if reading is not None:
+        reading.clear()
+    return deaths
 
 
 def is_timeout(exc: BaseException) -> bool:
