@@ -201,6 +201,25 @@ def _crash_when(go):
     time.sleep(10)
 
 
+def _leave_a_pass_crashing_on(loader, target, tmp_path, monkeypatch, decodings=None) -> None:
+    """Take one batch of `loader` and leave its pass part-way, its workers decoding ahead: the one that decodes the
+    file `target` crashes (once the pass is left; each decoding of it noted in `decodings`, when given)."""
+    left = tmp_path / "left"
+
+    def load(path, *args, **kwargs):
+        if str(path) == target:
+            if decodings is not None:
+                with open(decodings, "a") as f:
+                    f.write(f"{path}\n")
+            _crash_when(left)
+        return load_audio(path, *args, **kwargs)
+
+    monkeypatch.setattr(batching, "load_audio", load)
+    for _ in loader:
+        break
+    left.touch()
+
+
 def _until_one_dies(pids):
     """Wait (at most 10 s) until one of the child processes `pids` has ended, without reaping it: PyTorch's SIGCHLD
     handler still finds it."""
@@ -248,17 +267,7 @@ def test_a_worker_crashing_on_a_batch_decoded_for_a_pass_left_part_way_costs_its
     such a batch: the next pass charges the file and yields the epoch's batches less that file."""
     loader, target = _ahead_loader(tmp_path, 2)
     reference = _reference(tmp_path, monkeypatch, target)
-    left = tmp_path / "left"
-
-    def load(path, *args, **kwargs):
-        if str(path) == target:
-            _crash_when(left)
-        return load_audio(path, *args, **kwargs)
-
-    monkeypatch.setattr(batching, "load_audio", load)
-    for _ in loader:
-        break
-    left.touch()
+    _leave_a_pass_crashing_on(loader, target, tmp_path, monkeypatch)
     loader.seek(0, 0)
     got = [b.waveforms for b in loader]
     assert len(got) == len(reference) and all(torch.equal(a, b) for a, b in zip(got, reference))
@@ -313,19 +322,8 @@ def test_a_crash_on_a_file_another_epoch_drew_is_said_and_charged_by_the_epoch_t
     first = loader.set_epoch(0) or loader.plans()[0].indices
     target = next(i for p in loader.plans()[1:] for i in p.indices if i not in first and i not in drawn[1])
     later = next(e for e in range(2, 6) if target in drawn[e])
-    left, decodings = tmp_path / "left", tmp_path / "decodings"
-
-    def load(path, *args, **kwargs):
-        if str(path) == utts[target].audio:
-            with open(decodings, "a") as f:
-                f.write(f"{path}\n")
-            _crash_when(left)
-        return load_audio(path, *args, **kwargs)
-
-    monkeypatch.setattr(batching, "load_audio", load)
-    for _ in loader:
-        break
-    left.touch()
+    decodings = tmp_path / "decodings"
+    _leave_a_pass_crashing_on(loader, utts[target].audio, tmp_path, monkeypatch, decodings)
     loader.set_epoch(1)
     with caplog.at_level(logging.WARNING):
         assert len(list(loader)) == len(loader.plans())

@@ -204,9 +204,7 @@ class ShardLoader:
         waits = 0  # decode_timeouts waited in a row, with no worker past it on one utterance
         while True:
             it = self._one_pass if one_pass else self._it
-            if it is None:
-                if self.dataset.record is not None:
-                    self.dataset.record.refresh()  # what ended another rank's process since this one started
+            if it is None:  # (the crashed list of the run folder's record was read again as the iteration began)
                 if self.dataset.reading is not None:  # no mark of the workers before (`finish`) blames these
                     self.dataset.reading.clear()
                 it = iter(DataLoader(self.dataset, **self._kwargs))
