@@ -1,5 +1,9 @@
 """`xlsr data stats SHARDS` reads the shard folder's index (utterances, hours and shards per language and split, the
-α table of its train split); `xlsr data check --data SHARDS` says in one line what to check instead."""
+α table of its train split); `xlsr data check --data SHARDS` reads its shards (the check itself:
+tests/data/test_check_shard_folder.py) and refuses in one line what applies to manifests only."""
+
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,14 +41,30 @@ def test_stats_of_a_shard_folder_come_from_its_index(shards, capsys):
     assert p == {"es": "60.0%", "it": "40.0%"}  # 5.4 s and 3.6 s of train audio at α = 1
 
 
-@pytest.mark.parametrize("where, splits", [("", []), ("", ["--splits", "train"]), ("train", [])])
-def test_data_check_of_a_shard_folder_says_what_to_check(shards, tmp_path, capsys, where, splits):
+@pytest.mark.parametrize("where, splits, read", [("", [], {"es dev", "es train", "it train"}),
+                                                  ("", ["--splits", "train"], {"es train", "it train"}),
+                                                  ("train", [], {"es train", "it train"})])
+def test_data_check_of_a_shard_folder_reads_its_shards(shards, tmp_path, capsys, where, splits, read):
     folder = shards / where if where else shards
-    assert main(["data", "check", "--data", str(folder), *splits, "--out", str(tmp_path / "bad.jsonl")]) == 2
+    assert main(["data", "check", "--data", str(folder), *splits, "--out", str(tmp_path / "bad.jsonl"),
+                 "--no-progress", "--workers", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = [line.split(": ")[0].rsplit(" ", 1) for line in lines[:-1]]  # "SHARDS/<split> <lang>"
+    assert {f"{lang} {Path(folder).name}" for folder, lang in heads} == read
+    assert lines[-1].startswith(f"read {len(read)} of {len(read)} shard(s) of {shards} (")
+    assert (tmp_path / "bad.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--manifest", "m.jsonl"], "--manifest: check manifests and the shard folder {folder} in two runs"),
+    (["--write-clean", "clean"], "--write-clean: a shard folder is not copied without its bad utterances"),
+    (["--splits", "dev"], "--splits: {folder} is the shard split 'train'; give the shard folder {shards} to choose"),
+])
+def test_data_check_of_a_shard_folder_refuses_what_does_not_apply(shards, tmp_path, capsys, extra, words):
+    folder = shards / "train"
+    assert main(["data", "check", "--data", str(folder), *extra, "--out", str(tmp_path / "bad.jsonl")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"xlsr: error: {folder}: a shard folder, not manifests: check the corpus it was sharded from "
-                   f"(xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
-                   f"utterances decoded as training reads it (docs/shards.md)")
+    assert err.startswith("xlsr: error: " + words.format(folder=folder, shards=shards)) and "\n" not in err
 
 
 def test_stats_of_a_split_folder_of_shards_are_its_split_s(shards, capsys):
@@ -63,3 +83,13 @@ def test_stats_check_the_tars_against_the_index(shards, capsys, caplog):
     assert main(["data", "stats", str(shards)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip().startswith("xlsr: error: ") and f"lists train/{tar.name}, which does not exist" in err
+
+
+def test_data_check_of_a_damaged_shard_folder_exits_1_with_the_findings(shards, tmp_path, capsys):
+    tar = shards / "train" / "it-000000.tar"
+    tar.write_bytes(tar.read_bytes()[:3000])  # cut inside its only utterance
+    assert main(["data", "check", "--data", str(shards), "--out", str(tmp_path / "bad.jsonl"), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert f"{shards / 'train'} it: 1 shard(s), 0 utterances, 0.000 h read; 1 utterance(s) bad or lost (1 damaged)" in out
+    (finding,) = [json.loads(line) for line in (tmp_path / "bad.jsonl").read_text().splitlines()]
+    assert finding["shard"] == "train/it-000000.tar" and finding["kind"] == "damaged" and finding["count"] == 1

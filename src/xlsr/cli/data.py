@@ -52,9 +52,12 @@ def register(subparsers) -> None:
                         "summary per manifest is printed; the exit status is 1 when any utterance or manifest line "
                         "is bad, 0 when none is. Judged files are kept in REPORT.partial as they are judged: the same "
                         "command after a stop goes on where it was (one with other manifests, or after a manifest "
-                        "changed, is refused until REPORT.partial is deleted). See docs/data_scale.md.")
+                        "changed, is refused until REPORT.partial is deleted). See docs/data_scale.md. With a shard folder as --data "
+                        "(SHARDS, or SHARDS/<split>), every tar is read as training reads it, hashed against its index "
+                        "and each utterance decoded: REPORT gets one JSON line per finding (a tar missing, unlisted, cut "
+                        "or damaged; a bad utterance) and a summary per language and split is printed; see docs/shards.md.")
     ck.add_argument("--data", metavar="DIR",
-                    help="corpus folder with <lang>/<split>.jsonl (default: none; give --manifest)")
+                    help="corpus folder with <lang>/<split>.jsonl, or a shard folder (default: none; give --manifest)")
     ck.add_argument("--splits", metavar="LIST",
                     help="comma-separated splits of --data to check (default: every split found)")
     ck.add_argument("--manifest", nargs="+", action="extend", default=[], metavar="FILE",
@@ -207,6 +210,7 @@ def _check_names(args: argparse.Namespace) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from xlsr.cores import available_cores  # lazy: as in run_stats
     from xlsr.data.check_audio import CheckStopped, check_audio, corpus_manifests
+    from xlsr.data.shard_index import shard_source
 
     if args.data is None and not args.manifest:
         raise XlsrError("give the manifests to check: --data DIR, --manifest FILE ..., or both")
@@ -215,11 +219,43 @@ def run_check(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise XlsrError(f"--workers: give a whole number 1 or more, got {args.workers}")
     splits = None if args.splits is None else [x.strip() for x in args.splits.split(",") if x.strip()]
+    if args.data is not None and (source := shard_source(args.data)) is not None:  # SHARDS, or SHARDS/<split>
+        return _check_shards(args, *source, splits)
     manifests = (corpus_manifests(args.data, splits) if args.data is not None else []) + args.manifest
     try:
         report = check_audio(manifests, args.out, workers=args.workers or available_cores(),
                              min_sample_size=args.min_sample_size, clean_dir=args.write_clean, data_dir=args.data,
                              decode_timeout=decode_timeout(args), show_progress=not args.no_progress)
+    except CheckStopped as stop:
+        print(f"xlsr: interrupted: {stop}", file=sys.stderr)
+        return INTERRUPTED
+    for line in report.lines():
+        print(line)
+    return 1 if report.any_bad else 0
+
+
+def _check_shards(args: argparse.Namespace, root: Path, split: str | None, splits: list[str] | None) -> int:
+    """`data check --data SHARDS` (or SHARDS/<split>): every shard read and every utterance decoded as training
+    reads them (data/check_shard_folder.py)."""
+    from xlsr.cores import available_cores
+    from xlsr.data.check_audio import CheckStopped
+    from xlsr.data.check_shard_folder import check_shard_folder
+
+    if args.manifest:
+        raise XlsrError(f"--manifest: check manifests and the shard folder {args.data} in two runs")
+    if args.write_clean is not None:
+        raise XlsrError(f"--write-clean: a shard folder is not copied without its bad utterances (training skips "
+                        f"them); to drop them, check the corpus {args.data} was sharded from with --write-clean and "
+                        f"shard the clean copy")
+    if split is not None:
+        if splits is not None and splits != [split]:
+            raise XlsrError(f"--splits: {args.data} is the shard split {split!r}; give the shard folder {root} to "
+                            f"choose splits")
+        splits = [split]
+    try:
+        report = check_shard_folder(root, args.out, splits=splits, workers=args.workers or available_cores(),
+                                    min_sample_size=args.min_sample_size, decode_timeout=decode_timeout(args),
+                                    show_progress=not args.no_progress)
     except CheckStopped as stop:
         print(f"xlsr: interrupted: {stop}", file=sys.stderr)
         return INTERRUPTED

@@ -56,7 +56,6 @@ from xlsr.data.audio import length_mismatch, load_audio
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
-from xlsr.data.shard_index import shard_source
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 from xlsr.jsonl import json_object, torn_settings_line
@@ -86,12 +85,14 @@ class Decoded:
 
 # --- judging: pure ---------------------------------------------------------------------------------------------
 
-def judge(decoded: Decoded, listed: int, where: str, min_sample_size: int = 0) -> Bad | None:
-    """The verdict training would reach on a file decoded to `decoded` whose manifest lists `listed` samples (None:
-    good); `min_sample_size` > 0 also calls too short what pretraining would skip."""
+def judge(decoded: Decoded, listed: int, where: str, min_sample_size: int = 0,
+          listed_by: str = "the manifest") -> Bad | None:
+    """The verdict training would reach on a file decoded to `decoded` whose manifest (`listed_by`: "its .json" for
+    a shard's member) lists `listed` samples (None: good); `min_sample_size` > 0 also calls too short what
+    pretraining would skip."""
     if decoded.failure is not None:
         return decoded.failure
-    wrong = length_mismatch(decoded.samples, listed, where)
+    wrong = length_mismatch(decoded.samples, listed, where, listed_by)
     if wrong is not None:
         return Bad("wrong_length", wrong)
     kept = min(decoded.samples, listed)  # what checked_length keeps
@@ -127,10 +128,6 @@ def corpus_manifests(data_dir: str | Path, splits: Sequence[str] | None = None) 
     if not data_dir.is_dir():
         raise ManifestError(f"{data_dir}: no such data folder")
     found = sorted(data_dir.glob("*/*.jsonl"))
-    if not found and shard_source(data_dir) is not None:
-        raise ManifestError(f"{data_dir}: a shard folder, not manifests: check the corpus it was sharded from "
-                            f"(xlsr data check --data SOURCE); a shard is checked against its sha256 and each of its "
-                            f"utterances decoded as training reads it (docs/shards.md)")
     if splits is None:
         chosen = found
     else:
@@ -366,7 +363,7 @@ class _Kept:
     def add(self, key: Key, bad: Bad | None) -> None:
         """Keep one verdict (on disk at once)."""
         record = {"at": list(key)} if bad is None else {"at": list(key), "kind": bad.kind, "message": bad.message}
-        with _ctrl_c_held():  # on disk and counted, or neither: Ctrl-C's line then says what a rerun finds
+        with ctrl_c_held():  # on disk and counted, or neither: Ctrl-C's line then says what a rerun finds
             self._file.write(json_line(record).encode("utf-8"))
             self._file.flush()
             self._keep(key, bad)
@@ -475,7 +472,7 @@ def _write_clean(clean_dir: Path, paths: list[Path], tables: list[Table], bad: d
 
 
 @contextmanager
-def _ctrl_c_held() -> Iterator[None]:
+def ctrl_c_held() -> Iterator[None]:
     """Ctrl-C (SIGINT) noted during the block and raised again after it, as the handler in place then takes it. A
     handler, not a signal mask: a mask holds the signal back from this thread only, and the kernel hands it to any
     other (a library's thread pool), whose note makes Python raise in the main thread all the same."""
