@@ -13,6 +13,13 @@ folder whose record still names a file, the process before it ended while decodi
 RUN/decoding/crashed.jsonl, is skipped (a bad file, counted against max_bad_share, in the same words each epoch)
 by this run and every later one in the folder, and a warning names it.
 
+A decoder can also hang in the training process (a damaged file that sends it round a loop), where no worker can be
+stopped: the run would wait for ever. With `timeout` (the runs' `decode_timeout`), a watchdog thread looks at the
+decoding under way once a second; past `timeout` seconds on one file it puts the file in RUN/decoding/crashed.jsonl
+(`"hung"`: the timeout), says so in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit,
+the only way out of a decoder stuck in C code): the same command skips the file and goes on from the last
+checkpoint. The thread runs while the decoder holds no lock Python needs (cffi's soundfile calls release it).
+
 The blame may be wrong where a process ended from outside while it was decoding: SIGKILL, the out-of-memory killer,
 the machine going down (the record as last written back), or a rank that ends itself because a peer failed, unless it
 calls `forget_decodings()` first (train/elastic.py does). That costs one file, named in the warning; deleting its line
@@ -32,7 +39,9 @@ import contextlib
 import logging
 import mmap
 import os
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +62,8 @@ _forgetting = threading.Lock()
 
 
 NOW = "now-rank"  # + the rank: each process's record
+HUNG_EXIT = 3  # the exit status of a process the watchdog ends (a decoder hung in it)
+WATCH_PERIOD_S = 1.0  # how often the watchdog looks (at most; less for a short timeout)
 
 
 def _now_name(rank: int) -> str:
@@ -78,9 +89,12 @@ def forget_decodings() -> None:
 class DecodingRecord:
     """The record of one process (`rank`) training in `run_dir`; `crashed` holds the audio paths to skip."""
 
-    def __init__(self, run_dir: str | Path, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, run_dir: str | Path, rank: int = 0, world_size: int = 1, timeout: float | None = None) -> None:
         self.folder = Path(run_dir) / FOLDER
         self.rank = rank
+        self.timeout = timeout  # seconds one decoding may take before the watchdog ends the process (None: no limit)
+        self._now: tuple[str, float] | None = None  # the decoding under way: its audio and when it began
+        self._watchdog: threading.Thread | None = None
         self._map: mmap.mmap | None = None
         self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
         self._forgotten = False  # forget_decodings() was called: this process is ending, nothing more is recorded
@@ -107,12 +121,12 @@ class DecodingRecord:
     def __getstate__(self) -> dict:
         # a DataLoader worker started by spawn or forkserver gets a copy: the mapping stays with this process (a
         # worker decodes under its reading slot, never under this record)
-        return {**self.__dict__, "_map": None}
+        return {**self.__dict__, "_map": None, "_watchdog": None, "_now": None}
 
-    def _message(self, audio: str) -> str:
+    def _message(self, audio: str, hung: float | None = None) -> str:
+        why = "a decoder crash, most likely" if hung is None else f"its decoder hung: more than {hung:g} s on it"
         return (f"{audio}: an earlier run in the run folder {self.folder.parent} ended while decoding it in the "
-                f"training process (a decoder crash, most likely); skipped in this run and later ones "
-                f"({self.folder / CRASHED} lists it)")
+                f"training process ({why}); skipped in this run and later ones ({self.folder / CRASHED} lists it)")
 
     def _read_crashed(self, path: Path) -> None:
         try:
@@ -120,9 +134,10 @@ class DecodingRecord:
         except OSError:
             return
         for line in lines:
-            audio = json_object(line).get("audio")  # a line torn by a kill, or not ours: none
+            record = json_object(line)  # a line torn by a kill, or not ours: {}
+            audio, hung = record.get("audio"), record.get("hung")
             if isinstance(audio, str):
-                self.crashed[audio] = self._message(audio)
+                self.crashed[audio] = self._message(audio, hung if isinstance(hung, int | float) else None)
 
     def _open(self) -> mmap.mmap:
         """At the first decoding: the earlier process's file into crashed.jsonl, then a cleared record mapped."""
@@ -169,18 +184,58 @@ class DecodingRecord:
                 name = os.fsencode(audio)[: SIZE - 8]
                 self._map[8:8 + len(name)] = name
                 self._map[:8] = len(name).to_bytes(8, "little")
-        if not recorded:
-            yield
-            return
+        self._now = (audio, time.monotonic())
+        if self.timeout is not None and self._watchdog is None:
+            self._watchdog = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
+                                              name="xlsr-decode-watchdog")
+            self._watchdog.start()
         try:
             yield
         finally:
-            self._map[:8] = bytes(8)
+            self._now = None
+            if recorded:
+                self._map[:8] = bytes(8)
+
+    def _stop_hung(self, audio: str) -> None:
+        """The watchdog's end of a process whose decoder has been on `audio` longer than the timeout."""
+        crashed = self.folder / CRASHED
+        with _forgetting:  # no decoding is recorded after this: the file is named below, not blamed by the next run
+            self._forgotten = True
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                with open(crashed, "ab") as f:
+                    f.write(json_line({"audio": audio, "rank": self.rank, "hung": self.timeout}).encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+                then = f"the same command skips it ({crashed} lists it)"
+                if self._map is not None:
+                    self._map[:8] = bytes(8)
+            except OSError as exc:  # the record stays as it is: the next run blames the file all the same
+                then = (f"{crashed} could not be written ({exc.strerror}): the same command skips it only where this "
+                        f"process's record of it was kept")
+        log.error("%s: the audio decoder has been on it for more than %g s in the training process (hung, most "
+                  "likely; with data workers it would have been stopped and the file skipped); the run stops here "
+                  "and %s", audio, self.timeout, then)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(HUNG_EXIT)
 
     def close(self) -> None:
+        self._now = None
         if self._map is not None:
             self._map.close()
             self._map = None
+
+
+def _watch(ref: weakref.ref[DecodingRecord]) -> None:
+    """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout."""
+    while (record := ref()) is not None:
+        timeout, now = record.timeout, record._now
+        if now is not None and time.monotonic() - now[1] > timeout and record._now is now:  # still that decoding
+            record._stop_hung(now[0])
+        del record  # not held while sleeping: a record dropped ends its thread
+        time.sleep(min(WATCH_PERIOD_S, timeout / 4))
 
 
 def _recorded(path: Path) -> str | None:

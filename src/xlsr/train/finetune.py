@@ -169,7 +169,9 @@ class FinetuneTask(Task):
     def setup(self, info) -> None:
         self.info = info
         # with num_workers 0 (the default) training and dev data are decoded in this process
-        self.decoding_record = DecodingRecord(self.cfg.out, info.rank, info.world_size) if self.cfg.out else None
+        self.decoding_record = (DecodingRecord(self.cfg.out, info.rank, info.world_size,
+                                               timeout=setting_timeout(self.cfg.decode_timeout))
+                                if self.cfg.out else None)
         if info.world_size > 1 and self.cfg.distributed == "fsdp":
             self.feature_caches = {}  # sharded CNN weights cannot run outside the wrapped forward
         for loader in self._dev_loaders.values():

@@ -74,7 +74,7 @@ class FinetuneConfig(TrainerConfig):
     max_tokens: int = 160_000  # audio samples per batch (160 000: 10 s at 16 kHz)
     max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
     num_workers: int = 0  # data-loading processes (0: load in the training process)
-    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifest or shard utterance), then it is stopped and the file skipped; 0: none
+    decode_timeout: float = 300.0  # seconds one file (manifest or shard utterance) may take to decode: a data worker past it is stopped and the file skipped; decoding in the training process (num_workers 0, validation), the run stops naming the file and the same command skips it; 0: none
     max_bad_share: float = 0.05  # share of unreadable audio files tolerated per epoch (logged and skipped)
     # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md); manifests only
     augment: str = "none"

@@ -89,7 +89,7 @@ class PretrainConfig(TrainerConfig):
     normalize: bool | None = None  # per-utterance z-norm of the waveform; none: as the model expects (normalize_waveform)
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
-    decode_timeout: float = 300.0  # seconds a data worker may decode one file (manifest or shard utterance), then it is stopped and the file skipped; 0: none
+    decode_timeout: float = 300.0  # seconds one file (manifest or shard utterance) may take to decode: a data worker past it is stopped and the file skipped; decoding in the training process (num_workers 0, validation), the run stops naming the file and the same command skips it; 0: none
     max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
     valid_max_batches: int = 0  # validation batches per language; 0 = all
     feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
@@ -223,7 +223,8 @@ class PretrainTask(Task):
         super().setup(info)
         cfg = self.cfg
         # validation's data is decoded in this process, and so is training data with num_workers 0
-        self.decoding_record = DecodingRecord(cfg.out, info.rank, info.world_size) if cfg.out else None
+        self.decoding_record = (DecodingRecord(cfg.out, info.rank, info.world_size,
+                                               timeout=setting_timeout(cfg.decode_timeout)) if cfg.out else None)
         if self.shards is not None:
             self.loader = shard_pretrain_loader(
                 cfg.data, cfg.train_split, langs=cfg.langs, max_tokens=cfg.max_tokens,

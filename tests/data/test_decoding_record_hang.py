@@ -1,0 +1,64 @@
+"""A decoder that hangs in the training process (no data worker to stop): the decoding record's watchdog ends the
+process after `timeout` seconds on one file, naming it, with the file in RUN/decoding/crashed.jsonl, so that the same
+command skips it (data/decoding_record.py). Each case runs in a process of its own: the watchdog ends its process."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+
+from xlsr.data.decoding_record import CRASHED, FOLDER, HUNG_EXIT, NOW, DecodingRecord
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from xlsr.data.decoding_record import DecodingRecord
+    run, timeout, plan = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+    record = DecodingRecord(run, timeout=timeout)
+    for step in plan:  # "AUDIO=SECONDS": a decoding that lasts that long; "idle=SECONDS": no decoding
+        audio, seconds = step.split("=")
+        if audio == "idle":
+            time.sleep(float(seconds))
+            continue
+        with record.decoding(audio):
+            time.sleep(float(seconds))
+        print("decoded", audio, flush=True)
+""")
+
+
+def run_plan(tmp_path, timeout: float, *plan: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), str(timeout), *plan],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_decoding_past_the_timeout_ends_the_process_naming_the_file(tmp_path):
+    done = run_plan(tmp_path, 0.5, "a.wav=0.1", "b.wav=30", "c.wav=0.1")
+    assert done.returncode == HUNG_EXIT
+    assert done.stdout.split("\n")[:-1] == ["decoded a.wav"]
+    (line,) = done.stderr.strip().splitlines()
+    crashed = tmp_path / "run" / FOLDER / CRASHED
+    assert line == (f"b.wav: the audio decoder has been on it for more than 0.5 s in the training process (hung, "
+                    f"most likely; with data workers it would have been stopped and the file skipped); the run stops "
+                    f"here and the same command skips it ({crashed} lists it)")
+    assert [json.loads(x) for x in crashed.read_text().splitlines()] == [{"audio": "b.wav", "rank": 0, "hung": 0.5}]
+    # the next run skips it, in words that say it hung; the record itself was cleared: no second blame
+    again = DecodingRecord(tmp_path / "run")
+    assert again.died_on is None
+    assert again.crashed == {"b.wav": f"b.wav: an earlier run in the run folder {tmp_path / 'run'} ended while "
+                                      f"decoding it in the training process (its decoder hung: more than 0.5 s on "
+                                      f"it); skipped in this run and later ones ({crashed} lists it)"}
+    assert (tmp_path / "run" / FOLDER / f"{NOW}0").read_bytes()[:8] == bytes(8)
+
+
+def test_decodings_within_the_timeout_and_idle_time_end_nothing(tmp_path):
+    done = run_plan(tmp_path, 0.5, "a.wav=0.3", "idle=1.5", "b.wav=0.3", "c.wav=0.3", "idle=1.2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["decoded", "a.wav", "decoded", "b.wav", "decoded", "c.wav"]
+    assert not (tmp_path / "run" / FOLDER / CRASHED).exists()
+
+
+def test_without_a_timeout_no_watchdog_is_started(tmp_path):
+    record = DecodingRecord(tmp_path / "run")
+    with record.decoding("a.wav"):
+        pass
+    assert not [t for t in threading.enumerate() if t.name == "xlsr-decode-watchdog"]
