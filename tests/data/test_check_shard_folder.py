@@ -196,3 +196,54 @@ def test_a_shard_judged_before_a_stop_and_gone_since_is_reported_missing_not_rea
     result = check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, show_progress=False)
     assert [(f["shard"], f["kind"], f["count"]) for f in report(tmp_path / "r.jsonl")] == [(first, "index", 3)]
     assert [(g.read, g.shards, g.utterances) for g in result.groups] == [(2, 3, 3)]
+
+
+@pytest.mark.parametrize("target", ["index.json", "train/es-000000.tar", "train/report.tar"])
+def test_out_on_a_file_training_reads_is_refused_and_the_folder_left_as_it_is(shards, target):
+    before = {p: p.read_bytes() for p in shards.rglob("*") if p.is_file()}
+    with pytest.raises(XlsrError, match=rf"^--out {shards / target}: a file of the shard folder {shards} that "
+                                        rf"training reads \(its index or a tar\); give another file name"):
+        check_shard_folder(shards, shards / target, workers=0, show_progress=False)
+    assert {p: p.read_bytes() for p in shards.rglob("*") if p.is_file()} == before
+
+
+def test_the_longest_decode_timeout_the_cli_takes_is_taken(tmp_path):
+    shards = write_shard_folder(tmp_path, {("es", "train"): ["a"]})
+    result = check_shard_folder(shards, tmp_path / "r.jsonl", workers=1, decode_timeout=1e6, show_progress=False)
+    assert not result.any_bad and result.groups[0].utterances == 1
+
+
+def test_a_second_stop_counts_only_the_shards_of_this_check(tmp_path, monkeypatch):
+    shards = write_shard_folder(tmp_path, {("es", "train"): ["a", "b", "c", "d_stop", "e", "f"]})
+    log = tmp_path / "decoded.log"
+    monkeypatch.setenv("SHARD_CHECK_LOG", str(log))
+    with pytest.raises(CheckStopped, match=r"^1 of 3 shards checked"):
+        check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, decode=fakes.interrupting, show_progress=False)
+    (shards / rels(shards, "train", "es")[0]).unlink()  # judged before the stop, lost since
+    (tmp_path / "decoded.log.stopped").unlink()  # stopped again at d_stop
+    with pytest.raises(CheckStopped, match=r"^0 of 2 shards checked"):
+        check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, decode=fakes.interrupting, show_progress=False)
+
+
+def test_too_short_goes_by_the_length_the_json_lists_as_the_shard_stream_filters(shards, tmp_path):
+    rel = next(rel for rel in rels(shards, "train", "es") if member_key_of(shards, rel, "d"))
+    # d decodes to 4480 samples; its .json made to say 4520, within length_tolerance: training keeps it (4520 >=
+    # 4500) and uses what decodes
+    rewrite_member(shards, rel, member_key(shards, rel, "d"), lambda meta: {**meta, "num_samples": 4520})
+    check_shard_folder(shards, tmp_path / "r.jsonl", splits=["train"], workers=0, min_sample_size=4500,
+                       show_progress=False)
+    short = {f["id"]: (f["kind"], f["message"]) for f in report(tmp_path / "r.jsonl")}
+    assert sorted(short) == ["a", "b", "c", "g", "h", "i"]  # 4000 + 160 k samples, k < 3 in each language
+    c = next(rel for rel in rels(shards, "train", "es") if member_key_of(shards, rel, "c"))
+    assert short["c"] == ("too_short", f"{shards / c}: utterance c: 4320 samples (0.27 s) as its .json lists, fewer "
+                                       f"than --min-sample-size 4500: pretraining skips it")
+
+
+def test_a_shard_the_index_describes_otherwise_is_summed_up_as_where_training_stops(shards, tmp_path):
+    rel = rels(shards, "train", "it")[0]
+    rewrite_member(shards, rel, member_key(shards, rel, "g"), lambda meta: {**meta, "lang": "es"})
+    result = check_shard_folder(shards, tmp_path / "r.jsonl", splits=["train"], workers=0, show_progress=False)
+    assert [(f["shard"], f["kind"], f["count"]) for f in report(tmp_path / "r.jsonl")] == [(rel, "index", 0)]
+    it = next(g for g in result.groups if g.lang == "it")
+    assert it.line(shards).endswith("none bad; training stops at 1 shard(s); the index and the tars disagree (re-run "
+                                    "`xlsr data shard`)")

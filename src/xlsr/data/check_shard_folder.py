@@ -15,15 +15,17 @@ one finding per problem, of these kinds:
   by one as below, as training uses those that decode);
 - per utterance, the kinds of `xlsr data check` of manifests (data/check_audio.py's `judge`): `unreadable` (no
   .flac or no readable .json member, a `num_samples` that is not a positive integer, audio that does not decode),
-  `wrong_length`, `too_short` (with `min_sample_size` > 0: pretraining skips it), `crashed` (the decoder killed
-  its process, hung, or raised something other than an AudioError).
+  `wrong_length`, `too_short` (with `min_sample_size` > 0: pretraining skips it; judged by the length its .json
+  lists, as the shard stream filters), `crashed` (the decoder killed its process, hung, or raised something other
+  than an AudioError).
 
 The work is spread by shard: each task of a `DecoderPool` worker (data/decoder_pool.py) is a whole tar, read,
 hashed and decoded in that worker, so that the workers share the hashing too. A decoder that kills its worker, or
 hangs, costs that shard's task, not the check: the shard is then read again in this process (the tar parsed and
 hashed here, no audio decoded here) and its utterances are decoded one per task by the workers, so that the crash
 is charged to the utterance that causes it and the others are judged. A shard's task may take `decode_timeout`
-plus a tenth of its audio's duration (FLAC decodes at hundreds of times real time); an utterance's, `decode_timeout`.
+plus a tenth of the audio's duration of the longest shard (the pool has one timeout; FLAC decodes at hundreds of
+times real time); an utterance's, `decode_timeout`.
 
 Kept as it goes, as the manifest check keeps its verdicts: REPORT.partial gets a line per shard once it is judged
 (and one per utterance of a shard judged one by one), flushed; its first line records the index's sha256, the
@@ -38,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,8 +54,8 @@ from xlsr.atomic import json_line, write_jsonl
 from xlsr.data.audio import decode_audio
 from xlsr.data.check_audio import KINDS as UTTERANCE_KINDS
 from xlsr.data.check_audio import Bad, CheckStopped, Decoded, ctrl_c_held, judge
-from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
-from xlsr.data.shard_index import ShardIndex, ShardInfo, read_index
+from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, DecoderPool, decoder_failed
+from xlsr.data.shard_index import PARTIAL_NAME, ShardIndex, ShardInfo, read_index
 from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.jsonl import json_object, torn_settings_line
 from xlsr.progress import progress
@@ -91,7 +94,13 @@ def judge_member(flac: bytes, listed: int, name: str, decode: Decode, min_sample
         decoded = Decoded(failure=Bad("unreadable", str(exc)))
     except Exception as exc:  # noqa: BLE001 - anything else ends a training run's worker: reported, not raised
         decoded = Decoded(failure=Bad("crashed", decoder_failed(name, exc)))
-    return judge(decoded, listed, name, min_sample_size, listed_by="its .json")
+    bad = judge(decoded, listed, name, listed_by="its .json")
+    # the shard stream filters by the length the .json lists, before decoding, and not again after (shard_stream.py
+    # `_keep`): an utterance that decodes a little shorter, within length_tolerance, is used all the same
+    if bad is None and listed < min_sample_size:
+        return Bad("too_short", f"{name}: {listed} samples ({listed / SAMPLE_RATE:.2f} s) as its .json lists, fewer "
+                                f"than --min-sample-size {min_sample_size}: pretraining skips it")
+    return bad
 
 
 def reading_findings(rel: str, path: str, end: ShardEnd) -> list[dict]:
@@ -283,6 +292,7 @@ class GroupSummary:
     samples: int = 0  # of the utterances read (their .json's lengths)
     bad: Counter = field(default_factory=Counter)  # utterances lost, by kind
     shard_problems: int = 0  # findings that cost no utterance (another sha256, bytes cut from the padding)
+    stops: int = 0  # shards read that the index describes otherwise (more utterances, another language): training stops
 
     def line(self, root: Path) -> str:
         lost = sum(self.bad.values())
@@ -293,6 +303,8 @@ class GroupSummary:
                 + (f"{lost} utterance(s) bad or lost ({kinds})" if lost else "none bad"))
         if self.shard_problems:
             text += f"; {self.shard_problems} shard(s) damaged without losing an utterance"
+        if self.stops:
+            text += f"; training stops at {self.stops} shard(s){DISAGREE}"
         return text
 
 
@@ -335,9 +347,7 @@ def check_shard_folder(root: str | Path, out: str | Path, *, splits: Sequence[st
     index = read_index(root)
     splits = _chosen_splits(index, splits)
     shards = [s for s in index.shards if s.split in splits]
-    out = Path(out)
-    if out.is_dir():
-        raise XlsrError(f"--out {out}: is a folder; give a file name for the report")
+    out = _checked_out(Path(out), index)
     folder, readable = folder_findings(index, shards, splits)
     settings = {"index_sha256": hashlib.sha256(index.path.read_bytes()).hexdigest(), "splits": list(splits),
                 "min_sample_size": min_sample_size}
@@ -347,8 +357,9 @@ def check_shard_folder(root: str | Path, out: str | Path, *, splits: Sequence[st
         _judge_all(index.root, todo, kept, workers=workers, decode=decode or decode_audio,
                    min_sample_size=min_sample_size, timeout=decode_timeout, show_progress=show_progress)
     except KeyboardInterrupt:
-        raise CheckStopped(f"{len(kept.done)} of {len(todo)} shards checked, kept in {kept.path}; the same command "
-                           f"goes on from there") from None
+        checked = sum(s.path in kept.done for s in todo)  # not a shard judged by an earlier run and missing now
+        raise CheckStopped(f"{checked} of {len(todo)} shards checked, kept in {kept.path}; the same command goes on "
+                           f"from there") from None
     finally:
         kept.close()
     done = {s.path: kept.done[s.path] for s in todo}  # not a shard judged by an earlier run and missing now
@@ -356,6 +367,21 @@ def check_shard_folder(root: str | Path, out: str | Path, *, splits: Sequence[st
     write_jsonl(out, findings)
     kept.path.unlink(missing_ok=True)
     return ShardCheckReport(root, out, *_summaries(shards, done, findings))
+
+
+def _checked_out(out: Path, index: ShardIndex) -> Path:
+    """`out`, or XlsrError where it is a folder or a file training reads: the index, or a tar where the splits' tars
+    are (listed or not: an unlisted one has training refuse its split)."""
+    if out.is_dir():
+        raise XlsrError(f"--out {out}: is a folder; give a file name for the report")
+    real = os.path.realpath(out)
+    read = {os.path.realpath(index.path), os.path.realpath(index.root / PARTIAL_NAME),
+            *(os.path.realpath(index.root / s.path) for s in index.shards)}
+    split_folders = {os.path.realpath(index.root / split) for split in index.splits()}
+    if real in read or (out.name.endswith(".tar") and os.path.dirname(real) in split_folders):
+        raise XlsrError(f"--out {out}: a file of the shard folder {index.root} that training reads (its index or a "
+                        f"tar); give another file name for the report")
+    return out
 
 
 def _chosen_splits(index: ShardIndex, splits: Sequence[str] | None) -> list[str]:
@@ -385,7 +411,9 @@ def _judge_all(root: Path, shards: list[ShardInfo], kept: _Kept, *, workers: int
                 bar.update(1)
         elif whole:
             seconds = max(s.num_samples for s in whole) / SAMPLE_RATE
-            shard_timeout = None if timeout is None else timeout + SHARD_SECONDS_PER_AUDIO_SECOND * seconds
+            # at most what the pool takes (MAX_TIMEOUT_S, the CLI's bound on --decode-timeout itself)
+            shard_timeout = None if timeout is None else min(timeout + SHARD_SECONDS_PER_AUDIO_SECOND * seconds,
+                                                             MAX_TIMEOUT_S)
             work = partial(check_shard, decode=decode, min_sample_size=min_sample_size)
             with DecoderPool(min(workers, len(whole)), work, failed=lambda line: {"crashed": line},
                              timeout=shard_timeout) as pool:
@@ -462,6 +490,8 @@ def _summaries(shards: list[ShardInfo], done: dict[str, dict], findings: list[di
             unlisted[f["shard"].split("/")[0]] += 1
         elif f["count"]:
             groups[s.split, s.lang].bad[f["kind"]] += f["count"]
+        elif f["kind"] == "index":  # read, and found to be another shard than the index's (the reader's `fatal`)
+            groups[s.split, s.lang].stops += 1
         else:
             groups[s.split, s.lang].shard_problems += 1
     return [groups[k] for k in sorted(groups)], findings, unlisted
