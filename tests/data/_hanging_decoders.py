@@ -40,3 +40,11 @@ def started_late(path):  # pragma: no cover - a worker hangs importing this modu
 # `started_late`, inherits the variable and never starts
 if os.environ.get("HANG_ON_IMPORT") == "1":
     time.sleep(3600)
+
+
+def pid_then_hang(path):
+    """Write this worker's pid to the file WORKER_PID names, then never return (a decoder hung on a damaged file)."""
+    with open(os.environ["WORKER_PID"], "w") as f:
+        f.write(str(os.getpid()))
+    while True:
+        time.sleep(1)

@@ -247,3 +247,14 @@ def test_a_shard_the_index_describes_otherwise_is_summed_up_as_where_training_st
     it = next(g for g in result.groups if g.lang == "it")
     assert it.line(shards).endswith("none bad; training stops at 1 shard(s); the index and the tars disagree (re-run "
                                     "`xlsr data shard`)")
+
+
+def test_tars_in_a_split_folder_the_index_does_not_name_are_found_when_every_split_is_checked(shards, tmp_path):
+    (shards / "test").mkdir()
+    (shards / "test" / "es-000000.tar").write_bytes((shards / "dev" / "es-000000.tar").read_bytes())
+    result = check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, show_progress=False)
+    assert [(f["shard"], f["kind"], f["count"]) for f in report(tmp_path / "r.jsonl")] == [
+        ("test/es-000000.tar", "index", 0)]
+    assert result.unlisted == {"test": 1} and result.any_bad
+    chosen = check_shard_folder(shards, tmp_path / "r2.jsonl", splits=["train", "dev"], workers=0, show_progress=False)
+    assert not chosen.any_bad  # the splits asked for are sound

@@ -117,10 +117,11 @@ def reading_findings(rel: str, path: str, end: ShardEnd) -> list[dict]:
     return found
 
 
-def folder_findings(index: ShardIndex, shards: Sequence[ShardInfo], splits: Sequence[str]) -> tuple[list[dict], set[str]]:
+def folder_findings(index: ShardIndex, shards: Sequence[ShardInfo],
+                    tar_folders: Sequence[str]) -> tuple[list[dict], set[str]]:
     """The folder against its index, by names and sizes (no tar read): findings for a listed tar that is missing or
-    larger than listed (training refuses the split; such a tar is not read) and for a tar of `splits` the index does
-    not list; and the listed tars that can be read (the others' paths are left out)."""
+    larger than listed (training refuses the split; such a tar is not read) and for a tar in one of the split folders
+    `tar_folders` that the index does not list; and the listed tars that can be read (the others' paths left out)."""
     found, readable = [], set()
     for s in shards:
         file = index.root / s.path
@@ -133,7 +134,7 @@ def folder_findings(index: ShardIndex, shards: Sequence[ShardInfo], splits: Sequ
         else:
             readable.add(s.path)
     listed = {s.path for s in index.shards}
-    for split in splits:
+    for split in tar_folders:
         for tar in sorted((index.root / split).glob("*.tar")):
             rel = tar.relative_to(index.root).as_posix()
             if rel not in listed:
@@ -345,10 +346,12 @@ def check_shard_folder(root: str | Path, out: str | Path, *, splits: Sequence[st
         raise XlsrError(f"--min-sample-size: must be 0 or more, got {min_sample_size}")
     root = Path(root)
     index = read_index(root)
-    splits = _chosen_splits(index, splits)
+    chosen, splits = splits, _chosen_splits(index, splits)
     shards = [s for s in index.shards if s.split in splits]
     out = _checked_out(Path(out), index)
-    folder, readable = folder_findings(index, shards, splits)
+    # every split: the folders of tars too, also of a split the index does not name (training of it would refuse them)
+    tar_folders = splits if chosen is not None else sorted({*splits, *(p.parent.name for p in root.glob("*/*.tar"))})
+    folder, readable = folder_findings(index, shards, tar_folders)
     settings = {"index_sha256": hashlib.sha256(index.path.read_bytes()).hexdigest(), "splits": list(splits),
                 "min_sample_size": min_sample_size}
     kept = _Kept(out, settings)

@@ -16,7 +16,8 @@ on while the parent is busy (running a model). The parent starts the workers wit
 nothing, not from a copy of a parent that holds threads and locks, and imports only this module (which does not
 import torch: transcription's `work`, `waveform_or_reason`, is here) and `work`'s. Workers ignore SIGINT and SIGTERM (worker_signals.py): Ctrl-C and a scheduler's stop reach
 the whole process group, the parent stops, and `close()` (the pool is a context manager) kills its workers; a
-worker whose parent is gone finds its pipe closed and exits.
+worker whose parent is gone finds its pipe closed and exits; one busy on a file then (or hung on it) notices within
+a second (PARENT_CHECK_S) and exits too.
 
 A decoder can also hang (a damaged file that sends it round a loop for ever). With `timeout`, a worker that has not
 answered a file within that many seconds of starting it is killed, and the file is charged as failed in the same way
@@ -52,6 +53,7 @@ DEFAULT_TIMEOUT_S = 300.0  # the entry points' default for one file (an hour of 
 # the most a timeout may be (11.6 days, the CLIs' bound on seconds): a queue wait longer than 2**31 ms (multiprocessing's)
 # or than threading.TIMEOUT_MAX raises OverflowError, and infinity is no deadline
 MAX_TIMEOUT_S = 1e6
+PARENT_CHECK_S = 1.0  # how often a worker looks whether its parent is still there
 _EXIT_GRACE_S = 5.0  # how long a worker whose pipe has ended may take to exit before it is killed
 _GONE = object()  # a reader thread's last event: its worker's pipe has ended (the worker died, or was stopped)
 
@@ -110,6 +112,9 @@ def _serve(conn: Connection, work: Callable) -> None:
     """A worker's loop: say it is ready, then answer each (key, path) with (key, True, work(path)), or (key, False,
     the line saying what work raised), until told to stop or the parent is gone."""
     ignore_stop_signals(0)  # Ctrl-C reaches the whole process group: the parent stops, and stops us
+    # a parent that ends without stopping us (SIGTERM to it alone, SIGKILL) cannot: we stop ourselves, even while
+    # `work` is busy on a long file or hung on a damaged one (the pipe's end tells us only between files)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     conn.send(None)
     while True:
         try:
@@ -127,6 +132,13 @@ def _serve(conn: Connection, work: Callable) -> None:
             conn.send(answer)
         except OSError:  # the parent is gone
             return
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker's thread: end the worker once its parent is gone (it has then been handed to another process)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _read_answers(worker: _Worker, events: queue.SimpleQueue) -> None:
