@@ -24,8 +24,9 @@ hashed and decoded in that worker, so that the workers share the hashing too. A 
 hangs, costs that shard's task, not the check: the shard is then read again in this process (the tar parsed and
 hashed here, no audio decoded here) and its utterances are decoded one per task by the workers, so that the crash
 is charged to the utterance that causes it and the others are judged. A shard's task may take `decode_timeout`
-plus a tenth of the audio's duration of the longest shard (the pool has one timeout; FLAC decodes at hundreds of
-times real time); an utterance's, `decode_timeout`.
+plus a hundredth of the audio's duration of the longest shard (the pool has one timeout; FLAC decodes at thousands
+of times real time here, 2500 per worker with two on two cores): a task that takes longer only costs the time of
+checking that shard again one utterance at a time, where the timeout is `decode_timeout`.
 
 Kept as it goes, as the manifest check keeps its verdicts: REPORT.partial gets a line per shard once it is judged
 (and one per utterance of a shard judged one by one), flushed; its first line records the index's sha256, the
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("index", "damaged", *UTTERANCE_KINDS)
 DISAGREE = "; the index and the tars disagree (re-run `xlsr data shard`)"  # as training's refusal ends (shard_index.py)
-SHARD_SECONDS_PER_AUDIO_SECOND = 0.1  # a shard's task may take decode_timeout plus this much per second of its audio
+SHARD_SECONDS_PER_AUDIO_SECOND = 0.01  # a shard's task may take decode_timeout plus this much per second of audio
 Decode = Callable[[bytes, str], np.ndarray]
 
 
