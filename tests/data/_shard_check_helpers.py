@@ -119,3 +119,21 @@ def interrupting(flac: bytes, name: str):
 
 def logged(flac: bytes, name: str):
     return _logged(flac, name)
+
+
+def rewrite_raw_member(shards: Path, rel: str, name: str, data: bytes) -> None:
+    """Rewrite the tar `rel` with member `name` holding `data`, and its index entry's bytes and sha256 the new file's."""
+    tar = shards / rel
+    out = io.BytesIO()
+    with tarfile.open(tar) as src, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as dst:
+        for m in src.getmembers():
+            content = src.extractfile(m).read()
+            if m.name == name:
+                content, m.size = data, len(data)
+            dst.addfile(m, io.BytesIO(content))
+    tar.write_bytes(out.getvalue())
+    index = json.loads((shards / "index.json").read_text())
+    for e in index["shards"]:
+        if e["path"] == rel:
+            e["bytes"], e["sha256"] = len(out.getvalue()), hashlib.sha256(out.getvalue()).hexdigest()
+    (shards / "index.json").write_text(json.dumps(index))

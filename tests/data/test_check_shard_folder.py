@@ -7,7 +7,7 @@ import json
 
 import _shard_check_helpers as fakes
 import pytest
-from _shard_check_helpers import entries, member_key, rewrite_member, write_shard_folder
+from _shard_check_helpers import entries, member_key, rewrite_member, rewrite_raw_member, write_shard_folder
 
 from xlsr.data.check_audio import CheckStopped
 from xlsr.data.check_shard_folder import check_shard_folder
@@ -258,3 +258,13 @@ def test_tars_in_a_split_folder_the_index_does_not_name_are_found_when_every_spl
     assert result.unlisted == {"test": 1} and result.any_bad
     chosen = check_shard_folder(shards, tmp_path / "r2.jsonl", splits=["train", "dev"], workers=0, show_progress=False)
     assert not chosen.any_bad  # the splits asked for are sound
+
+
+def test_a_json_member_nested_too_deep_for_the_parser_is_an_unreadable_utterance(shards, tmp_path):
+    it = rels(shards, "train", "it")[0]
+    h = member_key(shards, it, "h")
+    rewrite_raw_member(shards, it, f"{h}.json", b"[" * 200_000)  # nested deeper than any JSON parser goes
+    result = check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, show_progress=False)
+    found = [(f["shard"], f["utterance"], f["kind"]) for f in report(tmp_path / "r.jsonl")]
+    assert found == [(it, h, "unreadable")]  # the reader, as training reads it, takes it for a bad file
+    assert sum(g.utterances for g in result.groups) == 9

@@ -148,7 +148,7 @@ def _parse_meta(raw: bytes | None) -> dict | str | None:
         return None
     try:
         meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested deeper than the parser goes
         return None
     if not isinstance(meta, dict):
         return None
