@@ -11,10 +11,19 @@ import json
 SETTINGS_START = b'{"settings": '  # how a results file's first line starts
 
 
+def parse_json(text: str | bytes):
+    """json.loads, with JSON nested deeper than the parser can go (a damaged file: `[[[[...`) raised as the
+    json.JSONDecodeError a malformed text raises, not as a RecursionError that no `except ValueError` takes."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text if isinstance(text, str) else "", 0) from None
+
+
 def json_object(line: str | bytes) -> dict:
     """One line as a dict; {} for anything else: a line a kill cut short, not JSON, or JSON but not an object."""
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except ValueError:  # UnicodeDecodeError too
         return {}
     return record if isinstance(record, dict) else {}

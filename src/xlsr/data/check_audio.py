@@ -58,7 +58,7 @@ from xlsr.data.index_cache import fingerprint, open_manifest
 from xlsr.data.manifest import audio_field, check_plain_name
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
-from xlsr.jsonl import json_object, torn_settings_line
+from xlsr.jsonl import json_object, parse_json, torn_settings_line
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 
@@ -292,7 +292,7 @@ def _check_clean_dir(clean_dir: Path, manifests: list[Path], data_dir: str | Pat
 def _clean_mark(clean_dir: Path) -> dict[str, str]:
     """{<lang>/<split>.jsonl: its source manifest, resolved} of the copies this check wrote in `clean_dir`."""
     try:
-        mark = json.loads((clean_dir / CLEAN_MARK).read_text(encoding="utf-8"))
+        mark = parse_json((clean_dir / CLEAN_MARK).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     copies = mark.get("copies") if isinstance(mark, dict) and mark.get("written_by") == "xlsr data check" else None
@@ -463,7 +463,7 @@ def _write_clean(clean_dir: Path, paths: list[Path], tables: list[Table], bad: d
             with open(path, "rb") as src, open(tmp, "w", encoding="utf-8") as f:
                 for number, raw in enumerate(src, 1):
                     if number in keep:
-                        record = json.loads(raw)
+                        record = parse_json(raw)
                         audio = Path(record["audio"])
                         record["audio"] = audio_field(audio if audio.is_absolute() else root / audio, dest_root)
                         f.write(json_line(record))

@@ -34,6 +34,7 @@ from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportRefused, Import
 from xlsr.data.languages import language_code
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 
 ITEM_TYPES = {"CutSet": Cut, "RecordingSet": Recording, "SupervisionSet": SupervisionSegment}
@@ -44,7 +45,7 @@ def parse_item(line: bytes) -> Any:
     """The lhotse item (cut, recording, supervision, ...) one JSONL line holds, or an XlsrError (returned, not
     raised) saying why it holds none."""
     try:
-        data = json.loads(line)
+        data = parse_json(line)
     except json.JSONDecodeError as exc:  # where in the line: json's own "line 2 column 1" would count from the line
         return XlsrError(f"not JSON ({exc.msg} at character {exc.pos + 1})")
     except UnicodeDecodeError:

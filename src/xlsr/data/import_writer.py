@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import re
@@ -60,6 +59,7 @@ from xlsr.atomic import json_line, write_file, write_text
 from xlsr.data.manifest import Utterance, audio_field, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.folder_lock import folder_lock
+from xlsr.jsonl import parse_json
 from xlsr.rates import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -462,7 +462,7 @@ def _moved(utt: Utterance, final: Path, staging: Path) -> Utterance:
 def _record(raw: bytes) -> dict | None:
     """A manifest line's object when it has a string `audio`, else None."""
     try:
-        record = json.loads(raw)
+        record = parse_json(raw)
     except ValueError:
         return None
     return record if isinstance(record, dict) and isinstance(record.get("audio"), str) else None
@@ -525,4 +525,4 @@ def _spooled(path: Path):
     """The utterances of a spool file, one at a time (write_manifest iterates them once)."""
     with open(path, encoding="utf-8") as f:
         for line in f:
-            yield Utterance(**json.loads(line))
+            yield Utterance(**parse_json(line))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xlsr.atomic import json_line, write_file
 from xlsr.errors import ManifestError
+from xlsr.jsonl import parse_json
 
 REQUIRED = ("audio", "num_samples", "lang")
 MAX_SAMPLES = 2**63  # num_samples is held in int64 columns (utterance_index) and tensors
@@ -59,7 +60,7 @@ def parse_record(raw: bytes) -> tuple[dict | None, str | None]:
     except UnicodeDecodeError:
         return None, "not UTF-8 text (is this a JSONL manifest?)"
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except json.JSONDecodeError as exc:
         return None, f"not valid JSON ({exc.msg})"
     problem = record_problem(record)

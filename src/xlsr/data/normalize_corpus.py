@@ -10,13 +10,13 @@ records which DIR the copy is of: a rerun may write over its own copy, never ove
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlsr.atomic import write_json, write_jsonl
 from xlsr.data.manifest import audio_field, read_records, utterance_from_record
 from xlsr.errors import ManifestError
+from xlsr.jsonl import parse_json
 from xlsr.text.normalize import normalize_text
 
 
@@ -50,7 +50,7 @@ def _check_out(out_dir: Path, data_dir: Path) -> None:
     if not out_dir.is_dir():
         return
     try:
-        mark = json.loads((out_dir / MARK).read_text(encoding="utf-8"))
+        mark = parse_json((out_dir / MARK).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         mark = None
     source = mark.get("data") if isinstance(mark, dict) else None

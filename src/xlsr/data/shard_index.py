@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.rates import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ def read_index(root: str | Path) -> ShardIndex:
                             f"unreadable audio, fix or drop those files, or raise --max-bad-share)")
         raise XlsrError(f"{path}: no shard index (write one with `xlsr data shard`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise XlsrError(f"{path}: not a valid JSON index ({getattr(exc, 'msg', exc)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

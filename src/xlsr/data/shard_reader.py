@@ -20,7 +20,6 @@ epoch however often an upsampled language re-reads the shard.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from xlsr.data.shard_index import ShardInfo
+from xlsr.jsonl import parse_json
 
 _CHUNK = 1 << 20
 # path -> (file identity, sha256) of the shards whose hash matched their index entry in this process
@@ -147,7 +147,7 @@ def _parse_meta(raw: bytes | None) -> dict | str | None:
     if raw is None:
         return None
     try:
-        meta = json.loads(raw.decode("utf-8"))
+        meta = parse_json(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested deeper than the parser goes
         return None
     if not isinstance(meta, dict):

@@ -60,6 +60,7 @@ from xlsr.data.manifest import Utterance, find_manifests
 from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.normalize import nfc_respelled
@@ -204,7 +205,7 @@ def _previous_entries(out: Path) -> list[dict]:
     index = out / INDEX_NAME
     if index.is_file():
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
+            data = parse_json(index.read_text(encoding="utf-8"))
             sources = data.get("sources", {})
             records = [{**s, "source_sha256": sources.get(f"{s['split']}/{s['lang']}", {}).get("sha256"),
                         "shard_size": data.get("shard_size")} for s in data.get("shards", [])]
@@ -217,7 +218,7 @@ def _previous_entries(out: Path) -> list[dict]:
     if partial.is_file():
         for n, line in enumerate(partial.read_text(encoding="utf-8").splitlines(), 1):
             try:
-                record = json.loads(line)
+                record = parse_json(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a crash: that shard is written again
             if isinstance(record, dict) and record.get("retired") and isinstance(record.get("path"), str):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.data.manifest import Utterance
+from xlsr.jsonl import parse_json
 from xlsr.rates import SAMPLE_RATE
 
 FORMAT = "xlsr-utterance-index"
@@ -145,7 +146,7 @@ def _open_strings(folder: Path, name: str, optional: bool) -> Strings:
 def read_meta(folder: str | Path) -> dict | None:
     """The meta.json of a stored table, or None if there is none of this format and version."""
     try:
-        meta = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+        meta = parse_json((Path(folder) / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return meta if meta.get("format") == FORMAT and meta.get("version") == VERSION else None

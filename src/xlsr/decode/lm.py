@@ -24,6 +24,7 @@ from pathlib import Path
 
 from xlsr.atomic import write_json, write_text
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.text.vocab import WORD_BOUNDARY, tokenize
 
 LM_UNITS = ("words", "phones", "chars")
@@ -88,7 +89,7 @@ def read_lm_info(lm_path: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        info = parse_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise XlsrError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(info, dict):
@@ -107,7 +108,7 @@ def _refuse_manifest(path: Path, first_lines: list[str], units: str = "words") -
     records = []
     for line in first_lines:
         try:
-            record = json.loads(line)
+            record = parse_json(line)
         except ValueError:
             return
         if not isinstance(record, dict):

@@ -3,13 +3,13 @@ run."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlsr.atomic import write_text
 from xlsr.demo.finetuning import FinetuneResult, summarize
 from xlsr.demo.settings import FINETUNE_LR, release_langs
+from xlsr.jsonl import parse_json
 from xlsr.released.recipes import TARGET, monolingual_name
 from xlsr.train.finetune_config import FinetuneConfig
 
@@ -42,7 +42,7 @@ def duration(seconds: float) -> str:
 def unlabeled_minutes(checkpoint: str) -> str:
     """", N min of unlabeled audio" from a release's recipe.json (its corpus's train split), or "" without one."""
     try:
-        hours = json.loads((Path(checkpoint) / "recipe.json").read_text())["corpus"]["train_hours"]
+        hours = parse_json((Path(checkpoint) / "recipe.json").read_text())["corpus"]["train_hours"]
     except (OSError, ValueError, KeyError, TypeError):
         return ""
     return f", {60 * hours:.0f} min of unlabeled audio"

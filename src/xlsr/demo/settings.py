@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlsr.cores import available_cores
 from xlsr.data.synth.languages import get_language
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.released.recipes import (
     MULTILINGUAL_LANGS,
     PRETRAIN_RECIPE,
@@ -184,7 +184,7 @@ def choose_releases(target: str, root: str | Path | None = None, full: bool = Fa
 def release_langs(folder: str | Path) -> list[str] | None:
     """The pretraining languages a release's recipe.json records (corpus.langs); None without a readable list."""
     try:
-        langs = json.loads((Path(folder) / "recipe.json").read_text())["corpus"]["langs"]
+        langs = parse_json((Path(folder) / "recipe.json").read_text())["corpus"]["langs"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return [str(lang) for lang in langs] if isinstance(langs, list) else None

@@ -44,6 +44,7 @@ from xlsr.interop.native import (
     write_atomic_dir,
 )
 from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.jsonl import parse_json
 from xlsr.text.vocab import UNK
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def is_hf_dir(path: str | Path) -> bool:
     if not cfg.is_file():
         return False
     try:
-        return json.loads(cfg.read_text()).get("model_type") == "wav2vec2"
+        return parse_json(cfg.read_text()).get("model_type") == "wav2vec2"
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
 

@@ -23,6 +23,7 @@ from xlsr.atomic import write_dir
 from xlsr.errors import CheckpointError
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
+from xlsr.jsonl import parse_json
 from xlsr.model import Wav2Vec2Config
 
 FORMAT = "xlsr"
@@ -137,7 +138,7 @@ def _json_default(obj):
 def read_json(path: Path) -> dict:
     """Parse a JSON object from `path`, or raise CheckpointError naming it."""
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -168,7 +169,7 @@ def is_native_checkpoint(path: str | Path) -> bool:
     if not cfg.is_file():
         return False
     try:
-        return json.loads(cfg.read_text()).get("format") == FORMAT
+        return parse_json(cfg.read_text()).get("format") == FORMAT
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
 

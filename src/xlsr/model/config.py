@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 
 # fairseq's "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]": 20 ms hop, 25 ms receptive field.
 STANDARD_KERNELS_STRIDES = [(10, 5)] + [(3, 2)] * 4 + [(2, 2)] * 2
@@ -248,7 +249,7 @@ class Wav2Vec2Config:
     def from_json(cls, path: str | Path) -> Wav2Vec2Config:
         """Read a config written by `to_json`."""
         try:
-            d = json.loads(Path(path).read_text())
+            d = parse_json(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise XlsrError(f"{path}: cannot read a Wav2Vec2Config JSON ({e})") from None
         if not isinstance(d, dict):

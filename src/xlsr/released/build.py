@@ -35,6 +35,7 @@ from xlsr.atomic import write_text
 from xlsr.cores import available_cores
 from xlsr.data.augment import parse_augment
 from xlsr.errors import TrainingInterrupted, XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
 from xlsr.released.verify import MACHINE_KEYS, expected_pretrain_config
 from xlsr.train.monitor import read_log
@@ -73,7 +74,7 @@ def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
     if not record.is_file():
         return False
     try:
-        data = json.loads(record.read_text())
+        data = parse_json(record.read_text())
     except json.JSONDecodeError:
         return False
     # a record without augment/voices was written before they existed: a clean corpus with the basic voices
@@ -100,7 +101,7 @@ def clear_unless_same_recipe(work: Path, recipe: ReleaseRecipe, log_file: Path |
     record this recipe's fingerprint. Returns whether they were kept."""
     record, wanted = work / FINGERPRINT, recipe_fingerprint(recipe)
     try:
-        if json.loads(record.read_text()).get("sha256") == wanted["sha256"]:
+        if parse_json(record.read_text()).get("sha256") == wanted["sha256"]:
             return True
     except (OSError, ValueError, AttributeError):
         pass
@@ -198,7 +199,7 @@ def build_release(recipe: ReleaseRecipe, dest_root: str | Path = RELEASED_DIR, w
     last = (run / "checkpoints" / "last").resolve()
     for name in ("config.json", "model.safetensors"):
         shutil.copyfile(last / name, staging / name)
-    synth = json.loads((corpus / "synth.json").read_text())
+    synth = parse_json((corpus / "synth.json").read_text())
     audio = synth["summary"]["seconds"]
     record = {
         "name": recipe.name,
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"release_checkpoints: error: {exc}", file=sys.stderr)
         return 2
     for name, folder in built.items():
-        final = json.loads((folder / "recipe.json").read_text())["final"]
+        final = parse_json((folder / "recipe.json").read_text())["final"]
         m = final.get("valid") or final.get("train") or {}
         print(f"{name}: {folder}  (update {m.get('update')}, accuracy {m.get('accuracy', float('nan')):.3f}, "
               f"code perplexity {m.get('code_perplexity', float('nan')):.1f})")

@@ -27,6 +27,7 @@ from xlsr.data.augment import DEFAULT_AUGMENT, parse_augment
 from xlsr.data.synth.corpus import SPEAKERS_PER_LANG
 from xlsr.errors import XlsrError
 from xlsr.interop.load import load_pretrained
+from xlsr.jsonl import parse_json
 from xlsr.released.recipes import CLEAN_SYNTH, FILES, RELEASE_SYNTH, ReleaseRecipe
 from xlsr.train.pretrain import PretrainConfig, resolve_model_config
 from xlsr.train.recipes import recipe_path
@@ -138,7 +139,7 @@ def verify_release(folder: str | Path, recipe: ReleaseRecipe) -> list[str]:
     if type(loaded.model).__name__ != "Wav2Vec2ForPreTraining" or not callable(getattr(loaded.model, "quantize", None)):
         problems.append(f"{folder}: a {type(loaded.model).__name__}, not a pretraining model with a quantizer")
     try:
-        record = json.loads((folder / "recipe.json").read_text(encoding="utf-8"))
+        record = parse_json((folder / "recipe.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return problems + [f"{folder / 'recipe.json'}: not readable JSON ({exc})"]
     if not isinstance(record, dict):

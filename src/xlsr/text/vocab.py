@@ -15,6 +15,7 @@ from pathlib import Path
 
 from xlsr.atomic import write_json
 from xlsr.errors import XlsrError, listing
+from xlsr.jsonl import parse_json
 
 BLANK = "<blank>"
 UNK = "<unk>"
@@ -174,7 +175,7 @@ class Vocabulary:
         """Read a vocabulary written by `to_json` (or a bare JSON token list); `kind` as in `from_dict`."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = parse_json(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise XlsrError(f"{path}: no such vocabulary file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -45,6 +45,7 @@ import torch.distributed as dist
 from xlsr.atomic import write_text
 from xlsr.data.decoding_record import forget_decodings
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.train.distributed import DistInfo, broadcast_object
 
 FAILED_KEY = "xlsr/failed/"  # + this group's token, in the process group's store; value "rank R failed: <error>"
@@ -87,7 +88,7 @@ def stop_if_failed_before(run_dir: Path) -> None:
     path = run_dir / FATAL_FILE
     rank = int(os.environ.get("RANK", "0"))
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if record.get("job") != job[0] or int(record.get("attempt", job[1])) >= job[1]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from xlsr.atomic import write_text
 from xlsr.errors import XlsrError
+from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 
 
@@ -171,7 +172,7 @@ def read_log(path: Path) -> list[dict]:
             except UnicodeDecodeError:
                 raise XlsrError(f"{path}:{number}: not UTF-8 text (is this a run's log.jsonl?)") from None
             try:
-                records.append(json.loads(line))
+                records.append(parse_json(line))
             except json.JSONDecodeError:
                 continue
     return records
@@ -201,7 +202,7 @@ def _rewrite_log(path: Path, keep) -> None:
 
 def _validation_record(line: str, update: int) -> bool:
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except json.JSONDecodeError:
         return False
     if not isinstance(record, dict) or record.get("update") != update:
@@ -211,7 +212,7 @@ def _validation_record(line: str, update: int) -> bool:
 
 def _logged_by(line: str, update: int) -> bool:
     try:
-        record = json.loads(line)
+        record = parse_json(line)
     except json.JSONDecodeError:
         return False
     return not isinstance(record, dict) or not isinstance(record.get("update"), int) or record["update"] <= update

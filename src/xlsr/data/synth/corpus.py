@@ -35,6 +35,7 @@ from xlsr.data.synth.phones import espeak_phones
 from xlsr.data.synth.speakers import Speaker, make_speakers, speak, voice_variants
 from xlsr.data.synth.text import sample_text, word_list
 from xlsr.errors import XlsrError, require_seed
+from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 
@@ -282,7 +283,7 @@ def _shared(values: list):
 def _read_record(path: Path) -> dict | None:
     """An earlier synth.json, None when there is none or it is unreadable (then it is simply replaced)."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
