@@ -10,7 +10,7 @@ import pytest
 from _shard_check_helpers import entries, member_key, rewrite_member, rewrite_raw_member, write_shard_folder
 
 from xlsr.data.check_audio import CheckStopped
-from xlsr.data.check_shard_folder import check_shard_folder
+from xlsr.data.check_shard_folder import check_shard_folder, file_identity
 from xlsr.errors import XlsrError
 
 NAMES = {("es", "train"): ["a", "b", "c", "d", "e", "f"], ("it", "train"): ["g", "h", "i"], ("es", "dev"): ["j"]}
@@ -140,7 +140,8 @@ def test_a_crashed_shards_utterances_judged_before_a_stop_are_not_decoded_again(
     rel = next(iter(entries(shards)))
     keys = {uid: member_key(shards, rel, uid) for uid in ("a", "b_segv", "c")}
     partial = tmp_path / "r.jsonl.partial"
-    kept = [{"shard": rel, "crashed": f"{shards / rel}: decoder crashed (killed by SIGSEGV)"},
+    kept = [{"shard": rel, "crashed": f"{shards / rel}: decoder crashed (killed by SIGSEGV)",
+             "file": file_identity(shards / rel)},
             {"shard": rel, "member": keys["a"], "bad": None},
             {"shard": rel, "member": keys["b_segv"], "bad": {"id": "b_segv", "kind": "crashed", "message": "m"}}]
     first = {"settings": {"index_sha256": hashlib.sha256((shards / "index.json").read_bytes()).hexdigest(),
@@ -268,3 +269,21 @@ def test_a_json_member_nested_too_deep_for_the_parser_is_an_unreadable_utterance
     found = [(f["shard"], f["utterance"], f["kind"]) for f in report(tmp_path / "r.jsonl")]
     assert found == [(it, h, "unreadable")]  # the reader, as training reads it, takes it for a bad file
     assert sum(g.utterances for g in result.groups) == 9
+
+
+def test_a_tar_copied_again_after_it_was_judged_is_read_again_by_the_resumed_check(tmp_path, monkeypatch):
+    shards = write_shard_folder(tmp_path, {("es", "train"): ["a", "b", "c", "d_stop", "e", "f"]})
+    log = tmp_path / "decoded.log"
+    monkeypatch.setenv("SHARD_CHECK_LOG", str(log))
+    with pytest.raises(CheckStopped):
+        check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, decode=fakes.interrupting, show_progress=False)
+    assert fakes.decoded(log) == ["a", "b", "c"]
+    first = shards / rels(shards, "train", "es")[0]
+    data = bytearray(first.read_bytes())
+    data[1000:1500] = bytes(500)  # damaged while the check was stopped: a copy made again, gone wrong
+    first.unlink()
+    first.write_bytes(bytes(data))
+    log.unlink()
+    check_shard_folder(shards, tmp_path / "r.jsonl", workers=0, decode=fakes.interrupting, show_progress=False)
+    assert sorted(fakes.decoded(log)) == ["b", "c", "d_stop", "e", "f"]  # the first tar read again ("a" is damaged)
+    assert [(f["id"], f["kind"]) for f in report(tmp_path / "r.jsonl")] == [("a", "unreadable"), (None, "damaged")]

@@ -31,7 +31,8 @@ checking that shard again one utterance at a time, where the timeout is `decode_
 Kept as it goes, as the manifest check keeps its verdicts: REPORT.partial gets a line per shard once it is judged
 (and one per utterance of a shard judged one by one), flushed; its first line records the index's sha256, the
 splits and `min_sample_size`. The same command after a stop reads it and goes on with the shards not judged yet; a
-line torn by a kill is cut off; one made with another index or other settings is refused in one line. Once every
+line torn by a kill is cut off; one made with another index or other settings is refused in one line; a tar
+that changed since it was read (another size, modification time or inode: copied again) is read again. Once every
 shard is judged, REPORT is written atomically (one JSON line per finding, in index order, the folder's own
 findings first) and REPORT.partial is removed.
 """
@@ -102,6 +103,15 @@ def judge_member(flac: bytes, listed: int, name: str, decode: Decode, min_sample
         return Bad("too_short", f"{name}: {listed} samples ({listed / SAMPLE_RATE:.2f} s) as its .json lists, fewer "
                                 f"than --min-sample-size {min_sample_size}: pretraining skips it")
     return bad
+
+
+def file_identity(path: Path) -> list[int] | None:
+    """What tells a file from another copied over it: size, modification time, inode (None: no such file)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def reading_findings(rel: str, path: str, end: ShardEnd) -> list[dict]:
@@ -179,10 +189,10 @@ def check_shard(task: ShardTask, *, decode: Decode = decode_audio, min_sample_si
     from xlsr.data.shard_reader import ShardEnd, read_shard
 
     info = ShardInfo.from_dict(task.entry, str(task))
-    found, samples = [], 0
+    found, samples, file = [], 0, file_identity(Path(task))
     for item in read_shard(Path(task.root), info):
         if isinstance(item, ShardEnd):
-            return {"read": item.read, "samples": samples,
+            return {"read": item.read, "samples": samples, "file": file,
                     "findings": found + reading_findings(info.path, str(task), item)}
         samples += item.meta["num_samples"]
         name = member_name(item)
@@ -201,8 +211,9 @@ def check_member(task: MemberTask, *, decode: Decode = decode_audio, min_sample_
 # --- what is kept as it goes -------------------------------------------------------------------------------------
 
 class _Kept:
-    """REPORT.partial: the settings line, then per shard judged {"shard", "read", "samples", "findings"}, per shard
-    whose task crashed {"shard", "crashed"}, and per utterance of such a shard {"shard", "member", "bad"}."""
+    """REPORT.partial: the settings line, then per shard judged {"shard", "read", "samples", "findings", "file"}, per
+    shard whose task crashed {"shard", "crashed", "file"}, and per utterance of such a shard {"shard", "member",
+    "bad"}; "file" is the tar's file_identity when it was read, so that a tar copied again since is read again."""
 
     def __init__(self, out: Path, settings: dict) -> None:
         self.path = out.with_name(out.name + ".partial")
@@ -210,6 +221,7 @@ class _Kept:
         self.done: dict[str, dict] = {}  # shard -> {"read", "samples", "findings"}
         self.crashed: dict[str, str] = {}  # shard -> the line of its task's end
         self.members: dict[str, dict[str, dict | None]] = {}  # shard -> member key -> its verdict (None: good)
+        self.files: dict[str, list[int] | None] = {}  # shard -> its tar's file_identity when it was read
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             end = self._read() if self.path.is_file() else 0
@@ -260,17 +272,25 @@ class _Kept:
         shard = record["shard"]
         if "crashed" in record:
             self.crashed[shard] = record["crashed"]
+            self.files[shard] = record.get("file")
         elif "member" in record:
             self.members.setdefault(shard, {})[record["member"]] = record["bad"]
         else:
             self.done[shard] = {"read": record["read"], "samples": record["samples"], "findings": record["findings"]}
+            self.files[shard] = record.get("file")
             self.members.pop(shard, None)
 
     def shard_done(self, shard: str, result: dict) -> None:
-        self._write({"shard": shard, "read": result["read"], "samples": result["samples"], "findings": result["findings"]})
+        self._write({"shard": shard, "read": result["read"], "samples": result["samples"],
+                     "findings": result["findings"], "file": result["file"]})
 
-    def shard_crashed(self, shard: str, line: str) -> None:
-        self._write({"shard": shard, "crashed": line})
+    def forget(self, shard: str) -> None:
+        """Drop what an earlier run kept of `shard` (its tar changed since): it is judged again."""
+        for kept in (self.done, self.crashed, self.members, self.files):
+            kept.pop(shard, None)
+
+    def shard_crashed(self, shard: str, line: str, file: list[int] | None) -> None:
+        self._write({"shard": shard, "crashed": line, "file": file})
 
     def member(self, shard: str, key: str, id: str, bad: Bad | None) -> None:
         self._write({"shard": shard, "member": key,
@@ -404,6 +424,10 @@ def _judge_all(root: Path, shards: list[ShardInfo], kept: _Kept, *, workers: int
                min_sample_size: int, timeout: float | None, show_progress: bool) -> None:
     """Judge every shard not in `kept` yet: whole shards in the workers, then, one utterance per task, those whose
     task crashed."""
+    for s in shards:  # a tar copied again since an earlier run judged it (or began to): judged again
+        if s.path in kept.files and kept.files[s.path] != file_identity(root / s.path):
+            log.info("%s: changed since an earlier run of this check read it; read again", root / s.path)
+            kept.forget(s.path)
     bar = progress(total=len(shards), initial=sum(s.path in kept.done for s in shards), desc="checking",
                    unit="shard", disable=not show_progress)
     try:
@@ -424,7 +448,7 @@ def _judge_all(root: Path, shards: list[ShardInfo], kept: _Kept, *, workers: int
                 for rel, result in pool.map((s.path, ShardTask(str(root), s.to_dict())) for s in whole):
                     if "crashed" in result:
                         log.warning("%s; its utterances are checked one by one", result["crashed"])
-                        kept.shard_crashed(rel, result["crashed"])
+                        kept.shard_crashed(rel, result["crashed"], file_identity(root / rel))
                     else:
                         kept.shard_done(rel, result)
                         bar.update(1)
@@ -444,6 +468,7 @@ def _judge_by_utterance(root: Path, info: ShardInfo, kept: _Kept, *, workers: in
     from xlsr.data.shard_reader import ShardEnd, read_shard  # as in check_shard
 
     judged = kept.members.get(info.path, {})
+    file = file_identity(root / info.path)
     ids: dict[str, str] = {}
     ends: list[ShardEnd] = []
     samples = [0]
@@ -472,7 +497,7 @@ def _judge_by_utterance(root: Path, info: ShardInfo, kept: _Kept, *, workers: in
     order = {key: k for k, key in enumerate(ids)}
     found.sort(key=lambda f: order[f["utterance"]])  # in the shard's order, as a whole shard's task lists them
     found += reading_findings(info.path, str(root / info.path), ends[0])
-    kept.shard_done(info.path, {"read": ends[0].read, "samples": samples[0], "findings": found})
+    kept.shard_done(info.path, {"read": ends[0].read, "samples": samples[0], "findings": found, "file": file})
 
 
 def _summaries(shards: list[ShardInfo], done: dict[str, dict], findings: list[dict]) -> tuple[list[GroupSummary],
