@@ -3,10 +3,12 @@ process after `timeout` seconds on one file, naming it, with the file in RUN/dec
 command skips it (data/decoding_record.py). Each case runs in a process of its own: the watchdog ends its process."""
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 from xlsr.data.decoding_record import CRASHED, FOLDER, HUNG_EXIT, NOW, DecodingRecord
 
@@ -21,7 +23,9 @@ SCRIPT = textwrap.dedent("""
             time.sleep(float(seconds))
             continue
         with record.decoding(audio):
-            time.sleep(float(seconds))
+            print("decoding", audio, flush=True)
+            for _ in range(round(float(seconds) / 0.05)):  # in steps: time stopped is not made up at the end
+                time.sleep(0.05)
         print("decoded", audio, flush=True)
 """)
 
@@ -34,7 +38,7 @@ def run_plan(tmp_path, timeout: float, *plan: str) -> subprocess.CompletedProces
 def test_a_decoding_past_the_timeout_ends_the_process_naming_the_file(tmp_path):
     done = run_plan(tmp_path, 0.5, "a.wav=0.1", "b.wav=30", "c.wav=0.1")
     assert done.returncode == HUNG_EXIT
-    assert done.stdout.split("\n")[:-1] == ["decoded a.wav"]
+    assert done.stdout.split("\n")[:-1] == ["decoding a.wav", "decoded a.wav", "decoding b.wav"]
     (line,) = done.stderr.strip().splitlines()
     crashed = tmp_path / "run" / FOLDER / CRASHED
     assert line == (f"b.wav: the audio decoder has been on it for more than 0.5 s in the training process (hung, "
@@ -53,7 +57,8 @@ def test_a_decoding_past_the_timeout_ends_the_process_naming_the_file(tmp_path):
 def test_decodings_within_the_timeout_and_idle_time_end_nothing(tmp_path):
     done = run_plan(tmp_path, 0.5, "a.wav=0.3", "idle=1.5", "b.wav=0.3", "c.wav=0.3", "idle=1.2")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["decoded", "a.wav", "decoded", "b.wav", "decoded", "c.wav"]
+    assert [line for line in done.stdout.splitlines() if line.startswith("decoded")] == [
+        "decoded a.wav", "decoded b.wav", "decoded c.wav"]
     assert not (tmp_path / "run" / FOLDER / CRASHED).exists()
 
 
@@ -62,3 +67,22 @@ def test_without_a_timeout_no_watchdog_is_started(tmp_path):
     with record.decoding("a.wav"):
         pass
     assert not [t for t in threading.enumerate() if t.name == "xlsr-decode-watchdog"]
+
+
+def test_time_the_process_spends_stopped_is_not_taken_for_a_hang(tmp_path):
+    # 1 s of decoding, timeout 2.5 s, the process stopped for 3 s in the middle (Ctrl-Z, a scheduler's suspend)
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), "2.5", "b.wav=1.0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "decoding b.wav\n"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(3)
+        process.send_signal(signal.SIGCONT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    assert out == "decoded b.wav\n"
+    assert not (tmp_path / "run" / FOLDER / CRASHED).exists()

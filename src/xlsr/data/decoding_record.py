@@ -15,10 +15,11 @@ by this run and every later one in the folder, and a warning names it.
 
 A decoder can also hang in the training process (a damaged file that sends it round a loop), where no worker can be
 stopped: the run would wait for ever. With `timeout` (the runs' `decode_timeout`), a watchdog thread looks at the
-decoding under way once a second; past `timeout` seconds on one file it puts the file in RUN/decoding/crashed.jsonl
-(`"hung"`: the timeout), says so in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit,
-the only way out of a decoder stuck in C code): the same command skips the file and goes on from the last
-checkpoint. The thread runs while the decoder holds no lock Python needs (cffi's soundfile calls release it).
+decoding under way once a second; past `timeout` seconds on one file (time the process spent stopped, by Ctrl-Z or
+a scheduler's suspend, not counted) it puts the file in RUN/decoding/crashed.jsonl (`"hung"`: the timeout), says so
+in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit, the only way out of a decoder stuck
+in C code): the same command skips the file and goes on from the last checkpoint. The thread runs while the
+decoder holds no lock Python needs (cffi's soundfile calls release it).
 
 The blame may be wrong where a process ended from outside while it was decoding: SIGKILL, the out-of-memory killer,
 the machine going down (the record as last written back), or a rank that ends itself because a peer failed, unless it
@@ -229,13 +230,23 @@ class DecodingRecord:
 
 
 def _watch(ref: weakref.ref[DecodingRecord]) -> None:
-    """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout."""
+    """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout. The
+    time is its own ticks' (each counting at most its period): time the process spent stopped (Ctrl-Z, a
+    scheduler's suspend) does not count, so a run continued hours later is not taken for a hang."""
+    watched, elapsed, last = None, 0.0, time.monotonic()
     while (record := ref()) is not None:
-        timeout, now = record.timeout, record._now
-        if now is not None and time.monotonic() - now[1] > timeout and record._now is now:  # still that decoding
-            record._stop_hung(now[0])
-        del record  # not held while sleeping: a record dropped ends its thread
-        time.sleep(min(WATCH_PERIOD_S, timeout / 4))
+        period = min(WATCH_PERIOD_S, record.timeout / 4)
+        tick = time.monotonic()
+        step, last = min(tick - last, period), tick
+        now = record._now
+        if now is None or now is not watched:  # none, or another decoding than at the last tick: counted from here
+            watched, elapsed = now, 0.0
+        else:
+            elapsed += step
+            if elapsed > record.timeout and record._now is now:  # still that decoding
+                record._stop_hung(now[0])
+        del record, now  # not held while sleeping: a record dropped ends its thread
+        time.sleep(period)
 
 
 def _recorded(path: Path) -> str | None:
