@@ -48,3 +48,13 @@ def pid_then_hang(path):
         f.write(str(os.getpid()))
     while True:
         time.sleep(1)
+
+
+def marked_slow_steps(path):
+    """Write the file STARTED names as it begins, then take 1 s in small steps (a decoding that a stop of the whole
+    process group interrupts and that goes on after it, its time not made up at once); return the file's name."""
+    with open(os.environ["STARTED"], "a") as f:
+        f.write(f"{path}\n")
+    for _ in range(20):
+        time.sleep(0.05)
+    return Path(path).name

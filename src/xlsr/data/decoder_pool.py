@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlsr import stop_clock
 from xlsr.data.audio import audio_num_samples, load_audio
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
@@ -174,6 +175,7 @@ class DecoderPool:
         if workers < 1:
             raise XlsrError(f"workers: must be at least 1, got {workers}")
         checked_timeout(timeout, "decode timeout")
+        stop_clock.start()  # time this process spends stopped (Ctrl-Z, a suspended job) is no worker's hang
         self._context = get_context("spawn")
         self.work, self.failed, self.size, self.timeout = work, failed, workers, timeout
         self._workers: list[_Worker] = []
@@ -311,9 +313,10 @@ class DecoderPool:
 
     def _until_overdue(self) -> float | None:
         """Seconds until the first worker is overdue (None: none can be): one starting, or one with a file."""
-        deadlines = [w.since + (self.timeout if w.ready else START_TIMEOUT_S) for w in self._workers
-                     if w.hung_on is None and (not w.ready or (w.sent and self.timeout is not None))]
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        now = time.monotonic()
+        left = [(self.timeout if w.ready else START_TIMEOUT_S) - stop_clock.elapsed_since(w.since, now)
+                for w in self._workers if w.hung_on is None and (not w.ready or (w.sent and self.timeout is not None))]
+        return max(0.0, min(left)) if left else None
 
     def _stop_overdue(self) -> None:
         """Kill each worker past its time on its oldest file (its end then charges the file); a worker that has not
@@ -322,10 +325,11 @@ class DecoderPool:
         for w in self._workers:
             if w.hung_on is not None:
                 continue
-            if not w.ready and now - w.since >= START_TIMEOUT_S:
+            elapsed = stop_clock.elapsed_since(w.since, now)  # time this process spent stopped not counted
+            if not w.ready and elapsed >= START_TIMEOUT_S:
                 raise XlsrError(f"a decoding worker did not start within {START_TIMEOUT_S:g} s (spawning a Python "
                                 f"process and importing numpy and soundfile; is the machine swapping?)")
-            if w.ready and w.sent and self.timeout is not None and now - w.since >= self.timeout:
+            if w.ready and w.sent and self.timeout is not None and elapsed >= self.timeout:
                 w.hung_on = w.sent[0]
                 w.process.kill()
                 w.process.join()

@@ -47,6 +47,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+from xlsr import stop_clock
 from xlsr.atomic import json_line
 from xlsr.jsonl import json_object
 
@@ -187,6 +188,7 @@ class DecodingRecord:
                 self._map[:8] = len(name).to_bytes(8, "little")
         self._now = (audio, time.monotonic())
         if self.timeout is not None and self._watchdog is None:
+            stop_clock.start()
             self._watchdog = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
                                               name="xlsr-decode-watchdog")
             self._watchdog.start()
@@ -230,21 +232,12 @@ class DecodingRecord:
 
 
 def _watch(ref: weakref.ref[DecodingRecord]) -> None:
-    """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout. The
-    time is its own ticks' (each counting at most its period): time the process spent stopped (Ctrl-Z, a
-    scheduler's suspend) does not count, so a run continued hours later is not taken for a hang."""
-    watched, elapsed, last = None, 0.0, time.monotonic()
+    """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout (time
+    the process spent stopped, by Ctrl-Z or a scheduler's suspend, not counted: stop_clock.py)."""
     while (record := ref()) is not None:
-        period = min(WATCH_PERIOD_S, record.timeout / 4)
-        tick = time.monotonic()
-        step, last = min(tick - last, period), tick
-        now = record._now
-        if now is None or now is not watched:  # none, or another decoding than at the last tick: counted from here
-            watched, elapsed = now, 0.0
-        else:
-            elapsed += step
-            if elapsed > record.timeout and record._now is now:  # still that decoding
-                record._stop_hung(now[0])
+        now, period = record._now, min(WATCH_PERIOD_S, record.timeout / 4)
+        if now is not None and stop_clock.elapsed_since(now[1]) > record.timeout and record._now is now:
+            record._stop_hung(now[0])  # still that decoding
         del record, now  # not held while sleeping: a record dropped ends its thread
         time.sleep(period)
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
 
+from xlsr import stop_clock
 from xlsr.data.decoder_pool import crash_reason
 from xlsr.errors import XlsrError
 
@@ -61,6 +62,7 @@ class ReadingSlots:
         # time.monotonic() when each worker began its file: one clock for every process of the machine
         self.since = torch.zeros(num_workers, dtype=torch.float64).share_memory_()
         self._arrays: dict | None = None  # numpy views of the same memory, made in the process that writes (`_np`)
+        stop_clock.start()  # the parent (which makes the slots) judges `overdue` by time it was not stopped
 
     def __getstate__(self) -> dict:
         # a worker started by spawn or forkserver gets the shared tensors and makes its own views of them
@@ -107,11 +109,12 @@ class ReadingSlots:
         return None if index < 0 else index
 
     def overdue(self, seconds: float) -> list[tuple[int, int, float]]:
-        """(worker id, utterance, seconds on it) of each worker decoding one utterance for more than `seconds`."""
+        """(worker id, utterance, seconds on it) of each worker decoding one utterance for more than `seconds` (time
+        this process spent stopped, by Ctrl-Z or a scheduler's suspend of the job, not counted: stop_clock.py)."""
         now = time.monotonic()
         found = []
         for worker, index in enumerate(self.slots.tolist()):
-            elapsed = now - float(self.since[worker])
+            elapsed = stop_clock.elapsed_since(float(self.since[worker]), now)
             if index >= 0 and elapsed > seconds:
                 found.append((worker, index, elapsed))
         return found
