@@ -247,10 +247,28 @@ def _distinct(paths: list[Path]) -> list[Path]:
 
 
 def _check_out(out: Path, manifests: list[Path]) -> Path:
-    if out.is_dir():
-        raise XlsrError(f"--out {out}: is a folder; give a file name for the report")
     if os.path.realpath(out) in {os.path.realpath(p) for p in manifests}:
         raise XlsrError(f"--out {out}: is a manifest being checked; give another file name for the report")
+    return check_report_out(out)
+
+
+def check_report_out(out: Path) -> Path:
+    """`out` as a check's REPORT: XlsrError for a folder, and for an existing file that is not a report of a check
+    (an audio file, a manifest, anything else of the user's: the report would replace it). An earlier report, empty
+    or of JSON lines with a `kind`, is replaced by the new one."""
+    if out.is_dir():
+        raise XlsrError(f"--out {out}: is a folder; give a file name for the report")
+    try:
+        with open(out, "rb") as f:
+            first = f.readline(1 << 16)
+    except (FileNotFoundError, NotADirectoryError):  # nothing there (a file in the way of its folder: said at writing)
+        return out
+    except OSError as exc:
+        raise XlsrError(f"--out {out}: cannot be read to see what it is ({exc.strerror}); give another file name for "
+                        f"the report") from None
+    if first and "kind" not in json_object(first):
+        raise XlsrError(f"--out {out}: exists and is not a report of xlsr data check (it is left as it is); give "
+                        f"another file name for the report")
     return out
 
 

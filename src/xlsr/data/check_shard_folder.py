@@ -55,7 +55,7 @@ import numpy as np
 from xlsr.atomic import json_line, write_jsonl
 from xlsr.data.audio import decode_audio
 from xlsr.data.check_audio import KINDS as UTTERANCE_KINDS
-from xlsr.data.check_audio import Bad, CheckStopped, Decoded, ctrl_c_held, judge
+from xlsr.data.check_audio import Bad, CheckStopped, Decoded, check_report_out, ctrl_c_held, judge
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.shard_index import PARTIAL_NAME, ShardIndex, ShardInfo, read_index
 from xlsr.errors import AudioError, XlsrError, listing
@@ -396,8 +396,6 @@ def check_shard_folder(root: str | Path, out: str | Path, *, splits: Sequence[st
 def _checked_out(out: Path, index: ShardIndex) -> Path:
     """`out`, or XlsrError where it is a folder or a file training reads: the index, or a tar where the splits' tars
     are (listed or not: an unlisted one has training refuse its split)."""
-    if out.is_dir():
-        raise XlsrError(f"--out {out}: is a folder; give a file name for the report")
     real = os.path.realpath(out)
     read = {os.path.realpath(index.path), os.path.realpath(index.root / PARTIAL_NAME),
             *(os.path.realpath(index.root / s.path) for s in index.shards)}
@@ -405,7 +403,7 @@ def _checked_out(out: Path, index: ShardIndex) -> Path:
     if real in read or (out.name.endswith(".tar") and os.path.dirname(real) in split_folders):
         raise XlsrError(f"--out {out}: a file of the shard folder {index.root} that training reads (its index or a "
                         f"tar); give another file name for the report")
-    return out
+    return check_report_out(out)
 
 
 def _chosen_splits(index: ShardIndex, splits: Sequence[str] | None) -> list[str]:
