@@ -38,3 +38,11 @@ def test_alpha_zero_prints_uniform_weights(tmp_path, capsys):
     assert {lang: row[2] for lang, row in _table(out).items()} == {"es": "50.0%", "it": "50.0%"}
     assert main(["data", "stats", str(tmp_path)]) == 0  # no --alpha: no table
     assert "p(α" not in capsys.readouterr().out
+
+
+def test_empty_train_manifests_get_the_stats_and_a_line_instead_of_the_table(tmp_path, capsys):
+    _manifest(tmp_path / "es" / "train.jsonl", "es", [])
+    _manifest(tmp_path / "es" / "dev.jsonl", "es", [36.0] * 2)
+    assert main(["data", "stats", str(tmp_path), "--alpha", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert out.split("\n\n", 1)[1] == "no α table: the train manifests hold no utterances\n"

@@ -157,8 +157,9 @@ def run_stats(args: argparse.Namespace) -> int:
             train.append(utts)
     print(f"{'total':<16}{totals[0]:>8}{totals[1]:>10.3f}")
     if args.alpha is not None and train:
+        hours = UtteranceIndex.concat(train).hours()
         print()
-        print(weights_table(UtteranceIndex.concat(train).hours(), args.alpha))
+        print(weights_table(hours, args.alpha) if hours else "no α table: the train manifests hold no utterances")
     return 0
 
 
