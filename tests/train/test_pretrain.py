@@ -100,6 +100,7 @@ def test_cli_errors_are_one_line_and_touch_nothing(data, tmp_path, capsys):
     cases = [
         (["--data", empty, "--out", run], "no manifests"),
         (["--data", data, "--out", run, "--alpha", 1.5], "alpha: must be in [0, 1]"),
+        (["--data", data, "--out", run, "--langs", ""], "langs: give at least one language code"),
         (["--data", data, "--out", run, "--preset", "huge"], "unknown preset 'huge'"),
         (["--data", data, "--out", run, "--model.mask_prob", "x"], "model.mask_prob"),
         (["--data", data, "--out", run, "--recipe", "nope"], "--recipe nope: no such pretrain recipe"),

@@ -105,6 +105,8 @@ class PretrainConfig(TrainerConfig):
         self.warmup_ratio = float(self.warmup_ratio)
         if not 0.0 <= self.alpha <= 1.0:
             raise XlsrError(f"alpha: must be in [0, 1], got {self.alpha:g}")
+        if self.langs is not None and not [lang for lang in self.langs if str(lang).strip()]:
+            raise XlsrError("langs: give at least one language code (leave it out to use every language of --data)")
         check_at_least(self, max_tokens=1, min_sample_size=0, max_sample_size=RECEPTIVE_FIELD_SAMPLES, epoch_size=1,
                        num_workers=0, valid_max_batches=0, crop_multiple=0, shuffle_buffer=1, max_utterances=1)
         if not 0.0 <= self.max_bad_share <= 1.0:
