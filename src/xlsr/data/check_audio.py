@@ -213,6 +213,10 @@ def check_audio(manifests: Sequence[str | Path], out: str | Path, *, workers: in
         raise XlsrError(f"--min-sample-size: must be 0 or more, got {min_sample_size}")
     paths = _distinct([Path(p) for p in manifests])
     tables = [open_manifest(p, max_bad_share=1.0).tables[0] for p in paths]  # bad lines: warned, never refused
+    for path, table in zip(paths, tables):
+        if not len(table) and table.meta.get("bad", 0):  # an audio file or a folder's notes given as a manifest
+            raise ManifestError(f"{path}: none of its {table.meta['bad']} line(s) is an utterance: not a JSONL "
+                                f"manifest? (they are listed in {Path(table.folder or '') / 'bad_lines.txt'})")
     out = _check_out(Path(out), paths)
     clean = None if clean_dir is None else _check_clean_dir(Path(clean_dir), paths, data_dir)
     settings = {"manifests": [{"path": os.path.realpath(p), "index_of": t.meta.get("manifest")}

@@ -98,6 +98,7 @@ def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceI
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
+    _check_text(path)
     table = _open_table(path)
     check_bad_lines(table, max_bad_share)
     return UtteranceIndex([table])
@@ -112,6 +113,18 @@ def open_split(data_dir: str | Path, split: str, langs: list[str] | None = None,
         if len(table) == 0:
             log.warning("%s: no utterances; that language takes no part in this split", path)
     return UtteranceIndex(tables)
+
+
+def _check_text(path: Path) -> None:
+    """ManifestError for a file whose start holds a NUL byte, which no JSONL text has: an audio file, an archive or
+    a checkpoint given as a manifest is named in one line, before an index of its "lines" is built beside it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror})") from None
+    if b"\0" in head:
+        raise ManifestError(f"{path}: not a JSONL manifest (it holds NUL bytes: audio, an archive, or text in UTF-16?)")
 
 
 def check_bad_lines(table: Table, max_bad_share: float) -> None:
