@@ -141,17 +141,34 @@ class _Shown:
         self.tokens, self.text = len(stream.tokens), text
 
 
+# how an encoded file starts (its first bytes): raw PCM that starts so is not to be met
+CONTAINERS = {b"RIFF": "a WAV file", b"fLaC": "a FLAC file", b"OggS": "an Ogg file", b"ID3": "an MP3 file"}
+
+
+def container(head: bytes) -> str | None:
+    """What encoded file `head` (the first bytes of a stream) begins, or None for raw PCM."""
+    return next((what for magic, what in CONTAINERS.items() if head.startswith(magic)), None)
+
+
 def _stdin_pieces(seconds: float):
-    """Float pieces of raw s16le PCM read from stdin as it comes."""
+    """Float pieces of raw s16le PCM read from stdin as it comes; XlsrError if it starts as an encoded file does."""
     import numpy as np
 
     size = max(2, 2 * round(seconds * SAMPLE_RATE))
-    leftover = b""
+    leftover, head = b"", True
     while True:
         data = sys.stdin.buffer.read1(size) if hasattr(sys.stdin.buffer, "read1") else sys.stdin.buffer.read(size)
         if not data:
             return
         data = leftover + data
+        if head:  # its header would be heard as a click, then the audio at the wrong rate or channels
+            if len(data) < 4 and any(magic.startswith(data) for magic in CONTAINERS):
+                leftover = data  # too little to tell yet
+                continue
+            what, head = container(data), False
+            if what is not None:
+                raise XlsrError(f"stdin: {what}, not raw PCM; give its path instead of - (xlsr stream --model M "
+                                f"FILE), or pipe raw s16le 16 kHz mono (ffmpeg -i FILE -f s16le -ac 1 -ar 16000 -)")
         whole = len(data) // 2 * 2
         leftover = data[whole:]
         if whole:
