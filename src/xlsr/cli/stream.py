@@ -4,7 +4,8 @@
     ffmpeg -loglevel quiet -i INPUT -f s16le -ac 1 -ar 16000 - | xlsr stream --model RUN_OR_CKPT -
     xlsr stream --model RUN_OR_CKPT recording.wav [--jsonl]
 
-`-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin; a file is read and fed in pieces of
+`-` reads raw 16-bit little-endian mono PCM at 16 kHz from stdin (a WAV, FLAC, Ogg or MP3 file piped there is
+refused: give its path instead); a file is read and fed in pieces of
 --piece-seconds, as a stream would deliver it (one piece in memory at a time, however long the file). The model
 hears windows of --chunk-seconds with --stride-seconds (also spelled --chunk-stride, as in transcribe) of context
 on each side (decode/streaming.py): text lags the audio by at most chunk - stride seconds (the first words: one
