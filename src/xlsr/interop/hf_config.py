@@ -31,7 +31,9 @@ _UNSUPPORTED = {  # HF field: the only value we can represent
 def config_from_hf(hf: dict, source: str | Path, *, architecture: str = "", normalize: bool | None = None):
     """Our Wav2Vec2Config from an HF config.json dict (our own fields, if stored there, fill the rest)."""
     _check_hf_supported(hf, source)
-    base = dict(hf.get("xlsr_config") or {})
+    base = {} if hf.get("xlsr_config") is None else hf["xlsr_config"]
+    if not isinstance(base, dict):
+        raise CheckpointError(f"{source}: xlsr_config={_clip(base)}, expected an object (xlsr's model config)")
     fields = _fields_from_hf(hf, source)
     if keeps_xlsr_record(hf, architecture):
         for ours in _MASK_KEYS:  # the export wrote transformers' values there; ours are the record's

@@ -9,7 +9,15 @@ from xlsr.errors import CheckpointError
 from xlsr.interop.fairseq import load_fairseq
 from xlsr.interop.fairseq_export import CHECKPOINT_NAME as FAIRSEQ_EXPORT_NAME
 from xlsr.interop.huggingface import import_hf
-from xlsr.interop.native import CONFIG_FILE, FORMAT, Loaded, is_native_checkpoint, load_checkpoint, read_json
+from xlsr.interop.native import (
+    CONFIG_FILE,
+    FORMAT,
+    Loaded,
+    check_config_fields,
+    is_native_checkpoint,
+    load_checkpoint,
+    read_json,
+)
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTO = b"\x80"  # pickle protocol >= 2: torch's legacy (pre-1.6) format starts this way
@@ -67,6 +75,7 @@ def read_checkpoint_config(directory: str | Path) -> dict:
     data = read_json(path)
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an xlsr checkpoint config")
+    check_config_fields(data, path)  # its model, vocab and metadata of the types every reader takes
     return data
 
 

@@ -9,6 +9,7 @@ never leaves a half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,8 @@ from safetensors.torch import load_file
 
 from xlsr import model as xm
 from xlsr.atomic import write_dir
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
+from xlsr.interop.safe_pickle import clip
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
 from xlsr.jsonl import parse_json
@@ -84,17 +86,70 @@ def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach() for key, value in model.state_dict().items()}
 
 
+# The files a checkpoint folder of each kind consists of: what save_checkpoint writes ("xlsr"), and what a Hugging Face
+# wav2vec2 folder holds ("hf": export_hf's files, transformers' save_pretrained of a model, its processor and tokenizer,
+# weights whole or sharded in each of its formats, MMS adapters). A folder holding anything else is not replaced.
+_CHECKPOINT_FILES = {
+    "xlsr": re.compile(r"config\.json|model\.safetensors"),
+    "hf": re.compile(r"(config|preprocessor_config|feature_extractor_config|processor_config"
+                     r"|vocab|tokenizer|tokenizer_config|special_tokens_map|added_tokens)\.json"
+                     r"|(model\.safetensors|pytorch_model\.bin|tf_model\.h5|flax_model\.msgpack)\.index\.json"
+                     r"|model(-\d+-of-\d+)?\.safetensors|pytorch_model(-\d+-of-\d+)?\.bin"
+                     r"|tf_model(-\d+-of-\d+)?\.h5|flax_model(-\d+-of-\d+)?\.msgpack"
+                     r"|adapter\.[\w-]+\.(safetensors|bin)"),
+}
+
+
 def write_atomic_dir(dst: str | Path, write) -> Path:
     """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
 
-    Only an empty folder or an earlier checkpoint (a folder with config.json) is replaced: a file or a
-    folder of something else at `dst` is a CheckpointError, never deleted.
+    Only an empty folder or an earlier checkpoint is replaced: a folder whose config.json is an xlsr or a Hugging Face
+    wav2vec2 one and that holds nothing but that kind's files (_CHECKPOINT_FILES). A file, or a folder holding anything
+    else, at `dst` is a CheckpointError naming what is not a checkpoint's; nothing of it is deleted.
     """
     dst = Path(dst)
-    if dst.exists() and not (dst.is_dir() and (CONFIG_FILE in {p.name for p in dst.iterdir()}
-                                               or not any(dst.iterdir()))):
-        raise CheckpointError(f"{dst}: exists and is not a checkpoint folder; not replacing it (choose another path)")
+    if dst.exists():
+        foreign = _not_checkpoint_files(dst)
+        if foreign:
+            raise CheckpointError(f"{dst}: exists and is not a checkpoint folder ({foreign}); not replacing it "
+                                  f"(choose another path)")
     return write_dir(dst, write)
+
+
+def _not_checkpoint_files(dst: Path) -> str | None:
+    """What in the existing `dst` is not an earlier checkpoint's, in words; None for an empty folder or a checkpoint."""
+    if not dst.is_dir():
+        return "it is not a folder"
+    names = sorted(_shown(p.name) + ("/" if p.is_dir() else "") for p in dst.iterdir())
+    if not names:
+        return None
+    if not (dst / CONFIG_FILE).is_file():
+        return f"it holds {listing(names)} and no {CONFIG_FILE}"
+    kind = _checkpoint_kind(dst / CONFIG_FILE)
+    if kind is None:
+        return f"its {CONFIG_FILE} is neither an xlsr checkpoint's nor a Hugging Face wav2vec2 model's"
+    foreign = [name for name in names if not _CHECKPOINT_FILES[kind].fullmatch(name)]  # a folder's name ends in "/"
+    if foreign:
+        return f"besides the checkpoint it holds {listing(foreign)}"
+    return None
+
+
+def _checkpoint_kind(config: Path) -> str | None:
+    """Whose checkpoint a config.json is: "xlsr", "hf" (a Hugging Face wav2vec2 model's), or None (any other)."""
+    try:
+        data = parse_json(config.read_bytes())
+    except (OSError, ValueError):  # unreadable, or not JSON (UnicodeDecodeError is a ValueError)
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("format") == FORMAT:
+        return "xlsr"
+    return "hf" if data.get("model_type") == "wav2vec2" else None
+
+
+def _shown(name: str) -> str:
+    # A name with a newline (or bytes that are not UTF-8) is quoted, so that the refusal stays one line.
+    return name if name.isprintable() else repr(name)
 
 
 def save_checkpoint(
@@ -188,8 +243,9 @@ def load_checkpoint(dir: str | Path) -> Loaded:
     architecture = data.get("architecture")
     if architecture not in ARCHITECTURES:
         raise CheckpointError(f"{cfg_path}: unknown architecture {architecture!r}")
+    check_config_fields(data, cfg_path)
     try:
-        cfg = Wav2Vec2Config.from_dict(data.get("model") or {})
+        cfg = Wav2Vec2Config.from_dict(data["model"])
     except (TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{cfg_path}: bad model config ({_one_line(exc)})") from None
     state = read_safetensors(dir / WEIGHTS_FILE)
@@ -205,3 +261,18 @@ def load_checkpoint(dir: str | Path) -> Loaded:
             )
     model = model_with_weights(architecture, cfg, vocab_size, state, dir / WEIGHTS_FILE)
     return Loaded(model, cfg, tokens, FORMAT, dict(data.get("metadata") or {}))
+
+
+def check_config_fields(data: dict, path: Path) -> None:
+    """A CheckpointError naming `path` and the field when our config.json (`data`) lacks the model config or holds a
+    field of the wrong type: `model` an object, `vocab` null or a list of token strings, `metadata` null or an object."""
+    if "model" not in data:
+        raise CheckpointError(f"{path}: no 'model' field (the model config that rebuilds the network)")
+    if not isinstance(data["model"], dict):
+        raise CheckpointError(f"{path}: model={clip(repr(data['model']))}, expected an object (the model config)")
+    vocab = data.get("vocab")
+    if vocab is not None and not (isinstance(vocab, list) and all(isinstance(token, str) for token in vocab)):
+        raise CheckpointError(f"{path}: vocab={clip(repr(vocab))}, expected null or a list of token strings")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: metadata={clip(repr(metadata))}, expected an object")
