@@ -14,6 +14,8 @@ failures) as JSON: "languages" holds the manifests' languages only, "total" the 
 alone is listed as a failure saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
 Several --lm-weight / --word-score values: the model runs once, beam search once per pair; the pairs are printed
 best first, then the best pair's full report (choose on a dev set, report the test set with it).
+--json and --hyps are refused when one is the other, an input (a manifest, the LM or lexicon), inside the model, or
+an existing file that is not an earlier output of the same option.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from xlsr.cli.transcribe import (
     add_decoder_arguments,
     add_model_arguments,
     batching_options,
+    check_decoder_options,
     check_score_weights,
 )
 from xlsr.errors import XlsrError
@@ -58,18 +61,19 @@ def run(args) -> int:
     """Transcribe, score, print the table (and write JSON)."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.evaluate import METRIC_NAMES, evaluate, read_manifests
-    from xlsr.decode.transcribe import check_output_file, load_ctc_model, make_decoder, write_jsonl
+    from xlsr.decode.output_files import HYPOTHESES, REPORT, check_outputs, decoder_files
+    from xlsr.decode.transcribe import load_ctc_model, make_decoder, write_jsonl
     from xlsr.text.vocab import format_counts
 
     batching = batching_options(args)
     check_score_weights(args)
-    for path in (args.json, args.hyps):
-        if path:
-            check_output_file(path)
+    check_outputs([("--json", args.json, REPORT), ("--hyps", args.hyps, HYPOTHESES)],
+                  inputs=[*args.manifest, *decoder_files(args.lm, args.lexicon)], model=args.model)
     lm_weights, word_scores = args.lm_weight or [None], args.word_score or [None]
     sweep = len(lm_weights) > 1 or len(word_scores) > 1
     if sweep and args.lm is None and args.lexicon is None:
         raise XlsrError("--lm-weight/--word-score with several values: give --lm (or --lexicon) to sweep them")
+    check_decoder_options(args)  # one value each: as `xlsr transcribe`
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     if args.labels and args.labels != ctc.vocab.kind:
         print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
         description="Train an n-gram LM (KenLM lmplz, Kneser-Ney with --discount_fallback) from a text "
         "file with one sentence per line. OUT ending in .arpa keeps ARPA text, anything else is a KenLM "
         "binary. A sidecar OUT.json records the units, and word LMs get a word list OUT.words.txt, "
-        "which `xlsr transcribe --lm OUT` uses as its lexicon.")
+        "which `xlsr transcribe --lm OUT` uses as its lexicon. An existing OUT is replaced only when it is an LM "
+        "this command wrote (its OUT.json says so).")
     build.add_argument("--text", required=True,
                        help="training text, one sentence (label) per line: plain text, not a JSONL manifest")
     build.add_argument("--order", type=int, default=4, help="n-gram order, 2-6 (default 4)")

@@ -13,7 +13,9 @@ when some failed); the audio is decoded in --decode-workers processes, so a deco
 --decode-timeout) on a damaged file costs that file, listed with them, not the job. Each result is kept in OUT.partial as it is made: the same command
 after a stop (Ctrl-C, a crash, a lost machine), or after some files failed, transcribes only the files not done
 yet; it is refused when --model now means another checkpoint (a run folder's new best) or the checkpoint was saved
-again since.
+again since. OUT is refused when it is an input (an audio file, the LM or lexicon), inside the model, or an
+existing file that is not an earlier OUT of this command; --lm-weight without --lm, and --word-score without --lm,
+--lexicon or --beam, are refused rather than ignored.
 """
 
 from __future__ import annotations
@@ -56,6 +58,16 @@ def add_decoder_arguments(p, *, sweep: bool = False) -> None:
     p.add_argument("--word-score", type=finite_float, help="score added per word: per lexicon word, or without a "
                    "lexicon per `|` emitted; no effect without a lexicon when the vocabulary has no `|` (phones) "
                    "(default 0.0)" + ("; several values: as --lm-weight" if sweep else ""), **several)
+
+
+def check_decoder_options(args) -> None:
+    """--lm-weight and --word-score only with a decoder they act on: refused in one line, not silently ignored.
+    Without --lm no LM scores the words (the weight multiplies nothing); greedy decoding adds no word score."""
+    if args.lm_weight is not None and args.lm is None:
+        raise XlsrError("--lm-weight: weighs the scores of a language model; give --lm with it")
+    if args.word_score is not None and args.lm is None and args.lexicon is None and not args.beam:
+        raise XlsrError("--word-score: a beam-search setting, which greedy decoding ignores; give --lm, --lexicon or "
+                        "--beam with it")
 
 
 def check_score_weights(args) -> None:
@@ -123,9 +135,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
+    from xlsr.decode.output_files import TRANSCRIPTS, check_outputs, decoder_files
     from xlsr.decode.partial_results import PartialResults
     from xlsr.decode.transcribe import (
-        check_output_file,
         find_audio,
         load_ctc_model,
         make_decoder,
@@ -135,7 +147,10 @@ def run(args) -> int:
 
     batching = batching_options(args)
     check_score_weights(args)
-    check_output_file(args.out)
+    check_decoder_options(args)
+    # never over an audio file, the LM or the model: a rerun replaces only its own earlier OUT
+    check_outputs([("--out", args.out, TRANSCRIPTS)], inputs=[*args.inputs, *decoder_files(args.lm, args.lexicon)],
+                  model=args.model)
     # --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
     # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
     # recorded instead, so that a rerun never appends another model's results to the earlier ones.

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from xlsr.atomic import write_json, write_text
+from xlsr.decode.output_files import same_file
 from xlsr.errors import XlsrError
 from xlsr.jsonl import parse_json
 from xlsr.text.vocab import WORD_BOUNDARY, tokenize
@@ -128,6 +129,41 @@ def _refuse_manifest(path: Path, first_lines: list[str], units: str = "words") -
                     f"jq -r '.{field} // empty' {path} > lm-text.txt) and train on that{hint}")
 
 
+def _check_lm_outputs(text_file: Path, out: Path) -> None:
+    """XlsrError unless build_lm may write `out` and its side files: none of them is the training text, and an
+    existing `out` or sidecar is one that build_lm wrote (a rebuild replaces its own LM, never a user's file)."""
+    sidecar, words = sidecar_path(out), words_path(out)
+    for path in (out, sidecar, words):
+        what = f"--out {out}:" if path == out else f"--out {out}: its side file {path}"
+        if same_file(path, text_file):
+            raise XlsrError(f"{what} is the training text (--text {text_file}), which writing the LM would "
+                            f"overwrite; give --out another file name")
+        if path.exists() and not path.is_file():
+            raise XlsrError(f"{what} is not a regular file; give --out another file name")
+    if _is_lm_sidecar(sidecar):
+        return  # an LM built before: rebuilt over, with its word list
+    leave = "it is left as it is: move it away or give --out another file name"
+    if out.exists():
+        raise XlsrError(f"--out {out}: exists and is not a language model xlsr lm build wrote (it has no sidecar "
+                        f"{sidecar} recording its units and order); {leave}")
+    for path in (sidecar, words):
+        if path.exists():
+            raise XlsrError(f"--out {out}: its side file {path} exists and is not one that xlsr lm build wrote; "
+                            f"{leave}")
+
+
+def _is_lm_sidecar(path: Path) -> bool:
+    """Whether `path` is the sidecar build_lm writes beside an LM (a JSON object with its units and order)."""
+    if not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as f:
+            info = parse_json(f.read(2**20))  # a sidecar is some 150 bytes: a bigger file is not one
+    except ValueError:  # UnicodeDecodeError too
+        return False
+    return isinstance(info, dict) and info.get("units") in LM_UNITS and "order" in info
+
+
 def _run(cmd: list[str], what: str, *, stdout=None) -> None:
     proc = subprocess.run(cmd, stdout=stdout if stdout is not None else subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
@@ -142,7 +178,8 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
     """Train an order-`order` KenLM on `text_file` (one sentence per line) and write it to `out`.
 
     `out` ending in `.arpa` keeps the ARPA text; anything else (default: `binary=None`) becomes a
-    KenLM binary via `build_binary`. `memory` is lmplz's -S sort memory. Returns `out`.
+    KenLM binary via `build_binary`. `memory` is lmplz's -S sort memory. Returns `out`. An existing `out` (or
+    side file) is replaced only when its sidecar says build_lm wrote it, and none of them may be `text_file`.
     """
     text_file, out = Path(text_file), Path(out)
     if out.is_dir():
@@ -154,6 +191,7 @@ def build_lm(text_file: str | Path, order: int, out: str | Path, *, units: str =
         raise XlsrError(f"--memory: lmplz's sort memory is a size such as 500M, 2G or 50%, got {memory!r}")
     if not text_file.is_file():
         raise XlsrError(f"{text_file}: no such text file")
+    _check_lm_outputs(text_file, out)
     if binary is None:
         binary = out.suffix != ".arpa"
     lmplz = find_kenlm_tool("lmplz")
