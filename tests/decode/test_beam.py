@@ -476,3 +476,16 @@ def test_units_lm_with_a_lexicon_is_refused(tmp_path):
         with pytest.raises(XlsrError, match=r"phones\.arpa: a phones LM .* scores tokens, not lexicon words") as info:
             make()
         assert "\n" not in str(info.value)
+
+
+def test_loading_an_arpa_lm_prints_nothing_but_our_one_line(tmp_path, capfd):
+    vocab = Vocabulary.build(["a b"], kind="phones")
+    lm = tmp_path / "phones.arpa"
+    lm.write_text(PHONE_ARPA)
+    BeamSearchDecoder(vocab, lm=lm)
+    assert capfd.readouterr().err == ""  # KenLM's progress bar of the ARPA's loading, drawn on fd 2, is not shown
+    broken = tmp_path / "broken.arpa"
+    broken.write_text(PHONE_ARPA[: len(PHONE_ARPA) // 2])
+    with pytest.raises(XlsrError, match=r"broken\.arpa: cannot load the language model \("):
+        BeamSearchDecoder(vocab, lm=broken)
+    assert capfd.readouterr().err == ""  # nor the lines KenLM writes before its error

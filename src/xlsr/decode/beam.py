@@ -20,10 +20,14 @@ vocabulary without `|` has no words there, and word_score has no effect).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
-from collections.abc import Iterable, Mapping
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -187,9 +191,25 @@ def tokens_known_to_lm(lm, token_ids: list[int], unk_id: int) -> list[bool]:
     return [scores(i) != unknown for i in token_ids]
 
 
+@contextlib.contextmanager
+def _c_stderr_into(file) -> Iterator[None]:
+    """The process's standard error (fd 2, where C++ code prints) written into `file` while inside."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(file.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _load_kenlm(path: Path, dictionary):
     try:
-        return KenLM(str(path), dictionary)
+        # KenLM draws a progress bar of an ARPA file's loading on stderr, and some lines before an error: not the
+        # user's terminal's business (the error is our one line below)
+        with tempfile.TemporaryFile() as chatter, _c_stderr_into(chatter):
+            return KenLM(str(path), dictionary)
     except RuntimeError as exc:
         # KenLM's message is several lines (source location first); the last one says what is wrong.
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
