@@ -31,6 +31,10 @@ what write_audio puts there: folders 0000, 0001, ... of .flac files) and no mani
 (compared as files, not as path strings, so the new manifest's files stay whatever path names them). A mark,
 audio/.<split>.unlisted, is made before the commit and removed after the folder: an import killed between finds it.
 
+An import replaces only manifests an import wrote: DIR/import.json lists them (each import adds its own before the
+first is committed), and a manifest it does not list (`xlsr synth`'s, a user's, another tool's) is refused at the
+import's first item for that split, before anything is written.
+
 Whatever a killed import left is settled by the next import into DIR, before it writes anything: a hidden folder
 its split's manifest points into is moved to audio/<split> as above, any other (and a spool file) is removed, and a
 split's mark has its audio/<split> removed under the rule above (before the commit its old manifest still lists the
@@ -55,7 +59,7 @@ from typing import IO
 import numpy as np
 import soundfile as sf
 
-from xlsr.atomic import json_line, write_file, write_text
+from xlsr.atomic import json_line, write_file, write_json, write_text
 from xlsr.data.manifest import Utterance, audio_field, manifest_path, write_manifest
 from xlsr.errors import XlsrError
 from xlsr.folder_lock import folder_lock
@@ -75,6 +79,9 @@ UNLISTED = ".{split}.unlisted"  # DIR/<lang>/audio/.<split>.unlisted: audio/<spl
 # the new manifest, whole, beside the old one
 REPLACED = ".{split}.replaced"
 READY = ".{split}.jsonl.ready"
+# DIR/import.json: the manifests imports wrote, <lang>/<split>.jsonl, which a later import may replace (no other)
+MARK = "import.json"
+WRITTEN_BY = "xlsr data import"
 
 
 class ImportRefused(XlsrError):
@@ -140,12 +147,15 @@ class ImportWriter:
         self.replacing: dict[tuple[str, str], str] = {}  # (lang, split) it writes audio for: audio/<split> resolved
         self.referenced: dict[str, tuple[str, str]] = {}  # folder of a file referenced where it lies: (file, resolved)
         self.just_written: str | None = None  # the path write_audio returned last, which `add` then receives
+        self.imported: set[str] = set()  # DIR/import.json's manifests: those an import wrote (read on entering)
+        self.checked: set[tuple[str, str]] = set()  # (lang, split) whose manifest this import may write
         self._lock = folder_lock(self.out_dir, "another import is writing into it; wait for it to end")
 
     def __enter__(self) -> ImportWriter:
         self._lock.__enter__()
         try:
             settle_leftovers(self.out_dir)
+            self.imported = imported_manifests(self.out_dir)
         except BaseException:
             self._lock.__exit__(None, None, None)
             raise
@@ -184,6 +194,7 @@ class ImportWriter:
         """Store 16 kHz mono samples (16-bit FLAC) for DIR/<lang>/audio/<split>/<NNNN>/<id>.flac, the path returned
         (the file is there once `finish` has put this import's audio in place)."""
         if (lang, split) not in self.replacing:  # the split's first file: is audio/<split> the writer's to replace?
+            self._check_manifest(lang, split)
             self.replacing[lang, split] = self._replaceable(lang, split)
         folder = self.stored[lang, split] // FILES_PER_FOLDER
         self.names.pop((lang, split, folder - 1), None)  # a full folder's names are no longer needed
@@ -204,6 +215,18 @@ class ImportWriter:
         self.summary.audio_written += 1
         self.just_written = str(path)
         return path
+
+    def _check_manifest(self, lang: str, split: str) -> None:
+        """ImportRefused when DIR/<lang>/<split>.jsonl, which this import is to write, is there and no import wrote it
+        (DIR/import.json does not list it): `xlsr synth`'s manifest, a user's own."""
+        if (lang, split) in self.checked:
+            return
+        path = manifest_path(self.out_dir, lang, split)
+        if os.path.lexists(path) and _mark_entry(lang, split) not in self.imported:
+            raise ImportRefused(f"{path}: a manifest no import wrote ({self.out_dir / MARK} does not list it), which "
+                                f"importing {lang}/{split} would replace; move it elsewhere, or import into another "
+                                f"--out")
+        self.checked.add((lang, split))
 
     def _replaceable(self, lang: str, split: str) -> str:
         """audio/<split>, resolved, checked before this import's audio is to replace it: ImportRefused when it holds
@@ -237,6 +260,7 @@ class ImportWriter:
         self.just_written = None
         try:
             if key not in self.spools:
+                self._check_manifest(*key)
                 spool = self.out_dir / utt.lang / SPOOL.format(split=split)
                 spool.parent.mkdir(parents=True, exist_ok=True)
                 self.spools[key] = open(spool, "w", encoding="utf-8")
@@ -272,6 +296,8 @@ class ImportWriter:
                             f"({self.bad_items / total:.1%}) could not be imported, more than max_bad_share="
                             f"{self.max_bad_share:g}; no manifest written (first: {self.bad[0]}; all in "
                             f"{self.out_dir / SKIPPED_FILE})")
+        # listed before the first commit: a kill after it leaves manifests that the next import may replace
+        self._mark({_mark_entry(lang, split) for lang, split in self.spools})
         for (lang, split), f in sorted(self.spools.items()):
             path = manifest_path(self.out_dir, lang, split)
             try:
@@ -305,6 +331,36 @@ class ImportWriter:
         for lang, split in set(self.stored) - set(self.spools):  # audio whose utterances all failed after all
             shutil.rmtree(self._audio(lang, STAGING.format(split=split)), ignore_errors=True)
         return self.summary
+
+    def _mark(self, entries: set[str]) -> None:
+        """DIR/import.json listing `entries` besides the earlier imports' manifests that are still there."""
+        kept = {entry for entry in self.imported if (self.out_dir / entry).is_file()}
+        if entries <= kept and len(kept) == len(self.imported):
+            return  # listed already: the re-import of a split leaves the file as it was
+        self.imported = kept | entries
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.out_dir / MARK, {"written_by": WRITTEN_BY, "manifests": sorted(self.imported)})
+
+
+def imported_manifests(out_dir: Path) -> set[str]:
+    """The manifests DIR/import.json lists (`<lang>/<split>.jsonl`), none when there is no such file; ImportRefused
+    when the file is not an import's record (a user's own file of that name, which an import would overwrite)."""
+    path = Path(out_dir) / MARK
+    if not os.path.lexists(path):
+        return set()
+    try:
+        mark = parse_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        mark = None
+    entries = mark.get("manifests") if isinstance(mark, dict) and mark.get("written_by") == WRITTEN_BY else None
+    if not isinstance(entries, list):
+        raise ImportRefused(f"{path}: not the list of imported manifests xlsr keeps there, which an import would "
+                            f"overwrite; move it elsewhere, or import into another --out")
+    return {e for e in entries if isinstance(e, str)}
+
+
+def _mark_entry(lang: str, split: str) -> str:
+    return f"{lang}/{split}.jsonl"
 
 
 def settle_leftovers(out_dir: Path) -> None:

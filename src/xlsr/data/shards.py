@@ -57,7 +57,7 @@ from xlsr.data.audio import load_audio
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.manifest import Utterance, find_manifests
-from xlsr.data.shard_index import INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
+from xlsr.data.shard_index import FORMAT, INDEX_NAME, PARTIAL_NAME, ShardIndex, ShardInfo
 from xlsr.data.utterance_index import Table
 from xlsr.errors import AudioError, XlsrError
 from xlsr.jsonl import parse_json
@@ -198,18 +198,31 @@ def _writing(path: Path) -> Iterator[None]:
         raise
 
 
-def _previous_entries(out: Path) -> list[dict]:
+def _previous_entries(out: Path) -> tuple[list[dict], set[str]]:
     """Completed shards of earlier runs: from index.json, then index.partial.jsonl; the last entry of a path wins,
-    and a retiring line (`{"path": ..., "retired": true}`) drops the entries before it."""
+    and a retiring line (`{"path": ..., "retired": true}`) drops the entries before it. Also every path those files
+    name, malformed and retired entries included: the tars this writer may replace or remove (no other). An
+    index.json that is not an xlsr shard index (another tool's, a user's file) is refused, not replaced."""
     records: list[dict] = []
+    named: set[str] = set()
     index = out / INDEX_NAME
     if index.is_file():
         try:
             data = parse_json(index.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            what = f"not JSON: {exc.msg}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise XlsrError(f"{index}: not an xlsr shard index ({what}); move it elsewhere, or shard into another "
+                            f"--out") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise XlsrError(f"{index}: not an xlsr shard index (format is not {FORMAT!r}); move it elsewhere, or "
+                            f"shard into another --out")
+        shards = data.get("shards", [])
+        named |= _paths(shards if isinstance(shards, list) else [])
+        try:
             sources = data.get("sources", {})
             records = [{**s, "source_sha256": sources.get(f"{s['split']}/{s['lang']}", {}).get("sha256"),
-                        "shard_size": data.get("shard_size")} for s in data.get("shards", [])]
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                        "shard_size": data.get("shard_size")} for s in shards]
+        except (KeyError, TypeError, AttributeError):
             log.warning("%s: unreadable; every shard is written again", index)
             records = []
     records = [r for i, r in enumerate(records) if _well_formed(r, f"{index}: shards[{i}]")]
@@ -221,33 +234,42 @@ def _previous_entries(out: Path) -> list[dict]:
                 record = parse_json(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a crash: that shard is written again
+            named |= _paths([record])
             if isinstance(record, dict) and record.get("retired") and isinstance(record.get("path"), str):
                 by_path.pop(record["path"], None)
             elif _well_formed(record, f"{partial}:{n}"):
                 by_path.pop(record["path"], None)  # re-inserted last: the order of writing
                 by_path[record["path"]] = record
-    return list(by_path.values())
+    return list(by_path.values()), named
 
 
-def _retire_index(out: Path, previous: list[dict]) -> None:
+def _paths(records: list) -> set[str]:
+    """The `path` of each record that has one (a string)."""
+    return {r["path"] for r in records if isinstance(r, dict) and isinstance(r.get("path"), str)}
+
+
+def _retire_index(out: Path, previous: list[dict], named: set[str]) -> None:
     """Move an earlier run's index.json into the partial index and remove it, before a tar is placed or removed: a
     run stopped from there on leaves no index.json, so no reader takes the tars for a finished corpus."""
     index = out / INDEX_NAME
     if index.is_file():
-        write_jsonl(out / PARTIAL_NAME, previous)  # its entries and the partial index's, compacted
+        # its entries and the partial index's, compacted; a path only a malformed or retired entry named stays named,
+        # as a retired one, so that the next run may still replace or remove its tar
+        retired = [{"path": path, "retired": True} for path in sorted(named - _paths(previous))]
+        write_jsonl(out / PARTIAL_NAME, [*retired, *previous])
         index.unlink()
 
 
 class _PartialIndex:
     """This run's lines of index.partial.jsonl, begun (an earlier index.json retired) at its first change to a tar."""
 
-    def __init__(self, out: Path, previous: list[dict]) -> None:
-        self.out, self.previous, self.file = out, previous, None
+    def __init__(self, out: Path, previous: list[dict], named: set[str]) -> None:
+        self.out, self.previous, self.named, self.file = out, previous, named, None
 
     def begin(self) -> None:
         """Call before placing or removing a tar: until then the earlier index still describes the folder."""
         if self.file is None:
-            _retire_index(self.out, self.previous)  # `previous` holds all earlier lines: none was appended yet
+            _retire_index(self.out, self.previous, self.named)  # all earlier lines: none was appended yet
             self.file = open(self.out / PARTIAL_NAME, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def append(self, record: dict) -> None:
@@ -301,6 +323,29 @@ def _check_stems(data_dir: str | Path, jobs: list[tuple[str, str, Path]]) -> Non
                             f"{split}/{shard_stem(lang)}-NNNNNN.tar; rename one of the folders")
 
 
+def _check_out(data_dir: Path, out: Path) -> None:
+    """Refuse an --out that would make the corpus read as shards: DIR itself (its index.json would hide its
+    manifests from every reader), or the folder just above DIR (DIR would read as the shard split OUT/<name>)."""
+    data, target = data_dir.resolve(), out.resolve()
+    if target == data:
+        raise XlsrError(f"--out {out}: is the data folder itself; its index.json would hide the manifests from every "
+                        f"reader; give another folder")
+    if data.parent == target:
+        raise XlsrError(f"--out {out}: holds the data folder {data_dir}, which would then read as its shard split "
+                        f"{data.name!r}; give another folder")
+
+
+def _check_unnamed(out: Path, jobs: list[tuple[str, str, Path]], named: set[str]) -> None:
+    """Refuse, before anything is written, a tar named as this run names its shards that no earlier run into OUT
+    wrote (its index and partial index do not name it): a run would replace it, or leave it beside the index."""
+    for split, lang, _ in jobs:
+        for p in _shard_files(out, split, lang):
+            if p.relative_to(out).as_posix() not in named:
+                raise XlsrError(f"{p}: a tar no earlier `xlsr data shard` run into {out} wrote (its index does not "
+                                f"name it), which this run would overwrite or leave unlisted; move it elsewhere, or "
+                                f"shard into another --out")
+
+
 @dataclass
 class ShardReport:
     """What `write_shards` did."""
@@ -329,6 +374,12 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     if workers < 0:
         raise XlsrError(f"--workers: must be 0 or more, got {workers}")
     out = Path(out)
+    splits = list(dict.fromkeys(splits))  # a split named twice is sharded once
+    if not splits:
+        raise XlsrError("--splits: give at least one split name")
+    if not Path(data_dir).is_dir():
+        raise XlsrError(f"{data_dir}: no such data folder")
+    _check_out(Path(data_dir), out)
     jobs = []
     for split in splits:
         try:
@@ -338,8 +389,9 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     if not jobs:
         raise XlsrError(f"{data_dir}: no manifests <lang>/<split>.jsonl for split(s) {', '.join(splits)}")
     _check_stems(data_dir, jobs)
+    previous, named = _previous_entries(out) if out.is_dir() else ([], set())
+    _check_unnamed(out, jobs, named)
     out.mkdir(parents=True, exist_ok=True)
-    previous = _previous_entries(out)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
     # every manifest's index before the first shard: bad lines beyond max_bad_share refuse the run before anything
     # is written; fewer are reported (all listed beside the manifest) and left out
@@ -351,7 +403,7 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             if workers and total else None)
     # in this process: encode_utterance, looked up here (tests stand in for it)
     encode_here = encode_utterance if encode is None else lambda u, key: encode_utterance(u, key, encode)
-    partial = _PartialIndex(out, previous)
+    partial = _PartialIndex(out, previous, named)
     try:
         for split, lang, path in jobs:
             digest = _sha256(path)
@@ -360,7 +412,10 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             shards = run.manifest(manifests[split, lang], split, lang, digest)
             source["skipped"] = len(manifests[split, lang]) - sum(s.utterances for s in shards)
             report.index.shards += shards
-            _remove_stale(out, split, lang, {s.path for s in shards}, partial)
+            _remove_stale(out, split, lang, {s.path for s in shards}, named, partial)
+        # those of the splits and languages not sharded this time: no longer listed, they would only make readers
+        # refuse the split folder, and the next run could not tell them from a user's files
+        _remove_unlisted(out, named, {s.path for s in report.index.shards}, partial)
     finally:
         if pool is not None:
             pool.close()  # a stop included: no worker outlives the run
@@ -476,11 +531,30 @@ class _AudioPaths(Sequence):
         return self.utts.audio(self.start + k)
 
 
-def _remove_stale(out: Path, split: str, lang: str, keep: set[str], partial: _PartialIndex) -> None:
-    """Shards of this language an earlier run wrote that the new index does not list (e.g. another shard size)."""
-    stem = shard_stem(lang)
-    for p in (out / split).glob(f"{stem}-*.tar"):
-        if re.fullmatch(rf"{re.escape(stem)}-[0-9]{{6}}\.tar", p.name) and p.relative_to(out).as_posix() not in keep:
+def _remove_stale(out: Path, split: str, lang: str, keep: set[str], named: set[str], partial: _PartialIndex) -> None:
+    """Shards of this language an earlier run wrote (its index or partial index `named` them) that the new index
+    does not list (e.g. another shard size); a tar no earlier run named is not this writer's to remove."""
+    for p in _shard_files(out, split, lang):
+        rel = p.relative_to(out).as_posix()
+        if rel in named and rel not in keep:
             partial.begin()
             p.unlink()
+
+
+def _remove_unlisted(out: Path, named: set[str], listed: set[str], partial: _PartialIndex) -> None:
+    """The tars an earlier run wrote (`named`, each `<split>/<stem>-NNNNNN.tar`) that the new index does not list."""
+    for rel in sorted(named - listed):
+        split, _, name = rel.partition("/")
+        if split in ("", ".", "..") or not re.fullmatch(r"[^/]+-[0-9]{6}\.tar", name):
+            continue  # not a path this writer gives its shards
+        if (out / rel).is_file():
+            partial.begin()
+            (out / rel).unlink()
+
+
+def _shard_files(out: Path, split: str, lang: str) -> list[Path]:
+    """OUT/<split>/<stem>-NNNNNN.tar: the files named as this writer names a language's shards."""
+    stem = shard_stem(lang)
+    return sorted(p for p in (out / split).glob(f"{stem}-*.tar")
+                  if re.fullmatch(rf"{re.escape(stem)}-[0-9]{{6}}\.tar", p.name))
 

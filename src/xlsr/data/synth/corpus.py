@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from xlsr.atomic import write_json
 from xlsr.data.augment import (
     DEFAULT_AUGMENT,
     AugmentSpec,
@@ -42,6 +43,7 @@ from xlsr.rates import SAMPLE_RATE
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 SPEAKERS_PER_LANG = 40  # default: 32 train, 4 dev, 4 test speakers per language
+PENDING = ".synth.pending.json"  # DIR/.synth.pending.json: the languages of a call whose manifests are being written
 
 
 @dataclass(frozen=True)
@@ -214,9 +216,15 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise XlsrError(f"{out_dir}: exists and is not a folder (--out)")
+    _check_out(Path(out_dir), languages)
     out.mkdir(parents=True, exist_ok=True)
     babble_key = (seed, tuple(lang.code for lang in languages))
     results = _render_all([(p, str(out), babble_key) for p in plans], workers, show_progress)
+    # names the languages whose manifests are written until synth.json lists them: a rerun after a stop takes them
+    # for synth's own (_check_out)
+    codes = [lang.code for lang in languages]
+    earlier = [code for code in _pending(out) or [] if code not in codes]  # another call's, stopped
+    write_json(out / PENDING, earlier + codes)
     summary = _write_manifests(out, plans, results)
     summary.wall_seconds = time.perf_counter() - start
     options = {"seed": seed, "utts_per_lang": utts_per_lang, "noise_snr_db": noise,
@@ -224,6 +232,10 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
                "augment": str(spec)}
     record = folder_record(out, _read_record(out / "synth.json"), call_record(languages, options, plans, summary))
     (out / "synth.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if earlier:
+        write_json(out / PENDING, earlier)
+    else:
+        (out / PENDING).unlink()
     return summary
 
 
@@ -306,6 +318,35 @@ def _languages_of(record: dict | None) -> dict[str, dict]:
             out[code] = {**(entry if isinstance(entry, dict) else {}), **options,
                          "synthesized_with": list(record["languages"]), "effects": None, **counts}
     return out
+
+
+def _check_out(out_dir: Path, languages: list[Language]) -> None:
+    """XlsrError when DIR holds manifests synth did not write, which it would overwrite or describe as its own: any
+    manifest while DIR has no synth.json, or one of a language to write that synth.json does not list (the
+    languages of a call stopped before it wrote synth.json count as listed)."""
+    held = sorted(out_dir.glob("*/*.jsonl"))
+    if not held:
+        return
+    record, pending = _read_record(out_dir / "synth.json"), _pending(out_dir)
+    if record is None and pending is None:
+        raise XlsrError(f"--out {out_dir}: holds manifests xlsr synth did not write (e.g. "
+                        f"{held[0].relative_to(out_dir)}; no readable synth.json); give a new or empty folder")
+    ours = {*_languages_of(record), *(pending or [])}
+    for lang in languages:
+        theirs = [p for p in held if p.parent.name == lang.code and lang.code not in ours]
+        if theirs:
+            raise XlsrError(f"--out {out_dir}: {theirs[0].relative_to(out_dir)} is not a manifest xlsr synth wrote "
+                            f"(synth.json does not list {lang.code}), and synthesizing {lang.code} would overwrite "
+                            f"it; give another folder")
+
+
+def _pending(out_dir: Path) -> list[str] | None:
+    """The languages DIR/.synth.pending.json names (a call stopped while writing their manifests), None if none."""
+    try:
+        codes = parse_json((out_dir / PENDING).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return [c for c in codes if isinstance(c, str)] if isinstance(codes, list) else None
 
 
 def _check_options(languages: list[Language], workers: int, voices: str, augment: str | AugmentSpec) -> AugmentSpec:
