@@ -181,16 +181,18 @@ class MemberTask(str):
         return MemberTask, (str(self), self.flac, self.listed)
 
 
-def check_shard(task: ShardTask, *, decode: Decode = decode_audio, min_sample_size: int = 0) -> dict:
-    """A worker's task: read the whole shard, judge each utterance; {"read": utterances read, "samples": their
-    lengths as listed, "findings": [...]}."""
-    # here, not above: the reader imports webdataset, which imports torch, and a worker decoding single utterances
-    # (check_member) needs neither
-    from xlsr.data.shard_reader import ShardEnd, read_shard
+def check_shard(task: ShardTask, *, read: Callable, decode: Decode = decode_audio, min_sample_size: int = 0) -> dict:
+    """A worker's task: read the whole shard with `read` (shard_reader.read_shard), judge each utterance; {"read":
+    utterances read, "samples": their lengths as listed, "findings": [...]}.
+
+    The reader comes as an argument, not an import of this module: a worker is sent `check_shard` with it, and
+    so imports the reader (webdataset, and with it torch: ~1.7 s) as it starts, not within its first task's time
+    limit; a worker sent `check_member` imports neither."""
+    from xlsr.data.shard_reader import ShardEnd  # loaded with `read`'s module by now
 
     info = ShardInfo.from_dict(task.entry, str(task))
     found, samples, file = [], 0, file_identity(Path(task))
-    for item in read_shard(Path(task.root), info):
+    for item in read(Path(task.root), info):
         if isinstance(item, ShardEnd):
             return {"read": item.read, "samples": samples, "file": file,
                     "findings": found + reading_findings(info.path, str(task), item)}
@@ -200,7 +202,7 @@ def check_shard(task: ShardTask, *, decode: Decode = decode_audio, min_sample_si
         if bad is not None:
             found.append(finding(info.path, bad.kind, bad.message, count=1, utterance=item.key,
                                  id=str(item.meta.get("id", item.key))))
-    raise AssertionError("read_shard ends with a ShardEnd")  # pragma: no cover
+    raise AssertionError("the reader ends with a ShardEnd")  # pragma: no cover
 
 
 def check_member(task: MemberTask, *, decode: Decode = decode_audio, min_sample_size: int = 0) -> Bad | None:
@@ -426,21 +428,23 @@ def _judge_all(root: Path, shards: list[ShardInfo], kept: _Kept, *, workers: int
         if s.path in kept.files and kept.files[s.path] != file_identity(root / s.path):
             log.info("%s: changed since an earlier run of this check read it; read again", root / s.path)
             kept.forget(s.path)
+    from xlsr.data.shard_reader import read_shard
+
     bar = progress(total=len(shards), initial=sum(s.path in kept.done for s in shards), desc="checking",
                    unit="shard", disable=not show_progress)
     try:
         whole = [s for s in shards if s.path not in kept.done and s.path not in kept.crashed]
         if workers == 0:
             for s in whole:
-                kept.shard_done(s.path, check_shard(ShardTask(str(root), s.to_dict()), decode=decode,
-                                                    min_sample_size=min_sample_size))
+                kept.shard_done(s.path, check_shard(ShardTask(str(root), s.to_dict()), read=read_shard,
+                                                    decode=decode, min_sample_size=min_sample_size))
                 bar.update(1)
         elif whole:
             seconds = max(s.num_samples for s in whole) / SAMPLE_RATE
             # at most what the pool takes (MAX_TIMEOUT_S, the CLI's bound on --decode-timeout itself)
             shard_timeout = None if timeout is None else min(timeout + SHARD_SECONDS_PER_AUDIO_SECOND * seconds,
                                                              MAX_TIMEOUT_S)
-            work = partial(check_shard, decode=decode, min_sample_size=min_sample_size)
+            work = partial(check_shard, read=read_shard, decode=decode, min_sample_size=min_sample_size)
             with DecoderPool(min(workers, len(whole)), work, failed=lambda line: {"crashed": line},
                              timeout=shard_timeout) as pool:
                 for rel, result in pool.map((s.path, ShardTask(str(root), s.to_dict())) for s in whole):
