@@ -102,16 +102,25 @@ def test_tars_only_a_malformed_entry_named_are_still_this_writers_to_remove(tmp_
     assert sorted(p.name for p in (out / "train").iterdir()) == ["en-000000.tar"]
 
 
-def test_tars_of_a_split_not_sharded_again_are_removed_with_their_entries(tmp_path):
-    # the index of a run over train alone lists no dev shard: the dev tars an earlier run wrote go, and a later run
-    # over both writes them again (before, they stayed, unlisted, beside the index)
+def test_a_split_not_sharded_again_stays_listed_and_another_shard_size_replaces_it(tmp_path):
+    # a run over train alone keeps the dev shards an earlier run wrote, listed with their source, untouched
     data, out = _corpus(tmp_path), tmp_path / "shards"
     write_manifest(data / "en" / "dev.jsonl", [Utterance(str(tmp_path / "wav" / "u00.wav"), 3200, "en", id="d")])
     both = write_shards(data, out, shard_size=SHARD_SIZE, splits=["train", "dev"], show_progress=False)
-    write_shards(data, out, shard_size=SHARD_SIZE, splits=["train"], show_progress=False)
-    assert sorted(p.parent.name for p in out.rglob("*.tar")) == ["train"] * 4
+    dev = [s for s in both.index.shards if s.split == "dev"]
+    dev_bytes = {s.path: (out / s.path).read_bytes() for s in dev}
+    train_only = write_shards(data, out, shard_size=SHARD_SIZE, splits=["train"], show_progress=False)
+    assert (train_only.kept, train_only.written) == (4, 0)
+    index = read_index(out)
+    assert [s for s in index.shards if s.split == "dev"] == dev and "dev/en" in index.sources
+    assert {p: (out / p).read_bytes() for p in dev_bytes} == dev_bytes
     again = write_shards(data, out, shard_size=SHARD_SIZE, splits=["train", "dev"], show_progress=False)
-    assert again.index.shards == both.index.shards and (again.kept, again.written) == (4, 1)
+    assert again.index.shards == both.index.shards and (again.kept, again.written) == (5, 0)
+    # with another shard size, the dev shards (written with the old one) are no longer this folder's: removed,
+    # and written again by the next run over dev
+    write_shards(data, out, shard_size=SHARD_SIZE * 2, splits=["train"], show_progress=False)
+    assert sorted({p.parent.name for p in out.rglob("*.tar")}) == ["train"]
+    assert [s.split for s in read_index(out).shards if s.split == "dev"] == []
 
 
 def test_missing_data_and_empty_splits_are_one_line_each(tmp_path, capsys, caplog):

@@ -413,8 +413,11 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             source["skipped"] = len(manifests[split, lang]) - sum(s.utterances for s in shards)
             report.index.shards += shards
             _remove_stale(out, split, lang, {s.path for s in shards}, named, partial)
-        # those of the splits and languages not sharded this time: no longer listed, they would only make readers
-        # refuse the split folder, and the next run could not tell them from a user's files
+        # the splits not sharded this time stay as an earlier run wrote them, listed with their sources
+        _carry_other_splits(out, previous, splits, shard_size, report.index)
+        # the tars of languages no longer in a sharded split, or of splits written with another shard size: no
+        # longer listed, they would only make readers refuse the split folder, and the next run could not tell them
+        # from a user's files
         _remove_unlisted(out, named, {s.path for s in report.index.shards}, partial)
     finally:
         if pool is not None:
@@ -539,6 +542,35 @@ def _remove_stale(out: Path, split: str, lang: str, keep: set[str], named: set[s
         if rel in named and rel not in keep:
             partial.begin()
             p.unlink()
+
+
+def _carry_other_splits(out: Path, previous: list[dict], splits: list[str], shard_size: int, index: ShardIndex) -> None:
+    """Add to `index` the shards (and sources) of earlier runs of splits not in `splits`, where their tar is there
+    with its listed size and was written with the same `shard_size` (what a later run of that split keeps)."""
+    sources = _previous_sources(out)
+    carried: Counter = Counter()
+    for r in previous:
+        if r["split"] in splits or r.get("shard_size") != shard_size:
+            continue
+        info = ShardInfo.from_dict(r, str(out / INDEX_NAME))
+        if (out / info.path).is_file() and (out / info.path).stat().st_size == info.bytes:
+            index.shards.append(info)
+            key = f"{info.split}/{info.lang}"
+            if key in sources and key not in index.sources:
+                index.sources[key] = sources[key]
+            carried[info.split] += 1
+    for split, n in sorted(carried.items()):
+        log.info("%s: %d shard(s) of split %s, not sharded this time, kept as an earlier run wrote them", out, n, split)
+
+
+def _previous_sources(out: Path) -> dict:
+    """The `sources` of the earlier index.json ({} where there is none: an earlier run that did not finish)."""
+    try:
+        data = parse_json((out / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    sources = data.get("sources") if isinstance(data, dict) else None
+    return sources if isinstance(sources, dict) else {}
 
 
 def _remove_unlisted(out: Path, named: set[str], listed: set[str], partial: _PartialIndex) -> None:
