@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("text",),
     ("model",),
     ("config", "progress", "devices", "folder_lock"),
-    ("atomic", "cores", "errors", "jsonl", "rates", "version"),
+    ("atomic", "cores", "errors", "jsonl", "rates", "stop_clock", "version"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -18,8 +18,11 @@ stopped: the run would wait for ever. With `timeout` (the runs' `decode_timeout`
 decoding under way once a second; past `timeout` seconds on one file (time the process spent stopped, by Ctrl-Z or
 a scheduler's suspend, not counted) it puts the file in RUN/decoding/crashed.jsonl (`"hung"`: the timeout), says so
 in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit, the only way out of a decoder stuck
-in C code): the same command skips the file and goes on from the last checkpoint. The thread runs while the
-decoder holds no lock Python needs (cffi's soundfile calls release it).
+in C code): the same command skips the file and goes on from the last checkpoint. It does so only while that
+decoding is still under way (the main thread, finishing it, waits for the watchdog's verdict), so the process never
+ends in what the main thread does next (a checkpoint's save). A decoding paused in a debugger (pdb, an IDE's) is
+not taken for a hang. The thread runs while the decoder holds no lock Python needs (cffi's soundfile calls release
+it).
 
 The blame may be wrong where a process ended from outside while it was decoding: SIGKILL, the out-of-memory killer,
 the machine going down (the record as last written back), or a rank that ends itself because a peer failed, unless it
@@ -95,7 +98,8 @@ class DecodingRecord:
         self.folder = Path(run_dir) / FOLDER
         self.rank = rank
         self.timeout = timeout  # seconds one decoding may take before the watchdog ends the process (None: no limit)
-        self._now: tuple[str, float] | None = None  # the decoding under way: its audio and when it began
+        # the decoding under way: its audio, when it began (time.monotonic()) and the thread decoding it
+        self._now: tuple[str, float, int] | None = None
         self._watchdog: threading.Thread | None = None
         self._map: mmap.mmap | None = None
         self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
@@ -179,30 +183,39 @@ class DecodingRecord:
                 log.warning("%s: cannot keep the record of what this process decodes (%s); decoding goes on, but a "
                             "decoder crash in this process will not be named to the next run",
                             self.folder / _now_name(self.rank), exc)
-        # under the lock: forget_decodings() (another thread, os._exit next) either clears this name or comes first
-        with _forgetting:
-            recorded = self._map is not None and not self._forgotten
-            if recorded:
-                name = os.fsencode(audio)[: SIZE - 8]
-                self._map[8:8 + len(name)] = name
-                self._map[:8] = len(name).to_bytes(8, "little")
-        self._now = (audio, time.monotonic())
-        if self.timeout is not None and self._watchdog is None:
-            stop_clock.start()
-            self._watchdog = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
-                                              name="xlsr-decode-watchdog")
-            self._watchdog.start()
+        if self.timeout is not None and self._watchdog is None:  # before the name is kept: a thread that cannot
+            stop_clock.start()  # start (a process at its thread limit) fails this decoding, blaming no file
+            watchdog = threading.Thread(target=_watch, args=(weakref.ref(self),), daemon=True,
+                                        name="xlsr-decode-watchdog")
+            watchdog.start()
+            self._watchdog = watchdog
+        recorded = False
         try:
+            # under the lock: forget_decodings() (another thread, os._exit next) either clears this name or comes
+            # first; and the watchdog ends the process only while a decoding it found too long is still under way
+            with _forgetting:
+                recorded = self._map is not None and not self._forgotten
+                if recorded:
+                    name = os.fsencode(audio)[: SIZE - 8]
+                    self._map[8:8 + len(name)] = name
+                    self._map[:8] = len(name).to_bytes(8, "little")
+                self._now = (audio, time.monotonic(), threading.get_ident())
             yield
         finally:
-            self._now = None
-            if recorded:
-                self._map[:8] = bytes(8)
+            with _forgetting:
+                self._now = None
+                if recorded:
+                    self._map[:8] = bytes(8)
 
-    def _stop_hung(self, audio: str) -> None:
-        """The watchdog's end of a process whose decoder has been on `audio` longer than the timeout."""
-        crashed = self.folder / CRASHED
-        with _forgetting:  # no decoding is recorded after this: the file is named below, not blamed by the next run
+    def _stop_hung(self, now: tuple[str, float, int]) -> None:
+        """The watchdog's end of a process whose decoder has been on one file (the decoding `now`) longer than the
+        timeout; nothing when that decoding has ended meanwhile (the process then goes on)."""
+        audio, crashed = now[0], self.folder / CRASHED
+        # held to the end: no decoding is recorded after this (the file is named below, not blamed by the next run),
+        # and the main thread, finishing this decoding, waits here: the process never ends in what it does next
+        with _forgetting:
+            if self._now is not now:  # it ended since the watchdog looked: the main thread may be past it
+                return
             self._forgotten = True
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
@@ -216,13 +229,13 @@ class DecodingRecord:
             except OSError as exc:  # the record stays as it is: the next run blames the file all the same
                 then = (f"{crashed} could not be written ({exc.strerror}): the same command skips it only where this "
                         f"process's record of it was kept")
-        log.error("%s: the audio decoder has been on it for more than %g s in the training process (hung, most "
-                  "likely; with data workers it would have been stopped and the file skipped); the run stops here "
-                  "and %s", audio, self.timeout, then)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(HUNG_EXIT)
+            log.error("%s: the audio decoder has been on it for more than %g s in the training process (hung, most "
+                      "likely; with data workers it would have been stopped and the file skipped); the run stops "
+                      "here and %s", audio, self.timeout, then)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(HUNG_EXIT)
 
     def close(self) -> None:
         self._now = None
@@ -234,12 +247,29 @@ class DecodingRecord:
 def _watch(ref: weakref.ref[DecodingRecord]) -> None:
     """The watchdog thread of one record: ends the process when a decoding has lasted more than its timeout (time
     the process spent stopped, by Ctrl-Z or a scheduler's suspend, not counted: stop_clock.py)."""
+    excused = None  # a decoding found paused in a debugger: a person is looking at it, it is not hung
     while (record := ref()) is not None:
         now, period = record._now, min(WATCH_PERIOD_S, record.timeout / 4)
-        if now is not None and stop_clock.elapsed_since(now[1]) > record.timeout and record._now is now:
-            record._stop_hung(now[0])  # still that decoding
+        if (now is not None and now is not excused and stop_clock.elapsed_since(now[1]) > record.timeout
+                and record._now is now):
+            if _in_debugger(now[2]):
+                excused = now
+            else:
+                record._stop_hung(now)  # still that decoding (checked again there, under the lock)
         del record, now  # not held while sleeping: a record dropped ends its thread
         time.sleep(period)
+
+
+def _in_debugger(thread: int) -> bool:
+    """Whether thread `thread` is stopped in a debugger (pdb and those built on bdb, debugpy/pydevd): its stack holds
+    the debugger's frames above its own."""
+    frame = sys._current_frames().get(thread)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module in ("bdb", "pdb") or module.split(".")[0] in ("pydevd", "_pydevd_bundle", "_pydevd_frame_eval"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _recorded(path: Path) -> str | None:
