@@ -102,7 +102,7 @@ def test_tars_only_a_malformed_entry_named_are_still_this_writers_to_remove(tmp_
     assert sorted(p.name for p in (out / "train").iterdir()) == ["en-000000.tar"]
 
 
-def test_a_split_not_sharded_again_stays_listed_and_another_shard_size_replaces_it(tmp_path):
+def test_a_split_not_sharded_again_stays_listed_and_another_shard_size_replaces_it(tmp_path, caplog):
     # a run over train alone keeps the dev shards an earlier run wrote, listed with their source, untouched
     data, out = _corpus(tmp_path), tmp_path / "shards"
     write_manifest(data / "en" / "dev.jsonl", [Utterance(str(tmp_path / "wav" / "u00.wav"), 3200, "en", id="d")])
@@ -118,8 +118,12 @@ def test_a_split_not_sharded_again_stays_listed_and_another_shard_size_replaces_
     assert again.index.shards == both.index.shards and (again.kept, again.written) == (5, 0)
     # with another shard size, the dev shards (written with the old one) are no longer this folder's: removed,
     # and written again by the next run over dev
+    caplog.set_level(logging.WARNING)
     write_shards(data, out, shard_size=SHARD_SIZE * 2, splits=["train"], show_progress=False)
     assert sorted({p.parent.name for p in out.rglob("*.tar")}) == ["train"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{out}/dev: its shards were written with another --shard-size and are removed (shard it again: --splits "
+        f"train,dev)"]
     assert [s.split for s in read_index(out).shards if s.split == "dev"] == []
 
 
@@ -142,3 +146,34 @@ def test_a_split_named_twice_is_sharded_once(tmp_path):
                           show_progress=False)
     assert [s.path for s in report.index.shards] == [f"train/en-{i:06d}.tar" for i in range(4)]
     assert list(read_index(tmp_path / "shards").sources) == ["train/en"]
+
+
+def _train_and_dev(tmp_path) -> tuple[Path, Path]:
+    data, out = _corpus(tmp_path), tmp_path / "shards"
+    write_manifest(data / "en" / "dev.jsonl", [Utterance(str(tmp_path / "wav" / "u00.wav"), 3200, "en", id="d")])
+    write_shards(data, out, shard_size=SHARD_SIZE, splits=["train", "dev"], show_progress=False)
+    return data, out
+
+
+def test_a_carried_split_keeps_its_sources_when_this_run_rewrites_a_tar(tmp_path):
+    data, out = _train_and_dev(tmp_path)
+    sources = read_index(out).sources
+    (out / "train" / "en-000001.tar").unlink()  # written again below: the earlier index.json is moved aside first
+    write_shards(data, out, shard_size=SHARD_SIZE, splits=["train"], show_progress=False)
+    assert read_index(out).sources == sources
+    again = write_shards(data, out, shard_size=SHARD_SIZE, splits=["train", "dev"], show_progress=False)
+    assert (again.kept, again.written) == (5, 0)  # dev kept by its source's sha256, not written again
+
+
+def test_a_carried_language_that_lost_a_tar_is_left_out_with_a_warning(tmp_path, caplog):
+    data, out = _train_and_dev(tmp_path)
+    (out / "dev" / "en-000000.tar").unlink()
+    caplog.set_level(logging.WARNING)
+    write_shards(data, out, shard_size=SHARD_SIZE, splits=["train"], show_progress=False)
+    assert [s.split for s in read_index(out).shards] == ["train"] * 4 and "dev/en" not in read_index(out).sources
+    assert any(f"{out / 'dev' / 'en-000000.tar'}: listed by the earlier index, missing or of another size now: en of "
+               f"split dev is left out of the index (shard it again: --splits train,dev)" == r.getMessage()
+               for r in caplog.records)
+    caplog.clear()
+    write_shards(data, out, shard_size=SHARD_SIZE * 2, splits=["train"], show_progress=False)
+    assert not any("dev" in r.getMessage() for r in caplog.records)  # no dev shard left to speak of

@@ -390,6 +390,7 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
         raise XlsrError(f"{data_dir}: no manifests <lang>/<split>.jsonl for split(s) {', '.join(splits)}")
     _check_stems(data_dir, jobs)
     previous, named = _previous_entries(out) if out.is_dir() else ([], set())
+    sources = _previous_sources(out)  # now: index.json is moved into index.partial.jsonl before a tar is replaced
     _check_unnamed(out, jobs, named)
     out.mkdir(parents=True, exist_ok=True)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
@@ -414,7 +415,7 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
             report.index.shards += shards
             _remove_stale(out, split, lang, {s.path for s in shards}, named, partial)
         # the splits not sharded this time stay as an earlier run wrote them, listed with their sources
-        _carry_other_splits(out, previous, splits, shard_size, report.index)
+        _carry_other_splits(out, previous, sources, splits, shard_size, report.index)
         # the tars of languages no longer in a sharded split, or of splits written with another shard size: no
         # longer listed, they would only make readers refuse the split folder, and the next run could not tell them
         # from a user's files
@@ -544,23 +545,38 @@ def _remove_stale(out: Path, split: str, lang: str, keep: set[str], named: set[s
             p.unlink()
 
 
-def _carry_other_splits(out: Path, previous: list[dict], splits: list[str], shard_size: int, index: ShardIndex) -> None:
-    """Add to `index` the shards (and sources) of earlier runs of splits not in `splits`, where their tar is there
-    with its listed size and was written with the same `shard_size` (what a later run of that split keeps)."""
-    sources = _previous_sources(out)
-    carried: Counter = Counter()
+def _carry_other_splits(out: Path, previous: list[dict], sources: dict, splits: list[str], shard_size: int,
+                        index: ShardIndex) -> None:
+    """Add to `index` the shards (and `sources`, the earlier index's) of earlier runs of splits not in `splits`, where
+    their tar is there with its listed size and was written with the same `shard_size` (what a later run of that
+    split keeps). A language of such a split that loses a shard so, or a split written with another shard size, is
+    left out with a warning saying how to have it again."""
+    kept: dict[tuple[str, str], list[ShardInfo]] = {}
+    lost: dict[tuple[str, str], str] = {}
+    resized: set[str] = set()
     for r in previous:
-        if r["split"] in splits or r.get("shard_size") != shard_size:
+        if r["split"] in splits:
+            continue
+        if r.get("shard_size") != shard_size:
+            resized.add(r["split"])
             continue
         info = ShardInfo.from_dict(r, str(out / INDEX_NAME))
         if (out / info.path).is_file() and (out / info.path).stat().st_size == info.bytes:
-            index.shards.append(info)
-            key = f"{info.split}/{info.lang}"
-            if key in sources and key not in index.sources:
-                index.sources[key] = sources[key]
-            carried[info.split] += 1
-    for split, n in sorted(carried.items()):
-        log.info("%s: %d shard(s) of split %s, not sharded this time, kept as an earlier run wrote them", out, n, split)
+            kept.setdefault((info.split, info.lang), []).append(info)
+        else:
+            lost.setdefault((info.split, info.lang), info.path)
+    for (split, lang), infos in sorted(kept.items()):
+        if (split, lang) in lost:
+            continue  # a language is listed whole or not at all: readers take an index's shards as all its audio
+        index.shards += infos
+        if f"{split}/{lang}" in sources:
+            index.sources[f"{split}/{lang}"] = sources[f"{split}/{lang}"]
+    for (split, lang), path in sorted(lost.items()):
+        log.warning("%s: listed by the earlier index, missing or of another size now: %s of split %s is left out of "
+                    "the index (shard it again: --splits %s)", out / path, lang, split, ",".join([*splits, split]))
+    for split in sorted(resized - set(splits)):
+        log.warning("%s/%s: its shards were written with another --shard-size and are removed (shard it again: "
+                    "--splits %s)", out, split, ",".join([*splits, split]))
 
 
 def _previous_sources(out: Path) -> dict:
