@@ -15,17 +15,33 @@ from xlsr.errors import XlsrError
 KW = dict(speakers_per_lang=3, words_per_utt=(1, 2), augment="none", show_progress=False)
 
 
-def test_a_folder_with_manifests_and_no_synth_json_is_refused(tmp_path, capsys):
+def test_a_language_whose_manifests_synth_did_not_write_is_refused_the_others_go_on(tmp_path, capsys):
     mine = tmp_path / "userdir" / "es" / "train.jsonl"
     mine.parent.mkdir(parents=True)
     mine.write_text('{"mine":1}\n')
     capsys.readouterr()
     assert main(["synth", "--out", str(tmp_path / "userdir"), "--langs", "es", "--utts-per-lang", "10"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"xlsr: error: --out {tmp_path / 'userdir'}: holds manifests xlsr synth did not write (e.g. "
-                   f"es/train.jsonl; no readable synth.json); give a new or empty folder")
+    assert err == (f"xlsr: error: --out {tmp_path / 'userdir'}: es/train.jsonl is not a manifest xlsr synth wrote (the "
+                   f"folder has no synth.json), and synthesizing es would overwrite it; synthesize into another "
+                   f"folder, or leave es out")
     assert mine.read_text() == '{"mine":1}\n'
     assert sorted(p.name for p in mine.parent.iterdir()) == ["train.jsonl"]  # no audio rendered either
+    synthesize_corpus(tmp_path / "userdir", ["it"], 3, **KW)  # a language of its own beside the user's
+    assert mine.read_text() == '{"mine":1}\n' and (tmp_path / "userdir" / "it" / "train.jsonl").is_file()
+
+
+def test_a_language_an_import_wrote_since_is_refused_though_synth_json_lists_it(tmp_path):
+    out = tmp_path / "corpus"
+    synthesize_corpus(out, ["it"], 3, **KW)
+    for split in ("train", "dev", "test"):  # the user moved synth's it away, and an import wrote its own
+        (out / "it" / f"{split}.jsonl").write_text('{"imported":1}\n')
+    (out / "import.json").write_text(json.dumps({"written_by": "xlsr data import", "manifests": [
+        "it/dev.jsonl", "it/test.jsonl", "it/train.jsonl"]}))
+    with pytest.raises(XlsrError, match=r"it/dev.jsonl is a manifest an import wrote \(.*import.json lists it\), and "
+                                        r"synthesizing it would overwrite it"):
+        synthesize_corpus(out, ["it"], 3, **KW)
+    assert (out / "it" / "train.jsonl").read_text() == '{"imported":1}\n'
 
 
 def test_languages_are_added_to_its_own_folder_but_not_over_another_tools_manifests(tmp_path):

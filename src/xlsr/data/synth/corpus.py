@@ -28,6 +28,8 @@ from xlsr.data.augment import (
     item_key,
     parse_augment,
 )
+from xlsr.data.import_writer import MARK as IMPORT_MARK
+from xlsr.data.import_writer import ImportRefused, imported_manifests
 from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.data.synth.babble import babble_talkers
 from xlsr.data.synth.espeak import engine
@@ -321,23 +323,31 @@ def _languages_of(record: dict | None) -> dict[str, dict]:
 
 
 def _check_out(out_dir: Path, languages: list[Language]) -> None:
-    """XlsrError when DIR holds manifests synth did not write, which it would overwrite or describe as its own: any
-    manifest while DIR has no synth.json, or one of a language to write that synth.json does not list (the
-    languages of a call stopped before it wrote synth.json count as listed)."""
+    """XlsrError when a language to write has manifests in DIR that synth did not write, which it would overwrite:
+    a language synth.json does not list (the languages of a call stopped before it wrote synth.json count as
+    listed), or whose manifests an import wrote since (DIR/import.json lists them). Other languages' manifests, an
+    import's or a user's, are left as they are and do not stop it."""
     held = sorted(out_dir.glob("*/*.jsonl"))
     if not held:
         return
     record, pending = _read_record(out_dir / "synth.json"), _pending(out_dir)
-    if record is None and pending is None:
-        raise XlsrError(f"--out {out_dir}: holds manifests xlsr synth did not write (e.g. "
-                        f"{held[0].relative_to(out_dir)}; no readable synth.json); give a new or empty folder")
     ours = {*_languages_of(record), *(pending or [])}
+    try:
+        imported = imported_manifests(out_dir)
+    except ImportRefused:  # an import.json that is no import's: it lists nothing of an import's
+        imported = set()
     for lang in languages:
-        theirs = [p for p in held if p.parent.name == lang.code and lang.code not in ours]
-        if theirs:
-            raise XlsrError(f"--out {out_dir}: {theirs[0].relative_to(out_dir)} is not a manifest xlsr synth wrote "
-                            f"(synth.json does not list {lang.code}), and synthesizing {lang.code} would overwrite "
-                            f"it; give another folder")
+        for path in (p for p in held if p.parent.name == lang.code):
+            rel = path.relative_to(out_dir).as_posix()
+            if rel in imported:
+                raise XlsrError(f"--out {out_dir}: {rel} is a manifest an import wrote ({out_dir / IMPORT_MARK} lists "
+                                f"it), and synthesizing {lang.code} would overwrite it; synthesize into another "
+                                f"folder, or leave {lang.code} out")
+            if lang.code not in ours:
+                why = f"synth.json does not list {lang.code}" if record is not None else "the folder has no synth.json"
+                raise XlsrError(f"--out {out_dir}: {rel} is not a manifest xlsr synth wrote ({why}), and synthesizing "
+                                f"{lang.code} would overwrite it; synthesize into another folder, or leave "
+                                f"{lang.code} out")
 
 
 def _pending(out_dir: Path) -> list[str] | None:
