@@ -35,7 +35,8 @@ def test_an_import_into_a_synthesized_corpus_leaves_its_manifests(corpus, tmp_pa
     assert main(["data", "import", "fairseq", str(_fairseq(tmp_path)), "--out", str(out), "--lang", "es"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"xlsr: error: {out / 'es' / 'train.jsonl'}: a manifest no import wrote ({out / MARK} does not "
-                   f"list it), which importing es/train would replace; move it elsewhere, or import into another --out")
+                   f"list it: xlsr synth's, your own, or an import's by an xlsr before 2026-12-07), which importing "
+                   f"es/train would replace; move it elsewhere, or import into another --out")
     assert {p: p.read_bytes() for p in sorted(out.rglob("*.jsonl"))} == before
     assert not (out / MARK).exists() and not list(out.rglob(".*importing"))
 

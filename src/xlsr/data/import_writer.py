@@ -223,9 +223,9 @@ class ImportWriter:
             return
         path = manifest_path(self.out_dir, lang, split)
         if os.path.lexists(path) and _mark_entry(lang, split) not in self.imported:
-            raise ImportRefused(f"{path}: a manifest no import wrote ({self.out_dir / MARK} does not list it), which "
-                                f"importing {lang}/{split} would replace; move it elsewhere, or import into another "
-                                f"--out")
+            raise ImportRefused(f"{path}: a manifest no import wrote ({self.out_dir / MARK} does not list it: xlsr "
+                                f"synth's, your own, or an import's by an xlsr before 2026-12-07), which importing "
+                                f"{lang}/{split} would replace; move it elsewhere, or import into another --out")
         self.checked.add((lang, split))
 
     def _replaceable(self, lang: str, split: str) -> str:
