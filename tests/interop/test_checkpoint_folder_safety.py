@@ -64,7 +64,8 @@ def test_a_checkpoint_folder_holding_anything_else_is_never_replaced(tmp_path, k
     before = _tree(dst)
     for writer in WRITERS.values():
         with pytest.raises(CheckpointError, match=f"^{re.escape(str(dst))}: exists and is not a checkpoint folder "
-                                                  rf"\(besides the checkpoint it holds {re.escape(extra)}\); "
+                                                  rf"\(besides the checkpoint it holds {re.escape(extra)}: "
+                                                  r"move them out\); "
                                                   r"not replacing it"):
             writer(dst)
     assert _tree(dst) == before
@@ -155,3 +156,12 @@ def test_an_hf_xlsr_config_that_is_not_an_object_is_one_line_naming_file_and_fie
     words = f"xlsr_config={value!r}, expected an object (xlsr's model config)"
     with pytest.raises(CheckpointError, match=f"^{re.escape(f'{config}: {words}')}$"):
         load_pretrained(folder)
+
+
+def test_what_file_browsers_leave_does_not_stop_a_replace(tmp_path):
+    dst = tmp_path / "ckpt"
+    WRITERS["xlsr"](dst)
+    for clutter in (".DS_Store", "._config.json", "Thumbs.db", "desktop.ini"):
+        (dst / clutter).write_text("")
+    WRITERS["hf"](dst)  # replaced, clutter and all
+    assert (dst / "config.json").is_file() and not (dst / ".DS_Store").exists()

@@ -100,6 +100,10 @@ _CHECKPOINT_FILES = {
 }
 
 
+# what file browsers leave in a folder they showed (replaced with the checkpoint's folder like its own files)
+_OS_CLUTTER = re.compile(r"\.DS_Store|\._.+|Thumbs\.db|desktop\.ini")
+
+
 def write_atomic_dir(dst: str | Path, write) -> Path:
     """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
 
@@ -128,9 +132,10 @@ def _not_checkpoint_files(dst: Path) -> str | None:
     kind = _checkpoint_kind(dst / CONFIG_FILE)
     if kind is None:
         return f"its {CONFIG_FILE} is neither an xlsr checkpoint's nor a Hugging Face wav2vec2 model's"
-    foreign = [name for name in names if not _CHECKPOINT_FILES[kind].fullmatch(name)]  # a folder's name ends in "/"
+    foreign = [name for name in names  # a folder's name ends in "/"
+               if not _CHECKPOINT_FILES[kind].fullmatch(name) and not _OS_CLUTTER.fullmatch(name)]
     if foreign:
-        return f"besides the checkpoint it holds {listing(foreign)}"
+        return f"besides the checkpoint it holds {listing(foreign)}: move them out"
     return None
 
 
