@@ -25,10 +25,12 @@ def test_converting_into_the_source_or_around_it_is_refused_and_the_source_kept(
     hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=21)
     hf.save_pretrained(tmp_path / "run" / "hf")
     files = {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()}
-    for dst in ("run/hf", "run/hf/sub", "run"):  # itself, inside it, a folder around it
+    for dst, words in (("run/hf", "DST is replaced as a whole, so converting there would lose the source"),
+                       ("run/hf/sub", "lies inside the source"),
+                       ("run", "DST is replaced as a whole, so converting there would lose the source")):
         assert main(["convert", str(tmp_path / "run" / "hf"), str(tmp_path / dst), "--to", "xlsr"]) == 2
         err = capsys.readouterr().err
-        assert "DST is replaced as a whole, so converting there would lose the source" in err and err.count("\n") == 1
+        assert words in err and err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()} == files
 
 

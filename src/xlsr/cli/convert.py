@@ -42,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from xlsr.interop.native import save_checkpoint
 
     src, dst = Path(args.src).resolve(), Path(args.dst).resolve()
-    if dst == src or src in dst.parents or dst in src.parents:
-        raise XlsrError(f"{args.dst}: holds the source {args.src} or lies inside it; DST is replaced as a whole, "
-                        f"so converting there would lose the source; give a new folder")
+    if dst == src or dst in src.parents:
+        raise XlsrError(f"{args.dst}: is or holds the source {args.src}; DST is replaced as a whole, so converting "
+                        f"there would lose the source; give a new folder")
+    if src in dst.parents:
+        raise XlsrError(f"{args.dst}: lies inside the source {args.src}, which a copy there would change (a checkpoint "
+                        f"folder holds its own files only); give a folder outside it")
     loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
