@@ -55,7 +55,7 @@ def test_a_decoding_past_the_timeout_ends_the_process_naming_the_file(tmp_path):
 
 
 def test_decodings_within_the_timeout_and_idle_time_end_nothing(tmp_path):
-    done = run_plan(tmp_path, 0.5, "a.wav=0.3", "idle=1.5", "b.wav=0.3", "c.wav=0.3", "idle=1.2")
+    done = run_plan(tmp_path, 1.5, "a.wav=0.6", "idle=2", "b.wav=0.6", "c.wav=0.6", "idle=2")  # each within, together past it
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stdout.splitlines() if line.startswith("decoded")] == [
         "decoded a.wav", "decoded b.wav", "decoded c.wav"]
