@@ -236,3 +236,16 @@ def test_a_common_voice_locale_names_the_same_folder_through_either_importer(tmp
         (src / "train.tsv").write_text(header + f"s1\ta.mp3\thola\t{locale}\n")
         import_common_voice(src, tmp_path / "out", splits=("train",))
         assert (tmp_path / "out" / language_code(locale) / "train.jsonl").is_file()
+
+
+def test_a_transcript_line_without_a_label_is_skipped_and_leaves_its_file_to_a_later_line(tmp_path):
+    src = tmp_path / "audio"
+    src.mkdir()
+    sf.write(src / "one.wav", _tone(16000, 16000), 16000)
+    sf.write(src / "two.wav", _tone(16000, 16000), 16000)
+    (tmp_path / "t.txt").write_text("one.wav\t \ntwo.wav second\none.wav first\n")  # a label lost, then given
+    summary = import_folder(src, tmp_path / "t.txt", tmp_path / "out", lang="it", max_bad_share=0.5)
+    assert summary.skipped == 1
+    assert _skipped(tmp_path / "out") == [f"{tmp_path / 't.txt'}:1: no label after 'one.wav' (a line is <file> <label>)"]
+    utts = read_manifest(tmp_path / "out" / "it" / "train.jsonl")
+    assert sorted((u.id, u.text) for u in utts) == [("one", "first"), ("two", "second")]

@@ -234,6 +234,9 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
     with ImportWriter(out_dir, source=str(transcripts), unit="utterances", max_bad_share=max_bad_share) as writer:
         for number, line in lines:
             key, _, rest = line.partition("\t") if "\t" in line else line.partition(" ")
+            if not rest.strip():  # a name alone: its label lost (a line cut, a tab where none belongs)
+                writer.skip(f"{transcripts}:{number}", f"no label after {key.strip()!r} (a line is <file> <label>)")
+                continue
             try:
                 found = _folder_audio(key, src, by_path, by_name)
                 if found in first_line:  # one recording, two transcripts: which one is right is not ours to guess
