@@ -163,3 +163,16 @@ def test_json_report_has_null_not_infinity_for_a_language_without_reference_unit
     data = json.loads(text)
     assert data["languages"]["zz"]["cer"]["rate"] is None and data["languages"]["zz"]["cer"]["insertions"] == 1
     assert data["languages"]["yy"]["cer"]["rate"] == 0.0 and data["total"]["cer"]["rate"] == 1.0
+
+
+def test_utterance_ids_scored_twice_are_warned_about(tmp_path, caplog):
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "i"], "a", "phones")
+    m = manifest(tmp_path, [{"lang": "xx", "phones": "a"}, {"lang": "xx", "phones": "i"}, {"lang": "xx", "phones": "a"}])
+    rows = [json.loads(line) for line in m.read_text().splitlines()]
+    rows[2]["id"] = rows[0]["id"]  # one id on two lines: a manifest joined from two that both count from u0
+    m.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = evaluate(load_ctc_model(ckpt), read_manifests([m]), show_progress=False)
+    assert report.total_utterances == 3 and [h["id"] for h in report.hypotheses] == ["u0", "u1", "u0"]
+    assert [r.getMessage() for r in caplog.records if "more than once" in r.getMessage()] == [
+        "1 utterance id(s) appear more than once among those scored (e.g. 'u0', 2 times): each line is scored on its "
+        "own, and --hyps lists them under the same id"]

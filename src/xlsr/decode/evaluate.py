@@ -9,7 +9,9 @@ are reported with their counts (they can only be errors).
 
 from __future__ import annotations
 
+import logging
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,8 @@ from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
 from xlsr.text.normalize import normalize_text
 from xlsr.text.vocab import SPECIAL_TOKENS, UNK, Vocabulary
+
+log = logging.getLogger(__name__)
 
 METRICS = {"phones": ("phone",), "chars": ("char", "word")}
 METRIC_NAMES = {"phone": "PER", "char": "CER", "word": "WER"}
@@ -144,6 +148,10 @@ class References:
             (scored if ref else missing).append(i)
         if not scored:
             raise XlsrError(f"no utterance has a {LABEL_FIELD[labels]!r} reference (--labels {labels})")
+        repeated = [(uid, n) for uid, n in Counter(utts[i].id for i in scored).most_common() if n > 1]
+        if repeated:  # each line is scored; --hyps then lists two hypotheses under one id, which no reader can tell
+            log.warning("%d utterance id(s) appear more than once among those scored (e.g. %r, %d times): each line "
+                        "is scored on its own, and --hyps lists them under the same id", len(repeated), *repeated[0])
         oov: dict[str, int] = {}
         if labels == ctc.vocab.kind:
             refs = ((getattr(u, LABEL_FIELD[labels]), u.lang) for u in (utts[i] for i in scored))
