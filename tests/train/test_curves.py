@@ -1,6 +1,7 @@
 """`xlsr plot RUN`: which panels a log gets, and the feature-health reference line (titles and lines, not pixels)."""
 
 import json
+import re
 
 import matplotlib.pyplot as plt
 import pytest
@@ -105,3 +106,16 @@ def test_skipped_audio_gets_a_panel_only_once_a_file_was_skipped(tmp_path):
     panel = fig.axes[_titles(fig).index("audio files skipped (run total)")]
     assert [list(line.get_ydata()) for line in panel.get_lines()] == [[0, 0, 2]]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("garbage\nmore garbage\n", "none of its 2 lines is a JSON record (is this a run's log.jsonl?)"),
+    ('{"split": "train", "upd', "no logged updates yet"),  # a run killed while writing its first line
+    ("[1, 2]\n", "no logged updates yet"),  # JSON, but no record of an update: read, and said so
+])
+def test_a_log_that_is_no_runs_is_told_from_one_with_no_update_yet(tmp_path, text, words):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text(text)
+    with pytest.raises(XlsrError, match=f"^{re.escape(str(run / 'log.jsonl'))}: {re.escape(words)}$"):
+        plot_training_curves(run)

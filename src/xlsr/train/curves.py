@@ -62,8 +62,12 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     log_path = run_dir / "log.jsonl"
     if not log_path.is_file():
         raise XlsrError(f"{log_path}: no training log (is {run_dir} a run folder?)")
-    records = [r for r in read_log(log_path) if "split" in r]
+    logged = read_log(log_path)
+    records = [r for r in logged if isinstance(r, dict) and "split" in r]
     if not records:
+        lines = sum(1 for line in log_path.read_bytes().splitlines() if line.strip())
+        if lines > 1 and not logged:  # a kill tears one line at most: more, none of them JSON, is no run's log
+            raise XlsrError(f"{log_path}: none of its {lines} lines is a JSON record (is this a run's log.jsonl?)")
         raise XlsrError(f"{log_path}: no logged updates yet")
     if not logged_panels(records):
         raise XlsrError(f"{log_path}: none of its {len(records)} logged updates holds a value to plot "
