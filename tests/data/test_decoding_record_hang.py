@@ -17,15 +17,20 @@ SCRIPT = textwrap.dedent("""
     from xlsr.data.decoding_record import DecodingRecord
     run, timeout, plan = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
     record = DecodingRecord(run, timeout=timeout)
-    for step in plan:  # "AUDIO=SECONDS": a decoding that lasts that long; "idle=SECONDS": no decoding
-        audio, seconds = step.split("=")
-        if audio == "idle":
+    for step in plan:  # "AUDIO=SECONDS": a decoding that waits that long (a read stalled on its storage);
+        spin = step.startswith("spin:")  # "spin:AUDIO=SECONDS": one that computes (a decoder sent round a loop)
+        audio, seconds = step.removeprefix("spin:").split("=")
+        if audio == "idle":  # "idle=SECONDS": no decoding
             time.sleep(float(seconds))
             continue
         with record.decoding(audio):
             print("decoding", audio, flush=True)
             for _ in range(round(float(seconds) / 0.05)):  # in steps: time stopped is not made up at the end
-                time.sleep(0.05)
+                end = time.monotonic() + 0.05
+                while spin and time.monotonic() < end:
+                    pass
+                if not spin:
+                    time.sleep(0.05)
         print("decoded", audio, flush=True)
 """)
 
@@ -36,7 +41,7 @@ def run_plan(tmp_path, timeout: float, *plan: str) -> subprocess.CompletedProces
 
 
 def test_a_decoding_past_the_timeout_ends_the_process_naming_the_file(tmp_path):
-    done = run_plan(tmp_path, 0.5, "a.wav=0.1", "b.wav=30", "c.wav=0.1")
+    done = run_plan(tmp_path, 0.5, "a.wav=0.1", "spin:b.wav=30", "c.wav=0.1")
     assert done.returncode == HUNG_EXIT
     assert done.stdout.split("\n")[:-1] == ["decoding a.wav", "decoded a.wav", "decoding b.wav"]
     (line,) = done.stderr.strip().splitlines()
@@ -71,7 +76,7 @@ def test_without_a_timeout_no_watchdog_is_started(tmp_path):
 
 def test_time_the_process_spends_stopped_is_not_taken_for_a_hang(tmp_path):
     # 1 s of decoding, timeout 2.5 s, the process stopped for 3 s in the middle (Ctrl-Z, a scheduler's suspend)
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), "2.5", "b.wav=1.0"],
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, str(tmp_path / "run"), "2.5", "spin:b.wav=1.0"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline() == "decoding b.wav\n"
@@ -85,4 +90,11 @@ def test_time_the_process_spends_stopped_is_not_taken_for_a_hang(tmp_path):
             process.kill()
     assert process.returncode == 0, err
     assert out == "decoded b.wav\n"
+    assert not (tmp_path / "run" / FOLDER / CRASHED).exists()
+
+
+def test_a_decoding_that_waits_on_its_storage_past_the_timeout_is_waited_for(tmp_path):
+    done = run_plan(tmp_path, 0.5, "b.wav=2.5")  # five times the timeout, computing nothing: an NFS stall, not a hang
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["decoding b.wav", "decoded b.wav"]
     assert not (tmp_path / "run" / FOLDER / CRASHED).exists()

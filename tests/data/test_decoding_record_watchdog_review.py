@@ -49,7 +49,8 @@ ENDED_MEANWHILE = textwrap.dedent("""
 
     record._stop_hung = stop_hung
     with record.decoding("slow.wav"):
-        finish.wait(30)
+        while not finish.is_set():  # computing (a decoder round a loop), so that the watchdog takes it for hung
+            pass
     finished.set()  # the main thread is past the decoding (it could be saving a checkpoint now)
     decided.wait(30)
     print("went on", flush=True)
@@ -71,12 +72,13 @@ AT_A_PROMPT = textwrap.dedent("""
     from xlsr.data import decoding_record
     at_prompt, slept = threading.Event(), threading.Semaphore(0)
     stop_clock.elapsed_since = lambda t0, now=None: 1e9 if at_prompt.is_set() else 0.0
+    decoding_record._computing = lambda now, timeout: True  # as if it computed: the debugger's frames alone excuse it
 
     def sleep(seconds):  # the watchdog's sleep between two looks
         slept.release()
         time.sleep(seconds)
 
-    decoding_record.time = types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep)
+    decoding_record.time = types.SimpleNamespace(monotonic=time.monotonic, thread_time=time.thread_time, sleep=sleep)
 
     class Prompt(pdb.Pdb):
         def preloop(self):  # at the prompt: wait for two whole looks of the watchdog before reading "c"
@@ -116,7 +118,8 @@ NOTHING_AFTER = textwrap.dedent("""
     logging.getLogger("xlsr.data.decoding_record").addHandler(Slow())
     record = DecodingRecord(sys.argv[1], timeout=0.2)
     with record.decoding("hung.wav"):
-        finish.wait(30)
+        while not finish.is_set():  # computing (a decoder round a loop), so that the watchdog takes it for hung
+            pass
     print("past the decoding", flush=True)  # (a checkpoint's save could begin here)
     past.set()
 """)

@@ -16,8 +16,9 @@ by this run and every later one in the folder, and a warning names it.
 A decoder can also hang in the training process (a damaged file that sends it round a loop), where no worker can be
 stopped: the run would wait for ever. With `timeout` (the runs' `decode_timeout`), a watchdog thread looks at the
 decoding under way once a second; past `timeout` seconds on one file (time the process spent stopped, by Ctrl-Z or
-a scheduler's suspend, not counted) it puts the file in RUN/decoding/crashed.jsonl (`"hung"`: the timeout), says so
-in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit, the only way out of a decoder stuck
+a scheduler's suspend, not counted), with the decoding thread computing for at least CPU_SHARE of them (a decoder
+sent round a loop computes; a read stalled on network storage does not, and is waited for), it puts the file in
+RUN/decoding/crashed.jsonl (`"hung"`: the timeout), says so in one line naming it, and ends the process (exit status HUNG_EXIT; os._exit, the only way out of a decoder stuck
 in C code): the same command skips the file and goes on from the last checkpoint. It does so only while that
 decoding is still under way (the main thread, finishing it, waits for the watchdog's verdict), so the process never
 ends in what the main thread does next (a checkpoint's save). A decoding paused in a debugger (pdb, an IDE's) is
@@ -69,6 +70,7 @@ _forgetting = threading.Lock()
 NOW = "now-rank"  # + the rank: each process's record
 HUNG_EXIT = 3  # the exit status of a process the watchdog ends (a decoder hung in it)
 WATCH_PERIOD_S = 1.0  # how often the watchdog looks (at most; less for a short timeout)
+CPU_SHARE = 0.25  # a decoding past its timeout is taken for hung once its thread has computed this share of it
 
 
 def _now_name(rank: int) -> str:
@@ -98,8 +100,9 @@ class DecodingRecord:
         self.folder = Path(run_dir) / FOLDER
         self.rank = rank
         self.timeout = timeout  # seconds one decoding may take before the watchdog ends the process (None: no limit)
-        # the decoding under way: its audio, when it began (time.monotonic()) and the thread decoding it
-        self._now: tuple[str, float, int] | None = None
+        # the decoding under way: its audio, when it began (time.monotonic()), the thread decoding it and that
+        # thread's CPU time then (time.thread_time())
+        self._now: tuple[str, float, int, float] | None = None
         self._watchdog: threading.Thread | None = None
         self._map: mmap.mmap | None = None
         self._unrecorded = False  # the record could not be kept (_open failed): decodings go on without it
@@ -199,7 +202,7 @@ class DecodingRecord:
                     name = os.fsencode(audio)[: SIZE - 8]
                     self._map[8:8 + len(name)] = name
                     self._map[:8] = len(name).to_bytes(8, "little")
-                self._now = (audio, time.monotonic(), threading.get_ident())
+                self._now = (audio, time.monotonic(), threading.get_ident(), time.thread_time())
             yield
         finally:
             with _forgetting:
@@ -207,7 +210,7 @@ class DecodingRecord:
                 if recorded:
                     self._map[:8] = bytes(8)
 
-    def _stop_hung(self, now: tuple[str, float, int]) -> None:
+    def _stop_hung(self, now: tuple[str, float, int, float]) -> None:
         """The watchdog's end of a process whose decoder has been on one file (the decoding `now`) longer than the
         timeout; nothing when that decoding has ended meanwhile (the process then goes on)."""
         audio, crashed = now[0], self.folder / CRASHED
@@ -251,13 +254,26 @@ def _watch(ref: weakref.ref[DecodingRecord]) -> None:
     while (record := ref()) is not None:
         now, period = record._now, min(WATCH_PERIOD_S, record.timeout / 4)
         if (now is not None and now is not excused and stop_clock.elapsed_since(now[1]) > record.timeout
-                and record._now is now):
+                and _computing(now, record.timeout) and record._now is now):
             if _in_debugger(now[2]):
                 excused = now
             else:
                 record._stop_hung(now)  # still that decoding (checked again there, under the lock)
         del record, now  # not held while sleeping: a record dropped ends its thread
         time.sleep(period)
+
+
+def _computing(now: tuple[str, float, int, float], timeout: float) -> bool:
+    """Whether the thread of the decoding `now` has spent at least CPU_SHARE of `timeout` of CPU time on it: a decoder
+    sent round a loop computes; one waiting on its storage (an NFS or Lustre stall) does not, and is waited for, as
+    is a thread stopped at a debugger's prompt. True where a thread's CPU time cannot be read (not Linux)."""
+    if now[2] not in {t.ident for t in threading.enumerate()}:  # ended (no clock to read): not hung
+        return False
+    try:
+        spent = time.clock_gettime(time.pthread_getcpuclockid(now[2])) - now[3]
+    except (AttributeError, OSError):
+        return True
+    return spent >= CPU_SHARE * timeout
 
 
 def _in_debugger(thread: int) -> bool:
