@@ -210,7 +210,7 @@ def _check_names(args: argparse.Namespace) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     from xlsr.cores import available_cores  # lazy: as in run_stats
-    from xlsr.data.check_audio import CheckStopped, check_audio, corpus_manifests
+    from xlsr.data.check_audio import check_audio, corpus_manifests
     from xlsr.data.shard_index import shard_source
 
     if args.data is None and not args.manifest:
@@ -223,10 +223,19 @@ def run_check(args: argparse.Namespace) -> int:
     if args.data is not None and (source := shard_source(args.data)) is not None:  # SHARDS, or SHARDS/<split>
         return _check_shards(args, *source, splits)
     manifests = (corpus_manifests(args.data, splits) if args.data is not None else []) + args.manifest
+    return _run_check(lambda: check_audio(
+        manifests, args.out, workers=args.workers or available_cores(), min_sample_size=args.min_sample_size,
+        clean_dir=args.write_clean, data_dir=args.data, decode_timeout=decode_timeout(args),
+        show_progress=not args.no_progress))
+
+
+def _run_check(check) -> int:
+    """Run a check (its library call, `check()`), print its summary: exit 1 with anything bad, 0 without, INTERRUPTED
+    after Ctrl-C (what it judged is kept)."""
+    from xlsr.data.check_audio import CheckStopped
+
     try:
-        report = check_audio(manifests, args.out, workers=args.workers or available_cores(),
-                             min_sample_size=args.min_sample_size, clean_dir=args.write_clean, data_dir=args.data,
-                             decode_timeout=decode_timeout(args), show_progress=not args.no_progress)
+        report = check()
     except CheckStopped as stop:
         print(f"xlsr: interrupted: {stop}", file=sys.stderr)
         return INTERRUPTED
@@ -239,7 +248,6 @@ def _check_shards(args: argparse.Namespace, root: Path, split: str | None, split
     """`data check --data SHARDS` (or SHARDS/<split>): every shard read and every utterance decoded as training
     reads them (data/check_shard_folder.py)."""
     from xlsr.cores import available_cores
-    from xlsr.data.check_audio import CheckStopped
     from xlsr.data.check_shard_folder import check_shard_folder
 
     if args.manifest:
@@ -253,16 +261,9 @@ def _check_shards(args: argparse.Namespace, root: Path, split: str | None, split
             raise XlsrError(f"--splits: {args.data} is the shard split {split!r}; give the shard folder {root} to "
                             f"choose splits")
         splits = [split]
-    try:
-        report = check_shard_folder(root, args.out, splits=splits, workers=args.workers or available_cores(),
-                                    min_sample_size=args.min_sample_size, decode_timeout=decode_timeout(args),
-                                    show_progress=not args.no_progress)
-    except CheckStopped as stop:
-        print(f"xlsr: interrupted: {stop}", file=sys.stderr)
-        return INTERRUPTED
-    for line in report.lines():
-        print(line)
-    return 1 if report.any_bad else 0
+    return _run_check(lambda: check_shard_folder(
+        root, args.out, splits=splits, workers=args.workers or available_cores(), min_sample_size=args.min_sample_size,
+        decode_timeout=decode_timeout(args), show_progress=not args.no_progress))
 
 
 def run_import(args: argparse.Namespace) -> int:

@@ -321,6 +321,28 @@ def _clean_mark(clean_dir: Path) -> dict[str, str]:
     return {k: v for k, v in copies.items() if isinstance(v, str)} if isinstance(copies, dict) else {}
 
 
+def open_results(out: Path, partial: Path, settings: dict, read_earlier: Callable[[], int]):
+    """`partial` (REPORT.partial of the report `out`) open for appending, at the end of an earlier run's results read
+    by `read_earlier` (it returns where their last whole line ends; 0: none, started anew), a line a kill cut short
+    cut off; a new file begins with the settings line. XlsrError naming --out where it cannot be written."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        end = read_earlier() if partial.is_file() else 0
+        file = open(partial, "r+b" if end else "wb")  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        if isinstance(exc, NotADirectoryError | FileExistsError):  # as cli/main.py words it
+            reason = "a file is in the way where a folder is needed"
+        raise XlsrError(f"--out {out}: cannot write there ({reason})") from None
+    if end:
+        file.truncate(end)  # a line a kill cut short: cut off, so the next result has a line of its own
+        file.seek(end)
+    else:
+        file.write(json_line({"settings": settings}).encode("utf-8"))
+        file.flush()
+    return file
+
+
 class _Kept:
     """REPORT.partial: the settings line, then a line per judged utterance, on disk as soon as it is judged. In
     memory: a flag per utterance (judged or not) and the bad ones' verdicts, not an object per utterance."""
@@ -331,21 +353,7 @@ class _Kept:
         self.judged = [np.zeros(n, dtype=bool) for n in sizes]  # per manifest, per row of its index
         self.bad: dict[Key, Bad] = {}
         self.count = 0
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            end = self._read() if self.path.is_file() else 0
-            self._file = open(self.path, "r+b" if end else "wb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            if isinstance(exc, NotADirectoryError | FileExistsError):  # as cli/main.py words it
-                reason = "a file is in the way where a folder is needed"
-            raise XlsrError(f"--out {out}: cannot write there ({reason})") from None
-        if end:
-            self._file.truncate(end)  # a line a kill cut short: cut off, so the next result has a line of its own
-            self._file.seek(end)
-        else:
-            self._file.write(json_line({"settings": self.settings}).encode("utf-8"))
-            self._file.flush()
+        self._file = open_results(out, self.path, self.settings, self._read)
 
     def _read(self) -> int:
         """Read an earlier run's results (XlsrError unless made with these settings); where its last whole line ends."""

@@ -55,7 +55,15 @@ import numpy as np
 from xlsr.atomic import json_line, write_jsonl
 from xlsr.data.audio import decode_audio
 from xlsr.data.check_audio import KINDS as UTTERANCE_KINDS
-from xlsr.data.check_audio import Bad, CheckStopped, Decoded, check_report_out, ctrl_c_held, judge
+from xlsr.data.check_audio import (
+    Bad,
+    CheckStopped,
+    Decoded,
+    check_report_out,
+    ctrl_c_held,
+    judge,
+    open_results,
+)
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S, DecoderPool, decoder_failed
 from xlsr.data.shard_index import PARTIAL_NAME, ShardIndex, ShardInfo, read_index
 from xlsr.errors import AudioError, XlsrError, listing
@@ -224,20 +232,7 @@ class _Kept:
         self.crashed: dict[str, str] = {}  # shard -> the line of its task's end
         self.members: dict[str, dict[str, dict | None]] = {}  # shard -> member key -> its verdict (None: good)
         self.files: dict[str, list[int] | None] = {}  # shard -> its tar's file_identity when it was read
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            end = self._read() if self.path.is_file() else 0
-            self._file = open(self.path, "r+b" if end else "wb")  # noqa: SIM115 - closed by close()
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            if isinstance(exc, NotADirectoryError | FileExistsError):  # as cli/main.py words it
-                reason = "a file is in the way where a folder is needed"
-            raise XlsrError(f"--out {out}: cannot write there ({reason})") from None
-        if end:
-            self._file.truncate(end)  # a line a kill cut short: cut off, so the next record has a line of its own
-            self._file.seek(end)
-        else:
-            self._write({"settings": self.settings})
+        self._file = open_results(out, self.path, self.settings, self._read)
 
     def _read(self) -> int:
         with open(self.path, "rb") as f:
@@ -267,8 +262,7 @@ class _Kept:
         with ctrl_c_held():  # on disk and counted, or neither
             self._file.write(json_line(record).encode("utf-8"))
             self._file.flush()
-            if "settings" not in record:
-                self._keep(record)
+            self._keep(record)
 
     def _keep(self, record: dict) -> None:
         shard = record["shard"]
