@@ -76,3 +76,19 @@ def test_a_call_stopped_before_it_wrote_synth_json_can_be_run_again(tmp_path, mo
     synthesize_corpus(out, ["it"], 3, **KW)
     assert list(json.loads((out / "synth.json").read_text())["languages"]) == ["it"]
     assert not (out / synth_corpus.PENDING).exists()
+
+
+def test_a_rerun_with_fewer_utterances_removes_its_own_stale_audio_and_nothing_else(tmp_path):
+    out = tmp_path / "corpus"
+    synthesize_corpus(out, ["it", "es"], 10, **KW)
+    audio = out / "it" / "audio"
+    (audio / "mine.flac").write_bytes(b"user's")  # not a name synth gives its files
+    (audio / "es-train-00009.flac").write_bytes(b"another language's name")
+    es_before = sorted(p.name for p in (out / "es" / "audio").iterdir())
+    synthesize_corpus(out, ["it"], 5, **KW)
+    listed = {utt.audio for s in ("train", "dev", "test") for utt in read_manifest(out / "it" / f"{s}.jsonl")}
+    assert len(listed) == 5
+    assert {str(p) for p in audio.glob("it-*.flac")} == listed
+    assert (audio / "mine.flac").read_bytes() == b"user's"
+    assert (audio / "es-train-00009.flac").read_bytes() == b"another language's name"
+    assert sorted(p.name for p in (out / "es" / "audio").iterdir()) == es_before  # a language not synthesized again

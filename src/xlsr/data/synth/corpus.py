@@ -10,7 +10,9 @@ perturbation, room reverberation, noise and band-limiting (`augment.DEFAULT_AUGM
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,8 @@ from xlsr.errors import XlsrError, require_seed
 from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
@@ -238,7 +242,24 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
         write_json(out / PENDING, earlier)
     else:
         (out / PENDING).unlink()
+    _remove_stale_audio(out, languages, plans)
     return summary
+
+
+def _remove_stale_audio(out: Path, languages: list[Language], plans: list[UtterancePlan]) -> None:
+    """Remove the audio an earlier call synthesized for these languages that this call's manifests no longer list
+    (a rerun with fewer utterances): only files named as synth names its own (<lang>-<split>-<5 digits>.flac); anything
+    else in the audio folders is left as it is."""
+    kept = {plan.id for plan in plans}
+    for lang in languages:
+        own = re.compile(rf"{re.escape(lang.code)}-(?:{'|'.join(SPLITS)})-\d{{5}}\.flac")
+        audio = out / lang.code / "audio"
+        stale = [f for f in audio.iterdir() if own.fullmatch(f.name) and f.stem not in kept] if audio.is_dir() else []
+        for f in stale:
+            f.unlink(missing_ok=True)
+        if stale:
+            log.info("%s: removed %d audio files of an earlier, larger synthesis that no manifest lists now",
+                     audio, len(stale))
 
 
 # What synth.json says about each language besides its options: the languages synthesized in the same call (their
