@@ -14,7 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.cluster.hierarchy import dendrogram
 
+from xlsr.analysis.output_folder import PNG_MARK_KEY
 from xlsr.atomic import write_file
+
+ANALYZE = "xlsr analyze"  # the command named in the PNGs' mark
 
 
 def family_colors(families: list[str]) -> dict[str, tuple]:
@@ -26,13 +29,20 @@ def family_colors(families: list[str]) -> dict[str, tuple]:
     return colors
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Write `fig` as PNG to a temporary name beside `path`, then rename it (xlsr.atomic)."""
+def save_png(fig: Figure, path: Path, command: str) -> Path:
+    """Write `fig` as PNG to a temporary name beside `path`, then rename it (xlsr.atomic); the PNG carries a text
+    chunk naming `command`, by which a rerun knows the file as its own (analysis/output_folder.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     # format= because the temporary file's name does not end in .png
-    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight",
+                                                    metadata={PNG_MARK_KEY: command}))
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write an analysis figure (save_png, marked as `xlsr analyze`'s)."""
+    return save_png(fig, path, ANALYZE)
 
 
 def plot_pca(coords: np.ndarray, explained: np.ndarray, langs: list[str], families: list[str],
@@ -67,7 +77,8 @@ def plot_dendrogram(linkage_matrix: np.ndarray, langs: list[str], families: list
     ax.set_ylabel("Jensen–Shannon distance")
     ax.set_title(title)
     handles = [ax.scatter([], [], color=colors[f], label=f) for f in sorted(set(families))]
-    ax.legend(handles=handles, title="family", fontsize=8, loc="upper right")
+    # beside the axes: inside, the top merges run under it (the highest links span the whole width)
+    ax.legend(handles=handles, title="family", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xlsr.analysis.output_folder import Outputs, check_output_folder
 from xlsr.analysis.probe_features import (
     CNN,
     MAX_BATCH_SAMPLES,
@@ -41,7 +42,7 @@ from xlsr.analysis.probe_features import (
     read_labeled,
     resolve_layers,
 )
-from xlsr.analysis.probe_plot import plot_probe
+from xlsr.analysis.probe_plot import PROBE, plot_probe
 from xlsr.atomic import write_json
 from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
@@ -59,6 +60,9 @@ log = logging.getLogger(__name__)
 
 JSON_FILE = "probe.json"
 PLOT_FILE = "probe.png"
+# what a rerun may replace in --out (its earlier outputs, told by their content); anything else there stays
+OUTPUTS = Outputs(command=PROBE, report=JSON_FILE, report_keys=("labels", "metric", "train", "test"), arrays={},
+                  figures=(PLOT_FILE,))
 METRICS = {"phones": ("per", "phone"), "chars": ("cer", "char")}  # --labels -> (report key, metric unit)
 CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # The heads' steps are small (a few utterances); on the 2-core CPU, under load, an epoch took 1.5 s wall with one
@@ -223,8 +227,7 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
         raise XlsrError("--model: give at least one checkpoint")
     require_seed(seed)  # before any feature is computed
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise XlsrError(f"--out {out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, OUTPUTS, with_figures=plot)  # only over an earlier probe's files
     if labels not in METRICS:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
     metric, unit = METRICS[labels]

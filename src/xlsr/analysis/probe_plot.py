@@ -1,17 +1,18 @@
 """The probe's figure: test error rate by layer, one labelled line per model, written atomically as PNG.
 
-Drawn on matplotlib's Agg canvas directly (no pyplot), as the other analysis figures.
+Drawn on matplotlib's Agg canvas directly (no pyplot) and saved as the other analysis figures (`plots.save_png`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from xlsr.analysis.plots import save_png
 from xlsr.analysis.probe_features import CNN
-from xlsr.atomic import write_file
+
+PROBE = "xlsr probe"  # the command named in the PNG's mark
 
 
 def layer_position(layer: str | int) -> int:
@@ -36,6 +37,4 @@ def plot_probe(entries: list[dict], path: str | Path, metric: str = "per") -> Pa
     ax.set_title(f"Linear CTC probe of frozen features: {metric.upper()} by layer")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    FigureCanvasAgg(fig)
-    # format= because the temporary file's name does not end in .png
-    return write_file(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    return save_png(fig, path, PROBE)

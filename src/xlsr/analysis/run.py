@@ -16,6 +16,7 @@ import torch
 from xlsr.analysis import codebook as cb
 from xlsr.analysis import plots
 from xlsr.analysis.extract import extract_codeword_counts
+from xlsr.analysis.output_folder import Outputs, check_output_folder
 from xlsr.analysis.selection import (
     available_seconds,
     check_audio_read,
@@ -38,6 +39,12 @@ PLOT_FILES = {
     "similarity": "similarity.png",
     "sharing": "sharing.png",
 }
+JSON_FILE = "analysis.json"
+COUNTS_FILE = "codeword_counts.npz"
+# what a rerun may replace in --out (its earlier outputs, told by their content); anything else there stays
+OUTPUTS = Outputs(command=plots.ANALYZE, report=JSON_FILE, report_keys=("langs", "per_language", "similarity"),
+                  arrays={COUNTS_FILE: ("langs", "codewords", "counts", "num_codewords")},
+                  figures=tuple(PLOT_FILES.values()))
 
 
 @dataclass
@@ -113,10 +120,10 @@ def analyze(
     plots: bool = True,
     show_progress: bool = True,
 ) -> AnalysisReport:
-    """Run the shared-discrete-units analysis and write analysis.json, codeword_counts.npz and the PNGs."""
+    """Run the shared-discrete-units analysis and write analysis.json, codeword_counts.npz and the PNGs into
+    `out_dir`, where they may replace only an earlier analysis's files (analysis/output_folder.py)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise XlsrError(f"--out {out_dir}: exists and is not a folder")
+    check_output_folder(out_dir, OUTPUTS, with_figures=plots)
     require_seed(seed)
     per_lang = _read_languages(data_dir, split, langs)
     torch_device = pick_device(device)  # a GPU this machine lacks: one line before loading the checkpoint
@@ -194,9 +201,9 @@ def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, w
     if with_plots:
         files.update(_write_plots(summary, out_dir))
     summary["files"] = {name: path.name for name, path in files.items()}
-    files["counts"] = out_dir / "codeword_counts.npz"
+    files["counts"] = out_dir / COUNTS_FILE
     write_file(files["counts"], lambda tmp: _save_counts(counts, tmp))
-    files["json"] = out_dir / "analysis.json"
+    files["json"] = out_dir / JSON_FILE
     summary["files"].update(counts=files["counts"].name, json=files["json"].name)
     write_json(files["json"], summary)
     return files

@@ -13,8 +13,12 @@ def register(subparsers) -> None:
         "analyze",
         help="codeword usage per language, sharing, similarity, PCA and dendrogram of a pretrained model",
         description="Run the quantizer (eval mode) over the same amount of audio per language and write "
-        "per-language codeword distributions, sharing statistics, pairwise similarities, a PCA scatter, "
-        "a dendrogram, a similarity heatmap and a sharing histogram (OUT/analysis.json + PNGs).",
+        "per-language codeword distributions, sharing statistics, pairwise similarities (Jensen-Shannon distance, "
+        "cosine), a PCA scatter, a dendrogram (average linkage on the JS distance), a similarity heatmap and a "
+        "sharing histogram (OUT/analysis.json, OUT/codeword_counts.npz and four PNGs). A codeword is a frame's "
+        "whole choice across the G codebook groups, one of V^G (102,400 for XLSR-53's 2 groups of 320), as in "
+        "the XLSR paper's analysis; it is not counted per group. A rerun may replace its own earlier outputs in "
+        "OUT; any other file of the same name is refused and left as it is.",
     )
     p.add_argument("--model", required=True, metavar="CKPT",
                    help="pretraining checkpoint: an xlsr directory, a Hugging Face directory or a fairseq .pt")

@@ -5,8 +5,9 @@
 
 For the CNN output ("cnn") and every Transformer layer (0 = the first block's input, i = block i's output), a
 linear CTC head is trained on the frozen features of TRAIN and scored on TEST by greedy decoding. Writes
-DIR/probe.json and DIR/probe.png (error rate by layer; several --model share one plot). Any checkpoint
-`load_pretrained` reads: ours, Hugging Face, fairseq, or a run folder.
+DIR/probe.json and DIR/probe.png (error rate by layer; several --model share one plot), over an earlier probe's
+files only: another file of either name in DIR is refused and left as it is. Any checkpoint `load_pretrained`
+reads: ours, Hugging Face, fairseq, or a run folder.
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""Where `xlsr analyze` and `xlsr probe` may write: into --out, only over their own earlier outputs.
+
+A rerun into the same folder replaces what the last run wrote there, but a file of the same name that is the
+user's (notes kept as analysis.json, a figure of their own called pca.png) is refused before any work and left
+as it is. An earlier output is told apart by its content: the JSON report by the keys it always holds,
+codeword_counts.npz by its arrays, a PNG by the mark `plots.save_png` writes into it, or, for a figure written
+before that mark, by its name in the folder's report (written last, it names every file of its run).
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from xlsr.errors import XlsrError
+from xlsr.jsonl import json_object
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_MARK_KEY = "xlsr"  # a PNG tEXt key; its value names the command that drew the figure
+_MAX_REPORT_BYTES = 256 * 2**20  # a report longer than this is no output of ours
+_MAX_CHUNK_BYTES = 2**20  # a text chunk before the image data longer than this is no figure of ours
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What one command writes into its folder: the report (a JSON object with `report_keys`) and other files."""
+
+    command: str  # "xlsr analyze": the PNG mark and the error line name it
+    report: str  # e.g. "analysis.json"
+    report_keys: tuple[str, ...]
+    arrays: dict[str, tuple[str, ...]]  # .npz file name -> the arrays it always holds
+    figures: tuple[str, ...]  # PNG file names
+
+
+def check_output_folder(out_dir: Path, outputs: Outputs, *, with_figures: bool) -> None:
+    """XlsrError (one line naming --out and the file) unless every file the command will write into `out_dir` is
+    new or an earlier output of its own; the figures count only `with_figures`."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XlsrError(f"--out {out_dir}: exists and is not a folder")
+    if not out_dir.is_dir():
+        return
+    names = [outputs.report, *outputs.arrays, *(outputs.figures if with_figures else ())]
+    for name in names:
+        path = out_dir / name
+        if not path.exists():
+            continue
+        try:
+            why = _why_not_ours(path, name, outputs)
+        except OSError as exc:
+            why = f"it cannot be read: {exc.strerror}"
+        if why is not None:
+            raise XlsrError(f"--out {out_dir}: {name} exists and is not an output of {outputs.command} ({why}); it is "
+                            f"left as it is: move it away or give another --out")
+
+
+def _why_not_ours(path: Path, name: str, outputs: Outputs) -> str | None:
+    """Why the existing `path` (the command's output `name`) is no earlier output of the command; None if it is."""
+    if not path.is_file():
+        return "it is not a regular file"
+    report = _read_report(path.parent / outputs.report, outputs.report_keys)
+    if name == outputs.report:
+        return None if report else f"it is not a JSON object with the keys {', '.join(outputs.report_keys)}"
+    if name in outputs.arrays:
+        arrays = outputs.arrays[name]
+        return None if _holds_arrays(path, arrays) else f"it is not a .npz file of the arrays {', '.join(arrays)}"
+    files = report.get("files")
+    listed = isinstance(files, dict) and name in [v for v in files.values() if isinstance(v, str)]
+    return None if listed or png_mark(path) == outputs.command else f"it is no figure that {outputs.command} drew"
+
+
+def png_mark(path: Path) -> str | None:
+    """The value of the PNG's `PNG_MARK_KEY` text chunk (before its image data), or None."""
+    with open(path, "rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            return None
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind in (b"IDAT", b"IEND") or length > _MAX_CHUNK_BYTES:
+                return None
+            data = f.read(length)
+            f.seek(4, 1)  # the chunk's CRC
+            key, _, value = data.partition(b"\0")
+            if kind == b"tEXt" and key == PNG_MARK_KEY.encode():
+                return value.decode("latin-1")
+
+
+def _read_report(path: Path, keys: tuple[str, ...]) -> dict:
+    """The earlier report at `path` if it is one (a JSON object holding `keys`), else {}."""
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as f:
+        text = f.read(_MAX_REPORT_BYTES + 1)
+    record = json_object(text) if len(text) <= _MAX_REPORT_BYTES else {}
+    return record if all(k in record for k in keys) else {}
+
+
+def _holds_arrays(path: Path, arrays: tuple[str, ...]) -> bool:
+    """Whether `path` is a .npz archive holding (at least) the named arrays."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return all(f"{name}.npy" in members for name in arrays)
