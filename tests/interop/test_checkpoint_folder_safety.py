@@ -50,10 +50,34 @@ def test_a_project_folder_with_a_config_json_is_never_replaced(tmp_path, writer)
     assert [p.name for p in tmp_path.iterdir()] == ["proj"]  # no temporary folder left beside it
 
 
-@pytest.mark.parametrize("kind, extra", [("xlsr", "trainer.pt"), ("xlsr", "vocab.json"), ("xlsr", "runs/"),
+# Written into instead (test_write_into_hub_clone.py): a checkpoint folder holding the user's other things. Not
+# written into: one holding training state, which a resume would pair with the new weights, or a file the new
+# checkpoint writes that is not the old checkpoint's (vocab.json beside an xlsr checkpoint is the user's).
+@pytest.mark.parametrize("kind, extra, writers", [("xlsr", "trainer.pt", ["xlsr", "hf"]),
+                                                  ("hf", "trainer.pt", ["xlsr", "hf"]),
+                                                  ("hf", "optimizer.pt", ["xlsr", "hf"]),
+                                                  ("xlsr", "vocab.json", ["hf"]),  # export_hf writes one
+                                                  ("xlsr", "pytorch_model.bin", ["hf"])])  # it would read it
+def test_a_checkpoint_folder_holding_training_state_or_a_file_in_the_way_is_never_written_to(tmp_path, kind, extra,
+                                                                                              writers):
+    dst = tmp_path / "ckpt"
+    WRITERS[kind](dst)
+    (dst / extra).write_text("the user's\n")
+    (dst / "README.md").write_text("the user's\n")
+    before, names = _tree(dst), sorted(p.name for p in dst.iterdir())
+    for writer in writers:
+        with pytest.raises(CheckpointError, match=f"^{re.escape(str(dst))}: exists and is not a checkpoint folder "
+                                                  rf"\(besides the checkpoint it holds {re.escape(extra)}: "
+                                                  r"move them out\); "
+                                                  r"not replacing it"):
+            WRITERS[writer](dst)
+    assert _tree(dst) == before and sorted(p.name for p in dst.iterdir()) == names  # no staged folder left
+
+
+@pytest.mark.parametrize("kind, extra", [("xlsr", "vocab.json"), ("xlsr", "pytorch_model.bin"), ("xlsr", "runs/"),
                                          ("hf", "README.md"), ("hf", "runs/"), ("hf", ".git/"),
                                          ("hf", "training_args.bin")])
-def test_a_checkpoint_folder_holding_anything_else_is_never_replaced(tmp_path, kind, extra):
+def test_a_checkpoint_folder_holding_other_things_too_is_written_into_and_they_are_kept(tmp_path, kind, extra):
     dst = tmp_path / "ckpt"
     WRITERS[kind](dst)
     if extra.endswith("/"):
@@ -61,19 +85,18 @@ def test_a_checkpoint_folder_holding_anything_else_is_never_replaced(tmp_path, k
         (dst / extra / "events" / "log.txt").write_text("the user's\n")
     else:
         (dst / extra).write_text("the user's\n")
-    before = _tree(dst)
-    for writer in WRITERS.values():
-        with pytest.raises(CheckpointError, match=f"^{re.escape(str(dst))}: exists and is not a checkpoint folder "
-                                                  rf"\(besides the checkpoint it holds {re.escape(extra)}: "
-                                                  r"move them out\); "
-                                                  r"not replacing it"):
-            writer(dst)
-    assert _tree(dst) == before
+    theirs = {name: data for name, data in _tree(dst).items() if name.startswith(extra)}
+    for writer in ("xlsr",) if kind == "xlsr" and extra.endswith((".json", ".bin")) else ("xlsr", "hf"):  # see above
+        WRITERS[writer](dst)
+        assert load_pretrained(dst).source_format == writer
+        assert {name: data for name, data in _tree(dst).items() if name.startswith(extra)} == theirs
+        assert sorted(p.name for p in dst.iterdir() if p.name.startswith(".")) == (  # no staged folder left
+            [".git"] if extra == ".git/" else [])
 
 
 def test_the_refusal_stays_one_line_for_a_name_with_a_newline(tmp_path):
     dst = tmp_path / "ckpt"
-    WRITERS["hf"](dst)
+    dst.mkdir()  # no config.json and no .git: not written into
     (dst / "a\nb.txt").write_text("the user's\n")
     with pytest.raises(CheckpointError) as raised:
         WRITERS["xlsr"](dst)

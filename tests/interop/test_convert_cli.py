@@ -25,9 +25,9 @@ def test_converting_into_the_source_or_around_it_is_refused_and_the_source_kept(
     hf = make_hf("Wav2Vec2ForPreTraining", "xlsr_like", seed=21)
     hf.save_pretrained(tmp_path / "run" / "hf")
     files = {p.name: p.read_bytes() for p in (tmp_path / "run" / "hf").iterdir()}
-    for dst, words in (("run/hf", "DST is replaced as a whole, so converting there would lose the source"),
+    for dst, words in (("run/hf", "DST's checkpoint files are replaced, so converting there could lose the source"),
                        ("run/hf/sub", "lies inside the source"),
-                       ("run", "DST is replaced as a whole, so converting there would lose the source")):
+                       ("run", "DST's checkpoint files are replaced, so converting there could lose the source")):
         assert main(["convert", str(tmp_path / "run" / "hf"), str(tmp_path / dst), "--to", "xlsr"]) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1

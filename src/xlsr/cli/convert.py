@@ -14,8 +14,10 @@ def register(subparsers) -> None:
         "convert",
         help="convert a checkpoint (fairseq .pt, Hugging Face dir, xlsr dir) to Hugging Face, fairseq or xlsr format",
         description="Load SRC (a fairseq .pt, a Hugging Face wav2vec2 directory or an xlsr checkpoint "
-        "directory; nothing in it is executed) and write it to the folder DST in the chosen format, "
-        "replaced atomically. --to fairseq writes DST/checkpoint.pt (and, for a CTC model, "
+        "directory; nothing in it is executed) and write it to the folder DST in the chosen format: a new folder, or "
+        "an earlier checkpoint's, replaced atomically; into a Hugging Face hub clone (git clone of a model repo) the "
+        "files go beside .git, the model card and the rest, which are kept, and the earlier model's files are "
+        "removed. --to fairseq writes DST/checkpoint.pt (and, for a CTC model, "
         "DST/dict.ltr.txt or dict.phn.txt) for fairseq's checkpoint_utils.load_model_ensemble_and_task; "
         "after moving the folder, pass arg_overrides={'data': NEW_FOLDER}. --to hf writes a model without a CTC "
         "head with transformers' SpecAugment values for fine-tuning (mask_time_prob 0.05), as the hub's pretrained "
@@ -43,8 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     src, dst = Path(args.src).resolve(), Path(args.dst).resolve()
     if dst == src or dst in src.parents:
-        raise XlsrError(f"{args.dst}: is or holds the source {args.src}; DST is replaced as a whole, so converting "
-                        f"there would lose the source; give a new folder")
+        raise XlsrError(f"{args.dst}: is or holds the source {args.src}; DST's checkpoint files are replaced, so "
+                        f"converting there could lose the source; give a new folder")
     if src in dst.parents:
         raise XlsrError(f"{args.dst}: lies inside the source {args.src}, which a copy there would change (a checkpoint "
                         f"folder holds its own files only); give a folder outside it")

@@ -3,14 +3,18 @@
 config.json = {"format": "xlsr", "version": 1, "architecture": <class name>, "model": <Wav2Vec2Config
 dict>, "vocab": <tokens or null>, "metadata": {...}}. Saving is atomic: everything is written and
 fsynced in a temporary directory beside the target, which then replaces it by rename, so a crash
-never leaves a half-written checkpoint where a good one was.
+never leaves a half-written checkpoint where a good one was. Into a folder that holds more than a
+checkpoint (a Hugging Face hub clone: .git, README.md, ...) the files are written beside the rest
+instead, staged and fsynced inside it first (write_atomic_dir).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,13 +24,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from xlsr import model as xm
-from xlsr.atomic import write_dir
+from xlsr.atomic import fsync, write_dir
 from xlsr.errors import CheckpointError, listing
 from xlsr.interop.safe_pickle import clip
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
 from xlsr.jsonl import parse_json
 from xlsr.model import Wav2Vec2Config
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers of one folder are not kept apart (see _only_writer)
+    fcntl = None
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -88,7 +97,8 @@ def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 # The files a checkpoint folder of each kind consists of: what save_checkpoint writes ("xlsr"), and what a Hugging Face
 # wav2vec2 folder holds ("hf": export_hf's files, transformers' save_pretrained of a model, its processor and tokenizer,
-# weights whole or sharded in each of its formats, MMS adapters). A folder holding anything else is not replaced.
+# weights whole or sharded in each of its formats, MMS adapters). A folder holding anything else is not replaced whole
+# (write_atomic_dir).
 _CHECKPOINT_FILES = {
     "xlsr": re.compile(r"config\.json|model\.safetensors"),
     "hf": re.compile(r"(config|preprocessor_config|feature_extractor_config|processor_config"
@@ -103,40 +113,187 @@ _CHECKPOINT_FILES = {
 # what file browsers leave in a folder they showed (replaced with the checkpoint's folder like its own files)
 _OS_CLUTTER = re.compile(r"\.DS_Store|\._.+|Thumbs\.db|desktop\.ini")
 
+# A training checkpoint's state (ours: trainer.pt; transformers' Trainer: optimizer.pt) belongs to the weights beside
+# it: a resume would pair it with the new ones, so a folder holding it is not written into.
+_TRAINING_STATE = re.compile(r"trainer\.pt|optimizer\.pt")
+
+# Inside a folder written into (see write_atomic_dir): the new checkpoint's files, complete and on disk, and _PLAN,
+# the names to move in and the old checkpoint's files to remove.
+_STAGE = ".xlsr-staged-checkpoint"
+_PLAN = ".plan.json"
+# weights, and the index that names their shards: out first and in last (_move_in)
+_WEIGHTS = re.compile(r".+\.(safetensors|bin|h5|msgpack)|.+\.index\.json")
+
 
 def write_atomic_dir(dst: str | Path, write) -> Path:
-    """Call `write(tmp_dir)` to fill a fresh directory, fsync it, then move it to `dst` (replacing it).
+    """Call `write(folder)` to fill a fresh folder with a checkpoint's files (config.json among them), fsync them, then
+    put them at `dst`.
 
-    Only an empty folder or an earlier checkpoint is replaced: a folder whose config.json is an xlsr or a Hugging Face
-    wav2vec2 one and that holds nothing but that kind's files (_CHECKPOINT_FILES). A file, or a folder holding anything
-    else, at `dst` is a CheckpointError naming what is not a checkpoint's; nothing of it is deleted.
+    Where `dst` is absent, empty, or holds an earlier checkpoint and nothing else (a config.json that `_checkpoint_kind`
+    takes for an xlsr or a Hugging Face wav2vec2 one, that kind's _CHECKPOINT_FILES, what file browsers leave), the
+    new folder replaces it whole by rename.
+
+    A folder holding other things too is written into, those things left as they are, when it is a Hugging Face hub
+    clone or the like: its config.json is such a checkpoint's, or it has none and holds `.git` and no checkpoint file
+    of either kind. Every file the new checkpoint writes that is there already must be the old checkpoint's (its
+    kind's patterns), and no training state (trainer.pt, optimizer.pt: a resume would pair it with the new weights)
+    may be there. The old checkpoint's files that the new one does not write are removed, so that none is loaded with
+    it (an old pytorch_model.bin beside the new model.safetensors, an old vocab.json). The new files are written and
+    fsynced in `dst/.xlsr-staged-checkpoint` (write_dir: it gets that name only once complete) with the plan of what
+    to move in and what to remove; then the old files are removed, weights first, and the new ones renamed into
+    place, weights last (_move_in), and the staged folder removed. A crash leaves that staged folder, and `dst` either
+    with the old checkpoint whole or with no weights at all, which readers (ours and transformers') refuse rather
+    than load a mix of two models; they never look into the staged folder. The next write into `dst` first finishes
+    the interrupted one from its plan, then does its own. Writers of one `dst` take turns (flock on the folder, where
+    the file system has it).
+
+    Anything else at `dst` (a file; a folder with another or no config.json and no `.git`; a file the new checkpoint
+    would overwrite that is not the old checkpoint's) is a CheckpointError naming what is in the way; nothing of it
+    is changed.
     """
     dst = Path(dst)
-    if dst.exists():
-        foreign = _not_checkpoint_files(dst)
-        if foreign:
-            raise CheckpointError(f"{dst}: exists and is not a checkpoint folder ({foreign}); not replacing it "
-                                  f"(choose another path)")
-    return write_dir(dst, write)
-
-
-def _not_checkpoint_files(dst: Path) -> str | None:
-    """What in the existing `dst` is not an earlier checkpoint's, in words; None for an empty folder or a checkpoint."""
+    if not dst.exists():
+        return write_dir(dst, write)
     if not dst.is_dir():
-        return "it is not a folder"
+        raise _refusal(dst, "it is not a folder")
+    with _only_writer(dst):
+        _finish_interrupted_write(dst)
+        kind = _written_into_as(dst)
+        if kind == "replace":
+            return write_dir(dst, write)
+        return _write_into(dst, write, kind)
+
+
+def _refusal(dst: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{dst}: exists and is not a checkpoint folder ({why}); not replacing it (choose another "
+                           f"path)")
+
+
+def _written_into_as(dst: Path) -> str | None:
+    """How a checkpoint is written to the existing folder `dst` (see write_atomic_dir): "replace" (empty, or an earlier
+    checkpoint alone), the kind of the checkpoint it holds with other things ("xlsr", "hf"), or None (a clone without
+    a checkpoint), each written into; a CheckpointError saying what is in the way otherwise."""
     names = sorted(_shown(p.name) + ("/" if p.is_dir() else "") for p in dst.iterdir())
     if not names:
-        return None
+        return "replace"
     if not (dst / CONFIG_FILE).is_file():
-        return f"it holds {listing(names)} and no {CONFIG_FILE}"
+        if not (dst / ".git").exists():
+            raise _refusal(dst, f"it holds {listing(names)} and no {CONFIG_FILE}")
+        found = [name for name in names if _CHECKPOINT_FILES["hf"].fullmatch(name)]
+        if found:  # whose they are nothing says: not ours to replace, and kept they could be loaded with the new ones
+            raise _refusal(dst, f"it holds {listing(found)} and no {CONFIG_FILE}")
+        return None
     kind = _checkpoint_kind(dst / CONFIG_FILE)
     if kind is None:
-        return f"its {CONFIG_FILE} is neither an xlsr checkpoint's nor a Hugging Face wav2vec2 model's"
+        raise _refusal(dst, f"its {CONFIG_FILE} is neither an xlsr checkpoint's nor a Hugging Face wav2vec2 model's")
     foreign = [name for name in names  # a folder's name ends in "/"
                if not _CHECKPOINT_FILES[kind].fullmatch(name) and not _OS_CLUTTER.fullmatch(name)]
-    if foreign:
-        return f"besides the checkpoint it holds {listing(foreign)}: move them out"
-    return None
+    if not foreign:
+        return "replace"
+    training = [name for name in foreign if _TRAINING_STATE.fullmatch(name)]
+    if training:
+        raise _refusal(dst, f"besides the checkpoint it holds {listing(training)}: move them out")
+    return kind
+
+
+def _write_into(dst: Path, write, kind: str | None) -> Path:
+    """Write a checkpoint into the folder `dst` beside what else it holds: staged, then moved in (see write_atomic_dir)."""
+
+    def stage(tmp: Path) -> None:
+        write(tmp)
+        new = sorted(p.name for p in tmp.iterdir())
+        odd = [name for name in new if not _CHECKPOINT_FILES["hf"].fullmatch(name)]
+        if odd or CONFIG_FILE not in new:  # what _move_in relies on: checkpoint files only, config.json among them
+            raise CheckpointError(f"{dst}: the checkpoint written holds {listing(odd) or 'no ' + CONFIG_FILE}")
+        # Besides the old checkpoint's files, nothing may be there that the new one would overwrite, or that its
+        # readers would take for its own (a pytorch_model.bin beside an xlsr checkpoint, when an HF one comes).
+        theirs = _CHECKPOINT_FILES[_checkpoint_kind(tmp / CONFIG_FILE) or "hf"]
+        old, taken = set(), []
+        for name in sorted(os.listdir(dst)):
+            if kind is not None and _CHECKPOINT_FILES[kind].fullmatch(name) and not _is_folder(dst / name):
+                old.add(name)
+            elif name in new or theirs.fullmatch(name):
+                taken.append(_shown(name) + ("/" if _is_folder(dst / name) else ""))
+        if taken:
+            raise _refusal(dst, f"besides the checkpoint it holds {listing(taken)}: move them out" if kind else
+                           f"it holds {listing(taken)} and no {CONFIG_FILE}")
+        plan = {"write": new, "remove": sorted(old - set(new))}
+        (tmp / _PLAN).write_text(json.dumps(plan, indent=2) + "\n")
+
+    write_dir(dst / _STAGE, stage)
+    _move_in(dst, dst / _STAGE)
+    return dst
+
+
+def _move_in(dst: Path, staged: Path) -> None:
+    """Carry out the plan of the complete staged folder in `dst`. Run again after a crash, it goes on where it stopped:
+    a name still in `staged` is not moved in yet, so the file of that name in `dst` is the old checkpoint's.
+
+    The old weights go first and the new ones come last, config.json just before them: at no moment does `dst` hold
+    weights beside another model's config.json, nor weights without a config.json (which transformers 5 loads with
+    its default config)."""
+    plan = read_json(staged / _PLAN)
+    ours = _CHECKPOINT_FILES["hf"]  # nothing but a checkpoint's file is ever moved or removed, whatever the plan says
+    new = [name for name in plan.get("write", []) if ours.fullmatch(name) and (staged / name).exists()]
+    old = [name for name in plan.get("remove", []) + new if ours.fullmatch(name)]
+    for name in old:
+        if _WEIGHTS.fullmatch(name):
+            (dst / name).unlink(missing_ok=True)
+    fsync(dst)  # the old checkpoint cannot load now
+    for name in old:
+        if not _WEIGHTS.fullmatch(name):
+            (dst / name).unlink(missing_ok=True)
+    for name in new:
+        if not _WEIGHTS.fullmatch(name) and name != CONFIG_FILE:
+            os.replace(staged / name, dst / name)
+    fsync(dst)
+    if CONFIG_FILE in new:
+        os.replace(staged / CONFIG_FILE, dst / CONFIG_FILE)
+    fsync(dst)
+    for name in sorted((name for name in new if _WEIGHTS.fullmatch(name)), key=lambda name: name == WEIGHTS_FILE):
+        os.replace(staged / name, dst / name)  # model.safetensors last: the adapters it needs are in before it
+    fsync(dst)
+    (staged / _PLAN).unlink()
+    staged.rmdir()
+
+
+def _finish_interrupted_write(dst: Path) -> None:
+    """Finish what a writer into `dst` killed after staging its checkpoint left undone (see write_atomic_dir)."""
+    staged = dst / _STAGE
+    if not _is_folder(staged):
+        return
+    if (staged / _PLAN).is_file():
+        _move_in(dst, staged)
+    elif not any(staged.iterdir()):
+        staged.rmdir()  # a writer killed as it removed it
+    else:
+        raise CheckpointError(f"{staged}: a folder without {_PLAN}, not one an xlsr write left; move it out of {dst}")
+
+
+@contextmanager
+def _only_writer(dst: Path):
+    """Hold an exclusive lock on the folder `dst` while a checkpoint is written to it: another writer waits, and then
+    locks the folder that `dst` names by then. Where folders cannot be locked (no fcntl; some network file systems),
+    writers are not kept apart."""
+    if fcntl is None:
+        yield
+        return
+    while True:
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                pass  # not lockable here
+            if os.path.samestat(os.fstat(fd), os.stat(dst)):
+                yield
+                return
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
 
 
 def _checkpoint_kind(config: Path) -> str | None:
