@@ -6,9 +6,17 @@
 Settings are resolved as: defaults < --recipe YAML < --config YAML < command-line keys; the result is
 saved in RUN/config.yaml. Re-running the same command on RUN resumes from RUN/checkpoints/last. A re-run with other
 settings resumes with them from that update (learning rate and schedule, --max-updates, batch size, data, intervals);
-what a resume cannot change is refused in one line naming the setting, its recorded value and the given one: --preset,
---init, a --model.* value (with a Hugging Face or fairseq --init also one left out), --seed, and a --max-updates
-below the update reached.
+what a resume cannot change is refused in one line naming the setting, its recorded value and the given one: --init,
+--preset (without --init), a --model.* value (with a Hugging Face or fairseq --init also one left out), --seed, and a
+--max-updates below the update reached.
+Continuing from published weights: --init CKPT (an xlsr checkpoint or run folder, a Hugging Face folder, a fairseq .pt)
+loads every weight, the quantizer's codebook included, into a new run with a fresh optimizer; the update count, the
+learning rate's warmup and decay and the Gumbel temperature start at update 0 (the run says so; --model.latent_temp
+holds the temperature). The model, its sizes and codebook are the checkpoint's: with --init, --model.* changes only the
+training settings (dropouts, masking, negatives, temperatures, loss weights), which are the checkpoint's own, except
+for a Hugging Face folder, whose config.json holds transformers' fine-tuning ones: those of --preset (by default the
+preset shaped like it) are used, and the run lists them. A checkpoint without a quantizer (a CTC model) gives its
+encoder; the quantizer and projections start afresh, said in one line.
 Several processes: `torchrun --nproc_per_node=N -m xlsr.cli.main pretrain ...` (gloo on CPU, NCCL on GPU).
 """
 

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from xlsr.config import config_to_dict
+from xlsr.config import coerce_fields, config_to_dict, read_yaml
 from xlsr.data.augment import parse_augment
 from xlsr.data.batching import pretrain_loader, record_decoding
 from xlsr.data.decoder_pool import setting_timeout
@@ -35,6 +35,7 @@ from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.huggingface import keeps_xlsr_settings
 from xlsr.interop.init_model import (
+    TRAINING_FIELDS,
     apply_overrides,
     load_init,
     load_pretraining_weights,
@@ -58,6 +59,7 @@ from xlsr.train.feature_monitor import (
 from xlsr.train.monitor import loader_totals
 from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
+from xlsr.train.recipes import recipe_path
 from xlsr.train.release_memory import release_memory
 from xlsr.train.run_folder import check_resumable, resume_checkpoint
 from xlsr.train.schedules import gumbel_temperature
@@ -142,8 +144,12 @@ class PretrainTask(Task):
         # weights of --init unread)
         self.init = load_init(cfg.init, cfg.preset, resume_from=resume_checkpoint(cfg.out))
         base = self.init.config
+        if self.init.pretrained:
+            self._check_recipe_sizes(base)
         if self.init.source_format == "hf":
             base = self._preset_training_fields(base)
+        elif self.init.source_format is not None and self.init.resumed_from is None:
+            self._say_unused_preset(base)
         self.model_cfg = apply_overrides(base, cfg.model, from_checkpoint=self.init.pretrained)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         # a shard folder (SHARDS/index.json) is streamed (data/shard_stream.py); the utterance indexes stay empty
@@ -191,6 +197,40 @@ class PretrainTask(Task):
                   f"fine-tuning; pretraining takes the `{preset}` preset's instead{shaped}: {listed} "
                   "(--model.<field> sets any of them)")
         return config
+
+    def _say_unused_preset(self, config: Wav2Vec2Config) -> None:
+        """An xlsr or fairseq --init holds its model and the settings it was trained with: --preset builds nothing.
+        A preset other than the default that is not even shaped like the checkpoint (`--preset base` with a tiny
+        model) is said to be unused, once, as the run starts."""
+        preset, alike = self.cfg.preset, presets_shaped_like(config)
+        if preset == PretrainConfig.preset or preset in alike:
+            return
+        shaped = f"shaped like {', '.join(alike)}" if alike else "sized like no preset"
+        log.warning(f"preset {preset} is not used: the model and its training settings are those of {self.cfg.init} "
+                    f"({shaped}); --model.<field> changes its training settings")
+
+    def _check_recipe_sizes(self, config: Wav2Vec2Config) -> None:
+        """A recipe's `model` section is for the model it builds from scratch: a size or layer kind of it that the
+        --init checkpoint `config` does not have is refused naming the recipe (the user never typed that value)."""
+        if not self.cfg.recipe:
+            return
+        try:
+            section = read_yaml(recipe_path(self.cfg.recipe, "pretrain")).get("model") or {}
+        except XlsrError:
+            return  # a name only recorded (the field is informational), not a shipped recipe
+        for key, value in section.items():
+            if key in TRAINING_FIELDS or key not in self.cfg.model:
+                continue
+            given = coerce_fields(Wav2Vec2Config, {key: self.cfg.model[key]}, where="model.")
+            if given != coerce_fields(Wav2Vec2Config, {key: value}, where="model."):
+                continue  # set otherwise by --config or --model.*: apply_overrides names it
+            try:
+                apply_overrides(config, given, from_checkpoint=True)
+            except XlsrError:
+                held = _as_typed(getattr(config, key))
+                raise XlsrError(f"model.{key}: --recipe {self.cfg.recipe} sets {_as_typed(value)} for the model it "
+                                f"builds from scratch, the --init checkpoint {self.cfg.init} has {held}; give "
+                                f"--model.{key} {held} to continue from it with the recipe's other settings") from None
 
     def _read_manifests(self) -> tuple[UtteranceIndex, UtteranceIndex]:
         # utterance indexes (data/utterance_index.py): built once per manifest, memory-mapped, shared by the workers
@@ -420,6 +460,11 @@ class PretrainTask(Task):
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)  # masks, negatives and Gumbel noise of this rank
+
+
+def _as_typed(value) -> str:
+    """A setting's value as the command line takes it (true/false for a bool)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _logs(out, batch, model_cfg: Wav2Vec2Config) -> dict:
