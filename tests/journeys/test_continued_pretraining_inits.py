@@ -78,7 +78,7 @@ def test_a_continued_run_says_once_that_its_schedules_start_again(published, cor
     note = capsys.readouterr().err
     assert (f"continuing pretraining from {tmp_path / 'published'} with a fresh optimizer; the schedules start at "
             "update 0, the learning rate's and the Gumbel temperature's (from 2 down to 0.5, as for a new codebook): "
-            "--model.latent_temp 0.5,0.5,1 keeps the trained codebook's choices sharp") in note
+            "--model.latent_temp 0.5,0.5,1 trains the codebook at the temperature it ended at") in note
     assert main([*args, "--max-updates", "2"]) == 0  # the same run, resumed: its schedules go on
     again = capsys.readouterr().err
     assert "resuming" in again and "continuing pretraining" not in again

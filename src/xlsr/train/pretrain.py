@@ -301,14 +301,16 @@ class PretrainTask(Task):
 
     def _continuing_note(self) -> str:
         """A trained codebook meets the schedules of a new one (README: continuing pretraining); said once, at the
-        start of the run, with the setting that keeps its choices sharp."""
+        start of the run, with the setting that trains the codebook at the temperature it ended at. The codes drawn do
+        not depend on the temperature (the argmax of logits plus Gumbel noise); their straight-through gradient does."""
         tau_max, tau_min, _ = self.model_cfg.latent_temp
         if not self.quantizer_from_init or tau_max <= tau_min:
             return ""
         return (f"\ncontinuing pretraining from {self.cfg.init} with a fresh optimizer; the schedules start at "
                 f"update 0, the learning rate's and the Gumbel temperature's (from {tau_max:g} down to {tau_min:g}, as "
-                f"for a new codebook): --model.latent_temp {tau_min:g},{tau_min:g},1 keeps the trained codebook's "
-                "choices sharp")
+                f"for a new codebook): --model.latent_temp {tau_min:g},{tau_min:g},1 trains the codebook at the "
+                "temperature it ended at (the codes drawn are the same at any temperature; a higher one spreads "
+                "their gradient over more entries)")
 
     def build_model(self) -> nn.Module:
         """Wav2Vec2ForPreTraining with `--init`'s weights, which the first build takes and lets go of: a later one
