@@ -24,7 +24,7 @@ from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
 from xlsr.text.normalize import normalize_text
-from xlsr.text.vocab import SPECIAL_TOKENS, UNK, Vocabulary
+from xlsr.text.vocab import UNK, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,9 @@ class References:
         for i, ref in enumerate(labels_of(utts, labels)):
             (scored if ref else missing).append(i)
         if not scored:
-            raise XlsrError(f"no utterance has a {LABEL_FIELD[labels]!r} reference (--labels {labels})")
+            where = ", ".join(_manifests(utts))
+            raise XlsrError(f"{where + ': ' if where else ''}no utterance has a {LABEL_FIELD[labels]!r} reference "
+                            f"(--labels {labels})")
         repeated = [(uid, n) for uid, n in Counter(utts[i].id for i in scored).most_common() if n > 1]
         if repeated:  # each line is scored; --hyps then lists two hypotheses under one id, which no reader can tell
             log.warning("%d utterance id(s) appear more than once among those scored (e.g. %r, %d times): each line "
@@ -191,6 +193,12 @@ class References:
                           [self.utts[i].id for i in self.missing], self.oov, hyps, unspaced=unspaced)
 
 
+def _manifests(utts: Sequence) -> list[str]:
+    """The manifests an utterance index was read from, in order (none for utterances not read from a file)."""
+    sources = (getattr(table, "source", None) for table in getattr(utts, "tables", ()))
+    return list(dict.fromkeys(str(s) for s in sources if s))
+
+
 # Scripts written without spaces between words: Thai and Lao, Tibetan, Myanmar, Khmer, hiragana and katakana, Han
 _UNSPACED = ((0x0E00, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF),
              (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
@@ -205,21 +213,9 @@ def unspellable(vocab: Vocabulary, refs: Sequence[str]) -> dict[str, int]:
     """Symbols of `refs` (in NFC, as scored) that no sequence of the vocabulary's tokens spells, with their counts.
 
     A symbol outside the vocabulary is still spelled when its canonical decomposition is a run of the tokens'
-    (é by e and a combining acute, 한 by its jamo, ế by ê and the acute): the hypothesis is compared in NFC."""
-    forms = {unicodedata.normalize("NFD", t) for t in vocab.tokens[len(SPECIAL_TOKENS):]}
-    report = vocab.oov_report(unicodedata.normalize("NFC", r) for r in refs)
-    if vocab.kind == "phones":  # a phone is one token: only another spelling of the same token matches it
-        return {s: n for s, n in report.items() if unicodedata.normalize("NFD", s) not in forms}
-    return {s: n for s, n in report.items() if not _spelled(unicodedata.normalize("NFD", s), forms)}
-
-
-def _spelled(text: str, forms: set[str]) -> bool:
-    """Whether `text` is a concatenation of strings of `forms`."""
-    ends = [0]  # positions of `text` reached by concatenations
-    for end in range(1, len(text) + 1):
-        if any(text[start:end] in forms for start in ends):
-            ends.append(end)
-    return ends[-1] == len(text)
+    (é by e and a combining acute, 한 by its jamo, ế by ê and the acute): the vocabulary spells it so
+    (`Vocabulary.tokenize`), and the hypothesis is compared in NFC."""
+    return vocab.oov_report(unicodedata.normalize("NFC", r) for r in refs)
 
 
 # A noncharacter (never in interchanged text, kept by normalize_text) holding the place of `<unk>`

@@ -3,11 +3,18 @@
 Phone labels are space-separated IPA tokens (`h ə l oʊ | w ɜː l d`); a `|` token, where present,
 marks a word boundary and is kept as a token. Character labels are plain text; each space becomes
 the word-boundary token `|` (fairseq's `dict.ltr.txt` convention, spec §7.3 and pitfall 7).
+
+A vocabulary spells a label in its own tokens where Unicode calls the text the same (canonical equivalence): é
+typed as e and a combining acute is the token é of a vocabulary of composed letters, and the reverse; a phone
+likewise. So a dev set, a lexicon or a given vocabulary in another Unicode form than the training labels gets the
+ids of the same text, as scoring compares texts in NFC (text/metrics.py). A label whose symbols are all tokens is
+split as written: the vocabulary built from it spells it as before.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +54,7 @@ class Vocabulary:
     tokens: list[str]
     kind: str = "phones"
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
+    _by_nfd: dict[str, str] | None = field(init=False, repr=False, compare=False)  # NFD form -> token, made on use
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -54,6 +62,7 @@ class Vocabulary:
         check_tokens(self.tokens)
         self.tokens = list(self.tokens)
         self._index = {t: i for i, t in enumerate(self.tokens)}
+        self._by_nfd = None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -105,12 +114,45 @@ class Vocabulary:
 
     # -- labels ---------------------------------------------------------------------------------
     def tokenize(self, label: str) -> list[str]:
-        """Split a label into symbols (whether or not they are in the vocabulary)."""
-        return tokenize(label, self.kind)
+        """Split a label into symbols, each outside the vocabulary respelled with the tokens that write the same
+        text in another Unicode form when there are such tokens (the module's docstring); the rest stay outside."""
+        symbols = tokenize(label, self.kind)
+        if self._index.keys() >= set(symbols):  # most labels: every symbol is a token
+            return symbols
+        if self.kind == "phones":  # a phone is one token: only another spelling of the same token matches it
+            return [s if s in self._index else self._nfd_forms().get(_nfd(s), s) for s in symbols]
+        # in NFC, so that a letter and its loose accent are one symbol, then spelled by the tokens' NFD forms
+        return [t for s in tokenize(unicodedata.normalize("NFC", label), self.kind)
+                for t in ([s] if s in self._index else self._spelling(s) or [s])]
+
+    def _nfd_forms(self) -> dict[str, str]:
+        """Each token's NFD form -> the token (the first of those sharing a form), special tokens and `|` aside."""
+        if self._by_nfd is None:
+            self._by_nfd = {}
+            for t in self.tokens[len(SPECIAL_TOKENS):]:
+                if t != WORD_BOUNDARY:
+                    self._by_nfd.setdefault(_nfd(t), t)
+        return self._by_nfd
+
+    def _spelling(self, symbol: str) -> list[str] | None:
+        """The fewest tokens whose NFD forms, concatenated, are `symbol`'s NFD form (ế by ê and an acute, 한 by its
+        jamo); None when no run of tokens writes it."""
+        text, forms = _nfd(symbol), self._nfd_forms()
+        best: dict[int, list[str]] = {0: []}  # prefix length -> the fewest tokens spelling it
+        for end in range(1, len(text) + 1):
+            for start in list(best):  # the prefixes spelled so far, all shorter than `end`
+                token = forms.get(text[start:end])
+                if token is not None and (end not in best or len(best[start]) + 1 < len(best[end])):
+                    best[end] = [*best[start], token]
+        return best.get(len(text))
 
     def encode(self, label: str, *, strict: bool = False, source: str = "label") -> list[int]:
-        """Token ids of `label`; unknown symbols map to `<unk>`, or raise XlsrError when `strict`."""
-        symbols = self.tokenize(label)
+        """Token ids of `label` (`tokenize`'s symbols); unknown symbols map to `<unk>`, or raise XlsrError when
+        `strict`."""
+        try:  # most labels: every symbol is a token, as written (a training label always is)
+            return [self._index[s] for s in tokenize(label, self.kind)]
+        except KeyError:
+            symbols = self.tokenize(label)
         if strict:
             unknown = Counter(s for s in symbols if s not in self._index)
             if unknown:
@@ -196,6 +238,10 @@ def check_tokens(tokens: Sequence, source: str = "vocabulary") -> None:
     bad = [t for t in tokens if not t or any(c.isspace() for c in t)]
     if bad:
         raise XlsrError(f"{source}: tokens may not be empty or contain whitespace: {bad[:10]}")
+
+
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
 
 
 def _ordered(symbols: set[str]) -> list[str]:
