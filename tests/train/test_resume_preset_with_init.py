@@ -34,7 +34,8 @@ def test_a_fine_tuning_run_from_init_resumes_with_another_preset(tones, tmp_path
 @pytest.mark.parametrize("init", [None, "none"])
 def test_without_init_another_preset_is_refused(tmp_path, init):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "tiny", "init": init}))
-    with pytest.raises(XlsrError, match=r"holds a run with preset 'tiny' \(config.yaml\), not 'base'; choose another"):
+    with pytest.raises(XlsrError, match=r"holds a run with preset 'tiny' \(config.yaml\), not 'base'; give --preset "
+                                        r"tiny to resume it, or choose another --out$"):
         check_config_file(tmp_path, {"preset": "base", "init": init})
 
 
@@ -42,3 +43,14 @@ def test_another_init_is_named_before_the_preset(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "tiny", "init": "none"}))
     with pytest.raises(XlsrError, match=r"holds a run with init 'none' \(config.yaml\), not '/x/ckpt'"):
         check_config_file(tmp_path, {"preset": "base", "init": "/x/ckpt"})
+
+
+@pytest.mark.parametrize(("recorded", "given", "hint"), [
+    ("/x/released", None, "give --init /x/released to resume it"),  # the recorded --init left out on the rerun
+    (None, "/x/released", "leave --init out to resume it"),  # a run started from scratch, rerun with an --init
+])
+def test_another_init_says_how_to_resume(tmp_path, recorded, given, hint):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"preset": "tiny", "init": recorded}))
+    with pytest.raises(XlsrError, match=rf"holds a run with init .* \(config.yaml\), not .*; {hint}, or choose "
+                                        rf"another --out$"):
+        check_config_file(tmp_path, {"preset": "tiny", "init": given})

@@ -114,8 +114,10 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
         if key == "preset" and _resolved(config.get("init")) is not None:
             continue  # unused: the model is --init's
         if key in config and not _same(key, old.get(key), config[key]):
+            to_resume = (f"leave --{_option(key)} out" if old.get(key) is None else
+                         f"give --{_option(key)} {_shown(old[key])}")
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
-                            f"{config[key]!r}; choose another --out")
+                            f"{config[key]!r}; {to_resume} to resume it, or choose another --out")
     if resume_dir is None:
         return []
     _check_resumed_settings(run_dir, old, config, resume_dir)
