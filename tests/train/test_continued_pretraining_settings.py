@@ -10,7 +10,7 @@ from xlsr.cli.log_lines import show_library_log
 from xlsr.cli.main import build_parser
 from xlsr.errors import XlsrError
 from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from xlsr.train.pretrain import PretrainConfig, PretrainTask
 
 from ._audio import TINY_MODEL, make_corpus
@@ -29,6 +29,8 @@ def home(tmp_path_factory):
     save_checkpoint(home / "published", Wav2Vec2ForPreTraining(Wav2Vec2Config(**PUBLISHED)))
     biased = dict(PUBLISHED, conv_bias=True, num_codevectors_per_group=16)  # the recipe's codebook, a CNN with bias
     save_checkpoint(home / "biased", Wav2Vec2ForPreTraining(Wav2Vec2Config(**biased)))
+    save_checkpoint(home / "fine-tuned", Wav2Vec2ForCTC(Wav2Vec2Config(**PUBLISHED), vocab_size=6),
+                    vocab=["<pad>", "<s>", "</s>", "<unk>", "a", "b"])  # no quantizer: its sizes are the run's to choose
     make_corpus(home / "audio", per_lang=2, splits=("train",))
     return home
 
@@ -73,3 +75,15 @@ def test_a_preset_an_xlsr_init_does_not_use_is_said(home, capsys):
                     f"{home / 'published'} (sized like no preset); --model.<field> changes its training settings"]
     PretrainTask(command(home))  # the default preset: nothing to say
     assert "preset" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_a_quantizer_takes_the_codebook_sizes_asked_for(home):
+    ctc = ["--init", str(home / "fine-tuned")]
+    task = PretrainTask(command(home, *ctc, "--model.num_codevectors_per_group", "32", "--model.final_dim", "24"))
+    assert (task.model_cfg.num_codevectors_per_group, task.model_cfg.final_dim) == (32, 24)
+    model = task.build_model()  # the encoder from the checkpoint, a 2 x 32 codebook from random weights
+    assert model.quantizer.codevectors.shape[1] == 2 * 32
+    task = PretrainTask(command(home, *ctc, "--recipe", "tiny-demo"))  # the recipe's 2 x 16, no refusal
+    assert task.model_cfg.num_codevectors_per_group == 16
+    with pytest.raises(XlsrError, match=r"^model.hidden_size: the --init checkpoint has 32, not 48; "):
+        PretrainTask(command(home, *ctc, "--model.hidden_size", "48"))  # the encoder's sizes are still the checkpoint's

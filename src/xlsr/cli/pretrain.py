@@ -16,7 +16,8 @@ holds the temperature). The model, its sizes and codebook are the checkpoint's: 
 training settings (dropouts, masking, negatives, temperatures, loss weights), which are the checkpoint's own, except
 for a Hugging Face folder, whose config.json holds transformers' fine-tuning ones: those of --preset (by default the
 preset shaped like it) are used, and the run lists them. A checkpoint without a quantizer (a CTC model) gives its
-encoder; the quantizer and projections start afresh, said in one line.
+encoder; the quantizer and projections start afresh, said in one line, at the sizes its config.json names unless --model.*
+gives others (final_dim, codevector_dim, num_codevector_groups, num_codevectors_per_group).
 Several processes: `torchrun --nproc_per_node=N -m xlsr.cli.main pretrain ...` (gloo on CPU, NCCL on GPU).
 """
 

@@ -47,6 +47,10 @@ TRAINING_FIELDS = ("feature_grad_mult", "dropout", "attention_dropout", "activat
                    "mask_channel_prob", "mask_channel_length", "latent_temp", "logit_temp", "num_negatives",
                    "cross_sample_negatives", "diversity_weight", "feature_penalty_weight")
 
+# The sizes of a pretraining model's quantizer and final projections: a checkpoint without them (a CTC model, an
+# encoder) leaves them to start from random weights (load_pretraining_weights), at any size.
+QUANTIZER_FIELDS = ("final_dim", "codevector_dim", "num_codevector_groups", "num_codevectors_per_group")
+
 
 @dataclass
 class InitModel:
@@ -65,6 +69,11 @@ class InitModel:
     resumed_from: Path | None = None
     # the run's model took `model`'s weights and `model` was let go (release_weights): `pretrained` stays true
     weights_taken: bool = field(default=False, init=False)
+
+    @property
+    def without_quantizer(self) -> bool:
+        """Whether `--init` was read (not a resume) and holds no quantizer: a CTC model, an encoder."""
+        return self.model is not None and not isinstance(self.model, Wav2Vec2ForPreTraining)
 
     @property
     def pretrained(self) -> bool:
@@ -183,12 +192,15 @@ def checkpoint_languages(path: str | Path) -> list[str]:
     return fairseq_adapter_languages({**pre_task, **task}, stacked[0].shape[0]) or []
 
 
-def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint: bool = False) -> Wav2Vec2Config:
+def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint: bool = False,
+                    fresh: tuple[str, ...] = ()) -> Wav2Vec2Config:
     """A validated copy of `config` with the run's `model` overrides; an unknown key or bad value is one XlsrError.
 
-    When `config` is an `--init` checkpoint's (`from_checkpoint`), only TRAINING_FIELDS may take another value:
-    any other changes the weights' shapes or what they compute, and loading them would then fail blaming the
-    checkpoint ("shapes contradict the config") for what the command line asked.
+    When `config` is an `--init` checkpoint's (`from_checkpoint`), only TRAINING_FIELDS, and the `fresh` fields
+    (the sizes of parts the checkpoint does not hold, which start from random weights: QUANTIZER_FIELDS for a
+    pretraining run from a CTC checkpoint), may take another value: any other changes the weights' shapes or what
+    they compute, and loading them would then fail blaming the checkpoint ("shapes contradict the config") for what
+    the command line asked.
     """
     check_override_keys(overrides)
     d = config.to_dict()
@@ -198,10 +210,10 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint:
     out.validate()
     if from_checkpoint:
         for key in typed:  # compared in canonical form (conv_layers as tuples): the same value given again is fine
-            if key not in TRAINING_FIELDS and getattr(out, key) != getattr(config, key):
+            if key not in (*TRAINING_FIELDS, *fresh) and getattr(out, key) != getattr(config, key):
                 raise XlsrError(f"model.{key}: the --init checkpoint has {getattr(config, key)!r}, not "
-                                f"{getattr(out, key)!r}; with --init only {', '.join(TRAINING_FIELDS)} can be "
-                                f"overridden")
+                                f"{getattr(out, key)!r}; with --init only {', '.join((*TRAINING_FIELDS, *fresh))} "
+                                f"can be overridden")
     return out
 
 

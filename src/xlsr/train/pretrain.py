@@ -35,6 +35,7 @@ from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.huggingface import keeps_xlsr_settings
 from xlsr.interop.init_model import (
+    QUANTIZER_FIELDS,
     TRAINING_FIELDS,
     apply_overrides,
     load_init,
@@ -144,13 +145,15 @@ class PretrainTask(Task):
         # weights of --init unread)
         self.init = load_init(cfg.init, cfg.preset, resume_from=resume_checkpoint(cfg.out))
         base = self.init.config
+        # a checkpoint without a quantizer (a CTC model) leaves its sizes free: it starts from random weights
+        self.fresh_fields = QUANTIZER_FIELDS if self.init.without_quantizer else ()
         if self.init.pretrained:
             self._check_recipe_sizes(base)
         if self.init.source_format == "hf":
             base = self._preset_training_fields(base)
         elif self.init.source_format is not None and self.init.resumed_from is None:
             self._say_unused_preset(base)
-        self.model_cfg = apply_overrides(base, cfg.model, from_checkpoint=self.init.pretrained)
+        self.model_cfg = apply_overrides(base, cfg.model, from_checkpoint=self.init.pretrained, fresh=self.fresh_fields)
         self.normalize = self.model_cfg.normalize_waveform if cfg.normalize is None else cfg.normalize
         # a shard folder (SHARDS/index.json) is streamed (data/shard_stream.py); the utterance indexes stay empty
         self.shards = read_index(cfg.data) if is_shard_folder(cfg.data) else None
@@ -219,13 +222,13 @@ class PretrainTask(Task):
         except XlsrError:
             return  # a name only recorded (the field is informational), not a shipped recipe
         for key, value in section.items():
-            if key in TRAINING_FIELDS or key not in self.cfg.model:
+            if key in (*TRAINING_FIELDS, *self.fresh_fields) or key not in self.cfg.model:
                 continue
             given = coerce_fields(Wav2Vec2Config, {key: self.cfg.model[key]}, where="model.")
             if given != coerce_fields(Wav2Vec2Config, {key: value}, where="model."):
                 continue  # set otherwise by --config or --model.*: apply_overrides names it
             try:
-                apply_overrides(config, given, from_checkpoint=True)
+                apply_overrides(config, given, from_checkpoint=True, fresh=self.fresh_fields)
             except XlsrError:
                 held = _as_typed(getattr(config, key))
                 raise XlsrError(f"model.{key}: --recipe {self.cfg.recipe} sets {_as_typed(value)} for the model it "
