@@ -49,3 +49,15 @@ def test_a_reader_that_closed_the_pipe_ends_the_command_quietly(monkeypatch, cap
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["synth", "--list"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_the_command_s_modules_import_is_one_line(monkeypatch, capsys):
+    from xlsr.cli import INTERRUPTED
+    from xlsr.cli import main as cli_main
+
+    def interrupted(argv=None):  # Ctrl-C in the second or so the parser spends importing torch
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    assert cli_main.main(["pretrain", "--help"]) == INTERRUPTED
+    assert capsys.readouterr().err == "xlsr: interrupted\n"

@@ -66,8 +66,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:  # the parser imports the command's modules (torch among them: a second or more)
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C as it starts: nothing begun, nothing to say but that
+        print("xlsr: interrupted", file=sys.stderr)
+        return INTERRUPTED
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
