@@ -47,3 +47,8 @@ def test_overrides_are_typed_validated_and_unknown_keys_named():
         apply_overrides(base, {"nope": 1})
     with pytest.raises(XlsrError, match="model.num_layers"):
         apply_overrides(base, {"num_layers": "many"})
+    # a value of the right type that cannot build a model is named as the command line and config.yaml name it
+    with pytest.raises(XlsrError, match=r"^model.latent_temp=\(0.5, 2.0, 1.0\): must be \(max, min, decay\)"):
+        apply_overrides(base, {"latent_temp": "0.5,2,1"})
+    with pytest.raises(XlsrError, match=r"^model.num_heads=5: must divide hidden_size=24"):
+        apply_overrides(base, {"num_heads": 5})

@@ -206,8 +206,12 @@ def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint:
     d = config.to_dict()
     typed = coerce_fields(Wav2Vec2Config, dict(overrides), where="model.")
     d.update(typed)
-    out = Wav2Vec2Config.from_dict(d)
-    out.validate()
+    try:
+        out = Wav2Vec2Config.from_dict(d)  # validated as it is built
+    except XlsrError as exc:  # a field named as the run's settings name it (config.yaml, --model.*)
+        message = str(exc)
+        raise XlsrError("model." + message.removeprefix("Wav2Vec2Config.") if message.startswith("Wav2Vec2Config.")
+                        else message) from None
     if from_checkpoint:
         for key in typed:  # compared in canonical form (conv_layers as tuples): the same value given again is fine
             if key not in (*TRAINING_FIELDS, *fresh) and getattr(out, key) != getattr(config, key):
