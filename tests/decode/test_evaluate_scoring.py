@@ -73,3 +73,15 @@ def test_the_chunk_stride_given_is_the_one_long_files_are_transcribed_with(tmp_p
     hyps = [evaluate(ctc, utts, chunk_seconds=1.0, chunk_stride=stride, show_progress=False).hypotheses[0]["hyp"]
             for stride in (0.0, 0.25)]
     assert hyps[0] == alone.hypothesis.text and hyps[1] != hyps[0]  # the stride matters on this file
+
+
+def test_the_hypotheses_file_holds_the_texts_as_scored_in_nfc():
+    # a reference typed decomposed (e + combining acute), a model that writes its accents decomposed: equal as scored,
+    # and the file says so, so that a scorer of its own (jiwer) counts no error either
+    decomposed = "cafe\u0301 ole\u0301"
+    utts = [Utt(id="1", audio="/x/1.wav", lang="fr", text=decomposed, phones=None)]
+    refs = References("m", utts, "chars", scored=[0], missing=[], oov={}, normalize=False)
+    report = refs.score({"/x/1.wav": "café ole\u0301"}, [])
+    assert report.total["char"].errors == 0
+    assert report.hypotheses == [{"id": "1", "lang": "fr", "ref": "café olé", "hyp": "café olé"}]
+    assert all(len(h["ref"]) == 8 for h in report.hypotheses)  # composed: one code point per accented letter

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
     add_decoder_arguments(p, sweep=True)
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
-    p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance")
+    p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance, as scored (in Unicode NFC; normalized with --normalize-text)")
     p.add_argument("--normalize-text", action="store_true",
                    help="score reference and hypothesis lower-cased in the utterance's language, without "
                    "punctuation (as `xlsr data normalize-text` writes them); character labels")

@@ -178,7 +178,9 @@ class References:
             ref = getattr(u, LABEL_FIELD[self.labels])
             if self.normalize:  # in the utterance's language, as `xlsr data normalize-text` wrote the training text
                 ref, hyp = normalize_text(ref, u.lang), normalize_hypothesis(hyp, u.lang)
-            hyps.append({"id": u.id, "lang": u.lang, "ref": ref, "hyp": hyp})
+            # as scored (NFC: text/metrics.py), so that a scorer reading the file counts what this one counted
+            hyps.append({"id": u.id, "lang": u.lang, "ref": unicodedata.normalize("NFC", ref),
+                         "hyp": unicodedata.normalize("NFC", hyp)})
             per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
             for unit in units:
                 per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
