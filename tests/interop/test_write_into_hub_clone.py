@@ -107,6 +107,24 @@ def test_a_new_hub_repo_without_a_model_yet_is_written_into(tmp_path):
     assert torch.equal(load_pretrained(clone).model.lm_head.weight, model.lm_head.weight)
 
 
+def test_a_language_model_decoders_files_are_kept_and_said(tmp_path, caplog):
+    # pyctcdecode's alphabet and n-gram LM, saved by Wav2Vec2ProcessorWithLM beside the earlier model: the user's, and
+    # made for that model's vocabulary
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    _hub_clone(clone)
+    (clone / "alphabet.json").write_text('{"labels": ["", "a", "b"]}')
+    (clone / "language_model").mkdir()
+    (clone / "language_model" / "5gram.bin").write_bytes(b"kenlm")
+    save_checkpoint(clone, _ctc(), vocab=TOKENS)
+    assert (clone / "alphabet.json").read_text() == '{"labels": ["", "a", "b"]}'
+    assert (clone / "language_model" / "5gram.bin").read_bytes() == b"kenlm"
+    said = [r.getMessage() for r in caplog.records if "alphabet.json" in r.getMessage()]
+    assert said == [f"{clone}: kept the files of a language-model decoder (Wav2Vec2ProcessorWithLM: alphabet.json, "
+                    f"language_model), made for the earlier model's vocabulary; build them again if the vocabulary "
+                    f"changed"]
+
+
 def _bert_clone(folder):
     _hub_clone(folder)
     (folder / "config.json").write_text('{"model_type": "bert", "hidden_size": 24}\n')

@@ -11,6 +11,7 @@ instead, staged and fsynced inside it first (write_atomic_dir).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -36,6 +37,8 @@ try:
     import fcntl
 except ImportError:  # Windows: writers of one folder are not kept apart (see _only_writer)
     fcntl = None
+
+log = logging.getLogger(__name__)
 
 FORMAT = "xlsr"
 VERSION = 1
@@ -116,6 +119,9 @@ _OS_CLUTTER = re.compile(r"\.DS_Store|\._.+|Thumbs\.db|desktop\.ini")
 # A training checkpoint's state (ours: trainer.pt; transformers' Trainer: optimizer.pt) belongs to the weights beside
 # it: a resume would pair it with the new ones, so a folder holding it is not written into.
 _TRAINING_STATE = re.compile(r"trainer\.pt|optimizer\.pt")
+
+# What transformers' Wav2Vec2ProcessorWithLM (pyctcdecode) saves beside a model: its decoder's alphabet and n-gram LM
+_DECODER_FILES = ("alphabet.json", "language_model")
 
 # Inside a folder written into (see write_atomic_dir): the new checkpoint's files, complete and on disk, and _PLAN,
 # the names to move in and the old checkpoint's files to remove.
@@ -222,6 +228,10 @@ def _write_into(dst: Path, write, kind: str | None) -> Path:
 
     write_dir(dst / _STAGE, stage)
     _move_in(dst, dst / _STAGE)
+    kept = [name for name in _DECODER_FILES if (dst / name).exists()]
+    if kept:  # the user's, made for the earlier model: kept, but a processor would pair them with the new one
+        log.warning("%s: kept the files of a language-model decoder (Wav2Vec2ProcessorWithLM: %s), made for the "
+                    "earlier model's vocabulary; build them again if the vocabulary changed", dst, listing(kept))
     return dst
 
 
