@@ -101,6 +101,10 @@ class FinetuneTask(Task):
         if self.adapters_only:
             check_adapter_training(self.init, cfg.target_lang)
         self.model_config = apply_overrides(self.init.config, dict(cfg.model), from_checkpoint=self.init.pretrained)
+        if cfg.target_lang and not self.model_config.adapter_attn_dim:
+            # a checkpoint without adapters is refused as it loads; a random model's would be named for nothing
+            raise XlsrError(f"target_lang: {cfg.target_lang!r} picks a language of an MMS --init with per-language "
+                            f"adapters; --init {cfg.init} has none (and model.adapter_attn_dim is not set)")
         # The same for every init: what RUN/config.yaml says is what the run did, pretrained or not.
         # Adapter training (MMS) keeps the whole base fixed, so neither freeze applies there.
         self.freeze_cnn = bool(cfg.freeze_feature_encoder) or self.adapters_only
@@ -146,8 +150,7 @@ class FinetuneTask(Task):
         if self.adapters_only:
             trainable, total = train_adapters_only(model, new_language=self.init.new_language)
             self.trainable_line = (f"training only the adapters and CTC head of {self.cfg.target_lang!r}"
-                                   f"{' (a new language)' if self.init.new_language else ''}: "
-                                   f"{trainable:,} of {total:,} parameters")
+                                   f"{self._language_note()}: {trainable:,} of {total:,} parameters")
         if self.data.keep_head and self.init.ctc_head is not None:
             model.lm_head.load_state_dict(self.init.ctc_head.state_dict())
         else:
@@ -160,6 +163,16 @@ class FinetuneTask(Task):
         elif self.feature_caches:  # its CNN is random until the Trainer loads the run's checkpoint: bound then
             self._unbound_encoder = model.wav2vec2
         return model
+
+    def _language_note(self) -> str:
+        """Where the trained language's adapters start: fresh (a new language) or the `--init` checkpoint's own, which
+        the run continues (RUN/adapter/ then replaces that language's in a directory it is copied into)."""
+        if self.init.new_language:
+            return " (a new language)"
+        if self.init.resumed_from is not None:
+            return ""  # the run's own checkpoint holds them
+        head = "" if self.data.keep_head else "; a new head"
+        return f" (--init has this language: its adapters{'' if head else ' and head'} continue training{head})"
 
     def _bind_caches(self, encoder: nn.Module) -> None:
         """Tie the feature caches to `encoder`'s CNN (XlsrError when one holds another CNN's output)."""

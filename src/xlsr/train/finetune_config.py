@@ -125,6 +125,7 @@ class FinetuneConfig(TrainerConfig):
             raise XlsrError(f"augment: not available when --train is a shard folder ({shards[0]})")
         check_override_keys(self.model)  # a typo in a YAML's model section, before any checkpoint is loaded
         self._check_cnn_gradient()
+        self._check_adapter_settings()
 
     def _check_cnn_gradient(self) -> None:
         """XlsrError for a model.feature_grad_mult above 0 given with a frozen CNN, which would make it 0 unsaid.
@@ -141,6 +142,20 @@ class FinetuneConfig(TrainerConfig):
             raise XlsrError(f"model.feature_grad_mult {mult:g}: the CNN is frozen (freeze_feature_encoder true), so "
                             f"its gradient is 0 whatever this says; give --freeze-feature-encoder false to train the "
                             f"CNN with it, or leave --model.feature_grad_mult out")
+
+    def _check_adapter_settings(self) -> None:
+        """XlsrError, before anything is loaded or written, for train_only adapters settings that cannot hold: a
+        target_lang that cannot name the adapter file the run ends by writing, or a CNN asked to train."""
+        if self.train_only != "adapters":
+            return
+        lang = self.target_lang
+        if isinstance(lang, str) and (not lang.isprintable() or any(c in lang for c in "/\\")):
+            # it names RUN/adapter/adapter.<lang>.safetensors; found only once training is over otherwise
+            raise XlsrError(f"target_lang: {lang!r} cannot name the adapter file adapter.<lang>.safetensors (no "
+                            f"'/', '\\' or control characters); MMS names languages by ISO 639-3 codes, e.g. 'ind'")
+        if not self.freeze_feature_encoder:
+            raise XlsrError("freeze_feature_encoder: false, but with train_only adapters only the adapters and the "
+                            "CTC head train (the CNN stays frozen); leave --freeze-feature-encoder out")
 
 
 def transformer_freeze_updates(cfg: FinetuneConfig) -> int:
