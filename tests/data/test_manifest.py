@@ -29,7 +29,9 @@ def test_roundtrip_with_relative_audio(tmp_path):
     ('{"audio": "a.wav", "num_samples": -3, "lang": "es"}', "num_samples must be a positive integer"),
     ('{"audio": "a.wav", "num_samples": 3, "lang": ""}', "lang must be a non-empty string"),
     ('{"audio": "a.wav", "num_samples": 3, "lang": "es", "text": 5}', "text must be a string"),
-    ("not json", "not valid JSON"),
+    ("not json", "not valid JSON \\(Expecting value\\)$"),
+    ('{"id": "x', "not valid JSON \\(Unterminated string starting at column 8\\)$"),  # where, as json's words ask
+    ('{"id": "a\tb"}', "not valid JSON \\(Invalid control character at column 10\\)$"),
     ("[1, 2]", "expected a JSON object"),
 ])
 def test_bad_line_names_file_and_line(tmp_path, line, problem):

@@ -60,9 +60,10 @@ def parse_record(raw: bytes) -> tuple[dict | None, str | None]:
     except UnicodeDecodeError:
         return None, "not UTF-8 text (is this a JSONL manifest?)"
     try:
-        record = parse_json(line)
-    except json.JSONDecodeError as exc:
-        return None, f"not valid JSON ({exc.msg})"
+        record = parse_json(line.rstrip("\r\n"))  # a line cut inside a string: "unterminated", not its newline
+    except json.JSONDecodeError as exc:  # json's "Unterminated string starting at" needs the place it names
+        return None, f"not valid JSON ({exc.msg} column {exc.colno})" if exc.msg.endswith(" at") else \
+            f"not valid JSON ({exc.msg})"
     problem = record_problem(record)
     return (None, problem) if problem else (record, None)
 
