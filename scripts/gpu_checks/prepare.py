@@ -18,6 +18,7 @@ The corpora synthesized there are then byte-identical to the ones synthesized he
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -89,7 +90,9 @@ def write_wordfreq_stand_in(dest: Path) -> None:
     print(f"{dest}: word lists of {len(lists)} languages")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # no options: the parser gives --help (the module's docstring) and refuses anything else before any download
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
     download_wheels(GPU_DIR / "whl")
     write_wordfreq_stand_in(GPU_DIR / "wordfreq")
     size = sum(p.stat().st_size for p in GPU_DIR.rglob("*") if p.is_file())
