@@ -61,6 +61,16 @@ def test_the_folder_is_judged_before_the_model_or_data_are_read(tmp_path, capsys
                       "--out", str(out)], out / "pca.png", "mine")
 
 
+def test_the_data_folder_is_no_output_folder(tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "it").mkdir(parents=True)
+    before = sorted(p.name for p in data.iterdir())
+    assert main(["analyze", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(data / ".")]) == 2
+    assert capsys.readouterr().err == (f"xlsr: error: --out {data}: is the --data folder; give the analysis a folder "
+                                       f"of its own\n")
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
 def test_probe_refuses_a_users_report_before_loading_the_model(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

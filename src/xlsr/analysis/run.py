@@ -123,6 +123,8 @@ def analyze(
     """Run the shared-discrete-units analysis and write analysis.json, codeword_counts.npz and the PNGs into
     `out_dir`, where they may replace only an earlier analysis's files (analysis/output_folder.py)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if out_dir.resolve() == data_dir.resolve():  # its report and counts among the language folders
+        raise XlsrError(f"--out {out_dir}: is the --data folder; give the analysis a folder of its own")
     check_output_folder(out_dir, OUTPUTS, with_figures=plots)
     require_seed(seed)
     per_lang = _read_languages(data_dir, split, langs)
