@@ -21,7 +21,9 @@ def register(subparsers) -> None:
         "DST/dict.ltr.txt or dict.phn.txt) for fairseq's checkpoint_utils.load_model_ensemble_and_task; "
         "after moving the folder, pass arg_overrides={'data': NEW_FOLDER}. --to hf writes a model without a CTC "
         "head with transformers' SpecAugment values for fine-tuning (mask_time_prob 0.05), as the hub's pretrained "
-        "configs have them; its pretraining masking stays under config.json's xlsr_config, which xlsr reads back.",
+        "configs have them; its pretraining masking stays under config.json's xlsr_config, which xlsr reads back. A model "
+        "with MMS adapters for one language (--target-lang, an adapter run) is written in the MMS layout "
+        "(adapter.LANG.safetensors, vocab.json keyed by language, tokenizer_config.json's target_lang).",
     )
     p.add_argument("src", metavar="SRC", help="checkpoint to read")
     p.add_argument("dst", metavar="DST", help="directory to write")
@@ -30,7 +32,8 @@ def register(subparsers) -> None:
                    help="fairseq dictionary (dict.ltr.txt) for a fine-tuned .pt; default: one beside SRC")
     p.add_argument("--target-lang", metavar="LANG",
                    help="MMS checkpoints with per-language adapters: the language whose adapters, head and "
-                   "vocabulary to keep (without it, the error lists the languages SRC has)")
+                   "vocabulary to keep (without it, the error lists the languages SRC has, unless SRC holds "
+                   "only its base weights' language)")
     p.set_defaults(func=run)
 
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
                         f"folder holds its own files only); give a folder outside it")
     loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
     if args.to == "hf":
-        export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
+        export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"),
+                  target_lang=loaded.metadata.get("target_lang"))  # an MMS language: the MMS layout
     elif args.to == "fairseq":
         export_fairseq(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"))
     else:

@@ -37,13 +37,33 @@ def _languages_line(languages: list[str]) -> str:
 def hf_languages(dir: Path) -> tuple[list[str], Path]:
     """(languages an MMS directory offers, the file that says so): a per-language vocab.json, else adapter files."""
     vocab_path = dir / "vocab.json"
-    if vocab_path.is_file():
-        vocab = read_json(vocab_path)
-        if vocab and all(isinstance(v, dict) for v in vocab.values()):
-            return sorted(vocab), vocab_path
+    by_language = _vocab_by_language(vocab_path) if vocab_path.is_file() else None
+    if by_language is not None:
+        return sorted(by_language), vocab_path
     files = {p.name[len("adapter."):-len(".safetensors")] for p in dir.glob(ADAPTER_FILE.format("*"))}
     files |= {p.name[len("adapter."):-len(".bin")] for p in dir.glob(ADAPTER_BIN_FILE.format("*"))}
     return sorted(files), dir
+
+
+def _vocab_by_language(vocab_path: Path) -> dict[str, dict] | None:
+    """vocab.json's token→id table of each language when it is keyed by language (an object of objects), None when it
+    is one token→id table; one line naming the entries that are not tables when only some are."""
+    vocab = read_json(vocab_path)
+    if not any(isinstance(v, dict) for v in vocab.values()):
+        return None
+    odd = [k for k, v in vocab.items() if not isinstance(v, dict)]
+    if odd:
+        more = f" (and {len(odd) - 1} more entries: {listing(odd[1:])})" if len(odd) > 1 else ""
+        raise CheckpointError(f"{vocab_path}: keyed by language, but its entry for language {odd[0]!r} is "
+                              f"{_json_kind(vocab[odd[0]])}, not an object of token ids{more}")
+    return vocab
+
+
+def _json_kind(value) -> str:
+    for kind, name in ((bool, "true/false"), (int | float, "a number"), (str, "a string"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return "null"
 
 
 def hf_base_language(dir: Path) -> str:
@@ -54,11 +74,23 @@ def hf_base_language(dir: Path) -> str:
     return lang if isinstance(lang, str) and lang else DEFAULT_BASE_LANGUAGE
 
 
+def hf_language(dir: Path, target_lang: str | None) -> str | None:
+    """The language to load from an HF directory: `target_lang` if it offers it; without one, the base's own language
+    when that is the only one offered (transformers then uses the base weights as they are); None when it offers
+    none. Otherwise one line listing the languages it offers."""
+    languages, named_in = hf_languages(dir)
+    if target_lang is None and not languages:
+        return None
+    if target_lang is None and languages == [hf_base_language(dir)]:
+        return languages[0]
+    return choose_language(named_in, languages, target_lang)
+
+
 def choose_language(source: Path, languages: list[str], target_lang: str | None) -> str:
     """`target_lang` if `source` offers it; otherwise one line listing the languages it does offer."""
     if target_lang is None:
-        raise CheckpointError(f"{source}: holds {len(languages)} languages; choose one with target_lang "
-                              f"(--target-lang): {_languages_line(languages)}")
+        held = "1 language; choose it" if len(languages) == 1 else f"{len(languages)} languages; choose one"
+        raise CheckpointError(f"{source}: holds {held} with target_lang (--target-lang): {_languages_line(languages)}")
     if target_lang not in languages:
         raise CheckpointError(f"{source}: no language {target_lang!r}; available: {_languages_line(languages)}")
     return target_lang
@@ -66,13 +98,13 @@ def choose_language(source: Path, languages: list[str], target_lang: str | None)
 
 def language_vocab(vocab_path: Path, target_lang: str | None) -> dict:
     """The token→id table of vocab.json, or of its `target_lang` entry when it is keyed by language."""
-    vocab = read_json(vocab_path)
-    if vocab and all(isinstance(v, dict) for v in vocab.values()):
-        if target_lang not in vocab:
-            raise CheckpointError(f"{vocab_path}: no vocabulary for language {target_lang!r}; "
-                                  f"available: {_languages_line(sorted(vocab))}")
-        return vocab[target_lang]
-    return vocab
+    by_language = _vocab_by_language(vocab_path)
+    if by_language is None:
+        return read_json(vocab_path)
+    if target_lang not in by_language:
+        raise CheckpointError(f"{vocab_path}: no vocabulary for language {target_lang!r}; "
+                              f"available: {_languages_line(sorted(by_language))}")
+    return by_language[target_lang]
 
 
 def with_hf_adapter(dir: Path, state: dict[str, torch.Tensor], lang: str,

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from xlsr.errors import CheckpointError, listing
-from xlsr.interop.adapters import choose_language, hf_languages, with_hf_adapter
+from xlsr.interop.adapter_export import export_adapter
+from xlsr.interop.adapters import hf_language, with_hf_adapter
 from xlsr.interop.ctc_head import to_convention, with_unk_row
 from xlsr.interop.hf_config import (
     config_from_hf,
@@ -199,8 +200,7 @@ def _do_normalize(dir: Path) -> bool | None:
 def _read_hf_state(dir: Path, target_lang: str | None) -> tuple[dict[str, torch.Tensor], Path, str | None]:
     """The directory's tensors with the chosen MMS language's adapters in and weight norm under today's names."""
     state, weights_path = read_hf_weights(dir)
-    languages, named_in = hf_languages(dir)
-    lang = choose_language(named_in, languages, target_lang) if languages or target_lang is not None else None
+    lang = hf_language(dir, target_lang)
     if lang is not None:
         state = with_hf_adapter(dir, state, lang, _read_torch_weights)
     return with_current_weight_norm_names(state), weights_path, lang
@@ -235,11 +235,14 @@ def _ctc_vocab(dir: Path, hf: dict, ours: dict[str, torch.Tensor], lang: str | N
     return vocab
 
 
-def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str | None = None) -> Path:
+def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str | None = None,
+              target_lang: str | None = None) -> Path:
     """Write `model` as an HF directory that transformers' from_pretrained loads (atomically).
 
     `vocab` (a Vocabulary or token list) adds the CTC tokenizer files; `kind` ("phones"/"chars")
-    picks the tokenizer, by default the Vocabulary's kind or a guess from the symbols.
+    picks the tokenizer, by default the Vocabulary's kind or a guess from the symbols. `target_lang` names the
+    language of a model's MMS adapters and head: a CTC model with adapters and a vocabulary then gets the MMS layout
+    (_write_language), which transformers loads with target_lang=LANG, with load_adapter(LANG) and without either.
     """
     architecture = type(model).__name__
     if architecture not in ARCHITECTURES:
@@ -260,12 +263,37 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
     if not hf_has_mask_embedding(hf_config):
         hf_state.pop((HF_PREFIX if prefixed else "") + "masked_spec_embed", None)
     files = {"config.json": hf_config, "preprocessor_config.json": hf_preprocessor_config(cfg)}
-    if tokens is not None:
-        files.update(hf_tokenizer_files(tokens, kind or getattr(vocab, "kind", None)))
+    kind = kind or getattr(vocab, "kind", None)
+    # Without a vocabulary there is no vocab.json to key by language: the flat layout, as for any CTC model.
+    mms = bool(target_lang and cfg.adapter_attn_dim and vocab_size is not None and tokens is not None)
+    if tokens is not None and not mms:
+        files.update(hf_tokenizer_files(tokens, kind))
 
     def write(tmp: Path) -> None:
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
         write_safetensors(tmp / "model.safetensors", hf_state, metadata={"format": "pt"})
+        if mms:
+            _write_language(tmp, model, target_lang, tokens, phones=kind == "phones")
 
+    if mms and kind == "phones":
+        # Wav2Vec2CTCTokenizer, the one that reads a vocab.json keyed by language, splits text into characters: it
+        # would encode a phone string's spaces as <unk> and join decoded phones. transformers' phoneme tokenizer
+        # reads no per-language vocabulary, so no tokenizer files are written for phone labels.
+        log.warning("%s: phone labels: the adapter and vocab.json are written, no tokenizer files (transformers has "
+                    "no phone tokenizer that reads a vocab.json keyed by language)", dir)
     return write_atomic_dir(dir, write)
+
+
+def _write_language(dir: Path, model: torch.nn.Module, lang: str, tokens: list[str], *, phones: bool) -> None:
+    """The MMS layout, as facebook/mms-1b-all has it, beside the base (config.json, model.safetensors: this language's
+    adapters and head, which transformers uses without target_lang): adapter.<lang>.safetensors, vocab.json keyed by
+    language and tokenizer files naming it (tokenizer_config.json's target_lang, the base's language); for `phones`
+    no tokenizer files (see export_hf)."""
+    export_adapter(model, dir, lang, tokens)
+    if phones:
+        return
+    files = hf_tokenizer_files(tokens, "chars")
+    files["tokenizer_config.json"]["target_lang"] = lang
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        (dir / name).write_text(json.dumps(files[name], indent=2, ensure_ascii=False) + "\n")

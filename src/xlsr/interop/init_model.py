@@ -22,7 +22,7 @@ from torch import nn
 
 from xlsr.config import coerce_fields
 from xlsr.errors import CheckpointError, XlsrError
-from xlsr.interop.adapters import fairseq_adapter_languages, hf_languages
+from xlsr.interop.adapters import fairseq_adapter_languages, hf_base_language, hf_languages
 from xlsr.interop.fairseq import model_args, read_fairseq_checkpoint
 from xlsr.interop.load import (
     checkpoint_path,
@@ -105,7 +105,7 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *, 
     """Read `--init` (a run folder means its best, else last, checkpoint); None or "none": `preset`, random.
 
     `target_lang` picks an MMS checkpoint's language. With `allow_new_language`, a language the checkpoint
-    lacks loads its first listed one instead (its base weights; the caller starts fresh adapters and head)
+    lacks loads another instead (starting_language: its base weights; the caller starts fresh adapters and head)
     and `new_language` is set; the loaded vocabulary, another language's, is then not offered.
     `resume_from`: the run's own checkpoint, when the run resumes; no weights of `--init` are read (module docstring).
     """
@@ -118,7 +118,7 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *, 
     if allow_new_language and target_lang is not None:
         languages = checkpoint_languages(path)
         if target_lang not in languages:
-            lang = languages[0] if languages else None
+            lang = starting_language(path, languages)
     loaded = load_pretrained(path, target_lang=lang) if resume_from is None else _described(path, lang)
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
@@ -190,6 +190,16 @@ def checkpoint_languages(path: str | Path) -> list[str]:
     cfg = ckpt.get("cfg") if isinstance(ckpt.get("cfg"), dict) else {}
     task = cfg.get("task") if isinstance(cfg.get("task"), dict) else ckpt.get("args") or {}
     return fairseq_adapter_languages({**pre_task, **task}, stacked[0].shape[0]) or []
+
+
+def starting_language(path: str | Path, languages: list[str]) -> str | None:
+    """The language of `path`'s (`languages`) whose weights a new language starts from, its adapters and head then
+    replaced: a Hugging Face MMS directory's base language when it offers it, as its base weights hold it and no
+    adapter file is needed; else the first listed."""
+    path = checkpoint_path(path)
+    if detect_format(path) == "hf" and hf_base_language(path) in languages:
+        return hf_base_language(path)
+    return languages[0] if languages else None
 
 
 def apply_overrides(config: Wav2Vec2Config, overrides: dict, *, from_checkpoint: bool = False,

@@ -3,8 +3,8 @@
 MMS adds a language by training only the bottleneck adapter after every Transformer block and a head of the
 language's own vocabulary (~2M parameters for MMS-1B); the rest of the model, shared by all languages, never
 changes. `target_lang` is a language the `--init` checkpoint has: its adapters and head continue training. A
-new one: the checkpoint is loaded with its first listed language (interop/init_model.py), and the adapters and
-head start afresh (`adapters.init_language`).
+new one: the checkpoint is loaded with its base's own language, else its first listed one
+(`init_model.starting_language`), and the adapters and head start afresh (`adapters.init_language`).
 
 At the end of the run (a stopped one and a re-run of a finished one too), RUN/adapter/ is written by rank 0 from
 the run's best (else last) checkpoint, while the run still holds its folder's lock (RUN/.lock), as an MMS-layout
@@ -16,22 +16,15 @@ vocab.json entry also adds the language to the MMS directory the run started fro
 
 from __future__ import annotations
 
-import json
-import logging
 from pathlib import Path
 
 from torch import nn
 
 from xlsr.errors import XlsrError
-from xlsr.interop.adapter_export import export_adapter
 from xlsr.interop.adapters import adapter_parameters, init_language
-from xlsr.interop.hf_tokenizer import hf_tokenizer_files
 from xlsr.interop.huggingface import export_hf
 from xlsr.interop.init_model import InitModel
 from xlsr.interop.load import load_pretrained
-from xlsr.interop.native import write_atomic_dir
-
-log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"  # RUN/adapter/
 
@@ -59,22 +52,6 @@ def train_adapters_only(model: nn.Module, *, new_language: bool) -> tuple[int, i
 def export_run_adapter(run_dir: str | Path, lang: str) -> Path:
     """Write RUN/adapter/ (see the module docstring) from the run's best, else last, checkpoint; returns it."""
     loaded = load_pretrained(run_dir)
-    tokens = list(loaded.vocab)
-
-    def write(tmp: Path) -> None:
-        export_hf(loaded.model, tmp)  # the base (with this language), no tokenizer: vocab.json is keyed by language
-        export_adapter(loaded.model, tmp, lang, tokens)
-        if (loaded.metadata or {}).get("labels") == "phones":
-            # Wav2Vec2CTCTokenizer, the one that reads a vocab.json keyed by language, splits text into characters:
-            # it would encode a phone string's spaces as <unk> and join decoded phones. transformers' phoneme
-            # tokenizer reads no per-language vocabulary, so no tokenizer files are written for phone labels.
-            log.warning("%s: phone labels: the adapter and vocab.json are written, no tokenizer files "
-                        "(transformers has no phone tokenizer that reads a vocab.json keyed by language)", tmp.parent)
-            return
-        # Wav2Vec2CTCTokenizer is the one that reads a vocab.json keyed by language (target_lang).
-        files = hf_tokenizer_files(tokens, "chars")
-        for name in ("tokenizer_config.json", "special_tokens_map.json"):
-            content = {**files[name], "target_lang": lang} if name == "tokenizer_config.json" else files[name]
-            (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-
-    return write_atomic_dir(Path(run_dir) / ADAPTER_DIR, write)
+    # Wav2Vec2CTCTokenizer is the one that reads a vocab.json keyed by language: "chars" unless the labels are phones.
+    kind = "phones" if (loaded.metadata or {}).get("labels") == "phones" else "chars"
+    return export_hf(loaded.model, Path(run_dir) / ADAPTER_DIR, loaded.vocab, kind=kind, target_lang=lang)
