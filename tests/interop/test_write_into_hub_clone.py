@@ -206,7 +206,7 @@ def test_a_write_killed_midway_is_finished_by_the_next_and_readers_never_load_a_
     staged = clone / ".xlsr-staged-checkpoint"
     checkpoint = set(os.listdir(clone)) - set(furniture) - {".git", "images", ".xlsr-staged-checkpoint"}
     if kill is _kill_after_staging:  # the earlier model as it was: readers do not look into the staged folder
-        assert set(os.listdir(staged)) == {".plan.json", "config.json", "model.safetensors"}
+        assert set(os.listdir(staged)) == {".gitignore", ".plan.json", "config.json", "model.safetensors"}
         loaded = load_pretrained(clone)
         assert loaded.source_format == "hf" and torch.equal(loaded.model.lm_head.weight, first.lm_head.weight)
     else:  # no weights: for ours and for transformers no model, rather than the new one with old files or no config

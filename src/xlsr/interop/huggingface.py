@@ -264,19 +264,24 @@ def export_hf(model: torch.nn.Module, dir: str | Path, vocab=None, *, kind: str 
         hf_state.pop((HF_PREFIX if prefixed else "") + "masked_spec_embed", None)
     files = {"config.json": hf_config, "preprocessor_config.json": hf_preprocessor_config(cfg)}
     kind = kind or getattr(vocab, "kind", None)
+    tokenizer = hf_tokenizer_files(tokens, kind) if tokens is not None else None
+    # Phone labels as the flat layout's tokenizer takes them: `kind`, else a guess from the symbols (a checkpoint
+    # whose labels nothing names, such as a phone RUN/adapter/ read back, which has no tokenizer files).
+    phones = tokenizer is not None and _LABELS_OF_TOKENIZER.get(
+        tokenizer["tokenizer_config.json"]["tokenizer_class"]) == "phones"
     # Without a vocabulary there is no vocab.json to key by language: the flat layout, as for any CTC model.
     mms = bool(target_lang and cfg.adapter_attn_dim and vocab_size is not None and tokens is not None)
-    if tokens is not None and not mms:
-        files.update(hf_tokenizer_files(tokens, kind))
+    if tokenizer is not None and not mms:
+        files.update(tokenizer)
 
     def write(tmp: Path) -> None:
         for name, content in files.items():
             (tmp / name).write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
         write_safetensors(tmp / "model.safetensors", hf_state, metadata={"format": "pt"})
         if mms:
-            _write_language(tmp, model, target_lang, tokens, phones=kind == "phones")
+            _write_language(tmp, model, target_lang, tokens, phones=phones)
 
-    if mms and kind == "phones":
+    if mms and phones:
         # Wav2Vec2CTCTokenizer, the one that reads a vocab.json keyed by language, splits text into characters: it
         # would encode a phone string's spaces as <unk> and join decoded phones. transformers' phoneme tokenizer
         # reads no per-language vocabulary, so no tokenizer files are written for phone labels.

@@ -127,6 +127,9 @@ _DECODER_FILES = ("alphabet.json", "language_model")
 # the names to move in and the old checkpoint's files to remove.
 _STAGE = ".xlsr-staged-checkpoint"
 _PLAN = ".plan.json"
+# Written first into the staging folder, "*": git ignores the folder and all it holds (the clone's `git add .` after
+# a killed write would commit the staged weights, or half-written ones) until it is gone.
+_GITIGNORE = ".gitignore"
 # weights, and the index that names their shards: out first and in last (_move_in)
 _WEIGHTS = re.compile(r".+\.(safetensors|bin|h5|msgpack)|.+\.index\.json")
 
@@ -146,8 +149,9 @@ def write_atomic_dir(dst: str | Path, write) -> Path:
     may be there. The old checkpoint's files that the new one does not write are removed, so that none is loaded with
     it (an old pytorch_model.bin beside the new model.safetensors, an old vocab.json). The new files are written and
     fsynced in `dst/.xlsr-staged-checkpoint` (write_dir: it gets that name only once complete) with the plan of what
-    to move in and what to remove; then the old files are removed, weights first, and the new ones renamed into
-    place, weights last (_move_in), and the staged folder removed. A crash leaves that staged folder, and `dst` either
+    to move in and what to remove, and a .gitignore that keeps git from adding it; then the old files are removed,
+    weights first, and the new ones renamed into place, weights last (_move_in), and the staged folder removed. A
+    crash leaves that staged folder (or, during staging, write_dir's temporary one, also ignored), and `dst` either
     with the old checkpoint whole or with no weights at all, which readers (ours and transformers') refuse rather
     than load a mix of two models; they never look into the staged folder. The next write into `dst` first finishes
     the interrupted one from its plan, then does its own. Writers of one `dst` take turns (flock on the folder, where
@@ -206,8 +210,9 @@ def _write_into(dst: Path, write, kind: str | None) -> Path:
     """Write a checkpoint into the folder `dst` beside what else it holds: staged, then moved in (see write_atomic_dir)."""
 
     def stage(tmp: Path) -> None:
+        (tmp / _GITIGNORE).write_text("*\n")
         write(tmp)
-        new = sorted(p.name for p in tmp.iterdir())
+        new = sorted(p.name for p in tmp.iterdir() if p.name != _GITIGNORE)
         odd = [name for name in new if not _CHECKPOINT_FILES["hf"].fullmatch(name)]
         if odd or CONFIG_FILE not in new:  # what _move_in relies on: checkpoint files only, config.json among them
             raise CheckpointError(f"{dst}: the checkpoint written holds {listing(odd) or 'no ' + CONFIG_FILE}")
@@ -264,6 +269,7 @@ def _move_in(dst: Path, staged: Path) -> None:
         os.replace(staged / name, dst / name)  # model.safetensors last: the adapters it needs are in before it
     fsync(dst)
     (staged / _PLAN).unlink()
+    (staged / _GITIGNORE).unlink(missing_ok=True)  # missing in a folder staged before it was written there
     staged.rmdir()
 
 
@@ -274,8 +280,9 @@ def _finish_interrupted_write(dst: Path) -> None:
         return
     if (staged / _PLAN).is_file():
         _move_in(dst, staged)
-    elif not any(staged.iterdir()):
-        staged.rmdir()  # a writer killed as it removed it
+    elif {p.name for p in staged.iterdir()} <= {_GITIGNORE}:  # a writer killed as it removed it
+        (staged / _GITIGNORE).unlink(missing_ok=True)
+        staged.rmdir()
     else:
         raise CheckpointError(f"{staged}: a folder without {_PLAN}, not one an xlsr write left; move it out of {dst}")
 
