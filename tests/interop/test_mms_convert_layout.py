@@ -74,10 +74,23 @@ def test_a_directory_of_the_bases_language_alone_needs_no_target_lang(mms_dir):
 
 def test_a_directory_of_one_other_language_asks_for_it_in_one_grammatical_line(mms_dir):
     (mms_dir / "vocab.json").write_text(json.dumps({"fra": _vocab(FRA)}))  # the base holds 'eng', not listed
+    adapter = (mms_dir / "adapter.fra.safetensors").read_bytes()
+    (mms_dir / "adapter.fra.safetensors").unlink()  # and no adapter file: the base's weights are another language's
     with pytest.raises(CheckpointError, match=r"vocab\.json: holds 1 language; choose it with target_lang "
                                               r"\(--target-lang\): fra$"):
         load_pretrained(mms_dir)
+    (mms_dir / "adapter.fra.safetensors").write_bytes(adapter)
     assert load_pretrained(mms_dir, target_lang="fra").metadata["target_lang"] == "fra"
+
+
+def test_the_one_language_offered_with_its_adapter_file_needs_no_target_lang(mms_dir):
+    # as a phone-label MMS export is: no tokenizer_config.json names the base's language, one language, its adapter
+    (mms_dir / "vocab.json").write_text(json.dumps({"fra": _vocab(FRA)}))
+    (mms_dir / "tokenizer_config.json").unlink(missing_ok=True)
+    loaded = load_pretrained(mms_dir)
+    chosen = load_pretrained(mms_dir, target_lang="fra")
+    assert loaded.metadata["target_lang"] == "fra"
+    assert torch.equal(loaded.model.lm_head.weight, chosen.model.lm_head.weight)
 
 
 @pytest.mark.parametrize("lang", ["eng", "fra", None])

@@ -75,13 +75,16 @@ def hf_base_language(dir: Path) -> str:
 
 
 def hf_language(dir: Path, target_lang: str | None) -> str | None:
-    """The language to load from an HF directory: `target_lang` if it offers it; without one, the base's own language
-    when that is the only one offered (transformers then uses the base weights as they are); None when it offers
-    none. Otherwise one line listing the languages it offers."""
+    """The language to load from an HF directory: `target_lang` if it offers it; without one, the only language it
+    offers when that is the base's own (transformers then uses the base weights as they are) or has its adapter file
+    (an export of phone labels names no base language: it has no tokenizer_config.json); None when it offers none.
+    Otherwise one line listing the languages it offers."""
     languages, named_in = hf_languages(dir)
     if target_lang is None and not languages:
         return None
-    if target_lang is None and languages == [hf_base_language(dir)]:
+    if target_lang is None and len(languages) == 1 and (
+            languages[0] == hf_base_language(dir) or (dir / ADAPTER_FILE.format(languages[0])).is_file()
+            or (dir / ADAPTER_BIN_FILE.format(languages[0])).is_file()):
         return languages[0]
     return choose_language(named_in, languages, target_lang)
 
