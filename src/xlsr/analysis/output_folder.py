@@ -4,7 +4,9 @@ A rerun into the same folder replaces what the last run wrote there, but a file 
 user's (notes kept as analysis.json, a figure of their own called pca.png) is refused before any work and left
 as it is. An earlier output is told apart by its content: the JSON report by the keys it always holds,
 codeword_counts.npz by its arrays, a PNG by the mark `plots.save_png` writes into it, or, for a figure written
-before that mark, by its name in the folder's report (written last, it names every file of its run).
+before that mark, by its name in the folder's report (written last, it names every file of its run). A report that
+names the mark (REPORT_MARK_KEY) was written with marked figures: an unmarked figure of a name it lists is not its
+run's (the user's own picture saved over it) and is refused as any other.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from xlsr.jsonl import json_object
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_MARK_KEY = "xlsr"  # a PNG tEXt key; its value names the command that drew the figure
+REPORT_MARK_KEY = "png_mark"  # a report's key naming the mark its run's figures carry (absent: drawn unmarked)
 _MAX_REPORT_BYTES = 256 * 2**20  # a report longer than this is no output of ours
 _MAX_CHUNK_BYTES = 2**20  # a text chunk before the image data longer than this is no figure of ours
 
@@ -65,9 +68,12 @@ def _why_not_ours(path: Path, name: str, outputs: Outputs) -> str | None:
     if name in outputs.arrays:
         arrays = outputs.arrays[name]
         return None if _holds_arrays(path, arrays) else f"it is not a .npz file of the arrays {', '.join(arrays)}"
+    if png_mark(path) == outputs.command:
+        return None
     files = report.get("files")
     listed = isinstance(files, dict) and name in [v for v in files.values() if isinstance(v, str)]
-    return None if listed or png_mark(path) == outputs.command else f"it is no figure that {outputs.command} drew"
+    drawn_unmarked = REPORT_MARK_KEY not in report  # a report of a version before the mark: its figures have none
+    return None if listed and drawn_unmarked else f"it is no figure that {outputs.command} drew"
 
 
 def png_mark(path: Path) -> str | None:

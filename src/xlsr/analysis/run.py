@@ -16,7 +16,7 @@ import torch
 from xlsr.analysis import codebook as cb
 from xlsr.analysis import plots
 from xlsr.analysis.extract import extract_codeword_counts
-from xlsr.analysis.output_folder import Outputs, check_output_folder
+from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder
 from xlsr.analysis.selection import (
     available_seconds,
     check_audio_read,
@@ -207,6 +207,7 @@ def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, w
     write_file(files["counts"], lambda tmp: _save_counts(counts, tmp))
     files["json"] = out_dir / JSON_FILE
     summary["files"].update(counts=files["counts"].name, json=files["json"].name)
+    summary[REPORT_MARK_KEY] = plots.ANALYZE  # its figures carry the mark: a rerun knows them by it alone
     write_json(files["json"], summary)
     return files
 

@@ -8,7 +8,8 @@ A vocabulary spells a label in its own tokens where Unicode calls the text the s
 typed as e and a combining acute is the token é of a vocabulary of composed letters, and the reverse; a phone
 likewise. So a dev set, a lexicon or a given vocabulary in another Unicode form than the training labels gets the
 ids of the same text, as scoring compares texts in NFC (text/metrics.py). A label whose symbols are all tokens is
-split as written: the vocabulary built from it spells it as before.
+split as written: the vocabulary built from it spells it as before; in another, only the letter and marks that hold
+a symbol outside are respelled, and the rest keeps its tokens as written.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BLANK = "<blank>"
 UNK = "<unk>"
 WORD_BOUNDARY = "|"
 SPECIAL_TOKENS = (BLANK, UNK)
+MAX_REORDERED = 6  # the longest text `Vocabulary` respells with tokens whose marks come in another order (ệ by ê, ̣)
 KINDS = ("phones", "chars")
 
 
@@ -121,8 +123,20 @@ class Vocabulary:
             return symbols
         if self.kind == "phones":  # a phone is one token: only another spelling of the same token matches it
             return [s if s in self._index else self._nfd_forms().get(_nfd(s), s) for s in symbols]
-        # in NFC, so that a letter and its loose accent are one symbol, then spelled by the tokens' NFD forms
-        return [t for s in tokenize(unicodedata.normalize("NFC", label), self.kind)
+        # a run that NFC could join and holds a symbol outside is respelled; the other runs stay as written (a mark
+        # the text puts before another, Arabic's shadda before its fatha, keeps its place and its id)
+        outside = {s for s in symbols if s not in self._index}
+        return [t for run in _composing_runs(symbols)
+                for t in (run if outside.isdisjoint(run) else self._respelled("".join(run)))]
+
+    def _respelled(self, text: str) -> list[str]:
+        """The tokens writing `text` (a run of a label that NFC could join) in another Unicode form: the fewest for
+        all of it (a Devanagari letter with its nukta is the token ड़ that NFC keeps as two), else its NFC
+        characters one by one, each a token, spelled by tokens or left as it is."""
+        whole = self._spelling(text)
+        if whole is not None:
+            return whole
+        return [t for s in unicodedata.normalize("NFC", text)
                 for t in ([s] if s in self._index else self._spelling(s) or [s])]
 
     def _nfd_forms(self) -> dict[str, str]:
@@ -136,7 +150,7 @@ class Vocabulary:
 
     def _spelling(self, symbol: str) -> list[str] | None:
         """The fewest tokens whose NFD forms, concatenated, are `symbol`'s NFD form (ế by ê and an acute, 한 by its
-        jamo); None when no run of tokens writes it."""
+        jamo), else the fewest whose text is `symbol` in another order of its marks; None when no tokens write it."""
         text, forms = _nfd(symbol), self._nfd_forms()
         best: dict[int, list[str]] = {0: []}  # prefix length -> the fewest tokens spelling it
         for end in range(1, len(text) + 1):
@@ -144,7 +158,36 @@ class Vocabulary:
                 token = forms.get(text[start:end])
                 if token is not None and (end not in best or len(best[start]) + 1 < len(best[end])):
                     best[end] = [*best[start], token]
-        return best.get(len(text))
+        return best.get(len(text)) or self._reordered_spelling(text)
+
+    def _reordered_spelling(self, text: str) -> list[str] | None:
+        """The fewest tokens whose text has the NFD form `text` although their NFD forms, end to end, are not it:
+        ệ by ê and a dot below (as Vietnamese keyboards type it), where NFD puts the dot, which sits below, before the
+        circumflex of ê. Tried for a letter and its few marks (at most MAX_REORDERED characters), among the tokens made
+        of `text`'s characters only."""
+        if not 2 <= len(text) <= MAX_REORDERED:
+            return None
+        need, chars = Counter(text), set(text)
+        parts = [(t, Counter(form)) for form, t in self._nfd_forms().items() if chars.issuperset(form)]
+        if chars - {c for _, held in parts for c in held}:
+            return None  # a character no token holds
+
+        def search(sofar: list[str], left: Counter, count: int) -> list[str] | None:
+            """`count` more tokens after `sofar`, writing the characters `left`, such that all of them write `text`."""
+            if count == 0:
+                return sofar if not left and _nfd("".join(sofar)) == text else None
+            for token, held in parts:
+                if not held - left:  # the token's characters are among those still to write
+                    found = search([*sofar, token], left - held, count - 1)
+                    if found is not None:
+                        return found
+            return None
+
+        for count in range(2, len(text) + 1):  # one token would have been a run of one form
+            found = search([], need, count)
+            if found is not None:
+                return found
+        return None
 
     def encode(self, label: str, *, strict: bool = False, source: str = "label") -> list[int]:
         """Token ids of `label` (`tokenize`'s symbols); unknown symbols map to `<unk>`, or raise XlsrError when
@@ -175,7 +218,8 @@ class Vocabulary:
         """Symbols in `labels` outside this vocabulary, with their counts, most frequent first."""
         unknown: Counter[str] = Counter()
         for label in labels:
-            unknown.update(s for s in self.tokenize(label) if s not in self._index)
+            if not self._index.keys() >= set(tokenize(label, self.kind)):  # most labels: every symbol is a token
+                unknown.update(s for s in self.tokenize(label) if s not in self._index)
         return dict(unknown.most_common())
 
     def check_labels(self, labels: Iterable[str], *, source: str = "labels") -> None:
@@ -242,6 +286,26 @@ def check_tokens(tokens: Sequence, source: str = "vocabulary") -> None:
 
 def _nfd(text: str) -> str:
     return unicodedata.normalize("NFD", text)
+
+
+def _composing_runs(symbols: list[str]) -> list[list[str]]:
+    """A character label's `symbols` in runs that NFC keeps apart: a run ends before a symbol that starts with a
+    starter (combining class 0) and that NFC writes after the run as it writes it alone. So a mark joins the run of
+    its letter, as do Hangul's vowel and final jamo (class 0, but NFC composes them into a syllable)."""
+    runs: list[list[str]] = []
+    for s in symbols:
+        # below U+0300 no symbol joins what comes before it (NFC's second parts are marks, jamo and a few vowel signs)
+        if runs and s >= "\u0300" and (unicodedata.combining(_nfd(s)[0]) or _composes("".join(runs[-1]), s)):
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+def _composes(text: str, symbol: str) -> bool:
+    """Whether NFC writes `text` followed by `symbol` otherwise than each of them apart."""
+    nfc = unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", nfc + symbol) != nfc + unicodedata.normalize("NFC", symbol)
 
 
 def _ordered(symbols: set[str]) -> list[str]:

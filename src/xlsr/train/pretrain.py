@@ -43,7 +43,7 @@ from xlsr.interop.init_model import (
     presets_shaped_like,
     pretraining_fields_from,
 )
-from xlsr.interop.load import checkpoint_path
+from xlsr.interop.load import checkpoint_path, read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
@@ -146,7 +146,7 @@ class PretrainTask(Task):
         self.init = load_init(cfg.init, cfg.preset, resume_from=resume_checkpoint(cfg.out))
         base = self.init.config
         # a checkpoint without a quantizer (a CTC model) leaves its sizes free: it starts from random weights
-        self.fresh_fields = QUANTIZER_FIELDS if self.init.without_quantizer else ()
+        self.fresh_fields = QUANTIZER_FIELDS if self._init_without_quantizer() else ()
         if self.init.pretrained:
             self._check_recipe_sizes(base)
         if self.init.source_format == "hf":
@@ -179,6 +179,15 @@ class PretrainTask(Task):
         self.quantizer_from_init = False
         # a fresh run validates before its first update: the reference a feature collapse is measured against
         self.validate_at_start = self.health is not None or self.probe is not None
+
+    def _init_without_quantizer(self) -> bool:
+        """Whether --init holds no quantizer (a CTC model, an encoder): as its weights were read, or, on a resume
+        (which reads no weights of --init), as an xlsr checkpoint's config.json names its architecture. A resume
+        from another format's --init reads its sizes from the run's own checkpoint, the ones the run took."""
+        if self.init.resumed_from is None or self.init.source_format != "xlsr":
+            return self.init.without_quantizer
+        held = read_checkpoint_config(checkpoint_path(self.init.source)).get("architecture")
+        return held != Wav2Vec2ForPreTraining.__name__
 
     def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
         """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones: the

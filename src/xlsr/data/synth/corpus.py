@@ -248,18 +248,42 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
 
 def _remove_stale_audio(out: Path, languages: list[Language], plans: list[UtterancePlan]) -> None:
     """Remove the audio an earlier call synthesized for these languages that this call's manifests no longer list
-    (a rerun with fewer utterances): only files named as synth names its own (<lang>-<split>-<5 digits>.flac); anything
-    else in the audio folders is left as it is."""
-    kept = {plan.id for plan in plans}
+    (a rerun with fewer utterances): only files named as synth names its own (<lang>-<split>-<5 digits>.flac), and
+    none that a manifest anywhere in DIR names (a user's subset beside synth's, `xlsr data normalize-text --out
+    DIR/normalized`); anything else in the audio folders is left as it is."""
+    kept, stale = {plan.id for plan in plans}, []
     for lang in languages:
         own = re.compile(rf"{re.escape(lang.code)}-(?:{'|'.join(SPLITS)})-\d{{5}}\.flac")
         audio = out / lang.code / "audio"
-        stale = [f for f in audio.iterdir() if own.fullmatch(f.name) and f.stem not in kept] if audio.is_dir() else []
-        for f in stale:
-            f.unlink(missing_ok=True)
-        if stale:
-            log.info("%s: removed %d audio files of an earlier, larger synthesis that no manifest lists now",
-                     audio, len(stale))
+        stale += [f for f in audio.iterdir() if own.fullmatch(f.name) and f.stem not in kept] if audio.is_dir() else []
+    if not stale:
+        return
+    codes = "|".join(re.escape(lang.code) for lang in languages)
+    listed = _named_in_manifests(out, re.compile(rf"(?:{codes})-(?:{'|'.join(SPLITS)})-\d{{5}}\.flac"))
+    if listed is None:
+        log.info("%s: kept %d audio files of an earlier, larger synthesis: a manifest in it cannot be read", out,
+                 len(stale))
+        return
+    removed = [f for f in stale if f.name not in listed]
+    for f in removed:
+        f.unlink(missing_ok=True)
+    if removed:
+        log.info("%s: removed %d audio files of an earlier, larger synthesis that no manifest lists now", out,
+                 len(removed))
+    if len(removed) < len(stale):
+        log.info("%s: kept %d audio files of an earlier, larger synthesis that a manifest in it still names", out,
+                 len(stale) - len(removed))
+
+
+def _named_in_manifests(out: Path, names: re.Pattern) -> set[str] | None:
+    """The file names matching `names` that the .jsonl files anywhere in `out` hold, None when one cannot be read."""
+    found: set[str] = set()
+    for manifest in out.rglob("*.jsonl"):
+        try:
+            found.update(names.findall(manifest.read_text(encoding="utf-8", errors="replace")))
+        except OSError:
+            return None
+    return found
 
 
 # What synth.json says about each language besides its options: the languages synthesized in the same call (their
