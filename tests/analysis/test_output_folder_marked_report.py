@@ -63,3 +63,21 @@ def test_an_unmarked_figure_an_earlier_versions_report_lists_is_still_its_own(tm
     report = {"langs": ["a", "b"], "per_language": {}, "similarity": {}, "files": {"pca": "pca.png"}}
     (out / "analysis.json").write_text(json.dumps(report))
     check_output_folder(out, OUTPUTS, with_figures=True)
+
+
+def test_a_users_figure_saved_over_the_probes_figure_is_refused(tmp_path):
+    from xlsr.analysis import probe as probe_module
+
+    out = tmp_path / "out"
+    report = {"labels": "phones", "metric": "per", "train": "t.jsonl", "test": "t.jsonl"}
+    probe_module._write(dict(report), out, plot=False)  # as the probe writes its report
+    written = json.loads((out / "probe.json").read_text())
+    assert written["png_mark"] == "xlsr probe"
+    written["files"]["plot"] = "probe.png"  # a report of a run with its figure
+    (out / "probe.json").write_text(json.dumps(written))
+    _unmarked(out / "probe.png")  # the user's picture in its place
+    with pytest.raises(XlsrError, match=r"probe.png exists and is not an output of xlsr probe"):
+        check_output_folder(out, probe_module.OUTPUTS, with_figures=True)
+    del written["png_mark"]  # a report of a version before the mark: its figure was unmarked
+    (out / "probe.json").write_text(json.dumps(written))
+    check_output_folder(out, probe_module.OUTPUTS, with_figures=True)

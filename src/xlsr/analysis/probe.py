@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xlsr.analysis.output_folder import Outputs, check_output_folder
+from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder
 from xlsr.analysis.probe_features import (
     CNN,
     MAX_BATCH_SAMPLES,
@@ -304,6 +304,7 @@ def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
     if plot:
         files["plot"] = plot_probe(summary.get("models") or [summary], out_dir / PLOT_FILE, summary["metric"])
     summary["files"] = {k: p.name for k, p in files.items()}
+    summary[REPORT_MARK_KEY] = PROBE  # its figure carries the mark: a rerun knows it by it alone (output_folder.py)
     write_json(files["json"], summary)
     return ProbeReport(summary=summary, out_dir=out_dir, files=files)
 
