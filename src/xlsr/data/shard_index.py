@@ -8,7 +8,8 @@ shard, and `SHARDS/index.json`:
      "shards": [{"path": "train/en-000000.tar", "lang": "en", "split": "train", "utterances": 120,
                  "num_samples": ..., "hours": ..., "bytes": ..., "sha256": ..., "lines": [0, 120],
                  "symbols": {"phones": [...], "chars": [...]},
-                 "symbol_counts": {"phones": {"a": 310, ...}, "chars": {...}}, "nfc_respelled": [...]}, ...]}
+                 "symbol_counts": {"phones": {"a": 310, ...}, "chars": {...}}, "nfc_respelled": [...],
+                 "char_runs": {"e\u0301": 12, ...}}, ...]}
 
 `lines` is the shard's range of manifest lines (for resuming the writer): each shard's starts where the previous
 one's ended, so `lines` minus `utterances` is the unreadable audio it left out, and a source's `skipped` is their
@@ -16,10 +17,15 @@ sum. `symbols` are the label symbols its utterances use, so that fine-tuning bui
 the tars; `symbol_counts` how often each occurs in them (the same symbols per kind), so that symbols outside a
 given vocabulary are counted as a manifest's labels count them; `nfc_respelled` the characters Unicode NFC
 respells in its `text` labels (text/normalize.py's `nfc_respelled`, sorted; empty when all are NFC), so that a
-loose accent of NFC text (Yoruba's on ẹ) is told from an NFD spelling without the labels. The last two are absent
-from an index written before xlsr recorded them: fine-tuning then counts each symbol once and judges the
-vocabulary alone, and says so. A folder with `index.partial.jsonl` and no `index.json` is a writer's run that did
-not finish: it is refused in one line until `xlsr data shard` is run again.
+loose accent of NFC text (Yoruba's on ẹ) is told from an NFD spelling without the labels; `char_runs` the runs of
+two or more characters of its `text` labels that NFC could join (a letter and its marks, a Hangul syllable's jamo:
+text/vocab.py's `composing_runs`) with their counts, so that a vocabulary judges a mark with its letter, as it
+spells the labels (é typed as e and an acute is the token é of a vocabulary of composed letters). The last three
+are absent from an index written before xlsr recorded them: fine-tuning then counts each symbol once and judges the
+vocabulary alone, and says so; without `char_runs` (an index written before xlsr recorded it, whose other fields
+it reads as before) it judges each character apart from its letter, and says so. A folder with
+`index.partial.jsonl` and no `index.json` is a writer's run that did not finish: it is refused in one line until
+`xlsr data shard` is run again.
 
 Before a run reads a split, `check_shards` compares the index with the folder (file sizes only: no shard is
 read): a listed shard that is missing or larger than listed, or a tar the index does not list, means the index
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +70,8 @@ class ShardInfo:
     # per kind, how often each of `symbols` occurs in the labels; None: an index written before they were counted
     symbol_counts: dict[str, dict[str, int]] | None = None
     nfc_respelled: list[str] | None = None  # characters NFC respells in the `text` labels; None: as symbol_counts
+    # runs of the `text` labels that NFC could join (two or more characters) with their counts; None: as symbol_counts
+    char_runs: dict[str, int] | None = None
 
     @property
     def hours(self) -> float:
@@ -71,7 +80,7 @@ class ShardInfo:
     def to_dict(self) -> dict:
         """The index entry (with `hours`, for people reading the file)."""
         d = asdict(self)
-        for key in ("symbol_counts", "nfc_respelled"):
+        for key in ("symbol_counts", "nfc_respelled", "char_runs"):
             if d[key] is None:  # kept from an earlier index that lacked it: unknown, not empty
                 del d[key]
         d["lines"] = list(self.lines)
@@ -108,11 +117,16 @@ class ShardInfo:
         if respelled is not None and not (isinstance(respelled, list)
                                           and all(isinstance(c, str) and len(c) == 1 for c in respelled)):
             raise XlsrError(f"{where}: nfc_respelled must be a list of characters, got {respelled!r}"[:200])
+        runs = d.get("char_runs")
+        if runs is not None and not _char_runs_of(runs, symbols.get("chars", []), (counts or {}).get("chars")):
+            raise XlsrError(f"{where}: char_runs must give runs of two or more of the 'chars' symbols a positive "
+                            f"count, no symbol more often than symbol_counts does, got {runs!r}"[:200])
         return cls(path=path.as_posix(), lang=str(d["lang"]), split=str(d["split"]), utterances=d["utterances"],
                    num_samples=d["num_samples"], bytes=d["bytes"], sha256=str(d["sha256"]),
                    lines=(lines[0], lines[1]), symbols=dict(symbols),
                    symbol_counts=None if counts is None else {k: dict(v) for k, v in counts.items()},
-                   nfc_respelled=None if respelled is None else list(respelled))
+                   nfc_respelled=None if respelled is None else list(respelled),
+                   char_runs=None if runs is None else dict(runs))
 
 
 def _symbol_counts_of(counts, symbols: dict[str, list]) -> bool:
@@ -120,6 +134,18 @@ def _symbol_counts_of(counts, symbols: dict[str, list]) -> bool:
     return (isinstance(counts, dict) and counts.keys() == symbols.keys()
             and all(isinstance(c, dict) and c.keys() == set(symbols[k])
                     and all(_count(n) and n > 0 for n in c.values()) for k, c in counts.items()))
+
+
+def _char_runs_of(runs, symbols: list, counts: dict[str, int] | None) -> bool:
+    """Whether a JSON value is an entry's char runs: runs of two or more of `symbols` with positive counts that,
+    with `counts` (when known), use no symbol more often than the labels hold it."""
+    if not (isinstance(runs, dict) and all(isinstance(r, str) and len(r) > 1 and _count(n) and n > 0
+                                           for r, n in runs.items())):
+        return False
+    used = Counter()
+    for run, n in runs.items():
+        used.update({c: k * n for c, k in Counter(run).items()})
+    return used.keys() <= set(symbols) and (counts is None or all(n <= counts[c] for c, n in used.items()))
 
 
 def _count(value) -> bool:

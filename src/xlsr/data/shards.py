@@ -4,8 +4,8 @@ Per utterance two tar members with one key: `<key>.flac` (16 kHz mono, 16-bit FL
 gives) and `<key>.json` (the manifest fields: id, lang, speaker, num_samples, and text/phones when present;
 num_samples is the decoded length). One language per shard; a shard closes before it would pass `shard_size`
 bytes. The index (data/shard_index.py) lists every shard with its language, split, counts, hours, byte size and
-sha256, and what fine-tuning needs to know of its labels: their symbols with their counts, and the characters
-NFC respells in their texts.
+sha256, and what fine-tuning needs to know of its labels: their symbols with their counts, the characters NFC
+respells in their texts, and the runs of their texts that NFC could join (a letter and its marks) with their counts.
 
 Writes are atomic and resumable: each shard is written under a temporary name and renamed when complete, and a
 line per completed shard is appended to `SHARDS/index.partial.jsonl`. Re-running the same command keeps every
@@ -64,7 +64,7 @@ from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.normalize import nfc_respelled
-from xlsr.text.vocab import tokenize
+from xlsr.text.vocab import composing_runs, tokenize
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,11 @@ class _OpenShard:
     size: int = 0
     utterances: int = 0
     num_samples: int = 0
-    # label symbols per kind with their counts (a language's symbols are few), and what NFC respells in the texts
+    # label symbols per kind with their counts (a language's symbols are few), what NFC respells in the texts, and
+    # the texts' runs that NFC could join (a letter and its marks: few too) with their counts
     symbols: dict[str, Counter] = field(default_factory=lambda: {"phones": Counter(), "chars": Counter()})
     respelled: set[str] = field(default_factory=set)
+    runs: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         # imported here: webdataset imports torch, which a decoding worker (importing this module) need not
@@ -160,8 +162,11 @@ class _OpenShard:
         if u.phones:
             self.symbols["phones"].update(tokenize(u.phones, "phones"))
         if u.text:
-            self.symbols["chars"].update(tokenize(u.text, "chars"))
+            chars = tokenize(u.text, "chars")
+            self.symbols["chars"].update(chars)
             self.respelled |= nfc_respelled(u.text)
+            # the runs a vocabulary judges whole, by its own rule (data/shard_index.py's char_runs)
+            self.runs.update("".join(run) for run in composing_runs(chars) if len(run) > 1)
 
     def close(self, end: int) -> ShardInfo:
         """Finish the temporary tar and return its index entry (`place` renames it into place)."""
@@ -173,7 +178,7 @@ class _OpenShard:
                          num_samples=self.num_samples, bytes=size, sha256=digest, lines=(self.first, end),
                          symbols={k: sorted(v) for k, v in self.symbols.items() if v},
                          symbol_counts={k: dict(sorted(v.items())) for k, v in self.symbols.items() if v},
-                         nfc_respelled=sorted(self.respelled))
+                         nfc_respelled=sorted(self.respelled), char_runs=dict(sorted(self.runs.items())))
 
     def place(self) -> None:
         self.tmp.replace(self.path)

@@ -126,7 +126,7 @@ class Vocabulary:
         # a run that NFC could join and holds a symbol outside is respelled; the other runs stay as written (a mark
         # the text puts before another, Arabic's shadda before its fatha, keeps its place and its id)
         outside = {s for s in symbols if s not in self._index}
-        return [t for run in _composing_runs(symbols)
+        return [t for run in composing_runs(symbols)
                 for t in (run if outside.isdisjoint(run) else self._respelled("".join(run)))]
 
     def _respelled(self, text: str) -> list[str]:
@@ -288,7 +288,7 @@ def _nfd(text: str) -> str:
     return unicodedata.normalize("NFD", text)
 
 
-def _composing_runs(symbols: list[str]) -> list[list[str]]:
+def composing_runs(symbols: list[str]) -> list[list[str]]:
     """A character label's `symbols` in runs that NFC keeps apart: a run ends before a symbol that starts with a
     starter (combining class 0) and that NFC writes after the run as it writes it alone. So a mark joins the run of
     its letter, as do Hangul's vowel and final jamo (class 0, but NFC composes them into a syllable)."""

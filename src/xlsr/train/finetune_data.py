@@ -12,7 +12,6 @@ not at its first validation.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from xlsr.text.labels import (
 from xlsr.text.normalize import unnormalized_signs
 from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.finetune_config import FinetuneConfig
-from xlsr.train.shard_finetune import shard_labels, shard_train_source
+from xlsr.train.shard_finetune import ShardLabels, shard_labels, shard_train_source
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +82,10 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
         {cfg.train[0]: from_index.utterances}
     dev = {p: open_manifest(p, max_bad_share=cfg.max_bad_share) for p in cfg.dev}
     vocab, keep_head = choose_vocabulary(cfg, init, train)
-    # a shard folder's pseudo-utterances hold each symbol once: how often each occurs is in its index
-    counts = None if from_index is None else {cfg.train[0]: from_index.counts}
-    oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head, counts=counts)
-    uncounted = [path for path, c in (counts or {}).items() if c is None and path in oov]
+    # a shard folder's pseudo-utterances hold each symbol once: its index says how the labels hold them
+    indexed = None if from_index is None else {cfg.train[0]: from_index}
+    oov = check_oov(cfg, vocab, train, source=cfg.vocab or init.source, keep_head=keep_head, shards=indexed)
+    uncounted = [path for path, index in (indexed or {}).items() if index.counts is None and path in oov]
     oov.update(check_dev_labels(cfg, vocab, dev))
     # the training labels tell a loose accent of NFC text (Yoruba's on ẹ) from an NFD spelling; they are read only
     # when the vocabulary holds a mark both loose and precomposed. A shard folder lists, in place of its labels, the
@@ -193,27 +192,31 @@ def _serves_init_head(cfg: FinetuneConfig, init: InitModel, vocab: Vocabulary) -
 
 
 def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence], *, source: str,
-              keep_head: bool, counts: dict[str, dict[str, int] | None] | None = None) -> dict[str, dict[str, int]]:
+              keep_head: bool, shards: dict[str, ShardLabels] | None = None) -> dict[str, dict[str, int]]:
     """Symbols outside a vocabulary that did not come from these labels: error (or warn) with counts; returns them
-    per manifest. A label that writes a reserved token is an error. `counts`: for a shard folder of `train` (its
-    utterances one per symbol), how often each symbol occurs in its labels; None when its index does not count
-    them: each symbol is then counted once, and the message says that the counts are unknown."""
+    per manifest. A label that writes a reserved token is an error. `shards`: for a shard folder of `train` (its
+    utterances one per symbol), what its index says of its labels, which finds the symbols outside as its labels
+    would (`ShardLabels.oov_report`); when its index does not count them, each is counted once, and the message
+    says that the counts are unknown."""
     found = {}
     for path, utts in train.items():
         check_reserved(path, utts, cfg.labels)
-        report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
+        index = (shards or {}).get(path)
+        report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text]) if index is None \
+            else index.oov_report(vocab)
         if not report:
             continue
-        counted = (counts or {}).get(path, report)  # a shard folder's utterances hold each symbol once: its index's
-        if counted is None:
-            found[path] = report
+        found[path] = report
+        if index is not None and index.counts is None:
             message = (f"{path}: {len(report)} distinct label symbols are not in the vocabulary of {source} "
                        f"({listing([repr(s) for s in report], 8)}; how often each occurs is unknown: its index was "
                        f"written before xlsr counted label symbols)")
         else:
-            report = found[path] = dict(Counter({s: counted.get(s, 1) for s in report}).most_common())
             message = (f"{path}: {sum(report.values())} label symbols are not in the vocabulary of {source} "
                        f"({format_counts(report, limit=8)})")
+        if index is not None and index.runs is None:
+            message += ("; its index was written before xlsr recorded the letters with their marks, so each "
+                        "character was judged alone (`xlsr data shard` into a new folder records them)")
         if cfg.oov == "error":
             hint = "; pass --new-head to build a new head from these labels" if keep_head else \
                 "; use oov=warn to map them to <unk> (oov=unk: without a warning)"
