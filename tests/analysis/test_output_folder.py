@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 import xlsr.analysis.run as run_module
 from xlsr.analysis import analyze, plots
 from xlsr.analysis.codebook import CodewordCounts
-from xlsr.analysis.run import _save_counts
+from xlsr.analysis.output_folder import check_output_folder, png_mark
+from xlsr.analysis.run import OUTPUTS, _save_counts
 from xlsr.cli.main import main
 from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.errors import XlsrError
@@ -81,8 +82,6 @@ def test_probe_refuses_a_users_report_before_loading_the_model(tmp_path, capsys)
 
 
 def test_earlier_outputs_are_told_by_their_content(tmp_path):
-    from xlsr.analysis.output_folder import check_output_folder, png_mark
-    from xlsr.analysis.run import OUTPUTS
 
     out = tmp_path / "out"
     out.mkdir()
@@ -152,3 +151,52 @@ def test_a_rerun_replaces_the_outputs_of_a_run_cut_short_before_its_report(tmp_p
     # the figures and counts it left are known by their content alone
     report = analyze(model, data, out, seconds_per_lang=0.5, show_progress=False)
     assert json.loads((out / "analysis.json").read_text())["langs"] == report.summary["langs"] == ["aa", "bb"]
+
+
+# A figure the report lists is taken for the run's own without its mark only when that report was written before
+# figures were marked: the user's own picture saved over pca.png beside a current report is refused.
+
+def _unmarked(path):
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([1, 0])
+    fig.savefig(path, format="png")
+    assert png_mark(path) is None
+
+
+def test_a_users_figure_saved_over_an_analysis_figure_is_refused_and_kept(tmp_path):
+    model, data = _tiny_setup(tmp_path)
+    out = tmp_path / "out"
+    analyze(model, data, out, seconds_per_lang=0.5, show_progress=False)
+    assert json.loads((out / "analysis.json").read_text())["files"]["pca"] == "pca.png"
+    _unmarked(out / "pca.png")
+    mine = (out / "pca.png").read_bytes()
+    with pytest.raises(XlsrError, match=r"pca.png exists and is not an output of xlsr analyze \(it is no figure"):
+        analyze(model, data, out, seconds_per_lang=0.5, show_progress=False)
+    assert (out / "pca.png").read_bytes() == mine
+
+
+def test_an_unmarked_figure_an_earlier_versions_report_lists_is_still_its_own(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    _unmarked(out / "pca.png")
+    report = {"langs": ["a", "b"], "per_language": {}, "similarity": {}, "files": {"pca": "pca.png"}}
+    (out / "analysis.json").write_text(json.dumps(report))
+    check_output_folder(out, OUTPUTS, with_figures=True)
+
+
+def test_a_users_figure_saved_over_the_probes_figure_is_refused(tmp_path):
+    from xlsr.analysis import probe as probe_module
+
+    out = tmp_path / "out"
+    report = {"labels": "phones", "metric": "per", "train": "t.jsonl", "test": "t.jsonl"}
+    probe_module._write(dict(report), out, plot=False)  # as the probe writes its report
+    written = json.loads((out / "probe.json").read_text())
+    assert written["png_mark"] == "xlsr probe"
+    written["files"]["plot"] = "probe.png"  # a report of a run with its figure
+    (out / "probe.json").write_text(json.dumps(written))
+    _unmarked(out / "probe.png")  # the user's picture in its place
+    with pytest.raises(XlsrError, match=r"probe.png exists and is not an output of xlsr probe"):
+        check_output_folder(out, probe_module.OUTPUTS, with_figures=True)
+    del written["png_mark"]  # a report of a version before the mark: its figure was unmarked
+    (out / "probe.json").write_text(json.dumps(written))
+    check_output_folder(out, probe_module.OUTPUTS, with_figures=True)
