@@ -30,7 +30,7 @@ def train(tmp_path_factory):
     return write_tone_corpus(tmp_path_factory.mktemp("tones"), "train", 2, seed=1, phones_per_utt=(2, 3))
 
 
-@pytest.mark.parametrize("lang", ["a/b", "../up", "x\\y", "in\td"])
+@pytest.mark.parametrize("lang", ["a/b", "../up", "x\\y", "in\td", "en.US", "a b"])
 def test_a_target_lang_that_cannot_name_the_adapter_file_is_refused_before_training(mms, train, tmp_path, capsys,
                                                                                   lang):
     # It names RUN/adapter/adapter.<lang>.safetensors: before, the whole run trained and then failed to write it.
@@ -38,8 +38,8 @@ def test_a_target_lang_that_cannot_name_the_adapter_file_is_refused_before_train
     assert main(["finetune", "--init", str(mms), "--target-lang", lang, "--train-only", "adapters",
                  "--train", str(train), "--labels", "chars", "--out", str(run), "--max-updates", "1", *QUIET]) == 2
     err = capsys.readouterr().err
-    assert err == (f"xlsr: error: target_lang: {lang!r} cannot name the adapter file adapter.<lang>.safetensors (no "
-                   f"'/', '\\' or control characters); MMS names languages by ISO 639-3 codes, e.g. 'ind'\n")
+    assert err == (f"xlsr: error: target_lang: {lang!r} cannot name the adapter file adapter.<lang>.safetensors "
+                   f"(letters, digits, '_' and '-' only); MMS names languages by ISO 639-3 codes, e.g. 'ind'\n")
     assert not run.exists()
 
 

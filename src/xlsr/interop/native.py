@@ -98,6 +98,10 @@ def tensors_for_saving(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: value.detach() for key, value in model.state_dict().items()}
 
 
+# What an MMS language code may hold: it names the file adapter.<lang>.safetensors (ISO 639-3 codes, with MMS's
+# "-script_latin"-like suffixes); the folder rules below know such a file by it.
+LANGUAGE_CODE = re.compile(r"[\w-]+")
+
 # The files a checkpoint folder of each kind consists of: what save_checkpoint writes ("xlsr"), and what a Hugging Face
 # wav2vec2 folder holds ("hf": export_hf's files, transformers' save_pretrained of a model, its processor and tokenizer,
 # weights whole or sharded in each of its formats, MMS adapters). A folder holding anything else is not replaced whole
@@ -109,7 +113,7 @@ _CHECKPOINT_FILES = {
                      r"|(model\.safetensors|pytorch_model\.bin|tf_model\.h5|flax_model\.msgpack)\.index\.json"
                      r"|model(-\d+-of-\d+)?\.safetensors|pytorch_model(-\d+-of-\d+)?\.bin"
                      r"|tf_model(-\d+-of-\d+)?\.h5|flax_model(-\d+-of-\d+)?\.msgpack"
-                     r"|adapter\.[\w-]+\.(safetensors|bin)"),
+                     rf"|adapter\.{LANGUAGE_CODE.pattern}\.(safetensors|bin)"),
 }
 
 

@@ -13,6 +13,7 @@ from xlsr.data.augment import parse_augment
 from xlsr.data.decoder_pool import setting_timeout
 from xlsr.data.shard_index import shard_source
 from xlsr.errors import XlsrError
+from xlsr.interop.native import LANGUAGE_CODE
 from xlsr.model.config import check_override_keys
 from xlsr.rates import RECEPTIVE_FIELD_SAMPLES
 from xlsr.train.trainer_config import TrainerConfig, check_at_least
@@ -149,10 +150,10 @@ class FinetuneConfig(TrainerConfig):
         if self.train_only != "adapters":
             return
         lang = self.target_lang
-        if isinstance(lang, str) and (not lang.isprintable() or any(c in lang for c in "/\\")):
+        if isinstance(lang, str) and not LANGUAGE_CODE.fullmatch(lang):
             # it names RUN/adapter/adapter.<lang>.safetensors; found only once training is over otherwise
-            raise XlsrError(f"target_lang: {lang!r} cannot name the adapter file adapter.<lang>.safetensors (no "
-                            f"'/', '\\' or control characters); MMS names languages by ISO 639-3 codes, e.g. 'ind'")
+            raise XlsrError(f"target_lang: {lang!r} cannot name the adapter file adapter.<lang>.safetensors (letters, "
+                            f"digits, '_' and '-' only); MMS names languages by ISO 639-3 codes, e.g. 'ind'")
         if not self.freeze_feature_encoder:
             raise XlsrError("freeze_feature_encoder: false, but with train_only adapters only the adapters and the "
                             "CTC head train (the CNN stays frozen); leave --freeze-feature-encoder out")
