@@ -8,11 +8,13 @@ from decode_fixtures import frames
 
 from xlsr.decode.beam import BeamSearchConfig, BeamSearchDecoder
 from xlsr.decode.transcribe import make_decoder
+from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import Vocabulary
 
 
 def _ctc(vocab):
-    return SimpleNamespace(vocab=vocab, source="model")  # make_decoder only reads the vocabulary
+    # make_decoder reads the vocabulary and the model's frame stride (the standard CNN's 320 samples)
+    return SimpleNamespace(vocab=vocab, source="model", model=SimpleNamespace(config=Wav2Vec2Config()))
 
 
 def test_a_lexicon_without_an_lm_decodes_lexicon_words(tmp_path):

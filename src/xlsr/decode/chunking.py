@@ -57,8 +57,11 @@ def window_context(chunk_s: float, stride_s: float) -> float:
 
 
 def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_rate: int = SAMPLE_RATE,
-                 frame_samples: int = FRAME_STRIDE_SAMPLES) -> list[Window]:
-    """The windows covering `num_samples`: `chunk_s` long, `stride_s` of context on each side."""
+                 frame_samples: int = FRAME_STRIDE_SAMPLES, receptive_field: int = RECEPTIVE_FIELD_SAMPLES
+                 ) -> list[Window]:
+    """The windows covering `num_samples`: `chunk_s` long, `stride_s` of context on each side, for a CNN of
+    `frame_samples` between frames and `receptive_field` samples per frame (the model's: 320 and 400 for the
+    standard CNN)."""
     chunk = round(chunk_s * sample_rate / frame_samples)     # frames per window
     context = round(stride_s * sample_rate / frame_samples)  # frames of context per side
     step = chunk - 2 * context
@@ -68,9 +71,9 @@ def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_ra
         raise XlsrError(f"chunking: a window of {chunk_s:g} s is {chunk} frame(s), and {context} frame(s) of "
                         f"context on each side ({stride_s:g} s) leave none to keep; give a longer window or a "
                         f"shorter stride")
-    # One extra frame of samples so the CNN's receptive field (400 > 320 samples) still yields
-    # `chunk` frames per window.
-    window_samples = (chunk + 1) * frame_samples
+    # Enough samples for `chunk` frames: the last frame's receptive field, at least two strides (the standard CNN's
+    # 400 samples round up to 640, one frame more than `chunk` strides: the windows xlsr always cut)
+    window_samples = (chunk - 1) * frame_samples + max(receptive_field, 2 * frame_samples)
     if num_samples <= window_samples:
         return [Window(0, num_samples, 0, 0, None)]
     windows = []
@@ -79,7 +82,7 @@ def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_ra
         first = k * step
         start = first * frame_samples
         stop = min(start + window_samples, num_samples)
-        if 0 < num_samples - stop < RECEPTIVE_FIELD_SAMPLES:
+        if 0 < num_samples - stop < receptive_field:
             stop = num_samples  # a tail too short for a frame of its own (no context, stride 0) joins this window
         last = stop == num_samples
         keep_from = 0 if k == 0 else context
@@ -91,14 +94,16 @@ def plan_windows(num_samples: int, *, chunk_s: float, stride_s: float, sample_ra
 
 def chunked_logits(waveform, logits_fn: LogitsFn, *, chunk_s: float = 20.0, stride_s: float = 2.0,
                    batch_size: int = 8, sample_rate: int = SAMPLE_RATE,
-                   frame_samples: int = FRAME_STRIDE_SAMPLES, device: torch.device | str | None = None
-                   ) -> torch.Tensor:
+                   frame_samples: int = FRAME_STRIDE_SAMPLES, receptive_field: int = RECEPTIVE_FIELD_SAMPLES,
+                   device: torch.device | str | None = None) -> torch.Tensor:
     """Frame logits (T, V) of one long waveform (S,), computed in overlapping windows.
 
     `logits_fn(waveforms (B, S), lengths (B,)) -> (logits (B, T, V), frame_lengths (B,))` is called
     on up to `batch_size` windows at a time; windows in one call have equal length, so no padding
     reaches the model. Windows are sent to `device` (default: the device of `logits_fn` when it is
-    a module or a bound method of one, else the CPU). Returns float32 logits on the CPU.
+    a module or a bound method of one, else the CPU). Returns float32 logits on the CPU. `frame_samples` and
+    `receptive_field` are the model's CNN's (`config.total_stride`, `config.receptive_field`); a model that gives
+    another number of frames for a window is refused, since its frames would be merged at the wrong times.
     """
     wave = torch.as_tensor(np.asarray(waveform) if not torch.is_tensor(waveform) else waveform)
     if wave.dim() != 1:
@@ -108,7 +113,7 @@ def chunked_logits(waveform, logits_fn: LogitsFn, *, chunk_s: float = 20.0, stri
     wave = wave.float()
     device = torch.device(device) if device is not None else _device_of(logits_fn)
     windows = plan_windows(wave.numel(), chunk_s=chunk_s, stride_s=stride_s, sample_rate=sample_rate,
-                           frame_samples=frame_samples)
+                           frame_samples=frame_samples, receptive_field=receptive_field)
     pieces: list[torch.Tensor] = []
     # Group consecutive equal-length windows (all but possibly the last) into batches.
     i = 0
@@ -124,9 +129,11 @@ def chunked_logits(waveform, logits_fn: LogitsFn, *, chunk_s: float = 20.0, stri
         logits = logits.detach().to("cpu", torch.float32)
         for b, w in enumerate(windows[i:j]):
             n = int(frame_lengths[b])
-            if w.keep_to is not None and n < w.keep_to:
-                raise XlsrError(f"chunking: the model gave {n} frames for {size} samples, fewer than "
-                                f"the {w.keep_to} expected; is its frame stride {frame_samples} samples?")
+            expected = (size - receptive_field) // frame_samples + 1
+            if n != expected:
+                raise XlsrError(f"chunking: the model gave {n} frames for {size} samples where a CNN of stride "
+                                f"{frame_samples} and receptive field {receptive_field} samples gives {expected}; "
+                                f"give chunking the model's own (config.total_stride, config.receptive_field)")
             keep_to = n if w.keep_to is None else w.keep_to
             pieces.append(logits[b, w.keep_from:keep_to])
         i = j

@@ -11,8 +11,9 @@ class Hypothesis:
     """One decoded utterance.
 
     `frames[k]` is the output frame where token k starts and `end_frames[k]` the frame after its last one (its run
-    on the decoded path); `timestamps[k]` and `end_timestamps[k]` are those frames' times in seconds (frame ×
-    0.02 s). All are None unless timestamps were asked for. `words` holds the lexicon words when a lexicon
+    on the decoded path); `timestamps[k]` and `end_timestamps[k]` are those frames' times in seconds: frame f at
+    f × the CNN's stride (0.02 s for the standard CNN), the start of the audio it hears (samples [320 f, 320 f + 400)
+    at 16 kHz). All are None unless timestamps were asked for. `words` holds the lexicon words when a lexicon
     decoder produced them.
     """
 

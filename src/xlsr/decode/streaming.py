@@ -32,7 +32,7 @@ from xlsr.data.audio import normalize_waveform
 from xlsr.decode.chunking import Window, check_chunk_seconds, plan_windows, window_context
 from xlsr.decode.transcribe import CTCModel
 from xlsr.errors import XlsrError
-from xlsr.rates import FRAME_STRIDE_S, FRAME_STRIDE_SAMPLES, SAMPLE_RATE
+from xlsr.rates import SAMPLE_RATE
 
 
 class StreamingTranscriber:
@@ -42,7 +42,9 @@ class StreamingTranscriber:
         if chunk_s <= 0 or stride_s < 0:
             raise XlsrError(f"streaming: the window must be longer than 0 s and the stride at least 0 s, got "
                             f"{chunk_s:g} and {stride_s:g}")
-        check_chunk_seconds(chunk_s, "streaming: the window")  # now, not at the first feed()
+        # the model's CNN: samples between frames and samples per frame (320 and 400 for the standard one)
+        self._frame_samples, self._receptive_field = ctc.model.config.total_stride, ctc.model.config.receptive_field
+        check_chunk_seconds(chunk_s, "streaming: the window", frame_samples=self._frame_samples)  # not at feed()
         # the windows of `xlsr transcribe` for a long file of the same settings (the stride at most chunk / 4)
         self.ctc, self.chunk_s, self.stride_s = ctc, chunk_s, window_context(chunk_s, stride_s)
         # the stream from sample `_offset` on, where the next window to run starts (older audio is done)
@@ -92,7 +94,7 @@ class StreamingTranscriber:
         if self.finished:
             return []
         self.finished = True
-        if self._offset + len(self._audio) < self.ctc.model.config.receptive_field:
+        if self._offset + len(self._audio) < self._receptive_field:
             return []  # shorter than one frame: nothing to hear
         new: list[str] = []
         for window in self._plan():
@@ -102,10 +104,11 @@ class StreamingTranscriber:
     def _plan(self) -> list[Window]:
         """The windows from the next one to run on, in samples and frames of the whole stream. Planned over the audio
         kept, which begins at that window's start, so a feed costs the same however long the stream has run."""
-        first_frame = self._offset // FRAME_STRIDE_SAMPLES
+        first_frame = self._offset // self._frame_samples
         return [replace(w, start=self._offset + w.start, stop=self._offset + w.stop,
                         first_frame=first_frame + w.first_frame)
-                for w in plan_windows(len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s)]
+                for w in plan_windows(len(self._audio), chunk_s=self.chunk_s, stride_s=self.stride_s,
+                                      frame_samples=self._frame_samples, receptive_field=self._receptive_field)]
 
     @property
     def logits(self) -> torch.Tensor:
@@ -135,7 +138,7 @@ class StreamingTranscriber:
         for t, idx in enumerate(logits.argmax(-1).tolist()):
             if idx != prev and idx != vocab.blank_id:
                 new.append(vocab.tokens[idx])
-                starts.append(round((self._frames + t) * FRAME_STRIDE_S, 6))
+                starts.append(round((self._frames + t) * self._frame_samples / SAMPLE_RATE, 6))
             prev = idx
         self._prev_id = prev
         self._frames += logits.shape[0]

@@ -37,7 +37,7 @@ from xlsr.errors import CheckpointError, XlsrError
 from xlsr.interop.load import load_pretrained, resolve_run_folder
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.progress import progress
-from xlsr.rates import FRAME_STRIDE_SAMPLES, SAMPLE_RATE
+from xlsr.rates import SAMPLE_RATE
 from xlsr.text.vocab import WORD_BOUNDARY, Vocabulary, guess_kind
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
@@ -124,14 +124,17 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
 def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
                  beam: int | None = None, lm_weight: float | None = None, word_score: float | None = None
                  ) -> Decoder:
-    """Greedy decoding, or flashlight beam search when an LM, a lexicon or a beam size is given."""
+    """Greedy decoding, or flashlight beam search when an LM, a lexicon or a beam size is given; timestamps by the
+    model's own frame stride (its CNN's)."""
+    frame_stride_s = ctc.model.config.total_stride / SAMPLE_RATE
     if lm is None and lexicon is None and not beam:
         def greedy(logits, frame_lengths, *, timestamps=False):
-            return greedy_decode(logits, frame_lengths, ctc.vocab, timestamps=timestamps)
+            return greedy_decode(logits, frame_lengths, ctc.vocab, timestamps=timestamps, frame_stride_s=frame_stride_s)
         return greedy
     settings = {k: v for k, v in (("beam_size", beam), ("lm_weight", lm_weight), ("word_score", word_score))
                 if v is not None}
     decoder = decoder_for_lm(ctc.vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**settings))
+    decoder.frame_stride_s = frame_stride_s
     return decoder.decode
 
 
@@ -359,7 +362,8 @@ def _decode_chunked(ctc: CTCModel, wave: torch.Tensor, decoder: Decoder, timesta
     """Logits of overlapping windows (up to `windows_per_batch` through the model at once) merged by time, then one
     decoding pass over the whole recording."""
     logits = chunked_logits(wave, ctc.logits, chunk_s=chunk_seconds, stride_s=window_context(chunk_seconds, chunk_stride),
-                            batch_size=windows_per_batch, frame_samples=FRAME_STRIDE_SAMPLES, device=ctc.device)
+                            batch_size=windows_per_batch, frame_samples=ctc.model.config.total_stride,
+                            receptive_field=ctc.model.config.receptive_field, device=ctc.device)
     return decoder(logits.unsqueeze(0), torch.tensor([logits.shape[0]]), timestamps=timestamps)[0]
 
 
