@@ -41,3 +41,19 @@ def make_corpus(root: Path, langs=("aa", "bb"), per_lang: int = 4, seconds: floa
                                       id=f"{lang}_{split}_{i}"))
             write_manifest(root / lang / f"{split}.jsonl", utts)
     return root
+
+
+def text_shard_corpus(root: Path, lang: str, texts) -> tuple[Path, Path]:
+    """ROOT/<lang>/train.jsonl, one second of quiet audio per text, and its shards in ROOT/shards (one utterance per
+    shard): the same labels as a manifest and as a shard folder."""
+    from xlsr.data.shards import write_shards
+
+    (root / lang).mkdir(parents=True, exist_ok=True)
+    utts = []
+    for k, text in enumerate(texts):
+        audio = root / lang / f"u{k}.wav"
+        sf.write(audio, np.full(16000, 0.01, dtype=np.float32), 16000)
+        utts.append(Utterance(str(audio), 16000, lang, text=text, id=f"u{k}"))
+    write_manifest(root / lang / "train.jsonl", utts)
+    write_shards(root, root / "shards", shard_size=1, splits=("train",), show_progress=False)
+    return root / lang / "train.jsonl", root / "shards"

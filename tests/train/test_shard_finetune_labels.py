@@ -6,33 +6,17 @@ import json
 import logging
 import unicodedata
 
-import numpy as np
-import soundfile as sf
-
-from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.data.shard_index import INDEX_NAME
-from xlsr.data.shards import write_shards
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import Vocabulary
 from xlsr.train.finetune_config import FinetuneConfig
 from xlsr.train.finetune_data import read_finetune_data
 
+from ._audio import text_shard_corpus
+
 YORUBA = [unicodedata.normalize("NFC", t) for t in ("ọ\u0301mọ dé ilé ẹ\u0301", "ọja\u0300")]  # NFC: ọ́, ẹ́ keep a loose acute beside é
 NFD = "ile\u0301"  # one label typed decomposed: two spellings of é
-
-
-def _corpus(root, texts):
-    """ROOT/yo/train.jsonl, one second of quiet audio per text, and its shards (one utterance per shard)."""
-    (root / "yo").mkdir(parents=True)
-    utts = []
-    for k, text in enumerate(texts):
-        audio = root / "yo" / f"u{k}.wav"
-        sf.write(audio, np.full(16000, 0.01, dtype=np.float32), 16000)
-        utts.append(Utterance(str(audio), 16000, "yo", text=text, id=f"u{k}"))
-    write_manifest(root / "yo" / "train.jsonl", utts)
-    write_shards(root, root / "shards", shard_size=1, splits=("train",), show_progress=False)
-    return root / "yo" / "train.jsonl", root / "shards"
 
 
 def _read(train, caplog, **kw):
@@ -58,13 +42,13 @@ def _old_index(shards):
 
 def test_nfc_yoruba_shards_are_no_sign_of_nfd_spellings_and_one_nfd_label_is(tmp_path, caplog):
     for name, texts, signs in [("nfc", YORUBA, 0), ("mixed", [*YORUBA, NFD], 1)]:
-        manifest, shards = _corpus(tmp_path / name, texts)
+        manifest, shards = text_shard_corpus(tmp_path / name, "yo", texts)
         assert len(_nfd_signs(_read(manifest, caplog)[1])) == signs  # the manifest run: the reference
         assert len(_nfd_signs(_read(shards, caplog)[1])) == signs, name
 
 
 def test_symbols_outside_the_vocabulary_are_counted_in_the_shards_as_in_the_manifest(tmp_path, caplog):
-    manifest, shards = _corpus(tmp_path, [*YORUBA, "\u1ecd\u0300\u1ecd\u0300 \u1eb9"])  # NFC ọ̀: a loose grave
+    manifest, shards = text_shard_corpus(tmp_path, "yo", [*YORUBA, "\u1ecd\u0300\u1ecd\u0300 \u1eb9"])  # NFC ọ̀: a loose grave
     vocab = tmp_path / "vocab.json"
     Vocabulary(["<blank>", "<unk>", "|", "d", "l", "m", "i", "é"], kind="chars").to_json(vocab)
     want = {"ọ": 5, "\u0301": 2, "j": 1, "à": 1, "\u0300": 2, "ẹ": 2}
@@ -77,7 +61,7 @@ def test_symbols_outside_the_vocabulary_are_counted_in_the_shards_as_in_the_mani
 
 
 def test_an_index_without_counts_or_respellings_still_loads_and_says_its_counts_are_unknown(tmp_path, caplog):
-    _, shards = _corpus(tmp_path, YORUBA)
+    _, shards = text_shard_corpus(tmp_path, "yo", YORUBA)
     _old_index(shards)
     vocab = tmp_path / "vocab.json"
     Vocabulary(["<blank>", "<unk>", "|", "d", "l", "m", "i", "é", "\u0301", "ọ", "ẹ", "à"], kind="chars").to_json(vocab)

@@ -8,19 +8,17 @@ import json
 import logging
 import unicodedata
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-from xlsr.data.manifest import Utterance, write_manifest
 from xlsr.data.shard_index import INDEX_NAME, read_index
-from xlsr.data.shards import write_shards
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
 from xlsr.text.vocab import Vocabulary
 from xlsr.train.finetune_config import FinetuneConfig
 from xlsr.train.finetune_data import read_finetune_data
+
+from ._audio import text_shard_corpus
 
 TEXTS = ["cafe\u0301",  # NFD café
          "the\u0301 noir x",  # x: outside every vocabulary below
@@ -43,16 +41,7 @@ NO_ACUTE = [s for s in COMPOSED if s not in ("é", "\u0301")] + ["e"]  # e, but 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """(manifest, shard folder) of TEXTS: one second of quiet audio each, one utterance per shard."""
-    root = tmp_path_factory.mktemp("corpus")
-    (root / "vi").mkdir()
-    utts = []
-    for k, text in enumerate(TEXTS):
-        audio = root / "vi" / f"u{k}.wav"
-        sf.write(audio, np.full(16000, 0.01, dtype=np.float32), 16000)
-        utts.append(Utterance(str(audio), 16000, "vi", text=text, id=f"u{k}"))
-    write_manifest(root / "vi" / "train.jsonl", utts)
-    write_shards(root, root / "shards", shard_size=1, splits=("train",), show_progress=False)
-    return root / "vi" / "train.jsonl", root / "shards"
+    return text_shard_corpus(tmp_path_factory.mktemp("corpus"), "vi", TEXTS)
 
 
 def _read(train, tmp_path, caplog, tokens, *, oov="warn", init_vocab=False):
