@@ -526,10 +526,11 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def decoder_for_lm(vocab: Vocabulary, lm: str | Path | None, *, lexicon=None,
-                   config: BeamSearchConfig | None = None) -> BeamSearchDecoder:
+                   config: BeamSearchConfig | None = None, frame_stride_s: float = FRAME_STRIDE_S
+                   ) -> BeamSearchDecoder:
     """A decoder for an LM built by `build_lm`: its sidecar says units LM (lexicon-free) or word LM
     (lexicon from the LM's word list, unless `lexicon` is given). LMs without a sidecar are used
-    lexicon-free unless a lexicon is passed."""
+    lexicon-free unless a lexicon is passed. `frame_stride_s`: the model's seconds per frame (timestamps)."""
     if lm is not None and lexicon is None:
         info = read_lm_info(lm)
         if info is not None and info["units"] == "words":
@@ -538,7 +539,7 @@ def decoder_for_lm(vocab: Vocabulary, lm: str | Path | None, *, lexicon=None,
             lexicon = Path(lm).parent / info["words"]
         elif info is not None and info["units"] != vocab.kind:
             raise XlsrError(f"{lm}: a {info['units']} LM cannot decode a {vocab.kind} model")
-    return BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=config)
+    return BeamSearchDecoder(vocab, lm=lm, lexicon=lexicon, config=config, frame_stride_s=frame_stride_s)
 
 
 def beam_search_decode(logits, frame_lengths=None, vocab: Vocabulary | None = None, *,

@@ -133,8 +133,8 @@ def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | 
         return greedy
     settings = {k: v for k, v in (("beam_size", beam), ("lm_weight", lm_weight), ("word_score", word_score))
                 if v is not None}
-    decoder = decoder_for_lm(ctc.vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**settings))
-    decoder.frame_stride_s = frame_stride_s
+    decoder = decoder_for_lm(ctc.vocab, lm, lexicon=lexicon, config=BeamSearchConfig(**settings),
+                             frame_stride_s=frame_stride_s)
     return decoder.decode
 
 
