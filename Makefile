@@ -23,7 +23,7 @@ test: $(STAMP) kenlm fairseq-ref
 	OMP_NUM_THREADS=2 XLSR_FAIRSEQ_REF=tools/fairseq-ref $(BIN)/python -m pytest -m "not slow" tests
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow tests
+	$(BIN)/python -m pytest -m slow --timeout 0 tests
 
 # KenLM's lmplz/build_binary for `xlsr lm build`, built from the PyPI source archive (once; cached in tools/).
 kenlm: $(STAMP)

@@ -11,9 +11,13 @@ Two pieces let the loader (`batching.BatchLoader`) go on instead:
 - `ReadingSlots`: one slot per worker in shared memory, holding the utterance its worker is decoding (-1 while it
   decodes nothing). The parent reads the slot of a dead worker: the file that killed it.
 - `defer_worker_deaths`: PyTorch's SIGCHLD handler raises its error only while the loader waits for a batch of
-  the DataLoader whose worker died (inside `waiting_for_batch(that loader)`), where the loader can catch it;
+  the DataLoader whose worker died (inside `waiting_for_batch(that loader)`), where the loader can catch it, and
+  only where the main thread sleeps in DataLoader's poll of its data queue (`_in_data_wait`). An error raised by a
+  signal handler lands between any two steps of the code it interrupts: raised just after a queue's `put` took its
+  lock, it leaves that lock held and the next `put` (PyTorch's own, as it stops the workers) waits forever. Anywhere
+  else the error is dropped: inside the wait, DataLoader's own check of its workers (every 5 s) finds the death;
   elsewhere (mid-update, or while another loader waits: validation's, as the training loader's workers decode
-  ahead) the error is dropped and the loader finds the dead worker itself before it asks again (`dead_workers`).
+  ahead) the loader finds the dead worker itself before it asks again (`dead_workers`).
 
 Only a death by a crash signal blames the file. SIGKILL is what the kernel's out-of-memory killer sends, and a
 worker that dies outside decoding, or exits, has no file to blame: the loader stops with a line saying so.
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import threading
 import time
@@ -40,6 +45,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, get_worker_info
+from torch.utils.data import dataloader as _dataloader
 
 from xlsr import stop_clock
 from xlsr.data.decoder_pool import crash_reason
@@ -251,10 +257,26 @@ def defer_worker_deaths() -> None:
             handler(signum, frame)
         except RuntimeError:
             iterator = _waiting._iterator if isinstance(_waiting, DataLoader) else _waiting
-            if iterator is not None and dead_workers(iterator):
+            if iterator is not None and _in_data_wait(frame) and dead_workers(iterator):
                 raise  # a worker of the loader asking for a batch: it catches this
-            # dropped elsewhere (mid-update, or a worker of another loader than the one waiting): a BatchLoader finds
-            # its dead worker before it next asks (dead_workers), any other DataLoader within its status check (5 s)
+            # dropped elsewhere (mid-update, a worker of another loader than the one waiting, or a moment of the wait
+            # outside its poll): a BatchLoader finds its dead worker before it next asks (dead_workers), a DataLoader
+            # waiting for a batch within its status check (5 s)
 
     signal.signal(signal.SIGCHLD, deferred)
     _installed = True
+
+
+def _in_data_wait(frame) -> bool:
+    """Whether `frame`, where a signal stopped the main thread, is the select() of DataLoader's wait for its data
+    queue (`_try_get_data`): an error raised there leaves the queue as it was (its get releases its lock on the way
+    out, and no message is half read), and DataLoader's own handling of a failed wait follows."""
+    if frame is None or frame.f_code.co_filename != selectors.__file__:
+        return False
+    for _ in range(8):  # select <- multiprocessing's wait <- _poll <- poll <- Queue.get <- _try_get_data
+        frame = frame.f_back
+        if frame is None:
+            return False
+        if frame.f_code.co_name == "_try_get_data" and frame.f_code.co_filename == _dataloader.__file__:
+            return True
+    return False
