@@ -24,7 +24,11 @@ def register(subparsers) -> None:
     s = sub.add_parser("stats", help="hours, utterances and speakers per language and split")
     s.add_argument("dir", help="corpus folder with <lang>/<split>.jsonl, or a shard folder (its index.json: hours, "
                    "utterances and shards; no speakers)")
-    s.add_argument("--alpha", type=finite_float, default=None, help="also print α sampling weights of the train split")
+    s.add_argument("--alpha", type=finite_float, default=None,
+                   help="also print the α sampling weights of the --split manifests, p_l ∝ (n_l/N)^α with n_l a "
+                   "language's hours (a run weighs only its utterances at least --min-sample-size long)")
+    s.add_argument("--split", default="train",
+                   help="the split the α table is of: pretraining's --train-split (default train)")
     s.set_defaults(func=run_stats)
 
     sh = sub.add_parser("shard", help="write WebDataset-style tar shards (FLAC + JSON) and an index for streaming")
@@ -96,10 +100,11 @@ def register(subparsers) -> None:
     fs.add_argument("--lang", required=True, help="language code of every entry")
     fs.add_argument("--split", default=None,
                     help="split of every tsv's entries (default: each tsv's name, valid or validation -> dev)")
-    fo = kinds.add_parser("folder", help="a folder of audio files plus a transcript file")
+    fo = kinds.add_parser("folder", help="a folder of audio files, plus a transcript file if they have labels")
     fo.add_argument("src")
-    fo.add_argument("--transcripts", required=True,
-                    help="lines: <file's path relative to SRC, or its name; extension optional><TAB or space><label>")
+    fo.add_argument("--transcripts",
+                    help="lines: <file's path relative to SRC, or its name; extension optional><TAB or space><label> "
+                    "(default: none: every audio file under SRC, unlabeled, for pretraining)")
     fo.add_argument("--lang", required=True, help="language code of every file")
     fo.add_argument("--split", default="train", help="split the files go to (default train)")
     fo.add_argument("--label", choices=["text", "phones"], default="text",
@@ -134,15 +139,19 @@ def run_stats(args: argparse.Namespace) -> int:
     from xlsr.data.utterance_index import UtteranceIndex
 
     root = Path(args.dir)
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:  # before a large corpus is read
+        raise XlsrError(f"--alpha: must be in [0, 1], got {args.alpha:g}")
     if not root.is_dir():
         raise ManifestError(f"{root}: no such data folder")
     from xlsr.data.shard_index import shard_source
 
     if (source := shard_source(root)) is not None:  # SHARDS, or SHARDS/<split>
-        return _shard_stats(*source, args.alpha)
+        return _shard_stats(*source, args.alpha, args.split)
     manifests = sorted(root.glob("*/*.jsonl"))
     if not manifests:
         raise ManifestError(f"{root}: no manifests <lang>/<split>.jsonl found")
+    if args.alpha is not None:
+        _check_alpha_split(root, args.split, sorted({path.stem for path in manifests}))
     print(f"{'lang':<8}{'split':<8}{'utts':>8}{'hours':>10}{'speakers':>10}")
     totals = [0, 0.0]
     train = []
@@ -153,17 +162,25 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"{path.parent.name:<8}{path.stem:<8}{len(utts):>8}{hours:>10.3f}{utts.num_speakers():>10}")
         totals[0] += len(utts)
         totals[1] += hours
-        if path.stem == "train":
+        if path.stem == args.split:
             train.append(utts)
     print(f"{'total':<16}{totals[0]:>8}{totals[1]:>10.3f}")
     if args.alpha is not None and train:
         hours = UtteranceIndex.concat(train).hours()
         print()
-        print(weights_table(hours, args.alpha) if hours else "no α table: the train manifests hold no utterances")
+        print(weights_table(hours, args.alpha) if hours else
+              f"no α table: the {args.split} manifests hold no utterances")
     return 0
 
 
-def _shard_stats(root: Path, split: str | None, alpha: float | None) -> int:
+def _check_alpha_split(root: Path, split: str, found: list[str]) -> None:
+    """--alpha with no manifest (or shards) of --split would print no table: one line saying so instead."""
+    if split not in found:
+        raise ManifestError(f"--split: {root} has no {split} split for the α table (found: {', '.join(found)}); "
+                            f"--split names the split a run trains on, its --train-split")
+
+
+def _shard_stats(root: Path, split: str | None, alpha: float | None, alpha_split: str = "train") -> int:
     """`data stats` of a shard folder (of its split `split`, when given), from its index: utterances, hours and
     shards per language and split, once the tars are those the index lists (by name and size; their sha256 is
     checked as training reads them)."""
@@ -171,6 +188,8 @@ def _shard_stats(root: Path, split: str | None, alpha: float | None) -> int:
     from xlsr.data.shard_index import check_shards, read_index
 
     index = read_index(root)
+    if alpha is not None:
+        _check_alpha_split(root, alpha_split, [split] if split is not None else sorted(index.splits()))
     shards = index.of_split(split) if split is not None else index.shards
     for part in [split] if split is not None else index.splits():
         check_shards(index, part)  # the tars as listed: a missing or unlisted one is one line, a truncated one a warning
@@ -185,7 +204,7 @@ def _shard_stats(root: Path, split: str | None, alpha: float | None) -> int:
         print(f"{lang:<8}{part:<8}{utts:>8}{hours:>10.3f}{count:>10}")
     print(f"{'total':<16}{sum(r[0] for r in rows.values()):>8}{sum(r[1] for r in rows.values()):>10.3f}"
           f"{len(shards):>10}")
-    train = {lang: row[1] for (lang, part), row in sorted(rows.items()) if part == "train"}
+    train = {lang: row[1] for (lang, part), row in sorted(rows.items()) if part == alpha_split}
     if alpha is not None and train:
         print()
         print(weights_table(train, alpha))
@@ -276,6 +295,9 @@ def run_import(args: argparse.Namespace) -> int:
     elif args.format == "fairseq":
         summary = importers.import_fairseq(args.tsv, args.out, lang=args.lang, split=args.split,
                                            max_bad_share=args.max_bad_share)
+    elif args.transcripts is None:
+        summary = importers.import_audio_folder(args.src, args.out, lang=args.lang, split=args.split,
+                                                max_bad_share=args.max_bad_share)
     else:
         summary = importers.import_folder(args.src, args.transcripts, args.out, lang=args.lang, split=args.split,
                                           label=args.label, max_bad_share=args.max_bad_share)

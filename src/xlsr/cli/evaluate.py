@@ -8,8 +8,9 @@
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
 with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
 --target-lang picks the language of an MMS checkpoint with per-language adapters.
-Prints a table (a row per language, then the total over all of them); --json writes the same numbers (and the
-failures) as JSON: "languages" holds the manifests' languages only, "total" the counts over all of them. As in
+Prints a table (a row per language, then the total over all of them; recordings that fail are listed and left
+out, and a row with none scored has no rate); --json writes the same numbers (and the failures) as JSON:
+"languages" holds the manifests' languages only, "total" the counts over all of them. As in
 `xlsr transcribe`, a batch that runs out of memory is decoded again in halves, and a recording that does not fit
 alone is listed as a failure saying what to lower (--chunk-seconds: longer recordings are decoded in windows of that length).
 Several --lm-weight / --word-score values: the model runs once, beam search once per pair; the pairs are printed

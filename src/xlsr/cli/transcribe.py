@@ -12,16 +12,18 @@ per-language adapters (without it, the error lists the languages it has). One JS
 when some failed); the audio is decoded in --decode-workers processes, so a decoder that crashes or hangs (past
 --decode-timeout) on a damaged file costs that file, listed with them, not the job. Each result is kept in OUT.partial as it is made: the same command
 after a stop (Ctrl-C, a crash, a lost machine), or after some files failed, transcribes only the files not done
-yet; it is refused when --model now means another checkpoint (a run folder's new best) or the checkpoint was saved
-again since. OUT is refused when it is an input (an audio file, the LM or lexicon), inside the model, or an
-existing file that is not an earlier OUT of this command; --lm-weight without --lm, and --word-score without --lm,
---lexicon or --beam, are refused rather than ignored.
+yet; it is refused when --model now means another checkpoint (a run folder's new best), or the checkpoint, the LM
+or the lexicon was saved again since. OUT is refused when it is an input (an audio file, the LM or lexicon), inside
+the model, or an existing file that is not an earlier OUT of this command; --lm-weight without --lm, and
+--word-score without --lm, --lexicon or --beam, are refused rather than ignored. In folders, recordings in formats
+xlsr does not read (.m4a, .aac, .wma, ...) are listed with the failures.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from xlsr.cli import (
     add_decode_timeout_argument,
@@ -138,6 +140,7 @@ def run(args) -> int:
     from xlsr.decode.output_files import TRANSCRIPTS, check_outputs, decoder_files
     from xlsr.decode.partial_results import PartialResults
     from xlsr.decode.transcribe import (
+        files_fingerprint,
         find_audio,
         load_ctc_model,
         make_decoder,
@@ -155,14 +158,25 @@ def run(args) -> int:
     # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
     # recorded instead, so that a rerun never appends another model's results to the earlier ones.
     checkpoint, fingerprint = resolve_checkpoint(args.model)
+    # Likewise the LM and lexicon: `xlsr lm build` replaces its own LM in place, so --lm as typed may be another LM
+    # now. Their fingerprint joins the model's (a key of its own would make every results file kept so far read
+    # as another version's).
+    decoding = decoder_files(args.lm, args.lexicon)
+    if decoding:
+        fingerprint += f" {files_fingerprint(decoding)}"
     settings = {"model": str(checkpoint), "model_files": fingerprint,
                 **{k: getattr(args, k) for k in ("target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
                                                  "word_score", "timestamps", "chunk_seconds", "chunk_stride")}}
+    decoder_inputs = [(option, path) for option, path in (("--lm", args.lm), ("--lexicon", args.lexicon)) if path]
+    given = [f"{option} {path}" for option, path in decoder_inputs]
+    gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
     advice = {"model": f"they were made with the checkpoint {{was}}, and --model {args.model} now means {{now}}: "
                        f"give --model {{was}} to finish them, or delete the file to start over",
-              "model_files": f"the checkpoint {checkpoint} was saved again since (a new best or last from "
-                             f"training?), so the model the results were made with is gone: delete the file to "
-                             f"start over"}
+              "model_files": f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with "
+                             f"to finish them, or delete the file to start over" if gone else
+                             f"{' or '.join([f'the checkpoint {checkpoint}', *given])} was saved again since (a new "
+                             f"best or last from training? an LM built again?), so what the results were made with "
+                             f"is gone: delete the file to start over"}
     # a stopped run's results: those files are not transcribed again
     kept = PartialResults(args.out, settings, advice=advice)
     ctc = load_ctc_model(checkpoint, device=args.device, target_lang=args.target_lang, precision=args.precision)

@@ -8,12 +8,11 @@ import csv
 import unicodedata
 from pathlib import Path
 
-from xlsr.data.audio import audio_num_samples
+from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, audio_num_samples, unreadable_format
 from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
 from xlsr.data.manifest import Utterance, check_plain_name, manifest_path
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 # other toolkits' names for a validation split (fairseq's valid.tsv, the Hub's validation/), which training reads as
 # `dev` (--valid-split); every other name is kept as it is
 VALIDATION_NAMES = {"validation": "dev", "valid": "dev"}
@@ -250,5 +249,34 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
                 writer.skip(f"{transcripts}:{number}", str(exc))
                 continue
             setattr(utt, label, rest.strip())
+            writer.add(utt, split)
+        return writer.finish()
+
+
+def import_audio_folder(src: str | Path, out_dir: str | Path, *, lang: str, split: str = "train",
+                        max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
+    """Every audio file under `src` (AUDIO_SUFFIXES, in any case, in subfolders too) as one unlabeled utterance, the
+    data pretraining needs: DIR/<lang>/<split>.jsonl, the audio referenced where it lies. A file that is not
+    readable audio is skipped (`ImportWriter`)."""
+    src = Path(src)
+    if not src.is_dir():
+        raise XlsrError(f"{src}: no such audio folder")
+    manifest_path(out_dir, lang, split)  # both names checked before anything is written
+    files = sorted(path for path in src.rglob("*")
+                   if path.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES and path.is_file())
+    if not any(path.suffix.lower() in AUDIO_SUFFIXES for path in files):
+        raise XlsrError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or its subfolders")
+    with ImportWriter(out_dir, source=str(src), unit="files", max_bad_share=max_bad_share) as writer:
+        for path in files:
+            if path.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES:  # named, not passed over
+                writer.skip(str(src), unreadable_format(path))
+                continue
+            # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
+            utt_id = _nfc(path.relative_to(src).with_suffix("").as_posix())
+            try:
+                utt = _with_length(Utterance(audio=str(path.resolve()), num_samples=1, lang=lang, id=utt_id))
+            except XlsrError as exc:
+                writer.skip(str(src), str(exc))
+                continue
             writer.add(utt, split)
         return writer.finish()

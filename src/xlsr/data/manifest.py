@@ -151,11 +151,16 @@ def write_manifest(path: str | Path, utts: list[Utterance]) -> None:
 def find_manifests(data_dir: str | Path, split: str) -> dict[str, Path]:
     """{lang: DIR/<lang>/<split>.jsonl} for every language folder that has that split, sorted by lang."""
     data_dir = Path(data_dir)
+    if data_dir.is_file():  # a manifest given for its corpus folder (fairseq's tasks take the .tsv's folder)
+        raise ManifestError(f"{data_dir}: a file, not a data folder: give the folder that holds <lang>/{split}.jsonl")
     if not data_dir.is_dir():
         raise ManifestError(f"{data_dir}: no such data folder")
     found = {p.parent.name: p for p in sorted(data_dir.glob(f"*/{split}.jsonl"))}
     if not found:
-        raise ManifestError(f"{data_dir}: no manifests <lang>/{split}.jsonl found")
+        # one language's folder given for the corpus: its manifest is DIR/<split>.jsonl, not DIR/<lang>/<split>.jsonl
+        inside = (f" ({split}.jsonl is in it: it is one language's folder; give the folder that holds it)"
+                  if (data_dir / f"{split}.jsonl").is_file() else "")
+        raise ManifestError(f"{data_dir}: no manifests <lang>/{split}.jsonl found{inside}")
     return found
 
 

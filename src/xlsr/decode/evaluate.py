@@ -10,6 +10,7 @@ are reported with their counts (they can only be errors).
 from __future__ import annotations
 
 import logging
+import math
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ class EvalReport:
     model: str
     labels: str
     counts: dict[str, dict[str, object]]  # lang -> unit -> EditCounts, the manifest's languages only
-    utterances: dict[str, int]  # lang -> utterances scored
+    utterances: dict[str, int]  # lang -> utterances scored (0: every one with a reference failed)
     failures: list[Failure] = field(default_factory=list)
     no_reference: list[str] = field(default_factory=list)  # utterance ids without a label
     oov: dict[str, int] = field(default_factory=dict)  # reference symbols outside the vocabulary
@@ -63,20 +64,24 @@ class EvalReport:
 
     def rate(self, lang: str | None, unit: str) -> float:
         """Error rate of `unit` ("phone", "char", "word") over every language (`lang` None), or for `lang` (a
-        language coded "all", ISO 639-3 Allar, is a language like any other)."""
+        language coded "all", ISO 639-3 Allar, is a language like any other); NaN where no utterance was scored
+        (all failed): no errors counted over nothing is no 0 %."""
         if lang is None:
-            return self.total[unit].rate
-        return self.counts[lang][unit].rate
+            return self.total[unit].rate if self.total_utterances else math.nan
+        return self.counts[lang][unit].rate if self.utterances.get(lang, 0) else math.nan
 
     def to_dict(self) -> dict:
-        def metrics(units: dict) -> dict:
-            return {METRIC_NAMES[u].lower(): c.to_dict() for u, c in units.items()}
+        def metrics(units: dict, scored: int) -> dict:
+            # nothing scored: no rate (null), not the 0.0 of zero errors over zero reference units
+            return {METRIC_NAMES[u].lower(): {**c.to_dict(), **({} if scored else {"rate": None})}
+                    for u, c in units.items()}
 
         return {
             "model": self.model, "labels": self.labels,
-            "languages": {lang: {"utterances": self.utterances.get(lang, 0), **metrics(units)}
+            "languages": {lang: {"utterances": self.utterances.get(lang, 0),
+                                 **metrics(units, self.utterances.get(lang, 0))}
                           for lang, units in self.counts.items()},
-            "total": {"utterances": self.total_utterances, **metrics(self.total)},
+            "total": {"utterances": self.total_utterances, **metrics(self.total, self.total_utterances)},
             "failures": [{"audio": f.audio, "error": f.error} for f in self.failures],
             "no_reference": self.no_reference, "oov": self.oov,
         }
@@ -93,8 +98,8 @@ class EvalReport:
             line = f"{name:<10} {n_utts:>5}"
             for u in units:
                 c = per_unit[u]
-                line += (f" {100 * c.rate:>7.2f} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} "
-                         f"{c.ref_len:>7}")
+                rate = f"{100 * c.rate:>7.2f}" if n_utts else f"{'-':>7}"  # nothing scored: no rate
+                line += f" {rate} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} {c.ref_len:>7}"
             return line
 
         lines = [head, "-" * len(head)]
@@ -172,6 +177,10 @@ class References:
         hyps = []
         for i in self.scored:
             u = self.utts[i]
+            # every language with a reference has its row, scored or not: one whose recordings all failed is a row
+            # of 0 utterances and no rate, not a language missing from the table
+            per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
+            n_utts.setdefault(u.lang, 0)
             hyp = hyps_by_audio.get(str(Path(u.audio)))
             if hyp is None:
                 continue  # listed in failures
@@ -181,10 +190,9 @@ class References:
             # as scored (NFC: text/metrics.py), so that a scorer reading the file counts what this one counted
             hyps.append({"id": u.id, "lang": u.lang, "ref": unicodedata.normalize("NFC", ref),
                          "hyp": unicodedata.normalize("NFC", hyp)})
-            per_unit = counts.setdefault(u.lang, {unit: EditCounts() for unit in units})
             for unit in units:
                 per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
-            n_utts[u.lang] = n_utts.get(u.lang, 0) + 1
+            n_utts[u.lang] += 1
             if "word" in units:
                 tally = letters.setdefault(u.lang, [0, 0])
                 tally[0] += sum(c.isalpha() for c in ref)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from xlsr.atomic import write_jsonl as _write_jsonl_atomic
+from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, unreadable_format
 from xlsr.data.batching import pad_waveforms
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, length_or_reason, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
@@ -39,8 +40,6 @@ from xlsr.model import Wav2Vec2ForCTC
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.vocab import WORD_BOUNDARY, Vocabulary, guess_kind
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au")
 
 Decoder = Callable[..., list[Hypothesis]]  # (logits (B,T,V), frame_lengths (B,), timestamps=) -> hypotheses
 
@@ -114,11 +113,22 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, str]:
     if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
         path = path.parent  # a file of a checkpoint folder means the folder (load_pretrained): fingerprint it all
     files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+    return path, files_fingerprint(files)
+
+
+def files_fingerprint(files: Iterable[str | Path]) -> str:
+    """A hash of each file's name, size and modification time (ns), in the order given; a file that does not
+    exist counts as absent (so one made or removed since changes it too). A file written again differs, whatever
+    it holds, and nothing is read but the metadata."""
     digest = hashlib.sha256()
-    for f in files:
-        st = f.stat()
+    for f in map(Path, files):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            digest.update(os.fsencode(f.name) + b"\0-\n")
+            continue
         digest.update(os.fsencode(f.name) + b"\0" + f"{st.st_size} {st.st_mtime_ns}\n".encode())
-    return path, digest.hexdigest()[:16]
+    return digest.hexdigest()[:16]
 
 
 def make_decoder(ctc: CTCModel, *, lm: str | Path | None = None, lexicon: str | Path | None = None,
@@ -148,16 +158,20 @@ class Failure:
 
 
 def find_audio(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Audio files named directly or found (recursively, sorted) in folders; missing paths are failures."""
+    """Audio files named directly or found (recursively, sorted) in folders; missing paths, and recordings in a
+    folder whose format xlsr does not read (UNREADABLE_AUDIO_SUFFIXES), are failures."""
     files: list[Path] = []
     failures: list[Failure] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and f.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES)
+            files.extend(f for f in found if f.suffix.lower() in AUDIO_SUFFIXES)
+            failures.extend(Failure(str(f), unreadable_format(f))
+                            for f in found if f.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES)
             if not found:
                 failures.append(Failure(str(p), f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
-            files.extend(found)
         elif p.is_file():
             files.append(p)
         else:
