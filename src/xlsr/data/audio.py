@@ -15,6 +15,19 @@ import soxr
 from xlsr.errors import AudioError
 from xlsr.rates import SAMPLE_RATE
 
+# What a folder of recordings is searched for: the suffixes of the formats libsndfile reads (NIST SPHERE: LDC's .sph)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".au", ".caf", ".w64", ".rf64",
+                  ".sph")
+# Recordings it does not read (phones' and browsers' AAC, WMA, AMR, WebM, ...): in a folder each is named, not passed
+# over in silence
+UNREADABLE_AUDIO_SUFFIXES = (".m4a", ".aac", ".wma", ".amr", ".3gp", ".webm", ".mp4", ".mka", ".wv", ".ape")
+
+
+def unreadable_format(path: Path) -> str:
+    """The line for a recording in a format xlsr does not read (UNREADABLE_AUDIO_SUFFIXES)."""
+    return f"{path}: {path.suffix.lower()} audio is not a format xlsr reads; convert it first (e.g. ffmpeg -i IN -ac 1 " \
+           f"-ar 16000 OUT.flac)"
+
 
 def normalize_waveform(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Per-utterance zero mean, unit variance (what F.layer_norm(x, x.shape) does, as fairseq)."""
@@ -53,9 +66,10 @@ def _os_path(path: Path) -> bytes | str:
     return str(path) if os.name == "nt" else os.fsencode(path)
 
 
-def _unreadable(where: str, exc: Exception, source=None) -> AudioError:
-    # for bytes, libsndfile's message starts with the BytesIO object's repr; its error_string is the reason
-    reason = getattr(exc, "error_string", None) if isinstance(source, io.BytesIO) else None
+def _unreadable(where: str, exc: Exception) -> AudioError:
+    # libsndfile's message starts with what it was given to open (a BytesIO's repr, a path's bytes: b'...'), already
+    # named by `where`; its error_string is the reason alone
+    reason = getattr(exc, "error_string", None)
     return AudioError(f"{where}: not a readable audio file ({reason or str(exc).splitlines()[0][:120]})")
 
 
@@ -120,7 +134,7 @@ def _open(source, where: str, size: int) -> _SoundFile:
     try:
         f = _SoundFile(source)
     except _SOUNDFILE_ERRORS as exc:
-        raise _unreadable(where, exc, source) from None
+        raise _unreadable(where, exc) from None
     try:
         _check_header(f.frames, f.samplerate, size, where)
         if f.seekable():  # to the start for real, as sf.read does: after a seek mpg123 rounds some floats 1 ulp
@@ -130,7 +144,7 @@ def _open(source, where: str, size: int) -> _SoundFile:
         raise
     except _SOUNDFILE_ERRORS as exc:
         f.close()
-        raise _unreadable(where, exc, source) from None
+        raise _unreadable(where, exc) from None
     return f
 
 
@@ -145,7 +159,7 @@ def _read(source, where: str, size: int) -> tuple[np.ndarray, int]:
             try:
                 blocks.append(f.read(frames, dtype="float32", always_2d=True))
             except _SOUNDFILE_ERRORS as exc:
-                raise _unreadable(where, exc, source) from None
+                raise _unreadable(where, exc) from None
         return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), f.samplerate
 
 
@@ -159,8 +173,20 @@ def length_mismatch(decoded: int, listed: int, where: str, listed_by: str = "the
     """What is wrong with `decoded` samples from `where` whose entry (`listed_by`: "its .json" for a shard's member)
     lists `listed`: None within `length_tolerance`."""
     if abs(decoded - listed) > length_tolerance(listed):
-        return f"{where}: decoded {decoded} samples, {listed_by} says {listed}"
+        return f"{where}: decoded {decoded} samples, {listed_by} says {listed}{_rate_hint(decoded, listed)}"
     return None
+
+
+# rates recordings come at: a length counted at one of them instead of at SAMPLE_RATE is a common slip
+_FILE_RATES = (8000, 11025, 12000, 22050, 24000, 32000, 44100, 48000)
+
+
+def _rate_hint(decoded: int, listed: int) -> str:
+    """' (...)' when `listed` is the `decoded` length (at SAMPLE_RATE) counted at a usual file rate instead."""
+    for rate in _FILE_RATES:
+        if listed > 0 and abs(decoded * rate / SAMPLE_RATE - listed) <= length_tolerance(listed):
+            return f" (its length at {rate} Hz: num_samples counts samples at {SAMPLE_RATE} Hz)"
+    return ""
 
 
 def checked_length(x: np.ndarray, listed: int, where: str, listed_by: str = "the manifest") -> np.ndarray:

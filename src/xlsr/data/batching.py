@@ -85,6 +85,7 @@ from xlsr.data.worker_crash import (
 )
 from xlsr.data.worker_signals import close_at_exit, ignore_stop_signals
 from xlsr.errors import AudioError, XlsrError
+from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import ctc_min_frames
 
 log = logging.getLogger(__name__)
@@ -395,9 +396,9 @@ class BatchLoader:
             self._bad_by_lang = np.bincount(utts.lang_codes[known], minlength=len(utts.langs))
         passed = False
         for loaded in self._loaded():
-            self.position += 1
             passed = True
-            self._account(loaded.bad)
+            self._account(loaded.bad)  # first: a batch that stops the run stays unread (the Trainer saves before it)
+            self.position += 1
             self.short_files += loaded.short
             self.epoch_short_files += loaded.short
             if loaded.batch is not None:
@@ -525,15 +526,26 @@ class BatchLoader:
         self._account([c for c, here in zip(charged, drawn) if here])
 
     def _account(self, bad: list[tuple[int, str]]) -> None:
-        """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages."""
+        """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages. Files
+        whose charge stops the run are left uncharged: the loader is as it was before them, so a checkpoint saved at
+        the error (the Trainer's) reads them again on resume, once the data are mended or max_bad_share raised."""
+        by_lang = self._bad_by_lang.copy() if self._by_language else None
         fresh = self._charge(bad)
-        if self.epoch_bad_files > self._limit:
-            raise XlsrError(f"{self.epoch_bad_files} of {self._files_read()} in epoch "
-                            f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
-                            f"more than max_bad_share={self.max_bad_share:g} "
-                            f"(last: {bad[-1][1] if bad else '?'}){self._changed_note()}")
-        if fresh and self._by_language:
-            self._check_languages(fresh)
+        try:
+            if self.epoch_bad_files > self._limit:
+                raise XlsrError(f"{self.epoch_bad_files} of {self._files_read()} in epoch "
+                                f"{self.epoch} are bad (unreadable, or not the length their manifest entry says), "
+                                f"more than max_bad_share={self.max_bad_share:g} (last: {bad[-1][1] if bad else '?'}); "
+                                f"`xlsr data check --write-clean` lists them and writes manifests without them, or raise "
+                                f"max_bad_share{self._changed_note()}")
+            if fresh and self._by_language:
+                self._check_languages(fresh)
+        except XlsrError:
+            self.bad_indices.difference_update(i for i, _ in fresh)
+            self.bad_files -= len(fresh)
+            self.epoch_bad_files -= len(fresh)
+            self._bad_by_lang = by_lang
+            raise
 
     def _files_read(self, count: int | None = None, what: str = "") -> str:
         """'N audio files' (of this epoch; `count` of them, of a kind `what`, when given), said as this rank's share
@@ -624,9 +636,12 @@ class BatchLoader:
             saved = {os.path.realpath(m): stamp for m, stamp in saved.items()}
         changed = [] if saved is None else [m for m in {**saved, **now} if saved.get(m) != now.get(m)]
         if changed:
-            log.warning("%s changed since the checkpoint was written (re-imported?): epoch %d resumes at batch %d "
-                        "in the order of the new data, its bad files counted anew", ", ".join(changed), self.epoch,
-                        self.position)
+            kinds = {"changed since the checkpoint was written (re-imported?)": [m for m in changed if m in saved and m in now],
+                     "added since the checkpoint": [m for m in changed if m not in saved],
+                     "left out since the checkpoint": [m for m in changed if m not in now]}
+            what = "; ".join(f"{', '.join(ms)} {kind}" for kind, ms in kinds.items() if ms)
+            log.warning("%s: epoch %d resumes at batch %d in the order of the new data, its bad files counted anew",
+                        what, self.epoch, self.position)
             self.epoch_bad_files, self.bad_indices = 0, set()  # positions in the old data: other utterances now
             self.dataset.crashed = {}
 
@@ -667,12 +682,14 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     if max_utterances is not None and max_utterances < 1:
         raise XlsrError(f"max_utterances: must be at least 1 (or None: no cap), got {max_utterances}")
     utts = as_index(utts)
-    kept = _selected(utts, utts.num_samples >= min_sample_size)
+    long_enough = utts.num_samples >= min_sample_size
+    kept = _selected(utts, long_enough)
     if len(kept) < len(utts):
         log.info("skipping %d of %d utterances shorter than min_sample_size=%d",
                  len(utts) - len(kept), len(utts), min_sample_size)
     if not len(kept):
         raise XlsrError(f"no utterance is at least min_sample_size={min_sample_size} samples long")
+    _check_no_language_lost(utts, long_enough, min_sample_size)
     sampler = LanguageSampler(kept, alpha=alpha, seed=seed, epoch_size=epoch_size)
     lengths = kept.num_samples
 
@@ -798,6 +815,21 @@ def _label_fitting_speeds(speed: np.ndarray, lengths: np.ndarray, labels: LabelI
     fitted = speed.copy()
     fitted[short] = np.nan
     return fitted
+
+
+def _check_no_language_lost(utts: UtteranceIndex, long_enough: np.ndarray, min_sample_size: int) -> None:
+    """One XlsrError line for a language none of whose utterances is at least min_sample_size long: skipped, it would
+    drop out of the run unnoticed (a language of few, short recordings, the low-resource one the run is for)."""
+    codes = utts.lang_codes
+    lost = np.setdiff1d(np.unique(codes), np.unique(codes[long_enough]))
+    if len(lost):
+        lang = utts.langs[int(lost[0])]
+        mine = codes == lost[0]
+        also = f" (and {', '.join(utts.langs[int(c)] for c in lost[1:])})" if len(lost) > 1 else ""
+        raise XlsrError(f"language {lang}{also}: none of its {int(mine.sum())} utterances is at least "
+                        f"min_sample_size={min_sample_size} samples ({min_sample_size / SAMPLE_RATE:g} s) long (the "
+                        f"longest: {utts.num_samples[mine].max() / SAMPLE_RATE:.2f} s), so it would not be trained on; "
+                        f"lower --min-sample-size, or leave it out (--langs)")
 
 
 def _selected(utts: UtteranceIndex, keep: np.ndarray) -> UtteranceIndex:

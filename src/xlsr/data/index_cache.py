@@ -107,11 +107,14 @@ def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceI
 def open_split(data_dir: str | Path, split: str, langs: list[str] | None = None, *,
                max_bad_share: float = 0.0) -> UtteranceIndex:
     """The index of `split` for `langs` (default: every language found) from DIR/<lang>/<split>.jsonl."""
-    paths = split_manifests(data_dir, split, langs).values()
-    tables = [open_manifest(p, max_bad_share=max_bad_share).tables[0] for p in paths]
-    for path, table in zip(paths, tables):
+    by_folder = split_manifests(data_dir, split, langs)
+    tables = [open_manifest(p, max_bad_share=max_bad_share).tables[0] for p in by_folder.values()]
+    for (folder, path), table in zip(by_folder.items(), tables):
         if len(table) == 0:
             log.warning("%s: no utterances; that language takes no part in this split", path)
+        elif list(table.langs) != [folder]:  # a manifest copied to another language's folder, a wrong --lang
+            log.warning("%s: its lines say language %s, not %s (its folder's name): they are trained, sampled and "
+                        "scored as %s", path, "/".join(table.langs), folder, "/".join(table.langs))
     return UtteranceIndex(tables)
 
 
@@ -125,6 +128,12 @@ def _check_text(path: Path) -> None:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror})") from None
     if b"\0" in head:
         raise ManifestError(f"{path}: not a JSONL manifest (it holds NUL bytes: audio, an archive, or text in UTF-16?)")
+    lines = [line for line in head.lstrip(b"\xef\xbb\xbf").splitlines() if line.strip()][:2]
+    if lines and not lines[0].lstrip().startswith(b"{") and (any(b"\t" in line for line in lines)
+                                                            or lines[0].count(b",") >= 2):
+        # a fairseq .tsv (its first line the audio root), Common Voice's, a .csv: every line would be a bad line
+        raise ManifestError(f"{path}: a table (tab- or comma-separated), not a JSONL manifest (one JSON object per "
+                            f"line); make one with `xlsr data import fairseq|commonvoice|folder` (docs/importing.md)")
 
 
 def check_bad_lines(table: Table, max_bad_share: float) -> None:

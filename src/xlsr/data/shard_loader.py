@@ -270,17 +270,25 @@ class ShardLoader:
         self._check_share(lines[-1][1] if lines else "?")
 
     def _account(self, produced: Produced) -> bool:
-        """Record a consumer's state and problems; raise on a fatal one or too many bad files. A batch to yield?"""
-        self.states[produced.consumer] = produced.state
+        """Record a consumer's state and problems; raise on a fatal one or too many bad files. A batch to yield?
+        A batch that stops the run leaves the loader as it was before it (its consumer's state not taken, its bad
+        files not charged): a checkpoint saved at the error (the Trainer's) reads it again on resume."""
         if produced.fatal:
             raise XlsrError(produced.fatal)
-        for bad in produced.bad:
-            self._charge(bad)
+        fresh = [bad for bad in produced.bad if self._charge(bad)]
         for note in produced.once:
             if note.key not in self.told:
                 self.told.add(note.key)
                 log.warning("%s", note.message)
-        self._check_share(produced.bad[-1].message if produced.bad else "?")
+        try:
+            self._check_share(produced.bad[-1].message if produced.bad else "?")
+        except XlsrError:
+            for bad in fresh:
+                self.charged.discard(bad.key)
+                self.bad_files -= bad.count
+                self.epoch_bad_files -= bad.count
+            raise
+        self.states[produced.consumer] = produced.state
         return produced.batch is not None
 
     def _check_share(self, last: str) -> None:
@@ -288,10 +296,10 @@ class ShardLoader:
             raise XlsrError(f"{self.epoch_bad_files} of about {self.epoch_utterances} utterances in epoch {self.epoch} "
                             f"are unreadable, more than max_bad_share={self.max_bad_share:g} (last: {last})")
 
-    def _charge(self, bad: Bad) -> None:
-        """Report a problem and count its bad files, unless it was charged in this epoch already."""
+    def _charge(self, bad: Bad) -> bool:
+        """Report a problem and count its bad files, unless it was charged in this epoch already (False)."""
         if bad.key in self.charged:
-            return
+            return False
         self.charged.add(bad.key)
         if bad.count:
             log.warning("skipping bad audio: %s", bad.message)
@@ -299,6 +307,7 @@ class ShardLoader:
             log.warning("%s", bad.message)
         self.bad_files += bad.count
         self.epoch_bad_files += bad.count
+        return True
 
     def state_dict(self) -> dict:
         """Epoch, batches yielded in it, bad-file counters, and each consumer's finished shards and random state."""

@@ -76,7 +76,7 @@ class FinetuneConfig(TrainerConfig):
     max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
     num_workers: int = 0  # data-loading processes (0: load in the training process)
     decode_timeout: float = 300.0  # seconds one file (manifest or shard utterance) may take to decode: a data worker past it is stopped and the file skipped; decoding in the training process (num_workers 0, validation), the run stops naming the file and the same command skips it; 0: none
-    max_bad_share: float = 0.05  # share of unreadable audio files tolerated per epoch (logged and skipped)
+    max_bad_share: float = 0.05  # share of bad manifest lines, and of unreadable audio files per epoch, logged and skipped; past it the run stops (one process: saved first)
     # on-the-fly effects on training audio, e.g. "default" or "noise=0.5:5-30" (docs/synth.md); manifests only
     augment: str = "none"
     # --- Trainer defaults for fine-tuning: fairseq's Adam and tri-stage schedule (spec §7.2) at a CPU-sized budget.

@@ -93,7 +93,7 @@ class PretrainConfig(TrainerConfig):
     epoch_size: int | None = None  # utterances drawn per epoch (default: as many as there are)
     num_workers: int = 2  # data-loading processes per rank
     decode_timeout: float = 300.0  # seconds one file (manifest or shard utterance) may take to decode: a data worker past it is stopped and the file skipped; decoding in the training process (num_workers 0, validation), the run stops naming the file and the same command skips it; 0: none
-    max_bad_share: float = 0.05  # unreadable audio files tolerated per epoch (logged and skipped)
+    max_bad_share: float = 0.05  # share of bad manifest lines, and of unreadable audio files per epoch, logged and skipped; past it the run stops (one process: saved first)
     valid_max_batches: int = 0  # validation batches per language; 0 = all
     feature_health_frames: int = 8192  # validation frames (all languages pooled) for the feature-health statistics; 0 = off
     probe_every: int = 0  # >0: a short linear CTC probe at the first validation this many updates after the last
@@ -298,6 +298,7 @@ class PretrainTask(Task):
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
+        self._dev_left_out: set[str] = set()  # dev languages without an utterance long enough (valid_sets)
 
     def describe(self) -> str:
         if self.shards is not None:  # lengths are known only as utterances are read: short ones drop out then
@@ -397,8 +398,11 @@ class PretrainTask(Task):
                                          max_utterances=self.cfg.max_utterances,
                                          max_bad_share=self.cfg.max_bad_share)
                 record_decoding(loader, getattr(self, "decoding_record", None))
-            except XlsrError:
-                continue  # every utterance of this language is too short
+            except XlsrError as exc:  # every utterance of this language is too short: said at the first validation
+                if lang not in self._dev_left_out:
+                    self._dev_left_out.add(lang)
+                    log.warning("validation leaves out %s: %s", lang, exc)
+                continue
             batches = self._dev_batches(lang, loader)
             if self.cfg.valid_max_batches:
                 batches = itertools.islice(batches, self.cfg.valid_max_batches)

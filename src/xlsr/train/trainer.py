@@ -162,7 +162,7 @@ class Trainer(TrainerCheckpoints):
             self._validate_or_save()  # the validation that failed at this update in the run before, done first
         while self.update < cfg.max_updates and not self._stop_requested:
             t0 = time.perf_counter()
-            micro = [next(batches) for _ in range(cfg.update_freq)]
+            micro = self._next_micro_batches(batches)
             window.data_wait += time.perf_counter() - t0
             logs = self._train_one_update(micro)
             window.add(logs, time.perf_counter() - t0, sum(self.task.batch_samples(b) for b in micro) / SAMPLE_RATE)
@@ -186,6 +186,29 @@ class Trainer(TrainerCheckpoints):
         if self._stop_requested and self.update < cfg.max_updates:
             self.monitor.info(f"xlsr: stopped at update {self.update}; checkpoint saved in {self.ckpt_root / 'last'}; "
                               f"run the same command again to resume")
+
+    def _next_micro_batches(self, batches) -> list:
+        """The next update's micro-batches. A data error (an XlsrError of the loader: more bad files than
+        max_bad_share, a language all unreadable) on an update's first micro-batch, in a one-process run, first saves
+        the updates trained since the last checkpoint and says so: mended data (or a higher max_bad_share) and the
+        same command go on from there, as the run would have. Under torchrun the other ranks cannot take part in a
+        save, and with update_freq > 1 an error on a later micro-batch comes after the loader handed over the
+        earlier ones: either ends the run as it is (at its last checkpoint)."""
+        micro = []
+        try:
+            for _ in range(self.cfg.update_freq):
+                micro.append(next(batches))
+            return micro
+        except XlsrError:
+            # the loaders leave the batch that failed unread; a micro-batch drawn before it is not (resumed here, the
+            # run would not be the run it was), nor is an update already saved
+            if self.info.distributed or micro or self.update == (self._last_saved or 0):
+                raise
+            self._save()
+            self.monitor.info(f"xlsr: stopped at update {self.update} by the data error below; checkpoint saved in "
+                              f"{self.ckpt_root / 'last'}; once the data are mended (or max_bad_share raised), run "
+                              f"the same command again to resume")
+            raise
 
     def _batch_stream(self):
         """Micro-batches forever, epoch after epoch, starting where the checkpoint left off."""
