@@ -32,7 +32,8 @@ def register(subparsers) -> None:
                    help="cap on the default amount per language (default: 600)")
     p.add_argument("--langs", nargs="+", default=None, metavar="LANG", help="only these languages (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the utterance sample (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-plots", action="store_true", help="write the JSON only")
     p.set_defaults(func=run)
 

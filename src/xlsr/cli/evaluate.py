@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                    "punctuation (as `xlsr data normalize-text` writes them); character labels")
     add_batching_arguments(p)
     add_decode_workers_argument(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

@@ -45,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--cache-dtype", choices=("float32", "float16"), default=d.cache_dtype,
                    help="precision of the cached features (float16 halves their memory) (default: float32)")
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order (default: 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-plot", action="store_true", help="write probe.json only")
     p.set_defaults(func=run)
 

@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--piece-seconds", type=finite_float, default=0.5,
                    help="a file is fed in pieces this long (default 0.5)")
     p.add_argument("--jsonl", action="store_true", help="one JSON line per step instead of plain text")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
     p.set_defaults(func=run)
 
 
