@@ -41,3 +41,10 @@ def test_pretrain_on_a_language_folder_is_one_line(corpus, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"xlsr: error: {corpus / 'sw'}: no manifests <lang>/train.jsonl found (train.jsonl is in it: "
                        "it is one language's folder; give the folder that holds it)")
+
+
+def test_stats_of_a_manifest_file_is_one_line(corpus, capsys):
+    assert main(["data", "stats", str(corpus / "sw" / "train.jsonl")]) == 2
+    assert capsys.readouterr().err.strip() == (f"xlsr: error: {corpus / 'sw' / 'train.jsonl'}: a file, not a data "
+                                               "folder: give the folder that holds <lang>/<split>.jsonl (or a shard "
+                                               "folder)")

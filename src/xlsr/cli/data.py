@@ -141,6 +141,9 @@ def run_stats(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:  # before a large corpus is read
         raise XlsrError(f"--alpha: must be in [0, 1], got {args.alpha:g}")
+    if root.is_file():  # a manifest given for its corpus folder
+        raise ManifestError(f"{root}: a file, not a data folder: give the folder that holds <lang>/<split>.jsonl (or a "
+                            f"shard folder)")
     if not root.is_dir():
         raise ManifestError(f"{root}: no such data folder")
     from xlsr.data.shard_index import shard_source
