@@ -11,11 +11,13 @@ give one multilingual model over the union vocabulary. Whatever the init, the CN
 Transformer is frozen for the first --freeze-ratio share of the updates (default half; --freeze-updates N
 for a count), as fairseq fine-tunes pretrained models; for a model trained from scratch in every layer, add
 --freeze-feature-encoder false --freeze-ratio 0. The learning rate follows the tri-stage schedule. The dev error rate
-(PER for phones, CER for chars) is reported per language every --valid-every updates and picks
-RUN/checkpoints/best. Settings: defaults < --config YAML < command-line keys, saved in RUN/config.yaml;
-re-running the same command resumes. A re-run with other settings resumes with them from that update (learning rate
-and schedule, --max-updates, --max-tokens, manifests, intervals); what a resume cannot change is refused in one line
-naming the setting, its recorded value and the given one: --init, --target-lang, the vocabulary, a --model.* value
+(PER for phones, CER for chars) is logged per language every --valid-every updates in RUN/log.jsonl (`split`
+valid_LANG; `xlsr plot RUN`); pooled over the languages (their errors over their reference symbols) it picks
+RUN/checkpoints/best, whose update and rates the run prints as it ends. A training language without dev utterances,
+or a dev language without training ones, is warned about. Settings: defaults < --config YAML < command-line keys,
+saved in RUN/config.yaml; re-running the same command resumes. A re-run with other settings resumes with them from
+that update (learning rate and schedule, --max-updates, --max-tokens, manifests, intervals); what a resume cannot
+change is refused in one line naming the setting, its recorded value and the given one: --init, --target-lang, the vocabulary, a --model.* value
 (with a Hugging Face or fairseq --init also one left out), --seed, --labels, --new-head, --blank-bias, --train-only,
 --freeze-feature-encoder, and a --max-updates below the update reached. The defaults are sized for the tiny models
 on a CPU; --recipe NAME applies fairseq's published fine-tuning settings for Large / XLSR-53 / XLS-R models
@@ -73,12 +75,15 @@ def finetune_config(args):
 def run(args) -> int:
     """Resolve the configuration and fine-tune."""
     # lazy: xlsr.train.finetune imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
-    from xlsr.train.finetune import finetune
+    from xlsr.train.finetune import best_dev_summary, finetune
     from xlsr.train.language_adapters import ADAPTER_DIR
 
     cfg = finetune_config(args)
     run_dir = finetune(cfg)
-    kept = "checkpoints/best is the lowest dev error" if cfg.dev else "no --dev: checkpoints/last is the final model"
+    if cfg.dev:  # the lowest dev error rate so far, where transcribe and evaluate take a run folder's model from
+        kept = best_dev_summary(run_dir, cfg.labels) or "no validation yet: checkpoints/last is the latest model"
+    else:
+        kept = "no --dev: checkpoints/last is the final model"
     print(f"run folder: {run_dir}  ({kept}; "
           f"`xlsr transcribe --model {run_dir} ...`, `xlsr evaluate --model {run_dir} ...`)")
     if cfg.train_only == "adapters":

@@ -62,12 +62,13 @@ from xlsr.model import Wav2Vec2ForCTC
 from xlsr.model.ctc import ctc_best_path, ctc_loss
 from xlsr.text.labels import LABEL_FIELD
 from xlsr.text.metrics import edit_ops
+from xlsr.train.checkpoint import load_trainer_state
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_cache import FeatureCache, cache_blocker
 from xlsr.train.finetune_config import FinetuneConfig, transformer_freeze_updates
 from xlsr.train.finetune_data import read_finetune_data
 from xlsr.train.language_adapters import check_adapter_training, export_run_adapter, train_adapters_only
-from xlsr.train.monitor import loader_totals
+from xlsr.train.monitor import loader_totals, read_log
 from xlsr.train.release_memory import release_memory
 from xlsr.train.run_folder import check_resumable, resume_checkpoint
 from xlsr.train.shard_finetune import ShardLabeler
@@ -365,6 +366,37 @@ def start_blank_dominated(head: nn.Linear, blank_bias: float) -> None:
     suits every model size.
     """
     head.bias[0] += blank_bias
+
+
+def best_dev_summary(run_dir: str | Path, labels: str) -> str:
+    """What RUN/checkpoints/best holds: its update and the dev error rate logged there, over all dev languages and,
+    with several, per language ('' when the run has no best checkpoint yet)."""
+    run_dir = Path(run_dir)
+    best = run_dir / "checkpoints" / "best"
+    if not best.is_dir():
+        return ""
+    update = load_trainer_state(best)["update"]
+    metric = "per" if labels == "phones" else "cer"
+    # split -> metric of the last validation at `update`: its valid_LANG records, then the pooled `valid` one (a re-run
+    # after a crash may have validated that update again, on other dev sets)
+    logged, pending = {}, {}
+    if (run_dir / "log.jsonl").is_file():
+        for record in read_log(run_dir / "log.jsonl"):
+            split = record.get("split")
+            if record.get("update") != update or not isinstance(split, str) or not split.startswith("valid") \
+                    or not isinstance(record.get(metric), int | float):
+                continue
+            pending[split] = record[metric]
+            if split == "valid":
+                logged, pending = pending, {}
+    line = f"checkpoints/best: update {update}"
+    if "valid" not in logged:
+        return line
+    line += f", dev {metric.upper()} {100 * logged['valid']:.2f}%"
+    langs = sorted(split.removeprefix("valid_") for split in logged if split != "valid")
+    if len(langs) > 1:
+        line += " (" + ", ".join(f"{lang} {100 * logged['valid_' + lang]:.2f}%" for lang in langs) + ")"
+    return line
 
 
 def finetune(cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None = None) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import length_limit
 from xlsr.data.index_cache import open_manifest
+from xlsr.data.shard_index import read_index
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.interop.init_model import InitModel
@@ -59,6 +60,8 @@ class FinetuneData:
     dev_manifests: dict[str, list[str]] = field(default_factory=dict)  # per language: the dev manifests holding it
     # the shard folders among `oov` whose index counts no symbols (written before xlsr counted them): 1 per symbol
     oov_uncounted: list[str] = field(default_factory=list)
+    # languages trained on without a dev set, and dev languages not trained on (`check_dev_languages`)
+    unmatched_languages: dict[str, list[str]] = field(default_factory=dict)
 
     def report(self) -> dict:
         """What was read and dropped, for RUN/data_report.json."""
@@ -69,7 +72,8 @@ class FinetuneData:
                                       "dev_validated": self.too_long.get("dev", {})},
                 "oov": self.oov, "oov_uncounted": self.oov_uncounted, "vocab_size": len(self.vocab.tokens),
                 "train_utterances": len(self.train_utts) - skipped,
-                "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()}}
+                "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()},
+                **({"dev_languages": self.unmatched_languages} if any(self.unmatched_languages.values()) else {})}
 
 
 def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2Vec2Config) -> FinetuneData:
@@ -126,8 +130,33 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
                         f"(max_tokens, or max_sample_size when smaller); raise --max-tokens")
     present = {p: {utts.langs[k] for k in np.unique(utts.lang_codes)} for p, utts in dev_kept.items()}
     dev_manifests = {lang: [p for p in dev_kept if lang in present[p]] for lang in dev_utts.langs}
-    return FinetuneData(vocab, keep_head, train_utts, dev_utts.by_language(), reports, shards, dev_reports, oov,
-                        too_long, limit, dev_manifests, oov_uncounted=uncounted)
+    dev_by_language = dev_utts.by_language()
+    unmatched = {}
+    if cfg.dev:
+        trained = _languages(kept.values()) if shards is None else \
+            {s.lang for s in read_index(shards[0]).of_split(shards[1])}
+        unmatched = check_dev_languages(trained, set(dev_by_language), cfg.labels)
+    return FinetuneData(vocab, keep_head, train_utts, dev_by_language, reports, shards, dev_reports, oov,
+                        too_long, limit, dev_manifests, oov_uncounted=uncounted, unmatched_languages=unmatched)
+
+
+def _languages(parts) -> set[str]:
+    """The languages that have at least one utterance in `parts` (UtteranceIndex objects)."""
+    return {utts.langs[k] for utts in parts for k in np.unique(utts.lang_codes)}
+
+
+def check_dev_languages(trained: set[str], validated: set[str], labels: str) -> dict[str, list[str]]:
+    """Warn about training languages with no dev utterance (the dev error rate that picks checkpoints/best leaves
+    them out) and dev languages with no training utterance (theirs counts in it); returns both, sorted."""
+    metric = "PER" if labels == "phones" else "CER"
+    no_dev, untrained = sorted(trained - validated), sorted(validated - trained)
+    if no_dev:
+        log.warning("dev: no dev utterance of training language(s) %s: the dev %s that picks checkpoints/best "
+                    "leaves them out; give a dev manifest of each in --dev", listing([repr(x) for x in no_dev]), metric)
+    if untrained:
+        log.warning("dev: language(s) %s have dev utterances but no training utterance; their %s counts in the dev "
+                    "%s that picks checkpoints/best", listing([repr(x) for x in untrained]), metric, metric)
+    return {"trained_not_validated": no_dev, "validated_not_trained": untrained}
 
 
 def check_dev_audio(dev_utts: UtteranceIndex, max_bad_share: float) -> None:
@@ -171,7 +200,7 @@ def choose_vocabulary(cfg: FinetuneConfig, init: InitModel, train: dict[str, Seq
     if init.vocab_tokens and not cfg.new_head:
         if init.labels and init.labels != cfg.labels:
             raise XlsrError(f"{init.source}: its vocabulary is for {init.labels} but --labels is "
-                            f"{cfg.labels}; pass --new-head to train a new head")
+                            f"{cfg.labels}; pass --new-head true to train a new head")
         return Vocabulary(list(init.vocab_tokens), kind=cfg.labels), True
     return build_vocabulary(train, cfg.labels), False
 
@@ -218,7 +247,7 @@ def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence]
             message += ("; its index was written before xlsr recorded the letters with their marks, so each "
                         "character was judged alone (`xlsr data shard` into a new folder records them)")
         if cfg.oov == "error":
-            hint = "; pass --new-head to build a new head from these labels" if keep_head else \
+            hint = "; pass --new-head true to build a new head from these labels" if keep_head else \
                 "; use oov=warn to map them to <unk> (oov=unk: without a warning)"
             raise XlsrError(message + hint)
         (log.warning if cfg.oov == "warn" else log.info)("%s; mapped to <unk>", message)  # unk: the user chose it
