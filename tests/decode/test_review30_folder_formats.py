@@ -34,3 +34,12 @@ def test_a_folder_of_unreadable_recordings_lists_each_not_an_empty_folder(tmp_pa
     (tmp_path / "b.wma").write_bytes(b"x")
     files, failures = find_audio([tmp_path])
     assert files == [] and [f.audio for f in failures] == [str(tmp_path / "a.m4a"), str(tmp_path / "b.wma")]
+
+
+def test_a_manifest_given_as_audio_is_named_as_one(tmp_path):
+    manifest = tmp_path / "test.jsonl"
+    manifest.write_text('{"audio": "a.wav", "num_samples": 16000, "lang": "en"}\n')
+    files, failures = find_audio([manifest])
+    assert files == [] and [f.error for f in failures] == [
+        f"{manifest}: a manifest, not audio: give its recordings (files or folders), or score them with "
+        f"`xlsr evaluate --manifest {manifest}`"]

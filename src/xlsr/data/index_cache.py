@@ -96,6 +96,10 @@ def changed_manifests(utts: UtteranceIndex) -> list[str]:
 def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceIndex:
     """The index of one JSONL manifest, built on first use and cached (module docstring)."""
     path = Path(path)
+    if path.is_dir():  # a corpus folder where one manifest belongs (fine-tuning's --train and --dev take files)
+        inside = sorted(path.glob("*/*.jsonl"))[:2]
+        raise ManifestError(f"{path}: a folder, not a manifest: give its JSONL files"
+                            f"{' (e.g. ' + ' '.join(map(str, inside)) + ')' if inside else ''}")
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest")
     _check_text(path)

@@ -172,6 +172,9 @@ def find_audio(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]
                             for f in found if f.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES)
             if not found:
                 failures.append(Failure(str(p), f"{p}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in this folder"))
+        elif p.is_file() and p.suffix.lower() in (".jsonl", ".tsv"):  # a manifest's recordings, not itself
+            failures.append(Failure(str(p), f"{p}: a manifest, not audio: give its recordings (files or folders), or "
+                                            f"score them with `xlsr evaluate --manifest {p}`"))
         elif p.is_file():
             files.append(p)
         else:

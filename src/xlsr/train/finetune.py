@@ -82,6 +82,7 @@ class FinetuneTask(Task):
     """CTC fine-tuning for the generic Trainer."""
 
     best_lower_is_better = True
+    validation_data_keys = ("dev", "valid_max_batches")
     summed_logs = ("sample_size",)
 
     def __init__(self, cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None = None):

@@ -136,6 +136,7 @@ class PretrainTask(Task):
     """Contrastive + diversity (+ feature penalty) loss of Wav2Vec2ForPreTraining on α-sampled batches."""
 
     best_metric = "contrastive_loss"
+    validation_data_keys = ("data", "valid_split", "langs", "valid_max_batches")
     summed_logs = ("sample_size", "utterances")
     progress_keys = ("loss", "accuracy", "code_perplexity", "temperature")
 

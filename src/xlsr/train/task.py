@@ -32,6 +32,8 @@ class Task:
     #: the validation log entry that picks `checkpoints/best` (lower is better unless told otherwise)
     best_metric: str = "loss"
     best_lower_is_better: bool = True
+    #: the config keys that say what validation measures on: a resume that changes one chooses `best` anew
+    validation_data_keys: tuple[str, ...] = ()
     #: log keys that are added (not averaged) over micro-batches, e.g. counts
     summed_logs: tuple[str, ...] = ("sample_size",)
     #: some parameters get no gradient in some updates (e.g. frozen for a while): DDP must look for them

@@ -10,6 +10,7 @@ multi-process run fails is train/elastic.py.
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import time
@@ -91,6 +92,11 @@ class Trainer(TrainerCheckpoints):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         if trainer_state is not None:
             self._load_trainer_state(trainer_state)
+            if self.best is not None and self._validation_data_changed(trainer_state.get("config") or {}):
+                # a rate on other dev data is no bar for the next one: the next validation's model is the best so far
+                self.best = None
+                changed = (f"{changed}; " if changed else "") + "checkpoints/best is chosen anew from the next " \
+                    "validation on (its rate was measured on other validation data)"
         else:
             seed_everything(cfg.seed + 1000 * self.info.rank)  # ranks draw different masks/dropout
         self._write_run_files()  # only now: a resume refused above (weights, optimizer groups) leaves them as they were
@@ -107,6 +113,11 @@ class Trainer(TrainerCheckpoints):
             self.monitor.info(f"xlsr: resuming {self.run_dir} from update {self.update} ({self.resume_dir.name})")
         if changed:  # said only now: a resume refused above (weights, optimizer groups) stays one line
             self.monitor.warn("settings", changed, self.update)
+
+    def _validation_data_changed(self, saved: dict) -> bool:
+        """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config)."""
+        now = json.loads(json.dumps(self.resolved_config, default=str))
+        return any(saved.get(key) != now.get(key) for key in self.task.validation_data_keys if key in saved)
 
     def _write_run_files(self) -> None:
         """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
