@@ -83,7 +83,7 @@ def test_transcribe_passes_model_decoder_and_batching_options(stand_ins, tmp_pat
 
 def test_transcribe_defaults_are_the_documented_ones(stand_ins, tmp_path):
     _run(["transcribe", "--model", "m", _wav(tmp_path / "a.wav"), "--out", tmp_path / "o.jsonl"])
-    assert stand_ins["load"] == {"path": str(tmp_path / "ckpt"), "device": "cpu", "target_lang": None,
+    assert stand_ins["load"] == {"path": str(tmp_path / "ckpt"), "device": "auto", "target_lang": None,
                                  "precision": "fp32"}
     assert stand_ins["decoder"] == dict.fromkeys(("lm", "lexicon", "beam", "lm_weight", "word_score"))  # greedy
     kwargs = stand_ins["transcribe_files"]
@@ -131,7 +131,7 @@ def test_evaluate_passes_labels_normalization_decoder_and_batching(stand_ins, tm
           "--lm", "lm.arpa", "--beam", "9", "--lm-weight", "0.5", "--word-score", "-2", "--chunk-seconds", "12",
           "--chunk-stride", "1", "--batch-seconds", "20", "--target-lang", "fra", "--precision", "bf16",
           "--no-progress"])
-    assert stand_ins["load"] == {"path": "m", "device": "cpu", "target_lang": "fra", "precision": "bf16"}
+    assert stand_ins["load"] == {"path": "m", "device": "auto", "target_lang": "fra", "precision": "bf16"}
     assert stand_ins["decoder"] == {"lm": "lm.arpa", "lexicon": None, "beam": 9, "lm_weight": 0.5, "word_score": -2.0}
     kwargs = stand_ins["evaluate"]
     assert kwargs == {"labels": "chars", "decoder": "the decoder", "chunk_seconds": 12.0, "chunk_stride": 1.0,

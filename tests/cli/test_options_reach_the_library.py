@@ -78,7 +78,7 @@ def test_probe_defaults_are_the_probe_settings_defaults(monkeypatch):
     _stand_in(monkeypatch, xlsr.analysis.probe, "probe")
     _, kwargs = _given(["probe", "--model", "a", "--train", "tr.jsonl", "--test", "te.jsonl", "--out", "o"])
     assert kwargs.pop("settings") == ProbeSettings()
-    assert kwargs == {"layers": "all", "labels": "phones", "seed": 0, "device": "cpu", "plot": True}
+    assert kwargs == {"layers": "all", "labels": "phones", "seed": 0, "device": "auto", "plot": True}
 
 
 # --- analyze --------------------------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def test_analyze_passes_split_amounts_languages_seed_and_plots(monkeypatch):
                       "device": "meta", "plots": False}
     _, kwargs = _given(["analyze", "--model", "m", "--data", "d", "--out", "o"])
     assert kwargs == {"split": "train", "seconds_per_lang": None, "langs": None, "max_seconds": DEFAULT_MAX_SECONDS,
-                      "seed": 0, "device": "cpu", "plots": True}
+                      "seed": 0, "device": "auto", "plots": True}
 
 
 # --- demo -----------------------------------------------------------------------------------------------------

@@ -373,6 +373,7 @@ class Trainer(TrainerCheckpoints):
         model.eval()
         totals: dict[str, float] = {}
         total_size = 0.0
+        by_set: dict[str, float] = {}  # each set's figure that picks `best`, for the line said below
         for name, batches in sets.items():
             means, size = self._validate_set(model, batches)
             if size == 0:
@@ -380,6 +381,8 @@ class Trainer(TrainerCheckpoints):
             accumulate_logs(totals, means, size, ())
             total_size += size
             self.monitor.log(f"valid_{name}", self.update, means)
+            if self.task.best_metric in means:
+                by_set[name] = means[self.task.best_metric]
         pooled = self.task.valid_end(model, self.update) if total_size else {}
         if self.fsdp:
             dist_util.reshard(model)  # a forward without backward leaves the root unsharded
@@ -398,11 +401,23 @@ class Trainer(TrainerCheckpoints):
         # measures another, and one that saved `best` alone would wait in the save's collective while the others
         # trained on: a hang.
         metric = dist_util.broadcast_object(metric, self.info)
-        if metric is not None and math.isfinite(metric):
-            better = self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best)
-            if better:
-                self.best = metric
-                self._save(best=True)
+        better = metric is not None and math.isfinite(metric) and (
+            self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best))
+        if metric is not None:
+            self._say_validation(metric, by_set, better)
+        if better:
+            self.best = metric
+            self._save(best=True)
+
+    def _say_validation(self, metric: float, by_set: dict[str, float], better: bool) -> None:
+        """One line per validation, as fairseq and transformers' Trainer print one: the figure that picks `best`,
+        over all sets and per set (language), and whether it is the best so far."""
+        name = self.task.best_metric
+        shown = (lambda v: f"{100 * v:.2f}%") if name in ("per", "cer", "wer") else (lambda v: f"{v:.4g}")
+        sets = f" ({', '.join(f'{k} {shown(v)}' for k, v in by_set.items())})" if len(by_set) > 1 else ""
+        verdict = "the best so far" if better else f"best so far {shown(self.best)}" if self.best is not None else ""
+        self.monitor.info(f"xlsr: validation at update {self.update}: {name} {shown(metric)}{sets}"
+                          f"{'; ' + verdict if verdict else ''}")
 
     def _validate_set(self, model: nn.Module, batches) -> tuple[dict[str, float], float]:
         """One validation subset: (its logs averaged by sample size, its total sample size)."""
