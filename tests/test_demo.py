@@ -16,20 +16,41 @@ from xlsr.errors import CheckpointError, XlsrError
 from xlsr.released import MULTILINGUAL_LANGS, TARGET
 from xlsr.train.finetune import FinetuneConfig
 
+# The releases' layout (group-norm CNN without bias) narrower and shallower: fine-tuned in about a third of the
+# tiny preset's time, for tests whose point is not the size (runs and CNN caches bit for bit alike). A run on two
+# threads still ends with other bits than on one, as with the tiny preset.
+SMALL_RELEASE = {"conv_layers": [[64, 10, 5]] + [[64, 3, 2]] * 4 + [[64, 2, 2]] * 2, "hidden_size": 64,
+                 "num_layers": 2, "num_heads": 2, "ffn_dim": 128, "final_dim": 64, "codevector_dim": 64,
+                 "conv_pos": 32, "conv_pos_groups": 4}
 
-def fake_releases(root):
-    """Random-weight tiny pretraining checkpoints where the released ones go (the pipeline, not their quality)."""
+
+def fake_releases(root, arch=None):
+    """Random-weight tiny pretraining checkpoints where the released ones go (the pipeline, not their quality);
+    `arch`: Wav2Vec2Config fields that replace the tiny preset's."""
     from xlsr.interop.native import save_checkpoint
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 
     # Not the preset's architecture (as the real releases): the from-scratch baseline must copy it.
     arch = {**Wav2Vec2Config.preset("tiny").to_dict(), "extractor_mode": "group_norm", "conv_bias": False,
-            "num_codevectors_per_group": 16}
+            "num_codevectors_per_group": 16, **(arch or {})}
     for seed, (name, langs) in enumerate([(MULTILINGUAL, MULTILINGUAL_LANGS), (MONOLINGUAL, (TARGET,))]):
         torch.manual_seed(seed)
         save_checkpoint(root / name, Wav2Vec2ForPreTraining(Wav2Vec2Config.from_dict(arch)))
         (root / name / "recipe.json").write_text(json.dumps({"corpus": {"langs": list(langs)}}))  # as the build's
     return root
+
+
+@pytest.fixture(scope="module")
+def quick_target(tmp_path_factory):
+    """The quick demo's target corpus, its held-out set and small fake releases: (settings, corpus, held-out
+    manifests, releases folder), for the tests that fine-tune on them (they write their runs elsewhere)."""
+    from xlsr.demo.stages import synthesize_eval
+
+    root = tmp_path_factory.mktemp("quick_target")
+    settings = replace(DemoSettings.quick(), device="cpu")
+    synthesize(settings, root / "corpus", show_progress=False, target_only=True)
+    held_out = synthesize_eval(settings, root / "corpus_eval", show_progress=False)
+    return settings, root / "corpus", held_out, fake_releases(root / "rel", SMALL_RELEASE)
 
 
 def test_missing_released_checkpoints_one_line_before_any_work(tmp_path):
@@ -393,19 +414,16 @@ def test_synthesize_target_only_writes_the_target_alone(tmp_path):
     assert all(minutes[settings.target][split] > 0 for split in ("train", "dev", "test"))
 
 
-def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
-    """Two worker processes of one thread each: every run ends with the weights one thread gives it alone."""
+def test_runs_side_by_side_are_the_runs_one_at_a_time(quick_target, tmp_path):
+    """Two worker processes of half the cores' threads each (one on CI's two): every run ends with the weights as
+    many threads give it alone."""
+    from xlsr.cores import available_cores
     from xlsr.demo.finetuning import finetune_inits
-    from xlsr.demo.stages import synthesize_eval
 
-    settings = replace(DemoSettings.quick(), device="cpu")
-    corpus = tmp_path / "corpus"
-    synthesize(settings, corpus, show_progress=False, target_only=True)
-    held_out = synthesize_eval(settings, tmp_path / "corpus_eval", show_progress=False)
-    released = fake_releases(tmp_path / "rel")
+    settings, corpus, held_out, released = quick_target
     inits = {"multilingual": released / MULTILINGUAL, "monolingual": released / MONOLINGUAL}
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, available_cores() // 2))  # what each of the two workers below gets
     try:
         one = finetune_inits(replace(settings, finetune_workers=1), inits, corpus, tmp_path / "one",
                              eval_manifests=held_out)
@@ -441,19 +459,16 @@ def test_runs_side_by_side_are_the_runs_one_at_a_time(tmp_path):
                        tmp_path / "bad")
 
 
-def test_an_inits_cnn_output_computed_once_is_what_its_runs_compute(tmp_path):
+@pytest.mark.usefixtures("one_thread")
+def test_an_inits_cnn_output_computed_once_is_what_its_runs_compute(quick_target, tmp_path):
     """Side by side, the runs of an init read its frozen CNN's output from one pass (`init_features`, through a
     file): each entry is bit for bit the one a run computes from its own batches (train, dev) and its scoring (test
     split, held-out set), and the pass covers every utterance a run reads."""
     from xlsr.demo.finetuning import finetune_one, init_features
-    from xlsr.demo.stages import synthesize_eval
     from xlsr.train.feature_cache import load_caches, save_caches
 
-    settings = replace(DemoSettings.quick(), device="cpu")
-    corpus = tmp_path / "corpus"
-    synthesize(settings, corpus, show_progress=False, target_only=True)
-    held_out = synthesize_eval(settings, tmp_path / "corpus_eval", show_progress=False)
-    init = str(fake_releases(tmp_path / "rel") / MULTILINGUAL)
+    settings, corpus, held_out, released = quick_target
+    init = str(released / MULTILINGUAL)
     filled = {}  # what a run fills as it trains, validates and is scored
     result = finetune_one("multilingual", init, 1, settings, corpus, tmp_path / "run", filled, held_out)
     computed, passes = init_features("multilingual", init, settings, corpus, held_out)
@@ -494,6 +509,7 @@ def _sigint_at_first_step(monkeypatch, task_cls):
     monkeypatch.setattr(task_cls, "train_step", interrupted)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_ctrl_c_during_fine_tuning_stops_the_demo_with_130_and_no_report(tmp_path, monkeypatch, capsys):
     """A fine-tuning run stopped by Ctrl-C/SIGTERM saved and returned: the demo must neither score nor report it."""
     from xlsr.train.finetune import FinetuneTask
@@ -511,12 +527,16 @@ def test_ctrl_c_during_fine_tuning_stops_the_demo_with_130_and_no_report(tmp_pat
     assert "finetune:" not in (out / DEMO_MARKER).read_text()  # the stage was not logged as done
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_ctrl_c_during_the_live_pretraining_run_is_no_finished_run(tmp_path, monkeypatch):
     from xlsr.demo.stages import live_pretrain
     from xlsr.train.pretrain import PretrainTask
 
     settings = replace(DemoSettings.quick(), device="cpu")
     synthesize(settings, tmp_path / "corpus", show_progress=False)
+    # the stop is tested, not the update: a smaller model and batch than the quick demo's, on the recipe's settings
+    settings = replace(settings, pretrain_settings={**settings.pretrain_settings, "max_tokens": 32_000,
+                                                    "model": SMALL_RELEASE})
     _sigint_at_first_step(monkeypatch, PretrainTask)
     with pytest.raises(XlsrError, match="live pretraining run .* stopped before its 3 updates") as err:
         live_pretrain(settings, tmp_path / "corpus", tmp_path / "run", tmp_path / "curve.png")
@@ -693,21 +713,20 @@ def test_report_for_another_target_says_whose_monolingual_release_and_rates_it_u
     assert "a peak per initialisation, chosen on the dev set by one rule for all (" in text
 
 
-def test_scoring_reuses_the_frozen_cnn_of_another_seed_with_the_same_numbers(tmp_path):
+@pytest.mark.usefixtures("one_thread")
+def test_scoring_reuses_the_frozen_cnn_of_another_seed_with_the_same_numbers(quick_target, tmp_path):
     """Two fine-tuned checkpoints of one init share their frozen CNN: the second is scored from the first's CNN
     output (no CNN pass) with exactly the figures a scoring from the waveforms gives; a checkpoint whose CNN differs
     is scored from its own waveforms."""
     from xlsr.demo.finetuning import evaluate_pooled
-    from xlsr.demo.stages import synthesize_eval
     from xlsr.interop.native import save_checkpoint
     from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
     from xlsr.train.feature_cache import FeatureCache
 
-    settings = replace(DemoSettings.quick(), device="cpu")
-    manifests = synthesize_eval(settings, tmp_path / "eval", show_progress=False)
+    manifests = quick_target[2]  # the held-out set
     phones = sorted({p for m in manifests for line in m.read_text().splitlines() for p in json.loads(line)["phones"].split()})
     vocab = ["<blank>", "<unk>", *phones]
-    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), "num_layers": 1})
+    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL_RELEASE, "num_layers": 1})
     torch.manual_seed(0)
     first = Wav2Vec2ForCTC(cfg, len(vocab))
     second = Wav2Vec2ForCTC(cfg, len(vocab))

@@ -47,15 +47,16 @@ def _scratch_config(train, dev, out, max_updates):
                           model={**SMALL, "mask_prob": 0.0, "mask_channel_prob": 0.0, "layerdrop": 0.0,
                                  "activation_dropout": 0.0},
                           max_updates=max_updates, lr=3e-3, lr_schedule="constant", warmup_updates=5,
-                          max_tokens=160_000, valid_every=50, log_every=1, seed=1, **QUIET)
+                          max_tokens=160_000, valid_every=40, log_every=1, seed=1, **QUIET)
 
 
 def test_finetuning_from_scratch_learns_the_tones(tones, tmp_path):
     train, dev = tones
-    run = finetune(_scratch_config(train, dev, tmp_path / "run", 100))
+    # 80 updates: seeds 1-6 of this config all reach dev PER 0 by update 80, 5 of them (seed 1 too) by update 40.
+    run = finetune(_scratch_config(train, dev, tmp_path / "run", 80))
     valid = [r for r in read_log(run / "log.jsonl") if r.get("split") == "valid"]
     # Chance: 3 equiprobable tones -> 2/3 substitutions at best; all blanks -> 100%.
-    assert valid[0]["update"] == 50 and valid[-1]["update"] == 100
+    assert valid[0]["update"] == 40 and valid[-1]["update"] == 80
     assert valid[-1]["per"] < 0.4
     best = load_checkpoint(run / "checkpoints" / "best")
     assert best.vocab == ["<blank>", "<unk>", "a", "i", "u"] and best.metadata["labels"] == "phones"

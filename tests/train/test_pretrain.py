@@ -17,6 +17,9 @@ from xlsr.train.pretrain import PretrainConfig, PretrainTask, pretrain
 from ._audio import TINY_MODEL, make_corpus
 from ._toy import load_weights
 
+# one torch thread: these small models run several times slower on two threads of a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
