@@ -403,7 +403,7 @@ class Trainer(TrainerCheckpoints):
         metric = dist_util.broadcast_object(metric, self.info)
         better = metric is not None and math.isfinite(metric) and (
             self.best is None or (metric < self.best if self.task.best_lower_is_better else metric > self.best))
-        if metric is not None:
+        if metric is not None and self.cfg.progress:  # without the bar, a caller reporting runs itself (the demo)
             self._say_validation(metric, by_set, better)
         if better:
             self.best = metric

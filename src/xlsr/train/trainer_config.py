@@ -54,7 +54,7 @@ class TrainerConfig:
     valid_every: int = 1000  # updates between validations; 0 = only at the end
     save_every: int = 1000  # updates between checkpoints; 0 = only at the end (and on SIGINT/SIGTERM)
     keep_last: int = 2  # the newest checkpoints of the save_every grid kept (besides `best` and `last`)
-    progress: bool = True  # show a progress bar
+    progress: bool = True  # show a progress bar, and a line per validation (log.jsonl holds them either way)
     tensorboard: bool = True  # write TensorBoard logs to RUN/tb/
 
     def __post_init__(self) -> None:
