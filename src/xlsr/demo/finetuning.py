@@ -82,8 +82,9 @@ def finetune_config(settings: DemoSettings, corpus_dir: Path, init: str, seed: i
                  "seed": seed, "device": settings.device, **settings.finetune_settings}
     if name is not None and (settings.finetune_lr or {}).get(name) is not None:
         overrides["lr"] = settings.finetune_lr[name]
-    if settings.workers() > 1:
-        overrides["progress"] = False  # runs side by side: one line per finished run instead of interleaved bars
+    # one line per finished run (said by the stage) instead of a bar and a line per validation for each of nine runs
+    # (and interleaved bars where runs go side by side)
+    overrides["progress"] = False
     return load_config(FinetuneConfig, None, overrides)
 
 
