@@ -92,7 +92,8 @@ class Trainer(TrainerCheckpoints):
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         if trainer_state is not None:
             self._load_trainer_state(trainer_state)
-            if self.best is not None and self._validation_data_changed(trainer_state.get("config") or {}):
+            if self.best is not None and self.update < cfg.max_updates and \
+                    self._validation_data_changed(trainer_state.get("config") or {}):
                 # a rate on other dev data is no bar for the next one: the next validation's model is the best so far
                 self.best = None
                 changed = (f"{changed}; " if changed else "") + "checkpoints/best is chosen anew from the next " \
