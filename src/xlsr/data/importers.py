@@ -265,7 +265,9 @@ def import_audio_folder(src: str | Path, out_dir: str | Path, *, lang: str, spli
     files = sorted(path for path in src.rglob("*")
                    if path.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES and path.is_file())
     if not any(path.suffix.lower() in AUDIO_SUFFIXES for path in files):
-        raise XlsrError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or its subfolders")
+        # recordings only in formats xlsr does not read are named as such, not called no audio at all
+        others = f"; {len(files)} in formats xlsr does not read (first: {unreadable_format(files[0])})" if files else ""
+        raise XlsrError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or its subfolders{others}")
     with ImportWriter(out_dir, source=str(src), unit="files", max_bad_share=max_bad_share) as writer:
         for path in files:
             if path.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES:  # named, not passed over

@@ -133,9 +133,10 @@ def _check_text(path: Path) -> None:
     if b"\0" in head:
         raise ManifestError(f"{path}: not a JSONL manifest (it holds NUL bytes: audio, an archive, or text in UTF-16?)")
     lines = [line for line in head.lstrip(b"\xef\xbb\xbf").splitlines() if line.strip()][:2]
-    if lines and not lines[0].lstrip().startswith(b"{") and (any(b"\t" in line for line in lines)
-                                                            or lines[0].count(b",") >= 2):
-        # a fairseq .tsv (its first line the audio root), Common Voice's, a .csv: every line would be a bad line
+    if lines and not any(line.lstrip().startswith(b"{") for line in lines) and (
+            any(b"\t" in line for line in lines) or lines[0].count(b",") >= 2):
+        # a fairseq .tsv (its first line the audio root), Common Voice's, a .csv: every line would be a bad line (a
+        # JSON object on the second line: a manifest whose first line is bad, judged by max_bad_share as any other)
         raise ManifestError(f"{path}: a table (tab- or comma-separated), not a JSONL manifest (one JSON object per "
                             f"line); make one with `xlsr data import fairseq|commonvoice|folder` (docs/importing.md)")
 

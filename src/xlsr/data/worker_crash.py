@@ -15,9 +15,11 @@ Two pieces let the loader (`batching.BatchLoader`) go on instead:
   only where the main thread sleeps in DataLoader's poll of its data queue (`_in_data_wait`). An error raised by a
   signal handler lands between any two steps of the code it interrupts: raised just after a queue's `put` took its
   lock, it leaves that lock held and the next `put` (PyTorch's own, as it stops the workers) waits forever. Anywhere
-  else the error is dropped: inside the wait, DataLoader's own check of its workers (every 5 s) finds the death;
-  elsewhere (mid-update, or while another loader waits: validation's, as the training loader's workers decode
-  ahead) the loader finds the dead worker itself before it asks again (`dead_workers`).
+  else the error is held: inside the wait for a batch but outside its poll, SIGCHLD is sent to the main thread again a
+  moment later (`_say_again_soon`), by when it is most likely back in the poll, and the error raised there (PyTorch
+  reports each death once); elsewhere (mid-update, or while another loader waits: validation's, as the training
+  loader's workers decode ahead) it is dropped, and the loader finds the dead worker itself before it asks again
+  (`dead_workers`).
 
 Only a death by a crash signal blames the file. SIGKILL is what the kernel's out-of-memory killer sends, and a
 worker that dies outside decoding, or exits, has no file to blame: the loader stops with a line saying so.
@@ -56,6 +58,7 @@ CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, si
 
 _waiting = None  # the DataLoader the main thread waits on, inside waiting_for_batch()
 _installed = False  # our wrapper around PyTorch's SIGCHLD handler is in place
+_unsaid: RuntimeError | None = None  # PyTorch's error for a death that came outside the poll, to raise in it
 
 
 class ReadingSlots:
@@ -253,18 +256,48 @@ def defer_worker_deaths() -> None:
         return  # PyTorch set none (no workers yet): nothing to defer
 
     def deferred(signum, frame):
+        global _unsaid
         try:
-            handler(signum, frame)
-        except RuntimeError:
-            iterator = _waiting._iterator if isinstance(_waiting, DataLoader) else _waiting
-            if iterator is not None and _in_data_wait(frame) and dead_workers(iterator):
-                raise  # a worker of the loader asking for a batch: it catches this
-            # dropped elsewhere (mid-update, a worker of another loader than the one waiting, or a moment of the wait
-            # outside its poll): a BatchLoader finds its dead worker before it next asks (dead_workers), a DataLoader
-            # waiting for a batch within its status check (5 s)
+            handler(signum, frame)  # PyTorch's: its error once per death of a worker of any DataLoader
+        except RuntimeError as exc:
+            _unsaid = exc
+        if _unsaid is None:
+            return
+        iterator = _waiting._iterator if isinstance(_waiting, DataLoader) else _waiting
+        if iterator is not None and not _in_data_wait(frame):
+            # in the wait for a batch but not in its poll (between two steps of it): said again in a moment, when
+            # the main thread is most likely back in the poll
+            _say_again_soon()
+            return
+        error, _unsaid = _unsaid, None
+        if iterator is not None and dead_workers(iterator):
+            raise error  # a worker of the loader asking for a batch: it catches this
+        # dropped elsewhere (mid-update, a worker of another loader than the one waiting): a BatchLoader finds its
+        # dead worker before it next asks (dead_workers), a DataLoader waiting for a batch at its status check
+        # (every 5 s, or once its timeout, decode_timeout, passes)
 
     signal.signal(signal.SIGCHLD, deferred)
     _installed = True
+
+
+_again = threading.Lock()  # held while a repeated SIGCHLD is pending (`_say_again_soon`)
+
+
+def _say_again_soon(delay: float = 0.05) -> None:
+    """Send the main thread SIGCHLD again after `delay` seconds, from a timer thread (one pending at a time): to that
+    thread, so that it interrupts the poll the thread sleeps in (sent to the process, the timer's own thread may
+    take it, and the poll sleeps on)."""
+    if not _again.acquire(blocking=False):
+        return
+    main = threading.main_thread().ident
+
+    def send() -> None:
+        _again.release()
+        signal.pthread_kill(main, signal.SIGCHLD)
+
+    timer = threading.Timer(delay, send)
+    timer.daemon = True
+    timer.start()
 
 
 def _in_data_wait(frame) -> bool:

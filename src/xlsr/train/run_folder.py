@@ -113,7 +113,7 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     for key in MODEL_SOURCE_KEYS:
         if key == "preset" and _resolved(config.get("init")) is not None:
             continue  # unused: the model is --init's
-        if key in config and not _same(key, old.get(key), config[key]):
+        if key in config and not same_setting(key, old.get(key), config[key]):
             to_resume = (f"leave --{_option(key)} out" if old.get(key) is None else
                          f"give --{_option(key)} {_shown(old[key])}")
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
@@ -123,7 +123,7 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     _check_resumed_settings(run_dir, old, config, resume_dir)
     return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
             if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
-            and not _same(key, old[key], value)]
+            and not same_setting(key, old[key], value)]
 
 
 def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:
@@ -159,7 +159,7 @@ def _update_of(checkpoint: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _same(key: str, recorded, given) -> bool:
+def same_setting(key: str, recorded, given) -> bool:
     """Whether a setting's recorded and given values are one; a path setting's as the paths they resolve to."""
     if key in PATH_KEYS:
         return _resolved(recorded) == _resolved(given)

@@ -32,7 +32,7 @@ from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
-from xlsr.train.run_folder import check_run_folder
+from xlsr.train.run_folder import check_run_folder, same_setting
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
@@ -116,9 +116,11 @@ class Trainer(TrainerCheckpoints):
             self.monitor.warn("settings", changed, self.update)
 
     def _validation_data_changed(self, saved: dict) -> bool:
-        """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config)."""
+        """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config); a
+        path compared as the file it names, as the resume's check of the settings does (`data/` is `data`)."""
         now = json.loads(json.dumps(self.resolved_config, default=str))
-        return any(saved.get(key) != now.get(key) for key in self.task.validation_data_keys if key in saved)
+        return any(not same_setting(key, saved.get(key), now.get(key))
+                   for key in self.task.validation_data_keys if key in saved)
 
     def _write_run_files(self) -> None:
         """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
