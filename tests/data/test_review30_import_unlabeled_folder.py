@@ -3,6 +3,7 @@ ogg, mp3 at any rate, in subfolders) becomes DIR/<L>/train.jsonl for pretraining
 listed, more than --max-bad-share of them refused in one line."""
 
 import json
+import shutil
 
 import numpy as np
 import soundfile as sf
@@ -58,3 +59,11 @@ def test_a_recording_in_a_format_xlsr_does_not_read_is_named(tmp_path, capsys):
     assert len((tmp_path / "d" / "sw" / "train.jsonl").read_text().splitlines()) == 3
     skipped = (tmp_path / "d" / "import_skipped.txt").read_text()
     assert "phone.m4a: .m4a audio is not a format xlsr reads; convert it first" in skipped
+
+
+def test_files_differing_by_suffix_alone_get_ids_of_their_own(tmp_path, capsys):
+    _audio(tmp_path / "src")
+    shutil.copyfile(tmp_path / "src" / "spk1" / "b.FLAC", tmp_path / "src" / "spk1" / "a.flac")
+    assert main(["data", "import", "folder", str(tmp_path / "src"), "--lang", "sw", "--out", str(tmp_path / "d")]) == 0
+    ids = [json.loads(x)["id"] for x in (tmp_path / "d" / "sw" / "train.jsonl").read_text().splitlines()]
+    assert ids == ["spk1/a.flac", "spk1/a.wav", "spk1/b", "spk2/a"]

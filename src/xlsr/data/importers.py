@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, audio_num_samples, unreadable_format
@@ -268,13 +269,17 @@ def import_audio_folder(src: str | Path, out_dir: str | Path, *, lang: str, spli
         # recordings only in formats xlsr does not read are named as such, not called no audio at all
         others = f"; {len(files)} in formats xlsr does not read (first: {unreadable_format(files[0])})" if files else ""
         raise XlsrError(f"{src}: no audio files ({', '.join(AUDIO_SUFFIXES)}) in it or its subfolders{others}")
+    # the id is the path under SRC without its suffix (spk1/001 and spk2/001 stay two utterances); with it where two
+    # files differ by their suffix alone (001.wav, 001.flac)
+    stems = Counter(_nfc(path.relative_to(src).with_suffix("").as_posix()) for path in files)
     with ImportWriter(out_dir, source=str(src), unit="files", max_bad_share=max_bad_share) as writer:
         for path in files:
             if path.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES:  # named, not passed over
                 writer.skip(str(src), unreadable_format(path))
                 continue
-            # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
             utt_id = _nfc(path.relative_to(src).with_suffix("").as_posix())
+            if stems[utt_id] > 1:
+                utt_id = _nfc(path.relative_to(src).as_posix())
             try:
                 utt = _with_length(Utterance(audio=str(path.resolve()), num_samples=1, lang=lang, id=utt_id))
             except XlsrError as exc:
