@@ -11,6 +11,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import sys
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,12 @@ from torch import nn
 
 from xlsr.cores import available_cores
 from xlsr.devices import pick_device
+from xlsr.errors import XlsrError
+
+# what to do about a job's environment that cannot be right
+LAUNCH_ADVICE = ("start the processes with torchrun (README.md, 'Multi-GPU and multi-node'), "
+                 "or unset WORLD_SIZE and RANK to train in one process")
+JOIN_NOTE_SECONDS = 20.0  # joining the group takes longer than this: say what it waits for
 
 
 @dataclass
@@ -41,22 +48,70 @@ class DistInfo:
 
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the torchrun process group if launched by torchrun; otherwise a single-process DistInfo."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    world_size, rank, local_rank = job_position()
     dev = pick_device(device, local_rank)
     if world_size > 1:
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
         else:
-            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world_size)))
+            local_world = _env_int("LOCAL_WORLD_SIZE", world_size, least=1)
             torch.set_num_threads(max(1, available_cores() // local_world))
         if not dist.is_initialized():
             # On GPUs, NCCL for CUDA tensors and gloo beside it for the CPU ones: the trainer all-reduces its per-update
             # flags (sample size, non-finite count, stop request: host numbers already) as a CPU tensor, which an
             # NCCL-only group refuses. Not yet run on several GPUs (none lent so far).
-            dist.init_process_group("cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo")
+            _join_group("cpu:gloo,cuda:nccl" if dev.type == "cuda" else "gloo", rank, world_size)
     return DistInfo(rank, world_size, local_rank, dev)
+
+
+def job_position() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) from the environment (torchrun's), each checked: one line naming the variable
+    if it cannot be right, instead of a traceback or a rank that waits for peers no one started."""
+    world_size = _env_int("WORLD_SIZE", 1, least=1)
+    if world_size > 1 and "RANK" not in os.environ:
+        raise XlsrError(f"WORLD_SIZE={world_size} is set in the environment but RANK is not: {LAUNCH_ADVICE}")
+    rank = _env_int("RANK", 0, least=0)
+    if rank > 0 and "WORLD_SIZE" not in os.environ:
+        raise XlsrError(f"RANK={rank} is set in the environment but WORLD_SIZE is not: {LAUNCH_ADVICE}")
+    if rank >= world_size:
+        raise XlsrError(f"RANK={rank} in the environment is outside WORLD_SIZE={world_size} "
+                        f"(ranks 0 to {world_size - 1}): {LAUNCH_ADVICE}")
+    return world_size, rank, _env_int("LOCAL_RANK", 0, least=0)
+
+
+def _env_int(name: str, default: int, least: int) -> int:
+    """The whole number `name` in the environment (`default` when unset), at least `least`; else one line."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise XlsrError(f"{name}={text!r} in the environment is not a whole number: {LAUNCH_ADVICE}") from None
+    if value < least:
+        raise XlsrError(f"{name}={value} in the environment is below {least}: {LAUNCH_ADVICE}")
+    return value
+
+
+def _join_group(backend: str, rank: int, world_size: int) -> None:
+    """init_process_group, saying once what it waits for when that takes long: a rank started by hand (WORLD_SIZE
+    and RANK set, its peers never started) would otherwise wait in silence for the rendezvous timeout (30 min)."""
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise XlsrError(f"WORLD_SIZE={world_size} and RANK={rank} are set in the environment but "
+                        f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: {LAUNCH_ADVICE}")
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    note = threading.Timer(JOIN_NOTE_SECONDS, lambda: print(
+        f"xlsr: rank {rank} has waited {JOIN_NOTE_SECONDS:.0f} s for the other processes of WORLD_SIZE={world_size} "
+        f"at {where} (MASTER_ADDR:MASTER_PORT); if no other was started, end this one (kill {os.getpid()}: it does not "
+        f"see Ctrl-C while it waits) and {LAUNCH_ADVICE}",
+        file=sys.stderr, flush=True))
+    note.daemon = True
+    note.start()
+    try:
+        dist.init_process_group(backend)
+    finally:
+        note.cancel()
 
 
 def wrap_model(model: nn.Module, info: DistInfo, strategy: str = "ddp", *, unused_parameters: bool = False) -> nn.Module:

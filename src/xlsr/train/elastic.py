@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,9 +51,11 @@ from xlsr.jsonl import parse_json
 from xlsr.train.distributed import DistInfo, broadcast_object
 
 FAILED_KEY = "xlsr/failed/"  # + this group's token, in the process group's store; value "rank R failed: <error>"
+PROCESS_KEY = "/process"  # + after FAILED_KEY's: "HOST PID" of the failing rank's process
 FATAL_FILE = "fatal_error.json"  # in the run folder: an XlsrError that ended an attempt of this torchrun job
 POLL_SECONDS = 0.5
-PEER_FAILED_EXIT = 1  # a rank that ends because another failed (torchrun reports the failing rank first)
+PEER_FAILED_EXIT = 1  # a rank that ends because another failed (after it, where on its node: see end_for_peer)
+PEER_WAIT_SECONDS = 10.0  # the most a rank that ends for a peer waits for that peer's process to be gone
 
 
 def torchrun_job() -> tuple[str, int] | None:
@@ -105,6 +109,8 @@ class FailureWatch:
     def __init__(self, info: DistInfo, run_dir: Path):
         self.info, self.run_dir = info, run_dir
         self._failing = False  # this rank is announcing its own failure: it prints its error itself
+        self._failed_process = None  # "HOST PID" of the peer whose failure ends this rank
+        self._ending = threading.Lock()  # held by the one thread that ends this process for a peer
         self._holds_folder = False  # the job holds the run folder's lock: RUN/fatal_error.json is its to write
         self._stop = threading.Event()
         self._store = _group_store() if info.distributed else None
@@ -138,6 +144,8 @@ class FailureWatch:
             try:
                 failed = store.check([self._key])
                 message = store.get(self._key).decode() if failed else None
+                if message is not None:
+                    self._failed_process = _read(store, self._key + PROCESS_KEY)
             except Exception:  # noqa: BLE001 - the store is gone with its host; the collectives report that
                 return
             if message is not None and not self._failing:
@@ -148,15 +156,27 @@ class FailureWatch:
         if self._store is None:
             return None
         try:
-            return self._store.get(self._key).decode() if self._store.check([self._key]) else None
+            if not self._store.check([self._key]):
+                return None
+            self._failed_process = _read(self._store, self._key + PROCESS_KEY)
+            return self._store.get(self._key).decode()
         except Exception:  # noqa: BLE001 - as in _watch
             return None
 
     def end_for_peer(self, message: str) -> None:
-        """End this process at once, with one note: another rank failed (the message says which and why)."""
+        """End this process, with one note: another rank failed (the message says which and why).
+
+        It ends once the failing rank's process is gone, where that runs on this node: torchrun reports as the job's
+        root cause the first process it finds ended (and, ended within the same look, the lowest rank), so a peer
+        that ended first (within half a second of the announcement, while the failing rank still prints and
+        unwinds) was named instead, with its exit status 1, and the failing rank shown as stopped by torchrun.
+        """
+        if not self._ending.acquire(blocking=False):  # the watch thread, and the training thread whose collective
+            self._ending.acquire()  # broke as the peer left: the first ends the process, the other waits for that
         print(f"xlsr: rank {self.info.rank} stops: {message}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         forget_decodings()  # the file the training thread may be decoding did not end this process
+        _wait_until_gone(self._failed_process, PEER_WAIT_SECONDS)
         os._exit(PEER_FAILED_EXIT)
 
     def announce(self, exc: BaseException) -> None:
@@ -165,7 +185,8 @@ class FailureWatch:
         self._failing = True
         line = (str(exc).splitlines() or [type(exc).__name__])[0]
         if self._store is not None:
-            try:
+            try:  # the process first: a peer that reads the failure finds it
+                self._store.set(self._key + PROCESS_KEY, f"{socket.gethostname()} {os.getpid()}")
                 self._store.set(self._key, f"rank {self.info.rank} failed: {line}")
             except Exception:  # noqa: BLE001 - the store is gone: the peers' collectives fail by themselves
                 pass
@@ -204,6 +225,44 @@ def _group_store():
         return get() if get is not None and dist.is_initialized() else None
     except (RuntimeError, ValueError):
         return None
+
+
+def _read(store, key: str) -> str | None:
+    """The value of `key` in `store`, None where it has none."""
+    return store.get(key).decode() if store.check([key]) else None
+
+
+def _wait_until_gone(process: str | None, limit_s: float, uncollected_s: float = 1.0) -> None:
+    """Return once the process "HOST PID" has ended and its parent (torchrun's agent, which looks every 0.1 s) has
+    collected its exit status, or has left it uncollected for `uncollected_s` (a launcher that collects only when it
+    joins its ranks: waiting on would cost `limit_s` for nothing), or after `limit_s`; at once for a process of
+    another host (or none named)."""
+    host, _, pid = (process or "").partition(" ")
+    if host != socket.gethostname() or not pid.isdigit():
+        return
+    deadline = time.monotonic() + limit_s
+    ended_at = None
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)  # succeeds until the parent collected it (an exited, uncollected one too)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # alive, though not ours to signal
+            pass
+        if _uncollected(int(pid)):
+            ended_at = ended_at or time.monotonic()
+            if time.monotonic() - ended_at > uncollected_s:
+                return
+        time.sleep(0.05)
+
+
+def _uncollected(pid: int) -> bool:
+    """Whether process `pid` has ended and waits for its parent to collect it (a zombie; Linux's /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _write_record(path: Path, record: dict) -> None:
