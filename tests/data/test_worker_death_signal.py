@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from xlsr.data.worker_crash import dead_workers, defer_worker_deaths, waiting_for_batch
+from xlsr.data.worker_crash import defer_worker_deaths, waiting_for_batch
 
 
 class _DiesWhenTold(Dataset):

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from xlsr.atomic import fsync, save_torch, write_file
@@ -169,7 +170,11 @@ class TrainerCheckpoints:
         if not self.info.is_main:
             return None
         if getattr(self, "_cpu_copy", None) is None:
-            self._cpu_copy = self.task.build_model()  # its weights (random or `--init`'s) are replaced right below
+            # its weights (random or `--init`'s) are replaced right below; drawn from a fork of the random state: the
+            # first save after each start builds it, at another update in a resumed run than in a straight one, and
+            # the draws would shift the dropout and masks of every update after it (the run would not resume exactly)
+            with torch.random.fork_rng(devices=[]):
+                self._cpu_copy = self.task.build_model()
         self._cpu_copy.load_state_dict(full)
         return self._cpu_copy
 
