@@ -96,12 +96,14 @@ def test_a_rank_ended_for_a_failed_peer_blames_no_file(tmp_path):
     """train/elastic.py ends a rank whose peer failed with os._exit from its watcher thread (no `finally` runs):
     the file its training thread was decoding did not end it."""
     code = textwrap.dedent(f"""
-        import types
+        import threading, types
         from xlsr.data.decoding_record import DecodingRecord
         from xlsr.train.elastic import FailureWatch
         record = DecodingRecord({str(tmp_path / "run")!r})
+        watch = types.SimpleNamespace(info=types.SimpleNamespace(rank=1), _ending=threading.Lock(),
+                                      _failed_process=None)
         with record.decoding("good.flac"):
-            FailureWatch.end_for_peer(types.SimpleNamespace(info=types.SimpleNamespace(rank=1)), "rank 0 failed")
+            FailureWatch.end_for_peer(watch, "rank 0 failed")
     """)
     from xlsr.train.elastic import PEER_FAILED_EXIT
 
