@@ -72,7 +72,7 @@ class FinetuneConfig(TrainerConfig):
     freeze_ratio: float = 0.5  # share of max_updates during which the Transformer stays frozen (the head trains)
     freeze_updates: int | None = None  # the Transformer's frozen updates as a count; replaces freeze_ratio
     cache_features: bool = True  # keep the frozen CNN's output per utterance in CPU memory (exact for either CNN)
-    max_tokens: int = 160_000  # audio samples per batch (160 000: 10 s at 16 kHz)
+    max_tokens: int = 160_000  # audio samples per batch of each process (160 000: 10 s at 16 kHz); an update takes processes × update_freq batches
     max_sample_size: int | None = None  # utterances longer than this (in samples) are skipped (none: max_tokens)
     num_workers: int = 0  # data-loading processes (0: load in the training process)
     decode_timeout: float = 300.0  # seconds one file (manifest or shard utterance) may take to decode: a data worker past it is stopped and the file skipped; decoding in the training process (num_workers 0, validation), the run stops naming the file and the same command skips it; 0: none

@@ -84,7 +84,7 @@ class PretrainConfig(TrainerConfig):
     alpha: float = 0.5  # language upsampling: p_l ∝ (n_l/N)^α; 1 natural, 0 uniform
     train_split: str = "train"  # the training manifests' name: <data>/<lang>/<train_split>.jsonl (or a shard split)
     valid_split: str = "dev"  # the validation manifests' name: <data>/<lang>/<valid_split>.jsonl (synth, importers: dev)
-    max_tokens: int = 1_400_000  # audio samples per batch (B × crop)
+    max_tokens: int = 1_400_000  # audio samples per batch of each process (B × crop); an update takes processes × update_freq batches
     max_utterances: int | None = None  # most utterances per batch (fairseq's dataset.batch_size); none: no limit
     min_sample_size: int = 32_000  # utterances shorter than this many samples are skipped (32 000: 2 s)
     max_sample_size: int = 250_000  # a batch is cropped to its shortest utterance, at most this many samples (15.6 s)
