@@ -284,8 +284,9 @@ def _machine() -> str | None:
     return hashlib.sha256(f"{boot}\0{namespace}".encode()).hexdigest()[:8]
 
 
-def _running(pid: int) -> bool:
-    """Whether a process `pid` exists here (one of another user's, which we may not signal, counts)."""
+def pid_running(pid: int) -> bool:
+    """Whether a process `pid` exists here (one of another user's, which we may not signal, counts; one that ended
+    and waits for its parent to collect it too)."""
     try:
         os.kill(pid, 0)  # signal 0: nothing is sent, only whether it could be
     except ProcessLookupError:
@@ -316,7 +317,7 @@ def _dead_writers(path: Path, writer: re.Pattern) -> list[str]:
         if found is None or found["machine"] != machine:
             continue
         pid = int(found["pid"])
-        if pid > 0 and pid != os.getpid() and not _running(pid):
+        if pid > 0 and pid != os.getpid() and not pid_running(pid):
             dead.append(name)
     return dead
 

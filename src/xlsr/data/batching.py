@@ -529,7 +529,7 @@ class BatchLoader:
         """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages. Files
         whose charge stops the run are left uncharged: the loader is as it was before them, so a checkpoint saved at
         the error (the Trainer's) reads them again on resume, once the data are mended or max_bad_share raised."""
-        by_lang = self._bad_by_lang.copy() if self._by_language else None
+        by_lang = self._bad_by_lang.copy() if self._by_language and bad else None  # (a batch without bad files: none)
         fresh = self._charge(bad)
         try:
             if self.epoch_bad_files > self._limit:
@@ -544,7 +544,8 @@ class BatchLoader:
             self.bad_indices.difference_update(i for i, _ in fresh)
             self.bad_files -= len(fresh)
             self.epoch_bad_files -= len(fresh)
-            self._bad_by_lang = by_lang
+            if by_lang is not None:
+                self._bad_by_lang = by_lang
             raise
 
     def _files_read(self, count: int | None = None, what: str = "") -> str:

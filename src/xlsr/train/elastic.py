@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from xlsr.atomic import write_text
+from xlsr.atomic import pid_running, write_text
 from xlsr.data.decoding_record import forget_decodings
 from xlsr.errors import XlsrError
 from xlsr.jsonl import parse_json
@@ -243,12 +243,8 @@ def _wait_until_gone(process: str | None, limit_s: float, uncollected_s: float =
     deadline = time.monotonic() + limit_s
     ended_at = None
     while time.monotonic() < deadline:
-        try:
-            os.kill(int(pid), 0)  # succeeds until the parent collected it (an exited, uncollected one too)
-        except ProcessLookupError:
+        if not pid_running(int(pid)):  # (true until the parent collected it: an exited, uncollected one too)
             return
-        except PermissionError:  # alive, though not ours to signal
-            pass
         if _uncollected(int(pid)):
             ended_at = ended_at or time.monotonic()
             if time.monotonic() - ended_at > uncollected_s:
