@@ -169,11 +169,14 @@ def length_tolerance(num_samples: int) -> int:
     return max(16, num_samples // 100)
 
 
-def length_mismatch(decoded: int, listed: int, where: str, listed_by: str = "the manifest") -> str | None:
+def length_mismatch(decoded: int, listed: int, where: str, listed_by: str = "the manifest",
+                    source: str | Path | None = None) -> str | None:
     """What is wrong with `decoded` samples from `where` whose entry (`listed_by`: "its .json" for a shard's member)
-    lists `listed`: None within `length_tolerance`."""
+    lists `listed`: None within `length_tolerance`. On a mismatch `source`, the file decoded, is asked its rate and
+    channels, to say which slip its entry made."""
     if abs(decoded - listed) > length_tolerance(listed):
-        return f"{where}: decoded {decoded} samples, {listed_by} says {listed}{_rate_hint(decoded, listed)}"
+        header = _rate_and_channels(source) if source is not None else None
+        return f"{where}: decoded {decoded} samples, {listed_by} says {listed}{_length_hint(decoded, listed, header)}"
     return None
 
 
@@ -181,18 +184,41 @@ def length_mismatch(decoded: int, listed: int, where: str, listed_by: str = "the
 _FILE_RATES = (8000, 11025, 12000, 22050, 24000, 32000, 44100, 48000)
 
 
-def _rate_hint(decoded: int, listed: int) -> str:
-    """' (...)' when `listed` is the `decoded` length (at SAMPLE_RATE) counted at a usual file rate instead."""
+def _length_hint(decoded: int, listed: int, header: tuple[int, int] | None) -> str:
+    """' (...)' when `listed` is the `decoded` length (mono, at SAMPLE_RATE) counted over all of a file's channels
+    (frames x channels, at its rate or at SAMPLE_RATE: `header`, its (rate, channels), says), or at a usual file
+    rate instead: a 16 kHz stereo file's length twice over is its two channels, not a count at 32 kHz."""
+    def fits(rate: int, channels: int = 1) -> bool:
+        return listed > 0 and abs(decoded * rate / SAMPLE_RATE * channels - listed) <= length_tolerance(listed)
+
+    if header is not None and header[1] > 1:
+        rate, channels = header
+        for counted_at in dict.fromkeys((rate, SAMPLE_RATE)):
+            if fits(counted_at, channels):
+                at = "" if counted_at == SAMPLE_RATE else f" at {counted_at} Hz"
+                return f" (its length{at} times its {channels} channels: num_samples counts samples of the mono " \
+                       f"mix at {SAMPLE_RATE} Hz)"
     for rate in _FILE_RATES:
-        if listed > 0 and abs(decoded * rate / SAMPLE_RATE - listed) <= length_tolerance(listed):
+        if fits(rate):
             return f" (its length at {rate} Hz: num_samples counts samples at {SAMPLE_RATE} Hz)"
     return ""
 
 
-def checked_length(x: np.ndarray, listed: int, where: str, listed_by: str = "the manifest") -> np.ndarray:
-    """`x`, decoded from `where`, if its length passes `length_mismatch`, cut to `listed` when longer (batches are
-    packed, and filters judged, by that length: a batch stays within max_tokens); AudioError otherwise."""
-    wrong = length_mismatch(len(x), listed, where, listed_by)
+def _rate_and_channels(source: str | Path) -> tuple[int, int] | None:
+    """The sample rate and channel count `source`'s header declares; None if it cannot be read now."""
+    try:
+        with sf.SoundFile(_os_path(Path(source))) as f:
+            return f.samplerate, f.channels
+    except (*_SOUNDFILE_ERRORS, OSError):
+        return None
+
+
+def checked_length(x: np.ndarray, listed: int, where: str, listed_by: str = "the manifest",
+                   source: str | Path | None = None) -> np.ndarray:
+    """`x`, decoded from `where` (the file `source`, if given), if its length passes `length_mismatch`, cut to
+    `listed` when longer (batches are packed, and filters judged, by that length: a batch stays within max_tokens);
+    AudioError otherwise."""
+    wrong = length_mismatch(len(x), listed, where, listed_by, source)
     if wrong is not None:
         raise AudioError(wrong)
     return x[:listed]

@@ -166,7 +166,7 @@ class _BatchDataset(Dataset):
                 continue
             path = self.utts.audio(i)
             try:
-                x = checked_length(self._load(i, path), int(self.utts.num_samples[i]), path)
+                x = checked_length(self._load(i, path), int(self.utts.num_samples[i]), path, source=path)
             except AudioError as exc:
                 failed.add(i)
                 bad.append((i, str(exc)))
@@ -528,7 +528,8 @@ class BatchLoader:
     def _account(self, bad: list[tuple[int, str]]) -> None:
         """Charge a batch's bad files (each once per epoch), stop the run past max_bad_share, watch languages. Files
         whose charge stops the run are left uncharged: the loader is as it was before them, so a checkpoint saved at
-        the error (the Trainer's) reads them again on resume, once the data are mended or max_bad_share raised."""
+        the error (the Trainer's) reads them again on resume, once the data are mended or max_bad_share raised. One a
+        decoder crashed or hung on stays in `crashed`: the resumed run charges it, once, without decoding it again."""
         by_lang = self._bad_by_lang.copy() if self._by_language and bad else None  # (a batch without bad files: none)
         fresh = self._charge(bad)
         try:

@@ -86,13 +86,13 @@ class Decoded:
 # --- judging: pure ---------------------------------------------------------------------------------------------
 
 def judge(decoded: Decoded, listed: int, where: str, min_sample_size: int = 0,
-          listed_by: str = "the manifest") -> Bad | None:
-    """The verdict training would reach on a file decoded to `decoded` whose manifest (`listed_by`: "its .json" for
-    a shard's member) lists `listed` samples (None: good); `min_sample_size` > 0 also calls too short what
-    pretraining would skip."""
+          listed_by: str = "the manifest", source: str | None = None) -> Bad | None:
+    """The verdict training would reach on a file (`source`, as length_mismatch takes it) decoded to `decoded` whose
+    manifest (`listed_by`: "its .json" for a shard's member) lists `listed` samples (None: good); `min_sample_size`
+    > 0 also calls too short what pretraining would skip."""
     if decoded.failure is not None:
         return decoded.failure
-    wrong = length_mismatch(decoded.samples, listed, where, listed_by)
+    wrong = length_mismatch(decoded.samples, listed, where, listed_by, source)
     if wrong is not None:
         return Bad("wrong_length", wrong)
     kept = min(decoded.samples, listed)  # what checked_length keeps
@@ -420,7 +420,7 @@ def _judge_all(tables: list[Table], kept: _Kept, *, workers: int, decode: Callab
     def verdict(key: Key, decoded: Decoded) -> None:
         table, row = tables[key[0]], key[1]
         listed = int(table.codes["num_samples"][row])
-        kept.add(key, judge(decoded, listed, table.audio(row), min_sample_size))
+        kept.add(key, judge(decoded, listed, table.audio(row), min_sample_size, source=table.audio(row)))
         hours[0] += listed / SAMPLE_RATE / 3600
         bar.set_postfix_str(f"{hours[0]:.2f} h", refresh=False)
         bar.update(1)
