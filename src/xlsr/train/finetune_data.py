@@ -21,7 +21,6 @@ import numpy as np
 from xlsr.data.audio import audio_num_samples
 from xlsr.data.batching import length_limit
 from xlsr.data.index_cache import open_manifest
-from xlsr.data.shard_index import read_index
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.interop.init_model import InitModel
@@ -133,8 +132,7 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     dev_by_language = dev_utts.by_language()
     unmatched = {}
     if cfg.dev:
-        trained = _languages(kept.values()) if shards is None else \
-            {s.lang for s in read_index(shards[0]).of_split(shards[1])}
+        trained = _languages(kept.values()) if from_index is None else from_index.languages
         unmatched = check_dev_languages(trained, set(dev_by_language), cfg.labels)
     return FinetuneData(vocab, keep_head, train_utts, dev_by_language, reports, shards, dev_reports, oov,
                         too_long, limit, dev_manifests, oov_uncounted=uncounted, unmatched_languages=unmatched)

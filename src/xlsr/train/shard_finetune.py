@@ -48,6 +48,7 @@ class ShardLabels:
     # how often each run of two or more characters that NFC could join occurs in the `text` labels (phone labels
     # have none: a phone is judged alone); None: an index written before xlsr recorded them
     runs: dict[str, int] | None
+    languages: set[str]  # the languages of the split's shards: what fine-tuning trains on (`check_dev_languages`)
 
     def oov_report(self, vocab: Vocabulary) -> dict[str, int]:
         """The label symbols outside `vocab` with how often they occur (1 each when the index does not count them),
@@ -66,8 +67,8 @@ class ShardLabels:
 
 def shard_labels(root: Path, split: str, labels: str) -> ShardLabels:
     """The label symbols the index lists for `split`, their counts and (`text` labels) their runs that NFC could join
-    summed over its shards, and the characters NFC respells in its `text` labels (text/normalize.py's
-    `nfc_respelled`)."""
+    summed over its shards, the characters NFC respells in its `text` labels (text/normalize.py's `nfc_respelled`),
+    and its shards' languages."""
     index = read_index(root)
     shards = index.of_split(split)
     symbols = sorted({sym for s in shards for sym in s.symbols.get(labels, [])})
@@ -86,7 +87,7 @@ def shard_labels(root: Path, split: str, labels: str) -> ShardLabels:
     said = all(s.nfc_respelled is not None for s in shards)
     joined = labels == "phones" or all(s.char_runs is not None for s in shards)
     return ShardLabels(symbols, utterances, dict(counts) if counted else None, respelled if said else None,
-                       dict(runs) if joined else None)
+                       dict(runs) if joined else None, {s.lang for s in shards})
 
 
 class ShardLabeler:
