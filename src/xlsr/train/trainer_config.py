@@ -58,7 +58,7 @@ class TrainerConfig:
     tensorboard: bool = True  # write TensorBoard logs to RUN/tb/
 
     def __post_init__(self) -> None:
-        check_at_least(self, max_updates=0, update_freq=1, log_every=1, valid_every=0, save_every=0, keep_last=0,
+        check_at_least(self, max_updates=1, update_freq=1, log_every=1, valid_every=0, save_every=0, keep_last=0,
                        max_consecutive_nan=1, seed=0)  # seed: numpy's generators take no negative seed
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise XlsrError(f"warmup_ratio: must be between 0 and 1, got {self.warmup_ratio:g}")
