@@ -12,7 +12,8 @@ per-language adapters (without it, the error lists the languages it has). One JS
 when some failed); the audio is decoded in --decode-workers processes, so a decoder that crashes or hangs (past
 --decode-timeout) on a damaged file costs that file, listed with them, not the job. Each result is kept in OUT.partial as it is made: the same command
 after a stop (Ctrl-C, a crash, a lost machine), or after some files failed, transcribes only the files not done
-yet; it is refused when --model now means another checkpoint (a run folder's new best), or the checkpoint, the LM
+yet, however their paths are typed this time (relative or absolute, through a link; OUT names them as typed now);
+it is refused when --model now means another checkpoint (a run folder's new best), or the checkpoint, the LM
 or the lexicon was saved again since. OUT is refused when it is an input (an audio file, the LM or lexicon), inside
 the model, or an existing file that is not an earlier OUT of this command; --lm-weight without --lm, and
 --word-score without --lm, --lexicon or --beam, are refused rather than ignored. In folders, recordings in formats
@@ -139,7 +140,7 @@ def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.output_files import TRANSCRIPTS, check_outputs, decoder_files
-    from xlsr.decode.partial_results import PartialResults
+    from xlsr.decode.partial_results import RESTART, PartialResults
     from xlsr.decode.transcribe import (
         files_fingerprint,
         find_audio,
@@ -158,34 +159,51 @@ def run(args) -> int:
     # --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
     # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
     # recorded instead, so that a rerun never appends another model's results to the earlier ones.
-    checkpoint, fingerprint = resolve_checkpoint(args.model)
+    checkpoint, model_files = resolve_checkpoint(args.model)
     # Likewise the LM and lexicon: `xlsr lm build` replaces its own LM in place, so --lm as typed may be another LM
     # now. Their fingerprint joins the model's (a key of its own would make every results file kept so far read
     # as another version's).
     decoding = decoder_files(args.lm, args.lexicon)
-    if decoding:
-        fingerprint += f" {files_fingerprint(decoding)}"
+    fingerprint = f"{model_files} {files_fingerprint(decoding)}" if decoding else model_files
     settings = {"model": str(checkpoint), "model_files": fingerprint,
                 **{k: getattr(args, k) for k in ("target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
                                                  "word_score", "timestamps", "chunk_seconds", "chunk_stride")}}
     decoder_inputs = [(option, path) for option, path in (("--lm", args.lm), ("--lexicon", args.lexicon)) if path]
-    given = [f"{option} {path}" for option, path in decoder_inputs]
-    gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
+    given = " and ".join(f"{option} {path}" for option, path in decoder_inputs)
+
+    def files_changed(made_with: dict) -> str:
+        """Why the fingerprint the results were made with differs from this run's, in words."""
+        if (made_with.get("lm"), made_with.get("lexicon")) != (args.lm, args.lexicon):
+            return RESTART  # nothing saved again: the command is typed otherwise
+        was_model, _, was_decoding = str(made_with.get("model_files")).partition(" ")
+        if decoding and not was_decoding and was_model == model_files:  # kept before the LM's joined the model's
+            return (f"kept by an earlier version of xlsr transcribe, which did not record what {given} was, so "
+                    f"they cannot be checked against it; they are left as they are: finish them with that version, "
+                    f"or move the file away (or give another OUT) to start over")
+        gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
+        if gone:
+            return (f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with to finish "
+                    f"them, or delete the file to start over")
+        saved = [*([(f"the checkpoint {checkpoint}", "a new best or last from training?")]
+                   if was_model != model_files else []),
+                 *([(given, "built again?")] if decoding and was_decoding != files_fingerprint(decoding) else [])]
+        if not saved:
+            return RESTART
+        return (f"{' and '.join(name for name, _ in saved)} {'were' if len(saved) > 1 else 'was'} saved again since "
+                f"({' '.join(why for _, why in saved)}), so what the results were made with is gone: delete the "
+                f"file to start over")
+
     advice = {"model": f"they were made with the checkpoint {{was}}, and --model {args.model} now means {{now}}: "
                        f"give --model {{was}} to finish them, or delete the file to start over",
-              "model_files": f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with "
-                             f"to finish them, or delete the file to start over" if gone else
-                             f"{' or '.join([f'the checkpoint {checkpoint}', *given])} was saved again since (a new "
-                             f"best or last from training? an LM built again?), so what the results were made with "
-                             f"is gone: delete the file to start over"}
-    # a stopped run's results: those files are not transcribed again
-    kept = PartialResults(args.out, settings, advice=advice)
+              "model_files": files_changed}
+    # a stopped run's results: those files are not transcribed again, however this run names them
+    kept = PartialResults(args.out, settings, advice=advice, by_file=True)
     ctc = load_ctc_model(checkpoint, device=args.device, target_lang=args.target_lang, precision=args.precision)
     decoder = make_decoder(ctc, lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                            word_score=args.word_score)
     files, failures = find_audio(args.inputs)
     done = kept.done()  # once: a set built per file made choosing quadratic in the files of a big resumed job
-    todo = [f for f in files if str(f) not in done]
+    todo = [f for f in files if kept.key(str(f)) not in done]
     if len(todo) < len(files):
         print(f"xlsr: resuming: {len(files) - len(todo)} of {len(files)} file(s) already in {kept.path}",
               file=sys.stderr)

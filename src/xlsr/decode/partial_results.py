@@ -13,9 +13,18 @@ be checked against this run, so it is not resumed: that is one line saying so, a
 a file whose first line is no settings line at all (not one of ours). Nothing but a torn settings line is removed
 before OUT is written in full.
 
-Only where each result's line lies in OUT.partial is kept in memory (some 200 bytes a file): the results stay on
-disk and OUT is copied from their lines, so a job of a million files with timestamps (10-20 kB a result in Python)
-holds no more than its file names. Lines end at "\n" alone: U+2028 and the like in a result's text are no line ends.
+With `by_file` (xlsr transcribe), a result is found again by the file its audio path names, resolved (links
+followed, made absolute), not by the path as typed: a rerun that types the same recordings otherwise (relative or
+absolute, `dir/` or `dir/../dir`, through a link, from another folder) resumes them, and OUT names each file as
+this run typed it (a result kept under another name is written with this run's). A relative path is resolved
+against the folder the run that kept it was started in, which the settings line records ("cwd"), and a line
+{"cwd": FOLDER} of its own where a later run started elsewhere appends (a file from before these records: against
+this run's folder); so the same relative names typed in another folder are other recordings, not these.
+
+Only where each result's line lies in OUT.partial, and its name, is kept in memory (some 300 bytes a file): the
+results stay on disk and OUT is copied from their lines, so a job of a million files with timestamps (10-20 kB a
+result in Python) holds no more than its file names. Lines end at "\n" alone: U+2028 and the like in a result's
+text are no line ends.
 
 Lines are UTF-8 JSON. A string that UTF-8 cannot hold (a file name whose bytes are not UTF-8: Python holds them as
 lone surrogates) is written as a \\udcXX escape (json_line): valid JSON that Python's json reads back to the same
@@ -25,6 +34,8 @@ str, so the file is found again on a rerun and os.fsencode gives its name's byte
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from xlsr.atomic import json_line, write_file
@@ -33,18 +44,26 @@ from xlsr.jsonl import json_object, torn_settings_line
 
 RESTART = "run that command again to finish it, or delete the file to start over"
 
+Advice = str | Callable[[dict], str]  # what to tell when a setting changed (PartialResults)
+
 
 class PartialResults:
     """The OUT.partial file of one output OUT."""
 
-    def __init__(self, out: str | Path, settings: dict, *, advice: dict[str, str] | None = None):
+    def __init__(self, out: str | Path, settings: dict, *, advice: dict[str, Advice] | None = None,
+                 by_file: bool = False):
         """`advice`: for a setting whose change makes the default advice wrong (e.g. the checkpoint was rewritten:
-        running that command again cannot finish it), what to tell instead; "{was}" and "{now}" in it become the
-        setting's earlier and current values."""
+        running that command again cannot finish it), what to tell instead: a text, where "{was}" and "{now}"
+        become the setting's earlier and current values, or a function of the settings the file records that
+        returns it. `by_file`: results are found by the files their paths name (see the module's text)."""
         self.out = Path(out)
         self.path = self.out.with_name(self.out.name + ".partial")
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
-        self.records: dict[str, tuple[int, int]] = {}  # audio path -> where its result's line lies (offset, length)
+        self.by_file = by_file
+        self.here = os.getcwd() if by_file else None  # what this run's relative paths are relative to
+        self.folder_on_file = None  # the folder the file's last results are relative to, as its last "cwd" line says
+        # key (the audio path, or with by_file its file) -> where its result's line lies (offset, length), its name
+        self.records: dict[str, tuple[int, int, str]] = {}
         if self.path.is_file():
             with open(self.path, "rb") as f:
                 first = f.readline()
@@ -52,8 +71,9 @@ class PartialResults:
                     torn = True  # torn in its first line, before any result: nothing to keep
                 else:
                     torn = False
-                    self._check_settings(json_object(first.decode("utf-8", errors="replace"))
-                                         if first.endswith(b"\n") else {}, advice)
+                    header = json_object(first.decode("utf-8", errors="replace")) if first.endswith(b"\n") else {}
+                    self._check_settings(header, advice)
+                    self._note_folder(header)
                     end = self._index(f, len(first))
             if torn:
                 self.path.unlink()
@@ -62,7 +82,7 @@ class PartialResults:
                     f.truncate(end)
         self._file = None
 
-    def _check_settings(self, first: dict, advice: dict[str, str] | None) -> None:
+    def _check_settings(self, first: dict, advice: dict[str, Advice] | None) -> None:
         """XlsrError unless the file's first line records this run's settings."""
         made_with = first.get("settings")
         if not isinstance(made_with, dict):
@@ -78,9 +98,13 @@ class PartialResults:
                             f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
                             f"against this run; they are left as they are: finish them with that version, "
                             f"or move the file away (or give another OUT) to start over")
-        # replace, not str.format: a path in the advice may hold braces
-        tell = next((advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
-                     for k in changed if k in (advice or {})), RESTART)
+        k = next((k for k in changed if k in (advice or {})), None)
+        if k is None:
+            tell = RESTART
+        elif callable(advice[k]):
+            tell = advice[k](made_with)
+        else:  # replace, not str.format: a path in the advice may hold braces
+            tell = advice[k].replace("{was}", str(made_with.get(k))).replace("{now}", str(self.settings.get(k)))
         raise XlsrError(f"{run}; {tell}")
 
     def _index(self, f, offset: int) -> int:
@@ -90,12 +114,27 @@ class PartialResults:
                 break  # torn by a kill
             record = json_object(line.decode("utf-8", errors="replace"))
             if isinstance(record.get("audio"), str):
-                self.records[record["audio"]] = (offset, len(line))
+                name = record["audio"]
+                self.records[self.key(name, self.folder_on_file)] = (offset, len(line), name)
+            else:
+                self._note_folder(record)
             offset += len(line)
         return offset
 
+    def _note_folder(self, line: dict) -> None:
+        """Results after `line` are relative to the folder it records, if it records one."""
+        if isinstance(line.get("cwd"), str):
+            self.folder_on_file = line["cwd"]
+
+    def key(self, audio: str, folder: str | None = None) -> str:
+        """What finds the result of `audio`, a path relative to `folder` (default: this run's): the path itself,
+        or with `by_file` the file it names (links followed, made absolute)."""
+        if not self.by_file:
+            return audio
+        return os.path.realpath(os.path.join(folder or self.here, audio))
+
     def done(self) -> set[str]:
-        """The audio paths already transcribed by an earlier run of the command."""
+        """The keys (key()) of the audio files already transcribed by an earlier run of the command."""
         return set(self.records)
 
     def append(self, record: dict) -> None:
@@ -104,13 +143,17 @@ class PartialResults:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.is_file() or self.path.stat().st_size == 0
             self._file = open(self.path, "ab")  # noqa: SIM115 - closed by finish()/close()
+            folder = {"cwd": self.here} if self.by_file and self.folder_on_file != self.here else {}
             if new:
-                self._file.write(json_line({"settings": self.settings}).encode("utf-8"))
+                self._file.write(json_line({"settings": self.settings, **folder}).encode("utf-8"))
+            elif folder:  # this run's relative paths are relative to another folder than the results above
+                self._file.write(json_line(folder).encode("utf-8"))
+            self.folder_on_file = self.here
         line = json_line(record).encode("utf-8")
         offset = self._file.tell()
         self._file.write(line)
         self._file.flush()
-        self.records[record["audio"]] = (offset, len(line))
+        self.records[self.key(record["audio"])] = (offset, len(line), record["audio"])
 
     def close(self) -> None:
         if self._file is not None:
@@ -119,26 +162,30 @@ class PartialResults:
 
     def finish(self, order: list[str]) -> list[str]:
         """Write OUT (the kept results in `order`, audio paths not kept left out), copied line by line from
-        OUT.partial; returns the audio paths written. OUT.partial is removed when every path in `order` has its
-        result, and kept otherwise, so that a rerun retries only the missing."""
+        OUT.partial (a result kept under another name of its file: with the name in `order`); returns the audio
+        paths written. OUT.partial is removed when every path in `order` has its result, and kept otherwise, so
+        that a rerun retries only the missing."""
         self.close()
-        written = [a for a in order if a in self.records]
+        found = [(a, self.records.get(self.key(a))) for a in order]
+        written = [(a, where) for a, where in found if where is not None]
         self.out.parent.mkdir(parents=True, exist_ok=True)  # append() makes it, but a run may keep no result at all
         write_file(self.out, lambda tmp: self._copy_lines(written, tmp))
         if len(written) == len(order):
             self.path.unlink(missing_ok=True)
-        return written
+        return [a for a, _ in written]
 
-    def _copy_lines(self, audio: list[str], path: Path) -> None:
-        """Write the result lines of `audio`, in that order, to `path`."""
+    def _copy_lines(self, written: list[tuple[str, tuple[int, int, str]]], path: Path) -> None:
+        """Write the result lines `written` (audio path, records entry), in that order, to `path`."""
         with path.open("wb") as out:
-            if not audio:
+            if not written:
                 return
             with open(self.path, "rb") as f:
-                for a in audio:
-                    offset, length = self.records[a]
+                for a, (offset, length, name) in written:
                     f.seek(offset)
-                    out.write(f.read(length))
+                    line = f.read(length)
+                    if name != a:  # typed otherwise by the run that kept it: named as this run types it
+                        line = json_line({**json_object(line), "audio": a}).encode("utf-8")
+                    out.write(line)
 
 
 def _differing_names(was: dict, now: dict) -> str:
