@@ -16,13 +16,14 @@ alone is listed as a failure saying what to lower (--chunk-seconds: longer recor
 Several --lm-weight / --word-score values: the model runs once, beam search once per pair; the pairs are printed
 best first, then the best pair's full report (choose on a dev set, report the test set with it).
 --json and --hyps are refused when one is the other, an input (a manifest, the LM or lexicon), inside the model, or
-an existing file that is not an earlier output of the same option.
+an existing file that is not an earlier output of the same option; their folders are made before the evaluation.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from xlsr.atomic import write_json
 from xlsr.cli import decode_timeout
@@ -71,6 +72,9 @@ def run(args) -> int:
     check_score_weights(args)
     check_outputs([("--json", args.json, REPORT), ("--hyps", args.hyps, HYPOTHESES)],
                   inputs=[*args.manifest, *decoder_files(args.lm, args.lexicon)], model=args.model)
+    for path in (args.json, args.hyps):  # made now: a folder that cannot be made is said before, not after, the work
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     lm_weights, word_scores = args.lm_weight or [None], args.word_score or [None]
     sweep = len(lm_weights) > 1 or len(word_scores) > 1
     if sweep and args.lm is None and args.lexicon is None:

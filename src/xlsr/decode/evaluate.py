@@ -89,27 +89,34 @@ class EvalReport:
     def table(self) -> str:
         """A fixed-width table: one row per language, then a rule and the total over every language."""
         units = METRICS[self.labels]
-        head = f"{'language':<10} {'utts':>5}"
-        for u in units:
-            name = METRIC_NAMES[u]
-            head += f" {name + ' %':>7} {'S':>6} {'D':>6} {'I':>6} {'N':>7}"
+        head = ["language", "utts"] + [cell for u in units for cell in (METRIC_NAMES[u] + " %", "S", "D", "I", "N")]
 
-        def row(name: str, n_utts: int, per_unit: dict) -> str:
-            line = f"{name:<10} {n_utts:>5}"
+        def row(name: str, n_utts: int, per_unit: dict) -> list[str]:
+            cells = [name, str(n_utts)]
             for u in units:
                 c = per_unit[u]
-                rate = f"{100 * c.rate:>7.2f}" if n_utts else f"{'-':>7}"  # nothing scored: no rate
-                line += f" {rate} {c.substitutions:>6} {c.deletions:>6} {c.insertions:>6} {c.ref_len:>7}"
-            return line
+                rate = f"{100 * c.rate:.2f}" if n_utts else "-"  # nothing scored: no rate
+                cells += [rate, *map(str, (c.substitutions, c.deletions, c.insertions, c.ref_len))]
+            return cells
 
-        lines = [head, "-" * len(head)]
-        lines += [row(lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
+        rows = [row(lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
+        total = row(TOTAL_ROW, self.total_utterances, self.total)
+        head, *rows, total = fixed_width([head, *rows, total], [10, 5] + [7, 6, 6, 6, 7] * len(units))
         # the rule sets the total apart from the languages, whatever they are called
-        lines += ["-" * len(head), row(TOTAL_ROW, self.total_utterances, self.total)]
+        lines = [head, "-" * len(head), *rows, "-" * len(head), total]
         if self.unspaced and "word" in units:
             lines.append(f"WER of {', '.join(sorted(self.unspaced))}: written without spaces between words, so its "
                          f"words are whole phrases; CER is the rate to compare")
         return "\n".join(lines)
+
+
+def fixed_width(rows: list[list[str]], widths: list[int], *, left: int = 1) -> list[str]:
+    """Rows of cells as lines whose columns line up: each column as wide as `widths` says or as its widest cell
+    (a rate past 9999.99 %, a long language tag), the first `left` columns left-aligned, the others (numbers)
+    right-aligned."""
+    widths = [max(w, *(len(r[i]) for r in rows)) for i, w in enumerate(widths)]
+    return [" ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths)))
+            for r in rows]
 
 
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,

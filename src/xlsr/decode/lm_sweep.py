@@ -8,13 +8,14 @@ lexicon loaded once. Pick the setting on a dev set, report the test set with it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import product
 
 import torch
 
 from xlsr.decode.beam import BeamSearchDecoder
-from xlsr.decode.evaluate import METRIC_NAMES, METRICS, EvalReport, References
+from xlsr.decode.evaluate import METRIC_NAMES, METRICS, EvalReport, References, fixed_width
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.transcribe import CTCModel, transcribe_files
 from xlsr.errors import XlsrError
@@ -55,9 +56,10 @@ def rank_settings(rows: list[tuple[float, float, EvalReport]]) -> list[tuple[flo
 def sweep_table(rows: list[tuple[float, float, EvalReport]]) -> str:
     """One line per setting, best first: the weights and every metric's rate over all languages."""
     units = METRICS[rows[0][2].labels]
-    head = f"{'lm_weight':>9} {'word_score':>10}" + "".join(f" {METRIC_NAMES[u] + ' %':>7}" for u in units)
-    lines = [head, "-" * len(head)]
+    cells = [["lm_weight", "word_score", *(METRIC_NAMES[u] + " %" for u in units)]]
     for lm_weight, word_score, report in rows:
-        lines.append(f"{lm_weight:>9g} {word_score:>10g}" +
-                     "".join(f" {100 * report.rate(None, u):>7.2f}" for u in units))
+        rates = (report.rate(None, u) for u in units)  # NaN: nothing scored, no rate (as in the report's table)
+        cells.append([f"{lm_weight:g}", f"{word_score:g}", *("-" if math.isnan(r) else f"{100 * r:.2f}" for r in rates)])
+    head, *lines = fixed_width(cells, [9, 10] + [7] * len(units), left=0)
+    lines = [head, "-" * len(head), *lines]
     return "\n".join(lines)
