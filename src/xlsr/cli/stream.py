@@ -14,6 +14,7 @@ The text goes to stdout as it becomes final; --jsonl prints one JSON line per st
 heard, the new tokens, their start times, and the text they add: all lines' "text" joined is the transcript).
 Ctrl-C ends the stream as the end of the input does: the audio heard so far is transcribed, then exit code 130.
 SIGTERM (how a service manager stops a process) does the same, with exit code 143; a second one stops at once.
+A file found damaged part way is transcribed up to the damage, then the error is said (exit code 2).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 from xlsr.cli import INTERRUPTED, check_seconds, finite_float
 from xlsr.cli.transcribe import add_model_arguments
-from xlsr.errors import XlsrError
+from xlsr.errors import AudioError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
 HELP = "transcribe a stream (stdin PCM or a file fed in pieces) as it arrives"
@@ -68,13 +70,16 @@ def run(args) -> int:
                         f"got {args.chunk_seconds:g}, {args.piece_seconds:g} and {args.stride_seconds:g}")
     check_seconds(chunk_seconds=args.chunk_seconds, stride_seconds=args.stride_seconds, piece_seconds=args.piece_seconds)
     check_chunk_seconds(args.chunk_seconds)
+    if args.source != "-" and Path(args.source).is_dir():  # the reader would call it "no such audio file"
+        raise XlsrError(f"{args.source}: a folder; xlsr stream reads one audio file, or - for stdin (xlsr transcribe "
+                        f"takes folders)")
     # a file: read a piece at a time (a whole 10 h recording would be 2.3 GB at 16 kHz); the transcriber normalizes
     # each window if the model does
     pieces = _stdin_pieces(args.piece_seconds) if args.source == "-" else audio_blocks(args.source, args.piece_seconds)
     ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
     stream = StreamingTranscriber(ctc, chunk_s=args.chunk_seconds, stride_s=args.stride_seconds)
     shown = _Shown()
-    stopped = None
+    stopped = damaged = None
     try:
         with _sigterm_raises():
             for piece in pieces:
@@ -84,10 +89,16 @@ def run(args) -> int:
         stopped = "interrupted", INTERRUPTED
     except _Terminated:  # the way a service manager stops a process: the same
         stopped = "terminated", TERMINATED
+    except AudioError as exc:  # only the reader raises it: a file damaged part way (its audio before is transcribed)
+        if stream.seconds_heard == 0:
+            raise
+        damaged = exc
     stream.finish()
     shown.show(stream, args.jsonl)
     if not args.jsonl:
         print(flush=True)
+    if damaged is not None:
+        raise AudioError(f"{damaged}; the {stream.seconds_heard:.1f} s of audio before it are transcribed above")
     if stopped:
         print(f"xlsr: {stopped[0]}: {stream.seconds_heard:.1f} s of audio heard and transcribed", file=sys.stderr)
         return stopped[1]
