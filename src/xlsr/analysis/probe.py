@@ -53,7 +53,7 @@ from xlsr.model.feature_health import channel_scale_spread, effective_dimension
 from xlsr.progress import progress
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.metrics import EditCounts, corpus_counts
-from xlsr.text.vocab import Vocabulary
+from xlsr.text.vocab import Vocabulary, format_counts
 from xlsr.train.linear_probe import train_heads, zero_heads
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
           settings: ProbeSettings | None = None, seed: int = 0, device: str = "cpu", plot: bool = True,
           show_progress: bool = True) -> ProbeReport:
     """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically, again after
-    each model, so that an interrupted run keeps the models it finished."""
+    each model, so that an interrupted run keeps the models it finished (Ctrl-C after one: ProbeInterrupted)."""
     paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     settings = settings or ProbeSettings()
     settings.check()
@@ -246,23 +246,37 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     test = read_labeled(test_manifest, labels, min_samples=min_samples, utterances=test_utts)
     overlap = train_test_overlap(train, test)
     vocab = Vocabulary.build(train.labels, labels)
+    oov_symbols = symbols_outside_train(train, test, vocab)
 
     start = time.perf_counter()
-    entries = []
+    entries, report = [], None
     for path, name, (model, encoder, model_layers) in zip(paths, display_names(paths), loaded):
-        results, stage_seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings, seed=seed,
-                                       device=torch_device, show_progress=show_progress)
+        try:
+            results, stage_seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings,
+                                                 seed=seed, device=torch_device, show_progress=show_progress)
+        except KeyboardInterrupt:
+            if report is None:
+                raise
+            raise ProbeInterrupted(report) from None
         for r in results:
             r[metric] = r.pop("error_rate")
         entries.append({"model": path, "name": name, "source_format": model.source_format,
                         "num_layers": model.config.num_layers, "layers": results, "stage_seconds": stage_seconds})
         # written after each model, so that an interrupted run keeps the models it finished
         summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device),
-                           several=len(paths) > 1)
+                           several=len(paths) > 1, oov_symbols=oov_symbols)
         summary["train_test_overlap"] = overlap
         summary["seconds"] = round(time.perf_counter() - start, 2)
         report = _write(summary, out_dir, plot)
     return report
+
+
+class ProbeInterrupted(KeyboardInterrupt):
+    """Ctrl-C after some models were probed: `report` is the last one written, that of the models finished."""
+
+    def __init__(self, report: ProbeReport):
+        super().__init__()
+        self.report = report
 
 
 def train_test_overlap(train: LabeledAudio, test: LabeledAudio) -> dict[str, int]:
@@ -282,14 +296,26 @@ def train_test_overlap(train: LabeledAudio, test: LabeledAudio) -> dict[str, int
     return overlap
 
 
+def symbols_outside_train(train: LabeledAudio, test: LabeledAudio, vocab: Vocabulary) -> int:
+    """How many symbols of the test labels never occur in train (a language or script train lacks); a warning naming
+    them, since no head can output them and each is an error in the test PER (CER) whatever the layer."""
+    oov = vocab.oov_report(test.labels)
+    if oov:
+        log.warning("%s: its labels hold %d symbol(s) that the train manifest %s never has (%s): no head can output "
+                    "them, so each counts as an error", test.manifest, sum(oov.values()), train.manifest,
+                    format_counts(oov))
+    return sum(oov.values())
+
+
 def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab: Vocabulary, labels: str,
-             metric: str, settings: ProbeSettings, seed: int, device: str, *, several: bool) -> dict:
+             metric: str, settings: ProbeSettings, seed: int, device: str, *, several: bool,
+             oov_symbols: int) -> dict:
     def data(d: LabeledAudio) -> dict:
         return {"manifest": str(d.manifest), "utterances": len(d.waveforms), "minutes": round(d.minutes, 3),
                 "skipped": d.skipped}
 
     shared = {"labels": labels, "metric": metric, "train": data(train), "test": data(test),
-              "test_oov_symbols": sum(vocab.oov_report(test.labels).values()), "vocab_size": len(vocab),
+              "test_oov_symbols": oov_symbols, "vocab_size": len(vocab),
               "settings": {**asdict(settings), "head": "linear, zero init", "optimizer": "adam, cosine decay",
                            "standardize": "per channel, train statistics", "device": device},
               "seed": seed}

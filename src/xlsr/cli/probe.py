@@ -7,14 +7,16 @@ For the CNN output ("cnn") and every Transformer layer (0 = the first block's in
 linear CTC head is trained on the frozen features of TRAIN and scored on TEST by greedy decoding. Writes
 DIR/probe.json and DIR/probe.png (error rate by layer; several --model share one plot), over an earlier probe's
 files only: another file of either name in DIR is refused and left as it is. Any checkpoint `load_pretrained`
-reads: ours, Hugging Face, fairseq, or a run folder.
+reads: ours, Hugging Face, fairseq, or a run folder. Both files are written again after each model: Ctrl-C keeps
+the models finished (their table is printed, exit code 130).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from xlsr.cli import finite_float
+from xlsr.cli import INTERRUPTED, finite_float
 
 # Listed by `xlsr --help` without importing torch (the option defaults come from ProbeSettings).
 HELP = "layer-wise linear CTC probe of frozen encoders: test PER by layer, several models on one plot"
@@ -53,13 +55,28 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Probe every model and print the table of error rates by layer."""
-    from xlsr.analysis.probe import ProbeSettings, format_summary, probe  # lazy: as in register
+    from xlsr.analysis.probe import (  # lazy: as in register
+        JSON_FILE,
+        ProbeInterrupted,
+        ProbeSettings,
+        format_summary,
+        probe,
+    )
 
     settings = ProbeSettings(epochs=args.epochs, lr=args.lr, batch_frames=args.batch_frames,
                              max_batch_samples=args.max_batch_samples,
                              cache_dtype=args.cache_dtype)
-    report = probe(args.model, args.train, args.test, args.out, layers=args.layers, labels=args.labels,
-                   settings=settings, seed=args.seed, device=args.device, plot=not args.no_plot)
+    try:
+        report = probe(args.model, args.train, args.test, args.out, layers=args.layers, labels=args.labels,
+                       settings=settings, seed=args.seed, device=args.device, plot=not args.no_plot)
+    except ProbeInterrupted as stop:  # Ctrl-C after some models: what they found is written, and shown
+        report = stop.report
+        done = report.summary.get("models") or [report.summary]
+        print(format_summary(report.summary))
+        print(f"xlsr: interrupted: {report.out_dir / JSON_FILE} holds the {len(done)} of {len(args.model)} models "
+              f"finished ({', '.join(e['name'] for e in done)}); the same command probes them all again",
+              file=sys.stderr)
+        return INTERRUPTED
     print(format_summary(report.summary))
     print(f"wrote {', '.join(sorted(p.name for p in report.files.values()))} to {report.out_dir} "
           f"({report.summary['seconds']:.0f} s)")
