@@ -6,7 +6,9 @@ as it is. An earlier output is told apart by its content: the JSON report by the
 codeword_counts.npz by its arrays, a PNG by the mark `plots.save_png` writes into it, or, for a figure written
 before that mark, by its name in the folder's report (written last, it names every file of its run). A report that
 names the mark (REPORT_MARK_KEY) was written with marked figures: an unmarked figure of a name it lists is not its
-run's (the user's own picture saved over it) and is refused as any other.
+run's (the user's own picture saved over it) and is refused as any other. A rerun that draws no figure (--no-plot)
+removes the earlier run's figures, so that the folder shows none that its new report does not match; the user's
+files of those names stay.
 """
 
 from __future__ import annotations
@@ -56,6 +58,34 @@ def check_output_folder(out_dir: Path, outputs: Outputs, *, with_figures: bool) 
         if why is not None:
             raise XlsrError(f"--out {out_dir}: {name} exists and is not an output of {outputs.command} ({why}); it is "
                             f"left as it is: move it away or give another --out")
+
+
+def remove_own_figures(out_dir: Path, outputs: Outputs) -> list[str]:
+    """For a run that draws no figure: delete the figures in `out_dir` that an earlier run of the command drew (they
+    show other results than the new report), keeping any file of those names that is the user's; the names deleted.
+
+    Called before the new report is written, while the earlier report can still vouch for an unmarked figure of a
+    version before the mark. A crash in between leaves the earlier report naming a figure that is gone, which a
+    reader sees as missing; the other order could leave the new report beside a figure of the earlier results,
+    which nothing tells apart from a current one.
+    """
+    removed = []
+    for name in outputs.figures:
+        path = out_dir / name
+        try:
+            ours = path.exists() and _why_not_ours(path, name, outputs) is None
+        except OSError:  # unreadable: not known to be ours, so it stays
+            ours = False
+        if not ours:
+            continue
+        try:
+            path.unlink()
+        except OSError as exc:
+            raise XlsrError(f"--out {out_dir}: {name} is a figure of an earlier {outputs.command} run and cannot be "
+                            f"removed ({exc.strerror}); this run draws none, and the figure would not match its "
+                            f"report: remove it or give another --out") from None
+        removed.append(name)
+    return removed
 
 
 def _why_not_ours(path: Path, name: str, outputs: Outputs) -> str | None:

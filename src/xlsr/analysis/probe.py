@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder
+from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder, remove_own_figures
 from xlsr.analysis.probe_features import (
     CNN,
     MAX_BATCH_SAMPLES,
@@ -199,6 +200,18 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def check_distinct_models(paths: list[str]) -> None:
+    """XlsrError naming a checkpoint given twice (two spellings of one path count as one): it would be probed twice
+    and shown as two identical columns, more likely a typo for another checkpoint than meant."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        resolved = os.path.realpath(path)
+        if resolved in seen:
+            same = "" if seen[resolved] == path else f" (as {seen[resolved]} and {path})"
+            raise XlsrError(f"--model {path}: given twice{same}; give each checkpoint once")
+        seen[resolved] = path
+
+
 def display_names(paths: list[str]) -> list[str]:
     """A short label per model for the plot: the folder or file name, the whole path where two would clash."""
     names = [Path(p).name or str(p) for p in paths]
@@ -218,13 +231,15 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
           out_dir: str | Path, *, layers: str | list | None = "all", labels: str = "phones",
           settings: ProbeSettings | None = None, seed: int = 0, device: str = "cpu", plot: bool = True,
           show_progress: bool = True) -> ProbeReport:
-    """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png) atomically, again after
-    each model, so that an interrupted run keeps the models it finished (Ctrl-C after one: ProbeInterrupted)."""
+    """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png, or without `plot` removes
+    an earlier probe's) atomically, again after each model, so that an interrupted run keeps the models it finished
+    (Ctrl-C after one: ProbeInterrupted)."""
     paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     settings = settings or ProbeSettings()
     settings.check()
     if not paths:
         raise XlsrError("--model: give at least one checkpoint")
+    check_distinct_models(paths)
     require_seed(seed)  # before any feature is computed
     out_dir = Path(out_dir)
     check_output_folder(out_dir, OUTPUTS, with_figures=plot)  # only over an earlier probe's files
@@ -232,11 +247,13 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(METRICS)}")
     metric, unit = METRICS[labels]
     torch_device = pick_device(device)
-    loaded = _load_models(paths, parse_layers(layers))
+    layer_choice = parse_layers(layers)
+    # the manifests before the checkpoints: a wrong --train or --test is said before gigabytes of weights are read
+    train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
+    loaded = _load_models(paths, layer_choice)
     min_samples = max(m.config.receptive_field for m, _, _ in loaded)
     # every waveform and one model's features stay in memory: a run that cannot fit is refused before any audio is
     # read, not killed by the kernel an hour later
-    train_utts, test_utts = read_manifest(train_manifest), read_manifest(test_manifest)
     train_samples, test_samples = ([u.num_samples for u in utts if u.num_samples >= min_samples]
                                    for utts in (train_utts, test_utts))
     check_memory(estimate_memory(train_samples, test_samples,
@@ -329,6 +346,8 @@ def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
     files = {"json": out_dir / JSON_FILE}
     if plot:
         files["plot"] = plot_probe(summary.get("models") or [summary], out_dir / PLOT_FILE, summary["metric"])
+    elif removed := remove_own_figures(out_dir, OUTPUTS):  # an earlier run's figure would not match this report
+        log.info("%s: removed the earlier probe's %s (--no-plot draws none)", out_dir, ", ".join(removed))
     summary["files"] = {k: p.name for k, p in files.items()}
     summary[REPORT_MARK_KEY] = PROBE  # its figure carries the mark: a rerun knows it by it alone (output_folder.py)
     write_json(files["json"], summary)

@@ -16,7 +16,7 @@ import torch
 from xlsr.analysis import codebook as cb
 from xlsr.analysis import plots
 from xlsr.analysis.extract import extract_codeword_counts
-from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder
+from xlsr.analysis.output_folder import REPORT_MARK_KEY, Outputs, check_output_folder, remove_own_figures
 from xlsr.analysis.selection import (
     available_seconds,
     check_audio_read,
@@ -196,12 +196,14 @@ def _add_sources(per_language: dict[str, dict], per_lang: dict[str, tuple[Path, 
 
 
 def _write_outputs(summary: dict, counts: cb.CodewordCounts, out_dir: Path, *, with_plots: bool) -> dict[str, Path]:
-    """Write the PNGs (if asked), codeword_counts.npz and, last, analysis.json, each to a temporary name then
-    renamed; record their names in `summary`."""
+    """Write the PNGs (if asked; if not, remove an earlier analysis's), codeword_counts.npz and, last, analysis.json,
+    each to a temporary name then renamed; record their names in `summary`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     if with_plots:
         files.update(_write_plots(summary, out_dir))
+    else:  # before the report (output_folder.remove_own_figures): earlier figures would not match it
+        remove_own_figures(out_dir, OUTPUTS)
     summary["files"] = {name: path.name for name, path in files.items()}
     files["counts"] = out_dir / COUNTS_FILE
     write_file(files["counts"], lambda tmp: _save_counts(counts, tmp))

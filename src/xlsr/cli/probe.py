@@ -6,8 +6,9 @@
 For the CNN output ("cnn") and every Transformer layer (0 = the first block's input, i = block i's output), a
 linear CTC head is trained on the frozen features of TRAIN and scored on TEST by greedy decoding. Writes
 DIR/probe.json and DIR/probe.png (error rate by layer; several --model share one plot), over an earlier probe's
-files only: another file of either name in DIR is refused and left as it is. Any checkpoint `load_pretrained`
-reads: ours, Hugging Face, fairseq, or a run folder. Both files are written again after each model: Ctrl-C keeps
+files only: another file of either name in DIR is refused and left as it is (with --no-plot, an earlier probe's
+probe.png is removed, a user's file of that name kept). Any checkpoint `load_pretrained` reads: ours, Hugging Face,
+fairseq, or a run folder; each once. Both files are written again after each model: Ctrl-C keeps
 the models finished (their table is printed, exit code 130).
 """
 
@@ -49,7 +50,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the batch order (default: 0)")
     p.add_argument("--device", default="auto",
                    help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--no-plot", action="store_true", help="write probe.json only")
+    p.add_argument("--no-plot", action="store_true",
+                   help="write probe.json only (an earlier probe's probe.png in DIR is removed)")
     p.set_defaults(func=run)
 
 
