@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from xlsr.atomic import write_dir
-from xlsr.data.manifest import parse_record, split_manifests
+from xlsr.data.manifest import check_manifest_file, parse_record, split_manifests
 from xlsr.data.utterance_index import (
     CODES,
     STRINGS,
@@ -96,12 +96,7 @@ def changed_manifests(utts: UtteranceIndex) -> list[str]:
 def open_manifest(path: str | Path, *, max_bad_share: float = 0.0) -> UtteranceIndex:
     """The index of one JSONL manifest, built on first use and cached (module docstring)."""
     path = Path(path)
-    if path.is_dir():  # a corpus folder where one manifest belongs (fine-tuning's --train and --dev take files)
-        inside = sorted(path.glob("*/*.jsonl"))[:2]
-        raise ManifestError(f"{path}: a folder, not a manifest: give its JSONL files"
-                            f"{' (e.g. ' + ' '.join(map(str, inside)) + ')' if inside else ''}")
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest")
+    check_manifest_file(path)  # a folder where one manifest belongs (fine-tuning's --train and --dev take files)
     _check_text(path)
     table = _open_table(path)
     check_bad_lines(table, max_bad_share)

@@ -84,11 +84,21 @@ def utterance_from_record(record: dict, root: Path) -> Utterance:
     )
 
 
+def check_manifest_file(path: Path) -> None:
+    """ManifestError unless `path` is a file: a folder (a corpus or language folder where one manifest belongs) is
+    named as one, with manifests in it to give instead; every reader of one manifest checks here."""
+    if path.is_dir():
+        inside = [p for p in [*sorted(path.glob("*.jsonl")), *sorted(path.glob("*/*.jsonl"))] if p.is_file()][:2]
+        raise ManifestError(f"{path}: a folder, not a manifest: give its JSONL files"
+                            f"{' (e.g. ' + ' '.join(map(str, inside)) + ')' if inside else ''}")
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such manifest")
+
+
 def read_records(path: str | Path) -> list[dict]:
     """Every line of a JSONL manifest as its JSON object, all fields kept; ManifestError naming file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest")
+    check_manifest_file(path)
     records = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
