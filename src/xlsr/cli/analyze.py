@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the utterance sample (default: 0)")
     p.add_argument("--device", default="auto",
                    help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--no-plots", action="store_true", help="write the JSON and counts only (an earlier analysis's figures in --out are removed)")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write the JSON and counts only (an earlier analysis's figures in --out are removed)")
     p.set_defaults(func=run)
 
 
