@@ -136,7 +136,7 @@ def test_evaluate_passes_labels_normalization_decoder_and_batching(stand_ins, tm
     kwargs = stand_ins["evaluate"]
     assert kwargs == {"labels": "chars", "decoder": "the decoder", "chunk_seconds": 12.0, "chunk_stride": 1.0,
                       "max_batch_seconds": 20.0, "normalize": True, "show_progress": False, "decode_workers": 1,
-                      "decode_timeout": DEFAULT_TIMEOUT_S}
+                      "decode_timeout": DEFAULT_TIMEOUT_S, "kept": None}  # no --hyps/--json: nothing kept
 
 
 def test_evaluate_sweeps_when_either_option_has_several_values_with_the_beam_size_given(stand_ins, tmp_path):

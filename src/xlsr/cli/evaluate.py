@@ -17,6 +17,14 @@ Several --lm-weight / --word-score values: the model runs once, beam search once
 best first, then the best pair's full report (choose on a dev set, report the test set with it).
 --json and --hyps are refused when one is the other, an input (a manifest, the LM or lexicon), inside the model, or
 an existing file that is not an earlier output of the same option; their folders are made before the evaluation.
+Giving --hyps or --json makes a stopped evaluation resumable: each transcript is kept in H.partial (of --hyps H,
+else of --json J: J.partial) as soon as it is made, and the same command after a stop (Ctrl-C, a crash, a lost
+machine) transcribes only the recordings not kept yet, then scores them all; H.partial is removed once every
+recording is transcribed and the outputs written, and kept when some failed, so that a rerun retries only those.
+A rerun is refused when a setting that changes a transcript differs (the checkpoint --model means, or its files,
+the LM or lexicon saved again since, --beam, --lm-weight, --word-score, --target-lang, --precision, --chunk-seconds,
+--chunk-stride); --labels and --normalize-text may change, as the kept transcripts are scored anew. Without --hyps
+or --json nothing is kept; a sweep (several --lm-weight / --word-score) keeps nothing either: run it on a dev set.
 """
 
 from __future__ import annotations
@@ -47,8 +55,11 @@ def register(subparsers) -> None:
     p.add_argument("--manifest", required=True, nargs="+", action="extend", help="labeled manifest(s) (JSONL)")
     p.add_argument("--labels", choices=("phones", "chars"), help="reference field (default: the model's vocabulary kind)")
     add_decoder_arguments(p, sweep=True)
-    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
-    p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance, as scored (in Unicode NFC; normalized with --normalize-text)")
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON (without --hyps: transcripts are kept in "
+                   "PATH.partial as they are made, so that the same command resumes a stopped run)")
+    p.add_argument("--hyps", metavar="JSONL", help="write id, lang, ref, hyp per utterance, as scored (in Unicode NFC; "
+                   "normalized with --normalize-text); transcripts are kept in JSONL.partial as they are made, so "
+                   "that the same command resumes a stopped run")
     p.add_argument("--normalize-text", action="store_true",
                    help="score reference and hypothesis lower-cased in the utterance's language, without "
                    "punctuation (as `xlsr data normalize-text` writes them); character labels")
@@ -80,7 +91,10 @@ def run(args) -> int:
     if sweep and args.lm is None and args.lexicon is None:
         raise XlsrError("--lm-weight/--word-score with several values: give --lm (or --lexicon) to sweep them")
     check_decoder_options(args)  # one value each: as `xlsr transcribe`
-    ctc = load_ctc_model(args.model, device=args.device, target_lang=args.target_lang, precision=args.precision)
+    kept = None if sweep else kept_transcripts(args)
+    # the checkpoint the kept transcripts' settings name (fingerprinted), not --model again: it may mean another now
+    ctc = load_ctc_model(args.model if kept is None else kept.settings["model"], device=args.device,
+                         target_lang=args.target_lang, precision=args.precision)
     if args.labels and args.labels != ctc.vocab.kind:
         print(f"xlsr: warning: the model predicts {ctc.vocab.kind}; --labels {args.labels} scores that output "
               f"against another kind of reference", file=sys.stderr)
@@ -105,7 +119,7 @@ def run(args) -> int:
                                word_score=word_scores[0])
         report = evaluate(ctc, utts, labels=args.labels, decoder=decoder, **batching,
                           normalize=args.normalize_text, show_progress=not args.no_progress,
-                          decode_workers=args.decode_workers, decode_timeout=decode_timeout(args))
+                          decode_workers=args.decode_workers, decode_timeout=decode_timeout(args), kept=kept)
     print(report.table())
     if report.oov:
         print(f"xlsr: warning: reference symbols outside the model's vocabulary: {format_counts(report.oov, limit=8)}",
@@ -125,4 +139,35 @@ def run(args) -> int:
         write_jsonl(args.hyps, report.hypotheses)
     for f in report.failures:
         print(f"xlsr: failed: {f.error}", file=sys.stderr)
+    if kept is not None:
+        if not report.failures:
+            kept.remove()  # every transcript is in the outputs now
+        elif kept.path.is_file():
+            print(f"xlsr: the other transcripts stay in {kept.path}: the same command (once the recordings are "
+                  f"mended) transcribes only the failed ones", file=sys.stderr)
     return 1 if report.failures else 0
+
+
+def kept_transcripts(args):
+    """The PartialResults of the first output given (--hyps H: H.partial, else --json J: J.partial), where each
+    transcript is kept as it is made; None without either. XlsrError when a stopped run's were made otherwise."""
+    from xlsr.decode.output_files import decoder_files, same_file
+    from xlsr.decode.partial_results import PartialResults, decoding_settings
+
+    option, out = next(((o, p) for o, p in (("--hyps", args.hyps), ("--json", args.json)) if p), (None, None))
+    if out is None:
+        return None
+    partial = Path(out).with_name(Path(out).name + ".partial")
+    for other, path in [("--json", args.json), ("--hyps", args.hyps), *(("--manifest", m) for m in args.manifest),
+                        *(("--lm or --lexicon", f) for f in decoder_files(args.lm, args.lexicon))]:
+        if path and same_file(partial, path):
+            raise XlsrError(f"{option} {out}: its transcripts would be kept in {partial}, which is {other} {path}; "
+                            f"give {option} another file name")
+    options = {"target_lang": args.target_lang, "precision": args.precision, "beam": args.beam,
+               "lm_weight": args.lm_weight[0] if args.lm_weight else None,
+               "word_score": args.word_score[0] if args.word_score else None,
+               "timestamps": False,  # as `xlsr transcribe` records it: the same results, in the same file format
+               "chunk_seconds": args.chunk_seconds, "chunk_stride": args.chunk_stride}
+    _, settings, advice = decoding_settings(args.model, lm=args.lm, lexicon=args.lexicon, options=options,
+                                            command="xlsr evaluate", output=option)
+    return PartialResults(out, settings, advice=advice, by_file=True, command="xlsr evaluate", output=option)

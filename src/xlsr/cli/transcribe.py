@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from xlsr.cli import (
     add_decode_timeout_argument,
@@ -140,15 +139,8 @@ def run(args) -> int:
     """Transcribe, write the JSONL, list failures."""
     # lazy: xlsr.decode imports torch (~5 s measured with -X importtime); `xlsr --help` imports every command module
     from xlsr.decode.output_files import TRANSCRIPTS, check_outputs, decoder_files
-    from xlsr.decode.partial_results import RESTART, PartialResults
-    from xlsr.decode.transcribe import (
-        files_fingerprint,
-        find_audio,
-        load_ctc_model,
-        make_decoder,
-        resolve_checkpoint,
-        transcribe_files,
-    )
+    from xlsr.decode.partial_results import PartialResults, decoding_settings
+    from xlsr.decode.transcribe import find_audio, load_ctc_model, make_decoder, transcribe_files
 
     batching = batching_options(args)
     check_score_weights(args)
@@ -156,46 +148,12 @@ def run(args) -> int:
     # never over an audio file, the LM or the model: a rerun replaces only its own earlier OUT
     check_outputs([("--out", args.out, TRANSCRIPTS)], inputs=[*args.inputs, *decoder_files(args.lm, args.lexicon)],
                   model=args.model)
-    # --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
-    # write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
-    # recorded instead, so that a rerun never appends another model's results to the earlier ones.
-    checkpoint, model_files = resolve_checkpoint(args.model)
-    # Likewise the LM and lexicon: `xlsr lm build` replaces its own LM in place, so --lm as typed may be another LM
-    # now. Their fingerprint joins the model's (a key of its own would make every results file kept so far read
-    # as another version's).
-    decoding = decoder_files(args.lm, args.lexicon)
-    fingerprint = f"{model_files} {files_fingerprint(decoding)}" if decoding else model_files
-    settings = {"model": str(checkpoint), "model_files": fingerprint,
-                **{k: getattr(args, k) for k in ("target_lang", "precision", "lm", "lexicon", "beam", "lm_weight",
-                                                 "word_score", "timestamps", "chunk_seconds", "chunk_stride")}}
-    decoder_inputs = [(option, path) for option, path in (("--lm", args.lm), ("--lexicon", args.lexicon)) if path]
-    given = " and ".join(f"{option} {path}" for option, path in decoder_inputs)
-
-    def files_changed(made_with: dict) -> str:
-        """Why the fingerprint the results were made with differs from this run's, in words."""
-        if (made_with.get("lm"), made_with.get("lexicon")) != (args.lm, args.lexicon):
-            return RESTART  # nothing saved again: the command is typed otherwise
-        was_model, _, was_decoding = str(made_with.get("model_files")).partition(" ")
-        if decoding and not was_decoding and was_model == model_files:  # kept before the LM's joined the model's
-            return (f"kept by an earlier version of xlsr transcribe, which did not record what {given} was, so "
-                    f"they cannot be checked against it; they are left as they are: finish them with that version, "
-                    f"or move the file away (or give another OUT) to start over")
-        gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
-        if gone:
-            return (f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with to finish "
-                    f"them, or delete the file to start over")
-        saved = [*([(f"the checkpoint {checkpoint}", "a new best or last from training?")]
-                   if was_model != model_files else []),
-                 *([(given, "built again?")] if decoding and was_decoding != files_fingerprint(decoding) else [])]
-        if not saved:
-            return RESTART
-        return (f"{' and '.join(name for name, _ in saved)} {'were' if len(saved) > 1 else 'was'} saved again since "
-                f"({' '.join(why for _, why in saved)}), so what the results were made with is gone: delete the "
-                f"file to start over")
-
-    advice = {"model": f"they were made with the checkpoint {{was}}, and --model {args.model} now means {{now}}: "
-                       f"give --model {{was}} to finish them, or delete the file to start over",
-              "model_files": files_changed}
+    # the checkpoint --model means now (a run folder's best may change before a rerun), and the settings that
+    # the results are made with, fingerprints of the checkpoint's, LM's and lexicon's files among them
+    checkpoint, settings, advice = decoding_settings(
+        args.model, lm=args.lm, lexicon=args.lexicon,
+        options={k: getattr(args, k) for k in ("target_lang", "precision", "beam", "lm_weight", "word_score",
+                                               "timestamps", "chunk_seconds", "chunk_stride")})
     # a stopped run's results: those files are not transcribed again, however this run names them
     kept = PartialResults(args.out, settings, advice=advice, by_file=True)
     ctc = load_ctc_model(checkpoint, device=args.device, target_lang=args.target_lang, precision=args.precision)

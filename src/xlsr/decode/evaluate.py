@@ -5,12 +5,18 @@ substitutions, deletions and insertions kept apart. The word boundary `|` is nev
 CER (text/metrics.py), and reference and hypothesis are compared in Unicode NFC (text/metrics.py). Utterances
 without a reference label are skipped and counted; reference symbols the model cannot spell with its vocabulary
 are reported with their counts (they can only be errors).
+
+Given a PartialResults (`kept`), each transcript is kept on disk as soon as it is made and a recording it already
+holds is not transcribed again: an evaluation stopped part way (Ctrl-C, a crash, a lost machine) resumes where it
+was. What is kept is the transcripts, not the scores: they are scored anew on each run, so the scoring options
+(labels, normalized text) may change between a stop and the rerun.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -20,6 +26,7 @@ from pathlib import Path
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.utterance_index import UtteranceIndex
+from xlsr.decode.partial_results import PartialResults
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD, labels_of
@@ -122,17 +129,46 @@ def fixed_width(rows: list[list[str]], widths: list[int], *, left: int = 1) -> l
 def evaluate(ctc: CTCModel, utts: Sequence, *, labels: str | None = None, decoder: Decoder | None = None,
              show_progress: bool = True, chunk_seconds: float | None = 30.0, chunk_stride: float = 2.0,
              max_batch_seconds: float = 60.0, normalize: bool = False, decode_workers: int = 0,
-             decode_timeout: float | None = DEFAULT_TIMEOUT_S) -> EvalReport:
+             decode_timeout: float | None = DEFAULT_TIMEOUT_S, kept: PartialResults | None = None) -> EvalReport:
     """Transcribe every utterance with a reference label and score it per language; `normalize` scores reference
     and hypothesis after xlsr.text.normalize.normalize_text in the utterance's language (character labels).
     `decode_workers`, `decode_timeout`: as transcribe_files (a decoder crash or hang costs its utterance, listed in
-    the failures)."""
+    the failures). `kept` (made with `by_file` and the settings of `ctc` and `decoder`): transcripts kept on disk as
+    they are made, and those it holds already not made again (transcribe_rest)."""
     refs = References.of(ctc, utts, labels, normalize)
-    results, failures = transcribe_files(ctc, refs.audio(), decoder=decoder, chunk_seconds=chunk_seconds,
-                                         chunk_stride=chunk_stride, max_batch_seconds=max_batch_seconds,
-                                         show_progress=show_progress, decode_workers=decode_workers,
-                                         decode_timeout=decode_timeout)
-    return refs.score({r.audio: r.hypothesis.text for r in results}, failures)
+    options = {"decoder": decoder, "chunk_seconds": chunk_seconds, "chunk_stride": chunk_stride,
+               "max_batch_seconds": max_batch_seconds, "show_progress": show_progress,
+               "decode_workers": decode_workers, "decode_timeout": decode_timeout}
+    if kept is None:
+        results, failures = transcribe_files(ctc, refs.audio(), **options)
+        return refs.score({r.audio: r.hypothesis.text for r in results}, failures)
+    failures = transcribe_rest(ctc, refs.audio(), kept, **options)
+    return refs.score({a: r["text"] for a, r in kept.results([str(a) for a in refs.audio()])}, failures)
+
+
+def transcribe_rest(ctc: CTCModel, files: list[Path], kept: PartialResults, **options) -> list[Failure]:
+    """transcribe_files (with `options`) of the recordings of `files` that `kept` holds no result of yet, each once
+    however often `files` lists it, each result kept there as soon as it is made; returns the failures. Says on
+    stderr, as `xlsr transcribe` does, how many were done already, and on a stop how many are kept."""
+    recordings: dict[str, Path] = {}  # key (the file a path names) -> the first path naming it
+    for f in files:
+        recordings.setdefault(kept.key(str(f)), f)
+    done = kept.done()
+    todo = [f for k, f in recordings.items() if k not in done]
+    if len(todo) < len(recordings):
+        print(f"xlsr: resuming: {len(recordings) - len(todo)} of {len(recordings)} recording(s) already in "
+              f"{kept.path}", file=sys.stderr)
+    try:
+        _, failures = transcribe_files(ctc, todo, on_result=lambda r: kept.append(r.to_dict()), **options)
+    except BaseException:
+        held = sum(k in kept.records for k in recordings)
+        if held:
+            print(f"xlsr: {held} of {len(recordings)} recording(s) transcribed and kept in {kept.path}; the same "
+                  f"command resumes", file=sys.stderr)
+        raise
+    finally:
+        kept.close()
+    return failures
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Transcription results kept as they are made, so that a stopped `xlsr transcribe` resumes where it was.
+"""Transcription results kept as they are made, so that a stopped `xlsr transcribe` (or `xlsr evaluate`) resumes
+where it was.
 
 Each result is appended to OUT.partial (one JSON line, flushed) as soon as its batch is decoded. The same command
 run again reads OUT.partial, skips the files already there and appends the rest; at the end OUT is written
@@ -13,12 +14,16 @@ be checked against this run, so it is not resumed: that is one line saying so, a
 a file whose first line is no settings line at all (not one of ours). Nothing but a torn settings line is removed
 before OUT is written in full.
 
-With `by_file` (xlsr transcribe), a result is found again by the file its audio path names, resolved (links
-followed, made absolute), not by the path as typed: a rerun that types the same recordings otherwise (relative or
-absolute, `dir/` or `dir/../dir`, through a link, from another folder) resumes them, and OUT names each file as
-this run typed it (a result kept under another name is written with this run's). A relative path is resolved
-against the folder the run that kept it was started in, which the settings line records ("cwd"), and a line
-{"cwd": FOLDER} of its own where a later run started elsewhere appends (a file from before these records: against
+`xlsr evaluate` keeps its transcripts in the same way, in the .partial of its --hyps (else its --json) file: its
+outputs are not copied from the lines but made from them (`results`), and the file is removed (`remove`) once they
+are written.
+
+With `by_file` (xlsr transcribe, xlsr evaluate), a result is found again by the file its audio path names,
+resolved (links followed, made absolute), not by the path as typed: a rerun that types the same recordings otherwise
+(relative or absolute, `dir/` or `dir/../dir`, through a link, from another folder) resumes them, and OUT names
+each file as this run typed it (a result kept under another name is written with this run's). A relative path is
+resolved against the folder the run that kept it was started in, which the settings line records ("cwd"), and a
+line {"cwd": FOLDER} of its own where a later run started elsewhere appends (a file from before these records: against
 this run's folder); so the same relative names typed in another folder are other recordings, not these.
 
 Only where each result's line lies in OUT.partial, and its name, is kept in memory (some 300 bytes a file): the
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from xlsr.atomic import json_line, write_file
@@ -51,12 +56,14 @@ class PartialResults:
     """The OUT.partial file of one output OUT."""
 
     def __init__(self, out: str | Path, settings: dict, *, advice: dict[str, Advice] | None = None,
-                 by_file: bool = False):
+                 by_file: bool = False, command: str = "xlsr transcribe", output: str = "OUT"):
         """`advice`: for a setting whose change makes the default advice wrong (e.g. the checkpoint was rewritten:
         running that command again cannot finish it), what to tell instead: a text, where "{was}" and "{now}"
         become the setting's earlier and current values, or a function of the settings the file records that
-        returns it. `by_file`: results are found by the files their paths name (see the module's text)."""
+        returns it. `by_file`: results are found by the files their paths name (see the module's text).
+        `command` and `output`: how a refusal names the command that keeps the file and the option of `out`."""
         self.out = Path(out)
+        self.command, self.output = command, output
         self.path = self.out.with_name(self.out.name + ".partial")
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file
         self.by_file = by_file
@@ -86,18 +93,18 @@ class PartialResults:
         """XlsrError unless the file's first line records this run's settings."""
         made_with = first.get("settings")
         if not isinstance(made_with, dict):
-            raise XlsrError(f"{self.path}: not a file of results kept by xlsr transcribe (its first line records "
-                            f"no settings); it is left as it is: move it away or give another OUT")
+            raise XlsrError(f"{self.path}: not a file of results kept by {self.command} (its first line records "
+                            f"no settings); it is left as it is: move it away or give another {self.output}")
         if made_with == self.settings:
             return
         changed = sorted(k for k in {*made_with, *self.settings} if made_with.get(k) != self.settings.get(k))
         run = f"{self.path}: results of an earlier run" + (f" with other settings ({', '.join(changed)})"
                                                            if changed else "")
         if made_with.keys() != self.settings.keys():  # another version's: the advice below would not do
-            raise XlsrError(f"{run}, kept by another version of xlsr transcribe, which records other settings "
+            raise XlsrError(f"{run}, kept by another version of {self.command}, which records other settings "
                             f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
                             f"against this run; they are left as they are: finish them with that version, "
-                            f"or move the file away (or give another OUT) to start over")
+                            f"or move the file away (or give another {self.output}) to start over")
         k = next((k for k in changed if k in (advice or {})), None)
         if k is None:
             tell = RESTART
@@ -174,6 +181,23 @@ class PartialResults:
             self.path.unlink(missing_ok=True)
         return [a for a, _ in written]
 
+    def results(self, order: list[str]) -> Iterator[tuple[str, dict]]:
+        """(audio path, kept result) of each path of `order` that has one (a path named twice: once), read back
+        from OUT.partial one at a time."""
+        wanted = {a: self.records[k] for a in order if (k := self.key(a)) in self.records}
+        if not wanted:
+            return
+        self.close()  # every line written is flushed; closed all the same before it is read
+        with open(self.path, "rb") as f:
+            for a, (offset, length, _) in wanted.items():
+                f.seek(offset)
+                yield a, json_object(f.read(length))
+
+    def remove(self) -> None:
+        """Delete OUT.partial: what it kept is in the outputs made from it (`results`)."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
     def _copy_lines(self, written: list[tuple[str, tuple[int, int, str]]], path: Path) -> None:
         """Write the result lines `written` (audio path, records entry), in that order, to `path`."""
         with path.open("wb") as out:
@@ -186,6 +210,56 @@ class PartialResults:
                     if name != a:  # typed otherwise by the run that kept it: named as this run types it
                         line = json_line({**json_object(line), "audio": a}).encode("utf-8")
                     out.write(line)
+
+
+def decoding_settings(model: str | Path, *, lm: str | None, lexicon: str | None, options: dict,
+                      command: str = "xlsr transcribe", output: str = "OUT") -> tuple[Path, dict, dict[str, Advice]]:
+    """The checkpoint `model` (--model as typed) means now, the settings a results file of decoding with it records,
+    and the advice (PartialResults) for a rerun whose model, LM or lexicon is not what the results were made with.
+
+    --model as typed is not the model: a run folder means its best checkpoint (else its last), and training may
+    write a new one between a stop and the rerun. The checkpoint it resolves to and its files' fingerprint are
+    recorded instead, so that a rerun never adds another model's results to the earlier ones. Likewise the LM and
+    lexicon: `xlsr lm build` replaces its own LM in place, so --lm as typed may be another LM now. Their fingerprint
+    joins the model's (a key of its own would make every results file kept so far read as another version's).
+    `options`: the other settings that change a result (beam, weights, chunking, ...), recorded as given."""
+    # lazy: transcribe.py imports torch, which the refusals of a results file need not
+    from xlsr.decode.output_files import decoder_files
+    from xlsr.decode.transcribe import files_fingerprint, resolve_checkpoint
+
+    checkpoint, model_files = resolve_checkpoint(model)
+    decoding = decoder_files(lm, lexicon)
+    fingerprint = f"{model_files} {files_fingerprint(decoding)}" if decoding else model_files
+    settings = {"model": str(checkpoint), "model_files": fingerprint, "lm": lm, "lexicon": lexicon, **options}
+    decoder_inputs = [(option, path) for option, path in (("--lm", lm), ("--lexicon", lexicon)) if path]
+    given = " and ".join(f"{option} {path}" for option, path in decoder_inputs)
+
+    def files_changed(made_with: dict) -> str:
+        """Why the fingerprint the results were made with differs from this run's, in words."""
+        if (made_with.get("lm"), made_with.get("lexicon")) != (lm, lexicon):
+            return RESTART  # nothing saved again: the command is typed otherwise
+        was_model, _, was_decoding = str(made_with.get("model_files")).partition(" ")
+        if decoding and not was_decoding and was_model == model_files:  # kept before the LM's joined the model's
+            return (f"kept by an earlier version of {command}, which did not record what {given} was, so "
+                    f"they cannot be checked against it; they are left as they are: finish them with that version, "
+                    f"or move the file away (or give another {output}) to start over")
+        gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
+        if gone:
+            return (f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with to finish "
+                    f"them, or delete the file to start over")
+        saved = [*([(f"the checkpoint {checkpoint}", "a new best or last from training?")]
+                   if was_model != model_files else []),
+                 *([(given, "built again?")] if decoding and was_decoding != files_fingerprint(decoding) else [])]
+        if not saved:
+            return RESTART
+        return (f"{' and '.join(name for name, _ in saved)} {'were' if len(saved) > 1 else 'was'} saved again since "
+                f"({' '.join(why for _, why in saved)}), so what the results were made with is gone: delete the "
+                f"file to start over")
+
+    advice = {"model": f"they were made with the checkpoint {{was}}, and --model {model} now means {{now}}: "
+                       f"give --model {{was}} to finish them, or delete the file to start over",
+              "model_files": files_changed}
+    return checkpoint, settings, advice
 
 
 def _differing_names(was: dict, now: dict) -> str:
