@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise XlsrError(f"{args.dst}: lies inside the source {args.src}, which a copy there would change (a checkpoint "
                         f"folder holds its own files only); give a folder outside it")
     loaded = load_pretrained(args.src, dictionary=args.dictionary, target_lang=args.target_lang)
+    name = type(loaded.model).__name__
+    no_vocab = _why_no_vocabulary(loaded) if name == "Wav2Vec2ForCTC" and not loaded.vocab else None
+    if no_vocab and args.to == "fairseq":
+        raise XlsrError(f"{args.src}: a CTC model without its vocabulary ({no_vocab}); fairseq's checkpoint needs it "
+                        f"as its dictionary")
     if args.to == "hf":
         export_hf(loaded.model, args.dst, vocab=loaded.vocab, kind=loaded.metadata.get("labels"),
                   target_lang=loaded.metadata.get("target_lang"))  # an MMS language: the MMS layout
@@ -62,10 +67,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         metadata = {**loaded.metadata, "converted_from": loaded.source_format}
         save_checkpoint(args.dst, loaded.model, vocab=loaded.vocab, metadata=metadata)
-    name = type(loaded.model).__name__
     vocab = f", {len(loaded.vocab)} tokens" if loaded.vocab else ""
     print(f"{args.src} ({loaded.source_format}, {name}{vocab}) -> {args.dst} ({args.to})")
+    if no_vocab:
+        print(f"{args.dst}: a CTC model written without its vocabulary ({no_vocab})")
     note = spec_augment_note(loaded.config, name) if args.to == "hf" else None
     if note:
         print(f"{args.dst}: {note}")
     return 0
+
+
+def _why_no_vocabulary(loaded) -> str:
+    """Why a CTC checkpoint came without its vocabulary, and for a fairseq file how to give it."""
+    if loaded.source_format == "fairseq":
+        return "no fairseq dictionary such as dict.ltr.txt beside it; --dict FILE gives it"
+    return "none came with it: no vocab.json" if loaded.source_format == "hf" else "its config.json lists none"

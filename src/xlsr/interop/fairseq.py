@@ -23,7 +23,9 @@ from xlsr.errors import CheckpointError, listing
 from xlsr.interop import safe_pickle
 from xlsr.interop.adapters import select_fairseq_adapter
 from xlsr.interop.ctc_head import to_convention
+from xlsr.interop.lfs_pointer import check_not_lfs_pointer
 from xlsr.interop.native import Loaded, model_with_weights
+from xlsr.interop.state_dict import without_wrapper_prefixes
 from xlsr.model import Wav2Vec2Config
 from xlsr.model.config import in_file_words
 from xlsr.text.vocab import BLANK
@@ -90,6 +92,7 @@ def read_fairseq_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
+    check_not_lfs_pointer(path)
     zipped = zipfile.is_zipfile(path)
     with open(path, "rb") as f:
         torch_zip = f.read(4) == b"PK\x03\x04"  # how torch.load tells its zip format from the older ones
@@ -528,7 +531,8 @@ def load_fairseq(path: str | Path, *, dictionary: str | Path | None = None, targ
     """
     path = Path(path)
     ckpt = read_fairseq_checkpoint(path)
-    state = {k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)}
+    # a model saved through torch.compile or DDP has its wrapper's prefix on every key
+    state = without_wrapper_prefixes({k: v for k, v in ckpt["model"].items() if isinstance(v, torch.Tensor)})
     try:
         _check_family(ckpt)
         architecture = _architecture(state)

@@ -209,8 +209,10 @@ def fairseq_head(weight: torch.Tensor, bias: torch.Tensor, tokens: list[str]
     """Our head (<blank>, <unk>, symbols) in fairseq's dictionary order (<s>, <pad>, </s>, <unk>, symbols).
 
     fairseq's <s> is its CTC blank. A <pad> or </s> row we carry (a model imported from fairseq) is put
-    back in its place; one we lack is added as a row that is never predicted. Returns the rows and the
-    symbols of dict.<labels>.txt (the tokens after the four specials).
+    back in its place; one we lack is added as a row that is never predicted. A Hugging Face model's <s> row
+    (its bos, beside <pad> as its blank) takes fairseq's <pad> place, as transformers' converter pairs the two;
+    fairseq's dictionary has no other place for a symbol named <s>. Returns the rows and the symbols of
+    dict.<labels>.txt (the tokens after the four specials).
     """
     if tokens[:2] != [BLANK, UNK]:
         raise CheckpointError(f"vocabulary must start with {BLANK!r}, {UNK!r}; got {tokens[:2]}")
@@ -229,6 +231,11 @@ def fairseq_head(weight: torch.Tensor, bias: torch.Tensor, tokens: list[str]
             rows.append(index)
 
     position = {token: i for i, token in enumerate(tokens)}
+    if "<s>" in position:
+        if "<pad>" in position:  # both are trained rows; fairseq's dictionary holds one of them
+            raise CheckpointError(f"vocabulary has both '<pad>' (row {position['<pad>']}) and '<s>' (row "
+                                  f"{position['<s>']}); fairseq's dictionary has one place for them (<pad>)")
+        position["<pad>"] = position.pop("<s>")
     for special in (BLANK, "<pad>", "</s>", UNK):
         take(position.get(special))
     symbols = [t for t in tokens[2:] if t not in FAIRSEQ_SPECIALS]
@@ -259,7 +266,10 @@ def fairseq_state(model: torch.nn.Module, cfg: Wav2Vec2Config, tokens: list[str]
         if len(tokens) != state["lm_head.weight"].shape[0]:
             raise CheckpointError(f"{dst}: vocabulary has {len(tokens)} tokens but the head has "
                                   f"{state['lm_head.weight'].shape[0]} rows")
-        weight, bias, symbols = fairseq_head(state["lm_head.weight"], state["lm_head.bias"], tokens)
+        try:
+            weight, bias, symbols = fairseq_head(state["lm_head.weight"], state["lm_head.bias"], tokens)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{dst}: {exc}") from None
         out["w2v_encoder.proj.weight"], out["w2v_encoder.proj.bias"] = weight, bias
         return out, symbols
     if architecture == "Wav2Vec2ForPreTraining":

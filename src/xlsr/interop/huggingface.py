@@ -33,6 +33,7 @@ from xlsr.interop.hf_config import (
 )
 from xlsr.interop.hf_keys import HF_PREFIX, key_table, rename, with_current_weight_norm_names
 from xlsr.interop.hf_tokenizer import hf_preprocessor_config, hf_tokenizer_files, read_hf_vocab
+from xlsr.interop.lfs_pointer import check_not_lfs_pointer
 from xlsr.interop.native import (
     ARCHITECTURES,
     Loaded,
@@ -44,7 +45,9 @@ from xlsr.interop.native import (
     vocab_tokens,
     write_atomic_dir,
 )
+from xlsr.interop.safe_pickle import clip
 from xlsr.interop.safetensors_file import write_safetensors
+from xlsr.interop.state_dict import without_wrapper_prefixes
 from xlsr.jsonl import parse_json
 from xlsr.text.vocab import UNK
 
@@ -77,14 +80,23 @@ def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
     # weights_only=True: torch's own restricted unpickler; a state dict needs nothing more.
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
+    check_not_lfs_pointer(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as exc:  # torch raises many types here (UnpicklingError, RuntimeError, EOFError)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: unreadable or unsafe torch weights ({first})") from None
+        raise CheckpointError(f"{path}: unreadable or unsafe torch weights ({_torch_load_reason(exc)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors")
     return state
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """What torch.load(weights_only=True) found wrong, in one line. Its refusal opens with advice to load the file
+    with weights_only=False (which runs code from it) and names the cause after "WeightsUnpickler error:"."""
+    text = str(exc).strip()
+    cause = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+    line = cause[1].split(" Please use ")[0] if cause else (text.splitlines() or [type(exc).__name__])[0]
+    return clip(line, 160)
 
 
 def is_hf_dir(path: str | Path) -> bool:
@@ -200,6 +212,7 @@ def _do_normalize(dir: Path) -> bool | None:
 def _read_hf_state(dir: Path, target_lang: str | None) -> tuple[dict[str, torch.Tensor], Path, str | None]:
     """The directory's tensors with the chosen MMS language's adapters in and weight norm under today's names."""
     state, weights_path = read_hf_weights(dir)
+    state = without_wrapper_prefixes(state)  # weights saved through torch.compile or DDP: their prefix on every key
     lang = hf_language(dir, target_lang)
     if lang is not None:
         state = with_hf_adapter(dir, state, lang, _read_torch_weights)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from xlsr.errors import CheckpointError
+from xlsr.errors import CheckpointError, listing
 from xlsr.interop.fairseq import load_fairseq
 from xlsr.interop.fairseq_export import CHECKPOINT_NAME as FAIRSEQ_EXPORT_NAME
 from xlsr.interop.huggingface import import_hf
+from xlsr.interop.lfs_pointer import check_not_lfs_pointer
 from xlsr.interop.native import (
     CONFIG_FILE,
     FORMAT,
@@ -31,6 +33,14 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         cfg_path = path / "config.json"
         if not cfg_path.is_file():
+            pts = sorted(str(p) for p in path.glob("*.pt") if p.is_file())
+            if pts:  # a folder a fairseq checkpoint was downloaded to, or a fairseq run's save_dir
+                raise CheckpointError(f"{path}: a folder, not a checkpoint (no config.json); for a fairseq "
+                                      f"checkpoint give its .pt file: {listing(pts)}")
+            snapshots = sorted(str(p.parent) for p in path.glob("snapshots/*/config.json"))
+            if snapshots:  # huggingface_hub's cache folder of a model (models--USER--MODEL)
+                raise CheckpointError(f"{path}: a Hugging Face cache folder, not a checkpoint (no config.json); give "
+                                      f"one of its snapshots: {listing(snapshots)}")
             raise CheckpointError(f"{path}: not a checkpoint directory (no config.json)")
         cfg = read_json(cfg_path)
         if cfg.get("format") == "xlsr":
@@ -39,6 +49,7 @@ def detect_format(path: str | Path) -> str:
             return "hf"
         kind = cfg.get("model_type") or cfg.get("format")
         raise CheckpointError(f"{cfg_path}: not a wav2vec2 checkpoint (model_type/format is {kind!r})")
+    check_not_lfs_pointer(path)
     with open(path, "rb") as f:
         head = f.read(4)
     if head == _ZIP_MAGIC or head[:1] == _PICKLE_PROTO:
@@ -54,15 +65,26 @@ def resolve_run_folder(path: str | Path) -> Path:
         for name in ("best", "last"):
             if (root / name / "config.json").is_file():
                 return root / name
+        pts = sorted(str(p) for p in root.glob("*.pt") if p.is_file())
+        if pts:  # a fairseq (hydra) run's output folder: its checkpoints are .pt files in checkpoints/
+            raise CheckpointError(f"{path}: a fairseq run's folder, not a checkpoint; give one of its .pt files: "
+                                  f"{listing(pts)}")
         raise CheckpointError(f"{path}: run folder without a complete checkpoint in checkpoints/best or last")
     return path
 
 
+# The files of a checkpoint folder that stand for the folder: its config.json, its weights whole or sharded (a shard
+# or the index naming them), as a Hugging Face folder or ours holds them.
+_FOLDER_FILE = re.compile(r"config\.json|model\.safetensors\.index\.json|pytorch_model\.bin\.index\.json"
+                          r"|model(-\d+-of-\d+)?\.safetensors|pytorch_model(-\d+-of-\d+)?\.bin")
+
+
 def checkpoint_path(path: str | Path) -> Path:
     """The file or directory that `load_pretrained(path)` reads: a run folder's best (else last) checkpoint, the
-    directory of a config.json or weights file inside one, the checkpoint.pt of a `--to fairseq` folder."""
+    directory of a config.json or weights file (a shard, an index) inside one, the checkpoint.pt of a `--to fairseq`
+    folder."""
     path = resolve_run_folder(path)
-    if path.is_file() and path.name in ("config.json", "model.safetensors", "pytorch_model.bin"):
+    if path.is_file() and _FOLDER_FILE.fullmatch(path.name):
         return path.parent
     if path.is_dir() and not (path / "config.json").exists() and (path / FAIRSEQ_EXPORT_NAME).is_file():
         return path / FAIRSEQ_EXPORT_NAME  # a folder `xlsr convert --to fairseq` wrote

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from xlsr import model as xm
 from xlsr.atomic import fsync, write_dir
 from xlsr.errors import CheckpointError, listing
+from xlsr.interop.lfs_pointer import check_not_lfs_pointer
 from xlsr.interop.safe_pickle import clip
 from xlsr.interop.safetensors_file import write_safetensors
 from xlsr.interop.state_dict import build_with_weights
@@ -390,6 +391,7 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a .safetensors file, or CheckpointError naming it (missing, truncated, corrupt)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
+    check_not_lfs_pointer(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -10,6 +10,22 @@ import torch
 
 from xlsr.errors import CheckpointError, listing
 
+# What a wrapper puts before every key of the model it wraps: torch.compile's OptimizedModule, DistributedDataParallel
+# and DataParallel. A state dict saved from the wrapper holds the model's weights under these names.
+WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def without_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` without the wrapper prefix that every one of its keys carries (`_orig_mod.`, `module.`; as often as
+    wrappers were nested); a prefix only some keys carry is kept, for the key check to name."""
+    state = dict(state)
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
 
 def check_state_dict(
     model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str | Path,
