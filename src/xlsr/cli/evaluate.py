@@ -83,15 +83,17 @@ def run(args) -> int:
     check_score_weights(args)
     check_outputs([("--json", args.json, REPORT), ("--hyps", args.hyps, HYPOTHESES)],
                   inputs=[*args.manifest, *decoder_files(args.lm, args.lexicon)], model=args.model)
-    for path in (args.json, args.hyps):  # made now: a folder that cannot be made is said before, not after, the work
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
     lm_weights, word_scores = args.lm_weight or [None], args.word_score or [None]
     sweep = len(lm_weights) > 1 or len(word_scores) > 1
     if sweep and args.lm is None and args.lexicon is None:
         raise XlsrError("--lm-weight/--word-score with several values: give --lm (or --lexicon) to sweep them")
     check_decoder_options(args)  # one value each: as `xlsr transcribe`
     kept = None if sweep else kept_transcripts(args)
+    # made now, once the command is not refused (which leaves no folder behind): a folder that cannot be made is
+    # said before, not after, the work
+    for path in (args.json, args.hyps):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     # the checkpoint the kept transcripts' settings name (fingerprinted), not --model again: it may mean another now
     ctc = load_ctc_model(args.model if kept is None else kept.settings["model"], device=args.device,
                          target_lang=args.target_lang, precision=args.precision)

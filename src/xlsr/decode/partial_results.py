@@ -233,6 +233,8 @@ def decoding_settings(model: str | Path, *, lm: str | None, lexicon: str | None,
     settings = {"model": str(checkpoint), "model_files": fingerprint, "lm": lm, "lexicon": lexicon, **options}
     decoder_inputs = [(option, path) for option, path in (("--lm", lm), ("--lexicon", lexicon)) if path]
     given = " and ".join(f"{option} {path}" for option, path in decoder_inputs)
+    # a checkpoint not there now (moved, deleted) is gone: not another checkpoint, nor one saved again
+    model_gone = [] if checkpoint.exists() else [f"--model {model}"]
 
     def files_changed(made_with: dict) -> str:
         """Why the fingerprint the results were made with differs from this run's, in words."""
@@ -243,7 +245,7 @@ def decoding_settings(model: str | Path, *, lm: str | None, lexicon: str | None,
             return (f"kept by an earlier version of {command}, which did not record what {given} was, so "
                     f"they cannot be checked against it; they are left as they are: finish them with that version, "
                     f"or move the file away (or give another {output}) to start over")
-        gone = [f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists()]
+        gone = [*model_gone, *(f"{option} {path}" for option, path in decoder_inputs if not Path(path).exists())]
         if gone:
             return (f"{' and '.join(gone)}: no such file now (moved?): give the one they were made with to finish "
                     f"them, or delete the file to start over")
@@ -256,9 +258,16 @@ def decoding_settings(model: str | Path, *, lm: str | None, lexicon: str | None,
                 f"({' '.join(why for _, why in saved)}), so what the results were made with is gone: delete the "
                 f"file to start over")
 
-    advice = {"model": f"they were made with the checkpoint {{was}}, and --model {model} now means {{now}}: "
-                       f"give --model {{was}} to finish them, or delete the file to start over",
-              "model_files": files_changed}
+    def model_changed(made_with: dict) -> str:
+        """What to do when --model means another checkpoint than the results were made with, in words."""
+        was = made_with.get("model")
+        if model_gone:
+            return (f"--model {model}: no such file now (moved?); they were made with the checkpoint {was}: give "
+                    f"it to finish them, or delete the file to start over")
+        return (f"they were made with the checkpoint {was}, and --model {model} now means {checkpoint}: give "
+                f"--model {was} to finish them, or delete the file to start over")
+
+    advice = {"model": model_changed, "model_files": files_changed}
     return checkpoint, settings, advice
 
 
