@@ -31,6 +31,10 @@ def _tone(path, rate: int, channels: int, seconds: float = 1.0) -> str:
     (44100, 2, 88200, f" (its length at 44100 Hz times its 2 channels: {CHANNELS_HINT}"),
     # the stereo file's frames at its own rate, channels not counted: the rate hint, as before
     (44100, 2, 44100, " (its length at 44100 Hz: num_samples counts samples at 16000 Hz)"),
+    # a 32 kHz stereo file's frames are its 16 kHz length twice over, as two channels would be: the frames, the
+    # likelier slip, are said
+    (32000, 2, 32000, " (its length at 32000 Hz: num_samples counts samples at 16000 Hz)"),
+    (48000, 3, 48000, " (its length at 48000 Hz: num_samples counts samples at 16000 Hz)"),
     # a mono 16 kHz file listed twice over: nothing says channels, the rate reading stands
     (16000, 1, 32000, " (its length at 32000 Hz: num_samples counts samples at 16000 Hz)"),
 ])

@@ -193,8 +193,12 @@ def _length_hint(decoded: int, listed: int, header: tuple[int, int] | None) -> s
 
     if header is not None and header[1] > 1:
         rate, channels = header
-        for counted_at in dict.fromkeys((rate, SAMPLE_RATE)):
-            if fits(counted_at, channels):
+        # its frames at its own rate (channels not counted) before a count at SAMPLE_RATE times its channels: a
+        # 32 kHz stereo file's frames are its length twice over too, and the frames are the likelier slip
+        for counted_at, times in dict.fromkeys([(rate, channels), (rate, 1), (SAMPLE_RATE, channels)]):
+            if fits(counted_at, times):
+                if times == 1:
+                    return f" (its length at {rate} Hz: num_samples counts samples at {SAMPLE_RATE} Hz)"
                 at = "" if counted_at == SAMPLE_RATE else f" at {counted_at} Hz"
                 return f" (its length{at} times its {channels} channels: num_samples counts samples of the mono " \
                        f"mix at {SAMPLE_RATE} Hz)"

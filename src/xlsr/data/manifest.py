@@ -85,14 +85,15 @@ def utterance_from_record(record: dict, root: Path) -> Utterance:
 
 
 def check_manifest_file(path: Path) -> None:
-    """ManifestError unless `path` is a file: a folder (a corpus or language folder where one manifest belongs) is
-    named as one, with manifests in it to give instead; every reader of one manifest checks here."""
+    """ManifestError unless `path` is a regular file: a folder (a corpus or language folder where one manifest
+    belongs) is named as one, with manifests in it to give instead; every reader of one manifest checks here."""
     if path.is_dir():
         inside = [p for p in [*sorted(path.glob("*.jsonl")), *sorted(path.glob("*/*.jsonl"))] if p.is_file()][:2]
         raise ManifestError(f"{path}: a folder, not a manifest: give its JSONL files"
                             f"{' (e.g. ' + ' '.join(map(str, inside)) + ')' if inside else ''}")
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest")
+    if not path.is_file():  # one that exists is no file: a pipe (`--manifest <(...)`) or a device
+        raise ManifestError(f"{path}: no such manifest" if not path.exists() else
+                            f"{path}: not a regular file (a pipe or a device); give the manifest file itself")
 
 
 def read_records(path: str | Path) -> list[dict]:
