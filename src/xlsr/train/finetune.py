@@ -115,6 +115,13 @@ class FinetuneTask(Task):
         self.has_unused_parameters = self.freeze_updates > 0  # the frozen Transformer has no gradient then
         if self.freeze_cnn:
             self.model_config.feature_grad_mult = 0.0
+        elif self.model_config.feature_grad_mult == 0.0:  # not given (refused when given 0: FinetuneConfig)
+            # An --init fine-tuned with its CNN frozen records 0 (every fairseq fine-tuned file, xlsr's own runs):
+            # kept, the CNN that --freeze-feature-encoder false asks to train would get no gradient, unsaid.
+            self.model_config.feature_grad_mult = 1.0
+            log.warning("--init %s records feature_grad_mult 0 (its CNN was frozen when it was fine-tuned); "
+                        "--freeze-feature-encoder false trains the CNN with gradient scale 1.0 (give "
+                        "--model.feature_grad_mult to choose another)", cfg.init)
         self.data = read_finetune_data(cfg, self.init, self.model_config)
         self.vocab = self.data.vocab
         self._train_loader = None

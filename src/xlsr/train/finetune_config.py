@@ -129,13 +129,20 @@ class FinetuneConfig(TrainerConfig):
         self._check_adapter_settings()
 
     def _check_cnn_gradient(self) -> None:
-        """XlsrError for a model.feature_grad_mult above 0 given with a frozen CNN, which would make it 0 unsaid.
+        """XlsrError for a model.feature_grad_mult above 0 given with a frozen CNN, which would make it 0 unsaid, and
+        for 0 given with a CNN to train, which would leave it frozen unsaid.
 
         Refused, not warned about: no shipped recipe sets it, and fairseq's fine-tuning configs freeze the CNN with
         feature_grad_mult 0.0, which agrees with a frozen CNN and is taken."""
         mult = self.model.get("feature_grad_mult")
-        if not isinstance(mult, int | float) or isinstance(mult, bool) or not mult > 0:
-            return  # left out, 0, or not a number (which apply_overrides names)
+        if not isinstance(mult, int | float) or isinstance(mult, bool):
+            return  # left out, or not a number (which apply_overrides names)
+        if mult == 0 and not self.freeze_feature_encoder and self.train_only != "adapters":
+            raise XlsrError("model.feature_grad_mult 0: it freezes the CNN, which freeze_feature_encoder false asks "
+                            "to train; give --freeze-feature-encoder true to freeze it (its output can then be "
+                            "cached), or a scale above 0 to train it")
+        if not mult > 0:
+            return  # 0 (or below, which apply_overrides names) with a frozen CNN: what freezing sets anyway
         if self.train_only == "adapters":
             raise XlsrError(f"model.feature_grad_mult {mult:g}: with train_only adapters the CNN is frozen, so its "
                             f"gradient is 0 whatever this says; leave --model.feature_grad_mult out")
