@@ -150,7 +150,7 @@ class PretrainTask(Task):
         self.fresh_fields = QUANTIZER_FIELDS if self._init_without_quantizer() else ()
         if self.init.pretrained:
             self._check_recipe_sizes(base)
-        if self.init.source_format == "hf":
+        if self.init.source_format == "hf" or (self.fresh_fields and self.init.source_format is not None):
             base = self._preset_training_fields(base)
         elif self.init.source_format is not None and self.init.resumed_from is None:
             self._say_unused_preset(base)
@@ -191,10 +191,15 @@ class PretrainTask(Task):
         return held != Wav2Vec2ForPreTraining.__name__
 
     def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
-        """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones: the
-        preset's are used instead (those set with --model.* win over both), and the run says which changed.
-        A folder xlsr exported keeps its own record of them in config.json, which `config` was read from: kept."""
-        if keeps_xlsr_settings(checkpoint_path(self.init.source), type(self.init.model).__name__):
+        """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones, and a
+        fine-tuned --init's (a CTC model or encoder of any format: no quantizer) those it was fine-tuned with
+        (feature_grad_mult 0 freezing the CNN, fine-tuning's masks and LayerDrop): the preset's are used instead
+        (those set with --model.* win over both), and the run says which changed. A Hugging Face folder xlsr
+        exported from a pretraining model keeps its own record of them in config.json, which `config` was read from:
+        kept."""
+        hf = self.init.source_format == "hf"
+        if hf and not self.fresh_fields and keeps_xlsr_settings(checkpoint_path(self.init.source),
+                                                                type(self.init.model).__name__):
             return config
         # the preset named, unless that is the default and the checkpoint is shaped like another one (an XLS-R
         # 300M folder with no --preset: the `large` family's settings, not `tiny`'s)
@@ -206,9 +211,10 @@ class PretrainTask(Task):
         if shown:
             listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
             shaped = "" if preset in alike else " (its sizes match no preset; --preset chooses whose settings)"
-            log.warning(f"{self.cfg.init} is a Hugging Face model, whose config.json holds settings for "
-                  f"fine-tuning; pretraining takes the `{preset}` preset's instead{shaped}: {listed} "
-                  "(--model.<field> sets any of them)")
+            what = ("a Hugging Face model, whose config.json holds settings for fine-tuning" if hf else
+                    "a fine-tuned model (no quantizer), whose settings are those it was fine-tuned with")
+            log.warning(f"{self.cfg.init} is {what}; pretraining takes the `{preset}` preset's instead{shaped}: "
+                        f"{listed} (--model.<field> sets any of them)")
         return config
 
     def _say_unused_preset(self, config: Wav2Vec2Config) -> None:
