@@ -58,6 +58,33 @@ ngram 2=4
 
 \\end\\
 """
+
+# a units LM over the vocabulary's phones a, i, u (lexicon-free decoding)
+UNITS_ARPA = """\\data\\
+ngram 1=6
+ngram 2=1
+
+\\1-grams:
+-1.0\t<unk>\t0
+-99\t<s>\t0
+-1.0\t</s>\t0
+{a}\ta\t0
+-0.5\ti\t0
+-0.5\tu\t0
+
+\\2-grams:
+-0.1\ta i
+
+\\end\\
+"""
+
+
+def units_arpa(a: float = -0.5) -> str:
+    """A units LM over the phones a, i, u (lexicon-free decoding); `a`: the log10 probability of "a" (another
+    value: another LM under the same name, as `xlsr lm build` run again writes)."""
+    return UNITS_ARPA.format(a=a)
+
+
 PHONE_LEXICON = {"a": ["a"], "b": ["b"], "ab": ["a", "b"], "ba": ["b", "a"]}
 
 

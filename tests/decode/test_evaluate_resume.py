@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from decode_fixtures import tiny_ctc_checkpoint
+from decode_fixtures import tiny_ctc_checkpoint, units_arpa
 
 from xlsr.cli.main import main
 from xlsr.decode import transcribe as transcribe_module
@@ -24,25 +24,6 @@ from _tones import no_repeats, tone_utterance  # noqa: E402
 VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
 RECORDINGS = 4
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# a units LM over the vocabulary's phones (lexicon-free decoding)
-UNITS_ARPA = """\\data\\
-ngram 1=6
-ngram 2=1
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t0
--1.0\t</s>\t0
--0.5\ta\t0
--0.5\ti\t0
--0.5\tu\t0
-
-\\2-grams:
--0.1\ta i
-
-\\end\\
-"""
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +128,7 @@ def stopped(ckpt, tmp_path, monkeypatch, capsys):
     """An evaluation with an LM stopped after two recordings: its args, model counter and partial file."""
     manifest = _corpus(tmp_path / "data")
     lm = tmp_path / "units.arpa"
-    lm.write_text(UNITS_ARPA)
+    lm.write_text(units_arpa())
     args = _args(ckpt, manifest, tmp_path / "run", "--lm", str(lm), "--beam", "4", "--lm-weight", "1")
     model = CountedModel(monkeypatch)
     model.reset(stop_after=2)
@@ -228,7 +209,7 @@ def test_without_hyps_or_json_nothing_is_kept(ckpt, tmp_path, monkeypatch, capsy
 def test_a_sweep_keeps_nothing(ckpt, tmp_path, monkeypatch):
     manifest = _corpus(tmp_path / "data")
     lm = tmp_path / "units.arpa"
-    lm.write_text(UNITS_ARPA)
+    lm.write_text(units_arpa())
     before = _files(tmp_path)
     model = CountedModel(monkeypatch)
     model.reset(stop_after=2)

@@ -9,31 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from decode_fixtures import tiny_ctc_checkpoint
+from decode_fixtures import tiny_ctc_checkpoint, units_arpa
 
 from xlsr.cli.main import main
 from xlsr.decode.transcribe import resolve_checkpoint
 
 VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-UNITS_ARPA = """\\data\\
-ngram 1=6
-ngram 2=1
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t0
--1.0\t</s>\t0
-{a}\ta\t0
--0.5\ti\t0
--0.5\tu\t0
-
-\\2-grams:
--0.1\ta i
-
-\\end\\
-"""
 
 
 @pytest.fixture
@@ -44,7 +26,7 @@ def job(tmp_path) -> tuple[list[str], Path, Path, Path]:
     sf.write(good, 0.1 * np.random.default_rng(0).standard_normal(8000).astype(np.float32), 16000)
     bad.write_bytes(b"")
     lm, out = tmp_path / "units.arpa", tmp_path / "o.jsonl"
-    lm.write_text(UNITS_ARPA.format(a="-0.5"))
+    lm.write_text(units_arpa(-0.5))
     args = ["transcribe", "--model", str(ckpt), str(good), str(bad), "--out", str(out), "--lm", str(lm),
             "--beam", "4", "--no-progress", "--decode-workers", "0"]
     partial = out.with_name("o.jsonl.partial")
@@ -85,7 +67,7 @@ def test_a_rerun_without_the_lm_is_the_command_typed_otherwise(job, capsys):
 
 def test_an_lm_built_again_is_named_alone(job, capsys):
     args, ckpt, lm, partial = job
-    lm.write_text(UNITS_ARPA.format(a="-0.75"))
+    lm.write_text(units_arpa(-0.75))
     err = _refusal(args, partial, capsys)
     assert f"; --lm {lm} was saved again since (built again?), so what the results were made with is gone" in err
     assert "checkpoint" not in err

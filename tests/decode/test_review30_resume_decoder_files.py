@@ -7,31 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from decode_fixtures import tiny_ctc_checkpoint
+from decode_fixtures import tiny_ctc_checkpoint, units_arpa
 
 from xlsr.cli.main import main
 
 VOCAB = ["<blank>", "<unk>", "a", "i", "u"]
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-# a units LM over the vocabulary's phones (lexicon-free decoding)
-UNITS_ARPA = """\\data\\
-ngram 1=6
-ngram 2=1
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t0
--1.0\t</s>\t0
-{a}\ta\t0
--0.5\ti\t0
--0.5\tu\t0
-
-\\2-grams:
--0.1\ta i
-
-\\end\\
-"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +26,7 @@ def _job(tmp_path: Path, ckpt: Path) -> tuple[list[str], Path, Path]:
     sf.write(good, 0.1 * np.random.default_rng(0).standard_normal(8000).astype(np.float32), 16000)
     bad.write_bytes(b"")
     lm, out = tmp_path / "units.arpa", tmp_path / "o.jsonl"
-    lm.write_text(UNITS_ARPA.format(a="-0.5"))
+    lm.write_text(units_arpa(-0.5))
     args = ["transcribe", "--model", str(ckpt), str(good), str(bad), "--out", str(out), "--lm", str(lm),
             "--beam", "4", "--no-progress", "--decode-workers", "0"]
     return args, lm, out
@@ -58,7 +39,7 @@ def test_an_lm_built_again_since_the_stop_is_refused_and_the_same_one_resumes(ti
     capsys.readouterr()
     assert main(args) == 1  # the same LM: resumed
     assert "resuming: 1 of 2 file(s)" in capsys.readouterr().err
-    lm.write_text(UNITS_ARPA.format(a="-0.75"))  # rebuilt in place: another LM under the same name
+    lm.write_text(units_arpa(-0.75))  # rebuilt in place: another LM under the same name
     before = partial.read_bytes()
     assert main(args) == 2
     err = capsys.readouterr().err
