@@ -44,7 +44,7 @@ from xlsr.analysis.probe_features import (
     resolve_layers,
 )
 from xlsr.analysis.probe_plot import PROBE, plot_probe
-from xlsr.atomic import write_json
+from xlsr.atomic import json_text, write_json
 from xlsr.data.manifest import read_manifest
 from xlsr.decode.greedy import greedy_decode
 from xlsr.devices import pick_device
@@ -233,7 +233,7 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
           show_progress: bool = True) -> ProbeReport:
     """Layer-wise linear CTC probe of each model; writes OUT/probe.json (and OUT/probe.png, or without `plot` removes
     an earlier probe's) atomically, again after each model, so that an interrupted run keeps the models it finished
-    (Ctrl-C after one: ProbeInterrupted)."""
+    (Ctrl-C once probe.json holds one: ProbeInterrupted, with the report probe.json holds)."""
     paths = [str(m) for m in ([models] if isinstance(models, (str, Path)) else models)]
     settings = settings or ProbeSettings()
     settings.check()
@@ -268,28 +268,31 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     start = time.perf_counter()
     entries, report = [], None
     for path, name, (model, encoder, model_layers) in zip(paths, display_names(paths), loaded):
+        summary = None
+        # Ctrl-C anywhere in a model's turn (probing, summing up, drawing, writing): the report probe.json holds
         try:
             results, stage_seconds = probe_model(encoder, model_layers, train, test, vocab, unit, settings,
                                                  seed=seed, device=torch_device, show_progress=show_progress)
+            for r in results:
+                r[metric] = r.pop("error_rate")
+            entries.append({"model": path, "name": name, "source_format": model.source_format,
+                            "num_layers": model.config.num_layers, "layers": results, "stage_seconds": stage_seconds})
+            # written after each model, so that an interrupted run keeps the models it finished
+            summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device),
+                               several=len(paths) > 1, oov_symbols=oov_symbols)
+            summary["train_test_overlap"] = overlap
+            summary["seconds"] = round(time.perf_counter() - start, 2)
+            report = _write(summary, out_dir, plot)
         except KeyboardInterrupt:
+            report = _held(summary, out_dir) or report
             if report is None:
                 raise
             raise ProbeInterrupted(report) from None
-        for r in results:
-            r[metric] = r.pop("error_rate")
-        entries.append({"model": path, "name": name, "source_format": model.source_format,
-                        "num_layers": model.config.num_layers, "layers": results, "stage_seconds": stage_seconds})
-        # written after each model, so that an interrupted run keeps the models it finished
-        summary = _summary(entries, train, test, vocab, labels, metric, settings, seed, str(torch_device),
-                           several=len(paths) > 1, oov_symbols=oov_symbols)
-        summary["train_test_overlap"] = overlap
-        summary["seconds"] = round(time.perf_counter() - start, 2)
-        report = _write(summary, out_dir, plot)
     return report
 
 
 class ProbeInterrupted(KeyboardInterrupt):
-    """Ctrl-C after some models were probed: `report` is the last one written, that of the models finished."""
+    """Ctrl-C after some models were probed: `report` is the one probe.json holds, that of the models finished."""
 
     def __init__(self, report: ProbeReport):
         super().__init__()
@@ -338,7 +341,7 @@ def _summary(entries: list[dict], train: LabeledAudio, test: LabeledAudio, vocab
               "seed": seed}
     if not several:
         return {**entries[0], **shared}
-    return {"models": entries, **shared}
+    return {"models": list(entries), **shared}  # a copy: a report keeps its models while the next is appended
 
 
 def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
@@ -352,6 +355,21 @@ def _write(summary: dict, out_dir: Path, plot: bool) -> ProbeReport:
     summary[REPORT_MARK_KEY] = PROBE  # its figure carries the mark: a rerun knows it by it alone (output_folder.py)
     write_json(files["json"], summary)
     return ProbeReport(summary=summary, out_dir=out_dir, files=files)
+
+
+def _held(summary: dict | None, out_dir: Path) -> ProbeReport | None:
+    """The report of `summary` if probe.json holds it (a Ctrl-C once _write had renamed it in, before the report
+    reached its caller); None otherwise: probe.json then holds the previous report, if any."""
+    if summary is None or "files" not in summary:  # _write names the files before it writes
+        return None
+    path = out_dir / JSON_FILE
+    try:
+        held = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    if held != json_text(summary, indent=2) + "\n":  # as write_json writes it
+        return None
+    return ProbeReport(summary=summary, out_dir=out_dir, files={k: out_dir / n for k, n in summary["files"].items()})
 
 
 def format_summary(summary: dict) -> str:

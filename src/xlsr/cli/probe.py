@@ -75,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         report = stop.report
         done = report.summary.get("models") or [report.summary]
         print(format_summary(report.summary))
+        again = "; the same command probes them all again" if len(done) < len(args.model) else ""
         print(f"xlsr: interrupted: {report.out_dir / JSON_FILE} holds the {len(done)} of {len(args.model)} models "
-              f"finished ({', '.join(e['name'] for e in done)}); the same command probes them all again",
-              file=sys.stderr)
+              f"finished ({', '.join(e['name'] for e in done)}){again}", file=sys.stderr)
         return INTERRUPTED
     print(format_summary(report.summary))
     print(f"wrote {', '.join(sorted(p.name for p in report.files.values()))} to {report.out_dir} "
