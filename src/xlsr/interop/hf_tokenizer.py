@@ -1,6 +1,7 @@
 """The tokenizer and preprocessor files of a Hugging Face wav2vec2 directory: reading a CTC vocabulary, writing ours.
 
-vocab.json maps token → id (for MMS, language → {token → id}); the unk token is named in
+vocab.json maps token → id (for MMS, language → {token → id}), added_tokens.json (or, saved without it,
+tokenizer_config.json's added_tokens_decoder) the tokens added past it; the unk token is named in
 special_tokens_map.json or tokenizer_config.json. HF's CTC blank is its pad token; ours is `<blank>`.
 """
 
@@ -11,27 +12,38 @@ from pathlib import Path
 from xlsr.errors import CheckpointError
 from xlsr.interop.adapters import language_vocab
 from xlsr.interop.native import read_json
+from xlsr.interop.safe_pickle import clip
 from xlsr.rates import SAMPLE_RATE
 from xlsr.text.vocab import BLANK, UNK, WORD_BOUNDARY
 
 
 def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[str], int | None] | None:
-    """(tokens by id from vocab.json (its `lang` table for MMS) + added_tokens.json, id of unk or None); None without.
+    """(tokens by id from vocab.json (its `lang` table for MMS) and the added tokens (_added_tokens), placed by id,
+    id of unk or None); None without vocab.json.
     A tokenizer whose word delimiter is not `|` has it renamed `|`, the word boundary decoding and scoring read;
     one with do_lower_case has its tokens lower-cased (see _lower_cased)."""
     vocab_path = dir / "vocab.json"
     if not vocab_path.is_file():
         return None
     token_to_id = _ids(language_vocab(vocab_path, lang), vocab_path)
-    added = dir / "added_tokens.json"
-    if added.is_file():
+    by_id = {i: t for t, i in token_to_id.items()}
+    added, added_path = _added_tokens(dir, lang)
+    for token, i in added:
         # added tokens past the head's rows (transformers' <s>, </s> of a tokenizer saved beside a head without
         # them) are never output by the model: left out, as transformers' model ignores them
-        extra = {t: i for t, i in _ids(read_json(added), added).items() if i < size}
-        token_to_id = {**token_to_id, **extra}
-    by_id = {i: t for t, i in token_to_id.items()}
+        if i >= size or by_id.get(i) == token:
+            continue
+        # a clash transformers resolves one way when it decodes and another when it encodes: refused
+        if i in by_id:
+            raise CheckpointError(f"{added_path}: added token {token!r} has id {i}, but so has {by_id[i]!r}")
+        if token in by_id.values():
+            held = next(j for j, t in by_id.items() if t == token)
+            raise CheckpointError(f"{added_path}: added token {token!r} has id {i}, but also id {held}")
+        by_id[i] = token
     if sorted(by_id) != list(range(len(by_id))):
-        raise CheckpointError(f"{vocab_path}: token ids are not 0..{len(by_id) - 1} without gaps")
+        gap = min(set(range(len(by_id))) - set(by_id))
+        named = vocab_path if added_path is None else f"{vocab_path} with {added_path.name}"
+        raise CheckpointError(f"{named}: no token has id {gap}; token ids are not 0..{len(by_id) - 1} without gaps")
     tokens = [by_id[i] for i in range(len(by_id))]
     if len(tokens) != size:
         raise CheckpointError(f"{vocab_path}: {len(tokens)} tokens but lm_head has {size} rows")
@@ -46,6 +58,31 @@ def read_hf_vocab(dir: Path, size: int, lang: str | None = None) -> tuple[list[s
         raise CheckpointError(f"{vocab_path}: token {odd[0]!r} is empty or holds whitespace, which labels cannot "
                               f"name (a space is the word delimiter, {WORD_BOUNDARY!r})")
     return tokens, (tokens.index(unk) if unk in tokens else None)
+
+
+def _added_tokens(dir: Path, lang: str | None) -> tuple[list[tuple[str, int]], Path | None]:
+    """(the tokens added to the vocabulary, by id, and the file naming them): added_tokens.json (token -> id), else
+    tokenizer_config.json's added_tokens_decoder (id -> {"content": token}), which a tokenizer may be saved with
+    alone. That one also lists the special tokens vocab.json has; an MMS directory's lists those of the language it
+    was saved with, whose ids another language's vocabulary gives to its own tokens: not read for a language."""
+    path = dir / "added_tokens.json"
+    if path.is_file():
+        return sorted(_ids(read_json(path), path).items(), key=lambda item: item[1]), path
+    path = dir / "tokenizer_config.json"
+    decoder = read_json(path).get("added_tokens_decoder") if path.is_file() and lang is None else None
+    if decoder is None:
+        return [], None
+    if not isinstance(decoder, dict):
+        raise CheckpointError(f"{path}: added_tokens_decoder is {type(decoder).__name__}, expected an object of "
+                              f"id -> token")
+    added = []
+    for key, entry in decoder.items():
+        token = entry.get("content") if isinstance(entry, dict) else None
+        if not (key.isascii() and key.isdigit()) or not isinstance(token, str):
+            raise CheckpointError(f"{path}: added_tokens_decoder entry {key!r}: {clip(repr(entry))}, expected an id "
+                                  f"-> {{\"content\": token}}")
+        added.append((token, int(key)))
+    return sorted(added, key=lambda item: item[1]), path
 
 
 def _ids(token_to_id: dict, path: Path) -> dict[str, int]:
