@@ -124,17 +124,23 @@ def _architecture_from_keys(state: dict) -> str:
     return "Wav2Vec2Model"
 
 
-def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
+def import_hf(dir: str | Path, *, target_lang: str | None = None, encoder_of_classifier: bool = False) -> Loaded:
     """Rebuild an HF wav2vec2 directory (Model, ForPreTraining or ForCTC) as our model, with its vocabulary.
 
     For an MMS directory with per-language adapters, `target_lang` picks the language's adapters, head
     and vocabulary (as transformers' load_adapter does); without it, or with one it lacks, one line
     lists the languages it has.
+    A classification model (CLASSIFIERS, as config.json's `architectures` names it) is refused in one line naming
+    it; with `encoder_of_classifier` (a training run's --init) its encoder is read as a Wav2Vec2Model, the head
+    left out with a warning.
     """
     dir = Path(dir)
     cfg_path = dir / "config.json"
     hf = read_json(cfg_path)
+    classifier = _classifier(hf, cfg_path, allowed=encoder_of_classifier)
     state, weights_path, lang = _read_hf_state(dir, target_lang)
+    if classifier is not None:
+        hf, state = _encoder_of(classifier, hf, state, cfg_path)
     architecture = _architecture_from_keys(state)
     cfg = config_from_hf(hf, cfg_path, architecture=architecture, normalize=_do_normalize(dir))
     _check_conv_bias(hf, cfg.conv_bias, state, cfg_path, weights_path)
@@ -165,6 +171,35 @@ def import_hf(dir: str | Path, *, target_lang: str | None = None) -> Loaded:
     in_file = _hf_name(key_table("to_hf", prefixed, adapters=bool(cfg.adapter_attn_dim)))
     model = model_with_weights(architecture, cfg, vocab_size, ours, weights_path, names=in_file)
     return Loaded(model, cfg, vocab, "hf", metadata)
+
+
+# transformers' classification heads on the wav2vec2 encoder: xlsr has no model for them, and their encoder is a
+# Wav2Vec2Model under the `wav2vec2.` prefix, the head's weights beside it (projector, classifier; for the x-vector
+# its TDNN layers, its own feature_extractor and objective; layer_weights with use_weighted_layer_sum)
+CLASSIFIERS = ("Wav2Vec2ForSequenceClassification", "Wav2Vec2ForAudioFrameClassification", "Wav2Vec2ForXVector")
+
+
+def _classifier(hf: dict, cfg_path: Path, *, allowed: bool) -> str | None:
+    """The classification architecture config.json names (None for any other); refused in one line unless
+    `allowed`."""
+    named = hf.get("architectures")
+    found = next((a for a in named if a in CLASSIFIERS), None) if isinstance(named, list) else None
+    if found is not None and not allowed:
+        raise CheckpointError(f"{cfg_path}: architectures names {found}, a classification model; xlsr reads wav2vec2 "
+                              f"pretraining, encoder and CTC models (Wav2Vec2ForPreTraining, Wav2Vec2Model, "
+                              f"Wav2Vec2ForCTC); its encoder can be taken as the --init of xlsr finetune or pretrain")
+    return found
+
+
+def _encoder_of(classifier: str, hf: dict, state: dict[str, torch.Tensor],
+                cfg_path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A classification model's config and weights as those of its encoder alone (a Wav2Vec2Model's), said."""
+    head = sorted({key.split(".")[0] for key in state if not key.startswith(HF_PREFIX)})
+    log.warning("%s: a %s: its encoder is taken, its classification head (%s) left out", cfg_path, classifier,
+                ", ".join(head) or "no weights")
+    # use_weighted_layer_sum says how the head mixes the encoder's layers; the encoder computes the same either way
+    hf = {k: v for k, v in hf.items() if k != "use_weighted_layer_sum"}
+    return hf, {key[len(HF_PREFIX):]: v for key, v in state.items() if key.startswith(HF_PREFIX)}
 
 
 def keeps_xlsr_settings(dir: str | Path, architecture: str) -> bool:

@@ -119,7 +119,9 @@ def load_init(init: str | None, preset: str, target_lang: str | None = None, *, 
         languages = checkpoint_languages(path)
         if target_lang not in languages:
             lang = starting_language(path, languages)
-    loaded = load_pretrained(path, target_lang=lang) if resume_from is None else _described(path, lang)
+    # a run trains the encoder of a classification model too (its head left out, said): it has no use for the head
+    loaded = (load_pretrained(path, target_lang=lang, encoder_of_classifier=True) if resume_from is None
+              else _described(path, lang))
     language = (loaded.metadata or {}).get("target_lang")
     if allow_new_language and target_lang is not None and language != target_lang:
         return InitModel(loaded.config, loaded.model, None, None, str(path), loaded.source_format, language,

@@ -117,7 +117,8 @@ def model_mismatch(directory: str | Path, model) -> str | None:
 
 
 def load_pretrained(
-    path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None
+    path: str | Path, *, dictionary: str | Path | None = None, target_lang: str | None = None,
+    encoder_of_classifier: bool = False,
 ) -> Loaded:
     """Load a wav2vec 2.0 / XLSR model from our checkpoint dir, an HF dir or a fairseq `.pt`.
 
@@ -125,6 +126,7 @@ def load_pretrained(
     says. `dictionary` is a fairseq dict file (e.g. dict.ltr.txt) for fine-tuned `.pt` models; by default one
     named like dict.ltr.txt beside the checkpoint is used if present.
     `target_lang` picks one language of an MMS checkpoint with per-language adapters (HF or fairseq).
+    `encoder_of_classifier`: a Hugging Face classification model is read as its encoder (import_hf), not refused.
     """
     path = checkpoint_path(path)
     fmt = detect_format(path)
@@ -138,7 +140,7 @@ def load_pretrained(
             raise CheckpointError(f"{path}: no language {target_lang!r}; available: {held or 'none'}")
         return loaded
     if fmt == "hf":
-        return import_hf(path, target_lang=target_lang)
+        return import_hf(path, target_lang=target_lang, encoder_of_classifier=encoder_of_classifier)
     return load_fairseq(path, dictionary=dictionary, target_lang=target_lang)
 
 
