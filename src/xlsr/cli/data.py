@@ -95,6 +95,9 @@ def register(subparsers) -> None:
     cv = kinds.add_parser("commonvoice", help="Common Voice release folder (clips/ + train/dev/test.tsv)")
     cv.add_argument("src")
     cv.add_argument("--lang", default=None, help="language code (default: the tsv's locale column)")
+    cv.add_argument("--splits", default=None, metavar="LIST",
+                    help="comma-separated tsvs of SRC to import, each into the split of its name (default train,dev,"
+                    "test, those present); e.g. validated, or other (clips not yet voted on) for pretraining")
     fs = kinds.add_parser("fairseq", help="fairseq .tsv manifests with .wrd/.ltr/.phn labels")
     fs.add_argument("tsv", nargs="+")
     fs.add_argument("--lang", required=True, help="language code of every entry")
@@ -294,7 +297,10 @@ def run_import(args: argparse.Namespace) -> int:
     _check_names(args)
 
     if args.format == "commonvoice":
-        summary = importers.import_common_voice(args.src, args.out, lang=args.lang, max_bad_share=args.max_bad_share)
+        # --splits not given: the importer's default tsvs (train, dev, test: those present)
+        splits = {} if args.splits is None else {"splits": tuple(s.strip() for s in args.splits.split(",") if s.strip())}
+        summary = importers.import_common_voice(args.src, args.out, lang=args.lang, max_bad_share=args.max_bad_share,
+                                                **splits)
     elif args.format == "fairseq":
         summary = importers.import_fairseq(args.tsv, args.out, lang=args.lang, split=args.split,
                                            max_bad_share=args.max_bad_share)

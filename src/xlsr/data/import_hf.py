@@ -25,6 +25,7 @@ from xlsr.data.importers import VALIDATION_NAMES
 from xlsr.data.languages import language_code
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError, listing
+from xlsr.jsonl import parse_json
 from xlsr.progress import progress
 
 # split names in file and folder names (train-00000-of-00004.parquet, en/validation/0000.parquet) -> ours
@@ -42,6 +43,7 @@ class Columns:
     text: str | None
     lang: str | None
     speaker: str | None
+    lang_names: tuple[str, ...] | None = None  # a ClassLabel language column's names, by class id (FLEURS' lang_id)
 
     def names(self) -> list[str]:
         return [c for c in (self.audio, self.text, self.lang, self.speaker) if c is not None]
@@ -109,9 +111,27 @@ def check_columns(path: Path, schema: pa.Schema, *, audio: str, text: str | None
                         f"or --text-column '' for audio only")
     if lang is not None and lang not in have:
         raise XlsrError(f"{path}: no language column {lang!r} {columns}; pass --lang-column NAME or --lang CODE")
+    lang_names = None
+    if lang is not None and pa.types.is_integer(schema.field(lang).type):
+        lang_names = class_names(schema, lang)
+        if lang_names is None:
+            raise XlsrError(f"{path}: language column {lang!r} holds numbers, and the file names no classes for "
+                            f"them; pass --lang-column NAME or --lang CODE")
     if speaker is None:
         speaker = next((c for c in SPEAKER_COLUMNS if c in have), None)
-    return Columns(audio, text or None, lang, speaker)
+    return Columns(audio, text or None, lang, speaker, lang_names)
+
+
+def class_names(schema: pa.Schema, column: str) -> tuple[str, ...] | None:
+    """The names of a `datasets` ClassLabel column, which stores class ids (FLEURS' lang_id: 0 for af_za, ...) and
+    keeps the names in the schema's `huggingface` metadata; None for any other column."""
+    try:
+        features = parse_json((schema.metadata or {})[b"huggingface"])["info"]["features"]
+        feature = features[column]
+    except (KeyError, TypeError, ValueError):
+        return None
+    names = feature.get("names") if isinstance(feature, dict) and feature.get("_type") == "ClassLabel" else None
+    return tuple(str(name) for name in names) if isinstance(names, list) else None
 
 
 def table_rows(path: Path, columns: list[str]) -> Iterator[dict | XlsrError]:
@@ -159,9 +179,14 @@ def import_row(row: dict, cols: Columns, writer: ImportWriter, *, where: str, fo
         text = str(text).strip()
     code = lang
     if code is None:
-        if not row[cols.lang]:
+        value = row[cols.lang]
+        if value is None or value == "":  # a class id 0 is a language
             raise XlsrError(f"no language in column {cols.lang!r}")
-        code = language_code(str(row[cols.lang]))
+        if cols.lang_names is not None:
+            if not 0 <= value < len(cols.lang_names):
+                raise XlsrError(f"class {value} in column {cols.lang!r}, which names {len(cols.lang_names)} classes")
+            value = cols.lang_names[value]
+        code = language_code(str(value))
     x = row_audio(row[cols.audio], where, folder)
     name = Path((row[cols.audio] or {}).get("path") or "").stem or fallback_id
     utt_id = writer.unique_id(name, code, split)

@@ -40,6 +40,8 @@ from xlsr.progress import progress
 
 ITEM_TYPES = {"CutSet": Cut, "RecordingSet": Recording, "SupervisionSet": SupervisionSegment}
 Item = tuple[int, Any]  # (position in its manifest, the item there or an XlsrError saying why there is none)
+# seconds a supervision may reach past its cut's edges (rounding of lhotse's times): lhotse's ASR datasets allow 2 ms
+SUPERVISION_SLACK = 2e-3
 
 
 def parse_item(line: bytes) -> Any:
@@ -234,8 +236,16 @@ def lhotse_cuts(paths: list[str | Path]) -> Iterator[tuple[str, Any]]:
 
 
 def cut_labels(cut: Cut, lang: str | None) -> tuple[str, str | None, str]:
-    """(language code, text or None, speaker) of a cut from its supervisions, in time order; `lang` wins."""
+    """(language code, text or None, speaker) of a cut from its supervisions, in time order; `lang` wins. XlsrError
+    for a supervision with text that reaches outside the cut (`cut_into_windows` keeps them whole): its words are
+    not all in the cut's audio, and a neighbouring cut would be given them too."""
     sups = sorted(cut.supervisions, key=lambda s: s.start)
+    outside = next((s for s in sups if s.text and (s.start < -SUPERVISION_SLACK
+                                                   or s.end > cut.duration + SUPERVISION_SLACK)), None)
+    if outside is not None:
+        raise XlsrError(f"supervision {outside.id!r} ({outside.start:.3f} to {outside.end:.3f} s) reaches outside "
+                        f"the cut (0 to {cut.duration:.3f} s), so its text is not all in the cut's audio; cut at "
+                        f"supervisions with lhotse first (trim_to_supervisions)")
     texts = [s.text for s in sups if s.text is not None]
     text = " ".join(t.strip() for t in texts) if texts else None
     speaker = next((s.speaker for s in sups if s.speaker), "unknown")

@@ -4,9 +4,9 @@ skipped and listed by `ImportWriter`, which refuses when more than `max_bad_shar
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, audio_num_samples, unreadable_format
@@ -17,6 +17,7 @@ from xlsr.errors import AudioError, ManifestError, XlsrError, listing
 # other toolkits' names for a validation split (fairseq's valid.tsv, the Hub's validation/), which training reads as
 # `dev` (--valid-split); every other name is kept as it is
 VALIDATION_NAMES = {"validation": "dev", "valid": "dev"}
+CV_SPLITS = ("train", "dev", "test")  # the tsvs of a Common Voice release imported unless others are named
 
 
 def split_name(name: str) -> str:
@@ -55,34 +56,62 @@ def _cv_utterance(row: dict, clips: Path, lang: str | None) -> Utterance:
 
 
 def import_common_voice(src: str | Path, out_dir: str | Path, *, lang: str | None = None,
-                        splits: tuple[str, ...] = ("train", "dev", "test"),
+                        splits: tuple[str, ...] | None = None,
                         max_bad_share: float = DEFAULT_MAX_BAD_SHARE) -> ImportSummary:
     """A Common Voice release folder (clips/*.mp3 + train/dev/test.tsv) -> DIR/<locale>/<split>.jsonl; a row that
-    is short, names no clip or a clip that cannot be read is skipped (`ImportWriter`)."""
+    is short, names no clip or a clip that cannot be read is skipped (`ImportWriter`). `splits` names the tsvs to
+    read, each of which must be there (`validated`, `other`: the release's other tsvs); by default train, dev and
+    test, those present."""
     src = Path(src)
     if not (src / "clips").is_dir():
         raise XlsrError(f"{src}: not a Common Voice folder (no clips/ subfolder)")
+    if splits:
+        splits = tuple(dict.fromkeys(splits))  # a tsv named twice is read once: its rows are not doubled
+        for split in splits:
+            check_plain_name("split", split)  # it names a tsv in SRC and a manifest under OUT
+        if absent := [split + ".tsv" for split in splits if not (src / f"{split}.tsv").is_file()]:
+            found = sorted(p.name for p in src.glob("*.tsv"))
+            raise XlsrError(f"{src}: no {', '.join(absent)} (found: {', '.join(found) or 'no .tsv files'})")
+    splits = splits or CV_SPLITS
     tsvs = [(split, src / f"{split}.tsv") for split in splits if (src / f"{split}.tsv").is_file()]
     if not tsvs:
         raise XlsrError(f"{src}: no {'/'.join(s + '.tsv' for s in splits)} found")
     with ImportWriter(out_dir, source=str(src), unit="utterances", max_bad_share=max_bad_share) as writer:
         for split, tsv in tsvs:
-            _read_lines(tsv)  # a file that is not text: one line naming it, not a decode error mid-file
-            with open(tsv, encoding="utf-8-sig", newline="") as f:
-                reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-                missing = {"client_id", "path", "sentence"} - set(reader.fieldnames or [])
-                if missing:
-                    raise ManifestError(f"{tsv}:1: missing column(s) {', '.join(sorted(missing))}")
-                if lang is None and "locale" not in reader.fieldnames:
-                    raise ManifestError(f"{tsv}:1: no locale column; pass --lang")
-                for number, row in enumerate(reader, 2):
-                    try:
-                        utt = _with_length(_cv_utterance(row, src / "clips", lang))
-                    except XlsrError as exc:
-                        writer.skip(f"{tsv}:{number}", str(exc))
-                        continue
-                    writer.add(utt, split)
+            rows = _tsv_rows(tsv)
+            number, header = next(rows, (1, []))
+            missing = {"client_id", "path", "sentence"} - set(header)
+            if missing:
+                raise ManifestError(f"{tsv}:{number}: missing column(s) {', '.join(sorted(missing))}")
+            if lang is None and "locale" not in header:
+                raise ManifestError(f"{tsv}:{number}: no locale column; pass --lang")
+            for number, fields in rows:
+                try:
+                    if len(fields) > len(header):  # the sentence would be cut at the tab, later columns shifted
+                        raise ManifestError(f"{len(fields)} columns, the header has {len(header)} (a tab inside the "
+                                            f"sentence?)")
+                    utt = _with_length(_cv_utterance(dict(zip(header, fields)), src / "clips", lang))
+                except XlsrError as exc:
+                    writer.skip(f"{tsv}:{number}", str(exc))
+                    continue
+                writer.add(utt, split)
         return writer.finish()
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of the non-empty lines of a tab-separated file, read a line at a time (a release's
+    tsv of a million rows is never held whole). Lines end at '\\n' only (a '\\r' before it dropped) and fields at
+    every tab; quotes are plain characters, as Common Voice writes them (unquoted), so a sentence may hold a '"'. A
+    BOM before the first line is dropped; ManifestError naming the first line that is not UTF-8."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise ManifestError(f"{path}:{number}: not UTF-8 text") from None
+            line = line.removesuffix("\n").removesuffix("\r")
+            if line:
+                yield number, line.split("\t")
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -105,16 +134,21 @@ def _letters_to_text(line: str) -> str:
 
 
 def _fairseq_root(tsv: Path, lines: list[str]) -> Path:
-    """The audio root folder on a fairseq manifest's first line (relative: to the manifest's folder)."""
+    """The audio root folder on a fairseq manifest's first line. A relative one is looked for beside the manifest and
+    in the working folder (where fairseq reads it from): the first that holds the first listed file, else the first
+    that is a folder."""
     if not lines or not lines[0].strip():
         raise ManifestError(f"{tsv}:1: expected the audio root folder on the first line")
-    root = Path(lines[0].strip())
-    if not root.is_absolute():
-        root = tsv.parent / root
-    if not root.is_dir():
-        raise ManifestError(f"{tsv}:1: audio root folder {lines[0].strip()!r} does not exist "
-                            f"(a fairseq manifest starts with it, then 'relative/path<TAB>num_samples' lines)")
-    return root
+    given = Path(lines[0].strip())
+    roots = [given] if given.is_absolute() else [tsv.parent / given, Path.cwd() / given]
+    first = next((line.split("\t")[0] for line in lines[1:] if line.strip()), "")
+    found = next((root for root in roots if first and (root / first).is_file()), None)
+    found = found or next((root for root in roots if root.is_dir()), None)
+    if found is None:
+        where = "" if given.is_absolute() else f" (looked for beside the manifest and in the working folder {Path.cwd()})"
+        raise ManifestError(f"{tsv}:1: audio root folder {lines[0].strip()!r} does not exist{where}; a fairseq "
+                            f"manifest starts with it, then 'relative/path<TAB>num_samples' lines")
+    return found
 
 
 def _fairseq_utterance(line: str, root: Path, lang: str) -> Utterance:
