@@ -57,6 +57,7 @@ from xlsr.data.shard_loader import shard_finetune_loader
 from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import XlsrError
 from xlsr.interop.init_model import apply_overrides, load_encoder, load_init
+from xlsr.interop.load import read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2ForCTC
 from xlsr.model.ctc import ctc_best_path, ctc_loss
@@ -118,10 +119,17 @@ class FinetuneTask(Task):
         elif self.model_config.feature_grad_mult == 0.0:  # not given (refused when given 0: FinetuneConfig)
             # An --init fine-tuned with its CNN frozen records 0 (every fairseq fine-tuned file, xlsr's own runs):
             # kept, the CNN that --freeze-feature-encoder false asks to train would get no gradient, unsaid.
-            self.model_config.feature_grad_mult = 1.0
-            log.warning("--init %s records feature_grad_mult 0 (its CNN was frozen when it was fine-tuned); "
-                        "--freeze-feature-encoder false trains the CNN with gradient scale 1.0 (give "
-                        "--model.feature_grad_mult to choose another)", cfg.init)
+            if self._started_cnn_gradient() == 0.0:
+                # a run started by an xlsr that kept the 0: its checkpoint holds a model whose CNN never trained, and
+                # what trains is fixed when a run starts (run_folder.STARTED_WITH_KEYS), so it resumes as it started
+                log.warning("%s: this run was started with feature_grad_mult 0, which --init %s records (an earlier "
+                            "xlsr kept it, leaving the CNN frozen although --freeze-feature-encoder false); it "
+                            "resumes so; a run into a new --out trains the CNN", cfg.out, cfg.init)
+            else:
+                self.model_config.feature_grad_mult = 1.0
+                log.warning("--init %s records feature_grad_mult 0 (its CNN was frozen when it was fine-tuned); "
+                            "--freeze-feature-encoder false trains the CNN with gradient scale 1.0 (give "
+                            "--model.feature_grad_mult to choose another)", cfg.init)
         self.data = read_finetune_data(cfg, self.init, self.model_config)
         self.vocab = self.data.vocab
         self._train_loader = None
@@ -132,6 +140,12 @@ class FinetuneTask(Task):
         self.decoding_record: DecodingRecord | None = None  # set up with the rank (setup)
         # built now, not at the first validation: a dev set that cannot be validated fails before training
         self._dev_loaders = {lang: self._loader(utts, shuffle=False) for lang, utts in sorted(self.data.dev_utts.items())}
+
+    def _started_cnn_gradient(self) -> float | None:
+        """The feature_grad_mult of the checkpoint a resumed run resumes from; None for a run that starts."""
+        if self.init.resumed_from is None:
+            return None
+        return (read_checkpoint_config(self.init.resumed_from).get("model") or {}).get("feature_grad_mult")
 
     def _feature_caches(self, given: dict[str, FeatureCache]) -> dict[str, FeatureCache]:
         """One cache for the training utterances and one for the dev sets (new, or `given`), where a cache is exact."""
