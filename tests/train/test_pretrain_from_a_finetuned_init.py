@@ -36,9 +36,23 @@ def test_the_presets_settings_replace_the_fine_tuning_ones_and_are_said(home, tm
     preset = Wav2Vec2Config.preset("tiny")
     assert [getattr(task.model_cfg, k) for k in FINE_TUNING] == [getattr(preset, k) for k in FINE_TUNING]
     assert task.model_cfg.feature_grad_mult > 0  # the old code: 0, the CNN frozen through pretraining
-    assert "is a fine-tuned model (no quantizer)" in caplog.text and "feature_grad_mult 0.0 -> " in caplog.text
+    assert "is a model without a quantizer (a CTC model or an encoder)" in caplog.text and "feature_grad_mult 0.0 -> " in caplog.text
 
 
 def test_a_setting_given_wins_over_both(home, tmp_path):
     task = PretrainTask(command(home, tmp_path / "run", "fine-tuned", "--model.mask_prob", "0.3"))
     assert task.model_cfg.mask_prob == 0.3
+
+
+def test_a_run_started_before_the_presets_settings_resumes_with_the_inits(home, tmp_path):
+    """A run an earlier xlsr started from this --init kept its fine-tuning settings: its resume keeps them (the
+    preset's would make its own checkpoint read as another model's); a run started since resumes with the preset's."""
+    from .test_pretrain_resume_ctc_init import started
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    fresh = PretrainTask(command(home, new, "fine-tuned"))
+    as_before = Wav2Vec2Config(**{**MODEL, **FINE_TUNING})  # the --init's own settings, as it records them
+    started(old, as_before)
+    started(new, fresh.model_cfg)
+    assert PretrainTask(command(home, old, "fine-tuned")).model_cfg == as_before
+    assert PretrainTask(command(home, new, "fine-tuned")).model_cfg == fresh.model_cfg

@@ -150,7 +150,8 @@ class PretrainTask(Task):
         self.fresh_fields = QUANTIZER_FIELDS if self._init_without_quantizer() else ()
         if self.init.pretrained:
             self._check_recipe_sizes(base)
-        if self.init.source_format == "hf" or (self.fresh_fields and self.init.source_format is not None):
+        if self.init.source_format == "hf" or (self.fresh_fields and self.init.source_format is not None
+                                               and not self._started_with_init_fields(base)):
             base = self._preset_training_fields(base)
         elif self.init.source_format is not None and self.init.resumed_from is None:
             self._say_unused_preset(base)
@@ -190,6 +191,15 @@ class PretrainTask(Task):
         held = read_checkpoint_config(checkpoint_path(self.init.source)).get("architecture")
         return held != Wav2Vec2ForPreTraining.__name__
 
+    def _started_with_init_fields(self, config: Wav2Vec2Config) -> bool:
+        """Whether this is a resume of a run from an --init without a quantizer that an earlier xlsr started with the
+        init's own training settings `config` (before the preset's replaced them): it resumes as it started."""
+        if self.init.resumed_from is None:
+            return False
+        held = read_checkpoint_config(self.init.resumed_from).get("model") or {}
+        mine = config.to_dict()
+        return all(held.get(k) == mine[k] for k in TRAINING_FIELDS if k not in self.cfg.model)
+
     def _preset_training_fields(self, config: Wav2Vec2Config) -> Wav2Vec2Config:
         """A Hugging Face --init's dropouts, masks and objective settings are transformers' fine-tuning ones, and a
         fine-tuned --init's (a CTC model or encoder of any format: no quantizer) those it was fine-tuned with
@@ -212,7 +222,8 @@ class PretrainTask(Task):
             listed = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in shown.items())
             shaped = "" if preset in alike else " (its sizes match no preset; --preset chooses whose settings)"
             what = ("a Hugging Face model, whose config.json holds settings for fine-tuning" if hf else
-                    "a fine-tuned model (no quantizer), whose settings are those it was fine-tuned with")
+                    "a model without a quantizer (a CTC model or an encoder), whose training settings are those "
+                    "it was last trained with (fine-tuning's, for a CTC model)")
             log.warning(f"{self.cfg.init} is {what}; pretraining takes the `{preset}` preset's instead{shaped}: "
                         f"{listed} (--model.<field> sets any of them)")
         return config
