@@ -170,3 +170,15 @@ def test_fleurs_lang_id_class_ids_are_read_as_the_language_codes_they_name(tmp_p
                                         r"no classes for them; pass --lang-column NAME or --lang CODE"):
         import_hf(tmp_path / "fleurs", tmp_path / "bare", text_column="transcription", lang_column="lang_id",
                   show_progress=False)
+
+
+def test_splits_naming_no_tsv_is_refused(tmp_path, capsys):
+    from xlsr.cli.main import main
+
+    (tmp_path / "cv" / "clips").mkdir(parents=True)
+    (tmp_path / "cv" / "train.tsv").write_text("client_id\tpath\tsentence\tlocale\n")
+    assert main(["data", "import", "commonvoice", str(tmp_path / "cv"), "--out", str(tmp_path / "out"),
+                 "--splits", " , "]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--splits ' , ': names no tsv" in err
+    assert not (tmp_path / "out").exists()

@@ -299,6 +299,8 @@ def run_import(args: argparse.Namespace) -> int:
     if args.format == "commonvoice":
         # --splits not given: the importer's default tsvs (train, dev, test: those present)
         splits = {} if args.splits is None else {"splits": tuple(s.strip() for s in args.splits.split(",") if s.strip())}
+        if splits and not splits["splits"]:  # the importer would take an empty list for its default
+            raise XlsrError(f"--splits {args.splits!r}: names no tsv (e.g. --splits validated or train,dev,test)")
         summary = importers.import_common_voice(args.src, args.out, lang=args.lang, max_bad_share=args.max_bad_share,
                                                 **splits)
     elif args.format == "fairseq":
