@@ -11,19 +11,13 @@ import torch
 import xlsr.analysis.probe as probe_module
 from xlsr.cli.main import main
 from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
+from xlsr.model import Wav2Vec2ForPreTraining
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from _tones import write_tone_corpus  # noqa: E402
+from test_probe_interrupt_and_oov import micro_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def micro_config() -> Wav2Vec2Config:
-    conv = [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2
-    return Wav2Vec2Config(conv_layers=conv, hidden_size=32, num_layers=1, num_heads=2, ffn_dim=64, final_dim=16,
-                          codevector_dim=16, num_codevector_groups=2, num_codevectors_per_group=8, conv_pos=16,
-                          conv_pos_groups=4)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def setup(tmp_path_factory):
     test = write_tone_corpus(root / "data", "test", 2, seed=2)
     torch.manual_seed(0)
     for name in ("first", "second"):
-        save_checkpoint(root / name, Wav2Vec2ForPreTraining(micro_config()))
+        save_checkpoint(root / name, Wav2Vec2ForPreTraining(micro_config(num_layers=1)))
     return root, train, test
 
 

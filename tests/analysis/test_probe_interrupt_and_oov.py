@@ -20,11 +20,11 @@ from _tones import write_tone_corpus  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def micro_config() -> Wav2Vec2Config:
+def micro_config(num_layers: int = 2) -> Wav2Vec2Config:
     conv = [(16, 10, 5)] + [(16, 3, 2)] * 4 + [(16, 2, 2)] * 2
-    return Wav2Vec2Config(conv_layers=conv, hidden_size=32, num_layers=2, num_heads=2, ffn_dim=64, final_dim=16,
-                          codevector_dim=16, num_codevector_groups=2, num_codevectors_per_group=8, conv_pos=16,
-                          conv_pos_groups=4)
+    return Wav2Vec2Config(conv_layers=conv, hidden_size=32, num_layers=num_layers, num_heads=2, ffn_dim=64,
+                          final_dim=16, codevector_dim=16, num_codevector_groups=2, num_codevectors_per_group=8,
+                          conv_pos=16, conv_pos_groups=4)
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,17 @@ from .test_finetune import QUIET, SMALL
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def finetuned_init(tmp_path):
+def finetuned_checkpoint(path):
     """A CTC checkpoint as a fine-tuning run with a frozen CNN leaves it: feature_grad_mult 0 in its config."""
     cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL, "feature_grad_mult": 0.0})
     tokens = ["<blank>", "<unk>", "|", "a", "b", "c"]
     torch.manual_seed(0)
-    return save_checkpoint(tmp_path / "ft", Wav2Vec2ForCTC(cfg, len(tokens)), vocab=tokens)
+    return save_checkpoint(path, Wav2Vec2ForCTC(cfg, len(tokens)), vocab=tokens)
+
+
+@pytest.fixture
+def finetuned_init(tmp_path):
+    return finetuned_checkpoint(tmp_path / "ft")
 
 
 def test_a_cnn_asked_to_train_trains_from_an_init_that_froze_it(finetuned_init, tmp_path, caplog):

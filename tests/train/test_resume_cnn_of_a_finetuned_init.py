@@ -6,26 +6,20 @@ import json
 import logging
 
 import pytest
-import torch
 import yaml
 
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 from xlsr.train.finetune import FinetuneConfig, FinetuneTask, finetune
 
 from ._tones import write_tone_corpus
-from .test_finetune import QUIET, SMALL
+from .test_finetune import QUIET
+from .test_finetune_cnn_of_a_finetuned_init import finetuned_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
 def finetuned_init(tmp_path):
-    """A CTC checkpoint as a fine-tuning run with a frozen CNN leaves it: feature_grad_mult 0 in its config."""
-    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL, "feature_grad_mult": 0.0})
-    tokens = ["<blank>", "<unk>", "|", "a", "b", "c"]
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path / "ft", Wav2Vec2ForCTC(cfg, len(tokens)), vocab=tokens)
+    return finetuned_checkpoint(tmp_path / "ft")
 
 
 def _cfg(tmp_path, init, max_updates, **model):
