@@ -51,6 +51,22 @@ def test_a_crash_while_decoding_names_the_file_to_the_next_run(tmp_path, caplog)
     assert later.died_on is None and list(later.crashed) == [audio]
 
 
+def test_the_start_warning_says_how_to_give_a_wrongly_blamed_file_back_and_that_works(tmp_path, caplog):
+    audio = str(tmp_path / "a.flac")
+    assert _decode_in_a_process(tmp_path / "run", audio, "kill") == -signal.SIGKILL  # killed from outside
+    record = DecodingRecord(tmp_path / "run")
+    crashed = tmp_path / "run" / FOLDER / CRASHED
+    (warning,) = [r.getMessage() for r in caplog.records if audio in r.getMessage()]
+    assert warning == (f"{record.crashed[audio]}; if that process was ended from outside (killed, out of memory, the "
+                       f"machine went down), the file is not at fault: delete its line there to give it back")
+    assert f"({crashed} lists it)" in warning
+    with record.decoding(str(tmp_path / "b.flac")):
+        pass
+    record.close()
+    crashed.write_text("")  # what the warning says to do
+    assert DecodingRecord(tmp_path / "run").crashed == {}
+
+
 def test_a_decoding_that_ends_or_raises_blames_nothing(tmp_path):
     for end in ("done", "raise"):
         assert _decode_in_a_process(tmp_path / "run", "a.flac", end) == 0

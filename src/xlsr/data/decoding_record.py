@@ -117,7 +117,10 @@ class DecodingRecord:
         for audio in [self.died_on, *self._orphans.values()]:
             if audio is not None and audio not in self.crashed:
                 self.crashed[audio] = self._message(audio)
-                log.warning("%s", self.crashed[audio])
+                # the blame is a guess: a kill from outside while it decoded looks the same, and the user knows
+                log.warning("%s; if that process was ended from outside (killed, out of memory, the machine went "
+                            "down), the file is not at fault: delete its line there to give it back",
+                            self.crashed[audio])
 
     def _orphan_records(self, world_size: int) -> list[Path]:
         """The records of ranks `world_size` and above, left by a run with more ranks."""
