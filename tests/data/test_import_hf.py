@@ -205,3 +205,21 @@ def test_cli_import_hf_and_lhotse_one_line_errors(tmp_path, capsys, monkeypatch)
     monkeypatch.setitem(sys.modules, "lhotse", None)
     assert main(["data", "import", "lhotse", "--src", "cuts.jsonl.gz", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == "xlsr: error: xlsr data import lhotse needs lhotse: pip install 'xlsr[import]'\n"
+
+
+def test_qualified_split_names_stay_apart_as_the_dataset_keeps_them(tmp_path):
+    # LibriSpeech's layouts on the Hub: dotted split names in file names (an uploader's `data/test.clean-...`), and
+    # the parquet converter's `<config>/<split>/` folders, with `partial-` for a split it converted in part
+    src = tmp_path / "librispeech"
+    layout = {"data/test.clean-00000-of-00001-2a727bd4.parquet": "c", "data/test.other-00000-of-00001-9f.parquet": "o",
+              "all/train.clean.100/0000.parquet": "t1", "other/partial-train.500/0000.parquet": "t5",
+              "all/validation.clean/0000.parquet": "v", "clean/test/0000.parquet": "plain"}
+    for i, (name, text) in enumerate(layout.items()):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_cv_table([(f"{text}.flac", _encoded(_noise(0.2, seed=i), "FLAC"))], [text], ["en"], ["s"]),
+                       src / name)
+    import_hf(src, tmp_path / "out", split_from_filename=True, show_progress=False)
+    got = {p.name: [u.text for u in read_manifest(p)] for p in (tmp_path / "out" / "en").glob("*.jsonl")}
+    # test.clean and test.other were one `test`; train.500 under other/ went to Common Voice's `other` split
+    assert got == {"test.clean.jsonl": ["c"], "test.other.jsonl": ["o"], "train.clean.100.jsonl": ["t1"],
+                   "train.500.jsonl": ["t5"], "dev.clean.jsonl": ["v"], "test.jsonl": ["plain"]}

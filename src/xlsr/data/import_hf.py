@@ -65,12 +65,16 @@ def find_tables(src: str | Path) -> list[Path]:
 
 
 def split_of(path: Path, src: Path) -> str:
-    """The split a file holds, from its name (`train-00000-of-00004`) or the nearest folder named like one."""
-    names = [path.stem.split("-")[0].split(".")[0]]
+    """The split a file holds, from its name (`train-00000-of-00004`) or the nearest folder named like one. A name
+    that qualifies its split keeps the qualifier (LibriSpeech's `test.clean` and `test.other`, `train.clean.100`:
+    our `test.clean`, `test.other`, `train.clean.100`), so that splits the dataset keeps apart are not merged; the
+    Hub's parquet converter's `partial-` prefix (a split converted in part) is dropped."""
+    names = [path.stem]  # train.clean.100-00000-of-00012-<hash>: up to the first '-'
     names += [p.name for p in path.parents if p != src and src in p.parents]
     for name in names:
-        if name.lower() in SPLIT_NAMES:
-            return SPLIT_NAMES[name.lower()]
+        head, *qualifier = name.removeprefix("partial-").split("-")[0].split(".")
+        if head.lower() in SPLIT_NAMES:
+            return ".".join([SPLIT_NAMES[head.lower()], *filter(None, qualifier)])
     raise XlsrError(f"{path}: no split name ({', '.join(SPLIT_NAMES)}) in its name or folders; "
                     f"pass --split instead of --split-from-filename")
 
