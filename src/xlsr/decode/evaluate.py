@@ -271,14 +271,21 @@ def unspellable(vocab: Vocabulary, refs: Sequence[str]) -> dict[str, int]:
     return vocab.oov_report(unicodedata.normalize("NFC", r) for r in refs)
 
 
-# A noncharacter (never in interchanged text, kept by normalize_text) holding the place of `<unk>`
-_UNK_HOLDER = "\ufdd0"
+# Letters that hold the place of `<unk>` while a transcript is normalised, the first the transcript lacks: the rarest
+# Han ideographs (CJK Extension B, from its end), which have no case and no other Unicode spelling, so normalize_text
+# keeps them as they are. A letter, since what the model could not spell is most often one (punctuation is gone
+# from normalised labels): an apostrophe beside it stays inside the word, as beside the letter in the reference
+# (l'<unk> against l'x).
+_UNK_HOLDERS = range(0x2A6DF, 0x20000, -1)
 
 
 def normalize_hypothesis(text: str, lang: str | None = None) -> str:
     """normalize_text (in language `lang`) of a transcript whose `<unk>` outputs stay one symbol each (normalize_text
     alone spells one as the word "unk": one wrong character scored as three inserted ones)."""
-    return normalize_text(text.replace(UNK, _UNK_HOLDER), lang).replace(_UNK_HOLDER, UNK)
+    if UNK not in text:
+        return normalize_text(text, lang)
+    holder = next(chr(c) for c in _UNK_HOLDERS if chr(c) not in text)
+    return normalize_text(text.replace(UNK, holder), lang).replace(holder, UNK)
 
 
 def read_manifests(paths: Sequence[str | Path]) -> UtteranceIndex:

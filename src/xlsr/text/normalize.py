@@ -7,11 +7,12 @@ cleaning of speech recognition recipes, written out so that training and scoring
 
 1. Unicode NFC (a letter with its accent is one code point however it was typed), before the steps below and
    again after them (deleting an invisible character can bring a letter and its accent together);
-2. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
-   letters (`l'uomo`, `don't`), which is kept as U+0027 whatever apostrophe was typed (’, ʼ, and the ‘ and `
-   that keyboards put in its place);
-3. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
+2. invisible format characters (category Cf: zero-width space, byte-order mark, soft hyphen, direction marks)
    are deleted, except the zero-width non-joiner and joiner, which spell words in Persian and Indic scripts;
+3. punctuation and symbols (Unicode categories P* and S*) become spaces, except an apostrophe between two
+   letters (`l'uomo`, `don't`, judged once the invisible characters are gone), which is kept as U+0027 whatever
+   apostrophe was typed (’, ʼ, and the ‘ and ` that keyboards put in its place); ʼ elsewhere is a letter
+   (Unicode's category Lm) and stays;
 4. lower case by Unicode's rules (`str.lower`), once punctuation is spaces, so that Greek Σ ends a word as ς
    whatever mark followed it; İ becomes i (`str.lower` gives i and a combining dot above, a spelling of
    İstanbul no lower-case transcript has). For the utterance's language (`lang`, a manifest's code) I becomes ı
@@ -58,7 +59,9 @@ DOTLESS_I_IN_LATIN = frozenset({"tt", "tat", "kk", "kaz"})
 def normalize_text(text: str, lang: str | None = None) -> str:
     """`text` lower-cased (by the casing of `lang`, the utterance's language code, when it has its own),
     without punctuation or symbols, NFC, single spaces (the module's rules)."""
-    text = unicodedata.normalize("NFC", text)
+    # invisible characters go first, so that an apostrophe is judged by the letters it stands between once they are
+    # gone: "don\u00adʼt" is "don't", as normalising "donʼt" gives
+    text = unicodedata.normalize("NFC", "".join(ch for ch in text if not _invisible(ch)))
     out = []
     for i, ch in enumerate(text):
         inside = 0 < i < len(text) - 1 and _in_word(text[i - 1]) and _in_word(text[i + 1])
@@ -70,8 +73,6 @@ def normalize_text(text: str, lang: str | None = None) -> str:
             continue
         elif unicodedata.category(ch)[0] in "PS":
             out.append(" ")
-        elif unicodedata.category(ch) == "Cf" and ch not in JOINERS:
-            continue
         else:
             out.append(ch)
     # lower-cased once the punctuation is spaces: str.lower makes Σ final (ς) by the letters around it, skipping the
@@ -101,9 +102,16 @@ def dotless_i_language(lang: str | None) -> bool:
     return language in DOTLESS_I_LANGUAGES or (language in DOTLESS_I_IN_LATIN and script == "latn")
 
 
+def _invisible(ch: str) -> bool:
+    """An invisible format character that normalize_text deletes (category Cf, the joiners aside)."""
+    return unicodedata.category(ch) == "Cf" and ch not in JOINERS
+
+
 def _in_word(ch: str) -> bool:
-    """A letter, or a mark written on one (a Devanagari vowel sign, an accent with no precomposed form)."""
-    return ch.isalpha() or unicodedata.category(ch)[0] == "M"
+    """A letter, or a mark written on one (a Devanagari vowel sign, an accent with no precomposed form); not an
+    apostrophe, though ʼ (U+02BC) is a letter to Unicode: normalize_text writes one between letters as ', which is
+    not, so two in a row (aʼʼb) would be two apostrophes kept inside a word that normalising again splits."""
+    return ch not in APOSTROPHES and (ch.isalpha() or unicodedata.category(ch)[0] == "M")
 
 
 def _hangul_jamo_after_initial(ch: str) -> bool:
@@ -128,7 +136,7 @@ def unnormalized_signs(symbols: Iterable[str], texts: Iterable[str] | None = Non
     symbols = {s for s in symbols if len(s) == 1}
     twins = sorted(s for s in symbols if (low := _lower(s)) != s and low in symbols)
     marks = sorted(s for s in symbols if is_punctuation(s) and s != "|")
-    hidden = sorted(s for s in symbols if unicodedata.category(s) == "Cf" and s not in JOINERS)
+    hidden = sorted(s for s in symbols if _invisible(s))
     # a combining mark (or Hangul vowel or final jamo) of its own beside a letter that holds it precomposed: letters
     # spelled two ways (NFC and NFD). Vietnamese ế holds two marks; without ê or é in the vocabulary, pairing each
     # mark with one letter found neither.
