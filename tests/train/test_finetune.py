@@ -664,7 +664,8 @@ def test_dev_labels_outside_the_vocabulary_are_warned_and_reported(tones, tmp_pa
         task = FinetuneTask(FinetuneConfig(train=[str(train)], dev=[str(upper)], out=str(tmp_path / "r"), model=SMALL))
     warned = [r.getMessage() for r in caplog.records if "dev label symbols" in r.getMessage()]
     assert warned == [f"{upper}: {len(first)} dev label symbols are not in the vocabulary "
-                      f"({format_counts(counts, limit=8)}); they are scored as <unk>"]
+                      f"({format_counts(counts, limit=8)}); each is an error in the dev error rate, as xlsr "
+                      f"evaluate scores it"]
     assert task.data.report()["oov"] == {str(upper): counts}
 
 

@@ -50,3 +50,17 @@ def test_the_dev_cer_counts_insertions_and_leaves_word_boundaries_out(tmp_path):
     model = _FixedPaths([[a, blank, i], [a, blank, u, blank, i]], len(vocab.tokens))
     logs = task.valid_step(model, batch)
     assert logs["cer"] == pytest.approx(1 / 4) and logs["sample_size"] == 4
+
+
+def test_a_reference_symbol_outside_the_vocabulary_is_an_error_even_where_the_model_says_unk(tmp_path):
+    # as xlsr evaluate scores it: the reference's own symbol against the hypothesis' `<unk>` is a substitution
+    manifest = write_tone_corpus(tmp_path, "train", 4, seed=1)
+    task = FinetuneTask(FinetuneConfig(train=[str(manifest)], out=str(tmp_path / "run"), model=SMALL,
+                                       cache_features=False))
+    vocab = task.vocab
+    a, i, unk, blank = vocab.index("a"), vocab.index("i"), vocab.unk_id, 0
+    ref = [a, unk, i]  # a dev label whose middle symbol the vocabulary lacks
+    batch = SimpleNamespace(waveforms=torch.zeros(2, 400), lengths=torch.tensor([400, 400]), ids=[0, 1],
+                            labels=torch.tensor([ref, ref]), label_lengths=torch.tensor([3, 3]))
+    model = _FixedPaths([[a, blank, unk, blank, i], [a, blank, a, blank, i]], len(vocab.tokens))
+    assert task.valid_step(model, batch)["per"] == pytest.approx(2 / 6)

@@ -58,4 +58,4 @@ def test_fine_tuning_from_a_shard_folder_trains_on_its_train_split(sharded, tmp_
     assert load_checkpoint(run / "checkpoints" / "last").vocab == ["<blank>", "<unk>", "a", "i", "u"]
     assert [r["update"] for r in read_log(run / "log.jsonl") if r.get("split") == "train"] == [1, 2]
     report = json.loads((run / "data_report.json").read_text())
-    assert report["vocab_size"] == 5 and report["oov"] == {str(dev): {"o": 4}}  # dev's `o` scored as <unk>
+    assert report["vocab_size"] == 5 and report["oov"] == {str(dev): {"o": 4}}  # dev's `o` outside the vocabulary

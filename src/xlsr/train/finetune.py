@@ -322,16 +322,21 @@ class FinetuneTask(Task):
             raise XlsrError(f"dev set {lang!r} ({', '.join(self.data.dev_manifests[lang])}): {exc}") from None
 
     def valid_step(self, model: nn.Module, batch) -> dict:
-        """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch.
+        """CTC loss and the greedy unit error rate (PER/CER, word boundaries excluded) of one dev batch; a reference
+        symbol outside the vocabulary (`<unk>` in the label) is an error.
 
         The loss is the mean one (nats per label, as the train log's `loss`) whatever `ctc_loss` trains with."""
         out = self.ctc_forward(model, batch, "dev")
         hyps = ctc_best_path(out.logits, out.frame_lengths)
         errors = ref_len = 0
         drop = {self.boundary_id} if self.boundary_id is not None else set()
+        unk = self.vocab.unk_id
         for row, hyp in enumerate(hyps):
             ref = batch.labels[row, : int(batch.label_lengths[row])].tolist()
-            ops = edit_ops([t for t in ref if t not in drop], [t for t in hyp if t not in drop])
+            # a symbol the vocabulary lacks is an error whatever the model emits, <unk> too, as xlsr evaluate
+            # scores it against the reference's own symbol
+            ref = [-1 if t == unk else t for t in ref if t not in drop]
+            ops = edit_ops(ref, [t for t in hyp if t not in drop])
             errors += ops.substitutions + ops.deletions + ops.insertions
             ref_len += ops.ref_len
         return {"loss": float(out.loss), self.best_metric: errors / max(ref_len, 1), "sample_size": max(ref_len, 1)}

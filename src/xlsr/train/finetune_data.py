@@ -254,13 +254,14 @@ def check_oov(cfg: FinetuneConfig, vocab: Vocabulary, train: dict[str, Sequence]
 
 def check_dev_labels(cfg: FinetuneConfig, vocab: Vocabulary, dev: dict[str, Sequence]) -> dict[str, dict[str, int]]:
     """Dev labels against the vocabulary: a reserved token is an error; symbols outside it a warning with counts
-    (they are scored as `<unk>`), returned per manifest."""
+    (each an error in the dev error rate, whatever the model emits, as `xlsr evaluate` scores it), returned per manifest."""
     found = {}
     for path, utts in dev.items():
         check_reserved(path, utts, cfg.labels)
         report = vocab.oov_report([text for text in labels_of(utts, cfg.labels) if text])
         if report:
-            log.warning("%s: %d dev label symbols are not in the vocabulary (%s); they are scored as <unk>",
+            log.warning("%s: %d dev label symbols are not in the vocabulary (%s); each is an error in the dev error "
+                        "rate, as xlsr evaluate scores it",
                         path, sum(report.values()), format_counts(report, limit=8))
             found[path] = report
     return found
