@@ -154,15 +154,27 @@ def test_a_language_coded_all_is_counted_once_in_the_total(tmp_path):
 
 def test_json_report_has_null_not_infinity_for_a_language_without_reference_units(tmp_path):
     ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "b"], "a", "chars")
-    m = manifest(tmp_path, [{"lang": "zz", "text": "¡!"}, {"lang": "yy", "text": "a"}])  # zz: nothing left to score
+    m = manifest(tmp_path, [{"lang": "zz", "text": "|"}, {"lang": "yy", "text": "a"}])  # zz: no character to score
     out = tmp_path / "report.json"
-    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--normalize-text", "--json", str(out),
-                 "--no-progress"]) == 0
+    assert main(["evaluate", "--model", str(ckpt), "--manifest", str(m), "--json", str(out), "--no-progress"]) == 0
     text = out.read_text()
     assert "Infinity" not in text
     data = json.loads(text)
     assert data["languages"]["zz"]["cer"]["rate"] is None and data["languages"]["zz"]["cer"]["insertions"] == 1
     assert data["languages"]["yy"]["cer"]["rate"] == 0.0 and data["total"]["cer"]["rate"] == 1.0
+
+
+def test_a_reference_that_normalising_empties_is_skipped_as_in_the_normalized_copy_of_its_manifest(tmp_path):
+    # `xlsr data normalize-text` writes "?!" as "" (no reference); evaluate --normalize-text on the raw manifest skips
+    # it the same, instead of scoring the hypothesis against nothing
+    ckpt = constant_model(tmp_path, ["<blank>", "<unk>", "|", "a", "b"], "a", "chars")
+    m = manifest(tmp_path, [{"lang": "zz", "text": "¡?!"}, {"lang": "zz", "text": "A!"}])
+    report = evaluate(load_ctc_model(ckpt), read_manifests([m]), normalize=True, show_progress=False)
+    assert report.no_reference == ["u0"] and report.total_utterances == 1
+    assert report.rate("zz", "char") == 0.0
+    only = manifest(tmp_path, [{"lang": "zz", "text": "¡?!"}])
+    with pytest.raises(XlsrError, match="no utterance has a 'text' reference"):
+        evaluate(load_ctc_model(ckpt), read_manifests([only]), normalize=True, show_progress=False)
 
 
 def test_utterance_ids_scored_twice_are_warned_about(tmp_path, caplog):
