@@ -53,3 +53,12 @@ def test_the_wer_of_a_script_written_without_spaces_is_flagged_beside_the_table(
                                                "are whole phrases; CER is the rate to compare")
     spaced = References("m", utts[2:], "chars", scored=[0], missing=[], oov={}, normalize=False)
     assert "WER of" not in spaced.score({"/x/2.wav": "hello"}, []).table()
+
+
+def test_half_width_katakana_is_a_script_without_spaces_and_the_json_names_the_phrase_level_wer():
+    utts = _refs(["ｺﾝﾆﾁﾊ ｾｶｲ", "hello world"], "ja")
+    utts[1].lang = "en"
+    refs = References("m", utts, "chars", scored=[0, 1], missing=[], oov={}, normalize=False)
+    report = refs.score({"/x/0.wav": "ｺﾝﾆﾁﾊ ｾｶｲ", "/x/1.wav": "hello world"}, [])
+    assert report.unspaced == ["ja"] and report.to_dict()["unspaced"] == ["ja"]
+    assert report.table().splitlines()[-1].startswith("WER of ja: written without spaces")

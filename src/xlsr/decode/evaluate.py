@@ -91,6 +91,8 @@ class EvalReport:
             "total": {"utterances": self.total_utterances, **metrics(self.total, self.total_utterances)},
             "failures": [{"audio": f.audio, "error": f.error} for f in self.failures],
             "no_reference": self.no_reference, "oov": self.oov,
+            # the languages whose WER counts whole phrases (the note under the table)
+            "unspaced": sorted(self.unspaced),
         }
 
     def table(self) -> str:
@@ -256,9 +258,11 @@ def _manifests(utts: Sequence) -> list[str]:
     return list(dict.fromkeys(str(s) for s in sources if s))
 
 
-# Scripts written without spaces between words: Thai and Lao, Tibetan, Myanmar, Khmer, hiragana and katakana, Han
+# Scripts written without spaces between words: Thai and Lao, Tibetan, Myanmar, Khmer, hiragana and katakana (with
+# its phonetic extensions and half-width forms), Han
 _UNSPACED = ((0x0E00, 0x0EFF), (0x0F00, 0x0FFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x3040, 0x30FF),
-             (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF))
+             (0x31F0, 0x31FF), (0xFF66, 0xFF9F), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
+             (0x20000, 0x3FFFF))
 
 
 def _unspaced_script(ch: str) -> bool:
