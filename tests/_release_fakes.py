@@ -13,9 +13,13 @@ def fake_command(args: list[str]) -> tuple[Path, dict[str, str]]:
 
 def fake_synth(out: Path, value: dict[str, str], seconds: dict[str, float]) -> None:
     """What `xlsr synth` leaves: OUT/synth.json with the corpus settings and `seconds` of audio per split and
-    language."""
+    language, and each language's (empty) manifests."""
     langs = value["--langs"].split(",")
     out.mkdir(parents=True, exist_ok=True)
+    for lang in langs:
+        (out / lang).mkdir(exist_ok=True)
+        for split in ("train", "dev", "test"):
+            (out / lang / f"{split}.jsonl").write_text("")
     (out / "synth.json").write_text(json.dumps({
         "seed": int(value["--seed"]), "utts_per_lang": int(value["--utts-per-lang"]),
         "languages": {lang: {} for lang in langs}, "augment": value["--augment"], "voices": value["--voices"],

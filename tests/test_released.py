@@ -152,6 +152,10 @@ def test_release_corpus_is_the_realistic_one_written_out(tmp_path):
               "languages": {lang: {} for lang in recipe.langs}, "voices": "varied",
               "augment": "speed=0.3:0.9-1.1,reverb=0.3:0.2-0.8,noise=0.5:5-30,bandlimit=0.2:3000-6000"}
     (tmp_path / "synth.json").write_text(json.dumps(record))
+    for lang in recipe.langs:
+        (tmp_path / lang).mkdir()
+        for split in ("train", "dev", "test"):
+            (tmp_path / lang / f"{split}.jsonl").write_text("")
     assert corpus_matches(tmp_path, recipe)
     (tmp_path / "synth.json").write_text(json.dumps({**record, "augment": "noise=0.5:5-30"}))
     assert not corpus_matches(tmp_path, recipe)

@@ -34,6 +34,7 @@ import yaml
 from xlsr.atomic import write_text
 from xlsr.cores import available_cores
 from xlsr.data.augment import parse_augment
+from xlsr.data.synth.corpus import SPLITS
 from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.jsonl import parse_json
 from xlsr.released.recipes import RELEASE_SYNTH, RELEASED_DIR, RELEASES, ReleaseRecipe, command_line
@@ -69,9 +70,13 @@ def run_xlsr(args: list[str], log_file: Path | None = None, threads: int | None 
 
 
 def corpus_matches(corpus: Path, recipe: ReleaseRecipe) -> bool:
-    """Whether `corpus` already holds exactly this recipe's synthesized corpus (so it need not be redone)."""
+    """Whether `corpus` already holds exactly this recipe's synthesized corpus (so it need not be redone): synth.json
+    says so, and every language's manifests are there (a synth call stopped while rewriting a language has removed
+    them, leaving its record)."""
     record = corpus / "synth.json"
     if not record.is_file():
+        return False
+    if not all((corpus / lang / f"{split}.jsonl").is_file() for lang in recipe.langs for split in SPLITS):
         return False
     try:
         data = parse_json(record.read_text())

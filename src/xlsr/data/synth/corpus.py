@@ -9,10 +9,10 @@ perturbation, room reverberation, noise and band-limiting (`augment.DEFAULT_AUGM
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import re
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,6 +196,12 @@ def applied_effects(draw: EffectDraw | None) -> list[str]:
     return [name for name, value in names.items() if value is not None]
 
 
+def _ignore_ctrl_c() -> None:
+    """Pool initializer: Ctrl-C reaches every process of the terminal's group; the parent alone stops, and stops the
+    workers (Pool.terminate), so that no worker prints its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _render_star(job: tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]]) -> tuple[dict, float]:
     return render(*job)
 
@@ -223,7 +229,9 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
     if out.exists() and not out.is_dir():
         raise XlsrError(f"{out_dir}: exists and is not a folder (--out)")
     _check_out(Path(out_dir), languages)
+    _check_in_the_way(Path(out_dir), languages)
     out.mkdir(parents=True, exist_ok=True)
+    _withdraw_manifests(out, languages)
     babble_key = (seed, tuple(lang.code for lang in languages))
     results = _render_all([(p, str(out), babble_key) for p in plans], workers, show_progress)
     # names the languages whose manifests are written until synth.json lists them: a rerun after a stop takes them
@@ -237,13 +245,22 @@ def synthesize_corpus(out_dir: str | Path, langs: list[str] | str, utts_per_lang
                "speakers_per_lang": speakers_per_lang, "words_per_utt": list(words_per_utt), "voices": voices,
                "augment": str(spec)}
     record = folder_record(out, _read_record(out / "synth.json"), call_record(languages, options, plans, summary))
-    (out / "synth.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(out / "synth.json", record, indent=1)  # a kill or a full disk midway must not lose earlier calls' entries
     if earlier:
         write_json(out / PENDING, earlier)
     else:
         (out / PENDING).unlink()
     _remove_stale_audio(out, languages, plans)
     return summary
+
+
+def _withdraw_manifests(out: Path, languages: list[Language]) -> None:
+    """Remove the manifests of the languages about to be written (synth's own: `_check_out`) before their audio is
+    overwritten: a call stopped midway (a kill, a failed utterance) then leaves no manifest whose lines name audio of
+    another call (another seed, other options), nor a file cut short; running it again writes them."""
+    for lang in languages:
+        for split in SPLITS:
+            (out / lang.code / f"{split}.jsonl").unlink(missing_ok=True)
 
 
 def _remove_stale_audio(out: Path, languages: list[Language], plans: list[UtterancePlan]) -> None:
@@ -395,6 +412,21 @@ def _check_out(out_dir: Path, languages: list[Language]) -> None:
                                 f"{lang.code} out")
 
 
+def _check_in_the_way(out_dir: Path, languages: list[Language]) -> None:
+    """XlsrError before anything is written when a file stands where synth writes a folder (DIR/<lang>,
+    DIR/<lang>/audio) or a folder where it writes a file (DIR/synth.json, a manifest): nothing of it is touched."""
+    folders = [Path(code) for lang in languages for code in (lang.code, f"{lang.code}/audio")]
+    files = [Path("synth.json")] + [Path(lang.code) / f"{split}.jsonl" for lang in languages for split in SPLITS]
+    for rel in folders:
+        if (out_dir / rel).exists() and not (out_dir / rel).is_dir():
+            raise XlsrError(f"--out {out_dir}: {rel.as_posix()} is a file where synth writes a folder; move it, or "
+                            f"synthesize into another folder")
+    for rel in files:
+        if (out_dir / rel).is_dir():
+            raise XlsrError(f"--out {out_dir}: {rel.as_posix()} is a folder where synth writes a file; move it, or "
+                            f"synthesize into another folder")
+
+
 def _pending(out_dir: Path) -> list[str] | None:
     """The languages DIR/.synth.pending.json names (a call stopped while writing their manifests), None if none."""
     try:
@@ -420,17 +452,19 @@ def _render_all(jobs: list[tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]
     """Render every job, in job order, in this process or a pool of `workers`."""
     bar = progress(total=len(jobs), desc="synth", unit="utt", disable=not show_progress)
     results = []
-    if workers == 1:
-        for job in jobs:
-            results.append(_render_star(job))
-            bar.update(1)
-    else:
-        # spawn: each worker gets a fresh espeak-ng (the library is global state, not fork/thread safe).
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for result in pool.imap(_render_star, jobs, chunksize=4):
-                results.append(result)
+    try:
+        if workers == 1:
+            for job in jobs:
+                results.append(_render_star(job))
                 bar.update(1)
-    bar.close()
+        else:
+            # spawn: each worker gets a fresh espeak-ng (the library is global state, not fork/thread safe).
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_ctrl_c) as pool:
+                for result in pool.imap(_render_star, jobs, chunksize=4):
+                    results.append(result)
+                    bar.update(1)
+    finally:  # on a stop or an error too: the bar ends its line, and the error's line comes after it, once
+        bar.close()
     return results
 
 
