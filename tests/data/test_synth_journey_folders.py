@@ -32,3 +32,14 @@ def test_a_file_or_folder_in_the_way_is_refused_before_anything_is_written(tmp_p
     assert str(exc.value) == (f"--out {out}: {in_the_way.rstrip('/')} {what}; move it, or synthesize into another "
                               f"folder")
     assert _snapshot(out) == before
+
+
+def test_words_per_utterance_above_the_cap_are_refused_before_anything_is_written(tmp_path):
+    from xlsr.data.synth.corpus import MAX_WORDS_PER_UTT
+
+    with pytest.raises(XlsrError) as info:
+        synthesize_corpus(tmp_path / "c", "es", 3, speakers_per_lang=3, words_per_utt=(4, 1_000_000),
+                          show_progress=False)
+    assert str(info.value) == (f"--words-per-utt: at most {MAX_WORDS_PER_UTT} words an utterance (over a minute of "
+                               f"speech), got 4-1000000")
+    assert not (tmp_path / "c").exists()

@@ -47,6 +47,7 @@ from xlsr.rates import SAMPLE_RATE
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+MAX_WORDS_PER_UTT = 200  # words of one utterance: over a minute of speech
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 SPEAKERS_PER_LANG = 40  # default: 32 train, 4 dev, 4 test speakers per language
 PENDING = ".synth.pending.json"  # DIR/.synth.pending.json: the languages of a call whose manifests are being written
@@ -131,6 +132,9 @@ def plan_corpus(langs: list[Language], utts_per_lang: int, seed: int, *, speaker
     lo, hi = words_per_utt
     if not 1 <= lo <= hi:
         raise XlsrError(f"--words-per-utt: need 1 <= min <= max, got {lo}-{hi}")
+    if hi > MAX_WORDS_PER_UTT:  # a million words was one utterance rendered for minutes, until memory ran out
+        raise XlsrError(f"--words-per-utt: at most {MAX_WORDS_PER_UTT} words an utterance (over a minute of speech), "
+                        f"got {lo}-{hi}")
     plans = []
     for lang in langs:
         # One generator per language, so adding a language does not change the others' plans (texts, speakers,
