@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -192,7 +194,7 @@ def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, setti
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=FEATURES_PREFIX) as shared:
         features = {init: Path(shared) / f"{name}.pt" for name, init, _ in jobs}
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=torch.set_num_threads, initargs=(threads,))
+                                   initializer=_worker_start, initargs=(threads,))
         try:
             # future -> ("features", init) or ("train" | "score", index of the run)
             pending = {pool.submit(_worker_features, name, init, settings, corpus_dir, list(eval_manifests),
@@ -225,6 +227,20 @@ def _finetune_side_by_side(jobs: list[tuple[str, str, int]], workers: int, setti
 
 
 _WORKER_CACHES: dict[str, dict[str, FeatureCache]] = {}  # in a worker process: per init, across the jobs it runs
+
+
+def _worker_start(threads: int) -> None:
+    """A worker process's setup: its thread count, and a watch that ends it once the demo's process is gone."""
+    torch.set_num_threads(threads)
+    # A demo killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and a worker waiting for its next
+    # job would wait for ever, holding ~0.6-1 GB: it ends itself instead when its parent changes.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="exit-with-demo").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _worker_features(name: str, init: str, settings: DemoSettings, corpus_dir: Path, eval_manifests: list[Path],

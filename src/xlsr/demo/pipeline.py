@@ -27,6 +27,7 @@ from xlsr.demo.settings import DEMO_MARKER, OUTPUTS, STAGES, DemoSettings, choos
 from xlsr.demo.stages import eval_set_summary, live_pretrain, run_analysis, synthesize, synthesize_eval
 from xlsr.devices import pick_device
 from xlsr.errors import XlsrError
+from xlsr.folder_lock import LOCK_FILE, folder_lock
 from xlsr.released.build import recreate_released
 from xlsr.released.recipes import release_recipes, require_released
 from xlsr.train.monitor import finite_or_null
@@ -70,7 +71,8 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise XlsrError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+    # (the lock file of the demo that holds DIR is no content of its own)
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not (out / DEMO_MARKER).is_file():
         raise XlsrError(f"--out {out}: folder is not empty and holds no earlier demo ({DEMO_MARKER}); "
                         f"choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
-# One piece (53 lines): the demo's stages in order, each a visible line with its log entry, as the training loop is.
+# One piece (58 lines): the demo's stages in order, each a visible line with its log entry, as the training loop is.
 def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, released_dir: str | Path | None = None,
              full: bool = False, quick_release: bool = False, release_work: str | Path | None = None,
              show_progress: bool = True, quiet: bool = False) -> DemoResult:
@@ -104,51 +106,56 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     require_espeak()  # the synthesis (--full: the releases' too) needs it
     # The one fine-tuning configuration (a bad finetune_settings key fails here, before anything is written).
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
-    out = prepare_out_dir(out_dir)
-    log = StageLog(out, total=len(STAGES) + int(full), quiet=quiet)
-    result = DemoResult(out_dir=out, settings=config_to_dict(settings), finetune_config=shared,
-                        finetune_lr=peak_rates(settings, out / "corpus"))
+    # One demo at a time in DIR: a second one's prepare_out_dir would remove the first one's outputs under it.
+    with folder_lock(out_dir, "another demo is writing into it; wait for it to end or choose another --out"):
+        out = prepare_out_dir(out_dir)
+        log = StageLog(out, total=len(STAGES) + int(full), quiet=quiet)
+        result = DemoResult(out_dir=out, settings=config_to_dict(settings), finetune_config=shared,
+                            finetune_lr=peak_rates(settings, out / "corpus"))
 
-    if full:
-        t0 = log.begin(f"re-creating the released checkpoints from scratch without `{settings.target}` "
-                       f"(xlsr synth + pretrain + plot)")
-        recipes = list(release_recipes(settings.target).values())
-        released = recreate_released(out / "released", release_work or out / "release_work", recipes=recipes,
-                                     quick=quick_release, parallel=True, machine={"device": settings.device},
-                                     synth_workers=max(1, available_cores() // len(recipes)))  # 1 each on 2 cores
-        result.seconds["release"] = log.done("release", t0, ", ".join(f"{n} → {p}" for n, p in released.items()))
-        langs = require_held_out(settings.target, released[names[0]])
-    result.released = {name: str(released[name]) for name in names}
-    result.release_langs = langs
+        if full:
+            t0 = log.begin(f"re-creating the released checkpoints from scratch without `{settings.target}` "
+                           f"(xlsr synth + pretrain + plot)")
+            recipes = list(release_recipes(settings.target).values())
+            released = recreate_released(out / "released", release_work or out / "release_work", recipes=recipes,
+                                         quick=quick_release, parallel=True, machine={"device": settings.device},
+                                         synth_workers=max(1, available_cores() // len(recipes)))  # 1 each on 2 cores
+            result.seconds["release"] = log.done("release", t0,
+                                                 ", ".join(f"{n} → {p}" for n, p in released.items()))
+            langs = require_held_out(settings.target, released[names[0]])
+        result.released = {name: str(released[name]) for name in names}
+        result.release_langs = langs
 
-    corpus = out / "corpus"
-    t0 = log.begin(f"synthesizing {1 + len(settings.pretrain_langs)} languages")
-    result.corpus = synthesize(settings, corpus, show_progress)
-    held_out = synthesize_eval(settings, out / "corpus_eval", show_progress)
-    result.eval_set = eval_set_summary(held_out)
-    tgt = result.corpus[settings.target]
-    others = sum(sum(v.values()) for lang, v in result.corpus.items() if lang != settings.target)
-    result.seconds["synth"] = log.done(
-        "synth", t0, f"{settings.target}: {tgt['train']:.1f} min labeled train, {tgt['dev']:.1f} dev, "
-        f"{tgt['test']:.1f} test" + (f", {result.eval_set['minutes']:.1f} held-out test" if held_out else "") +
-        f"; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
+        corpus = out / "corpus"
+        t0 = log.begin(f"synthesizing {1 + len(settings.pretrain_langs)} languages")
+        result.corpus = synthesize(settings, corpus, show_progress)
+        held_out = synthesize_eval(settings, out / "corpus_eval", show_progress)
+        result.eval_set = eval_set_summary(held_out)
+        tgt = result.corpus[settings.target]
+        others = sum(sum(v.values()) for lang, v in result.corpus.items() if lang != settings.target)
+        result.seconds["synth"] = log.done(
+            "synth", t0, f"{settings.target}: {tgt['train']:.1f} min labeled train, {tgt['dev']:.1f} dev, "
+            f"{tgt['test']:.1f} test" + (f", {result.eval_set['minutes']:.1f} held-out test" if held_out else "") +
+            f"; {len(settings.pretrain_langs)} other languages: {others:.1f} min")
 
-    result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out, log,
-                                                result, held_out)
+        result.seconds["finetune"] = finetune_stage(settings, released[names[0]], released[names[1]], corpus, out,
+                                                    log, result, held_out)
 
-    result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result, show_progress)
+        result.seconds["analysis"] = analysis_stage(settings, released[names[0]], corpus, out, log, result,
+                                                    show_progress)
 
-    t0 = log.begin(f"live pretraining run ({settings.pretrain_recipe}, {settings.pretrain_updates} updates)")
-    result.pretrain = live_pretrain(settings, corpus, out / "pretrain_live", out / "pretrain_curve.png")
-    first, last = result.pretrain["first"], result.pretrain["last"]
-    result.seconds["pretrain"] = log.done(
-        "pretrain", t0, f"loss {number(first.get('loss'))} → {number(last.get('loss'))} bits, accuracy "
-        f"{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)} (updates {first.get('update')}–{last.get('update')})")
+        t0 = log.begin(f"live pretraining run ({settings.pretrain_recipe}, {settings.pretrain_updates} updates)")
+        result.pretrain = live_pretrain(settings, corpus, out / "pretrain_live", out / "pretrain_curve.png")
+        first, last = result.pretrain["first"], result.pretrain["last"]
+        result.seconds["pretrain"] = log.done(
+            "pretrain", t0, f"loss {number(first.get('loss'))} → {number(last.get('loss'))} bits, accuracy "
+            f"{number(first.get('accuracy'), 3)} → {number(last.get('accuracy'), 3)} "
+            f"(updates {first.get('update')}–{last.get('update')})")
 
-    t0 = log.begin("writing the report")
-    result.report = write_report(result)
-    result.seconds["report"] = log.done("report", t0, str(result.report))
-    write_text(out / "demo.json", demo_json(result))
+        t0 = log.begin("writing the report")
+        result.report = write_report(result)
+        result.seconds["report"] = log.done("report", t0, str(result.report))
+        write_text(out / "demo.json", demo_json(result))
     return result
 
 

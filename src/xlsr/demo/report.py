@@ -62,6 +62,11 @@ def init_label(name: str, checkpoint: str, target: str) -> str:
     return name
 
 
+def init_name(name: str) -> str:
+    """An initialisation as the report's sentences name it ("scratch" is random weights, as the table says)."""
+    return "random weights" if name == "scratch" else name
+
+
 def pm(mean: float | None, sd: float | None) -> str:
     """A rate's mean ± sample sd (n−1) in percent ("–" without a mean; no "±" for a single value)."""
     if mean is None:
@@ -191,7 +196,7 @@ def peak(rates: dict, fallback: float, target: str | None = None) -> str:
     if not rates_differ(rates):
         return f"a peak of {next(iter(rates.values()), fallback):g}"
     return f"a peak per initialisation, {rates_chosen(rates, target)} (" + ", ".join(
-        f"{'random weights' if name == 'scratch' else name} {rate:g}" for name, rate in rates.items()) + \
+        f"{init_name(name)} {rate:g}" for name, rate in rates.items()) + \
         "; DemoSettings.finetune_lr)"
 
 
@@ -231,7 +236,7 @@ def write_report(result: DemoResult) -> Path:
     summary = summarize(result.finetune)
     key = lead_key(result.finetune)
     order = ranked(summary, key)
-    lowest = order[0] if summary[order[0]][key + "_mean"] is not None else "n/a (no finite PER)"
+    lowest = init_name(order[0]) if summary[order[0]][key + "_mean"] is not None else "n/a (no finite PER)"
     ev = result.eval_set
     eval_note = (f" Held-out test set: {ev['utterances']} further utterances of `{s['target']}` ({ev['minutes']:.1f} "
                  f"min, {ev['speakers']} speakers synthesized with seed {s['eval_seed']} (a quarter share an espeak voice, "

@@ -59,15 +59,16 @@ def logged_panels(records: list[dict]) -> list[tuple[str, tuple[str, ...]]]:
 def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None) -> Path:
     """Draw train (and validation, per language) curves of `run_dir` to `out_png` (default RUN/curves.png)."""
     run_dir = Path(run_dir)
-    log_path = run_dir / "log.jsonl"
-    if not log_path.is_file():
-        raise XlsrError(f"{log_path}: no training log (is {run_dir} a run folder?)")
+    log_path = require_log(run_dir)
     logged = read_log(log_path)
-    records = [r for r in logged if isinstance(r, dict) and "split" in r]
+    records = [r for r in logged if is_update_record(r)]
     if not records:
         lines = sum(1 for line in log_path.read_bytes().splitlines() if line.strip())
         if lines > 1 and not logged:  # a kill tears one line at most: more, none of them JSON, is no run's log
             raise XlsrError(f"{log_path}: none of its {lines} lines is a JSON record (is this a run's log.jsonl?)")
+        if any(isinstance(r, dict) and ("split" in r or "update" in r) for r in logged):
+            raise XlsrError(f"{log_path}: none of its records has both a `split` name and an `update` number "
+                            f"(is this a run's log.jsonl?)")
         raise XlsrError(f"{log_path}: no logged updates yet")
     if not logged_panels(records):
         raise XlsrError(f"{log_path}: none of its {len(records)} logged updates holds a value to plot "
@@ -80,6 +81,32 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     fig = draw_training_curves(records, str(run_dir))
     fig.savefig(out, dpi=100)
     return out
+
+
+def is_update_record(record) -> bool:
+    """A log.jsonl record of one update's values: a `split` name and an `update` number (warnings have neither)."""
+    return (isinstance(record, dict) and isinstance(record.get("split"), str)
+            and isinstance(record.get("update"), int | float) and not isinstance(record.get("update"), bool))
+
+
+def require_log(run_dir: Path) -> Path:
+    """RUN/log.jsonl; one XlsrError line naming what RUN is instead: missing, a file, or a folder of runs (a demo's)."""
+    log_path = run_dir / "log.jsonl"
+    if log_path.is_file():
+        return log_path
+    if not run_dir.exists():
+        raise XlsrError(f"{log_path}: no training log; there is no folder {run_dir}")
+    if not run_dir.is_dir():
+        hint = f"; give its folder, {run_dir.parent}" if run_dir.name == "log.jsonl" else ""
+        raise XlsrError(f"{run_dir}: a file, not a run folder (the folder that holds log.jsonl){hint}")
+    # e.g. a demo's folder: pretrain_live/ and finetune/<init>/seed<k>/ hold its runs (three levels at most: the walk
+    # stays short in a large folder); the nearest first
+    below = [p.parent for depth in range(1, 4) for p in sorted(run_dir.glob("/".join(["*"] * depth + ["log.jsonl"])))
+             if p.is_file()]
+    if not below:
+        raise XlsrError(f"{log_path}: no training log (is {run_dir} a run folder?)")
+    named = ", ".join(str(p) for p in below[:3]) + (f" and {len(below) - 3} more" if len(below) > 3 else "")
+    raise XlsrError(f"{log_path}: no training log; {run_dir} holds run folders: {named}; plot one of them")
 
 
 def draw_training_curves(records: list[dict], title: str):
