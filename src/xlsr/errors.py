@@ -19,7 +19,8 @@ class CheckpointError(XlsrError):
 
 class TrainingInterrupted(XlsrError):
     """A training run that Ctrl-C or SIGTERM stopped before its max_updates (it saved and can resume), inside a
-    command that goes on to use it (the demo): the CLI exits with status 130, as `xlsr pretrain` does when stopped."""
+    command that goes on to use it (the demo), or whose signal came as it ended (it finished): the CLI exits with
+    status 130, as `xlsr pretrain` does when stopped."""
 
 
 def listing(items: list[str], limit: int = 8) -> str:

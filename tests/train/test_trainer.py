@@ -451,3 +451,25 @@ def test_a_validation_whose_new_best_failed_to_save_is_a_new_best_again_on_the_r
         ckpt.load_trainer_state(straight / "checkpoints" / "update_0000004")["best"]))  # the best before it
     Trainer(_cfg(failed, max_updates=8), ToyTask()).fit()
     assert os.readlink(failed / "checkpoints" / "best") == "update_0000008"
+
+
+def test_a_signal_in_the_final_validation_ends_the_finished_run_as_interrupted(tmp_path):
+    # the run is whole and saved, but the command holding it must stop (a demo went on to its next stage)
+    import signal
+
+    from xlsr.errors import TrainingInterrupted
+
+    class SignalledInFinalValidation(ToyTask):
+        def valid_step(self, model, batch):
+            if not getattr(self, "sent", False):
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().valid_step(model, batch)
+
+    trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), SignalledInFinalValidation())
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert str(info.value) == (f"SIGINT came as the run ended: it is finished (update 4) and saved in {tmp_path}; "
+                               f"stopped there")
+    assert ckpt.run_finished(tmp_path, 4)
+    assert [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"] == [4]

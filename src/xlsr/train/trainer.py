@@ -22,7 +22,7 @@ from torch import nn
 
 from xlsr.atomic import write_json
 from xlsr.config import save_config
-from xlsr.errors import XlsrError
+from xlsr.errors import TrainingInterrupted, XlsrError
 from xlsr.folder_lock import folder_lock
 from xlsr.rates import SAMPLE_RATE
 from xlsr.train import checkpoint as ckpt
@@ -62,6 +62,7 @@ class Trainer(TrainerCheckpoints):
         self.overflow_skipped = 0  # fp16 steps skipped because their gradients overflowed (the scale was lowered)
         self.consecutive_nan = 0
         self._stop_pending = False  # set by the SIGINT/SIGTERM handler; goes into the next update's all-reduce
+        self._stop_signal = ""  # the name of the signal that set it
         self._stop_requested = False  # that all-reduce's result: the same on every rank, so all stop together
         self._last_saved: int | None = None
         self.validation_pending = False  # this update's validation failed and was saved so: a resumed run does it first
@@ -151,6 +152,12 @@ class Trainer(TrainerCheckpoints):
                     self.task.on_fit_end(self.run_dir)  # an export, inside the lock: no second run writes beside it
         finally:
             dist_util.shutdown(self.info)
+        if self._stop_pending and not self._stop_requested:
+            # the signal came after the last update's all-reduce (in the final validation, save or export): the run
+            # is whole, but the command that holds it must stop too, not go on (a demo to its next stage,
+            # `xlsr finetune ... && xlsr evaluate ...` to the evaluation)
+            raise TrainingInterrupted(f"{self._stop_signal} came as the run ended: it is finished (update "
+                                      f"{self.update}) and saved in {self.run_dir}; stopped there")
         return self.run_dir
 
     def _run_lock(self):
@@ -463,6 +470,7 @@ class Trainer(TrainerCheckpoints):
             # Only pending: the next update's all-reduce tells every rank, and all stop after that same update
             # (a rank that stopped on its own signal would wait in the save's collective, its peers in the update's).
             self._stop_pending = True
+            self._stop_signal = signal.Signals(signum).name
             self.monitor.info(f"xlsr: {signal.Signals(signum).name} received; finishing the update and saving")
 
         try:
