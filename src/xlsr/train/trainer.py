@@ -153,7 +153,7 @@ class Trainer(TrainerCheckpoints):
         finally:
             dist_util.shutdown(self.info)
         if self._stop_pending and not self._stop_requested:
-            # the signal came after the last update's all-reduce (in the final validation, save or export): the run
+            # the signal came after the last update's all-reduce (in the final validation or save): the run
             # is whole, but the command that holds it must stop too, not go on (a demo to its next stage,
             # `xlsr finetune ... && xlsr evaluate ...` to the evaluation)
             raise TrainingInterrupted(f"{self._stop_signal} came as the run ended: it is finished (update "
