@@ -167,10 +167,21 @@ def test_earlier_demo_outputs_replaced_release_work_kept(tmp_path):
     (out / "finetune" / "scratch").mkdir(parents=True)
     (out / "release_work").mkdir()
     (out / "report.md").write_text("old")
-    (out / DEMO_MARKER).write_text("old")
+    (out / DEMO_MARKER).write_text("[1/5] synth: it: 6.8 min labeled train (41 s)\n[2/5] finetune: 9 runs (9:02)\n")
     prepare_out_dir(out)
     assert not (out / "finetune").exists() and not (out / "report.md").exists()
     assert (out / "release_work").is_dir()
+
+
+@pytest.mark.parametrize("log", ["my notes on the demo\n", "[1/5] synth: ...\nmy own line\n", "\xff\xfe"])
+def test_a_demo_log_of_the_users_own_is_no_earlier_demo(tmp_path, log):
+    out = tmp_path / "demo"
+    (out / "finetune").mkdir(parents=True)
+    (out / "report.md").write_text("mine")
+    (out / DEMO_MARKER).write_bytes(log.encode("latin-1") if log.startswith("\xff") else log.encode())
+    with pytest.raises(XlsrError, match="holds no earlier demo"):
+        prepare_out_dir(out)
+    assert (out / "finetune").is_dir() and (out / "report.md").read_text() == "mine"
 
 
 @pytest.mark.parametrize("change, match", [

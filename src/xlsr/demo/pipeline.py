@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -66,15 +67,35 @@ class StageLog:
         return seconds
 
 
+_STAGE_LINE = re.compile(r"\[\d+/\d+\] ")  # StageLog's: "[2/5] finetune: ..."
+
+
+def _demo_log(path: Path) -> bool:
+    """Whether `path` is a demo's log: empty (a demo stopped in its first stage) or stage lines only, so that a file
+    of the user's own that happens to be called demo.log does not let the demo remove folders beside it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:  # missing, a folder, unreadable
+        return False
+    try:
+        lines = head.decode("utf-8", errors="strict" if len(head) < 1 << 16 else "ignore").splitlines()
+    except UnicodeDecodeError:
+        return False
+    if len(head) == 1 << 16:  # read in part: the last line may be cut
+        lines = lines[:-1]
+    return all(_STAGE_LINE.match(line) for line in lines)
+
+
 def prepare_out_dir(out_dir: str | Path) -> Path:
     """DIR, empty or holding an earlier demo (whose outputs are removed); anything else is an XlsrError."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise XlsrError(f"--out {out}: exists and is not a folder")
     # (the lock file of the demo that holds DIR is no content of its own)
-    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not (out / DEMO_MARKER).is_file():
-        raise XlsrError(f"--out {out}: folder is not empty and holds no earlier demo ({DEMO_MARKER}); "
-                        f"choose a new or empty folder")
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not _demo_log(out / DEMO_MARKER):
+        raise XlsrError(f"--out {out}: folder is not empty and holds no earlier demo ({DEMO_MARKER} as the demo "
+                        f"writes it); choose a new or empty folder")
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:  # only what an earlier demo wrote; released/ and release_work/ (--full) are kept
         path = out / name
