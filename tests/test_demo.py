@@ -123,7 +123,7 @@ def test_target_the_multilingual_release_was_pretrained_on_is_refused_in_one_lin
 
 def test_cli_target_refusal_and_unknown_target_exit_2_writing_nothing(tmp_path, capsys):
     released = str(fake_releases(tmp_path / "rel"))
-    for target, words in (("fr", "pretrained on 'fr'"), ("xx", "unknown language code 'xx'")):
+    for target, words in (("fr", "pretrained on 'fr'"), ("xx", "--target: unknown language code 'xx'")):
         out = tmp_path / f"out_{target}"
         code = main(["demo", "--out", str(out), "--quick", "--target", target, "--released", released])
         err = capsys.readouterr().err

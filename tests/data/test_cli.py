@@ -19,7 +19,7 @@ def test_data_stats_prints_per_language_split(corpus, capsys):
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["synth", "--out", str(tmp_path), "--langs", "es,xx", "--utts-per-lang", "3"]) == 2
-    assert capsys.readouterr().err.strip() == ("xlsr: error: unknown language code 'xx'; known: "
+    assert capsys.readouterr().err.strip() == ("xlsr: error: --langs: unknown language code 'xx'; known: "
                                               + ",".join(__import__("xlsr.data.synth", fromlist=["LANGUAGES"])
                                                          .LANGUAGES))
     assert main(["data", "stats", str(tmp_path)]) == 2

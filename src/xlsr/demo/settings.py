@@ -134,8 +134,9 @@ class DemoSettings:
 
     def check(self) -> None:
         """One XlsrError line for settings the demo cannot run with."""
-        for lang in (self.target, *self.pretrain_langs):
-            get_language(lang)
+        get_language(self.target, "--target")
+        for lang in self.pretrain_langs:
+            get_language(lang, "pretrain_langs")
         if self.target in self.pretrain_langs:
             raise XlsrError(f"pretrain_langs: the target {self.target!r} must be held out of the pretraining languages")
         if len(self.pretrain_langs) < 2 and self.analysis_with_target is False:
@@ -170,7 +171,7 @@ def choose_releases(target: str, root: str | Path | None = None, full: bool = Fa
     multilingual checkpoint must not have been pretrained on the target, and the monolingual one is the target's
     own when `root` holds it (an earlier --full), else the shipped `tiny-monolingual-it` (reported as such).
     """
-    get_language(target)  # an unknown language is named first
+    get_language(target, "--target")  # an unknown language is named first
     multi, mono = multilingual_name(target), monolingual_name(target)
     if full:
         return multi, mono

@@ -69,12 +69,14 @@ LANGUAGES: dict[str, Language] = {lang.code: lang for lang in [
 ]}
 
 
-def get_language(code: str) -> Language:
-    """The table entry for `code`; XlsrError listing the known codes otherwise."""
+def get_language(code: str, field: str = "") -> Language:
+    """The table entry for `code`; XlsrError listing the known codes otherwise (naming `field`, the option or
+    setting that gave the code, when there is one)."""
     try:
         return LANGUAGES[code]
     except KeyError:
-        raise XlsrError(f"unknown language code {code!r}; known: {','.join(LANGUAGES)}") from None
+        raise XlsrError(f"{field + ': ' if field else ''}unknown language code {code!r}; known: "
+                        f"{','.join(LANGUAGES)}") from None
 
 
 def parse_languages(spec: str) -> list[Language]:
@@ -84,4 +86,4 @@ def parse_languages(spec: str) -> list[Language]:
     codes = [c.strip() for c in spec.split(",") if c.strip()]
     if not codes:
         raise XlsrError("--langs: no language given")
-    return [get_language(c) for c in dict.fromkeys(codes)]
+    return [get_language(c, "--langs") for c in dict.fromkeys(codes)]
