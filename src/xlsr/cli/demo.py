@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     p.add_argument("--full", action="store_true",
                    help="first re-create the released checkpoints from scratch into DIR/released, without the target "
                         "(~65 min more on a 2-core CPU; see src/xlsr/released/README.md)")
-    p.add_argument("--quick", action="store_true", help="a seconds-long run of every stage (for tests)")
+    p.add_argument("--quick", action="store_true", help="a run of every stage on a tiny scale, under a minute (for tests)")
     p.add_argument("--released", metavar="DIR", help="use the released checkpoints in DIR (default: the shipped ones); each folder as the build "
                         "writes it (recipe.json included); not with --full")
     p.add_argument("--device", default="auto", help="auto (a GPU if there is one, else the CPU), cpu, cuda or cuda:N")
