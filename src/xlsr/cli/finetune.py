@@ -34,6 +34,8 @@ load_adapter; train/language_adapters.py).
 
 from __future__ import annotations
 
+import os
+
 from xlsr.cli import add_config_command, resolve_config, training_status
 
 # Listed by `xlsr --help` without building the options below (they come from the config dataclasses, which import torch).
@@ -80,6 +82,8 @@ def run(args) -> int:
 
     cfg = finetune_config(args)
     run_dir = finetune(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: said once, by rank 0 (the rank that wrote the run folder)
+        return training_status(run_dir, cfg.max_updates)
     if cfg.dev:  # the lowest dev error rate so far, where transcribe and evaluate take a run folder's model from
         kept = best_dev_summary(run_dir, cfg.labels) or "no validation yet: checkpoints/last is the latest model"
     else:

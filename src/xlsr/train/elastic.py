@@ -8,7 +8,9 @@ Two kinds of failure, two outcomes:
   kill mid-write leaves nothing a restart could pick up), losing at most the updates since that checkpoint.
 - An XlsrError on a rank (out of memory with its advice, a data error such as the bad-share cap, too many
   non-finite steps in a row): the same data and batches come back after a restart, and so would the error.
-  That rank prints its one `xlsr: error:` line and exits 2; the others end at once with a one-line note.
+  That rank prints its one `xlsr: error:` line and exits 2; the others end at once with a one-line note. Ranks that
+  meet the same error (a setting, a run folder that refuses the resume: every rank checks alike) print it once: the
+  first to announce it does, the others exit 2 without a word. An error that differs is printed by its own rank.
 
 How the others learn of it, and why this way: the failing rank sets a key in the process group's store (the
 TCPStore that torchrun's agent hosts) before it leaves, and every rank runs a thread that polls that key twice
@@ -41,6 +43,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import torch.distributed as dist
 
@@ -51,11 +54,13 @@ from xlsr.jsonl import parse_json
 from xlsr.train.distributed import DistInfo, broadcast_object
 
 FAILED_KEY = "xlsr/failed/"  # + this group's token, in the process group's store; value "rank R failed: <error>"
-PROCESS_KEY = "/process"  # + after FAILED_KEY's: "HOST PID" of the failing rank's process
+PROCESS_KEY = "/process/"  # + R, after FAILED_KEY's: "HOST PID" of failing rank R's process
+READ_KEY = "/read"  # after FAILED_KEY's: how many ranks know of a failure (their own or a peer's)
 FATAL_FILE = "fatal_error.json"  # in the run folder: an XlsrError that ended an attempt of this torchrun job
 POLL_SECONDS = 0.5
 PEER_FAILED_EXIT = 1  # a rank that ends because another failed (after it, where on its node: see end_for_peer)
 PEER_WAIT_SECONDS = 10.0  # the most a rank that ends for a peer waits for that peer's process to be gone
+READ_WAIT_SECONDS = 3 * POLL_SECONDS  # the most a failing rank waits for every peer to know of the failure
 
 
 def torchrun_job() -> tuple[str, int] | None:
@@ -112,6 +117,7 @@ class FailureWatch:
         self._failed_process = None  # "HOST PID" of the peer whose failure ends this rank
         self._ending = threading.Lock()  # held by the one thread that ends this process for a peer
         self._holds_folder = False  # the job holds the run folder's lock: RUN/fatal_error.json is its to write
+        self._counted = False  # this rank is counted among those that know of a failure (READ_KEY)
         self._stop = threading.Event()
         self._store = _group_store() if info.distributed else None
         # torchrun keeps its store across restarts: a key of its own per group start (not per attempt, which
@@ -145,10 +151,11 @@ class FailureWatch:
                 failed = store.check([self._key])
                 message = store.get(self._key).decode() if failed else None
                 if message is not None:
-                    self._failed_process = _read(store, self._key + PROCESS_KEY)
+                    self._failed_process = _failing_process(store, self._key, message)
             except Exception:  # noqa: BLE001 - the store is gone with its host; the collectives report that
                 return
             if message is not None and not self._failing:
+                self._count_known(store)
                 self.end_for_peer(message)
 
     def peer_failure(self) -> str | None:
@@ -158,8 +165,9 @@ class FailureWatch:
         try:
             if not self._store.check([self._key]):
                 return None
-            self._failed_process = _read(self._store, self._key + PROCESS_KEY)
-            return self._store.get(self._key).decode()
+            message = self._store.get(self._key).decode()
+            self._failed_process = _failing_process(self._store, self._key, message)
+            return message
         except Exception:  # noqa: BLE001 - as in _watch
             return None
 
@@ -179,21 +187,69 @@ class FailureWatch:
         _wait_until_gone(self._failed_process, PEER_WAIT_SECONDS)
         os._exit(PEER_FAILED_EXIT)
 
-    def announce(self, exc: BaseException) -> None:
+    def announce(self, exc: BaseException) -> str | None:
         """Tell the other ranks that this one failed; record an XlsrError for restarted attempts of the job (only
-        where the job holds the run folder: a job refused its lock leaves the folder as it found it)."""
+        where the job holds the run folder: a job refused its lock leaves the folder as it found it).
+
+        Returns the announcement that came first: this rank's, or that of a rank which announced before it (taken
+        in one step of the store, so that of ranks failing together exactly one is first); None where the store is
+        unreachable. A different error of this rank then replaces the first one's for the peers that read it later.
+        """
         self._failing = True
-        line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        line = _first_line(exc)
+        ours, first = f"rank {self.info.rank} failed: {line}", None
         if self._store is not None:
             try:  # the process first: a peer that reads the failure finds it
-                self._store.set(self._key + PROCESS_KEY, f"{socket.gethostname()} {os.getpid()}")
-                self._store.set(self._key, f"rank {self.info.rank} failed: {line}")
+                self._store.set(f"{self._key}{PROCESS_KEY}{self.info.rank}", f"{socket.gethostname()} {os.getpid()}")
+                first = self._store.compare_set(self._key, "", ours).decode()
+                if first != ours and not _same_error(first, exc):
+                    self._store.set(self._key, ours)
+                self._count_known(self._store)
             except Exception:  # noqa: BLE001 - the store is gone: the peers' collectives fail by themselves
                 pass
         job = torchrun_job()
         if isinstance(exc, XlsrError) and job is not None and self._holds_folder:
             _write_record(self.run_dir / FATAL_FILE, {"job": job[0], "attempt": job[1], "rank": self.info.rank,
                                                       "message": line})
+        return first
+
+    def end_quietly(self, first: str) -> NoReturn:
+        """End this process without a word, status 2: a peer announced the same error first (`first`) and prints it.
+
+        As in `end_for_peer`, only once that peer's process is gone where it runs on this node: ended first, this
+        one would be named by torchrun as the root cause, and torchrun's SIGTERM could cut the peer's line short."""
+        if not self._ending.acquire(blocking=False):  # the watch thread is ending this process for that peer
+            self._ending.acquire()
+        self.close()  # the watch polls no more: the store may go with that peer's process (torch logs its frames)
+        self._failed_process = _failing_process(self._store, self._key, first)
+        _wait_until_gone(self._failed_process, PEER_WAIT_SECONDS)
+        raise SystemExit(2)
+
+    def wait_until_known(self) -> None:
+        """Return once every rank knows of a failure (its own, or a peer's read by its watch), or after
+        READ_WAIT_SECONDS.
+
+        A failing rank waits so before it leaves: the store may live in its process (rank 0 hosts it where torchrun's
+        agent does not), and it would go with it before the peers' watches (every POLL_SECONDS) had read the failure;
+        a peer that fails with the same error a moment later would then print it again, finding no store to tell it
+        that another rank already says it."""
+        deadline = time.monotonic() + READ_WAIT_SECONDS
+        while self._store is not None and time.monotonic() < deadline:
+            try:
+                if self._store.add(self._key + READ_KEY, 0) >= self.info.world_size:
+                    return
+            except Exception:  # noqa: BLE001 - the store is gone with its host: nobody can read it any more
+                return
+            time.sleep(0.05)
+
+    def _count_known(self, store) -> None:
+        """Count this rank, once, among those that know of a failure."""
+        if not self._counted:
+            self._counted = True
+            try:
+                store.add(self._key + READ_KEY, 1)
+            except Exception:  # noqa: BLE001 - the store is gone with its host: nobody waits on the count
+                pass
 
     def close(self) -> None:
         self._stop.set()
@@ -210,9 +266,13 @@ def one_failure_ends_all(info: DistInfo, run_dir: Path) -> Iterator[FailureWatch
         yield watch
     except Exception as exc:
         peer = watch.peer_failure()
-        if peer is not None and not isinstance(exc, XlsrError):
+        if peer is not None and not isinstance(exc, XlsrError) and not _same_error(peer, exc):
+            watch._count_known(watch._store)
             watch.end_for_peer(peer)  # our collective broke because that rank left first
-        watch.announce(exc)
+        first = watch.announce(exc)
+        if first is not None and first != f"rank {info.rank} failed: {_first_line(exc)}" and _same_error(first, exc):
+            watch.end_quietly(first)  # every rank met the same error (a setting, the run folder): said once
+        watch.wait_until_known()
         raise
     finally:
         watch.close()
@@ -230,6 +290,25 @@ def _group_store():
 def _read(store, key: str) -> str | None:
     """The value of `key` in `store`, None where it has none."""
     return store.get(key).decode() if store.check([key]) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    """What an announcement says of `exc`: its message's first line (its type's name where it has none)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _same_error(announced: str, exc: BaseException) -> bool:
+    """Whether an announcement ("rank R failed: LINE") tells of the same error as `exc`."""
+    return announced.partition(" failed: ")[2] == _first_line(exc)
+
+
+def _failing_process(store, key: str, announced: str) -> str | None:
+    """The process ("HOST PID") of the rank that announced `announced` under `key`; None where it is not known."""
+    rank = announced.removeprefix("rank ").partition(" ")[0]
+    try:
+        return _read(store, f"{key}{PROCESS_KEY}{rank}") if rank.isdigit() and store is not None else None
+    except Exception:  # noqa: BLE001 - the store is gone with its host
+        return None
 
 
 def _wait_until_gone(process: str | None, limit_s: float, uncollected_s: float = 1.0) -> None:
