@@ -27,16 +27,23 @@ def _cfg(out):
                          valid_every=0, save_every=0, progress=False, tensorboard=False, clip_norm=0.5)
 
 
+class _SecondPerRow(ToyTask):
+    """Each row one second of 'audio', for the train log's throughput."""
+
+    def batch_samples(self, batch) -> int:
+        return len(batch[1]) * 16000
+
+
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    Trainer(_cfg(out), ToyTask(rows=5)).fit()
+    Trainer(_cfg(out), _SecondPerRow(rows=5)).fit()
 
 
 def test_two_gloo_ranks_equal_one_process_on_combined_batch(tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    Trainer(_cfg(single), ToyTask(rows=5)).fit()
+    Trainer(_cfg(single), _SecondPerRow(rows=5)).fit()
     _ranks.run(_worker, (2, _free_port(), str(ddp)))
     a, b = load_weights(single / "checkpoints" / "last"), load_weights(ddp / "checkpoints" / "last")
     init = ToyTask().build_model().state_dict()
@@ -47,6 +54,12 @@ def test_two_gloo_ranks_equal_one_process_on_combined_batch(tmp_path):
     norms = [[r["grad_norm"] for r in read_log(d / "log.jsonl") if r.get("split") == "train"] for d in (single, ddp)]
     assert len(norms[0]) == 3
     torch.testing.assert_close(torch.tensor(norms[0]), torch.tensor(norms[1]), rtol=1e-5, atol=0)
+    # and the train log tells of every rank's rows, not rank 0's share: the loss over all 10 rows of the update (two
+    # micro-batches of 5), its sample size, the audio of the update (a second a row)
+    logs = [[(r["loss"], r["sample_size"], r["audio_s_per_s"] * r["seconds_per_update"])
+             for r in read_log(d / "log.jsonl") if r.get("split") == "train"] for d in (single, ddp)]
+    assert [(size, round(audio, 6)) for _, size, audio in logs[1]] == [(10, 10.0)] * 3
+    torch.testing.assert_close(torch.tensor(logs[0]), torch.tensor(logs[1]), rtol=1e-5, atol=0)
 
 
 def _empty_worker(rank: int, world: int, port: int, out: str) -> None:

@@ -63,6 +63,7 @@ class Trainer(TrainerCheckpoints):
         self.consecutive_nan = 0
         self._stop_pending = False  # set by the SIGINT/SIGTERM handler; goes into the next update's all-reduce
         self._stop_signal = ""  # the name of the signal that set it
+        self._update_audio_seconds = 0.0  # the audio of the last update's batches, every rank's
         self._stop_requested = False  # that all-reduce's result: the same on every rank, so all stop together
         self._last_saved: int | None = None
         self.validation_pending = False  # this update's validation failed and was saved so: a resumed run does it first
@@ -186,7 +187,7 @@ class Trainer(TrainerCheckpoints):
             micro = self._next_micro_batches(batches)
             window.data_wait += time.perf_counter() - t0
             logs = self._train_one_update(micro)
-            window.add(logs, time.perf_counter() - t0, sum(self.task.batch_samples(b) for b in micro) / SAMPLE_RATE)
+            window.add(logs, time.perf_counter() - t0, self._update_audio_seconds)
             if logs.get("skipped"):
                 continue
             self.monitor.advance(1, self._postfix)
@@ -258,12 +259,17 @@ class Trainer(TrainerCheckpoints):
         self.net.train()
         # 2. forward/backward over micro-batches; DDP syncs gradients only on the last one
         logs_sum, sample_size, nonfinite = self._forward_backward(micro)
-        # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank, and the
-        # data's running counts (each rank counts the files it reads)
+        # 3. one all-reduce for: total sample size, non-finite losses on any rank, a stop request on any rank, the
+        # data's running counts (each rank counts the files it reads), the audio of the update and its logs, so that
+        # the train log tells of every rank's batches, not rank 0's (the task's logs have the same keys on every rank)
         totals = task.data_totals()
-        flags = torch.tensor([sample_size, nonfinite, float(self._stop_pending), *totals.values()], dtype=torch.float64)
+        audio = sum(task.batch_samples(b) for b in micro) / SAMPLE_RATE
+        keys = sorted(logs_sum)
+        flags = torch.tensor([sample_size, nonfinite, float(self._stop_pending), audio, *totals.values(),
+                              *(logs_sum[k] for k in keys)], dtype=torch.float64)
         dist_util.all_reduce_sum(flags, self.info)
-        total_size, any_nonfinite, stop, *summed = flags.tolist()
+        total_size, any_nonfinite, stop, self._update_audio_seconds, *rest = flags.tolist()
+        summed, logs_sum = rest[:len(totals)], dict(zip(keys, rest[len(totals):]))
         self._stop_requested = stop > 0  # only here: a signal that lands during the all-reduce counts at the next
         # 4. normalize: DDP averaged over ranks; we want the sum over every micro-batch / total sample size
         self.scaler.unscale_(self.optimizer)
@@ -289,7 +295,7 @@ class Trainer(TrainerCheckpoints):
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.update += 1
-        out = {k: v / sample_size for k, v in logs_sum.items() if k not in task.summed_logs}
+        out = {k: v / total_size for k, v in logs_sum.items() if k not in task.summed_logs}
         out.update({k: logs_sum[k] for k in task.summed_logs if k in logs_sum})
         out.update(extra)
         out.update({k: int(v) for k, v in zip(totals, summed)})
