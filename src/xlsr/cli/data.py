@@ -6,14 +6,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xlsr.cli import INTERRUPTED, add_decode_timeout_argument, decode_timeout, finite_float
 from xlsr.errors import ManifestError, XlsrError
 from xlsr.rates import SAMPLE_RATE
 
+if TYPE_CHECKING:
+    from xlsr.data.utterance_index import UtteranceIndex
+
 OUT_HELP = "corpus folder for the manifests, OUT/<lang>/<split>.jsonl"
 SHARD_WORKERS = 8  # default cap of `data shard --workers` (docs/shards.md: one writer, ~4x at most measured)
 MAX_BAD_SHARE = 0.05  # bad manifest lines skipped (and listed) before stats refuses a manifest: the training default
+PRETRAIN_MIN_SAMPLE_SIZE = 32000  # `xlsr pretrain`'s default --min-sample-size (train/pretrain.py), the α table's
 
 
 def register(subparsers) -> None:
@@ -26,9 +31,13 @@ def register(subparsers) -> None:
                    "utterances and shards; no speakers)")
     s.add_argument("--alpha", type=finite_float, default=None,
                    help="also print the α sampling weights of the --split manifests, p_l ∝ (n_l/N)^α with n_l a "
-                   "language's hours (a run weighs only its utterances at least --min-sample-size long)")
+                   "language's hours (of its utterances at least --min-sample-size long: those a run weighs)")
     s.add_argument("--split", default="train",
                    help="the split the α table is of: pretraining's --train-split (default train)")
+    s.add_argument("--min-sample-size", type=int, default=PRETRAIN_MIN_SAMPLE_SIZE, metavar="S",
+                   help="the α table weighs only utterances at least S samples long, as a run with this "
+                   "--min-sample-size does (it skips the others); a shard folder's table weighs them all, as its run "
+                   f"does (default {PRETRAIN_MIN_SAMPLE_SIZE}, pretraining's)")
     s.set_defaults(func=run_stats)
 
     sh = sub.add_parser("shard", help="write WebDataset-style tar shards (FLAC + JSON) and an index for streaming")
@@ -138,12 +147,13 @@ def register(subparsers) -> None:
 def run_stats(args: argparse.Namespace) -> int:
     # lazy: numpy (via data.manifest/sampling) would add ~0.4 s to `xlsr --help`, which imports every command module
     from xlsr.data.index_cache import open_manifest
-    from xlsr.data.sampling import weights_table
     from xlsr.data.utterance_index import UtteranceIndex
 
     root = Path(args.dir)
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:  # before a large corpus is read
         raise XlsrError(f"--alpha: must be in [0, 1], got {args.alpha:g}")
+    if args.min_sample_size < 0:
+        raise XlsrError(f"--min-sample-size: must be at least 0, got {args.min_sample_size}")
     if root.is_file():  # a manifest given for its corpus folder
         raise ManifestError(f"{root}: a file, not a data folder: give the folder that holds <lang>/<split>.jsonl (or a "
                             f"shard folder)")
@@ -172,11 +182,33 @@ def run_stats(args: argparse.Namespace) -> int:
             train.append(utts)
     print(f"{'total':<16}{totals[0]:>8}{totals[1]:>10.3f}")
     if args.alpha is not None and train:
-        hours = UtteranceIndex.concat(train).hours()
         print()
-        print(weights_table(hours, args.alpha) if hours else
-              f"no α table: the {args.split} manifests hold no utterances")
+        print(_alpha_table(UtteranceIndex.concat(train), args.alpha, args.min_sample_size, args.split))
     return 0
+
+
+def _alpha_table(utts: UtteranceIndex, alpha: float, min_sample_size: int, split: str) -> str:
+    """The language sampling table a run on `utts` prints: of the utterances at least `min_sample_size` samples long
+    (pretrain_loader skips the others, and a language left with none is refused), with a line on those left out."""
+    import numpy as np
+
+    from xlsr.data.sampling import weights_table
+
+    if not utts.hours():
+        return f"no α table: the {split} manifests hold no utterances"
+    kept = utts.subset(np.flatnonzero(utts.num_samples >= min_sample_size))
+    hours = kept.hours()
+    lines = [weights_table(hours, alpha)] if hours else []
+    limit = f"--min-sample-size={min_sample_size} samples ({min_sample_size / SAMPLE_RATE:g} s)"
+    if len(kept) < len(utts):
+        lines.append(f"left out: {len(utts) - len(kept)} of {len(utts)} utterances shorter than {limit}, as a run "
+                     "skips them")
+    lost = [lang for lang in utts.hours() if lang not in hours]
+    if lost:
+        them = "it" if len(lost) == 1 else "them"
+        lines.append(f"{', '.join(lost)}: no utterance at least {limit} long: a run refuses {them}; lower "
+                     f"--min-sample-size, or leave {them} out (--langs)")
+    return "\n".join(lines)
 
 
 def _check_alpha_split(root: Path, split: str, found: list[str]) -> None:

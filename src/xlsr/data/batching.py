@@ -621,7 +621,10 @@ class BatchLoader:
                 "epoch_bad_files": self.epoch_bad_files, "bad_indices": sorted(self.bad_indices),
                 "short_files": self.short_files, "epoch_short_files": self.epoch_short_files,
                 "crashed": [[i, message] for i, message in sorted(self.dataset.crashed.items())],
-                "manifests": manifest_stamps(self.dataset.utts)}
+                "manifests": manifest_stamps(self.dataset.utts),
+                # pretraining: language draws weighed by the audio a crop takes (absent: an earlier xlsr's, by
+                # whole lengths)
+                **({"draws": "cropped"} if self.sampler is not None else {})}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next iteration yields batch `position` of epoch `epoch` (of the data as it is now: a manifest
@@ -632,6 +635,8 @@ class BatchLoader:
         self.short_files = int(state.get("short_files", 0))
         self.epoch_short_files = int(state.get("epoch_short_files", 0))
         self.dataset.crashed = {int(i): str(message) for i, message in state.get("crashed", ())}
+        if self.sampler is not None and state.get("draws") != "cropped":  # a run an earlier xlsr started
+            self.sampler.draw_whole_lengths()  # resumes with the draws it started with
         self._plans = None
         saved, now = state.get("manifests"), manifest_stamps(self.dataset.utts)  # absent: an earlier version's
         if saved is not None:  # resolved, as manifest_stamps keys them: the same manifest spelled otherwise is no change
@@ -692,7 +697,7 @@ def pretrain_loader(utts: UtteranceIndex | Sequence[Utterance], *, max_tokens: i
     if not len(kept):
         raise XlsrError(f"no utterance is at least min_sample_size={min_sample_size} samples long")
     _check_no_language_lost(utts, long_enough, min_sample_size)
-    sampler = LanguageSampler(kept, alpha=alpha, seed=seed, epoch_size=epoch_size)
+    sampler = LanguageSampler(kept, alpha=alpha, seed=seed, epoch_size=epoch_size, max_sample_size=max_sample_size)
     lengths = kept.num_samples
 
     def plan_epoch(epoch: int) -> list[BatchPlan]:

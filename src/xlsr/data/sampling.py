@@ -27,16 +27,22 @@ def language_weights(hours: dict[str, float], alpha: float) -> dict[str, float]:
     return {lang: s / norm for lang, s in scores.items()}
 
 
-def utterance_weights(hours: dict[str, float], utterances: dict[str, int], alpha: float) -> dict[str, float]:
+def utterance_weights(hours: dict[str, float], utterances: dict[str, int], alpha: float,
+                      drawable_hours: dict[str, float] | None = None) -> dict[str, float]:
     """The probability that the next utterance drawn is of language l, such that each language's share of the
-    *audio* drawn is its `language_weights` p_l: q_l ∝ p_l / (mean utterance length of l).
+    *audio* drawn is its `language_weights` p_l: q_l ∝ p_l / (mean length a draw of l gives).
 
     p_l is a share of hours (n_l is a language's hours, XLSR §6.3); drawing utterances with p_l itself would give
     a language of long utterances more than its share (10-s utterances against 1-s ones at equal hours: 91% of
     the audio instead of 50%) and make α = 1 other than natural. With q_l, α = 1 draws every utterance of the
-    corpus equally often, whatever its language."""
+    corpus equally often, whatever its language, when every utterance fits in a crop.
+    `drawable_hours`: per language, the audio its draws can give, each utterance counted up to the longest crop
+    (max_sample_size; default: `hours`, no cap). A batch takes at most that much of an utterance, so a language of
+    recordings longer than the crop is drawn more often, a random window each time: 10-minute files against 3-s
+    clips at equal hours get half the audio trained on, not 2% of it (15.6-s crops)."""
     p = language_weights(hours, alpha)
-    scores = {lang: p[lang] * utterances[lang] / hours[lang] for lang in p}
+    drawable = hours if drawable_hours is None else drawable_hours
+    scores = {lang: p[lang] * utterances[lang] / drawable[lang] for lang in p}
     norm = sum(scores.values())
     return {lang: s / norm for lang, s in scores.items()}
 
@@ -58,7 +64,8 @@ def weights_table(hours: dict[str, float], alpha: float) -> str:
 
 class LanguageSampler:
     """Draws each epoch's utterances: language counts ~ Multinomial(epoch_size, q), then utterances, where q
-    (`utterance_weights`) makes each language's expected share of the epoch's audio its p_l (`weights`).
+    (`utterance_weights`) makes each language's expected share of the epoch's audio its p_l (`weights`): of the
+    audio a batch takes, each utterance counted up to `max_sample_size` samples (None: whole).
 
     Within a language, utterances are taken from a fresh random permutation, cycled, so a language
     that is upsampled repeats all of its utterances before any twice (the fairseq recipe duplicated
@@ -67,7 +74,7 @@ class LanguageSampler:
     """
 
     def __init__(self, utts: UtteranceIndex | Sequence[Utterance], *, alpha: float = 0.5, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, epoch_size: int | None = None) -> None:
+                 world_size: int = 1, epoch_size: int | None = None, max_sample_size: int | None = None) -> None:
         if not len(utts):
             raise XlsrError("language sampling: no utterances")
         if not 0 <= rank < world_size:
@@ -80,6 +87,9 @@ class LanguageSampler:
         position = np.array([self.langs.index(lang) if lang in self.hours else -1 for lang in index.langs])
         lang_of = position[index.lang_codes] if len(position) else index.lang_codes
         self.members = [np.flatnonzero(lang_of == i) for i in range(len(self.langs))]
+        drawable = np.minimum(index.num_samples, max_sample_size) if max_sample_size else index.num_samples
+        self.drawable_hours = {lang: float(drawable[m].sum()) / SAMPLE_RATE / 3600
+                               for lang, m in zip(self.langs, self.members)}
         self._set_weights()
         self.epoch_size = len(utts) if epoch_size is None else int(epoch_size)
         self.epoch = 0
@@ -88,7 +98,13 @@ class LanguageSampler:
         """`weights`: each language's share of the audio (p_l); `draw_weights`: of the utterances drawn."""
         self.weights = language_weights(self.hours, self.alpha)
         counts = {lang: len(m) for lang, m in zip(self.langs, self.members)}
-        self.draw_weights = utterance_weights(self.hours, counts, self.alpha)
+        self.draw_weights = utterance_weights(self.hours, counts, self.alpha, self.drawable_hours)
+
+    def draw_whole_lengths(self) -> None:
+        """Draw as xlsr did before 2026-12-07, each utterance's whole length counted (no crop cap): for a run an
+        earlier xlsr started, which resumes with the draws it started with."""
+        self.drawable_hours = dict(self.hours)
+        self._set_weights()
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose draw the next iteration yields."""
