@@ -71,8 +71,9 @@ def _empty_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_too_few_batches_for_the_ranks_is_one_line_error(tmp_path, capfd):
     codes, _ = _ranks.wait(_ranks.start(_empty_worker, (2, _free_port(), str(tmp_path))))
-    assert codes == [1, 1]
-    assert "no batches; the data makes fewer batches than the 2" in capfd.readouterr().err
+    # every rank meets it alike, in the same words: the first to announce it raises it, the other ends quietly (2)
+    assert sorted(codes) == [1, 2]
+    assert capfd.readouterr().err.count("no batches; the data makes fewer batches than the 2 processes") == 1
 
 
 def _signalled_worker(rank: int, world: int, port: int, out: str) -> None:

@@ -241,9 +241,10 @@ class Trainer(TrainerCheckpoints):
             if self.batches_in_epoch == 0:
                 if self.info.distributed:  # batches are dealt out whole, equally: fewer than W means none here
                     smaller = f"lower {self.task.batch_size_option() or 'the batch size'}"
-                    raise XlsrError(f"training data: an epoch gave rank {self.info.rank} no batches; the data makes "
-                                    f"fewer batches than the {self.info.world_size} processes ({smaller}, "
-                                    f"add data or use fewer processes)")
+                    # the same words on every rank (each meets it alike): said once (train/elastic.py)
+                    raise XlsrError(f"training data: an epoch gave the ranks no batches; the data makes fewer "
+                                    f"batches than the {self.info.world_size} processes ({smaller}, add data or use "
+                                    f"fewer processes)")
                 raise XlsrError("training data: an epoch produced no batches (all utterances filtered out?)")
             self.epoch += 1
             self.batches_in_epoch = 0
