@@ -111,3 +111,21 @@ def test_a_signal_reaching_the_ranks_at_different_updates_stops_them_at_the_same
     for rank in (0, 1):
         weights = torch.load(tmp_path / f"rank{rank}.pt")
         assert all(torch.equal(weights[k], saved[k]) for k in saved)
+
+
+def _differing_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # rank 1 was given another --max-updates (and its own device and data path, which may differ)
+    settings = {"max_updates": 3 if rank == 0 else 5, "lr": 0.01, "device": f"cpu:{rank}", "data": f"/node{rank}"}
+    Trainer(_cfg(out), ToyTask(rows=4), resolved_config=settings).fit()
+
+
+def test_a_rank_with_other_settings_is_refused_in_one_line_instead_of_hanging(tmp_path, capfd):
+    codes, seconds = _ranks.wait(_ranks.start(_differing_worker, (2, _free_port(), str(tmp_path))), deadline_s=120)
+    err = capfd.readouterr().err
+    assert codes == [1, 1] and max(seconds) < 100, (codes, seconds, err[-2000:])
+    assert err.count("max_updates: 5 on rank 1, 3 on rank 0; every rank must run with the same settings (the same "
+                     "command and config file on every node)") >= 1
+    assert not (tmp_path / "checkpoints").exists()

@@ -32,7 +32,7 @@ from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
-from xlsr.train.run_folder import check_run_folder, same_setting
+from xlsr.train.run_folder import PATH_KEYS, RUN_AS_KEYS, UNSAID_KEYS, check_run_folder, same_setting
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
@@ -74,6 +74,7 @@ class Trainer(TrainerCheckpoints):
     def _setup(self) -> None:
         cfg = self.cfg
         self.device = self.info.device
+        self._check_same_settings_as_rank_0()
         self.task.setup(self.info)
         seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
         model = self.task.build_model()
@@ -116,6 +117,23 @@ class Trainer(TrainerCheckpoints):
             self.monitor.info(f"xlsr: resuming {self.run_dir} from update {self.update} ({self.resume_dir.name})")
         if changed:  # said only now: a resume refused above (weights, optimizer groups) stays one line
             self.monitor.warn("settings", changed, self.update)
+
+    def _check_same_settings_as_rank_0(self) -> None:
+        """XlsrError on a rank whose settings differ from rank 0's in what the run computes (a torchrun command line
+        or config file that is not the same on every node): the ranks would otherwise part ways, one waiting for ever
+        in a collective the others never reach (another max_updates: one validating while another saves). Where and
+        how a rank runs (its device, workers, the paths to its data, which may be mounted elsewhere) may differ."""
+        if not self.info.distributed:
+            return
+        mine = json.loads(json.dumps(self.resolved_config, default=str))
+        first = dist_util.broadcast_object(mine, self.info)
+        free = (*RUN_AS_KEYS, *PATH_KEYS, *UNSAID_KEYS)
+        differ = [k for k in sorted({*mine, *first}) if k not in free and mine.get(k) != first.get(k)]
+        if differ:
+            key = differ[0]
+            raise XlsrError(f"{key}: {mine.get(key)!r} on rank {self.info.rank}, {first.get(key)!r} on rank 0"
+                            f"{f' (and {len(differ) - 1} more settings differ)' if len(differ) > 1 else ''}; every "
+                            f"rank must run with the same settings (the same command and config file on every node)")
 
     def _validation_data_changed(self, saved: dict) -> bool:
         """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config); a
