@@ -83,7 +83,10 @@ def test_ctrl_c_with_workers_ends_in_one_line_without_worker_tracebacks(tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "xlsr.cli.main", "synth", "--out", str(out), "--langs", "it", "--utts-per-lang",
            "400", "--words-per-utt", "1-2", "--clean", "--workers", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    # a suite started in the background (`make test &`, a CI runner) has SIGINT ignored, and a child would inherit
+    # that: Ctrl-C as in a terminal needs it back at its default
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while proc.poll() is None and len(list(out.glob("it/audio/*.flac"))) < 8:  # both workers are rendering
             time.sleep(0.05)

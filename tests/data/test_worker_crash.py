@@ -24,7 +24,9 @@ from xlsr.data.batching import finetune_loader, pretrain_loader
 from xlsr.data.manifest import Utterance
 from xlsr.errors import AudioError, XlsrError
 
-PRETRAIN = dict(max_tokens=48000, min_sample_size=4000, max_sample_size=16000, alpha=1.0, seed=3)
+# max_sample_size above every utterance of _corpus (at most 25000 samples): α = 1 then draws each utterance once an
+# epoch, so the crashing file is in every epoch (a crop cap would weigh the languages by the audio crops take of them)
+PRETRAIN = dict(max_tokens=48000, min_sample_size=4000, max_sample_size=26000, alpha=1.0, seed=3)
 
 
 def _corpus(tmp_path, names):
@@ -317,11 +319,12 @@ def test_a_crash_on_a_file_another_epoch_drew_is_said_and_charged_by_the_epoch_t
     """Workers decoding ahead for a pass left part-way (epoch 0) crash on a file epoch 1 does not draw: epoch 1 says
     so and does not count it against its own max_bad_share; an epoch that draws it charges it, without decoding."""
     utts = _corpus(tmp_path, [f"u{i:02d}" for i in range(12)])
-    loader = pretrain_loader(utts, **{**PRETRAIN, "max_tokens": 16000}, num_workers=2, epoch_size=4, max_bad_share=0.5)
-    drawn = {e: {i for p in (loader.set_epoch(e), loader.plans())[1] for i in p.indices} for e in range(6)}
+    loader = pretrain_loader(utts, **{**PRETRAIN, "max_tokens": 16000, "max_sample_size": 16000}, num_workers=2,
+                             epoch_size=4, max_bad_share=0.5)
+    drawn = {e: {i for p in (loader.set_epoch(e), loader.plans())[1] for i in p.indices} for e in range(40)}
     first = loader.set_epoch(0) or loader.plans()[0].indices
     target = next(i for p in loader.plans()[1:] for i in p.indices if i not in first and i not in drawn[1])
-    later = next(e for e in range(2, 6) if target in drawn[e])
+    later = next(e for e in range(2, 40) if target in drawn[e])
     decodings = tmp_path / "decodings"
     _leave_a_pass_crashing_on(loader, utts[target].audio, tmp_path, monkeypatch, decodings)
     loader.set_epoch(1)
