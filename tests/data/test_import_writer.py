@@ -39,3 +39,14 @@ def test_leaving_by_an_error_removes_spools_and_writes_no_manifest(tmp_path):
         w.finish()
     with pytest.raises(XlsrError, match=r"--max-bad-share must be in \[0, 1\), got 1.5"):
         ImportWriter(tmp_path, source="src", unit="rows", max_bad_share=1.5)
+
+
+def test_the_summary_says_how_many_utterances_are_whole_recordings_to_cut(tmp_path):
+    with ImportWriter(tmp_path, source="src", unit="files") as writer:
+        for k, seconds in enumerate((3, 31, 600)):  # a clip, and two recordings a folder import kept whole
+            writer.add(Utterance(audio=f"/r{k}.flac", num_samples=seconds * 16000, lang="sw", id=f"r{k}"), "train")
+        summary = writer.finish()
+    assert summary.line() == (f"imported 3 files from src into {tmp_path}: sw/train 3 (10.6 min); 2 longer than 30 s "
+                              f"(the longest 10.0 min): pretraining trains on a crop of at most --max-sample-size of "
+                              f"such a file each time it draws it, and fine-tuning skips those longer than "
+                              f"--max-tokens; cut long recordings into utterances to train on all of them")

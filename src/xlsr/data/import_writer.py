@@ -72,6 +72,7 @@ SKIPPED_FILE = "import_skipped.txt"
 FILES_PER_FOLDER = 10_000  # <lang>/audio/<split>/0000/...: folders of a 10M-row import stay listable
 SHOWN_SKIPS = 20  # skipped items logged one by one; all of them go to SKIPPED_FILE
 DEFAULT_MAX_BAD_SHARE = 0.05  # as the data loaders' max_bad_share
+LONG_SECONDS = 30  # an utterance longer is a recording to cut: the import summary says how many there are
 STAGING = ".{split}.importing"  # DIR/<lang>/audio/.<split>.importing: this import's audio until it is settled
 SPOOL = ".{split}.jsonl.importing"  # DIR/<lang>/.<split>.jsonl.importing: this import's utterances until `finish`
 UNLISTED = ".{split}.unlisted"  # DIR/<lang>/audio/.<split>.unlisted: audio/<split> goes once no manifest lists it
@@ -99,6 +100,8 @@ class ImportSummary:
     samples: Counter = field(default_factory=Counter)
     skipped: int = 0
     audio_written: int = 0
+    long: int = 0  # utterances longer than LONG_SECONDS
+    longest: int = 0  # samples of the longest utterance
 
     def line(self) -> str:
         """One line for the CLI: `imported 98 cuts from X into Y: en/train 60 (25.3 min), ...; 2 skipped (...)`."""
@@ -109,6 +112,11 @@ class ImportSummary:
             text += f"; {self.audio_written} audio files written"
         if self.skipped:
             text += f"; {self.skipped} skipped (listed in {self.out_dir / SKIPPED_FILE})"
+        if self.long:  # whole recordings (a folder import keeps each file whole): said before a run finds out
+            text += (f"; {self.long} longer than {LONG_SECONDS} s (the longest {_duration(self.longest / SAMPLE_RATE)}):"
+                     f" pretraining trains on a crop of at most --max-sample-size of such a file each time it draws "
+                     f"it, and fine-tuning skips those longer than --max-tokens; cut long recordings into utterances "
+                     f"to train on all of them")
         return text
 
 
@@ -270,6 +278,8 @@ class ImportWriter:
             raise
         self.summary.counts[key] += 1
         self.summary.samples[key] += utt.num_samples
+        self.summary.long += utt.num_samples > LONG_SECONDS * SAMPLE_RATE
+        self.summary.longest = max(self.summary.longest, utt.num_samples)
 
     def skip(self, where: str, problem: str, count: int = 1) -> None:
         """A bad item, named by its location (`file:row 12`, `cut 'abc'`), left out and counted; `count` for a
