@@ -103,3 +103,16 @@ def test_a_run_an_earlier_xlsr_started_resumes_with_the_draws_it_started_with():
     assert resumed_old.sampler.draw_weights == pytest.approx(whole.draw_weights)
     assert resumed_new.sampler.draw_weights != pytest.approx(whole.draw_weights)
     assert resumed_old.sampler.weights == resumed_new.sampler.weights  # p_l itself is the same either way
+
+
+def test_a_run_an_earlier_xlsr_started_keeps_its_draws_through_every_later_resume():
+    # resumed once by this xlsr, it saves its loader state again: the next resume must still draw by whole lengths
+    utts = _utts({"ll": (6, 600.0), "ss": (1200, 3.0)})
+    kw = dict(max_tokens=480_000, max_sample_size=250_000, alpha=0.5, seed=5, epoch_size=400)
+    earlier = {k: v for k, v in pretrain_loader(utts, **kw).state_dict().items() if k != "draws"}
+    first = pretrain_loader(utts, **kw)
+    first.load_state_dict(earlier)
+    second = pretrain_loader(utts, **kw)
+    second.load_state_dict(first.state_dict())
+    assert second.sampler.draw_weights == pytest.approx(first.sampler.draw_weights)
+    assert [list(p.indices) for p in second.plans()] == [list(p.indices) for p in first.plans()]

@@ -4,8 +4,10 @@ import os
 import signal
 import socket
 
+import pytest
 import torch
 
+from xlsr.errors import XlsrError
 from xlsr.train.checkpoint import load_model_weights, load_trainer_state
 from xlsr.train.monitor import read_log
 from xlsr.train.trainer import Trainer, TrainerConfig
@@ -129,3 +131,35 @@ def test_a_rank_with_other_settings_is_refused_in_one_line_instead_of_hanging(tm
     assert err.count("max_updates: 5 on rank 1, 3 on rank 0; every rank must run with the same settings (the same "
                      "command and config file on every node)") >= 1
     assert not (tmp_path / "checkpoints").exists()
+
+
+# the settings check alone, rank 1's side (rank 0's settings as the broadcast hands them over): no processes needed
+_RANK_0 = {"max_updates": 3, "lr": 0.01, "device": "cuda:0", "num_workers": 4, "data": "/node0/data", "log_every": 10,
+           "valid_every": 1000, "save_every": 1000, "precision": "bf16", "distributed": "ddp",
+           "feature_health_frames": 0, "probe_every": 0}
+
+
+def _rank_1_check(tmp_path, monkeypatch, **mine):
+    from xlsr.train import distributed as dist_util
+    from xlsr.train.distributed import DistInfo
+
+    trainer = Trainer(_cfg(tmp_path), ToyTask(), resolved_config={**_RANK_0, **mine})
+    trainer.info = DistInfo(rank=1, world_size=2)
+    monkeypatch.setattr(dist_util, "broadcast_object", lambda obj, info: dict(_RANK_0))
+    trainer._check_same_settings_as_rank_0()
+
+
+@pytest.mark.parametrize("key, mine", [("valid_every", 500), ("save_every", 500), ("precision", "fp16"),
+                                       ("distributed", "fsdp"), ("feature_health_frames", 2000), ("probe_every", 100)])
+def test_a_rank_that_would_validate_save_wrap_or_scale_otherwise_than_rank_0_is_refused(tmp_path, monkeypatch, key,
+                                                                                         mine):
+    # each parts the ranks: a collective only some reach (validation, save, validation at start, FSDP's gathers), or
+    # gradients scaled by fp16's loss scale on one rank only, averaged by DDP with the others' unscaled ones
+    with pytest.raises(XlsrError) as info:
+        _rank_1_check(tmp_path, monkeypatch, **{key: mine})
+    assert str(info.value).startswith(f"{key}: {mine!r} on rank 1, {_RANK_0[key]!r} on rank 0; every rank must run "
+                                      f"with the same settings")
+
+
+def test_a_rank_may_run_on_its_own_device_workers_data_path_and_log_interval(tmp_path, monkeypatch):
+    _rank_1_check(tmp_path, monkeypatch, device="cuda:1", num_workers=2, data="/mnt/data", log_every=5)

@@ -67,6 +67,37 @@ def test_a_rank_whose_error_differs_from_the_announced_one_raises_its_own(tmp_pa
         "rank 0 failed: training data: an epoch gave rank 0 no batches"
 
 
+def _fail_of(tmp_path, rank: int, world: int, exc: Exception) -> str:
+    """How rank `rank` of a `world`-rank group ends on `exc`: 'prints' (raises it for main) or 'quiet' (exit 2)."""
+    try:
+        with elastic.one_failure_ends_all(DistInfo(rank=rank, world_size=world), tmp_path):
+            raise exc
+    except SystemExit as ended:
+        assert ended.code == 2
+        return "quiet"
+    except type(exc):
+        return "prints"
+
+
+def test_an_error_is_said_once_though_another_rank_announced_another_error_in_between(tmp_path, store):
+    shared, _ = store
+    other = "training data: a batch of rank 2's files could not be read"
+    said = [_fail_of(tmp_path, rank, 3, XlsrError(message)) for rank, message in ((1, REFUSED), (2, other), (0, REFUSED))]
+    assert said == ["prints", "prints", "quiet"]
+    assert shared.get(elastic.FAILED_KEY + "group").decode() == f"rank 2 failed: {other}"  # the latest error's
+
+
+def test_an_error_naming_a_file_whose_name_is_not_utf8_is_announced_and_said_once(tmp_path, store):
+    shared, _ = store
+    bad = os.fsdecode(b"/data/caf\xe9.flac") + ": could not be decoded"  # a Latin-1 file name on a UTF-8 system
+    assert _fail_of(tmp_path, 1, 2, XlsrError(bad)) == "prints"
+    # the peers read it (the store takes UTF-8 text only: the byte as stderr shows it)
+    key = elastic.FAILED_KEY + "group"
+    assert shared.check([key]), "no announcement"  # (a get would wait for it)
+    assert shared.get(key).decode() == "rank 1 failed: /data/caf\\udce9.flac: could not be decoded"
+    assert _fail_of(tmp_path, 0, 2, XlsrError(bad)) == "quiet"
+
+
 # --- two real ranks (spawned interpreters, gloo), failing together in the same update ---------------------------------
 
 def _same_error_rank(rank: int, port: int, out: str) -> None:

@@ -319,7 +319,10 @@ def test_a_kill_before_last_moved_is_repaired_by_the_next_start(tmp_path, monkey
 
 
 def test_rerunning_a_finished_run_adds_nothing_and_a_finished_run_is_not_reported_stopped(tmp_path, capsys):
-    Trainer(_cfg(tmp_path, max_updates=4), ToyTask(stop_at=4)).fit()  # Ctrl-C in the last update
+    from xlsr.errors import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted, match="it is finished"):  # the command stops, but the run is whole
+        Trainer(_cfg(tmp_path, max_updates=4), ToyTask(stop_at=4)).fit()  # Ctrl-C in the last update
     assert "run the same command again" not in capsys.readouterr().err  # it finished: nothing to resume
     log = (tmp_path / "log.jsonl").read_text()
     assert [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"] == [4]
@@ -467,6 +470,20 @@ def test_a_signal_in_the_final_validation_ends_the_finished_run_as_interrupted(t
             return super().valid_step(model, batch)
 
     trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), SignalledInFinalValidation())
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    assert str(info.value) == (f"SIGINT came as the run ended: it is finished (update 4) and saved in {tmp_path}; "
+                               f"stopped there")
+    assert ckpt.run_finished(tmp_path, 4)
+    assert [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"] == [4]
+
+
+def test_a_signal_in_the_last_update_ends_the_finished_run_as_interrupted(tmp_path):
+    # the stop request reaches the last update's all-reduce: the run finishes (final validation, save), and the
+    # command holding it stops as for a signal in the final validation, not go on to its next step
+    from xlsr.errors import TrainingInterrupted
+
+    trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), ToyTask(stop_at=4))
     with pytest.raises(TrainingInterrupted) as info:
         trainer.fit()
     assert str(info.value) == (f"SIGINT came as the run ended: it is finished (update 4) and saved in {tmp_path}; "

@@ -623,8 +623,8 @@ class BatchLoader:
                 "crashed": [[i, message] for i, message in sorted(self.dataset.crashed.items())],
                 "manifests": manifest_stamps(self.dataset.utts),
                 # pretraining: language draws weighed by the audio a crop takes (absent: an earlier xlsr's, by
-                # whole lengths)
-                **({"draws": "cropped"} if self.sampler is not None else {})}
+                # whole lengths, kept so through every later resume)
+                **({"draws": "cropped"} if self.sampler is not None and not self.sampler.whole_lengths else {})}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume: the next iteration yields batch `position` of epoch `epoch` (of the data as it is now: a manifest

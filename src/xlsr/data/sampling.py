@@ -90,6 +90,7 @@ class LanguageSampler:
         drawable = np.minimum(index.num_samples, max_sample_size) if max_sample_size else index.num_samples
         self.drawable_hours = {lang: float(drawable[m].sum()) / SAMPLE_RATE / 3600
                                for lang, m in zip(self.langs, self.members)}
+        self.whole_lengths = False  # drawn as an earlier xlsr drew (`draw_whole_lengths`)
         self._set_weights()
         self.epoch_size = len(utts) if epoch_size is None else int(epoch_size)
         self.epoch = 0
@@ -104,6 +105,7 @@ class LanguageSampler:
         """Draw as xlsr did before 2026-12-07, each utterance's whole length counted (no crop cap): for a run an
         earlier xlsr started, which resumes with the draws it started with."""
         self.drawable_hours = dict(self.hours)
+        self.whole_lengths = True
         self._set_weights()
 
     def set_epoch(self, epoch: int) -> None:

@@ -33,6 +33,7 @@ and ends on every rank as above, but writes nothing there: the live job's record
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -56,6 +57,7 @@ from xlsr.train.distributed import DistInfo, broadcast_object
 FAILED_KEY = "xlsr/failed/"  # + this group's token, in the process group's store; value "rank R failed: <error>"
 PROCESS_KEY = "/process/"  # + R, after FAILED_KEY's: "HOST PID" of failing rank R's process
 READ_KEY = "/read"  # after FAILED_KEY's: how many ranks know of a failure (their own or a peer's)
+SAID_KEY = "/said/"  # + the digest of an error's line, after FAILED_KEY's: the first announcement of that error
 FATAL_FILE = "fatal_error.json"  # in the run folder: an XlsrError that ended an attempt of this torchrun job
 POLL_SECONDS = 0.5
 PEER_FAILED_EXIT = 1  # a rank that ends because another failed (after it, where on its node: see end_for_peer)
@@ -191,9 +193,10 @@ class FailureWatch:
         """Tell the other ranks that this one failed; record an XlsrError for restarted attempts of the job (only
         where the job holds the run folder: a job refused its lock leaves the folder as it found it).
 
-        Returns the announcement that came first: this rank's, or that of a rank which announced before it (taken
-        in one step of the store, so that of ranks failing together exactly one is first); None where the store is
-        unreachable. A different error of this rank then replaces the first one's for the peers that read it later.
+        Returns the first announcement of this same error: this rank's, or that of a rank which announced it before
+        (taken in one step of the store, so that of ranks failing with it together exactly one is first, whatever
+        other errors other ranks announced between them); None where the store is unreachable. The first
+        announcement of an error replaces another error's for the peers that read it later.
         """
         self._failing = True
         line = _first_line(exc)
@@ -201,8 +204,9 @@ class FailureWatch:
         if self._store is not None:
             try:  # the process first: a peer that reads the failure finds it
                 self._store.set(f"{self._key}{PROCESS_KEY}{self.info.rank}", f"{socket.gethostname()} {os.getpid()}")
-                first = self._store.compare_set(self._key, "", ours).decode()
-                if first != ours and not _same_error(first, exc):
+                said = f"{self._key}{SAID_KEY}{hashlib.sha256(line.encode()).hexdigest()}"
+                first = self._store.compare_set(said, "", ours).decode()
+                if first == ours:
                     self._store.set(self._key, ours)
                 self._count_known(self._store)
             except Exception:  # noqa: BLE001 - the store is gone: the peers' collectives fail by themselves
@@ -293,8 +297,10 @@ def _read(store, key: str) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """What an announcement says of `exc`: its message's first line (its type's name where it has none)."""
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
+    """What an announcement says of `exc`: its message's first line (its type's name where it has none), a byte of a
+    file name that is not UTF-8 written as `\\udcXX`, as stderr writes it (the store takes UTF-8 text only)."""
+    line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _same_error(announced: str, exc: BaseException) -> bool:

@@ -32,13 +32,19 @@ from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
-from xlsr.train.run_folder import PATH_KEYS, RUN_AS_KEYS, UNSAID_KEYS, check_run_folder, same_setting
+from xlsr.train.run_folder import PATH_KEYS, UNSAID_KEYS, check_run_folder, same_setting
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
 from xlsr.train.trainer_config import TrainerConfig
 
 _NO_BATCH = object()  # a validation set's end
+# Settings that may differ between the ranks of one run: where and how each rank runs, and what rank 0 alone uses
+# (logs, pruning). Not all of run_folder.RUN_AS_KEYS: the ranks must agree on when they validate and save (both
+# collective), on validating at start (feature_health_frames, probe_every), on the wrapping (distributed), and on
+# precision (fp16's loss scale multiplies the gradients that DDP averages)
+RANK_LOCAL_KEYS = ("device", "num_workers", "decode_timeout", "compile", "activation_checkpointing", "log_every",
+                   "keep_last")
 
 
 class Trainer(TrainerCheckpoints):
@@ -127,7 +133,7 @@ class Trainer(TrainerCheckpoints):
             return
         mine = json.loads(json.dumps(self.resolved_config, default=str))
         first = dist_util.broadcast_object(mine, self.info)
-        free = (*RUN_AS_KEYS, *PATH_KEYS, *UNSAID_KEYS)
+        free = (*RANK_LOCAL_KEYS, *PATH_KEYS, *UNSAID_KEYS)
         differ = [k for k in sorted({*mine, *first}) if k not in free and mine.get(k) != first.get(k)]
         if differ:
             key = differ[0]
@@ -171,9 +177,9 @@ class Trainer(TrainerCheckpoints):
                     self.task.on_fit_end(self.run_dir)  # an export, inside the lock: no second run writes beside it
         finally:
             dist_util.shutdown(self.info)
-        if self._stop_pending and not self._stop_requested:
-            # the signal came after the last update's all-reduce (in the final validation or save): the run
-            # is whole, but the command that holds it must stop too, not go on (a demo to its next stage,
+        if self._stop_pending and self.update >= self.cfg.max_updates:
+            # the signal came in the last update or after it (in the final validation or save): the run is whole,
+            # but the command that holds it must stop too, not go on (a demo to its next stage,
             # `xlsr finetune ... && xlsr evaluate ...` to the evaluation)
             raise TrainingInterrupted(f"{self._stop_signal} came as the run ended: it is finished (update "
                                       f"{self.update}) and saved in {self.run_dir}; stopped there")
