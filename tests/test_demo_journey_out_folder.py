@@ -84,3 +84,22 @@ def test_a_lock_file_alone_is_no_content_and_a_foreign_folder_keeps_its_files(tm
     with pytest.raises(XlsrError, match="not empty and holds no earlier demo"):
         prepare_out_dir(mine)
     assert (mine / "corpus" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_lock_file_of_the_users_own_is_content_before_the_demo_locks_the_folder(tmp_path):
+    from xlsr.demo.pipeline import check_out_dir
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / LOCK_FILE).write_text("my notes")
+    with pytest.raises(XlsrError, match="folder is not empty and holds no earlier demo"):
+        check_out_dir(mine)
+    assert (mine / LOCK_FILE).read_text() == "my notes"
+
+
+def test_a_demo_log_whose_last_line_a_kill_cut_is_still_the_demos(tmp_path):
+    out = tmp_path / "demo"
+    (out / "finetune").mkdir(parents=True)
+    (out / DEMO_MARKER).write_text("[1/5] synth: it: 6.8 min labeled train (41 s)\n[2/")  # killed mid-line
+    prepare_out_dir(out)
+    assert not (out / "finetune").exists()

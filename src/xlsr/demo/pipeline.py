@@ -82,20 +82,29 @@ def _demo_log(path: Path) -> bool:
         lines = head.decode("utf-8", errors="strict" if len(head) < 1 << 16 else "ignore").splitlines()
     except UnicodeDecodeError:
         return False
-    if len(head) == 1 << 16:  # read in part: the last line may be cut
-        lines = lines[:-1]
+    if len(head) == 1 << 16 or not head.endswith(b"\n"):  # read in part, or the demo killed mid-line: the last
+        lines = lines[:-1]  # line may be cut
     return all(_STAGE_LINE.match(line) for line in lines)
 
 
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """DIR, empty or holding an earlier demo (whose outputs are removed); anything else is an XlsrError."""
+def check_out_dir(out_dir: str | Path, *, locked: bool = False) -> Path:
+    """DIR when it is new, empty or holds an earlier demo; anything else is an XlsrError. Called before the demo takes
+    DIR's lock (a folder of the user's own is refused untouched, a `.lock` of theirs too) and again once it holds it
+    (`locked`: its own lock file is then no content)."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise XlsrError(f"--out {out}: exists and is not a folder")
-    # (the lock file of the demo that holds DIR is no content of its own)
-    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not _demo_log(out / DEMO_MARKER):
+    if out.is_dir() and any(not (locked and p.name == LOCK_FILE) for p in out.iterdir()) \
+            and not _demo_log(out / DEMO_MARKER):
         raise XlsrError(f"--out {out}: folder is not empty and holds no earlier demo ({DEMO_MARKER} as the demo "
                         f"writes it); choose a new or empty folder")
+    return out
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """DIR, empty or holding an earlier demo (whose outputs are removed), with the demo's lock on it; anything else is
+    an XlsrError."""
+    out = check_out_dir(out_dir, locked=True)
     out.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:  # only what an earlier demo wrote; released/ and release_work/ (--full) are kept
         path = out / name
@@ -127,6 +136,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None, *, relea
     require_espeak()  # the synthesis (--full: the releases' too) needs it
     # The one fine-tuning configuration (a bad finetune_settings key fails here, before anything is written).
     shared = shared_protocol(finetune_config(settings, Path(out_dir) / "corpus", "none", 0, Path(out_dir)))
+    check_out_dir(out_dir)  # a folder of the user's own is refused before a lock file is written into it
     # One demo at a time in DIR: a second one's prepare_out_dir would remove the first one's outputs under it.
     with folder_lock(out_dir, "another demo is writing into it; wait for it to end or choose another --out"):
         out = prepare_out_dir(out_dir)

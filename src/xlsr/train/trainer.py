@@ -137,7 +137,8 @@ class Trainer(TrainerCheckpoints):
         differ = [k for k in sorted({*mine, *first}) if k not in free and mine.get(k) != first.get(k)]
         if differ:
             key = differ[0]
-            raise XlsrError(f"{key}: {mine.get(key)!r} on rank {self.info.rank}, {first.get(key)!r} on rank 0"
+            # in the same words on every rank that differs alike: said once (train/elastic.py)
+            raise XlsrError(f"{key}: {first.get(key)!r} on rank 0, {mine.get(key)!r} on another rank"
                             f"{f' (and {len(differ) - 1} more settings differ)' if len(differ) > 1 else ''}; every "
                             f"rank must run with the same settings (the same command and config file on every node)")
 
