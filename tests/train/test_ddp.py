@@ -163,3 +163,21 @@ def test_a_rank_that_would_validate_save_wrap_or_scale_otherwise_than_rank_0_is_
 
 def test_a_rank_may_run_on_its_own_device_workers_data_path_and_log_interval(tmp_path, monkeypatch):
     _rank_1_check(tmp_path, monkeypatch, device="cuda:1", num_workers=2, data="/mnt/data", log_every=5)
+
+
+def _missing_data_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+
+    def make_task():  # as pretrain() and finetune() hand the Trainer their task: made once the ranks connected
+        raise XlsrError("data: /nowhere: no such folder")
+
+    Trainer(_cfg(out), make_task).fit()
+
+
+def test_an_error_every_rank_meets_making_its_task_is_said_once(tmp_path, capfd):
+    codes, _ = _ranks.wait(_ranks.start(_missing_data_worker, (2, _free_port(), str(tmp_path / "run"))))
+    assert sorted(codes) == [1, 2]  # the first to meet it raises it; the other ends quietly
+    assert capfd.readouterr().err.count("XlsrError: data: /nowhere: no such folder") == 1  # the raised error's line
+    assert not (tmp_path / "run").exists()  # the folder the lock made, left empty, is gone

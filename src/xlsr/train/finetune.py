@@ -432,10 +432,14 @@ def finetune(cfg: FinetuneConfig, feature_caches: dict[str, FeatureCache] | None
     `feature_caches`: see FinetuneTask; pass the same dict to runs from one init (it is filled in place)."""
     if not cfg.out:
         raise XlsrError("out: give a run folder (--out RUN)")
-    task = FinetuneTask(cfg, feature_caches)
-    if feature_caches is not None:
-        feature_caches.update(task.feature_caches)  # the caller's dict now holds what this run fills
-    run_dir = Trainer(cfg.trainer_config(), task, resolved_config=config_to_dict(cfg)).fit()
-    del task  # the model and optimizer; the caller's feature_caches stay
+    def make_task() -> FinetuneTask:  # called once the ranks are connected (Trainer.fit)
+        task = FinetuneTask(cfg, feature_caches)
+        if feature_caches is not None:
+            feature_caches.update(task.feature_caches)  # the caller's dict now holds what this run fills
+        return task
+
+    trainer = Trainer(cfg.trainer_config(), make_task, resolved_config=config_to_dict(cfg))
+    run_dir = trainer.fit()
+    del trainer  # the model and optimizer; the caller's feature_caches stay
     release_memory()
     return run_dir

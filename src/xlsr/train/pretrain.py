@@ -532,6 +532,6 @@ def pretrain(cfg: PretrainConfig) -> Path:
         raise XlsrError("out: no run folder given (--out RUN)")
     if not cfg.data:
         raise XlsrError("data: no data folder given (--data DIR)")
-    run_dir = Trainer(cfg.trainer_config(), PretrainTask(cfg), resolved_config=config_to_dict(cfg)).fit()
+    run_dir = Trainer(cfg.trainer_config(), lambda: PretrainTask(cfg), resolved_config=config_to_dict(cfg)).fit()
     release_memory()  # the run's model, optimizer and batches are garbage now; give their pages back
     return run_dir

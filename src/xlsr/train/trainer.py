@@ -14,6 +14,7 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -54,9 +55,9 @@ class Trainer(TrainerCheckpoints):
     run-folder check, by rank 0) and into every checkpoint's trainer.pt.
     """
 
-    def __init__(self, cfg: TrainerConfig, task: Task, resolved_config: dict | None = None):
+    def __init__(self, cfg: TrainerConfig, task: Task | Callable[[], Task], resolved_config: dict | None = None):
         self.cfg = cfg.trainer_config()  # the Trainer's part only, whatever configuration it was handed
-        self.task = task
+        self.task = task  # or a function that makes it, called once the ranks are connected (fit)
         self.resolved_config = resolved_config or {}
         self.run_dir = Path(cfg.out)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -166,6 +167,10 @@ class Trainer(TrainerCheckpoints):
             # an error on one rank ends every rank; rank 0 holds the run folder's lock throughout, and only once
             # every rank knows it holds it may a rank write there (its error record included)
             with elastic.one_failure_ends_all(self.info, self.run_dir) as watch, self._run_lock():
+                if callable(self.task) and not isinstance(self.task, Task):
+                    # made now, not before the ranks connected: an error that every rank meets in it (a data folder
+                    # missing, a bad --init) is said once, by the first rank to meet it
+                    self.task = self.task()
                 watch.hold_folder()
                 self._setup()
                 handlers = self._install_signal_handlers()
