@@ -130,12 +130,3 @@ class LanguageSampler:
 
     def __len__(self) -> int:
         return len(range(self.rank, self.epoch_size, self.world_size))
-
-    def state_dict(self) -> dict:
-        """What a resumed run needs to redraw the same epochs."""
-        return {"epoch": self.epoch, "seed": self.seed, "alpha": self.alpha}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore `state_dict()`."""
-        self.epoch, self.seed, self.alpha = int(state["epoch"]), int(state["seed"]), float(state["alpha"])
-        self._set_weights()
