@@ -68,6 +68,7 @@ class StageLog:
 
 
 _STAGE_LINE = re.compile(r"\[\d+/\d+\] ")  # StageLog's: "[2/5] finetune: ..."
+_STAGE_LINE_START = re.compile(r"\[(\d+(/(\d+(\]( .*)?)?)?)?)?")  # one cut anywhere: "[", "[2/", "[2/5] fine"
 
 
 def _demo_log(path: Path) -> bool:
@@ -82,8 +83,9 @@ def _demo_log(path: Path) -> bool:
         lines = head.decode("utf-8", errors="strict" if len(head) < 1 << 16 else "ignore").splitlines()
     except UnicodeDecodeError:
         return False
-    if len(head) == 1 << 16 or not head.endswith(b"\n"):  # read in part, or the demo killed mid-line: the last
-        lines = lines[:-1]  # line may be cut
+    if lines and (len(head) == 1 << 16 or not head.endswith(b"\n")):  # read in part, or the demo killed mid-line:
+        if not _STAGE_LINE_START.fullmatch(lines.pop()):  # the last line may be cut, but only a stage line's start
+            return False  # (a one-line file of the user's own, without a newline, is not the demo's)
     return all(_STAGE_LINE.match(line) for line in lines)
 
 
