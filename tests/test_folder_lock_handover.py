@@ -101,3 +101,14 @@ def test_a_folder_made_for_the_lock_is_removed_and_one_that_was_there_stays(tmp_
     with folder_lock(made, "busy"):
         (made / "config.yaml").write_text("x")
     assert [p.name for p in made.iterdir()] == ["config.yaml"]  # what the run wrote stays, the lock file does not
+
+
+def test_the_missing_parents_made_for_the_lock_are_removed_too(tmp_path):
+    # `--out runs/new/pt` with neither runs/ nor runs/new/: a refused run leaves none of the three
+    with folder_lock(tmp_path / "runs" / "new" / "pt", "busy"):
+        pass
+    assert list(tmp_path.iterdir()) == []
+    # a parent that holds something (written meanwhile) stays, with what it holds
+    with folder_lock(tmp_path / "runs" / "new" / "pt", "busy"):
+        (tmp_path / "runs" / "notes.txt").write_text("x")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["notes.txt"]

@@ -26,10 +26,10 @@ LOCK_FILE = ".lock"
 
 @contextmanager
 def folder_lock(folder: str | Path, busy: str) -> Iterator[None]:
-    """Hold FOLDER/.lock (making the folder if needed) while inside; `XlsrError("FOLDER: <busy>")` when another
-    process holds it."""
+    """Hold FOLDER/.lock (making the folder and its missing parents if needed, and removing those again that are left
+    empty) while inside; `XlsrError("FOLDER: <busy>")` when another process holds it."""
     folder = Path(folder)
-    made = not folder.exists()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # the folder and its missing parents, deepest first
     fd = _acquire(folder, busy) if fcntl is not None else None
     try:
         yield
@@ -37,11 +37,11 @@ def folder_lock(folder: str | Path, busy: str) -> Iterator[None]:
         if fd is not None:
             (folder / LOCK_FILE).unlink(missing_ok=True)  # while still held: see _acquire for a process waiting on it
             os.close(fd)
-            if made:
+            for path in made:  # made only to hold the lock, and left empty (a refused run wrote nothing): gone again
                 try:
-                    folder.rmdir()  # made only to hold the lock, and left empty (a refused run wrote nothing)
-                except OSError:
-                    pass
+                    path.rmdir()
+                except OSError:  # not empty: something was written there
+                    break
 
 
 def _acquire(folder: Path, busy: str) -> int | None:

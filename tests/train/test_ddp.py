@@ -178,6 +178,7 @@ def _missing_data_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_an_error_every_rank_meets_making_its_task_is_said_once(tmp_path, capfd):
     codes, _ = _ranks.wait(_ranks.start(_missing_data_worker, (2, _free_port(), str(tmp_path / "run"))))
-    assert sorted(codes) == [1, 2]  # the first to meet it raises it; the other ends quietly
+    # the first to meet it raises it (1); the other ends quietly (2), or is ended for it by its watch first (1)
+    assert set(codes) <= {1, 2} and 1 in codes
     assert capfd.readouterr().err.count("XlsrError: data: /nowhere: no such folder") == 1  # the raised error's line
     assert not (tmp_path / "run").exists()  # the folder the lock made, left empty, is gone
