@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -278,8 +279,6 @@ class _NoDevToyTask(ToyTask):
 
 
 def test_a_signal_during_the_flags_all_reduce_stops_the_run_after_the_next_update(tmp_path, monkeypatch):
-    import signal
-
     from xlsr.train import distributed as dist_util
 
     reduce, calls = dist_util.all_reduce_sum, []
@@ -456,34 +455,23 @@ def test_a_validation_whose_new_best_failed_to_save_is_a_new_best_again_on_the_r
     assert os.readlink(failed / "checkpoints" / "best") == "update_0000008"
 
 
-def test_a_signal_in_the_final_validation_ends_the_finished_run_as_interrupted(tmp_path):
-    # the run is whole and saved, but the command holding it must stop (a demo went on to its next stage)
-    import signal
+class _SignalledInFinalValidation(ToyTask):
+    def valid_step(self, model, batch):
+        if not getattr(self, "sent", False):
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().valid_step(model, batch)
 
+
+@pytest.mark.parametrize("task", [_SignalledInFinalValidation, lambda: ToyTask(stop_at=4)],
+                         ids=["in the final validation", "in the last update"])
+def test_a_signal_as_the_run_ends_stops_the_command_with_the_run_finished(tmp_path, task):
+    # the run is whole and saved (its final validation, its save), but the command holding it must stop, not go on
+    # to its next step (a demo went on to its next stage); in the last update the stop request reaches that update's
+    # all-reduce, after the final validation it does not: both end so
     from xlsr.errors import TrainingInterrupted
 
-    class SignalledInFinalValidation(ToyTask):
-        def valid_step(self, model, batch):
-            if not getattr(self, "sent", False):
-                self.sent = True
-                os.kill(os.getpid(), signal.SIGINT)
-            return super().valid_step(model, batch)
-
-    trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), SignalledInFinalValidation())
-    with pytest.raises(TrainingInterrupted) as info:
-        trainer.fit()
-    assert str(info.value) == (f"SIGINT came as the run ended: it is finished (update 4) and saved in {tmp_path}; "
-                               f"stopped there")
-    assert ckpt.run_finished(tmp_path, 4)
-    assert [r["update"] for r in read_log(tmp_path / "log.jsonl") if r.get("split") == "valid"] == [4]
-
-
-def test_a_signal_in_the_last_update_ends_the_finished_run_as_interrupted(tmp_path):
-    # the stop request reaches the last update's all-reduce: the run finishes (final validation, save), and the
-    # command holding it stops as for a signal in the final validation, not go on to its next step
-    from xlsr.errors import TrainingInterrupted
-
-    trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), ToyTask(stop_at=4))
+    trainer = Trainer(_cfg(tmp_path, max_updates=4, valid_every=0, save_every=0), task())
     with pytest.raises(TrainingInterrupted) as info:
         trainer.fit()
     assert str(info.value) == (f"SIGINT came as the run ended: it is finished (update 4) and saved in {tmp_path}; "
