@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,20 @@ def _ignore_ctrl_c() -> None:
     """Pool initializer: Ctrl-C reaches every process of the terminal's group; the parent alone stops, and stops the
     workers (Pool.terminate), so that no worker prints its own KeyboardInterrupt traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool_born_ignoring_ctrl_c(workers: int):
+    """A spawn Pool whose workers ignore Ctrl-C from their first instruction: started while this process ignores it
+    (a process started so keeps ignoring it, and Python then installs no handler of its own), since a Ctrl-C during a
+    worker's imports, before `_ignore_ctrl_c` runs, printed its traceback. This process ignores it only while the
+    workers are started (Pool returns before their imports)."""
+    main = threading.current_thread() is threading.main_thread()  # signals can be set there only
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_ctrl_c)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _render_star(job: tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]]) -> tuple[dict, float]:
@@ -463,7 +478,7 @@ def _render_all(jobs: list[tuple[UtterancePlan, str, tuple[int, tuple[str, ...]]
                 bar.update(1)
         else:
             # spawn: each worker gets a fresh espeak-ng (the library is global state, not fork/thread safe).
-            with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_ctrl_c) as pool:
+            with _pool_born_ignoring_ctrl_c(workers) as pool:
                 for result in pool.imap(_render_star, jobs, chunksize=4):
                     results.append(result)
                     bar.update(1)
