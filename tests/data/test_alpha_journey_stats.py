@@ -1,28 +1,12 @@
 """`xlsr data stats --alpha A` prints the table a pretraining run on the same folder prints (review s32): of the
 utterances at least --min-sample-size long (pretraining's default, 32000 samples), as the run weighs them."""
 
-import json
+from test_review30_stats_alpha_split import _manifest, _run  # a corpus of given lengths; a CLI call
 
-from xlsr.cli.main import main
 from xlsr.data.batching import pretrain_loader
 from xlsr.data.index_cache import open_manifest
 from xlsr.data.sampling import weights_table
 from xlsr.data.utterance_index import UtteranceIndex
-
-
-def _manifest(path, lang: str, seconds: list[float]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps({"audio": f"{lang}{i}.flac", "num_samples": int(s * 16000), "lang": lang,
-                                        "speaker": "s"}) + "\n" for i, s in enumerate(seconds)))
-
-
-def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's refusal of an option it does not know
-        rc = exc.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _after_stats(out: str) -> list[str]:

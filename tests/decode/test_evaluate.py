@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from _constant_ctc import constant_model as constant_ctc
 
 from xlsr.cli.main import main
 from xlsr.data.manifest import read_manifest
@@ -14,23 +14,12 @@ from xlsr.decode.evaluate import EvalReport, evaluate, read_manifests
 from xlsr.decode.lm_sweep import rank_settings
 from xlsr.decode.transcribe import load_ctc_model
 from xlsr.errors import XlsrError
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 from xlsr.text.metrics import EditCounts
-
-SMALL = dict(conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, hidden_size=32, num_layers=1,
-             num_heads=2, ffn_dim=64, conv_pos=16, conv_pos_groups=2)
 
 
 def constant_model(tmp_path: Path, vocab: list[str], token: str, labels: str) -> Path:
     """A CTC model whose every frame says `token`: its transcript of any audio is exactly `token`."""
-    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
-    model = Wav2Vec2ForCTC(cfg, len(vocab))
-    with torch.no_grad():
-        model.lm_head.weight.zero_()
-        model.lm_head.bias.fill_(-10.0)
-        model.lm_head.bias[vocab.index(token)] = 10.0
-    return save_checkpoint(tmp_path / f"const-{labels}", model, vocab=vocab, metadata={"labels": labels})
+    return constant_ctc(tmp_path / f"const-{labels}", vocab, token, labels)
 
 
 def manifest(tmp_path: Path, rows: list[dict]) -> Path:

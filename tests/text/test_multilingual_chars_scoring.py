@@ -4,28 +4,23 @@ hand and against a plain edit distance written here."""
 
 import json
 import unicodedata
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _constant_ctc import constant_model
 
 from xlsr.cli.main import main
 from xlsr.data.manifest import Utterance
 from xlsr.decode.evaluate import References, normalize_hypothesis
 from xlsr.decode.greedy import greedy_decode
 from xlsr.decode.transcribe import load_ctc_model
-from xlsr.interop.native import save_checkpoint
-from xlsr.model import Wav2Vec2Config, Wav2Vec2ForCTC
 from xlsr.text.labels import build_vocabulary
 from xlsr.text.metrics import EditCounts
 from xlsr.text.normalize import normalize_text
 from xlsr.text.vocab import Vocabulary
-
-SMALL = dict(conv_layers=[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2, hidden_size=32, num_layers=1,
-             num_heads=2, ffn_dim=64, conv_pos=16, conv_pos_groups=2)
 
 
 def nfd(text):
@@ -115,20 +110,9 @@ def test_a_vocabulary_of_three_languages_and_the_greedy_text_of_its_tokens():
     assert report.counts["ru"] == {"char": EditCounts(1, 1, 0, 7), "word": EditCounts(1, 0, 0, 2)}
 
 
-def _constant_model(where: Path, vocab: Vocabulary, token: str) -> Path:
-    """A character CTC model whose every frame says `token`."""
-    cfg = Wav2Vec2Config.from_dict({**Wav2Vec2Config.preset("tiny").to_dict(), **SMALL})
-    model = Wav2Vec2ForCTC(cfg, len(vocab))
-    with torch.no_grad():
-        model.lm_head.weight.zero_()
-        model.lm_head.bias.fill_(-10.0)
-        model.lm_head.bias[vocab.index(token)] = 10.0
-    return save_checkpoint(where, model, vocab=vocab.tokens, metadata={"labels": "chars"})
-
-
 def test_evaluate_transcribe_and_export_read_the_vocabulary_the_checkpoint_holds(tmp_path, capsys, one_thread):
     vocab = Vocabulary.build(["été Noël", nfd("crème"), "ёж", "東京"], "chars")  # é and a loose grave: both
-    ckpt = _constant_model(tmp_path / "model", vocab, "é")
+    ckpt = constant_model(tmp_path / "model", vocab.tokens, "é", "chars")  # every frame says é
     assert load_ctc_model(ckpt).vocab == vocab
     rows = [("fr", nfd("éte")), ("fr", "Noël"), ("ru", "ёж"), ("ja", "東京"), ("de", "")]
     lines = []
