@@ -193,13 +193,17 @@ class References:
         if normalize and labels != "chars":
             raise XlsrError(f"--normalize-text: applies to character labels (their text), not --labels {labels}")
         # positions, not objects: `utts` may be a large manifest's index, whose utterances are made one at a time
-        scored, missing = [], []
+        scored, missing, texts = [], [], []  # texts: the scored references as scored (normalised or not)
         for i, ref in enumerate(labels_of(utts, labels)):
-            # a text that normalising empties ("?!") has no reference left, as in the copy `xlsr data
-            # normalize-text` writes of its manifest (text ""): skipped alike, not scored as all insertions
-            if ref and normalize and not normalize_text(ref, utts[i].lang):
-                ref = None
-            (scored if ref else missing).append(i)
+            if ref and normalize:  # in the utterance's language, as `xlsr data normalize-text` writes it
+                # a text that normalising empties ("?!") has no reference left, as in the copy `xlsr data
+                # normalize-text` writes of its manifest (text ""): skipped alike, not scored as all insertions
+                ref = normalize_text(ref, utts[i].lang)
+            if ref:
+                scored.append(i)
+                texts.append(ref)
+            else:
+                missing.append(i)
         if not scored:
             where = ", ".join(_manifests(utts))
             raise XlsrError(f"{where + ': ' if where else ''}no utterance has a {LABEL_FIELD[labels]!r} reference "
@@ -208,10 +212,7 @@ class References:
         if repeated:  # each line is scored; --hyps then lists two hypotheses under one id, which no reader can tell
             log.warning("%d utterance id(s) appear more than once among those scored (e.g. %r, %d times): each line "
                         "is scored on its own, and --hyps lists them under the same id", len(repeated), *repeated[0])
-        oov: dict[str, int] = {}
-        if labels == ctc.vocab.kind:
-            refs = ((getattr(u, LABEL_FIELD[labels]), u.lang) for u in (utts[i] for i in scored))
-            oov = unspellable(ctc.vocab, [normalize_text(r, lang) if normalize else r for r, lang in refs])
+        oov = unspellable(ctc.vocab, texts) if labels == ctc.vocab.kind else {}
         return cls(ctc.source, utts, labels, scored, missing, oov, normalize)
 
     def audio(self) -> list[Path]:
