@@ -17,6 +17,11 @@ class CheckpointError(XlsrError):
     """A checkpoint that is missing, truncated, of another format, or inconsistent with its config."""
 
 
+class SettingsError(XlsrError):
+    """An error in a command's settings (its options, --config YAML, recipe): a function of the command line and the
+    files it names, so every process of a torchrun job on one node meets it alike (the CLI says it once per node)."""
+
+
 class TrainingInterrupted(XlsrError):
     """A training run that Ctrl-C or SIGTERM stopped before its max_updates (it saved and can resume), inside a
     command that goes on to use it (the demo), or whose signal came as it ended (it finished): the CLI exits with

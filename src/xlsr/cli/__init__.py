@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from xlsr.errors import XlsrError  # imports nothing: `xlsr --help` stays quick
+from xlsr.errors import SettingsError, XlsrError  # imports nothing: `xlsr --help` stays quick
 
 T = TypeVar("T")
 
@@ -127,8 +127,18 @@ def resolve_config(cls: type[T], args: argparse.Namespace, yamls: Sequence[str |
     """`cls` from its defaults < `yamls` < --config YAML < the command line, for a parser from `add_config_command`.
 
     With `recipe_kind` ("pretrain", "finetune"), the shipped recipe named by --recipe, or else by a `recipe:` key of
-    the --config YAML, is applied first (a recipe named in a YAML is applied, never only recorded).
+    the --config YAML, is applied first (a recipe named in a YAML is applied, never only recorded). Its errors are
+    SettingsErrors.
     """
+    try:
+        return _resolved(cls, args, yamls, recipe_kind)
+    except SettingsError:
+        raise
+    except XlsrError as exc:  # every process of a torchrun job reads the same options and files: see cli/main.py
+        raise SettingsError(str(exc)) from exc
+
+
+def _resolved(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path], recipe_kind: str | None) -> T:
     from xlsr.config import collect_overrides, load_config, read_yaml  # lazy: as in add_config_command
     from xlsr.train.recipes import recipe_path
 

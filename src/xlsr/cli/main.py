@@ -12,13 +12,15 @@ The library's warnings are shown as cli/log_lines.py says (under torchrun, once 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 
 from xlsr.cli import INTERRUPTED
 from xlsr.cli.log_lines import show_library_log
-from xlsr.errors import TrainingInterrupted, XlsrError
+from xlsr.errors import SettingsError, TrainingInterrupted, XlsrError
 from xlsr.version import __version__
 
 BROKEN_PIPE = 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # the parser imports the command's modules (torch among them: a second or more)
         parser = build_parser(argv)
-        args = parser.parse_args(argv)
+        with _said_by_the_first_on_node():  # a mistyped option: one usage message per node, not one per process
+            args = parser.parse_args(argv)
     except KeyboardInterrupt:  # Ctrl-C as it starts: nothing begun, nothing to say but that
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xlsr: interrupted: {exc}", file=sys.stderr)
         return INTERRUPTED
     except XlsrError as exc:
-        print(f"xlsr: error: {exc}", file=sys.stderr)
+        if not (isinstance(exc, SettingsError) and _a_later_process_on_node()):
+            print(f"xlsr: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `xlsr ... | head`: the reader has all it wanted; nothing to say (as `cat` says nothing)
         _quiet_stdout()
@@ -99,6 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
+
+
+def _a_later_process_on_node() -> bool:
+    """Under torchrun, a process other than its node's first (LOCAL_RANK 0). Every process of the job runs the same
+    command line on the node's files, so what depends on those alone (SettingsError, argparse's refusals) the first
+    says for all; an error a process meets later, after the ranks connect, train/elastic.py says once."""
+    local_rank = os.environ.get("LOCAL_RANK", "0").strip()  # torchrun's; a process started by hand says its own
+    return local_rank not in ("", "0") and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+
+
+@contextlib.contextmanager
+def _said_by_the_first_on_node():
+    """Inside, a later process on its node (see above) writes nothing (argparse's usage, error, --help): it exits as
+    the first does, with the same status, and the first says why."""
+    if not _a_later_process_on_node():
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def _quiet_stdout() -> None:
