@@ -62,6 +62,20 @@ def weights_table(hours: dict[str, float], alpha: float) -> str:
     return "\n".join(lines)
 
 
+def trained_table(hours: dict[str, float], alpha: float, trained_seconds: dict[str, float]) -> str:
+    """A printable table: language, hours of audio trained on (its crops, each time drawn), their share of all it
+    trained on, and the share p_l that sampling at α aims at (weights_table's last column). Languages trained on but
+    no longer in `hours` (a resume on other data) are listed with no p_l."""
+    probs = language_weights(hours, alpha)
+    total = sum(trained_seconds.values()) or 1.0
+    lines = [f"{'lang':<8}{'trained h':>11}{'share':>9}{f'p(α={alpha:g})':>12}"]
+    for lang in [*hours, *(lang for lang in trained_seconds if lang not in hours)]:
+        seconds = trained_seconds.get(lang, 0.0)
+        p = f"{probs[lang]:>12.1%}" if lang in probs else f"{'-':>12}"
+        lines.append(f"{lang:<8}{seconds / 3600:>11.3f}{seconds / total:>9.1%}{p}")
+    return "\n".join(lines)
+
+
 class LanguageSampler:
     """Draws each epoch's utterances: language counts ~ Multinomial(epoch_size, q), then utterances, where q
     (`utterance_weights`) makes each language's expected share of the epoch's audio its p_l (`weights`): of the

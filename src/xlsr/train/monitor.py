@@ -120,9 +120,10 @@ def loader_totals(loader) -> dict[str, int]:
 
 class LogWindow:
     """Running sums of the train logs, time and audio seconds between two log lines; the latest value of the
-    running totals (RUNNING_TOTALS)."""
+    running totals (RUNNING_TOTALS, and the task's `counted_logs` given as `totals`)."""
 
-    def __init__(self):
+    def __init__(self, totals: tuple[str, ...] = ()):
+        self.totals = frozenset((*RUNNING_TOTALS, *totals))  # logs whose latest value the record holds
         self.logs: dict[str, float] = {}
         self.latest: dict[str, int | float] = {}
         self.count = 0
@@ -142,7 +143,7 @@ class LogWindow:
         for k, v in logs.items():
             if not isinstance(v, int | float) or isinstance(v, bool):
                 continue
-            if k in RUNNING_TOTALS:
+            if k in self.totals:
                 self.latest[k] = v
             else:
                 self.logs[k] = self.logs.get(k, 0.0) + float(v)

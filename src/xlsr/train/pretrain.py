@@ -28,7 +28,7 @@ from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import open_split
 from xlsr.data.log_mel import log_mel, mel_filterbank
 from xlsr.data.manifest import ManifestError, find_manifests
-from xlsr.data.sampling import weights_table
+from xlsr.data.sampling import trained_table, weights_table
 from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
 from xlsr.data.utterance_index import UtteranceIndex
@@ -47,7 +47,7 @@ from xlsr.interop.load import checkpoint_path, read_checkpoint_config
 from xlsr.interop.native import save_checkpoint
 from xlsr.model import Wav2Vec2Config, Wav2Vec2ForPreTraining
 from xlsr.model.config import check_override_keys
-from xlsr.rates import RECEPTIVE_FIELD_SAMPLES
+from xlsr.rates import RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
 from xlsr.train.distributed import unwrap
 from xlsr.train.feature_monitor import (
     CONTEXT_EFF_DIM,
@@ -313,6 +313,10 @@ class PretrainTask(Task):
             epoch_size=cfg.epoch_size, max_bad_share=cfg.max_bad_share, augment=parse_augment(cfg.augment),
             max_utterances=cfg.max_utterances, decode_timeout=setting_timeout(cfg.decode_timeout))
         record_decoding(self.loader, self.decoding_record)
+        # the audio trained on per language, run totals in the train log (every rank logs every language's key)
+        self.hours = dict(self.loader.hours if self.shards is not None else self.loader.sampler.hours)
+        self.counted_logs = tuple(TRAINED_KEY + lang for lang in self.hours)
+        self.summed_logs = (*PretrainTask.summed_logs, *self.counted_logs)
         # masks, negatives and Gumbel noise: one generator per rank, saved with the checkpoint
         self.generator = torch.Generator(device=info.device).manual_seed(cfg.seed * 1000 + info.rank)
         self.valid_generator = torch.Generator(device=info.device)
@@ -387,7 +391,22 @@ class PretrainTask(Task):
     def train_step(self, model: nn.Module, batch) -> tuple[torch.Tensor, dict]:
         batch = self._crop(batch)
         out = model(batch.waveforms, batch.lengths, generator=self.generator)
-        return out.loss, _logs(out, batch, self.model_cfg)
+        return out.loss, {**_logs(out, batch, self.model_cfg), **self._trained_seconds(batch)}
+
+    def _trained_seconds(self, batch) -> dict[str, float]:
+        """The batch's audio by language, in seconds (its rows are crops of one length: no device sync to count)."""
+        seconds = dict.fromkeys(self.counted_logs, 0.0)  # every key on every rank: they are summed across ranks
+        for lang in batch.langs:
+            seconds[TRAINED_KEY + lang] += batch.waveforms.shape[1] / SAMPLE_RATE
+        return seconds
+
+    def closing_report(self, totals: dict[str, float], since: int) -> str:
+        trained = {k[len(TRAINED_KEY):]: v for k, v in totals.items() if k.startswith(TRAINED_KEY)}
+        if not trained:
+            return ""
+        updates = f" since update {since}" if since else ""
+        return (f"audio trained on{updates}, by language (crops, as drawn; p is the share sampling aims at):\n"
+                + trained_table(self.hours, self.cfg.alpha, trained))
 
     def _dev_batches(self, lang: str, loader):
         """The batches of one validation language; a data error (too many bad files) says it was the dev set's."""
@@ -496,6 +515,9 @@ class PretrainTask(Task):
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)  # masks, negatives and Gumbel noise of this rank
+
+
+TRAINED_KEY = "trained_s."  # + a language: the seconds of its audio trained on so far (train log, run total)
 
 
 def _as_typed(value) -> str:

@@ -36,6 +36,9 @@ class Task:
     validation_data_keys: tuple[str, ...] = ()
     #: log keys that are added (not averaged) over micro-batches, e.g. counts
     summed_logs: tuple[str, ...] = ("sample_size",)
+    #: summed log keys the Trainer also adds up over the whole run (kept in checkpoints; a train record holds their
+    #: run totals), e.g. the audio trained on per language; the same keys on every rank
+    counted_logs: tuple[str, ...] = ()
     #: some parameters get no gradient in some updates (e.g. frozen for a while): DDP must look for them
     has_unused_parameters: bool = False
     #: train log entries shown on the progress bar (the Trainer adds the learning rate and the throughput)
@@ -115,6 +118,11 @@ class Task:
         Must behave identically on every rank. Returns values to log. (The Trainer seeds LayerDrop itself.)
         """
         return {}
+
+    def closing_report(self, totals: dict[str, float], since: int) -> str:
+        """Lines printed when training ends (rank 0), from the run totals of `counted_logs` counted since update
+        `since` (0 unless the run resumed from a checkpoint of a version that did not keep them); empty for none."""
+        return ""
 
     def health_warnings(self, logs: dict, update: int) -> list[str]:
         """Warnings about the training state from an update's logs (codebook collapse, chance level)."""

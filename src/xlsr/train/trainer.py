@@ -71,6 +71,8 @@ class Trainer(TrainerCheckpoints):
         self._stop_pending = False  # set by the SIGINT/SIGTERM handler; goes into the next update's all-reduce
         self._stop_signal = ""  # the name of the signal that set it
         self._update_audio_seconds = 0.0  # the audio of the last update's batches, every rank's
+        self.run_totals: dict[str, float] = {}  # the task's counted_logs over the run's updates, every rank's
+        self.run_totals_since = 0  # the update they count from (a resume from a checkpoint that did not keep them)
         self._stop_requested = False  # that all-reduce's result: the same on every rank, so all stop together
         self._last_saved: int | None = None
         self.validation_pending = False  # this update's validation failed and was saved so: a resumed run does it first
@@ -201,7 +203,7 @@ class Trainer(TrainerCheckpoints):
     def _loop(self) -> None:
         cfg = self.cfg
         batches = self._batch_stream()
-        window = LogWindow()
+        window = LogWindow(self.task.counted_logs)
         # a re-run of a finished run: validated and saved already (unless its final validation failed)
         finished_before = self.update >= cfg.max_updates and not self.validation_pending
         if self.update == 0 and self.task.validate_at_start:
@@ -223,7 +225,7 @@ class Trainer(TrainerCheckpoints):
             self.monitor.advance(1, self._postfix)
             if self.update % cfg.log_every == 0 or self.update == cfg.max_updates:
                 self._log_train(window.summary(), window)
-                window = LogWindow()
+                window = LogWindow(self.task.counted_logs)
             if cfg.valid_every and self.update % cfg.valid_every == 0 and self.update < cfg.max_updates:
                 self._validate_or_save()
             if cfg.save_every and self.update % cfg.save_every == 0 and self.update < cfg.max_updates:
@@ -235,6 +237,9 @@ class Trainer(TrainerCheckpoints):
         if self.update >= cfg.max_updates and not finished_before:
             self._validate_or_save()
         self._save()
+        report = self.task.closing_report(self.run_totals, self.run_totals_since) if self.run_totals else ""
+        if report and cfg.progress:  # without the bar, a caller reporting runs itself (the demo)
+            self.monitor.info(report)
         if self._stop_requested and self.update < cfg.max_updates:
             self.monitor.info(f"xlsr: stopped at update {self.update}; checkpoint saved in {self.ckpt_root / 'last'}; "
                               f"run the same command again to resume")
@@ -326,8 +331,11 @@ class Trainer(TrainerCheckpoints):
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.update += 1
+        for k in task.counted_logs:  # (summed over every rank above: the same totals on each)
+            self.run_totals[k] = self.run_totals.get(k, 0.0) + logs_sum.get(k, 0.0)
         out = {k: v / total_size for k, v in logs_sum.items() if k not in task.summed_logs}
         out.update({k: logs_sum[k] for k in task.summed_logs if k in logs_sum})
+        out.update({k: self.run_totals[k] for k in task.counted_logs})
         out.update(extra)
         out.update({k: int(v) for k, v in zip(totals, summed)})
         out.update(lr=lr, grad_norm=grad_norm)

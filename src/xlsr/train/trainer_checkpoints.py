@@ -124,6 +124,8 @@ class TrainerCheckpoints:
             "nan_skipped": self.nan_skipped,
             "consecutive_nan": self.consecutive_nan,  # a streak of non-finite steps goes on counting after a resume
             "overflow_skipped": self.overflow_skipped,
+            "run_totals": dict(self.run_totals),  # the same on every rank: a resume with another world size keeps them
+            "run_totals_since": self.run_totals_since,
             "world_size": self.info.world_size,
             "optimizer": ckpt.optimizer_state(self.net, self.optimizer, self.fsdp),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -141,6 +143,11 @@ class TrainerCheckpoints:
         self.consecutive_nan = int(state.get("consecutive_nan", 0))  # absent in checkpoints of earlier versions
         self.overflow_skipped = int(state.get("overflow_skipped", 0))
         self.validation_pending = bool(state.get("validation_pending", False))  # absent in earlier versions: none
+        if "run_totals" in state:
+            self.run_totals = {str(k): float(v) for k, v in state["run_totals"].items()}
+            self.run_totals_since = int(state.get("run_totals_since", 0))
+        else:  # a checkpoint of an earlier version: counted from here
+            self.run_totals, self.run_totals_since = {}, self.update
         ckpt.load_optimizer_state(self.net, self.optimizer, state["optimizer"], self.fsdp, where=self.resume_dir)
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
