@@ -121,3 +121,34 @@ def test_pretraining_logs_the_crops_it_trained_on_by_language_and_says_them_at_t
     assert "audio trained on, by language" in said
     total = expected["aa"] + expected["bb"]
     assert f"aa      {expected['aa'] / 3600:>11.3f}{expected['aa'] / total:>9.1%}" in said
+
+
+def test_the_run_writes_the_shares_sampling_aims_at_and_the_plot_draws_the_shares_trained_on_against_them(tmp_path,
+                                                                                                          monkeypatch):
+    import json
+
+    from xlsr.data.sampling import language_weights
+    from xlsr.train.curves import plot_training_curves
+
+    data = make_corpus(tmp_path / "tones", langs=("aa", "bb"), per_lang=6, splits=("train",))
+    run = pretrain(_cfg(data, tmp_path / "run", alpha=0.3, log_every=1))
+    report = json.loads((run / "sampling.json").read_text())
+    hours = {lang: v["hours"] for lang, v in report["languages"].items()}
+    assert report["alpha"] == 0.3 and set(hours) == {"aa", "bb"}
+    assert {lang: v["p"] for lang, v in report["languages"].items()} == pytest.approx(language_weights(hours, 0.3))
+
+    import matplotlib.figure
+
+    drawn = {}
+    original = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda fig, *a, **kw: (drawn.setdefault("fig", fig), original(fig, *a, **kw)))
+    plot_training_curves(run)
+    ax = next(a for a in drawn["fig"].axes if a.get_title().startswith("share of audio trained on"))
+    records = [r for r in read_log(run / "log.jsonl") if r.get("split") == "train"]
+    curves = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines() if not line.get_label().startswith("_")}
+    for lang in ("aa", "bb"):
+        assert curves[lang] == pytest.approx([100 * r[f"trained_s.{lang}"] / (r["trained_s.aa"] + r["trained_s.bb"])
+                                              for r in records])
+    dashed = sorted(line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
+    assert dashed == pytest.approx(sorted(100 * v["p"] for v in report["languages"].values()))

@@ -3,6 +3,7 @@ schedules, feature health), for pretraining and fine-tuning runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -16,7 +17,7 @@ from xlsr.train.feature_monitor import (
     INIT_SUFFIX,
     INPUT_EFF_DIM,
 )
-from xlsr.train.monitor import read_log
+from xlsr.train.monitor import SAMPLING_REPORT, TRAINED_KEY, read_log
 
 LOSS = "loss"  # the loss panel's title depends on the run: see loss_title
 # (title, keys); a panel is drawn when any of its keys was logged
@@ -78,7 +79,7 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
         raise XlsrError(f"{out}: is a folder; give an image file name (e.g. {out / 'curves.png'})")
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise XlsrError(f"{out}: not an image file name; end it in {', '.join(IMAGE_SUFFIXES)}")
-    fig = draw_training_curves(records, str(run_dir))
+    fig = draw_training_curves(records, str(run_dir), aimed_shares=_aimed_shares(run_dir / SAMPLING_REPORT))
     fig.savefig(out, dpi=100)
     return out
 
@@ -109,12 +110,14 @@ def require_log(run_dir: Path) -> Path:
     raise XlsrError(f"{log_path}: no training log; {run_dir} holds run folders: {named}; plot one of them")
 
 
-def draw_training_curves(records: list[dict], title: str):
-    """A matplotlib Figure with one panel per PANELS entry that `records` (log.jsonl lines with a split) hold."""
+def draw_training_curves(records: list[dict], title: str, aimed_shares: dict[str, float] | None = None):
+    """A matplotlib Figure with one panel per PANELS entry that `records` (log.jsonl lines with a split) hold, and
+    for pretraining each language's share of the audio trained on (dashed: `aimed_shares`, p_l, where given)."""
     splits = sorted({r["split"] for r in records}, key=lambda s: (s != "train", s != "valid", s))
     panels = logged_panels(records)
+    trained = _trained_shares(records)
     cols = 3
-    rows = -(-len(panels) // cols)
+    rows = -(-(len(panels) + bool(trained)) // cols)
     fig = Figure(figsize=(5 * cols, 3.4 * rows))
     FigureCanvasAgg(fig)  # drawn on the Agg canvas directly: no pyplot, no display, no global backend state
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -127,7 +130,9 @@ def draw_training_curves(records: list[dict], title: str):
         if panel_title.startswith("learning"):
             ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
+    if trained:
+        _draw_trained_shares(axes.flat[len(panels)], trained, aimed_shares or {})
+    for ax in list(axes.flat)[len(panels) + bool(trained):]:
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
@@ -155,3 +160,48 @@ def _draw_key(ax, records: list[dict], splits: list[str], key: str, keys: tuple[
                     if r["split"] == split and isinstance(r.get(key + INIT_SUFFIX), int | float)]
             if init:  # the latest reference: the one the collapse warning compares with
                 ax.axhline(init[-1], ls="--", lw=1.0, color=line.get_color(), label=f"{key} at initialisation")
+
+
+LEGEND_LANGUAGES = 12  # more languages than this: their lines without a legend entry each
+
+
+def _trained_shares(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """Pretraining's train records as each language's share of the audio trained on so far, by update:
+    {lang: [(update, share)]}; empty for a run that did not log `trained_s.<lang>`."""
+    shares: dict[str, list[tuple[float, float]]] = {}
+    for r in records:
+        if r["split"] != "train":
+            continue
+        seconds = {k[len(TRAINED_KEY):]: v for k, v in r.items()
+                   if k.startswith(TRAINED_KEY) and isinstance(v, int | float)}
+        total = sum(seconds.values())
+        for lang, v in seconds.items():
+            if total > 0:
+                shares.setdefault(lang, []).append((r["update"], v / total))
+    return shares
+
+
+def _draw_trained_shares(ax, shares: dict[str, list[tuple[float, float]]], aimed: dict[str, float]) -> None:
+    """One line per language: its share of the audio trained on so far, and dashed in its colour the share p_l that
+    α sampling aims at (where its run's sampling.json says)."""
+    for lang in sorted(shares, key=lambda lang: -shares[lang][-1][1]):
+        xs, ys = zip(*shares[lang])
+        line, = ax.plot(xs, [100 * y for y in ys], "-", lw=1.2,
+                        label=lang if len(shares) <= LEGEND_LANGUAGES else None)
+        if lang in aimed:
+            ax.axhline(100 * aimed[lang], ls="--", lw=0.8, color=line.get_color())
+    ax.set_title("share of audio trained on (%" + (", dashed: p_l)" if aimed else ")"))
+    ax.set_xlabel("update")
+    ax.grid(alpha=0.3)
+    if len(shares) <= LEGEND_LANGUAGES:
+        ax.legend(fontsize=7, ncol=2)
+
+
+def _aimed_shares(path: Path) -> dict[str, float]:
+    """{lang: p_l} from a pretraining run's sampling.json; {} where it is missing or not as written (the curves
+    are drawn without it)."""
+    try:
+        languages = json.loads(path.read_text(encoding="utf-8"))["languages"]
+        return {str(lang): float(v["p"]) for lang, v in languages.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}

@@ -28,7 +28,7 @@ from xlsr.data.decoding_record import DecodingRecord
 from xlsr.data.index_cache import open_split
 from xlsr.data.log_mel import log_mel, mel_filterbank
 from xlsr.data.manifest import ManifestError, find_manifests
-from xlsr.data.sampling import trained_table, weights_table
+from xlsr.data.sampling import language_weights, trained_table, weights_table
 from xlsr.data.shard_index import is_shard_folder, read_index
 from xlsr.data.shard_loader import shard_pretrain_loader, shard_valid_loaders
 from xlsr.data.utterance_index import UtteranceIndex
@@ -57,7 +57,7 @@ from xlsr.train.feature_monitor import (
     FrameSample,
     feature_health_logs,
 )
-from xlsr.train.monitor import loader_totals
+from xlsr.train.monitor import SAMPLING_REPORT, TRAINED_KEY, loader_totals
 from xlsr.train.pretrain_health import code_perplexity_ceiling, pretrain_health_warnings
 from xlsr.train.probe_monitor import read_probe_slice, run_probe
 from xlsr.train.recipes import recipe_path
@@ -334,6 +334,13 @@ class PretrainTask(Task):
         return (f"pretraining on {n} utterances in {self.cfg.data}{short}; language sampling:\n"
                 + weights_table(hours, self.cfg.alpha) + self._continuing_note())
 
+    def reports(self) -> dict[str, dict]:
+        """RUN/sampling.json: each language's hours and the share p_l of the audio that sampling at α aims at (what
+        `xlsr plot` draws the shares trained on against)."""
+        p = language_weights(self.hours, self.cfg.alpha)
+        return {SAMPLING_REPORT: {"alpha": self.cfg.alpha,
+                                  "languages": {lang: {"hours": h, "p": p[lang]} for lang, h in self.hours.items()}}}
+
     def _continuing_note(self) -> str:
         """A trained codebook meets the schedules of a new one (README: continuing pretraining); said once, at the
         start of the run, with the setting that trains the codebook at the temperature it ended at. The codes drawn do
@@ -515,9 +522,6 @@ class PretrainTask(Task):
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(seed)  # masks, negatives and Gumbel noise of this rank
-
-
-TRAINED_KEY = "trained_s."  # + a language: the seconds of its audio trained on so far (train log, run total)
 
 
 def _as_typed(value) -> str:
