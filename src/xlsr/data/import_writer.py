@@ -299,6 +299,8 @@ class ImportWriter:
         if self.bad:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text(self.out_dir / SKIPPED_FILE, "".join(line + "\n" for line in self.bad))
+        else:  # the file lists the last import's skips: an earlier import's would be taken for this one's
+            (self.out_dir / SKIPPED_FILE).unlink(missing_ok=True)
         if total == 0:
             raise XlsrError(f"{self.summary.source}: no {self.summary.unit} to import")
         if self.bad_items > self.max_bad_share * total:

@@ -192,6 +192,7 @@ class Transcription:
     hypothesis: Hypothesis
     extra: dict = field(default_factory=dict)
     kind: str = "chars"  # the model's labels: a word's characters are joined as they are, its phones with spaces
+    word_boundary: bool = False  # the model's vocabulary has `|`: every result has word spans, a one-word one too
 
     def to_dict(self) -> dict:
         out = {"audio": self.audio, "duration": round(self.duration, 3), **self.hypothesis.to_dict(), **self.extra}
@@ -203,9 +204,11 @@ class Transcription:
             out["timestamps"] = [{"token": t, "start": s, "end": e}
                                  for t, s, e in zip(hyp.tokens, hyp.timestamps, ends)]
             spans = word_spans(out["timestamps"], " " if self.kind == "phones" else "")
-            # Only where the tokens show where words meet: a lexicon decoder over a vocabulary without `|` knows
-            # its words but not which tokens each one spans.
-            if (WORD_BOUNDARY in hyp.tokens or hyp.words) and (hyp.words is None or len(spans) == len(hyp.words)):
+            # Only where the tokens show where words meet (a vocabulary with `|`: then on every line, one word or
+            # none too): a lexicon decoder over a vocabulary without `|` knows its words but not which tokens each
+            # one spans.
+            shown = self.word_boundary or WORD_BOUNDARY in hyp.tokens or hyp.words
+            if shown and (hyp.words is None or len(spans) == len(hyp.words)):
                 out["word_timestamps"] = spans
         return out
 
@@ -248,7 +251,8 @@ def transcribe_files(ctc: CTCModel, files: list[Path], *, decoder: Decoder | Non
     pending: list[tuple[int, Path, torch.Tensor]] = []
 
     def keep(pos: int, path: Path, wave: torch.Tensor, hyp: Hypothesis, extra: dict | None = None) -> None:
-        result = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, extra or {}, kind=ctc.vocab.kind)
+        result = Transcription(str(path), wave.numel() / SAMPLE_RATE, hyp, extra or {}, kind=ctc.vocab.kind,
+                               word_boundary=ctc.vocab.word_boundary_id is not None)
         if on_result is not None:
             on_result(result)
         else:
