@@ -397,11 +397,11 @@ def write_shards(data_dir: str | Path, out: str | Path, *, shard_size: int = 10*
     previous, named = _previous_entries(out) if out.is_dir() else ([], set())
     sources = _previous_sources(out)  # now: index.json is moved into index.partial.jsonl before a tar is replaced
     _check_unnamed(out, jobs, named)
-    out.mkdir(parents=True, exist_ok=True)
     report = ShardReport(ShardIndex(out, [], shard_size=shard_size))
     # every manifest's index before the first shard: bad lines beyond max_bad_share refuse the run before anything
-    # is written; fewer are reported (all listed beside the manifest) and left out
+    # is written (OUT included); fewer are reported (all listed beside the manifest) and left out
     manifests = {(split, lang): open_manifest(path, max_bad_share=max_bad_share).tables[0] for split, lang, path in jobs}
+    out.mkdir(parents=True, exist_ok=True)
     total = sum(len(u) for u in manifests.values())
     bar = progress(total=total, desc="sharding", unit="utt", disable=not show_progress)
     # its workers start when the first utterance is to be encoded (none when every shard is kept)
