@@ -18,8 +18,8 @@ def _alias_bomb(levels: int) -> str:
 
 
 @pytest.mark.parametrize("text, problem", [
-    ("lr: 0.001\nmax_updates: 3\nlr: 0.002\n", "not valid YAML (key 'lr' given twice)"),
-    ("model:\n  dropout: 0.1\n  dropout: 0.2\n", "not valid YAML (key 'dropout' given twice)"),
+    ("lr: 0.001\nmax_updates: 3\nlr: 0.002\n", "not valid YAML (line 3, column 1: key 'lr' given twice)"),
+    ("model:\n  dropout: 0.1\n  dropout: 0.2\n", "not valid YAML (line 3, column 3: key 'dropout' given twice)"),
     (_alias_bomb(8), "its aliases (*name) expand to more than 100,000 values"),
     ("x: &x [1, *x]\n", "its aliases (*name) expand to more than 100,000 values"),
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply to be a config"),

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import functools
 import inspect
 import io
+import json
 import math
 import tokenize
 import types
@@ -54,21 +56,22 @@ class _ConfigLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping; a missing, unparsable, oversized or non-mapping file, a key given twice or aliases that
-    expand past MAX_CONFIG_VALUES are one XlsrError line."""
+    """Read a YAML (or JSON) mapping; a missing, unparsable, oversized or non-mapping file, a key given twice or
+    aliases that expand past MAX_CONFIG_VALUES are one XlsrError line."""
     path = Path(path)
+    if path.is_dir():
+        raise XlsrError(f"{path}: a folder, not a config file")
     if not path.is_file():
         raise XlsrError(f"{path}: config file not found")
     if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
         raise XlsrError(f"{path}: {size:,} bytes, more than a config file holds (at most {MAX_CONFIG_BYTES:,})")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
+        data = _parse_text(path.read_text(encoding="utf-8"))
         too_many = _expanded_values(data, {}) > MAX_CONFIG_VALUES
     except UnicodeDecodeError:
         raise XlsrError(f"{path}: not a YAML text file (not UTF-8)") from None
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise XlsrError(f"{path}: not valid YAML ({first})") from None
+        raise XlsrError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     except RecursionError:  # nested thousands deep, or an alias that holds itself
         raise XlsrError(f"{path}: nested too deeply to be a config") from None
     if too_many:
@@ -78,6 +81,41 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise XlsrError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+def _parse_text(text: str) -> Any:
+    """A config file's data: YAML, or JSON where YAML refuses it (JSON may indent with tabs, YAML may not)."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a safe loader)
+    except yaml.YAMLError:
+        if not text.lstrip().startswith("{"):
+            raise
+        try:
+            return json.loads(text, object_pairs_hook=_json_mapping)
+        except ValueError:  # no JSON either: YAML's reason is the one to show
+            pass
+        raise
+
+
+def _json_mapping(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object, refusing a key given twice as the YAML loader does (json keeps the last silently)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong and where: its message's first line is often only what it was doing ("while
+    scanning for the next token"), the reason and the line on the lines below."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+    if "\\t" in problem or "tab character" in problem:
+        problem += "; use spaces, not tabs"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def _expanded_values(node: Any, sizes: dict[int, int]) -> int:
@@ -97,8 +135,8 @@ def load_config(cls: type[T], yaml_path: str | Path | list | None = None, overri
     values: dict[str, Any] = {}
     paths = [] if yaml_path is None else (list(yaml_path) if isinstance(yaml_path, list | tuple) else [yaml_path])
     for p in paths:
-        _merge(values, _flatten(read_yaml(p)), cls, source=str(p))
-    _merge(values, _flatten(overrides or {}), cls, source="command line")
+        _merge(values, _flatten(read_yaml(p), source=str(p)), cls, source=str(p))
+    _merge(values, _flatten(overrides or {}, source="command line"), cls, source="command line")
     return _build(cls, values)
 
 
@@ -162,15 +200,16 @@ def _is_number(s: str) -> bool:
         return False
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings become dotted keys, so YAML sections and CLI overrides merge the same way."""
+def _flatten(d: dict, prefix: str = "", source: str = "") -> dict[str, Any]:
+    """Nested mappings become dotted keys, so YAML sections and CLI overrides merge the same way; a key given both
+    in a section and dotted (`model: {mask_prob: ..}` and `model.mask_prob: ..`) is given twice."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
+        flat = _flatten(v, key + ".", source) if isinstance(v, dict) and v else {key: v}
+        if twice := next((name for name in flat if name in out), None):
+            raise XlsrError(f"{source}: key '{twice}' given twice (in a section and as a dotted key)")
+        out.update(flat)
     return out
 
 
@@ -184,7 +223,8 @@ def _merge(values: dict, flat: dict, cls: type, source: str, prefix: str = "") -
     for key, raw in flat.items():
         head, _, rest = key.partition(".")
         if head not in fields:
-            raise XlsrError(f"{source}: unknown config key '{prefix}{key}'")
+            hint = _did_you_mean(head, fields)
+            raise XlsrError(f"{source}: unknown config key '{prefix}{key}'" + (f" ({hint})" if hint else ""))
         typ = hints[head]
         if rest:
             sub = _nested_dataclass(typ)
@@ -210,6 +250,12 @@ def _merge(values: dict, flat: dict, cls: type, source: str, prefix: str = "") -
                 values.setdefault(head, {}).update(raw)
             else:
                 values[head] = _coerce(raw, typ, f"{source}: {prefix}{key}")
+
+
+def _did_you_mean(key: str, known) -> str:
+    """"did you mean 'lr'?" for a key a typo away from a known one; "" when none is near."""
+    near = difflib.get_close_matches(key, list(known), n=1)
+    return f"did you mean '{near[0]}'?" if near else ""
 
 
 def _build(cls: type[T], values: dict) -> T:
@@ -357,8 +403,20 @@ def _coerce_one(value: Any, t: Any) -> Any:
 
 
 def _type_name(typ: Any) -> str:
-    if typing.get_origin(typ) is typing.Literal:
-        return " | ".join(repr(a) for a in typing.get_args(typ))
+    """A type in the words of the values it takes: `'a' | 'b'`, `int | None`, `tuple of 3 floats`, `list of str`."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if typ is type(None):
+        return "None"
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(set(args)) == 1:  # (0.9, 0.98): "tuple of 2 floats", as many as the command line must give
+            return f"tuple of {len(args)} {_type_name(args[0])}s"
+        return f"tuple of ({', '.join(_type_name(a) for a in args)})"
+    if origin in (list, tuple) and args:
+        return f"{origin.__name__} of {_type_name(args[0])}"
     return getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
 
 
@@ -376,8 +434,13 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
     Each option's help is the field's source comment (see `field_comments`), then its type and default.
     The help shows `cls`'s own field defaults, unless a run starts from other values: then `defaults` gives
     the values shown ({field: value}) and `other_default` words the default of every field not in it
-    ("the preset's"), so that the help never shows a number the run does not use.
+    ("the preset's"), so that the help never shows a number the run does not use. The parser then takes no
+    abbreviated options: a key is given whole, as in YAML.
     """
+    if isinstance(parser, argparse.ArgumentParser):  # (a group's options are its parser's)
+        # a key is matched whole, as in a YAML file: argparse's abbreviations would read `--final-lr 1e-5` as
+        # --final-lr-scale 1e-5 (a scale where a rate was meant), `--model.num-codevectors 640` as the per-group count
+        parser.allow_abbrev = False
     hints = _hints(cls)
     comments = field_comments(cls)
     for f in dataclasses.fields(cls):
@@ -391,7 +454,7 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
             default = f.default if f.default is not dataclasses.MISSING else None
         else:
             default = defaults.get(f.name)
-        shown = "" if default in (None, "") or isinstance(default, dict | list) else f"default {default}"
+        shown = "" if default in (None, "") or isinstance(default, dict | list) else f"default {_cli_form(default)}"
         if defaults is not None and f.name not in defaults and other_default:
             shown = f"default: {other_default}"
         typ, comment = hints[f.name], comments.get(f.name, "")
@@ -399,6 +462,12 @@ def add_config_arguments(parser, cls: type, *, prefix: str = "", skip: tuple[str
         kind = "" if comment and typing.get_origin(typ) is typing.Literal else _type_name(typ)
         parser.add_argument(*names, dest=_DEST + key, default=argparse.SUPPRESS, metavar=_metavar(typ),
                             help=_option_help(comment, kind, shown))
+
+
+def _cli_form(value: Any) -> str:
+    """A default as the command line takes it: a tuple comma-separated (`0.9,0.98`, not `(0.9, 0.98)`, which
+    --adam-betas refuses)."""
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
 def field_comments(cls: type) -> dict[str, str]:
@@ -508,6 +577,8 @@ def _metavar(typ: Any) -> str:
     t = args[0] if args else typ
     if typing.get_origin(t) is typing.Literal:
         return "{" + ",".join(str(a) for a in typing.get_args(t)) + "}"
+    if typing.get_origin(t) is tuple and typing.get_args(t) and typing.get_args(t)[-1] is not Ellipsis:
+        return ",".join("ABCDEFGH"[: len(typing.get_args(t))])  # as many as it takes: A,B for Adam's betas
     if typing.get_origin(t) in (list, tuple):
         return "A,B,..."
     return {bool: "BOOL", int: "N", float: "X", str: "S"}.get(t, "V")
