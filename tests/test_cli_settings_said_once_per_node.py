@@ -64,4 +64,25 @@ def test_processes_started_by_hand_each_say_their_own(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     assert _exit_status(["pretrain", "--max-updatess", "3"]) == 2
-    assert "usage: xlsr" in capsys.readouterr().err
+    assert "error: unrecognized arguments: --max-updatess 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["pretrain", "--max-updatess", "3"],
+     "xlsr pretrain: error: unrecognized arguments: --max-updatess 3; did you mean --max-updates? "
+     "(see `xlsr pretrain --help`)"),
+    (["data", "stats", "x", "--alphaa", "0.5"],
+     "xlsr data stats: error: unrecognized arguments: --alphaa 0.5; did you mean --alpha? (see `xlsr data stats --help`)"),
+    (["transcribe", "a.wav"],
+     "xlsr transcribe: error: the following arguments are required: --model, --out (see `xlsr transcribe --help`)"),
+    (["pretrain", "--preset"], "xlsr pretrain: error: argument --preset: expected one argument (see `xlsr pretrain --help`)"),
+])
+def test_the_parser_s_refusals_are_one_line_naming_the_command_and_the_option_meant(capsys, argv, said):
+    """argparse printed its usage first: 47 lines for `xlsr pretrain`, the error below them."""
+    assert _exit_status(argv) == 2
+    assert capsys.readouterr().err == said + "\n"
+
+
+def test_a_negative_number_in_exponent_form_is_a_value_not_an_option(capsys, tmp_path):
+    assert _exit_status(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--lr", "-1e-3"]) == 2
+    assert capsys.readouterr().err == "xlsr: error: lr and clip_norm: must not be negative, got lr=-0.001, clip_norm=10\n"

@@ -173,3 +173,20 @@ def test_the_trainer_gets_the_tasks_own_trainer_settings():
 def test_one_manifest_given_as_a_string_is_a_list_of_one():
     cfg = FinetuneConfig(train="a.jsonl", dev="b.jsonl")
     assert (cfg.train, cfg.dev) == (["a.jsonl"], ["b.jsonl"])
+
+
+def test_several_config_files_apply_in_order_the_last_recipe_named_among_them_too(trained, tmp_path):
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("recipe: tiny-demo\nmax_updates: 2\nlr: 0.001\n")
+    second.write_text("lr: 0.002\n")
+    cfg = trained(["pretrain", "--data", tmp_path, "--out", tmp_path / "run", "--config", first, "--config", second])
+    assert (cfg.max_updates, cfg.lr, cfg.recipe) == (2, 0.002, "tiny-demo")  # argparse kept only the last file
+    demo = load_config(PretrainConfig, [recipe_path("tiny-demo", "pretrain")])
+    assert cfg.warmup_updates == demo.warmup_updates  # the recipe that the first file named was applied
+
+
+@pytest.mark.parametrize("option", ["--config", "--recipe"])
+def test_an_empty_config_or_recipe_name_is_refused_not_taken_for_the_defaults(tmp_path, capsys, option):
+    assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), option, ""]) == 2
+    assert capsys.readouterr().err == f"xlsr: error: {option}: an empty name; give one, or leave {option} out\n"
+    assert not (tmp_path / "run").exists()

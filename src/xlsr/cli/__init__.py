@@ -111,7 +111,9 @@ def add_config_command(subparsers, name: str, cls: type, *, help: str, descripti
     own = own or {}
     p = subparsers.add_parser(name, help=help, description=description,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="YAML", help="a YAML file of settings (command-line keys override it)")
+    p.add_argument("--config", metavar="YAML", action="append",
+                   help="a YAML (or JSON) file of settings; given more than once, a later file overrides an earlier "
+                        "one, and command-line keys override them all")
     for field, kwargs in own.items():
         p.add_argument(f"--{field}", **kwargs)
     add_config_arguments(p, cls, skip=tuple(own))
@@ -143,17 +145,24 @@ def _resolved(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path
     from xlsr.train.recipes import recipe_path
 
     overrides = collect_overrides(args)
+    configs = list(args.config or [])
+    for field, value in [("config", c) for c in configs] + [(f, getattr(args, f)) for f in args.own_fields]:
+        if isinstance(value, str) and not value.strip():  # `--config "$CFG"` with CFG unset: not the defaults
+            raise XlsrError(f"--{field}: an empty name; give one, or leave --{field} out")
     for field in args.own_fields:
-        if getattr(args, field):  # given (and not empty)
+        if getattr(args, field):  # given
             overrides[field] = getattr(args, field)
     recipes = []
     if recipe_kind is not None:
-        named_in = read_yaml(args.config).get("recipe") if args.config else None
+        named_in = None  # (the last --config that names a recipe, the recipe)
+        for config in configs:
+            if "recipe" in (settings := read_yaml(config)):
+                named_in = config, settings["recipe"]
         if overrides.get("recipe"):
             recipes = [recipe_path(overrides["recipe"], recipe_kind)]
         elif named_in is not None:
-            recipes = [recipe_path(str(named_in), recipe_kind, where=f"{args.config}: recipe")]
-    return load_config(cls, [*recipes, *yamls, *([args.config] if args.config else [])], overrides)
+            recipes = [recipe_path(str(named_in[1]), recipe_kind, where=f"{named_in[0]}: recipe")]
+    return load_config(cls, [*recipes, *yamls, *configs], overrides)
 
 
 INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C; ours for any stop before max_updates

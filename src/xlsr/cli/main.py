@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import io
 import os
+import re
 import sys
+from typing import NoReturn
 
 from xlsr.cli import INTERRUPTED
 from xlsr.cli.log_lines import show_library_log
@@ -42,10 +45,42 @@ COMMANDS = [
     "demo",
 ]
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (every command's: subparsers take their parent's class), with refusals of one line: its
+    usage message runs to 47 lines for `xlsr pretrain`. A mistyped option gets the nearest one; a negative number in
+    exponent form (`--word-score -1e-3`) is a value, not an option."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}{_nearest_option(self, message)} (see `{self.prog} --help`)\n")
+
+
+def _nearest_option(parser: argparse.ArgumentParser, message: str) -> str:
+    """"; did you mean --max-updates?" for an unrecognized option a typo away from one of `parser`'s; "" otherwise."""
+    if not message.startswith("unrecognized arguments: "):
+        return ""
+    given = next((a.split("=")[0] for a in message.split()[2:] if a.startswith("--")), None)
+    known = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    near = difflib.get_close_matches(given, known, n=1) if given else []
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _mark_command_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's parser in the namespace it parses (`command_parser`), to refuse what it does not know."""
+    parser.set_defaults(command_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _mark_command_parsers(sub)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The `xlsr` parser; given `argv`, only the command it names gets its full options (the rest: name and help)."""
     chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xlsr",
         description="Cross-lingual speech representation learning: pretrain, fine-tune, transcribe, "
         "evaluate, analyze and convert wav2vec 2.0 / XLSR models.",
@@ -63,6 +98,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=module.HELP)
         else:
             module.register(sub)
+            _mark_command_parsers(sub.choices[name])
     return parser
 
 
@@ -70,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:  # the parser imports the command's modules (torch among them: a second or more)
         parser = build_parser(argv)
-        with _said_by_the_first_on_node():  # a mistyped option: one usage message per node, not one per process
-            args = parser.parse_args(argv)
+        with _said_by_the_first_on_node():  # a mistyped option: said once per node, not once per process
+            args, unknown = parser.parse_known_args(argv)
+            if unknown:  # said by the command's parser, which knows the options meant (the top one knows none)
+                getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     except KeyboardInterrupt:  # Ctrl-C as it starts: nothing begun, nothing to say but that
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
