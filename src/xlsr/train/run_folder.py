@@ -108,8 +108,8 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     old = read_yaml(path)
     foreign = sorted(set(old) - set(config))
     if foreign:
-        raise XlsrError(f"{run_dir}: holds another kind of run (its config.yaml has {', '.join(foreign[:3])}, "
-                        f"which this command does not take); choose another --out")
+        raise XlsrError(f"{run_dir}: holds another kind of run, or one of another xlsr version (its config.yaml has "
+                        f"{', '.join(foreign[:3])}, which this command does not take); choose another --out")
     for key in MODEL_SOURCE_KEYS:
         if key == "preset" and _resolved(config.get("init")) is not None:
             continue  # unused: the model is --init's
