@@ -124,6 +124,10 @@ def test_the_defaults_help_shows_are_values_the_command_line_takes_back(command,
     assert "--adam_betas A,B, --adam-betas A,B " in text  # the metavar: exactly two values
 
 
+def test_the_cnn_layers_metavar_is_the_bracketed_rows_the_command_line_takes(capsys):
+    assert "--model.conv-layers [[A,B,C],...]" in _help("pretrain", capsys)  # it said A,B,..., which is refused
+
+
 def test_a_run_config_saved_then_given_as_config_is_the_same_config(tmp_path):
     given = {"out": "r", "data": "d", "lr": "1e-3", "max_updates": "7", "phase_ratio": "0.2,0.3,0.5",
              "langs": "es,it", "warmup_updates": "none", "model.latent_temp": "2.0,0.5,0.999",

@@ -580,5 +580,8 @@ def _metavar(typ: Any) -> str:
     if typing.get_origin(t) is tuple and typing.get_args(t) and typing.get_args(t)[-1] is not Ellipsis:
         return ",".join("ABCDEFGH"[: len(typing.get_args(t))])  # as many as it takes: A,B for Adam's betas
     if typing.get_origin(t) in (list, tuple):
+        inner = typing.get_args(t)[0] if typing.get_args(t) else None
+        if typing.get_origin(inner) is tuple:  # rows in brackets, as the command line takes them: [[512,10,5],...]
+            return "[[" + _metavar(inner) + "],...]"
         return "A,B,..."
     return {bool: "BOOL", int: "N", float: "X", str: "S"}.get(t, "V")
