@@ -46,6 +46,7 @@ it holds DIR/.lock (folder_lock.py), and a second is refused.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -147,7 +148,7 @@ class ImportWriter:
         self.summary = ImportSummary(source, self.out_dir, unit)
         self.spools: dict[tuple[str, str], IO[str]] = {}
         self.stored: Counter = Counter()  # FLAC files per (lang, split): which folder the next one goes to
-        self.names: dict[tuple[str, str, int], set[str]] = defaultdict(set)  # the current folder's names only
+        self.names: dict[tuple[str, str], TakenNames] = defaultdict(TakenNames)  # each split's ids so far
         self.bad: list[str] = []
         self.bad_items = 0  # items the lines of `bad` stand for: a shard cut short is one line for its lost rows
         self.committed: set[tuple[str, str]] = set()  # (lang, split) whose new manifest is in place
@@ -188,9 +189,11 @@ class ImportWriter:
             self._lock.__exit__(kind, value, traceback)
 
     def unique_id(self, item_id: str, lang: str, split: str) -> str:
-        """`item_id` made a file name, with `-2`, `-3`, ... when the folder its audio goes to already has it."""
+        """`item_id` made a file name, with `-2`, `-3`, ... when the split already has it (so the name is its
+        manifest id, unique, and its file's name in its folder)."""
         name = base = safe_name(item_id)
-        taken = self.names[lang, split, self.stored[lang, split] // FILES_PER_FOLDER]
+        taken = self.names[lang, split]
+        taken.enter_folder(self.stored[lang, split] // FILES_PER_FOLDER)
         n = 1
         while name in taken:
             n += 1
@@ -205,7 +208,6 @@ class ImportWriter:
             self._check_manifest(lang, split)
             self.replacing[lang, split] = self._replaceable(lang, split)
         folder = self.stored[lang, split] // FILES_PER_FOLDER
-        self.names.pop((lang, split, folder - 1), None)  # a full folder's names are no longer needed
         staging = self._audio(lang, STAGING.format(split=split))  # a killed import's was settled by __enter__
         staged = staging / f"{folder:04d}" / f"{utt_id}.flac"
         path = self._audio(lang, split) / staged.relative_to(staging)
@@ -580,6 +582,39 @@ def _naming(exc: OSError, path: Path) -> None:
     """Make `exc` name `path` (a failed write() names no file; a staged one is not where the user looks)."""
     if exc.errno is not None:
         exc.filename, exc.filename2 = str(path), None
+
+
+class TakenNames:
+    """The names a split's items have taken, in 8 bytes a name past the folder being written: its folder's names as
+    they are, the full folders' as a sorted array of 64-bit hashes (10 million rows: 80 MB, where the names
+    themselves would take about 1 GB). Two names sharing a hash (about one pair in 10^8 among 10 million) only give
+    the later one a `-2` it did not need."""
+
+    def __init__(self) -> None:
+        self.folder = 0
+        self.current: set[str] = set()
+        self.earlier = np.empty(0, np.uint64)  # sorted
+
+    def enter_folder(self, folder: int) -> None:
+        """Names go to folder number `folder` from now on: the full folder's names are kept as hashes."""
+        if folder != self.folder:
+            hashes = np.sort(np.array([_hash64(n) for n in self.current], np.uint64))
+            self.earlier = np.insert(self.earlier, np.searchsorted(self.earlier, hashes), hashes)
+            self.folder, self.current = folder, set()
+
+    def __contains__(self, name: str) -> bool:
+        if name in self.current:
+            return True
+        h = np.uint64(_hash64(name))
+        i = int(np.searchsorted(self.earlier, h))
+        return i < len(self.earlier) and self.earlier[i] == h
+
+    def add(self, name: str) -> None:
+        self.current.add(name)
+
+
+def _hash64(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
 def _remove_if_empty(folder: Path) -> None:
