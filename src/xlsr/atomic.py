@@ -181,8 +181,8 @@ def write_dir(dst: str | Path, write: Callable[[Path], object], *, staging: str 
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir()
-    except OSError as exc:
-        raise _naming(exc, dst) from None
+    except OSError as exc:  # a `staging` folder that cannot be made is named as `dst` too
+        raise _naming(exc, dst, None if staging is None else Path(staging)) from None
     try:
         write(tmp)
         fsync_tree(tmp)
@@ -223,7 +223,9 @@ def _naming(exc: OSError, dst: Path, tmp: Path | None = None) -> OSError:
 
 def _temporary_of(path: Path, dst: Path) -> bool:
     """Whether `path` is one of the hidden names beside `dst` that the writers above make for it."""
-    return path.parent == dst.parent and path.name.startswith(f".{_stem(dst.name)}.")
+    # absolute both: tempfile names its temporaries by absolute paths whatever folder it was given
+    return Path(os.path.abspath(path.parent)) == Path(os.path.abspath(dst.parent)) and \
+        path.name.startswith(f".{_stem(dst.name)}.")
 
 
 def _chain(exc: BaseException) -> Iterable[BaseException]:

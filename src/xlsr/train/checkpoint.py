@@ -124,11 +124,22 @@ def load_trainer_state(ckpt_dir: Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing (not a training checkpoint)") from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a damaged file
-        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        # its first sentence: what follows is torch's advice on torch.load's arguments, which is no help here
+        msg = str(exc).strip().splitlines()[0].split(". ")[0][:120] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupt or unreadable training state ({msg})") from None
     if not isinstance(state, dict) or "update" not in state:
         raise CheckpointError(f"{path}: not an xlsr training state (no update count)")
     return state
+
+
+def earlier_checkpoint_advice(root: Path, ckpt_dir: Path) -> str:
+    """What to do about the damaged checkpoint `ckpt_dir` (the newest under `root`): move it away, so that the run
+    resumes from the newest one before it, or where there is none, starts afresh."""
+    earlier = [p for _, p in update_dirs(root) if p.resolve() != ckpt_dir.resolve()]
+    if earlier:
+        return (f"move {ckpt_dir} out of {root} (or restore it from a good copy) to resume from {earlier[-1].name}, "
+                f"the checkpoint before it")
+    return f"restore it from a good copy, or move {ckpt_dir} away to start the run afresh (no checkpoint before it)"
 
 
 def load_model_weights(ckpt_dir: Path) -> dict[str, torch.Tensor]:

@@ -73,8 +73,12 @@ class TrainerCheckpoints:
             if self.info.is_main:
                 self._start_logs_afresh()
             return None
-        trainer_state = ckpt.load_trainer_state(self.resume_dir)
-        weights = ckpt.load_model_weights(self.resume_dir)
+        try:
+            trainer_state = ckpt.load_trainer_state(self.resume_dir)
+            weights = ckpt.load_model_weights(self.resume_dir)
+        except CheckpointError as exc:  # damaged after it was written (a copy gone wrong): not resumed past silently
+            raise CheckpointError(f"{exc}; {ckpt.earlier_checkpoint_advice(self.ckpt_root, self.resume_dir)}") \
+                from None
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
