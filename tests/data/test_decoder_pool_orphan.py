@@ -55,3 +55,28 @@ def test_a_worker_hung_on_a_file_ends_when_its_parent_is_gone(tmp_path, how):
             parent.kill()
         if pid_file.exists() and pid_file.read_text() and _running(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+class _ResetConnection:
+    """A worker's end of the pipe whose parent was killed mid-message: the read fails as a connection reset."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, obj):
+        self.sent.append(obj)
+
+    def recv(self):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+
+def test_a_worker_whose_parent_is_killed_mid_message_ends_without_a_traceback(monkeypatch):
+    """(SIGTERM or SIGKILL to `xlsr transcribe` alone printed `Process SpawnProcess-2: Traceback ...
+    ConnectionResetError` from a worker: only the pipe's clean end was taken for the parent's)"""
+    from xlsr.data import decoder_pool
+
+    monkeypatch.setattr(decoder_pool, "ignore_stop_signals", lambda *a: None)  # (this process's own signals stay)
+    monkeypatch.setattr(decoder_pool.threading, "Thread", lambda *a, **kw: type("T", (), {"start": lambda self: None})())
+    conn = _ResetConnection()
+    assert decoder_pool._serve(conn, work=len) is None
+    assert conn.sent == [None]  # it said it was ready, then ended quietly

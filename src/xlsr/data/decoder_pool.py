@@ -120,7 +120,7 @@ def _serve(conn: Connection, work: Callable) -> None:
     while True:
         try:
             task = conn.recv()
-        except EOFError:  # the parent is gone
+        except (EOFError, OSError):  # the parent is gone (killed mid-message: the connection reset, said by no one)
             return
         if task is None:
             return
