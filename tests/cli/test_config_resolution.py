@@ -190,3 +190,11 @@ def test_an_empty_config_or_recipe_name_is_refused_not_taken_for_the_defaults(tm
     assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), option, ""]) == 2
     assert capsys.readouterr().err == f"xlsr: error: {option}: an empty name; give one, or leave {option} out\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_s_own_config_yaml_with_no_recipe_is_a_config_like_any_other(trained, tmp_path):
+    """(a run's config.yaml records `recipe: null`: taken for a recipe named "None" once --config could be given twice)"""
+    run_yaml = tmp_path / "config.yaml"
+    run_yaml.write_text("recipe: null\nmax_updates: 3\n")
+    cfg = trained(["pretrain", "--data", tmp_path, "--out", tmp_path / "run", "--config", run_yaml])
+    assert (cfg.max_updates, cfg.recipe) == (3, None)

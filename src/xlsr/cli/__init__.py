@@ -156,8 +156,8 @@ def _resolved(cls: type[T], args: argparse.Namespace, yamls: Sequence[str | Path
     if recipe_kind is not None:
         named_in = None  # (the last --config that names a recipe, the recipe)
         for config in configs:
-            if "recipe" in (settings := read_yaml(config)):
-                named_in = config, settings["recipe"]
+            if (named := read_yaml(config).get("recipe")) is not None:  # (a run's config.yaml: `recipe: null`)
+                named_in = config, named
         if overrides.get("recipe"):
             recipes = [recipe_path(overrides["recipe"], recipe_kind)]
         elif named_in is not None:
