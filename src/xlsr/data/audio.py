@@ -29,6 +29,41 @@ def unreadable_format(path: Path) -> str:
            f"-ar 16000 OUT.flac)"
 
 
+def files_under(folder: Path) -> list[Path]:
+    """Every entry under `folder` that is no folder (files, links to files, broken links: each a recording
+    to read or to name as unreadable, none passed over in silence), sorted, named through `folder`. A
+    subfolder reached through a link is searched too (a corpus laid out as links into a store), once: not
+    one whose target lies inside `folder` (its files are found under their own names) or holds it (a loop),
+    nor a folder already searched."""
+    top = os.path.realpath(folder)
+    searched: set[str] = set()  # real folders: one reached by two links (or a link and its own name) is read once
+    found: list[Path] = []
+
+    def search(at: str) -> None:
+        if (real := os.path.realpath(at)) in searched:
+            return
+        searched.add(real)
+        try:
+            with os.scandir(at) as entries:
+                entries = sorted(entries, key=lambda e: e.name)
+        except PermissionError:  # a subfolder one may not read: passed over, as Path.rglob does
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                search(entry.path)
+            elif entry.is_symlink() and os.path.isdir(entry.path):
+                target = os.path.realpath(entry.path)
+                inside = target.startswith(top + os.sep)
+                holds = (top + os.sep).startswith(target.rstrip(os.sep) + os.sep)
+                if not (inside or holds):
+                    search(entry.path)
+            else:
+                found.append(Path(entry.path))
+
+    search(os.fspath(folder))
+    return sorted(found)
+
+
 def normalize_waveform(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Per-utterance zero mean, unit variance (what F.layer_norm(x, x.shape) does, as fairseq)."""
     x = x.astype(np.float64)
@@ -62,8 +97,11 @@ _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError)
 def _os_path(path: Path) -> bytes | str:
     """`path` as soundfile should be given it. soundfile encodes a str name as strict UTF-8, which fails for a
     name that is not UTF-8 on disk (Python decodes its bytes to lone surrogates); the bytes os.fsencode gives
-    back are the name as the filesystem has it. Windows keeps str: soundfile opens it with the wide-char API."""
-    return str(path) if os.name == "nt" else os.fsencode(path)
+    back are the name as the filesystem has it. Windows keeps str: soundfile opens it with the wide-char API.
+    A file named `-` is given as `./-`: libsndfile opens the name `-` as stdin (pathlib makes `./-` into `-`), which
+    would read other audio, or wait for input, in place of the file."""
+    name = os.path.join(os.curdir, "-") if str(path) == "-" else str(path)  # not Path: it drops the `./` again
+    return name if os.name == "nt" else os.fsencode(name)
 
 
 def _unreadable(where: str, exc: Exception) -> AudioError:

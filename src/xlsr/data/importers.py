@@ -4,12 +4,19 @@ skipped and listed by `ImportWriter`, which refuses when more than `max_bad_shar
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, audio_num_samples, unreadable_format
+from xlsr.data.audio import (
+    AUDIO_SUFFIXES,
+    UNREADABLE_AUDIO_SUFFIXES,
+    audio_num_samples,
+    files_under,
+    unreadable_format,
+)
 from xlsr.data.import_writer import DEFAULT_MAX_BAD_SHARE, ImportSummary, ImportWriter
 from xlsr.data.manifest import Utterance, check_plain_name, manifest_path
 from xlsr.errors import AudioError, ManifestError, XlsrError, listing
@@ -29,6 +36,17 @@ def _with_length(utt: Utterance) -> Utterance:
     """`utt` with num_samples from its file's header; AudioError when the file is missing or unreadable."""
     utt.num_samples = audio_num_samples(utt.audio)
     return utt
+
+
+def _found_audio(path: Path) -> str:
+    """A file found in a folder as its manifest line names it, links followed; AudioError naming the link for one that
+    leads to no file (its target gone, or a loop of links)."""
+    if path.is_symlink():
+        try:
+            os.stat(path)
+        except OSError as exc:
+            raise AudioError(f"{path}: a link that leads to no file ({exc.strerror.lower()})") from None
+    return os.path.realpath(path)
 
 
 def _cv_clip(clips: Path, name: str) -> Path:
@@ -224,8 +242,8 @@ def audio_files(src: Path) -> tuple[dict[str, set[Path]], dict[str, set[Path]]]:
     A bare name can belong to several files."""
     by_path: dict[str, set[Path]] = {}
     by_name: dict[str, set[Path]] = {}
-    for path in sorted(src.rglob("*")):
-        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
+    for path in files_under(src):
+        if path.suffix.lower() in AUDIO_SUFFIXES:
             rel = path.relative_to(src)
             for key in (rel.as_posix(), rel.with_suffix("").as_posix()):
                 by_path.setdefault(_nfc(key), set()).add(path)
@@ -279,7 +297,7 @@ def import_folder(src: str | Path, transcripts: str | Path, out_dir: str | Path,
                 first_line[found] = number
                 # the id is the path under SRC without its suffix: spk1/001 and spk2/001 stay two utterances
                 utt_id = _nfc(found.relative_to(src).with_suffix("").as_posix())
-                utt = _with_length(Utterance(audio=str(found.resolve()), num_samples=1, lang=lang, id=utt_id))
+                utt = _with_length(Utterance(audio=_found_audio(found), num_samples=1, lang=lang, id=utt_id))
             except XlsrError as exc:
                 writer.skip(f"{transcripts}:{number}", str(exc))
                 continue
@@ -297,8 +315,7 @@ def import_audio_folder(src: str | Path, out_dir: str | Path, *, lang: str, spli
     if not src.is_dir():
         raise XlsrError(f"{src}: no such audio folder")
     manifest_path(out_dir, lang, split)  # both names checked before anything is written
-    files = sorted(path for path in src.rglob("*")
-                   if path.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES and path.is_file())
+    files = [path for path in files_under(src) if path.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES]
     if not any(path.suffix.lower() in AUDIO_SUFFIXES for path in files):
         # recordings only in formats xlsr does not read are named as such, not called no audio at all
         others = f"; {len(files)} in formats xlsr does not read (first: {unreadable_format(files[0])})" if files else ""
@@ -315,7 +332,7 @@ def import_audio_folder(src: str | Path, out_dir: str | Path, *, lang: str, spli
             if stems[utt_id] > 1:
                 utt_id = _nfc(path.relative_to(src).as_posix())
             try:
-                utt = _with_length(Utterance(audio=str(path.resolve()), num_samples=1, lang=lang, id=utt_id))
+                utt = _with_length(Utterance(audio=_found_audio(path), num_samples=1, lang=lang, id=utt_id))
             except XlsrError as exc:
                 writer.skip(str(src), str(exc))
                 continue

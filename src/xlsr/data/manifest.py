@@ -113,8 +113,9 @@ def read_records(path: str | Path) -> list[dict]:
 
 def read_manifest(path: str | Path) -> list[Utterance]:
     """All utterances of a JSONL manifest; ManifestError naming file and line for a bad line."""
+    records = read_records(path)  # first: it names a path that is no manifest (a link loop: resolve would raise)
     root = Path(path).resolve().parent
-    return [utterance_from_record(record, root) for record in read_records(path)]
+    return [utterance_from_record(record, root) for record in records]
 
 
 def check_plain_name(what: str, name: str) -> None:
