@@ -153,9 +153,10 @@ def config_to_dict(obj: Any) -> Any:
     return obj
 
 
-def save_config(obj: Any, path: str | Path) -> None:
-    """Write a config as YAML (atomically: temp file, then rename)."""
-    write_text(path, yaml.safe_dump(config_to_dict(obj), sort_keys=False))
+def save_config(obj: Any, path: str | Path, header: str = "") -> None:
+    """Write a config as YAML (atomically: temp file, then rename), `header` above it as a comment."""
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    write_text(path, comment + yaml.safe_dump(config_to_dict(obj), sort_keys=False))
 
 
 def parse_override_args(tokens: list[str]) -> dict[str, str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shlex
 from pathlib import Path
 
 from torch import nn
@@ -106,6 +107,7 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     if not config or not path.is_file():
         return []
     old = read_yaml(path)
+    start = recorded_start(path)
     foreign = sorted(set(old) - set(config))
     if foreign:
         raise XlsrError(f"{run_dir}: holds another kind of run, or one of another xlsr version (its config.yaml has "
@@ -113,9 +115,9 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     for key in MODEL_SOURCE_KEYS:
         if key == "preset" and _resolved(config.get("init")) is not None:
             continue  # unused: the model is --init's
-        if key in config and not same_setting(key, old.get(key), config[key]):
+        if key in config and not same_setting(key, old.get(key), config[key], start):
             to_resume = (f"leave --{_option(key)} out" if old.get(key) is None else
-                         f"give --{_option(key)} {_shown(old[key])}")
+                         f"give --{_option(key)} {_as_given_here(_shown(old[key]), start)}")
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
                             f"{config[key]!r}; {to_resume} to resume it, or choose another --out")
     if resume_dir is None:
@@ -123,7 +125,7 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
     _check_resumed_settings(run_dir, old, config, resume_dir)
     return [f"{key} {_shown(old[key])} -> {_shown(value)}" for key, value in config.items()
             if key in old and key not in (*UNSAID_KEYS, *MODEL_SOURCE_KEYS, "model")
-            and not same_setting(key, old[key], value)]
+            and not same_setting(key, old[key], value, start)]
 
 
 def _check_resumed_settings(run_dir: Path, old: dict, config: dict, resume_dir: Path) -> None:
@@ -159,20 +161,53 @@ def _update_of(checkpoint: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def same_setting(key: str, recorded, given) -> bool:
-    """Whether a setting's recorded and given values are one; a path setting's as the paths they resolve to."""
+STARTED_IN = "relative paths below start in the folder the run was started from: "  # config.yaml's first line
+
+
+def started_in_note() -> str:
+    """The comment a run writes above its config.yaml: the working folder its relative paths start in."""
+    return STARTED_IN + os.getcwd()
+
+
+def recorded_start(config_file: Path) -> str | None:
+    """The working folder a run's config.yaml says its relative paths start in; None where it says none (earlier
+    versions, a file written by hand)."""
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            first = f.readline().rstrip("\n")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return first[len("# " + STARTED_IN):] if first.startswith("# " + STARTED_IN) else None
+
+
+def same_setting(key: str, recorded, given, start: str | None = None) -> bool:
+    """Whether a setting's recorded and given values are one; a path setting's as the paths they resolve to: the
+    recorded one from the folder the run was started in (`start`, where known) or from this one (a project moved
+    as a whole, its paths relative), the given one from this one. So a resume from another working folder, its
+    paths spelled from there, is the same run."""
     if key in PATH_KEYS:
-        return _resolved(recorded) == _resolved(given)
+        return _resolved(recorded) == _resolved(given) or (
+            start is not None and _resolved(recorded, start) == _resolved(given))
     return recorded == given
 
 
-def _resolved(value):
-    """A path setting's value with each path resolved (None for no path: "", "none")."""
+def _resolved(value, start: str | None = None):
+    """A path setting's value with each path resolved (None for no path: "", "none"), a relative one from `start`
+    (default: the working folder)."""
     if isinstance(value, list):
-        return [_resolved(v) for v in value]
+        return [_resolved(v, start) for v in value]
     if value in (None, "", "none"):
         return None
-    return os.path.realpath(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return os.path.realpath(os.path.join(start, value) if start is not None else value)
+
+
+def _as_given_here(value: str, start: str | None) -> str:
+    """A recorded path as one types it in this folder (it was recorded as typed in `start`), quoted for a shell."""
+    if start is not None and not os.path.isabs(value) and os.path.exists(os.path.join(start, value)):
+        value = os.path.relpath(os.path.join(start, value))
+    return shlex.quote(value)
 
 
 def _shown(value) -> str:

@@ -33,7 +33,7 @@ from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
-from xlsr.train.run_folder import PATH_KEYS, UNSAID_KEYS, check_run_folder, same_setting
+from xlsr.train.run_folder import PATH_KEYS, UNSAID_KEYS, check_run_folder, same_setting, started_in_note
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
@@ -105,7 +105,7 @@ class Trainer(TrainerCheckpoints):
         if trainer_state is not None:
             self._load_trainer_state(trainer_state)
             if self.best is not None and self.update < cfg.max_updates and \
-                    self._validation_data_changed(trainer_state.get("config") or {}):
+                    self._validation_data_changed(trainer_state.get("config") or {}, trainer_state.get("cwd")):
                 # a rate on other dev data is no bar for the next one: the next validation's model is the best so far
                 self.best = None
                 changed = (f"{changed}; " if changed else "") + "checkpoints/best is chosen anew from the next " \
@@ -145,18 +145,19 @@ class Trainer(TrainerCheckpoints):
                             f"{f' (and {len(differ) - 1} more settings differ)' if len(differ) > 1 else ''}; every "
                             f"rank must run with the same settings (the same command and config file on every node)")
 
-    def _validation_data_changed(self, saved: dict) -> bool:
-        """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config); a
-        path compared as the file it names, as the resume's check of the settings does (`data/` is `data`)."""
+    def _validation_data_changed(self, saved: dict, start: str | None) -> bool:
+        """Whether the run's validation data differ from those of the checkpoint it resumes (`saved`: its config,
+        `start`: the working folder its relative paths start in); a path compared as the file it names, as the
+        resume's check of the settings does (`data/` is `data`, `../data` from a subfolder too)."""
         now = json.loads(json.dumps(self.resolved_config, default=str))
-        return any(not same_setting(key, saved.get(key), now.get(key))
+        return any(not same_setting(key, saved.get(key), now.get(key), start)
                    for key in self.task.validation_data_keys if key in saved)
 
     def _write_run_files(self) -> None:
         """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
         if self.info.is_main and self.resolved_config:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.resolved_config, self.run_dir / "config.yaml")
+            save_config(self.resolved_config, self.run_dir / "config.yaml", header=started_in_note())
             for name, report in self.task.reports().items():
                 write_json(self.run_dir / name, report)
 
