@@ -71,3 +71,11 @@ def test_the_batch_shape_is_that_of_its_first_tensor():
     batch = SimpleNamespace(names=["a", "b"], waveforms=torch.zeros(4, 8000), labels=torch.zeros(4, 9))
     line = _advice(_trainer(), batch=(batch.names, batch.waveforms, batch.labels))
     assert "on a batch of 4x8000 samples" in line
+
+
+def test_a_validation_batch_of_one_utterance_is_advised_to_cut_it_not_to_lower_the_batch_size():
+    """(one utterance is alone in its batch whatever --max-tokens says: lowering it cannot help)"""
+    line = _advice(_trainer(), "valid", batch=(torch.zeros(1, 57_600_000), torch.zeros(1, 900, dtype=torch.long)))
+    assert line == ("runs/pt: out of cpu memory at update 7 validating a batch of 1x57600000 samples; this dev "
+                    "utterance alone does not fit: cut such recordings into shorter utterances, or leave them out of "
+                    "the dev manifests")

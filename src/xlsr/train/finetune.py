@@ -21,7 +21,8 @@ The recipe, one mechanism per place:
   (text/labels.py; `read_finetune_data` in train/finetune_data.py), in the dev manifests too, and a dev set
   left with nothing to validate on, or with more unreadable audio files (headers) than max_bad_share, is an error
   before training; training skips utterances longer than
-  max_tokens (or max_sample_size), validation keeps them (alone in a batch when longer than max_tokens); a
+  max_tokens (or max_sample_size), validation keeps them (alone in a batch when longer than max_tokens) up to
+  4 × max_tokens (finetune_data.py: DEV_LENGTH_FACTOR; a longer one, an uncut recording, is left out with a warning); a
   speed perturbation that would leave a label more symbols than frames, or an utterance longer than that limit,
   is not applied (data/batching.py); each epoch counts its own bad files against max_bad_share;
 - with a frozen CNN its output never changes, so each utterance's CNN output is computed once and kept in
@@ -245,7 +246,7 @@ class FinetuneTask(Task):
                                  oov="unk",
                                  augment=parse_augment(cfg.augment) if shuffle else None,  # training data only
                                  num_frames=self.model_config.num_frames,
-                                 keep_long=not shuffle)  # validation has no gradient: no utterance is left out
+                                 keep_long=not shuffle)  # validation has no gradient: it keeps what the data kept
         if shuffle:  # the dev loaders, built before setup, get theirs there
             self._skip_cached_audio(loader, "train")
         return record_decoding(loader, self.decoding_record)

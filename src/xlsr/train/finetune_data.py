@@ -4,7 +4,10 @@ The vocabulary comes, by precedence, from a `vocab` JSON, the `--init` checkpoin
 labels; utterances with an empty label, or a label longer than the model's frame count, are dropped and counted
 (text/labels.py), in the training and the dev manifests. Labels that write a reserved token (`<blank>`, `<unk>`) are
 refused; dev label symbols outside the vocabulary are a warning. Training utterances longer than the batch limit
-are skipped by the loader, dev ones are validated all the same (data/batching.py): both counts are in the report.
+are skipped by the loader, dev ones are validated all the same (data/batching.py), each whole and alone in its
+batch when longer than max_tokens, up to DEV_LENGTH_FACTOR × max_tokens: a longer one (an uncut recording) is left out
+of validation with a warning naming it, since one forward pass over it would take many times a training step's
+memory (and CTC's lattice grows with its frames times its label). All three counts are in the report.
 A dev language with more unreadable audio files (by their headers) than `max_bad_share` is refused before training,
 not at its first validation.
 """
@@ -25,6 +28,7 @@ from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.errors import AudioError, XlsrError, listing
 from xlsr.interop.init_model import InitModel
 from xlsr.model import Wav2Vec2Config
+from xlsr.rates import SAMPLE_RATE
 from xlsr.text.labels import (
     LABEL_FIELD,
     FilterReport,
@@ -39,6 +43,11 @@ from xlsr.train.finetune_config import FinetuneConfig
 from xlsr.train.shard_finetune import ShardLabels, shard_labels, shard_train_source
 
 log = logging.getLogger(__name__)
+
+# Validation has no gradient: a no-grad forward pass costs about a fifth of a training step's memory per sample
+# (base: 1.6 GB for 100 s against 0.85 GB for a 10-s training batch; tiny about half), so a dev utterance of a few
+# times max_tokens still fits where training does. An hour-long recording does not (tens of GB at base).
+DEV_LENGTH_FACTOR = 4
 
 
 @dataclass
@@ -68,7 +77,9 @@ class FinetuneData:
         return {"filtered": {p: r.to_dict() for p, r in self.filter_reports.items()},
                 "dev_filtered": {p: r.to_dict() for p, r in self.dev_reports.items()},
                 "longer_than_limit": {"limit_samples": self.limit, "train_skipped": self.too_long.get("train", {}),
-                                      "dev_validated": self.too_long.get("dev", {})},
+                                      "dev_validated": self.too_long.get("dev", {}),
+                                      **({"dev_skipped": self.too_long["dev_skipped"]}
+                                         if self.too_long.get("dev_skipped") else {})},
                 "oov": self.oov, "oov_uncounted": self.oov_uncounted, "vocab_size": len(self.vocab.tokens),
                 "train_utterances": len(self.train_utts) - skipped,
                 "dev_utterances": {k: len(v) for k, v in self.dev_utts.items()},
@@ -114,16 +125,20 @@ def read_finetune_data(cfg: FinetuneConfig, init: InitModel, model_config: Wav2V
     if not len(train_utts) and shards is None:
         raise XlsrError(f"{', '.join(cfg.train)}: no usable training utterance (all labels empty or "
                         f"longer than their audio)")
-    dev_kept, dev_reports = {}, {}
+    dev_kept, dev_reports, dev_too_long = {}, {}, {}
     for path, utts in dev.items():
         dev_kept[path], dev_reports[path] = _filtered(utts, vocab, cfg.labels, model_config.num_frames, path)
+        dev_kept[path], dev_too_long[path] = _within_dev_length(dev_kept[path], cfg.max_tokens, path)
     dev_utts = UtteranceIndex.concat(list(dev_kept.values()))
     if cfg.dev and not len(dev_utts):
+        longer = sum(dev_too_long.values())
+        also = f"; {longer} longer than {DEV_LENGTH_FACTOR} × max_tokens" if longer else ""
         raise XlsrError(f"dev: no utterance is left to validate on "
-                        f"({'; '.join(r.summary(p) for p, r in dev_reports.items())})")
+                        f"({'; '.join(r.summary(p) for p, r in dev_reports.items())}{also})")
     check_dev_audio(dev_utts, cfg.max_bad_share)
     limit = length_limit(cfg.max_tokens, cfg.max_sample_size)
-    too_long = {"train": _longer_than(kept, limit), "dev": _longer_than(dev_kept, limit)}
+    too_long = {"train": _longer_than(kept, limit), "dev": _longer_than(dev_kept, limit),
+                "dev_skipped": {p: n for p, n in dev_too_long.items() if n}}
     if shards is None and sum(too_long["train"].values()) == len(train_utts):
         raise XlsrError(f"{', '.join(cfg.train)}: every usable training utterance is longer than {limit} samples "
                         f"(max_tokens, or max_sample_size when smaller); raise --max-tokens")
@@ -179,6 +194,21 @@ def _longer_than(utts_by_manifest: dict[str, UtteranceIndex], limit: int) -> dic
     """Per manifest, its utterances longer than `limit` samples (those that have any)."""
     counts = {path: int(np.count_nonzero(utts.num_samples > limit)) for path, utts in utts_by_manifest.items()}
     return {path: n for path, n in counts.items() if n}
+
+
+def _within_dev_length(utts: UtteranceIndex, max_tokens: int, path: str) -> tuple[UtteranceIndex, int]:
+    """(`utts` without those longer than DEV_LENGTH_FACTOR × max_tokens, how many were left out), with a warning
+    naming the longest: validation would take each whole, in one forward pass."""
+    bound = DEV_LENGTH_FACTOR * max_tokens
+    over = np.flatnonzero(utts.num_samples > bound)
+    if not len(over):
+        return utts, 0
+    longest = int(over[np.argmax(utts.num_samples[over])])
+    log.warning("%s: %d dev utterance(s) longer than %d samples (%g s: %d × max_tokens) left out of validation, which "
+                "takes an utterance whole in one forward pass (the longest: %s, %.1f s); cut such recordings into "
+                "utterances, or raise --max-tokens", path, len(over), bound, bound / SAMPLE_RATE, DEV_LENGTH_FACTOR,
+                utts.where(longest), utts.num_samples[longest] / SAMPLE_RATE)
+    return utts.subset(np.flatnonzero(utts.num_samples <= bound)), len(over)
 
 
 def _filtered(utts: UtteranceIndex, vocab: Vocabulary, labels: str, frames: Callable[[int], int],

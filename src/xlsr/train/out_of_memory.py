@@ -32,6 +32,9 @@ def out_of_memory_advice(trainer, batch, where: str = "train"):
         if where == "optimizer":
             tips.append("the optimizer's state does not fit beside the model: shard it over more processes "
                         "(torchrun with --distributed fsdp) or train a smaller model")
+        elif where == "valid" and _batch_shape(batch).startswith("1x"):  # one utterance alone: no batch to lower
+            tips.append("this dev utterance alone does not fit: cut such recordings into shorter utterances, or leave "
+                        "them out of the dev manifests")
         elif option:
             keep = f" and raise --update-freq (now {cfg.update_freq}) to keep the batch size" if where == "train" else ""
             tips.append(f"lower {option}{keep}")
