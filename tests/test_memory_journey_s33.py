@@ -73,3 +73,20 @@ def test_a_dev_set_of_only_an_uncut_recording_is_refused_before_training_saying_
     with pytest.raises(XlsrError, match=r"^dev: no utterance is left to validate on \(.*; 1 longer than "
                                         r"4 × max_tokens\)$"):
         FinetuneTask(_config(train, long_dev, tmp_path))
+
+
+def test_the_probe_leaves_out_an_utterance_longer_than_one_forward_pass_holds(tones, tmp_path, caplog):
+    """(`xlsr probe` ran an hour-long file whole: an 11.8 GB allocation at `tiny` and a traceback, which its memory
+    estimate, bounding a batch by --max-batch-samples, said could not happen)"""
+    from xlsr.analysis.probe_features import read_labeled
+
+    _, dev = tones
+    manifest = _with_uncut_recording(dev, tmp_path / "with_uncut.jsonl", 57_600_000)
+    with caplog.at_level(logging.WARNING, logger="xlsr.analysis.probe_features"):
+        data = read_labeled(manifest, "phones", min_samples=400, max_samples=960_000)
+    assert "uncut" not in data.ids and len(data.ids) == 4 and data.skipped == 1
+    assert "1 utterance(s) longer than --max-batch-samples (960000) left out" in caplog.text
+    assert "(the longest: line 5, 3600.0 s)" in caplog.text
+    with pytest.raises(XlsrError, match=r"none of its 1 utterances could be read \(.*, or longer than 960000\)"):
+        read_labeled(_with_uncut_recording(dev, tmp_path / "only.jsonl", 57_600_000, only=True), "phones",
+                     min_samples=400, max_samples=960_000)

@@ -254,13 +254,16 @@ def probe(models: str | Path | list[str | Path], train_manifest: str | Path, tes
     min_samples = max(m.config.receptive_field for m, _, _ in loaded)
     # every waveform and one model's features stay in memory: a run that cannot fit is refused before any audio is
     # read, not killed by the kernel an hour later
-    train_samples, test_samples = ([u.num_samples for u in utts if u.num_samples >= min_samples]
+    train_samples, test_samples = ([u.num_samples for u in utts
+                                    if min_samples <= u.num_samples <= settings.max_batch_samples]
                                    for utts in (train_utts, test_utts))
     check_memory(estimate_memory(train_samples, test_samples,
                                  [(m.config, model_layers) for m, _, model_layers in loaded],
                                  CACHE_DTYPES[settings.cache_dtype]), torch_device)
-    train = read_labeled(train_manifest, labels, min_samples=min_samples, utterances=train_utts)
-    test = read_labeled(test_manifest, labels, min_samples=min_samples, utterances=test_utts)
+    train = read_labeled(train_manifest, labels, min_samples=min_samples, max_samples=settings.max_batch_samples,
+                         utterances=train_utts)
+    test = read_labeled(test_manifest, labels, min_samples=min_samples, max_samples=settings.max_batch_samples,
+                        utterances=test_utts)
     overlap = train_test_overlap(train, test)
     vocab = Vocabulary.build(train.labels, labels)
     oov_symbols = symbols_outside_train(train, test, vocab)

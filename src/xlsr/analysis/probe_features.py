@@ -127,10 +127,11 @@ def encoder_of(model: torch.nn.Module, model_name: str) -> Wav2Vec2Model:
     return encoder
 
 
-def read_labeled(manifest: str | Path, labels: str, *, min_samples: int,
+def read_labeled(manifest: str | Path, labels: str, *, min_samples: int, max_samples: int | None = None,
                  utterances: list[Utterance] | None = None) -> LabeledAudio:
-    """Every utterance of `manifest` (its `utterances` where already read) with its `labels` field; XlsrError for an
-    empty manifest or a missing label."""
+    """Every utterance of `manifest` (its `utterances` where already read) with its `labels` field, but those longer
+    than `max_samples` (an uncut recording, which one forward pass and its CTC lattice cannot hold: left out with a
+    warning naming the longest, counted as skipped); XlsrError for an empty manifest or a missing label."""
     if labels not in LABEL_FIELD:
         raise XlsrError(f"--labels: {labels!r} is not one of {', '.join(LABEL_FIELD)}")
     manifest = Path(manifest)
@@ -143,6 +144,15 @@ def read_labeled(manifest: str | Path, labels: str, *, min_samples: int,
             raise XlsrError(f"{manifest}: utterance {utt.id!r} (line {number}) has no {key!r} field, "
                             f"needed for --labels {labels}")
     data = LabeledAudio(manifest, [], [], [])
+    too_long = [(utt.num_samples, number) for number, utt in enumerate(utts, 1)
+                if max_samples is not None and utt.num_samples > max_samples]
+    if too_long:
+        samples, number = max(too_long)
+        log.warning("%s: %d utterance(s) longer than --max-batch-samples (%d) left out, which a forward pass takes "
+                    "whole (the longest: line %d, %.1f s); cut such recordings into utterances, or raise "
+                    "--max-batch-samples", manifest, len(too_long), max_samples, number, samples / SAMPLE_RATE)
+        data.skipped += len(too_long)
+        utts = [utt for utt in utts if utt.num_samples <= max_samples]
     for utt in utts:
         try:
             wave = load_audio(utt.audio)
@@ -159,8 +169,9 @@ def read_labeled(manifest: str | Path, labels: str, *, min_samples: int,
         data.audio.append(str(utt.audio))
         data.speakers.append(utt.speaker)
     if not data.waveforms:
-        raise XlsrError(f"{manifest}: none of its {len(utts)} utterances could be read "
-                        f"(unreadable audio, or shorter than {min_samples} samples)")
+        longer = f", or longer than {max_samples}" if too_long else ""
+        raise XlsrError(f"{manifest}: none of its {len(utts) + len(too_long)} utterances could be read "
+                        f"(unreadable audio, or shorter than {min_samples} samples{longer})")
     return data
 
 
