@@ -100,3 +100,27 @@ def test_a_transcript_finds_a_recording_in_a_linked_subfolder(tmp_path):
         ("spk1/a", str(store / "spk1" / "a.flac"), "hola"),
         ("own", str(src / "own.flac"), "adios"),
     ]
+
+
+def test_transcribe_finds_in_a_folder_what_the_folder_import_finds(tmp_path):
+    """(it searched with rglob: linked subfolders passed over, broken links dropped without a word)"""
+    from xlsr.decode.transcribe import find_audio
+
+    store, src = _store_and_corpus(tmp_path)
+    (src / "gone.flac").symlink_to(tmp_path / "nowhere.flac")
+    files, failures = find_audio([src])
+    assert files == [src / "gone.flac", src / "own.flac", src / "spk1" / "a.flac", src / "spk1" / "b.flac"]
+    assert failures == []  # the broken link fails as it is read, naming itself, like an unreadable file
+
+
+def test_a_folder_through_a_loop_of_links_is_one_line_in_every_command(tmp_path, capsys):
+    """(Path.resolve raises RuntimeError for a loop on Python 3.11-3.12: a traceback from synth, data shard, analyze,
+    convert and normalize-text)"""
+    from xlsr.cli.main import main
+
+    (tmp_path / "loopA").symlink_to(tmp_path / "loopB")
+    (tmp_path / "loopB").symlink_to(tmp_path / "loopA")
+    code = main(["synth", "--out", str(tmp_path / "loopA" / "x"), "--langs", "es", "--utts-per-lang", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("xlsr: error: ") and "loopA" in err, err
+    assert "symbolic links" in err

@@ -141,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except RuntimeError as exc:  # Path.resolve() on Python < 3.13 meets a loop of links so (3.13: an OSError, above)
+        looped = re.fullmatch(r"Symlink loop from '(.*)'", str(exc))
+        if looped is None:
+            raise
+        print(f"xlsr: error: {looped.group(1)}: too many levels of symbolic links", file=sys.stderr)
+        return 2
 
 
 def _a_later_process_on_node() -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from xlsr.atomic import write_jsonl as _write_jsonl_atomic
-from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, unreadable_format
+from xlsr.data.audio import AUDIO_SUFFIXES, UNREADABLE_AUDIO_SUFFIXES, files_under, unreadable_format
 from xlsr.data.batching import pad_waveforms
 from xlsr.data.decoder_pool import DEFAULT_TIMEOUT_S, DecoderPool, length_or_reason, waveform_or_reason
 from xlsr.decode.beam import BeamSearchConfig, decoder_for_lm
@@ -158,15 +158,15 @@ class Failure:
 
 
 def find_audio(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Failure]]:
-    """Audio files named directly or found (recursively, sorted) in folders; missing paths, and recordings in a
-    folder whose format xlsr does not read (UNREADABLE_AUDIO_SUFFIXES), are failures."""
+    """Audio files named directly or found (recursively, sorted, linked subfolders too, as `xlsr data import folder`
+    finds them: data/audio.py's files_under) in folders; missing paths, and recordings in a folder whose format xlsr
+    does not read (UNREADABLE_AUDIO_SUFFIXES), are failures (a broken link fails as it is read, naming itself)."""
     files: list[Path] = []
     failures: list[Failure] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file()
-                           and f.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES)
+            found = [f for f in files_under(p) if f.suffix.lower() in AUDIO_SUFFIXES + UNREADABLE_AUDIO_SUFFIXES]
             files.extend(f for f in found if f.suffix.lower() in AUDIO_SUFFIXES)
             failures.extend(Failure(str(f), unreadable_format(f))
                             for f in found if f.suffix.lower() in UNREADABLE_AUDIO_SUFFIXES)
