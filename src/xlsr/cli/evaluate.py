@@ -6,7 +6,8 @@
     xlsr evaluate --model RUN --manifest DEV --lm LM --lm-weight 0.5 1 2 --word-score -1 0 1   # a sweep
 
 PER for phone labels (the manifest's `phones`), CER and WER for character labels (its `text`), each
-with substitution/deletion/insertion counts; the word boundary `|` is never counted in PER or CER.
+with substitution/deletion/insertion counts and a 95% bootstrap interval over the utterances (where the rate of
+another test set of this kind and size would fall); the word boundary `|` is never counted in PER or CER.
 --target-lang picks the language of an MMS checkpoint with per-language adapters.
 Prints a table (a row per language, then the total over all of them; recordings that fail are listed and left
 out, and a row with none scored has no rate); --json writes the same numbers (and the failures) as JSON:

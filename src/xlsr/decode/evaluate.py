@@ -30,6 +30,7 @@ from xlsr.decode.partial_results import PartialResults
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
 from xlsr.text.labels import LABEL_FIELD, labels_of
+from xlsr.text.bootstrap import rate_interval
 from xlsr.text.metrics import EditCounts, utterance_counts
 from xlsr.text.normalize import normalize_text
 from xlsr.text.vocab import UNK, Vocabulary
@@ -61,8 +62,11 @@ class EvalReport:
     total: dict[str, EditCounts] | None = None  # unit -> EditCounts over every language (None: the sum of counts)
     total_utterances: int | None = None  # None: the sum over languages
     unspaced: list[str] = field(default_factory=list)  # languages written without spaces between words (their WER)
+    # lang -> unit -> each scored utterance's (errors, reference units): the intervals' resampling
+    per_utterance: dict[str, dict[str, list[tuple[int, int]]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
+        self._intervals: dict = {}
         if self.total is None:  # every unit of the labels, even when no utterance was scored
             self.total = {u: sum((c[u] for c in self.counts.values() if u in c), EditCounts())
                           for u in METRICS[self.labels]}
@@ -77,18 +81,30 @@ class EvalReport:
             return self.total[unit].rate if self.total_utterances else math.nan
         return self.counts[lang][unit].rate if self.utterances.get(lang, 0) else math.nan
 
+    def interval(self, lang: str | None, unit: str) -> tuple[float, float] | None:
+        """The 95% bootstrap interval of `unit`'s rate for `lang`, or over every language (None: each language
+        resampled within itself, text/bootstrap.py); None with fewer than two utterances scored."""
+        key = (lang, unit)
+        if key not in self._intervals:
+            langs = [lang] if lang is not None else list(self.per_utterance)
+            pairs = [(lg, e, n) for lg in langs for e, n in self.per_utterance.get(lg, {}).get(unit, [])]
+            self._intervals[key] = rate_interval([e for _, e, _ in pairs], [n for _, _, n in pairs],
+                                                 [lg for lg, _, _ in pairs]) if pairs else None
+        return self._intervals[key]
+
     def to_dict(self) -> dict:
-        def metrics(units: dict, scored: int) -> dict:
+        def metrics(lang: str | None, units: dict, scored: int) -> dict:
             # nothing scored: no rate (null), not the 0.0 of zero errors over zero reference units
-            return {METRIC_NAMES[u].lower(): {**c.to_dict(), **({} if scored else {"rate": None})}
+            return {METRIC_NAMES[u].lower(): {**c.to_dict(), **({} if scored else {"rate": None}),
+                                              "interval_95": _listed(self.interval(lang, u))}
                     for u, c in units.items()}
 
         return {
             "model": self.model, "labels": self.labels,
             "languages": {lang: {"utterances": self.utterances.get(lang, 0),
-                                 **metrics(units, self.utterances.get(lang, 0))}
+                                 **metrics(lang, units, self.utterances.get(lang, 0))}
                           for lang, units in self.counts.items()},
-            "total": {"utterances": self.total_utterances, **metrics(self.total, self.total_utterances)},
+            "total": {"utterances": self.total_utterances, **metrics(None, self.total, self.total_utterances)},
             "failures": [{"audio": f.audio, "error": f.error} for f in self.failures],
             "no_reference": self.no_reference, "oov": self.oov,
             # the languages whose WER counts whole phrases (the note under the table)
@@ -98,25 +114,32 @@ class EvalReport:
     def table(self) -> str:
         """A fixed-width table: one row per language, then a rule and the total over every language."""
         units = METRICS[self.labels]
-        head = ["language", "utts"] + [cell for u in units for cell in (METRIC_NAMES[u] + " %", "S", "D", "I", "N")]
+        head = ["language", "utts"] + [cell for u in units
+                                       for cell in (METRIC_NAMES[u] + " %", "95%-CI", "S", "D", "I", "N")]
 
-        def row(name: str, n_utts: int, per_unit: dict) -> list[str]:
+        def row(name: str, lang: str | None, n_utts: int, per_unit: dict) -> list[str]:
             cells = [name, str(n_utts)]
             for u in units:
                 c = per_unit[u]
                 rate = f"{100 * c.rate:.2f}" if n_utts else "-"  # nothing scored: no rate
-                cells += [rate, *map(str, (c.substitutions, c.deletions, c.insertions, c.ref_len))]
+                ci = self.interval(lang, u)
+                cells += [rate, f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}" if ci else "-",
+                          *map(str, (c.substitutions, c.deletions, c.insertions, c.ref_len))]
             return cells
 
-        rows = [row(lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
-        total = row(TOTAL_ROW, self.total_utterances, self.total)
-        head, *rows, total = fixed_width([head, *rows, total], [10, 5] + [7, 6, 6, 6, 7] * len(units))
+        rows = [row(lang, lang, self.utterances.get(lang, 0), self.counts[lang]) for lang in sorted(self.counts)]
+        total = row(TOTAL_ROW, None, self.total_utterances, self.total)
+        head, *rows, total = fixed_width([head, *rows, total], [10, 5] + [7, 11, 6, 6, 6, 7] * len(units))
         # the rule sets the total apart from the languages, whatever they are called
         lines = [head, "-" * len(head), *rows, "-" * len(head), total]
         if self.unspaced and "word" in units:
             lines.append(f"WER of {', '.join(sorted(self.unspaced))}: written without spaces between words, so its "
                          f"words are whole phrases; CER is the rate to compare")
         return "\n".join(lines)
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else [round(interval[0], 6), round(interval[1], 6)]
 
 
 def fixed_width(rows: list[list[str]], widths: list[int], *, left: int = 1) -> list[str]:
@@ -224,6 +247,7 @@ class References:
         counts: dict[str, dict[str, EditCounts]] = {}
         n_utts: dict[str, int] = {}
         letters: dict[str, list[int]] = {}  # lang -> [letters, letters of scripts written without spaces]
+        each: dict[str, dict[str, list[tuple[int, int]]]] = {}  # lang -> unit -> (errors, units) of each utterance
         hyps = []
         for i in self.scored:
             u = self.utts[i]
@@ -241,7 +265,9 @@ class References:
             hyps.append({"id": u.id, "lang": u.lang, "ref": unicodedata.normalize("NFC", ref),
                          "hyp": unicodedata.normalize("NFC", hyp)})
             for unit in units:
-                per_unit[unit] = per_unit[unit] + utterance_counts(ref, hyp, unit)
+                counted = utterance_counts(ref, hyp, unit)
+                per_unit[unit] = per_unit[unit] + counted
+                each.setdefault(u.lang, {}).setdefault(unit, []).append((counted.errors, counted.ref_len))
             n_utts[u.lang] += 1
             if "word" in units:
                 tally = letters.setdefault(u.lang, [0, 0])
@@ -250,7 +276,8 @@ class References:
         unspaced = [lang for lang, (n, without) in letters.items() if without > n / 2]
         # no total among the languages (EvalReport sums them apart): a language may be coded "all"
         return EvalReport(self.model, self.labels, counts, n_utts, failures,
-                          [self.utts[i].id for i in self.missing], self.oov, hyps, unspaced=unspaced)
+                          [self.utts[i].id for i in self.missing], self.oov, hyps, unspaced=unspaced,
+                          per_utterance=each)
 
 
 def _manifests(utts: Sequence) -> list[str]:
