@@ -29,8 +29,8 @@ from xlsr.data.utterance_index import UtteranceIndex
 from xlsr.decode.partial_results import PartialResults
 from xlsr.decode.transcribe import CTCModel, Decoder, Failure, transcribe_files
 from xlsr.errors import XlsrError
-from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.bootstrap import rate_interval
+from xlsr.text.labels import LABEL_FIELD, labels_of
 from xlsr.text.metrics import EditCounts, utterance_counts
 from xlsr.text.normalize import normalize_text
 from xlsr.text.vocab import UNK, Vocabulary
