@@ -124,3 +124,24 @@ def test_a_folder_through_a_loop_of_links_is_one_line_in_every_command(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("xlsr: error: ") and "loopA" in err, err
     assert "symbolic links" in err
+
+
+def test_a_home_folder_the_shell_left_unexpanded_is_the_home_folder(tmp_path, monkeypatch):
+    """(`--out=~/runs` is not expanded by the shell: xlsr made a folder named `~` in the working folder)"""
+    from xlsr.cli import main as cli_main
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cli_main._home_expanded("--out=~/runs/a") == f"--out={tmp_path / 'home'}/runs/a"
+    assert cli_main._home_expanded("~/data") == f"{tmp_path / 'home'}/data"
+    assert cli_main._home_expanded("~") == str(tmp_path / "home")
+    for kept in ("~user/x", "--lr=1e-3", "a~b", "--out=x~/y", "-~/x"):
+        assert cli_main._home_expanded(kept) == kept
+
+
+def test_a_command_is_given_the_home_folder_for_an_unexpanded_tilde(tmp_path, monkeypatch, capsys):
+    from xlsr.cli.main import main
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plot", "~/run"]) == 2
+    assert f"there is no folder {tmp_path / 'home' / 'run'}" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = [_home_expanded(a) for a in (sys.argv[1:] if argv is None else argv)]
     try:  # the parser imports the command's modules (torch among them: a second or more)
         parser = build_parser(argv)
         with _said_by_the_first_on_node():  # a mistyped option: said once per node, not once per process
@@ -147,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"xlsr: error: {looped.group(1)}: too many levels of symbolic links", file=sys.stderr)
         return 2
+
+
+def _home_expanded(arg: str) -> str:
+    """`~/x` and `--out=~/x` as the home folder's x: the shell expands neither after `=`, nor in quotes, and `xlsr
+    pretrain --out=~/runs` made a folder named `~` in the working folder. Only `~` and `~/...` (a path; `~user` stays)."""
+    option, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if value == "~" or value.startswith("~/"):
+        return f"{option}{eq}{os.path.expanduser(value)}"
+    return arg
 
 
 def _a_later_process_on_node() -> bool:
