@@ -66,3 +66,15 @@ def test_a_torn_last_line_is_left_out_and_the_image_path_printed(tmp_path, capsy
     assert main(["plot", str(run)]) == 0
     assert capsys.readouterr().out == f"{run / 'curves.png'}\n"
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_image_into_a_folder_not_made_yet_is_drawn_there(tmp_path):
+    """(refused with `no such file or directory`, where every other command makes its output's folder)"""
+    from xlsr.train.curves import plot_training_curves
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text('{"update": 1, "split": "train", "loss": 2.0}\n{"update": 2, "split": "train", '
+                                   '"loss": 1.5}\n')
+    out = plot_training_curves(run, tmp_path / "figures" / "new" / "curves.svg")
+    assert out.read_text().lstrip().startswith("<?xml") and list(out.parent.iterdir()) == [out]  # no temporary left

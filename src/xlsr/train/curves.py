@@ -9,6 +9,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from xlsr.atomic import write_file
 from xlsr.errors import XlsrError
 from xlsr.train.feature_monitor import (
     CONTEXT_EFF_DIM,
@@ -80,7 +81,10 @@ def plot_training_curves(run_dir: str | Path, out_png: str | Path | None = None)
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise XlsrError(f"{out}: not an image file name; end it in {', '.join(IMAGE_SUFFIXES)}")
     fig = draw_training_curves(records, str(run_dir), aimed_shares=_aimed_shares(run_dir / SAMPLING_REPORT))
-    fig.savefig(out, dpi=100)
+    out.parent.mkdir(parents=True, exist_ok=True)  # as every other output is made
+    # to a temporary name, then renamed: a stop while drawing leaves the previous image whole (format= because the
+    # temporary name has another ending)
+    write_file(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lower()[1:], dpi=100))
     return out
 
 
