@@ -66,3 +66,18 @@ def test_a_checkpoint_saved_again_or_another_one_is_said_as_before(tmp_path):
     assert _refusal(out, str(other)).endswith(
         f"(model, model_files); they were made with the checkpoint {ckpt}, and --model {other} now means {other}: "
         f"give --model {ckpt} to finish them, or delete the file to start over")
+
+
+def test_the_checkpoint_moved_whole_and_given_where_it_is_now_finishes_the_results(tmp_path):
+    """(refused, advising the old path, which no longer exists: `give --model OLD to finish them`)"""
+    ckpt, out = _checkpoint(tmp_path / "ckpt"), tmp_path / "o.jsonl"
+    _kept(out, str(ckpt))
+    moved = tmp_path / "renamed"
+    shutil.move(ckpt, moved)  # a rename keeps each file's name, size and time
+    _, settings, advice = decoding_settings(str(moved), lm=None, lexicon=None, options=OPTIONS)
+    kept = PartialResults(out, settings, advice=advice, by_file=True)
+    assert len(kept.done()) == 1  # the kept result, not refused
+    kept.close()
+    (moved / "model.safetensors").write_bytes(b"new weights")  # moved and written again: another checkpoint
+    _checkpoint(tmp_path / "ckpt")  # and the recorded path exists again: that one is named, as before
+    assert "give --model" in _refusal(out, str(moved))

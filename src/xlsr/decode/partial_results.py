@@ -49,7 +49,7 @@ from xlsr.jsonl import json_object, torn_settings_line
 
 RESTART = "run that command again to finish it, or delete the file to start over"
 
-Advice = str | Callable[[dict], str]  # what to tell when a setting changed (PartialResults)
+Advice = str | Callable[[dict], str | None]  # what to tell when a setting changed (None: no change that matters)
 
 
 class PartialResults:
@@ -105,6 +105,10 @@ class PartialResults:
                             f"({_differing_names(made_with, self.settings)}), so they cannot be checked "
                             f"against this run; they are left as they are: finish them with that version, "
                             f"or move the file away (or give another {self.output}) to start over")
+        # a setting whose advice finds no change that matters (a checkpoint moved whole): the same run
+        changed = [k for k in changed if not (callable((advice or {}).get(k)) and advice[k](made_with) is None)]
+        if not changed:
+            return
         k = next((k for k in changed if k in (advice or {})), None)
         if k is None:
             tell = RESTART
@@ -258,9 +262,13 @@ def decoding_settings(model: str | Path, *, lm: str | None, lexicon: str | None,
                 f"({' '.join(why for _, why in saved)}), so what the results were made with is gone: delete the "
                 f"file to start over")
 
-    def model_changed(made_with: dict) -> str:
-        """What to do when --model means another checkpoint than the results were made with, in words."""
+    def model_changed(made_with: dict) -> str | None:
+        """What to do when --model means another checkpoint than the results were made with, in words; None when it
+        is that checkpoint moved (its folder renamed or moved: the one recorded is gone, and its files' names, sizes
+        and times are those the results were made with)."""
         was = made_with.get("model")
+        if not Path(str(was)).exists() and made_with.get("model_files") == fingerprint and checkpoint.exists():
+            return None
         if model_gone:
             return (f"--model {model}: no such file now (moved?); they were made with the checkpoint {was}: give "
                     f"it to finish them, or delete the file to start over")
