@@ -63,9 +63,10 @@ def _nearest_option(parser: argparse.ArgumentParser, message: str) -> str:
     if not message.startswith("unrecognized arguments: "):
         return ""
     given = next((a.split("=")[0] for a in message.split()[2:] if a.startswith("--")), None)
-    known = [s for action in parser._actions for s in action.option_strings if s.startswith("--")]
-    near = difflib.get_close_matches(given, known, n=1) if given else []
-    return f"; did you mean {near[0]}?" if near else ""
+    known = [s[2:] for action in parser._actions for s in action.option_strings if s.startswith("--")]
+    # compared without the dashes, which every name shares: with them `--bogus` was "near" --out
+    near = difflib.get_close_matches(given[2:], known, n=1) if given else []
+    return f"; did you mean --{near[0]}?" if near else ""
 
 
 def _mark_command_parsers(parser: argparse.ArgumentParser) -> None:
@@ -142,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         print("xlsr: interrupted", file=sys.stderr)
         return INTERRUPTED
     except RuntimeError as exc:  # Path.resolve() on Python < 3.13 meets a loop of links so (3.13: an OSError, above)
-        looped = re.fullmatch(r"Symlink loop from '(.*)'", str(exc))
-        if looped is None:
+        # the name from the OSError it was raised in: the message holds its repr, in double quotes for a name with `'`
+        looped = exc.__context__ if str(exc).startswith("Symlink loop from ") else None
+        if not isinstance(looped, OSError) or looped.filename is None:
             raise
-        print(f"xlsr: error: {looped.group(1)}: too many levels of symbolic links", file=sys.stderr)
+        print(f"xlsr: error: {looped.filename}: too many levels of symbolic links", file=sys.stderr)
         return 2
 
 

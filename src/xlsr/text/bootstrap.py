@@ -23,14 +23,16 @@ def rate_interval(errors: Sequence[int], ref_lens: Sequence[int], strata: Sequen
                   resamples: int = RESAMPLES, confidence: float = CONFIDENCE,
                   seed: int = 0) -> tuple[float, float] | None:
     """The `confidence` percentile-bootstrap interval of Σ errors / Σ ref_lens over utterances (one entry each, in
-    `strata` where given: each stratum resampled within itself); None for fewer than two utterances or no reference
-    units (no spread to measure)."""
+    `strata` where given: each stratum resampled within itself); None for fewer than two utterances (in some
+    stratum) or no reference units (no spread to measure)."""
     e = np.asarray(errors, dtype=np.float64)
     n = np.asarray(ref_lens, dtype=np.float64)
     if len(e) < 2 or n.sum() == 0:
         return None
     groups = [np.arange(len(e))] if strata is None else \
-        [np.flatnonzero(np.asarray(strata) == s) for s in dict.fromkeys(strata)]
+        [np.flatnonzero(codes == s) for codes in [np.asarray(strata)] for s in dict.fromkeys(strata)]
+    if max(len(members) for members in groups) < 2:  # one utterance a stratum: each resample is the test set itself
+        return None
     rng = np.random.default_rng(seed)
     wrong, units = np.zeros(resamples), np.zeros(resamples)
     chunk = max(1, min(resamples, MAX_DRAWS // len(e)))

@@ -117,7 +117,7 @@ def check_config_file(run_dir: Path, config: dict, resume_dir: Path | None = Non
             continue  # unused: the model is --init's
         if key in config and not same_setting(key, old.get(key), config[key], start):
             to_resume = (f"leave --{_option(key)} out" if old.get(key) is None else
-                         f"give --{_option(key)} {_as_given_here(_shown(old[key]), start)}")
+                         f"give --{_option(key)} {_as_given_here(_shown(old[key]), start, key)}")
             raise XlsrError(f"{run_dir}: holds a run with {key} {old.get(key)!r} (config.yaml), not "
                             f"{config[key]!r}; {to_resume} to resume it, or choose another --out")
     if resume_dir is None:
@@ -164,9 +164,23 @@ def _update_of(checkpoint: Path) -> int | None:
 STARTED_IN = "relative paths below start in the folder the run was started from: "  # config.yaml's first line
 
 
-def started_in_note() -> str:
-    """The comment a run writes above its config.yaml: the working folder its relative paths start in."""
-    return STARTED_IN + os.getcwd()
+def working_folder() -> str | None:
+    """The working folder (where a run's relative paths start); None where it is gone (removed after the start)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def started_in_note(cwd: str | None) -> str:
+    """The comment a run writes above its config.yaml: the working folder `cwd` its relative paths start in; none
+    for no folder, or one the comment cannot hold as one UTF-8 line (a name not UTF-8 on disk, a line break):
+    relative paths are then read from the folder of the resume, as before the note."""
+    try:
+        (cwd or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return ""
+    return STARTED_IN + cwd if cwd and len(cwd.splitlines()) == 1 else ""
 
 
 def recorded_start(config_file: Path) -> str | None:
@@ -203,9 +217,11 @@ def _resolved(value, start: str | None = None):
     return os.path.realpath(os.path.join(start, value) if start is not None else value)
 
 
-def _as_given_here(value: str, start: str | None) -> str:
-    """A recorded path as one types it in this folder (it was recorded as typed in `start`), quoted for a shell."""
-    if start is not None and not os.path.isabs(value) and os.path.exists(os.path.join(start, value)):
+def _as_given_here(value: str, start: str | None, key: str) -> str:
+    """A recorded path as one types it in this folder (it was recorded as typed in `start`), quoted for a shell; a
+    setting that names no path (a preset, a language) as it is, whatever files `start` holds."""
+    if key in PATH_KEYS and start is not None and not os.path.isabs(value) and \
+            os.path.exists(os.path.join(start, value)):
         value = os.path.relpath(os.path.join(start, value))
     return shlex.quote(value)
 

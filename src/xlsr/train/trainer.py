@@ -33,7 +33,14 @@ from xlsr.train.checkpoint import seed_everything
 from xlsr.train.monitor import LogWindow, Monitor, accumulate_logs
 from xlsr.train.optimizer import build_optimizer, set_learning_rate
 from xlsr.train.out_of_memory import TrainingError, out_of_memory_advice
-from xlsr.train.run_folder import PATH_KEYS, UNSAID_KEYS, check_run_folder, same_setting, started_in_note
+from xlsr.train.run_folder import (
+    PATH_KEYS,
+    UNSAID_KEYS,
+    check_run_folder,
+    same_setting,
+    started_in_note,
+    working_folder,
+)
 from xlsr.train.schedules import learning_rate
 from xlsr.train.task import Task
 from xlsr.train.trainer_checkpoints import TrainerCheckpoints
@@ -60,6 +67,9 @@ class Trainer(TrainerCheckpoints):
         self.task = task  # or a function that makes it, called once the ranks are connected (fit)
         self.resolved_config = resolved_config or {}
         self.run_dir = Path(cfg.out)
+        # where the config's relative paths start, as the process started: kept, since the folder may be removed
+        # while the run goes on (each checkpoint records it)
+        self.started_in = working_folder()
         self.ckpt_root = self.run_dir / "checkpoints"
         self.update = 0  # optimizer steps done
         self.epoch = 0
@@ -157,7 +167,7 @@ class Trainer(TrainerCheckpoints):
         """RUN/config.yaml (the resolved configuration) and the task's reports, written by rank 0."""
         if self.info.is_main and self.resolved_config:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(self.resolved_config, self.run_dir / "config.yaml", header=started_in_note())
+            save_config(self.resolved_config, self.run_dir / "config.yaml", header=started_in_note(self.started_in))
             for name, report in self.task.reports().items():
                 write_json(self.run_dir / name, report)
 

@@ -9,7 +9,6 @@ uses (`update`, `epoch`, `net`, `optimizer`, ...) are the Trainer's, set in `Tra
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -137,7 +136,7 @@ class TrainerCheckpoints:
             "rng": [r["rng"] for r in ranks],  # one per rank
             "task": [r["task"] for r in ranks],  # one per rank
             "config": json.loads(json.dumps(self.resolved_config, default=str)),
-            "cwd": os.getcwd(),  # where the config's relative paths start (a resume may be run from elsewhere)
+            "cwd": self.started_in,  # where the config's relative paths start (a resume may be run from elsewhere)
         }
 
     def _load_trainer_state(self, state: dict) -> None:
