@@ -108,11 +108,11 @@ class Monitor:
         self._bar = self._tb = self._jsonl = None
 
 
-#: train log entries that count from the start of the run or of the epoch: a record holds the value at its update
-#: (a mean over the updates since the last record would be less than was counted)
 TRAINED_KEY = "trained_s."  # + a language: pretraining's seconds of its audio trained on so far (a run total)
 SAMPLING_REPORT = "sampling.json"  # pretraining's RUN/sampling.json: each language's hours and the share p_l aimed at
 
+#: train log entries that count from the start of the run or of the epoch: a record holds the value at its update
+#: (a mean over the updates since the last record would be less than was counted)
 RUNNING_TOTALS = ("bad_files", "epoch_bad_files", "short_files", "epoch_short_files")
 
 

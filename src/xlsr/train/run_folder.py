@@ -13,7 +13,8 @@ A resume given settings other than those RUN/config.yaml records (the run's last
   every other setting (a finished run, which trains no further, refuses them: config.yaml would record settings its
   model never trained with): the learning rate and its schedule, a longer or shorter max_updates, the batch size, the
   data, the validation and checkpoint intervals, the device. A change of data is also warned about by the loader
-  (data/batching.py). A path spelled otherwise (relative, absolute, through a link) is no change.
+  (data/batching.py). A path spelled otherwise (relative, absolute, through a link) is no change, nor one spelled
+  from another working folder: config.yaml's first line records the folder the run's relative paths start in.
 
 A task reads whether the run resumes (`resume_checkpoint`) before it builds its model: a resumed run's model comes from
 its own checkpoint, and the weights of its `--init` are not read (interop/init_model.py).
