@@ -33,3 +33,18 @@ def test_a_resume_with_other_dev_sets_chooses_best_anew(tmp_path, capsys):
     assert "checkpoints/best is chosen anew from the next validation on" in capsys.readouterr().err
     best_after = load_trainer_state(run / "checkpoints" / "best")
     assert best_after["update"] == 6 and best_after["best"] is not None
+
+
+def test_a_dev_manifest_edited_in_place_chooses_best_anew_and_an_untouched_one_keeps_it(tmp_path, capsys):
+    """(only the dev paths were compared: a manifest edited in place, or another --max-tokens leaving other long dev
+    utterances out, kept a `best` measured on other data as the bar)"""
+    train = write_tone_corpus(tmp_path / "tones", "train", 12, seed=1)
+    dev = write_tone_corpus(tmp_path / "tones", "dev", 6, seed=2)
+    run = tmp_path / "run"
+    finetune(_config(train, dev, run, 4))
+    capsys.readouterr()
+    finetune(_config(train, dev, run, 6))  # the same dev set: best stays
+    assert "chosen anew" not in capsys.readouterr().err
+    dev.write_text("".join(dev.read_text().splitlines(keepends=True)[1:]))  # one utterance fewer, same path
+    finetune(_config(train, dev, run, 8))
+    assert "checkpoints/best is chosen anew from the next validation on" in capsys.readouterr().err

@@ -43,6 +43,7 @@ real models are in fairseq's recipes (also mask_prob 0.65-0.75, channel prob 0.2
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -347,6 +348,15 @@ class FinetuneTask(Task):
 
     def reports(self) -> dict[str, dict]:
         return {"data_report.json": self.data.report()}
+
+    def validation_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        field = LABEL_FIELD[self.cfg.labels]
+        for lang, utts in sorted(self.data.dev_utts.items()):
+            for i, label in enumerate(utts.labels(field)):
+                digest.update(f"{lang}\t{utts.utterance_id(i)}\t{int(utts.num_samples[i])}\t{label}\n"
+                              .encode("utf-8", "surrogatepass"))
+        return digest.hexdigest()[:16]
 
     def health_warnings(self, logs: dict, update: int) -> list:
         # Pitfall §11.4: a long all-blank phase is normal at first; long after the freeze it is not.

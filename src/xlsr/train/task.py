@@ -119,6 +119,13 @@ class Task:
         """
         return {}
 
+    def validation_fingerprint(self) -> str | None:
+        """A hash of what validation measures on (its utterances and references, as kept), recorded with each
+        checkpoint: a resume whose validation data differ, the same paths or not (a manifest edited in place, another
+        --max-tokens leaving other long utterances out), chooses `best` anew. None: not known (the paths alone,
+        `validation_data_keys`, then decide)."""
+        return None
+
     def closing_report(self, totals: dict[str, float], since: int) -> str:
         """Lines printed when training ends (rank 0), from the run totals of `counted_logs` counted since update
         `since` (0 unless the run resumed from a checkpoint of a version that did not keep them); empty for none."""

@@ -115,7 +115,8 @@ class Trainer(TrainerCheckpoints):
         if trainer_state is not None:
             self._load_trainer_state(trainer_state)
             if self.best is not None and self.update < cfg.max_updates and \
-                    self._validation_data_changed(trainer_state.get("config") or {}, trainer_state.get("cwd")):
+                    (self._validation_data_changed(trainer_state.get("config") or {}, trainer_state.get("cwd"))
+                     or trainer_state.get("valid_fingerprint") not in (None, self.task.validation_fingerprint())):
                 # a rate on other dev data is no bar for the next one: the next validation's model is the best so far
                 self.best = None
                 changed = (f"{changed}; " if changed else "") + "checkpoints/best is chosen anew from the next " \

@@ -137,6 +137,7 @@ class TrainerCheckpoints:
             "task": [r["task"] for r in ranks],  # one per rank
             "config": json.loads(json.dumps(self.resolved_config, default=str)),
             "cwd": self.started_in,  # where the config's relative paths start (a resume may be run from elsewhere)
+            "valid_fingerprint": self.task.validation_fingerprint(),  # what `best` was measured on
         }
 
     def _load_trainer_state(self, state: dict) -> None:
