@@ -61,3 +61,35 @@ def test_ctrl_c_while_the_command_s_modules_import_is_one_line(monkeypatch, caps
     monkeypatch.setattr(cli_main, "build_parser", interrupted)
     assert cli_main.main(["pretrain", "--help"]) == INTERRUPTED
     assert capsys.readouterr().err == "xlsr: interrupted\n"
+
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_with_status_143_and_puts_the_handler_back(monkeypatch):
+    """(SIGTERM, a service manager's or SLURM's stop, ended `xlsr transcribe` without a word: its kept results unsaid)"""
+    import os
+    import signal
+    import time
+
+    from xlsr.cli import main as cli_main
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    said = []
+
+    def command(args):  # a long command that says what it kept when stopped, as transcribe does
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            said.append("kept")
+            return cli_main.INTERRUPTED
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli_main, "_run_command", command)
+    started = time.monotonic()
+    assert cli_main.main(["plot", "x"]) == 143
+    assert time.monotonic() - started < 4 and said == ["kept"]
+    assert signal.getsignal(signal.SIGTERM) is before
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun SIGTERM keeps its default (torchrun's teardown)
+    with cli_main._sigterm_as_ctrl_c():
+        assert signal.getsignal(signal.SIGTERM) is before

@@ -18,6 +18,7 @@ import importlib
 import io
 import os
 import re
+import signal
 import sys
 from typing import NoReturn
 
@@ -27,6 +28,7 @@ from xlsr.errors import SettingsError, TrainingInterrupted, XlsrError
 from xlsr.version import __version__
 
 BROKEN_PIPE = 141  # the shell's status for a process ended by SIGPIPE (128 + 13)
+TERMINATED = 143  # the shell's status for a process stopped by SIGTERM (128 + 15)
 
 # Subcommand modules under xlsr.cli, in the order `xlsr --help` lists them.
 COMMANDS = [
@@ -118,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     show_library_log()
+    with _sigterm_as_ctrl_c() as term:
+        status = _run_command(args)
+    return TERMINATED if term.received and status == INTERRUPTED else status
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The command's exit status; its errors as one line each (module docstring)."""
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:  # a run stopped by Ctrl-C/SIGTERM inside a longer command: as Ctrl-C
@@ -149,6 +158,36 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"xlsr: error: {looped.filename}: too many levels of symbolic links", file=sys.stderr)
         return 2
+
+
+class _Received:
+    received = False
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """Inside, SIGTERM (a service manager's or SLURM's stop, `kill`) stops the command as Ctrl-C does: what it kept is
+    said (a transcription's partial results, a check's progress) and the exit status is 143, where SIGTERM's default
+    ended it without a word. Training handles SIGTERM itself (it saves); under torchrun, which sends it to the ranks
+    it tears down, the default stays; so it does where signals cannot be set (not the main thread)."""
+    term = _Received()
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # torchrun's (or a job's of several processes)
+        yield term
+        return
+
+    def stop(signum, frame):
+        term.received = True
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        yield term
+        return
+    try:
+        yield term
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _home_expanded(arg: str) -> str:
