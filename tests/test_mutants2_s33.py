@@ -12,6 +12,7 @@ import pytest
 import torch
 from analysis.test_probe_memory import _meminfo
 from analysis.test_probe_memory import setup as probe_setup  # noqa: F401 (a fixture)
+from cli.test_config_resolution import trained  # noqa: F401 (a fixture)
 from test_memory_journey_s33 import _config, _with_uncut_recording, tones  # noqa: F401 (a fixture)
 from train._audio import TINY_MODEL, make_corpus
 from train._toy import ToyTask
@@ -171,27 +172,7 @@ def test_a_blank_config_name_is_an_empty_name(tmp_path, capsys):
     assert capsys.readouterr().err == "xlsr: error: --config: an empty name; give one, or leave --config out\n"
 
 
-@pytest.fixture
-def trained(monkeypatch):
-    """`trained(argv)`: the config `xlsr pretrain ARGV` would train with (as in cli/test_config_resolution.py)."""
-    import xlsr.train.pretrain
-
-    class Received(Exception):
-        pass
-
-    def receive(cfg):
-        raise Received(cfg)
-
-    monkeypatch.setattr(xlsr.train.pretrain, "pretrain", receive)
-
-    def run(argv):
-        with pytest.raises(Received) as exc:
-            main([str(a) for a in argv])
-        return exc.value.args[0]
-    return run
-
-
-def test_of_two_config_files_naming_recipes_the_later_one_s_recipe_is_applied(trained, tmp_path):
+def test_of_two_config_files_naming_recipes_the_later_one_s_recipe_is_applied(trained, tmp_path):  # noqa: F811
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text("recipe: tiny-demo\n")
     second.write_text("recipe: wav2vec2-base\n")
