@@ -171,7 +171,7 @@ def _sigterm_as_ctrl_c():
     ended it without a word. Training handles SIGTERM itself (it saves); under torchrun, which sends it to the ranks
     it tears down, the default stays; so it does where signals cannot be set (not the main thread)."""
     term = _Received()
-    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # torchrun's (or a job's of several processes)
+    if _several_processes():
         yield term
         return
 
@@ -204,7 +204,12 @@ def _a_later_process_on_node() -> bool:
     command line on the node's files, so what depends on those alone (SettingsError, argparse's refusals) the first
     says for all; an error a process meets later, after the ranks connect, train/elastic.py says once."""
     local_rank = os.environ.get("LOCAL_RANK", "0").strip()  # torchrun's; a process started by hand says its own
-    return local_rank not in ("", "0") and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
+    return local_rank not in ("", "0") and _several_processes()
+
+
+def _several_processes() -> bool:
+    """A job of several processes (torchrun's WORLD_SIZE, or one set so by hand)."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1")
 
 
 @contextlib.contextmanager
