@@ -231,10 +231,11 @@ _WORKER_CACHES: dict[str, dict[str, FeatureCache]] = {}  # in a worker process: 
 
 def _worker_start(threads: int) -> None:
     """A worker process's setup: its thread count, and a watch that ends it once the demo's process is gone."""
-    torch.set_num_threads(threads)
     # A demo killed outright (SIGKILL, the OOM killer) cannot shut its pool down, and a worker waiting for its next
-    # job would wait for ever, holding ~0.6-1 GB: it ends itself instead when its parent changes.
+    # job would wait for ever, holding ~0.6-1 GB: it ends itself instead when its parent changes. The watch starts
+    # first: nothing before it may block (a forked worker's torch call can wait on a lock taken before the fork).
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True, name="exit-with-demo").start()
+    torch.set_num_threads(threads)
 
 
 def _exit_with_parent(parent: int) -> None:
